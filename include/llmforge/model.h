@@ -1,0 +1,110 @@
+// Transformer models: configuration, presets, and the weights of a loaded model.
+//
+// Two families, as the article's Transformer is built in practice:
+//  - GPT-2: LayerNorm, learned positions, GELU MLP, biases everywhere, output tied to the token embedding.
+//  - LLaMA: RMSNorm, rotary position embedding, SwiGLU MLP, grouped-query attention, no biases, untied output.
+// Weights are named as in GGUF (token_embd.weight, blk.N.attn_q.weight, ...) whatever file they came from.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "llmforge/gguf.h"
+#include "llmforge/tensor.h"
+#include "llmforge/tokenizer.h"
+
+namespace llmforge {
+
+enum class Arch { Llama, GPT2 };
+const char* arch_name(Arch a);  // "llama", "gpt2" (the GGUF general.architecture names)
+
+// How RoPE pairs the dimensions of a head:
+//  Interleaved: (x0,x1), (x2,x3), ...            — Meta's original code, llama2.c and GGUF's "llama" layout
+//  Half:        (x0,x_{d/2}), (x1,x_{d/2+1}), ... — Hugging Face's rotate_half layout
+// Converting between them permutes the rows of Wq and Wk (see permute_rope_rows in model.cpp).
+enum class RopeStyle { Interleaved, Half };
+
+struct ModelConfig {
+    Arch arch = Arch::Llama;
+    std::string name;
+    int64_t n_vocab = 0;
+    int64_t n_ctx = 0;      // context length the model was trained for
+    int64_t n_embd = 0;     // d_model
+    int64_t n_ff = 0;       // hidden width of the MLP
+    int64_t n_layer = 0;
+    int64_t n_head = 0;
+    int64_t n_head_kv = 0;  // < n_head: grouped-query attention
+    float norm_eps = 1e-5f;
+    float rope_theta = 10000.0f;
+    int64_t rope_dim = 0;   // 0: the whole head
+    RopeStyle rope_style = RopeStyle::Interleaved;
+    bool tied_embeddings = false;
+
+    int64_t head_dim() const { return n_head ? n_embd / n_head : 0; }
+    int64_t kv_dim() const { return head_dim() * n_head_kv; }
+    int64_t n_rot() const { return rope_dim ? rope_dim : head_dim(); }
+    // Parameter count from the shapes (the output matrix is counted once when tied).
+    int64_t n_params() const;
+    // Throws a bad-input Error for inconsistent or absurd sizes.
+    void validate() const;
+};
+
+// Named real-size presets: gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-175b, tinyllama-1.1b, llama2-7b/13b/70b,
+// plus small ones for tests and demos.
+std::vector<std::string> preset_names();
+ModelConfig preset(const std::string& name);  // throws a bad-input Error naming the known presets
+
+// The weights and metadata of one model. Tensor data is memory-mapped from the file where possible,
+// otherwise owned by `storage`.
+class Model {
+public:
+    ModelConfig config;
+    std::vector<Tensor> tensors;
+    std::optional<Vocab> vocab;
+    gguf::Metadata meta;             // metadata carried from the source file (general.*), for info and conversion
+    std::string path, format;        // where it came from: "gguf", "llama2c", "safetensors", "random"
+    std::vector<std::shared_ptr<const void>> storage;  // keeps mappings and buffers alive
+
+    const Tensor* find(const std::string& name) const;
+    const Tensor& get(const std::string& name) const;  // throws "missing tensor" bad-input Error
+    void add(Tensor t) { tensors.push_back(std::move(t)); index_.clear(); }
+    // Checks every tensor the architecture needs is present with the right shape and a supported type.
+    void check() const;
+    // Memory-mapped bytes vs. bytes copied into memory.
+    size_t mapped_bytes = 0, owned_bytes = 0;
+
+    // Owned copy of a tensor's data (for conversions); returns the new Tensor pointing into storage.
+    Tensor own(const std::string& name, DType dtype, std::vector<int64_t> shape, std::vector<uint8_t>&& bytes);
+
+private:
+    mutable std::map<std::string, size_t> index_;
+};
+
+struct LoadOptions {
+    std::string tokenizer_path;  // llama2.c models: tokenizer.bin (default: tokenizer.bin next to the model)
+    bool require_tokenizer = false;
+};
+
+// Loads GGUF, llama2.c .bin or a Hugging Face safetensors model (a directory or .safetensors with config.json).
+Model load_model(const std::string& path, const LoadOptions& opts = {});
+
+enum class FileFormat { GGUF, Llama2c, Safetensors };
+FileFormat format_for_output(const std::string& path);  // by extension: .gguf, .bin, else safetensors
+// Writes the model; tensors are converted to `dtype` (f32/f16/bf16) unless dtype is Unknown (keep as is).
+void save_model(const Model& model, const std::string& path, DType dtype = DType::Unknown);
+
+// A model with random weights (normal(0, 0.02), norms at 1, biases at 0), reproducible from the seed.
+// The vocabulary is a byte-fallback SentencePiece vocabulary so the model can tokenize and generate.
+Model init_random(const ModelConfig& cfg, DType dtype, uint64_t seed);
+
+// The tensors a model of this configuration has: name → shape, in file order.
+std::vector<std::pair<std::string, std::vector<int64_t>>> expected_tensors(const ModelConfig& cfg);
+
+// GGUF metadata for the config (general.architecture, ARCH.context_length, ...), and back.
+void config_to_gguf(const ModelConfig& cfg, gguf::Metadata& meta);
+ModelConfig config_from_gguf(const gguf::Metadata& meta, const std::string& path);
+
+}  // namespace llmforge

@@ -1,0 +1,34 @@
+// Choosing the next token from the logits. The chain follows llama.cpp's default order:
+// repetition penalty → top-k → top-p → min-p → temperature → draw. Temperature ≤ 0 means greedy (argmax).
+#pragma once
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace llmforge {
+
+struct SamplerParams {
+    float temp = 0.8f;
+    int32_t top_k = 40;          // ≤ 0: off
+    float top_p = 0.95f;         // ≥ 1: off
+    float min_p = 0.05f;         // ≤ 0: off
+    float repeat_penalty = 1.0f; // 1: off. A seen token's logit is divided by it if positive, multiplied if negative.
+    int32_t repeat_last_n = 64;  // how many recent tokens the penalty looks at
+    uint64_t seed = 0;
+};
+
+class Sampler {
+public:
+    explicit Sampler(const SamplerParams& p);
+    // history: the tokens so far (prompt and generated), for the repetition penalty.
+    int32_t sample(const float* logits, int64_t n_vocab, const std::vector<int32_t>& history);
+    const SamplerParams& params() const { return p_; }
+
+private:
+    SamplerParams p_;
+    std::mt19937_64 rng_;
+    struct Cand { int32_t id; float logit; float p; };
+    std::vector<Cand> cands_;
+};
+
+}  // namespace llmforge

@@ -1,0 +1,56 @@
+// Tokenizers. This file holds the SentencePiece-style vocabulary that GGUF stores for LLaMA models
+// (tokenizer.ggml.model = "llama": pieces with scores, "▁" for space, byte fallback <0xNN>) and
+// llama2.c's tokenizer.bin. Encoding follows SentencePiece's BPE: repeatedly merge the adjacent pair
+// whose merged piece has the highest score; pieces the vocabulary lacks fall back to byte tokens.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace llmforge {
+
+namespace gguf { struct Metadata; }
+
+// Token kinds, numbered as GGUF's tokenizer.ggml.token_type.
+enum class TokenType : int32_t { Undefined = 0, Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
+
+class Vocab {
+public:
+    std::string model = "llama";         // tokenizer.ggml.model
+    std::vector<std::string> pieces;      // piece text, "▁" standing for a space
+    std::vector<float> scores;
+    std::vector<TokenType> types;
+    int32_t bos = 1, eos = 2, unk = 0;
+    bool add_bos = true, add_eos = false, add_space_prefix = true;
+
+    int32_t size() const { return static_cast<int32_t>(pieces.size()); }
+    // Builds the lookup tables; call after filling the fields. Throws a bad-input Error if inconsistent.
+    void finalize();
+
+    // Text → ids. add_special: prepend BOS (and append EOS) as the vocabulary asks.
+    // parse_special: also recognise control tokens written in the text (user-defined ones always are).
+    std::vector<int32_t> encode(const std::string& text, bool add_special, bool parse_special = false) const;
+    // One token → its bytes (control tokens give "" unless `special`).
+    std::string token_to_piece(int32_t id, bool special = false) const;
+    std::string decode(const std::vector<int32_t>& ids, bool special = false) const;
+    int32_t find(const std::string& piece) const;  // -1 if absent
+    bool is_eog(int32_t id) const { return id == eos; }
+
+    // GGUF metadata ↔ vocabulary.
+    static Vocab from_gguf(const gguf::Metadata& meta, const std::string& path);
+    void to_gguf(gguf::Metadata& meta) const;
+    // llama2.c tokenizer.bin: i32 max_token_length, then per token: f32 score, i32 length, bytes.
+    static Vocab from_llama2c(const std::string& path, int32_t expected_size);
+    void write_llama2c(const std::string& path) const;
+
+private:
+    void encode_spm(const std::string& text, std::vector<int32_t>& out) const;
+    void resegment(const std::string& text, std::vector<int32_t>& out) const;
+    std::unordered_map<std::string, int32_t> index_;
+    int32_t byte_ids_[256];
+    std::vector<int32_t> user_tokens_;  // tokens matched in raw text before SentencePiece (longest first)
+    std::vector<int32_t> control_tokens_;
+};
+
+}  // namespace llmforge

@@ -1,0 +1,60 @@
+// The Transformer forward pass with a key/value cache, for one sequence.
+//
+// Each block computes (pre-norm):   x = x + Attention(Norm(x));   x = x + MLP(Norm(x))
+// where Attention(h) = concat_heads( softmax(Q Kᵀ / √d_k + causal mask) V ) · W_o,  Q = h W_q, K = h W_k, V = h W_v.
+// Keys and values of past positions stay in the cache, so each new token costs one pass over the weights.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "llmforge/model.h"
+#include "llmforge/threadpool.h"
+
+namespace llmforge {
+
+class Transformer {
+public:
+    // n_ctx: cache length (0: the model's context length). n_batch: the most tokens processed in one pass.
+    Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx = 0, int64_t n_batch = 512);
+
+    // Runs tokens at positions [n_past(), n_past() + n) and appends them to the cache.
+    // Returns the logits: of the last token ([n_vocab]), or of every token ([n, n_vocab]) when all_logits.
+    // Prompts longer than n_batch are processed in several passes. Throws a bad-input Error if the cache would overflow
+    // or a token id is out of range.
+    const std::vector<float>& eval(const int32_t* tokens, int64_t n, bool all_logits = false);
+    const std::vector<float>& eval(const std::vector<int32_t>& tokens, bool all_logits = false) {
+        return eval(tokens.data(), static_cast<int64_t>(tokens.size()), all_logits);
+    }
+
+    int64_t n_past() const { return n_past_; }
+    int64_t n_ctx() const { return n_ctx_; }
+    void reset() { n_past_ = 0; }
+    // Forget cached positions from n on (n ≤ n_past).
+    void truncate(int64_t n) { if (n < n_past_) n_past_ = n < 0 ? 0 : n; }
+    const Model& model() const { return model_; }
+
+private:
+    struct Layer {
+        const Tensor *attn_norm, *attn_norm_b, *wq, *wk, *wv, *wqkv, *bqkv, *wo, *bo;
+        const Tensor *ffn_norm, *ffn_norm_b, *w_gate, *w_up, *b_up, *w_down, *b_down;
+    };
+    void forward(const int32_t* tokens, int64_t n, int64_t logits_from, float* logits_out);
+    void norm(const float* x, float* out, int64_t n, const Tensor* w, const Tensor* b);
+    void linear(const float* in, float* out, int64_t n, const Tensor* w, const Tensor* b);
+    void rope(float* x, int64_t n, int64_t n_heads, int64_t pos0);
+    void attention(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0);
+
+    const Model& model_;
+    const ModelConfig& cfg_;
+    ThreadPool& pool_;
+    int64_t n_ctx_, n_batch_, n_past_ = 0;
+    std::vector<Layer> layers_;
+    const Tensor *tok_embd_, *pos_embd_, *out_norm_, *out_norm_b_, *output_;
+    std::vector<float> k_cache_, v_cache_;  // [n_layer][n_ctx][kv_dim]
+    // scratch, sized for n_batch tokens
+    std::vector<float> x_, h_, q_, k_, v_, qkv_, att_, ff_a_, ff_b_, scores_, logits_;
+    std::vector<float> norm_w_;
+    std::vector<float> rope_cos_, rope_sin_;
+};
+
+}  // namespace llmforge

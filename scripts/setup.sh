@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs every Debian package llmforge needs to build, test and benchmark. Run as root (or with sudo).
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update
+$SUDO apt-get install -y --no-install-recommends \
+  g++ cmake make pkg-config git ca-certificates \
+  libopenblas-dev libopenblas0-openmp \
+  nlohmann-json3-dev libcli11-dev \
+  libgtest-dev libgmock-dev \
+  python3 python3-numpy python3-torch

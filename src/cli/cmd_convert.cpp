@@ -1,0 +1,36 @@
+// llmforge convert IN OUT: between GGUF, llama2.c .bin and safetensors (+ config.json).
+#include <cstdio>
+
+#include "cli/common.h"
+#include "llmforge/error.h"
+
+namespace llmforge::cli {
+
+void add_convert(CLI::App& app) {
+    auto* cmd = app.add_subcommand("convert", "Convert a model between GGUF, llama2.c .bin and safetensors");
+    auto in = std::make_shared<std::string>();
+    auto out = std::make_shared<std::string>();
+    auto dtype = std::make_shared<std::string>();
+    auto tokenizer = std::make_shared<std::string>();
+    cmd->add_option("input", *in, "source model")->required();
+    cmd->add_option("output", *out, "destination: *.gguf, *.bin (llama2.c), or a directory / *.safetensors")->required();
+    cmd->add_option("--dtype", *dtype, "convert matrices to f32, f16 or bf16 (default: keep)");
+    cmd->add_option("--tokenizer", *tokenizer, "llama2.c tokenizer.bin for a .bin input");
+    cmd->callback([=] {
+        DType t = DType::Unknown;
+        if (!dtype->empty()) {
+            t = dtype_from_name(*dtype);
+            if (t == DType::Unknown) throw_bad_input("convert: --dtype must be f32, f16 or bf16, not '%s'", dtype->c_str());
+        }
+        Model m = load_for_cli(*in, *tokenizer, false);
+        if (format_for_output(*out) == FileFormat::Llama2c && t != DType::Unknown && t != DType::F32)
+            throw_bad_input("convert: llama2.c files hold f32 weights only");
+        save_model(m, *out, t);
+        std::fprintf(stderr, "llmforge: wrote %s%s\n", out->c_str(),
+                     format_for_output(*out) == FileFormat::Llama2c && m.vocab ? " (and tokenizer.bin beside it)" : "");
+        if (!m.vocab && format_for_output(*out) == FileFormat::GGUF)
+            std::fprintf(stderr, "llmforge: note: the source has no tokenizer, so neither has %s\n", out->c_str());
+    });
+}
+
+}  // namespace llmforge::cli

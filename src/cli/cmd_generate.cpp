@@ -1,0 +1,80 @@
+// llmforge generate -m MODEL -p PROMPT: stream a continuation to stdout (no prompt echo), timings to stderr.
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "cli/common.h"
+#include "llmforge/error.h"
+#include "llmforge/generate.h"
+#include "llmforge/kernels.h"
+#include "llmforge/mmap_file.h"
+#include "llmforge/threadpool.h"
+
+namespace llmforge::cli {
+
+void add_generate(CLI::App& app) {
+    auto* cmd = app.add_subcommand("generate", "Generate text from a prompt");
+    struct Opts {
+        std::string model, prompt, file, tokenizer;
+        int32_t n = 128;
+        int64_t ctx = 0, batch = 512;
+        int threads = ThreadPool::default_threads();
+        SamplerParams s;
+        int64_t seed = -1;
+        bool json = false, no_bos = false;
+    };
+    auto o = std::make_shared<Opts>();
+    cmd->add_option("-m,--model", o->model, "model file")->required();
+    cmd->add_option("-p,--prompt", o->prompt, "prompt text");
+    cmd->add_option("-f,--file", o->file, "read the prompt from a file");
+    cmd->add_option("-n,--n-predict", o->n, "tokens to generate (-1: until end of sequence or full context)");
+    cmd->add_option("--temp", o->s.temp, "temperature (0: greedy)");
+    cmd->add_option("--top-k", o->s.top_k, "keep the k most likely tokens (0: off)");
+    cmd->add_option("--top-p", o->s.top_p, "nucleus sampling mass (1: off)");
+    cmd->add_option("--min-p", o->s.min_p, "drop tokens below min-p × the top probability (0: off)");
+    cmd->add_option("--repeat-penalty", o->s.repeat_penalty, "penalty for repeated tokens (1: off)");
+    cmd->add_option("--repeat-last-n", o->s.repeat_last_n, "how many recent tokens the penalty considers (-1: all)");
+    cmd->add_option("-s,--seed", o->seed, "random seed (-1: random)");
+    cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)");
+    cmd->add_option("-b,--batch-size", o->batch, "tokens per forward pass while reading the prompt");
+    cmd->add_option("-t,--threads", o->threads, "threads");
+    cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
+    cmd->add_flag("--no-bos", o->no_bos, "do not add the beginning-of-sequence token");
+    cmd->add_flag("--json", o->json, "print one JSON object with the text, token ids and timings instead of streaming");
+    cmd->callback([o] {
+        if (o->prompt.empty() == o->file.empty()) throw_bad_input("generate: give the prompt with -p TEXT or -f FILE");
+        const std::string prompt = o->file.empty() ? o->prompt : read_text_file(o->file);
+        if (o->threads < 1) throw_bad_input("generate: --threads must be at least 1");
+        Model m = load_for_cli(o->model, o->tokenizer, true);
+        ThreadPool pool(o->threads);
+        kernels::set_blas_threads(o->threads);
+        Transformer tf(m, pool, o->ctx, o->batch);
+        GenerateParams gp;
+        gp.n_predict = o->n;
+        gp.sampling = o->s;
+        gp.sampling.seed = o->seed < 0 ? std::random_device{}() : static_cast<uint64_t>(o->seed);
+        gp.add_special = !o->no_bos;
+        std::function<bool(const std::string&)> sink;
+        if (!o->json) sink = [](const std::string& piece) {
+            std::fwrite(piece.data(), 1, piece.size(), stdout);
+            std::fflush(stdout);
+            return true;
+        };
+        GenerateResult r = generate(tf, *m.vocab, prompt, gp, sink);
+        const double pp = r.prompt_ms > 0 ? 1000.0 * static_cast<double>(r.prompt_tokens.size()) / r.prompt_ms : 0;
+        const size_t decoded = r.tokens.empty() ? 0 : r.tokens.size() - 1;  // the first token comes from the prompt pass
+        const double tg = r.gen_ms > 0 ? 1000.0 * static_cast<double>(decoded) / r.gen_ms : 0;
+        if (o->json) {
+            nlohmann::json j = {{"text", r.text}, {"tokens", r.tokens}, {"prompt_tokens", r.prompt_tokens}, {"stop_reason", r.stop_reason},
+                                {"timings", {{"prompt_ms", r.prompt_ms}, {"prompt_tokens_per_s", pp}, {"gen_ms", r.gen_ms}, {"gen_tokens_per_s", tg}}}};
+            std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+        } else {
+            std::printf("\n");
+        }
+        std::fprintf(stderr, "llmforge: prompt %zu tokens in %.1f ms (%.2f tok/s); generated %zu tokens, %.2f tok/s; stop: %s; %d threads, %s kernels\n",
+                     r.prompt_tokens.size(), r.prompt_ms, pp, r.tokens.size(), tg, r.stop_reason.c_str(), o->threads, kernels::isa_name());
+    });
+}
+
+}  // namespace llmforge::cli

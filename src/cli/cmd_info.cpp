@@ -1,0 +1,152 @@
+// llmforge info MODEL | --preset NAME: architecture, sizes, memory, tensors, metadata.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli/common.h"
+#include "llmforge/error.h"
+
+namespace llmforge::cli {
+
+namespace {
+
+struct Memory {
+    double weights_f32, weights_f16, weights_bf16, kv_f32, kv_f16, train_state, train_activations;
+};
+
+// Memory to run: weights at each dtype plus the KV cache for one sequence at full context.
+// Memory to train with AdamW in fp32: weights + gradients + Adam's m and v = 16 bytes per parameter, plus the
+// activations of one sequence at full context, estimated as s·b·h·(34 + 5·a·s/h) bytes per layer for 16-bit
+// activations (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models", eq. 1), ×2 for fp32.
+Memory memory_of(const ModelConfig& c) {
+    Memory m{};
+    const double p = static_cast<double>(c.n_params());
+    m.weights_f32 = p * 4;
+    m.weights_f16 = p * 2;
+    m.weights_bf16 = p * 2;
+    const double kv_elems = 2.0 * static_cast<double>(c.n_layer) * static_cast<double>(c.n_ctx) * static_cast<double>(c.kv_dim());
+    m.kv_f32 = kv_elems * 4;
+    m.kv_f16 = kv_elems * 2;
+    m.train_state = p * 16;
+    const double s = static_cast<double>(c.n_ctx), h = static_cast<double>(c.n_embd), a = static_cast<double>(c.n_head);
+    m.train_activations = 2.0 * static_cast<double>(c.n_layer) * s * h * (34.0 + 5.0 * a * s / h);
+    return m;
+}
+
+nlohmann::json config_json(const ModelConfig& c) {
+    return {{"architecture", arch_name(c.arch)}, {"name", c.name}, {"n_vocab", c.n_vocab}, {"n_ctx", c.n_ctx},
+            {"n_embd", c.n_embd}, {"n_ff", c.n_ff}, {"n_layer", c.n_layer}, {"n_head", c.n_head}, {"n_head_kv", c.n_head_kv},
+            {"head_dim", c.head_dim()}, {"norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta},
+            {"rope_style", c.rope_style == RopeStyle::Half ? "half" : "interleaved"},
+            {"tied_embeddings", c.tied_embeddings}, {"n_params", c.n_params()}};
+}
+
+void print_config(const ModelConfig& c) {
+    std::printf("architecture   %s%s\n", arch_name(c.arch), c.n_head_kv < c.n_head ? " (grouped-query attention)" : "");
+    std::printf("parameters     %lld (%s)\n", static_cast<long long>(c.n_params()), human_count(static_cast<double>(c.n_params())).c_str());
+    std::printf("layers         %lld\n", static_cast<long long>(c.n_layer));
+    std::printf("d_model        %lld\n", static_cast<long long>(c.n_embd));
+    std::printf("d_ff           %lld\n", static_cast<long long>(c.n_ff));
+    std::printf("heads          %lld (kv %lld, head dim %lld)\n", static_cast<long long>(c.n_head), static_cast<long long>(c.n_head_kv),
+                static_cast<long long>(c.head_dim()));
+    std::printf("vocabulary     %lld\n", static_cast<long long>(c.n_vocab));
+    std::printf("context        %lld\n", static_cast<long long>(c.n_ctx));
+    if (c.arch == Arch::Llama)
+        std::printf("rope           theta %g, %s pairs\n", static_cast<double>(c.rope_theta), c.rope_style == RopeStyle::Half ? "half-split" : "interleaved");
+    std::printf("norm eps       %g\n", static_cast<double>(c.norm_eps));
+    std::printf("embeddings     %s\n", c.tied_embeddings ? "tied (output = token embedding)" : "untied");
+}
+
+void print_memory(const Memory& m, const ModelConfig& c) {
+    std::printf("\nmemory to run (weights + KV cache for one sequence of %lld tokens)\n", static_cast<long long>(c.n_ctx));
+    std::printf("  f32   weights %-12s + KV f32 %-12s = %s\n", human_bytes(m.weights_f32).c_str(), human_bytes(m.kv_f32).c_str(),
+                human_bytes(m.weights_f32 + m.kv_f32).c_str());
+    std::printf("  f16   weights %-12s + KV f16 %-12s = %s\n", human_bytes(m.weights_f16).c_str(), human_bytes(m.kv_f16).c_str(),
+                human_bytes(m.weights_f16 + m.kv_f16).c_str());
+    std::printf("  bf16  weights %-12s + KV f16 %-12s = %s\n", human_bytes(m.weights_bf16).c_str(), human_bytes(m.kv_f16).c_str(),
+                human_bytes(m.weights_bf16 + m.kv_f16).c_str());
+    std::printf("memory to train with AdamW (fp32 weights, gradients, m, v: 16 bytes/parameter)\n");
+    std::printf("  state %s + activations of one %lld-token sequence ≈ %s (fp32, no recomputation) = %s\n",
+                human_bytes(m.train_state).c_str(), static_cast<long long>(c.n_ctx), human_bytes(m.train_activations).c_str(),
+                human_bytes(m.train_state + m.train_activations).c_str());
+}
+
+nlohmann::json memory_json(const Memory& m) {
+    return {{"run", {{"weights_f32", m.weights_f32}, {"weights_f16", m.weights_f16}, {"weights_bf16", m.weights_bf16},
+                     {"kv_cache_f32", m.kv_f32}, {"kv_cache_f16", m.kv_f16}}},
+            {"train_adamw", {{"state", m.train_state}, {"activations", m.train_activations}, {"total", m.train_state + m.train_activations}}}};
+}
+
+}  // namespace
+
+void add_info(CLI::App& app) {
+    auto* cmd = app.add_subcommand("info", "Show a model's architecture, sizes, memory needs, tensors and metadata");
+    auto model = std::make_shared<std::string>();
+    auto preset_name = std::make_shared<std::string>();
+    auto tokenizer = std::make_shared<std::string>();
+    auto json_out = std::make_shared<bool>(false);
+    auto all = std::make_shared<bool>(false);
+    cmd->add_option("model", *model, "GGUF, llama2.c .bin, or safetensors directory");
+    cmd->add_option("--preset", *preset_name, "a named configuration instead of a file (" + [] {
+        std::string s;
+        for (const auto& n : preset_names()) s += (s.empty() ? "" : ", ") + n;
+        return s;
+    }() + ")");
+    cmd->add_option("--tokenizer", *tokenizer, "llama2.c tokenizer.bin");
+    cmd->add_flag("--json", *json_out, "print one JSON object");
+    cmd->add_flag("--all", *all, "list every tensor and metadata value");
+    cmd->callback([=] {
+        if (model->empty() == preset_name->empty()) throw_bad_input("info: give either a MODEL file or --preset NAME");
+        if (!preset_name->empty()) {
+            const ModelConfig c = preset(*preset_name);
+            const Memory m = memory_of(c);
+            if (*json_out) {
+                nlohmann::json j = config_json(c);
+                j["memory"] = memory_json(m);
+                std::printf("%s\n", j.dump(2).c_str());
+            } else {
+                std::printf("preset         %s\n", c.name.c_str());
+                print_config(c);
+                print_memory(m, c);
+            }
+            return;
+        }
+        LoadOptions o;
+        o.tokenizer_path = *tokenizer;
+        const Model md = load_model(*model, o);
+        const ModelConfig& c = md.config;
+        if (*json_out) {
+            nlohmann::json j = config_json(c);
+            j["format"] = md.format;
+            j["memory"] = memory_json(memory_of(c));
+            j["mapped_bytes"] = md.mapped_bytes;
+            j["owned_bytes"] = md.owned_bytes;
+            j["tokenizer"] = md.vocab ? nlohmann::json{{"model", md.vocab->model}, {"n_tokens", md.vocab->size()}, {"bos", md.vocab->bos}, {"eos", md.vocab->eos}} : nlohmann::json(nullptr);
+            nlohmann::json ts = nlohmann::json::array();
+            for (const auto& t : md.tensors) ts.push_back({{"name", t.name}, {"type", dtype_name(t.dtype)}, {"shape", t.shape}});
+            j["tensors"] = ts;
+            nlohmann::json meta = nlohmann::json::object();
+            for (const auto& [k, v] : md.meta.kv) meta[k] = v.to_string();
+            j["metadata"] = meta;
+            std::printf("%s\n", j.dump(2).c_str());
+            return;
+        }
+        std::printf("file           %s (%s)\n", md.path.c_str(), md.format.c_str());
+        print_config(c);
+        std::printf("tokenizer      %s\n", md.vocab ? strprintf("%s, %d tokens (bos %d, eos %d)", md.vocab->model.c_str(), md.vocab->size(), md.vocab->bos, md.vocab->eos).c_str() : "none");
+        std::printf("weights        %s memory-mapped, %s copied\n", human_bytes(static_cast<double>(md.mapped_bytes)).c_str(), human_bytes(static_cast<double>(md.owned_bytes)).c_str());
+        print_memory(memory_of(c), c);
+        std::printf("\ntensors (%zu)\n", md.tensors.size());
+        size_t shown = 0;
+        for (const auto& t : md.tensors) {
+            if (!*all && shown >= 12) { std::printf("  ... (%zu more; --all lists them)\n", md.tensors.size() - shown); break; }
+            std::printf("  %-32s %-5s %s\n", t.name.c_str(), dtype_name(t.dtype), t.shape_str().c_str());
+            ++shown;
+        }
+        if (!md.meta.kv.empty()) {
+            std::printf("\nmetadata\n");
+            for (const auto& [k, v] : md.meta.kv) std::printf("  %-32s %s\n", k.c_str(), v.to_string(*all ? 1000000 : 8).c_str());
+        }
+    });
+}
+
+}  // namespace llmforge::cli

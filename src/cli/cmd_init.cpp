@@ -1,0 +1,34 @@
+// llmforge init --preset NAME -o model.gguf: a model with seeded random weights.
+#include <cstdio>
+
+#include "cli/common.h"
+#include "llmforge/error.h"
+
+namespace llmforge::cli {
+
+void add_init(CLI::App& app) {
+    auto* cmd = app.add_subcommand("init", "Write a model with random weights (seeded) for tests and benchmarks");
+    auto preset_name = std::make_shared<std::string>();
+    auto out = std::make_shared<std::string>();
+    auto dtype = std::make_shared<std::string>("f32");
+    auto seed = std::make_shared<uint64_t>(42);
+    auto ctx = std::make_shared<int64_t>(0);
+    cmd->add_option("--preset", *preset_name, "configuration name (see `llmforge info --preset`)")->required();
+    cmd->add_option("-o,--output", *out, "output file: .gguf, .bin (llama2.c) or a safetensors directory")->required();
+    cmd->add_option("--dtype", *dtype, "weight type: f32, f16 or bf16");
+    cmd->add_option("--seed", *seed, "random seed");
+    cmd->add_option("--ctx", *ctx, "override the context length");
+    cmd->callback([=] {
+        ModelConfig c = preset(*preset_name);
+        if (*ctx > 0) c.n_ctx = *ctx;
+        const DType t = dtype_from_name(*dtype);
+        if (t == DType::Unknown) throw_bad_input("init: --dtype must be f32, f16 or bf16, not '%s'", dtype->c_str());
+        std::fprintf(stderr, "llmforge: initialising %s (%s parameters, %s) with seed %llu\n", c.name.c_str(),
+                     human_count(static_cast<double>(c.n_params())).c_str(), dtype_name(t), static_cast<unsigned long long>(*seed));
+        Model m = init_random(c, t, *seed);
+        save_model(m, *out, t);
+        std::fprintf(stderr, "llmforge: wrote %s\n", out->c_str());
+    });
+}
+
+}  // namespace llmforge::cli

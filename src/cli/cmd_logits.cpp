@@ -1,0 +1,65 @@
+// llmforge logits -m MODEL (-p PROMPT | --tokens 1,2,3): the logits at every position, for checking against references.
+#include <cstdio>
+#include <sstream>
+
+#include "cli/common.h"
+#include "llmforge/error.h"
+#include "llmforge/kernels.h"
+#include "llmforge/threadpool.h"
+#include "llmforge/transformer.h"
+
+namespace llmforge::cli {
+
+void add_logits(CLI::App& app) {
+    auto* cmd = app.add_subcommand("logits", "Print the logits at every position of a prompt (one line per position)");
+    struct Opts { std::string model, prompt, tokens, tokenizer; bool incremental = false, no_bos = false; int threads = ThreadPool::default_threads(); int64_t ctx = 0, batch = 512; };
+    auto o = std::make_shared<Opts>();
+    cmd->add_option("-m,--model", o->model, "model file")->required();
+    cmd->add_option("-p,--prompt", o->prompt, "prompt text (tokenised with the model's vocabulary)");
+    cmd->add_option("--tokens", o->tokens, "comma-separated token ids instead of a prompt");
+    cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
+    cmd->add_flag("--incremental", o->incremental, "feed one token at a time through the KV cache instead of one batched pass");
+    cmd->add_flag("--no-bos", o->no_bos, "do not add the beginning-of-sequence token to a prompt");
+    cmd->add_option("-t,--threads", o->threads, "threads");
+    cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)");
+    cmd->add_option("-b,--batch-size", o->batch, "tokens per forward pass");
+    cmd->callback([o] {
+        if (o->prompt.empty() == o->tokens.empty()) throw_bad_input("logits: give -p PROMPT or --tokens IDS");
+        Model m = load_for_cli(o->model, o->tokenizer, !o->prompt.empty());
+        std::vector<int32_t> ids;
+        if (!o->prompt.empty()) {
+            ids = m.vocab->encode(o->prompt, !o->no_bos, true);
+        } else {
+            std::stringstream ss(o->tokens);
+            std::string item;
+            while (std::getline(ss, item, ',')) {
+                try {
+                    ids.push_back(static_cast<int32_t>(std::stol(item)));
+                } catch (const std::exception&) {
+                    throw_bad_input("logits: '%s' is not a token id", item.c_str());
+                }
+            }
+        }
+        if (ids.empty()) throw_bad_input("logits: no tokens");
+        ThreadPool pool(o->threads);
+        kernels::set_blas_threads(o->threads);
+        Transformer tf(m, pool, o->ctx, o->batch);
+        const int64_t V = m.config.n_vocab;
+        std::vector<float> all;
+        if (o->incremental) {
+            for (int32_t id : ids) {
+                const auto& l = tf.eval(&id, 1);
+                all.insert(all.end(), l.begin(), l.end());
+            }
+        } else {
+            all = tf.eval(ids, true);
+        }
+        for (size_t i = 0; i < ids.size(); ++i) {
+            std::printf("%d", ids[i]);
+            for (int64_t v = 0; v < V; ++v) std::printf(" %.7g", static_cast<double>(all[i * V + v]));
+            std::printf("\n");
+        }
+    });
+}
+
+}  // namespace llmforge::cli

@@ -1,0 +1,22 @@
+// Shared pieces of the subcommands: registration, thread count, model loading with a friendly log line.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "llmforge/model.h"
+
+namespace llmforge::cli {
+
+void add_info(CLI::App& app);
+void add_init(CLI::App& app);
+void add_convert(CLI::App& app);
+void add_generate(CLI::App& app);
+void add_tokenize(CLI::App& app);
+void add_logits(CLI::App& app);
+
+// Loads a model and logs what was loaded to stderr.
+Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer);
+std::string human_bytes(double b);
+std::string human_count(double n);
+
+}  // namespace llmforge::cli

@@ -1,0 +1,78 @@
+// llmforge: one binary, one subcommand per pipeline stage (DESIGN.md §3).
+#include <cstdio>
+#include <exception>
+#include <new>
+
+#include "cli/common.h"
+#include "llmforge/error.h"
+#include "llmforge/mmap_file.h"
+
+namespace llmforge::cli {
+
+std::string human_bytes(double b) {
+    const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (b >= 1024 && i < 4) { b /= 1024; ++i; }
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), i ? "%.2f %s" : "%.0f %s", b, u[i]);
+    return buf;
+}
+
+std::string human_count(double n) {
+    char buf[32];
+    if (n >= 1e9) std::snprintf(buf, sizeof(buf), "%.2fB", n / 1e9);
+    else if (n >= 1e6) std::snprintf(buf, sizeof(buf), "%.2fM", n / 1e6);
+    else if (n >= 1e3) std::snprintf(buf, sizeof(buf), "%.2fK", n / 1e3);
+    else std::snprintf(buf, sizeof(buf), "%.0f", n);
+    return buf;
+}
+
+Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer) {
+    LoadOptions o;
+    o.tokenizer_path = tokenizer;
+    o.require_tokenizer = need_tokenizer;
+    if (!tokenizer.empty() && !file_exists(tokenizer)) throw_bad_input("tokenizer file '%s' does not exist", tokenizer.c_str());
+    Model m = load_model(path, o);
+    std::fprintf(stderr, "llmforge: loaded %s (%s, %s parameters, %s mapped, %s in memory)\n", path.c_str(), arch_name(m.config.arch),
+                 human_count(static_cast<double>(m.config.n_params())).c_str(), human_bytes(static_cast<double>(m.mapped_bytes)).c_str(),
+                 human_bytes(static_cast<double>(m.owned_bytes)).c_str());
+    return m;
+}
+
+}  // namespace llmforge::cli
+
+int main(int argc, char** argv) {
+    CLI::App app{"llmforge — a complete large-language-model system: train, align, evaluate, compress and serve Transformers"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "llmforge 0.1.0");
+    using namespace llmforge::cli;
+    add_info(app);
+    add_init(app);
+    add_convert(app);
+    add_generate(app);
+    add_tokenize(app);
+    add_logits(app);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::Success& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        app.exit(e);
+        return 2;
+    } catch (const llmforge::Error& e) {
+        std::fflush(stdout);
+        std::fprintf(stderr, "llmforge: error: %s\n", e.what());
+        return e.exit_code();
+    } catch (const std::bad_alloc&) {
+        std::fprintf(stderr, "llmforge: error: out of memory\n");
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "llmforge: error: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

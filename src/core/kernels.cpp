@@ -1,0 +1,186 @@
+#include "llmforge/kernels.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/kernels_impl.h"
+#include "llmforge/error.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace llmforge::kernels {
+
+// ---------------------------------------------------------------- portable fallback
+namespace {
+template <class T, float (*AT)(const T*, int64_t)>
+float dot_scalar(const T* w, const float* x, int64_t n) {
+    float s = 0.f;
+    for (int64_t i = 0; i < n; ++i) s += AT(w, i) * x[i];
+    return s;
+}
+float at_f32(const float* p, int64_t i) { return p[i]; }
+float at_f16(const uint16_t* p, int64_t i) { return f16_to_f32(p[i]); }
+float at_bf16(const uint16_t* p, int64_t i) { return bf16_to_f32(p[i]); }
+template <class T, float (*AT)(const T*, int64_t)>
+void dot4_scalar(const T* w, int64_t ld, const float* x, int64_t n, float* out) {
+    for (int r = 0; r < 4; ++r) out[r] = dot_scalar<T, AT>(w + r * ld, x, n);
+}
+void cvt_f16_scalar(const uint16_t* s, float* d, int64_t n) { for (int64_t i = 0; i < n; ++i) d[i] = f16_to_f32(s[i]); }
+void cvt_bf16_scalar(const uint16_t* s, float* d, int64_t n) { for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]); }
+}  // namespace
+
+const KernelTable* table_scalar() {
+    static const KernelTable t = {
+        "scalar",
+        dot_scalar<float, at_f32>, dot_scalar<uint16_t, at_f16>, dot_scalar<uint16_t, at_bf16>,
+        dot4_scalar<float, at_f32>, dot4_scalar<uint16_t, at_f16>, dot4_scalar<uint16_t, at_bf16>,
+        cvt_f16_scalar, cvt_bf16_scalar,
+    };
+    return &t;
+}
+
+namespace {
+const KernelTable* detect() {
+#if defined(LLMFORGE_X86)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+        return table_avx512();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return table_avx2();
+#endif
+    return table_scalar();
+}
+const KernelTable* g_active = nullptr;
+}  // namespace
+
+const KernelTable& active() {
+    if (!g_active) g_active = detect();
+    return *g_active;
+}
+
+const char* isa_name() { return active().name; }
+
+bool set_isa(const char* name) {
+    std::string n = name;
+    if (n == "scalar") { g_active = table_scalar(); return true; }
+#if defined(LLMFORGE_X86)
+    __builtin_cpu_init();
+    if (n == "avx2" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) { g_active = table_avx2(); return true; }
+    if (n == "avx512" && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) { g_active = table_avx512(); return true; }
+#endif
+    return false;
+}
+
+void set_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+
+float dot(DType wt, const void* w, const float* x, int64_t n) {
+    const KernelTable& k = active();
+    switch (wt) {
+        case DType::F32: return k.dot_f32(static_cast<const float*>(w), x, n);
+        case DType::F16: return k.dot_f16(static_cast<const uint16_t*>(w), x, n);
+        case DType::BF16: return k.dot_bf16(static_cast<const uint16_t*>(w), x, n);
+        default: throw_runtime("dot: weight type %s is not supported by the CPU kernels", dtype_name(wt));
+    }
+}
+
+// Rows [r0, r1) of y = W x.
+static void matvec_rows(DType wt, const void* W, const float* x, float* y, int64_t r0, int64_t r1, int64_t cols) {
+    const KernelTable& k = active();
+    int64_t r = r0;
+    switch (wt) {
+        case DType::F32: {
+            const float* w = static_cast<const float*>(W);
+            for (; r + 4 <= r1; r += 4) k.dot4_f32(w + r * cols, cols, x, cols, y + r);
+            for (; r < r1; ++r) y[r] = k.dot_f32(w + r * cols, x, cols);
+            break;
+        }
+        case DType::F16: {
+            const uint16_t* w = static_cast<const uint16_t*>(W);
+            for (; r + 4 <= r1; r += 4) k.dot4_f16(w + r * cols, cols, x, cols, y + r);
+            for (; r < r1; ++r) y[r] = k.dot_f16(w + r * cols, x, cols);
+            break;
+        }
+        case DType::BF16: {
+            const uint16_t* w = static_cast<const uint16_t*>(W);
+            for (; r + 4 <= r1; r += 4) k.dot4_bf16(w + r * cols, cols, x, cols, y + r);
+            for (; r < r1; ++r) y[r] = k.dot_bf16(w + r * cols, x, cols);
+            break;
+        }
+        default: throw_runtime("matvec: weight type %s is not supported by the CPU kernels", dtype_name(wt));
+    }
+}
+
+void matvec(DType wt, const void* W, const float* x, float* y, int64_t rows, int64_t cols, ThreadPool& pool) {
+    if (!dtype_supported(wt)) throw_runtime("matvec: weight type %s is not supported by the CPU kernels", dtype_name(wt));
+    // Split rows into blocks of 4 per thread, so each thread streams a contiguous slab of the weight matrix.
+    const int64_t blocks = (rows + 3) / 4;
+    pool.parallel_for(blocks, [&](int64_t b0, int64_t b1) {
+        matvec_rows(wt, W, x, y, b0 * 4, std::min(rows, b1 * 4), cols);
+    });
+}
+
+void matmul(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) {
+    if (n == 1) {
+        matvec(wt, W, X, Y, rows, cols, pool);
+        return;
+    }
+    if (!dtype_supported(wt)) throw_runtime("matmul: weight type %s is not supported by the CPU kernels", dtype_name(wt));
+    if (wt == DType::F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(rows),
+                    static_cast<int>(cols), 1.0f, X, static_cast<int>(cols), static_cast<const float*>(W),
+                    static_cast<int>(cols), 0.0f, Y, static_cast<int>(rows));
+        return;
+    }
+    // f16 / bf16: widen a panel of weight rows to f32 (in parallel), then one sgemm per panel.
+    // The panel stays small enough to live in cache while sgemm packs it.
+    const KernelTable& k = active();
+    const int64_t panel = std::max<int64_t>(16, std::min<int64_t>(rows, (int64_t(1) << 20) / std::max<int64_t>(cols, 1)));
+    thread_local std::vector<float> buf;
+    buf.resize(static_cast<size_t>(panel * cols));
+    const uint16_t* w16 = static_cast<const uint16_t*>(W);
+    float* bufp = buf.data();  // (buf is thread_local: capture its storage, not the name)
+    for (int64_t r0 = 0; r0 < rows; r0 += panel) {
+        const int64_t nr = std::min(panel, rows - r0);
+        pool.parallel_for(nr, [&](int64_t a, int64_t b) {
+            for (int64_t r = a; r < b; ++r) {
+                if (wt == DType::F16) k.cvt_f16(w16 + (r0 + r) * cols, bufp + r * cols, cols);
+                else k.cvt_bf16(w16 + (r0 + r) * cols, bufp + r * cols, cols);
+            }
+        });
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(nr),
+                    static_cast<int>(cols), 1.0f, X, static_cast<int>(cols), bufp, static_cast<int>(cols), 0.0f,
+                    Y + r0, static_cast<int>(rows));
+    }
+}
+
+}  // namespace llmforge::kernels
+
+namespace llmforge {
+
+void convert_f16_to_f32(const uint16_t* src, float* dst, size_t n) { kernels::active().cvt_f16(src, dst, static_cast<int64_t>(n)); }
+void convert_bf16_to_f32(const uint16_t* src, float* dst, size_t n) { kernels::active().cvt_bf16(src, dst, static_cast<int64_t>(n)); }
+void convert_f32_to_f16(const float* src, uint16_t* dst, size_t n) { for (size_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]); }
+void convert_f32_to_bf16(const float* src, uint16_t* dst, size_t n) { for (size_t i = 0; i < n; ++i) dst[i] = f32_to_bf16(src[i]); }
+
+void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
+    switch (t) {
+        case DType::F32: std::memcpy(dst, src, n * sizeof(float)); return;
+        case DType::F16: convert_f16_to_f32(static_cast<const uint16_t*>(src), dst, n); return;
+        case DType::BF16: convert_bf16_to_f32(static_cast<const uint16_t*>(src), dst, n); return;
+        default: throw_runtime("cannot convert %s to f32: type not supported yet", dtype_name(t));
+    }
+}
+
+void convert_from_f32(DType t, const float* src, void* dst, size_t n) {
+    switch (t) {
+        case DType::F32: std::memcpy(dst, src, n * sizeof(float)); return;
+        case DType::F16: convert_f32_to_f16(src, static_cast<uint16_t*>(dst), n); return;
+        case DType::BF16: convert_f32_to_bf16(src, static_cast<uint16_t*>(dst), n); return;
+        default: throw_runtime("cannot convert f32 to %s: type not supported yet", dtype_name(t));
+    }
+}
+
+}  // namespace llmforge

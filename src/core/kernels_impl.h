@@ -1,0 +1,26 @@
+// Internal: the table of per-ISA kernel entry points.
+#pragma once
+#include <cstdint>
+
+namespace llmforge::kernels {
+
+struct KernelTable {
+    const char* name;
+    // Dot products of one weight row with x.
+    float (*dot_f32)(const float* w, const float* x, int64_t n);
+    float (*dot_f16)(const uint16_t* w, const float* x, int64_t n);
+    float (*dot_bf16)(const uint16_t* w, const float* x, int64_t n);
+    // Four weight rows (row stride `ld` elements) against the same x: out[0..3].
+    void (*dot4_f32)(const float* w, int64_t ld, const float* x, int64_t n, float* out);
+    void (*dot4_f16)(const uint16_t* w, int64_t ld, const float* x, int64_t n, float* out);
+    void (*dot4_bf16)(const uint16_t* w, int64_t ld, const float* x, int64_t n, float* out);
+    void (*cvt_f16)(const uint16_t* src, float* dst, int64_t n);
+    void (*cvt_bf16)(const uint16_t* src, float* dst, int64_t n);
+};
+
+const KernelTable* table_avx512();
+const KernelTable* table_avx2();
+const KernelTable* table_scalar();
+const KernelTable& active();
+
+}  // namespace llmforge::kernels

@@ -1,0 +1,106 @@
+#include "llmforge/mmap_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "llmforge/error.h"
+
+namespace llmforge {
+
+std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw_bad_input("cannot open '%s': %s", path.c_str(), std::strerror(errno));
+    struct stat st{};
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        ::close(fd);
+        throw_bad_input("'%s' is not a regular file", path.c_str());
+    }
+    std::shared_ptr<MappedFile> f(new MappedFile());
+    f->path_ = path;
+    f->size_ = static_cast<size_t>(st.st_size);
+    if (f->size_ > 0) {
+        void* p = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            int e = errno;
+            ::close(fd);
+            throw_runtime("cannot map '%s': %s", path.c_str(), std::strerror(e));
+        }
+        f->data_ = static_cast<const uint8_t*>(p);
+    }
+    ::close(fd);
+    return f;
+}
+
+MappedFile::~MappedFile() {
+    if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+AtomicWriter::AtomicWriter(const std::string& path) : path_(path) {
+    tmp_ = path + ".tmp." + std::to_string(getpid());
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw_runtime("cannot create '%s': %s", tmp_.c_str(), std::strerror(errno));
+}
+
+AtomicWriter::~AtomicWriter() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(tmp_.c_str());
+}
+
+void AtomicWriter::write(const void* data, size_t n) {
+    const char* p = static_cast<const char*>(data);
+    while (n > 0) {
+        ssize_t w = ::write(fd_, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            throw_runtime("write to '%s' failed: %s", tmp_.c_str(), std::strerror(errno));
+        }
+        p += w;
+        n -= static_cast<size_t>(w);
+        offset_ += static_cast<uint64_t>(w);
+    }
+}
+
+void AtomicWriter::write_zeros(size_t n) {
+    static const char zeros[256] = {};
+    while (n > 0) {
+        size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
+        write(zeros, k);
+        n -= k;
+    }
+}
+
+void AtomicWriter::commit() {
+    if (::fsync(fd_) != 0) throw_runtime("fsync of '%s' failed: %s", tmp_.c_str(), std::strerror(errno));
+    ::close(fd_);
+    fd_ = -1;
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0)
+        throw_runtime("cannot rename '%s' to '%s': %s", tmp_.c_str(), path_.c_str(), std::strerror(errno));
+    committed_ = true;
+}
+
+bool file_exists(const std::string& path) {
+    struct stat st{};
+    return ::stat(path.c_str(), &st) == 0;
+}
+
+bool is_directory(const std::string& path) {
+    struct stat st{};
+    return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string read_text_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw_bad_input("cannot open '%s': %s", path.c_str(), std::strerror(errno));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+}  // namespace llmforge

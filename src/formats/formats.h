@@ -1,0 +1,26 @@
+// Internal: readers and writers of the model file formats, all producing/consuming a Model.
+#pragma once
+#include <functional>
+#include <string>
+
+#include "llmforge/model.h"
+
+namespace llmforge::formats {
+
+Model load_gguf(const std::string& path, const LoadOptions& opts);
+void save_gguf(const Model& m, const std::string& path, DType dtype);
+
+Model load_llama2c(const std::string& path, const LoadOptions& opts);
+void save_llama2c(const Model& m, const std::string& path);
+
+Model load_safetensors(const std::string& path, const LoadOptions& opts);
+void save_safetensors(const Model& m, const std::string& path, DType dtype);
+
+// Rows of Wq/Wk reordered between RoPE pairings (see RopeStyle). `to_half`: Interleaved → Half, else back.
+std::vector<uint8_t> permute_rope_rows(const Tensor& t, int64_t n_heads, bool to_half);
+// A tensor's bytes converted to another plain type (f32/f16/bf16).
+std::vector<uint8_t> convert_bytes(const Tensor& t, DType to);
+// Transposed copy of a 2-D tensor.
+std::vector<uint8_t> transpose_bytes(const Tensor& t);
+
+}  // namespace llmforge::formats

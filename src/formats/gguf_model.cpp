@@ -1,0 +1,53 @@
+// GGUF ↔ Model.
+#include "formats/formats.h"
+#include "llmforge/error.h"
+
+namespace llmforge::formats {
+
+Model load_gguf(const std::string& path, const LoadOptions& opts) {
+    gguf::File f = gguf::read(path);
+    Model m;
+    m.path = path;
+    m.format = "gguf";
+    m.config = config_from_gguf(f.meta, path);
+    for (Tensor& t : f.tensors) {
+        m.mapped_bytes += t.nbytes();
+        m.add(std::move(t));
+    }
+    m.storage.push_back(f.mapping);
+    const Tensor& emb = m.get("token_embd.weight");
+    if (emb.shape.size() != 2) throw_bad_input("'%s': token_embd.weight must be 2-D", path.c_str());
+    if (m.config.n_vocab == 0) m.config.n_vocab = emb.shape[0];
+    m.config.tied_embeddings = m.find("output.weight") == nullptr;
+    if (f.meta.find("tokenizer.ggml.model")) m.vocab = Vocab::from_gguf(f.meta, path);
+    if (m.vocab && m.vocab->size() != m.config.n_vocab)
+        throw_bad_input("'%s': the tokenizer has %d tokens but the model's vocabulary has %lld", path.c_str(), m.vocab->size(), static_cast<long long>(m.config.n_vocab));
+    for (const auto& [k, v] : f.meta.kv)
+        if (k.rfind("general.", 0) == 0 && k != "general.architecture" && k != "general.alignment") m.meta.set(k, v);
+    return m;
+}
+
+void save_gguf(const Model& m, const std::string& path, DType dtype) {
+    gguf::Metadata meta = m.meta;
+    config_to_gguf(m.config, meta);
+    if (m.vocab) m.vocab->to_gguf(meta);
+    Model tmp;  // holds converted copies
+    std::vector<Tensor> out;
+    const bool permute = m.config.arch == Arch::Llama && m.config.rope_style == RopeStyle::Half;
+    for (const auto& [name, shape] : expected_tensors(m.config)) {
+        const Tensor& t = m.get(name);
+        Tensor w = t;
+        // GGUF's llama layout pairs RoPE dimensions interleaved: reorder Wq/Wk rows taken from a Hugging Face model.
+        const bool is_q = name.find(".attn_q.") != std::string::npos, is_k = name.find(".attn_k.") != std::string::npos;
+        if (permute && (is_q || is_k)) {
+            w = tmp.own(name, t.dtype, t.shape, permute_rope_rows(t, is_q ? m.config.n_head : m.config.n_head_kv, false));
+        }
+        // Norms and biases stay f32 (as llama.cpp's converters write them); matrices take the requested type.
+        const DType want = (dtype == DType::Unknown || w.shape.size() == 1) ? (w.shape.size() == 1 ? DType::F32 : w.dtype) : dtype;
+        if (w.dtype != want) w = tmp.own(name, want, w.shape, convert_bytes(w, want));
+        out.push_back(w);
+    }
+    gguf::write(path, meta, out);
+}
+
+}  // namespace llmforge::formats

@@ -1,0 +1,51 @@
+#include "llmforge/generate.h"
+
+#include <chrono>
+
+#include "llmforge/error.h"
+#include "llmforge/utf8.h"
+
+namespace llmforge {
+
+GenerateResult generate(Transformer& tf, const Vocab& vocab, const std::string& prompt, const GenerateParams& params,
+                        const std::function<bool(const std::string&)>& on_text) {
+    using clock = std::chrono::steady_clock;
+    GenerateResult r;
+    r.prompt_tokens = vocab.encode(prompt, params.add_special, params.parse_special);
+    if (r.prompt_tokens.empty()) throw_bad_input("the prompt is empty");
+    const int64_t room = tf.n_ctx() - tf.n_past();
+    if (static_cast<int64_t>(r.prompt_tokens.size()) > room)
+        throw_bad_input("the prompt is %zu tokens, longer than the context of %lld tokens", r.prompt_tokens.size(),
+                        static_cast<long long>(room));
+    std::vector<int32_t> history = r.prompt_tokens;
+    Sampler sampler(params.sampling);
+    Utf8Stream stream;
+    const int64_t V = tf.model().config.n_vocab;
+
+    auto t0 = clock::now();
+    const std::vector<float>* logits = &tf.eval(r.prompt_tokens);
+    r.prompt_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    t0 = clock::now();
+    r.stop_reason = "length";
+    for (int32_t i = 0; params.n_predict < 0 || i < params.n_predict; ++i) {
+        const int32_t id = sampler.sample(logits->data(), V, history);
+        if (vocab.is_eog(id)) { r.stop_reason = "eos"; break; }
+        r.tokens.push_back(id);
+        history.push_back(id);
+        const std::string piece = stream.push(vocab.token_to_piece(id));
+        r.text += piece;
+        if (on_text && !piece.empty() && !on_text(piece)) { r.stop_reason = "stopped"; break; }
+        if (params.n_predict >= 0 && i + 1 == params.n_predict) break;  // no need to run the last token
+        if (tf.n_past() >= tf.n_ctx()) { r.stop_reason = "context"; break; }
+        logits = &tf.eval(&id, 1);
+    }
+    const std::string tail = stream.flush();
+    if (!tail.empty()) {
+        r.text += tail;
+        if (on_text) on_text(tail);
+    }
+    r.gen_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    return r;
+}
+
+}  // namespace llmforge

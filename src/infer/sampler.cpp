@@ -1,0 +1,75 @@
+#include "llmforge/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+
+namespace llmforge {
+
+Sampler::Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) {}
+
+int32_t Sampler::sample(const float* logits, int64_t n_vocab, const std::vector<int32_t>& history) {
+    cands_.resize(static_cast<size_t>(n_vocab));
+    for (int64_t i = 0; i < n_vocab; ++i) cands_[i] = {static_cast<int32_t>(i), logits[i], 0.0f};
+
+    if (p_.repeat_penalty != 1.0f && p_.repeat_last_n != 0) {
+        const size_t n = p_.repeat_last_n < 0 ? history.size() : std::min(history.size(), static_cast<size_t>(p_.repeat_last_n));
+        std::unordered_set<int32_t> seen(history.end() - static_cast<std::ptrdiff_t>(n), history.end());
+        for (int32_t id : seen) {
+            if (id < 0 || id >= n_vocab) continue;
+            float& l = cands_[id].logit;
+            l = l > 0 ? l / p_.repeat_penalty : l * p_.repeat_penalty;
+        }
+    }
+
+    if (p_.temp <= 0.0f) {  // greedy: the first of the highest logits
+        size_t best = 0;
+        for (size_t i = 1; i < cands_.size(); ++i)
+            if (cands_[i].logit > cands_[best].logit) best = i;
+        return cands_[best].id;
+    }
+
+    auto by_logit = [](const Cand& a, const Cand& b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); };
+    size_t keep = cands_.size();
+    if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < keep) {
+        keep = static_cast<size_t>(p_.top_k);
+        std::partial_sort(cands_.begin(), cands_.begin() + static_cast<std::ptrdiff_t>(keep), cands_.end(), by_logit);
+    } else {
+        std::sort(cands_.begin(), cands_.end(), by_logit);
+    }
+    cands_.resize(keep);
+
+    auto softmax = [&](float t) {
+        const float mx = cands_[0].logit;
+        double sum = 0;
+        for (auto& c : cands_) { c.p = std::exp((c.logit - mx) / t); sum += c.p; }
+        for (auto& c : cands_) c.p = static_cast<float>(c.p / sum);
+    };
+    softmax(1.0f);
+    if (p_.top_p < 1.0f) {  // smallest prefix whose probability mass reaches top_p
+        double cum = 0;
+        size_t n = 0;
+        while (n < cands_.size()) {
+            cum += cands_[n].p;
+            ++n;
+            if (cum >= p_.top_p) break;
+        }
+        cands_.resize(std::max<size_t>(1, n));
+    }
+    if (p_.min_p > 0.0f) {  // drop tokens less likely than min_p × the most likely one
+        const float cut = p_.min_p * cands_[0].p;
+        size_t n = 1;
+        while (n < cands_.size() && cands_[n].p >= cut) ++n;
+        cands_.resize(n);
+    }
+    softmax(p_.temp);
+    const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+    double cum = 0;
+    for (const auto& c : cands_) {
+        cum += c.p;
+        if (u < cum) return c.id;
+    }
+    return cands_.back().id;
+}
+
+}  // namespace llmforge

@@ -1,0 +1,221 @@
+// Model: lookup and checks, format dispatch, conversions shared by the writers, and random initialisation.
+#include "llmforge/model.h"
+
+#include <cmath>
+#include <cstring>
+#include <thread>
+
+#include "formats/formats.h"
+#include "llmforge/error.h"
+#include "llmforge/mmap_file.h"
+#include "llmforge/threadpool.h"
+
+namespace llmforge {
+
+const Tensor* Model::find(const std::string& name) const {
+    if (index_.size() != tensors.size()) {
+        index_.clear();
+        for (size_t i = 0; i < tensors.size(); ++i) index_[tensors[i].name] = i;
+    }
+    auto it = index_.find(name);
+    return it == index_.end() ? nullptr : &tensors[it->second];
+}
+
+const Tensor& Model::get(const std::string& name) const {
+    const Tensor* t = find(name);
+    if (!t) throw_bad_input("'%s': missing tensor '%s'", path.c_str(), name.c_str());
+    return *t;
+}
+
+Tensor Model::own(const std::string& name, DType dtype, std::vector<int64_t> shape, std::vector<uint8_t>&& bytes) {
+    auto buf = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
+    owned_bytes += buf->size();
+    Tensor t;
+    t.name = name;
+    t.dtype = dtype;
+    t.shape = std::move(shape);
+    t.data = buf->data();
+    storage.push_back(buf);
+    return t;
+}
+
+void Model::check() const {
+    config.validate();
+    for (const auto& [name, shape] : expected_tensors(config)) {
+        const Tensor& t = get(name);
+        if (t.shape != shape) {
+            Tensor want;
+            want.shape = shape;
+            throw_bad_input("'%s': tensor '%s' has shape %s, expected %s", path.c_str(), name.c_str(), t.shape_str().c_str(), want.shape_str().c_str());
+        }
+        if (!dtype_supported(t.dtype))
+            throw_bad_input("'%s': tensor '%s' has type %s, which is not supported yet (f32, f16 and bf16 are; quantised types come later)",
+                            path.c_str(), name.c_str(), dtype_name(t.dtype));
+        if (reinterpret_cast<uintptr_t>(t.data) % dtype_size(t.dtype) != 0)
+            throw_bad_input("'%s': tensor '%s' data is misaligned", path.c_str(), name.c_str());
+    }
+}
+
+static bool ends_with(const std::string& s, const std::string& suf) {
+    return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
+Model load_model(const std::string& path, const LoadOptions& opts) {
+    if (!file_exists(path)) throw_bad_input("model file '%s' does not exist", path.c_str());
+    Model m;
+    if (is_directory(path) || ends_with(path, ".safetensors")) m = formats::load_safetensors(path, opts);
+    else if (gguf::has_magic(path)) m = formats::load_gguf(path, opts);
+    else if (ends_with(path, ".bin")) m = formats::load_llama2c(path, opts);
+    else throw_bad_input("'%s' is not a GGUF file (wrong magic), and not a llama2.c .bin or safetensors model", path.c_str());
+    m.check();
+    if (opts.require_tokenizer && !m.vocab)
+        throw_bad_input("'%s' has no tokenizer%s", path.c_str(), m.format == "llama2c" ? " (pass --tokenizer tokenizer.bin)" : "");
+    return m;
+}
+
+FileFormat format_for_output(const std::string& path) {
+    if (ends_with(path, ".gguf")) return FileFormat::GGUF;
+    if (ends_with(path, ".bin")) return FileFormat::Llama2c;
+    return FileFormat::Safetensors;
+}
+
+void save_model(const Model& model, const std::string& path, DType dtype) {
+    if (dtype != DType::Unknown && !dtype_supported(dtype)) throw_bad_input("cannot write tensors as %s", dtype_name(dtype));
+    switch (format_for_output(path)) {
+        case FileFormat::GGUF: formats::save_gguf(model, path, dtype); break;
+        case FileFormat::Llama2c: formats::save_llama2c(model, path); break;
+        case FileFormat::Safetensors: formats::save_safetensors(model, path, dtype); break;
+    }
+}
+
+// ------------------------------------------------------------------------------------ shared conversions
+namespace formats {
+
+std::vector<uint8_t> convert_bytes(const Tensor& t, DType to) {
+    const size_t n = static_cast<size_t>(t.numel());
+    std::vector<uint8_t> out(n * dtype_size(to));
+    if (t.dtype == to) {
+        std::memcpy(out.data(), t.data, out.size());
+        return out;
+    }
+    std::vector<float> tmp(n);
+    convert_to_f32(t.dtype, t.data, tmp.data(), n);
+    convert_from_f32(to, tmp.data(), out.data(), n);
+    return out;
+}
+
+std::vector<uint8_t> transpose_bytes(const Tensor& t) {
+    const int64_t R = t.shape.size() == 2 ? t.shape[0] : 1, C = t.cols();
+    const size_t es = dtype_size(t.dtype);
+    std::vector<uint8_t> out(static_cast<size_t>(R * C) * es);
+    const uint8_t* src = static_cast<const uint8_t*>(t.data);
+    for (int64_t r = 0; r < R; ++r)
+        for (int64_t c = 0; c < C; ++c) std::memcpy(&out[(c * R + r) * es], &src[(r * C + c) * es], es);
+    return out;
+}
+
+std::vector<uint8_t> permute_rope_rows(const Tensor& t, int64_t n_heads, bool to_half) {
+    // Interleaved row (h, i, s) ↔ Half row (h, s, i), for head h, pair i < d/2, member s ∈ {0, 1}.
+    const int64_t rows = t.shape[0], cols = t.cols();
+    const int64_t d = rows / n_heads, half = d / 2;
+    const size_t row_bytes = static_cast<size_t>(cols) * dtype_size(t.dtype);
+    std::vector<uint8_t> out(static_cast<size_t>(rows) * row_bytes);
+    const uint8_t* src = static_cast<const uint8_t*>(t.data);
+    for (int64_t h = 0; h < n_heads; ++h)
+        for (int64_t i = 0; i < half; ++i)
+            for (int64_t s = 0; s < 2; ++s) {
+                const int64_t inter = h * d + 2 * i + s, halfrow = h * d + s * half + i;
+                const int64_t from = to_half ? inter : halfrow, to = to_half ? halfrow : inter;
+                std::memcpy(&out[static_cast<size_t>(to) * row_bytes], src + static_cast<size_t>(from) * row_bytes, row_bytes);
+            }
+    return out;
+}
+
+}  // namespace formats
+
+// ------------------------------------------------------------------------------------ random init
+namespace {
+uint64_t splitmix64(uint64_t& s) {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+// Fills n values of tensor `idx` with N(0, std) (Box–Muller on splitmix64), chunk by chunk, so the values
+// depend only on (seed, idx, position) and never on the number of threads.
+void fill_normal(float* out, int64_t n, float stddev, uint64_t seed, uint64_t idx, ThreadPool& pool) {
+    const int64_t chunk = 1 << 16;
+    const int64_t n_chunks = (n + chunk - 1) / chunk;
+    pool.parallel_for(n_chunks, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; ++c) {
+            uint64_t s = seed * 0x100000001b3ull ^ (idx << 40) ^ static_cast<uint64_t>(c);
+            splitmix64(s);
+            const int64_t b = c * chunk, e = std::min(n, b + chunk);
+            for (int64_t i = b; i < e; i += 2) {
+                const double u1 = (static_cast<double>(splitmix64(s) >> 11) + 1.0) * 0x1.0p-53;
+                const double u2 = static_cast<double>(splitmix64(s) >> 11) * 0x1.0p-53;
+                const double r = std::sqrt(-2.0 * std::log(u1)) * stddev;
+                out[i] = static_cast<float>(r * std::cos(2 * M_PI * u2));
+                if (i + 1 < e) out[i + 1] = static_cast<float>(r * std::sin(2 * M_PI * u2));
+            }
+        }
+    });
+}
+
+bool ends(const std::string& s, const char* suf) {
+    const size_t n = std::strlen(suf);
+    return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
+}
+
+// A SentencePiece-style vocabulary for random models: <unk>, <s>, </s>, the 256 byte tokens, printable ASCII
+// characters, then unused filler pieces up to the model's vocabulary size.
+Vocab byte_vocab(int64_t n_vocab) {
+    Vocab v;
+    auto add = [&](std::string p, float score, TokenType t) {
+        if (v.size() < n_vocab) { v.pieces.push_back(std::move(p)); v.scores.push_back(score); v.types.push_back(t); }
+    };
+    add("<unk>", 0, TokenType::Unknown);
+    add("<s>", 0, TokenType::Control);
+    add("</s>", 0, TokenType::Control);
+    static const char* hex = "0123456789ABCDEF";
+    for (int b = 0; b < 256; ++b) add(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">", 0, TokenType::Byte);
+    add("\xe2\x96\x81", -1, TokenType::Normal);
+    for (int c = 33; c < 127; ++c) add(std::string(1, static_cast<char>(c)), -1, TokenType::Normal);
+    for (int64_t i = v.size(); i < n_vocab; ++i) add("<unused" + std::to_string(i) + ">", -1e9f, TokenType::Unused);
+    if (v.size() < 3) throw_bad_input("vocabulary of %lld tokens is too small", static_cast<long long>(n_vocab));
+    v.finalize();
+    return v;
+}
+}  // namespace
+
+Model init_random(const ModelConfig& cfg, DType dtype, uint64_t seed) {
+    cfg.validate();
+    if (!dtype_supported(dtype)) throw_bad_input("init: dtype must be f32, f16 or bf16");
+    Model m;
+    m.config = cfg;
+    m.format = "random";
+    m.path = "(random " + cfg.name + ")";
+    ThreadPool pool(ThreadPool::default_threads());
+    uint64_t idx = 0;
+    for (const auto& [name, shape] : expected_tensors(cfg)) {
+        int64_t n = 1;
+        for (int64_t d : shape) n *= d;
+        std::vector<float> v(static_cast<size_t>(n));
+        if (ends(name, "norm.weight")) std::fill(v.begin(), v.end(), 1.0f);
+        else if (ends(name, ".bias")) std::fill(v.begin(), v.end(), 0.0f);
+        else fill_normal(v.data(), n, 0.02f, seed, idx, pool);
+        ++idx;
+        std::vector<uint8_t> bytes(static_cast<size_t>(n) * dtype_size(dtype));
+        convert_from_f32(dtype, v.data(), bytes.data(), static_cast<size_t>(n));
+        m.add(m.own(name, dtype, shape, std::move(bytes)));
+    }
+    m.vocab = byte_vocab(cfg.n_vocab);
+    gguf::Metadata meta;
+    meta.set("general.name", gguf::Value::str(cfg.name));
+    meta.set("general.source", gguf::Value::str("llmforge init --seed " + std::to_string(seed)));
+    m.meta = meta;
+    return m;
+}
+
+}  // namespace llmforge

@@ -1,0 +1,282 @@
+// The forward pass. Shapes in comments: n = tokens in this pass, C = n_embd, KV = n_head_kv · d_head, F = n_ff.
+#include "llmforge/transformer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "llmforge/error.h"
+#include "llmforge/kernels.h"
+
+namespace llmforge {
+
+namespace {
+const Tensor* opt(const Model& m, const std::string& name) { return m.find(name); }
+const Tensor* req(const Model& m, const std::string& name) { return &m.get(name); }
+
+// Loads row `r` of a 1-D or 2-D weight as f32.
+void load_row(const Tensor& t, int64_t r, float* out) {
+    const int64_t cols = t.cols();
+    const uint8_t* base = static_cast<const uint8_t*>(t.data) + static_cast<size_t>(r * cols) * dtype_size(t.dtype);
+    convert_to_f32(t.dtype, base, out, static_cast<size_t>(cols));
+}
+
+// GPT-2's GELU, the tanh approximation ("gelu_new").
+inline float gelu(float x) {
+    const float k = 0.7978845608028654f;  // √(2/π)
+    return 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
+}
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+}  // namespace
+
+Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, int64_t n_batch)
+    : model_(model), cfg_(model.config), pool_(pool), n_ctx_(n_ctx > 0 ? n_ctx : model.config.n_ctx), n_batch_(std::max<int64_t>(1, n_batch)) {
+    if (cfg_.arch == Arch::GPT2 && n_ctx_ > cfg_.n_ctx)
+        throw_bad_input("context %lld is longer than the %lld learned positions of this GPT-2 model", static_cast<long long>(n_ctx_),
+                        static_cast<long long>(cfg_.n_ctx));
+    n_batch_ = std::min(n_batch_, n_ctx_);
+    const bool gpt2 = cfg_.arch == Arch::GPT2;
+    for (int64_t l = 0; l < cfg_.n_layer; ++l) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        Layer L{};
+        L.attn_norm = req(model, p + "attn_norm.weight");
+        L.wo = req(model, p + "attn_output.weight");
+        L.ffn_norm = req(model, p + "ffn_norm.weight");
+        L.w_up = req(model, p + "ffn_up.weight");
+        L.w_down = req(model, p + "ffn_down.weight");
+        if (gpt2) {
+            L.attn_norm_b = req(model, p + "attn_norm.bias");
+            L.wqkv = req(model, p + "attn_qkv.weight");
+            L.bqkv = req(model, p + "attn_qkv.bias");
+            L.bo = req(model, p + "attn_output.bias");
+            L.ffn_norm_b = req(model, p + "ffn_norm.bias");
+            L.b_up = req(model, p + "ffn_up.bias");
+            L.b_down = req(model, p + "ffn_down.bias");
+        } else {
+            L.wq = req(model, p + "attn_q.weight");
+            L.wk = req(model, p + "attn_k.weight");
+            L.wv = req(model, p + "attn_v.weight");
+            L.w_gate = req(model, p + "ffn_gate.weight");
+        }
+        layers_.push_back(L);
+    }
+    tok_embd_ = req(model, "token_embd.weight");
+    pos_embd_ = gpt2 ? req(model, "position_embd.weight") : nullptr;
+    out_norm_ = req(model, "output_norm.weight");
+    out_norm_b_ = gpt2 ? req(model, "output_norm.bias") : nullptr;
+    output_ = opt(model, "output.weight");
+    if (!output_) output_ = tok_embd_;  // tied embeddings
+
+    const int64_t C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, B = n_batch_;
+    const size_t cache = static_cast<size_t>(cfg_.n_layer * n_ctx_ * KV);
+    k_cache_.assign(cache, 0.0f);
+    v_cache_.assign(cache, 0.0f);
+    x_.resize(B * C);
+    h_.resize(B * C);
+    q_.resize(B * C);
+    k_.resize(B * KV);
+    v_.resize(B * KV);
+    if (gpt2) qkv_.resize(B * 3 * C);
+    att_.resize(B * C);
+    ff_a_.resize(B * F);
+    ff_b_.resize(B * F);
+    scores_.resize(static_cast<size_t>(pool.size()) * n_ctx_);
+    norm_w_.resize(2 * C);
+    rope_cos_.resize(B * cfg_.n_rot() / 2);
+    rope_sin_.resize(B * cfg_.n_rot() / 2);
+}
+
+const std::vector<float>& Transformer::eval(const int32_t* tokens, int64_t n, bool all_logits) {
+    if (n <= 0) throw_bad_input("nothing to evaluate: no tokens");
+    if (n_past_ + n > n_ctx_)
+        throw_bad_input("%lld tokens do not fit in the context: %lld already used of %lld", static_cast<long long>(n),
+                        static_cast<long long>(n_past_), static_cast<long long>(n_ctx_));
+    for (int64_t i = 0; i < n; ++i)
+        if (tokens[i] < 0 || tokens[i] >= cfg_.n_vocab)
+            throw_bad_input("token id %d is outside the vocabulary (0..%lld)", tokens[i], static_cast<long long>(cfg_.n_vocab - 1));
+    const int64_t V = cfg_.n_vocab;
+    logits_.assign(static_cast<size_t>((all_logits ? n : 1) * V), 0.0f);
+    for (int64_t done = 0; done < n;) {
+        const int64_t m = std::min(n_batch_, n - done);
+        const bool last = done + m == n;
+        if (all_logits) forward(tokens + done, m, 0, logits_.data() + done * V);
+        else forward(tokens + done, m, last ? m - 1 : m, logits_.data());
+        done += m;
+    }
+    return logits_;
+}
+
+// RMSNorm(x) = x / √(mean(x²) + ε) · w          (LLaMA)
+// LayerNorm(x) = (x − mean) / √(var + ε) · w + b   (GPT-2)
+void Transformer::norm(const float* x, float* out, int64_t n, const Tensor* w, const Tensor* b) {
+    const int64_t C = cfg_.n_embd;
+    float* wf = norm_w_.data();
+    float* bf = norm_w_.data() + C;
+    load_row(*w, 0, wf);
+    if (b) load_row(*b, 0, bf);
+    const double eps = cfg_.norm_eps;
+    for (int64_t i = 0; i < n; ++i) {
+        const float* xi = x + i * C;
+        float* oi = out + i * C;
+        if (!b) {
+            double ss = 0;
+            for (int64_t c = 0; c < C; ++c) ss += static_cast<double>(xi[c]) * xi[c];
+            const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(C) + eps));
+            for (int64_t c = 0; c < C; ++c) oi[c] = xi[c] * scale * wf[c];
+        } else {
+            double mean = 0, var = 0;
+            for (int64_t c = 0; c < C; ++c) mean += xi[c];
+            mean /= static_cast<double>(C);
+            for (int64_t c = 0; c < C; ++c) var += (xi[c] - mean) * (xi[c] - mean);
+            var /= static_cast<double>(C);
+            const double inv = 1.0 / std::sqrt(var + eps);
+            for (int64_t c = 0; c < C; ++c) oi[c] = static_cast<float>((xi[c] - mean) * inv) * wf[c] + bf[c];
+        }
+    }
+}
+
+// out[n, rows] = in[n, cols] · Wᵀ (+ b)
+void Transformer::linear(const float* in, float* out, int64_t n, const Tensor* w, const Tensor* b) {
+    const int64_t rows = w->shape[0], cols = w->cols();
+    kernels::matmul(w->dtype, w->data, in, out, n, rows, cols, pool_);
+    if (b) {
+        std::vector<float> bias(static_cast<size_t>(rows));
+        load_row(*b, 0, bias.data());
+        for (int64_t i = 0; i < n; ++i)
+            for (int64_t r = 0; r < rows; ++r) out[i * rows + r] += bias[r];
+    }
+}
+
+// Rotary position embedding: rotate each pair of dimensions of each head by the angle pos · θ^(−2i/d).
+void Transformer::rope(float* x, int64_t n, int64_t n_heads, int64_t pos0) {
+    (void)pos0;
+    const int64_t hd = cfg_.head_dim(), half = cfg_.n_rot() / 2;
+    const bool interleaved = cfg_.rope_style == RopeStyle::Interleaved;
+    for (int64_t i = 0; i < n; ++i) {
+        const float* cs = rope_cos_.data() + i * half;
+        const float* sn = rope_sin_.data() + i * half;
+        for (int64_t h = 0; h < n_heads; ++h) {
+            float* v = x + (i * n_heads + h) * hd;
+            for (int64_t j = 0; j < half; ++j) {
+                const int64_t a = interleaved ? 2 * j : j, b = interleaved ? 2 * j + 1 : j + half;
+                const float x0 = v[a], x1 = v[b];
+                v[a] = x0 * cs[j] - x1 * sn[j];
+                v[b] = x0 * sn[j] + x1 * cs[j];
+            }
+        }
+    }
+}
+
+// out = softmax(q Kᵀ / √d_k, masked to positions ≤ the query's) · V, for each head; query heads share KV heads in groups.
+void Transformer::attention(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0) {
+    const int64_t H = cfg_.n_head, HD = cfg_.head_dim(), KV = cfg_.kv_dim(), group = H / cfg_.n_head_kv, C = cfg_.n_embd;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+    const float* K = k_cache_.data() + layer * n_ctx_ * KV;
+    const float* Vc = v_cache_.data() + layer * n_ctx_ * KV;
+    pool_.run([&](int ith, int nth) {
+        float* scores = scores_.data() + ith * n_ctx_;
+        for (int64_t task = ith; task < n * H; task += nth) {
+            const int64_t i = task / H, h = task % H, kvh = h / group;
+            const int64_t n_keys = pos0 + i + 1;  // causal mask: keys at positions 0 .. pos0 + i
+            const float* qi = q + i * C + h * HD;
+            float mx = -INFINITY;
+            for (int64_t t = 0; t < n_keys; ++t) {
+                const float s = kernels::dot(DType::F32, K + t * KV + kvh * HD, qi, HD) * scale;
+                scores[t] = s;
+                mx = std::max(mx, s);
+            }
+            double sum = 0;
+            for (int64_t t = 0; t < n_keys; ++t) {
+                scores[t] = std::exp(scores[t] - mx);
+                sum += scores[t];
+            }
+            const float inv = static_cast<float>(1.0 / sum);
+            float* o = out + i * C + h * HD;
+            std::fill(o, o + HD, 0.0f);
+            for (int64_t t = 0; t < n_keys; ++t) {
+                const float p = scores[t] * inv;
+                const float* vt = Vc + t * KV + kvh * HD;
+                for (int64_t d = 0; d < HD; ++d) o[d] += p * vt[d];
+            }
+        }
+    });
+}
+
+void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from, float* logits_out) {
+    const int64_t C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, pos0 = n_past_;
+    const bool gpt2 = cfg_.arch == Arch::GPT2;
+    float* x = x_.data();  // [n, C] the residual stream
+    float* h = h_.data();  // [n, C] normalised input of a sub-layer
+
+    // Embeddings: token (+ learned position for GPT-2).
+    for (int64_t i = 0; i < n; ++i) {
+        load_row(*tok_embd_, tokens[i], x + i * C);
+        if (pos_embd_) {
+            load_row(*pos_embd_, pos0 + i, h);
+            for (int64_t c = 0; c < C; ++c) x[i * C + c] += h[c];
+        }
+    }
+    if (!gpt2) {  // RoPE angles for these positions, shared by every layer and head
+        const int64_t half = cfg_.n_rot() / 2;
+        for (int64_t i = 0; i < n; ++i)
+            for (int64_t j = 0; j < half; ++j) {
+                const double theta = static_cast<double>(pos0 + i) *
+                                     std::pow(static_cast<double>(cfg_.rope_theta), -2.0 * static_cast<double>(j) / static_cast<double>(cfg_.n_rot()));
+                rope_cos_[i * half + j] = static_cast<float>(std::cos(theta));
+                rope_sin_[i * half + j] = static_cast<float>(std::sin(theta));
+            }
+    }
+
+    for (int64_t l = 0; l < cfg_.n_layer; ++l) {
+        const Layer& L = layers_[l];
+        // ---- attention sub-layer
+        norm(x, h, n, L.attn_norm, L.attn_norm_b);
+        float* q = q_.data();
+        float* k = k_.data();
+        float* v = v_.data();
+        if (gpt2) {
+            linear(h, qkv_.data(), n, L.wqkv, L.bqkv);  // [n, 3C] = q | k | v
+            for (int64_t i = 0; i < n; ++i) {
+                std::copy_n(qkv_.data() + i * 3 * C, C, q + i * C);
+                std::copy_n(qkv_.data() + i * 3 * C + C, C, k + i * KV);
+                std::copy_n(qkv_.data() + i * 3 * C + 2 * C, C, v + i * KV);
+            }
+        } else {
+            linear(h, q, n, L.wq, nullptr);  // [n, C]
+            linear(h, k, n, L.wk, nullptr);  // [n, KV]
+            linear(h, v, n, L.wv, nullptr);  // [n, KV]
+            rope(q, n, cfg_.n_head, pos0);
+            rope(k, n, cfg_.n_head_kv, pos0);
+        }
+        float* kc = k_cache_.data() + (l * n_ctx_ + pos0) * KV;
+        float* vc = v_cache_.data() + (l * n_ctx_ + pos0) * KV;
+        std::copy_n(k, n * KV, kc);
+        std::copy_n(v, n * KV, vc);
+        attention(q, att_.data(), n, l, pos0);
+        linear(att_.data(), h, n, L.wo, L.bo);
+        for (int64_t i = 0; i < n * C; ++i) x[i] += h[i];
+
+        // ---- MLP sub-layer
+        norm(x, h, n, L.ffn_norm, L.ffn_norm_b);
+        float* a = ff_a_.data();
+        float* b = ff_b_.data();
+        if (gpt2) {
+            linear(h, a, n, L.w_up, L.b_up);  // [n, F]
+            for (int64_t i = 0; i < n * F; ++i) a[i] = gelu(a[i]);
+        } else {
+            linear(h, a, n, L.w_gate, nullptr);  // SwiGLU: silu(h W_gate) ⊙ (h W_up)
+            linear(h, b, n, L.w_up, nullptr);
+            for (int64_t i = 0; i < n * F; ++i) a[i] = silu(a[i]) * b[i];
+        }
+        linear(a, h, n, L.w_down, L.b_down);
+        for (int64_t i = 0; i < n * C; ++i) x[i] += h[i];
+    }
+    n_past_ += n;
+
+    // Final norm and the output projection, only for the rows whose logits are wanted.
+    if (logits_from >= n) return;
+    const int64_t m = n - logits_from;
+    norm(x + logits_from * C, h, m, out_norm_, out_norm_b_);
+    linear(h, logits_out, m, output_, nullptr);
+}
+
+}  // namespace llmforge
