@@ -23,6 +23,10 @@ void matmul(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_
 // Dot product of one weight row (any supported type) with an f32 vector.
 float dot(DType wt, const void* w, const float* x, int64_t n);
 
+// Attention over an f16 KV cache: f32 products summed in f64 (as ggml's f16 dot products do).
+float dot_f16_acc64(const uint16_t* k, const float* q, int64_t n);
+void axpy_f16_acc64(double* acc, float p, const uint16_t* v, int64_t n);
+
 // Sets the number of threads OpenBLAS may use.
 void set_blas_threads(int n);
 

@@ -15,7 +15,9 @@ namespace llmforge {
 class Transformer {
 public:
     // n_ctx: cache length (0: the model's context length). n_batch: the most tokens processed in one pass.
-    Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx = 0, int64_t n_batch = 512);
+    // kv_type: F16 (llama.cpp's default: half the memory; queries and attention weights are rounded to f16 as
+    // llama.cpp rounds them) or F32 (exact, for checks against a float32 reference).
+    Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx = 0, int64_t n_batch = 512, DType kv_type = DType::F16);
 
     // Runs tokens at positions [n_past(), n_past() + n) and appends them to the cache.
     // Returns the logits: of the last token ([n_vocab]), or of every token ([n, n_vocab]) when all_logits.
@@ -32,6 +34,7 @@ public:
     // Forget cached positions from n on (n ≤ n_past).
     void truncate(int64_t n) { if (n < n_past_) n_past_ = n < 0 ? 0 : n; }
     const Model& model() const { return model_; }
+    DType kv_type() const { return kv_type_; }
 
 private:
     struct Layer {
@@ -50,10 +53,13 @@ private:
     int64_t n_ctx_, n_batch_, n_past_ = 0;
     std::vector<Layer> layers_;
     const Tensor *tok_embd_, *pos_embd_, *out_norm_, *out_norm_b_, *output_;
-    std::vector<float> k_cache_, v_cache_;  // [n_layer][n_ctx][kv_dim]
+    DType kv_type_;
+    std::vector<float> k_cache_, v_cache_;       // [n_layer][n_ctx][kv_dim] when kv_type_ is F32
+    std::vector<uint16_t> k_cache16_, v_cache16_;  // the same, when kv_type_ is F16
     // scratch, sized for n_batch tokens
     std::vector<float> x_, h_, q_, k_, v_, qkv_, att_, ff_a_, ff_b_, scores_, logits_;
     std::vector<float> norm_w_;
+    std::vector<double> acc_;
     std::vector<float> rope_cos_, rope_sin_;
 };
 

@@ -30,6 +30,14 @@ void dot4_scalar(const T* w, int64_t ld, const float* x, int64_t n, float* out) 
 }
 void cvt_f16_scalar(const uint16_t* s, float* d, int64_t n) { for (int64_t i = 0; i < n; ++i) d[i] = f16_to_f32(s[i]); }
 void cvt_bf16_scalar(const uint16_t* s, float* d, int64_t n) { for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]); }
+float dot_f16_acc64_scalar(const uint16_t* k, const float* q, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += static_cast<double>(f16_to_f32(k[i]) * q[i]);
+    return static_cast<float>(s);
+}
+void axpy_f16_acc64_scalar(double* acc, float p, const uint16_t* v, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<double>(p * f16_to_f32(v[i]));
+}
 }  // namespace
 
 const KernelTable* table_scalar() {
@@ -38,6 +46,7 @@ const KernelTable* table_scalar() {
         dot_scalar<float, at_f32>, dot_scalar<uint16_t, at_f16>, dot_scalar<uint16_t, at_bf16>,
         dot4_scalar<float, at_f32>, dot4_scalar<uint16_t, at_f16>, dot4_scalar<uint16_t, at_bf16>,
         cvt_f16_scalar, cvt_bf16_scalar,
+        dot_f16_acc64_scalar, axpy_f16_acc64_scalar,
     };
     return &t;
 }
@@ -73,6 +82,9 @@ bool set_isa(const char* name) {
 #endif
     return false;
 }
+
+float dot_f16_acc64(const uint16_t* k, const float* q, int64_t n) { return active().dot_f16_acc64(k, q, n); }
+void axpy_f16_acc64(double* acc, float p, const uint16_t* v, int64_t n) { active().axpy_f16_acc64(acc, p, v, n); }
 
 void set_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
 
@@ -122,9 +134,15 @@ void matvec(DType wt, const void* W, const float* x, float* y, int64_t rows, int
     });
 }
 
+static constexpr int64_t kGemmMinRows = 8;
+
 void matmul(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) {
     if (n == 1) {
         matvec(wt, W, X, Y, rows, cols, pool);
+        return;
+    }
+    if (n < kGemmMinRows) {  // a few rows: stream the weights once per row; sgemm's packing would not pay off
+        for (int64_t i = 0; i < n; ++i) matvec(wt, W, X + i * cols, Y + i * rows, rows, cols, pool);
         return;
     }
     if (!dtype_supported(wt)) throw_runtime("matmul: weight type %s is not supported by the CPU kernels", dtype_name(wt));

@@ -16,6 +16,9 @@ struct KernelTable {
     void (*dot4_bf16)(const uint16_t* w, int64_t ld, const float* x, int64_t n, float* out);
     void (*cvt_f16)(const uint16_t* src, float* dst, int64_t n);
     void (*cvt_bf16)(const uint16_t* src, float* dst, int64_t n);
+    // Attention over an f16 KV cache, as ggml computes it: f32 products, f64 sums.
+    float (*dot_f16_acc64)(const uint16_t* k, const float* q, int64_t n);     // Σ (f32)(k_i · q_i)
+    void (*axpy_f16_acc64)(double* acc, float p, const uint16_t* v, int64_t n); // acc_i += (f32)(p · v_i)
 };
 
 const KernelTable* table_avx512();

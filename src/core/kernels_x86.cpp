@@ -68,7 +68,8 @@ struct BF16 { using T = uint16_t;
     static vf load(const T* p) { return load_bf16(p); }
     static float at(const T* p, int64_t i) { return bf16_scalar(p[i]); } };
 
-// One row · x.
+// One row · x: four accumulators over blocks of 4 vectors, combined pairwise (0+2, 1+3), then across lanes;
+// the tail is summed in f64. (This order keeps f32 results reproducible between the one-row and four-row kernels.)
 template <class L>
 float dot_row(const typename L::T* w, const float* x, int64_t n) {
     vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
@@ -79,48 +80,32 @@ float dot_row(const typename L::T* w, const float* x, int64_t n) {
         a2 = fmadd(L::load(w + i + 2 * W), load_f32(x + i + 2 * W), a2);
         a3 = fmadd(L::load(w + i + 3 * W), load_f32(x + i + 3 * W), a3);
     }
-    for (; i + W <= n; i += W) a0 = fmadd(L::load(w + i), load_f32(x + i), a0);
-    float s = hsum(vadd(vadd(a0, a1), vadd(a2, a3)));
-    for (; i < n; ++i) s += L::at(w, i) * x[i];
-    return s;
+    double s = hsum(vadd(vadd(a0, a2), vadd(a1, a3)));
+    for (; i < n; ++i) s += static_cast<double>(L::at(w, i) * x[i]);
+    return static_cast<float>(s);
 }
 
-// Four rows · the same x: each x vector is loaded once for four rows.
+// Four rows · the same x, each summed in exactly the order of dot_row.
 template <class L>
 void dot_rows4(const typename L::T* w, int64_t ld, const float* x, int64_t n, float* out) {
-    const typename L::T* w0 = w;
-    const typename L::T* w1 = w + ld;
-    const typename L::T* w2 = w + 2 * ld;
-    const typename L::T* w3 = w + 3 * ld;
-    vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
-    vf b0 = vzero(), b1 = vzero(), b2 = vzero(), b3 = vzero();
+    vf acc[4][4];
+    for (auto& r : acc) for (auto& a : r) a = vzero();
     int64_t i = 0;
-    for (; i + 2 * W <= n; i += 2 * W) {
-        const vf x0 = load_f32(x + i), x1 = load_f32(x + i + W);
-        a0 = fmadd(L::load(w0 + i), x0, a0);
-        a1 = fmadd(L::load(w1 + i), x0, a1);
-        a2 = fmadd(L::load(w2 + i), x0, a2);
-        a3 = fmadd(L::load(w3 + i), x0, a3);
-        b0 = fmadd(L::load(w0 + i + W), x1, b0);
-        b1 = fmadd(L::load(w1 + i + W), x1, b1);
-        b2 = fmadd(L::load(w2 + i + W), x1, b2);
-        b3 = fmadd(L::load(w3 + i + W), x1, b3);
+    for (; i + 4 * W <= n; i += 4 * W) {
+        for (int k = 0; k < 4; ++k) {
+            const vf xv = load_f32(x + i + k * W);
+            acc[0][k] = fmadd(L::load(w + i + k * W), xv, acc[0][k]);
+            acc[1][k] = fmadd(L::load(w + ld + i + k * W), xv, acc[1][k]);
+            acc[2][k] = fmadd(L::load(w + 2 * ld + i + k * W), xv, acc[2][k]);
+            acc[3][k] = fmadd(L::load(w + 3 * ld + i + k * W), xv, acc[3][k]);
+        }
     }
-    for (; i + W <= n; i += W) {
-        const vf x0 = load_f32(x + i);
-        a0 = fmadd(L::load(w0 + i), x0, a0);
-        a1 = fmadd(L::load(w1 + i), x0, a1);
-        a2 = fmadd(L::load(w2 + i), x0, a2);
-        a3 = fmadd(L::load(w3 + i), x0, a3);
+    for (int r = 0; r < 4; ++r) {
+        double s = hsum(vadd(vadd(acc[r][0], acc[r][2]), vadd(acc[r][1], acc[r][3])));
+        const typename L::T* wr = w + r * ld;
+        for (int64_t j = i; j < n; ++j) s += static_cast<double>(L::at(wr, j) * x[j]);
+        out[r] = static_cast<float>(s);
     }
-    float s0 = hsum(vadd(a0, b0)), s1 = hsum(vadd(a1, b1)), s2 = hsum(vadd(a2, b2)), s3 = hsum(vadd(a3, b3));
-    for (; i < n; ++i) {
-        s0 += L::at(w0, i) * x[i];
-        s1 += L::at(w1, i) * x[i];
-        s2 += L::at(w2, i) * x[i];
-        s3 += L::at(w3, i) * x[i];
-    }
-    out[0] = s0; out[1] = s1; out[2] = s2; out[3] = s3;
 }
 
 template <class L>
@@ -128,6 +113,51 @@ void convert_row(const typename L::T* src, float* dst, int64_t n) {
     int64_t i = 0;
     for (; i + W <= n; i += W) store(dst + i, L::load(src + i));
     for (; i < n; ++i) dst[i] = L::at(src, i);
+}
+
+// f32 products summed in f64: 8 products at a time widened to doubles.
+float dot_f16_acc64(const uint16_t* k, const float* q, int64_t n) {
+    int64_t i = 0;
+    double s = 0;
+#if defined(__AVX512F__)
+    __m512d acc = _mm512_setzero_pd();
+    for (; i + 8 <= n; i += 8) {
+        const __m256 kv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + i)));
+        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_mul_ps(kv, _mm256_loadu_ps(q + i))));
+    }
+    s = _mm512_reduce_add_pd(acc);
+#else
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    for (; i + 8 <= n; i += 8) {
+        const __m256 prod = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + i))), _mm256_loadu_ps(q + i));
+        acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(prod)));
+        acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(prod, 1)));
+    }
+    alignas(32) double t[4];
+    _mm256_store_pd(t, _mm256_add_pd(acc0, acc1));
+    s = (t[0] + t[1]) + (t[2] + t[3]);
+#endif
+    for (; i < n; ++i) s += static_cast<double>(_cvtsh_ss(k[i]) * q[i]);
+    return static_cast<float>(s);
+}
+
+void axpy_f16_acc64(double* acc, float p, const uint16_t* v, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    const __m256 pv = _mm256_set1_ps(p);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 prod = _mm256_mul_ps(pv, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i))));
+        _mm512_storeu_pd(acc + i, _mm512_add_pd(_mm512_loadu_pd(acc + i), _mm512_cvtps_pd(prod)));
+    }
+#else
+    const __m256 pv = _mm256_set1_ps(p);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 prod = _mm256_mul_ps(pv, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i))));
+        _mm256_storeu_pd(acc + i, _mm256_add_pd(_mm256_loadu_pd(acc + i), _mm256_cvtps_pd(_mm256_castps256_ps128(prod))));
+        _mm256_storeu_pd(acc + i + 4, _mm256_add_pd(_mm256_loadu_pd(acc + i + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(prod, 1))));
+    }
+#endif
+    for (; i < n; ++i) acc[i] += static_cast<double>(p * _cvtsh_ss(v[i]));
 }
 
 }  // namespace
@@ -138,6 +168,7 @@ const KernelTable* LF_TABLE_FN() {
         dot_row<F32>, dot_row<F16>, dot_row<BF16>,
         dot_rows4<F32>, dot_rows4<F16>, dot_rows4<BF16>,
         convert_row<F16>, convert_row<BF16>,
+        dot_f16_acc64, axpy_f16_acc64,
     };
     return &t;
 }

@@ -28,8 +28,10 @@ inline float gelu(float x) {
 inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 }  // namespace
 
-Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, int64_t n_batch)
-    : model_(model), cfg_(model.config), pool_(pool), n_ctx_(n_ctx > 0 ? n_ctx : model.config.n_ctx), n_batch_(std::max<int64_t>(1, n_batch)) {
+Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type)
+    : model_(model), cfg_(model.config), pool_(pool), n_ctx_(n_ctx > 0 ? n_ctx : model.config.n_ctx), n_batch_(std::max<int64_t>(1, n_batch)),
+      kv_type_(kv_type) {
+    if (kv_type_ != DType::F32 && kv_type_ != DType::F16) throw_bad_input("the KV cache type must be f32 or f16, not %s", dtype_name(kv_type_));
     if (cfg_.arch == Arch::GPT2 && n_ctx_ > cfg_.n_ctx)
         throw_bad_input("context %lld is longer than the %lld learned positions of this GPT-2 model", static_cast<long long>(n_ctx_),
                         static_cast<long long>(cfg_.n_ctx));
@@ -68,8 +70,13 @@ Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, in
 
     const int64_t C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, B = n_batch_;
     const size_t cache = static_cast<size_t>(cfg_.n_layer * n_ctx_ * KV);
-    k_cache_.assign(cache, 0.0f);
-    v_cache_.assign(cache, 0.0f);
+    if (kv_type_ == DType::F32) {
+        k_cache_.assign(cache, 0.0f);
+        v_cache_.assign(cache, 0.0f);
+    } else {
+        k_cache16_.assign(cache, 0);
+        v_cache16_.assign(cache, 0);
+    }
     x_.resize(B * C);
     h_.resize(B * C);
     q_.resize(B * C);
@@ -79,7 +86,8 @@ Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, in
     att_.resize(B * C);
     ff_a_.resize(B * F);
     ff_b_.resize(B * F);
-    scores_.resize(static_cast<size_t>(pool.size()) * n_ctx_);
+    scores_.resize(static_cast<size_t>(pool.size()) * (n_ctx_ + cfg_.head_dim()));
+    acc_.resize(static_cast<size_t>(pool.size() * cfg_.head_dim()));
     norm_w_.resize(2 * C);
     rope_cos_.resize(B * cfg_.n_rot() / 2);
     rope_sin_.resize(B * cfg_.n_rot() / 2);
@@ -118,9 +126,10 @@ void Transformer::norm(const float* x, float* out, int64_t n, const Tensor* w, c
         const float* xi = x + i * C;
         float* oi = out + i * C;
         if (!b) {
-            double ss = 0;
-            for (int64_t c = 0; c < C; ++c) ss += static_cast<double>(xi[c]) * xi[c];
-            const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(C) + eps));
+            double ss = 0;  // f32 squares summed in f64, the mean and root in f32 (as ggml's rms_norm)
+            for (int64_t c = 0; c < C; ++c) ss += static_cast<double>(xi[c] * xi[c]);
+            const float mean = static_cast<float>(ss / static_cast<double>(C));
+            const float scale = 1.0f / std::sqrt(mean + cfg_.norm_eps);
             for (int64_t c = 0; c < C; ++c) oi[c] = xi[c] * scale * wf[c];
         } else {
             double mean = 0, var = 0;
@@ -167,20 +176,33 @@ void Transformer::rope(float* x, int64_t n, int64_t n_heads, int64_t pos0) {
 }
 
 // out = softmax(q Kᵀ / √d_k, masked to positions ≤ the query's) · V, for each head; query heads share KV heads in groups.
+// With an f16 cache, q and the attention weights are rounded to f16 before their products, as ggml's f16 matmuls do.
 void Transformer::attention(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0) {
     const int64_t H = cfg_.n_head, HD = cfg_.head_dim(), KV = cfg_.kv_dim(), group = H / cfg_.n_head_kv, C = cfg_.n_embd;
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
-    const float* K = k_cache_.data() + layer * n_ctx_ * KV;
-    const float* Vc = v_cache_.data() + layer * n_ctx_ * KV;
+    const bool f16 = kv_type_ == DType::F16;
+    const size_t base = static_cast<size_t>(layer * n_ctx_ * KV);
+    const float* K = f16 ? nullptr : k_cache_.data() + base;
+    const float* Vc = f16 ? nullptr : v_cache_.data() + base;
+    const uint16_t* K16 = f16 ? k_cache16_.data() + base : nullptr;
+    const uint16_t* V16 = f16 ? v_cache16_.data() + base : nullptr;
     pool_.run([&](int ith, int nth) {
-        float* scores = scores_.data() + ith * n_ctx_;
+        float* scores = scores_.data() + ith * (n_ctx_ + HD);
+        float* qr = scores + n_ctx_;  // the query rounded to f16
+        double* acc = acc_.data() + ith * HD;
         for (int64_t task = ith; task < n * H; task += nth) {
             const int64_t i = task / H, h = task % H, kvh = h / group;
             const int64_t n_keys = pos0 + i + 1;  // causal mask: keys at positions 0 .. pos0 + i
             const float* qi = q + i * C + h * HD;
+            if (f16) {
+                for (int64_t d = 0; d < HD; ++d) qr[d] = f16_to_f32(f32_to_f16(qi[d]));
+                qi = qr;
+            }
             float mx = -INFINITY;
             for (int64_t t = 0; t < n_keys; ++t) {
-                const float s = kernels::dot(DType::F32, K + t * KV + kvh * HD, qi, HD) * scale;
+                const float dot = f16 ? kernels::dot_f16_acc64(K16 + t * KV + kvh * HD, qi, HD)
+                                      : kernels::dot(DType::F32, K + t * KV + kvh * HD, qi, HD);
+                const float s = dot * scale;
                 scores[t] = s;
                 mx = std::max(mx, s);
             }
@@ -191,11 +213,20 @@ void Transformer::attention(const float* q, float* out, int64_t n, int64_t layer
             }
             const float inv = static_cast<float>(1.0 / sum);
             float* o = out + i * C + h * HD;
-            std::fill(o, o + HD, 0.0f);
-            for (int64_t t = 0; t < n_keys; ++t) {
-                const float p = scores[t] * inv;
-                const float* vt = Vc + t * KV + kvh * HD;
-                for (int64_t d = 0; d < HD; ++d) o[d] += p * vt[d];
+            if (f16) {
+                std::fill(acc, acc + HD, 0.0);
+                for (int64_t t = 0; t < n_keys; ++t) {
+                    const float p = f16_to_f32(f32_to_f16(scores[t] * inv));
+                    kernels::axpy_f16_acc64(acc, p, V16 + t * KV + kvh * HD, HD);
+                }
+                for (int64_t d = 0; d < HD; ++d) o[d] = static_cast<float>(acc[d]);
+            } else {
+                std::fill(o, o + HD, 0.0f);
+                for (int64_t t = 0; t < n_keys; ++t) {
+                    const float p = scores[t] * inv;
+                    const float* vt = Vc + t * KV + kvh * HD;
+                    for (int64_t d = 0; d < HD; ++d) o[d] += p * vt[d];
+                }
             }
         }
     });
@@ -216,14 +247,18 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
         }
     }
     if (!gpt2) {  // RoPE angles for these positions, shared by every layer and head
+        // θ_j = pos · base^(−2j/d), computed in float as successive powers, the way ggml computes it, so that
+        // rounding matches llama.cpp bit for bit where it matters (an f16 KV cache amplifies tiny differences).
         const int64_t half = cfg_.n_rot() / 2;
-        for (int64_t i = 0; i < n; ++i)
+        const float theta_scale = std::pow(cfg_.rope_theta, -2.0f / static_cast<float>(cfg_.n_rot()));
+        for (int64_t i = 0; i < n; ++i) {
+            float theta = static_cast<float>(pos0 + i);
             for (int64_t j = 0; j < half; ++j) {
-                const double theta = static_cast<double>(pos0 + i) *
-                                     std::pow(static_cast<double>(cfg_.rope_theta), -2.0 * static_cast<double>(j) / static_cast<double>(cfg_.n_rot()));
-                rope_cos_[i * half + j] = static_cast<float>(std::cos(theta));
-                rope_sin_[i * half + j] = static_cast<float>(std::sin(theta));
+                rope_cos_[i * half + j] = std::cos(theta);
+                rope_sin_[i * half + j] = std::sin(theta);
+                theta *= theta_scale;
             }
+        }
     }
 
     for (int64_t l = 0; l < cfg_.n_layer; ++l) {
@@ -247,10 +282,14 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
             rope(q, n, cfg_.n_head, pos0);
             rope(k, n, cfg_.n_head_kv, pos0);
         }
-        float* kc = k_cache_.data() + (l * n_ctx_ + pos0) * KV;
-        float* vc = v_cache_.data() + (l * n_ctx_ + pos0) * KV;
-        std::copy_n(k, n * KV, kc);
-        std::copy_n(v, n * KV, vc);
+        const size_t at = static_cast<size_t>((l * n_ctx_ + pos0) * KV);
+        if (kv_type_ == DType::F32) {
+            std::copy_n(k, n * KV, k_cache_.data() + at);
+            std::copy_n(v, n * KV, v_cache_.data() + at);
+        } else {
+            convert_f32_to_f16(k, k_cache16_.data() + at, static_cast<size_t>(n * KV));
+            convert_f32_to_f16(v, v_cache16_.data() + at, static_cast<size_t>(n * KV));
+        }
         attention(q, att_.data(), n, l, pos0);
         linear(att_.data(), h, n, L.wo, L.bo);
         for (int64_t i = 0; i < n * C; ++i) x[i] += h[i];

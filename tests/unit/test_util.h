@@ -1,0 +1,51 @@
+// Helpers shared by the unit tests: where the golden data lives, and file reading.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "llmforge/mmap_file.h"
+
+namespace test {
+
+// LLMFORGE_GOLDEN, else ../shared/golden beside the source tree.
+inline std::string golden_dir() {
+    if (const char* g = std::getenv("LLMFORGE_GOLDEN"); g && *g) return g;
+    return std::string(LLMFORGE_SOURCE_DIR) + "/../shared/golden";
+}
+
+inline std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// "[1, 2, 3]" or "1 2 3" → ids
+inline std::vector<int32_t> parse_ids(const std::string& s) {
+    std::vector<int32_t> v;
+    std::string cur;
+    for (char c : s) {
+        if ((c >= '0' && c <= '9') || c == '-') cur += c;
+        else if (!cur.empty()) { v.push_back(std::stoi(cur)); cur.clear(); }
+    }
+    if (!cur.empty()) v.push_back(std::stoi(cur));
+    return v;
+}
+
+inline std::string tmp_path(const std::string& name) {
+    const char* t = std::getenv("TMPDIR");
+    return std::string(t && *t ? t : "/tmp") + "/llmforge_test_" + std::to_string(::getpid()) + "_" + name;
+}
+
+}  // namespace test
+
+#define REQUIRE_GOLDEN()                                                                              \
+    do {                                                                                              \
+        if (!llmforge::file_exists(test::golden_dir() + "/stories260K/stories260K.gguf"))             \
+            GTEST_SKIP() << "golden data not found at " << test::golden_dir() << " (set LLMFORGE_GOLDEN)"; \
+    } while (0)
