@@ -23,6 +23,7 @@ void add_generate(CLI::App& app) {
         SamplerParams s;
         int64_t seed = -1;
         bool json = false, no_bos = false;
+        std::string cache_type = "f16";
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
@@ -39,6 +40,7 @@ void add_generate(CLI::App& app) {
     cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)");
     cmd->add_option("-b,--batch-size", o->batch, "tokens per forward pass while reading the prompt");
     cmd->add_option("-t,--threads", o->threads, "threads");
+    cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 (llama.cpp's default) or f32");
     cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
     cmd->add_flag("--no-bos", o->no_bos, "do not add the beginning-of-sequence token");
     cmd->add_flag("--json", o->json, "print one JSON object with the text, token ids and timings instead of streaming");
@@ -49,7 +51,9 @@ void add_generate(CLI::App& app) {
         Model m = load_for_cli(o->model, o->tokenizer, true);
         ThreadPool pool(o->threads);
         kernels::set_blas_threads(o->threads);
-        Transformer tf(m, pool, o->ctx, o->batch);
+        const DType kv = dtype_from_name(o->cache_type);
+        if (kv != DType::F16 && kv != DType::F32) throw_bad_input("--cache-type must be f16 or f32, not '%s'", o->cache_type.c_str());
+        Transformer tf(m, pool, o->ctx, o->batch, kv);
         GenerateParams gp;
         gp.n_predict = o->n;
         gp.sampling = o->s;

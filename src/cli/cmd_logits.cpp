@@ -12,7 +12,7 @@ namespace llmforge::cli {
 
 void add_logits(CLI::App& app) {
     auto* cmd = app.add_subcommand("logits", "Print the logits at every position of a prompt (one line per position)");
-    struct Opts { std::string model, prompt, tokens, tokenizer; bool incremental = false, no_bos = false; int threads = ThreadPool::default_threads(); int64_t ctx = 0, batch = 512; };
+    struct Opts { std::string model, prompt, tokens, tokenizer; bool incremental = false, no_bos = false; int threads = ThreadPool::default_threads(); int64_t ctx = 0, batch = 512; std::string cache_type = "f16"; };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
     cmd->add_option("-p,--prompt", o->prompt, "prompt text (tokenised with the model's vocabulary)");
@@ -23,6 +23,7 @@ void add_logits(CLI::App& app) {
     cmd->add_option("-t,--threads", o->threads, "threads");
     cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)");
     cmd->add_option("-b,--batch-size", o->batch, "tokens per forward pass");
+    cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 (llama.cpp's default) or f32");
     cmd->callback([o] {
         if (o->prompt.empty() == o->tokens.empty()) throw_bad_input("logits: give -p PROMPT or --tokens IDS");
         Model m = load_for_cli(o->model, o->tokenizer, !o->prompt.empty());
@@ -43,7 +44,9 @@ void add_logits(CLI::App& app) {
         if (ids.empty()) throw_bad_input("logits: no tokens");
         ThreadPool pool(o->threads);
         kernels::set_blas_threads(o->threads);
-        Transformer tf(m, pool, o->ctx, o->batch);
+        const DType kv = dtype_from_name(o->cache_type);
+        if (kv != DType::F16 && kv != DType::F32) throw_bad_input("--cache-type must be f16 or f32, not '%s'", o->cache_type.c_str());
+        Transformer tf(m, pool, o->ctx, o->batch, kv);
         const int64_t V = m.config.n_vocab;
         std::vector<float> all;
         if (o->incremental) {

@@ -251,7 +251,7 @@ File read(const std::string& path) {
     const uint64_t n_kv = c.get<uint64_t>("the metadata count");
     // Each tensor info and key/value takes at least 8+4 bytes: reject counts the file cannot hold.
     if (n_tensors > c.size / 12 || n_kv > c.size / 12)
-        throw_bad_input("'%s' is corrupt: %llu tensors and %llu metadata entries cannot fit in %zu bytes", path.c_str(),
+        throw_bad_input("'%s' is truncated or corrupt: %llu tensors and %llu metadata entries cannot fit in %zu bytes", path.c_str(),
                         static_cast<unsigned long long>(n_tensors), static_cast<unsigned long long>(n_kv), c.size);
     for (uint64_t k = 0; k < n_kv; ++k) {
         std::string key = c.str("a metadata key");

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""PyTorch parity: random-weight GPT-2 and LLaMA (with grouped-query attention) models written as Hugging Face
+safetensors, run by a plain PyTorch implementation (float64) and by llmforge; logits must agree to 1e-4 relative error.
+
+Also checks: token-by-token decoding through the KV cache equals one batched pass; the same model converted to GGUF
+(f32, f16, bf16: Hugging Face's rotate_half RoPE layout permuted to GGUF's) and to llama2.c gives the same logits
+(the f16/bf16 files against PyTorch run on the same rounded weights); and a prompt longer than the batch size.
+
+Run: /usr/bin/python3 tests/reference/test_torch_parity.py --bin build/llmforge
+"""
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+
+RESULTS = {"passed": 0, "failed": 0}
+
+
+def check(name, ok, detail=""):
+    RESULTS["passed" if ok else "failed"] += 1
+    print(("PASS " if ok else "FAIL ") + name + (f"  ({detail})" if detail else ""), flush=True)
+
+
+def write_safetensors(path, tensors):
+    """tensors: dict name -> torch tensor (float32). Written by hand: 8-byte header length, JSON header, raw data."""
+    header, blobs, off = {}, [], 0
+    for name, t in tensors.items():
+        data = t.detach().contiguous().to(torch.float32).numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(data)]}
+        blobs.append(data)
+        off += len(data)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - (8 + len(h)) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+# ----------------------------------------------------------------------------------------- reference models
+def layer_norm(x, w, b, eps):
+    mu = x.mean(-1, keepdim=True)
+    var = ((x - mu) ** 2).mean(-1, keepdim=True)
+    return (x - mu) / torch.sqrt(var + eps) * w + b
+
+
+def rms_norm(x, w, eps):
+    return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
+
+
+def causal_attention(q, k, v):
+    """q: (H, T, d), k/v: (H, T, d) -> (T, H*d). softmax(Q K^T / sqrt(d_k) + mask) V"""
+    T, d = q.shape[1], q.shape[2]
+    scores = q @ k.transpose(1, 2) / (d ** 0.5)
+    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    scores = scores.masked_fill(mask, float("-inf"))
+    y = torch.softmax(scores, dim=-1) @ v
+    return y.transpose(0, 1).reshape(T, -1)
+
+
+def gpt2_forward(w, cfg, tokens):
+    C, H = cfg["n_embd"], cfg["n_head"]
+    d = C // H
+    T = len(tokens)
+    x = w["wte.weight"][tokens] + w["wpe.weight"][:T]
+    for l in range(cfg["n_layer"]):
+        p = f"h.{l}."
+        h = layer_norm(x, w[p + "ln_1.weight"], w[p + "ln_1.bias"], cfg["layer_norm_epsilon"])
+        qkv = h @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]  # Conv1D: x @ W, W is [in, out]
+        q, k, v = qkv.split(C, dim=1)
+        q, k, v = (t.reshape(T, H, d).transpose(0, 1) for t in (q, k, v))
+        y = causal_attention(q, k, v)
+        x = x + y @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"]
+        h = layer_norm(x, w[p + "ln_2.weight"], w[p + "ln_2.bias"], cfg["layer_norm_epsilon"])
+        h = torch.nn.functional.gelu(h @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"], approximate="tanh")
+        x = x + h @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
+    x = layer_norm(x, w["ln_f.weight"], w["ln_f.bias"], cfg["layer_norm_epsilon"])
+    return x @ w["wte.weight"].T
+
+
+def rotate_half(x):
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2 :]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def llama_forward(w, cfg, tokens):
+    C, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    d = C // H
+    T = len(tokens)
+    eps = cfg["rms_norm_eps"]
+    inv_freq = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
+    freqs = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = emb.cos()[None], emb.sin()[None]  # (1, T, d)
+    x = w["model.embed_tokens.weight"][tokens]
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        h = rms_norm(x, w[p + "input_layernorm.weight"], eps)
+        q = (h @ w[p + "self_attn.q_proj.weight"].T).reshape(T, H, d).transpose(0, 1)
+        k = (h @ w[p + "self_attn.k_proj.weight"].T).reshape(T, KV, d).transpose(0, 1)
+        v = (h @ w[p + "self_attn.v_proj.weight"].T).reshape(T, KV, d).transpose(0, 1)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        k = k.repeat_interleave(H // KV, dim=0)  # grouped-query attention: each KV head serves H/KV query heads
+        v = v.repeat_interleave(H // KV, dim=0)
+        x = x + causal_attention(q, k, v) @ w[p + "self_attn.o_proj.weight"].T
+        h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
+        g = torch.nn.functional.silu(h @ w[p + "mlp.gate_proj.weight"].T)
+        x = x + (g * (h @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
+    x = rms_norm(x, w["model.norm.weight"], eps)
+    return x @ w["lm_head.weight"].T
+
+
+# ----------------------------------------------------------------------------------------- random models
+def make_gpt2(seed):
+    g = torch.Generator().manual_seed(seed)
+    cfg = {"model_type": "gpt2", "n_embd": 64, "n_layer": 3, "n_head": 4, "n_positions": 96, "vocab_size": 301,
+           "layer_norm_epsilon": 1e-5, "n_inner": 256}
+    C, F, V = 64, 256, 301
+    r = lambda *s, std=0.1: torch.randn(*s, generator=g) * std
+    w = {"wte.weight": r(V, C, std=0.3), "wpe.weight": r(96, C, std=0.1), "ln_f.weight": 1 + r(C), "ln_f.bias": r(C)}
+    for l in range(3):
+        p = f"h.{l}."
+        w.update({p + "ln_1.weight": 1 + r(C), p + "ln_1.bias": r(C), p + "attn.c_attn.weight": r(C, 3 * C),
+                  p + "attn.c_attn.bias": r(3 * C), p + "attn.c_proj.weight": r(C, C), p + "attn.c_proj.bias": r(C),
+                  p + "ln_2.weight": 1 + r(C), p + "ln_2.bias": r(C), p + "mlp.c_fc.weight": r(C, F),
+                  p + "mlp.c_fc.bias": r(F), p + "mlp.c_proj.weight": r(F, C), p + "mlp.c_proj.bias": r(C)})
+    return cfg, w, gpt2_forward
+
+
+def make_llama(seed):
+    g = torch.Generator().manual_seed(seed)
+    C, F, V, H, KV, L = 64, 160, 301, 8, 2, 3
+    cfg = {"model_type": "llama", "hidden_size": C, "intermediate_size": F, "num_hidden_layers": L,
+           "num_attention_heads": H, "num_key_value_heads": KV, "max_position_embeddings": 96, "vocab_size": V,
+           "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False}
+    d = C // H
+    r = lambda *s, std=0.1: torch.randn(*s, generator=g) * std
+    w = {"model.embed_tokens.weight": r(V, C, std=0.3), "model.norm.weight": 1 + r(C), "lm_head.weight": r(V, C)}
+    for l in range(L):
+        p = f"model.layers.{l}."
+        w.update({p + "input_layernorm.weight": 1 + r(C), p + "self_attn.q_proj.weight": r(C, C),
+                  p + "self_attn.k_proj.weight": r(KV * d, C), p + "self_attn.v_proj.weight": r(KV * d, C),
+                  p + "self_attn.o_proj.weight": r(C, C), p + "post_attention_layernorm.weight": 1 + r(C),
+                  p + "mlp.gate_proj.weight": r(F, C), p + "mlp.up_proj.weight": r(F, C), p + "mlp.down_proj.weight": r(C, F)})
+    return cfg, w, llama_forward
+
+
+# ----------------------------------------------------------------------------------------- llmforge
+def llmforge_logits(binary, model, tokens, *extra):
+    cmd = [binary, "logits", "-m", model, "--tokens", ",".join(map(str, tokens)), "--cache-type", "f32", *extra]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rows = [list(map(float, line.split()[1:])) for line in out.strip().split("\n")]
+    return np.array(rows, dtype=np.float64)
+
+
+def rel_err(ours, ref):
+    return float(np.abs(ours - ref).max() / np.abs(ref).max())
+
+
+def rounded(w, dtype):
+    return {k: v.to(dtype).to(torch.float64) for k, v in w.items()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    args = ap.parse_args()
+    rng = np.random.default_rng(1234)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, maker in (("gpt2", make_gpt2), ("llama-gqa", make_llama)):
+            cfg, w, forward = maker(7)
+            d = os.path.join(tmp, name)
+            os.makedirs(d)
+            write_safetensors(os.path.join(d, "model.safetensors"), w)
+            with open(os.path.join(d, "config.json"), "w") as f:
+                json.dump(cfg, f)
+            w64 = {k: v.to(torch.float64) for k, v in w.items()}
+            for T in (1, 7, 40):
+                tokens = rng.integers(0, 301, size=T).tolist()
+                ref = forward(w64, cfg, tokens).numpy()
+                ours = llmforge_logits(args.bin, d, tokens)
+                e = rel_err(ours, ref)
+                check(f"{name} safetensors T={T} vs PyTorch", e <= 1e-4, f"rel err {e:.2e}")
+                if T > 1:
+                    inc = llmforge_logits(args.bin, d, tokens, "--incremental")
+                    e2 = float(np.abs(inc - ours).max())
+                    check(f"{name} KV-cache decoding == batched pass T={T}", e2 <= 1e-5, f"max abs diff {e2:.2e}")
+                    small = llmforge_logits(args.bin, d, tokens, "-b", "3")
+                    e3 = rel_err(small, ref)
+                    check(f"{name} prompt in batches of 3, T={T}", e3 <= 1e-4, f"rel err {e3:.2e}")
+            tokens = rng.integers(0, 301, size=24).tolist()
+            ref = forward(w64, cfg, tokens).numpy()
+            for dt, tdt in (("f32", None), ("f16", torch.float16), ("bf16", torch.bfloat16)):
+                g = os.path.join(tmp, f"{name}-{dt}.gguf")
+                subprocess.run([args.bin, "convert", d, g, "--dtype", dt], check=True, capture_output=True)
+                r = ref
+                if tdt is not None:  # PyTorch on the same rounded matrices (norms and biases stay f32 in GGUF)
+                    wr = {k: (v.to(tdt).to(torch.float64) if v.dim() == 2 else v.to(torch.float64)) for k, v in w.items()}
+                    r = forward(wr, cfg, tokens).numpy()
+                ours = llmforge_logits(args.bin, g, tokens)
+                e = rel_err(ours, r)
+                check(f"{name} converted to GGUF {dt} vs PyTorch", e <= 1e-4, f"rel err {e:.2e}")
+            # GGUF -> safetensors -> logits (the inverse RoPE permutation and Conv1D transposition)
+            back = os.path.join(tmp, f"{name}-back")
+            subprocess.run([args.bin, "convert", os.path.join(tmp, f"{name}-f32.gguf"), back], check=True, capture_output=True)
+            e = rel_err(llmforge_logits(args.bin, back, tokens), ref)
+            check(f"{name} GGUF -> safetensors round trip vs PyTorch", e <= 1e-4, f"rel err {e:.2e}")
+            if name.startswith("llama"):
+                b = os.path.join(tmp, "l2c", "model.bin")
+                os.makedirs(os.path.dirname(b))
+                subprocess.run([args.bin, "convert", d, b], check=True, capture_output=True)
+                e = rel_err(llmforge_logits(args.bin, b, tokens), ref)
+                check(f"{name} converted to llama2.c .bin vs PyTorch", e <= 1e-4, f"rel err {e:.2e}")
+    print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")
+    return 1 if RESULTS["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
