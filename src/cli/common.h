@@ -13,6 +13,7 @@ void add_convert(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_logits(CLI::App& app);
+void add_bench(CLI::App& app);
 
 // Loads a model and logs what was loaded to stderr.
 Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer);

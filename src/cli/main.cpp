@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
     add_generate(app);
     add_tokenize(app);
     add_logits(app);
+    add_bench(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

@@ -23,7 +23,7 @@ Model load_gguf(const std::string& path, const LoadOptions& opts) {
     if (m.vocab && m.vocab->size() != m.config.n_vocab)
         throw_bad_input("'%s': the tokenizer has %d tokens but the model's vocabulary has %lld", path.c_str(), m.vocab->size(), static_cast<long long>(m.config.n_vocab));
     for (const auto& [k, v] : f.meta.kv)
-        if (k.rfind("general.", 0) == 0 && k != "general.architecture" && k != "general.alignment") m.meta.set(k, v);
+        if (k.rfind("general.", 0) == 0 && k != "general.architecture" && k != "general.alignment" && k != "general.file_type") m.meta.set(k, v);
     return m;
 }
 
@@ -47,6 +47,11 @@ void save_gguf(const Model& m, const std::string& path, DType dtype) {
         if (w.dtype != want) w = tmp.own(name, want, w.shape, convert_bytes(w, want));
         out.push_back(w);
     }
+    // general.file_type as llama.cpp numbers it (llama_ftype): the type of most matrices.
+    size_t n16 = 0, nbf = 0, n2d = 0;
+    for (const Tensor& t : out)
+        if (t.shape.size() == 2) { ++n2d; n16 += t.dtype == DType::F16; nbf += t.dtype == DType::BF16; }
+    meta.set("general.file_type", gguf::Value::u32(n16 * 2 > n2d ? 1u : nbf * 2 > n2d ? 32u : 0u));
     gguf::write(path, meta, out);
 }
 

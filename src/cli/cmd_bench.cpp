@@ -1,0 +1,75 @@
+// llmforge bench -m MODEL [-p 128] [-n 64] [-r 5] [-t T]: prompt-processing and generation speed, measured as
+// llama-bench measures them (pp: one batch of p tokens into an empty cache; tg: n tokens decoded one at a time).
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "cli/common.h"
+#include "llmforge/error.h"
+#include "llmforge/kernels.h"
+#include "llmforge/threadpool.h"
+#include "llmforge/transformer.h"
+
+namespace llmforge::cli {
+
+void add_bench(CLI::App& app) {
+    auto* cmd = app.add_subcommand("bench", "Measure prompt processing (pp) and generation (tg) speed, like llama-bench");
+    struct Opts { std::string model, cache_type = "f16"; int64_t pp = 128, tg = 64, reps = 5; int threads = ThreadPool::default_threads(); bool json = false; };
+    auto o = std::make_shared<Opts>();
+    cmd->add_option("-m,--model", o->model, "model file")->required();
+    cmd->add_option("-p,--n-prompt", o->pp, "prompt tokens (0: skip)");
+    cmd->add_option("-n,--n-gen", o->tg, "generated tokens (0: skip)");
+    cmd->add_option("-r,--repetitions", o->reps, "repetitions of each test");
+    cmd->add_option("-t,--threads", o->threads, "threads");
+    cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 or f32");
+    cmd->add_flag("--json", o->json, "print one JSON object");
+    cmd->callback([o] {
+        if (o->reps < 1 || o->threads < 1) throw_bad_input("bench: --repetitions and --threads must be at least 1");
+        Model m = load_for_cli(o->model, "", false);
+        ThreadPool pool(o->threads);
+        kernels::set_blas_threads(o->threads);
+        const DType kv = dtype_from_name(o->cache_type);
+        if (kv != DType::F16 && kv != DType::F32) throw_bad_input("--cache-type must be f16 or f32");
+        const int64_t ctx = std::max<int64_t>(o->pp + o->tg, 16);
+        Transformer tf(m, pool, std::min(ctx, std::max<int64_t>(ctx, 1)), std::max<int64_t>(o->pp, 1), kv);
+        std::mt19937 rng(42);
+        std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(m.config.n_vocab - 1));
+        using clock = std::chrono::steady_clock;
+        auto run = [&](const char* name, int64_t n, bool batched) {
+            if (n <= 0) return nlohmann::json();
+            std::vector<double> rates;
+            for (int64_t r = -1; r < o->reps; ++r) {  // r = -1: warm-up, not counted
+                tf.reset();
+                std::vector<int32_t> ids(static_cast<size_t>(n));
+                for (auto& t : ids) t = tok(rng);
+                const auto t0 = clock::now();
+                if (batched) tf.eval(ids);
+                else for (int32_t id : ids) tf.eval(&id, 1);
+                const double s = std::chrono::duration<double>(clock::now() - t0).count();
+                if (r >= 0) rates.push_back(static_cast<double>(n) / s);
+            }
+            double mean = 0, var = 0;
+            for (double x : rates) mean += x;
+            mean /= static_cast<double>(rates.size());
+            for (double x : rates) var += (x - mean) * (x - mean);
+            const double sd = rates.size() > 1 ? std::sqrt(var / static_cast<double>(rates.size() - 1)) : 0;
+            const std::string test = std::string(name) + std::to_string(n);
+            if (!o->json) std::printf("| %-40s | %-6s | %7d | %-8s | %10.2f ± %.2f |\n", o->model.c_str(), dtype_name(m.get("blk.0.ffn_up.weight").dtype),
+                                      o->threads, test.c_str(), mean, sd);
+            return nlohmann::json{{"test", test}, {"tokens_per_s", mean}, {"stddev", sd}, {"samples", rates}};
+        };
+        if (!o->json) {
+            std::printf("| %-40s | %-6s | %7s | %-8s | %16s |\n", "model", "type", "threads", "test", "t/s");
+            std::printf("|%s|%s|%s|%s|%s|\n", std::string(42, '-').c_str(), std::string(8, '-').c_str(), std::string(9, '-').c_str(),
+                        std::string(10, '-').c_str(), std::string(18, '-').c_str());
+        }
+        nlohmann::json res = {{"model", o->model}, {"threads", o->threads}, {"isa", kernels::isa_name()}, {"results", nlohmann::json::array()}};
+        if (auto j = run("pp", o->pp, true); !j.is_null()) res["results"].push_back(j);
+        if (auto j = run("tg", o->tg, false); !j.is_null()) res["results"].push_back(j);
+        if (o->json) std::printf("%s\n", res.dump().c_str());
+    });
+}
+
+}  // namespace llmforge::cli

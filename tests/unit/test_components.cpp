@@ -1,0 +1,143 @@
+// Kernels, UTF-8 streaming, sampling, GGUF round trips, presets.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "llmforge/error.h"
+#include "llmforge/generate.h"
+#include "llmforge/gguf.h"
+#include "llmforge/kernels.h"
+#include "llmforge/model.h"
+#include "llmforge/sampler.h"
+#include "llmforge/utf8.h"
+#include "test_util.h"
+
+using namespace llmforge;
+
+// Every ISA's matvec and matmul against a double-precision reference, for every weight type and awkward sizes.
+TEST(Kernels, MatvecAndMatmulMatchDoubleReference) {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0, 1);
+    ThreadPool pool(2);
+    for (const char* isa : {"scalar", "avx2", "avx512"}) {
+        if (!kernels::set_isa(isa)) continue;
+        for (DType t : {DType::F32, DType::F16, DType::BF16}) {
+            for (auto [rows, cols, n] : {std::tuple<int, int, int>{1, 1, 1}, {7, 33, 1}, {13, 100, 3}, {64, 256, 9}, {130, 77, 17}}) {
+                std::vector<float> w(static_cast<size_t>(rows * cols)), x(static_cast<size_t>(n * cols));
+                for (auto& v : w) v = nd(rng);
+                for (auto& v : x) v = nd(rng);
+                std::vector<uint8_t> wb(w.size() * dtype_size(t));
+                convert_from_f32(t, w.data(), wb.data(), w.size());
+                std::vector<float> wr(w.size());  // the weights as stored
+                convert_to_f32(t, wb.data(), wr.data(), w.size());
+                std::vector<float> y(static_cast<size_t>(n * rows));
+                kernels::matmul(t, wb.data(), x.data(), y.data(), n, rows, cols, pool);
+                for (int i = 0; i < n; ++i)
+                    for (int r = 0; r < rows; ++r) {
+                        double ref = 0, mag = 0;
+                        for (int c = 0; c < cols; ++c) {
+                            ref += static_cast<double>(wr[r * cols + c]) * x[i * cols + c];
+                            mag += std::fabs(static_cast<double>(wr[r * cols + c]) * x[i * cols + c]);
+                        }
+                        EXPECT_NEAR(y[i * rows + r], ref, 1e-5 * mag + 1e-6) << isa << " " << dtype_name(t) << " " << rows << "x" << cols;
+                    }
+            }
+        }
+    }
+    kernels::set_isa("avx512") || kernels::set_isa("avx2") || kernels::set_isa("scalar");
+}
+
+TEST(Utf8, StreamNeverSplitsACharacter) {
+    const std::string text = "héllo 你好 🐶!";
+    Utf8Stream s;
+    std::string out;
+    for (char c : text) {
+        const std::string piece = s.push(std::string(1, c));
+        EXPECT_TRUE(utf8_valid(piece)) << "half a character was emitted";
+        out += piece;
+    }
+    out += s.flush();
+    EXPECT_EQ(out, text);
+    Utf8Stream bad;
+    EXPECT_EQ(bad.push("a\xff" "b"), "a\xef\xbf\xbd" "b");  // invalid byte → U+FFFD
+    EXPECT_EQ(bad.push("\xe4\xbd"), "");                    // incomplete: held back
+    EXPECT_EQ(bad.flush(), "\xef\xbf\xbd");                 // truncated at the end
+    EXPECT_FALSE(utf8_valid("\xc0\xaf"));                   // overlong
+    EXPECT_FALSE(utf8_valid("\xed\xa0\x80"));               // surrogate
+}
+
+TEST(Sampler, GreedySeedAndFilters) {
+    std::vector<float> logits = {0.1f, 2.0f, 1.9f, -1.0f, 0.5f};
+    SamplerParams p;
+    p.temp = 0;
+    EXPECT_EQ(Sampler(p).sample(logits.data(), 5, {}), 1);
+    p.repeat_penalty = 2.0f;  // token 1 seen: 2.0 → 1.0, so token 2 wins
+    EXPECT_EQ(Sampler(p).sample(logits.data(), 5, {1}), 2);
+    p = SamplerParams{};
+    p.top_k = 1;
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(Sampler(p).sample(logits.data(), 5, {}), 1);
+    p = SamplerParams{};
+    p.seed = 99;
+    p.min_p = 0;
+    p.top_p = 1;
+    p.top_k = 0;
+    p.temp = 1.0f;
+    Sampler a(p), b(p);
+    std::vector<int> counts(5, 0);
+    for (int i = 0; i < 20000; ++i) {
+        const int32_t x = a.sample(logits.data(), 5, {});
+        EXPECT_EQ(x, b.sample(logits.data(), 5, {}));  // same seed, same draws
+        ++counts[x];
+    }
+    // frequencies follow softmax(logits)
+    double z = 0;
+    for (float l : logits) z += std::exp(l);
+    for (int i = 0; i < 5; ++i) EXPECT_NEAR(counts[i] / 20000.0, std::exp(logits[i]) / z, 0.015) << i;
+    p.top_p = 0.5f;  // 0.5 of the mass is reached by the top token alone? softmax(2.0) ≈ 0.41, so two tokens remain
+    Sampler c(p);
+    for (int i = 0; i < 200; ++i) {
+        const int32_t x = c.sample(logits.data(), 5, {});
+        EXPECT_TRUE(x == 1 || x == 2) << x;
+    }
+}
+
+TEST(GGUF, WriteReadRoundTrip) {
+    Model m = init_random(preset("gpt2-tiny"), DType::F16, 5);
+    m.meta.set("general.answer", gguf::Value::i32(-42));
+    m.meta.set("general.pi", gguf::Value::f32(3.25f));
+    const std::string p = test::tmp_path("rt.gguf");
+    save_model(m, p);
+    Model r = load_model(p);
+    EXPECT_EQ(r.config.arch, Arch::GPT2);
+    EXPECT_EQ(r.config.n_params(), m.config.n_params());
+    EXPECT_EQ(r.meta.get_int("general.answer", 0), -42);
+    EXPECT_EQ(r.meta.get_float("general.pi", 0), 3.25);
+    EXPECT_EQ(r.owned_bytes, 0u);
+    for (const auto& t : m.tensors) {
+        const Tensor& u = r.get(t.name);
+        EXPECT_EQ(u.shape, t.shape);
+        if (t.shape.size() == 2) {
+            ASSERT_EQ(u.dtype, DType::F16);
+            EXPECT_EQ(std::memcmp(u.data, t.data, t.nbytes()), 0) << t.name;
+        }
+    }
+    ASSERT_TRUE(r.vocab);
+    EXPECT_EQ(r.vocab->pieces, m.vocab->pieces);
+    // generation through the loaded model works and is reproducible
+    ThreadPool pool(2);
+    GenerateParams gp;
+    gp.n_predict = 8;
+    gp.sampling.seed = 3;
+    Transformer t1(r, pool), t2(r, pool);
+    EXPECT_EQ(generate(t1, *r.vocab, "abc", gp).tokens, generate(t2, *r.vocab, "abc", gp).tokens);
+}
+
+TEST(Presets, ParameterCounts) {
+    EXPECT_EQ(preset("gpt2").n_params(), 124439808);  // GPT-2 small, tied embeddings
+    EXPECT_NEAR(preset("gpt3-175b").n_params() / 1e9, 175.0, 1.0);
+    EXPECT_NEAR(preset("llama2-70b").n_params() / 1e9, 69.0, 0.1);
+    EXPECT_NEAR(preset("llama2-7b").n_params() / 1e9, 6.74, 0.01);
+    EXPECT_NEAR(preset("tinyllama-1.1b").n_params() / 1e9, 1.10, 0.01);
+    EXPECT_THROW(preset("gpt5"), Error);
+}
