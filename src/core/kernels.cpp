@@ -38,6 +38,12 @@ float dot_f16_acc64_scalar(const uint16_t* k, const float* q, int64_t n) {
 void axpy_f16_acc64_scalar(double* acc, float p, const uint16_t* v, int64_t n) {
     for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<double>(p * f16_to_f32(v[i]));
 }
+template <class T, float (*AT)(const T*, int64_t)>
+void gemm_scalar(const void* Wv, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
+    const T* W = static_cast<const T*>(Wv);
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t r = r0; r < r1; ++r) Y[i * rows + r] = dot_scalar<T, AT>(W + r * K, X + i * K, K);
+}
 }  // namespace
 
 const KernelTable* table_scalar() {
@@ -47,6 +53,7 @@ const KernelTable* table_scalar() {
         dot4_scalar<float, at_f32>, dot4_scalar<uint16_t, at_f16>, dot4_scalar<uint16_t, at_bf16>,
         cvt_f16_scalar, cvt_bf16_scalar,
         dot_f16_acc64_scalar, axpy_f16_acc64_scalar,
+        gemm_scalar<float, at_f32>, gemm_scalar<uint16_t, at_f16>, gemm_scalar<uint16_t, at_bf16>,
     };
     return &t;
 }
@@ -146,32 +153,11 @@ void matmul(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_
         return;
     }
     if (!dtype_supported(wt)) throw_runtime("matmul: weight type %s is not supported by the CPU kernels", dtype_name(wt));
-    if (wt == DType::F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(rows),
-                    static_cast<int>(cols), 1.0f, X, static_cast<int>(cols), static_cast<const float*>(W),
-                    static_cast<int>(cols), 0.0f, Y, static_cast<int>(rows));
-        return;
-    }
-    // f16 / bf16: widen a panel of weight rows to f32 (in parallel), then one sgemm per panel.
-    // The panel stays small enough to live in cache while sgemm packs it.
     const KernelTable& k = active();
-    const int64_t panel = std::max<int64_t>(16, std::min<int64_t>(rows, (int64_t(1) << 20) / std::max<int64_t>(cols, 1)));
-    thread_local std::vector<float> buf;
-    buf.resize(static_cast<size_t>(panel * cols));
-    const uint16_t* w16 = static_cast<const uint16_t*>(W);
-    float* bufp = buf.data();  // (buf is thread_local: capture its storage, not the name)
-    for (int64_t r0 = 0; r0 < rows; r0 += panel) {
-        const int64_t nr = std::min(panel, rows - r0);
-        pool.parallel_for(nr, [&](int64_t a, int64_t b) {
-            for (int64_t r = a; r < b; ++r) {
-                if (wt == DType::F16) k.cvt_f16(w16 + (r0 + r) * cols, bufp + r * cols, cols);
-                else k.cvt_bf16(w16 + (r0 + r) * cols, bufp + r * cols, cols);
-            }
-        });
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(nr),
-                    static_cast<int>(cols), 1.0f, X, static_cast<int>(cols), bufp, static_cast<int>(cols), 0.0f,
-                    Y + r0, static_cast<int>(rows));
-    }
+    auto* gemm = wt == DType::F32 ? k.gemm_f32 : wt == DType::F16 ? k.gemm_f16 : k.gemm_bf16;
+    // Each thread takes a contiguous range of weight rows (in groups of 4) for all n activation rows.
+    const int64_t groups = (rows + 3) / 4;
+    pool.parallel_for(groups, [&](int64_t g0, int64_t g1) { gemm(W, X, Y, n, rows, cols, g0 * 4, std::min(rows, g1 * 4)); });
 }
 
 }  // namespace llmforge::kernels

