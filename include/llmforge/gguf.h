@@ -68,7 +68,7 @@ struct File {
 
 // Reads the header and tensor table and checks every tensor lies inside the file. Tensor data stays mapped.
 // Throws a bad-input Error naming the problem for any malformed or truncated file.
-File read(const std::string& path);
+File read(const std::string& path, bool use_mmap = true);
 bool has_magic(const std::string& path);
 
 // Writes a GGUF v3 file atomically. Tensors must be f32/f16/bf16 (or carry a known block type).

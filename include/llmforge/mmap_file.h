@@ -10,7 +10,9 @@ namespace llmforge {
 class MappedFile {
 public:
     // Maps the whole file read-only. Throws a bad-input Error if it cannot be opened.
-    static std::shared_ptr<MappedFile> open(const std::string& path);
+    // use_mmap = false reads the file into anonymous memory backed by transparent huge pages instead (llama.cpp's
+    // --no-mmap): it costs the copy and the memory, but streaming the weights then needs far fewer TLB entries.
+    static std::shared_ptr<MappedFile> open(const std::string& path, bool use_mmap = true);
     ~MappedFile();
     const uint8_t* data() const { return data_; }
     size_t size() const { return size_; }
@@ -21,6 +23,7 @@ private:
     std::string path_;
     const uint8_t* data_ = nullptr;
     size_t size_ = 0;
+    size_t map_size_ = 0;
 };
 
 // Writes a file atomically: the bytes go to PATH.tmp.PID, which is fsync'ed and renamed over PATH.

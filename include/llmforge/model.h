@@ -86,6 +86,7 @@ private:
 struct LoadOptions {
     std::string tokenizer_path;  // llama2.c models: tokenizer.bin (default: tokenizer.bin next to the model)
     bool require_tokenizer = false;
+    bool use_mmap = true;        // false: read the weights into memory (huge pages) instead of mapping the file
 };
 
 // Loads GGUF, llama2.c .bin or a Hugging Face safetensors model (a directory or .safetensors with config.json).

@@ -16,7 +16,7 @@ namespace llmforge::cli {
 
 void add_bench(CLI::App& app) {
     auto* cmd = app.add_subcommand("bench", "Measure prompt processing (pp) and generation (tg) speed, like llama-bench");
-    struct Opts { std::string model, cache_type = "f16"; int64_t pp = 128, tg = 64, reps = 5; int threads = ThreadPool::default_threads(); bool json = false; };
+    struct Opts { std::string model, cache_type = "f16"; int64_t pp = 128, tg = 64, reps = 5; int threads = ThreadPool::default_threads(); bool json = false, no_mmap = false; };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
     cmd->add_option("-p,--n-prompt", o->pp, "prompt tokens (0: skip)");
@@ -25,9 +25,10 @@ void add_bench(CLI::App& app) {
     cmd->add_option("-t,--threads", o->threads, "threads");
     cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 or f32");
     cmd->add_flag("--json", o->json, "print one JSON object");
+    cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     cmd->callback([o] {
         if (o->reps < 1 || o->threads < 1) throw_bad_input("bench: --repetitions and --threads must be at least 1");
-        Model m = load_for_cli(o->model, "", false);
+        Model m = load_for_cli(o->model, "", false, !o->no_mmap);
         ThreadPool pool(o->threads);
         kernels::set_blas_threads(o->threads);
         const DType kv = dtype_from_name(o->cache_type);

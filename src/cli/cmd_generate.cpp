@@ -22,7 +22,7 @@ void add_generate(CLI::App& app) {
         int threads = ThreadPool::default_threads();
         SamplerParams s;
         int64_t seed = -1;
-        bool json = false, no_bos = false;
+        bool json = false, no_bos = false, no_mmap = false;
         std::string cache_type = "f16";
     };
     auto o = std::make_shared<Opts>();
@@ -42,13 +42,14 @@ void add_generate(CLI::App& app) {
     cmd->add_option("-t,--threads", o->threads, "threads");
     cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 (llama.cpp's default) or f32");
     cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
+    cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     cmd->add_flag("--no-bos", o->no_bos, "do not add the beginning-of-sequence token");
     cmd->add_flag("--json", o->json, "print one JSON object with the text, token ids and timings instead of streaming");
     cmd->callback([o] {
         if (o->prompt.empty() == o->file.empty()) throw_bad_input("generate: give the prompt with -p TEXT or -f FILE");
         const std::string prompt = o->file.empty() ? o->prompt : read_text_file(o->file);
         if (o->threads < 1) throw_bad_input("generate: --threads must be at least 1");
-        Model m = load_for_cli(o->model, o->tokenizer, true);
+        Model m = load_for_cli(o->model, o->tokenizer, true, !o->no_mmap);
         ThreadPool pool(o->threads);
         kernels::set_blas_threads(o->threads);
         const DType kv = dtype_from_name(o->cache_type);

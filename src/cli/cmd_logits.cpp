@@ -12,13 +12,14 @@ namespace llmforge::cli {
 
 void add_logits(CLI::App& app) {
     auto* cmd = app.add_subcommand("logits", "Print the logits at every position of a prompt (one line per position)");
-    struct Opts { std::string model, prompt, tokens, tokenizer; bool incremental = false, no_bos = false; int threads = ThreadPool::default_threads(); int64_t ctx = 0, batch = 512; std::string cache_type = "f16"; };
+    struct Opts { std::string model, prompt, tokens, tokenizer; bool incremental = false, no_bos = false, no_mmap = false; int threads = ThreadPool::default_threads(); int64_t ctx = 0, batch = 512; std::string cache_type = "f16"; };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
     cmd->add_option("-p,--prompt", o->prompt, "prompt text (tokenised with the model's vocabulary)");
     cmd->add_option("--tokens", o->tokens, "comma-separated token ids instead of a prompt");
     cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
     cmd->add_flag("--incremental", o->incremental, "feed one token at a time through the KV cache instead of one batched pass");
+    cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     cmd->add_flag("--no-bos", o->no_bos, "do not add the beginning-of-sequence token to a prompt");
     cmd->add_option("-t,--threads", o->threads, "threads");
     cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)");
@@ -26,7 +27,7 @@ void add_logits(CLI::App& app) {
     cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 (llama.cpp's default) or f32");
     cmd->callback([o] {
         if (o->prompt.empty() == o->tokens.empty()) throw_bad_input("logits: give -p PROMPT or --tokens IDS");
-        Model m = load_for_cli(o->model, o->tokenizer, !o->prompt.empty());
+        Model m = load_for_cli(o->model, o->tokenizer, !o->prompt.empty(), !o->no_mmap);
         std::vector<int32_t> ids;
         if (!o->prompt.empty()) {
             ids = m.vocab->encode(o->prompt, !o->no_bos, true);

@@ -16,7 +16,7 @@ void add_logits(CLI::App& app);
 void add_bench(CLI::App& app);
 
 // Loads a model and logs what was loaded to stderr.
-Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer);
+Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap = true);
 std::string human_bytes(double b);
 std::string human_count(double n);
 

@@ -27,8 +27,9 @@ std::string human_count(double n) {
     return buf;
 }
 
-Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer) {
+Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap) {
     LoadOptions o;
+    o.use_mmap = use_mmap;
     o.tokenizer_path = tokenizer;
     o.require_tokenizer = need_tokenizer;
     if (!tokenizer.empty() && !file_exists(tokenizer)) throw_bad_input("tokenizer file '%s' does not exist", tokenizer.c_str());

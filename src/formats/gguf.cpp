@@ -238,9 +238,9 @@ bool has_magic(const std::string& path) {
     return ok;
 }
 
-File read(const std::string& path) {
+File read(const std::string& path, bool use_mmap) {
     File file;
-    file.mapping = MappedFile::open(path);
+    file.mapping = MappedFile::open(path, use_mmap);
     Cursor c{file.mapping->data(), file.mapping->size(), 0, path};
     if (c.size < 4 || std::memcmp(c.p, "GGUF", 4) != 0) throw_bad_input("'%s' is not a GGUF file (wrong magic)", path.c_str());
     c.pos = 4;

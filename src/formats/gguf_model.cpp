@@ -5,13 +5,13 @@
 namespace llmforge::formats {
 
 Model load_gguf(const std::string& path, const LoadOptions& opts) {
-    gguf::File f = gguf::read(path);
+    gguf::File f = gguf::read(path, opts.use_mmap);
     Model m;
     m.path = path;
     m.format = "gguf";
     m.config = config_from_gguf(f.meta, path);
     for (Tensor& t : f.tensors) {
-        m.mapped_bytes += t.nbytes();
+        (opts.use_mmap ? m.mapped_bytes : m.owned_bytes) += t.nbytes();
         m.add(std::move(t));
     }
     m.storage.push_back(f.mapping);

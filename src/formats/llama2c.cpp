@@ -22,7 +22,7 @@ std::string dirname_of(const std::string& p) {
 }  // namespace
 
 Model load_llama2c(const std::string& path, const LoadOptions& opts) {
-    auto f = MappedFile::open(path);
+    auto f = MappedFile::open(path, opts.use_mmap);
     if (f->size() < 28) throw_bad_input("'%s' is truncated: %zu bytes is too small for a llama2.c header", path.c_str(), f->size());
     int32_t h[7];
     std::memcpy(h, f->data(), sizeof(h));
@@ -85,7 +85,7 @@ Model load_llama2c(const std::string& path, const LoadOptions& opts) {
     p += T * HD;  // the precomputed RoPE tables: we compute RoPE ourselves
     if (!c.tied_embeddings) view("output.weight", {V, C}, p);
     (void)emb;
-    m.mapped_bytes = f->size();
+    (opts.use_mmap ? m.mapped_bytes : m.owned_bytes) = f->size();
     m.storage.push_back(f);
 
     std::string tok = opts.tokenizer_path;

@@ -194,8 +194,8 @@ json config_to_hf(const ModelConfig& c) {
 }
 
 // Reads one .safetensors file into the model (tensors stay mapped unless they need a transpose).
-void read_file(Model& m, const std::string& file) {
-    auto f = MappedFile::open(file);
+void read_file(Model& m, const std::string& file, bool use_mmap) {
+    auto f = MappedFile::open(file, use_mmap);
     if (f->size() < 8) throw_bad_input("'%s' is truncated: no safetensors header", file.c_str());
     uint64_t hlen;
     std::memcpy(&hlen, f->data(), 8);
@@ -248,7 +248,7 @@ void read_file(Model& m, const std::string& file) {
             std::vector<uint8_t> copy(static_cast<const uint8_t*>(t.data), static_cast<const uint8_t*>(t.data) + t.nbytes());
             m.add(m.own(name, t.dtype, t.shape, std::move(copy)));
         } else {
-            m.mapped_bytes += t.nbytes();
+            (use_mmap ? m.mapped_bytes : m.owned_bytes) += t.nbytes();
             m.add(std::move(t));
         }
     }
@@ -285,11 +285,10 @@ Model load_safetensors(const std::string& path, const LoadOptions& opts) {
     } else {
         files.push_back(path);
     }
-    for (const auto& f : files) read_file(m, f);
+    for (const auto& f : files) read_file(m, f, opts.use_mmap);
     if (m.config.tied_embeddings && m.find("output.weight")) m.config.tied_embeddings = false;
     if (!m.config.tied_embeddings && !m.find("output.weight") && m.config.arch == Arch::GPT2) m.config.tied_embeddings = true;
     m.meta.set("general.name", gguf::Value::str(m.config.name));
-    (void)opts;
     return m;
 }
 
