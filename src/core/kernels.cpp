@@ -152,9 +152,9 @@ void matmul(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_
     if (!dtype_supported(wt)) throw_runtime("matmul: weight type %s is not supported by the CPU kernels", dtype_name(wt));
     const KernelTable& k = active();
     auto* gemm = wt == DType::F32 ? k.gemm_f32 : wt == DType::F16 ? k.gemm_f16 : k.gemm_bf16;
-    // Each thread takes a contiguous range of weight rows (in groups of 4) for all n activation rows.
-    const int64_t groups = (rows + 3) / 4;
-    pool.parallel_for(groups, [&](int64_t g0, int64_t g1) { gemm(W, X, Y, n, rows, cols, g0 * 4, std::min(rows, g1 * 4)); });
+    // Each thread takes a contiguous range of weight rows (in panels of 32) for all n activation rows.
+    const int64_t groups = (rows + 31) / 32;
+    pool.parallel_for(groups, [&](int64_t g0, int64_t g1) { gemm(W, X, Y, n, rows, cols, g0 * 32, std::min(rows, g1 * 32)); });
 }
 
 }  // namespace llmforge::kernels

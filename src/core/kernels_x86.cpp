@@ -163,22 +163,20 @@ void axpy_f16_acc64(double* acc, float p, const uint16_t* v, int64_t n) {
 }
 
 
-// ---------------------------------------------------------------------------------------------- GEMM
+// ---------------------------------------------------------------------------------------------- GEMM (AVX2)
 // Y[i, r] = Σ_k X[i, k] · W[r, k] for the weight rows [r0, r1) and all n activation rows.
 // Blocking: activation rows in blocks of TB and K in chunks of KC, so that the X block (TB × KC floats) stays in L2.
 // For each group of 4 weight rows, the slice 4 × KC is widened to f32 once into an L1-resident buffer and then used by
 // every group of 4 activation rows. The micro-kernel keeps a 4 × 4 tile of accumulators (16 vector registers) and
 // reads 4 x-vectors and 4 w-vectors per step: 16 FMAs per 8 loads, all from cache.
-#ifndef LF_TM
-#define LF_TM 4
-#define LF_TN 4
-#define LF_KC 512
-#endif
-constexpr int64_t KC = LF_KC, TB = 128;
-constexpr int TM = LF_TM, TN = LF_TN;  // register tile: TM activation rows × TN weight rows
+// Sizes measured on TinyLlama-1.1B's matrices (bench/, BENCHMARKS.md): KC = 768 and TB = 128 keep the activation
+// block in L2; 4 × 4 was the best dot-product tile, 12 × 32 the best outer-product tile.
+constexpr int64_t KC = 768, TB = 128;
+constexpr int TM = 4, TN = 4;  // register tile: TM activation rows × TN weight rows
 // Row stride of the packed buffers: KC plus one cache line, so that rows never sit a multiple of 4 KiB apart
 // (loads from addresses 4 KiB apart falsely alias in the load/store unit and stall).
 constexpr int64_t KS = KC + 16;
+constexpr int64_t PF_GROUPS = 1;  // how many groups of weight rows ahead to prefetch
 
 template <int MR, int NR>
 void gemm_tile(const float* X, int64_t ldx, const float* Wb, float* Y, int64_t ldy, int64_t kn, bool first) {
@@ -245,9 +243,10 @@ void gemm_rows(const void* Wv, const float* X, float* Y, int64_t n, int64_t rows
                 // are prefetched a few at a time, one batch after each tile, so the prefetches are not dropped.
                 const char* pf_row[TN] = {};
                 int n_pf_rows = 0;
-                if (r + TN < r1) {
-                    n_pf_rows = static_cast<int>(r1 - r - TN < TN ? r1 - r - TN : TN);
-                    for (int j = 0; j < n_pf_rows; ++j) pf_row[j] = reinterpret_cast<const char*>(Wm + (r + TN + j) * K + k0);
+                constexpr int64_t ahead = PF_GROUPS * TN;
+                if (r + ahead < r1) {
+                    n_pf_rows = static_cast<int>(r1 - r - ahead < TN ? r1 - r - ahead : TN);
+                    for (int j = 0; j < n_pf_rows; ++j) pf_row[j] = reinterpret_cast<const char*>(Wm + (r + ahead + j) * K + k0);
                 }
                 const int64_t pf_bytes = kn * static_cast<int64_t>(sizeof(typename L::T));
                 int64_t pf_next = 0;
@@ -281,6 +280,121 @@ void gemm_rows(const void* Wv, const float* X, float* Y, int64_t n, int64_t rows
     }
 }
 
+#if defined(__AVX512F__)
+// ------------------------------------------------------------------- AVX-512 GEMM: packed outer-product form
+// For AVX-512 the weights are packed, slice by slice, into panels of NP = 32 rows stored k-major (P[k][row], f32),
+// so the micro-kernel can keep a 12 × 32 block of Y in 24 registers and, per k, load 2 weight vectors and broadcast
+// 12 activations: 24 FMAs per 2 loads + 12 broadcasts, no horizontal sums. A panel (32 × KC) is packed once and used by
+// every group of 12 activation rows of the block.
+constexpr int NP = 32, MRB = 12;
+
+// In-register transpose of a 16 × 16 block: on return v[q] holds column q of the input rows.
+inline void transpose16(__m512 v[16]) {
+    __m512 t[16], u[16];
+    for (int m = 0; m < 8; ++m) {  // interleave 32-bit elements of row pairs
+        t[2 * m] = _mm512_unpacklo_ps(v[2 * m], v[2 * m + 1]);
+        t[2 * m + 1] = _mm512_unpackhi_ps(v[2 * m], v[2 * m + 1]);
+    }
+    for (int m = 0; m < 4; ++m) {  // interleave 64-bit pairs: u[4m+q], lane L = rows 4m..4m+3 at column q + 4L
+        const __m512d a = _mm512_castps_pd(t[4 * m]), b = _mm512_castps_pd(t[4 * m + 1]);
+        const __m512d c = _mm512_castps_pd(t[4 * m + 2]), d = _mm512_castps_pd(t[4 * m + 3]);
+        u[4 * m + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        u[4 * m + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        u[4 * m + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        u[4 * m + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int q = 0; q < 4; ++q) {  // 4 × 4 transpose of 128-bit lanes across u[q], u[4+q], u[8+q], u[12+q]
+        const __m512 s0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x44), s1 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xEE);
+        const __m512 s2 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x44), s3 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xEE);
+        v[q + 0] = _mm512_shuffle_f32x4(s0, s2, 0x88);
+        v[q + 4] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
+        v[q + 8] = _mm512_shuffle_f32x4(s1, s3, 0x88);
+        v[q + 12] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
+    }
+}
+
+// P[k][j] = W[r + j][k0 + k] for j < nr (zero beyond), k < kn.
+template <class L>
+void pack_panel(const typename L::T* Wm, int64_t K, int64_t r, int nr, int64_t k0, int64_t kn, float* P) {
+    int64_t k = 0;
+    for (; k + 16 <= kn; k += 16) {
+        for (int half = 0; half < 2; ++half) {
+            __m512 v[16];
+            for (int j = 0; j < 16; ++j) {
+                const int jj = half * 16 + j;
+                v[j] = jj < nr ? L::load(Wm + (r + jj) * K + k0 + k) : _mm512_setzero_ps();
+            }
+            transpose16(v);
+            for (int q = 0; q < 16; ++q) _mm512_store_ps(P + (k + q) * NP + half * 16, v[q]);
+        }
+    }
+    for (; k < kn; ++k)
+        for (int j = 0; j < NP; ++j) P[k * NP + j] = j < nr ? L::at(Wm + (r + j) * K + k0, k) : 0.0f;
+}
+
+template <int MR>
+void outer_tile(const float* X, int64_t ldx, const float* P, int64_t kn, float* Y, int64_t ldy, int nr, bool first) {
+    __m512 acc[MR][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kn; ++k) {
+        const __m512 w0 = _mm512_load_ps(P + k * NP), w1 = _mm512_load_ps(P + k * NP + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; ++i) {
+            const __m512 xb = _mm512_set1_ps(X[i * ldx + k]);
+            acc[i][0] = _mm512_fmadd_ps(xb, w0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(xb, w1, acc[i][1]);
+        }
+    }
+    const __mmask16 m0 = nr >= 16 ? 0xffff : static_cast<__mmask16>((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? static_cast<__mmask16>((1u << (nr - 16)) - 1) : 0;
+    for (int i = 0; i < MR; ++i) {
+        float* y = Y + i * ldy;
+        if (first) {
+            _mm512_mask_storeu_ps(y, m0, acc[i][0]);
+            _mm512_mask_storeu_ps(y + 16, m1, acc[i][1]);
+        } else {
+            _mm512_mask_storeu_ps(y, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, y), acc[i][0]));
+            _mm512_mask_storeu_ps(y + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, y + 16), acc[i][1]));
+        }
+    }
+}
+
+template <int MR = MRB>
+void outer_tile_mr(int mr, const float* X, int64_t ldx, const float* P, int64_t kn, float* Y, int64_t ldy, int nr, bool first) {
+    if constexpr (MR > 1) {
+        if (mr < MR) return outer_tile_mr<MR - 1>(mr, X, ldx, P, kn, Y, ldy, nr, first);
+    }
+    outer_tile<MR>(X, ldx, P, kn, Y, ldy, nr, first);
+}
+
+template <class L>
+void gemm_rows_packed(const void* Wv, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
+    const typename L::T* Wm = static_cast<const typename L::T*>(Wv);
+    thread_local std::vector<float, std::allocator<float>> pbuf_store;
+    pbuf_store.resize(static_cast<size_t>(KC * NP + 16));
+    float* P = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(pbuf_store.data()) + 63) & ~uintptr_t(63));
+    for (int64_t t0 = 0; t0 < n; t0 += TB) {
+        const int64_t t1 = t0 + TB < n ? t0 + TB : n;
+        for (int64_t k0 = 0; k0 < K; k0 += KC) {
+            const int64_t kn = (k0 + KC < K ? k0 + KC : K) - k0;
+            const bool first = k0 == 0;
+            for (int64_t r = r0; r < r1; r += NP) {
+                const int nr = static_cast<int>(r1 - r < NP ? r1 - r : NP);
+                pack_panel<L>(Wm, K, r, nr, k0, kn, P);
+                for (int64_t i = t0; i < t1; i += MRB) {
+                    const int mr = static_cast<int>(t1 - i < MRB ? t1 - i : MRB);
+                    outer_tile_mr(mr, X + i * K + k0, K, P, kn, Y + i * rows + r, rows, nr, first);
+                }
+            }
+        }
+    }
+}
+#define LF_GEMM(T) gemm_rows_packed<T>
+#else
+#define LF_GEMM(T) gemm_rows<T>
+#endif
+
 }  // namespace
 
 const KernelTable* LF_TABLE_FN() {
@@ -290,7 +404,7 @@ const KernelTable* LF_TABLE_FN() {
         dot_rows4<F32>, dot_rows4<F16>, dot_rows4<BF16>,
         convert_row<F16>, convert_row<BF16>,
         dot_f16_acc64, axpy_f16_acc64,
-        gemm_rows<F32>, gemm_rows<F16>, gemm_rows<BF16>,
+        LF_GEMM(F32), LF_GEMM(F16), LF_GEMM(BF16),
     };
     return &t;
 }
