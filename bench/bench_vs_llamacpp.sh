@@ -29,19 +29,25 @@ done
 
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus; $(date -u +%Y-%m-%d)"
 echo "llama.cpp: $(git -C "$LLAMA_CPP_SRC" rev-parse --short HEAD 2>/dev/null || echo unknown); llmforge: $(git rev-parse --short HEAD)"
-printf '| %-6s | %-6s | %14s | %14s | %7s |\n' model test "llama.cpp t/s" "llmforge t/s" ratio
-printf '|--------|--------|----------------|----------------|---------|\n'
+# Both tools map the file by default; "no-mmap" rows read the weights into memory first (llama-bench -mmp 0,
+# llmforge --no-mmap). Each pair runs back to back, so drift of the machine hits both alike.
+printf '| %-6s | %-7s | %-6s | %14s | %14s | %7s |\n' model weights test "llama.cpp t/s" "llmforge t/s" ratio
+printf '|--------|---------|--------|----------------|----------------|---------|\n'
 for dt in f32 f16; do
   f="$BENCH_DIR/tinyllama-1.1b-$dt.gguf"
-  lj=$("$LLAMA_CPP_SRC/build/bin/llama-bench" -m "$f" -t "$THREADS" -p 128 -n 64 -r "$REPS" -o json 2>/dev/null)
-  oj=$(build/llmforge bench -m "$f" -t "$THREADS" -p 128 -n 64 -r "$REPS" --json 2>/dev/null)
-  /usr/bin/python3 - "$dt" "$lj" "$oj" <<'PY'
+  for mode in mmap no-mmap; do
+    lflag=(); oflag=()
+    [ "$mode" = no-mmap ] && { lflag=(-mmp 0); oflag=(--no-mmap); }
+    lj=$("$LLAMA_CPP_SRC/build/bin/llama-bench" -m "$f" -t "$THREADS" -p 128 -n 64 -r "$REPS" "${lflag[@]}" -o json 2>/dev/null)
+    oj=$(build/llmforge bench -m "$f" -t "$THREADS" -p 128 -n 64 -r "$REPS" "${oflag[@]}" --json 2>/dev/null)
+    /usr/bin/python3 - "$dt" "$mode" "$lj" "$oj" <<'PY'
 import json, sys
-dt, lj, oj = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+dt, mode, lj, oj = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
 ours = {r["test"]: r["tokens_per_s"] for r in oj["results"]}
 for r in lj:
     test = f"pp{r['n_prompt']}" if r["n_prompt"] else f"tg{r['n_gen']}"
     l, o = r["avg_ts"], ours[test]
-    print(f"| {dt:<6} | {test:<6} | {l:14.2f} | {o:14.2f} | {o / l:6.2f}x |")
+    print(f"| {dt:<6} | {mode:<7} | {test:<6} | {l:14.2f} | {o:14.2f} | {o / l:6.2f}x |")
 PY
+  done
 done

@@ -24,10 +24,6 @@ float dot_scalar(const T* w, const float* x, int64_t n) {
 float at_f32(const float* p, int64_t i) { return p[i]; }
 float at_f16(const uint16_t* p, int64_t i) { return f16_to_f32(p[i]); }
 float at_bf16(const uint16_t* p, int64_t i) { return bf16_to_f32(p[i]); }
-template <class T, float (*AT)(const T*, int64_t)>
-void dot4_scalar(const T* w, int64_t ld, const float* x, int64_t n, float* out) {
-    for (int r = 0; r < 4; ++r) out[r] = dot_scalar<T, AT>(w + r * ld, x, n);
-}
 void cvt_f16_scalar(const uint16_t* s, float* d, int64_t n) { for (int64_t i = 0; i < n; ++i) d[i] = f16_to_f32(s[i]); }
 void cvt_bf16_scalar(const uint16_t* s, float* d, int64_t n) { for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_f32(s[i]); }
 float dot_f16_acc64_scalar(const uint16_t* k, const float* q, int64_t n) {
@@ -50,7 +46,6 @@ const KernelTable* table_scalar() {
     static const KernelTable t = {
         "scalar",
         dot_scalar<float, at_f32>, dot_scalar<uint16_t, at_f16>, dot_scalar<uint16_t, at_bf16>,
-        dot4_scalar<float, at_f32>, dot4_scalar<uint16_t, at_f16>, dot4_scalar<uint16_t, at_bf16>,
         cvt_f16_scalar, cvt_bf16_scalar,
         dot_f16_acc64_scalar, axpy_f16_acc64_scalar,
         gemm_scalar<float, at_f32>, gemm_scalar<uint16_t, at_f16>, gemm_scalar<uint16_t, at_bf16>,

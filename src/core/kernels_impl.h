@@ -10,10 +10,6 @@ struct KernelTable {
     float (*dot_f32)(const float* w, const float* x, int64_t n);
     float (*dot_f16)(const uint16_t* w, const float* x, int64_t n);
     float (*dot_bf16)(const uint16_t* w, const float* x, int64_t n);
-    // Four weight rows (row stride `ld` elements) against the same x: out[0..3].
-    void (*dot4_f32)(const float* w, int64_t ld, const float* x, int64_t n, float* out);
-    void (*dot4_f16)(const uint16_t* w, int64_t ld, const float* x, int64_t n, float* out);
-    void (*dot4_bf16)(const uint16_t* w, int64_t ld, const float* x, int64_t n, float* out);
     void (*cvt_f16)(const uint16_t* src, float* dst, int64_t n);
     void (*cvt_bf16)(const uint16_t* src, float* dst, int64_t n);
     // Attention over an f16 KV cache, as ggml computes it: f32 products, f64 sums.

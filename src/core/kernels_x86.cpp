@@ -71,7 +71,7 @@ struct BF16 { using T = uint16_t;
     static float at(const T* p, int64_t i) { return bf16_scalar(p[i]); } };
 
 // One row · x: four accumulators over blocks of 4 vectors, combined pairwise (0+2, 1+3), then across lanes;
-// the tail is summed in f64. (This order keeps f32 results reproducible between the one-row and four-row kernels.)
+// the tail is summed in f64.
 template <class L>
 float dot_row(const typename L::T* w, const float* x, int64_t n) {
     vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
@@ -85,29 +85,6 @@ float dot_row(const typename L::T* w, const float* x, int64_t n) {
     double s = hsum(vadd(vadd(a0, a2), vadd(a1, a3)));
     for (; i < n; ++i) s += static_cast<double>(L::at(w, i) * x[i]);
     return static_cast<float>(s);
-}
-
-// Four rows · the same x, each summed in exactly the order of dot_row.
-template <class L>
-void dot_rows4(const typename L::T* w, int64_t ld, const float* x, int64_t n, float* out) {
-    vf acc[4][4];
-    for (auto& r : acc) for (auto& a : r) a = vzero();
-    int64_t i = 0;
-    for (; i + 4 * W <= n; i += 4 * W) {
-        for (int k = 0; k < 4; ++k) {
-            const vf xv = load_f32(x + i + k * W);
-            acc[0][k] = fmadd(L::load(w + i + k * W), xv, acc[0][k]);
-            acc[1][k] = fmadd(L::load(w + ld + i + k * W), xv, acc[1][k]);
-            acc[2][k] = fmadd(L::load(w + 2 * ld + i + k * W), xv, acc[2][k]);
-            acc[3][k] = fmadd(L::load(w + 3 * ld + i + k * W), xv, acc[3][k]);
-        }
-    }
-    for (int r = 0; r < 4; ++r) {
-        double s = hsum(vadd(vadd(acc[r][0], acc[r][2]), vadd(acc[r][1], acc[r][3])));
-        const typename L::T* wr = w + r * ld;
-        for (int64_t j = i; j < n; ++j) s += static_cast<double>(L::at(wr, j) * x[j]);
-        out[r] = static_cast<float>(s);
-    }
 }
 
 template <class L>
@@ -401,7 +378,6 @@ const KernelTable* LF_TABLE_FN() {
     static const KernelTable t = {
         LF_TABLE_NAME,
         dot_row<F32>, dot_row<F16>, dot_row<BF16>,
-        dot_rows4<F32>, dot_rows4<F16>, dot_rows4<BF16>,
         convert_row<F16>, convert_row<BF16>,
         dot_f16_acc64, axpy_f16_acc64,
         LF_GEMM(F32), LF_GEMM(F16), LF_GEMM(BF16),
