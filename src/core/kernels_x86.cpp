@@ -70,6 +70,8 @@ struct BF16 { using T = uint16_t;
     static vf load(const T* p) { return load_bf16(p); }
     static float at(const T* p, int64_t i) { return bf16_scalar(p[i]); } };
 
+// Software prefetch distance for matrix-vector streaming (measured best of 1, 2, 4 KiB: f32 45 GB/s against 37 without).
+constexpr int DOT_PF = 2048;
 // One row · x: four accumulators over blocks of 4 vectors, combined pairwise (0+2, 1+3), then across lanes;
 // the tail is summed in f64.
 template <class L>
@@ -77,6 +79,9 @@ float dot_row(const typename L::T* w, const float* x, int64_t n) {
     vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
     int64_t i = 0;
     for (; i + 4 * W <= n; i += 4 * W) {
+        // Prefetch the weights a few KiB ahead (past the end of this row is fine: the next row follows in memory).
+        const char* pf = reinterpret_cast<const char*>(w + i) + DOT_PF;
+        for (int b = 0; b < 4 * W * static_cast<int>(sizeof(typename L::T)); b += 64) _mm_prefetch(pf + b, _MM_HINT_T0);
         a0 = fmadd(L::load(w + i), load_f32(x + i), a0);
         a1 = fmadd(L::load(w + i + W), load_f32(x + i + W), a1);
         a2 = fmadd(L::load(w + i + 2 * W), load_f32(x + i + 2 * W), a2);

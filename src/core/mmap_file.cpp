@@ -46,13 +46,14 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path, bool use_m
         }
     } else if (f->size_ > 0) {
         // Map at a 2 MiB-aligned address, so the kernel can map large page-cache folios with huge-page entries
-        // (fewer TLB misses while the weights stream through).
+        // (fewer TLB misses while the weights stream through), and populate the page tables up front (as llama.cpp
+        // does) instead of faulting while decoding.
         void* p = MAP_FAILED;
         void* area = mmap(nullptr, f->size_ + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (area != MAP_FAILED) {
             const uintptr_t a = reinterpret_cast<uintptr_t>(area);
             const uintptr_t aligned = (a + huge - 1) & ~(huge - 1);
-            p = mmap(reinterpret_cast<void*>(aligned), f->size_, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+            p = mmap(reinterpret_cast<void*>(aligned), f->size_, PROT_READ, MAP_PRIVATE | MAP_FIXED | MAP_POPULATE, fd, 0);
             if (p == MAP_FAILED) {
                 munmap(area, f->size_ + huge);
             } else {  // give back the unused head and tail of the reservation
