@@ -7,7 +7,8 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
 $SUDO apt-get install -y --no-install-recommends \
   g++ cmake make pkg-config git ca-certificates \
-  libopenblas-dev libopenblas0-openmp \
+  libopenblas0-openmp \
+  `# (libopenblas0-openmp: the fast BLAS for Debian's PyTorch, which the reference tests use)` \
   nlohmann-json3-dev libcli11-dev \
   libgtest-dev libgmock-dev \
   python3 python3-numpy python3-torch

@@ -1,6 +1,7 @@
 // CPU compute kernels. Weights are row-major [rows, cols] in f32, f16 or bf16; activations are f32.
 //  - matvec: one activation vector (decoding). Memory-bound: our own SIMD kernels, AVX-512 or AVX2 chosen at run time.
-//  - matmul: many activation rows (prompt processing). Compute-bound: OpenBLAS sgemm on f32 tiles.
+//  - matmul: many activation rows (prompt processing). Compute-bound: our cache-blocked GEMM (it measured
+//    2x faster than Debian's OpenBLAS sgemm here, see BENCHMARKS.md), f16/bf16 widened per packed panel.
 #pragma once
 #include <cstdint>
 
@@ -26,8 +27,5 @@ float dot(DType wt, const void* w, const float* x, int64_t n);
 // Attention over an f16 KV cache: f32 products summed in f64 (as ggml's f16 dot products do).
 float dot_f16_acc64(const uint16_t* k, const float* q, int64_t n);
 void axpy_f16_acc64(double* acc, float p, const uint16_t* v, int64_t n);
-
-// Sets the number of threads OpenBLAS may use.
-void set_blas_threads(int n);
 
 }  // namespace llmforge::kernels

@@ -30,7 +30,6 @@ void add_bench(CLI::App& app) {
         if (o->reps < 1 || o->threads < 1) throw_bad_input("bench: --repetitions and --threads must be at least 1");
         Model m = load_for_cli(o->model, "", false, !o->no_mmap);
         ThreadPool pool(o->threads);
-        kernels::set_blas_threads(o->threads);
         const DType kv = dtype_from_name(o->cache_type);
         if (kv != DType::F16 && kv != DType::F32) throw_bad_input("--cache-type must be f16 or f32");
         const int64_t ctx = std::max<int64_t>(o->pp + o->tg, 16);

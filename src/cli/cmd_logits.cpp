@@ -44,7 +44,6 @@ void add_logits(CLI::App& app) {
         }
         if (ids.empty()) throw_bad_input("logits: no tokens");
         ThreadPool pool(o->threads);
-        kernels::set_blas_threads(o->threads);
         const DType kv = dtype_from_name(o->cache_type);
         if (kv != DType::F16 && kv != DType::F32) throw_bad_input("--cache-type must be f16 or f32, not '%s'", o->cache_type.c_str());
         Transformer tf(m, pool, o->ctx, o->batch, kv);

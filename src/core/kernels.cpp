@@ -1,15 +1,11 @@
 #include "llmforge/kernels.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "core/kernels_impl.h"
 #include "llmforge/error.h"
-
-extern "C" void openblas_set_num_threads(int);
 
 namespace llmforge::kernels {
 
@@ -87,8 +83,6 @@ bool set_isa(const char* name) {
 
 float dot_f16_acc64(const uint16_t* k, const float* q, int64_t n) { return active().dot_f16_acc64(k, q, n); }
 void axpy_f16_acc64(double* acc, float p, const uint16_t* v, int64_t n) { active().axpy_f16_acc64(acc, p, v, n); }
-
-void set_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
 
 float dot(DType wt, const void* w, const float* x, int64_t n) {
     const KernelTable& k = active();
