@@ -76,6 +76,7 @@ void add_generate(CLI::App& app) {
         } else {
             std::printf("\n");
         }
+        std::fflush(stdout);
         std::fprintf(stderr, "llmforge: prompt %zu tokens in %.1f ms (%.2f tok/s); generated %zu tokens, %.2f tok/s; stop: %s; %d threads, %s kernels\n",
                      r.prompt_tokens.size(), r.prompt_ms, pp, r.tokens.size(), tg, r.stop_reason.c_str(), o->threads, kernels::isa_name());
     });

@@ -168,8 +168,9 @@ bool ends(const std::string& s, const char* suf) {
     return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
 }
 
-// A SentencePiece-style vocabulary for random models: <unk>, <s>, </s>, the 256 byte tokens, printable ASCII
-// characters, then unused filler pieces up to the model's vocabulary size.
+// A SentencePiece-style vocabulary for random models: <unk>, <s>, </s>, the 256 byte tokens, printable ASCII, then
+// every string of 2, 3, 4 ... characters over "▁a-z" (longer pieces score higher, so merges build whole pieces) until the
+// vocabulary is full. A random model then prints random letter groups rather than placeholders.
 Vocab byte_vocab(int64_t n_vocab) {
     Vocab v;
     auto add = [&](std::string p, float score, TokenType t) {
@@ -180,9 +181,21 @@ Vocab byte_vocab(int64_t n_vocab) {
     add("</s>", 0, TokenType::Control);
     static const char* hex = "0123456789ABCDEF";
     for (int b = 0; b < 256; ++b) add(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">", 0, TokenType::Byte);
-    add("\xe2\x96\x81", -1, TokenType::Normal);
-    for (int c = 33; c < 127; ++c) add(std::string(1, static_cast<char>(c)), -1, TokenType::Normal);
-    for (int64_t i = v.size(); i < n_vocab; ++i) add("<unused" + std::to_string(i) + ">", -1e9f, TokenType::Unused);
+    add("\xe2\x96\x81", 1, TokenType::Normal);
+    for (int c = 33; c < 127; ++c) add(std::string(1, static_cast<char>(c)), 1, TokenType::Normal);
+    std::vector<std::string> alphabet = {"\xe2\x96\x81"};
+    for (char c = 'a'; c <= 'z'; ++c) alphabet.emplace_back(1, c);
+    std::vector<std::string> level(alphabet.begin(), alphabet.end());
+    for (int len = 2; v.size() < n_vocab && len < 8; ++len) {
+        std::vector<std::string> next;
+        for (const auto& p : level)
+            for (const auto& a : alphabet) {
+                if (a == alphabet[0] && p.size() >= 3 && p.compare(p.size() - 3, 3, alphabet[0]) == 0) continue;  // no "▁▁"
+                next.push_back(p + a);
+                add(next.back(), static_cast<float>(len), TokenType::Normal);
+            }
+        level.swap(next);
+    }
     if (v.size() < 3) throw_bad_input("vocabulary of %lld tokens is too small", static_cast<long long>(n_vocab));
     v.finalize();
     return v;

@@ -100,7 +100,9 @@ TEST(Golden, TokenizeStories260K) {
         with_bos.insert(with_bos.begin(), 1);
         EXPECT_EQ(g.vocab->encode(text, true, true), with_bos);
         // decoding gives the text back, with the leading space the SentencePiece rule added
-        if (!text.empty()) EXPECT_EQ(g.vocab->decode(want), " " + text);
+        if (!text.empty()) {
+            EXPECT_EQ(g.vocab->decode(want), " " + text);
+        }
         pos = e;
         ++checked;
     }
@@ -154,7 +156,9 @@ TEST(Golden, LogitsMatchLlamaCpp) {
                         const double d = std::fabs(got[i * 512 + v] - want[i][v]);
                         max_diff = std::max(max_diff, d);
                         sum_diff += d;
-                        if (i < 3) EXPECT_LE(d, 1e-4) << which << " position " << i << " token " << v;
+                        if (i < 3) {
+                            EXPECT_LE(d, 1e-4) << which << " position " << i << " token " << v;
+                        }
                     }
                 EXPECT_LE(max_diff, 3e-4) << which << " threads=" << threads << " incremental=" << incremental;
                 EXPECT_LE(sum_diff / (tokens.size() * 512), 2e-5) << which << " threads=" << threads << " incremental=" << incremental;
