@@ -44,6 +44,7 @@ const KernelTable* table_scalar() {
         dot_scalar<float, at_f32>, dot_scalar<uint16_t, at_f16>, dot_scalar<uint16_t, at_bf16>,
         cvt_f16_scalar, cvt_bf16_scalar,
         dot_f16_acc64_scalar, axpy_f16_acc64_scalar,
+        dot_scalar<float, at_f32>, dot_scalar<uint16_t, at_f16>, dot_scalar<uint16_t, at_bf16>, 1,
         gemm_scalar<float, at_f32>, gemm_scalar<uint16_t, at_f16>, gemm_scalar<uint16_t, at_bf16>,
     };
     return &t;
@@ -134,8 +135,23 @@ void matmul(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_
         matvec(wt, W, X, Y, rows, cols, pool);
         return;
     }
-    if (n < kGemmMinRows) {  // a few rows: stream the weights once per row; sgemm's packing would not pay off
-        for (int64_t i = 0; i < n; ++i) matvec(wt, W, X + i * cols, Y + i * rows, rows, cols, pool);
+    if (n < kGemmMinRows) {  // a few rows: dot products row by row; packing would not pay off
+        const KernelTable& k = active();
+        if (cols % k.vec_width != 0) {
+            for (int64_t i = 0; i < n; ++i) matvec(wt, W, X + i * cols, Y + i * rows, rows, cols, pool);
+            return;
+        }
+        // Lengths that are a multiple of the vector width are summed with one accumulator, as llama.cpp's prompt pass
+        // sums them (so short prompts reproduce its logits as closely as f32 allows).
+        auto rows_of = [&](auto dot, const auto* Wt) {
+            pool.parallel_for(rows, [&](int64_t r0, int64_t r1) {
+                for (int64_t r = r0; r < r1; ++r)
+                    for (int64_t i = 0; i < n; ++i) Y[i * rows + r] = dot(Wt + r * cols, X + i * cols, cols);
+            });
+        };
+        if (wt == DType::F32) rows_of(k.dot_seq_f32, static_cast<const float*>(W));
+        else if (wt == DType::F16) rows_of(k.dot_seq_f16, static_cast<const uint16_t*>(W));
+        else rows_of(k.dot_seq_bf16, static_cast<const uint16_t*>(W));
         return;
     }
     if (!dtype_supported(wt)) throw_runtime("matmul: weight type %s is not supported by the CPU kernels", dtype_name(wt));

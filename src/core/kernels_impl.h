@@ -15,6 +15,11 @@ struct KernelTable {
     // Attention over an f16 KV cache, as ggml computes it: f32 products, f64 sums.
     float (*dot_f16_acc64)(const uint16_t* k, const float* q, int64_t n);     // Σ (f32)(k_i · q_i)
     void (*axpy_f16_acc64)(double* acc, float p, const uint16_t* v, int64_t n); // acc_i += (f32)(p · v_i)
+    // Single-accumulator dot products (see dot_row_seq) and the vector width they use.
+    float (*dot_seq_f32)(const float* w, const float* x, int64_t n);
+    float (*dot_seq_f16)(const uint16_t* w, const float* x, int64_t n);
+    float (*dot_seq_bf16)(const uint16_t* w, const float* x, int64_t n);
+    int vec_width;
     // Y[i, r] = Σ_k X[i, k] W[r, k] for weight rows [r0, r1) (Y has `rows` columns, X and W have K).
     void (*gemm_f32)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
     void (*gemm_f16)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);

@@ -92,6 +92,18 @@ float dot_row(const typename L::T* w, const float* x, int64_t n) {
     return static_cast<float>(s);
 }
 
+// One row · x with a single vector accumulator, lanes summed at the end: the order in which llama.cpp's prompt pass
+// (llamafile's tinyBLAS) sums a dot product whose length is a multiple of the vector width.
+template <class L>
+float dot_row_seq(const typename L::T* w, const float* x, int64_t n) {
+    vf a = vzero();
+    int64_t i = 0;
+    for (; i + W <= n; i += W) a = fmadd(L::load(w + i), load_f32(x + i), a);
+    float s = hsum(a);
+    for (; i < n; ++i) s += L::at(w, i) * x[i];
+    return s;
+}
+
 template <class L>
 void convert_row(const typename L::T* src, float* dst, int64_t n) {
     int64_t i = 0;
@@ -385,6 +397,7 @@ const KernelTable* LF_TABLE_FN() {
         dot_row<F32>, dot_row<F16>, dot_row<BF16>,
         convert_row<F16>, convert_row<BF16>,
         dot_f16_acc64, axpy_f16_acc64,
+        dot_row_seq<F32>, dot_row_seq<F16>, dot_row_seq<BF16>, W,
         LF_GEMM(F32), LF_GEMM(F16), LF_GEMM(BF16),
     };
     return &t;

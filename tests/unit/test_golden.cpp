@@ -146,22 +146,19 @@ TEST(Golden, LogitsMatchLlamaCpp) {
                 } else {
                     got = tf.eval(tokens, true);
                 }
-                // llama.cpp keeps K and V in f16 and rounds q and the attention weights to f16; we do the same.
-                // Its approximate SIMD exp/SiLU and summation orders still differ from ours by an ulp now and then,
-                // and where such an ulp flips an f16 rounding the logits move by up to ~3e-4 (measured: positions
-                // 0-2 agree to 1e-5, one of positions 3-4 to 1.4e-4). The bounds below are what we measure, not 1e-4.
+                // llama.cpp keeps K and V in f16 and rounds q and the attention weights to f16; so do we, and a short
+                // batch sums its dot products in the order llama.cpp's prompt pass does. The golden logits come from one
+                // batched pass, which we reproduce to 1e-5. Token-by-token decoding sums in the decode order instead
+                // (llama.cpp's too), and where an ulp flips an f16 rounding the logits move by up to ~1.4e-4.
                 double max_diff = 0, sum_diff = 0;
                 for (size_t i = 0; i < tokens.size(); ++i)
                     for (int v = 0; v < 512; ++v) {
                         const double d = std::fabs(got[i * 512 + v] - want[i][v]);
                         max_diff = std::max(max_diff, d);
                         sum_diff += d;
-                        if (i < 3) {
-                            EXPECT_LE(d, 1e-4) << which << " position " << i << " token " << v;
-                        }
                     }
-                EXPECT_LE(max_diff, 3e-4) << which << " threads=" << threads << " incremental=" << incremental;
-                EXPECT_LE(sum_diff / (tokens.size() * 512), 2e-5) << which << " threads=" << threads << " incremental=" << incremental;
+                EXPECT_LE(max_diff, incremental ? 3e-4 : 1e-4) << which << " threads=" << threads << " incremental=" << incremental;
+                EXPECT_LE(sum_diff / (tokens.size() * 512), incremental ? 2e-5 : 2e-6) << which << " threads=" << threads;
                 // and the argmax (the greedy choice) is llama.cpp's at every position
                 for (size_t i = 0; i < tokens.size(); ++i) {
                     const auto b = got.begin() + static_cast<long>(i * 512);
