@@ -44,7 +44,7 @@ private:
     void forward(const int32_t* tokens, int64_t n, int64_t logits_from, float* logits_out);
     void norm(const float* x, float* out, int64_t n, const Tensor* w, const Tensor* b);
     void linear(const float* in, float* out, int64_t n, const Tensor* w, const Tensor* b);
-    void rope(float* x, int64_t n, int64_t n_heads, int64_t pos0);
+    void rope(float* x, int64_t n, int64_t n_heads);
     void attention(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0);
 
     const Model& model_;
@@ -60,6 +60,7 @@ private:
     std::vector<float> x_, h_, q_, k_, v_, qkv_, att_, ff_a_, ff_b_, scores_, logits_;
     std::vector<float> norm_w_;
     std::vector<double> acc_;
+    std::vector<float> bias_;
     std::vector<float> rope_cos_, rope_sin_;
 };
 

@@ -88,6 +88,7 @@ Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, in
     ff_b_.resize(B * F);
     scores_.resize(static_cast<size_t>(pool.size()) * (n_ctx_ + cfg_.head_dim()));
     acc_.resize(static_cast<size_t>(pool.size() * cfg_.head_dim()));
+    if (gpt2) bias_.resize(static_cast<size_t>(std::max(3 * C, F)));
     norm_w_.resize(2 * C);
     rope_cos_.resize(B * cfg_.n_rot() / 2);
     rope_sin_.resize(B * cfg_.n_rot() / 2);
@@ -148,16 +149,15 @@ void Transformer::linear(const float* in, float* out, int64_t n, const Tensor* w
     const int64_t rows = w->shape[0], cols = w->cols();
     kernels::matmul(w->dtype, w->data, in, out, n, rows, cols, pool_);
     if (b) {
-        std::vector<float> bias(static_cast<size_t>(rows));
-        load_row(*b, 0, bias.data());
+        float* bias = bias_.data();  // scratch sized for the widest bias (3C or F)
+        load_row(*b, 0, bias);
         for (int64_t i = 0; i < n; ++i)
             for (int64_t r = 0; r < rows; ++r) out[i * rows + r] += bias[r];
     }
 }
 
 // Rotary position embedding: rotate each pair of dimensions of each head by the angle pos · θ^(−2i/d).
-void Transformer::rope(float* x, int64_t n, int64_t n_heads, int64_t pos0) {
-    (void)pos0;
+void Transformer::rope(float* x, int64_t n, int64_t n_heads) {
     const int64_t hd = cfg_.head_dim(), half = cfg_.n_rot() / 2;
     const bool interleaved = cfg_.rope_style == RopeStyle::Interleaved;
     for (int64_t i = 0; i < n; ++i) {
@@ -279,8 +279,8 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
             linear(h, q, n, L.wq, nullptr);  // [n, C]
             linear(h, k, n, L.wk, nullptr);  // [n, KV]
             linear(h, v, n, L.wv, nullptr);  // [n, KV]
-            rope(q, n, cfg_.n_head, pos0);
-            rope(k, n, cfg_.n_head_kv, pos0);
+            rope(q, n, cfg_.n_head);  // angles for positions pos0 .. pos0 + n - 1, computed above
+            rope(k, n, cfg_.n_head_kv);
         }
         const size_t at = static_cast<size_t>((l * n_ctx_ + pos0) * KV);
         if (kv_type_ == DType::F32) {
