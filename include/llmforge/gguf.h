@@ -3,6 +3,7 @@
 // tensor infos (name, dims innermost-first, type, offset), padding to `general.alignment`, tensor data.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -73,5 +74,9 @@ bool has_magic(const std::string& path);
 
 // Writes a GGUF v3 file atomically. Tensors must be f32/f16/bf16 (or carry a known block type).
 void write(const std::string& path, const Metadata& meta, const std::vector<Tensor>& tensors, uint64_t alignment = 32);
+// The same, with tensor data produced one tensor at a time: write_data(i, out) must write exactly tensors[i].nbytes()
+// bytes (tensors[i].data is not read). Lets a model larger than memory be written.
+void write_streaming(const std::string& path, const Metadata& meta, const std::vector<Tensor>& tensors,
+                     const std::function<void(size_t, AtomicWriter&)>& write_data, uint64_t alignment = 32);
 
 }  // namespace llmforge::gguf

@@ -25,8 +25,12 @@ void add_init(CLI::App& app) {
         if (t == DType::Unknown) throw_bad_input("init: --dtype must be f32, f16 or bf16, not '%s'", dtype->c_str());
         std::fprintf(stderr, "llmforge: initialising %s (%s parameters, %s) with seed %llu\n", c.name.c_str(),
                      human_count(static_cast<double>(c.n_params())).c_str(), dtype_name(t), static_cast<unsigned long long>(*seed));
-        Model m = init_random(c, t, *seed);
-        save_model(m, *out, t);
+        if (format_for_output(*out) == FileFormat::GGUF) {
+            init_random_gguf(c, t, *seed, *out);  // streamed: bounded memory whatever the model size
+        } else {
+            Model m = init_random(c, t, *seed);
+            save_model(m, *out, t);
+        }
         std::fprintf(stderr, "llmforge: wrote %s\n", out->c_str());
     });
 }

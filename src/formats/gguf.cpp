@@ -330,7 +330,12 @@ void write_scalar(Out& o, Type t, const Value& v, int64_t iv, double fv) {
 }
 }  // namespace
 
-void write(const std::string& path, const Metadata& meta_in, const std::vector<Tensor>& tensors, uint64_t alignment) {
+void write(const std::string& path, const Metadata& meta, const std::vector<Tensor>& tensors, uint64_t alignment) {
+    write_streaming(path, meta, tensors, [&](size_t i, AtomicWriter& w) { w.write(tensors[i].data, tensors[i].nbytes()); }, alignment);
+}
+
+void write_streaming(const std::string& path, const Metadata& meta_in, const std::vector<Tensor>& tensors,
+                     const std::function<void(size_t, AtomicWriter&)>& write_data, uint64_t alignment) {
     Metadata meta = meta_in;
     if (alignment != 32) meta.set("general.alignment", Value::u32(static_cast<uint32_t>(alignment)));
     else meta.erase("general.alignment");
@@ -365,10 +370,15 @@ void write(const std::string& path, const Metadata& meta_in, const std::vector<T
         off += (t.nbytes() + alignment - 1) / alignment * alignment;
     }
     w.write_zeros((alignment - w.offset() % alignment) % alignment);
-    for (const Tensor& t : tensors) {
-        const size_t nb = t.nbytes();
-        w.write(t.data, nb);
+    const uint64_t data_start = w.offset();
+    off = 0;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+        const size_t nb = tensors[i].nbytes();
+        write_data(i, w);
+        if (w.offset() != data_start + off + nb)
+            throw_runtime("gguf write: tensor '%s' produced the wrong number of bytes", tensors[i].name.c_str());
         w.write_zeros((alignment - nb % alignment) % alignment);
+        off += (nb + alignment - 1) / alignment * alignment;
     }
     w.commit();
 }

@@ -144,12 +144,14 @@ uint64_t splitmix64(uint64_t& s) {
 
 // Fills n values of tensor `idx` with N(0, std) (Box–Muller on splitmix64), chunk by chunk, so the values
 // depend only on (seed, idx, position) and never on the number of threads.
-void fill_normal(float* out, int64_t n, float stddev, uint64_t seed, uint64_t idx, ThreadPool& pool) {
-    const int64_t chunk = 1 << 16;
+// `first` (a multiple of the chunk size) is the position of out[0] in the tensor, so a tensor can be made in pieces.
+constexpr int64_t kRandomChunk = 1 << 16;
+void fill_normal(float* out, int64_t n, float stddev, uint64_t seed, uint64_t idx, ThreadPool& pool, int64_t first = 0) {
+    const int64_t chunk = kRandomChunk;
     const int64_t n_chunks = (n + chunk - 1) / chunk;
     pool.parallel_for(n_chunks, [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; ++c) {
-            uint64_t s = seed * 0x100000001b3ull ^ (idx << 40) ^ static_cast<uint64_t>(c);
+            uint64_t s = seed * 0x100000001b3ull ^ (idx << 40) ^ static_cast<uint64_t>(first / chunk + c);
             splitmix64(s);
             const int64_t b = c * chunk, e = std::min(n, b + chunk);
             for (int64_t i = b; i < e; i += 2) {
@@ -200,7 +202,51 @@ Vocab byte_vocab(int64_t n_vocab) {
     v.finalize();
     return v;
 }
+// Values of one tensor of a random model, positions [first, first + n).
+void random_values(const std::string& name, uint64_t idx, uint64_t seed, float* out, int64_t first, int64_t n, ThreadPool& pool) {
+    if (ends(name, "norm.weight")) std::fill(out, out + n, 1.0f);
+    else if (ends(name, ".bias")) std::fill(out, out + n, 0.0f);
+    else fill_normal(out, n, 0.02f, seed, idx, pool, first);
+}
+
+gguf::Metadata random_meta(const ModelConfig& cfg, uint64_t seed) {
+    gguf::Metadata meta;
+    meta.set("general.name", gguf::Value::str(cfg.name));
+    meta.set("general.source", gguf::Value::str("llmforge init --seed " + std::to_string(seed)));
+    return meta;
+}
 }  // namespace
+
+void init_random_gguf(const ModelConfig& cfg, DType dtype, uint64_t seed, const std::string& path) {
+    cfg.validate();
+    if (!dtype_supported(dtype)) throw_bad_input("init: dtype must be f32, f16 or bf16");
+    gguf::Metadata meta = random_meta(cfg, seed);
+    config_to_gguf(cfg, meta);
+    byte_vocab(cfg.n_vocab).to_gguf(meta);
+    meta.set("general.file_type", gguf::Value::u32(dtype == DType::F16 ? 1u : dtype == DType::BF16 ? 32u : 0u));
+    std::vector<Tensor> infos;
+    for (const auto& [name, shape] : expected_tensors(cfg)) {
+        Tensor t;
+        t.name = name;
+        t.shape = shape;
+        t.dtype = shape.size() == 1 ? DType::F32 : dtype;  // norms and biases stay f32, as save_model writes them
+        infos.push_back(std::move(t));
+    }
+    ThreadPool pool(ThreadPool::default_threads());
+    const int64_t piece = 64 * kRandomChunk;  // 4M values (16 MiB of f32) at a time: memory stays bounded
+    std::vector<float> buf(static_cast<size_t>(piece));
+    std::vector<uint8_t> out(static_cast<size_t>(piece) * 4);
+    gguf::write_streaming(path, meta, infos, [&](size_t i, AtomicWriter& w) {
+        const Tensor& t = infos[i];
+        const int64_t n = t.numel();
+        for (int64_t first = 0; first < n; first += piece) {
+            const int64_t m = std::min(piece, n - first);
+            random_values(t.name, i, seed, buf.data(), first, m, pool);
+            convert_from_f32(t.dtype, buf.data(), out.data(), static_cast<size_t>(m));
+            w.write(out.data(), static_cast<size_t>(m) * dtype_size(t.dtype));
+        }
+    });
+}
 
 Model init_random(const ModelConfig& cfg, DType dtype, uint64_t seed) {
     cfg.validate();
@@ -215,19 +261,14 @@ Model init_random(const ModelConfig& cfg, DType dtype, uint64_t seed) {
         int64_t n = 1;
         for (int64_t d : shape) n *= d;
         std::vector<float> v(static_cast<size_t>(n));
-        if (ends(name, "norm.weight")) std::fill(v.begin(), v.end(), 1.0f);
-        else if (ends(name, ".bias")) std::fill(v.begin(), v.end(), 0.0f);
-        else fill_normal(v.data(), n, 0.02f, seed, idx, pool);
+        random_values(name, idx, seed, v.data(), 0, n, pool);
         ++idx;
         std::vector<uint8_t> bytes(static_cast<size_t>(n) * dtype_size(dtype));
         convert_from_f32(dtype, v.data(), bytes.data(), static_cast<size_t>(n));
         m.add(m.own(name, dtype, shape, std::move(bytes)));
     }
     m.vocab = byte_vocab(cfg.n_vocab);
-    gguf::Metadata meta;
-    meta.set("general.name", gguf::Value::str(cfg.name));
-    meta.set("general.source", gguf::Value::str("llmforge init --seed " + std::to_string(seed)));
-    m.meta = meta;
+    m.meta = random_meta(cfg, seed);
     return m;
 }
 

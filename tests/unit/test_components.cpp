@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "llmforge/error.h"
@@ -140,4 +141,26 @@ TEST(Presets, ParameterCounts) {
     EXPECT_NEAR(preset("llama2-7b").n_params() / 1e9, 6.74, 0.01);
     EXPECT_NEAR(preset("tinyllama-1.1b").n_params() / 1e9, 1.10, 0.01);
     EXPECT_THROW(preset("gpt5"), Error);
+}
+
+// `init` streams large models to disk; the streamed file must hold exactly the in-memory model.
+TEST(Init, StreamedEqualsInMemory) {
+    for (const char* name : {"llama-tiny", "gpt2-tiny"}) {
+        for (DType t : {DType::F32, DType::BF16}) {
+            const ModelConfig c = preset(name);
+            const std::string a = test::tmp_path("mem.gguf"), b = test::tmp_path("stream.gguf");
+            save_model(init_random(c, t, 11), a);
+            init_random_gguf(c, t, 11, b);
+            const Model ma = load_model(a), mb = load_model(b);
+            ASSERT_EQ(ma.tensors.size(), mb.tensors.size());
+            for (const auto& ta : ma.tensors) {
+                const Tensor& tb = mb.get(ta.name);
+                ASSERT_EQ(ta.dtype, tb.dtype) << ta.name;
+                ASSERT_EQ(ta.shape, tb.shape) << ta.name;
+                EXPECT_EQ(std::memcmp(ta.data, tb.data, ta.nbytes()), 0) << name << " " << ta.name;
+            }
+            EXPECT_EQ(ma.vocab->pieces, mb.vocab->pieces);
+            EXPECT_EQ(mb.meta.get_string("general.source", ""), "llmforge init --seed 11");
+        }
+    }
 }
