@@ -30,10 +30,8 @@ void add_bench(CLI::App& app) {
         if (o->reps < 1 || o->threads < 1) throw_bad_input("bench: --repetitions and --threads must be at least 1");
         Model m = load_for_cli(o->model, "", false, !o->no_mmap);
         ThreadPool pool(o->threads);
-        const DType kv = dtype_from_name(o->cache_type);
-        if (kv != DType::F16 && kv != DType::F32) throw_bad_input("--cache-type must be f16 or f32");
         const int64_t ctx = std::max<int64_t>(o->pp + o->tg, 16);
-        Transformer tf(m, pool, std::min(ctx, std::max<int64_t>(ctx, 1)), std::max<int64_t>(o->pp, 1), kv);
+        Transformer tf(m, pool, ctx, std::max<int64_t>(o->pp, 1), parse_cache_type(o->cache_type));
         std::mt19937 rng(42);
         std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(m.config.n_vocab - 1));
         using clock = std::chrono::steady_clock;

@@ -51,9 +51,7 @@ void add_generate(CLI::App& app) {
         if (o->threads < 1) throw_bad_input("generate: --threads must be at least 1");
         Model m = load_for_cli(o->model, o->tokenizer, true, !o->no_mmap);
         ThreadPool pool(o->threads);
-        const DType kv = dtype_from_name(o->cache_type);
-        if (kv != DType::F16 && kv != DType::F32) throw_bad_input("--cache-type must be f16 or f32, not '%s'", o->cache_type.c_str());
-        Transformer tf(m, pool, o->ctx, o->batch, kv);
+        Transformer tf(m, pool, o->ctx, o->batch, parse_cache_type(o->cache_type));
         GenerateParams gp;
         gp.n_predict = o->n;
         gp.sampling = o->s;

@@ -44,9 +44,7 @@ void add_logits(CLI::App& app) {
         }
         if (ids.empty()) throw_bad_input("logits: no tokens");
         ThreadPool pool(o->threads);
-        const DType kv = dtype_from_name(o->cache_type);
-        if (kv != DType::F16 && kv != DType::F32) throw_bad_input("--cache-type must be f16 or f32, not '%s'", o->cache_type.c_str());
-        Transformer tf(m, pool, o->ctx, o->batch, kv);
+        Transformer tf(m, pool, o->ctx, o->batch, parse_cache_type(o->cache_type));
         const int64_t V = m.config.n_vocab;
         std::vector<float> all;
         if (o->incremental) {

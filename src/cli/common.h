@@ -17,6 +17,8 @@ void add_bench(CLI::App& app);
 
 // Loads a model and logs what was loaded to stderr.
 Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap = true);
+// --cache-type: f16 or f32, anything else is bad usage.
+DType parse_cache_type(const std::string& s);
 std::string human_bytes(double b);
 std::string human_count(double n);
 

@@ -18,6 +18,12 @@ std::string human_bytes(double b) {
     return buf;
 }
 
+DType parse_cache_type(const std::string& s) {
+    const DType t = dtype_from_name(s);
+    if (t != DType::F16 && t != DType::F32) throw_bad_input("--cache-type must be f16 or f32, not '%s'", s.c_str());
+    return t;
+}
+
 std::string human_count(double n) {
     char buf[32];
     if (n >= 1e9) std::snprintf(buf, sizeof(buf), "%.2fB", n / 1e9);

@@ -365,7 +365,7 @@ void outer_tile_mr(int mr, const float* X, int64_t ldx, const float* P, int64_t 
 template <class L>
 void gemm_rows_packed(const void* Wv, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
     const typename L::T* Wm = static_cast<const typename L::T*>(Wv);
-    thread_local std::vector<float, std::allocator<float>> pbuf_store;
+    thread_local std::vector<float> pbuf_store;
     pbuf_store.resize(static_cast<size_t>(KC * NP + 16));
     float* P = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(pbuf_store.data()) + 63) & ~uintptr_t(63));
     for (int64_t t0 = 0; t0 < n; t0 += TB) {
