@@ -17,8 +17,11 @@ TEST(DType, F16ToF32AllValuesMatchHardware) {
     if (!__builtin_cpu_supports("f16c")) GTEST_SKIP() << "no F16C on this CPU";
     for (uint32_t h = 0; h < 65536; ++h) {
         const float a = f16_to_f32(static_cast<uint16_t>(h)), b = hw_f16_to_f32(static_cast<uint16_t>(h));
-        if (std::isnan(b)) EXPECT_TRUE(std::isnan(a)) << h;
-        else EXPECT_EQ(std::memcmp(&a, &b, 4), 0) << h;
+        if (std::isnan(b)) {
+            EXPECT_TRUE(std::isnan(a)) << h;
+        } else {
+            EXPECT_EQ(std::memcmp(&a, &b, 4), 0) << h;
+        }
     }
 }
 
@@ -49,7 +52,9 @@ TEST(DType, BF16RoundTrip) {
     EXPECT_EQ(f32_to_bf16(1.0f + 3.0f / 256), 0x3f82);
     for (uint32_t h = 0; h < 65536; ++h) {
         const float f = bf16_to_f32(static_cast<uint16_t>(h));
-        if (!std::isnan(f)) EXPECT_EQ(f32_to_bf16(f), h);
+        if (!std::isnan(f)) {
+            EXPECT_EQ(f32_to_bf16(f), h);
+        }
     }
 }
 
