@@ -1,6 +1,8 @@
 #include "llmforge/kernels.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -65,7 +67,12 @@ const KernelTable* g_active = nullptr;
 }  // namespace
 
 const KernelTable& active() {
-    if (!g_active) g_active = detect();
+    if (!g_active) {
+        g_active = detect();
+        // LLMFORGE_ISA=avx2|scalar forces a narrower instruction set (to test or compare the other code paths).
+        if (const char* want = std::getenv("LLMFORGE_ISA"); want && *want && !set_isa(want))
+            std::fprintf(stderr, "llmforge: LLMFORGE_ISA=%s is not available on this CPU; using %s\n", want, g_active->name);
+    }
     return *g_active;
 }
 

@@ -191,6 +191,14 @@ def main():
                 ours = llmforge_logits(args.bin, d, tokens)
                 e = rel_err(ours, ref)
                 check(f"{name} safetensors T={T} vs PyTorch", e <= 1e-4, f"rel err {e:.2e}")
+                if T == 40:  # the AVX2 and portable kernels, forced through LLMFORGE_ISA
+                    for isa in ("avx2", "scalar"):
+                        env = dict(os.environ, LLMFORGE_ISA=isa)
+                        cmd = [args.bin, "logits", "-m", d, "--tokens", ",".join(map(str, tokens)), "--cache-type", "f32"]
+                        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+                        got = np.array([list(map(float, l.split()[1:])) for l in out.strip().split("\n")])
+                        e = rel_err(got, ref)
+                        check(f"{name} T={T} with LLMFORGE_ISA={isa} vs PyTorch", e <= 1e-4, f"rel err {e:.2e}")
                 if T > 1:
                     inc = llmforge_logits(args.bin, d, tokens, "--incremental")
                     e2 = float(np.abs(inc - ours).max())

@@ -6,6 +6,7 @@
 
 #include "llmforge/generate.h"
 #include "llmforge/gguf.h"
+#include "llmforge/kernels.h"
 #include "llmforge/model.h"
 #include "llmforge/transformer.h"
 #include "test_util.h"
@@ -64,6 +65,18 @@ TEST(Golden, GreedyGenerationFromGGUF) {
     Model m = load_gguf_model();
     check_generation(m, 1);
     check_generation(m, 2);
+}
+
+// The same 64 tokens with the other instruction sets (machines without AVX-512 take these paths).
+TEST(Golden, GreedyGenerationOtherInstructionSets) {
+    REQUIRE_GOLDEN();
+    Model m = load_gguf_model();
+    for (const char* isa : {"avx2", "scalar"}) {
+        if (!kernels::set_isa(isa)) continue;
+        SCOPED_TRACE(isa);
+        check_generation(m, 2);
+    }
+    kernels::set_isa("avx512") || kernels::set_isa("avx2") || kernels::set_isa("scalar");
 }
 
 TEST(Golden, GreedyGenerationFromLlama2c) {
