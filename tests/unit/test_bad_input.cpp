@@ -25,6 +25,20 @@ struct RawGGUF {
     std::string b;
     template <class T> void put(T v) { b.append(reinterpret_cast<const char*>(&v), sizeof(T)); }
     void str(const std::string& s) { put<uint64_t>(s.size()); b += s; }
+    // magic, version 3, tensor and metadata counts
+    RawGGUF(uint64_t n_tensors, uint64_t n_kv) : b("GGUF") {
+        put<uint32_t>(3);
+        put<uint64_t>(n_tensors);
+        put<uint64_t>(n_kv);
+    }
+    // one tensor-info entry: name, dims (innermost first), GGML type id, data offset
+    void tensor_info(const std::string& name, std::initializer_list<uint64_t> dims, uint32_t type, uint64_t offset) {
+        str(name);
+        put<uint32_t>(static_cast<uint32_t>(dims.size()));
+        for (uint64_t d : dims) put<uint64_t>(d);
+        put<uint32_t>(type);
+        put<uint64_t>(offset);
+    }
 };
 
 // Runs the CLI; returns the exit status (or 128+signal) and stderr.
@@ -88,20 +102,11 @@ TEST(BadInput, TruncatedGGUF) {
 }
 
 TEST(BadInput, TensorDataPastEndOfFile) {
-    RawGGUF g;
-    g.b = "GGUF";
-    g.put<uint32_t>(3);
-    g.put<uint64_t>(1);  // tensors
-    g.put<uint64_t>(1);  // kv
+    RawGGUF g(1, 1);
     g.str("general.architecture");
     g.put<uint32_t>(8);
     g.str("llama");
-    g.str("token_embd.weight");
-    g.put<uint32_t>(2);
-    g.put<uint64_t>(64);
-    g.put<uint64_t>(512);
-    g.put<uint32_t>(0);           // f32
-    g.put<uint64_t>(1u << 20);    // offset far past the end
+    g.tensor_info("token_embd.weight", {64, 512}, 0 /* f32 */, 1u << 20 /* offset far past the end */);
     g.b.append((32 - g.b.size() % 32) % 32, '\0');
     g.b.append(1024, '\0');
     const std::string p = test::tmp_path("pastend.gguf");
@@ -110,27 +115,13 @@ TEST(BadInput, TensorDataPastEndOfFile) {
 }
 
 TEST(BadInput, AbsurdDimensions) {
-    RawGGUF g;
-    g.b = "GGUF";
-    g.put<uint32_t>(3);
-    g.put<uint64_t>(1);
-    g.put<uint64_t>(0);
-    g.str("token_embd.weight");
-    g.put<uint32_t>(2);
-    g.put<uint64_t>(uint64_t(1) << 62);
-    g.put<uint64_t>(uint64_t(1) << 62);
-    g.put<uint32_t>(0);
-    g.put<uint64_t>(0);
+    RawGGUF g(1, 0);
+    g.tensor_info("token_embd.weight", {uint64_t(1) << 62, uint64_t(1) << 62}, 0, 0);
     const std::string p = test::tmp_path("absurd.gguf");
     write_bytes(p, g.b);
     expect_bad(p, "absurd dimension");
     // and absurd counts in the header
-    RawGGUF h;
-    h.b = "GGUF";
-    h.put<uint32_t>(3);
-    h.put<uint64_t>(uint64_t(1) << 60);
-    h.put<uint64_t>(uint64_t(1) << 60);
-    write_bytes(p, h.b);
+    write_bytes(p, RawGGUF(uint64_t(1) << 60, uint64_t(1) << 60).b);
     expect_bad(p, "cannot fit");  // counts no file could hold
 }
 
@@ -169,16 +160,8 @@ TEST(BadInput, UnsupportedDtype) {
     gguf::write(p, meta, m.tensors);
     expect_bad(p, "type q4_0, which is not supported yet");
     // A GGML type id llmforge does not know at all
-    RawGGUF g;
-    g.b = "GGUF";
-    g.put<uint32_t>(3);
-    g.put<uint64_t>(1);
-    g.put<uint64_t>(0);
-    g.str("token_embd.weight");
-    g.put<uint32_t>(1);
-    g.put<uint64_t>(256);
-    g.put<uint32_t>(99);
-    g.put<uint64_t>(0);
+    RawGGUF g(1, 0);
+    g.tensor_info("token_embd.weight", {256}, 99, 0);
     write_bytes(p, g.b);
     expect_bad(p, "does not support yet");
 }
