@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <sys/wait.h>
 
 #include "llmforge/error.h"
@@ -73,6 +74,18 @@ void expect_bad(const std::string& model, const std::string& needle, const std::
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "not one line: " << err;
 }
 
+// Writes the tensors of m as a GGUF with its config and vocabulary in the metadata, after `tweak` edits the metadata;
+// unlike save_model this writes whatever m holds, broken or not.
+std::string write_raw(const Model& m, const std::string& name, const std::function<void(gguf::Metadata&)>& tweak = nullptr) {
+    gguf::Metadata meta = m.meta;
+    config_to_gguf(m.config, meta);
+    m.vocab->to_gguf(meta);
+    if (tweak) tweak(meta);
+    const std::string p = test::tmp_path(name);
+    gguf::write(p, meta, m.tensors);
+    return p;
+}
+
 std::string tiny_model_path() {
     static std::string p;
     if (p.empty()) {
@@ -129,21 +142,12 @@ TEST(BadInput, MissingTensor) {
     Model m = init_random(preset("llama-tiny"), DType::F32, 1);
     m.tensors.erase(std::remove_if(m.tensors.begin(), m.tensors.end(), [](const Tensor& t) { return t.name == "blk.2.ffn_up.weight"; }),
                     m.tensors.end());
-    gguf::Metadata meta = m.meta;
-    config_to_gguf(m.config, meta);
-    m.vocab->to_gguf(meta);
-    const std::string p = test::tmp_path("missing.gguf");
-    gguf::write(p, meta, m.tensors);
-    expect_bad(p, "missing tensor 'blk.2.ffn_up.weight'");
+    expect_bad(write_raw(m, "missing.gguf"), "missing tensor 'blk.2.ffn_up.weight'");
 }
 
 TEST(BadInput, UnknownArchitecture) {
     Model m = init_random(preset("llama-tiny"), DType::F32, 1);
-    gguf::Metadata meta = m.meta;
-    config_to_gguf(m.config, meta);
-    meta.set("general.architecture", gguf::Value::str("mamba"));
-    const std::string p = test::tmp_path("arch.gguf");
-    gguf::write(p, meta, m.tensors);
+    const std::string p = write_raw(m, "arch.gguf", [](gguf::Metadata& meta) { meta.set("general.architecture", gguf::Value::str("mamba")); });
     expect_bad(p, "unknown architecture 'mamba'");
 }
 
@@ -153,11 +157,7 @@ TEST(BadInput, UnsupportedDtype) {
     std::vector<uint8_t> q(static_cast<size_t>(64 * 64 / 32 * 18), 0);
     for (auto& t : m.tensors)
         if (t.name == "blk.0.attn_q.weight") { t.dtype = DType::Q4_0; t.data = q.data(); }
-    gguf::Metadata meta = m.meta;
-    config_to_gguf(m.config, meta);
-    m.vocab->to_gguf(meta);
-    const std::string p = test::tmp_path("q4.gguf");
-    gguf::write(p, meta, m.tensors);
+    const std::string p = write_raw(m, "q4.gguf");
     expect_bad(p, "type q4_0, which is not supported yet");
     // A GGML type id llmforge does not know at all
     RawGGUF g(1, 0);
