@@ -1,9 +1,11 @@
-// Tokenizers. This file holds the SentencePiece-style vocabulary that GGUF stores for LLaMA models
+// Tokenizers. Vocab is what a model carries: either a byte-level BPE (see bpe.h; GGUF tokenizer.ggml.model = "gpt2",
+// tokenizer.json, tiktoken files) or the SentencePiece-style vocabulary that GGUF stores for LLaMA models
 // (tokenizer.ggml.model = "llama": pieces with scores, "▁" for space, byte fallback <0xNN>) and
 // llama2.c's tokenizer.bin. Encoding follows SentencePiece's BPE: repeatedly merge the adjacent pair
 // whose merged piece has the highest score; pieces the vocabulary lacks fall back to byte tokens.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -11,13 +13,16 @@
 namespace llmforge {
 
 namespace gguf { struct Metadata; }
+class BpeTokenizer;
 
 // Token kinds, numbered as GGUF's tokenizer.ggml.token_type.
 enum class TokenType : int32_t { Undefined = 0, Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
 
 class Vocab {
 public:
-    std::string model = "llama";         // tokenizer.ggml.model
+    std::string model = "llama";         // tokenizer.ggml.model: "llama" (SentencePiece) or "gpt2" (byte-level BPE)
+    std::shared_ptr<const BpeTokenizer> bpe;  // set for byte-level BPE: encoding and decoding go through it
+    std::string pre;                      // BPE: tokenizer.ggml.pre, the pre-tokeniser's name
     std::vector<std::string> pieces;      // piece text, "▁" standing for a space
     std::vector<float> scores;
     std::vector<TokenType> types;
@@ -41,6 +46,10 @@ public:
     static Vocab from_gguf(const gguf::Metadata& meta, const std::string& path);
     void to_gguf(gguf::Metadata& meta) const;
     // llama2.c tokenizer.bin: i32 max_token_length, then per token: f32 score, i32 length, bytes.
+    // A byte-level BPE tokenizer file (tokenizer.json, *.tiktoken, encoder.json/vocab.bpe) as a vocabulary.
+    static Vocab from_bpe(const BpeTokenizer& bpe);
+    // Any tokenizer file: GGUF, tokenizer.json, tiktoken, GPT-2 files, or llama2.c tokenizer.bin.
+    static Vocab load(const std::string& path);
     static Vocab from_llama2c(const std::string& path, int32_t expected_size);
     void write_llama2c(const std::string& path) const;
 

@@ -15,7 +15,7 @@ void add_tokenize(CLI::App& app) {
     struct Opts { std::string model, tokenizer, text, file; bool ids = false, no_bos = false, parse_special = false, json = false; };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model whose vocabulary to use");
-    cmd->add_option("--tokenizer", o->tokenizer, "a tokenizer file: llama2.c tokenizer.bin or a GGUF with a vocabulary");
+    cmd->add_option("--tokenizer", o->tokenizer, "a tokenizer file: tokenizer.json, *.tiktoken, encoder.json/vocab.bpe, a GGUF with a vocabulary, or llama2.c tokenizer.bin");
     cmd->add_option("text", o->text, "text to tokenize");
     cmd->add_option("-f,--file", o->file, "read the text from a file");
     cmd->add_flag("--ids", o->ids, "print only the ids, as [a, b, c]");
@@ -25,18 +25,17 @@ void add_tokenize(CLI::App& app) {
     cmd->callback([o] {
         if (o->model.empty() && o->tokenizer.empty()) throw_bad_input("tokenize: give -m MODEL or --tokenizer FILE");
         const std::string text = o->file.empty() ? o->text : read_text_file(o->file);
-        if (!utf8_valid(text)) throw_bad_input("tokenize: the text is not valid UTF-8");
         Vocab vocab;
         if (!o->model.empty()) {
             LoadOptions lo;
             lo.tokenizer_path = o->tokenizer;
             lo.require_tokenizer = true;
             vocab = *load_model(o->model, lo).vocab;
-        } else if (gguf::has_magic(o->tokenizer)) {
-            vocab = Vocab::from_gguf(gguf::read(o->tokenizer).meta, o->tokenizer);
         } else {
-            vocab = Vocab::from_llama2c(o->tokenizer, 0);
+            vocab = Vocab::load(o->tokenizer);
         }
+        // Byte-level BPE takes any bytes; SentencePiece needs characters.
+        if (!vocab.bpe && !utf8_valid(text)) throw_bad_input("tokenize: the text is not valid UTF-8");
         const std::vector<int32_t> ids = vocab.encode(text, !o->no_bos, o->parse_special);
         if (o->json) {
             nlohmann::json pieces = nlohmann::json::array();

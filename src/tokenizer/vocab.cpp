@@ -3,6 +3,7 @@
 #include <fstream>
 #include <queue>
 
+#include "llmforge/bpe.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
 #include "llmforge/mmap_file.h"
@@ -144,6 +145,12 @@ void Vocab::encode_spm(const std::string& text, std::vector<int32_t>& out) const
 std::vector<int32_t> Vocab::encode(const std::string& text, bool add_special, bool parse_special) const {
     std::vector<int32_t> out;
     if (add_special && add_bos && bos >= 0) out.push_back(bos);
+    if (bpe) {
+        const std::vector<int32_t> ids = bpe->encode(text, parse_special);
+        out.insert(out.end(), ids.begin(), ids.end());
+        if (add_special && add_eos && eos >= 0) out.push_back(eos);
+        return out;
+    }
 
     // Split the text around special tokens (user-defined always; control tokens only when asked), longest first.
     struct Frag { bool is_token; int32_t id; std::string text; };
@@ -188,6 +195,11 @@ std::vector<int32_t> Vocab::encode(const std::string& text, bool add_special, bo
 
 std::string Vocab::token_to_piece(int32_t id, bool special) const {
     if (id < 0 || id >= size()) return "";
+    if (bpe) {
+        if (types[id] == TokenType::Unused) return "";
+        if (bpe->is_special(id) && !special) return "";
+        return bpe->token_bytes(id);
+    }
     switch (types[id]) {
         case TokenType::Normal:
         case TokenType::Undefined:
@@ -218,8 +230,22 @@ Vocab Vocab::from_gguf(const gguf::Metadata& meta, const std::string& path) {
     Vocab v;
     v.model = meta.get_string("tokenizer.ggml.model", "");
     if (v.model.empty()) throw_bad_input("'%s' has no tokenizer (tokenizer.ggml.model is missing)", path.c_str());
+    if (v.model == "gpt2") {
+        Vocab b = from_bpe(BpeTokenizer::from_gguf(meta, path));
+        b.bos = static_cast<int32_t>(meta.get_int("tokenizer.ggml.bos_token_id", -1));
+        b.eos = static_cast<int32_t>(meta.get_int("tokenizer.ggml.eos_token_id", -1));
+        b.unk = static_cast<int32_t>(meta.get_int("tokenizer.ggml.unknown_token_id", -1));
+        b.add_bos = meta.get_bool("tokenizer.ggml.add_bos_token", false);
+        b.add_eos = meta.get_bool("tokenizer.ggml.add_eos_token", false);
+        b.pre = meta.get_string("tokenizer.ggml.pre", "");
+        if (const gguf::Value* ty = meta.find("tokenizer.ggml.token_type"))
+            for (size_t i = 0; i < ty->arr_i.size() && i < b.types.size(); ++i)
+                b.types[i] = (ty->arr_i[i] >= 0 && ty->arr_i[i] <= 6) ? static_cast<TokenType>(ty->arr_i[i]) : TokenType::Normal;
+        b.finalize();
+        return b;
+    }
     if (v.model != "llama")
-        throw_bad_input("'%s': tokenizer model '%s' is not supported yet (only SentencePiece-style 'llama' vocabularies)", path.c_str(), v.model.c_str());
+        throw_bad_input("'%s': tokenizer model '%s' is not supported (SentencePiece 'llama' and byte-level BPE 'gpt2' are)", path.c_str(), v.model.c_str());
     const gguf::Value* toks = meta.find("tokenizer.ggml.tokens");
     if (!toks || toks->type != gguf::Type::ARRAY || toks->elem != gguf::Type::STRING)
         throw_bad_input("'%s' has no tokenizer.ggml.tokens string array", path.c_str());
@@ -247,7 +273,15 @@ Vocab Vocab::from_gguf(const gguf::Metadata& meta, const std::string& path) {
 void Vocab::to_gguf(gguf::Metadata& meta) const {
     meta.set("tokenizer.ggml.model", gguf::Value::str(model));
     meta.set("tokenizer.ggml.tokens", gguf::Value::strings(pieces));
-    meta.set("tokenizer.ggml.scores", gguf::Value::floats(std::vector<double>(scores.begin(), scores.end())));
+    if (bpe) {
+        std::vector<std::string> merges;
+        merges.reserve(bpe->merges().size());
+        for (const auto& [a, b] : bpe->merges()) merges.push_back(bpe->token_text(a) + " " + bpe->token_text(b));
+        meta.set("tokenizer.ggml.merges", gguf::Value::strings(std::move(merges)));
+        if (!pre.empty()) meta.set("tokenizer.ggml.pre", gguf::Value::str(pre));
+    } else {
+        meta.set("tokenizer.ggml.scores", gguf::Value::floats(std::vector<double>(scores.begin(), scores.end())));
+    }
     std::vector<int64_t> t;
     for (TokenType x : types) t.push_back(static_cast<int64_t>(x));
     meta.set("tokenizer.ggml.token_type", gguf::Value::ints(std::move(t)));
@@ -257,6 +291,45 @@ void Vocab::to_gguf(gguf::Metadata& meta) const {
     meta.set("tokenizer.ggml.add_bos_token", gguf::Value::boolean(add_bos));
     meta.set("tokenizer.ggml.add_eos_token", gguf::Value::boolean(add_eos));
     meta.set("tokenizer.ggml.add_space_prefix", gguf::Value::boolean(add_space_prefix));
+}
+
+// ------------------------------------------------------------------------------------- byte-level BPE
+Vocab Vocab::from_bpe(const BpeTokenizer& t) {
+    Vocab v;
+    v.model = "gpt2";
+    v.bpe = std::make_shared<const BpeTokenizer>(t);
+    v.add_bos = v.add_eos = v.add_space_prefix = false;
+    v.bos = v.eos = v.unk = -1;
+    const int32_t n = t.size();
+    v.pieces.resize(n);
+    v.types.assign(n, TokenType::Normal);
+    for (int32_t i = 0; i < n; ++i) {
+        try {
+            v.pieces[i] = t.token_text(i);
+        } catch (const Error&) {
+            v.types[i] = TokenType::Unused;  // an unassigned id (tiktoken's specials leave holes)
+        }
+    }
+    for (const AddedToken& a : t.added_tokens()) v.types[a.id] = a.special ? TokenType::Control : TokenType::UserDefined;
+    for (const char* eos : {"<|endoftext|>", "<|end_of_text|>"})
+        if (v.eos < 0) v.eos = t.find_added(eos);
+    // the pre-tokeniser's name for GGUF, when it is one llama.cpp knows
+    const auto& rules = t.pre_rules();
+    if (rules.size() == 1) {
+        if (rules[0].pattern == bpe_patterns::gpt2) v.pre = "gpt-2";
+        else if (rules[0].pattern == bpe_patterns::cl100k) v.pre = "llama-bpe";
+        else if (rules[0].pattern == bpe_patterns::qwen2) v.pre = "qwen2";
+    }
+    v.finalize();
+    return v;
+}
+
+Vocab Vocab::load(const std::string& path) {
+    if (gguf::has_magic(path)) return from_gguf(gguf::read(path).meta, path);
+    const size_t slash = path.find_last_of('/');
+    const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+    if (name.size() >= 4 && name.compare(name.size() - 4, 4, ".bin") == 0) return from_llama2c(path, 0);
+    return from_bpe(BpeTokenizer::load(path));
 }
 
 // ------------------------------------------------------------------------------------- llama2.c
