@@ -120,3 +120,31 @@ bool unicode_text_to_bytes(std::string_view text, std::string& out);
 std::string nfc_normalize(std::string_view text);
 
 }  // namespace llmforge
+
+// ---- training ------------------------------------------------------------------------------------------------------
+namespace llmforge {
+
+struct BpeTrainOptions {
+    int32_t vocab_size = 32000;                  // bytes (256) + merges + special tokens
+    std::string pattern = bpe_patterns::cl100k;  // the pre-tokeniser (GPT-4's by default)
+    std::vector<std::string> special_tokens = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
+    uint64_t min_frequency = 2;                  // stop when the best pair occurs fewer times
+    int n_threads = 0;                           // 0: all cores
+    bool nfc = false;                            // NFC-normalise the text (and at encode time)
+    bool progress = true;                        // progress lines on stderr
+};
+
+struct BpeTrainStats {
+    uint64_t bytes = 0, pieces = 0, unique_pieces = 0, merges = 0;
+    double seconds_count = 0, seconds_merge = 0;
+    uint64_t peak_rss = 0;
+};
+
+// Learns merges from text files: pre-token frequencies are counted in parallel over blocks of the input (special
+// tokens written in the text are cut out first), then pairs are merged most-frequent-first with incremental pair
+// counts (each merge updates only the words that contain the pair). Memory is bounded by the distinct pre-tokens.
+BpeTokenizer train_bpe(const std::vector<std::string>& files, const BpeTrainOptions& opts, BpeTrainStats* stats = nullptr);
+// The same on texts in memory.
+BpeTokenizer train_bpe_texts(const std::vector<std::string>& texts, const BpeTrainOptions& opts, BpeTrainStats* stats = nullptr);
+
+}  // namespace llmforge

@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
     add_convert(app);
     add_generate(app);
     add_tokenize(app);
+    add_tokenizer(app);
     add_logits(app);
     add_bench(app);
     try {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <sys/wait.h>
 
+#include "llmforge/bpe.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
 #include "llmforge/model.h"
@@ -203,4 +204,119 @@ TEST(BadInput, CorruptSafetensors) {
     expect_bad(dir, "not valid JSON");
     write_bytes(dir + "/config.json", "{\"model_type\": ");
     expect_bad(dir, "config.json' is not valid JSON");
+}
+
+// ---- tokenizer files -------------------------------------------------------------------------------------------------
+namespace {
+
+// Loading the tokenizer file throws a bad-input Error mentioning `needle`; `llmforge tokenize` exits 2 with one line.
+void expect_bad_tokenizer(const std::string& name, const std::string& content, const std::string& needle) {
+    const std::string p = test::tmp_path(name);
+    write_bytes(p, content);
+    try {
+        (void)BpeTokenizer::load(p);
+        ADD_FAILURE() << "loading " << name << " did not fail";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+    std::string err;
+    const int rc = run_cli("tokenize --tokenizer " + p + " hello", &err);
+    if (rc == -1) GTEST_SKIP() << "LLMFORGE_BIN not set";
+    EXPECT_EQ(rc, 2) << err;
+    EXPECT_NE(err.find(needle), std::string::npos) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "not one line: " << err;
+}
+
+// A small valid tokenizer.json: bytes a, b, c, space; merges "a b", "ab c"; with `tweak` applied to its text.
+std::string small_tokenizer_json(const std::string& model_extra = "", const std::string& pre = "") {
+    std::string vocab = R"("a": 0, "b": 1, "c": 2, "Ġ": 3, "ab": 4, "abc": 5)";
+    return R"({"version": "1.0", "added_tokens": [{"id": 6, "content": "<|end|>", "special": true}], "normalizer": null,)"
+           R"( "pre_tokenizer": )" + (pre.empty() ? std::string(R"({"type": "ByteLevel", "add_prefix_space": false, "use_regex": true})") : pre) +
+           R"(, "decoder": {"type": "ByteLevel"}, "model": {"type": "BPE", "vocab": {)" + vocab + R"(}, "merges": ["a b", "ab c"])" +
+           model_extra + "}}";
+}
+
+}  // namespace
+
+TEST(BadInput, TokenizerJsonValidBaseline) {
+    const std::string p = test::tmp_path("good_tokenizer.json");
+    write_bytes(p, small_tokenizer_json());
+    const BpeTokenizer t = BpeTokenizer::load(p);
+    EXPECT_EQ(t.encode("abc ab", false), (std::vector<int32_t>{5, 3, 4}));
+}
+
+TEST(BadInput, TokenizerMalformedJson) { expect_bad_tokenizer("malformed.json", "{\"model\": {\"type\": \"BPE\", ", "malformed JSON"); }
+
+TEST(BadInput, TokenizerTruncatedJson) {
+    const std::string full = small_tokenizer_json();
+    expect_bad_tokenizer("truncated.json", full.substr(0, full.size() / 2), "malformed JSON");
+}
+
+TEST(BadInput, TokenizerUnknownModelType) {
+    std::string j = small_tokenizer_json();
+    j.replace(j.find("\"BPE\""), 5, "\"WordPiece\"");
+    expect_bad_tokenizer("wordpiece.json", j, "model type 'WordPiece' is not supported");
+}
+
+TEST(BadInput, TokenizerUnknownPreTokenizer) {
+    expect_bad_tokenizer("metaspace.json", small_tokenizer_json("", R"({"type": "Metaspace", "replacement": "_"})"),
+                         "pre_tokenizer type 'Metaspace' is not supported");
+}
+
+TEST(BadInput, TokenizerMergeNamesUnknownToken) {
+    std::string j = small_tokenizer_json();
+    j.replace(j.find("\"ab c\""), 6, "\"ab zz\"");
+    expect_bad_tokenizer("badmerge.json", j, "merge 1 names unknown token 'zz'");
+}
+
+TEST(BadInput, TokenizerInvalidRegex) {
+    expect_bad_tokenizer("badregex.json",
+                         small_tokenizer_json("", R"({"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "(\\p{L}+"}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "use_regex": false}]})"),
+                         "invalid pre-tokenizer regex");
+}
+
+TEST(BadInput, TokenizerTiktokenBadLine) {
+    expect_bad_tokenizer("bad.tiktoken", "IQ== 0\nIg== 1\n!!!notbase64 2\n", ":3: not a tiktoken rank line");
+}
+
+TEST(BadInput, TokenizerGgufUnknownPre) {
+    gguf::Metadata meta;
+    meta.set("tokenizer.ggml.model", gguf::Value::str("gpt2"));
+    meta.set("tokenizer.ggml.pre", gguf::Value::str("no-such-pre"));
+    meta.set("tokenizer.ggml.tokens", gguf::Value::strings({"a", "b", "ab"}));
+    meta.set("tokenizer.ggml.merges", gguf::Value::strings({"a b"}));
+    const std::string p = test::tmp_path("badpre.gguf");
+    gguf::write(p, meta, {});
+    std::string err;
+    try {
+        (void)BpeTokenizer::load(p);
+        ADD_FAILURE() << "unknown pre-tokenizer accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("unknown pre-tokenizer 'no-such-pre'"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(run_cli("tokenize --tokenizer " + p + " hello", &err), 2) << err;
+}
+
+TEST(BadInput, TokenizerDecodeIdOutOfRange) {
+    const std::string p = test::tmp_path("good_tokenizer2.json");
+    write_bytes(p, small_tokenizer_json());
+    const BpeTokenizer t = BpeTokenizer::load(p);
+    for (int32_t bad : {-1, 7, 1 << 30}) {
+        try {
+            (void)t.decode({0, bad});
+            ADD_FAILURE() << "decode accepted id " << bad;
+        } catch (const Error& e) {
+            EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+            EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+        }
+    }
+}
+
+TEST(BadInput, TokenizerMissingFile) { 
+    std::string err;
+    const int rc = run_cli("tokenize --tokenizer " + test::tmp_path("nope.json") + " hello", &err);
+    if (rc == -1) GTEST_SKIP() << "LLMFORGE_BIN not set";
+    EXPECT_EQ(rc, 2) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
 }
