@@ -18,6 +18,10 @@ $SUDO apt-get install -y --no-install-recommends \
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   $SUDO apt-get install -y --no-install-recommends nodejs npm
 fi
+# --corpus: the larger text packages the tokenizer-training benchmark reads (GCIDE dictionary, kernel documentation)
+if [ "${1:-}" = "--corpus" ]; then
+  $SUDO apt-get install -y --no-install-recommends dict-gcide linux-doc-6.1
+fi
 # npm test tools, pinned by tests/npm/package-lock.json
 cd "$(dirname "$0")/../tests/npm"
 if [ -d node_modules ]; then npm install --no-audit --no-fund --loglevel=error; else npm ci --no-audit --no-fund --loglevel=error; fi

@@ -40,6 +40,8 @@ public:
     std::string token_to_piece(int32_t id, bool special = false) const;
     std::string decode(const std::vector<int32_t>& ids, bool special = false) const;
     int32_t find(const std::string& piece) const;  // -1 if absent
+    // Appends unused "[PAD<i>]" tokens up to n (a model's embedding table may be larger than its tokenizer).
+    void pad_to(int32_t n);
     bool is_eog(int32_t id) const { return id == eos; }
 
     // GGUF metadata ↔ vocabulary.

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "formats/formats.h"
+#include "llmforge/bpe.h"
 #include "llmforge/error.h"
 #include "llmforge/mmap_file.h"
 
@@ -289,6 +290,16 @@ Model load_safetensors(const std::string& path, const LoadOptions& opts) {
     if (m.config.tied_embeddings && m.find("output.weight")) m.config.tied_embeddings = false;
     if (!m.config.tied_embeddings && !m.find("output.weight") && m.config.arch == Arch::GPT2) m.config.tied_embeddings = true;
     m.meta.set("general.name", gguf::Value::str(m.config.name));
+    // The tokenizer: --tokenizer, else the Hugging Face tokenizer.json beside the weights.
+    const std::string tj = dir + "/tokenizer.json";
+    if (!opts.tokenizer_path.empty()) m.vocab = Vocab::load(opts.tokenizer_path);
+    else if (file_exists(tj)) m.vocab = Vocab::load(tj);
+    if (m.vocab) {
+        if (m.vocab->size() > m.config.n_vocab)
+            throw_bad_input("'%s': the tokenizer has %d tokens but the model's vocabulary has %lld", path.c_str(), m.vocab->size(),
+                            static_cast<long long>(m.config.n_vocab));
+        m.vocab->pad_to(static_cast<int32_t>(m.config.n_vocab));  // HF pads embeddings past the tokenizer (e.g. to a multiple of 64)
+    }
     return m;
 }
 
@@ -330,6 +341,7 @@ void save_safetensors(const Model& m, const std::string& path, DType dtype) {
     w.write(hs.data(), hs.size());
     for (const auto& [hf, t] : out) w.write(t.data, t.nbytes());
     w.commit();
+    if (m.vocab && m.vocab->bpe) m.vocab->bpe->save_hf_json(dir + "/tokenizer.json");
     AtomicWriter c(dir + "/config.json");
     const std::string cj = config_to_hf(m.config).dump(2) + "\n";
     c.write(cj.data(), cj.size());

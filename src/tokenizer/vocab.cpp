@@ -293,6 +293,16 @@ void Vocab::to_gguf(gguf::Metadata& meta) const {
     meta.set("tokenizer.ggml.add_space_prefix", gguf::Value::boolean(add_space_prefix));
 }
 
+void Vocab::pad_to(int32_t n) {
+    if (size() >= n) return;
+    for (int32_t i = size(); i < n; ++i) {
+        pieces.push_back("[PAD" + std::to_string(i) + "]");
+        scores.push_back(0.0f);
+        types.push_back(TokenType::Unused);
+    }
+    finalize();
+}
+
 // ------------------------------------------------------------------------------------- byte-level BPE
 Vocab Vocab::from_bpe(const BpeTokenizer& t) {
     Vocab v;

@@ -6,6 +6,8 @@
 
 #include "llmforge/bpe.h"
 #include "llmforge/error.h"
+#include "llmforge/model.h"
+#include "llmforge/mmap_file.h"
 #include "llmforge/utf8.h"
 #include "test_util.h"
 
@@ -199,4 +201,33 @@ TEST(Tokenizer, GgufPreTokenizersKnown) {
         EXPECT_NO_THROW((void)BpeTokenizer(byte_tokens(), {}, rules, {})) << name;
     }
     EXPECT_THROW((void)BpeTokenizer::gguf_pre_rules("no-such"), Error);
+}
+
+// A model with a byte-level BPE tokenizer keeps it through every format that can carry one: GGUF (tokens, merges,
+// tokenizer.ggml.pre) and safetensors (tokenizer.json beside the weights), padded to the embedding table's size.
+TEST(Tokenizer, ModelFilesCarryTheBpeTokenizer) {
+    const BpeTokenizer& t = trained();
+    ModelConfig cfg = preset("llama-tiny");
+    cfg.n_vocab = 1536;  // larger than the tokenizer (1500), as Hugging Face models often are
+    Model m = init_random(cfg, DType::F32, 7);
+    m.vocab = Vocab::from_bpe(t);
+    m.vocab->pad_to(1536);
+    const std::string text = "The licensee may copy the Program. 你好世界 🦙";
+    const auto want = t.encode(text);
+
+    const std::string dir = test::tmp_path("bpe_st");
+    save_model(m, dir);
+    ASSERT_TRUE(file_exists(dir + "/tokenizer.json"));
+    const Model st = load_model(dir);
+    ASSERT_TRUE(st.vocab && st.vocab->bpe);
+    EXPECT_EQ(st.vocab->size(), 1536);
+    EXPECT_EQ(st.vocab->encode(text, false), want);
+
+    const std::string g = test::tmp_path("bpe.gguf");
+    save_model(st, g);
+    const Model gm = load_model(g);
+    ASSERT_TRUE(gm.vocab && gm.vocab->bpe);
+    EXPECT_EQ(gm.vocab->pre, "llama-bpe");  // the GPT-4 pattern is llama.cpp's llama-bpe
+    EXPECT_EQ(gm.vocab->encode(text, false), want);
+    EXPECT_EQ(gm.vocab->decode(want), text);
 }
