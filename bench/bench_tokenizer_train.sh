@@ -32,6 +32,9 @@ for v in 32000 64000; do
   merges=$(echo "$line" | json_field merges); rss=$(echo "$line" | json_field peak_rss_bytes); bytes=$(echo "$line" | json_field bytes)
   printf "%-8s %10s %12s %14.0f %10.2f\n" $v "$merges" "$wall" "$(python3 -c "print($rss/2**20)")" "$(python3 -c "print($bytes/1e6/$wall)")"
 done
+# the trained files load in an independent implementation (@huggingface/tokenizers) and give llmforge's ids
+[ -s build/tokref/samples.jsonl ] || node tests/tokenizer/reference.mjs build/tokref >/dev/null 2>&1
+for v in 32000 64000; do node tests/tokenizer/check_trained.mjs "$bin" build/tokref --tokenizer "$work/ours_$v.json" >&2; done
 echo
 printf "%-22s %18s %18s\n" tokenizer "English bytes/tok" "Chinese bytes/tok"
 for t in "ours 32k:$work/ours_32000.json" "ours 64k:$work/ours_64000.json" "cl100k_base (GPT-4):$ranks" "Qwen3 (151k):$qwen3"; do

@@ -2,6 +2,7 @@
 // Trains a vocabulary on the reference corpus (tokref fixture), encodes every sample with llmforge and with
 // @huggingface/tokenizers (pure-JS tokenizer.json implementation), and compares them id for id; also checks the JS
 // decode gives the text back.  Usage: node check_trained.mjs LLMFORGE_BIN TOKREF_DIR VOCAB_SIZE PATTERN
+// or, for a tokenizer already trained:  node check_trained.mjs LLMFORGE_BIN TOKREF_DIR --tokenizer FILE
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -14,10 +15,15 @@ const { Tokenizer } = require('@huggingface/tokenizers');
 const [bin, dir, vocabSize, pattern] = process.argv.slice(2);
 const samples = fs.readFileSync(path.join(dir, 'samples.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l).text);
 // train on the even samples, test on all (held-out odd ones included)
-const train = path.join(dir, `train_${pattern}.txt`);
-fs.writeFileSync(train, samples.filter((_, i) => i % 2 === 0).join(''));
-const tokPath = path.join(dir, `trained_${pattern}_${vocabSize}.json`);
-execFileSync(bin, ['tokenizer', 'train', '--input', train, '--vocab-size', vocabSize, '--pattern', pattern, '-o', tokPath, '-q'], { stdio: ['ignore', 'inherit', 'inherit'] });
+let tokPath;
+if (vocabSize === '--tokenizer') {
+  tokPath = pattern;
+} else {
+  const train = path.join(dir, `train_${pattern}.txt`);
+  fs.writeFileSync(train, samples.filter((_, i) => i % 2 === 0).join(''));
+  tokPath = path.join(dir, `trained_${pattern}_${vocabSize}.json`);
+  execFileSync(bin, ['tokenizer', 'train', '--input', train, '--vocab-size', vocabSize, '--pattern', pattern, '-o', tokPath, '-q'], { stdio: ['ignore', 'inherit', 'inherit'] });
+}
 const ours = execFileSync(bin, ['tokenize', '--tokenizer', tokPath, '-f', path.join(dir, 'samples.jsonl'), '--jsonl', '--parse-special', '-t', '2'],
   { maxBuffer: 1 << 30 }).toString().split('\n').filter(Boolean).map((l) => JSON.parse(l));
 
@@ -36,5 +42,5 @@ for (let i = 0; i < samples.length; ++i) {
   if (tok.decode(ids) !== samples[i] && ++bad <= 3) console.error(`sample ${i}: tokenizers.js decode does not give the text back`);
 }
 if (json.model.merges.length < 100) { console.error('too few merges learned'); process.exit(1); }
-console.log(`${pattern} vocab ${vocabSize}: ${samples.length} samples, ${tokens} tokens, ${bad ? bad + ' MISMATCHES' : 'all equal'} (llmforge vs @huggingface/tokenizers)`);
+console.log(`${path.basename(tokPath)}: ${samples.length} samples, ${tokens} tokens, ${bad ? bad + ' MISMATCHES' : 'all equal'} (llmforge vs @huggingface/tokenizers)`);
 process.exit(bad ? 1 : 0);
