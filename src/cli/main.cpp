@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
     add_generate(app);
     add_tokenize(app);
     add_tokenizer(app);
+    add_train_steps(app);
     add_logits(app);
     add_bench(app);
     try {

@@ -1,0 +1,107 @@
+// Training: the Transformer's forward pass with the activations kept, its backward pass, and AdamW.
+//
+// Shapes in comments: B = sequences in the batch, T = tokens per sequence, N = B·T, C = n_embd, H = heads,
+// HD = head dim, KV = kv heads · HD, F = n_ff, V = vocabulary. Weights are row-major [out, in] (GGUF's layout), and a
+// linear layer computes y = x · Wᵀ + b. All parameters live in one f32 buffer (the "master" weights) and their
+// gradients in another of the same layout, as in llm.c.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "llmforge/model.h"
+#include "llmforge/threadpool.h"
+
+namespace llmforge {
+
+class TrainableModel {
+public:
+    struct Param {
+        std::string name;            // GGUF name, e.g. blk.0.attn_q.weight
+        std::vector<int64_t> shape;
+        size_t offset = 0, numel = 0;  // into data() / grad()
+        bool decay = false;          // AdamW weight decay applies (matrices; not norms, biases or embeddings)
+    };
+
+    // Copies the model's weights (any dtype) into f32 master weights.
+    TrainableModel(const Model& init, ThreadPool& pool, bool decay_embeddings = false);
+    ~TrainableModel();
+    TrainableModel(const TrainableModel&) = delete;
+    TrainableModel& operator=(const TrainableModel&) = delete;
+
+    const ModelConfig& config() const { return cfg_; }
+    const std::vector<Param>& params() const { return params_; }
+    size_t n_params() const { return data_.size(); }
+    float* data() { return data_.data(); }
+    const float* data() const { return data_.data(); }
+    float* grad() { return grad_.data(); }
+    const float* grad() const { return grad_.data(); }
+
+    // Mean cross-entropy of predicting targets[i] from inputs[0..i] within each sequence; targets < 0 are ignored.
+    // inputs, targets: [B, T]. Keeps the activations for backward().
+    float forward(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T);
+    // Adds d(loss)/d(parameters) of the last forward() into grad(), scaled by `scale` (1/accumulation steps).
+    void backward(float scale = 1.0f);
+    void zero_grad();
+    double grad_norm() const;  // global L2 norm
+    // Scales gradients so their global norm is at most max_norm (PyTorch's clip_grad_norm_); returns the norm before.
+    double clip_grad_norm(double max_norm);
+
+    // A Model viewing the weights (or, with gradients = true, the gradients) — valid while this object lives.
+    Model to_model(bool gradients = false) const;
+
+private:
+    struct Layer;  // offsets of one block's parameters
+    struct Acts;   // activation buffers for one (B, T)
+    float* P(size_t off) { return data_.data() + off; }
+    const float* P(size_t off) const { return data_.data() + off; }
+    float* G(size_t off) { return grad_.data() + off; }
+    void ensure_acts(int64_t B, int64_t T);
+
+    ModelConfig cfg_;
+    ThreadPool& pool_;
+    std::vector<Param> params_;
+    std::vector<float> data_, grad_;
+    std::vector<Layer> layers_;
+    size_t tok_embd_ = 0, pos_embd_ = 0, out_norm_ = 0, out_norm_b_ = 0, output_ = 0;
+    bool tied_ = false;
+    std::vector<Acts> acts_;  // one element once allocated
+    int64_t B_ = 0, T_ = 0;
+    std::vector<int32_t> inputs_, targets_;
+    int64_t n_targets_ = 0;
+    std::vector<float> rope_cos_, rope_sin_;  // [T, n_rot/2]
+};
+
+// AdamW (Loshchilov & Hutter 2019) as PyTorch's torch.optim.AdamW computes it: decoupled weight decay
+// p ← p·(1 − lr·wd), then p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε).
+struct AdamWConfig {
+    float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.1f;
+};
+
+class AdamW {
+public:
+    AdamW(size_t n_params, const AdamWConfig& cfg) : cfg_(cfg), m_(n_params, 0.0f), v_(n_params, 0.0f) {}
+    void step(TrainableModel& model, float lr, ThreadPool& pool);
+    int64_t steps() const { return t_; }
+    std::vector<float>& m() { return m_; }
+    std::vector<float>& v() { return v_; }
+    void set_steps(int64_t t) { t_ = t; }
+
+private:
+    AdamWConfig cfg_;
+    std::vector<float> m_, v_;
+    int64_t t_ = 0;
+};
+
+// Learning rate at a step (0-based): linear warm-up to lr_max over `warmup` steps, then constant, cosine or linear
+// decay to lr_min at `total`, or warmup-stable-decay (constant, then a linear decay over the last decay_frac).
+struct LrSchedule {
+    enum class Kind { Constant, Cosine, Linear, WSD } kind = Kind::Cosine;
+    float lr_max = 3e-4f, lr_min = 3e-5f;
+    int64_t warmup = 0, total = 1;
+    float decay_frac = 0.2f;
+    float at(int64_t step) const;
+    static Kind parse(const std::string& name);  // constant | cosine | linear | wsd
+};
+
+}  // namespace llmforge

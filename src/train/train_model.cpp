@@ -1,0 +1,645 @@
+// The Transformer's training forward and backward passes, each layer's two directions side by side (as in llm.c).
+// Shapes: B sequences of T tokens, N = B·T rows; C = n_embd, H heads of HD dims, KV = kv heads · HD, F = n_ff, V = vocab.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "llmforge/error.h"
+#include "llmforge/kernels.h"
+#include "llmforge/train.h"
+
+namespace llmforge {
+
+struct TrainableModel::Layer {
+    // offsets into the parameter buffer; GPT-2 uses qkv/bqkv and the biases, LLaMA q/k/v and gate
+    size_t norm1, norm1_b, qkv, bqkv, q, k, v, o, bo, norm2, norm2_b, gate, up, b_up, down, b_down;
+};
+
+struct TrainableModel::Acts {
+    std::vector<float> x;                 // [L+1, N, C] residual stream: x[l] enters block l, x[L] leaves the last
+    std::vector<float> x_mid;             // [L, N, C] after the attention sub-layer
+    std::vector<float> ln1, ln2;          // [L, N, C] normalised inputs of the two sub-layers
+    std::vector<float> ln1_mean, ln1_rstd, ln2_mean, ln2_rstd;  // [L, N]
+    std::vector<float> q, k, v;           // [L, N, C], [L, N, KV], [L, N, KV] (after RoPE)
+    std::vector<float> att;               // [L, B, H, T, T] attention probabilities (row t uses columns 0..t)
+    std::vector<float> atty;              // [L, N, C] attention output before the projection
+    std::vector<float> fa, fb, fact;      // [L, N, F] MLP: pre-activation (GPT-2 up / LLaMA gate), LLaMA up, activation
+    std::vector<float> lnf, lnf_mean, lnf_rstd;  // [N, C], [N], [N]
+    std::vector<float> logits;            // [N, V]: logits → probabilities (forward) → d logits (backward)
+    std::vector<float> losses;            // [N]
+    // backward scratch
+    std::vector<float> dx, dres, dln, dq, dk, dv, datty, dfa, dfb, dfact, dqkv, tmp1, tmp2, tmp3;
+};
+
+namespace {
+
+constexpr float kGeluK = 0.7978845608028654f;  // √(2/π)
+
+// ---- linear: y[N,O] = x[N,I] · W[O,I]ᵀ + b -------------------------------------------------------------------------
+void linear_forward(ThreadPool& pool, const float* x, const float* W, const float* b, float* y, int64_t N, int64_t I, int64_t O) {
+    kernels::matmul(DType::F32, W, x, y, N, O, I, pool);
+    if (b)
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t o = 0; o < O; ++o) y[n * O + o] += b[o];
+}
+
+void transpose(const float* a, float* t, int64_t rows, int64_t cols) {  // t[c, r] = a[r, c]
+    constexpr int64_t S = 32;
+    for (int64_t r0 = 0; r0 < rows; r0 += S)
+        for (int64_t c0 = 0; c0 < cols; c0 += S)
+            for (int64_t r = r0; r < std::min(rows, r0 + S); ++r)
+                for (int64_t c = c0; c < std::min(cols, c0 + S); ++c) t[c * rows + r] = a[r * cols + c];
+}
+
+// dx[N,I] += dy[N,O] · W[O,I];  dW[O,I] += dyᵀ · x;  db[O] += Σ_n dy[n]. Every product goes through the NT GEMM.
+void linear_backward(ThreadPool& pool, const float* dy, const float* x, const float* W, float* dx, float* dW, float* db, int64_t N,
+                     int64_t I, int64_t O, std::vector<float>& s1, std::vector<float>& s2, std::vector<float>& s3) {
+    s1.resize(static_cast<size_t>(std::max(I * O, N * I)));
+    s2.resize(static_cast<size_t>(std::max(N * O, N * I)));
+    s3.resize(static_cast<size_t>(std::max({N * I, O * I, N * O})));
+    if (dx) {
+        transpose(W, s1.data(), O, I);  // Wᵀ [I, O]
+        kernels::matmul(DType::F32, s1.data(), dy, s3.data(), N, I, O, pool);
+        for (int64_t i = 0; i < N * I; ++i) dx[i] += s3[static_cast<size_t>(i)];
+    }
+    transpose(dy, s2.data(), N, O);  // dyᵀ [O, N]
+    transpose(x, s1.data(), N, I);   // xᵀ [I, N]
+    kernels::matmul(DType::F32, s1.data(), s2.data(), s3.data(), O, I, N, pool);  // [O, I]
+    for (int64_t i = 0; i < O * I; ++i) dW[i] += s3[static_cast<size_t>(i)];
+    if (db)
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t o = 0; o < O; ++o) db[o] += dy[n * O + o];
+}
+
+// ---- LayerNorm: y = (x − μ)/√(σ² + ε) · w + b ----------------------------------------------------------------------
+void layernorm_forward(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd, int64_t N, int64_t C, float eps) {
+    for (int64_t n = 0; n < N; ++n) {
+        const float* xn = x + n * C;
+        double m = 0, v = 0;
+        for (int64_t c = 0; c < C; ++c) m += xn[c];
+        m /= static_cast<double>(C);
+        for (int64_t c = 0; c < C; ++c) v += (xn[c] - m) * (xn[c] - m);
+        v /= static_cast<double>(C);
+        const float r = static_cast<float>(1.0 / std::sqrt(v + eps));
+        for (int64_t c = 0; c < C; ++c) y[n * C + c] = (xn[c] - static_cast<float>(m)) * r * w[c] + b[c];
+        mean[n] = static_cast<float>(m);
+        rstd[n] = r;
+    }
+}
+
+// x̂ = (x − μ)·r, g = dy ⊙ w:  dx = r · (g − mean(g) − x̂ · mean(g ⊙ x̂)),  dw += dy ⊙ x̂,  db += dy
+void layernorm_backward(const float* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx, float* dw,
+                        float* db, int64_t N, int64_t C) {
+    for (int64_t n = 0; n < N; ++n) {
+        const float* xn = x + n * C;
+        const float* dyn = dy + n * C;
+        double mg = 0, mgx = 0;
+        for (int64_t c = 0; c < C; ++c) {
+            const float xh = (xn[c] - mean[n]) * rstd[n], g = dyn[c] * w[c];
+            mg += g;
+            mgx += g * xh;
+            dw[c] += dyn[c] * xh;
+            db[c] += dyn[c];
+        }
+        mg /= static_cast<double>(C);
+        mgx /= static_cast<double>(C);
+        for (int64_t c = 0; c < C; ++c) {
+            const float xh = (xn[c] - mean[n]) * rstd[n];
+            dx[n * C + c] += rstd[n] * (dyn[c] * w[c] - static_cast<float>(mg) - xh * static_cast<float>(mgx));
+        }
+    }
+}
+
+// ---- RMSNorm: y = x / √(mean(x²) + ε) · w -------------------------------------------------------------------------
+void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t N, int64_t C, float eps) {
+    for (int64_t n = 0; n < N; ++n) {
+        const float* xn = x + n * C;
+        double ss = 0;
+        for (int64_t c = 0; c < C; ++c) ss += static_cast<double>(xn[c]) * xn[c];
+        const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(C) + eps));
+        for (int64_t c = 0; c < C; ++c) y[n * C + c] = xn[c] * r * w[c];
+        rstd[n] = r;
+    }
+}
+
+// g = dy ⊙ w:  dx = r · (g − x · r² · mean(g ⊙ x)),  dw += dy ⊙ x · r
+void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, float* dx, float* dw, int64_t N, int64_t C) {
+    for (int64_t n = 0; n < N; ++n) {
+        const float* xn = x + n * C;
+        const float* dyn = dy + n * C;
+        const float r = rstd[n];
+        double mgx = 0;
+        for (int64_t c = 0; c < C; ++c) {
+            mgx += static_cast<double>(dyn[c] * w[c]) * xn[c];
+            dw[c] += dyn[c] * xn[c] * r;
+        }
+        const float k = static_cast<float>(mgx / static_cast<double>(C)) * r * r;
+        for (int64_t c = 0; c < C; ++c) dx[n * C + c] += r * (dyn[c] * w[c] - xn[c] * k);
+    }
+}
+
+// ---- RoPE: rotate each pair (a, b) of every head by the angle of its position; backward rotates by minus the angle.
+void rope_apply(float* x, int64_t B, int64_t T, int64_t heads, int64_t HD, int64_t half, bool interleaved, const float* cos_t,
+                const float* sin_t, float sign) {
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < T; ++t) {
+            const float* cs = cos_t + t * half;
+            const float* sn = sin_t + t * half;
+            for (int64_t h = 0; h < heads; ++h) {
+                float* v = x + ((b * T + t) * heads + h) * HD;
+                for (int64_t j = 0; j < half; ++j) {
+                    const int64_t ia = interleaved ? 2 * j : j, ib = interleaved ? 2 * j + 1 : j + half;
+                    const float x0 = v[ia], x1 = v[ib], s = sign * sn[j];
+                    v[ia] = x0 * cs[j] - x1 * s;
+                    v[ib] = x0 * s + x1 * cs[j];
+                }
+            }
+        }
+}
+
+// ---- causal attention: y_t = Σ_{k ≤ t} softmax_k(q_t · k_k / √HD) v_k, query heads sharing KV heads in groups ----
+void attention_forward(ThreadPool& pool, const float* q, const float* k, const float* v, float* att, float* y, int64_t B, int64_t T,
+                       int64_t H, int64_t HKV, int64_t HD) {
+    const int64_t C = H * HD, KV = HKV * HD, group = H / HKV;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+    pool.run([&](int ith, int nth) {
+        for (int64_t task = ith; task < B * H; task += nth) {
+            const int64_t b = task / H, h = task % H, kh = h / group;
+            for (int64_t t = 0; t < T; ++t) {
+                const float* qt = q + (b * T + t) * C + h * HD;
+                float* p = att + ((b * H + h) * T + t) * T;
+                float mx = -INFINITY;
+                for (int64_t s = 0; s <= t; ++s) {
+                    const float* ks = k + (b * T + s) * KV + kh * HD;
+                    float d = 0;
+                    for (int64_t i = 0; i < HD; ++i) d += qt[i] * ks[i];
+                    p[s] = d * scale;
+                    mx = std::max(mx, p[s]);
+                }
+                float sum = 0;
+                for (int64_t s = 0; s <= t; ++s) { p[s] = std::exp(p[s] - mx); sum += p[s]; }
+                const float inv = 1.0f / sum;
+                for (int64_t s = 0; s <= t; ++s) p[s] *= inv;
+                for (int64_t s = t + 1; s < T; ++s) p[s] = 0.0f;
+                float* yt = y + (b * T + t) * C + h * HD;
+                std::fill(yt, yt + HD, 0.0f);
+                for (int64_t s = 0; s <= t; ++s) {
+                    const float* vs = v + (b * T + s) * KV + kh * HD;
+                    for (int64_t i = 0; i < HD; ++i) yt[i] += p[s] * vs[i];
+                }
+            }
+        }
+    });
+}
+
+// dp_ts = dy_t · v_s;  dv_s += p_ts dy_t;  ds_ts = p_ts (dp_ts − Σ_j p_tj dp_tj);  dq_t += ds_ts k_s / √HD;  dk_s += ds_ts q_t / √HD.
+// One task per (sequence, KV head): the query heads of a group add into the same dk, dv.
+void attention_backward(ThreadPool& pool, const float* dy, const float* q, const float* k, const float* v, const float* att, float* dq, float* dk,
+                        float* dv, int64_t B, int64_t T, int64_t H, int64_t HKV, int64_t HD) {
+    const int64_t C = H * HD, KV = HKV * HD, group = H / HKV;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+    pool.run([&](int ith, int nth) {
+        std::vector<float> dp(static_cast<size_t>(T));
+        for (int64_t task = ith; task < B * HKV; task += nth) {
+            const int64_t b = task / HKV, kh = task % HKV;
+            for (int64_t h = kh * group; h < (kh + 1) * group; ++h)
+                for (int64_t t = 0; t < T; ++t) {
+                    const float* p = att + ((b * H + h) * T + t) * T;
+                    const float* dyt = dy + (b * T + t) * C + h * HD;
+                    const float* qt = q + (b * T + t) * C + h * HD;
+                    float* dqt = dq + (b * T + t) * C + h * HD;
+                    float dot = 0;
+                    for (int64_t s = 0; s <= t; ++s) {
+                        const float* vs = v + (b * T + s) * KV + kh * HD;
+                        float* dvs = dv + (b * T + s) * KV + kh * HD;
+                        float d = 0;
+                        for (int64_t i = 0; i < HD; ++i) {
+                            d += dyt[i] * vs[i];
+                            dvs[i] += p[s] * dyt[i];
+                        }
+                        dp[static_cast<size_t>(s)] = d;
+                        dot += p[s] * d;
+                    }
+                    for (int64_t s = 0; s <= t; ++s) {
+                        const float ds = p[s] * (dp[static_cast<size_t>(s)] - dot) * scale;
+                        const float* ks = k + (b * T + s) * KV + kh * HD;
+                        float* dks = dk + (b * T + s) * KV + kh * HD;
+                        for (int64_t i = 0; i < HD; ++i) {
+                            dqt[i] += ds * ks[i];
+                            dks[i] += ds * qt[i];
+                        }
+                    }
+                }
+        }
+    });
+}
+
+inline float gelu(float x) { return 0.5f * x * (1.0f + std::tanh(kGeluK * (x + 0.044715f * x * x * x))); }
+inline float gelu_grad(float x) {
+    const float u = kGeluK * (x + 0.044715f * x * x * x), th = std::tanh(u);
+    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * kGeluK * (1.0f + 3.0f * 0.044715f * x * x);
+}
+inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+}  // namespace
+
+// ---- construction --------------------------------------------------------------------------------------------------
+
+TrainableModel::TrainableModel(const Model& init, ThreadPool& pool, bool decay_embeddings) : cfg_(init.config), pool_(pool) {
+    cfg_.validate();
+    size_t off = 0;
+    for (const auto& [name, shape] : expected_tensors(cfg_)) {
+        Param p;
+        p.name = name;
+        p.shape = shape;
+        p.offset = off;
+        p.numel = 1;
+        for (int64_t d : shape) p.numel *= static_cast<size_t>(d);
+        const bool embedding = name == "token_embd.weight" || name == "position_embd.weight";
+        p.decay = shape.size() == 2 && (!embedding || decay_embeddings);
+        off += p.numel;
+        params_.push_back(std::move(p));
+    }
+    data_.assign(off, 0.0f);
+    grad_.assign(off, 0.0f);
+    auto at = [&](const std::string& name) -> size_t {
+        for (const Param& p : params_)
+            if (p.name == name) return p.offset;
+        throw_bad_input("model has no parameter '%s'", name.c_str());
+    };
+    for (const Param& p : params_) {
+        const Tensor& t = init.get(p.name);
+        convert_to_f32(t.dtype, t.data, data_.data() + p.offset, p.numel);
+    }
+    const bool gpt2 = cfg_.arch == Arch::GPT2;
+    for (int64_t l = 0; l < cfg_.n_layer; ++l) {
+        const std::string b = "blk." + std::to_string(l) + ".";
+        Layer L{};
+        L.norm1 = at(b + "attn_norm.weight");
+        L.norm2 = at(b + "ffn_norm.weight");
+        L.o = at(b + "attn_output.weight");
+        L.up = at(b + "ffn_up.weight");
+        L.down = at(b + "ffn_down.weight");
+        if (gpt2) {
+            L.norm1_b = at(b + "attn_norm.bias");
+            L.norm2_b = at(b + "ffn_norm.bias");
+            L.qkv = at(b + "attn_qkv.weight");
+            L.bqkv = at(b + "attn_qkv.bias");
+            L.bo = at(b + "attn_output.bias");
+            L.b_up = at(b + "ffn_up.bias");
+            L.b_down = at(b + "ffn_down.bias");
+        } else {
+            L.q = at(b + "attn_q.weight");
+            L.k = at(b + "attn_k.weight");
+            L.v = at(b + "attn_v.weight");
+            L.gate = at(b + "ffn_gate.weight");
+        }
+        layers_.push_back(L);
+    }
+    tok_embd_ = at("token_embd.weight");
+    if (gpt2) pos_embd_ = at("position_embd.weight");
+    out_norm_ = at("output_norm.weight");
+    if (gpt2) out_norm_b_ = at("output_norm.bias");
+    tied_ = true;
+    for (const Param& p : params_)
+        if (p.name == "output.weight") { tied_ = false; output_ = p.offset; }
+    if (tied_) output_ = tok_embd_;
+}
+
+TrainableModel::~TrainableModel() = default;
+
+void TrainableModel::ensure_acts(int64_t B, int64_t T) {
+    if (!acts_.empty() && B == B_ && T == T_) return;
+    if (cfg_.arch == Arch::GPT2 && T > cfg_.n_ctx)
+        throw_bad_input("sequence length %lld exceeds the model's %lld positions", static_cast<long long>(T), static_cast<long long>(cfg_.n_ctx));
+    acts_.clear();
+    acts_.emplace_back();
+    Acts& a = acts_[0];
+    const size_t L = static_cast<size_t>(cfg_.n_layer), N = static_cast<size_t>(B * T), C = static_cast<size_t>(cfg_.n_embd),
+                 KV = static_cast<size_t>(cfg_.kv_dim()), F = static_cast<size_t>(cfg_.n_ff), V = static_cast<size_t>(cfg_.n_vocab),
+                 H = static_cast<size_t>(cfg_.n_head);
+    a.x.resize((L + 1) * N * C);
+    a.x_mid.resize(L * N * C);
+    a.ln1.resize(L * N * C);
+    a.ln2.resize(L * N * C);
+    a.ln1_mean.resize(L * N);
+    a.ln1_rstd.resize(L * N);
+    a.ln2_mean.resize(L * N);
+    a.ln2_rstd.resize(L * N);
+    a.q.resize(L * N * C);
+    a.k.resize(L * N * KV);
+    a.v.resize(L * N * KV);
+    a.att.resize(L * static_cast<size_t>(B) * H * static_cast<size_t>(T * T));
+    a.atty.resize(L * N * C);
+    a.fa.resize(L * N * F);
+    if (cfg_.arch == Arch::Llama) a.fb.resize(L * N * F);
+    a.fact.resize(L * N * F);
+    a.lnf.resize(N * C);
+    a.lnf_mean.resize(N);
+    a.lnf_rstd.resize(N);
+    a.logits.resize(N * V);
+    a.losses.resize(N);
+    B_ = B;
+    T_ = T;
+    if (cfg_.arch == Arch::Llama) {  // RoPE angles θ_j = t · base^(−2j/d), as the inference path computes them
+        const int64_t half = cfg_.n_rot() / 2;
+        rope_cos_.resize(static_cast<size_t>(T * half));
+        rope_sin_.resize(static_cast<size_t>(T * half));
+        const float theta_scale = std::pow(cfg_.rope_theta, -2.0f / static_cast<float>(cfg_.n_rot()));
+        for (int64_t t = 0; t < T; ++t) {
+            float theta = static_cast<float>(t);
+            for (int64_t j = 0; j < half; ++j) {
+                rope_cos_[static_cast<size_t>(t * half + j)] = std::cos(theta);
+                rope_sin_[static_cast<size_t>(t * half + j)] = std::sin(theta);
+                theta *= theta_scale;
+            }
+        }
+    }
+}
+
+// ---- forward -------------------------------------------------------------------------------------------------------
+
+float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T) {
+    ensure_acts(B, T);
+    Acts& a = acts_[0];
+    const int64_t N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
+                  HKV = cfg_.n_head_kv, HD = cfg_.head_dim();
+    const bool gpt2 = cfg_.arch == Arch::GPT2;
+    const float eps = cfg_.norm_eps;
+    inputs_.assign(inputs, inputs + N);
+    targets_.assign(targets, targets + N);
+    for (int64_t n = 0; n < N; ++n)
+        if (inputs[n] < 0 || inputs[n] >= V || targets[n] >= V)
+            throw_bad_input("token id %d at position %lld is outside the vocabulary of %lld", inputs[n] < 0 || inputs[n] >= V ? inputs[n] : targets[n],
+                            static_cast<long long>(n), static_cast<long long>(V));
+
+    // embeddings: x = wte[token] (+ wpe[position])
+    float* x0 = a.x.data();
+    for (int64_t n = 0; n < N; ++n) {
+        std::memcpy(x0 + n * C, P(tok_embd_) + static_cast<int64_t>(inputs[n]) * C, static_cast<size_t>(C) * sizeof(float));
+        if (gpt2) {
+            const float* pe = P(pos_embd_) + (n % T) * C;
+            for (int64_t c = 0; c < C; ++c) x0[n * C + c] += pe[c];
+        }
+    }
+    for (int64_t l = 0; l < cfg_.n_layer; ++l) {
+        const Layer& Ly = layers_[static_cast<size_t>(l)];
+        const float* x = a.x.data() + l * N * C;
+        float* ln1 = a.ln1.data() + l * N * C;
+        float* q = a.q.data() + l * N * C;
+        float* k = a.k.data() + l * N * KV;
+        float* v = a.v.data() + l * N * KV;
+        float* att = a.att.data() + l * B * H * T * T;
+        float* atty = a.atty.data() + l * N * C;
+        float* xm = a.x_mid.data() + l * N * C;
+        float* ln2 = a.ln2.data() + l * N * C;
+        float* fa = a.fa.data() + l * N * F;
+        float* fact = a.fact.data() + l * N * F;
+        float* xo = a.x.data() + (l + 1) * N * C;
+        // attention sub-layer
+        if (gpt2) {
+            layernorm_forward(x, P(Ly.norm1), P(Ly.norm1_b), ln1, a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, N, C, eps);
+            a.tmp1.resize(static_cast<size_t>(N * 3 * C));
+            linear_forward(pool_, ln1, P(Ly.qkv), P(Ly.bqkv), a.tmp1.data(), N, C, 3 * C);
+            for (int64_t n = 0; n < N; ++n) {
+                std::memcpy(q + n * C, a.tmp1.data() + n * 3 * C, static_cast<size_t>(C) * sizeof(float));
+                std::memcpy(k + n * C, a.tmp1.data() + n * 3 * C + C, static_cast<size_t>(C) * sizeof(float));
+                std::memcpy(v + n * C, a.tmp1.data() + n * 3 * C + 2 * C, static_cast<size_t>(C) * sizeof(float));
+            }
+        } else {
+            rmsnorm_forward(x, P(Ly.norm1), ln1, a.ln1_rstd.data() + l * N, N, C, eps);
+            linear_forward(pool_, ln1, P(Ly.q), nullptr, q, N, C, C);
+            linear_forward(pool_, ln1, P(Ly.k), nullptr, k, N, C, KV);
+            linear_forward(pool_, ln1, P(Ly.v), nullptr, v, N, C, KV);
+            const bool inter = cfg_.rope_style == RopeStyle::Interleaved;
+            rope_apply(q, B, T, H, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), 1.0f);
+            rope_apply(k, B, T, HKV, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), 1.0f);
+        }
+        attention_forward(pool_, q, k, v, att, atty, B, T, H, HKV, HD);
+        linear_forward(pool_, atty, P(Ly.o), gpt2 ? P(Ly.bo) : nullptr, xm, N, C, C);
+        for (int64_t i = 0; i < N * C; ++i) xm[i] += x[i];
+        // MLP sub-layer
+        if (gpt2) {
+            layernorm_forward(xm, P(Ly.norm2), P(Ly.norm2_b), ln2, a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, N, C, eps);
+            linear_forward(pool_, ln2, P(Ly.up), P(Ly.b_up), fa, N, C, F);
+            for (int64_t i = 0; i < N * F; ++i) fact[i] = gelu(fa[i]);
+        } else {
+            rmsnorm_forward(xm, P(Ly.norm2), ln2, a.ln2_rstd.data() + l * N, N, C, eps);
+            float* fb = a.fb.data() + l * N * F;
+            linear_forward(pool_, ln2, P(Ly.gate), nullptr, fa, N, C, F);
+            linear_forward(pool_, ln2, P(Ly.up), nullptr, fb, N, C, F);
+            for (int64_t i = 0; i < N * F; ++i) fact[i] = fa[i] * sigmoid(fa[i]) * fb[i];  // SwiGLU: silu(gate) ⊙ up
+        }
+        linear_forward(pool_, fact, P(Ly.down), gpt2 ? P(Ly.b_down) : nullptr, xo, N, F, C);
+        for (int64_t i = 0; i < N * C; ++i) xo[i] += xm[i];
+    }
+    // final norm, logits, and softmax fused with cross-entropy: the logits buffer becomes the probabilities
+    const float* xL = a.x.data() + cfg_.n_layer * N * C;
+    if (gpt2) layernorm_forward(xL, P(out_norm_), P(out_norm_b_), a.lnf.data(), a.lnf_mean.data(), a.lnf_rstd.data(), N, C, eps);
+    else rmsnorm_forward(xL, P(out_norm_), a.lnf.data(), a.lnf_rstd.data(), N, C, eps);
+    linear_forward(pool_, a.lnf.data(), P(output_), nullptr, a.logits.data(), N, C, V);
+    n_targets_ = 0;
+    double loss = 0;
+    for (int64_t n = 0; n < N; ++n) {
+        float* z = a.logits.data() + n * V;
+        float mx = -INFINITY;
+        for (int64_t i = 0; i < V; ++i) mx = std::max(mx, z[i]);
+        double sum = 0;
+        for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(z[i] - mx));
+        const double lse = mx + std::log(sum);
+        a.losses[static_cast<size_t>(n)] = targets[n] >= 0 ? static_cast<float>(lse - z[targets[n]]) : 0.0f;
+        if (targets[n] >= 0) {
+            loss += lse - z[targets[n]];
+            ++n_targets_;
+        }
+        for (int64_t i = 0; i < V; ++i) z[i] = static_cast<float>(std::exp(static_cast<double>(z[i]) - lse));
+    }
+    if (n_targets_ == 0) throw_bad_input("the batch has no targets");
+    return static_cast<float>(loss / static_cast<double>(n_targets_));
+}
+
+// ---- backward ------------------------------------------------------------------------------------------------------
+
+void TrainableModel::backward(float scale) {
+    if (acts_.empty()) throw_runtime("backward() without a forward()");
+    Acts& a = acts_[0];
+    const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
+                  HKV = cfg_.n_head_kv, HD = cfg_.head_dim();
+    const bool gpt2 = cfg_.arch == Arch::GPT2;
+    auto& s1 = a.tmp1;
+    auto& s2 = a.tmp2;
+    auto& s3 = a.tmp3;
+
+    // d loss / d logits = (p − onehot(target)) / (number of targets)
+    const float inv = scale / static_cast<float>(n_targets_);
+    for (int64_t n = 0; n < N; ++n) {
+        float* z = a.logits.data() + n * V;
+        if (targets_[static_cast<size_t>(n)] < 0) { std::fill(z, z + V, 0.0f); continue; }
+        z[targets_[static_cast<size_t>(n)]] -= 1.0f;
+        for (int64_t i = 0; i < V; ++i) z[i] *= inv;
+    }
+    a.dln.assign(static_cast<size_t>(N * C), 0.0f);
+    linear_backward(pool_, a.logits.data(), a.lnf.data(), P(output_), a.dln.data(), G(output_), nullptr, N, C, V, s1, s2, s3);
+    a.dx.assign(static_cast<size_t>(N * C), 0.0f);  // d loss / d residual stream
+    const float* xL = a.x.data() + cfg_.n_layer * N * C;
+    if (gpt2) layernorm_backward(a.dln.data(), xL, P(out_norm_), a.lnf_mean.data(), a.lnf_rstd.data(), a.dx.data(), G(out_norm_), G(out_norm_b_), N, C);
+    else rmsnorm_backward(a.dln.data(), xL, P(out_norm_), a.lnf_rstd.data(), a.dx.data(), G(out_norm_), N, C);
+
+    for (int64_t l = cfg_.n_layer - 1; l >= 0; --l) {
+        const Layer& Ly = layers_[static_cast<size_t>(l)];
+        const float* x = a.x.data() + l * N * C;
+        const float* ln1 = a.ln1.data() + l * N * C;
+        const float* q = a.q.data() + l * N * C;
+        const float* k = a.k.data() + l * N * KV;
+        const float* v = a.v.data() + l * N * KV;
+        const float* att = a.att.data() + l * B * H * T * T;
+        const float* atty = a.atty.data() + l * N * C;
+        const float* xm = a.x_mid.data() + l * N * C;
+        const float* ln2 = a.ln2.data() + l * N * C;
+        const float* fa = a.fa.data() + l * N * F;
+        const float* fact = a.fact.data() + l * N * F;
+
+        // MLP sub-layer: x_out = x_mid + down(act(ln2)); dx flows to x_mid unchanged plus through the MLP
+        a.dfact.assign(static_cast<size_t>(N * F), 0.0f);
+        linear_backward(pool_, a.dx.data(), fact, P(Ly.down), a.dfact.data(), G(Ly.down), gpt2 ? G(Ly.b_down) : nullptr, N, F, C, s1, s2, s3);
+        a.dfa.resize(static_cast<size_t>(N * F));
+        a.dln.assign(static_cast<size_t>(N * C), 0.0f);
+        if (gpt2) {
+            for (int64_t i = 0; i < N * F; ++i) a.dfa[static_cast<size_t>(i)] = a.dfact[static_cast<size_t>(i)] * gelu_grad(fa[i]);
+            linear_backward(pool_, a.dfa.data(), ln2, P(Ly.up), a.dln.data(), G(Ly.up), G(Ly.b_up), N, C, F, s1, s2, s3);
+            layernorm_backward(a.dln.data(), xm, P(Ly.norm2), a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, a.dx.data(), G(Ly.norm2),
+                               G(Ly.norm2_b), N, C);
+        } else {
+            const float* fb = a.fb.data() + l * N * F;
+            a.dfb.resize(static_cast<size_t>(N * F));
+            for (int64_t i = 0; i < N * F; ++i) {  // act = silu(a) · b;  silu'(a) = σ(a)(1 + a(1 − σ(a)))
+                const float s = sigmoid(fa[i]), g = a.dfact[static_cast<size_t>(i)];
+                a.dfa[static_cast<size_t>(i)] = g * fb[i] * s * (1.0f + fa[i] * (1.0f - s));
+                a.dfb[static_cast<size_t>(i)] = g * fa[i] * s;
+            }
+            linear_backward(pool_, a.dfa.data(), ln2, P(Ly.gate), a.dln.data(), G(Ly.gate), nullptr, N, C, F, s1, s2, s3);
+            linear_backward(pool_, a.dfb.data(), ln2, P(Ly.up), a.dln.data(), G(Ly.up), nullptr, N, C, F, s1, s2, s3);
+            rmsnorm_backward(a.dln.data(), xm, P(Ly.norm2), a.ln2_rstd.data() + l * N, a.dx.data(), G(Ly.norm2), N, C);
+        }
+
+        // attention sub-layer: x_mid = x + o(attention(ln1))
+        a.datty.assign(static_cast<size_t>(N * C), 0.0f);
+        linear_backward(pool_, a.dx.data(), atty, P(Ly.o), a.datty.data(), G(Ly.o), gpt2 ? G(Ly.bo) : nullptr, N, C, C, s1, s2, s3);
+        a.dq.assign(static_cast<size_t>(N * C), 0.0f);
+        a.dk.assign(static_cast<size_t>(N * KV), 0.0f);
+        a.dv.assign(static_cast<size_t>(N * KV), 0.0f);
+        attention_backward(pool_, a.datty.data(), q, k, v, att, a.dq.data(), a.dk.data(), a.dv.data(), B, T, H, HKV, HD);
+        a.dln.assign(static_cast<size_t>(N * C), 0.0f);
+        if (gpt2) {
+            a.dqkv.resize(static_cast<size_t>(N * 3 * C));
+            for (int64_t n = 0; n < N; ++n) {
+                std::memcpy(a.dqkv.data() + n * 3 * C, a.dq.data() + n * C, static_cast<size_t>(C) * sizeof(float));
+                std::memcpy(a.dqkv.data() + n * 3 * C + C, a.dk.data() + n * C, static_cast<size_t>(C) * sizeof(float));
+                std::memcpy(a.dqkv.data() + n * 3 * C + 2 * C, a.dv.data() + n * C, static_cast<size_t>(C) * sizeof(float));
+            }
+            linear_backward(pool_, a.dqkv.data(), ln1, P(Ly.qkv), a.dln.data(), G(Ly.qkv), G(Ly.bqkv), N, C, 3 * C, s1, s2, s3);
+            layernorm_backward(a.dln.data(), x, P(Ly.norm1), a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, a.dx.data(), G(Ly.norm1),
+                               G(Ly.norm1_b), N, C);
+        } else {
+            const bool inter = cfg_.rope_style == RopeStyle::Interleaved;
+            rope_apply(a.dq.data(), B, T, H, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), -1.0f);
+            rope_apply(a.dk.data(), B, T, HKV, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), -1.0f);
+            linear_backward(pool_, a.dq.data(), ln1, P(Ly.q), a.dln.data(), G(Ly.q), nullptr, N, C, C, s1, s2, s3);
+            linear_backward(pool_, a.dk.data(), ln1, P(Ly.k), a.dln.data(), G(Ly.k), nullptr, N, C, KV, s1, s2, s3);
+            linear_backward(pool_, a.dv.data(), ln1, P(Ly.v), a.dln.data(), G(Ly.v), nullptr, N, C, KV, s1, s2, s3);
+            rmsnorm_backward(a.dln.data(), x, P(Ly.norm1), a.ln1_rstd.data() + l * N, a.dx.data(), G(Ly.norm1), N, C);
+        }
+    }
+    // embeddings
+    for (int64_t n = 0; n < N; ++n) {
+        float* dw = G(tok_embd_) + static_cast<int64_t>(inputs_[static_cast<size_t>(n)]) * C;
+        for (int64_t c = 0; c < C; ++c) dw[c] += a.dx[static_cast<size_t>(n * C + c)];
+        if (gpt2) {
+            float* dp = G(pos_embd_) + (n % T) * C;
+            for (int64_t c = 0; c < C; ++c) dp[c] += a.dx[static_cast<size_t>(n * C + c)];
+        }
+    }
+}
+
+void TrainableModel::zero_grad() { std::fill(grad_.begin(), grad_.end(), 0.0f); }
+
+double TrainableModel::grad_norm() const {
+    double s = 0;
+    for (float g : grad_) s += static_cast<double>(g) * g;
+    return std::sqrt(s);
+}
+
+double TrainableModel::clip_grad_norm(double max_norm) {
+    const double norm = grad_norm();
+    const double coef = max_norm / (norm + 1e-6);
+    if (coef < 1.0)
+        for (float& g : grad_) g = static_cast<float>(g * coef);
+    return norm;
+}
+
+Model TrainableModel::to_model(bool gradients) const {
+    Model m;
+    m.config = cfg_;
+    m.format = "train";
+    const float* base = gradients ? grad_.data() : data_.data();
+    for (const Param& p : params_) {
+        Tensor t;
+        t.name = p.name;
+        t.dtype = DType::F32;
+        t.shape = p.shape;
+        t.data = base + p.offset;
+        m.add(std::move(t));
+    }
+    return m;
+}
+
+// ---- AdamW and schedules -------------------------------------------------------------------------------------------
+
+void AdamW::step(TrainableModel& model, float lr, ThreadPool& pool) {
+    ++t_;
+    const double bc1 = 1.0 - std::pow(static_cast<double>(cfg_.beta1), static_cast<double>(t_));
+    const double bc2 = 1.0 - std::pow(static_cast<double>(cfg_.beta2), static_cast<double>(t_));
+    const float step_size = static_cast<float>(lr / bc1);
+    const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+    float* p = model.data();
+    const float* g = model.grad();
+    for (const TrainableModel::Param& prm : model.params()) {
+        const float decay = prm.decay ? 1.0f - lr * cfg_.weight_decay : 1.0f;
+        pool.parallel_for(static_cast<int64_t>(prm.numel), [&](int64_t b, int64_t e) {
+            for (int64_t j = b; j < e; ++j) {
+                const size_t i = prm.offset + static_cast<size_t>(j);
+                m_[i] = cfg_.beta1 * m_[i] + (1.0f - cfg_.beta1) * g[i];
+                v_[i] = cfg_.beta2 * v_[i] + (1.0f - cfg_.beta2) * g[i] * g[i];
+                p[i] *= decay;
+                p[i] -= step_size * m_[i] / (std::sqrt(v_[i]) / bc2_sqrt + cfg_.eps);
+            }
+        });
+    }
+}
+
+float LrSchedule::at(int64_t step) const {
+    if (warmup > 0 && step < warmup) return lr_max * static_cast<float>(step + 1) / static_cast<float>(warmup);
+    const double span = static_cast<double>(std::max<int64_t>(1, total - warmup));
+    const double prog = std::min(1.0, static_cast<double>(step - warmup) / span);
+    switch (kind) {
+        case Kind::Constant: return lr_max;
+        case Kind::Cosine: return static_cast<float>(lr_min + 0.5 * (lr_max - lr_min) * (1.0 + std::cos(M_PI * prog)));
+        case Kind::Linear: return static_cast<float>(lr_max + (lr_min - lr_max) * prog);
+        case Kind::WSD: {
+            const double start = 1.0 - decay_frac;
+            if (prog < start) return lr_max;
+            return static_cast<float>(lr_max + (lr_min - lr_max) * (prog - start) / std::max(1e-9, static_cast<double>(decay_frac)));
+        }
+    }
+    return lr_max;
+}
+
+LrSchedule::Kind LrSchedule::parse(const std::string& name) {
+    if (name == "constant") return Kind::Constant;
+    if (name == "cosine") return Kind::Cosine;
+    if (name == "linear") return Kind::Linear;
+    if (name == "wsd") return Kind::WSD;
+    throw_bad_input("unknown learning-rate schedule '%s' (constant, cosine, linear, wsd)", name.c_str());
+}
+
+}  // namespace llmforge
