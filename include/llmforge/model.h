@@ -56,6 +56,8 @@ struct ModelConfig {
 // plus small ones for tests and demos.
 std::vector<std::string> preset_names();
 ModelConfig preset(const std::string& name);  // throws a bad-input Error naming the known presets
+// A model config from the text of a Hugging Face config.json (GPT-2 or LLaMA fields).
+ModelConfig config_from_hf_json(const std::string& text, const std::string& path);
 
 // The weights and metadata of one model. Tensor data is memory-mapped from the file where possible,
 // otherwise owned by `storage`.

@@ -17,10 +17,11 @@ public:
     void update(double done);  // absolute amount done so far
     void add(double delta);
     void finish();             // prints the final line (once)
+    void set_note(const std::string& note);  // shown after the counts (e.g. the current loss)
 
 private:
     void draw(double done, bool final);
-    std::string label_, unit_;
+    std::string label_, unit_, note_;
     double total_;
     bool enabled_, tty_, finished_ = false;
     std::atomic<double> done_{0};

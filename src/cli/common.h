@@ -14,6 +14,8 @@ void add_generate(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_tokenizer(CLI::App& app);
 void add_train_steps(CLI::App& app);
+void add_prepare(CLI::App& app);
+void add_pretrain(CLI::App& app);
 void add_logits(CLI::App& app);
 void add_bench(CLI::App& app);
 

@@ -60,6 +60,8 @@ int main(int argc, char** argv) {
     add_tokenize(app);
     add_tokenizer(app);
     add_train_steps(app);
+    add_prepare(app);
+    add_pretrain(app);
     add_logits(app);
     add_bench(app);
     try {

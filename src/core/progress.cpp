@@ -40,6 +40,11 @@ Progress::Progress(std::string label, double total, std::string unit, bool enabl
 
 Progress::~Progress() { finish(); }
 
+void Progress::set_note(const std::string& note) {
+    std::lock_guard<std::mutex> lock(mu_);
+    note_ = note;
+}
+
 void Progress::add(double delta) {
     double cur = done_.load();
     while (!done_.compare_exchange_weak(cur, cur + delta)) {}
@@ -75,9 +80,9 @@ void Progress::draw(double done, bool final) {
     const int filled = static_cast<int>(frac * width);
     for (int i = 0; i < filled; ++i) bar[static_cast<size_t>(i)] = '=';
     if (filled < width) bar[static_cast<size_t>(filled)] = '>';
-    std::fprintf(stderr, "%s%s [%s] %3.0f%% %s/%s %s/s %s %s%s", tty_ ? "\r" : "", label_.c_str(), bar.c_str(), frac * 100,
+    std::fprintf(stderr, "%s%s [%s] %3.0f%% %s/%s %s/s %s %s%s%s%s", tty_ ? "\r" : "", label_.c_str(), bar.c_str(), frac * 100,
                  amount(done, unit_).c_str(), amount(total_, unit_).c_str(), amount(rate, unit_).c_str(), final ? "in" : "ETA",
-                 clock_time(final ? el : eta).c_str(), (final || !tty_) ? "\n" : "");
+                 clock_time(final ? el : eta).c_str(), note_.empty() ? "" : "  ", note_.c_str(), (final || !tty_) ? "\n" : "\x1b[K");
     std::fflush(stderr);
 }
 

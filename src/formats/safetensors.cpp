@@ -258,6 +258,25 @@ void read_file(Model& m, const std::string& file, bool use_mmap) {
 
 }  // namespace
 
+Model load_safetensors(const std::string& path, const LoadOptions& opts);
+
+}  // namespace llmforge::formats
+
+namespace llmforge {
+ModelConfig config_from_hf_json(const std::string& text, const std::string& path) {
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::exception& e) {
+        throw_bad_input("'%s' is not valid JSON", path.c_str());
+    }
+    if (!j.contains("vocab_size")) j["vocab_size"] = 1;
+    return formats::config_from_hf(j, path);
+}
+}  // namespace llmforge
+
+namespace llmforge::formats {
+
 Model load_safetensors(const std::string& path, const LoadOptions& opts) {
     const std::string dir = dir_of(path);
     const std::string cfg_path = dir + "/config.json";

@@ -171,9 +171,7 @@ void attention_forward(ThreadPool& pool, const float* q, const float* k, const f
                 float mx = -INFINITY;
                 for (int64_t s = 0; s <= t; ++s) {
                     const float* ks = k + (b * T + s) * KV + kh * HD;
-                    float d = 0;
-                    for (int64_t i = 0; i < HD; ++i) d += qt[i] * ks[i];
-                    p[s] = d * scale;
+                    p[s] = kernels::dot(DType::F32, ks, qt, HD) * scale;
                     mx = std::max(mx, p[s]);
                 }
                 float sum = 0;
@@ -212,11 +210,8 @@ void attention_backward(ThreadPool& pool, const float* dy, const float* q, const
                     for (int64_t s = 0; s <= t; ++s) {
                         const float* vs = v + (b * T + s) * KV + kh * HD;
                         float* dvs = dv + (b * T + s) * KV + kh * HD;
-                        float d = 0;
-                        for (int64_t i = 0; i < HD; ++i) {
-                            d += dyt[i] * vs[i];
-                            dvs[i] += p[s] * dyt[i];
-                        }
+                        const float d = kernels::dot(DType::F32, vs, dyt, HD);
+                        for (int64_t i = 0; i < HD; ++i) dvs[i] += p[s] * dyt[i];
                         dp[static_cast<size_t>(s)] = d;
                         dot += p[s] * d;
                     }

@@ -1,0 +1,43 @@
+// Pre-training by next-token prediction: the loop around TrainableModel, AdamW and the DataLoader, with validation,
+// samples, metrics, a loss plot and crash-safe checkpoints.
+//
+// OUT/ holds: checkpoint/ (model.gguf with the tokenizer, optimizer.bin, state.json — replaced atomically as a whole),
+// metrics.jsonl (one line per step; validation lines carry "val_loss"), loss.svg, samples.txt, and model.gguf at the end.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "llmforge/model.h"
+
+namespace llmforge {
+
+struct PretrainOptions {
+    ModelConfig model;                 // n_vocab and n_ctx are set from the tokenizer and seq_len when 0
+    std::string data_dir, out_dir;
+    int64_t steps = 1000, batch_size = 8, seq_len = 256, grad_accum = 1;
+    float lr = 6e-4f, min_lr = 6e-5f, weight_decay = 0.1f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, clip = 1.0f;
+    std::string schedule = "cosine";
+    int64_t warmup = 100;
+    uint64_t seed = 1;
+    int64_t eval_every = 100, eval_batches = 8, save_every = 200, sample_every = 0;
+    std::string sample_prompt = "";
+    int n_threads = 0;
+    bool resume = false;
+    bool progress = true;
+};
+
+struct PretrainResult {
+    int64_t steps_done = 0;
+    float last_loss = 0, last_val_loss = -1;
+    bool interrupted = false;
+};
+
+// Throws a bad-input Error before training starts for bad settings (heads not dividing d_model, NaN learning rate,
+// a model that cannot fit in memory, empty data); a runtime Error if the loss turns NaN (the last good checkpoint is
+// kept). SIGINT/SIGTERM save a checkpoint and return with interrupted = true.
+PretrainResult pretrain(const PretrainOptions& opts);
+
+// Writes an SVG line plot of training and validation loss from OUT/metrics.jsonl.
+void write_loss_svg(const std::string& metrics_path, const std::string& svg_path);
+
+}  // namespace llmforge

@@ -1,0 +1,106 @@
+// llmforge prepare --input FILE... --tokenizer T -o DIR       clean, deduplicate, tokenise into shards
+// llmforge pretrain (--preset NAME | --config FILE) --data DIR -o DIR [--resume]   next-token pre-training
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli/common.h"
+#include "llmforge/data.h"
+#include "llmforge/error.h"
+#include "llmforge/mmap_file.h"
+#include "llmforge/pretrain.h"
+
+namespace llmforge::cli {
+
+void add_prepare(CLI::App& app) {
+    auto* cmd = app.add_subcommand("prepare", "Clean, deduplicate and tokenise text into training shards");
+    auto o = std::make_shared<PrepareOptions>();
+    auto json = std::make_shared<bool>(false);
+    cmd->add_option("--input", o->inputs, "text files (documents split at blank lines) or .jsonl with \"text\"")->required()->expected(1, -1);
+    cmd->add_option("--tokenizer", o->tokenizer, "tokenizer file (tokenizer.json, *.tiktoken, …)")->required();
+    cmd->add_option("-o,--output", o->out_dir, "output directory")->required();
+    cmd->add_option("--split", o->split, "documents of a text file: paragraph (default), line or file");
+    cmd->add_option("--val-fraction", o->val_fraction, "fraction of documents held out for validation (default 0.01)")->check(CLI::Range(0.0, 0.5));
+    cmd->add_option("--min-chars", o->min_chars, "drop documents shorter than this after cleaning");
+    cmd->add_option("--near-dup", o->near_dup_threshold, "MinHash similarity at which a document counts as a near-duplicate (default 0.8; >1 off)");
+    cmd->add_option("-t,--threads", o->n_threads, "threads (default: all cores)");
+    cmd->add_flag("--json", *json, "print the report as JSON");
+    cmd->callback([o, json] {
+        const PrepareReport r = prepare_data(*o);
+        if (*json) {
+            std::printf("%s\n", read_text_file(o->out_dir + "/data.json").c_str());
+            return;
+        }
+        std::printf("%llu documents (%s) in; removed: %llu empty or short, %llu exact duplicates, %llu near-duplicates; "
+                    "cleaning removed %llu control characters, replaced %llu invalid bytes, changed %llu documents\n",
+                    static_cast<unsigned long long>(r.documents_in), human_bytes(static_cast<double>(r.bytes_in)).c_str(),
+                    static_cast<unsigned long long>(r.removed_empty), static_cast<unsigned long long>(r.removed_exact_dup),
+                    static_cast<unsigned long long>(r.removed_near_dup), static_cast<unsigned long long>(r.control_chars_removed),
+                    static_cast<unsigned long long>(r.invalid_bytes_replaced), static_cast<unsigned long long>(r.normalised_docs));
+        std::printf("train: %llu documents, %llu tokens; validation: %llu documents, %llu tokens; %.1f s → %s\n",
+                    static_cast<unsigned long long>(r.documents_train), static_cast<unsigned long long>(r.tokens_train),
+                    static_cast<unsigned long long>(r.documents_val), static_cast<unsigned long long>(r.tokens_val), r.seconds, o->out_dir.c_str());
+    });
+}
+
+void add_pretrain(CLI::App& app) {
+    auto* cmd = app.add_subcommand("pretrain", "Pre-train a model by next-token prediction on prepared shards");
+    auto o = std::make_shared<PretrainOptions>();
+    struct Extra {
+        std::string preset, config;
+        int64_t layers = 0, d_model = 0, heads = 0, kv_heads = 0, d_ff = 0;
+    };
+    auto x = std::make_shared<Extra>();
+    cmd->add_option("--preset", x->preset, "model preset (llmforge info --preset NAME); sizes can be overridden below");
+    cmd->add_option("--config", x->config, "model config as JSON: Hugging Face config.json fields (GPT-2 or LLaMA)");
+    cmd->add_option("--layers", x->layers, "number of blocks");
+    cmd->add_option("--d-model", x->d_model, "model width");
+    cmd->add_option("--heads", x->heads, "attention heads");
+    cmd->add_option("--kv-heads", x->kv_heads, "key/value heads (LLaMA; grouped-query attention)");
+    cmd->add_option("--d-ff", x->d_ff, "MLP width");
+    cmd->add_option("--data", o->data_dir, "directory written by llmforge prepare")->required();
+    cmd->add_option("-o,--output", o->out_dir, "run directory: checkpoints, metrics, plot, samples")->required();
+    cmd->add_option("--steps", o->steps, "optimizer steps");
+    cmd->add_option("--batch-size", o->batch_size, "sequences per micro-batch");
+    cmd->add_option("--seq-len", o->seq_len, "tokens per sequence");
+    cmd->add_option("--grad-accum", o->grad_accum, "micro-batches per step (global batch = batch-size × grad-accum)");
+    cmd->add_option("--lr", o->lr, "peak learning rate");
+    cmd->add_option("--min-lr", o->min_lr, "final learning rate");
+    cmd->add_option("--schedule", o->schedule, "cosine (default), linear, wsd or constant");
+    cmd->add_option("--warmup", o->warmup, "warm-up steps");
+    cmd->add_option("--wd", o->weight_decay, "AdamW weight decay (matrices only)");
+    cmd->add_option("--clip", o->clip, "clip gradients to this global norm (0: off)");
+    cmd->add_option("--seed", o->seed, "seed for initialisation and data order");
+    cmd->add_option("--eval-every", o->eval_every, "validation every N steps");
+    cmd->add_option("--eval-batches", o->eval_batches, "validation windows per evaluation");
+    cmd->add_option("--save-every", o->save_every, "checkpoint every N steps");
+    cmd->add_option("--sample-every", o->sample_every, "generate a sample every N steps (0: off)");
+    cmd->add_option("--sample-prompt", o->sample_prompt, "text the samples start from");
+    cmd->add_option("-t,--threads", o->n_threads, "threads");
+    cmd->add_flag("--resume", o->resume, "continue from OUT/checkpoint");
+    cmd->add_flag("-q,--quiet", [o](int64_t) { o->progress = false; }, "no progress line");
+    cmd->callback([o, x] {
+        if (x->preset.empty() == x->config.empty()) throw_bad_input("pretrain: give exactly one of --preset or --config");
+        ModelConfig c;
+        if (!x->preset.empty()) {
+            c = preset(x->preset);
+            c.n_vocab = 0;  // from the tokenizer
+        } else {
+            c = config_from_hf_json(read_text_file(x->config), x->config);
+            c.n_vocab = 0;  // from the tokenizer
+        }
+        if (x->layers) c.n_layer = x->layers;
+        if (x->d_model) c.n_embd = x->d_model;
+        if (x->heads) { c.n_head = x->heads; if (c.arch == Arch::GPT2) c.n_head_kv = x->heads; }
+        if (x->kv_heads) c.n_head_kv = x->kv_heads;
+        if (c.n_head_kv > c.n_head) c.n_head_kv = c.n_head;
+        if (x->d_ff) c.n_ff = x->d_ff;
+        c.n_ctx = 0;
+        o->model = c;
+        const PretrainResult r = pretrain(*o);
+        std::printf("%s after %lld steps: train loss %.4f%s\n", r.interrupted ? "interrupted" : "done", static_cast<long long>(r.steps_done), r.last_loss,
+                    r.last_val_loss >= 0 ? (", validation loss " + std::to_string(r.last_val_loss)).c_str() : "");
+        if (r.interrupted) throw Error(ErrorKind::Runtime, "interrupted (checkpoint saved)");
+    });
+}
+
+}  // namespace llmforge::cli

@@ -1,0 +1,361 @@
+// The pre-training loop. One step: B·grad_accum windows of T+1 tokens → forward/backward (gradients averaged over the
+// micro-batches) → clip by global norm → AdamW at the scheduled learning rate.
+#include "llmforge/pretrain.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "llmforge/bpe.h"
+#include "llmforge/data.h"
+#include "llmforge/error.h"
+#include "llmforge/generate.h"
+#include "llmforge/progress.h"
+#include "llmforge/train.h"
+
+namespace llmforge {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int sig) { g_signal = sig; }
+
+void fsync_dir(const std::string& d) {
+    const int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        ::fsync(fd);
+        ::close(fd);
+    }
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+    AtomicWriter w(path);
+    w.write(text.data(), text.size());
+    w.commit();
+}
+
+struct State {
+    int64_t step = 0;  // steps completed
+    DataLoader::Position data;
+    uint64_t seed = 0;
+};
+
+// The checkpoint directory is written whole under a temporary name, then swapped in with renames: at every moment
+// OUT/checkpoint (or, between the two renames, OUT/checkpoint.old) is a complete checkpoint.
+void save_checkpoint(const std::string& out, const TrainableModel& tm, const Vocab& vocab, const AdamW& opt, const State& st,
+                     const nlohmann::json& hparams) {
+    const std::string tmp = out + "/checkpoint.tmp", cur = out + "/checkpoint", old = out + "/checkpoint.old";
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    Model m = tm.to_model(false);
+    m.vocab = vocab;
+    save_model(m, tmp + "/model.gguf");
+    {
+        AtomicWriter w(tmp + "/optimizer.bin");
+        const char magic[8] = {'L', 'F', 'A', 'D', 'A', 'M', 'W', '1'};
+        w.write(magic, 8);
+        const int64_t t = opt.steps();
+        const uint64_t n = tm.n_params();
+        w.write(&t, 8);
+        w.write(&n, 8);
+        auto& o = const_cast<AdamW&>(opt);
+        w.write(o.m().data(), n * sizeof(float));
+        w.write(o.v().data(), n * sizeof(float));
+        w.commit();
+    }
+    const nlohmann::json sj = {{"step", st.step}, {"epoch", st.data.epoch}, {"index", st.data.index}, {"seed", st.seed}, {"hparams", hparams}};
+    write_file_atomic(tmp + "/state.json", sj.dump(1) + "\n");
+    fsync_dir(tmp);
+    if (fs::exists(cur)) {
+        fs::remove_all(old);
+        fs::rename(cur, old);
+    }
+    fs::rename(tmp, cur);
+    fsync_dir(out);
+    fs::remove_all(old);
+}
+
+std::string checkpoint_dir(const std::string& out) {
+    if (fs::exists(out + "/checkpoint/state.json")) return out + "/checkpoint";
+    if (fs::exists(out + "/checkpoint.old/state.json")) return out + "/checkpoint.old";
+    return "";
+}
+
+void load_optimizer(const std::string& path, AdamW& opt, size_t n_params) {
+    const std::string b = read_text_file(path);
+    if (b.size() != 24 + 2 * n_params * sizeof(float) || b.compare(0, 8, "LFADAMW1") != 0)
+        throw_bad_input("'%s' is not an optimizer state for this model", path.c_str());
+    int64_t t;
+    uint64_t n;
+    std::memcpy(&t, b.data() + 8, 8);
+    std::memcpy(&n, b.data() + 16, 8);
+    if (n != n_params) throw_bad_input("'%s' holds %llu parameters, the model %zu", path.c_str(), static_cast<unsigned long long>(n), n_params);
+    std::memcpy(opt.m().data(), b.data() + 24, n * sizeof(float));
+    std::memcpy(opt.v().data(), b.data() + 24 + n * sizeof(float), n * sizeof(float));
+    opt.set_steps(t);
+}
+
+// Keeps the metrics lines of steps ≤ `step` (a resumed run continues the same curve without duplicates).
+void truncate_metrics(const std::string& path, int64_t step) {
+    if (!fs::exists(path)) return;
+    std::ifstream in(path);
+    std::string keep, line;
+    while (std::getline(in, line)) {
+        try {
+            const auto j = nlohmann::json::parse(line);
+            if (j.value("step", int64_t(0)) <= step) keep += line + "\n";
+        } catch (const nlohmann::json::exception&) {
+            break;  // a torn last line from a crash
+        }
+    }
+    write_file_atomic(path, keep);
+}
+
+std::string fmt(double v, int prec = 4) {
+    std::ostringstream s;
+    s.precision(prec);
+    s << v;
+    return s.str();
+}
+
+}  // namespace
+
+void write_loss_svg(const std::string& metrics_path, const std::string& svg_path) {
+    std::vector<std::pair<double, double>> train, val;
+    std::ifstream in(metrics_path);
+    std::string line;
+    while (std::getline(in, line)) {
+        try {
+            const auto j = nlohmann::json::parse(line);
+            if (j.contains("loss")) train.emplace_back(j["step"].get<double>(), j["loss"].get<double>());
+            if (j.contains("val_loss")) val.emplace_back(j["step"].get<double>(), j["val_loss"].get<double>());
+        } catch (const nlohmann::json::exception&) {
+        }
+    }
+    if (train.empty()) return;
+    double x1 = 1, y0 = 1e30, y1 = -1e30;
+    for (const auto* s : {&train, &val})
+        for (const auto& [x, y] : *s) {
+            x1 = std::max(x1, x);
+            if (std::isfinite(y)) { y0 = std::min(y0, y); y1 = std::max(y1, y); }
+        }
+    y0 = std::floor(y0 * 2) / 2;
+    y1 = std::ceil(y1 * 2) / 2;
+    if (y1 <= y0) y1 = y0 + 1;
+    const double W = 720, H = 420, L = 60, R = 20, T = 30, Bm = 45;
+    auto X = [&](double x) { return L + (W - L - R) * x / x1; };
+    auto Y = [&](double y) { return T + (H - T - Bm) * (1 - (y - y0) / (y1 - y0)); };
+    std::ostringstream s;
+    s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H << "\" font-family=\"sans-serif\" font-size=\"12\">\n";
+    s << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+    s << "<text x=\"" << L << "\" y=\"18\" font-size=\"14\">llmforge pretrain: loss (nats/token)</text>\n";
+    for (int i = 0; i <= 5; ++i) {
+        const double y = y0 + (y1 - y0) * i / 5;
+        s << "<line x1=\"" << L << "\" x2=\"" << W - R << "\" y1=\"" << Y(y) << "\" y2=\"" << Y(y) << "\" stroke=\"#ddd\"/>";
+        s << "<text x=\"" << L - 6 << "\" y=\"" << Y(y) + 4 << "\" text-anchor=\"end\">" << fmt(y, 3) << "</text>\n";
+        const double x = x1 * i / 5;
+        s << "<text x=\"" << X(x) << "\" y=\"" << H - Bm + 16 << "\" text-anchor=\"middle\">" << static_cast<long long>(x) << "</text>\n";
+    }
+    s << "<text x=\"" << (W + L) / 2 << "\" y=\"" << H - 8 << "\" text-anchor=\"middle\">step</text>\n";
+    auto poly = [&](const std::vector<std::pair<double, double>>& pts, const char* color, double width) {
+        s << "<polyline fill=\"none\" stroke=\"" << color << "\" stroke-width=\"" << width << "\" points=\"";
+        for (const auto& [x, y] : pts)
+            if (std::isfinite(y)) s << X(x) << "," << Y(std::clamp(y, y0, y1)) << " ";
+        s << "\"/>\n";
+    };
+    poly(train, "#1f77b4", 1);
+    if (!val.empty()) poly(val, "#d62728", 2);
+    s << "<text x=\"" << W - R - 150 << "\" y=\"" << T + 14 << "\" fill=\"#1f77b4\">train</text>";
+    if (!val.empty()) s << "<text x=\"" << W - R - 90 << "\" y=\"" << T + 14 << "\" fill=\"#d62728\">validation</text>";
+    s << "\n</svg>\n";
+    write_file_atomic(svg_path, s.str());
+}
+
+PretrainResult pretrain(const PretrainOptions& o) {
+    for (float x : {o.lr, o.min_lr, o.weight_decay, o.beta1, o.beta2, o.eps, o.clip})
+        if (!std::isfinite(x)) throw_bad_input("learning-rate and optimizer settings must be finite numbers");
+    if (o.lr <= 0) throw_bad_input("the learning rate must be positive");
+    if (o.steps <= 0 || o.batch_size <= 0 || o.seq_len <= 1 || o.grad_accum <= 0)
+        throw_bad_input("--steps, --batch-size, --grad-accum must be positive and --seq-len at least 2");
+    const LrSchedule::Kind kind = LrSchedule::parse(o.schedule);
+    fs::create_directories(o.out_dir);
+    const BpeTokenizer tok = BpeTokenizer::load(o.data_dir + "/tokenizer.json");
+    const Vocab vocab = Vocab::from_bpe(tok);
+
+    ModelConfig cfg = o.model;
+    if (cfg.n_vocab == 0) cfg.n_vocab = tok.size();
+    if (cfg.n_ctx == 0 || cfg.n_ctx < o.seq_len) cfg.n_ctx = o.seq_len;
+    if (cfg.n_vocab < tok.size()) throw_bad_input("the model's vocabulary (%lld) is smaller than the tokenizer's (%d)", static_cast<long long>(cfg.n_vocab), tok.size());
+    cfg.validate();
+    // memory: weights, gradients, Adam m and v (16 B/param) + activations (estimated from the buffers we allocate)
+    {
+        const double N = static_cast<double>(o.batch_size * o.seq_len), C = static_cast<double>(cfg.n_embd), F = static_cast<double>(cfg.n_ff);
+        const double acts = 4.0 * (static_cast<double>(cfg.n_layer) * (N * (10 * C + 3 * F) + static_cast<double>(o.batch_size * cfg.n_head) * static_cast<double>(o.seq_len * o.seq_len)) +
+                                   N * static_cast<double>(cfg.n_vocab) * 1.0);
+        const double need = 16.0 * static_cast<double>(cfg.n_params()) + acts;
+        const double have = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+        if (need > 0.9 * have)
+            throw_bad_input("this configuration needs about %.1f GiB to train (%lld parameters at 16 B each + activations), more than the %.1f GiB of memory here",
+                            need / (1 << 30), static_cast<long long>(cfg.n_params()), have / (1 << 30));
+    }
+    ThreadPool pool(o.n_threads > 0 ? o.n_threads : ThreadPool::default_threads());
+    DataLoader train(o.data_dir, "train", o.batch_size, o.seq_len, o.seed, true);
+    DataLoader val(o.data_dir, "val", 1, o.seq_len, o.seed, false);
+    const int64_t eval_batches = std::min<int64_t>(o.eval_batches, static_cast<int64_t>(val.windows()));
+
+    const nlohmann::json hparams = {{"arch", arch_name(cfg.arch)}, {"n_layer", cfg.n_layer}, {"n_embd", cfg.n_embd}, {"n_head", cfg.n_head},
+                                    {"n_head_kv", cfg.n_head_kv}, {"n_ff", cfg.n_ff}, {"n_vocab", cfg.n_vocab}, {"n_ctx", cfg.n_ctx},
+                                    {"n_params", cfg.n_params()}, {"batch_size", o.batch_size}, {"seq_len", o.seq_len},
+                                    {"grad_accum", o.grad_accum}, {"lr", o.lr}, {"min_lr", o.min_lr}, {"schedule", o.schedule},
+                                    {"warmup", o.warmup}, {"steps", o.steps}, {"weight_decay", o.weight_decay}, {"clip", o.clip}, {"seed", o.seed}};
+    State st;
+    st.seed = o.seed;
+    Model init;
+    std::string ck;
+    if (o.resume) {
+        ck = checkpoint_dir(o.out_dir);
+        if (ck.empty()) throw_bad_input("--resume: '%s' has no checkpoint", o.out_dir.c_str());
+        init = load_model(ck + "/model.gguf");
+        const auto sj = nlohmann::json::parse(read_text_file(ck + "/state.json"));
+        st.step = sj.at("step").get<int64_t>();
+        st.data.epoch = sj.at("epoch").get<uint64_t>();
+        st.data.index = sj.at("index").get<uint64_t>();
+        st.seed = sj.at("seed").get<uint64_t>();
+        if (init.config.n_params() != cfg.n_params())
+            throw_bad_input("--resume: the checkpoint's model (%lld parameters) differs from the one asked for (%lld)",
+                            static_cast<long long>(init.config.n_params()), static_cast<long long>(cfg.n_params()));
+        train.seek(st.data);
+    } else {
+        init = init_random(cfg, DType::F32, o.seed);
+    }
+    TrainableModel tm(init, pool);
+    init = Model();  // the trainer holds its own f32 copy
+    AdamW opt(tm.n_params(), AdamWConfig{o.beta1, o.beta2, o.eps, o.weight_decay});
+    if (!ck.empty()) load_optimizer(ck + "/optimizer.bin", opt, tm.n_params());
+    LrSchedule sched;
+    sched.kind = kind;
+    sched.lr_max = o.lr;
+    sched.lr_min = o.min_lr;
+    sched.warmup = o.warmup;
+    sched.total = o.steps;
+
+    const std::string metrics_path = o.out_dir + "/metrics.jsonl";
+    if (o.resume) truncate_metrics(metrics_path, st.step);
+    else write_file_atomic(metrics_path, "");
+    std::ofstream metrics(metrics_path, std::ios::app);
+    std::fprintf(stderr, "llmforge: pretraining %s, %lld parameters (%lld layers, d_model %lld, %lld heads), vocab %lld, %lld train tokens, "
+                         "batch %lld × %lld × %lld accum = %lld tokens/step%s\n",
+                 arch_name(cfg.arch), static_cast<long long>(cfg.n_params()), static_cast<long long>(cfg.n_layer), static_cast<long long>(cfg.n_embd),
+                 static_cast<long long>(cfg.n_head), static_cast<long long>(cfg.n_vocab), static_cast<long long>(train.tokens()),
+                 static_cast<long long>(o.batch_size), static_cast<long long>(o.seq_len), static_cast<long long>(o.grad_accum),
+                 static_cast<long long>(o.batch_size * o.seq_len * o.grad_accum), o.resume ? (" (resumed at step " + std::to_string(st.step) + ")").c_str() : "");
+
+    g_signal = 0;
+    auto prev_int = std::signal(SIGINT, on_signal);
+    auto prev_term = std::signal(SIGTERM, on_signal);
+    struct Restore {
+        void (*a)(int);
+        void (*b)(int);
+        ~Restore() { std::signal(SIGINT, a); std::signal(SIGTERM, b); }
+    } restore{prev_int, prev_term};
+
+    auto eval_val = [&]() {
+        DataLoader v(o.data_dir, "val", 1, o.seq_len, o.seed, false);
+        std::vector<int32_t> in, tg;
+        double sum = 0;
+        for (int64_t i = 0; i < eval_batches; ++i) {
+            v.next(in, tg);
+            sum += tm.forward(in.data(), tg.data(), 1, o.seq_len);
+        }
+        return eval_batches ? sum / static_cast<double>(eval_batches) : NAN;
+    };
+    auto sample = [&](int64_t step) {
+        Model m = tm.to_model(false);
+        m.vocab = vocab;
+        ThreadPool sp(1);
+        Transformer tf(m, sp, std::min<int64_t>(cfg.n_ctx, 256), 64, DType::F32);
+        GenerateParams gp;
+        gp.n_predict = 64;
+        gp.sampling.temp = 0.8f;
+        gp.sampling.seed = o.seed + static_cast<uint64_t>(step);
+        gp.parse_special = true;
+        const GenerateResult r = generate(tf, vocab, "<|endoftext|>" + o.sample_prompt, gp);
+        std::ofstream f(o.out_dir + "/samples.txt", std::ios::app);
+        f << "--- step " << step << "\n" << o.sample_prompt << r.text << "\n";
+        std::fprintf(stderr, "\n--- sample at step %lld: %s%s\n", static_cast<long long>(step), o.sample_prompt.c_str(), r.text.c_str());
+    };
+
+    PretrainResult res;
+    Progress prog("training", static_cast<double>(o.steps), "steps", o.progress);
+    prog.update(static_cast<double>(st.step));
+    std::vector<int32_t> in, tg;
+    const double tokens_per_step = static_cast<double>(o.batch_size * o.seq_len * o.grad_accum);
+    for (; st.step < o.steps;) {
+        const auto t0 = std::chrono::steady_clock::now();
+        tm.zero_grad();
+        double loss = 0;
+        for (int64_t a = 0; a < o.grad_accum; ++a) {
+            train.next(in, tg);
+            loss += tm.forward(in.data(), tg.data(), o.batch_size, o.seq_len) / static_cast<double>(o.grad_accum);
+            tm.backward(1.0f / static_cast<float>(o.grad_accum));
+        }
+        if (!std::isfinite(loss))
+            throw_runtime("the loss became %s at step %lld; stopping (the last good checkpoint in %s is kept)", std::isnan(loss) ? "NaN" : "infinite",
+                          static_cast<long long>(st.step + 1), o.out_dir.c_str());
+        const double norm = o.clip > 0 ? tm.clip_grad_norm(o.clip) : tm.grad_norm();
+        const float lr = sched.at(st.step);
+        opt.step(tm, lr, pool);
+        ++st.step;
+        st.data = train.position();
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        nlohmann::json line = {{"step", st.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tokens_per_step / secs}};
+        res.last_loss = static_cast<float>(loss);
+        const bool last = st.step == o.steps;
+        if (o.eval_every > 0 && (st.step % o.eval_every == 0 || last) && eval_batches > 0) {
+            const double vl = eval_val();
+            line["val_loss"] = vl;
+            line["val_ppl"] = std::exp(vl);
+            res.last_val_loss = static_cast<float>(vl);
+            std::fprintf(stderr, "%sstep %lld: train loss %.4f, validation loss %.4f (perplexity %.2f)\n", "\n", static_cast<long long>(st.step), loss, vl, std::exp(vl));
+        }
+        metrics << line.dump() << "\n";
+        metrics.flush();
+        if (o.sample_every > 0 && (st.step % o.sample_every == 0 || last)) sample(st.step);
+        const bool interrupted = g_signal != 0;
+        if ((o.save_every > 0 && st.step % o.save_every == 0) || last || interrupted) {
+            save_checkpoint(o.out_dir, tm, vocab, opt, st, hparams);
+            write_loss_svg(metrics_path, o.out_dir + "/loss.svg");
+        }
+        char note[160];
+        std::snprintf(note, sizeof(note), "loss %.4f  lr %.2e  %.0f tok/s", loss, static_cast<double>(lr), tokens_per_step / secs);
+        prog.set_note(note);
+        prog.update(static_cast<double>(st.step));
+        if (interrupted) {
+            res.interrupted = true;
+            std::fprintf(stderr, "\nllmforge: interrupted; checkpoint saved at step %lld (resume with --resume)\n", static_cast<long long>(st.step));
+            break;
+        }
+    }
+    prog.finish();
+    res.steps_done = st.step;
+    if (!res.interrupted) {
+        Model m = tm.to_model(false);
+        m.vocab = vocab;
+        save_model(m, o.out_dir + "/model.gguf");
+    }
+    return res;
+}
+
+}  // namespace llmforge
