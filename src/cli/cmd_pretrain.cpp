@@ -24,6 +24,7 @@ void add_prepare(CLI::App& app) {
     cmd->add_option("--near-dup", o->near_dup_threshold, "MinHash similarity at which a document counts as a near-duplicate (default 0.8; >1 off)");
     cmd->add_option("-t,--threads", o->n_threads, "threads (default: all cores)");
     cmd->add_flag("--json", *json, "print the report as JSON");
+    cmd->add_flag("-q,--quiet", [o](int64_t) { o->progress = false; }, "no progress lines");
     cmd->callback([o, json] {
         const PrepareReport r = prepare_data(*o);
         if (*json) {

@@ -17,7 +17,7 @@ std::string amount(double v, const std::string& unit) {
         while (v >= 1000 && i < 4) { v /= 1000; ++i; }
         std::snprintf(buf, sizeof(buf), i ? "%.1f %s" : "%.0f %s", v, u[i]);
     } else {
-        std::snprintf(buf, sizeof(buf), "%.0f %s", v, unit.c_str());
+        std::snprintf(buf, sizeof(buf), v < 10 && v != static_cast<long long>(v) ? "%.2f %s" : "%.0f %s", v, unit.c_str());
     }
     return buf;
 }
