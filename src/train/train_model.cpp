@@ -43,32 +43,48 @@ void linear_forward(ThreadPool& pool, const float* x, const float* W, const floa
             for (int64_t o = 0; o < O; ++o) y[n * O + o] += b[o];
 }
 
-void transpose(const float* a, float* t, int64_t rows, int64_t cols) {  // t[c, r] = a[r, c]
+// t[c, r] = a[r, c], in 32 × 32 tiles, rows split over the threads
+void transpose(ThreadPool& pool, const float* a, float* t, int64_t rows, int64_t cols) {
     constexpr int64_t S = 32;
-    for (int64_t r0 = 0; r0 < rows; r0 += S)
-        for (int64_t c0 = 0; c0 < cols; c0 += S)
-            for (int64_t r = r0; r < std::min(rows, r0 + S); ++r)
-                for (int64_t c = c0; c < std::min(cols, c0 + S); ++c) t[c * rows + r] = a[r * cols + c];
+    pool.parallel_for((rows + S - 1) / S, [&](int64_t b0, int64_t b1) {
+        for (int64_t r0 = b0 * S; r0 < std::min(rows, b1 * S); r0 += S)
+            for (int64_t c0 = 0; c0 < cols; c0 += S)
+                for (int64_t r = r0; r < std::min(rows, r0 + S); ++r)
+                    for (int64_t c = c0; c < std::min(cols, c0 + S); ++c) t[c * rows + r] = a[r * cols + c];
+    });
 }
 
-// dx[N,I] += dy[N,O] · W[O,I];  dW[O,I] += dyᵀ · x;  db[O] += Σ_n dy[n]. Every product goes through the NT GEMM.
+void add_into(ThreadPool& pool, float* dst, const float* src, int64_t n) {
+    pool.parallel_for(n, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) dst[i] += src[i];
+    });
+}
+
+// dx[N,I] (+)= dy[N,O] · W[O,I];  dW[O,I] += dyᵀ · x;  db[O] += Σ_n dy[n]. Every product goes through the NT GEMM.
+// accumulate_dx = false overwrites dx (saves zeroing it first).
 void linear_backward(ThreadPool& pool, const float* dy, const float* x, const float* W, float* dx, float* dW, float* db, int64_t N,
-                     int64_t I, int64_t O, std::vector<float>& s1, std::vector<float>& s2, std::vector<float>& s3) {
+                     int64_t I, int64_t O, std::vector<float>& s1, std::vector<float>& s2, std::vector<float>& s3, bool accumulate_dx = true) {
     s1.resize(static_cast<size_t>(std::max(I * O, N * I)));
     s2.resize(static_cast<size_t>(std::max(N * O, N * I)));
     s3.resize(static_cast<size_t>(std::max({N * I, O * I, N * O})));
     if (dx) {
-        transpose(W, s1.data(), O, I);  // Wᵀ [I, O]
-        kernels::matmul(DType::F32, s1.data(), dy, s3.data(), N, I, O, pool);
-        for (int64_t i = 0; i < N * I; ++i) dx[i] += s3[static_cast<size_t>(i)];
+        transpose(pool, W, s1.data(), O, I);  // Wᵀ [I, O]
+        if (accumulate_dx) {
+            kernels::matmul(DType::F32, s1.data(), dy, s3.data(), N, I, O, pool);
+            add_into(pool, dx, s3.data(), N * I);
+        } else {
+            kernels::matmul(DType::F32, s1.data(), dy, dx, N, I, O, pool);
+        }
     }
-    transpose(dy, s2.data(), N, O);  // dyᵀ [O, N]
-    transpose(x, s1.data(), N, I);   // xᵀ [I, N]
+    transpose(pool, dy, s2.data(), N, O);  // dyᵀ [O, N]
+    transpose(pool, x, s1.data(), N, I);   // xᵀ [I, N]
     kernels::matmul(DType::F32, s1.data(), s2.data(), s3.data(), O, I, N, pool);  // [O, I]
-    for (int64_t i = 0; i < O * I; ++i) dW[i] += s3[static_cast<size_t>(i)];
+    add_into(pool, dW, s3.data(), O * I);
     if (db)
-        for (int64_t n = 0; n < N; ++n)
-            for (int64_t o = 0; o < O; ++o) db[o] += dy[n * O + o];
+        pool.parallel_for(O, [&](int64_t o0, int64_t o1) {
+            for (int64_t n = 0; n < N; ++n)
+                for (int64_t o = o0; o < o1; ++o) db[o] += dy[n * O + o];
+        });
 }
 
 // ---- LayerNorm: y = (x − μ)/√(σ² + ε) · w + b ----------------------------------------------------------------------
@@ -495,8 +511,8 @@ void TrainableModel::backward(float scale) {
         const float* fact = a.fact.data() + l * N * F;
 
         // MLP sub-layer: x_out = x_mid + down(act(ln2)); dx flows to x_mid unchanged plus through the MLP
-        a.dfact.assign(static_cast<size_t>(N * F), 0.0f);
-        linear_backward(pool_, a.dx.data(), fact, P(Ly.down), a.dfact.data(), G(Ly.down), gpt2 ? G(Ly.b_down) : nullptr, N, F, C, s1, s2, s3);
+        a.dfact.resize(static_cast<size_t>(N * F));
+        linear_backward(pool_, a.dx.data(), fact, P(Ly.down), a.dfact.data(), G(Ly.down), gpt2 ? G(Ly.b_down) : nullptr, N, F, C, s1, s2, s3, false);
         a.dfa.resize(static_cast<size_t>(N * F));
         a.dln.assign(static_cast<size_t>(N * C), 0.0f);
         if (gpt2) {
@@ -518,8 +534,8 @@ void TrainableModel::backward(float scale) {
         }
 
         // attention sub-layer: x_mid = x + o(attention(ln1))
-        a.datty.assign(static_cast<size_t>(N * C), 0.0f);
-        linear_backward(pool_, a.dx.data(), atty, P(Ly.o), a.datty.data(), G(Ly.o), gpt2 ? G(Ly.bo) : nullptr, N, C, C, s1, s2, s3);
+        a.datty.resize(static_cast<size_t>(N * C));
+        linear_backward(pool_, a.dx.data(), atty, P(Ly.o), a.datty.data(), G(Ly.o), gpt2 ? G(Ly.bo) : nullptr, N, C, C, s1, s2, s3, false);
         a.dq.assign(static_cast<size_t>(N * C), 0.0f);
         a.dk.assign(static_cast<size_t>(N * KV), 0.0f);
         a.dv.assign(static_cast<size_t>(N * KV), 0.0f);
