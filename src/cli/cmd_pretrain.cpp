@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "llmforge/comm.h"
 #include "llmforge/data.h"
 #include "llmforge/error.h"
 #include "llmforge/mmap_file.h"
@@ -98,7 +99,8 @@ void add_pretrain(CLI::App& app) {
         c.n_ctx = 0;
         o->model = c;
         const PretrainResult r = pretrain(*o);
-        std::printf("%s after %lld steps: train loss %.4f%s\n", r.interrupted ? "interrupted" : "done", static_cast<long long>(r.steps_done), r.last_loss,
+        if (world().rank() == 0)
+            std::printf("%s after %lld steps: train loss %.4f%s\n", r.interrupted ? "interrupted" : "done", static_cast<long long>(r.steps_done), r.last_loss,
                     r.last_val_loss >= 0 ? (", validation loss " + std::to_string(r.last_val_loss)).c_str() : "");
         if (r.interrupted) throw Error(ErrorKind::Runtime, "interrupted (checkpoint saved)");
     });

@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "llmforge/bpe.h"
+#include "llmforge/comm.h"
 #include "llmforge/data.h"
 #include "llmforge/error.h"
 #include "llmforge/generate.h"
@@ -190,7 +191,15 @@ PretrainResult pretrain(const PretrainOptions& o) {
     if (o.steps <= 0 || o.batch_size <= 0 || o.seq_len <= 1 || o.grad_accum <= 0)
         throw_bad_input("--steps, --batch-size, --grad-accum must be positive and --seq-len at least 2");
     const LrSchedule::Kind kind = LrSchedule::parse(o.schedule);
-    fs::create_directories(o.out_dir);
+    // Data parallelism: every process draws the same global batch and trains on its slice; gradients are averaged
+    // with an all-reduce, so every process takes the same optimizer step. Process 0 does the I/O.
+    Communicator& comm = world();
+    const int W = comm.size(), R = comm.rank();
+    const bool lead = R == 0;
+    if (o.batch_size % W != 0)
+        throw_bad_input("--batch-size %lld must be a multiple of the %d processes", static_cast<long long>(o.batch_size), W);
+    const int64_t B_local = o.batch_size / W;
+    if (lead) fs::create_directories(o.out_dir);
     const BpeTokenizer tok = BpeTokenizer::load(o.data_dir + "/tokenizer.json");
     const Vocab vocab = Vocab::from_bpe(tok);
 
@@ -252,10 +261,14 @@ PretrainResult pretrain(const PretrainOptions& o) {
     sched.total = o.steps;
 
     const std::string metrics_path = o.out_dir + "/metrics.jsonl";
-    if (o.resume) truncate_metrics(metrics_path, st.step);
-    else write_file_atomic(metrics_path, "");
-    std::ofstream metrics(metrics_path, std::ios::app);
-    std::fprintf(stderr, "llmforge: pretraining %s, %lld parameters (%lld layers, d_model %lld, %lld heads), vocab %lld, %lld train tokens, "
+    if (lead) {
+        if (o.resume) truncate_metrics(metrics_path, st.step);
+        else write_file_atomic(metrics_path, "");
+    }
+    std::ofstream metrics;
+    if (lead) metrics.open(metrics_path, std::ios::app);
+    if (lead && W > 1) std::fprintf(stderr, "llmforge: data parallel over %d processes (%s), %lld sequences each\n", W, comm.backend(), static_cast<long long>(B_local));
+    if (lead) std::fprintf(stderr, "llmforge: pretraining %s, %lld parameters (%lld layers, d_model %lld, %lld heads), vocab %lld, %lld train tokens, "
                          "batch %lld × %lld × %lld accum = %lld tokens/step%s\n",
                  arch_name(cfg.arch), static_cast<long long>(cfg.n_params()), static_cast<long long>(cfg.n_layer), static_cast<long long>(cfg.n_embd),
                  static_cast<long long>(cfg.n_head), static_cast<long long>(cfg.n_vocab), static_cast<long long>(train.tokens()),
@@ -298,7 +311,7 @@ PretrainResult pretrain(const PretrainOptions& o) {
     };
 
     PretrainResult res;
-    Progress prog("training", static_cast<double>(o.steps), "steps", o.progress);
+    Progress prog("training", static_cast<double>(o.steps), "steps", o.progress && lead);
     prog.update(static_cast<double>(st.step));
     std::vector<int32_t> in, tg;
     const double tokens_per_step = static_cast<double>(o.batch_size * o.seq_len * o.grad_accum);
@@ -307,9 +320,19 @@ PretrainResult pretrain(const PretrainOptions& o) {
         tm.zero_grad();
         double loss = 0;
         for (int64_t a = 0; a < o.grad_accum; ++a) {
-            train.next(in, tg);
-            loss += tm.forward(in.data(), tg.data(), o.batch_size, o.seq_len) / static_cast<double>(o.grad_accum);
+            train.next(in, tg);  // the global batch; this process trains on rows [R·B_local, (R+1)·B_local)
+            const size_t off = static_cast<size_t>(R * B_local * o.seq_len);
+            loss += tm.forward(in.data() + off, tg.data() + off, B_local, o.seq_len) / static_cast<double>(o.grad_accum);
             tm.backward(1.0f / static_cast<float>(o.grad_accum));
+        }
+        double flags[2] = {loss, g_signal != 0 ? 1.0 : 0.0};
+        if (W > 1) {
+            comm.allreduce_sum(tm.grad(), tm.n_params());
+            const float inv = 1.0f / static_cast<float>(W);
+            float* g = tm.grad();
+            for (size_t i = 0; i < tm.n_params(); ++i) g[i] *= inv;
+            comm.allreduce_sum(flags, 2);
+            loss = flags[0] / W;
         }
         if (!std::isfinite(loss))
             throw_runtime("the loss became %s at step %lld; stopping (the last good checkpoint in %s is kept)", std::isnan(loss) ? "NaN" : "infinite",
@@ -323,18 +346,20 @@ PretrainResult pretrain(const PretrainOptions& o) {
         nlohmann::json line = {{"step", st.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tokens_per_step / secs}};
         res.last_loss = static_cast<float>(loss);
         const bool last = st.step == o.steps;
-        if (o.eval_every > 0 && (st.step % o.eval_every == 0 || last) && eval_batches > 0) {
+        if (lead && o.eval_every > 0 && (st.step % o.eval_every == 0 || last) && eval_batches > 0) {
             const double vl = eval_val();
             line["val_loss"] = vl;
             line["val_ppl"] = std::exp(vl);
             res.last_val_loss = static_cast<float>(vl);
             std::fprintf(stderr, "%sstep %lld: train loss %.4f, validation loss %.4f (perplexity %.2f)\n", "\n", static_cast<long long>(st.step), loss, vl, std::exp(vl));
         }
-        metrics << line.dump() << "\n";
-        metrics.flush();
-        if (o.sample_every > 0 && (st.step % o.sample_every == 0 || last)) sample(st.step);
-        const bool interrupted = g_signal != 0;
-        if ((o.save_every > 0 && st.step % o.save_every == 0) || last || interrupted) {
+        if (lead) {
+            metrics << line.dump() << "\n";
+            metrics.flush();
+        }
+        if (lead && o.sample_every > 0 && (st.step % o.sample_every == 0 || last)) sample(st.step);
+        const bool interrupted = flags[1] > 0;  // any process was signalled: all stop at this step
+        if (lead && ((o.save_every > 0 && st.step % o.save_every == 0) || last || interrupted)) {
             save_checkpoint(o.out_dir, tm, vocab, opt, st, hparams);
             write_loss_svg(metrics_path, o.out_dir + "/loss.svg");
         }
@@ -344,13 +369,13 @@ PretrainResult pretrain(const PretrainOptions& o) {
         prog.update(static_cast<double>(st.step));
         if (interrupted) {
             res.interrupted = true;
-            std::fprintf(stderr, "\nllmforge: interrupted; checkpoint saved at step %lld (resume with --resume)\n", static_cast<long long>(st.step));
+            if (lead) std::fprintf(stderr, "\nllmforge: interrupted; checkpoint saved at step %lld (resume with --resume)\n", static_cast<long long>(st.step));
             break;
         }
     }
     prog.finish();
     res.steps_done = st.step;
-    if (!res.interrupted) {
+    if (!res.interrupted && lead) {
         Model m = tm.to_model(false);
         m.vocab = vocab;
         save_model(m, o.out_dir + "/model.gguf");

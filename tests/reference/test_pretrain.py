@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,6 +101,23 @@ def main():
             diff = [s for s in want if s in got and got[s]["loss"] != want[s]["loss"]]
             check(f"{how} + --resume: the same loss at every step, bit for bit", same,
                   f"first differing step {diff[0] if diff else None}; {r.stderr.strip()[-200:] if r.returncode else ''}")
+
+        # ---- data parallel: mpirun -np 2 equals one process with the same global batch
+        mpirun = shutil.which("mpirun")
+        if mpirun:
+            dp = [bin_, "pretrain", "--preset", "gpt2-tiny", "--layers", "2", "--d-model", "96", "--heads", "4", "--d-ff", "384",
+                  "--data", data, "--steps", "20", "--batch-size", "4", "--seq-len", "48", "--lr", "2e-3", "--warmup", "5",
+                  "--eval-every", "10", "--eval-batches", "4", "--save-every", "10", "-t", "1", "-q"]
+            one, two = os.path.join(tmp, "dp1"), os.path.join(tmp, "dp2")
+            subprocess.run(dp + ["-o", one], check=True, capture_output=True)
+            env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1")
+            r = subprocess.run([mpirun, "-np", "2"] + dp + ["-o", two], capture_output=True, text=True, env=env)
+            a, b = metrics(one), metrics(two)
+            worst = max(abs(a[s]["loss"] - b[s]["loss"]) for s in a) if r.returncode == 0 and sorted(a) == sorted(b) else float("inf")
+            check("mpirun -np 2 equals one process with the same global batch (20 steps)", worst <= 1e-5,
+                  f"worst loss difference {worst:.1e}" + (f"; {r.stderr[-300:]}" if r.returncode else ""))
+        else:
+            check("mpirun is installed (scripts/setup.sh installs openmpi-bin)", False)
 
         # ---- bad input: one line, exit 2, before training starts
         def bad(name, cmd, needle, code=2):
