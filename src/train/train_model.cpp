@@ -173,74 +173,116 @@ void rope_apply(float* x, int64_t B, int64_t T, int64_t heads, int64_t HD, int64
         }
 }
 
-// ---- causal attention: y_t = Σ_{k ≤ t} softmax_k(q_t · k_k / √HD) v_k, query heads sharing KV heads in groups ----
+// ---- causal attention: Y = softmax(Q Kᵀ / √HD, causal) V per (sequence, head), query heads sharing KV heads in
+// groups. Each head's products run through the GEMM on contiguous per-head copies (one task per head; the GEMM inside
+// a task is single-threaded). The probabilities P are kept for the backward pass.
+namespace {
+struct HeadScratch {
+    std::vector<float> a, b, c, d, e, f;
+    ThreadPool one{1};
+};
+HeadScratch& head_scratch() {
+    thread_local HeadScratch s;
+    return s;
+}
+// dst[T, HD] ← the head's columns of src [T, stride]
+void gather(const float* src, int64_t stride, int64_t T, int64_t HD, float* dst) {
+    for (int64_t t = 0; t < T; ++t) std::memcpy(dst + t * HD, src + t * stride, static_cast<size_t>(HD) * sizeof(float));
+}
+void transpose_small(const float* a, float* t, int64_t rows, int64_t cols) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) t[c * rows + r] = a[r * cols + c];
+}
+}  // namespace
+
 void attention_forward(ThreadPool& pool, const float* q, const float* k, const float* v, float* att, float* y, int64_t B, int64_t T,
                        int64_t H, int64_t HKV, int64_t HD) {
     const int64_t C = H * HD, KV = HKV * HD, group = H / HKV;
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
     pool.run([&](int ith, int nth) {
+        HeadScratch& w = head_scratch();
+        w.a.resize(static_cast<size_t>(T * HD));
+        w.b.resize(static_cast<size_t>(T * HD));
+        w.c.resize(static_cast<size_t>(T * HD));
+        w.d.resize(static_cast<size_t>(T * HD));
+        w.e.resize(static_cast<size_t>(T * HD));
         for (int64_t task = ith; task < B * H; task += nth) {
             const int64_t b = task / H, h = task % H, kh = h / group;
+            float* Qh = w.a.data();
+            float* Kh = w.b.data();
+            float* Vt = w.c.data();
+            gather(q + b * T * C + h * HD, C, T, HD, Qh);
+            gather(k + b * T * KV + kh * HD, KV, T, HD, Kh);
+            gather(v + b * T * KV + kh * HD, KV, T, HD, w.d.data());
+            transpose_small(w.d.data(), Vt, T, HD);  // Vᵀ [HD, T]
+            float* P = att + (b * H + h) * T * T;
+            kernels::matmul(DType::F32, Kh, Qh, P, T, T, HD, w.one);  // S[t, s] = q_t · k_s
             for (int64_t t = 0; t < T; ++t) {
-                const float* qt = q + (b * T + t) * C + h * HD;
-                float* p = att + ((b * H + h) * T + t) * T;
+                float* p = P + t * T;
                 float mx = -INFINITY;
-                for (int64_t s = 0; s <= t; ++s) {
-                    const float* ks = k + (b * T + s) * KV + kh * HD;
-                    p[s] = kernels::dot(DType::F32, ks, qt, HD) * scale;
-                    mx = std::max(mx, p[s]);
-                }
+                for (int64_t s2 = 0; s2 <= t; ++s2) { p[s2] *= scale; mx = std::max(mx, p[s2]); }
                 float sum = 0;
-                for (int64_t s = 0; s <= t; ++s) { p[s] = std::exp(p[s] - mx); sum += p[s]; }
+                for (int64_t s2 = 0; s2 <= t; ++s2) { p[s2] = std::exp(p[s2] - mx); sum += p[s2]; }
                 const float inv = 1.0f / sum;
-                for (int64_t s = 0; s <= t; ++s) p[s] *= inv;
-                for (int64_t s = t + 1; s < T; ++s) p[s] = 0.0f;
-                float* yt = y + (b * T + t) * C + h * HD;
-                std::fill(yt, yt + HD, 0.0f);
-                for (int64_t s = 0; s <= t; ++s) {
-                    const float* vs = v + (b * T + s) * KV + kh * HD;
-                    for (int64_t i = 0; i < HD; ++i) yt[i] += p[s] * vs[i];
-                }
+                for (int64_t s2 = 0; s2 <= t; ++s2) p[s2] *= inv;
+                for (int64_t s2 = t + 1; s2 < T; ++s2) p[s2] = 0.0f;  // the causal mask
             }
+            float* Yh = w.e.data();
+            kernels::matmul(DType::F32, Vt, P, Yh, T, HD, T, w.one);  // Y[t, i] = Σ_s P[t, s] V[s, i]
+            for (int64_t t = 0; t < T; ++t) std::memcpy(y + (b * T + t) * C + h * HD, Yh + t * HD, static_cast<size_t>(HD) * sizeof(float));
         }
     });
 }
 
-// dp_ts = dy_t · v_s;  dv_s += p_ts dy_t;  ds_ts = p_ts (dp_ts − Σ_j p_tj dp_tj);  dq_t += ds_ts k_s / √HD;  dk_s += ds_ts q_t / √HD.
-// One task per (sequence, KV head): the query heads of a group add into the same dk, dv.
+// dP = dY Vᵀ;  dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √HD;  dQ = dS K;  dK += dSᵀ Q;  dV += Pᵀ dY.
+// One task per (sequence, KV head): the query heads of a group add into the same dK, dV.
 void attention_backward(ThreadPool& pool, const float* dy, const float* q, const float* k, const float* v, const float* att, float* dq, float* dk,
                         float* dv, int64_t B, int64_t T, int64_t H, int64_t HKV, int64_t HD) {
     const int64_t C = H * HD, KV = HKV * HD, group = H / HKV;
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
     pool.run([&](int ith, int nth) {
-        std::vector<float> dp(static_cast<size_t>(T));
+        HeadScratch& w = head_scratch();
+        std::vector<float> Kh(static_cast<size_t>(T * HD)), Vh(static_cast<size_t>(T * HD)), Kt(static_cast<size_t>(T * HD)),
+            Qt(static_cast<size_t>(T * HD)), dYh(static_cast<size_t>(T * HD)), dYt(static_cast<size_t>(T * HD)), out(static_cast<size_t>(T * HD));
+        std::vector<float> dS(static_cast<size_t>(T * T)), tT(static_cast<size_t>(T * T));
         for (int64_t task = ith; task < B * HKV; task += nth) {
             const int64_t b = task / HKV, kh = task % HKV;
-            for (int64_t h = kh * group; h < (kh + 1) * group; ++h)
+            gather(k + b * T * KV + kh * HD, KV, T, HD, Kh.data());
+            gather(v + b * T * KV + kh * HD, KV, T, HD, Vh.data());
+            transpose_small(Kh.data(), Kt.data(), T, HD);  // Kᵀ [HD, T]
+            for (int64_t h = kh * group; h < (kh + 1) * group; ++h) {
+                const float* P = att + (b * H + h) * T * T;
+                gather(dy + b * T * C + h * HD, C, T, HD, dYh.data());
+                gather(q + b * T * C + h * HD, C, T, HD, out.data());
+                transpose_small(out.data(), Qt.data(), T, HD);  // Qᵀ [HD, T]
+                kernels::matmul(DType::F32, Vh.data(), dYh.data(), dS.data(), T, T, HD, w.one);  // dP[t, s] = dy_t · v_s
                 for (int64_t t = 0; t < T; ++t) {
-                    const float* p = att + ((b * H + h) * T + t) * T;
-                    const float* dyt = dy + (b * T + t) * C + h * HD;
-                    const float* qt = q + (b * T + t) * C + h * HD;
-                    float* dqt = dq + (b * T + t) * C + h * HD;
+                    const float* p = P + t * T;
+                    float* d = dS.data() + t * T;
                     float dot = 0;
-                    for (int64_t s = 0; s <= t; ++s) {
-                        const float* vs = v + (b * T + s) * KV + kh * HD;
-                        float* dvs = dv + (b * T + s) * KV + kh * HD;
-                        const float d = kernels::dot(DType::F32, vs, dyt, HD);
-                        for (int64_t i = 0; i < HD; ++i) dvs[i] += p[s] * dyt[i];
-                        dp[static_cast<size_t>(s)] = d;
-                        dot += p[s] * d;
-                    }
-                    for (int64_t s = 0; s <= t; ++s) {
-                        const float ds = p[s] * (dp[static_cast<size_t>(s)] - dot) * scale;
-                        const float* ks = k + (b * T + s) * KV + kh * HD;
-                        float* dks = dk + (b * T + s) * KV + kh * HD;
-                        for (int64_t i = 0; i < HD; ++i) {
-                            dqt[i] += ds * ks[i];
-                            dks[i] += ds * qt[i];
-                        }
-                    }
+                    for (int64_t s2 = 0; s2 <= t; ++s2) dot += p[s2] * d[s2];
+                    for (int64_t s2 = 0; s2 <= t; ++s2) d[s2] = p[s2] * (d[s2] - dot) * scale;
+                    for (int64_t s2 = t + 1; s2 < T; ++s2) d[s2] = 0.0f;
                 }
+                kernels::matmul(DType::F32, Kt.data(), dS.data(), out.data(), T, HD, T, w.one);  // dQ[t, i] = Σ_s dS[t, s] k_s[i]
+                for (int64_t t = 0; t < T; ++t) {
+                    float* dst = dq + (b * T + t) * C + h * HD;
+                    for (int64_t i = 0; i < HD; ++i) dst[i] += out[static_cast<size_t>(t * HD + i)];
+                }
+                transpose_small(dS.data(), tT.data(), T, T);  // dSᵀ
+                kernels::matmul(DType::F32, Qt.data(), tT.data(), out.data(), T, HD, T, w.one);  // dK[s, i] = Σ_t dS[t, s] q_t[i]
+                for (int64_t s2 = 0; s2 < T; ++s2) {
+                    float* dst = dk + (b * T + s2) * KV + kh * HD;
+                    for (int64_t i = 0; i < HD; ++i) dst[i] += out[static_cast<size_t>(s2 * HD + i)];
+                }
+                transpose_small(P, tT.data(), T, T);  // Pᵀ
+                transpose_small(dYh.data(), dYt.data(), T, HD);  // dYᵀ [HD, T]
+                kernels::matmul(DType::F32, dYt.data(), tT.data(), out.data(), T, HD, T, w.one);  // dV[s, i] = Σ_t P[t, s] dy_t[i]
+                for (int64_t s2 = 0; s2 < T; ++s2) {
+                    float* dst = dv + (b * T + s2) * KV + kh * HD;
+                    for (int64_t i = 0; i < HD; ++i) dst[i] += out[static_cast<size_t>(s2 * HD + i)];
+                }
+            }
         }
     });
 }
