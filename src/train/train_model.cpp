@@ -287,9 +287,8 @@ void attention_backward(ThreadPool& pool, const float* dy, const float* q, const
     });
 }
 
-inline float gelu(float x) { return 0.5f * x * (1.0f + std::tanh(kGeluK * (x + 0.044715f * x * x * x))); }
-inline float gelu_grad(float x) {
-    const float u = kGeluK * (x + 0.044715f * x * x * x), th = std::tanh(u);
+// d gelu / dx from x and th = tanh(√(2/π)(x + 0.044715x³)), kept from the forward pass
+inline float gelu_grad(float x, float th) {
     return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * kGeluK * (1.0f + 3.0f * 0.044715f * x * x);
 }
 inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
@@ -385,7 +384,7 @@ void TrainableModel::ensure_acts(int64_t B, int64_t T) {
     a.att.resize(L * static_cast<size_t>(B) * H * static_cast<size_t>(T * T));
     a.atty.resize(L * N * C);
     a.fa.resize(L * N * F);
-    if (cfg_.arch == Arch::Llama) a.fb.resize(L * N * F);
+    a.fb.resize(L * N * F);  // LLaMA: the up projection; GPT-2: tanh inside GELU, for the backward pass
     a.fact.resize(L * N * F);
     a.lnf.resize(N * C);
     a.lnf_mean.resize(N);
@@ -475,7 +474,14 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
         if (gpt2) {
             layernorm_forward(xm, P(Ly.norm2), P(Ly.norm2_b), ln2, a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, N, C, eps);
             linear_forward(pool_, ln2, P(Ly.up), P(Ly.b_up), fa, N, C, F);
-            for (int64_t i = 0; i < N * F; ++i) fact[i] = gelu(fa[i]);
+            float* th = a.fb.data() + l * N * F;
+            pool_.parallel_for(N * F, [&](int64_t b0, int64_t b1) {
+                for (int64_t i = b0; i < b1; ++i) {
+                    const float x = fa[i];
+                    th[i] = std::tanh(kGeluK * (x + 0.044715f * x * x * x));
+                    fact[i] = 0.5f * x * (1.0f + th[i]);  // GELU, tanh approximation
+                }
+            });
         } else {
             rmsnorm_forward(xm, P(Ly.norm2), ln2, a.ln2_rstd.data() + l * N, N, C, eps);
             float* fb = a.fb.data() + l * N * F;
@@ -558,7 +564,10 @@ void TrainableModel::backward(float scale) {
         a.dfa.resize(static_cast<size_t>(N * F));
         a.dln.assign(static_cast<size_t>(N * C), 0.0f);
         if (gpt2) {
-            for (int64_t i = 0; i < N * F; ++i) a.dfa[static_cast<size_t>(i)] = a.dfact[static_cast<size_t>(i)] * gelu_grad(fa[i]);
+            const float* th = a.fb.data() + l * N * F;
+            pool_.parallel_for(N * F, [&](int64_t b0, int64_t b1) {
+                for (int64_t i = b0; i < b1; ++i) a.dfa[static_cast<size_t>(i)] = a.dfact[static_cast<size_t>(i)] * gelu_grad(fa[i], th[i]);
+            });
             linear_backward(pool_, a.dfa.data(), ln2, P(Ly.up), a.dln.data(), G(Ly.up), G(Ly.b_up), N, C, F, s1, s2, s3);
             layernorm_backward(a.dln.data(), xm, P(Ly.norm2), a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, a.dx.data(), G(Ly.norm2),
                                G(Ly.norm2_b), N, C);
