@@ -154,6 +154,33 @@ void rmsnorm_backward(const float* dy, const float* x, const float* w, const flo
     }
 }
 
+// The norms on all threads: rows are independent forward; backward sums dw/db per thread (rows split statically, so
+// the result is the same for a given thread count), then adds the partial sums in thread order.
+void layernorm_forward_par(ThreadPool& pool, const float* x, const float* w, const float* b, float* y, float* mean, float* rstd, int64_t N,
+                           int64_t C, float eps) {
+    pool.parallel_for(N, [&](int64_t r0, int64_t r1) { layernorm_forward(x + r0 * C, w, b, y + r0 * C, mean + r0, rstd + r0, r1 - r0, C, eps); });
+}
+void rmsnorm_forward_par(ThreadPool& pool, const float* x, const float* w, float* y, float* rstd, int64_t N, int64_t C, float eps) {
+    pool.parallel_for(N, [&](int64_t r0, int64_t r1) { rmsnorm_forward(x + r0 * C, w, y + r0 * C, rstd + r0, r1 - r0, C, eps); });
+}
+void norm_backward_par(ThreadPool& pool, const float* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx,
+                       float* dw, float* db, int64_t N, int64_t C) {
+    const int nth = pool.size();
+    std::vector<float> part(static_cast<size_t>(2 * C * nth), 0.0f);
+    pool.run([&](int ith, int n) {
+        const int64_t r0 = N * ith / n, r1 = N * (ith + 1) / n;
+        float* pw = part.data() + static_cast<size_t>(2 * C * ith);
+        if (mean) layernorm_backward(dy + r0 * C, x + r0 * C, w, mean + r0, rstd + r0, dx + r0 * C, pw, pw + C, r1 - r0, C);
+        else rmsnorm_backward(dy + r0 * C, x + r0 * C, w, rstd + r0, dx + r0 * C, pw, r1 - r0, C);
+    });
+    for (int t = 0; t < nth; ++t) {
+        const float* pw = part.data() + static_cast<size_t>(2 * C * t);
+        for (int64_t c = 0; c < C; ++c) dw[c] += pw[c];
+        if (db)
+            for (int64_t c = 0; c < C; ++c) db[c] += pw[C + c];
+    }
+}
+
 // ---- RoPE: rotate each pair (a, b) of every head by the angle of its position; backward rotates by minus the angle.
 void rope_apply(float* x, int64_t B, int64_t T, int64_t heads, int64_t HD, int64_t half, bool interleaved, const float* cos_t,
                 const float* sin_t, float sign) {
@@ -450,7 +477,7 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
         float* xo = a.x.data() + (l + 1) * N * C;
         // attention sub-layer
         if (gpt2) {
-            layernorm_forward(x, P(Ly.norm1), P(Ly.norm1_b), ln1, a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, N, C, eps);
+            layernorm_forward_par(pool_, x, P(Ly.norm1), P(Ly.norm1_b), ln1, a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, N, C, eps);
             a.tmp1.resize(static_cast<size_t>(N * 3 * C));
             linear_forward(pool_, ln1, P(Ly.qkv), P(Ly.bqkv), a.tmp1.data(), N, C, 3 * C);
             for (int64_t n = 0; n < N; ++n) {
@@ -459,7 +486,7 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
                 std::memcpy(v + n * C, a.tmp1.data() + n * 3 * C + 2 * C, static_cast<size_t>(C) * sizeof(float));
             }
         } else {
-            rmsnorm_forward(x, P(Ly.norm1), ln1, a.ln1_rstd.data() + l * N, N, C, eps);
+            rmsnorm_forward_par(pool_, x, P(Ly.norm1), ln1, a.ln1_rstd.data() + l * N, N, C, eps);
             linear_forward(pool_, ln1, P(Ly.q), nullptr, q, N, C, C);
             linear_forward(pool_, ln1, P(Ly.k), nullptr, k, N, C, KV);
             linear_forward(pool_, ln1, P(Ly.v), nullptr, v, N, C, KV);
@@ -472,7 +499,7 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
         for (int64_t i = 0; i < N * C; ++i) xm[i] += x[i];
         // MLP sub-layer
         if (gpt2) {
-            layernorm_forward(xm, P(Ly.norm2), P(Ly.norm2_b), ln2, a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, N, C, eps);
+            layernorm_forward_par(pool_, xm, P(Ly.norm2), P(Ly.norm2_b), ln2, a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, N, C, eps);
             linear_forward(pool_, ln2, P(Ly.up), P(Ly.b_up), fa, N, C, F);
             float* th = a.fb.data() + l * N * F;
             pool_.parallel_for(N * F, [&](int64_t b0, int64_t b1) {
@@ -483,7 +510,7 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
                 }
             });
         } else {
-            rmsnorm_forward(xm, P(Ly.norm2), ln2, a.ln2_rstd.data() + l * N, N, C, eps);
+            rmsnorm_forward_par(pool_, xm, P(Ly.norm2), ln2, a.ln2_rstd.data() + l * N, N, C, eps);
             float* fb = a.fb.data() + l * N * F;
             linear_forward(pool_, ln2, P(Ly.gate), nullptr, fa, N, C, F);
             linear_forward(pool_, ln2, P(Ly.up), nullptr, fb, N, C, F);
@@ -494,24 +521,35 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
     }
     // final norm, logits, and softmax fused with cross-entropy: the logits buffer becomes the probabilities
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
-    if (gpt2) layernorm_forward(xL, P(out_norm_), P(out_norm_b_), a.lnf.data(), a.lnf_mean.data(), a.lnf_rstd.data(), N, C, eps);
-    else rmsnorm_forward(xL, P(out_norm_), a.lnf.data(), a.lnf_rstd.data(), N, C, eps);
+    if (gpt2) layernorm_forward_par(pool_, xL, P(out_norm_), P(out_norm_b_), a.lnf.data(), a.lnf_mean.data(), a.lnf_rstd.data(), N, C, eps);
+    else rmsnorm_forward_par(pool_, xL, P(out_norm_), a.lnf.data(), a.lnf_rstd.data(), N, C, eps);
     linear_forward(pool_, a.lnf.data(), P(output_), nullptr, a.logits.data(), N, C, V);
+    std::vector<double> row_loss(static_cast<size_t>(N), 0.0);
+    pool_.parallel_for(N, [&](int64_t n0, int64_t n1) {
+        for (int64_t n = n0; n < n1; ++n) {
+            float* z = a.logits.data() + n * V;
+            float mx = -INFINITY;
+            for (int64_t i = 0; i < V; ++i) mx = std::max(mx, z[i]);
+            const float zt = targets[n] >= 0 ? z[targets[n]] : 0.0f;
+            double sum = 0;
+            for (int64_t i = 0; i < V; ++i) {
+                z[i] = std::exp(z[i] - mx);  // unnormalised probabilities, in place
+                sum += z[i];
+            }
+            const float inv = static_cast<float>(1.0 / sum);
+            // −log p_target = log Σ exp(z − max) − (z_target − max)
+            if (targets[n] >= 0) row_loss[static_cast<size_t>(n)] = std::log(sum) - static_cast<double>(zt - mx);
+            for (int64_t i = 0; i < V; ++i) z[i] *= inv;
+        }
+    });
     n_targets_ = 0;
     double loss = 0;
     for (int64_t n = 0; n < N; ++n) {
-        float* z = a.logits.data() + n * V;
-        float mx = -INFINITY;
-        for (int64_t i = 0; i < V; ++i) mx = std::max(mx, z[i]);
-        double sum = 0;
-        for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(z[i] - mx));
-        const double lse = mx + std::log(sum);
-        a.losses[static_cast<size_t>(n)] = targets[n] >= 0 ? static_cast<float>(lse - z[targets[n]]) : 0.0f;
+        a.losses[static_cast<size_t>(n)] = static_cast<float>(row_loss[static_cast<size_t>(n)]);
         if (targets[n] >= 0) {
-            loss += lse - z[targets[n]];
+            loss += row_loss[static_cast<size_t>(n)];
             ++n_targets_;
         }
-        for (int64_t i = 0; i < V; ++i) z[i] = static_cast<float>(std::exp(static_cast<double>(z[i]) - lse));
     }
     if (n_targets_ == 0) throw_bad_input("the batch has no targets");
     return static_cast<float>(loss / static_cast<double>(n_targets_));
@@ -541,8 +579,8 @@ void TrainableModel::backward(float scale) {
     linear_backward(pool_, a.logits.data(), a.lnf.data(), P(output_), a.dln.data(), G(output_), nullptr, N, C, V, s1, s2, s3);
     a.dx.assign(static_cast<size_t>(N * C), 0.0f);  // d loss / d residual stream
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
-    if (gpt2) layernorm_backward(a.dln.data(), xL, P(out_norm_), a.lnf_mean.data(), a.lnf_rstd.data(), a.dx.data(), G(out_norm_), G(out_norm_b_), N, C);
-    else rmsnorm_backward(a.dln.data(), xL, P(out_norm_), a.lnf_rstd.data(), a.dx.data(), G(out_norm_), N, C);
+    if (gpt2) norm_backward_par(pool_, a.dln.data(), xL, P(out_norm_), a.lnf_mean.data(), a.lnf_rstd.data(), a.dx.data(), G(out_norm_), G(out_norm_b_), N, C);
+    else norm_backward_par(pool_, a.dln.data(), xL, P(out_norm_), nullptr, a.lnf_rstd.data(), a.dx.data(), G(out_norm_), nullptr, N, C);
 
     for (int64_t l = cfg_.n_layer - 1; l >= 0; --l) {
         const Layer& Ly = layers_[static_cast<size_t>(l)];
@@ -569,7 +607,7 @@ void TrainableModel::backward(float scale) {
                 for (int64_t i = b0; i < b1; ++i) a.dfa[static_cast<size_t>(i)] = a.dfact[static_cast<size_t>(i)] * gelu_grad(fa[i], th[i]);
             });
             linear_backward(pool_, a.dfa.data(), ln2, P(Ly.up), a.dln.data(), G(Ly.up), G(Ly.b_up), N, C, F, s1, s2, s3);
-            layernorm_backward(a.dln.data(), xm, P(Ly.norm2), a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, a.dx.data(), G(Ly.norm2),
+            norm_backward_par(pool_, a.dln.data(), xm, P(Ly.norm2), a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, a.dx.data(), G(Ly.norm2),
                                G(Ly.norm2_b), N, C);
         } else {
             const float* fb = a.fb.data() + l * N * F;
@@ -581,7 +619,7 @@ void TrainableModel::backward(float scale) {
             }
             linear_backward(pool_, a.dfa.data(), ln2, P(Ly.gate), a.dln.data(), G(Ly.gate), nullptr, N, C, F, s1, s2, s3);
             linear_backward(pool_, a.dfb.data(), ln2, P(Ly.up), a.dln.data(), G(Ly.up), nullptr, N, C, F, s1, s2, s3);
-            rmsnorm_backward(a.dln.data(), xm, P(Ly.norm2), a.ln2_rstd.data() + l * N, a.dx.data(), G(Ly.norm2), N, C);
+            norm_backward_par(pool_, a.dln.data(), xm, P(Ly.norm2), nullptr, a.ln2_rstd.data() + l * N, a.dx.data(), G(Ly.norm2), nullptr, N, C);
         }
 
         // attention sub-layer: x_mid = x + o(attention(ln1))
@@ -600,7 +638,7 @@ void TrainableModel::backward(float scale) {
                 std::memcpy(a.dqkv.data() + n * 3 * C + 2 * C, a.dv.data() + n * C, static_cast<size_t>(C) * sizeof(float));
             }
             linear_backward(pool_, a.dqkv.data(), ln1, P(Ly.qkv), a.dln.data(), G(Ly.qkv), G(Ly.bqkv), N, C, 3 * C, s1, s2, s3);
-            layernorm_backward(a.dln.data(), x, P(Ly.norm1), a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, a.dx.data(), G(Ly.norm1),
+            norm_backward_par(pool_, a.dln.data(), x, P(Ly.norm1), a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, a.dx.data(), G(Ly.norm1),
                                G(Ly.norm1_b), N, C);
         } else {
             const bool inter = cfg_.rope_style == RopeStyle::Interleaved;
@@ -609,7 +647,7 @@ void TrainableModel::backward(float scale) {
             linear_backward(pool_, a.dq.data(), ln1, P(Ly.q), a.dln.data(), G(Ly.q), nullptr, N, C, C, s1, s2, s3);
             linear_backward(pool_, a.dk.data(), ln1, P(Ly.k), a.dln.data(), G(Ly.k), nullptr, N, C, KV, s1, s2, s3);
             linear_backward(pool_, a.dv.data(), ln1, P(Ly.v), a.dln.data(), G(Ly.v), nullptr, N, C, KV, s1, s2, s3);
-            rmsnorm_backward(a.dln.data(), x, P(Ly.norm1), a.ln1_rstd.data() + l * N, a.dx.data(), G(Ly.norm1), N, C);
+            norm_backward_par(pool_, a.dln.data(), x, P(Ly.norm1), nullptr, a.ln1_rstd.data() + l * N, a.dx.data(), G(Ly.norm1), nullptr, N, C);
         }
     }
     // embeddings
