@@ -47,7 +47,7 @@ class GPT(nn.Module):
         for b in s.blocks:
             x = b(x)
         logits = s.ln(x) @ s.wte.weight.T
-        return F.cross_entropy(logits.view(-1, logits.shape[-1]), tgt.view(-1))
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
 
 
 m = GPT()
