@@ -661,11 +661,23 @@ void TrainableModel::backward(float scale) {
     }
 }
 
-void TrainableModel::zero_grad() { std::fill(grad_.begin(), grad_.end(), 0.0f); }
+void TrainableModel::zero_grad() {
+    pool_.parallel_for(static_cast<int64_t>(grad_.size()), [&](int64_t b, int64_t e) {
+        std::memset(grad_.data() + b, 0, static_cast<size_t>(e - b) * sizeof(float));
+    });
+}
 
 double TrainableModel::grad_norm() const {
+    // per-thread partial sums added in thread order: the same result for a given thread count
+    std::vector<double> part(static_cast<size_t>(pool_.size()), 0.0);
+    pool_.run([&](int ith, int nth) {
+        const size_t n = grad_.size(), b = n * static_cast<size_t>(ith) / static_cast<size_t>(nth), e = n * static_cast<size_t>(ith + 1) / static_cast<size_t>(nth);
+        double s = 0;
+        for (size_t i = b; i < e; ++i) s += static_cast<double>(grad_[i]) * grad_[i];
+        part[static_cast<size_t>(ith)] = s;
+    });
     double s = 0;
-    for (float g : grad_) s += static_cast<double>(g) * g;
+    for (double x : part) s += x;
     return std::sqrt(s);
 }
 
@@ -673,7 +685,9 @@ double TrainableModel::clip_grad_norm(double max_norm) {
     const double norm = grad_norm();
     const double coef = max_norm / (norm + 1e-6);
     if (coef < 1.0)
-        for (float& g : grad_) g = static_cast<float>(g * coef);
+        pool_.parallel_for(static_cast<int64_t>(grad_.size()), [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) grad_[static_cast<size_t>(i)] = static_cast<float>(grad_[static_cast<size_t>(i)] * coef);
+        });
     return norm;
 }
 
@@ -703,18 +717,22 @@ void AdamW::step(TrainableModel& model, float lr, ThreadPool& pool) {
     const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
     float* p = model.data();
     const float* g = model.grad();
-    for (const TrainableModel::Param& prm : model.params()) {
-        const float decay = prm.decay ? 1.0f - lr * cfg_.weight_decay : 1.0f;
-        pool.parallel_for(static_cast<int64_t>(prm.numel), [&](int64_t b, int64_t e) {
-            for (int64_t j = b; j < e; ++j) {
-                const size_t i = prm.offset + static_cast<size_t>(j);
-                m_[i] = cfg_.beta1 * m_[i] + (1.0f - cfg_.beta1) * g[i];
-                v_[i] = cfg_.beta2 * v_[i] + (1.0f - cfg_.beta2) * g[i] * g[i];
+    const auto& params = model.params();
+    // one pass over the flat buffers, split evenly over the threads; each slice walks the tensors it overlaps
+    pool.parallel_for(static_cast<int64_t>(model.n_params()), [&](int64_t b, int64_t e) {
+        for (const TrainableModel::Param& prm : params) {
+            const int64_t lo = std::max<int64_t>(b, static_cast<int64_t>(prm.offset));
+            const int64_t hi = std::min<int64_t>(e, static_cast<int64_t>(prm.offset + prm.numel));
+            if (lo >= hi) continue;
+            const float decay = prm.decay ? 1.0f - lr * cfg_.weight_decay : 1.0f;
+            for (int64_t i = lo; i < hi; ++i) {
+                m_[static_cast<size_t>(i)] = cfg_.beta1 * m_[static_cast<size_t>(i)] + (1.0f - cfg_.beta1) * g[i];
+                v_[static_cast<size_t>(i)] = cfg_.beta2 * v_[static_cast<size_t>(i)] + (1.0f - cfg_.beta2) * g[i] * g[i];
                 p[i] *= decay;
-                p[i] -= step_size * m_[i] / (std::sqrt(v_[i]) / bc2_sqrt + cfg_.eps);
+                p[i] -= step_size * m_[static_cast<size_t>(i)] / (std::sqrt(v_[static_cast<size_t>(i)]) / bc2_sqrt + cfg_.eps);
             }
-        });
-    }
+        }
+    });
 }
 
 float LrSchedule::at(int64_t step) const {
