@@ -23,8 +23,13 @@ if [ ! -s "$work/data/data.json" ]; then
 fi
 [ -s "$work/src/gpt2_124M.bin" ] || /usr/bin/python3 bench/llmc_files.py "$work/src" "$work/data/train_000.bin" >&2
 # llm.c: 40 steps with validation and sampling in between; keep steps 1–7 ("step N: train loss X (took Y ms)")
-(cd "$work/src" && OMP_NUM_THREADS=2 timeout 900 ./train_gpt2 > "$work/llmc.log" 2>&1 &
- pid=$!; while ! grep -q "^step 8:" "$work/llmc.log" 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 1; done; kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true)
+rm -f "$work/llmc.log"
+(cd "$work/src" && OMP_NUM_THREADS=2 exec timeout 900 ./train_gpt2 > "$work/llmc.log" 2>&1) &
+pid=$!  # timeout itself (exec): killing it stops train_gpt2 too
+while ! grep -q "^step 8:" "$work/llmc.log" 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 1; done
+kill $pid 2>/dev/null || true
+wait $pid 2>/dev/null || true
+if pgrep -f "$work/src/train_gpt2|^./train_gpt2" >/dev/null; then echo "llm.c still running; not measuring beside it" >&2; exit 1; fi
 llmc_ms=$(python3 -c "
 import re
 t=[float(m.group(2)) for m in re.finditer(r'^step (\d+): train loss [\d.]+ \(took ([\d.]+) ms\)', open('$work/llmc.log').read(), re.M) if 1<=int(m.group(1))<=7]
