@@ -41,6 +41,9 @@ struct PrepareReport {
 // and OUT/data.json (the report). Throws a bad-input Error for an empty corpus.
 PrepareReport prepare_data(const PrepareOptions& opts);
 
+// JSON lines with a "text" string each (blank lines skipped) → the texts. Bad-input Error naming the line otherwise.
+std::vector<std::string> jsonl_texts(const std::string& data, const std::string& origin);
+
 // The cleaning step alone: NFC-normalised, control characters other than \n and \t removed, invalid UTF-8 bytes
 // replaced by U+FFFD, \r\n → \n, trailing spaces of lines trimmed. Counts what it changed.
 std::string clean_text(const std::string& text, uint64_t* control_removed = nullptr, uint64_t* invalid_replaced = nullptr);

@@ -6,6 +6,7 @@
 
 #include "cli/common.h"
 #include "llmforge/bpe.h"
+#include "llmforge/data.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
 #include "llmforge/mmap_file.h"
@@ -55,24 +56,7 @@ void count_tokens(const Vocab& vocab, const std::string& text, const Opts& o) {
 // One JSON document {"text": ...} per line in, one id list per line out.
 template <class Opts>
 void encode_jsonl(const Vocab& vocab, const std::string& data, const Opts& o) {
-    std::vector<std::string> texts;
-    size_t line_no = 0;
-    for (size_t p = 0; p < data.size();) {
-        size_t e = data.find('\n', p);
-        if (e == std::string::npos) e = data.size();
-        const std::string line = data.substr(p, e - p);
-        p = e + 1;
-        ++line_no;
-        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-        nlohmann::json j;
-        try {
-            j = nlohmann::json::parse(line);
-        } catch (const nlohmann::json::exception& ex) {
-            throw_bad_input("line %zu: malformed JSON (%s)", line_no, ex.what());
-        }
-        if (!j.is_object() || !j.contains("text") || !j["text"].is_string()) throw_bad_input("line %zu: no \"text\" string", line_no);
-        texts.push_back(j["text"].get<std::string>());
-    }
+    const std::vector<std::string> texts = jsonl_texts(data, o.file);
     std::vector<std::vector<int32_t>> ids;
     if (vocab.bpe) {
         ids = vocab.bpe->encode_batch(texts, o.threads, o.parse_special);

@@ -266,36 +266,30 @@ int threads_of(const BpeTrainOptions& o) {
     return o.n_threads > 0 ? o.n_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
-void check_specials(const BpeTrainOptions& o) {
-    for (const std::string& s : o.special_tokens)
+// count (files or texts) → merges, timing each phase
+template <class Count>
+BpeTokenizer train(const BpeTrainOptions& opts, BpeTrainStats* stats, Count&& count) {
+    for (const std::string& s : opts.special_tokens)
         if (s.empty()) throw_bad_input("a special token is empty");
+    BpeTrainStats st;
+    const auto t0 = std::chrono::steady_clock::now();
+    Counts counts = count(threads_of(opts), st);
+    st.seconds_count = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    BpeTokenizer tok = learn_merges(std::move(counts), opts, st);
+    st.peak_rss = peak_rss_bytes();
+    if (stats) *stats = st;
+    return tok;
 }
 
 }  // namespace
 
 BpeTokenizer train_bpe(const std::vector<std::string>& files, const BpeTrainOptions& opts, BpeTrainStats* stats) {
     if (files.empty()) throw_bad_input("no training files given");
-    check_specials(opts);
-    BpeTrainStats st;
-    const auto t0 = std::chrono::steady_clock::now();
-    Counts counts = count_files(files, opts, threads_of(opts), st);
-    st.seconds_count = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    BpeTokenizer tok = learn_merges(std::move(counts), opts, st);
-    st.peak_rss = peak_rss_bytes();
-    if (stats) *stats = st;
-    return tok;
+    return train(opts, stats, [&](int threads, BpeTrainStats& st) { return count_files(files, opts, threads, st); });
 }
 
 BpeTokenizer train_bpe_texts(const std::vector<std::string>& texts, const BpeTrainOptions& opts, BpeTrainStats* stats) {
-    check_specials(opts);
-    BpeTrainStats st;
-    const auto t0 = std::chrono::steady_clock::now();
-    Counts counts = count_texts(texts, opts, threads_of(opts), st);
-    st.seconds_count = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    BpeTokenizer tok = learn_merges(std::move(counts), opts, st);
-    st.peak_rss = peak_rss_bytes();
-    if (stats) *stats = st;
-    return tok;
+    return train(opts, stats, [&](int threads, BpeTrainStats& st) { return count_texts(texts, opts, threads, st); });
 }
 
 }  // namespace llmforge

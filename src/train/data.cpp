@@ -51,21 +51,7 @@ void read_documents(const std::string& path, const std::string& split, std::vect
     const std::string text = read_text_file(path);
     const bool jsonl = path.size() > 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
     if (jsonl) {
-        size_t line_no = 0;
-        for (size_t p = 0; p < text.size();) {
-            size_t e = text.find('\n', p);
-            if (e == std::string::npos) e = text.size();
-            const std::string line = text.substr(p, e - p);
-            p = e + 1;
-            ++line_no;
-            if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-            try {
-                const nlohmann::json j = nlohmann::json::parse(line);
-                docs.push_back(j.at("text").get<std::string>());
-            } catch (const nlohmann::json::exception& ex) {
-                throw_bad_input("%s:%zu: expected a JSON object with a \"text\" string (%s)", path.c_str(), line_no, ex.what());
-            }
-        }
+        for (std::string& t : jsonl_texts(text, path)) docs.push_back(std::move(t));
         return;
     }
     if (split == "file") {
@@ -92,6 +78,25 @@ void read_documents(const std::string& path, const std::string& split, std::vect
 }
 
 }  // namespace
+
+std::vector<std::string> jsonl_texts(const std::string& data, const std::string& origin) {
+    std::vector<std::string> out;
+    size_t line_no = 0;
+    for (size_t p = 0; p < data.size();) {
+        size_t e = data.find('\n', p);
+        if (e == std::string::npos) e = data.size();
+        const std::string line = data.substr(p, e - p);
+        p = e + 1;
+        ++line_no;
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        try {
+            out.push_back(nlohmann::json::parse(line).at("text").get<std::string>());
+        } catch (const nlohmann::json::exception& ex) {
+            throw_bad_input("%s:%zu: expected a JSON object with a \"text\" string (%s)", origin.c_str(), line_no, ex.what());
+        }
+    }
+    return out;
+}
 
 // ---- cleaning ------------------------------------------------------------------------------------------------------
 
