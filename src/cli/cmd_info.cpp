@@ -4,6 +4,7 @@
 
 #include "cli/common.h"
 #include "llmforge/error.h"
+#include "llmforge/gguf.h"
 
 namespace llmforge::cli {
 
@@ -109,6 +110,25 @@ void add_info(CLI::App& app) {
                 print_memory(m, c);
             }
             return;
+        }
+        if (gguf::has_magic(*model)) {  // a vocabulary-only GGUF (as llama.cpp ships for tokenizer tests): no weights
+            const gguf::File f = gguf::read(*model);
+            if (f.tensors.empty()) {
+                const Vocab v = Vocab::from_gguf(f.meta, *model);
+                if (*json_out) {
+                    nlohmann::json meta = nlohmann::json::object();
+                    for (const auto& [k, val] : f.meta.kv) meta[k] = val.to_string();
+                    std::printf("%s\n", nlohmann::json({{"format", "gguf"}, {"tensors", nlohmann::json::array()}, {"metadata", meta},
+                                                        {"tokenizer", {{"model", v.model}, {"pre", v.pre}, {"n_tokens", v.size()}, {"bos", v.bos}, {"eos", v.eos}}}})
+                                             .dump(2).c_str());
+                } else {
+                    std::printf("file           %s (gguf, vocabulary only: no tensors)\n", model->c_str());
+                    std::printf("tokenizer      %s%s, %d tokens (bos %d, eos %d)\n", v.model.c_str(), v.pre.empty() ? "" : (" / " + v.pre).c_str(), v.size(), v.bos, v.eos);
+                    std::printf("\nmetadata\n");
+                    for (const auto& [k, val] : f.meta.kv) std::printf("  %-40s %s\n", k.c_str(), val.to_string().c_str());
+                }
+                return;
+            }
         }
         LoadOptions o;
         o.tokenizer_path = *tokenizer;

@@ -320,3 +320,16 @@ TEST(BadInput, TokenizerMissingFile) {
     EXPECT_EQ(rc, 2) << err;
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
 }
+
+// A vocabulary-only GGUF (llama.cpp's tokenizer test files) is described, not rejected as a model missing its tensors.
+TEST(BadInput, InfoOnVocabularyOnlyGguf) {
+    REQUIRE_GOLDEN();
+    const std::string out = test::tmp_path("info.txt");
+    const char* bin = std::getenv("LLMFORGE_BIN");
+    if (!bin) GTEST_SKIP() << "LLMFORGE_BIN not set";
+    const int st = std::system((std::string(bin) + " info " + test::golden_dir() + "/vocab/ggml-vocab-gpt-2.gguf > " + out).c_str());
+    EXPECT_EQ(WEXITSTATUS(st), 0);
+    const std::string text = test::read_file(out);
+    EXPECT_NE(text.find("vocabulary only"), std::string::npos) << text;
+    EXPECT_NE(text.find("gpt2 / gpt-2, 50257 tokens"), std::string::npos) << text;
+}
