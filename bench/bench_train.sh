@@ -13,7 +13,7 @@ bin=build/llmforge
 [ -x "$bin" ] || { echo "build llmforge first" >&2; exit 2; }
 # data with an 8192-token vocabulary (content does not change the speed): Debian's fortunes
 if [ ! -s "$work/data/data.json" ]; then
-  for f in /usr/share/games/fortunes/*; do case "$f" in *.dat|*.u8|*/chinese|*/song100|*/tang300) continue;; esac; [ -f "$f" ] && cat "$f"; done > "$work/text.txt"
+  scripts/fortunes_text.sh "$work/text.txt"
   $bin tokenizer train --input "$work/text.txt" --vocab-size 8192 -o "$work/tok.json" -q >/dev/null
   $bin prepare --input "$work/text.txt" --tokenizer "$work/tok.json" -o "$work/data" -q >/dev/null
 fi

@@ -15,12 +15,7 @@ out=models/quickstart
 mkdir -p "$out"
 
 # 1. real text: Debian's English fortune collection (quotes, jokes, literature), one document per fortune
-if [ ! -s "$out/text.txt" ]; then
-  for f in /usr/share/games/fortunes/*; do
-    case "$f" in *.dat|*.u8|*/chinese|*/song100|*/tang300) continue ;; esac
-    [ -f "$f" ] && sed 's/^%$//' "$f"
-  done > "$out/text.txt"
-fi
+[ -s "$out/text.txt" ] || scripts/fortunes_text.sh "$out/text.txt"
 echo "text: $(du -h "$out/text.txt" | cut -f1) of English from Debian's fortunes" >&2
 
 # 2. a tokenizer trained on it (GPT-4's pre-tokeniser pattern, chat special tokens)

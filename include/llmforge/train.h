@@ -6,6 +6,7 @@
 // gradients in another of the same layout, as in llm.c.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -65,7 +66,7 @@ private:
     std::vector<Layer> layers_;
     size_t tok_embd_ = 0, pos_embd_ = 0, out_norm_ = 0, out_norm_b_ = 0, output_ = 0;
     bool tied_ = false;
-    std::vector<Acts> acts_;  // one element once allocated
+    std::unique_ptr<Acts> acts_;  // allocated by the first forward() of a given (B, T)
     int64_t B_ = 0, T_ = 0;
     std::vector<int32_t> inputs_, targets_;
     int64_t n_targets_ = 0;
@@ -85,6 +86,8 @@ public:
     int64_t steps() const { return t_; }
     std::vector<float>& m() { return m_; }
     std::vector<float>& v() { return v_; }
+    const std::vector<float>& m() const { return m_; }
+    const std::vector<float>& v() const { return v_; }
     void set_steps(int64_t t) { t_ = t; }
 
 private:

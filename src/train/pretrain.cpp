@@ -71,9 +71,8 @@ void save_checkpoint(const std::string& out, const TrainableModel& tm, const Voc
         const uint64_t n = tm.n_params();
         w.write(&t, 8);
         w.write(&n, 8);
-        auto& o = const_cast<AdamW&>(opt);
-        w.write(o.m().data(), n * sizeof(float));
-        w.write(o.v().data(), n * sizeof(float));
+        w.write(opt.m().data(), n * sizeof(float));
+        w.write(opt.v().data(), n * sizeof(float));
         w.commit();
     }
     const nlohmann::json sj = {{"step", st.step}, {"epoch", st.data.epoch}, {"index", st.data.index}, {"seed", st.seed}, {"hparams", hparams}};
@@ -285,11 +284,11 @@ PretrainResult pretrain(const PretrainOptions& o) {
     } restore{prev_int, prev_term};
 
     auto eval_val = [&]() {
-        DataLoader v(o.data_dir, "val", 1, o.seq_len, o.seed, false);
+        val.seek({});  // the same windows every time, from the start of the split
         std::vector<int32_t> in, tg;
         double sum = 0;
         for (int64_t i = 0; i < eval_batches; ++i) {
-            v.next(in, tg);
+            val.next(in, tg);
             sum += tm.forward(in.data(), tg.data(), 1, o.seq_len);
         }
         return eval_batches ? sum / static_cast<double>(eval_batches) : NAN;

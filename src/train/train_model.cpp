@@ -205,8 +205,12 @@ void rope_apply(float* x, int64_t B, int64_t T, int64_t heads, int64_t HD, int64
 // a task is single-threaded). The probabilities P are kept for the backward pass.
 namespace {
 struct HeadScratch {
-    std::vector<float> a, b, c, d, e, f;
+    std::vector<float> a, b, c, d, e, f, g, tt1, tt2;  // [T, HD] panels and two [T, T] matrices, kept per thread
     ThreadPool one{1};
+    void size_for(int64_t T, int64_t HD) {
+        for (auto* v : {&a, &b, &c, &d, &e, &f, &g}) v->resize(static_cast<size_t>(T * HD));
+        for (auto* v : {&tt1, &tt2}) v->resize(static_cast<size_t>(T * T));
+    }
 };
 HeadScratch& head_scratch() {
     thread_local HeadScratch s;
@@ -228,11 +232,7 @@ void attention_forward(ThreadPool& pool, const float* q, const float* k, const f
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
     pool.run([&](int ith, int nth) {
         HeadScratch& w = head_scratch();
-        w.a.resize(static_cast<size_t>(T * HD));
-        w.b.resize(static_cast<size_t>(T * HD));
-        w.c.resize(static_cast<size_t>(T * HD));
-        w.d.resize(static_cast<size_t>(T * HD));
-        w.e.resize(static_cast<size_t>(T * HD));
+        w.size_for(T, HD);
         for (int64_t task = ith; task < B * H; task += nth) {
             const int64_t b = task / H, h = task % H, kh = h / group;
             float* Qh = w.a.data();
@@ -269,9 +269,8 @@ void attention_backward(ThreadPool& pool, const float* dy, const float* q, const
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
     pool.run([&](int ith, int nth) {
         HeadScratch& w = head_scratch();
-        std::vector<float> Kh(static_cast<size_t>(T * HD)), Vh(static_cast<size_t>(T * HD)), Kt(static_cast<size_t>(T * HD)),
-            Qt(static_cast<size_t>(T * HD)), dYh(static_cast<size_t>(T * HD)), dYt(static_cast<size_t>(T * HD)), out(static_cast<size_t>(T * HD));
-        std::vector<float> dS(static_cast<size_t>(T * T)), tT(static_cast<size_t>(T * T));
+        w.size_for(T, HD);
+        std::vector<float> &Kh = w.a, &Vh = w.b, &Kt = w.c, &Qt = w.d, &dYh = w.e, &dYt = w.f, &out = w.g, &dS = w.tt1, &tT = w.tt2;
         for (int64_t task = ith; task < B * HKV; task += nth) {
             const int64_t b = task / HKV, kh = task % HKV;
             gather(k + b * T * KV + kh * HD, KV, T, HD, Kh.data());
@@ -388,12 +387,11 @@ TrainableModel::TrainableModel(const Model& init, ThreadPool& pool, bool decay_e
 TrainableModel::~TrainableModel() = default;
 
 void TrainableModel::ensure_acts(int64_t B, int64_t T) {
-    if (!acts_.empty() && B == B_ && T == T_) return;
+    if (acts_ && B == B_ && T == T_) return;
     if (cfg_.arch == Arch::GPT2 && T > cfg_.n_ctx)
         throw_bad_input("sequence length %lld exceeds the model's %lld positions", static_cast<long long>(T), static_cast<long long>(cfg_.n_ctx));
-    acts_.clear();
-    acts_.emplace_back();
-    Acts& a = acts_[0];
+    acts_ = std::make_unique<Acts>();
+    Acts& a = *acts_;
     const size_t L = static_cast<size_t>(cfg_.n_layer), N = static_cast<size_t>(B * T), C = static_cast<size_t>(cfg_.n_embd),
                  KV = static_cast<size_t>(cfg_.kv_dim()), F = static_cast<size_t>(cfg_.n_ff), V = static_cast<size_t>(cfg_.n_vocab),
                  H = static_cast<size_t>(cfg_.n_head);
@@ -440,7 +438,7 @@ void TrainableModel::ensure_acts(int64_t B, int64_t T) {
 
 float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T) {
     ensure_acts(B, T);
-    Acts& a = acts_[0];
+    Acts& a = *acts_;
     const int64_t N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
                   HKV = cfg_.n_head_kv, HD = cfg_.head_dim();
     const bool gpt2 = cfg_.arch == Arch::GPT2;
@@ -558,8 +556,8 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
 // ---- backward ------------------------------------------------------------------------------------------------------
 
 void TrainableModel::backward(float scale) {
-    if (acts_.empty()) throw_runtime("backward() without a forward()");
-    Acts& a = acts_[0];
+    if (!acts_) throw_runtime("backward() without a forward()");
+    Acts& a = *acts_;
     const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
                   HKV = cfg_.n_head_kv, HD = cfg_.head_dim();
     const bool gpt2 = cfg_.arch == Arch::GPT2;

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { writeTiktokenRanks } from './tiktoken_ranks.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const npmDir = path.resolve(here, '../npm');
@@ -126,15 +127,7 @@ for (const name of ['cl100k_base', 'o200k_base']) {
   const enc = tiktoken.get_encoding(name);
   writeIds(name, (s) => enc.encode_ordinary(s));
   enc.free();
-  // the rank file, in tiktoken's own format ("base64 rank" per line), from the package's compact ranks
-  const j = JSON.parse(fs.readFileSync(path.join(npmDir, `node_modules/tiktoken/encoders/${name}.json`), 'utf8'));
-  const lines = [];
-  for (const row of j.bpe_ranks.split('\n')) {
-    if (!row) continue;
-    const [, offset, ...toks] = row.split(' ');
-    toks.forEach((t, i) => lines.push(`${t} ${Number(offset) + i}`));
-  }
-  fs.writeFileSync(path.join(out, `${name}.tiktoken`), lines.join('\n') + '\n');
+  writeTiktokenRanks(name, path.join(out, `${name}.tiktoken`));  // the rank file, in tiktoken's own format
 }
 writeIds('gpt2', (s) => gpt3.encode(s));
 const q = qwen3.fromPreTrained();
