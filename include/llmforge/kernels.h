@@ -21,6 +21,30 @@ void matvec(DType wt, const void* W, const float* x, float* y, int64_t rows, int
 // Y[i, r] = sum_c X[i, c] * W[r, c]   for i in [0, n), r in [0, rows)        (Y = X · Wᵀ)
 void matmul(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool);
 
+// General matrix product for training (the backward pass needs the transposed forms, without copying transposes):
+//   C[i, r] (+)= Σ_k A(i, k) · B(r, k)        for i in [0, n), r in [0, rows), k in [0, K)
+//   A(i, k) = a[i·K + k]  (a is [n, K])     or, with a_t, a[k·n + i]     (a is [K, n])
+//   B(r, k) = b[r·K + k]  (b is [rows, K])  or, with b_t, b[k·rows + r]  (b is [K, rows])
+// C is [n, rows], row-major. accumulate adds the product to C instead of overwriting it.
+// Precision::BF16 rounds A and B to bfloat16 (round to nearest even) and accumulates the products in f32: AVX512-BF16
+// (vdpbf16ps, two products per lane per instruction) where the CPU has it, the same rounding with f32 FMAs elsewhere.
+enum class Precision { F32, BF16 };
+const char* precision_name(Precision p);
+void gemm(const float* a, bool a_t, const float* b, bool b_t, float* c, int64_t n, int64_t rows, int64_t K, bool accumulate,
+          Precision prec, ThreadPool& pool);
+// The same on sub-matrices: lda, ldb, ldc are the distances between consecutive rows as stored (a[i·lda + k] or, with
+// a_t, a[k·lda + i]; likewise b; c[i·ldc + r]).
+void gemm(const float* a, int64_t lda, bool a_t, const float* b, int64_t ldb, bool b_t, float* c, int64_t ldc, int64_t n, int64_t rows,
+          int64_t K, bool accumulate, Precision prec, ThreadPool& pool);
+// Whether Precision::BF16 runs on native bf16 dot-product instructions here.
+bool has_native_bf16();
+
+// y[i] = tanh(x[i]) (absolute error < 1e-7; vectorised). x and y may be the same array.
+void tanh(const float* x, float* y, int64_t n);
+// y[i] = exp(x[i] − shift) for x[i] ≤ shift (softmax numerators; relative error < 3e-7); returns Σ y. x and y may
+// be the same array.
+double exp_shift_sum(const float* x, float* y, int64_t n, float shift);
+
 // Dot product of one weight row (any supported type) with an f32 vector.
 float dot(DType wt, const void* w, const float* x, int64_t n);
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "llmforge/kernels.h"
 #include "llmforge/model.h"
 #include "llmforge/threadpool.h"
 
@@ -48,6 +49,11 @@ public:
     // Scales gradients so their global norm is at most max_norm (PyTorch's clip_grad_norm_); returns the norm before.
     double clip_grad_norm(double max_norm);
 
+    // Precision of the matrix products (forward and backward): f32 (default), or bf16 operands with f32 accumulation.
+    // Master weights, gradients and optimiser state stay f32 either way.
+    void set_matmul_precision(kernels::Precision p) { matmul_ = p; }
+    kernels::Precision matmul_precision() const { return matmul_; }
+
     // A Model viewing the weights (or, with gradients = true, the gradients) — valid while this object lives.
     Model to_model(bool gradients = false) const;
 
@@ -71,6 +77,7 @@ private:
     std::vector<int32_t> inputs_, targets_;
     int64_t n_targets_ = 0;
     std::vector<float> rope_cos_, rope_sin_;  // [T, n_rot/2]
+    kernels::Precision matmul_ = kernels::Precision::F32;
 };
 
 // AdamW (Loshchilov & Hutter 2019) as PyTorch's torch.optim.AdamW computes it: decoupled weight decay

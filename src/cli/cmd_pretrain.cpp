@@ -69,6 +69,7 @@ void add_pretrain(CLI::App& app) {
     cmd->add_option("--min-lr", o->min_lr, "final learning rate");
     cmd->add_option("--schedule", o->schedule, "cosine (default), linear, wsd or constant");
     cmd->add_option("--warmup", o->warmup, "warm-up steps");
+    cmd->add_option("--precision", o->precision, "matrix products: f32 (default) or bf16 (bf16 operands, f32 accumulation; master weights and optimizer stay f32)");
     cmd->add_option("--wd", o->weight_decay, "AdamW weight decay (matrices only)");
     cmd->add_option("--clip", o->clip, "clip gradients to this global norm (0: off)");
     cmd->add_option("--seed", o->seed, "seed for initialisation and data order");

@@ -1,6 +1,7 @@
 #include "llmforge/kernels.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -38,6 +39,12 @@ void gemm_scalar(const void* Wv, const float* X, float* Y, int64_t n, int64_t ro
     for (int64_t i = 0; i < n; ++i)
         for (int64_t r = r0; r < r1; ++r) Y[i * rows + r] = dot_scalar<T, AT>(W + r * K, X + i * K, K);
 }
+void tanh_scalar(const float* x, float* y, int64_t n) { for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]); }
+double exp_shift_sum_scalar(const float* x, float* y, int64_t n, float shift) {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += y[i] = std::exp(x[i] - shift);
+    return s;
+}
 }  // namespace
 
 const KernelTable* table_scalar() {
@@ -48,6 +55,7 @@ const KernelTable* table_scalar() {
         dot_f16_acc64_scalar, axpy_f16_acc64_scalar,
         dot_scalar<float, at_f32>, dot_scalar<uint16_t, at_f16>, dot_scalar<uint16_t, at_bf16>, 1,
         gemm_scalar<float, at_f32>, gemm_scalar<uint16_t, at_f16>, gemm_scalar<uint16_t, at_bf16>,
+        tanh_scalar, exp_shift_sum_scalar,
     };
     return &t;
 }
@@ -91,6 +99,9 @@ bool set_isa(const char* name) {
 
 float dot_f16_acc64(const uint16_t* k, const float* q, int64_t n) { return active().dot_f16_acc64(k, q, n); }
 void axpy_f16_acc64(double* acc, float p, const uint16_t* v, int64_t n) { active().axpy_f16_acc64(acc, p, v, n); }
+
+void tanh(const float* x, float* y, int64_t n) { active().tanh(x, y, n); }
+double exp_shift_sum(const float* x, float* y, int64_t n, float shift) { return active().exp_shift_sum(x, y, n, shift); }
 
 float dot(DType wt, const void* w, const float* x, int64_t n) {
     const KernelTable& k = active();

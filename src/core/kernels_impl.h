@@ -24,6 +24,8 @@ struct KernelTable {
     void (*gemm_f32)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
     void (*gemm_f16)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
     void (*gemm_bf16)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
+    void (*tanh)(const float* x, float* y, int64_t n);
+    double (*exp_shift_sum)(const float* x, float* y, int64_t n, float shift);
 };
 
 const KernelTable* table_avx512();

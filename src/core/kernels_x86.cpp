@@ -6,6 +6,9 @@
 #include <vector>
 
 #include "core/kernels_impl.h"
+#if defined(__AVX512F__)
+#include "core/simd_avx512.h"
+#endif
 
 namespace llmforge::kernels {
 namespace {
@@ -16,6 +19,7 @@ using vf = __m512;
 constexpr int W = 16;
 inline vf vzero() { return _mm512_setzero_ps(); }
 inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
+inline vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
 inline vf load_f32(const float* p) { return _mm512_loadu_ps(p); }
 inline vf load_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 inline vf load_bf16(const uint16_t* p) {
@@ -33,6 +37,7 @@ using vf = __m256;
 constexpr int W = 8;
 inline vf vzero() { return _mm256_setzero_ps(); }
 inline vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
+inline vf vsub(vf a, vf b) { return _mm256_sub_ps(a, b); }
 inline vf load_f32(const float* p) { return _mm256_loadu_ps(p); }
 inline vf load_f16(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 inline vf load_bf16(const uint16_t* p) {
@@ -274,6 +279,93 @@ void gemm_rows(const void* Wv, const float* X, float* Y, int64_t n, int64_t rows
     }
 }
 
+// ------------------------------------------------------------------------------------- exp and tanh (vectorised)
+// exp(t) for t ≤ 0 (clamped at −87, where it is 1.6e-38): range reduction t = n·ln2 + r (Cody–Waite split),
+// |r| ≤ ln2/2, a degree-6 Taylor polynomial for exp(r) (error < 2e-7 relative), then scaling by 2^n.
+#if defined(__AVX512F__)
+#define LF_SET1 _mm512_set1_ps
+#else
+#define LF_SET1 _mm256_set1_ps
+#endif
+inline vf vexp_nonpos(vf t) {
+#if defined(__AVX512F__)
+    t = _mm512_max_ps(t, LF_SET1(-87.0f));
+    const vf fn = _mm512_roundscale_ps(_mm512_fmadd_ps(t, LF_SET1(1.44269504088896341f), LF_SET1(0.5f)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+#else
+    t = _mm256_max_ps(t, LF_SET1(-87.0f));
+    const vf fn = _mm256_floor_ps(_mm256_fmadd_ps(t, LF_SET1(1.44269504088896341f), LF_SET1(0.5f)));
+#endif
+    vf r = fmadd(fn, LF_SET1(-0.693359375f), t);
+    r = fmadd(fn, LF_SET1(2.12194440e-4f), r);
+    vf p = LF_SET1(1.0f / 720);
+    p = fmadd(p, r, LF_SET1(1.0f / 120));
+    p = fmadd(p, r, LF_SET1(1.0f / 24));
+    p = fmadd(p, r, LF_SET1(1.0f / 6));
+    p = fmadd(p, r, LF_SET1(0.5f));
+    p = fmadd(p, r, LF_SET1(1.0f));
+    p = fmadd(p, r, LF_SET1(1.0f));
+#if defined(__AVX512F__)
+    return _mm512_scalef_ps(p, fn);
+#else
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fn), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+#endif
+}
+
+// tanh(x) = sign(x) · (1 − e)/(1 + e) with e = exp(−2|x|) ∈ (0, 1]. Absolute error < 1e-7 against std::tanh (tested).
+inline vf vtanh(vf x) {
+#if defined(__AVX512F__)
+    const vf e = vexp_nonpos(_mm512_mul_ps(_mm512_abs_ps(x), LF_SET1(-2.0f)));
+    const vf th = _mm512_div_ps(_mm512_sub_ps(LF_SET1(1.0f), e), _mm512_add_ps(LF_SET1(1.0f), e));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(th),
+                                               _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN))));
+#else
+    const vf sign = LF_SET1(-0.0f);
+    const vf e = vexp_nonpos(_mm256_mul_ps(_mm256_andnot_ps(sign, x), LF_SET1(-2.0f)));
+    const vf th = _mm256_div_ps(_mm256_sub_ps(LF_SET1(1.0f), e), _mm256_add_ps(LF_SET1(1.0f), e));
+    return _mm256_or_ps(th, _mm256_and_ps(x, sign));
+#endif
+}
+
+// y[i] = exp(x[i] − shift) for x[i] ≤ shift; returns Σ y (two vector accumulators, summed in double at the end).
+double exp_shift_sum(const float* x, float* y, int64_t n, float shift) {
+    const vf sh = LF_SET1(shift);
+    vf s0 = vzero(), s1 = vzero();
+    int64_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+        const vf e0 = vexp_nonpos(vadd(load_f32(x + i), vsub(vzero(), sh)));
+        const vf e1 = vexp_nonpos(vadd(load_f32(x + i + W), vsub(vzero(), sh)));
+        store(y + i, e0);
+        store(y + i + W, e1);
+        s0 = vadd(s0, e0);
+        s1 = vadd(s1, e1);
+    }
+    double sum = static_cast<double>(hsum(s0)) + static_cast<double>(hsum(s1));
+    for (; i < n; i += W) {
+        alignas(64) float buf[W];
+        const int64_t m = n - i < W ? n - i : W;
+        for (int64_t j = 0; j < W; ++j) buf[j] = j < m ? x[i + j] - shift : -100.0f;
+        store(buf, vexp_nonpos(load_f32(buf)));
+        for (int64_t j = 0; j < m; ++j) {
+            y[i + j] = buf[j];
+            sum += static_cast<double>(buf[j]);
+        }
+    }
+    return sum;
+}
+#undef LF_SET1
+
+void tanh_rows(const float* x, float* y, int64_t n) {
+    int64_t i = 0;
+    for (; i + W <= n; i += W) store(y + i, vtanh(load_f32(x + i)));
+    if (i < n) {
+        alignas(64) float buf[W] = {};
+        for (int64_t j = i; j < n; ++j) buf[j - i] = x[j];
+        store(buf, vtanh(load_f32(buf)));
+        for (int64_t j = i; j < n; ++j) y[j] = buf[j - i];
+    }
+}
+
 #if defined(__AVX512F__)
 // ------------------------------------------------------------------- AVX-512 GEMM: packed outer-product form
 // For AVX-512 the weights are packed, slice by slice, into panels of NP = 32 rows stored k-major (P[k][row], f32),
@@ -281,31 +373,6 @@ void gemm_rows(const void* Wv, const float* X, float* Y, int64_t n, int64_t rows
 // 12 activations: 24 FMAs per 2 loads + 12 broadcasts, no horizontal sums. A panel (32 × KC) is packed once and used by
 // every group of 12 activation rows of the block.
 constexpr int NP = 32, MRB = 12;
-
-// In-register transpose of a 16 × 16 block: on return v[q] holds column q of the input rows.
-inline void transpose16(__m512 v[16]) {
-    __m512 t[16], u[16];
-    for (int m = 0; m < 8; ++m) {  // interleave 32-bit elements of row pairs
-        t[2 * m] = _mm512_unpacklo_ps(v[2 * m], v[2 * m + 1]);
-        t[2 * m + 1] = _mm512_unpackhi_ps(v[2 * m], v[2 * m + 1]);
-    }
-    for (int m = 0; m < 4; ++m) {  // interleave 64-bit pairs: u[4m+q], lane L = rows 4m..4m+3 at column q + 4L
-        const __m512d a = _mm512_castps_pd(t[4 * m]), b = _mm512_castps_pd(t[4 * m + 1]);
-        const __m512d c = _mm512_castps_pd(t[4 * m + 2]), d = _mm512_castps_pd(t[4 * m + 3]);
-        u[4 * m + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        u[4 * m + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        u[4 * m + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        u[4 * m + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    for (int q = 0; q < 4; ++q) {  // 4 × 4 transpose of 128-bit lanes across u[q], u[4+q], u[8+q], u[12+q]
-        const __m512 s0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x44), s1 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xEE);
-        const __m512 s2 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x44), s3 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xEE);
-        v[q + 0] = _mm512_shuffle_f32x4(s0, s2, 0x88);
-        v[q + 4] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
-        v[q + 8] = _mm512_shuffle_f32x4(s1, s3, 0x88);
-        v[q + 12] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
-    }
-}
 
 // P[k][j] = W[r + j][k0 + k] for j < nr (zero beyond), k < kn.
 template <class L>
@@ -399,6 +466,7 @@ const KernelTable* LF_TABLE_FN() {
         dot_f16_acc64, axpy_f16_acc64,
         dot_row_seq<F32>, dot_row_seq<F16>, dot_row_seq<BF16>, W,
         LF_GEMM(F32), LF_GEMM(F16), LF_GEMM(BF16),
+        tanh_rows, exp_shift_sum,
     };
     return &t;
 }

@@ -190,6 +190,8 @@ PretrainResult pretrain(const PretrainOptions& o) {
     if (o.steps <= 0 || o.batch_size <= 0 || o.seq_len <= 1 || o.grad_accum <= 0)
         throw_bad_input("--steps, --batch-size, --grad-accum must be positive and --seq-len at least 2");
     const LrSchedule::Kind kind = LrSchedule::parse(o.schedule);
+    if (o.precision != "f32" && o.precision != "bf16") throw_bad_input("--precision must be f32 or bf16, not '%s'", o.precision.c_str());
+    const kernels::Precision prec = o.precision == "bf16" ? kernels::Precision::BF16 : kernels::Precision::F32;
     // Data parallelism: every process draws the same global batch and trains on its slice; gradients are averaged
     // with an all-reduce, so every process takes the same optimizer step. Process 0 does the I/O.
     Communicator& comm = world();
@@ -227,7 +229,8 @@ PretrainResult pretrain(const PretrainOptions& o) {
                                     {"n_head_kv", cfg.n_head_kv}, {"n_ff", cfg.n_ff}, {"n_vocab", cfg.n_vocab}, {"n_ctx", cfg.n_ctx},
                                     {"n_params", cfg.n_params()}, {"batch_size", o.batch_size}, {"seq_len", o.seq_len},
                                     {"grad_accum", o.grad_accum}, {"lr", o.lr}, {"min_lr", o.min_lr}, {"schedule", o.schedule},
-                                    {"warmup", o.warmup}, {"steps", o.steps}, {"weight_decay", o.weight_decay}, {"clip", o.clip}, {"seed", o.seed}};
+                                    {"warmup", o.warmup}, {"steps", o.steps}, {"weight_decay", o.weight_decay}, {"clip", o.clip}, {"seed", o.seed},
+                                    {"precision", o.precision}};
     State st;
     st.seed = o.seed;
     Model init;
@@ -249,6 +252,9 @@ PretrainResult pretrain(const PretrainOptions& o) {
         init = init_random(cfg, DType::F32, o.seed);
     }
     TrainableModel tm(init, pool);
+    tm.set_matmul_precision(prec);
+    if (lead && prec == kernels::Precision::BF16 && !kernels::has_native_bf16())
+        std::fprintf(stderr, "llmforge: this CPU has no AVX512-BF16: bf16 matrix products are emulated (same rounding, f32 speed)\n");
     init = Model();  // the trainer holds its own f32 copy
     AdamW opt(tm.n_params(), AdamWConfig{o.beta1, o.beta2, o.eps, o.weight_decay});
     if (!ck.empty()) load_optimizer(ck + "/optimizer.bin", opt, tm.n_params());

@@ -28,58 +28,35 @@ struct TrainableModel::Acts {
     std::vector<float> logits;            // [N, V]: logits → probabilities (forward) → d logits (backward)
     std::vector<float> losses;            // [N]
     // backward scratch
-    std::vector<float> dx, dres, dln, dq, dk, dv, datty, dfa, dfb, dfact, dqkv, tmp1, tmp2, tmp3;
+    std::vector<float> dx, dres, dln, dq, dk, dv, datty, dfa, dfb, dfact, dqkv, tmp1;
 };
 
 namespace {
 
+using kernels::Precision;
+
 constexpr float kGeluK = 0.7978845608028654f;  // √(2/π)
 
 // ---- linear: y[N,O] = x[N,I] · W[O,I]ᵀ + b -------------------------------------------------------------------------
-void linear_forward(ThreadPool& pool, const float* x, const float* W, const float* b, float* y, int64_t N, int64_t I, int64_t O) {
-    kernels::matmul(DType::F32, W, x, y, N, O, I, pool);
+// The matrix products run in `prec`: f32, or bf16 operands with f32 accumulation (the master weights stay f32).
+void linear_forward(ThreadPool& pool, Precision prec, const float* x, const float* W, const float* b, float* y, int64_t N, int64_t I,
+                    int64_t O) {
+    kernels::gemm(x, false, W, false, y, N, O, I, false, prec, pool);
     if (b)
-        for (int64_t n = 0; n < N; ++n)
-            for (int64_t o = 0; o < O; ++o) y[n * O + o] += b[o];
+        pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
+            for (int64_t n = n0; n < n1; ++n)
+                for (int64_t o = 0; o < O; ++o) y[n * O + o] += b[o];
+        });
 }
 
-// t[c, r] = a[r, c], in 32 × 32 tiles, rows split over the threads
-void transpose(ThreadPool& pool, const float* a, float* t, int64_t rows, int64_t cols) {
-    constexpr int64_t S = 32;
-    pool.parallel_for((rows + S - 1) / S, [&](int64_t b0, int64_t b1) {
-        for (int64_t r0 = b0 * S; r0 < std::min(rows, b1 * S); r0 += S)
-            for (int64_t c0 = 0; c0 < cols; c0 += S)
-                for (int64_t r = r0; r < std::min(rows, r0 + S); ++r)
-                    for (int64_t c = c0; c < std::min(cols, c0 + S); ++c) t[c * rows + r] = a[r * cols + c];
-    });
-}
-
-void add_into(ThreadPool& pool, float* dst, const float* src, int64_t n) {
-    pool.parallel_for(n, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) dst[i] += src[i];
-    });
-}
-
-// dx[N,I] (+)= dy[N,O] · W[O,I];  dW[O,I] += dyᵀ · x;  db[O] += Σ_n dy[n]. Every product goes through the NT GEMM.
-// accumulate_dx = false overwrites dx (saves zeroing it first).
-void linear_backward(ThreadPool& pool, const float* dy, const float* x, const float* W, float* dx, float* dW, float* db, int64_t N,
-                     int64_t I, int64_t O, std::vector<float>& s1, std::vector<float>& s2, std::vector<float>& s3, bool accumulate_dx = true) {
-    s1.resize(static_cast<size_t>(std::max(I * O, N * I)));
-    s2.resize(static_cast<size_t>(std::max(N * O, N * I)));
-    s3.resize(static_cast<size_t>(std::max({N * I, O * I, N * O})));
-    if (dx) {
-        transpose(pool, W, s1.data(), O, I);  // Wᵀ [I, O]
-        if (accumulate_dx) {
-            kernels::matmul(DType::F32, s1.data(), dy, s3.data(), N, I, O, pool);
-            add_into(pool, dx, s3.data(), N * I);
-        } else {
-            kernels::matmul(DType::F32, s1.data(), dy, dx, N, I, O, pool);
-        }
-    }
-    transpose(pool, dy, s2.data(), N, O);  // dyᵀ [O, N]
-    transpose(pool, x, s1.data(), N, I);   // xᵀ [I, N]
-    kernels::matmul(DType::F32, s1.data(), s2.data(), s3.data(), O, I, N, pool);  // [O, I]
-    add_into(pool, dW, s3.data(), O * I);
+// dx[N,I] (+)= dy[N,O] · W[O,I];  dW[O,I] += dyᵀ · x;  db[O] += Σ_n dy[n]. The GEMM reads the transposed operands in
+// place. accumulate_dx = false overwrites dx (saves zeroing it first).
+void linear_backward(ThreadPool& pool, Precision prec, const float* dy, const float* x, const float* W, float* dx, float* dW, float* db,
+                     int64_t N, int64_t I, int64_t O, bool accumulate_dx = true) {
+    // dx[n, i] = Σ_o dy[n, o] · W[o, i]: A = dy as stored, B(i, o) = W[o·I + i] (transposed)
+    if (dx) kernels::gemm(dy, false, W, true, dx, N, I, O, accumulate_dx, prec, pool);
+    // dW[o, i] += Σ_n dy[n, o] · x[n, i]: A(o, n) = dy[n·O + o], B(i, n) = x[n·I + i] (both transposed)
+    kernels::gemm(dy, true, x, true, dW, O, I, N, true, prec, pool);
     if (db)
         pool.parallel_for(O, [&](int64_t o0, int64_t o1) {
             for (int64_t n = 0; n < N; ++n)
@@ -201,112 +178,89 @@ void rope_apply(float* x, int64_t B, int64_t T, int64_t heads, int64_t HD, int64
 }
 
 // ---- causal attention: Y = softmax(Q Kᵀ / √HD, causal) V per (sequence, head), query heads sharing KV heads in
-// groups. Each head's products run through the GEMM on contiguous per-head copies (one task per head; the GEMM inside
-// a task is single-threaded). The probabilities P are kept for the backward pass.
+// groups. One task per head (per KV head in the backward pass); the products run through the strided GEMM directly on
+// the head's columns of q, k, v, y (no copies), single-threaded inside a task, in blocks of kAttBlock query rows so that
+// the causal mask skips the blocks above the diagonal. The probabilities P are kept for the backward pass.
 namespace {
-struct HeadScratch {
-    std::vector<float> a, b, c, d, e, f, g, tt1, tt2;  // [T, HD] panels and two [T, T] matrices, kept per thread
-    ThreadPool one{1};
-    void size_for(int64_t T, int64_t HD) {
-        for (auto* v : {&a, &b, &c, &d, &e, &f, &g}) v->resize(static_cast<size_t>(T * HD));
-        for (auto* v : {&tt1, &tt2}) v->resize(static_cast<size_t>(T * T));
-    }
-};
-HeadScratch& head_scratch() {
-    thread_local HeadScratch s;
-    return s;
-}
-// dst[T, HD] ← the head's columns of src [T, stride]
-void gather(const float* src, int64_t stride, int64_t T, int64_t HD, float* dst) {
-    for (int64_t t = 0; t < T; ++t) std::memcpy(dst + t * HD, src + t * stride, static_cast<size_t>(HD) * sizeof(float));
-}
-void transpose_small(const float* a, float* t, int64_t rows, int64_t cols) {
-    for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < cols; ++c) t[c * rows + r] = a[r * cols + c];
+constexpr int64_t kAttBlock = 64;
+ThreadPool& task_pool() {  // a pool of one: the GEMM runs on the calling thread
+    thread_local ThreadPool one{1};
+    return one;
 }
 }  // namespace
 
-void attention_forward(ThreadPool& pool, const float* q, const float* k, const float* v, float* att, float* y, int64_t B, int64_t T,
-                       int64_t H, int64_t HKV, int64_t HD) {
+void attention_forward(ThreadPool& pool, Precision prec, const float* q, const float* k, const float* v, float* att, float* y, int64_t B,
+                       int64_t T, int64_t H, int64_t HKV, int64_t HD) {
     const int64_t C = H * HD, KV = HKV * HD, group = H / HKV;
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
     pool.run([&](int ith, int nth) {
-        HeadScratch& w = head_scratch();
-        w.size_for(T, HD);
+        ThreadPool& one = task_pool();
         for (int64_t task = ith; task < B * H; task += nth) {
             const int64_t b = task / H, h = task % H, kh = h / group;
-            float* Qh = w.a.data();
-            float* Kh = w.b.data();
-            float* Vt = w.c.data();
-            gather(q + b * T * C + h * HD, C, T, HD, Qh);
-            gather(k + b * T * KV + kh * HD, KV, T, HD, Kh);
-            gather(v + b * T * KV + kh * HD, KV, T, HD, w.d.data());
-            transpose_small(w.d.data(), Vt, T, HD);  // Vᵀ [HD, T]
-            float* P = att + (b * H + h) * T * T;
-            kernels::matmul(DType::F32, Kh, Qh, P, T, T, HD, w.one);  // S[t, s] = q_t · k_s
-            for (int64_t t = 0; t < T; ++t) {
-                float* p = P + t * T;
-                float mx = -INFINITY;
-                for (int64_t s2 = 0; s2 <= t; ++s2) { p[s2] *= scale; mx = std::max(mx, p[s2]); }
-                float sum = 0;
-                for (int64_t s2 = 0; s2 <= t; ++s2) { p[s2] = std::exp(p[s2] - mx); sum += p[s2]; }
-                const float inv = 1.0f / sum;
-                for (int64_t s2 = 0; s2 <= t; ++s2) p[s2] *= inv;
-                for (int64_t s2 = t + 1; s2 < T; ++s2) p[s2] = 0.0f;  // the causal mask
+            const float* Q = q + b * T * C + h * HD;    // [T, HD], rows C apart
+            const float* K = k + b * T * KV + kh * HD;  // [T, HD], rows KV apart
+            const float* V = v + b * T * KV + kh * HD;
+            float* P = att + (b * H + h) * T * T;       // [T, T]
+            float* Y = y + b * T * C + h * HD;
+            for (int64_t t0 = 0; t0 < T; t0 += kAttBlock) {
+                const int64_t t1 = std::min(T, t0 + kAttBlock);
+                kernels::gemm(Q + t0 * C, C, false, K, KV, false, P + t0 * T, T, t1 - t0, t1, HD, false, prec, one);  // S[t, s] = q_t · k_s
+                for (int64_t t = t0; t < t1; ++t) {
+                    float* p = P + t * T;
+                    float mx = -INFINITY;
+                    for (int64_t s2 = 0; s2 <= t; ++s2) { p[s2] *= scale; mx = std::max(mx, p[s2]); }
+                    const float inv = static_cast<float>(1.0 / kernels::exp_shift_sum(p, p, t + 1, mx));
+                    for (int64_t s2 = 0; s2 <= t; ++s2) p[s2] *= inv;
+                    std::fill(p + t + 1, p + T, 0.0f);  // the causal mask
+                }
+                // Y[t, i] = Σ_{s < t1} P[t, s] V[s, i]
+                kernels::gemm(P + t0 * T, T, false, V, KV, true, Y + t0 * C, C, t1 - t0, HD, t1, false, prec, one);
             }
-            float* Yh = w.e.data();
-            kernels::matmul(DType::F32, Vt, P, Yh, T, HD, T, w.one);  // Y[t, i] = Σ_s P[t, s] V[s, i]
-            for (int64_t t = 0; t < T; ++t) std::memcpy(y + (b * T + t) * C + h * HD, Yh + t * HD, static_cast<size_t>(HD) * sizeof(float));
         }
     });
 }
 
 // dP = dY Vᵀ;  dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √HD;  dQ = dS K;  dK += dSᵀ Q;  dV += Pᵀ dY.
 // One task per (sequence, KV head): the query heads of a group add into the same dK, dV.
-void attention_backward(ThreadPool& pool, const float* dy, const float* q, const float* k, const float* v, const float* att, float* dq, float* dk,
-                        float* dv, int64_t B, int64_t T, int64_t H, int64_t HKV, int64_t HD) {
+void attention_backward(ThreadPool& pool, Precision prec, const float* dy, const float* q, const float* k, const float* v, const float* att,
+                        float* dq, float* dk, float* dv, int64_t B, int64_t T, int64_t H, int64_t HKV, int64_t HD) {
     const int64_t C = H * HD, KV = HKV * HD, group = H / HKV;
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
     pool.run([&](int ith, int nth) {
-        HeadScratch& w = head_scratch();
-        w.size_for(T, HD);
-        std::vector<float> &Kh = w.a, &Vh = w.b, &Kt = w.c, &Qt = w.d, &dYh = w.e, &dYt = w.f, &out = w.g, &dS = w.tt1, &tT = w.tt2;
+        ThreadPool& one = task_pool();
+        thread_local std::vector<float> dS_store;
+        dS_store.resize(static_cast<size_t>(T * T));
+        float* dS = dS_store.data();
         for (int64_t task = ith; task < B * HKV; task += nth) {
             const int64_t b = task / HKV, kh = task % HKV;
-            gather(k + b * T * KV + kh * HD, KV, T, HD, Kh.data());
-            gather(v + b * T * KV + kh * HD, KV, T, HD, Vh.data());
-            transpose_small(Kh.data(), Kt.data(), T, HD);  // Kᵀ [HD, T]
+            const float* K = k + b * T * KV + kh * HD;
+            const float* V = v + b * T * KV + kh * HD;
+            float* dK = dk + b * T * KV + kh * HD;
+            float* dV = dv + b * T * KV + kh * HD;
             for (int64_t h = kh * group; h < (kh + 1) * group; ++h) {
                 const float* P = att + (b * H + h) * T * T;
-                gather(dy + b * T * C + h * HD, C, T, HD, dYh.data());
-                gather(q + b * T * C + h * HD, C, T, HD, out.data());
-                transpose_small(out.data(), Qt.data(), T, HD);  // Qᵀ [HD, T]
-                kernels::matmul(DType::F32, Vh.data(), dYh.data(), dS.data(), T, T, HD, w.one);  // dP[t, s] = dy_t · v_s
-                for (int64_t t = 0; t < T; ++t) {
-                    const float* p = P + t * T;
-                    float* d = dS.data() + t * T;
-                    float dot = 0;
-                    for (int64_t s2 = 0; s2 <= t; ++s2) dot += p[s2] * d[s2];
-                    for (int64_t s2 = 0; s2 <= t; ++s2) d[s2] = p[s2] * (d[s2] - dot) * scale;
-                    for (int64_t s2 = t + 1; s2 < T; ++s2) d[s2] = 0.0f;
+                const float* dY = dy + b * T * C + h * HD;
+                const float* Q = q + b * T * C + h * HD;
+                float* dQ = dq + b * T * C + h * HD;
+                for (int64_t t0 = 0; t0 < T; t0 += kAttBlock) {  // rows t of dS (columns s < t1 of them)
+                    const int64_t t1 = std::min(T, t0 + kAttBlock);
+                    kernels::gemm(dY + t0 * C, C, false, V, KV, false, dS + t0 * T, T, t1 - t0, t1, HD, false, prec, one);  // dP = dy_t · v_s
+                    for (int64_t t = t0; t < t1; ++t) {
+                        const float* p = P + t * T;
+                        float* d = dS + t * T;
+                        float dot = 0;
+                        for (int64_t s2 = 0; s2 <= t; ++s2) dot += p[s2] * d[s2];
+                        for (int64_t s2 = 0; s2 <= t; ++s2) d[s2] = p[s2] * (d[s2] - dot) * scale;
+                        std::fill(d + t + 1, d + t1, 0.0f);
+                    }
+                    // dQ[t, i] += Σ_{s < t1} dS[t, s] k_s[i]
+                    kernels::gemm(dS + t0 * T, T, false, K, KV, true, dQ + t0 * C, C, t1 - t0, HD, t1, true, prec, one);
                 }
-                kernels::matmul(DType::F32, Kt.data(), dS.data(), out.data(), T, HD, T, w.one);  // dQ[t, i] = Σ_s dS[t, s] k_s[i]
-                for (int64_t t = 0; t < T; ++t) {
-                    float* dst = dq + (b * T + t) * C + h * HD;
-                    for (int64_t i = 0; i < HD; ++i) dst[i] += out[static_cast<size_t>(t * HD + i)];
-                }
-                transpose_small(dS.data(), tT.data(), T, T);  // dSᵀ
-                kernels::matmul(DType::F32, Qt.data(), tT.data(), out.data(), T, HD, T, w.one);  // dK[s, i] = Σ_t dS[t, s] q_t[i]
-                for (int64_t s2 = 0; s2 < T; ++s2) {
-                    float* dst = dk + (b * T + s2) * KV + kh * HD;
-                    for (int64_t i = 0; i < HD; ++i) dst[i] += out[static_cast<size_t>(s2 * HD + i)];
-                }
-                transpose_small(P, tT.data(), T, T);  // Pᵀ
-                transpose_small(dYh.data(), dYt.data(), T, HD);  // dYᵀ [HD, T]
-                kernels::matmul(DType::F32, dYt.data(), tT.data(), out.data(), T, HD, T, w.one);  // dV[s, i] = Σ_t P[t, s] dy_t[i]
-                for (int64_t s2 = 0; s2 < T; ++s2) {
-                    float* dst = dv + (b * T + s2) * KV + kh * HD;
-                    for (int64_t i = 0; i < HD; ++i) dst[i] += out[static_cast<size_t>(s2 * HD + i)];
+                for (int64_t s0 = 0; s0 < T; s0 += kAttBlock) {  // rows s of dK, dV: only t ≥ s0 contribute
+                    const int64_t s1 = std::min(T, s0 + kAttBlock);
+                    // dK[s, i] += Σ_t dS[t, s] q_t[i];  dV[s, i] += Σ_t P[t, s] dy_t[i]
+                    kernels::gemm(dS + s0 * T + s0, T, true, Q + s0 * C, C, true, dK + s0 * KV, KV, s1 - s0, HD, T - s0, true, prec, one);
+                    kernels::gemm(P + s0 * T + s0, T, true, dY + s0 * C, C, true, dV + s0 * KV, KV, s1 - s0, HD, T - s0, true, prec, one);
                 }
             }
         }
@@ -477,7 +431,7 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
         if (gpt2) {
             layernorm_forward_par(pool_, x, P(Ly.norm1), P(Ly.norm1_b), ln1, a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, N, C, eps);
             a.tmp1.resize(static_cast<size_t>(N * 3 * C));
-            linear_forward(pool_, ln1, P(Ly.qkv), P(Ly.bqkv), a.tmp1.data(), N, C, 3 * C);
+            linear_forward(pool_, matmul_, ln1, P(Ly.qkv), P(Ly.bqkv), a.tmp1.data(), N, C, 3 * C);
             for (int64_t n = 0; n < N; ++n) {
                 std::memcpy(q + n * C, a.tmp1.data() + n * 3 * C, static_cast<size_t>(C) * sizeof(float));
                 std::memcpy(k + n * C, a.tmp1.data() + n * 3 * C + C, static_cast<size_t>(C) * sizeof(float));
@@ -485,43 +439,41 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
             }
         } else {
             rmsnorm_forward_par(pool_, x, P(Ly.norm1), ln1, a.ln1_rstd.data() + l * N, N, C, eps);
-            linear_forward(pool_, ln1, P(Ly.q), nullptr, q, N, C, C);
-            linear_forward(pool_, ln1, P(Ly.k), nullptr, k, N, C, KV);
-            linear_forward(pool_, ln1, P(Ly.v), nullptr, v, N, C, KV);
+            linear_forward(pool_, matmul_, ln1, P(Ly.q), nullptr, q, N, C, C);
+            linear_forward(pool_, matmul_, ln1, P(Ly.k), nullptr, k, N, C, KV);
+            linear_forward(pool_, matmul_, ln1, P(Ly.v), nullptr, v, N, C, KV);
             const bool inter = cfg_.rope_style == RopeStyle::Interleaved;
             rope_apply(q, B, T, H, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), 1.0f);
             rope_apply(k, B, T, HKV, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), 1.0f);
         }
-        attention_forward(pool_, q, k, v, att, atty, B, T, H, HKV, HD);
-        linear_forward(pool_, atty, P(Ly.o), gpt2 ? P(Ly.bo) : nullptr, xm, N, C, C);
+        attention_forward(pool_, matmul_, q, k, v, att, atty, B, T, H, HKV, HD);
+        linear_forward(pool_, matmul_, atty, P(Ly.o), gpt2 ? P(Ly.bo) : nullptr, xm, N, C, C);
         for (int64_t i = 0; i < N * C; ++i) xm[i] += x[i];
         // MLP sub-layer
         if (gpt2) {
             layernorm_forward_par(pool_, xm, P(Ly.norm2), P(Ly.norm2_b), ln2, a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, N, C, eps);
-            linear_forward(pool_, ln2, P(Ly.up), P(Ly.b_up), fa, N, C, F);
+            linear_forward(pool_, matmul_, ln2, P(Ly.up), P(Ly.b_up), fa, N, C, F);
             float* th = a.fb.data() + l * N * F;
             pool_.parallel_for(N * F, [&](int64_t b0, int64_t b1) {
-                for (int64_t i = b0; i < b1; ++i) {
-                    const float x = fa[i];
-                    th[i] = std::tanh(kGeluK * (x + 0.044715f * x * x * x));
-                    fact[i] = 0.5f * x * (1.0f + th[i]);  // GELU, tanh approximation
-                }
+                for (int64_t i = b0; i < b1; ++i) th[i] = kGeluK * (fa[i] + 0.044715f * fa[i] * fa[i] * fa[i]);
+                kernels::tanh(th + b0, th + b0, b1 - b0);
+                for (int64_t i = b0; i < b1; ++i) fact[i] = 0.5f * fa[i] * (1.0f + th[i]);  // GELU, tanh approximation
             });
         } else {
             rmsnorm_forward_par(pool_, xm, P(Ly.norm2), ln2, a.ln2_rstd.data() + l * N, N, C, eps);
             float* fb = a.fb.data() + l * N * F;
-            linear_forward(pool_, ln2, P(Ly.gate), nullptr, fa, N, C, F);
-            linear_forward(pool_, ln2, P(Ly.up), nullptr, fb, N, C, F);
+            linear_forward(pool_, matmul_, ln2, P(Ly.gate), nullptr, fa, N, C, F);
+            linear_forward(pool_, matmul_, ln2, P(Ly.up), nullptr, fb, N, C, F);
             for (int64_t i = 0; i < N * F; ++i) fact[i] = fa[i] * sigmoid(fa[i]) * fb[i];  // SwiGLU: silu(gate) ⊙ up
         }
-        linear_forward(pool_, fact, P(Ly.down), gpt2 ? P(Ly.b_down) : nullptr, xo, N, F, C);
+        linear_forward(pool_, matmul_, fact, P(Ly.down), gpt2 ? P(Ly.b_down) : nullptr, xo, N, F, C);
         for (int64_t i = 0; i < N * C; ++i) xo[i] += xm[i];
     }
     // final norm, logits, and softmax fused with cross-entropy: the logits buffer becomes the probabilities
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
     if (gpt2) layernorm_forward_par(pool_, xL, P(out_norm_), P(out_norm_b_), a.lnf.data(), a.lnf_mean.data(), a.lnf_rstd.data(), N, C, eps);
     else rmsnorm_forward_par(pool_, xL, P(out_norm_), a.lnf.data(), a.lnf_rstd.data(), N, C, eps);
-    linear_forward(pool_, a.lnf.data(), P(output_), nullptr, a.logits.data(), N, C, V);
+    linear_forward(pool_, matmul_, a.lnf.data(), P(output_), nullptr, a.logits.data(), N, C, V);
     std::vector<double> row_loss(static_cast<size_t>(N), 0.0);
     pool_.parallel_for(N, [&](int64_t n0, int64_t n1) {
         for (int64_t n = n0; n < n1; ++n) {
@@ -529,11 +481,7 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
             float mx = -INFINITY;
             for (int64_t i = 0; i < V; ++i) mx = std::max(mx, z[i]);
             const float zt = targets[n] >= 0 ? z[targets[n]] : 0.0f;
-            double sum = 0;
-            for (int64_t i = 0; i < V; ++i) {
-                z[i] = std::exp(z[i] - mx);  // unnormalised probabilities, in place
-                sum += z[i];
-            }
+            const double sum = kernels::exp_shift_sum(z, z, V, mx);  // unnormalised probabilities, in place
             const float inv = static_cast<float>(1.0 / sum);
             // −log p_target = log Σ exp(z − max) − (z_target − max)
             if (targets[n] >= 0) row_loss[static_cast<size_t>(n)] = std::log(sum) - static_cast<double>(zt - mx);
@@ -561,9 +509,6 @@ void TrainableModel::backward(float scale) {
     const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
                   HKV = cfg_.n_head_kv, HD = cfg_.head_dim();
     const bool gpt2 = cfg_.arch == Arch::GPT2;
-    auto& s1 = a.tmp1;
-    auto& s2 = a.tmp2;
-    auto& s3 = a.tmp3;
 
     // d loss / d logits = (p − onehot(target)) / (number of targets)
     const float inv = scale / static_cast<float>(n_targets_);
@@ -574,7 +519,7 @@ void TrainableModel::backward(float scale) {
         for (int64_t i = 0; i < V; ++i) z[i] *= inv;
     }
     a.dln.assign(static_cast<size_t>(N * C), 0.0f);
-    linear_backward(pool_, a.logits.data(), a.lnf.data(), P(output_), a.dln.data(), G(output_), nullptr, N, C, V, s1, s2, s3);
+    linear_backward(pool_, matmul_, a.logits.data(), a.lnf.data(), P(output_), a.dln.data(), G(output_), nullptr, N, C, V);
     a.dx.assign(static_cast<size_t>(N * C), 0.0f);  // d loss / d residual stream
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
     if (gpt2) norm_backward_par(pool_, a.dln.data(), xL, P(out_norm_), a.lnf_mean.data(), a.lnf_rstd.data(), a.dx.data(), G(out_norm_), G(out_norm_b_), N, C);
@@ -596,7 +541,7 @@ void TrainableModel::backward(float scale) {
 
         // MLP sub-layer: x_out = x_mid + down(act(ln2)); dx flows to x_mid unchanged plus through the MLP
         a.dfact.resize(static_cast<size_t>(N * F));
-        linear_backward(pool_, a.dx.data(), fact, P(Ly.down), a.dfact.data(), G(Ly.down), gpt2 ? G(Ly.b_down) : nullptr, N, F, C, s1, s2, s3, false);
+        linear_backward(pool_, matmul_, a.dx.data(), fact, P(Ly.down), a.dfact.data(), G(Ly.down), gpt2 ? G(Ly.b_down) : nullptr, N, F, C, false);
         a.dfa.resize(static_cast<size_t>(N * F));
         a.dln.assign(static_cast<size_t>(N * C), 0.0f);
         if (gpt2) {
@@ -604,7 +549,7 @@ void TrainableModel::backward(float scale) {
             pool_.parallel_for(N * F, [&](int64_t b0, int64_t b1) {
                 for (int64_t i = b0; i < b1; ++i) a.dfa[static_cast<size_t>(i)] = a.dfact[static_cast<size_t>(i)] * gelu_grad(fa[i], th[i]);
             });
-            linear_backward(pool_, a.dfa.data(), ln2, P(Ly.up), a.dln.data(), G(Ly.up), G(Ly.b_up), N, C, F, s1, s2, s3);
+            linear_backward(pool_, matmul_, a.dfa.data(), ln2, P(Ly.up), a.dln.data(), G(Ly.up), G(Ly.b_up), N, C, F);
             norm_backward_par(pool_, a.dln.data(), xm, P(Ly.norm2), a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, a.dx.data(), G(Ly.norm2),
                                G(Ly.norm2_b), N, C);
         } else {
@@ -615,18 +560,18 @@ void TrainableModel::backward(float scale) {
                 a.dfa[static_cast<size_t>(i)] = g * fb[i] * s * (1.0f + fa[i] * (1.0f - s));
                 a.dfb[static_cast<size_t>(i)] = g * fa[i] * s;
             }
-            linear_backward(pool_, a.dfa.data(), ln2, P(Ly.gate), a.dln.data(), G(Ly.gate), nullptr, N, C, F, s1, s2, s3);
-            linear_backward(pool_, a.dfb.data(), ln2, P(Ly.up), a.dln.data(), G(Ly.up), nullptr, N, C, F, s1, s2, s3);
+            linear_backward(pool_, matmul_, a.dfa.data(), ln2, P(Ly.gate), a.dln.data(), G(Ly.gate), nullptr, N, C, F);
+            linear_backward(pool_, matmul_, a.dfb.data(), ln2, P(Ly.up), a.dln.data(), G(Ly.up), nullptr, N, C, F);
             norm_backward_par(pool_, a.dln.data(), xm, P(Ly.norm2), nullptr, a.ln2_rstd.data() + l * N, a.dx.data(), G(Ly.norm2), nullptr, N, C);
         }
 
         // attention sub-layer: x_mid = x + o(attention(ln1))
         a.datty.resize(static_cast<size_t>(N * C));
-        linear_backward(pool_, a.dx.data(), atty, P(Ly.o), a.datty.data(), G(Ly.o), gpt2 ? G(Ly.bo) : nullptr, N, C, C, s1, s2, s3, false);
+        linear_backward(pool_, matmul_, a.dx.data(), atty, P(Ly.o), a.datty.data(), G(Ly.o), gpt2 ? G(Ly.bo) : nullptr, N, C, C, false);
         a.dq.assign(static_cast<size_t>(N * C), 0.0f);
         a.dk.assign(static_cast<size_t>(N * KV), 0.0f);
         a.dv.assign(static_cast<size_t>(N * KV), 0.0f);
-        attention_backward(pool_, a.datty.data(), q, k, v, att, a.dq.data(), a.dk.data(), a.dv.data(), B, T, H, HKV, HD);
+        attention_backward(pool_, matmul_, a.datty.data(), q, k, v, att, a.dq.data(), a.dk.data(), a.dv.data(), B, T, H, HKV, HD);
         a.dln.assign(static_cast<size_t>(N * C), 0.0f);
         if (gpt2) {
             a.dqkv.resize(static_cast<size_t>(N * 3 * C));
@@ -635,16 +580,16 @@ void TrainableModel::backward(float scale) {
                 std::memcpy(a.dqkv.data() + n * 3 * C + C, a.dk.data() + n * C, static_cast<size_t>(C) * sizeof(float));
                 std::memcpy(a.dqkv.data() + n * 3 * C + 2 * C, a.dv.data() + n * C, static_cast<size_t>(C) * sizeof(float));
             }
-            linear_backward(pool_, a.dqkv.data(), ln1, P(Ly.qkv), a.dln.data(), G(Ly.qkv), G(Ly.bqkv), N, C, 3 * C, s1, s2, s3);
+            linear_backward(pool_, matmul_, a.dqkv.data(), ln1, P(Ly.qkv), a.dln.data(), G(Ly.qkv), G(Ly.bqkv), N, C, 3 * C);
             norm_backward_par(pool_, a.dln.data(), x, P(Ly.norm1), a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, a.dx.data(), G(Ly.norm1),
                                G(Ly.norm1_b), N, C);
         } else {
             const bool inter = cfg_.rope_style == RopeStyle::Interleaved;
             rope_apply(a.dq.data(), B, T, H, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), -1.0f);
             rope_apply(a.dk.data(), B, T, HKV, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), -1.0f);
-            linear_backward(pool_, a.dq.data(), ln1, P(Ly.q), a.dln.data(), G(Ly.q), nullptr, N, C, C, s1, s2, s3);
-            linear_backward(pool_, a.dk.data(), ln1, P(Ly.k), a.dln.data(), G(Ly.k), nullptr, N, C, KV, s1, s2, s3);
-            linear_backward(pool_, a.dv.data(), ln1, P(Ly.v), a.dln.data(), G(Ly.v), nullptr, N, C, KV, s1, s2, s3);
+            linear_backward(pool_, matmul_, a.dq.data(), ln1, P(Ly.q), a.dln.data(), G(Ly.q), nullptr, N, C, C);
+            linear_backward(pool_, matmul_, a.dk.data(), ln1, P(Ly.k), a.dln.data(), G(Ly.k), nullptr, N, C, KV);
+            linear_backward(pool_, matmul_, a.dv.data(), ln1, P(Ly.v), a.dln.data(), G(Ly.v), nullptr, N, C, KV);
             norm_backward_par(pool_, a.dln.data(), x, P(Ly.norm1), nullptr, a.ln1_rstd.data() + l * N, a.dx.data(), G(Ly.norm1), nullptr, N, C);
         }
     }

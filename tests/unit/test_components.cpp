@@ -49,6 +49,101 @@ TEST(Kernels, MatvecAndMatmulMatchDoubleReference) {
     kernels::set_isa("avx512") || kernels::set_isa("avx2") || kernels::set_isa("scalar");
 }
 
+// The training GEMM: every layout of A and B, overwrite and accumulate, f32 and bf16, compact and strided (sub-matrix)
+// operands, sizes that leave partial tiles, panels and k chunks (K odd, K > one chunk), on every ISA. bf16 is checked
+// against the products of the bf16-rounded operands summed in double: the rounding is the only loss allowed.
+TEST(Kernels, TrainingGemmAllLayoutsAndPrecisions) {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd(0, 1);
+    ThreadPool pool(2);
+    auto rnd = [](float v) { return bf16_to_f32(f32_to_bf16(v)); };
+    int checked_native_bf16 = 0;
+    for (const char* isa : {"scalar", "avx2", "avx512"}) {
+        if (!kernels::set_isa(isa)) continue;
+        for (auto [n, rows, K] : {std::tuple<int, int, int>{1, 1, 1}, {5, 3, 7}, {13, 33, 17}, {30, 70, 1031}, {200, 40, 64}, {797, 37, 45}}) {
+            for (int pad : {0, 3}) {
+                for (int at = 0; at < 2; ++at) {
+                    for (int bt = 0; bt < 2; ++bt) {
+                        const int lda = (at ? n : K) + pad, ldb = (bt ? rows : K) + pad, ldc = rows + pad;
+                        std::vector<float> a(static_cast<size_t>((at ? K : n) * lda)), b(static_cast<size_t>((bt ? K : rows) * ldb));
+                        std::vector<float> c0(static_cast<size_t>(n * ldc));
+                        for (auto& v : a) v = nd(rng);
+                        for (auto& v : b) v = nd(rng);
+                        for (auto& v : c0) v = nd(rng);
+                        for (int acc = 0; acc < 2; ++acc) {
+                            for (auto prec : {kernels::Precision::F32, kernels::Precision::BF16}) {
+                                const bool bf = prec == kernels::Precision::BF16;
+                                checked_native_bf16 += bf && kernels::has_native_bf16();
+                                auto A = [&](int i, int k) { float v = at ? a[k * lda + i] : a[i * lda + k]; return bf ? rnd(v) : v; };
+                                auto B = [&](int r, int k) { float v = bt ? b[k * ldb + r] : b[r * ldb + k]; return bf ? rnd(v) : v; };
+                                std::vector<float> c = c0;
+                                if (pad == 0) kernels::gemm(a.data(), at, b.data(), bt, c.data(), n, rows, K, acc, prec, pool);
+                                else kernels::gemm(a.data(), lda, at, b.data(), ldb, bt, c.data(), ldc, n, rows, K, acc, prec, pool);
+                                for (int i = 0; i < n; ++i) {
+                                    for (int r = 0; r < ldc; ++r) {
+                                        if (r >= rows) {  // the padding between rows of C is never written
+                                            ASSERT_EQ(c[i * ldc + r], c0[i * ldc + r]);
+                                            continue;
+                                        }
+                                        double ref = acc ? c0[i * ldc + r] : 0.0, mag = std::fabs(ref);
+                                        for (int k = 0; k < K; ++k) {
+                                            ref += static_cast<double>(A(i, k)) * B(r, k);
+                                            mag += std::fabs(static_cast<double>(A(i, k)) * B(r, k));
+                                        }
+                                        ASSERT_NEAR(c[i * ldc + r], ref, 2e-6 * mag + 1e-6)
+                                            << isa << " " << kernels::precision_name(prec) << " n=" << n << " rows=" << rows << " K=" << K
+                                            << " a_t=" << at << " b_t=" << bt << " acc=" << acc << " pad=" << pad << " at " << i << "," << r;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    kernels::set_isa("avx512") || kernels::set_isa("avx2") || kernels::set_isa("scalar");
+    if (kernels::has_native_bf16()) {
+        EXPECT_GT(checked_native_bf16, 0);
+    }
+}
+
+// The vectorised tanh (GELU's) and softmax exp against double, on every ISA, across the range and at odd lengths.
+TEST(Kernels, TanhAndExpMatchStd) {
+    std::vector<float> x;
+    for (float v = -20.0f; v <= 20.0f; v += 0.00137f) x.push_back(v);
+    for (float v : {0.0f, -0.0f, 1e-30f, -1e-8f, 1e-4f, 88.0f, -100.0f, 1e30f, -1e30f}) x.push_back(v);
+    for (const char* isa : {"scalar", "avx2", "avx512"}) {
+        if (!kernels::set_isa(isa)) continue;
+        for (size_t len : {x.size(), size_t{1}, size_t{7}, size_t{17}}) {
+            std::vector<float> y(len, 5.0f);
+            kernels::tanh(x.data(), y.data(), static_cast<int64_t>(len));
+            double worst = 0;
+            for (size_t i = 0; i < len; ++i) worst = std::max(worst, std::fabs(y[i] - std::tanh(static_cast<double>(x[i]))));
+            EXPECT_LT(worst, 1.2e-7) << isa << " len " << len;
+        }
+        // softmax numerators: exp(x − max) and their sum, relative error against double
+        for (size_t len : {x.size(), size_t{1}, size_t{5}, size_t{33}}) {
+            std::vector<float> y(len, 5.0f);
+            float mx = -INFINITY;
+            for (size_t i = 0; i < len; ++i) mx = std::max(mx, std::min(x[i], 50.0f));
+            std::vector<float> xs(x.begin(), x.begin() + static_cast<long>(len));
+            for (auto& v : xs) v = std::min(v, 50.0f);
+            const double sum = kernels::exp_shift_sum(xs.data(), y.data(), static_cast<int64_t>(len), mx);
+            double ref_sum = 0, worst_rel = 0;
+            for (size_t i = 0; i < len; ++i) {
+                const double ref = std::exp(static_cast<double>(xs[i] - mx));  // the argument rounded to float, as both compute it
+                ref_sum += ref;
+                if (ref > 1e-30) worst_rel = std::max(worst_rel, std::fabs(y[i] - ref) / ref);
+                else EXPECT_LT(y[i], 1e-30);
+            }
+            EXPECT_LT(worst_rel, 3e-7) << isa;
+            EXPECT_NEAR(sum, ref_sum, 1e-6 * ref_sum) << isa;
+        }
+    }
+    kernels::set_isa("avx512") || kernels::set_isa("avx2") || kernels::set_isa("scalar");
+}
+
 TEST(Utf8, StreamNeverSplitsACharacter) {
     const std::string text = "héllo 你好 🐶!";
     Utf8Stream s;
