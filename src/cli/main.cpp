@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
     add_pretrain(app);
     add_logits(app);
     add_bench(app);
+    add_chat_template(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,88 @@
+// llmforge chat-template render -t TEMPLATE --messages JSON [--add-generation-prompt] [--context JSON]
+// Renders a chat template (a .jinja file, a tokenizer_config.json's chat_template, or a GGUF's tokenizer.chat_template)
+// as transformers' apply_chat_template(tokenize=False) does, and prints the text.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli/common.h"
+#include "llmforge/error.h"
+#include "llmforge/gguf.h"
+#include "llmforge/jinja.h"
+#include "llmforge/mmap_file.h"
+
+namespace llmforge::cli {
+
+namespace {
+
+// JSON given inline or, with a leading @, read from a file
+nlohmann::ordered_json json_arg(const std::string& s, const char* what) {
+    std::string text = s;
+    if (!s.empty() && s[0] == '@') {
+        if (!file_exists(s.substr(1))) throw_bad_input("%s: file '%s' does not exist", what, s.substr(1).c_str());
+        text = read_text_file(s.substr(1));
+    }
+    try {
+        return nlohmann::ordered_json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+        throw_bad_input("%s is not valid JSON: %s", what, e.what());
+    }
+}
+
+}  // namespace
+
+std::string load_chat_template(const std::string& path) {
+    if (!file_exists(path)) throw_bad_input("chat template '%s' does not exist", path.c_str());
+    if (gguf::has_magic(path)) {
+        const gguf::File f = gguf::read(path);
+        const std::string t = f.meta.get_string("tokenizer.chat_template", "");
+        if (t.empty()) throw_bad_input("'%s' has no tokenizer.chat_template", path.c_str());
+        return t;
+    }
+    const std::string text = read_text_file(path);
+    if (path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0) {
+        nlohmann::json j;
+        try {
+            j = nlohmann::json::parse(text);
+        } catch (const nlohmann::json::exception& e) {
+            throw_bad_input("'%s' is not valid JSON: %s", path.c_str(), e.what());
+        }
+        if (!j.contains("chat_template")) throw_bad_input("'%s' has no chat_template", path.c_str());
+        const auto& t = j["chat_template"];
+        if (t.is_string()) return t.get<std::string>();
+        if (t.is_array())  // named templates: [{"name": "default", "template": "..."}, ...]
+            for (const auto& e : t)
+                if (e.value("name", "") == "default") return e.value("template", "");
+        throw_bad_input("'%s': chat_template is neither a string nor a list with a \"default\" entry", path.c_str());
+    }
+    return text;
+}
+
+void add_chat_template(CLI::App& app) {
+    auto* cmd = app.add_subcommand("chat-template", "Render chat templates (Jinja) as Hugging Face transformers does");
+    cmd->require_subcommand(1);
+    auto* render = cmd->add_subcommand("render", "Render a conversation with a chat template and print the text");
+    struct Opts {
+        std::string tpl, messages, context = "{}";
+        bool gen = false, json = false;
+    };
+    auto o = std::make_shared<Opts>();
+    render->add_option("-t,--template", o->tpl, "a .jinja file, tokenizer_config.json, or GGUF model")->required();
+    render->add_option("--messages", o->messages, "the conversation as JSON (OpenAI messages), or @FILE")->required();
+    render->add_flag("--add-generation-prompt", o->gen, "end with the header of an assistant turn");
+    render->add_option("--context", o->context, "more template variables as a JSON object (tools, bos_token, …), or @FILE");
+    render->add_flag("--json", o->json, "print {\"text\": ...}");
+    render->callback([o] {
+        const jinja::Template tpl(load_chat_template(o->tpl));
+        nlohmann::ordered_json ctx = json_arg(o->context, "--context");
+        if (!ctx.is_object()) throw_bad_input("--context must be a JSON object");
+        ctx["messages"] = json_arg(o->messages, "--messages");
+        if (!ctx.contains("tools")) ctx["tools"] = nullptr;
+        if (!ctx.contains("documents")) ctx["documents"] = nullptr;
+        ctx["add_generation_prompt"] = o->gen;
+        const std::string text = tpl.render(ctx);
+        if (o->json) std::printf("%s\n", nlohmann::json({{"text", text}}).dump().c_str());
+        else std::fwrite(text.data(), 1, text.size(), stdout);
+    });
+}
+
+}  // namespace llmforge::cli

@@ -1,0 +1,153 @@
+// Chat templates: the Jinja interpreter against transformers' renderings of real templates (golden), and its
+// semantics on small templates whose expected output follows from the Jinja/Python rules they exercise.
+#include <gtest/gtest.h>
+
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "llmforge/error.h"
+#include "llmforge/jinja.h"
+#include "test_util.h"
+
+using namespace llmforge;
+using json = nlohmann::ordered_json;
+
+namespace {
+
+std::string render(const std::string& tpl, const json& ctx = json::object()) { return jinja::Template(tpl).render(ctx); }
+
+// The golden renderings were made on 2026-11-28 (Llama 3.2's template prints strftime_now("%d %b %Y")): the clock is
+// pinned to that day.
+std::time_t golden_day() {
+    std::tm tm{};
+    tm.tm_year = 2026 - 1900;
+    tm.tm_mon = 10;
+    tm.tm_mday = 28;
+    tm.tm_hour = 12;
+    return std::mktime(&tm);
+}
+
+}  // namespace
+
+// Every template in golden/chat-templates renders exactly as transformers did (apply_chat_template with
+// add_generation_prompt true and false, no bos/eos tokens, tools=None, documents=None), or fails where it failed.
+TEST(ChatTemplate, GoldenRenderingsMatchTransformers) {
+    const std::string dir = test::golden_dir() + "/chat-templates/";
+    if (!file_exists(dir + "rendered.json")) GTEST_SKIP() << "golden chat templates not found at " << dir << " (set LLMFORGE_GOLDEN)";
+    const json golden = json::parse(test::read_file(dir + "rendered.json"));
+    const json messages = json::parse(R"([{"role": "user", "content": "什么是大型语言模型？"}])");
+    int checked = 0, errors = 0;
+    for (auto it = golden.begin(); it != golden.end(); ++it) {
+        if (it.key() == "_about") continue;
+        jinja::Options opt;
+        opt.now = golden_day;
+        const jinja::Template tpl(test::read_file(dir + it.key() + ".jinja"), opt);
+        for (const bool gen : {true, false}) {
+            const json& want = it.value().at(std::string("conv0|gen=") + (gen ? "True" : "False"));
+            json ctx = {{"messages", messages}, {"tools", nullptr}, {"documents", nullptr}, {"add_generation_prompt", gen}};
+            if (want.is_object()) {  // transformers raised: so must we, with the same error class and message
+                const std::string e = want.at("error").get<std::string>();  // e.g. TypeError("'NoneType' object is not iterable")
+                const size_t paren = e.find('(');
+                const std::string expect = e.substr(0, paren) + ": " + e.substr(paren + 2, e.size() - paren - 4);
+                try {
+                    tpl.render(ctx);
+                    ADD_FAILURE() << it.key() << " gen=" << gen << " rendered, transformers raised " << e;
+                } catch (const Error& err) {
+                    EXPECT_NE(std::string(err.what()).find(expect), std::string::npos) << it.key() << ": " << err.what() << " vs " << expect;
+                }
+                ++errors;
+            } else {
+                std::string got;
+                EXPECT_NO_THROW(got = tpl.render(ctx)) << it.key();
+                EXPECT_EQ(got, want.get<std::string>()) << it.key() << " gen=" << gen;
+            }
+            ++checked;
+        }
+    }
+    EXPECT_EQ(checked, 36);
+    EXPECT_GT(errors, 0);
+}
+
+// Whitespace control as transformers configures Jinja: trim_blocks drops the newline after a block tag,
+// lstrip_blocks drops the indentation before one, "-" strips all whitespace on its side, "+" keeps the indentation.
+TEST(ChatTemplate, WhitespaceControl) {
+    EXPECT_EQ(render("{% if true %}\nyes\n{% endif %}\nend"), "yes\nend");
+    EXPECT_EQ(render("  {% if true %}x{% endif %}"), "x");
+    EXPECT_EQ(render("a  {% if true %}x{% endif %}"), "a  x");  // not at the start of a line: kept
+    EXPECT_EQ(render("a\n    {%+ if true %}x{% endif %}"), "a\n    x");
+    EXPECT_EQ(render("a   \n  {{- 'b' -}}  \n c"), "abc");
+    EXPECT_EQ(render("{{ 'v' }}\nx"), "v\nx");  // trim_blocks does not apply to {{ }}
+    EXPECT_EQ(render("{# note #}\nx"), "x");
+    EXPECT_EQ(render("{% raw %}{{ not parsed }}{% endraw %}"), "{{ not parsed }}");
+}
+
+// Python semantics of values: str(), repr() in containers, tojson as transformers defines it (ensure_ascii=False),
+// slicing, arithmetic, comparisons, Undefined.
+TEST(ChatTemplate, PythonValueSemantics) {
+    EXPECT_EQ(render("{{ 1 }} {{ 1.0 }} {{ 2.5e-7 }} {{ 1e16 }} {{ true }} {{ none }} {{ [1, 'a', none] }} {{ {'k': \"it's\"} }}"),
+              "1 1.0 2.5e-07 1e+16 True None [1, 'a', None] {'k': \"it's\"}");
+    EXPECT_EQ(render("{{ x | tojson }}", {{"x", {{"b", "é\n"}, {"a", {1, 2.5, true, nullptr}}}}}),
+              "{\"b\": \"é\\n\", \"a\": [1, 2.5, true, null]}");
+    EXPECT_EQ(render("{{ x | tojson(separators=(',', ':'), sort_keys=true) }}", {{"x", {{"b", 1}, {"a", {1, 2}}}}}), "{\"a\":[1,2],\"b\":1}");
+    EXPECT_EQ(render("{{ x | tojson(indent=2) }}", {{"x", {{"a", {1, 2}}, {"e", json::object()}}}}),
+              "{\n  \"a\": [\n    1,\n    2\n  ],\n  \"e\": {}\n}");
+    EXPECT_EQ(render("{{ 'héllo'[1:3] }} {{ [1,2,3,4][::-1] }} {{ 'abc'[-1] }} {{ [1,2,3][5] }}|"), "él [4, 3, 2, 1] c |");
+    EXPECT_EQ(render("{{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ -7 % 3 }} {{ 7 / 2 }} {{ 2 ** 10 }} {{ 'a' ~ 1 }} {{ 'ab' * 2 }}"),
+              "3 -4 1 2 3.5 1024 a1 abab");
+    EXPECT_EQ(render("{{ 1 < 2 < 3 }} {{ 'b' in 'abc' }} {{ 3 not in [1, 2] }} {{ 1 == 1.0 }} {{ true == 1 }}"), "True True True True True");
+    EXPECT_EQ(render("{{ x }}|{{ x is defined }}|{{ x | default('d') }}|{{ x | length }}|{% for i in x %}no{% endfor %}"), "|False|d|0|");
+    EXPECT_THROW(render("{{ x + 'a' }}"), Error);  // an operation on Undefined raises
+    EXPECT_THROW(render("{{ x.y }}"), Error);
+    EXPECT_THROW(render("{% for t in x %}{% endfor %}", {{"x", nullptr}}), Error);  // 'NoneType' object is not iterable
+    EXPECT_THROW(render("{{ 'a' + 1 }}"), Error);
+    EXPECT_EQ(render("{{ d.missing is defined }} {{ d.k }} {{ d['k'] }} {{ d.get('z', 5) }} {{ d.get('z') }}", {{"d", {{"k", 1}}}}),
+              "False 1 1 5 None");
+}
+
+TEST(ChatTemplate, StatementsLoopsAndScoping) {
+    EXPECT_EQ(render("{% for x in [1,2,3] %}{{ loop.index }}{{ loop.first }}{{ loop.last }}{{ loop.length }},{% endfor %}"),
+              "1TrueFalse3,2FalseFalse3,3FalseTrue3,");
+    EXPECT_EQ(render("{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}", {{"d", {{"b", 1}, {"a", 2}}}}), "b=1;a=2;");
+    EXPECT_EQ(render("{% for x in [1,2,3,4] if x is even %}{{ x }}{{ loop.index }}{% else %}none{% endfor %}"), "2142");
+    EXPECT_EQ(render("{% for x in [] %}a{% else %}empty{% endfor %}"), "empty");
+    EXPECT_EQ(render("{% for x in [1,2,3,4] %}{% if x == 2 %}{% continue %}{% endif %}{% if x == 4 %}{% break %}{% endif %}{{ x }}{% endfor %}"), "13");
+    // a set inside a loop does not leak out of it; a namespace carries state out
+    EXPECT_EQ(render("{% set n = 0 %}{% for x in [1,2] %}{% set n = n + x %}{% endfor %}{{ n }}"), "0");
+    EXPECT_EQ(render("{% set ns = namespace(n=0) %}{% for x in [1,2] %}{% set ns.n = ns.n + x %}{% endfor %}{{ ns.n }}"), "3");
+    EXPECT_EQ(render("{% if false %}a{% elif 0 %}b{% elif 'x' %}c{% else %}d{% endif %}"), "c");
+    EXPECT_EQ(render("{% macro m(a, b='B') %}[{{ a }}{{ b }}]{% endmacro %}{{ m(1) }}{{ m(2, b=3) }}"), "[1B][23]");
+    EXPECT_EQ(render("{% set t %}  Hi {{ 1 }} {% endset %}{{ t | trim }}!"), "Hi 1!");
+    EXPECT_EQ(render("{% filter upper %}abc{% endfilter %}"), "ABC");
+    EXPECT_EQ(render("{% set a, b = 1, 2 %}{{ b }}{{ a }}"), "21");
+    EXPECT_EQ(render("{{ 'yes' if x else 'no' }}", {{"x", json::array()}}), "no");
+    EXPECT_THROW(render("{{ raise_exception('bad role') }}"), Error);
+    EXPECT_THROW(render("{% if x %}"), Error);      // missing endif: a syntax error
+    EXPECT_THROW(render("{{ 1 + }}"), Error);
+    EXPECT_THROW(render("{% frobnicate %}"), Error);
+}
+
+TEST(ChatTemplate, FiltersTestsAndMethods) {
+    EXPECT_EQ(render("{{ '  a b  ' | trim }}|{{ ' x '.strip() }}|{{ 'a,b,,c'.split(',') }}|{{ ' a  b '.split() }}|{{ 'xxhixx'.strip('x') }}"),
+              "a b|x|['a', 'b', '', 'c']|['a', 'b']|hi");
+    EXPECT_EQ(render("{{ 'Hello'.startswith('He') }} {{ 'Hello'.endswith(('x', 'lo')) }} {{ 'hello world'.title() }} {{ 'ABC' | lower }}"),
+              "True True Hello World abc");
+    EXPECT_EQ(render("{{ [3, 1, 2] | sort | join(', ') }} {{ ['a', 'b'] | map('upper') | list }} {{ xs | map(attribute='n') | join }}",
+                     {{"xs", {{{"n", 1}}, {{"n", 2}}}}}),
+              "1, 2, 3 ['A', 'B'] 12");
+    EXPECT_EQ(render("{{ xs | selectattr('t', 'equalto', 'f') | map(attribute='n') | join }}{{ xs | rejectattr('t') | list | length }}",
+                     {{"xs", {{{"t", "f"}, {"n", 1}}, {{"t", "g"}, {"n", 2}}, {{"n", 3}}}}}),
+              "11");
+    // map/select/reject return generators, as in Jinja: no len(), no JSON, but iterable (and None gives nothing)
+    EXPECT_THROW(render("{{ [1] | select | length }}"), Error);
+    EXPECT_THROW(render("{{ [1] | map('string') | tojson }}"), Error);
+    EXPECT_EQ(render("{{ none | selectattr('x') | list }}"), "[]");
+    EXPECT_EQ(render("{{ 'a\nb\n\nc' | indent(2) }}|{{ 'x' | indent(2, true) }}"), "a\n  b\n\n  c|  x");
+    EXPECT_EQ(render("{{ [1, 2, 1] | unique | list }} {{ [1, 2] | first }} {{ [1, 2] | last }} {{ '5' | int + 1 }} {{ 2 | float }}"),
+              "[1, 2] 1 2 6 2.0");
+    EXPECT_EQ(render("{{ x is string }} {{ x is mapping }} {{ d is mapping }} {{ l is iterable }} {{ 4 is divisibleby(2) }} {{ none is none }}",
+                     {{"x", "s"}, {"d", json::object()}, {"l", json::array()}}),
+              "True False True True True True");
+    EXPECT_EQ(render("{{ range(3) | list }} {{ range(1, 7, 2) | list }} {{ 'a-b'.replace('-', '+') }} {{ 'abc' | reverse }}"),
+              "[0, 1, 2] [1, 3, 5] a+b cba");
+    EXPECT_EQ(render("{{ 'x' ~ ('%s-%d' % ('a', 3)) }}"), "xa-3");
+}
