@@ -73,15 +73,34 @@ void write_token_shard(const std::string& path, const std::vector<int32_t>& toke
 
 // Batches of B windows of T+1 tokens (inputs and next-token targets) from the shards of one split, in an order
 // shuffled by (seed, epoch); position() is where the next batch starts, so a run can resume exactly there.
-class DataLoader {
+// Where a stream of batches stands: epoch and batch index within it (saved in checkpoints).
+struct DataPosition { uint64_t epoch = 0, index = 0; };
+
+// A stream of training batches: B rows of T token ids and next-token targets (target < 0: not in the loss). T may vary
+// from batch to batch (next() returns it); the trainer runs on whatever T it gets, up to the model's context.
+class BatchSource {
+public:
+    virtual ~BatchSource() = default;
+    virtual int64_t next(std::vector<int32_t>& inputs, std::vector<int32_t>& targets) = 0;  // returns T; [B*T] each
+    virtual DataPosition position() const = 0;
+    virtual void seek(DataPosition p) = 0;
+    virtual uint64_t windows() const = 0;  // batches (validation: rows) available in one pass
+    virtual uint64_t tokens() const = 0;   // tokens in the split
+};
+
+class DataLoader : public BatchSource {
 public:
     DataLoader(const std::string& dir, const std::string& split, int64_t B, int64_t T, uint64_t seed, bool shuffle = true);
-    void next(std::vector<int32_t>& inputs, std::vector<int32_t>& targets);  // [B*T] each
-    struct Position { uint64_t epoch = 0, index = 0; };
-    Position position() const { return pos_; }
-    void seek(Position p);
-    uint64_t windows() const { return n_windows_; }
-    uint64_t tokens() const { return total_; }
+    void next_batch(std::vector<int32_t>& inputs, std::vector<int32_t>& targets);  // [B*T] each
+    int64_t next(std::vector<int32_t>& inputs, std::vector<int32_t>& targets) override {
+        next_batch(inputs, targets);
+        return T_;
+    }
+    using Position = DataPosition;
+    Position position() const override { return pos_; }
+    void seek(Position p) override;
+    uint64_t windows() const override { return n_windows_; }
+    uint64_t tokens() const override { return total_; }
 
 private:
     void shuffle_epoch();

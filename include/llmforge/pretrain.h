@@ -5,8 +5,12 @@
 // metrics.jsonl (one line per step; validation lines carry "val_loss"), loss.svg, samples.txt, and model.gguf at the end.
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
+#include "llmforge/data.h"
 #include "llmforge/model.h"
 
 namespace llmforge {
@@ -38,7 +42,40 @@ struct PretrainResult {
 // kept). SIGINT/SIGTERM save a checkpoint and return with interrupted = true.
 PretrainResult pretrain(const PretrainOptions& opts);
 
+// What a training run needs besides its options: the vocabulary, the model's shape and starting weights, and the
+// batches. pretrain() fills it from prepared token shards; sft() from conversations.
+struct TrainSetup {
+    std::string what = "pretraining";
+    Vocab vocab;
+    ModelConfig cfg;
+    std::function<Model()> init;                  // starting weights (not called when resuming)
+    std::unique_ptr<BatchSource> train, val;      // val: batches of one row (may be null)
+    std::function<std::string(const Vocab&, const std::string& prompt)> sample_text;  // text samples start from (null: none)
+    nlohmann::json hparams_extra = nlohmann::json::object();  // recorded in state.json
+};
+// The training loop shared by pre-training and fine-tuning (progress, metrics, checkpoints, resume, signals, MPI).
+PretrainResult run_training(const PretrainOptions& opts, TrainSetup& setup);
+
 // Writes an SVG line plot of training and validation loss from OUT/metrics.jsonl.
 void write_loss_svg(const std::string& metrics_path, const std::string& svg_path);
+
+}  // namespace llmforge
+
+namespace llmforge {
+
+// Supervised fine-tuning on conversations (the article's second stage): the loss covers the assistant turns only.
+struct SftOptions {
+    PretrainOptions train;           // steps (0: from epochs), batch size, seq_len (0: the model's context), optimiser, …
+    std::string model_path, data_path, val_path, template_path;
+    double epochs = 1.0;             // used when train.steps == 0
+    double val_fraction = 0.05;      // held out from data_path when no val_path (at least one conversation)
+    bool skip_bad = true;            // --on-bad-example skip|fail
+};
+struct SftReport {
+    int64_t examples = 0, val_examples = 0, skipped = 0, tokens = 0, trained_tokens = 0;
+    double fill = 0;                 // share of batch positions holding real tokens (the rest is padding)
+    PretrainResult result;
+};
+SftReport sft(SftOptions opts);
 
 }  // namespace llmforge

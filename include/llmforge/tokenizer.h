@@ -28,6 +28,7 @@ public:
     std::vector<TokenType> types;
     int32_t bos = 1, eos = 2, unk = 0;
     bool add_bos = true, add_eos = false, add_space_prefix = true;
+    std::string chat_template;            // Jinja (tokenizer.chat_template in GGUF); empty: none given
 
     int32_t size() const { return static_cast<int32_t>(pieces.size()); }
     // Builds the lookup tables; call after filling the fields. Throws a bad-input Error if inconsistent.

@@ -5,7 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "llmforge/chat.h"
 #include "llmforge/error.h"
+#include "llmforge/model.h"
 #include "llmforge/gguf.h"
 #include "llmforge/jinja.h"
 #include "llmforge/mmap_file.h"
@@ -57,6 +59,8 @@ std::string load_chat_template(const std::string& path) {
     return text;
 }
 
+void add_chat_template_encode(CLI::App* cmd);
+
 void add_chat_template(CLI::App& app) {
     auto* cmd = app.add_subcommand("chat-template", "Render chat templates (Jinja) as Hugging Face transformers does");
     cmd->require_subcommand(1);
@@ -82,6 +86,31 @@ void add_chat_template(CLI::App& app) {
         const std::string text = tpl.render(ctx);
         if (o->json) std::printf("%s\n", nlohmann::json({{"text", text}}).dump().c_str());
         else std::fwrite(text.data(), 1, text.size(), stdout);
+    });
+    add_chat_template_encode(cmd);
+}
+
+
+void add_chat_template_encode(CLI::App* cmd) {
+    auto* enc = cmd->add_subcommand("encode", "Token ids of a conversation and the assistant-only training mask (as sft sees it)");
+    struct Opts {
+        std::string model, tpl, messages;
+    };
+    auto o = std::make_shared<Opts>();
+    enc->add_option("-m,--model", o->model, "model whose tokenizer (and chat template) to use")->required();
+    enc->add_option("-t,--template", o->tpl, "chat template to use instead of the model's (default: the model's, else ChatML)");
+    enc->add_option("--messages", o->messages, "the conversation as JSON (OpenAI messages), or @FILE")->required();
+    enc->callback([o] {
+        LoadOptions lo;
+        lo.require_tokenizer = true;
+        const Model m = load_model(o->model, lo);  // memory-mapped: the weights are not read
+        if (!m.vocab) throw_bad_input("'%s' has no tokenizer", o->model.c_str());
+        const ChatFormat fmt(*m.vocab, o->tpl.empty() ? std::string() : load_chat_template(o->tpl));
+        const ChatTokens t = fmt.encode_for_training(json_arg(o->messages, "--messages"));
+        nlohmann::json pieces = nlohmann::json::array();
+        for (int32_t id : t.ids) pieces.push_back(m.vocab->token_to_piece(id, true));
+        const nlohmann::json out = {{"ids", t.ids}, {"trained", t.trained}, {"n_trained", t.n_trained}, {"pieces", pieces}};
+        std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     });
 }
 

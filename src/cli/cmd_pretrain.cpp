@@ -44,22 +44,8 @@ void add_prepare(CLI::App& app) {
     });
 }
 
-void add_pretrain(CLI::App& app) {
-    auto* cmd = app.add_subcommand("pretrain", "Pre-train a model by next-token prediction on prepared shards");
-    auto o = std::make_shared<PretrainOptions>();
-    struct Extra {
-        std::string preset, config;
-        int64_t layers = 0, d_model = 0, heads = 0, kv_heads = 0, d_ff = 0;
-    };
-    auto x = std::make_shared<Extra>();
-    cmd->add_option("--preset", x->preset, "model preset (llmforge info --preset NAME); sizes can be overridden below");
-    cmd->add_option("--config", x->config, "model config as JSON: Hugging Face config.json fields (GPT-2 or LLaMA)");
-    cmd->add_option("--layers", x->layers, "number of blocks");
-    cmd->add_option("--d-model", x->d_model, "model width");
-    cmd->add_option("--heads", x->heads, "attention heads");
-    cmd->add_option("--kv-heads", x->kv_heads, "key/value heads (LLaMA; grouped-query attention)");
-    cmd->add_option("--d-ff", x->d_ff, "MLP width");
-    cmd->add_option("--data", o->data_dir, "directory written by llmforge prepare")->required();
+// The options every training command shares (loop, optimiser, schedule, checkpoints).
+void add_training_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions>& o) {
     cmd->add_option("-o,--output", o->out_dir, "run directory: checkpoints, metrics, plot, samples")->required();
     cmd->add_option("--steps", o->steps, "optimizer steps");
     cmd->add_option("--batch-size", o->batch_size, "sequences per micro-batch");
@@ -81,6 +67,25 @@ void add_pretrain(CLI::App& app) {
     cmd->add_option("-t,--threads", o->n_threads, "threads");
     cmd->add_flag("--resume", o->resume, "continue from OUT/checkpoint");
     cmd->add_flag("-q,--quiet", [o](int64_t) { o->progress = false; }, "no progress line");
+}
+
+void add_pretrain(CLI::App& app) {
+    auto* cmd = app.add_subcommand("pretrain", "Pre-train a model by next-token prediction on prepared shards");
+    auto o = std::make_shared<PretrainOptions>();
+    struct Extra {
+        std::string preset, config;
+        int64_t layers = 0, d_model = 0, heads = 0, kv_heads = 0, d_ff = 0;
+    };
+    auto x = std::make_shared<Extra>();
+    cmd->add_option("--preset", x->preset, "model preset (llmforge info --preset NAME); sizes can be overridden below");
+    cmd->add_option("--config", x->config, "model config as JSON: Hugging Face config.json fields (GPT-2 or LLaMA)");
+    cmd->add_option("--layers", x->layers, "number of blocks");
+    cmd->add_option("--d-model", x->d_model, "model width");
+    cmd->add_option("--heads", x->heads, "attention heads");
+    cmd->add_option("--kv-heads", x->kv_heads, "key/value heads (LLaMA; grouped-query attention)");
+    cmd->add_option("--d-ff", x->d_ff, "MLP width");
+    cmd->add_option("--data", o->data_dir, "directory written by llmforge prepare")->required();
+    add_training_options(cmd, o);
     cmd->callback([o, x] {
         if (x->preset.empty() == x->config.empty()) throw_bad_input("pretrain: give exactly one of --preset or --config");
         ModelConfig c;
@@ -104,6 +109,41 @@ void add_pretrain(CLI::App& app) {
             std::printf("%s after %lld steps: train loss %.4f%s\n", r.interrupted ? "interrupted" : "done", static_cast<long long>(r.steps_done), r.last_loss,
                     r.last_val_loss >= 0 ? (", validation loss " + std::to_string(r.last_val_loss)).c_str() : "");
         if (r.interrupted) throw Error(ErrorKind::Runtime, "interrupted (checkpoint saved)");
+    });
+}
+
+void add_sft(CLI::App& app) {
+    auto* cmd = app.add_subcommand("sft", "Supervised fine-tuning on conversations (JSONL, OpenAI messages); the loss covers assistant turns only");
+    auto o = std::make_shared<PretrainOptions>();
+    auto x = std::make_shared<SftOptions>();
+    auto bad = std::make_shared<std::string>("skip");
+    o->steps = 0;        // from --epochs unless given
+    o->seq_len = 0;      // the model's context
+    o->lr = 1e-4f;
+    o->min_lr = 1e-5f;
+    o->warmup = 10;
+    o->weight_decay = 0.0f;
+    o->eval_every = 50;
+    o->save_every = 100;
+    cmd->add_option("-m,--model", x->model_path, "the model to tune (GGUF, safetensors dir, llama2.c .bin)")->required();
+    cmd->add_option("--data", x->data_path, "conversations: one {\"messages\": [...]} per line")->required();
+    cmd->add_option("--val", x->val_path, "held-out conversations (default: --val-fraction of --data)");
+    cmd->add_option("--val-fraction", x->val_fraction, "share of --data held out for validation when no --val (default 0.05)")->check(CLI::Range(0.0, 0.5));
+    cmd->add_option("--template", x->template_path, "chat template (Jinja) to use and store with the model (default: the model's, else ChatML)");
+    cmd->add_option("--epochs", x->epochs, "passes over the data when --steps is not given (default 1)");
+    cmd->add_option("--on-bad-example", *bad, "skip (default: count and report them) or fail (stop at the first, with file and line)")
+        ->check(CLI::IsMember({"skip", "fail"}));
+    add_training_options(cmd, o);
+    cmd->callback([o, x, bad] {
+        x->train = *o;
+        x->skip_bad = *bad == "skip";
+        const SftReport r = sft(*x);
+        if (world().rank() == 0)
+            std::printf("%s after %lld steps: train loss %.4f%s; %lld conversations (%lld skipped), %.0f%% of batch positions were tokens\n",
+                        r.result.interrupted ? "interrupted" : "done", static_cast<long long>(r.result.steps_done), r.result.last_loss,
+                        r.result.last_val_loss >= 0 ? (", validation loss " + std::to_string(r.result.last_val_loss)).c_str() : "",
+                        static_cast<long long>(r.examples), static_cast<long long>(r.skipped), 100 * r.fill);
+        if (r.result.interrupted) throw Error(ErrorKind::Runtime, "interrupted (checkpoint saved)");
     });
 }
 

@@ -19,6 +19,7 @@ void add_pretrain(CLI::App& app);
 void add_logits(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_chat_template(CLI::App& app);
+void add_sft(CLI::App& app);
 // A chat template from a .jinja file, tokenizer_config.json (chat_template) or GGUF (tokenizer.chat_template).
 std::string load_chat_template(const std::string& path);
 

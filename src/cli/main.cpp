@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
     add_logits(app);
     add_bench(app);
     add_chat_template(app);
+    add_sft(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

@@ -238,6 +238,7 @@ Vocab Vocab::from_gguf(const gguf::Metadata& meta, const std::string& path) {
         b.add_bos = meta.get_bool("tokenizer.ggml.add_bos_token", false);
         b.add_eos = meta.get_bool("tokenizer.ggml.add_eos_token", false);
         b.pre = meta.get_string("tokenizer.ggml.pre", "");
+        b.chat_template = meta.get_string("tokenizer.chat_template", "");
         if (const gguf::Value* ty = meta.find("tokenizer.ggml.token_type"))
             for (size_t i = 0; i < ty->arr_i.size() && i < b.types.size(); ++i)
                 b.types[i] = (ty->arr_i[i] >= 0 && ty->arr_i[i] <= 6) ? static_cast<TokenType>(ty->arr_i[i]) : TokenType::Normal;
@@ -266,6 +267,7 @@ Vocab Vocab::from_gguf(const gguf::Metadata& meta, const std::string& path) {
     v.add_bos = meta.get_bool("tokenizer.ggml.add_bos_token", true);
     v.add_eos = meta.get_bool("tokenizer.ggml.add_eos_token", false);
     v.add_space_prefix = meta.get_bool("tokenizer.ggml.add_space_prefix", true);
+    v.chat_template = meta.get_string("tokenizer.chat_template", "");
     v.finalize();
     return v;
 }
@@ -291,6 +293,7 @@ void Vocab::to_gguf(gguf::Metadata& meta) const {
     meta.set("tokenizer.ggml.add_bos_token", gguf::Value::boolean(add_bos));
     meta.set("tokenizer.ggml.add_eos_token", gguf::Value::boolean(add_eos));
     meta.set("tokenizer.ggml.add_space_prefix", gguf::Value::boolean(add_space_prefix));
+    if (!chat_template.empty()) meta.set("tokenizer.chat_template", gguf::Value::str(chat_template));
 }
 
 void Vocab::pad_to(int32_t n) {

@@ -414,7 +414,7 @@ int32_t DataLoader::token_at(uint64_t g) const {
     return shards_[s][g - shard_start_[s]];
 }
 
-void DataLoader::next(std::vector<int32_t>& inputs, std::vector<int32_t>& targets) {
+void DataLoader::next_batch(std::vector<int32_t>& inputs, std::vector<int32_t>& targets) {
     inputs.resize(static_cast<size_t>(B_ * T_));
     targets.resize(static_cast<size_t>(B_ * T_));
     for (int64_t b = 0; b < B_; ++b) {

@@ -183,14 +183,41 @@ void write_loss_svg(const std::string& metrics_path, const std::string& svg_path
     write_file_atomic(svg_path, s.str());
 }
 
-PretrainResult pretrain(const PretrainOptions& o) {
+namespace {
+void check_options(const PretrainOptions& o) {
     for (float x : {o.lr, o.min_lr, o.weight_decay, o.beta1, o.beta2, o.eps, o.clip})
         if (!std::isfinite(x)) throw_bad_input("learning-rate and optimizer settings must be finite numbers");
     if (o.lr <= 0) throw_bad_input("the learning rate must be positive");
     if (o.steps <= 0 || o.batch_size <= 0 || o.seq_len <= 1 || o.grad_accum <= 0)
         throw_bad_input("--steps, --batch-size, --grad-accum must be positive and --seq-len at least 2");
-    const LrSchedule::Kind kind = LrSchedule::parse(o.schedule);
+    LrSchedule::parse(o.schedule);
     if (o.precision != "f32" && o.precision != "bf16") throw_bad_input("--precision must be f32 or bf16, not '%s'", o.precision.c_str());
+}
+}  // namespace
+
+PretrainResult pretrain(const PretrainOptions& o) {
+    check_options(o);
+    if (!fs::exists(o.data_dir + "/tokenizer.json")) throw_bad_input("'%s' is not a directory written by llmforge prepare (no tokenizer.json)", o.data_dir.c_str());
+    TrainSetup s;
+    const BpeTokenizer tok = BpeTokenizer::load(o.data_dir + "/tokenizer.json");
+    s.vocab = Vocab::from_bpe(tok);
+    s.cfg = o.model;
+    if (s.cfg.n_vocab == 0) s.cfg.n_vocab = tok.size();
+    if (s.cfg.n_ctx == 0 || s.cfg.n_ctx < o.seq_len) s.cfg.n_ctx = o.seq_len;
+    if (s.cfg.n_vocab < tok.size()) throw_bad_input("the model's vocabulary (%lld) is smaller than the tokenizer's (%d)", static_cast<long long>(s.cfg.n_vocab), tok.size());
+    s.cfg.validate();
+    const ModelConfig cfg = s.cfg;
+    const uint64_t seed = o.seed;
+    s.init = [cfg, seed] { return init_random(cfg, DType::F32, seed); };
+    s.train = std::make_unique<DataLoader>(o.data_dir, "train", o.batch_size, o.seq_len, o.seed, true);
+    s.val = std::make_unique<DataLoader>(o.data_dir, "val", 1, o.seq_len, o.seed, false);
+    s.sample_text = [](const Vocab&, const std::string& prompt) { return "<|endoftext|>" + prompt; };
+    return run_training(o, s);
+}
+
+PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
+    check_options(o);
+    const LrSchedule::Kind kind = LrSchedule::parse(o.schedule);
     const kernels::Precision prec = o.precision == "bf16" ? kernels::Precision::BF16 : kernels::Precision::F32;
     // Data parallelism: every process draws the same global batch and trains on its slice; gradients are averaged
     // with an all-reduce, so every process takes the same optimizer step. Process 0 does the I/O.
@@ -201,14 +228,8 @@ PretrainResult pretrain(const PretrainOptions& o) {
         throw_bad_input("--batch-size %lld must be a multiple of the %d processes", static_cast<long long>(o.batch_size), W);
     const int64_t B_local = o.batch_size / W;
     if (lead) fs::create_directories(o.out_dir);
-    const BpeTokenizer tok = BpeTokenizer::load(o.data_dir + "/tokenizer.json");
-    const Vocab vocab = Vocab::from_bpe(tok);
-
-    ModelConfig cfg = o.model;
-    if (cfg.n_vocab == 0) cfg.n_vocab = tok.size();
-    if (cfg.n_ctx == 0 || cfg.n_ctx < o.seq_len) cfg.n_ctx = o.seq_len;
-    if (cfg.n_vocab < tok.size()) throw_bad_input("the model's vocabulary (%lld) is smaller than the tokenizer's (%d)", static_cast<long long>(cfg.n_vocab), tok.size());
-    cfg.validate();
+    const Vocab& vocab = s.vocab;
+    const ModelConfig cfg = s.cfg;
     // memory: weights, gradients, Adam m and v (16 B/param) + activations (estimated from the buffers we allocate)
     {
         const double N = static_cast<double>(o.batch_size * o.seq_len), C = static_cast<double>(cfg.n_embd), F = static_cast<double>(cfg.n_ff);
@@ -221,16 +242,17 @@ PretrainResult pretrain(const PretrainOptions& o) {
                             need / (1 << 30), static_cast<long long>(cfg.n_params()), have / (1 << 30));
     }
     ThreadPool pool(o.n_threads > 0 ? o.n_threads : ThreadPool::default_threads());
-    DataLoader train(o.data_dir, "train", o.batch_size, o.seq_len, o.seed, true);
-    DataLoader val(o.data_dir, "val", 1, o.seq_len, o.seed, false);
-    const int64_t eval_batches = std::min<int64_t>(o.eval_batches, static_cast<int64_t>(val.windows()));
+    BatchSource& train = *s.train;
+    BatchSource* val = s.val.get();
+    const int64_t eval_batches = val ? std::min<int64_t>(o.eval_batches, static_cast<int64_t>(val->windows())) : 0;
 
-    const nlohmann::json hparams = {{"arch", arch_name(cfg.arch)}, {"n_layer", cfg.n_layer}, {"n_embd", cfg.n_embd}, {"n_head", cfg.n_head},
-                                    {"n_head_kv", cfg.n_head_kv}, {"n_ff", cfg.n_ff}, {"n_vocab", cfg.n_vocab}, {"n_ctx", cfg.n_ctx},
-                                    {"n_params", cfg.n_params()}, {"batch_size", o.batch_size}, {"seq_len", o.seq_len},
-                                    {"grad_accum", o.grad_accum}, {"lr", o.lr}, {"min_lr", o.min_lr}, {"schedule", o.schedule},
-                                    {"warmup", o.warmup}, {"steps", o.steps}, {"weight_decay", o.weight_decay}, {"clip", o.clip}, {"seed", o.seed},
-                                    {"precision", o.precision}};
+    nlohmann::json hparams = {{"arch", arch_name(cfg.arch)}, {"n_layer", cfg.n_layer}, {"n_embd", cfg.n_embd}, {"n_head", cfg.n_head},
+                              {"n_head_kv", cfg.n_head_kv}, {"n_ff", cfg.n_ff}, {"n_vocab", cfg.n_vocab}, {"n_ctx", cfg.n_ctx},
+                              {"n_params", cfg.n_params()}, {"batch_size", o.batch_size}, {"seq_len", o.seq_len},
+                              {"grad_accum", o.grad_accum}, {"lr", o.lr}, {"min_lr", o.min_lr}, {"schedule", o.schedule},
+                              {"warmup", o.warmup}, {"steps", o.steps}, {"weight_decay", o.weight_decay}, {"clip", o.clip}, {"seed", o.seed},
+                              {"precision", o.precision}, {"task", s.what}};
+    for (auto it = s.hparams_extra.begin(); it != s.hparams_extra.end(); ++it) hparams[it.key()] = it.value();
     State st;
     st.seed = o.seed;
     Model init;
@@ -249,7 +271,7 @@ PretrainResult pretrain(const PretrainOptions& o) {
                             static_cast<long long>(init.config.n_params()), static_cast<long long>(cfg.n_params()));
         train.seek(st.data);
     } else {
-        init = init_random(cfg, DType::F32, o.seed);
+        init = s.init();
     }
     TrainableModel tm(init, pool);
     tm.set_matmul_precision(prec);
@@ -273,9 +295,9 @@ PretrainResult pretrain(const PretrainOptions& o) {
     std::ofstream metrics;
     if (lead) metrics.open(metrics_path, std::ios::app);
     if (lead && W > 1) std::fprintf(stderr, "llmforge: data parallel over %d processes (%s), %lld sequences each\n", W, comm.backend(), static_cast<long long>(B_local));
-    if (lead) std::fprintf(stderr, "llmforge: pretraining %s, %lld parameters (%lld layers, d_model %lld, %lld heads), vocab %lld, %lld train tokens, "
+    if (lead) std::fprintf(stderr, "llmforge: %s %s, %lld parameters (%lld layers, d_model %lld, %lld heads), vocab %lld, %lld train tokens, "
                          "batch %lld × %lld × %lld accum = %lld tokens/step%s\n",
-                 arch_name(cfg.arch), static_cast<long long>(cfg.n_params()), static_cast<long long>(cfg.n_layer), static_cast<long long>(cfg.n_embd),
+                 s.what.c_str(), arch_name(cfg.arch), static_cast<long long>(cfg.n_params()), static_cast<long long>(cfg.n_layer), static_cast<long long>(cfg.n_embd),
                  static_cast<long long>(cfg.n_head), static_cast<long long>(cfg.n_vocab), static_cast<long long>(train.tokens()),
                  static_cast<long long>(o.batch_size), static_cast<long long>(o.seq_len), static_cast<long long>(o.grad_accum),
                  static_cast<long long>(o.batch_size * o.seq_len * o.grad_accum), o.resume ? (" (resumed at step " + std::to_string(st.step) + ")").c_str() : "");
@@ -290,12 +312,12 @@ PretrainResult pretrain(const PretrainOptions& o) {
     } restore{prev_int, prev_term};
 
     auto eval_val = [&]() {
-        val.seek({});  // the same windows every time, from the start of the split
+        val->seek({});  // the same windows every time, from the start of the split
         std::vector<int32_t> in, tg;
         double sum = 0;
         for (int64_t i = 0; i < eval_batches; ++i) {
-            val.next(in, tg);
-            sum += tm.forward(in.data(), tg.data(), 1, o.seq_len);
+            const int64_t T = val->next(in, tg);
+            sum += tm.forward(in.data(), tg.data(), static_cast<int64_t>(in.size()) / T, T);
         }
         return eval_batches ? sum / static_cast<double>(eval_batches) : NAN;
     };
@@ -309,7 +331,7 @@ PretrainResult pretrain(const PretrainOptions& o) {
         gp.sampling.temp = 0.8f;
         gp.sampling.seed = o.seed + static_cast<uint64_t>(step);
         gp.parse_special = true;
-        const GenerateResult r = generate(tf, vocab, "<|endoftext|>" + o.sample_prompt, gp);
+        const GenerateResult r = generate(tf, vocab, s.sample_text(vocab, o.sample_prompt), gp);
         std::ofstream f(o.out_dir + "/samples.txt", std::ios::app);
         f << "--- step " << step << "\n" << o.sample_prompt << r.text << "\n";
         std::fprintf(stderr, "\n--- sample at step %lld: %s%s\n", static_cast<long long>(step), o.sample_prompt.c_str(), r.text.c_str());
@@ -319,15 +341,16 @@ PretrainResult pretrain(const PretrainOptions& o) {
     Progress prog("training", static_cast<double>(o.steps), "steps", o.progress && lead);
     prog.update(static_cast<double>(st.step));
     std::vector<int32_t> in, tg;
-    const double tokens_per_step = static_cast<double>(o.batch_size * o.seq_len * o.grad_accum);
     for (; st.step < o.steps;) {
         const auto t0 = std::chrono::steady_clock::now();
         tm.zero_grad();
         double loss = 0;
+        double step_tokens = 0;
         for (int64_t a = 0; a < o.grad_accum; ++a) {
-            train.next(in, tg);  // the global batch; this process trains on rows [R·B_local, (R+1)·B_local)
-            const size_t off = static_cast<size_t>(R * B_local * o.seq_len);
-            loss += tm.forward(in.data() + off, tg.data() + off, B_local, o.seq_len) / static_cast<double>(o.grad_accum);
+            const int64_t T = train.next(in, tg);  // the global batch; this process trains on rows [R·B_local, (R+1)·B_local)
+            const size_t off = static_cast<size_t>(R * B_local * T);
+            step_tokens += static_cast<double>(o.batch_size * T);
+            loss += tm.forward(in.data() + off, tg.data() + off, B_local, T) / static_cast<double>(o.grad_accum);
             tm.backward(1.0f / static_cast<float>(o.grad_accum));
         }
         double flags[2] = {loss, g_signal != 0 ? 1.0 : 0.0};
@@ -348,7 +371,7 @@ PretrainResult pretrain(const PretrainOptions& o) {
         ++st.step;
         st.data = train.position();
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        nlohmann::json line = {{"step", st.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tokens_per_step / secs}};
+        nlohmann::json line = {{"step", st.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", step_tokens / secs}};
         res.last_loss = static_cast<float>(loss);
         const bool last = st.step == o.steps;
         if (lead && o.eval_every > 0 && (st.step % o.eval_every == 0 || last) && eval_batches > 0) {
@@ -362,14 +385,14 @@ PretrainResult pretrain(const PretrainOptions& o) {
             metrics << line.dump() << "\n";
             metrics.flush();
         }
-        if (lead && o.sample_every > 0 && (st.step % o.sample_every == 0 || last)) sample(st.step);
+        if (lead && o.sample_every > 0 && s.sample_text && (st.step % o.sample_every == 0 || last)) sample(st.step);
         const bool interrupted = flags[1] > 0;  // any process was signalled: all stop at this step
         if (lead && ((o.save_every > 0 && st.step % o.save_every == 0) || last || interrupted)) {
             save_checkpoint(o.out_dir, tm, vocab, opt, st, hparams);
             write_loss_svg(metrics_path, o.out_dir + "/loss.svg");
         }
         char note[160];
-        std::snprintf(note, sizeof(note), "loss %.4f  lr %.2e  %.0f tok/s", loss, static_cast<double>(lr), tokens_per_step / secs);
+        std::snprintf(note, sizeof(note), "loss %.4f  lr %.2e  %.0f tok/s", loss, static_cast<double>(lr), step_tokens / secs);
         prog.set_note(note);
         prog.update(static_cast<double>(st.step));
         if (interrupted) {
