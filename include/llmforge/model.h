@@ -94,6 +94,14 @@ struct LoadOptions {
 // Loads GGUF, llama2.c .bin or a Hugging Face safetensors model (a directory or .safetensors with config.json).
 Model load_model(const std::string& path, const LoadOptions& opts = {});
 
+// LoRA adapters in llama.cpp's GGUF form: general.type = "adapter", adapter.type = "lora", adapter.lora.alpha, and
+// "<weight>.lora_a" [rank, in], "<weight>.lora_b" [out, rank] per adapted weight. `adapter.meta` must hold the alpha.
+void save_lora_adapter(const Model& adapter, const std::string& path);
+// Reads an adapter for a model of config `base` (its RoPE row order is matched); the alpha is in meta.
+Model load_lora_adapter(const std::string& path, const ModelConfig& base);
+// base with W + scale · (alpha/rank) · B A for every adapted weight (computed in f32, stored in W's type).
+Model merge_lora(const Model& base, const Model& adapter, float scale = 1.0f);
+
 enum class FileFormat { GGUF, Llama2c, Safetensors };
 FileFormat format_for_output(const std::string& path);  // by extension: .gguf, .bin, else safetensors
 // Writes the model; tensors are converted to `dtype` (f32/f16/bf16) unless dtype is Unknown (keep as is).

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "llmforge/kernels.h"
@@ -15,6 +16,18 @@
 #include "llmforge/threadpool.h"
 
 namespace llmforge {
+
+// LoRA (Hu et al. 2021): W' = W + (alpha / rank) · B A with A [rank, in], B [out, rank]; only A and B are trained.
+struct LoraConfig {
+    int64_t rank = 8;
+    float alpha = 16;
+    // weights to adapt, by their GGUF short names: attn_q, attn_k, attn_v, attn_qkv, attn_output, ffn_gate, ffn_up,
+    // ffn_down; empty: the attention projections; {"all"}: attention and MLP
+    std::vector<std::string> targets;
+    uint64_t seed = 1;
+    float init_b_std = 0.0f;  // B starts at zero (the adapter a no-op) unless > 0: N(0, std²), for checking gradients
+    float scale() const { return alpha / static_cast<float>(rank); }
+};
 
 class TrainableModel {
 public:
@@ -55,14 +68,28 @@ public:
     kernels::Precision matmul_precision() const { return matmul_; }
 
     // A Model viewing the weights (or, with gradients = true, the gradients) — valid while this object lives.
+    // Under LoRA: the adapter (tensors "<weight>.lora_a" / ".lora_b", llama.cpp's adapter names and metadata).
     Model to_model(bool gradients = false) const;
+
+    // Freezes every weight and trains LoRA adapters instead: afterwards data()/grad()/params() are the adapters', so
+    // the optimiser holds state for them only, and the frozen weights keep no gradients. `adapter` (optional) holds
+    // their starting values (a saved adapter); otherwise A ~ U(±1/√in) and B = 0.
+    void enable_lora(const LoraConfig& cfg, const Model* adapter = nullptr);
+    bool lora() const { return lora_; }
+    const LoraConfig& lora_config() const { return lora_cfg_; }
+    // The base weights with the adapters merged in (W + s·B·A), as a model owning its weights.
+    Model merged_model() const;
 
 private:
     struct Layer;  // offsets of one block's parameters
     struct Acts;   // activation buffers for one (B, T)
-    float* P(size_t off) { return data_.data() + off; }
-    const float* P(size_t off) const { return data_.data() + off; }
-    float* G(size_t off) { return grad_.data() + off; }
+    // base weights (frozen under LoRA) and their gradients (none under LoRA)
+    float* P(size_t off) { return (lora_ ? base_ : data_).data() + off; }
+    const float* P(size_t off) const { return (lora_ ? base_ : data_).data() + off; }
+    float* G(size_t off) { return lora_ ? nullptr : grad_.data() + off; }
+    static constexpr size_t kNone = ~size_t{0};
+    void lin_fwd(size_t w, size_t b, const float* x, float* y, int64_t N, int64_t I, int64_t O);
+    void lin_bwd(size_t w, size_t b, const float* dy, const float* x, float* dx, int64_t N, int64_t I, int64_t O, bool accumulate_dx = true);
     void ensure_acts(int64_t B, int64_t T);
 
     ModelConfig cfg_;
@@ -78,6 +105,19 @@ private:
     int64_t n_targets_ = 0;
     std::vector<float> rope_cos_, rope_sin_;  // [T, n_rot/2]
     kernels::Precision matmul_ = kernels::Precision::F32;
+    // LoRA
+    struct LoraSlot {
+        size_t a = 0, b = 0;  // offsets of A and B in data_
+        int64_t in = 0, out = 0;
+    };
+    bool lora_ = false;
+    LoraConfig lora_cfg_;
+    std::vector<Param> base_params_;
+    std::vector<float> base_;
+    std::unordered_map<size_t, size_t> lora_index_;  // base weight offset → slot
+    std::vector<LoraSlot> lora_slots_;
+    std::vector<std::vector<float>> lora_u_;         // per slot: s · x Aᵀ of the last forward
+    std::vector<float> lora_du_;
 };
 
 // AdamW (Loshchilov & Hutter 2019) as PyTorch's torch.optim.AdamW computes it: decoupled weight decay

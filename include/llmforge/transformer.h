@@ -5,6 +5,7 @@
 // Keys and values of past positions stay in the cache, so each new token costs one pass over the weights.
 #pragma once
 #include <cstdint>
+#include <unordered_map>
 #include <vector>
 
 #include "llmforge/model.h"
@@ -36,6 +37,10 @@ public:
     const Model& model() const { return model_; }
     DType kv_type() const { return kv_type_; }
 
+    // Applies a LoRA adapter (load_lora_adapter) beside the weights: each adapted layer computes
+    // x Wᵀ + scale · (alpha / rank) · (x Aᵀ) Bᵀ. The adapter must outlive this object. Several may be added.
+    void add_lora(const Model& adapter, float scale = 1.0f);
+
 private:
     struct Layer {
         const Tensor *attn_norm, *attn_norm_b, *wq, *wk, *wv, *wqkv, *bqkv, *wo, *bo;
@@ -46,6 +51,14 @@ private:
     void linear(const float* in, float* out, int64_t n, const Tensor* w, const Tensor* b);
     void rope(float* x, int64_t n, int64_t n_heads);
     void attention(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0);
+
+    struct Lora {
+        std::vector<float> a, b;  // f32 copies: A [r, in], B [out, r]
+        int64_t rank;
+        float scale;
+    };
+    std::unordered_map<const Tensor*, std::vector<Lora>> lora_;
+    std::vector<float> lora_tmp_;
 
     const Model& model_;
     const ModelConfig& cfg_;

@@ -24,6 +24,8 @@ void add_generate(CLI::App& app) {
         int64_t seed = -1;
         bool json = false, no_bos = false, no_mmap = false;
         std::string cache_type = "f16";
+        std::vector<std::string> lora;
+        float lora_scale = 1.0f;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
@@ -41,6 +43,8 @@ void add_generate(CLI::App& app) {
     cmd->add_option("-b,--batch-size", o->batch, "tokens per forward pass while reading the prompt");
     cmd->add_option("-t,--threads", o->threads, "threads");
     cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 (llama.cpp's default) or f32");
+    cmd->add_option("--lora", o->lora, "LoRA adapter(s) to apply beside the weights (GGUF, as llmforge sft --lora-rank writes)");
+    cmd->add_option("--lora-scale", o->lora_scale, "scale of the adapters (default 1)");
     cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     cmd->add_flag("--no-bos", o->no_bos, "do not add the beginning-of-sequence token");
@@ -52,6 +56,7 @@ void add_generate(CLI::App& app) {
         Model m = load_for_cli(o->model, o->tokenizer, true, !o->no_mmap);
         ThreadPool pool(o->threads);
         Transformer tf(m, pool, o->ctx, o->batch, parse_cache_type(o->cache_type));
+        apply_lora_adapters(tf, m, o->lora, o->lora_scale);
         GenerateParams gp;
         gp.n_predict = o->n;
         gp.sampling = o->s;

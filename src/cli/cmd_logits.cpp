@@ -12,7 +12,7 @@ namespace llmforge::cli {
 
 void add_logits(CLI::App& app) {
     auto* cmd = app.add_subcommand("logits", "Print the logits at every position of a prompt (one line per position)");
-    struct Opts { std::string model, prompt, tokens, tokenizer; bool incremental = false, no_bos = false, no_mmap = false; int threads = ThreadPool::default_threads(); int64_t ctx = 0, batch = 512; std::string cache_type = "f16"; };
+    struct Opts { std::string model, prompt, tokens, tokenizer; bool incremental = false, no_bos = false, no_mmap = false; int threads = ThreadPool::default_threads(); int64_t ctx = 0, batch = 512; std::string cache_type = "f16"; std::vector<std::string> lora; float lora_scale = 1.0f; };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
     cmd->add_option("-p,--prompt", o->prompt, "prompt text (tokenised with the model's vocabulary)");
@@ -25,6 +25,8 @@ void add_logits(CLI::App& app) {
     cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)");
     cmd->add_option("-b,--batch-size", o->batch, "tokens per forward pass");
     cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 (llama.cpp's default) or f32");
+    cmd->add_option("--lora", o->lora, "LoRA adapter(s) to apply beside the weights (GGUF, as llmforge sft --lora-rank writes)");
+    cmd->add_option("--lora-scale", o->lora_scale, "scale of the adapters (default 1)");
     cmd->callback([o] {
         if (o->prompt.empty() == o->tokens.empty()) throw_bad_input("logits: give -p PROMPT or --tokens IDS");
         Model m = load_for_cli(o->model, o->tokenizer, !o->prompt.empty(), !o->no_mmap);
@@ -45,6 +47,7 @@ void add_logits(CLI::App& app) {
         if (ids.empty()) throw_bad_input("logits: no tokens");
         ThreadPool pool(o->threads);
         Transformer tf(m, pool, o->ctx, o->batch, parse_cache_type(o->cache_type));
+        apply_lora_adapters(tf, m, o->lora, o->lora_scale);
         const int64_t V = m.config.n_vocab;
         std::vector<float> all;
         if (o->incremental) {

@@ -18,6 +18,8 @@ void add_train_steps(CLI::App& app) {
         std::string model, batch, grads_out, out, schedule = "constant";
         int steps = 1, warmup = 0, threads = 0;
         float lr = 1e-3f, min_lr = 0.0f, wd = 0.0f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, clip = 0.0f;
+        LoraConfig lora;
+        std::string lora_init_out;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model to start from")->required();
@@ -35,6 +37,13 @@ void add_train_steps(CLI::App& app) {
     cmd->add_option("-t,--threads", o->threads, "threads");
     cmd->add_option("--grads-out", o->grads_out, "write the first step's gradients (before clipping) as a model");
     cmd->add_option("-o,--output", o->out, "write the parameters after the last step");
+    o->lora.rank = 0;
+    cmd->add_option("--lora-rank", o->lora.rank, "train LoRA adapters of this rank instead of the weights (0: off)");
+    cmd->add_option("--lora-alpha", o->lora.alpha, "LoRA alpha (scale alpha/rank)");
+    cmd->add_option("--lora-targets", o->lora.targets, "weights to adapt: attn_q attn_k attn_v attn_qkv attn_output ffn_gate ffn_up ffn_down, or all");
+    cmd->add_option("--lora-b-std", o->lora.init_b_std, "start B from N(0, std²) instead of zeros (so the first gradients of A are not zero)");
+    cmd->add_option("--lora-seed", o->lora.seed, "seed of the adapters' initialisation");
+    cmd->add_option("--lora-init-out", o->lora_init_out, "write the adapters' starting values (GGUF adapter)");
     cmd->callback([o] {
         for (float x : {o->lr, o->min_lr, o->wd, o->beta1, o->beta2, o->eps, o->clip})
             if (!std::isfinite(x)) throw_bad_input("optimizer settings must be finite numbers");
@@ -62,6 +71,14 @@ void add_train_steps(CLI::App& app) {
         if (targets.size() != inputs.size()) throw_bad_input("'%s': inputs and targets differ in shape", o->batch.c_str());
         ThreadPool pool(o->threads > 0 ? o->threads : ThreadPool::default_threads());
         TrainableModel tm(init, pool);
+        if (o->lora.rank > 0) {
+            tm.enable_lora(o->lora);
+            if (!o->lora_init_out.empty()) save_lora_adapter(tm.to_model(false), o->lora_init_out);
+        }
+        auto save = [&](const Model& m, const std::string& path) {
+            if (tm.lora()) save_lora_adapter(m, path);
+            else save_model(m, path);
+        };
         AdamW opt(tm.n_params(), AdamWConfig{o->beta1, o->beta2, o->eps, o->wd});
         LrSchedule sched;
         sched.kind = LrSchedule::parse(o->schedule);
@@ -74,14 +91,14 @@ void add_train_steps(CLI::App& app) {
             tm.zero_grad();
             losses.push_back(tm.forward(inputs.data(), targets.data(), B, T));
             tm.backward();
-            if (s == 0 && !o->grads_out.empty()) save_model(tm.to_model(true), o->grads_out);
+            if (s == 0 && !o->grads_out.empty()) save(tm.to_model(true), o->grads_out);
             if (o->steps == 0) break;
             norms.push_back(o->clip > 0 ? tm.clip_grad_norm(o->clip) : tm.grad_norm());
             const float lr = sched.at(s);
             lrs.push_back(lr);
             opt.step(tm, lr, pool);
         }
-        if (!o->out.empty()) save_model(tm.to_model(false), o->out);
+        if (!o->out.empty()) save(tm.to_model(false), o->out);
         std::printf("%s\n", nlohmann::json({{"losses", losses}, {"grad_norms", norms}, {"lrs", lrs}}).dump().c_str());
     });
 }

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "llmforge/model.h"
+#include "llmforge/transformer.h"
 
 namespace llmforge::cli {
 
@@ -20,6 +21,7 @@ void add_logits(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_chat_template(CLI::App& app);
 void add_sft(CLI::App& app);
+void add_lora(CLI::App& app);
 // A chat template from a .jinja file, tokenizer_config.json (chat_template) or GGUF (tokenizer.chat_template).
 std::string load_chat_template(const std::string& path);
 
@@ -28,6 +30,8 @@ Model load_for_cli(const std::string& path, const std::string& tokenizer, bool n
 // --cache-type: f16 or f32, anything else is bad usage.
 DType parse_cache_type(const std::string& s);
 std::string human_bytes(double b);
+// Loads each LoRA adapter file for model m and applies it beside the weights.
+void apply_lora_adapters(Transformer& tf, const Model& m, const std::vector<std::string>& files, float scale);
 std::string human_count(double n);
 
 }  // namespace llmforge::cli

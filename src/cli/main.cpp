@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
     add_bench(app);
     add_chat_template(app);
     add_sft(app);
+    add_lora(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

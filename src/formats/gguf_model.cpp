@@ -1,6 +1,7 @@
 // GGUF ↔ Model.
 #include "formats/formats.h"
 #include "llmforge/error.h"
+#include "llmforge/mmap_file.h"
 
 namespace llmforge::formats {
 
@@ -55,4 +56,71 @@ void save_gguf(const Model& m, const std::string& path, DType dtype) {
     gguf::write(path, meta, out);
 }
 
+// LoRA adapters, as llama.cpp stores them: general.type = "adapter", adapter.type = "lora", adapter.lora.alpha, and for
+// each adapted weight W [out, in] the tensors "<W>.lora_a" [rank, in] and "<W>.lora_b" [out, rank]. GGUF's LLaMA
+// layout pairs RoPE dimensions interleaved, so for attn_q/attn_k the rows of lora_b are reordered like W's rows.
+namespace {
+bool rope_rows(const std::string& name, const ModelConfig& c, int64_t* heads) {
+    if (c.arch != Arch::Llama) return false;
+    if (name.find(".attn_q.weight.lora_b") != std::string::npos) { *heads = c.n_head; return true; }
+    if (name.find(".attn_k.weight.lora_b") != std::string::npos) { *heads = c.n_head_kv; return true; }
+    return false;
+}
+}  // namespace
+
 }  // namespace llmforge::formats
+
+namespace llmforge {
+
+void save_lora_adapter(const Model& adapter, const std::string& path) {
+    gguf::Metadata meta = adapter.meta;
+    config_to_gguf(adapter.config, meta);
+    meta.set("general.type", gguf::Value::str("adapter"));
+    meta.set("adapter.type", gguf::Value::str("lora"));
+    if (!meta.find("adapter.lora.alpha")) throw_runtime("save_lora_adapter: adapter.lora.alpha is not set");
+    Model tmp;
+    std::vector<Tensor> out;
+    const bool permute = adapter.config.arch == Arch::Llama && adapter.config.rope_style == RopeStyle::Half;
+    for (const Tensor& t : adapter.tensors) {
+        Tensor w = t;
+        int64_t heads = 0;
+        if (permute && formats::rope_rows(t.name, adapter.config, &heads)) w = tmp.own(t.name, t.dtype, t.shape, formats::permute_rope_rows(t, heads, false));
+        out.push_back(w);
+    }
+    gguf::write(path, meta, out);
+}
+
+Model load_lora_adapter(const std::string& path, const ModelConfig& base) {
+    if (!file_exists(path)) throw_bad_input("LoRA adapter '%s' does not exist", path.c_str());
+    gguf::File f = gguf::read(path, true);
+    if (f.meta.get_string("general.type", "") != "adapter" || f.meta.get_string("adapter.type", "") != "lora")
+        throw_bad_input("'%s' is not a LoRA adapter (general.type = adapter, adapter.type = lora)", path.c_str());
+    const std::string arch = f.meta.get_string("general.architecture", "");
+    if (!arch.empty() && arch != arch_name(base.arch))
+        throw_bad_input("'%s' adapts a %s model, not %s", path.c_str(), arch.c_str(), arch_name(base.arch));
+    Model m;
+    m.path = path;
+    m.format = "gguf";
+    m.config = base;
+    const gguf::Value* alpha = f.meta.find("adapter.lora.alpha");
+    if (!alpha) throw_bad_input("'%s' has no adapter.lora.alpha", path.c_str());
+    m.meta.set("adapter.lora.alpha", *alpha);
+    m.storage.push_back(f.mapping);
+    const bool permute = base.arch == Arch::Llama && base.rope_style == RopeStyle::Half;
+    for (Tensor& t : f.tensors) {
+        const bool a = t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".lora_a") == 0;
+        const bool b = t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".lora_b") == 0;
+        if (!a && !b) throw_bad_input("'%s': tensor '%s' is not a LoRA tensor (.lora_a / .lora_b)", path.c_str(), t.name.c_str());
+        if (t.shape.size() != 2) throw_bad_input("'%s': '%s' must be 2-D", path.c_str(), t.name.c_str());
+        int64_t heads = 0;
+        if (permute && formats::rope_rows(t.name, base, &heads)) {
+            m.add(m.own(t.name, t.dtype, t.shape, formats::permute_rope_rows(t, heads, true)));
+            continue;
+        }
+        m.add(std::move(t));
+    }
+    if (m.tensors.empty()) throw_bad_input("'%s' holds no LoRA tensors", path.c_str());
+    return m;
+}
+
+}  // namespace llmforge

@@ -7,6 +7,7 @@
 
 #include "formats/formats.h"
 #include "llmforge/error.h"
+#include "llmforge/kernels.h"
 #include "llmforge/mmap_file.h"
 #include "llmforge/threadpool.h"
 
@@ -269,6 +270,48 @@ Model init_random(const ModelConfig& cfg, DType dtype, uint64_t seed) {
     }
     m.vocab = byte_vocab(cfg.n_vocab);
     m.meta = random_meta(cfg, seed);
+    return m;
+}
+
+}  // namespace llmforge
+
+namespace llmforge {
+
+Model merge_lora(const Model& base, const Model& adapter, float scale) {
+    if (!adapter.meta.find("adapter.lora.alpha")) throw_bad_input("the adapter has no adapter.lora.alpha");
+    const float alpha = static_cast<float>(adapter.meta.get_float("adapter.lora.alpha", 0));
+    Model m;
+    m.config = base.config;
+    m.vocab = base.vocab;
+    m.meta = base.meta;
+    m.path = base.path;
+    m.format = base.format;
+    m.storage = base.storage;  // unadapted tensors keep viewing the base model's data
+    ThreadPool pool(ThreadPool::default_threads());
+    for (const Tensor& t : base.tensors) {
+        const Tensor* a = adapter.find(t.name + ".lora_a");
+        const Tensor* b = adapter.find(t.name + ".lora_b");
+        if (!a || !b) {
+            m.add(t);
+            continue;
+        }
+        const int64_t out = t.shape[0], in = t.cols(), r = a->shape[0];
+        if (a->shape[1] != in || b->shape[0] != out || b->shape[1] != r) throw_bad_input("the adapter's shapes for '%s' do not fit the model", t.name.c_str());
+        std::vector<float> W(static_cast<size_t>(out * in)), A(static_cast<size_t>(a->numel())), B(static_cast<size_t>(b->numel())), D(W.size());
+        convert_to_f32(t.dtype, t.data, W.data(), W.size());
+        convert_to_f32(a->dtype, a->data, A.data(), A.size());
+        convert_to_f32(b->dtype, b->data, B.data(), B.size());
+        kernels::gemm(B.data(), false, A.data(), true, D.data(), out, in, r, false, kernels::Precision::F32, pool);  // B A
+        const float s = scale * alpha / static_cast<float>(r);
+        for (size_t i = 0; i < W.size(); ++i) W[i] += s * D[i];
+        std::vector<uint8_t> bytes(W.size() * dtype_size(t.dtype));
+        convert_from_f32(t.dtype, W.data(), bytes.data(), W.size());
+        m.add(m.own(t.name, t.dtype, t.shape, std::move(bytes)));
+    }
+    for (const Tensor& a : adapter.tensors) {
+        const std::string w = a.name.substr(0, a.name.size() - 7);
+        if (!base.find(w)) throw_bad_input("the adapter adapts '%s', which the model does not have", w.c_str());
+    }
     return m;
 }
 

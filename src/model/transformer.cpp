@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "llmforge/error.h"
+#include "llmforge/gguf.h"
 #include "llmforge/kernels.h"
 
 namespace llmforge {
@@ -144,10 +145,47 @@ void Transformer::norm(const float* x, float* out, int64_t n, const Tensor* w, c
     }
 }
 
-// out[n, rows] = in[n, cols] · Wᵀ (+ b)
+void Transformer::add_lora(const Model& adapter, float scale) {
+    if (!adapter.meta.find("adapter.lora.alpha")) throw_bad_input("the adapter has no adapter.lora.alpha");
+    const float alpha = static_cast<float>(adapter.meta.get_float("adapter.lora.alpha", 0));
+    int n = 0;
+    for (const Tensor& ta : adapter.tensors) {
+        if (ta.name.size() < 7 || ta.name.compare(ta.name.size() - 7, 7, ".lora_a") != 0) continue;
+        const std::string base = ta.name.substr(0, ta.name.size() - 7);
+        const Tensor* w = model_.find(base);
+        const Tensor* tb = adapter.find(base + ".lora_b");
+        if (!w) throw_bad_input("the adapter adapts '%s', which this model does not have", base.c_str());
+        if (!tb) throw_bad_input("the adapter has '%s.lora_a' without '%s.lora_b'", base.c_str(), base.c_str());
+        const int64_t r = ta.shape[0];
+        if (ta.shape[1] != w->cols() || tb->shape[0] != w->shape[0] || tb->shape[1] != r)
+            throw_bad_input("the adapter's shapes for '%s' do not fit the model", base.c_str());
+        Lora l;
+        l.rank = r;
+        l.scale = scale * alpha / static_cast<float>(r);
+        l.a.resize(static_cast<size_t>(ta.numel()));
+        l.b.resize(static_cast<size_t>(tb->numel()));
+        convert_to_f32(ta.dtype, ta.data, l.a.data(), l.a.size());
+        convert_to_f32(tb->dtype, tb->data, l.b.data(), l.b.size());
+        lora_[w].push_back(std::move(l));
+        ++n;
+    }
+    if (n == 0) throw_bad_input("the adapter holds no .lora_a tensors");
+}
+
+// out[n, rows] = in[n, cols] · Wᵀ (+ b) (+ the LoRA adapters of W)
 void Transformer::linear(const float* in, float* out, int64_t n, const Tensor* w, const Tensor* b) {
     const int64_t rows = w->shape[0], cols = w->cols();
     kernels::matmul(w->dtype, w->data, in, out, n, rows, cols, pool_);
+    if (!lora_.empty()) {
+        const auto it = lora_.find(w);
+        if (it != lora_.end())
+            for (const Lora& l : it->second) {  // out += s · (in Aᵀ) Bᵀ
+                lora_tmp_.resize(static_cast<size_t>(n * l.rank));
+                kernels::gemm(in, false, l.a.data(), false, lora_tmp_.data(), n, l.rank, cols, false, kernels::Precision::F32, pool_);
+                for (float& v : lora_tmp_) v *= l.scale;
+                kernels::gemm(lora_tmp_.data(), false, l.b.data(), false, out, n, rows, l.rank, true, kernels::Precision::F32, pool_);
+            }
+    }
     if (b) {
         float* bias = bias_.data();  // scratch sized for the widest bias (3C or F)
         load_row(*b, 0, bias);

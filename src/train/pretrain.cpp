@@ -62,7 +62,8 @@ void save_checkpoint(const std::string& out, const TrainableModel& tm, const Voc
     fs::create_directories(tmp);
     Model m = tm.to_model(false);
     m.vocab = vocab;
-    save_model(m, tmp + "/model.gguf");
+    if (tm.lora()) save_lora_adapter(m, tmp + "/adapter.gguf");
+    else save_model(m, tmp + "/model.gguf");
     {
         AtomicWriter w(tmp + "/optimizer.bin");
         const char magic[8] = {'L', 'F', 'A', 'D', 'A', 'M', 'W', '1'};
@@ -235,7 +236,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
         const double N = static_cast<double>(o.batch_size * o.seq_len), C = static_cast<double>(cfg.n_embd), F = static_cast<double>(cfg.n_ff);
         const double acts = 4.0 * (static_cast<double>(cfg.n_layer) * (N * (10 * C + 3 * F) + static_cast<double>(o.batch_size * cfg.n_head) * static_cast<double>(o.seq_len * o.seq_len)) +
                                    N * static_cast<double>(cfg.n_vocab) * 1.0);
-        const double need = 16.0 * static_cast<double>(cfg.n_params()) + acts;
+        const double need = (s.lora.rank > 0 ? 4.0 : 16.0) * static_cast<double>(cfg.n_params()) + acts;
         const double have = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
         if (need > 0.9 * have)
             throw_bad_input("this configuration needs about %.1f GiB to train (%lld parameters at 16 B each + activations), more than the %.1f GiB of memory here",
@@ -253,6 +254,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
                               {"warmup", o.warmup}, {"steps", o.steps}, {"weight_decay", o.weight_decay}, {"clip", o.clip}, {"seed", o.seed},
                               {"precision", o.precision}, {"task", s.what}};
     for (auto it = s.hparams_extra.begin(); it != s.hparams_extra.end(); ++it) hparams[it.key()] = it.value();
+    if (s.lora.rank > 0) hparams["lora"] = {{"rank", s.lora.rank}, {"alpha", s.lora.alpha}, {"targets", s.lora.targets}};
     State st;
     st.seed = o.seed;
     Model init;
@@ -260,7 +262,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     if (o.resume) {
         ck = checkpoint_dir(o.out_dir);
         if (ck.empty()) throw_bad_input("--resume: '%s' has no checkpoint", o.out_dir.c_str());
-        init = load_model(ck + "/model.gguf");
+        init = s.lora.rank > 0 ? s.init() : load_model(ck + "/model.gguf");
         const auto sj = nlohmann::json::parse(read_text_file(ck + "/state.json"));
         st.step = sj.at("step").get<int64_t>();
         st.data.epoch = sj.at("epoch").get<uint64_t>();
@@ -275,6 +277,14 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     }
     TrainableModel tm(init, pool);
     tm.set_matmul_precision(prec);
+    if (s.lora.rank > 0) {
+        if (!ck.empty()) {
+            const Model adapter = load_lora_adapter(ck + "/adapter.gguf", cfg);
+            tm.enable_lora(s.lora, &adapter);
+        } else {
+            tm.enable_lora(s.lora);
+        }
+    }
     if (lead && prec == kernels::Precision::BF16 && !kernels::has_native_bf16())
         std::fprintf(stderr, "llmforge: this CPU has no AVX512-BF16: bf16 matrix products are emulated (same rounding, f32 speed)\n");
     init = Model();  // the trainer holds its own f32 copy
@@ -322,7 +332,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
         return eval_batches ? sum / static_cast<double>(eval_batches) : NAN;
     };
     auto sample = [&](int64_t step) {
-        Model m = tm.to_model(false);
+        Model m = tm.lora() ? tm.merged_model() : tm.to_model(false);
         m.vocab = vocab;
         ThreadPool sp(1);
         Transformer tf(m, sp, std::min<int64_t>(cfg.n_ctx, 256), 64, DType::F32);
@@ -404,9 +414,14 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     prog.finish();
     res.steps_done = st.step;
     if (!res.interrupted && lead) {
-        Model m = tm.to_model(false);
+        Model m = tm.lora() ? tm.merged_model() : tm.to_model(false);
         m.vocab = vocab;
         save_model(m, o.out_dir + "/model.gguf");
+        if (tm.lora()) {
+            Model a = tm.to_model(false);
+            a.vocab = vocab;
+            save_lora_adapter(a, o.out_dir + "/adapter.gguf");
+        }
     }
     return res;
 }

@@ -61,7 +61,15 @@ SftReport sft(SftOptions o) {
     s.vocab = vocab;
     s.cfg = model->config;
     s.cfg.n_ctx = std::max(s.cfg.n_ctx, t.seq_len);
-    s.init = [model] { return std::move(*model); };
+    const std::string base_path = o.model_path;
+    s.init = [model, base_path]() mutable {  // called once (a fresh start or, under LoRA, a resume)
+        if (model) {
+            Model m = std::move(*model);
+            model.reset();
+            return m;
+        }
+        return load_model(base_path);
+    };
     auto train = std::make_unique<ChatBatches>(&data.examples, t.batch_size, pad, t.seed, true);
     rep.fill = train->fill();
     const double batches_per_epoch = static_cast<double>(train->windows());
@@ -72,6 +80,7 @@ SftReport sft(SftOptions o) {
     s.sample_text = [fmt = std::make_shared<ChatFormat>(s.vocab)](const Vocab&, const std::string& prompt) {
         return fmt->render(nlohmann::ordered_json::array({{{"role", "user"}, {"content", prompt.empty() ? "Hello" : prompt}}}), true);
     };
+    s.lora = o.lora;
     s.hparams_extra = {{"data", o.data_path}, {"examples", rep.examples}, {"base_model", o.model_path}};
     if (lead)
         std::fprintf(stderr, "llmforge: %lld conversations (%lld held out, %lld skipped), %lld tokens of which %lld assistant tokens in the loss; "

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <random>
 
 #include "llmforge/error.h"
+#include "llmforge/gguf.h"
 #include "llmforge/kernels.h"
 #include "llmforge/train.h"
 
@@ -56,7 +58,7 @@ void linear_backward(ThreadPool& pool, Precision prec, const float* dy, const fl
     // dx[n, i] = Σ_o dy[n, o] · W[o, i]: A = dy as stored, B(i, o) = W[o·I + i] (transposed)
     if (dx) kernels::gemm(dy, false, W, true, dx, N, I, O, accumulate_dx, prec, pool);
     // dW[o, i] += Σ_n dy[n, o] · x[n, i]: A(o, n) = dy[n·O + o], B(i, n) = x[n·I + i] (both transposed)
-    kernels::gemm(dy, true, x, true, dW, O, I, N, true, prec, pool);
+    if (dW) kernels::gemm(dy, true, x, true, dW, O, I, N, true, prec, pool);  // dW null: frozen (LoRA)
     if (db)
         pool.parallel_for(O, [&](int64_t o0, int64_t o1) {
             for (int64_t n = 0; n < N; ++n)
@@ -150,7 +152,7 @@ void norm_backward_par(ThreadPool& pool, const float* dy, const float* x, const 
         if (mean) layernorm_backward(dy + r0 * C, x + r0 * C, w, mean + r0, rstd + r0, dx + r0 * C, pw, pw + C, r1 - r0, C);
         else rmsnorm_backward(dy + r0 * C, x + r0 * C, w, rstd + r0, dx + r0 * C, pw, r1 - r0, C);
     });
-    for (int t = 0; t < nth; ++t) {
+    for (int t = 0; t < nth && dw; ++t) {  // dw null: the weights are frozen (LoRA)
         const float* pw = part.data() + static_cast<size_t>(2 * C * t);
         for (int64_t c = 0; c < C; ++c) dw[c] += pw[c];
         if (db)
@@ -431,7 +433,7 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
         if (gpt2) {
             layernorm_forward_par(pool_, x, P(Ly.norm1), P(Ly.norm1_b), ln1, a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, N, C, eps);
             a.tmp1.resize(static_cast<size_t>(N * 3 * C));
-            linear_forward(pool_, matmul_, ln1, P(Ly.qkv), P(Ly.bqkv), a.tmp1.data(), N, C, 3 * C);
+            lin_fwd(Ly.qkv, Ly.bqkv, ln1, a.tmp1.data(), N, C, 3 * C);
             for (int64_t n = 0; n < N; ++n) {
                 std::memcpy(q + n * C, a.tmp1.data() + n * 3 * C, static_cast<size_t>(C) * sizeof(float));
                 std::memcpy(k + n * C, a.tmp1.data() + n * 3 * C + C, static_cast<size_t>(C) * sizeof(float));
@@ -439,20 +441,20 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
             }
         } else {
             rmsnorm_forward_par(pool_, x, P(Ly.norm1), ln1, a.ln1_rstd.data() + l * N, N, C, eps);
-            linear_forward(pool_, matmul_, ln1, P(Ly.q), nullptr, q, N, C, C);
-            linear_forward(pool_, matmul_, ln1, P(Ly.k), nullptr, k, N, C, KV);
-            linear_forward(pool_, matmul_, ln1, P(Ly.v), nullptr, v, N, C, KV);
+            lin_fwd(Ly.q, kNone, ln1, q, N, C, C);
+            lin_fwd(Ly.k, kNone, ln1, k, N, C, KV);
+            lin_fwd(Ly.v, kNone, ln1, v, N, C, KV);
             const bool inter = cfg_.rope_style == RopeStyle::Interleaved;
             rope_apply(q, B, T, H, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), 1.0f);
             rope_apply(k, B, T, HKV, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), 1.0f);
         }
         attention_forward(pool_, matmul_, q, k, v, att, atty, B, T, H, HKV, HD);
-        linear_forward(pool_, matmul_, atty, P(Ly.o), gpt2 ? P(Ly.bo) : nullptr, xm, N, C, C);
+        lin_fwd(Ly.o, gpt2 ? Ly.bo : kNone, atty, xm, N, C, C);
         for (int64_t i = 0; i < N * C; ++i) xm[i] += x[i];
         // MLP sub-layer
         if (gpt2) {
             layernorm_forward_par(pool_, xm, P(Ly.norm2), P(Ly.norm2_b), ln2, a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, N, C, eps);
-            linear_forward(pool_, matmul_, ln2, P(Ly.up), P(Ly.b_up), fa, N, C, F);
+            lin_fwd(Ly.up, Ly.b_up, ln2, fa, N, C, F);
             float* th = a.fb.data() + l * N * F;
             pool_.parallel_for(N * F, [&](int64_t b0, int64_t b1) {
                 for (int64_t i = b0; i < b1; ++i) th[i] = kGeluK * (fa[i] + 0.044715f * fa[i] * fa[i] * fa[i]);
@@ -462,18 +464,18 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
         } else {
             rmsnorm_forward_par(pool_, xm, P(Ly.norm2), ln2, a.ln2_rstd.data() + l * N, N, C, eps);
             float* fb = a.fb.data() + l * N * F;
-            linear_forward(pool_, matmul_, ln2, P(Ly.gate), nullptr, fa, N, C, F);
-            linear_forward(pool_, matmul_, ln2, P(Ly.up), nullptr, fb, N, C, F);
+            lin_fwd(Ly.gate, kNone, ln2, fa, N, C, F);
+            lin_fwd(Ly.up, kNone, ln2, fb, N, C, F);
             for (int64_t i = 0; i < N * F; ++i) fact[i] = fa[i] * sigmoid(fa[i]) * fb[i];  // SwiGLU: silu(gate) ⊙ up
         }
-        linear_forward(pool_, matmul_, fact, P(Ly.down), gpt2 ? P(Ly.b_down) : nullptr, xo, N, F, C);
+        lin_fwd(Ly.down, gpt2 ? Ly.b_down : kNone, fact, xo, N, F, C);
         for (int64_t i = 0; i < N * C; ++i) xo[i] += xm[i];
     }
     // final norm, logits, and softmax fused with cross-entropy: the logits buffer becomes the probabilities
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
     if (gpt2) layernorm_forward_par(pool_, xL, P(out_norm_), P(out_norm_b_), a.lnf.data(), a.lnf_mean.data(), a.lnf_rstd.data(), N, C, eps);
     else rmsnorm_forward_par(pool_, xL, P(out_norm_), a.lnf.data(), a.lnf_rstd.data(), N, C, eps);
-    linear_forward(pool_, matmul_, a.lnf.data(), P(output_), nullptr, a.logits.data(), N, C, V);
+    lin_fwd(output_, kNone, a.lnf.data(), a.logits.data(), N, C, V);
     std::vector<double> row_loss(static_cast<size_t>(N), 0.0);
     pool_.parallel_for(N, [&](int64_t n0, int64_t n1) {
         for (int64_t n = n0; n < n1; ++n) {
@@ -519,7 +521,7 @@ void TrainableModel::backward(float scale) {
         for (int64_t i = 0; i < V; ++i) z[i] *= inv;
     }
     a.dln.assign(static_cast<size_t>(N * C), 0.0f);
-    linear_backward(pool_, matmul_, a.logits.data(), a.lnf.data(), P(output_), a.dln.data(), G(output_), nullptr, N, C, V);
+    lin_bwd(output_, kNone, a.logits.data(), a.lnf.data(), a.dln.data(), N, C, V);
     a.dx.assign(static_cast<size_t>(N * C), 0.0f);  // d loss / d residual stream
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
     if (gpt2) norm_backward_par(pool_, a.dln.data(), xL, P(out_norm_), a.lnf_mean.data(), a.lnf_rstd.data(), a.dx.data(), G(out_norm_), G(out_norm_b_), N, C);
@@ -541,7 +543,7 @@ void TrainableModel::backward(float scale) {
 
         // MLP sub-layer: x_out = x_mid + down(act(ln2)); dx flows to x_mid unchanged plus through the MLP
         a.dfact.resize(static_cast<size_t>(N * F));
-        linear_backward(pool_, matmul_, a.dx.data(), fact, P(Ly.down), a.dfact.data(), G(Ly.down), gpt2 ? G(Ly.b_down) : nullptr, N, F, C, false);
+        lin_bwd(Ly.down, gpt2 ? Ly.b_down : kNone, a.dx.data(), fact, a.dfact.data(), N, F, C, false);
         a.dfa.resize(static_cast<size_t>(N * F));
         a.dln.assign(static_cast<size_t>(N * C), 0.0f);
         if (gpt2) {
@@ -549,7 +551,7 @@ void TrainableModel::backward(float scale) {
             pool_.parallel_for(N * F, [&](int64_t b0, int64_t b1) {
                 for (int64_t i = b0; i < b1; ++i) a.dfa[static_cast<size_t>(i)] = a.dfact[static_cast<size_t>(i)] * gelu_grad(fa[i], th[i]);
             });
-            linear_backward(pool_, matmul_, a.dfa.data(), ln2, P(Ly.up), a.dln.data(), G(Ly.up), G(Ly.b_up), N, C, F);
+            lin_bwd(Ly.up, Ly.b_up, a.dfa.data(), ln2, a.dln.data(), N, C, F);
             norm_backward_par(pool_, a.dln.data(), xm, P(Ly.norm2), a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, a.dx.data(), G(Ly.norm2),
                                G(Ly.norm2_b), N, C);
         } else {
@@ -560,14 +562,14 @@ void TrainableModel::backward(float scale) {
                 a.dfa[static_cast<size_t>(i)] = g * fb[i] * s * (1.0f + fa[i] * (1.0f - s));
                 a.dfb[static_cast<size_t>(i)] = g * fa[i] * s;
             }
-            linear_backward(pool_, matmul_, a.dfa.data(), ln2, P(Ly.gate), a.dln.data(), G(Ly.gate), nullptr, N, C, F);
-            linear_backward(pool_, matmul_, a.dfb.data(), ln2, P(Ly.up), a.dln.data(), G(Ly.up), nullptr, N, C, F);
+            lin_bwd(Ly.gate, kNone, a.dfa.data(), ln2, a.dln.data(), N, C, F);
+            lin_bwd(Ly.up, kNone, a.dfb.data(), ln2, a.dln.data(), N, C, F);
             norm_backward_par(pool_, a.dln.data(), xm, P(Ly.norm2), nullptr, a.ln2_rstd.data() + l * N, a.dx.data(), G(Ly.norm2), nullptr, N, C);
         }
 
         // attention sub-layer: x_mid = x + o(attention(ln1))
         a.datty.resize(static_cast<size_t>(N * C));
-        linear_backward(pool_, matmul_, a.dx.data(), atty, P(Ly.o), a.datty.data(), G(Ly.o), gpt2 ? G(Ly.bo) : nullptr, N, C, C, false);
+        lin_bwd(Ly.o, gpt2 ? Ly.bo : kNone, a.dx.data(), atty, a.datty.data(), N, C, C, false);
         a.dq.assign(static_cast<size_t>(N * C), 0.0f);
         a.dk.assign(static_cast<size_t>(N * KV), 0.0f);
         a.dv.assign(static_cast<size_t>(N * KV), 0.0f);
@@ -580,21 +582,21 @@ void TrainableModel::backward(float scale) {
                 std::memcpy(a.dqkv.data() + n * 3 * C + C, a.dk.data() + n * C, static_cast<size_t>(C) * sizeof(float));
                 std::memcpy(a.dqkv.data() + n * 3 * C + 2 * C, a.dv.data() + n * C, static_cast<size_t>(C) * sizeof(float));
             }
-            linear_backward(pool_, matmul_, a.dqkv.data(), ln1, P(Ly.qkv), a.dln.data(), G(Ly.qkv), G(Ly.bqkv), N, C, 3 * C);
+            lin_bwd(Ly.qkv, Ly.bqkv, a.dqkv.data(), ln1, a.dln.data(), N, C, 3 * C);
             norm_backward_par(pool_, a.dln.data(), x, P(Ly.norm1), a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, a.dx.data(), G(Ly.norm1),
                                G(Ly.norm1_b), N, C);
         } else {
             const bool inter = cfg_.rope_style == RopeStyle::Interleaved;
             rope_apply(a.dq.data(), B, T, H, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), -1.0f);
             rope_apply(a.dk.data(), B, T, HKV, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), -1.0f);
-            linear_backward(pool_, matmul_, a.dq.data(), ln1, P(Ly.q), a.dln.data(), G(Ly.q), nullptr, N, C, C);
-            linear_backward(pool_, matmul_, a.dk.data(), ln1, P(Ly.k), a.dln.data(), G(Ly.k), nullptr, N, C, KV);
-            linear_backward(pool_, matmul_, a.dv.data(), ln1, P(Ly.v), a.dln.data(), G(Ly.v), nullptr, N, C, KV);
+            lin_bwd(Ly.q, kNone, a.dq.data(), ln1, a.dln.data(), N, C, C);
+            lin_bwd(Ly.k, kNone, a.dk.data(), ln1, a.dln.data(), N, C, KV);
+            lin_bwd(Ly.v, kNone, a.dv.data(), ln1, a.dln.data(), N, C, KV);
             norm_backward_par(pool_, a.dln.data(), x, P(Ly.norm1), nullptr, a.ln1_rstd.data() + l * N, a.dx.data(), G(Ly.norm1), nullptr, N, C);
         }
     }
-    // embeddings
-    for (int64_t n = 0; n < N; ++n) {
+    // embeddings (frozen under LoRA)
+    for (int64_t n = 0; n < N && !lora_; ++n) {
         float* dw = G(tok_embd_) + static_cast<int64_t>(inputs_[static_cast<size_t>(n)]) * C;
         for (int64_t c = 0; c < C; ++c) dw[c] += a.dx[static_cast<size_t>(n * C + c)];
         if (gpt2) {
@@ -602,6 +604,135 @@ void TrainableModel::backward(float scale) {
             for (int64_t c = 0; c < C; ++c) dp[c] += a.dx[static_cast<size_t>(n * C + c)];
         }
     }
+}
+
+// ---- linear layers with optional LoRA adapters -----------------------------------------------------------------------
+// y = x Wᵀ + b + s · (x Aᵀ) Bᵀ, s = alpha / rank. u = s · x Aᵀ [N, r] is kept for the backward pass.
+void TrainableModel::lin_fwd(size_t w, size_t b, const float* x, float* y, int64_t N, int64_t I, int64_t O) {
+    linear_forward(pool_, matmul_, x, P(w), b == kNone ? nullptr : P(b), y, N, I, O);
+    if (!lora_) return;
+    const auto it = lora_index_.find(w);
+    if (it == lora_index_.end()) return;
+    const LoraSlot& sl = lora_slots_[it->second];
+    const int64_t r = lora_cfg_.rank;
+    std::vector<float>& u = lora_u_[it->second];
+    u.resize(static_cast<size_t>(N * r));
+    kernels::gemm(x, false, data_.data() + sl.a, false, u.data(), N, r, I, false, matmul_, pool_);  // x Aᵀ
+    const float sc = lora_cfg_.scale();
+    for (float& v : u) v *= sc;
+    kernels::gemm(u.data(), false, data_.data() + sl.b, false, y, N, O, r, true, matmul_, pool_);  // y += u Bᵀ
+}
+
+// Base: dx (+)= dy W, and dW, db unless frozen. LoRA: dB += dyᵀ u;  du = s · dy B;  dA += duᵀ x;  dx += du A.
+void TrainableModel::lin_bwd(size_t w, size_t b, const float* dy, const float* x, float* dx, int64_t N, int64_t I, int64_t O, bool accumulate_dx) {
+    linear_backward(pool_, matmul_, dy, x, P(w), dx, G(w), b == kNone ? nullptr : G(b), N, I, O, accumulate_dx);
+    if (!lora_) return;
+    const auto it = lora_index_.find(w);
+    if (it == lora_index_.end()) return;
+    const LoraSlot& sl = lora_slots_[it->second];
+    const int64_t r = lora_cfg_.rank;
+    const std::vector<float>& u = lora_u_[it->second];
+    const float* A = data_.data() + sl.a;
+    const float* Bm = data_.data() + sl.b;
+    kernels::gemm(dy, true, u.data(), true, grad_.data() + sl.b, O, r, N, true, matmul_, pool_);  // dB [O, r]
+    std::vector<float>& du = lora_du_;
+    du.resize(static_cast<size_t>(N * r));
+    kernels::gemm(dy, false, Bm, true, du.data(), N, r, O, false, matmul_, pool_);  // dy B [N, r]
+    const float sc = lora_cfg_.scale();
+    for (float& v : du) v *= sc;
+    kernels::gemm(du.data(), true, x, true, grad_.data() + sl.a, r, I, N, true, matmul_, pool_);  // dA [r, I]
+    if (dx) kernels::gemm(du.data(), false, A, true, dx, N, I, r, true, matmul_, pool_);          // dx += du A
+}
+
+void TrainableModel::enable_lora(const LoraConfig& c, const Model* adapter) {
+    if (lora_) throw_bad_input("LoRA is already enabled");
+    if (c.rank <= 0 || !(c.alpha > 0)) throw_bad_input("LoRA needs a positive rank and alpha");
+    lora_cfg_ = c;
+    const bool gpt2 = cfg_.arch == Arch::GPT2;
+    std::vector<std::string> targets = c.targets;
+    if (targets.empty()) targets = gpt2 ? std::vector<std::string>{"attn_qkv", "attn_output"} : std::vector<std::string>{"attn_q", "attn_k", "attn_v", "attn_output"};
+    if (targets.size() == 1 && targets[0] == "all")
+        targets = gpt2 ? std::vector<std::string>{"attn_qkv", "attn_output", "ffn_up", "ffn_down"}
+                       : std::vector<std::string>{"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    lora_cfg_.targets = targets;
+    base_params_ = std::move(params_);
+    base_ = std::move(data_);
+    std::vector<float>().swap(grad_);  // no gradients for the frozen weights
+    params_.clear();
+    lora_slots_.clear();
+    size_t off = 0;
+    for (int64_t l = 0; l < cfg_.n_layer; ++l)
+        for (const std::string& t : targets) {
+            const std::string name = "blk." + std::to_string(l) + "." + t + ".weight";
+            const Param* bp = nullptr;
+            for (const Param& p : base_params_)
+                if (p.name == name) bp = &p;
+            if (!bp) throw_bad_input("LoRA target '%s' is not a weight of this %s model", t.c_str(), arch_name(cfg_.arch));
+            const int64_t out = bp->shape[0], in = bp->shape[1];
+            LoraSlot sl;
+            sl.in = in;
+            sl.out = out;
+            sl.a = off;
+            params_.push_back(Param{name + ".lora_a", {c.rank, in}, off, static_cast<size_t>(c.rank * in), true});
+            off += static_cast<size_t>(c.rank * in);
+            sl.b = off;
+            params_.push_back(Param{name + ".lora_b", {out, c.rank}, off, static_cast<size_t>(out * c.rank), true});
+            off += static_cast<size_t>(out * c.rank);
+            lora_index_[bp->offset] = lora_slots_.size();
+            lora_slots_.push_back(sl);
+        }
+    data_.assign(off, 0.0f);
+    grad_.assign(off, 0.0f);
+    lora_u_.assign(lora_slots_.size(), {});
+    if (adapter) {
+        for (const Param& p : params_) {
+            const Tensor* t = adapter->find(p.name);
+            if (!t) throw_bad_input("the adapter has no tensor '%s'", p.name.c_str());
+            if (t->shape != p.shape) throw_bad_input("the adapter's '%s' has the wrong shape", p.name.c_str());
+            convert_to_f32(t->dtype, t->data, data_.data() + p.offset, p.numel);
+        }
+    } else {  // A ~ U(−1/√in, 1/√in) (PEFT's kaiming_uniform with a = √5), B = 0: the adapter starts as a no-op
+        for (size_t k = 0; k < lora_slots_.size(); ++k) {
+            const LoraSlot& sl = lora_slots_[k];
+            std::mt19937_64 rng(c.seed * 1000003ull + k);
+            const float bound = 1.0f / std::sqrt(static_cast<float>(sl.in));
+            std::uniform_real_distribution<float> ud(-bound, bound);
+            for (int64_t i = 0; i < c.rank * sl.in; ++i) data_[sl.a + static_cast<size_t>(i)] = ud(rng);
+            if (c.init_b_std > 0) {
+                std::normal_distribution<float> nd(0.0f, c.init_b_std);
+                for (int64_t i = 0; i < c.rank * sl.out; ++i) data_[sl.b + static_cast<size_t>(i)] = nd(rng);
+            }
+        }
+    }
+    lora_ = true;
+}
+
+Model TrainableModel::merged_model() const {
+    if (!lora_) throw_runtime("merged_model() without LoRA");
+    auto merged = std::make_shared<std::vector<float>>(base_);
+    for (const auto& [w, k] : lora_index_) {
+        const LoraSlot& sl = lora_slots_[k];
+        std::vector<float> d(static_cast<size_t>(sl.out * sl.in));
+        // ΔW[o, i] = s · Σ_r B[o, r] A[r, i]
+        kernels::gemm(data_.data() + sl.b, false, data_.data() + sl.a, true, d.data(), sl.out, sl.in, lora_cfg_.rank, false,
+                      kernels::Precision::F32, pool_);
+        const float sc = lora_cfg_.scale();
+        float* W = merged->data() + w;
+        for (size_t i = 0; i < d.size(); ++i) W[i] += sc * d[i];
+    }
+    Model m;
+    m.config = cfg_;
+    m.format = "train";
+    m.storage.push_back(merged);
+    for (const Param& p : base_params_) {
+        Tensor t;
+        t.name = p.name;
+        t.dtype = DType::F32;
+        t.shape = p.shape;
+        t.data = merged->data() + p.offset;
+        m.add(std::move(t));
+    }
+    return m;
 }
 
 void TrainableModel::zero_grad() {
@@ -638,6 +769,11 @@ Model TrainableModel::to_model(bool gradients) const {
     Model m;
     m.config = cfg_;
     m.format = "train";
+    if (lora_) {  // the adapter, with llama.cpp's adapter metadata
+        m.meta.set("general.type", gguf::Value::str("adapter"));
+        m.meta.set("adapter.type", gguf::Value::str("lora"));
+        m.meta.set("adapter.lora.alpha", gguf::Value::f32(lora_cfg_.alpha));
+    }
     const float* base = gradients ? grad_.data() : data_.data();
     for (const Param& p : params_) {
         Tensor t;
