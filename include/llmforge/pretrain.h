@@ -54,8 +54,9 @@ struct TrainSetup {
     std::function<std::string(const Vocab&, const std::string& prompt)> sample_text;  // text samples start from (null: none)
     nlohmann::json hparams_extra = nlohmann::json::object();  // recorded in state.json
     // LoRA: rank > 0 trains adapters only; checkpoints then hold adapter.gguf (the base comes from init() on resume),
-    // and the run ends with OUT/adapter.gguf and the merged OUT/model.gguf.
+    // and the run ends with OUT/adapter.gguf (and, with save_merged, the merged OUT/model.gguf).
     LoraConfig lora;
+    bool save_merged = false;
 };
 // The training loop shared by pre-training and fine-tuning (progress, metrics, checkpoints, resume, signals, MPI).
 PretrainResult run_training(const PretrainOptions& opts, TrainSetup& setup);
@@ -75,6 +76,7 @@ struct SftOptions {
     double val_fraction = 0.05;      // held out from data_path when no val_path (at least one conversation)
     bool skip_bad = true;            // --on-bad-example skip|fail
     LoraConfig lora;                 // rank > 0: LoRA instead of full fine-tuning
+    bool merge = false;              // LoRA: also write the merged model
 };
 struct SftReport {
     int64_t examples = 0, val_examples = 0, skipped = 0, tokens = 0, trained_tokens = 0;

@@ -38,8 +38,9 @@ public:
         bool decay = false;          // AdamW weight decay applies (matrices; not norms, biases or embeddings)
     };
 
-    // Copies the model's weights (any dtype) into f32 master weights.
-    TrainableModel(const Model& init, ThreadPool& pool, bool decay_embeddings = false);
+    // Copies the model's weights (any dtype) into f32 master weights. frozen_view: the weights will stay frozen (LoRA
+    // follows): f32 weights are then read in place (e.g. from the memory-mapped file, kept mapped) instead of copied.
+    TrainableModel(const Model& init, ThreadPool& pool, bool decay_embeddings = false, bool frozen_view = false);
     ~TrainableModel();
     TrainableModel(const TrainableModel&) = delete;
     TrainableModel& operator=(const TrainableModel&) = delete;
@@ -84,8 +85,8 @@ private:
     struct Layer;  // offsets of one block's parameters
     struct Acts;   // activation buffers for one (B, T)
     // base weights (frozen under LoRA) and their gradients (none under LoRA)
-    float* P(size_t off) { return (lora_ ? base_ : data_).data() + off; }
-    const float* P(size_t off) const { return (lora_ ? base_ : data_).data() + off; }
+    float* P(size_t off) { return view_.empty() ? (lora_ ? base_ : data_).data() + off : const_cast<float*>(view_.at(off)); }
+    const float* P(size_t off) const { return view_.empty() ? (lora_ ? base_ : data_).data() + off : view_.at(off); }
     float* G(size_t off) { return lora_ ? nullptr : grad_.data() + off; }
     static constexpr size_t kNone = ~size_t{0};
     void lin_fwd(size_t w, size_t b, const float* x, float* y, int64_t N, int64_t I, int64_t O);
@@ -118,6 +119,9 @@ private:
     std::vector<LoraSlot> lora_slots_;
     std::vector<std::vector<float>> lora_u_;         // per slot: s · x Aᵀ of the last forward
     std::vector<float> lora_du_;
+    bool frozen_ = false;
+    std::unordered_map<size_t, const float*> view_;           // frozen f32 weights read in place, by offset
+    std::vector<std::shared_ptr<const void>> view_storage_;  // keeps their file mapped
 };
 
 // AdamW (Loshchilov & Hutter 2019) as PyTorch's torch.optim.AdamW computes it: decoupled weight decay

@@ -138,6 +138,7 @@ void add_sft(CLI::App& app) {
     cmd->add_option("--lora-alpha", x->lora.alpha, "LoRA alpha: the adapters are scaled by alpha/rank (default 16)");
     cmd->add_option("--lora-targets", x->lora.targets, "weights to adapt: attn_q attn_k attn_v attn_qkv attn_output ffn_gate ffn_up ffn_down, or all "
                                                        "(default: the attention projections)");
+    cmd->add_flag("--merge", x->merge, "LoRA: also write OUT/model.gguf with the adapters merged in (default: OUT/adapter.gguf only)");
     add_training_options(cmd, o);
     cmd->callback([o, x, bad] {
         x->train = *o;

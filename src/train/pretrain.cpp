@@ -275,7 +275,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     } else {
         init = s.init();
     }
-    TrainableModel tm(init, pool);
+    TrainableModel tm(init, pool, false, s.lora.rank > 0);
     tm.set_matmul_precision(prec);
     if (s.lora.rank > 0) {
         if (!ck.empty()) {
@@ -414,9 +414,11 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     prog.finish();
     res.steps_done = st.step;
     if (!res.interrupted && lead) {
-        Model m = tm.lora() ? tm.merged_model() : tm.to_model(false);
-        m.vocab = vocab;
-        save_model(m, o.out_dir + "/model.gguf");
+        if (!tm.lora() || s.save_merged) {
+            Model m = tm.lora() ? tm.merged_model() : tm.to_model(false);
+            m.vocab = vocab;
+            save_model(m, o.out_dir + "/model.gguf");
+        }
         if (tm.lora()) {
             Model a = tm.to_model(false);
             a.vocab = vocab;

@@ -81,6 +81,7 @@ SftReport sft(SftOptions o) {
         return fmt->render(nlohmann::ordered_json::array({{{"role", "user"}, {"content", prompt.empty() ? "Hello" : prompt}}}), true);
     };
     s.lora = o.lora;
+    s.save_merged = o.merge;
     s.hparams_extra = {{"data", o.data_path}, {"examples", rep.examples}, {"base_model", o.model_path}};
     if (lead)
         std::fprintf(stderr, "llmforge: %lld conversations (%lld held out, %lld skipped), %lld tokens of which %lld assistant tokens in the loss; "

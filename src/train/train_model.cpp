@@ -279,7 +279,8 @@ inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 // ---- construction --------------------------------------------------------------------------------------------------
 
-TrainableModel::TrainableModel(const Model& init, ThreadPool& pool, bool decay_embeddings) : cfg_(init.config), pool_(pool) {
+TrainableModel::TrainableModel(const Model& init, ThreadPool& pool, bool decay_embeddings, bool frozen_view)
+    : cfg_(init.config), pool_(pool), frozen_(frozen_view) {
     cfg_.validate();
     size_t off = 0;
     for (const auto& [name, shape] : expected_tensors(cfg_)) {
@@ -294,16 +295,25 @@ TrainableModel::TrainableModel(const Model& init, ThreadPool& pool, bool decay_e
         off += p.numel;
         params_.push_back(std::move(p));
     }
-    data_.assign(off, 0.0f);
-    grad_.assign(off, 0.0f);
     auto at = [&](const std::string& name) -> size_t {
         for (const Param& p : params_)
             if (p.name == name) return p.offset;
         throw_bad_input("model has no parameter '%s'", name.c_str());
     };
-    for (const Param& p : params_) {
-        const Tensor& t = init.get(p.name);
-        convert_to_f32(t.dtype, t.data, data_.data() + p.offset, p.numel);
+    // Frozen weights already in f32 (a memory-mapped f32 file) are read where they are: no copy, no gradients.
+    bool all_f32 = frozen_view;
+    for (const Param& p : params_)
+        if (init.get(p.name).dtype != DType::F32) all_f32 = false;
+    if (all_f32) {
+        for (const Param& p : params_) view_[p.offset] = static_cast<const float*>(init.get(p.name).data);
+        view_storage_ = init.storage;
+    } else {
+        data_.assign(off, 0.0f);
+        if (!frozen_view) grad_.assign(off, 0.0f);
+        for (const Param& p : params_) {
+            const Tensor& t = init.get(p.name);
+            convert_to_f32(t.dtype, t.data, data_.data() + p.offset, p.numel);
+        }
     }
     const bool gpt2 = cfg_.arch == Arch::GPT2;
     for (int64_t l = 0; l < cfg_.n_layer; ++l) {
@@ -507,6 +517,7 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
 
 void TrainableModel::backward(float scale) {
     if (!acts_) throw_runtime("backward() without a forward()");
+    if (frozen_ && !lora_) throw_runtime("backward() on frozen weights: enable LoRA first");
     Acts& a = *acts_;
     const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
                   HKV = cfg_.n_head_kv, HD = cfg_.head_dim();
@@ -710,6 +721,12 @@ void TrainableModel::enable_lora(const LoraConfig& c, const Model* adapter) {
 Model TrainableModel::merged_model() const {
     if (!lora_) throw_runtime("merged_model() without LoRA");
     auto merged = std::make_shared<std::vector<float>>(base_);
+    if (!view_.empty()) {
+        size_t total = 0;
+        for (const Param& p : base_params_) total = std::max(total, p.offset + p.numel);
+        merged->resize(total);
+        for (const Param& p : base_params_) std::memcpy(merged->data() + p.offset, view_.at(p.offset), p.numel * sizeof(float));
+    }
     for (const auto& [w, k] : lora_index_) {
         const LoraSlot& sl = lora_slots_[k];
         std::vector<float> d(static_cast<size_t>(sl.out * sl.in));
