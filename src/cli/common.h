@@ -22,6 +22,7 @@ void add_bench(CLI::App& app);
 void add_chat_template(CLI::App& app);
 void add_sft(CLI::App& app);
 void add_lora(CLI::App& app);
+void add_chat(CLI::App& app);
 // A chat template from a .jinja file, tokenizer_config.json (chat_template) or GGUF (tokenizer.chat_template).
 std::string load_chat_template(const std::string& path);
 

@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
     add_chat_template(app);
     add_sft(app);
     add_lora(app);
+    add_chat(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

@@ -150,6 +150,16 @@ def main():
                            capture_output=True, text=True)
         TT.check("sft --on-bad-example fail stops with the file and line", r.returncode == 2 and "chats.jsonl:4: not a JSON object" in r.stderr,
                  r.stderr.strip())
+        # chat over a pipe: one message per line, commands, the conversation saved as OpenAI messages
+        saved = os.path.join(tmp, "conv.json")
+        r = subprocess.run([args.bin, "chat", "-m", d, "-n", "4", "--temp", "0", "--system", "Short."], input=f"Cat?\n/reset\nDog?\n/save {saved}\n",
+                           capture_output=True, text=True)
+        ok = r.returncode == 0 and os.path.exists(saved)
+        msgs = json.load(open(saved))["messages"] if ok else []
+        TT.check("chat over a pipe: /reset, /save write the conversation", ok and [m["role"] for m in msgs] == ["system", "user", "assistant"]
+                 and msgs[1]["content"] == "Dog?" and len(r.stdout.splitlines()) == 2, r.stderr[-300:])
+        r = subprocess.run([args.bin, "chat", "-m", d, "-n", "4"], input="x" * 2000 + "\n", capture_output=True, text=True)
+        TT.check("chat: a message longer than the context is an error", r.returncode == 2 and "too long for the context" in r.stderr, r.stderr.strip())
     print(f"{TT.RESULTS['passed']} passed, {TT.RESULTS['failed']} failed")
     sys.exit(1 if TT.RESULTS["failed"] else 0)
 

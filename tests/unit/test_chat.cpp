@@ -2,10 +2,15 @@
 // semantics on small templates whose expected output follows from the Jinja/Python rules they exercise.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "llmforge/bpe.h"
+#include "llmforge/chat.h"
 #include "llmforge/error.h"
+#include "llmforge/model.h"
+#include "llmforge/transformer.h"
 #include "llmforge/jinja.h"
 #include "test_util.h"
 
@@ -150,4 +155,76 @@ TEST(ChatTemplate, FiltersTestsAndMethods) {
     EXPECT_EQ(render("{{ range(3) | list }} {{ range(1, 7, 2) | list }} {{ 'a-b'.replace('-', '+') }} {{ 'abc' | reverse }}"),
               "[0, 1, 2] [1, 3, 5] a+b cba");
     EXPECT_EQ(render("{{ 'x' ~ ('%s-%d' % ('a', 3)) }}"), "xa-3");
+}
+
+// ---- ChatSession: the KV cache reused across turns gives what a fresh pass gives; a full context drops old turns.
+
+namespace {
+struct TinyChatModel {
+    Model model;
+    TinyChatModel(int64_t n_ctx) {
+        BpeTrainOptions bo;
+        bo.vocab_size = 320;
+        const BpeTokenizer tok = train_bpe_texts({"the cat sat on the mat. what does a dog mean? a dog is a pet. hello there, how are you?"}, bo);
+        ModelConfig c = preset("gpt2-tiny");
+        c.n_layer = 2;
+        c.n_embd = 32;
+        c.n_head = c.n_head_kv = 2;
+        c.n_ff = 64;
+        c.n_vocab = tok.size();
+        c.n_ctx = n_ctx;
+        model = init_random(c, DType::F32, 3);
+        model.vocab = Vocab::from_bpe(tok);
+    }
+};
+}  // namespace
+
+TEST(ChatSession, CachedTurnsEqualAFreshPass) {
+    TinyChatModel tm(256);
+    ThreadPool pool(1);
+    Transformer tf(tm.model, pool, 256, 64, DType::F32);
+    const ChatFormat fmt(*tm.model.vocab);
+    SamplerParams sp;
+    sp.temp = 0;  // greedy: both sides must pick the same tokens
+    ChatSession chat(tf, *tm.model.vocab, fmt, sp);
+    chat.set_system("Be brief.");
+    chat.ask("hello there", 6);
+    const json before = chat.messages();
+    const ChatSession::Reply second = chat.ask("what does a dog mean?", 6);
+    EXPECT_GT(second.reused_tokens, 10);  // the first exchange was not recomputed
+    // a fresh cache, the whole prompt at once, greedy decoding by hand
+    json msgs = before;
+    msgs.push_back({{"role", "user"}, {"content", "what does a dog mean?"}});
+    Transformer fresh(tm.model, pool, 256, 64, DType::F32);
+    const std::vector<int32_t> ids = fmt.encode_prompt(msgs);
+    const std::vector<float>* logits = &fresh.eval(ids);
+    std::string text;
+    const std::vector<int32_t> stops = fmt.stop_tokens();
+    for (int i = 0; i < 6; ++i) {
+        const int32_t id = static_cast<int32_t>(std::max_element(logits->begin(), logits->end()) - logits->begin());
+        if (std::find(stops.begin(), stops.end(), id) != stops.end()) break;
+        text += tm.model.vocab->token_to_piece(id);
+        logits = &fresh.eval(&id, 1);
+    }
+    EXPECT_EQ(second.text, text);
+    EXPECT_EQ(chat.messages().size(), 5u);  // system, user, assistant, user, assistant
+    chat.reset();
+    EXPECT_EQ(chat.messages().size(), 1u);  // the system prompt stays
+}
+
+TEST(ChatSession, FullContextDropsTheOldestTurns) {
+    TinyChatModel tm(96);
+    ThreadPool pool(1);
+    Transformer tf(tm.model, pool, 96, 64, DType::F32);
+    const ChatFormat fmt(*tm.model.vocab);
+    SamplerParams sp;
+    sp.temp = 0;
+    ChatSession chat(tf, *tm.model.vocab, fmt, sp);
+    int64_t dropped = 0;
+    for (int i = 0; i < 6; ++i) dropped += chat.ask("what does a dog mean? hello there", 8).dropped_turns;
+    EXPECT_GT(dropped, 0);
+    EXPECT_LE(static_cast<int64_t>(fmt.encode_prompt(chat.messages()).size()), 96);
+    const size_t n = chat.messages().size();
+    EXPECT_THROW(chat.ask(std::string(400, 'x'), 4), Error);  // a message longer than the context: an error,
+    EXPECT_EQ(chat.messages().size(), n);                      // and the conversation is unchanged
 }

@@ -1,0 +1,94 @@
+// ChatSession: multi-turn chat over the KV cache (see chat.h).
+#include <algorithm>
+#include <chrono>
+
+#include "llmforge/chat.h"
+#include "llmforge/error.h"
+#include "llmforge/utf8.h"
+
+namespace llmforge {
+
+ChatSession::ChatSession(Transformer& tf, const Vocab& vocab, const ChatFormat& fmt, const SamplerParams& sampling)
+    : tf_(tf), vocab_(vocab), fmt_(fmt), sampler_(sampling), stops_(fmt.stop_tokens()) {}
+
+void ChatSession::set_system(const std::string& text) { system_ = text; }
+
+void ChatSession::reset() { turns_.clear(); }
+
+nlohmann::ordered_json ChatSession::messages() const {
+    nlohmann::ordered_json m = nlohmann::ordered_json::array();
+    if (!system_.empty()) m.push_back({{"role", "system"}, {"content", system_}});
+    for (const auto& [role, content] : turns_) m.push_back({{"role", role}, {"content", content}});
+    return m;
+}
+
+ChatSession::Reply ChatSession::ask(const std::string& user, int32_t max_tokens, const std::function<bool(const std::string&)>& on_text) {
+    using clock = std::chrono::steady_clock;
+    Reply r;
+    const auto saved = turns_;  // restored if the message cannot fit
+    turns_.emplace_back("user", user);
+    const int64_t n_ctx = tf_.n_ctx();
+    const int64_t reserve = max_tokens < 0 ? std::min<int64_t>(n_ctx / 4, 256) : std::min<int64_t>(max_tokens, n_ctx / 2);
+    std::vector<int32_t> ids;
+    for (;;) {  // drop the oldest exchanges until the prompt and the answer's room fit
+        ids = fmt_.encode_prompt(messages());
+        if (static_cast<int64_t>(ids.size()) + reserve <= n_ctx) break;
+        if (turns_.size() <= 1) {
+            turns_ = saved;
+            throw_bad_input("the message is %zu tokens with the template, too long for the context of %lld", ids.size(), static_cast<long long>(n_ctx));
+        }
+        size_t k = 1;  // the oldest turn and everything up to the next user turn
+        while (k < turns_.size() - 1 && turns_[k].first != "user") ++k;
+        turns_.erase(turns_.begin(), turns_.begin() + static_cast<long>(k));
+        ++r.dropped_turns;
+    }
+    // keep the cached prefix the new prompt shares; at least one token is run to get logits
+    size_t p = 0;
+    while (p < cached_.size() && p < ids.size() && cached_[p] == ids[p]) ++p;
+    if (p == ids.size()) --p;
+    tf_.truncate(static_cast<int64_t>(p));
+    cached_.resize(p);
+    r.prompt_tokens = static_cast<int64_t>(ids.size());
+    r.reused_tokens = static_cast<int64_t>(p);
+    auto t0 = clock::now();
+    const std::vector<float>* logits = &tf_.eval(ids.data() + p, static_cast<int64_t>(ids.size() - p));
+    cached_ = ids;
+    r.prompt_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    t0 = clock::now();
+    const int64_t V = tf_.model().config.n_vocab;
+    std::vector<int32_t> history = ids;
+    Utf8Stream stream;
+    r.stop_reason = "length";
+    for (int32_t i = 0; max_tokens < 0 || i < max_tokens; ++i) {
+        const int32_t id = sampler_.sample(logits->data(), V, history);
+        if (std::find(stops_.begin(), stops_.end(), id) != stops_.end()) {
+            r.stop_reason = "eos";
+            break;
+        }
+        history.push_back(id);
+        ++r.tokens;
+        const std::string piece = stream.push(vocab_.token_to_piece(id));
+        r.text += piece;
+        if (on_text && !piece.empty() && !on_text(piece)) {
+            r.stop_reason = "stopped";
+            break;
+        }
+        if (tf_.n_past() >= n_ctx) {
+            r.stop_reason = "context";
+            break;
+        }
+        if (max_tokens >= 0 && i + 1 == max_tokens) break;
+        logits = &tf_.eval(&id, 1);
+        cached_.push_back(id);
+    }
+    const std::string tail = stream.flush();
+    if (!tail.empty()) {
+        r.text += tail;
+        if (on_text) on_text(tail);
+    }
+    r.gen_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    turns_.emplace_back("assistant", r.text);
+    return r;
+}
+
+}  // namespace llmforge

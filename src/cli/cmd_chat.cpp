@@ -1,0 +1,133 @@
+// llmforge chat -m MODEL [--system TEXT]: a multi-turn conversation on the terminal (or over a pipe: one user message
+// per input line, one answer per output line). Commands: /reset, /system [TEXT], /save FILE, /exit. Ctrl-C stops the
+// answer being written; at the prompt it ends the chat.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <random>
+
+#include "cli/common.h"
+#include "llmforge/chat.h"
+#include "llmforge/error.h"
+#include "llmforge/mmap_file.h"
+
+namespace llmforge::cli {
+
+namespace {
+std::atomic<int> g_interrupt{0};
+extern "C" void on_interrupt(int) { g_interrupt = 1; }
+}  // namespace
+
+void add_chat(CLI::App& app) {
+    auto* cmd = app.add_subcommand("chat", "Chat with a model: multi-turn, streaming, with its chat template");
+    struct Opts {
+        std::string model, system, tpl, tokenizer, cache_type = "f16";
+        std::vector<std::string> lora;
+        float lora_scale = 1.0f;
+        int32_t n = -1;
+        int64_t ctx = 0, seed = -1;
+        int threads = ThreadPool::default_threads();
+        SamplerParams s;
+        bool verbose = false;
+    };
+    auto o = std::make_shared<Opts>();
+    cmd->add_option("-m,--model", o->model, "model file")->required();
+    cmd->add_option("--system", o->system, "system prompt");
+    cmd->add_option("--template", o->tpl, "chat template (Jinja file, tokenizer_config.json or GGUF) instead of the model's");
+    cmd->add_option("--lora", o->lora, "LoRA adapter(s) to apply");
+    cmd->add_option("--lora-scale", o->lora_scale, "scale of the adapters");
+    cmd->add_option("-n,--n-predict", o->n, "most tokens per answer (-1: until the end of the turn)");
+    cmd->add_option("--temp", o->s.temp, "temperature (0: greedy)");
+    cmd->add_option("--top-k", o->s.top_k, "top-k (0: off)");
+    cmd->add_option("--top-p", o->s.top_p, "top-p (1: off)");
+    cmd->add_option("--min-p", o->s.min_p, "min-p (0: off)");
+    cmd->add_option("--repeat-penalty", o->s.repeat_penalty, "repetition penalty (1: off)");
+    cmd->add_option("-s,--seed", o->seed, "random seed (-1: random)");
+    cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)");
+    cmd->add_option("-t,--threads", o->threads, "threads");
+    cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 or f32");
+    cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
+    cmd->add_flag("-v,--verbose", o->verbose, "after each answer, print token counts and speed to stderr");
+    cmd->callback([o] {
+        Model m = load_for_cli(o->model, o->tokenizer, true);
+        ThreadPool pool(o->threads);
+        Transformer tf(m, pool, o->ctx, 512, parse_cache_type(o->cache_type));
+        apply_lora_adapters(tf, m, o->lora, o->lora_scale);
+        const ChatFormat fmt(*m.vocab, o->tpl.empty() ? std::string() : load_chat_template(o->tpl));
+        SamplerParams sp = o->s;
+        sp.seed = o->seed < 0 ? std::random_device{}() : static_cast<uint64_t>(o->seed);
+        ChatSession chat(tf, *m.vocab, fmt, sp);
+        chat.set_system(o->system);
+        const bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+        struct sigaction sa {}, old {};
+        sa.sa_handler = on_interrupt;  // no SA_RESTART: Ctrl-C at the prompt interrupts the read
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &old);
+        struct Restore {
+            struct sigaction* old;
+            ~Restore() { sigaction(SIGINT, old, nullptr); }
+        } restore{&old};
+        if (tty)
+            std::fprintf(stderr, "llmforge chat: %s, context %lld tokens. /reset /system [TEXT] /save FILE /exit; Ctrl-C stops an answer.\n",
+                         o->model.c_str(), static_cast<long long>(tf.n_ctx()));
+        std::string line;
+        for (;;) {
+            if (tty) {
+                std::printf("\n> ");
+                std::fflush(stdout);
+            }
+            g_interrupt = 0;
+            if (!std::getline(std::cin, line)) break;  // end of input, or Ctrl-C at the prompt
+            if (!line.empty() && line.back() == '\r') line.pop_back();
+            if (line.empty()) continue;
+            if (line[0] == '/') {
+                const size_t sp_at = line.find(' ');
+                const std::string c = line.substr(0, sp_at), arg = sp_at == std::string::npos ? "" : line.substr(sp_at + 1);
+                if (c == "/exit" || c == "/quit") break;
+                if (c == "/reset") { chat.reset(); std::fprintf(stderr, "(conversation cleared)\n"); continue; }
+                if (c == "/system") { chat.set_system(arg); std::fprintf(stderr, arg.empty() ? "(system prompt removed)\n" : "(system prompt set)\n"); continue; }
+                if (c == "/save") {
+                    if (arg.empty()) { std::fprintf(stderr, "usage: /save FILE\n"); continue; }
+                    try {
+                        AtomicWriter w(arg);
+                        const std::string j = nlohmann::ordered_json({{"messages", chat.messages()}}).dump(2) + "\n";
+                        w.write(j.data(), j.size());
+                        w.commit();
+                        std::fprintf(stderr, "(saved to %s)\n", arg.c_str());
+                    } catch (const std::exception& e) {
+                        std::fprintf(stderr, "llmforge: cannot save: %s\n", e.what());
+                    }
+                    continue;
+                }
+                if (c == "/help") { std::fprintf(stderr, "/reset  /system [TEXT]  /save FILE  /exit\n"); continue; }
+                std::fprintf(stderr, "unknown command %s (/help)\n", c.c_str());
+                continue;
+            }
+            try {
+                const ChatSession::Reply r = chat.ask(line, o->n, [](const std::string& piece) {
+                    std::fwrite(piece.data(), 1, piece.size(), stdout);
+                    std::fflush(stdout);
+                    return g_interrupt == 0;
+                });
+                std::printf("\n");
+                std::fflush(stdout);
+                if (r.stop_reason == "stopped") std::fprintf(stderr, "(stopped)\n");
+                if (r.dropped_turns) std::fprintf(stderr, "(the context was full: the %lld oldest exchange(s) were dropped)\n", static_cast<long long>(r.dropped_turns));
+                if (o->verbose)
+                    std::fprintf(stderr, "[prompt %lld tokens (%lld reused) in %.0f ms; %lld tokens at %.1f tokens/s; %s]\n",
+                                 static_cast<long long>(r.prompt_tokens), static_cast<long long>(r.reused_tokens), r.prompt_ms,
+                                 static_cast<long long>(r.tokens), r.gen_ms > 0 ? 1000.0 * static_cast<double>(r.tokens) / r.gen_ms : 0.0, r.stop_reason.c_str());
+            } catch (const Error& e) {
+                std::fprintf(stderr, "llmforge: %s\n", e.what());
+                if (!tty) throw;
+            }
+        }
+        if (tty) std::printf("\n");
+    });
+}
+
+}  // namespace llmforge::cli
