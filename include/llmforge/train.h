@@ -19,7 +19,7 @@ namespace llmforge {
 
 // LoRA (Hu et al. 2021): W' = W + (alpha / rank) · B A with A [rank, in], B [out, rank]; only A and B are trained.
 struct LoraConfig {
-    int64_t rank = 8;
+    int64_t rank = 0;  // 0: no LoRA (every weight trains)
     float alpha = 16;
     // weights to adapt, by their GGUF short names: attn_q, attn_k, attn_v, attn_qkv, attn_output, ffn_gate, ffn_up,
     // ffn_down; empty: the attention projections; {"all"}: attention and MLP

@@ -133,7 +133,6 @@ void add_sft(CLI::App& app) {
     cmd->add_option("--epochs", x->epochs, "passes over the data when --steps is not given (default 1)");
     cmd->add_option("--on-bad-example", *bad, "skip (default: count and report them) or fail (stop at the first, with file and line)")
         ->check(CLI::IsMember({"skip", "fail"}));
-    x->lora.rank = 0;
     cmd->add_option("--lora-rank", x->lora.rank, "train LoRA adapters of this rank instead of every weight (0: full fine-tuning)");
     cmd->add_option("--lora-alpha", x->lora.alpha, "LoRA alpha: the adapters are scaled by alpha/rank (default 16)");
     cmd->add_option("--lora-targets", x->lora.targets, "weights to adapt: attn_q attn_k attn_v attn_qkv attn_output ffn_gate ffn_up ffn_down, or all "

@@ -37,8 +37,7 @@ void add_train_steps(CLI::App& app) {
     cmd->add_option("-t,--threads", o->threads, "threads");
     cmd->add_option("--grads-out", o->grads_out, "write the first step's gradients (before clipping) as a model");
     cmd->add_option("-o,--output", o->out, "write the parameters after the last step");
-    o->lora.rank = 0;
-    cmd->add_option("--lora-rank", o->lora.rank, "train LoRA adapters of this rank instead of the weights (0: off)");
+    cmd->add_option("--lora-rank", o->lora.rank, "train LoRA adapters of this rank instead of the weights (default 0: off)");
     cmd->add_option("--lora-alpha", o->lora.alpha, "LoRA alpha (scale alpha/rank)");
     cmd->add_option("--lora-targets", o->lora.targets, "weights to adapt: attn_q attn_k attn_v attn_qkv attn_output ffn_gate ffn_up ffn_down, or all");
     cmd->add_option("--lora-b-std", o->lora.init_b_std, "start B from N(0, std²) instead of zeros (so the first gradients of A are not zero)");
