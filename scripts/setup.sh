@@ -14,14 +14,15 @@ $SUDO apt-get install -y --no-install-recommends \
   g++ cmake make pkg-config git ca-certificates \
   nlohmann-json3-dev libcli11-dev libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin \
   libgtest-dev libgmock-dev \
-  python3 python3-numpy python3-torch python3-jinja2 libopenblas0-openmp \
+  python3 python3-numpy python3-torch python3-jinja2 python3-nltk libopenblas0-openmp \
   fortunes fortunes-zh
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   $SUDO apt-get install -y --no-install-recommends nodejs npm
 fi
-# --corpus: the larger text packages the tokenizer-training benchmark reads (GCIDE dictionary, kernel documentation)
+# --corpus: the larger text packages the tokenizer-training benchmark and the real runs read (GCIDE dictionary, kernel
+# documentation, WordNet for the SFT dictionary conversations)
 if [ "${1:-}" = "--corpus" ]; then
-  $SUDO apt-get install -y --no-install-recommends dict-gcide linux-doc-6.1
+  $SUDO apt-get install -y --no-install-recommends dict-gcide linux-doc-6.1 wordnet-base
 fi
 # npm test tools, pinned by tests/npm/package-lock.json
 cd "$(dirname "$0")/../tests/npm"
