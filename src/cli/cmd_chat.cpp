@@ -32,7 +32,7 @@ void add_chat(CLI::App& app) {
         int64_t ctx = 0, seed = -1;
         int threads = ThreadPool::default_threads();
         SamplerParams s;
-        bool verbose = false;
+        bool verbose = false, jsonl = false;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
@@ -52,6 +52,7 @@ void add_chat(CLI::App& app) {
     cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 or f32");
     cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
     cmd->add_flag("-v,--verbose", o->verbose, "after each answer, print token counts and speed to stderr");
+    cmd->add_flag("--jsonl", o->jsonl, "print each answer as one JSON line {\"text\", \"stop_reason\", token counts, timings} (for scripts)");
     cmd->callback([o] {
         Model m = load_for_cli(o->model, o->tokenizer, true);
         ThreadPool pool(o->threads);
@@ -108,11 +109,20 @@ void add_chat(CLI::App& app) {
                 continue;
             }
             try {
-                const ChatSession::Reply r = chat.ask(line, o->n, [](const std::string& piece) {
-                    std::fwrite(piece.data(), 1, piece.size(), stdout);
-                    std::fflush(stdout);
+                const bool stream = !o->jsonl;
+                const ChatSession::Reply r = chat.ask(line, o->n, [stream](const std::string& piece) {
+                    if (stream) {
+                        std::fwrite(piece.data(), 1, piece.size(), stdout);
+                        std::fflush(stdout);
+                    }
                     return g_interrupt == 0;
                 });
+                if (o->jsonl)
+                    std::printf("%s", nlohmann::json({{"text", r.text}, {"stop_reason", r.stop_reason}, {"prompt_tokens", r.prompt_tokens},
+                                                      {"reused_tokens", r.reused_tokens}, {"tokens", r.tokens}, {"dropped_turns", r.dropped_turns},
+                                                      {"prompt_ms", r.prompt_ms}, {"gen_ms", r.gen_ms}})
+                                          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                                          .c_str());
                 std::printf("\n");
                 std::fflush(stdout);
                 if (r.stop_reason == "stopped") std::fprintf(stderr, "(stopped)\n");
