@@ -150,6 +150,18 @@ def main():
                            capture_output=True, text=True)
         TT.check("sft --on-bad-example fail stops with the file and line", r.returncode == 2 and "chats.jsonl:4: not a JSON object" in r.stderr,
                  r.stderr.strip())
+        # resume: 2N steps in one go equal N steps, then --resume to 2N (same losses bit for bit, same threads)
+        def losses(run):
+            return [json.loads(l)["loss"] for l in open(os.path.join(run, "metrics.jsonl"))]
+        common = ["sft", "-m", d, "--data", data, "--batch-size", "2", "--eval-every", "0", "--save-every", "3", "-q", "-t", "2", "--template", tpl]
+        for lora in ([], ["--lora-rank", "4"]):
+            one, two = os.path.join(tmp, "one" + str(len(lora))), os.path.join(tmp, "two" + str(len(lora)))
+            subprocess.run([args.bin, *common, "-o", one, "--steps", "12", *lora], check=True, capture_output=True)
+            subprocess.run([args.bin, *common, "-o", two, "--steps", "6", *lora], check=True, capture_output=True)
+            subprocess.run([args.bin, *common, "-o", two, "--steps", "12", "--resume", *lora], check=True, capture_output=True)
+            a, b = losses(one), losses(two)
+            TT.check(f"sft{' --lora-rank 4' if lora else ''}: 12 steps = 6 steps + --resume to 12 (bitwise)", len(a) == 12 and a == b, f"{a[-1]} vs {b[-1]}")
+
         # chat over a pipe: one message per line, commands, the conversation saved as OpenAI messages
         saved = os.path.join(tmp, "conv.json")
         r = subprocess.run([args.bin, "chat", "-m", d, "-n", "4", "--temp", "0", "--system", "Short."], input=f"Cat?\n/reset\nDog?\n/save {saved}\n",
