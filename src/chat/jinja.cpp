@@ -2188,8 +2188,11 @@ Flow Interp::exec(const Node& n, std::string& out) {
             }
             case Node::K::Macro: {
                 const Node* def = &n;
-                std::shared_ptr<Frame> root = frames.front();
-                assign(n.text, make_func(n.text, [def, root](Interp& in, std::vector<Value>& args, Kwargs& kw) {
+                // the root frame holds this macro: a weak reference avoids a cycle (the frame outlives every call)
+                std::weak_ptr<Frame> root_ref = frames.front();
+                assign(n.text, make_func(n.text, [def, root_ref](Interp& in, std::vector<Value>& args, Kwargs& kw) {
+                    const std::shared_ptr<Frame> root = root_ref.lock();
+                    if (!root) fail("TemplateRuntimeError: macro '" + def->text + "' called after its template finished");
                     if (args.size() > def->params.size()) fail("TypeError: macro '" + def->text + "' takes not more than " + std::to_string(def->params.size()) + " argument(s)");
                     if (++in.depth > 200) fail("RecursionError: maximum macro depth exceeded");
                     auto saved = std::move(in.frames);
