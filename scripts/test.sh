@@ -11,7 +11,6 @@ if [ "${1:-}" = "--sanitize" ]; then
   build=build-asan
   flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMFORGE_SANITIZE=ON)
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp"  # OpenMPI's own allocations only
 fi
 scripts/setup.sh
 cmake -S . -B "$build" "${flags[@]}"
