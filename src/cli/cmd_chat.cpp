@@ -41,12 +41,7 @@ void add_chat(CLI::App& app) {
     cmd->add_option("--lora", o->lora, "LoRA adapter(s) to apply");
     cmd->add_option("--lora-scale", o->lora_scale, "scale of the adapters");
     cmd->add_option("-n,--n-predict", o->n, "most tokens per answer (-1: until the end of the turn)");
-    cmd->add_option("--temp", o->s.temp, "temperature (0: greedy)");
-    cmd->add_option("--top-k", o->s.top_k, "top-k (0: off)");
-    cmd->add_option("--top-p", o->s.top_p, "top-p (1: off)");
-    cmd->add_option("--min-p", o->s.min_p, "min-p (0: off)");
-    cmd->add_option("--repeat-penalty", o->s.repeat_penalty, "repetition penalty (1: off)");
-    cmd->add_option("-s,--seed", o->seed, "random seed (-1: random)");
+    add_sampling_options(cmd, o->s, o->seed);
     cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)");
     cmd->add_option("-t,--threads", o->threads, "threads");
     cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 or f32");
@@ -60,7 +55,7 @@ void add_chat(CLI::App& app) {
         apply_lora_adapters(tf, m, o->lora, o->lora_scale);
         const ChatFormat fmt(*m.vocab, o->tpl.empty() ? std::string() : load_chat_template(o->tpl));
         SamplerParams sp = o->s;
-        sp.seed = o->seed < 0 ? std::random_device{}() : static_cast<uint64_t>(o->seed);
+        sp.seed = seed_or_random(o->seed);
         ChatSession chat(tf, *m.vocab, fmt, sp);
         chat.set_system(o->system);
         const bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);

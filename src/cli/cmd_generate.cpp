@@ -32,13 +32,7 @@ void add_generate(CLI::App& app) {
     cmd->add_option("-p,--prompt", o->prompt, "prompt text");
     cmd->add_option("-f,--file", o->file, "read the prompt from a file");
     cmd->add_option("-n,--n-predict", o->n, "tokens to generate (-1: until end of sequence or full context)");
-    cmd->add_option("--temp", o->s.temp, "temperature (0: greedy)");
-    cmd->add_option("--top-k", o->s.top_k, "keep the k most likely tokens (0: off)");
-    cmd->add_option("--top-p", o->s.top_p, "nucleus sampling mass (1: off)");
-    cmd->add_option("--min-p", o->s.min_p, "drop tokens below min-p × the top probability (0: off)");
-    cmd->add_option("--repeat-penalty", o->s.repeat_penalty, "penalty for repeated tokens (1: off)");
-    cmd->add_option("--repeat-last-n", o->s.repeat_last_n, "how many recent tokens the penalty considers (-1: all)");
-    cmd->add_option("-s,--seed", o->seed, "random seed (-1: random)");
+    add_sampling_options(cmd, o->s, o->seed);
     cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)");
     cmd->add_option("-b,--batch-size", o->batch, "tokens per forward pass while reading the prompt");
     cmd->add_option("-t,--threads", o->threads, "threads");
@@ -60,7 +54,7 @@ void add_generate(CLI::App& app) {
         GenerateParams gp;
         gp.n_predict = o->n;
         gp.sampling = o->s;
-        gp.sampling.seed = o->seed < 0 ? std::random_device{}() : static_cast<uint64_t>(o->seed);
+        gp.sampling.seed = seed_or_random(o->seed);
         gp.add_special = !o->no_bos;
         std::function<bool(const std::string&)> sink;
         if (!o->json) sink = [](const std::string& piece) {

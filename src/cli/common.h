@@ -4,6 +4,7 @@
 #include <string>
 
 #include "llmforge/model.h"
+#include "llmforge/sampler.h"
 #include "llmforge/transformer.h"
 
 namespace llmforge::cli {
@@ -31,6 +32,9 @@ Model load_for_cli(const std::string& path, const std::string& tokenizer, bool n
 // --cache-type: f16 or f32, anything else is bad usage.
 DType parse_cache_type(const std::string& s);
 std::string human_bytes(double b);
+// The sampling flags of generate and chat: --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n -s/--seed.
+void add_sampling_options(CLI::App* cmd, SamplerParams& s, int64_t& seed);
+uint64_t seed_or_random(int64_t seed);  // seed < 0: a random one
 // Loads each LoRA adapter file for model m and applies it beside the weights.
 void apply_lora_adapters(Transformer& tf, const Model& m, const std::vector<std::string>& files, float scale);
 std::string human_count(double n);

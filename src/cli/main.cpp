@@ -1,5 +1,6 @@
 // llmforge: one binary, one subcommand per pipeline stage (DESIGN.md §3).
 #include <cstdio>
+#include <random>
 #include <exception>
 #include <new>
 
@@ -8,6 +9,18 @@
 #include "llmforge/mmap_file.h"
 
 namespace llmforge::cli {
+
+void add_sampling_options(CLI::App* cmd, SamplerParams& s, int64_t& seed) {
+    cmd->add_option("--temp", s.temp, "temperature (0: greedy)");
+    cmd->add_option("--top-k", s.top_k, "keep the k most likely tokens (0: off)");
+    cmd->add_option("--top-p", s.top_p, "nucleus sampling mass (1: off)");
+    cmd->add_option("--min-p", s.min_p, "drop tokens below min-p × the top probability (0: off)");
+    cmd->add_option("--repeat-penalty", s.repeat_penalty, "penalty for repeated tokens (1: off)");
+    cmd->add_option("--repeat-last-n", s.repeat_last_n, "how many recent tokens the penalty considers (-1: all)");
+    cmd->add_option("-s,--seed", seed, "random seed (-1: random)");
+}
+
+uint64_t seed_or_random(int64_t seed) { return seed < 0 ? std::random_device{}() : static_cast<uint64_t>(seed); }
 
 std::string human_bytes(double b) {
     const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
