@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Training speed, side by side: the same GPT-2-style model (vocab 8192, context 256, 6 layers, 6 heads, d_model 384,
 # batch 8, AdamW, clipping) trained by PyTorch 1.13 (Debian, OpenBLAS, 2 threads, fp32) and by `llmforge pretrain`
-# (2 threads) in fp32 and with bf16 matrix products (f32 master weights), in one run. Prints tokens/s, achieved GFLOP/s
+# (2 threads) in fp32 and with bf16 matrix products (f32 master weights), in one run, each the better of two
+# interleaved runs. Prints tokens/s, achieved GFLOP/s
 # (6·N per token for the weights + 12·L·T·d for attention) and peak memory of each, and the ratios. Run alone on an
 # idle machine.
 #   bench/bench_train.sh [STEPS]          speed (default 10 measured steps)
@@ -54,11 +55,6 @@ fi
 
 steps=${1:-10}
 flops_per_token=$(python3 -c "L,d,V,T=6,384,8192,256;print(6*(12*L*d*d+V*d)+12*L*T*d)")
-# PyTorch at its best: OpenBLAS with the core type this environment sets, and with its AVX-512 (SkylakeX) kernels
-t1=$(OMP_NUM_THREADS=2 /usr/bin/python3 bench/torch_train.py --steps "$steps")
-t2=$(OPENBLAS_CORETYPE=SkylakeX OMP_NUM_THREADS=2 /usr/bin/python3 bench/torch_train.py --steps "$steps")
-torch_json=$(python3 -c "import json,sys;a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2]);print(json.dumps(a if a['tokens_per_s']>=b['tokens_per_s'] else b))" "$t1" "$t2")
-echo "PyTorch: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto} $(echo "$t1" | cut -c1-40)...; SkylakeX $(echo "$t2" | cut -c1-40)..." >&2
 ours() {  # precision → "tokens/s peak-MiB" over the steps after 3 warm-up steps
   rm -rf "$work/run"
   /usr/bin/time -f "%M" -o "$work/rss.txt" $bin pretrain "${model[@]}" --data "$work/data" -o "$work/run" --steps $((steps + 3)) \
@@ -68,8 +64,20 @@ import json
 m=[json.loads(l) for l in open('$work/run/metrics.jsonl')][3:]
 print(len(m)*8*256/sum(8*256/x['tokens_per_s'] for x in m), $(cat "$work/rss.txt")/1024)"
 }
-f32=$(ours f32)
-bf16=$(ours bf16)
+best() { python3 -c "import sys;a,b=sys.argv[1].split(),sys.argv[2].split();print(' '.join(a if float(a[0])>=float(b[0]) else b))" "$1" "$2"; }
+# Each contender runs twice, interleaved (the machine's speed drifts over minutes of full load), and keeps its better
+# run: PyTorch once with the OpenBLAS core type this environment sets and once with its AVX-512 (SkylakeX) kernels.
+t1=$(OMP_NUM_THREADS=2 /usr/bin/python3 bench/torch_train.py --steps "$steps")
+f1=$(ours f32)
+b1=$(ours bf16)
+t2=$(OPENBLAS_CORETYPE=SkylakeX OMP_NUM_THREADS=2 /usr/bin/python3 bench/torch_train.py --steps "$steps")
+b2=$(ours bf16)
+f2=$(ours f32)
+torch_json=$(python3 -c "import json,sys;a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2]);print(json.dumps(a if a['tokens_per_s']>=b['tokens_per_s'] else b))" "$t1" "$t2")
+echo "PyTorch: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto} $(echo "$t1" | cut -c1-40)...; SkylakeX $(echo "$t2" | cut -c1-40)..." >&2
+echo "llmforge fp32: $f1 / $f2; bf16: $b1 / $b2 (tokens/s, peak MiB)" >&2
+f32=$(best "$f1" "$f2")
+bf16=$(best "$b1" "$b2")
 python3 - "$torch_json" "$f32" "$bf16" "$flops_per_token" <<'PY'
 import json, sys
 t = json.loads(sys.argv[1]); fpt = float(sys.argv[4])

@@ -39,6 +39,13 @@ using kernels::Precision;
 
 constexpr float kGeluK = 0.7978845608028654f;  // √(2/π)
 
+// dst[i] += src[i], split over the threads
+void add_into(ThreadPool& pool, float* dst, const float* src, int64_t n) {
+    pool.parallel_for(n, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) dst[i] += src[i];
+    });
+}
+
 // ---- linear: y[N,O] = x[N,I] · W[O,I]ᵀ + b -------------------------------------------------------------------------
 // The matrix products run in `prec`: f32, or bf16 operands with f32 accumulation (the master weights stay f32).
 void linear_forward(ThreadPool& pool, Precision prec, const float* x, const float* W, const float* b, float* y, int64_t N, int64_t I,
@@ -460,7 +467,7 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
         }
         attention_forward(pool_, matmul_, q, k, v, att, atty, B, T, H, HKV, HD);
         lin_fwd(Ly.o, gpt2 ? Ly.bo : kNone, atty, xm, N, C, C);
-        for (int64_t i = 0; i < N * C; ++i) xm[i] += x[i];
+        add_into(pool_, xm, x, N * C);
         // MLP sub-layer
         if (gpt2) {
             layernorm_forward_par(pool_, xm, P(Ly.norm2), P(Ly.norm2_b), ln2, a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, N, C, eps);
@@ -479,7 +486,7 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
             for (int64_t i = 0; i < N * F; ++i) fact[i] = fa[i] * sigmoid(fa[i]) * fb[i];  // SwiGLU: silu(gate) ⊙ up
         }
         lin_fwd(Ly.down, gpt2 ? Ly.b_down : kNone, fact, xo, N, F, C);
-        for (int64_t i = 0; i < N * C; ++i) xo[i] += xm[i];
+        add_into(pool_, xo, xm, N * C);
     }
     // final norm, logits, and softmax fused with cross-entropy: the logits buffer becomes the probabilities
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
@@ -525,12 +532,14 @@ void TrainableModel::backward(float scale) {
 
     // d loss / d logits = (p − onehot(target)) / (number of targets)
     const float inv = scale / static_cast<float>(n_targets_);
-    for (int64_t n = 0; n < N; ++n) {
-        float* z = a.logits.data() + n * V;
-        if (targets_[static_cast<size_t>(n)] < 0) { std::fill(z, z + V, 0.0f); continue; }
-        z[targets_[static_cast<size_t>(n)]] -= 1.0f;
-        for (int64_t i = 0; i < V; ++i) z[i] *= inv;
-    }
+    pool_.parallel_for(N, [&](int64_t n0, int64_t n1) {
+        for (int64_t n = n0; n < n1; ++n) {
+            float* z = a.logits.data() + n * V;
+            if (targets_[static_cast<size_t>(n)] < 0) { std::fill(z, z + V, 0.0f); continue; }
+            z[targets_[static_cast<size_t>(n)]] -= 1.0f;
+            for (int64_t i = 0; i < V; ++i) z[i] *= inv;
+        }
+    });
     a.dln.assign(static_cast<size_t>(N * C), 0.0f);
     lin_bwd(output_, kNone, a.logits.data(), a.lnf.data(), a.dln.data(), N, C, V);
     a.dx.assign(static_cast<size_t>(N * C), 0.0f);  // d loss / d residual stream
