@@ -318,6 +318,23 @@ Model load_safetensors(const std::string& path, const LoadOptions& opts) {
             throw_bad_input("'%s': the tokenizer has %d tokens but the model's vocabulary has %lld", path.c_str(), m.vocab->size(),
                             static_cast<long long>(m.config.n_vocab));
         m.vocab->pad_to(static_cast<int32_t>(m.config.n_vocab));  // HF pads embeddings past the tokenizer (e.g. to a multiple of 64)
+        // the chat template, from tokenizer_config.json: a string, or named templates with a "default" one
+        const std::string tc = dir + "/tokenizer_config.json";
+        if (file_exists(tc)) {
+            json j;
+            try {
+                j = json::parse(read_text_file(tc));
+            } catch (const json::exception& e) {
+                throw_bad_input("'%s' is not valid JSON: %s", tc.c_str(), e.what());
+            }
+            if (j.is_object() && j.contains("chat_template")) {
+                const json& t = j["chat_template"];
+                if (t.is_string()) m.vocab->chat_template = t.get<std::string>();
+                else if (t.is_array())
+                    for (const json& e : t)
+                        if (e.is_object() && e.value("name", "") == "default") m.vocab->chat_template = e.value("template", "");
+            }
+        }
     }
     return m;
 }
@@ -361,6 +378,12 @@ void save_safetensors(const Model& m, const std::string& path, DType dtype) {
     for (const auto& [hf, t] : out) w.write(t.data, t.nbytes());
     w.commit();
     if (m.vocab && m.vocab->bpe) m.vocab->bpe->save_hf_json(dir + "/tokenizer.json");
+    if (m.vocab && !m.vocab->chat_template.empty()) {  // where transformers looks for it
+        AtomicWriter t(dir + "/tokenizer_config.json");
+        const std::string tj = json({{"chat_template", m.vocab->chat_template}}).dump(2) + "\n";
+        t.write(tj.data(), tj.size());
+        t.commit();
+    }
     AtomicWriter c(dir + "/config.json");
     const std::string cj = config_to_hf(m.config).dump(2) + "\n";
     c.write(cj.data(), cj.size());

@@ -146,6 +146,16 @@ def main():
         TT.check("sft reports why: not JSON, no assistant turn, unknown role, longer than the context, the template raised",
                  all(s in r.stderr for s in ("not a JSON object", "no assistant turn", "unknown role 'wizard'", "more than the context",
                                              "no boom here")), r.stderr[-600:])
+        # the tuned model carries its chat template: GGUF tokenizer.chat_template ↔ safetensors tokenizer_config.json
+        hf, back = os.path.join(tmp, "ft-hf"), os.path.join(tmp, "ft-back.gguf")
+        subprocess.run([args.bin, "convert", os.path.join(tmp, "ft", "model.gguf"), hf], check=True, capture_output=True)
+        subprocess.run([args.bin, "convert", hf, back], check=True, capture_output=True)
+        want_tpl = open(tpl).read()
+        got_tpl = json.load(open(os.path.join(hf, "tokenizer_config.json"))).get("chat_template")
+        msgs = json.dumps([{"role": "user", "content": "hi"}])
+        a = subprocess.run([args.bin, "chat-template", "render", "-t", back, "--messages", msgs], capture_output=True, text=True).stdout
+        b = subprocess.run([args.bin, "chat-template", "render", "-t", tpl, "--messages", msgs], capture_output=True, text=True).stdout
+        TT.check("the chat template travels with the model (GGUF → safetensors → GGUF)", got_tpl == want_tpl and a == b and a != "", repr(a))
         r = subprocess.run([args.bin, "sft", "-m", d, "--data", data, "-o", os.path.join(tmp, "ft2"), "--steps", "2", "--on-bad-example", "fail", "-q"],
                            capture_output=True, text=True)
         TT.check("sft --on-bad-example fail stops with the file and line", r.returncode == 2 and "chats.jsonl:4: not a JSON object" in r.stderr,
