@@ -49,6 +49,10 @@ private:
     jinja::Template tpl_;
 };
 
+// The chat template of a Hugging Face tokenizer_config.json: "chat_template" as a string, or the "default" entry of a
+// list of named templates; "" when there is none. Throws a bad-input Error if the file is not valid JSON.
+std::string chat_template_from_tokenizer_config(const std::string& path);
+
 // Checks a conversation: a non-empty array of {"role": system|user|assistant|tool, "content": string or null (an
 // assistant turn with tool_calls)}; throws a bad-input Error naming the problem.
 void validate_messages(const nlohmann::ordered_json& messages);

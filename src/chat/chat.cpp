@@ -97,6 +97,22 @@ std::vector<int32_t> ChatFormat::stop_tokens() const {
     return s;
 }
 
+std::string chat_template_from_tokenizer_config(const std::string& path) {
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(read_text_file(path));
+    } catch (const nlohmann::json::exception& e) {
+        throw_bad_input("'%s' is not valid JSON: %s", path.c_str(), e.what());
+    }
+    if (!j.is_object() || !j.contains("chat_template")) return "";
+    const nlohmann::json& t = j["chat_template"];
+    if (t.is_string()) return t.get<std::string>();
+    if (t.is_array())  // named templates: [{"name": "default", "template": "..."}, ...]
+        for (const nlohmann::json& e : t)
+            if (e.is_object() && e.value("name", "") == "default") return e.value("template", "");
+    return "";
+}
+
 void validate_messages(const nlohmann::ordered_json& messages) {
     if (!messages.is_array()) throw_bad_input("\"messages\" must be an array of {\"role\", \"content\"} objects");
     if (messages.empty()) throw_bad_input("the conversation has no messages");

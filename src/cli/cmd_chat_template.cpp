@@ -40,23 +40,12 @@ std::string load_chat_template(const std::string& path) {
         if (t.empty()) throw_bad_input("'%s' has no tokenizer.chat_template", path.c_str());
         return t;
     }
-    const std::string text = read_text_file(path);
     if (path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0) {
-        nlohmann::json j;
-        try {
-            j = nlohmann::json::parse(text);
-        } catch (const nlohmann::json::exception& e) {
-            throw_bad_input("'%s' is not valid JSON: %s", path.c_str(), e.what());
-        }
-        if (!j.contains("chat_template")) throw_bad_input("'%s' has no chat_template", path.c_str());
-        const auto& t = j["chat_template"];
-        if (t.is_string()) return t.get<std::string>();
-        if (t.is_array())  // named templates: [{"name": "default", "template": "..."}, ...]
-            for (const auto& e : t)
-                if (e.value("name", "") == "default") return e.value("template", "");
-        throw_bad_input("'%s': chat_template is neither a string nor a list with a \"default\" entry", path.c_str());
+        const std::string t = chat_template_from_tokenizer_config(path);
+        if (t.empty()) throw_bad_input("'%s' has no chat_template (a string, or a list with a \"default\" entry)", path.c_str());
+        return t;
     }
-    return text;
+    return read_text_file(path);
 }
 
 void add_chat_template_encode(CLI::App* cmd);

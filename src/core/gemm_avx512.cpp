@@ -205,21 +205,55 @@ void tile_bf16_m(int m, const uint32_t* A, int64_t lda, const uint16_t* Pb, int6
     tile_bf16<M, AT>(A, lda, Pb, kp, C, ldc, nr, add);
 }
 
-}  // namespace
+// The shared driver. Each thread takes a range of B's panels. When A has more rows than one block, every panel of B is
+// used once per block: the thread's panels are then packed once per call, whole (all of K), into a buffer that the
+// blocks reuse; with a single block they are packed chunk by chunk into a small buffer that stays in L1/L2.
+// Op supplies the packed element type, the packed size of k values per panel column, the packer and the tile.
+struct F32Op {
+    using Elem = float;
+    static int64_t packed(int64_t k) { return k; }  // one float per k
+    static void pack(const float* b, bool b_t, int64_t ldb, int64_t r, int nr, int64_t k0, int64_t kn, Elem* P) {
+        pack_b_f32(b, b_t, ldb, r, nr, k0, kn, P);
+    }
+    const float* a;
+    int64_t lda;
+    bool a_t;
+    void tile(int m, int64_t i, int64_t k0, int64_t kn, const Elem* P, float* C, int64_t ldc, int nr, bool add) const {
+        if (a_t) tile_f32_m<true>(m, a + k0 * lda + i, lda, P, kn, C, ldc, nr, add);
+        else tile_f32_m<false>(m, a + i * lda + k0, lda, P, kn, C, ldc, nr, add);
+    }
+};
+struct Bf16Op {
+    using Elem = uint16_t;
+    static int64_t packed(int64_t k) { return 2 * ((k + 1) / 2); }  // pairs of bf16
+    static void pack(const float* b, bool b_t, int64_t ldb, int64_t r, int nr, int64_t k0, int64_t kn, Elem* P) {
+        pack_b_bf16(b, b_t, ldb, r, nr, k0, kn, P);
+    }
+    const uint32_t* Ab;  // A in pairs (convert_a_bf16)
+    int64_t n, K2;
+    bool a_t;
+    void tile(int m, int64_t i, int64_t k0, int64_t kn, const Elem* P, float* C, int64_t ldc, int nr, bool add) const {
+        const int64_t p0 = k0 / 2, kp = (kn + 1) / 2;
+        if (a_t) tile_bf16_m<true>(m, Ab + p0 * n + i, n, P, kp, C, ldc, nr, add);
+        else tile_bf16_m<false>(m, Ab + i * K2 + p0, K2, P, kp, C, ldc, nr, add);
+    }
+};
 
-// When A has more rows than one block, every panel of B is used once per block: this thread's panels are then packed
-// once per call, whole (all of K), into a buffer that the blocks reuse; with a single block they are packed chunk by
-// chunk into a small buffer that stays in L1/L2.
-void gemm_avx512_f32(const float* a, int64_t lda, bool a_t, const float* b, int64_t ldb, bool b_t, float* c, int64_t ldc, int64_t n,
-                     int64_t rows, int64_t K, bool accumulate, ThreadPool& pool) {
+template <class Op>
+void gemm_driver(const Op& op, const float* b, int64_t ldb, bool b_t, float* c, int64_t ldc, int64_t n, int64_t rows, int64_t K,
+                 bool accumulate, ThreadPool& pool) {
+    using Elem = typename Op::Elem;
     const int64_t panels = (rows + NP - 1) / NP;
     const bool prepack = n > TB;
+    const int64_t panel_elems = Op::packed(K) * NP;  // one whole panel, all of K
     pool.parallel_for(panels, [&](int64_t g0, int64_t g1) {
         thread_local std::vector<float> store;
         const int64_t r0 = g0 * NP, r1 = g1 * NP < rows ? g1 * NP : rows;
-        float* P = aligned_scratch(store, static_cast<size_t>(prepack ? (g1 - g0) * K * NP : KC * NP));
+        const size_t elems = static_cast<size_t>(prepack ? (g1 - g0) * panel_elems : Op::packed(KC) * NP);
+        Elem* P = reinterpret_cast<Elem*>(aligned_scratch(store, (elems * sizeof(Elem) + sizeof(float) - 1) / sizeof(float)));
         if (prepack)
-            for (int64_t r = r0; r < r1; r += NP) pack_b_f32(b, b_t, ldb, r, static_cast<int>(r1 - r < NP ? r1 - r : NP), 0, K, P + (r - r0) * K);
+            for (int64_t r = r0; r < r1; r += NP)
+                Op::pack(b, b_t, ldb, r, static_cast<int>(r1 - r < NP ? r1 - r : NP), 0, K, P + (r - r0) / NP * panel_elems);
         for (int64_t t0 = 0; t0 < n; t0 += TB) {
             const int64_t t1 = t0 + TB < n ? t0 + TB : n;
             for (int64_t k0 = 0; k0 < K; k0 += KC) {
@@ -227,18 +261,22 @@ void gemm_avx512_f32(const float* a, int64_t lda, bool a_t, const float* b, int6
                 const bool add = accumulate || k0 > 0;
                 for (int64_t r = r0; r < r1; r += NP) {
                     const int nr = static_cast<int>(r1 - r < NP ? r1 - r : NP);
-                    const float* Pk = P;
-                    if (prepack) Pk = P + (r - r0) * K + k0 * NP;
-                    else pack_b_f32(b, b_t, ldb, r, nr, k0, kn, P);
-                    for (int64_t i = t0; i < t1; i += MR) {
-                        const int m = static_cast<int>(t1 - i < MR ? t1 - i : MR);
-                        if (a_t) tile_f32_m<true>(m, a + k0 * lda + i, lda, Pk, kn, c + i * ldc + r, ldc, nr, add);
-                        else tile_f32_m<false>(m, a + i * lda + k0, lda, Pk, kn, c + i * ldc + r, ldc, nr, add);
-                    }
+                    const Elem* Pk = P;
+                    if (prepack) Pk = P + (r - r0) / NP * panel_elems + Op::packed(k0) * NP;
+                    else Op::pack(b, b_t, ldb, r, nr, k0, kn, P);
+                    for (int64_t i = t0; i < t1; i += MR)
+                        op.tile(static_cast<int>(t1 - i < MR ? t1 - i : MR), i, k0, kn, Pk, c + i * ldc + r, ldc, nr, add);
                 }
             }
         }
     });
+}
+
+}  // namespace
+
+void gemm_avx512_f32(const float* a, int64_t lda, bool a_t, const float* b, int64_t ldb, bool b_t, float* c, int64_t ldc, int64_t n,
+                     int64_t rows, int64_t K, bool accumulate, ThreadPool& pool) {
+    gemm_driver(F32Op{a, lda, a_t}, b, ldb, b_t, c, ldc, n, rows, K, accumulate, pool);
 }
 
 void gemm_avx512_bf16(const float* a, int64_t lda, bool a_t, const float* b, int64_t ldb, bool b_t, float* c, int64_t ldc, int64_t n,
@@ -246,36 +284,8 @@ void gemm_avx512_bf16(const float* a, int64_t lda, bool a_t, const float* b, int
     const int64_t K2 = (K + 1) / 2;
     thread_local std::vector<uint32_t> a_store;  // the calling thread's: workers only read it
     a_store.resize(static_cast<size_t>(n * K2));
-    uint32_t* Ab = a_store.data();
-    convert_a_bf16(a, a_t, lda, n, K, Ab, pool);
-    const int64_t panels = (rows + NP - 1) / NP;
-    const bool prepack = n > TB;
-    pool.parallel_for(panels, [&](int64_t g0, int64_t g1) {
-        thread_local std::vector<float> store;  // bf16 pairs: one float's room per pair
-        const int64_t r0 = g0 * NP, r1 = g1 * NP < rows ? g1 * NP : rows;
-        uint16_t* Pb = reinterpret_cast<uint16_t*>(aligned_scratch(store, static_cast<size_t>(prepack ? (g1 - g0) * K2 * NP : KC * NP / 2)));
-        if (prepack)
-            for (int64_t r = r0; r < r1; r += NP)
-                pack_b_bf16(b, b_t, ldb, r, static_cast<int>(r1 - r < NP ? r1 - r : NP), 0, K, Pb + (r - r0) * K2 * 2);
-        for (int64_t t0 = 0; t0 < n; t0 += TB) {
-            const int64_t t1 = t0 + TB < n ? t0 + TB : n;
-            for (int64_t k0 = 0; k0 < K; k0 += KC) {
-                const int64_t kn = (k0 + KC < K ? k0 + KC : K) - k0, kp = (kn + 1) / 2, p0 = k0 / 2;
-                const bool add = accumulate || k0 > 0;
-                for (int64_t r = r0; r < r1; r += NP) {
-                    const int nr = static_cast<int>(r1 - r < NP ? r1 - r : NP);
-                    const uint16_t* Pk = Pb;
-                    if (prepack) Pk = Pb + (r - r0) * K2 * 2 + p0 * 2 * NP;
-                    else pack_b_bf16(b, b_t, ldb, r, nr, k0, kn, Pb);
-                    for (int64_t i = t0; i < t1; i += MR) {
-                        const int m = static_cast<int>(t1 - i < MR ? t1 - i : MR);
-                        if (a_t) tile_bf16_m<true>(m, Ab + p0 * n + i, n, Pk, kp, c + i * ldc + r, ldc, nr, add);
-                        else tile_bf16_m<false>(m, Ab + i * K2 + p0, K2, Pk, kp, c + i * ldc + r, ldc, nr, add);
-                    }
-                }
-            }
-        }
-    });
+    convert_a_bf16(a, a_t, lda, n, K, a_store.data(), pool);
+    gemm_driver(Bf16Op{a_store.data(), n, K2, a_t}, b, ldb, b_t, c, ldc, n, rows, K, accumulate, pool);
 }
 
 }  // namespace llmforge::kernels::detail

@@ -9,6 +9,7 @@
 
 #include "formats/formats.h"
 #include "llmforge/bpe.h"
+#include "llmforge/chat.h"
 #include "llmforge/error.h"
 #include "llmforge/mmap_file.h"
 
@@ -318,23 +319,9 @@ Model load_safetensors(const std::string& path, const LoadOptions& opts) {
             throw_bad_input("'%s': the tokenizer has %d tokens but the model's vocabulary has %lld", path.c_str(), m.vocab->size(),
                             static_cast<long long>(m.config.n_vocab));
         m.vocab->pad_to(static_cast<int32_t>(m.config.n_vocab));  // HF pads embeddings past the tokenizer (e.g. to a multiple of 64)
-        // the chat template, from tokenizer_config.json: a string, or named templates with a "default" one
+        // the chat template, from tokenizer_config.json
         const std::string tc = dir + "/tokenizer_config.json";
-        if (file_exists(tc)) {
-            json j;
-            try {
-                j = json::parse(read_text_file(tc));
-            } catch (const json::exception& e) {
-                throw_bad_input("'%s' is not valid JSON: %s", tc.c_str(), e.what());
-            }
-            if (j.is_object() && j.contains("chat_template")) {
-                const json& t = j["chat_template"];
-                if (t.is_string()) m.vocab->chat_template = t.get<std::string>();
-                else if (t.is_array())
-                    for (const json& e : t)
-                        if (e.is_object() && e.value("name", "") == "default") m.vocab->chat_template = e.value("template", "");
-            }
-        }
+        if (file_exists(tc)) m.vocab->chat_template = chat_template_from_tokenizer_config(tc);
     }
     return m;
 }

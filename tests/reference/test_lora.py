@@ -99,11 +99,7 @@ def main():
                                      ("llama", P.make_llama, ["attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"])):
             cfg, w, forward = maker(5)
             V = cfg["vocab_size"]
-            d = os.path.join(tmp, arch)
-            os.makedirs(d)
-            P.write_safetensors(os.path.join(d, "model.safetensors"), w)
-            with open(os.path.join(d, "config.json"), "w") as f:
-                json.dump(cfg, f)
+            d = P.write_model_dir(os.path.join(tmp, arch), cfg, w)
             inputs = rng.integers(0, V, size=(B, T)).tolist()
             targets = rng.integers(0, V, size=(B, T))
             targets[1, :4] = -1

@@ -48,13 +48,7 @@ def main():
                        check=True, capture_output=True)
         for name, maker in (("gpt2", P.make_gpt2), ("llama-gqa", P.make_llama)):
             cfg, w, forward = maker(7)
-            d = os.path.join(tmp, name)
-            os.makedirs(d)
-            P.write_safetensors(os.path.join(d, "model.safetensors"), w)
-            with open(os.path.join(d, "config.json"), "w") as f:
-                json.dump(cfg, f)
-            with open(tok) as src, open(os.path.join(d, "tokenizer.json"), "w") as dst:
-                dst.write(src.read())
+            d = P.write_model_dir(os.path.join(tmp, name), cfg, w, tokenizer=tok)
 
             def encode(messages):
                 out = subprocess.run([args.bin, "chat-template", "encode", "-m", d, "--messages", json.dumps(messages)],

@@ -46,6 +46,18 @@ def write_safetensors(path, tensors):
             f.write(b)
 
 
+def write_model_dir(d, cfg, w, tokenizer=None):
+    """A Hugging Face model directory: model.safetensors, config.json and, if given, a copy of tokenizer.json."""
+    os.makedirs(d)
+    write_safetensors(os.path.join(d, "model.safetensors"), w)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    if tokenizer:
+        with open(tokenizer) as src, open(os.path.join(d, "tokenizer.json"), "w") as dst:
+            dst.write(src.read())
+    return d
+
+
 # ----------------------------------------------------------------------------------------- reference models
 def layer_norm(x, w, b, eps):
     mu = x.mean(-1, keepdim=True)
@@ -179,11 +191,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for name, maker in (("gpt2", make_gpt2), ("llama-gqa", make_llama)):
             cfg, w, forward = maker(7)
-            d = os.path.join(tmp, name)
-            os.makedirs(d)
-            write_safetensors(os.path.join(d, "model.safetensors"), w)
-            with open(os.path.join(d, "config.json"), "w") as f:
-                json.dump(cfg, f)
+            d = write_model_dir(os.path.join(tmp, name), cfg, w)
             w64 = {k: v.to(torch.float64) for k, v in w.items()}
             for T in (1, 7, 40):
                 tokens = rng.integers(0, 301, size=T).tolist()

@@ -78,11 +78,7 @@ def main():
         for name, maker in (("gpt2", P.make_gpt2), ("llama-gqa", P.make_llama)):
             cfg, w, forward = maker(11)
             V = cfg["vocab_size"]
-            d = os.path.join(tmp, name)
-            os.makedirs(d)
-            P.write_safetensors(os.path.join(d, "model.safetensors"), w)
-            with open(os.path.join(d, "config.json"), "w") as f:
-                json.dump(cfg, f)
+            d = P.write_model_dir(os.path.join(tmp, name), cfg, w)
             inputs = rng.integers(0, V, size=(B, T)).tolist()
             targets = rng.integers(0, V, size=(B, T))
             targets[0, :3] = -1  # ignored positions
