@@ -20,6 +20,10 @@ void matvec(DType wt, const void* W, const float* x, float* y, int64_t rows, int
 
 // Y[i, r] = sum_c X[i, c] * W[r, c]   for i in [0, n), r in [0, rows)        (Y = X · Wᵀ)
 void matmul(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool);
+// The same product with the summation order of llama.cpp's CPU backend (ggml, AVX-512): llamafile's tinyBLAS for
+// several rows when cols % 16 == 0 and rows % 4 == 0, ggml_vec_dot_f32 otherwise (f32 weights; other types: matmul).
+// Slower than matmul; used where results must round exactly as llama.cpp's (perplexity against llama-perplexity).
+void matmul_ggml(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool);
 
 // General matrix product for training (the backward pass needs the transposed forms, without copying transposes):
 //   C[i, r] (+)= Σ_k A(i, k) · B(r, k)        for i in [0, n), r in [0, rows), k in [0, K)

@@ -41,6 +41,12 @@ public:
     // x Wᵀ + scale · (alpha / rank) · (x Aᵀ) Bᵀ. The adapter must outlive this object. Several may be added.
     void add_lora(const Model& adapter, float scale = 1.0f);
 
+    // Round every intermediate exactly as llama.cpp's CPU backend does (its summation orders, its vectorised exp, the
+    // cache padded to 32 cells; see core/ggml_math.h), so that results agree with llama.cpp's to the last bit on f32
+    // weights — llama-perplexity's numbers to the digit. Slower than the default kernels.
+    void set_ggml_arithmetic(bool on) { ggml_arith_ = on; }
+    bool ggml_arithmetic() const { return ggml_arith_; }
+
 private:
     struct Layer {
         const Tensor *attn_norm, *attn_norm_b, *wq, *wk, *wv, *wqkv, *bqkv, *wo, *bo;
@@ -51,6 +57,9 @@ private:
     void linear(const float* in, float* out, int64_t n, const Tensor* w, const Tensor* b);
     void rope(float* x, int64_t n, int64_t n_heads);
     void attention(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0);
+    void attention_fast(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0);
+    void attention_ggml(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0);
+    bool ggml_arith_ = false;
 
     struct Lora {
         std::vector<float> a, b;  // f32 copies: A [r, in], B [out, r]

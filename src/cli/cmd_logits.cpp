@@ -12,13 +12,14 @@ namespace llmforge::cli {
 
 void add_logits(CLI::App& app) {
     auto* cmd = app.add_subcommand("logits", "Print the logits at every position of a prompt (one line per position)");
-    struct Opts { std::string model, prompt, tokens, tokenizer; bool incremental = false, no_bos = false, no_mmap = false; int threads = ThreadPool::default_threads(); int64_t ctx = 0, batch = 512; std::string cache_type = "f16"; std::vector<std::string> lora; float lora_scale = 1.0f; };
+    struct Opts { std::string model, prompt, tokens, tokenizer; bool incremental = false, no_bos = false, no_mmap = false, ggml = false; int threads = ThreadPool::default_threads(); int64_t ctx = 0, batch = 512; std::string cache_type = "f16"; std::vector<std::string> lora; float lora_scale = 1.0f; };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
     cmd->add_option("-p,--prompt", o->prompt, "prompt text (tokenised with the model's vocabulary)");
     cmd->add_option("--tokens", o->tokens, "comma-separated token ids instead of a prompt");
     cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
     cmd->add_flag("--incremental", o->incremental, "feed one token at a time through the KV cache instead of one batched pass");
+    cmd->add_flag("--ggml-arithmetic", o->ggml, "round every intermediate as llama.cpp's CPU backend does (slower; same bits as llama.cpp on f32 weights)");
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     cmd->add_flag("--no-bos", o->no_bos, "do not add the beginning-of-sequence token to a prompt");
     cmd->add_option("-t,--threads", o->threads, "threads");
@@ -48,6 +49,7 @@ void add_logits(CLI::App& app) {
         ThreadPool pool(o->threads);
         Transformer tf(m, pool, o->ctx, o->batch, parse_cache_type(o->cache_type));
         apply_lora_adapters(tf, m, o->lora, o->lora_scale);
+        tf.set_ggml_arithmetic(o->ggml);
         const int64_t V = m.config.n_vocab;
         std::vector<float> all;
         if (o->incremental) {

@@ -24,6 +24,10 @@ void add_chat_template(CLI::App& app);
 void add_sft(CLI::App& app);
 void add_lora(CLI::App& app);
 void add_chat(CLI::App& app);
+void add_perplexity(CLI::App& app);
+void add_bleu(CLI::App& app);
+void add_rouge(CLI::App& app);
+void add_eval(CLI::App& app);
 // A chat template from a .jinja file, tokenizer_config.json (chat_template) or GGUF (tokenizer.chat_template).
 std::string load_chat_template(const std::string& path);
 

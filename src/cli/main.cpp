@@ -81,6 +81,10 @@ int main(int argc, char** argv) {
     add_sft(app);
     add_lora(app);
     add_chat(app);
+    add_perplexity(app);
+    add_bleu(app);
+    add_rouge(app);
+    add_eval(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/ggml_math.h"
 #include "core/kernels_impl.h"
 #include "llmforge/error.h"
 
@@ -55,6 +56,7 @@ const KernelTable* table_scalar() {
         dot_f16_acc64_scalar, axpy_f16_acc64_scalar,
         dot_scalar<float, at_f32>, dot_scalar<uint16_t, at_f16>, dot_scalar<uint16_t, at_bf16>, 1,
         gemm_scalar<float, at_f32>, gemm_scalar<uint16_t, at_f16>, gemm_scalar<uint16_t, at_bf16>,
+        nullptr,
         tanh_scalar, exp_shift_sum_scalar,
     };
     return &t;
@@ -178,6 +180,31 @@ void matmul(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_
     // Each thread takes a contiguous range of weight rows (in panels of 32) for all n activation rows.
     const int64_t groups = (rows + 31) / 32;
     pool.parallel_for(groups, [&](int64_t g0, int64_t g1) { gemm(W, X, Y, n, rows, cols, g0 * 32, std::min(rows, g1 * 32)); });
+}
+
+void matmul_ggml(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) {
+    if (n == 1 || wt != DType::F32) return matmul(wt, W, X, Y, n, rows, cols, pool);
+    const float* Wf = static_cast<const float*>(W);
+    const KernelTable& k = active();
+    if (cols % ggml::kLanes == 0 && rows % 4 == 0) {  // llamafile's tinyBLAS takes it
+        const int64_t groups = rows / 4;
+        pool.parallel_for(groups, [&](int64_t g0, int64_t g1) {
+            if (k.gemm_tinyblas_f32) {
+                k.gemm_tinyblas_f32(Wf, X, Y, n, rows, cols, g0 * 4, g1 * 4);
+            } else {
+                for (int64_t r = g0 * 4; r < g1 * 4; ++r)
+                    for (int64_t i = 0; i < n; ++i) Y[i * rows + r] = ggml::dot_tinyblas(Wf + r * cols, X + i * cols, cols);
+            }
+        });
+        return;
+    }
+    // ggml's own matrix product: ggml_vec_dot_f32 per output (what dot_f32 computes where vectors have 16 lanes)
+    pool.parallel_for(rows, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r)
+            for (int64_t i = 0; i < n; ++i)
+                Y[i * rows + r] = k.vec_width == ggml::kLanes ? k.dot_f32(Wf + r * cols, X + i * cols, cols)
+                                                              : ggml::dot_vec<false>(Wf + r * cols, X + i * cols, cols);
+    });
 }
 
 }  // namespace llmforge::kernels

@@ -1,5 +1,6 @@
 // The forward pass. Shapes in comments: n = tokens in this pass, C = n_embd, KV = n_head_kv · d_head, F = n_ff.
 #include "llmforge/transformer.h"
+#include "core/ggml_math.h"
 
 #include <algorithm>
 #include <cmath>
@@ -26,7 +27,6 @@ inline float gelu(float x) {
     const float k = 0.7978845608028654f;  // √(2/π)
     return 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
 }
-inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 }  // namespace
 
 Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type)
@@ -87,7 +87,8 @@ Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, in
     att_.resize(B * C);
     ff_a_.resize(B * F);
     ff_b_.resize(B * F);
-    scores_.resize(static_cast<size_t>(pool.size()) * (n_ctx_ + cfg_.head_dim()));
+    // per thread: a row of scores over the (32-padded) cache, the rounded query, 16 accumulator lanes per output
+    scores_.resize(static_cast<size_t>(pool.size()) * (n_ctx_ + 32 + cfg_.head_dim() * (2 + 4 * ggml::kLanes)));
     acc_.resize(static_cast<size_t>(pool.size() * cfg_.head_dim()));
     if (gpt2) bias_.resize(static_cast<size_t>(std::max(3 * C, F)));
     norm_w_.resize(2 * C);
@@ -175,7 +176,8 @@ void Transformer::add_lora(const Model& adapter, float scale) {
 // out[n, rows] = in[n, cols] · Wᵀ (+ b) (+ the LoRA adapters of W)
 void Transformer::linear(const float* in, float* out, int64_t n, const Tensor* w, const Tensor* b) {
     const int64_t rows = w->shape[0], cols = w->cols();
-    kernels::matmul(w->dtype, w->data, in, out, n, rows, cols, pool_);
+    if (ggml_arith_) kernels::matmul_ggml(w->dtype, w->data, in, out, n, rows, cols, pool_);
+    else kernels::matmul(w->dtype, w->data, in, out, n, rows, cols, pool_);
     if (!lora_.empty()) {
         const auto it = lora_.find(w);
         if (it != lora_.end())
@@ -206,16 +208,103 @@ void Transformer::rope(float* x, int64_t n, int64_t n_heads) {
             for (int64_t j = 0; j < half; ++j) {
                 const int64_t a = interleaved ? 2 * j : j, b = interleaved ? 2 * j + 1 : j + half;
                 const float x0 = v[a], x1 = v[b];
-                v[a] = x0 * cs[j] - x1 * sn[j];
-                v[b] = x0 * sn[j] + x1 * cs[j];
+                // x0·cos − x1·sin and x0·sin + x1·cos, with the x0 products fused, as ggml's compiled loop
+                // (vfmaddsub over the interleaved pair) computes them
+                v[a] = std::fma(x0, cs[j], -(x1 * sn[j]));
+                v[b] = std::fma(x0, sn[j], x1 * cs[j]);
             }
         }
     }
 }
 
 // out = softmax(q Kᵀ / √d_k, masked to positions ≤ the query's) · V, for each head; query heads share KV heads in groups.
-// With an f16 cache, q and the attention weights are rounded to f16 before their products, as ggml's f16 matmuls do.
-void Transformer::attention(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0) {
+// attention_ggml: the sums run in the order llama.cpp's CPU backend runs them (model/ggml_math.h), so that an f16 cache rounds exactly
+// as llama.cpp's does: scores over the cache padded to 32 cells (masked cells are −∞), exp and block sums as ggml's
+// softmax, and the products q·k and p·v as ggml's matrix products take them — tinyBLAS order when several tokens are
+// processed and the inner length is a multiple of 16, ggml_vec_dot order otherwise. With an f16 cache q and the
+// attention weights are rounded to f16 first, as ggml converts them.
+void Transformer::attention_ggml(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0) {
+    const int64_t H = cfg_.n_head, HD = cfg_.head_dim(), KV = cfg_.kv_dim(), group = H / cfg_.n_head_kv, C = cfg_.n_embd;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+    const bool f16 = kv_type_ == DType::F16;
+    const bool batched = n >= 2;  // llamafile's sgemm serves only prompt processing
+    const int64_t n_kv = ggml::kv_cells(pos0 + n, (n_ctx_ + 31) / 32 * 32);
+    const size_t base = static_cast<size_t>(layer * n_ctx_ * KV);
+    const float* K = f16 ? nullptr : k_cache_.data() + base;
+    const float* Vc = f16 ? nullptr : v_cache_.data() + base;
+    const uint16_t* K16 = f16 ? k_cache16_.data() + base : nullptr;
+    const uint16_t* V16 = f16 ? v_cache16_.data() + base : nullptr;
+    const size_t per_thread = static_cast<size_t>(n_ctx_ + 32 + HD * (2 + 4 * ggml::kLanes));
+    pool_.run([&](int ith, int nth) {
+        float* scores = scores_.data() + ith * per_thread;
+        float* qr = scores + n_ctx_ + 32;  // the query rounded to f16
+        float* lanes = qr + HD;            // [HD][4][16] accumulators of p·v
+        float* kf = lanes + HD * 4 * ggml::kLanes;  // a key row widened to f32
+        for (int64_t task = ith; task < n * H; task += nth) {
+            const int64_t i = task / H, h = task % H, kvh = h / group;
+            const int64_t n_keys = pos0 + i + 1;  // causal mask: keys at positions 0 .. pos0 + i
+            const float* qi = q + i * C + h * HD;
+            // scores = q·k · scale, −∞ where masked
+            if (f16) {
+                for (int64_t d = 0; d < HD; ++d) qr[d] = f16_to_f32(f32_to_f16(qi[d]));
+                for (int64_t t = 0; t < n_keys; ++t) {
+                    const uint16_t* kt = K16 + t * KV + kvh * HD;
+                    for (int64_t d = 0; d < HD; ++d) kf[d] = f16_to_f32(kt[d]);
+                    const float dot = batched && HD % ggml::kLanes == 0 ? ggml::dot_tinyblas(kf, qr, HD) : ggml::dot_vec<true>(kf, qr, HD);
+                    scores[t] = dot * scale;
+                }
+            } else {
+                for (int64_t t = 0; t < n_keys; ++t) scores[t] = ggml::dot_vec<false>(K + t * KV + kvh * HD, qi, HD) * scale;
+            }
+            for (int64_t t = n_keys; t < n_kv; ++t) scores[t] = -INFINITY;
+            float mx = -INFINITY;
+            for (int64_t t = 0; t < n_kv; ++t) mx = std::max(mx, scores[t]);
+            const double sum = ggml::softmax_exp(scores, scores, n_kv, mx);
+            const float inv = static_cast<float>(1.0 / sum);
+            for (int64_t t = 0; t < n_keys; ++t) {
+                scores[t] *= inv;
+                if (f16) scores[t] = f16_to_f32(f32_to_f16(scores[t]));
+            }
+            // out = p · V over the cache cells (masked cells have p = 0 and add nothing)
+            float* o = out + i * C + h * HD;
+            std::fill(lanes, lanes + HD * 4 * ggml::kLanes, 0.0f);
+            auto v_at = [&](int64_t t, int64_t d) { return f16 ? f16_to_f32(V16[t * KV + kvh * HD + d]) : Vc[t * KV + kvh * HD + d]; };
+            if (batched) {  // tinyBLAS over n_kv (a multiple of 32): lane t mod 16
+                for (int64_t t = 0; t < n_keys; ++t)
+                    for (int64_t d = 0; d < HD; ++d) {
+                        float& a = lanes[d * 4 * ggml::kLanes + t % ggml::kLanes];
+                        a = std::fma(scores[t], v_at(t, d), a);
+                    }
+                for (int64_t d = 0; d < HD; ++d) o[d] = ggml::reduce16(lanes + d * 4 * ggml::kLanes);
+            } else {  // ggml_vec_dot over n_kv: four accumulators on blocks of 64, the rest in f64 (f16) or f32
+                const int64_t np = n_kv & ~static_cast<int64_t>(4 * ggml::kLanes - 1);
+                for (int64_t t = 0; t < std::min(n_keys, np); ++t)
+                    for (int64_t d = 0; d < HD; ++d) {
+                        float& a = lanes[d * 4 * ggml::kLanes + (t % (4 * ggml::kLanes))];
+                        a = std::fma(scores[t], v_at(t, d), a);
+                    }
+                for (int64_t d = 0; d < HD; ++d) {
+                    const float* s = lanes + d * 4 * ggml::kLanes;
+                    float r[ggml::kLanes];
+                    for (int l = 0; l < ggml::kLanes; ++l) r[l] = (s[l] + s[2 * ggml::kLanes + l]) + (s[ggml::kLanes + l] + s[3 * ggml::kLanes + l]);
+                    const float head = np ? ggml::reduce16(r) : 0.0f;
+                    if (f16) {
+                        double sum64 = head;
+                        for (int64_t t = np; t < n_keys; ++t) sum64 += static_cast<double>(scores[t] * v_at(t, d));
+                        o[d] = static_cast<float>(sum64);
+                    } else {
+                        float sum32 = head;
+                        for (int64_t t = np; t < n_keys; ++t) sum32 += scores[t] * v_at(t, d);
+                        o[d] = sum32;
+                    }
+                }
+            }
+        }
+    });
+}
+
+// The fast form of attention(): vectorised products, f64 sums; q and the weights rounded to f16 with an f16 cache.
+void Transformer::attention_fast(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0) {
     const int64_t H = cfg_.n_head, HD = cfg_.head_dim(), KV = cfg_.kv_dim(), group = H / cfg_.n_head_kv, C = cfg_.n_embd;
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
     const bool f16 = kv_type_ == DType::F16;
@@ -225,7 +314,7 @@ void Transformer::attention(const float* q, float* out, int64_t n, int64_t layer
     const uint16_t* K16 = f16 ? k_cache16_.data() + base : nullptr;
     const uint16_t* V16 = f16 ? v_cache16_.data() + base : nullptr;
     pool_.run([&](int ith, int nth) {
-        float* scores = scores_.data() + ith * (n_ctx_ + HD);
+        float* scores = scores_.data() + ith * (n_ctx_ + 32 + HD * (2 + 4 * ggml::kLanes));
         float* qr = scores + n_ctx_;  // the query rounded to f16
         double* acc = acc_.data() + ith * HD;
         for (int64_t task = ith; task < n * H; task += nth) {
@@ -268,6 +357,11 @@ void Transformer::attention(const float* q, float* out, int64_t n, int64_t layer
             }
         }
     });
+}
+
+void Transformer::attention(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0) {
+    if (ggml_arith_) attention_ggml(q, out, n, layer, pos0);
+    else attention_fast(q, out, n, layer, pos0);
 }
 
 void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from, float* logits_out) {
@@ -342,7 +436,12 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
         } else {
             linear(h, a, n, L.w_gate, nullptr);  // SwiGLU: silu(h W_gate) ⊙ (h W_up)
             linear(h, b, n, L.w_up, nullptr);
-            for (int64_t i = 0; i < n * F; ++i) a[i] = silu(a[i]) * b[i];
+            if (ggml_arith_) {
+                for (int64_t i = 0; i < n; ++i) ggml::silu_row(a + i * F, a + i * F, F);
+            } else {
+                for (int64_t i = 0; i < n * F; ++i) a[i] = a[i] / (1.0f + std::exp(-a[i]));
+            }
+            for (int64_t i = 0; i < n * F; ++i) a[i] *= b[i];
         }
         linear(a, h, n, L.w_down, L.b_down);
         for (int64_t i = 0; i < n * C; ++i) x[i] += h[i];

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <unistd.h>
 
+#include "llmforge/error.h"
+#include "llmforge/eval.h"
 #include "llmforge/generate.h"
 #include "llmforge/gguf.h"
 #include "llmforge/kernels.h"
@@ -147,9 +149,11 @@ TEST(Golden, LogitsMatchLlamaCpp) {
     for (const char* which : {"gguf", "bin"}) {
         Model m = std::string(which) == "gguf" ? load_gguf_model() : load_bin_model();
         for (int threads : {1, 2}) {
-            for (bool incremental : {false, true}) {
+            for (int mode = 0; mode < 3; ++mode) {
+                const bool incremental = mode == 1, ggml = mode == 2;
                 ThreadPool pool(threads);
                 Transformer tf(m, pool, 128);
+                tf.set_ggml_arithmetic(ggml);
                 std::vector<float> got;
                 if (incremental) {
                     for (int32_t t : tokens) {
@@ -170,7 +174,9 @@ TEST(Golden, LogitsMatchLlamaCpp) {
                         max_diff = std::max(max_diff, d);
                         sum_diff += d;
                     }
-                EXPECT_LE(max_diff, incremental ? 3e-4 : 1e-4) << which << " threads=" << threads << " incremental=" << incremental;
+                // With llama.cpp's arithmetic the batched pass gives its logits bit for bit: they differ only by the
+                // %.6f printing (≤ 5e-7) and the f32 rounding of the printed value read back (≤ 4.8e-7 at |x| < 16).
+                EXPECT_LE(max_diff, ggml ? 1e-6 : incremental ? 3e-4 : 1e-4) << which << " threads=" << threads << " mode=" << mode;
                 EXPECT_LE(sum_diff / (tokens.size() * 512), incremental ? 2e-5 : 2e-6) << which << " threads=" << threads;
                 // and the argmax (the greedy choice) is llama.cpp's at every position
                 for (size_t i = 0; i < tokens.size(); ++i) {
@@ -216,4 +222,49 @@ TEST(Golden, VocabTestVectors) {
         ++vocabs;
     }
     EXPECT_GE(vocabs, 9);  // llama-spm, phi-3 and the seven BPE vocabularies with test vectors
+}
+
+// llama-perplexity on stories260K and ppl_story.txt (-c 128): every running estimate and the final PPL ± error, as
+// printed (4 and 5 decimals), with 1 and 2 threads. The golden file's stdout line is "[1]2.4492,[2]2.7103,…".
+TEST(Golden, PerplexityMatchesLlamaPerplexity) {
+    REQUIRE_GOLDEN();
+    const std::string g = test::read_file(stories() + "stories260K_perplexity.txt");
+    const size_t at = g.find("\n[1]");
+    ASSERT_NE(at, std::string::npos);
+    const std::string want_chunks = g.substr(at + 1, g.find('\n', at + 1) - at - 1);
+    const size_t fe = g.find("Final estimate: ");
+    const std::string want_final = g.substr(fe, g.find('\n', fe) - fe);
+    const Model m = load_gguf_model();
+    std::string text = test::read_file(stories() + "ppl_story.txt");
+    if (!text.empty() && text.back() == '\n') text.pop_back();
+    const std::vector<int32_t> tokens = m.vocab->encode(text, true);
+    for (int threads : {1, 2}) {
+        ThreadPool pool(threads);
+        PerplexityOptions o;
+        o.n_ctx = 128;
+        o.n_batch = 128;
+        const PerplexityResult r = perplexity(m, tokens, o, pool);
+        std::string chunks;
+        char buf[64];
+        for (size_t i = 0; i < r.running_ppl.size(); ++i) {
+            std::snprintf(buf, sizeof(buf), "[%zu]%.4f,", i + 1, r.running_ppl[i]);
+            chunks += buf;
+        }
+        EXPECT_EQ(chunks, want_chunks) << threads << " threads";
+        std::snprintf(buf, sizeof(buf), "Final estimate: PPL = %.4f +/- %.5f", r.ppl, r.ppl_err);
+        EXPECT_EQ(std::string(buf), want_final) << threads << " threads";
+        EXPECT_EQ(r.n_chunks, 14);
+        EXPECT_EQ(r.count, 14 * 63);  // the second half of each chunk, less the last position
+    }
+    // too short a text for two chunks: llama.cpp's error
+    ThreadPool pool(1);
+    PerplexityOptions o;
+    o.n_ctx = 1024;
+    try {
+        (void)perplexity(m, tokens, o, pool);
+        ADD_FAILURE() << "a text shorter than 2 x ctx was accepted";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+        EXPECT_NE(std::string(e.what()).find("you need at least 2048 tokens"), std::string::npos) << e.what();
+    }
 }

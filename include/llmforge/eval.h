@@ -1,0 +1,111 @@
+// Evaluating a language model: perplexity (as llama.cpp's llama-perplexity computes it), the KL divergence between
+// two models' next-token distributions, and task benchmarks scored by log-likelihood or by generation.
+//
+//   PPL = exp( −(1/N) Σ_i log P(w_i | w_<i) )
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "llmforge/dtype.h"
+#include "llmforge/model.h"
+#include "llmforge/threadpool.h"
+
+namespace llmforge {
+
+struct PerplexityOptions {
+    int64_t n_ctx = 512;     // tokens per chunk (llama-perplexity's -c)
+    int64_t stride = 0;      // 0: chunks of n_ctx scoring their second half (llama.cpp's default method);
+                             // > 0: windows of n_ctx every `stride` tokens, each scoring its last `stride` tokens
+                             // (llama.cpp's --ppl-stride)
+    int64_t n_batch = 2048;  // tokens per forward pass
+    int64_t max_chunks = -1;  // -1: all
+    bool add_bos = true;      // the first token of each chunk becomes BOS (when the vocabulary adds BOS)
+    DType kv_type = DType::F16;
+    bool ggml_arithmetic = true;  // round as llama.cpp does (Transformer::set_ggml_arithmetic); false: faster kernels
+};
+
+struct PerplexityResult {
+    int64_t n_ctx = 0, n_chunks = 0, n_tokens = 0;  // n_tokens: tokens in the text
+    int64_t count = 0;                               // tokens scored
+    double nll = 0;                                  // mean negative log-likelihood (nats) of the scored tokens
+    double ppl = 0, ppl_err = 0;                     // exp(nll) and llama.cpp's ± (standard error propagated)
+    int64_t bytes = 0;                               // UTF-8 bytes of the scored tokens
+    double bits_per_byte = 0;                        // Σ −log₂ P / bytes: comparable across tokenisers
+    std::vector<double> running_ppl;                 // the running estimate after each chunk (llama.cpp's [i]x.xxxx)
+    // KL divergence to a reference model (kl_divergence()):
+    bool has_kl = false;
+    double kl_mean = 0, kl_err = 0, kl_median = 0, kl_p99 = 0, kl_max = 0;
+    double same_top = 0;                              // fraction of positions where both models' top token agree
+    double dp_mean = 0, dp_rms = 0;                   // mean and RMS of p_model(correct) − p_base(correct)
+    double base_ppl = 0;                              // the reference model's perplexity on the same tokens
+};
+
+// chunk: 0-based chunk index just finished; n_chunks: total.
+using ChunkCallback = std::function<void(int64_t chunk, int64_t n_chunks, const PerplexityResult& so_far)>;
+
+// Tokens must already include BOS where the vocabulary adds it (as llama.cpp tokenises with add_special).
+// Throws a bad-input Error when the text is too short (fewer than 2·n_ctx tokens in chunk mode, as llama.cpp requires).
+PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& tokens, const PerplexityOptions& o, ThreadPool& pool,
+                            const ChunkCallback& on_chunk = {});
+
+// How many chunks perplexity() will evaluate for n_tokens tokens (throws its bad-input Errors).
+int64_t perplexity_chunks(int64_t n_tokens, const PerplexityOptions& o);
+
+// KL(P_base ‖ P_model) per scored token over the same chunks as perplexity(), with the statistics llama.cpp's
+// --kl-divergence prints. The two models must share the vocabulary.
+PerplexityResult kl_divergence(const Model& base, const Model& model, const std::vector<int32_t>& tokens, const PerplexityOptions& o,
+                               ThreadPool& pool, const ChunkCallback& on_chunk = {});
+
+// ---- task benchmarks (llmforge eval) --------------------------------------------------------------------------------
+//
+// One JSON object per line:
+//   multiple choice: {"id": "…", "context": "…", "choices": ["…", "…", …], "answer": 2}
+//   generative:      {"id": "…", "prompt": "…", "references": ["…", …], "metric": "exact_match" | "bleu" | "rouge1" | "rougeL"}
+// "answer" is the index of the right choice. A choice is scored by the log-likelihood of its tokens after the
+// context (the context's tokens do not count); "acc" takes the highest sum, "acc_norm" the highest sum divided by the
+// choice's length in bytes (as lm-evaluation-harness normalises). Generation is greedy, up to max_tokens or a newline.
+struct EvalItem {
+    std::string id, context;
+    std::vector<std::string> choices;
+    int64_t answer = -1;
+    std::vector<std::string> references;
+    std::string metric;  // empty for multiple choice
+};
+
+std::vector<EvalItem> load_eval_tasks(const std::string& path);  // bad-input Error with the line number on a bad line
+
+struct EvalItemResult {
+    std::string id;
+    std::vector<double> logprobs;  // per choice
+    int64_t pred = -1, pred_norm = -1;
+    bool correct = false, correct_norm = false;
+    std::string generation;
+    double score = 0;  // generative: the item's metric
+};
+
+struct EvalSummary {
+    int64_t n_mc = 0, n_gen = 0;
+    double acc = 0, acc_norm = 0;           // multiple choice accuracy
+    double acc_lo = 0, acc_hi = 0;          // 95 % Wilson interval of acc
+    double acc_norm_lo = 0, acc_norm_hi = 0;
+    double random_baseline = 0;             // expected accuracy of picking uniformly: mean of 1/#choices
+    double gen_score = 0, gen_stderr = 0;   // mean generative metric (0..1; BLEU/100) and its standard error
+    std::vector<EvalItemResult> items;
+};
+
+struct EvalOptions {
+    int64_t n_ctx = 0;  // 0: the model's
+    int64_t max_tokens = 64;
+    bool add_bos = true;
+};
+
+using ItemCallback = std::function<void(int64_t done, int64_t total)>;
+EvalSummary evaluate(const Model& model, const std::vector<EvalItem>& items, const EvalOptions& o, ThreadPool& pool,
+                     const ItemCallback& on_item = {});
+
+// 95 % Wilson score interval for k successes in n trials.
+std::pair<double, double> wilson_interval(int64_t k, int64_t n, double z = 1.959963984540054);
+
+}  // namespace llmforge

@@ -1,0 +1,208 @@
+// Perplexity as llama.cpp's llama-perplexity computes it, and the KL divergence between two models.
+//
+// Chunk method (llama.cpp's default): the text's tokens are cut into chunks of n_ctx; each chunk is evaluated on its
+// own with its first token replaced by BOS, and only the second half of each chunk is scored, so that every scored
+// token sees at least n_ctx/2 tokens of context:
+//     for each chunk, for j in [n_ctx/2, n_ctx − 1):  nll += −log softmax(logits_j)[token_{j+1}]
+// The running estimate exp(nll / count) is printed after each chunk; the final ± is the standard error of the mean
+// negative log-likelihood propagated through exp: ppl · sqrt((E[nll²] − E[nll]²) / (count − 1)).
+#include <algorithm>
+#include <cmath>
+
+#include "llmforge/error.h"
+#include "llmforge/eval.h"
+#include "llmforge/tokenizer.h"
+#include "llmforge/transformer.h"
+
+namespace llmforge {
+
+namespace {
+
+// log softmax(logits)[tok] with llama.cpp's arithmetic: max and exps in float, the sum in double.
+double log_softmax_at(const float* logits, int64_t n_vocab, int32_t tok) {
+    float max_logit = logits[0];
+    for (int64_t i = 1; i < n_vocab; ++i) max_logit = std::max(max_logit, logits[i]);
+    double sum_exp = 0.0;
+    for (int64_t i = 0; i < n_vocab; ++i) sum_exp += std::exp(logits[i] - max_logit);
+    return static_cast<double>(logits[tok] - max_logit) - std::log(sum_exp);
+}
+
+// Full log-softmax in double (for the KL divergence).
+void log_softmax(const float* logits, int64_t n_vocab, std::vector<double>& out) {
+    out.resize(static_cast<size_t>(n_vocab));
+    double mx = logits[0];
+    for (int64_t i = 1; i < n_vocab; ++i) mx = std::max(mx, static_cast<double>(logits[i]));
+    double s = 0;
+    for (int64_t i = 0; i < n_vocab; ++i) s += std::exp(static_cast<double>(logits[i]) - mx);
+    const double lse = mx + std::log(s);
+    for (int64_t i = 0; i < n_vocab; ++i) out[static_cast<size_t>(i)] = static_cast<double>(logits[i]) - lse;
+}
+
+struct Plan {
+    int64_t n_chunks = 0, first = 0, stride = 0;  // chunk i starts at i·stride and scores logits [first, n_ctx − 1)
+};
+
+Plan plan_chunks(int64_t n_tokens, const PerplexityOptions& o) {
+    if (o.n_ctx < 2) throw_bad_input("the context (-c) must be at least 2 tokens");
+    Plan p;
+    if (o.stride > 0) {
+        if (o.stride >= o.n_ctx) throw_bad_input("--stride %lld must be smaller than the context %lld", static_cast<long long>(o.stride),
+                                                 static_cast<long long>(o.n_ctx));
+        if (n_tokens <= o.n_ctx)
+            throw_bad_input("you need more than %lld tokens to evaluate perplexity with a context of %lld (the text has %lld)",
+                            static_cast<long long>(o.n_ctx), static_cast<long long>(o.n_ctx), static_cast<long long>(n_tokens));
+        p.n_chunks = (n_tokens - o.n_ctx + o.stride - 1) / o.stride;
+        p.first = o.n_ctx - o.stride - 1;
+        p.stride = o.stride;
+    } else {
+        if (n_tokens < 2 * o.n_ctx)
+            throw_bad_input("you need at least %lld tokens to evaluate perplexity with a context of %lld (the text has %lld)",
+                            static_cast<long long>(2 * o.n_ctx), static_cast<long long>(o.n_ctx), static_cast<long long>(n_tokens));
+        p.n_chunks = n_tokens / o.n_ctx;
+        p.first = o.n_ctx / 2;
+        p.stride = o.n_ctx;
+    }
+    if (o.max_chunks >= 0) p.n_chunks = std::min(p.n_chunks, o.max_chunks);
+    if (p.n_chunks < 1) throw_bad_input("no chunk to evaluate");
+    return p;
+}
+
+void check_tokens(const Model& m, const std::vector<int32_t>& tokens) {
+    for (int32_t t : tokens)
+        if (t < 0 || t >= m.config.n_vocab) throw_bad_input("token id %d is outside the vocabulary (%lld)", t, static_cast<long long>(m.config.n_vocab));
+}
+
+// Runs every chunk through the model(s) and hands each scored position to visit(logits rows…, target token).
+template <class Visit>
+void for_each_scored(const std::vector<const Model*>& models, const std::vector<int32_t>& tokens, const PerplexityOptions& o,
+                     ThreadPool& pool, const Plan& p, Visit&& visit, const std::function<void(int64_t)>& chunk_done) {
+    std::vector<std::unique_ptr<Transformer>> tfs;
+    for (const Model* m : models) {
+        tfs.push_back(std::make_unique<Transformer>(*m, pool, o.n_ctx, o.n_batch, o.kv_type));
+        tfs.back()->set_ggml_arithmetic(o.ggml_arithmetic);
+    }
+    const int32_t bos = models[0]->vocab ? models[0]->vocab->bos : 1;
+    std::vector<int32_t> chunk(static_cast<size_t>(o.n_ctx));
+    std::vector<const float*> rows(models.size());
+    std::vector<std::vector<float>> logits(models.size());
+    for (int64_t c = 0; c < p.n_chunks; ++c) {
+        const int64_t start = c * p.stride;
+        std::copy(tokens.begin() + start, tokens.begin() + start + o.n_ctx, chunk.begin());
+        if (o.add_bos) chunk[0] = bos;
+        for (size_t k = 0; k < tfs.size(); ++k) {
+            tfs[k]->reset();
+            logits[k] = tfs[k]->eval(chunk, true);
+        }
+        for (int64_t j = p.first; j < o.n_ctx - 1; ++j) {
+            for (size_t k = 0; k < models.size(); ++k) rows[k] = logits[k].data() + j * models[k]->config.n_vocab;
+            visit(rows, tokens[static_cast<size_t>(start + j + 1)]);
+        }
+        chunk_done(c);
+    }
+}
+
+int64_t token_bytes(const Model& m, int32_t tok) { return m.vocab ? static_cast<int64_t>(m.vocab->token_to_piece(tok).size()) : 0; }
+
+void finish(PerplexityResult& r, double nll_sum, double nll2_sum, double bytes_log2) {
+    const double n = static_cast<double>(r.count);
+    r.nll = nll_sum / n;
+    r.ppl = std::exp(r.nll);
+    const double var = nll2_sum / n - r.nll * r.nll;
+    r.ppl_err = var > 0 && r.count > 1 ? std::sqrt(var / (n - 1)) * r.ppl : 0.0;
+    r.bits_per_byte = r.bytes > 0 ? bytes_log2 / static_cast<double>(r.bytes) : 0.0;
+}
+
+}  // namespace
+
+int64_t perplexity_chunks(int64_t n_tokens, const PerplexityOptions& o) { return plan_chunks(n_tokens, o).n_chunks; }
+
+PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& tokens, const PerplexityOptions& o, ThreadPool& pool,
+                            const ChunkCallback& on_chunk) {
+    check_tokens(model, tokens);
+    const Plan p = plan_chunks(static_cast<int64_t>(tokens.size()), o);
+    PerplexityResult r;
+    r.n_ctx = o.n_ctx;
+    r.n_chunks = p.n_chunks;
+    r.n_tokens = static_cast<int64_t>(tokens.size());
+    double nll = 0, nll2 = 0;
+    const int64_t V = model.config.n_vocab;
+    for_each_scored({&model}, tokens, o, pool, p,
+                    [&](const std::vector<const float*>& rows, int32_t target) {
+                        const double v = -log_softmax_at(rows[0], V, target);
+                        nll += v;
+                        nll2 += v * v;
+                        ++r.count;
+                        r.bytes += token_bytes(model, target);
+                    },
+                    [&](int64_t c) {
+                        r.running_ppl.push_back(std::exp(nll / static_cast<double>(r.count)));
+                        if (on_chunk) on_chunk(c, p.n_chunks, r);
+                    });
+    finish(r, nll, nll2, nll / std::log(2.0));
+    return r;
+}
+
+PerplexityResult kl_divergence(const Model& base, const Model& model, const std::vector<int32_t>& tokens, const PerplexityOptions& o,
+                               ThreadPool& pool, const ChunkCallback& on_chunk) {
+    if (base.config.n_vocab != model.config.n_vocab)
+        throw_bad_input("the two models have different vocabularies (%lld and %lld tokens)", static_cast<long long>(base.config.n_vocab),
+                        static_cast<long long>(model.config.n_vocab));
+    check_tokens(model, tokens);
+    const Plan p = plan_chunks(static_cast<int64_t>(tokens.size()), o);
+    PerplexityResult r;
+    r.n_ctx = o.n_ctx;
+    r.n_chunks = p.n_chunks;
+    r.n_tokens = static_cast<int64_t>(tokens.size());
+    r.has_kl = true;
+    const int64_t V = model.config.n_vocab;
+    double nll = 0, nll2 = 0, base_nll = 0, kl_sum = 0, kl2_sum = 0, dp_sum = 0, dp2_sum = 0;
+    int64_t same = 0;
+    std::vector<double> kls, lb, lm;
+    for_each_scored({&base, &model}, tokens, o, pool, p,
+                    [&](const std::vector<const float*>& rows, int32_t target) {
+                        log_softmax(rows[0], V, lb);
+                        log_softmax(rows[1], V, lm);
+                        double kl = 0;
+                        size_t top_b = 0, top_m = 0;
+                        for (size_t i = 0; i < lb.size(); ++i) {
+                            kl += std::exp(lb[i]) * (lb[i] - lm[i]);
+                            if (lb[i] > lb[top_b]) top_b = i;
+                            if (lm[i] > lm[top_m]) top_m = i;
+                        }
+                        kl = std::max(kl, 0.0);
+                        kls.push_back(kl);
+                        kl_sum += kl;
+                        kl2_sum += kl * kl;
+                        same += top_b == top_m;
+                        const double v = -lm[static_cast<size_t>(target)];
+                        nll += v;
+                        nll2 += v * v;
+                        base_nll += -lb[static_cast<size_t>(target)];
+                        const double dp = std::exp(lm[static_cast<size_t>(target)]) - std::exp(lb[static_cast<size_t>(target)]);
+                        dp_sum += dp;
+                        dp2_sum += dp * dp;
+                        ++r.count;
+                        r.bytes += token_bytes(model, target);
+                    },
+                    [&](int64_t c) {
+                        r.running_ppl.push_back(std::exp(nll / static_cast<double>(r.count)));
+                        if (on_chunk) on_chunk(c, p.n_chunks, r);
+                    });
+    finish(r, nll, nll2, nll / std::log(2.0));
+    const double n = static_cast<double>(r.count);
+    r.base_ppl = std::exp(base_nll / n);
+    r.kl_mean = kl_sum / n;
+    const double var = kl2_sum / n - r.kl_mean * r.kl_mean;
+    r.kl_err = var > 0 && r.count > 1 ? std::sqrt(var / (n - 1)) : 0.0;
+    std::sort(kls.begin(), kls.end());
+    auto pct = [&](double q) { return kls[std::min(kls.size() - 1, static_cast<size_t>(q * static_cast<double>(kls.size() - 1) + 0.5))]; };
+    r.kl_median = pct(0.5);
+    r.kl_p99 = pct(0.99);
+    r.kl_max = kls.back();
+    r.same_top = static_cast<double>(same) / n;
+    r.dp_mean = dp_sum / n;
+    r.dp_rms = std::sqrt(dp2_sum / n);
+    return r;
+}
+
+}  // namespace llmforge
