@@ -41,9 +41,10 @@ public:
     // Token ids that end an assistant turn: EOS and the end-of-turn markers the vocabulary has (<|im_end|>, <|eot_id|>,
     // <end_of_turn>, <|end|>, <|END_OF_TURN_TOKEN|>).
     std::vector<int32_t> stop_tokens() const;
+    // Text as rendered by render() → token ids (control tokens in it recognised; BOS as the template wrote it).
+    std::vector<int32_t> tokenize(const std::string& text) const;
 
 private:
-    std::vector<int32_t> tokenize(const std::string& text) const;
     const Vocab& vocab_;
     std::string src_;
     jinja::Template tpl_;

@@ -65,7 +65,8 @@ PerplexityResult kl_divergence(const Model& base, const Model& model, const std:
 //   generative:      {"id": "…", "prompt": "…", "references": ["…", …], "metric": "exact_match" | "bleu" | "rouge1" | "rougeL"}
 // "answer" is the index of the right choice. A choice is scored by the log-likelihood of its tokens after the
 // context (the context's tokens do not count); "acc" takes the highest sum, "acc_norm" the highest sum divided by the
-// choice's length in bytes (as lm-evaluation-harness normalises). Generation is greedy, up to max_tokens or a newline.
+// choice's length in characters (as lm-evaluation-harness normalises). Generation is greedy, up to max_tokens, a newline
+// or the end of the turn.
 struct EvalItem {
     std::string id, context;
     std::vector<std::string> choices;
@@ -99,6 +100,10 @@ struct EvalOptions {
     int64_t n_ctx = 0;  // 0: the model's
     int64_t max_tokens = 64;
     bool add_bos = true;
+    // Chat models: the context (right-stripped) becomes the user's message, rendered with the chat template and the
+    // assistant's generation prompt; a choice is the start of the assistant's reply.
+    bool chat = false;
+    std::string chat_template;  // empty: the model's own (or ChatML)
 };
 
 using ItemCallback = std::function<void(int64_t done, int64_t total)>;

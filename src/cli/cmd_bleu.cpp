@@ -168,7 +168,7 @@ void add_rouge(CLI::App& app) {
     struct Opts {
         std::string pred, jsonl, types = "rouge1,rouge2,rougeL,rougeLsum";
         std::vector<std::string> refs;
-        bool stem = false, json = false;
+        bool stem = false, json = false, print_tokens = false;
         int bootstrap = 1000;
         uint64_t seed = 42;
     };
@@ -182,7 +182,18 @@ void add_rouge(CLI::App& app) {
     cmd->add_option("--bootstrap", o->bootstrap, "bootstrap resamples for the 95 % interval (0: none; default 1000)");
     cmd->add_option("--seed", o->seed, "seed of the bootstrap");
     cmd->add_flag("--json", o->json, "print one JSON object");
+    cmd->add_flag("--print-tokens", o->print_tokens, "print the ROUGE tokens of each --pred line (after stemming with --stem) and stop");
     cmd->callback([o] {
+        if (o->print_tokens) {
+            if (o->pred.empty()) throw_bad_input("rouge: --print-tokens needs --pred FILE");
+            for (const auto& line : read_lines(o->pred)) {
+                const auto toks = metrics::rouge_tokenize(line, o->stem);
+                std::string out;
+                for (size_t i = 0; i < toks.size(); ++i) out += (i ? " " : "") + toks[i];
+                std::printf("%s\n", out.c_str());
+            }
+            return;
+        }
         std::vector<std::string> preds;
         std::vector<std::vector<std::string>> refs;  // per item
         if (!o->jsonl.empty()) {

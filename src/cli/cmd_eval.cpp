@@ -13,10 +13,10 @@ namespace llmforge::cli {
 void add_eval(CLI::App& app) {
     auto* cmd = app.add_subcommand("eval", "Score a model on a task file (multiple choice by log-likelihood, or generation)");
     struct Opts {
-        std::string model, task, tokenizer;
+        std::string model, task, tokenizer, tpl;
         int64_t ctx = 0, max_tokens = 64, limit = -1;
         int threads = ThreadPool::default_threads();
-        bool json = false, no_bos = false, items = false;
+        bool json = false, no_bos = false, items = false, chat = false;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
@@ -27,6 +27,8 @@ void add_eval(CLI::App& app) {
     cmd->add_option("-t,--threads", o->threads, "threads");
     cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
     cmd->add_flag("--no-bos", o->no_bos, "do not add BOS before each item");
+    cmd->add_flag("--chat", o->chat, "chat models: the context is the user's message, rendered with the chat template; a choice starts the reply");
+    cmd->add_option("--template", o->tpl, "with --chat: a chat template (.jinja, tokenizer_config.json or GGUF) instead of the model's");
     cmd->add_flag("--items", o->items, "with --json: include every item's result");
     cmd->add_flag("--json", o->json, "print one JSON object");
     cmd->callback([o] {
@@ -39,6 +41,8 @@ void add_eval(CLI::App& app) {
         eo.n_ctx = o->ctx;
         eo.max_tokens = o->max_tokens;
         eo.add_bos = !o->no_bos && m.vocab->add_bos;
+        eo.chat = o->chat;
+        if (!o->tpl.empty()) eo.chat_template = load_chat_template(o->tpl);
         Progress prog("eval", static_cast<double>(items.size()), "items", true);
         const EvalSummary s = evaluate(m, items, eo, pool, [&](int64_t done, int64_t) { prog.update(static_cast<double>(done)); });
         prog.finish();

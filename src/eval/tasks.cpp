@@ -2,9 +2,11 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <memory>
 
 #include <nlohmann/json.hpp>
 
+#include "llmforge/chat.h"
 #include "llmforge/error.h"
 #include "llmforge/eval.h"
 #include "llmforge/textmetrics.h"
@@ -116,31 +118,57 @@ void keep_last(std::vector<int32_t>& v, size_t n) {
     if (v.size() > n) v.erase(v.begin(), v.end() - static_cast<std::ptrdiff_t>(n));
 }
 
-void score_choices(Transformer& tf, const Vocab& vocab, const EvalItem& it, const EvalOptions& o, EvalItemResult& r) {
+std::string rstrip_ws(const std::string& s) {
+    const size_t e = s.find_last_not_of(" \t\r\n");
+    return e == std::string::npos ? std::string() : s.substr(0, e + 1);
+}
+
+// How an item's text becomes tokens: plain (the context as it is, BOS as the vocabulary asks) or through a chat
+// template (the context as the user's message, then the assistant's generation prompt).
+struct Framing {
+    const Vocab& vocab;
+    const ChatFormat* chat;
+    bool add_bos;
+    std::string prefix(const std::string& context) const {
+        if (!chat) return context;
+        nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+        msgs.push_back({{"role", "user"}, {"content", rstrip_ws(context)}});
+        return chat->render(msgs, true);
+    }
+    std::vector<int32_t> encode(const std::string& text) const { return chat ? chat->tokenize(text) : vocab.encode(text, add_bos); }
+};
+
+void score_choices(Transformer& tf, const Framing& fr, const EvalItem& it, EvalItemResult& r, std::vector<int32_t>& cached) {
     const int64_t V = tf.model().config.n_vocab;
     const size_t n_ctx = static_cast<size_t>(tf.n_ctx());
-    std::vector<int32_t> ctx = vocab.encode(it.context, o.add_bos);
+    const std::string prefix = fr.prefix(it.context);
+    std::vector<int32_t> ctx = fr.encode(prefix);
     for (const auto& choice : it.choices) {
-        std::vector<int32_t> whole = vocab.encode(it.context + choice, o.add_bos);
+        std::vector<int32_t> whole = fr.encode(prefix + choice);
         // the continuation starts where the tokenisations of context and context+choice part
         size_t common = 0;
         while (common < ctx.size() && common < whole.size() && ctx[common] == whole[common]) ++common;
         if (common == whole.size()) common = whole.size() - 1;  // the choice merged into the context's last token
         if (common == 0) {
-            whole.insert(whole.begin(), vocab.bos);  // the first token needs something to be predicted from
+            whole.insert(whole.begin(), fr.vocab.bos);  // the first token needs something to be predicted from
             common = 1;
         }
-        size_t cut = 0;
         if (whole.size() > n_ctx) {
-            cut = whole.size() - n_ctx;
+            const size_t cut = whole.size() - n_ctx;
             if (cut >= common) throw_bad_input("item %s: a choice alone is longer than the context (%zu tokens)", it.id.c_str(), n_ctx);
             keep_last(whole, n_ctx);
             common -= cut;
         }
-        tf.reset();
-        const auto& logits = tf.eval(whole, true);
-        double lp = 0;
-        for (size_t k = common; k < whole.size(); ++k) lp += log_prob(logits.data() + (k - 1) * static_cast<size_t>(V), V, whole[k]);
+        // reuse the cached context: keep the longest cached prefix that precedes the first scored token
+        size_t keep = 0;
+        while (keep < cached.size() && keep < whole.size() && cached[keep] == whole[keep]) ++keep;
+        keep = std::min(keep, common - 1);
+        tf.truncate(static_cast<int64_t>(keep));
+        cached.resize(keep);
+        const auto& logits = tf.eval(whole.data() + keep, static_cast<int64_t>(whole.size() - keep), true);
+        cached.insert(cached.end(), whole.begin() + static_cast<std::ptrdiff_t>(keep), whole.end());
+        double lp = 0;  // logits row j predicts the token at keep + j + 1
+        for (size_t k = common; k < whole.size(); ++k) lp += log_prob(logits.data() + (k - 1 - keep) * static_cast<size_t>(V), V, whole[k]);
         r.logprobs.push_back(lp);
     }
     r.pred = std::max_element(r.logprobs.begin(), r.logprobs.end()) - r.logprobs.begin();
@@ -156,20 +184,22 @@ void score_choices(Transformer& tf, const Vocab& vocab, const EvalItem& it, cons
     r.correct_norm = r.pred_norm == it.answer;
 }
 
-void generate_answer(Transformer& tf, const Vocab& vocab, const EvalItem& it, const EvalOptions& o, EvalItemResult& r) {
+void generate_answer(Transformer& tf, const Framing& fr, const EvalItem& it, const EvalOptions& o, EvalItemResult& r) {
     const int64_t V = tf.model().config.n_vocab;
-    std::vector<int32_t> prompt = vocab.encode(it.context, o.add_bos);
+    std::vector<int32_t> prompt = fr.encode(fr.prefix(it.context));
     const size_t room = static_cast<size_t>(std::max<int64_t>(1, tf.n_ctx() - o.max_tokens));
     keep_last(prompt, room);
+    std::vector<int32_t> stops = fr.chat ? fr.chat->stop_tokens() : std::vector<int32_t>{};
+    stops.push_back(fr.vocab.eos);
     tf.reset();
     const float* logits = tf.eval(prompt).data();
     std::vector<int32_t> out;
     std::string text;
     for (int64_t n = 0; n < o.max_tokens && tf.n_past() < tf.n_ctx(); ++n) {
         const int32_t next = static_cast<int32_t>(std::max_element(logits, logits + V) - logits);
-        if (vocab.is_eog(next)) break;
+        if (std::find(stops.begin(), stops.end(), next) != stops.end()) break;
         out.push_back(next);
-        text = vocab.decode(out);
+        text = fr.vocab.decode(out);
         if (text.find('\n') != std::string::npos) {
             text = text.substr(0, text.find('\n'));
             break;
@@ -196,7 +226,11 @@ void generate_answer(Transformer& tf, const Vocab& vocab, const EvalItem& it, co
 EvalSummary evaluate(const Model& model, const std::vector<EvalItem>& items, const EvalOptions& o, ThreadPool& pool, const ItemCallback& on_item) {
     if (!model.vocab) throw_bad_input("the model has no vocabulary: evaluation needs one to tokenise the tasks");
     const Vocab& vocab = *model.vocab;
+    std::unique_ptr<ChatFormat> chat;
+    if (o.chat) chat = std::make_unique<ChatFormat>(vocab, o.chat_template);
+    const Framing fr{vocab, chat.get(), o.add_bos};
     Transformer tf(model, pool, o.n_ctx, 512, DType::F32);
+    std::vector<int32_t> cached;  // the tokens in tf's cache (multiple choice reuses a shared context)
     EvalSummary s;
     int64_t k = 0, k_norm = 0;
     double inv_choices = 0, gen_sum = 0, gen_sq = 0;
@@ -205,13 +239,14 @@ EvalSummary evaluate(const Model& model, const std::vector<EvalItem>& items, con
         EvalItemResult r;
         r.id = it.id;
         if (it.metric.empty()) {
-            score_choices(tf, vocab, it, o, r);
+            score_choices(tf, fr, it, r, cached);
             ++s.n_mc;
             k += r.correct;
             k_norm += r.correct_norm;
             inv_choices += 1.0 / static_cast<double>(it.choices.size());
         } else {
-            generate_answer(tf, vocab, it, o, r);
+            generate_answer(tf, fr, it, o, r);
+            cached.clear();
             ++s.n_gen;
             gen_sum += r.score;
             gen_sq += r.score * r.score;
