@@ -16,9 +16,11 @@ namespace llmforge {
 
 struct PerplexityOptions {
     int64_t n_ctx = 512;     // tokens per chunk (llama-perplexity's -c)
-    int64_t stride = 0;      // 0: chunks of n_ctx scoring their second half (llama.cpp's default method);
-                             // > 0: windows of n_ctx every `stride` tokens, each scoring its last `stride` tokens
-                             // (llama.cpp's --ppl-stride)
+    // The method. Default (both 0): llama.cpp's chunks of n_ctx, BOS first, scoring their second half.
+    int64_t stride = 0;        // > 0: Hugging Face's sliding window — windows of n_ctx every `stride` tokens, each
+                               // scoring the tokens not scored before (every token but the first, once)
+    int64_t llama_stride = 0;  // > 0: llama.cpp's --ppl-stride — windows of n_ctx every S tokens, each scoring its
+                               // last S predictions, as llama.cpp computes them (no BOS, float probabilities)
     int64_t n_batch = 2048;  // tokens per forward pass
     int64_t max_chunks = -1;  // -1: all
     bool add_bos = true;      // the first token of each chunk becomes BOS (when the vocabulary adds BOS)

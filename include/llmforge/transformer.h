@@ -46,6 +46,9 @@ public:
     // weights — llama-perplexity's numbers to the digit. Slower than the default kernels.
     void set_ggml_arithmetic(bool on) { ggml_arith_ = on; }
     bool ggml_arithmetic() const { return ggml_arith_; }
+    // With ggml arithmetic: the index of this sequence's first cell in llama.cpp's KV cache (llama-perplexity packs
+    // several chunks into one cache, one after another); it decides how keys fall into 16-lane sums.
+    void set_ggml_cell_offset(int64_t cell) { cell_offset_ = cell; }
 
 private:
     struct Layer {
@@ -60,6 +63,7 @@ private:
     void attention_fast(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0);
     void attention_ggml(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0);
     bool ggml_arith_ = false;
+    int64_t cell_offset_ = 0;
 
     struct Lora {
         std::vector<float> a, b;  // f32 copies: A [r, in], B [out, r]

@@ -17,7 +17,7 @@ void add_perplexity(CLI::App& app) {
     auto* cmd = app.add_subcommand("perplexity", "Perplexity of a model on a text, computed as llama.cpp's llama-perplexity does");
     struct Opts {
         std::string model, file, tokenizer, kl_base, cache_type = "f16";
-        int64_t ctx = 512, stride = 0, batch = 2048, chunks = -1;
+        int64_t ctx = 512, stride = 0, llama_stride = 0, batch = 2048, chunks = -1;
         int threads = ThreadPool::default_threads();
         bool json = false, no_mmap = false, no_bos = false;
     };
@@ -25,8 +25,9 @@ void add_perplexity(CLI::App& app) {
     cmd->add_option("-m,--model", o->model, "model file")->required();
     cmd->add_option("-f,--file", o->file, "text file to score")->required();
     cmd->add_option("-c,--ctx-size", o->ctx, "tokens per chunk (default 512)");
-    cmd->add_option("--stride,--ppl-stride", o->stride,
-                    "sliding-window mode: a window of -c tokens every S tokens, each scoring its last S tokens (0: chunks)");
+    cmd->add_option("--stride", o->stride,
+                    "sliding window (Hugging Face's method): windows of -c tokens every S tokens, each scoring the tokens not yet scored");
+    cmd->add_option("--ppl-stride", o->llama_stride, "llama.cpp's --ppl-stride: windows of -c tokens every S tokens, each scoring its last S");
     cmd->add_option("-b,--batch-size", o->batch, "tokens per forward pass");
     cmd->add_option("--chunks", o->chunks, "score at most this many chunks (-1: all)");
     cmd->add_option("--kl-base", o->kl_base,
@@ -49,7 +50,8 @@ void add_perplexity(CLI::App& app) {
         PerplexityOptions po;
         po.n_ctx = o->ctx;
         po.stride = o->stride;
-        po.n_batch = std::min(o->batch, o->ctx);
+        po.llama_stride = o->llama_stride;
+        po.n_batch = o->batch;
         po.max_chunks = o->chunks;
         po.kv_type = parse_cache_type(o->cache_type);
         po.add_bos = !o->no_bos && m.vocab->add_bos;
@@ -64,7 +66,7 @@ void add_perplexity(CLI::App& app) {
         std::fprintf(stderr, "perplexity: tokenized %s into %zu tokens\n", o->file.c_str(), tokens.size());
         const int64_t n_chunks = perplexity_chunks(static_cast<int64_t>(tokens.size()), po);
         std::fprintf(stderr, "perplexity: calculating perplexity over %lld chunks, n_ctx=%lld, batch_size=%lld\n",
-                     static_cast<long long>(n_chunks), static_cast<long long>(po.n_ctx), static_cast<long long>(po.n_batch));
+                     static_cast<long long>(n_chunks), static_cast<long long>(po.n_ctx), static_cast<long long>(std::min(po.n_batch, po.n_ctx)));
         ThreadPool pool(o->threads);
         Progress prog("perplexity", static_cast<double>(n_chunks), "chunks", true);
         auto on_chunk = [&](int64_t c, int64_t, const PerplexityResult& r) {
@@ -80,7 +82,7 @@ void add_perplexity(CLI::App& app) {
         const PerplexityResult r = base ? kl_divergence(*base, m, tokens, po, pool, on_chunk) : perplexity(m, tokens, po, pool, on_chunk);
         prog.finish();
         if (o->json) {
-            nlohmann::json j = {{"model", o->model}, {"file", o->file}, {"n_ctx", r.n_ctx}, {"stride", po.stride},
+            nlohmann::json j = {{"model", o->model}, {"file", o->file}, {"n_ctx", r.n_ctx}, {"stride", po.stride}, {"ppl_stride", po.llama_stride},
                                 {"n_tokens", r.n_tokens}, {"n_chunks", r.n_chunks}, {"tokens_scored", r.count},
                                 {"ppl", r.ppl}, {"ppl_err", r.ppl_err}, {"nll", r.nll}, {"bytes", r.bytes},
                                 {"bits_per_byte", r.bits_per_byte}, {"running_ppl", r.running_ppl}};

@@ -38,33 +38,85 @@ void log_softmax(const float* logits, int64_t n_vocab, std::vector<double>& out)
     for (int64_t i = 0; i < n_vocab; ++i) out[static_cast<size_t>(i)] = static_cast<double>(logits[i]) - lse;
 }
 
-struct Plan {
-    int64_t n_chunks = 0, first = 0, stride = 0;  // chunk i starts at i·stride and scores logits [first, n_ctx − 1)
+// One forward pass: tokens [start, start + len) of the text (the first replaced by BOS when bos), scoring the
+// predictions of logits rows [j0, j1) (row j predicts text token start + j + 1).
+struct Window {
+    int64_t start, len, j0, j1;
+    bool bos;
+    int64_t cell = 0;  // where llama-perplexity puts the window in its KV cache (several chunks share one batch)
 };
+
+struct Plan {
+    std::vector<Window> windows;
+    int64_t ctx = 0;           // the context the model runs with
+    int64_t batch = 0;         // tokens per forward pass
+    bool float_probs = false;  // llama.cpp's --ppl-stride method takes −log of a float probability
+};
+
+int64_t pad32(int64_t n) { return (n + 31) / 32 * 32; }
 
 Plan plan_chunks(int64_t n_tokens, const PerplexityOptions& o) {
     if (o.n_ctx < 2) throw_bad_input("the context (-c) must be at least 2 tokens");
+    const auto ll = [](int64_t v) { return static_cast<long long>(v); };
     Plan p;
-    if (o.stride > 0) {
-        if (o.stride >= o.n_ctx) throw_bad_input("--stride %lld must be smaller than the context %lld", static_cast<long long>(o.stride),
-                                                 static_cast<long long>(o.n_ctx));
-        if (n_tokens <= o.n_ctx)
-            throw_bad_input("you need more than %lld tokens to evaluate perplexity with a context of %lld (the text has %lld)",
-                            static_cast<long long>(o.n_ctx), static_cast<long long>(o.n_ctx), static_cast<long long>(n_tokens));
-        p.n_chunks = (n_tokens - o.n_ctx + o.stride - 1) / o.stride;
-        p.first = o.n_ctx - o.stride - 1;
-        p.stride = o.stride;
+    if (o.stride > 0 && o.llama_stride > 0) throw_bad_input("give --stride or --ppl-stride, not both");
+    if (o.llama_stride > 0) {
+        // llama.cpp's perplexity_v2: windows of n_ctx every S tokens, each scoring its last S predictions. (llama.cpp
+        // swaps in BOS only after a window has been evaluated, so the windows run on the text's own tokens.)
+        // llama-perplexity sizes its context for the chunk method first (n_batch / n_ctx sequences of n_ctx), then
+        // widens it by S/2 for this method, and uses that padded to 32 cells (its KV cache's padding) as the window;
+        // its batch is min(n_batch, that first context). With -b equal to -c the window is -c + S/2, padded.
+        const int64_t S = o.llama_stride, n_seq = std::max<int64_t>(1, o.n_batch / o.n_ctx);
+        const int64_t C = pad32(n_seq * o.n_ctx + S / 2);
+        p.batch = std::min(o.n_batch, n_seq * o.n_ctx);
+        if (S >= C) throw_bad_input("--ppl-stride %lld must be smaller than the context %lld", ll(S), ll(C));
+        if (n_tokens < 2 * C)
+            throw_bad_input("you need at least %lld tokens to evaluate perplexity with a context of %lld (-c %lld widened by --ppl-stride/2; the text has %lld)",
+                            ll(2 * C), ll(C), ll(o.n_ctx), ll(n_tokens));
+        const int64_t n = (n_tokens - C + S - 1) / S;
+        for (int64_t i = 0; i < n; ++i) p.windows.push_back({i * S, C, C - S - 1, C - 1, false});
+        p.float_probs = true;
+        p.ctx = C;
+    } else if (o.stride > 0) {
+        // Hugging Face's sliding window: windows of up to n_ctx tokens every S tokens, each scoring the tokens the
+        // previous windows did not; every token but the first is scored once, with up to n_ctx − 1 tokens of context.
+        const int64_t S = o.stride;
+        if (S > o.n_ctx) throw_bad_input("--stride %lld must not exceed the context %lld", ll(S), ll(o.n_ctx));
+        if (n_tokens < 2) throw_bad_input("the text has %lld token(s): nothing to predict", ll(n_tokens));
+        int64_t prev_end = 0;
+        for (int64_t begin = 0; begin < n_tokens; begin += S) {
+            const int64_t end = std::min(begin + o.n_ctx, n_tokens);
+            const int64_t first_target = std::max<int64_t>(prev_end, begin + 1);
+            p.windows.push_back({begin, end - begin, first_target - 1 - begin, end - 1 - begin, false});
+            prev_end = end;
+            if (end == n_tokens) break;
+        }
     } else {
-        if (n_tokens < 2 * o.n_ctx)
-            throw_bad_input("you need at least %lld tokens to evaluate perplexity with a context of %lld (the text has %lld)",
-                            static_cast<long long>(2 * o.n_ctx), static_cast<long long>(o.n_ctx), static_cast<long long>(n_tokens));
-        p.n_chunks = n_tokens / o.n_ctx;
-        p.first = o.n_ctx / 2;
-        p.stride = o.n_ctx;
+        const int64_t C = o.n_ctx;
+        if (n_tokens < 2 * C)
+            throw_bad_input("you need at least %lld tokens to evaluate perplexity with a context of %lld (the text has %lld)", ll(2 * C),
+                            ll(C), ll(n_tokens));
+        const int64_t n = n_tokens / C;
+        // llama-perplexity evaluates n_batch / n_ctx chunks at once, as separate sequences in one KV cache
+        const int64_t n_seq = std::max<int64_t>(1, o.n_batch / C);
+        for (int64_t i = 0; i < n; ++i) p.windows.push_back({i * C, C, C / 2, C - 1, o.add_bos, (i % n_seq) * C});
+        p.ctx = C;
     }
-    if (o.max_chunks >= 0) p.n_chunks = std::min(p.n_chunks, o.max_chunks);
-    if (p.n_chunks < 1) throw_bad_input("no chunk to evaluate");
+    if (!p.ctx) p.ctx = o.n_ctx;
+    if (!p.batch) p.batch = std::min(o.n_batch, p.ctx);
+    if (o.max_chunks >= 0 && static_cast<int64_t>(p.windows.size()) > o.max_chunks) p.windows.resize(static_cast<size_t>(o.max_chunks));
+    if (p.windows.empty()) throw_bad_input("no chunk to evaluate");
     return p;
+}
+
+// −log P(tok) as llama.cpp's perplexity_v2 computes it: softmax into floats, then a float log.
+double nll_float_prob(const float* logits, int64_t n_vocab, int32_t tok) {
+    float max_logit = logits[0];
+    for (int64_t i = 1; i < n_vocab; ++i) max_logit = std::max(max_logit, logits[i]);
+    double sum_exp = 0.0;
+    for (int64_t i = 0; i < n_vocab; ++i) sum_exp += std::exp(logits[i] - max_logit);
+    const float prob = static_cast<float>(static_cast<double>(std::exp(logits[tok] - max_logit)) / sum_exp);
+    return static_cast<double>(-std::log(prob));
 }
 
 void check_tokens(const Model& m, const std::vector<int32_t>& tokens) {
@@ -78,26 +130,27 @@ void for_each_scored(const std::vector<const Model*>& models, const std::vector<
                      ThreadPool& pool, const Plan& p, Visit&& visit, const std::function<void(int64_t)>& chunk_done) {
     std::vector<std::unique_ptr<Transformer>> tfs;
     for (const Model* m : models) {
-        tfs.push_back(std::make_unique<Transformer>(*m, pool, o.n_ctx, o.n_batch, o.kv_type));
+        tfs.push_back(std::make_unique<Transformer>(*m, pool, p.ctx, p.batch, o.kv_type));
         tfs.back()->set_ggml_arithmetic(o.ggml_arithmetic);
     }
     const int32_t bos = models[0]->vocab ? models[0]->vocab->bos : 1;
-    std::vector<int32_t> chunk(static_cast<size_t>(o.n_ctx));
+    std::vector<int32_t> chunk;
     std::vector<const float*> rows(models.size());
     std::vector<std::vector<float>> logits(models.size());
-    for (int64_t c = 0; c < p.n_chunks; ++c) {
-        const int64_t start = c * p.stride;
-        std::copy(tokens.begin() + start, tokens.begin() + start + o.n_ctx, chunk.begin());
-        if (o.add_bos) chunk[0] = bos;
+    for (size_t c = 0; c < p.windows.size(); ++c) {
+        const Window& w = p.windows[c];
+        chunk.assign(tokens.begin() + w.start, tokens.begin() + w.start + w.len);
+        if (w.bos) chunk[0] = bos;
         for (size_t k = 0; k < tfs.size(); ++k) {
             tfs[k]->reset();
+            tfs[k]->set_ggml_cell_offset(w.cell);
             logits[k] = tfs[k]->eval(chunk, true);
         }
-        for (int64_t j = p.first; j < o.n_ctx - 1; ++j) {
+        for (int64_t j = w.j0; j < w.j1; ++j) {
             for (size_t k = 0; k < models.size(); ++k) rows[k] = logits[k].data() + j * models[k]->config.n_vocab;
-            visit(rows, tokens[static_cast<size_t>(start + j + 1)]);
+            visit(rows, tokens[static_cast<size_t>(w.start + j + 1)]);
         }
-        chunk_done(c);
+        chunk_done(static_cast<int64_t>(c));
     }
 }
 
@@ -114,21 +167,21 @@ void finish(PerplexityResult& r, double nll_sum, double nll2_sum, double bytes_l
 
 }  // namespace
 
-int64_t perplexity_chunks(int64_t n_tokens, const PerplexityOptions& o) { return plan_chunks(n_tokens, o).n_chunks; }
+int64_t perplexity_chunks(int64_t n_tokens, const PerplexityOptions& o) { return static_cast<int64_t>(plan_chunks(n_tokens, o).windows.size()); }
 
 PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& tokens, const PerplexityOptions& o, ThreadPool& pool,
                             const ChunkCallback& on_chunk) {
     check_tokens(model, tokens);
     const Plan p = plan_chunks(static_cast<int64_t>(tokens.size()), o);
     PerplexityResult r;
-    r.n_ctx = o.n_ctx;
-    r.n_chunks = p.n_chunks;
+    r.n_ctx = p.ctx;
+    r.n_chunks = static_cast<int64_t>(p.windows.size());
     r.n_tokens = static_cast<int64_t>(tokens.size());
     double nll = 0, nll2 = 0;
     const int64_t V = model.config.n_vocab;
     for_each_scored({&model}, tokens, o, pool, p,
                     [&](const std::vector<const float*>& rows, int32_t target) {
-                        const double v = -log_softmax_at(rows[0], V, target);
+                        const double v = p.float_probs ? nll_float_prob(rows[0], V, target) : -log_softmax_at(rows[0], V, target);
                         nll += v;
                         nll2 += v * v;
                         ++r.count;
@@ -136,7 +189,7 @@ PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& toke
                     },
                     [&](int64_t c) {
                         r.running_ppl.push_back(std::exp(nll / static_cast<double>(r.count)));
-                        if (on_chunk) on_chunk(c, p.n_chunks, r);
+                        if (on_chunk) on_chunk(c, r.n_chunks, r);
                     });
     finish(r, nll, nll2, nll / std::log(2.0));
     return r;
@@ -150,8 +203,8 @@ PerplexityResult kl_divergence(const Model& base, const Model& model, const std:
     check_tokens(model, tokens);
     const Plan p = plan_chunks(static_cast<int64_t>(tokens.size()), o);
     PerplexityResult r;
-    r.n_ctx = o.n_ctx;
-    r.n_chunks = p.n_chunks;
+    r.n_ctx = p.ctx;
+    r.n_chunks = static_cast<int64_t>(p.windows.size());
     r.n_tokens = static_cast<int64_t>(tokens.size());
     r.has_kl = true;
     const int64_t V = model.config.n_vocab;
@@ -186,7 +239,7 @@ PerplexityResult kl_divergence(const Model& base, const Model& model, const std:
                     },
                     [&](int64_t c) {
                         r.running_ppl.push_back(std::exp(nll / static_cast<double>(r.count)));
-                        if (on_chunk) on_chunk(c, p.n_chunks, r);
+                        if (on_chunk) on_chunk(c, r.n_chunks, r);
                     });
     finish(r, nll, nll2, nll / std::log(2.0));
     const double n = static_cast<double>(r.count);

@@ -229,6 +229,9 @@ void Transformer::attention_ggml(const float* q, float* out, int64_t n, int64_t 
     const bool f16 = kv_type_ == DType::F16;
     const bool batched = n >= 2;  // llamafile's sgemm serves only prompt processing
     const int64_t n_kv = ggml::kv_cells(pos0 + n, (n_ctx_ + 31) / 32 * 32);
+    // where this sequence's cells sit in llama.cpp's cache decides which 16-lane accumulator and which softmax block
+    // each key falls in: key t is cell cell_offset_ + t
+    const int64_t shift = cell_offset_ % ggml::kLanes;
     const size_t base = static_cast<size_t>(layer * n_ctx_ * KV);
     const float* K = f16 ? nullptr : k_cache_.data() + base;
     const float* Vc = f16 ? nullptr : v_cache_.data() + base;
@@ -236,8 +239,9 @@ void Transformer::attention_ggml(const float* q, float* out, int64_t n, int64_t 
     const uint16_t* V16 = f16 ? v_cache16_.data() + base : nullptr;
     const size_t per_thread = static_cast<size_t>(n_ctx_ + 32 + HD * (2 + 4 * ggml::kLanes));
     pool_.run([&](int ith, int nth) {
-        float* scores = scores_.data() + ith * per_thread;
-        float* qr = scores + n_ctx_ + 32;  // the query rounded to f16
+        float* const row = scores_.data() + ith * per_thread;  // row[shift + t] is key t
+        float* const scores = row + shift;
+        float* qr = row + n_ctx_ + 32;  // the query rounded to f16
         float* lanes = qr + HD;            // [HD][4][16] accumulators of p·v
         float* kf = lanes + HD * 4 * ggml::kLanes;  // a key row widened to f32
         for (int64_t task = ith; task < n * H; task += nth) {
@@ -245,6 +249,7 @@ void Transformer::attention_ggml(const float* q, float* out, int64_t n, int64_t 
             const int64_t n_keys = pos0 + i + 1;  // causal mask: keys at positions 0 .. pos0 + i
             const float* qi = q + i * C + h * HD;
             // scores = q·k · scale, −∞ where masked
+            for (int64_t t = 0; t < shift; ++t) row[t] = -INFINITY;
             if (f16) {
                 for (int64_t d = 0; d < HD; ++d) qr[d] = f16_to_f32(f32_to_f16(qi[d]));
                 for (int64_t t = 0; t < n_keys; ++t) {
@@ -256,10 +261,11 @@ void Transformer::attention_ggml(const float* q, float* out, int64_t n, int64_t 
             } else {
                 for (int64_t t = 0; t < n_keys; ++t) scores[t] = ggml::dot_vec<false>(K + t * KV + kvh * HD, qi, HD) * scale;
             }
-            for (int64_t t = n_keys; t < n_kv; ++t) scores[t] = -INFINITY;
+            const int64_t n_row = shift == 0 ? n_kv : (shift + n_keys + ggml::kLanes - 1) / ggml::kLanes * ggml::kLanes;
+            for (int64_t t = shift + n_keys; t < n_row; ++t) row[t] = -INFINITY;
             float mx = -INFINITY;
-            for (int64_t t = 0; t < n_kv; ++t) mx = std::max(mx, scores[t]);
-            const double sum = ggml::softmax_exp(scores, scores, n_kv, mx);
+            for (int64_t t = 0; t < n_row; ++t) mx = std::max(mx, row[t]);
+            const double sum = ggml::softmax_exp(row, row, n_row, mx);
             const float inv = static_cast<float>(1.0 / sum);
             for (int64_t t = 0; t < n_keys; ++t) {
                 scores[t] *= inv;
@@ -272,7 +278,7 @@ void Transformer::attention_ggml(const float* q, float* out, int64_t n, int64_t 
             if (batched) {  // tinyBLAS over n_kv (a multiple of 32): lane t mod 16
                 for (int64_t t = 0; t < n_keys; ++t)
                     for (int64_t d = 0; d < HD; ++d) {
-                        float& a = lanes[d * 4 * ggml::kLanes + t % ggml::kLanes];
+                        float& a = lanes[d * 4 * ggml::kLanes + (shift + t) % ggml::kLanes];
                         a = std::fma(scores[t], v_at(t, d), a);
                     }
                 for (int64_t d = 0; d < HD; ++d) o[d] = ggml::reduce16(lanes + d * 4 * ggml::kLanes);
@@ -280,7 +286,7 @@ void Transformer::attention_ggml(const float* q, float* out, int64_t n, int64_t 
                 const int64_t np = n_kv & ~static_cast<int64_t>(4 * ggml::kLanes - 1);
                 for (int64_t t = 0; t < std::min(n_keys, np); ++t)
                     for (int64_t d = 0; d < HD; ++d) {
-                        float& a = lanes[d * 4 * ggml::kLanes + (t % (4 * ggml::kLanes))];
+                        float& a = lanes[d * 4 * ggml::kLanes + (t % (4 * ggml::kLanes))];  // (decoding: offset 0)
                         a = std::fma(scores[t], v_at(t, d), a);
                     }
                 for (int64_t d = 0; d < HD; ++d) {

@@ -111,31 +111,48 @@ def test_perplexity(bin_, tmp):
     rc, out, err = run(bin_, "tokenize", "-m", model, "--json", text)
     tok = json.loads(out)
     ids, pieces = tok["ids"], tok["pieces"]
-    for stride in (0, 40):
-        rc, out, err = run(bin_, "perplexity", "-m", model, "-f", text_path, "-c", "128", "-b", "128", "--json", *(["--stride", str(stride)] if stride else []))
-        j = json.loads(out)
+    n_tok = len(ids)
+    # (method, extra flags, windows as (start, length, first row, end row, BOS), float probabilities)
+    methods = [("chunks", [], [(c * 128, 128, 64, 127, True) for c in range(n_tok // 128)], False)]
+    hf, prev_end = [], 0
+    for begin in range(0, n_tok, 100):  # Hugging Face's sliding window, stride 100
+        end = min(begin + 128, n_tok)
+        hf.append((begin, end - begin, max(prev_end, begin + 1) - 1 - begin, end - 1 - begin, False))
+        prev_end = end
+        if end == n_tok:
+            break
+    methods.append(("--stride 100", ["--stride", "100"], hf, False))
+    # llama.cpp's --ppl-stride 40 with -b 128: windows of 128 + 40/2 = 148, padded to 160, scoring their last 40
+    methods.append(("--ppl-stride 40", ["--ppl-stride", "40"], [(i * 40, 160, 119, 159, False) for i in range((n_tok - 160 + 39) // 40)], True))
+    for mode, flags, windows, float_probs in methods:
+        rc, out, err = run(bin_, "perplexity", "-m", model, "-f", text_path, "-c", "128", "-b", "128", "--json", *flags)
+        j = json.loads(out) if rc == 0 else {"running_ppl": [], "ppl": float("nan")}
         nll, nbytes, count, running = 0.0, 0, 0, []
-        step = stride or 128
-        n_chunks = len(ids) // 128 if not stride else (len(ids) - 128 + stride - 1) // stride
-        first = 64 if not stride else 128 - stride - 1
-        for c in range(n_chunks):
-            chunk = ids[c * step:c * step + 128]
-            chunk = [1] + chunk[1:]
-            lp = log_softmax(logits_of(bin_, model, chunk, "--ggml-arithmetic", "-b", "128"))
-            for p in range(first, 127):
-                target = ids[c * step + p + 1]
-                nll -= lp[p, target]
-                nbytes += len(pieces[c * step + p + 1].encode("utf-8"))
+        for start, length, j0, j1, bos in windows:
+            chunk = ids[start:start + length]
+            if bos:
+                chunk = [1] + chunk[1:]
+            z = logits_of(bin_, model, chunk, "--ggml-arithmetic", "-b", "128", "-c", str(length))
+            lp = log_softmax(z)
+            for r in range(j0, j1):
+                target = ids[start + r + 1]
+                if float_probs:  # as llama.cpp: a float probability, a float log
+                    zr = z[r].astype(np.float32)
+                    e = np.exp(zr - zr.max())
+                    nll -= float(np.log(np.float32(e[target] / e.astype(np.float64).sum())))
+                else:
+                    nll -= lp[r, target]
+                nbytes += len(pieces[start + r + 1].encode("utf-8"))
                 count += 1
             running.append(math.exp(nll / count))
         ppl = math.exp(nll / count)
-        mode = f"--stride {stride}" if stride else "chunks"
         check(f"perplexity ({mode}): PPL vs NumPy on the printed logits", abs(j["ppl"] - ppl) / ppl < 1e-5, f"{j['ppl']:.6f} vs {ppl:.6f}")
         check(f"perplexity ({mode}): every running value vs NumPy", len(running) == len(j["running_ppl"]) and
-              max(abs(a - b) / b for a, b in zip(j["running_ppl"], running)) < 1e-5, f"{len(running)} chunks")
-        check(f"perplexity ({mode}): tokens scored and bytes", j["tokens_scored"] == count and j["bytes"] == nbytes, f"{count} tokens, {nbytes} bytes")
+              max(abs(a - b) / b for a, b in zip(j["running_ppl"], running)) < 1e-5, f"{len(running)} windows")
+        check(f"perplexity ({mode}): tokens scored and bytes", j.get("tokens_scored") == count and j.get("bytes") == nbytes, f"{count} tokens, {nbytes} bytes")
         bpb = nll / math.log(2) / nbytes
-        check(f"perplexity ({mode}): bits per byte = Σ −log₂ p / bytes", abs(j["bits_per_byte"] - bpb) < 1e-5, f"{j['bits_per_byte']:.5f} vs {bpb:.5f}")
+        check(f"perplexity ({mode}): bits per byte = Σ −log₂ p / bytes", abs(j.get("bits_per_byte", 0) - bpb) < 1e-5, f"{j.get('bits_per_byte', 0):.5f} vs {bpb:.5f}")
+    check("perplexity --stride 100 scores every token but the first once", sum(w[3] - w[2] for w in hf) == n_tok - 1, f"{n_tok - 1} tokens")
 
     # KL divergence: the f32 model against an f16 copy, vs NumPy on both models' logits
     f16 = os.path.join(tmp, "stories-f16.gguf")
@@ -174,8 +191,8 @@ def test_perplexity(bin_, tmp):
     open(empty, "w").close()
     rc, out, err = run(bin_, "perplexity", "-m", model, "-f", empty)
     check("perplexity: an empty file is a clear error (exit 2)", rc == 2 and "empty" in err, err.strip()[-120:])
-    rc, out, err = run(bin_, "perplexity", "-m", model, "-f", text_path, "-c", "128", "--stride", "128")
-    check("perplexity: --stride ≥ ctx is a clear error (exit 2)", rc == 2 and "stride" in err, err.strip()[-120:])
+    rc, out, err = run(bin_, "perplexity", "-m", model, "-f", text_path, "-c", "128", "--stride", "129")
+    check("perplexity: --stride > ctx is a clear error (exit 2)", rc == 2 and "stride" in err, err.strip()[-120:])
 
 
 # ---- 2. BLEU vs NLTK -------------------------------------------------------------------------------------------
