@@ -86,6 +86,7 @@ private:
     std::vector<float> x_, h_, q_, k_, v_, qkv_, att_, ff_a_, ff_b_, scores_, logits_;
     std::vector<float> norm_w_;
     std::vector<double> acc_;
+    std::vector<float> vt_;  // ggml arithmetic: V transposed for one layer
     std::vector<float> bias_;
     std::vector<float> rope_cos_, rope_sin_;
 };

@@ -57,6 +57,7 @@ const KernelTable* table_scalar() {
         dot_scalar<float, at_f32>, dot_scalar<uint16_t, at_f16>, dot_scalar<uint16_t, at_bf16>, 1,
         gemm_scalar<float, at_f32>, gemm_scalar<uint16_t, at_f16>, gemm_scalar<uint16_t, at_bf16>,
         nullptr,
+        nullptr, nullptr, nullptr,
         tanh_scalar, exp_shift_sum_scalar,
     };
     return &t;

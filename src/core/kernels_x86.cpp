@@ -10,6 +10,7 @@
 #include "core/simd_avx512.h"
 #endif
 
+#include <cmath>
 #include <type_traits>
 
 namespace llmforge::kernels {
@@ -499,9 +500,62 @@ void gemm_tinyblas_f32(const float* W, const float* X, float* Y, int64_t n, int6
     }
 }
 #define LF_TINYBLAS gemm_tinyblas_f32
+
+// ggml_v_expf (AVX-512), the same operations as ggml_math.h's scalar v_expf.
+inline __m512 v_expf16(__m512 x) {
+    const __m512 r = _mm512_set1_ps(0x1.8p23f);
+    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+    const __m512 n = _mm512_sub_ps(z, r);
+    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f), _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __mmask16 d = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192), _CMP_GT_OQ);
+    const __m512 u = _mm512_mul_ps(b, b);
+    const __m512 j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
+    const __m512 res = _mm512_scalef_ps(j, n);
+    if (_mm512_kortestz(d, d)) return res;
+    const __m512 alt = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ), _mm512_set1_ps(INFINITY), _mm512_setzero_ps());
+    return _mm512_mask_blend_ps(d, res, alt);
+}
+
+double softmax_exp_ggml(float* y, const float* x, int64_t n, float max) {
+    int64_t i = 0;
+    double sum = 0;
+    const __m512 mv = _mm512_set1_ps(max);
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = v_expf16(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv));
+        _mm512_storeu_ps(y + i, v);
+        sum += static_cast<double>(_mm512_reduce_add_ps(v));
+    }
+    for (; i < n; ++i) {
+        y[i] = std::exp(x[i] - max);
+        sum += static_cast<double>(y[i]);
+    }
+    return sum;
+}
+
+void silu_ggml(float* y, const float* x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        const __m512 e = v_expf16(_mm512_sub_ps(_mm512_setzero_ps(), v));
+        _mm512_storeu_ps(y + i, _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e)));
+    }
+    for (; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i]));
+}
+
+void round_f16(float* x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(x + i, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+    for (; i < n; ++i) x[i] = _cvtsh_ss(_cvtss_sh(x[i], 0));
+}
+#define LF_GGML_FNS softmax_exp_ggml, silu_ggml, round_f16,
 #else
 #define LF_GEMM(T) gemm_rows<T>
 #define LF_TINYBLAS nullptr
+#define LF_GGML_FNS nullptr, nullptr, nullptr,
 #endif
 
 }  // namespace
@@ -515,6 +569,7 @@ const KernelTable* LF_TABLE_FN() {
         dot_row_seq<F32>, dot_row_seq<F16>, dot_row_seq<BF16>, W,
         LF_GEMM(F32), LF_GEMM(F16), LF_GEMM(BF16),
         LF_TINYBLAS,
+        LF_GGML_FNS
         tanh_rows, exp_shift_sum,
     };
     return &t;

@@ -1,6 +1,7 @@
 // The forward pass. Shapes in comments: n = tokens in this pass, C = n_embd, KV = n_head_kv · d_head, F = n_ff.
 #include "llmforge/transformer.h"
 #include "core/ggml_math.h"
+#include "core/kernels_impl.h"
 
 #include <algorithm>
 #include <cmath>
@@ -238,6 +239,30 @@ void Transformer::attention_ggml(const float* q, float* out, int64_t n, int64_t 
     const uint16_t* K16 = f16 ? k_cache16_.data() + base : nullptr;
     const uint16_t* V16 = f16 ? v_cache16_.data() + base : nullptr;
     const size_t per_thread = static_cast<size_t>(n_ctx_ + 32 + HD * (2 + 4 * ggml::kLanes));
+    // The kernels with 16-lane vectors compute these sums in exactly ggml's order; elsewhere ggml_math.h's scalar forms.
+    const kernels::KernelTable& kt = kernels::active();
+    const bool vec16 = kt.vec_width == ggml::kLanes && kt.softmax_exp_ggml && kt.round_f16;
+    // Batched p·V as tinyBLAS takes it: for each value dimension, one 16-lane FMA over the cells. V is laid out
+    // transposed (VT[kv row][cell], zero outside the keys) so that this is a single-accumulator dot product.
+    const int64_t n_keys_all = pos0 + n;
+    const int64_t n_vt = std::max(n_kv, (shift + n_keys_all + ggml::kLanes - 1) / ggml::kLanes * ggml::kLanes);
+    float* VT = nullptr;
+    if (batched && vec16) {
+        vt_.resize(static_cast<size_t>(KV * n_vt));
+        VT = vt_.data();
+        pool_.parallel_for(KV, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+                float* dst = VT + r * n_vt;
+                std::fill(dst, dst + shift, 0.0f);
+                std::fill(dst + shift + n_keys_all, dst + n_vt, 0.0f);
+                if (f16) {
+                    for (int64_t t = 0; t < n_keys_all; ++t) dst[shift + t] = f16_to_f32(V16[t * KV + r]);
+                } else {
+                    for (int64_t t = 0; t < n_keys_all; ++t) dst[shift + t] = Vc[t * KV + r];
+                }
+            }
+        });
+    }
     pool_.run([&](int ith, int nth) {
         float* const row = scores_.data() + ith * per_thread;  // row[shift + t] is key t
         float* const scores = row + shift;
@@ -250,7 +275,16 @@ void Transformer::attention_ggml(const float* q, float* out, int64_t n, int64_t 
             const float* qi = q + i * C + h * HD;
             // scores = q·k · scale, −∞ where masked
             for (int64_t t = 0; t < shift; ++t) row[t] = -INFINITY;
-            if (f16) {
+            if (vec16) {
+                if (f16) {
+                    std::copy_n(qi, HD, qr);
+                    kt.round_f16(qr, HD);
+                    const auto dot = batched && HD % ggml::kLanes == 0 ? kt.dot_seq_f16 : kt.dot_f16;  // tinyBLAS : vec_dot_f16
+                    for (int64_t t = 0; t < n_keys; ++t) scores[t] = dot(K16 + t * KV + kvh * HD, qr, HD) * scale;
+                } else {
+                    for (int64_t t = 0; t < n_keys; ++t) scores[t] = kt.dot_f32(K + t * KV + kvh * HD, qi, HD) * scale;  // vec_dot_f32
+                }
+            } else if (f16) {
                 for (int64_t d = 0; d < HD; ++d) qr[d] = f16_to_f32(f32_to_f16(qi[d]));
                 for (int64_t t = 0; t < n_keys; ++t) {
                     const uint16_t* kt = K16 + t * KV + kvh * HD;
@@ -265,14 +299,20 @@ void Transformer::attention_ggml(const float* q, float* out, int64_t n, int64_t 
             for (int64_t t = shift + n_keys; t < n_row; ++t) row[t] = -INFINITY;
             float mx = -INFINITY;
             for (int64_t t = 0; t < n_row; ++t) mx = std::max(mx, row[t]);
-            const double sum = ggml::softmax_exp(row, row, n_row, mx);
+            const double sum = vec16 ? kt.softmax_exp_ggml(row, row, n_row, mx) : ggml::softmax_exp(row, row, n_row, mx);
             const float inv = static_cast<float>(1.0 / sum);
-            for (int64_t t = 0; t < n_keys; ++t) {
-                scores[t] *= inv;
-                if (f16) scores[t] = f16_to_f32(f32_to_f16(scores[t]));
+            for (int64_t t = 0; t < n_keys; ++t) scores[t] *= inv;
+            if (f16) {
+                if (vec16) kt.round_f16(scores, n_keys);
+                else
+                    for (int64_t t = 0; t < n_keys; ++t) scores[t] = f16_to_f32(f32_to_f16(scores[t]));
             }
             // out = p · V over the cache cells (masked cells have p = 0 and add nothing)
             float* o = out + i * C + h * HD;
+            if (VT) {  // row[0, n_row) holds p by cell (zero where masked)
+                for (int64_t d = 0; d < HD; ++d) o[d] = kt.dot_seq_f32(VT + (kvh * HD + d) * n_vt, row, n_row);
+                continue;
+            }
             std::fill(lanes, lanes + HD * 4 * ggml::kLanes, 0.0f);
             auto v_at = [&](int64_t t, int64_t d) { return f16 ? f16_to_f32(V16[t * KV + kvh * HD + d]) : Vc[t * KV + kvh * HD + d]; };
             if (batched) {  // tinyBLAS over n_kv (a multiple of 32): lane t mod 16
@@ -443,7 +483,11 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
             linear(h, a, n, L.w_gate, nullptr);  // SwiGLU: silu(h W_gate) ⊙ (h W_up)
             linear(h, b, n, L.w_up, nullptr);
             if (ggml_arith_) {
-                for (int64_t i = 0; i < n; ++i) ggml::silu_row(a + i * F, a + i * F, F);
+                const auto silu = kernels::active().silu_ggml;
+                for (int64_t i = 0; i < n; ++i) {
+                    if (silu) silu(a + i * F, a + i * F, F);
+                    else ggml::silu_row(a + i * F, a + i * F, F);
+                }
             } else {
                 for (int64_t i = 0; i < n * F; ++i) a[i] = a[i] / (1.0f + std::exp(-a[i]));
             }
