@@ -29,8 +29,9 @@ inline float reduce16(const float* v) {
 }
 
 // tinyBLAS: n a multiple of 16.
+// a, b: pointers, or anything indexable to float.
 template <class A, class B>
-inline float dot_tinyblas(const A* a, const B* b, int64_t n) {
+inline float dot_tinyblas(A a, B b, int64_t n) {
     float acc[kLanes] = {};
     for (int64_t i = 0; i < n; i += kLanes)
         for (int l = 0; l < kLanes; ++l) acc[l] = std::fma(static_cast<float>(a[i + l]), static_cast<float>(b[i + l]), acc[l]);
@@ -39,7 +40,7 @@ inline float dot_tinyblas(const A* a, const B* b, int64_t n) {
 
 // ggml_vec_dot_f32 (tail in f32) or, with F64Tail, ggml_vec_dot_f16 (tail in f64).
 template <bool F64Tail, class A, class B>
-inline float dot_vec(const A* a, const B* b, int64_t n) {
+inline float dot_vec(A a, B b, int64_t n) {
     const int64_t np = n & ~static_cast<int64_t>(4 * kLanes - 1);
     float s[4][kLanes] = {};
     for (int64_t i = 0; i < np; i += 4 * kLanes)

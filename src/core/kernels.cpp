@@ -56,7 +56,7 @@ const KernelTable* table_scalar() {
         dot_f16_acc64_scalar, axpy_f16_acc64_scalar,
         dot_scalar<float, at_f32>, dot_scalar<uint16_t, at_f16>, dot_scalar<uint16_t, at_bf16>, 1,
         gemm_scalar<float, at_f32>, gemm_scalar<uint16_t, at_f16>, gemm_scalar<uint16_t, at_bf16>,
-        nullptr,
+        nullptr, nullptr,
         nullptr, nullptr, nullptr,
         tanh_scalar, exp_shift_sum_scalar,
     };
@@ -183,28 +183,55 @@ void matmul(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_
     pool.parallel_for(groups, [&](int64_t g0, int64_t g1) { gemm(W, X, Y, n, rows, cols, g0 * 32, std::min(rows, g1 * 32)); });
 }
 
+namespace {
+// Reads f16 weights as floats for ggml_math.h's scalar forms.
+struct F16Reader {
+    const uint16_t* p;
+    float operator[](int64_t i) const { return f16_to_f32(p[i]); }
+};
+}  // namespace
+
 void matmul_ggml(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) {
-    if (n == 1 || wt != DType::F32) return matmul(wt, W, X, Y, n, rows, cols, pool);
-    const float* Wf = static_cast<const float*>(W);
+    if (wt != DType::F32 && wt != DType::F16) return matmul(wt, W, X, Y, n, rows, cols, pool);
     const KernelTable& k = active();
+    // ggml multiplies f16 weights with activations converted to f16 (its vec_dot_type)
+    thread_local std::vector<float> xr;
+    if (wt == DType::F16) {
+        xr.assign(X, X + n * cols);
+        if (k.round_f16) k.round_f16(xr.data(), n * cols);
+        else
+            for (float& v : xr) v = f16_to_f32(f32_to_f16(v));
+        X = xr.data();
+    }
+    if (n == 1) return matvec(wt, W, X, Y, rows, cols, pool);  // decoding: ggml_vec_dot order (dot_row)
     if (cols % ggml::kLanes == 0 && rows % 4 == 0) {  // llamafile's tinyBLAS takes it
+        auto* tb = wt == DType::F32 ? k.gemm_tinyblas_f32 : k.gemm_tinyblas_f16;
         const int64_t groups = rows / 4;
         pool.parallel_for(groups, [&](int64_t g0, int64_t g1) {
-            if (k.gemm_tinyblas_f32) {
-                k.gemm_tinyblas_f32(Wf, X, Y, n, rows, cols, g0 * 4, g1 * 4);
+            if (tb) {
+                tb(W, X, Y, n, rows, cols, g0 * 4, g1 * 4);
             } else {
                 for (int64_t r = g0 * 4; r < g1 * 4; ++r)
-                    for (int64_t i = 0; i < n; ++i) Y[i * rows + r] = ggml::dot_tinyblas(Wf + r * cols, X + i * cols, cols);
+                    for (int64_t i = 0; i < n; ++i)
+                        Y[i * rows + r] = wt == DType::F32 ? ggml::dot_tinyblas(static_cast<const float*>(W) + r * cols, X + i * cols, cols)
+                                                           : ggml::dot_tinyblas(F16Reader{static_cast<const uint16_t*>(W) + r * cols}, X + i * cols, cols);
             }
         });
         return;
     }
-    // ggml's own matrix product: ggml_vec_dot_f32 per output (what dot_f32 computes where vectors have 16 lanes)
+    // ggml's own matrix product: ggml_vec_dot_f32 / _f16 per output (dot_f32 / dot_f16 where vectors have 16 lanes)
     pool.parallel_for(rows, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r)
-            for (int64_t i = 0; i < n; ++i)
-                Y[i * rows + r] = k.vec_width == ggml::kLanes ? k.dot_f32(Wf + r * cols, X + i * cols, cols)
-                                                              : ggml::dot_vec<false>(Wf + r * cols, X + i * cols, cols);
+            for (int64_t i = 0; i < n; ++i) {
+                float& y = Y[i * rows + r];
+                if (wt == DType::F32) {
+                    const float* w = static_cast<const float*>(W) + r * cols;
+                    y = k.vec_width == ggml::kLanes ? k.dot_f32(w, X + i * cols, cols) : ggml::dot_vec<false>(w, X + i * cols, cols);
+                } else {
+                    const uint16_t* w = static_cast<const uint16_t*>(W) + r * cols;
+                    y = k.vec_width == ggml::kLanes ? k.dot_f16(w, X + i * cols, cols) : ggml::dot_vec<true>(F16Reader{w}, X + i * cols, cols);
+                }
+            }
     });
 }
 

@@ -26,7 +26,8 @@ struct KernelTable {
     void (*gemm_bf16)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
     // The same product summed as llamafile's tinyBLAS sums it (one 16-lane FMA accumulator per output, K % 16 == 0,
     // rows r0..r1 in groups of 4); nullptr where the vector width is not 16 (callers emulate it in scalar code).
-    void (*gemm_tinyblas_f32)(const float* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
+    void (*gemm_tinyblas_f32)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
+    void (*gemm_tinyblas_f16)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
     // ggml's softmax exps (v_expf on blocks of 16, returns Σ as ggml sums it), SiLU (v_silu), and rounding to f16 and
     // back; nullptr where the vector width is not 16 (callers use core/ggml_math.h's scalar forms).
     double (*softmax_exp_ggml)(float* y, const float* x, int64_t n, float max);

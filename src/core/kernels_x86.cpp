@@ -464,14 +464,13 @@ void gemm_rows_packed(const void* Wv, const float* X, float* Y, int64_t n, int64
 
 // llamafile's tinyBLAS order: each output is one 16-lane FMA accumulator over k, reduced by _mm512_reduce_add_ps.
 // Tiles of 4 weight rows × RN activation rows (24 accumulators for RN = 6), loaded straight from W and X.
-template <int RN>
-void tiny_tile(const float* Wr, int64_t K, const float* Xi, float* Yi, int64_t rows) {
+template <class L, int RN>
+void tiny_tile(const typename L::T* Wr, int64_t K, const float* Xi, float* Yi, int64_t rows) {
     __m512 acc[RN][4];
     for (int a = 0; a < RN; ++a)
         for (int j = 0; j < 4; ++j) acc[a][j] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k += 16) {
-        const __m512 w0 = _mm512_loadu_ps(Wr + k), w1 = _mm512_loadu_ps(Wr + K + k), w2 = _mm512_loadu_ps(Wr + 2 * K + k),
-                     w3 = _mm512_loadu_ps(Wr + 3 * K + k);
+        const __m512 w0 = L::load(Wr + k), w1 = L::load(Wr + K + k), w2 = L::load(Wr + 2 * K + k), w3 = L::load(Wr + 3 * K + k);
 #pragma GCC unroll 6
         for (int a = 0; a < RN; ++a) {
             const __m512 x = _mm512_loadu_ps(Xi + a * K + k);
@@ -485,21 +484,23 @@ void tiny_tile(const float* Wr, int64_t K, const float* Xi, float* Yi, int64_t r
         for (int j = 0; j < 4; ++j) Yi[a * rows + j] = _mm512_reduce_add_ps(acc[a][j]);
 }
 
-void gemm_tinyblas_f32(const float* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
+template <class L>
+void gemm_tinyblas(const void* Wv, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
+    const typename L::T* W = static_cast<const typename L::T*>(Wv);
     for (int64_t r = r0; r + 4 <= r1; r += 4) {
         int64_t i = 0;
-        for (; i + 6 <= n; i += 6) tiny_tile<6>(W + r * K, K, X + i * K, Y + i * rows + r, rows);
+        for (; i + 6 <= n; i += 6) tiny_tile<L, 6>(W + r * K, K, X + i * K, Y + i * rows + r, rows);
         switch (n - i) {
-            case 5: tiny_tile<5>(W + r * K, K, X + i * K, Y + i * rows + r, rows); break;
-            case 4: tiny_tile<4>(W + r * K, K, X + i * K, Y + i * rows + r, rows); break;
-            case 3: tiny_tile<3>(W + r * K, K, X + i * K, Y + i * rows + r, rows); break;
-            case 2: tiny_tile<2>(W + r * K, K, X + i * K, Y + i * rows + r, rows); break;
-            case 1: tiny_tile<1>(W + r * K, K, X + i * K, Y + i * rows + r, rows); break;
+            case 5: tiny_tile<L, 5>(W + r * K, K, X + i * K, Y + i * rows + r, rows); break;
+            case 4: tiny_tile<L, 4>(W + r * K, K, X + i * K, Y + i * rows + r, rows); break;
+            case 3: tiny_tile<L, 3>(W + r * K, K, X + i * K, Y + i * rows + r, rows); break;
+            case 2: tiny_tile<L, 2>(W + r * K, K, X + i * K, Y + i * rows + r, rows); break;
+            case 1: tiny_tile<L, 1>(W + r * K, K, X + i * K, Y + i * rows + r, rows); break;
             default: break;
         }
     }
 }
-#define LF_TINYBLAS gemm_tinyblas_f32
+#define LF_TINYBLAS gemm_tinyblas<F32>, gemm_tinyblas<F16>
 
 // ggml_v_expf (AVX-512), the same operations as ggml_math.h's scalar v_expf.
 inline __m512 v_expf16(__m512 x) {
@@ -554,7 +555,7 @@ void round_f16(float* x, int64_t n) {
 #define LF_GGML_FNS softmax_exp_ggml, silu_ggml, round_f16,
 #else
 #define LF_GEMM(T) gemm_rows<T>
-#define LF_TINYBLAS nullptr
+#define LF_TINYBLAS nullptr, nullptr
 #define LF_GGML_FNS nullptr, nullptr, nullptr,
 #endif
 

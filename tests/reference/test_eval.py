@@ -158,6 +158,13 @@ def test_perplexity(bin_, tmp):
     f16 = os.path.join(tmp, "stories-f16.gguf")
     rc, _, err = run(bin_, "convert", model, f16, "--dtype", "f16")
     check("convert stories260K to f16", rc == 0, err.strip()[-120:])
+    # f16 weights: llama.cpp multiplies them with activations rounded to f16. What llama-perplexity (c392e50, the
+    # golden files' build) printed for this f16 copy with -c 128 -b 128 -t 2 on 2026-11-29:
+    want16 = ("[1]2.4488,[2]2.7093,[3]2.9012,[4]3.0498,[5]3.0826,[6]3.1465,[7]3.0652,[8]3.1532,[9]3.1221,[10]3.2724,"
+              "[11]3.2707,[12]3.2613,[13]3.2821,[14]3.2583,", "Final estimate: PPL = 3.2583 +/- 0.18335")
+    rc, out, err = run(bin_, "perplexity", "-m", f16, "-f", text_path, "-c", "128", "-b", "128", "-t", "2")
+    lines = out.splitlines()
+    check("perplexity of the f16 copy: llama-perplexity's values", rc == 0 and tuple(lines[:2]) == want16, " / ".join(lines[:2])[:120])
     rc, out, err = run(bin_, "perplexity", "-m", f16, "--kl-base", model, "-f", text_path, "-c", "128", "-b", "128", "--json", "--chunks", "3")
     j = json.loads(out)["kl_divergence"] if rc == 0 else {}
     kls, same = [], 0
