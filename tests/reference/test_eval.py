@@ -438,6 +438,23 @@ def test_eval(bin_, tmp):
     check("eval: accuracy, its Wilson 95 % interval and the random baseline", abs(mc.get("acc", -1) - p) < 1e-12 and
           abs(mc["acc_ci95"][0] - max(0, centre - half)) < 1e-12 and abs(mc["acc_ci95"][1] - min(1, centre + half)) < 1e-12 and
           abs(mc["random_baseline"] - (1 / 3 + 1 / 3 + 1 / 2) / 3) < 1e-12, json.dumps(mc))
+    # generative items: greedy, cut at the first newline, scored by exact match / BLEU / ROUGE
+    rc, out, err = run(bin_, "generate", "-m", model, "-p", "Once upon a time", "--temp", "0", "-n", "64")
+    first_line = out.split("\n")[0].strip()
+    gen = [{"id": "em", "prompt": "Once upon a time", "references": ["something else", first_line], "metric": "exact_match"},
+           {"id": "em0", "prompt": "Once upon a time", "references": ["something else"], "metric": "exact_match"},
+           {"id": "bleu", "prompt": "Once upon a time", "references": [first_line], "metric": "bleu"},
+           {"id": "rouge", "prompt": "Once upon a time", "references": [first_line], "metric": "rougeL"}]
+    gpath = os.path.join(tmp, "gen.jsonl")
+    with open(gpath, "w") as f:
+        for it in gen:
+            f.write(json.dumps(it) + "\n")
+    rc, out, err = run(bin_, "eval", "-m", model, "--task", gpath, "-n", "64", "--json", "--items")
+    j = json.loads(out) if rc == 0 else {"items": [{}] * 4}
+    scores = [it.get("score") for it in j["items"]]
+    check("eval generative: greedy answer = generate's first line; exact match 1 / 0, BLEU and ROUGE-L 1",
+          rc == 0 and j["items"][0].get("generation", "").strip() == first_line and all(abs(a - b) < 1e-12 for a, b in zip(scores, [1.0, 0.0, 1.0, 1.0])),
+          f"{scores} {first_line[:40]!r}")
     # bad task files
     for name, line, needle in (("malformed.jsonl", "{not json", "malformed JSON"),
                                ("range.jsonl", json.dumps({"context": "x", "choices": ["a", "b"], "answer": 5}), "answer"),
