@@ -38,7 +38,22 @@ inline float dot_tinyblas(A a, B b, int64_t n) {
     return reduce16(acc);
 }
 
-// ggml_vec_dot_f32 (tail in f32) or, with F64Tail, ggml_vec_dot_f16 (tail in f64).
+// The products past the last block of 64 in ggml_vec_dot_f32 as GCC 12 (-O3, Zen 4) compiled its loop
+// `for (i = np; i < n; ++i) sumf += x[i]*y[i]`: blocks of 16, then one of 8 if at least 8 remain, as rounded products
+// added one by one; the last (fewer than 8) products fused into the sum (vfmadd231ss).
+template <class A, class B>
+inline float vec_dot_f32_tail(float s, A a, B b, int64_t i, int64_t n) {
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; ++l) s += static_cast<float>(a[i + l]) * static_cast<float>(b[i + l]);
+    if (n - i >= 8) {
+        for (int l = 0; l < 8; ++l) s += static_cast<float>(a[i + l]) * static_cast<float>(b[i + l]);
+        i += 8;
+    }
+    for (; i < n; ++i) s = std::fma(static_cast<float>(a[i]), static_cast<float>(b[i]), s);
+    return s;
+}
+
+// ggml_vec_dot_f32 (tail in f32, as vec_dot_f32_tail) or, with F64Tail, ggml_vec_dot_f16 (tail in f64).
 template <bool F64Tail, class A, class B>
 inline float dot_vec(A a, B b, int64_t n) {
     const int64_t np = n & ~static_cast<int64_t>(4 * kLanes - 1);
@@ -56,9 +71,7 @@ inline float dot_vec(A a, B b, int64_t n) {
         for (int64_t i = np; i < n; ++i) sum += static_cast<double>(static_cast<float>(a[i]) * static_cast<float>(b[i]));
         return static_cast<float>(sum);
     } else {
-        float sum = np ? reduce16(r) : 0.0f;
-        for (int64_t i = np; i < n; ++i) sum += static_cast<float>(a[i]) * static_cast<float>(b[i]);
-        return sum;
+        return vec_dot_f32_tail(np ? reduce16(r) : 0.0f, a, b, np, n);
     }
 }
 

@@ -13,6 +13,8 @@
 #include <cmath>
 #include <type_traits>
 
+#include "core/ggml_math.h"
+
 namespace llmforge::kernels {
 namespace {
 
@@ -97,8 +99,7 @@ float dot_row(const typename L::T* w, const float* x, int64_t n) {
     }
     if constexpr (std::is_same_v<L, F32>) {
         float s = i ? hsum(vadd(vadd(a0, a2), vadd(a1, a3))) : 0.0f;
-        for (; i < n; ++i) s += L::at(w, i) * x[i];
-        return s;
+        return ggml::vec_dot_f32_tail(s, w, x, i, n);
     } else {
         double s = hsum(vadd(vadd(a0, a2), vadd(a1, a3)));
         for (; i < n; ++i) s += static_cast<double>(L::at(w, i) * x[i]);
