@@ -33,6 +33,9 @@ struct KernelTable {
     double (*softmax_exp_ggml)(float* y, const float* x, int64_t n, float max);
     void (*silu_ggml)(float* y, const float* x, int64_t n);
     void (*round_f16)(float* x, int64_t n);
+    // RoPE on n tokens × n_heads heads of hd values: pairs (2j, 2j+1) if interleaved, else (j, j + half), rotated by
+    // cos/sin[token][j] as x0·cos − x1·sin, x0·sin + x1·cos with the x0 products fused (ggml's compiled loop).
+    void (*rope)(float* x, int64_t n, int64_t n_heads, int64_t hd, int64_t half, bool interleaved, const float* cos, const float* sin);
     void (*tanh)(const float* x, float* y, int64_t n);
     double (*exp_shift_sum)(const float* x, float* y, int64_t n, float shift);
 };

@@ -199,23 +199,8 @@ void Transformer::linear(const float* in, float* out, int64_t n, const Tensor* w
 
 // Rotary position embedding: rotate each pair of dimensions of each head by the angle pos · θ^(−2i/d).
 void Transformer::rope(float* x, int64_t n, int64_t n_heads) {
-    const int64_t hd = cfg_.head_dim(), half = cfg_.n_rot() / 2;
-    const bool interleaved = cfg_.rope_style == RopeStyle::Interleaved;
-    for (int64_t i = 0; i < n; ++i) {
-        const float* cs = rope_cos_.data() + i * half;
-        const float* sn = rope_sin_.data() + i * half;
-        for (int64_t h = 0; h < n_heads; ++h) {
-            float* v = x + (i * n_heads + h) * hd;
-            for (int64_t j = 0; j < half; ++j) {
-                const int64_t a = interleaved ? 2 * j : j, b = interleaved ? 2 * j + 1 : j + half;
-                const float x0 = v[a], x1 = v[b];
-                // x0·cos − x1·sin and x0·sin + x1·cos, with the x0 products fused, as ggml's compiled loop
-                // (vfmaddsub over the interleaved pair) computes them
-                v[a] = std::fma(x0, cs[j], -(x1 * sn[j]));
-                v[b] = std::fma(x0, sn[j], x1 * cs[j]);
-            }
-        }
-    }
+    kernels::active().rope(x, n, n_heads, cfg_.head_dim(), cfg_.n_rot() / 2, cfg_.rope_style == RopeStyle::Interleaved, rope_cos_.data(),
+                           rope_sin_.data());
 }
 
 // out = softmax(q Kᵀ / √d_k, masked to positions ≤ the query's) · V, for each head; query heads share KV heads in groups.
