@@ -112,6 +112,27 @@ inline void silu_row(float* y, const float* x, int64_t n) {
     for (; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i]));
 }
 
+// RoPE on n tokens × n_heads heads of hd values (pairs (2j, 2j+1) if interleaved, else (j, j + half)), rotated by
+// cos/sin[token][j]: x0·cos − x1·sin and x0·sin + x1·cos with the x0 products fused, as ggml's compiled loop
+// (vfmaddsub over the interleaved pair) computes them. static: each kernel translation unit keeps its own copy,
+// compiled with its own instruction set (where FMA is available std::fma is the instruction, not a libm call).
+static inline void rope_rows(float* x, int64_t n, int64_t n_heads, int64_t hd, int64_t half, bool interleaved, const float* cos,
+                             const float* sin) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float* cs = cos + i * half;
+        const float* sn = sin + i * half;
+        for (int64_t h = 0; h < n_heads; ++h) {
+            float* v = x + (i * n_heads + h) * hd;
+            for (int64_t j = 0; j < half; ++j) {
+                const int64_t a = interleaved ? 2 * j : j, b = interleaved ? 2 * j + 1 : j + half;
+                const float x0 = v[a], x1 = v[b];
+                v[a] = std::fma(x0, cs[j], -(x1 * sn[j]));
+                v[b] = std::fma(x0, sn[j], x1 * cs[j]);
+            }
+        }
+    }
+}
+
 // The number of KV cells attention sees: the cells in use, padded to 32, at most the cache size.
 inline int64_t kv_cells(int64_t used, int64_t cache) {
     const int64_t p = (used + 31) / 32 * 32;

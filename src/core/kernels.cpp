@@ -47,22 +47,6 @@ double exp_shift_sum_scalar(const float* x, float* y, int64_t n, float shift) {
     return s;
 }
 
-// (compiled per ISA so that std::fma is the hardware instruction)
-void rope_rows(float* x, int64_t n, int64_t n_heads, int64_t hd, int64_t half, bool interleaved, const float* cos, const float* sin) {
-    for (int64_t i = 0; i < n; ++i) {
-        const float* cs = cos + i * half;
-        const float* sn = sin + i * half;
-        for (int64_t h = 0; h < n_heads; ++h) {
-            float* v = x + (i * n_heads + h) * hd;
-            for (int64_t j = 0; j < half; ++j) {
-                const int64_t a = interleaved ? 2 * j : j, b = interleaved ? 2 * j + 1 : j + half;
-                const float x0 = v[a], x1 = v[b];
-                v[a] = std::fma(x0, cs[j], -(x1 * sn[j]));
-                v[b] = std::fma(x0, sn[j], x1 * cs[j]);
-            }
-        }
-    }
-}
 }  // namespace
 
 const KernelTable* table_scalar() {
@@ -75,7 +59,7 @@ const KernelTable* table_scalar() {
         gemm_scalar<float, at_f32>, gemm_scalar<uint16_t, at_f16>, gemm_scalar<uint16_t, at_bf16>,
         nullptr, nullptr,
         nullptr, nullptr, nullptr,
-        rope_rows,
+        ggml::rope_rows,
         tanh_scalar, exp_shift_sum_scalar,
     };
     return &t;

@@ -561,22 +561,6 @@ void round_f16(float* x, int64_t n) {
 #endif
 
 
-// (compiled per ISA so that std::fma is the hardware instruction)
-void rope_rows(float* x, int64_t n, int64_t n_heads, int64_t hd, int64_t half, bool interleaved, const float* cos, const float* sin) {
-    for (int64_t i = 0; i < n; ++i) {
-        const float* cs = cos + i * half;
-        const float* sn = sin + i * half;
-        for (int64_t h = 0; h < n_heads; ++h) {
-            float* v = x + (i * n_heads + h) * hd;
-            for (int64_t j = 0; j < half; ++j) {
-                const int64_t a = interleaved ? 2 * j : j, b = interleaved ? 2 * j + 1 : j + half;
-                const float x0 = v[a], x1 = v[b];
-                v[a] = std::fma(x0, cs[j], -(x1 * sn[j]));
-                v[b] = std::fma(x0, sn[j], x1 * cs[j]);
-            }
-        }
-    }
-}
 
 }  // namespace
 
@@ -590,7 +574,7 @@ const KernelTable* LF_TABLE_FN() {
         LF_GEMM(F32), LF_GEMM(F16), LF_GEMM(BF16),
         LF_TINYBLAS,
         LF_GGML_FNS
-        rope_rows,
+        ggml::rope_rows,
         tanh_rows, exp_shift_sum,
     };
     return &t;

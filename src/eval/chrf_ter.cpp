@@ -10,16 +10,11 @@
 namespace llmforge::metrics {
 
 using detail::RegexSub;
+using detail::replace_all;
+using detail::check_corpus;
 
 namespace {
 
-void check_corpus(const std::vector<std::string>& hyps, const std::vector<std::vector<std::string>>& refs) {
-    if (refs.empty()) throw_bad_input("no references given");
-    for (const auto& r : refs)
-        if (r.size() != hyps.size())
-            throw_bad_input("the hypotheses have %zu lines but a reference has %zu: system and reference streams must have the same length",
-                            hyps.size(), r.size());
-}
 
 template <class Stats, class F>
 Stats sum_segments(const std::vector<std::string>& hyps, const std::vector<std::vector<std::string>>& refs, F&& segment) {
@@ -198,14 +193,6 @@ ChrfScore Chrf::sentence(const std::string& hyp, const std::vector<std::string>&
 
 namespace {
 
-std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-    size_t pos = 0;
-    while ((pos = s.find(from, pos)) != std::string::npos) {
-        s.replace(pos, from.size(), to);
-        pos += to.size();
-    }
-    return s;
-}
 
 // Tercom's normaliser (src/ter/core/Normalizer.java) as sacreBLEU's TercomTokenizer writes it.
 std::string ter_normalize_western(std::string s) {

@@ -156,14 +156,38 @@ void for_each_scored(const std::vector<const Model*>& models, const std::vector<
 
 int64_t token_bytes(const Model& m, int32_t tok) { return m.vocab ? static_cast<int64_t>(m.vocab->token_to_piece(tok).size()) : 0; }
 
-void finish(PerplexityResult& r, double nll_sum, double nll2_sum, double bytes_log2) {
-    const double n = static_cast<double>(r.count);
-    r.nll = nll_sum / n;
-    r.ppl = std::exp(r.nll);
-    const double var = nll2_sum / n - r.nll * r.nll;
-    r.ppl_err = var > 0 && r.count > 1 ? std::sqrt(var / (n - 1)) * r.ppl : 0.0;
-    r.bits_per_byte = r.bytes > 0 ? bytes_log2 / static_cast<double>(r.bytes) : 0.0;
-}
+// The running sums of a perplexity computation and the result they fill in.
+struct Tally {
+    PerplexityResult r;
+    const Model& model;
+    const ChunkCallback& on_chunk;
+    double nll = 0, nll2 = 0;
+
+    Tally(const Model& m, const std::vector<int32_t>& tokens, const Plan& p, const ChunkCallback& cb) : model(m), on_chunk(cb) {
+        r.n_ctx = p.ctx;
+        r.n_chunks = static_cast<int64_t>(p.windows.size());
+        r.n_tokens = static_cast<int64_t>(tokens.size());
+    }
+    void add(double v, int32_t target) {  // v = −log P(target)
+        nll += v;
+        nll2 += v * v;
+        ++r.count;
+        r.bytes += token_bytes(model, target);
+    }
+    void chunk_done(int64_t c) {
+        r.running_ppl.push_back(std::exp(nll / static_cast<double>(r.count)));
+        if (on_chunk) on_chunk(c, r.n_chunks, r);
+    }
+    PerplexityResult& finish() {
+        const double n = static_cast<double>(r.count);
+        r.nll = nll / n;
+        r.ppl = std::exp(r.nll);
+        const double var = nll2 / n - r.nll * r.nll;
+        r.ppl_err = var > 0 && r.count > 1 ? std::sqrt(var / (n - 1)) * r.ppl : 0.0;
+        r.bits_per_byte = r.bytes > 0 ? nll / std::log(2.0) / static_cast<double>(r.bytes) : 0.0;
+        return r;
+    }
+};
 
 }  // namespace
 
@@ -173,26 +197,14 @@ PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& toke
                             const ChunkCallback& on_chunk) {
     check_tokens(model, tokens);
     const Plan p = plan_chunks(static_cast<int64_t>(tokens.size()), o);
-    PerplexityResult r;
-    r.n_ctx = p.ctx;
-    r.n_chunks = static_cast<int64_t>(p.windows.size());
-    r.n_tokens = static_cast<int64_t>(tokens.size());
-    double nll = 0, nll2 = 0;
+    Tally t(model, tokens, p, on_chunk);
     const int64_t V = model.config.n_vocab;
     for_each_scored({&model}, tokens, o, pool, p,
                     [&](const std::vector<const float*>& rows, int32_t target) {
-                        const double v = p.float_probs ? nll_float_prob(rows[0], V, target) : -log_softmax_at(rows[0], V, target);
-                        nll += v;
-                        nll2 += v * v;
-                        ++r.count;
-                        r.bytes += token_bytes(model, target);
+                        t.add(p.float_probs ? nll_float_prob(rows[0], V, target) : -log_softmax_at(rows[0], V, target), target);
                     },
-                    [&](int64_t c) {
-                        r.running_ppl.push_back(std::exp(nll / static_cast<double>(r.count)));
-                        if (on_chunk) on_chunk(c, r.n_chunks, r);
-                    });
-    finish(r, nll, nll2, nll / std::log(2.0));
-    return r;
+                    [&](int64_t c) { t.chunk_done(c); });
+    return t.finish();
 }
 
 PerplexityResult kl_divergence(const Model& base, const Model& model, const std::vector<int32_t>& tokens, const PerplexityOptions& o,
@@ -202,13 +214,9 @@ PerplexityResult kl_divergence(const Model& base, const Model& model, const std:
                         static_cast<long long>(model.config.n_vocab));
     check_tokens(model, tokens);
     const Plan p = plan_chunks(static_cast<int64_t>(tokens.size()), o);
-    PerplexityResult r;
-    r.n_ctx = p.ctx;
-    r.n_chunks = static_cast<int64_t>(p.windows.size());
-    r.n_tokens = static_cast<int64_t>(tokens.size());
-    r.has_kl = true;
+    Tally t(model, tokens, p, on_chunk);
     const int64_t V = model.config.n_vocab;
-    double nll = 0, nll2 = 0, base_nll = 0, kl_sum = 0, kl2_sum = 0, dp_sum = 0, dp2_sum = 0;
+    double base_nll = 0, kl_sum = 0, kl2_sum = 0, dp_sum = 0, dp2_sum = 0;
     int64_t same = 0;
     std::vector<double> kls, lb, lm;
     for_each_scored({&base, &model}, tokens, o, pool, p,
@@ -227,21 +235,16 @@ PerplexityResult kl_divergence(const Model& base, const Model& model, const std:
                         kl_sum += kl;
                         kl2_sum += kl * kl;
                         same += top_b == top_m;
-                        const double v = -lm[static_cast<size_t>(target)];
-                        nll += v;
-                        nll2 += v * v;
-                        base_nll += -lb[static_cast<size_t>(target)];
-                        const double dp = std::exp(lm[static_cast<size_t>(target)]) - std::exp(lb[static_cast<size_t>(target)]);
+                        const size_t tg = static_cast<size_t>(target);
+                        t.add(-lm[tg], target);
+                        base_nll += -lb[tg];
+                        const double dp = std::exp(lm[tg]) - std::exp(lb[tg]);
                         dp_sum += dp;
                         dp2_sum += dp * dp;
-                        ++r.count;
-                        r.bytes += token_bytes(model, target);
                     },
-                    [&](int64_t c) {
-                        r.running_ppl.push_back(std::exp(nll / static_cast<double>(r.count)));
-                        if (on_chunk) on_chunk(c, r.n_chunks, r);
-                    });
-    finish(r, nll, nll2, nll / std::log(2.0));
+                    [&](int64_t c) { t.chunk_done(c); });
+    PerplexityResult& r = t.finish();
+    r.has_kl = true;
     const double n = static_cast<double>(r.count);
     r.base_ppl = std::exp(base_nll / n);
     r.kl_mean = kl_sum / n;

@@ -21,5 +21,8 @@ private:
 std::string join_words(const std::vector<std::string>& w);  // ' '.join(w)
 std::string py_strip(const std::string& s);                 // str.strip()
 std::string fixed(double v, int width);                     // f"{v:.{width}f}"
+std::string replace_all(std::string s, const std::string& from, const std::string& to);  // str.replace
+// Every reference stream as long as the hypotheses (a bad-input Error otherwise).
+void check_corpus(const std::vector<std::string>& hyps, const std::vector<std::vector<std::string>>& refs);
 
 }  // namespace llmforge::metrics::detail

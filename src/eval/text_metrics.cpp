@@ -19,6 +19,8 @@ using detail::RegexSub;
 using detail::join_words;
 using detail::fixed;
 using detail::py_strip;
+using detail::replace_all;
+using detail::check_corpus;
 
 // ---- UTF-8 / Python helpers ---------------------------------------------------------------------------------------
 
@@ -225,14 +227,6 @@ std::string detail::RegexSub::operator()(const std::string& in) const {
 
 namespace {
 
-std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-    size_t pos = 0;
-    while ((pos = s.find(from, pos)) != std::string::npos) {
-        s.replace(pos, from.size(), to);
-        pos += to.size();
-    }
-    return s;
-}
 
 // The language-dependent part of mteval-v13a (sacreBLEU's TokenizerRegexp), shared by 13a and zh.
 std::string tokenize_re(const std::string& line) {
@@ -368,13 +362,6 @@ std::string fmt(const char* f, double v) {
 }
 
 
-void check_corpus(const std::vector<std::string>& hyps, const std::vector<std::vector<std::string>>& refs) {
-    if (refs.empty()) throw_bad_input("no references given");
-    for (const auto& r : refs)
-        if (r.size() != hyps.size())
-            throw_bad_input("the hypotheses have %zu lines but a reference has %zu: system and reference streams must have the same length",
-                            hyps.size(), r.size());
-}
 
 }  // namespace
 
@@ -531,6 +518,23 @@ std::string BleuScore::verbose() const {
 std::string BleuScore::format(int width) const { return "BLEU|" + signature + " = " + fixed(score, width) + " " + verbose(); }
 
 std::string format_score(double v, int width) { return fixed(v, width); }
+
+std::string detail::replace_all(std::string s, const std::string& from, const std::string& to) {
+    size_t pos = 0;
+    while ((pos = s.find(from, pos)) != std::string::npos) {
+        s.replace(pos, from.size(), to);
+        pos += to.size();
+    }
+    return s;
+}
+
+void detail::check_corpus(const std::vector<std::string>& hyps, const std::vector<std::vector<std::string>>& refs) {
+    if (refs.empty()) throw_bad_input("no references given");
+    for (const auto& r : refs)
+        if (r.size() != hyps.size())
+            throw_bad_input("the hypotheses have %zu lines but a reference has %zu: system and reference streams must have the same length",
+                            hyps.size(), r.size());
+}
 
 std::string detail::fixed(double v, int width) {
     char buf[64];
