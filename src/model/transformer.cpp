@@ -391,7 +391,11 @@ void Transformer::attention_fast(const float* q, float* out, int64_t n, int64_t 
 }
 
 void Transformer::attention(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0) {
-    if (ggml_arith_) attention_ggml(q, out, n, layer, pos0);
+    // Several tokens at once on 16-lane vectors: the llama.cpp-order kernels are also the faster ones (V transposed
+    // once per layer, single-accumulator dot products), so prompts take that path even without ggml arithmetic.
+    const kernels::KernelTable& kt = kernels::active();
+    const bool fast16 = n >= 2 && kt.vec_width == ggml::kLanes && kt.softmax_exp_ggml != nullptr;
+    if (ggml_arith_ || fast16) attention_ggml(q, out, n, layer, pos0);
     else attention_fast(q, out, n, layer, pos0);
 }
 
