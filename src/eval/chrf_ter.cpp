@@ -11,25 +11,8 @@ namespace llmforge::metrics {
 
 using detail::RegexSub;
 using detail::replace_all;
-using detail::check_corpus;
+using detail::sum_segments;
 
-namespace {
-
-
-template <class Stats, class F>
-Stats sum_segments(const std::vector<std::string>& hyps, const std::vector<std::vector<std::string>>& refs, F&& segment) {
-    Stats sum;
-    std::vector<std::string> seg_refs(refs.size());
-    for (size_t i = 0; i < hyps.size(); ++i) {
-        for (size_t k = 0; k < refs.size(); ++k) seg_refs[k] = refs[k][i];
-        const Stats st = segment(hyps[i], seg_refs);
-        if (sum.empty()) sum.assign(st.size(), 0);
-        for (size_t j = 0; j < st.size(); ++j) sum[j] += st[j];
-    }
-    return sum;
-}
-
-}  // namespace
 
 // ---- chrF ---------------------------------------------------------------------------------------------------------
 
@@ -179,9 +162,8 @@ ChrfScore Chrf::from_stats(const std::vector<int64_t>& stats, int nrefs) const {
 }
 
 ChrfScore Chrf::corpus(const std::vector<std::string>& hyps, const std::vector<std::vector<std::string>>& refs) const {
-    check_corpus(hyps, refs);
-    auto sum = sum_segments<std::vector<int64_t>>(hyps, refs, [&](const std::string& h, const std::vector<std::string>& r) { return segment_stats(h, r); });
-    if (sum.empty()) sum.assign(3 * static_cast<size_t>(o_.char_order + o_.word_order), 0);
+    const auto sum = sum_segments<std::vector<int64_t>>(hyps, refs, 3 * static_cast<size_t>(o_.char_order + o_.word_order),
+                                                        [&](const std::string& h, const std::vector<std::string>& r) { return segment_stats(h, r); });
     return from_stats(sum, static_cast<int>(refs.size()));
 }
 
@@ -192,7 +174,6 @@ ChrfScore Chrf::sentence(const std::string& hyp, const std::vector<std::string>&
 // ---- TER ----------------------------------------------------------------------------------------------------------
 
 namespace {
-
 
 // Tercom's normaliser (src/ter/core/Normalizer.java) as sacreBLEU's TercomTokenizer writes it.
 std::string ter_normalize_western(std::string s) {
@@ -494,8 +475,7 @@ TerScore Ter::from_stats(const std::vector<double>& st, int nrefs) const {
 }
 
 TerScore Ter::corpus(const std::vector<std::string>& hyps, const std::vector<std::vector<std::string>>& refs) const {
-    check_corpus(hyps, refs);
-    const auto sum = sum_segments<std::vector<double>>(hyps, refs, [&](const std::string& h, const std::vector<std::string>& r) { return segment_stats(h, r); });
+    const auto sum = sum_segments<std::vector<double>>(hyps, refs, 2, [&](const std::string& h, const std::vector<std::string>& r) { return segment_stats(h, r); });
     return from_stats(sum, static_cast<int>(refs.size()));
 }
 

@@ -25,4 +25,19 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 // Every reference stream as long as the hypotheses (a bad-input Error otherwise).
 void check_corpus(const std::vector<std::string>& hyps, const std::vector<std::vector<std::string>>& refs);
 
+// Corpus statistics: segment(hyp_i, {refs[k][i]}) summed over the segments (check_corpus first); `size` zeros when
+// there are no segments.
+template <class Stats, class F>
+Stats sum_segments(const std::vector<std::string>& hyps, const std::vector<std::vector<std::string>>& refs, size_t size, F&& segment) {
+    check_corpus(hyps, refs);
+    Stats sum(size, 0);
+    std::vector<std::string> seg_refs(refs.size());
+    for (size_t i = 0; i < hyps.size(); ++i) {
+        for (size_t k = 0; k < refs.size(); ++k) seg_refs[k] = refs[k][i];
+        const Stats st = segment(hyps[i], seg_refs);
+        for (size_t j = 0; j < st.size() && j < size; ++j) sum[j] += st[j];
+    }
+    return sum;
+}
+
 }  // namespace llmforge::metrics::detail

@@ -20,7 +20,6 @@ using detail::join_words;
 using detail::fixed;
 using detail::py_strip;
 using detail::replace_all;
-using detail::check_corpus;
 
 // ---- UTF-8 / Python helpers ---------------------------------------------------------------------------------------
 
@@ -492,14 +491,8 @@ BleuScore Bleu::from_stats(const std::vector<int64_t>& stats, int nrefs) const {
 }
 
 BleuScore Bleu::corpus(const std::vector<std::string>& hyps, const std::vector<std::vector<std::string>>& refs) const {
-    check_corpus(hyps, refs);
-    std::vector<int64_t> sum(2 + 2 * static_cast<size_t>(o_.max_order), 0);
-    std::vector<std::string> seg_refs(refs.size());
-    for (size_t i = 0; i < hyps.size(); ++i) {
-        for (size_t k = 0; k < refs.size(); ++k) seg_refs[k] = refs[k][i];
-        const auto st = segment_stats(hyps[i], seg_refs);
-        for (size_t j = 0; j < st.size(); ++j) sum[j] += st[j];
-    }
+    const auto sum = detail::sum_segments<std::vector<int64_t>>(hyps, refs, 2 + 2 * static_cast<size_t>(o_.max_order),
+                                                                [&](const std::string& h, const std::vector<std::string>& r) { return segment_stats(h, r); });
     return from_stats(sum, static_cast<int>(refs.size()));
 }
 
