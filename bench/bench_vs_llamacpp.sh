@@ -9,7 +9,7 @@
 # (default /tmp/llmforge-bench; ~6.6 GB). Run it alone on the machine: other load skews the numbers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPS=${1:-3}
+REPS=${1:-2}
 THREADS=${THREADS:-2}
 BENCH_DIR=${BENCH_DIR:-/tmp/llmforge-bench}
 : "${LLAMA_CPP_SRC:?set LLAMA_CPP_SRC to a llama.cpp checkout}"
@@ -30,24 +30,41 @@ done
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus; $(date -u +%Y-%m-%d)"
 echo "llama.cpp: $(git -C "$LLAMA_CPP_SRC" rev-parse --short HEAD 2>/dev/null || echo unknown); llmforge: $(git rev-parse --short HEAD)"
 # Both tools map the file by default; "no-mmap" rows read the weights into memory first (llama-bench -mmp 0,
-# llmforge --no-mmap). Each pair runs back to back, so drift of the machine hits both alike.
-printf '| %-6s | %-7s | %-6s | %14s | %14s | %7s |\n' model weights test "llama.cpp t/s" "llmforge t/s" ratio
-printf '|--------|---------|--------|----------------|----------------|---------|\n'
-for dt in f32 f16; do
-  f="$BENCH_DIR/tinyllama-1.1b-$dt.gguf"
-  for mode in mmap no-mmap; do
-    lflag=(); oflag=()
-    [ "$mode" = no-mmap ] && { lflag=(-mmp 0); oflag=(--no-mmap); }
-    lj=$("$LLAMA_CPP_SRC/build/bin/llama-bench" -m "$f" -t "$THREADS" -p 128 -n 64 -r "$REPS" "${lflag[@]}" -o json 2>/dev/null)
-    oj=$(build/llmforge bench -m "$f" -t "$THREADS" -p 128 -n 64 -r "$REPS" "${oflag[@]}" --json 2>/dev/null)
-    /usr/bin/python3 - "$dt" "$mode" "$lj" "$oj" <<'PY'
-import json, sys
-dt, mode, lj, oj = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
-ours = {r["test"]: r["tokens_per_s"] for r in oj["results"]}
-for r in lj:
-    test = f"pp{r['n_prompt']}" if r["n_prompt"] else f"tg{r['n_gen']}"
-    l, o = r["avg_ts"], ours[test]
-    print(f"| {dt:<6} | {mode:<7} | {test:<6} | {l:14.2f} | {o:14.2f} | {o / l:6.2f}x |")
-PY
+# llmforge --no-mmap). This VM's memory bandwidth drifts by up to ±25 % over minutes, so the whole matrix runs ROUNDS
+# times, each pair back to back (llama.cpp, then llmforge, REPS repetitions each): the drift hits both alike, and the
+# table gives the median over rounds of each tool's t/s and of the per-round ratios.
+ROUNDS=${ROUNDS:-3}
+rows=()
+for round in $(seq "$ROUNDS"); do
+  for dt in f32 f16; do
+    f="$BENCH_DIR/tinyllama-1.1b-$dt.gguf"
+    for mode in mmap no-mmap; do
+      lflag=(); oflag=()
+      [ "$mode" = no-mmap ] && { lflag=(-mmp 0); oflag=(--no-mmap); }
+      lj=$("$LLAMA_CPP_SRC/build/bin/llama-bench" -m "$f" -t "$THREADS" -p 128 -n 64 -r "$REPS" "${lflag[@]}" -o json 2>/dev/null)
+      oj=$(build/llmforge bench -m "$f" -t "$THREADS" -p 128 -n 64 -r "$REPS" "${oflag[@]}" --json 2>/dev/null)
+      rows+=("$(/usr/bin/python3 -c 'import json,sys; print(json.dumps([sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])]))' "$dt" "$mode" "$lj" "$oj")")
+      echo "round $round/$ROUNDS: $dt $mode done" >&2
+    done
   done
 done
+ROWS=$(printf '%s\n' "${rows[@]}") /usr/bin/python3 - <<'PY'
+import json, os, statistics
+res = {}
+for line in os.environ["ROWS"].splitlines():
+    dt, mode, lj, oj = json.loads(line)
+    ours = {r["test"]: r["tokens_per_s"] for r in oj["results"]}
+    for r in lj:
+        test = f"pp{r['n_prompt']}" if r["n_prompt"] else f"tg{r['n_gen']}"
+        res.setdefault((dt, mode, test), []).append((r["avg_ts"], ours[test]))
+print("| model  | weights | test   |  llama.cpp t/s |   llmforge t/s | ratio (median) | ratios per round |")
+print("|--------|---------|--------|----------------|----------------|----------------|------------------|")
+allr = []
+for (dt, mode, test), v in res.items():
+    ratios = [o / l for l, o in v]
+    allr += ratios
+    per = " ".join(f"{x:.2f}" for x in ratios)
+    print(f"| {dt:<6} | {mode:<7} | {test:<6} | {statistics.median(l for l, _ in v):14.2f} | "
+          f"{statistics.median(o for _, o in v):14.2f} | {statistics.median(ratios):13.2f}x | {per} |")
+print(f"geometric mean of all ratios: {statistics.geometric_mean(allr):.3f}x")
+PY

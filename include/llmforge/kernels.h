@@ -15,7 +15,7 @@ const char* isa_name();
 // Force a given ISA ("avx512", "avx2", "scalar"); returns false if the CPU lacks it. For tests.
 bool set_isa(const char* name);
 
-// y[r] = sum_c W[r, c] * x[c]   for r in [0, rows)
+// y[r] = sum_c W[r, c] * x[c]   for r in [0, rows). f16 weights multiply x rounded to f16 (as llama.cpp does).
 void matvec(DType wt, const void* W, const float* x, float* y, int64_t rows, int64_t cols, ThreadPool& pool);
 
 // Y[i, r] = sum_c X[i, c] * W[r, c]   for i in [0, n), r in [0, rows)        (Y = X · Wᵀ)

@@ -38,6 +38,9 @@ struct KernelTable {
     void (*rope)(float* x, int64_t n, int64_t n_heads, int64_t hd, int64_t half, bool interleaved, const float* cos, const float* sin);
     void (*tanh)(const float* x, float* y, int64_t n);
     double (*exp_shift_sum)(const float* x, float* y, int64_t n, float shift);
+    // f16 weights · f16 activations in dot_f16's order (= dot_f16 with x rounded to f16), and f32 → f16 rounding.
+    float (*dot_f16_f16)(const uint16_t* w, const uint16_t* x, int64_t n);
+    void (*to_f16)(const float* x, uint16_t* y, int64_t n);
 };
 
 const KernelTable* table_avx512();

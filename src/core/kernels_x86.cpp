@@ -84,27 +84,43 @@ struct BF16 { using T = uint16_t;
 constexpr int DOT_PF = 2048;
 // One row · x: four accumulators over blocks of 4 vectors, combined pairwise (0+2, 1+3), then across lanes;
 // the tail is summed in f32 for f32 weights and in f64 otherwise (ggml_vec_dot_f32 / ggml_vec_dot_f16's order).
-template <class L>
-float dot_row(const typename L::T* w, const float* x, int64_t n) {
+template <class L, class X = F32>
+float dot_row(const typename L::T* w, const typename X::T* x, int64_t n) {
     vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
     int64_t i = 0;
     for (; i + 4 * W <= n; i += 4 * W) {
         // Prefetch the weights a few KiB ahead (past the end of this row is fine: the next row follows in memory).
         const char* pf = reinterpret_cast<const char*>(w + i) + DOT_PF;
         for (int b = 0; b < 4 * W * static_cast<int>(sizeof(typename L::T)); b += 64) _mm_prefetch(pf + b, _MM_HINT_T0);
-        a0 = fmadd(L::load(w + i), load_f32(x + i), a0);
-        a1 = fmadd(L::load(w + i + W), load_f32(x + i + W), a1);
-        a2 = fmadd(L::load(w + i + 2 * W), load_f32(x + i + 2 * W), a2);
-        a3 = fmadd(L::load(w + i + 3 * W), load_f32(x + i + 3 * W), a3);
+        a0 = fmadd(L::load(w + i), X::load(x + i), a0);
+        a1 = fmadd(L::load(w + i + W), X::load(x + i + W), a1);
+        a2 = fmadd(L::load(w + i + 2 * W), X::load(x + i + 2 * W), a2);
+        a3 = fmadd(L::load(w + i + 3 * W), X::load(x + i + 3 * W), a3);
     }
     if constexpr (std::is_same_v<L, F32>) {
         float s = i ? hsum(vadd(vadd(a0, a2), vadd(a1, a3))) : 0.0f;
         return ggml::vec_dot_f32_tail(s, w, x, i, n);
     } else {
         double s = hsum(vadd(vadd(a0, a2), vadd(a1, a3)));
-        for (; i < n; ++i) s += static_cast<double>(L::at(w, i) * x[i]);
+        for (; i < n; ++i) s += static_cast<double>(L::at(w, i) * X::at(x, i));
         return static_cast<float>(s);
     }
+}
+
+// f16 weights · activations already rounded to f16 (llama.cpp's vec_dot_type for f16): half the bytes of x to load
+// per product. Exactly dot_row<F16>(w, x rounded to f16): the conversions to f32 are exact, the order is the same.
+float dot_f16_f16(const uint16_t* w, const uint16_t* x, int64_t n) { return dot_row<F16, F16>(w, x, n); }
+
+void to_f16(const float* x, uint16_t* y, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#else
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#endif
+    for (; i < n; ++i) y[i] = _cvtss_sh(x[i], 0);
 }
 
 // One row · x with a single vector accumulator, lanes summed at the end: the order in which llama.cpp's prompt pass
@@ -576,6 +592,7 @@ const KernelTable* LF_TABLE_FN() {
         LF_GGML_FNS
         ggml::rope_rows,
         tanh_rows, exp_shift_sum,
+        dot_f16_f16, to_f16,
     };
     return &t;
 }

@@ -38,8 +38,10 @@ TEST(Kernels, MatvecAndMatmulMatchDoubleReference) {
                     for (int r = 0; r < rows; ++r) {
                         double ref = 0, mag = 0;
                         for (int c = 0; c < cols; ++c) {
-                            ref += static_cast<double>(wr[r * cols + c]) * x[i * cols + c];
-                            mag += std::fabs(static_cast<double>(wr[r * cols + c]) * x[i * cols + c]);
+                            // one f16 row decodes as llama.cpp does: x rounded to f16 first
+                            const float xc = t == DType::F16 && n == 1 ? f16_to_f32(f32_to_f16(x[i * cols + c])) : x[i * cols + c];
+                            ref += static_cast<double>(wr[r * cols + c]) * xc;
+                            mag += std::fabs(static_cast<double>(wr[r * cols + c]) * xc);
                         }
                         EXPECT_NEAR(y[i * rows + r], ref, 1e-5 * mag + 1e-6) << isa << " " << dtype_name(t) << " " << rows << "x" << cols;
                     }
