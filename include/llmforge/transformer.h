@@ -18,7 +18,10 @@ public:
     // n_ctx: cache length (0: the model's context length). n_batch: the most tokens processed in one pass.
     // kv_type: F16 (llama.cpp's default: half the memory; queries and attention weights are rounded to f16 as
     // llama.cpp rounds them) or F32 (exact, for checks against a float32 reference).
-    Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx = 0, int64_t n_batch = 512, DType kv_type = DType::F16);
+    // n_seq: how many sequences share the weights, each with its own KV cache of n_ctx cells and its own position
+    // (the server's slots). eval() and the other single-sequence calls work on the current one (set_seq).
+    Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx = 0, int64_t n_batch = 512, DType kv_type = DType::F16,
+                int n_seq = 1);
 
     // Runs tokens at positions [n_past(), n_past() + n) and appends them to the cache.
     // Returns the logits: of the last token ([n_vocab]), or of every token ([n, n_vocab]) when all_logits.
@@ -30,6 +33,18 @@ public:
     }
 
     int64_t n_past() const { return n_past_; }
+    int n_seq() const { return n_seq_; }
+    int seq() const { return slot_; }
+    void set_seq(int s);            // the sequence eval(), n_past(), reset() and truncate() work on
+    int64_t n_past_of(int s) const;
+    void copy_seq(int src, int dst);  // dst's cache becomes a copy of src's (its n_past(src) cells)
+    // One token for each of n distinct sequences, each at its own position n_past_of(seq) (which then grows by one);
+    // logits [n, n_vocab] into `logits`. The weights are streamed once for all n; every sequence's logits are bit for
+    // bit those eval() of its token alone gives (row-wise products, per-row attention): results do not depend on which
+    // other sequences share the step. Not with ggml arithmetic.
+    void decode(const int32_t* seqs, const int32_t* tokens, int64_t n, float* logits);
+    // Runs tokens like eval() and returns the final hidden states after the output norm, [n, n_embd] (embeddings).
+    const std::vector<float>& embed(const int32_t* tokens, int64_t n);
     int64_t n_ctx() const { return n_ctx_; }
     void reset() { n_past_ = 0; }
     // Forget cached positions from n on (n ≤ n_past).
@@ -55,14 +70,23 @@ private:
         const Tensor *attn_norm, *attn_norm_b, *wq, *wk, *wv, *wqkv, *bqkv, *wo, *bo;
         const Tensor *ffn_norm, *ffn_norm_b, *w_gate, *w_up, *b_up, *w_down, *b_down;
     };
-    void forward(const int32_t* tokens, int64_t n, int64_t logits_from, float* logits_out);
+    struct Rows {  // decode(): each row's sequence and position
+        const int32_t* seq;
+        const int64_t* pos;
+    };
+    void forward(const int32_t* tokens, int64_t n, int64_t logits_from, float* logits_out, const Rows* rows = nullptr,
+                 float* hidden_out = nullptr);
+    size_t cache_at(int64_t seq, int64_t layer, int64_t pos) const {
+        return static_cast<size_t>(((seq * cfg_.n_layer + layer) * n_ctx_ + pos) * cfg_.kv_dim());
+    }
     void norm(const float* x, float* out, int64_t n, const Tensor* w, const Tensor* b);
     void linear(const float* in, float* out, int64_t n, const Tensor* w, const Tensor* b);
     void rope(float* x, int64_t n, int64_t n_heads);
     void attention(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0);
-    void attention_fast(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0);
+    void attention_fast(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0, const Rows* rows = nullptr);
     void attention_ggml(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0);
     bool ggml_arith_ = false;
+    bool rowwise_ = false;  // decode(): batch-invariant products
     int64_t cell_offset_ = 0;
 
     struct Lora {
@@ -80,7 +104,11 @@ private:
     std::vector<Layer> layers_;
     const Tensor *tok_embd_, *pos_embd_, *out_norm_, *out_norm_b_, *output_;
     DType kv_type_;
-    std::vector<float> k_cache_, v_cache_;       // [n_layer][n_ctx][kv_dim] when kv_type_ is F32
+    int n_seq_ = 1, slot_ = 0;
+    std::vector<int64_t> past_;  // n_past of every sequence (the current one's lives in n_past_)
+    std::vector<int64_t> decode_pos_;
+    std::vector<float> hidden_;
+    std::vector<float> k_cache_, v_cache_;       // [n_seq][n_layer][n_ctx][kv_dim] when kv_type_ is F32
     std::vector<uint16_t> k_cache16_, v_cache16_;  // the same, when kv_type_ is F16
     // scratch, sized for n_batch tokens
     std::vector<float> x_, h_, q_, k_, v_, qkv_, att_, ff_a_, ff_b_, scores_, logits_;

@@ -45,6 +45,10 @@ float dot_f16_f16_scalar(const uint16_t* w, const uint16_t* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) s += f16_to_f32(w[i]) * f16_to_f32(x[i]);
     return s;
 }
+template <class T, float (*AT)(const T*, int64_t)>
+void dot_multi_scalar(const T* w, const float* const* xs, int64_t nx, float* out, int64_t n) {
+    for (int64_t j = 0; j < nx; ++j) out[j] = dot_scalar<T, AT>(w, xs[j], n);
+}
 void to_f16_scalar(const float* x, uint16_t* y, int64_t n) { for (int64_t i = 0; i < n; ++i) y[i] = f32_to_f16(x[i]); }
 void tanh_scalar(const float* x, float* y, int64_t n) { for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]); }
 double exp_shift_sum_scalar(const float* x, float* y, int64_t n, float shift) {
@@ -68,6 +72,7 @@ const KernelTable* table_scalar() {
         ggml::rope_rows,
         tanh_scalar, exp_shift_sum_scalar,
         dot_f16_f16_scalar, to_f16_scalar,
+        dot_multi_scalar<float, at_f32>, dot_multi_scalar<uint16_t, at_f16>, dot_multi_scalar<uint16_t, at_bf16>,
     };
     return &t;
 }
@@ -170,6 +175,37 @@ void matvec(DType wt, const void* W, const float* x, float* y, int64_t rows, int
         return;
     }
     pool.parallel_for(rows, [&](int64_t r0, int64_t r1) { matvec_rows(wt, W, x, y, r0, r1, cols); });
+}
+
+void matmul_rowwise(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) {
+    if (n == 1) return matvec(wt, W, X, Y, rows, cols, pool);
+    if (!dtype_supported(wt)) throw_runtime("matmul: weight type %s is not supported by the CPU kernels", dtype_name(wt));
+    const KernelTable& k = active();
+    thread_local std::vector<float> xr;
+    thread_local std::vector<const float*> xs_buf;
+    if (wt == DType::F16) {  // as matvec: activations rounded to f16 (kept as f32 values: the products are the same)
+        xr.assign(X, X + n * cols);
+        if (k.round_f16) k.round_f16(xr.data(), n * cols);
+        else
+            for (float& v : xr) v = f16_to_f32(f32_to_f16(v));
+        X = xr.data();
+    }
+    xs_buf.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) xs_buf[i] = X + i * cols;
+    const float* const* xs = xs_buf.data();  // the calling thread's (see matvec)
+    pool.parallel_for(rows, [&](int64_t r0, int64_t r1) {
+        float out[64];
+        for (int64_t r = r0; r < r1; ++r)
+            for (int64_t j0 = 0; j0 < n; j0 += 64) {
+                const int64_t m = std::min<int64_t>(64, n - j0);
+                switch (wt) {
+                    case DType::F32: k.dot_multi_f32(static_cast<const float*>(W) + r * cols, xs + j0, m, out, cols); break;
+                    case DType::F16: k.dot_multi_f16(static_cast<const uint16_t*>(W) + r * cols, xs + j0, m, out, cols); break;
+                    default: k.dot_multi_bf16(static_cast<const uint16_t*>(W) + r * cols, xs + j0, m, out, cols); break;
+                }
+                for (int64_t j = 0; j < m; ++j) Y[(j0 + j) * rows + r] = out[j];
+            }
+    });
 }
 
 static constexpr int64_t kGemmMinRows = 8;

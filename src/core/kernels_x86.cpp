@@ -84,6 +84,19 @@ struct BF16 { using T = uint16_t;
 constexpr int DOT_PF = 2048;
 // One row · x: four accumulators over blocks of 4 vectors, combined pairwise (0+2, 1+3), then across lanes;
 // the tail is summed in f32 for f32 weights and in f64 otherwise (ggml_vec_dot_f32 / ggml_vec_dot_f16's order).
+// How dot_row ends: the four accumulators combined (0+2, 1+3), summed across lanes, and the tail added.
+template <class L, class X>
+inline float dot_row_finish(vf a0, vf a1, vf a2, vf a3, const typename L::T* w, const typename X::T* x, int64_t i, int64_t n) {
+    if constexpr (std::is_same_v<L, F32>) {
+        float s = i ? hsum(vadd(vadd(a0, a2), vadd(a1, a3))) : 0.0f;
+        return ggml::vec_dot_f32_tail(s, w, x, i, n);
+    } else {
+        double s = hsum(vadd(vadd(a0, a2), vadd(a1, a3)));
+        for (; i < n; ++i) s += static_cast<double>(L::at(w, i) * X::at(x, i));
+        return static_cast<float>(s);
+    }
+}
+
 template <class L, class X = F32>
 float dot_row(const typename L::T* w, const typename X::T* x, int64_t n) {
     vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
@@ -97,15 +110,36 @@ float dot_row(const typename L::T* w, const typename X::T* x, int64_t n) {
         a2 = fmadd(L::load(w + i + 2 * W), X::load(x + i + 2 * W), a2);
         a3 = fmadd(L::load(w + i + 3 * W), X::load(x + i + 3 * W), a3);
     }
-    if constexpr (std::is_same_v<L, F32>) {
-        float s = i ? hsum(vadd(vadd(a0, a2), vadd(a1, a3))) : 0.0f;
-        return ggml::vec_dot_f32_tail(s, w, x, i, n);
-    } else {
-        double s = hsum(vadd(vadd(a0, a2), vadd(a1, a3)));
-        for (; i < n; ++i) s += static_cast<double>(L::at(w, i) * X::at(x, i));
-        return static_cast<float>(s);
-    }
+    return dot_row_finish<L, X>(a0, a1, a2, a3, w, x, i, n);
 }
+
+// One weight row · several activation vectors, each product in exactly dot_row's order (the same four accumulators,
+// the same combination and tail), G vectors at a time sharing each weight load. A product's result does not depend on
+// how many vectors are multiplied together: the server's continuous batching gives each sequence the bits it would
+// get alone.
+template <class L, int G>
+void dot_row_multi(const typename L::T* w, const float* const* xs, int64_t nx, float* out, int64_t n) {
+    int64_t j = 0;
+    for (; j + G <= nx; j += G) {
+        vf a[G][4];
+        for (int g = 0; g < G; ++g)
+            for (int u = 0; u < 4; ++u) a[g][u] = vzero();
+        int64_t i = 0;
+        for (; i + 4 * W <= n; i += 4 * W) {
+            const char* pf = reinterpret_cast<const char*>(w + i) + DOT_PF;
+            for (int b = 0; b < 4 * W * static_cast<int>(sizeof(typename L::T)); b += 64) _mm_prefetch(pf + b, _MM_HINT_T0);
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; ++u) {
+                const vf wv = L::load(w + i + u * W);
+#pragma GCC unroll 4
+                for (int g = 0; g < G; ++g) a[g][u] = fmadd(wv, load_f32(xs[j + g] + i + u * W), a[g][u]);
+            }
+        }
+        for (int g = 0; g < G; ++g) out[j + g] = dot_row_finish<L, F32>(a[g][0], a[g][1], a[g][2], a[g][3], w, xs[j + g], i, n);
+    }
+    for (; j < nx; ++j) out[j] = dot_row<L>(w, xs[j], n);
+}
+constexpr int MULTI_G = W == 16 ? 4 : 2;  // 16 (AVX-512) or 8 (AVX2) accumulators live at once
 
 // f16 weights · activations already rounded to f16 (llama.cpp's vec_dot_type for f16): half the bytes of x to load
 // per product. Exactly dot_row<F16>(w, x rounded to f16): the conversions to f32 are exact, the order is the same.
@@ -593,6 +627,7 @@ const KernelTable* LF_TABLE_FN() {
         ggml::rope_rows,
         tanh_rows, exp_shift_sum,
         dot_f16_f16, to_f16,
+        dot_row_multi<F32, MULTI_G>, dot_row_multi<F16, MULTI_G>, dot_row_multi<BF16, MULTI_G>,
     };
     return &t;
 }

@@ -30,14 +30,15 @@ inline float gelu(float x) {
 }
 }  // namespace
 
-Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type)
+Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type, int n_seq)
     : model_(model), cfg_(model.config), pool_(pool), n_ctx_(n_ctx > 0 ? n_ctx : model.config.n_ctx), n_batch_(std::max<int64_t>(1, n_batch)),
-      kv_type_(kv_type) {
+      kv_type_(kv_type), n_seq_(n_seq), past_(static_cast<size_t>(std::max(1, n_seq)), 0) {
+    if (n_seq < 1) throw_bad_input("the number of sequences must be at least 1, not %d", n_seq);
     if (kv_type_ != DType::F32 && kv_type_ != DType::F16) throw_bad_input("the KV cache type must be f32 or f16, not %s", dtype_name(kv_type_));
     if (cfg_.arch == Arch::GPT2 && n_ctx_ > cfg_.n_ctx)
         throw_bad_input("context %lld is longer than the %lld learned positions of this GPT-2 model", static_cast<long long>(n_ctx_),
                         static_cast<long long>(cfg_.n_ctx));
-    n_batch_ = std::min(n_batch_, n_ctx_);
+    n_batch_ = std::max<int64_t>(std::min(n_batch_, n_ctx_), n_seq_);  // decode() takes one token of every sequence
     const bool gpt2 = cfg_.arch == Arch::GPT2;
     for (int64_t l = 0; l < cfg_.n_layer; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";
@@ -71,7 +72,7 @@ Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, in
     if (!output_) output_ = tok_embd_;  // tied embeddings
 
     const int64_t C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, B = n_batch_;
-    const size_t cache = static_cast<size_t>(cfg_.n_layer * n_ctx_ * KV);
+    const size_t cache = static_cast<size_t>(n_seq_) * static_cast<size_t>(cfg_.n_layer * n_ctx_ * KV);
     if (kv_type_ == DType::F32) {
         k_cache_.assign(cache, 0.0f);
         v_cache_.assign(cache, 0.0f);
@@ -178,6 +179,7 @@ void Transformer::add_lora(const Model& adapter, float scale) {
 void Transformer::linear(const float* in, float* out, int64_t n, const Tensor* w, const Tensor* b) {
     const int64_t rows = w->shape[0], cols = w->cols();
     if (ggml_arith_) kernels::matmul_ggml(w->dtype, w->data, in, out, n, rows, cols, pool_);
+    else if (rowwise_) kernels::matmul_rowwise(w->dtype, w->data, in, out, n, rows, cols, pool_);
     else kernels::matmul(w->dtype, w->data, in, out, n, rows, cols, pool_);
     if (!lora_.empty()) {
         const auto it = lora_.find(w);
@@ -218,7 +220,7 @@ void Transformer::attention_ggml(const float* q, float* out, int64_t n, int64_t 
     // where this sequence's cells sit in llama.cpp's cache decides which 16-lane accumulator and which softmax block
     // each key falls in: key t is cell cell_offset_ + t
     const int64_t shift = cell_offset_ % ggml::kLanes;
-    const size_t base = static_cast<size_t>(layer * n_ctx_ * KV);
+    const size_t base = cache_at(slot_, layer, 0);
     const float* K = f16 ? nullptr : k_cache_.data() + base;
     const float* Vc = f16 ? nullptr : v_cache_.data() + base;
     const uint16_t* K16 = f16 ? k_cache16_.data() + base : nullptr;
@@ -335,22 +337,24 @@ void Transformer::attention_ggml(const float* q, float* out, int64_t n, int64_t 
 }
 
 // The fast form of attention(): vectorised products, f64 sums; q and the weights rounded to f16 with an f16 cache.
-void Transformer::attention_fast(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0) {
+void Transformer::attention_fast(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0, const Rows* rows) {
     const int64_t H = cfg_.n_head, HD = cfg_.head_dim(), KV = cfg_.kv_dim(), group = H / cfg_.n_head_kv, C = cfg_.n_embd;
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
     const bool f16 = kv_type_ == DType::F16;
-    const size_t base = static_cast<size_t>(layer * n_ctx_ * KV);
-    const float* K = f16 ? nullptr : k_cache_.data() + base;
-    const float* Vc = f16 ? nullptr : v_cache_.data() + base;
-    const uint16_t* K16 = f16 ? k_cache16_.data() + base : nullptr;
-    const uint16_t* V16 = f16 ? v_cache16_.data() + base : nullptr;
     pool_.run([&](int ith, int nth) {
         float* scores = scores_.data() + ith * (n_ctx_ + 32 + HD * (2 + 4 * ggml::kLanes));
         float* qr = scores + n_ctx_;  // the query rounded to f16
         double* acc = acc_.data() + ith * HD;
         for (int64_t task = ith; task < n * H; task += nth) {
             const int64_t i = task / H, h = task % H, kvh = h / group;
-            const int64_t n_keys = pos0 + i + 1;  // causal mask: keys at positions 0 .. pos0 + i
+            // row i: its sequence's cache, causal mask over keys at positions 0 .. its position
+            const int64_t pos = rows ? rows->pos[i] : pos0 + i;
+            const size_t base = cache_at(rows ? rows->seq[i] : slot_, layer, 0);
+            const float* K = f16 ? nullptr : k_cache_.data() + base;
+            const float* Vc = f16 ? nullptr : v_cache_.data() + base;
+            const uint16_t* K16 = f16 ? k_cache16_.data() + base : nullptr;
+            const uint16_t* V16 = f16 ? v_cache16_.data() + base : nullptr;
+            const int64_t n_keys = pos + 1;
             const float* qi = q + i * C + h * HD;
             if (f16) {
                 for (int64_t d = 0; d < HD; ++d) qr[d] = f16_to_f32(f32_to_f16(qi[d]));
@@ -399,8 +403,10 @@ void Transformer::attention(const float* q, float* out, int64_t n, int64_t layer
     else attention_fast(q, out, n, layer, pos0);
 }
 
-void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from, float* logits_out) {
+void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from, float* logits_out, const Rows* rows, float* hidden_out) {
     const int64_t C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, pos0 = n_past_;
+    auto pos_of = [&](int64_t i) { return rows ? rows->pos[i] : pos0 + i; };
+    rowwise_ = rows != nullptr;
     const bool gpt2 = cfg_.arch == Arch::GPT2;
     float* x = x_.data();  // [n, C] the residual stream
     float* h = h_.data();  // [n, C] normalised input of a sub-layer
@@ -409,7 +415,7 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
     for (int64_t i = 0; i < n; ++i) {
         load_row(*tok_embd_, tokens[i], x + i * C);
         if (pos_embd_) {
-            load_row(*pos_embd_, pos0 + i, h);
+            load_row(*pos_embd_, pos_of(i), h);
             for (int64_t c = 0; c < C; ++c) x[i * C + c] += h[c];
         }
     }
@@ -419,7 +425,7 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
         const int64_t half = cfg_.n_rot() / 2;
         const float theta_scale = std::pow(cfg_.rope_theta, -2.0f / static_cast<float>(cfg_.n_rot()));
         for (int64_t i = 0; i < n; ++i) {
-            float theta = static_cast<float>(pos0 + i);
+            float theta = static_cast<float>(pos_of(i));
             for (int64_t j = 0; j < half; ++j) {
                 rope_cos_[i * half + j] = std::cos(theta);
                 rope_sin_[i * half + j] = std::sin(theta);
@@ -449,15 +455,19 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
             rope(q, n, cfg_.n_head);  // angles for positions pos0 .. pos0 + n - 1, computed above
             rope(k, n, cfg_.n_head_kv);
         }
-        const size_t at = static_cast<size_t>((l * n_ctx_ + pos0) * KV);
-        if (kv_type_ == DType::F32) {
-            std::copy_n(k, n * KV, k_cache_.data() + at);
-            std::copy_n(v, n * KV, v_cache_.data() + at);
-        } else {
-            convert_f32_to_f16(k, k_cache16_.data() + at, static_cast<size_t>(n * KV));
-            convert_f32_to_f16(v, v_cache16_.data() + at, static_cast<size_t>(n * KV));
+        // one sequence: n consecutive cells; several: each row's own cell
+        for (int64_t i = 0, m = rows ? 1 : n; i < n; i += m) {
+            const size_t at = cache_at(rows ? rows->seq[i] : slot_, l, pos_of(i));
+            if (kv_type_ == DType::F32) {
+                std::copy_n(k + i * KV, m * KV, k_cache_.data() + at);
+                std::copy_n(v + i * KV, m * KV, v_cache_.data() + at);
+            } else {
+                convert_f32_to_f16(k + i * KV, k_cache16_.data() + at, static_cast<size_t>(m * KV));
+                convert_f32_to_f16(v + i * KV, v_cache16_.data() + at, static_cast<size_t>(m * KV));
+            }
         }
-        attention(q, att_.data(), n, l, pos0);
+        if (rows) attention_fast(q, att_.data(), n, l, 0, rows);
+        else attention(q, att_.data(), n, l, pos0);
         linear(att_.data(), h, n, L.wo, L.bo);
         for (int64_t i = 0; i < n * C; ++i) x[i] += h[i];
 
@@ -485,13 +495,93 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
         linear(a, h, n, L.w_down, L.b_down);
         for (int64_t i = 0; i < n * C; ++i) x[i] += h[i];
     }
-    n_past_ += n;
+    if (rows) {
+        for (int64_t i = 0; i < n; ++i) past_[static_cast<size_t>(rows->seq[i])] = rows->pos[i] + 1;
+        n_past_ = past_[static_cast<size_t>(slot_)];
+    } else {
+        n_past_ += n;
+    }
 
     // Final norm and the output projection, only for the rows whose logits are wanted.
-    if (logits_from >= n) return;
-    const int64_t m = n - logits_from;
-    norm(x + logits_from * C, h, m, out_norm_, out_norm_b_);
-    linear(h, logits_out, m, output_, nullptr);
+    if (hidden_out) {
+        norm(x, hidden_out, n, out_norm_, out_norm_b_);
+    } else if (logits_from < n) {
+        const int64_t m = n - logits_from;
+        norm(x + logits_from * C, h, m, out_norm_, out_norm_b_);
+        linear(h, logits_out, m, output_, nullptr);
+    }
+    rowwise_ = false;
+}
+
+void Transformer::set_seq(int s) {
+    if (s < 0 || s >= n_seq_) throw_bad_input("sequence %d does not exist (0..%d)", s, n_seq_ - 1);
+    past_[static_cast<size_t>(slot_)] = n_past_;
+    slot_ = s;
+    n_past_ = past_[static_cast<size_t>(s)];
+}
+
+int64_t Transformer::n_past_of(int s) const {
+    if (s < 0 || s >= n_seq_) throw_bad_input("sequence %d does not exist (0..%d)", s, n_seq_ - 1);
+    return s == slot_ ? n_past_ : past_[static_cast<size_t>(s)];
+}
+
+void Transformer::copy_seq(int src, int dst) {
+    const int64_t n = n_past_of(src);
+    n_past_of(dst);  // checks dst
+    if (src == dst) return;
+    const size_t cells = static_cast<size_t>(n * cfg_.kv_dim());
+    for (int64_t l = 0; l < cfg_.n_layer; ++l) {
+        const size_t a = cache_at(src, l, 0), b = cache_at(dst, l, 0);
+        if (kv_type_ == DType::F32) {
+            std::copy_n(k_cache_.data() + a, cells, k_cache_.data() + b);
+            std::copy_n(v_cache_.data() + a, cells, v_cache_.data() + b);
+        } else {
+            std::copy_n(k_cache16_.data() + a, cells, k_cache16_.data() + b);
+            std::copy_n(v_cache16_.data() + a, cells, v_cache16_.data() + b);
+        }
+    }
+    if (dst == slot_) n_past_ = n;
+    else past_[static_cast<size_t>(dst)] = n;
+}
+
+void Transformer::decode(const int32_t* seqs, const int32_t* tokens, int64_t n, float* logits) {
+    if (n <= 0) throw_bad_input("nothing to decode: no sequences");
+    if (n > n_batch_) throw_bad_input("%lld sequences in one step; at most %lld", static_cast<long long>(n), static_cast<long long>(n_batch_));
+    if (ggml_arith_) throw_bad_input("decode() does not run with ggml arithmetic");
+    past_[static_cast<size_t>(slot_)] = n_past_;
+    std::vector<int64_t>& pos = decode_pos_;
+    pos.resize(static_cast<size_t>(n));
+    std::vector<uint8_t> seen(static_cast<size_t>(n_seq_), 0);
+    for (int64_t i = 0; i < n; ++i) {
+        const int s = seqs[i];
+        if (s < 0 || s >= n_seq_) throw_bad_input("sequence %d does not exist (0..%d)", s, n_seq_ - 1);
+        if (seen[static_cast<size_t>(s)]++) throw_bad_input("sequence %d appears twice in one decoding step", s);
+        if (tokens[i] < 0 || tokens[i] >= cfg_.n_vocab)
+            throw_bad_input("token id %d is outside the vocabulary (0..%lld)", tokens[i], static_cast<long long>(cfg_.n_vocab - 1));
+        pos[static_cast<size_t>(i)] = past_[static_cast<size_t>(s)];
+        if (pos[static_cast<size_t>(i)] >= n_ctx_)
+            throw_bad_input("sequence %d has no room left in its context of %lld", s, static_cast<long long>(n_ctx_));
+    }
+    const Rows rows{seqs, pos.data()};
+    forward(tokens, n, 0, logits, &rows, nullptr);
+}
+
+const std::vector<float>& Transformer::embed(const int32_t* tokens, int64_t n) {
+    if (n <= 0) throw_bad_input("nothing to embed: no tokens");
+    if (n_past_ + n > n_ctx_)
+        throw_bad_input("%lld tokens do not fit in the context: %lld already used of %lld", static_cast<long long>(n),
+                        static_cast<long long>(n_past_), static_cast<long long>(n_ctx_));
+    for (int64_t i = 0; i < n; ++i)
+        if (tokens[i] < 0 || tokens[i] >= cfg_.n_vocab)
+            throw_bad_input("token id %d is outside the vocabulary (0..%lld)", tokens[i], static_cast<long long>(cfg_.n_vocab - 1));
+    const int64_t C = cfg_.n_embd;
+    hidden_.assign(static_cast<size_t>(n * C), 0.0f);
+    for (int64_t done = 0; done < n;) {
+        const int64_t m = std::min(n_batch_, n - done);
+        forward(tokens + done, m, m, nullptr, nullptr, hidden_.data() + done * C);
+        done += m;
+    }
+    return hidden_;
 }
 
 }  // namespace llmforge

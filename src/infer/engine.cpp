@@ -1,0 +1,428 @@
+#include "llmforge/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_map>
+
+#include "llmforge/error.h"
+#include "llmforge/utf8.h"
+
+namespace llmforge {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// The longest suffix of `text` that is a proper prefix of one of the stop strings (it may still grow into one).
+size_t held_suffix(const std::string& text, const std::vector<std::string>& stops) {
+    size_t best = 0;
+    for (const std::string& s : stops) {
+        const size_t most = std::min(text.size(), s.size() - 1);
+        for (size_t k = most; k > best; --k)
+            if (text.compare(text.size() - k, k, s, 0, k) == 0) {
+                best = k;
+                break;
+            }
+    }
+    return best;
+}
+}  // namespace
+
+void Histogram::observe(double v) {
+    for (size_t i = 0; i < bounds.size(); ++i)
+        if (v <= bounds[i]) ++counts[i];
+    ++counts.back();
+    sum += v;
+}
+
+// What the sequences of one job share.
+struct JobState {
+    JobPtr job;
+    int remaining = 0;  // choices still running
+    int64_t completion_tokens = 0;
+    bool first_token = false;
+};
+
+struct Engine::Seq {
+    std::shared_ptr<JobState> st;
+    int choice = 0, slot = -1;
+    Sampler sampler;
+    std::vector<int32_t> history;  // prompt and generated tokens (repetition penalty)
+    std::unordered_map<int32_t, int> counts;  // generated tokens (presence / frequency penalties)
+    Utf8Stream utf8;
+    std::string held;  // text that may be the start of a stop string
+    int32_t pending = -1;  // the token to feed at the next step
+    int64_t generated = 0;
+    bool finished = false;
+    Clock::time_point last_token;
+    std::vector<float> buf;
+    explicit Seq(const SamplerParams& p) : sampler(p) {}
+};
+
+Engine::Engine(const Model& model, ThreadPool& pool, const EngineOptions& opt, std::mutex* step_mutex)
+    : model_(model), pool_(pool), opt_(opt), step_mutex_(step_mutex) {
+    if (opt_.n_slots < 1) throw_bad_input("the server needs at least one slot, not %d", opt_.n_slots);
+    if (opt_.max_queue < 0) throw_bad_input("the queue length cannot be negative");
+    n_ctx_ = opt_.n_ctx > 0 ? opt_.n_ctx : std::min<int64_t>(model.config.n_ctx, 4096);
+    tf_ = std::make_unique<Transformer>(model, pool, n_ctx_, opt_.n_batch, opt_.kv_type, opt_.n_slots);
+    for (int s = opt_.n_slots - 1; s >= 0; --s) free_slots_.push_back(s);
+    stats_.slots_total = opt_.n_slots;
+    stats_.kv_cells_total = n_ctx_ * opt_.n_slots;
+    thread_ = std::thread([this] { loop(); });
+}
+
+Engine::~Engine() {
+    shutdown(true);
+}
+
+bool Engine::submit(const JobPtr& job) {
+    const ModelConfig& cfg = model_.config;
+    if (job->prompt.empty()) throw_bad_input("the prompt is empty");
+    for (int32_t t : job->prompt)
+        if (t < 0 || t >= cfg.n_vocab) throw_bad_input("token id %d is outside the vocabulary (0..%lld)", t, static_cast<long long>(cfg.n_vocab - 1));
+    if (job->n < 1 || job->n > opt_.n_slots)
+        throw_bad_input("n = %d choices: this server decodes at most %d sequences at once", job->n, opt_.n_slots);
+    const int64_t room = job->embedding ? n_ctx_ : n_ctx_ - 1;
+    if (static_cast<int64_t>(job->prompt.size()) > room)
+        throw_bad_input("the prompt is %zu tokens, longer than the context of %lld tokens", job->prompt.size(),
+                        static_cast<long long>(room));
+    if (job->top_logprobs < 0 || job->top_logprobs > 20) throw_bad_input("top_logprobs must be between 0 and 20");
+    job->submitted = Clock::now();
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (!accepting_ || static_cast<int>(queue_.size()) >= opt_.max_queue) return false;
+        queue_.push_back(job);
+        stats_.queued = static_cast<int>(queue_.size());
+    }
+    cv_.notify_all();
+    return true;
+}
+
+void Engine::shutdown(bool cancel) {
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        accepting_ = false;
+        if (cancel) cancel_all_ = true;
+        stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+EngineStats Engine::stats() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return stats_;
+}
+
+void Engine::loop() {
+    for (;;) {
+        std::vector<std::pair<JobPtr, std::vector<int>>> admit;  // each job with the slots it takes
+        std::vector<JobPtr> dropped;
+        {
+            std::unique_lock<std::mutex> lk(mu_);
+            cv_.wait(lk, [&] {
+                return stop_ || !active_.empty() || (!queue_.empty() && static_cast<int>(free_slots_.size()) >= queue_.front()->n);
+            });
+            if (cancel_all_) {
+                dropped.assign(queue_.begin(), queue_.end());
+                queue_.clear();
+            }
+            while (!queue_.empty() && static_cast<int>(free_slots_.size()) >= queue_.front()->n) {
+                std::vector<int> slots;
+                for (int i = 0; i < queue_.front()->n; ++i) {
+                    slots.push_back(free_slots_.back());
+                    free_slots_.pop_back();
+                }
+                stats_.slots_busy += queue_.front()->n;
+                stats_.queue_wait.observe(seconds_since(queue_.front()->submitted));
+                admit.emplace_back(queue_.front(), std::move(slots));
+                queue_.pop_front();
+            }
+            stats_.queued = static_cast<int>(queue_.size());
+            if (stop_ && queue_.empty() && active_.empty() && admit.empty() && dropped.empty()) break;
+        }
+        for (const JobPtr& j : dropped) {
+            {
+                std::lock_guard<std::mutex> lk(mu_);
+                ++stats_.jobs_cancelled;
+            }
+            if (j->on_done) j->on_done(0, 0, "the server is shutting down");
+        }
+        for (auto& [j, slots] : admit) start(j, slots);
+        if (cancel_all_)
+            for (auto& s : active_)
+                if (!s->finished) finish(*s, "cancelled");
+        step();
+    }
+}
+
+// Takes the job's slots, runs its prompt once, copies the cache to the other choices' slots and samples every choice's
+// first token from the prompt's logits.
+void Engine::start(const JobPtr& job, const std::vector<int>& slots) {
+    auto give_back = [&](const std::string& error, bool cancelled) {
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            for (int s : slots) free_slots_.push_back(s);
+            stats_.slots_busy -= job->n;
+            if (cancelled) ++stats_.jobs_cancelled;
+            else if (!error.empty()) ++stats_.jobs_failed;
+            else ++stats_.jobs_done;
+        }
+        cv_.notify_all();
+    };
+    if (job->cancelled || cancel_all_) {
+        give_back("", true);
+        if (job->on_done) job->on_done(0, 0, "cancelled");
+        return;
+    }
+    if (job->timeout_s > 0 && seconds_since(job->submitted) > job->timeout_s) {
+        give_back("timeout", false);
+        if (job->on_done) job->on_done(0, 0, "the request timed out while queued");
+        return;
+    }
+    const int64_t V = model_.config.n_vocab;
+    std::vector<float> logits;
+    try {
+        std::unique_lock<std::mutex> step_lock;
+        if (step_mutex_) step_lock = std::unique_lock<std::mutex>(*step_mutex_);
+        tf_->set_seq(slots[0]);
+        tf_->reset();
+        if (job->embedding) {
+            const std::vector<float>& h = tf_->embed(job->prompt.data(), static_cast<int64_t>(job->prompt.size()));
+            const int64_t C = model_.config.n_embd, n = static_cast<int64_t>(job->prompt.size());
+            std::vector<double> acc(static_cast<size_t>(C), 0.0);
+            for (int64_t i = 0; i < n; ++i)
+                for (int64_t c = 0; c < C; ++c) acc[static_cast<size_t>(c)] += h[static_cast<size_t>(i * C + c)];
+            double norm = 0;
+            for (double& v : acc) {
+                v /= static_cast<double>(n);
+                norm += v * v;
+            }
+            norm = std::sqrt(norm);
+            std::vector<float> e(static_cast<size_t>(C));
+            for (int64_t c = 0; c < C; ++c) e[static_cast<size_t>(c)] = static_cast<float>(norm > 0 ? acc[static_cast<size_t>(c)] / norm : 0.0);
+            tf_->reset();
+            step_lock = {};
+            {
+                std::lock_guard<std::mutex> lk(mu_);
+                stats_.prompt_tokens += static_cast<uint64_t>(n);
+            }
+            give_back("", false);
+            if (job->on_embedding) job->on_embedding(e);
+            if (job->on_done) job->on_done(n, 0, "");
+            return;
+        }
+        const std::vector<float>& l = tf_->eval(job->prompt);
+        logits.assign(l.begin(), l.begin() + V);
+        for (size_t i = 1; i < slots.size(); ++i) tf_->copy_seq(slots[0], slots[i]);
+    } catch (const std::exception& e) {
+        give_back(e.what(), false);
+        if (job->on_done) job->on_done(0, 0, e.what());
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        stats_.prompt_tokens += job->prompt.size();
+        stats_.kv_cells_used += static_cast<int64_t>(job->prompt.size()) * job->n;
+    }
+    auto st = std::make_shared<JobState>();
+    st->job = job;
+    st->remaining = job->n;
+    for (int c = 0; c < job->n; ++c) {
+        SamplerParams sp = job->sampling;
+        sp.seed += static_cast<uint64_t>(c);
+        auto s = std::make_unique<Seq>(sp);
+        s->st = st;
+        s->choice = c;
+        s->slot = slots[static_cast<size_t>(c)];
+        s->history = job->prompt;
+        s->last_token = Clock::now();
+        Seq& ref = *s;
+        active_.push_back(std::move(s));
+        emit_token(ref, pick(ref, logits.data()), logits.data());
+    }
+}
+
+int32_t Engine::pick(Seq& s, const float* logits) {
+    const Job& j = *s.st->job;
+    const int64_t V = model_.config.n_vocab;
+    if ((j.presence_penalty != 0 || j.frequency_penalty != 0) && !s.counts.empty()) {
+        s.buf.assign(logits, logits + V);
+        for (const auto& [id, c] : s.counts) s.buf[static_cast<size_t>(id)] -= j.frequency_penalty * static_cast<float>(c) + j.presence_penalty;
+        logits = s.buf.data();
+    }
+    return s.sampler.sample(logits, V, s.history);
+}
+
+void Engine::emit_token(Seq& s, int32_t id, const float* logits) {
+    const Job& j = *s.st->job;
+    const Vocab& vocab = *model_.vocab;
+    const double now_gap = seconds_since(s.last_token);
+    s.last_token = Clock::now();
+    ++s.st->completion_tokens;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        ++stats_.generated_tokens;
+        if (!s.st->first_token) stats_.ttft.observe(seconds_since(j.submitted));
+        else if (s.generated > 0) stats_.inter_token.observe(now_gap);
+    }
+    s.st->first_token = true;
+    const bool end = !j.ignore_eos && (vocab.is_eog(id) || std::find(j.stop_tokens.begin(), j.stop_tokens.end(), id) != j.stop_tokens.end());
+    if (end) {
+        finish(s, "stop");
+        return;
+    }
+    ++s.generated;
+    s.history.push_back(id);
+    ++s.counts[id];
+
+    TokenEvent ev;
+    ev.choice = s.choice;
+    ev.id = id;
+    if (j.logprobs) {
+        const int64_t V = model_.config.n_vocab;
+        float mx = -INFINITY;
+        for (int64_t i = 0; i < V; ++i) mx = std::max(mx, logits[i]);
+        double sum = 0;
+        for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(logits[i] - mx));
+        const double lse = static_cast<double>(mx) + std::log(sum);
+        ev.chosen = {id, vocab.token_to_piece(id, true), static_cast<float>(logits[id] - lse)};
+        if (j.top_logprobs > 0) {
+            std::vector<int32_t> idx(static_cast<size_t>(V));
+            for (int64_t i = 0; i < V; ++i) idx[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+            const auto k = static_cast<std::ptrdiff_t>(std::min<int64_t>(j.top_logprobs, V));
+            std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                              [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+            for (std::ptrdiff_t i = 0; i < k; ++i)
+                ev.top.push_back({idx[static_cast<size_t>(i)], vocab.token_to_piece(idx[static_cast<size_t>(i)], true),
+                                  static_cast<float>(logits[idx[static_cast<size_t>(i)]] - lse)});
+        }
+    }
+    // Text: complete UTF-8 characters only, and never a part that may belong to a stop string.
+    std::string text = s.held + s.utf8.push(vocab.token_to_piece(id));
+    s.held.clear();
+    bool stopped = false;
+    if (!j.stop.empty()) {
+        size_t cut = std::string::npos;
+        for (const std::string& st : j.stop)
+            if (!st.empty()) cut = std::min(cut, text.find(st));
+        if (cut != std::string::npos) {
+            text.resize(cut);
+            stopped = true;
+        } else {
+            const size_t h = held_suffix(text, j.stop);
+            s.held = text.substr(text.size() - h);
+            text.resize(text.size() - h);
+        }
+    }
+    ev.text = std::move(text);
+    if (j.on_token) j.on_token(ev);
+    if (stopped) {
+        s.held.clear();
+        s.utf8 = Utf8Stream();
+        finish(s, "stop");
+    } else if (j.max_tokens >= 0 && s.generated >= j.max_tokens) {
+        finish(s, "length");
+    } else if (tf_->n_past_of(s.slot) >= n_ctx_) {
+        finish(s, "length");  // no room to feed this token
+    } else {
+        s.pending = id;
+    }
+}
+
+void Engine::finish(Seq& s, const std::string& reason) {
+    if (s.finished) return;
+    s.finished = true;
+    s.pending = -1;
+    const Job& j = *s.st->job;
+    if (reason != "cancelled") {  // what was held back (an unfinished character, a partial stop string) is text after all
+        std::string rest = s.held + s.utf8.flush();
+        if (!rest.empty() && j.on_token) {
+            TokenEvent ev;
+            ev.choice = s.choice;
+            ev.id = -1;
+            ev.text = std::move(rest);
+            j.on_token(ev);
+        }
+    }
+    if (j.on_finish) j.on_finish(s.choice, reason);
+    const bool last = --s.st->remaining == 0;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        stats_.kv_cells_used -= tf_->n_past_of(s.slot);
+        free_slots_.push_back(s.slot);
+        --stats_.slots_busy;
+        if (last) {
+            if (reason == "cancelled") ++stats_.jobs_cancelled;
+            else if (reason == "timeout") ++stats_.jobs_timed_out;
+            else ++stats_.jobs_done;
+        }
+    }
+    if (last && j.on_done) j.on_done(static_cast<int64_t>(j.prompt.size()), s.st->completion_tokens, "");
+    cv_.notify_all();
+}
+
+void Engine::release_finished() {
+    active_.erase(std::remove_if(active_.begin(), active_.end(), [](const std::unique_ptr<Seq>& s) { return s->finished; }), active_.end());
+}
+
+void Engine::step() {
+    for (auto& s : active_) {
+        if (s->finished) continue;
+        const Job& j = *s->st->job;
+        if (j.cancelled) finish(*s, "cancelled");
+        else if (j.timeout_s > 0 && seconds_since(j.submitted) > j.timeout_s) finish(*s, "timeout");
+    }
+    release_finished();
+    std::vector<int32_t> seqs, toks;
+    std::vector<Seq*> run;
+    for (auto& s : active_)
+        if (!s->finished && s->pending >= 0) {
+            seqs.push_back(s->slot);
+            toks.push_back(s->pending);
+            run.push_back(s.get());
+        }
+    if (run.empty()) return;
+    const int64_t V = model_.config.n_vocab, n = static_cast<int64_t>(run.size());
+    std::vector<float> logits(static_cast<size_t>(n * V));
+    try {
+        std::unique_lock<std::mutex> step_lock;
+        if (step_mutex_) step_lock = std::unique_lock<std::mutex>(*step_mutex_);
+        tf_->decode(seqs.data(), toks.data(), n, logits.data());
+    } catch (const std::exception& e) {
+        // Nothing in the batch can go on (this is a bug or out of memory): end every sequence, saying why.
+        for (Seq* s : run) {
+            s->pending = -1;
+            const Job& j = *s->st->job;
+            if (j.on_finish) j.on_finish(s->choice, "error");
+            s->finished = true;
+            const bool last = --s->st->remaining == 0;
+            {
+                std::lock_guard<std::mutex> lk(mu_);
+                stats_.kv_cells_used -= tf_->n_past_of(s->slot);
+                free_slots_.push_back(s->slot);
+                --stats_.slots_busy;
+                if (last) ++stats_.jobs_failed;
+            }
+            if (last && j.on_done) j.on_done(static_cast<int64_t>(j.prompt.size()), s->st->completion_tokens, e.what());
+        }
+        release_finished();
+        cv_.notify_all();
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        ++stats_.decode_steps;
+        stats_.kv_cells_used += n;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+        Seq& s = *run[static_cast<size_t>(i)];
+        s.pending = -1;
+        const float* l = logits.data() + i * V;
+        emit_token(s, pick(s, l), l);
+    }
+    release_finished();
+}
+
+}  // namespace llmforge

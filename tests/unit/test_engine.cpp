@@ -1,0 +1,341 @@
+// Continuous batching: the batch-invariant products, Transformer::decode against eval() alone, and the serving engine
+// (greedy output under load equals a lone request's; stop strings; n choices; cancellation; the bounded queue).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "llmforge/engine.h"
+#include "llmforge/error.h"
+#include "llmforge/kernels.h"
+#include "llmforge/model.h"
+#include "llmforge/transformer.h"
+
+using namespace llmforge;
+
+namespace {
+bool same_bits(const float* a, const float* b, size_t n) { return std::memcmp(a, b, n * sizeof(float)) == 0; }
+
+int32_t argmax(const float* l, int64_t n) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; ++i)
+        if (l[i] > l[best]) best = i;
+    return static_cast<int32_t>(best);
+}
+}  // namespace
+
+// Each output of matmul_rowwise is bit for bit what matvec gives for that row alone, whatever n is.
+TEST(Batching, RowwiseProductEqualsMatvecBitForBit) {
+    std::mt19937 rng(11);
+    std::normal_distribution<float> nd(0, 1);
+    ThreadPool pool(2);
+    int checked = 0;
+    for (const char* isa : {"scalar", "avx2", "avx512"}) {
+        if (!kernels::set_isa(isa)) continue;
+        for (DType t : {DType::F32, DType::F16, DType::BF16})
+            for (auto [rows, cols] : {std::pair<int, int>{7, 33}, {40, 256}, {13, 1000}})
+                for (int n : {2, 3, 4, 5, 9, 17}) {
+                    std::vector<float> w(static_cast<size_t>(rows * cols)), x(static_cast<size_t>(n * cols));
+                    for (auto& v : w) v = nd(rng);
+                    for (auto& v : x) v = nd(rng);
+                    std::vector<uint8_t> wb(w.size() * dtype_size(t));
+                    convert_from_f32(t, w.data(), wb.data(), w.size());
+                    std::vector<float> y(static_cast<size_t>(n * rows)), y1(static_cast<size_t>(rows));
+                    kernels::matmul_rowwise(t, wb.data(), x.data(), y.data(), n, rows, cols, pool);
+                    for (int i = 0; i < n; ++i) {
+                        kernels::matvec(t, wb.data(), x.data() + i * cols, y1.data(), rows, cols, pool);
+                        ASSERT_TRUE(same_bits(y1.data(), y.data() + i * rows, static_cast<size_t>(rows)))
+                            << isa << " " << dtype_name(t) << " " << rows << "x" << cols << " n=" << n << " row " << i;
+                        ++checked;
+                    }
+                }
+    }
+    EXPECT_GT(checked, 0);
+    kernels::set_isa("avx512") || kernels::set_isa("avx2") || kernels::set_isa("scalar");
+}
+
+// Four sequences decoded together — joining and leaving at different steps — give the logits each gets alone.
+TEST(Batching, DecodeEqualsEvalAloneBitForBit) {
+    ThreadPool pool(2);
+    for (const char* preset_name : {"llama-tiny", "gpt2-tiny"})
+        for (DType wt : {DType::F32, DType::F16})
+            for (DType kv : {DType::F16, DType::F32}) {
+                const Model m = init_random(preset(preset_name), wt, 7);
+                const int64_t V = m.config.n_vocab;
+                const std::vector<std::vector<int32_t>> prompts = {{1, 5, 9, 200}, {1, 17}, {1, 300, 301, 302, 303, 4, 5}, {1, 42, 43}};
+                const int steps = 12;
+                // alone: greedy continuation and the logits of every step
+                std::vector<std::vector<int32_t>> toks(4);
+                std::vector<std::vector<float>> alone(4);
+                for (int s = 0; s < 4; ++s) {
+                    Transformer tf(m, pool, 64, 512, kv);
+                    std::vector<float> l = tf.eval(prompts[s]);
+                    for (int k = 0; k < steps; ++k) {
+                        const int32_t t = argmax(l.data(), V);
+                        toks[s].push_back(t);
+                        l = tf.eval(&t, 1);
+                        alone[s].insert(alone[s].end(), l.begin(), l.end());
+                    }
+                }
+                // together: sequence s joins at step s and sequence 1 leaves after 6 steps
+                Transformer tf(m, pool, 64, 512, kv, 4);
+                std::vector<int> done(4, 0);
+                for (int round = 0; round < steps + 4; ++round) {
+                    if (round < 4) {
+                        tf.set_seq(round);
+                        tf.eval(prompts[round]);
+                    }
+                    std::vector<int32_t> seqs, in;
+                    for (int s = 0; s < 4 && s <= round; ++s)
+                        if (done[s] < steps && !(s == 1 && done[s] >= 6)) {
+                            seqs.push_back(s);
+                            in.push_back(toks[s][done[s]]);
+                        }
+                    if (seqs.empty()) continue;
+                    std::vector<float> out(seqs.size() * V);
+                    tf.decode(seqs.data(), in.data(), static_cast<int64_t>(seqs.size()), out.data());
+                    for (size_t i = 0; i < seqs.size(); ++i) {
+                        const int s = seqs[i];
+                        ASSERT_TRUE(same_bits(out.data() + i * V, alone[s].data() + done[s] * V, static_cast<size_t>(V)))
+                            << preset_name << " " << dtype_name(wt) << " kv " << dtype_name(kv) << " seq " << s << " step " << done[s];
+                        ++done[s];
+                    }
+                }
+                EXPECT_EQ(tf.n_past_of(0), static_cast<int64_t>(prompts[0].size()) + steps);
+                EXPECT_EQ(tf.n_past_of(1), static_cast<int64_t>(prompts[1].size()) + 6);
+            }
+}
+
+TEST(Batching, DecodeRejectsBadSteps) {
+    ThreadPool pool(1);
+    const Model m = init_random(preset("llama-tiny"), DType::F32, 1);
+    Transformer tf(m, pool, 8, 512, DType::F16, 2);
+    std::vector<float> out(2 * m.config.n_vocab);
+    const int32_t twice[2] = {0, 0}, toks[2] = {3, 4}, bad_tok[1] = {100000}, bad_seq[1] = {5};
+    EXPECT_THROW(tf.decode(twice, toks, 2, out.data()), Error);
+    EXPECT_THROW(tf.decode(twice, bad_tok, 1, out.data()), Error);
+    EXPECT_THROW(tf.decode(bad_seq, toks, 1, out.data()), Error);
+    tf.set_seq(1);
+    tf.eval(std::vector<int32_t>(8, 3));
+    const int32_t one[1] = {1};
+    EXPECT_THROW(tf.decode(one, toks, 1, out.data()), Error);  // its context is full
+}
+
+namespace {
+// Collects a job's events; wait() blocks until on_done.
+struct Collector {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    std::vector<std::string> text;
+    std::vector<std::vector<int32_t>> ids;
+    std::vector<std::string> finish;
+    std::vector<float> embedding;
+    int64_t prompt_tokens = -1, completion_tokens = -1;
+    std::string error;
+    JobPtr make(int n) {
+        text.assign(static_cast<size_t>(n), "");
+        ids.assign(static_cast<size_t>(n), {});
+        finish.assign(static_cast<size_t>(n), "");
+        auto j = std::make_shared<Job>();
+        j->n = n;
+        j->on_token = [this](const TokenEvent& e) {
+            std::lock_guard<std::mutex> lk(mu);
+            text[static_cast<size_t>(e.choice)] += e.text;
+            if (e.id >= 0) ids[static_cast<size_t>(e.choice)].push_back(e.id);
+        };
+        j->on_finish = [this](int c, const std::string& r) {
+            std::lock_guard<std::mutex> lk(mu);
+            finish[static_cast<size_t>(c)] = r;
+        };
+        j->on_embedding = [this](const std::vector<float>& e) { embedding = e; };
+        j->on_done = [this](int64_t p, int64_t c, const std::string& err) {
+            std::lock_guard<std::mutex> lk(mu);
+            prompt_tokens = p;
+            completion_tokens = c;
+            error = err;
+            done = true;
+            cv.notify_all();
+        };
+        return j;
+    }
+    void wait() {
+        std::unique_lock<std::mutex> lk(mu);
+        ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(60), [&] { return done; })) << "the job never finished";
+    }
+};
+
+JobPtr greedy(Collector& c, std::vector<int32_t> prompt, int max_tokens) {
+    JobPtr j = c.make(1);
+    j->prompt = std::move(prompt);
+    j->max_tokens = max_tokens;
+    j->sampling.temp = 0;
+    j->ignore_eos = true;
+    return j;
+}
+}  // namespace
+
+TEST(Engine, GreedyUnderLoadEqualsLoneRequests) {
+    ThreadPool pool(2);
+    const Model m = init_random(preset("llama-tiny"), DType::F16, 3);
+    EngineOptions opt;
+    opt.n_slots = 4;
+    opt.n_ctx = 96;
+    std::vector<std::vector<int32_t>> prompts;
+    for (int i = 0; i < 10; ++i) prompts.push_back({1, 10 + i, 20 + 3 * i, 7});
+    std::vector<std::vector<int32_t>> lone(prompts.size());
+    {
+        Engine e(m, pool, opt);
+        for (size_t i = 0; i < prompts.size(); ++i) {
+            Collector c;
+            ASSERT_TRUE(e.submit(greedy(c, prompts[i], 20 + static_cast<int>(i))));
+            c.wait();
+            lone[i] = c.ids[0];
+            EXPECT_EQ(c.finish[0], "length");
+            EXPECT_EQ(c.completion_tokens, 20 + static_cast<int64_t>(i));
+            EXPECT_EQ(c.prompt_tokens, 4);
+        }
+        EXPECT_EQ(e.stats().slots_busy, 0);
+    }
+    Engine e(m, pool, opt);
+    std::vector<Collector> cs(prompts.size());
+    for (size_t i = 0; i < prompts.size(); ++i) ASSERT_TRUE(e.submit(greedy(cs[i], prompts[i], 20 + static_cast<int>(i))));
+    for (size_t i = 0; i < prompts.size(); ++i) {
+        cs[i].wait();
+        EXPECT_EQ(cs[i].ids[0], lone[i]) << "request " << i << " " << cs[i].error << " " << cs[i].finish[0];
+    }
+    const EngineStats st = e.stats();
+    EXPECT_EQ(st.slots_busy, 0);
+    EXPECT_EQ(st.kv_cells_used, 0);
+    EXPECT_EQ(st.jobs_done, prompts.size());
+    EXPECT_LT(st.decode_steps, 10u * 25u);  // steps were shared
+}
+
+TEST(Engine, StopStringsChoicesCancelAndQueue) {
+    ThreadPool pool(2);
+    const Model m = init_random(preset("llama-tiny"), DType::F32, 5);
+    const Vocab& vocab = *m.vocab;
+    EngineOptions opt;
+    opt.n_slots = 3;
+    opt.n_ctx = 64;
+    opt.max_queue = 3;
+    Engine e(m, pool, opt);
+    // the greedy text without a stop string, then with a stop string taken from its middle
+    Collector a;
+    ASSERT_TRUE(e.submit(greedy(a, {1, 65, 66, 67}, 30)));
+    a.wait();
+    const std::string full = a.text[0];
+    ASSERT_EQ(full, vocab.decode(a.ids[0]));
+    ASSERT_GE(full.size(), 6u);
+    const std::string stop = full.substr(full.size() / 2, 3);
+    Collector b;
+    JobPtr jb = greedy(b, {1, 65, 66, 67}, 30);
+    jb->stop = {stop, "\x01never"};
+    ASSERT_TRUE(e.submit(jb));
+    b.wait();
+    EXPECT_EQ(b.finish[0], "stop");
+    EXPECT_EQ(b.text[0], full.substr(0, full.find(stop)));
+    // n = 3 sampled choices: three answers, reproducible with the seed
+    auto sampled = [&](Collector& c) {
+        JobPtr j = c.make(3);
+        j->prompt = {1, 70, 71};
+        j->max_tokens = 12;
+        j->sampling.temp = 1.0f;
+        j->sampling.top_k = 0;
+        j->sampling.min_p = 0;
+        j->sampling.top_p = 1;
+        j->sampling.seed = 99;
+        j->ignore_eos = true;
+        j->logprobs = true;
+        j->top_logprobs = 3;
+        return j;
+    };
+    Collector c1, c2;
+    ASSERT_TRUE(e.submit(sampled(c1)));
+    c1.wait();
+    ASSERT_TRUE(e.submit(sampled(c2)));
+    c2.wait();
+    EXPECT_EQ(c1.ids, c2.ids);
+    EXPECT_NE(c1.ids[0], c1.ids[1]);
+    EXPECT_EQ(c1.completion_tokens, 36);
+    // n larger than the slots, a prompt longer than a slot's context, an empty prompt: refused
+    Collector bad;
+    JobPtr jn = greedy(bad, {1, 2}, 3);
+    jn->n = 4;
+    EXPECT_THROW(e.submit(jn), Error);
+    EXPECT_THROW(e.submit(greedy(bad, std::vector<int32_t>(64, 3), 3)), Error);
+    EXPECT_THROW(e.submit(greedy(bad, {}, 3)), Error);
+    // cancellation frees the slot; the queue holds at most 2 waiting jobs
+    std::vector<Collector> longs(3);
+    std::vector<JobPtr> jobs;
+    for (auto& c : longs) {
+        jobs.push_back(greedy(c, {1, 80}, 60));
+        ASSERT_TRUE(e.submit(jobs.back()));
+    }
+    for (int i = 0; i < 2000 && e.stats().slots_busy < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_EQ(e.stats().slots_busy, 3);
+    std::vector<Collector> waiting(4);
+    int accepted = 0;
+    for (auto& c : waiting) accepted += e.submit(greedy(c, {1, 81}, 2)) ? 1 : 0;
+    EXPECT_EQ(accepted, 3);  // the fourth finds the queue full
+    for (auto& j : jobs) j->cancelled = true;
+    for (auto& c : longs) {
+        c.wait();
+        EXPECT_EQ(c.finish[0], "cancelled");
+    }
+    for (int i = 0; i < accepted; ++i) waiting[static_cast<size_t>(i)].wait();
+    const EngineStats st = e.stats();
+    EXPECT_EQ(st.slots_busy, 0);
+    EXPECT_EQ(st.queued, 0);
+    EXPECT_EQ(st.jobs_cancelled, 3u);
+}
+
+TEST(Engine, EmbeddingsAreNormalisedMeanOfFinalHiddenStates) {
+    ThreadPool pool(2);
+    const Model m = init_random(preset("llama-tiny"), DType::F32, 9);
+    const std::vector<int32_t> prompt = {1, 100, 101, 102, 103};
+    Transformer tf(m, pool, 64);
+    const std::vector<float> h = tf.embed(prompt.data(), 5);
+    const int64_t C = m.config.n_embd;
+    std::vector<double> mean(static_cast<size_t>(C), 0.0);
+    for (int64_t i = 0; i < 5; ++i)
+        for (int64_t c = 0; c < C; ++c) mean[c] += h[i * C + c] / 5.0;
+    double norm = 0;
+    for (double v : mean) norm += v * v;
+    norm = std::sqrt(norm);
+    // the hidden states are those behind the logits: the output matrix applied to the last row gives eval()'s logits
+    Transformer tf2(m, pool, 64);
+    const std::vector<float> logits = tf2.eval(prompt);
+    const Tensor& out = m.get("output.weight");
+    std::vector<float> w(static_cast<size_t>(out.numel()));
+    convert_to_f32(out.dtype, out.data, w.data(), w.size());
+    for (int64_t r = 0; r < m.config.n_vocab; r += 37) {
+        double s = 0;
+        for (int64_t c = 0; c < C; ++c) s += static_cast<double>(w[r * C + c]) * h[4 * C + c];
+        EXPECT_NEAR(s, logits[r], 1e-4);
+    }
+    EngineOptions opt;
+    opt.n_slots = 1;
+    opt.n_ctx = 64;
+    Engine e(m, pool, opt);
+    Collector c;
+    JobPtr j = c.make(1);
+    j->prompt = prompt;
+    j->embedding = true;
+    ASSERT_TRUE(e.submit(j));
+    c.wait();
+    ASSERT_EQ(c.embedding.size(), static_cast<size_t>(C));
+    double n2 = 0;
+    for (int64_t i = 0; i < C; ++i) {
+        EXPECT_NEAR(c.embedding[i], mean[i] / norm, 1e-6);
+        n2 += static_cast<double>(c.embedding[i]) * c.embedding[i];
+    }
+    EXPECT_NEAR(n2, 1.0, 1e-5);
+    EXPECT_EQ(c.prompt_tokens, 5);
+}
