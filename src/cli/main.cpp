@@ -85,6 +85,7 @@ int main(int argc, char** argv) {
     add_bleu(app);
     add_rouge(app);
     add_eval(app);
+    add_serve(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

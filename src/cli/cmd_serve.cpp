@@ -1,0 +1,150 @@
+// llmforge serve -m MODEL [-m MODEL2 ...]: the OpenAI-compatible HTTP server (src/server/), continuous batching over
+// --parallel slots per model (src/infer/engine.cpp).
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "cli/common.h"
+#include "llmforge/error.h"
+#include "llmforge/mmap_file.h"
+#include "server/api.h"
+#include "server/http.h"
+
+namespace llmforge::cli {
+
+namespace {
+std::string stem(const std::string& path) {
+    std::string s = path;
+    while (s.size() > 1 && s.back() == '/') s.pop_back();
+    const size_t slash = s.find_last_of('/');
+    if (slash != std::string::npos) s = s.substr(slash + 1);
+    const size_t dot = s.find_last_of('.');
+    if (dot != std::string::npos && dot > 0) s = s.substr(0, dot);
+    return s;
+}
+}  // namespace
+
+void add_serve(CLI::App& app) {
+    auto* cmd = app.add_subcommand("serve", "OpenAI-compatible server: chat/completions, completions, embeddings, models, metrics");
+    struct Opts {
+        std::vector<std::string> models, aliases, keys;
+        std::string host = "127.0.0.1", cors, tpl, cache_type = "f16", tokenizer;
+        int port = 8080, parallel = 4, queue = 64, max_concurrent = 0, io_threads = 2;
+        int threads = ThreadPool::default_threads();
+        int64_t ctx = 0, batch = 512;
+        int32_t max_tokens = 0;
+        double timeout = 600, shutdown_timeout = 30;
+        size_t max_body = 8u << 20;
+        bool no_log = false, no_mmap = false;
+    };
+    auto o = std::make_shared<Opts>();
+    cmd->add_option("-m,--model", o->models, "model file (give -m several times to serve several models)")->required();
+    cmd->add_option("-a,--alias", o->aliases, "the name clients use for each model, in -m order (default: the file name without extension)");
+    cmd->add_option("--host", o->host, "address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)");
+    cmd->add_option("--port", o->port, "port (0: any free port, printed at start)");
+    cmd->add_option("--api-key", o->keys, "accepted API key (Bearer); give several times for several keys. Without one, no authentication");
+    cmd->add_option("--parallel,--np", o->parallel, "sequences decoded together per model (KV-cache slots)");
+    cmd->add_option("-c,--ctx-size", o->ctx, "context of each slot in tokens (0: the model's, at most 4096)");
+    cmd->add_option("-b,--batch-size", o->batch, "prompt tokens per forward pass");
+    cmd->add_option("-t,--threads", o->threads, "compute threads");
+    cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 or f32");
+    cmd->add_option("--queue", o->queue, "requests that may wait for a slot per model; beyond, 503");
+    cmd->add_option("--max-concurrent", o->max_concurrent, "requests answered at once; beyond, 429 (0: 2 × slots + 64 per model)");
+    cmd->add_option("--max-tokens", o->max_tokens, "cap on max_tokens of a request (0: the context)");
+    cmd->add_option("--timeout", o->timeout, "seconds a request may take, queue included; then it ends with finish_reason \"length\"");
+    cmd->add_option("--max-body", o->max_body, "largest request body in bytes; beyond, 413");
+    cmd->add_option("--cors", o->cors, "allow cross-origin requests from this origin ('*': any)");
+    cmd->add_option("--template", o->tpl, "chat template (Jinja file, tokenizer_config.json or GGUF) instead of the model's");
+    cmd->add_option("--io-threads", o->io_threads, "HTTP I/O threads");
+    cmd->add_option("--shutdown-timeout", o->shutdown_timeout, "on SIGTERM/SIGINT, seconds to let running requests finish before cancelling them");
+    cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
+    cmd->add_flag("--no-access-log", o->no_log, "no JSON access-log line per request on stderr");
+    cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
+    cmd->callback([o] {
+        if (!o->aliases.empty() && o->aliases.size() != o->models.size())
+            throw_bad_input("--alias: give one name per -m model (%zu models, %zu names)", o->models.size(), o->aliases.size());
+        if (o->port < 0 || o->port > 65535) throw_bad_input("--port must be between 0 and 65535");
+        for (const auto& k : o->keys)
+            if (k.empty()) throw_bad_input("--api-key: an API key cannot be empty");
+        ThreadPool pool(o->threads);
+        std::mutex step_mutex;  // the models share the compute threads: one forward pass at a time
+        std::vector<server::ServedModel> models;
+        models.reserve(o->models.size());
+        const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+        for (size_t i = 0; i < o->models.size(); ++i) {
+            server::ServedModel sm;
+            sm.id = o->aliases.empty() ? stem(o->models[i]) : o->aliases[i];
+            for (const auto& other : models)
+                if (other.id == sm.id) throw_bad_input("two models are both called '%s': name them with --alias", sm.id.c_str());
+            sm.model = std::make_unique<Model>(load_for_cli(o->models[i], o->tokenizer, true, !o->no_mmap));
+            sm.chat = std::make_unique<ChatFormat>(*sm.model->vocab, o->tpl.empty() ? std::string() : load_chat_template(o->tpl));
+            sm.stop_tokens = sm.chat->stop_tokens();
+            EngineOptions eo;
+            eo.n_slots = o->parallel;
+            eo.n_ctx = o->ctx;
+            eo.n_batch = o->batch;
+            eo.kv_type = parse_cache_type(o->cache_type);
+            eo.max_queue = o->queue;
+            sm.engine = std::make_unique<Engine>(*sm.model, pool, eo, &step_mutex);
+            sm.created = created;
+            models.push_back(std::move(sm));
+        }
+        server::ApiOptions ao;
+        ao.api_keys = o->keys;
+        ao.cors_origin = o->cors;
+        ao.max_concurrent = o->max_concurrent;
+        ao.max_tokens_limit = o->max_tokens;
+        ao.timeout_s = o->timeout;
+        server::Api api(models, ao);
+        http::ServerOptions so;
+        so.host = o->host;
+        so.port = o->port;
+        so.max_body = o->max_body;
+        so.io_threads = o->io_threads;
+        so.access_log = !o->no_log;
+        so.too_large = [](size_t limit) {
+            return http::Response{413, "application/json",
+                                  server::Api::error_body("The request body is too large: this server takes at most " + std::to_string(limit) + " bytes.",
+                                                          "invalid_request_error", "", "request_too_large"),
+                                  {}};
+        };
+        http::Server srv(so, [&api](const http::Request& r, const http::ExchangePtr& ex) { api.handle(r, ex); });
+        api.set_connections_fn([&srv] { return srv.connections(); });
+        std::atomic<int> signals{0};
+        std::thread shutdown;
+        srv.on_signal([&](int sig) {
+            if (signals++ > 0) {  // a second signal: stop now
+                std::fprintf(stderr, "llmforge: signal %d again: stopping now\n", sig);
+                for (auto& m : models) m.engine->shutdown(true);
+                srv.stop();
+                return;
+            }
+            std::fprintf(stderr, "llmforge: signal %d: no new requests; letting %d running request(s) finish (at most %.0f s)\n", sig, api.in_flight(),
+                         o->shutdown_timeout);
+            api.set_draining();
+            srv.stop_accepting();
+            shutdown = std::thread([&] {
+                const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o->shutdown_timeout * 1000));
+                while (api.in_flight() > 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                if (api.in_flight() > 0) std::fprintf(stderr, "llmforge: cancelling %d request(s) still running\n", api.in_flight());
+                for (auto& m : models) m.engine->shutdown(true);
+                // let the cancelled answers be written
+                for (int i = 0; i < 100 && api.in_flight() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                srv.stop();
+            });
+        });
+        for (const auto& m : models)
+            std::fprintf(stderr, "llmforge: model '%s': %d slots × %lld tokens\n", m.id.c_str(), m.engine->n_slots(),
+                         static_cast<long long>(m.engine->slot_ctx()));
+        std::fprintf(stderr, "llmforge: listening on http://%s:%d%s\n", o->host.c_str(), srv.port(), o->keys.empty() ? "" : " (API key required)");
+        std::fflush(stderr);
+        srv.run();
+        if (shutdown.joinable()) shutdown.join();
+        for (auto& m : models) m.engine->shutdown(true);
+        std::fprintf(stderr, "llmforge: server stopped\n");
+    });
+}
+
+}  // namespace llmforge::cli

@@ -1,0 +1,964 @@
+#include "server/api.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "llmforge/error.h"
+#include "llmforge/utf8.h"
+
+namespace llmforge::server {
+
+using json = nlohmann::ordered_json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// An error answered in OpenAI's shape.
+struct ApiError {
+    int status;
+    std::string message, type, param, code;
+};
+[[noreturn]] void bad(const std::string& msg, const std::string& param = "", const std::string& code = "") {
+    throw ApiError{400, msg, "invalid_request_error", param, code};
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+const char* kind(const json& v) {
+    if (v.is_null()) return "null";
+    if (v.is_boolean()) return "a boolean";
+    if (v.is_number()) return "a number";
+    if (v.is_string()) return "a string";
+    if (v.is_array()) return "an array";
+    return "an object";
+}
+[[noreturn]] void wrong_type(const std::string& name, const char* expected, const json& v) {
+    bad("Invalid type for '" + name + "': expected " + expected + ", but got " + kind(v) + " instead.", name, "invalid_type");
+}
+bool has(const json& b, const char* k) { return b.contains(k) && !b[k].is_null(); }
+
+double number(const json& b, const char* k, double dflt, double lo, double hi) {
+    if (!has(b, k)) return dflt;
+    const json& v = b[k];
+    if (!v.is_number()) wrong_type(k, "a decimal", v);
+    const double x = v.get<double>();
+    if (!std::isfinite(x) || x < lo || x > hi) {
+        char buf[200];
+        std::snprintf(buf, sizeof buf, "Invalid '%s': expected a value between %g and %g, but got %g instead.", k, lo, hi, x);
+        bad(buf, k, x < lo ? "decimal_below_min_value" : "decimal_above_max_value");
+    }
+    return x;
+}
+int64_t integer(const json& b, const char* k, int64_t dflt, int64_t lo, int64_t hi) {
+    if (!has(b, k)) return dflt;
+    const json& v = b[k];
+    if (!v.is_number_integer()) wrong_type(k, "an integer", v);
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) bad(std::string("Invalid '") + k + "': the integer is too large.", k, "integer_above_max_value");
+    const int64_t x = v.get<int64_t>();
+    if (x < lo || x > hi)
+        bad(std::string("Invalid '") + k + "': expected a value between " + std::to_string(lo) + " and " + std::to_string(hi) + ", but got " +
+                std::to_string(x) + " instead.",
+            k, x < lo ? "integer_below_min_value" : "integer_above_max_value");
+    return x;
+}
+bool boolean(const json& b, const char* k, bool dflt) {
+    if (!has(b, k)) return dflt;
+    if (!b[k].is_boolean()) wrong_type(k, "a boolean", b[k]);
+    return b[k].get<bool>();
+}
+
+std::string random_id(const char* prefix) {
+    static thread_local std::mt19937_64 rng(std::random_device{}());
+    static const char* al = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    std::string s = prefix;
+    for (int i = 0; i < 24; ++i) s += al[rng() % 62];
+    return s;
+}
+int64_t unix_now() { return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+
+json bytes_of(const std::string& s) {
+    json a = json::array();
+    for (unsigned char c : s) a.push_back(static_cast<int>(c));
+    return a;
+}
+// A token's text for JSON: its bytes with any broken UTF-8 replaced (the exact bytes go in "bytes").
+std::string token_text(const std::string& bytes) {
+    if (utf8_valid(bytes)) return bytes;
+    Utf8Stream s;
+    return s.push(bytes) + s.flush();
+}
+
+std::string base64(const void* data, size_t n) {
+    static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const auto* p = static_cast<const unsigned char*>(data);
+    std::string o;
+    o.reserve((n + 2) / 3 * 4);
+    for (size_t i = 0; i < n; i += 3) {
+        const uint32_t v = (p[i] << 16) | (i + 1 < n ? p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        o += t[(v >> 18) & 63];
+        o += t[(v >> 12) & 63];
+        o += i + 1 < n ? t[(v >> 6) & 63] : '=';
+        o += i + 2 < n ? t[v & 63] : '=';
+    }
+    return o;
+}
+
+json parse_body(const http::Request& req) {
+    json b;
+    try {
+        b = json::parse(req.body);
+    } catch (const std::exception&) {
+        bad("We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The "
+            "OpenAI API expects a JSON payload, but what was sent was not valid JSON.)");
+    }
+    if (!b.is_object()) bad("The request body must be a JSON object.");
+    return b;
+}
+
+// The text of a message's content: a string, or an array of {"type": "text", "text": ...} parts.
+std::string content_text(const json& c, size_t i) {
+    const std::string param = "messages[" + std::to_string(i) + "].content";
+    if (c.is_string()) return c.get<std::string>();
+    if (c.is_null()) return "";
+    if (!c.is_array()) wrong_type(param, "a string or an array of content parts", c);
+    std::string s;
+    for (const json& p : c) {
+        if (!p.is_object() || !p.contains("type") || !p["type"].is_string()) bad("Invalid content part in '" + param + "'.", param, "invalid_value");
+        const std::string t = p["type"].get<std::string>();
+        if (t != "text") bad("Content parts of type '" + t + "' are not supported: this server takes text only.", param, "invalid_value");
+        if (!p.contains("text") || !p["text"].is_string()) bad("A text content part needs a string 'text'.", param, "invalid_value");
+        s += p["text"].get<std::string>();
+    }
+    return s;
+}
+
+json check_messages(const json& b) {
+    if (!b.contains("messages")) bad("Missing required parameter: 'messages'.", "messages", "missing_required_parameter");
+    const json& ms = b["messages"];
+    if (!ms.is_array()) wrong_type("messages", "an array", ms);
+    if (ms.empty()) bad("Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.", "messages",
+                        "empty_array");
+    json out = json::array();
+    for (size_t i = 0; i < ms.size(); ++i) {
+        const json& m = ms[i];
+        const std::string p = "messages[" + std::to_string(i) + "]";
+        if (!m.is_object()) wrong_type(p, "an object", m);
+        if (!m.contains("role")) bad("Missing required parameter: '" + p + ".role'.", p + ".role", "missing_required_parameter");
+        if (!m["role"].is_string()) wrong_type(p + ".role", "a string", m["role"]);
+        std::string role = m["role"].get<std::string>();
+        if (role == "developer") role = "system";
+        if (role != "system" && role != "user" && role != "assistant" && role != "tool")
+            bad("Invalid value: '" + role + "'. Supported values are: 'system', 'developer', 'user', 'assistant' and 'tool'.", p + ".role",
+                "invalid_value");
+        if (!m.contains("content") && role != "assistant")
+            bad("Missing required parameter: '" + p + ".content'.", p + ".content", "missing_required_parameter");
+        const std::string text = m.contains("content") ? content_text(m["content"], i) : "";
+        if (!utf8_valid(text)) bad("Invalid '" + p + ".content': not valid UTF-8.", p + ".content", "invalid_value");
+        out.push_back({{"role", role}, {"content", text}});
+    }
+    return out;
+}
+
+std::vector<std::string> stop_strings(const json& b) {
+    std::vector<std::string> out;
+    if (!has(b, "stop")) return out;
+    const json& s = b["stop"];
+    if (s.is_string()) out.push_back(s.get<std::string>());
+    else if (s.is_array()) {
+        if (s.size() > 4) bad("Invalid 'stop': at most 4 stop sequences.", "stop", "array_above_max_length");
+        for (const json& x : s) {
+            if (!x.is_string()) wrong_type("stop", "a string or an array of strings", s);
+            out.push_back(x.get<std::string>());
+        }
+    } else {
+        wrong_type("stop", "a string or an array of strings", s);
+    }
+    out.erase(std::remove(out.begin(), out.end(), std::string()), out.end());
+    return out;
+}
+
+// Sampling and length settings shared by both completion endpoints.
+void read_sampling(const json& b, Job& j, bool chat) {
+    SamplerParams& s = j.sampling;
+    s.temp = static_cast<float>(number(b, "temperature", 1.0, 0.0, 2.0));
+    s.top_p = static_cast<float>(number(b, "top_p", 1.0, 0.0, 1.0));
+    s.top_k = static_cast<int32_t>(integer(b, "top_k", 0, 0, 1 << 30));       // llama.cpp's extensions
+    s.min_p = static_cast<float>(number(b, "min_p", 0.0, 0.0, 1.0));
+    s.repeat_penalty = static_cast<float>(number(b, "repeat_penalty", 1.0, 0.0, 10.0));
+    s.repeat_last_n = static_cast<int32_t>(integer(b, "repeat_last_n", 64, -1, 1 << 30));
+    s.seed = has(b, "seed") ? static_cast<uint64_t>(integer(b, "seed", 0, INT64_MIN, INT64_MAX)) : std::random_device{}();
+    j.presence_penalty = static_cast<float>(number(b, "presence_penalty", 0.0, -2.0, 2.0));
+    j.frequency_penalty = static_cast<float>(number(b, "frequency_penalty", 0.0, -2.0, 2.0));
+    j.n = static_cast<int>(integer(b, "n", 1, 1, 128));
+    j.stop = stop_strings(b);
+    j.ignore_eos = boolean(b, "ignore_eos", false);
+    const char* mt = chat && has(b, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+    j.max_tokens = static_cast<int32_t>(integer(b, mt, -1, 1, INT32_MAX));
+    if (chat) {
+        j.logprobs = boolean(b, "logprobs", false);
+        j.top_logprobs = static_cast<int>(integer(b, "top_logprobs", 0, 0, 20));
+        if (j.top_logprobs > 0 && !j.logprobs) bad("Invalid 'top_logprobs': 'logprobs' must be true to use it.", "top_logprobs", "invalid_value");
+    } else if (has(b, "logprobs")) {
+        j.top_logprobs = static_cast<int>(integer(b, "logprobs", 0, 0, 5));
+        j.logprobs = true;
+    }
+    if (has(b, "best_of") && integer(b, "best_of", 1, 1, 128) != j.n) bad("'best_of' different from 'n' is not supported.", "best_of", "invalid_value");
+    if (has(b, "tools") || has(b, "functions")) bad("Tool calling is not supported by this server.", has(b, "tools") ? "tools" : "functions", "invalid_value");
+    if (has(b, "response_format")) {
+        const json& rf = b["response_format"];
+        if (!rf.is_object() || !rf.contains("type") || rf["type"] != "text")
+            bad("Only response_format {\"type\": \"text\"} is supported by this server.", "response_format", "invalid_value");
+    }
+}
+
+void check_length(const ServedModel& sm, Job& j, int32_t cap) {
+    const int64_t ctx = sm.engine->slot_ctx(), p = static_cast<int64_t>(j.prompt.size());
+    if (p == 0) bad("The prompt is empty.", "messages", "invalid_value");
+    if (p + std::max<int64_t>(j.max_tokens, 1) > ctx)
+        bad("This model's maximum context length is " + std::to_string(ctx) + " tokens. However, you requested " +
+                std::to_string(p + std::max<int64_t>(j.max_tokens, 0)) + " tokens (" + std::to_string(p) + " in the messages, " +
+                std::to_string(std::max<int64_t>(j.max_tokens, 0)) + " in the completion). Please reduce the length of the messages or completion.",
+            "messages", "context_length_exceeded");
+    if (cap > 0 && (j.max_tokens < 0 || j.max_tokens > cap)) j.max_tokens = cap;
+    if (j.n > sm.engine->n_slots())
+        bad("Invalid 'n': this server answers at most " + std::to_string(sm.engine->n_slots()) + " choices per request.", "n", "integer_above_max_value");
+}
+
+std::string finish_reason(const std::string& r) {
+    if (r == "stop") return "stop";
+    return "length";  // "length", "timeout"
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------ counters (/metrics)
+struct Api::Counters {
+    std::mutex mu;
+    std::map<std::pair<std::string, int>, uint64_t> requests;  // (endpoint, status) → count
+    std::map<std::string, Histogram> duration;                // endpoint → seconds
+};
+
+Api::Api(std::vector<ServedModel>& models, const ApiOptions& opt) : models_(models), opt_(opt), counters_(std::make_shared<Counters>()) {
+    if (opt_.max_concurrent <= 0) {
+        int total = 0;
+        for (auto& m : models_) total += m.engine->n_slots() * 2 + 64;
+        opt_.max_concurrent = total;
+    }
+}
+
+std::string Api::error_body(const std::string& message, const std::string& type, const std::string& param, const std::string& code) {
+    json e = {{"message", message}, {"type", type}, {"param", param.empty() ? json(nullptr) : json(param)}, {"code", code.empty() ? json(nullptr) : json(code)}};
+    return dump(json{{"error", e}});
+}
+
+void Api::count(const std::string& endpoint, int status) {
+    std::lock_guard<std::mutex> lk(counters_->mu);
+    ++counters_->requests[{endpoint, status}];
+}
+
+void Api::reply(const http::ExchangePtr& ex, int status, const std::string& body, const std::string& endpoint, const std::string& type) {
+    http::Response r;
+    r.status = status;
+    r.body = body;
+    r.content_type = type;
+    if (!opt_.cors_origin.empty()) r.headers.emplace_back("Access-Control-Allow-Origin", opt_.cors_origin);
+    if (status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    count(endpoint, status);
+    ex->reply(std::move(r));
+}
+
+ServedModel* Api::find_model(const std::string& id) {
+    for (auto& m : models_)
+        if (m.id == id) return &m;
+    return nullptr;
+}
+
+void Api::handle(const http::Request& req, const http::ExchangePtr& ex) {
+    const std::string& path = req.path;
+    std::string endpoint = path;
+    try {
+        if (req.method == "OPTIONS") {  // CORS preflight
+            http::Response r;
+            r.status = 204;
+            r.content_type = "text/plain";
+            if (!opt_.cors_origin.empty()) {
+                r.headers = {{"Access-Control-Allow-Origin", opt_.cors_origin},
+                             {"Access-Control-Allow-Methods", "GET, POST, OPTIONS"},
+                             {"Access-Control-Allow-Headers", "Authorization, Content-Type"},
+                             {"Access-Control-Max-Age", "86400"}};
+            }
+            count("OPTIONS", 204);
+            return ex->reply(std::move(r));
+        }
+        if (path == "/health") {
+            if (draining_) return reply(ex, 503, dump(json{{"status", "shutting down"}}), "/health");
+            return reply(ex, 200, dump(json{{"status", "ok"}}), "/health");
+        }
+        if (!opt_.api_keys.empty()) {
+            const std::string auth = req.header("authorization");
+            const std::string key = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : std::string();
+            if (std::find(opt_.api_keys.begin(), opt_.api_keys.end(), key) == opt_.api_keys.end()) {
+                const std::string shown = key.size() > 8 ? key.substr(0, 3) + "*****" + key.substr(key.size() - 4) : std::string(key.empty() ? "" : "*****");
+                throw ApiError{401,
+                               key.empty() ? "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer "
+                                             "auth (i.e. Authorization: Bearer YOUR_KEY)."
+                                           : "Incorrect API key provided: " + shown + ".",
+                               "invalid_request_error", "", "invalid_api_key"};
+            }
+        }
+        auto method_is = [&](const char* m) {
+            if (req.method != m) throw ApiError{405, "Method " + req.method + " is not allowed on " + path + ".", "invalid_request_error", "", "method_not_allowed"};
+        };
+        if (path == "/metrics") {
+            method_is("GET");
+            return metrics(ex);
+        }
+        if (path == "/v1/models" || path.rfind("/v1/models/", 0) == 0) {
+            method_is("GET");
+            endpoint = "/v1/models";
+            return models(req, ex);
+        }
+        const bool gen = path == "/v1/chat/completions" || path == "/chat/completions" || path == "/v1/completions" || path == "/completions" ||
+                         path == "/v1/embeddings" || path == "/embeddings";
+        if (!gen)
+            throw ApiError{404, "Unknown request URL: " + req.method + " " + path + ". Please check the URL for typos.", "invalid_request_error", "",
+                           "unknown_url"};
+        method_is("POST");
+        endpoint = path.rfind("/v1", 0) == 0 ? path : "/v1" + path;
+        if (draining_) throw ApiError{503, "The server is shutting down.", "server_error", "", "shutting_down"};
+        if (in_flight_.fetch_add(1) >= opt_.max_concurrent) {
+            --in_flight_;
+            throw ApiError{429, "Too many concurrent requests: this server answers " + std::to_string(opt_.max_concurrent) + " at once.",
+                           "requests", "", "rate_limit_exceeded"};
+        }
+        try {
+            if (endpoint == "/v1/chat/completions") chat_completions(req, ex);
+            else if (endpoint == "/v1/completions") completions(req, ex);
+            else embeddings(req, ex);
+        } catch (...) {
+            --in_flight_;
+            throw;
+        }
+    } catch (const ApiError& e) {
+        reply(ex, e.status, error_body(e.message, e.type, e.param, e.code), endpoint);
+    } catch (const Error& e) {  // bad input found deeper (template, tokenizer, engine checks)
+        reply(ex, e.kind() == ErrorKind::BadInput ? 400 : 500, error_body(e.what(), e.kind() == ErrorKind::BadInput ? "invalid_request_error" : "server_error"),
+              endpoint);
+    } catch (const std::exception& e) {
+        reply(ex, 500, error_body(std::string("internal error: ") + e.what(), "server_error"), endpoint);
+    }
+}
+
+void Api::models(const http::Request& req, const http::ExchangePtr& ex) {
+    auto one = [](const ServedModel& m) {
+        return json{{"id", m.id}, {"object", "model"}, {"created", m.created}, {"owned_by", "llmforge"},
+                    {"meta", {{"n_ctx_slot", m.engine->slot_ctx()}, {"slots", m.engine->n_slots()}, {"n_params", m.model->config.n_params()},
+                              {"n_vocab", m.model->config.n_vocab}, {"n_embd", m.model->config.n_embd}}}};
+    };
+    if (req.path.size() > 11) {
+        const std::string id = req.path.substr(11);
+        const ServedModel* m = find_model(id);
+        if (!m) throw ApiError{404, "The model '" + id + "' does not exist", "invalid_request_error", "model", "model_not_found"};
+        return reply(ex, 200, dump(one(*m)), "/v1/models");
+    }
+    json data = json::array();
+    for (const auto& m : models_) data.push_back(one(m));
+    reply(ex, 200, dump(json{{"object", "list"}, {"data", data}}), "/v1/models");
+}
+
+// ------------------------------------------------------------------------------------------------ generation requests
+namespace {
+
+// Everything one HTTP request's jobs accumulate, guarded by mu (the engine's thread writes, the answer is built once).
+struct Gather {
+    std::mutex mu;
+    int jobs_left = 0;
+    int64_t prompt_tokens = 0, completion_tokens = 0;
+    std::string error;
+    int error_status = 500;
+    struct Choice {
+        std::string text, finish;
+        json logprobs = json::array();  // chat: content entries; completions: filled from the parallel arrays below
+        std::vector<std::string> tokens;
+        std::vector<float> token_logprobs;
+        std::vector<json> top;
+        std::vector<int64_t> offsets;
+        bool started = false;  // streaming: the role chunk was sent
+    };
+    std::vector<Choice> choices;
+    std::vector<std::vector<float>> embeddings;
+    Clock::time_point t0 = Clock::now();
+};
+
+json chat_logprob_entry(const TokenEvent& e) {
+    json top = json::array();
+    for (const auto& t : e.top) top.push_back({{"token", token_text(t.bytes)}, {"logprob", t.logprob}, {"bytes", bytes_of(t.bytes)}});
+    return {{"token", token_text(e.chosen.bytes)}, {"logprob", e.chosen.logprob}, {"bytes", bytes_of(e.chosen.bytes)}, {"top_logprobs", top}};
+}
+
+}  // namespace
+
+void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex) {
+    const json b = parse_body(req);
+    if (!has(b, "model")) bad("you must provide a model parameter", "model", "missing_required_parameter");
+    if (!b["model"].is_string()) wrong_type("model", "a string", b["model"]);
+    const json messages = check_messages(b);
+    ServedModel* sm = find_model(b["model"].get<std::string>());
+    if (!sm) throw ApiError{404, "The model '" + b["model"].get<std::string>() + "' does not exist or you do not have access to it.", "invalid_request_error", "model",
+                            "model_not_found"};
+    auto job = std::make_shared<Job>();
+    read_sampling(b, *job, true);
+    const bool stream = boolean(b, "stream", false);
+    bool include_usage = false;
+    if (has(b, "stream_options")) {
+        if (!b["stream_options"].is_object()) wrong_type("stream_options", "an object", b["stream_options"]);
+        if (!stream) bad("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options", "invalid_value");
+        include_usage = boolean(b["stream_options"], "include_usage", false);
+    }
+    try {
+        job->prompt = sm->chat->encode_prompt(messages);
+    } catch (const Error& e) {
+        bad(e.what(), "messages", "invalid_value");
+    }
+    job->stop_tokens = sm->stop_tokens;
+    job->timeout_s = opt_.timeout_s;
+    check_length(*sm, *job, opt_.max_tokens_limit);
+
+    auto g = std::make_shared<Gather>();
+    g->jobs_left = 1;
+    g->choices.resize(static_cast<size_t>(job->n));
+    const std::string id = random_id("chatcmpl-"), model_id = sm->id;
+    const int64_t created = unix_now();
+    auto counters = counters_;
+    auto* self = this;
+    const std::string cors = opt_.cors_origin;
+    auto chunk = [=](json choices, const json& usage, bool with_usage) {
+        json c = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model_id}, {"system_fingerprint", "llmforge"},
+                  {"choices", std::move(choices)}};
+        if (with_usage) c["usage"] = usage;
+        return "data: " + dump(c) + "\n\n";
+    };
+    if (stream) {
+        std::vector<std::pair<std::string, std::string>> hs;
+        if (!cors.empty()) hs.emplace_back("Access-Control-Allow-Origin", cors);
+        ex->begin_stream(200, hs);
+        job->on_token = [=](const TokenEvent& e) {
+            std::lock_guard<std::mutex> lk(g->mu);
+            auto& c = g->choices[static_cast<size_t>(e.choice)];
+            if (!c.started) {
+                c.started = true;
+                ex->send(chunk(json::array({{{"index", e.choice}, {"delta", {{"role", "assistant"}, {"content", ""}, {"refusal", nullptr}}},
+                                             {"logprobs", nullptr}, {"finish_reason", nullptr}}}),
+                               nullptr, include_usage));
+            }
+            if (e.text.empty() && !(job->logprobs && e.id >= 0)) return;
+            json lp = nullptr;
+            if (job->logprobs && e.id >= 0) lp = {{"content", json::array({chat_logprob_entry(e)})}, {"refusal", nullptr}};
+            ex->send(chunk(json::array({{{"index", e.choice}, {"delta", {{"content", e.text}}}, {"logprobs", lp}, {"finish_reason", nullptr}}}), nullptr,
+                           include_usage));
+        };
+        job->on_finish = [=](int choice, const std::string& reason) {
+            if (reason == "cancelled" || reason == "error") return;
+            std::lock_guard<std::mutex> lk(g->mu);
+            auto& c = g->choices[static_cast<size_t>(choice)];
+            if (!c.started) {
+                c.started = true;
+                ex->send(chunk(json::array({{{"index", choice}, {"delta", {{"role", "assistant"}, {"content", ""}, {"refusal", nullptr}}},
+                                             {"logprobs", nullptr}, {"finish_reason", nullptr}}}),
+                               nullptr, include_usage));
+            }
+            ex->send(chunk(json::array({{{"index", choice}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", finish_reason(reason)}}}),
+                           nullptr, include_usage));
+        };
+        job->on_done = [=](int64_t p, int64_t c, const std::string& err) {
+            if (!err.empty() && err != "cancelled") ex->send("data: " + error_body(err, "server_error") + "\n\n");
+            if (include_usage)
+                ex->send(chunk(json::array(), {{"prompt_tokens", p}, {"completion_tokens", c}, {"total_tokens", p + c}}, true));
+            ex->send("data: [DONE]\n\n");
+            ex->end();
+            ex->log_fields("\"model\":\"" + model_id + "\",\"prompt_tokens\":" + std::to_string(p) + ",\"completion_tokens\":" + std::to_string(c));
+            {
+                std::lock_guard<std::mutex> lk(counters->mu);
+                ++counters->requests[{"/v1/chat/completions", 200}];
+                counters->duration.try_emplace("/v1/chat/completions", std::vector<double>{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300})
+                    .first->second.observe(std::chrono::duration<double>(Clock::now() - g->t0).count());
+            }
+            --self->in_flight_;
+        };
+    } else {
+        job->on_token = [=](const TokenEvent& e) {
+            std::lock_guard<std::mutex> lk(g->mu);
+            auto& c = g->choices[static_cast<size_t>(e.choice)];
+            c.text += e.text;
+            if (job->logprobs && e.id >= 0) c.logprobs.push_back(chat_logprob_entry(e));
+        };
+        job->on_finish = [=](int choice, const std::string& reason) {
+            std::lock_guard<std::mutex> lk(g->mu);
+            g->choices[static_cast<size_t>(choice)].finish = finish_reason(reason);
+        };
+        job->on_done = [=](int64_t p, int64_t c, const std::string& err) {
+            int status = 200;
+            std::string body;
+            {
+                std::lock_guard<std::mutex> lk(g->mu);
+                if (!err.empty()) {
+                    status = err == "cancelled" ? 499 : 500;
+                    body = error_body(err, "server_error");
+                } else {
+                    json choices = json::array();
+                    for (size_t i = 0; i < g->choices.size(); ++i) {
+                        const auto& ch = g->choices[i];
+                        choices.push_back({{"index", i},
+                                           {"message", {{"role", "assistant"}, {"content", ch.text}, {"refusal", nullptr}}},
+                                           {"logprobs", job->logprobs ? json{{"content", ch.logprobs}, {"refusal", nullptr}} : json(nullptr)},
+                                           {"finish_reason", ch.finish}});
+                    }
+                    body = dump(json{{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model_id},
+                                     {"system_fingerprint", "llmforge"}, {"choices", choices},
+                                     {"usage", {{"prompt_tokens", p}, {"completion_tokens", c}, {"total_tokens", p + c}}}});
+                }
+            }
+            ex->log_fields("\"model\":\"" + model_id + "\",\"prompt_tokens\":" + std::to_string(p) + ",\"completion_tokens\":" + std::to_string(c));
+            http::Response r;
+            r.status = status;
+            r.body = std::move(body);
+            if (!cors.empty()) r.headers.emplace_back("Access-Control-Allow-Origin", cors);
+            ex->reply(std::move(r));
+            {
+                std::lock_guard<std::mutex> lk(counters->mu);
+                ++counters->requests[{"/v1/chat/completions", status}];
+                counters->duration.try_emplace("/v1/chat/completions", std::vector<double>{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300})
+                    .first->second.observe(std::chrono::duration<double>(Clock::now() - g->t0).count());
+            }
+            --self->in_flight_;
+        };
+    }
+    std::weak_ptr<Job> wj = job;
+    ex->on_close([wj] {
+        if (auto j = wj.lock()) j->cancelled = true;
+    });
+    if (!sm->engine->submit(job)) {
+        if (stream) {  // the headers are out: say it in the stream
+            ex->send("data: " + error_body("The server is overloaded: its queue is full. Please retry later.", "server_error", "", "overloaded") + "\n\n");
+            ex->end();
+            --in_flight_;
+            count("/v1/chat/completions", 503);
+            return;
+        }
+        --in_flight_;
+        reply(ex, 503, error_body("The server is overloaded: its queue is full. Please retry later.", "server_error", "", "overloaded"),
+              "/v1/chat/completions");
+    }
+}
+
+void Api::completions(const http::Request& req, const http::ExchangePtr& ex) {
+    const json b = parse_body(req);
+    if (!has(b, "model")) bad("you must provide a model parameter", "model", "missing_required_parameter");
+    if (!b["model"].is_string()) wrong_type("model", "a string", b["model"]);
+    if (!b.contains("prompt")) bad("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter");
+    ServedModel* sm = find_model(b["model"].get<std::string>());
+    if (!sm) throw ApiError{404, "The model '" + b["model"].get<std::string>() + "' does not exist or you do not have access to it.", "invalid_request_error", "model",
+                            "model_not_found"};
+    if (has(b, "suffix")) bad("'suffix' is not supported by this server.", "suffix", "invalid_value");
+    const Vocab& vocab = *sm->model->vocab;
+    // prompt: a string, an array of strings, an array of token ids, or an array of such arrays
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<std::string> prompt_texts;
+    const json& p = b["prompt"];
+    auto add_text = [&](const std::string& s) {
+        if (!utf8_valid(s)) bad("Invalid 'prompt': not valid UTF-8.", "prompt", "invalid_value");
+        prompts.push_back(vocab.encode(s, true, false));
+        prompt_texts.push_back(s);
+    };
+    auto add_ids = [&](const json& a) {
+        std::vector<int32_t> ids;
+        for (const json& t : a) {
+            if (!t.is_number_integer()) wrong_type("prompt", "a string, an array of strings, or token arrays", p);
+            const int64_t v = t.get<int64_t>();
+            if (v < 0 || v >= sm->model->config.n_vocab) bad("Invalid 'prompt': token id " + std::to_string(v) + " is outside the vocabulary.", "prompt", "invalid_value");
+            ids.push_back(static_cast<int32_t>(v));
+        }
+        prompt_texts.push_back(vocab.decode(ids));
+        prompts.push_back(std::move(ids));
+    };
+    if (p.is_string()) add_text(p.get<std::string>());
+    else if (p.is_array() && !p.empty() && p[0].is_number_integer()) add_ids(p);
+    else if (p.is_array() && !p.empty()) {
+        if (p.size() > 16) bad("Invalid 'prompt': at most 16 prompts per request.", "prompt", "array_above_max_length");
+        for (const json& x : p) {
+            if (x.is_string()) add_text(x.get<std::string>());
+            else if (x.is_array()) add_ids(x);
+            else wrong_type("prompt", "a string, an array of strings, or token arrays", p);
+        }
+    } else {
+        wrong_type("prompt", "a non-empty string or array", p);
+    }
+    const bool echo = boolean(b, "echo", false);
+    const bool stream = boolean(b, "stream", false);
+    bool include_usage = false;
+    if (has(b, "stream_options")) {
+        if (!stream) bad("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options", "invalid_value");
+        include_usage = boolean(b["stream_options"], "include_usage", false);
+    }
+    std::vector<JobPtr> jobs;
+    for (auto& pr : prompts) {
+        auto j = std::make_shared<Job>();
+        read_sampling(b, *j, false);
+        if (!has(b, "max_tokens")) j->max_tokens = 16;  // the completions endpoint's default
+        j->prompt = std::move(pr);
+        j->timeout_s = opt_.timeout_s;
+        check_length(*sm, *j, opt_.max_tokens_limit);
+        jobs.push_back(j);
+    }
+    if (echo && jobs[0]->logprobs) bad("'echo' with 'logprobs' is not supported by this server.", "echo", "invalid_value");
+    const int n = jobs[0]->n;
+    auto g = std::make_shared<Gather>();
+    g->jobs_left = static_cast<int>(jobs.size());
+    g->choices.resize(jobs.size() * static_cast<size_t>(n));
+    if (echo)
+        for (size_t k = 0; k < jobs.size(); ++k)
+            for (int c = 0; c < n; ++c) g->choices[k * n + c].text = prompt_texts[k];
+    const std::string id = random_id("cmpl-"), model_id = sm->id;
+    const int64_t created = unix_now();
+    auto counters = counters_;
+    auto* self = this;
+    const std::string cors = opt_.cors_origin;
+    auto chunk = [=](json choices, const json& usage, bool with_usage) {
+        json c = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model_id}, {"system_fingerprint", "llmforge"},
+                  {"choices", std::move(choices)}};
+        if (with_usage) c["usage"] = usage;
+        return "data: " + dump(c) + "\n\n";
+    };
+    auto legacy_lp = [](const TokenEvent& e, int64_t offset) {
+        json top = json::object();
+        for (const auto& t : e.top) top[token_text(t.bytes)] = t.logprob;
+        return json{{"tokens", json::array({token_text(e.chosen.bytes)})}, {"token_logprobs", json::array({e.chosen.logprob})},
+                    {"top_logprobs", json::array({top})}, {"text_offset", json::array({offset})}};
+    };
+    if (stream) {
+        std::vector<std::pair<std::string, std::string>> hs;
+        if (!cors.empty()) hs.emplace_back("Access-Control-Allow-Origin", cors);
+        ex->begin_stream(200, hs);
+        if (echo)
+            for (size_t i = 0; i < g->choices.size(); ++i)
+                ex->send(chunk(json::array({{{"index", i}, {"text", g->choices[i].text}, {"logprobs", nullptr}, {"finish_reason", nullptr}}}), nullptr,
+                               include_usage));
+    }
+    for (size_t k = 0; k < jobs.size(); ++k) {
+        JobPtr j = jobs[k];
+        const size_t base = k * static_cast<size_t>(n);
+        j->on_token = [=](const TokenEvent& e) {
+            std::lock_guard<std::mutex> lk(g->mu);
+            auto& c = g->choices[base + static_cast<size_t>(e.choice)];
+            const int64_t offset = static_cast<int64_t>(c.text.size());
+            c.text += e.text;
+            if (stream) {
+                if (e.text.empty() && !(j->logprobs && e.id >= 0)) return;
+                ex->send(chunk(json::array({{{"index", base + static_cast<size_t>(e.choice)}, {"text", e.text},
+                                             {"logprobs", j->logprobs && e.id >= 0 ? legacy_lp(e, offset) : json(nullptr)}, {"finish_reason", nullptr}}}),
+                               nullptr, include_usage));
+            } else if (j->logprobs && e.id >= 0) {
+                c.tokens.push_back(token_text(e.chosen.bytes));
+                c.token_logprobs.push_back(e.chosen.logprob);
+                json top = json::object();
+                for (const auto& t : e.top) top[token_text(t.bytes)] = t.logprob;
+                c.top.push_back(top);
+                c.offsets.push_back(offset);
+            }
+        };
+        j->on_finish = [=](int choice, const std::string& reason) {
+            std::lock_guard<std::mutex> lk(g->mu);
+            g->choices[base + static_cast<size_t>(choice)].finish = finish_reason(reason);
+            if (stream && reason != "cancelled" && reason != "error")
+                ex->send(chunk(json::array({{{"index", base + static_cast<size_t>(choice)}, {"text", ""}, {"logprobs", nullptr},
+                                             {"finish_reason", finish_reason(reason)}}}),
+                               nullptr, include_usage));
+        };
+        j->on_done = [=](int64_t pt, int64_t ct, const std::string& err) {
+            std::unique_lock<std::mutex> lk(g->mu);
+            g->prompt_tokens += pt;
+            g->completion_tokens += ct;
+            if (!err.empty() && g->error.empty()) g->error = err;
+            if (--g->jobs_left > 0) return;
+            const int64_t P = g->prompt_tokens, C = g->completion_tokens;
+            const json usage = {{"prompt_tokens", P}, {"completion_tokens", C}, {"total_tokens", P + C}};
+            int status = 200;
+            if (stream) {
+                if (!g->error.empty() && g->error != "cancelled") ex->send("data: " + error_body(g->error, "server_error") + "\n\n");
+                if (include_usage) ex->send(chunk(json::array(), usage, true));
+                ex->send("data: [DONE]\n\n");
+                ex->end();
+            } else {
+                http::Response r;
+                if (!g->error.empty()) {
+                    status = r.status = g->error == "cancelled" ? 499 : 500;
+                    r.body = error_body(g->error, "server_error");
+                } else {
+                    json choices = json::array();
+                    for (size_t i = 0; i < g->choices.size(); ++i) {
+                        const auto& ch = g->choices[i];
+                        json lp = nullptr;
+                        if (j->logprobs) lp = {{"tokens", ch.tokens}, {"token_logprobs", ch.token_logprobs}, {"top_logprobs", ch.top}, {"text_offset", ch.offsets}};
+                        choices.push_back({{"index", i}, {"text", ch.text}, {"logprobs", lp}, {"finish_reason", ch.finish}});
+                    }
+                    r.body = dump(json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model_id},
+                                       {"system_fingerprint", "llmforge"}, {"choices", choices}, {"usage", usage}});
+                }
+                if (!cors.empty()) r.headers.emplace_back("Access-Control-Allow-Origin", cors);
+                ex->reply(std::move(r));
+            }
+            lk.unlock();
+            ex->log_fields("\"model\":\"" + model_id + "\",\"prompt_tokens\":" + std::to_string(P) + ",\"completion_tokens\":" + std::to_string(C));
+            {
+                std::lock_guard<std::mutex> lk2(counters->mu);
+                ++counters->requests[{"/v1/completions", status}];
+                counters->duration.try_emplace("/v1/completions", std::vector<double>{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300})
+                    .first->second.observe(std::chrono::duration<double>(Clock::now() - g->t0).count());
+            }
+            --self->in_flight_;
+        };
+    }
+    std::vector<std::weak_ptr<Job>> wjs(jobs.begin(), jobs.end());
+    ex->on_close([wjs] {
+        for (auto& w : wjs)
+            if (auto j = w.lock()) j->cancelled = true;
+    });
+    for (size_t k = 0; k < jobs.size(); ++k) {
+        if (sm->engine->submit(jobs[k])) continue;
+        // Queue full: the jobs already queued are cancelled; their on_done answers (with the error below) once they end.
+        for (size_t q = 0; q < k; ++q) jobs[q]->cancelled = true;
+        std::unique_lock<std::mutex> lk(g->mu);
+        g->jobs_left -= static_cast<int>(jobs.size() - k);
+        if (g->jobs_left > 0) {
+            g->error = "The server is overloaded: its queue is full. Please retry later.";
+            return;
+        }
+        lk.unlock();
+        --in_flight_;
+        if (stream) {
+            ex->send("data: " + error_body("The server is overloaded: its queue is full. Please retry later.", "server_error", "", "overloaded") + "\n\n");
+            ex->end();
+            count("/v1/completions", 503);
+            return;
+        }
+        return reply(ex, 503, error_body("The server is overloaded: its queue is full. Please retry later.", "server_error", "", "overloaded"),
+                     "/v1/completions");
+    }
+}
+
+void Api::embeddings(const http::Request& req, const http::ExchangePtr& ex) {
+    const json b = parse_body(req);
+    if (!has(b, "model")) bad("you must provide a model parameter", "model", "missing_required_parameter");
+    if (!b["model"].is_string()) wrong_type("model", "a string", b["model"]);
+    if (!b.contains("input")) bad("Missing required parameter: 'input'.", "input", "missing_required_parameter");
+    ServedModel* sm = find_model(b["model"].get<std::string>());
+    if (!sm) throw ApiError{404, "The model '" + b["model"].get<std::string>() + "' does not exist or you do not have access to it.", "invalid_request_error", "model",
+                            "model_not_found"};
+    std::string format = "float";
+    if (has(b, "encoding_format")) {
+        if (!b["encoding_format"].is_string()) wrong_type("encoding_format", "a string", b["encoding_format"]);
+        format = b["encoding_format"].get<std::string>();
+        if (format != "float" && format != "base64") bad("Invalid 'encoding_format': expected 'float' or 'base64'.", "encoding_format", "invalid_value");
+    }
+    const int64_t C = sm->model->config.n_embd;
+    if (has(b, "dimensions") && integer(b, "dimensions", C, 1, C) != C)
+        bad("This model's embeddings have " + std::to_string(C) + " dimensions; 'dimensions' cannot change that.", "dimensions", "invalid_value");
+    const Vocab& vocab = *sm->model->vocab;
+    std::vector<std::vector<int32_t>> inputs;
+    const json& in = b["input"];
+    auto add_text = [&](const json& s) {
+        if (!s.is_string()) wrong_type("input", "a string, an array of strings, or token arrays", in);
+        const std::string t = s.get<std::string>();
+        if (t.empty()) bad("Invalid 'input': an input is empty.", "input", "invalid_value");
+        inputs.push_back(vocab.encode(t, true, false));
+    };
+    auto add_ids = [&](const json& a) {
+        std::vector<int32_t> ids;
+        for (const json& t : a) {
+            if (!t.is_number_integer()) wrong_type("input", "a string, an array of strings, or token arrays", in);
+            const int64_t v = t.get<int64_t>();
+            if (v < 0 || v >= sm->model->config.n_vocab) bad("Invalid 'input': token id " + std::to_string(v) + " is outside the vocabulary.", "input", "invalid_value");
+            ids.push_back(static_cast<int32_t>(v));
+        }
+        if (ids.empty()) bad("Invalid 'input': an input is empty.", "input", "invalid_value");
+        inputs.push_back(std::move(ids));
+    };
+    if (in.is_string()) add_text(in);
+    else if (in.is_array() && !in.empty() && in[0].is_number_integer()) add_ids(in);
+    else if (in.is_array() && !in.empty()) {
+        if (in.size() > 2048) bad("Invalid 'input': at most 2048 inputs per request.", "input", "array_above_max_length");
+        for (const json& x : in) x.is_array() ? add_ids(x) : add_text(x);
+    } else {
+        wrong_type("input", "a non-empty string or array", in);
+    }
+    for (const auto& ids : inputs)
+        if (static_cast<int64_t>(ids.size()) > sm->engine->slot_ctx())
+            bad("This model's maximum context length is " + std::to_string(sm->engine->slot_ctx()) + " tokens, however you requested " +
+                    std::to_string(ids.size()) + " tokens in the input. Please reduce your input.",
+                "input", "context_length_exceeded");
+    auto g = std::make_shared<Gather>();
+    g->jobs_left = static_cast<int>(inputs.size());
+    g->embeddings.resize(inputs.size());
+    const std::string model_id = sm->id, cors = opt_.cors_origin;
+    auto counters = counters_;
+    auto* self = this;
+    std::vector<JobPtr> jobs;
+    for (size_t k = 0; k < inputs.size(); ++k) {
+        auto j = std::make_shared<Job>();
+        j->embedding = true;
+        j->prompt = std::move(inputs[k]);
+        j->timeout_s = opt_.timeout_s;
+        j->on_embedding = [g, k](const std::vector<float>& e) {
+            std::lock_guard<std::mutex> lk(g->mu);
+            g->embeddings[k] = e;
+        };
+        j->on_done = [=](int64_t pt, int64_t, const std::string& err) {
+            std::unique_lock<std::mutex> lk(g->mu);
+            g->prompt_tokens += pt;
+            if (!err.empty() && g->error.empty()) g->error = err;
+            if (--g->jobs_left > 0) return;
+            http::Response r;
+            if (!g->error.empty()) {
+                r.status = g->error == "cancelled" ? 499 : (g->error_status == 503 ? 503 : 500);
+                r.body = error_body(g->error, "server_error");
+            } else {
+                json data = json::array();
+                for (size_t i = 0; i < g->embeddings.size(); ++i) {
+                    const auto& e = g->embeddings[i];
+                    json v = format == "base64" ? json(base64(e.data(), e.size() * sizeof(float))) : json(e);
+                    data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", std::move(v)}});
+                }
+                r.body = dump(json{{"object", "list"}, {"data", data}, {"model", model_id},
+                                   {"usage", {{"prompt_tokens", g->prompt_tokens}, {"total_tokens", g->prompt_tokens}}}});
+            }
+            const int status = r.status;
+            if (!cors.empty()) r.headers.emplace_back("Access-Control-Allow-Origin", cors);
+            const int64_t P = g->prompt_tokens;
+            lk.unlock();
+            ex->log_fields("\"model\":\"" + model_id + "\",\"prompt_tokens\":" + std::to_string(P));
+            ex->reply(std::move(r));
+            {
+                std::lock_guard<std::mutex> lk2(counters->mu);
+                ++counters->requests[{"/v1/embeddings", status}];
+            }
+            --self->in_flight_;
+        };
+        jobs.push_back(j);
+    }
+    std::vector<std::weak_ptr<Job>> wjs(jobs.begin(), jobs.end());
+    ex->on_close([wjs] {
+        for (auto& w : wjs)
+            if (auto j = w.lock()) j->cancelled = true;
+    });
+    for (size_t k = 0; k < jobs.size(); ++k) {
+        if (sm->engine->submit(jobs[k])) continue;
+        for (size_t q = 0; q < k; ++q) jobs[q]->cancelled = true;
+        std::unique_lock<std::mutex> lk(g->mu);
+        g->jobs_left -= static_cast<int>(jobs.size() - k);
+        if (g->jobs_left > 0) {
+            g->error = "The server is overloaded: its queue is full. Please retry later.";
+            g->error_status = 503;
+            return;
+        }
+        lk.unlock();
+        --in_flight_;
+        return reply(ex, 503, error_body("The server is overloaded: its queue is full. Please retry later.", "server_error", "", "overloaded"),
+                     "/v1/embeddings");
+    }
+}
+
+// ------------------------------------------------------------------------------------------------ /metrics
+namespace {
+void histogram(std::string& o, const std::string& name, const std::string& help, const std::string& labels, const Histogram& h, bool header) {
+    if (header) o += "# HELP " + name + " " + help + "\n# TYPE " + name + " histogram\n";
+    const std::string sep = labels.empty() ? "" : ",";
+    for (size_t i = 0; i < h.bounds.size(); ++i) {
+        char b[64];
+        std::snprintf(b, sizeof b, "%g", h.bounds[i]);
+        o += name + "_bucket{" + labels + sep + "le=\"" + b + "\"} " + std::to_string(h.counts[i]) + "\n";
+    }
+    o += name + "_bucket{" + labels + sep + "le=\"+Inf\"} " + std::to_string(h.counts.back()) + "\n";
+    char s[64];
+    std::snprintf(s, sizeof s, "%.6f", h.sum);
+    o += name + "_sum{" + labels + "} " + s + "\n";
+    o += name + "_count{" + labels + "} " + std::to_string(h.counts.back()) + "\n";
+}
+void gauge(std::string& o, const std::string& name, const std::string& help, const char* type, const std::vector<std::pair<std::string, double>>& v) {
+    o += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    for (const auto& [labels, x] : v) {
+        char b[64];
+        std::snprintf(b, sizeof b, "%.17g", x);
+        o += name + (labels.empty() ? "" : "{" + labels + "}") + " " + b + "\n";
+    }
+}
+}  // namespace
+
+void Api::metrics(const http::ExchangePtr& ex) {
+    std::string o;
+    std::vector<std::pair<std::string, EngineStats>> st;
+    for (auto& m : models_) st.emplace_back("model=\"" + m.id + "\"", m.engine->stats());
+    auto per = [&](auto f) {
+        std::vector<std::pair<std::string, double>> v;
+        for (auto& [l, s] : st) v.emplace_back(l, static_cast<double>(f(s)));
+        return v;
+    };
+    {
+        std::lock_guard<std::mutex> lk(counters_->mu);
+        std::vector<std::pair<std::string, double>> v;
+        for (const auto& [k, n] : counters_->requests)
+            v.emplace_back("endpoint=\"" + k.first + "\",status=\"" + std::to_string(k.second) + "\"", static_cast<double>(n));
+        gauge(o, "llmforge_requests_total", "HTTP requests answered, by endpoint and status.", "counter", v);
+        bool first = true;
+        for (const auto& [ep, h] : counters_->duration) {
+            histogram(o, "llmforge_request_duration_seconds", "Time from request to the end of the answer.", "endpoint=\"" + ep + "\"", h, first);
+            first = false;
+        }
+    }
+    gauge(o, "llmforge_requests_in_flight", "Requests being answered now.", "gauge", {{"", in_flight_.load()}});
+    if (connections_) gauge(o, "llmforge_open_connections", "Open HTTP connections.", "gauge", {{"", static_cast<double>(connections_())}});
+    gauge(o, "llmforge_prompt_tokens_total", "Prompt tokens processed.", "counter", per([](const EngineStats& s) { return s.prompt_tokens; }));
+    gauge(o, "llmforge_generated_tokens_total", "Tokens generated.", "counter", per([](const EngineStats& s) { return s.generated_tokens; }));
+    gauge(o, "llmforge_decode_steps_total", "Batched decoding steps (forward passes over all running sequences).", "counter",
+          per([](const EngineStats& s) { return s.decode_steps; }));
+    gauge(o, "llmforge_queue_length", "Requests waiting for a slot.", "gauge", per([](const EngineStats& s) { return s.queued; }));
+    gauge(o, "llmforge_slots_busy", "KV-cache slots in use.", "gauge", per([](const EngineStats& s) { return s.slots_busy; }));
+    gauge(o, "llmforge_slots_total", "KV-cache slots.", "gauge", per([](const EngineStats& s) { return s.slots_total; }));
+    gauge(o, "llmforge_kv_cache_cells_used", "KV-cache cells holding tokens of running sequences.", "gauge",
+          per([](const EngineStats& s) { return s.kv_cells_used; }));
+    gauge(o, "llmforge_kv_cache_cells_total", "KV-cache cells (slots × context).", "gauge", per([](const EngineStats& s) { return s.kv_cells_total; }));
+    gauge(o, "llmforge_kv_cache_usage_ratio", "Share of the KV-cache cells in use.", "gauge",
+          per([](const EngineStats& s) { return s.kv_cells_total ? static_cast<double>(s.kv_cells_used) / static_cast<double>(s.kv_cells_total) : 0.0; }));
+    gauge(o, "llmforge_jobs_total", "Generation jobs ended, by outcome.", "counter", [&] {
+        std::vector<std::pair<std::string, double>> v;
+        for (auto& [l, s] : st) {
+            v.emplace_back(l + ",outcome=\"done\"", static_cast<double>(s.jobs_done));
+            v.emplace_back(l + ",outcome=\"cancelled\"", static_cast<double>(s.jobs_cancelled));
+            v.emplace_back(l + ",outcome=\"timeout\"", static_cast<double>(s.jobs_timed_out));
+            v.emplace_back(l + ",outcome=\"failed\"", static_cast<double>(s.jobs_failed));
+        }
+        return v;
+    }());
+    bool first = true;
+    for (auto& [l, s] : st) {
+        histogram(o, "llmforge_time_to_first_token_seconds", "Time from request to its first token.", l, s.ttft, first);
+        first = false;
+    }
+    first = true;
+    for (auto& [l, s] : st) {
+        histogram(o, "llmforge_inter_token_seconds", "Time between successive tokens of a sequence.", l, s.inter_token, first);
+        first = false;
+    }
+    first = true;
+    for (auto& [l, s] : st) {
+        histogram(o, "llmforge_queue_wait_seconds", "Time requests waited for a slot.", l, s.queue_wait, first);
+        first = false;
+    }
+    reply(ex, 200, o, "/metrics", "text/plain; version=0.0.4");
+}
+
+}  // namespace llmforge::server

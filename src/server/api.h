@@ -1,0 +1,65 @@
+// The OpenAI-compatible API on top of the engines: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models,
+// /health, /metrics; errors in OpenAI's shape with the statuses its clients map to typed errors; API keys, CORS, limits.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "llmforge/chat.h"
+#include "llmforge/engine.h"
+#include "server/http.h"
+
+namespace llmforge::server {
+
+struct ServedModel {
+    std::string id;  // the name clients use ("model" in requests)
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Engine> engine;
+    std::unique_ptr<ChatFormat> chat;
+    std::vector<int32_t> stop_tokens;  // end-of-turn tokens of the chat template
+    int64_t created = 0;
+};
+
+struct ApiOptions {
+    std::vector<std::string> api_keys;  // empty: no authentication
+    std::string cors_origin;            // empty: no CORS headers; "*" or an origin
+    int max_concurrent = 0;             // requests being answered at once (0: slots + queue of all models)
+    int32_t max_tokens_limit = 0;       // cap on max_tokens (0: the context)
+    double timeout_s = 600;             // per request
+};
+
+class Api {
+public:
+    Api(std::vector<ServedModel>& models, const ApiOptions& opt);
+    void handle(const http::Request& req, const http::ExchangePtr& ex);
+    void set_draining() { draining_ = true; }
+    int in_flight() const { return in_flight_.load(); }
+    void set_connections_fn(std::function<size_t()> fn) { connections_ = std::move(fn); }
+
+    // An OpenAI error body: {"error": {"message", "type", "param", "code"}}.
+    static std::string error_body(const std::string& message, const std::string& type, const std::string& param = "", const std::string& code = "");
+
+private:
+    struct Counters;
+    void chat_completions(const http::Request& req, const http::ExchangePtr& ex);
+    void completions(const http::Request& req, const http::ExchangePtr& ex);
+    void embeddings(const http::Request& req, const http::ExchangePtr& ex);
+    void models(const http::Request& req, const http::ExchangePtr& ex);
+    void metrics(const http::ExchangePtr& ex);
+    ServedModel* find_model(const std::string& id);
+    void reply(const http::ExchangePtr& ex, int status, const std::string& body, const std::string& endpoint,
+               const std::string& type = "application/json");
+    void count(const std::string& endpoint, int status);
+
+    std::vector<ServedModel>& models_;
+    ApiOptions opt_;
+    std::atomic<bool> draining_{false};
+    std::atomic<int> in_flight_{0};
+    std::function<size_t()> connections_;
+    std::shared_ptr<Counters> counters_;
+};
+
+}  // namespace llmforge::server
