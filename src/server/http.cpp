@@ -186,8 +186,9 @@ private:
         });
     }
     void on_header(beast::error_code ec) {
-        if (ec) return fail_quietly();
         t0_ = Clock::now();
+        if (ec == bh::error::body_limit) return too_large();  // (the parser checks Content-Length against the limit)
+        if (ec) return fail_quietly();
         const auto& h = parser_->get();
         const auto len = parser_->content_length();
         if (len && *len > srv_.opt.max_body) return too_large();
@@ -256,6 +257,16 @@ private:
         watching_ = true;
         sock_.async_read_some(net::buffer(peek_), net::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec, size_t n) {
             self->watching_ = false;
+            if (self->linger_) {
+                self->drained_ += n;
+                if (ec) {
+                    boost::system::error_code ig;
+                    self->sock_.close(ig);
+                } else {
+                    self->linger();
+                }
+                return;
+            }
             if (ec == net::error::operation_aborted) {
                 if (self->next_after_watch_) {
                     self->next_after_watch_ = false;
@@ -303,8 +314,12 @@ private:
         if (!keep_alive_) {
             boost::system::error_code ig;
             sock_.shutdown(tcp::socket::shutdown_send, ig);
-            sock_.close(ig);
             gone_ = true;
+            if (watching_) {  // the watcher's read drains what the client still sends
+                linger_ = true;
+                return;
+            }
+            linger();
             return;
         }
         if (watching_) {
@@ -314,6 +329,30 @@ private:
         } else {
             read_header();
         }
+    }
+    // After an early answer (413) the client may still be sending its body: closing now would reset the connection
+    // before it reads the answer. Read and discard until it is done (EOF), at most 64 MiB or 5 s.
+    void linger() {
+        timer_.expires_after(std::chrono::seconds(5));
+        timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+            if (!ec) {
+                boost::system::error_code ig;
+                self->sock_.close(ig);
+            }
+        });
+        drain();
+    }
+    void drain() {
+        sock_.async_read_some(net::buffer(peek_), net::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec, size_t n) {
+            self->drained_ += n;
+            if (ec || self->drained_ > (64u << 20)) {
+                boost::system::error_code ig;
+                self->timer_.cancel();
+                self->sock_.close(ig);
+                return;
+            }
+            self->drain();
+        }));
     }
     void client_gone() {
         if (gone_) return;
@@ -349,6 +388,8 @@ private:
     Request req_;
     std::shared_ptr<ExchangeImpl> ex_;
     std::deque<std::string> out_;
+    bool linger_ = false;
+    size_t drained_ = 0;
     bool writing_ = false, finishing_ = false, keep_alive_ = true, watching_ = false, next_after_watch_ = false, gone_ = false;
     Clock::time_point t0_;
 };

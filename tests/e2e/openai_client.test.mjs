@@ -1,0 +1,175 @@
+// The official `openai` npm client, unchanged but for its base URL, against `llmforge serve`: chat completions
+// (plain, streamed with usage, logprobs, n > 1), completions, models, embeddings, and every error case surfacing as
+// the client's typed error.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { tmpdir, makeModel, startServer, stopServer, parseMetrics, requireNpm } from './server_util.mjs';
+
+const OpenAI = requireNpm('openai').OpenAI;
+const KEY = 'sk-test-123456789';
+let srv, client, dir;
+
+before(async () => {
+  dir = tmpdir('openai');
+  const model = makeModel(dir, { name: 'tiny' });
+  srv = await startServer(['-m', model, '--parallel', '4', '-c', '256', '--api-key', KEY, '--api-key', 'second-key', '--max-body', '65536']);
+  client = new OpenAI({ apiKey: KEY, baseURL: `${srv.url}/v1`, maxRetries: 0 });
+});
+
+after(async () => {
+  const code = await stopServer(srv);
+  assert.equal(code, 0, `server exit status ${code}\n${srv.log()}`);
+});
+
+const hello = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello there!' }];
+
+test('models list', async () => {
+  const page = await client.models.list();
+  const ids = page.data.map((m) => m.id);
+  assert.deepEqual(ids, ['tiny']);
+  assert.equal(page.data[0].object, 'model');
+  const one = await client.models.retrieve('tiny');
+  assert.equal(one.id, 'tiny');
+});
+
+test('chat completion: greedy, usage, deterministic', async () => {
+  const r = await client.chat.completions.create({ model: 'tiny', messages: hello, max_tokens: 12, temperature: 0 });
+  assert.equal(r.object, 'chat.completion');
+  assert.match(r.id, /^chatcmpl-/);
+  assert.equal(r.choices.length, 1);
+  assert.equal(r.choices[0].message.role, 'assistant');
+  assert.equal(typeof r.choices[0].message.content, 'string');
+  assert.ok(['length', 'stop'].includes(r.choices[0].finish_reason));
+  assert.ok(r.usage.prompt_tokens > 0);
+  assert.ok(r.usage.completion_tokens >= 1 && r.usage.completion_tokens <= 12);
+  assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens);
+  const again = await client.chat.completions.create({ model: 'tiny', messages: hello, max_tokens: 12, temperature: 0 });
+  assert.equal(again.choices[0].message.content, r.choices[0].message.content);
+  // max_completion_tokens is the newer name of max_tokens
+  const m = await client.chat.completions.create({ model: 'tiny', messages: hello, max_completion_tokens: 3, temperature: 0, ignore_eos: true });
+  assert.equal(m.usage.completion_tokens, 3);
+  assert.equal(m.choices[0].finish_reason, 'length');
+});
+
+test('streaming chat with usage equals the plain answer', async () => {
+  const plain = await client.chat.completions.create({ model: 'tiny', messages: hello, max_tokens: 20, temperature: 0, ignore_eos: true });
+  const stream = await client.chat.completions.create({
+    model: 'tiny', messages: hello, max_tokens: 20, temperature: 0, ignore_eos: true, stream: true, stream_options: { include_usage: true },
+  });
+  let text = '', chunks = 0, finish = null, usage = null, role = null;
+  for await (const c of stream) {
+    assert.equal(c.object, 'chat.completion.chunk');
+    if (c.usage) usage = c.usage;
+    for (const ch of c.choices) {
+      if (ch.delta.role) role = ch.delta.role;
+      if (ch.delta.content) { text += ch.delta.content; chunks++; }
+      if (ch.finish_reason) finish = ch.finish_reason;
+    }
+  }
+  assert.equal(role, 'assistant');
+  assert.ok(chunks >= 2, 'the answer came in several chunks');
+  assert.equal(text, plain.choices[0].message.content);
+  assert.equal(finish, 'length');
+  assert.deepEqual(usage, plain.usage);
+});
+
+test('logprobs and top_logprobs', async () => {
+  const r = await client.chat.completions.create({
+    model: 'tiny', messages: hello, max_tokens: 6, temperature: 0, ignore_eos: true, logprobs: true, top_logprobs: 3,
+  });
+  const lp = r.choices[0].logprobs.content;
+  assert.equal(lp.length, r.usage.completion_tokens);
+  for (const e of lp) {
+    assert.ok(e.logprob <= 0);
+    assert.equal(e.top_logprobs.length, 3);
+    assert.ok(e.top_logprobs[0].logprob >= e.top_logprobs[1].logprob && e.top_logprobs[1].logprob >= e.top_logprobs[2].logprob);
+    // greedy: the chosen token is the most likely one
+    assert.equal(e.token, e.top_logprobs[0].token);
+    assert.ok(Math.abs(e.logprob - e.top_logprobs[0].logprob) < 1e-6);
+    assert.ok(Array.isArray(e.bytes) && e.bytes.length >= 1);
+    const mass = e.top_logprobs.reduce((s, t) => s + Math.exp(t.logprob), 0);
+    assert.ok(mass <= 1 + 1e-5);
+  }
+  assert.equal(Buffer.from(lp.flatMap((e) => e.bytes)).toString('utf8').length > 0, true);
+});
+
+test('n > 1 choices with a seed are reproducible', async () => {
+  const req = { model: 'tiny', messages: hello, max_tokens: 8, temperature: 1.0, n: 3, seed: 42, ignore_eos: true };
+  const a = await client.chat.completions.create(req);
+  const b = await client.chat.completions.create(req);
+  assert.deepEqual(a.choices.map((c) => c.index), [0, 1, 2]);
+  assert.deepEqual(a.choices.map((c) => c.message.content), b.choices.map((c) => c.message.content));
+  assert.equal(a.usage.completion_tokens, 24);
+  assert.ok(new Set(a.choices.map((c) => c.message.content)).size > 1, 'different choices');
+});
+
+test('completions', async () => {
+  const r = await client.completions.create({ model: 'tiny', prompt: 'Once upon a time', max_tokens: 5, temperature: 0, ignore_eos: true });
+  assert.equal(r.object, 'text_completion');
+  assert.equal(r.choices[0].finish_reason, 'length');
+  assert.equal(r.usage.completion_tokens, 5);
+  const s = await client.completions.create({ model: 'tiny', prompt: 'Once upon a time', max_tokens: 5, temperature: 0, ignore_eos: true, stream: true });
+  let text = '';
+  for await (const c of s) text += c.choices[0]?.text ?? '';
+  assert.equal(text, r.choices[0].text);
+  const two = await client.completions.create({ model: 'tiny', prompt: ['a b c', 'x y z'], max_tokens: 2, temperature: 0, ignore_eos: true, logprobs: 2 });
+  assert.deepEqual(two.choices.map((c) => c.index), [0, 1]);
+  assert.equal(two.choices[0].logprobs.tokens.length, 2);
+  assert.equal(Object.keys(two.choices[0].logprobs.top_logprobs[0]).length <= 2, true);
+});
+
+test('embeddings: base64 (the client default) and float agree, unit length', async () => {
+  const a = await client.embeddings.create({ model: 'tiny', input: ['the cat sat', 'on the mat'] });
+  assert.equal(a.data.length, 2);
+  assert.equal(a.data[0].embedding.length, 64);
+  const norm = Math.sqrt(a.data[0].embedding.reduce((s, v) => s + v * v, 0));
+  assert.ok(Math.abs(norm - 1) < 1e-5);
+  const f = await client.embeddings.create({ model: 'tiny', input: 'the cat sat', encoding_format: 'float' });
+  for (let i = 0; i < 64; i++) assert.ok(Math.abs(f.data[0].embedding[i] - a.data[0].embedding[i]) < 1e-7);
+  assert.ok(a.usage.prompt_tokens > 0);
+  assert.notDeepEqual(a.data[0].embedding, a.data[1].embedding);
+});
+
+test('errors surface as the typed errors of the client', async () => {
+  await assert.rejects(client.chat.completions.create({ model: 'nope', messages: hello }), (e) => e instanceof OpenAI.NotFoundError && e.status === 404 && e.code === 'model_not_found');
+  await assert.rejects(client.chat.completions.create({ model: 'tiny' }), (e) => e instanceof OpenAI.BadRequestError && e.param === 'messages');
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: [] }), (e) => e instanceof OpenAI.BadRequestError);
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, max_tokens: 100000 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.code === 'context_length_exceeded');
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, temperature: 'hot' }),
+    (e) => e instanceof OpenAI.BadRequestError && e.code === 'invalid_type' && e.param === 'temperature');
+  const wrong = new OpenAI({ apiKey: 'sk-wrong', baseURL: `${srv.url}/v1`, maxRetries: 0 });
+  await assert.rejects(wrong.models.list(), (e) => e instanceof OpenAI.AuthenticationError && e.status === 401);
+  const second = new OpenAI({ apiKey: 'second-key', baseURL: `${srv.url}/v1`, maxRetries: 0 });
+  assert.equal((await second.models.list()).data.length, 1);
+  // a body over --max-body: 413, which the client reports as a plain APIError with that status
+  const big = 'word '.repeat(20000);
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: big }] }),
+    (e) => e instanceof OpenAI.APIError && e.status === 413 && !(e instanceof OpenAI.BadRequestError));
+  // malformed JSON: the client's own fetch, with the body broken on the way
+  const broken = new OpenAI({
+    apiKey: KEY, baseURL: `${srv.url}/v1`, maxRetries: 0,
+    fetch: (url, init) => fetch(url, { ...init, body: '{"model": "tiny", "messages": [' }),
+  });
+  await assert.rejects(broken.chat.completions.create({ model: 'tiny', messages: hello }), (e) => e instanceof OpenAI.BadRequestError && /JSON/.test(e.message));
+});
+
+test('authentication on every endpoint but /health; metrics', async () => {
+  for (const p of ['/v1/models', '/metrics', '/v1/chat/completions', '/', '/nope']) {
+    const r = await fetch(srv.url + p, { method: p.includes('chat') ? 'POST' : 'GET', body: p.includes('chat') ? '{}' : undefined });
+    assert.equal(r.status, 401, p);
+    const body = await r.json();
+    assert.equal(body.error.code, 'invalid_api_key');
+  }
+  assert.equal((await fetch(srv.url + '/health')).status, 200);
+  const m = await fetch(srv.url + '/metrics', { headers: { Authorization: `Bearer ${KEY}` } });
+  assert.equal(m.status, 200);
+  const v = parseMetrics(await m.text());
+  assert.equal(v['llmforge_slots_busy{model="tiny"}'], 0);
+  assert.equal(v['llmforge_slots_total{model="tiny"}'], 4);
+  assert.equal(v['llmforge_kv_cache_cells_used{model="tiny"}'], 0);
+  assert.ok(v['llmforge_generated_tokens_total{model="tiny"}'] > 50);
+  assert.ok(v['llmforge_requests_total{endpoint="/v1/chat/completions",status="200"}'] >= 8);
+  assert.ok(v['llmforge_requests_total{endpoint="/v1/chat/completions",status="400"}'] >= 4);
+  assert.ok(v['llmforge_time_to_first_token_seconds_count{model="tiny"}'] >= 8);
+});
