@@ -147,6 +147,8 @@ void Engine::loop() {
                 std::lock_guard<std::mutex> lk(mu_);
                 ++stats_.jobs_cancelled;
             }
+            if (j->on_finish)
+                for (int c = 0; c < j->n; ++c) j->on_finish(c, "cancelled");
             if (j->on_done) j->on_done(0, 0, "the server is shutting down");
         }
         for (auto& [j, slots] : admit) start(j, slots);
@@ -171,13 +173,19 @@ void Engine::start(const JobPtr& job, const std::vector<int>& slots) {
         }
         cv_.notify_all();
     };
+    auto finish_all = [&](const char* reason) {
+        if (job->on_finish)
+            for (int c = 0; c < job->n; ++c) job->on_finish(c, reason);
+    };
     if (job->cancelled || cancel_all_) {
         give_back("", true);
+        finish_all("cancelled");
         if (job->on_done) job->on_done(0, 0, "cancelled");
         return;
     }
     if (job->timeout_s > 0 && seconds_since(job->submitted) > job->timeout_s) {
         give_back("timeout", false);
+        finish_all("timeout");
         if (job->on_done) job->on_done(0, 0, "the request timed out while queued");
         return;
     }
@@ -218,6 +226,7 @@ void Engine::start(const JobPtr& job, const std::vector<int>& slots) {
         for (size_t i = 1; i < slots.size(); ++i) tf_->copy_seq(slots[0], slots[i]);
     } catch (const std::exception& e) {
         give_back(e.what(), false);
+        finish_all("error");
         if (job->on_done) job->on_done(0, 0, e.what());
         return;
     }

@@ -271,29 +271,57 @@ TEST(Engine, StopStringsChoicesCancelAndQueue) {
     EXPECT_THROW(e.submit(jn), Error);
     EXPECT_THROW(e.submit(greedy(bad, std::vector<int32_t>(64, 3), 3)), Error);
     EXPECT_THROW(e.submit(greedy(bad, {}, 3)), Error);
-    // cancellation frees the slot; the queue holds at most 2 waiting jobs
-    std::vector<Collector> longs(3);
-    std::vector<JobPtr> jobs;
-    for (auto& c : longs) {
-        jobs.push_back(greedy(c, {1, 80}, 60));
-        ASSERT_TRUE(e.submit(jobs.back()));
+    // The queue holds at most 3 waiting jobs; cancelled jobs — running or queued — free everything. A job whose
+    // callback blocks holds the engine thread, so that the queue fills deterministically.
+    std::mutex gate_mu;
+    std::condition_variable gate_cv;
+    bool inside = false, open = false;
+    Collector blocker;
+    JobPtr jblock = greedy(blocker, {1, 80}, 50);
+    auto collect = jblock->on_token;
+    jblock->on_token = [&, collect](const TokenEvent& ev) {
+        {
+            std::unique_lock<std::mutex> lk(gate_mu);
+            inside = true;
+            gate_cv.notify_all();
+            gate_cv.wait(lk, [&] { return open; });
+        }
+        collect(ev);
+    };
+    ASSERT_TRUE(e.submit(jblock));
+    {
+        std::unique_lock<std::mutex> lk(gate_mu);
+        ASSERT_TRUE(gate_cv.wait_for(lk, std::chrono::seconds(30), [&] { return inside; }));
     }
-    for (int i = 0; i < 2000 && e.stats().slots_busy < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    ASSERT_EQ(e.stats().slots_busy, 3);
     std::vector<Collector> waiting(4);
+    std::vector<JobPtr> queued;
     int accepted = 0;
-    for (auto& c : waiting) accepted += e.submit(greedy(c, {1, 81}, 2)) ? 1 : 0;
-    EXPECT_EQ(accepted, 3);  // the fourth finds the queue full
-    for (auto& j : jobs) j->cancelled = true;
-    for (auto& c : longs) {
-        c.wait();
-        EXPECT_EQ(c.finish[0], "cancelled");
+    for (auto& c : waiting) {
+        queued.push_back(greedy(c, {1, 81}, 2));
+        accepted += e.submit(queued.back()) ? 1 : 0;
     }
-    for (int i = 0; i < accepted; ++i) waiting[static_cast<size_t>(i)].wait();
+    EXPECT_EQ(accepted, 3);  // the fourth finds the queue full
+    EXPECT_EQ(e.stats().queued, 3);
+    jblock->cancelled = true;
+    for (int i = 0; i < 3; ++i) queued[static_cast<size_t>(i)]->cancelled = true;
+    {
+        std::lock_guard<std::mutex> lk(gate_mu);
+        open = true;
+    }
+    gate_cv.notify_all();
+    blocker.wait();
+    EXPECT_EQ(blocker.finish[0], "cancelled");
+    EXPECT_EQ(blocker.ids[0].size(), 1u);  // the token it was blocked in, then no more
+    for (int i = 0; i < 3; ++i) {
+        waiting[static_cast<size_t>(i)].wait();
+        EXPECT_EQ(waiting[static_cast<size_t>(i)].finish[0], "cancelled");
+        EXPECT_EQ(waiting[static_cast<size_t>(i)].completion_tokens, 0);
+    }
     const EngineStats st = e.stats();
     EXPECT_EQ(st.slots_busy, 0);
     EXPECT_EQ(st.queued, 0);
-    EXPECT_EQ(st.jobs_cancelled, 3u);
+    EXPECT_EQ(st.kv_cells_used, 0);
+    EXPECT_EQ(st.jobs_cancelled, 4u);
 }
 
 TEST(Engine, EmbeddingsAreNormalisedMeanOfFinalHiddenStates) {
