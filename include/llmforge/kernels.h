@@ -20,8 +20,10 @@ void matvec(DType wt, const void* W, const float* x, float* y, int64_t rows, int
 
 // Y[i, r] = sum_c X[i, c] * W[r, c]   for i in [0, n), r in [0, rows)        (Y = X · Wᵀ)
 void matmul(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool);
-// The same product computed row by row, each output exactly as matvec computes it (f16 weights: x rounded to f16),
-// whatever n is: batch-invariant, for decoding several sequences at once (weights streamed once for all n rows).
+// The same product with each output summed in one fixed order (one vector accumulator over k, lanes summed at the end,
+// the tail in f32: dot_seq's order) whatever n is: batch-invariant, for decoding several sequences at once (the
+// weights streamed once for all n rows, in register tiles of 4 weight rows × up to 4 activation rows; measured 195
+// GFLOP/s on 2 cores for f16 at n ≥ 4, against 110 for the packed GEMM at n = 16).
 void matmul_rowwise(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool);
 // The same product with the summation order of llama.cpp's CPU backend (ggml, AVX-512): llamafile's tinyBLAS for
 // several rows when cols % 16 == 0 and rows % 4 == 0, ggml_vec_dot_f32 otherwise (f32 weights; other types: matmul).

@@ -40,8 +40,8 @@ public:
     void copy_seq(int src, int dst);  // dst's cache becomes a copy of src's (its n_past(src) cells)
     // One token for each of n distinct sequences, each at its own position n_past_of(seq) (which then grows by one);
     // logits [n, n_vocab] into `logits`. The weights are streamed once for all n; every sequence's logits are bit for
-    // bit those eval() of its token alone gives (row-wise products, per-row attention): results do not depend on which
-    // other sequences share the step. Not with ggml arithmetic.
+    // bit those it gets decoded alone (batch-invariant products, per-row attention): results do not depend on which
+    // other sequences share the step (eval() of one token sums its products in another order). Not with ggml arithmetic.
     void decode(const int32_t* seqs, const int32_t* tokens, int64_t n, float* logits);
     // Runs tokens like eval() and returns the final hidden states after the output norm, [n, n_embd] (embeddings).
     const std::vector<float>& embed(const int32_t* tokens, int64_t n);

@@ -41,10 +41,10 @@ struct KernelTable {
     // f16 weights · f16 activations in dot_f16's order (= dot_f16 with x rounded to f16), and f32 → f16 rounding.
     float (*dot_f16_f16)(const uint16_t* w, const uint16_t* x, int64_t n);
     void (*to_f16)(const float* x, uint16_t* y, int64_t n);
-    // out[j] = dot_f32/f16/bf16(w, xs[j]) for j < nx, bit for bit (several vectors share each weight load).
-    void (*dot_multi_f32)(const float* w, const float* const* xs, int64_t nx, float* out, int64_t n);
-    void (*dot_multi_f16)(const uint16_t* w, const float* const* xs, int64_t nx, float* out, int64_t n);
-    void (*dot_multi_bf16)(const uint16_t* w, const float* const* xs, int64_t nx, float* out, int64_t n);
+    // Y[i, r] = dot_seq_*(W[r], X[i]) for rows [r0, r1), bit for bit, in register tiles (batch-invariant decoding).
+    void (*gemm_seq_f32)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
+    void (*gemm_seq_f16)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
+    void (*gemm_seq_bf16)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
 };
 
 const KernelTable* table_avx512();

@@ -66,6 +66,15 @@ Engine::Engine(const Model& model, ThreadPool& pool, const EngineOptions& opt, s
     if (opt_.max_queue < 0) throw_bad_input("the queue length cannot be negative");
     n_ctx_ = opt_.n_ctx > 0 ? opt_.n_ctx : std::min<int64_t>(model.config.n_ctx, 4096);
     tf_ = std::make_unique<Transformer>(model, pool, n_ctx_, opt_.n_batch, opt_.kv_type, opt_.n_slots);
+    // Warm-up: one token through the model touches every weight (a mapped file is read in now, not in the first
+    // request's time to first token), as llama.cpp's warm-up does.
+    {
+        const int32_t bos = model.vocab ? std::max(0, model.vocab->bos) : 0;
+        const int32_t seq0 = 0;
+        std::vector<float> logits(static_cast<size_t>(model.config.n_vocab));
+        tf_->decode(&seq0, &bos, 1, logits.data());
+        tf_->reset();
+    }
     for (int s = opt_.n_slots - 1; s >= 0; --s) free_slots_.push_back(s);
     stats_.slots_total = opt_.n_slots;
     stats_.kv_cells_total = n_ctx_ * opt_.n_slots;
