@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Continuous batching side by side: llmforge serve vs llama.cpp's llama-server on the same GGUF and the same client
 # load (bench/server_load.mjs: 1, 2, 4, 8, 16, 32 concurrent streaming clients, greedy, 64 tokens each, 2 requests per
-# client), one server at a time, in one run. Prints a table of aggregate tokens/s, time to first token and inter-token
+# client), the two servers alternating level by level, in one run. Prints a table of aggregate tokens/s, time to first token and inter-token
 # latency (p50/p99) per load, the ratios, and whether llmforge's greedy outputs under load equal its lone ones.
 #
 #   LLAMA_SERVER=/path/to/llama-server bench/bench_server.sh [MODEL.gguf]
@@ -29,17 +29,22 @@ wait_up() { for _ in $(seq 600); do curl -sf "http://127.0.0.1:$1/health" >/dev/
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus; $(date -u +%Y-%m-%d); model: $(basename "$MODEL"); threads $THREADS; $SLOTS slots × $CTX tokens"
 echo "llama-server: $("$LLAMA_SERVER" --version 2>&1 | grep -m1 version || echo unknown); llmforge: $(git rev-parse --short HEAD)"
 
+# Both servers are started (idle, neither uses the CPU) and each load level runs against one, then the other: this
+# VM's memory bandwidth drifts by up to ±25 % within minutes, and back-to-back pairs see the same drift.
 build/llmforge serve -m "$MODEL" -a model --port "$PORT_A" -t "$THREADS" --parallel "$SLOTS" -c "$CTX" --no-access-log 2>/tmp/bench_server_a.log &
 PA=$!
-wait_up "$PORT_A"
-node bench/server_load.mjs "http://127.0.0.1:$PORT_A" model "$LEVELS" "$REQS" "$TOKENS" > /tmp/bench_server_a.jsonl
-kill "$PA"; wait "$PA" || true
-
 "$LLAMA_SERVER" -m "$MODEL" --port "$PORT_B" -t "$THREADS" -np "$SLOTS" -c $((SLOTS * CTX)) --no-webui 2>/tmp/bench_server_b.log >/dev/null &
 PB=$!
+trap 'kill $PA $PB 2>/dev/null || true' EXIT
+wait_up "$PORT_A"
 wait_up "$PORT_B"
-node bench/server_load.mjs "http://127.0.0.1:$PORT_B" model "$LEVELS" "$REQS" "$TOKENS" > /tmp/bench_server_b.jsonl
-kill "$PB"; wait "$PB" || true
+: > /tmp/bench_server_a.jsonl
+: > /tmp/bench_server_b.jsonl
+for level in ${LEVELS//,/ }; do
+  node bench/server_load.mjs "http://127.0.0.1:$PORT_A" model "$level" "$REQS" "$TOKENS" >> /tmp/bench_server_a.jsonl
+  node bench/server_load.mjs "http://127.0.0.1:$PORT_B" model "$level" "$REQS" "$TOKENS" >> /tmp/bench_server_b.jsonl
+  echo "clients $level done" >&2
+done
 
 /usr/bin/python3 - <<'PY'
 import json
