@@ -431,6 +431,7 @@ void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex
 
     auto g = std::make_shared<Gather>();
     g->jobs_left = 1;
+    const bool want_lp = job->logprobs;  // (the callbacks must not hold the job: it holds them)
     g->choices.resize(static_cast<size_t>(job->n));
     const std::string id = random_id("chatcmpl-"), model_id = sm->id;
     const int64_t created = unix_now();
@@ -456,9 +457,9 @@ void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex
                                              {"logprobs", nullptr}, {"finish_reason", nullptr}}}),
                                nullptr, include_usage));
             }
-            if (e.text.empty() && !(job->logprobs && e.id >= 0)) return;
+            if (e.text.empty() && !(want_lp && e.id >= 0)) return;
             json lp = nullptr;
-            if (job->logprobs && e.id >= 0) lp = {{"content", json::array({chat_logprob_entry(e)})}, {"refusal", nullptr}};
+            if (want_lp && e.id >= 0) lp = {{"content", json::array({chat_logprob_entry(e)})}, {"refusal", nullptr}};
             ex->send(chunk(json::array({{{"index", e.choice}, {"delta", {{"content", e.text}}}, {"logprobs", lp}, {"finish_reason", nullptr}}}), nullptr,
                            include_usage));
         };
@@ -495,7 +496,7 @@ void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex
             std::lock_guard<std::mutex> lk(g->mu);
             auto& c = g->choices[static_cast<size_t>(e.choice)];
             c.text += e.text;
-            if (job->logprobs && e.id >= 0) c.logprobs.push_back(chat_logprob_entry(e));
+            if (want_lp && e.id >= 0) c.logprobs.push_back(chat_logprob_entry(e));
         };
         job->on_finish = [=](int choice, const std::string& reason) {
             std::lock_guard<std::mutex> lk(g->mu);
@@ -515,7 +516,7 @@ void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex
                         const auto& ch = g->choices[i];
                         choices.push_back({{"index", i},
                                            {"message", {{"role", "assistant"}, {"content", ch.text}, {"refusal", nullptr}}},
-                                           {"logprobs", job->logprobs ? json{{"content", ch.logprobs}, {"refusal", nullptr}} : json(nullptr)},
+                                           {"logprobs", want_lp ? json{{"content", ch.logprobs}, {"refusal", nullptr}} : json(nullptr)},
                                            {"finish_reason", ch.finish}});
                     }
                     body = dump(json{{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model_id},
@@ -652,17 +653,18 @@ void Api::completions(const http::Request& req, const http::ExchangePtr& ex) {
     for (size_t k = 0; k < jobs.size(); ++k) {
         JobPtr j = jobs[k];
         const size_t base = k * static_cast<size_t>(n);
+        const bool want_lp = j->logprobs;  // (the callbacks must not hold the job: it holds them)
         j->on_token = [=](const TokenEvent& e) {
             std::lock_guard<std::mutex> lk(g->mu);
             auto& c = g->choices[base + static_cast<size_t>(e.choice)];
             const int64_t offset = static_cast<int64_t>(c.text.size());
             c.text += e.text;
             if (stream) {
-                if (e.text.empty() && !(j->logprobs && e.id >= 0)) return;
+                if (e.text.empty() && !(want_lp && e.id >= 0)) return;
                 ex->send(chunk(json::array({{{"index", base + static_cast<size_t>(e.choice)}, {"text", e.text},
-                                             {"logprobs", j->logprobs && e.id >= 0 ? legacy_lp(e, offset) : json(nullptr)}, {"finish_reason", nullptr}}}),
+                                             {"logprobs", want_lp && e.id >= 0 ? legacy_lp(e, offset) : json(nullptr)}, {"finish_reason", nullptr}}}),
                                nullptr, include_usage));
-            } else if (j->logprobs && e.id >= 0) {
+            } else if (want_lp && e.id >= 0) {
                 c.tokens.push_back(token_text(e.chosen.bytes));
                 c.token_logprobs.push_back(e.chosen.logprob);
                 json top = json::object();
@@ -703,7 +705,7 @@ void Api::completions(const http::Request& req, const http::ExchangePtr& ex) {
                     for (size_t i = 0; i < g->choices.size(); ++i) {
                         const auto& ch = g->choices[i];
                         json lp = nullptr;
-                        if (j->logprobs) lp = {{"tokens", ch.tokens}, {"token_logprobs", ch.token_logprobs}, {"top_logprobs", ch.top}, {"text_offset", ch.offsets}};
+                        if (want_lp) lp = {{"tokens", ch.tokens}, {"token_logprobs", ch.token_logprobs}, {"top_logprobs", ch.top}, {"text_offset", ch.offsets}};
                         choices.push_back({{"index", i}, {"text", ch.text}, {"logprobs", lp}, {"finish_reason", ch.finish}});
                     }
                     r.body = dump(json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model_id},

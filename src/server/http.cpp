@@ -76,6 +76,7 @@ struct Server::Impl {
     std::atomic<size_t> conns{0};
     std::function<void(int)> on_signal;
     void accept();
+    void arm_signals();
 };
 
 class Session;
@@ -495,16 +496,15 @@ int Server::port() const { return impl_->acceptor.is_open() ? impl_->acceptor.lo
 
 void Server::on_signal(std::function<void(int)> fn) {
     impl_->on_signal = std::move(fn);
-    std::function<void(beast::error_code, int)> wait;
-    auto arm = std::make_shared<std::function<void()>>();
-    *arm = [this, arm] {
-        impl_->signals.async_wait([this, arm](beast::error_code ec, int sig) {
-            if (ec) return;
-            if (impl_->on_signal) impl_->on_signal(sig);
-            (*arm)();
-        });
-    };
-    (*arm)();
+    impl_->arm_signals();
+}
+
+void Server::Impl::arm_signals() {
+    signals.async_wait([this](beast::error_code ec, int sig) {
+        if (ec) return;
+        if (on_signal) on_signal(sig);
+        arm_signals();
+    });
 }
 
 void Server::run() {

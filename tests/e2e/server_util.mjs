@@ -24,7 +24,10 @@ export function makeModel(dir, { preset = 'llama-tiny', seed = 1, dtype = 'f32',
 // Starts the server; resolves with { url, port, proc, log() } once it listens.
 export function startServer(args, { timeoutMs = 30000 } = {}) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(BIN, ['serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Under AddressSanitizer (a --sanitize build), a small quarantine keeps the resident size meaningful.
+    const env = { ...process.env };
+    if (env.ASAN_OPTIONS) env.ASAN_OPTIONS += ':quarantine_size_mb=8';
+    const proc = spawn(BIN, ['serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
     let err = '';
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${err}`)), timeoutMs);
     proc.stderr.on('data', (d) => {

@@ -155,3 +155,34 @@ test(`soak: ${N} requests, malformed and disconnecting ones among them`, { timeo
     assert.equal(code, 0, srv.log().slice(-2000));
   }
 });
+
+// Hundreds of open streams, no thread each: 300 streaming requests at once against 4 slots. While they are open the
+// server holds 300 connections with the same handful of threads; every stream then completes.
+test('300 concurrent streams on a few threads', { timeout: 300000 }, async () => {
+  const dir = tmpdir('streams');
+  const model = makeModel(dir, { name: 'tiny' });
+  const srv = await startServer(['-m', model, '--parallel', '4', '-c', '128', '--queue', '512', '--max-concurrent', '400', '--no-access-log']);
+  try {
+    const threadsIdle = Number(fs.readFileSync(`/proc/${srv.proc.pid}/status`, 'utf8').match(/Threads:\s+(\d+)/)[1]);
+    const N = 300;
+    let maxConns = 0, maxThreads = 0;
+    const body = (i) => JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: `stream ${i}` }], max_tokens: 24, temperature: 0,
+      ignore_eos: true, stream: true });
+    const all = Promise.all(Array.from({ length: N }, (_, i) => request(srv.port, '/v1/chat/completions', body(i))));
+    for (let k = 0; k < 40; k++) {
+      await new Promise((r) => setTimeout(r, 25));
+      const v = parseMetrics(await (await fetch(srv.url + '/metrics')).text());
+      maxConns = Math.max(maxConns, v['llmforge_open_connections']);
+      maxThreads = Math.max(maxThreads, Number(fs.readFileSync(`/proc/${srv.proc.pid}/status`, 'utf8').match(/Threads:\s+(\d+)/)[1]));
+      if (maxConns >= N) break;
+    }
+    const res = await all;
+    const done = res.filter((r) => r.status === 200 && r.body.trimEnd().endsWith('data: [DONE]')).length;
+    console.log(`streams: ${N} at once, ${maxConns} connections open at the peak, threads ${threadsIdle} idle / ${maxThreads} at the peak, ${done} completed`);
+    assert.equal(done, N);
+    assert.ok(maxConns >= 250, `only ${maxConns} connections were open at once`);
+    assert.ok(maxThreads <= threadsIdle + 2, `threads grew from ${threadsIdle} to ${maxThreads}`);
+  } finally {
+    assert.equal(await stopServer(srv), 0);
+  }
+});
