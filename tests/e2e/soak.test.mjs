@@ -186,3 +186,38 @@ test('300 concurrent streams on a few threads', { timeout: 300000 }, async () =>
     assert.equal(await stopServer(srv), 0);
   }
 });
+
+// SIGTERM: the running stream finishes, the server stops accepting, exits 0. A per-request timeout ends a long answer.
+test('graceful shutdown and per-request timeout', { timeout: 120000 }, async () => {
+  const dir = tmpdir('shutdown');
+  const model = makeModel(dir, { name: 'tiny' });
+  const small = makeModel(dir, { name: 'small', preset: 'llama-small' });
+  const srv = await startServer(['-m', small, '--parallel', '2', '-c', '2048', '--timeout', '0.5', '--no-access-log']);
+  // 2000 tokens of this model take seconds: the answer ends at the timeout, with what was made so far
+  const t0 = Date.now();
+  const t = await request(srv.port, '/v1/chat/completions', JSON.stringify({ model: 'small', messages: [{ role: 'user', content: 'go' }],
+    max_tokens: 2000, ignore_eos: true, temperature: 0 }));
+  const took = (Date.now() - t0) / 1000;
+  assert.equal(t.status, 200);
+  const tr = JSON.parse(t.body);
+  assert.equal(tr.choices[0].finish_reason, 'length');
+  assert.ok(tr.usage.completion_tokens > 0 && tr.usage.completion_tokens < 2000, `${tr.usage.completion_tokens} tokens`);
+  assert.ok(took < 3, `the answer took ${took} s`);
+  await stopServer(srv);
+
+  const s2 = await startServer(['-m', model, '--parallel', '2', '-c', '2048', '--no-access-log']);
+  const long = request(s2.port, '/v1/chat/completions', JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'go' }],
+    max_tokens: 1500, ignore_eos: true, temperature: 0, stream: true }));
+  await new Promise((r) => setTimeout(r, 50));
+  const exited = stopServer(s2);  // SIGTERM while the stream runs
+  const r = await long;
+  assert.equal(r.status, 200);
+  assert.ok(r.body.trimEnd().endsWith('data: [DONE]'), 'the running stream was finished');
+  let tokens = 0;
+  for (const line of r.body.split('\n')) if (line.startsWith('data: {') && JSON.parse(line.slice(6)).choices[0]?.finish_reason === 'length') tokens++;
+  assert.equal(tokens, 1);
+  assert.equal(await exited, 0);
+  assert.match(s2.log(), /signal 15: no new requests/);
+  const after = await request(s2.port, '/health', '', { method: 'GET' });
+  assert.ok(after.error, 'nothing listens after the exit');
+});
