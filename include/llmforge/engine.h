@@ -123,7 +123,8 @@ private:
     void start(const JobPtr& job, const std::vector<int>& slots);
     void step();
     void emit_token(Seq& s, int32_t id, const float* logits);
-    void finish(Seq& s, const std::string& reason);
+    // Ends a sequence (reason: stop, length, cancelled, timeout, error) and frees its slot; the job's last one reports.
+    void finish(Seq& s, const std::string& reason, const std::string& error = "");
     void release_finished();
     int32_t pick(Seq& s, const float* logits);
 
@@ -142,6 +143,8 @@ private:
     EngineStats stats_;
 
     std::vector<std::unique_ptr<Seq>> active_;  // engine thread only
+    std::vector<float> step_logits_;             // engine thread only: [running sequences, n_vocab]
+    std::vector<int32_t> top_idx_;               // engine thread only: token ids ranked for top_logprobs
     std::thread thread_;
 };
 

@@ -76,6 +76,8 @@ private:
     };
     void forward(const int32_t* tokens, int64_t n, int64_t logits_from, float* logits_out, const Rows* rows = nullptr,
                  float* hidden_out = nullptr);
+    // Throws a bad-input Error for a token outside the vocabulary or (room) n tokens that do not fit after n_past().
+    void check_tokens(const int32_t* tokens, int64_t n, bool room) const;
     size_t cache_at(int64_t seq, int64_t layer, int64_t pos) const {
         return static_cast<size_t>(((seq * cfg_.n_layer + layer) * n_ctx_ + pos) * cfg_.kv_dim());
     }

@@ -307,7 +307,8 @@ void Engine::emit_token(Seq& s, int32_t id, const float* logits) {
         const double lse = static_cast<double>(mx) + std::log(sum);
         ev.chosen = {id, vocab.token_to_piece(id, true), static_cast<float>(logits[id] - lse)};
         if (j.top_logprobs > 0) {
-            std::vector<int32_t> idx(static_cast<size_t>(V));
+            std::vector<int32_t>& idx = top_idx_;
+            idx.resize(static_cast<size_t>(V));
             for (int64_t i = 0; i < V; ++i) idx[static_cast<size_t>(i)] = static_cast<int32_t>(i);
             const auto k = static_cast<std::ptrdiff_t>(std::min<int64_t>(j.top_logprobs, V));
             std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
@@ -349,12 +350,12 @@ void Engine::emit_token(Seq& s, int32_t id, const float* logits) {
     }
 }
 
-void Engine::finish(Seq& s, const std::string& reason) {
+void Engine::finish(Seq& s, const std::string& reason, const std::string& error) {
     if (s.finished) return;
     s.finished = true;
     s.pending = -1;
     const Job& j = *s.st->job;
-    if (reason != "cancelled") {  // what was held back (an unfinished character, a partial stop string) is text after all
+    if (reason != "cancelled" && reason != "error") {  // what was held back (an unfinished character, a partial stop string) is text after all
         std::string rest = s.held + s.utf8.flush();
         if (!rest.empty() && j.on_token) {
             TokenEvent ev;
@@ -374,10 +375,11 @@ void Engine::finish(Seq& s, const std::string& reason) {
         if (last) {
             if (reason == "cancelled") ++stats_.jobs_cancelled;
             else if (reason == "timeout") ++stats_.jobs_timed_out;
+            else if (reason == "error") ++stats_.jobs_failed;
             else ++stats_.jobs_done;
         }
     }
-    if (last && j.on_done) j.on_done(static_cast<int64_t>(j.prompt.size()), s.st->completion_tokens, "");
+    if (last && j.on_done) j.on_done(static_cast<int64_t>(j.prompt.size()), s.st->completion_tokens, error);
     cv_.notify_all();
 }
 
@@ -403,30 +405,16 @@ void Engine::step() {
         }
     if (run.empty()) return;
     const int64_t V = model_.config.n_vocab, n = static_cast<int64_t>(run.size());
-    std::vector<float> logits(static_cast<size_t>(n * V));
+    std::vector<float>& logits = step_logits_;
+    logits.resize(static_cast<size_t>(n * V));
     try {
         std::unique_lock<std::mutex> step_lock;
         if (step_mutex_) step_lock = std::unique_lock<std::mutex>(*step_mutex_);
         tf_->decode(seqs.data(), toks.data(), n, logits.data());
     } catch (const std::exception& e) {
         // Nothing in the batch can go on (this is a bug or out of memory): end every sequence, saying why.
-        for (Seq* s : run) {
-            s->pending = -1;
-            const Job& j = *s->st->job;
-            if (j.on_finish) j.on_finish(s->choice, "error");
-            s->finished = true;
-            const bool last = --s->st->remaining == 0;
-            {
-                std::lock_guard<std::mutex> lk(mu_);
-                stats_.kv_cells_used -= tf_->n_past_of(s->slot);
-                free_slots_.push_back(s->slot);
-                --stats_.slots_busy;
-                if (last) ++stats_.jobs_failed;
-            }
-            if (last && j.on_done) j.on_done(static_cast<int64_t>(j.prompt.size()), s->st->completion_tokens, e.what());
-        }
+        for (Seq* s : run) finish(*s, "error", e.what());
         release_finished();
-        cv_.notify_all();
         return;
     }
     {

@@ -98,14 +98,18 @@ Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, in
     rope_sin_.resize(B * cfg_.n_rot() / 2);
 }
 
-const std::vector<float>& Transformer::eval(const int32_t* tokens, int64_t n, bool all_logits) {
-    if (n <= 0) throw_bad_input("nothing to evaluate: no tokens");
-    if (n_past_ + n > n_ctx_)
+void Transformer::check_tokens(const int32_t* tokens, int64_t n, bool room) const {
+    if (room && n_past_ + n > n_ctx_)
         throw_bad_input("%lld tokens do not fit in the context: %lld already used of %lld", static_cast<long long>(n),
                         static_cast<long long>(n_past_), static_cast<long long>(n_ctx_));
     for (int64_t i = 0; i < n; ++i)
         if (tokens[i] < 0 || tokens[i] >= cfg_.n_vocab)
             throw_bad_input("token id %d is outside the vocabulary (0..%lld)", tokens[i], static_cast<long long>(cfg_.n_vocab - 1));
+}
+
+const std::vector<float>& Transformer::eval(const int32_t* tokens, int64_t n, bool all_logits) {
+    if (n <= 0) throw_bad_input("nothing to evaluate: no tokens");
+    check_tokens(tokens, n, true);
     const int64_t V = cfg_.n_vocab;
     logits_.assign(static_cast<size_t>((all_logits ? n : 1) * V), 0.0f);
     for (int64_t done = 0; done < n;) {
@@ -556,24 +560,18 @@ void Transformer::decode(const int32_t* seqs, const int32_t* tokens, int64_t n, 
         const int s = seqs[i];
         if (s < 0 || s >= n_seq_) throw_bad_input("sequence %d does not exist (0..%d)", s, n_seq_ - 1);
         if (seen[static_cast<size_t>(s)]++) throw_bad_input("sequence %d appears twice in one decoding step", s);
-        if (tokens[i] < 0 || tokens[i] >= cfg_.n_vocab)
-            throw_bad_input("token id %d is outside the vocabulary (0..%lld)", tokens[i], static_cast<long long>(cfg_.n_vocab - 1));
         pos[static_cast<size_t>(i)] = past_[static_cast<size_t>(s)];
         if (pos[static_cast<size_t>(i)] >= n_ctx_)
             throw_bad_input("sequence %d has no room left in its context of %lld", s, static_cast<long long>(n_ctx_));
     }
+    check_tokens(tokens, n, false);
     const Rows rows{seqs, pos.data()};
     forward(tokens, n, 0, logits, &rows, nullptr);
 }
 
 const std::vector<float>& Transformer::embed(const int32_t* tokens, int64_t n) {
     if (n <= 0) throw_bad_input("nothing to embed: no tokens");
-    if (n_past_ + n > n_ctx_)
-        throw_bad_input("%lld tokens do not fit in the context: %lld already used of %lld", static_cast<long long>(n),
-                        static_cast<long long>(n_past_), static_cast<long long>(n_ctx_));
-    for (int64_t i = 0; i < n; ++i)
-        if (tokens[i] < 0 || tokens[i] >= cfg_.n_vocab)
-            throw_bad_input("token id %d is outside the vocabulary (0..%lld)", tokens[i], static_cast<long long>(cfg_.n_vocab - 1));
+    check_tokens(tokens, n, true);
     const int64_t C = cfg_.n_embd;
     hidden_.assign(static_cast<size_t>(n * C), 0.0f);
     for (int64_t done = 0; done < n;) {

@@ -241,6 +241,13 @@ struct Api::Counters {
     std::mutex mu;
     std::map<std::pair<std::string, int>, uint64_t> requests;  // (endpoint, status) → count
     std::map<std::string, Histogram> duration;                // endpoint → seconds
+    // One answered request; seconds < 0: no duration to record.
+    void record(const std::string& endpoint, int status, double seconds = -1) {
+        std::lock_guard<std::mutex> lk(mu);
+        ++requests[{endpoint, status}];
+        if (seconds >= 0)
+            duration.try_emplace(endpoint, std::vector<double>{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}).first->second.observe(seconds);
+    }
 };
 
 Api::Api(std::vector<ServedModel>& models, const ApiOptions& opt) : models_(models), opt_(opt), counters_(std::make_shared<Counters>()) {
@@ -256,9 +263,18 @@ std::string Api::error_body(const std::string& message, const std::string& type,
     return dump(json{{"error", e}});
 }
 
-void Api::count(const std::string& endpoint, int status) {
-    std::lock_guard<std::mutex> lk(counters_->mu);
-    ++counters_->requests[{endpoint, status}];
+void Api::count(const std::string& endpoint, int status) { counters_->record(endpoint, status); }
+
+std::string Api::model_param(const json& b) {
+    if (!has(b, "model")) bad("you must provide a model parameter", "model", "missing_required_parameter");
+    if (!b["model"].is_string()) wrong_type("model", "a string", b["model"]);
+    return b["model"].get<std::string>();
+}
+
+ServedModel* Api::served(const std::string& name) {
+    ServedModel* sm = find_model(name);
+    if (!sm) throw ApiError{404, "The model '" + name + "' does not exist or you do not have access to it.", "invalid_request_error", "model", "model_not_found"};
+    return sm;
 }
 
 void Api::reply(const http::ExchangePtr& ex, int status, const std::string& body, const std::string& endpoint, const std::string& type) {
@@ -395,6 +411,30 @@ struct Gather {
     Clock::time_point t0 = Clock::now();
 };
 
+const char* const kOverloaded = "The server is overloaded: its queue is full. Please retry later.";
+
+// Queues a request's jobs (cancelled when the client goes away). If the queue refuses one, those already queued are
+// cancelled and answer for the request once they end, with g.error set: returns true then and when all were queued;
+// false when none is left to answer (the caller answers 503).
+bool submit_jobs(Engine& engine, const std::vector<JobPtr>& jobs, Gather& g, const http::ExchangePtr& ex) {
+    std::vector<std::weak_ptr<Job>> wjs(jobs.begin(), jobs.end());
+    ex->on_close([wjs] {
+        for (auto& w : wjs)
+            if (auto j = w.lock()) j->cancelled = true;
+    });
+    for (size_t k = 0; k < jobs.size(); ++k) {
+        if (engine.submit(jobs[k])) continue;
+        for (size_t q = 0; q < k; ++q) jobs[q]->cancelled = true;
+        std::lock_guard<std::mutex> lk(g.mu);
+        g.jobs_left -= static_cast<int>(jobs.size() - k);
+        if (g.jobs_left == 0) return false;
+        g.error = kOverloaded;
+        g.error_status = 503;
+        return true;
+    }
+    return true;
+}
+
 json chat_logprob_entry(const TokenEvent& e) {
     json top = json::array();
     for (const auto& t : e.top) top.push_back({{"token", token_text(t.bytes)}, {"logprob", t.logprob}, {"bytes", bytes_of(t.bytes)}});
@@ -405,12 +445,9 @@ json chat_logprob_entry(const TokenEvent& e) {
 
 void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex) {
     const json b = parse_body(req);
-    if (!has(b, "model")) bad("you must provide a model parameter", "model", "missing_required_parameter");
-    if (!b["model"].is_string()) wrong_type("model", "a string", b["model"]);
+    const std::string model_name = model_param(b);
     const json messages = check_messages(b);
-    ServedModel* sm = find_model(b["model"].get<std::string>());
-    if (!sm) throw ApiError{404, "The model '" + b["model"].get<std::string>() + "' does not exist or you do not have access to it.", "invalid_request_error", "model",
-                            "model_not_found"};
+    ServedModel* sm = served(model_name);
     auto job = std::make_shared<Job>();
     read_sampling(b, *job, true);
     const bool stream = boolean(b, "stream", false);
@@ -448,15 +485,18 @@ void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex
         std::vector<std::pair<std::string, std::string>> hs;
         if (!cors.empty()) hs.emplace_back("Access-Control-Allow-Origin", cors);
         ex->begin_stream(200, hs);
+        // a choice's first chunk carries the role (called with g->mu held)
+        auto open_choice = [=](Gather::Choice& c, int choice) {
+            if (c.started) return;
+            c.started = true;
+            ex->send(chunk(json::array({{{"index", choice}, {"delta", {{"role", "assistant"}, {"content", ""}, {"refusal", nullptr}}},
+                                         {"logprobs", nullptr}, {"finish_reason", nullptr}}}),
+                           nullptr, include_usage));
+        };
         job->on_token = [=](const TokenEvent& e) {
             std::lock_guard<std::mutex> lk(g->mu);
             auto& c = g->choices[static_cast<size_t>(e.choice)];
-            if (!c.started) {
-                c.started = true;
-                ex->send(chunk(json::array({{{"index", e.choice}, {"delta", {{"role", "assistant"}, {"content", ""}, {"refusal", nullptr}}},
-                                             {"logprobs", nullptr}, {"finish_reason", nullptr}}}),
-                               nullptr, include_usage));
-            }
+            open_choice(c, e.choice);
             if (e.text.empty() && !(want_lp && e.id >= 0)) return;
             json lp = nullptr;
             if (want_lp && e.id >= 0) lp = {{"content", json::array({chat_logprob_entry(e)})}, {"refusal", nullptr}};
@@ -467,12 +507,7 @@ void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex
             if (reason == "cancelled" || reason == "error") return;
             std::lock_guard<std::mutex> lk(g->mu);
             auto& c = g->choices[static_cast<size_t>(choice)];
-            if (!c.started) {
-                c.started = true;
-                ex->send(chunk(json::array({{{"index", choice}, {"delta", {{"role", "assistant"}, {"content", ""}, {"refusal", nullptr}}},
-                                             {"logprobs", nullptr}, {"finish_reason", nullptr}}}),
-                               nullptr, include_usage));
-            }
+            open_choice(c, choice);
             ex->send(chunk(json::array({{{"index", choice}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", finish_reason(reason)}}}),
                            nullptr, include_usage));
         };
@@ -483,12 +518,7 @@ void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex
             ex->send("data: [DONE]\n\n");
             ex->end();
             ex->log_fields("\"model\":\"" + model_id + "\",\"prompt_tokens\":" + std::to_string(p) + ",\"completion_tokens\":" + std::to_string(c));
-            {
-                std::lock_guard<std::mutex> lk(counters->mu);
-                ++counters->requests[{"/v1/chat/completions", 200}];
-                counters->duration.try_emplace("/v1/chat/completions", std::vector<double>{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300})
-                    .first->second.observe(std::chrono::duration<double>(Clock::now() - g->t0).count());
-            }
+            counters->record("/v1/chat/completions", 200, std::chrono::duration<double>(Clock::now() - g->t0).count());
             --self->in_flight_;
         };
     } else {
@@ -530,41 +560,27 @@ void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex
             r.body = std::move(body);
             if (!cors.empty()) r.headers.emplace_back("Access-Control-Allow-Origin", cors);
             ex->reply(std::move(r));
-            {
-                std::lock_guard<std::mutex> lk(counters->mu);
-                ++counters->requests[{"/v1/chat/completions", status}];
-                counters->duration.try_emplace("/v1/chat/completions", std::vector<double>{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300})
-                    .first->second.observe(std::chrono::duration<double>(Clock::now() - g->t0).count());
-            }
+            counters->record("/v1/chat/completions", status, std::chrono::duration<double>(Clock::now() - g->t0).count());
             --self->in_flight_;
         };
     }
-    std::weak_ptr<Job> wj = job;
-    ex->on_close([wj] {
-        if (auto j = wj.lock()) j->cancelled = true;
-    });
-    if (!sm->engine->submit(job)) {
-        if (stream) {  // the headers are out: say it in the stream
-            ex->send("data: " + error_body("The server is overloaded: its queue is full. Please retry later.", "server_error", "", "overloaded") + "\n\n");
-            ex->end();
-            --in_flight_;
-            count("/v1/chat/completions", 503);
-            return;
-        }
-        --in_flight_;
-        reply(ex, 503, error_body("The server is overloaded: its queue is full. Please retry later.", "server_error", "", "overloaded"),
-              "/v1/chat/completions");
-    }
+    if (!submit_jobs(*sm->engine, {job}, *g, ex)) overloaded(ex, "/v1/chat/completions", stream);
+}
+
+void Api::overloaded(const http::ExchangePtr& ex, const std::string& endpoint, bool stream) {
+    --in_flight_;
+    const std::string body = error_body(kOverloaded, "server_error", "", "overloaded");
+    if (!stream) return reply(ex, 503, body, endpoint);
+    ex->send("data: " + body + "\n\n");  // the headers are out: say it in the stream
+    ex->end();
+    count(endpoint, 503);
 }
 
 void Api::completions(const http::Request& req, const http::ExchangePtr& ex) {
     const json b = parse_body(req);
-    if (!has(b, "model")) bad("you must provide a model parameter", "model", "missing_required_parameter");
-    if (!b["model"].is_string()) wrong_type("model", "a string", b["model"]);
+    const std::string model_name = model_param(b);
     if (!b.contains("prompt")) bad("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter");
-    ServedModel* sm = find_model(b["model"].get<std::string>());
-    if (!sm) throw ApiError{404, "The model '" + b["model"].get<std::string>() + "' does not exist or you do not have access to it.", "invalid_request_error", "model",
-                            "model_not_found"};
+    ServedModel* sm = served(model_name);
     if (has(b, "suffix")) bad("'suffix' is not supported by this server.", "suffix", "invalid_value");
     const Vocab& vocab = *sm->model->vocab;
     // prompt: a string, an array of strings, an array of token ids, or an array of such arrays
@@ -716,51 +732,18 @@ void Api::completions(const http::Request& req, const http::ExchangePtr& ex) {
             }
             lk.unlock();
             ex->log_fields("\"model\":\"" + model_id + "\",\"prompt_tokens\":" + std::to_string(P) + ",\"completion_tokens\":" + std::to_string(C));
-            {
-                std::lock_guard<std::mutex> lk2(counters->mu);
-                ++counters->requests[{"/v1/completions", status}];
-                counters->duration.try_emplace("/v1/completions", std::vector<double>{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300})
-                    .first->second.observe(std::chrono::duration<double>(Clock::now() - g->t0).count());
-            }
+            counters->record("/v1/completions", status, std::chrono::duration<double>(Clock::now() - g->t0).count());
             --self->in_flight_;
         };
     }
-    std::vector<std::weak_ptr<Job>> wjs(jobs.begin(), jobs.end());
-    ex->on_close([wjs] {
-        for (auto& w : wjs)
-            if (auto j = w.lock()) j->cancelled = true;
-    });
-    for (size_t k = 0; k < jobs.size(); ++k) {
-        if (sm->engine->submit(jobs[k])) continue;
-        // Queue full: the jobs already queued are cancelled; their on_done answers (with the error below) once they end.
-        for (size_t q = 0; q < k; ++q) jobs[q]->cancelled = true;
-        std::unique_lock<std::mutex> lk(g->mu);
-        g->jobs_left -= static_cast<int>(jobs.size() - k);
-        if (g->jobs_left > 0) {
-            g->error = "The server is overloaded: its queue is full. Please retry later.";
-            return;
-        }
-        lk.unlock();
-        --in_flight_;
-        if (stream) {
-            ex->send("data: " + error_body("The server is overloaded: its queue is full. Please retry later.", "server_error", "", "overloaded") + "\n\n");
-            ex->end();
-            count("/v1/completions", 503);
-            return;
-        }
-        return reply(ex, 503, error_body("The server is overloaded: its queue is full. Please retry later.", "server_error", "", "overloaded"),
-                     "/v1/completions");
-    }
+    if (!submit_jobs(*sm->engine, jobs, *g, ex)) overloaded(ex, "/v1/completions", stream);
 }
 
 void Api::embeddings(const http::Request& req, const http::ExchangePtr& ex) {
     const json b = parse_body(req);
-    if (!has(b, "model")) bad("you must provide a model parameter", "model", "missing_required_parameter");
-    if (!b["model"].is_string()) wrong_type("model", "a string", b["model"]);
+    const std::string model_name = model_param(b);
     if (!b.contains("input")) bad("Missing required parameter: 'input'.", "input", "missing_required_parameter");
-    ServedModel* sm = find_model(b["model"].get<std::string>());
-    if (!sm) throw ApiError{404, "The model '" + b["model"].get<std::string>() + "' does not exist or you do not have access to it.", "invalid_request_error", "model",
-                            "model_not_found"};
+    ServedModel* sm = served(model_name);
     std::string format = "float";
     if (has(b, "encoding_format")) {
         if (!b["encoding_format"].is_string()) wrong_type("encoding_format", "a string", b["encoding_format"]);
@@ -844,34 +827,12 @@ void Api::embeddings(const http::Request& req, const http::ExchangePtr& ex) {
             lk.unlock();
             ex->log_fields("\"model\":\"" + model_id + "\",\"prompt_tokens\":" + std::to_string(P));
             ex->reply(std::move(r));
-            {
-                std::lock_guard<std::mutex> lk2(counters->mu);
-                ++counters->requests[{"/v1/embeddings", status}];
-            }
+            counters->record("/v1/embeddings", status);
             --self->in_flight_;
         };
         jobs.push_back(j);
     }
-    std::vector<std::weak_ptr<Job>> wjs(jobs.begin(), jobs.end());
-    ex->on_close([wjs] {
-        for (auto& w : wjs)
-            if (auto j = w.lock()) j->cancelled = true;
-    });
-    for (size_t k = 0; k < jobs.size(); ++k) {
-        if (sm->engine->submit(jobs[k])) continue;
-        for (size_t q = 0; q < k; ++q) jobs[q]->cancelled = true;
-        std::unique_lock<std::mutex> lk(g->mu);
-        g->jobs_left -= static_cast<int>(jobs.size() - k);
-        if (g->jobs_left > 0) {
-            g->error = "The server is overloaded: its queue is full. Please retry later.";
-            g->error_status = 503;
-            return;
-        }
-        lk.unlock();
-        --in_flight_;
-        return reply(ex, 503, error_body("The server is overloaded: its queue is full. Please retry later.", "server_error", "", "overloaded"),
-                     "/v1/embeddings");
-    }
+    if (!submit_jobs(*sm->engine, jobs, *g, ex)) overloaded(ex, "/v1/embeddings", false);
 }
 
 // ------------------------------------------------------------------------------------------------ /metrics

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "llmforge/chat.h"
 #include "llmforge/engine.h"
 #include "server/http.h"
@@ -50,6 +52,10 @@ private:
     void models(const http::Request& req, const http::ExchangePtr& ex);
     void metrics(const http::ExchangePtr& ex);
     ServedModel* find_model(const std::string& id);
+    static std::string model_param(const nlohmann::ordered_json& body);  // "model": present and a string (else 400)
+    ServedModel* served(const std::string& name);                          // the served model of that name (else 404)
+    // Answers 503 for a request none of whose jobs the queue took (in the stream, if its headers are out).
+    void overloaded(const http::ExchangePtr& ex, const std::string& endpoint, bool stream);
     void reply(const http::ExchangePtr& ex, int status, const std::string& body, const std::string& endpoint,
                const std::string& type = "application/json");
     void count(const std::string& endpoint, int status);

@@ -528,6 +528,5 @@ void Server::stop() {
 
 size_t Server::connections() const { return impl_->conns.load(); }
 
-void Server::post(std::function<void()> fn) { net::post(impl_->ioc, std::move(fn)); }
 
 }  // namespace llmforge::http

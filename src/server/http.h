@@ -73,8 +73,6 @@ public:
     void stop_accepting();  // closes the listening socket; open connections go on
     void stop();            // ends everything
     size_t connections() const;
-    // Runs fn on the server's I/O context (e.g. a signal handler's follow-up).
-    void post(std::function<void()> fn);
     void on_signal(std::function<void(int)> fn);  // SIGINT / SIGTERM
 
     struct Impl;  // (public so the connection code can reach it; defined in http.cpp only)
