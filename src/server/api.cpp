@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cctype>
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -10,115 +11,14 @@
 
 #include "llmforge/error.h"
 #include "llmforge/utf8.h"
+#include "server/api_internal.h"
 
 namespace llmforge::server {
 
-using json = nlohmann::ordered_json;
+using namespace detail;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// An error answered in OpenAI's shape.
-struct ApiError {
-    int status;
-    std::string message, type, param, code;
-};
-[[noreturn]] void bad(const std::string& msg, const std::string& param = "", const std::string& code = "") {
-    throw ApiError{400, msg, "invalid_request_error", param, code};
-}
-
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-const char* kind(const json& v) {
-    if (v.is_null()) return "null";
-    if (v.is_boolean()) return "a boolean";
-    if (v.is_number()) return "a number";
-    if (v.is_string()) return "a string";
-    if (v.is_array()) return "an array";
-    return "an object";
-}
-[[noreturn]] void wrong_type(const std::string& name, const char* expected, const json& v) {
-    bad("Invalid type for '" + name + "': expected " + expected + ", but got " + kind(v) + " instead.", name, "invalid_type");
-}
-bool has(const json& b, const char* k) { return b.contains(k) && !b[k].is_null(); }
-
-double number(const json& b, const char* k, double dflt, double lo, double hi) {
-    if (!has(b, k)) return dflt;
-    const json& v = b[k];
-    if (!v.is_number()) wrong_type(k, "a decimal", v);
-    const double x = v.get<double>();
-    if (!std::isfinite(x) || x < lo || x > hi) {
-        char buf[200];
-        std::snprintf(buf, sizeof buf, "Invalid '%s': expected a value between %g and %g, but got %g instead.", k, lo, hi, x);
-        bad(buf, k, x < lo ? "decimal_below_min_value" : "decimal_above_max_value");
-    }
-    return x;
-}
-int64_t integer(const json& b, const char* k, int64_t dflt, int64_t lo, int64_t hi) {
-    if (!has(b, k)) return dflt;
-    const json& v = b[k];
-    if (!v.is_number_integer()) wrong_type(k, "an integer", v);
-    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) bad(std::string("Invalid '") + k + "': the integer is too large.", k, "integer_above_max_value");
-    const int64_t x = v.get<int64_t>();
-    if (x < lo || x > hi)
-        bad(std::string("Invalid '") + k + "': expected a value between " + std::to_string(lo) + " and " + std::to_string(hi) + ", but got " +
-                std::to_string(x) + " instead.",
-            k, x < lo ? "integer_below_min_value" : "integer_above_max_value");
-    return x;
-}
-bool boolean(const json& b, const char* k, bool dflt) {
-    if (!has(b, k)) return dflt;
-    if (!b[k].is_boolean()) wrong_type(k, "a boolean", b[k]);
-    return b[k].get<bool>();
-}
-
-std::string random_id(const char* prefix) {
-    static thread_local std::mt19937_64 rng(std::random_device{}());
-    static const char* al = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    std::string s = prefix;
-    for (int i = 0; i < 24; ++i) s += al[rng() % 62];
-    return s;
-}
-int64_t unix_now() { return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count(); }
-
-json bytes_of(const std::string& s) {
-    json a = json::array();
-    for (unsigned char c : s) a.push_back(static_cast<int>(c));
-    return a;
-}
-// A token's text for JSON: its bytes with any broken UTF-8 replaced (the exact bytes go in "bytes").
-std::string token_text(const std::string& bytes) {
-    if (utf8_valid(bytes)) return bytes;
-    Utf8Stream s;
-    return s.push(bytes) + s.flush();
-}
-
-std::string base64(const void* data, size_t n) {
-    static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const auto* p = static_cast<const unsigned char*>(data);
-    std::string o;
-    o.reserve((n + 2) / 3 * 4);
-    for (size_t i = 0; i < n; i += 3) {
-        const uint32_t v = (p[i] << 16) | (i + 1 < n ? p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
-        o += t[(v >> 18) & 63];
-        o += t[(v >> 12) & 63];
-        o += i + 1 < n ? t[(v >> 6) & 63] : '=';
-        o += i + 2 < n ? t[v & 63] : '=';
-    }
-    return o;
-}
-
-json parse_body(const http::Request& req) {
-    json b;
-    try {
-        b = json::parse(req.body);
-    } catch (const std::exception&) {
-        bad("We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The "
-            "OpenAI API expects a JSON payload, but what was sent was not valid JSON.)");
-    }
-    if (!b.is_object()) bad("The request body must be a JSON object.");
-    return b;
-}
 
 // The text of a message's content: a string, or an array of {"type": "text", "text": ...} parts.
 std::string content_text(const json& c, size_t i) {
@@ -229,6 +129,33 @@ void check_length(const ServedModel& sm, Job& j, int32_t cap) {
         bad("Invalid 'n': this server answers at most " + std::to_string(sm.engine->n_slots()) + " choices per request.", "n", "integer_above_max_value");
 }
 
+// The value of the llmforge_key cookie (percent-decoded), or "".
+std::string cookie_key(const std::string& cookies) {
+    size_t pos = 0;
+    while (pos < cookies.size()) {
+        size_t end = cookies.find(';', pos);
+        if (end == std::string::npos) end = cookies.size();
+        std::string kv = cookies.substr(pos, end - pos);
+        pos = end + 1;
+        const size_t a = kv.find_first_not_of(' ');
+        if (a == std::string::npos) continue;
+        kv = kv.substr(a);
+        if (kv.rfind("llmforge_key=", 0) != 0) continue;
+        const std::string v = kv.substr(13);
+        std::string out;
+        for (size_t i = 0; i < v.size(); ++i) {
+            if (v[i] == '%' && i + 2 < v.size() && std::isxdigit(static_cast<unsigned char>(v[i + 1])) && std::isxdigit(static_cast<unsigned char>(v[i + 2]))) {
+                out += static_cast<char>(std::stoi(v.substr(i + 1, 2), nullptr, 16));
+                i += 2;
+            } else {
+                out += v[i];
+            }
+        }
+        return out;
+    }
+    return "";
+}
+
 std::string finish_reason(const std::string& r) {
     if (r == "stop") return "stop";
     return "length";  // "length", "timeout"
@@ -236,26 +163,13 @@ std::string finish_reason(const std::string& r) {
 
 }  // namespace
 
-// ------------------------------------------------------------------------------------------------ counters (/metrics)
-struct Api::Counters {
-    std::mutex mu;
-    std::map<std::pair<std::string, int>, uint64_t> requests;  // (endpoint, status) → count
-    std::map<std::string, Histogram> duration;                // endpoint → seconds
-    // One answered request; seconds < 0: no duration to record.
-    void record(const std::string& endpoint, int status, double seconds = -1) {
-        std::lock_guard<std::mutex> lk(mu);
-        ++requests[{endpoint, status}];
-        if (seconds >= 0)
-            duration.try_emplace(endpoint, std::vector<double>{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}).first->second.observe(seconds);
-    }
-};
-
 Api::Api(std::vector<ServedModel>& models, const ApiOptions& opt) : models_(models), opt_(opt), counters_(std::make_shared<Counters>()) {
     if (opt_.max_concurrent <= 0) {
         int total = 0;
         for (auto& m : models_) total += m.engine->n_slots() * 2 + 64;
         opt_.max_concurrent = total;
     }
+    init_web();
 }
 
 std::string Api::error_body(const std::string& message, const std::string& type, const std::string& param, const std::string& code) {
@@ -315,16 +229,20 @@ void Api::handle(const http::Request& req, const http::ExchangePtr& ex) {
             if (draining_) return reply(ex, 503, dump(json{{"status", "shutting down"}}), "/health");
             return reply(ex, 200, dump(json{{"status", "ok"}}), "/health");
         }
+        // a page of the web UI (not the API): a browser cannot send a Bearer header for it, so the key may come in the
+        // same-site cookie that the 401 page's form sets
+        const bool page = req.method == "GET" && path.rfind("/v1/", 0) != 0 && path != "/metrics" && path.rfind("/arena/api/", 0) != 0;
         if (!opt_.api_keys.empty()) {
             const std::string auth = req.header("authorization");
-            const std::string key = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : std::string();
+            std::string key = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : std::string();
+            if (key.empty() && page) key = cookie_key(req.header("cookie"));
             if (std::find(opt_.api_keys.begin(), opt_.api_keys.end(), key) == opt_.api_keys.end()) {
                 const std::string shown = key.size() > 8 ? key.substr(0, 3) + "*****" + key.substr(key.size() - 4) : std::string(key.empty() ? "" : "*****");
-                throw ApiError{401,
-                               key.empty() ? "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer "
-                                             "auth (i.e. Authorization: Bearer YOUR_KEY)."
-                                           : "Incorrect API key provided: " + shown + ".",
-                               "invalid_request_error", "", "invalid_api_key"};
+                const std::string msg = key.empty() ? "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer "
+                                                      "auth (i.e. Authorization: Bearer YOUR_KEY)."
+                                                    : "Incorrect API key provided: " + shown + ".";
+                if (page && opt_.web) return unauthorized_page(ex, msg);
+                throw ApiError{401, msg, "invalid_request_error", "", "invalid_api_key"};
             }
         }
         auto method_is = [&](const char* m) {
@@ -341,6 +259,29 @@ void Api::handle(const http::Request& req, const http::ExchangePtr& ex) {
         }
         const bool gen = path == "/v1/chat/completions" || path == "/chat/completions" || path == "/v1/completions" || path == "/completions" ||
                          path == "/v1/embeddings" || path == "/embeddings";
+        if (!gen && opt_.web) {
+            if (path == "/arena/api/battle") {
+                method_is("POST");
+                endpoint = path;
+                if (draining_) throw ApiError{503, "The server is shutting down.", "server_error", "", "shutting_down"};
+                return arena_battle(req, ex);
+            }
+            if (path == "/arena/api/vote") {
+                method_is("POST");
+                endpoint = path;
+                return arena_vote(req, ex);
+            }
+            if (path == "/arena/api/leaderboard") {
+                method_is("GET");
+                endpoint = path;
+                return arena_leaderboard(ex);
+            }
+            if (path.rfind("/arena/api/", 0) != 0 && path.rfind("/v1/", 0) != 0) {
+                endpoint = "static";
+                method_is("GET");
+                return static_file(req, ex);
+            }
+        }
         if (!gen)
             throw ApiError{404, "Unknown request URL: " + req.method + " " + path + ". Please check the URL for typos.", "invalid_request_error", "",
                            "unknown_url"};

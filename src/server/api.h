@@ -12,7 +12,9 @@
 
 #include "llmforge/chat.h"
 #include "llmforge/engine.h"
+#include "server/arena.h"
 #include "server/http.h"
+#include "server/static_files.h"
 
 namespace llmforge::server {
 
@@ -31,6 +33,9 @@ struct ApiOptions {
     int max_concurrent = 0;             // requests being answered at once (0: slots + queue of all models)
     int32_t max_tokens_limit = 0;       // cap on max_tokens (0: the context)
     double timeout_s = 600;             // per request
+    bool web = true;                    // the web chat at / and the arena at /arena
+    std::string web_dir;                // serve the pages from this folder instead of the embedded copy
+    std::string arena_db;               // SQLite file for the arena's votes ("" → no arena)
 };
 
 class Api {
@@ -51,6 +56,13 @@ private:
     void embeddings(const http::Request& req, const http::ExchangePtr& ex);
     void models(const http::Request& req, const http::ExchangePtr& ex);
     void metrics(const http::ExchangePtr& ex);
+    // the web UI and the arena (api_web.cpp)
+    void init_web();
+    void static_file(const http::Request& req, const http::ExchangePtr& ex);
+    void unauthorized_page(const http::ExchangePtr& ex, const std::string& message);
+    void arena_battle(const http::Request& req, const http::ExchangePtr& ex);
+    void arena_vote(const http::Request& req, const http::ExchangePtr& ex);
+    void arena_leaderboard(const http::ExchangePtr& ex);
     ServedModel* find_model(const std::string& id);
     static std::string model_param(const nlohmann::ordered_json& body);  // "model": present and a string (else 400)
     ServedModel* served(const std::string& name);                          // the served model of that name (else 404)
@@ -66,6 +78,10 @@ private:
     std::atomic<int> in_flight_{0};
     std::function<size_t()> connections_;
     std::shared_ptr<Counters> counters_;
+    std::unique_ptr<StaticFiles> static_;
+    std::unique_ptr<ArenaStore> arena_;
+    struct Battles;
+    std::shared_ptr<Battles> battles_;
 };
 
 }  // namespace llmforge::server

@@ -155,12 +155,31 @@ test('errors surface as the typed errors of the client', async () => {
 });
 
 test('authentication on every endpoint but /health; metrics', async () => {
-  for (const p of ['/v1/models', '/metrics', '/v1/chat/completions', '/', '/nope']) {
-    const r = await fetch(srv.url + p, { method: p.includes('chat') ? 'POST' : 'GET', body: p.includes('chat') ? '{}' : undefined });
+  const api = ['/v1/models', '/v1/models/tiny', '/metrics', '/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/arena/api/battle',
+    '/arena/api/vote', '/arena/api/leaderboard', '/v1/nope'];
+  for (const p of api) {
+    const post = /completions|embeddings|battle|vote/.test(p);
+    const r = await fetch(srv.url + p, { method: post ? 'POST' : 'GET', body: post ? '{}' : undefined });
     assert.equal(r.status, 401, p);
     const body = await r.json();
     assert.equal(body.error.code, 'invalid_api_key');
   }
+  // the web pages: 401 too, with a page that asks for the key (and shows nothing of the app)
+  for (const p of ['/', '/arena', '/chat.js', '/vendor/marked.min.js', '/nope']) {
+    const r = await fetch(srv.url + p);
+    assert.equal(r.status, 401, p);
+    assert.match(r.headers.get('content-type'), /text\/html/);
+    const html = await r.text();
+    assert.match(html, /API key/);
+    assert.doesNotMatch(html, /chat\.js|renderMarkdown/);
+  }
+  // with the key: as a Bearer header, or in the cookie the 401 page's form sets (pages only, not the API)
+  assert.equal((await fetch(srv.url + '/', { headers: { Authorization: `Bearer ${KEY}` } })).status, 200);
+  const page = await fetch(srv.url + '/chat.js', { headers: { Cookie: `other=1; llmforge_key=${encodeURIComponent(KEY)}` } });
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /chat\/completions/);
+  assert.equal((await fetch(srv.url + '/', { headers: { Cookie: 'llmforge_key=wrong' } })).status, 401);
+  assert.equal((await fetch(srv.url + '/v1/models', { headers: { Cookie: `llmforge_key=${encodeURIComponent(KEY)}` } })).status, 401);
   assert.equal((await fetch(srv.url + '/health')).status, 200);
   const m = await fetch(srv.url + '/metrics', { headers: { Authorization: `Bearer ${KEY}` } });
   assert.equal(m.status, 200);

@@ -1,0 +1,146 @@
+// The chat page: multi-turn conversation with one model, streamed through /v1/chat/completions.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const turns = [];      // {role, content} of the finished turns
+let controller = null;   // the running request's AbortController
+
+function addMessage(role, text) {
+  const div = document.createElement('div');
+  div.className = 'msg ' + role;
+  div.dataset.role = role;
+  const who = document.createElement('div');
+  who.className = 'who';
+  who.dataset.i18n = role === 'user' ? 'you' : 'assistant';
+  who.textContent = t(who.dataset.i18n);
+  const content = document.createElement('div');
+  content.className = 'content';
+  const meta = document.createElement('div');
+  meta.className = 'meta';
+  div.append(who, content, meta);
+  $('messages').appendChild(div);
+  if (role === 'user') renderInto(content, text);
+  div.scrollIntoView({ block: 'end' });
+  return div;
+}
+
+function setBusy(busy) {
+  $('send').hidden = busy;
+  $('stop').hidden = !busy;
+  $('input').disabled = false;
+}
+
+async function loadModels() {
+  try {
+    const r = await fetch('/v1/models', { headers: apiHeaders() });
+    if (!r.ok) throw new Error(await errorMessage(r));
+    const j = await r.json();
+    const sel = $('model');
+    sel.innerHTML = '';
+    for (const m of j.data) {
+      const o = document.createElement('option');
+      o.value = o.textContent = m.id;
+      sel.appendChild(o);
+    }
+  } catch (e) {
+    const div = addMessage('assistant', '');
+    div.classList.add('error');
+    div.querySelector('.content').textContent = t('error') + ': ' + e.message;
+  }
+}
+
+async function send(text) {
+  const user = { role: 'user', content: text };
+  addMessage('user', text);
+  const div = addMessage('assistant', '');
+  const content = div.querySelector('.content');
+  div.dataset.state = 'streaming';
+  content.classList.add('cursor');
+  const messages = [];
+  const sys = $('system').value.trim();
+  if (sys) messages.push({ role: 'system', content: sys });
+  messages.push(...turns, user);
+  const body = {
+    model: $('model').value, messages, stream: true, stream_options: { include_usage: true },
+    temperature: Number($('temperature').value), top_p: Number($('top-p').value),
+  };
+  const mt = parseInt($('max-tokens').value, 10);
+  if (mt > 0) body.max_tokens = mt;
+  const seed = $('seed').value.trim();
+  if (seed !== '') body.seed = parseInt(seed, 10);
+
+  controller = new AbortController();
+  setBusy(true);
+  let answer = '', finish = null, usage = null, pending = false, tokens = 0;
+  const t0 = performance.now();
+  let tFirst = 0;
+  const draw = () => { pending = false; renderInto(content, answer); div.scrollIntoView({ block: 'end' }); };
+  try {
+    const r = await fetch('/v1/chat/completions', { method: 'POST', headers: apiHeaders(), body: JSON.stringify(body), signal: controller.signal });
+    if (!r.ok) throw new Error(await errorMessage(r));
+    for await (const ev of readEvents(r)) {
+      if (ev.error) throw new Error(ev.error.message);
+      if (ev.usage) usage = ev.usage;
+      for (const c of ev.choices || []) {
+        if (c.delta && c.delta.content) {
+          if (!tFirst) tFirst = performance.now();
+          answer += c.delta.content;
+          ++tokens;
+          div.dataset.chunks = String(tokens);
+          if (!pending) { pending = true; requestAnimationFrame(draw); }
+        }
+        if (c.finish_reason) finish = c.finish_reason;
+      }
+    }
+    draw();
+    div.dataset.state = 'done';
+    turns.push(user, { role: 'assistant', content: answer });
+    const n = usage ? usage.completion_tokens : tokens;
+    const secs = (performance.now() - (tFirst || t0)) / 1000;
+    div.querySelector('.meta').textContent = `${n} ${t('tokens')} · ${(n / Math.max(secs, 1e-3)).toFixed(1)} tok/s · ${finish || ''}`;
+  } catch (e) {
+    draw();
+    if (e.name === 'AbortError') {
+      div.dataset.state = 'stopped';
+      div.querySelector('.meta').textContent = t('stopped');
+      if (answer) turns.push(user, { role: 'assistant', content: answer });
+    } else {
+      div.dataset.state = 'error';
+      div.classList.add('error');
+      const err = document.createElement('p');
+      err.textContent = t('error') + ': ' + e.message;
+      content.appendChild(err);
+    }
+  } finally {
+    content.classList.remove('cursor');
+    controller = null;
+    setBusy(false);
+  }
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  setupLanguage();
+  for (const [id, out] of [['temperature', 'temperature-v'], ['top-p', 'top-p-v']]) {
+    $(id).addEventListener('input', () => { $(out).textContent = $(id).value; });
+  }
+  $('composer').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = $('input').value;
+    if (!text.trim() || controller) return;
+    $('input').value = '';
+    send(text);
+  });
+  $('input').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      $('composer').requestSubmit();
+    }
+  });
+  $('stop').addEventListener('click', () => { if (controller) controller.abort(); });
+  $('new-chat').addEventListener('click', () => {
+    if (controller) controller.abort();
+    turns.length = 0;
+    $('messages').innerHTML = '';
+  });
+  loadModels();
+});
