@@ -98,10 +98,33 @@ struct EngineStats {
     Histogram queue_wait{{0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30}};
 };
 
+// A lock granted in the order it was asked for (a ticket lock): engines that share the compute threads take turns
+// step by step, so two models answering at once (the arena) advance together instead of one starving the other.
+class FairMutex {
+public:
+    void lock() {
+        std::unique_lock<std::mutex> lk(mu_);
+        const uint64_t ticket = next_++;
+        cv_.wait(lk, [&] { return serving_ == ticket; });
+    }
+    void unlock() {
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            ++serving_;
+        }
+        cv_.notify_all();
+    }
+
+private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    uint64_t next_ = 0, serving_ = 0;
+};
+
 class Engine {
 public:
     // pool may be shared with other engines: `step_mutex` (if given) is held around every forward pass.
-    Engine(const Model& model, ThreadPool& pool, const EngineOptions& opt, std::mutex* step_mutex = nullptr);
+    Engine(const Model& model, ThreadPool& pool, const EngineOptions& opt, FairMutex* step_mutex = nullptr);
     ~Engine();  // cancels what runs and joins the engine thread
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
@@ -131,7 +154,7 @@ private:
     const Model& model_;
     ThreadPool& pool_;
     EngineOptions opt_;
-    std::mutex* step_mutex_;
+    FairMutex* step_mutex_;
     int64_t n_ctx_;
     std::unique_ptr<Transformer> tf_;
 

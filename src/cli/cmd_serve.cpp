@@ -71,7 +71,7 @@ void add_serve(CLI::App& app) {
         for (const auto& k : o->keys)
             if (k.empty()) throw_bad_input("--api-key: an API key cannot be empty");
         ThreadPool pool(o->threads);
-        std::mutex step_mutex;  // the models share the compute threads: one forward pass at a time
+        FairMutex step_mutex;  // the models share the compute threads: one forward pass at a time, in turn
         std::vector<server::ServedModel> models;
         models.reserve(o->models.size());
         const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();

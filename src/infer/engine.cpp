@@ -60,7 +60,7 @@ struct Engine::Seq {
     explicit Seq(const SamplerParams& p) : sampler(p) {}
 };
 
-Engine::Engine(const Model& model, ThreadPool& pool, const EngineOptions& opt, std::mutex* step_mutex)
+Engine::Engine(const Model& model, ThreadPool& pool, const EngineOptions& opt, FairMutex* step_mutex)
     : model_(model), pool_(pool), opt_(opt), step_mutex_(step_mutex) {
     if (opt_.n_slots < 1) throw_bad_input("the server needs at least one slot, not %d", opt_.n_slots);
     if (opt_.max_queue < 0) throw_bad_input("the queue length cannot be negative");
@@ -201,8 +201,8 @@ void Engine::start(const JobPtr& job, const std::vector<int>& slots) {
     const int64_t V = model_.config.n_vocab;
     std::vector<float> logits;
     try {
-        std::unique_lock<std::mutex> step_lock;
-        if (step_mutex_) step_lock = std::unique_lock<std::mutex>(*step_mutex_);
+        std::unique_lock<FairMutex> step_lock;
+        if (step_mutex_) step_lock = std::unique_lock<FairMutex>(*step_mutex_);
         tf_->set_seq(slots[0]);
         tf_->reset();
         if (job->embedding) {
@@ -408,8 +408,8 @@ void Engine::step() {
     std::vector<float>& logits = step_logits_;
     logits.resize(static_cast<size_t>(n * V));
     try {
-        std::unique_lock<std::mutex> step_lock;
-        if (step_mutex_) step_lock = std::unique_lock<std::mutex>(*step_mutex_);
+        std::unique_lock<FairMutex> step_lock;
+        if (step_mutex_) step_lock = std::unique_lock<FairMutex>(*step_mutex_);
         tf_->decode(seqs.data(), toks.data(), n, logits.data());
     } catch (const std::exception& e) {
         // Nothing in the batch can go on (this is a bug or out of memory): end every sequence, saying why.
