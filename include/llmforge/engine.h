@@ -1,11 +1,14 @@
 // The serving engine: continuous batching over a fixed set of KV-cache slots.
 //
 // Requests (jobs) wait in a bounded queue. Between decoding steps the engine admits as many as there are free slots
-// (a job with n choices takes n slots), runs each new prompt through the model once (its choices share the prompt's
-// cache by copying it), and then every running sequence advances by one token in the same forward pass
-// (Transformer::decode: the weights are streamed once for all of them). A finished, cancelled or timed-out sequence
-// frees its slot at once. Each sequence's tokens are exactly those it would get alone: prompts run on their own and
-// decode() is batch-invariant, so greedy output does not depend on the load.
+// (a job with n choices takes n slots). Each step is one forward pass (Transformer::decode: the weights are streamed
+// once for everything in it) over every running sequence's next token plus up to prefill_chunk tokens of the prompts
+// being admitted, oldest first: a prompt rides along with the decoding in chunks (chunked prefill), so running streams
+// are not held up while it runs and its tokens cost no extra pass over the weights. When a prompt's last chunk has run,
+// its choices share its cache by copying it and sample their first tokens. A finished, cancelled or timed-out sequence
+// frees its slot at once. Each sequence's tokens are exactly those it would get alone: every row of decode() is
+// computed the same whatever else is in the step (batch-invariant products, per-row attention), and a prompt's chunks
+// depend only on its length, so greedy output does not depend on the load.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -74,7 +77,8 @@ using JobPtr = std::shared_ptr<Job>;
 struct EngineOptions {
     int n_slots = 4;          // sequences decoded together at most
     int64_t n_ctx = 0;        // cells per slot (0: the model's context, at most 4096)
-    int64_t n_batch = 512;    // prompt tokens per forward pass
+    int64_t n_batch = 512;    // rows per forward pass at most (embedding prompts run in passes of this many tokens)
+    int64_t prefill_chunk = 128;  // prompt tokens that ride along with one decoding step at most
     DType kv_type = DType::F16;
     int max_queue = 64;       // jobs waiting beyond this are refused (submit() returns false)
 };
@@ -142,7 +146,14 @@ public:
 
 private:
     struct Seq;
+    struct Prefill {  // a job whose prompt is running, chunk by chunk, in its first slot
+        JobPtr job;
+        std::vector<int> slots;
+        size_t done = 0;  // prompt tokens in the cache
+    };
     void loop();
+    void drop_prefill(const Prefill& p, const std::string& reason, const std::string& error = "");
+    void begin_choices(const Prefill& p, const float* logits);
     void start(const JobPtr& job, const std::vector<int>& slots);
     void step();
     void emit_token(Seq& s, int32_t id, const float* logits);
@@ -166,7 +177,11 @@ private:
     EngineStats stats_;
 
     std::vector<std::unique_ptr<Seq>> active_;  // engine thread only
-    std::vector<float> step_logits_;             // engine thread only: [running sequences, n_vocab]
+    std::deque<Prefill> prefill_;                // engine thread only: prompts running, oldest first
+    int64_t n_batch_ = 0;
+    std::vector<float> step_logits_;             // engine thread only: [rows whose logits are wanted, n_vocab]
+    std::vector<int32_t> step_seqs_, step_toks_; // engine thread only: the rows of a step
+    std::vector<uint8_t> step_want_;
     std::vector<int32_t> top_idx_;               // engine thread only: token ids ranked for top_logprobs
     std::thread thread_;
 };

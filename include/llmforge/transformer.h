@@ -38,11 +38,13 @@ public:
     void set_seq(int s);            // the sequence eval(), n_past(), reset() and truncate() work on
     int64_t n_past_of(int s) const;
     void copy_seq(int src, int dst);  // dst's cache becomes a copy of src's (its n_past(src) cells)
-    // One token for each of n distinct sequences, each at its own position n_past_of(seq) (which then grows by one);
-    // logits [n, n_vocab] into `logits`. The weights are streamed once for all n; every sequence's logits are bit for
-    // bit those it gets decoded alone (batch-invariant products, per-row attention): results do not depend on which
-    // other sequences share the step (eval() of one token sums its products in another order). Not with ggml arithmetic.
-    void decode(const int32_t* seqs, const int32_t* tokens, int64_t n, float* logits);
+    // n rows, each a token of a sequence: a sequence's rows take its next positions n_past_of(seq), +1, … in row order
+    // (one row per sequence when decoding; several when a prompt, or a chunk of one, rides along). Logits into `logits`
+    // for the rows with want[i] != 0 (every row if want is null), one after the other in row order. The weights are
+    // streamed once for all n; every row's results are bit for bit those it gets alone (batch-invariant products,
+    // per-row attention): they depend neither on which other sequences share the step nor on how a prompt is cut into
+    // chunks (eval() sums its products in another order). Not with ggml arithmetic.
+    void decode(const int32_t* seqs, const int32_t* tokens, int64_t n, float* logits, const uint8_t* want = nullptr);
     // Runs tokens like eval() and returns the final hidden states after the output norm, [n, n_embd] (embeddings).
     const std::vector<float>& embed(const int32_t* tokens, int64_t n);
     int64_t n_ctx() const { return n_ctx_; }
@@ -75,7 +77,7 @@ private:
         const int64_t* pos;
     };
     void forward(const int32_t* tokens, int64_t n, int64_t logits_from, float* logits_out, const Rows* rows = nullptr,
-                 float* hidden_out = nullptr);
+                 float* hidden_out = nullptr, const uint8_t* want = nullptr);
     // Throws a bad-input Error for a token outside the vocabulary or (room) n tokens that do not fit after n_past().
     void check_tokens(const int32_t* tokens, int64_t n, bool room) const;
     size_t cache_at(int64_t seq, int64_t layer, int64_t pos) const {

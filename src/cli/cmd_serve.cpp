@@ -32,7 +32,7 @@ void add_serve(CLI::App& app) {
         std::string host = "127.0.0.1", cors, tpl, cache_type = "f16", tokenizer, web_dir, arena_db;
         int port = 8080, parallel = 4, queue = 64, max_concurrent = 0, io_threads = 2;
         int threads = ThreadPool::default_threads();
-        int64_t ctx = 0, batch = 512;
+        int64_t ctx = 0, batch = 512, prefill_chunk = 128;
         int32_t max_tokens = 0;
         double timeout = 600, shutdown_timeout = 30;
         size_t max_body = 8u << 20;
@@ -46,7 +46,8 @@ void add_serve(CLI::App& app) {
     cmd->add_option("--api-key", o->keys, "accepted API key (Bearer); give several times for several keys. Without one, no authentication");
     cmd->add_option("--parallel,--np", o->parallel, "sequences decoded together per model (KV-cache slots)");
     cmd->add_option("-c,--ctx-size", o->ctx, "context of each slot in tokens (0: the model's, at most 4096)");
-    cmd->add_option("-b,--batch-size", o->batch, "prompt tokens per forward pass");
+    cmd->add_option("-b,--batch-size", o->batch, "rows per forward pass at most");
+    cmd->add_option("--prefill-chunk", o->prefill_chunk, "prompt tokens that ride along with one decoding step (smaller: steadier streams while prompts run)");
     cmd->add_option("-t,--threads", o->threads, "compute threads");
     cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 or f32");
     cmd->add_option("--queue", o->queue, "requests that may wait for a slot per model; beyond, 503");
@@ -87,6 +88,7 @@ void add_serve(CLI::App& app) {
             eo.n_slots = o->parallel;
             eo.n_ctx = o->ctx;
             eo.n_batch = o->batch;
+            eo.prefill_chunk = o->prefill_chunk;
             eo.kv_type = parse_cache_type(o->cache_type);
             eo.max_queue = o->queue;
             sm.engine = std::make_unique<Engine>(*sm.model, pool, eo, &step_mutex);

@@ -129,7 +129,7 @@ void seq_tile(const typename L::T* const* w, const float* const* x, float* const
     // as much of it per step as this step consumes, so the memory sees one sequential stream (four interleaved row
     // streams measured half the bandwidth on large matrices).
     constexpr int64_t step_bytes = NR * W * static_cast<int64_t>(sizeof(typename L::T));
-    const char* pf = reinterpret_cast<const char*>(w[0]) + 2 * NR * K * static_cast<int64_t>(sizeof(typename L::T));
+    const char* pf = reinterpret_cast<const char*>(w[0]) + (NR == 1 && NX == 1 ? DOT_PF : 2 * NR * K * static_cast<int64_t>(sizeof(typename L::T)));
     int64_t k = 0;
     for (; k + W <= K; k += W, pf += step_bytes) {
 #pragma GCC unroll 4

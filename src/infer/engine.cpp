@@ -65,7 +65,10 @@ Engine::Engine(const Model& model, ThreadPool& pool, const EngineOptions& opt, F
     if (opt_.n_slots < 1) throw_bad_input("the server needs at least one slot, not %d", opt_.n_slots);
     if (opt_.max_queue < 0) throw_bad_input("the queue length cannot be negative");
     n_ctx_ = opt_.n_ctx > 0 ? opt_.n_ctx : std::min<int64_t>(model.config.n_ctx, 4096);
-    tf_ = std::make_unique<Transformer>(model, pool, n_ctx_, opt_.n_batch, opt_.kv_type, opt_.n_slots);
+    if (opt_.prefill_chunk < 1) throw_bad_input("prefill_chunk must be at least 1");
+    // a step holds every slot's next token and a chunk of prompt tokens
+    n_batch_ = std::max<int64_t>(opt_.n_batch, opt_.n_slots + opt_.prefill_chunk);
+    tf_ = std::make_unique<Transformer>(model, pool, n_ctx_, n_batch_, opt_.kv_type, opt_.n_slots);
     // Warm-up: one token through the model touches every weight (a mapped file is read in now, not in the first
     // request's time to first token), as llama.cpp's warm-up does.
     {
@@ -131,7 +134,7 @@ void Engine::loop() {
         {
             std::unique_lock<std::mutex> lk(mu_);
             cv_.wait(lk, [&] {
-                return stop_ || !active_.empty() || (!queue_.empty() && static_cast<int>(free_slots_.size()) >= queue_.front()->n);
+                return stop_ || !active_.empty() || !prefill_.empty() || (!queue_.empty() && static_cast<int>(free_slots_.size()) >= queue_.front()->n);
             });
             if (cancel_all_) {
                 dropped.assign(queue_.begin(), queue_.end());
@@ -149,7 +152,7 @@ void Engine::loop() {
                 queue_.pop_front();
             }
             stats_.queued = static_cast<int>(queue_.size());
-            if (stop_ && queue_.empty() && active_.empty() && admit.empty() && dropped.empty()) break;
+            if (stop_ && queue_.empty() && active_.empty() && prefill_.empty() && admit.empty() && dropped.empty()) break;
         }
         for (const JobPtr& j : dropped) {
             {
@@ -198,14 +201,12 @@ void Engine::start(const JobPtr& job, const std::vector<int>& slots) {
         if (job->on_done) job->on_done(0, 0, "the request timed out while queued");
         return;
     }
-    const int64_t V = model_.config.n_vocab;
-    std::vector<float> logits;
     try {
-        std::unique_lock<FairMutex> step_lock;
-        if (step_mutex_) step_lock = std::unique_lock<FairMutex>(*step_mutex_);
         tf_->set_seq(slots[0]);
         tf_->reset();
         if (job->embedding) {
+            std::unique_lock<FairMutex> step_lock;
+            if (step_mutex_) step_lock = std::unique_lock<FairMutex>(*step_mutex_);
             const std::vector<float>& h = tf_->embed(job->prompt.data(), static_cast<int64_t>(job->prompt.size()));
             const int64_t C = model_.config.n_embd, n = static_cast<int64_t>(job->prompt.size());
             std::vector<double> acc(static_cast<size_t>(C), 0.0);
@@ -230,19 +231,42 @@ void Engine::start(const JobPtr& job, const std::vector<int>& slots) {
             if (job->on_done) job->on_done(n, 0, "");
             return;
         }
-        const std::vector<float>& l = tf_->eval(job->prompt);
-        logits.assign(l.begin(), l.begin() + V);
-        for (size_t i = 1; i < slots.size(); ++i) tf_->copy_seq(slots[0], slots[i]);
+        // a generation job: its prompt rides along with the next steps (Engine::step), in chunks
+        prefill_.push_back(Prefill{job, slots, 0});
     } catch (const std::exception& e) {
         give_back(e.what(), false);
         finish_all("error");
         if (job->on_done) job->on_done(0, 0, e.what());
         return;
     }
+}
+
+// A job whose prompt has not run to its end leaves (cancelled, timed out, failed): its slots come back.
+void Engine::drop_prefill(const Prefill& p, const std::string& reason, const std::string& error) {
+    const JobPtr& job = p.job;
     {
         std::lock_guard<std::mutex> lk(mu_);
-        stats_.prompt_tokens += job->prompt.size();
-        stats_.kv_cells_used += static_cast<int64_t>(job->prompt.size()) * job->n;
+        for (int s : p.slots) free_slots_.push_back(s);
+        stats_.slots_busy -= job->n;
+        stats_.kv_cells_used -= static_cast<int64_t>(p.done);
+        if (reason == "cancelled") ++stats_.jobs_cancelled;
+        else if (reason == "timeout") ++stats_.jobs_timed_out;
+        else ++stats_.jobs_failed;
+    }
+    cv_.notify_all();
+    if (job->on_finish)
+        for (int c = 0; c < job->n; ++c) job->on_finish(c, reason);
+    if (job->on_done)
+        job->on_done(0, 0, !error.empty() ? error : reason == "timeout" ? "the request timed out before its first token" : "cancelled");
+}
+
+// The prompt has run: the other choices' slots get a copy of its cache, every choice samples its first token.
+void Engine::begin_choices(const Prefill& p, const float* logits) {
+    const JobPtr& job = p.job;
+    for (size_t i = 1; i < p.slots.size(); ++i) tf_->copy_seq(p.slots[0], p.slots[i]);
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        stats_.kv_cells_used += static_cast<int64_t>(job->prompt.size()) * (job->n - 1);
     }
     auto st = std::make_shared<JobState>();
     st->job = job;
@@ -253,12 +277,12 @@ void Engine::start(const JobPtr& job, const std::vector<int>& slots) {
         auto s = std::make_unique<Seq>(sp);
         s->st = st;
         s->choice = c;
-        s->slot = slots[static_cast<size_t>(c)];
+        s->slot = p.slots[static_cast<size_t>(c)];
         s->history = job->prompt;
         s->last_token = Clock::now();
         Seq& ref = *s;
         active_.push_back(std::move(s));
-        emit_token(ref, pick(ref, logits.data()), logits.data());
+        emit_token(ref, pick(ref, logits), logits);
     }
 }
 
@@ -395,39 +419,97 @@ void Engine::step() {
         else if (j.timeout_s > 0 && seconds_since(j.submitted) > j.timeout_s) finish(*s, "timeout");
     }
     release_finished();
-    std::vector<int32_t> seqs, toks;
+    for (auto it = prefill_.begin(); it != prefill_.end();) {
+        const Job& j = *it->job;
+        const bool cancelled = j.cancelled || cancel_all_, late = j.timeout_s > 0 && seconds_since(j.submitted) > j.timeout_s;
+        if (!cancelled && !late) {
+            ++it;
+            continue;
+        }
+        const Prefill p = *it;
+        it = prefill_.erase(it);
+        drop_prefill(p, cancelled ? "cancelled" : "timeout");
+    }
+    // The rows of this step: every running sequence's next token, then prompt tokens of the jobs being admitted, in
+    // order, up to prefill_chunk of them (a long prompt takes several steps, so running streams keep flowing).
+    std::vector<int32_t>& seqs = step_seqs_;
+    std::vector<int32_t>& toks = step_toks_;
+    std::vector<uint8_t>& want = step_want_;
+    seqs.clear();
+    toks.clear();
+    want.clear();
     std::vector<Seq*> run;
     for (auto& s : active_)
         if (!s->finished && s->pending >= 0) {
             seqs.push_back(s->slot);
             toks.push_back(s->pending);
+            want.push_back(1);
             run.push_back(s.get());
         }
-    if (run.empty()) return;
-    const int64_t V = model_.config.n_vocab, n = static_cast<int64_t>(run.size());
+    struct Chunk {
+        size_t index;  // in prefill_
+        size_t take;
+        bool last;     // the prompt's end: its logits are wanted
+    };
+    std::vector<Chunk> chunks;
+    int64_t budget = std::min<int64_t>(opt_.prefill_chunk, n_batch_ - static_cast<int64_t>(run.size()));
+    for (size_t i = 0; i < prefill_.size() && budget > 0; ++i) {
+        Prefill& p = prefill_[i];
+        const size_t take = std::min<size_t>(static_cast<size_t>(budget), p.job->prompt.size() - p.done);
+        for (size_t t = 0; t < take; ++t) {
+            seqs.push_back(p.slots[0]);
+            toks.push_back(p.job->prompt[p.done + t]);
+            want.push_back(0);
+        }
+        const bool last = p.done + take == p.job->prompt.size();
+        if (last) want.back() = 1;
+        chunks.push_back({i, take, last});
+        budget -= static_cast<int64_t>(take);
+    }
+    if (seqs.empty()) return;
+    const int64_t V = model_.config.n_vocab, n = static_cast<int64_t>(seqs.size());
+    int64_t n_out = 0;
+    for (uint8_t w : want) n_out += w;
     std::vector<float>& logits = step_logits_;
-    logits.resize(static_cast<size_t>(n * V));
+    logits.resize(static_cast<size_t>(n_out * V));
     try {
         std::unique_lock<FairMutex> step_lock;
         if (step_mutex_) step_lock = std::unique_lock<FairMutex>(*step_mutex_);
-        tf_->decode(seqs.data(), toks.data(), n, logits.data());
+        tf_->decode(seqs.data(), toks.data(), n, logits.data(), want.data());
     } catch (const std::exception& e) {
         // Nothing in the batch can go on (this is a bug or out of memory): end every sequence, saying why.
         for (Seq* s : run) finish(*s, "error", e.what());
         release_finished();
+        std::vector<Prefill> failed;
+        for (const Chunk& c : chunks) failed.push_back(prefill_[c.index]);
+        prefill_.erase(prefill_.begin(), prefill_.begin() + static_cast<std::ptrdiff_t>(chunks.size()));
+        for (const Prefill& p : failed) drop_prefill(p, "error", e.what());
         return;
     }
+    size_t prompt_rows = 0;
+    for (const Chunk& c : chunks) prompt_rows += c.take;
     {
         std::lock_guard<std::mutex> lk(mu_);
         ++stats_.decode_steps;
         stats_.kv_cells_used += n;
+        stats_.prompt_tokens += prompt_rows;
     }
-    for (int64_t i = 0; i < n; ++i) {
-        Seq& s = *run[static_cast<size_t>(i)];
+    for (size_t i = 0; i < run.size(); ++i) {
+        Seq& s = *run[i];
         s.pending = -1;
-        const float* l = logits.data() + i * V;
+        const float* l = logits.data() + static_cast<int64_t>(i) * V;
         emit_token(s, pick(s, l), l);
     }
+    // prompts that reached their end start their choices (the chunks are the first entries of prefill_, in order)
+    int64_t out = static_cast<int64_t>(run.size());
+    std::vector<Prefill> done;
+    for (const Chunk& c : chunks) {
+        Prefill& p = prefill_[c.index];
+        p.done += c.take;
+        if (c.last) done.push_back(p);
+    }
+    prefill_.erase(std::remove_if(prefill_.begin(), prefill_.end(), [](const Prefill& p) { return p.done == p.job->prompt.size(); }), prefill_.end());
+    for (const Prefill& p : done) begin_choices(p, logits.data() + (out++) * V);
     release_finished();
 }
 

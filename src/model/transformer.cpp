@@ -407,7 +407,8 @@ void Transformer::attention(const float* q, float* out, int64_t n, int64_t layer
     else attention_fast(q, out, n, layer, pos0);
 }
 
-void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from, float* logits_out, const Rows* rows, float* hidden_out) {
+void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from, float* logits_out, const Rows* rows, float* hidden_out,
+                          const uint8_t* want) {
     const int64_t C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, pos0 = n_past_;
     auto pos_of = [&](int64_t i) { return rows ? rows->pos[i] : pos0 + i; };
     rowwise_ = rows != nullptr;
@@ -509,6 +510,14 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
     // Final norm and the output projection, only for the rows whose logits are wanted.
     if (hidden_out) {
         norm(x, hidden_out, n, out_norm_, out_norm_b_);
+    } else if (want) {  // decode(): the wanted rows, gathered
+        int64_t m = 0;
+        for (int64_t i = 0; i < n; ++i)
+            if (want[i]) std::copy_n(x + i * C, C, q_.data() + (m++) * C);
+        if (m > 0) {
+            norm(q_.data(), h, m, out_norm_, out_norm_b_);
+            linear(h, logits_out, m, output_, nullptr);
+        }
     } else if (logits_from < n) {
         const int64_t m = n - logits_from;
         norm(x + logits_from * C, h, m, out_norm_, out_norm_b_);
@@ -548,25 +557,25 @@ void Transformer::copy_seq(int src, int dst) {
     else past_[static_cast<size_t>(dst)] = n;
 }
 
-void Transformer::decode(const int32_t* seqs, const int32_t* tokens, int64_t n, float* logits) {
+void Transformer::decode(const int32_t* seqs, const int32_t* tokens, int64_t n, float* logits, const uint8_t* want) {
     if (n <= 0) throw_bad_input("nothing to decode: no sequences");
-    if (n > n_batch_) throw_bad_input("%lld sequences in one step; at most %lld", static_cast<long long>(n), static_cast<long long>(n_batch_));
+    if (n > n_batch_) throw_bad_input("%lld rows in one step; at most %lld", static_cast<long long>(n), static_cast<long long>(n_batch_));
     if (ggml_arith_) throw_bad_input("decode() does not run with ggml arithmetic");
     past_[static_cast<size_t>(slot_)] = n_past_;
     std::vector<int64_t>& pos = decode_pos_;
     pos.resize(static_cast<size_t>(n));
-    std::vector<uint8_t> seen(static_cast<size_t>(n_seq_), 0);
+    std::vector<int64_t> next(static_cast<size_t>(n_seq_), -1);  // each sequence's next position in this step
     for (int64_t i = 0; i < n; ++i) {
         const int s = seqs[i];
         if (s < 0 || s >= n_seq_) throw_bad_input("sequence %d does not exist (0..%d)", s, n_seq_ - 1);
-        if (seen[static_cast<size_t>(s)]++) throw_bad_input("sequence %d appears twice in one decoding step", s);
-        pos[static_cast<size_t>(i)] = past_[static_cast<size_t>(s)];
-        if (pos[static_cast<size_t>(i)] >= n_ctx_)
-            throw_bad_input("sequence %d has no room left in its context of %lld", s, static_cast<long long>(n_ctx_));
+        int64_t& p = next[static_cast<size_t>(s)];
+        if (p < 0) p = past_[static_cast<size_t>(s)];
+        if (p >= n_ctx_) throw_bad_input("sequence %d has no room left in its context of %lld", s, static_cast<long long>(n_ctx_));
+        pos[static_cast<size_t>(i)] = p++;
     }
     check_tokens(tokens, n, false);
     const Rows rows{seqs, pos.data()};
-    forward(tokens, n, 0, logits, &rows, nullptr);
+    forward(tokens, n, 0, logits, &rows, nullptr, want);
 }
 
 const std::vector<float>& Transformer::embed(const int32_t* tokens, int64_t n) {

@@ -128,13 +128,57 @@ TEST(Batching, DecodeTogetherEqualsDecodeAloneBitForBit) {
             }
 }
 
+// A prompt fed through decode() in chunks of any size, alone or beside other sequences' rows, gives the same bits:
+// what the engine's chunked prefill relies on.
+TEST(Batching, PromptChunksDoNotChangeResults) {
+    ThreadPool pool(2);
+    for (const char* preset_name : {"llama-tiny", "gpt2-tiny"})
+        for (DType wt : {DType::F32, DType::F16}) {
+            const Model m = init_random(preset(preset_name), wt, 3);
+            const int64_t V = m.config.n_vocab;
+            const std::vector<int32_t> prompt = {1, 50, 51, 52, 7, 8, 9, 10, 300, 301, 4};
+            const std::vector<int32_t> other = {1, 99, 98};
+            // whole: the prompt in one call, logits of every row
+            Transformer a(m, pool, 64, 64, DType::F16, 2);
+            std::vector<int32_t> seq0(prompt.size(), 0);
+            std::vector<float> whole(prompt.size() * V);
+            a.decode(seq0.data(), prompt.data(), static_cast<int64_t>(prompt.size()), whole.data());
+            // chunks of 1, 4 and 6 with another sequence's rows in front; only the last row's logits wanted
+            for (size_t chunk : {size_t{1}, size_t{4}, size_t{6}}) {
+                Transformer b(m, pool, 64, 64, DType::F16, 2);
+                size_t done = 0, other_done = 0;
+                std::vector<float> out(2 * V);
+                while (done < prompt.size()) {
+                    std::vector<int32_t> seqs, toks;
+                    std::vector<uint8_t> want;
+                    if (other_done < other.size()) {
+                        seqs.push_back(1);
+                        toks.push_back(other[other_done++]);
+                        want.push_back(0);
+                    }
+                    const size_t take = std::min(chunk, prompt.size() - done);
+                    for (size_t t = 0; t < take; ++t) {
+                        seqs.push_back(0);
+                        toks.push_back(prompt[done + t]);
+                        want.push_back(t + 1 == take ? 1 : 0);
+                    }
+                    b.decode(seqs.data(), toks.data(), static_cast<int64_t>(seqs.size()), out.data(), want.data());
+                    done += take;
+                    ASSERT_TRUE(same_bits(out.data(), whole.data() + (done - 1) * V, static_cast<size_t>(V)))
+                        << preset_name << " " << dtype_name(wt) << " chunk " << chunk << " row " << done - 1;
+                }
+                EXPECT_EQ(b.n_past_of(0), static_cast<int64_t>(prompt.size()));
+                EXPECT_EQ(b.n_past_of(1), static_cast<int64_t>(std::min(other.size(), other_done)));
+            }
+        }
+}
+
 TEST(Batching, DecodeRejectsBadSteps) {
     ThreadPool pool(1);
     const Model m = init_random(preset("llama-tiny"), DType::F32, 1);
     Transformer tf(m, pool, 8, 512, DType::F16, 2);
     std::vector<float> out(2 * m.config.n_vocab);
     const int32_t twice[2] = {0, 0}, toks[2] = {3, 4}, bad_tok[1] = {100000}, bad_seq[1] = {5};
-    EXPECT_THROW(tf.decode(twice, toks, 2, out.data()), Error);
     EXPECT_THROW(tf.decode(twice, bad_tok, 1, out.data()), Error);
     EXPECT_THROW(tf.decode(bad_seq, toks, 1, out.data()), Error);
     tf.set_seq(1);
@@ -204,7 +248,10 @@ TEST(Engine, GreedyUnderLoadEqualsLoneRequests) {
     opt.n_slots = 4;
     opt.n_ctx = 96;
     std::vector<std::vector<int32_t>> prompts;
-    for (int i = 0; i < 10; ++i) prompts.push_back({1, 10 + i, 20 + 3 * i, 7});
+    for (int i = 0; i < 10; ++i) {
+        prompts.push_back({1, 10 + i, 20 + 3 * i, 7});
+        for (int k = 0; k < 2 * i; ++k) prompts.back().push_back(40 + 5 * k + i);  // 4 to 22 tokens
+    }
     std::vector<std::vector<int32_t>> lone(prompts.size());
     {
         Engine e(m, pool, opt);
@@ -215,10 +262,12 @@ TEST(Engine, GreedyUnderLoadEqualsLoneRequests) {
             lone[i] = c.ids[0];
             EXPECT_EQ(c.finish[0], "length");
             EXPECT_EQ(c.completion_tokens, 20 + static_cast<int64_t>(i));
-            EXPECT_EQ(c.prompt_tokens, 4);
+            EXPECT_EQ(c.prompt_tokens, static_cast<int64_t>(prompts[i].size()));
         }
         EXPECT_EQ(e.stats().slots_busy, 0);
     }
+    // under load, with prompts cut into chunks of 3 that ride along with the others' decoding
+    opt.prefill_chunk = 3;
     Engine e(m, pool, opt);
     std::vector<Collector> cs(prompts.size());
     for (size_t i = 0; i < prompts.size(); ++i) ASSERT_TRUE(e.submit(greedy(cs[i], prompts[i], 20 + static_cast<int>(i))));
