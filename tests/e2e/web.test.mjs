@@ -209,3 +209,31 @@ test('arena: two anonymous answers, a vote, the leaderboard changes', { skip: !h
   assert.deepEqual(page.errors, []);
   await page.close();
 });
+
+test('with --api-key: the 401 page takes the key, then the chat works', { skip: !haveChromium && 'no chromium' }, async () => {
+  const keyed = await startServer(['-m', tinyA, '--api-key', 'sk-web-test', '--no-access-log']);
+  const page = await newPage();
+  try {
+    const r = await page.goto(keyed.url + '/');
+    assert.equal(r.status(), 401);
+    assert.equal(await page.locator('#messages').count(), 0, 'nothing of the app before the key');
+    await page.fill('#k', 'sk-web-test');
+    await Promise.all([page.waitForNavigation(), page.click('button')]);
+    await page.waitForFunction(() => document.querySelectorAll('#model option').length === 1);
+    await page.fill('#max-tokens', '20');
+    await page.fill('#input', 'Hello');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.querySelector('.msg.assistant')?.dataset.state === 'done', null, { timeout: 30000 });
+    assert.ok(Number(await lastAssistant(page).getAttribute('data-chunks')) >= 1);
+    // a wrong key stored: the API answers 401 and the page says so
+    await page.evaluate(() => localStorage.setItem('llmforge_key', 'sk-wrong'));
+    await page.fill('#input', 'Again');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.querySelectorAll('.msg.assistant')[1]?.dataset.state === 'error');
+    assert.match(await lastAssistant(page).textContent(), /Incorrect API key/);
+  } finally {
+    // (the page errors seen: the 401 answers themselves)
+    await page.close();
+    await stopServer(keyed);
+  }
+});
