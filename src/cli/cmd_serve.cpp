@@ -32,7 +32,7 @@ void add_serve(CLI::App& app) {
         std::string host = "127.0.0.1", cors, tpl, cache_type = "f16", tokenizer, web_dir, arena_db;
         int port = 8080, parallel = 4, queue = 64, max_concurrent = 0, io_threads = 2;
         int threads = ThreadPool::default_threads();
-        int64_t ctx = 0, batch = 512, prefill_chunk = 128;
+        int64_t ctx = 0, batch = 512, prefill_chunk = 64;
         int32_t max_tokens = 0;
         double timeout = 600, shutdown_timeout = 30;
         size_t max_body = 8u << 20;
