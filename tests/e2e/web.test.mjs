@@ -237,3 +237,34 @@ test('with --api-key: the 401 page takes the key, then the chat works', { skip: 
     await stopServer(keyed);
   }
 });
+
+test('arena API: bad input gets OpenAI-shaped errors', { skip: !haveChromium && 'no chromium' }, async () => {
+  const post = (p, body) => fetch(server.url + p, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
+  const err = async (r, status, code) => {
+    assert.equal(r.status, status);
+    const j = await r.json();
+    assert.equal(typeof j.error.message, 'string');
+    if (code) assert.equal(j.error.code, code);
+  };
+  await err(await post('/arena/api/battle', '{"prompt": '), 400);
+  await err(await post('/arena/api/battle', '{}'), 400, 'missing_required_parameter');
+  await err(await post('/arena/api/battle', '{"prompt": 42}'), 400, 'invalid_type');
+  await err(await post('/arena/api/battle', '{"prompt": "   "}'), 400, 'invalid_value');
+  await err(await post('/arena/api/battle', JSON.stringify({ prompt: 'word '.repeat(5000) })), 400, 'context_length_exceeded');
+  await err(await post('/arena/api/battle', JSON.stringify({ prompt: 'hi', temperature: 9 })), 400, 'decimal_above_max_value');
+  await err(await post('/arena/api/vote', JSON.stringify({ battle: 'battle-nope', winner: 'a' })), 404, 'battle_not_found');
+  await err(await post('/arena/api/vote', JSON.stringify({ battle: 'battle-nope', winner: 'left' })), 400, 'invalid_value');
+  await err(await post('/arena/api/vote', JSON.stringify({ winner: 'a' })), 400, 'missing_required_parameter');
+  await err(await fetch(server.url + '/arena/api/vote'), 405);
+  // a battle whose client went away before the end cannot be voted on
+  const ac = new AbortController();
+  const r = await fetch(server.url + '/arena/api/battle', { method: 'POST', body: JSON.stringify({ prompt: 'Tell a long story', max_tokens: 3000 }), signal: ac.signal });
+  const reader = r.body.getReader();
+  const first = new TextDecoder().decode((await reader.read()).value);
+  const id = first.match(/"battle":"([^"]+)"/)[1];
+  ac.abort();
+  await new Promise((res) => setTimeout(res, 300));
+  await err(await post('/arena/api/vote', JSON.stringify({ battle: id, winner: 'a' })), 400, 'battle_incomplete');
+  const m = parseMetrics(await (await fetch(server.url + '/metrics')).text());
+  for (const name of ['small', 'tiny-a', 'tiny-b']) assert.equal(m[`llmforge_slots_busy{model="${name}"}`], 0, name);
+});

@@ -60,6 +60,20 @@ test('embedded pages: no path escapes; security headers', async () => {
     }
     // other methods on a page
     assert.equal((await fetch(s.url + '/', { method: 'POST', body: 'x' })).status, 405);
+    // one model: no arena
+    const b = await fetch(s.url + '/arena/api/battle', { method: 'POST', body: '{"prompt": "hi"}' });
+    assert.equal(b.status, 404);
+    assert.equal((await b.json()).error.code, 'arena_off');
+  } finally {
+    await stopServer(s);
+  }
+});
+
+test('--no-web: no pages, no arena; the API still answers', async () => {
+  const s = await startServer(['-m', model, '--no-access-log', '--no-web']);
+  try {
+    for (const p of ['/', '/arena', '/chat.js', '/arena/api/leaderboard']) assert.equal((await fetch(s.url + p)).status, 404, p);
+    assert.equal((await fetch(s.url + '/v1/models')).status, 200);
   } finally {
     await stopServer(s);
   }
