@@ -177,6 +177,17 @@ void matmul_rowwise(DType wt, const void* W, const float* X, float* Y, int64_t n
     if (!dtype_supported(wt)) throw_runtime("matmul: weight type %s is not supported by the CPU kernels", dtype_name(wt));
     const KernelTable& k = active();
     auto* f = wt == DType::F32 ? k.gemm_seq_f32 : wt == DType::F16 ? k.gemm_seq_f16 : k.gemm_seq_bf16;
+    if (wt == DType::F16) {
+        // f16 weights multiply the activations rounded to f16, as llama.cpp's do (its vec_dot_type for f16), whatever n
+        // is (so still batch-invariant): a lone row then loads them as f16, half the bytes. (The calling thread's
+        // buffer; the workers read it.)
+        thread_local std::vector<float> xr;
+        xr.assign(X, X + n * cols);
+        if (k.round_f16) k.round_f16(xr.data(), n * cols);
+        else
+            for (float& v : xr) v = f16_to_f32(f32_to_f16(v));
+        X = xr.data();
+    }
     // contiguous ranges of rows, in groups of 4 (the tile height), one range per thread
     const int64_t groups = (rows + 3) / 4;
     pool.parallel_for(groups, [&](int64_t g0, int64_t g1) { f(W, X, Y, n, rows, cols, g0 * 4, std::min(rows, g1 * 4)); });

@@ -179,9 +179,35 @@ void seq_rows(const typename L::T* const* w, const float* const* x, float* const
     }
 }
 
+void to_f16(const float* x, uint16_t* y, int64_t n);
+
+// One f16 weight row · activations already rounded to f16, given as f16: seq_tile<F16, 1, 1>'s products in its order
+// (the conversions are exact), loading half the activation bytes (a lone sequence: 4–5 % faster, microbenchmark).
+inline float seq_row_f16x(const uint16_t* w, const uint16_t* xh, int64_t K) {
+    vf a = vzero();
+    const char* pf = reinterpret_cast<const char*>(w) + DOT_PF;
+    int64_t k = 0;
+    for (; k + W <= K; k += W, pf += W * 2) {
+        _mm_prefetch(pf, _MM_HINT_T0);
+        a = fmadd(load_f16(w + k), load_f16(xh + k), a);
+    }
+    float s = hsum(a);
+    for (; k < K; ++k) s += _cvtsh_ss(w[k]) * _cvtsh_ss(xh[k]);
+    return s;
+}
+
 template <class L>
 void gemm_seq(const void* Wv, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
     const auto* Wt = static_cast<const typename L::T*>(Wv);
+    if constexpr (std::is_same_v<L, F16>) {
+        if (n == 1) {  // (matmul_rowwise rounded X to f16 for f16 weights: this conversion is exact)
+            thread_local std::vector<uint16_t> xh;
+            xh.resize(static_cast<size_t>(K));
+            to_f16(X, xh.data(), K);
+            for (int64_t r = r0; r < r1; ++r) Y[r] = seq_row_f16x(Wt + r * K, xh.data(), K);
+            return;
+        }
+    }
     // (per-thread buffers: this runs for every matrix of every decoding step)
     thread_local std::vector<const float*> xs;
     thread_local std::vector<float> out;
