@@ -38,6 +38,10 @@ PB=$!
 trap 'kill $PA $PB 2>/dev/null || true' EXIT
 wait_up "$PORT_A"
 wait_up "$PORT_B"
+# one unmeasured request to each first (as llama-bench's warm-up run): the first requests after a start were slower
+# for both servers (llmforge's first 1-client level measured 0.82–0.83x, the next ones 1.01–1.04x)
+node bench/server_load.mjs "http://127.0.0.1:$PORT_A" model 1 1 "$TOKENS" > /dev/null
+node bench/server_load.mjs "http://127.0.0.1:$PORT_B" model 1 1 "$TOKENS" > /dev/null
 : > /tmp/bench_server_a.jsonl
 : > /tmp/bench_server_b.jsonl
 for level in ${LEVELS//,/ }; do
