@@ -110,7 +110,7 @@ private:
     DType kv_type_;
     int n_seq_ = 1, slot_ = 0;
     std::vector<int64_t> past_;  // n_past of every sequence (the current one's lives in n_past_)
-    std::vector<int64_t> decode_pos_;
+    std::vector<int64_t> decode_pos_, decode_next_;
     std::vector<float> hidden_;
     std::vector<float> k_cache_, v_cache_;       // [n_seq][n_layer][n_ctx][kv_dim] when kv_type_ is F32
     std::vector<uint16_t> k_cache16_, v_cache16_;  // the same, when kv_type_ is F16

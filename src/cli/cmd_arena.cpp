@@ -38,7 +38,7 @@ void add_arena(CLI::App& app) {
     ex->callback([o] {
         const auto votes = read_votes(o->db);
         std::string text;
-        size_t pairs = 0, skipped = 0;
+        size_t pairs = 0;
         for (const auto& v : votes) {
             nlohmann::ordered_json j;
             j["prompt"] = v.prompt;
@@ -57,7 +57,6 @@ void add_arena(CLI::App& app) {
                 j["tie"] = true;
                 j["both_bad"] = v.winner == "bothbad";
             } else {
-                ++skipped;
                 continue;
             }
             j["battle"] = v.battle;
@@ -73,7 +72,6 @@ void add_arena(CLI::App& app) {
         }
         std::fprintf(stderr, "llmforge: %zu votes: %zu preference pairs written, %zu ties/both-bad %s\n", votes.size(), pairs,
                      votes.size() - pairs, o->ties ? "written with \"tie\": true" : "left out");
-        (void)skipped;
     });
 
     auto* lb = cmd->add_subcommand("leaderboard", "Bradley–Terry ratings (Elo scale) with 95% bootstrap intervals");

@@ -564,7 +564,8 @@ void Transformer::decode(const int32_t* seqs, const int32_t* tokens, int64_t n, 
     past_[static_cast<size_t>(slot_)] = n_past_;
     std::vector<int64_t>& pos = decode_pos_;
     pos.resize(static_cast<size_t>(n));
-    std::vector<int64_t> next(static_cast<size_t>(n_seq_), -1);  // each sequence's next position in this step
+    std::vector<int64_t>& next = decode_next_;  // each sequence's next position in this step
+    next.assign(static_cast<size_t>(n_seq_), -1);
     for (int64_t i = 0; i < n; ++i) {
         const int s = seqs[i];
         if (s < 0 || s >= n_seq_) throw_bad_input("sequence %d does not exist (0..%d)", s, n_seq_ - 1);

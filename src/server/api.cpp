@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cctype>
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -141,17 +140,7 @@ std::string cookie_key(const std::string& cookies) {
         if (a == std::string::npos) continue;
         kv = kv.substr(a);
         if (kv.rfind("llmforge_key=", 0) != 0) continue;
-        const std::string v = kv.substr(13);
-        std::string out;
-        for (size_t i = 0; i < v.size(); ++i) {
-            if (v[i] == '%' && i + 2 < v.size() && std::isxdigit(static_cast<unsigned char>(v[i + 1])) && std::isxdigit(static_cast<unsigned char>(v[i + 2]))) {
-                out += static_cast<char>(std::stoi(v.substr(i + 1, 2), nullptr, 16));
-                i += 2;
-            } else {
-                out += v[i];
-            }
-        }
-        return out;
+        return percent_decode(kv.substr(13)).value_or("");
     }
     return "";
 }
@@ -358,11 +347,7 @@ const char* const kOverloaded = "The server is overloaded: its queue is full. Pl
 // cancelled and answer for the request once they end, with g.error set: returns true then and when all were queued;
 // false when none is left to answer (the caller answers 503).
 bool submit_jobs(Engine& engine, const std::vector<JobPtr>& jobs, Gather& g, const http::ExchangePtr& ex) {
-    std::vector<std::weak_ptr<Job>> wjs(jobs.begin(), jobs.end());
-    ex->on_close([wjs] {
-        for (auto& w : wjs)
-            if (auto j = w.lock()) j->cancelled = true;
-    });
+    cancel_on_close(ex, jobs);
     for (size_t k = 0; k < jobs.size(); ++k) {
         if (engine.submit(jobs[k])) continue;
         for (size_t q = 0; q < k; ++q) jobs[q]->cancelled = true;

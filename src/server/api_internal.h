@@ -121,6 +121,15 @@ inline json parse_body(const http::Request& req) {
 }
 
 
+// The client going away cancels the jobs (held weakly: a job's callbacks hold the exchange).
+inline void cancel_on_close(const http::ExchangePtr& ex, const std::vector<JobPtr>& jobs) {
+    std::vector<std::weak_ptr<Job>> wjs(jobs.begin(), jobs.end());
+    ex->on_close([wjs] {
+        for (auto& w : wjs)
+            if (auto j = w.lock()) j->cancelled = true;
+    });
+}
+
 }  // namespace llmforge::server::detail
 
 namespace llmforge::server {

@@ -195,11 +195,7 @@ void Api::arena_battle(const http::Request& req, const http::ExchangePtr& ex) {
             --self->in_flight_;
         };
     }
-    std::vector<std::weak_ptr<Job>> wjs(jobs.begin(), jobs.end());
-    ex->on_close([wjs] {
-        for (auto& w : wjs)
-            if (auto jp = w.lock()) jp->cancelled = true;
-    });
+    cancel_on_close(ex, jobs);
     for (int k = 0; k < 2; ++k) {
         if (side[k]->engine->submit(jobs[k])) continue;
         // refused (queue full): the side that was queued is cancelled and ends the stream; else end it here

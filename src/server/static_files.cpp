@@ -22,27 +22,34 @@ std::string mime_type(std::string_view p) {
     return "application/octet-stream";
 }
 
-std::optional<std::string> clean_url_path(std::string_view raw) {
-    if (raw.empty() || raw[0] != '/') return std::nullopt;
+std::optional<std::string> percent_decode(std::string_view raw) {
+    auto hex = [](char h) -> int {
+        if (h >= '0' && h <= '9') return h - '0';
+        if (h >= 'a' && h <= 'f') return h - 'a' + 10;
+        if (h >= 'A' && h <= 'F') return h - 'A' + 10;
+        return -1;
+    };
     std::string s;
     for (size_t i = 0; i < raw.size(); ++i) {
-        char c = raw[i];
-        if (c == '%') {
-            auto hex = [](char h) -> int {
-                if (h >= '0' && h <= '9') return h - '0';
-                if (h >= 'a' && h <= 'f') return h - 'a' + 10;
-                if (h >= 'A' && h <= 'F') return h - 'A' + 10;
-                return -1;
-            };
-            if (i + 2 >= raw.size()) return std::nullopt;
-            const int a = hex(raw[i + 1]), b = hex(raw[i + 2]);
-            if (a < 0 || b < 0) return std::nullopt;
-            c = static_cast<char>(a * 16 + b);
-            i += 2;
+        if (raw[i] != '%') {
+            s += raw[i];
+            continue;
         }
-        if (c == '\0' || c == '\\') return std::nullopt;
-        s += c;
+        if (i + 2 >= raw.size()) return std::nullopt;
+        const int a = hex(raw[i + 1]), b = hex(raw[i + 2]);
+        if (a < 0 || b < 0) return std::nullopt;
+        s += static_cast<char>(a * 16 + b);
+        i += 2;
     }
+    return s;
+}
+
+std::optional<std::string> clean_url_path(std::string_view raw) {
+    if (raw.empty() || raw[0] != '/') return std::nullopt;
+    auto decoded = percent_decode(raw);
+    if (!decoded) return std::nullopt;
+    const std::string& s = *decoded;
+    if (s.find('\0') != std::string::npos || s.find('\\') != std::string::npos) return std::nullopt;
     // every segment: non-empty (except a trailing slash), no leading dot (".", "..", hidden files)
     size_t start = 1;
     while (start <= s.size()) {

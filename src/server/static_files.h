@@ -21,6 +21,9 @@ struct StaticFile {
     std::string content_type;
 };
 
+// Percent-decodes %XX escapes; nullopt for a malformed escape.
+std::optional<std::string> percent_decode(std::string_view s);
+
 // Percent-decodes a URL path and checks it: nullopt when it is malformed or could name something outside the root
 // ("..", ".", empty segments beyond a trailing slash, backslash, NUL, a segment starting with a dot).
 std::optional<std::string> clean_url_path(std::string_view raw);
