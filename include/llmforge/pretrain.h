@@ -43,6 +43,21 @@ struct PretrainResult {
 // kept). SIGINT/SIGTERM save a checkpoint and return with interrupted = true.
 PretrainResult pretrain(const PretrainOptions& opts);
 
+// A training objective other than next-token cross-entropy (reward models, DPO): run_training hands it each
+// micro-batch instead of calling forward()/backward() itself.
+struct Objective {
+    virtual ~Objective() = default;
+    // Once the model is built (and LoRA enabled), before the optimiser: add heads, compute cached reference values.
+    // saved: on --resume, the checkpoint's model (or, under LoRA, its adapter), which holds the head; else null.
+    virtual void attach(TrainableModel& tm, const Model* saved, bool resume) = 0;
+    // Forward and backward of rows [row0, row0 + B) of the global batch just drawn from the train source; gradients
+    // scaled by `scale`. Returns the loss; adds statistics (averaged over the step's micro-batches by the loop).
+    virtual double train(TrainableModel& tm, const std::vector<int32_t>& in, const std::vector<int32_t>& tg, int64_t row0, int64_t B,
+                         int64_t T, float scale, nlohmann::json& stats) = 0;
+    // Validation over `batches` batches of the validation source (from its start): "val_loss" and other "val_*" keys.
+    virtual nlohmann::json validate(TrainableModel& tm, BatchSource& val, int64_t batches) = 0;
+};
+
 // What a training run needs besides its options: the vocabulary, the model's shape and starting weights, and the
 // batches. pretrain() fills it from prepared token shards; sft() from conversations.
 struct TrainSetup {
@@ -57,6 +72,10 @@ struct TrainSetup {
     // and the run ends with OUT/adapter.gguf (and, with save_merged, the merged OUT/model.gguf).
     LoraConfig lora;
     bool save_merged = false;
+    std::shared_ptr<Objective> objective;         // null: next-token cross-entropy
+    // Called with the validation metrics of the step-0 evaluation (before any update) and of the last step.
+    std::function<void(const nlohmann::json&, bool last)> on_validation;
+    bool validate_at_start = false;
 };
 // The training loop shared by pre-training and fine-tuning (progress, metrics, checkpoints, resume, signals, MPI).
 PretrainResult run_training(const PretrainOptions& opts, TrainSetup& setup);

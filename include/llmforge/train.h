@@ -58,6 +58,31 @@ public:
     float forward(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T);
     // Adds d(loss)/d(parameters) of the last forward() into grad(), scaled by `scale` (1/accumulation steps).
     void backward(float scale = 1.0f);
+
+    // ---- what the alignment objectives (reward models, PPO, DPO, GRPO) need besides the mean cross-entropy
+    // log p(targets[n] | inputs[..n]) of the last forward() for every row n = b·T + t (0 where targets[n] < 0).
+    std::vector<float> token_logprobs() const;
+    // The entropy of each row's next-token distribution, −Σ p log p (computed by forward() only when enabled).
+    void set_compute_entropy(bool on) { want_entropy_ = on; }
+    const std::vector<float>& token_entropy() const;
+    // Without the language-model head, forward() skips the logits (a reward model needs only its scalar head); it
+    // then returns 0 and token_logprobs() is all zeros.
+    void set_lm_head(bool on) { lm_head_ = on; }
+    // Adds a linear head on the final (normalised) hidden state, y = h·Wᵀ + b with W [n_out, C] and b [n_out] — the
+    // scalar head of a reward model or a PPO value function. Its parameters are trainable and are appended to
+    // params() (named "<name>.weight" / "<name>.bias"), so the optimiser and checkpoints carry them. Under LoRA, call
+    // after enable_lora(). `init`: starting values (W then b), or W ~ N(0, std²) (seeded) and b = 0.
+    void add_head(const std::string& name, int64_t n_out, uint64_t seed, float std, const Model* init = nullptr);
+    bool has_head() const { return head_.n_out > 0; }
+    int64_t head_outputs() const { return head_.n_out; }
+    // The head's outputs of the last forward(), [N, n_out].
+    const std::vector<float>& head_values() const { return head_values_; }
+    // The backward pass of an arbitrary loss L of the last forward()'s per-token log-probabilities and head outputs:
+    // dlogp[n] = ∂L/∂log p(targets[n]) (rows with targets < 0 are ignored; may be null) and dhead[n·n_out + j] =
+    // ∂L/∂head[n, j] (may be null). Adds ∂L/∂θ into grad(). backward(s) is this with dlogp = −s / (number of targets).
+    void backward_custom(const float* dlogp, const float* dhead);
+    // Under LoRA: run the frozen base alone (the adapters off) — the reference policy of DPO/PPO/GRPO for free.
+    void set_adapters_enabled(bool on) { adapters_on_ = on; }
     void zero_grad();
     double grad_norm() const;  // global L2 norm
     // Scales gradients so their global norm is at most max_norm (PyTorch's clip_grad_norm_); returns the norm before.
@@ -92,6 +117,7 @@ private:
     void lin_fwd(size_t w, size_t b, const float* x, float* y, int64_t N, int64_t I, int64_t O);
     void lin_bwd(size_t w, size_t b, const float* dy, const float* x, float* dx, int64_t N, int64_t I, int64_t O, bool accumulate_dx = true);
     void ensure_acts(int64_t B, int64_t T);
+    void backward_from_dlogits(bool have_dlogits, const float* dhead);
 
     ModelConfig cfg_;
     ThreadPool& pool_;
@@ -104,6 +130,14 @@ private:
     int64_t B_ = 0, T_ = 0;
     std::vector<int32_t> inputs_, targets_;
     int64_t n_targets_ = 0;
+    bool want_entropy_ = false, lm_head_ = true, adapters_on_ = true;
+    std::vector<float> entropy_;
+    struct Head {
+        std::string name;
+        int64_t n_out = 0;
+        size_t w = 0, b = 0;  // offsets into data_ / grad_ (always trainable)
+    } head_;
+    std::vector<float> head_values_;
     std::vector<float> rope_cos_, rope_sin_;  // [T, n_rot/2]
     kernels::Precision matmul_ = kernels::Precision::F32;
     // LoRA

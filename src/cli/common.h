@@ -1,11 +1,16 @@
 // Shared pieces of the subcommands: registration, thread count, model loading with a friendly log line.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <memory>
 #include <string>
 
 #include "llmforge/model.h"
 #include "llmforge/sampler.h"
 #include "llmforge/transformer.h"
+
+namespace llmforge {
+struct PretrainOptions;
+}
 
 namespace llmforge::cli {
 
@@ -16,6 +21,9 @@ void add_generate(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_tokenizer(CLI::App& app);
 void add_train_steps(CLI::App& app);
+void add_align_loss(CLI::App& app);
+void add_reward(CLI::App& app);
+void add_dpo(CLI::App& app);
 void add_prepare(CLI::App& app);
 void add_pretrain(CLI::App& app);
 void add_logits(CLI::App& app);
@@ -30,6 +38,8 @@ void add_rouge(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_serve(CLI::App& app);
 void add_arena(CLI::App& app);
+// The options every training command shares (loop, optimiser, schedule, checkpoints): cmd_pretrain.cpp.
+void add_training_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions>& o);
 // A chat template from a .jinja file, tokenizer_config.json (chat_template) or GGUF (tokenizer.chat_template).
 std::string load_chat_template(const std::string& path);
 

@@ -73,6 +73,9 @@ int main(int argc, char** argv) {
     add_tokenize(app);
     add_tokenizer(app);
     add_train_steps(app);
+    add_align_loss(app);
+    add_reward(app);
+    add_dpo(app);
     add_prepare(app);
     add_pretrain(app);
     add_logits(app);

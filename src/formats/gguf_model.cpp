@@ -48,6 +48,9 @@ void save_gguf(const Model& m, const std::string& path, DType dtype) {
         if (w.dtype != want) w = tmp.own(name, want, w.shape, convert_bytes(w, want));
         out.push_back(w);
     }
+    // a classifier head (a reward model's cls.output.*, llama.cpp's name for it) travels with the model, in f32
+    for (const Tensor& t : m.tensors)
+        if (t.name.rfind("cls.", 0) == 0) out.push_back(t.dtype == DType::F32 ? t : tmp.own(t.name, DType::F32, t.shape, convert_bytes(t, DType::F32)));
     // general.file_type as llama.cpp numbers it (llama_ftype): the type of most matrices.
     size_t n16 = 0, nbf = 0, n2d = 0;
     for (const Tensor& t : out)
@@ -110,6 +113,10 @@ Model load_lora_adapter(const std::string& path, const ModelConfig& base) {
     for (Tensor& t : f.tensors) {
         const bool a = t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".lora_a") == 0;
         const bool b = t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".lora_b") == 0;
+        if (t.name.rfind("cls.", 0) == 0) {  // a reward/value head trained beside the adapters
+            m.add(std::move(t));
+            continue;
+        }
         if (!a && !b) throw_bad_input("'%s': tensor '%s' is not a LoRA tensor (.lora_a / .lora_b)", path.c_str(), t.name.c_str());
         if (t.shape.size() != 2) throw_bad_input("'%s': '%s' must be 2-D", path.c_str(), t.name.c_str());
         int64_t heads = 0;

@@ -23,6 +23,7 @@
 #include "llmforge/generate.h"
 #include "llmforge/progress.h"
 #include "llmforge/train.h"
+#include "formats/formats.h"
 
 namespace llmforge {
 
@@ -268,6 +269,25 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
         st.data.epoch = sj.at("epoch").get<uint64_t>();
         st.data.index = sj.at("index").get<uint64_t>();
         st.seed = sj.at("seed").get<uint64_t>();
+        // The checkpoint holds GGUF's LLaMA layout (RoPE pairs interleaved, rows of Wq/Wk permuted). When the run
+        // started from a Hugging Face layout, return to it — an exact row permutation — so that the resumed run
+        // computes bit for bit what the uninterrupted one did (the dot products over head dimensions keep their order).
+        if (cfg.arch == Arch::Llama && cfg.rope_style == RopeStyle::Half && init.config.rope_style == RopeStyle::Interleaved) {
+            Model h;
+            h.config = init.config;
+            h.config.rope_style = RopeStyle::Half;
+            h.vocab = init.vocab;
+            h.meta = init.meta;
+            h.path = init.path;
+            h.format = init.format;
+            h.storage = init.storage;
+            for (const Tensor& t : init.tensors) {
+                const bool q = t.name.find(".attn_q.weight") != std::string::npos, k = t.name.find(".attn_k.weight") != std::string::npos;
+                if (q || k) h.add(h.own(t.name, t.dtype, t.shape, formats::permute_rope_rows(t, q ? cfg.n_head : cfg.n_head_kv, true)));
+                else h.add(t);
+            }
+            init = std::move(h);
+        }
         if (init.config.n_params() != cfg.n_params())
             throw_bad_input("--resume: the checkpoint's model (%lld parameters) differs from the one asked for (%lld)",
                             static_cast<long long>(init.config.n_params()), static_cast<long long>(cfg.n_params()));
@@ -277,14 +297,17 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     }
     TrainableModel tm(init, pool, false, s.lora.rank > 0);
     tm.set_matmul_precision(prec);
+    Model adapter;
     if (s.lora.rank > 0) {
         if (!ck.empty()) {
-            const Model adapter = load_lora_adapter(ck + "/adapter.gguf", cfg);
+            adapter = load_lora_adapter(ck + "/adapter.gguf", cfg);
             tm.enable_lora(s.lora, &adapter);
         } else {
             tm.enable_lora(s.lora);
         }
     }
+    if (s.objective) s.objective->attach(tm, ck.empty() ? nullptr : s.lora.rank > 0 ? &adapter : &init, !ck.empty());
+    adapter = Model();
     if (lead && prec == kernels::Precision::BF16 && !kernels::has_native_bf16())
         std::fprintf(stderr, "llmforge: this CPU has no AVX512-BF16: bf16 matrix products are emulated (same rounding, f32 speed)\n");
     init = Model();  // the trainer holds its own f32 copy
@@ -323,13 +346,15 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
 
     auto eval_val = [&]() {
         val->seek({});  // the same windows every time, from the start of the split
+        if (s.objective) return s.objective->validate(tm, *val, eval_batches);
         std::vector<int32_t> in, tg;
         double sum = 0;
         for (int64_t i = 0; i < eval_batches; ++i) {
             const int64_t T = val->next(in, tg);
             sum += tm.forward(in.data(), tg.data(), static_cast<int64_t>(in.size()) / T, T);
         }
-        return eval_batches ? sum / static_cast<double>(eval_batches) : NAN;
+        const double vl = eval_batches ? sum / static_cast<double>(eval_batches) : NAN;
+        return nlohmann::json{{"val_loss", vl}, {"val_ppl", std::exp(vl)}};
     };
     auto sample = [&](int64_t step) {
         Model m = tm.lora() ? tm.merged_model() : tm.to_model(false);
@@ -351,17 +376,29 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     Progress prog("training", static_cast<double>(o.steps), "steps", o.progress && lead);
     prog.update(static_cast<double>(st.step));
     std::vector<int32_t> in, tg;
+    if (lead && s.validate_at_start && !o.resume && eval_batches > 0) {
+        const nlohmann::json v = eval_val();
+        std::fprintf(stderr, "llmforge: before training: %s\n", v.dump().c_str());
+        if (s.on_validation) s.on_validation(v, false);
+    }
     for (; st.step < o.steps;) {
         const auto t0 = std::chrono::steady_clock::now();
         tm.zero_grad();
         double loss = 0;
         double step_tokens = 0;
+        nlohmann::json stats = nlohmann::json::object();
         for (int64_t a = 0; a < o.grad_accum; ++a) {
-            const int64_t T = train.next(in, tg);  // the global batch; this process trains on rows [R·B_local, (R+1)·B_local)
-            const size_t off = static_cast<size_t>(R * B_local * T);
-            step_tokens += static_cast<double>(o.batch_size * T);
-            loss += tm.forward(in.data() + off, tg.data() + off, B_local, T) / static_cast<double>(o.grad_accum);
-            tm.backward(1.0f / static_cast<float>(o.grad_accum));
+            const int64_t T = train.next(in, tg);  // the global batch; this process trains on rows [R·Bl, (R+1)·Bl)
+            const int64_t rows = static_cast<int64_t>(in.size()) / T, Bl = rows / W;  // (a preference batch has 2 rows per pair)
+            if (Bl * W != rows) throw_bad_input("a batch of %lld rows does not split over %d processes", static_cast<long long>(rows), W);
+            const size_t off = static_cast<size_t>(R * Bl * T);
+            step_tokens += static_cast<double>(rows * T);
+            if (s.objective) {
+                loss += s.objective->train(tm, in, tg, R * Bl, Bl, T, 1.0f / static_cast<float>(o.grad_accum), stats) / static_cast<double>(o.grad_accum);
+            } else {
+                loss += tm.forward(in.data() + off, tg.data() + off, Bl, T) / static_cast<double>(o.grad_accum);
+                tm.backward(1.0f / static_cast<float>(o.grad_accum));
+            }
         }
         double flags[2] = {loss, g_signal != 0 ? 1.0 : 0.0};
         if (W > 1) {
@@ -382,14 +419,23 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
         st.data = train.position();
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         nlohmann::json line = {{"step", st.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", step_tokens / secs}};
+        for (auto it = stats.begin(); it != stats.end(); ++it) line[it.key()] = it.value().get<double>() / static_cast<double>(o.grad_accum);
         res.last_loss = static_cast<float>(loss);
         const bool last = st.step == o.steps;
         if (lead && o.eval_every > 0 && (st.step % o.eval_every == 0 || last) && eval_batches > 0) {
-            const double vl = eval_val();
-            line["val_loss"] = vl;
-            line["val_ppl"] = std::exp(vl);
+            const nlohmann::json v = eval_val();
+            for (auto it = v.begin(); it != v.end(); ++it) line[it.key()] = it.value();
+            const double vl = v.at("val_loss").get<double>();
             res.last_val_loss = static_cast<float>(vl);
-            std::fprintf(stderr, "%sstep %lld: train loss %.4f, validation loss %.4f (perplexity %.2f)\n", "\n", static_cast<long long>(st.step), loss, vl, std::exp(vl));
+            if (s.objective) {
+                std::string extra;
+                for (auto it = v.begin(); it != v.end(); ++it)
+                    if (it.key() != "val_loss" && it.value().is_number()) extra += ", " + it.key().substr(4) + " " + fmt(it.value().get<double>());
+                std::fprintf(stderr, "\nstep %lld: train loss %.4f, validation loss %.4f%s\n", static_cast<long long>(st.step), loss, vl, extra.c_str());
+            } else {
+                std::fprintf(stderr, "%sstep %lld: train loss %.4f, validation loss %.4f (perplexity %.2f)\n", "\n", static_cast<long long>(st.step), loss, vl, std::exp(vl));
+            }
+            if (last && s.on_validation) s.on_validation(v, true);
         }
         if (lead) {
             metrics << line.dump() << "\n";

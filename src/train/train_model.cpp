@@ -492,21 +492,46 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
     if (gpt2) layernorm_forward_par(pool_, xL, P(out_norm_), P(out_norm_b_), a.lnf.data(), a.lnf_mean.data(), a.lnf_rstd.data(), N, C, eps);
     else rmsnorm_forward_par(pool_, xL, P(out_norm_), a.lnf.data(), a.lnf_rstd.data(), N, C, eps);
-    lin_fwd(output_, kNone, a.lnf.data(), a.logits.data(), N, C, V);
+    if (head_.n_out > 0) {  // y = h·Wᵀ + b on the final hidden state
+        const int64_t O = head_.n_out;
+        head_values_.assign(static_cast<size_t>(N * O), 0.0f);
+        const float* W = data_.data() + head_.w;
+        const float* hb = data_.data() + head_.b;
+        pool_.parallel_for(N, [&](int64_t n0, int64_t n1) {
+            for (int64_t n = n0; n < n1; ++n)
+                for (int64_t j = 0; j < O; ++j) {
+                    double acc = hb[j];
+                    for (int64_t c = 0; c < C; ++c) acc += static_cast<double>(a.lnf[static_cast<size_t>(n * C + c)]) * W[j * C + c];
+                    head_values_[static_cast<size_t>(n * O + j)] = static_cast<float>(acc);
+                }
+        });
+    }
     std::vector<double> row_loss(static_cast<size_t>(N), 0.0);
-    pool_.parallel_for(N, [&](int64_t n0, int64_t n1) {
-        for (int64_t n = n0; n < n1; ++n) {
-            float* z = a.logits.data() + n * V;
-            float mx = -INFINITY;
-            for (int64_t i = 0; i < V; ++i) mx = std::max(mx, z[i]);
-            const float zt = targets[n] >= 0 ? z[targets[n]] : 0.0f;
-            const double sum = kernels::exp_shift_sum(z, z, V, mx);  // unnormalised probabilities, in place
-            const float inv = static_cast<float>(1.0 / sum);
-            // −log p_target = log Σ exp(z − max) − (z_target − max)
-            if (targets[n] >= 0) row_loss[static_cast<size_t>(n)] = std::log(sum) - static_cast<double>(zt - mx);
-            for (int64_t i = 0; i < V; ++i) z[i] *= inv;
-        }
-    });
+    const bool ent = want_entropy_ && lm_head_;
+    if (ent) entropy_.assign(static_cast<size_t>(N), 0.0f);
+    else entropy_.clear();
+    if (lm_head_) {
+        lin_fwd(output_, kNone, a.lnf.data(), a.logits.data(), N, C, V);
+        pool_.parallel_for(N, [&](int64_t n0, int64_t n1) {
+            for (int64_t n = n0; n < n1; ++n) {
+                float* z = a.logits.data() + n * V;
+                float mx = -INFINITY;
+                for (int64_t i = 0; i < V; ++i) mx = std::max(mx, z[i]);
+                const float zt = targets[n] >= 0 ? z[targets[n]] : 0.0f;
+                const double sum = kernels::exp_shift_sum(z, z, V, mx);  // unnormalised probabilities, in place
+                const float inv = static_cast<float>(1.0 / sum);
+                // −log p_target = log Σ exp(z − max) − (z_target − max)
+                if (targets[n] >= 0) row_loss[static_cast<size_t>(n)] = std::log(sum) - static_cast<double>(zt - mx);
+                if (ent) {  // H = log S − Σ e log e / S with e = exp(z − max), S = Σ e
+                    double el = 0;
+                    for (int64_t i = 0; i < V; ++i)
+                        if (z[i] > 0) el += static_cast<double>(z[i]) * std::log(static_cast<double>(z[i]));
+                    entropy_[static_cast<size_t>(n)] = static_cast<float>(std::log(sum) - el / sum);
+                }
+                for (int64_t i = 0; i < V; ++i) z[i] *= inv;
+            }
+        });
+    }
     n_targets_ = 0;
     double loss = 0;
     for (int64_t n = 0; n < N; ++n) {
@@ -516,8 +541,52 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
             ++n_targets_;
         }
     }
-    if (n_targets_ == 0) throw_bad_input("the batch has no targets");
+    if (!lm_head_) return 0.0f;
+    if (n_targets_ == 0) {
+        if (head_.n_out > 0) return 0.0f;
+        throw_bad_input("the batch has no targets");
+    }
     return static_cast<float>(loss / static_cast<double>(n_targets_));
+}
+
+std::vector<float> TrainableModel::token_logprobs() const {
+    if (!acts_) throw_runtime("token_logprobs() without a forward()");
+    std::vector<float> r(acts_->losses.size());
+    for (size_t i = 0; i < r.size(); ++i) r[i] = -acts_->losses[i];
+    return r;
+}
+
+const std::vector<float>& TrainableModel::token_entropy() const {
+    if (entropy_.empty()) throw_runtime("token_entropy(): enable set_compute_entropy() before forward()");
+    return entropy_;
+}
+
+void TrainableModel::add_head(const std::string& name, int64_t n_out, uint64_t seed, float std, const Model* init) {
+    if (head_.n_out > 0) throw_bad_input("the model already has a head ('%s')", head_.name.c_str());
+    if (n_out <= 0) throw_bad_input("a head needs at least one output");
+    const int64_t C = cfg_.n_embd;
+    head_.name = name;
+    head_.n_out = n_out;
+    head_.w = data_.size();
+    head_.b = head_.w + static_cast<size_t>(n_out * C);
+    const size_t end = head_.b + static_cast<size_t>(n_out);
+    data_.resize(end, 0.0f);
+    if (!frozen_ || lora_) grad_.resize(end, 0.0f);  // frozen without LoRA: inference only (no gradients)
+    params_.push_back(Param{name + ".weight", {n_out, C}, head_.w, static_cast<size_t>(n_out * C), true});
+    params_.push_back(Param{name + ".bias", {n_out}, head_.b, static_cast<size_t>(n_out), false});
+    if (init) {
+        for (size_t k = params_.size() - 2; k < params_.size(); ++k) {
+            const Param& p = params_[k];
+            const Tensor* t = init->find(p.name);
+            if (!t) throw_bad_input("the model has no tensor '%s'", p.name.c_str());
+            if (t->shape != p.shape) throw_bad_input("tensor '%s' has the wrong shape for a head of %lld outputs", p.name.c_str(), static_cast<long long>(n_out));
+            convert_to_f32(t->dtype, t->data, data_.data() + p.offset, p.numel);
+        }
+    } else {
+        std::mt19937_64 rng(seed);
+        std::normal_distribution<float> nd(0.0f, std);
+        for (int64_t i = 0; i < n_out * C; ++i) data_[head_.w + static_cast<size_t>(i)] = std > 0 ? nd(rng) : 0.0f;
+    }
 }
 
 // ---- backward ------------------------------------------------------------------------------------------------------
@@ -526,10 +595,9 @@ void TrainableModel::backward(float scale) {
     if (!acts_) throw_runtime("backward() without a forward()");
     if (frozen_ && !lora_) throw_runtime("backward() on frozen weights: enable LoRA first");
     Acts& a = *acts_;
-    const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
-                  HKV = cfg_.n_head_kv, HD = cfg_.head_dim();
-    const bool gpt2 = cfg_.arch == Arch::GPT2;
-
+    const int64_t N = B_ * T_, V = cfg_.n_vocab;
+    if (!lm_head_) throw_runtime("backward(): the language-model head is off (use backward_custom)");
+    if (n_targets_ == 0) throw_bad_input("the batch has no targets");
     // d loss / d logits = (p − onehot(target)) / (number of targets)
     const float inv = scale / static_cast<float>(n_targets_);
     pool_.parallel_for(N, [&](int64_t n0, int64_t n1) {
@@ -540,8 +608,65 @@ void TrainableModel::backward(float scale) {
             for (int64_t i = 0; i < V; ++i) z[i] *= inv;
         }
     });
+    backward_from_dlogits(true, nullptr);
+}
+
+void TrainableModel::backward_custom(const float* dlogp, const float* dhead) {
+    if (!acts_) throw_runtime("backward() without a forward()");
+    if (frozen_ && !lora_) throw_runtime("backward() on frozen weights: enable LoRA first");
+    if (dhead && head_.n_out == 0) throw_runtime("backward_custom(): the model has no head");
+    Acts& a = *acts_;
+    const int64_t N = B_ * T_, V = cfg_.n_vocab;
+    const bool have = dlogp && lm_head_;
+    if (have)  // ∂L/∂z_i = ∂L/∂log p_t · (1[i = t] − p_i)
+        pool_.parallel_for(N, [&](int64_t n0, int64_t n1) {
+            for (int64_t n = n0; n < n1; ++n) {
+                float* z = a.logits.data() + n * V;
+                const int32_t t = targets_[static_cast<size_t>(n)];
+                const float c = dlogp[n];
+                if (t < 0 || c == 0.0f) { std::fill(z, z + V, 0.0f); continue; }
+                z[t] -= 1.0f;
+                const float m = -c;
+                for (int64_t i = 0; i < V; ++i) z[i] *= m;
+            }
+        });
+    backward_from_dlogits(have, dhead);
+}
+
+void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead) {
+    if (lora_ && !adapters_on_) throw_runtime("backward() with the adapters switched off");
+    Acts& a = *acts_;
+    const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
+                  HKV = cfg_.n_head_kv, HD = cfg_.head_dim();
+    const bool gpt2 = cfg_.arch == Arch::GPT2;
     a.dln.assign(static_cast<size_t>(N * C), 0.0f);
-    lin_bwd(output_, kNone, a.logits.data(), a.lnf.data(), a.dln.data(), N, C, V);
+    if (have_dlogits) lin_bwd(output_, kNone, a.logits.data(), a.lnf.data(), a.dln.data(), N, C, V);
+    if (dhead) {  // head: dh += Σ_j dy_j W_j;  dW_j += Σ_n dy[n, j] h[n];  db_j += Σ_n dy[n, j]
+        const int64_t O = head_.n_out;
+        const float* W = data_.data() + head_.w;
+        float* gW = grad_.data() + head_.w;
+        float* gb = grad_.data() + head_.b;
+        pool_.parallel_for(N, [&](int64_t n0, int64_t n1) {
+            for (int64_t n = n0; n < n1; ++n)
+                for (int64_t j = 0; j < O; ++j) {
+                    const float d = dhead[n * O + j];
+                    if (d != 0.0f)
+                        for (int64_t c = 0; c < C; ++c) a.dln[static_cast<size_t>(n * C + c)] += d * W[j * C + c];
+                }
+        });
+        for (int64_t j = 0; j < O; ++j) {
+            std::vector<double> acc(static_cast<size_t>(C), 0.0);
+            double bsum = 0;
+            for (int64_t n = 0; n < N; ++n) {
+                const double d = dhead[n * O + j];
+                if (d == 0.0) continue;
+                bsum += d;
+                for (int64_t c = 0; c < C; ++c) acc[static_cast<size_t>(c)] += d * a.lnf[static_cast<size_t>(n * C + c)];
+            }
+            for (int64_t c = 0; c < C; ++c) gW[j * C + c] += static_cast<float>(acc[static_cast<size_t>(c)]);
+            gb[j] += static_cast<float>(bsum);
+        }
+    }
     a.dx.assign(static_cast<size_t>(N * C), 0.0f);  // d loss / d residual stream
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
     if (gpt2) norm_backward_par(pool_, a.dln.data(), xL, P(out_norm_), a.lnf_mean.data(), a.lnf_rstd.data(), a.dx.data(), G(out_norm_), G(out_norm_b_), N, C);
@@ -630,7 +755,7 @@ void TrainableModel::backward(float scale) {
 // y = x Wᵀ + b + s · (x Aᵀ) Bᵀ, s = alpha / rank. u = s · x Aᵀ [N, r] is kept for the backward pass.
 void TrainableModel::lin_fwd(size_t w, size_t b, const float* x, float* y, int64_t N, int64_t I, int64_t O) {
     linear_forward(pool_, matmul_, x, P(w), b == kNone ? nullptr : P(b), y, N, I, O);
-    if (!lora_) return;
+    if (!lora_ || !adapters_on_) return;
     const auto it = lora_index_.find(w);
     if (it == lora_index_.end()) return;
     const LoraSlot& sl = lora_slots_[it->second];
@@ -666,6 +791,7 @@ void TrainableModel::lin_bwd(size_t w, size_t b, const float* dy, const float* x
 
 void TrainableModel::enable_lora(const LoraConfig& c, const Model* adapter) {
     if (lora_) throw_bad_input("LoRA is already enabled");
+    if (head_.n_out > 0) throw_bad_input("enable LoRA before adding a head");
     if (c.rank <= 0 || !(c.alpha > 0)) throw_bad_input("LoRA needs a positive rank and alpha");
     lora_cfg_ = c;
     const bool gpt2 = cfg_.arch == Arch::GPT2;
@@ -758,6 +884,13 @@ Model TrainableModel::merged_model() const {
         t.data = merged->data() + p.offset;
         m.add(std::move(t));
     }
+    if (head_.n_out > 0)  // the head (trained beside the adapters) goes with the merged model
+        for (const Param& p : params_)
+            if (p.offset >= head_.w) {
+                Tensor t = m.own(p.name, DType::F32, p.shape, std::vector<uint8_t>(reinterpret_cast<const uint8_t*>(data_.data() + p.offset),
+                                                                                 reinterpret_cast<const uint8_t*>(data_.data() + p.offset + p.numel)));
+                m.add(std::move(t));
+            }
     return m;
 }
 

@@ -96,7 +96,7 @@ def mm(a, b):
     return a @ b
 
 
-def gpt2_forward(w, cfg, tokens):
+def gpt2_forward(w, cfg, tokens, hidden=False):
     C, H = cfg["n_embd"], cfg["n_head"]
     d = C // H
     T = len(tokens)
@@ -113,7 +113,7 @@ def gpt2_forward(w, cfg, tokens):
         h = torch.nn.functional.gelu(mm(h, w[p + "mlp.c_fc.weight"]) + w[p + "mlp.c_fc.bias"], approximate="tanh")
         x = x + mm(h, w[p + "mlp.c_proj.weight"]) + w[p + "mlp.c_proj.bias"]
     x = layer_norm(x, w["ln_f.weight"], w["ln_f.bias"], cfg["layer_norm_epsilon"])
-    return mm(x, w["wte.weight"].T)
+    return (mm(x, w["wte.weight"].T), x) if hidden else mm(x, w["wte.weight"].T)
 
 
 def rotate_half(x):
@@ -121,7 +121,7 @@ def rotate_half(x):
     return torch.cat((-x2, x1), dim=-1)
 
 
-def llama_forward(w, cfg, tokens):
+def llama_forward(w, cfg, tokens, hidden=False):
     C, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     d = C // H
     T = len(tokens)
@@ -146,7 +146,7 @@ def llama_forward(w, cfg, tokens):
         g = torch.nn.functional.silu(mm(h, w[p + "mlp.gate_proj.weight"].T))
         x = x + mm(g * mm(h, w[p + "mlp.up_proj.weight"].T), w[p + "mlp.down_proj.weight"].T)
     x = rms_norm(x, w["model.norm.weight"], eps)
-    return mm(x, w["lm_head.weight"].T)
+    return (mm(x, w["lm_head.weight"].T), x) if hidden else mm(x, w["lm_head.weight"].T)
 
 
 # ----------------------------------------------------------------------------------------- random models

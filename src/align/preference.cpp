@@ -1,0 +1,151 @@
+// Preference pairs {"prompt", "chosen", "rejected"} → chat-formatted token rows with the answer marked, and batches of
+// pairs for the reward model and DPO.
+#include <algorithm>
+#include <fstream>
+#include <numeric>
+#include <random>
+
+#include "llmforge/align.h"
+#include "llmforge/error.h"
+#include "llmforge/mmap_file.h"
+
+namespace llmforge::align {
+
+namespace {
+
+nlohmann::ordered_json as_messages(const nlohmann::ordered_json& v, const char* field, const char* role) {
+    if (v.is_string()) {
+        if (v.get<std::string>().empty()) throw_bad_input("\"%s\" is empty", field);
+        return nlohmann::ordered_json::array({{{"role", role}, {"content", v}}});
+    }
+    if (v.is_object()) return nlohmann::ordered_json::array({v});
+    if (v.is_array()) return v;
+    throw_bad_input("\"%s\" must be a string or a list of messages", field);
+}
+
+// Keeps only the last run of trained tokens (the final answer): earlier assistant turns of a multi-turn prompt are
+// context, not the answer being compared.
+void keep_last_answer(ChatTokens& t) {
+    size_t end = t.trained.size();
+    while (end > 0 && !t.trained[end - 1]) --end;
+    size_t start = end;
+    while (start > 0 && t.trained[start - 1]) --start;
+    t.n_trained = static_cast<int64_t>(end - start);
+    for (size_t i = 0; i < start; ++i) t.trained[i] = 0;
+}
+
+}  // namespace
+
+PreferenceDataset load_preferences_jsonl(const std::string& path, const ChatFormat& fmt, const ChatDataOptions& opt) {
+    if (!file_exists(path)) throw_bad_input("preference file '%s' does not exist", path.c_str());
+    std::ifstream in(path, std::ios::binary);
+    PreferenceDataset ds;
+    std::string line;
+    int64_t lineno = 0;
+    while (std::getline(in, line)) {
+        ++lineno;
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        ++ds.lines;
+        try {
+            nlohmann::ordered_json j;
+            try {
+                j = nlohmann::ordered_json::parse(line);
+            } catch (const nlohmann::json::exception&) {
+                throw_bad_input("not a JSON object");
+            }
+            if (!j.is_object()) throw_bad_input("expected {\"prompt\", \"chosen\", \"rejected\"}");
+            for (const char* f : {"prompt", "chosen", "rejected"})
+                if (!j.contains(f) || j[f].is_null()) throw_bad_input("missing \"%s\"", f);
+            const nlohmann::ordered_json prompt = as_messages(j["prompt"], "prompt", "user");
+            const nlohmann::ordered_json chosen = as_messages(j["chosen"], "chosen", "assistant");
+            const nlohmann::ordered_json rejected = as_messages(j["rejected"], "rejected", "assistant");
+            if (chosen == rejected) throw_bad_input("\"chosen\" and \"rejected\" are identical: the pair prefers nothing");
+            PreferencePair p;
+            for (int side = 0; side < 2; ++side) {
+                nlohmann::ordered_json msgs = prompt;
+                for (const auto& m : side == 0 ? chosen : rejected) msgs.push_back(m);
+                validate_messages(msgs);
+                if (msgs.back().value("role", "") != "assistant") throw_bad_input("the %s answer does not end with an assistant message", side == 0 ? "chosen" : "rejected");
+                ChatTokens t = fmt.encode_for_training(msgs);
+                keep_last_answer(t);
+                if (t.n_trained == 0) throw_bad_input("the %s answer has no tokens", side == 0 ? "chosen" : "rejected");
+                if (opt.max_tokens > 0 && static_cast<int64_t>(t.ids.size()) > opt.max_tokens)
+                    throw_bad_input("the %s sequence is %zu tokens long, more than the model's context of %lld", side == 0 ? "chosen" : "rejected",
+                                    t.ids.size(), static_cast<long long>(opt.max_tokens));
+                (side == 0 ? p.chosen : p.rejected) = std::move(t);
+            }
+            if (p.chosen.ids == p.rejected.ids) throw_bad_input("\"chosen\" and \"rejected\" have the same tokens");
+            ds.pairs.push_back(std::move(p));
+        } catch (const Error& e) {
+            const std::string where = path + ":" + std::to_string(lineno) + ": " + e.what();
+            if (!opt.skip_bad) throw_bad_input("%s", where.c_str());
+            ++ds.skipped;
+            if (ds.problems.size() < 20) ds.problems.push_back(where);
+        }
+    }
+    return ds;
+}
+
+PairBatches::PairBatches(const std::vector<PreferencePair>* pairs, int64_t P, int32_t pad_id, uint64_t seed, bool shuffle)
+    : pairs_(pairs), P_(P), pad_(pad_id), seed_(seed), shuffle_(shuffle) {
+    if (pairs_->empty()) throw_bad_input("no preference pairs to train on");
+    if (P_ <= 0) throw_bad_input("the batch needs at least one pair");
+    for (const auto& p : *pairs_) tokens_ += p.chosen.ids.size() + p.rejected.ids.size();
+    plan_epoch(0);
+}
+
+void PairBatches::plan_epoch(uint64_t epoch) {
+    if (planned_epoch_ == epoch) return;
+    planned_epoch_ = epoch;
+    const size_t n = pairs_->size();
+    std::vector<size_t> order(n);
+    std::iota(order.begin(), order.end(), size_t{0});
+    std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ull + epoch + 7);
+    auto len = [&](size_t i) { return std::max((*pairs_)[i].chosen.ids.size(), (*pairs_)[i].rejected.ids.size()); };
+    if (shuffle_) {
+        std::shuffle(order.begin(), order.end(), rng);
+        const size_t window = static_cast<size_t>(P_) * 32;  // similar lengths share a batch: less padding
+        for (size_t w = 0; w < n; w += window)
+            std::stable_sort(order.begin() + static_cast<long>(w), order.begin() + static_cast<long>(std::min(n, w + window)),
+                             [&](size_t a, size_t b) { return len(a) > len(b); });
+    }
+    batches_.clear();
+    for (size_t k = 0; k < n; k += static_cast<size_t>(P_)) {
+        std::vector<size_t> b;
+        for (size_t r = 0; r < static_cast<size_t>(P_); ++r) b.push_back(order[(k + r) % n]);  // the last batch wraps around
+        batches_.push_back(std::move(b));
+    }
+    if (shuffle_) std::shuffle(batches_.begin(), batches_.end(), rng);
+}
+
+void PairBatches::seek(DataPosition p) {
+    pos_ = p;
+    plan_epoch(p.epoch);
+}
+
+int64_t PairBatches::next(std::vector<int32_t>& inputs, std::vector<int32_t>& targets) {
+    if (pos_.index >= batches_.size()) {
+        ++pos_.epoch;
+        pos_.index = 0;
+    }
+    plan_epoch(pos_.epoch);
+    last_pairs_ = batches_[pos_.index++];
+    int64_t T = 1;
+    for (size_t i : last_pairs_)
+        T = std::max<int64_t>(T, static_cast<int64_t>(std::max((*pairs_)[i].chosen.ids.size(), (*pairs_)[i].rejected.ids.size())));
+    const size_t R = 2 * last_pairs_.size();
+    inputs.assign(R * static_cast<size_t>(T), pad_);
+    targets.assign(R * static_cast<size_t>(T), -1);
+    last_lengths_.assign(R, 0);
+    for (size_t r = 0; r < R; ++r) {
+        const ChatTokens& e = r % 2 == 0 ? (*pairs_)[last_pairs_[r / 2]].chosen : (*pairs_)[last_pairs_[r / 2]].rejected;
+        last_lengths_[r] = static_cast<int64_t>(e.ids.size());
+        for (size_t t = 0; t < e.ids.size(); ++t) {
+            inputs[r * static_cast<size_t>(T) + t] = e.ids[t];
+            if (t + 1 < e.ids.size() && e.trained[t + 1]) targets[r * static_cast<size_t>(T) + t] = e.ids[t + 1];
+        }
+    }
+    return T;
+}
+
+}  // namespace llmforge::align

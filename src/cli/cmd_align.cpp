@@ -1,0 +1,168 @@
+// llmforge reward train | reward score, and llmforge dpo: the preference-based parts of alignment (align.h).
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli/common.h"
+#include "llmforge/align.h"
+#include "llmforge/comm.h"
+#include "llmforge/error.h"
+#include "llmforge/mmap_file.h"
+
+namespace llmforge::cli {
+
+namespace {
+
+// The options reward training and DPO share, with defaults suited to fine-tuning.
+void add_preference_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions>& o, const std::shared_ptr<align::PreferenceOptions>& x,
+                            const std::shared_ptr<std::string>& bad) {
+    o->steps = 0;  // from --epochs unless given
+    o->seq_len = 0;
+    o->batch_size = 4;
+    o->lr = 1e-5f;
+    o->min_lr = 1e-6f;
+    o->warmup = 10;
+    o->weight_decay = 0.0f;
+    o->eval_every = 50;
+    o->save_every = 100;
+    cmd->add_option("-m,--model", x->model_path, "the model to start from (usually an SFT model: GGUF, safetensors dir)")->required();
+    cmd->add_option("--data", x->data_path, "preference pairs: one {\"prompt\", \"chosen\", \"rejected\"} per line (llmforge arena export writes them)")->required();
+    cmd->add_option("--val", x->val_path, "held-out pairs (default: --val-fraction of --data)");
+    cmd->add_option("--val-fraction", x->val_fraction, "share of --data held out when no --val (default 0.1)")->check(CLI::Range(0.0, 0.5));
+    cmd->add_option("--template", x->template_path, "chat template (Jinja) (default: the model's, else ChatML)");
+    cmd->add_option("--epochs", x->epochs, "passes over the pairs when --steps is not given (default 1)");
+    cmd->add_option("--on-bad-example", *bad, "skip (default: count and report) or fail (stop at the first, with file and line)")->check(CLI::IsMember({"skip", "fail"}));
+    cmd->add_option("--lora-rank", x->lora.rank, "train LoRA adapters of this rank (0: every weight)");
+    cmd->add_option("--lora-alpha", x->lora.alpha, "LoRA alpha (scale alpha/rank)");
+    cmd->add_option("--lora-targets", x->lora.targets, "weights to adapt (default: the attention projections; all: attention and MLP)");
+    cmd->add_flag("--merge", x->merge, "LoRA: also write OUT/model.gguf with the adapters merged in");
+    add_training_options(cmd, o);
+    cmd->get_option("--batch-size")->description("preference pairs per micro-batch (each pair is two sequences)");
+}
+
+void print_report(const char* what, const align::PreferenceReport& r, bool json, bool dpo) {
+    if (world().rank() != 0) return;
+    if (json) {
+        nlohmann::json j = {{"task", what}, {"steps", r.result.steps_done}, {"train_loss", r.result.last_loss}, {"val_loss", r.result.last_val_loss},
+                            {"pairs", r.pairs}, {"val_pairs", r.val_pairs}, {"skipped", r.skipped}, {"val_accuracy_start", r.start_val_accuracy},
+                            {"val_accuracy_end", r.end_val_accuracy}, {"interrupted", r.result.interrupted}};
+        if (dpo) {
+            j["val_logp_accuracy_start"] = r.start_logp_accuracy;
+            j["val_logp_accuracy_end"] = r.end_logp_accuracy;
+        }
+        std::printf("%s\n", j.dump().c_str());
+        return;
+    }
+    std::printf("%s %s after %lld steps: train loss %.4f", what, r.result.interrupted ? "interrupted" : "done", static_cast<long long>(r.result.steps_done),
+                r.result.last_loss);
+    if (r.end_val_accuracy >= 0)
+        std::printf("; held-out %s accuracy %.3f (before: %.3f)", dpo ? "implicit-reward" : "pairwise", r.end_val_accuracy, r.start_val_accuracy);
+    if (dpo && r.end_logp_accuracy >= 0) std::printf(", log-likelihood ranking %.3f (before: %.3f)", r.end_logp_accuracy, r.start_logp_accuracy);
+    std::printf("; %lld pairs (%lld held out, %lld skipped)\n", static_cast<long long>(r.pairs), static_cast<long long>(r.val_pairs), static_cast<long long>(r.skipped));
+}
+
+}  // namespace
+
+void add_reward(CLI::App& app) {
+    auto* cmd = app.add_subcommand("reward", "Reward models: train one on preference pairs (Bradley–Terry), or score answers with one");
+    cmd->require_subcommand(1);
+    {
+        auto* tr = cmd->add_subcommand("train", "Train a reward model r(x, y): a scalar head on the model, loss −log σ(r(chosen) − r(rejected))");
+        auto o = std::make_shared<PretrainOptions>();
+        auto x = std::make_shared<align::PreferenceOptions>();
+        auto bad = std::make_shared<std::string>("skip");
+        auto json = std::make_shared<bool>(false);
+        add_preference_options(tr, o, x, bad);
+        tr->add_option("--center", x->center, "reward centring coefficient: adds c · mean((r⁺ + r⁻)²) so rewards stay near 0 (default 0)")->check(CLI::Range(0.0, 10.0));
+        tr->add_flag("--json", *json, "print the result as JSON");
+        tr->callback([o, x, bad, json] {
+            x->train = *o;
+            x->skip_bad = *bad == "skip";
+            const align::PreferenceReport r = align::reward_train(*x);
+            print_report("reward model", r, *json, false);
+            if (r.result.interrupted) throw Error(ErrorKind::Runtime, "interrupted (checkpoint saved)");
+        });
+    }
+    {
+        auto* sc = cmd->add_subcommand("score", "Score answers with a reward model: a prompt and a response, or a file of preference pairs (accuracy)");
+        struct Opts {
+            std::string model, prompt, response, data;
+            int threads = 0;
+            bool json = false;
+        };
+        auto o = std::make_shared<Opts>();
+        sc->add_option("-m,--model", o->model, "reward model (written by llmforge reward train)")->required();
+        sc->add_option("-p,--prompt", o->prompt, "the user's message");
+        sc->add_option("-r,--response", o->response, "the answer to score");
+        sc->add_option("--data", o->data, "preference pairs (JSONL): print each pair's rewards and the pairwise accuracy");
+        sc->add_option("-t,--threads", o->threads, "threads");
+        sc->add_flag("--json", o->json, "print JSON");
+        sc->callback([o] {
+            if (o->data.empty() == (o->prompt.empty() && o->response.empty()))
+                throw_bad_input("reward score: give --prompt and --response, or --data");
+            align::RewardModel rm(o->model, o->threads);
+            if (o->data.empty()) {
+                if (o->response.empty()) throw_bad_input("reward score: --response is missing");
+                const nlohmann::ordered_json msgs = nlohmann::ordered_json::array(
+                    {{{"role", "user"}, {"content", o->prompt}}, {{"role", "assistant"}, {"content", o->response}}});
+                const float r = rm.score({rm.encode(msgs)})[0];
+                if (o->json) std::printf("%s\n", nlohmann::json({{"reward", r}}).dump().c_str());
+                else std::printf("%.6f\n", static_cast<double>(r));
+                return;
+            }
+            const ChatFormat fmt(rm.vocab());
+            ChatDataOptions dopt;
+            const align::PreferenceDataset ds = align::load_preferences_jsonl(o->data, fmt, dopt);
+            for (const std::string& p : ds.problems) std::fprintf(stderr, "llmforge: skipped %s\n", p.c_str());
+            if (ds.pairs.empty()) throw_bad_input("'%s' has no usable preference pairs", o->data.c_str());
+            std::vector<std::vector<int32_t>> seqs;
+            for (const auto& p : ds.pairs) {
+                seqs.push_back(p.chosen.ids);
+                seqs.push_back(p.rejected.ids);
+            }
+            const std::vector<float> r = rm.score(seqs);
+            double correct = 0;
+            nlohmann::json rows = nlohmann::json::array();
+            for (size_t i = 0; i < ds.pairs.size(); ++i) {
+                correct += r[2 * i] > r[2 * i + 1] ? 1.0 : 0.0;
+                rows.push_back({{"chosen", r[2 * i]}, {"rejected", r[2 * i + 1]}});
+            }
+            const double n = static_cast<double>(ds.pairs.size()), acc = correct / n;
+            // Wilson 95 % interval of the accuracy
+            const double z = 1.96, den = 1 + z * z / n, mid = (acc + z * z / (2 * n)) / den;
+            const double half = z * std::sqrt(acc * (1 - acc) / n + z * z / (4 * n * n)) / den;
+            if (o->json) {
+                std::printf("%s\n", nlohmann::json({{"pairs", ds.pairs.size()}, {"skipped", ds.skipped}, {"accuracy", acc}, {"ci95", {mid - half, mid + half}},
+                                                    {"rewards", rows}}).dump().c_str());
+            } else {
+                for (const auto& row : rows) std::printf("%.6f\t%.6f\n", row["chosen"].get<double>(), row["rejected"].get<double>());
+                std::printf("pairwise accuracy %.4f (95%% CI %.4f–%.4f) over %zu pairs (%lld skipped)\n", acc, mid - half, mid + half, ds.pairs.size(),
+                            static_cast<long long>(ds.skipped));
+            }
+        });
+    }
+}
+
+void add_dpo(CLI::App& app) {
+    auto* cmd = app.add_subcommand("dpo", "Direct preference optimisation: −log σ(β[(log π(y⁺) − log ref(y⁺)) − (log π(y⁻) − log ref(y⁻))])");
+    auto o = std::make_shared<PretrainOptions>();
+    auto x = std::make_shared<align::PreferenceOptions>();
+    auto bad = std::make_shared<std::string>("skip");
+    auto json = std::make_shared<bool>(false);
+    add_preference_options(cmd, o, x, bad);
+    o->lr = 5e-6f;
+    o->min_lr = 5e-7f;
+    cmd->add_option("--beta", x->beta, "β: strength of the implicit KL constraint to the reference (default 0.1)");
+    cmd->add_option("--label-smoothing", x->label_smoothing, "cDPO: the share of labels assumed flipped (default 0)");
+    cmd->add_flag("--json", *json, "print the result as JSON");
+    cmd->callback([o, x, bad, json] {
+        x->train = *o;
+        x->skip_bad = *bad == "skip";
+        const align::PreferenceReport r = align::dpo_train(*x);
+        print_report("DPO", r, *json, true);
+        if (r.result.interrupted) throw Error(ErrorKind::Runtime, "interrupted (checkpoint saved)");
+    });
+}
+
+}  // namespace llmforge::cli

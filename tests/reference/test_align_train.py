@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Reward-model training and DPO end to end, on preference pairs whose preferred side can be checked.
+
+A byte-level BPE tokenizer (trained here with ChatML's tokens) and a small random LLaMA model; pairs are generated:
+the prompt names a colour, the chosen answer repeats it with a word of praise ("blue is lovely"), the rejected one
+with a word of blame ("blue is awful"), words drawn from two lists, so that a model can learn the preference and a
+held-out split can show it.
+  1. `llmforge reward train` raises held-out pairwise accuracy from chance to ≥ 0.9; `llmforge reward score` on the
+     held-out file gives the same accuracy the training run reported, and ranks a fresh praise answer above a
+     fresh blame answer.
+  2. `llmforge dpo` raises the held-out implicit-reward accuracy (β·log π/ref ranks chosen over rejected) to ≥ 0.9 and
+     the held-out log-likelihood ranking above the starting model's; reference log-probabilities are cached in
+     OUT/reference_logps.json.
+  3. `--resume`: N steps, then N more from the checkpoint, give the losses of 2N steps in one go (reward model).
+  4. Bad input: lines with missing fields, identical chosen/rejected, non-JSON are skipped and counted (default) or
+     stop the run with FILE:LINE (--on-bad-example fail); a reward score on a model without a head is a clear error.
+"""
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_torch_parity as P  # noqa: E402
+import test_torch_train as TT  # noqa: E402
+
+COLOURS = ["red", "blue", "green", "yellow", "purple", "orange", "black", "white", "brown", "pink", "grey", "gold"]
+GOOD = ["lovely", "great", "fine", "nice", "good", "pleasant"]
+BAD = ["awful", "bad", "ugly", "poor", "nasty", "dreadful"]
+
+
+def pairs(rng, n):
+    out = []
+    for _ in range(n):
+        c = rng.choice(COLOURS)
+        out.append({"prompt": f"Tell me about {c}.", "chosen": f"{c} is {rng.choice(GOOD)}.", "rejected": f"{c} is {rng.choice(BAD)}."})
+    return out
+
+
+def write_jsonl(path, rows):
+    with open(path, "w") as f:
+        for r in rows:
+            f.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+
+
+def run(args, *cmd, check=True):
+    r = subprocess.run([args.bin, *cmd], capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:2])} failed ({r.returncode}): {r.stderr.strip()[-800:]}")
+    return r
+
+
+def metrics(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    args = ap.parse_args()
+    rng = random.Random(5)
+    with tempfile.TemporaryDirectory() as tmp:
+        tok = os.path.join(tmp, "tokenizer.json")
+        run(args, "tokenizer", "train", "--input", "/usr/share/common-licenses/GPL-3", "--vocab-size", "301", "-o", tok, "-q")
+        cfg, w, _ = P.make_llama(3)
+        model = P.write_model_dir(os.path.join(tmp, "base"), cfg, w, tokenizer=tok)
+        train, val = os.path.join(tmp, "train.jsonl"), os.path.join(tmp, "val.jsonl")
+        write_jsonl(train, pairs(rng, 160))
+        write_jsonl(val, pairs(rng, 48))
+        common = ["--data", train, "--val", val, "--batch-size", "8", "--eval-every", "20", "-t", "2", "-q",
+                  "--warmup", "5", "--schedule", "constant", "--seed", "3"]
+
+        # ---- 1. the reward model
+        rm = os.path.join(tmp, "rm")
+        r = run(args, "reward", "train", "-m", model, "-o", rm, "--steps", "60", "--lr", "3e-3", "--json", *common)
+        rep = json.loads(r.stdout)
+        TT.check("reward model: held-out pairwise accuracy rises from chance to ≥ 0.9",
+                 rep["val_accuracy_end"] >= 0.9 and rep["val_accuracy_start"] <= 0.8,
+                 f"{rep['val_accuracy_start']:.3f} -> {rep['val_accuracy_end']:.3f}")
+        s = json.loads(run(args, "reward", "score", "-m", os.path.join(rm, "model.gguf"), "--data", val, "--json", "-t", "2").stdout)
+        TT.check("reward score: the held-out accuracy equals the training run's", abs(s["accuracy"] - rep["val_accuracy_end"]) < 1e-9,
+                 f"score {s['accuracy']:.4f}, training {rep['val_accuracy_end']:.4f}, 95% CI {s['ci95'][0]:.3f}–{s['ci95'][1]:.3f}")
+        good = float(run(args, "reward", "score", "-m", os.path.join(rm, "model.gguf"), "-p", "Tell me about teal.", "-r", "teal is pleasant.").stdout)
+        bad = float(run(args, "reward", "score", "-m", os.path.join(rm, "model.gguf"), "-p", "Tell me about teal.", "-r", "teal is nasty.").stdout)
+        TT.check("reward score: a new praise answer scores above a new blame answer", good > bad, f"{good:.3f} vs {bad:.3f}")
+        m = metrics(os.path.join(rm, "metrics.jsonl"))
+        TT.check("reward model: metrics carry loss, accuracy and validation", all("accuracy" in x for x in m) and any("val_accuracy" in x for x in m))
+
+        # ---- 3. resume: 30 + 30 steps == 60 steps
+        rr = os.path.join(tmp, "rm-resume")
+        run(args, "reward", "train", "-m", model, "-o", rr, "--steps", "60", "--lr", "3e-3", *common, "--save-every", "30")
+        m_full = [x["loss"] for x in metrics(os.path.join(rr, "metrics.jsonl"))]
+        rr2 = os.path.join(tmp, "rm-split")
+        # a run stopped after 30 steps: the same schedule (constant lr), steps capped by a first invocation of 30
+        run(args, "reward", "train", "-m", model, "-o", rr2, "--steps", "30", "--lr", "3e-3", *common, "--save-every", "30")
+        run(args, "reward", "train", "-m", model, "-o", rr2, "--steps", "60", "--lr", "3e-3", *common, "--save-every", "30", "--resume")
+        m_split = [x["loss"] for x in metrics(os.path.join(rr2, "metrics.jsonl"))]
+        TT.check("reward model: 30 steps + --resume 30 give the losses of 60 in one go", m_full == m_split,
+                 f"{len(m_full)} vs {len(m_split)} steps; last {m_full[-1]:.6f} vs {m_split[-1]:.6f}")
+
+        # ---- 2. DPO
+        dp = os.path.join(tmp, "dpo")
+        r = run(args, "dpo", "-m", model, "-o", dp, "--steps", "60", "--lr", "2e-3", "--beta", "0.5", "--json", *common)
+        rep = json.loads(r.stdout)
+        TT.check("DPO: held-out implicit-reward accuracy ≥ 0.9 (0 before: π = ref)", rep["val_accuracy_end"] >= 0.9,
+                 f"{rep['val_accuracy_start']:.3f} -> {rep['val_accuracy_end']:.3f}")
+        TT.check("DPO: held-out log-likelihood ranking above the starting model's",
+                 rep["val_logp_accuracy_end"] > rep["val_logp_accuracy_start"],
+                 f"{rep['val_logp_accuracy_start']:.3f} -> {rep['val_logp_accuracy_end']:.3f}")
+        cache = json.load(open(os.path.join(dp, "reference_logps.json")))
+        TT.check("DPO: reference log-probabilities cached for every pair", len(cache["train"]) == 160 and len(cache["val"]) == 48)
+
+        # ---- 4. bad input
+        badf = os.path.join(tmp, "bad.jsonl")
+        rows = pairs(rng, 20) + ['{"prompt": "x", "chosen": "y"}', '{"prompt": "x", "chosen": "same", "rejected": "same"}', "not json",
+                                 '{"prompt": 3, "chosen": "a", "rejected": "b"}']
+        write_jsonl(badf, rows)
+        r = run(args, "reward", "train", "-m", model, "-o", os.path.join(tmp, "rb"), "--data", badf, "--steps", "1", "-q", "-t", "2", "--json")
+        TT.check("bad pairs are skipped and counted", json.loads(r.stdout)["skipped"] == 4 and "missing \"rejected\"" in r.stderr
+                 and "identical" in r.stderr, r.stderr.strip().splitlines()[0] if r.stderr.strip() else "")
+        r = run(args, "dpo", "-m", model, "-o", os.path.join(tmp, "db"), "--data", badf, "--steps", "1", "-q", "--on-bad-example", "fail", check=False)
+        TT.check("--on-bad-example fail stops with the file and line", r.returncode != 0 and "bad.jsonl:21" in r.stderr and "Traceback" not in r.stderr,
+                 r.stderr.strip()[-160:])
+        r = run(args, "reward", "score", "-m", model, "-p", "a", "-r", "b", check=False)
+        TT.check("reward score on a model without a head: a clear error", r.returncode != 0 and "not a reward model" in r.stderr, r.stderr.strip()[-120:])
+    print(f"{TT.RESULTS['passed']} passed, {TT.RESULTS['failed']} failed")
+    return 1 if TT.RESULTS["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
