@@ -7,6 +7,7 @@
 // target is ≥ 0 (`mask`), in order; position n predicts target n, so head outputs at n are the value of the state
 // before that token. All reductions run in double.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -170,5 +171,51 @@ private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
+
+// ---- rewards from a program ------------------------------------------------------------------------------------------
+struct VerifierResult {
+    enum class Status { Ok, Timeout, Failed, Garbage } status = Status::Ok;
+    double value = 0;
+    std::string detail;
+};
+// Runs `sh -c command` with `input` on its standard input; its standard output must be one finite number.
+VerifierResult run_verifier(const std::string& command, const std::string& input, double timeout_s);
+
+// ---- reinforcement learning from roll-outs: PPO (RLHF) and GRPO -------------------------------------------------------
+struct RlOptions {
+    std::string method = "ppo";          // ppo | grpo
+    std::string model_path, out_dir, prompts_path, eval_path, template_path;
+    std::string reward_model, verifier;  // one of them: a reward model (llmforge reward train) or a program
+    double verifier_timeout = 10;
+    int64_t steps = 100;
+    int64_t prompts_per_step = 8;        // PPO: roll-outs per step; GRPO: prompts per step (G answers each)
+    int64_t group = 4;                   // GRPO's G
+    int64_t max_new = 64;                // tokens per answer at most
+    double temperature = 1.0;            // sampling temperature of the roll-outs (the policy's log-probabilities use it too)
+    int64_t epochs = 4;                  // PPO epochs over each batch of roll-outs (GRPO: μ, iterations per batch)
+    int64_t minibatch = 0;               // roll-outs per optimiser step (0: all of the step's)
+    float lr = 1e-5f, min_lr = 1e-6f, weight_decay = 0.0f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, clip = 1.0f;
+    std::string schedule = "constant";
+    int64_t warmup = 0;
+    PpoConfig ppo;
+    bool adaptive_kl = false;            // Ziegler et al.'s controller: β follows KL towards target_kl
+    double target_kl = 6.0, kl_horizon = 10000;
+    GrpoConfig grpo;
+    uint64_t seed = 1;
+    int n_threads = 0;
+    int64_t save_every = 20, sample_every = 10, eval_every = 0, eval_max = 500;
+    bool resume = false, progress = true;
+    LoraConfig lora;
+};
+struct RlReport {
+    int64_t steps_done = 0;
+    bool interrupted = false;
+    double last_reward = NAN, last_kl = NAN;
+    // held-out evaluation (greedy answers, mean reward with a 95 % interval): before the first step and after the last
+    int64_t eval_n = 0;
+    double eval_start = NAN, eval_end = NAN, eval_start_lo = NAN, eval_start_hi = NAN, eval_end_lo = NAN, eval_end_hi = NAN;
+    int64_t skipped_rewards = 0;
+};
+RlReport rl_train(const RlOptions& opts);
 
 }  // namespace llmforge::align

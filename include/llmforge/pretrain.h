@@ -80,6 +80,17 @@ struct TrainSetup {
 // The training loop shared by pre-training and fine-tuning (progress, metrics, checkpoints, resume, signals, MPI).
 PretrainResult run_training(const PretrainOptions& opts, TrainSetup& setup);
 
+// Checkpoints: OUT/checkpoint/ holds model.gguf (adapter.gguf under LoRA), optimizer.bin and state.json (`state`),
+// written whole under a temporary name and swapped in with renames, so a complete checkpoint exists at every moment.
+void save_training_checkpoint(const std::string& out, const TrainableModel& tm, const Vocab& vocab, const AdamW& opt, const nlohmann::json& state);
+std::string find_checkpoint(const std::string& out);  // its directory, or "" when OUT has none
+void load_optimizer_state(const std::string& path, AdamW& opt, size_t n_params);
+// A checkpoint's model (GGUF layout) in the layout of the model the run started from (LLaMA from Hugging Face: RoPE
+// halves), exactly, so that a resumed run repeats the uninterrupted one bit for bit.
+Model to_training_layout(Model checkpoint_model, const ModelConfig& start);
+// Keeps the lines of OUT/metrics.jsonl of steps ≤ `step` (a resumed run continues the same curve).
+void truncate_metrics(const std::string& path, int64_t step);
+
 // Writes an SVG line plot of training and validation loss from OUT/metrics.jsonl.
 void write_loss_svg(const std::string& metrics_path, const std::string& svg_path);
 

@@ -81,6 +81,9 @@ public:
     // dlogp[n] = ∂L/∂log p(targets[n]) (rows with targets < 0 are ignored; may be null) and dhead[n·n_out + j] =
     // ∂L/∂head[n, j] (may be null). Adds ∂L/∂θ into grad(). backward(s) is this with dlogp = −s / (number of targets).
     void backward_custom(const float* dlogp, const float* dhead);
+    // Log-probabilities (and their gradients) of the distribution softmax(logits / τ): the policy that sampled at
+    // temperature τ (RL roll-outs). Default 1.
+    void set_logit_temperature(float tau) { inv_temp_ = 1.0f / tau; }
     // Under LoRA: run the frozen base alone (the adapters off) — the reference policy of DPO/PPO/GRPO for free.
     void set_adapters_enabled(bool on) { adapters_on_ = on; }
     void zero_grad();
@@ -131,6 +134,7 @@ private:
     std::vector<int32_t> inputs_, targets_;
     int64_t n_targets_ = 0;
     bool want_entropy_ = false, lm_head_ = true, adapters_on_ = true;
+    float inv_temp_ = 1.0f;
     std::vector<float> entropy_;
     struct Head {
         std::string name;

@@ -165,4 +165,113 @@ void add_dpo(CLI::App& app) {
     });
 }
 
+namespace {
+
+// The options RLHF (PPO) and GRPO share.
+void add_rl_options(CLI::App* cmd, const std::shared_ptr<align::RlOptions>& o) {
+    cmd->add_option("-m,--model", o->model_path, "the policy to start from (usually an SFT model); also the frozen reference")->required();
+    cmd->add_option("--prompts", o->prompts_path, "prompts: one {\"prompt\": text or messages, …} per line (other fields go to the verifier)")->required();
+    cmd->add_option("-o,--output", o->out_dir, "run directory: checkpoints, metrics.jsonl, samples.txt, model.gguf")->required();
+    cmd->add_option("--reward-model", o->reward_model, "score answers with this reward model (llmforge reward train)");
+    cmd->add_option("--verifier", o->verifier, "score answers with this program: sh -c CMD reads {\"prompt\", \"answer\", …} as JSON on stdin, prints a number");
+    cmd->add_option("--verifier-timeout", o->verifier_timeout, "seconds a verifier may take per answer; slower ones are killed and the answer skipped (default 10)");
+    cmd->add_option("--eval", o->eval_path, "held-out prompts: mean reward of greedy answers before and after training, with a 95% interval");
+    cmd->add_option("--eval-max", o->eval_max, "evaluate at most this many held-out prompts (default 500)");
+    cmd->add_option("--eval-every", o->eval_every, "also evaluate every N steps (0: only before and after)");
+    cmd->add_option("--template", o->template_path, "chat template (Jinja) (default: the model's, else ChatML)");
+    cmd->add_option("--steps", o->steps, "steps: roll-outs, then optimiser updates (default 100)");
+    cmd->add_option("--max-new-tokens", o->max_new, "tokens per answer at most (default 64)");
+    cmd->add_option("--temperature", o->temperature, "sampling temperature of the roll-outs; log-probabilities use the same (default 1)");
+    cmd->add_option("--mini-batch", o->minibatch, "answers per optimiser update (default: all of a step's)");
+    cmd->add_option("--lr", o->lr, "learning rate (default 1e-5)");
+    cmd->add_option("--min-lr", o->min_lr, "final learning rate of a decaying schedule");
+    cmd->add_option("--schedule", o->schedule, "constant (default), cosine, linear or wsd");
+    cmd->add_option("--warmup", o->warmup, "warm-up steps");
+    cmd->add_option("--wd", o->weight_decay, "AdamW weight decay (default 0)");
+    cmd->add_option("--clip-grad", o->clip, "clip gradients to this global norm (default 1; 0: off)");
+    cmd->add_option("--seed", o->seed, "seed: prompt order and sampling");
+    cmd->add_option("--save-every", o->save_every, "checkpoint every N steps (default 20)");
+    cmd->add_option("--sample-every", o->sample_every, "print an answer every N steps (default 10; 0: off)");
+    cmd->add_option("--lora-rank", o->lora.rank, "train LoRA adapters of this rank (the reference is then the base with the adapters off)");
+    cmd->add_option("--lora-alpha", o->lora.alpha, "LoRA alpha");
+    cmd->add_option("--lora-targets", o->lora.targets, "weights to adapt");
+    cmd->add_option("-t,--threads", o->n_threads, "threads");
+    cmd->add_flag("--resume", o->resume, "continue from OUT/checkpoint");
+    cmd->add_flag("-q,--quiet", [o](int64_t) { o->progress = false; }, "no progress line");
+}
+
+void print_rl(const align::RlReport& r, bool json) {
+    if (json) {
+        std::printf("%s\n", nlohmann::json({{"steps", r.steps_done}, {"interrupted", r.interrupted}, {"last_reward", r.last_reward}, {"last_kl", r.last_kl},
+                                            {"eval_prompts", r.eval_n}, {"eval_start", {r.eval_start, r.eval_start_lo, r.eval_start_hi}},
+                                            {"eval_end", {r.eval_end, r.eval_end_lo, r.eval_end_hi}}, {"skipped_rewards", r.skipped_rewards}})
+                                .dump()
+                                .c_str());
+        return;
+    }
+    std::printf("%s after %lld steps: mean reward %.4f, KL %.4f", r.interrupted ? "interrupted" : "done", static_cast<long long>(r.steps_done), r.last_reward,
+                r.last_kl);
+    if (r.eval_n > 0)
+        std::printf("; held-out mean reward %.4f [%.4f, %.4f] → %.4f [%.4f, %.4f] over %lld prompts", r.eval_start, r.eval_start_lo, r.eval_start_hi, r.eval_end,
+                    r.eval_end_lo, r.eval_end_hi, static_cast<long long>(r.eval_n));
+    std::printf("; %lld answers without a reward\n", static_cast<long long>(r.skipped_rewards));
+}
+
+}  // namespace
+
+void add_rlhf(CLI::App& app) {
+    auto* cmd = app.add_subcommand("rlhf", "RLHF with PPO: maximise E[r(x, y)] − β·KL(π‖π_ref) with a value head, GAE and the clipped objective");
+    auto o = std::make_shared<align::RlOptions>();
+    auto kl = std::make_shared<std::string>("k1");
+    auto json = std::make_shared<bool>(false);
+    o->method = "ppo";
+    o->epochs = 4;
+    add_rl_options(cmd, o);
+    cmd->add_option("--batch-size", o->prompts_per_step, "roll-outs per step (default 8)");
+    cmd->add_option("--ppo-epochs", o->epochs, "passes over each batch of roll-outs (default 4)");
+    cmd->add_option("--beta", o->ppo.beta, "β: weight of the KL penalty in the per-token reward (default 0.05)");
+    cmd->add_option("--kl", *kl, "KL estimator per token: k1 (log π/ref, default), k2 or k3")->check(CLI::IsMember({"k1", "k2", "k3"}));
+    cmd->add_flag("--adaptive-kl", o->adaptive_kl, "adapt β towards --target-kl (Ziegler et al. 2019)");
+    cmd->add_option("--target-kl", o->target_kl, "KL the adaptive β aims at, in nats per answer (default 6)");
+    cmd->add_option("--kl-horizon", o->kl_horizon, "horizon of the adaptive β, in roll-outs (default 10000)");
+    cmd->add_option("--gamma", o->ppo.gamma, "discount γ (default 1)");
+    cmd->add_option("--lambda", o->ppo.lambda, "GAE λ (default 0.95)");
+    cmd->add_option("--clip", o->ppo.clip, "policy ratio clip ε (default 0.2)");
+    cmd->add_option("--value-clip", o->ppo.value_clip, "value clip around the roll-out's values (default 0.2)");
+    cmd->add_option("--vf-coef", o->ppo.vf_coef, "weight of the value loss (default 0.1)");
+    cmd->add_flag("!--no-whiten", o->ppo.whiten, "do not normalise advantages over the batch");
+    cmd->add_flag("--json", *json, "print the result as JSON");
+    cmd->callback([o, kl, json] {
+        o->ppo.kl = align::parse_kl(*kl);
+        const align::RlReport r = align::rl_train(*o);
+        print_rl(r, *json);
+        if (r.interrupted) throw Error(ErrorKind::Runtime, "interrupted (checkpoint saved)");
+    });
+}
+
+void add_grpo(CLI::App& app) {
+    auto* cmd = app.add_subcommand("grpo", "GRPO: G answers per prompt, advantages normalised within each group, clipped ratio, optional KL to the reference");
+    auto o = std::make_shared<align::RlOptions>();
+    auto json = std::make_shared<bool>(false);
+    o->method = "grpo";
+    o->epochs = 1;
+    add_rl_options(cmd, o);
+    cmd->add_option("--batch-size", o->prompts_per_step, "prompts per step (default 8; each gets --group answers)");
+    cmd->add_option("--group", o->group, "answers per prompt G (default 4)");
+    cmd->add_option("--iterations", o->epochs, "μ: updates per batch of answers (default 1)");
+    cmd->add_option("--beta", o->grpo.beta, "β of the per-token KL (k3) to the reference (default 0: off)");
+    cmd->add_option("--clip", o->grpo.clip_low, "ratio clip ε (default 0.2)");
+    cmd->add_option("--clip-high", o->grpo.clip_high, "upper ratio clip (default: --clip; DAPO uses 0.28)");
+    cmd->add_flag("!--no-scale-rewards", o->grpo.scale_rewards, "do not divide advantages by the group's standard deviation (Dr. GRPO)");
+    cmd->add_option("--loss-aggregation", o->grpo.aggregate, "sequence (mean per answer, then over answers; default) or token (over all tokens)")
+        ->check(CLI::IsMember({"sequence", "token"}));
+    cmd->add_flag("--json", *json, "print the result as JSON");
+    cmd->callback([o, json, cmd] {
+        if (cmd->count("--clip-high") == 0) o->grpo.clip_high = o->grpo.clip_low;
+        const align::RlReport r = align::rl_train(*o);
+        print_rl(r, *json);
+        if (r.interrupted) throw Error(ErrorKind::Runtime, "interrupted (checkpoint saved)");
+    });
+}
+
 }  // namespace llmforge::cli

@@ -10,7 +10,8 @@
 //         "lambda", "clip", "value_clip", "vf_coef", "whiten"
 //   grpo: "old_logp", "ref_logp": [[per position]], "rewards": [per row], "group", "clip_low", "clip_high", "beta",
 //         "scale_rewards", "aggregate"
-//   "head_seed", "head_std": the scalar head's initialisation (bt, ppo)}
+//   "head_seed", "head_std": the scalar head's initialisation (bt, ppo); "temperature": log-probabilities of
+//   softmax(logits / τ) (the policy that sampled at τ)}
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -68,6 +69,7 @@ void add_align_loss(CLI::App& app) {
         const bool head = kind == "bt" || kind == "ppo";
         if (head) tm.add_head("cls.output", 1, s.value("head_seed", 7), s.value("head_std", 0.1f));
         if (kind == "bt") tm.set_lm_head(false);
+        tm.set_logit_temperature(s.value("temperature", 1.0f));
         tm.zero_grad();
         tm.forward(inputs.data(), targets.data(), B, T);
         const std::vector<float> logp = tm.token_logprobs();

@@ -24,6 +24,8 @@ void add_train_steps(CLI::App& app);
 void add_align_loss(CLI::App& app);
 void add_reward(CLI::App& app);
 void add_dpo(CLI::App& app);
+void add_rlhf(CLI::App& app);
+void add_grpo(CLI::App& app);
 void add_prepare(CLI::App& app);
 void add_pretrain(CLI::App& app);
 void add_logits(CLI::App& app);

@@ -76,6 +76,8 @@ int main(int argc, char** argv) {
     add_align_loss(app);
     add_reward(app);
     add_dpo(app);
+    add_rlhf(app);
+    add_grpo(app);
     add_prepare(app);
     add_pretrain(app);
     add_logits(app);

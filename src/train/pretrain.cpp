@@ -54,10 +54,17 @@ struct State {
     uint64_t seed = 0;
 };
 
-// The checkpoint directory is written whole under a temporary name, then swapped in with renames: at every moment
-// OUT/checkpoint (or, between the two renames, OUT/checkpoint.old) is a complete checkpoint.
 void save_checkpoint(const std::string& out, const TrainableModel& tm, const Vocab& vocab, const AdamW& opt, const State& st,
                      const nlohmann::json& hparams) {
+    save_training_checkpoint(out, tm, vocab, opt,
+                             {{"step", st.step}, {"epoch", st.data.epoch}, {"index", st.data.index}, {"seed", st.seed}, {"hparams", hparams}});
+}
+
+}  // namespace
+
+// The checkpoint directory is written whole under a temporary name, then swapped in with renames: at every moment
+// OUT/checkpoint (or, between the two renames, OUT/checkpoint.old) is a complete checkpoint.
+void save_training_checkpoint(const std::string& out, const TrainableModel& tm, const Vocab& vocab, const AdamW& opt, const nlohmann::json& state) {
     const std::string tmp = out + "/checkpoint.tmp", cur = out + "/checkpoint", old = out + "/checkpoint.old";
     fs::remove_all(tmp);
     fs::create_directories(tmp);
@@ -77,8 +84,7 @@ void save_checkpoint(const std::string& out, const TrainableModel& tm, const Voc
         w.write(opt.v().data(), n * sizeof(float));
         w.commit();
     }
-    const nlohmann::json sj = {{"step", st.step}, {"epoch", st.data.epoch}, {"index", st.data.index}, {"seed", st.seed}, {"hparams", hparams}};
-    write_file_atomic(tmp + "/state.json", sj.dump(1) + "\n");
+    write_file_atomic(tmp + "/state.json", state.dump(1) + "\n");
     fsync_dir(tmp);
     if (fs::exists(cur)) {
         fs::remove_all(old);
@@ -89,13 +95,13 @@ void save_checkpoint(const std::string& out, const TrainableModel& tm, const Voc
     fs::remove_all(old);
 }
 
-std::string checkpoint_dir(const std::string& out) {
+std::string find_checkpoint(const std::string& out) {
     if (fs::exists(out + "/checkpoint/state.json")) return out + "/checkpoint";
     if (fs::exists(out + "/checkpoint.old/state.json")) return out + "/checkpoint.old";
     return "";
 }
 
-void load_optimizer(const std::string& path, AdamW& opt, size_t n_params) {
+void load_optimizer_state(const std::string& path, AdamW& opt, size_t n_params) {
     const std::string b = read_text_file(path);
     if (b.size() != 24 + 2 * n_params * sizeof(float) || b.compare(0, 8, "LFADAMW1") != 0)
         throw_bad_input("'%s' is not an optimizer state for this model", path.c_str());
@@ -125,6 +131,7 @@ void truncate_metrics(const std::string& path, int64_t step) {
     write_file_atomic(path, keep);
 }
 
+namespace {
 std::string fmt(double v, int prec = 4) {
     std::ostringstream s;
     s.precision(prec);
@@ -217,6 +224,27 @@ PretrainResult pretrain(const PretrainOptions& o) {
     return run_training(o, s);
 }
 
+// The checkpoint holds GGUF's LLaMA layout (RoPE pairs interleaved, rows of Wq/Wk permuted). When the run started
+// from a Hugging Face layout, return to it — an exact row permutation — so that a resumed run computes bit for bit
+// what the uninterrupted one did (the dot products over head dimensions keep their order).
+Model to_training_layout(Model init, const ModelConfig& start) {
+    if (!(start.arch == Arch::Llama && start.rope_style == RopeStyle::Half && init.config.rope_style == RopeStyle::Interleaved)) return init;
+    Model h;
+    h.config = init.config;
+    h.config.rope_style = RopeStyle::Half;
+    h.vocab = init.vocab;
+    h.meta = init.meta;
+    h.path = init.path;
+    h.format = init.format;
+    h.storage = init.storage;
+    for (const Tensor& t : init.tensors) {
+        const bool q = t.name.find(".attn_q.weight") != std::string::npos, k = t.name.find(".attn_k.weight") != std::string::npos;
+        if (q || k) h.add(h.own(t.name, t.dtype, t.shape, formats::permute_rope_rows(t, q ? start.n_head : start.n_head_kv, true)));
+        else h.add(t);
+    }
+    return h;
+}
+
 PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     check_options(o);
     const LrSchedule::Kind kind = LrSchedule::parse(o.schedule);
@@ -261,7 +289,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     Model init;
     std::string ck;
     if (o.resume) {
-        ck = checkpoint_dir(o.out_dir);
+        ck = find_checkpoint(o.out_dir);
         if (ck.empty()) throw_bad_input("--resume: '%s' has no checkpoint", o.out_dir.c_str());
         init = s.lora.rank > 0 ? s.init() : load_model(ck + "/model.gguf");
         const auto sj = nlohmann::json::parse(read_text_file(ck + "/state.json"));
@@ -269,25 +297,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
         st.data.epoch = sj.at("epoch").get<uint64_t>();
         st.data.index = sj.at("index").get<uint64_t>();
         st.seed = sj.at("seed").get<uint64_t>();
-        // The checkpoint holds GGUF's LLaMA layout (RoPE pairs interleaved, rows of Wq/Wk permuted). When the run
-        // started from a Hugging Face layout, return to it — an exact row permutation — so that the resumed run
-        // computes bit for bit what the uninterrupted one did (the dot products over head dimensions keep their order).
-        if (cfg.arch == Arch::Llama && cfg.rope_style == RopeStyle::Half && init.config.rope_style == RopeStyle::Interleaved) {
-            Model h;
-            h.config = init.config;
-            h.config.rope_style = RopeStyle::Half;
-            h.vocab = init.vocab;
-            h.meta = init.meta;
-            h.path = init.path;
-            h.format = init.format;
-            h.storage = init.storage;
-            for (const Tensor& t : init.tensors) {
-                const bool q = t.name.find(".attn_q.weight") != std::string::npos, k = t.name.find(".attn_k.weight") != std::string::npos;
-                if (q || k) h.add(h.own(t.name, t.dtype, t.shape, formats::permute_rope_rows(t, q ? cfg.n_head : cfg.n_head_kv, true)));
-                else h.add(t);
-            }
-            init = std::move(h);
-        }
+        init = to_training_layout(std::move(init), cfg);
         if (init.config.n_params() != cfg.n_params())
             throw_bad_input("--resume: the checkpoint's model (%lld parameters) differs from the one asked for (%lld)",
                             static_cast<long long>(init.config.n_params()), static_cast<long long>(cfg.n_params()));
@@ -312,7 +322,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
         std::fprintf(stderr, "llmforge: this CPU has no AVX512-BF16: bf16 matrix products are emulated (same rounding, f32 speed)\n");
     init = Model();  // the trainer holds its own f32 copy
     AdamW opt(tm.n_params(), AdamWConfig{o.beta1, o.beta2, o.eps, o.weight_decay});
-    if (!ck.empty()) load_optimizer(ck + "/optimizer.bin", opt, tm.n_params());
+    if (!ck.empty()) load_optimizer_state(ck + "/optimizer.bin", opt, tm.n_params());
     LrSchedule sched;
     sched.kind = kind;
     sched.lr_max = o.lr;

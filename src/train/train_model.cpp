@@ -515,6 +515,8 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
         pool_.parallel_for(N, [&](int64_t n0, int64_t n1) {
             for (int64_t n = n0; n < n1; ++n) {
                 float* z = a.logits.data() + n * V;
+                if (inv_temp_ != 1.0f)
+                    for (int64_t i = 0; i < V; ++i) z[i] *= inv_temp_;
                 float mx = -INFINITY;
                 for (int64_t i = 0; i < V; ++i) mx = std::max(mx, z[i]);
                 const float zt = targets[n] >= 0 ? z[targets[n]] : 0.0f;
@@ -598,8 +600,8 @@ void TrainableModel::backward(float scale) {
     const int64_t N = B_ * T_, V = cfg_.n_vocab;
     if (!lm_head_) throw_runtime("backward(): the language-model head is off (use backward_custom)");
     if (n_targets_ == 0) throw_bad_input("the batch has no targets");
-    // d loss / d logits = (p − onehot(target)) / (number of targets)
-    const float inv = scale / static_cast<float>(n_targets_);
+    // d loss / d logits = (p − onehot(target)) / (number of targets)  (/ τ)
+    const float inv = scale / static_cast<float>(n_targets_) * inv_temp_;
     pool_.parallel_for(N, [&](int64_t n0, int64_t n1) {
         for (int64_t n = n0; n < n1; ++n) {
             float* z = a.logits.data() + n * V;
@@ -626,7 +628,7 @@ void TrainableModel::backward_custom(const float* dlogp, const float* dhead) {
                 const float c = dlogp[n];
                 if (t < 0 || c == 0.0f) { std::fill(z, z + V, 0.0f); continue; }
                 z[t] -= 1.0f;
-                const float m = -c;
+                const float m = -c * inv_temp_;  // the logits were divided by τ
                 for (int64_t i = 0; i < V; ++i) z[i] *= m;
             }
         });

@@ -49,12 +49,13 @@ def make_batch(rng, V, rows, T):
     return inputs, targets, last
 
 
-def torch_pass(w, cfg, forward, inputs, targets, head=None):
-    """Per-position log p(target) [B, T] (0 where masked) and head outputs [B, T] (if a head (W, b) is given)."""
+def torch_pass(w, cfg, forward, inputs, targets, head=None, temperature=1.0):
+    """Per-position log p(target) [B, T] (0 where masked) of softmax(logits / temperature), and head outputs [B, T]
+    (if a head (W, b) is given)."""
     logps, values = [], []
     for row, tg in zip(inputs, targets):
         logits, h = forward(w, cfg, row, hidden=True)
-        lp = F.log_softmax(logits, dim=-1)
+        lp = F.log_softmax(logits / temperature, dim=-1)
         t = torch.tensor(tg)
         logps.append(torch.where(t >= 0, lp.gather(1, t.clamp(min=0)[:, None])[:, 0], torch.zeros((), dtype=lp.dtype)))
         if head is not None:
@@ -115,7 +116,7 @@ def main():
     args = ap.parse_args()
     rng = np.random.default_rng(2024)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, maker, kl, agg in (("gpt2", P.make_gpt2, "k1", "sequence"), ("llama-gqa", P.make_llama, "k3", "token")):
+        for name, maker, kl, agg, tau in (("gpt2", P.make_gpt2, "k1", "sequence", 1.0), ("llama-gqa", P.make_llama, "k3", "token", 0.7)):
             cfg, w, forward = maker(5)
             V = cfg["vocab_size"]
             d = P.write_model_dir(os.path.join(tmp, name), cfg, w)
@@ -207,21 +208,22 @@ def main():
             inputs, targets, last = make_batch(rng, V, 2 * G, 20)
             mask = torch.tensor(targets) >= 0
             with torch.no_grad():
-                lp0, _ = torch_pass(fresh(w), cfg, forward, inputs, targets)
+                lp0, _ = torch_pass(fresh(w), cfg, forward, inputs, targets, temperature=tau)
             B, T = lp0.shape
             old = torch.where(mask, lp0 + torch.tensor(rng.normal(0, 0.25, size=(B, T))), torch.zeros(()))
             reflp = torch.where(mask, lp0 + torch.tensor(rng.normal(0, 0.3, size=(B, T))), torch.zeros(()))
             rewards = rng.normal(0, 1.0, size=B).tolist()
             gc = dict(clip_low=0.2, clip_high=0.28, beta=0.04)
             spec = {"kind": "grpo", "inputs": inputs, "targets": targets, "old_logp": old.tolist(), "ref_logp": reflp.tolist(), "rewards": rewards,
-                    "group": G, "clip_low": gc["clip_low"], "clip_high": gc["clip_high"], "beta": gc["beta"], "scale_rewards": True, "aggregate": agg}
+                    "group": G, "clip_low": gc["clip_low"], "clip_high": gc["clip_high"], "beta": gc["beta"], "scale_rewards": True, "aggregate": agg,
+                    "temperature": tau}
             ours, og = run_ours(args.bin, d, spec, tmp, f"{name}-grpo")
             rw = torch.tensor(rewards, dtype=torch.float64).reshape(-1, G)
             A = ((rw - rw.mean(1, keepdim=True)) / (rw.std(1, keepdim=True) + 1e-4)).reshape(-1)
             e_a = float((torch.tensor(ours["advantages"]) - A).abs().max())
             check(f"{name} GRPO: group-normalised advantages vs PyTorch", e_a <= 1e-6, f"max abs err {e_a:.1e}")
             w64 = fresh(w)
-            lp, _ = torch_pass(w64, cfg, forward, inputs, targets)
+            lp, _ = torch_pass(w64, cfg, forward, inputs, targets, temperature=tau)
             m = mask.double()
             ratio = torch.exp(lp - old)
             per = -torch.minimum(ratio * A[:, None], torch.clamp(ratio, 1 - gc["clip_low"], 1 + gc["clip_high"]) * A[:, None])
@@ -232,7 +234,7 @@ def main():
             else:
                 loss = (per * m).sum() / m.sum()
             loss.backward()
-            compare(f"{name} GRPO ({agg} mean, clip {gc['clip_low']}/{gc['clip_high']}, β {gc['beta']})", ours, og, loss, w64)
+            compare(f"{name} GRPO ({agg} mean, clip {gc['clip_low']}/{gc['clip_high']}, β {gc['beta']}, temperature {tau})", ours, og, loss, w64)
     print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")
     return 1 if RESULTS["failed"] else 0
 

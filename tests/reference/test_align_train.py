@@ -47,7 +47,7 @@ def write_jsonl(path, rows):
 
 
 def run(args, *cmd, check=True):
-    r = subprocess.run([args.bin, *cmd], capture_output=True, text=True)
+    r = subprocess.run([args.bin, *cmd], capture_output=True, text=True, errors="replace")
     if check and r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:2])} failed ({r.returncode}): {r.stderr.strip()[-800:]}")
     return r
@@ -127,6 +127,68 @@ def main():
                  r.stderr.strip()[-160:])
         r = run(args, "reward", "score", "-m", model, "-p", "a", "-r", "b", check=False)
         TT.check("reward score on a model without a head: a clear error", r.returncode != 0 and "not a reward model" in r.stderr, r.stderr.strip()[-120:])
+
+        # ---- 5. GRPO with a verifier program; RLHF (PPO) with the reward model trained above
+        prompts = os.path.join(tmp, "prompts.jsonl")
+        write_jsonl(prompts, [{"prompt": f"Tell me about {c}.", "colour": c} for c in COLOURS])
+        ver = os.path.join(tmp, "verifier.py")
+        with open(ver, "w") as f:  # the share of the answer's characters that are letters of the colour's name
+            f.write("import json, sys\nd = json.load(sys.stdin)\na = d['answer']\nprint(sum(ch in d['colour'] for ch in a) / max(1, len(a)))\n")
+        g = ["--prompts", prompts, "--verifier", f"/usr/bin/python3 {ver}", "--batch-size", "3", "--group", "3", "--max-new-tokens", "8",
+             "--lr", "1e-3", "-t", "2", "-q", "--seed", "2", "--save-every", "2", "--beta", "0.05"]
+        ga, gb = os.path.join(tmp, "grpo-a"), os.path.join(tmp, "grpo-b")
+        r = run(args, "grpo", "-m", model, "-o", ga, "--steps", "4", "--json", *g)
+        rep = json.loads(r.stdout)
+        m = metrics(os.path.join(ga, "metrics.jsonl"))
+        TT.check("GRPO: runs, logs reward, KL, clip fraction per step, writes the model",
+                 rep["steps"] == 4 and len(m) == 4 and all(k in m[0] for k in ("reward", "kl", "clip_fraction", "entropy", "loss"))
+                 and os.path.exists(os.path.join(ga, "model.gguf")), json.dumps(m[-1])[:160])
+        run(args, "grpo", "-m", model, "-o", gb, "--steps", "2", *g)
+        run(args, "grpo", "-m", model, "-o", gb, "--steps", "4", "--resume", *g)
+        mb = metrics(os.path.join(gb, "metrics.jsonl"))
+        TT.check("GRPO: 2 steps + --resume 2 give the roll-outs and losses of 4 in one go",
+                 [(x["reward"], x["loss"]) for x in m] == [(x["reward"], x["loss"]) for x in mb], f"{len(m)} vs {len(mb)}")
+        pp = ["--prompts", prompts, "--reward-model", os.path.join(rm, "model.gguf"), "--batch-size", "4", "--max-new-tokens", "8", "--lr", "1e-4",
+              "-t", "2", "-q", "--seed", "2", "--save-every", "2", "--beta", "0.1", "--kl", "k3"]
+        pa, pb = os.path.join(tmp, "ppo-a"), os.path.join(tmp, "ppo-b")
+        r = run(args, "rlhf", "-m", model, "-o", pa, "--steps", "4", "--json", *pp)
+        m = metrics(os.path.join(pa, "metrics.jsonl"))
+        TT.check("RLHF (PPO): logs reward, KL, β, entropy, clip fraction, value loss",
+                 len(m) == 4 and all(k in m[-1] for k in ("reward", "kl", "beta", "entropy", "clip_fraction", "value_loss", "policy_loss")),
+                 json.dumps(m[-1])[:160])
+        TT.check("RLHF: the first step's KL to the reference is 0 (the policy starts as the reference)", abs(m[0]["kl"]) < 1e-6, f"{m[0]['kl']:.2e}")
+        run(args, "rlhf", "-m", model, "-o", pb, "--steps", "2", *pp)
+        run(args, "rlhf", "-m", model, "-o", pb, "--steps", "4", "--resume", *pp)
+        mb = metrics(os.path.join(pb, "metrics.jsonl"))
+        TT.check("RLHF: 2 steps + --resume 2 (value head and β in the checkpoint) give the losses of 4 in one go",
+                 [(x["reward"], x["loss"]) for x in m] == [(x["reward"], x["loss"]) for x in mb])
+        final = run(args, "info", "--all", os.path.join(pa, "model.gguf")).stdout
+        ckpt = run(args, "info", "--all", os.path.join(pa, "checkpoint", "model.gguf")).stdout
+        TT.check("RLHF: the checkpoint keeps the value head, the final model has none (llama.cpp loads it as a plain model)",
+                 "cls.value.weight" in ckpt and "cls." not in final)
+
+        # ---- 6. verifiers that crash, hang or print garbage: skipped and counted, the run survives
+        bad_ver = os.path.join(tmp, "bad.py")
+        with open(bad_ver, "w") as f:
+            f.write("import json, sys, time\nd = json.load(sys.stdin)\nc = d['colour']\n"
+                    "if c in ('red', 'blue'): sys.exit(3)\n"
+                    "if c in ('green', 'yellow'): time.sleep(30)\n"
+                    "if c in ('purple', 'orange'): print('about seven'); sys.exit(0)\n"
+                    "if c == 'black': print('nan'); sys.exit(0)\n"
+                    "print(len(d['answer']) % 3)\n")
+        r = run(args, "grpo", "-m", model, "-o", os.path.join(tmp, "grpo-bad"), "--steps", "3", "--json", "--prompts", prompts,
+                "--verifier", f"/usr/bin/python3 {bad_ver}", "--verifier-timeout", "0.5", "--batch-size", "12", "--group", "2",
+                "--max-new-tokens", "4", "--lr", "1e-3", "-t", "2", "-q", "--seed", "2", check=False)
+        ok = r.returncode == 0
+        rep = json.loads(r.stdout) if ok else {}
+        TT.check("bad verifiers: timed-out, crashed and garbage answers are skipped and counted; the run finishes",
+                 ok and rep["steps"] == 3 and rep["skipped_rewards"] > 0 and "timed out" in r.stderr and "failed (exit status 3)" in r.stderr
+                 and "no number" in r.stderr, (r.stderr.strip().splitlines() or [""])[-1][:200])
+        r = run(args, "grpo", "-m", model, "-o", os.path.join(tmp, "grpo-x"), "--steps", "1", "--prompts", prompts, "--verifier", "exit 1", "-q", check=False)
+        TT.check("a verifier that always fails: each step says no answer got a reward, no crash", r.returncode == 0 and "no update" in r.stderr,
+                 r.stderr.strip()[-160:])
+        r = run(args, "rlhf", "-m", model, "-o", os.path.join(tmp, "r-x"), "--prompts", prompts, "-q", check=False)
+        TT.check("rlhf without a reward: a clear error", r.returncode != 0 and "--reward-model or --verifier" in r.stderr, r.stderr.strip()[-120:])
     print(f"{TT.RESULTS['passed']} passed, {TT.RESULTS['failed']} failed")
     return 1 if TT.RESULTS["failed"] else 0
 
