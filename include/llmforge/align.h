@@ -187,6 +187,7 @@ struct RlOptions {
     std::string model_path, out_dir, prompts_path, eval_path, template_path;
     std::string reward_model, verifier;  // one of them: a reward model (llmforge reward train) or a program
     double verifier_timeout = 10;
+    int verifier_jobs = 0;               // programs run at once (0: as many as threads)
     int64_t steps = 100;
     int64_t prompts_per_step = 8;        // PPO: roll-outs per step; GRPO: prompts per step (G answers each)
     int64_t group = 4;                   // GRPO's G
@@ -205,6 +206,7 @@ struct RlOptions {
     int n_threads = 0;
     int64_t save_every = 20, sample_every = 10, eval_every = 0, eval_max = 500;
     bool resume = false, progress = true;
+    bool eval_only = false;              // only the held-out evaluation of the starting model (no training)
     LoraConfig lora;
 };
 struct RlReport {

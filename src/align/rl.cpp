@@ -16,6 +16,7 @@
 #include <fstream>
 #include <numeric>
 #include <random>
+#include <thread>
 
 #include "llmforge/align.h"
 #include "llmforge/error.h"
@@ -119,13 +120,24 @@ private:
 
 class ProgramRewarder : public Rewarder {
 public:
-    ProgramRewarder(std::string cmd, double timeout) : cmd_(std::move(cmd)), timeout_(timeout) {}
+    ProgramRewarder(std::string cmd, double timeout, int jobs) : cmd_(std::move(cmd)), timeout_(timeout), jobs_(std::max(1, jobs)) {}
     std::vector<double> score(const std::vector<const PromptItem*>& prompts, const std::vector<std::string>& answers) override {
+        // `jobs` programs at a time (they mostly wait on process start-up)
+        std::vector<VerifierResult> res(prompts.size());
+        std::atomic<size_t> next{0};
+        auto work = [&] {
+            for (size_t i; (i = next++) < prompts.size();) {
+                nlohmann::ordered_json in = prompts[i]->line;
+                in["answer"] = answers[i];
+                res[i] = run_verifier(cmd_, in.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", timeout_);
+            }
+        };
+        std::vector<std::thread> th;
+        for (int j = 1; j < std::min<int>(jobs_, static_cast<int>(prompts.size())); ++j) th.emplace_back(work);
+        work();
+        for (auto& t : th) t.join();
         std::vector<double> out;
-        for (size_t i = 0; i < prompts.size(); ++i) {
-            nlohmann::ordered_json in = prompts[i]->line;
-            in["answer"] = answers[i];
-            const VerifierResult r = run_verifier(cmd_, in.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", timeout_);
+        for (const VerifierResult& r : res) {
             switch (r.status) {
                 case VerifierResult::Status::Ok: out.push_back(r.value); continue;
                 case VerifierResult::Status::Timeout: skip("verifier timed out"); break;
@@ -140,6 +152,7 @@ public:
 private:
     std::string cmd_;
     double timeout_;
+    int jobs_;
 };
 
 // A batch of answers laid out for training: row r = prompt + answer, inputs the whole sequence, targets the next token
@@ -328,7 +341,7 @@ RlReport rl_train(const RlOptions& o) {
     }
     std::unique_ptr<Rewarder> rewarder;
     if (!o.reward_model.empty()) rewarder = std::make_unique<ModelRewarder>(o.reward_model, o.n_threads);
-    else rewarder = std::make_unique<ProgramRewarder>(o.verifier, o.verifier_timeout);
+    else rewarder = std::make_unique<ProgramRewarder>(o.verifier, o.verifier_timeout, o.verifier_jobs > 0 ? o.verifier_jobs : ThreadPool::default_threads());
 
     ThreadPool pool(o.n_threads > 0 ? o.n_threads : ThreadPool::default_threads());
     const std::string ck = o.resume ? find_checkpoint(o.out_dir) : "";
@@ -377,9 +390,10 @@ RlReport rl_train(const RlOptions& o) {
                                     {"clip", ppo ? o.ppo.clip : o.grpo.clip_low}, {"seed", o.seed}, {"lora_rank", o.lora.rank}};
     const std::string metrics_path = o.out_dir + "/metrics.jsonl";
     if (o.resume) truncate_metrics(metrics_path, step);
-    else write_text_atomic(metrics_path, "");
-    std::ofstream metrics(metrics_path, std::ios::app);
-    if (!o.resume) write_text_atomic(o.out_dir + "/samples.txt", "");
+    else if (!o.eval_only) write_text_atomic(metrics_path, "");
+    std::ofstream metrics;
+    if (!o.eval_only) metrics.open(metrics_path, std::ios::app);
+    if (!o.resume && !o.eval_only) write_text_atomic(o.out_dir + "/samples.txt", "");
     std::fprintf(stderr, "llmforge: %s on %zu prompts (%lld skipped), %lld %s per step, answers of ≤ %lld tokens, %lld parameters trained%s\n",
                  ppo ? "RLHF with PPO" : "GRPO", prompts.size(), static_cast<long long>(skipped_prompts),
                  static_cast<long long>(ppo ? o.prompts_per_step : o.prompts_per_step * o.group), ppo ? "roll-outs" : "answers",
@@ -428,6 +442,13 @@ RlReport rl_train(const RlOptions& o) {
         std::fprintf(stderr, "llmforge: held-out mean reward %s: %.4f (95%% CI %.4f–%.4f, %zu prompts, greedy answers)\n", when, ci[0], ci[1], ci[2], rewards.size());
         return ci;
     };
+    if (o.eval_only) {
+        if (eval_prompts.empty()) throw_bad_input("--eval-only needs --eval prompts");
+        const auto c = evaluate("of the model");
+        rep.eval_start = c[0], rep.eval_start_lo = c[1], rep.eval_start_hi = c[2];
+        rep.skipped_rewards = rewarder->total_skipped();
+        return rep;
+    }
     if (!o.resume || !state.contains("eval_start")) {
         const auto c = evaluate("before training");
         rep.eval_start = c[0], rep.eval_start_lo = c[1], rep.eval_start_hi = c[2];

@@ -175,8 +175,10 @@ void add_rl_options(CLI::App* cmd, const std::shared_ptr<align::RlOptions>& o) {
     cmd->add_option("--reward-model", o->reward_model, "score answers with this reward model (llmforge reward train)");
     cmd->add_option("--verifier", o->verifier, "score answers with this program: sh -c CMD reads {\"prompt\", \"answer\", …} as JSON on stdin, prints a number");
     cmd->add_option("--verifier-timeout", o->verifier_timeout, "seconds a verifier may take per answer; slower ones are killed and the answer skipped (default 10)");
+    cmd->add_option("--verifier-jobs", o->verifier_jobs, "verifier programs run at once (default: the thread count)");
     cmd->add_option("--eval", o->eval_path, "held-out prompts: mean reward of greedy answers before and after training, with a 95% interval");
     cmd->add_option("--eval-max", o->eval_max, "evaluate at most this many held-out prompts (default 500)");
+    cmd->add_flag("--eval-only", o->eval_only, "evaluate the model on --eval and stop (no training; -o is still needed for the run directory)");
     cmd->add_option("--eval-every", o->eval_every, "also evaluate every N steps (0: only before and after)");
     cmd->add_option("--template", o->template_path, "chat template (Jinja) (default: the model's, else ChatML)");
     cmd->add_option("--steps", o->steps, "steps: roll-outs, then optimiser updates (default 100)");

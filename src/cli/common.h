@@ -26,6 +26,7 @@ void add_reward(CLI::App& app);
 void add_dpo(CLI::App& app);
 void add_rlhf(CLI::App& app);
 void add_grpo(CLI::App& app);
+void add_plot(CLI::App& app);
 void add_prepare(CLI::App& app);
 void add_pretrain(CLI::App& app);
 void add_logits(CLI::App& app);

@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
     add_dpo(app);
     add_rlhf(app);
     add_grpo(app);
+    add_plot(app);
     add_prepare(app);
     add_pretrain(app);
     add_logits(app);

@@ -193,7 +193,12 @@ void matmul_rowwise(DType wt, const void* W, const float* X, float* Y, int64_t n
     pool.parallel_for(groups, [&](int64_t g0, int64_t g1) { f(W, X, Y, n, rows, cols, g0 * 4, std::min(rows, g1 * 4)); });
 }
 
-static constexpr int64_t kSeqMaxRows = 128, kSeqMaxRowsF32 = 32;
+static constexpr int64_t kSeqMaxRowsF32 = 32;
+// LLMFORGE_SEQ_MAX_ROWS overrides the f16/bf16 threshold (for measuring the two paths side by side).
+static const int64_t kSeqMaxRows = [] {
+    const char* v = std::getenv("LLMFORGE_SEQ_MAX_ROWS");
+    return v && *v ? std::max<int64_t>(1, std::atoll(v)) : int64_t{128};
+}();
 
 void matmul(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) {
     if (n == 1) {

@@ -167,6 +167,25 @@ def main():
         TT.check("RLHF: the checkpoint keeps the value head, the final model has none (llama.cpp loads it as a plain model)",
                  "cls.value.weight" in ckpt and "cls." not in final)
 
+        # LoRA for each: adapters only; the reference of RLHF/GRPO is the base with the adapters off (KL 0 at step 1)
+        r = run(args, "dpo", "-m", model, "-o", os.path.join(tmp, "dpo-lora"), "--steps", "3", "--lora-rank", "4", "--json", *common)
+        r2 = run(args, "reward", "train", "-m", model, "-o", os.path.join(tmp, "rm-lora"), "--steps", "3", "--lora-rank", "4", "--merge", *common)
+        run(args, "rlhf", "-m", model, "-o", os.path.join(tmp, "ppo-lora"), "--steps", "2", "--lora-rank", "4", *pp)
+        ml = metrics(os.path.join(tmp, "ppo-lora", "metrics.jsonl"))
+        TT.check("LoRA: dpo, reward train and rlhf train adapters; RLHF's reference is the base (KL 0 at step 1, > 0 after)",
+                 os.path.exists(os.path.join(tmp, "dpo-lora", "adapter.gguf")) and os.path.exists(os.path.join(tmp, "rm-lora", "model.gguf"))
+                 and os.path.exists(os.path.join(tmp, "ppo-lora", "adapter.gguf")) and abs(ml[0]["kl"]) < 1e-6 and ml[1]["kl"] != 0,
+                 f"kl {ml[0]['kl']:.2e}, {ml[1]['kl']:.2e}")
+        s = json.loads(run(args, "reward", "score", "-m", os.path.join(tmp, "rm-lora", "model.gguf"), "--data", val, "--json", "-t", "2").stdout)
+        TT.check("LoRA reward model: the merged model keeps its head and scores", 0 <= s["accuracy"] <= 1 and len(s["rewards"]) == 48)
+
+        svg = os.path.join(tmp, "curves.svg")
+        run(args, "plot", pa, ga, "--y", "reward,kl", "--labels", "ppo,grpo", "-o", svg)
+        text = open(svg).read()
+        TT.check("plot: one panel per key, one line per run", text.startswith("<svg") and text.count("<polyline") == 4 and ">ppo<" in text)
+        r = run(args, "plot", pa, "--y", "nothing_here", "-o", svg, check=False)
+        TT.check("plot: a key no run has is a clear error", r.returncode != 0 and "none of the runs" in r.stderr)
+
         # ---- 6. verifiers that crash, hang or print garbage: skipped and counted, the run survives
         bad_ver = os.path.join(tmp, "bad.py")
         with open(bad_ver, "w") as f:
