@@ -30,7 +30,7 @@ verify="python3 scripts/align/arith.py verify"
 if [ ! -s "$a/grpo/model.gguf" ]; then
   resume=(); [ -d "$a/grpo/checkpoint" ] && resume=(--resume)
   $bin grpo -m "$a/sft/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/eval.jsonl" --verifier "$verify" -o "$a/grpo" \
-    --steps "${GRPO_STEPS:-150}" --batch-size 8 --group 8 --max-new-tokens 16 --lr 5e-5 --beta 0.02 --clip-high 0.28 \
+    --steps "${GRPO_STEPS:-100}" --batch-size 8 --group 8 --max-new-tokens 12 --lr 1e-4 --warmup 10 --iterations 2 --beta 0.02 --clip-high 0.28 \
     --save-every 20 --sample-every 20 --seed 1 -t 2 --json "${resume[@]}" > "$a/grpo.json"
 fi
 [ -s "$a/pairs-train.jsonl" ] || python3 scripts/align/arith.py pairs "$a" --train 4000 --seed 2

@@ -25,6 +25,7 @@ void add_preference_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions
     o->warmup = 10;
     o->weight_decay = 0.0f;
     o->eval_every = 50;
+    o->eval_batches = 0;  // every held-out pair
     o->save_every = 100;
     cmd->add_option("-m,--model", x->model_path, "the model to start from (usually an SFT model: GGUF, safetensors dir)")->required();
     cmd->add_option("--data", x->data_path, "preference pairs: one {\"prompt\", \"chosen\", \"rejected\"} per line (llmforge arena export writes them)")->required();
