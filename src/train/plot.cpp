@@ -49,7 +49,7 @@ std::vector<std::pair<double, double>> smooth(const std::vector<std::pair<double
 }
 
 void write_svg_plot(const std::string& path, const std::string& title, const std::string& xlabel, const std::vector<PlotPanel>& panels) {
-    const double W = 760, PH = 260, L = 70, R = 170, T = 40, gap = 40, Bm = 40;
+    const double W = 860, PH = 260, L = 70, R = 170, T = 56, gap = 44, Bm = 40;
     const double H = T + static_cast<double>(panels.size()) * (PH + gap) - gap + Bm;
     double x0 = 1e300, x1 = -1e300;
     for (const auto& p : panels)
