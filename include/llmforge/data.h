@@ -5,6 +5,7 @@
 // tokens little-endian. Documents are separated by the tokenizer's end-of-text token.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,6 +76,12 @@ void write_token_shard(const std::string& path, const std::vector<int32_t>& toke
 // shuffled by (seed, epoch); position() is where the next batch starts, so a run can resume exactly there.
 // Where a stream of batches stands: epoch and batch index within it (saved in checkpoints).
 struct DataPosition { uint64_t epoch = 0, index = 0; };
+
+// One epoch's batches of B example indices out of n. Shuffled: the order is shuffled with `rng_seed`, windows of
+// `window` examples are sorted by length (longest first) so that a batch's rows have similar lengths (little padding),
+// and the batches' order is shuffled again; unshuffled: in order. The last batch wraps around to the first examples.
+std::vector<std::vector<size_t>> plan_batches(size_t n, int64_t B, bool shuffle, uint64_t rng_seed, size_t window,
+                                              const std::function<size_t(size_t)>& length);
 
 // A stream of training batches: B rows of T token ids and next-token targets (target < 0: not in the loss). T may vary
 // from batch to batch (next() returns it); the trainer runs on whatever T it gets, up to the model's context.

@@ -4,8 +4,6 @@
 
 #include <algorithm>
 #include <fstream>
-#include <numeric>
-#include <random>
 
 #include "llmforge/error.h"
 #include "llmforge/mmap_file.h"
@@ -180,24 +178,8 @@ ChatBatches::ChatBatches(const std::vector<ChatTokens>* examples, int64_t B, int
 void ChatBatches::plan_epoch(uint64_t epoch) {
     if (planned_epoch_ == epoch) return;
     planned_epoch_ = epoch;
-    const size_t n = ex_->size();
-    std::vector<size_t> order(n);
-    std::iota(order.begin(), order.end(), size_t{0});
-    std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ull + epoch + 1);
-    if (shuffle_) {
-        std::shuffle(order.begin(), order.end(), rng);
-        const size_t window = static_cast<size_t>(B_) * 64;  // sort within windows: similar lengths share a batch
-        for (size_t w = 0; w < n; w += window)
-            std::stable_sort(order.begin() + static_cast<long>(w), order.begin() + static_cast<long>(std::min(n, w + window)),
-                             [&](size_t a, size_t b) { return (*ex_)[a].ids.size() > (*ex_)[b].ids.size(); });
-    }
-    batches_.clear();
-    for (size_t k = 0; k < n; k += static_cast<size_t>(B_)) {
-        std::vector<size_t> b;
-        for (size_t r = 0; r < static_cast<size_t>(B_); ++r) b.push_back(order[(k + r) % n]);  // the last batch wraps around
-        batches_.push_back(std::move(b));
-    }
-    if (shuffle_) std::shuffle(batches_.begin(), batches_.end(), rng);
+    batches_ = plan_batches(ex_->size(), B_, shuffle_, seed_ * 0x9E3779B97F4A7C15ull + epoch + 1, static_cast<size_t>(B_) * 64,
+                            [&](size_t i) { return (*ex_)[i].ids.size(); });
 }
 
 void ChatBatches::seek(DataPosition p) {

@@ -436,4 +436,25 @@ void DataLoader::seek(Position p) {
     shuffle_epoch();
 }
 
+std::vector<std::vector<size_t>> plan_batches(size_t n, int64_t B, bool shuffle, uint64_t rng_seed, size_t window,
+                                              const std::function<size_t(size_t)>& length) {
+    std::vector<size_t> order(n);
+    std::iota(order.begin(), order.end(), size_t{0});
+    std::mt19937_64 rng(rng_seed);
+    if (shuffle) {
+        std::shuffle(order.begin(), order.end(), rng);
+        for (size_t w = 0; w < n; w += window)
+            std::stable_sort(order.begin() + static_cast<long>(w), order.begin() + static_cast<long>(std::min(n, w + window)),
+                             [&](size_t a, size_t b) { return length(a) > length(b); });
+    }
+    std::vector<std::vector<size_t>> batches;
+    for (size_t k = 0; k < n; k += static_cast<size_t>(B)) {
+        std::vector<size_t> b;
+        for (size_t r = 0; r < static_cast<size_t>(B); ++r) b.push_back(order[(k + r) % n]);  // the last batch wraps around
+        batches.push_back(std::move(b));
+    }
+    if (shuffle) std::shuffle(batches.begin(), batches.end(), rng);
+    return batches;
+}
+
 }  // namespace llmforge

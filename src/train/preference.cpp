@@ -2,8 +2,6 @@
 // pairs for the reward model and DPO.
 #include <algorithm>
 #include <fstream>
-#include <numeric>
-#include <random>
 
 #include "llmforge/align.h"
 #include "llmforge/error.h"
@@ -97,25 +95,9 @@ PairBatches::PairBatches(const std::vector<PreferencePair>* pairs, int64_t P, in
 void PairBatches::plan_epoch(uint64_t epoch) {
     if (planned_epoch_ == epoch) return;
     planned_epoch_ = epoch;
-    const size_t n = pairs_->size();
-    std::vector<size_t> order(n);
-    std::iota(order.begin(), order.end(), size_t{0});
-    std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ull + epoch + 7);
-    auto len = [&](size_t i) { return std::max((*pairs_)[i].chosen.ids.size(), (*pairs_)[i].rejected.ids.size()); };
-    if (shuffle_) {
-        std::shuffle(order.begin(), order.end(), rng);
-        const size_t window = static_cast<size_t>(P_) * 32;  // similar lengths share a batch: less padding
-        for (size_t w = 0; w < n; w += window)
-            std::stable_sort(order.begin() + static_cast<long>(w), order.begin() + static_cast<long>(std::min(n, w + window)),
-                             [&](size_t a, size_t b) { return len(a) > len(b); });
-    }
-    batches_.clear();
-    for (size_t k = 0; k < n; k += static_cast<size_t>(P_)) {
-        std::vector<size_t> b;
-        for (size_t r = 0; r < static_cast<size_t>(P_); ++r) b.push_back(order[(k + r) % n]);  // the last batch wraps around
-        batches_.push_back(std::move(b));
-    }
-    if (shuffle_) std::shuffle(batches_.begin(), batches_.end(), rng);
+    batches_ = plan_batches(pairs_->size(), P_, shuffle_, seed_ * 0x9E3779B97F4A7C15ull + epoch + 7, static_cast<size_t>(P_) * 32, [&](size_t i) {
+        return std::max((*pairs_)[i].chosen.ids.size(), (*pairs_)[i].rejected.ids.size());
+    });
 }
 
 void PairBatches::seek(DataPosition p) {
