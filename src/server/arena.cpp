@@ -3,9 +3,11 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "llmforge/error.h"
 
@@ -38,12 +40,20 @@ ArenaStore::ArenaStore(const std::string& path) : path_(path) {
     }
     try {
         sqlite3_busy_timeout(db_, 10000);  // other writers (threads or processes): wait, do not fail
+        // Several connections opening a fresh database at once (threads, or server processes) can get SQLITE_BUSY
+        // from the journal-mode switch without the busy handler being consulted (SQLite returns it at once where
+        // waiting could deadlock): retry for as long as the busy timeout.
         auto exec = [&](const char* sql) {
-            char* err = nullptr;
-            if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+            const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+            for (int attempt = 0;; ++attempt) {
+                char* err = nullptr;
+                const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+                if (rc == SQLITE_OK) return;
                 const std::string m = err ? err : "error";
                 sqlite3_free(err);
-                throw_runtime("arena database %s: %s", path.c_str(), m.c_str());
+                if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || std::chrono::steady_clock::now() > deadline)
+                    throw_runtime("arena database %s: %s", path.c_str(), m.c_str());
+                std::this_thread::sleep_for(std::chrono::milliseconds(2 + (attempt * 7 + static_cast<int>(reinterpret_cast<uintptr_t>(this) >> 4)) % 23));
             }
         };
         exec("PRAGMA journal_mode=WAL");
