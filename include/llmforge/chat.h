@@ -63,6 +63,12 @@ struct ChatDataOptions {
     bool skip_bad = true;    // skip bad examples (counted, reported) or stop at the first with its file and line
     bool require_assistant = true;
 };
+// Reads a JSONL file line by line (blank lines skipped) and hands each parsed line to `fn`. A line that is not JSON, or
+// one for which fn throws an Error, is a bad example "FILE:LINE: what": skipped and counted in *skipped (the first 20
+// kept in *problems), or, without skip_bad, thrown. `what` names the file in the missing-file error.
+void for_each_jsonl(const std::string& path, const char* what, bool skip_bad, int64_t* lines, int64_t* skipped, std::vector<std::string>* problems,
+                    const std::function<void(const nlohmann::ordered_json&)>& fn);
+
 struct ChatDataset {
     std::vector<ChatTokens> examples;
     int64_t lines = 0, skipped = 0, tokens = 0, trained_tokens = 0;

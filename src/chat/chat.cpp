@@ -127,16 +127,16 @@ void validate_messages(const nlohmann::ordered_json& messages) {
     }
 }
 
-ChatDataset load_chat_jsonl(const std::string& path, const ChatFormat& fmt, const ChatDataOptions& opt) {
-    if (!file_exists(path)) throw_bad_input("conversation file '%s' does not exist", path.c_str());
+void for_each_jsonl(const std::string& path, const char* what, bool skip_bad, int64_t* lines, int64_t* skipped, std::vector<std::string>* problems,
+                    const std::function<void(const nlohmann::ordered_json&)>& fn) {
+    if (!file_exists(path)) throw_bad_input("%s file '%s' does not exist", what, path.c_str());
     std::ifstream in(path, std::ios::binary);
-    ChatDataset ds;
     std::string line;
     int64_t lineno = 0;
     while (std::getline(in, line)) {
         ++lineno;
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-        ++ds.lines;
+        ++*lines;
         try {
             nlohmann::ordered_json j;
             try {
@@ -144,26 +144,33 @@ ChatDataset load_chat_jsonl(const std::string& path, const ChatFormat& fmt, cons
             } catch (const nlohmann::json::exception&) {
                 throw_bad_input("not a JSON object");
             }
-            if (!j.is_object() || !j.contains("messages")) throw_bad_input("expected {\"messages\": [...]}");
-            const nlohmann::ordered_json& msgs = j["messages"];
-            validate_messages(msgs);
-            if (opt.require_assistant && std::none_of(msgs.begin(), msgs.end(), [](const auto& m) { return m["role"] == "assistant"; }))
-                throw_bad_input("the conversation has no assistant turn");
-            ChatTokens t = fmt.encode_for_training(msgs);
-            if (opt.max_tokens > 0 && static_cast<int64_t>(t.ids.size()) > opt.max_tokens)
-                throw_bad_input("the conversation is %zu tokens long, more than the context of %lld positions holds", t.ids.size(),
-                                static_cast<long long>(opt.max_tokens - 1));
-            if (t.n_trained == 0) throw_bad_input("no assistant tokens to learn from");
-            ds.tokens += static_cast<int64_t>(t.ids.size());
-            ds.trained_tokens += t.n_trained;
-            ds.examples.push_back(std::move(t));
+            fn(j);
         } catch (const Error& e) {
             const std::string where = path + ":" + std::to_string(lineno) + ": " + e.what();
-            if (!opt.skip_bad) throw_bad_input("%s", where.c_str());
-            ++ds.skipped;
-            if (ds.problems.size() < 20) ds.problems.push_back(where);
+            if (!skip_bad) throw_bad_input("%s", where.c_str());
+            ++*skipped;
+            if (problems->size() < 20) problems->push_back(where);
         }
     }
+}
+
+ChatDataset load_chat_jsonl(const std::string& path, const ChatFormat& fmt, const ChatDataOptions& opt) {
+    ChatDataset ds;
+    for_each_jsonl(path, "conversation", opt.skip_bad, &ds.lines, &ds.skipped, &ds.problems, [&](const nlohmann::ordered_json& j) {
+        if (!j.is_object() || !j.contains("messages")) throw_bad_input("expected {\"messages\": [...]}");
+        const nlohmann::ordered_json& msgs = j["messages"];
+        validate_messages(msgs);
+        if (opt.require_assistant && std::none_of(msgs.begin(), msgs.end(), [](const auto& m) { return m["role"] == "assistant"; }))
+            throw_bad_input("the conversation has no assistant turn");
+        ChatTokens t = fmt.encode_for_training(msgs);
+        if (opt.max_tokens > 0 && static_cast<int64_t>(t.ids.size()) > opt.max_tokens)
+            throw_bad_input("the conversation is %zu tokens long, more than the context of %lld positions holds", t.ids.size(),
+                            static_cast<long long>(opt.max_tokens - 1));
+        if (t.n_trained == 0) throw_bad_input("no assistant tokens to learn from");
+        ds.tokens += static_cast<int64_t>(t.ids.size());
+        ds.trained_tokens += t.n_trained;
+        ds.examples.push_back(std::move(t));
+    });
     return ds;
 }
 

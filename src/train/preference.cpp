@@ -35,52 +35,32 @@ void keep_last_answer(ChatTokens& t) {
 }  // namespace
 
 PreferenceDataset load_preferences_jsonl(const std::string& path, const ChatFormat& fmt, const ChatDataOptions& opt) {
-    if (!file_exists(path)) throw_bad_input("preference file '%s' does not exist", path.c_str());
-    std::ifstream in(path, std::ios::binary);
     PreferenceDataset ds;
-    std::string line;
-    int64_t lineno = 0;
-    while (std::getline(in, line)) {
-        ++lineno;
-        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-        ++ds.lines;
-        try {
-            nlohmann::ordered_json j;
-            try {
-                j = nlohmann::ordered_json::parse(line);
-            } catch (const nlohmann::json::exception&) {
-                throw_bad_input("not a JSON object");
-            }
-            if (!j.is_object()) throw_bad_input("expected {\"prompt\", \"chosen\", \"rejected\"}");
-            for (const char* f : {"prompt", "chosen", "rejected"})
-                if (!j.contains(f) || j[f].is_null()) throw_bad_input("missing \"%s\"", f);
-            const nlohmann::ordered_json prompt = as_messages(j["prompt"], "prompt", "user");
-            const nlohmann::ordered_json chosen = as_messages(j["chosen"], "chosen", "assistant");
-            const nlohmann::ordered_json rejected = as_messages(j["rejected"], "rejected", "assistant");
-            if (chosen == rejected) throw_bad_input("\"chosen\" and \"rejected\" are identical: the pair prefers nothing");
-            PreferencePair p;
-            for (int side = 0; side < 2; ++side) {
-                nlohmann::ordered_json msgs = prompt;
-                for (const auto& m : side == 0 ? chosen : rejected) msgs.push_back(m);
-                validate_messages(msgs);
-                if (msgs.back().value("role", "") != "assistant") throw_bad_input("the %s answer does not end with an assistant message", side == 0 ? "chosen" : "rejected");
-                ChatTokens t = fmt.encode_for_training(msgs);
-                keep_last_answer(t);
-                if (t.n_trained == 0) throw_bad_input("the %s answer has no tokens", side == 0 ? "chosen" : "rejected");
-                if (opt.max_tokens > 0 && static_cast<int64_t>(t.ids.size()) > opt.max_tokens)
-                    throw_bad_input("the %s sequence is %zu tokens long, more than the model's context of %lld", side == 0 ? "chosen" : "rejected",
-                                    t.ids.size(), static_cast<long long>(opt.max_tokens));
-                (side == 0 ? p.chosen : p.rejected) = std::move(t);
-            }
-            if (p.chosen.ids == p.rejected.ids) throw_bad_input("\"chosen\" and \"rejected\" have the same tokens");
-            ds.pairs.push_back(std::move(p));
-        } catch (const Error& e) {
-            const std::string where = path + ":" + std::to_string(lineno) + ": " + e.what();
-            if (!opt.skip_bad) throw_bad_input("%s", where.c_str());
-            ++ds.skipped;
-            if (ds.problems.size() < 20) ds.problems.push_back(where);
+    for_each_jsonl(path, "preference", opt.skip_bad, &ds.lines, &ds.skipped, &ds.problems, [&](const nlohmann::ordered_json& j) {
+        if (!j.is_object()) throw_bad_input("expected {\"prompt\", \"chosen\", \"rejected\"}");
+        for (const char* f : {"prompt", "chosen", "rejected"})
+            if (!j.contains(f) || j[f].is_null()) throw_bad_input("missing \"%s\"", f);
+        const nlohmann::ordered_json prompt = as_messages(j["prompt"], "prompt", "user");
+        const nlohmann::ordered_json chosen = as_messages(j["chosen"], "chosen", "assistant");
+        const nlohmann::ordered_json rejected = as_messages(j["rejected"], "rejected", "assistant");
+        if (chosen == rejected) throw_bad_input("\"chosen\" and \"rejected\" are identical: the pair prefers nothing");
+        PreferencePair p;
+        for (int side = 0; side < 2; ++side) {
+            nlohmann::ordered_json msgs = prompt;
+            for (const auto& m : side == 0 ? chosen : rejected) msgs.push_back(m);
+            validate_messages(msgs);
+            if (msgs.back().value("role", "") != "assistant") throw_bad_input("the %s answer does not end with an assistant message", side == 0 ? "chosen" : "rejected");
+            ChatTokens t = fmt.encode_for_training(msgs);
+            keep_last_answer(t);
+            if (t.n_trained == 0) throw_bad_input("the %s answer has no tokens", side == 0 ? "chosen" : "rejected");
+            if (opt.max_tokens > 0 && static_cast<int64_t>(t.ids.size()) > opt.max_tokens)
+                throw_bad_input("the %s sequence is %zu tokens long, more than the model's context of %lld", side == 0 ? "chosen" : "rejected",
+                                t.ids.size(), static_cast<long long>(opt.max_tokens));
+            (side == 0 ? p.chosen : p.rejected) = std::move(t);
         }
-    }
+        if (p.chosen.ids == p.rejected.ids) throw_bad_input("\"chosen\" and \"rejected\" have the same tokens");
+        ds.pairs.push_back(std::move(p));
+    });
     return ds;
 }
 
