@@ -1,7 +1,6 @@
 // Preference pairs {"prompt", "chosen", "rejected"} → chat-formatted token rows with the answer marked, and batches of
 // pairs for the reward model and DPO.
 #include <algorithm>
-#include <fstream>
 
 #include "llmforge/align.h"
 #include "llmforge/error.h"
