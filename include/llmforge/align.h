@@ -181,6 +181,25 @@ struct VerifierResult {
 // Runs `sh -c command` with `input` on its standard input; its standard output must be one finite number.
 VerifierResult run_verifier(const std::string& command, const std::string& input, double timeout_s);
 
+// A verifier kept running (--verifier-lines): `sh -c command` is started once and answers one JSON object per input
+// line with one line holding a number, in order — a program with a slow start (Python importing its libraries, a
+// model to load) pays it once instead of once per answer. One that exits is started again for the next answer; one
+// that has not answered within the time-out is killed with its process group and started again; a line that is not
+// one finite number gives no reward for that answer only.
+class PersistentVerifier {
+public:
+    explicit PersistentVerifier(std::string command);
+    ~PersistentVerifier();
+    PersistentVerifier(const PersistentVerifier&) = delete;
+    PersistentVerifier& operator=(const PersistentVerifier&) = delete;
+    VerifierResult score(const std::string& json_line, double timeout_s);  // json_line: one line, no '\n'
+    int starts() const;                                                      // how often the program was started
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
 // ---- reinforcement learning from roll-outs: PPO (RLHF) and GRPO -------------------------------------------------------
 struct RlOptions {
     std::string method = "ppo";          // ppo | grpo
@@ -188,6 +207,7 @@ struct RlOptions {
     std::string reward_model, verifier;  // one of them: a reward model (llmforge reward train) or a program
     double verifier_timeout = 10;
     int verifier_jobs = 0;               // programs run at once (0: as many as threads)
+    bool verifier_lines = false;         // keep the programs running: one JSON line in, one number line out
     int64_t steps = 100;
     int64_t prompts_per_step = 8;        // PPO: roll-outs per step; GRPO: prompts per step (G answers each)
     int64_t group = 4;                   // GRPO's G

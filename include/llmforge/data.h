@@ -79,7 +79,8 @@ struct DataPosition { uint64_t epoch = 0, index = 0; };
 
 // One epoch's batches of B example indices out of n. Shuffled: the order is shuffled with `rng_seed`, windows of
 // `window` examples are sorted by length (longest first) so that a batch's rows have similar lengths (little padding),
-// and the batches' order is shuffled again; unshuffled: in order. The last batch wraps around to the first examples.
+// and the batches' order is shuffled again, the last batch wrapping around to the first examples; unshuffled: in order,
+// the last batch short (each example once).
 std::vector<std::vector<size_t>> plan_batches(size_t n, int64_t B, bool shuffle, uint64_t rng_seed, size_t window,
                                               const std::function<size_t(size_t)>& length);
 

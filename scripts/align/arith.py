@@ -1,21 +1,27 @@
 #!/usr/bin/env python3
 """Programmatically generated arithmetic problems for the GRPO and DPO demonstrations (and their verifier).
 
-Two kinds, half each: sums "What is A + B?" -> "A + B = C." (A, B in 0..99) and comparisons "Which is larger, A or
-B?" -> "B is larger." (A, B in 0..999, A != B).
+Two kinds: sums "What is A + B?" -> "A + B = C." and comparisons "Which is larger, A or B?" -> "B is larger."
+(A, B in 0..MAX-1; A != B for comparisons).
 
-  arith.py data OUT_DIR [--sft N] [--rl N] [--eval N] [--seed S]
-      OUT_DIR/sft.jsonl   conversations for supervised fine-tuning
-      OUT_DIR/rl.jsonl    prompts {"prompt", "kind", "a", "b"} for GRPO
-      OUT_DIR/eval.jsonl  held-out prompts: no (kind, A, B) of them appears in sft.jsonl or rl.jsonl
+  arith.py data OUT_DIR [--sft N] [--rl N] [--eval N] [--corpus N] [--max M] [--kinds sum,max] [--seed S]
+      OUT_DIR/eval.jsonl    held-out prompts {"prompt", "kind", "a", "b"}: no (kind, A, B) of them appears in any
+                            other file
+      OUT_DIR/sft.jsonl     conversations for supervised fine-tuning
+      OUT_DIR/rl.jsonl      prompts for GRPO
+      OUT_DIR/corpus.txt    (with --corpus N) N problems with their answers as plain text, one per line: "What is A +
+                            B? A + B = C." — for training a tokenizer and pre-training a model from scratch
   arith.py pairs OUT_DIR [--train N] [--seed S]
       OUT_DIR/pairs-train.jsonl, pairs-eval.jsonl: preference pairs {"prompt", "chosen", "rejected"}: the right answer
-      against a plausible wrong one (a sum off by one or ten or with the carry forgotten; the smaller number); the eval
+      against a plausible wrong one (a sum off by one or ten or with a carry forgotten; the smaller number); the eval
       pairs are the problems of eval.jsonl
-  arith.py verify         the verifier: reads {"prompt", "answer", "kind", "a", "b"} on stdin, prints 1 when the last
-                          number in the answer is A + B (sums) or the larger of A and B (comparisons), else 0
+  arith.py verify         the verifier: reads {"prompt", "answer", "kind", "a", "b"} lines on stdin, prints for each 1
+                          when the last number in the answer is A + B (sums) or the larger of A and B (comparisons),
+                          else 0 (works one answer per run and with --verifier-lines)
 """
+import argparse
 import json
+import os
 import random
 import re
 import sys
@@ -35,51 +41,72 @@ def answer(kind, a, b, value=None):
 
 
 def verify():
-    d = json.load(sys.stdin)
-    nums = re.findall(r"-?\d+", d["answer"])
-    print(1 if nums and int(nums[-1]) == truth(d.get("kind", "sum"), int(d["a"]), int(d["b"])) else 0)
+    """One JSON object per line (one per run, or many with llmforge's --verifier-lines): one 0/1 line each."""
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        d = json.loads(line)
+        nums = re.findall(r"-?\d+", d["answer"])
+        print(1 if nums and int(nums[-1]) == truth(d.get("kind", "sum"), int(d["a"]), int(d["b"])) else 0, flush=True)
 
 
-def problems(rng):
-    sums = [("sum", a, b) for a in range(100) for b in range(100)]
-    cmps = set()
-    while len(cmps) < 10000:
-        a, b = rng.randrange(1000), rng.randrange(1000)
-        if a != b:
-            cmps.add(("max", a, b))
-    sums = list(sums)
-    cmps = sorted(cmps)
-    rng.shuffle(sums)
-    rng.shuffle(cmps)
-    return sums, cmps
+def problem_pool(rng, kinds, hi):
+    """Every distinct problem when there are few (at most 10000 per kind), else 10000 distinct random ones per kind."""
+    pools = []
+    for kind in kinds:
+        if hi * hi <= 10000:
+            pool = [(kind, a, b) for a in range(hi) for b in range(hi) if kind == "sum" or a != b]
+        else:
+            seen = set()
+            while len(seen) < 10000:
+                a, b = rng.randrange(hi), rng.randrange(hi)
+                if kind == "sum" or a != b:
+                    seen.add((kind, a, b))
+            pool = sorted(seen)
+        rng.shuffle(pool)
+        pools.append(pool)
+    return pools
 
 
-def data(out, n_sft, n_rl, n_eval, seed):
-    import os
+def data(out, n_sft, n_rl, n_eval, n_corpus, hi, kinds, seed):
     os.makedirs(out, exist_ok=True)
     rng = random.Random(seed)
-    sums, cmps = problems(rng)
-    ev = sums[: n_eval // 2] + cmps[: n_eval - n_eval // 2]
-    rest = sums[n_eval // 2:] + cmps[n_eval - n_eval // 2:]
+    pools = problem_pool(rng, kinds, hi)
+    per = [n_eval // len(kinds) + (1 if i < n_eval % len(kinds) else 0) for i in range(len(kinds))]
+    ev = [p for pool, k in zip(pools, per) for p in pool[:k]]
+    held = set(ev)
+
+    def draw():  # a random problem of a random kind that is not held out
+        while True:
+            kind = rng.choice(kinds)
+            a, b = rng.randrange(hi), rng.randrange(hi)
+            if (kind, a, b) not in held and (kind == "sum" or a != b):
+                return kind, a, b
+
     with open(os.path.join(out, "eval.jsonl"), "w") as f:
         for k, a, b in ev:
             f.write(json.dumps({"prompt": question(k, a, b), "kind": k, "a": a, "b": b}) + "\n")
     with open(os.path.join(out, "sft.jsonl"), "w") as f:
         for _ in range(n_sft):
-            k, a, b = rng.choice(rest)
+            k, a, b = draw()
             f.write(json.dumps({"messages": [{"role": "user", "content": question(k, a, b)},
                                              {"role": "assistant", "content": answer(k, a, b)}]}) + "\n")
     with open(os.path.join(out, "rl.jsonl"), "w") as f:
         for _ in range(n_rl):
-            k, a, b = rng.choice(rest)
+            k, a, b = draw()
             f.write(json.dumps({"prompt": question(k, a, b), "kind": k, "a": a, "b": b}) + "\n")
+    if n_corpus:
+        with open(os.path.join(out, "corpus.txt"), "w") as f:
+            for _ in range(n_corpus):
+                k, a, b = draw()
+                f.write(f"{question(k, a, b)} {answer(k, a, b)}\n")
 
 
 def wrong(kind, a, b, rng):
     if kind == "max":
         return min(a, b)  # the smaller one
     c = a + b
-    forgot_carry = (a % 10 + b % 10) % 10 + 10 * ((a // 10 + b // 10) % 10) + (100 if a // 10 + b // 10 >= 10 else 0)
+    forgot_carry = int("".join(str((int(x) + int(y)) % 10) for x, y in zip(f"{a:09d}", f"{b:09d}")))
     for w in rng.sample([c + 1, c - 1, c + 10, c - 10, forgot_carry, c + 2], 6):
         if w != c and w >= 0:
             return w
@@ -87,7 +114,6 @@ def wrong(kind, a, b, rng):
 
 
 def pairs(out, n_train, seed):
-    import os
     rng = random.Random(seed)
     rl = [json.loads(x) for x in open(os.path.join(out, "rl.jsonl"))]
     ev = [json.loads(x) for x in open(os.path.join(out, "eval.jsonl"))]
@@ -101,19 +127,28 @@ def pairs(out, n_train, seed):
 def main():
     if len(sys.argv) >= 2 and sys.argv[1] == "verify":
         return verify()
-    if len(sys.argv) >= 3 and sys.argv[1] == "pairs":
-        args = sys.argv[3:]
-        opt = {"--train": 4000, "--seed": 2}
-        for k, v in zip(args[::2], args[1::2]):
-            opt[k] = int(v)
-        return pairs(sys.argv[2], opt["--train"], opt["--seed"])
-    if len(sys.argv) >= 3 and sys.argv[1] == "data":
-        args = sys.argv[3:]
-        opt = {"--sft": 20000, "--rl": 20000, "--eval": 500, "--seed": 1}
-        for k, v in zip(args[::2], args[1::2]):
-            opt[k] = int(v)
-        return data(sys.argv[2], opt["--sft"], opt["--rl"], opt["--eval"], opt["--seed"])
-    sys.exit(__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("data")
+    d.add_argument("out")
+    d.add_argument("--sft", type=int, default=20000)
+    d.add_argument("--rl", type=int, default=20000)
+    d.add_argument("--eval", type=int, default=500)
+    d.add_argument("--corpus", type=int, default=0)
+    d.add_argument("--max", type=int, default=100, help="operands are 0..MAX-1")
+    d.add_argument("--kinds", default="sum,max")
+    d.add_argument("--seed", type=int, default=1)
+    p = sub.add_parser("pairs")
+    p.add_argument("out")
+    p.add_argument("--train", type=int, default=4000)
+    p.add_argument("--seed", type=int, default=2)
+    a = ap.parse_args()
+    if a.cmd == "data":
+        kinds = a.kinds.split(",")
+        if not kinds or any(k not in ("sum", "max") for k in kinds):
+            sys.exit("arith.py: --kinds takes sum and/or max")
+        return data(a.out, a.sft, a.rl, a.eval, a.corpus, a.max, kinds, a.seed)
+    return pairs(a.out, a.train, a.seed)
 
 
 if __name__ == "__main__":

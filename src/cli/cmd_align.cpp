@@ -177,6 +177,9 @@ void add_rl_options(CLI::App* cmd, const std::shared_ptr<align::RlOptions>& o) {
     cmd->add_option("--verifier", o->verifier, "score answers with this program: sh -c CMD reads {\"prompt\", \"answer\", …} as JSON on stdin, prints a number");
     cmd->add_option("--verifier-timeout", o->verifier_timeout, "seconds a verifier may take per answer; slower ones are killed and the answer skipped (default 10)");
     cmd->add_option("--verifier-jobs", o->verifier_jobs, "verifier programs run at once (default: the thread count)");
+    cmd->add_flag("--verifier-lines", o->verifier_lines,
+                  "keep each verifier program running: it reads one JSON object per line and prints one number per line, in order "
+                  "(start-up paid once, not per answer)");
     cmd->add_option("--eval", o->eval_path, "held-out prompts: mean reward of greedy answers before and after training, with a 95% interval");
     cmd->add_option("--eval-max", o->eval_max, "evaluate at most this many held-out prompts (default 500)");
     cmd->add_flag("--eval-only", o->eval_only, "evaluate the model on --eval and stop (no training; -o is still needed for the run directory)");

@@ -450,7 +450,10 @@ std::vector<std::vector<size_t>> plan_batches(size_t n, int64_t B, bool shuffle,
     std::vector<std::vector<size_t>> batches;
     for (size_t k = 0; k < n; k += static_cast<size_t>(B)) {
         std::vector<size_t> b;
-        for (size_t r = 0; r < static_cast<size_t>(B); ++r) b.push_back(order[(k + r) % n]);  // the last batch wraps around
+        // shuffled (training): the last batch wraps around to the first examples; in order (validation): it is short, so
+        // that each example counts once
+        const size_t rows = shuffle ? static_cast<size_t>(B) : std::min(static_cast<size_t>(B), n - k);
+        for (size_t r = 0; r < rows; ++r) b.push_back(order[(k + r) % n]);
         batches.push_back(std::move(b));
     }
     if (shuffle) std::shuffle(batches.begin(), batches.end(), rng);

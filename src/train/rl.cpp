@@ -120,21 +120,25 @@ private:
 
 class ProgramRewarder : public Rewarder {
 public:
-    ProgramRewarder(std::string cmd, double timeout, int jobs) : cmd_(std::move(cmd)), timeout_(timeout), jobs_(std::max(1, jobs)) {}
+    ProgramRewarder(std::string cmd, double timeout, int jobs, bool lines) : cmd_(std::move(cmd)), timeout_(timeout), jobs_(std::max(1, jobs)) {
+        if (lines)
+            for (int j = 0; j < jobs_; ++j) kept_.push_back(std::make_unique<PersistentVerifier>(cmd_));
+    }
     std::vector<double> score(const std::vector<const PromptItem*>& prompts, const std::vector<std::string>& answers) override {
-        // `jobs` programs at a time (they mostly wait on process start-up)
+        // `jobs` programs at a time (started per answer they mostly wait on process start-up)
         std::vector<VerifierResult> res(prompts.size());
         std::atomic<size_t> next{0};
-        auto work = [&] {
+        auto work = [&](int j) {
             for (size_t i; (i = next++) < prompts.size();) {
                 nlohmann::ordered_json in = prompts[i]->line;
                 in["answer"] = answers[i];
-                res[i] = run_verifier(cmd_, in.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", timeout_);
+                const std::string line = in.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+                res[i] = kept_.empty() ? run_verifier(cmd_, line + "\n", timeout_) : kept_[static_cast<size_t>(j)]->score(line, timeout_);
             }
         };
         std::vector<std::thread> th;
-        for (int j = 1; j < std::min<int>(jobs_, static_cast<int>(prompts.size())); ++j) th.emplace_back(work);
-        work();
+        for (int j = 1; j < std::min<int>(jobs_, static_cast<int>(prompts.size())); ++j) th.emplace_back(work, j);
+        work(0);
         for (auto& t : th) t.join();
         std::vector<double> out;
         for (const VerifierResult& r : res) {
@@ -153,6 +157,7 @@ private:
     std::string cmd_;
     double timeout_;
     int jobs_;
+    std::vector<std::unique_ptr<PersistentVerifier>> kept_;  // --verifier-lines: one running program per job
 };
 
 // A batch of answers laid out for training: row r = prompt + answer, inputs the whole sequence, targets the next token
@@ -341,7 +346,8 @@ RlReport rl_train(const RlOptions& o) {
     }
     std::unique_ptr<Rewarder> rewarder;
     if (!o.reward_model.empty()) rewarder = std::make_unique<ModelRewarder>(o.reward_model, o.n_threads);
-    else rewarder = std::make_unique<ProgramRewarder>(o.verifier, o.verifier_timeout, o.verifier_jobs > 0 ? o.verifier_jobs : ThreadPool::default_threads());
+    else rewarder = std::make_unique<ProgramRewarder>(o.verifier, o.verifier_timeout, o.verifier_jobs > 0 ? o.verifier_jobs : ThreadPool::default_threads(),
+                                                       o.verifier_lines);
 
     ThreadPool pool(o.n_threads > 0 ? o.n_threads : ThreadPool::default_threads());
     const std::string ck = o.resume ? find_checkpoint(o.out_dir) : "";

@@ -203,6 +203,36 @@ def main():
         TT.check("bad verifiers: timed-out, crashed and garbage answers are skipped and counted; the run finishes",
                  ok and rep["steps"] == 3 and rep["skipped_rewards"] > 0 and "timed out" in r.stderr and "failed (exit status 3)" in r.stderr
                  and "no number" in r.stderr, (r.stderr.strip().splitlines() or [""])[-1][:200])
+        # ---- 7. verifiers kept running (--verifier-lines): one JSON object per line in, one number per line out
+        lines_ver, starts = os.path.join(tmp, "lines.py"), os.path.join(tmp, "starts.txt")
+        with open(lines_ver, "w") as f:  # the verifier of section 5, as a line filter that notes each start
+            f.write(f"import json, sys\nopen({starts!r}, 'a').write('start\\n')\n"
+                    "for line in sys.stdin:\n    d = json.loads(line)\n    a = d['answer']\n"
+                    "    print(sum(ch in d['colour'] for ch in a) / max(1, len(a)), flush=True)\n")
+        gl = [x if x != f"/usr/bin/python3 {ver}" else f"/usr/bin/python3 {lines_ver}" for x in g]
+        run(args, "grpo", "-m", model, "-o", os.path.join(tmp, "grpo-lines"), "--steps", "4", "--verifier-lines", *gl)
+        ml, m = metrics(os.path.join(tmp, "grpo-lines", "metrics.jsonl")), metrics(os.path.join(ga, "metrics.jsonl"))
+        n_starts = open(starts).read().count("start")
+        TT.check("--verifier-lines: the same rewards and losses as one program per answer, from 2 programs started once (not 36)",
+                 [(x["reward"], x["loss"]) for x in m] == [(x["reward"], x["loss"]) for x in ml] and n_starts == 2, f"{n_starts} starts")
+        bad_lines = os.path.join(tmp, "bad_lines.py")
+        with open(bad_lines, "w") as f:
+            f.write(f"import json, sys, time\nopen({starts!r}, 'a').write('again\\n')\n"
+                    "for line in sys.stdin:\n    c = json.loads(line)['colour']\n"
+                    "    if c == 'red': sys.exit(3)\n"
+                    "    if c == 'green': time.sleep(30)\n"
+                    "    print('about seven' if c == 'purple' else 'nan' if c == 'black' else 0.5, flush=True)\n")
+        r = run(args, "grpo", "-m", model, "-o", os.path.join(tmp, "grpo-bad-lines"), "--steps", "2", "--json", "--prompts", prompts,
+                "--verifier", f"/usr/bin/python3 {bad_lines}", "--verifier-lines", "--verifier-timeout", "0.5", "--batch-size", "12", "--group", "2",
+                "--max-new-tokens", "4", "--lr", "1e-3", "-t", "2", "-q", "--seed", "2", check=False)
+        ok = r.returncode == 0
+        rep = json.loads(r.stdout) if ok else {}
+        restarts = open(starts).read().count("again")
+        # 2 steps × 2 answers each for red (exits) and green (hangs): 8 answers lost with their program, restarted for the next
+        TT.check("--verifier-lines with a program that exits, hangs or prints garbage: those answers skipped and counted, the program "
+                 "restarted only after it exited or was killed", ok and rep["steps"] == 2 and rep["skipped_rewards"] == 16
+                 and "timed out" in r.stderr and "failed (exit status 3)" in r.stderr and "no number" in r.stderr and 2 <= restarts <= 2 + 8,
+                 f"{restarts} starts; " + (r.stderr.strip().splitlines() or [""])[-1][:160])
         r = run(args, "grpo", "-m", model, "-o", os.path.join(tmp, "grpo-x"), "--steps", "1", "--prompts", prompts, "--verifier", "exit 1", "-q", check=False)
         TT.check("a verifier that always fails: each step says no answer got a reward, no crash", r.returncode == 0 and "no update" in r.stderr,
                  r.stderr.strip()[-160:])
