@@ -2,15 +2,18 @@
 """Programmatically generated arithmetic problems for the GRPO and DPO demonstrations (and their verifier).
 
 Two kinds: sums "What is A + B?" -> "A + B = C." and comparisons "Which is larger, A or B?" -> "B is larger."
-(A, B in 0..MAX-1; A != B for comparisons).
+(A, B in 0..MAX-1 for sums, 0..CMP_MAX-1 and A != B for comparisons).
 
-  arith.py data OUT_DIR [--sft N] [--rl N] [--eval N] [--corpus N] [--max M] [--kinds sum,max] [--seed S]
+  arith.py data OUT_DIR [--sft N] [--rl N] [--eval N] [--corpus N] [--max M] [--cmp-max M] [--corpus-max M]
+                [--kinds sum,max] [--seed S]
       OUT_DIR/eval.jsonl    held-out prompts {"prompt", "kind", "a", "b"}: no (kind, A, B) of them appears in any
                             other file
+      OUT_DIR/eval-KIND.jsonl  the same split by kind (with two kinds)
       OUT_DIR/sft.jsonl     conversations for supervised fine-tuning
       OUT_DIR/rl.jsonl      prompts for GRPO
       OUT_DIR/corpus.txt    (with --corpus N) N problems with their answers as plain text, one per line: "What is A +
-                            B? A + B = C." — for training a tokenizer and pre-training a model from scratch
+                            B? A + B = C." (operands below --corpus-max, held-out problems excluded) — for training a
+                            tokenizer and pre-training a model from scratch
   arith.py pairs OUT_DIR [--train N] [--seed S]
       OUT_DIR/pairs-train.jsonl, pairs-eval.jsonl: preference pairs {"prompt", "chosen", "rejected"}: the right answer
       against a plausible wrong one (a sum off by one or ten or with a carry forgotten; the smaller number); the eval
@@ -50,10 +53,11 @@ def verify():
         print(1 if nums and int(nums[-1]) == truth(d.get("kind", "sum"), int(d["a"]), int(d["b"])) else 0, flush=True)
 
 
-def problem_pool(rng, kinds, hi):
+def problem_pool(rng, kinds, his):
     """Every distinct problem when there are few (at most 10000 per kind), else 10000 distinct random ones per kind."""
     pools = []
     for kind in kinds:
+        hi = his[kind]
         if hi * hi <= 10000:
             pool = [(kind, a, b) for a in range(hi) for b in range(hi) if kind == "sum" or a != b]
         else:
@@ -68,24 +72,30 @@ def problem_pool(rng, kinds, hi):
     return pools
 
 
-def data(out, n_sft, n_rl, n_eval, n_corpus, hi, kinds, seed):
+def data(out, n_sft, n_rl, n_eval, n_corpus, his, corpus_his, kinds, seed):
     os.makedirs(out, exist_ok=True)
     rng = random.Random(seed)
-    pools = problem_pool(rng, kinds, hi)
+    pools = problem_pool(rng, kinds, his)
     per = [n_eval // len(kinds) + (1 if i < n_eval % len(kinds) else 0) for i in range(len(kinds))]
     ev = [p for pool, k in zip(pools, per) for p in pool[:k]]
     held = set(ev)
 
-    def draw():  # a random problem of a random kind that is not held out
+    def draw(tops=his):  # a random problem of a random kind that is not held out
         while True:
             kind = rng.choice(kinds)
-            a, b = rng.randrange(hi), rng.randrange(hi)
+            a, b = rng.randrange(tops[kind]), rng.randrange(tops[kind])
             if (kind, a, b) not in held and (kind == "sum" or a != b):
                 return kind, a, b
 
     with open(os.path.join(out, "eval.jsonl"), "w") as f:
         for k, a, b in ev:
             f.write(json.dumps({"prompt": question(k, a, b), "kind": k, "a": a, "b": b}) + "\n")
+    if len(kinds) > 1:  # the same held-out problems by kind
+        for kind in kinds:
+            with open(os.path.join(out, f"eval-{kind}.jsonl"), "w") as f:
+                for k, a, b in ev:
+                    if k == kind:
+                        f.write(json.dumps({"prompt": question(k, a, b), "kind": k, "a": a, "b": b}) + "\n")
     with open(os.path.join(out, "sft.jsonl"), "w") as f:
         for _ in range(n_sft):
             k, a, b = draw()
@@ -98,7 +108,7 @@ def data(out, n_sft, n_rl, n_eval, n_corpus, hi, kinds, seed):
     if n_corpus:
         with open(os.path.join(out, "corpus.txt"), "w") as f:
             for _ in range(n_corpus):
-                k, a, b = draw()
+                k, a, b = draw(corpus_his)
                 f.write(f"{question(k, a, b)} {answer(k, a, b)}\n")
 
 
@@ -135,7 +145,9 @@ def main():
     d.add_argument("--rl", type=int, default=20000)
     d.add_argument("--eval", type=int, default=500)
     d.add_argument("--corpus", type=int, default=0)
-    d.add_argument("--max", type=int, default=100, help="operands are 0..MAX-1")
+    d.add_argument("--max", type=int, default=100, help="operands of sums are 0..MAX-1")
+    d.add_argument("--cmp-max", type=int, default=1000, help="operands of comparisons are 0..CMP_MAX-1")
+    d.add_argument("--corpus-max", type=int, default=0, help="operands of the corpus's sums are 0..CORPUS_MAX-1 (default: --max)")
     d.add_argument("--kinds", default="sum,max")
     d.add_argument("--seed", type=int, default=1)
     p = sub.add_parser("pairs")
@@ -147,7 +159,8 @@ def main():
         kinds = a.kinds.split(",")
         if not kinds or any(k not in ("sum", "max") for k in kinds):
             sys.exit("arith.py: --kinds takes sum and/or max")
-        return data(a.out, a.sft, a.rl, a.eval, a.corpus, a.max, kinds, a.seed)
+        his = {"sum": a.max, "max": a.cmp_max}
+        return data(a.out, a.sft, a.rl, a.eval, a.corpus, his, {"sum": a.corpus_max or a.max, "max": a.cmp_max}, kinds, a.seed)
     return pairs(a.out, a.train, a.seed)
 
 

@@ -46,10 +46,13 @@ def main():
         return
     if len(sys.argv) > 1:
         sys.exit(__doc__)
-    d = json.load(sys.stdin)
-    ans = d["answer"]
-    definition = ans.split(":", 1)[1] if ":" in ans else ans
-    print(f"{f1(definition, d['gloss']):.6f}")
+    for line in sys.stdin:  # one JSON object per line (one per run, or many with --verifier-lines)
+        if not line.strip():
+            continue
+        d = json.loads(line)
+        ans = d["answer"]
+        definition = ans.split(":", 1)[1] if ":" in ans else ans
+        print(f"{f1(definition, d['gloss']):.6f}", flush=True)
 
 
 if __name__ == "__main__":
