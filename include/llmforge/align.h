@@ -236,6 +236,8 @@ struct RlReport {
     // held-out evaluation (greedy answers, mean reward with a 95 % interval): before the first step and after the last
     int64_t eval_n = 0;
     double eval_start = NAN, eval_end = NAN, eval_start_lo = NAN, eval_start_hi = NAN, eval_end_lo = NAN, eval_end_hi = NAN;
+    // after − before, prompt by prompt: the mean difference with a 95 % interval (paired; narrower than two intervals)
+    double eval_change = NAN, eval_change_lo = NAN, eval_change_hi = NAN;
     int64_t skipped_rewards = 0;
 };
 RlReport rl_train(const RlOptions& opts);

@@ -210,7 +210,8 @@ void print_rl(const align::RlReport& r, bool json) {
     if (json) {
         std::printf("%s\n", nlohmann::json({{"steps", r.steps_done}, {"interrupted", r.interrupted}, {"last_reward", r.last_reward}, {"last_kl", r.last_kl},
                                             {"eval_prompts", r.eval_n}, {"eval_start", {r.eval_start, r.eval_start_lo, r.eval_start_hi}},
-                                            {"eval_end", {r.eval_end, r.eval_end_lo, r.eval_end_hi}}, {"skipped_rewards", r.skipped_rewards}})
+                                            {"eval_end", {r.eval_end, r.eval_end_lo, r.eval_end_hi}},
+                                            {"eval_change", {r.eval_change, r.eval_change_lo, r.eval_change_hi}}, {"skipped_rewards", r.skipped_rewards}})
                                 .dump()
                                 .c_str());
         return;
@@ -220,6 +221,8 @@ void print_rl(const align::RlReport& r, bool json) {
     if (r.eval_n > 0)
         std::printf("; held-out mean reward %.4f [%.4f, %.4f] → %.4f [%.4f, %.4f] over %lld prompts", r.eval_start, r.eval_start_lo, r.eval_start_hi, r.eval_end,
                     r.eval_end_lo, r.eval_end_hi, static_cast<long long>(r.eval_n));
+    if (std::isfinite(r.eval_change))
+        std::printf(", change %+.4f [%+.4f, %+.4f] prompt by prompt", r.eval_change, r.eval_change_lo, r.eval_change_hi);
     std::printf("; %lld answers without a reward\n", static_cast<long long>(r.skipped_rewards));
 }
 

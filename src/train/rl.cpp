@@ -428,21 +428,47 @@ RlReport rl_train(const RlOptions& o) {
     };
 
     RlReport rep;
-    auto evaluate = [&](const char* when) -> std::array<double, 3> {
+    // Each evaluation's answers and rewards, one JSON line per held-out prompt (its line's fields, "answer", "reward":
+    // null when it got none), in OUT/eval-TAG.jsonl; the first one's rewards stay for the paired before/after change.
+    std::vector<double> start_rewards;
+    const std::string start_file = o.out_dir + "/eval-start.jsonl";
+    auto evaluate = [&](const char* when, const std::string& tag) -> std::array<double, 3> {
         if (eval_prompts.empty()) return {NAN, NAN, NAN};
         std::vector<size_t> all(eval_prompts.size());
         std::iota(all.begin(), all.end(), size_t{0});
         std::vector<double> rewards;
+        std::string lines;
         Progress prog(std::string("evaluation ") + when, static_cast<double>(all.size()), "prompts", o.progress);
         for (size_t b0 = 0; b0 < all.size(); b0 += 16) {
             const std::vector<size_t> part(all.begin() + static_cast<long>(b0), all.begin() + static_cast<long>(std::min(all.size(), b0 + 16)));
             const Rollouts ro = roll_out(tm, pool, vocab, stops, eval_prompts, part, 1, o.max_new, 1.0, o.seed, true);
             std::vector<const PromptItem*> ps;
             for (size_t i : ro.prompt) ps.push_back(&eval_prompts[i]);
-            for (double r : rewarder->score(ps, ro.text)) rewards.push_back(std::isfinite(r) ? r : 0.0);  // no reward counts as 0
+            const std::vector<double> got = rewarder->score(ps, ro.text);
+            for (size_t k = 0; k < got.size(); ++k) {
+                rewards.push_back(std::isfinite(got[k]) ? got[k] : 0.0);  // no reward counts as 0
+                nlohmann::ordered_json j = ps[k]->line;
+                j["answer"] = ro.text[k];
+                j["reward"] = std::isfinite(got[k]) ? nlohmann::ordered_json(got[k]) : nlohmann::ordered_json(nullptr);
+                lines += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+            }
             prog.update(static_cast<double>(std::min(all.size(), b0 + 16)));
         }
         prog.finish();
+        write_text_atomic(o.out_dir + "/eval-" + tag + ".jsonl", lines);
+        if (tag == "start") start_rewards = rewards;
+        if (tag == "end" && start_rewards.size() == rewards.size()) {
+            std::vector<double> diff(rewards.size());
+            for (size_t k = 0; k < diff.size(); ++k) diff[k] = rewards[k] - start_rewards[k];
+            double m = 0, v = 0;
+            for (double d : diff) m += d;
+            m /= static_cast<double>(diff.size());
+            for (double d : diff) v += (d - m) * (d - m);
+            const double se = diff.size() > 1 ? std::sqrt(v / static_cast<double>(diff.size() - 1) / static_cast<double>(diff.size())) : 0.0;
+            rep.eval_change = m, rep.eval_change_lo = m - 1.96 * se, rep.eval_change_hi = m + 1.96 * se;
+            std::fprintf(stderr, "llmforge: held-out change, prompt by prompt: %+.4f (95%% CI %+.4f to %+.4f, paired)\n", m, rep.eval_change_lo,
+                         rep.eval_change_hi);
+        }
         rep.eval_n = static_cast<int64_t>(rewards.size());
         const auto ci = mean_ci(rewards);
         std::fprintf(stderr, "llmforge: held-out mean reward %s: %.4f (95%% CI %.4f–%.4f, %zu prompts, greedy answers)\n", when, ci[0], ci[1], ci[2], rewards.size());
@@ -450,18 +476,26 @@ RlReport rl_train(const RlOptions& o) {
     };
     if (o.eval_only) {
         if (eval_prompts.empty()) throw_bad_input("--eval-only needs --eval prompts");
-        const auto c = evaluate("of the model");
+        const auto c = evaluate("of the model", "model");
         rep.eval_start = c[0], rep.eval_start_lo = c[1], rep.eval_start_hi = c[2];
         rep.skipped_rewards = rewarder->total_skipped();
         return rep;
     }
     if (!o.resume || !state.contains("eval_start")) {
-        const auto c = evaluate("before training");
+        const auto c = evaluate("before training", "start");
         rep.eval_start = c[0], rep.eval_start_lo = c[1], rep.eval_start_hi = c[2];
     } else {
         rep.eval_start = state["eval_start"].at(0).get<double>();
         rep.eval_start_lo = state["eval_start"].at(1).get<double>();
         rep.eval_start_hi = state["eval_start"].at(2).get<double>();
+        if (fs::exists(start_file)) {  // the first evaluation's rewards, for the paired change at the end
+            std::ifstream in(start_file);
+            for (std::string line; std::getline(in, line);) {
+                const auto j = nlohmann::json::parse(line, nullptr, false);
+                if (j.is_discarded() || !j.is_object()) break;
+                start_rewards.push_back(j.contains("reward") && j["reward"].is_number() ? j["reward"].get<double>() : 0.0);
+            }
+        }
     }
 
     auto save = [&]() {
@@ -635,11 +669,11 @@ RlReport rl_train(const RlOptions& o) {
         line["generation_seconds"] = t_gen;
         const bool last = step == o.steps;
         if (!eval_prompts.empty() && o.eval_every > 0 && step % o.eval_every == 0 && !last) {
-            const auto c = evaluate(("at step " + std::to_string(step)).c_str());
+            const auto c = evaluate(("at step " + std::to_string(step)).c_str(), "step-" + std::to_string(step));
             line["eval_reward"] = c[0];
         }
         if (last && !eval_prompts.empty()) {
-            const auto c = evaluate("after training");
+            const auto c = evaluate("after training", "end");
             rep.eval_end = c[0], rep.eval_end_lo = c[1], rep.eval_end_hi = c[2];
             line["eval_reward"] = c[0];
         }

@@ -143,6 +143,18 @@ def main():
         TT.check("GRPO: runs, logs reward, KL, clip fraction per step, writes the model",
                  rep["steps"] == 4 and len(m) == 4 and all(k in m[0] for k in ("reward", "kl", "clip_fraction", "entropy", "loss"))
                  and os.path.exists(os.path.join(ga, "model.gguf")), json.dumps(m[-1])[:160])
+        # held-out evaluation: greedy answers and rewards per prompt in OUT/eval-*.jsonl; the paired change is their mean difference
+        ge = os.path.join(tmp, "grpo-eval")
+        r = run(args, "grpo", "-m", model, "-o", ge, "--steps", "2", "--eval", prompts, "--json", *g)
+        rep = json.loads(r.stdout)
+        ev = {t: [json.loads(x) for x in open(os.path.join(ge, f"eval-{t}.jsonl"))] for t in ("start", "end")}
+        before, after = [x["reward"] for x in ev["start"]], [x["reward"] for x in ev["end"]]
+        change = sum(b - a for a, b in zip(before, after)) / len(before)
+        TT.check("GRPO --eval: answers and rewards per held-out prompt on file; the means and the paired change agree with them",
+                 len(before) == len(after) == len(COLOURS) and all("answer" in x and "colour" in x for x in ev["end"])
+                 and abs(rep["eval_start"][0] - sum(before) / len(before)) < 1e-9 and abs(rep["eval_end"][0] - sum(after) / len(after)) < 1e-9
+                 and abs(rep["eval_change"][0] - change) < 1e-9 and rep["eval_change"][1] <= change <= rep["eval_change"][2],
+                 f"change {rep['eval_change']}")
         run(args, "grpo", "-m", model, "-o", gb, "--steps", "2", *g)
         run(args, "grpo", "-m", model, "-o", gb, "--steps", "4", "--resume", *g)
         mb = metrics(os.path.join(gb, "metrics.jsonl"))
