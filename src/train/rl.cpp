@@ -466,12 +466,13 @@ RlReport rl_train(const RlOptions& o) {
             for (double d : diff) v += (d - m) * (d - m);
             const double se = diff.size() > 1 ? std::sqrt(v / static_cast<double>(diff.size() - 1) / static_cast<double>(diff.size())) : 0.0;
             rep.eval_change = m, rep.eval_change_lo = m - 1.96 * se, rep.eval_change_hi = m + 1.96 * se;
-            std::fprintf(stderr, "llmforge: held-out change, prompt by prompt: %+.4f (95%% CI %+.4f to %+.4f, paired)\n", m, rep.eval_change_lo,
-                         rep.eval_change_hi);
         }
         rep.eval_n = static_cast<int64_t>(rewards.size());
         const auto ci = mean_ci(rewards);
         std::fprintf(stderr, "llmforge: held-out mean reward %s: %.4f (95%% CI %.4f–%.4f, %zu prompts, greedy answers)\n", when, ci[0], ci[1], ci[2], rewards.size());
+        if (tag == "end" && std::isfinite(rep.eval_change))
+            std::fprintf(stderr, "llmforge: held-out change, prompt by prompt: %+.4f (95%% CI %+.4f to %+.4f, paired)\n", rep.eval_change,
+                         rep.eval_change_lo, rep.eval_change_hi);
         return ci;
     };
     if (o.eval_only) {
