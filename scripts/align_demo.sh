@@ -47,6 +47,18 @@ if [ ! -s "$a/grpo/model.gguf" ]; then
     --steps 60 --batch-size 32 --group 8 --max-new-tokens 12 --lr 5e-5 --warmup 5 --beta 0.04 --clip-high 0.28 \
     --eval-every 50 --save-every 25 --sample-every 25 --seed 1 -t 2 --json "${resume[@]}" > "$a/grpo.json"
 fi
+# GRPO from an earlier point of SFT (the same settings, 1,000 steps), where comparisons are half learned and the
+# verifier's reward is dense enough to learn from
+if [ ! -s "$a/sft-early/model.gguf" ]; then
+  $bin sft -m "$a/pretrain/model.gguf" --data "$a/sft.jsonl" -o "$a/sft-early" --steps 1000 --batch-size 32 --lr 1e-3 --min-lr 1e-4 \
+    --warmup 20 --precision bf16 --eval-every 1000 --save-every 1000 --seed 1 -t 2
+fi
+if [ ! -s "$a/grpo-early/model.gguf" ]; then
+  resume=(); [ -d "$a/grpo-early/checkpoint" ] && resume=(--resume)
+  $bin grpo -m "$a/sft-early/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/eval.jsonl" --verifier "$verify" --verifier-lines \
+    -o "$a/grpo-early" --steps 150 --batch-size 48 --group 8 --max-new-tokens 12 --lr 1e-4 --warmup 5 --beta 0.04 --clip-high 0.28 \
+    --eval-every 50 --save-every 50 --sample-every 50 --seed 1 -t 2 --json "${resume[@]}" > "$a/grpo-early.json"
+fi
 [ -s "$a/pairs-train.jsonl" ] || python3 scripts/align/arith.py pairs "$a" --train 4000 --seed 2
 if [ ! -s "$a/dpo/model.gguf" ]; then
   $bin dpo -m "$a/sft/model.gguf" --data "$a/pairs-train.jsonl" --val "$a/pairs-eval.jsonl" -o "$a/dpo" --steps 250 --batch-size 16 --lr 1e-4 --min-lr 1e-5 \
@@ -55,7 +67,7 @@ if [ ! -s "$a/dpo/model.gguf" ]; then
 fi
 [ -s "$a/eval-dpo.json" ] || $bin grpo -m "$a/dpo/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/eval.jsonl" --verifier "$verify" \
   --verifier-lines -o "$a/eval-dpo" --eval-only --max-new-tokens 16 -t 2 --json > "$a/eval-dpo.json"
-for m in sft grpo dpo; do  # held-out accuracy by kind
+for m in sft grpo dpo sft-early grpo-early; do  # held-out accuracy by kind
   for k in sum max; do
     [ -s "$a/eval-$m-$k.json" ] || $bin grpo -m "$a/$m/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/eval-$k.jsonl" --verifier "$verify" \
       --verifier-lines -o "$a/eval-$m-$k" --eval-only --max-new-tokens 16 -t 2 --json > "$a/eval-$m-$k.json"
