@@ -193,7 +193,6 @@ public:
     PersistentVerifier(const PersistentVerifier&) = delete;
     PersistentVerifier& operator=(const PersistentVerifier&) = delete;
     VerifierResult score(const std::string& json_line, double timeout_s);  // json_line: one line, no '\n'
-    int starts() const;                                                      // how often the program was started
 
 private:
     struct Impl;

@@ -267,6 +267,18 @@ std::vector<X> rows_of(const std::vector<X>& v, int64_t T, const std::vector<int
     return out;
 }
 
+// mean ± 1.96 s/√n
+std::array<double, 3> normal_ci(const std::vector<double>& x) {
+    const double n = static_cast<double>(x.size());
+    if (x.empty()) return {NAN, NAN, NAN};
+    double m = 0, v = 0;
+    for (double y : x) m += y;
+    m /= n;
+    for (double y : x) v += (y - m) * (y - m);
+    const double se = n > 1 ? std::sqrt(v / (n - 1) / n) : 0.0;
+    return {m, m - 1.96 * se, m + 1.96 * se};
+}
+
 // mean and a 95 % interval: Wilson's for rewards that are all 0 or 1, else mean ± 1.96 s/√n
 std::array<double, 3> mean_ci(const std::vector<double>& x) {
     const double n = static_cast<double>(x.size());
@@ -282,10 +294,7 @@ std::array<double, 3> mean_ci(const std::vector<double>& x) {
         const double z = 1.96, den = 1 + z * z / n, mid = (m + z * z / (2 * n)) / den, half = z * std::sqrt(m * (1 - m) / n + z * z / (4 * n * n)) / den;
         return {m, mid - half, mid + half};
     }
-    double v = 0;
-    for (double y : x) v += (y - m) * (y - m);
-    const double se = n > 1 ? std::sqrt(v / (n - 1) / n) : 0.0;
-    return {m, m - 1.96 * se, m + 1.96 * se};
+    return normal_ci(x);
 }
 
 Model without_heads(const Model& src) {
@@ -460,12 +469,8 @@ RlReport rl_train(const RlOptions& o) {
         if (tag == "end" && start_rewards.size() == rewards.size()) {
             std::vector<double> diff(rewards.size());
             for (size_t k = 0; k < diff.size(); ++k) diff[k] = rewards[k] - start_rewards[k];
-            double m = 0, v = 0;
-            for (double d : diff) m += d;
-            m /= static_cast<double>(diff.size());
-            for (double d : diff) v += (d - m) * (d - m);
-            const double se = diff.size() > 1 ? std::sqrt(v / static_cast<double>(diff.size() - 1) / static_cast<double>(diff.size())) : 0.0;
-            rep.eval_change = m, rep.eval_change_lo = m - 1.96 * se, rep.eval_change_hi = m + 1.96 * se;
+            const auto c = normal_ci(diff);
+            rep.eval_change = c[0], rep.eval_change_lo = c[1], rep.eval_change_hi = c[2];
         }
         rep.eval_n = static_cast<int64_t>(rewards.size());
         const auto ci = mean_ci(rewards);

@@ -86,6 +86,22 @@ VerifierResult parse_number(const std::string& out) {
     return r;
 }
 
+// Waits for the program to exit until `until`, then kills its process group and waits for it. *st gets its wait status
+// (left as it was when waitpid fails); returns whether it had to be killed.
+template <class TimePoint>
+bool reap(pid_t pid, TimePoint until, int* st) {
+    while (true) {
+        const pid_t w = waitpid(pid, st, WNOHANG);
+        if (w == pid || (w < 0 && errno != EINTR)) return false;
+        if (std::chrono::steady_clock::now() > until) {
+            kill(-pid, SIGKILL);
+            waitpid(pid, st, 0);
+            return true;
+        }
+        usleep(1000);
+    }
+}
+
 std::string exit_detail(int st) {
     return WIFEXITED(st) ? "exit status " + std::to_string(WEXITSTATUS(st)) : "killed by signal " + std::to_string(WTERMSIG(st));
 }
@@ -141,18 +157,7 @@ VerifierResult run_verifier(const std::string& command, const std::string& input
     if (r.status == VerifierResult::Status::Timeout) kill(-pid, SIGKILL);
     int st = 0;
     // after its output closed the program has (almost always) exited; wait for it within what is left of the time
-    while (true) {
-        const pid_t w = waitpid(pid, &st, WNOHANG);
-        if (w == pid) break;
-        if (w < 0 && errno != EINTR) break;
-        if (std::chrono::steady_clock::now() > deadline) {
-            kill(-pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            if (r.status == VerifierResult::Status::Ok) r.status = VerifierResult::Status::Timeout;
-            break;
-        }
-        usleep(1000);
-    }
+    if (reap(pid, deadline, &st) && r.status == VerifierResult::Status::Ok) r.status = VerifierResult::Status::Timeout;
     if (r.status == VerifierResult::Status::Timeout) return r;
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         r.status = VerifierResult::Status::Failed;
@@ -167,7 +172,6 @@ struct PersistentVerifier::Impl {
     pid_t pid = -1;
     int wfd = -1, rfd = -1;
     std::string buf;  // output read but not yet taken as an answer
-    int starts = 0;
 
     // Ends the running program: closes its pipes; kill_now kills its process group at once, else it gets `grace`
     // seconds to exit on its own first. Returns its wait status (-1 when none could be had).
@@ -179,17 +183,7 @@ struct PersistentVerifier::Impl {
         if (pid <= 0) return -1;
         if (kill_now) kill(-pid, SIGKILL);
         int st = -1;
-        const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace);
-        while (true) {
-            const pid_t w = waitpid(pid, &st, WNOHANG);
-            if (w == pid || (w < 0 && errno != EINTR)) break;
-            if (std::chrono::steady_clock::now() > until) {
-                kill(-pid, SIGKILL);
-                waitpid(pid, &st, 0);
-                break;
-            }
-            usleep(1000);
-        }
+        reap(pid, std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(grace * 1000)), &st);
         kill(-pid, SIGKILL);  // whatever it started and left behind
         pid = -1;
         return st;
@@ -200,14 +194,9 @@ PersistentVerifier::PersistentVerifier(std::string command) : impl_(std::make_un
 
 PersistentVerifier::~PersistentVerifier() { impl_->stop(false); }
 
-int PersistentVerifier::starts() const { return impl_->starts; }
-
 VerifierResult PersistentVerifier::score(const std::string& json_line, double timeout_s) {
     Impl& m = *impl_;
-    if (m.pid <= 0) {
-        m.pid = spawn(m.command, m.wfd, m.rfd);
-        ++m.starts;
-    }
+    if (m.pid <= 0) m.pid = spawn(m.command, m.wfd, m.rfd);
     const std::string in = json_line + "\n";
     size_t written = 0;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
