@@ -5,7 +5,8 @@
 #      A, B < 1000; "Which is larger, A or B? B is larger.") and tuned in ChatML on 20,000 (sums of A, B < 100,
 #      comparisons of A, B < 1000), to partial accuracy; then GRPO with a verifier program (scripts/align/arith.py
 #      verify, kept running with --verifier-lines) and, from the same SFT model, DPO on pairs (the right answer
-#      preferred to a plausible wrong one); all evaluated on the same 500 held-out problems, also by kind;
+#      preferred to a plausible wrong one), and DPO (with and without RPO's likelihood term) on pairs made of the
+#      models' own right and wrong answers; all evaluated on the same 500 held-out problems, also by kind;
 #   2. RLHF with PPO, three values of β, on the WordNet model of scripts/sft_demo.sh: the reward is the sentiment of
 #      the answer by the AFINN-165 lexicon (scripts/align/afinn_reward.mjs), prompts are WordNet questions about words
 #      that carry a sentiment; the reward and KL(π‖π_ref) curves of the three runs are plotted together (rlhf-beta.svg).
@@ -67,6 +68,27 @@ if [ ! -s "$a/dpo/model.gguf" ]; then
 fi
 [ -s "$a/eval-dpo.json" ] || $bin grpo -m "$a/dpo/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/eval.jsonl" --verifier "$verify" \
   --verifier-lines -o "$a/eval-dpo" --eval-only --max-new-tokens 16 -t 2 --json > "$a/eval-dpo.json"
+# DPO on the models' own answers (on-policy pairs): each SFT model answers 4,000 training problems and the 500 held-out
+# ones greedily and 8 times at temperature 1 (--eval-samples); the verifier scores them; a wrong answer of the model's
+# (its greedy one when wrong) is the rejected side, its own right answer (else the right answer written out) the
+# chosen one (arith.py onpolicy). DPO with the RPO term (--rpo-alpha 1: the chosen answers' NLL) and, for contrast,
+# without it; the held-out pairs are the validation set, so the run reports the held-out preference accuracy
+for m in sft-early sft; do
+  [ -s "$a/samples-$m.json" ] || $bin grpo -m "$a/$m/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/rl.jsonl" --eval-max 4000 --eval-samples 8 \
+    --verifier "$verify" --verifier-lines -o "$a/samples-$m" --eval-only --max-new-tokens 16 -t 2 --json > "$a/samples-$m.json"
+  [ -s "$a/samples-eval-$m.json" ] || $bin grpo -m "$a/$m/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/eval.jsonl" --eval-samples 8 \
+    --verifier "$verify" --verifier-lines -o "$a/samples-eval-$m" --eval-only --max-new-tokens 16 -t 2 --json > "$a/samples-eval-$m.json"
+  python3 scripts/align/arith.py onpolicy "$a/samples-$m/eval-model.jsonl" -o "$a/onpolicy-$m-train.jsonl"
+  python3 scripts/align/arith.py onpolicy "$a/samples-eval-$m/eval-model.jsonl" -o "$a/onpolicy-$m-eval.jsonl"
+done
+for run in "dpo-early-rpo1 sft-early 1" "dpo-early-onp sft-early 0" "dpo-rpo1 sft 1"; do
+  set -- $run
+  [ -s "$a/$1/model.gguf" ] || $bin dpo -m "$a/$2/model.gguf" --data "$a/onpolicy-$2-train.jsonl" --val "$a/onpolicy-$2-eval.jsonl" -o "$a/$1" \
+    --steps 250 --batch-size 16 --lr 1e-4 --min-lr 1e-5 --warmup 10 --beta 0.1 --rpo-alpha "$3" --eval-every 50 --save-every 250 --seed 1 -t 2 \
+    --json > "$a/$1.json"
+  [ -s "$a/eval-$1.json" ] || $bin grpo -m "$a/$1/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/eval.jsonl" --verifier "$verify" \
+    --verifier-lines -o "$a/eval-$1" --eval-only --max-new-tokens 16 -t 2 --json > "$a/eval-$1.json"
+done
 for m in sft grpo dpo sft-early grpo-early; do  # held-out accuracy by kind
   for k in sum max; do
     [ -s "$a/eval-$m-$k.json" ] || $bin grpo -m "$a/$m/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/eval-$k.jsonl" --verifier "$verify" \

@@ -31,11 +31,16 @@ BtStats bradley_terry(const std::vector<float>& chosen, const std::vector<float>
 // ---- DPO (Rafailov et al. 2023): −log σ(β[(π⁺ − ref⁺) − (π⁻ − ref⁻)]), sequence log-probabilities -------------------
 struct DpoStats {
     double loss = 0, accuracy = 0, margin = 0, chosen_reward = 0, rejected_reward = 0;
+    double chosen_nll = 0;  // mean over pairs of −log π(y⁺)/|y⁺| (reported whether or not rpo_alpha weighs it in)
 };
 // label_smoothing ε (cDPO): −(1−ε) log σ(βh) − ε log σ(−βh). Rewards are the implicit β(π − ref).
+// rpo_alpha α (RPO, Pang et al. 2024, "Iterative Reasoning Preference Optimization"; TRL's rpo_alpha) adds
+// α · mean(−log π(y⁺|x) / |y⁺|), the chosen answers' per-token negative log-likelihood, which keeps DPO from lowering
+// the likelihood of the chosen answers along with the rejected ones; chosen_tokens holds |y⁺| per pair (needed when
+// α > 0 or for chosen_nll; may be null otherwise).
 DpoStats dpo(const std::vector<double>& pol_chosen, const std::vector<double>& pol_rejected, const std::vector<double>& ref_chosen,
-             const std::vector<double>& ref_rejected, double beta, double label_smoothing, std::vector<double>* dchosen,
-             std::vector<double>* drejected);
+             const std::vector<double>& ref_rejected, double beta, double label_smoothing, double rpo_alpha,
+             const std::vector<double>* chosen_tokens, std::vector<double>* dchosen, std::vector<double>* drejected);
 
 // Σ of log p over each row's response tokens (targets ≥ 0): [B].
 std::vector<double> sequence_logprobs(const std::vector<float>& logp, const std::vector<int32_t>& targets, int64_t B, int64_t T);
@@ -143,6 +148,7 @@ struct PreferenceOptions {
     double center = 0.0;              // reward centring coefficient
     // DPO
     double beta = 0.1, label_smoothing = 0.0;
+    double rpo_alpha = 0.0;           // weight of the chosen answers' per-token NLL (RPO); 0: plain DPO
 };
 struct PreferenceReport {
     int64_t pairs = 0, val_pairs = 0, skipped = 0;
@@ -226,6 +232,7 @@ struct RlOptions {
     int64_t save_every = 20, sample_every = 10, eval_every = 0, eval_max = 500;
     bool resume = false, progress = true;
     bool eval_only = false;              // only the held-out evaluation of the starting model (no training)
+    int64_t eval_samples = 0;            // each evaluation also samples this many answers per prompt (at --temperature)
     LoraConfig lora;
 };
 struct RlReport {
@@ -237,6 +244,9 @@ struct RlReport {
     double eval_start = NAN, eval_end = NAN, eval_start_lo = NAN, eval_start_hi = NAN, eval_end_lo = NAN, eval_end_hi = NAN;
     // after − before, prompt by prompt: the mean difference with a 95 % interval (paired; narrower than two intervals)
     double eval_change = NAN, eval_change_lo = NAN, eval_change_hi = NAN;
+    // with eval_samples G, of the last evaluation: the sampled answers' mean reward, and the mean over prompts of the
+    // best of the G rewards (pass@G for a 0/1 verifier)
+    double eval_sample_mean = NAN, eval_best_of = NAN;
     int64_t skipped_rewards = 0;
 };
 RlReport rl_train(const RlOptions& opts);

@@ -18,6 +18,12 @@ Two kinds: sums "What is A + B?" -> "A + B = C." and comparisons "Which is large
       OUT_DIR/pairs-train.jsonl, pairs-eval.jsonl: preference pairs {"prompt", "chosen", "rejected"}: the right answer
       against a plausible wrong one (a sum off by one or ten or with a carry forgotten; the smaller number); the eval
       pairs are the problems of eval.jsonl
+  arith.py onpolicy EVAL_FILE -o PAIRS
+      on-policy preference pairs from a model's own answers: EVAL_FILE is what `llmforge grpo --eval-only
+      --eval-samples G` wrote (each problem with its greedy answer and G sampled ones, each with the verifier's reward);
+      per problem the rejected answer is the greedy one when it is wrong, else the commonest wrong sample, and the
+      chosen one is the commonest right sample, else the right answer written out; problems with no wrong answer
+      give no pair (the counts go to stderr)
   arith.py verify         the verifier: reads {"prompt", "answer", "kind", "a", "b"} lines on stdin, prints for each 1
                           when the last number in the answer is A + B (sums) or the larger of A and B (comparisons),
                           else 0 (works one answer per run and with --verifier-lines)
@@ -134,6 +140,34 @@ def pairs(out, n_train, seed):
                 f.write(json.dumps({"prompt": r["prompt"], "chosen": answer(k, a, b), "rejected": answer(k, a, b, wrong(k, a, b, rng))}) + "\n")
 
 
+def onpolicy(path, out):
+    n = own = gold = none = 0
+    with open(out, "w") as f:
+        for line in open(path):
+            r = json.loads(line)
+            n += 1
+            k, a, b = r["kind"], r["a"], r["b"]
+            answers = [(r["answer"], r["reward"])] + [(s["answer"], s["reward"]) for s in r.get("samples", [])]
+            right = [t for t, w in answers[1:] if w == 1]
+            wrong_ = [t for t, w in answers[1:] if w == 0]
+            if answers[0][1] == 0:
+                rejected = answers[0][0]
+            elif wrong_:
+                rejected = max(sorted(set(wrong_)), key=wrong_.count)
+            else:
+                none += 1
+                continue
+            if right:
+                chosen = max(sorted(set(right)), key=right.count)
+                own += 1
+            else:
+                chosen = answer(k, a, b)
+                gold += 1
+            f.write(json.dumps({"prompt": r["prompt"], "chosen": chosen, "rejected": rejected, "kind": k}) + "\n")
+    print(f"arith.py onpolicy: {n} problems: {own + gold} pairs ({own} with the model's own right answer, {gold} with the "
+          f"right answer written out), {none} without a wrong answer", file=sys.stderr)
+
+
 def main():
     if len(sys.argv) >= 2 and sys.argv[1] == "verify":
         return verify()
@@ -154,7 +188,12 @@ def main():
     p.add_argument("out")
     p.add_argument("--train", type=int, default=4000)
     p.add_argument("--seed", type=int, default=2)
+    o = sub.add_parser("onpolicy")
+    o.add_argument("eval_file")
+    o.add_argument("-o", "--out", required=True)
     a = ap.parse_args()
+    if a.cmd == "onpolicy":
+        return onpolicy(a.eval_file, a.out)
     if a.cmd == "data":
         kinds = a.kinds.split(",")
         if not kinds or any(k not in ("sum", "max") for k in kinds):

@@ -156,6 +156,9 @@ void add_dpo(CLI::App& app) {
     o->min_lr = 5e-7f;
     cmd->add_option("--beta", x->beta, "β: strength of the implicit KL constraint to the reference (default 0.1)");
     cmd->add_option("--label-smoothing", x->label_smoothing, "cDPO: the share of labels assumed flipped (default 0)");
+    cmd->add_option("--rpo-alpha", x->rpo_alpha,
+                    "RPO: add this weight × the chosen answers' per-token negative log-likelihood, so the chosen answers' likelihood is "
+                    "held up while the rejected ones' falls (default 0: plain DPO; Pang et al. 2024 use 1)");
     cmd->add_flag("--json", *json, "print the result as JSON");
     cmd->callback([o, x, bad, json] {
         x->train = *o;
@@ -184,6 +187,9 @@ void add_rl_options(CLI::App* cmd, const std::shared_ptr<align::RlOptions>& o) {
     cmd->add_option("--eval-max", o->eval_max, "evaluate at most this many held-out prompts (default 500)");
     cmd->add_flag("--eval-only", o->eval_only, "evaluate the model on --eval and stop (no training; -o is still needed for the run directory)");
     cmd->add_option("--eval-every", o->eval_every, "also evaluate every N steps (0: only before and after)");
+    cmd->add_option("--eval-samples", o->eval_samples,
+                    "each evaluation also samples this many answers per held-out prompt at --temperature and scores them; the eval "
+                    "files list them (\"samples\": [{\"answer\", \"reward\"}]) — on-policy data for DPO pairs or rejection sampling");
     cmd->add_option("--template", o->template_path, "chat template (Jinja) (default: the model's, else ChatML)");
     cmd->add_option("--steps", o->steps, "steps: roll-outs, then optimiser updates (default 100)");
     cmd->add_option("--max-new-tokens", o->max_new, "tokens per answer at most (default 64)");
@@ -211,7 +217,9 @@ void print_rl(const align::RlReport& r, bool json) {
         std::printf("%s\n", nlohmann::json({{"steps", r.steps_done}, {"interrupted", r.interrupted}, {"last_reward", r.last_reward}, {"last_kl", r.last_kl},
                                             {"eval_prompts", r.eval_n}, {"eval_start", {r.eval_start, r.eval_start_lo, r.eval_start_hi}},
                                             {"eval_end", {r.eval_end, r.eval_end_lo, r.eval_end_hi}},
-                                            {"eval_change", {r.eval_change, r.eval_change_lo, r.eval_change_hi}}, {"skipped_rewards", r.skipped_rewards}})
+                                            {"eval_change", {r.eval_change, r.eval_change_lo, r.eval_change_hi}},
+                                            {"eval_sample_mean", r.eval_sample_mean}, {"eval_best_of", r.eval_best_of},
+                                            {"skipped_rewards", r.skipped_rewards}})
                                 .dump()
                                 .c_str());
         return;

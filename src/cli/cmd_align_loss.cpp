@@ -5,13 +5,14 @@
 //
 // SPEC: {"kind": "bt" | "dpo" | "ppo" | "grpo", "inputs": [[ids]], "targets": [[ids]] (−1 outside the responses),
 //   bt:   "last": [position of each row's last token], "pairs": [[chosen row, rejected row]], "center": c
-//   dpo:  "pairs", "ref_logp": [sequence log-prob of each row under the reference], "beta", "label_smoothing"
+//   dpo:  "pairs", "ref_logp": [sequence log-prob of each row under the reference], "beta", "label_smoothing", "rpo_alpha"
 //   ppo:  "old_logp", "ref_logp", "old_values": [[per position]], "scores": [per row], "beta", "kl", "gamma",
 //         "lambda", "clip", "value_clip", "vf_coef", "whiten"
 //   grpo: "old_logp", "ref_logp": [[per position]], "rewards": [per row], "group", "clip_low", "clip_high", "beta",
 //         "scale_rewards", "aggregate"
 //   "head_seed", "head_std": the scalar head's initialisation (bt, ppo); "temperature": log-probabilities of
 //   softmax(logits / τ) (the policy that sampled at τ)}
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -94,17 +95,19 @@ void add_align_loss(CLI::App& app) {
         } else if (kind == "dpo") {
             const std::vector<double> seq = align::sequence_logprobs(logp, targets, B, T);
             const auto ref = s.at("ref_logp").get<std::vector<double>>();
-            std::vector<double> pc, pr, rc, rr;
+            std::vector<double> pc, pr, rc, rr, nc;
             std::vector<std::pair<int64_t, int64_t>> pairs;
             for (const auto& p : s.at("pairs")) pairs.emplace_back(p.at(0).get<int64_t>(), p.at(1).get<int64_t>());
             for (auto [c, r] : pairs) {
+                nc.push_back(static_cast<double>(std::count_if(targets.begin() + c * T, targets.begin() + (c + 1) * T, [](int32_t t) { return t >= 0; })));
                 pc.push_back(seq.at(static_cast<size_t>(c)));
                 pr.push_back(seq.at(static_cast<size_t>(r)));
                 rc.push_back(ref.at(static_cast<size_t>(c)));
                 rr.push_back(ref.at(static_cast<size_t>(r)));
             }
             std::vector<double> dc, dr;
-            const align::DpoStats st = align::dpo(pc, pr, rc, rr, s.value("beta", 0.1), s.value("label_smoothing", 0.0), &dc, &dr);
+            const align::DpoStats st = align::dpo(pc, pr, rc, rr, s.value("beta", 0.1), s.value("label_smoothing", 0.0), s.value("rpo_alpha", 0.0), &nc, &dc,
+                                                 &dr);
             std::vector<double> dseq(static_cast<size_t>(B), 0.0);
             for (size_t i = 0; i < pairs.size(); ++i) {
                 dseq[static_cast<size_t>(pairs[i].first)] += dc[i];

@@ -41,9 +41,11 @@ BtStats bradley_terry(const std::vector<float>& chosen, const std::vector<float>
 }
 
 DpoStats dpo(const std::vector<double>& pc, const std::vector<double>& pr, const std::vector<double>& rc, const std::vector<double>& rr,
-             double beta, double eps, std::vector<double>* dc, std::vector<double>* dr) {
+             double beta, double eps, double alpha, const std::vector<double>* nc, std::vector<double>* dc, std::vector<double>* dr) {
     const size_t P = pc.size();
     if (P == 0 || pr.size() != P || rc.size() != P || rr.size() != P) throw_bad_input("DPO loss: the pair arrays differ in length");
+    if (nc && nc->size() != P) throw_bad_input("DPO loss: the chosen answers' token counts differ in length from the pairs");
+    if (alpha != 0 && !nc) throw_bad_input("DPO loss: rpo_alpha needs the chosen answers' token counts");
     DpoStats st;
     if (dc) dc->assign(P, 0.0);
     if (dr) dr->assign(P, 0.0);
@@ -58,6 +60,12 @@ DpoStats dpo(const std::vector<double>& pc, const std::vector<double>& pr, const
         const double g = (-(1.0 - eps) * sigmoid(-h) + eps * sigmoid(h)) / static_cast<double>(P);
         if (dc) (*dc)[i] = g * beta;
         if (dr) (*dr)[i] = -g * beta;
+        if (nc) {  // RPO: α · (−π⁺ / |y⁺|), averaged over the pairs
+            const double n = std::max(1.0, (*nc)[i]);
+            st.chosen_nll += -pc[i] / n;
+            st.loss += alpha * (-pc[i] / n);
+            if (dc) (*dc)[i] += -alpha / (n * static_cast<double>(P));
+        }
     }
     const double inv = 1.0 / static_cast<double>(P);
     st.loss *= inv;
@@ -65,6 +73,7 @@ DpoStats dpo(const std::vector<double>& pc, const std::vector<double>& pr, const
     st.margin *= inv;
     st.chosen_reward *= inv;
     st.rejected_reward *= inv;
+    st.chosen_nll *= inv;
     return st;
 }
 

@@ -1,6 +1,7 @@
 // Reward-model training (Bradley–Terry) and DPO on preference pairs, run by the shared training loop (pretrain.h)
 // through its Objective hook; and RewardModel, which scores sequences with a trained reward model.
 #include <array>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -94,8 +95,9 @@ private:
 class DpoObjective : public Objective {
 public:
     DpoObjective(const std::vector<PreferencePair>* train_pairs, const std::vector<PreferencePair>* val_pairs, PairBatches* train, double beta,
-                 double ls, int64_t batch, int32_t pad, std::string cache_path, bool progress)
-        : tp_(train_pairs), vp_(val_pairs), train_(train), beta_(beta), ls_(ls), batch_(batch), pad_(pad), cache_(std::move(cache_path)), progress_(progress) {}
+                 double ls, double rpo_alpha, int64_t batch, int32_t pad, std::string cache_path, bool progress)
+        : tp_(train_pairs), vp_(val_pairs), train_(train), beta_(beta), ls_(ls), alpha_(rpo_alpha), batch_(batch), pad_(pad),
+          cache_(std::move(cache_path)), progress_(progress) {}
 
     void attach(TrainableModel& tm, const Model*, bool resume) override {
         if (resume && file_exists(cache_)) {
@@ -129,12 +131,13 @@ public:
         add_stat(stats, "margin", st.margin);
         add_stat(stats, "chosen_reward", st.chosen_reward);
         add_stat(stats, "rejected_reward", st.rejected_reward);
+        add_stat(stats, "chosen_nll", st.chosen_nll);
         return st.loss;
     }
     nlohmann::json validate(TrainableModel& tm, BatchSource& val, int64_t batches) override {
         auto& pb = dynamic_cast<PairBatches&>(val);
         std::vector<int32_t> in, tg;
-        double loss = 0, acc = 0, margin = 0, lacc = 0, pairs = 0;
+        double loss = 0, acc = 0, margin = 0, lacc = 0, nll = 0, pairs = 0;
         for (int64_t i = 0; i < batches; ++i) {
             const int64_t T = pb.next(in, tg), B = static_cast<int64_t>(in.size()) / T;
             double la = 0;
@@ -144,9 +147,11 @@ public:
             acc += st.accuracy * P;
             margin += st.margin * P;
             lacc += la * P;
+            nll += st.chosen_nll * P;
             pairs += P;
         }
-        return {{"val_loss", loss / pairs}, {"val_accuracy", acc / pairs}, {"val_margin", margin / pairs}, {"val_logp_accuracy", lacc / pairs}};
+        return {{"val_loss", loss / pairs}, {"val_accuracy", acc / pairs}, {"val_margin", margin / pairs}, {"val_logp_accuracy", lacc / pairs},
+                {"val_chosen_nll", nll / pairs}};
     }
 
 private:
@@ -170,9 +175,10 @@ private:
         const Slice s(in, tg, row0, B, T);
         tm.forward(s.in.data(), s.tg.data(), B, T);
         const std::vector<double> seq = sequence_logprobs(tm.token_logprobs(), s.tg, B, T);
-        std::vector<double> pc, pr, rc, rr;
+        std::vector<double> pc, pr, rc, rr, nc;
         *logp_acc = 0;
         for (int64_t p = 0; p < B / 2; ++p) {
+            nc.push_back(static_cast<double>(std::count_if(s.tg.begin() + 2 * p * T, s.tg.begin() + (2 * p + 1) * T, [](int32_t t) { return t >= 0; })));
             pc.push_back(seq[static_cast<size_t>(2 * p)]);
             pr.push_back(seq[static_cast<size_t>(2 * p + 1)]);
             rc.push_back(ref[idx[static_cast<size_t>(p)]][0]);
@@ -180,7 +186,7 @@ private:
             *logp_acc += (pc.back() > pr.back() ? 1.0 : 0.0) / static_cast<double>(B / 2);
         }
         std::vector<double> dc, dr;
-        const DpoStats st = dpo(pc, pr, rc, rr, beta_, ls_, grad ? &dc : nullptr, grad ? &dr : nullptr);
+        const DpoStats st = dpo(pc, pr, rc, rr, beta_, ls_, alpha_, &nc, grad ? &dc : nullptr, grad ? &dr : nullptr);
         if (!std::isfinite(st.loss)) throw_runtime("the DPO loss became NaN");
         if (grad) {
             std::vector<float> dl(static_cast<size_t>(B * T), 0.0f);
@@ -195,7 +201,7 @@ private:
     }
     const std::vector<PreferencePair>*tp_, *vp_;
     PairBatches* train_;
-    double beta_, ls_;
+    double beta_, ls_, alpha_;
     int64_t batch_;
     int32_t pad_;
     std::string cache_;
@@ -303,6 +309,7 @@ PreferenceReport reward_train(PreferenceOptions o) {
 PreferenceReport dpo_train(PreferenceOptions o) {
     if (!(o.beta > 0) || !std::isfinite(o.beta)) throw_bad_input("--beta must be a positive number");
     if (!(o.label_smoothing >= 0 && o.label_smoothing < 0.5)) throw_bad_input("--label-smoothing must be in [0, 0.5)");
+    if (!(o.rpo_alpha >= 0) || !std::isfinite(o.rpo_alpha)) throw_bad_input("--rpo-alpha must be a number ≥ 0");
     PreferenceReport rep;
     PrefRun r = load_run(o, rep);
     TrainSetup s;
@@ -311,7 +318,7 @@ PreferenceReport dpo_train(PreferenceOptions o) {
         return fmt->render(nlohmann::ordered_json::array({{{"role", "user"}, {"content", prompt.empty() ? "Hello" : prompt}}}), true);
     };
     auto* train = dynamic_cast<PairBatches*>(s.train.get());
-    s.objective = std::make_shared<DpoObjective>(&r.data.pairs, &r.val, train, o.beta, o.label_smoothing, o.train.batch_size, r.pad,
+    s.objective = std::make_shared<DpoObjective>(&r.data.pairs, &r.val, train, o.beta, o.label_smoothing, o.rpo_alpha, o.train.batch_size, r.pad,
                                                  o.train.out_dir + "/reference_logps.json", o.train.progress && world().rank() == 0);
     s.on_validation = [&rep](const nlohmann::json& v, bool last) {
         (last ? rep.end_val_accuracy : rep.start_val_accuracy) = v.value("val_accuracy", -1.0);

@@ -347,6 +347,7 @@ RlReport rl_train(const RlOptions& o) {
     int64_t skipped_prompts = 0;
     const std::vector<PromptItem> prompts = load_prompts(o.prompts_path, fmt, cfg.n_ctx, &skipped_prompts);
     if (prompts.empty()) throw_bad_input("'%s' has no usable prompts (%lld skipped)", o.prompts_path.c_str(), static_cast<long long>(skipped_prompts));
+    if (o.eval_samples < 0 || o.eval_samples > 256) throw_bad_input("--eval-samples must be between 0 and 256");
     std::vector<PromptItem> eval_prompts;
     if (!o.eval_path.empty()) {
         int64_t sk = 0;
@@ -445,7 +446,7 @@ RlReport rl_train(const RlOptions& o) {
         if (eval_prompts.empty()) return {NAN, NAN, NAN};
         std::vector<size_t> all(eval_prompts.size());
         std::iota(all.begin(), all.end(), size_t{0});
-        std::vector<double> rewards;
+        std::vector<double> rewards, sample_rewards, best_rewards;
         std::string lines;
         Progress prog(std::string("evaluation ") + when, static_cast<double>(all.size()), "prompts", o.progress);
         for (size_t b0 = 0; b0 < all.size(); b0 += 16) {
@@ -454,11 +455,34 @@ RlReport rl_train(const RlOptions& o) {
             std::vector<const PromptItem*> ps;
             for (size_t i : ro.prompt) ps.push_back(&eval_prompts[i]);
             const std::vector<double> got = rewarder->score(ps, ro.text);
+            // G sampled answers per prompt besides the greedy one (their own seed per chunk and evaluation)
+            Rollouts so;
+            std::vector<double> sgot;
+            if (o.eval_samples > 0) {
+                so = roll_out(tm, pool, vocab, stops, eval_prompts, part, o.eval_samples, o.max_new, o.temperature,
+                              o.seed ^ (0x51ED27ull * (b0 + 1) + std::hash<std::string>{}(tag)), false);
+                std::vector<const PromptItem*> sps;
+                for (size_t i : so.prompt) sps.push_back(&eval_prompts[i]);
+                sgot = rewarder->score(sps, so.text);
+            }
             for (size_t k = 0; k < got.size(); ++k) {
                 rewards.push_back(std::isfinite(got[k]) ? got[k] : 0.0);  // no reward counts as 0
                 nlohmann::ordered_json j = ps[k]->line;
                 j["answer"] = ro.text[k];
                 j["reward"] = std::isfinite(got[k]) ? nlohmann::ordered_json(got[k]) : nlohmann::ordered_json(nullptr);
+                if (o.eval_samples > 0) {
+                    nlohmann::ordered_json arr = nlohmann::ordered_json::array();
+                    double best = -INFINITY;
+                    for (int64_t g = 0; g < o.eval_samples; ++g) {
+                        const size_t r = k * static_cast<size_t>(o.eval_samples) + static_cast<size_t>(g);
+                        const bool ok = std::isfinite(sgot[r]);
+                        arr.push_back({{"answer", so.text[r]}, {"reward", ok ? nlohmann::ordered_json(sgot[r]) : nlohmann::ordered_json(nullptr)}});
+                        sample_rewards.push_back(ok ? sgot[r] : 0.0);
+                        best = std::max(best, ok ? sgot[r] : 0.0);
+                    }
+                    best_rewards.push_back(best);
+                    j["samples"] = std::move(arr);
+                }
                 lines += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
             }
             prog.update(static_cast<double>(std::min(all.size(), b0 + 16)));
@@ -473,6 +497,12 @@ RlReport rl_train(const RlOptions& o) {
             rep.eval_change = c[0], rep.eval_change_lo = c[1], rep.eval_change_hi = c[2];
         }
         rep.eval_n = static_cast<int64_t>(rewards.size());
+        if (o.eval_samples > 0) {
+            const auto sm = mean_ci(sample_rewards), bo = mean_ci(best_rewards);
+            rep.eval_sample_mean = sm[0], rep.eval_best_of = bo[0];
+            std::fprintf(stderr, "llmforge: held-out %s, %lld sampled answers per prompt (temperature %g): mean reward %.4f, best of %lld %.4f\n", when,
+                         static_cast<long long>(o.eval_samples), o.temperature, sm[0], static_cast<long long>(o.eval_samples), bo[0]);
+        }
         const auto ci = mean_ci(rewards);
         std::fprintf(stderr, "llmforge: held-out mean reward %s: %.4f (95%% CI %.4f–%.4f, %zu prompts, greedy answers)\n", when, ci[0], ci[1], ci[2], rewards.size());
         if (tag == "end" && std::isfinite(rep.eval_change))

@@ -135,24 +135,27 @@ def main():
             loss.backward()
             compare(f"{name} Bradley–Terry", ours, og, loss, w64, hd)
 
-            # ---- DPO: sequence log-probabilities of the responses against cached reference ones
+            # ---- DPO: sequence log-probabilities of the responses against cached reference ones; then with RPO's
+            #      α · mean(−log π(y⁺)/|y⁺|) term on the chosen answers
             inputs, targets, last = make_batch(rng, V, 6, 20)
             with torch.no_grad():
                 lp0, _ = torch_pass(fresh(w), cfg, forward, inputs, targets)
             ref = (lp0.sum(1) + torch.tensor(rng.normal(0, 1.0, size=6))).tolist()
             pairs = [[0, 1], [3, 2], [4, 5]]
-            beta, ls = 0.5, 0.1
-            spec = {"kind": "dpo", "inputs": inputs, "targets": targets, "pairs": pairs, "ref_logp": ref, "beta": beta, "label_smoothing": ls}
-            ours, og = run_ours(args.bin, d, spec, tmp, f"{name}-dpo")
-            w64 = fresh(w)
-            lp, _ = torch_pass(w64, cfg, forward, inputs, targets)
-            seq = lp.sum(1)
-            reft = torch.tensor(ref, dtype=torch.float64)
-            c, rj = [p[0] for p in pairs], [p[1] for p in pairs]
-            h = beta * ((seq[c] - reft[c]) - (seq[rj] - reft[rj]))
-            loss = (-(1 - ls) * F.logsigmoid(h) - ls * F.logsigmoid(-h)).mean()
-            loss.backward()
-            compare(f"{name} DPO (β {beta}, label smoothing {ls})", ours, og, loss, w64)
+            for beta, ls, alpha in ((0.5, 0.1, 0.0), (0.3, 0.0, 1.0)):
+                spec = {"kind": "dpo", "inputs": inputs, "targets": targets, "pairs": pairs, "ref_logp": ref, "beta": beta,
+                        "label_smoothing": ls, "rpo_alpha": alpha}
+                ours, og = run_ours(args.bin, d, spec, tmp, f"{name}-dpo-{alpha}")
+                w64 = fresh(w)
+                lp, _ = torch_pass(w64, cfg, forward, inputs, targets)
+                seq = lp.sum(1)
+                ntok = (torch.tensor(targets) >= 0).sum(1).to(torch.float64)
+                reft = torch.tensor(ref, dtype=torch.float64)
+                c, rj = [p[0] for p in pairs], [p[1] for p in pairs]
+                h = beta * ((seq[c] - reft[c]) - (seq[rj] - reft[rj]))
+                loss = (-(1 - ls) * F.logsigmoid(h) - ls * F.logsigmoid(-h)).mean() + alpha * (-seq[c] / ntok[c]).mean()
+                loss.backward()
+                compare(f"{name} DPO (β {beta}, label smoothing {ls}, RPO α {alpha})", ours, og, loss, w64)
 
             # ---- PPO: KL-penalised per-token rewards, GAE, whitened advantages, clipped ratio and value losses
             inputs, targets, last = make_batch(rng, V, 4, 20)

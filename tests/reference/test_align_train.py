@@ -10,7 +10,7 @@ held-out split can show it.
      fresh blame answer.
   2. `llmforge dpo` raises the held-out implicit-reward accuracy (β·log π/ref ranks chosen over rejected) to ≥ 0.9 and
      the held-out log-likelihood ranking above the starting model's; reference log-probabilities are cached in
-     OUT/reference_logps.json.
+     OUT/reference_logps.json; with --rpo-alpha 1 the chosen answers' held-out NLL ends lower than plain DPO's.
   3. `--resume`: N steps, then N more from the checkpoint, give the losses of 2N steps in one go (reward model).
   4. Bad input: lines with missing fields, identical chosen/rejected, non-JSON are skipped and counted (default) or
      stop the run with FILE:LINE (--on-bad-example fail); a reward score on a model without a head is a clear error.
@@ -113,6 +113,14 @@ def main():
                  f"{rep['val_logp_accuracy_start']:.3f} -> {rep['val_logp_accuracy_end']:.3f}")
         cache = json.load(open(os.path.join(dp, "reference_logps.json")))
         TT.check("DPO: reference log-probabilities cached for every pair", len(cache["train"]) == 160 and len(cache["val"]) == 48)
+        # RPO: the same run with α · (per-token NLL of the chosen answers) added holds the chosen answers' likelihood up
+        dr = os.path.join(tmp, "dpo-rpo")
+        r = run(args, "dpo", "-m", model, "-o", dr, "--steps", "60", "--lr", "2e-3", "--beta", "0.5", "--rpo-alpha", "1", "--json", *common)
+        rep_r = json.loads(r.stdout)
+        nll = {k: [x["val_chosen_nll"] for x in metrics(os.path.join(d, "metrics.jsonl")) if "val_chosen_nll" in x] for k, d in (("dpo", dp), ("rpo", dr))}
+        TT.check("DPO --rpo-alpha 1: held-out chosen answers’ NLL ends below plain DPO’s and falls from step 20 to 60; accuracy still ≥ 0.9",
+                 nll["rpo"][-1] < nll["dpo"][-1] and nll["rpo"][-1] < nll["rpo"][0] and rep_r["val_accuracy_end"] >= 0.9,
+                 f"NLL per token: DPO {nll['dpo'][0]:.3f} -> {nll['dpo'][-1]:.3f}, RPO {nll['rpo'][0]:.3f} -> {nll['rpo'][-1]:.3f}")
 
         # ---- 4. bad input
         badf = os.path.join(tmp, "bad.jsonl")
@@ -155,6 +163,19 @@ def main():
                  and abs(rep["eval_start"][0] - sum(before) / len(before)) < 1e-9 and abs(rep["eval_end"][0] - sum(after) / len(after)) < 1e-9
                  and abs(rep["eval_change"][0] - change) < 1e-9 and rep["eval_change"][1] <= change <= rep["eval_change"][2],
                  f"change {rep['eval_change']}")
+        # --eval-samples: G sampled answers per prompt beside the greedy one, each scored by the verifier (recomputed here)
+        es = os.path.join(tmp, "grpo-samples")
+        r = run(args, "grpo", "-m", model, "-o", es, "--eval", prompts, "--eval-only", "--eval-samples", "3", "--json", *g)
+        rep = json.loads(r.stdout)
+        ev = [json.loads(x) for x in open(os.path.join(es, "eval-model.jsonl"))]
+        score = lambda c, a: sum(ch in c for ch in a) / max(1, len(a))  # noqa: E731  (the verifier's formula)
+        samples = [(x["colour"], y) for x in ev for y in x.get("samples", [])]
+        best = [max(y["reward"] for y in x["samples"]) for x in ev]
+        TT.check("--eval-samples 3: three scored samples per held-out prompt on file; their mean and best-of-3 are the reported ones",
+                 len(ev) == len(COLOURS) and len(samples) == 3 * len(COLOURS) and all(abs(y["reward"] - score(c, y["answer"])) < 1e-6 for c, y in samples)
+                 and abs(rep["eval_sample_mean"] - sum(y["reward"] for _, y in samples) / len(samples)) < 1e-9
+                 and abs(rep["eval_best_of"] - sum(best) / len(best)) < 1e-9 and len({y["answer"] for _, y in samples}) > 1,
+                 f"sampled mean {rep['eval_sample_mean']:.3f}, best of 3 {rep['eval_best_of']:.3f}")
         run(args, "grpo", "-m", model, "-o", gb, "--steps", "2", *g)
         run(args, "grpo", "-m", model, "-o", gb, "--steps", "4", "--resume", *g)
         mb = metrics(os.path.join(gb, "metrics.jsonl"))
