@@ -11,6 +11,7 @@
 // pairs per column, so one vdpbf16ps adds two products per lane: a 12 × 32 tile advances two k per step.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -286,6 +287,112 @@ void gemm_avx512_bf16(const float* a, int64_t lda, bool a_t, const float* b, int
     a_store.resize(static_cast<size_t>(n * K2));
     convert_a_bf16(a, a_t, lda, n, K, a_store.data(), pool);
     gemm_driver(Bf16Op{a_store.data(), n, K2, a_t}, b, ldb, b_t, c, ldc, n, rows, K, accumulate, pool);
+}
+
+}  // namespace llmforge::kernels::detail
+
+// ---- Inference: bf16 weights · activations rounded to bf16 (llama.cpp's vec_dot_type for bf16), one vdpbf16ps per
+// 32 products. Every output is one 16-lane accumulator over k in steps of 32, its lanes summed at the end, and a scalar
+// tail: the same operations whether the row is computed alone or in a tile with others, so batch-invariant.
+namespace llmforge::kernels::detail {
+namespace {
+
+inline __m512bh ld_bh(const uint16_t* p) { return reinterpret_cast<__m512bh>(_mm512_loadu_si512(p)); }
+
+inline float bf16f(uint16_t h) {
+    const uint32_t u = static_cast<uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+// The tail k0..K in order, added to the lanes' sum, in f32 as vdpbf16ps would not be (only where K % 32 != 0).
+inline float tail(const uint16_t* w, const uint16_t* x, int64_t k0, int64_t K, float s) {
+    for (int64_t k = k0; k < K; ++k) s += bf16f(w[k]) * bf16f(x[k]);
+    return s;
+}
+
+// One tile: NR weight rows × NX activation rows, each output one accumulator over the whole of k.
+template <int NR, int NX>
+void dp_tile(const uint16_t* const* w, const uint16_t* const* x, float* const* y, int64_t K) {
+    __m512 acc[NR][NX];
+    for (int r = 0; r < NR; ++r)
+        for (int j = 0; j < NX; ++j) acc[r][j] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        __m512bh wv[NR];
+        for (int r = 0; r < NR; ++r) wv[r] = ld_bh(w[r] + k);
+        for (int j = 0; j < NX; ++j) {
+            const __m512bh xv = ld_bh(x[j] + k);
+            for (int r = 0; r < NR; ++r) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], wv[r], xv);
+        }
+    }
+    for (int r = 0; r < NR; ++r)
+        for (int j = 0; j < NX; ++j) y[j][r] = tail(w[r], x[j], k, K, _mm512_reduce_add_ps(acc[r][j]));
+}
+
+// A lone row: one sequential stream of the weights, prefetched ahead (memory-bound).
+inline float dp_lone(const uint16_t* w, const uint16_t* x, int64_t K) {
+    __m512 acc = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + k) + 1024, _MM_HINT_T0);
+        acc = _mm512_dpbf16_ps(acc, ld_bh(w + k), ld_bh(x + k));
+    }
+    return tail(w, x, k, K, _mm512_reduce_add_ps(acc));
+}
+
+// NR weight rows × all n activation rows in tiles of 4 (16 accumulators). Measured on a 5632 × 2048 matrix, 2 threads:
+// 4 × 4 tiles 216–228 GFLOP/s at n = 16 (the f16 FMA kernel 176); 4 × 3, 4 × 6 and k in chunks of 512 were no faster.
+template <int NR>
+void dp_rows(const uint16_t* const* w, const uint16_t* X, float* out, int64_t n, int64_t K) {
+    for (int64_t j = 0; j < n; j += 4) {
+        const int m = static_cast<int>(std::min<int64_t>(4, n - j));
+        const uint16_t* xx[4];
+        float* yy[4];
+        for (int t = 0; t < m; ++t) {
+            xx[t] = X + (j + t) * K;
+            yy[t] = out + 4 * (j + t);
+        }
+        switch (m) {
+            case 1: dp_tile<NR, 1>(w, xx, yy, K); break;
+            case 2: dp_tile<NR, 2>(w, xx, yy, K); break;
+            case 3: dp_tile<NR, 3>(w, xx, yy, K); break;
+            default: dp_tile<NR, 4>(w, xx, yy, K); break;
+        }
+    }
+}
+
+}  // namespace
+
+void round_to_bf16_avx512(const float* x, uint16_t* y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i))));
+    for (; i < n; ++i) y[i] = f32_to_bf16(x[i]);
+}
+
+void rowwise_bf16_dp(const uint16_t* W, const uint16_t* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
+    if (n == 1) {
+        for (int64_t r = r0; r < r1; ++r) Y[r] = dp_lone(W + r * K, X, K);
+        return;
+    }
+    thread_local std::vector<float> out;
+    out.resize(static_cast<size_t>(4 * n));
+    const int64_t tile = 4;
+    for (int64_t r = r0; r < r1; r += tile) {
+        const int nr = static_cast<int>(std::min<int64_t>(tile, r1 - r));
+        const uint16_t* w[4];
+        for (int t = 0; t < nr; ++t) w[t] = W + (r + t) * K;
+        switch (nr) {
+            case 1: dp_rows<1>(w, X, out.data(), n, K); break;
+            case 2: dp_rows<2>(w, X, out.data(), n, K); break;
+            case 3: dp_rows<3>(w, X, out.data(), n, K); break;
+            default: dp_rows<4>(w, X, out.data(), n, K); break;
+        }
+        for (int64_t i = 0; i < n; ++i)
+            for (int t = 0; t < nr; ++t) Y[i * rows + r + t] = out[static_cast<size_t>(4 * i + t)];
+    }
 }
 
 }  // namespace llmforge::kernels::detail

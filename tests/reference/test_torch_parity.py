@@ -239,7 +239,7 @@ def main():
                 r = ref
                 if tdt is not None:  # PyTorch on the same rounded matrices (norms and biases stay f32 in GGUF)
                     wr = {k: (v.to(tdt).to(torch.float64) if v.dim() == 2 else v.to(torch.float64)) for k, v in w.items()}
-                    set_act_round(torch.float16 if dt == "f16" else None)  # (24 tokens: the register-tiled path)
+                    set_act_round(tdt)  # activations rounded as ours (and llama.cpp's) are (24 tokens: the register-tiled path)
                     r = forward(wr, cfg, tokens).numpy()
                     set_act_round(None)
                 ours = llmforge_logits(args.bin, g, tokens)
@@ -250,9 +250,9 @@ def main():
                 # enough (~1e-6) for such flips to happen somewhere: 3–6e-4 measured, hence 1e-3 for f16.
                 tol = 1e-3 if dt == "f16" else 1e-4
                 check(f"{name} converted to GGUF {dt} vs PyTorch", e <= tol, f"rel err {e:.2e}")
-                if dt == "f16":  # and the rounding is what makes the difference: without it PyTorch is further away
+                if tdt is not None:  # and the rounding is what makes the difference: without it PyTorch is further away
                     e0 = rel_err(ours, forward(wr, cfg, tokens).numpy())
-                    check(f"{name} f16: closer to PyTorch rounding the activations the same way than to PyTorch without", e < e0, f"{e:.2e} < {e0:.2e}")
+                    check(f"{name} {dt}: closer to PyTorch rounding the activations the same way than to PyTorch without", e < e0, f"{e:.2e} < {e0:.2e}")
             # GGUF -> safetensors -> logits (the inverse RoPE permutation and Conv1D transposition)
             back = os.path.join(tmp, f"{name}-back")
             subprocess.run([args.bin, "convert", os.path.join(tmp, f"{name}-f32.gguf"), back], check=True, capture_output=True)

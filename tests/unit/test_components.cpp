@@ -38,9 +38,11 @@ TEST(Kernels, MatvecAndMatmulMatchDoubleReference) {
                     for (int r = 0; r < rows; ++r) {
                         double ref = 0, mag = 0;
                         for (int c = 0; c < cols; ++c) {
-                            // f16 weights multiply x rounded to f16 first, as llama.cpp's do (decoding, and prompts of up
-                            // to 128 rows: the register-tiled path; the packed GEMM beyond takes x as it is)
-                            const float xc = t == DType::F16 ? f16_to_f32(f32_to_f16(x[i * cols + c])) : x[i * cols + c];
+                            // f16 (bf16) weights multiply x rounded to f16 (bf16) first, as llama.cpp's do (decoding,
+                            // and prompts of up to 128 rows: the register-tiled path; the packed GEMM beyond takes x as it is)
+                            const float xc = t == DType::F16    ? f16_to_f32(f32_to_f16(x[i * cols + c]))
+                                             : t == DType::BF16 ? bf16_to_f32(f32_to_bf16(x[i * cols + c]))
+                                                                : x[i * cols + c];
                             ref += static_cast<double>(wr[r * cols + c]) * xc;
                             mag += std::fabs(static_cast<double>(wr[r * cols + c]) * xc);
                         }

@@ -57,8 +57,10 @@ TEST(Batching, RowwiseProductIsBatchInvariant) {
                         for (int r = 0; r < rows; ++r) {
                             double ref = 0, mag = 0;
                             for (int c = 0; c < cols; ++c) {
-                                // f16 weights multiply the activations rounded to f16 (llama.cpp's vec_dot_type)
-                                const float xc = t == DType::F16 ? f16_to_f32(f32_to_f16(x[i * cols + c])) : x[i * cols + c];
+                                // f16 (bf16) weights multiply the activations rounded to f16 (bf16): llama.cpp's vec_dot_type
+                                const float xc = t == DType::F16    ? f16_to_f32(f32_to_f16(x[i * cols + c]))
+                                                 : t == DType::BF16 ? bf16_to_f32(f32_to_bf16(x[i * cols + c]))
+                                                                    : x[i * cols + c];
                                 ref += static_cast<double>(wr[r * cols + c]) * xc;
                                 mag += std::fabs(static_cast<double>(wr[r * cols + c]) * xc);
                             }
