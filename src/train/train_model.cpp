@@ -60,6 +60,11 @@ void linear_forward(ThreadPool& pool, Precision prec, const float* x, const floa
 
 // dx[N,I] (+)= dy[N,O] · W[O,I];  dW[O,I] += dyᵀ · x;  db[O] += Σ_n dy[n]. The GEMM reads the transposed operands in
 // place. accumulate_dx = false overwrites dx (saves zeroing it first).
+// y[i] += x[i]: unaliased, so vectorised (each element's sum in the same order as before, the same bits)
+void add_row(float* __restrict y, const float* __restrict x, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
 void linear_backward(ThreadPool& pool, Precision prec, const float* dy, const float* x, const float* W, float* dx, float* dW, float* db,
                      int64_t N, int64_t I, int64_t O, bool accumulate_dx = true) {
     // dx[n, i] = Σ_o dy[n, o] · W[o, i]: A = dy as stored, B(i, o) = W[o·I + i] (transposed)
@@ -68,8 +73,7 @@ void linear_backward(ThreadPool& pool, Precision prec, const float* dy, const fl
     if (dW) kernels::gemm(dy, true, x, true, dW, O, I, N, true, prec, pool);  // dW null: frozen (LoRA)
     if (db)
         pool.parallel_for(O, [&](int64_t o0, int64_t o1) {
-            for (int64_t n = 0; n < N; ++n)
-                for (int64_t o = o0; o < o1; ++o) db[o] += dy[n * O + o];
+            for (int64_t n = 0; n < N; ++n) add_row(db + o0, dy + n * O + o0, o1 - o0);
         });
 }
 
