@@ -339,19 +339,19 @@ constexpr int64_t PF_GROUPS = 1;  // how many groups of weight rows ahead to pre
 template <int MR, int NR>
 void gemm_tile(const float* X, int64_t ldx, const float* Wb, float* Y, int64_t ldy, int64_t kn, bool first) {
     vf acc[MR][NR];
-#pragma GCC unroll 8
+#pragma GCC unroll 4
     for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
+#pragma GCC unroll 4
         for (int j = 0; j < NR; ++j) acc[i][j] = vzero();
     int64_t k = 0;
     for (; k + W <= kn; k += W) {
         vf w[NR];
-#pragma GCC unroll 8
+#pragma GCC unroll 4
         for (int j = 0; j < NR; ++j) w[j] = load_f32(Wb + j * KS + k);
-#pragma GCC unroll 8
+#pragma GCC unroll 4
         for (int i = 0; i < MR; ++i) {
             const vf x = load_f32(X + i * ldx + k);
-#pragma GCC unroll 8
+#pragma GCC unroll 4
             for (int j = 0; j < NR; ++j) acc[i][j] = fmadd(x, w[j], acc[i][j]);
         }
     }
