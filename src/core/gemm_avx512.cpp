@@ -299,16 +299,9 @@ namespace {
 
 inline __m512bh ld_bh(const uint16_t* p) { return reinterpret_cast<__m512bh>(_mm512_loadu_si512(p)); }
 
-inline float bf16f(uint16_t h) {
-    const uint32_t u = static_cast<uint32_t>(h) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
-
 // The tail k0..K in order, added to the lanes' sum, in f32 as vdpbf16ps would not be (only where K % 32 != 0).
 inline float tail(const uint16_t* w, const uint16_t* x, int64_t k0, int64_t K, float s) {
-    for (int64_t k = k0; k < K; ++k) s += bf16f(w[k]) * bf16f(x[k]);
+    for (int64_t k = k0; k < K; ++k) s += bf16_to_f32(w[k]) * bf16_to_f32(x[k]);
     return s;
 }
 

@@ -186,38 +186,33 @@ void matmul_rowwise(DType wt, const void* W, const float* X, float* Y, int64_t n
     if (!dtype_supported(wt)) throw_runtime("matmul: weight type %s is not supported by the CPU kernels", dtype_name(wt));
     const KernelTable& k = active();
     auto* f = wt == DType::F32 ? k.gemm_seq_f32 : wt == DType::F16 ? k.gemm_seq_f16 : k.gemm_seq_bf16;
-    if (wt == DType::F16) {
-        // f16 weights multiply the activations rounded to f16, as llama.cpp's do (its vec_dot_type for f16), whatever n
-        // is (so still batch-invariant): a lone row then loads them as f16, half the bytes. (The calling thread's
-        // buffer; the workers read it.)
+    // 16-bit weights multiply the activations rounded to their type, as llama.cpp's do (its vec_dot_type for f16 and
+    // bf16), whatever n is (so still batch-invariant; each value is rounded on its own, so the rounding never depends
+    // on n). bf16 with AVX512-BF16: vdpbf16ps on the bf16 activations (twice the f32 FMA rate: the batched decoding
+    // steps of a server are compute-bound). Otherwise the rounded activations go through the f32-accumulating kernel
+    // (f16: a lone row then loads them as f16, half the bytes). (The calling thread's buffers; the workers read them.)
+#if defined(LLMFORGE_X86)
+    if (wt == DType::BF16 && has_native_bf16()) {
+        thread_local std::vector<uint16_t> xb;
+        xb.resize(static_cast<size_t>(n * cols));
+        for (int64_t i = 0; i < n; ++i) detail::round_to_bf16_avx512(X + i * cols, xb.data() + i * cols, cols);
+        const uint16_t* xp = xb.data();
+        const int64_t groups = (rows + 3) / 4;
+        pool.parallel_for(groups, [&](int64_t g0, int64_t g1) {
+            detail::rowwise_bf16_dp(static_cast<const uint16_t*>(W), xp, Y, n, rows, cols, g0 * 4, std::min(rows, g1 * 4));
+        });
+        return;
+    }
+#endif
+    if (wt != DType::F32) {
         thread_local std::vector<float> xr;
         xr.assign(X, X + n * cols);
-        if (k.round_f16) k.round_f16(xr.data(), n * cols);
+        if (wt == DType::BF16)
+            for (float& v : xr) v = bf16_to_f32(f32_to_bf16(v));
+        else if (k.round_f16)
+            k.round_f16(xr.data(), n * cols);
         else
             for (float& v : xr) v = f16_to_f32(f32_to_f16(v));
-        X = xr.data();
-    }
-    if (wt == DType::BF16) {
-        // bf16 weights multiply the activations rounded to bf16, as llama.cpp's do (its vec_dot_type for bf16), whatever
-        // n is. With AVX512-BF16 the products run as vdpbf16ps on the bf16 activations (twice the f32 FMA rate: the
-        // batched decoding steps of a server are compute-bound); elsewhere the rounded activations go through the f32
-        // kernel. Each row is rounded on its own, so the rounding never depends on n.
-#if defined(LLMFORGE_X86)
-        if (has_native_bf16()) {
-            thread_local std::vector<uint16_t> xb;
-            xb.resize(static_cast<size_t>(n * cols));
-            for (int64_t i = 0; i < n; ++i) detail::round_to_bf16_avx512(X + i * cols, xb.data() + i * cols, cols);
-            const uint16_t* xp = xb.data();
-            const int64_t groups = (rows + 3) / 4;
-            pool.parallel_for(groups, [&](int64_t g0, int64_t g1) {
-                detail::rowwise_bf16_dp(static_cast<const uint16_t*>(W), xp, Y, n, rows, cols, g0 * 4, std::min(rows, g1 * 4));
-            });
-            return;
-        }
-#endif
-        thread_local std::vector<float> xr;
-        xr.assign(X, X + n * cols);
-        for (float& v : xr) v = bf16_to_f32(f32_to_bf16(v));
         X = xr.data();
     }
     // contiguous ranges of rows, in groups of 4 (the tile height), one range per thread
