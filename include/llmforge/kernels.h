@@ -30,6 +30,19 @@ void matmul_rowwise(DType wt, const void* W, const float* X, float* Y, int64_t n
 // Slower than matmul; used where results must round exactly as llama.cpp's (perplexity against llama-perplexity).
 void matmul_ggml(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool);
 
+// f32 weights in panel layout: for each group of kPanelRows rows, k-major — Wp[p·32·cols + k·32 + j] = W[32p + j, k]
+// (rows % 32 == 0; the same bytes as the row-major matrix, reordered within each panel). The packed GEMM reads it
+// without packing a panel per call (the per-call packing was ~16 % of an f32 prompt pass). Each output is summed in one
+// fixed order whatever n is — per chunk of kPanelK values of k one FMA chain from zero, the chunks then added in turn —
+// so n = 1 (decoding) and any batch give bit-identical results, on every instruction set.
+constexpr int64_t kPanelRows = 32, kPanelK = 768;
+// Reorders a row-major [rows, cols] f32 matrix in place into the panel layout (rows % kPanelRows == 0).
+void pack_panels(float* W, int64_t rows, int64_t cols, ThreadPool& pool);
+// Y[i, r] = Σ_c X[i, c] W[r, c] (Y = X · Wᵀ) with W in panel layout.
+void matmul_panels(const float* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool);
+// Whether this CPU's kernels have SIMD forms of the panel products (elsewhere they run as portable scalar code).
+bool has_panel_kernels();
+
 // General matrix product for training (the backward pass needs the transposed forms, without copying transposes):
 //   C[i, r] (+)= Σ_k A(i, k) · B(r, k)        for i in [0, n), r in [0, rows), k in [0, K)
 //   A(i, k) = a[i·K + k]  (a is [n, K])     or, with a_t, a[k·n + i]     (a is [K, n])

@@ -14,6 +14,7 @@
 
 #include "llmforge/gguf.h"
 #include "llmforge/tensor.h"
+#include "llmforge/threadpool.h"
 #include "llmforge/tokenizer.h"
 
 namespace llmforge {
@@ -89,7 +90,14 @@ struct LoadOptions {
     std::string tokenizer_path;  // llama2.c models: tokenizer.bin (default: tokenizer.bin next to the model)
     bool require_tokenizer = false;
     bool use_mmap = true;        // false: read the weights into memory (huge pages) instead of mapping the file
+    bool repack = false;         // with use_mmap false: repack_for_cpu after loading (inference only)
 };
+
+// Reorders, in place, the f32 matrices that only matrix products read (blk.*.weight and an untied output.weight, rows a
+// multiple of 32) into the panel layout of kernels::pack_panels, where the CPU has the panel kernels and the weights
+// are in memory (not mapped). The packed GEMM then reads them without packing per call. Returns how many it reordered.
+// Such a model is for inference: saving it or merging adapters into it is refused.
+int repack_for_cpu(Model& m, ThreadPool& pool);
 
 // Loads GGUF, llama2.c .bin or a Hugging Face safetensors model (a directory or .safetensors with config.json).
 Model load_model(const std::string& path, const LoadOptions& opts = {});

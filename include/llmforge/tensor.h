@@ -14,6 +14,10 @@ struct Tensor {
     DType dtype = DType::F32;
     std::vector<int64_t> shape;  // row-major, e.g. a linear layer's weight is [out_features, in_features]
     const void* data = nullptr;
+    // Rows: row-major, as in the file. Panels: an f32 matrix reordered in memory by kernels::pack_panels for the CPU
+    // GEMM (repack_for_cpu; only the matrix products read it, and nothing writes such a tensor to a file).
+    enum class Layout : uint8_t { Rows, Panels };
+    Layout layout = Layout::Rows;
 
     int64_t numel() const {
         int64_t n = 1;

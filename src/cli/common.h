@@ -47,7 +47,9 @@ void add_training_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions>&
 std::string load_chat_template(const std::string& path);
 
 // Loads a model and logs what was loaded to stderr.
-Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap = true);
+// use_mmap false reads the weights into memory, where f32 matrices are also repacked for the CPU GEMM (repack_for_cpu)
+// unless repack is false (ggml arithmetic reads them row-major).
+Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap = true, bool repack = true);
 // --cache-type: f16 or f32, anything else is bad usage.
 DType parse_cache_type(const std::string& s);
 std::string human_bytes(double b);

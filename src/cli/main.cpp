@@ -46,9 +46,10 @@ std::string human_count(double n) {
     return buf;
 }
 
-Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap) {
+Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap, bool repack) {
     LoadOptions o;
     o.use_mmap = use_mmap;
+    o.repack = repack;
     o.tokenizer_path = tokenizer;
     o.require_tokenizer = need_tokenizer;
     if (!tokenizer.empty() && !file_exists(tokenizer)) throw_bad_input("tokenizer file '%s' does not exist", tokenizer.c_str());
@@ -56,6 +57,9 @@ Model load_for_cli(const std::string& path, const std::string& tokenizer, bool n
     std::fprintf(stderr, "llmforge: loaded %s (%s, %s parameters, %s mapped, %s in memory)\n", path.c_str(), arch_name(m.config.arch),
                  human_count(static_cast<double>(m.config.n_params())).c_str(), human_bytes(static_cast<double>(m.mapped_bytes)).c_str(),
                  human_bytes(static_cast<double>(m.owned_bytes)).c_str());
+    int packed = 0;
+    for (const Tensor& t : m.tensors) packed += t.layout == Tensor::Layout::Panels;
+    if (packed > 0) std::fprintf(stderr, "llmforge: %d f32 matrices repacked in memory for the CPU's matrix products\n", packed);
     return m;
 }
 

@@ -76,6 +76,7 @@ const KernelTable* table_scalar() {
         tanh_scalar, exp_shift_sum_scalar,
         dot_f16_f16_scalar, to_f16_scalar,
         gemm_scalar<float, at_f32>, gemm_scalar<uint16_t, at_f16>, gemm_scalar<uint16_t, at_bf16>,
+        nullptr, nullptr,
     };
     return &t;
 }
@@ -242,6 +243,55 @@ void matmul(DType wt, const void* W, const float* X, float* Y, int64_t n, int64_
     // Each thread takes a contiguous range of weight rows (in panels of 32) for all n activation rows.
     const int64_t groups = (rows + 31) / 32;
     pool.parallel_for(groups, [&](int64_t g0, int64_t g1) { gemm(W, X, Y, n, rows, cols, g0 * 32, std::min(rows, g1 * 32)); });
+}
+
+// ---------------------------------------------------------------- panel-layout f32 weights
+void pack_panels(float* W, int64_t rows, int64_t cols, ThreadPool& pool) {
+    if (rows % kPanelRows != 0) throw_runtime("pack_panels: %lld rows are not a multiple of %lld", (long long)rows, (long long)kPanelRows);
+    pool.parallel_for(rows / kPanelRows, [&](int64_t p0, int64_t p1) {
+        std::vector<float> tmp(static_cast<size_t>(kPanelRows * cols));
+        for (int64_t p = p0; p < p1; ++p) {
+            float* panel = W + p * kPanelRows * cols;  // rows 32p.. as 32 × cols, the same bytes as the packed panel
+            std::copy_n(panel, kPanelRows * cols, tmp.data());
+            for (int64_t k0 = 0; k0 < cols; k0 += 64)  // in blocks of 64 columns, so the 32 source rows stay in cache
+                for (int64_t j = 0; j < kPanelRows; ++j)
+                    for (int64_t k = k0; k < std::min(cols, k0 + 64); ++k) panel[k * kPanelRows + j] = tmp[static_cast<size_t>(j * cols + k)];
+        }
+    });
+}
+
+bool has_panel_kernels() { return active().gemm_panels_f32 != nullptr && active().matvec_panels_f32 != nullptr; }
+
+namespace {
+// The panel products in portable code, in the order the SIMD kernels sum (see kernels.h): per chunk one fused
+// multiply-add chain from zero, the chunks added in turn.
+void panels_portable(const float* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t r = r0; r < r1; ++r) {
+            const float* w = Wp + (r / kPanelRows) * kPanelRows * K + r % kPanelRows;
+            const float* x = X + i * K;
+            float y = 0.0f;
+            for (int64_t k0 = 0; k0 < K; k0 += kPanelK) {
+                float s = 0.0f;
+                for (int64_t k = k0; k < std::min(K, k0 + kPanelK); ++k) s = std::fma(x[k], w[k * kPanelRows], s);
+                y = k0 == 0 ? s : y + s;
+            }
+            Y[i * rows + r] = y;
+        }
+}
+}  // namespace
+
+void matmul_panels(const float* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) {
+    if (rows % kPanelRows != 0) throw_runtime("matmul_panels: %lld rows are not a multiple of %lld", (long long)rows, (long long)kPanelRows);
+    if (n <= 0 || rows == 0) return;
+    const KernelTable& k = active();
+    // one contiguous range of panels per thread: each streams its part of the matrix once
+    pool.parallel_for(rows / kPanelRows, [&](int64_t p0, int64_t p1) {
+        const int64_t r0 = p0 * kPanelRows, r1 = p1 * kPanelRows;
+        if (!k.gemm_panels_f32) panels_portable(Wp, X, Y, n, rows, cols, r0, r1);
+        else if (n == 1) k.matvec_panels_f32(Wp, X, Y, cols, r0, r1);
+        else k.gemm_panels_f32(Wp, X, Y, n, rows, cols, r0, r1);
+    });
 }
 
 namespace {

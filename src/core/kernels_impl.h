@@ -45,6 +45,10 @@ struct KernelTable {
     void (*gemm_seq_f32)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
     void (*gemm_seq_f16)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
     void (*gemm_seq_bf16)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
+    // Panel-layout f32 weights (kernels::matmul_panels): all n rows (n ≥ 2) or one vector, for weight rows [r0, r1)
+    // (multiples of 32); nullptr where only the portable form exists.
+    void (*gemm_panels_f32)(const float* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
+    void (*matvec_panels_f32)(const float* Wp, const float* x, float* y, int64_t K, int64_t r0, int64_t r1);
 };
 
 const KernelTable* table_avx512();

@@ -105,7 +105,7 @@ float dot_row(const typename L::T* w, const typename X::T* x, int64_t n) {
     for (; i + 4 * W <= n; i += 4 * W) {
         // Prefetch the weights a few KiB ahead (past the end of this row is fine: the next row follows in memory).
         const char* pf = reinterpret_cast<const char*>(w + i) + DOT_PF;
-        for (int b = 0; b < 4 * W * static_cast<int>(sizeof(typename L::T)); b += 64) _mm_prefetch(pf + b, _MM_HINT_T0);
+        for (int b = 0; b < 4 * W * static_cast<int>(sizeof(typename L::T)); b += 64) _mm_prefetch(pf + b, _MM_HINT_T1);
         a0 = fmadd(L::load(w + i), X::load(x + i), a0);
         a1 = fmadd(L::load(w + i + W), X::load(x + i + W), a1);
         a2 = fmadd(L::load(w + i + 2 * W), X::load(x + i + 2 * W), a2);
@@ -133,7 +133,7 @@ void seq_tile(const typename L::T* const* w, const float* const* x, float* const
     int64_t k = 0;
     for (; k + W <= K; k += W, pf += step_bytes) {
 #pragma GCC unroll 8
-        for (int64_t b = 0; b < step_bytes; b += 64) _mm_prefetch(pf + b, _MM_HINT_T0);
+        for (int64_t b = 0; b < step_bytes; b += 64) _mm_prefetch(pf + b, _MM_HINT_T1);
         vf xv[NX];
 #pragma GCC unroll 8
         for (int j = 0; j < NX; ++j) xv[j] = load_f32(x[j] + k);
@@ -192,7 +192,7 @@ inline float seq_row_f16x(const uint16_t* w, const uint16_t* xh, int64_t K) {
     const char* pf = reinterpret_cast<const char*>(w) + DOT_PF;
     int64_t k = 0;
     for (; k + W <= K; k += W, pf += W * 2) {
-        _mm_prefetch(pf, _MM_HINT_T0);
+        _mm_prefetch(pf, _MM_HINT_T1);
         a = fmadd(load_f16(w + k), load_f16(xh + k), a);
     }
     float s = hsum(a);
@@ -412,7 +412,7 @@ void gemm_rows(const void* Wv, const float* X, float* Y, int64_t n, int64_t rows
                 const int64_t pf_step = ((pf_bytes + 63) / 64 + n_tiles - 1) / n_tiles * 64;
                 auto prefetch_some = [&] {
                     for (int64_t b = pf_next; b < pf_next + pf_step && b < pf_bytes; b += 64)
-                        for (int j = 0; j < n_pf_rows; ++j) _mm_prefetch(pf_row[j] + b, _MM_HINT_T0);
+                        for (int j = 0; j < n_pf_rows; ++j) _mm_prefetch(pf_row[j] + b, _MM_HINT_T1);
                     pf_next += pf_step;
                 };
                 for (int j = 0; j < nr; ++j) {  // widen the weight slice once, reuse it for every activation row
@@ -552,16 +552,20 @@ void pack_panel(const typename L::T* Wm, int64_t K, int64_t r, int nr, int64_t k
         for (int j = 0; j < NP; ++j) P[k * NP + j] = j < nr ? L::at(Wm + (r + j) * K + k0, k) : 0.0f;
 }
 
+// X arrives packed too (pack_rows): a group of up to 12 activation rows k-major, X[k·12 + i], so the 12 broadcasts of
+// a step read 48 consecutive bytes. Read in place, this model's rows sit 8 KiB apart: all 12 fall in one set of the
+// 8-way L1 and evict one another every step (measured on a 5632 × 2048 matrix at n = 128: 169 GFLOP/s with 2048
+// columns against 181–184 with 2040 or 2064; packed: see BENCHMARKS.md).
 template <int MR>
-void outer_tile(const float* X, int64_t ldx, const float* P, int64_t kn, float* Y, int64_t ldy, int nr, bool first) {
+void outer_tile(const float* X, const float* P, int64_t kn, float* Y, int64_t ldy, int nr, bool first) {
     __m512 acc[MR][2];
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int64_t k = 0; k < kn; ++k) {
-        const __m512 w0 = _mm512_load_ps(P + k * NP), w1 = _mm512_load_ps(P + k * NP + 16);
+        const __m512 w0 = _mm512_loadu_ps(P + k * NP), w1 = _mm512_loadu_ps(P + k * NP + 16);
 #pragma GCC unroll 12
         for (int i = 0; i < MR; ++i) {
-            const __m512 xb = _mm512_set1_ps(X[i * ldx + k]);
+            const __m512 xb = _mm512_set1_ps(X[k * MRB + i]);
             acc[i][0] = _mm512_fmadd_ps(xb, w0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(xb, w1, acc[i][1]);
         }
@@ -581,11 +585,24 @@ void outer_tile(const float* X, int64_t ldx, const float* P, int64_t kn, float* 
 }
 
 template <int MR = MRB>
-void outer_tile_mr(int mr, const float* X, int64_t ldx, const float* P, int64_t kn, float* Y, int64_t ldy, int nr, bool first) {
+void outer_tile_mr(int mr, const float* X, const float* P, int64_t kn, float* Y, int64_t ldy, int nr, bool first) {
     if constexpr (MR > 1) {
-        if (mr < MR) return outer_tile_mr<MR - 1>(mr, X, ldx, P, kn, Y, ldy, nr, first);
+        if (mr < MR) return outer_tile_mr<MR - 1>(mr, X, P, kn, Y, ldy, nr, first);
     }
-    outer_tile<MR>(X, ldx, P, kn, Y, ldy, nr, first);
+    outer_tile<MR>(X, P, kn, Y, ldy, nr, first);
+}
+
+// Xp[g·MRB·kn + k·MRB + i] = X[(t0 + g·MRB + i)·K + k0 + k] for the rows [t0, t1) (groups of MRB; a short last group
+// leaves its unused lanes unset — the tile for mr rows never reads them).
+void pack_rows(const float* X, int64_t K, int64_t t0, int64_t t1, int64_t k0, int64_t kn, float* Xp) {
+    for (int64_t g = t0; g < t1; g += MRB) {
+        const int mr = static_cast<int>(t1 - g < MRB ? t1 - g : MRB);
+        float* dst = Xp + (g - t0) * kn;
+        for (int i = 0; i < mr; ++i) {
+            const float* src = X + (g + i) * K + k0;
+            for (int64_t k = 0; k < kn; ++k) dst[k * MRB + i] = src[k];
+        }
+    }
 }
 
 template <class L>
@@ -594,23 +611,83 @@ void gemm_rows_packed(const void* Wv, const float* X, float* Y, int64_t n, int64
     thread_local std::vector<float> pbuf_store;
     pbuf_store.resize(static_cast<size_t>(KC * NP + 16));
     float* P = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(pbuf_store.data()) + 63) & ~uintptr_t(63));
+    thread_local std::vector<float> xbuf_store;
+    xbuf_store.resize(static_cast<size_t>((TB + MRB) * KC + 16));
+    float* Xp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(xbuf_store.data()) + 63) & ~uintptr_t(63));
     for (int64_t t0 = 0; t0 < n; t0 += TB) {
         const int64_t t1 = t0 + TB < n ? t0 + TB : n;
         for (int64_t k0 = 0; k0 < K; k0 += KC) {
             const int64_t kn = (k0 + KC < K ? k0 + KC : K) - k0;
             const bool first = k0 == 0;
+            pack_rows(X, K, t0, t1, k0, kn, Xp);
             for (int64_t r = r0; r < r1; r += NP) {
                 const int nr = static_cast<int>(r1 - r < NP ? r1 - r : NP);
                 pack_panel<L>(Wm, K, r, nr, k0, kn, P);
                 for (int64_t i = t0; i < t1; i += MRB) {
                     const int mr = static_cast<int>(t1 - i < MRB ? t1 - i : MRB);
-                    outer_tile_mr(mr, X + i * K + k0, K, P, kn, Y + i * rows + r, rows, nr, first);
+                    outer_tile_mr(mr, Xp + (i - t0) * kn, P, kn, Y + i * rows + r, rows, nr, first);
                 }
             }
         }
     }
 }
 #define LF_GEMM(T) gemm_rows_packed<T>
+
+// Weights already in panel layout (kernels::pack_panels): the same blocking and tiles as gemm_rows_packed, the panel
+// read in place (the panels of a thread's rows are consecutive in memory: one sequential stream).
+static_assert(KC == 768 && NP == 32, "kernels.h: kPanelK and kPanelRows are the packed GEMM's chunk and panel");
+void gemm_panels_f32(const float* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
+    thread_local std::vector<float> xbuf_store;
+    xbuf_store.resize(static_cast<size_t>((TB + MRB) * KC + 16));
+    float* Xp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(xbuf_store.data()) + 63) & ~uintptr_t(63));
+    for (int64_t t0 = 0; t0 < n; t0 += TB) {
+        const int64_t t1 = t0 + TB < n ? t0 + TB : n;
+        for (int64_t k0 = 0; k0 < K; k0 += KC) {
+            const int64_t kn = (k0 + KC < K ? k0 + KC : K) - k0;
+            pack_rows(X, K, t0, t1, k0, kn, Xp);
+            for (int64_t r = r0; r < r1; r += NP) {
+                const float* P = Wp + r * K + k0 * NP;
+                for (int64_t i = t0; i < t1; i += MRB)
+                    outer_tile_mr(static_cast<int>(t1 - i < MRB ? t1 - i : MRB), Xp + (i - t0) * kn, P, kn, Y + i * rows + r, rows, NP, k0 == 0);
+            }
+        }
+    }
+}
+
+// One vector: NPV panels at a time (2·NPV independent FMA chains), each output summed as outer_tile sums it.
+template <int NPV>
+void matvec_panels_group(const float* Wp, const float* x, float* y, int64_t K) {
+    __m512 out[NPV][2];
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        const int64_t kn = (k0 + KC < K ? k0 + KC : K) - k0;
+        __m512 acc[NPV][2];
+#pragma GCC unroll 4
+        for (int q = 0; q < NPV; ++q) acc[q][0] = acc[q][1] = _mm512_setzero_ps();
+        const float* P = Wp + k0 * NP;
+        for (int64_t k = 0; k < kn; ++k) {
+            const __m512 xb = _mm512_set1_ps(x[k0 + k]);
+#pragma GCC unroll 4
+            for (int q = 0; q < NPV; ++q) {
+                acc[q][0] = _mm512_fmadd_ps(xb, _mm512_loadu_ps(P + q * NP * K + k * NP), acc[q][0]);
+                acc[q][1] = _mm512_fmadd_ps(xb, _mm512_loadu_ps(P + q * NP * K + k * NP + 16), acc[q][1]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int q = 0; q < NPV; ++q)
+            for (int h = 0; h < 2; ++h) out[q][h] = k0 == 0 ? acc[q][h] : _mm512_add_ps(out[q][h], acc[q][h]);
+    }
+    for (int q = 0; q < NPV; ++q) {
+        _mm512_storeu_ps(y + q * NP, out[q][0]);
+        _mm512_storeu_ps(y + q * NP + 16, out[q][1]);
+    }
+}
+
+void matvec_panels_f32(const float* Wp, const float* x, float* y, int64_t K, int64_t r0, int64_t r1) {
+    int64_t r = r0;
+    for (; r + 4 * NP <= r1; r += 4 * NP) matvec_panels_group<4>(Wp + r * K, x, y + r, K);
+    for (; r < r1; r += NP) matvec_panels_group<1>(Wp + r * K, x, y + r, K);
+}
+#define LF_PANELS gemm_panels_f32, matvec_panels_f32,
 
 // llamafile's tinyBLAS order: each output is one 16-lane FMA accumulator over k, reduced by _mm512_reduce_add_ps.
 // Tiles of 4 weight rows × RN activation rows (24 accumulators for RN = 6), loaded straight from W and X.
@@ -707,6 +784,7 @@ void round_f16(float* x, int64_t n) {
 #define LF_GEMM(T) gemm_rows<T>
 #define LF_TINYBLAS nullptr, nullptr
 #define LF_GGML_FNS nullptr, nullptr, nullptr,
+#define LF_PANELS nullptr, nullptr,
 #endif
 
 
@@ -727,6 +805,7 @@ const KernelTable* LF_TABLE_FN() {
         tanh_rows, exp_shift_sum,
         dot_f16_f16, to_f16,
         gemm_seq<F32>, gemm_seq<F16>, gemm_seq<BF16>,
+        LF_PANELS
     };
     return &t;
 }

@@ -71,7 +71,33 @@ Model load_model(const std::string& path, const LoadOptions& opts) {
     m.check();
     if (opts.require_tokenizer && !m.vocab)
         throw_bad_input("'%s' has no tokenizer%s", path.c_str(), m.format == "llama2c" ? " (pass --tokenizer tokenizer.bin)" : "");
+    if (opts.repack && !opts.use_mmap) {
+        ThreadPool pool(ThreadPool::default_threads());
+        repack_for_cpu(m, pool);
+    }
     return m;
+}
+
+int repack_for_cpu(Model& m, ThreadPool& pool) {
+    if (m.mapped_bytes > 0 || !kernels::has_panel_kernels()) return 0;  // mapped pages are the file's: never written
+    const bool untied = m.find("output.weight") != nullptr;
+    int n = 0;
+    for (Tensor& t : m.tensors) {
+        const bool product_only = (t.name.rfind("blk.", 0) == 0 && ends_with(t.name, ".weight")) || (untied && t.name == "output.weight");
+        if (!product_only || t.dtype != DType::F32 || t.shape.size() != 2 || t.layout != Tensor::Layout::Rows ||
+            t.shape[0] % kernels::kPanelRows != 0)
+            continue;
+        kernels::pack_panels(static_cast<float*>(const_cast<void*>(t.data)), t.shape[0], t.shape[1], pool);
+        t.layout = Tensor::Layout::Panels;
+        ++n;
+    }
+    return n;
+}
+
+static void require_row_major(const Model& m, const char* what) {
+    for (const Tensor& t : m.tensors)
+        if (t.layout != Tensor::Layout::Rows)
+            throw_bad_input("cannot %s: tensor '%s' is repacked for the CPU's matrix products (load the model without --no-mmap)", what, t.name.c_str());
 }
 
 FileFormat format_for_output(const std::string& path) {
@@ -81,6 +107,7 @@ FileFormat format_for_output(const std::string& path) {
 }
 
 void save_model(const Model& model, const std::string& path, DType dtype) {
+    require_row_major(model, "save the model");
     if (dtype != DType::Unknown && !dtype_supported(dtype)) throw_bad_input("cannot write tensors as %s", dtype_name(dtype));
     switch (format_for_output(path)) {
         case FileFormat::GGUF: formats::save_gguf(model, path, dtype); break;
@@ -278,6 +305,7 @@ Model init_random(const ModelConfig& cfg, DType dtype, uint64_t seed) {
 namespace llmforge {
 
 Model merge_lora(const Model& base, const Model& adapter, float scale) {
+    require_row_major(base, "merge an adapter");
     if (!adapter.meta.find("adapter.lora.alpha")) throw_bad_input("the adapter has no adapter.lora.alpha");
     const float alpha = static_cast<float>(adapter.meta.get_float("adapter.lora.alpha", 0));
     Model m;

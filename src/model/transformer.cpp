@@ -182,7 +182,10 @@ void Transformer::add_lora(const Model& adapter, float scale) {
 // out[n, rows] = in[n, cols] · Wᵀ (+ b) (+ the LoRA adapters of W)
 void Transformer::linear(const float* in, float* out, int64_t n, const Tensor* w, const Tensor* b) {
     const int64_t rows = w->shape[0], cols = w->cols();
-    if (ggml_arith_) kernels::matmul_ggml(w->dtype, w->data, in, out, n, rows, cols, pool_);
+    if (w->layout == Tensor::Layout::Panels) {  // f32 repacked for the CPU (repack_for_cpu): batch-invariant already
+        if (ggml_arith_) throw_bad_input("ggml arithmetic needs row-major weights: load the model without repacking (without --no-mmap)");
+        kernels::matmul_panels(static_cast<const float*>(w->data), in, out, n, rows, cols, pool_);
+    } else if (ggml_arith_) kernels::matmul_ggml(w->dtype, w->data, in, out, n, rows, cols, pool_);
     else if (rowwise_) kernels::matmul_rowwise(w->dtype, w->data, in, out, n, rows, cols, pool_);
     else kernels::matmul(w->dtype, w->data, in, out, n, rows, cols, pool_);
     if (!lora_.empty()) {

@@ -224,6 +224,16 @@ def main():
                         got = np.array([list(map(float, l.split()[1:])) for l in out.strip().split("\n")])
                         e = rel_err(got, ref)
                         check(f"{name} T={T} with LLMFORGE_ISA={isa} vs PyTorch", e <= 1e-4, f"rel err {e:.2e}")
+                if T == 40:  # --no-mmap: the f32 matrices whose rows are a multiple of 32 repacked into panels
+                    cmd = [args.bin, "logits", "-m", d, "--tokens", ",".join(map(str, tokens)), "--cache-type", "f32", "--no-mmap"]
+                    run = subprocess.run(cmd, check=True, capture_output=True, text=True)
+                    got = np.array([list(map(float, l.split()[1:])) for l in run.stdout.strip().split("\n")])
+                    e = rel_err(got, ref)
+                    check(f"{name} T={T} --no-mmap (repacked matrices) vs PyTorch", e <= 1e-4 and "repacked" in run.stderr,
+                          f"rel err {e:.2e}; {run.stderr.strip().splitlines()[-1]}")
+                    inc = llmforge_logits(args.bin, d, tokens, "--no-mmap", "--incremental")
+                    e2 = float(np.abs(inc - got).max())
+                    check(f"{name} --no-mmap KV-cache decoding == batched pass T={T}", e2 <= 1e-5, f"max abs diff {e2:.2e}")
                 if T > 1:
                     inc = llmforge_logits(args.bin, d, tokens, "--incremental")
                     e2 = float(np.abs(inc - ours).max())

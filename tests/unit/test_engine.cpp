@@ -177,6 +177,44 @@ TEST(Batching, PromptChunksDoNotChangeResults) {
         }
 }
 
+// A model whose f32 matrices are repacked into panels (as --no-mmap loads them): the same logits as the row-major model
+// up to summation order, decoding token by token gives the bits of the whole prompt in one step, and such a model
+// refuses to be saved (its bytes are no longer the file's layout).
+TEST(Batching, RepackedModelMatchesRowMajor) {
+    ThreadPool pool(2);
+    if (!kernels::has_panel_kernels()) GTEST_SKIP() << "no panel kernels on this CPU: repack_for_cpu leaves models row-major";
+    for (const char* preset_name : {"llama-tiny", "gpt2-tiny"}) {
+        const Model plain = init_random(preset(preset_name), DType::F32, 4);
+        Model packed = init_random(preset(preset_name), DType::F32, 4);
+        EXPECT_GT(repack_for_cpu(packed, pool), 0) << preset_name;
+        int n_packed = 0;
+        for (const Tensor& t : packed.tensors) n_packed += t.layout == Tensor::Layout::Panels;
+        EXPECT_GT(n_packed, 0);
+        EXPECT_EQ(packed.get("token_embd.weight").layout, Tensor::Layout::Rows);  // rows are looked up: never packed
+        const int64_t V = plain.config.n_vocab;
+        const std::vector<int32_t> prompt = {1, 50, 51, 52, 7, 8, 9, 10, 300, 301, 4, 17, 90};
+        const int64_t T = static_cast<int64_t>(prompt.size());
+        Transformer a(plain, pool, 64, 64, DType::F32), b(packed, pool, 64, 64, DType::F32);
+        const std::vector<float> la = a.eval(prompt.data(), T, true);
+        const std::vector<float> lb = b.eval(prompt.data(), T, true);
+        double diff = 0, mag = 0;
+        for (size_t i = 0; i < la.size(); ++i) {
+            diff = std::max(diff, static_cast<double>(std::fabs(la[i] - lb[i])));
+            mag = std::max(mag, static_cast<double>(std::fabs(la[i])));
+        }
+        EXPECT_LE(diff, 1e-5 * mag) << preset_name;
+        Transformer whole(packed, pool, 64, 64, DType::F16, 1), steps(packed, pool, 64, 64, DType::F16, 1);
+        std::vector<int32_t> seq0(prompt.size(), 0);
+        std::vector<float> all(static_cast<size_t>(T * V)), one(static_cast<size_t>(V));
+        whole.decode(seq0.data(), prompt.data(), T, all.data());
+        for (int64_t t = 0; t < T; ++t) {
+            steps.decode(seq0.data(), prompt.data() + t, 1, one.data());
+            ASSERT_TRUE(same_bits(one.data(), all.data() + t * V, static_cast<size_t>(V))) << preset_name << " token " << t;
+        }
+        EXPECT_THROW(save_model(packed, "/tmp/llmforge-never-written.gguf"), Error);
+    }
+}
+
 TEST(Batching, DecodeRejectsBadSteps) {
     ThreadPool pool(1);
     const Model m = init_random(preset("llama-tiny"), DType::F32, 1);
