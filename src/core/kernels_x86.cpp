@@ -81,8 +81,11 @@ struct BF16 { using T = uint16_t;
     static vf load(const T* p) { return load_bf16(p); }
     static float at(const T* p, int64_t i) { return bf16_scalar(p[i]); } };
 
-// Software prefetch distance for matrix-vector streaming (measured best of 1, 2, 4 KiB: f32 45 GB/s against 37 without).
-constexpr int DOT_PF = 2048;
+// Lone rows stream without software prefetch (the hardware prefetchers follow one sequential stream): measured on
+// 2026-11-29 against prefetching 2 KiB ahead (prefetcht1), in one process alternating, on 16 f16 matrices of 5632 × 2048:
+// 1 thread 29–32 GB/s against 19 (once 29), 2 threads 36 against 33–34; TinyLlama-1.1B f16 decoding, 2 threads,
+// 23.5–24.5 t/s against 16–17 (llama.cpp, which does not prefetch either, 21–22). An earlier VM had measured f32
+// 45 GB/s with the prefetch and 37 without; on this one the prefetch never won.
 // One row · x: four accumulators over blocks of 4 vectors, combined pairwise (0+2, 1+3), then across lanes;
 // the tail is summed in f32 for f32 weights and in f64 otherwise (ggml_vec_dot_f32 / ggml_vec_dot_f16's order).
 // How dot_row ends: the four accumulators combined (0+2, 1+3), summed across lanes, and the tail added.
@@ -103,9 +106,6 @@ float dot_row(const typename L::T* w, const typename X::T* x, int64_t n) {
     vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
     int64_t i = 0;
     for (; i + 4 * W <= n; i += 4 * W) {
-        // Prefetch the weights a few KiB ahead (past the end of this row is fine: the next row follows in memory).
-        const char* pf = reinterpret_cast<const char*>(w + i) + DOT_PF;
-        for (int b = 0; b < 4 * W * static_cast<int>(sizeof(typename L::T)); b += 64) _mm_prefetch(pf + b, _MM_HINT_T1);
         a0 = fmadd(L::load(w + i), X::load(x + i), a0);
         a1 = fmadd(L::load(w + i + W), X::load(x + i + W), a1);
         a2 = fmadd(L::load(w + i + 2 * W), X::load(x + i + 2 * W), a2);
@@ -127,13 +127,16 @@ void seq_tile(const typename L::T* const* w, const float* const* x, float* const
         for (int j = 0; j < NX; ++j) a[r][j] = vzero();
     // The tile's rows lie one after the other in memory and so does the next tile: prefetch the next tile linearly,
     // as much of it per step as this step consumes, so the memory sees one sequential stream (four interleaved row
-    // streams measured half the bandwidth on large matrices).
+    // streams measured half the bandwidth on large matrices). A lone row is one stream already (see dot_row).
+    constexpr bool prefetch = NR > 1 || NX > 1;
     constexpr int64_t step_bytes = NR * W * static_cast<int64_t>(sizeof(typename L::T));
-    const char* pf = reinterpret_cast<const char*>(w[0]) + (NR == 1 && NX == 1 ? DOT_PF : 2 * NR * K * static_cast<int64_t>(sizeof(typename L::T)));
+    const char* pf = reinterpret_cast<const char*>(w[0]) + 2 * NR * K * static_cast<int64_t>(sizeof(typename L::T));
     int64_t k = 0;
     for (; k + W <= K; k += W, pf += step_bytes) {
+        if constexpr (prefetch) {
 #pragma GCC unroll 8
-        for (int64_t b = 0; b < step_bytes; b += 64) _mm_prefetch(pf + b, _MM_HINT_T1);
+            for (int64_t b = 0; b < step_bytes; b += 64) _mm_prefetch(pf + b, _MM_HINT_T1);
+        }
         vf xv[NX];
 #pragma GCC unroll 8
         for (int j = 0; j < NX; ++j) xv[j] = load_f32(x[j] + k);
@@ -189,10 +192,8 @@ void to_f16(const float* x, uint16_t* y, int64_t n);
 // (the conversions are exact), loading half the activation bytes (a lone sequence: 4–5 % faster, microbenchmark).
 inline float seq_row_f16x(const uint16_t* w, const uint16_t* xh, int64_t K) {
     vf a = vzero();
-    const char* pf = reinterpret_cast<const char*>(w) + DOT_PF;
     int64_t k = 0;
-    for (; k + W <= K; k += W, pf += W * 2) {
-        _mm_prefetch(pf, _MM_HINT_T1);
+    for (; k + W <= K; k += W) {
         a = fmadd(load_f16(w + k), load_f16(xh + k), a);
     }
     float s = hsum(a);
