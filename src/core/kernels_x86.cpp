@@ -606,53 +606,51 @@ void pack_rows(const float* X, int64_t K, int64_t t0, int64_t t1, int64_t k0, in
     }
 }
 
-template <class L>
-void gemm_rows_packed(const void* Wv, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
-    const typename L::T* Wm = static_cast<const typename L::T*>(Wv);
-    thread_local std::vector<float> pbuf_store;
-    pbuf_store.resize(static_cast<size_t>(KC * NP + 16));
-    float* P = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(pbuf_store.data()) + 63) & ~uintptr_t(63));
+inline float* aligned64(std::vector<float>& store, size_t n) {
+    store.resize(n + 16);
+    return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(store.data()) + 63) & ~uintptr_t(63));
+}
+
+// The blocked loops shared by both weight layouts: per block of TB activation rows and chunk of KC values of k, the
+// rows are packed k-major once, then for each panel of NP weight rows (panel_of(r, nr, k0, kn) gives it, k-major) every
+// group of MRB rows runs the tile.
+template <class PanelOf>
+void gemm_blocked(const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1, PanelOf panel_of) {
     thread_local std::vector<float> xbuf_store;
-    xbuf_store.resize(static_cast<size_t>((TB + MRB) * KC + 16));
-    float* Xp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(xbuf_store.data()) + 63) & ~uintptr_t(63));
+    float* Xp = aligned64(xbuf_store, static_cast<size_t>((TB + MRB) * KC));
     for (int64_t t0 = 0; t0 < n; t0 += TB) {
         const int64_t t1 = t0 + TB < n ? t0 + TB : n;
         for (int64_t k0 = 0; k0 < K; k0 += KC) {
             const int64_t kn = (k0 + KC < K ? k0 + KC : K) - k0;
-            const bool first = k0 == 0;
             pack_rows(X, K, t0, t1, k0, kn, Xp);
             for (int64_t r = r0; r < r1; r += NP) {
                 const int nr = static_cast<int>(r1 - r < NP ? r1 - r : NP);
-                pack_panel<L>(Wm, K, r, nr, k0, kn, P);
-                for (int64_t i = t0; i < t1; i += MRB) {
-                    const int mr = static_cast<int>(t1 - i < MRB ? t1 - i : MRB);
-                    outer_tile_mr(mr, Xp + (i - t0) * kn, P, kn, Y + i * rows + r, rows, nr, first);
-                }
+                const float* P = panel_of(r, nr, k0, kn);
+                for (int64_t i = t0; i < t1; i += MRB)
+                    outer_tile_mr(static_cast<int>(t1 - i < MRB ? t1 - i : MRB), Xp + (i - t0) * kn, P, kn, Y + i * rows + r, rows, nr, k0 == 0);
             }
         }
     }
 }
+
+// Row-major weights: each panel packed (and widened to f32) into a buffer as it is needed.
+template <class L>
+void gemm_rows_packed(const void* Wv, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
+    const typename L::T* Wm = static_cast<const typename L::T*>(Wv);
+    thread_local std::vector<float> pbuf_store;
+    float* P = aligned64(pbuf_store, static_cast<size_t>(KC * NP));
+    gemm_blocked(X, Y, n, rows, K, r0, r1, [&](int64_t r, int nr, int64_t k0, int64_t kn) {
+        pack_panel<L>(Wm, K, r, nr, k0, kn, P);
+        return static_cast<const float*>(P);
+    });
+}
 #define LF_GEMM(T) gemm_rows_packed<T>
 
-// Weights already in panel layout (kernels::pack_panels): the same blocking and tiles as gemm_rows_packed, the panel
-// read in place (the panels of a thread's rows are consecutive in memory: one sequential stream).
+// Weights already in panel layout (kernels::pack_panels): the panel read in place (a thread's panels are consecutive
+// in memory: one sequential stream).
 static_assert(KC == 768 && NP == 32, "kernels.h: kPanelK and kPanelRows are the packed GEMM's chunk and panel");
 void gemm_panels_f32(const float* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
-    thread_local std::vector<float> xbuf_store;
-    xbuf_store.resize(static_cast<size_t>((TB + MRB) * KC + 16));
-    float* Xp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(xbuf_store.data()) + 63) & ~uintptr_t(63));
-    for (int64_t t0 = 0; t0 < n; t0 += TB) {
-        const int64_t t1 = t0 + TB < n ? t0 + TB : n;
-        for (int64_t k0 = 0; k0 < K; k0 += KC) {
-            const int64_t kn = (k0 + KC < K ? k0 + KC : K) - k0;
-            pack_rows(X, K, t0, t1, k0, kn, Xp);
-            for (int64_t r = r0; r < r1; r += NP) {
-                const float* P = Wp + r * K + k0 * NP;
-                for (int64_t i = t0; i < t1; i += MRB)
-                    outer_tile_mr(static_cast<int>(t1 - i < MRB ? t1 - i : MRB), Xp + (i - t0) * kn, P, kn, Y + i * rows + r, rows, NP, k0 == 0);
-            }
-        }
-    }
+    gemm_blocked(X, Y, n, rows, K, r0, r1, [&](int64_t r, int, int64_t k0, int64_t) { return Wp + r * K + k0 * NP; });
 }
 
 // One vector: NPV panels at a time (2·NPV independent FMA chains), each output summed as outer_tile sums it.
