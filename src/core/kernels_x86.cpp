@@ -81,11 +81,12 @@ struct BF16 { using T = uint16_t;
     static vf load(const T* p) { return load_bf16(p); }
     static float at(const T* p, int64_t i) { return bf16_scalar(p[i]); } };
 
-// Lone rows stream without software prefetch (the hardware prefetchers follow one sequential stream): measured on
-// 2026-11-29 against prefetching 2 KiB ahead (prefetcht1), in one process alternating, on 16 f16 matrices of 5632 × 2048:
-// 1 thread 29–32 GB/s against 19 (once 29), 2 threads 36 against 33–34; TinyLlama-1.1B f16 decoding, 2 threads,
-// 23.5–24.5 t/s against 16–17 (llama.cpp, which does not prefetch either, 21–22). An earlier VM had measured f32
-// 45 GB/s with the prefetch and 37 without; on this one the prefetch never won.
+// Lone rows stream without software prefetch (the hardware prefetchers follow one sequential stream), as llama.cpp's
+// dot products do. Measured on 2026-11-29, in one process alternating, on 16 f16 matrices of 5632 × 2048 against
+// prefetching 2 KiB ahead: one thread 29.9–32.0 GB/s against 26.3–29.3 with prefetcht0 (19 with prefetcht1); two
+// threads 35.6–36.4 against 34.9–37.1. TinyLlama-1.1B decoding on 2 threads, alternating with the prefetcht0 build:
+// f16 23.0 / 15.7 / 15.8 t/s against 20.1 / 15.2 / 14.4, f32 7.7 / 8.1 / 8.0 against 7.7 / 7.9 / 7.9. An earlier VM
+// had measured f32 45 GB/s with the prefetch and 37 without.
 // One row · x: four accumulators over blocks of 4 vectors, combined pairwise (0+2, 1+3), then across lanes;
 // the tail is summed in f32 for f32 weights and in f64 otherwise (ggml_vec_dot_f32 / ggml_vec_dot_f16's order).
 // How dot_row ends: the four accumulators combined (0+2, 1+3), summed across lanes, and the tail added.
@@ -135,7 +136,7 @@ void seq_tile(const typename L::T* const* w, const float* const* x, float* const
     for (; k + W <= K; k += W, pf += step_bytes) {
         if constexpr (prefetch) {
 #pragma GCC unroll 8
-            for (int64_t b = 0; b < step_bytes; b += 64) _mm_prefetch(pf + b, _MM_HINT_T1);
+            for (int64_t b = 0; b < step_bytes; b += 64) _mm_prefetch(pf + b, _MM_HINT_T0);
         }
         vf xv[NX];
 #pragma GCC unroll 8
@@ -413,7 +414,7 @@ void gemm_rows(const void* Wv, const float* X, float* Y, int64_t n, int64_t rows
                 const int64_t pf_step = ((pf_bytes + 63) / 64 + n_tiles - 1) / n_tiles * 64;
                 auto prefetch_some = [&] {
                     for (int64_t b = pf_next; b < pf_next + pf_step && b < pf_bytes; b += 64)
-                        for (int j = 0; j < n_pf_rows; ++j) _mm_prefetch(pf_row[j] + b, _MM_HINT_T1);
+                        for (int j = 0; j < n_pf_rows; ++j) _mm_prefetch(pf_row[j] + b, _MM_HINT_T0);
                     pf_next += pf_step;
                 };
                 for (int j = 0; j < nr; ++j) {  // widen the weight slice once, reuse it for every activation row
