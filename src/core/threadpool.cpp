@@ -1,3 +1,7 @@
+// The fork-join pool. A job is n_threads tasks (task i = fn(i, n)); every thread, the caller included, claims tasks
+// from one shared counter until none is left, so a worker the OS has descheduled (another process on the cores) holds
+// up at most the task it already claimed: the others take the rest. Waiting threads spin for a few microseconds, then
+// yield the CPU, then sleep, so that under contention they give their time slices to whoever has work.
 #include "llmforge/threadpool.h"
 
 #include <sched.h>
@@ -11,8 +15,17 @@ static inline void cpu_relax() {}
 
 namespace llmforge {
 
+namespace {
+// How long a waiting thread polls before it stops burning its time slice. A pause is ~40-140 cycles on current x86
+// cores, so kSpin polls are roughly 50-150 µs: long enough to bridge the gaps between the parallel regions of one
+// decoding step, short enough that an idle or preempted pool hands the cores back quickly.
+constexpr int kSpin = 2000;
+// Then sched_yield() up to kYield times before a worker sleeps on the condition variable.
+constexpr int kYield = 64;
+}  // namespace
+
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
-    for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this, i] { worker_loop(i); });
+    for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this] { worker_loop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -35,24 +48,39 @@ int ThreadPool::default_threads() {
     return n ? static_cast<int>(n) : 1;
 }
 
-void ThreadPool::worker_loop(int ith) {
+// Claims and runs tasks of generation `gen` until none is left. claim_ holds (generation << 32 | next task), so a
+// thread that wakes late, after the job ended and the next began, cannot take a task of the wrong job.
+void ThreadPool::work(uint64_t gen) {
+    for (;;) {
+        uint64_t s = claim_.load(std::memory_order_acquire);
+        if ((s >> 32) != gen) return;
+        const int task = static_cast<int>(s & 0xffffffffu);
+        if (task >= n_threads_) return;
+        if (!claim_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+        (*job_)(task, n_threads_);
+        done_.fetch_add(1, std::memory_order_acq_rel);
+    }
+}
+
+void ThreadPool::worker_loop() {
     uint64_t seen = 0;
     for (;;) {
-        // Spin for a short while, then sleep until the next generation.
         uint64_t g = generation_.load(std::memory_order_acquire);
-        for (int spin = 0; g == seen && spin < 20000; ++spin) {
-            cpu_relax();
+        for (int i = 0; g == seen && i < kSpin + kYield; ++i) {
+            if (i < kSpin) cpu_relax();
+            else sched_yield();
             g = generation_.load(std::memory_order_acquire);
         }
         if (g == seen) {
             std::unique_lock<std::mutex> lock(mu_);
+            ++sleepers_;
             cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+            --sleepers_;
             g = generation_.load(std::memory_order_acquire);
         }
         seen = g;
         if (stop_.load()) return;
-        (*job_)(ith, n_threads_);
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
+        work(g);
     }
 }
 
@@ -62,14 +90,22 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
         return;
     }
     job_ = &fn;
-    pending_.store(n_threads_ - 1, std::memory_order_release);
+    done_.store(0, std::memory_order_relaxed);
+    uint64_t gen = (generation_.load(std::memory_order_relaxed) + 1) & 0xffffffffu;
+    if (gen == 0) gen = 1;  // after 2^32 jobs: 0 is every worker's initial "seen"
+    claim_.store(gen << 32, std::memory_order_release);  // publishes job_ and done_ = 0 with the tasks
+    bool wake;
     {
         std::lock_guard<std::mutex> lock(mu_);
-        generation_.fetch_add(1, std::memory_order_acq_rel);
+        generation_.store(gen, std::memory_order_release);
+        wake = sleepers_ > 0;
     }
-    cv_.notify_all();
-    fn(0, n_threads_);
-    while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+    if (wake) cv_.notify_all();
+    work(gen);
+    for (int i = 0; done_.load(std::memory_order_acquire) != n_threads_; ++i) {
+        if (i < kSpin) cpu_relax();
+        else sched_yield();  // a worker holding a task was preempted: let it (or the other process) run
+    }
     job_ = nullptr;
 }
 

@@ -1,0 +1,93 @@
+// The thread pool: every task of every job runs exactly once, and a job finishes even while a worker thread cannot
+// run (the situation of a pool whose cores another process is using: the OS deschedules a worker for a time slice).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <dirent.h>
+#include <future>
+#include <string>
+#include <sys/syscall.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "llmforge/threadpool.h"
+
+using namespace llmforge;
+
+TEST(ThreadPool, EveryTaskRunsOncePerJob) {
+    for (int n : {1, 2, 3, 8}) {
+        ThreadPool pool(n);
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        for (int job = 0; job < 2000; ++job) {
+            pool.run([&](int ith, int nth) {
+                ASSERT_EQ(nth, n);
+                hits[static_cast<size_t>(ith)].fetch_add(1);
+                if (job % 97 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));  // let the others sleep
+            });
+        }
+        for (auto& h : hits) EXPECT_EQ(h.load(), 2000);
+        std::atomic<int64_t> sum{0};
+        pool.parallel_for(1001, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) sum += i;
+        });
+        EXPECT_EQ(sum.load(), 1001 * 1000 / 2);
+    }
+}
+
+namespace {
+std::atomic<bool> g_hold{false};
+std::atomic<int> g_held{0};
+void hold_here(int) {  // a signal handler that keeps its thread from running until released
+    g_held.fetch_add(1);
+    while (g_hold.load()) usleep(1000);
+    g_held.fetch_sub(1);
+}
+}  // namespace
+
+// Stops every other thread of the process (the pool's workers) inside a signal handler, runs jobs on the pool, and
+// checks they finish: the calling thread takes the tasks nobody claimed. (A pool that splits work statically and
+// spins until each worker reports back never returns here.)
+TEST(ThreadPool, JobsFinishWhileAWorkerIsStopped) {
+    ThreadPool pool(3);
+    std::atomic<int> runs{0};
+    pool.run([&](int, int) { runs++; });  // the workers exist and are idle
+    struct sigaction sa {}, old {};
+    sa.sa_handler = hold_here;
+    sigemptyset(&sa.sa_mask);
+    ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
+    g_hold = true;
+    const pid_t self = getpid(), me = static_cast<pid_t>(syscall(SYS_gettid));
+    int stopped = 0;
+    if (DIR* d = opendir("/proc/self/task")) {
+        while (dirent* e = readdir(d)) {
+            const pid_t tid = static_cast<pid_t>(std::atoi(e->d_name));
+            if (tid > 0 && tid != me && syscall(SYS_tgkill, self, tid, SIGUSR1) == 0) ++stopped;
+        }
+        closedir(d);
+    }
+    ASSERT_GE(stopped, 2);
+    for (int i = 0; i < 200 && g_held.load() < stopped; ++i) usleep(1000);
+    ASSERT_EQ(g_held.load(), stopped) << "the workers did not stop";
+    auto done = std::async(std::launch::async, [&] {
+        for (int job = 0; job < 50; ++job) pool.run([&](int, int) { runs++; });
+        std::atomic<int64_t> sum{0};
+        pool.parallel_for(100, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) sum += i;
+        });
+        return sum.load();
+    });
+    const bool finished = done.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+    g_hold = false;  // release the workers (they then find nothing left to claim)
+    if (finished) {
+        EXPECT_EQ(done.get(), 4950);
+        EXPECT_EQ(runs.load(), 3 + 50 * 3);
+    } else {
+        ADD_FAILURE() << "jobs did not finish while the workers were stopped";
+        done.wait();  // they finish now that the workers run again
+    }
+    for (int i = 0; i < 2000 && g_held.load() > 0; ++i) usleep(1000);
+    sigaction(SIGUSR1, &old, nullptr);
+}
