@@ -51,6 +51,7 @@ struct Job {
     int32_t max_tokens = -1;          // < 0: until the context is full
     SamplerParams sampling;           // temp, top_p, top_k, min_p, repeat penalty, seed (choice i uses seed + i)
     float presence_penalty = 0, frequency_penalty = 0;  // OpenAI's, over the tokens generated so far
+    std::vector<std::pair<int32_t, float>> logit_bias;  // OpenAI's: (token, bias) added to the logits; bias ≤ -100 bans it
     std::vector<std::string> stop;    // stop strings (not included in the text)
     std::vector<int32_t> stop_tokens; // tokens that end the answer besides the vocabulary's end of generation
     bool ignore_eos = false;

@@ -289,9 +289,13 @@ void Engine::begin_choices(const Prefill& p, const float* logits) {
 int32_t Engine::pick(Seq& s, const float* logits) {
     const Job& j = *s.st->job;
     const int64_t V = model_.config.n_vocab;
-    if ((j.presence_penalty != 0 || j.frequency_penalty != 0) && !s.counts.empty()) {
+    const bool penalties = (j.presence_penalty != 0 || j.frequency_penalty != 0) && !s.counts.empty();
+    if (penalties || !j.logit_bias.empty()) {
         s.buf.assign(logits, logits + V);
-        for (const auto& [id, c] : s.counts) s.buf[static_cast<size_t>(id)] -= j.frequency_penalty * static_cast<float>(c) + j.presence_penalty;
+        if (penalties)
+            for (const auto& [id, c] : s.counts) s.buf[static_cast<size_t>(id)] -= j.frequency_penalty * static_cast<float>(c) + j.presence_penalty;
+        for (const auto& [id, bias] : j.logit_bias)
+            if (id >= 0 && id < V) s.buf[static_cast<size_t>(id)] = bias <= -100 ? -INFINITY : s.buf[static_cast<size_t>(id)] + bias;
         logits = s.buf.data();
     }
     return s.sampler.sample(logits, V, s.history);

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -81,6 +83,59 @@ std::vector<std::string> stop_strings(const json& b) {
     return out;
 }
 
+// Every field of a request body must be one this server honours (or one that cannot change the answer, such as
+// "user"): a field it would ignore gets 400, never 200 with the field silently dropped. Fields of other servers that
+// we do not implement yet are named as such; anything else gets OpenAI's own wording.
+void check_fields(const json& b, const char* endpoint) {
+    static const std::vector<std::string> common = {"model", "stream", "stream_options", "temperature", "top_p", "top_k", "min_p",
+                                                    "repeat_penalty", "repeat_last_n", "seed", "presence_penalty", "frequency_penalty",
+                                                    "n", "stop", "ignore_eos", "max_tokens", "logprobs", "best_of", "logit_bias",
+                                                    "user", "metadata", "store", "service_tier", "cache_prompt"};
+    static const std::vector<std::string> chat = {"messages", "max_completion_tokens", "top_logprobs", "response_format", "tools",
+                                                  "functions", "tool_choice", "function_call", "parallel_tool_calls"};
+    static const std::vector<std::string> completion = {"prompt", "echo", "suffix"};
+    static const std::vector<std::string> embedding = {"model", "input", "encoding_format", "dimensions", "user"};
+    // llama.cpp's and OpenAI's other fields: known, not implemented here (yet)
+    static const std::vector<std::string> unimplemented = {
+        "grammar", "json_schema", "mirostat", "mirostat_tau", "mirostat_eta", "typical_p", "tfs_z", "dynatemp_range",
+        "dynatemp_exponent", "xtc_probability", "xtc_threshold", "dry_multiplier", "dry_base", "dry_allowed_length",
+        "dry_penalty_last_n", "dry_sequence_breakers", "samplers", "n_probs", "n_predict", "n_keep", "penalize_nl", "id_slot",
+        "min_keep", "audio", "modalities", "prediction", "reasoning_effort", "web_search_options", "post_sampling_probs"};
+    const std::string ep = endpoint;
+    auto in = [](const std::vector<std::string>& v, const std::string& k) { return std::find(v.begin(), v.end(), k) != v.end(); };
+    for (auto it = b.begin(); it != b.end(); ++it) {
+        const std::string& k = it.key();
+        if (ep == "embeddings" ? in(embedding, k) : in(common, k) || in(ep == "chat" ? chat : completion, k)) continue;
+        if (in(unimplemented, k)) bad("'" + k + "' is not supported by this server.", k, "unsupported_parameter");
+        bad("Unrecognized request argument supplied: " + k, k, "unknown_parameter");
+    }
+}
+
+// logit_bias: {"token id": bias in [-100, 100]}, added to the logits before sampling; -100 bans the token.
+std::vector<std::pair<int32_t, float>> read_logit_bias(const json& b, int64_t n_vocab) {
+    std::vector<std::pair<int32_t, float>> out;
+    if (!has(b, "logit_bias")) return out;
+    const json& lb = b["logit_bias"];
+    if (!lb.is_object()) wrong_type("logit_bias", "an object mapping token ids to numbers", lb);
+    if (lb.size() > 1024) bad("Invalid 'logit_bias': at most 1024 tokens.", "logit_bias", "invalid_value");
+    for (auto it = lb.begin(); it != lb.end(); ++it) {
+        const std::string& key = it.key();
+        char* end = nullptr;
+        errno = 0;
+        const long long id = std::strtoll(key.c_str(), &end, 10);
+        if (key.empty() || *end != '\0' || errno != 0 || id < 0 || id >= n_vocab)
+            bad("Invalid key in 'logit_bias': " + key + ". Keys must be token ids of this model's vocabulary (0 to " +
+                    std::to_string(n_vocab - 1) + ").",
+                "logit_bias", "invalid_value");
+        if (!it.value().is_number()) wrong_type("logit_bias." + key, "a number", it.value());
+        const double v = it.value().get<double>();
+        if (!std::isfinite(v) || v < -100 || v > 100)
+            bad("Invalid value for 'logit_bias." + key + "': expected a value between -100 and 100.", "logit_bias", "invalid_value");
+        out.emplace_back(static_cast<int32_t>(id), static_cast<float>(v));
+    }
+    return out;
+}
+
 // Sampling and length settings shared by both completion endpoints.
 void read_sampling(const json& b, Job& j, bool chat) {
     SamplerParams& s = j.sampling;
@@ -89,6 +144,8 @@ void read_sampling(const json& b, Job& j, bool chat) {
     s.top_k = static_cast<int32_t>(integer(b, "top_k", 0, 0, 1 << 30));       // llama.cpp's extensions
     s.min_p = static_cast<float>(number(b, "min_p", 0.0, 0.0, 1.0));
     s.repeat_penalty = static_cast<float>(number(b, "repeat_penalty", 1.0, 0.0, 10.0));
+    if (s.repeat_penalty <= 0)
+        bad("Invalid 'repeat_penalty': expected a value greater than 0, but got 0 instead.", "repeat_penalty", "decimal_below_min_value");
     s.repeat_last_n = static_cast<int32_t>(integer(b, "repeat_last_n", 64, -1, 1 << 30));
     s.seed = has(b, "seed") ? static_cast<uint64_t>(integer(b, "seed", 0, INT64_MIN, INT64_MAX)) : std::random_device{}();
     j.presence_penalty = static_cast<float>(number(b, "presence_penalty", 0.0, -2.0, 2.0));
@@ -107,7 +164,8 @@ void read_sampling(const json& b, Job& j, bool chat) {
         j.logprobs = true;
     }
     if (has(b, "best_of") && integer(b, "best_of", 1, 1, 128) != j.n) bad("'best_of' different from 'n' is not supported.", "best_of", "invalid_value");
-    if (has(b, "tools") || has(b, "functions")) bad("Tool calling is not supported by this server.", has(b, "tools") ? "tools" : "functions", "invalid_value");
+    for (const char* k : {"tools", "functions", "tool_choice", "function_call"})
+        if (has(b, k)) bad("Tool calling is not supported by this server.", k, "invalid_value");
     if (has(b, "response_format")) {
         const json& rf = b["response_format"];
         if (!rf.is_object() || !rf.contains("type") || rf["type"] != "text")
@@ -373,9 +431,11 @@ void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex
     const json b = parse_body(req);
     const std::string model_name = model_param(b);
     const json messages = check_messages(b);
+    check_fields(b, "chat");
     ServedModel* sm = served(model_name);
     auto job = std::make_shared<Job>();
     read_sampling(b, *job, true);
+    job->logit_bias = read_logit_bias(b, sm->model->config.n_vocab);
     const bool stream = boolean(b, "stream", false);
     bool include_usage = false;
     if (has(b, "stream_options")) {
@@ -506,6 +566,7 @@ void Api::completions(const http::Request& req, const http::ExchangePtr& ex) {
     const json b = parse_body(req);
     const std::string model_name = model_param(b);
     if (!b.contains("prompt")) bad("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter");
+    check_fields(b, "completions");
     ServedModel* sm = served(model_name);
     if (has(b, "suffix")) bad("'suffix' is not supported by this server.", "suffix", "invalid_value");
     const Vocab& vocab = *sm->model->vocab;
@@ -552,6 +613,7 @@ void Api::completions(const http::Request& req, const http::ExchangePtr& ex) {
     for (auto& pr : prompts) {
         auto j = std::make_shared<Job>();
         read_sampling(b, *j, false);
+        j->logit_bias = read_logit_bias(b, sm->model->config.n_vocab);
         if (!has(b, "max_tokens")) j->max_tokens = 16;  // the completions endpoint's default
         j->prompt = std::move(pr);
         j->timeout_s = opt_.timeout_s;
@@ -669,6 +731,7 @@ void Api::embeddings(const http::Request& req, const http::ExchangePtr& ex) {
     const json b = parse_body(req);
     const std::string model_name = model_param(b);
     if (!b.contains("input")) bad("Missing required parameter: 'input'.", "input", "missing_required_parameter");
+    check_fields(b, "embeddings");
     ServedModel* sm = served(model_name);
     std::string format = "float";
     if (has(b, "encoding_format")) {

@@ -3,15 +3,16 @@
 // the client's typed error.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { tmpdir, makeModel, startServer, stopServer, parseMetrics, requireNpm } from './server_util.mjs';
+import { execFileSync } from 'node:child_process';
+import { tmpdir, makeModel, startServer, stopServer, parseMetrics, requireNpm, BIN } from './server_util.mjs';
 
 const OpenAI = requireNpm('openai').OpenAI;
 const KEY = 'sk-test-123456789';
-let srv, client, dir;
+let srv, client, dir, model;
 
 before(async () => {
   dir = tmpdir('openai');
-  const model = makeModel(dir, { name: 'tiny' });
+  model = makeModel(dir, { name: 'tiny' });
   srv = await startServer(['-m', model, '--parallel', '4', '-c', '256', '--api-key', KEY, '--api-key', 'second-key', '--max-body', '65536']);
   client = new OpenAI({ apiKey: KEY, baseURL: `${srv.url}/v1`, maxRetries: 0 });
 });
@@ -128,6 +129,50 @@ test('embeddings: base64 (the client default) and float agree, unit length', asy
   for (let i = 0; i < 64; i++) assert.ok(Math.abs(f.data[0].embedding[i] - a.data[0].embedding[i]) < 1e-7);
   assert.ok(a.usage.prompt_tokens > 0);
   assert.notDeepEqual(a.data[0].embedding, a.data[1].embedding);
+});
+
+test('logit_bias: -100 bans a token, +100 forces one, streamed alike; fields we would ignore are 400', async () => {
+  // the greedy continuation's token ids, from the CLI on the same model and prompt (the completions endpoint adds BOS too)
+  const prompt = 'Once upon a time';
+  const gen = JSON.parse(execFileSync(BIN, ['generate', '-m', model, '-p', prompt, '-n', '3', '--temp', '0', '--json'], { stdio: ['ignore', 'pipe', 'ignore'] }));
+  const first = gen.tokens[0];
+  const plain = await client.completions.create({ model: 'tiny', prompt, max_tokens: 3, temperature: 0, logprobs: 1 });
+  const banned = await client.completions.create({ model: 'tiny', prompt, max_tokens: 3, temperature: 0, logprobs: 1, logit_bias: { [first]: -100 } });
+  assert.notEqual(banned.choices[0].logprobs.tokens[0], plain.choices[0].logprobs.tokens[0], 'the banned token came first anyway');
+  assert.equal(banned.choices[0].logprobs.tokens.length, 3);
+  // +100 on one token: every token is that one (chat too)
+  const forced = await client.chat.completions.create({
+    model: 'tiny', messages: hello, max_tokens: 5, temperature: 0.8, seed: 3, ignore_eos: true, logprobs: true, logit_bias: { 300: 100 },
+  });
+  const toks = forced.choices[0].logprobs.content.map((c) => c.token);
+  assert.equal(toks.length, 5);
+  assert.ok(toks.every((t) => t === toks[0]), JSON.stringify(toks));
+  const free = await client.chat.completions.create({ model: 'tiny', messages: hello, max_tokens: 5, temperature: 0, ignore_eos: true });
+  assert.notEqual(forced.choices[0].message.content, free.choices[0].message.content);
+  // streaming honours it too: the streamed text equals the plain biased answer
+  const bias = { [first]: -100, 301: 5 };
+  const once = await client.chat.completions.create({ model: 'tiny', messages: hello, max_tokens: 8, temperature: 0, ignore_eos: true, logit_bias: bias });
+  const stream = await client.chat.completions.create({ model: 'tiny', messages: hello, max_tokens: 8, temperature: 0, ignore_eos: true, logit_bias: bias, stream: true });
+  let text = '';
+  for await (const c of stream) for (const ch of c.choices) text += ch.delta.content || '';
+  assert.equal(text, once.choices[0].message.content);
+  // bad logit_bias values
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, logit_bias: { 999999: 1 } }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'logit_bias' && /Invalid key/.test(e.message));
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, logit_bias: { 5: 101 } }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'logit_bias');
+  // a field of llama.cpp's server that we do not implement yet, and an unknown one: 400, never silently ignored
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, grammar: 'root ::= "a"' }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'grammar' && e.code === 'unsupported_parameter');
+  await assert.rejects(client.completions.create({ model: 'tiny', prompt, json_schema: { type: 'object' } }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'json_schema');
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, frobnicate: 1 }),
+    (e) => e instanceof OpenAI.BadRequestError && /Unrecognized request argument supplied: frobnicate/.test(e.message) && e.param === 'frobnicate');
+  await assert.rejects(client.embeddings.create({ model: 'tiny', input: 'x', temperature: 0 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'temperature');
+  // fields that cannot change the answer are accepted
+  const u = await client.chat.completions.create({ model: 'tiny', messages: hello, max_tokens: 2, user: 'u-1', metadata: { a: 'b' }, store: false });
+  assert.equal(u.object, 'chat.completion');
 });
 
 test('errors surface as the typed errors of the client', async () => {

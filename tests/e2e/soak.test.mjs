@@ -188,7 +188,7 @@ test('300 concurrent streams on a few threads', { timeout: 300000 }, async () =>
   }
 });
 
-// SIGTERM: the running stream finishes, the server stops accepting, exits 0. A per-request timeout ends a long answer.
+// SIGTERM: the running stream finishes, /health and new requests answer 503 meanwhile, the server exits 0. A per-request timeout ends a long answer.
 test('graceful shutdown and per-request timeout', { timeout: 240000 }, async () => {
   const dir = tmpdir('shutdown');
   const model = makeModel(dir, { name: 'tiny' });
@@ -207,13 +207,26 @@ test('graceful shutdown and per-request timeout', { timeout: 240000 }, async () 
   await stopServer(srv);
 
   // a generous drain time: on a loaded machine the stream may take many seconds, and it must not be cancelled
-  const s2 = await startServer(['-m', model, '--parallel', '2', '-c', '2048', '--shutdown-timeout', '150', '--no-access-log']);
+  // (the small model: its 1500 tokens take seconds, long enough to ask /health while it drains)
+  const s2 = await startServer(['-m', small, '--parallel', '2', '-c', '2048', '--shutdown-timeout', '150', '--no-access-log']);
   let streaming;
   const started = new Promise((r) => { streaming = r; });
-  const long = request(s2.port, '/v1/chat/completions', JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'go' }],
-    max_tokens: 600, ignore_eos: true, temperature: 0, stream: true }), { onFirstData: () => streaming() });
+  const long = request(s2.port, '/v1/chat/completions', JSON.stringify({ model: 'small', messages: [{ role: 'user', content: 'go' }],
+    max_tokens: 1500, ignore_eos: true, temperature: 0, stream: true }), { onFirstData: () => streaming() });
   await started;  // the stream runs
   const exited = stopServer(s2);  // SIGTERM while the stream runs
+  // draining: the server still answers, /health with 503 and a new request with 503 "shutting_down" (as docs/server.md says)
+  let health = null;
+  for (let i = 0; i < 100; i++) {
+    health = await request(s2.port, '/health', '', { method: 'GET' });
+    if (health.status === 503) break;
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  assert.equal(health.status, 503, `health while draining: ${JSON.stringify(health)}`);
+  assert.equal(JSON.parse(health.body).status, 'shutting down');
+  const refused = await request(s2.port, '/v1/chat/completions', JSON.stringify({ model: 'small', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }));
+  assert.equal(refused.status, 503);
+  assert.equal(JSON.parse(refused.body).error.code, 'shutting_down');
   const r = await long;
   assert.equal(r.status, 200);
   assert.ok(r.body.trimEnd().endsWith('data: [DONE]'), 'the running stream was finished');
