@@ -46,6 +46,8 @@ private:
 
 bool file_exists(const std::string& path);
 bool is_directory(const std::string& path);
+// All of standard input (until end of file).
+std::string read_stdin();
 std::string read_text_file(const std::string& path);  // throws a bad-input Error if missing
 
 }  // namespace llmforge

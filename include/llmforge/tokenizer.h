@@ -56,6 +56,17 @@ public:
     static Vocab from_llama2c(const std::string& path, int32_t expected_size);
     void write_llama2c(const std::string& path) const;
 
+    // Hugging Face's files. tokenizer.json: byte-level BPE as BpeTokenizer writes it, or for a SentencePiece-style
+    // vocabulary the form transformers' LlamaTokenizerFast reads (BPE over "▁" pieces, byte fallback, merges by score,
+    // Prepend/Replace normaliser, BOS by the post-processor). tokenizer_config.json: the special tokens, add_bos_token,
+    // the chat template (vocab_hf.cpp).
+    std::string to_hf_json() const;
+    std::string hf_tokenizer_config(int64_t model_max_length = 0) const;
+    // A tokenizer.json with a byte-fallback BPE model (LLaMA, Mistral, …) read as a SentencePiece-style vocabulary;
+    // config_text: the tokenizer_config.json beside it, or "".
+    static bool is_spm_hf_json(const std::string& text);
+    static Vocab from_hf_spm_json(const std::string& text, const std::string& origin, const std::string& config_text = "");
+
 private:
     void encode_spm(const std::string& text, std::vector<int32_t>& out) const;
     void resegment(const std::string& text, std::vector<int32_t>& out) const;

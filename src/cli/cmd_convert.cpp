@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "cli/common.h"
+#include "formats/formats.h"
 #include "llmforge/error.h"
 
 namespace llmforge::cli {
@@ -14,8 +15,8 @@ void add_convert(CLI::App& app) {
     auto tokenizer = std::make_shared<std::string>();
     cmd->add_option("input", *in, "source model")->required();
     cmd->add_option("output", *out, "destination: *.gguf, *.bin (llama2.c), or a directory / *.safetensors")->required();
-    cmd->add_option("--dtype", *dtype, "convert matrices to f32, f16 or bf16 (default: keep)");
-    cmd->add_option("--tokenizer", *tokenizer, "llama2.c tokenizer.bin for a .bin input");
+    cmd->add_option("--dtype", *dtype, "convert matrices to f32, f16 or bf16 (default: keep)")->default_str("keep each tensor's");
+    cmd->add_option("--tokenizer", *tokenizer, "llama2.c tokenizer.bin for a .bin input")->default_str("the model's own");
     cmd->callback([=] {
         DType t = DType::Unknown;
         if (!dtype->empty()) {
@@ -27,7 +28,7 @@ void add_convert(CLI::App& app) {
             throw_bad_input("convert: llama2.c files hold f32 weights only");
         save_model(m, *out, t);
         std::fprintf(stderr, "llmforge: wrote %s%s\n", out->c_str(),
-                     format_for_output(*out) == FileFormat::Llama2c && m.vocab ? " (and tokenizer.bin beside it)" : "");
+                     format_for_output(*out) == FileFormat::Llama2c && m.vocab ? (" and its tokenizer " + formats::llama2c_tokenizer_path(*out)).c_str() : "");
         if (!m.vocab && format_for_output(*out) == FileFormat::GGUF)
             std::fprintf(stderr, "llmforge: note: the source has no tokenizer, so neither has %s\n", out->c_str());
     });

@@ -87,10 +87,10 @@ void add_tokenize(CLI::App& app) {
         int threads = 1;
     };
     auto o = std::make_shared<Opts>();
-    cmd->add_option("-m,--model", o->model, "model whose vocabulary to use");
-    cmd->add_option("--tokenizer", o->tokenizer, "a tokenizer file: tokenizer.json, *.tiktoken, encoder.json/vocab.bpe, a GGUF with a vocabulary, or llama2.c tokenizer.bin");
-    cmd->add_option("text", o->text, "text to tokenize");
-    cmd->add_option("-f,--file", o->file, "read the text from a file");
+    cmd->add_option("-m,--model", o->model, "model whose vocabulary to use")->default_str("none");
+    cmd->add_option("--tokenizer", o->tokenizer, "a tokenizer file: tokenizer.json, *.tiktoken, encoder.json/vocab.bpe, a GGUF with a vocabulary, or llama2.c tokenizer.bin")->default_str("none");
+    cmd->add_option("text", o->text, "text to tokenize (none: -f FILE, else standard input)");
+    cmd->add_option("-f,--file", o->file, "read the text from a file")->default_str("none: TEXT, else standard input");
     cmd->add_flag("--ids", o->ids, "print only the ids, as [a, b, c]");
     cmd->add_flag("--no-bos", o->no_bos, "do not add the beginning-of-sequence token");
     cmd->add_flag("--parse-special", o->parse_special, "recognise control tokens such as <s> written in the text");
@@ -100,15 +100,18 @@ void add_tokenize(CLI::App& app) {
     cmd->add_option("-t,--threads", o->threads, "threads for --jsonl and --count (--count splits the text at newlines)")->check(CLI::Range(1, 256));
     cmd->callback([o] {
         if (o->model.empty() && o->tokenizer.empty()) throw_bad_input("tokenize: give -m MODEL or --tokenizer FILE");
-        const std::string text = o->file.empty() ? o->text : read_text_file(o->file);
+        if (!o->text.empty() && !o->file.empty()) throw_bad_input("tokenize: give the text as an argument or with -f FILE, not both");
+        // the text: the argument, -f FILE, or else standard input (a pipe, or typed until Ctrl-D)
+        const std::string text = !o->file.empty() ? read_text_file(o->file) : !o->text.empty() ? o->text : read_stdin();
         Vocab vocab;
-        if (!o->model.empty()) {
+        if (!o->tokenizer.empty()) {
+            vocab = Vocab::load(o->tokenizer);
+        } else if (gguf::has_magic(o->model)) {
+            vocab = Vocab::load(o->model);  // the vocabulary alone: vocabulary-only GGUF files (ggml-vocab-*.gguf) work too
+        } else {
             LoadOptions lo;
-            lo.tokenizer_path = o->tokenizer;
             lo.require_tokenizer = true;
             vocab = *load_model(o->model, lo).vocab;
-        } else {
-            vocab = Vocab::load(o->tokenizer);
         }
         // Byte-level BPE takes any bytes; SentencePiece needs characters.
         if (!vocab.bpe && !utf8_valid(text)) throw_bad_input("tokenize: the text is not valid UTF-8");

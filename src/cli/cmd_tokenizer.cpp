@@ -1,5 +1,6 @@
 // llmforge tokenizer train --input FILE... --vocab-size N -o tokenizer.json: learn a byte-level BPE vocabulary.
 // llmforge tokenizer info FILE: what a tokenizer file holds.
+// llmforge tokenizer convert IN OUT.json: any tokenizer (GGUF vocabulary, tokenizer.bin, tiktoken, …) as tokenizer.json.
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -7,6 +8,7 @@
 #include "llmforge/bpe.h"
 #include "llmforge/error.h"
 #include "llmforge/mmap_file.h"
+#include "llmforge/tokenizer.h"
 
 namespace llmforge::cli {
 
@@ -39,12 +41,12 @@ void add_tokenizer(CLI::App& app) {
     train->add_option("--input", t->inputs, "text files (UTF-8)")->required()->expected(1, -1);
     train->add_option("--vocab-size", t->vocab_size, "tokens in all: 256 bytes + merges + special tokens")->check(CLI::Range(257, 1 << 22));
     train->add_option("-o,--output", t->out, "tokenizer.json to write")->required();
-    train->add_option("--pattern", t->pattern, "pre-tokeniser: gpt4 (cl100k, default), gpt4o (o200k), gpt2, qwen2, or a regex");
-    train->add_option("--special", t->specials, "special tokens (default <|endoftext|> <|im_start|> <|im_end|>)");
+    train->add_option("--pattern", t->pattern, "pre-tokeniser: gpt4 (cl100k), gpt4o (o200k), gpt2, qwen2, or a regex");
+    train->add_option("--special", t->specials, "special tokens");
     train->add_flag("--no-default-specials", t->no_default_specials, "no special tokens unless given with --special");
-    train->add_option("--min-frequency", t->min_frequency, "stop when the best pair occurs fewer times (default 2)");
+    train->add_option("--min-frequency", t->min_frequency, "stop when the best pair occurs fewer times");
     train->add_flag("--nfc", t->nfc, "NFC-normalise text (the tokenizer then normalises at encode time too)");
-    train->add_option("-t,--threads", t->threads, "threads for counting (default: all cores)");
+    add_threads_option(train, t->threads, "threads for counting (0: all cores)", 0);
     train->add_flag("--json", t->json, "print the training report as JSON");
     train->add_flag("-q,--quiet", t->quiet, "no progress lines");
     train->callback([t] {
@@ -78,11 +80,32 @@ void add_tokenizer(CLI::App& app) {
                          static_cast<unsigned long long>(st.merges), static_cast<unsigned long long>(o.min_frequency));
     });
 
-    auto* info = cmd->add_subcommand("info", "Describe a tokenizer file (tokenizer.json, *.tiktoken, encoder.json/vocab.bpe, GGUF)");
+    auto* info = cmd->add_subcommand("info", "Describe a tokenizer file (tokenizer.json, *.tiktoken, encoder.json/vocab.bpe, GGUF, tokenizer.bin)");
     auto file = std::make_shared<std::string>();
     info->add_option("file", *file, "tokenizer file")->required();
     info->callback([file] {
-        const BpeTokenizer tok = BpeTokenizer::load(*file);
+        const Vocab v = Vocab::load(*file);
+        if (!v.bpe) {  // a SentencePiece-style vocabulary (GGUF "llama", llama2.c, a byte-fallback tokenizer.json)
+            int bytes = 0, control = 0, user = 0;
+            float lo = 0, hi = 0;
+            for (int32_t i = 0; i < v.size(); ++i) {
+                const TokenType t = v.types[static_cast<size_t>(i)];
+                bytes += t == TokenType::Byte;
+                control += t == TokenType::Control || t == TokenType::Unknown;
+                user += t == TokenType::UserDefined;
+                lo = i ? std::min(lo, v.scores[static_cast<size_t>(i)]) : v.scores[0];
+                hi = i ? std::max(hi, v.scores[static_cast<size_t>(i)]) : v.scores[0];
+            }
+            auto piece = [&](int32_t id) { return id >= 0 ? v.pieces[static_cast<size_t>(id)] + " (" + std::to_string(id) + ")" : std::string("none"); };
+            std::printf("model          SentencePiece-style BPE (merges the pair whose piece scores highest; byte fallback)\n");
+            std::printf("tokens         %d (%d byte tokens, %d control, %d user-defined)\n", v.size(), bytes, control, user);
+            std::printf("scores         %g … %g\n", static_cast<double>(lo), static_cast<double>(hi));
+            std::printf("special        bos %s, eos %s, unk %s\n", piece(v.bos).c_str(), piece(v.eos).c_str(), piece(v.unk).c_str());
+            std::printf("adds           %s%s%s\n", v.add_bos ? "BOS " : "", v.add_eos ? "EOS " : "", v.add_space_prefix ? "a space prefix" : "no space prefix");
+            std::printf("chat template  %s\n", v.chat_template.empty() ? "none" : (std::to_string(v.chat_template.size()) + " bytes").c_str());
+            return;
+        }
+        const BpeTokenizer& tok = *v.bpe;
         std::printf("tokens         %d\n", tok.size());
         std::printf("merges         %zu\n", tok.merges().size());
         std::printf("normalizer     %s\n", tok.nfc() ? "NFC" : "none");
@@ -91,6 +114,23 @@ void add_tokenizer(CLI::App& app) {
         size_t shown = 0;
         for (const AddedToken& a : tok.added_tokens())
             if (shown++ < 16) std::printf("  %6d  %s%s\n", a.id, a.content.c_str(), a.special ? "  (special)" : "");
+    });
+
+    auto* conv = cmd->add_subcommand("convert", "Write any tokenizer as a Hugging Face tokenizer.json (and tokenizer_config.json beside it)");
+    auto in = std::make_shared<std::string>(), out = std::make_shared<std::string>();
+    conv->add_option("input", *in, "tokenizer file: GGUF (a model or a vocabulary), tokenizer.bin, tokenizer.json, *.tiktoken, …")->required();
+    conv->add_option("output", *out, "tokenizer.json to write; tokenizer_config.json (special tokens, chat template) goes beside it")->required();
+    conv->callback([in, out] {
+        const Vocab v = Vocab::load(*in);
+        const std::string text = v.to_hf_json();
+        const size_t slash = out->rfind('/');
+        const std::string cfg = (slash == std::string::npos ? std::string(".") : out->substr(0, slash)) + "/tokenizer_config.json";
+        for (const auto& [path, body] : {std::pair<std::string, std::string>{*out, text}, {cfg, v.hf_tokenizer_config()}}) {
+            AtomicWriter w(path);
+            w.write(body.data(), body.size());
+            w.commit();
+        }
+        std::fprintf(stderr, "llmforge: wrote %s and %s (%d tokens)\n", out->c_str(), cfg.c_str(), v.size());
     });
 }
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -20,6 +21,7 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path, bool use_m
     struct stat st{};
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         ::close(fd);
+        if (S_ISDIR(st.st_mode)) throw_bad_input("'%s' is a directory, not a file", path.c_str());
         throw_bad_input("'%s' is not a regular file", path.c_str());
     }
     std::shared_ptr<MappedFile> f(new MappedFile());
@@ -133,7 +135,17 @@ bool is_directory(const std::string& path) {
     return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+std::string read_stdin() {
+    std::string s;
+    char buf[65536];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), stdin)) > 0) s.append(buf, n);
+    if (std::ferror(stdin)) throw_runtime("cannot read standard input: %s", std::strerror(errno));
+    return s;
+}
+
 std::string read_text_file(const std::string& path) {
+    if (is_directory(path)) throw_bad_input("'%s' is a directory, not a file", path.c_str());
     std::ifstream in(path, std::ios::binary);
     if (!in) throw_bad_input("cannot open '%s': %s", path.c_str(), std::strerror(errno));
     std::stringstream ss;

@@ -12,6 +12,8 @@ void save_gguf(const Model& m, const std::string& path, DType dtype);
 
 Model load_llama2c(const std::string& path, const LoadOptions& opts);
 void save_llama2c(const Model& m, const std::string& path);
+// Where save_llama2c writes the tokenizer of NAME.bin: NAME.tokenizer.bin (load_llama2c looks there first).
+std::string llama2c_tokenizer_path(const std::string& model_path);
 
 Model load_safetensors(const std::string& path, const LoadOptions& opts);
 void save_safetensors(const Model& m, const std::string& path, DType dtype);

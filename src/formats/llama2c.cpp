@@ -21,6 +21,12 @@ std::string dirname_of(const std::string& p) {
 }
 }  // namespace
 
+std::string llama2c_tokenizer_path(const std::string& model_path) {
+    const std::string stem = model_path.size() > 4 && model_path.compare(model_path.size() - 4, 4, ".bin") == 0
+                                 ? model_path.substr(0, model_path.size() - 4) : model_path;
+    return stem + ".tokenizer.bin";
+}
+
 Model load_llama2c(const std::string& path, const LoadOptions& opts) {
     auto f = MappedFile::open(path, opts.use_mmap);
     if (f->size() < 28) throw_bad_input("'%s' is truncated: %zu bytes is too small for a llama2.c header", path.c_str(), f->size());
@@ -88,7 +94,9 @@ Model load_llama2c(const std::string& path, const LoadOptions& opts) {
     (opts.use_mmap ? m.mapped_bytes : m.owned_bytes) = f->size();
     m.storage.push_back(f);
 
+    // the tokenizer: --tokenizer, else NAME.tokenizer.bin (what save_llama2c writes for NAME.bin), else tokenizer.bin beside it
     std::string tok = opts.tokenizer_path;
+    if (tok.empty() && file_exists(llama2c_tokenizer_path(path))) tok = llama2c_tokenizer_path(path);
     if (tok.empty() && file_exists(dirname_of(path) + "/tokenizer.bin")) tok = dirname_of(path) + "/tokenizer.bin";
     if (!tok.empty()) m.vocab = Vocab::from_llama2c(tok, static_cast<int32_t>(V));
     return m;
@@ -137,10 +145,7 @@ void save_llama2c(const Model& m, const std::string& path) {
     w.write(im.data(), im.size() * 4);
     if (!c.tied_embeddings) put("output.weight");
     w.commit();
-    if (m.vocab) {
-        const std::string tok = dirname_of(path) + "/tokenizer.bin";
-        m.vocab->write_llama2c(tok);
-    }
+    if (m.vocab) m.vocab->write_llama2c(llama2c_tokenizer_path(path));  // NAME.tokenizer.bin: never another model's tokenizer.bin
 }
 
 }  // namespace llmforge::formats

@@ -312,8 +312,7 @@ Model load_safetensors(const std::string& path, const LoadOptions& opts) {
     m.meta.set("general.name", gguf::Value::str(m.config.name));
     // The tokenizer: --tokenizer, else the Hugging Face tokenizer.json beside the weights.
     const std::string tj = dir + "/tokenizer.json";
-    if (!opts.tokenizer_path.empty()) m.vocab = Vocab::load(opts.tokenizer_path);
-    else if (file_exists(tj)) m.vocab = Vocab::load(tj);
+    if (opts.tokenizer_path.empty() && file_exists(tj)) m.vocab = Vocab::load(tj);  // (--tokenizer: load_model attaches it)
     if (m.vocab) {
         if (m.vocab->size() > m.config.n_vocab)
             throw_bad_input("'%s': the tokenizer has %d tokens but the model's vocabulary has %lld", path.c_str(), m.vocab->size(),
@@ -328,8 +327,24 @@ Model load_safetensors(const std::string& path, const LoadOptions& opts) {
 
 void save_safetensors(const Model& m, const std::string& path, DType dtype) {
     std::string file = path, dir;
-    if (path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0) {
+    const bool file_mode = path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0;
+    // What transformers reads beside the weights: config.json, the tokenizer (tokenizer.json: byte-level BPE or the
+    // SentencePiece form, see vocab_hf.cpp) and tokenizer_config.json (special tokens, chat template).
+    std::vector<std::pair<std::string, std::string>> side = {{"config.json", config_to_hf(m.config).dump(2) + "\n"}};
+    if (m.vocab) {
+        side.emplace_back("tokenizer.json", m.vocab->to_hf_json());
+        side.emplace_back("tokenizer_config.json", m.vocab->hf_tokenizer_config(m.config.n_ctx));
+    }
+    if (file_mode) {
         dir = dir_of(path);
+        // NAME.safetensors in a folder that may hold other things (the current directory, say): never replace another
+        // model's config.json or tokenizer files there
+        for (const auto& [name, text] : side) {
+            const std::string p = dir + "/" + name;
+            if (file_exists(p) && read_text_file(p) != text)
+                throw_bad_input("'%s' already exists and belongs to another model: write into a directory of its own instead (e.g. %s/)",
+                                p.c_str(), path.substr(0, path.size() - 12).c_str());
+        }
     } else {
         dir = path;
         if (!is_directory(dir) && mkdir(dir.c_str(), 0755) != 0) throw_runtime("cannot create directory '%s'", dir.c_str());
@@ -364,17 +379,11 @@ void save_safetensors(const Model& m, const std::string& path, DType dtype) {
     w.write(hs.data(), hs.size());
     for (const auto& [hf, t] : out) w.write(t.data, t.nbytes());
     w.commit();
-    if (m.vocab && m.vocab->bpe) m.vocab->bpe->save_hf_json(dir + "/tokenizer.json");
-    if (m.vocab && !m.vocab->chat_template.empty()) {  // where transformers looks for it
-        AtomicWriter t(dir + "/tokenizer_config.json");
-        const std::string tj = json({{"chat_template", m.vocab->chat_template}}).dump(2) + "\n";
-        t.write(tj.data(), tj.size());
-        t.commit();
+    for (const auto& [name, text] : side) {
+        AtomicWriter s(dir + "/" + name);
+        s.write(text.data(), text.size());
+        s.commit();
     }
-    AtomicWriter c(dir + "/config.json");
-    const std::string cj = config_to_hf(m.config).dump(2) + "\n";
-    c.write(cj.data(), cj.size());
-    c.commit();
 }
 
 }  // namespace llmforge::formats

@@ -1,6 +1,8 @@
 // Model: lookup and checks, format dispatch, conversions shared by the writers, and random initialisation.
 #include "llmforge/model.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <thread>
@@ -68,6 +70,17 @@ Model load_model(const std::string& path, const LoadOptions& opts) {
     else if (gguf::has_magic(path)) m = formats::load_gguf(path, opts);
     else if (ends_with(path, ".bin")) m = formats::load_llama2c(path, opts);
     else throw_bad_input("'%s' is not a GGUF file (wrong magic), and not a llama2.c .bin or safetensors model", path.c_str());
+    // --tokenizer FILE: any tokenizer file (tokenizer.json, GGUF, tokenizer.bin, tiktoken, …) for any model, in place of
+    // the one the model carries (whose chat template stays unless the new one brings its own)
+    if (!opts.tokenizer_path.empty() && m.format != "llama2c") {
+        Vocab v = Vocab::load(opts.tokenizer_path);
+        if (v.size() > m.config.n_vocab)
+            throw_bad_input("the tokenizer '%s' has %d tokens but the model '%s' has only %lld embeddings", opts.tokenizer_path.c_str(), v.size(),
+                            path.c_str(), static_cast<long long>(m.config.n_vocab));
+        v.pad_to(static_cast<int32_t>(m.config.n_vocab));
+        if (v.chat_template.empty() && m.vocab) v.chat_template = m.vocab->chat_template;
+        m.vocab = std::move(v);
+    }
     m.check();
     if (opts.require_tokenizer && !m.vocab)
         throw_bad_input("'%s' has no tokenizer%s", path.c_str(), m.format == "llama2c" ? " (pass --tokenizer tokenizer.bin)" : "");
@@ -103,7 +116,16 @@ static void require_row_major(const Model& m, const char* what) {
 FileFormat format_for_output(const std::string& path) {
     if (ends_with(path, ".gguf")) return FileFormat::GGUF;
     if (ends_with(path, ".bin")) return FileFormat::Llama2c;
-    return FileFormat::Safetensors;
+    if (ends_with(path, ".safetensors") || is_directory(path) || ends_with(path, "/")) return FileFormat::Safetensors;
+    // a name without a file extension is a new directory ("run-0.1-grads" has none: an extension is letters and digits)
+    const size_t slash = path.rfind('/'), dot = path.rfind('.');
+    if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return FileFormat::Safetensors;
+    const std::string ext = path.substr(dot + 1);
+    const bool is_ext = !ext.empty() && ext.size() <= 12 && std::all_of(ext.begin(), ext.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)); }) &&
+                        std::any_of(ext.begin(), ext.end(), [](char c) { return std::isalpha(static_cast<unsigned char>(c)); });
+    if (!is_ext) return FileFormat::Safetensors;
+    throw_bad_input("cannot tell the format to write from the name '%s': use NAME.gguf, NAME.bin (llama2.c), NAME.safetensors, or a "
+                    "directory (safetensors + config.json)", path.c_str());
 }
 
 void save_model(const Model& model, const std::string& path, DType dtype) {
