@@ -41,11 +41,11 @@ if [ ! -s "$a/sft/model.gguf" ]; then
     --min-lr 1e-4 --warmup 20 --precision bf16 --eval-every 1000 --save-every 1000 --seed 1 -t 2 "${resume[@]}"
 fi
 [ -s "$a/eval-sft.json" ] || $bin grpo -m "$a/sft/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/eval.jsonl" --verifier "$verify" \
-  --verifier-lines -o "$a/eval-sft" --eval-only --max-new-tokens 16 -t 2 --json > "$a/eval-sft.json"
+  --verifier-lines -o "$a/eval-sft" --eval-only --n-predict 16 -t 2 --json > "$a/eval-sft.json"
 if [ ! -s "$a/grpo/model.gguf" ]; then
   resume=(); [ -d "$a/grpo/checkpoint" ] && resume=(--resume)
   $bin grpo -m "$a/sft/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/eval.jsonl" --verifier "$verify" --verifier-lines -o "$a/grpo" \
-    --steps 60 --batch-size 32 --group 8 --max-new-tokens 12 --lr 5e-5 --warmup 5 --beta 0.04 --clip-high 0.28 \
+    --steps 60 --batch-size 32 --group 8 --n-predict 12 --lr 5e-5 --warmup 5 --beta 0.04 --cliprange-high 0.28 \
     --eval-every 50 --save-every 25 --sample-every 25 --seed 1 -t 2 --json "${resume[@]}" > "$a/grpo.json"
 fi
 # GRPO from an earlier point of SFT (the same settings, 1,000 steps), where comparisons are half learned and the
@@ -57,7 +57,7 @@ fi
 if [ ! -s "$a/grpo-early/model.gguf" ]; then
   resume=(); [ -d "$a/grpo-early/checkpoint" ] && resume=(--resume)
   $bin grpo -m "$a/sft-early/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/eval.jsonl" --verifier "$verify" --verifier-lines \
-    -o "$a/grpo-early" --steps 150 --batch-size 48 --group 8 --max-new-tokens 12 --lr 1e-4 --warmup 5 --beta 0.04 --clip-high 0.28 \
+    -o "$a/grpo-early" --steps 150 --batch-size 48 --group 8 --n-predict 12 --lr 1e-4 --warmup 5 --beta 0.04 --cliprange-high 0.28 \
     --eval-every 50 --save-every 50 --sample-every 50 --seed 1 -t 2 --json "${resume[@]}" > "$a/grpo-early.json"
 fi
 [ -s "$a/pairs-train.jsonl" ] || python3 scripts/align/arith.py pairs "$a" --train 4000 --seed 2
@@ -67,7 +67,7 @@ if [ ! -s "$a/dpo/model.gguf" ]; then
     --eval-every 50 --save-every 50 --seed 1 -t 2 --json > "$a/dpo.json"
 fi
 [ -s "$a/eval-dpo.json" ] || $bin grpo -m "$a/dpo/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/eval.jsonl" --verifier "$verify" \
-  --verifier-lines -o "$a/eval-dpo" --eval-only --max-new-tokens 16 -t 2 --json > "$a/eval-dpo.json"
+  --verifier-lines -o "$a/eval-dpo" --eval-only --n-predict 16 -t 2 --json > "$a/eval-dpo.json"
 # DPO on the models' own answers (on-policy pairs): each SFT model answers 4,000 training problems and the 500 held-out
 # ones greedily and 8 times at temperature 1 (--eval-samples); the verifier scores them; a wrong answer of the model's
 # (its greedy one when wrong) is the rejected side, its own right answer (else the right answer written out) the
@@ -75,9 +75,9 @@ fi
 # without it; the held-out pairs are the validation set, so the run reports the held-out preference accuracy
 for m in sft-early sft; do
   [ -s "$a/samples-$m.json" ] || $bin grpo -m "$a/$m/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/rl.jsonl" --eval-max 4000 --eval-samples 8 \
-    --verifier "$verify" --verifier-lines -o "$a/samples-$m" --eval-only --max-new-tokens 16 -t 2 --json > "$a/samples-$m.json"
+    --verifier "$verify" --verifier-lines -o "$a/samples-$m" --eval-only --n-predict 16 -t 2 --json > "$a/samples-$m.json"
   [ -s "$a/samples-eval-$m.json" ] || $bin grpo -m "$a/$m/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/eval.jsonl" --eval-samples 8 \
-    --verifier "$verify" --verifier-lines -o "$a/samples-eval-$m" --eval-only --max-new-tokens 16 -t 2 --json > "$a/samples-eval-$m.json"
+    --verifier "$verify" --verifier-lines -o "$a/samples-eval-$m" --eval-only --n-predict 16 -t 2 --json > "$a/samples-eval-$m.json"
   python3 scripts/align/arith.py onpolicy "$a/samples-$m/eval-model.jsonl" -o "$a/onpolicy-$m-train.jsonl"
   python3 scripts/align/arith.py onpolicy "$a/samples-eval-$m/eval-model.jsonl" -o "$a/onpolicy-$m-eval.jsonl"
 done
@@ -87,12 +87,12 @@ for run in "dpo-early-rpo1 sft-early 1" "dpo-early-onp sft-early 0" "dpo-rpo1 sf
     --steps 250 --batch-size 16 --lr 1e-4 --min-lr 1e-5 --warmup 10 --beta 0.1 --rpo-alpha "$3" --eval-every 50 --save-every 250 --seed 1 -t 2 \
     --json > "$a/$1.json"
   [ -s "$a/eval-$1.json" ] || $bin grpo -m "$a/$1/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/eval.jsonl" --verifier "$verify" \
-    --verifier-lines -o "$a/eval-$1" --eval-only --max-new-tokens 16 -t 2 --json > "$a/eval-$1.json"
+    --verifier-lines -o "$a/eval-$1" --eval-only --n-predict 16 -t 2 --json > "$a/eval-$1.json"
 done
 for m in sft grpo dpo sft-early grpo-early; do  # held-out accuracy by kind
   for k in sum max; do
     [ -s "$a/eval-$m-$k.json" ] || $bin grpo -m "$a/$m/model.gguf" --prompts "$a/rl.jsonl" --eval "$a/eval-$k.jsonl" --verifier "$verify" \
-      --verifier-lines -o "$a/eval-$m-$k" --eval-only --max-new-tokens 16 -t 2 --json > "$a/eval-$m-$k.json"
+      --verifier-lines -o "$a/eval-$m-$k" --eval-only --n-predict 16 -t 2 --json > "$a/eval-$m-$k.json"
   done
 done
 $bin plot "$a/grpo" --y reward,eval_reward,entropy --smooth 5 --title "GRPO on sums and comparisons: mean reward (accuracy) of the sampled answers" \
@@ -104,7 +104,7 @@ for beta in ${BETAS:-0.02 0.1 0.5}; do
   [ -s "$d/model.gguf" ] && continue
   resume=(); [ -d "$d/checkpoint" ] && resume=(--resume)
   $bin rlhf -m "$sft" --prompts "$out/prompts_afinn.jsonl" --verifier "node scripts/align/afinn_reward.mjs" --verifier-lines -o "$d" \
-    --steps "${PPO_STEPS:-120}" --batch-size 32 --max-new-tokens 24 --lr 5e-5 --ppo-epochs 2 --mini-batch 16 --beta "$beta" \
+    --steps "${PPO_STEPS:-120}" --batch-size 32 --n-predict 24 --lr 5e-5 --ppo-epochs 2 --mini-batch 16 --beta "$beta" \
     --kl k1 --save-every 20 --sample-every 20 --seed 1 -t 2 --json "${resume[@]}" > "$d.json"
 done
 $bin plot $(for b in ${BETAS:-0.02 0.1 0.5}; do echo "$out/rlhf-beta$b"; done) --y reward,kl --smooth 10 \

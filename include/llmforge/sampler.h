@@ -1,5 +1,5 @@
 // Choosing the next token from the logits. The chain follows llama.cpp's default order:
-// repetition penalty → top-k → top-p → min-p → temperature → draw. Temperature ≤ 0 means greedy (argmax).
+// repetition penalty → top-k → top-p → min-p → temperature → draw. Temperature 0 means greedy (argmax).
 #pragma once
 #include <cstdint>
 #include <random>
@@ -9,12 +9,15 @@ namespace llmforge {
 
 struct SamplerParams {
     float temp = 0.8f;
-    int32_t top_k = 40;          // ≤ 0: off
-    float top_p = 0.95f;         // ≥ 1: off
-    float min_p = 0.05f;         // ≤ 0: off
+    int32_t top_k = 40;          // 0: off
+    float top_p = 0.95f;         // 1: off
+    float min_p = 0.05f;         // 0: off
     float repeat_penalty = 1.0f; // 1: off. A seen token's logit is divided by it if positive, multiplied if negative.
-    int32_t repeat_last_n = 64;  // how many recent tokens the penalty looks at
+    int32_t repeat_last_n = 64;  // how many recent tokens the penalty looks at (-1: all)
     uint64_t seed = 0;
+    // Throws a bad-input Error naming the field for a value outside its range (NaN included): temp < 0, top_k < 0,
+    // top_p or min_p outside [0, 1], repeat_penalty ≤ 0, repeat_last_n < -1. The Sampler checks its parameters so.
+    void validate() const;
 };
 
 class Sampler {

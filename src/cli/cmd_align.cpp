@@ -29,14 +29,14 @@ void add_preference_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions
     o->save_every = 100;
     cmd->add_option("-m,--model", x->model_path, "the model to start from (usually an SFT model: GGUF, safetensors dir)")->required();
     cmd->add_option("--data", x->data_path, "preference pairs: one {\"prompt\", \"chosen\", \"rejected\"} per line (llmforge arena export writes them)")->required();
-    cmd->add_option("--val", x->val_path, "held-out pairs (default: --val-fraction of --data)");
-    cmd->add_option("--val-fraction", x->val_fraction, "share of --data held out when no --val (default 0.1)")->check(CLI::Range(0.0, 0.5));
-    cmd->add_option("--template", x->template_path, "chat template (Jinja) (default: the model's, else ChatML)");
-    cmd->add_option("--epochs", x->epochs, "passes over the pairs when --steps is not given (default 1)");
+    cmd->add_option("--val", x->val_path, "held-out pairs (default: --val-fraction of --data)")->default_str("--val-fraction of --data");
+    cmd->add_option("--val-fraction", x->val_fraction, "share of --data held out when no --val")->check(CLI::Range(0.0, 0.5));
+    cmd->add_option("--template", x->template_path, "chat template (Jinja) (default: the model's, else ChatML)")->default_str("the model's, else ChatML");
+    cmd->add_option("--epochs", x->epochs, "passes over the pairs when --steps is not given");
     cmd->add_option("--on-bad-example", *bad, "skip (default: count and report) or fail (stop at the first, with file and line)")->check(CLI::IsMember({"skip", "fail"}));
     cmd->add_option("--lora-rank", x->lora.rank, "train LoRA adapters of this rank (0: every weight)");
     cmd->add_option("--lora-alpha", x->lora.alpha, "LoRA alpha (scale alpha/rank)");
-    cmd->add_option("--lora-targets", x->lora.targets, "weights to adapt (default: the attention projections; all: attention and MLP)");
+    cmd->add_option("--lora-targets", x->lora.targets, "weights to adapt (all: attention and MLP)")->default_str("the attention projections");
     cmd->add_flag("--merge", x->merge, "LoRA: also write OUT/model.gguf with the adapters merged in");
     add_training_options(cmd, o);
     cmd->get_option("--batch-size")->description("preference pairs per micro-batch (each pair is two sequences)");
@@ -75,7 +75,7 @@ void add_reward(CLI::App& app) {
         auto bad = std::make_shared<std::string>("skip");
         auto json = std::make_shared<bool>(false);
         add_preference_options(tr, o, x, bad);
-        tr->add_option("--center", x->center, "reward centring coefficient: adds c · mean((r⁺ + r⁻)²) so rewards stay near 0 (default 0)")->check(CLI::Range(0.0, 10.0));
+        tr->add_option("--center", x->center, "reward centring coefficient: adds c · mean((r⁺ + r⁻)²) so rewards stay near 0")->check(CLI::Range(0.0, 10.0));
         tr->add_flag("--json", *json, "print the result as JSON");
         tr->callback([o, x, bad, json] {
             x->train = *o;
@@ -94,10 +94,10 @@ void add_reward(CLI::App& app) {
         };
         auto o = std::make_shared<Opts>();
         sc->add_option("-m,--model", o->model, "reward model (written by llmforge reward train)")->required();
-        sc->add_option("-p,--prompt", o->prompt, "the user's message");
-        sc->add_option("-r,--response", o->response, "the answer to score");
-        sc->add_option("--data", o->data, "preference pairs (JSONL): print each pair's rewards and the pairwise accuracy");
-        sc->add_option("-t,--threads", o->threads, "threads");
+        sc->add_option("-p,--prompt", o->prompt, "the user's message")->default_str("none");
+        sc->add_option("-r,--response", o->response, "the answer to score")->default_str("none");
+        sc->add_option("--data", o->data, "preference pairs (JSONL): print each pair's rewards and the pairwise accuracy")->default_str("none");
+        add_threads_option(sc, o->threads, "threads (0: all cores)", 0);
         sc->add_flag("--json", o->json, "print JSON");
         sc->callback([o] {
             if (o->data.empty() == (o->prompt.empty() && o->response.empty()))
@@ -154,11 +154,11 @@ void add_dpo(CLI::App& app) {
     add_preference_options(cmd, o, x, bad);
     o->lr = 5e-6f;
     o->min_lr = 5e-7f;
-    cmd->add_option("--beta", x->beta, "β: strength of the implicit KL constraint to the reference (default 0.1)");
-    cmd->add_option("--label-smoothing", x->label_smoothing, "cDPO: the share of labels assumed flipped (default 0)");
+    cmd->add_option("--beta", x->beta, "β: strength of the implicit KL constraint to the reference");
+    cmd->add_option("--label-smoothing", x->label_smoothing, "cDPO: the share of labels assumed flipped");
     cmd->add_option("--rpo-alpha", x->rpo_alpha,
                     "RPO: add this weight × the chosen answers' per-token negative log-likelihood, so the chosen answers' likelihood is "
-                    "held up while the rejected ones' falls (default 0: plain DPO; Pang et al. 2024 use 1)");
+                    "held up while the rejected ones' falls (0: plain DPO; Pang et al. 2024 use 1)");
     cmd->add_flag("--json", *json, "print the result as JSON");
     cmd->callback([o, x, bad, json] {
         x->train = *o;
@@ -176,38 +176,41 @@ void add_rl_options(CLI::App* cmd, const std::shared_ptr<align::RlOptions>& o) {
     cmd->add_option("-m,--model", o->model_path, "the policy to start from (usually an SFT model); also the frozen reference")->required();
     cmd->add_option("--prompts", o->prompts_path, "prompts: one {\"prompt\": text or messages, …} per line (other fields go to the verifier)")->required();
     cmd->add_option("-o,--output", o->out_dir, "run directory: checkpoints, metrics.jsonl, samples.txt, model.gguf")->required();
-    cmd->add_option("--reward-model", o->reward_model, "score answers with this reward model (llmforge reward train)");
-    cmd->add_option("--verifier", o->verifier, "score answers with this program: sh -c CMD reads {\"prompt\", \"answer\", …} as JSON on stdin, prints a number");
-    cmd->add_option("--verifier-timeout", o->verifier_timeout, "seconds a verifier may take per answer; slower ones are killed and the answer skipped (default 10)");
-    cmd->add_option("--verifier-jobs", o->verifier_jobs, "verifier programs run at once (default: the thread count)");
+    cmd->add_option("--reward-model", o->reward_model, "score answers with this reward model (llmforge reward train)")->default_str("none");
+    cmd->add_option("--verifier", o->verifier, "score answers with this program: sh -c CMD reads {\"prompt\", \"answer\", …} as JSON on stdin, prints a number")->default_str("none");
+    cmd->add_option("--verifier-timeout", o->verifier_timeout, "seconds a verifier may take per answer; slower ones are killed and the answer skipped");
+    cmd->add_option("--verifier-jobs", o->verifier_jobs, "verifier programs run at once")->default_str("the thread count");
     cmd->add_flag("--verifier-lines", o->verifier_lines,
                   "keep each verifier program running: it reads one JSON object per line and prints one number per line, in order "
                   "(start-up paid once, not per answer)");
-    cmd->add_option("--eval", o->eval_path, "held-out prompts: mean reward of greedy answers before and after training, with a 95% interval");
-    cmd->add_option("--eval-max", o->eval_max, "evaluate at most this many held-out prompts (default 500)");
+    cmd->add_option("--eval", o->eval_path, "held-out prompts: mean reward of greedy answers before and after training, with a 95% interval")->default_str("none: no evaluation");
+    cmd->add_option("--eval-max", o->eval_max, "evaluate at most this many held-out prompts");
     cmd->add_flag("--eval-only", o->eval_only, "evaluate the model on --eval and stop (no training; -o is still needed for the run directory)");
     cmd->add_option("--eval-every", o->eval_every, "also evaluate every N steps (0: only before and after)");
     cmd->add_option("--eval-samples", o->eval_samples,
                     "each evaluation also samples this many answers per held-out prompt at --temperature and scores them; the eval "
                     "files list them (\"samples\": [{\"answer\", \"reward\"}]) — on-policy data for DPO pairs or rejection sampling");
-    cmd->add_option("--template", o->template_path, "chat template (Jinja) (default: the model's, else ChatML)");
-    cmd->add_option("--steps", o->steps, "steps: roll-outs, then optimiser updates (default 100)");
-    cmd->add_option("--max-new-tokens", o->max_new, "tokens per answer at most (default 64)");
-    cmd->add_option("--temperature", o->temperature, "sampling temperature of the roll-outs; log-probabilities use the same (default 1)");
-    cmd->add_option("--mini-batch", o->minibatch, "answers per optimiser update (default: all of a step's)");
-    cmd->add_option("--lr", o->lr, "learning rate (default 1e-5)");
+    cmd->add_option("--template", o->template_path, "chat template (Jinja) (default: the model's, else ChatML)")->default_str("the model's, else ChatML");
+    cmd->add_option("--steps", o->steps, "steps: roll-outs, then optimiser updates");
+    cmd->add_option("-n,--n-predict", o->max_new, "tokens per answer at most")->check(at_least(1));
+    cmd->add_option("--temp", o->temperature, "sampling temperature of the roll-outs; log-probabilities use the same")->check(above(0));
+    cmd->add_option("--mini-batch", o->minibatch, "answers per optimiser update")->default_str("all of a step's");
+    cmd->add_option("--lr", o->lr, "learning rate");
     cmd->add_option("--min-lr", o->min_lr, "final learning rate of a decaying schedule");
-    cmd->add_option("--schedule", o->schedule, "constant (default), cosine, linear or wsd");
+    cmd->add_option("--schedule", o->schedule, "constant, cosine, linear or wsd");
     cmd->add_option("--warmup", o->warmup, "warm-up steps");
-    cmd->add_option("--wd", o->weight_decay, "AdamW weight decay (default 0)");
-    cmd->add_option("--clip-grad", o->clip, "clip gradients to this global norm (default 1; 0: off)");
-    cmd->add_option("--seed", o->seed, "seed: prompt order and sampling");
-    cmd->add_option("--save-every", o->save_every, "checkpoint every N steps (default 20)");
-    cmd->add_option("--sample-every", o->sample_every, "print an answer every N steps (default 10; 0: off)");
+    cmd->add_option("--wd", o->weight_decay, "AdamW weight decay");
+    cmd->add_option("--clip-grad", o->clip, "clip gradients to this global norm (0: off)")->check(at_least(0, " (0: off)"));
+    cmd->add_option_function<int64_t>("-s,--seed", [o](const int64_t& v) { o->seed = seed_or_random(v); },
+                                      "seed: prompt order and sampling (-1: a random one)")
+        ->check(at_least(-1, " (-1: random)"))
+        ->default_str(std::to_string(o->seed));
+    cmd->add_option("--save-every", o->save_every, "checkpoint every N steps");
+    cmd->add_option("--sample-every", o->sample_every, "print an answer every N steps (0: off)");
     cmd->add_option("--lora-rank", o->lora.rank, "train LoRA adapters of this rank (the reference is then the base with the adapters off)");
     cmd->add_option("--lora-alpha", o->lora.alpha, "LoRA alpha");
     cmd->add_option("--lora-targets", o->lora.targets, "weights to adapt");
-    cmd->add_option("-t,--threads", o->n_threads, "threads");
+    add_threads_option(cmd, o->n_threads, "threads (0: all cores)", 0);
     cmd->add_flag("--resume", o->resume, "continue from OUT/checkpoint");
     cmd->add_flag("-q,--quiet", [o](int64_t) { o->progress = false; }, "no progress line");
 }
@@ -244,18 +247,18 @@ void add_rlhf(CLI::App& app) {
     o->method = "ppo";
     o->epochs = 4;
     add_rl_options(cmd, o);
-    cmd->add_option("--batch-size", o->prompts_per_step, "roll-outs per step (default 8)");
-    cmd->add_option("--ppo-epochs", o->epochs, "passes over each batch of roll-outs (default 4)");
-    cmd->add_option("--beta", o->ppo.beta, "β: weight of the KL penalty in the per-token reward (default 0.05)");
-    cmd->add_option("--kl", *kl, "KL estimator per token: k1 (log π/ref, default), k2 or k3")->check(CLI::IsMember({"k1", "k2", "k3"}));
+    cmd->add_option("-b,--batch-size", o->prompts_per_step, "roll-outs per step")->check(at_least(1));
+    cmd->add_option("--ppo-epochs", o->epochs, "passes over each batch of roll-outs");
+    cmd->add_option("--beta", o->ppo.beta, "β: weight of the KL penalty in the per-token reward");
+    cmd->add_option("--kl", *kl, "KL estimator per token: k1 (log π/ref), k2 or k3")->check(CLI::IsMember({"k1", "k2", "k3"}));
     cmd->add_flag("--adaptive-kl", o->adaptive_kl, "adapt β towards --target-kl (Ziegler et al. 2019)");
-    cmd->add_option("--target-kl", o->target_kl, "KL the adaptive β aims at, in nats per answer (default 6)");
-    cmd->add_option("--kl-horizon", o->kl_horizon, "horizon of the adaptive β, in roll-outs (default 10000)");
-    cmd->add_option("--gamma", o->ppo.gamma, "discount γ (default 1)");
-    cmd->add_option("--lambda", o->ppo.lambda, "GAE λ (default 0.95)");
-    cmd->add_option("--clip", o->ppo.clip, "policy ratio clip ε (default 0.2)");
-    cmd->add_option("--value-clip", o->ppo.value_clip, "value clip around the roll-out's values (default 0.2)");
-    cmd->add_option("--vf-coef", o->ppo.vf_coef, "weight of the value loss (default 0.1)");
+    cmd->add_option("--target-kl", o->target_kl, "KL the adaptive β aims at, in nats per answer");
+    cmd->add_option("--kl-horizon", o->kl_horizon, "horizon of the adaptive β, in roll-outs");
+    cmd->add_option("--gamma", o->ppo.gamma, "discount γ");
+    cmd->add_option("--lambda", o->ppo.lambda, "GAE λ");
+    cmd->add_option("--cliprange", o->ppo.clip, "policy ratio clip ε (TRL's cliprange)")->check(at_least(0));
+    cmd->add_option("--cliprange-value", o->ppo.value_clip, "value clip around the roll-out's values (TRL's cliprange_value)")->check(at_least(0));
+    cmd->add_option("--vf-coef", o->ppo.vf_coef, "weight of the value loss");
     cmd->add_flag("!--no-whiten", o->ppo.whiten, "do not normalise advantages over the batch");
     cmd->add_flag("--json", *json, "print the result as JSON");
     cmd->callback([o, kl, json] {
@@ -273,18 +276,18 @@ void add_grpo(CLI::App& app) {
     o->method = "grpo";
     o->epochs = 1;
     add_rl_options(cmd, o);
-    cmd->add_option("--batch-size", o->prompts_per_step, "prompts per step (default 8; each gets --group answers)");
-    cmd->add_option("--group", o->group, "answers per prompt G (default 4)");
-    cmd->add_option("--iterations", o->epochs, "μ: updates per batch of answers (default 1)");
-    cmd->add_option("--beta", o->grpo.beta, "β of the per-token KL (k3) to the reference (default 0: off)");
-    cmd->add_option("--clip", o->grpo.clip_low, "ratio clip ε (default 0.2)");
-    cmd->add_option("--clip-high", o->grpo.clip_high, "upper ratio clip (default: --clip; DAPO uses 0.28)");
+    cmd->add_option("-b,--batch-size", o->prompts_per_step, "prompts per step (each gets --group answers)")->check(at_least(1));
+    cmd->add_option("--group", o->group, "answers per prompt G");
+    cmd->add_option("--iterations", o->epochs, "μ: updates per batch of answers");
+    cmd->add_option("--beta", o->grpo.beta, "β of the per-token KL (k3) to the reference (0: off)");
+    cmd->add_option("--cliprange", o->grpo.clip_low, "ratio clip ε (TRL's epsilon)")->check(at_least(0));
+    cmd->add_option("--cliprange-high", o->grpo.clip_high, "upper ratio clip (TRL's epsilon_high; DAPO uses 0.28)")->check(at_least(0))->default_str("--cliprange");
     cmd->add_flag("!--no-scale-rewards", o->grpo.scale_rewards, "do not divide advantages by the group's standard deviation (Dr. GRPO)");
-    cmd->add_option("--loss-aggregation", o->grpo.aggregate, "sequence (mean per answer, then over answers; default) or token (over all tokens)")
+    cmd->add_option("--loss-aggregation", o->grpo.aggregate, "sequence (mean per answer, then over answers) or token (over all tokens)")
         ->check(CLI::IsMember({"sequence", "token"}));
     cmd->add_flag("--json", *json, "print the result as JSON");
     cmd->callback([o, json, cmd] {
-        if (cmd->count("--clip-high") == 0) o->grpo.clip_high = o->grpo.clip_low;
+        if (cmd->count("--cliprange-high") == 0) o->grpo.clip_high = o->grpo.clip_low;
         const align::RlReport r = align::rl_train(*o);
         print_rl(r, *json);
         if (r.interrupted) throw Error(ErrorKind::Runtime, "interrupted (checkpoint saved)");

@@ -42,8 +42,8 @@ void add_align_loss(CLI::App& app) {
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model")->required();
     cmd->add_option("--spec", o->spec, "JSON: the loss, the batch and the roll-out data")->required();
-    cmd->add_option("--grads-out", o->grads_out, "write the model's gradients (without the head) as a model");
-    cmd->add_option("-t,--threads", o->threads, "threads");
+    cmd->add_option("--grads-out", o->grads_out, "write the model's gradients (without the head) as a model")->default_str("none: not written");
+    add_threads_option(cmd, o->threads);
     cmd->callback([o] {
         nlohmann::json s;
         try {

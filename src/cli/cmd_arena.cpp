@@ -27,13 +27,13 @@ void add_arena(CLI::App& app) {
         std::string db = "llmforge-arena.db", out;
         bool ties = false, json = false;
         int bootstrap = 1000;
-        uint64_t seed = 1;
+        int64_t seed = 1;
     };
     auto o = std::make_shared<Opts>();
 
     auto* ex = cmd->add_subcommand("export", "votes as JSONL preference pairs {\"prompt\",\"chosen\",\"rejected\"} (ties and both-bad left out)");
     ex->add_option("--db", o->db, "the arena's SQLite file");
-    ex->add_option("-o,--output", o->out, "JSONL file to write (written atomically; default: stdout)");
+    ex->add_option("-o,--output", o->out, "JSONL file to write (written atomically; default: stdout)")->default_str("standard output");
     ex->add_flag("--ties", o->ties, "also write ties and both-bad votes, with \"tie\": true (not preference pairs: for inspection)");
     ex->callback([o] {
         const auto votes = read_votes(o->db);
@@ -77,14 +77,14 @@ void add_arena(CLI::App& app) {
     auto* lb = cmd->add_subcommand("leaderboard", "Bradley–Terry ratings (Elo scale) with 95% bootstrap intervals");
     lb->add_option("--db", o->db, "the arena's SQLite file");
     lb->add_option("--bootstrap", o->bootstrap, "bootstrap resamples for the intervals");
-    lb->add_option("--seed", o->seed, "seed of the resampling");
+    add_seed_option(lb, o->seed, "seed of the resampling");
     lb->add_flag("--json", o->json, "JSON on stdout");
     lb->callback([o] {
         if (o->bootstrap < 0) throw_bad_input("--bootstrap must be >= 0");
         const auto votes = read_votes(o->db);
         server::BradleyTerryOptions bo;
         bo.bootstrap = o->bootstrap;
-        bo.seed = o->seed;
+        bo.seed = seed_or_random(o->seed);
         const auto rows = server::bradley_terry(votes, bo);
         if (o->json) {
             nlohmann::ordered_json out = {{"votes", votes.size()}, {"models", nlohmann::ordered_json::array()}};

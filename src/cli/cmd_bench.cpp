@@ -15,14 +15,14 @@
 namespace llmforge::cli {
 
 void add_bench(CLI::App& app) {
-    auto* cmd = app.add_subcommand("bench", "Measure prompt processing (pp) and generation (tg) speed, like llama-bench");
+    auto* cmd = app.add_subcommand("bench", "Measure prompt processing (pp) and generation (tg) speed, like llama-bench (and with its flags: -p, -n, -r)");
     struct Opts { std::string model, cache_type = "f16"; int64_t pp = 128, tg = 64, reps = 5; int threads = ThreadPool::default_threads(); bool json = false, no_mmap = false; };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
-    cmd->add_option("-p,--n-prompt", o->pp, "prompt tokens (0: skip)");
-    cmd->add_option("-n,--n-gen", o->tg, "generated tokens (0: skip)");
-    cmd->add_option("-r,--repetitions", o->reps, "repetitions of each test");
-    cmd->add_option("-t,--threads", o->threads, "threads");
+    cmd->add_option("-p,--n-prompt", o->pp, "prompt tokens (0: skip)")->check(at_least(0, " (0: skip)"));
+    cmd->add_option("-n,--n-gen", o->tg, "generated tokens (0: skip)")->check(at_least(0, " (0: skip)"));
+    cmd->add_option("-r,--repetitions", o->reps, "repetitions of each test")->check(at_least(1));
+    add_threads_option(cmd, o->threads);
     cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 or f32");
     cmd->add_flag("--json", o->json, "print one JSON object");
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
@@ -35,6 +35,8 @@ void add_bench(CLI::App& app) {
         std::mt19937 rng(42);
         std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(m.config.n_vocab - 1));
         using clock = std::chrono::steady_clock;
+        // column widths (in characters): the model path as long as it is, t/s as wide as "123456.78 ± 12345.67"
+        const int model_w = std::max<int>(5, static_cast<int>(o->model.size())), ts_w = 20;
         auto run = [&](const char* name, int64_t n, bool batched) {
             if (n <= 0) return nlohmann::json();
             std::vector<double> rates;
@@ -54,14 +56,18 @@ void add_bench(CLI::App& app) {
             for (double x : rates) var += (x - mean) * (x - mean);
             const double sd = rates.size() > 1 ? std::sqrt(var / static_cast<double>(rates.size() - 1)) : 0;
             const std::string test = std::string(name) + std::to_string(n);
-            if (!o->json) std::printf("| %-40s | %-6s | %7d | %-8s | %10.2f ± %.2f |\n", o->model.c_str(), dtype_name(m.get("blk.0.ffn_up.weight").dtype),
-                                      o->threads, test.c_str(), mean, sd);
+            if (!o->json) {
+                char ts[64];
+                std::snprintf(ts, sizeof(ts), "%.2f ± %.2f", mean, sd);
+                std::printf("| %-*s | %-6s | %7d | %-8s | %*s |\n", model_w, o->model.c_str(), dtype_name(m.get("blk.0.ffn_up.weight").dtype),
+                            o->threads, test.c_str(), ts_w + 1, ts);  // + 1: "±" is two bytes, one column
+            }
             return nlohmann::json{{"test", test}, {"tokens_per_s", mean}, {"stddev", sd}, {"samples", rates}};
         };
         if (!o->json) {
-            std::printf("| %-40s | %-6s | %7s | %-8s | %16s |\n", "model", "type", "threads", "test", "t/s");
-            std::printf("|%s|%s|%s|%s|%s|\n", std::string(42, '-').c_str(), std::string(8, '-').c_str(), std::string(9, '-').c_str(),
-                        std::string(10, '-').c_str(), std::string(18, '-').c_str());
+            std::printf("| %-*s | %-6s | %7s | %-8s | %*s |\n", model_w, "model", "type", "threads", "test", ts_w, "t/s");
+            std::printf("|%s|%s|%s|%s|%s|\n", std::string(static_cast<size_t>(model_w) + 2, '-').c_str(), std::string(8, '-').c_str(),
+                        std::string(9, '-').c_str(), std::string(10, '-').c_str(), std::string(static_cast<size_t>(ts_w) + 2, '-').c_str());
         }
         nlohmann::json res = {{"model", o->model}, {"threads", o->threads}, {"isa", kernels::isa_name()}, {"results", nlohmann::json::array()}};
         if (auto j = run("pp", o->pp, true); !j.is_null()) res["results"].push_back(j);

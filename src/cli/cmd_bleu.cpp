@@ -64,7 +64,7 @@ std::vector<std::string> split_list(const std::string& s) {
 }  // namespace
 
 void add_bleu(CLI::App& app) {
-    auto* cmd = app.add_subcommand("bleu", "BLEU, chrF and TER of a system output against references, as sacreBLEU computes them");
+    auto* cmd = app.add_subcommand("bleu", "BLEU, chrF and TER of a system output against references, as sacreBLEU computes them. The flags are sacreBLEU's (-i, -m, -b, --tok, --lc, …), not llmforge's usual ones, so that its users' commands carry over");
     struct Opts {
         std::string hyp, metrics = "bleu";
         std::vector<std::string> refs;
@@ -77,16 +77,16 @@ void add_bleu(CLI::App& app) {
     auto o = std::make_shared<Opts>();
     cmd->add_option("--hyp,-i,--input", o->hyp, "system output, one segment per line ('-': standard input)")->required();
     cmd->add_option("--ref,-r", o->refs, "reference file(s), one segment per line, as many lines as --hyp")->required();
-    cmd->add_option("--metrics,-m", o->metrics, "comma-separated: bleu, chrf, ter (default bleu)");
-    cmd->add_option("--tokenize,--tok", o->bleu.tokenize, "BLEU tokeniser: 13a (default), intl, zh, char, none");
+    cmd->add_option("--metrics,-m", o->metrics, "comma-separated: bleu, chrf, ter");
+    cmd->add_option("--tokenize,--tok", o->bleu.tokenize, "BLEU tokeniser: 13a, intl, zh, char, none");
     cmd->add_flag("--lowercase,--lc", o->bleu.lowercase, "BLEU: lowercase before scoring");
-    cmd->add_option("--smooth,--smooth-method", o->bleu.smooth, "BLEU smoothing: exp (default), floor, add-k, none");
-    cmd->add_option("--smooth-value", o->bleu.smooth_value, "BLEU: the value of floor (default 0.1) or add-k (default 1)");
-    cmd->add_option("--max-ngram-order", o->bleu.max_order, "BLEU: highest n-gram order (default 4)");
+    cmd->add_option("--smooth,--smooth-method", o->bleu.smooth, "BLEU smoothing: exp, floor, add-k, none");
+    cmd->add_option("--smooth-value", o->bleu.smooth_value, "BLEU: the value of floor or add-k smoothing")->default_str("0.1 for floor, 1 for add-k");
+    cmd->add_option("--max-ngram-order", o->bleu.max_order, "BLEU: highest n-gram order");
     cmd->add_flag("--effective-order", o->bleu.effective_order, "BLEU: stop at the highest order with matches (sentence-level default)");
-    cmd->add_option("--chrf-char-order", o->chrf.char_order, "chrF: character n-gram order (default 6)");
-    cmd->add_option("--chrf-word-order", o->chrf.word_order, "chrF: word n-gram order (default 0; 2 gives chrF++)");
-    cmd->add_option("--chrf-beta", o->chrf.beta, "chrF: weight of recall (default 2)");
+    cmd->add_option("--chrf-char-order", o->chrf.char_order, "chrF: character n-gram order");
+    cmd->add_option("--chrf-word-order", o->chrf.word_order, "chrF: word n-gram order (2 gives chrF++)");
+    cmd->add_option("--chrf-beta", o->chrf.beta, "chrF: weight of recall");
     cmd->add_flag("--chrf-whitespace", o->chrf.whitespace, "chrF: keep whitespace in character n-grams");
     cmd->add_flag("--chrf-lowercase", o->chrf.lowercase, "chrF: lowercase before scoring");
     cmd->add_flag("--chrf-eps-smoothing", o->chrf.eps_smoothing, "chrF: epsilon smoothing (chrF++.py, NLTK, Moses) instead of the effective order");
@@ -95,7 +95,7 @@ void add_bleu(CLI::App& app) {
     cmd->add_flag("--ter-asian-support", o->ter.asian_support, "TER: split CJK characters / remove CJK punctuation");
     cmd->add_flag("--ter-case-sensitive", o->ter.case_sensitive, "TER: do not lowercase");
     cmd->add_flag("--sentence-level,--sl", o->sentence, "print a score per segment (BLEU with the effective order, as sacreBLEU)");
-    cmd->add_option("--width,-w", o->width, "decimals (default 1)");
+    cmd->add_option("--width,-w", o->width, "decimals");
     cmd->add_flag("--score-only,-b", o->score_only, "print only the numbers");
     cmd->add_flag("--json", o->json, "print JSON (sacreBLEU's fields)");
     cmd->callback([o] {
@@ -164,7 +164,7 @@ void add_bleu(CLI::App& app) {
 }
 
 void add_rouge(CLI::App& app) {
-    auto* cmd = app.add_subcommand("rouge", "ROUGE-1/2/L/Lsum of predictions against references, as Google's rouge-score computes them");
+    auto* cmd = app.add_subcommand("rouge", "ROUGE-1/2/L/Lsum of predictions against references, as Google's rouge-score computes them (flags in bleu's sacreBLEU style: -i for the predictions)");
     struct Opts {
         std::string pred, jsonl, types = "rouge1,rouge2,rougeL,rougeLsum";
         std::vector<std::string> refs;
@@ -173,13 +173,13 @@ void add_rouge(CLI::App& app) {
         uint64_t seed = 42;
     };
     auto o = std::make_shared<Opts>();
-    cmd->add_option("--pred,-i", o->pred, "predictions, one per line (then every line is one sentence)");
+    cmd->add_option("--pred,-i", o->pred, "predictions, one per line (then every line is one sentence)")->default_str("none");
     cmd->add_option("--ref,-r", o->refs, "reference file(s), as many lines as --pred");
     cmd->add_option("--jsonl", o->jsonl,
-                    "instead of line files: JSONL with {\"prediction\": \"…\", \"references\": [\"…\", …]} (newlines separate sentences for rougeLsum)");
+                    "instead of line files: JSONL with {\"prediction\": \"…\", \"references\": [\"…\", …]} (newlines separate sentences for rougeLsum)")->default_str("none");
     cmd->add_option("--types", o->types, "comma-separated: rouge1..rouge9, rougeL, rougeLsum");
     cmd->add_flag("--stem,--use-stemmer", o->stem, "Porter-stem tokens longer than 3 characters");
-    cmd->add_option("--bootstrap", o->bootstrap, "bootstrap resamples for the 95 % interval (0: none; default 1000)");
+    cmd->add_option("--bootstrap", o->bootstrap, "bootstrap resamples for the 95 % interval (0: none)");
     cmd->add_option("--seed", o->seed, "seed of the bootstrap");
     cmd->add_flag("--json", o->json, "print one JSON object");
     cmd->add_flag("--print-tokens", o->print_tokens, "print the ROUGE tokens of each --pred line (after stemming with --stem) and stop");

@@ -36,24 +36,28 @@ void add_chat(CLI::App& app) {
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
-    cmd->add_option("--system", o->system, "system prompt");
-    cmd->add_option("--template", o->tpl, "chat template (Jinja file, tokenizer_config.json or GGUF) instead of the model's");
+    cmd->add_option("--system", o->system, "system prompt")->default_str("none");
+    cmd->add_option("--template", o->tpl, "chat template (Jinja file, tokenizer_config.json or GGUF) instead of the model's")->default_str("the model's, else ChatML");
     cmd->add_option("--lora", o->lora, "LoRA adapter(s) to apply");
     cmd->add_option("--lora-scale", o->lora_scale, "scale of the adapters");
-    cmd->add_option("-n,--n-predict", o->n, "most tokens per answer (-1: until the end of the turn)");
+    cmd->add_option("-n,--n-predict", o->n, "most tokens per answer (-1: until the end of the turn)")->check(at_least(-1, " (-1: no limit)"));
     add_sampling_options(cmd, o->s, o->seed);
-    cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)");
-    cmd->add_option("-t,--threads", o->threads, "threads");
+    cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)")->check(at_least(0, " (0: the model's)"));
+    add_threads_option(cmd, o->threads);
     cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 or f32");
-    cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
+    cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model")->default_str("the model's own");
     cmd->add_flag("-v,--verbose", o->verbose, "after each answer, print token counts and speed to stderr");
     cmd->add_flag("--jsonl", o->jsonl, "print each answer as one JSON line {\"text\", \"stop_reason\", token counts, timings} (for scripts)");
     cmd->callback([o] {
+        const std::string tpl = o->tpl.empty() ? std::string() : load_chat_template(o->tpl);  // before the (slow) model load
         Model m = load_for_cli(o->model, o->tokenizer, true);
+        warn_context(m, o->ctx);
         ThreadPool pool(o->threads);
         Transformer tf(m, pool, o->ctx, 512, parse_cache_type(o->cache_type));
         apply_lora_adapters(tf, m, o->lora, o->lora_scale);
-        const ChatFormat fmt(*m.vocab, o->tpl.empty() ? std::string() : load_chat_template(o->tpl));
+        if (tpl.empty() && m.vocab->chat_template.empty())
+            std::fprintf(stderr, "llmforge: note: %s has no chat template; using ChatML (--template FILE to choose one)\n", o->model.c_str());
+        const ChatFormat fmt(*m.vocab, tpl);
         SamplerParams sp = o->s;
         sp.seed = seed_or_random(o->seed);
         ChatSession chat(tf, *m.vocab, fmt, sp);

@@ -11,6 +11,7 @@
 #include "llmforge/gguf.h"
 #include "llmforge/jinja.h"
 #include "llmforge/mmap_file.h"
+#include "llmforge/utf8.h"
 
 namespace llmforge::cli {
 
@@ -45,7 +46,14 @@ std::string load_chat_template(const std::string& path) {
         if (t.empty()) throw_bad_input("'%s' has no chat_template (a string, or a list with a \"default\" entry)", path.c_str());
         return t;
     }
-    return read_text_file(path);
+    std::string t = read_text_file(path);
+    // A chat template is Jinja text that prints the messages: refuse binary files and text without any Jinja in it
+    // (a model file or a prompt passed by mistake), rather than rendering them verbatim.
+    if (!utf8_valid(t) || t.find('\0') != std::string::npos)
+        throw_bad_input("'%s' is not a chat template: it is not UTF-8 text (give a .jinja file, tokenizer_config.json or a GGUF model)", path.c_str());
+    if (t.find("{{") == std::string::npos && t.find("{%") == std::string::npos)
+        throw_bad_input("'%s' is not a chat template: it has no Jinja {{ … }} or {%% … %%} in it", path.c_str());
+    return t;
 }
 
 void add_chat_template_encode(CLI::App* cmd);
@@ -59,7 +67,7 @@ void add_chat_template(CLI::App& app) {
         bool gen = false, json = false;
     };
     auto o = std::make_shared<Opts>();
-    render->add_option("-t,--template", o->tpl, "a .jinja file, tokenizer_config.json, or GGUF model")->required();
+    render->add_option("--template", o->tpl, "a .jinja file, tokenizer_config.json, or GGUF model")->required();
     render->add_option("--messages", o->messages, "the conversation as JSON (OpenAI messages), or @FILE")->required();
     render->add_flag("--add-generation-prompt", o->gen, "end with the header of an assistant turn");
     render->add_option("--context", o->context, "more template variables as a JSON object (tools, bos_token, …), or @FILE");
@@ -87,7 +95,7 @@ void add_chat_template_encode(CLI::App* cmd) {
     };
     auto o = std::make_shared<Opts>();
     enc->add_option("-m,--model", o->model, "model whose tokenizer (and chat template) to use")->required();
-    enc->add_option("-t,--template", o->tpl, "chat template to use instead of the model's (default: the model's, else ChatML)");
+    enc->add_option("--template", o->tpl, "chat template to use instead of the model's (default: the model's, else ChatML)")->default_str("the model's, else ChatML");
     enc->add_option("--messages", o->messages, "the conversation as JSON (OpenAI messages), or @FILE")->required();
     enc->callback([o] {
         LoadOptions lo;

@@ -21,14 +21,14 @@ void add_eval(CLI::App& app) {
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
     cmd->add_option("--task", o->task, "task file (JSONL; see include/llmforge/eval.h or docs/eval.md for the format)")->required();
-    cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)");
-    cmd->add_option("-n,--max-tokens", o->max_tokens, "generative items: most tokens to generate (default 64)");
+    cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)")->check(at_least(0, " (0: the model's)"));
+    cmd->add_option("-n,--n-predict", o->max_tokens, "generative items: most tokens to generate")->check(at_least(1));
     cmd->add_option("--limit", o->limit, "score only the first N items");
-    cmd->add_option("-t,--threads", o->threads, "threads");
-    cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
+    add_threads_option(cmd, o->threads);
+    cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model")->default_str("the model's own");
     cmd->add_flag("--no-bos", o->no_bos, "do not add BOS before each item");
     cmd->add_flag("--chat", o->chat, "chat models: the context is the user's message, rendered with the chat template; a choice starts the reply");
-    cmd->add_option("--template", o->tpl, "with --chat: a chat template (.jinja, tokenizer_config.json or GGUF) instead of the model's");
+    cmd->add_option("--template", o->tpl, "with --chat: a chat template (.jinja, tokenizer_config.json or GGUF) instead of the model's")->default_str("the model's, else ChatML");
     cmd->add_flag("--items", o->items, "with --json: include every item's result");
     cmd->add_flag("--json", o->json, "print one JSON object");
     cmd->callback([o] {
@@ -36,6 +36,7 @@ void add_eval(CLI::App& app) {
         auto items = load_eval_tasks(o->task);
         if (o->limit >= 0 && static_cast<size_t>(o->limit) < items.size()) items.resize(static_cast<size_t>(o->limit));
         Model m = load_for_cli(o->model, o->tokenizer, true);
+        warn_context(m, o->ctx);
         ThreadPool pool(o->threads);
         EvalOptions eo;
         eo.n_ctx = o->ctx;

@@ -34,11 +34,17 @@ Memory memory_of(const ModelConfig& c) {
 }
 
 nlohmann::json config_json(const ModelConfig& c) {
-    return {{"architecture", arch_name(c.arch)}, {"name", c.name}, {"n_vocab", c.n_vocab}, {"n_ctx", c.n_ctx},
-            {"n_embd", c.n_embd}, {"n_ff", c.n_ff}, {"n_layer", c.n_layer}, {"n_head", c.n_head}, {"n_head_kv", c.n_head_kv},
-            {"head_dim", c.head_dim()}, {"norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta},
-            {"rope_style", c.rope_style == RopeStyle::Half ? "half" : "interleaved"},
-            {"tied_embeddings", c.tied_embeddings}, {"n_params", c.n_params()}};
+    nlohmann::json j = {{"architecture", arch_name(c.arch)}, {"name", c.name}, {"n_vocab", c.n_vocab}, {"n_ctx", c.n_ctx},
+                        {"n_embd", c.n_embd}, {"n_ff", c.n_ff}, {"n_layer", c.n_layer}, {"n_head", c.n_head}, {"n_head_kv", c.n_head_kv},
+                        {"head_dim", c.head_dim()}, {"norm_eps", static_cast<double>(std::stod(strprintf("%g", static_cast<double>(c.norm_eps))))},
+                        {"tied_embeddings", c.tied_embeddings}, {"n_params", c.n_params()}};
+    if (c.arch == Arch::Llama) {  // RoPE: only for the families that use it (GPT-2 has learned positions)
+        j["rope_theta"] = c.rope_theta;
+        j["rope_style"] = c.rope_style == RopeStyle::Half ? "half" : "interleaved";
+    } else {
+        j["positions"] = "learned";
+    }
+    return j;
 }
 
 void print_config(const ModelConfig& c) {
@@ -91,8 +97,8 @@ void add_info(CLI::App& app) {
         std::string s;
         for (const auto& n : preset_names()) s += (s.empty() ? "" : ", ") + n;
         return s;
-    }() + ")");
-    cmd->add_option("--tokenizer", *tokenizer, "llama2.c tokenizer.bin");
+    }() + ")")->default_str("none: describe MODEL");
+    cmd->add_option("--tokenizer", *tokenizer, "llama2.c tokenizer.bin")->default_str("the model's own");
     cmd->add_flag("--json", *json_out, "print one JSON object");
     cmd->add_flag("--all", *all, "list every tensor and metadata value");
     cmd->callback([=] {

@@ -11,14 +11,16 @@ void add_init(CLI::App& app) {
     auto preset_name = std::make_shared<std::string>();
     auto out = std::make_shared<std::string>();
     auto dtype = std::make_shared<std::string>("f32");
-    auto seed = std::make_shared<uint64_t>(42);
+    auto seed = std::make_shared<int64_t>(42);
     auto ctx = std::make_shared<int64_t>(0);
     cmd->add_option("--preset", *preset_name, "configuration name (see `llmforge info --preset`)")->required();
     cmd->add_option("-o,--output", *out, "output file: .gguf, .bin (llama2.c) or a safetensors directory")->required();
     cmd->add_option("--dtype", *dtype, "weight type: f32, f16 or bf16");
-    cmd->add_option("--seed", *seed, "random seed");
-    cmd->add_option("--ctx", *ctx, "override the context length");
+    add_seed_option(cmd, *seed, "random seed of the weights");
+    cmd->add_option("-c,--ctx-size", *ctx, "context length (0: the preset's)")->check(at_least(0, " (0: the preset's)"));
     cmd->callback([=] {
+        *seed = static_cast<int64_t>(seed_or_random(*seed) & 0x7fffffffffffffffull);
+        (void)format_for_output(*out);  // a name whose format we cannot tell: say so before any work
         ModelConfig c = preset(*preset_name);
         if (*ctx > 0) c.n_ctx = *ctx;
         const DType t = dtype_from_name(*dtype);

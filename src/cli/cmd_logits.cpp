@@ -15,22 +15,23 @@ void add_logits(CLI::App& app) {
     struct Opts { std::string model, prompt, tokens, tokenizer; bool incremental = false, no_bos = false, no_mmap = false, ggml = false; int threads = ThreadPool::default_threads(); int64_t ctx = 0, batch = 512; std::string cache_type = "f16"; std::vector<std::string> lora; float lora_scale = 1.0f; };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
-    cmd->add_option("-p,--prompt", o->prompt, "prompt text (tokenised with the model's vocabulary)");
-    cmd->add_option("--tokens", o->tokens, "comma-separated token ids instead of a prompt");
-    cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
+    cmd->add_option("-p,--prompt", o->prompt, "prompt text (tokenised with the model's vocabulary)")->default_str("none");
+    cmd->add_option("--tokens", o->tokens, "comma-separated token ids instead of a prompt")->default_str("none");
+    cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model")->default_str("the model's own");
     cmd->add_flag("--incremental", o->incremental, "feed one token at a time through the KV cache instead of one batched pass");
     cmd->add_flag("--ggml-arithmetic", o->ggml, "round every intermediate as llama.cpp's CPU backend does (slower; same bits as llama.cpp on f32 weights)");
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     cmd->add_flag("--no-bos", o->no_bos, "do not add the beginning-of-sequence token to a prompt");
-    cmd->add_option("-t,--threads", o->threads, "threads");
-    cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)");
-    cmd->add_option("-b,--batch-size", o->batch, "tokens per forward pass");
-    cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 (llama.cpp's default) or f32");
+    add_threads_option(cmd, o->threads);
+    cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)")->check(at_least(0, " (0: the model's)"));
+    cmd->add_option("-b,--batch-size", o->batch, "tokens per forward pass")->check(at_least(1));
+    cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 (as llama.cpp) or f32");
     cmd->add_option("--lora", o->lora, "LoRA adapter(s) to apply beside the weights (GGUF, as llmforge sft --lora-rank writes)");
-    cmd->add_option("--lora-scale", o->lora_scale, "scale of the adapters (default 1)");
+    cmd->add_option("--lora-scale", o->lora_scale, "scale of the adapters");
     cmd->callback([o] {
         if (o->prompt.empty() == o->tokens.empty()) throw_bad_input("logits: give -p PROMPT or --tokens IDS");
         Model m = load_for_cli(o->model, o->tokenizer, !o->prompt.empty(), !o->no_mmap, !o->ggml);  // ggml arithmetic: row-major weights
+        warn_context(m, o->ctx);
         std::vector<int32_t> ids;
         if (!o->prompt.empty()) {
             ids = m.vocab->encode(o->prompt, !o->no_bos, true);

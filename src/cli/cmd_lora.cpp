@@ -1,4 +1,4 @@
-// llmforge lora merge -m BASE --lora ADAPTER -o OUT [--scale S] [--dtype T]: W' = W + S · (alpha/rank) · B A, written as
+// llmforge lora merge -m BASE --lora ADAPTER -o OUT [--lora-scale S] [--dtype T]: W' = W + S · (alpha/rank) · B A, written as
 // a plain model. llmforge lora info ADAPTER: what an adapter adapts.
 #include <cstdio>
 
@@ -29,8 +29,8 @@ void add_lora(CLI::App& app) {
     merge->add_option("-m,--model", o->model, "base model")->required();
     merge->add_option("--lora", o->lora, "adapter (GGUF)")->required();
     merge->add_option("-o,--output", o->out, "merged model (.gguf, .bin, or a safetensors directory)")->required();
-    merge->add_option("--scale", o->scale, "adapter scale (default 1)");
-    merge->add_option("--dtype", o->dtype, "f32, f16 or bf16 (default: the base model's)");
+    merge->add_option("--lora-scale", o->scale, "adapter scale");
+    merge->add_option("--dtype", o->dtype, "f32, f16 or bf16 (default: the base model's)")->default_str("the base model's");
     merge->callback([o] {
         Model base = load_model(o->model);
         const Model a = load_lora_adapter(o->lora, base.config);

@@ -24,17 +24,17 @@ void add_perplexity(CLI::App& app) {
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
     cmd->add_option("-f,--file", o->file, "text file to score")->required();
-    cmd->add_option("-c,--ctx-size", o->ctx, "tokens per chunk (default 512)");
+    cmd->add_option("-c,--ctx-size", o->ctx, "tokens per chunk")->check(at_least(2));
     cmd->add_option("--stride", o->stride,
                     "sliding window (Hugging Face's method): windows of -c tokens every S tokens, each scoring the tokens not yet scored");
     cmd->add_option("--ppl-stride", o->llama_stride, "llama.cpp's --ppl-stride: windows of -c tokens every S tokens, each scoring its last S");
-    cmd->add_option("-b,--batch-size", o->batch, "tokens per forward pass");
-    cmd->add_option("--chunks", o->chunks, "score at most this many chunks (-1: all)");
+    cmd->add_option("-b,--batch-size", o->batch, "tokens per forward pass")->check(at_least(1));
+    cmd->add_option("--chunks", o->chunks, "score at most this many chunks (-1: all)")->check(at_least(-1, " (-1: all)"));
     cmd->add_option("--kl-base", o->kl_base,
-                    "reference model (e.g. the f32 original of a quantised or distilled -m): also report KL(base ‖ model) per token");
-    cmd->add_option("-t,--threads", o->threads, "threads");
-    cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 (llama.cpp's default) or f32");
-    cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
+                    "reference model (e.g. the f32 original of a quantised or distilled -m): also report KL(base ‖ model) per token")->default_str("none");
+    add_threads_option(cmd, o->threads);
+    cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 (as llama.cpp) or f32");
+    cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model")->default_str("the model's own");
     cmd->add_flag("--no-bos", o->no_bos, "do not put BOS at the start of each chunk");
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     cmd->add_flag("--json", o->json, "print one JSON object instead of llama.cpp's lines");

@@ -20,10 +20,10 @@ void add_plot(CLI::App& app) {
     auto o = std::make_shared<Opts>();
     cmd->add_option("metrics", o->files, "metrics.jsonl files (or run directories holding one)")->required();
     cmd->add_option("--y", o->keys, "keys to plot, one panel each (e.g. reward kl)")->required()->delimiter(',');
-    cmd->add_option("--labels", o->labels, "a label per run (default: the file names)")->delimiter(',');
-    cmd->add_option("--x", o->x, "the x key (default step)");
-    cmd->add_option("--smooth", o->smooth, "moving average over N points (default 1: none)")->check(CLI::Range(1, 100000));
-    cmd->add_option("--title", o->title, "title");
+    cmd->add_option("--labels", o->labels, "a label per run")->delimiter(',')->default_str("the file names");
+    cmd->add_option("--x", o->x, "the x key");
+    cmd->add_option("--smooth", o->smooth, "moving average over N points (1: none)")->check(CLI::Range(1, 100000));
+    cmd->add_option("--title", o->title, "title")->default_str("the run directories' names");
     cmd->add_option("-o,--output", o->out, "the SVG file")->required();
     cmd->callback([o] {
         if (!o->labels.empty() && o->labels.size() != o->files.size())

@@ -19,11 +19,11 @@ void add_prepare(CLI::App& app) {
     cmd->add_option("--input", o->inputs, "text files (documents split at blank lines) or .jsonl with \"text\"")->required()->expected(1, -1);
     cmd->add_option("--tokenizer", o->tokenizer, "tokenizer file (tokenizer.json, *.tiktoken, …)")->required();
     cmd->add_option("-o,--output", o->out_dir, "output directory")->required();
-    cmd->add_option("--split", o->split, "documents of a text file: paragraph (default), line or file");
-    cmd->add_option("--val-fraction", o->val_fraction, "fraction of documents held out for validation (default 0.01)")->check(CLI::Range(0.0, 0.5));
+    cmd->add_option("--split", o->split, "documents of a text file: paragraph, line or file");
+    cmd->add_option("--val-fraction", o->val_fraction, "fraction of documents held out for validation")->check(CLI::Range(0.0, 0.5));
     cmd->add_option("--min-chars", o->min_chars, "drop documents shorter than this after cleaning");
-    cmd->add_option("--near-dup", o->near_dup_threshold, "MinHash similarity at which a document counts as a near-duplicate (default 0.8; >1 off)");
-    cmd->add_option("-t,--threads", o->n_threads, "threads (default: all cores)");
+    cmd->add_option("--near-dup", o->near_dup_threshold, "MinHash similarity at which a document counts as a near-duplicate (>1 off)");
+    add_threads_option(cmd, o->n_threads, "threads (0: all cores)", 0);
     cmd->add_flag("--json", *json, "print the report as JSON");
     cmd->add_flag("-q,--quiet", [o](int64_t) { o->progress = false; }, "no progress lines");
     cmd->callback([o, json] {
@@ -48,23 +48,26 @@ void add_prepare(CLI::App& app) {
 void add_training_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions>& o) {
     cmd->add_option("-o,--output", o->out_dir, "run directory: checkpoints, metrics, plot, samples")->required();
     cmd->add_option("--steps", o->steps, "optimizer steps");
-    cmd->add_option("--batch-size", o->batch_size, "sequences per micro-batch");
+    cmd->add_option("-b,--batch-size", o->batch_size, "sequences per micro-batch")->check(at_least(1));
     cmd->add_option("--seq-len", o->seq_len, "tokens per sequence");
     cmd->add_option("--grad-accum", o->grad_accum, "micro-batches per step (global batch = batch-size × grad-accum)");
     cmd->add_option("--lr", o->lr, "peak learning rate");
     cmd->add_option("--min-lr", o->min_lr, "final learning rate");
-    cmd->add_option("--schedule", o->schedule, "cosine (default), linear, wsd or constant");
+    cmd->add_option("--schedule", o->schedule, "cosine, linear, wsd or constant");
     cmd->add_option("--warmup", o->warmup, "warm-up steps");
-    cmd->add_option("--precision", o->precision, "matrix products: f32 (default) or bf16 (bf16 operands, f32 accumulation; master weights and optimizer stay f32)");
+    cmd->add_option("--precision", o->precision, "matrix products: f32 or bf16 (bf16 operands, f32 accumulation; master weights and optimizer stay f32)");
     cmd->add_option("--wd", o->weight_decay, "AdamW weight decay (matrices only)");
-    cmd->add_option("--clip", o->clip, "clip gradients to this global norm (0: off)");
-    cmd->add_option("--seed", o->seed, "seed for initialisation and data order");
+    cmd->add_option("--clip-grad", o->clip, "clip gradients to this global norm (0: off)")->check(at_least(0, " (0: off)"));
+    cmd->add_option_function<int64_t>("-s,--seed", [o](const int64_t& v) { o->seed = seed_or_random(v); },
+                                      "seed for initialisation and data order (-1: a random one, logged; --resume needs the run's seed)")
+        ->check(at_least(-1, " (-1: random)"))
+        ->default_str(std::to_string(o->seed));
     cmd->add_option("--eval-every", o->eval_every, "validation every N steps");
     cmd->add_option("--eval-batches", o->eval_batches, "validation windows per evaluation");
     cmd->add_option("--save-every", o->save_every, "checkpoint every N steps");
     cmd->add_option("--sample-every", o->sample_every, "generate a sample every N steps (0: off)");
-    cmd->add_option("--sample-prompt", o->sample_prompt, "text the samples start from");
-    cmd->add_option("-t,--threads", o->n_threads, "threads");
+    cmd->add_option("--sample-prompt", o->sample_prompt, "text the samples start from")->default_str("the beginning of a document");
+    add_threads_option(cmd, o->n_threads, "threads (0: all cores)", 0);
     cmd->add_flag("--resume", o->resume, "continue from OUT/checkpoint");
     cmd->add_flag("-q,--quiet", [o](int64_t) { o->progress = false; }, "no progress line");
 }
@@ -77,8 +80,8 @@ void add_pretrain(CLI::App& app) {
         int64_t layers = 0, d_model = 0, heads = 0, kv_heads = 0, d_ff = 0;
     };
     auto x = std::make_shared<Extra>();
-    cmd->add_option("--preset", x->preset, "model preset (llmforge info --preset NAME); sizes can be overridden below");
-    cmd->add_option("--config", x->config, "model config as JSON: Hugging Face config.json fields (GPT-2 or LLaMA)");
+    cmd->add_option("--preset", x->preset, "model preset (llmforge info --preset NAME); sizes can be overridden below")->default_str("none");
+    cmd->add_option("--config", x->config, "model config as JSON: Hugging Face config.json fields (GPT-2 or LLaMA)")->default_str("none");
     cmd->add_option("--layers", x->layers, "number of blocks");
     cmd->add_option("--d-model", x->d_model, "model width");
     cmd->add_option("--heads", x->heads, "attention heads");
@@ -127,14 +130,14 @@ void add_sft(CLI::App& app) {
     o->save_every = 100;
     cmd->add_option("-m,--model", x->model_path, "the model to tune (GGUF, safetensors dir, llama2.c .bin)")->required();
     cmd->add_option("--data", x->data_path, "conversations: one {\"messages\": [...]} per line")->required();
-    cmd->add_option("--val", x->val_path, "held-out conversations (default: --val-fraction of --data)");
-    cmd->add_option("--val-fraction", x->val_fraction, "share of --data held out for validation when no --val (default 0.05)")->check(CLI::Range(0.0, 0.5));
-    cmd->add_option("--template", x->template_path, "chat template (Jinja) to use and store with the model (default: the model's, else ChatML)");
-    cmd->add_option("--epochs", x->epochs, "passes over the data when --steps is not given (default 1)");
+    cmd->add_option("--val", x->val_path, "held-out conversations (default: --val-fraction of --data)")->default_str("--val-fraction of --data");
+    cmd->add_option("--val-fraction", x->val_fraction, "share of --data held out for validation when no --val")->check(CLI::Range(0.0, 0.5));
+    cmd->add_option("--template", x->template_path, "chat template (Jinja) to use and store with the model (default: the model's, else ChatML)")->default_str("the model's, else ChatML");
+    cmd->add_option("--epochs", x->epochs, "passes over the data when --steps is not given");
     cmd->add_option("--on-bad-example", *bad, "skip (default: count and report them) or fail (stop at the first, with file and line)")
         ->check(CLI::IsMember({"skip", "fail"}));
     cmd->add_option("--lora-rank", x->lora.rank, "train LoRA adapters of this rank instead of every weight (0: full fine-tuning)");
-    cmd->add_option("--lora-alpha", x->lora.alpha, "LoRA alpha: the adapters are scaled by alpha/rank (default 16)");
+    cmd->add_option("--lora-alpha", x->lora.alpha, "LoRA alpha: the adapters are scaled by alpha/rank");
     cmd->add_option("--lora-targets", x->lora.targets, "weights to adapt: attn_q attn_k attn_v attn_qkv attn_output ffn_gate ffn_up ffn_down, or all "
                                                        "(default: the attention projections)");
     cmd->add_flag("--merge", x->merge, "LoRA: also write OUT/model.gguf with the adapters merged in (default: OUT/adapter.gguf only)");

@@ -40,29 +40,29 @@ void add_serve(CLI::App& app) {
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->models, "model file (give -m several times to serve several models)")->required();
-    cmd->add_option("-a,--alias", o->aliases, "the name clients use for each model, in -m order (default: the file name without extension)");
+    cmd->add_option("-a,--alias", o->aliases, "the name clients use for each model, in -m order")->default_str("the file name without extension");
     cmd->add_option("--host", o->host, "address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)");
     cmd->add_option("--port", o->port, "port (0: any free port, printed at start)");
     cmd->add_option("--api-key", o->keys, "accepted API key (Bearer); give several times for several keys. Without one, no authentication");
     cmd->add_option("--parallel,--np", o->parallel, "sequences decoded together per model (KV-cache slots)");
-    cmd->add_option("-c,--ctx-size", o->ctx, "context of each slot in tokens (0: the model's, at most 4096)");
-    cmd->add_option("-b,--batch-size", o->batch, "rows per forward pass at most");
+    cmd->add_option("-c,--ctx-size", o->ctx, "context of each slot in tokens (0: the model's, at most 4096)")->check(at_least(0, " (0: the model's)"));
+    cmd->add_option("-b,--batch-size", o->batch, "rows per forward pass at most")->check(at_least(1));
     cmd->add_option("--prefill-chunk", o->prefill_chunk, "prompt tokens that ride along with one decoding step (smaller: steadier streams while prompts run)");
-    cmd->add_option("-t,--threads", o->threads, "compute threads");
+    add_threads_option(cmd, o->threads, "compute threads");
     cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 or f32");
     cmd->add_option("--queue", o->queue, "requests that may wait for a slot per model; beyond, 503");
     cmd->add_option("--max-concurrent", o->max_concurrent, "requests answered at once; beyond, 429 (0: 2 × slots + 64 per model)");
     cmd->add_option("--max-tokens", o->max_tokens, "cap on max_tokens of a request (0: the context)");
     cmd->add_option("--timeout", o->timeout, "seconds a request may take, queue included; then it ends with finish_reason \"length\"");
     cmd->add_option("--max-body", o->max_body, "largest request body in bytes; beyond, 413");
-    cmd->add_option("--cors", o->cors, "allow cross-origin requests from this origin ('*': any)");
-    cmd->add_option("--template", o->tpl, "chat template (Jinja file, tokenizer_config.json or GGUF) instead of the model's");
+    cmd->add_option("--cors", o->cors, "allow cross-origin requests from this origin ('*': any)")->default_str("none: same origin only");
+    cmd->add_option("--template", o->tpl, "chat template (Jinja file, tokenizer_config.json or GGUF) instead of the model's")->default_str("the model's, else ChatML");
     cmd->add_option("--io-threads", o->io_threads, "HTTP I/O threads");
     cmd->add_option("--shutdown-timeout", o->shutdown_timeout, "on SIGTERM/SIGINT, seconds to let running requests finish before cancelling them");
-    cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model");
+    cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model")->default_str("the model's own");
     cmd->add_flag("--no-web", o->no_web, "no web chat at / and no arena: the API only");
-    cmd->add_option("--web-dir", o->web_dir, "serve the web pages from this folder instead of the copy built into the binary");
-    cmd->add_option("--arena-db", o->arena_db, "SQLite file for the arena's votes (default with two or more models: llmforge-arena.db)");
+    cmd->add_option("--web-dir", o->web_dir, "serve the web pages from this folder instead of the copy built into the binary")->default_str("the pages built into the binary");
+    cmd->add_option("--arena-db", o->arena_db, "SQLite file for the arena's votes (default with two or more models: llmforge-arena.db)")->default_str("llmforge-arena.db with two or more models");
     cmd->add_flag("--no-access-log", o->no_log, "no JSON access-log line per request on stderr");
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     cmd->callback([o] {
@@ -71,6 +71,7 @@ void add_serve(CLI::App& app) {
         if (o->port < 0 || o->port > 65535) throw_bad_input("--port must be between 0 and 65535");
         for (const auto& k : o->keys)
             if (k.empty()) throw_bad_input("--api-key: an API key cannot be empty");
+        const std::string tpl = o->tpl.empty() ? std::string() : load_chat_template(o->tpl);  // before the (slow) model loads
         ThreadPool pool(o->threads);
         FairMutex step_mutex;  // the models share the compute threads: one forward pass at a time, in turn
         std::vector<server::ServedModel> models;
@@ -82,7 +83,11 @@ void add_serve(CLI::App& app) {
             for (const auto& other : models)
                 if (other.id == sm.id) throw_bad_input("two models are both called '%s': name them with --alias", sm.id.c_str());
             sm.model = std::make_unique<Model>(load_for_cli(o->models[i], o->tokenizer, true, !o->no_mmap));
-            sm.chat = std::make_unique<ChatFormat>(*sm.model->vocab, o->tpl.empty() ? std::string() : load_chat_template(o->tpl));
+            warn_context(*sm.model, o->ctx);
+            if (tpl.empty() && sm.model->vocab->chat_template.empty())
+                std::fprintf(stderr, "llmforge: note: %s has no chat template; /v1/chat/completions uses ChatML (--template FILE to choose one)\n",
+                             o->models[i].c_str());
+            sm.chat = std::make_unique<ChatFormat>(*sm.model->vocab, tpl);
             sm.stop_tokens = sm.chat->stop_tokens();
             EngineOptions eo;
             eo.n_slots = o->parallel;
@@ -130,8 +135,9 @@ void add_serve(CLI::App& app) {
             }
             std::fprintf(stderr, "llmforge: signal %d: no new requests; letting %d running request(s) finish (at most %.0f s)\n", sig, api.in_flight(),
                          o->shutdown_timeout);
+            // still listening, so that load balancers see /health turn 503 and new requests get a 503 rather than a
+            // refused connection (docs/server.md); the process exits once the running requests are done
             api.set_draining();
-            srv.stop_accepting();
             shutdown = std::thread([&] {
                 const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o->shutdown_timeout * 1000));
                 while (api.in_flight() > 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -1,4 +1,4 @@
-// llmforge train-steps -m MODEL --batch BATCH.json [--steps N] [optimizer flags] [--grads-out DIR] [-o DIR]
+// llmforge train-steps -m MODEL --batch-file BATCH.json [--steps N] [optimizer flags] [--grads-out DIR] [-o DIR]
 // Runs N AdamW steps on one fixed batch and prints the losses: the training engine in isolation, for checking it
 // against references (as `logits` does for inference). BATCH.json: {"inputs": [[ids]], "targets": [[ids]]}, [B][T].
 #include <cmath>
@@ -23,7 +23,7 @@ void add_train_steps(CLI::App& app) {
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model to start from")->required();
-    cmd->add_option("--batch", o->batch, "JSON {\"inputs\": [[...]], \"targets\": [[...]]}")->required();
+    cmd->add_option("--batch-file", o->batch, "JSON {\"inputs\": [[...]], \"targets\": [[...]]}")->required();
     cmd->add_option("--steps", o->steps, "optimizer steps (0: forward and backward only)")->check(CLI::Range(0, 1000000));
     cmd->add_option("--lr", o->lr, "peak learning rate");
     cmd->add_option("--min-lr", o->min_lr, "final learning rate of the decay");
@@ -33,16 +33,16 @@ void add_train_steps(CLI::App& app) {
     cmd->add_option("--beta1", o->beta1, "AdamW β1");
     cmd->add_option("--beta2", o->beta2, "AdamW β2");
     cmd->add_option("--eps", o->eps, "AdamW ε");
-    cmd->add_option("--clip", o->clip, "clip gradients to this global norm (0: off)");
-    cmd->add_option("-t,--threads", o->threads, "threads");
-    cmd->add_option("--grads-out", o->grads_out, "write the first step's gradients (before clipping) as a model");
-    cmd->add_option("-o,--output", o->out, "write the parameters after the last step");
-    cmd->add_option("--lora-rank", o->lora.rank, "train LoRA adapters of this rank instead of the weights (default 0: off)");
+    cmd->add_option("--clip-grad", o->clip, "clip gradients to this global norm (0: off)");
+    add_threads_option(cmd, o->threads);
+    cmd->add_option("--grads-out", o->grads_out, "write the first step's gradients (before clipping) as a model")->default_str("none: not written");
+    cmd->add_option("-o,--output", o->out, "write the parameters after the last step")->default_str("none: not written");
+    cmd->add_option("--lora-rank", o->lora.rank, "train LoRA adapters of this rank instead of the weights (0: off)");
     cmd->add_option("--lora-alpha", o->lora.alpha, "LoRA alpha (scale alpha/rank)");
     cmd->add_option("--lora-targets", o->lora.targets, "weights to adapt: attn_q attn_k attn_v attn_qkv attn_output ffn_gate ffn_up ffn_down, or all");
     cmd->add_option("--lora-b-std", o->lora.init_b_std, "start B from N(0, std²) instead of zeros (so the first gradients of A are not zero)");
     cmd->add_option("--lora-seed", o->lora.seed, "seed of the adapters' initialisation");
-    cmd->add_option("--lora-init-out", o->lora_init_out, "write the adapters' starting values (GGUF adapter)");
+    cmd->add_option("--lora-init-out", o->lora_init_out, "write the adapters' starting values (GGUF adapter)")->default_str("none: not written");
     cmd->callback([o] {
         for (float x : {o->lr, o->min_lr, o->wd, o->beta1, o->beta2, o->eps, o->clip})
             if (!std::isfinite(x)) throw_bad_input("optimizer settings must be finite numbers");

@@ -14,6 +14,12 @@ struct PretrainOptions;
 
 namespace llmforge::cli {
 
+// Registers every subcommand on app (the whole CLI), and runs it: parse, dispatch, one-line errors, exit status.
+void build_app(CLI::App& app);
+int run(int argc, char** argv);
+// " (did you mean 'X'?)" for the candidate closest to word, or "" when none is close.
+std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates);
+
 void add_info(CLI::App& app);
 void add_init(CLI::App& app);
 void add_convert(CLI::App& app);
@@ -53,11 +59,21 @@ Model load_for_cli(const std::string& path, const std::string& tokenizer, bool n
 // --cache-type: f16 or f32, anything else is bad usage.
 DType parse_cache_type(const std::string& s);
 std::string human_bytes(double b);
+// CLI11 checks whose one-line message names the range: "--temp: must be at least 0 (0: greedy), not -1".
+CLI::Validator at_least(double lo, const std::string& note = "");
+CLI::Validator above(double lo, const std::string& note = "");
+CLI::Validator between(double lo, double hi, const std::string& note = "");
+// The shared spellings: -s,--seed (-1: random, checked) and -t,--threads (min … 1024; min 0 where 0 means all cores).
+CLI::Option* add_seed_option(CLI::App* cmd, int64_t& seed, const std::string& what);
+CLI::Option* add_threads_option(CLI::App* cmd, int& threads, const std::string& what = "threads", int min = 1);
 // The sampling flags of generate and chat: --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n -s/--seed.
 void add_sampling_options(CLI::App* cmd, SamplerParams& s, int64_t& seed);
 uint64_t seed_or_random(int64_t seed);  // seed < 0: a random one
 // Loads each LoRA adapter file for model m and applies it beside the weights.
 void apply_lora_adapters(Transformer& tf, const Model& m, const std::vector<std::string>& files, float scale);
 std::string human_count(double n);
+// Warns on stderr when ctx asks for more positions than the model was trained on (as llama.cpp does): quality degrades
+// beyond them. ctx 0 means the model's own.
+void warn_context(const Model& m, int64_t ctx);
 
 }  // namespace llmforge::cli

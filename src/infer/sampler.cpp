@@ -4,9 +4,21 @@
 #include <cmath>
 #include <unordered_set>
 
+#include "llmforge/error.h"
+
 namespace llmforge {
 
-Sampler::Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) {}
+void SamplerParams::validate() const {
+    auto bad = [](const char* name, const char* range, double v) { throw_bad_input("sampling: %s must be %s, not %g", name, range, v); };
+    if (!(temp >= 0)) bad("temp", "at least 0 (0: greedy)", temp);
+    if (top_k < 0) bad("top_k", "at least 0 (0: off)", top_k);
+    if (!(top_p >= 0 && top_p <= 1)) bad("top_p", "in [0, 1] (1: off)", top_p);
+    if (!(min_p >= 0 && min_p <= 1)) bad("min_p", "in [0, 1] (0: off)", min_p);
+    if (!(repeat_penalty > 0) || !std::isfinite(repeat_penalty)) bad("repeat_penalty", "greater than 0 (1: off)", repeat_penalty);
+    if (repeat_last_n < -1) bad("repeat_last_n", "at least -1 (-1: all)", repeat_last_n);
+}
+
+Sampler::Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) { p.validate(); }
 
 int32_t Sampler::sample(const float* logits, int64_t n_vocab, const std::vector<int32_t>& history) {
     cands_.resize(static_cast<size_t>(n_vocab));

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <new>
+#include <unistd.h>
 
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
@@ -73,6 +75,18 @@ Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, in
 
     const int64_t C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, B = n_batch_;
     const size_t cache = static_cast<size_t>(n_seq_) * static_cast<size_t>(cfg_.n_layer * n_ctx_ * KV);
+    // What the buffers below take: the K and V caches, and f32 activations for a batch of B rows (x, h, q, att, k, v,
+    // the MLP's two, GPT-2's qkv) plus the per-thread attention scratch. Refuse, naming the sizes, what cannot fit.
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    const double kv_bytes = 2.0 * static_cast<double>(cache) * static_cast<double>(dtype_size(kv_type_));
+    const double act_bytes = 4.0 * (static_cast<double>(B) * static_cast<double>(4 * C + 2 * KV + 2 * F + (gpt2 ? 3 * C : 0)) +
+                                    static_cast<double>(pool.size()) * static_cast<double>(n_ctx_ + 32 + cfg_.head_dim() * 66));
+    const double have = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+    if (kv_bytes + act_bytes > have)
+        throw_bad_input("a context of %lld tokens (× %d sequence%s) needs %.2f GiB for the KV cache and %.2f GiB of buffers, more than the "
+                        "%.2f GiB of memory here: lower the context (-c)",
+                        static_cast<long long>(n_ctx_), n_seq_, n_seq_ == 1 ? "" : "s", kv_bytes / gib, act_bytes / gib, have / gib);
+    try {
     if (kv_type_ == DType::F32) {
         k_cache_.assign(cache, 0.0f);
         v_cache_.assign(cache, 0.0f);
@@ -96,6 +110,10 @@ Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, in
     norm_w_.resize(2 * C);
     rope_cos_.resize(B * cfg_.n_rot() / 2);
     rope_sin_.resize(B * cfg_.n_rot() / 2);
+    } catch (const std::bad_alloc&) {
+        throw_runtime("out of memory: allocating %.2f GiB for the KV cache (context %lld × %d sequence%s, %s) and %.2f GiB of buffers failed",
+                      kv_bytes / gib, static_cast<long long>(n_ctx_), n_seq_, n_seq_ == 1 ? "" : "s", dtype_name(kv_type_), act_bytes / gib);
+    }
 }
 
 void Transformer::check_tokens(const int32_t* tokens, int64_t n, bool room) const {

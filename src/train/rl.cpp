@@ -325,9 +325,9 @@ RlReport rl_train(const RlOptions& o) {
         if (!std::isfinite(x)) throw_bad_input("learning-rate, clipping, temperature and β settings must be finite numbers");
     if (o.lr <= 0) throw_bad_input("the learning rate must be positive");
     if (o.steps <= 0 || o.prompts_per_step <= 0 || o.max_new <= 0 || o.epochs <= 0 || o.minibatch < 0)
-        throw_bad_input("--steps, --batch-size, --max-new-tokens and --epochs must be positive");
+        throw_bad_input("--steps, --batch-size, --n-predict and --epochs must be positive");
     if (!ppo && o.group < 2) throw_bad_input("GRPO needs groups of at least 2 answers (--group)");
-    if (!(o.temperature > 0)) throw_bad_input("--temperature must be positive (the policy gradient needs sampled answers)");
+    if (!(o.temperature > 0)) throw_bad_input("--temp must be positive (the policy gradient needs sampled answers)");
     if (ppo && o.ppo.beta < 0) throw_bad_input("--beta must not be negative");
     if (o.verifier_timeout <= 0) throw_bad_input("--verifier-timeout must be positive");
     fs::create_directories(o.out_dir);

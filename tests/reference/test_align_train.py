@@ -142,7 +142,7 @@ def main():
         ver = os.path.join(tmp, "verifier.py")
         with open(ver, "w") as f:  # the share of the answer's characters that are letters of the colour's name
             f.write("import json, sys\nd = json.load(sys.stdin)\na = d['answer']\nprint(sum(ch in d['colour'] for ch in a) / max(1, len(a)))\n")
-        g = ["--prompts", prompts, "--verifier", f"/usr/bin/python3 {ver}", "--batch-size", "3", "--group", "3", "--max-new-tokens", "8",
+        g = ["--prompts", prompts, "--verifier", f"/usr/bin/python3 {ver}", "--batch-size", "3", "--group", "3", "--n-predict", "8",
              "--lr", "1e-3", "-t", "2", "-q", "--seed", "2", "--save-every", "2", "--beta", "0.05"]
         ga, gb = os.path.join(tmp, "grpo-a"), os.path.join(tmp, "grpo-b")
         r = run(args, "grpo", "-m", model, "-o", ga, "--steps", "4", "--json", *g)
@@ -181,7 +181,7 @@ def main():
         mb = metrics(os.path.join(gb, "metrics.jsonl"))
         TT.check("GRPO: 2 steps + --resume 2 give the roll-outs and losses of 4 in one go",
                  [(x["reward"], x["loss"]) for x in m] == [(x["reward"], x["loss"]) for x in mb], f"{len(m)} vs {len(mb)}")
-        pp = ["--prompts", prompts, "--reward-model", os.path.join(rm, "model.gguf"), "--batch-size", "4", "--max-new-tokens", "8", "--lr", "1e-4",
+        pp = ["--prompts", prompts, "--reward-model", os.path.join(rm, "model.gguf"), "--batch-size", "4", "--n-predict", "8", "--lr", "1e-4",
               "-t", "2", "-q", "--seed", "2", "--save-every", "2", "--beta", "0.1", "--kl", "k3"]
         pa, pb = os.path.join(tmp, "ppo-a"), os.path.join(tmp, "ppo-b")
         r = run(args, "rlhf", "-m", model, "-o", pa, "--steps", "4", "--json", *pp)
@@ -230,7 +230,7 @@ def main():
                     "print(len(d['answer']) % 3)\n")
         r = run(args, "grpo", "-m", model, "-o", os.path.join(tmp, "grpo-bad"), "--steps", "3", "--json", "--prompts", prompts,
                 "--verifier", f"/usr/bin/python3 {bad_ver}", "--verifier-timeout", "0.5", "--batch-size", "12", "--group", "2",
-                "--max-new-tokens", "4", "--lr", "1e-3", "-t", "2", "-q", "--seed", "2", check=False)
+                "--n-predict", "4", "--lr", "1e-3", "-t", "2", "-q", "--seed", "2", check=False)
         ok = r.returncode == 0
         rep = json.loads(r.stdout) if ok else {}
         TT.check("bad verifiers: timed-out, crashed and garbage answers are skipped and counted; the run finishes",
@@ -257,7 +257,7 @@ def main():
                     "    print('about seven' if c == 'purple' else 'nan' if c == 'black' else 0.5, flush=True)\n")
         r = run(args, "grpo", "-m", model, "-o", os.path.join(tmp, "grpo-bad-lines"), "--steps", "2", "--json", "--prompts", prompts,
                 "--verifier", f"/usr/bin/python3 {bad_lines}", "--verifier-lines", "--verifier-timeout", "0.5", "--batch-size", "12", "--group", "2",
-                "--max-new-tokens", "4", "--lr", "1e-3", "-t", "2", "-q", "--seed", "2", check=False)
+                "--n-predict", "4", "--lr", "1e-3", "-t", "2", "-q", "--seed", "2", check=False)
         ok = r.returncode == 0
         rep = json.loads(r.stdout) if ok else {}
         restarts = open(starts).read().count("again")

@@ -76,7 +76,7 @@ for fname in sorted(os.listdir(tdir)):
                 want, want_err = tpl.render(messages=conv["messages"], add_generation_prompt=gen, **ctx), None
             except Exception as e:  # noqa: BLE001 - any Jinja/Python error is an expected failure
                 want, want_err = None, type(e).__name__
-            cmd = [args.bin, "chat-template", "render", "-t", path, "--messages", json.dumps(conv["messages"]), "--context", json.dumps(ctx), "--json"]
+            cmd = [args.bin, "chat-template", "render", "--template", path, "--messages", json.dumps(conv["messages"]), "--context", json.dumps(ctx), "--json"]
             if gen:
                 cmd.append("--add-generation-prompt")
             r = subprocess.run(cmd, capture_output=True, text=True)

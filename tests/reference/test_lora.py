@@ -108,7 +108,7 @@ def main():
             with open(batch, "w") as f:
                 json.dump({"inputs": inputs, "targets": targets}, f)
             init, grads = os.path.join(tmp, f"{arch}-init.gguf"), os.path.join(tmp, f"{arch}-grads.gguf")
-            out = subprocess.run([args.bin, "train-steps", "-m", d, "--batch", batch, "--steps", "0", "--lora-rank", str(R), "--lora-alpha", str(ALPHA),
+            out = subprocess.run([args.bin, "train-steps", "-m", d, "--batch-file", batch, "--steps", "0", "--lora-rank", str(R), "--lora-alpha", str(ALPHA),
                                   "--lora-targets", *lora_targets, "--lora-b-std", "0.05", "--lora-init-out", init, "--grads-out", grads, "-t", "2"],
                                  check=True, capture_output=True, text=True).stdout
             ours_loss = json.loads(out)["losses"][0]

@@ -147,7 +147,7 @@ def main():
         bad("NaN learning rate", [bin_, "pretrain", "--preset", "gpt2-tiny", "--lr", "nan", "--data", data, "-o", os.path.join(tmp, "r4")] + small,
             "finite")
         run = os.path.join(tmp, "r5")
-        bad("loss turning NaN mid-run", [bin_, "pretrain", "--preset", "gpt2-tiny", "--lr", "1e9", "--warmup", "0", "--clip", "0",
+        bad("loss turning NaN mid-run", [bin_, "pretrain", "--preset", "gpt2-tiny", "--lr", "1e9", "--warmup", "0", "--clip-grad", "0",
                                          "--save-every", "1", "--data", data, "-o", run, "--steps", "50", "--batch-size", "2",
                                          "--seq-len", "16", "-q"], "at step", code=1)
         st = json.load(open(os.path.join(run, "checkpoint", "state.json")))

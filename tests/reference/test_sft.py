@@ -83,7 +83,7 @@ def main():
                 with open(path, "w") as f:
                     json.dump({"inputs": inputs, "targets": targets}, f)
                 gd = os.path.join(tmp, f"{name}-{tag}-grads")
-                r = subprocess.run([args.bin, "train-steps", "-m", d, "--batch", path, "--steps", "0", "--grads-out", gd, "-t", "2"],
+                r = subprocess.run([args.bin, "train-steps", "-m", d, "--batch-file", path, "--steps", "0", "--grads-out", gd, "-t", "2"],
                                    capture_output=True, text=True)
                 if r.returncode != 0:
                     raise RuntimeError("train-steps failed: " + r.stderr)
@@ -147,8 +147,8 @@ def main():
         want_tpl = open(tpl).read()
         got_tpl = json.load(open(os.path.join(hf, "tokenizer_config.json"))).get("chat_template")
         msgs = json.dumps([{"role": "user", "content": "hi"}])
-        a = subprocess.run([args.bin, "chat-template", "render", "-t", back, "--messages", msgs], capture_output=True, text=True).stdout
-        b = subprocess.run([args.bin, "chat-template", "render", "-t", tpl, "--messages", msgs], capture_output=True, text=True).stdout
+        a = subprocess.run([args.bin, "chat-template", "render", "--template", back, "--messages", msgs], capture_output=True, text=True).stdout
+        b = subprocess.run([args.bin, "chat-template", "render", "--template", tpl, "--messages", msgs], capture_output=True, text=True).stdout
         TT.check("the chat template travels with the model (GGUF → safetensors → GGUF)", got_tpl == want_tpl and a == b and a != "", repr(a))
         r = subprocess.run([args.bin, "sft", "-m", d, "--data", data, "-o", os.path.join(tmp, "ft2"), "--steps", "2", "--on-bad-example", "fail", "-q"],
                            capture_output=True, text=True)

@@ -89,7 +89,7 @@ def main():
 
             # ---- loss and gradients of one step
             grads_dir = os.path.join(tmp, f"{name}-grads")
-            out = subprocess.run([args.bin, "train-steps", "-m", d, "--batch", batch, "--steps", "0", "--grads-out", grads_dir, "-t", "2"],
+            out = subprocess.run([args.bin, "train-steps", "-m", d, "--batch-file", batch, "--steps", "0", "--grads-out", grads_dir, "-t", "2"],
                                  check=True, capture_output=True, text=True).stdout
             ours_loss = json.loads(out)["losses"][0]
             w64 = {k: v.to(torch.float64).clone().requires_grad_(True) for k, v in w.items()}
@@ -111,7 +111,7 @@ def main():
             g = os.path.join(tmp, f"{name}.gguf")
             subprocess.run([args.bin, "convert", d, g], check=True, capture_output=True)
             gg = os.path.join(tmp, f"{name}-gguf-grads")
-            subprocess.run([args.bin, "train-steps", "-m", g, "--batch", batch, "--steps", "0", "--grads-out", gg, "-t", "2"],
+            subprocess.run([args.bin, "train-steps", "-m", g, "--batch-file", batch, "--steps", "0", "--grads-out", gg, "-t", "2"],
                            check=True, capture_output=True)
             ours_g = read_safetensors(os.path.join(gg, "model.safetensors"))
             worst = max(rel(ours_g[k], p.grad.numpy()) for k, p in w64.items())
@@ -119,9 +119,9 @@ def main():
 
             # ---- 10 AdamW steps with clipping and a cosine schedule
             final_dir = os.path.join(tmp, f"{name}-final")
-            out = subprocess.run([args.bin, "train-steps", "-m", d, "--batch", batch, "--steps", str(STEPS), "--lr", str(opt["lr"]),
+            out = subprocess.run([args.bin, "train-steps", "-m", d, "--batch-file", batch, "--steps", str(STEPS), "--lr", str(opt["lr"]),
                                   "--min-lr", str(opt["min_lr"]), "--schedule", "cosine", "--warmup", str(opt["warmup"]),
-                                  "--wd", str(opt["wd"]), "--clip", str(opt["clip"]), "--beta1", str(opt["beta1"]),
+                                  "--wd", str(opt["wd"]), "--clip-grad", str(opt["clip"]), "--beta1", str(opt["beta1"]),
                                   "--beta2", str(opt["beta2"]), "--eps", str(opt["eps"]), "-o", final_dir, "-t", "2"],
                                  check=True, capture_output=True, text=True).stdout
             ours_losses = json.loads(out)["losses"]

@@ -1,0 +1,105 @@
+// Helpers the subcommands share: sampling flags, seeds, sizes in words, loading a model with a log line.
+#include <cstdio>
+#include <random>
+
+#include "cli/common.h"
+#include "llmforge/error.h"
+#include "llmforge/mmap_file.h"
+
+namespace llmforge::cli {
+
+namespace {
+std::string num(double v) {
+    char b[32];
+    std::snprintf(b, sizeof(b), "%g", v);
+    return b;
+}
+CLI::Validator number_check(std::function<bool(double)> ok, const std::string& range) {
+    return CLI::Validator(
+        [ok, range](std::string& s) -> std::string {
+            double v;
+            if (!CLI::detail::lexical_cast(s, v)) return "'" + s + "' is not a number";
+            return ok(v) ? std::string() : "must be " + range + ", not " + s;
+        },
+        "");
+}
+}  // namespace
+
+CLI::Validator at_least(double lo, const std::string& note) {
+    return number_check([lo](double v) { return v >= lo; }, "at least " + num(lo) + note);
+}
+CLI::Validator above(double lo, const std::string& note) {
+    return number_check([lo](double v) { return v > lo; }, "greater than " + num(lo) + note);
+}
+CLI::Validator between(double lo, double hi, const std::string& note) {
+    return number_check([lo, hi](double v) { return v >= lo && v <= hi; }, "in [" + num(lo) + ", " + num(hi) + "]" + note);
+}
+
+void add_sampling_options(CLI::App* cmd, SamplerParams& s, int64_t& seed) {
+    cmd->add_option("--temp", s.temp, "temperature (0: greedy)")->check(at_least(0, " (0: greedy)"));
+    cmd->add_option("--top-k", s.top_k, "keep the k most likely tokens (0: off)")->check(at_least(0, " (0: off)"));
+    cmd->add_option("--top-p", s.top_p, "nucleus sampling mass (1: off)")->check(between(0, 1, " (1: off)"));
+    cmd->add_option("--min-p", s.min_p, "drop tokens below min-p × the top probability (0: off)")->check(between(0, 1, " (0: off)"));
+    cmd->add_option("--repeat-penalty", s.repeat_penalty, "divide the logits of recent tokens by this (1: off)")->check(above(0, " (1: off)"));
+    cmd->add_option("--repeat-last-n", s.repeat_last_n, "how many recent tokens the penalty considers (-1: all)")->check(at_least(-1, " (-1: all)"));
+    add_seed_option(cmd, seed, "random seed");
+}
+
+CLI::Option* add_seed_option(CLI::App* cmd, int64_t& seed, const std::string& what) {
+    return cmd->add_option("-s,--seed", seed, what + " (-1: a random one)")->check(at_least(-1, " (-1: random)"));
+}
+
+CLI::Option* add_threads_option(CLI::App* cmd, int& threads, const std::string& what, int min) {
+    return cmd->add_option("-t,--threads", threads, what)->check(between(min, 1024));
+}
+
+void warn_context(const Model& m, int64_t ctx) {
+    if (ctx > m.config.n_ctx && m.config.n_ctx > 0)
+        std::fprintf(stderr, "llmforge: warning: -c %lld is beyond the %lld positions the model was trained on; expect worse output past them\n",
+                     static_cast<long long>(ctx), static_cast<long long>(m.config.n_ctx));
+}
+
+uint64_t seed_or_random(int64_t seed) { return seed < 0 ? std::random_device{}() : static_cast<uint64_t>(seed); }
+
+std::string human_bytes(double b) {
+    const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (b >= 1024 && i < 4) { b /= 1024; ++i; }
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), i ? "%.2f %s" : "%.0f %s", b, u[i]);
+    return buf;
+}
+
+DType parse_cache_type(const std::string& s) {
+    const DType t = dtype_from_name(s);
+    if (t != DType::F16 && t != DType::F32) throw_bad_input("--cache-type must be f16 or f32, not '%s'", s.c_str());
+    return t;
+}
+
+std::string human_count(double n) {
+    char buf[32];
+    if (n >= 1e9) std::snprintf(buf, sizeof(buf), "%.2fB", n / 1e9);
+    else if (n >= 1e6) std::snprintf(buf, sizeof(buf), "%.2fM", n / 1e6);
+    else if (n >= 1e3) std::snprintf(buf, sizeof(buf), "%.2fK", n / 1e3);
+    else std::snprintf(buf, sizeof(buf), "%.0f", n);
+    return buf;
+}
+
+Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap, bool repack) {
+    LoadOptions o;
+    o.use_mmap = use_mmap;
+    o.repack = repack;
+    o.tokenizer_path = tokenizer;
+    o.require_tokenizer = need_tokenizer;
+    if (!tokenizer.empty() && !file_exists(tokenizer)) throw_bad_input("tokenizer file '%s' does not exist", tokenizer.c_str());
+    Model m = load_model(path, o);
+    std::fprintf(stderr, "llmforge: loaded %s (%s, %s parameters, %s mapped, %s in memory)\n", path.c_str(), arch_name(m.config.arch),
+                 human_count(static_cast<double>(m.config.n_params())).c_str(), human_bytes(static_cast<double>(m.mapped_bytes)).c_str(),
+                 human_bytes(static_cast<double>(m.owned_bytes)).c_str());
+    int packed = 0;
+    for (const Tensor& t : m.tensors) packed += t.layout == Tensor::Layout::Panels;
+    if (packed > 0) std::fprintf(stderr, "llmforge: %d f32 matrices repacked in memory for the CPU's matrix products\n", packed);
+    return m;
+}
+
+}  // namespace llmforge::cli

@@ -1,0 +1,228 @@
+// The command line as a whole: one name per concept across every subcommand, every option's default in --help, and
+// the one error style (one line "llmforge: error: …", exit 2, did-you-mean) for parse errors.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sys/wait.h>
+
+#include "cli/common.h"
+#include "test_util.h"
+
+namespace {
+
+struct Opt {
+    std::string cmd;  // "generate", "tokenizer train", …
+    std::vector<std::string> lnames, snames;
+    std::string default_str;
+    bool flag, required, positional;
+};
+
+void walk(const CLI::App* a, const std::string& path, std::vector<Opt>& out) {
+    for (const CLI::Option* o : a->get_options()) {
+        if (o->get_name() == "--help" || o->get_name() == "--version" || o->get_name() == "-h,--help") continue;
+        if (std::find(o->get_lnames().begin(), o->get_lnames().end(), "help") != o->get_lnames().end()) continue;
+        out.push_back({path, o->get_lnames(), o->get_snames(), o->get_default_str(), o->get_expected_max() == 0, o->get_required(),
+                       o->get_positional()});
+    }
+    for (const CLI::App* s : a->get_subcommands([](const CLI::App*) { return true; }))
+        walk(s, path.empty() ? s->get_name() : path + " " + s->get_name(), out);
+}
+
+std::vector<Opt> all_options() {
+    CLI::App app;
+    llmforge::cli::build_app(app);
+    std::vector<Opt> out;
+    walk(&app, "", out);
+    return out;
+}
+
+// Subcommands that keep another tool's flags on purpose, because their users come from there (each says so in its
+// --help): bench takes llama-bench's (-p n-prompt, -n n-gen, -r repetitions), bleu and rouge take sacreBLEU's (-m
+// metrics, -b score-only, -i input, …).
+bool borrowed(const std::string& cmd) { return cmd == "bench" || cmd == "bleu" || cmd == "rouge"; }
+
+std::string names(const Opt& o) {
+    std::string s;
+    for (const auto& n : o.snames) s += (s.empty() ? "-" : ",-") + n;
+    for (const auto& n : o.lnames) s += (s.empty() ? "--" : ",--") + n;
+    return s;
+}
+
+}  // namespace
+
+TEST(Cli, EveryOptionShowsItsDefault) {
+    const auto opts = all_options();
+    ASSERT_GT(opts.size(), 200u);
+    std::vector<std::string> missing;
+    for (const auto& o : opts)
+        if (!o.flag && !o.required && !o.positional && o.default_str.empty()) missing.push_back(o.cmd + " " + names(o));
+    std::string list;
+    for (const auto& m : missing) list += "  " + m + "\n";
+    EXPECT_TRUE(missing.empty()) << missing.size() << " options without a default in --help:\n" << list;
+}
+
+TEST(Cli, OneNamePerConcept) {
+    const auto opts = all_options();
+    std::map<std::string, std::set<std::string>> short_of_long, long_of_short;  // across subcommands
+    for (const auto& o : opts) {
+        if (borrowed(o.cmd)) continue;
+        for (const auto& l : o.lnames) {
+            std::string s = o.snames.empty() ? "" : o.snames[0];
+            short_of_long[l].insert(s);
+        }
+        for (const auto& s : o.snames)
+            for (const auto& l : o.lnames) long_of_short[s].insert(l);
+    }
+    for (const auto& [l, ss] : short_of_long)
+        EXPECT_EQ(ss.size(), 1u) << "--" << l << " has different short names in different subcommands: " << testing::PrintToString(ss);
+    for (const auto& [s, ls] : long_of_short)
+        EXPECT_EQ(ls.size(), 1u) << "-" << s << " means different options in different subcommands: " << testing::PrintToString(ls);
+    // the concepts the README names, spelt one way everywhere; other spellings of them must not appear
+    const std::map<std::string, std::string> canonical = {
+        {"threads", "t"}, {"seed", "s"}, {"ctx-size", "c"}, {"model", "m"}, {"output", "o"}, {"n-predict", "n"}, {"batch-size", "b"}};
+    for (const auto& [l, s] : canonical)
+        if (short_of_long.count(l)) EXPECT_EQ(*short_of_long[l].begin(), s) << "--" << l << " should be -" << s << ",--" << l;
+    const std::set<std::string> banned = {"clip", "ctx", "context-size", "n-ctx", "thread", "n-threads", "temperature", "max-new-tokens",
+                                          "scale", "batch", "random-seed"};
+    for (const auto& o : opts)
+        for (const auto& l : o.lnames)
+            EXPECT_FALSE(banned.count(l) && !borrowed(o.cmd)) << o.cmd << " --" << l << ": another spelling of a concept with a canonical name";
+}
+
+namespace {
+// Runs the CLI binary; returns the exit status and stderr.
+int run_cli(const std::string& args, std::string* err) {
+    const char* bin = std::getenv("LLMFORGE_BIN");
+    if (!bin) return -1;
+    const std::string errf = test::tmp_path("cli_stderr.txt");
+    const int st = std::system((std::string(bin) + " " + args + " > /dev/null 2> " + errf).c_str());
+    *err = test::read_file(errf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+void expect_error(const std::string& args, const std::string& needle) {
+    std::string err;
+    const int rc = run_cli(args, &err);
+    if (rc == -1) GTEST_SKIP() << "LLMFORGE_BIN not set";
+    EXPECT_EQ(rc, 2) << args << ": " << err;
+    EXPECT_EQ(err.rfind("llmforge: error: ", 0), 0u) << args << ": " << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << args << ": not one line: " << err;
+    EXPECT_NE(err.find(needle), std::string::npos) << args << ": " << err;
+}
+}  // namespace
+
+TEST(Cli, ParseErrorsAreOneLineWithSuggestions) {
+    expect_error("genrate -m x.gguf -p hi", "unknown command 'genrate' (did you mean 'generate'?)");
+    expect_error("", "no command given");
+    expect_error("tokenizer trian --input a", "unknown command 'tokenizer trian' (did you mean 'train'?)");
+    expect_error("generate -m x.gguf -p hi --tempp 0.5", "generate: unknown option '--tempp' (did you mean '--temp'?)");
+    expect_error("generate -m x.gguf -p hi --top_k 3", "did you mean '--top-k'?");
+    expect_error("generate -p hi", "generate: --model is required");
+    expect_error("generate -m x.gguf --temp abc -p hi", "--temp");
+    expect_error("generate -m x.gguf -p hi -f prompt.txt", "cannot be used together");
+    expect_error("serve -m x.gguf --port 99999", "--port");
+}
+
+TEST(Cli, SamplingAndSizeFlagsAreRangeChecked) {
+    // each of these was accepted before, several silently turning into greedy decoding
+    const std::string g = "generate -m x.gguf -p hi ";
+    expect_error(g + "--temp -1", "--temp: must be at least 0");
+    expect_error(g + "--top-p -0.1", "--top-p: must be in [0, 1]");
+    expect_error(g + "--top-p 1.5", "--top-p: must be in [0, 1]");
+    expect_error(g + "--min-p 2", "--min-p: must be in [0, 1]");
+    expect_error(g + "--top-k -3", "--top-k: must be at least 0");
+    expect_error(g + "--repeat-penalty -1", "--repeat-penalty: must be greater than 0");
+    expect_error(g + "-n -5", "--n-predict: must be at least -1 (-1: no limit), not -5");
+    expect_error(g + "-c -1", "--ctx-size: must be at least 0");
+    expect_error(g + "-b 0", "--batch-size: must be at least 1");
+    expect_error(g + "-t 0", "--threads: must be in [1, 1024]");
+    expect_error(g + "-s -2", "--seed: must be at least -1");
+    expect_error("chat -m x.gguf --temp -0.5", "--temp");
+    expect_error("perplexity -m x.gguf -f t.txt -c 1", "--ctx-size: must be at least 2");
+    expect_error("bench -m x.gguf -r 0", "--repetitions");
+}
+
+TEST(Cli, FileErrorsNameTheProblem) {
+    const std::string model = test::golden_dir() + "/stories260K/stories260K.gguf";
+    if (!llmforge::file_exists(model)) GTEST_SKIP() << "golden data absent: " << model;
+    const std::string dir = test::tmp_path("a_directory");
+    std::system(("mkdir -p " + dir).c_str());
+    expect_error("generate -m " + model + " -f " + dir, "is a directory");
+    expect_error("tokenize -m " + model + " -f " + dir, "is a directory");
+    expect_error("generate -m " + dir + "/ -p hi", "no config.json");
+    std::string bytes;
+    for (int i = 0; i < 4096; ++i) bytes += static_cast<char>((i * 2654435761u) >> 13);
+    const std::string rnd = test::tmp_path("random.bin"), txt = test::tmp_path("plain.txt");
+    std::ofstream(rnd, std::ios::binary) << bytes;
+    std::ofstream(txt) << "Once upon a time\n";
+    expect_error("chat-template render --template " + rnd + " --messages '[]'", "is not a chat template: it is not UTF-8 text");
+    expect_error("chat-template render --template " + txt + " --messages '[]'", "is not a chat template: it has no Jinja");
+    expect_error("chat -m " + model + " --template " + rnd, "is not a chat template");
+}
+
+TEST(Cli, ContextBeyondTrainingWarnsAndTooLargeNamesTheBytes) {
+    const std::string model = test::golden_dir() + "/stories260K/stories260K.gguf";
+    if (!llmforge::file_exists(model)) GTEST_SKIP() << "golden data absent: " << model;
+    std::string err;
+    ASSERT_EQ(run_cli("generate -m " + model + " -p Once -n 2 --temp 0 -c 100000", &err), 0) << err;
+    EXPECT_NE(err.find("warning: -c 100000 is beyond the 128 positions the model was trained on"), std::string::npos) << err;
+    ASSERT_EQ(run_cli("generate -m " + model + " -p Once -n 2 --temp 0", &err), 0) << err;
+    EXPECT_EQ(err.find("warning"), std::string::npos) << err;
+    // more than any machine has: refused before allocating, with the sizes (not a bare "out of memory")
+    ASSERT_EQ(run_cli("generate -m " + model + " -p Once -n 2 -c 2000000000", &err), 2) << err;
+    EXPECT_NE(err.find("GiB for the KV cache"), std::string::npos) << err;
+    EXPECT_NE(err.find("lower the context (-c)"), std::string::npos) << err;
+}
+
+// convert keeps the tokenizer through every format, so a round trip generates the same text; --tokenizer attaches a
+// vocabulary to any model; vocabulary-only GGUF files tokenize; tokenize reads standard input without a text.
+TEST(Cli, ConvertKeepsTheTokenizer) {
+    const std::string g = test::golden_dir() + "/stories260K/";
+    if (!llmforge::file_exists(g + "stories260K.gguf")) GTEST_SKIP() << "golden data absent";
+    const char* bin = std::getenv("LLMFORGE_BIN");
+    if (!bin) GTEST_SKIP() << "LLMFORGE_BIN not set";
+    auto out_of = [&](const std::string& args) {
+        const std::string f = test::tmp_path("cli_out.txt");
+        const int st = std::system((std::string(bin) + " " + args + " > " + f + " 2>/dev/null").c_str());
+        EXPECT_EQ(st, 0) << args;
+        return test::read_file(f);
+    };
+    const std::string gen = " -p 'Once upon a time' -n 24 --temp 0";
+    const std::string want = out_of("generate -m " + g + "stories260K.gguf" + gen);
+    ASSERT_GT(want.size(), 40u);
+    const std::string dir = test::tmp_path("conv");
+    std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str());
+    out_of("convert " + g + "stories260K.gguf " + dir + "/hf/");
+    EXPECT_TRUE(llmforge::file_exists(dir + "/hf/tokenizer.json"));
+    EXPECT_TRUE(llmforge::file_exists(dir + "/hf/tokenizer_config.json"));
+    EXPECT_EQ(out_of("generate -m " + dir + "/hf" + gen), want);
+    out_of("convert " + dir + "/hf " + dir + "/back.gguf");
+    EXPECT_EQ(out_of("generate -m " + dir + "/back.gguf" + gen), want);
+    out_of("convert " + dir + "/back.gguf " + dir + "/m.bin");
+    EXPECT_TRUE(llmforge::file_exists(dir + "/m.tokenizer.bin"));
+    EXPECT_EQ(out_of("generate -m " + dir + "/m.bin" + gen), want);
+    // --tokenizer on a GGUF and a safetensors model (the llama2.c tokenizer of the same vocabulary)
+    out_of("convert " + g + "stories260K.bin " + dir + "/notok.gguf");  // a .bin without its tokenizer.bin: none
+    std::string err;
+    EXPECT_EQ(run_cli("generate -m " + dir + "/notok.gguf -p x", &err), 2);
+    EXPECT_NE(err.find("has no tokenizer"), std::string::npos) << err;
+    EXPECT_EQ(out_of("generate -m " + dir + "/notok.gguf --tokenizer " + g + "tok512.bin" + gen), want);
+    out_of("convert " + dir + "/notok.gguf " + dir + "/withtok.gguf --tokenizer " + g + "tok512.bin");
+    EXPECT_EQ(out_of("generate -m " + dir + "/withtok.gguf" + gen), want);
+    // a .safetensors file never replaces another model's config.json beside it
+    std::ofstream(dir + "/config.json") << "{\"model_type\": \"other\"}\n";
+    EXPECT_EQ(run_cli("convert " + g + "stories260K.gguf " + dir + "/x.safetensors", &err), 2);
+    EXPECT_NE(err.find("belongs to another model"), std::string::npos) << err;
+    EXPECT_FALSE(llmforge::file_exists(dir + "/x.safetensors"));
+    EXPECT_EQ(run_cli("init --preset llama-tiny -o " + dir + "/model.txt", &err), 2);
+    EXPECT_NE(err.find("cannot tell the format"), std::string::npos) << err;
+    EXPECT_FALSE(llmforge::file_exists(dir + "/model.txt"));
+    // vocabulary-only GGUF, and standard input
+    const std::string vocab = test::golden_dir() + "/vocab/ggml-vocab-llama-spm.gguf";
+    EXPECT_EQ(out_of("tokenize -m " + vocab + " --ids 'Hello world'"), "[1, 15043, 3186]\n");
+    const std::string piped = test::tmp_path("piped.txt");
+    ASSERT_EQ(std::system(("printf 'Hello world' | " + std::string(bin) + " tokenize -m " + vocab + " --ids > " + piped + " 2>/dev/null").c_str()), 0);
+    EXPECT_EQ(test::read_file(piped), "[1, 15043, 3186]\n");
+    EXPECT_NE(out_of("tokenizer info " + vocab).find("SentencePiece-style"), std::string::npos);
+}
