@@ -12,15 +12,18 @@ function drawBoard() {
   if (!board) return;
   board.models.forEach((m, i) => {
     const tr = document.createElement('tr');
-    const cells = [i + 1, m.model, m.rating.toFixed(0), `${m.ci_low.toFixed(0)} – ${m.ci_high.toFixed(0)}`, m.battles, m.wins, m.losses, m.ties];
-    for (const c of cells) {
+    // a bootstrap over one or two battles resamples the same votes: its "interval" has no width and means nothing
+    const known = m.battles >= 2 && m.ci_high - m.ci_low >= 1;
+    const cells = [i + 1, m.model, m.rating.toFixed(0), known ? `${m.ci_low.toFixed(0)} – ${m.ci_high.toFixed(0)}` : '—', m.battles, m.wins, m.losses, m.ties];
+    cells.forEach((c, k) => {
       const td = document.createElement('td');
       td.textContent = String(c);
+      if (k === 3 && !known) td.title = t('tooFewVotes');
       tr.appendChild(td);
-    }
+    });
     tbody.appendChild(tr);
   });
-  $('vote-count').textContent = board.votes ? t('votes', { n: board.votes }) : t('noVotes');
+  $('vote-count').textContent = board.votes ? t(board.votes === 1 ? 'vote' : 'votes', { n: board.votes }) : t('noVotes');
   $('vote-count').dataset.votes = String(board.votes);
 }
 

@@ -2,7 +2,8 @@
 'use strict';
 
 const $ = (id) => document.getElementById(id);
-const turns = [];      // {role, content} of the finished turns
+const turns = [];      // {role, content, div} of the finished turns
+let keptFrom = 0;      // turns before this index no longer fit in the model's context: they are not sent any more
 let controller = null;   // the running request's AbortController
 
 function addMessage(role, text) {
@@ -15,9 +16,12 @@ function addMessage(role, text) {
   who.textContent = t(who.dataset.i18n);
   const content = document.createElement('div');
   content.className = 'content';
+  const note = document.createElement('div');
+  note.className = 'note';
+  note.hidden = true;
   const meta = document.createElement('div');
   meta.className = 'meta';
-  div.append(who, content, meta);
+  div.append(who, content, note, meta);
   $('messages').appendChild(div);
   if (role === 'user') renderInto(content, text);
   div.scrollIntoView({ block: 'end' });
@@ -49,25 +53,39 @@ async function loadModels() {
   }
 }
 
+// Fits the conversation into the model's context, as the command-line chat does: counts its tokens with the server's
+// template (POST /tokenize), leaves out the oldest exchanges while the prompt and room for an answer do not fit, and
+// clamps max tokens to what the context leaves. Returns the messages to send, max_tokens and what it changed.
+async function fitContext(model, sys, user, wantMax, signal) {
+  let first = keptFrom;
+  for (;;) {
+    const messages = [];
+    if (sys) messages.push({ role: 'system', content: sys });
+    for (const m of turns.slice(first)) messages.push({ role: m.role, content: m.content });
+    messages.push(user);
+    const r = await fetch('/tokenize', { method: 'POST', headers: apiHeaders(), body: JSON.stringify({ model, messages }), signal });
+    if (!r.ok) throw new Error(await errorMessage(r));
+    const { count, max_model_len: ctx } = await r.json();
+    const reserve = wantMax > 0 ? Math.min(wantMax, Math.floor(ctx / 2)) : Math.min(Math.floor(ctx / 4), 256);
+    if (count + reserve <= ctx || (first >= turns.length && count < ctx)) {
+      const room = ctx - count;
+      return { messages, maxTokens: wantMax > 0 ? Math.min(wantMax, room) : room, first, count, ctx };
+    }
+    if (first >= turns.length) throw new Error(t('tooLong', { n: count, ctx }));
+    first += 2;  // the oldest exchange: a user turn and its answer
+  }
+}
+
 async function send(text) {
   const user = { role: 'user', content: text };
-  addMessage('user', text);
+  const userDiv = addMessage('user', text);
   const div = addMessage('assistant', '');
   const content = div.querySelector('.content');
+  const note = div.querySelector('.note');
   div.dataset.state = 'streaming';
   content.classList.add('cursor');
-  const messages = [];
-  const sys = $('system').value.trim();
-  if (sys) messages.push({ role: 'system', content: sys });
-  messages.push(...turns, user);
-  const body = {
-    model: $('model').value, messages, stream: true, stream_options: { include_usage: true },
-    temperature: Number($('temperature').value), top_p: Number($('top-p').value),
-  };
-  const mt = parseInt($('max-tokens').value, 10);
-  if (mt > 0) body.max_tokens = mt;
-  const seed = $('seed').value.trim();
-  if (seed !== '') body.seed = parseInt(seed, 10);
+  const model = $('model').value;
+  const wantMax = parseInt($('max-tokens').value, 10);
 
   controller = new AbortController();
   setBusy(true);
@@ -76,6 +94,22 @@ async function send(text) {
   let tFirst = 0;
   const draw = () => { pending = false; renderInto(content, answer); div.scrollIntoView({ block: 'end' }); };
   try {
+    const fit = await fitContext(model, $('system').value.trim(), user, wantMax, controller.signal);
+    const notes = [];
+    if (fit.first > keptFrom) {
+      for (const m of turns.slice(keptFrom, fit.first)) { m.div.classList.add('dropped'); m.div.title = t('droppedTitle'); }
+      notes.push(t('dropped', { n: fit.first - keptFrom, ctx: fit.ctx }));
+      keptFrom = fit.first;
+    }
+    if (wantMax > 0 && fit.maxTokens < wantMax) notes.push(t('clamped', { want: wantMax, got: fit.maxTokens, ctx: fit.ctx, used: fit.count }));
+    if (notes.length) { note.textContent = notes.join(' '); note.hidden = false; }
+    div.dataset.maxTokens = String(fit.maxTokens);
+    const body = {
+      model, messages: fit.messages, stream: true, stream_options: { include_usage: true },
+      temperature: Number($('temperature').value), top_p: Number($('top-p').value), max_tokens: fit.maxTokens,
+    };
+    const seed = $('seed').value.trim();
+    if (seed !== '') body.seed = parseInt(seed, 10);
     const r = await fetch('/v1/chat/completions', { method: 'POST', headers: apiHeaders(), body: JSON.stringify(body), signal: controller.signal });
     if (!r.ok) throw new Error(await errorMessage(r));
     for await (const ev of readEvents(r)) {
@@ -94,7 +128,7 @@ async function send(text) {
     }
     draw();
     div.dataset.state = 'done';
-    turns.push(user, { role: 'assistant', content: answer });
+    turns.push({ ...user, div: userDiv }, { role: 'assistant', content: answer, div });
     const n = usage ? usage.completion_tokens : tokens;
     const secs = (performance.now() - (tFirst || t0)) / 1000;
     div.querySelector('.meta').textContent = `${n} ${t('tokens')} · ${(n / Math.max(secs, 1e-3)).toFixed(1)} tok/s · ${finish || ''}`;
@@ -103,7 +137,7 @@ async function send(text) {
     if (e.name === 'AbortError') {
       div.dataset.state = 'stopped';
       div.querySelector('.meta').textContent = t('stopped');
-      if (answer) turns.push(user, { role: 'assistant', content: answer });
+      if (answer) turns.push({ ...user, div: userDiv }, { role: 'assistant', content: answer, div });
     } else {
       div.dataset.state = 'error';
       div.classList.add('error');
@@ -140,6 +174,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('new-chat').addEventListener('click', () => {
     if (controller) controller.abort();
     turns.length = 0;
+    keptFrom = 0;
     $('messages').innerHTML = '';
   });
   loadModels();

@@ -24,6 +24,11 @@ const STRINGS = {
     leaderboard: 'Leaderboard', rank: 'Rank', rating: 'Rating', interval: '95% interval', battles: 'Battles', wins: 'Wins',
     losses: 'Losses', ties: 'Ties', votes: '{n} votes', noVotes: 'No votes yet.', arenaOff: 'The arena needs two or more models (llmforge serve -m A -m B).',
     incomplete: 'An answer did not finish: this battle cannot be voted on.',
+    dropped: '{n} earlier messages were left out: they no longer fit in the model\'s context ({ctx} tokens).',
+    droppedTitle: 'No longer sent to the model: the context is full',
+    clamped: 'Max tokens {want} → {got}: the model\'s context is {ctx} tokens and the conversation uses {used}.',
+    tooLong: 'This message is {n} tokens with the chat template, more than the model\'s context of {ctx} tokens.',
+    vote: '{n} vote', tooFewVotes: 'Too few votes for an interval yet',
   },
   zh: {
     chat: '聊天', arena: '竞技场', model: '模型', settings: '设置', system: '系统提示词',
@@ -36,6 +41,11 @@ const STRINGS = {
     leaderboard: '排行榜', rank: '名次', rating: '评分', interval: '95% 区间', battles: '对战', wins: '胜',
     losses: '负', ties: '平', votes: '共 {n} 票', noVotes: '还没有投票。', arenaOff: '竞技场需要两个或更多模型（llmforge serve -m A -m B）。',
     incomplete: '有一个回答没有完成：这场对战不能投票。',
+    dropped: '较早的 {n} 条消息没有发送：它们已放不进模型的上下文（{ctx} 个令牌）。',
+    droppedTitle: '不再发送给模型：上下文已满',
+    clamped: '最大令牌数 {want} → {got}：模型的上下文为 {ctx} 个令牌，对话已占用 {used} 个。',
+    tooLong: '这条消息连同聊天模板共 {n} 个令牌，超过了模型的上下文（{ctx} 个令牌）。',
+    vote: '共 {n} 票', tooFewVotes: '票数太少，还算不出区间',
   },
 };
 let LANG = localStorage.getItem('llmforge_lang') || ((navigator.language || '').startsWith('zh') ? 'zh' : 'en');

@@ -120,8 +120,11 @@ public:
     ChatSession(Transformer& tf, const Vocab& vocab, const ChatFormat& fmt, const SamplerParams& sampling);
     void set_system(const std::string& text);  // empty: no system prompt
     void reset();                              // forget the conversation (the system prompt stays)
-    // The conversation in the OpenAI messages form (system prompt first).
+    // The conversation the model sees, in the OpenAI messages form (system prompt first): turns dropped to make room in
+    // the context are not in it.
     nlohmann::ordered_json messages() const;
+    // The whole conversation since the last reset, dropped turns included (what /save writes).
+    nlohmann::ordered_json transcript() const;
 
     struct Reply {
         std::string text;
@@ -140,7 +143,8 @@ private:
     const ChatFormat& fmt_;
     Sampler sampler_;
     std::string system_;
-    std::vector<std::pair<std::string, std::string>> turns_;  // (role, content)
+    std::vector<std::pair<std::string, std::string>> turns_;  // (role, content) in the context
+    std::vector<std::pair<std::string, std::string>> all_;    // every turn since the last reset
     std::vector<int32_t> cached_;                              // the tokens in the KV cache
     std::vector<int32_t> stops_;
 };

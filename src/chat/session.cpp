@@ -13,12 +13,22 @@ ChatSession::ChatSession(Transformer& tf, const Vocab& vocab, const ChatFormat& 
 
 void ChatSession::set_system(const std::string& text) { system_ = text; }
 
-void ChatSession::reset() { turns_.clear(); }
+void ChatSession::reset() {
+    turns_.clear();
+    all_.clear();
+}
 
 nlohmann::ordered_json ChatSession::messages() const {
     nlohmann::ordered_json m = nlohmann::ordered_json::array();
     if (!system_.empty()) m.push_back({{"role", "system"}, {"content", system_}});
     for (const auto& [role, content] : turns_) m.push_back({{"role", role}, {"content", content}});
+    return m;
+}
+
+nlohmann::ordered_json ChatSession::transcript() const {
+    nlohmann::ordered_json m = nlohmann::ordered_json::array();
+    if (!system_.empty()) m.push_back({{"role", "system"}, {"content", system_}});
+    for (const auto& [role, content] : all_) m.push_back({{"role", role}, {"content", content}});
     return m;
 }
 
@@ -88,6 +98,8 @@ ChatSession::Reply ChatSession::ask(const std::string& user, int32_t max_tokens,
     }
     r.gen_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
     turns_.emplace_back("assistant", r.text);
+    all_.emplace_back("user", user);
+    all_.emplace_back("assistant", r.text);
     return r;
 }
 

@@ -94,7 +94,7 @@ void add_chat(CLI::App& app) {
                     if (arg.empty()) { std::fprintf(stderr, "usage: /save FILE\n"); continue; }
                     try {
                         AtomicWriter w(arg);
-                        const std::string j = nlohmann::ordered_json({{"messages", chat.messages()}}).dump(2) + "\n";
+                        const std::string j = nlohmann::ordered_json({{"messages", chat.transcript()}}).dump(2) + "\n";  // turns dropped from the context too
                         w.write(j.data(), j.size());
                         w.commit();
                         std::fprintf(stderr, "(saved to %s)\n", arg.c_str());

@@ -1,5 +1,8 @@
 // llmforge info MODEL | --preset NAME: architecture, sizes, memory, tensors, metadata.
+#include <algorithm>
 #include <cstdio>
+#include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
@@ -85,6 +88,96 @@ nlohmann::json memory_json(const Memory& m) {
 
 }  // namespace
 
+// Any GGUF file, read as it is: every tensor (of any ggml type, quantised ones included) and every metadata value; the
+// architecture and tokenizer as llmforge reads them, or why it cannot run the file yet.
+static void describe_gguf(const std::string& path, bool all, bool as_json) {
+    const gguf::File f = gguf::read(path);
+    std::string cfg_error, vocab_error;
+    std::optional<ModelConfig> cfg;
+    std::optional<Vocab> vocab;
+    try {
+        if (!f.tensors.empty()) {
+            cfg = config_from_gguf(f.meta, path);
+            for (const Tensor& t : f.tensors)  // the vocabulary size, when the metadata leaves it out: the embedding's rows
+                if (cfg->n_vocab == 0 && t.name == "token_embd.weight" && t.shape.size() == 2) cfg->n_vocab = t.shape[0];
+        }
+    } catch (const Error& e) {
+        cfg_error = e.what();
+    }
+    try {
+        if (f.meta.find("tokenizer.ggml.model")) vocab = Vocab::from_gguf(f.meta, path);
+    } catch (const Error& e) {
+        vocab_error = e.what();
+    }
+    std::map<std::string, std::pair<int64_t, double>> by_type;  // type → tensors, bytes
+    std::vector<std::string> unsupported;
+    double bytes = 0;
+    for (const Tensor& t : f.tensors) {
+        auto& e = by_type[dtype_name(t.dtype)];
+        e.first += 1;
+        e.second += static_cast<double>(t.nbytes());
+        bytes += static_cast<double>(t.nbytes());
+        if (!dtype_supported(t.dtype) && std::find(unsupported.begin(), unsupported.end(), dtype_name(t.dtype)) == unsupported.end())
+            unsupported.push_back(dtype_name(t.dtype));
+    }
+    std::string runnable = "yes";
+    if (f.tensors.empty()) runnable = "no: a vocabulary only, no weights";
+    else if (!cfg_error.empty()) runnable = "no: " + cfg_error;
+    else if (!unsupported.empty()) {
+        runnable = "not yet: llmforge's kernels do not handle";
+        for (const auto& u : unsupported) runnable += " " + u;
+        runnable += " weights yet (f32, f16 and bf16 they do)";
+    }
+    if (as_json) {
+        nlohmann::json j = cfg ? config_json(*cfg) : nlohmann::json::object();
+        if (cfg) j["memory"] = memory_json(memory_of(*cfg));
+        j["format"] = "gguf";
+        j["gguf_version"] = f.version;
+        j["architecture"] = f.meta.get_string("general.architecture", "");
+        j["runnable"] = runnable == "yes";
+        if (runnable != "yes") j["not_runnable_because"] = runnable;
+        j["tokenizer"] = vocab ? nlohmann::json{{"model", vocab->model}, {"pre", vocab->pre}, {"n_tokens", vocab->size()}, {"bos", vocab->bos}, {"eos", vocab->eos}}
+                               : vocab_error.empty() ? nlohmann::json(nullptr) : nlohmann::json{{"error", vocab_error}};
+        nlohmann::json types = nlohmann::json::object();
+        for (const auto& [t, e] : by_type) types[t] = {{"tensors", e.first}, {"bytes", e.second}};
+        j["tensor_types"] = types;
+        nlohmann::json ts = nlohmann::json::array();
+        for (const auto& t : f.tensors) ts.push_back({{"name", t.name}, {"type", dtype_name(t.dtype)}, {"shape", t.shape}});
+        j["tensors"] = ts;
+        nlohmann::json meta = nlohmann::json::object();
+        for (const auto& [k, v] : f.meta.kv) meta[k] = v.to_string(all ? 1000000 : 8);
+        j["metadata"] = meta;
+        std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+        return;
+    }
+    std::printf("file           %s (gguf v%u, %zu tensors, %s of tensor data, %zu metadata keys)\n", path.c_str(), f.version, f.tensors.size(),
+                human_bytes(bytes).c_str(), f.meta.kv.size());
+    if (cfg) print_config(*cfg);
+    else if (!f.tensors.empty()) std::printf("architecture   %s\n", f.meta.get_string("general.architecture", "?").c_str());
+    std::printf("runnable       %s\n", runnable.c_str());
+    if (vocab)
+        std::printf("tokenizer      %s%s, %d tokens (bos %d, eos %d)\n", vocab->model.c_str(), vocab->pre.empty() ? "" : (" / " + vocab->pre).c_str(),
+                    vocab->size(), vocab->bos, vocab->eos);
+    else std::printf("tokenizer      %s\n", vocab_error.empty() ? "none" : vocab_error.c_str());
+    if (!by_type.empty()) {
+        std::printf("tensor types  ");
+        for (const auto& [t, e] : by_type) std::printf(" %s ×%lld (%s)", t.c_str(), static_cast<long long>(e.first), human_bytes(e.second).c_str());
+        std::printf("\n");
+    }
+    if (cfg) print_memory(memory_of(*cfg), *cfg);
+    if (!f.tensors.empty()) {
+        std::printf("\ntensors (%zu)\n", f.tensors.size());
+        size_t shown = 0;
+        for (const auto& t : f.tensors) {
+            if (!all && shown >= 12) { std::printf("  ... (%zu more; --all lists them)\n", f.tensors.size() - shown); break; }
+            std::printf("  %-32s %-7s %s\n", t.name.c_str(), dtype_name(t.dtype), t.shape_str().c_str());
+            ++shown;
+        }
+    }
+    std::printf("\nmetadata (%zu)\n", f.meta.kv.size());
+    for (const auto& [k, v] : f.meta.kv) std::printf("  %-40s %s\n", k.c_str(), v.to_string(all ? 1000000 : 8).c_str());
+}
+
 void add_info(CLI::App& app) {
     auto* cmd = app.add_subcommand("info", "Show a model's architecture, sizes, memory needs, tensors and metadata");
     auto model = std::make_shared<std::string>();
@@ -100,7 +193,7 @@ void add_info(CLI::App& app) {
     }() + ")")->default_str("none: describe MODEL");
     cmd->add_option("--tokenizer", *tokenizer, "llama2.c tokenizer.bin")->default_str("the model's own");
     cmd->add_flag("--json", *json_out, "print one JSON object");
-    cmd->add_flag("--all", *all, "list every tensor and metadata value");
+    cmd->add_flag("--all", *all, "list every tensor, and every metadata value in full");
     cmd->callback([=] {
         if (model->empty() == preset_name->empty()) throw_bad_input("info: give either a MODEL file or --preset NAME");
         if (!preset_name->empty()) {
@@ -117,25 +210,7 @@ void add_info(CLI::App& app) {
             }
             return;
         }
-        if (gguf::has_magic(*model)) {  // a vocabulary-only GGUF (as llama.cpp ships for tokenizer tests): no weights
-            const gguf::File f = gguf::read(*model);
-            if (f.tensors.empty()) {
-                const Vocab v = Vocab::from_gguf(f.meta, *model);
-                if (*json_out) {
-                    nlohmann::json meta = nlohmann::json::object();
-                    for (const auto& [k, val] : f.meta.kv) meta[k] = val.to_string();
-                    std::printf("%s\n", nlohmann::json({{"format", "gguf"}, {"tensors", nlohmann::json::array()}, {"metadata", meta},
-                                                        {"tokenizer", {{"model", v.model}, {"pre", v.pre}, {"n_tokens", v.size()}, {"bos", v.bos}, {"eos", v.eos}}}})
-                                             .dump(2).c_str());
-                } else {
-                    std::printf("file           %s (gguf, vocabulary only: no tensors)\n", model->c_str());
-                    std::printf("tokenizer      %s%s, %d tokens (bos %d, eos %d)\n", v.model.c_str(), v.pre.empty() ? "" : (" / " + v.pre).c_str(), v.size(), v.bos, v.eos);
-                    std::printf("\nmetadata\n");
-                    for (const auto& [k, val] : f.meta.kv) std::printf("  %-40s %s\n", k.c_str(), val.to_string().c_str());
-                }
-                return;
-            }
-        }
+        if (gguf::has_magic(*model) && tokenizer->empty()) return describe_gguf(*model, *all, *json_out);
         LoadOptions o;
         o.tokenizer_path = *tokenizer;
         const Model md = load_model(*model, o);

@@ -1,6 +1,7 @@
 // llmforge perplexity -m MODEL -f FILE [-c CTX] [--stride S] [--kl-base MODEL] [--json]
 // The numbers llama-perplexity prints: the running estimate per chunk ([i]x.xxxx) and the final PPL ± error.
 #include <cstdio>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
@@ -69,10 +70,20 @@ void add_perplexity(CLI::App& app) {
                      static_cast<long long>(n_chunks), static_cast<long long>(po.n_ctx), static_cast<long long>(std::min(po.n_batch, po.n_ctx)));
         ThreadPool pool(o->threads);
         Progress prog("perplexity", static_cast<double>(n_chunks), "chunks", true);
+        // llama-perplexity's running values "[1]12.34,[2]…" go to stdout as each chunk ends — unless stdout is the
+        // terminal the progress bar redraws on stderr, where they would share its line: then they come at the end
+        const bool hold = isatty(STDOUT_FILENO) && isatty(STDERR_FILENO);
+        std::string running;
         auto on_chunk = [&](int64_t c, int64_t, const PerplexityResult& r) {
             if (!o->json) {
-                std::printf("[%lld]%.4f,", static_cast<long long>(c + 1), r.running_ppl.back());
-                std::fflush(stdout);
+                char item[48];
+                std::snprintf(item, sizeof(item), "[%lld]%.4f,", static_cast<long long>(c + 1), r.running_ppl.back());
+                if (hold) {
+                    running += item;
+                } else {
+                    std::fputs(item, stdout);
+                    std::fflush(stdout);
+                }
             }
             char note[64];
             std::snprintf(note, sizeof(note), "PPL %.4f", r.running_ppl.back());
@@ -80,7 +91,8 @@ void add_perplexity(CLI::App& app) {
             prog.update(static_cast<double>(c + 1));
         };
         const PerplexityResult r = base ? kl_divergence(*base, m, tokens, po, pool, on_chunk) : perplexity(m, tokens, po, pool, on_chunk);
-        prog.finish();
+        prog.finish();  // ends the bar's line
+        if (hold) std::fputs(running.c_str(), stdout);
         if (o->json) {
             nlohmann::json j = {{"model", o->model}, {"file", o->file}, {"n_ctx", r.n_ctx}, {"stride", po.stride}, {"ppl_stride", po.llama_stride},
                                 {"n_tokens", r.n_tokens}, {"n_chunks", r.n_chunks}, {"tokens_scored", r.count},

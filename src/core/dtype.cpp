@@ -24,6 +24,17 @@ const char* dtype_name(DType t) {
         case DType::I32: return "i32";
         case DType::I64: return "i64";
         case DType::F64: return "f64";
+        case DType::IQ2_XXS: return "iq2_xxs";
+        case DType::IQ2_XS: return "iq2_xs";
+        case DType::IQ3_XXS: return "iq3_xxs";
+        case DType::IQ1_S: return "iq1_s";
+        case DType::IQ4_NL: return "iq4_nl";
+        case DType::IQ3_S: return "iq3_s";
+        case DType::IQ2_S: return "iq2_s";
+        case DType::IQ4_XS: return "iq4_xs";
+        case DType::IQ1_M: return "iq1_m";
+        case DType::TQ1_0: return "tq1_0";
+        case DType::TQ2_0: return "tq2_0";
         default: return "unknown";
     }
 }

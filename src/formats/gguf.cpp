@@ -11,6 +11,9 @@ int64_t dtype_block_size(DType t) {
     switch (t) {
         case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: case DType::Q8_1: return 32;
         case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::Q8_K: return 256;
+        case DType::IQ4_NL: return 32;
+        case DType::IQ2_XXS: case DType::IQ2_XS: case DType::IQ3_XXS: case DType::IQ1_S: case DType::IQ3_S: case DType::IQ2_S:
+        case DType::IQ4_XS: case DType::IQ1_M: case DType::TQ1_0: case DType::TQ2_0: return 256;
         default: return 1;
     }
 }
@@ -34,6 +37,18 @@ static size_t block_bytes(DType t) {
         case DType::Q5_K: return 176;
         case DType::Q6_K: return 210;
         case DType::Q8_K: return 292;
+        // the i-quants and ternary types (ggml-common.h's static_asserts, QK_K = 256)
+        case DType::IQ2_XXS: return 66;
+        case DType::IQ2_XS: return 74;
+        case DType::IQ3_XXS: return 98;
+        case DType::IQ1_S: return 50;
+        case DType::IQ4_NL: return 18;
+        case DType::IQ3_S: return 110;
+        case DType::IQ2_S: return 82;
+        case DType::IQ4_XS: return 136;
+        case DType::IQ1_M: return 56;
+        case DType::TQ1_0: return 54;
+        case DType::TQ2_0: return 66;
         default: return 0;
     }
 }

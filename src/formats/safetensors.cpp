@@ -143,6 +143,39 @@ int64_t jint(const json& j, const char* key, int64_t def, const std::string& pat
     return j[key].get<int64_t>();
 }
 
+// The config.json fields that change what a GPT-2 or LLaMA-family model computes, beyond those read below, are checked:
+// at their neutral values they pass, otherwise the model is refused naming the field — a Llama 3.x rope_scaling or a
+// Mistral sliding window would otherwise load and give wrong logits (measured against PyTorch: relative errors of
+// 0.18 and 0.5–0.7 where plain LLaMA directories match to 5e-7).
+void check_hf_fields(const json& j, const std::string& path, Arch arch, int64_t n_embd, int64_t n_head, int64_t n_ctx) {
+    auto refuse = [&](const std::string& field, const json& v, const char* why) {
+        throw_bad_input("'%s': config.json \"%s\": %s is not supported yet (%s)", path.c_str(), field.c_str(), v.dump().c_str(), why);
+    };
+    auto set = [&](const char* k) { return j.contains(k) && !j[k].is_null(); };
+    if (arch == Arch::Llama) {
+        if (set("rope_scaling")) refuse("rope_scaling", j["rope_scaling"], "scaled rotary positions, as Llama 3.x and long-context models use");
+        if (set("sliding_window") && j.value("use_sliding_window", true) && j["sliding_window"].is_number_integer() &&
+            j["sliding_window"].get<int64_t>() < n_ctx)
+            refuse("sliding_window", j["sliding_window"], "attention limited to a window shorter than the context");
+        for (const char* k : {"attention_bias", "mlp_bias"})
+            if (set(k) && j[k].is_boolean() && j[k].get<bool>()) refuse(k, j[k], "biases in the attention or MLP projections");
+        if (set("hidden_act") && j["hidden_act"] != "silu" && j["hidden_act"] != "swish") refuse("hidden_act", j["hidden_act"], "only SiLU gates");
+        if (set("head_dim") && n_head > 0 && j["head_dim"].is_number_integer() && j["head_dim"].get<int64_t>() != n_embd / n_head)
+            refuse("head_dim", j["head_dim"], "heads narrower or wider than hidden_size / num_attention_heads");
+        if (set("partial_rotary_factor") && j["partial_rotary_factor"].is_number() && j["partial_rotary_factor"].get<double>() != 1.0)
+            refuse("partial_rotary_factor", j["partial_rotary_factor"], "rotary embedding on part of each head");
+        if (set("num_local_experts") && j["num_local_experts"].is_number_integer() && j["num_local_experts"].get<int64_t>() > 0)
+            refuse("num_local_experts", j["num_local_experts"], "mixture-of-experts MLPs");
+    } else {
+        if (set("activation_function") && j["activation_function"] != "gelu_new" && j["activation_function"] != "gelu_pytorch_tanh")
+            refuse("activation_function", j["activation_function"], "only GPT-2's tanh GELU");
+        if (set("scale_attn_by_inverse_layer_idx") && j["scale_attn_by_inverse_layer_idx"] == true)
+            refuse("scale_attn_by_inverse_layer_idx", j["scale_attn_by_inverse_layer_idx"], "attention scaled per layer");
+        if (set("scale_attn_weights") && j["scale_attn_weights"] == false) refuse("scale_attn_weights", j["scale_attn_weights"], "attention without 1/√d");
+        if (set("add_cross_attention") && j["add_cross_attention"] == true) refuse("add_cross_attention", j["add_cross_attention"], "an encoder-decoder model");
+    }
+}
+
 ModelConfig config_from_hf(const json& j, const std::string& path) {
     ModelConfig c;
     std::string type = j.value("model_type", "");
@@ -175,6 +208,7 @@ ModelConfig config_from_hf(const json& j, const std::string& path) {
     } else {
         throw_bad_input("'%s': unknown architecture '%s' in config.json (supported: llama, gpt2)", path.c_str(), type.c_str());
     }
+    check_hf_fields(j, path, c.arch, c.n_embd, c.n_head, c.n_ctx);
     c.name = j.value("_name_or_path", type);
     return c;
 }

@@ -163,6 +163,40 @@ void config_to_gguf(const ModelConfig& c, gguf::Metadata& meta) {
     }
 }
 
+namespace {
+
+// Every key of the architecture's own namespace ("llama.…", "gpt2.…") changes what the model computes, so none may be
+// ignored: a key we implement is read; a key with its neutral value (rope scaling "none", no experts, …) passes; any
+// other is refused, naming it, rather than giving wrong logits (llama.cpp's llama-arch.cpp lists these keys).
+void check_arch_keys(const gguf::Metadata& meta, const std::string& a, const std::string& path, int64_t head_dim) {
+    static const std::vector<std::string> read_llama = {"context_length", "embedding_length", "feed_forward_length", "block_count",
+                                                        "attention.head_count", "attention.head_count_kv", "attention.layer_norm_rms_epsilon",
+                                                        "rope.freq_base", "rope.dimension_count", "vocab_size"};
+    static const std::vector<std::string> read_gpt2 = {"context_length", "embedding_length", "feed_forward_length", "block_count",
+                                                       "attention.head_count", "attention.head_count_kv", "attention.layer_norm_epsilon",
+                                                       "vocab_size"};
+    const auto& read = a == "llama" ? read_llama : read_gpt2;
+    for (const auto& [key, v] : meta.kv) {
+        if (key.compare(0, a.size() + 1, a + ".") != 0) continue;
+        const std::string k = key.substr(a.size() + 1);
+        if (std::find(read.begin(), read.end(), k) != read.end()) continue;
+        // informational, or neutral values
+        if (k == "tensor_data_layout") continue;
+        if (k == "rope.scaling.type" && v.type == gguf::Type::STRING && v.s == "none") continue;
+        if ((k == "rope.scaling.factor" || k == "rope.scale_linear") && !v.is_int() && v.type != gguf::Type::ARRAY && (v.f == 0.0 || v.f == 1.0)) continue;
+        if ((k == "expert_count" || k == "expert_used_count") && v.is_int() && v.i == 0) continue;
+        if ((k == "attention.key_length" || k == "attention.value_length") && v.is_int() && v.i == head_dim) continue;
+        if (k == "attention.causal" && v.type == gguf::Type::BOOL && v.b) continue;
+        if (k == "rope.scaling.finetuned" || k == "rope.scaling.original_context_length") {
+            if (meta.get_string(a + ".rope.scaling.type", "none") == "none") continue;  // only meaningful with a scaling type
+        }
+        throw_bad_input("'%s': metadata %s = %s changes the model's mathematics and is not supported yet", path.c_str(), key.c_str(),
+                        v.to_string(4).c_str());
+    }
+}
+
+}  // namespace
+
 ModelConfig config_from_gguf(const gguf::Metadata& meta, const std::string& path) {
     ModelConfig c;
     const std::string a = meta.get_string("general.architecture", "");
@@ -192,6 +226,7 @@ ModelConfig config_from_gguf(const gguf::Metadata& meta, const std::string& path
         c.rope_dim = meta.get_int(a + ".rope.dimension_count", 0);
         if (c.n_head > 0 && c.rope_dim == c.n_embd / c.n_head) c.rope_dim = 0;
     }
+    check_arch_keys(meta, a, path, c.n_head > 0 ? c.n_embd / c.n_head : 0);
     return c;
 }
 

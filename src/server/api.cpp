@@ -304,6 +304,11 @@ void Api::handle(const http::Request& req, const http::ExchangePtr& ex) {
             endpoint = "/v1/models";
             return models(req, ex);
         }
+        if (path == "/tokenize" || path == "/v1/tokenize") {
+            method_is("POST");
+            endpoint = "/tokenize";
+            return tokenize(req, ex);
+        }
         const bool gen = path == "/v1/chat/completions" || path == "/chat/completions" || path == "/v1/completions" || path == "/completions" ||
                          path == "/v1/embeddings" || path == "/embeddings";
         if (!gen && opt_.web) {
@@ -356,6 +361,34 @@ void Api::handle(const http::Request& req, const http::ExchangePtr& ex) {
     } catch (const std::exception& e) {
         reply(ex, 500, error_body(std::string("internal error: ") + e.what(), "server_error"), endpoint);
     }
+}
+
+// POST /tokenize (vLLM's shape): {"model", "messages"} — rendered with the chat template and its generation prompt, as
+// /v1/chat/completions would — or {"model", "prompt", "add_special_tokens"?} → {"count", "max_model_len", "tokens"}.
+// The web chat uses it to fit a conversation into the context before sending it.
+void Api::tokenize(const http::Request& req, const http::ExchangePtr& ex) {
+    const json b = parse_body(req);
+    ServedModel* sm = served(model_param(b));
+    for (auto it = b.begin(); it != b.end(); ++it)
+        if (it.key() != "model" && it.key() != "messages" && it.key() != "prompt" && it.key() != "add_special_tokens")
+            bad("Unrecognized request argument supplied: " + it.key(), it.key(), "unknown_parameter");
+    std::vector<int32_t> ids;
+    if (b.contains("messages")) {
+        const json messages = check_messages(b);
+        try {
+            ids = sm->chat->encode_prompt(messages);
+        } catch (const Error& e) {
+            bad(e.what(), "messages", "invalid_value");
+        }
+    } else if (b.contains("prompt")) {
+        if (!b["prompt"].is_string()) wrong_type("prompt", "a string", b["prompt"]);
+        const std::string p = b["prompt"].get<std::string>();
+        if (!utf8_valid(p)) bad("Invalid 'prompt': not valid UTF-8.", "prompt", "invalid_value");
+        ids = sm->model->vocab->encode(p, boolean(b, "add_special_tokens", true), false);
+    } else {
+        bad("Missing required parameter: 'messages' or 'prompt'.", "messages", "missing_required_parameter");
+    }
+    reply(ex, 200, dump(json{{"count", ids.size()}, {"max_model_len", sm->engine->slot_ctx()}, {"tokens", ids}}), "/tokenize");
 }
 
 void Api::models(const http::Request& req, const http::ExchangePtr& ex) {

@@ -54,6 +54,7 @@ private:
     void chat_completions(const http::Request& req, const http::ExchangePtr& ex);
     void completions(const http::Request& req, const http::ExchangePtr& ex);
     void embeddings(const http::Request& req, const http::ExchangePtr& ex);
+    void tokenize(const http::Request& req, const http::ExchangePtr& ex);
     void models(const http::Request& req, const http::ExchangePtr& ex);
     void metrics(const http::ExchangePtr& ex);
     // the web UI and the arena (api_web.cpp)

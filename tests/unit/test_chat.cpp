@@ -224,6 +224,10 @@ TEST(ChatSession, FullContextDropsTheOldestTurns) {
     for (int i = 0; i < 6; ++i) dropped += chat.ask("what does a dog mean? hello there", 8).dropped_turns;
     EXPECT_GT(dropped, 0);
     EXPECT_LE(static_cast<int64_t>(fmt.encode_prompt(chat.messages()).size()), 96);
+    // what /save writes: the whole conversation, the dropped turns too
+    EXPECT_EQ(chat.transcript().size(), 12u);
+    EXPECT_LT(chat.messages().size(), 12u);
+    EXPECT_EQ(chat.transcript()[0]["content"], "what does a dog mean? hello there");
     const size_t n = chat.messages().size();
     EXPECT_THROW(chat.ask(std::string(400, 'x'), 4), Error);  // a message longer than the context: an error,
     EXPECT_EQ(chat.messages().size(), n);                      // and the conversation is unchanged

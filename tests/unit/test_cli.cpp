@@ -8,6 +8,9 @@
 #include <sys/wait.h>
 
 #include "cli/common.h"
+#include "llmforge/error.h"
+#include "llmforge/gguf.h"
+#include "llmforge/model.h"
 #include "test_util.h"
 
 namespace {
@@ -225,4 +228,135 @@ TEST(Cli, ConvertKeepsTheTokenizer) {
     ASSERT_EQ(std::system(("printf 'Hello world' | " + std::string(bin) + " tokenize -m " + vocab + " --ids > " + piped + " 2>/dev/null").c_str()), 0);
     EXPECT_EQ(test::read_file(piped), "[1, 15043, 3186]\n");
     EXPECT_NE(out_of("tokenizer info " + vocab).find("SentencePiece-style"), std::string::npos);
+}
+
+// info describes any GGUF: every metadata key (not just general.*), every tensor with --all, and files it cannot run
+// (quantised weights, other architectures, other tokenizers) with the reason instead of an error.
+TEST(Cli, InfoDescribesAnyGguf) {
+    const char* bin = std::getenv("LLMFORGE_BIN");
+    if (!bin) GTEST_SKIP() << "LLMFORGE_BIN not set";
+    auto out_of = [&](const std::string& args, int want_rc = 0) {
+        const std::string f = test::tmp_path("info_out.txt");
+        const int st = std::system((std::string(bin) + " " + args + " > " + f + " 2>&1").c_str());
+        EXPECT_EQ(WEXITSTATUS(st), want_rc) << args << "\n" << test::read_file(f);
+        return test::read_file(f);
+    };
+    // a small LLaMA-shaped file whose matrices are q4_K and iq2_xxs blocks (random bytes: info reads, never computes)
+    using namespace llmforge;
+    gguf::Metadata meta;
+    meta.set("general.architecture", gguf::Value::str("llama"));
+    meta.set("general.name", gguf::Value::str("quantised"));
+    for (auto [k, v] : std::vector<std::pair<const char*, uint32_t>>{{"llama.context_length", 64}, {"llama.embedding_length", 256},
+                                                                      {"llama.feed_forward_length", 512}, {"llama.block_count", 1},
+                                                                      {"llama.attention.head_count", 4}})
+        meta.set(k, gguf::Value::u32(v));
+    std::vector<std::vector<uint8_t>> store;
+    std::vector<Tensor> ts;
+    auto add = [&](const char* name, DType t, int64_t rows, int64_t cols) {
+        Tensor x;
+        x.name = name;
+        x.dtype = t;
+        x.shape = {rows, cols};
+        store.emplace_back(x.nbytes(), 7);
+        x.data = store.back().data();
+        ts.push_back(x);
+    };
+    add("token_embd.weight", DType::Q4_K, 32, 256);
+    add("blk.0.attn_q.weight", DType::IQ2_XXS, 256, 256);
+    add("output_norm.weight", DType::F32, 1, 256);
+    const std::string q = test::tmp_path("quantised.gguf");
+    gguf::write(q, meta, ts);
+    std::string out = out_of("info " + q);
+    EXPECT_NE(out.find("runnable       not yet"), std::string::npos) << out;
+    EXPECT_NE(out.find("q4_k"), std::string::npos) << out;
+    EXPECT_NE(out.find("iq2_xxs"), std::string::npos) << out;
+    EXPECT_NE(out.find("general.name"), std::string::npos) << out;
+    EXPECT_NE(out.find("llama.feed_forward_length"), std::string::npos) << out;
+    // an architecture and a tokenizer llmforge does not run: described, with the reason
+    const std::string g = test::golden_dir();
+    if (!file_exists(g + "/vocab/ggml-vocab-bert-bge.gguf")) GTEST_SKIP() << "golden data absent";
+    out = out_of("info " + g + "/vocab/ggml-vocab-bert-bge.gguf");
+    EXPECT_NE(out.find("tokenizer model 'bert' is not supported"), std::string::npos) << out;
+    EXPECT_NE(out.find("bert.attention.causal"), std::string::npos) << out;
+    // --all: every metadata key and every tensor (stories260K has 19 keys and 48 tensors)
+    out = out_of("info --all " + g + "/stories260K/stories260K.gguf");
+    EXPECT_NE(out.find("metadata (19)"), std::string::npos) << out;
+    EXPECT_NE(out.find("blk.4.ffn_up.weight"), std::string::npos) << out;
+    EXPECT_NE(out.find("tokenizer.ggml.scores"), std::string::npos) << out;
+    EXPECT_NE(out.find("vocabulary     512"), std::string::npos) << out;
+    const std::string js = out_of("info --json " + q);
+    EXPECT_NE(js.find("\"runnable\": false"), std::string::npos) << js;
+}
+
+// config.json fields and GGUF keys that change the mathematics are refused, naming them, rather than ignored.
+TEST(Cli, ModelsWithUnsupportedMathematicsAreRefused) {
+    using namespace llmforge;
+    const std::string dir = test::tmp_path("hfcfg");
+    std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str());
+    const Model m = init_random(preset("llama-tiny"), DType::F32, 1);
+    save_model(m, dir + "/");
+    const std::string cfg = test::read_file(dir + "/config.json");
+    ASSERT_NO_THROW(load_model(dir));
+    auto with = [&](const std::string& extra) {
+        std::ofstream(dir + "/config.json") << cfg.substr(0, cfg.rfind('}')) << ", " << extra << "}\n";
+        try {
+            (void)load_model(dir);
+            return std::string("loaded");
+        } catch (const Error& e) {
+            EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+            return std::string(e.what());
+        }
+    };
+    EXPECT_NE(with(R"("rope_scaling": {"rope_type": "llama3", "factor": 8.0})").find("\"rope_scaling\""), std::string::npos);
+    EXPECT_NE(with(R"("sliding_window": 16)").find("\"sliding_window\""), std::string::npos);
+    EXPECT_EQ(with(R"("sliding_window": 4096)"), "loaded");  // a window longer than the context changes nothing
+    EXPECT_EQ(with(R"("sliding_window": 16, "use_sliding_window": false)"), "loaded");
+    EXPECT_NE(with(R"("attention_bias": true)").find("\"attention_bias\""), std::string::npos);
+    EXPECT_NE(with(R"("hidden_act": "gelu")").find("\"hidden_act\""), std::string::npos);
+    EXPECT_EQ(with(R"("rope_scaling": null, "attention_bias": false)"), "loaded");
+    // GGUF: any key of the architecture's namespace we do not read is refused unless neutral
+    const std::string g = test::tmp_path("scaled.gguf");
+    save_model(m, g);
+    gguf::File f = gguf::read(g);
+    gguf::Metadata meta = f.meta;
+    meta.set("llama.rope.scaling.type", gguf::Value::str("none"));
+    const std::string g2 = test::tmp_path("scaled2.gguf");
+    gguf::write(g2, meta, f.tensors);
+    ASSERT_NO_THROW(load_model(g2));
+    meta.set("llama.rope.scaling.type", gguf::Value::str("yarn"));
+    gguf::write(g2, meta, f.tensors);
+    try {
+        (void)load_model(g2);
+        ADD_FAILURE() << "a yarn-scaled GGUF loaded";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("llama.rope.scaling.type"), std::string::npos) << e.what();
+    }
+    meta.set("llama.rope.scaling.type", gguf::Value::str("none"));
+    meta.set("llama.attention.sliding_window", gguf::Value::u32(8));
+    gguf::write(g2, meta, f.tensors);
+    EXPECT_THROW(load_model(g2), Error);
+}
+
+// On a terminal, perplexity's running values (stdout) and its progress bar (stderr, redrawn with \r) must not share a
+// line: run it under a pseudo-terminal (util-linux's script) and look at what the terminal got.
+TEST(Cli, PerplexityValuesAndProgressBarKeepTheirOwnLines) {
+    const char* bin = std::getenv("LLMFORGE_BIN");
+    const std::string g = test::golden_dir() + "/stories260K/";
+    if (!bin || !llmforge::file_exists(g + "stories260K.gguf")) GTEST_SKIP() << "LLMFORGE_BIN or golden data absent";
+    if (std::system("command -v script > /dev/null") != 0) GTEST_SKIP() << "util-linux's script is not installed";
+    const std::string out = test::tmp_path("pty.txt");
+    const std::string cmd = "script -qc \"" + std::string(bin) + " perplexity -m " + g + "stories260K.gguf -f " + g + "ppl_story.txt -c 128\" /dev/null > " + out;
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    const std::string tty = test::read_file(out);
+    ASSERT_NE(tty.find("[14]3.2587,"), std::string::npos) << tty;  // llama-perplexity's values, all there
+    size_t lines = 0;
+    for (size_t p = 0; p < tty.size();) {
+        size_t e = tty.find('\n', p);
+        if (e == std::string::npos) e = tty.size();
+        const std::string line = tty.substr(p, e - p);
+        EXPECT_FALSE(line.find("perplexity [") != std::string::npos && line.find("[1]") != std::string::npos) << "shared line: " << line;
+        p = e + 1;
+        ++lines;
+    }
+    EXPECT_GT(lines, 3u);
 }
