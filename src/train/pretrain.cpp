@@ -221,6 +221,33 @@ PretrainResult pretrain(const PretrainOptions& o) {
     s.train = std::make_unique<DataLoader>(o.data_dir, "train", o.batch_size, o.seq_len, o.seed, true);
     s.val = std::make_unique<DataLoader>(o.data_dir, "val", 1, o.seq_len, o.seed, false);
     s.sample_text = [](const Vocab&, const std::string& prompt) { return "<|endoftext|>" + prompt; };
+    s.validate_at_start = true;
+    // The baseline a language model must beat: the unigram model — each token's frequency in the training split (add-one
+    // smoothed), with no context at all. Its loss on the validation windows shows what the context-using model learned.
+    s.baseline_name = "unigram";
+    s.baseline = [dir = o.data_dir, V = s.cfg.n_vocab](BatchSource& val, int64_t batches) {
+        std::vector<double> count(static_cast<size_t>(V), 1.0);
+        double total = static_cast<double>(V);
+        for (const auto& e : fs::directory_iterator(dir)) {
+            const std::string n = e.path().filename().string();
+            if (n.rfind("train_", 0) != 0 || e.path().extension() != ".bin") continue;
+            const TokenShard sh(e.path().string());
+            for (uint64_t i = 0; i < sh.size(); ++i) {
+                const int32_t t = sh[i];
+                if (t >= 0 && t < V) count[static_cast<size_t>(t)] += 1, total += 1;
+            }
+        }
+        val.seek({});
+        std::vector<int32_t> in, tg;
+        double nll = 0, n = 0;
+        for (int64_t b = 0; b < batches; ++b) {
+            val.next(in, tg);
+            for (int32_t t : tg)
+                if (t >= 0 && t < V) nll -= std::log(count[static_cast<size_t>(t)] / total), n += 1;
+        }
+        val.seek({});
+        return n > 0 ? nll / n : NAN;
+    };
     return run_training(o, s);
 }
 
@@ -383,12 +410,23 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     };
 
     PretrainResult res;
+    std::string vs_baseline;  // "; unigram baseline 412.30" after each validation perplexity
+    if (lead && s.baseline && eval_batches > 0) {
+        res.baseline_val_loss = static_cast<float>(s.baseline(*val, eval_batches));
+        vs_baseline = strprintf("; %s baseline %.2f", s.baseline_name.c_str(), std::exp(static_cast<double>(res.baseline_val_loss)));
+        std::fprintf(stderr, "llmforge: %s baseline on the validation tokens: loss %.4f (perplexity %.2f)\n", s.baseline_name.c_str(),
+                     static_cast<double>(res.baseline_val_loss), std::exp(static_cast<double>(res.baseline_val_loss)));
+    }
+    if (lead && !o.resume && o.sample_every > 0 && s.sample_text) sample(0);  // what the untrained model writes
     Progress prog("training", static_cast<double>(o.steps), "steps", o.progress && lead);
     prog.update(static_cast<double>(st.step));
     std::vector<int32_t> in, tg;
     if (lead && s.validate_at_start && !o.resume && eval_batches > 0) {
         const nlohmann::json v = eval_val();
-        std::fprintf(stderr, "llmforge: before training: %s\n", v.dump().c_str());
+        res.start_val_loss = static_cast<float>(v.at("val_loss").get<double>());
+        if (s.objective) std::fprintf(stderr, "llmforge: before training: %s\n", v.dump().c_str());
+        else std::fprintf(stderr, "llmforge: before training: validation loss %.4f (perplexity %.2f%s)\n", static_cast<double>(res.start_val_loss),
+                          std::exp(static_cast<double>(res.start_val_loss)), vs_baseline.c_str());
         if (s.on_validation) s.on_validation(v, false);
     }
     for (; st.step < o.steps;) {
@@ -443,7 +481,8 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
                     if (it.key() != "val_loss" && it.value().is_number()) extra += ", " + it.key().substr(4) + " " + fmt(it.value().get<double>());
                 std::fprintf(stderr, "\nstep %lld: train loss %.4f, validation loss %.4f%s\n", static_cast<long long>(st.step), loss, vl, extra.c_str());
             } else {
-                std::fprintf(stderr, "%sstep %lld: train loss %.4f, validation loss %.4f (perplexity %.2f)\n", "\n", static_cast<long long>(st.step), loss, vl, std::exp(vl));
+                std::fprintf(stderr, "%sstep %lld: train loss %.4f, validation loss %.4f (perplexity %.2f%s)\n", "\n", static_cast<long long>(st.step), loss, vl,
+                             std::exp(vl), vs_baseline.c_str());
             }
             if (last && s.on_validation) s.on_validation(v, true);
         }
