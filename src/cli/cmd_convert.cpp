@@ -27,10 +27,13 @@ void add_convert(CLI::App& app) {
         if (format_for_output(*out) == FileFormat::Llama2c && t != DType::Unknown && t != DType::F32)
             throw_bad_input("convert: llama2.c files hold f32 weights only");
         save_model(m, *out, t);
-        std::fprintf(stderr, "llmforge: wrote %s%s\n", out->c_str(),
-                     format_for_output(*out) == FileFormat::Llama2c && m.vocab ? (" and its tokenizer " + formats::llama2c_tokenizer_path(*out)).c_str() : "");
-        if (!m.vocab && format_for_output(*out) == FileFormat::GGUF)
-            std::fprintf(stderr, "llmforge: note: the source has no tokenizer, so neither has %s\n", out->c_str());
+        const FileFormat f = format_for_output(*out);
+        std::string also;
+        if (f == FileFormat::Llama2c && m.vocab) also = " and its tokenizer " + formats::llama2c_tokenizer_path(*out);
+        if (f == FileFormat::Safetensors && out->size() > 12 && out->compare(out->size() - 12, 12, ".safetensors") == 0)
+            also = std::string(" and, beside it, config.json") + (m.vocab ? ", tokenizer.json, tokenizer_config.json" : "");
+        std::fprintf(stderr, "llmforge: wrote %s%s\n", out->c_str(), also.c_str());
+        if (!m.vocab) std::fprintf(stderr, "llmforge: note: the source has no tokenizer, so neither has %s (--tokenizer FILE attaches one)\n", out->c_str());
     });
 }
 

@@ -24,6 +24,10 @@ after(async () => {
 
 const hello = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello there!' }];
 
+test('the server says it falls back to ChatML for a model without a chat template', () => {
+  assert.match(srv.log(), /tiny\.gguf has no chat template; \/v1\/chat\/completions uses ChatML/);
+});
+
 test('models list', async () => {
   const page = await client.models.list();
   const ids = page.data.map((m) => m.id);

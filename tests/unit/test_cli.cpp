@@ -360,3 +360,36 @@ TEST(Cli, PerplexityValuesAndProgressBarKeepTheirOwnLines) {
     }
     EXPECT_GT(lines, 3u);
 }
+
+// Small defects: bench's table keeps its columns aligned; a GPT-2 preset shows no RoPE fields; chat says once that it
+// falls back to ChatML for a model without a chat template.
+TEST(Cli, SmallDefects) {
+    const char* bin = std::getenv("LLMFORGE_BIN");
+    const std::string g = test::golden_dir() + "/stories260K/stories260K.gguf";
+    if (!bin || !llmforge::file_exists(g)) GTEST_SKIP() << "LLMFORGE_BIN or golden data absent";
+    auto out_of = [&](const std::string& args) {
+        const std::string f = test::tmp_path("small_out.txt");
+        EXPECT_EQ(std::system((std::string(bin) + " " + args + " > " + f).c_str()), 0) << args;
+        return test::read_file(f);
+    };
+    // every line of the table as wide as the header, counting characters (the "±" is one)
+    const std::string table = out_of("bench -m " + g + " -p 8 -n 8 -r 1 2>/dev/null");
+    std::vector<size_t> widths;
+    for (size_t p = 0; p < table.size();) {
+        const size_t e = table.find('\n', p);
+        size_t w = 0;
+        for (size_t i = p; i < e; ++i) w += (static_cast<unsigned char>(table[i]) & 0xC0) != 0x80;
+        widths.push_back(w);
+        p = e + 1;
+    }
+    ASSERT_EQ(widths.size(), 4u) << table;
+    for (size_t w : widths) EXPECT_EQ(w, widths[0]) << table;
+    const std::string gpt3 = out_of("info --preset gpt3-175b --json");
+    EXPECT_EQ(gpt3.find("rope"), std::string::npos) << gpt3;
+    EXPECT_NE(gpt3.find("\"positions\": \"learned\""), std::string::npos) << gpt3;
+    EXPECT_NE(out_of("info --preset llama2-7b --json").find("rope_theta"), std::string::npos);
+    const std::string logf = test::tmp_path("chat_log.txt");
+    EXPECT_EQ(std::system((std::string(bin) + " chat -m " + g + " -n 4 --temp 0 < /dev/null > /dev/null 2> " + logf).c_str()), 0);
+    const std::string log = test::read_file(logf);
+    EXPECT_NE(log.find("has no chat template; using ChatML"), std::string::npos) << log;
+}
