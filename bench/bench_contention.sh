@@ -18,15 +18,10 @@ ROUNDS=${ROUNDS:-3}
 REPS=${REPS:-5}
 BENCH_DIR=${BENCH_DIR:-/tmp/llmforge-bench}
 GOLDEN=${LLMFORGE_GOLDEN:-../shared/golden}
-: "${LLAMA_CPP_SRC:?set LLAMA_CPP_SRC to a llama.cpp checkout}"
-mkdir -p "$BENCH_DIR"
-if [ ! -x "$LLAMA_CPP_SRC/build/bin/llama-bench" ]; then
-  echo "building llama.cpp in $LLAMA_CPP_SRC/build ..." >&2
-  cmake -S "$LLAMA_CPP_SRC" -B "$LLAMA_CPP_SRC/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DGGML_NATIVE=ON >&2
-  cmake --build "$LLAMA_CPP_SRC/build" -j"$(nproc)" --target llama-bench >&2
-fi
 LLMFORGE=${LLMFORGE:-build/llmforge}
-[ -x "$LLMFORGE" ] || { cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >&2 && cmake --build build -j"$(nproc)" >&2; }
+source bench/anchor_llamacpp.sh
+mkdir -p "$BENCH_DIR"
+build_anchor_and_llmforge llama-bench
 tl="$BENCH_DIR/tinyllama-1.1b-f16.gguf"
 [ -f "$tl" ] || "$LLMFORGE" init --preset tinyllama-1.1b --dtype f16 --seed 1 -o "$tl" >&2
 models=("$GOLDEN/stories260K/stories260K.gguf:256" "$tl:32")

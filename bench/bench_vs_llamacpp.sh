@@ -12,15 +12,9 @@ cd "$(dirname "$0")/.."
 REPS=${1:-2}
 THREADS=${THREADS:-2}
 BENCH_DIR=${BENCH_DIR:-/tmp/llmforge-bench}
-: "${LLAMA_CPP_SRC:?set LLAMA_CPP_SRC to a llama.cpp checkout}"
+source bench/anchor_llamacpp.sh
 mkdir -p "$BENCH_DIR"
-
-if [ ! -x "$LLAMA_CPP_SRC/build/bin/llama-bench" ]; then
-  echo "building llama.cpp in $LLAMA_CPP_SRC/build ..." >&2
-  cmake -S "$LLAMA_CPP_SRC" -B "$LLAMA_CPP_SRC/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DGGML_NATIVE=ON >&2
-  cmake --build "$LLAMA_CPP_SRC/build" -j"$(nproc)" --target llama-bench >&2
-fi
-[ -x build/llmforge ] || { cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >&2 && cmake --build build -j"$(nproc)" >&2; }
+build_anchor_and_llmforge llama-bench
 
 for dt in f32 f16; do
   f="$BENCH_DIR/tinyllama-1.1b-$dt.gguf"

@@ -201,10 +201,7 @@ void add_rl_options(CLI::App* cmd, const std::shared_ptr<align::RlOptions>& o) {
     cmd->add_option("--warmup", o->warmup, "warm-up steps");
     cmd->add_option("--wd", o->weight_decay, "AdamW weight decay");
     cmd->add_option("--clip-grad", o->clip, "clip gradients to this global norm (0: off)")->check(at_least(0, " (0: off)"));
-    cmd->add_option_function<int64_t>("-s,--seed", [o](const int64_t& v) { o->seed = seed_or_random(v); },
-                                      "seed: prompt order and sampling (-1: a random one)")
-        ->check(at_least(-1, " (-1: random)"))
-        ->default_str(std::to_string(o->seed));
+    add_seed_option(cmd, o->seed, "seed: prompt order and sampling");
     cmd->add_option("--save-every", o->save_every, "checkpoint every N steps");
     cmd->add_option("--sample-every", o->sample_every, "print an answer every N steps (0: off)");
     cmd->add_option("--lora-rank", o->lora.rank, "train LoRA adapters of this rank (the reference is then the base with the adapters off)");

@@ -59,10 +59,7 @@ void add_training_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions>&
     cmd->add_option("--precision", o->precision, "matrix products: f32 or bf16 (bf16 operands, f32 accumulation; master weights and optimizer stay f32)");
     cmd->add_option("--wd", o->weight_decay, "AdamW weight decay (matrices only)");
     cmd->add_option("--clip-grad", o->clip, "clip gradients to this global norm (0: off)")->check(at_least(0, " (0: off)"));
-    cmd->add_option_function<int64_t>("-s,--seed", [o](const int64_t& v) { o->seed = seed_or_random(v); },
-                                      "seed for initialisation and data order (-1: a random one, logged; --resume needs the run's seed)")
-        ->check(at_least(-1, " (-1: random)"))
-        ->default_str(std::to_string(o->seed));
+    add_seed_option(cmd, o->seed, "seed for initialisation and data order (--resume needs the run's)");
     cmd->add_option("--eval-every", o->eval_every, "validation every N steps");
     cmd->add_option("--eval-batches", o->eval_batches, "validation windows per evaluation");
     cmd->add_option("--save-every", o->save_every, "checkpoint every N steps");

@@ -49,6 +49,19 @@ CLI::Option* add_seed_option(CLI::App* cmd, int64_t& seed, const std::string& wh
     return cmd->add_option("-s,--seed", seed, what + " (-1: a random one)")->check(at_least(-1, " (-1: random)"));
 }
 
+CLI::Option* add_seed_option(CLI::App* cmd, uint64_t& seed, const std::string& what) {
+    return cmd
+        ->add_option_function<int64_t>(
+            "-s,--seed",
+            [&seed](const int64_t& v) {
+                seed = seed_or_random(v);
+                if (v < 0) std::fprintf(stderr, "llmforge: random seed %llu\n", static_cast<unsigned long long>(seed));
+            },
+            what + " (-1: a random one, logged)")
+        ->check(at_least(-1, " (-1: random)"))
+        ->default_str(std::to_string(seed));
+}
+
 CLI::Option* add_threads_option(CLI::App* cmd, int& threads, const std::string& what, int min) {
     return cmd->add_option("-t,--threads", threads, what)->check(between(min, 1024));
 }

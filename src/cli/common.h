@@ -65,6 +65,8 @@ CLI::Validator above(double lo, const std::string& note = "");
 CLI::Validator between(double lo, double hi, const std::string& note = "");
 // The shared spellings: -s,--seed (-1: random, checked) and -t,--threads (min … 1024; min 0 where 0 means all cores).
 CLI::Option* add_seed_option(CLI::App* cmd, int64_t& seed, const std::string& what);
+// The same for a library option that holds the seed itself: -1 draws a random one at once and logs it.
+CLI::Option* add_seed_option(CLI::App* cmd, uint64_t& seed, const std::string& what);
 CLI::Option* add_threads_option(CLI::App* cmd, int& threads, const std::string& what = "threads", int min = 1);
 // The sampling flags of generate and chat: --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n -s/--seed.
 void add_sampling_options(CLI::App* cmd, SamplerParams& s, int64_t& seed);

@@ -324,6 +324,10 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
         st.data.epoch = sj.at("epoch").get<uint64_t>();
         st.data.index = sj.at("index").get<uint64_t>();
         st.seed = sj.at("seed").get<uint64_t>();
+        if (st.seed != o.seed)  // the data order and the samples follow the seed: another one would not continue the run
+            throw_bad_input("--resume: this run was started with --seed %llu, not %llu: resume with -s %llu",
+                            static_cast<unsigned long long>(st.seed), static_cast<unsigned long long>(o.seed),
+                            static_cast<unsigned long long>(st.seed));
         init = to_training_layout(std::move(init), cfg);
         if (init.config.n_params() != cfg.n_params())
             throw_bad_input("--resume: the checkpoint's model (%lld parameters) differs from the one asked for (%lld)",

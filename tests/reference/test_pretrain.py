@@ -102,6 +102,15 @@ def main():
             check(f"{how} + --resume: the same loss at every step, bit for bit", same,
                   f"first differing step {diff[0] if diff else None}; {r.stderr.strip()[-200:] if r.returncode else ''}")
 
+        # ---- resuming with another seed would silently change the data order: refused, naming the run's seed
+        seed_of = lambda args: args[args.index("--seed") + 1] if "--seed" in args else args[args.index("-s") + 1] if "-s" in args else "1"
+        other = [a for a in base]
+        if "--seed" in other: other[other.index("--seed") + 1] = "999"
+        else: other += ["--seed", "999"]
+        r = subprocess.run(other + ["-o", run, "--resume"], capture_output=True, text=True)
+        check("--resume with another --seed: refused, naming the run's seed", r.returncode == 2 and
+              f"started with --seed {seed_of(base)}" in r.stderr and r.stderr.count("\n") == 1, r.stderr.strip()[-300:])
+
         # ---- data parallel: mpirun -np 2 equals one process with the same global batch
         mpirun = shutil.which("mpirun")
         if mpirun:
