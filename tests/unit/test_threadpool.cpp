@@ -2,6 +2,7 @@
 // run (the situation of a pool whose cores another process is using: the OS deschedules a worker for a time slice).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -50,7 +51,18 @@ void hold_here(int) {  // a signal handler that keeps its thread from running un
 // Stops every other thread of the process (the pool's workers) inside a signal handler, runs jobs on the pool, and
 // checks they finish: the calling thread takes the tasks nobody claimed. (A pool that splits work statically and
 // spins until each worker reports back never returns here.)
+static std::vector<pid_t> thread_ids() {
+    std::vector<pid_t> ids;
+    if (DIR* d = opendir("/proc/self/task")) {
+        while (dirent* e = readdir(d))
+            if (const pid_t tid = static_cast<pid_t>(std::atoi(e->d_name)); tid > 0) ids.push_back(tid);
+        closedir(d);
+    }
+    return ids;
+}
+
 TEST(ThreadPool, JobsFinishWhileAWorkerIsStopped) {
+    const std::vector<pid_t> before = thread_ids();  // (a sanitizer's own threads are not the pool's)
     ThreadPool pool(3);
     std::atomic<int> runs{0};
     pool.run([&](int, int) { runs++; });  // the workers exist and are idle
@@ -59,16 +71,11 @@ TEST(ThreadPool, JobsFinishWhileAWorkerIsStopped) {
     sigemptyset(&sa.sa_mask);
     ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
     g_hold = true;
-    const pid_t self = getpid(), me = static_cast<pid_t>(syscall(SYS_gettid));
+    const pid_t self = getpid();
     int stopped = 0;
-    if (DIR* d = opendir("/proc/self/task")) {
-        while (dirent* e = readdir(d)) {
-            const pid_t tid = static_cast<pid_t>(std::atoi(e->d_name));
-            if (tid > 0 && tid != me && syscall(SYS_tgkill, self, tid, SIGUSR1) == 0) ++stopped;
-        }
-        closedir(d);
-    }
-    ASSERT_GE(stopped, 2);
+    for (pid_t tid : thread_ids())  // the pool's two workers: the threads that appeared with it
+        if (std::find(before.begin(), before.end(), tid) == before.end() && syscall(SYS_tgkill, self, tid, SIGUSR1) == 0) ++stopped;
+    ASSERT_EQ(stopped, 2);
     for (int i = 0; i < 200 && g_held.load() < stopped; ++i) usleep(1000);
     ASSERT_EQ(g_held.load(), stopped) << "the workers did not stop";
     auto done = std::async(std::launch::async, [&] {
