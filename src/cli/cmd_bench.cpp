@@ -27,7 +27,6 @@ void add_bench(CLI::App& app) {
     cmd->add_flag("--json", o->json, "print one JSON object");
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     cmd->callback([o] {
-        if (o->reps < 1 || o->threads < 1) throw_bad_input("bench: --repetitions and --threads must be at least 1");
         Model m = load_for_cli(o->model, "", false, !o->no_mmap);
         ThreadPool pool(o->threads);
         const int64_t ctx = std::max<int64_t>(o->pp + o->tg, 16);

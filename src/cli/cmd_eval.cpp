@@ -32,7 +32,6 @@ void add_eval(CLI::App& app) {
     cmd->add_flag("--items", o->items, "with --json: include every item's result");
     cmd->add_flag("--json", o->json, "print one JSON object");
     cmd->callback([o] {
-        if (o->threads < 1) throw_bad_input("eval: --threads must be at least 1");
         auto items = load_eval_tasks(o->task);
         if (o->limit >= 0 && static_cast<size_t>(o->limit) < items.size()) items.resize(static_cast<size_t>(o->limit));
         Model m = load_for_cli(o->model, o->tokenizer, true);

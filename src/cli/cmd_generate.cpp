@@ -46,7 +46,6 @@ void add_generate(CLI::App& app) {
     cmd->callback([o] {
         if (o->prompt.empty() == o->file.empty()) throw_bad_input("generate: give the prompt with -p TEXT or -f FILE");
         const std::string prompt = o->file.empty() ? o->prompt : read_text_file(o->file);
-        if (o->threads < 1) throw_bad_input("generate: --threads must be at least 1");
         Model m = load_for_cli(o->model, o->tokenizer, true, !o->no_mmap);
         warn_context(m, o->ctx);
         ThreadPool pool(o->threads);

@@ -40,7 +40,6 @@ void add_perplexity(CLI::App& app) {
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     cmd->add_flag("--json", o->json, "print one JSON object instead of llama.cpp's lines");
     cmd->callback([o] {
-        if (o->threads < 1) throw_bad_input("perplexity: --threads must be at least 1");
         std::string text = read_text_file(o->file);
         if (!utf8_valid(text)) throw_bad_input("perplexity: '%s' is not valid UTF-8", o->file.c_str());
         if (!text.empty() && text.back() == '\n') text.pop_back();  // as llama.cpp's -f reads a prompt file

@@ -97,7 +97,7 @@ void add_tokenize(CLI::App& app) {
     cmd->add_flag("--json", o->json, "print {\"ids\": [...], \"pieces\": [...]} (with --count: the counts and timing)");
     cmd->add_flag("--count", o->count, "print only the number of tokens (and the encoding speed on stderr)");
     cmd->add_flag("--jsonl", o->jsonl, "the input (-f) is JSON lines with a \"text\" field: print one id list per line, encoded on -t threads");
-    cmd->add_option("-t,--threads", o->threads, "threads for --jsonl and --count (--count splits the text at newlines)")->check(CLI::Range(1, 256));
+    add_threads_option(cmd, o->threads, "threads for --jsonl and --count (--count splits the text at newlines)");
     cmd->callback([o] {
         if (o->model.empty() && o->tokenizer.empty()) throw_bad_input("tokenize: give -m MODEL or --tokenizer FILE");
         if (!o->text.empty() && !o->file.empty()) throw_bad_input("tokenize: give the text as an argument or with -f FILE, not both");

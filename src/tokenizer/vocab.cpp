@@ -342,12 +342,11 @@ Vocab Vocab::load(const std::string& path) {
     const size_t slash = path.find_last_of('/');
     const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
     if (name.size() >= 4 && name.compare(name.size() - 4, 4, ".bin") == 0) return from_llama2c(path, 0);
-    if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".json") == 0) {
+    if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".json") == 0 && name != "encoder.json") {  // a tokenizer.json: read once
         const std::string text = read_text_file(path);
-        if (is_spm_hf_json(text)) {
-            const std::string cfg = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer_config.json";
-            return from_hf_spm_json(text, path, file_exists(cfg) ? read_text_file(cfg) : std::string());
-        }
+        if (!is_spm_hf_json(text)) return from_bpe(BpeTokenizer::from_hf_json_text(text, path));
+        const std::string cfg = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer_config.json";
+        return from_hf_spm_json(text, path, file_exists(cfg) ? read_text_file(cfg) : std::string());
     }
     return from_bpe(BpeTokenizer::load(path));
 }

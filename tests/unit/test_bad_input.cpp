@@ -43,18 +43,7 @@ struct RawGGUF {
     }
 };
 
-// Runs the CLI; returns the exit status (or 128+signal) and stderr.
-int run_cli(const std::string& args, std::string* err) {
-    const char* bin = std::getenv("LLMFORGE_BIN");
-    if (!bin) return -1;
-    const std::string errf = test::tmp_path("stderr.txt");
-    const std::string cmd = std::string(bin) + " " + args + " > /dev/null 2> " + errf;
-    const int st = std::system(cmd.c_str());
-    *err = test::read_file(errf);
-    std::remove(errf.c_str());
-    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
-    return WEXITSTATUS(st);
-}
+using test::run_cli;
 
 // The library throws a bad-input Error mentioning `needle`; the CLI exits 2 with one line mentioning it.
 void expect_bad(const std::string& model, const std::string& needle, const std::string& extra_args = "-p hello") {

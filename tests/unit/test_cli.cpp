@@ -85,8 +85,10 @@ TEST(Cli, OneNamePerConcept) {
     // the concepts the README names, spelt one way everywhere; other spellings of them must not appear
     const std::map<std::string, std::string> canonical = {
         {"threads", "t"}, {"seed", "s"}, {"ctx-size", "c"}, {"model", "m"}, {"output", "o"}, {"n-predict", "n"}, {"batch-size", "b"}};
-    for (const auto& [l, s] : canonical)
-        if (short_of_long.count(l)) EXPECT_EQ(*short_of_long[l].begin(), s) << "--" << l << " should be -" << s << ",--" << l;
+    for (const auto& [l, s] : canonical) {
+        if (!short_of_long.count(l)) continue;
+        EXPECT_EQ(*short_of_long[l].begin(), s) << "--" << l << " should be -" << s << ",--" << l;
+    }
     const std::set<std::string> banned = {"clip", "ctx", "context-size", "n-ctx", "thread", "n-threads", "temperature", "max-new-tokens",
                                           "scale", "batch", "random-seed"};
     for (const auto& o : opts)
@@ -95,14 +97,15 @@ TEST(Cli, OneNamePerConcept) {
 }
 
 namespace {
-// Runs the CLI binary; returns the exit status and stderr.
-int run_cli(const std::string& args, std::string* err) {
-    const char* bin = std::getenv("LLMFORGE_BIN");
-    if (!bin) return -1;
-    const std::string errf = test::tmp_path("cli_stderr.txt");
-    const int st = std::system((std::string(bin) + " " + args + " > /dev/null 2> " + errf).c_str());
-    *err = test::read_file(errf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+using test::run_cli;
+
+// Runs the CLI ($LLMFORGE_BIN) expecting exit status 0; returns its stdout (and stderr, with and_stderr).
+std::string cli_stdout(const std::string& args, bool and_stderr = false) {
+    const std::string f = test::tmp_path("cli_out.txt");
+    const int st = std::system((std::string(std::getenv("LLMFORGE_BIN")) + " " + args + " > " + f + (and_stderr ? " 2>&1" : " 2>/dev/null")).c_str());
+    const std::string out = test::read_file(f);
+    EXPECT_EQ(st, 0) << args << "\n" << out;
+    return out;
 }
 void expect_error(const std::string& args, const std::string& needle) {
     std::string err;
@@ -185,12 +188,7 @@ TEST(Cli, ConvertKeepsTheTokenizer) {
     if (!llmforge::file_exists(g + "stories260K.gguf")) GTEST_SKIP() << "golden data absent";
     const char* bin = std::getenv("LLMFORGE_BIN");
     if (!bin) GTEST_SKIP() << "LLMFORGE_BIN not set";
-    auto out_of = [&](const std::string& args) {
-        const std::string f = test::tmp_path("cli_out.txt");
-        const int st = std::system((std::string(bin) + " " + args + " > " + f + " 2>/dev/null").c_str());
-        EXPECT_EQ(st, 0) << args;
-        return test::read_file(f);
-    };
+    auto out_of = [](const std::string& args) { return cli_stdout(args); };
     const std::string gen = " -p 'Once upon a time' -n 24 --temp 0";
     const std::string want = out_of("generate -m " + g + "stories260K.gguf" + gen);
     ASSERT_GT(want.size(), 40u);
@@ -235,12 +233,7 @@ TEST(Cli, ConvertKeepsTheTokenizer) {
 TEST(Cli, InfoDescribesAnyGguf) {
     const char* bin = std::getenv("LLMFORGE_BIN");
     if (!bin) GTEST_SKIP() << "LLMFORGE_BIN not set";
-    auto out_of = [&](const std::string& args, int want_rc = 0) {
-        const std::string f = test::tmp_path("info_out.txt");
-        const int st = std::system((std::string(bin) + " " + args + " > " + f + " 2>&1").c_str());
-        EXPECT_EQ(WEXITSTATUS(st), want_rc) << args << "\n" << test::read_file(f);
-        return test::read_file(f);
-    };
+    auto out_of = [](const std::string& args) { return cli_stdout(args, true); };
     // a small LLaMA-shaped file whose matrices are q4_K and iq2_xxs blocks (random bytes: info reads, never computes)
     using namespace llmforge;
     gguf::Metadata meta;
@@ -367,11 +360,7 @@ TEST(Cli, SmallDefects) {
     const char* bin = std::getenv("LLMFORGE_BIN");
     const std::string g = test::golden_dir() + "/stories260K/stories260K.gguf";
     if (!bin || !llmforge::file_exists(g)) GTEST_SKIP() << "LLMFORGE_BIN or golden data absent";
-    auto out_of = [&](const std::string& args) {
-        const std::string f = test::tmp_path("small_out.txt");
-        EXPECT_EQ(std::system((std::string(bin) + " " + args + " > " + f).c_str()), 0) << args;
-        return test::read_file(f);
-    };
+    auto out_of = [](const std::string& args) { return cli_stdout(args); };
     // every line of the table as wide as the header, counting characters (the "±" is one)
     const std::string table = out_of("bench -m " + g + " -p 8 -n 8 -r 1 2>/dev/null");
     std::vector<size_t> widths;

@@ -2,6 +2,9 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -40,6 +43,19 @@ inline std::vector<int32_t> parse_ids(const std::string& s) {
 inline std::string tmp_path(const std::string& name) {
     const char* t = std::getenv("TMPDIR");
     return std::string(t && *t ? t : "/tmp") + "/llmforge_test_" + std::to_string(::getpid()) + "_" + name;
+}
+
+// Runs the CLI binary ($LLMFORGE_BIN, set by CTest) with args, stdout discarded; returns its exit status (128+signal
+// if killed, -1 without LLMFORGE_BIN) and its stderr.
+inline int run_cli(const std::string& args, std::string* err) {
+    const char* bin = std::getenv("LLMFORGE_BIN");
+    if (!bin) return -1;
+    const std::string errf = tmp_path("cli_stderr.txt");
+    const int st = std::system((std::string(bin) + " " + args + " > /dev/null 2> " + errf).c_str());
+    *err = read_file(errf);
+    std::remove(errf.c_str());
+    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+    return WEXITSTATUS(st);
 }
 
 }  // namespace test
