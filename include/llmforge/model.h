@@ -1,8 +1,11 @@
-// Transformer models: configuration, presets, and the weights of a loaded model.
+// Transformer models: configuration (the block description), presets, and the weights of a loaded model.
 //
-// Two families, as the article's Transformer is built in practice:
-//  - GPT-2: LayerNorm, learned positions, GELU MLP, biases everywhere, output tied to the token embedding.
-//  - LLaMA: RMSNorm, rotary position embedding, SwiGLU MLP, grouped-query attention, no biases, untied output.
+// A model's configuration says what its Transformer block computes — the norms, the positions, the attention
+// projections and their biases, the MLP — as fields and predicates (uses_rope(), gated_mlp(), ...), never as "is it
+// LLaMA". Each architecture family (GPT-2, LLaMA, ...) is one file, src/model/arch/<family>.cpp, that sets these fields
+// from its Hugging Face config.json and GGUF metadata, names its tensors, and holds its presets:
+//  - gpt2:  LayerNorm, learned positions, fused QKV, biases everywhere, GELU MLP, output tied to the token embedding.
+//  - llama: RMSNorm, rotary position embedding, grouped-query attention, no biases, SwiGLU MLP.
 // Weights are named as in GGUF (token_embd.weight, blk.N.attn_q.weight, ...) whatever file they came from.
 #pragma once
 #include <cstdint>
@@ -19,18 +22,19 @@
 
 namespace llmforge {
 
-enum class Arch { Llama, GPT2 };
-const char* arch_name(Arch a);  // "llama", "gpt2" (the GGUF general.architecture names)
-
 // How RoPE pairs the dimensions of a head:
 //  Interleaved: (x0,x1), (x2,x3), ...            — Meta's original code, llama2.c and GGUF's "llama" layout
 //  Half:        (x0,x_{d/2}), (x1,x_{d/2+1}), ... — Hugging Face's rotate_half layout
 // Converting between them permutes the rows of Wq and Wk (see permute_rope_rows in model.cpp).
 enum class RopeStyle { Interleaved, Half };
 
+enum class NormKind { LayerNorm, RMSNorm };  // LayerNorm: (x − μ)/σ · w + b;  RMSNorm: x / rms(x) · w
+enum class MlpKind { GeluTanh, SwiGLU };     // GELU(x W_up) W_down;  (silu(x W_gate) ⊙ x W_up) W_down
+
 struct ModelConfig {
-    Arch arch = Arch::Llama;
+    std::string arch = "llama";  // the family: its GGUF general.architecture name (family_names() lists them)
     std::string name;
+    // ---- sizes
     int64_t n_vocab = 0;
     int64_t n_ctx = 0;      // context length the model was trained for
     int64_t n_embd = 0;     // d_model
@@ -38,26 +42,40 @@ struct ModelConfig {
     int64_t n_layer = 0;
     int64_t n_head = 0;
     int64_t n_head_kv = 0;  // < n_head: grouped-query attention
+    // ---- the block description
+    NormKind norm = NormKind::RMSNorm;
     float norm_eps = 1e-5f;
+    bool learned_positions = false;  // absolute position embeddings added to the token's (GPT-2); otherwise RoPE
     float rope_theta = 10000.0f;
     int64_t rope_dim = 0;   // 0: the whole head
-    RopeStyle rope_style = RopeStyle::Interleaved;
-    bool tied_embeddings = false;
+    RopeStyle rope_style = RopeStyle::Interleaved;  // the row layout of Wq/Wk as loaded
+    bool fused_qkv = false;  // one attn_qkv projection [3C, C] instead of attn_q, attn_k, attn_v
+    bool qkv_bias = false;   // biases on the query, key and value projections
+    bool out_bias = false;   // a bias on the attention output projection
+    MlpKind mlp = MlpKind::SwiGLU;
+    bool mlp_bias = false;   // biases on the MLP's projections
+    bool tied_embeddings = false;  // the output projection is the token embedding
 
+    bool uses_rope() const { return !learned_positions; }
+    bool gated_mlp() const { return mlp == MlpKind::SwiGLU; }
+    bool norm_bias() const { return norm == NormKind::LayerNorm; }  // LayerNorm has a bias, RMSNorm none
     int64_t head_dim() const { return n_head ? n_embd / n_head : 0; }
     int64_t kv_dim() const { return head_dim() * n_head_kv; }
     int64_t n_rot() const { return rope_dim ? rope_dim : head_dim(); }
     // Parameter count from the shapes (the output matrix is counted once when tied).
     int64_t n_params() const;
-    // Throws a bad-input Error for inconsistent or absurd sizes.
+    // Throws a bad-input Error for inconsistent or absurd sizes, or an unknown family.
     void validate() const;
 };
 
-// Named real-size presets: gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-175b, tinyllama-1.1b, llama2-7b/13b/70b,
-// plus small ones for tests and demos.
+// The architecture families llmforge runs (GGUF general.architecture names: "gpt2", "llama", ...).
+std::vector<std::string> family_names();
+
+// Named real-size presets of every family: gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-175b, tinyllama-1.1b,
+// llama2-7b/13b/70b, plus small ones for tests and demos (the families' files list them).
 std::vector<std::string> preset_names();
 ModelConfig preset(const std::string& name);  // throws a bad-input Error naming the known presets
-// A model config from the text of a Hugging Face config.json (GPT-2 or LLaMA fields).
+// A model config from the text of a Hugging Face config.json.
 ModelConfig config_from_hf_json(const std::string& text, const std::string& path);
 
 // The weights and metadata of one model. Tensor data is memory-mapped from the file where possible,
@@ -127,5 +145,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> expected_tensors(const
 // GGUF metadata for the config (general.architecture, ARCH.context_length, ...), and back.
 void config_to_gguf(const ModelConfig& cfg, gguf::Metadata& meta);
 ModelConfig config_from_gguf(const gguf::Metadata& meta, const std::string& path);
+// The row layout of Wq/Wk in this family's GGUF files (llama.cpp permutes LLaMA's to interleaved RoPE pairs).
+RopeStyle gguf_rope_style(const ModelConfig& cfg);
 
 }  // namespace llmforge

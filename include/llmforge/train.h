@@ -120,6 +120,8 @@ private:
     void lin_fwd(size_t w, size_t b, const float* x, float* y, int64_t N, int64_t I, int64_t O);
     void lin_bwd(size_t w, size_t b, const float* dy, const float* x, float* dx, int64_t N, int64_t I, int64_t O, bool accumulate_dx = true);
     void ensure_acts(int64_t B, int64_t T);
+    void norm_fwd(const float* x, size_t w, size_t b, float* y, float* mean, float* rstd, int64_t N);
+    void norm_bwd(const float* dy, const float* x, size_t w, size_t b, const float* mean, const float* rstd, float* dx, int64_t N);
     void backward_from_dlogits(bool have_dlogits, const float* dhead);
 
     ModelConfig cfg_;

@@ -69,8 +69,8 @@ public:
 
 private:
     struct Layer {
-        const Tensor *attn_norm, *attn_norm_b, *wq, *wk, *wv, *wqkv, *bqkv, *wo, *bo;
-        const Tensor *ffn_norm, *ffn_norm_b, *w_gate, *w_up, *b_up, *w_down, *b_down;
+        const Tensor *attn_norm, *attn_norm_b, *wq, *wk, *wv, *bq, *bk, *bv, *wqkv, *bqkv, *wo, *bo;  // biases: null if none
+        const Tensor *ffn_norm, *ffn_norm_b, *w_gate, *b_gate, *w_up, *b_up, *w_down, *b_down;
     };
     struct Rows {  // decode(): each row's sequence and position
         const int32_t* seq;

@@ -36,12 +36,26 @@ Memory memory_of(const ModelConfig& c) {
     return m;
 }
 
+// What the block computes, in a line: "RMSNorm, RoPE, separate Q/K/V, SwiGLU MLP, no biases".
+std::string block_summary(const ModelConfig& c) {
+    std::string s = c.norm == NormKind::LayerNorm ? "LayerNorm" : "RMSNorm";
+    s += c.learned_positions ? ", learned positions" : ", RoPE";
+    s += c.fused_qkv ? ", fused QKV" : ", separate Q/K/V";
+    s += c.gated_mlp() ? ", SwiGLU MLP" : ", GELU MLP";
+    std::string biases;
+    if (c.qkv_bias) biases += "QKV";
+    if (c.out_bias) biases += biases.empty() ? "output" : ", output";
+    if (c.mlp_bias) biases += biases.empty() ? "MLP" : ", MLP";
+    s += biases.empty() ? ", no biases" : ", biases on " + biases;
+    return s;
+}
+
 nlohmann::json config_json(const ModelConfig& c) {
-    nlohmann::json j = {{"architecture", arch_name(c.arch)}, {"name", c.name}, {"n_vocab", c.n_vocab}, {"n_ctx", c.n_ctx},
+    nlohmann::json j = {{"architecture", c.arch}, {"block", block_summary(c)}, {"name", c.name}, {"n_vocab", c.n_vocab}, {"n_ctx", c.n_ctx},
                         {"n_embd", c.n_embd}, {"n_ff", c.n_ff}, {"n_layer", c.n_layer}, {"n_head", c.n_head}, {"n_head_kv", c.n_head_kv},
                         {"head_dim", c.head_dim()}, {"norm_eps", static_cast<double>(std::stod(strprintf("%g", static_cast<double>(c.norm_eps))))},
                         {"tied_embeddings", c.tied_embeddings}, {"n_params", c.n_params()}};
-    if (c.arch == Arch::Llama) {  // RoPE: only for the families that use it (GPT-2 has learned positions)
+    if (c.uses_rope()) {  // RoPE: only for the families that use it (GPT-2 has learned positions)
         j["rope_theta"] = c.rope_theta;
         j["rope_style"] = c.rope_style == RopeStyle::Half ? "half" : "interleaved";
     } else {
@@ -51,7 +65,8 @@ nlohmann::json config_json(const ModelConfig& c) {
 }
 
 void print_config(const ModelConfig& c) {
-    std::printf("architecture   %s%s\n", arch_name(c.arch), c.n_head_kv < c.n_head ? " (grouped-query attention)" : "");
+    std::printf("architecture   %s%s\n", c.arch.c_str(), c.n_head_kv < c.n_head ? " (grouped-query attention)" : "");
+    std::printf("block          %s\n", block_summary(c).c_str());
     std::printf("parameters     %lld (%s)\n", static_cast<long long>(c.n_params()), human_count(static_cast<double>(c.n_params())).c_str());
     std::printf("layers         %lld\n", static_cast<long long>(c.n_layer));
     std::printf("d_model        %lld\n", static_cast<long long>(c.n_embd));
@@ -60,7 +75,7 @@ void print_config(const ModelConfig& c) {
                 static_cast<long long>(c.head_dim()));
     std::printf("vocabulary     %lld\n", static_cast<long long>(c.n_vocab));
     std::printf("context        %lld\n", static_cast<long long>(c.n_ctx));
-    if (c.arch == Arch::Llama)
+    if (c.uses_rope())
         std::printf("rope           theta %g, %s pairs\n", static_cast<double>(c.rope_theta), c.rope_style == RopeStyle::Half ? "half-split" : "interleaved");
     std::printf("norm eps       %g\n", static_cast<double>(c.norm_eps));
     std::printf("embeddings     %s\n", c.tied_embeddings ? "tied (output = token embedding)" : "untied");

@@ -56,8 +56,8 @@ void add_perplexity(CLI::App& app) {
         po.kv_type = parse_cache_type(o->cache_type);
         po.add_bos = !o->no_bos && m.vocab->add_bos;
         if (o->ctx > m.config.n_ctx) {
-            if (m.config.arch == Arch::GPT2)
-                throw_bad_input("perplexity: -c %lld is longer than the %lld learned positions of this GPT-2 model",
+            if (m.config.learned_positions)
+                throw_bad_input("perplexity: -c %lld is longer than the %lld learned positions of this model",
                                 static_cast<long long>(o->ctx), static_cast<long long>(m.config.n_ctx));
             std::fprintf(stderr, "llmforge: warning: the model was trained on only %lld context tokens (%lld specified)\n",
                          static_cast<long long>(m.config.n_ctx), static_cast<long long>(o->ctx));

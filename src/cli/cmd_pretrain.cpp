@@ -99,7 +99,7 @@ void add_pretrain(CLI::App& app) {
         }
         if (x->layers) c.n_layer = x->layers;
         if (x->d_model) c.n_embd = x->d_model;
-        if (x->heads) { c.n_head = x->heads; if (c.arch == Arch::GPT2) c.n_head_kv = x->heads; }
+        if (x->heads) { c.n_head = x->heads; if (c.fused_qkv) c.n_head_kv = x->heads; }  // a fused QKV has as many KV heads as heads
         if (x->kv_heads) c.n_head_kv = x->kv_heads;
         if (c.n_head_kv > c.n_head) c.n_head_kv = c.n_head;
         if (x->d_ff) c.n_ff = x->d_ff;

@@ -106,7 +106,7 @@ Model load_for_cli(const std::string& path, const std::string& tokenizer, bool n
     o.require_tokenizer = need_tokenizer;
     if (!tokenizer.empty() && !file_exists(tokenizer)) throw_bad_input("tokenizer file '%s' does not exist", tokenizer.c_str());
     Model m = load_model(path, o);
-    std::fprintf(stderr, "llmforge: loaded %s (%s, %s parameters, %s mapped, %s in memory)\n", path.c_str(), arch_name(m.config.arch),
+    std::fprintf(stderr, "llmforge: loaded %s (%s, %s parameters, %s mapped, %s in memory)\n", path.c_str(), m.config.arch.c_str(),
                  human_count(static_cast<double>(m.config.n_params())).c_str(), human_bytes(static_cast<double>(m.mapped_bytes)).c_str(),
                  human_bytes(static_cast<double>(m.owned_bytes)).c_str());
     int packed = 0;

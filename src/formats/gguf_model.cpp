@@ -34,14 +34,15 @@ void save_gguf(const Model& m, const std::string& path, DType dtype) {
     if (m.vocab) m.vocab->to_gguf(meta);
     Model tmp;  // holds converted copies
     std::vector<Tensor> out;
-    const bool permute = m.config.arch == Arch::Llama && m.config.rope_style == RopeStyle::Half;
+    const RopeStyle file_style = gguf_rope_style(m.config);
+    const bool permute = m.config.uses_rope() && m.config.rope_style != file_style;
     for (const auto& [name, shape] : expected_tensors(m.config)) {
         const Tensor& t = m.get(name);
         Tensor w = t;
         // GGUF's llama layout pairs RoPE dimensions interleaved: reorder Wq/Wk rows taken from a Hugging Face model.
         const bool is_q = name.find(".attn_q.") != std::string::npos, is_k = name.find(".attn_k.") != std::string::npos;
         if (permute && (is_q || is_k)) {
-            w = tmp.own(name, t.dtype, t.shape, permute_rope_rows(t, is_q ? m.config.n_head : m.config.n_head_kv, false));
+            w = tmp.own(name, t.dtype, t.shape, permute_rope_rows(t, is_q ? m.config.n_head : m.config.n_head_kv, file_style == RopeStyle::Half));
         }
         // Norms and biases stay f32 (as llama.cpp's converters write them); matrices take the requested type.
         const DType want = (dtype == DType::Unknown || w.shape.size() == 1) ? (w.shape.size() == 1 ? DType::F32 : w.dtype) : dtype;
@@ -64,7 +65,7 @@ void save_gguf(const Model& m, const std::string& path, DType dtype) {
 // layout pairs RoPE dimensions interleaved, so for attn_q/attn_k the rows of lora_b are reordered like W's rows.
 namespace {
 bool rope_rows(const std::string& name, const ModelConfig& c, int64_t* heads) {
-    if (c.arch != Arch::Llama) return false;
+    if (!c.uses_rope()) return false;
     if (name.find(".attn_q.weight.lora_b") != std::string::npos) { *heads = c.n_head; return true; }
     if (name.find(".attn_k.weight.lora_b") != std::string::npos) { *heads = c.n_head_kv; return true; }
     return false;
@@ -83,11 +84,13 @@ void save_lora_adapter(const Model& adapter, const std::string& path) {
     if (!meta.find("adapter.lora.alpha")) throw_runtime("save_lora_adapter: adapter.lora.alpha is not set");
     Model tmp;
     std::vector<Tensor> out;
-    const bool permute = adapter.config.arch == Arch::Llama && adapter.config.rope_style == RopeStyle::Half;
+    const RopeStyle file_style = gguf_rope_style(adapter.config);
+    const bool permute = adapter.config.uses_rope() && adapter.config.rope_style != file_style;
     for (const Tensor& t : adapter.tensors) {
         Tensor w = t;
         int64_t heads = 0;
-        if (permute && formats::rope_rows(t.name, adapter.config, &heads)) w = tmp.own(t.name, t.dtype, t.shape, formats::permute_rope_rows(t, heads, false));
+        if (permute && formats::rope_rows(t.name, adapter.config, &heads))
+            w = tmp.own(t.name, t.dtype, t.shape, formats::permute_rope_rows(t, heads, file_style == RopeStyle::Half));
         out.push_back(w);
     }
     gguf::write(path, meta, out);
@@ -99,8 +102,8 @@ Model load_lora_adapter(const std::string& path, const ModelConfig& base) {
     if (f.meta.get_string("general.type", "") != "adapter" || f.meta.get_string("adapter.type", "") != "lora")
         throw_bad_input("'%s' is not a LoRA adapter (general.type = adapter, adapter.type = lora)", path.c_str());
     const std::string arch = f.meta.get_string("general.architecture", "");
-    if (!arch.empty() && arch != arch_name(base.arch))
-        throw_bad_input("'%s' adapts a %s model, not %s", path.c_str(), arch.c_str(), arch_name(base.arch));
+    if (!arch.empty() && arch != base.arch)
+        throw_bad_input("'%s' adapts a %s model, not %s", path.c_str(), arch.c_str(), base.arch.c_str());
     Model m;
     m.path = path;
     m.format = "gguf";
@@ -109,7 +112,7 @@ Model load_lora_adapter(const std::string& path, const ModelConfig& base) {
     if (!alpha) throw_bad_input("'%s' has no adapter.lora.alpha", path.c_str());
     m.meta.set("adapter.lora.alpha", *alpha);
     m.storage.push_back(f.mapping);
-    const bool permute = base.arch == Arch::Llama && base.rope_style == RopeStyle::Half;
+    const bool permute = base.uses_rope() && base.rope_style != gguf_rope_style(base);
     for (Tensor& t : f.tensors) {
         const bool a = t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".lora_a") == 0;
         const bool b = t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".lora_b") == 0;
@@ -121,7 +124,7 @@ Model load_lora_adapter(const std::string& path, const ModelConfig& base) {
         if (t.shape.size() != 2) throw_bad_input("'%s': '%s' must be 2-D", path.c_str(), t.name.c_str());
         int64_t heads = 0;
         if (permute && formats::rope_rows(t.name, base, &heads)) {
-            m.add(m.own(t.name, t.dtype, t.shape, formats::permute_rope_rows(t, heads, true)));
+            m.add(m.own(t.name, t.dtype, t.shape, formats::permute_rope_rows(t, heads, base.rope_style == RopeStyle::Half)));
             continue;
         }
         m.add(std::move(t));

@@ -36,7 +36,7 @@ Model load_llama2c(const std::string& path, const LoadOptions& opts) {
     m.path = path;
     m.format = "llama2c";
     ModelConfig& c = m.config;
-    c.arch = Arch::Llama;
+    c.arch = "llama";  // the default description is LLaMA's block
     c.name = "llama2c";
     c.n_embd = h[0];
     c.n_ff = h[1];
@@ -104,7 +104,8 @@ Model load_llama2c(const std::string& path, const LoadOptions& opts) {
 
 void save_llama2c(const Model& m, const std::string& path) {
     const ModelConfig& c = m.config;
-    if (c.arch != Arch::Llama) throw_bad_input("llama2.c files hold LLaMA-family models only, not %s", arch_name(c.arch));
+    if (c.norm != NormKind::RMSNorm || !c.uses_rope() || !c.gated_mlp() || c.fused_qkv || c.qkv_bias || c.out_bias || c.mlp_bias)
+        throw_bad_input("llama2.c files hold LLaMA's block only (RMSNorm, RoPE, SwiGLU, no biases), not a %s model", c.arch.c_str());
     if (c.n_rot() != c.head_dim()) throw_bad_input("llama2.c files cannot hold partial rotary embeddings");
     const int64_t C = c.n_embd, L = c.n_layer, T = c.n_ctx, HD = c.head_dim();
     AtomicWriter w(path);

@@ -12,6 +12,7 @@
 #include "llmforge/chat.h"
 #include "llmforge/error.h"
 #include "llmforge/mmap_file.h"
+#include "model/family.h"
 
 using json = nlohmann::json;
 
@@ -40,194 +41,26 @@ const char* st_name(DType t) {
     }
 }
 
-// Hugging Face tensor name → GGUF name. `transpose`: GPT-2's Conv1D stores weights as [in, out].
-// `permute`: LLaMA's q/k rows (Hugging Face rotate_half layout). Returns "" for tensors to ignore.
-std::string to_gguf_name(Arch arch, std::string n, bool* transpose) {
-    *transpose = false;
-    if (arch == Arch::GPT2) {
-        if (n.rfind("transformer.", 0) == 0) n = n.substr(12);
-        if (n == "wte.weight") return "token_embd.weight";
-        if (n == "wpe.weight") return "position_embd.weight";
-        if (n == "ln_f.weight") return "output_norm.weight";
-        if (n == "ln_f.bias") return "output_norm.bias";
-        if (n == "lm_head.weight") return "output.weight";
-        if (n.rfind("h.", 0) == 0) {
-            const size_t dot = n.find('.', 2);
-            const std::string l = n.substr(2, dot - 2), rest = n.substr(dot + 1);
-            const std::string p = "blk." + l + ".";
-            static const std::pair<const char*, const char*> map[] = {
-                {"ln_1.", "attn_norm."}, {"attn.c_attn.", "attn_qkv."}, {"attn.c_proj.", "attn_output."},
-                {"ln_2.", "ffn_norm."}, {"mlp.c_fc.", "ffn_up."}, {"mlp.c_proj.", "ffn_down."}};
-            for (auto [hf, gg] : map) {
-                const size_t k = std::strlen(hf);
-                if (rest.compare(0, k, hf) == 0) {
-                    const std::string suffix = rest.substr(k);
-                    *transpose = suffix == "weight" && std::strcmp(gg, "attn_norm.") != 0 && std::strcmp(gg, "ffn_norm.") != 0;
-                    return p + gg + suffix;
-                }
-            }
-            if (rest == "attn.bias" || rest == "attn.masked_bias") return "";  // causal-mask buffers of old checkpoints
-        }
-        return "?" + n;
-    }
-    if (n == "model.embed_tokens.weight") return "token_embd.weight";
-    if (n == "model.norm.weight") return "output_norm.weight";
-    if (n == "lm_head.weight") return "output.weight";
-    if (n.rfind("model.layers.", 0) == 0) {
-        const size_t dot = n.find('.', 13);
-        const std::string l = n.substr(13, dot - 13), rest = n.substr(dot + 1);
-        static const std::pair<const char*, const char*> map[] = {
-            {"input_layernorm.weight", "attn_norm.weight"}, {"self_attn.q_proj.weight", "attn_q.weight"},
-            {"self_attn.k_proj.weight", "attn_k.weight"}, {"self_attn.v_proj.weight", "attn_v.weight"},
-            {"self_attn.o_proj.weight", "attn_output.weight"}, {"post_attention_layernorm.weight", "ffn_norm.weight"},
-            {"mlp.gate_proj.weight", "ffn_gate.weight"}, {"mlp.up_proj.weight", "ffn_up.weight"},
-            {"mlp.down_proj.weight", "ffn_down.weight"}};
-        for (auto [hf, gg] : map)
-            if (rest == hf) return "blk." + l + "." + gg;
-        if (rest == "self_attn.rotary_emb.inv_freq") return "";
-    }
-    return "?" + n;
-}
-
-// GGUF name → Hugging Face name (inverse of the above).
-std::string to_hf_name(Arch arch, const std::string& g, bool* transpose) {
-    *transpose = false;
-    auto layer_split = [&](std::string& l, std::string& rest) {
-        const size_t dot = g.find('.', 4);
-        l = g.substr(4, dot - 4);
-        rest = g.substr(dot + 1);
-    };
-    if (arch == Arch::GPT2) {
-        if (g == "token_embd.weight") return "wte.weight";
-        if (g == "position_embd.weight") return "wpe.weight";
-        if (g == "output_norm.weight") return "ln_f.weight";
-        if (g == "output_norm.bias") return "ln_f.bias";
-        if (g == "output.weight") return "lm_head.weight";
-        std::string l, rest;
-        layer_split(l, rest);
-        static const std::pair<const char*, const char*> map[] = {
-            {"attn_norm.", "ln_1."}, {"attn_qkv.", "attn.c_attn."}, {"attn_output.", "attn.c_proj."},
-            {"ffn_norm.", "ln_2."}, {"ffn_up.", "mlp.c_fc."}, {"ffn_down.", "mlp.c_proj."}};
-        for (auto [gg, hf] : map) {
-            const size_t k = std::strlen(gg);
-            if (rest.compare(0, k, gg) == 0) {
-                const std::string suffix = rest.substr(k);
-                *transpose = suffix == "weight" && std::strcmp(gg, "attn_norm.") != 0 && std::strcmp(gg, "ffn_norm.") != 0;
-                return "h." + l + "." + hf + suffix;
-            }
-        }
-        return "";
-    }
-    if (g == "token_embd.weight") return "model.embed_tokens.weight";
-    if (g == "output_norm.weight") return "model.norm.weight";
-    if (g == "output.weight") return "lm_head.weight";
-    std::string l, rest;
-    layer_split(l, rest);
-    static const std::pair<const char*, const char*> map[] = {
-        {"attn_norm.weight", "input_layernorm.weight"}, {"attn_q.weight", "self_attn.q_proj.weight"},
-        {"attn_k.weight", "self_attn.k_proj.weight"}, {"attn_v.weight", "self_attn.v_proj.weight"},
-        {"attn_output.weight", "self_attn.o_proj.weight"}, {"ffn_norm.weight", "post_attention_layernorm.weight"},
-        {"ffn_gate.weight", "mlp.gate_proj.weight"}, {"ffn_up.weight", "mlp.up_proj.weight"},
-        {"ffn_down.weight", "mlp.down_proj.weight"}};
-    for (auto [gg, hf] : map)
-        if (rest == gg) return "model.layers." + l + "." + hf;
-    return "";
-}
-
-int64_t jint(const json& j, const char* key, int64_t def, const std::string& path) {
-    if (!j.contains(key) || j[key].is_null()) {
-        if (def >= 0) return def;
-        throw_bad_input("'%s': config.json lacks '%s'", path.c_str(), key);
-    }
-    if (!j[key].is_number_integer()) throw_bad_input("'%s': config.json '%s' must be an integer", path.c_str(), key);
-    return j[key].get<int64_t>();
-}
-
-// The config.json fields that change what a GPT-2 or LLaMA-family model computes, beyond those read below, are checked:
-// at their neutral values they pass, otherwise the model is refused naming the field — a Llama 3.x rope_scaling or a
-// Mistral sliding window would otherwise load and give wrong logits (measured against PyTorch: relative errors of
-// 0.18 and 0.5–0.7 where plain LLaMA directories match to 5e-7).
-void check_hf_fields(const json& j, const std::string& path, Arch arch, int64_t n_embd, int64_t n_head, int64_t n_ctx) {
-    auto refuse = [&](const std::string& field, const json& v, const char* why) {
-        throw_bad_input("'%s': config.json \"%s\": %s is not supported yet (%s)", path.c_str(), field.c_str(), v.dump().c_str(), why);
-    };
-    auto set = [&](const char* k) { return j.contains(k) && !j[k].is_null(); };
-    if (arch == Arch::Llama) {
-        if (set("rope_scaling")) refuse("rope_scaling", j["rope_scaling"], "scaled rotary positions, as Llama 3.x and long-context models use");
-        if (set("sliding_window") && j.value("use_sliding_window", true) && j["sliding_window"].is_number_integer() &&
-            j["sliding_window"].get<int64_t>() < n_ctx)
-            refuse("sliding_window", j["sliding_window"], "attention limited to a window shorter than the context");
-        for (const char* k : {"attention_bias", "mlp_bias"})
-            if (set(k) && j[k].is_boolean() && j[k].get<bool>()) refuse(k, j[k], "biases in the attention or MLP projections");
-        if (set("hidden_act") && j["hidden_act"] != "silu" && j["hidden_act"] != "swish") refuse("hidden_act", j["hidden_act"], "only SiLU gates");
-        if (set("head_dim") && n_head > 0 && j["head_dim"].is_number_integer() && j["head_dim"].get<int64_t>() != n_embd / n_head)
-            refuse("head_dim", j["head_dim"], "heads narrower or wider than hidden_size / num_attention_heads");
-        if (set("partial_rotary_factor") && j["partial_rotary_factor"].is_number() && j["partial_rotary_factor"].get<double>() != 1.0)
-            refuse("partial_rotary_factor", j["partial_rotary_factor"], "rotary embedding on part of each head");
-        if (set("num_local_experts") && j["num_local_experts"].is_number_integer() && j["num_local_experts"].get<int64_t>() > 0)
-            refuse("num_local_experts", j["num_local_experts"], "mixture-of-experts MLPs");
-    } else {
-        if (set("activation_function") && j["activation_function"] != "gelu_new" && j["activation_function"] != "gelu_pytorch_tanh")
-            refuse("activation_function", j["activation_function"], "only GPT-2's tanh GELU");
-        if (set("scale_attn_by_inverse_layer_idx") && j["scale_attn_by_inverse_layer_idx"] == true)
-            refuse("scale_attn_by_inverse_layer_idx", j["scale_attn_by_inverse_layer_idx"], "attention scaled per layer");
-        if (set("scale_attn_weights") && j["scale_attn_weights"] == false) refuse("scale_attn_weights", j["scale_attn_weights"], "attention without 1/√d");
-        if (set("add_cross_attention") && j["add_cross_attention"] == true) refuse("add_cross_attention", j["add_cross_attention"], "an encoder-decoder model");
-    }
-}
-
 ModelConfig config_from_hf(const json& j, const std::string& path) {
-    ModelConfig c;
     std::string type = j.value("model_type", "");
-    if (type.empty() && j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty())
+    if (type.empty() && j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+        j["architectures"][0].is_string())
         type = j["architectures"][0].get<std::string>();
-    if (type == "gpt2" || type == "GPT2LMHeadModel") {
-        c.arch = Arch::GPT2;
-        c.n_embd = jint(j, "n_embd", -1, path);
-        c.n_layer = jint(j, "n_layer", -1, path);
-        c.n_head = jint(j, "n_head", -1, path);
-        c.n_head_kv = c.n_head;
-        c.n_ctx = jint(j, "n_positions", jint(j, "n_ctx", 1024, path), path);
-        c.n_ff = jint(j, "n_inner", 4 * c.n_embd, path);
-        c.n_vocab = jint(j, "vocab_size", -1, path);
-        c.norm_eps = j.value("layer_norm_epsilon", 1e-5f);
-        c.tied_embeddings = j.value("tie_word_embeddings", true);
-    } else if (type == "llama" || type == "LlamaForCausalLM" || type == "mistral") {
-        c.arch = Arch::Llama;
-        c.n_embd = jint(j, "hidden_size", -1, path);
-        c.n_ff = jint(j, "intermediate_size", -1, path);
-        c.n_layer = jint(j, "num_hidden_layers", -1, path);
-        c.n_head = jint(j, "num_attention_heads", -1, path);
-        c.n_head_kv = jint(j, "num_key_value_heads", c.n_head, path);
-        c.n_ctx = jint(j, "max_position_embeddings", 2048, path);
-        c.n_vocab = jint(j, "vocab_size", -1, path);
-        c.norm_eps = j.value("rms_norm_eps", 1e-6f);
-        c.rope_theta = j.value("rope_theta", 10000.0f);
-        c.tied_embeddings = j.value("tie_word_embeddings", false);
-        c.rope_style = RopeStyle::Half;
-    } else {
-        throw_bad_input("'%s': unknown architecture '%s' in config.json (supported: llama, gpt2)", path.c_str(), type.c_str());
+    const arch::Family* f = arch::family_for_hf_type(type);
+    if (!f) {
+        std::string known;
+        for (const std::string& n : family_names()) known += (known.empty() ? "" : ", ") + n;
+        throw_bad_input("'%s': unknown architecture '%s' in config.json (supported: %s)", path.c_str(), type.c_str(), known.c_str());
     }
-    check_hf_fields(j, path, c.arch, c.n_embd, c.n_head, c.n_ctx);
+    ModelConfig c = f->describe();
+    arch::HfConfig hf(j, path);
+    f->from_hf(hf, c);
+    hf.check_unread(c);
     c.name = j.value("_name_or_path", type);
     return c;
 }
 
-json config_to_hf(const ModelConfig& c) {
-    json j;
-    if (c.arch == Arch::GPT2) {
-        j = {{"model_type", "gpt2"}, {"architectures", {"GPT2LMHeadModel"}}, {"n_embd", c.n_embd}, {"n_layer", c.n_layer},
-             {"n_head", c.n_head}, {"n_positions", c.n_ctx}, {"n_ctx", c.n_ctx}, {"n_inner", c.n_ff}, {"vocab_size", c.n_vocab},
-             {"layer_norm_epsilon", c.norm_eps}, {"activation_function", "gelu_new"}, {"tie_word_embeddings", c.tied_embeddings}};
-    } else {
-        j = {{"model_type", "llama"}, {"architectures", {"LlamaForCausalLM"}}, {"hidden_size", c.n_embd},
-             {"intermediate_size", c.n_ff}, {"num_hidden_layers", c.n_layer}, {"num_attention_heads", c.n_head},
-             {"num_key_value_heads", c.n_head_kv}, {"max_position_embeddings", c.n_ctx}, {"vocab_size", c.n_vocab},
-             {"rms_norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta}, {"hidden_act", "silu"},
-             {"tie_word_embeddings", c.tied_embeddings}, {"torch_dtype", "float32"}};
-    }
-    return j;
-}
+json config_to_hf(const ModelConfig& c) { return arch::family(c.arch).to_hf(c); }
 
 // Reads one .safetensors file into the model (tensors stay mapped unless they need a transpose).
 void read_file(Model& m, const std::string& file, bool use_mmap) {
@@ -252,9 +85,9 @@ void read_file(Model& m, const std::string& file, bool use_mmap) {
             !e["dtype"].is_string() || !e["shape"].is_array() || !e["data_offsets"].is_array() || e["data_offsets"].size() != 2)
             throw_bad_input("'%s': tensor '%s' has a malformed header entry", file.c_str(), it.key().c_str());
         bool transpose;
-        const std::string name = to_gguf_name(m.config.arch, it.key(), &transpose);
+        const std::string name = arch::family(m.config.arch).gguf_tensor_name(it.key(), &transpose);
         if (name.empty()) continue;
-        if (name[0] == '?') throw_bad_input("'%s': unexpected tensor '%s' for a %s model", file.c_str(), it.key().c_str(), arch_name(m.config.arch));
+        if (name[0] == '?') throw_bad_input("'%s': unexpected tensor '%s' for a %s model", file.c_str(), it.key().c_str(), m.config.arch.c_str());
         Tensor t;
         t.name = name;
         t.dtype = st_dtype(e["dtype"].get<std::string>());
@@ -342,7 +175,8 @@ Model load_safetensors(const std::string& path, const LoadOptions& opts) {
     }
     for (const auto& f : files) read_file(m, f, opts.use_mmap);
     if (m.config.tied_embeddings && m.find("output.weight")) m.config.tied_embeddings = false;
-    if (!m.config.tied_embeddings && !m.find("output.weight") && m.config.arch == Arch::GPT2) m.config.tied_embeddings = true;
+    // a family whose checkpoints tie the output by default (GPT-2) ties it when the file has no output matrix
+    if (!m.config.tied_embeddings && !m.find("output.weight") && arch::family(m.config.arch).describe().tied_embeddings) m.config.tied_embeddings = true;
     m.meta.set("general.name", gguf::Value::str(m.config.name));
     // The tokenizer: --tokenizer, else the Hugging Face tokenizer.json beside the weights.
     const std::string tj = dir + "/tokenizer.json";
@@ -386,11 +220,11 @@ void save_safetensors(const Model& m, const std::string& path, DType dtype) {
     }
     Model tmp;
     std::vector<std::pair<std::string, Tensor>> out;
-    const bool to_half = m.config.arch == Arch::Llama && m.config.rope_style == RopeStyle::Interleaved;
+    const bool to_half = m.config.uses_rope() && m.config.rope_style == RopeStyle::Interleaved;  // HF: rotate_half
     for (const auto& [name, shape] : expected_tensors(m.config)) {
         Tensor t = m.get(name);
         bool transpose;
-        const std::string hf = to_hf_name(m.config.arch, name, &transpose);
+        const std::string hf = arch::family(m.config.arch).hf_tensor_name(name, &transpose);
         const bool is_q = name.find(".attn_q.") != std::string::npos, is_k = name.find(".attn_k.") != std::string::npos;
         if (to_half && (is_q || is_k)) t = tmp.own(name, t.dtype, t.shape, permute_rope_rows(t, is_q ? m.config.n_head : m.config.n_head_kv, true));
         if (transpose) t = tmp.own(name, t.dtype, {t.shape[1], t.shape[0]}, transpose_bytes(t));

@@ -37,39 +37,47 @@ Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, in
       kv_type_(kv_type), n_seq_(n_seq), past_(static_cast<size_t>(std::max(1, n_seq)), 0) {
     if (n_seq < 1) throw_bad_input("the number of sequences must be at least 1, not %d", n_seq);
     if (kv_type_ != DType::F32 && kv_type_ != DType::F16) throw_bad_input("the KV cache type must be f32 or f16, not %s", dtype_name(kv_type_));
-    if (cfg_.arch == Arch::GPT2 && n_ctx_ > cfg_.n_ctx)
-        throw_bad_input("context %lld is longer than the %lld learned positions of this GPT-2 model", static_cast<long long>(n_ctx_),
+    if (cfg_.learned_positions && n_ctx_ > cfg_.n_ctx)
+        throw_bad_input("context %lld is longer than the %lld learned positions of this model", static_cast<long long>(n_ctx_),
                         static_cast<long long>(cfg_.n_ctx));
     n_batch_ = std::max<int64_t>(std::min(n_batch_, n_ctx_), n_seq_);  // decode() takes one token of every sequence
-    const bool gpt2 = cfg_.arch == Arch::GPT2;
+    // the tensors the block description names (a bias only where the description has one)
+    const ModelConfig& c = cfg_;
+    auto bias = [&](bool has, const std::string& name) { return has ? req(model, name + ".bias") : nullptr; };
     for (int64_t l = 0; l < cfg_.n_layer; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";
         Layer L{};
         L.attn_norm = req(model, p + "attn_norm.weight");
-        L.wo = req(model, p + "attn_output.weight");
-        L.ffn_norm = req(model, p + "ffn_norm.weight");
-        L.w_up = req(model, p + "ffn_up.weight");
-        L.w_down = req(model, p + "ffn_down.weight");
-        if (gpt2) {
-            L.attn_norm_b = req(model, p + "attn_norm.bias");
+        L.attn_norm_b = bias(c.norm_bias(), p + "attn_norm");
+        if (c.fused_qkv) {
             L.wqkv = req(model, p + "attn_qkv.weight");
-            L.bqkv = req(model, p + "attn_qkv.bias");
-            L.bo = req(model, p + "attn_output.bias");
-            L.ffn_norm_b = req(model, p + "ffn_norm.bias");
-            L.b_up = req(model, p + "ffn_up.bias");
-            L.b_down = req(model, p + "ffn_down.bias");
+            L.bqkv = bias(c.qkv_bias, p + "attn_qkv");
         } else {
             L.wq = req(model, p + "attn_q.weight");
             L.wk = req(model, p + "attn_k.weight");
             L.wv = req(model, p + "attn_v.weight");
-            L.w_gate = req(model, p + "ffn_gate.weight");
+            L.bq = bias(c.qkv_bias, p + "attn_q");
+            L.bk = bias(c.qkv_bias, p + "attn_k");
+            L.bv = bias(c.qkv_bias, p + "attn_v");
         }
+        L.wo = req(model, p + "attn_output.weight");
+        L.bo = bias(c.out_bias, p + "attn_output");
+        L.ffn_norm = req(model, p + "ffn_norm.weight");
+        L.ffn_norm_b = bias(c.norm_bias(), p + "ffn_norm");
+        if (c.gated_mlp()) {
+            L.w_gate = req(model, p + "ffn_gate.weight");
+            L.b_gate = bias(c.mlp_bias, p + "ffn_gate");
+        }
+        L.w_up = req(model, p + "ffn_up.weight");
+        L.b_up = bias(c.mlp_bias, p + "ffn_up");
+        L.w_down = req(model, p + "ffn_down.weight");
+        L.b_down = bias(c.mlp_bias, p + "ffn_down");
         layers_.push_back(L);
     }
     tok_embd_ = req(model, "token_embd.weight");
-    pos_embd_ = gpt2 ? req(model, "position_embd.weight") : nullptr;
+    pos_embd_ = c.learned_positions ? req(model, "position_embd.weight") : nullptr;
     out_norm_ = req(model, "output_norm.weight");
-    out_norm_b_ = gpt2 ? req(model, "output_norm.bias") : nullptr;
+    out_norm_b_ = bias(c.norm_bias(), "output_norm");
     output_ = opt(model, "output.weight");
     if (!output_) output_ = tok_embd_;  // tied embeddings
 
@@ -79,7 +87,8 @@ Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, in
     // the MLP's two, GPT-2's qkv) plus the per-thread attention scratch. Refuse, naming the sizes, what cannot fit.
     const double gib = 1024.0 * 1024.0 * 1024.0;
     const double kv_bytes = 2.0 * static_cast<double>(cache) * static_cast<double>(dtype_size(kv_type_));
-    const double act_bytes = 4.0 * (static_cast<double>(B) * static_cast<double>(4 * C + 2 * KV + 2 * F + (gpt2 ? 3 * C : 0)) +
+    const int64_t QKV = C + 2 * KV;  // the fused projection's width
+    const double act_bytes = 4.0 * (static_cast<double>(B) * static_cast<double>(4 * C + 2 * KV + 2 * F + (c.fused_qkv ? QKV : 0)) +
                                     static_cast<double>(pool.size()) * static_cast<double>(n_ctx_ + 32 + cfg_.head_dim() * 66));
     const double have = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
     if (kv_bytes + act_bytes > have)
@@ -99,14 +108,14 @@ Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, in
     q_.resize(B * C);
     k_.resize(B * KV);
     v_.resize(B * KV);
-    if (gpt2) qkv_.resize(B * 3 * C);
+    if (c.fused_qkv) qkv_.resize(B * QKV);
     att_.resize(B * C);
     ff_a_.resize(B * F);
     ff_b_.resize(B * F);
     // per thread: a row of scores over the (32-padded) cache, the rounded query, 16 accumulator lanes per output
     scores_.resize(static_cast<size_t>(pool.size()) * (n_ctx_ + 32 + cfg_.head_dim() * (2 + 4 * ggml::kLanes)));
     acc_.resize(static_cast<size_t>(pool.size() * cfg_.head_dim()));
-    if (gpt2) bias_.resize(static_cast<size_t>(std::max(3 * C, F)));
+    bias_.resize(static_cast<size_t>(std::max(QKV, F)));
     norm_w_.resize(2 * C);
     rope_cos_.resize(B * cfg_.n_rot() / 2);
     rope_sin_.resize(B * cfg_.n_rot() / 2);
@@ -148,11 +157,12 @@ void Transformer::norm(const float* x, float* out, int64_t n, const Tensor* w, c
     float* bf = norm_w_.data() + C;
     load_row(*w, 0, wf);
     if (b) load_row(*b, 0, bf);
+    else std::fill(bf, bf + C, 0.0f);
     const double eps = cfg_.norm_eps;
     for (int64_t i = 0; i < n; ++i) {
         const float* xi = x + i * C;
         float* oi = out + i * C;
-        if (!b) {
+        if (cfg_.norm == NormKind::RMSNorm) {
             double ss = 0;  // f32 squares summed in f64, the mean and root in f32 (as ggml's rms_norm)
             for (int64_t c = 0; c < C; ++c) ss += static_cast<double>(xi[c] * xi[c]);
             const float mean = static_cast<float>(ss / static_cast<double>(C));
@@ -217,7 +227,7 @@ void Transformer::linear(const float* in, float* out, int64_t n, const Tensor* w
             }
     }
     if (b) {
-        float* bias = bias_.data();  // scratch sized for the widest bias (3C or F)
+        float* bias = bias_.data();  // scratch sized for the widest bias (C + 2KV or F)
         load_row(*b, 0, bias);
         for (int64_t i = 0; i < n; ++i)
             for (int64_t r = 0; r < rows; ++r) out[i * rows + r] += bias[r];
@@ -433,7 +443,6 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
     const int64_t C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, pos0 = n_past_;
     auto pos_of = [&](int64_t i) { return rows ? rows->pos[i] : pos0 + i; };
     rowwise_ = rows != nullptr;
-    const bool gpt2 = cfg_.arch == Arch::GPT2;
     float* x = x_.data();  // [n, C] the residual stream
     float* h = h_.data();  // [n, C] normalised input of a sub-layer
 
@@ -445,7 +454,7 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
             for (int64_t c = 0; c < C; ++c) x[i * C + c] += h[c];
         }
     }
-    if (!gpt2) {  // RoPE angles for these positions, shared by every layer and head
+    if (cfg_.uses_rope()) {  // RoPE angles for these positions, shared by every layer and head
         // θ_j = pos · base^(−2j/d), computed in float as successive powers, the way ggml computes it, so that
         // rounding matches llama.cpp bit for bit where it matters (an f16 KV cache amplifies tiny differences).
         const int64_t half = cfg_.n_rot() / 2;
@@ -467,17 +476,20 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
         float* q = q_.data();
         float* k = k_.data();
         float* v = v_.data();
-        if (gpt2) {
-            linear(h, qkv_.data(), n, L.wqkv, L.bqkv);  // [n, 3C] = q | k | v
+        if (cfg_.fused_qkv) {
+            const int64_t QKV = C + 2 * KV;
+            linear(h, qkv_.data(), n, L.wqkv, L.bqkv);  // [n, C + 2KV] = q | k | v
             for (int64_t i = 0; i < n; ++i) {
-                std::copy_n(qkv_.data() + i * 3 * C, C, q + i * C);
-                std::copy_n(qkv_.data() + i * 3 * C + C, C, k + i * KV);
-                std::copy_n(qkv_.data() + i * 3 * C + 2 * C, C, v + i * KV);
+                std::copy_n(qkv_.data() + i * QKV, C, q + i * C);
+                std::copy_n(qkv_.data() + i * QKV + C, KV, k + i * KV);
+                std::copy_n(qkv_.data() + i * QKV + C + KV, KV, v + i * KV);
             }
         } else {
-            linear(h, q, n, L.wq, nullptr);  // [n, C]
-            linear(h, k, n, L.wk, nullptr);  // [n, KV]
-            linear(h, v, n, L.wv, nullptr);  // [n, KV]
+            linear(h, q, n, L.wq, L.bq);  // [n, C]
+            linear(h, k, n, L.wk, L.bk);  // [n, KV]
+            linear(h, v, n, L.wv, L.bv);  // [n, KV]
+        }
+        if (cfg_.uses_rope()) {
             rope(q, n, cfg_.n_head);  // angles for positions pos0 .. pos0 + n - 1, computed above
             rope(k, n, cfg_.n_head_kv);
         }
@@ -501,12 +513,12 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
         norm(x, h, n, L.ffn_norm, L.ffn_norm_b);
         float* a = ff_a_.data();
         float* b = ff_b_.data();
-        if (gpt2) {
+        if (!cfg_.gated_mlp()) {
             linear(h, a, n, L.w_up, L.b_up);  // [n, F]
             for (int64_t i = 0; i < n * F; ++i) a[i] = gelu(a[i]);
         } else {
-            linear(h, a, n, L.w_gate, nullptr);  // SwiGLU: silu(h W_gate) ⊙ (h W_up)
-            linear(h, b, n, L.w_up, nullptr);
+            linear(h, a, n, L.w_gate, L.b_gate);  // SwiGLU: silu(h W_gate) ⊙ (h W_up)
+            linear(h, b, n, L.w_up, L.b_up);
             if (ggml_arith_) {
                 const auto silu = kernels::active().silu_ggml;
                 for (int64_t i = 0; i < n; ++i) {

@@ -255,10 +255,10 @@ PretrainResult pretrain(const PretrainOptions& o) {
 // from a Hugging Face layout, return to it — an exact row permutation — so that a resumed run computes bit for bit
 // what the uninterrupted one did (the dot products over head dimensions keep their order).
 Model to_training_layout(Model init, const ModelConfig& start) {
-    if (!(start.arch == Arch::Llama && start.rope_style == RopeStyle::Half && init.config.rope_style == RopeStyle::Interleaved)) return init;
+    if (!(start.uses_rope() && start.rope_style != init.config.rope_style)) return init;
     Model h;
     h.config = init.config;
-    h.config.rope_style = RopeStyle::Half;
+    h.config.rope_style = start.rope_style;
     h.vocab = init.vocab;
     h.meta = init.meta;
     h.path = init.path;
@@ -266,7 +266,7 @@ Model to_training_layout(Model init, const ModelConfig& start) {
     h.storage = init.storage;
     for (const Tensor& t : init.tensors) {
         const bool q = t.name.find(".attn_q.weight") != std::string::npos, k = t.name.find(".attn_k.weight") != std::string::npos;
-        if (q || k) h.add(h.own(t.name, t.dtype, t.shape, formats::permute_rope_rows(t, q ? start.n_head : start.n_head_kv, true)));
+        if (q || k) h.add(h.own(t.name, t.dtype, t.shape, formats::permute_rope_rows(t, q ? start.n_head : start.n_head_kv, start.rope_style == RopeStyle::Half)));
         else h.add(t);
     }
     return h;
@@ -303,7 +303,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     BatchSource* val = s.val.get();
     const int64_t eval_batches = val ? std::min<int64_t>(o.eval_batches, static_cast<int64_t>(val->windows())) : 0;
 
-    nlohmann::json hparams = {{"arch", arch_name(cfg.arch)}, {"n_layer", cfg.n_layer}, {"n_embd", cfg.n_embd}, {"n_head", cfg.n_head},
+    nlohmann::json hparams = {{"arch", cfg.arch}, {"n_layer", cfg.n_layer}, {"n_embd", cfg.n_embd}, {"n_head", cfg.n_head},
                               {"n_head_kv", cfg.n_head_kv}, {"n_ff", cfg.n_ff}, {"n_vocab", cfg.n_vocab}, {"n_ctx", cfg.n_ctx},
                               {"n_params", cfg.n_params()}, {"batch_size", o.batch_size}, {"seq_len", o.seq_len},
                               {"grad_accum", o.grad_accum}, {"lr", o.lr}, {"min_lr", o.min_lr}, {"schedule", o.schedule},
@@ -371,7 +371,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     if (lead && W > 1) std::fprintf(stderr, "llmforge: data parallel over %d processes (%s), %lld sequences each\n", W, comm.backend(), static_cast<long long>(B_local));
     if (lead) std::fprintf(stderr, "llmforge: %s %s, %lld parameters (%lld layers, d_model %lld, %lld heads), vocab %lld, %lld train tokens, "
                          "batch %lld × %lld × %lld accum = %lld tokens/step%s\n",
-                 s.what.c_str(), arch_name(cfg.arch), static_cast<long long>(cfg.n_params()), static_cast<long long>(cfg.n_layer), static_cast<long long>(cfg.n_embd),
+                 s.what.c_str(), cfg.arch.c_str(), static_cast<long long>(cfg.n_params()), static_cast<long long>(cfg.n_layer), static_cast<long long>(cfg.n_embd),
                  static_cast<long long>(cfg.n_head), static_cast<long long>(cfg.n_vocab), static_cast<long long>(train.tokens()),
                  static_cast<long long>(o.batch_size), static_cast<long long>(o.seq_len), static_cast<long long>(o.grad_accum),
                  static_cast<long long>(o.batch_size * o.seq_len * o.grad_accum), o.resume ? (" (resumed at step " + std::to_string(st.step) + ")").c_str() : "");

@@ -13,8 +13,9 @@
 namespace llmforge {
 
 struct TrainableModel::Layer {
-    // offsets into the parameter buffer; GPT-2 uses qkv/bqkv and the biases, LLaMA q/k/v and gate
-    size_t norm1, norm1_b, qkv, bqkv, q, k, v, o, bo, norm2, norm2_b, gate, up, b_up, down, b_down;
+    // offsets into the parameter buffer, kNone for what the block description does not have (fused qkv or separate
+    // q/k/v; the gate of a gated MLP; biases)
+    size_t norm1, norm1_b, qkv, bqkv, q, k, v, bq, bk, bv, o, bo, norm2, norm2_b, gate, b_gate, up, b_up, down, b_down;
 };
 
 struct TrainableModel::Acts {
@@ -326,35 +327,43 @@ TrainableModel::TrainableModel(const Model& init, ThreadPool& pool, bool decay_e
             convert_to_f32(t.dtype, t.data, data_.data() + p.offset, p.numel);
         }
     }
-    const bool gpt2 = cfg_.arch == Arch::GPT2;
+    const ModelConfig& c = cfg_;
+    auto bias = [&](bool has, const std::string& name) { return has ? at(name + ".bias") : kNone; };
     for (int64_t l = 0; l < cfg_.n_layer; ++l) {
         const std::string b = "blk." + std::to_string(l) + ".";
-        Layer L{};
+        Layer L;
         L.norm1 = at(b + "attn_norm.weight");
-        L.norm2 = at(b + "ffn_norm.weight");
-        L.o = at(b + "attn_output.weight");
-        L.up = at(b + "ffn_up.weight");
-        L.down = at(b + "ffn_down.weight");
-        if (gpt2) {
-            L.norm1_b = at(b + "attn_norm.bias");
-            L.norm2_b = at(b + "ffn_norm.bias");
+        L.norm1_b = bias(c.norm_bias(), b + "attn_norm");
+        L.qkv = L.bqkv = L.q = L.k = L.v = L.bq = L.bk = L.bv = L.gate = L.b_gate = kNone;
+        if (c.fused_qkv) {
             L.qkv = at(b + "attn_qkv.weight");
-            L.bqkv = at(b + "attn_qkv.bias");
-            L.bo = at(b + "attn_output.bias");
-            L.b_up = at(b + "ffn_up.bias");
-            L.b_down = at(b + "ffn_down.bias");
+            L.bqkv = bias(c.qkv_bias, b + "attn_qkv");
         } else {
             L.q = at(b + "attn_q.weight");
             L.k = at(b + "attn_k.weight");
             L.v = at(b + "attn_v.weight");
-            L.gate = at(b + "ffn_gate.weight");
+            L.bq = bias(c.qkv_bias, b + "attn_q");
+            L.bk = bias(c.qkv_bias, b + "attn_k");
+            L.bv = bias(c.qkv_bias, b + "attn_v");
         }
+        L.o = at(b + "attn_output.weight");
+        L.bo = bias(c.out_bias, b + "attn_output");
+        L.norm2 = at(b + "ffn_norm.weight");
+        L.norm2_b = bias(c.norm_bias(), b + "ffn_norm");
+        if (c.gated_mlp()) {
+            L.gate = at(b + "ffn_gate.weight");
+            L.b_gate = bias(c.mlp_bias, b + "ffn_gate");
+        }
+        L.up = at(b + "ffn_up.weight");
+        L.b_up = bias(c.mlp_bias, b + "ffn_up");
+        L.down = at(b + "ffn_down.weight");
+        L.b_down = bias(c.mlp_bias, b + "ffn_down");
         layers_.push_back(L);
     }
     tok_embd_ = at("token_embd.weight");
-    if (gpt2) pos_embd_ = at("position_embd.weight");
+    if (c.learned_positions) pos_embd_ = at("position_embd.weight");
     out_norm_ = at("output_norm.weight");
-    if (gpt2) out_norm_b_ = at("output_norm.bias");
+    out_norm_b_ = bias(c.norm_bias(), "output_norm");
     tied_ = true;
     for (const Param& p : params_)
         if (p.name == "output.weight") { tied_ = false; output_ = p.offset; }
@@ -365,7 +374,7 @@ TrainableModel::~TrainableModel() = default;
 
 void TrainableModel::ensure_acts(int64_t B, int64_t T) {
     if (acts_ && B == B_ && T == T_) return;
-    if (cfg_.arch == Arch::GPT2 && T > cfg_.n_ctx)
+    if (cfg_.learned_positions && T > cfg_.n_ctx)
         throw_bad_input("sequence length %lld exceeds the model's %lld positions", static_cast<long long>(T), static_cast<long long>(cfg_.n_ctx));
     acts_ = std::make_unique<Acts>();
     Acts& a = *acts_;
@@ -386,7 +395,7 @@ void TrainableModel::ensure_acts(int64_t B, int64_t T) {
     a.att.resize(L * static_cast<size_t>(B) * H * static_cast<size_t>(T * T));
     a.atty.resize(L * N * C);
     a.fa.resize(L * N * F);
-    a.fb.resize(L * N * F);  // LLaMA: the up projection; GPT-2: tanh inside GELU, for the backward pass
+    a.fb.resize(L * N * F);  // gated MLP: the up projection; GELU: tanh inside it, for the backward pass
     a.fact.resize(L * N * F);
     a.lnf.resize(N * C);
     a.lnf_mean.resize(N);
@@ -395,7 +404,7 @@ void TrainableModel::ensure_acts(int64_t B, int64_t T) {
     a.losses.resize(N);
     B_ = B;
     T_ = T;
-    if (cfg_.arch == Arch::Llama) {  // RoPE angles θ_j = t · base^(−2j/d), as the inference path computes them
+    if (cfg_.uses_rope()) {  // RoPE angles θ_j = t · base^(−2j/d), as the inference path computes them
         const int64_t half = cfg_.n_rot() / 2;
         rope_cos_.resize(static_cast<size_t>(T * half));
         rope_sin_.resize(static_cast<size_t>(T * half));
@@ -411,15 +420,23 @@ void TrainableModel::ensure_acts(int64_t B, int64_t T) {
     }
 }
 
+// The norm the block description names: LayerNorm (keeping mean and 1/σ) or RMSNorm (keeping 1/rms).
+void TrainableModel::norm_fwd(const float* x, size_t w, size_t b, float* y, float* mean, float* rstd, int64_t N) {
+    if (cfg_.norm == NormKind::LayerNorm) layernorm_forward_par(pool_, x, P(w), P(b), y, mean, rstd, N, cfg_.n_embd, cfg_.norm_eps);
+    else rmsnorm_forward_par(pool_, x, P(w), y, rstd, N, cfg_.n_embd, cfg_.norm_eps);
+}
+void TrainableModel::norm_bwd(const float* dy, const float* x, size_t w, size_t b, const float* mean, const float* rstd, float* dx, int64_t N) {
+    if (cfg_.norm == NormKind::LayerNorm) norm_backward_par(pool_, dy, x, P(w), mean, rstd, dx, G(w), G(b), N, cfg_.n_embd);
+    else norm_backward_par(pool_, dy, x, P(w), nullptr, rstd, dx, G(w), nullptr, N, cfg_.n_embd);
+}
+
 // ---- forward -------------------------------------------------------------------------------------------------------
 
 float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T) {
     ensure_acts(B, T);
     Acts& a = *acts_;
     const int64_t N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
-                  HKV = cfg_.n_head_kv, HD = cfg_.head_dim();
-    const bool gpt2 = cfg_.arch == Arch::GPT2;
-    const float eps = cfg_.norm_eps;
+                  HKV = cfg_.n_head_kv, HD = cfg_.head_dim(), QKV = C + 2 * KV;
     inputs_.assign(inputs, inputs + N);
     targets_.assign(targets, targets + N);
     for (int64_t n = 0; n < N; ++n)
@@ -431,7 +448,7 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
     float* x0 = a.x.data();
     for (int64_t n = 0; n < N; ++n) {
         std::memcpy(x0 + n * C, P(tok_embd_) + static_cast<int64_t>(inputs[n]) * C, static_cast<size_t>(C) * sizeof(float));
-        if (gpt2) {
+        if (cfg_.learned_positions) {
             const float* pe = P(pos_embd_) + (n % T) * C;
             for (int64_t c = 0; c < C; ++c) x0[n * C + c] += pe[c];
         }
@@ -451,30 +468,31 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
         float* fact = a.fact.data() + l * N * F;
         float* xo = a.x.data() + (l + 1) * N * C;
         // attention sub-layer
-        if (gpt2) {
-            layernorm_forward_par(pool_, x, P(Ly.norm1), P(Ly.norm1_b), ln1, a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, N, C, eps);
-            a.tmp1.resize(static_cast<size_t>(N * 3 * C));
-            lin_fwd(Ly.qkv, Ly.bqkv, ln1, a.tmp1.data(), N, C, 3 * C);
+        norm_fwd(x, Ly.norm1, Ly.norm1_b, ln1, a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, N);
+        if (cfg_.fused_qkv) {
+            a.tmp1.resize(static_cast<size_t>(N * QKV));
+            lin_fwd(Ly.qkv, Ly.bqkv, ln1, a.tmp1.data(), N, C, QKV);  // [N, C + 2KV] = q | k | v
             for (int64_t n = 0; n < N; ++n) {
-                std::memcpy(q + n * C, a.tmp1.data() + n * 3 * C, static_cast<size_t>(C) * sizeof(float));
-                std::memcpy(k + n * C, a.tmp1.data() + n * 3 * C + C, static_cast<size_t>(C) * sizeof(float));
-                std::memcpy(v + n * C, a.tmp1.data() + n * 3 * C + 2 * C, static_cast<size_t>(C) * sizeof(float));
+                std::memcpy(q + n * C, a.tmp1.data() + n * QKV, static_cast<size_t>(C) * sizeof(float));
+                std::memcpy(k + n * KV, a.tmp1.data() + n * QKV + C, static_cast<size_t>(KV) * sizeof(float));
+                std::memcpy(v + n * KV, a.tmp1.data() + n * QKV + C + KV, static_cast<size_t>(KV) * sizeof(float));
             }
         } else {
-            rmsnorm_forward_par(pool_, x, P(Ly.norm1), ln1, a.ln1_rstd.data() + l * N, N, C, eps);
-            lin_fwd(Ly.q, kNone, ln1, q, N, C, C);
-            lin_fwd(Ly.k, kNone, ln1, k, N, C, KV);
-            lin_fwd(Ly.v, kNone, ln1, v, N, C, KV);
+            lin_fwd(Ly.q, Ly.bq, ln1, q, N, C, C);
+            lin_fwd(Ly.k, Ly.bk, ln1, k, N, C, KV);
+            lin_fwd(Ly.v, Ly.bv, ln1, v, N, C, KV);
+        }
+        if (cfg_.uses_rope()) {
             const bool inter = cfg_.rope_style == RopeStyle::Interleaved;
             rope_apply(q, B, T, H, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), 1.0f);
             rope_apply(k, B, T, HKV, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), 1.0f);
         }
         attention_forward(pool_, matmul_, q, k, v, att, atty, B, T, H, HKV, HD);
-        lin_fwd(Ly.o, gpt2 ? Ly.bo : kNone, atty, xm, N, C, C);
+        lin_fwd(Ly.o, Ly.bo, atty, xm, N, C, C);
         add_into(pool_, xm, x, N * C);
         // MLP sub-layer
-        if (gpt2) {
-            layernorm_forward_par(pool_, xm, P(Ly.norm2), P(Ly.norm2_b), ln2, a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, N, C, eps);
+        norm_fwd(xm, Ly.norm2, Ly.norm2_b, ln2, a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, N);
+        if (!cfg_.gated_mlp()) {
             lin_fwd(Ly.up, Ly.b_up, ln2, fa, N, C, F);
             float* th = a.fb.data() + l * N * F;
             pool_.parallel_for(N * F, [&](int64_t b0, int64_t b1) {
@@ -483,19 +501,17 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
                 for (int64_t i = b0; i < b1; ++i) fact[i] = 0.5f * fa[i] * (1.0f + th[i]);  // GELU, tanh approximation
             });
         } else {
-            rmsnorm_forward_par(pool_, xm, P(Ly.norm2), ln2, a.ln2_rstd.data() + l * N, N, C, eps);
             float* fb = a.fb.data() + l * N * F;
-            lin_fwd(Ly.gate, kNone, ln2, fa, N, C, F);
-            lin_fwd(Ly.up, kNone, ln2, fb, N, C, F);
+            lin_fwd(Ly.gate, Ly.b_gate, ln2, fa, N, C, F);
+            lin_fwd(Ly.up, Ly.b_up, ln2, fb, N, C, F);
             for (int64_t i = 0; i < N * F; ++i) fact[i] = fa[i] * sigmoid(fa[i]) * fb[i];  // SwiGLU: silu(gate) ⊙ up
         }
-        lin_fwd(Ly.down, gpt2 ? Ly.b_down : kNone, fact, xo, N, F, C);
+        lin_fwd(Ly.down, Ly.b_down, fact, xo, N, F, C);
         add_into(pool_, xo, xm, N * C);
     }
     // final norm, logits, and softmax fused with cross-entropy: the logits buffer becomes the probabilities
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
-    if (gpt2) layernorm_forward_par(pool_, xL, P(out_norm_), P(out_norm_b_), a.lnf.data(), a.lnf_mean.data(), a.lnf_rstd.data(), N, C, eps);
-    else rmsnorm_forward_par(pool_, xL, P(out_norm_), a.lnf.data(), a.lnf_rstd.data(), N, C, eps);
+    norm_fwd(xL, out_norm_, out_norm_b_, a.lnf.data(), a.lnf_mean.data(), a.lnf_rstd.data(), N);
     if (head_.n_out > 0) {  // y = h·Wᵀ + b on the final hidden state
         const int64_t O = head_.n_out;
         head_values_.assign(static_cast<size_t>(N * O), 0.0f);
@@ -643,8 +659,7 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
     if (lora_ && !adapters_on_) throw_runtime("backward() with the adapters switched off");
     Acts& a = *acts_;
     const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
-                  HKV = cfg_.n_head_kv, HD = cfg_.head_dim();
-    const bool gpt2 = cfg_.arch == Arch::GPT2;
+                  HKV = cfg_.n_head_kv, HD = cfg_.head_dim(), QKV = C + 2 * KV;
     a.dln.assign(static_cast<size_t>(N * C), 0.0f);
     if (have_dlogits) lin_bwd(output_, kNone, a.logits.data(), a.lnf.data(), a.dln.data(), N, C, V);
     if (dhead) {  // head: dh += Σ_j dy_j W_j;  dW_j += Σ_n dy[n, j] h[n];  db_j += Σ_n dy[n, j]
@@ -675,8 +690,7 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
     }
     a.dx.assign(static_cast<size_t>(N * C), 0.0f);  // d loss / d residual stream
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
-    if (gpt2) norm_backward_par(pool_, a.dln.data(), xL, P(out_norm_), a.lnf_mean.data(), a.lnf_rstd.data(), a.dx.data(), G(out_norm_), G(out_norm_b_), N, C);
-    else norm_backward_par(pool_, a.dln.data(), xL, P(out_norm_), nullptr, a.lnf_rstd.data(), a.dx.data(), G(out_norm_), nullptr, N, C);
+    norm_bwd(a.dln.data(), xL, out_norm_, out_norm_b_, a.lnf_mean.data(), a.lnf_rstd.data(), a.dx.data(), N);
 
     for (int64_t l = cfg_.n_layer - 1; l >= 0; --l) {
         const Layer& Ly = layers_[static_cast<size_t>(l)];
@@ -694,17 +708,15 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
 
         // MLP sub-layer: x_out = x_mid + down(act(ln2)); dx flows to x_mid unchanged plus through the MLP
         a.dfact.resize(static_cast<size_t>(N * F));
-        lin_bwd(Ly.down, gpt2 ? Ly.b_down : kNone, a.dx.data(), fact, a.dfact.data(), N, F, C, false);
+        lin_bwd(Ly.down, Ly.b_down, a.dx.data(), fact, a.dfact.data(), N, F, C, false);
         a.dfa.resize(static_cast<size_t>(N * F));
         a.dln.assign(static_cast<size_t>(N * C), 0.0f);
-        if (gpt2) {
+        if (!cfg_.gated_mlp()) {
             const float* th = a.fb.data() + l * N * F;
             pool_.parallel_for(N * F, [&](int64_t b0, int64_t b1) {
                 for (int64_t i = b0; i < b1; ++i) a.dfa[static_cast<size_t>(i)] = a.dfact[static_cast<size_t>(i)] * gelu_grad(fa[i], th[i]);
             });
             lin_bwd(Ly.up, Ly.b_up, a.dfa.data(), ln2, a.dln.data(), N, C, F);
-            norm_backward_par(pool_, a.dln.data(), xm, P(Ly.norm2), a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, a.dx.data(), G(Ly.norm2),
-                               G(Ly.norm2_b), N, C);
         } else {
             const float* fb = a.fb.data() + l * N * F;
             a.dfb.resize(static_cast<size_t>(N * F));
@@ -713,44 +725,44 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
                 a.dfa[static_cast<size_t>(i)] = g * fb[i] * s * (1.0f + fa[i] * (1.0f - s));
                 a.dfb[static_cast<size_t>(i)] = g * fa[i] * s;
             }
-            lin_bwd(Ly.gate, kNone, a.dfa.data(), ln2, a.dln.data(), N, C, F);
-            lin_bwd(Ly.up, kNone, a.dfb.data(), ln2, a.dln.data(), N, C, F);
-            norm_backward_par(pool_, a.dln.data(), xm, P(Ly.norm2), nullptr, a.ln2_rstd.data() + l * N, a.dx.data(), G(Ly.norm2), nullptr, N, C);
+            lin_bwd(Ly.gate, Ly.b_gate, a.dfa.data(), ln2, a.dln.data(), N, C, F);
+            lin_bwd(Ly.up, Ly.b_up, a.dfb.data(), ln2, a.dln.data(), N, C, F);
         }
+        norm_bwd(a.dln.data(), xm, Ly.norm2, Ly.norm2_b, a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, a.dx.data(), N);
 
         // attention sub-layer: x_mid = x + o(attention(ln1))
         a.datty.resize(static_cast<size_t>(N * C));
-        lin_bwd(Ly.o, gpt2 ? Ly.bo : kNone, a.dx.data(), atty, a.datty.data(), N, C, C, false);
+        lin_bwd(Ly.o, Ly.bo, a.dx.data(), atty, a.datty.data(), N, C, C, false);
         a.dq.assign(static_cast<size_t>(N * C), 0.0f);
         a.dk.assign(static_cast<size_t>(N * KV), 0.0f);
         a.dv.assign(static_cast<size_t>(N * KV), 0.0f);
         attention_backward(pool_, matmul_, a.datty.data(), q, k, v, att, a.dq.data(), a.dk.data(), a.dv.data(), B, T, H, HKV, HD);
         a.dln.assign(static_cast<size_t>(N * C), 0.0f);
-        if (gpt2) {
-            a.dqkv.resize(static_cast<size_t>(N * 3 * C));
-            for (int64_t n = 0; n < N; ++n) {
-                std::memcpy(a.dqkv.data() + n * 3 * C, a.dq.data() + n * C, static_cast<size_t>(C) * sizeof(float));
-                std::memcpy(a.dqkv.data() + n * 3 * C + C, a.dk.data() + n * C, static_cast<size_t>(C) * sizeof(float));
-                std::memcpy(a.dqkv.data() + n * 3 * C + 2 * C, a.dv.data() + n * C, static_cast<size_t>(C) * sizeof(float));
-            }
-            lin_bwd(Ly.qkv, Ly.bqkv, a.dqkv.data(), ln1, a.dln.data(), N, C, 3 * C);
-            norm_backward_par(pool_, a.dln.data(), x, P(Ly.norm1), a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, a.dx.data(), G(Ly.norm1),
-                               G(Ly.norm1_b), N, C);
-        } else {
+        if (cfg_.uses_rope()) {  // the rotation's transpose: rotate back by the angle
             const bool inter = cfg_.rope_style == RopeStyle::Interleaved;
             rope_apply(a.dq.data(), B, T, H, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), -1.0f);
             rope_apply(a.dk.data(), B, T, HKV, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), -1.0f);
-            lin_bwd(Ly.q, kNone, a.dq.data(), ln1, a.dln.data(), N, C, C);
-            lin_bwd(Ly.k, kNone, a.dk.data(), ln1, a.dln.data(), N, C, KV);
-            lin_bwd(Ly.v, kNone, a.dv.data(), ln1, a.dln.data(), N, C, KV);
-            norm_backward_par(pool_, a.dln.data(), x, P(Ly.norm1), nullptr, a.ln1_rstd.data() + l * N, a.dx.data(), G(Ly.norm1), nullptr, N, C);
         }
+        if (cfg_.fused_qkv) {
+            a.dqkv.resize(static_cast<size_t>(N * QKV));
+            for (int64_t n = 0; n < N; ++n) {
+                std::memcpy(a.dqkv.data() + n * QKV, a.dq.data() + n * C, static_cast<size_t>(C) * sizeof(float));
+                std::memcpy(a.dqkv.data() + n * QKV + C, a.dk.data() + n * KV, static_cast<size_t>(KV) * sizeof(float));
+                std::memcpy(a.dqkv.data() + n * QKV + C + KV, a.dv.data() + n * KV, static_cast<size_t>(KV) * sizeof(float));
+            }
+            lin_bwd(Ly.qkv, Ly.bqkv, a.dqkv.data(), ln1, a.dln.data(), N, C, QKV);
+        } else {
+            lin_bwd(Ly.q, Ly.bq, a.dq.data(), ln1, a.dln.data(), N, C, C);
+            lin_bwd(Ly.k, Ly.bk, a.dk.data(), ln1, a.dln.data(), N, C, KV);
+            lin_bwd(Ly.v, Ly.bv, a.dv.data(), ln1, a.dln.data(), N, C, KV);
+        }
+        norm_bwd(a.dln.data(), x, Ly.norm1, Ly.norm1_b, a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, a.dx.data(), N);
     }
     // embeddings (frozen under LoRA)
     for (int64_t n = 0; n < N && !lora_; ++n) {
         float* dw = G(tok_embd_) + static_cast<int64_t>(inputs_[static_cast<size_t>(n)]) * C;
         for (int64_t c = 0; c < C; ++c) dw[c] += a.dx[static_cast<size_t>(n * C + c)];
-        if (gpt2) {
+        if (cfg_.learned_positions) {
             float* dp = G(pos_embd_) + (n % T) * C;
             for (int64_t c = 0; c < C; ++c) dp[c] += a.dx[static_cast<size_t>(n * C + c)];
         }
@@ -800,12 +812,16 @@ void TrainableModel::enable_lora(const LoraConfig& c, const Model* adapter) {
     if (head_.n_out > 0) throw_bad_input("enable LoRA before adding a head");
     if (c.rank <= 0 || !(c.alpha > 0)) throw_bad_input("LoRA needs a positive rank and alpha");
     lora_cfg_ = c;
-    const bool gpt2 = cfg_.arch == Arch::GPT2;
+    const bool all = c.targets.size() == 1 && c.targets[0] == "all";
     std::vector<std::string> targets = c.targets;
-    if (targets.empty()) targets = gpt2 ? std::vector<std::string>{"attn_qkv", "attn_output"} : std::vector<std::string>{"attn_q", "attn_k", "attn_v", "attn_output"};
-    if (targets.size() == 1 && targets[0] == "all")
-        targets = gpt2 ? std::vector<std::string>{"attn_qkv", "attn_output", "ffn_up", "ffn_down"}
-                       : std::vector<std::string>{"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    if (targets.empty() || all) {  // the attention projections (and, for "all", the MLP's) this block has
+        targets = cfg_.fused_qkv ? std::vector<std::string>{"attn_qkv", "attn_output"} : std::vector<std::string>{"attn_q", "attn_k", "attn_v", "attn_output"};
+        if (all) {
+            if (cfg_.gated_mlp()) targets.push_back("ffn_gate");
+            targets.push_back("ffn_up");
+            targets.push_back("ffn_down");
+        }
+    }
     lora_cfg_.targets = targets;
     base_params_ = std::move(params_);
     base_ = std::move(data_);
@@ -819,7 +835,7 @@ void TrainableModel::enable_lora(const LoraConfig& c, const Model* adapter) {
             const Param* bp = nullptr;
             for (const Param& p : base_params_)
                 if (p.name == name) bp = &p;
-            if (!bp) throw_bad_input("LoRA target '%s' is not a weight of this %s model", t.c_str(), arch_name(cfg_.arch));
+            if (!bp) throw_bad_input("LoRA target '%s' is not a weight of this %s model", t.c_str(), cfg_.arch.c_str());
             const int64_t out = bp->shape[0], in = bp->shape[1];
             LoraSlot sl;
             sl.in = in;

@@ -161,7 +161,9 @@ TEST(Golden, LogitsMatchLlamaCpp) {
         if (w == "gguf-repacked") {
             int packed = 0;
             for (const Tensor& t : m.tensors) packed += t.layout == Tensor::Layout::Panels;
-            if (kernels::has_panel_kernels()) EXPECT_GT(packed, 0);
+            if (kernels::has_panel_kernels()) {
+                EXPECT_GT(packed, 0);
+            }
         }
         for (int threads : {1, 2}) {
             // Repacked: the batched pass only. Token by token, llama.cpp's f16 roundings of q, K, V and the attention

@@ -1,0 +1,106 @@
+// Internal: an architecture family — its block description, how its files name things, and its presets.
+//
+// One family is one file, src/model/arch/<family>.cpp, defining `const Family& family_<family>()` (CMake lists the
+// folder and registers every file in it; nothing else changes to add one). The family:
+//  - sets the block description of ModelConfig (norm kind, positions, biases, MLP kind, ...) — describe();
+//  - reads and writes its Hugging Face config.json (from_hf / to_hf) through HfConfig, which refuses every field that
+//    changes the mathematics unless the family read it;
+//  - reads and writes its GGUF metadata through GgufKeys, which refuses every key of the family's namespace the family
+//    did not read (unless it holds the neutral value);
+//  - maps its tensors' Hugging Face names to llama.cpp's GGUF names and back;
+//  - lists its presets (published sizes, with their sources).
+#pragma once
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "llmforge/gguf.h"
+#include "llmforge/model.h"
+
+namespace llmforge::arch {
+
+// A config.json being read: every access marks the field as read. check_unread() then refuses the fields known to
+// change what a model computes (rope_scaling, sliding_window, attention_bias, head_dim, ...) that the family did not
+// read, unless they hold their neutral value — a field is implemented or refused, never ignored.
+class HfConfig {
+public:
+    HfConfig(const nlohmann::json& j, std::string path) : j_(j), path_(std::move(path)) {}
+    bool has(const char* key) const { return j_.contains(key) && !j_[key].is_null(); }
+    int64_t integer(const char* key, int64_t def = -1);  // def < 0: required
+    double number(const char* key, double def);
+    bool boolean(const char* key, bool def);
+    std::string string(const char* key, const std::string& def);
+    const nlohmann::json& raw(const char* key);  // marks it read; null when absent
+    [[noreturn]] void refuse(const char* key, const char* why) const;
+    void check_unread(const ModelConfig& c) const;
+    const std::string& path() const { return path_; }
+
+private:
+    const nlohmann::json& j_;
+    std::string path_;
+    std::set<std::string> read_;
+};
+
+// The GGUF metadata of a family's namespace ("<arch>.…") being read: every access marks the key as read, and
+// check_unread() refuses the other keys of the namespace unless they hold a neutral value (rope scaling "none", no
+// experts, causal attention, ...): they would change the mathematics (llama.cpp's llama-arch.cpp lists the keys).
+class GgufKeys {
+public:
+    GgufKeys(const gguf::Metadata& meta, std::string arch, std::string path) : meta_(meta), arch_(std::move(arch)), path_(std::move(path)) {}
+    int64_t integer(const std::string& key, int64_t def = -1);  // key without "<arch>."; def < 0: required
+    double number(const std::string& key, double def);
+    bool has(const std::string& key) const { return meta_.find(arch_ + "." + key) != nullptr; }
+    void check_unread(const ModelConfig& c) const;
+    const gguf::Metadata& meta() const { return meta_; }
+
+private:
+    const gguf::Metadata& meta_;
+    std::string arch_, path_;
+    std::set<std::string> read_;
+};
+
+class Family {
+public:
+    virtual ~Family() = default;
+    virtual const char* name() const = 0;  // GGUF general.architecture (llama.cpp's name)
+    // Does config.json's model_type (or architectures[0]) name this family?
+    virtual bool reads_hf_type(const std::string& type) const = 0;
+    // The block description every model of the family shares, sizes zero.
+    virtual ModelConfig describe() const = 0;
+    // config.json → sizes and description (start from describe()).
+    virtual void from_hf(HfConfig& j, ModelConfig& c) const = 0;
+    virtual nlohmann::json to_hf(const ModelConfig& c) const = 0;
+    // GGUF metadata → sizes and description (the default reads llama.cpp's common keys: read_common_gguf).
+    virtual void from_gguf(GgufKeys& k, ModelConfig& c) const;
+    virtual void to_gguf(const ModelConfig& c, gguf::Metadata& meta) const;
+    // How llama.cpp's converter lays out Wq/Wk rows in GGUF for this family (it permutes LLaMA's to interleaved pairs).
+    virtual RopeStyle gguf_rope_style() const { return RopeStyle::Interleaved; }
+    // Tensor names: GGUF → Hugging Face ("" if the family has none), and back ("" to skip, "?" + name if unknown).
+    // transpose: the Hugging Face checkpoint stores the matrix as [in, out] (GPT-2's Conv1D).
+    virtual std::string hf_tensor_name(const std::string& gguf_name, bool* transpose) const = 0;
+    virtual std::string gguf_tensor_name(const std::string& hf_name, bool* transpose) const = 0;
+    virtual std::vector<ModelConfig> presets() const = 0;
+};
+
+// The family of this name (throws a bad-input Error naming the supported ones; `where` prefixes the message).
+const Family& family(const std::string& name, const std::string& where = "");
+// The family whose config.json model_type this is, or null.
+const Family* family_for_hf_type(const std::string& type);
+const std::vector<const Family*>& families();
+
+// llama.cpp's keys shared by every family (context_length, embedding_length, block_count, head counts, the norm's
+// epsilon, RoPE's base and dimensions where the description uses RoPE), read and written.
+void read_common_gguf(GgufKeys& k, ModelConfig& c);
+void write_common_gguf(const ModelConfig& c, gguf::Metadata& meta);
+
+// Hugging Face names of the LLaMA lineage (model.layers.N.self_attn.q_proj, mlp.gate_proj, ...), shared by the
+// families that inherit them.
+std::string llama_style_hf_name(const std::string& gguf_name);
+std::string llama_style_gguf_name(const std::string& hf_name);
+
+// A preset from the family's description and sizes.
+ModelConfig sized(const Family& f, const char* name, int64_t C, int64_t F, int64_t L, int64_t H, int64_t KV, int64_t ctx, int64_t vocab);
+
+}  // namespace llmforge::arch
