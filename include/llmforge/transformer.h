@@ -1,17 +1,28 @@
-// The Transformer forward pass with a key/value cache, for one sequence.
+// The Transformer forward pass with a key/value cache, for one or several sequences.
 //
 // Each block computes (pre-norm):   x = x + Attention(Norm(x));   x = x + MLP(Norm(x))
 // where Attention(h) = concat_heads( softmax(Q Kᵀ / √d_k + causal mask) V ) · W_o,  Q = h W_q, K = h W_k, V = h W_v.
-// Keys and values of past positions stay in the cache, so each new token costs one pass over the weights.
+// What exactly (which norm, biases, RoPE or learned positions, which MLP) the model's block description says; how the
+// operations are computed, a backend (backend/backend.h) in the numerics chosen here. Keys and values of past
+// positions stay in a KVCache, so each new token costs one pass over the weights.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
+#include "llmforge/kv_cache.h"
 #include "llmforge/model.h"
+#include "llmforge/numerics.h"
 #include "llmforge/threadpool.h"
 
 namespace llmforge {
+
+namespace backend {
+class Backend;
+struct Lora;
+struct Rows;
+}  // namespace backend
 
 class Transformer {
 public:
@@ -20,8 +31,14 @@ public:
     // llama.cpp rounds them) or F32 (exact, for checks against a float32 reference).
     // n_seq: how many sequences share the weights, each with its own KV cache of n_ctx cells and its own position
     // (the server's slots). eval() and the other single-sequence calls work on the current one (set_seq).
+    // numerics: how eval() and embed() round (see numerics.h); decode() is always batch-invariant.
     Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx = 0, int64_t n_batch = 512, DType kv_type = DType::F16,
-                int n_seq = 1);
+                int n_seq = 1, Numerics numerics = Numerics::Fast);
+    // The same over a cache the caller owns (it must outlive this object; its sizes decide n_ctx and n_seq).
+    Transformer(const Model& model, ThreadPool& pool, KVCache& cache, int64_t n_batch = 512, Numerics numerics = Numerics::Fast);
+    ~Transformer();
+    Transformer(const Transformer&) = delete;
+    Transformer& operator=(const Transformer&) = delete;
 
     // Runs tokens at positions [n_past(), n_past() + n) and appends them to the cache.
     // Returns the logits: of the last token ([n_vocab]), or of every token ([n, n_vocab]) when all_logits.
@@ -32,8 +49,8 @@ public:
         return eval(tokens.data(), static_cast<int64_t>(tokens.size()), all_logits);
     }
 
-    int64_t n_past() const { return n_past_; }
-    int n_seq() const { return n_seq_; }
+    int64_t n_past() const { return cache_->n_past(slot_); }
+    int n_seq() const { return cache_->n_seq(); }
     int seq() const { return slot_; }
     void set_seq(int s);            // the sequence eval(), n_past(), reset() and truncate() work on
     int64_t n_past_of(int s) const;
@@ -47,79 +64,56 @@ public:
     void decode(const int32_t* seqs, const int32_t* tokens, int64_t n, float* logits, const uint8_t* want = nullptr);
     // Runs tokens like eval() and returns the final hidden states after the output norm, [n, n_embd] (embeddings).
     const std::vector<float>& embed(const int32_t* tokens, int64_t n);
-    int64_t n_ctx() const { return n_ctx_; }
-    void reset() { n_past_ = 0; }
+    int64_t n_ctx() const { return cache_->n_ctx(); }
+    void reset() { cache_->set_n_past(slot_, 0); }
     // Forget cached positions from n on (n ≤ n_past).
-    void truncate(int64_t n) { if (n < n_past_) n_past_ = n < 0 ? 0 : n; }
+    void truncate(int64_t n) {
+        if (n < n_past()) cache_->set_n_past(slot_, n < 0 ? 0 : n);
+    }
     const Model& model() const { return model_; }
-    DType kv_type() const { return kv_type_; }
+    DType kv_type() const { return cache_->type(); }
+    KVCache& cache() { return *cache_; }
+    Numerics numerics() const { return numerics_; }
 
     // Applies a LoRA adapter (load_lora_adapter) beside the weights: each adapted layer computes
     // x Wᵀ + scale · (alpha / rank) · (x Aᵀ) Bᵀ. The adapter must outlive this object. Several may be added.
     void add_lora(const Model& adapter, float scale = 1.0f);
 
-    // Round every intermediate exactly as llama.cpp's CPU backend does (its summation orders, its vectorised exp, the
-    // cache padded to 32 cells; see core/ggml_math.h), so that results agree with llama.cpp's to the last bit on f32
-    // weights — llama-perplexity's numbers to the digit. Slower than the default kernels.
-    void set_ggml_arithmetic(bool on) { ggml_arith_ = on; }
-    bool ggml_arithmetic() const { return ggml_arith_; }
     // With ggml arithmetic: the index of this sequence's first cell in llama.cpp's KV cache (llama-perplexity packs
     // several chunks into one cache, one after another); it decides how keys fall into 16-lane sums.
-    void set_ggml_cell_offset(int64_t cell) { cell_offset_ = cell; }
+    void set_ggml_cell_offset(int64_t cell) { cache_->ggml_cell_offset = cell; }
 
 private:
     struct Layer {
         const Tensor *attn_norm, *attn_norm_b, *wq, *wk, *wv, *bq, *bk, *bv, *wqkv, *bqkv, *wo, *bo;  // biases: null if none
         const Tensor *ffn_norm, *ffn_norm_b, *w_gate, *b_gate, *w_up, *b_up, *w_down, *b_down;
     };
-    struct Rows {  // decode(): each row's sequence and position
-        const int32_t* seq;
-        const int64_t* pos;
-    };
-    void forward(const int32_t* tokens, int64_t n, int64_t logits_from, float* logits_out, const Rows* rows = nullptr,
+    void setup(int64_t n_batch);
+    void forward(const int32_t* tokens, int64_t n, int64_t logits_from, float* logits_out, const backend::Rows& rows, backend::Backend& be,
                  float* hidden_out = nullptr, const uint8_t* want = nullptr);
     // Throws a bad-input Error for a token outside the vocabulary or (room) n tokens that do not fit after n_past().
     void check_tokens(const int32_t* tokens, int64_t n, bool room) const;
-    size_t cache_at(int64_t seq, int64_t layer, int64_t pos) const {
-        return static_cast<size_t>(((seq * cfg_.n_layer + layer) * n_ctx_ + pos) * cfg_.kv_dim());
-    }
-    void norm(const float* x, float* out, int64_t n, const Tensor* w, const Tensor* b);
-    void linear(const float* in, float* out, int64_t n, const Tensor* w, const Tensor* b);
-    void rope(float* x, int64_t n, int64_t n_heads);
-    void attention(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0);
-    void attention_fast(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0, const Rows* rows = nullptr);
-    void attention_ggml(const float* q, float* out, int64_t n, int64_t layer, int64_t pos0);
-    bool ggml_arith_ = false;
-    bool rowwise_ = false;  // decode(): batch-invariant products
-    int64_t cell_offset_ = 0;
+    // y = x Wᵀ (+ b) (+ the adapters of W) on the backend
+    void linear(backend::Backend& be, const float* x, float* y, int64_t n, const Tensor* w, const Tensor* b);
 
-    struct Lora {
-        std::vector<float> a, b;  // f32 copies: A [r, in], B [out, r]
-        int64_t rank;
-        float scale;
-    };
-    std::unordered_map<const Tensor*, std::vector<Lora>> lora_;
-    std::vector<float> lora_tmp_;
+    std::unordered_map<const Tensor*, std::vector<backend::Lora>> lora_;
 
     const Model& model_;
     const ModelConfig& cfg_;
     ThreadPool& pool_;
-    int64_t n_ctx_, n_batch_, n_past_ = 0;
+    std::unique_ptr<KVCache> own_cache_;
+    KVCache* cache_ = nullptr;
+    Numerics numerics_;
+    std::unique_ptr<backend::Backend> be_, be_rows_;  // the set-up numerics (eval, embed); batch-invariant (decode)
+    int64_t n_batch_;
+    int slot_ = 0;
     std::vector<Layer> layers_;
     const Tensor *tok_embd_, *pos_embd_, *out_norm_, *out_norm_b_, *output_;
-    DType kv_type_;
-    int n_seq_ = 1, slot_ = 0;
-    std::vector<int64_t> past_;  // n_past of every sequence (the current one's lives in n_past_)
     std::vector<int64_t> decode_pos_, decode_next_;
+    std::vector<int32_t> pos_ids_;
     std::vector<float> hidden_;
-    std::vector<float> k_cache_, v_cache_;       // [n_seq][n_layer][n_ctx][kv_dim] when kv_type_ is F32
-    std::vector<uint16_t> k_cache16_, v_cache16_;  // the same, when kv_type_ is F16
     // scratch, sized for n_batch tokens
-    std::vector<float> x_, h_, q_, k_, v_, qkv_, att_, ff_a_, ff_b_, scores_, logits_;
-    std::vector<float> norm_w_;
-    std::vector<double> acc_;
-    std::vector<float> vt_;  // ggml arithmetic: V transposed for one layer
-    std::vector<float> bias_;
+    std::vector<float> x_, h_, q_, k_, v_, qkv_, att_, ff_a_, ff_b_, logits_;
     std::vector<float> rope_cos_, rope_sin_;
 };
 

@@ -48,9 +48,8 @@ void add_logits(CLI::App& app) {
         }
         if (ids.empty()) throw_bad_input("logits: no tokens");
         ThreadPool pool(o->threads);
-        Transformer tf(m, pool, o->ctx, o->batch, parse_cache_type(o->cache_type));
+        Transformer tf(m, pool, o->ctx, o->batch, parse_cache_type(o->cache_type), 1, o->ggml ? Numerics::Ggml : Numerics::Fast);
         apply_lora_adapters(tf, m, o->lora, o->lora_scale);
-        tf.set_ggml_arithmetic(o->ggml);
         const int64_t V = m.config.n_vocab;
         std::vector<float> all;
         if (o->incremental) {

@@ -130,8 +130,7 @@ void for_each_scored(const std::vector<const Model*>& models, const std::vector<
                      ThreadPool& pool, const Plan& p, Visit&& visit, const std::function<void(int64_t)>& chunk_done) {
     std::vector<std::unique_ptr<Transformer>> tfs;
     for (const Model* m : models) {
-        tfs.push_back(std::make_unique<Transformer>(*m, pool, p.ctx, p.batch, o.kv_type));
-        tfs.back()->set_ggml_arithmetic(o.ggml_arithmetic);
+        tfs.push_back(std::make_unique<Transformer>(*m, pool, p.ctx, p.batch, o.kv_type, 1, o.ggml_arithmetic ? Numerics::Ggml : Numerics::Fast));
     }
     const int32_t bos = models[0]->vocab ? models[0]->vocab->bos : 1;
     std::vector<int32_t> chunk;

@@ -173,8 +173,7 @@ TEST(Golden, LogitsMatchLlamaCpp) {
             for (int mode = 0; mode < (w == "gguf-repacked" ? 1 : 3); ++mode) {
                 const bool incremental = mode == 1, ggml = mode == 2;
                 ThreadPool pool(threads);
-                Transformer tf(m, pool, 128);
-                tf.set_ggml_arithmetic(ggml);
+                Transformer tf(m, pool, 128, 512, DType::F16, 1, ggml ? Numerics::Ggml : Numerics::Fast);
                 std::vector<float> got;
                 if (incremental) {
                     for (int32_t t : tokens) {

@@ -1,0 +1,75 @@
+// Internal: the operations the forward pass is written against, and the CPU backend that implements them.
+//
+// The model code (src/model/) says what a block computes — which norm, which projections, RoPE or not — and calls
+// these operations; a Backend says how they are computed: which instruction set, which summation order (its Numerics,
+// fixed when it is made), and later on which device. Weights are read through views of any weight type.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "llmforge/kv_cache.h"
+#include "llmforge/model.h"
+#include "llmforge/numerics.h"
+#include "llmforge/tensor.h"
+#include "llmforge/threadpool.h"
+
+namespace llmforge::backend {
+
+// A LoRA adapter beside a weight: y += scale · (x Aᵀ) Bᵀ, A [rank, in], B [out, rank] (f32 copies).
+struct Lora {
+    std::vector<float> a, b;
+    int64_t rank = 0;
+    float scale = 0;
+};
+
+// A linear layer: y = x Wᵀ (+ b) (+ its adapters). W in any weight type and layout; b null if it has none.
+struct Linear {
+    const Tensor* w = nullptr;
+    const Tensor* b = nullptr;
+    const std::vector<Lora>* lora = nullptr;
+};
+
+// The rows of one pass: row i is position pos[i] of sequence seq[i] (several sequences, decoding), or, where seq is
+// null, position pos0 + i of sequence seq0 (one sequence, consecutive positions).
+struct Rows {
+    int seq0 = 0;
+    int64_t pos0 = 0;
+    const int32_t* seq = nullptr;
+    const int64_t* pos = nullptr;
+    int seq_of(int64_t i) const { return seq ? seq[i] : seq0; }
+    int64_t pos_of(int64_t i) const { return pos ? pos[i] : pos0 + i; }
+};
+
+struct AttentionShape {
+    int64_t n_head, n_head_kv, head_dim;
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual Numerics numerics() const = 0;
+    // y[n, out] = x[n, in] · Wᵀ + b + the adapters'
+    virtual void linear(const float* x, float* y, int64_t n, const Linear& w) = 0;
+    // y[n, C] = Norm(x) · w (+ b): LayerNorm (x − μ)/√(σ² + ε), or RMSNorm x/√(mean(x²) + ε)
+    virtual void norm(const float* x, float* y, int64_t n, int64_t C, NormKind kind, float eps, const Tensor& w, const Tensor* b) = 0;
+    // Rotates n rows × heads heads of head_dim values: pairs (2j, 2j+1) (interleaved) or (j, j + n_rot/2) by the
+    // angles whose cos/sin are given per row, [n][n_rot/2].
+    virtual void rope(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t n_rot, RopeStyle style, const float* cos, const float* sin) = 0;
+    // out = softmax(q Kᵀ / √d + causal mask) V for every head of every row, over the cache of the row's sequence in
+    // layer l (keys at positions 0 .. the row's position); query heads share KV heads in groups.
+    virtual void attention(const float* q, float* out, int64_t n, const Rows& rows, const KVCache& kv, int64_t l, const AttentionShape& s) = 0;
+    // gate[i] = silu(gate[i]) · up[i] over n rows of F
+    virtual void swiglu(float* gate, const float* up, int64_t n, int64_t F) = 0;
+    // x = GELU(x), the tanh approximation
+    virtual void gelu(float* x, int64_t count) = 0;
+    // x += y
+    virtual void add(float* x, const float* y, int64_t count) = 0;
+    // out[i] (+)= row ids[i] of an embedding table (any weight type)
+    virtual void embed(const Tensor& table, const int32_t* ids, int64_t n, float* out, bool accumulate) = 0;
+};
+
+// Today's CPU kernels (AVX-512, AVX2 or scalar, chosen at run time) in the given numerics.
+std::unique_ptr<Backend> make_cpu_backend(ThreadPool& pool, Numerics numerics);
+
+}  // namespace llmforge::backend

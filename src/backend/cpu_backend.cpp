@@ -1,0 +1,385 @@
+// The CPU backend: today's kernels (core/kernels*.cpp: AVX-512, AVX2 or scalar, chosen at run time) behind the
+// Backend operations, in one of three numerics fixed when it is made. Shapes in comments: n rows, C = heads · head_dim,
+// KV = kv heads · head_dim.
+#include "backend/backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_map>
+
+#include "core/ggml_math.h"
+#include "core/kernels_impl.h"
+#include "llmforge/error.h"
+#include "llmforge/kernels.h"
+
+namespace llmforge {
+
+const char* numerics_name(Numerics n) {
+    switch (n) {
+        case Numerics::Fast: return "fast";
+        case Numerics::BatchInvariant: return "batch-invariant";
+        case Numerics::Ggml: return "ggml";
+    }
+    return "?";
+}
+
+}  // namespace llmforge
+
+namespace llmforge::backend {
+
+namespace {
+
+// Row r of a 1-D or 2-D weight as f32.
+void load_row(const Tensor& t, int64_t r, float* out) {
+    const int64_t cols = t.cols();
+    const uint8_t* base = static_cast<const uint8_t*>(t.data) + static_cast<size_t>(r * cols) * dtype_size(t.dtype);
+    convert_to_f32(t.dtype, base, out, static_cast<size_t>(cols));
+}
+
+// GPT-2's GELU, the tanh approximation ("gelu_new").
+inline float gelu1(float x) {
+    const float k = 0.7978845608028654f;  // √(2/π)
+    return 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
+}
+
+template <class T>
+T* grow(std::vector<T>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+}
+
+class CpuBackend final : public Backend {
+public:
+    CpuBackend(ThreadPool& pool, Numerics numerics) : pool_(pool), numerics_(numerics) {}
+    Numerics numerics() const override { return numerics_; }
+
+    // y = x Wᵀ: f32 panels (repack_for_cpu, batch-invariant already), ggml's summation order, the batch-invariant
+    // row-wise products, or the cache-blocked GEMM; then the adapters' s · (x Aᵀ) Bᵀ and the bias.
+    void linear(const float* x, float* y, int64_t n, const Linear& L) override {
+        const Tensor& w = *L.w;
+        const int64_t rows = w.shape[0], cols = w.cols();
+        if (w.layout == Tensor::Layout::Panels) {
+            if (numerics_ == Numerics::Ggml)
+                throw_bad_input("ggml arithmetic needs row-major weights: load the model without repacking (without --no-mmap)");
+            kernels::matmul_panels(static_cast<const float*>(w.data), x, y, n, rows, cols, pool_);
+        } else if (numerics_ == Numerics::Ggml) {
+            kernels::matmul_ggml(w.dtype, w.data, x, y, n, rows, cols, pool_);
+        } else if (numerics_ == Numerics::BatchInvariant) {
+            kernels::matmul_rowwise(w.dtype, w.data, x, y, n, rows, cols, pool_);
+        } else {
+            kernels::matmul(w.dtype, w.data, x, y, n, rows, cols, pool_);
+        }
+        if (L.lora)
+            for (const Lora& l : *L.lora) {  // y += s · (x Aᵀ) Bᵀ
+                float* u = grow(lora_tmp_, static_cast<size_t>(n * l.rank));
+                kernels::gemm(x, false, l.a.data(), false, u, n, l.rank, cols, false, kernels::Precision::F32, pool_);
+                for (int64_t i = 0; i < n * l.rank; ++i) u[i] *= l.scale;
+                kernels::gemm(u, false, l.b.data(), false, y, n, rows, l.rank, true, kernels::Precision::F32, pool_);
+            }
+        if (L.b) {
+            float* bias = grow(row_, static_cast<size_t>(rows));
+            load_row(*L.b, 0, bias);
+            for (int64_t i = 0; i < n; ++i)
+                for (int64_t r = 0; r < rows; ++r) y[i * rows + r] += bias[r];
+        }
+    }
+
+    // RMSNorm(x) = x / √(mean(x²) + ε) · w          (f32 squares summed in f64, the mean and root in f32, as ggml's rms_norm)
+    // LayerNorm(x) = (x − mean) / √(var + ε) · w + b
+    void norm(const float* x, float* out, int64_t n, int64_t C, NormKind kind, float eps, const Tensor& w, const Tensor* b) override {
+        float* wf = grow(row_, static_cast<size_t>(2 * C));
+        float* bf = wf + C;
+        load_row(w, 0, wf);
+        if (b) load_row(*b, 0, bf);
+        else std::fill(bf, bf + C, 0.0f);
+        for (int64_t i = 0; i < n; ++i) {
+            const float* xi = x + i * C;
+            float* oi = out + i * C;
+            if (kind == NormKind::RMSNorm) {
+                double ss = 0;
+                for (int64_t c = 0; c < C; ++c) ss += static_cast<double>(xi[c] * xi[c]);
+                const float mean = static_cast<float>(ss / static_cast<double>(C));
+                const float scale = 1.0f / std::sqrt(mean + eps);
+                for (int64_t c = 0; c < C; ++c) oi[c] = xi[c] * scale * wf[c];
+                if (b)
+                    for (int64_t c = 0; c < C; ++c) oi[c] += bf[c];
+            } else {
+                double mean = 0, var = 0;
+                for (int64_t c = 0; c < C; ++c) mean += xi[c];
+                mean /= static_cast<double>(C);
+                for (int64_t c = 0; c < C; ++c) var += (xi[c] - mean) * (xi[c] - mean);
+                var /= static_cast<double>(C);
+                const double inv = 1.0 / std::sqrt(var + static_cast<double>(eps));
+                for (int64_t c = 0; c < C; ++c) oi[c] = static_cast<float>((xi[c] - mean) * inv) * wf[c] + bf[c];
+            }
+        }
+    }
+
+    void rope(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t n_rot, RopeStyle style, const float* cos, const float* sin) override {
+        kernels::active().rope(x, n, heads, head_dim, n_rot / 2, style == RopeStyle::Interleaved, cos, sin);
+    }
+
+    // Ggml: llama.cpp's order everywhere. Fast: several tokens of one sequence on 16-lane vectors take the llama.cpp-order
+    // kernels too (V transposed once per layer, single-accumulator dot products: also the faster ones); otherwise the
+    // vectorised form. BatchInvariant: each row alone, in the same order whatever else is in the pass.
+    void attention(const float* q, float* out, int64_t n, const Rows& rows, const KVCache& kv, int64_t l, const AttentionShape& s) override {
+        if (numerics_ == Numerics::Ggml) {
+            if (rows.seq) throw_bad_input("ggml arithmetic runs one sequence at a time");
+            attention_ggml(q, out, n, rows, kv, l, s);
+            return;
+        }
+        const kernels::KernelTable& kt = kernels::active();
+        const bool fast16 = n >= 2 && kt.vec_width == ggml::kLanes && kt.softmax_exp_ggml != nullptr;
+        if (numerics_ == Numerics::Fast && !rows.seq && fast16) attention_ggml(q, out, n, rows, kv, l, s);
+        else attention_fast(q, out, n, rows, kv, l, s);
+    }
+
+    void swiglu(float* a, const float* b, int64_t n, int64_t F) override {
+        if (numerics_ == Numerics::Ggml) {  // ggml's vectorised SiLU
+            const auto silu = kernels::active().silu_ggml;
+            for (int64_t i = 0; i < n; ++i) {
+                if (silu) silu(a + i * F, a + i * F, F);
+                else ggml::silu_row(a + i * F, a + i * F, F);
+            }
+        } else {
+            for (int64_t i = 0; i < n * F; ++i) a[i] = a[i] / (1.0f + std::exp(-a[i]));
+        }
+        for (int64_t i = 0; i < n * F; ++i) a[i] *= b[i];
+    }
+
+    void gelu(float* x, int64_t count) override {
+        for (int64_t i = 0; i < count; ++i) x[i] = gelu1(x[i]);
+    }
+
+    void add(float* x, const float* y, int64_t count) override {
+        for (int64_t i = 0; i < count; ++i) x[i] += y[i];
+    }
+
+    void embed(const Tensor& table, const int32_t* ids, int64_t n, float* out, bool accumulate) override {
+        const int64_t C = table.cols();
+        float* tmp = accumulate ? grow(row_, static_cast<size_t>(C)) : nullptr;
+        for (int64_t i = 0; i < n; ++i) {
+            if (!accumulate) {
+                load_row(table, ids[i], out + i * C);
+                continue;
+            }
+            load_row(table, ids[i], tmp);
+            for (int64_t c = 0; c < C; ++c) out[i * C + c] += tmp[c];
+        }
+    }
+
+private:
+    void attention_ggml(const float* q, float* out, int64_t n, const Rows& rows, const KVCache& kv, int64_t l, const AttentionShape& s);
+    void attention_fast(const float* q, float* out, int64_t n, const Rows& rows, const KVCache& kv, int64_t l, const AttentionShape& s);
+    // per thread: a row of scores over the (32-padded) cache, the rounded query, 16 accumulator lanes per output
+    float* attention_scratch(int64_t n_ctx, int64_t HD) {
+        return grow(scores_, static_cast<size_t>(pool_.size()) * static_cast<size_t>(n_ctx + 32 + HD * (2 + 4 * ggml::kLanes)));
+    }
+
+    ThreadPool& pool_;
+    const Numerics numerics_;
+    std::vector<float> scores_, vt_, row_, lora_tmp_;
+    std::vector<double> acc_;
+};
+
+// out = softmax(q Kᵀ / √d_k, masked to positions ≤ the query's) · V, for each head; query heads share KV heads in groups.
+// attention_ggml: the sums run in the order llama.cpp's CPU backend runs them (model/ggml_math.h), so that an f16 cache rounds exactly
+// as llama.cpp's does: scores over the cache padded to 32 cells (masked cells are −∞), exp and block sums as ggml's
+// softmax, and the products q·k and p·v as ggml's matrix products take them — tinyBLAS order when several tokens are
+// processed and the inner length is a multiple of 16, ggml_vec_dot order otherwise. With an f16 cache q and the
+// attention weights are rounded to f16 first, as ggml converts them.
+void CpuBackend::attention_ggml(const float* q, float* out, int64_t n, const Rows& rows, const KVCache& kv, int64_t layer,
+                                const AttentionShape& s) {
+    const int64_t H = s.n_head, HD = s.head_dim, KV = s.n_head_kv * HD, group = H / s.n_head_kv, C = H * HD;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+    const bool f16 = kv.type() == DType::F16;
+    const int64_t pos0 = rows.pos0, n_ctx_ = kv.n_ctx();
+    const int seq = rows.seq0;
+    float* const scratch = attention_scratch(n_ctx_, HD);
+    const bool batched = n >= 2;  // llamafile's sgemm serves only prompt processing
+    const int64_t n_kv = ggml::kv_cells(pos0 + n, (n_ctx_ + 31) / 32 * 32);
+    // where this sequence's cells sit in llama.cpp's cache decides which 16-lane accumulator and which softmax block
+    // each key falls in: key t is cell cell_offset_ + t
+    const int64_t shift = kv.ggml_cell_offset % ggml::kLanes;
+    const float* K = kv.k32(seq, layer);
+    const float* Vc = kv.v32(seq, layer);
+    const uint16_t* K16 = kv.k16(seq, layer);
+    const uint16_t* V16 = kv.v16(seq, layer);
+    const size_t per_thread = static_cast<size_t>(n_ctx_ + 32 + HD * (2 + 4 * ggml::kLanes));
+    // The kernels with 16-lane vectors compute these sums in exactly ggml's order; elsewhere ggml_math.h's scalar forms.
+    const kernels::KernelTable& kt = kernels::active();
+    const bool vec16 = kt.vec_width == ggml::kLanes && kt.softmax_exp_ggml && kt.round_f16;
+    // Batched p·V as tinyBLAS takes it: for each value dimension, one 16-lane FMA over the cells. V is laid out
+    // transposed (VT[kv row][cell], zero outside the keys) so that this is a single-accumulator dot product.
+    const int64_t n_keys_all = pos0 + n;
+    const int64_t n_vt = std::max(n_kv, (shift + n_keys_all + ggml::kLanes - 1) / ggml::kLanes * ggml::kLanes);
+    float* VT = nullptr;
+    if (batched && vec16) {
+        vt_.resize(static_cast<size_t>(KV * n_vt));
+        VT = vt_.data();
+        pool_.parallel_for(KV, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+                float* dst = VT + r * n_vt;
+                std::fill(dst, dst + shift, 0.0f);
+                std::fill(dst + shift + n_keys_all, dst + n_vt, 0.0f);
+                if (f16) {
+                    for (int64_t t = 0; t < n_keys_all; ++t) dst[shift + t] = f16_to_f32(V16[t * KV + r]);
+                } else {
+                    for (int64_t t = 0; t < n_keys_all; ++t) dst[shift + t] = Vc[t * KV + r];
+                }
+            }
+        });
+    }
+    pool_.run([&](int ith, int nth) {
+        float* const row = scratch + ith * per_thread;  // row[shift + t] is key t
+        float* const scores = row + shift;
+        float* qr = row + n_ctx_ + 32;  // the query rounded to f16
+        float* lanes = qr + HD;            // [HD][4][16] accumulators of p·v
+        float* kf = lanes + HD * 4 * ggml::kLanes;  // a key row widened to f32
+        for (int64_t task = ith; task < n * H; task += nth) {
+            const int64_t i = task / H, h = task % H, kvh = h / group;
+            const int64_t n_keys = pos0 + i + 1;  // causal mask: keys at positions 0 .. pos0 + i
+            const float* qi = q + i * C + h * HD;
+            // scores = q·k · scale, −∞ where masked
+            for (int64_t t = 0; t < shift; ++t) row[t] = -INFINITY;
+            if (vec16) {
+                if (f16) {
+                    std::copy_n(qi, HD, qr);
+                    kt.round_f16(qr, HD);
+                    const auto dot = batched && HD % ggml::kLanes == 0 ? kt.dot_seq_f16 : kt.dot_f16;  // tinyBLAS : vec_dot_f16
+                    for (int64_t t = 0; t < n_keys; ++t) scores[t] = dot(K16 + t * KV + kvh * HD, qr, HD) * scale;
+                } else {
+                    for (int64_t t = 0; t < n_keys; ++t) scores[t] = kt.dot_f32(K + t * KV + kvh * HD, qi, HD) * scale;  // vec_dot_f32
+                }
+            } else if (f16) {
+                for (int64_t d = 0; d < HD; ++d) qr[d] = f16_to_f32(f32_to_f16(qi[d]));
+                for (int64_t t = 0; t < n_keys; ++t) {
+                    const uint16_t* kt = K16 + t * KV + kvh * HD;
+                    for (int64_t d = 0; d < HD; ++d) kf[d] = f16_to_f32(kt[d]);
+                    const float dot = batched && HD % ggml::kLanes == 0 ? ggml::dot_tinyblas(kf, qr, HD) : ggml::dot_vec<true>(kf, qr, HD);
+                    scores[t] = dot * scale;
+                }
+            } else {
+                for (int64_t t = 0; t < n_keys; ++t) scores[t] = ggml::dot_vec<false>(K + t * KV + kvh * HD, qi, HD) * scale;
+            }
+            const int64_t n_row = shift == 0 ? n_kv : (shift + n_keys + ggml::kLanes - 1) / ggml::kLanes * ggml::kLanes;
+            for (int64_t t = shift + n_keys; t < n_row; ++t) row[t] = -INFINITY;
+            float mx = -INFINITY;
+            for (int64_t t = 0; t < n_row; ++t) mx = std::max(mx, row[t]);
+            const double sum = vec16 ? kt.softmax_exp_ggml(row, row, n_row, mx) : ggml::softmax_exp(row, row, n_row, mx);
+            const float inv = static_cast<float>(1.0 / sum);
+            for (int64_t t = 0; t < n_keys; ++t) scores[t] *= inv;
+            if (f16) {
+                if (vec16) kt.round_f16(scores, n_keys);
+                else
+                    for (int64_t t = 0; t < n_keys; ++t) scores[t] = f16_to_f32(f32_to_f16(scores[t]));
+            }
+            // out = p · V over the cache cells (masked cells have p = 0 and add nothing)
+            float* o = out + i * C + h * HD;
+            if (VT) {  // row[0, n_row) holds p by cell (zero where masked)
+                for (int64_t d = 0; d < HD; ++d) o[d] = kt.dot_seq_f32(VT + (kvh * HD + d) * n_vt, row, n_row);
+                continue;
+            }
+            std::fill(lanes, lanes + HD * 4 * ggml::kLanes, 0.0f);
+            auto v_at = [&](int64_t t, int64_t d) { return f16 ? f16_to_f32(V16[t * KV + kvh * HD + d]) : Vc[t * KV + kvh * HD + d]; };
+            if (batched) {  // tinyBLAS over n_kv (a multiple of 32): lane t mod 16
+                for (int64_t t = 0; t < n_keys; ++t)
+                    for (int64_t d = 0; d < HD; ++d) {
+                        float& a = lanes[d * 4 * ggml::kLanes + (shift + t) % ggml::kLanes];
+                        a = std::fma(scores[t], v_at(t, d), a);
+                    }
+                for (int64_t d = 0; d < HD; ++d) o[d] = ggml::reduce16(lanes + d * 4 * ggml::kLanes);
+            } else {  // ggml_vec_dot over n_kv: four accumulators on blocks of 64, the rest in f64 (f16) or f32
+                const int64_t np = n_kv & ~static_cast<int64_t>(4 * ggml::kLanes - 1);
+                for (int64_t t = 0; t < std::min(n_keys, np); ++t)
+                    for (int64_t d = 0; d < HD; ++d) {
+                        float& a = lanes[d * 4 * ggml::kLanes + (t % (4 * ggml::kLanes))];  // (decoding: offset 0)
+                        a = std::fma(scores[t], v_at(t, d), a);
+                    }
+                for (int64_t d = 0; d < HD; ++d) {
+                    const float* s = lanes + d * 4 * ggml::kLanes;
+                    float r[ggml::kLanes];
+                    for (int l = 0; l < ggml::kLanes; ++l) r[l] = (s[l] + s[2 * ggml::kLanes + l]) + (s[ggml::kLanes + l] + s[3 * ggml::kLanes + l]);
+                    const float head = np ? ggml::reduce16(r) : 0.0f;
+                    if (f16) {
+                        double sum64 = head;
+                        for (int64_t t = np; t < n_keys; ++t) sum64 += static_cast<double>(scores[t] * v_at(t, d));
+                        o[d] = static_cast<float>(sum64);
+                    } else {
+                        float sum32 = head;
+                        for (int64_t t = np; t < n_keys; ++t) sum32 += scores[t] * v_at(t, d);
+                        o[d] = sum32;
+                    }
+                }
+            }
+        }
+    });
+}
+
+// The fast form of attention(): vectorised products, f64 sums; q and the weights rounded to f16 with an f16 cache.
+void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Rows& rows, const KVCache& kv, int64_t layer,
+                                const AttentionShape& s) {
+    const int64_t H = s.n_head, HD = s.head_dim, KV = s.n_head_kv * HD, group = H / s.n_head_kv, C = H * HD;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+    const bool f16 = kv.type() == DType::F16;
+    const int64_t n_ctx_ = kv.n_ctx();
+    float* const scratch = attention_scratch(n_ctx_, HD);
+    acc_.resize(std::max(acc_.size(), static_cast<size_t>(pool_.size() * HD)));
+    pool_.run([&](int ith, int nth) {
+        float* scores = scratch + ith * (n_ctx_ + 32 + HD * (2 + 4 * ggml::kLanes));
+        float* qr = scores + n_ctx_;  // the query rounded to f16
+        double* acc = acc_.data() + ith * HD;
+        for (int64_t task = ith; task < n * H; task += nth) {
+            const int64_t i = task / H, h = task % H, kvh = h / group;
+            // row i: its sequence's cache, causal mask over keys at positions 0 .. its position
+            const int64_t pos = rows.pos_of(i);
+            const int sq = rows.seq_of(i);
+            const float* K = kv.k32(sq, layer);
+            const float* Vc = kv.v32(sq, layer);
+            const uint16_t* K16 = kv.k16(sq, layer);
+            const uint16_t* V16 = kv.v16(sq, layer);
+            const int64_t n_keys = pos + 1;
+            const float* qi = q + i * C + h * HD;
+            if (f16) {
+                for (int64_t d = 0; d < HD; ++d) qr[d] = f16_to_f32(f32_to_f16(qi[d]));
+                qi = qr;
+            }
+            float mx = -INFINITY;
+            for (int64_t t = 0; t < n_keys; ++t) {
+                const float dot = f16 ? kernels::dot_f16_acc64(K16 + t * KV + kvh * HD, qi, HD)
+                                      : kernels::dot(DType::F32, K + t * KV + kvh * HD, qi, HD);
+                const float s = dot * scale;
+                scores[t] = s;
+                mx = std::max(mx, s);
+            }
+            double sum = 0;
+            for (int64_t t = 0; t < n_keys; ++t) {
+                scores[t] = std::exp(scores[t] - mx);
+                sum += scores[t];
+            }
+            const float inv = static_cast<float>(1.0 / sum);
+            float* o = out + i * C + h * HD;
+            if (f16) {
+                std::fill(acc, acc + HD, 0.0);
+                for (int64_t t = 0; t < n_keys; ++t) {
+                    const float p = f16_to_f32(f32_to_f16(scores[t] * inv));
+                    kernels::axpy_f16_acc64(acc, p, V16 + t * KV + kvh * HD, HD);
+                }
+                for (int64_t d = 0; d < HD; ++d) o[d] = static_cast<float>(acc[d]);
+            } else {
+                std::fill(o, o + HD, 0.0f);
+                for (int64_t t = 0; t < n_keys; ++t) {
+                    const float p = scores[t] * inv;
+                    const float* vt = Vc + t * KV + kvh * HD;
+                    for (int64_t d = 0; d < HD; ++d) o[d] += p * vt[d];
+                }
+            }
+        }
+    });
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(ThreadPool& pool, Numerics numerics) { return std::make_unique<CpuBackend>(pool, numerics); }
+
+}  // namespace llmforge::backend
