@@ -17,6 +17,11 @@
 
 namespace llmforge {
 
+struct ModelWeights;
+namespace backend {
+class Backend;
+}
+
 // LoRA (Hu et al. 2021): W' = W + (alpha / rank) · B A with A [rank, in], B [out, rank]; only A and B are trained.
 struct LoraConfig {
     int64_t rank = 0;  // 0: no LoRA (every weight trains)
@@ -120,7 +125,7 @@ private:
     void lin_fwd(size_t w, size_t b, const float* x, float* y, int64_t N, int64_t I, int64_t O);
     void lin_bwd(size_t w, size_t b, const float* dy, const float* x, float* dx, int64_t N, int64_t I, int64_t O, bool accumulate_dx = true);
     void ensure_acts(int64_t B, int64_t T);
-    void norm_fwd(const float* x, size_t w, size_t b, float* y, float* mean, float* rstd, int64_t N);
+    void bind_views();
     void norm_bwd(const float* dy, const float* x, size_t w, size_t b, const float* mean, const float* rstd, float* dx, int64_t N);
     void backward_from_dlogits(bool have_dlogits, const float* dhead);
 
@@ -144,7 +149,13 @@ private:
         size_t w = 0, b = 0;  // offsets into data_ / grad_ (always trainable)
     } head_;
     std::vector<float> head_values_;
-    std::vector<float> rope_cos_, rope_sin_;  // [T, n_rot/2]
+    std::vector<float> rope_cos_, rope_sin_;  // [B·T, n_rot/2]
+    // the forward pass: views of the weights, and the training backend in the current matrix-product precision
+    std::vector<Tensor> views_;
+    std::unordered_map<const Tensor*, size_t> view_offset_;
+    std::unique_ptr<ModelWeights> weights_;
+    std::unique_ptr<backend::Backend> be_;
+    kernels::Precision be_prec_ = kernels::Precision::F32;
     kernels::Precision matmul_ = kernels::Precision::F32;
     // LoRA
     struct LoraSlot {

@@ -18,6 +18,7 @@
 
 namespace llmforge {
 
+struct ModelWeights;
 namespace backend {
 class Backend;
 struct Lora;
@@ -84,10 +85,6 @@ public:
     void set_ggml_cell_offset(int64_t cell) { cache_->ggml_cell_offset = cell; }
 
 private:
-    struct Layer {
-        const Tensor *attn_norm, *attn_norm_b, *wq, *wk, *wv, *bq, *bk, *bv, *wqkv, *bqkv, *wo, *bo;  // biases: null if none
-        const Tensor *ffn_norm, *ffn_norm_b, *w_gate, *b_gate, *w_up, *b_up, *w_down, *b_down;
-    };
     void setup(int64_t n_batch);
     void forward(const int32_t* tokens, int64_t n, int64_t logits_from, float* logits_out, const backend::Rows& rows, backend::Backend& be,
                  float* hidden_out = nullptr, const uint8_t* want = nullptr);
@@ -107,8 +104,7 @@ private:
     std::unique_ptr<backend::Backend> be_, be_rows_;  // the set-up numerics (eval, embed); batch-invariant (decode)
     int64_t n_batch_;
     int slot_ = 0;
-    std::vector<Layer> layers_;
-    const Tensor *tok_embd_, *pos_embd_, *out_norm_, *out_norm_b_, *output_;
+    std::unique_ptr<ModelWeights> w_;
     std::vector<int64_t> decode_pos_, decode_next_;
     std::vector<int32_t> pos_ids_;
     std::vector<float> hidden_;

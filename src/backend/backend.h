@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "llmforge/kernels.h"
 #include "llmforge/kv_cache.h"
 #include "llmforge/model.h"
 #include "llmforge/numerics.h"
@@ -51,18 +52,25 @@ public:
     virtual Numerics numerics() const = 0;
     // y[n, out] = x[n, in] · Wᵀ + b + the adapters'
     virtual void linear(const float* x, float* y, int64_t n, const Linear& w) = 0;
-    // y[n, C] = Norm(x) · w (+ b): LayerNorm (x − μ)/√(σ² + ε), or RMSNorm x/√(mean(x²) + ε)
-    virtual void norm(const float* x, float* y, int64_t n, int64_t C, NormKind kind, float eps, const Tensor& w, const Tensor* b) = 0;
+    // y[n, C] = Norm(x) · w (+ b): LayerNorm (x − μ)/√(σ² + ε), or RMSNorm x/√(mean(x²) + ε). mean, rstd [n]: where to
+    // keep μ and the reciprocal root for a backward pass (null: not kept).
+    virtual void norm(const float* x, float* y, int64_t n, int64_t C, NormKind kind, float eps, const Tensor& w, const Tensor* b,
+                      float* mean = nullptr, float* rstd = nullptr) = 0;
     // Rotates n rows × heads heads of head_dim values: pairs (2j, 2j+1) (interleaved) or (j, j + n_rot/2) by the
     // angles whose cos/sin are given per row, [n][n_rot/2].
     virtual void rope(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t n_rot, RopeStyle style, const float* cos, const float* sin) = 0;
     // out = softmax(q Kᵀ / √d + causal mask) V for every head of every row, over the cache of the row's sequence in
     // layer l (keys at positions 0 .. the row's position); query heads share KV heads in groups.
     virtual void attention(const float* q, float* out, int64_t n, const Rows& rows, const KVCache& kv, int64_t l, const AttentionShape& s) = 0;
-    // gate[i] = silu(gate[i]) · up[i] over n rows of F
-    virtual void swiglu(float* gate, const float* up, int64_t n, int64_t F) = 0;
-    // x = GELU(x), the tanh approximation
-    virtual void gelu(float* x, int64_t count) = 0;
+    // The same within B sequences of T consecutive tokens (q [B·T, C], k, v [B·T, KV]; training), keeping the
+    // probabilities [B, H, T, T] for the backward pass.
+    virtual void attention_within(const float* q, const float* k, const float* v, float* probs, float* out, int64_t B, int64_t T,
+                                  const AttentionShape& s) = 0;
+    // out[i] = silu(gate[i]) · up[i] over n rows of F (out may be gate)
+    virtual void swiglu(const float* gate, const float* up, float* out, int64_t n, int64_t F) = 0;
+    // out = GELU(x), the tanh approximation (out may be x); th: where to keep tanh(√(2/π)(x + 0.044715x³)) for a
+    // backward pass (null: not kept)
+    virtual void gelu(const float* x, float* out, float* th, int64_t count) = 0;
     // x += y
     virtual void add(float* x, const float* y, int64_t count) = 0;
     // out[i] (+)= row ids[i] of an embedding table (any weight type)
@@ -71,5 +79,8 @@ public:
 
 // Today's CPU kernels (AVX-512, AVX2 or scalar, chosen at run time) in the given numerics.
 std::unique_ptr<Backend> make_cpu_backend(ThreadPool& pool, Numerics numerics);
+// The training forward's CPU kernels (train_ops.h): f32 weights, products in `precision` (f32, or bf16 operands with
+// f32 accumulation), norms keeping their statistics, attention within the sequences keeping its probabilities.
+std::unique_ptr<Backend> make_cpu_training_backend(ThreadPool& pool, kernels::Precision precision);
 
 }  // namespace llmforge::backend

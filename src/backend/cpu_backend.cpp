@@ -9,6 +9,7 @@
 
 #include "core/ggml_math.h"
 #include "core/kernels_impl.h"
+#include "backend/train_ops.h"
 #include "llmforge/error.h"
 #include "llmforge/kernels.h"
 
@@ -86,7 +87,7 @@ public:
 
     // RMSNorm(x) = x / √(mean(x²) + ε) · w          (f32 squares summed in f64, the mean and root in f32, as ggml's rms_norm)
     // LayerNorm(x) = (x − mean) / √(var + ε) · w + b
-    void norm(const float* x, float* out, int64_t n, int64_t C, NormKind kind, float eps, const Tensor& w, const Tensor* b) override {
+    void norm(const float* x, float* out, int64_t n, int64_t C, NormKind kind, float eps, const Tensor& w, const Tensor* b, float*, float*) override {
         float* wf = grow(row_, static_cast<size_t>(2 * C));
         float* bf = wf + C;
         load_row(w, 0, wf);
@@ -134,21 +135,25 @@ public:
         else attention_fast(q, out, n, rows, kv, l, s);
     }
 
-    void swiglu(float* a, const float* b, int64_t n, int64_t F) override {
+    void attention_within(const float*, const float*, const float*, float*, float*, int64_t, int64_t, const AttentionShape&) override {
+        throw_runtime("attention within a batch of sequences is the training backend's");
+    }
+
+    void swiglu(const float* gate, const float* b, float* a, int64_t n, int64_t F) override {
         if (numerics_ == Numerics::Ggml) {  // ggml's vectorised SiLU
             const auto silu = kernels::active().silu_ggml;
             for (int64_t i = 0; i < n; ++i) {
-                if (silu) silu(a + i * F, a + i * F, F);
-                else ggml::silu_row(a + i * F, a + i * F, F);
+                if (silu) silu(a + i * F, gate + i * F, F);
+                else ggml::silu_row(a + i * F, gate + i * F, F);
             }
         } else {
-            for (int64_t i = 0; i < n * F; ++i) a[i] = a[i] / (1.0f + std::exp(-a[i]));
+            for (int64_t i = 0; i < n * F; ++i) a[i] = gate[i] / (1.0f + std::exp(-gate[i]));
         }
         for (int64_t i = 0; i < n * F; ++i) a[i] *= b[i];
     }
 
-    void gelu(float* x, int64_t count) override {
-        for (int64_t i = 0; i < count; ++i) x[i] = gelu1(x[i]);
+    void gelu(const float* x, float* out, float*, int64_t count) override {
+        for (int64_t i = 0; i < count; ++i) out[i] = gelu1(x[i]);
     }
 
     void add(float* x, const float* y, int64_t count) override {
@@ -378,8 +383,67 @@ void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Row
     });
 }
 
+// The training forward (train_ops.h): f32 weights read in place, every statistic the backward pass needs kept.
+class CpuTrainingBackend final : public Backend {
+public:
+    CpuTrainingBackend(ThreadPool& pool, kernels::Precision precision) : pool_(pool), prec_(precision) {}
+    Numerics numerics() const override { return Numerics::Fast; }
+
+    void linear(const float* x, float* y, int64_t n, const Linear& L) override {
+        if (L.lora) throw_runtime("the training backend's adapters are the trainer's");
+        train_ops::linear_forward(pool_, prec_, x, f32(*L.w), L.b ? f32(*L.b) : nullptr, y, n, L.w->cols(), L.w->shape[0]);
+    }
+    void norm(const float* x, float* y, int64_t n, int64_t C, NormKind kind, float eps, const Tensor& w, const Tensor* b, float* mean,
+              float* rstd) override {
+        if (kind == NormKind::LayerNorm) train_ops::layernorm_forward_par(pool_, x, f32(w), f32(*b), y, mean, rstd, n, C, eps);
+        else train_ops::rmsnorm_forward_par(pool_, x, f32(w), y, rstd, n, C, eps);
+    }
+    void rope(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t n_rot, RopeStyle style, const float* cos, const float* sin) override {
+        train_ops::rope_apply(x, 1, n, heads, head_dim, n_rot / 2, style == RopeStyle::Interleaved, cos, sin, 1.0f);
+    }
+    void attention(const float*, float*, int64_t, const Rows&, const KVCache&, int64_t, const AttentionShape&) override {
+        throw_runtime("the training backend attends within its batch, not over a KV cache");
+    }
+    void attention_within(const float* q, const float* k, const float* v, float* probs, float* out, int64_t B, int64_t T,
+                          const AttentionShape& s) override {
+        train_ops::attention_forward(pool_, prec_, q, k, v, probs, out, B, T, s.n_head, s.n_head_kv, s.head_dim);
+    }
+    void swiglu(const float* fa, const float* fb, float* fact, int64_t n, int64_t F) override {
+        for (int64_t i = 0; i < n * F; ++i) fact[i] = fa[i] * train_ops::sigmoid(fa[i]) * fb[i];  // silu(gate) ⊙ up
+    }
+    void gelu(const float* fa, float* fact, float* th, int64_t count) override {
+        pool_.parallel_for(count, [&](int64_t b0, int64_t b1) {
+            for (int64_t i = b0; i < b1; ++i) th[i] = train_ops::kGeluK * (fa[i] + 0.044715f * fa[i] * fa[i] * fa[i]);
+            kernels::tanh(th + b0, th + b0, b1 - b0);
+            for (int64_t i = b0; i < b1; ++i) fact[i] = 0.5f * fa[i] * (1.0f + th[i]);  // GELU, tanh approximation
+        });
+    }
+    void add(float* x, const float* y, int64_t count) override { train_ops::add_into(pool_, x, y, count); }
+    void embed(const Tensor& table, const int32_t* ids, int64_t n, float* out, bool accumulate) override {
+        const int64_t C = table.cols();
+        const float* t = f32(table);
+        for (int64_t i = 0; i < n; ++i) {
+            const float* row = t + static_cast<int64_t>(ids[i]) * C;
+            if (accumulate)
+                for (int64_t c = 0; c < C; ++c) out[i * C + c] += row[c];
+            else std::copy_n(row, C, out + i * C);
+        }
+    }
+
+private:
+    static const float* f32(const Tensor& t) {
+        if (t.dtype != DType::F32) throw_runtime("the training backend reads f32 weights, not %s ('%s')", dtype_name(t.dtype), t.name.c_str());
+        return static_cast<const float*>(t.data);
+    }
+    ThreadPool& pool_;
+    kernels::Precision prec_;
+};
+
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_backend(ThreadPool& pool, Numerics numerics) { return std::make_unique<CpuBackend>(pool, numerics); }
+std::unique_ptr<Backend> make_cpu_training_backend(ThreadPool& pool, kernels::Precision precision) {
+    return std::make_unique<CpuTrainingBackend>(pool, precision);
+}
 
 }  // namespace llmforge::backend

@@ -8,13 +8,10 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "model/forward.h"
 #include "llmforge/error.h"
 
 namespace llmforge {
-
-namespace {
-const Tensor* req(const Model& m, const std::string& name) { return &m.get(name); }
-}  // namespace
 
 Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type, int n_seq, Numerics numerics)
     : model_(model), cfg_(model.config), pool_(pool), numerics_(numerics) {
@@ -67,44 +64,7 @@ void Transformer::setup(int64_t n_batch) {
     be_ = backend::make_cpu_backend(pool_, numerics_);
     if (numerics_ != Numerics::BatchInvariant) be_rows_ = backend::make_cpu_backend(pool_, Numerics::BatchInvariant);
     const ModelConfig& c = cfg_;
-    const Model& model = model_;
-    auto bias = [&](bool has, const std::string& name) { return has ? req(model, name + ".bias") : nullptr; };
-    for (int64_t l = 0; l < cfg_.n_layer; ++l) {
-        const std::string p = "blk." + std::to_string(l) + ".";
-        Layer L{};
-        L.attn_norm = req(model, p + "attn_norm.weight");
-        L.attn_norm_b = bias(c.norm_bias(), p + "attn_norm");
-        if (c.fused_qkv) {
-            L.wqkv = req(model, p + "attn_qkv.weight");
-            L.bqkv = bias(c.qkv_bias, p + "attn_qkv");
-        } else {
-            L.wq = req(model, p + "attn_q.weight");
-            L.wk = req(model, p + "attn_k.weight");
-            L.wv = req(model, p + "attn_v.weight");
-            L.bq = bias(c.qkv_bias, p + "attn_q");
-            L.bk = bias(c.qkv_bias, p + "attn_k");
-            L.bv = bias(c.qkv_bias, p + "attn_v");
-        }
-        L.wo = req(model, p + "attn_output.weight");
-        L.bo = bias(c.out_bias, p + "attn_output");
-        L.ffn_norm = req(model, p + "ffn_norm.weight");
-        L.ffn_norm_b = bias(c.norm_bias(), p + "ffn_norm");
-        if (c.gated_mlp()) {
-            L.w_gate = req(model, p + "ffn_gate.weight");
-            L.b_gate = bias(c.mlp_bias, p + "ffn_gate");
-        }
-        L.w_up = req(model, p + "ffn_up.weight");
-        L.b_up = bias(c.mlp_bias, p + "ffn_up");
-        L.w_down = req(model, p + "ffn_down.weight");
-        L.b_down = bias(c.mlp_bias, p + "ffn_down");
-        layers_.push_back(L);
-    }
-    tok_embd_ = req(model, "token_embd.weight");
-    pos_embd_ = c.learned_positions ? req(model, "position_embd.weight") : nullptr;
-    out_norm_ = req(model, "output_norm.weight");
-    out_norm_b_ = bias(c.norm_bias(), "output_norm");
-    output_ = model.find("output.weight");
-    if (!output_) output_ = tok_embd_;  // tied embeddings
+    w_ = std::make_unique<ModelWeights>(bind_weights(c, [&](const std::string& name) { return &model_.get(name); }));
 
     const int64_t C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, B = n_batch_;
     try {
@@ -187,79 +147,31 @@ void Transformer::linear(backend::Backend& be, const float* x, float* y, int64_t
 
 void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from, float* logits_out, const backend::Rows& rows,
                           backend::Backend& be, float* hidden_out, const uint8_t* want) {
-    const int64_t C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff;
+    const int64_t C = cfg_.n_embd;
+    const ModelWeights& w = *w_;
     KVCache& kv = *cache_;
     float* x = x_.data();  // [n, C] the residual stream
     float* h = h_.data();  // [n, C] normalised input of a sub-layer
 
     // Embeddings: token (+ learned position).
-    be.embed(*tok_embd_, tokens, n, x, false);
-    if (pos_embd_) {
+    be.embed(*w.tok_embd, tokens, n, x, false);
+    if (w.pos_embd) {
         pos_ids_.resize(static_cast<size_t>(n));
         for (int64_t i = 0; i < n; ++i) pos_ids_[static_cast<size_t>(i)] = static_cast<int32_t>(rows.pos_of(i));
-        be.embed(*pos_embd_, pos_ids_.data(), n, x, true);
+        be.embed(*w.pos_embd, pos_ids_.data(), n, x, true);
     }
-    if (cfg_.uses_rope()) {  // RoPE angles for these positions, shared by every layer and head
-        // θ_j = pos · base^(−2j/d), computed in float as successive powers, the way ggml computes it, so that
-        // rounding matches llama.cpp bit for bit where it matters (an f16 KV cache amplifies tiny differences).
-        const int64_t half = cfg_.n_rot() / 2;
-        const float theta_scale = std::pow(cfg_.rope_theta, -2.0f / static_cast<float>(cfg_.n_rot()));
-        for (int64_t i = 0; i < n; ++i) {
-            float theta = static_cast<float>(rows.pos_of(i));
-            for (int64_t j = 0; j < half; ++j) {
-                rope_cos_[i * half + j] = std::cos(theta);
-                rope_sin_[i * half + j] = std::sin(theta);
-                theta *= theta_scale;
-            }
-        }
-    }
-    const backend::AttentionShape shape{cfg_.n_head, cfg_.n_head_kv, cfg_.head_dim()};
+    // RoPE angles for these positions, shared by every layer and head
+    if (cfg_.uses_rope()) rope_angles(cfg_, n, [&](int64_t i) { return rows.pos_of(i); }, rope_cos_.data(), rope_sin_.data());
 
-    for (int64_t l = 0; l < cfg_.n_layer; ++l) {
-        const Layer& L = layers_[l];
-        // ---- attention sub-layer
-        be.norm(x, h, n, C, cfg_.norm, cfg_.norm_eps, *L.attn_norm, L.attn_norm_b);
-        float* q = q_.data();
-        float* k = k_.data();
-        float* v = v_.data();
-        if (cfg_.fused_qkv) {
-            const int64_t QKV = C + 2 * KV;
-            linear(be, h, qkv_.data(), n, L.wqkv, L.bqkv);  // [n, C + 2KV] = q | k | v
-            for (int64_t i = 0; i < n; ++i) {
-                std::copy_n(qkv_.data() + i * QKV, C, q + i * C);
-                std::copy_n(qkv_.data() + i * QKV + C, KV, k + i * KV);
-                std::copy_n(qkv_.data() + i * QKV + C + KV, KV, v + i * KV);
-            }
-        } else {
-            linear(be, h, q, n, L.wq, L.bq);  // [n, C]
-            linear(be, h, k, n, L.wk, L.bk);  // [n, KV]
-            linear(be, h, v, n, L.wv, L.bv);  // [n, KV]
-        }
-        if (cfg_.uses_rope()) {
-            be.rope(q, n, cfg_.n_head, cfg_.head_dim(), cfg_.n_rot(), cfg_.rope_style, rope_cos_.data(), rope_sin_.data());
-            be.rope(k, n, cfg_.n_head_kv, cfg_.head_dim(), cfg_.n_rot(), cfg_.rope_style, rope_cos_.data(), rope_sin_.data());
-        }
-        // one sequence: n consecutive cells; several: each row's own cell
-        for (int64_t i = 0, m = rows.seq ? 1 : n; i < n; i += m) kv.store(rows.seq_of(i), l, rows.pos_of(i), k + i * KV, v + i * KV, m);
-        be.attention(q, att_.data(), n, rows, kv, l, shape);
-        linear(be, att_.data(), h, n, L.wo, L.bo);
-        be.add(x, h, n * C);
-
-        // ---- MLP sub-layer
-        be.norm(x, h, n, C, cfg_.norm, cfg_.norm_eps, *L.ffn_norm, L.ffn_norm_b);
-        float* a = ff_a_.data();
-        float* b = ff_b_.data();
-        if (cfg_.gated_mlp()) {  // SwiGLU: silu(h W_gate) ⊙ (h W_up)
-            linear(be, h, a, n, L.w_gate, L.b_gate);
-            linear(be, h, b, n, L.w_up, L.b_up);
-            be.swiglu(a, b, n, F);
-        } else {
-            linear(be, h, a, n, L.w_up, L.b_up);  // [n, F]
-            be.gelu(a, n * F);
-        }
-        linear(be, a, h, n, L.w_down, L.b_down);
-        be.add(x, h, n * C);
-    }
+    // The blocks, in place on x, every layer in the same scratch.
+    const LayerBuffers scratch{x,           h,       nullptr, nullptr, q_.data(),  k_.data(), v_.data(), qkv_.data(), nullptr,
+                               att_.data(), x,       h,       nullptr, nullptr,    ff_a_.data(), ff_b_.data(), ff_a_.data(), x,
+                               h};
+    AttentionSource src;
+    src.cache = &kv;
+    src.rows = rows;
+    forward_blocks(cfg_, w, be, [&](const float* in, float* out, int64_t m, const Tensor* wt, const Tensor* b) { linear(be, in, out, m, wt, b); },
+                   n, src, rope_cos_.data(), rope_sin_.data(), [&](int64_t) { return scratch; });
     // every sequence now holds the positions up to its last row's (rows come in position order)
     if (rows.seq) {
         for (int64_t i = 0; i < n; ++i) kv.set_n_past(rows.seq[i], rows.pos[i] + 1);
@@ -269,19 +181,19 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
 
     // Final norm and the output projection, only for the rows whose logits are wanted.
     if (hidden_out) {
-        be.norm(x, hidden_out, n, C, cfg_.norm, cfg_.norm_eps, *out_norm_, out_norm_b_);
+        be.norm(x, hidden_out, n, C, cfg_.norm, cfg_.norm_eps, *w.out_norm, w.out_norm_b);
     } else if (want) {  // decode(): the wanted rows, gathered
         int64_t m = 0;
         for (int64_t i = 0; i < n; ++i)
             if (want[i]) std::copy_n(x + i * C, C, q_.data() + (m++) * C);
         if (m > 0) {
-            be.norm(q_.data(), h, m, C, cfg_.norm, cfg_.norm_eps, *out_norm_, out_norm_b_);
-            linear(be, h, logits_out, m, output_, nullptr);
+            be.norm(q_.data(), h, m, C, cfg_.norm, cfg_.norm_eps, *w.out_norm, w.out_norm_b);
+            linear(be, h, logits_out, m, w.output, nullptr);
         }
     } else if (logits_from < n) {
         const int64_t m = n - logits_from;
-        be.norm(x + logits_from * C, h, m, C, cfg_.norm, cfg_.norm_eps, *out_norm_, out_norm_b_);
-        linear(be, h, logits_out, m, output_, nullptr);
+        be.norm(x + logits_from * C, h, m, C, cfg_.norm, cfg_.norm_eps, *w.out_norm, w.out_norm_b);
+        linear(be, h, logits_out, m, w.output, nullptr);
     }
 }
 

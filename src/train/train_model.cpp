@@ -9,6 +9,8 @@
 #include "llmforge/gguf.h"
 #include "llmforge/kernels.h"
 #include "llmforge/train.h"
+#include "backend/train_ops.h"
+#include "model/forward.h"
 
 namespace llmforge {
 
@@ -34,260 +36,8 @@ struct TrainableModel::Acts {
     std::vector<float> dx, dres, dln, dq, dk, dv, datty, dfa, dfb, dfact, dqkv, tmp1;
 };
 
-namespace {
-
 using kernels::Precision;
-
-constexpr float kGeluK = 0.7978845608028654f;  // √(2/π)
-
-// dst[i] += src[i], split over the threads
-void add_into(ThreadPool& pool, float* dst, const float* src, int64_t n) {
-    pool.parallel_for(n, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) dst[i] += src[i];
-    });
-}
-
-// ---- linear: y[N,O] = x[N,I] · W[O,I]ᵀ + b -------------------------------------------------------------------------
-// The matrix products run in `prec`: f32, or bf16 operands with f32 accumulation (the master weights stay f32).
-void linear_forward(ThreadPool& pool, Precision prec, const float* x, const float* W, const float* b, float* y, int64_t N, int64_t I,
-                    int64_t O) {
-    kernels::gemm(x, false, W, false, y, N, O, I, false, prec, pool);
-    if (b)
-        pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
-            for (int64_t n = n0; n < n1; ++n)
-                for (int64_t o = 0; o < O; ++o) y[n * O + o] += b[o];
-        });
-}
-
-// dx[N,I] (+)= dy[N,O] · W[O,I];  dW[O,I] += dyᵀ · x;  db[O] += Σ_n dy[n]. The GEMM reads the transposed operands in
-// place. accumulate_dx = false overwrites dx (saves zeroing it first).
-// y[i] += x[i]: unaliased, so vectorised (each element's sum in the same order as before, the same bits)
-void add_row(float* __restrict y, const float* __restrict x, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] += x[i];
-}
-
-void linear_backward(ThreadPool& pool, Precision prec, const float* dy, const float* x, const float* W, float* dx, float* dW, float* db,
-                     int64_t N, int64_t I, int64_t O, bool accumulate_dx = true) {
-    // dx[n, i] = Σ_o dy[n, o] · W[o, i]: A = dy as stored, B(i, o) = W[o·I + i] (transposed)
-    if (dx) kernels::gemm(dy, false, W, true, dx, N, I, O, accumulate_dx, prec, pool);
-    // dW[o, i] += Σ_n dy[n, o] · x[n, i]: A(o, n) = dy[n·O + o], B(i, n) = x[n·I + i] (both transposed)
-    if (dW) kernels::gemm(dy, true, x, true, dW, O, I, N, true, prec, pool);  // dW null: frozen (LoRA)
-    if (db)
-        pool.parallel_for(O, [&](int64_t o0, int64_t o1) {
-            for (int64_t n = 0; n < N; ++n) add_row(db + o0, dy + n * O + o0, o1 - o0);
-        });
-}
-
-// ---- LayerNorm: y = (x − μ)/√(σ² + ε) · w + b ----------------------------------------------------------------------
-void layernorm_forward(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd, int64_t N, int64_t C, float eps) {
-    for (int64_t n = 0; n < N; ++n) {
-        const float* xn = x + n * C;
-        double m = 0, v = 0;
-        for (int64_t c = 0; c < C; ++c) m += xn[c];
-        m /= static_cast<double>(C);
-        for (int64_t c = 0; c < C; ++c) v += (xn[c] - m) * (xn[c] - m);
-        v /= static_cast<double>(C);
-        const float r = static_cast<float>(1.0 / std::sqrt(v + eps));
-        for (int64_t c = 0; c < C; ++c) y[n * C + c] = (xn[c] - static_cast<float>(m)) * r * w[c] + b[c];
-        mean[n] = static_cast<float>(m);
-        rstd[n] = r;
-    }
-}
-
-// x̂ = (x − μ)·r, g = dy ⊙ w:  dx = r · (g − mean(g) − x̂ · mean(g ⊙ x̂)),  dw += dy ⊙ x̂,  db += dy
-void layernorm_backward(const float* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx, float* dw,
-                        float* db, int64_t N, int64_t C) {
-    for (int64_t n = 0; n < N; ++n) {
-        const float* xn = x + n * C;
-        const float* dyn = dy + n * C;
-        double mg = 0, mgx = 0;
-        for (int64_t c = 0; c < C; ++c) {
-            const float xh = (xn[c] - mean[n]) * rstd[n], g = dyn[c] * w[c];
-            mg += g;
-            mgx += g * xh;
-            dw[c] += dyn[c] * xh;
-            db[c] += dyn[c];
-        }
-        mg /= static_cast<double>(C);
-        mgx /= static_cast<double>(C);
-        for (int64_t c = 0; c < C; ++c) {
-            const float xh = (xn[c] - mean[n]) * rstd[n];
-            dx[n * C + c] += rstd[n] * (dyn[c] * w[c] - static_cast<float>(mg) - xh * static_cast<float>(mgx));
-        }
-    }
-}
-
-// ---- RMSNorm: y = x / √(mean(x²) + ε) · w -------------------------------------------------------------------------
-void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t N, int64_t C, float eps) {
-    for (int64_t n = 0; n < N; ++n) {
-        const float* xn = x + n * C;
-        double ss = 0;
-        for (int64_t c = 0; c < C; ++c) ss += static_cast<double>(xn[c]) * xn[c];
-        const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(C) + eps));
-        for (int64_t c = 0; c < C; ++c) y[n * C + c] = xn[c] * r * w[c];
-        rstd[n] = r;
-    }
-}
-
-// g = dy ⊙ w:  dx = r · (g − x · r² · mean(g ⊙ x)),  dw += dy ⊙ x · r
-void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, float* dx, float* dw, int64_t N, int64_t C) {
-    for (int64_t n = 0; n < N; ++n) {
-        const float* xn = x + n * C;
-        const float* dyn = dy + n * C;
-        const float r = rstd[n];
-        double mgx = 0;
-        for (int64_t c = 0; c < C; ++c) {
-            mgx += static_cast<double>(dyn[c] * w[c]) * xn[c];
-            dw[c] += dyn[c] * xn[c] * r;
-        }
-        const float k = static_cast<float>(mgx / static_cast<double>(C)) * r * r;
-        for (int64_t c = 0; c < C; ++c) dx[n * C + c] += r * (dyn[c] * w[c] - xn[c] * k);
-    }
-}
-
-// The norms on all threads: rows are independent forward; backward sums dw/db per thread (rows split statically, so
-// the result is the same for a given thread count), then adds the partial sums in thread order.
-void layernorm_forward_par(ThreadPool& pool, const float* x, const float* w, const float* b, float* y, float* mean, float* rstd, int64_t N,
-                           int64_t C, float eps) {
-    pool.parallel_for(N, [&](int64_t r0, int64_t r1) { layernorm_forward(x + r0 * C, w, b, y + r0 * C, mean + r0, rstd + r0, r1 - r0, C, eps); });
-}
-void rmsnorm_forward_par(ThreadPool& pool, const float* x, const float* w, float* y, float* rstd, int64_t N, int64_t C, float eps) {
-    pool.parallel_for(N, [&](int64_t r0, int64_t r1) { rmsnorm_forward(x + r0 * C, w, y + r0 * C, rstd + r0, r1 - r0, C, eps); });
-}
-void norm_backward_par(ThreadPool& pool, const float* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx,
-                       float* dw, float* db, int64_t N, int64_t C) {
-    const int nth = pool.size();
-    std::vector<float> part(static_cast<size_t>(2 * C * nth), 0.0f);
-    pool.run([&](int ith, int n) {
-        const int64_t r0 = N * ith / n, r1 = N * (ith + 1) / n;
-        float* pw = part.data() + static_cast<size_t>(2 * C * ith);
-        if (mean) layernorm_backward(dy + r0 * C, x + r0 * C, w, mean + r0, rstd + r0, dx + r0 * C, pw, pw + C, r1 - r0, C);
-        else rmsnorm_backward(dy + r0 * C, x + r0 * C, w, rstd + r0, dx + r0 * C, pw, r1 - r0, C);
-    });
-    for (int t = 0; t < nth && dw; ++t) {  // dw null: the weights are frozen (LoRA)
-        const float* pw = part.data() + static_cast<size_t>(2 * C * t);
-        for (int64_t c = 0; c < C; ++c) dw[c] += pw[c];
-        if (db)
-            for (int64_t c = 0; c < C; ++c) db[c] += pw[C + c];
-    }
-}
-
-// ---- RoPE: rotate each pair (a, b) of every head by the angle of its position; backward rotates by minus the angle.
-void rope_apply(float* x, int64_t B, int64_t T, int64_t heads, int64_t HD, int64_t half, bool interleaved, const float* cos_t,
-                const float* sin_t, float sign) {
-    for (int64_t b = 0; b < B; ++b)
-        for (int64_t t = 0; t < T; ++t) {
-            const float* cs = cos_t + t * half;
-            const float* sn = sin_t + t * half;
-            for (int64_t h = 0; h < heads; ++h) {
-                float* v = x + ((b * T + t) * heads + h) * HD;
-                for (int64_t j = 0; j < half; ++j) {
-                    const int64_t ia = interleaved ? 2 * j : j, ib = interleaved ? 2 * j + 1 : j + half;
-                    const float x0 = v[ia], x1 = v[ib], s = sign * sn[j];
-                    v[ia] = x0 * cs[j] - x1 * s;
-                    v[ib] = x0 * s + x1 * cs[j];
-                }
-            }
-        }
-}
-
-// ---- causal attention: Y = softmax(Q Kᵀ / √HD, causal) V per (sequence, head), query heads sharing KV heads in
-// groups. One task per head (per KV head in the backward pass); the products run through the strided GEMM directly on
-// the head's columns of q, k, v, y (no copies), single-threaded inside a task, in blocks of kAttBlock query rows so that
-// the causal mask skips the blocks above the diagonal. The probabilities P are kept for the backward pass.
-namespace {
-constexpr int64_t kAttBlock = 64;
-ThreadPool& task_pool() {  // a pool of one: the GEMM runs on the calling thread
-    thread_local ThreadPool one{1};
-    return one;
-}
-}  // namespace
-
-void attention_forward(ThreadPool& pool, Precision prec, const float* q, const float* k, const float* v, float* att, float* y, int64_t B,
-                       int64_t T, int64_t H, int64_t HKV, int64_t HD) {
-    const int64_t C = H * HD, KV = HKV * HD, group = H / HKV;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
-    pool.run([&](int ith, int nth) {
-        ThreadPool& one = task_pool();
-        for (int64_t task = ith; task < B * H; task += nth) {
-            const int64_t b = task / H, h = task % H, kh = h / group;
-            const float* Q = q + b * T * C + h * HD;    // [T, HD], rows C apart
-            const float* K = k + b * T * KV + kh * HD;  // [T, HD], rows KV apart
-            const float* V = v + b * T * KV + kh * HD;
-            float* P = att + (b * H + h) * T * T;       // [T, T]
-            float* Y = y + b * T * C + h * HD;
-            for (int64_t t0 = 0; t0 < T; t0 += kAttBlock) {
-                const int64_t t1 = std::min(T, t0 + kAttBlock);
-                kernels::gemm(Q + t0 * C, C, false, K, KV, false, P + t0 * T, T, t1 - t0, t1, HD, false, prec, one);  // S[t, s] = q_t · k_s
-                for (int64_t t = t0; t < t1; ++t) {
-                    float* p = P + t * T;
-                    float mx = -INFINITY;
-                    for (int64_t s2 = 0; s2 <= t; ++s2) { p[s2] *= scale; mx = std::max(mx, p[s2]); }
-                    const float inv = static_cast<float>(1.0 / kernels::exp_shift_sum(p, p, t + 1, mx));
-                    for (int64_t s2 = 0; s2 <= t; ++s2) p[s2] *= inv;
-                    std::fill(p + t + 1, p + T, 0.0f);  // the causal mask
-                }
-                // Y[t, i] = Σ_{s < t1} P[t, s] V[s, i]
-                kernels::gemm(P + t0 * T, T, false, V, KV, true, Y + t0 * C, C, t1 - t0, HD, t1, false, prec, one);
-            }
-        }
-    });
-}
-
-// dP = dY Vᵀ;  dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √HD;  dQ = dS K;  dK += dSᵀ Q;  dV += Pᵀ dY.
-// One task per (sequence, KV head): the query heads of a group add into the same dK, dV.
-void attention_backward(ThreadPool& pool, Precision prec, const float* dy, const float* q, const float* k, const float* v, const float* att,
-                        float* dq, float* dk, float* dv, int64_t B, int64_t T, int64_t H, int64_t HKV, int64_t HD) {
-    const int64_t C = H * HD, KV = HKV * HD, group = H / HKV;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
-    pool.run([&](int ith, int nth) {
-        ThreadPool& one = task_pool();
-        thread_local std::vector<float> dS_store;
-        dS_store.resize(static_cast<size_t>(T * T));
-        float* dS = dS_store.data();
-        for (int64_t task = ith; task < B * HKV; task += nth) {
-            const int64_t b = task / HKV, kh = task % HKV;
-            const float* K = k + b * T * KV + kh * HD;
-            const float* V = v + b * T * KV + kh * HD;
-            float* dK = dk + b * T * KV + kh * HD;
-            float* dV = dv + b * T * KV + kh * HD;
-            for (int64_t h = kh * group; h < (kh + 1) * group; ++h) {
-                const float* P = att + (b * H + h) * T * T;
-                const float* dY = dy + b * T * C + h * HD;
-                const float* Q = q + b * T * C + h * HD;
-                float* dQ = dq + b * T * C + h * HD;
-                for (int64_t t0 = 0; t0 < T; t0 += kAttBlock) {  // rows t of dS (columns s < t1 of them)
-                    const int64_t t1 = std::min(T, t0 + kAttBlock);
-                    kernels::gemm(dY + t0 * C, C, false, V, KV, false, dS + t0 * T, T, t1 - t0, t1, HD, false, prec, one);  // dP = dy_t · v_s
-                    for (int64_t t = t0; t < t1; ++t) {
-                        const float* p = P + t * T;
-                        float* d = dS + t * T;
-                        float dot = 0;
-                        for (int64_t s2 = 0; s2 <= t; ++s2) dot += p[s2] * d[s2];
-                        for (int64_t s2 = 0; s2 <= t; ++s2) d[s2] = p[s2] * (d[s2] - dot) * scale;
-                        std::fill(d + t + 1, d + t1, 0.0f);
-                    }
-                    // dQ[t, i] += Σ_{s < t1} dS[t, s] k_s[i]
-                    kernels::gemm(dS + t0 * T, T, false, K, KV, true, dQ + t0 * C, C, t1 - t0, HD, t1, true, prec, one);
-                }
-                for (int64_t s0 = 0; s0 < T; s0 += kAttBlock) {  // rows s of dK, dV: only t ≥ s0 contribute
-                    const int64_t s1 = std::min(T, s0 + kAttBlock);
-                    // dK[s, i] += Σ_t dS[t, s] q_t[i];  dV[s, i] += Σ_t P[t, s] dy_t[i]
-                    kernels::gemm(dS + s0 * T + s0, T, true, Q + s0 * C, C, true, dK + s0 * KV, KV, s1 - s0, HD, T - s0, true, prec, one);
-                    kernels::gemm(P + s0 * T + s0, T, true, dY + s0 * C, C, true, dV + s0 * KV, KV, s1 - s0, HD, T - s0, true, prec, one);
-                }
-            }
-        }
-    });
-}
-
-// d gelu / dx from x and th = tanh(√(2/π)(x + 0.044715x³)), kept from the forward pass
-inline float gelu_grad(float x, float th) {
-    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * kGeluK * (1.0f + 3.0f * 0.044715f * x * x);
-}
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-
-}  // namespace
+using namespace backend::train_ops;
 
 // ---- construction --------------------------------------------------------------------------------------------------
 
@@ -404,27 +154,39 @@ void TrainableModel::ensure_acts(int64_t B, int64_t T) {
     a.losses.resize(N);
     B_ = B;
     T_ = T;
-    if (cfg_.uses_rope()) {  // RoPE angles θ_j = t · base^(−2j/d), as the inference path computes them
-        const int64_t half = cfg_.n_rot() / 2;
-        rope_cos_.resize(static_cast<size_t>(T * half));
-        rope_sin_.resize(static_cast<size_t>(T * half));
-        const float theta_scale = std::pow(cfg_.rope_theta, -2.0f / static_cast<float>(cfg_.n_rot()));
-        for (int64_t t = 0; t < T; ++t) {
-            float theta = static_cast<float>(t);
-            for (int64_t j = 0; j < half; ++j) {
-                rope_cos_[static_cast<size_t>(t * half + j)] = std::cos(theta);
-                rope_sin_[static_cast<size_t>(t * half + j)] = std::sin(theta);
-                theta *= theta_scale;
-            }
-        }
+    if (cfg_.uses_rope()) {  // RoPE angles of every row (position t = row mod T), as the inference path computes them
+        const size_t half = static_cast<size_t>(cfg_.n_rot() / 2);
+        rope_cos_.resize(static_cast<size_t>(B * T) * half);
+        rope_sin_.resize(static_cast<size_t>(B * T) * half);
+        rope_angles(cfg_, B * T, [T](int64_t i) { return i % T; }, rope_cos_.data(), rope_sin_.data());
     }
 }
 
-// The norm the block description names: LayerNorm (keeping mean and 1/σ) or RMSNorm (keeping 1/rms).
-void TrainableModel::norm_fwd(const float* x, size_t w, size_t b, float* y, float* mean, float* rstd, int64_t N) {
-    if (cfg_.norm == NormKind::LayerNorm) layernorm_forward_par(pool_, x, P(w), P(b), y, mean, rstd, N, cfg_.n_embd, cfg_.norm_eps);
-    else rmsnorm_forward_par(pool_, x, P(w), y, rstd, N, cfg_.n_embd, cfg_.norm_eps);
+// Views of the (base) weights as tensors, for the forward pass; their offsets find their gradients.
+void TrainableModel::bind_views() {
+    std::vector<Param> ps;  // the model's own weights (a head's live in data_, read by the head's code)
+    for (const Param& p : lora_ ? base_params_ : params_)
+        if (head_.n_out == 0 || p.name.compare(0, head_.name.size() + 1, head_.name + ".") != 0) ps.push_back(p);
+    views_.assign(ps.size(), Tensor{});
+    view_offset_.clear();
+    std::unordered_map<std::string, const Tensor*> by_name;
+    for (size_t i = 0; i < ps.size(); ++i) {
+        Tensor& t = views_[i];
+        t.name = ps[i].name;
+        t.dtype = DType::F32;
+        t.shape = ps[i].shape;
+        t.data = P(ps[i].offset);
+        view_offset_[&t] = ps[i].offset;
+        by_name[t.name] = &t;
+    }
+    weights_ = std::make_unique<ModelWeights>(bind_weights(cfg_, [&](const std::string& name) {
+        const auto it = by_name.find(name);
+        if (it == by_name.end()) throw_bad_input("model has no parameter '%s'", name.c_str());
+        return it->second;
+    }));
 }
+
+// The backward pass of the norm the block description names (LayerNorm or RMSNorm).
 void TrainableModel::norm_bwd(const float* dy, const float* x, size_t w, size_t b, const float* mean, const float* rstd, float* dx, int64_t N) {
     if (cfg_.norm == NormKind::LayerNorm) norm_backward_par(pool_, dy, x, P(w), mean, rstd, dx, G(w), G(b), N, cfg_.n_embd);
     else norm_backward_par(pool_, dy, x, P(w), nullptr, rstd, dx, G(w), nullptr, N, cfg_.n_embd);
@@ -436,7 +198,7 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
     ensure_acts(B, T);
     Acts& a = *acts_;
     const int64_t N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
-                  HKV = cfg_.n_head_kv, HD = cfg_.head_dim(), QKV = C + 2 * KV;
+                  QKV = C + 2 * KV;
     inputs_.assign(inputs, inputs + N);
     targets_.assign(targets, targets + N);
     for (int64_t n = 0; n < N; ++n)
@@ -444,74 +206,57 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
             throw_bad_input("token id %d at position %lld is outside the vocabulary of %lld", inputs[n] < 0 || inputs[n] >= V ? inputs[n] : targets[n],
                             static_cast<long long>(n), static_cast<long long>(V));
 
+    // the weights as the forward pass reads them (views of the master weights: their buffers move when LoRA or a head
+    // is added) and the training backend in the current precision
+    bind_views();
+    if (!be_ || be_prec_ != matmul_) {
+        be_ = backend::make_cpu_training_backend(pool_, matmul_);
+        be_prec_ = matmul_;
+    }
+    const ModelWeights& w = *weights_;
     // embeddings: x = wte[token] (+ wpe[position])
     float* x0 = a.x.data();
-    for (int64_t n = 0; n < N; ++n) {
-        std::memcpy(x0 + n * C, P(tok_embd_) + static_cast<int64_t>(inputs[n]) * C, static_cast<size_t>(C) * sizeof(float));
-        if (cfg_.learned_positions) {
-            const float* pe = P(pos_embd_) + (n % T) * C;
-            for (int64_t c = 0; c < C; ++c) x0[n * C + c] += pe[c];
-        }
+    be_->embed(*w.tok_embd, inputs, N, x0, false);
+    if (w.pos_embd) {
+        std::vector<int32_t> pos(static_cast<size_t>(N));
+        for (int64_t n = 0; n < N; ++n) pos[static_cast<size_t>(n)] = static_cast<int32_t>(n % T);
+        be_->embed(*w.pos_embd, pos.data(), N, x0, true);
     }
-    for (int64_t l = 0; l < cfg_.n_layer; ++l) {
-        const Layer& Ly = layers_[static_cast<size_t>(l)];
-        const float* x = a.x.data() + l * N * C;
-        float* ln1 = a.ln1.data() + l * N * C;
-        float* q = a.q.data() + l * N * C;
-        float* k = a.k.data() + l * N * KV;
-        float* v = a.v.data() + l * N * KV;
-        float* att = a.att.data() + l * B * H * T * T;
-        float* atty = a.atty.data() + l * N * C;
-        float* xm = a.x_mid.data() + l * N * C;
-        float* ln2 = a.ln2.data() + l * N * C;
-        float* fa = a.fa.data() + l * N * F;
-        float* fact = a.fact.data() + l * N * F;
-        float* xo = a.x.data() + (l + 1) * N * C;
-        // attention sub-layer
-        norm_fwd(x, Ly.norm1, Ly.norm1_b, ln1, a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, N);
-        if (cfg_.fused_qkv) {
-            a.tmp1.resize(static_cast<size_t>(N * QKV));
-            lin_fwd(Ly.qkv, Ly.bqkv, ln1, a.tmp1.data(), N, C, QKV);  // [N, C + 2KV] = q | k | v
-            for (int64_t n = 0; n < N; ++n) {
-                std::memcpy(q + n * C, a.tmp1.data() + n * QKV, static_cast<size_t>(C) * sizeof(float));
-                std::memcpy(k + n * KV, a.tmp1.data() + n * QKV + C, static_cast<size_t>(KV) * sizeof(float));
-                std::memcpy(v + n * KV, a.tmp1.data() + n * QKV + C + KV, static_cast<size_t>(KV) * sizeof(float));
-            }
-        } else {
-            lin_fwd(Ly.q, Ly.bq, ln1, q, N, C, C);
-            lin_fwd(Ly.k, Ly.bk, ln1, k, N, C, KV);
-            lin_fwd(Ly.v, Ly.bv, ln1, v, N, C, KV);
-        }
-        if (cfg_.uses_rope()) {
-            const bool inter = cfg_.rope_style == RopeStyle::Interleaved;
-            rope_apply(q, B, T, H, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), 1.0f);
-            rope_apply(k, B, T, HKV, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), 1.0f);
-        }
-        attention_forward(pool_, matmul_, q, k, v, att, atty, B, T, H, HKV, HD);
-        lin_fwd(Ly.o, Ly.bo, atty, xm, N, C, C);
-        add_into(pool_, xm, x, N * C);
-        // MLP sub-layer
-        norm_fwd(xm, Ly.norm2, Ly.norm2_b, ln2, a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, N);
-        if (!cfg_.gated_mlp()) {
-            lin_fwd(Ly.up, Ly.b_up, ln2, fa, N, C, F);
-            float* th = a.fb.data() + l * N * F;
-            pool_.parallel_for(N * F, [&](int64_t b0, int64_t b1) {
-                for (int64_t i = b0; i < b1; ++i) th[i] = kGeluK * (fa[i] + 0.044715f * fa[i] * fa[i] * fa[i]);
-                kernels::tanh(th + b0, th + b0, b1 - b0);
-                for (int64_t i = b0; i < b1; ++i) fact[i] = 0.5f * fa[i] * (1.0f + th[i]);  // GELU, tanh approximation
-            });
-        } else {
-            float* fb = a.fb.data() + l * N * F;
-            lin_fwd(Ly.gate, Ly.b_gate, ln2, fa, N, C, F);
-            lin_fwd(Ly.up, Ly.b_up, ln2, fb, N, C, F);
-            for (int64_t i = 0; i < N * F; ++i) fact[i] = fa[i] * sigmoid(fa[i]) * fb[i];  // SwiGLU: silu(gate) ⊙ up
-        }
-        lin_fwd(Ly.down, Ly.b_down, fact, xo, N, F, C);
-        add_into(pool_, xo, xm, N * C);
-    }
+    // the blocks, every layer's intermediates kept for the backward pass
+    a.tmp1.resize(static_cast<size_t>(cfg_.fused_qkv ? N * QKV : 0));
+    AttentionSource src;
+    src.B = B;
+    src.T = T;
+    auto layer = [&](int64_t l) {
+        LayerBuffers b{};
+        b.x = a.x.data() + l * N * C;
+        b.ln1 = a.ln1.data() + l * N * C;
+        b.mean1 = a.ln1_mean.data() + l * N;
+        b.rstd1 = a.ln1_rstd.data() + l * N;
+        b.q = a.q.data() + l * N * C;
+        b.k = a.k.data() + l * N * KV;
+        b.v = a.v.data() + l * N * KV;
+        b.qkv = a.tmp1.data();
+        b.probs = a.att.data() + l * B * H * T * T;
+        b.atty = a.atty.data() + l * N * C;
+        b.x_mid = a.x_mid.data() + l * N * C;
+        b.ln2 = a.ln2.data() + l * N * C;
+        b.mean2 = a.ln2_mean.data() + l * N;
+        b.rstd2 = a.ln2_rstd.data() + l * N;
+        b.fa = a.fa.data() + l * N * F;
+        b.fb = a.fb.data() + l * N * F;
+        b.fact = a.fact.data() + l * N * F;
+        b.x_out = a.x.data() + (l + 1) * N * C;
+        return b;
+    };
+    forward_blocks(cfg_, w, *be_,
+                   [&](const float* in, float* out, int64_t n, const Tensor* wt, const Tensor* bias) {
+                       lin_fwd(view_offset_.at(wt), bias ? view_offset_.at(bias) : kNone, in, out, n, wt->cols(), wt->shape[0]);
+                   },
+                   N, src, rope_cos_.data(), rope_sin_.data(), layer);
     // final norm, logits, and softmax fused with cross-entropy: the logits buffer becomes the probabilities
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
-    norm_fwd(xL, out_norm_, out_norm_b_, a.lnf.data(), a.lnf_mean.data(), a.lnf_rstd.data(), N);
+    be_->norm(xL, a.lnf.data(), N, C, cfg_.norm, cfg_.norm_eps, *w.out_norm, w.out_norm_b, a.lnf_mean.data(), a.lnf_rstd.data());
     if (head_.n_out > 0) {  // y = h·Wᵀ + b on the final hidden state
         const int64_t O = head_.n_out;
         head_values_.assign(static_cast<size_t>(N * O), 0.0f);
@@ -740,8 +485,8 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
         a.dln.assign(static_cast<size_t>(N * C), 0.0f);
         if (cfg_.uses_rope()) {  // the rotation's transpose: rotate back by the angle
             const bool inter = cfg_.rope_style == RopeStyle::Interleaved;
-            rope_apply(a.dq.data(), B, T, H, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), -1.0f);
-            rope_apply(a.dk.data(), B, T, HKV, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), -1.0f);
+            rope_apply(a.dq.data(), 1, N, H, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), -1.0f);
+            rope_apply(a.dk.data(), 1, N, HKV, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), -1.0f);
         }
         if (cfg_.fused_qkv) {
             a.dqkv.resize(static_cast<size_t>(N * QKV));

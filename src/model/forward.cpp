@@ -1,0 +1,129 @@
+// The one forward pass of the blocks (see forward.h). Shapes in comments: n rows, C = n_embd, KV = n_head_kv · d_head,
+// F = n_ff.
+#include "model/forward.h"
+
+#include <cmath>
+
+#include "llmforge/error.h"
+
+namespace llmforge {
+
+ModelWeights bind_weights(const ModelConfig& c, const std::function<const Tensor*(const std::string&)>& get) {
+    ModelWeights w{};
+    auto bias = [&](bool has, const std::string& name) { return has ? get(name + ".bias") : nullptr; };
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        BlockWeights b{};
+        b.attn_norm = get(p + "attn_norm.weight");
+        b.attn_norm_b = bias(c.norm_bias(), p + "attn_norm");
+        if (c.fused_qkv) {
+            b.wqkv = get(p + "attn_qkv.weight");
+            b.bqkv = bias(c.qkv_bias, p + "attn_qkv");
+        } else {
+            b.wq = get(p + "attn_q.weight");
+            b.wk = get(p + "attn_k.weight");
+            b.wv = get(p + "attn_v.weight");
+            b.bq = bias(c.qkv_bias, p + "attn_q");
+            b.bk = bias(c.qkv_bias, p + "attn_k");
+            b.bv = bias(c.qkv_bias, p + "attn_v");
+        }
+        b.wo = get(p + "attn_output.weight");
+        b.bo = bias(c.out_bias, p + "attn_output");
+        b.ffn_norm = get(p + "ffn_norm.weight");
+        b.ffn_norm_b = bias(c.norm_bias(), p + "ffn_norm");
+        if (c.gated_mlp()) {
+            b.w_gate = get(p + "ffn_gate.weight");
+            b.b_gate = bias(c.mlp_bias, p + "ffn_gate");
+        }
+        b.w_up = get(p + "ffn_up.weight");
+        b.b_up = bias(c.mlp_bias, p + "ffn_up");
+        b.w_down = get(p + "ffn_down.weight");
+        b.b_down = bias(c.mlp_bias, p + "ffn_down");
+        w.blocks.push_back(b);
+    }
+    w.tok_embd = get("token_embd.weight");
+    w.pos_embd = c.learned_positions ? get("position_embd.weight") : nullptr;
+    w.out_norm = get("output_norm.weight");
+    w.out_norm_b = bias(c.norm_bias(), "output_norm");
+    w.output = c.tied_embeddings ? w.tok_embd : get("output.weight");
+    return w;
+}
+
+// θ_j = pos · base^(−2j/d), computed in float as successive powers, the way ggml computes it, so that rounding
+// matches llama.cpp bit for bit where it matters (an f16 KV cache amplifies tiny differences).
+void rope_angles(const ModelConfig& c, int64_t n, const std::function<int64_t(int64_t)>& pos_of, float* cos, float* sin) {
+    const int64_t half = c.n_rot() / 2;
+    const float theta_scale = std::pow(c.rope_theta, -2.0f / static_cast<float>(c.n_rot()));
+    for (int64_t i = 0; i < n; ++i) {
+        float theta = static_cast<float>(pos_of(i));
+        for (int64_t j = 0; j < half; ++j) {
+            cos[i * half + j] = std::cos(theta);
+            sin[i * half + j] = std::sin(theta);
+            theta *= theta_scale;
+        }
+    }
+}
+
+void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const LinearFn& linear, int64_t n,
+                    const AttentionSource& att, const float* rope_cos, const float* rope_sin,
+                    const std::function<LayerBuffers(int64_t layer)>& buffers) {
+    const int64_t C = c.n_embd, KV = c.kv_dim(), F = c.n_ff, QKV = C + 2 * KV;
+    const backend::AttentionShape shape{c.n_head, c.n_head_kv, c.head_dim()};
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        const BlockWeights& W = w.blocks[static_cast<size_t>(l)];
+        const LayerBuffers b = buffers(l);
+        // ---- attention sub-layer: x_mid = x + W_o · softmax(q kᵀ / √d) v, q, k, v projections of Norm(x)
+        be.norm(b.x, b.ln1, n, C, c.norm, c.norm_eps, *W.attn_norm, W.attn_norm_b, b.mean1, b.rstd1);
+        if (c.fused_qkv) {
+            linear(b.ln1, b.qkv, n, W.wqkv, W.bqkv);  // [n, C + 2KV] = q | k | v
+            for (int64_t i = 0; i < n; ++i) {
+                std::copy_n(b.qkv + i * QKV, C, b.q + i * C);
+                std::copy_n(b.qkv + i * QKV + C, KV, b.k + i * KV);
+                std::copy_n(b.qkv + i * QKV + C + KV, KV, b.v + i * KV);
+            }
+        } else {
+            linear(b.ln1, b.q, n, W.wq, W.bq);  // [n, C]
+            linear(b.ln1, b.k, n, W.wk, W.bk);  // [n, KV]
+            linear(b.ln1, b.v, n, W.wv, W.bv);  // [n, KV]
+        }
+        if (c.uses_rope()) {
+            be.rope(b.q, n, c.n_head, c.head_dim(), c.n_rot(), c.rope_style, rope_cos, rope_sin);
+            be.rope(b.k, n, c.n_head_kv, c.head_dim(), c.n_rot(), c.rope_style, rope_cos, rope_sin);
+        }
+        if (att.cache) {
+            // one sequence: n consecutive cells; several: each row's own cell
+            const backend::Rows& r = att.rows;
+            for (int64_t i = 0, m = r.seq ? 1 : n; i < n; i += m) att.cache->store(r.seq_of(i), l, r.pos_of(i), b.k + i * KV, b.v + i * KV, m);
+            be.attention(b.q, b.atty, n, r, *att.cache, l, shape);
+        } else {
+            be.attention_within(b.q, b.k, b.v, b.probs, b.atty, att.B, att.T, shape);
+        }
+        if (b.x_mid == b.x) {
+            linear(b.atty, b.h, n, W.wo, W.bo);
+            be.add(b.x, b.h, n * C);
+        } else {
+            linear(b.atty, b.x_mid, n, W.wo, W.bo);
+            be.add(b.x_mid, b.x, n * C);
+        }
+
+        // ---- MLP sub-layer: x_out = x_mid + W_down · act(Norm(x_mid))
+        be.norm(b.x_mid, b.ln2, n, C, c.norm, c.norm_eps, *W.ffn_norm, W.ffn_norm_b, b.mean2, b.rstd2);
+        if (c.gated_mlp()) {  // SwiGLU: silu(h W_gate) ⊙ (h W_up)
+            linear(b.ln2, b.fa, n, W.w_gate, W.b_gate);
+            linear(b.ln2, b.fb, n, W.w_up, W.b_up);
+            be.swiglu(b.fa, b.fb, b.fact, n, F);
+        } else {  // GELU(h W_up)
+            linear(b.ln2, b.fa, n, W.w_up, W.b_up);
+            be.gelu(b.fa, b.fact, b.fb, n * F);
+        }
+        if (b.x_out == b.x_mid) {
+            linear(b.fact, b.h, n, W.w_down, W.b_down);
+            be.add(b.x_mid, b.h, n * C);
+        } else {
+            linear(b.fact, b.x_out, n, W.w_down, W.b_down);
+            be.add(b.x_out, b.x_mid, n * C);
+        }
+    }
+}
+
+}  // namespace llmforge

@@ -1,0 +1,67 @@
+// Internal: the one forward pass of the Transformer's blocks, written once over the Backend operations and run by
+// inference (Transformer: one or several sequences over a KV cache) and by training (TrainableModel: B sequences of T
+// tokens, every intermediate kept for the backward pass).
+//
+// Each block (pre-norm):  x_mid = x + W_o · Attention(Norm(x));   x_out = x_mid + MLP(Norm(x_mid))
+// with what the block description says: LayerNorm or RMSNorm; fused or separate Q/K/V with or without biases; RoPE
+// or learned positions; a GELU or gated (SwiGLU) MLP.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "llmforge/model.h"
+
+namespace llmforge {
+
+// The weights one block reads, as its description names them (biases null where it has none).
+struct BlockWeights {
+    const Tensor *attn_norm, *attn_norm_b, *wq, *wk, *wv, *bq, *bk, *bv, *wqkv, *bqkv, *wo, *bo;
+    const Tensor *ffn_norm, *ffn_norm_b, *w_gate, *b_gate, *w_up, *b_up, *w_down, *b_down;
+};
+struct ModelWeights {
+    std::vector<BlockWeights> blocks;
+    const Tensor *tok_embd, *pos_embd, *out_norm, *out_norm_b, *output;  // output: the token embedding when tied
+};
+// Binds the tensors of a model of this description; `get` returns a tensor by GGUF name (throwing if missing).
+ModelWeights bind_weights(const ModelConfig& c, const std::function<const Tensor*(const std::string&)>& get);
+
+// Where layer l's intermediates go. Inference points every layer at one set of scratch buffers and works in place
+// (x_mid == x_out == x); training gives each layer its own, for the backward pass.
+struct LayerBuffers {
+    float* x;                         // [n, C] the residual stream entering the block
+    float *ln1, *mean1, *rstd1;       // [n, C], [n], [n]: the attention's normalised input (statistics: null if not kept)
+    float *q, *k, *v;                 // [n, C], [n, KV], [n, KV] after RoPE
+    float* qkv;                       // [n, C + 2KV]: a fused projection's output
+    float* probs;                     // [B, H, T, T] attention probabilities (training)
+    float* atty;                      // [n, C] attention output before W_o
+    float* x_mid;                     // [n, C] after the attention sub-layer (== x: in place)
+    float *ln2, *mean2, *rstd2;       // the MLP's normalised input
+    float *fa, *fb, *fact;            // [n, F]: up or gate pre-activation; up (gated) or tanh (GELU, training); activation
+    float* x_out;                     // [n, C] leaving the block (== x_mid: in place)
+    float* h;                         // [n, C] a sub-layer's output before the residual add (in place only)
+};
+
+// How the pass's attention sees keys and values: over a KV cache (inference: this pass's keys and values are stored
+// at the rows' positions first), or within the pass itself (training: B sequences of T consecutive tokens).
+struct AttentionSource {
+    KVCache* cache = nullptr;
+    backend::Rows rows;
+    int64_t B = 0, T = 0;
+};
+
+// The linear layers as the runner applies them: inference with its adapters on the backend; training keeping what
+// the backward pass needs.
+using LinearFn = std::function<void(const float* x, float* y, int64_t n, const Tensor* w, const Tensor* b)>;
+
+// RoPE angles θ_j = pos · base^(−2j/d) for n rows (cos, sin: [n][n_rot/2]), as ggml computes them.
+void rope_angles(const ModelConfig& c, int64_t n, const std::function<int64_t(int64_t)>& pos_of, float* cos, float* sin);
+
+// Runs every block on n rows.
+void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const LinearFn& linear, int64_t n,
+                    const AttentionSource& att, const float* rope_cos, const float* rope_sin,
+                    const std::function<LayerBuffers(int64_t layer)>& buffers);
+
+}  // namespace llmforge
