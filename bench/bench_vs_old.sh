@@ -20,8 +20,9 @@ REPS=${REPS:-2}
 THREADS=${THREADS:-2}
 BENCH_DIR=${BENCH_DIR:-/tmp/llmforge-bench}
 SKIP_TRAIN=${SKIP_TRAIN:-0}
+DTYPES=${DTYPES:-f32 f16}  # the weight types of the inference cells (f32 decoding is slow: DTYPES=f16 for a quicker run)
 mkdir -p "$BENCH_DIR"
-for dt in f32 f16; do
+for dt in $DTYPES; do
   f="$BENCH_DIR/tinyllama-1.1b-$dt.gguf"
   [ -f "$f" ] || "$new" init --preset tinyllama-1.1b --dtype "$dt" --seed 1 -o "$f" >&2
 done
@@ -48,7 +49,7 @@ echo "old: $old ($("$old" --version 2>/dev/null | head -1)); new: $new ($(git re
 rows=()
 for round in $(seq "$ROUNDS"); do
   order=(old new); [ $((round % 2)) = 0 ] && order=(new old)
-  for dt in f32 f16; do
+  for dt in $DTYPES; do
     f="$BENCH_DIR/tinyllama-1.1b-$dt.gguf"
     for mode in mmap no-mmap; do
       flag=(); [ "$mode" = no-mmap ] && flag=(--no-mmap)

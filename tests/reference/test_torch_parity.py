@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""PyTorch parity: random-weight GPT-2 and LLaMA (with grouped-query attention) models written as Hugging Face
-safetensors, run by a plain PyTorch implementation (float64) and by llmforge; logits must agree to 1e-4 relative error.
+"""PyTorch parity: random-weight GPT-2, LLaMA (with grouped-query attention) and Qwen 2 (q, k, v biases, tied output)
+models written as Hugging Face safetensors, run by a plain PyTorch implementation (float64) and by llmforge; logits must
+agree to 1e-4 relative error.
 
 Also checks: token-by-token decoding through the KV cache equals one batched pass; the same model converted to GGUF
 (f32, f16, bf16: Hugging Face's rotate_half RoPE layout permuted to GGUF's) and to llama2.c gives the same logits
@@ -121,7 +122,14 @@ def rotate_half(x):
     return torch.cat((-x2, x1), dim=-1)
 
 
+def proj(w, h, name):
+    """h Wᵀ (+ b where the checkpoint has a bias: Qwen 2's q, k, v)"""
+    y = mm(h, w[name + ".weight"].T)
+    return y + w[name + ".bias"] if name + ".bias" in w else y
+
+
 def llama_forward(w, cfg, tokens, hidden=False):
+    """LLaMA's block and the families built on it (Qwen 2: biases on q, k, v; tied output where lm_head is absent)."""
     C, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     d = C // H
     T = len(tokens)
@@ -134,9 +142,9 @@ def llama_forward(w, cfg, tokens, hidden=False):
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         h = rms_norm(x, w[p + "input_layernorm.weight"], eps)
-        q = mm(h, w[p + "self_attn.q_proj.weight"].T).reshape(T, H, d).transpose(0, 1)
-        k = mm(h, w[p + "self_attn.k_proj.weight"].T).reshape(T, KV, d).transpose(0, 1)
-        v = mm(h, w[p + "self_attn.v_proj.weight"].T).reshape(T, KV, d).transpose(0, 1)
+        q = proj(w, h, p + "self_attn.q_proj").reshape(T, H, d).transpose(0, 1)
+        k = proj(w, h, p + "self_attn.k_proj").reshape(T, KV, d).transpose(0, 1)
+        v = proj(w, h, p + "self_attn.v_proj").reshape(T, KV, d).transpose(0, 1)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         k = k.repeat_interleave(H // KV, dim=0)  # grouped-query attention: each KV head serves H/KV query heads
@@ -146,7 +154,8 @@ def llama_forward(w, cfg, tokens, hidden=False):
         g = torch.nn.functional.silu(mm(h, w[p + "mlp.gate_proj.weight"].T))
         x = x + mm(g * mm(h, w[p + "mlp.up_proj.weight"].T), w[p + "mlp.down_proj.weight"].T)
     x = rms_norm(x, w["model.norm.weight"], eps)
-    return (mm(x, w["lm_head.weight"].T), x) if hidden else mm(x, w["lm_head.weight"].T)
+    head = w["lm_head.weight"] if "lm_head.weight" in w else w["model.embed_tokens.weight"]
+    return (mm(x, head.T), x) if hidden else mm(x, head.T)
 
 
 # ----------------------------------------------------------------------------------------- random models
@@ -184,6 +193,27 @@ def make_llama(seed):
     return cfg, w, llama_forward
 
 
+def make_qwen2(seed):
+    """Qwen 2 / 2.5: biases on q, k, v; the output tied to the token embedding (as the 0.5B–3B checkpoints)."""
+    g = torch.Generator().manual_seed(seed)
+    C, F, V, H, KV, L = 64, 160, 301, 8, 2, 3
+    cfg = {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": C, "intermediate_size": F,
+           "num_hidden_layers": L, "num_attention_heads": H, "num_key_value_heads": KV, "max_position_embeddings": 96,
+           "vocab_size": V, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True, "hidden_act": "silu",
+           "use_sliding_window": False, "sliding_window": 4096, "max_window_layers": L, "attention_dropout": 0.0}
+    d = C // H
+    r = lambda *s, std=0.1: torch.randn(*s, generator=g) * std
+    w = {"model.embed_tokens.weight": r(V, C, std=0.3), "model.norm.weight": 1 + r(C)}
+    for l in range(L):
+        p = f"model.layers.{l}."
+        w.update({p + "input_layernorm.weight": 1 + r(C), p + "self_attn.q_proj.weight": r(C, C), p + "self_attn.q_proj.bias": r(C),
+                  p + "self_attn.k_proj.weight": r(KV * d, C), p + "self_attn.k_proj.bias": r(KV * d),
+                  p + "self_attn.v_proj.weight": r(KV * d, C), p + "self_attn.v_proj.bias": r(KV * d),
+                  p + "self_attn.o_proj.weight": r(C, C), p + "post_attention_layernorm.weight": 1 + r(C),
+                  p + "mlp.gate_proj.weight": r(F, C), p + "mlp.up_proj.weight": r(F, C), p + "mlp.down_proj.weight": r(C, F)})
+    return cfg, w, llama_forward
+
+
 # ----------------------------------------------------------------------------------------- llmforge
 def llmforge_logits(binary, model, tokens, *extra):
     cmd = [binary, "logits", "-m", model, "--tokens", ",".join(map(str, tokens)), "--cache-type", "f32", *extra]
@@ -206,7 +236,7 @@ def main():
     args = ap.parse_args()
     rng = np.random.default_rng(1234)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, maker in (("gpt2", make_gpt2), ("llama-gqa", make_llama)):
+        for name, maker in (("gpt2", make_gpt2), ("llama-gqa", make_llama), ("qwen2", make_qwen2)):
             cfg, w, forward = maker(7)
             d = write_model_dir(os.path.join(tmp, name), cfg, w)
             w64 = {k: v.to(torch.float64) for k, v in w.items()}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Each architecture family against llama.cpp: a small random model of the family (`llmforge init --preset <family>-tiny`,
+# then every bias and norm weight set to random values so that they matter), written as GGUF by llmforge and read by
+# llama.cpp's llama-perplexity; llmforge perplexity (ggml arithmetic) must print the same values to the digit.
+#
+#   LLAMA_PERPLEXITY=/path/to/llama.cpp/build/bin/llama-perplexity tests/anchor/llamacpp_families.sh [FAMILY...]
+#
+# llama.cpp is an anchor built outside the project from the public snapshot ggerganov/llama.cpp (c392e50, the goldens'
+# commit); nothing of it enters the project. Not part of the default test suite (CI has no llama.cpp build).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+LLAMA=${LLAMA_PERPLEXITY:?set LLAMA_PERPLEXITY to the llama-perplexity binary of llama.cpp}
+BIN=${LLMFORGE_BIN:-build/llmforge}
+families=("$@")
+[ ${#families[@]} -gt 0 ] || families=(llama qwen2)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+head -c 30000 /usr/share/common-licenses/GPL-3 > "$work/text.txt"
+status=0
+for fam in "${families[@]}"; do
+  "$BIN" init --preset "$fam-tiny" --dtype f32 --seed 5 -o "$work/$fam-init.gguf" 2>/dev/null
+  "$BIN" convert "$work/$fam-init.gguf" "$work/$fam-hf" 2>/dev/null
+  # random norms and biases (init leaves them at 1 and 0)
+  /usr/bin/python3 - "$work/$fam-hf/model.safetensors" <<'PY'
+import json, struct, sys
+import numpy as np
+path = sys.argv[1]
+with open(path, "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    header = json.loads(f.read(n))
+    data = bytearray(f.read())
+rng = np.random.default_rng(11)
+for name, e in header.items():
+    if name == "__metadata__" or e["dtype"] != "F32" or len(e["shape"]) != 1:
+        continue
+    b, end = e["data_offsets"]
+    k = (end - b) // 4
+    v = (1.0 + 0.2 * rng.standard_normal(k)) if "norm" in name or "ln_" in name else 0.2 * rng.standard_normal(k)
+    data[b:end] = v.astype(np.float32).tobytes()
+with open(path, "r+b") as f:
+    f.seek(8 + n)
+    f.write(data)
+PY
+  "$BIN" convert "$work/$fam-hf" "$work/$fam.gguf" 2>/dev/null
+  "$LLAMA" -m "$work/$fam.gguf" -f "$work/text.txt" -c 128 --chunks 8 -t 2 > "$work/llama.out" 2> "$work/llama.err" || {
+    echo "$fam: llama-perplexity failed: $(grep -m1 -i error "$work/llama.err")"; status=1; continue; }
+  "$BIN" perplexity -m "$work/$fam.gguf" -f "$work/text.txt" -c 128 --chunks 8 -t 2 > "$work/ours.out" 2> /dev/null
+  values() { cat "$@" | grep -o -E '\[[0-9]+\][0-9.]+,|Final estimate: .*' | tr -d '\n'; }
+  L=$(values "$work/llama.out" "$work/llama.err")
+  O=$(values "$work/ours.out")
+  if [ -n "$L" ] && [ "$L" = "$O" ]; then
+    echo "$fam: same printed values as llama-perplexity: $(grep -o 'Final estimate.*' "$work/ours.out")"
+  else
+    echo "$fam: DIFFERENT: llama.cpp ${L:0:160} | llmforge ${O:0:160}"; status=1
+  fi
+done
+exit $status
