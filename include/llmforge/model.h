@@ -28,6 +28,12 @@ namespace llmforge {
 // Converting between them permutes the rows of Wq and Wk (see permute_rope_rows in model.cpp).
 enum class RopeStyle { Interleaved, Half };
 
+// How RoPE's angles are stretched for contexts longer than the model was first trained at:
+//  Linear: every angle divided by the factor (position interpolation; GGUF rope.scaling.type = linear)
+//  Llama3: each pair's angle divided by its own factor — 1 for short wavelengths, the factor for long ones, a smooth
+//          blend between (Llama 3.1/3.2's rope_scaling; GGUF carries the divisors as the tensor rope_freqs.weight)
+enum class RopeScaling { None, Linear, Llama3 };
+
 enum class NormKind { LayerNorm, RMSNorm };  // LayerNorm: (x − μ)/σ · w + b;  RMSNorm: x / rms(x) · w
 enum class MlpKind { GeluTanh, SwiGLU };     // GELU(x W_up) W_down;  (silu(x W_gate) ⊙ x W_up) W_down
 
@@ -49,6 +55,11 @@ struct ModelConfig {
     float rope_theta = 10000.0f;
     int64_t rope_dim = 0;   // 0: the whole head
     RopeStyle rope_style = RopeStyle::Interleaved;  // the row layout of Wq/Wk as loaded
+    RopeScaling rope_scaling = RopeScaling::None;
+    float rope_scale = 1.0f;                        // Linear, Llama3: the factor
+    float rope_low_freq = 1.0f, rope_high_freq = 4.0f;  // Llama3: the wavelengths blended lie between orig_ctx/high and orig_ctx/low
+    int64_t rope_orig_ctx = 0;                      // Llama3: the context first trained at
+    std::vector<float> rope_freq_factors;           // per rotated pair j, the divisor of its angle (Llama3; [n_rot/2])
     bool fused_qkv = false;  // one attn_qkv projection [3C, C] instead of attn_q, attn_k, attn_v
     bool qkv_bias = false;   // biases on the query, key and value projections
     bool out_bias = false;   // a bias on the attention output projection
@@ -67,6 +78,12 @@ struct ModelConfig {
     // Throws a bad-input Error for inconsistent or absurd sizes, or an unknown family.
     void validate() const;
 };
+
+// Llama 3's RoPE scaling: sets the fields and computes the per-pair divisors as llama.cpp's converter does.
+void set_llama3_rope(ModelConfig& c, float factor, float low_freq_factor, float high_freq_factor, int64_t original_ctx);
+// Per-pair divisors from a file (a GGUF's rope_freqs.weight): recognised as Llama 3's scaling when some factor with
+// llama.cpp's defaults (low 1, high 4, 8192 positions) reproduces them, otherwise kept as given.
+void set_rope_freq_factors(ModelConfig& c, std::vector<float> factors);
 
 // The architecture families llmforge runs (GGUF general.architecture names: "gpt2", "llama", ...).
 std::vector<std::string> family_names();
@@ -145,6 +162,9 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> expected_tensors(const
 // GGUF metadata for the config (general.architecture, ARCH.context_length, ...), and back.
 void config_to_gguf(const ModelConfig& cfg, gguf::Metadata& meta);
 ModelConfig config_from_gguf(const gguf::Metadata& meta, const std::string& path);
+// The same completed by what the file's tensors say: the vocabulary size (the embedding's rows, where the metadata
+// leaves it out), tied embeddings (no output.weight), Llama 3's RoPE divisors (rope_freqs.weight).
+ModelConfig config_from_gguf(const gguf::Metadata& meta, const std::vector<Tensor>& tensors, const std::string& path);
 // The row layout of Wq/Wk in this family's GGUF files (llama.cpp permutes LLaMA's to interleaved RoPE pairs).
 RopeStyle gguf_rope_style(const ModelConfig& cfg);
 

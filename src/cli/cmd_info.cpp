@@ -58,6 +58,10 @@ nlohmann::json config_json(const ModelConfig& c) {
     if (c.uses_rope()) {  // RoPE: only for the families that use it (GPT-2 has learned positions)
         j["rope_theta"] = c.rope_theta;
         j["rope_style"] = c.rope_style == RopeStyle::Half ? "half" : "interleaved";
+        if (c.rope_scaling == RopeScaling::Linear) j["rope_scaling"] = {{"type", "linear"}, {"factor", c.rope_scale}};
+        if (c.rope_scaling == RopeScaling::Llama3)
+            j["rope_scaling"] = {{"type", "llama3"}, {"factor", c.rope_scale}, {"low_freq_factor", c.rope_low_freq},
+                                 {"high_freq_factor", c.rope_high_freq}, {"original_context", c.rope_orig_ctx}};
     } else {
         j["positions"] = "learned";
     }
@@ -76,7 +80,11 @@ void print_config(const ModelConfig& c) {
     std::printf("vocabulary     %lld\n", static_cast<long long>(c.n_vocab));
     std::printf("context        %lld\n", static_cast<long long>(c.n_ctx));
     if (c.uses_rope())
-        std::printf("rope           theta %g, %s pairs\n", static_cast<double>(c.rope_theta), c.rope_style == RopeStyle::Half ? "half-split" : "interleaved");
+        std::printf("rope           theta %g, %s pairs%s\n", static_cast<double>(c.rope_theta), c.rope_style == RopeStyle::Half ? "half-split" : "interleaved",
+                    c.rope_scaling == RopeScaling::Linear ? strprintf(", linear scaling × %g", static_cast<double>(c.rope_scale)).c_str()
+                    : c.rope_scaling == RopeScaling::Llama3
+                        ? strprintf(", Llama 3 scaling × %g (from %lld positions)", static_cast<double>(c.rope_scale), static_cast<long long>(c.rope_orig_ctx)).c_str()
+                        : "");
     std::printf("norm eps       %g\n", static_cast<double>(c.norm_eps));
     std::printf("embeddings     %s\n", c.tied_embeddings ? "tied (output = token embedding)" : "untied");
 }
@@ -112,9 +120,7 @@ static void describe_gguf(const std::string& path, bool all, bool as_json) {
     std::optional<Vocab> vocab;
     try {
         if (!f.tensors.empty()) {
-            cfg = config_from_gguf(f.meta, path);
-            for (const Tensor& t : f.tensors)  // the vocabulary size, when the metadata leaves it out: the embedding's rows
-                if (cfg->n_vocab == 0 && t.name == "token_embd.weight" && t.shape.size() == 2) cfg->n_vocab = t.shape[0];
+            cfg = config_from_gguf(f.meta, f.tensors, path);
         }
     } catch (const Error& e) {
         cfg_error = e.what();

@@ -1,5 +1,8 @@
 // GGUF ↔ Model.
 #include "formats/formats.h"
+
+#include <cstring>
+
 #include "llmforge/error.h"
 #include "llmforge/mmap_file.h"
 
@@ -10,16 +13,12 @@ Model load_gguf(const std::string& path, const LoadOptions& opts) {
     Model m;
     m.path = path;
     m.format = "gguf";
-    m.config = config_from_gguf(f.meta, path);
+    m.config = config_from_gguf(f.meta, f.tensors, path);
     for (Tensor& t : f.tensors) {
         (opts.use_mmap ? m.mapped_bytes : m.owned_bytes) += t.nbytes();
         m.add(std::move(t));
     }
     m.storage.push_back(f.mapping);
-    const Tensor& emb = m.get("token_embd.weight");
-    if (emb.shape.size() != 2) throw_bad_input("'%s': token_embd.weight must be 2-D", path.c_str());
-    if (m.config.n_vocab == 0) m.config.n_vocab = emb.shape[0];
-    m.config.tied_embeddings = m.find("output.weight") == nullptr;
     if (f.meta.find("tokenizer.ggml.model")) m.vocab = Vocab::from_gguf(f.meta, path);
     if (m.vocab && m.vocab->size() != m.config.n_vocab)
         throw_bad_input("'%s': the tokenizer has %d tokens but the model's vocabulary has %lld", path.c_str(), m.vocab->size(), static_cast<long long>(m.config.n_vocab));
@@ -48,6 +47,13 @@ void save_gguf(const Model& m, const std::string& path, DType dtype) {
         const DType want = (dtype == DType::Unknown || w.shape.size() == 1) ? (w.shape.size() == 1 ? DType::F32 : w.dtype) : dtype;
         if (w.dtype != want) w = tmp.own(name, want, w.shape, convert_bytes(w, want));
         out.push_back(w);
+    }
+    // Llama 3's RoPE divisors, as llama.cpp's converter writes them
+    if (!m.config.rope_freq_factors.empty()) {
+        const std::vector<float>& f = m.config.rope_freq_factors;
+        std::vector<uint8_t> bytes(f.size() * sizeof(float));
+        std::memcpy(bytes.data(), f.data(), bytes.size());
+        out.push_back(tmp.own("rope_freqs.weight", DType::F32, {static_cast<int64_t>(f.size())}, std::move(bytes)));
     }
     // a classifier head (a reward model's cls.output.*, llama.cpp's name for it) travels with the model, in f32
     for (const Tensor& t : m.tensors)

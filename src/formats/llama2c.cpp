@@ -107,6 +107,9 @@ void save_llama2c(const Model& m, const std::string& path) {
     if (c.norm != NormKind::RMSNorm || !c.uses_rope() || !c.gated_mlp() || c.fused_qkv || c.qkv_bias || c.out_bias || c.mlp_bias)
         throw_bad_input("llama2.c files hold LLaMA's block only (RMSNorm, RoPE, SwiGLU, no biases), not a %s model", c.arch.c_str());
     if (c.n_rot() != c.head_dim()) throw_bad_input("llama2.c files cannot hold partial rotary embeddings");
+    if (c.rope_scaling != RopeScaling::None || c.rope_theta != 10000.0f)
+        throw_bad_input("llama2.c files hold RoPE with base 10000 and no scaling only (this model: base %g%s)", static_cast<double>(c.rope_theta),
+                        c.rope_scaling == RopeScaling::None ? "" : ", scaled");
     const int64_t C = c.n_embd, L = c.n_layer, T = c.n_ctx, HD = c.head_dim();
     AtomicWriter w(path);
     const int32_t h[7] = {static_cast<int32_t>(C), static_cast<int32_t>(c.n_ff), static_cast<int32_t>(L), static_cast<int32_t>(c.n_head),

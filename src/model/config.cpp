@@ -1,6 +1,7 @@
 // Model configurations: the tensors a block description implies, parameter counting, validation, presets and the GGUF
 // metadata of every family (each family's own part lives in src/model/arch/<family>.cpp).
 #include <algorithm>
+#include <cmath>
 
 #include "llmforge/error.h"
 #include "llmforge/model.h"
@@ -71,8 +72,69 @@ void ModelConfig::validate() const {
         if (n_rot() <= 0 || n_rot() > head_dim() || n_rot() % 2) bad("rope dimension", n_rot());
         if (!(rope_theta > 0)) bad("rope_theta", static_cast<int64_t>(rope_theta));
     }
+    if (rope_scaling != RopeScaling::None && !(rope_scale > 0)) throw_bad_input("model config: RoPE scaling factor %g is not valid", static_cast<double>(rope_scale));
+    if (!rope_freq_factors.empty()) {
+        if (static_cast<int64_t>(rope_freq_factors.size()) != n_rot() / 2)
+            throw_bad_input("model config: %zu RoPE frequency factors for %lld rotated pairs", rope_freq_factors.size(), static_cast<long long>(n_rot() / 2));
+        for (float f : rope_freq_factors)
+            if (!(f > 0) || !std::isfinite(f)) throw_bad_input("model config: a RoPE frequency factor of %g is not valid", static_cast<double>(f));
+    }
     if (fused_qkv && n_head_kv != n_head) bad("n_head_kv (a fused QKV projection has no grouped-query attention)", n_head_kv);
     if (!(norm_eps > 0) || norm_eps > 1) throw_bad_input("model config: norm epsilon %g is not valid", static_cast<double>(norm_eps));
+}
+
+// As llama.cpp's converter (convert_hf_to_gguf.py, LlamaModel) computes rope_freqs: for each pair's base frequency
+// f_j = θ^(−2j/d) and wavelength λ = 2π/f_j, the divisor is 1 where λ < L/high, the factor where λ > L/low, and
+// 1 / ((1 − s)/factor + s) with s = (L/λ − low)/(high − low) between (L: the original context), in float32.
+void set_llama3_rope(ModelConfig& c, float factor, float low, float high, int64_t orig) {
+    if (!(factor > 0) || !(low > 0) || !(high > low) || orig <= 0)
+        throw_bad_input("Llama 3 RoPE scaling: factor %g, low_freq_factor %g, high_freq_factor %g, original context %lld are not valid",
+                        static_cast<double>(factor), static_cast<double>(low), static_cast<double>(high), static_cast<long long>(orig));
+    c.rope_scaling = RopeScaling::Llama3;
+    c.rope_scale = factor;
+    c.rope_low_freq = low;
+    c.rope_high_freq = high;
+    c.rope_orig_ctx = orig;
+    const int64_t dim = c.n_rot();
+    const float L = static_cast<float>(orig), low_wavelen = L / low, high_wavelen = L / high;
+    const float two_pi = static_cast<float>(2.0 * 3.14159265358979323846);
+    c.rope_freq_factors.assign(static_cast<size_t>(dim / 2), 1.0f);
+    for (int64_t j = 0; j < dim / 2; ++j) {
+        const float freq = 1.0f / std::pow(c.rope_theta, static_cast<float>(2 * j) / static_cast<float>(dim));
+        const float wavelen = two_pi / freq;
+        float& f = c.rope_freq_factors[static_cast<size_t>(j)];
+        if (wavelen < high_wavelen) f = 1.0f;
+        else if (wavelen > low_wavelen) f = factor;
+        else {
+            const float smooth = (L / wavelen - low) / (high - low);
+            f = 1.0f / ((1.0f - smooth) / factor + smooth);
+        }
+    }
+}
+
+// Llama 3's parameters are recovered where some original context (a power of two, 8192 first: Llama 3.1's and 3.2's)
+// with the factor max(divisors) and llama.cpp's default band (low 1, high 4) reproduces every divisor; the divisors
+// alone decide the computation, so any such set describes the same model.
+void set_rope_freq_factors(ModelConfig& c, std::vector<float> factors) {
+    c.rope_scaling = RopeScaling::Llama3;
+    c.rope_scale = *std::max_element(factors.begin(), factors.end());
+    c.rope_low_freq = 1.0f;
+    c.rope_high_freq = 4.0f;
+    c.rope_orig_ctx = 0;  // unless recovered below: the divisors as given (config.json cannot express them)
+    std::vector<int64_t> contexts = {8192};
+    for (int64_t L = 16; L <= (int64_t(1) << 22); L *= 2)
+        if (L != 8192) contexts.push_back(L);
+    for (int64_t L : contexts) {
+        ModelConfig t = c;
+        set_llama3_rope(t, c.rope_scale, 1.0f, 4.0f, L);
+        bool same = true;
+        for (size_t j = 0; j < factors.size() && same; ++j) same = std::abs(t.rope_freq_factors[j] - factors[j]) <= 1e-6f * factors[j];
+        if (same) {
+            c.rope_orig_ctx = L;
+            break;
+        }
+    }
+    c.rope_freq_factors = std::move(factors);
 }
 
 std::vector<std::string> preset_names() {
@@ -110,6 +172,30 @@ ModelConfig config_from_gguf(const gguf::Metadata& meta, const std::string& path
     arch::GgufKeys keys(meta, a, path);
     f.from_gguf(keys, c);
     keys.check_unread(c);
+    return c;
+}
+
+ModelConfig config_from_gguf(const gguf::Metadata& meta, const std::vector<Tensor>& tensors, const std::string& path) {
+    ModelConfig c = config_from_gguf(meta, path);
+    const Tensor *emb = nullptr, *out = nullptr, *rf = nullptr;
+    for (const Tensor& t : tensors) {
+        if (t.name == "token_embd.weight") emb = &t;
+        if (t.name == "output.weight") out = &t;
+        if (t.name == "rope_freqs.weight") rf = &t;
+    }
+    if (!emb) throw_bad_input("'%s': missing tensor 'token_embd.weight'", path.c_str());
+    if (emb->shape.size() != 2) throw_bad_input("'%s': token_embd.weight must be 2-D", path.c_str());
+    if (c.n_vocab == 0) c.n_vocab = emb->shape[0];
+    c.tied_embeddings = out == nullptr;
+    // Llama 3's RoPE scaling: one divisor per rotated pair (llama.cpp's rope_freqs tensor)
+    if (rf) {
+        const int64_t half = c.n_head > 0 ? c.n_rot() / 2 : 0;
+        if (!c.uses_rope() || rf->dtype != DType::F32 || rf->shape.size() != 1 || rf->shape[0] != half || !rf->data)
+            throw_bad_input("'%s': tensor 'rope_freqs.weight' has type %s and shape %s; a model with %lld rotated pairs needs f32 [%lld]", path.c_str(),
+                            dtype_name(rf->dtype), rf->shape_str().c_str(), static_cast<long long>(half), static_cast<long long>(half));
+        const float* f = static_cast<const float*>(rf->data);
+        set_rope_freq_factors(c, std::vector<float>(f, f + half));
+    }
     return c;
 }
 

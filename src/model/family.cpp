@@ -159,6 +159,20 @@ int64_t GgufKeys::integer(const std::string& key, int64_t def) {
     return v->i;
 }
 
+std::string GgufKeys::string(const std::string& key, const std::string& def) {
+    read_.insert(key);
+    const gguf::Value* v = meta_.find(arch_ + "." + key);
+    if (!v) return def;
+    if (v->type != gguf::Type::STRING) throw_bad_input("'%s': metadata %s.%s must be a string", path_.c_str(), arch_.c_str(), key.c_str());
+    return v->s;
+}
+
+void GgufKeys::refuse(const std::string& key) const {
+    const gguf::Value* v = meta_.find(arch_ + "." + key);
+    throw_bad_input("'%s': metadata %s.%s = %s changes the model's mathematics and is not supported yet", path_.c_str(), arch_.c_str(), key.c_str(),
+                    v ? v->to_string(4).c_str() : "(absent)");
+}
+
 double GgufKeys::number(const std::string& key, double def) {
     read_.insert(key);
     const gguf::Value* v = meta_.find(arch_ + "." + key);
@@ -204,6 +218,14 @@ void read_common_gguf(GgufKeys& k, ModelConfig& c) {
         c.rope_theta = static_cast<float>(k.number("rope.freq_base", 10000.0));
         c.rope_dim = k.integer("rope.dimension_count", 0);
         if (c.n_head > 0 && c.rope_dim == c.n_embd / c.n_head) c.rope_dim = 0;
+        // linear position interpolation (llama.cpp: freq_scale = 1 / factor); other scaling types are refused
+        const std::string type = k.string("rope.scaling.type", "none");
+        if (type == "linear") {
+            c.rope_scaling = RopeScaling::Linear;
+            c.rope_scale = static_cast<float>(k.number("rope.scaling.factor", 1.0));
+        } else if (type != "none") {
+            k.refuse("rope.scaling.type");
+        }
     }
 }
 
@@ -222,6 +244,10 @@ void write_common_gguf(const ModelConfig& c, gguf::Metadata& meta) {
     if (c.uses_rope()) {
         meta.set(a + "rope.freq_base", Value::f32(c.rope_theta));
         meta.set(a + "rope.dimension_count", Value::u32(static_cast<uint32_t>(c.n_rot())));
+        if (c.rope_scaling == RopeScaling::Linear) {
+            meta.set(a + "rope.scaling.type", Value::str("linear"));
+            meta.set(a + "rope.scaling.factor", Value::f32(c.rope_scale));
+        }  // Llama 3's divisors travel as the tensor rope_freqs.weight, as llama.cpp's converter writes them
     }
 }
 

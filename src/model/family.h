@@ -51,6 +51,8 @@ public:
     GgufKeys(const gguf::Metadata& meta, std::string arch, std::string path) : meta_(meta), arch_(std::move(arch)), path_(std::move(path)) {}
     int64_t integer(const std::string& key, int64_t def = -1);  // key without "<arch>."; def < 0: required
     double number(const std::string& key, double def);
+    std::string string(const std::string& key, const std::string& def);
+    [[noreturn]] void refuse(const std::string& key) const;  // "metadata KEY = VALUE changes the model's mathematics …"
     bool has(const std::string& key) const { return meta_.find(arch_ + "." + key) != nullptr; }
     void check_unread(const ModelConfig& c) const;
     const gguf::Metadata& meta() const { return meta_; }

@@ -50,15 +50,20 @@ ModelWeights bind_weights(const ModelConfig& c, const std::function<const Tensor
 }
 
 // θ_j = pos · base^(−2j/d), computed in float as successive powers, the way ggml computes it, so that rounding
-// matches llama.cpp bit for bit where it matters (an f16 KV cache amplifies tiny differences).
+// matches llama.cpp bit for bit where it matters (an f16 KV cache amplifies tiny differences); then, as ggml's
+// rope_yarn without extrapolation: divided by the pair's frequency factor (Llama 3) and multiplied by 1/factor
+// (linear scaling).
 void rope_angles(const ModelConfig& c, int64_t n, const std::function<int64_t(int64_t)>& pos_of, float* cos, float* sin) {
     const int64_t half = c.n_rot() / 2;
     const float theta_scale = std::pow(c.rope_theta, -2.0f / static_cast<float>(c.n_rot()));
+    const float* ff = c.rope_freq_factors.empty() ? nullptr : c.rope_freq_factors.data();
+    const float freq_scale = c.rope_scaling == RopeScaling::Linear ? 1.0f / c.rope_scale : 1.0f;
     for (int64_t i = 0; i < n; ++i) {
         float theta = static_cast<float>(pos_of(i));
         for (int64_t j = 0; j < half; ++j) {
-            cos[i * half + j] = std::cos(theta);
-            sin[i * half + j] = std::sin(theta);
+            const float t = freq_scale * (ff ? theta / ff[j] : theta);
+            cos[i * half + j] = std::cos(t);
+            sin[i * half + j] = std::sin(t);
             theta *= theta_scale;
         }
     }

@@ -282,12 +282,23 @@ void init_random_gguf(const ModelConfig& cfg, DType dtype, uint64_t seed, const 
         t.dtype = shape.size() == 1 ? DType::F32 : dtype;  // norms and biases stay f32, as save_model writes them
         infos.push_back(std::move(t));
     }
+    if (!cfg.rope_freq_factors.empty()) {  // Llama 3's RoPE divisors, as llama.cpp's converter writes them
+        Tensor t;
+        t.name = "rope_freqs.weight";
+        t.shape = {static_cast<int64_t>(cfg.rope_freq_factors.size())};
+        t.dtype = DType::F32;
+        infos.push_back(std::move(t));
+    }
     ThreadPool pool(ThreadPool::default_threads());
     const int64_t piece = 64 * kRandomChunk;  // 4M values (16 MiB of f32) at a time: memory stays bounded
     std::vector<float> buf(static_cast<size_t>(piece));
     std::vector<uint8_t> out(static_cast<size_t>(piece) * 4);
     gguf::write_streaming(path, meta, infos, [&](size_t i, AtomicWriter& w) {
         const Tensor& t = infos[i];
+        if (t.name == "rope_freqs.weight") {
+            w.write(cfg.rope_freq_factors.data(), cfg.rope_freq_factors.size() * sizeof(float));
+            return;
+        }
         const int64_t n = t.numel();
         for (int64_t first = 0; first < n; first += piece) {
             const int64_t m = std::min(piece, n - first);

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Each architecture family against llama.cpp: a small random model of the family (`llmforge init --preset <family>-tiny`,
-# then every bias and norm weight set to random values so that they matter), written as GGUF by llmforge and read by
+# Each architecture family against llama.cpp: a small random model of the family (`llmforge init --preset PRESET`, then
+# every bias and norm weight set to random values so that they matter), written as GGUF by llmforge and read by
 # llama.cpp's llama-perplexity; llmforge perplexity (ggml arithmetic) must print the same values to the digit.
 #
-#   LLAMA_PERPLEXITY=/path/to/llama.cpp/build/bin/llama-perplexity tests/anchor/llamacpp_families.sh [FAMILY...]
+#   LLAMA_PERPLEXITY=/path/to/llama.cpp/build/bin/llama-perplexity tests/anchor/llamacpp_families.sh [PRESET...]
+#
+# Default presets: llama-tiny, llama3-tiny (Llama 3's RoPE scaling: llama.cpp reads its rope_freqs tensor), qwen2-tiny.
 #
 # llama.cpp is an anchor built outside the project from the public snapshot ggerganov/llama.cpp (c392e50, the goldens'
 # commit); nothing of it enters the project. Not part of the default test suite (CI has no llama.cpp build).
@@ -11,14 +13,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 LLAMA=${LLAMA_PERPLEXITY:?set LLAMA_PERPLEXITY to the llama-perplexity binary of llama.cpp}
 BIN=${LLMFORGE_BIN:-build/llmforge}
-families=("$@")
-[ ${#families[@]} -gt 0 ] || families=(llama qwen2)
+presets=("$@")
+[ ${#presets[@]} -gt 0 ] || presets=(llama-tiny llama3-tiny qwen2-tiny)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 head -c 30000 /usr/share/common-licenses/GPL-3 > "$work/text.txt"
 status=0
-for fam in "${families[@]}"; do
-  "$BIN" init --preset "$fam-tiny" --dtype f32 --seed 5 -o "$work/$fam-init.gguf" 2>/dev/null
+for fam in "${presets[@]}"; do
+  "$BIN" init --preset "$fam" --dtype f32 --seed 5 -o "$work/$fam-init.gguf" 2>/dev/null
   "$BIN" convert "$work/$fam-init.gguf" "$work/$fam-hf" 2>/dev/null
   # random norms and biases (init leaves them at 1 and 0)
   /usr/bin/python3 - "$work/$fam-hf/model.safetensors" <<'PY'

@@ -11,6 +11,7 @@ Run: /usr/bin/python3 tests/reference/test_torch_parity.py --bin build/llmforge
 """
 import argparse
 import json
+import math
 import os
 import struct
 import subprocess
@@ -128,13 +129,35 @@ def proj(w, h, name):
     return y + w[name + ".bias"] if name + ".bias" in w else y
 
 
+def rope_inv_freq(cfg, d):
+    """RoPE's inverse frequencies θ^(−2j/d), with transformers' rope_scaling: linear (all divided by the factor) or
+    Llama 3's (long wavelengths divided by the factor, short ones kept, a smooth blend between)."""
+    inv_freq = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
+    rs = cfg.get("rope_scaling")
+    if not rs:
+        return inv_freq
+    kind = rs.get("rope_type", rs.get("type"))
+    if kind == "linear":
+        return inv_freq / rs["factor"]
+    assert kind == "llama3", kind
+    factor, low, high = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
+    old = rs["original_max_position_embeddings"]
+    low_wavelen, high_wavelen = old / low, old / high
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (old / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+    return torch.where(medium, smoothed, scaled)
+
+
 def llama_forward(w, cfg, tokens, hidden=False):
     """LLaMA's block and the families built on it (Qwen 2: biases on q, k, v; tied output where lm_head is absent)."""
     C, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     d = C // H
     T = len(tokens)
     eps = cfg["rms_norm_eps"]
-    inv_freq = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
+    inv_freq = rope_inv_freq(cfg, d)
     freqs = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq[None, :]
     emb = torch.cat((freqs, freqs), dim=-1)
     cos, sin = emb.cos()[None], emb.sin()[None]  # (1, T, d)
@@ -193,6 +216,25 @@ def make_llama(seed):
     return cfg, w, llama_forward
 
 
+def make_llama3(seed):
+    """Llama 3.x: Llama 3's RoPE scaling (an original context of 32 positions, so that every kind of pair — kept,
+    blended, divided — occurs in 16-dim heads at these lengths) and, as 3.2's 1B and 3B, the output tied."""
+    cfg, w, forward = make_llama(seed)
+    cfg.update({"rope_theta": 10000.0, "tie_word_embeddings": True, "max_position_embeddings": 256,
+                "num_attention_heads": 4, "num_key_value_heads": 2,
+                "rope_scaling": {"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                 "original_max_position_embeddings": 32}})
+    del w["lm_head.weight"]
+    C, H, KV = cfg["hidden_size"], 4, 2
+    d = C // H
+    g = torch.Generator().manual_seed(seed + 1)
+    for l in range(cfg["num_hidden_layers"]):  # k, v for 2 KV heads of 16 dims
+        p = f"model.layers.{l}."
+        w[p + "self_attn.k_proj.weight"] = torch.randn(KV * d, C, generator=g) * 0.1
+        w[p + "self_attn.v_proj.weight"] = torch.randn(KV * d, C, generator=g) * 0.1
+    return cfg, w, forward
+
+
 def make_qwen2(seed):
     """Qwen 2 / 2.5: biases on q, k, v; the output tied to the token embedding (as the 0.5B–3B checkpoints)."""
     g = torch.Generator().manual_seed(seed)
@@ -236,7 +278,7 @@ def main():
     args = ap.parse_args()
     rng = np.random.default_rng(1234)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, maker in (("gpt2", make_gpt2), ("llama-gqa", make_llama), ("qwen2", make_qwen2)):
+        for name, maker in (("gpt2", make_gpt2), ("llama-gqa", make_llama), ("llama3", make_llama3), ("qwen2", make_qwen2)):
             cfg, w, forward = maker(7)
             d = write_model_dir(os.path.join(tmp, name), cfg, w)
             w64 = {k: v.to(torch.float64) for k, v in w.items()}
@@ -298,7 +340,7 @@ def main():
             subprocess.run([args.bin, "convert", os.path.join(tmp, f"{name}-f32.gguf"), back], check=True, capture_output=True)
             e = rel_err(llmforge_logits(args.bin, back, tokens), ref)
             check(f"{name} GGUF -> safetensors round trip vs PyTorch", e <= 1e-4, f"rel err {e:.2e}")
-            if name.startswith("llama"):
+            if name == "llama-gqa":  # (llama2.c's format has no RoPE scaling)
                 b = os.path.join(tmp, "l2c", "model.bin")
                 os.makedirs(os.path.dirname(b))
                 subprocess.run([args.bin, "convert", d, b], check=True, capture_output=True)

@@ -300,7 +300,7 @@ TEST(Cli, ModelsWithUnsupportedMathematicsAreRefused) {
             return std::string(e.what());
         }
     };
-    EXPECT_NE(with(R"("rope_scaling": {"rope_type": "llama3", "factor": 8.0})").find("\"rope_scaling\""), std::string::npos);
+    EXPECT_NE(with(R"("rope_scaling": {"rope_type": "longrope", "factor": 8.0})").find("\"rope_scaling\""), std::string::npos);
     EXPECT_NE(with(R"("sliding_window": 16)").find("\"sliding_window\""), std::string::npos);
     EXPECT_EQ(with(R"("sliding_window": 4096)"), "loaded");  // a window longer than the context changes nothing
     EXPECT_EQ(with(R"("sliding_window": 16, "use_sliding_window": false)"), "loaded");

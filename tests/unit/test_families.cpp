@@ -18,8 +18,8 @@ using namespace llmforge;
 // (Qwen2.5-0.5B has 494,032,768 parameters, published as "0.49B").
 TEST(Families, PresetsMatchPublishedSizes) {
     const std::pair<const char*, const char*> published[] = {
-        {"qwen2.5-0.5b", "0.49"},  // billions; Qwen2.5 technical report, table 1, and the model card
-        {"qwen2.5-7b", "7.62"},    // the Qwen2.5 technical report
+        // billions, as the model cards print them
+        {"qwen2.5-0.5b", "0.49"}, {"qwen2.5-7b", "7.62"}, {"llama3.1-8b", "8.03"}, {"llama3.2-1b", "1.24"}, {"llama3.2-3b", "3.21"},
     };
     for (const auto& [name, figure] : published) {
         const double got = static_cast<double>(preset(name).n_params()) / 1e9, n = std::stod(figure);
@@ -37,6 +37,7 @@ std::string describe(const ModelConfig& c) {
     return nlohmann::json{{"arch", c.arch}, {"norm", static_cast<int>(c.norm)}, {"eps", c.norm_eps}, {"learned", c.learned_positions},
                           {"theta", c.rope_theta}, {"rope_dim", c.n_rot()}, {"fused", c.fused_qkv}, {"qkv_bias", c.qkv_bias},
                           {"out_bias", c.out_bias}, {"mlp", static_cast<int>(c.mlp)}, {"mlp_bias", c.mlp_bias}, {"tied", c.tied_embeddings},
+                          {"rope_scaling", static_cast<int>(c.rope_scaling)}, {"rope_scale", c.rope_scale}, {"rope_factors", c.rope_freq_factors},
                           {"params", c.n_params()}}
         .dump();
 }

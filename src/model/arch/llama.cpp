@@ -4,6 +4,7 @@
 // Rotary positions on queries and keys, grouped-query attention (n_head_kv ≤ n_head), no biases, output untied.
 // llama.cpp's converter permutes Wq/Wk rows to interleaved RoPE pairs in GGUF; Hugging Face keeps rotate_half's.
 #include "llmforge/error.h"
+#include "llmforge/model.h"
 #include "model/family.h"
 
 namespace llmforge::arch {
@@ -37,14 +38,52 @@ public:
         c.rope_style = RopeStyle::Half;
         const std::string act = j.string("hidden_act", "silu");
         if (act != "silu" && act != "swish") j.refuse("hidden_act", "only SiLU gates");
+        read_rope_scaling(j, c);
+    }
+
+    // rope_scaling: Llama 3's (rope_type "llama3") and linear interpolation; others are refused
+    static void read_rope_scaling(HfConfig& j, ModelConfig& c) {
+        const nlohmann::json& rs = j.raw("rope_scaling");
+        if (rs.is_null()) return;
+        if (!rs.is_object()) j.refuse("rope_scaling", "not an object");
+        const std::string type = rs.value("rope_type", rs.value("type", std::string()));
+        auto num = [&](const char* key, double def) {
+            if (!rs.contains(key)) return def;
+            if (!rs[key].is_number()) j.refuse("rope_scaling", "a field that is not a number");
+            return rs[key].get<double>();
+        };
+        if (type == "default") return;
+        if (type == "linear") {
+            c.rope_scaling = RopeScaling::Linear;
+            c.rope_scale = static_cast<float>(num("factor", 0));
+            if (!(c.rope_scale > 0)) j.refuse("rope_scaling", "a linear scaling without a positive factor");
+        } else if (type == "llama3") {
+            const double orig = num("original_max_position_embeddings", 8192);
+            try {
+                set_llama3_rope(c, static_cast<float>(num("factor", 8)), static_cast<float>(num("low_freq_factor", 1)),
+                                static_cast<float>(num("high_freq_factor", 4)), static_cast<int64_t>(orig));
+            } catch (const Error&) {
+                j.refuse("rope_scaling", "Llama 3 scaling with invalid factors");
+            }
+        } else {
+            j.refuse("rope_scaling", "scaled rotary positions of this type (linear and llama3 are supported)");
+        }
     }
 
     nlohmann::json to_hf(const ModelConfig& c) const override {
-        return {{"model_type", "llama"}, {"architectures", {"LlamaForCausalLM"}}, {"hidden_size", c.n_embd},
-                {"intermediate_size", c.n_ff}, {"num_hidden_layers", c.n_layer}, {"num_attention_heads", c.n_head},
-                {"num_key_value_heads", c.n_head_kv}, {"max_position_embeddings", c.n_ctx}, {"vocab_size", c.n_vocab},
-                {"rms_norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta}, {"hidden_act", "silu"},
-                {"tie_word_embeddings", c.tied_embeddings}, {"torch_dtype", "float32"}};
+        nlohmann::json j = {{"model_type", "llama"}, {"architectures", {"LlamaForCausalLM"}}, {"hidden_size", c.n_embd},
+                            {"intermediate_size", c.n_ff}, {"num_hidden_layers", c.n_layer}, {"num_attention_heads", c.n_head},
+                            {"num_key_value_heads", c.n_head_kv}, {"max_position_embeddings", c.n_ctx}, {"vocab_size", c.n_vocab},
+                            {"rms_norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta}, {"hidden_act", "silu"},
+                            {"tie_word_embeddings", c.tied_embeddings}, {"torch_dtype", "float32"}};
+        if (c.rope_scaling == RopeScaling::Linear) j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_scale}};
+        if (c.rope_scaling == RopeScaling::Llama3) {
+            if (c.rope_orig_ctx <= 0)
+                throw_bad_input("this model's RoPE frequency factors are not Llama 3's form: config.json cannot express them (keep it as GGUF)");
+            j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", c.rope_scale}, {"low_freq_factor", c.rope_low_freq},
+                                 {"high_freq_factor", c.rope_high_freq}, {"original_max_position_embeddings", c.rope_orig_ctx}};
+        }
+        return j;
     }
 
     std::string hf_tensor_name(const std::string& g, bool* transpose) const override {
@@ -57,14 +96,31 @@ public:
     }
 
     // Sizes from the published configurations: TinyLlama-1.1B (its HF config.json), Llama 2 (Touvron et al. 2023, HF
-    // config.json); llama-tiny and llama-small (llama2.c's stories15M shape) for tests and demos.
+    // config.json), Llama 3.1 8B and Llama 3.2 1B/3B (meta-llama's config.json files: θ = 500000, rope_scaling llama3
+    // with factor 8 (3.1) or 32 (3.2), low 1, high 4, 8192 original positions; 3.2 ties the output); llama-tiny and
+    // llama-small (llama2.c's stories15M shape) for tests and demos, llama3-tiny with Llama 3's scaling for tests.
     std::vector<ModelConfig> presets() const override {
         auto l = [&](const char* n, int64_t C, int64_t F, int64_t L, int64_t H, int64_t KV, int64_t ctx, int64_t vocab = 32000) {
             return sized(*this, n, C, F, L, H, KV, ctx, vocab);
         };
-        return {l("tinyllama-1.1b", 2048, 5632, 22, 32, 4, 2048), l("llama2-7b", 4096, 11008, 32, 32, 32, 4096),
-                l("llama2-13b", 5120, 13824, 40, 40, 40, 4096),   l("llama2-70b", 8192, 28672, 80, 64, 8, 4096),
-                l("llama-tiny", 64, 172, 5, 8, 4, 512, 512),      l("llama-small", 288, 768, 6, 6, 6, 256, 32000)};
+        auto l3 = [&](const char* n, int64_t C, int64_t F, int64_t L, int64_t H, int64_t KV, int64_t ctx, int64_t vocab, float theta, bool tied,
+                      float factor, int64_t orig) {
+            ModelConfig c = sized(*this, n, C, F, L, H, KV, ctx, vocab);
+            c.rope_theta = theta;
+            c.tied_embeddings = tied;
+            set_llama3_rope(c, factor, 1.0f, 4.0f, orig);
+            return c;
+        };
+        return {l("tinyllama-1.1b", 2048, 5632, 22, 32, 4, 2048),
+                l("llama2-7b", 4096, 11008, 32, 32, 32, 4096),
+                l("llama2-13b", 5120, 13824, 40, 40, 40, 4096),
+                l("llama2-70b", 8192, 28672, 80, 64, 8, 4096),
+                l3("llama3.1-8b", 4096, 14336, 32, 32, 8, 131072, 128256, 500000.0f, false, 8.0f, 8192),
+                l3("llama3.2-1b", 2048, 8192, 16, 32, 8, 131072, 128256, 500000.0f, true, 32.0f, 8192),
+                l3("llama3.2-3b", 3072, 8192, 28, 24, 8, 131072, 128256, 500000.0f, true, 32.0f, 8192),
+                l("llama-tiny", 64, 172, 5, 8, 4, 512, 512),
+                l("llama-small", 288, 768, 6, 6, 6, 256, 32000),
+                l3("llama3-tiny", 64, 172, 3, 4, 2, 256, 512, 10000.0f, true, 4.0f, 32)};
     }
 };
 
