@@ -2,8 +2,8 @@
 # No regression: this build's llmforge against an older llmforge binary (the one from before a refactoring), side by
 # side in one run. Inference: `llmforge bench` on TinyLlama-1.1B-shaped random GGUF files, f32 and f16, mapped and
 # read into memory (--no-mmap), prompt processing of 128 tokens and generation of 64 (bench_vs_llamacpp.sh's cells).
-# Training: `llmforge pretrain` on bench_train.sh's GPT-2-style model, fp32 and bf16 products, tokens/s over 10 steps
-# after 3 warm-up steps. ROUNDS rounds (default 3), the two binaries alternating which goes first; the table gives the
+# Training: `llmforge pretrain` on bench_train.sh's GPT-2-style model, fp32 and bf16 products, tokens/s over
+# TRAIN_STEPS (default 10) steps after 3 warm-up steps. ROUNDS rounds (default 3), the two binaries alternating which goes first; the table gives the
 # median over rounds of each binary's figure and of the per-round ratios (new ÷ old). Run alone on the machine.
 #
 #   git worktree add /tmp/old <commit> && cmake -S /tmp/old -B /tmp/old/build -DLLMFORGE_BUILD_TESTS=OFF &&
@@ -20,7 +20,8 @@ REPS=${REPS:-2}
 THREADS=${THREADS:-2}
 BENCH_DIR=${BENCH_DIR:-/tmp/llmforge-bench}
 SKIP_TRAIN=${SKIP_TRAIN:-0}
-DTYPES=${DTYPES:-f32 f16}  # the weight types of the inference cells (f32 decoding is slow: DTYPES=f16 for a quicker run)
+TRAIN_STEPS=${TRAIN_STEPS:-10}  # measured training steps per run (after 3 warm-up steps)
+DTYPES=${DTYPES-f32 f16}  # the weight types of the inference cells (f32 decoding is slow: DTYPES=f16 for a quicker run; DTYPES= for training only)
 mkdir -p "$BENCH_DIR"
 for dt in $DTYPES; do
   f="$BENCH_DIR/tinyllama-1.1b-$dt.gguf"
@@ -36,7 +37,7 @@ fi
 model=(--preset gpt2-tiny --layers 6 --d-model 384 --heads 6 --d-ff 1536 --batch-size 8 --seq-len 256 -t "$THREADS")
 train_tps() {  # binary precision → tokens/s over the steps after 3 warm-up steps
   rm -rf "$work/vs_old_run"
-  "$1" pretrain "${model[@]}" --data "$work/data" -o "$work/vs_old_run" --steps 13 --eval-every 0 --save-every 0 --warmup 1 \
+  "$1" pretrain "${model[@]}" --data "$work/data" -o "$work/vs_old_run" --steps $((TRAIN_STEPS + 3)) --eval-every 0 --save-every 0 --warmup 1 \
     --precision "$2" -q >/dev/null
   /usr/bin/python3 -c "
 import json

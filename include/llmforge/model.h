@@ -48,6 +48,7 @@ struct ModelConfig {
     int64_t n_layer = 0;
     int64_t n_head = 0;
     int64_t n_head_kv = 0;  // < n_head: grouped-query attention
+    int64_t n_head_dim = 0; // a head's width; 0: n_embd / n_head (the queries' width n_head · head_dim may differ from n_embd)
     // ---- the block description
     NormKind norm = NormKind::RMSNorm;
     float norm_eps = 1e-5f;
@@ -63,6 +64,7 @@ struct ModelConfig {
     bool fused_qkv = false;  // one attn_qkv projection [3C, C] instead of attn_q, attn_k, attn_v
     bool qkv_bias = false;   // biases on the query, key and value projections
     bool out_bias = false;   // a bias on the attention output projection
+    bool qk_norm = false;    // each head's query and key RMS-normalised (weights [head_dim]) before RoPE
     MlpKind mlp = MlpKind::SwiGLU;
     bool mlp_bias = false;   // biases on the MLP's projections
     bool tied_embeddings = false;  // the output projection is the token embedding
@@ -70,7 +72,8 @@ struct ModelConfig {
     bool uses_rope() const { return !learned_positions; }
     bool gated_mlp() const { return mlp == MlpKind::SwiGLU; }
     bool norm_bias() const { return norm == NormKind::LayerNorm; }  // LayerNorm has a bias, RMSNorm none
-    int64_t head_dim() const { return n_head ? n_embd / n_head : 0; }
+    int64_t head_dim() const { return n_head_dim ? n_head_dim : n_head ? n_embd / n_head : 0; }
+    int64_t q_dim() const { return head_dim() * n_head; }  // the queries' (and the attention output's) width
     int64_t kv_dim() const { return head_dim() * n_head_kv; }
     int64_t n_rot() const { return rope_dim ? rope_dim : head_dim(); }
     // Parameter count from the shapes (the output matrix is counted once when tied).

@@ -41,6 +41,8 @@ std::string block_summary(const ModelConfig& c) {
     std::string s = c.norm == NormKind::LayerNorm ? "LayerNorm" : "RMSNorm";
     s += c.learned_positions ? ", learned positions" : ", RoPE";
     s += c.fused_qkv ? ", fused QKV" : ", separate Q/K/V";
+    if (c.qk_norm) s += ", QK-norm";
+    if (c.n_head_dim) s += ", heads of " + std::to_string(c.n_head_dim) + " (queries " + std::to_string(c.q_dim()) + " wide)";
     s += c.gated_mlp() ? ", SwiGLU MLP" : ", GELU MLP";
     std::string biases;
     if (c.qkv_bias) biases += "QKV";

@@ -17,7 +17,7 @@ std::vector<std::string> family_names() {
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> expected_tensors(const ModelConfig& c) {
     std::vector<std::pair<std::string, std::vector<int64_t>>> t;
-    const int64_t C = c.n_embd, F = c.n_ff, V = c.n_vocab, KV = c.kv_dim();
+    const int64_t C = c.n_embd, F = c.n_ff, V = c.n_vocab, KV = c.kv_dim(), Q = c.q_dim(), HD = c.head_dim();
     // a weight (and its bias, where the description gives it one)
     auto add = [&](const std::string& name, std::vector<int64_t> shape, bool bias) {
         const int64_t rows = shape[0];
@@ -30,13 +30,17 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> expected_tensors(const
         const std::string p = "blk." + std::to_string(l) + ".";
         add(p + "attn_norm", {C}, c.norm_bias());
         if (c.fused_qkv) {
-            add(p + "attn_qkv", {C + 2 * KV, C}, c.qkv_bias);
+            add(p + "attn_qkv", {Q + 2 * KV, C}, c.qkv_bias);
         } else {
-            add(p + "attn_q", {C, C}, c.qkv_bias);
+            add(p + "attn_q", {Q, C}, c.qkv_bias);
             add(p + "attn_k", {KV, C}, c.qkv_bias);
             add(p + "attn_v", {KV, C}, c.qkv_bias);
         }
-        add(p + "attn_output", {C, C}, c.out_bias);
+        if (c.qk_norm) {
+            add(p + "attn_q_norm", {HD}, false);
+            add(p + "attn_k_norm", {HD}, false);
+        }
+        add(p + "attn_output", {C, Q}, c.out_bias);
         add(p + "ffn_norm", {C}, c.norm_bias());
         if (c.gated_mlp()) add(p + "ffn_gate", {F, C}, c.mlp_bias);
         add(p + "ffn_up", {F, C}, c.mlp_bias);
@@ -66,7 +70,8 @@ void ModelConfig::validate() const {
     if (n_embd <= 0 || n_embd > kMax) bad("n_embd", n_embd);
     if (n_ff <= 0 || n_ff > kMax) bad("n_ff", n_ff);
     if (n_layer <= 0 || n_layer > 4096) bad("n_layer", n_layer);
-    if (n_head <= 0 || n_embd % n_head != 0) bad("n_head (must divide n_embd)", n_head);
+    if (n_head <= 0 || (n_head_dim == 0 && n_embd % n_head != 0)) bad("n_head (must divide n_embd)", n_head);
+    if (n_head_dim < 0 || n_head_dim > 4096) bad("head_dim", n_head_dim);
     if (n_head_kv <= 0 || n_head % n_head_kv != 0) bad("n_head_kv (must divide n_head)", n_head_kv);
     if (uses_rope()) {
         if (n_rot() <= 0 || n_rot() > head_dim() || n_rot() % 2) bad("rope dimension", n_rot());

@@ -212,12 +212,17 @@ void read_common_gguf(GgufKeys& k, ModelConfig& c) {
     c.n_head = k.integer("attention.head_count");
     c.n_head_kv = k.integer("attention.head_count_kv", c.n_head);
     c.n_vocab = k.integer("vocab_size", 0);  // filled from the token embedding when absent
+    // a head's width where it is not n_embd / n_head (llama.cpp: attention.key_length = value_length)
+    const int64_t kl = k.integer("attention.key_length", 0), vl = k.integer("attention.value_length", kl);
+    if (kl != vl) throw_bad_input("'%s': keys of %lld and values of %lld dimensions per head are not supported", k.path().c_str(), static_cast<long long>(kl),
+                                  static_cast<long long>(vl));
+    if (kl > 0 && !(c.n_head > 0 && c.n_embd % c.n_head == 0 && kl == c.n_embd / c.n_head)) c.n_head_dim = kl;
     if (c.norm == NormKind::LayerNorm) c.norm_eps = static_cast<float>(k.number("attention.layer_norm_epsilon", 1e-5));
     else c.norm_eps = static_cast<float>(k.number("attention.layer_norm_rms_epsilon", 1e-5));
     if (c.uses_rope()) {
         c.rope_theta = static_cast<float>(k.number("rope.freq_base", 10000.0));
         c.rope_dim = k.integer("rope.dimension_count", 0);
-        if (c.n_head > 0 && c.rope_dim == c.n_embd / c.n_head) c.rope_dim = 0;
+        if (c.n_head > 0 && c.rope_dim == c.head_dim()) c.rope_dim = 0;
         // linear position interpolation (llama.cpp: freq_scale = 1 / factor); other scaling types are refused
         const std::string type = k.string("rope.scaling.type", "none");
         if (type == "linear") {
@@ -239,6 +244,10 @@ void write_common_gguf(const ModelConfig& c, gguf::Metadata& meta) {
     meta.set(a + "attention.head_count", Value::u32(static_cast<uint32_t>(c.n_head)));
     meta.set(a + "attention.head_count_kv", Value::u32(static_cast<uint32_t>(c.n_head_kv)));
     meta.set(a + "vocab_size", Value::u32(static_cast<uint32_t>(c.n_vocab)));
+    if (c.n_head_dim) {
+        meta.set(a + "attention.key_length", Value::u32(static_cast<uint32_t>(c.n_head_dim)));
+        meta.set(a + "attention.value_length", Value::u32(static_cast<uint32_t>(c.n_head_dim)));
+    }
     if (c.norm == NormKind::LayerNorm) meta.set(a + "attention.layer_norm_epsilon", Value::f32(c.norm_eps));
     else meta.set(a + "attention.layer_norm_rms_epsilon", Value::f32(c.norm_eps));
     if (c.uses_rope()) {
@@ -262,7 +271,8 @@ namespace {
 const std::pair<const char*, const char*> kLlamaLayerNames[] = {
     {"attn_norm", "input_layernorm"}, {"attn_q", "self_attn.q_proj"},   {"attn_k", "self_attn.k_proj"},
     {"attn_v", "self_attn.v_proj"},   {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
-    {"ffn_gate", "mlp.gate_proj"},    {"ffn_up", "mlp.up_proj"},         {"ffn_down", "mlp.down_proj"}};
+    {"ffn_gate", "mlp.gate_proj"},    {"ffn_up", "mlp.up_proj"},         {"ffn_down", "mlp.down_proj"},
+    {"attn_q_norm", "self_attn.q_norm"}, {"attn_k_norm", "self_attn.k_norm"}};
 
 // "name.weight" → ("name", ".weight"); "" suffix if neither
 std::pair<std::string, std::string> split_suffix(const std::string& n) {

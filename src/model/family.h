@@ -56,6 +56,7 @@ public:
     bool has(const std::string& key) const { return meta_.find(arch_ + "." + key) != nullptr; }
     void check_unread(const ModelConfig& c) const;
     const gguf::Metadata& meta() const { return meta_; }
+    const std::string& path() const { return path_; }
 
 private:
     const gguf::Metadata& meta_;

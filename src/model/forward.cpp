@@ -27,6 +27,10 @@ ModelWeights bind_weights(const ModelConfig& c, const std::function<const Tensor
             b.bk = bias(c.qkv_bias, p + "attn_k");
             b.bv = bias(c.qkv_bias, p + "attn_v");
         }
+        if (c.qk_norm) {
+            b.q_norm = get(p + "attn_q_norm.weight");
+            b.k_norm = get(p + "attn_k_norm.weight");
+        }
         b.wo = get(p + "attn_output.weight");
         b.bo = bias(c.out_bias, p + "attn_output");
         b.ffn_norm = get(p + "ffn_norm.weight");
@@ -72,24 +76,30 @@ void rope_angles(const ModelConfig& c, int64_t n, const std::function<int64_t(in
 void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const LinearFn& linear, int64_t n,
                     const AttentionSource& att, const float* rope_cos, const float* rope_sin,
                     const std::function<LayerBuffers(int64_t layer)>& buffers) {
-    const int64_t C = c.n_embd, KV = c.kv_dim(), F = c.n_ff, QKV = C + 2 * KV;
-    const backend::AttentionShape shape{c.n_head, c.n_head_kv, c.head_dim()};
+    const int64_t C = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, QKV = Q + 2 * KV, HD = c.head_dim();
+    const backend::AttentionShape shape{c.n_head, c.n_head_kv, HD};
     for (int64_t l = 0; l < c.n_layer; ++l) {
         const BlockWeights& W = w.blocks[static_cast<size_t>(l)];
         const LayerBuffers b = buffers(l);
         // ---- attention sub-layer: x_mid = x + W_o · softmax(q kᵀ / √d) v, q, k, v projections of Norm(x)
         be.norm(b.x, b.ln1, n, C, c.norm, c.norm_eps, *W.attn_norm, W.attn_norm_b, b.mean1, b.rstd1);
+        float* q = c.qk_norm ? b.q_raw : b.q;  // the projections (normalised into q, k below)
+        float* k = c.qk_norm ? b.k_raw : b.k;
         if (c.fused_qkv) {
-            linear(b.ln1, b.qkv, n, W.wqkv, W.bqkv);  // [n, C + 2KV] = q | k | v
+            linear(b.ln1, b.qkv, n, W.wqkv, W.bqkv);  // [n, Q + 2KV] = q | k | v
             for (int64_t i = 0; i < n; ++i) {
-                std::copy_n(b.qkv + i * QKV, C, b.q + i * C);
-                std::copy_n(b.qkv + i * QKV + C, KV, b.k + i * KV);
-                std::copy_n(b.qkv + i * QKV + C + KV, KV, b.v + i * KV);
+                std::copy_n(b.qkv + i * QKV, Q, q + i * Q);
+                std::copy_n(b.qkv + i * QKV + Q, KV, k + i * KV);
+                std::copy_n(b.qkv + i * QKV + Q + KV, KV, b.v + i * KV);
             }
         } else {
-            linear(b.ln1, b.q, n, W.wq, W.bq);  // [n, C]
-            linear(b.ln1, b.k, n, W.wk, W.bk);  // [n, KV]
+            linear(b.ln1, q, n, W.wq, W.bq);    // [n, Q]
+            linear(b.ln1, k, n, W.wk, W.bk);    // [n, KV]
             linear(b.ln1, b.v, n, W.wv, W.bv);  // [n, KV]
+        }
+        if (c.qk_norm) {  // RMSNorm over each head's head_dim values: rows of HD
+            be.norm(q, b.q, n * c.n_head, HD, NormKind::RMSNorm, c.norm_eps, *W.q_norm, nullptr, nullptr, b.rstd_q);
+            be.norm(k, b.k, n * c.n_head_kv, HD, NormKind::RMSNorm, c.norm_eps, *W.k_norm, nullptr, nullptr, b.rstd_k);
         }
         if (c.uses_rope()) {
             be.rope(b.q, n, c.n_head, c.head_dim(), c.n_rot(), c.rope_style, rope_cos, rope_sin);

@@ -3,8 +3,10 @@
 // tokens, every intermediate kept for the backward pass).
 //
 // Each block (pre-norm):  x_mid = x + W_o · Attention(Norm(x));   x_out = x_mid + MLP(Norm(x_mid))
-// with what the block description says: LayerNorm or RMSNorm; fused or separate Q/K/V with or without biases; RoPE
-// or learned positions; a GELU or gated (SwiGLU) MLP.
+// with what the block description says: LayerNorm or RMSNorm; fused or separate Q/K/V with or without biases, each
+// head's query and key RMS-normalised or not; RoPE (scaled or not) or learned positions; a GELU or gated (SwiGLU) MLP.
+// Shapes: n rows, C = n_embd, Q = n_head · head_dim (the queries' width; C unless the family decouples them),
+// KV = n_head_kv · head_dim, F = n_ff.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -19,6 +21,7 @@ namespace llmforge {
 // The weights one block reads, as its description names them (biases null where it has none).
 struct BlockWeights {
     const Tensor *attn_norm, *attn_norm_b, *wq, *wk, *wv, *bq, *bk, *bv, *wqkv, *bqkv, *wo, *bo;
+    const Tensor *q_norm, *k_norm;  // QK-norm weights [head_dim]
     const Tensor *ffn_norm, *ffn_norm_b, *w_gate, *b_gate, *w_up, *b_up, *w_down, *b_down;
 };
 struct ModelWeights {
@@ -33,10 +36,12 @@ ModelWeights bind_weights(const ModelConfig& c, const std::function<const Tensor
 struct LayerBuffers {
     float* x;                         // [n, C] the residual stream entering the block
     float *ln1, *mean1, *rstd1;       // [n, C], [n], [n]: the attention's normalised input (statistics: null if not kept)
-    float *q, *k, *v;                 // [n, C], [n, KV], [n, KV] after RoPE
-    float* qkv;                       // [n, C + 2KV]: a fused projection's output
+    float *q, *k, *v;                 // [n, Q], [n, KV], [n, KV] after RoPE
+    float *q_raw, *k_raw;             // QK-norm: the projections before it ([n, Q], [n, KV]; == q, k: in place)
+    float *rstd_q, *rstd_k;           // QK-norm: each head's reciprocal root ([n · H], [n · HKV]; null: not kept)
+    float* qkv;                       // [n, Q + 2KV]: a fused projection's output
     float* probs;                     // [B, H, T, T] attention probabilities (training)
-    float* atty;                      // [n, C] attention output before W_o
+    float* atty;                      // [n, Q] attention output before W_o
     float* x_mid;                     // [n, C] after the attention sub-layer (== x: in place)
     float *ln2, *mean2, *rstd2;       // the MLP's normalised input
     float *fa, *fb, *fact;            // [n, F]: up or gate pre-activation; up (gated) or tanh (GELU, training); activation

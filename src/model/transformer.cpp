@@ -24,7 +24,7 @@ Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, in
     // What the buffers take: the K and V caches, and f32 activations for a batch of B rows (x, h, q, att, k, v, the
     // MLP's two, a fused qkv) plus the per-thread attention scratch. Refuse, naming the sizes, what cannot fit.
     const int64_t B = std::max<int64_t>(std::min(std::max<int64_t>(1, n_batch), n_ctx), n_seq);
-    const int64_t C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, QKV = C + 2 * KV;
+    const int64_t C = std::max(cfg_.n_embd, cfg_.q_dim()), KV = cfg_.kv_dim(), F = cfg_.n_ff, QKV = cfg_.q_dim() + 2 * KV;
     const double gib = 1024.0 * 1024.0 * 1024.0;
     const double kv_bytes = KVCache::bytes(cfg_, n_ctx, n_seq, kv_type);
     const double act_bytes = 4.0 * (static_cast<double>(B) * static_cast<double>(4 * C + 2 * KV + 2 * F + (cfg_.fused_qkv ? QKV : 0)) +
@@ -70,11 +70,11 @@ void Transformer::setup(int64_t n_batch) {
     try {
         x_.resize(B * C);
         h_.resize(B * C);
-        q_.resize(B * C);
+        q_.resize(B * std::max(C, cfg_.q_dim()));  // queries, and the rows gathered for the logits
         k_.resize(B * KV);
         v_.resize(B * KV);
-        if (c.fused_qkv) qkv_.resize(B * (C + 2 * KV));
-        att_.resize(B * C);
+        if (c.fused_qkv) qkv_.resize(B * (cfg_.q_dim() + 2 * KV));
+        att_.resize(B * cfg_.q_dim());
         ff_a_.resize(B * F);
         ff_b_.resize(B * F);
         rope_cos_.resize(B * cfg_.n_rot() / 2);
@@ -164,9 +164,16 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
     if (cfg_.uses_rope()) rope_angles(cfg_, n, [&](int64_t i) { return rows.pos_of(i); }, rope_cos_.data(), rope_sin_.data());
 
     // The blocks, in place on x, every layer in the same scratch.
-    const LayerBuffers scratch{x,           h,       nullptr, nullptr, q_.data(),  k_.data(), v_.data(), qkv_.data(), nullptr,
-                               att_.data(), x,       h,       nullptr, nullptr,    ff_a_.data(), ff_b_.data(), ff_a_.data(), x,
-                               h};
+    LayerBuffers scratch{};
+    scratch.x = scratch.x_mid = scratch.x_out = x;
+    scratch.ln1 = scratch.ln2 = scratch.h = h;
+    scratch.q = scratch.q_raw = q_.data();  // QK-norm in place
+    scratch.k = scratch.k_raw = k_.data();
+    scratch.v = v_.data();
+    scratch.qkv = qkv_.data();
+    scratch.atty = att_.data();
+    scratch.fa = scratch.fact = ff_a_.data();  // the activation in place
+    scratch.fb = ff_b_.data();
     AttentionSource src;
     src.cache = &kv;
     src.rows = rows;

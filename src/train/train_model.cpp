@@ -17,7 +17,7 @@ namespace llmforge {
 struct TrainableModel::Layer {
     // offsets into the parameter buffer, kNone for what the block description does not have (fused qkv or separate
     // q/k/v; the gate of a gated MLP; biases)
-    size_t norm1, norm1_b, qkv, bqkv, q, k, v, bq, bk, bv, o, bo, norm2, norm2_b, gate, b_gate, up, b_up, down, b_down;
+    size_t norm1, norm1_b, qkv, bqkv, q, k, v, bq, bk, bv, q_norm, k_norm, o, bo, norm2, norm2_b, gate, b_gate, up, b_up, down, b_down;
 };
 
 struct TrainableModel::Acts {
@@ -25,15 +25,17 @@ struct TrainableModel::Acts {
     std::vector<float> x_mid;             // [L, N, C] after the attention sub-layer
     std::vector<float> ln1, ln2;          // [L, N, C] normalised inputs of the two sub-layers
     std::vector<float> ln1_mean, ln1_rstd, ln2_mean, ln2_rstd;  // [L, N]
-    std::vector<float> q, k, v;           // [L, N, C], [L, N, KV], [L, N, KV] (after RoPE)
+    std::vector<float> q, k, v;           // [L, N, Q], [L, N, KV], [L, N, KV] (after RoPE); Q = n_head · head_dim
+    std::vector<float> q_raw, k_raw;      // QK-norm: the projections before it, [L, N, Q], [L, N, KV]
+    std::vector<float> rstd_q, rstd_k;    // QK-norm: each head's 1/rms, [L, N·H], [L, N·HKV]
     std::vector<float> att;               // [L, B, H, T, T] attention probabilities (row t uses columns 0..t)
-    std::vector<float> atty;              // [L, N, C] attention output before the projection
+    std::vector<float> atty;              // [L, N, Q] attention output before the projection
     std::vector<float> fa, fb, fact;      // [L, N, F] MLP: pre-activation (GPT-2 up / LLaMA gate), LLaMA up, activation
     std::vector<float> lnf, lnf_mean, lnf_rstd;  // [N, C], [N], [N]
     std::vector<float> logits;            // [N, V]: logits → probabilities (forward) → d logits (backward)
     std::vector<float> losses;            // [N]
     // backward scratch
-    std::vector<float> dx, dres, dln, dq, dk, dv, datty, dfa, dfb, dfact, dqkv, tmp1;
+    std::vector<float> dx, dres, dln, dq, dk, dv, dq_raw, dk_raw, datty, dfa, dfb, dfact, dqkv, tmp1;
 };
 
 using kernels::Precision;
@@ -84,7 +86,11 @@ TrainableModel::TrainableModel(const Model& init, ThreadPool& pool, bool decay_e
         Layer L;
         L.norm1 = at(b + "attn_norm.weight");
         L.norm1_b = bias(c.norm_bias(), b + "attn_norm");
-        L.qkv = L.bqkv = L.q = L.k = L.v = L.bq = L.bk = L.bv = L.gate = L.b_gate = kNone;
+        L.qkv = L.bqkv = L.q = L.k = L.v = L.bq = L.bk = L.bv = L.q_norm = L.k_norm = L.gate = L.b_gate = kNone;
+        if (c.qk_norm) {
+            L.q_norm = at(b + "attn_q_norm.weight");
+            L.k_norm = at(b + "attn_k_norm.weight");
+        }
         if (c.fused_qkv) {
             L.qkv = at(b + "attn_qkv.weight");
             L.bqkv = bias(c.qkv_bias, b + "attn_qkv");
@@ -130,7 +136,7 @@ void TrainableModel::ensure_acts(int64_t B, int64_t T) {
     Acts& a = *acts_;
     const size_t L = static_cast<size_t>(cfg_.n_layer), N = static_cast<size_t>(B * T), C = static_cast<size_t>(cfg_.n_embd),
                  KV = static_cast<size_t>(cfg_.kv_dim()), F = static_cast<size_t>(cfg_.n_ff), V = static_cast<size_t>(cfg_.n_vocab),
-                 H = static_cast<size_t>(cfg_.n_head);
+                 H = static_cast<size_t>(cfg_.n_head), Q = static_cast<size_t>(cfg_.q_dim());
     a.x.resize((L + 1) * N * C);
     a.x_mid.resize(L * N * C);
     a.ln1.resize(L * N * C);
@@ -139,11 +145,17 @@ void TrainableModel::ensure_acts(int64_t B, int64_t T) {
     a.ln1_rstd.resize(L * N);
     a.ln2_mean.resize(L * N);
     a.ln2_rstd.resize(L * N);
-    a.q.resize(L * N * C);
+    a.q.resize(L * N * Q);
+    if (cfg_.qk_norm) {
+        a.q_raw.resize(L * N * Q);
+        a.k_raw.resize(L * N * KV);
+        a.rstd_q.resize(L * N * H);
+        a.rstd_k.resize(L * N * static_cast<size_t>(cfg_.n_head_kv));
+    }
     a.k.resize(L * N * KV);
     a.v.resize(L * N * KV);
     a.att.resize(L * static_cast<size_t>(B) * H * static_cast<size_t>(T * T));
-    a.atty.resize(L * N * C);
+    a.atty.resize(L * N * Q);
     a.fa.resize(L * N * F);
     a.fb.resize(L * N * F);  // gated MLP: the up projection; GELU: tanh inside it, for the backward pass
     a.fact.resize(L * N * F);
@@ -198,7 +210,7 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
     ensure_acts(B, T);
     Acts& a = *acts_;
     const int64_t N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
-                  QKV = C + 2 * KV;
+                  Q = cfg_.q_dim(), HKV = cfg_.n_head_kv, QKV = Q + 2 * KV;
     inputs_.assign(inputs, inputs + N);
     targets_.assign(targets, targets + N);
     for (int64_t n = 0; n < N; ++n)
@@ -233,12 +245,18 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
         b.ln1 = a.ln1.data() + l * N * C;
         b.mean1 = a.ln1_mean.data() + l * N;
         b.rstd1 = a.ln1_rstd.data() + l * N;
-        b.q = a.q.data() + l * N * C;
+        b.q = a.q.data() + l * N * Q;
+        if (cfg_.qk_norm) {
+            b.q_raw = a.q_raw.data() + l * N * Q;
+            b.k_raw = a.k_raw.data() + l * N * KV;
+            b.rstd_q = a.rstd_q.data() + l * N * H;
+            b.rstd_k = a.rstd_k.data() + l * N * HKV;
+        }
         b.k = a.k.data() + l * N * KV;
         b.v = a.v.data() + l * N * KV;
         b.qkv = a.tmp1.data();
         b.probs = a.att.data() + l * B * H * T * T;
-        b.atty = a.atty.data() + l * N * C;
+        b.atty = a.atty.data() + l * N * Q;
         b.x_mid = a.x_mid.data() + l * N * C;
         b.ln2 = a.ln2.data() + l * N * C;
         b.mean2 = a.ln2_mean.data() + l * N;
@@ -404,7 +422,7 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
     if (lora_ && !adapters_on_) throw_runtime("backward() with the adapters switched off");
     Acts& a = *acts_;
     const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
-                  HKV = cfg_.n_head_kv, HD = cfg_.head_dim(), QKV = C + 2 * KV;
+                  HKV = cfg_.n_head_kv, HD = cfg_.head_dim(), Q = cfg_.q_dim(), QKV = Q + 2 * KV;
     a.dln.assign(static_cast<size_t>(N * C), 0.0f);
     if (have_dlogits) lin_bwd(output_, kNone, a.logits.data(), a.lnf.data(), a.dln.data(), N, C, V);
     if (dhead) {  // head: dh += Σ_j dy_j W_j;  dW_j += Σ_n dy[n, j] h[n];  db_j += Σ_n dy[n, j]
@@ -441,11 +459,11 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
         const Layer& Ly = layers_[static_cast<size_t>(l)];
         const float* x = a.x.data() + l * N * C;
         const float* ln1 = a.ln1.data() + l * N * C;
-        const float* q = a.q.data() + l * N * C;
+        const float* q = a.q.data() + l * N * Q;
         const float* k = a.k.data() + l * N * KV;
         const float* v = a.v.data() + l * N * KV;
         const float* att = a.att.data() + l * B * H * T * T;
-        const float* atty = a.atty.data() + l * N * C;
+        const float* atty = a.atty.data() + l * N * Q;
         const float* xm = a.x_mid.data() + l * N * C;
         const float* ln2 = a.ln2.data() + l * N * C;
         const float* fa = a.fa.data() + l * N * F;
@@ -476,9 +494,9 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
         norm_bwd(a.dln.data(), xm, Ly.norm2, Ly.norm2_b, a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, a.dx.data(), N);
 
         // attention sub-layer: x_mid = x + o(attention(ln1))
-        a.datty.resize(static_cast<size_t>(N * C));
-        lin_bwd(Ly.o, Ly.bo, a.dx.data(), atty, a.datty.data(), N, C, C, false);
-        a.dq.assign(static_cast<size_t>(N * C), 0.0f);
+        a.datty.resize(static_cast<size_t>(N * Q));
+        lin_bwd(Ly.o, Ly.bo, a.dx.data(), atty, a.datty.data(), N, Q, C, false);
+        a.dq.assign(static_cast<size_t>(N * Q), 0.0f);
         a.dk.assign(static_cast<size_t>(N * KV), 0.0f);
         a.dv.assign(static_cast<size_t>(N * KV), 0.0f);
         attention_backward(pool_, matmul_, a.datty.data(), q, k, v, att, a.dq.data(), a.dk.data(), a.dv.data(), B, T, H, HKV, HD);
@@ -488,17 +506,30 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
             rope_apply(a.dq.data(), 1, N, H, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), -1.0f);
             rope_apply(a.dk.data(), 1, N, HKV, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), -1.0f);
         }
+        // QK-norm: back through each head's RMSNorm (rows of HD) to the projections
+        float* dq = a.dq.data();
+        float* dk = a.dk.data();
+        if (cfg_.qk_norm) {
+            a.dq_raw.assign(static_cast<size_t>(N * Q), 0.0f);
+            a.dk_raw.assign(static_cast<size_t>(N * KV), 0.0f);
+            norm_backward_par(pool_, dq, a.q_raw.data() + l * N * Q, P(Ly.q_norm), nullptr, a.rstd_q.data() + l * N * H, a.dq_raw.data(),
+                              G(Ly.q_norm), nullptr, N * H, HD);
+            norm_backward_par(pool_, dk, a.k_raw.data() + l * N * KV, P(Ly.k_norm), nullptr, a.rstd_k.data() + l * N * HKV, a.dk_raw.data(),
+                              G(Ly.k_norm), nullptr, N * HKV, HD);
+            dq = a.dq_raw.data();
+            dk = a.dk_raw.data();
+        }
         if (cfg_.fused_qkv) {
             a.dqkv.resize(static_cast<size_t>(N * QKV));
             for (int64_t n = 0; n < N; ++n) {
-                std::memcpy(a.dqkv.data() + n * QKV, a.dq.data() + n * C, static_cast<size_t>(C) * sizeof(float));
-                std::memcpy(a.dqkv.data() + n * QKV + C, a.dk.data() + n * KV, static_cast<size_t>(KV) * sizeof(float));
-                std::memcpy(a.dqkv.data() + n * QKV + C + KV, a.dv.data() + n * KV, static_cast<size_t>(KV) * sizeof(float));
+                std::memcpy(a.dqkv.data() + n * QKV, dq + n * Q, static_cast<size_t>(Q) * sizeof(float));
+                std::memcpy(a.dqkv.data() + n * QKV + Q, dk + n * KV, static_cast<size_t>(KV) * sizeof(float));
+                std::memcpy(a.dqkv.data() + n * QKV + Q + KV, a.dv.data() + n * KV, static_cast<size_t>(KV) * sizeof(float));
             }
             lin_bwd(Ly.qkv, Ly.bqkv, a.dqkv.data(), ln1, a.dln.data(), N, C, QKV);
         } else {
-            lin_bwd(Ly.q, Ly.bq, a.dq.data(), ln1, a.dln.data(), N, C, C);
-            lin_bwd(Ly.k, Ly.bk, a.dk.data(), ln1, a.dln.data(), N, C, KV);
+            lin_bwd(Ly.q, Ly.bq, dq, ln1, a.dln.data(), N, C, Q);
+            lin_bwd(Ly.k, Ly.bk, dk, ln1, a.dln.data(), N, C, KV);
             lin_bwd(Ly.v, Ly.bv, a.dv.data(), ln1, a.dln.data(), N, C, KV);
         }
         norm_bwd(a.dln.data(), x, Ly.norm1, Ly.norm1_b, a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, a.dx.data(), N);

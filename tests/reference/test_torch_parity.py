@@ -152,9 +152,10 @@ def rope_inv_freq(cfg, d):
 
 
 def llama_forward(w, cfg, tokens, hidden=False):
-    """LLaMA's block and the families built on it (Qwen 2: biases on q, k, v; tied output where lm_head is absent)."""
+    """LLaMA's block and the families built on it (Qwen 2: biases on q, k, v; tied output where lm_head is absent;
+    Qwen 3: head_dim apart from hidden_size / heads, each head's q and k RMS-normalised before RoPE)."""
     C, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    d = C // H
+    d = cfg.get("head_dim") or C // H
     T = len(tokens)
     eps = cfg["rms_norm_eps"]
     inv_freq = rope_inv_freq(cfg, d)
@@ -168,6 +169,9 @@ def llama_forward(w, cfg, tokens, hidden=False):
         q = proj(w, h, p + "self_attn.q_proj").reshape(T, H, d).transpose(0, 1)
         k = proj(w, h, p + "self_attn.k_proj").reshape(T, KV, d).transpose(0, 1)
         v = proj(w, h, p + "self_attn.v_proj").reshape(T, KV, d).transpose(0, 1)
+        if p + "self_attn.q_norm.weight" in w:  # QK-norm: RMSNorm over each head's d values
+            q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps)
+            k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         k = k.repeat_interleave(H // KV, dim=0)  # grouped-query attention: each KV head serves H/KV query heads
