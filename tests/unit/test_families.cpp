@@ -9,6 +9,7 @@
 
 #include "llmforge/error.h"
 #include "llmforge/model.h"
+#include "llmforge/transformer.h"
 #include "test_util.h"
 
 using namespace llmforge;
@@ -20,6 +21,7 @@ TEST(Families, PresetsMatchPublishedSizes) {
     const std::pair<const char*, const char*> published[] = {
         // billions, as the model cards print them
         {"qwen2.5-0.5b", "0.49"}, {"qwen2.5-7b", "7.62"}, {"llama3.1-8b", "8.03"}, {"llama3.2-1b", "1.24"}, {"llama3.2-3b", "3.21"},
+        {"qwen3-0.6b", "0.60"}, {"qwen3-8b", "8.19"},
     };
     for (const auto& [name, figure] : published) {
         const double got = static_cast<double>(preset(name).n_params()) / 1e9, n = std::stod(figure);
@@ -37,15 +39,15 @@ std::string describe(const ModelConfig& c) {
     return nlohmann::json{{"arch", c.arch}, {"norm", static_cast<int>(c.norm)}, {"eps", c.norm_eps}, {"learned", c.learned_positions},
                           {"theta", c.rope_theta}, {"rope_dim", c.n_rot()}, {"fused", c.fused_qkv}, {"qkv_bias", c.qkv_bias},
                           {"out_bias", c.out_bias}, {"mlp", static_cast<int>(c.mlp)}, {"mlp_bias", c.mlp_bias}, {"tied", c.tied_embeddings},
-                          {"rope_scaling", static_cast<int>(c.rope_scaling)}, {"rope_scale", c.rope_scale}, {"rope_factors", c.rope_freq_factors},
+                          {"head_dim", c.head_dim()}, {"qk_norm", c.qk_norm}, {"rope_scaling", static_cast<int>(c.rope_scaling)}, {"rope_scale", c.rope_scale}, {"rope_factors", c.rope_freq_factors},
                           {"params", c.n_params()}}
         .dump();
 }
 }  // namespace
 
 // For every family, each known config.json field with a value that would change what the model computes: either the
-// model loads and its description changed (the field is implemented), or it is refused with a bad-input error naming
-// the field. Loading it unchanged — ignoring the field — fails the test.
+// config is read and its description changed (the field is implemented), or it is refused with a bad-input error
+// naming the field. Reading it unchanged — ignoring the field — fails the test.
 TEST(Families, EveryMathematicalConfigFieldIsImplementedOrRefused) {
     const char* fields[][2] = {
         {"rope_scaling", R"({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64})"},
@@ -89,10 +91,10 @@ TEST(Families, EveryMathematicalConfigFieldIsImplementedOrRefused) {
         const std::string cfg = test::read_file(dir + "/config.json");
         const std::string base = describe(load_model(dir).config);
         for (const auto& f : fields) {
-            std::ofstream(dir + "/config.json") << cfg.substr(0, cfg.rfind('}')) << ", \"" << f[0] << "\": " << f[1] << "}\n";
+            const std::string text = cfg.substr(0, cfg.rfind('}')) + ", \"" + f[0] + "\": " + f[1] + "}\n";
             try {
-                const Model m = load_model(dir);
-                EXPECT_NE(describe(m.config), base) << fam << ": config.json \"" << f[0] << "\": " << f[1] << " was ignored";
+                const ModelConfig c = config_from_hf_json(text, dir + "/config.json");
+                EXPECT_NE(describe(c), base) << fam << ": config.json \"" << f[0] << "\": " << f[1] << " was ignored";
             } catch (const Error& e) {
                 EXPECT_EQ(e.kind(), ErrorKind::BadInput);
                 EXPECT_NE(std::string(e.what()).find(std::string("\"") + f[0] + "\""), std::string::npos) << fam << ": " << e.what();
@@ -120,4 +122,35 @@ TEST(Families, UnknownArchitectureNamesTheSupportedOnes) {
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("unknown architecture 'mamba' (supported: " + supported + ")"), std::string::npos) << e.what();
     }
+}
+
+// QK-norm, checked by hand: each head's query and key are RMS-normalised before the scores, so scaling W_q and W_k
+// by any factor leaves the logits as they were (up to ε in the root) — in a Qwen 3 model, not in a LLaMA one, where
+// the same scaling sharpens every attention distribution.
+TEST(Families, QkNormMakesAttentionBlindToTheScaleOfQueriesAndKeys) {
+    ThreadPool pool(2);
+    const std::vector<int32_t> tokens = {1, 17, 305, 42, 99, 7, 256, 3};
+    auto logits_with_qk_scaled = [&](const std::string& name, float s) {
+        Model m = init_random(preset(name), DType::F32, 9);
+        for (Tensor& t : m.tensors)
+            if (t.name.find(".attn_q.weight") != std::string::npos || t.name.find(".attn_k.weight") != std::string::npos) {
+                float* w = static_cast<float*>(const_cast<void*>(t.data));
+                for (int64_t i = 0; i < t.numel(); ++i) w[i] *= s;
+            }
+        Transformer tf(m, pool, 64, 64, DType::F32);
+        return tf.eval(tokens, true);
+    };
+    auto max_rel = [](const std::vector<float>& a, const std::vector<float>& b) {
+        double d = 0, m = 0;
+        for (size_t i = 0; i < a.size(); ++i) {
+            d = std::max(d, std::abs(static_cast<double>(a[i]) - b[i]));
+            m = std::max(m, std::abs(static_cast<double>(b[i])));
+        }
+        return d / m;
+    };
+    const std::vector<float> q1 = logits_with_qk_scaled("qwen3-tiny", 1.0f), q7 = logits_with_qk_scaled("qwen3-tiny", 7.0f);
+    // ε = 1e-6 against mean(q²) ≈ 0.03 here: the roots differ by ~1e-5 relative
+    EXPECT_LT(max_rel(q7, q1), 1e-4) << "Qwen 3: scaling W_q and W_k changed the logits";
+    const std::vector<float> l1 = logits_with_qk_scaled("llama-tiny", 1.0f), l7 = logits_with_qk_scaled("llama-tiny", 7.0f);
+    EXPECT_GT(max_rel(l7, l1), 1e-3) << "LLaMA: scaling W_q and W_k by 7 should sharpen attention";
 }
