@@ -126,6 +126,7 @@ private:
     void lin_bwd(size_t w, size_t b, const float* dy, const float* x, float* dx, int64_t N, int64_t I, int64_t O, bool accumulate_dx = true);
     void ensure_acts(int64_t B, int64_t T);
     void bind_views();
+    Layer layer_offsets(int64_t l) const;
     void norm_bwd(const float* dy, const float* x, size_t w, size_t b, const float* mean, const float* rstd, float* dx, int64_t N);
     void backward_from_dlogits(bool have_dlogits, const float* dhead);
 
@@ -133,7 +134,6 @@ private:
     ThreadPool& pool_;
     std::vector<Param> params_;
     std::vector<float> data_, grad_;
-    std::vector<Layer> layers_;
     size_t tok_embd_ = 0, pos_embd_ = 0, out_norm_ = 0, out_norm_b_ = 0, output_ = 0;
     bool tied_ = false;
     std::unique_ptr<Acts> acts_;  // allocated by the first forward() of a given (B, T)

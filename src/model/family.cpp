@@ -315,6 +315,47 @@ std::string llama_style_gguf_name(const std::string& n) {
     return "?" + n;
 }
 
+std::string LlamaLineage::hf_tensor_name(const std::string& g, bool* transpose) const {
+    *transpose = false;
+    return llama_style_hf_name(g);
+}
+
+std::string LlamaLineage::gguf_tensor_name(const std::string& n, bool* transpose) const {
+    *transpose = false;
+    return llama_style_gguf_name(n);
+}
+
+void LlamaLineage::read_lineage_fields(HfConfig& j, ModelConfig& c, int64_t default_ctx) {
+    c.n_embd = j.integer("hidden_size");
+    c.n_ff = j.integer("intermediate_size");
+    c.n_layer = j.integer("num_hidden_layers");
+    c.n_head = j.integer("num_attention_heads");
+    c.n_head_kv = j.integer("num_key_value_heads", c.n_head);
+    c.n_ctx = j.integer("max_position_embeddings", default_ctx);
+    c.n_vocab = j.integer("vocab_size");
+    c.norm_eps = static_cast<float>(j.number("rms_norm_eps", c.norm_eps));
+    c.rope_theta = static_cast<float>(j.number("rope_theta", c.rope_theta));
+    c.tied_embeddings = j.boolean("tie_word_embeddings", false);
+    c.rope_style = RopeStyle::Half;  // transformers' rotate_half
+    const std::string act = j.string("hidden_act", "silu");
+    if (act != "silu" && act != "swish") j.refuse("hidden_act", "only SiLU gates");
+}
+
+nlohmann::json LlamaLineage::lineage_fields(const ModelConfig& c, const char* model_type, const char* architecture) {
+    return {{"model_type", model_type}, {"architectures", {architecture}}, {"hidden_size", c.n_embd}, {"intermediate_size", c.n_ff},
+            {"num_hidden_layers", c.n_layer}, {"num_attention_heads", c.n_head}, {"num_key_value_heads", c.n_head_kv},
+            {"max_position_embeddings", c.n_ctx}, {"vocab_size", c.n_vocab}, {"rms_norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta},
+            {"hidden_act", "silu"}, {"tie_word_embeddings", c.tied_embeddings}, {"torch_dtype", "float32"}};
+}
+
+void LlamaLineage::read_qwen_window(HfConfig& j, const ModelConfig& c) {
+    // transformers' Qwen models ignore sliding_window unless use_sliding_window is true
+    const bool swa = j.boolean("use_sliding_window", false);
+    const int64_t window = j.integer("sliding_window", 0);
+    j.integer("max_window_layers", 0);
+    if (swa && window > 0 && window < c.n_ctx) j.refuse("sliding_window", "sliding-window attention");
+}
+
 ModelConfig sized(const Family& f, const char* name, int64_t C, int64_t F, int64_t L, int64_t H, int64_t KV, int64_t ctx, int64_t vocab) {
     ModelConfig c = f.describe();
     c.name = name;

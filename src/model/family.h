@@ -87,6 +87,25 @@ public:
     virtual std::vector<ModelConfig> presets() const = 0;
 };
 
+// The families whose Hugging Face checkpoints follow LlamaForCausalLM's conventions (llama, qwen2, qwen3): the same
+// config.json field names and the same tensor names (model.layers.N.self_attn.q_proj, mlp.gate_proj, ...).
+class LlamaLineage : public Family {
+public:
+    std::string hf_tensor_name(const std::string& gguf_name, bool* transpose) const override;
+    std::string gguf_tensor_name(const std::string& hf_name, bool* transpose) const override;
+
+protected:
+    // hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads,
+    // max_position_embeddings (default_ctx when absent), vocab_size, rms_norm_eps and rope_theta (describe()'s when
+    // absent), tie_word_embeddings (false); hidden_act must be SiLU.
+    static void read_lineage_fields(HfConfig& j, ModelConfig& c, int64_t default_ctx);
+    // The same fields written back, with model_type and architectures.
+    static nlohmann::json lineage_fields(const ModelConfig& c, const char* model_type, const char* architecture);
+    // use_sliding_window / sliding_window / max_window_layers as Qwen's configs carry them: an enabled window shorter
+    // than the context is refused (sliding windows are not implemented).
+    static void read_qwen_window(HfConfig& j, const ModelConfig& c);
+};
+
 // The family of this name (throws a bad-input Error naming the supported ones; `where` prefixes the message).
 const Family& family(const std::string& name, const std::string& where = "");
 // The family whose config.json model_type this is, or null.

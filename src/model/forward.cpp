@@ -78,6 +78,16 @@ void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backen
                     const std::function<LayerBuffers(int64_t layer)>& buffers) {
     const int64_t C = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, QKV = Q + 2 * KV, HD = c.head_dim();
     const backend::AttentionShape shape{c.n_head, c.n_head_kv, HD};
+    // out = x + (in Wᵀ + b): in place (out == x, the product through the scratch h) or into out's own buffer
+    auto residual = [&](const float* in, const Tensor* W, const Tensor* bias, float* x, float* out, float* h) {
+        if (out == x) {
+            linear(in, h, n, W, bias);
+            be.add(x, h, n * C);
+        } else {
+            linear(in, out, n, W, bias);
+            be.add(out, x, n * C);
+        }
+    };
     for (int64_t l = 0; l < c.n_layer; ++l) {
         const BlockWeights& W = w.blocks[static_cast<size_t>(l)];
         const LayerBuffers b = buffers(l);
@@ -113,13 +123,7 @@ void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backen
         } else {
             be.attention_within(b.q, b.k, b.v, b.probs, b.atty, att.B, att.T, shape);
         }
-        if (b.x_mid == b.x) {
-            linear(b.atty, b.h, n, W.wo, W.bo);
-            be.add(b.x, b.h, n * C);
-        } else {
-            linear(b.atty, b.x_mid, n, W.wo, W.bo);
-            be.add(b.x_mid, b.x, n * C);
-        }
+        residual(b.atty, W.wo, W.bo, b.x, b.x_mid, b.h);
 
         // ---- MLP sub-layer: x_out = x_mid + W_down · act(Norm(x_mid))
         be.norm(b.x_mid, b.ln2, n, C, c.norm, c.norm_eps, *W.ffn_norm, W.ffn_norm_b, b.mean2, b.rstd2);
@@ -131,13 +135,7 @@ void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backen
             linear(b.ln2, b.fa, n, W.w_up, W.b_up);
             be.gelu(b.fa, b.fact, b.fb, n * F);
         }
-        if (b.x_out == b.x_mid) {
-            linear(b.fact, b.h, n, W.w_down, W.b_down);
-            be.add(b.x_mid, b.h, n * C);
-        } else {
-            linear(b.fact, b.x_out, n, W.w_down, W.b_down);
-            be.add(b.x_out, b.x_mid, n * C);
-        }
+        residual(b.fact, W.w_down, W.b_down, b.x_mid, b.x_out, b.h);
     }
 }
 

@@ -81,41 +81,6 @@ TrainableModel::TrainableModel(const Model& init, ThreadPool& pool, bool decay_e
     }
     const ModelConfig& c = cfg_;
     auto bias = [&](bool has, const std::string& name) { return has ? at(name + ".bias") : kNone; };
-    for (int64_t l = 0; l < cfg_.n_layer; ++l) {
-        const std::string b = "blk." + std::to_string(l) + ".";
-        Layer L;
-        L.norm1 = at(b + "attn_norm.weight");
-        L.norm1_b = bias(c.norm_bias(), b + "attn_norm");
-        L.qkv = L.bqkv = L.q = L.k = L.v = L.bq = L.bk = L.bv = L.q_norm = L.k_norm = L.gate = L.b_gate = kNone;
-        if (c.qk_norm) {
-            L.q_norm = at(b + "attn_q_norm.weight");
-            L.k_norm = at(b + "attn_k_norm.weight");
-        }
-        if (c.fused_qkv) {
-            L.qkv = at(b + "attn_qkv.weight");
-            L.bqkv = bias(c.qkv_bias, b + "attn_qkv");
-        } else {
-            L.q = at(b + "attn_q.weight");
-            L.k = at(b + "attn_k.weight");
-            L.v = at(b + "attn_v.weight");
-            L.bq = bias(c.qkv_bias, b + "attn_q");
-            L.bk = bias(c.qkv_bias, b + "attn_k");
-            L.bv = bias(c.qkv_bias, b + "attn_v");
-        }
-        L.o = at(b + "attn_output.weight");
-        L.bo = bias(c.out_bias, b + "attn_output");
-        L.norm2 = at(b + "ffn_norm.weight");
-        L.norm2_b = bias(c.norm_bias(), b + "ffn_norm");
-        if (c.gated_mlp()) {
-            L.gate = at(b + "ffn_gate.weight");
-            L.b_gate = bias(c.mlp_bias, b + "ffn_gate");
-        }
-        L.up = at(b + "ffn_up.weight");
-        L.b_up = bias(c.mlp_bias, b + "ffn_up");
-        L.down = at(b + "ffn_down.weight");
-        L.b_down = bias(c.mlp_bias, b + "ffn_down");
-        layers_.push_back(L);
-    }
     tok_embd_ = at("token_embd.weight");
     if (c.learned_positions) pos_embd_ = at("position_embd.weight");
     out_norm_ = at("output_norm.weight");
@@ -172,6 +137,16 @@ void TrainableModel::ensure_acts(int64_t B, int64_t T) {
         rope_sin_.resize(static_cast<size_t>(B * T) * half);
         rope_angles(cfg_, B * T, [T](int64_t i) { return i % T; }, rope_cos_.data(), rope_sin_.data());
     }
+}
+
+// Block l's parameters as offsets (kNone where the description has none): those of the tensors the forward pass bound.
+TrainableModel::Layer TrainableModel::layer_offsets(int64_t l) const {
+    const BlockWeights& w = weights_->blocks[static_cast<size_t>(l)];
+    auto off = [&](const Tensor* t) { return t ? view_offset_.at(t) : kNone; };
+    return Layer{off(w.attn_norm), off(w.attn_norm_b), off(w.wqkv), off(w.bqkv), off(w.wq),     off(w.wk),   off(w.wv),
+                 off(w.bq),        off(w.bk),          off(w.bv),   off(w.q_norm), off(w.k_norm), off(w.wo),  off(w.bo),
+                 off(w.ffn_norm),  off(w.ffn_norm_b),  off(w.w_gate), off(w.b_gate), off(w.w_up), off(w.b_up), off(w.w_down),
+                 off(w.b_down)};
 }
 
 // Views of the (base) weights as tensors, for the forward pass; their offsets find their gradients.
@@ -456,7 +431,7 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
     norm_bwd(a.dln.data(), xL, out_norm_, out_norm_b_, a.lnf_mean.data(), a.lnf_rstd.data(), a.dx.data(), N);
 
     for (int64_t l = cfg_.n_layer - 1; l >= 0; --l) {
-        const Layer& Ly = layers_[static_cast<size_t>(l)];
+        const Layer Ly = layer_offsets(l);
         const float* x = a.x.data() + l * N * C;
         const float* ln1 = a.ln1.data() + l * N * C;
         const float* q = a.q.data() + l * N * Q;

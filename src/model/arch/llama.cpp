@@ -11,7 +11,7 @@ namespace llmforge::arch {
 
 namespace {
 
-class Llama final : public Family {
+class Llama final : public LlamaLineage {
 public:
     const char* name() const override { return "llama"; }
     bool reads_hf_type(const std::string& t) const override { return t == "llama" || t == "LlamaForCausalLM" || t == "mistral"; }
@@ -25,19 +25,8 @@ public:
     }
 
     void from_hf(HfConfig& j, ModelConfig& c) const override {
-        c.n_embd = j.integer("hidden_size");
-        c.n_ff = j.integer("intermediate_size");
-        c.n_layer = j.integer("num_hidden_layers");
-        c.n_head = j.integer("num_attention_heads");
-        c.n_head_kv = j.integer("num_key_value_heads", c.n_head);
-        c.n_ctx = j.integer("max_position_embeddings", 2048);
-        c.n_vocab = j.integer("vocab_size");
-        c.norm_eps = static_cast<float>(j.number("rms_norm_eps", 1e-6));
-        c.rope_theta = static_cast<float>(j.number("rope_theta", 10000.0));
-        c.tied_embeddings = j.boolean("tie_word_embeddings", false);
-        c.rope_style = RopeStyle::Half;
-        const std::string act = j.string("hidden_act", "silu");
-        if (act != "silu" && act != "swish") j.refuse("hidden_act", "only SiLU gates");
+        c.norm_eps = 1e-6f;  // transformers' LlamaConfig default
+        read_lineage_fields(j, c, 2048);
         read_rope_scaling(j, c);
     }
 
@@ -71,11 +60,7 @@ public:
     }
 
     nlohmann::json to_hf(const ModelConfig& c) const override {
-        nlohmann::json j = {{"model_type", "llama"}, {"architectures", {"LlamaForCausalLM"}}, {"hidden_size", c.n_embd},
-                            {"intermediate_size", c.n_ff}, {"num_hidden_layers", c.n_layer}, {"num_attention_heads", c.n_head},
-                            {"num_key_value_heads", c.n_head_kv}, {"max_position_embeddings", c.n_ctx}, {"vocab_size", c.n_vocab},
-                            {"rms_norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta}, {"hidden_act", "silu"},
-                            {"tie_word_embeddings", c.tied_embeddings}, {"torch_dtype", "float32"}};
+        nlohmann::json j = lineage_fields(c, "llama", "LlamaForCausalLM");
         if (c.rope_scaling == RopeScaling::Linear) j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_scale}};
         if (c.rope_scaling == RopeScaling::Llama3) {
             if (c.rope_orig_ctx <= 0)
@@ -84,15 +69,6 @@ public:
                                  {"high_freq_factor", c.rope_high_freq}, {"original_max_position_embeddings", c.rope_orig_ctx}};
         }
         return j;
-    }
-
-    std::string hf_tensor_name(const std::string& g, bool* transpose) const override {
-        *transpose = false;
-        return llama_style_hf_name(g);
-    }
-    std::string gguf_tensor_name(const std::string& n, bool* transpose) const override {
-        *transpose = false;
-        return llama_style_gguf_name(n);
     }
 
     // Sizes from the published configurations: TinyLlama-1.1B (its HF config.json), Llama 2 (Touvron et al. 2023, HF
