@@ -168,7 +168,8 @@ private:
     EngineOptions opt_;
     FairMutex* step_mutex_;
     int64_t n_ctx_;
-    std::unique_ptr<Transformer> tf_;
+    std::unique_ptr<KVCache> kv_;     // every slot's keys and values
+    std::unique_ptr<Transformer> tf_;  // the forward pass over kv_
 
     mutable std::mutex mu_;
     std::condition_variable cv_;

@@ -25,6 +25,10 @@ struct Lora;
 struct Rows;
 }  // namespace backend
 
+// A KV cache for this model of n_seq sequences × n_ctx positions (0: the model's context), after checking that it and
+// the buffers of batches of n_batch tokens fit in this machine's memory (a bad-input Error names the sizes otherwise).
+std::unique_ptr<KVCache> make_kv_cache(const ModelConfig& cfg, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type, int n_seq);
+
 class Transformer {
 public:
     // n_ctx: cache length (0: the model's context length). n_batch: the most tokens processed in one pass.

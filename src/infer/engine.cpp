@@ -68,7 +68,9 @@ Engine::Engine(const Model& model, ThreadPool& pool, const EngineOptions& opt, F
     if (opt_.prefill_chunk < 1) throw_bad_input("prefill_chunk must be at least 1");
     // a step holds every slot's next token and a chunk of prompt tokens
     n_batch_ = std::max<int64_t>(opt_.n_batch, opt_.n_slots + opt_.prefill_chunk);
-    tf_ = std::make_unique<Transformer>(model, pool, n_ctx_, n_batch_, opt_.kv_type, opt_.n_slots);
+    // the slots' KV cache is the engine's; the Transformer runs the forward pass over it
+    kv_ = make_kv_cache(model.config, pool, n_ctx_, n_batch_, opt_.kv_type, opt_.n_slots);
+    tf_ = std::make_unique<Transformer>(model, pool, *kv_, n_batch_);
     // Warm-up: one token through the model touches every weight (a mapped file is read in now, not in the first
     // request's time to first token), as llama.cpp's warm-up does.
     {

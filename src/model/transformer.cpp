@@ -13,34 +13,37 @@
 
 namespace llmforge {
 
-Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type, int n_seq, Numerics numerics)
-    : model_(model), cfg_(model.config), pool_(pool), numerics_(numerics) {
+std::unique_ptr<KVCache> make_kv_cache(const ModelConfig& cfg, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type, int n_seq) {
     if (n_seq < 1) throw_bad_input("the number of sequences must be at least 1, not %d", n_seq);
     if (kv_type != DType::F32 && kv_type != DType::F16) throw_bad_input("the KV cache type must be f32 or f16, not %s", dtype_name(kv_type));
-    if (n_ctx <= 0) n_ctx = cfg_.n_ctx;
-    if (cfg_.learned_positions && n_ctx > cfg_.n_ctx)
+    if (n_ctx <= 0) n_ctx = cfg.n_ctx;
+    if (cfg.learned_positions && n_ctx > cfg.n_ctx)
         throw_bad_input("context %lld is longer than the %lld learned positions of this model", static_cast<long long>(n_ctx),
-                        static_cast<long long>(cfg_.n_ctx));
+                        static_cast<long long>(cfg.n_ctx));
     // What the buffers take: the K and V caches, and f32 activations for a batch of B rows (x, h, q, att, k, v, the
     // MLP's two, a fused qkv) plus the per-thread attention scratch. Refuse, naming the sizes, what cannot fit.
     const int64_t B = std::max<int64_t>(std::min(std::max<int64_t>(1, n_batch), n_ctx), n_seq);
-    const int64_t C = std::max(cfg_.n_embd, cfg_.q_dim()), KV = cfg_.kv_dim(), F = cfg_.n_ff, QKV = cfg_.q_dim() + 2 * KV;
+    const int64_t C = std::max(cfg.n_embd, cfg.q_dim()), KV = cfg.kv_dim(), F = cfg.n_ff, QKV = cfg.q_dim() + 2 * KV;
     const double gib = 1024.0 * 1024.0 * 1024.0;
-    const double kv_bytes = KVCache::bytes(cfg_, n_ctx, n_seq, kv_type);
-    const double act_bytes = 4.0 * (static_cast<double>(B) * static_cast<double>(4 * C + 2 * KV + 2 * F + (cfg_.fused_qkv ? QKV : 0)) +
-                                    static_cast<double>(pool.size()) * static_cast<double>(n_ctx + 32 + cfg_.head_dim() * 66));
+    const double kv_bytes = KVCache::bytes(cfg, n_ctx, n_seq, kv_type);
+    const double act_bytes = 4.0 * (static_cast<double>(B) * static_cast<double>(4 * C + 2 * KV + 2 * F + (cfg.fused_qkv ? QKV : 0)) +
+                                    static_cast<double>(pool.size()) * static_cast<double>(n_ctx + 32 + cfg.head_dim() * 66));
     const double have = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
     if (kv_bytes + act_bytes > have)
         throw_bad_input("a context of %lld tokens (× %d sequence%s) needs %.2f GiB for the KV cache and %.2f GiB of buffers, more than the "
                         "%.2f GiB of memory here: lower the context (-c)",
                         static_cast<long long>(n_ctx), n_seq, n_seq == 1 ? "" : "s", kv_bytes / gib, act_bytes / gib, have / gib);
     try {
-        own_cache_ = std::make_unique<KVCache>(cfg_, n_ctx, n_seq, kv_type);
+        return std::make_unique<KVCache>(cfg, n_ctx, n_seq, kv_type);
     } catch (const std::bad_alloc&) {
         throw_runtime("out of memory: allocating %.2f GiB for the KV cache (context %lld × %d sequence%s, %s) and %.2f GiB of buffers failed",
                       kv_bytes / gib, static_cast<long long>(n_ctx), n_seq, n_seq == 1 ? "" : "s", dtype_name(kv_type), act_bytes / gib);
     }
-    cache_ = own_cache_.get();
+}
+
+Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type, int n_seq, Numerics numerics)
+    : model_(model), cfg_(model.config), pool_(pool), own_cache_(make_kv_cache(model.config, pool, n_ctx, n_batch, kv_type, n_seq)),
+      cache_(own_cache_.get()), numerics_(numerics) {
     setup(n_batch);
 }
 
