@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -154,6 +155,8 @@ private:
     std::vector<Tensor> views_;
     std::unordered_map<const Tensor*, size_t> view_offset_;
     std::unique_ptr<ModelWeights> weights_;
+    std::tuple<const float*, const float*, size_t, bool> bound_key_{};  // the buffers weights_ views
+    std::vector<int32_t> pos_ids_;  // learned positions: each row's position
     std::unique_ptr<backend::Backend> be_;
     kernels::Precision be_prec_ = kernels::Precision::F32;
     kernels::Precision matmul_ = kernels::Precision::F32;

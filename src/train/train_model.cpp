@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <tuple>
 
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
@@ -151,6 +152,10 @@ TrainableModel::Layer TrainableModel::layer_offsets(int64_t l) const {
 
 // Views of the (base) weights as tensors, for the forward pass; their offsets find their gradients.
 void TrainableModel::bind_views() {
+    // bound already, unless the buffers moved since (LoRA or a head added)
+    const std::tuple<const float*, const float*, size_t, bool> key{data_.data(), base_.data(), data_.size(), lora_};
+    if (weights_ && key == bound_key_) return;
+    bound_key_ = key;
     std::vector<Param> ps;  // the model's own weights (a head's live in data_, read by the head's code)
     for (const Param& p : lora_ ? base_params_ : params_)
         if (head_.n_out == 0 || p.name.compare(0, head_.name.size() + 1, head_.name + ".") != 0) ps.push_back(p);
@@ -205,9 +210,9 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
     float* x0 = a.x.data();
     be_->embed(*w.tok_embd, inputs, N, x0, false);
     if (w.pos_embd) {
-        std::vector<int32_t> pos(static_cast<size_t>(N));
-        for (int64_t n = 0; n < N; ++n) pos[static_cast<size_t>(n)] = static_cast<int32_t>(n % T);
-        be_->embed(*w.pos_embd, pos.data(), N, x0, true);
+        pos_ids_.resize(static_cast<size_t>(N));
+        for (int64_t n = 0; n < N; ++n) pos_ids_[static_cast<size_t>(n)] = static_cast<int32_t>(n % T);
+        be_->embed(*w.pos_embd, pos_ids_.data(), N, x0, true);
     }
     // the blocks, every layer's intermediates kept for the backward pass
     a.tmp1.resize(static_cast<size_t>(cfg_.fused_qkv ? N * QKV : 0));
