@@ -65,6 +65,7 @@ struct ModelConfig {
     bool qkv_bias = false;   // biases on the query, key and value projections
     bool out_bias = false;   // a bias on the attention output projection
     bool qk_norm = false;    // each head's query and key RMS-normalised (weights [head_dim]) before RoPE
+    int64_t sliding_window = 0;  // every layer's queries see the last sliding_window positions (themselves included); 0: all
     MlpKind mlp = MlpKind::SwiGLU;
     bool mlp_bias = false;   // biases on the MLP's projections
     bool tied_embeddings = false;  // the output projection is the token embedding
@@ -76,6 +77,8 @@ struct ModelConfig {
     int64_t q_dim() const { return head_dim() * n_head; }  // the queries' (and the attention output's) width
     int64_t kv_dim() const { return head_dim() * n_head_kv; }
     int64_t n_rot() const { return rope_dim ? rope_dim : head_dim(); }
+    // The keys layer l's query at position p sees: positions max(0, p − window + 1) .. p (window 0: 0 .. p).
+    int64_t window_of(int64_t /*layer*/) const { return sliding_window; }
     // Parameter count from the shapes (the output matrix is counted once when tied).
     int64_t n_params() const;
     // Throws a bad-input Error for inconsistent or absurd sizes, or an unknown family.

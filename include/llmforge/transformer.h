@@ -27,7 +27,9 @@ struct Rows;
 
 // A KV cache for this model of n_seq sequences × n_ctx positions (0: the model's context), after checking that it and
 // the buffers of batches of n_batch tokens fit in this machine's memory (a bad-input Error names the sizes otherwise).
-std::unique_ptr<KVCache> make_kv_cache(const ModelConfig& cfg, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type, int n_seq);
+// ring: a sliding-window model's cache may keep only the window's cells (KVCache); false keeps every position.
+std::unique_ptr<KVCache> make_kv_cache(const ModelConfig& cfg, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type, int n_seq,
+                                       bool ring = true);
 
 class Transformer {
 public:
@@ -71,10 +73,9 @@ public:
     const std::vector<float>& embed(const int32_t* tokens, int64_t n);
     int64_t n_ctx() const { return cache_->n_ctx(); }
     void reset() { cache_->set_n_past(slot_, 0); }
-    // Forget cached positions from n on (n ≤ n_past).
-    void truncate(int64_t n) {
-        if (n < n_past()) cache_->set_n_past(slot_, n < 0 ? 0 : n);
-    }
+    // Forget cached positions from n on (n ≤ n_past); returns the positions kept: n, or 0 where a sliding-window
+    // ring no longer holds the keys position n attends to (the caller then runs the prefix again).
+    int64_t truncate(int64_t n);
     const Model& model() const { return model_; }
     DType kv_type() const { return cache_->type(); }
     KVCache& cache() { return *cache_; }
@@ -106,7 +107,7 @@ private:
     KVCache* cache_ = nullptr;
     Numerics numerics_;
     std::unique_ptr<backend::Backend> be_, be_rows_;  // the set-up numerics (eval, embed); batch-invariant (decode)
-    int64_t n_batch_;
+    int64_t n_batch_, eval_chunk_;
     int slot_ = 0;
     std::unique_ptr<ModelWeights> w_;
     std::vector<int64_t> decode_pos_, decode_next_;

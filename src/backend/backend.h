@@ -44,6 +44,7 @@ struct Rows {
 
 struct AttentionShape {
     int64_t n_head, n_head_kv, head_dim;
+    int64_t window = 0;  // a query at position p sees keys at positions > p − window only (0: every earlier position)
 };
 
 class Backend {
@@ -60,7 +61,8 @@ public:
     // angles whose cos/sin are given per row, [n][n_rot/2].
     virtual void rope(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t n_rot, RopeStyle style, const float* cos, const float* sin) = 0;
     // out = softmax(q Kᵀ / √d + causal mask) V for every head of every row, over the cache of the row's sequence in
-    // layer l (keys at positions 0 .. the row's position); query heads share KV heads in groups.
+    // layer l (keys at positions 0 .. the row's position, or its last s.window ones); query heads share KV heads in
+    // groups.
     virtual void attention(const float* q, float* out, int64_t n, const Rows& rows, const KVCache& kv, int64_t l, const AttentionShape& s) = 0;
     // The same within B sequences of T consecutive tokens (q [B·T, C], k, v [B·T, KV]; training), keeping the
     // probabilities [B, H, T, T] for the backward pass.

@@ -124,14 +124,17 @@ public:
     // kernels too (V transposed once per layer, single-accumulator dot products: also the faster ones); otherwise the
     // vectorised form. BatchInvariant: each row alone, in the same order whatever else is in the pass.
     void attention(const float* q, float* out, int64_t n, const Rows& rows, const KVCache& kv, int64_t l, const AttentionShape& s) override {
+        // llama.cpp's order reads the cells in place: not once a sliding-window ring has wrapped
+        const bool in_place = rows.seq || rows.pos0 + n <= kv.cells();
         if (numerics_ == Numerics::Ggml) {
             if (rows.seq) throw_bad_input("ggml arithmetic runs one sequence at a time");
+            if (!in_place) throw_bad_input("ggml arithmetic needs every position in the KV cache, not a sliding-window ring");
             attention_ggml(q, out, n, rows, kv, l, s);
             return;
         }
         const kernels::KernelTable& kt = kernels::active();
         const bool fast16 = n >= 2 && kt.vec_width == ggml::kLanes && kt.softmax_exp_ggml != nullptr;
-        if (numerics_ == Numerics::Fast && !rows.seq && fast16) attention_ggml(q, out, n, rows, kv, l, s);
+        if (numerics_ == Numerics::Fast && !rows.seq && fast16 && in_place) attention_ggml(q, out, n, rows, kv, l, s);
         else attention_fast(q, out, n, rows, kv, l, s);
     }
 
@@ -267,6 +270,8 @@ void CpuBackend::attention_ggml(const float* q, float* out, int64_t n, const Row
             } else {
                 for (int64_t t = 0; t < n_keys; ++t) scores[t] = ggml::dot_vec<false>(K + t * KV + kvh * HD, qi, HD) * scale;
             }
+            if (s.window > 0)  // the sliding window: keys before pos − window + 1 masked (−∞: weight exactly 0)
+                for (int64_t t = 0; t < n_keys - s.window; ++t) scores[t] = -INFINITY;
             const int64_t n_row = shift == 0 ? n_kv : (shift + n_keys + ggml::kLanes - 1) / ggml::kLanes * ggml::kLanes;
             for (int64_t t = shift + n_keys; t < n_row; ++t) row[t] = -INFINITY;
             float mx = -INFINITY;
@@ -336,26 +341,27 @@ void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Row
         double* acc = acc_.data() + ith * HD;
         for (int64_t task = ith; task < n * H; task += nth) {
             const int64_t i = task / H, h = task % H, kvh = h / group;
-            // row i: its sequence's cache, causal mask over keys at positions 0 .. its position
+            // row i: its sequence's cache, causal mask over keys at positions lo .. its position (lo > 0: a sliding
+            // window); position t in cell t mod cells (a ring)
             const int64_t pos = rows.pos_of(i);
             const int sq = rows.seq_of(i);
             const float* K = kv.k32(sq, layer);
             const float* Vc = kv.v32(sq, layer);
             const uint16_t* K16 = kv.k16(sq, layer);
             const uint16_t* V16 = kv.v16(sq, layer);
-            const int64_t n_keys = pos + 1;
+            const int64_t lo = s.window > 0 ? std::max<int64_t>(0, pos - s.window + 1) : 0, n_keys = pos + 1 - lo;
             const float* qi = q + i * C + h * HD;
             if (f16) {
                 for (int64_t d = 0; d < HD; ++d) qr[d] = f16_to_f32(f32_to_f16(qi[d]));
                 qi = qr;
             }
+            auto row_of = [&](int64_t t) { return kv.cell(lo + t) * KV + kvh * HD; };  // key t of the n_keys
             float mx = -INFINITY;
             for (int64_t t = 0; t < n_keys; ++t) {
-                const float dot = f16 ? kernels::dot_f16_acc64(K16 + t * KV + kvh * HD, qi, HD)
-                                      : kernels::dot(DType::F32, K + t * KV + kvh * HD, qi, HD);
-                const float s = dot * scale;
-                scores[t] = s;
-                mx = std::max(mx, s);
+                const float dot = f16 ? kernels::dot_f16_acc64(K16 + row_of(t), qi, HD) : kernels::dot(DType::F32, K + row_of(t), qi, HD);
+                const float sc = dot * scale;
+                scores[t] = sc;
+                mx = std::max(mx, sc);
             }
             double sum = 0;
             for (int64_t t = 0; t < n_keys; ++t) {
@@ -368,14 +374,14 @@ void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Row
                 std::fill(acc, acc + HD, 0.0);
                 for (int64_t t = 0; t < n_keys; ++t) {
                     const float p = f16_to_f32(f32_to_f16(scores[t] * inv));
-                    kernels::axpy_f16_acc64(acc, p, V16 + t * KV + kvh * HD, HD);
+                    kernels::axpy_f16_acc64(acc, p, V16 + row_of(t), HD);
                 }
                 for (int64_t d = 0; d < HD; ++d) o[d] = static_cast<float>(acc[d]);
             } else {
                 std::fill(o, o + HD, 0.0f);
                 for (int64_t t = 0; t < n_keys; ++t) {
                     const float p = scores[t] * inv;
-                    const float* vt = Vc + t * KV + kvh * HD;
+                    const float* vt = Vc + row_of(t);
                     for (int64_t d = 0; d < HD; ++d) o[d] += p * vt[d];
                 }
             }
@@ -406,7 +412,7 @@ public:
     }
     void attention_within(const float* q, const float* k, const float* v, float* probs, float* out, int64_t B, int64_t T,
                           const AttentionShape& s) override {
-        train_ops::attention_forward(pool_, prec_, q, k, v, probs, out, B, T, s.n_head, s.n_head_kv, s.head_dim);
+        train_ops::attention_forward(pool_, prec_, q, k, v, probs, out, B, T, s.n_head, s.n_head_kv, s.head_dim, s.window);
     }
     void swiglu(const float* fa, const float* fb, float* fact, int64_t n, int64_t F) override {
         for (int64_t i = 0; i < n * F; ++i) fact[i] = fa[i] * train_ops::sigmoid(fa[i]) * fb[i];  // silu(gate) ⊙ up

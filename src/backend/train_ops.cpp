@@ -176,7 +176,7 @@ ThreadPool& task_pool() {  // a pool of one: the GEMM runs on the calling thread
 }  // namespace
 
 void attention_forward(ThreadPool& pool, Precision prec, const float* q, const float* k, const float* v, float* att, float* y, int64_t B,
-                       int64_t T, int64_t H, int64_t HKV, int64_t HD) {
+                       int64_t T, int64_t H, int64_t HKV, int64_t HD, int64_t window) {
     const int64_t C = H * HD, KV = HKV * HD, group = H / HKV;
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
     pool.run([&](int ith, int nth) {
@@ -193,10 +193,12 @@ void attention_forward(ThreadPool& pool, Precision prec, const float* q, const f
                 kernels::gemm(Q + t0 * C, C, false, K, KV, false, P + t0 * T, T, t1 - t0, t1, HD, false, prec, one);  // S[t, s] = q_t · k_s
                 for (int64_t t = t0; t < t1; ++t) {
                     float* p = P + t * T;
+                    const int64_t lo = window > 0 ? std::max<int64_t>(0, t - window + 1) : 0;  // keys lo .. t
                     float mx = -INFINITY;
-                    for (int64_t s2 = 0; s2 <= t; ++s2) { p[s2] *= scale; mx = std::max(mx, p[s2]); }
-                    const float inv = static_cast<float>(1.0 / kernels::exp_shift_sum(p, p, t + 1, mx));
-                    for (int64_t s2 = 0; s2 <= t; ++s2) p[s2] *= inv;
+                    for (int64_t s2 = lo; s2 <= t; ++s2) { p[s2] *= scale; mx = std::max(mx, p[s2]); }
+                    const float inv = static_cast<float>(1.0 / kernels::exp_shift_sum(p + lo, p + lo, t + 1 - lo, mx));
+                    for (int64_t s2 = lo; s2 <= t; ++s2) p[s2] *= inv;
+                    std::fill(p, p + lo, 0.0f);         // the sliding window
                     std::fill(p + t + 1, p + T, 0.0f);  // the causal mask
                 }
                 // Y[t, i] = Σ_{s < t1} P[t, s] V[s, i]

@@ -56,7 +56,7 @@ ChatSession::Reply ChatSession::ask(const std::string& user, int32_t max_tokens,
     size_t p = 0;
     while (p < cached_.size() && p < ids.size() && cached_[p] == ids[p]) ++p;
     if (p == ids.size()) --p;
-    tf_.truncate(static_cast<int64_t>(p));
+    p = static_cast<size_t>(tf_.truncate(static_cast<int64_t>(p)));  // 0 if a sliding-window cache lost the prefix
     cached_.resize(p);
     r.prompt_tokens = static_cast<int64_t>(ids.size());
     r.reused_tokens = static_cast<int64_t>(p);

@@ -17,7 +17,8 @@ struct Memory {
     double weights_f32, weights_f16, weights_bf16, kv_f32, kv_f16, train_state, train_activations;
 };
 
-// Memory to run: weights at each dtype plus the KV cache for one sequence at full context.
+// Memory to run: weights at each dtype plus the KV cache for one sequence at full context (with a sliding window,
+// the ring of window + 511 cells a Transformer with the default 512-token batches keeps).
 // Memory to train with AdamW in fp32: weights + gradients + Adam's m and v = 16 bytes per parameter, plus the
 // activations of one sequence at full context, estimated as s·b·h·(34 + 5·a·s/h) bytes per layer for 16-bit
 // activations (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models", eq. 1), ×2 for fp32.
@@ -27,9 +28,8 @@ Memory memory_of(const ModelConfig& c) {
     m.weights_f32 = p * 4;
     m.weights_f16 = p * 2;
     m.weights_bf16 = p * 2;
-    const double kv_elems = 2.0 * static_cast<double>(c.n_layer) * static_cast<double>(c.n_ctx) * static_cast<double>(c.kv_dim());
-    m.kv_f32 = kv_elems * 4;
-    m.kv_f16 = kv_elems * 2;
+    m.kv_f32 = KVCache::bytes(c, c.n_ctx, 1, DType::F32, 512);
+    m.kv_f16 = KVCache::bytes(c, c.n_ctx, 1, DType::F16, 512);
     m.train_state = p * 16;
     const double s = static_cast<double>(c.n_ctx), h = static_cast<double>(c.n_embd), a = static_cast<double>(c.n_head);
     m.train_activations = 2.0 * static_cast<double>(c.n_layer) * s * h * (34.0 + 5.0 * a * s / h);
@@ -42,6 +42,7 @@ std::string block_summary(const ModelConfig& c) {
     s += c.learned_positions ? ", learned positions" : ", RoPE";
     s += c.fused_qkv ? ", fused QKV" : ", separate Q/K/V";
     if (c.qk_norm) s += ", QK-norm";
+    if (c.sliding_window > 0) s += ", sliding window of " + std::to_string(c.sliding_window);
     if (c.n_head_dim) s += ", heads of " + std::to_string(c.n_head_dim) + " (queries " + std::to_string(c.q_dim()) + " wide)";
     s += c.gated_mlp() ? ", SwiGLU MLP" : ", GELU MLP";
     std::string biases;
@@ -57,6 +58,7 @@ nlohmann::json config_json(const ModelConfig& c) {
                         {"n_embd", c.n_embd}, {"n_ff", c.n_ff}, {"n_layer", c.n_layer}, {"n_head", c.n_head}, {"n_head_kv", c.n_head_kv},
                         {"head_dim", c.head_dim()}, {"norm_eps", static_cast<double>(std::stod(strprintf("%g", static_cast<double>(c.norm_eps))))},
                         {"tied_embeddings", c.tied_embeddings}, {"n_params", c.n_params()}};
+    if (c.sliding_window > 0) j["sliding_window"] = c.sliding_window;
     if (c.uses_rope()) {  // RoPE: only for the families that use it (GPT-2 has learned positions)
         j["rope_theta"] = c.rope_theta;
         j["rope_style"] = c.rope_style == RopeStyle::Half ? "half" : "interleaved";
@@ -92,7 +94,9 @@ void print_config(const ModelConfig& c) {
 }
 
 void print_memory(const Memory& m, const ModelConfig& c) {
-    std::printf("\nmemory to run (weights + KV cache for one sequence of %lld tokens)\n", static_cast<long long>(c.n_ctx));
+    const int64_t cells = KVCache::cells_for(c, c.n_ctx, 512);
+    std::printf("\nmemory to run (weights + KV cache for one sequence of %lld tokens%s)\n", static_cast<long long>(c.n_ctx),
+                cells < c.n_ctx ? strprintf(": a sliding-window ring of %lld cells", static_cast<long long>(cells)).c_str() : "");
     std::printf("  f32   weights %-12s + KV f32 %-12s = %s\n", human_bytes(m.weights_f32).c_str(), human_bytes(m.kv_f32).c_str(),
                 human_bytes(m.weights_f32 + m.kv_f32).c_str());
     std::printf("  f16   weights %-12s + KV f16 %-12s = %s\n", human_bytes(m.weights_f16).c_str(), human_bytes(m.kv_f16).c_str(),

@@ -163,7 +163,7 @@ void score_choices(Transformer& tf, const Framing& fr, const EvalItem& it, EvalI
         size_t keep = 0;
         while (keep < cached.size() && keep < whole.size() && cached[keep] == whole[keep]) ++keep;
         keep = std::min(keep, common - 1);
-        tf.truncate(static_cast<int64_t>(keep));
+        keep = static_cast<size_t>(tf.truncate(static_cast<int64_t>(keep)));  // 0 if a sliding-window cache lost the prefix
         cached.resize(keep);
         const auto& logits = tf.eval(whole.data() + keep, static_cast<int64_t>(whole.size() - keep), true);
         cached.insert(cached.end(), whole.begin() + static_cast<std::ptrdiff_t>(keep), whole.end());

@@ -5,6 +5,7 @@
 
 #include "llmforge/error.h"
 #include "llmforge/mmap_file.h"
+#include "model/family.h"
 
 namespace llmforge::formats {
 
@@ -107,9 +108,10 @@ Model load_lora_adapter(const std::string& path, const ModelConfig& base) {
     gguf::File f = gguf::read(path, true);
     if (f.meta.get_string("general.type", "") != "adapter" || f.meta.get_string("adapter.type", "") != "lora")
         throw_bad_input("'%s' is not a LoRA adapter (general.type = adapter, adapter.type = lora)", path.c_str());
-    const std::string arch = f.meta.get_string("general.architecture", "");
-    if (!arch.empty() && arch != base.arch)
-        throw_bad_input("'%s' adapts a %s model, not %s", path.c_str(), arch.c_str(), base.arch.c_str());
+    const std::string adapted = f.meta.get_string("general.architecture", "");
+    const std::string base_arch = arch::family(base.arch).gguf_arch();
+    if (!adapted.empty() && adapted != base_arch)
+        throw_bad_input("'%s' adapts a %s model, not %s", path.c_str(), adapted.c_str(), base_arch.c_str());
     Model m;
     m.path = path;
     m.format = "gguf";

@@ -86,6 +86,7 @@ void ModelConfig::validate() const {
     }
     if (fused_qkv && n_head_kv != n_head) bad("n_head_kv (a fused QKV projection has no grouped-query attention)", n_head_kv);
     if (!(norm_eps > 0) || norm_eps > 1) throw_bad_input("model config: norm epsilon %g is not valid", static_cast<double>(norm_eps));
+    if (sliding_window < 0 || sliding_window > kMax) bad("sliding_window", sliding_window);
 }
 
 // As llama.cpp's converter (convert_hf_to_gguf.py, LlamaModel) computes rope_freqs: for each pair's base frequency
@@ -162,7 +163,7 @@ ModelConfig preset(const std::string& name) {
 RopeStyle gguf_rope_style(const ModelConfig& c) { return arch::family(c.arch).gguf_rope_style(); }
 
 void config_to_gguf(const ModelConfig& c, gguf::Metadata& meta) {
-    meta.set("general.architecture", gguf::Value::str(c.arch));
+    meta.set("general.architecture", gguf::Value::str(arch::family(c.arch).gguf_arch()));
     if (!c.name.empty() && !meta.find("general.name")) meta.set("general.name", gguf::Value::str(c.name));
     arch::family(c.arch).to_gguf(c, meta);
 }
@@ -170,7 +171,7 @@ void config_to_gguf(const ModelConfig& c, gguf::Metadata& meta) {
 ModelConfig config_from_gguf(const gguf::Metadata& meta, const std::string& path) {
     const std::string a = meta.get_string("general.architecture", "");
     if (a.empty()) throw_bad_input("'%s' has no general.architecture", path.c_str());
-    const arch::Family& f = arch::family(a, "'" + path + "': ");
+    const arch::Family& f = arch::family_for_gguf(a, meta, "'" + path + "': ");
     ModelConfig c = f.describe();
     c.name = meta.get_string("general.name", "");
     c.rope_style = f.gguf_rope_style();  // the rows as llama.cpp's converter wrote them

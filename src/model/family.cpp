@@ -37,6 +37,14 @@ const Family& family(const std::string& name, const std::string& where) {
     throw_bad_input("%sunknown architecture '%s' (supported: %s)", where.c_str(), name.c_str(), supported().c_str());
 }
 
+const Family& family_for_gguf(const std::string& gguf_arch, const gguf::Metadata& meta, const std::string& where) {
+    for (const Family* f : families())
+        if (gguf_arch == f->gguf_arch() && gguf_arch != f->name() && f->claims_gguf(meta)) return *f;
+    for (const Family* f : families())
+        if (gguf_arch == f->name()) return *f;
+    throw_bad_input("%sunknown architecture '%s' (supported: %s)", where.c_str(), gguf_arch.c_str(), supported().c_str());
+}
+
 const Family* family_for_hf_type(const std::string& type) {
     for (const Family* f : families())
         if (f->reads_hf_type(type)) return f;
@@ -236,7 +244,7 @@ void read_common_gguf(GgufKeys& k, ModelConfig& c) {
 
 void write_common_gguf(const ModelConfig& c, gguf::Metadata& meta) {
     using gguf::Value;
-    const std::string a = c.arch + ".";
+    const std::string a = std::string(family(c.arch).gguf_arch()) + ".";
     meta.set(a + "context_length", Value::u32(static_cast<uint32_t>(c.n_ctx)));
     meta.set(a + "embedding_length", Value::u32(static_cast<uint32_t>(c.n_embd)));
     meta.set(a + "feed_forward_length", Value::u32(static_cast<uint32_t>(c.n_ff)));

@@ -28,6 +28,7 @@ class HfConfig {
 public:
     HfConfig(const nlohmann::json& j, std::string path) : j_(j), path_(std::move(path)) {}
     bool has(const char* key) const { return j_.contains(key) && !j_[key].is_null(); }
+    bool present(const char* key) const { return j_.contains(key); }  // even if null
     int64_t integer(const char* key, int64_t def = -1);  // def < 0: required
     double number(const char* key, double def);
     bool boolean(const char* key, bool def);
@@ -67,7 +68,11 @@ private:
 class Family {
 public:
     virtual ~Family() = default;
-    virtual const char* name() const = 0;  // GGUF general.architecture (llama.cpp's name)
+    virtual const char* name() const = 0;  // ModelConfig::arch; GGUF general.architecture unless gguf_arch() says otherwise
+    // The GGUF general.architecture and key namespace llama.cpp writes this family under (Mistral: "llama").
+    virtual const char* gguf_arch() const { return name(); }
+    // A family sharing another's GGUF name recognises its files by their metadata (Mistral: a sliding window).
+    virtual bool claims_gguf(const gguf::Metadata& /*meta*/) const { return false; }
     // Does config.json's model_type (or architectures[0]) name this family?
     virtual bool reads_hf_type(const std::string& type) const = 0;
     // The block description every model of the family shares, sizes zero.
@@ -108,6 +113,9 @@ protected:
 
 // The family of this name (throws a bad-input Error naming the supported ones; `where` prefixes the message).
 const Family& family(const std::string& name, const std::string& where = "");
+// The family of a GGUF whose general.architecture is gguf_arch: the one of that name, unless another family written
+// under the same name claims the file (claims_gguf).
+const Family& family_for_gguf(const std::string& gguf_arch, const gguf::Metadata& meta, const std::string& where = "");
 // The family whose config.json model_type this is, or null.
 const Family* family_for_hf_type(const std::string& type);
 const std::vector<const Family*>& families();

@@ -77,7 +77,7 @@ void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backen
                     const AttentionSource& att, const float* rope_cos, const float* rope_sin,
                     const std::function<LayerBuffers(int64_t layer)>& buffers) {
     const int64_t C = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, QKV = Q + 2 * KV, HD = c.head_dim();
-    const backend::AttentionShape shape{c.n_head, c.n_head_kv, HD};
+    backend::AttentionShape shape{c.n_head, c.n_head_kv, HD};
     // out = x + (in Wᵀ + b): in place (out == x, the product through the scratch h) or into out's own buffer
     auto residual = [&](const float* in, const Tensor* W, const Tensor* bias, float* x, float* out, float* h) {
         if (out == x) {
@@ -91,6 +91,7 @@ void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backen
     for (int64_t l = 0; l < c.n_layer; ++l) {
         const BlockWeights& W = w.blocks[static_cast<size_t>(l)];
         const LayerBuffers b = buffers(l);
+        shape.window = c.window_of(l);
         // ---- attention sub-layer: x_mid = x + W_o · softmax(q kᵀ / √d) v, q, k, v projections of Norm(x)
         be.norm(b.x, b.ln1, n, C, c.norm, c.norm_eps, *W.attn_norm, W.attn_norm_b, b.mean1, b.rstd1);
         float* q = c.qk_norm ? b.q_raw : b.q;  // the projections (normalised into q, k below)

@@ -13,7 +13,7 @@
 
 namespace llmforge {
 
-std::unique_ptr<KVCache> make_kv_cache(const ModelConfig& cfg, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type, int n_seq) {
+std::unique_ptr<KVCache> make_kv_cache(const ModelConfig& cfg, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type, int n_seq, bool ring) {
     if (n_seq < 1) throw_bad_input("the number of sequences must be at least 1, not %d", n_seq);
     if (kv_type != DType::F32 && kv_type != DType::F16) throw_bad_input("the KV cache type must be f32 or f16, not %s", dtype_name(kv_type));
     if (n_ctx <= 0) n_ctx = cfg.n_ctx;
@@ -25,7 +25,8 @@ std::unique_ptr<KVCache> make_kv_cache(const ModelConfig& cfg, ThreadPool& pool,
     const int64_t B = std::max<int64_t>(std::min(std::max<int64_t>(1, n_batch), n_ctx), n_seq);
     const int64_t C = std::max(cfg.n_embd, cfg.q_dim()), KV = cfg.kv_dim(), F = cfg.n_ff, QKV = cfg.q_dim() + 2 * KV;
     const double gib = 1024.0 * 1024.0 * 1024.0;
-    const double kv_bytes = KVCache::bytes(cfg, n_ctx, n_seq, kv_type);
+    const int64_t ring_batch = ring ? B : 0;
+    const double kv_bytes = KVCache::bytes(cfg, n_ctx, n_seq, kv_type, ring_batch);
     const double act_bytes = 4.0 * (static_cast<double>(B) * static_cast<double>(4 * C + 2 * KV + 2 * F + (cfg.fused_qkv ? QKV : 0)) +
                                     static_cast<double>(pool.size()) * static_cast<double>(n_ctx + 32 + cfg.head_dim() * 66));
     const double have = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
@@ -34,7 +35,7 @@ std::unique_ptr<KVCache> make_kv_cache(const ModelConfig& cfg, ThreadPool& pool,
                         "%.2f GiB of memory here: lower the context (-c)",
                         static_cast<long long>(n_ctx), n_seq, n_seq == 1 ? "" : "s", kv_bytes / gib, act_bytes / gib, have / gib);
     try {
-        return std::make_unique<KVCache>(cfg, n_ctx, n_seq, kv_type);
+        return std::make_unique<KVCache>(cfg, n_ctx, n_seq, kv_type, ring_batch);
     } catch (const std::bad_alloc&) {
         throw_runtime("out of memory: allocating %.2f GiB for the KV cache (context %lld × %d sequence%s, %s) and %.2f GiB of buffers failed",
                       kv_bytes / gib, static_cast<long long>(n_ctx), n_seq, n_seq == 1 ? "" : "s", dtype_name(kv_type), act_bytes / gib);
@@ -42,7 +43,9 @@ std::unique_ptr<KVCache> make_kv_cache(const ModelConfig& cfg, ThreadPool& pool,
 }
 
 Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type, int n_seq, Numerics numerics)
-    : model_(model), cfg_(model.config), pool_(pool), own_cache_(make_kv_cache(model.config, pool, n_ctx, n_batch, kv_type, n_seq)),
+    : model_(model), cfg_(model.config), pool_(pool),
+      // ggml arithmetic sums over the cache as llama.cpp lays it out: every position in place, no ring
+      own_cache_(make_kv_cache(model.config, pool, n_ctx, n_batch, kv_type, n_seq, numerics != Numerics::Ggml)),
       cache_(own_cache_.get()), numerics_(numerics) {
     setup(n_batch);
 }
@@ -64,6 +67,7 @@ Transformer::~Transformer() = default;
 void Transformer::setup(int64_t n_batch) {
     const int64_t n_ctx = cache_->n_ctx();
     n_batch_ = std::max<int64_t>(std::min(std::max<int64_t>(1, n_batch), n_ctx), cache_->n_seq());  // decode() takes one token of every sequence
+    eval_chunk_ = std::min(n_batch_, cache_->max_pass());  // a sliding-window ring takes passes of at most max_pass()
     be_ = backend::make_cpu_backend(pool_, numerics_);
     if (numerics_ != Numerics::BatchInvariant) be_rows_ = backend::make_cpu_backend(pool_, Numerics::BatchInvariant);
     const ModelConfig& c = cfg_;
@@ -102,7 +106,7 @@ const std::vector<float>& Transformer::eval(const int32_t* tokens, int64_t n, bo
     const int64_t V = cfg_.n_vocab;
     logits_.assign(static_cast<size_t>((all_logits ? n : 1) * V), 0.0f);
     for (int64_t done = 0; done < n;) {
-        const int64_t m = std::min(n_batch_, n - done);
+        const int64_t m = std::min(eval_chunk_, n - done);
         const bool last = done + m == n;
         const backend::Rows rows{slot_, n_past(), nullptr, nullptr};
         if (all_logits) forward(tokens + done, m, 0, logits_.data() + done * V, rows, *be_);
@@ -207,6 +211,12 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
     }
 }
 
+int64_t Transformer::truncate(int64_t n) {
+    n = std::max<int64_t>(n, 0);
+    if (n < n_past()) cache_->set_n_past(slot_, cache_->can_truncate(slot_, n) ? n : 0);
+    return n_past();
+}
+
 void Transformer::set_seq(int s) {
     if (s < 0 || s >= n_seq()) throw_bad_input("sequence %d does not exist (0..%d)", s, n_seq() - 1);
     slot_ = s;
@@ -245,7 +255,7 @@ const std::vector<float>& Transformer::embed(const int32_t* tokens, int64_t n) {
     const int64_t C = cfg_.n_embd;
     hidden_.assign(static_cast<size_t>(n * C), 0.0f);
     for (int64_t done = 0; done < n;) {
-        const int64_t m = std::min(n_batch_, n - done);
+        const int64_t m = std::min(eval_chunk_, n - done);
         const backend::Rows rows{slot_, n_past(), nullptr, nullptr};
         forward(tokens + done, m, m, nullptr, rows, *be_, hidden_.data() + done * C);
         done += m;

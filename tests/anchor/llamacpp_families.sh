@@ -5,7 +5,9 @@
 #
 #   LLAMA_PERPLEXITY=/path/to/llama.cpp/build/bin/llama-perplexity tests/anchor/llamacpp_families.sh [PRESET...]
 #
-# Default presets: llama-tiny, llama3-tiny (Llama 3's RoPE scaling: llama.cpp reads its rope_freqs tensor), qwen2-tiny.
+# Default presets: llama-tiny, llama3-tiny (Llama 3's RoPE scaling: llama.cpp reads its rope_freqs tensor), qwen2-tiny,
+# mistral-tiny (written as a "llama" GGUF, as llama.cpp's converter writes Mistral; that snapshot has no sliding window
+# for it, so the context here, 128, is the preset's window: within it both attend to every earlier position).
 #
 # llama.cpp is an anchor built outside the project from the public snapshot ggerganov/llama.cpp (c392e50, the goldens'
 # commit); nothing of it enters the project. Not part of the default test suite (CI has no llama.cpp build).
@@ -14,7 +16,7 @@ cd "$(dirname "$0")/../.."
 LLAMA=${LLAMA_PERPLEXITY:?set LLAMA_PERPLEXITY to the llama-perplexity binary of llama.cpp}
 BIN=${LLMFORGE_BIN:-build/llmforge}
 presets=("$@")
-[ ${#presets[@]} -gt 0 ] || presets=(llama-tiny llama3-tiny qwen2-tiny)
+[ ${#presets[@]} -gt 0 ] || presets=(llama-tiny llama3-tiny qwen2-tiny mistral-tiny)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 head -c 30000 /usr/share/common-licenses/GPL-3 > "$work/text.txt"

@@ -71,11 +71,14 @@ def rms_norm(x, w, eps):
     return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
 
 
-def causal_attention(q, k, v):
-    """q: (H, T, d), k/v: (H, T, d) -> (T, H*d). softmax(Q K^T / sqrt(d_k) + mask) V"""
+def causal_attention(q, k, v, window=None):
+    """q: (H, T, d), k/v: (H, T, d) -> (T, H*d). softmax(Q K^T / sqrt(d_k) + mask) V; with a sliding window, query i
+    sees keys j with i - window < j <= i (transformers' sliding_window_causal mask: kv_idx > q_idx - window)."""
     T, d = q.shape[1], q.shape[2]
     scores = q @ k.transpose(1, 2) / (d ** 0.5)
     mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    if window:
+        mask |= torch.tril(torch.ones(T, T, dtype=torch.bool), diagonal=-window)
     scores = scores.masked_fill(mask, float("-inf"))
     y = torch.softmax(scores, dim=-1) @ v
     return y.transpose(0, 1).reshape(T, -1)
@@ -153,11 +156,13 @@ def rope_inv_freq(cfg, d):
 
 def llama_forward(w, cfg, tokens, hidden=False):
     """LLaMA's block and the families built on it (Qwen 2: biases on q, k, v; tied output where lm_head is absent;
-    Qwen 3: head_dim apart from hidden_size / heads, each head's q and k RMS-normalised before RoPE)."""
+    Qwen 3: head_dim apart from hidden_size / heads, each head's q and k RMS-normalised before RoPE; Mistral: attention
+    within a sliding window)."""
     C, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     d = cfg.get("head_dim") or C // H
     T = len(tokens)
     eps = cfg["rms_norm_eps"]
+    window = cfg.get("sliding_window") if cfg["model_type"] == "mistral" else None
     inv_freq = rope_inv_freq(cfg, d)
     freqs = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq[None, :]
     emb = torch.cat((freqs, freqs), dim=-1)
@@ -176,7 +181,7 @@ def llama_forward(w, cfg, tokens, hidden=False):
         k = k * cos + rotate_half(k) * sin
         k = k.repeat_interleave(H // KV, dim=0)  # grouped-query attention: each KV head serves H/KV query heads
         v = v.repeat_interleave(H // KV, dim=0)
-        x = x + mm(causal_attention(q, k, v), w[p + "self_attn.o_proj.weight"].T)
+        x = x + mm(causal_attention(q, k, v, window), w[p + "self_attn.o_proj.weight"].T)
         h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
         g = torch.nn.functional.silu(mm(h, w[p + "mlp.gate_proj.weight"].T))
         x = x + mm(g * mm(h, w[p + "mlp.up_proj.weight"].T), w[p + "mlp.down_proj.weight"].T)
@@ -281,6 +286,15 @@ def make_qwen3(seed):
     return cfg, w, llama_forward
 
 
+def make_mistral(seed):
+    """Mistral: LLaMA's block attending within a sliding window of 12 positions (prompts of 24 and 40 tokens reach
+    past it, 7 do not)."""
+    cfg, w, forward = make_llama(seed)
+    cfg.update({"model_type": "mistral", "architectures": ["MistralForCausalLM"], "sliding_window": 12, "head_dim": 8,
+                "rms_norm_eps": 1e-5, "hidden_act": "silu"})
+    return cfg, w, forward
+
+
 # ----------------------------------------------------------------------------------------- llmforge
 def llmforge_logits(binary, model, tokens, *extra):
     cmd = [binary, "logits", "-m", model, "--tokens", ",".join(map(str, tokens)), "--cache-type", "f32", *extra]
@@ -304,7 +318,7 @@ def main():
     rng = np.random.default_rng(1234)
     with tempfile.TemporaryDirectory() as tmp:
         for name, maker in (("gpt2", make_gpt2), ("llama-gqa", make_llama), ("llama3", make_llama3), ("qwen2", make_qwen2),
-                            ("qwen3", make_qwen3)):
+                            ("qwen3", make_qwen3), ("mistral", make_mistral)):
             cfg, w, forward = maker(7)
             d = write_model_dir(os.path.join(tmp, name), cfg, w)
             w64 = {k: v.to(torch.float64) for k, v in w.items()}
@@ -339,6 +353,14 @@ def main():
                     small = llmforge_logits(args.bin, d, tokens, "-b", "3")
                     e3 = rel_err(small, ref)
                     check(f"{name} prompt in batches of 3, T={T}", e3 <= 1e-4, f"rel err {e3:.2e}")
+                if name == "mistral" and T == 40:
+                    # the window matters here: without it the reference is far away
+                    e0 = rel_err(ours, forward(w64, dict(cfg, sliding_window=None), tokens).numpy())
+                    check("mistral T=40: the sliding window changes the logits", e0 > 1e-2, f"rel err without it {e0:.2e}")
+                    # token by token through a KV cache of 12 cells only (a ring: batches of 1, window 12)
+                    ring = llmforge_logits(args.bin, d, tokens, "--incremental", "-b", "1")
+                    e4 = float(np.abs(ring - ours).max())
+                    check("mistral KV-cache decoding in a 12-cell ring == batched pass T=40", e4 <= 1e-5, f"max abs diff {e4:.2e}")
             tokens = rng.integers(0, 301, size=24).tolist()
             ref = forward(w64, cfg, tokens).numpy()
             for dt, tdt in (("f32", None), ("f16", torch.float16), ("bf16", torch.bfloat16)):

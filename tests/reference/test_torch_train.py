@@ -76,7 +76,7 @@ def main():
     opt = dict(lr=1e-3, min_lr=1e-4, warmup=3, wd=0.1, clip=1.0, beta1=0.9, beta2=0.95, eps=1e-6)
     with tempfile.TemporaryDirectory() as tmp:
         for name, maker in (("gpt2", P.make_gpt2), ("llama-gqa", P.make_llama), ("llama3", P.make_llama3), ("qwen2", P.make_qwen2),
-                            ("qwen3", P.make_qwen3)):
+                            ("qwen3", P.make_qwen3), ("mistral", P.make_mistral)):
             cfg, w, forward = maker(11)
             V = cfg["vocab_size"]
             d = P.write_model_dir(os.path.join(tmp, name), cfg, w)

@@ -325,7 +325,10 @@ TEST(Cli, ModelsWithUnsupportedMathematicsAreRefused) {
         EXPECT_NE(std::string(e.what()).find("llama.rope.scaling.type"), std::string::npos) << e.what();
     }
     meta.set("llama.rope.scaling.type", gguf::Value::str("none"));
-    meta.set("llama.attention.sliding_window", gguf::Value::u32(8));
+    meta.set("llama.attention.sliding_window", gguf::Value::u32(8));  // implemented: Mistral's window
+    gguf::write(g2, meta, f.tensors);
+    EXPECT_EQ(load_model(g2).config.sliding_window, 8);
+    meta.set("llama.attention.logit_softcapping", gguf::Value::f32(30.0f));
     gguf::write(g2, meta, f.tensors);
     EXPECT_THROW(load_model(g2), Error);
 }

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "llmforge/error.h"
+#include "llmforge/gguf.h"
 #include "llmforge/model.h"
 #include "llmforge/transformer.h"
 #include "test_util.h"
@@ -21,7 +22,7 @@ TEST(Families, PresetsMatchPublishedSizes) {
     const std::pair<const char*, const char*> published[] = {
         // billions, as the model cards print them
         {"qwen2.5-0.5b", "0.49"}, {"qwen2.5-7b", "7.62"}, {"llama3.1-8b", "8.03"}, {"llama3.2-1b", "1.24"}, {"llama3.2-3b", "3.21"},
-        {"qwen3-0.6b", "0.60"}, {"qwen3-8b", "8.19"},
+        {"qwen3-0.6b", "0.60"}, {"qwen3-8b", "8.19"}, {"mistral-7b", "7.24"},
     };
     for (const auto& [name, figure] : published) {
         const double got = static_cast<double>(preset(name).n_params()) / 1e9, n = std::stod(figure);
@@ -39,7 +40,7 @@ std::string describe(const ModelConfig& c) {
     return nlohmann::json{{"arch", c.arch}, {"norm", static_cast<int>(c.norm)}, {"eps", c.norm_eps}, {"learned", c.learned_positions},
                           {"theta", c.rope_theta}, {"rope_dim", c.n_rot()}, {"fused", c.fused_qkv}, {"qkv_bias", c.qkv_bias},
                           {"out_bias", c.out_bias}, {"mlp", static_cast<int>(c.mlp)}, {"mlp_bias", c.mlp_bias}, {"tied", c.tied_embeddings},
-                          {"head_dim", c.head_dim()}, {"qk_norm", c.qk_norm}, {"rope_scaling", static_cast<int>(c.rope_scaling)}, {"rope_scale", c.rope_scale}, {"rope_factors", c.rope_freq_factors},
+                          {"head_dim", c.head_dim()}, {"qk_norm", c.qk_norm}, {"window", c.sliding_window}, {"rope_scaling", static_cast<int>(c.rope_scaling)}, {"rope_scale", c.rope_scale}, {"rope_factors", c.rope_freq_factors},
                           {"params", c.n_params()}}
         .dump();
 }
@@ -153,4 +154,107 @@ TEST(Families, QkNormMakesAttentionBlindToTheScaleOfQueriesAndKeys) {
     EXPECT_LT(max_rel(q7, q1), 1e-4) << "Qwen 3: scaling W_q and W_k changed the logits";
     const std::vector<float> l1 = logits_with_qk_scaled("llama-tiny", 1.0f), l7 = logits_with_qk_scaled("llama-tiny", 7.0f);
     EXPECT_GT(max_rel(l7, l1), 1e-3) << "LLaMA: scaling W_q and W_k by 7 should sharpen attention";
+}
+
+// Mistral's sliding window through every path that runs it. A model whose window (16) is much shorter than the prompt
+// (100 tokens): the logits with a KV cache of every position and with a ring of window + batch − 1 cells agree (bit
+// for bit in batch-invariant arithmetic, where neither the chunking nor the cells' order changes a sum); ggml
+// arithmetic masks the same keys; decode() of two sequences through a ring gives each the logits of its own prompt;
+// and going back in a ring keeps the prefix only while the keys it needs are still there. (The window's values against
+// PyTorch: tests/reference/test_torch_parity.py.)
+TEST(Families, MistralSlidingWindowAndItsRingCache) {
+    ThreadPool pool(2);
+    ModelConfig cfg = preset("mistral-tiny");
+    cfg.sliding_window = 16;
+    const Model m = init_random(cfg, DType::F32, 3);
+    std::vector<int32_t> tokens(100);
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 37 + 11) % 512);
+    const int64_t T = static_cast<int64_t>(tokens.size()), V = cfg.n_vocab;
+    auto run = [&](int64_t batch, Numerics num, bool* ring = nullptr) {
+        Transformer tf(m, pool, 256, batch, DType::F32, 1, num);
+        if (ring) *ring = tf.cache().ring();
+        return tf.eval(tokens, true);
+    };
+    bool ring_full = true, ring_small = false;
+    const std::vector<float> full = run(512, Numerics::BatchInvariant, &ring_full), small = run(4, Numerics::BatchInvariant, &ring_small);
+    EXPECT_FALSE(ring_full);
+    EXPECT_TRUE(ring_small);
+    EXPECT_EQ(KVCache::cells_for(cfg, 256, 4), 19);
+    ASSERT_EQ(full.size(), small.size());
+    EXPECT_EQ(full, small) << "a ring of 19 cells changed the logits";
+    auto max_abs = [](const std::vector<float>& a, const std::vector<float>& b) {
+        double d = 0;
+        for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(static_cast<double>(a[i]) - b[i]));
+        return d;
+    };
+    EXPECT_LT(max_abs(run(4, Numerics::Fast), full), 1e-4);
+    EXPECT_LT(max_abs(run(512, Numerics::Ggml), full), 1e-4) << "ggml arithmetic masks other keys";
+    // without the window the logits past position 16 are others
+    ModelConfig nowin = cfg;
+    nowin.sliding_window = 0;
+    Model m2 = init_random(nowin, DType::F32, 3);
+    Transformer tf2(m2, pool, 256, 512, DType::F32, 1, Numerics::BatchInvariant);
+    const std::vector<float> open = tf2.eval(tokens, true);
+    EXPECT_EQ(std::vector<float>(open.begin(), open.begin() + 16 * V), std::vector<float>(full.begin(), full.begin() + 16 * V));
+    EXPECT_GT(max_abs(open, full), 1e-2);
+
+    // decode(): two sequences, one token each per step, through a ring (batches of 2: 17 cells)
+    Transformer dec(m, pool, 256, 2, DType::F32, 2, Numerics::BatchInvariant);
+    ASSERT_TRUE(dec.cache().ring());
+    const std::vector<int32_t> seqs = {0, 1};
+    std::vector<float> step(static_cast<size_t>(2 * V));
+    std::vector<int32_t> other(tokens.rbegin(), tokens.rend());
+    for (int64_t i = 0; i < T; ++i) {
+        const int32_t toks[2] = {tokens[static_cast<size_t>(i)], other[static_cast<size_t>(i)]};
+        dec.decode(seqs.data(), toks, 2, step.data());
+        ASSERT_TRUE(std::equal(step.begin(), step.begin() + V, full.begin() + i * V)) << "position " << i;
+    }
+    // going back: a ring of 19 cells after 100 positions holds 81..99; position 98 attends from 83 (kept), 90 from 75 (lost)
+    Transformer tr(m, pool, 256, 4, DType::F32, 1, Numerics::BatchInvariant);
+    tr.eval(tokens);
+    EXPECT_EQ(tr.truncate(98), 98);
+    EXPECT_EQ(tr.truncate(90), 0);
+    EXPECT_EQ(tr.n_past(), 0);
+    const std::vector<float> again = tr.eval(tokens, true);
+    EXPECT_EQ(again, full);
+}
+
+// Mistral's files: config.json (model_type mistral; sliding_window null: none; absent: transformers' 4096) and GGUF
+// as llama.cpp's converter writes it (architecture "llama"), with the window under llama.attention.sliding_window.
+TEST(Families, MistralFilesCarryTheWindow) {
+    const std::string dir = test::tmp_path("mistral-hf");
+    std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str());
+    const Model m = init_random(preset("mistral-tiny"), DType::F32, 1);
+    save_model(m, dir + "/");
+    const nlohmann::json j = nlohmann::json::parse(test::read_file(dir + "/config.json"));
+    EXPECT_EQ(j["model_type"], "mistral");
+    EXPECT_EQ(j["sliding_window"], 128);
+    EXPECT_EQ(load_model(dir).config.sliding_window, 128);
+    auto window_of = [&](const std::string& field) {
+        nlohmann::json k = j;
+        k.erase("sliding_window");
+        std::string text = k.dump();
+        if (!field.empty()) text = text.substr(0, text.rfind('}')) + ", \"sliding_window\": " + field + "}";
+        return config_from_hf_json(text, "config.json").sliding_window;
+    };
+    EXPECT_EQ(window_of("null"), 0);
+    EXPECT_EQ(window_of(""), 4096);
+    EXPECT_EQ(window_of("64"), 64);
+    EXPECT_THROW(window_of("\"wide\""), Error);
+
+    const std::string g = test::tmp_path("mistral.gguf");
+    save_model(m, g);
+    const gguf::File f = gguf::read(g);
+    EXPECT_EQ(f.meta.get_string("general.architecture", ""), "llama");
+    ASSERT_NE(f.meta.find("llama.attention.sliding_window"), nullptr);
+    EXPECT_EQ(f.meta.find("llama.attention.sliding_window")->i, 128);
+    const Model back = load_model(g);
+    EXPECT_EQ(back.config.arch, "mistral");
+    EXPECT_EQ(back.config.sliding_window, 128);
+    // without the key (as llama.cpp's converter writes Mistral): a LLaMA model, attending to every position
+    gguf::Metadata meta = f.meta;
+    meta.erase("llama.attention.sliding_window");
+    const ModelConfig plain = config_from_gguf(meta, f.tensors, g);
+    EXPECT_EQ(plain.arch, "llama");
+    EXPECT_EQ(plain.sliding_window, 0);
 }

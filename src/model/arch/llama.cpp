@@ -14,7 +14,7 @@ namespace {
 class Llama final : public LlamaLineage {
 public:
     const char* name() const override { return "llama"; }
-    bool reads_hf_type(const std::string& t) const override { return t == "llama" || t == "LlamaForCausalLM" || t == "mistral"; }
+    bool reads_hf_type(const std::string& t) const override { return t == "llama" || t == "LlamaForCausalLM"; }
 
     ModelConfig describe() const override {
         ModelConfig c;
