@@ -9,6 +9,7 @@
 
 #include "core/ggml_math.h"
 #include "core/kernels_impl.h"
+#include "core/weight_types.h"
 #include "backend/train_ops.h"
 #include "llmforge/error.h"
 #include "llmforge/kernels.h"
@@ -30,11 +31,11 @@ namespace llmforge::backend {
 
 namespace {
 
-// Row r of a 1-D or 2-D weight as f32.
+// Row r of a 1-D or 2-D weight as f32 (its type's traits: where the row starts, how it converts).
 void load_row(const Tensor& t, int64_t r, float* out) {
+    const WeightType& wt = weight_type(t.dtype, t.name.c_str());
     const int64_t cols = t.cols();
-    const uint8_t* base = static_cast<const uint8_t*>(t.data) + static_cast<size_t>(r * cols) * dtype_size(t.dtype);
-    convert_to_f32(t.dtype, base, out, static_cast<size_t>(cols));
+    wt.to_f32(wt.row(t.data, r, cols), out, cols);
 }
 
 // GPT-2's GELU, the tanh approximation ("gelu_new").
@@ -64,11 +65,11 @@ public:
                 throw_bad_input("ggml arithmetic needs row-major weights: load the model without repacking (without --no-mmap)");
             kernels::matmul_panels(static_cast<const float*>(w.data), x, y, n, rows, cols, pool_);
         } else if (numerics_ == Numerics::Ggml) {
-            kernels::matmul_ggml(w.dtype, w.data, x, y, n, rows, cols, pool_);
+            weight_type(w.dtype, w.name.c_str()).matmul_ggml(w.data, x, y, n, rows, cols, pool_);
         } else if (numerics_ == Numerics::BatchInvariant) {
-            kernels::matmul_rowwise(w.dtype, w.data, x, y, n, rows, cols, pool_);
+            weight_type(w.dtype, w.name.c_str()).matmul_rowwise(w.data, x, y, n, rows, cols, pool_);
         } else {
-            kernels::matmul(w.dtype, w.data, x, y, n, rows, cols, pool_);
+            weight_type(w.dtype, w.name.c_str()).matmul(w.data, x, y, n, rows, cols, pool_);
         }
         if (L.lora)
             for (const Lora& l : *L.lora) {  // y += s · (x Aᵀ) Bᵀ

@@ -1,5 +1,7 @@
 #include "llmforge/dtype.h"
 
+#include "core/weight_types.h"
+
 namespace llmforge {
 
 const char* dtype_name(DType t) {
@@ -46,7 +48,7 @@ DType dtype_from_name(const std::string& name) {
     return DType::Unknown;
 }
 
-bool dtype_supported(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+bool dtype_supported(DType t) { return find_weight_type(t) != nullptr; }
 
 size_t dtype_size(DType t) {
     switch (t) {

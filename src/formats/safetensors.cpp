@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <nlohmann/json.hpp>
 
+#include "core/weight_types.h"
 #include "formats/formats.h"
 #include "llmforge/bpe.h"
 #include "llmforge/chat.h"
@@ -109,7 +110,7 @@ void read_file(Model& m, const std::string& file, bool use_mmap) {
             throw_bad_input("'%s': tensor '%s' has %llu bytes of data for shape %s", file.c_str(), it.key().c_str(),
                             static_cast<unsigned long long>(en - b), t.shape_str().c_str());
         t.data = f->data() + base + b;
-        const bool misaligned = reinterpret_cast<uintptr_t>(t.data) % dtype_size(t.dtype) != 0;
+        const bool misaligned = reinterpret_cast<uintptr_t>(t.data) % weight_type(t.dtype, "load").alignment() != 0;
         if (transpose && t.shape.size() == 2) {
             std::vector<int64_t> shp = {t.shape[1], t.shape[0]};
             m.add(m.own(name, t.dtype, shp, transpose_bytes(t)));

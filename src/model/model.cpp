@@ -7,6 +7,7 @@
 #include <cstring>
 #include <thread>
 
+#include "core/weight_types.h"
 #include "formats/formats.h"
 #include "llmforge/error.h"
 #include "llmforge/kernels.h"
@@ -54,7 +55,7 @@ void Model::check() const {
         if (!dtype_supported(t.dtype))
             throw_bad_input("'%s': tensor '%s' has type %s, which is not supported yet (f32, f16 and bf16 are; quantised types come later)",
                             path.c_str(), name.c_str(), dtype_name(t.dtype));
-        if (reinterpret_cast<uintptr_t>(t.data) % dtype_size(t.dtype) != 0)
+        if (reinterpret_cast<uintptr_t>(t.data) % weight_type(t.dtype, "check").alignment() != 0)
             throw_bad_input("'%s': tensor '%s' data is misaligned", path.c_str(), name.c_str());
     }
 }
@@ -143,7 +144,7 @@ namespace formats {
 
 std::vector<uint8_t> convert_bytes(const Tensor& t, DType to) {
     const size_t n = static_cast<size_t>(t.numel());
-    std::vector<uint8_t> out(n * dtype_size(to));
+    std::vector<uint8_t> out(weight_type(to, "convert").row_bytes(static_cast<int64_t>(n)));
     if (t.dtype == to) {
         std::memcpy(out.data(), t.data, out.size());
         return out;
@@ -156,7 +157,9 @@ std::vector<uint8_t> convert_bytes(const Tensor& t, DType to) {
 
 std::vector<uint8_t> transpose_bytes(const Tensor& t) {
     const int64_t R = t.shape.size() == 2 ? t.shape[0] : 1, C = t.cols();
-    const size_t es = dtype_size(t.dtype);
+    const WeightType& wt = weight_type(t.dtype, "transpose");
+    if (wt.block_elems() != 1) throw_runtime("cannot transpose '%s': %s is stored in blocks", t.name.c_str(), dtype_name(t.dtype));
+    const size_t es = wt.block_bytes();
     std::vector<uint8_t> out(static_cast<size_t>(R * C) * es);
     const uint8_t* src = static_cast<const uint8_t*>(t.data);
     for (int64_t r = 0; r < R; ++r)
@@ -168,7 +171,7 @@ std::vector<uint8_t> permute_rope_rows(const Tensor& t, int64_t n_heads, bool to
     // Interleaved row (h, i, s) ↔ Half row (h, s, i), for head h, pair i < d/2, member s ∈ {0, 1}.
     const int64_t rows = t.shape[0], cols = t.cols();
     const int64_t d = rows / n_heads, half = d / 2;
-    const size_t row_bytes = static_cast<size_t>(cols) * dtype_size(t.dtype);
+    const size_t row_bytes = weight_type(t.dtype, "permute").row_bytes(cols);
     std::vector<uint8_t> out(static_cast<size_t>(rows) * row_bytes);
     const uint8_t* src = static_cast<const uint8_t*>(t.data);
     for (int64_t h = 0; h < n_heads; ++h)
@@ -304,7 +307,7 @@ void init_random_gguf(const ModelConfig& cfg, DType dtype, uint64_t seed, const 
             const int64_t m = std::min(piece, n - first);
             random_values(t.name, i, seed, buf.data(), first, m, pool);
             convert_from_f32(t.dtype, buf.data(), out.data(), static_cast<size_t>(m));
-            w.write(out.data(), static_cast<size_t>(m) * dtype_size(t.dtype));
+            w.write(out.data(), weight_type(t.dtype, "init").row_bytes(m));
         }
     });
 }
@@ -324,7 +327,7 @@ Model init_random(const ModelConfig& cfg, DType dtype, uint64_t seed) {
         std::vector<float> v(static_cast<size_t>(n));
         random_values(name, idx, seed, v.data(), 0, n, pool);
         ++idx;
-        std::vector<uint8_t> bytes(static_cast<size_t>(n) * dtype_size(dtype));
+        std::vector<uint8_t> bytes(weight_type(dtype, "init").row_bytes(n));
         convert_from_f32(dtype, v.data(), bytes.data(), static_cast<size_t>(n));
         m.add(m.own(name, dtype, shape, std::move(bytes)));
     }
@@ -365,7 +368,7 @@ Model merge_lora(const Model& base, const Model& adapter, float scale) {
         kernels::gemm(B.data(), false, A.data(), true, D.data(), out, in, r, false, kernels::Precision::F32, pool);  // B A
         const float s = scale * alpha / static_cast<float>(r);
         for (size_t i = 0; i < W.size(); ++i) W[i] += s * D[i];
-        std::vector<uint8_t> bytes(W.size() * dtype_size(t.dtype));
+        std::vector<uint8_t> bytes(weight_type(t.dtype, "merge").row_bytes(static_cast<int64_t>(W.size())));
         convert_from_f32(t.dtype, W.data(), bytes.data(), W.size());
         m.add(m.own(t.name, t.dtype, t.shape, std::move(bytes)));
     }

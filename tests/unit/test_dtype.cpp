@@ -6,7 +6,10 @@
 #include <cstring>
 #include <random>
 
+#include "core/weight_types.h"
 #include "llmforge/dtype.h"
+#include "llmforge/error.h"
+#include "llmforge/tensor.h"
 
 using namespace llmforge;
 
@@ -62,4 +65,72 @@ TEST(DType, Names) {
     EXPECT_STREQ(dtype_name(DType::Q4_K), "q4_k");
     EXPECT_EQ(dtype_from_name("bf16"), DType::BF16);
     EXPECT_FALSE(dtype_supported(DType::Q8_0));
+}
+
+// The weight-type traits (core/weight_types.h) for every type the kernels compute with: the row layout agrees with
+// GGUF's table of every ggml type, rows convert to f32 and back, and each product entry point — one row, a matrix
+// with a vector, the batch-invariant tiles, the fastest form for several sizes, llama.cpp's order — agrees with a
+// double-precision product of the same (rounded) weights and activations as the type rounds them.
+TEST(WeightTypes, TraitsDescribeEveryComputableTypeAndItsProducts) {
+    using namespace llmforge;
+    ThreadPool pool(2);
+    int computable = 0;
+    for (uint32_t id = 0; id <= 40; ++id) {
+        const DType t = static_cast<DType>(id);
+        const WeightType* wt = find_weight_type(t);
+        EXPECT_EQ(wt != nullptr, dtype_supported(t)) << dtype_name(t);
+        if (!wt) {
+            EXPECT_THROW(weight_type(t, "test"), Error);
+            continue;
+        }
+        ++computable;
+        EXPECT_EQ(wt->type(), t);
+        const int64_t rows = 37, cols = 96;
+        EXPECT_EQ(wt->row_bytes(cols), dtype_row_bytes(t, cols)) << dtype_name(t);
+        std::mt19937 rng(id);
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        std::vector<float> w(static_cast<size_t>(rows * cols));
+        for (float& v : w) v = nd(rng);
+        std::vector<uint8_t> stored(wt->row_bytes(cols) * rows);
+        wt->from_f32(w.data(), stored.data(), rows * cols);
+        std::vector<float> back(w.size());
+        wt->to_f32(stored.data(), back.data(), rows * cols);
+        for (size_t i = 0; i < w.size(); ++i) ASSERT_NEAR(back[i], w[i], std::abs(w[i]) * 1e-2f) << dtype_name(t);
+        // row r as the traits find it is the r-th row of the stored bytes
+        std::vector<float> r5(static_cast<size_t>(cols));
+        wt->to_f32(wt->row(stored.data(), 5, cols), r5.data(), cols);
+        EXPECT_TRUE(std::equal(r5.begin(), r5.end(), back.begin() + 5 * cols));
+        // products against double precision on the stored weights, activations rounded as the type rounds them
+        for (int64_t n : {1, 3, 40, 200}) {
+            std::vector<float> X(static_cast<size_t>(n * cols)), Y(static_cast<size_t>(n * rows));
+            for (float& v : X) v = nd(rng);
+            auto act = [&](float v) { return t == DType::F16 ? f16_to_f32(f32_to_f16(v)) : t == DType::BF16 ? bf16_to_f32(f32_to_bf16(v)) : v; };
+            auto check = [&](const char* which) {
+                for (int64_t i = 0; i < n; ++i)
+                    for (int64_t r = 0; r < rows; ++r) {
+                        double ref = 0, mag = 0;
+                        for (int64_t c = 0; c < cols; ++c) {
+                            ref += static_cast<double>(back[r * cols + c]) * act(X[i * cols + c]);
+                            mag += std::abs(static_cast<double>(back[r * cols + c]) * X[i * cols + c]);
+                        }
+                        // f16/bf16 activations: the fast paths may round them or not (the reference rounds): a few units of their precision
+                        const double tol = (t == DType::F32 ? 1e-5 : t == DType::F16 ? 2e-3 : 1e-2) * mag + 1e-6;
+                        ASSERT_NEAR(Y[i * rows + r], ref, tol) << dtype_name(t) << " " << which << " n=" << n;
+                    }
+            };
+            wt->matmul(stored.data(), X.data(), Y.data(), n, rows, cols, pool);
+            check("matmul");
+            wt->matmul_rowwise(stored.data(), X.data(), Y.data(), n, rows, cols, pool);
+            check("matmul_rowwise");
+            wt->matmul_ggml(stored.data(), X.data(), Y.data(), n, rows, cols, pool);
+            check("matmul_ggml");
+            if (n == 1) {
+                wt->matvec(stored.data(), X.data(), Y.data(), rows, cols, pool);
+                check("matvec");
+                for (int64_t r = 0; r < rows; ++r) Y[r] = wt->dot(wt->row(stored.data(), r, cols), X.data(), cols);
+                check("dot");
+            }
+        }
+    }
+    EXPECT_EQ(computable, 3);  // f32, f16, bf16 today
 }
