@@ -7,13 +7,14 @@
 // target is ≥ 0 (`mask`), in order; position n predicts target n, so head outputs at n are the value of the state
 // before that token. All reductions run in double.
 #pragma once
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "llmforge/chat.h"
+#include "llmforge/chat_data.h"
 #include "llmforge/data.h"
 #include "llmforge/pretrain.h"
 
@@ -234,6 +235,7 @@ struct RlOptions {
     bool eval_only = false;              // only the held-out evaluation of the starting model (no training)
     int64_t eval_samples = 0;            // each evaluation also samples this many answers per prompt (at --temperature)
     LoraConfig lora;
+    const std::atomic<bool>* stop = nullptr;  // set by the caller (SIGINT/SIGTERM): save a checkpoint and return
 };
 struct RlReport {
     int64_t steps_done = 0;

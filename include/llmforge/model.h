@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "llmforge/gguf.h"
+#include "llmforge/gguf_metadata.h"
 #include "llmforge/tensor.h"
 #include "llmforge/threadpool.h"
 #include "llmforge/tokenizer.h"
@@ -139,6 +139,8 @@ struct LoadOptions {
 // are in memory (not mapped). The packed GEMM then reads them without packing per call. Returns how many it reordered.
 // Such a model is for inference: saving it or merging adapters into it is refused.
 int repack_for_cpu(Model& m, ThreadPool& pool);
+// Throws a bad-input Error ("cannot WHAT: tensor '...' is repacked ...") if a tensor is not row-major.
+void require_row_major(const Model& m, const char* what);
 
 // Loads GGUF, llama2.c .bin or a Hugging Face safetensors model (a directory or .safetensors with config.json).
 Model load_model(const std::string& path, const LoadOptions& opts = {});

@@ -4,6 +4,7 @@
 // OUT/ holds: checkpoint/ (model.gguf with the tokenizer, optimizer.bin, state.json — replaced atomically as a whole),
 // metrics.jsonl (one line per step; validation lines carry "val_loss"), loss.svg, samples.txt, and model.gguf at the end.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -30,6 +31,8 @@ struct PretrainOptions {
     int n_threads = 0;
     bool resume = false;
     bool progress = true;
+    // Set by the caller (the command line: on SIGINT/SIGTERM) to save a checkpoint and return with interrupted = true.
+    const std::atomic<bool>* stop = nullptr;
 };
 
 struct PretrainResult {
@@ -42,7 +45,7 @@ struct PretrainResult {
 
 // Throws a bad-input Error before training starts for bad settings (heads not dividing d_model, NaN learning rate,
 // a model that cannot fit in memory, empty data); a runtime Error if the loss turns NaN (the last good checkpoint is
-// kept). SIGINT/SIGTERM save a checkpoint and return with interrupted = true.
+// kept). opts.stop set: a checkpoint is saved and it returns with interrupted = true.
 PretrainResult pretrain(const PretrainOptions& opts);
 
 // A training objective other than next-token cross-entropy (reward models, DPO): run_training hands it each

@@ -76,4 +76,8 @@ private:
     std::vector<int32_t> control_tokens_;
 };
 
+// The chat template of a Hugging Face tokenizer_config.json: "chat_template" as a string, or the "default" entry of a
+// list of named templates; "" when there is none. Throws a bad-input Error if the file is not valid JSON.
+std::string chat_template_from_tokenizer_config(const std::string& path);
+
 }  // namespace llmforge

@@ -1,8 +1,8 @@
-// ChatSession: multi-turn chat over the KV cache (see chat.h).
+// ChatSession: multi-turn chat over the KV cache (see chat_session.h).
 #include <algorithm>
 #include <chrono>
 
-#include "llmforge/chat.h"
+#include "llmforge/chat_session.h"
 #include "llmforge/error.h"
 #include "llmforge/utf8.h"
 

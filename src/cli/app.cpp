@@ -1,12 +1,15 @@
 // The llmforge command line: every subcommand on one CLI11 app, and the one error style of the README — a parse error,
 // like any other, is one line "llmforge: error: …" on stderr and exit status 2, with a did-you-mean suggestion for a
 // misspelt subcommand or option.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <new>
 
 #include "cli/common.h"
 #include "llmforge/error.h"
+#include "llmforge/log.h"
 
 namespace llmforge::cli {
 
@@ -175,6 +178,7 @@ std::string parse_message(const CLI::ParseError& e, const CLI::App& app, int arg
 }  // namespace
 
 int run(int argc, char** argv) {
+    set_log_sink(stderr_log_sink(), isatty(STDERR_FILENO) != 0);  // the library's messages and progress lines
     CLI::App app{"llmforge — a complete large-language-model system: train, align, evaluate, compress and serve Transformers"};
     build_app(app);
     try {

@@ -80,6 +80,8 @@ void add_reward(CLI::App& app) {
         tr->callback([o, x, bad, json] {
             x->train = *o;
             x->skip_bad = *bad == "skip";
+            const StopOnSignal stop;
+            x->train.stop = stop.flag();
             const align::PreferenceReport r = align::reward_train(*x);
             print_report("reward model", r, *json, false);
             if (r.result.interrupted) throw Error(ErrorKind::Runtime, "interrupted (checkpoint saved)");
@@ -163,6 +165,8 @@ void add_dpo(CLI::App& app) {
     cmd->callback([o, x, bad, json] {
         x->train = *o;
         x->skip_bad = *bad == "skip";
+        const StopOnSignal stop;
+        x->train.stop = stop.flag();
         const align::PreferenceReport r = align::dpo_train(*x);
         print_report("DPO", r, *json, true);
         if (r.result.interrupted) throw Error(ErrorKind::Runtime, "interrupted (checkpoint saved)");
@@ -260,6 +264,8 @@ void add_rlhf(CLI::App& app) {
     cmd->add_flag("--json", *json, "print the result as JSON");
     cmd->callback([o, kl, json] {
         o->ppo.kl = align::parse_kl(*kl);
+        const StopOnSignal stop;
+        o->stop = stop.flag();
         const align::RlReport r = align::rl_train(*o);
         print_rl(r, *json);
         if (r.interrupted) throw Error(ErrorKind::Runtime, "interrupted (checkpoint saved)");
@@ -285,6 +291,8 @@ void add_grpo(CLI::App& app) {
     cmd->add_flag("--json", *json, "print the result as JSON");
     cmd->callback([o, json, cmd] {
         if (cmd->count("--cliprange-high") == 0) o->grpo.clip_high = o->grpo.clip_low;
+        const StopOnSignal stop;
+        o->stop = stop.flag();
         const align::RlReport r = align::rl_train(*o);
         print_rl(r, *json);
         if (r.interrupted) throw Error(ErrorKind::Runtime, "interrupted (checkpoint saved)");

@@ -11,7 +11,7 @@
 #include <random>
 
 #include "cli/common.h"
-#include "llmforge/chat.h"
+#include "llmforge/chat_session.h"
 #include "llmforge/error.h"
 #include "llmforge/mmap_file.h"
 

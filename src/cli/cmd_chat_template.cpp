@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
-#include "llmforge/chat.h"
+#include "llmforge/chat_template.h"
 #include "llmforge/error.h"
 #include "llmforge/model.h"
 #include "llmforge/gguf.h"

@@ -105,6 +105,8 @@ void add_pretrain(CLI::App& app) {
         if (x->d_ff) c.n_ff = x->d_ff;
         c.n_ctx = 0;
         o->model = c;
+        const StopOnSignal stop;  // Ctrl-C: a checkpoint, then out
+        o->stop = stop.flag();
         const PretrainResult r = pretrain(*o);
         if (world().rank() == 0) {
             std::string val;
@@ -151,6 +153,8 @@ void add_sft(CLI::App& app) {
     cmd->callback([o, x, bad] {
         x->train = *o;
         x->skip_bad = *bad == "skip";
+        const StopOnSignal stop;
+        x->train.stop = stop.flag();
         const SftReport r = sft(*x);
         if (world().rank() == 0)
             std::printf("%s after %lld steps: train loss %.4f%s; %lld conversations (%lld skipped), %.0f%% of batch positions were tokens\n",

@@ -1,4 +1,5 @@
 // Helpers the subcommands share: sampling flags, seeds, sizes in words, loading a model with a log line.
+#include <csignal>
 #include <cstdio>
 #include <random>
 
@@ -114,5 +115,23 @@ Model load_for_cli(const std::string& path, const std::string& tokenizer, bool n
     if (packed > 0) std::fprintf(stderr, "llmforge: %d f32 matrices repacked in memory for the CPU's matrix products\n", packed);
     return m;
 }
+
+namespace {
+std::atomic<bool> g_stop{false};
+extern "C" void stop_on_signal(int) { g_stop = true; }
+}  // namespace
+
+StopOnSignal::StopOnSignal() {
+    g_stop = false;
+    prev_int_ = std::signal(SIGINT, stop_on_signal);
+    prev_term_ = std::signal(SIGTERM, stop_on_signal);
+}
+
+StopOnSignal::~StopOnSignal() {
+    std::signal(SIGINT, prev_int_);
+    std::signal(SIGTERM, prev_term_);
+}
+
+const std::atomic<bool>* StopOnSignal::flag() const { return &g_stop; }
 
 }  // namespace llmforge::cli

@@ -1,6 +1,7 @@
 // Shared pieces of the subcommands: registration, thread count, model loading with a friendly log line.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -77,5 +78,20 @@ std::string human_count(double n);
 // Warns on stderr when ctx asks for more positions than the model was trained on (as llama.cpp does): quality degrades
 // beyond them. ctx 0 means the model's own.
 void warn_context(const Model& m, int64_t ctx);
+
+// While it lives, SIGINT and SIGTERM set flag() instead of ending the process (training then saves a checkpoint and
+// returns); the handlers before it are restored at the end.
+class StopOnSignal {
+public:
+    StopOnSignal();
+    ~StopOnSignal();
+    StopOnSignal(const StopOnSignal&) = delete;
+    StopOnSignal& operator=(const StopOnSignal&) = delete;
+    const std::atomic<bool>* flag() const;
+
+private:
+    void (*prev_int_)(int);
+    void (*prev_term_)(int);
+};
 
 }  // namespace llmforge::cli

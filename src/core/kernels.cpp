@@ -11,6 +11,7 @@
 #include "core/kernels_impl.h"
 #include "core/weight_types.h"
 #include "llmforge/error.h"
+#include "llmforge/log.h"
 
 namespace llmforge::kernels {
 
@@ -95,7 +96,7 @@ const KernelTable& active() {
         g_active = detect();
         // LLMFORGE_ISA=avx2|scalar forces a narrower instruction set (to test or compare the other code paths).
         if (const char* want = std::getenv("LLMFORGE_ISA"); want && *want && !set_isa(want))
-            std::fprintf(stderr, "llmforge: LLMFORGE_ISA=%s is not available on this CPU; using %s\n", want, g_active->name);
+            log_text(strprintf("llmforge: LLMFORGE_ISA=%s is not available on this CPU; using %s\n", want, g_active->name));
     }
     return *g_active;
 }

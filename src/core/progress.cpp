@@ -1,5 +1,8 @@
 #include "llmforge/progress.h"
 
+#include "llmforge/error.h"
+#include "llmforge/log.h"
+
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -34,7 +37,7 @@ std::string clock_time(double s) {
 }  // namespace
 
 Progress::Progress(std::string label, double total, std::string unit, bool enabled)
-    : label_(std::move(label)), unit_(std::move(unit)), total_(total), enabled_(enabled), tty_(isatty(STDERR_FILENO) != 0) {
+    : label_(std::move(label)), unit_(std::move(unit)), total_(total), enabled_(enabled), tty_(log_terminal()) {
     start_ = last_draw_ = std::chrono::steady_clock::now();
 }
 
@@ -80,10 +83,9 @@ void Progress::draw(double done, bool final) {
     const int filled = static_cast<int>(frac * width);
     for (int i = 0; i < filled; ++i) bar[static_cast<size_t>(i)] = '=';
     if (filled < width) bar[static_cast<size_t>(filled)] = '>';
-    std::fprintf(stderr, "%s%s [%s] %3.0f%% %s/%s %s/s %s %s%s%s%s", tty_ ? "\r" : "", label_.c_str(), bar.c_str(), frac * 100,
-                 amount(done, unit_).c_str(), amount(total_, unit_).c_str(), amount(rate, unit_).c_str(), final ? "in" : "ETA",
-                 clock_time(final ? el : eta).c_str(), note_.empty() ? "" : "  ", note_.c_str(), (final || !tty_) ? "\n" : "\x1b[K");
-    std::fflush(stderr);
+    log_text(strprintf("%s%s [%s] %3.0f%% %s/%s %s/s %s %s%s%s%s", tty_ ? "\r" : "", label_.c_str(), bar.c_str(), frac * 100,
+                    amount(done, unit_).c_str(), amount(total_, unit_).c_str(), amount(rate, unit_).c_str(), final ? "in" : "ETA",
+                    clock_time(final ? el : eta).c_str(), note_.empty() ? "" : "  ", note_.c_str(), (final || !tty_) ? "\n" : "\x1b[K"));
 }
 
 uint64_t peak_rss_bytes() {

@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "llmforge/chat.h"
+#include "llmforge/chat_template.h"
 #include "llmforge/error.h"
 #include "llmforge/eval.h"
 #include "llmforge/textmetrics.h"

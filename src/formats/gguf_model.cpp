@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "llmforge/error.h"
+#include "llmforge/gguf.h"
 #include "llmforge/mmap_file.h"
 #include "model/family.h"
 

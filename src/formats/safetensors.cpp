@@ -10,7 +10,6 @@
 #include "core/weight_types.h"
 #include "formats/formats.h"
 #include "llmforge/bpe.h"
-#include "llmforge/chat.h"
 #include "llmforge/error.h"
 #include "llmforge/mmap_file.h"
 #include "model/family.h"

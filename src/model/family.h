@@ -16,7 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "llmforge/gguf.h"
+#include "llmforge/gguf_metadata.h"
 #include "llmforge/model.h"
 
 namespace llmforge::arch {

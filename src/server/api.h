@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "llmforge/chat.h"
+#include "llmforge/chat_template.h"
 #include "llmforge/engine.h"
 #include "server/arena.h"
 #include "server/http.h"

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "llmforge/error.h"
+#include "llmforge/log.h"
 
 namespace llmforge::http {
 
@@ -304,9 +305,9 @@ private:
         if (!srv_.opt.access_log || !ex_) return;
         const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0_).count();
         const std::string extra = ex_->log();
-        std::fprintf(stderr, "{\"time\":\"%s\",\"remote\":\"%s\",\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"bytes\":%zu,\"ms\":%.1f%s%s%s}\n",
+        log_text(strprintf("{\"time\":\"%s\",\"remote\":\"%s\",\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"bytes\":%zu,\"ms\":%.1f%s%s%s}\n",
                      iso_now().c_str(), json_escape(remote_).c_str(), json_escape(req_.method).c_str(), json_escape(req_.path).c_str(), status_,
-                     bytes_, ms, gone_ ? ",\"client_gone\":true" : "", extra.empty() ? "" : ",", extra.c_str());
+                     bytes_, ms, gone_ ? ",\"client_gone\":true" : "", extra.empty() ? "" : ",", extra.c_str()));
     }
     void done() {  // the answer is written
         log_line();

@@ -265,4 +265,20 @@ Vocab Vocab::from_hf_spm_json(const std::string& text, const std::string& origin
     return v;
 }
 
+std::string chat_template_from_tokenizer_config(const std::string& path) {
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(read_text_file(path));
+    } catch (const nlohmann::json::exception& e) {
+        throw_bad_input("'%s' is not valid JSON: %s", path.c_str(), e.what());
+    }
+    if (!j.is_object() || !j.contains("chat_template")) return "";
+    const nlohmann::json& t = j["chat_template"];
+    if (t.is_string()) return t.get<std::string>();
+    if (t.is_array())  // named templates: [{"name": "default", "template": "..."}, ...]
+        for (const nlohmann::json& e : t)
+            if (e.is_object() && e.value("name", "") == "default") return e.value("template", "");
+    return "";
+}
+
 }  // namespace llmforge

@@ -9,6 +9,7 @@
 #include "llmforge/align.h"
 #include "llmforge/comm.h"
 #include "llmforge/error.h"
+#include "llmforge/log.h"
 #include "llmforge/mmap_file.h"
 #include "llmforge/progress.h"
 
@@ -238,9 +239,9 @@ PrefRun load_run(PreferenceOptions& o, PreferenceReport& rep) {
     r.data = load_preferences_jsonl(o.data_path, *r.fmt, dopt);
     const bool lead = world().rank() == 0;
     if (lead) {
-        for (const std::string& p : r.data.problems) std::fprintf(stderr, "llmforge: skipped %s\n", p.c_str());
+        for (const std::string& p : r.data.problems) log_text(strprintf("llmforge: skipped %s\n", p.c_str()));
         if (r.data.skipped > static_cast<int64_t>(r.data.problems.size()))
-            std::fprintf(stderr, "llmforge: … and %lld more\n", static_cast<long long>(r.data.skipped - static_cast<int64_t>(r.data.problems.size())));
+            log_text(strprintf("llmforge: … and %lld more\n", static_cast<long long>(r.data.skipped - static_cast<int64_t>(r.data.problems.size()))));
     }
     if (!o.val_path.empty()) {
         r.val = load_preferences_jsonl(o.val_path, *r.fmt, dopt).pairs;
@@ -288,8 +289,8 @@ void fill_setup(TrainSetup& s, PrefRun& r, PreferenceOptions& o, const char* wha
     s.hparams_extra = {{"data", o.data_path}, {"pairs", r.data.pairs.size()}, {"base_model", o.model_path}};
     s.validate_at_start = true;
     if (world().rank() == 0)
-        std::fprintf(stderr, "llmforge: %s: %zu preference pairs (%zu held out, %lld skipped); %lld steps of %lld pairs\n", what, r.data.pairs.size(),
-                     r.val.size(), static_cast<long long>(r.data.skipped), static_cast<long long>(t.steps), static_cast<long long>(t.batch_size));
+        log_text(strprintf("llmforge: %s: %zu preference pairs (%zu held out, %lld skipped); %lld steps of %lld pairs\n", what, r.data.pairs.size(),
+                     r.val.size(), static_cast<long long>(r.data.skipped), static_cast<long long>(t.steps), static_cast<long long>(t.batch_size)));
 }
 
 }  // namespace

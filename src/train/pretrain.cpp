@@ -9,7 +9,6 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +19,7 @@
 #include "llmforge/comm.h"
 #include "llmforge/data.h"
 #include "llmforge/error.h"
+#include "llmforge/log.h"
 #include "llmforge/generate.h"
 #include "llmforge/progress.h"
 #include "llmforge/train.h"
@@ -31,8 +31,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::atomic<int> g_signal{0};
-extern "C" void on_signal(int sig) { g_signal = sig; }
 
 void fsync_dir(const std::string& d) {
     const int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY);
@@ -350,7 +348,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     if (s.objective) s.objective->attach(tm, ck.empty() ? nullptr : s.lora.rank > 0 ? &adapter : &init, !ck.empty());
     adapter = Model();
     if (lead && prec == kernels::Precision::BF16 && !kernels::has_native_bf16())
-        std::fprintf(stderr, "llmforge: this CPU has no AVX512-BF16: bf16 matrix products are emulated (same rounding, f32 speed)\n");
+        log_text(strprintf("llmforge: this CPU has no AVX512-BF16: bf16 matrix products are emulated (same rounding, f32 speed)\n"));
     init = Model();  // the trainer holds its own f32 copy
     AdamW opt(tm.n_params(), AdamWConfig{o.beta1, o.beta2, o.eps, o.weight_decay});
     if (!ck.empty()) load_optimizer_state(ck + "/optimizer.bin", opt, tm.n_params());
@@ -368,22 +366,14 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     }
     std::ofstream metrics;
     if (lead) metrics.open(metrics_path, std::ios::app);
-    if (lead && W > 1) std::fprintf(stderr, "llmforge: data parallel over %d processes (%s), %lld sequences each\n", W, comm.backend(), static_cast<long long>(B_local));
-    if (lead) std::fprintf(stderr, "llmforge: %s %s, %lld parameters (%lld layers, d_model %lld, %lld heads), vocab %lld, %lld train tokens, "
+    if (lead && W > 1) log_text(strprintf("llmforge: data parallel over %d processes (%s), %lld sequences each\n", W, comm.backend(), static_cast<long long>(B_local)));
+    if (lead) log_text(strprintf("llmforge: %s %s, %lld parameters (%lld layers, d_model %lld, %lld heads), vocab %lld, %lld train tokens, "
                          "batch %lld × %lld × %lld accum = %lld tokens/step%s\n",
                  s.what.c_str(), cfg.arch.c_str(), static_cast<long long>(cfg.n_params()), static_cast<long long>(cfg.n_layer), static_cast<long long>(cfg.n_embd),
                  static_cast<long long>(cfg.n_head), static_cast<long long>(cfg.n_vocab), static_cast<long long>(train.tokens()),
                  static_cast<long long>(o.batch_size), static_cast<long long>(o.seq_len), static_cast<long long>(o.grad_accum),
-                 static_cast<long long>(o.batch_size * o.seq_len * o.grad_accum), o.resume ? (" (resumed at step " + std::to_string(st.step) + ")").c_str() : "");
+                 static_cast<long long>(o.batch_size * o.seq_len * o.grad_accum), o.resume ? (" (resumed at step " + std::to_string(st.step) + ")").c_str() : ""));
 
-    g_signal = 0;
-    auto prev_int = std::signal(SIGINT, on_signal);
-    auto prev_term = std::signal(SIGTERM, on_signal);
-    struct Restore {
-        void (*a)(int);
-        void (*b)(int);
-        ~Restore() { std::signal(SIGINT, a); std::signal(SIGTERM, b); }
-    } restore{prev_int, prev_term};
 
     auto eval_val = [&]() {
         val->seek({});  // the same windows every time, from the start of the split
@@ -410,7 +400,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
         const GenerateResult r = generate(tf, vocab, s.sample_text(vocab, o.sample_prompt), gp);
         std::ofstream f(o.out_dir + "/samples.txt", std::ios::app);
         f << "--- step " << step << "\n" << o.sample_prompt << r.text << "\n";
-        std::fprintf(stderr, "\n--- sample at step %lld: %s%s\n", static_cast<long long>(step), o.sample_prompt.c_str(), r.text.c_str());
+        log_text(strprintf("\n--- sample at step %lld: %s%s\n", static_cast<long long>(step), o.sample_prompt.c_str(), r.text.c_str()));
     };
 
     PretrainResult res;
@@ -418,8 +408,8 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     if (lead && s.baseline && eval_batches > 0) {
         res.baseline_val_loss = static_cast<float>(s.baseline(*val, eval_batches));
         vs_baseline = strprintf("; %s baseline %.2f", s.baseline_name.c_str(), std::exp(static_cast<double>(res.baseline_val_loss)));
-        std::fprintf(stderr, "llmforge: %s baseline on the validation tokens: loss %.4f (perplexity %.2f)\n", s.baseline_name.c_str(),
-                     static_cast<double>(res.baseline_val_loss), std::exp(static_cast<double>(res.baseline_val_loss)));
+        log_text(strprintf("llmforge: %s baseline on the validation tokens: loss %.4f (perplexity %.2f)\n", s.baseline_name.c_str(),
+                     static_cast<double>(res.baseline_val_loss), std::exp(static_cast<double>(res.baseline_val_loss))));
     }
     if (lead && !o.resume && o.sample_every > 0 && s.sample_text) sample(0);  // what the untrained model writes
     Progress prog("training", static_cast<double>(o.steps), "steps", o.progress && lead);
@@ -428,9 +418,9 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     if (lead && s.validate_at_start && !o.resume && eval_batches > 0) {
         const nlohmann::json v = eval_val();
         res.start_val_loss = static_cast<float>(v.at("val_loss").get<double>());
-        if (s.objective) std::fprintf(stderr, "llmforge: before training: %s\n", v.dump().c_str());
-        else std::fprintf(stderr, "llmforge: before training: validation loss %.4f (perplexity %.2f%s)\n", static_cast<double>(res.start_val_loss),
-                          std::exp(static_cast<double>(res.start_val_loss)), vs_baseline.c_str());
+        if (s.objective) log_text(strprintf("llmforge: before training: %s\n", v.dump().c_str()));
+        else log_text(strprintf("llmforge: before training: validation loss %.4f (perplexity %.2f%s)\n", static_cast<double>(res.start_val_loss),
+                          std::exp(static_cast<double>(res.start_val_loss)), vs_baseline.c_str()));
         if (s.on_validation) s.on_validation(v, false);
     }
     for (; st.step < o.steps;) {
@@ -452,7 +442,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
                 tm.backward(1.0f / static_cast<float>(o.grad_accum));
             }
         }
-        double flags[2] = {loss, g_signal != 0 ? 1.0 : 0.0};
+        double flags[2] = {loss, o.stop && o.stop->load() ? 1.0 : 0.0};  // the caller asked to stop (any rank)
         if (W > 1) {
             comm.allreduce_sum(tm.grad(), tm.n_params());
             const float inv = 1.0f / static_cast<float>(W);
@@ -483,10 +473,10 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
                 std::string extra;
                 for (auto it = v.begin(); it != v.end(); ++it)
                     if (it.key() != "val_loss" && it.value().is_number()) extra += ", " + it.key().substr(4) + " " + fmt(it.value().get<double>());
-                std::fprintf(stderr, "\nstep %lld: train loss %.4f, validation loss %.4f%s\n", static_cast<long long>(st.step), loss, vl, extra.c_str());
+                log_text(strprintf("\nstep %lld: train loss %.4f, validation loss %.4f%s\n", static_cast<long long>(st.step), loss, vl, extra.c_str()));
             } else {
-                std::fprintf(stderr, "%sstep %lld: train loss %.4f, validation loss %.4f (perplexity %.2f%s)\n", "\n", static_cast<long long>(st.step), loss, vl,
-                             std::exp(vl), vs_baseline.c_str());
+                log_text(strprintf("%sstep %lld: train loss %.4f, validation loss %.4f (perplexity %.2f%s)\n", "\n", static_cast<long long>(st.step), loss, vl,
+                             std::exp(vl), vs_baseline.c_str()));
             }
             if (last && s.on_validation) s.on_validation(v, true);
         }
@@ -506,7 +496,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
         prog.update(static_cast<double>(st.step));
         if (interrupted) {
             res.interrupted = true;
-            if (lead) std::fprintf(stderr, "\nllmforge: interrupted; checkpoint saved at step %lld (resume with --resume)\n", static_cast<long long>(st.step));
+            if (lead) log_text(strprintf("\nllmforge: interrupted; checkpoint saved at step %lld (resume with --resume)\n", static_cast<long long>(st.step)));
             break;
         }
     }

@@ -10,7 +10,6 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +19,7 @@
 
 #include "llmforge/align.h"
 #include "llmforge/error.h"
+#include "llmforge/log.h"
 #include "llmforge/mmap_file.h"
 #include "llmforge/progress.h"
 #include "llmforge/sampler.h"
@@ -32,8 +32,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::atomic<int> g_stop{0};
-extern "C" void on_stop(int sig) { g_stop = sig; }
 
 constexpr const char* kValueHead = "cls.value";
 
@@ -72,7 +70,7 @@ std::vector<PromptItem> load_prompts(const std::string& path, const ChatFormat& 
             out.push_back(std::move(p));
         } catch (const Error& e) {
             ++*skipped;
-            if (shown++ < 20) std::fprintf(stderr, "llmforge: skipped %s:%lld: %s\n", path.c_str(), static_cast<long long>(lineno), e.what());
+            if (shown++ < 20) log_text(strprintf("llmforge: skipped %s:%lld: %s\n", path.c_str(), static_cast<long long>(lineno), e.what()));
         }
     }
     return out;
@@ -410,10 +408,10 @@ RlReport rl_train(const RlOptions& o) {
     std::ofstream metrics;
     if (!o.eval_only) metrics.open(metrics_path, std::ios::app);
     if (!o.resume && !o.eval_only) write_text_atomic(o.out_dir + "/samples.txt", "");
-    std::fprintf(stderr, "llmforge: %s on %zu prompts (%lld skipped), %lld %s per step, answers of ≤ %lld tokens, %lld parameters trained%s\n",
+    log_text(strprintf("llmforge: %s on %zu prompts (%lld skipped), %lld %s per step, answers of ≤ %lld tokens, %lld parameters trained%s\n",
                  ppo ? "RLHF with PPO" : "GRPO", prompts.size(), static_cast<long long>(skipped_prompts),
                  static_cast<long long>(ppo ? o.prompts_per_step : o.prompts_per_step * o.group), ppo ? "roll-outs" : "answers",
-                 static_cast<long long>(o.max_new), static_cast<long long>(tm.n_params()), o.resume ? (", resumed at step " + std::to_string(step)).c_str() : "");
+                 static_cast<long long>(o.max_new), static_cast<long long>(tm.n_params()), o.resume ? (", resumed at step " + std::to_string(step)).c_str() : ""));
 
     // the prompt order: shuffled per epoch with the seed
     auto order_of = [&](uint64_t ep) {
@@ -500,14 +498,14 @@ RlReport rl_train(const RlOptions& o) {
         if (o.eval_samples > 0) {
             const auto sm = mean_ci(sample_rewards), bo = mean_ci(best_rewards);
             rep.eval_sample_mean = sm[0], rep.eval_best_of = bo[0];
-            std::fprintf(stderr, "llmforge: held-out %s, %lld sampled answers per prompt (temperature %g): mean reward %.4f, best of %lld %.4f\n", when,
-                         static_cast<long long>(o.eval_samples), o.temperature, sm[0], static_cast<long long>(o.eval_samples), bo[0]);
+            log_text(strprintf("llmforge: held-out %s, %lld sampled answers per prompt (temperature %g): mean reward %.4f, best of %lld %.4f\n", when,
+                         static_cast<long long>(o.eval_samples), o.temperature, sm[0], static_cast<long long>(o.eval_samples), bo[0]));
         }
         const auto ci = mean_ci(rewards);
-        std::fprintf(stderr, "llmforge: held-out mean reward %s: %.4f (95%% CI %.4f–%.4f, %zu prompts, greedy answers)\n", when, ci[0], ci[1], ci[2], rewards.size());
+        log_text(strprintf("llmforge: held-out mean reward %s: %.4f (95%% CI %.4f–%.4f, %zu prompts, greedy answers)\n", when, ci[0], ci[1], ci[2], rewards.size()));
         if (tag == "end" && std::isfinite(rep.eval_change))
-            std::fprintf(stderr, "llmforge: held-out change, prompt by prompt: %+.4f (95%% CI %+.4f to %+.4f, paired)\n", rep.eval_change,
-                         rep.eval_change_lo, rep.eval_change_hi);
+            log_text(strprintf("llmforge: held-out change, prompt by prompt: %+.4f (95%% CI %+.4f to %+.4f, paired)\n", rep.eval_change,
+                         rep.eval_change_lo, rep.eval_change_hi));
         return ci;
     };
     if (o.eval_only) {
@@ -540,14 +538,6 @@ RlReport rl_train(const RlOptions& o) {
         save_training_checkpoint(o.out_dir, tm, vocab, opt, st);
     };
 
-    g_stop = 0;
-    auto prev_int = std::signal(SIGINT, on_stop);
-    auto prev_term = std::signal(SIGTERM, on_stop);
-    struct Restore {
-        void (*a)(int);
-        void (*b)(int);
-        ~Restore() { std::signal(SIGINT, a); std::signal(SIGTERM, b); }
-    } restore{prev_int, prev_term};
 
     Progress prog(ppo ? "rlhf" : "grpo", static_cast<double>(o.steps), "steps", o.progress);
     prog.update(static_cast<double>(step));
@@ -697,7 +687,7 @@ RlReport rl_train(const RlOptions& o) {
                 }
             }
         } else {
-            std::fprintf(stderr, "\nllmforge: step %lld: no answer got a reward (%s); no update\n", static_cast<long long>(step + 1), rewarder->skipped.dump().c_str());
+            log_text(strprintf("\nllmforge: step %lld: no answer got a reward (%s); no update\n", static_cast<long long>(step + 1), rewarder->skipped.dump().c_str()));
         }
         ++step;
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -720,11 +710,11 @@ RlReport rl_train(const RlOptions& o) {
             const PromptItem& p = prompts[ro.prompt[0]];
             const std::string q = p.messages.back().value("content", "");
             f << "--- step " << step << " (reward " << scores[0] << ")\n" << q << "\n→ " << ro.text[0] << "\n";
-            std::fprintf(stderr, "\n--- sample at step %lld (reward %.3f): %s → %s\n", static_cast<long long>(step), scores[0], q.c_str(), ro.text[0].c_str());
+            log_text(strprintf("\n--- sample at step %lld (reward %.3f): %s → %s\n", static_cast<long long>(step), scores[0], q.c_str(), ro.text[0].c_str()));
         }
         rep.last_reward = mean_score;
         rep.last_kl = line.value("kl", NAN);
-        const bool interrupted = g_stop != 0;
+        const bool interrupted = o.stop && o.stop->load();
         if ((o.save_every > 0 && step % o.save_every == 0) || last || interrupted) save();
         char note[200];
         std::snprintf(note, sizeof(note), "reward %.3f  kl %.3f  %.1f s/step", mean_score, line.value("kl", 0.0), secs);
@@ -732,14 +722,14 @@ RlReport rl_train(const RlOptions& o) {
         prog.update(static_cast<double>(step));
         if (interrupted) {
             rep.interrupted = true;
-            std::fprintf(stderr, "\nllmforge: interrupted; checkpoint saved at step %lld (resume with --resume)\n", static_cast<long long>(step));
+            log_text(strprintf("\nllmforge: interrupted; checkpoint saved at step %lld (resume with --resume)\n", static_cast<long long>(step)));
             break;
         }
     }
     prog.finish();
     rep.steps_done = step;
     rep.skipped_rewards = rewarder->total_skipped();
-    if (rep.skipped_rewards > 0) std::fprintf(stderr, "llmforge: answers without a reward: %s\n", rewarder->skipped.dump().c_str());
+    if (rep.skipped_rewards > 0) log_text(strprintf("llmforge: answers without a reward: %s\n", rewarder->skipped.dump().c_str()));
     if (!rep.interrupted) {
         Model m = without_heads(tm.lora() ? tm.merged_model() : tm.to_model(false));
         m.vocab = vocab;

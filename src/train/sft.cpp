@@ -3,9 +3,10 @@
 #include <cstdio>
 #include <random>
 
-#include "llmforge/chat.h"
+#include "llmforge/chat_data.h"
 #include "llmforge/comm.h"
 #include "llmforge/error.h"
+#include "llmforge/log.h"
 #include "llmforge/mmap_file.h"
 #include "llmforge/pretrain.h"
 
@@ -33,9 +34,9 @@ SftReport sft(SftOptions o) {
     ChatDataset data = load_chat_jsonl(o.data_path, fmt, dopt);
     const bool lead = world().rank() == 0;
     if (lead) {
-        for (const std::string& p : data.problems) std::fprintf(stderr, "llmforge: skipped %s\n", p.c_str());
+        for (const std::string& p : data.problems) log_text(strprintf("llmforge: skipped %s\n", p.c_str()));
         if (data.skipped > static_cast<int64_t>(data.problems.size()))
-            std::fprintf(stderr, "llmforge: … and %lld more\n", static_cast<long long>(data.skipped - static_cast<int64_t>(data.problems.size())));
+            log_text(strprintf("llmforge: … and %lld more\n", static_cast<long long>(data.skipped - static_cast<int64_t>(data.problems.size()))));
     }
     std::vector<ChatTokens> val;
     if (!o.val_path.empty()) {
@@ -84,11 +85,11 @@ SftReport sft(SftOptions o) {
     s.save_merged = o.merge;
     s.hparams_extra = {{"data", o.data_path}, {"examples", rep.examples}, {"base_model", o.model_path}};
     if (lead)
-        std::fprintf(stderr, "llmforge: %lld conversations (%lld held out, %lld skipped), %lld tokens of which %lld assistant tokens in the loss; "
+        log_text(strprintf("llmforge: %lld conversations (%lld held out, %lld skipped), %lld tokens of which %lld assistant tokens in the loss; "
                              "batches %.0f%% tokens, %.0f%% padding; %lld steps\n",
                      static_cast<long long>(rep.examples), static_cast<long long>(rep.val_examples), static_cast<long long>(rep.skipped),
                      static_cast<long long>(rep.tokens), static_cast<long long>(rep.trained_tokens), 100 * rep.fill, 100 * (1 - rep.fill),
-                     static_cast<long long>(t.steps));
+                     static_cast<long long>(t.steps)));
     rep.result = run_training(t, s);
     return rep;
 }

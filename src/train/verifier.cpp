@@ -4,6 +4,7 @@
 // but one finite number gives no reward for that answer (the caller skips it and counts why).
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,18 +22,31 @@ namespace llmforge::align {
 
 namespace {
 
-void ignore_sigpipe() {
-    static const bool done = [] {  // a program that exits without reading its input must not kill us
-        signal(SIGPIPE, SIG_IGN);
-        return true;
-    }();
-    (void)done;
+// write() to a pipe whose reader has gone: EPIPE, without the SIGPIPE that would end the process. The signal is blocked
+// in this thread for the call and a pending one taken back (POSIX: a SIGPIPE from write() goes to the writing thread),
+// so the library changes no process-wide signal disposition.
+ssize_t write_no_sigpipe(int fd, const void* data, size_t n) {
+    sigset_t pipe_only, old;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    const bool was_pending = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+    const ssize_t k = write(fd, data, n);
+    const int err = errno;
+    if (k < 0 && err == EPIPE && !was_pending) {
+        const timespec zero{0, 0};
+        while (sigtimedwait(&pipe_only, nullptr, &zero) == -1 && errno == EINTR) {}
+    }
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    errno = err;
+    return k;
 }
 
 // Starts `sh -c command` in its own process group (so a time-out kills everything it started), its standard input and
 // output on non-blocking pipes, its standard error on /dev/null (its complaints would break the progress line).
 pid_t spawn(const std::string& command, int& wfd, int& rfd) {
-    ignore_sigpipe();
     int in_pipe[2], out_pipe[2];
     if (pipe2(in_pipe, O_CLOEXEC) != 0) throw_runtime("verifier: pipe() failed: %s", std::strerror(errno));
     if (pipe2(out_pipe, O_CLOEXEC) != 0) {
@@ -133,7 +147,7 @@ VerifierResult run_verifier(const std::string& command, const std::string& input
         if (rc < 0 && errno == EINTR) continue;
         if (rc < 0) break;
         if (n == 2 && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
-            const ssize_t k = write(wfd, input.data() + written, input.size() - written);
+            const ssize_t k = write_no_sigpipe(wfd, input.data() + written, input.size() - written);
             if (k > 0) written += static_cast<size_t>(k);
             if (k < 0 && errno != EAGAIN) written = input.size();  // the program stopped reading: fine
             if (written >= input.size()) {
@@ -222,7 +236,7 @@ VerifierResult PersistentVerifier::score(const std::string& json_line, double ti
         if (rc < 0 && errno == EINTR) continue;
         if (rc < 0) throw_runtime("verifier: poll() failed: %s", std::strerror(errno));
         if (n == 2 && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
-            const ssize_t k = write(m.wfd, in.data() + written, in.size() - written);
+            const ssize_t k = write_no_sigpipe(m.wfd, in.data() + written, in.size() - written);
             if (k > 0) written += static_cast<size_t>(k);
             if (k < 0 && errno != EAGAIN) written = in.size();  // it closed its input: its exit shows on the output
         }

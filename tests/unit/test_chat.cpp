@@ -7,7 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "llmforge/bpe.h"
-#include "llmforge/chat.h"
+#include "llmforge/chat_data.h"
+#include "llmforge/chat_session.h"
 #include "llmforge/error.h"
 #include "llmforge/model.h"
 #include "llmforge/transformer.h"

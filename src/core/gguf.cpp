@@ -7,157 +7,8 @@
 
 namespace llmforge {
 
-int64_t dtype_block_size(DType t) {
-    switch (t) {
-        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: case DType::Q8_1: return 32;
-        case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::Q8_K: return 256;
-        case DType::IQ4_NL: return 32;
-        case DType::IQ2_XXS: case DType::IQ2_XS: case DType::IQ3_XXS: case DType::IQ1_S: case DType::IQ3_S: case DType::IQ2_S:
-        case DType::IQ4_XS: case DType::IQ1_M: case DType::TQ1_0: case DType::TQ2_0: return 256;
-        default: return 1;
-    }
-}
-
-// Bytes per block, from ggml's type traits.
-static size_t block_bytes(DType t) {
-    switch (t) {
-        case DType::F32: case DType::I32: return 4;
-        case DType::F16: case DType::BF16: case DType::I16: return 2;
-        case DType::I8: return 1;
-        case DType::I64: case DType::F64: return 8;
-        case DType::Q4_0: return 18;
-        case DType::Q4_1: return 20;
-        case DType::Q5_0: return 22;
-        case DType::Q5_1: return 24;
-        case DType::Q8_0: return 34;
-        case DType::Q8_1: return 36;
-        case DType::Q2_K: return 84;
-        case DType::Q3_K: return 110;
-        case DType::Q4_K: return 144;
-        case DType::Q5_K: return 176;
-        case DType::Q6_K: return 210;
-        case DType::Q8_K: return 292;
-        // the i-quants and ternary types (ggml-common.h's static_asserts, QK_K = 256)
-        case DType::IQ2_XXS: return 66;
-        case DType::IQ2_XS: return 74;
-        case DType::IQ3_XXS: return 98;
-        case DType::IQ1_S: return 50;
-        case DType::IQ4_NL: return 18;
-        case DType::IQ3_S: return 110;
-        case DType::IQ2_S: return 82;
-        case DType::IQ4_XS: return 136;
-        case DType::IQ1_M: return 56;
-        case DType::TQ1_0: return 54;
-        case DType::TQ2_0: return 66;
-        default: return 0;
-    }
-}
-
-size_t dtype_row_bytes(DType t, int64_t cols) {
-    const size_t bb = block_bytes(t);
-    const int64_t bs = dtype_block_size(t);
-    if (bb == 0 || cols % bs != 0) return 0;
-    return static_cast<size_t>(cols / bs) * bb;
-}
-
-size_t Tensor::nbytes() const { return dtype_row_bytes(dtype, cols()) * static_cast<size_t>(rows()); }
-
-std::string Tensor::shape_str() const {
-    std::string s = "[";
-    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-    return s + "]";
-}
-
 namespace gguf {
 
-// ------------------------------------------------------------------------------------------ values
-bool Value::is_int() const {
-    return type == Type::U8 || type == Type::I8 || type == Type::U16 || type == Type::I16 || type == Type::U32 ||
-           type == Type::I32 || type == Type::U64 || type == Type::I64 || type == Type::BOOL;
-}
-
-size_t Value::array_size() const {
-    if (type != Type::ARRAY) return 0;
-    if (elem == Type::STRING) return arr_s.size();
-    if (elem == Type::F32 || elem == Type::F64) return arr_f.size();
-    return arr_i.size();
-}
-
-static const char* type_name(Type t) {
-    static const char* names[] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "str", "arr", "u64", "i64", "f64"};
-    auto i = static_cast<uint32_t>(t);
-    return i < 13 ? names[i] : "?";
-}
-
-std::string Value::to_string(size_t max_items) const {
-    std::ostringstream os;
-    switch (type) {
-        case Type::STRING: {
-            std::string v = s.size() > 120 ? s.substr(0, 117) + "..." : s;
-            for (char& c : v) if (c == '\n') c = ' ';
-            os << '"' << v << '"';
-            break;
-        }
-        case Type::F32: case Type::F64: os << f; break;
-        case Type::BOOL: os << (b ? "true" : "false"); break;
-        case Type::U64: case Type::U32: case Type::U16: case Type::U8: os << u; break;
-        case Type::ARRAY: {
-            os << type_name(elem) << "[" << array_size() << "] [";
-            const size_t n = std::min(array_size(), max_items);
-            for (size_t k = 0; k < n; ++k) {
-                if (k) os << ", ";
-                if (elem == Type::STRING) os << '"' << arr_s[k] << '"';
-                else if (elem == Type::F32 || elem == Type::F64) os << arr_f[k];
-                else os << arr_i[k];
-            }
-            if (array_size() > n) os << ", ...";
-            os << "]";
-            break;
-        }
-        default: os << i; break;
-    }
-    return os.str();
-}
-
-const Value* Metadata::find(const std::string& key) const {
-    for (const auto& [k, v] : kv) if (k == key) return &v;
-    return nullptr;
-}
-void Metadata::set(const std::string& key, Value v) {
-    for (auto& [k, old] : kv) if (k == key) { old = std::move(v); return; }
-    kv.emplace_back(key, std::move(v));
-}
-void Metadata::erase(const std::string& key) {
-    for (auto it = kv.begin(); it != kv.end(); ++it) if (it->first == key) { kv.erase(it); return; }
-}
-int64_t Metadata::get_int(const std::string& key, int64_t def) const {
-    const Value* v = find(key);
-    if (!v) return def;
-    if (!v->is_int()) throw_bad_input("metadata '%s' should be an integer but is %s", key.c_str(), type_name(v->type));
-    return v->type == Type::U64 ? static_cast<int64_t>(v->u) : v->i;
-}
-double Metadata::get_float(const std::string& key, double def) const {
-    const Value* v = find(key);
-    if (!v) return def;
-    if (v->type == Type::F32 || v->type == Type::F64) return v->f;
-    if (v->is_int()) return static_cast<double>(v->i);
-    throw_bad_input("metadata '%s' should be a number but is %s", key.c_str(), type_name(v->type));
-}
-bool Metadata::get_bool(const std::string& key, bool def) const {
-    const Value* v = find(key);
-    if (!v) return def;
-    if (v->type == Type::BOOL) return v->b;
-    if (v->is_int()) return v->i != 0;
-    throw_bad_input("metadata '%s' should be a bool but is %s", key.c_str(), type_name(v->type));
-}
-std::string Metadata::get_string(const std::string& key, const std::string& def) const {
-    const Value* v = find(key);
-    if (!v) return def;
-    if (v->type != Type::STRING) throw_bad_input("metadata '%s' should be a string but is %s", key.c_str(), type_name(v->type));
-    return v->s;
-}
-
-// ------------------------------------------------------------------------------------------ reading
 namespace {
 
 // Bounds-checked little-endian cursor over the mapped file. Every read names what it was reading on failure.
@@ -297,7 +148,7 @@ File read(const std::string& path, bool use_mmap) {
         const uint32_t type = c.get<uint32_t>(t.name.c_str());
         t.dtype = static_cast<DType>(type);
         if (dtype_row_bytes(t.dtype, t.cols()) == 0) {
-            if (block_bytes(t.dtype) == 0)
+            if (dtype_row_bytes(t.dtype, dtype_block_size(t.dtype)) == 0)  // not even one block: an unknown type
                 throw_bad_input("'%s': tensor '%s' has GGML type id %u, which llmforge does not support yet", path.c_str(), t.name.c_str(), type);
             throw_bad_input("'%s': tensor '%s' has %lld columns, not a multiple of the %s block size", path.c_str(), t.name.c_str(), static_cast<long long>(t.cols()), dtype_name(t.dtype));
         }

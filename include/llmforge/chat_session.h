@@ -1,0 +1,54 @@
+// A multi-turn chat with a model over its KV cache.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "llmforge/chat_template.h"
+#include <functional>
+
+#include "llmforge/sampler.h"
+#include "llmforge/transformer.h"
+
+namespace llmforge {
+
+// A multi-turn conversation with a model: the template is applied to the whole history each turn, the KV cache keeps
+// the longest prefix it shares with the new prompt (only what changed is recomputed), and when the context would
+// overflow the oldest turns (after the system prompt) are dropped.
+class ChatSession {
+public:
+    ChatSession(Transformer& tf, const Vocab& vocab, const ChatFormat& fmt, const SamplerParams& sampling);
+    void set_system(const std::string& text);  // empty: no system prompt
+    void reset();                              // forget the conversation (the system prompt stays)
+    // The conversation the model sees, in the OpenAI messages form (system prompt first): turns dropped to make room in
+    // the context are not in it.
+    nlohmann::ordered_json messages() const;
+    // The whole conversation since the last reset, dropped turns included (what /save writes).
+    nlohmann::ordered_json transcript() const;
+
+    struct Reply {
+        std::string text;
+        std::string stop_reason;  // "eos" (end of turn), "length", "context", "stopped"
+        int64_t prompt_tokens = 0, reused_tokens = 0, tokens = 0, dropped_turns = 0;
+        double prompt_ms = 0, gen_ms = 0;
+    };
+    // Adds the user's turn, answers it — streaming text to on_text, which may return false to stop — and records the
+    // answer (also a stopped one) as the assistant's turn. max_tokens < 0: until the end of the turn or the context.
+    // Throws a bad-input Error if the message alone does not fit in the context (the conversation is left unchanged).
+    Reply ask(const std::string& user, int32_t max_tokens, const std::function<bool(const std::string&)>& on_text = nullptr);
+
+private:
+    Transformer& tf_;
+    const Vocab& vocab_;
+    const ChatFormat& fmt_;
+    Sampler sampler_;
+    std::string system_;
+    std::vector<std::pair<std::string, std::string>> turns_;  // (role, content) in the context
+    std::vector<std::pair<std::string, std::string>> all_;    // every turn since the last reset
+    std::vector<int32_t> cached_;                              // the tokens in the KV cache
+    std::vector<int32_t> stops_;
+};
+
+}  // namespace llmforge
