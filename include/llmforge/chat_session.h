@@ -22,6 +22,9 @@ public:
     ChatSession(Transformer& tf, const Vocab& vocab, const ChatFormat& fmt, const SamplerParams& sampling);
     void set_system(const std::string& text);  // empty: no system prompt
     void reset();                              // forget the conversation (the system prompt stays)
+    void set_sampling(const SamplerParams& sampling);  // for the next answers (a new, freshly seeded sampler)
+    // The KV cache was used for something else: the next answer runs the whole conversation again.
+    void forget_cache() { cached_.clear(); }
     // The conversation the model sees, in the OpenAI messages form (system prompt first): turns dropped to make room in
     // the context are not in it.
     nlohmann::ordered_json messages() const;

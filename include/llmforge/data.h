@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 
 namespace llmforge {
 

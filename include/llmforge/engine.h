@@ -24,7 +24,7 @@
 
 #include "llmforge/model.h"
 #include "llmforge/sampler.h"
-#include "llmforge/threadpool.h"
+#include "core/threadpool.h"
 #include "llmforge/transformer.h"
 
 namespace llmforge {

@@ -10,7 +10,7 @@
 
 #include "llmforge/dtype.h"
 #include "llmforge/model.h"
-#include "llmforge/threadpool.h"
+#include "core/threadpool.h"
 
 namespace llmforge {
 

@@ -10,8 +10,12 @@
 #include <vector>
 
 #include "llmforge/gguf_metadata.h"
-#include "llmforge/mmap_file.h"
 #include "llmforge/tensor.h"
+
+namespace llmforge {
+class MappedFile;
+class AtomicWriter;
+}  // namespace llmforge
 
 namespace llmforge::gguf {
 

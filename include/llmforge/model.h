@@ -17,10 +17,11 @@
 
 #include "llmforge/gguf_metadata.h"
 #include "llmforge/tensor.h"
-#include "llmforge/threadpool.h"
 #include "llmforge/tokenizer.h"
 
 namespace llmforge {
+
+class ThreadPool;
 
 // How RoPE pairs the dimensions of a head:
 //  Interleaved: (x0,x1), (x2,x3), ...            — Meta's original code, llama2.c and GGUF's "llama" layout

@@ -12,9 +12,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "llmforge/kernels.h"
+#include "core/kernels.h"
 #include "llmforge/model.h"
-#include "llmforge/threadpool.h"
+#include "core/threadpool.h"
 
 namespace llmforge {
 

@@ -14,7 +14,7 @@
 #include "llmforge/kv_cache.h"
 #include "llmforge/model.h"
 #include "llmforge/numerics.h"
-#include "llmforge/threadpool.h"
+#include "core/threadpool.h"
 
 namespace llmforge {
 

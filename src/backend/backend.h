@@ -8,12 +8,12 @@
 #include <memory>
 #include <vector>
 
-#include "llmforge/kernels.h"
+#include "core/kernels.h"
 #include "llmforge/kv_cache.h"
 #include "llmforge/model.h"
 #include "llmforge/numerics.h"
 #include "llmforge/tensor.h"
-#include "llmforge/threadpool.h"
+#include "core/threadpool.h"
 
 namespace llmforge::backend {
 

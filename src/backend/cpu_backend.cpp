@@ -12,7 +12,7 @@
 #include "core/weight_types.h"
 #include "backend/train_ops.h"
 #include "llmforge/error.h"
-#include "llmforge/kernels.h"
+#include "core/kernels.h"
 
 namespace llmforge {
 

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "llmforge/kernels.h"
-#include "llmforge/threadpool.h"
+#include "core/kernels.h"
+#include "core/threadpool.h"
 
 namespace llmforge::backend::train_ops {
 

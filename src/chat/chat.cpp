@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "llmforge/error.h"
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 
 namespace llmforge {
 

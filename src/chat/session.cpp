@@ -13,6 +13,8 @@ ChatSession::ChatSession(Transformer& tf, const Vocab& vocab, const ChatFormat& 
 
 void ChatSession::set_system(const std::string& text) { system_ = text; }
 
+void ChatSession::set_sampling(const SamplerParams& sampling) { sampler_ = Sampler(sampling); }
+
 void ChatSession::reset() {
     turns_.clear();
     all_.clear();

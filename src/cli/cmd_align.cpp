@@ -8,7 +8,7 @@
 #include "llmforge/align.h"
 #include "llmforge/comm.h"
 #include "llmforge/error.h"
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 
 namespace llmforge::cli {
 

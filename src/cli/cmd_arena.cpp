@@ -7,7 +7,7 @@
 
 #include "cli/common.h"
 #include "llmforge/error.h"
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 #include "server/arena.h"
 
 namespace llmforge::cli {

@@ -8,8 +8,8 @@
 
 #include "cli/common.h"
 #include "llmforge/error.h"
-#include "llmforge/kernels.h"
-#include "llmforge/threadpool.h"
+#include "core/kernels.h"
+#include "core/threadpool.h"
 #include "llmforge/transformer.h"
 
 namespace llmforge::cli {

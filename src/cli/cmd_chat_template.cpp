@@ -10,7 +10,7 @@
 #include "llmforge/model.h"
 #include "llmforge/gguf.h"
 #include "llmforge/jinja.h"
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 #include "llmforge/utf8.h"
 
 namespace llmforge::cli {

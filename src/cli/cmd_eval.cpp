@@ -6,7 +6,7 @@
 #include "cli/common.h"
 #include "llmforge/error.h"
 #include "llmforge/eval.h"
-#include "llmforge/progress.h"
+#include "core/progress.h"
 
 namespace llmforge::cli {
 

@@ -7,9 +7,9 @@
 #include "cli/common.h"
 #include "llmforge/error.h"
 #include "llmforge/generate.h"
-#include "llmforge/kernels.h"
-#include "llmforge/mmap_file.h"
-#include "llmforge/threadpool.h"
+#include "core/kernels.h"
+#include "core/mmap_file.h"
+#include "core/threadpool.h"
 
 namespace llmforge::cli {
 

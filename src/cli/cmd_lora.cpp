@@ -5,7 +5,7 @@
 #include "cli/common.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
-#include "llmforge/kernels.h"
+#include "core/kernels.h"
 
 namespace llmforge::cli {
 

@@ -7,8 +7,8 @@
 #include "cli/common.h"
 #include "llmforge/error.h"
 #include "llmforge/eval.h"
-#include "llmforge/mmap_file.h"
-#include "llmforge/progress.h"
+#include "core/mmap_file.h"
+#include "core/progress.h"
 #include "llmforge/tokenizer.h"
 #include "llmforge/utf8.h"
 

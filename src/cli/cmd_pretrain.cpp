@@ -8,7 +8,7 @@
 #include "llmforge/comm.h"
 #include "llmforge/data.h"
 #include "llmforge/error.h"
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 #include "llmforge/pretrain.h"
 
 namespace llmforge::cli {

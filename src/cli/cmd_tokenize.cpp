@@ -9,7 +9,7 @@
 #include "llmforge/data.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 #include "llmforge/utf8.h"
 
 namespace llmforge::cli {

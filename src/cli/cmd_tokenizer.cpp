@@ -7,7 +7,7 @@
 #include "cli/common.h"
 #include "llmforge/bpe.h"
 #include "llmforge/error.h"
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 #include "llmforge/tokenizer.h"
 
 namespace llmforge::cli {

@@ -7,7 +7,7 @@
 
 #include "core/kernels_impl.h"
 #include "llmforge/error.h"
-#include "llmforge/kernels.h"
+#include "core/kernels.h"
 
 namespace llmforge::kernels {
 

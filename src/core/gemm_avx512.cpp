@@ -18,7 +18,7 @@
 
 #include "core/simd_avx512.h"
 #include "llmforge/dtype.h"
-#include "llmforge/threadpool.h"
+#include "core/threadpool.h"
 
 namespace llmforge::kernels::detail {
 namespace {

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "core/mmap_file.h"
 #include "llmforge/error.h"
 
 namespace llmforge {

@@ -1,4 +1,4 @@
-#include "llmforge/kernels.h"
+#include "core/kernels.h"
 
 #include <algorithm>
 #include <cmath>

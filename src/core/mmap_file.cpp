@@ -1,4 +1,4 @@
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

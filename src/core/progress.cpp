@@ -1,4 +1,4 @@
-#include "llmforge/progress.h"
+#include "core/progress.h"
 
 #include "llmforge/error.h"
 #include "llmforge/log.h"

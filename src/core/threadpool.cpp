@@ -2,7 +2,7 @@
 // from one shared counter until none is left, so a worker the OS has descheduled (another process on the cores) holds
 // up at most the task it already claimed: the others take the rest. Waiting threads spin for a few microseconds, then
 // yield the CPU, then sleep, so that under contention they give their time slices to whoever has work.
-#include "llmforge/threadpool.h"
+#include "core/threadpool.h"
 
 #include <sched.h>
 

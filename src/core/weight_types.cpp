@@ -9,7 +9,7 @@
 #include "core/ggml_math.h"
 #include "core/kernels_impl.h"
 #include "llmforge/error.h"
-#include "llmforge/kernels.h"
+#include "core/kernels.h"
 
 namespace llmforge {
 

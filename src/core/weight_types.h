@@ -13,7 +13,7 @@
 #include <cstdint>
 
 #include "llmforge/dtype.h"
-#include "llmforge/threadpool.h"
+#include "core/threadpool.h"
 
 namespace llmforge {
 

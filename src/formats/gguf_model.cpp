@@ -5,7 +5,7 @@
 
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 #include "model/family.h"
 
 namespace llmforge::formats {

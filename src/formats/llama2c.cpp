@@ -10,7 +10,7 @@
 
 #include "formats/formats.h"
 #include "llmforge/error.h"
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 
 namespace llmforge::formats {
 

@@ -10,8 +10,8 @@
 #include "formats/formats.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
-#include "llmforge/mmap_file.h"
-#include "llmforge/threadpool.h"
+#include "core/mmap_file.h"
+#include "core/threadpool.h"
 
 namespace llmforge {
 

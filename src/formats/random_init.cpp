@@ -9,8 +9,8 @@
 #include "core/weight_types.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
-#include "llmforge/mmap_file.h"
-#include "llmforge/threadpool.h"
+#include "core/mmap_file.h"
+#include "core/threadpool.h"
 
 namespace llmforge {
 

@@ -11,7 +11,7 @@
 #include "formats/formats.h"
 #include "llmforge/bpe.h"
 #include "llmforge/error.h"
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 #include "model/family.h"
 
 using json = nlohmann::json;

@@ -9,9 +9,9 @@
 
 #include "core/weight_types.h"
 #include "llmforge/error.h"
-#include "llmforge/kernels.h"
-#include "llmforge/mmap_file.h"
-#include "llmforge/threadpool.h"
+#include "core/kernels.h"
+#include "core/mmap_file.h"
+#include "core/threadpool.h"
 
 namespace llmforge {
 

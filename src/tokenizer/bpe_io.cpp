@@ -12,7 +12,7 @@
 
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 #include "tokenizer/bpe_impl.h"
 
 namespace llmforge {

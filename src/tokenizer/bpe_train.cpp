@@ -15,7 +15,7 @@
 #include <unordered_map>
 
 #include "llmforge/error.h"
-#include "llmforge/progress.h"
+#include "core/progress.h"
 #include "tokenizer/bpe_impl.h"
 
 namespace llmforge {

@@ -6,7 +6,7 @@
 #include "llmforge/bpe.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 #include "llmforge/tokenizer.h"
 #include "llmforge/utf8.h"
 

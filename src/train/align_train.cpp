@@ -10,8 +10,8 @@
 #include "llmforge/comm.h"
 #include "llmforge/error.h"
 #include "llmforge/log.h"
-#include "llmforge/mmap_file.h"
-#include "llmforge/progress.h"
+#include "core/mmap_file.h"
+#include "core/progress.h"
 
 namespace llmforge::align {
 

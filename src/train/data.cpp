@@ -15,7 +15,7 @@
 
 #include "llmforge/bpe.h"
 #include "llmforge/error.h"
-#include "llmforge/progress.h"
+#include "core/progress.h"
 #include "llmforge/utf8.h"
 
 namespace llmforge {

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 
 namespace llmforge {
 

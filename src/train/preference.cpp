@@ -4,7 +4,7 @@
 
 #include "llmforge/align.h"
 #include "llmforge/error.h"
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 
 namespace llmforge::align {
 

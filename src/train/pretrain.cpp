@@ -21,7 +21,7 @@
 #include "llmforge/error.h"
 #include "llmforge/log.h"
 #include "llmforge/generate.h"
-#include "llmforge/progress.h"
+#include "core/progress.h"
 #include "llmforge/train.h"
 #include "formats/formats.h"
 

@@ -8,7 +8,7 @@
 
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
-#include "llmforge/kernels.h"
+#include "core/kernels.h"
 #include "llmforge/train.h"
 #include "backend/train_ops.h"
 #include "model/forward.h"

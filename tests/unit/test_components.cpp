@@ -8,7 +8,7 @@
 #include "llmforge/error.h"
 #include "llmforge/generate.h"
 #include "llmforge/gguf.h"
-#include "llmforge/kernels.h"
+#include "core/kernels.h"
 #include "llmforge/model.h"
 #include "llmforge/sampler.h"
 #include "llmforge/utf8.h"

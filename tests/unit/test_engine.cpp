@@ -13,7 +13,7 @@
 
 #include "llmforge/engine.h"
 #include "llmforge/error.h"
-#include "llmforge/kernels.h"
+#include "core/kernels.h"
 #include "llmforge/model.h"
 #include "llmforge/transformer.h"
 

@@ -8,7 +8,7 @@
 #include "llmforge/eval.h"
 #include "llmforge/generate.h"
 #include "llmforge/gguf.h"
-#include "llmforge/kernels.h"
+#include "core/kernels.h"
 #include "llmforge/model.h"
 #include "llmforge/transformer.h"
 #include "test_util.h"

@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <vector>
 
-#include "llmforge/threadpool.h"
+#include "core/threadpool.h"
 
 using namespace llmforge;
 

@@ -7,7 +7,7 @@
 #include "llmforge/bpe.h"
 #include "llmforge/error.h"
 #include "llmforge/model.h"
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 #include "llmforge/utf8.h"
 #include "test_util.h"
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "llmforge/mmap_file.h"
+#include "core/mmap_file.h"
 
 namespace test {
 

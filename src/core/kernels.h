@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "llmforge/dtype.h"
-#include "llmforge/threadpool.h"
+#include "core/threadpool.h"
 
 namespace llmforge::kernels {
 
