@@ -22,9 +22,9 @@
 #include <thread>
 #include <vector>
 
+#include "core/threadpool.h"
 #include "llmforge/model.h"
 #include "llmforge/sampler.h"
-#include "core/threadpool.h"
 #include "llmforge/transformer.h"
 
 namespace llmforge {

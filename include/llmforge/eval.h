@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "core/threadpool.h"
 #include "llmforge/dtype.h"
 #include "llmforge/model.h"
-#include "core/threadpool.h"
 
 namespace llmforge {
 

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "core/kernels.h"
-#include "llmforge/model.h"
 #include "core/threadpool.h"
+#include "llmforge/model.h"
 
 namespace llmforge {
 

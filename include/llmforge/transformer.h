@@ -11,10 +11,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/threadpool.h"
 #include "llmforge/kv_cache.h"
 #include "llmforge/model.h"
 #include "llmforge/numerics.h"
-#include "core/threadpool.h"
 
 namespace llmforge {
 

@@ -9,11 +9,11 @@
 #include <vector>
 
 #include "core/kernels.h"
+#include "core/threadpool.h"
 #include "llmforge/kv_cache.h"
 #include "llmforge/model.h"
 #include "llmforge/numerics.h"
 #include "llmforge/tensor.h"
-#include "core/threadpool.h"
 
 namespace llmforge::backend {
 

@@ -7,12 +7,12 @@
 #include <cmath>
 #include <unordered_map>
 
+#include "backend/train_ops.h"
 #include "core/ggml_math.h"
+#include "core/kernels.h"
 #include "core/kernels_impl.h"
 #include "core/weight_types.h"
-#include "backend/train_ops.h"
 #include "llmforge/error.h"
-#include "core/kernels.h"
 
 namespace llmforge {
 

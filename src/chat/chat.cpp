@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <fstream>
 
-#include "llmforge/error.h"
 #include "core/mmap_file.h"
+#include "llmforge/error.h"
 
 namespace llmforge {
 

@@ -17,9 +17,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "core/mmap_file.h"
 #include "llmforge/align.h"
 #include "llmforge/error.h"
-#include "core/mmap_file.h"
 #include "llmforge/train.h"
 
 namespace llmforge::cli {

@@ -7,9 +7,9 @@
 #include <random>
 
 #include "cli/common.h"
-#include "llmforge/error.h"
 #include "core/kernels.h"
 #include "core/threadpool.h"
+#include "llmforge/error.h"
 #include "llmforge/transformer.h"
 
 namespace llmforge::cli {

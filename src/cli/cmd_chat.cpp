@@ -11,9 +11,9 @@
 #include <random>
 
 #include "cli/common.h"
+#include "core/mmap_file.h"
 #include "llmforge/chat_session.h"
 #include "llmforge/error.h"
-#include "core/mmap_file.h"
 
 namespace llmforge::cli {
 

@@ -5,12 +5,12 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "core/mmap_file.h"
 #include "llmforge/chat_template.h"
 #include "llmforge/error.h"
-#include "llmforge/model.h"
 #include "llmforge/gguf.h"
 #include "llmforge/jinja.h"
-#include "core/mmap_file.h"
+#include "llmforge/model.h"
 #include "llmforge/utf8.h"
 
 namespace llmforge::cli {

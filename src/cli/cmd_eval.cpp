@@ -4,9 +4,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "core/progress.h"
 #include "llmforge/error.h"
 #include "llmforge/eval.h"
-#include "core/progress.h"
 
 namespace llmforge::cli {
 

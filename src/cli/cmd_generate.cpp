@@ -5,11 +5,11 @@
 #include <random>
 
 #include "cli/common.h"
-#include "llmforge/error.h"
-#include "llmforge/generate.h"
 #include "core/kernels.h"
 #include "core/mmap_file.h"
 #include "core/threadpool.h"
+#include "llmforge/error.h"
+#include "llmforge/generate.h"
 
 namespace llmforge::cli {
 

@@ -3,9 +3,9 @@
 #include <sstream>
 
 #include "cli/common.h"
-#include "llmforge/error.h"
 #include "core/kernels.h"
 #include "core/threadpool.h"
+#include "llmforge/error.h"
 #include "llmforge/transformer.h"
 
 namespace llmforge::cli {

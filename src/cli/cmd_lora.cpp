@@ -3,9 +3,9 @@
 #include <cstdio>
 
 #include "cli/common.h"
+#include "core/kernels.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
-#include "core/kernels.h"
 
 namespace llmforge::cli {
 

@@ -5,10 +5,10 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
-#include "llmforge/error.h"
-#include "llmforge/eval.h"
 #include "core/mmap_file.h"
 #include "core/progress.h"
+#include "llmforge/error.h"
+#include "llmforge/eval.h"
 #include "llmforge/tokenizer.h"
 #include "llmforge/utf8.h"
 

@@ -4,8 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
-#include "llmforge/error.h"
 #include "core/mmap_file.h"
+#include "llmforge/error.h"
 #include "llmforge/plot.h"
 
 namespace llmforge::cli {

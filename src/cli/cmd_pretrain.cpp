@@ -5,10 +5,10 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "core/mmap_file.h"
 #include "llmforge/comm.h"
 #include "llmforge/data.h"
 #include "llmforge/error.h"
-#include "core/mmap_file.h"
 #include "llmforge/pretrain.h"
 
 namespace llmforge::cli {

@@ -6,8 +6,8 @@
 #include <thread>
 
 #include "cli/common.h"
-#include "llmforge/error.h"
 #include "core/mmap_file.h"
+#include "llmforge/error.h"
 #include "server/api.h"
 #include "server/http.h"
 

@@ -5,11 +5,11 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "core/mmap_file.h"
 #include "llmforge/bpe.h"
 #include "llmforge/data.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
-#include "core/mmap_file.h"
 #include "llmforge/utf8.h"
 
 namespace llmforge::cli {

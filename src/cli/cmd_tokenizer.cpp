@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "core/mmap_file.h"
 #include "llmforge/bpe.h"
 #include "llmforge/error.h"
-#include "core/mmap_file.h"
 #include "llmforge/tokenizer.h"
 
 namespace llmforge::cli {

@@ -6,8 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
-#include "llmforge/error.h"
 #include "core/mmap_file.h"
+#include "llmforge/error.h"
 #include "llmforge/train.h"
 
 namespace llmforge::cli {

@@ -4,8 +4,8 @@
 #include <random>
 
 #include "cli/common.h"
-#include "llmforge/error.h"
 #include "core/mmap_file.h"
+#include "llmforge/error.h"
 
 namespace llmforge::cli {
 

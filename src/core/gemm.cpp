@@ -5,9 +5,9 @@
 #include <cstring>
 #include <vector>
 
+#include "core/kernels.h"
 #include "core/kernels_impl.h"
 #include "llmforge/error.h"
-#include "core/kernels.h"
 
 namespace llmforge::kernels {
 

@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "core/simd_avx512.h"
-#include "llmforge/dtype.h"
 #include "core/threadpool.h"
+#include "llmforge/dtype.h"
 
 namespace llmforge::kernels::detail {
 namespace {

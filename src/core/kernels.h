@@ -5,8 +5,8 @@
 #pragma once
 #include <cstdint>
 
-#include "llmforge/dtype.h"
 #include "core/threadpool.h"
+#include "llmforge/dtype.h"
 
 namespace llmforge::kernels {
 

@@ -7,9 +7,9 @@
 #include <vector>
 
 #include "core/ggml_math.h"
+#include "core/kernels.h"
 #include "core/kernels_impl.h"
 #include "llmforge/error.h"
-#include "core/kernels.h"
 
 namespace llmforge {
 

@@ -12,8 +12,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "llmforge/dtype.h"
 #include "core/threadpool.h"
+#include "llmforge/dtype.h"
 
 namespace llmforge {
 

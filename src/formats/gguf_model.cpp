@@ -3,9 +3,9 @@
 
 #include <cstring>
 
+#include "core/mmap_file.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
-#include "core/mmap_file.h"
 #include "model/family.h"
 
 namespace llmforge::formats {

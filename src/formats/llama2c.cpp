@@ -8,9 +8,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/mmap_file.h"
 #include "formats/formats.h"
 #include "llmforge/error.h"
-#include "core/mmap_file.h"
 
 namespace llmforge::formats {
 

@@ -6,12 +6,12 @@
 #include <cctype>
 #include <cstring>
 
+#include "core/mmap_file.h"
+#include "core/threadpool.h"
 #include "core/weight_types.h"
 #include "formats/formats.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
-#include "core/mmap_file.h"
-#include "core/threadpool.h"
 
 namespace llmforge {
 

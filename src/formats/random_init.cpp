@@ -6,11 +6,11 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/mmap_file.h"
+#include "core/threadpool.h"
 #include "core/weight_types.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
-#include "core/mmap_file.h"
-#include "core/threadpool.h"
 
 namespace llmforge {
 

@@ -7,11 +7,11 @@
 #include <sys/stat.h>
 #include <nlohmann/json.hpp>
 
+#include "core/mmap_file.h"
 #include "core/weight_types.h"
 #include "formats/formats.h"
 #include "llmforge/bpe.h"
 #include "llmforge/error.h"
-#include "core/mmap_file.h"
 #include "model/family.h"
 
 using json = nlohmann::json;

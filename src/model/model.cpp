@@ -7,11 +7,11 @@
 #include <cstring>
 #include <thread>
 
-#include "core/weight_types.h"
-#include "llmforge/error.h"
 #include "core/kernels.h"
 #include "core/mmap_file.h"
 #include "core/threadpool.h"
+#include "core/weight_types.h"
+#include "llmforge/error.h"
 
 namespace llmforge {
 

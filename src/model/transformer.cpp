@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
-#include "model/forward.h"
 #include "llmforge/error.h"
+#include "model/forward.h"
 
 namespace llmforge {
 

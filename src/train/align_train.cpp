@@ -6,12 +6,12 @@
 #include <cstdio>
 #include <random>
 
+#include "core/mmap_file.h"
+#include "core/progress.h"
 #include "llmforge/align.h"
 #include "llmforge/comm.h"
 #include "llmforge/error.h"
 #include "llmforge/log.h"
-#include "core/mmap_file.h"
-#include "core/progress.h"
 
 namespace llmforge::align {
 

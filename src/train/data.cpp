@@ -13,9 +13,9 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/progress.h"
 #include "llmforge/bpe.h"
 #include "llmforge/error.h"
-#include "core/progress.h"
 #include "llmforge/utf8.h"
 
 namespace llmforge {

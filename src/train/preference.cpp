@@ -2,9 +2,9 @@
 // pairs for the reward model and DPO.
 #include <algorithm>
 
+#include "core/mmap_file.h"
 #include "llmforge/align.h"
 #include "llmforge/error.h"
-#include "core/mmap_file.h"
 
 namespace llmforge::align {
 

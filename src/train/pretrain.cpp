@@ -15,15 +15,15 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/progress.h"
+#include "formats/formats.h"
 #include "llmforge/bpe.h"
 #include "llmforge/comm.h"
 #include "llmforge/data.h"
 #include "llmforge/error.h"
-#include "llmforge/log.h"
 #include "llmforge/generate.h"
-#include "core/progress.h"
+#include "llmforge/log.h"
 #include "llmforge/train.h"
-#include "formats/formats.h"
 
 namespace llmforge {
 

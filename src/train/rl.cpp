@@ -17,11 +17,11 @@
 #include <random>
 #include <thread>
 
+#include "core/mmap_file.h"
+#include "core/progress.h"
 #include "llmforge/align.h"
 #include "llmforge/error.h"
 #include "llmforge/log.h"
-#include "core/mmap_file.h"
-#include "core/progress.h"
 #include "llmforge/sampler.h"
 #include "llmforge/transformer.h"
 #include "llmforge/utf8.h"

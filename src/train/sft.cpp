@@ -3,11 +3,11 @@
 #include <cstdio>
 #include <random>
 
+#include "core/mmap_file.h"
 #include "llmforge/chat_data.h"
 #include "llmforge/comm.h"
 #include "llmforge/error.h"
 #include "llmforge/log.h"
-#include "core/mmap_file.h"
 #include "llmforge/pretrain.h"
 
 namespace llmforge {

@@ -6,11 +6,11 @@
 #include <random>
 #include <tuple>
 
+#include "backend/train_ops.h"
+#include "core/kernels.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
-#include "core/kernels.h"
 #include "llmforge/train.h"
-#include "backend/train_ops.h"
 #include "model/forward.h"
 
 namespace llmforge {

@@ -10,9 +10,9 @@
 #include "llmforge/chat_data.h"
 #include "llmforge/chat_session.h"
 #include "llmforge/error.h"
+#include "llmforge/jinja.h"
 #include "llmforge/model.h"
 #include "llmforge/transformer.h"
-#include "llmforge/jinja.h"
 #include "test_util.h"
 
 using namespace llmforge;

@@ -5,10 +5,10 @@
 #include <cstring>
 #include <random>
 
+#include "core/kernels.h"
 #include "llmforge/error.h"
 #include "llmforge/generate.h"
 #include "llmforge/gguf.h"
-#include "core/kernels.h"
 #include "llmforge/model.h"
 #include "llmforge/sampler.h"
 #include "llmforge/utf8.h"

@@ -11,9 +11,9 @@
 #include <random>
 #include <thread>
 
+#include "core/kernels.h"
 #include "llmforge/engine.h"
 #include "llmforge/error.h"
-#include "core/kernels.h"
 #include "llmforge/model.h"
 #include "llmforge/transformer.h"
 

@@ -4,11 +4,11 @@
 #include <cmath>
 #include <unistd.h>
 
+#include "core/kernels.h"
 #include "llmforge/error.h"
 #include "llmforge/eval.h"
 #include "llmforge/generate.h"
 #include "llmforge/gguf.h"
-#include "core/kernels.h"
 #include "llmforge/model.h"
 #include "llmforge/transformer.h"
 #include "test_util.h"

@@ -4,10 +4,10 @@
 
 #include <map>
 
+#include "core/mmap_file.h"
 #include "llmforge/bpe.h"
 #include "llmforge/error.h"
 #include "llmforge/model.h"
-#include "core/mmap_file.h"
 #include "llmforge/utf8.h"
 #include "test_util.h"
 
