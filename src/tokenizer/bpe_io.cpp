@@ -10,9 +10,9 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "core/mmap_file.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
-#include "core/mmap_file.h"
 #include "tokenizer/bpe_impl.h"
 
 namespace llmforge {

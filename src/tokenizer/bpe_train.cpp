@@ -14,8 +14,8 @@
 #include <thread>
 #include <unordered_map>
 
-#include "llmforge/error.h"
 #include "core/progress.h"
+#include "llmforge/error.h"
 #include "tokenizer/bpe_impl.h"
 
 namespace llmforge {

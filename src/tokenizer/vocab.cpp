@@ -3,12 +3,13 @@
 #include <fstream>
 #include <queue>
 
+#include "core/mmap_file.h"
 #include "llmforge/bpe.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
-#include "core/mmap_file.h"
 #include "llmforge/tokenizer.h"
 #include "llmforge/utf8.h"
+#include "tokenizer/vocab_hf.h"
 
 namespace llmforge {
 
@@ -344,9 +345,17 @@ Vocab Vocab::load(const std::string& path) {
     if (name.size() >= 4 && name.compare(name.size() - 4, 4, ".bin") == 0) return from_llama2c(path, 0);
     if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".json") == 0 && name != "encoder.json") {  // a tokenizer.json: read once
         const std::string text = read_text_file(path);
-        if (!is_spm_hf_json(text)) return from_bpe(BpeTokenizer::from_hf_json_text(text, path));
         const std::string cfg = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer_config.json";
-        return from_hf_spm_json(text, path, file_exists(cfg) ? read_text_file(cfg) : std::string());
+        const std::string cfg_text = file_exists(cfg) ? read_text_file(cfg) : std::string();
+        if (is_spm_hf_json(text)) return from_hf_spm_json(text, path, cfg_text);
+        Vocab v = from_bpe(BpeTokenizer::from_hf_json_text(text, path));
+        // BOS/EOS from the post-processor and tokenizer_config.json (the JSON read again without its model: fast)
+        const nlohmann::json top = nlohmann::json::parse(text, [](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
+            return !(depth == 1 && ev == nlohmann::json::parse_event_t::key && parsed == "model");
+        });
+        apply_hf_special_tokens(v, top.value("post_processor", nlohmann::json()), cfg_text, path);
+        v.finalize();
+        return v;
     }
     return from_bpe(BpeTokenizer::load(path));
 }

@@ -11,11 +11,12 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "core/mmap_file.h"
 #include "llmforge/bpe.h"
 #include "llmforge/error.h"
-#include "core/mmap_file.h"
 #include "llmforge/tokenizer.h"
 #include "llmforge/utf8.h"
+#include "tokenizer/vocab_hf.h"
 
 namespace llmforge {
 
@@ -139,6 +140,44 @@ bool Vocab::is_spm_hf_json(const std::string& text) {
     }
 }
 
+// BOS and EOS of a tokenizer.json as transformers sees them: the post-processor's TemplateProcessing (alone or inside a
+// Sequence, as Llama 3's) puts a special token before the text (BOS, added when encoding) and after it (EOS); then
+// tokenizer_config.json, when given, names bos_token / eos_token and says add_bos_token / add_eos_token.
+void apply_hf_special_tokens(Vocab& v, const nlohmann::json& post, const std::string& config_text, const std::string& origin) {
+    using json = nlohmann::json;
+    auto id_of = [&](const json& t) -> int32_t {
+        const std::string s = t.is_string() ? t.get<std::string>() : t.is_object() ? t.value("content", std::string()) : std::string();
+        for (int32_t i = 0; i < v.size() && !s.empty(); ++i)
+            if (v.pieces[static_cast<size_t>(i)] == s) return i;
+        return -1;
+    };
+    auto template_processing = [&](const json& p) {
+        const json single = p.value("single", json::array());
+        for (size_t k = 0; k < single.size(); ++k)
+            if (single[k].contains("SpecialToken")) {
+                const int32_t id = id_of(single[k]["SpecialToken"].value("id", std::string()));
+                if (k == 0) v.bos = id, v.add_bos = id >= 0;
+                else v.eos = id, v.add_eos = id >= 0;
+            }
+    };
+    if (post.is_object() && post.value("type", std::string()) == "TemplateProcessing") template_processing(post);
+    if (post.is_object() && post.value("type", std::string()) == "Sequence")
+        for (const json& p : post.value("processors", json::array()))
+            if (p.is_object() && p.value("type", std::string()) == "TemplateProcessing") template_processing(p);
+    if (config_text.empty()) return;
+    json c;
+    try {
+        c = json::parse(config_text);
+    } catch (const json::exception&) {
+        throw_bad_input("%s: tokenizer_config.json beside it is not valid JSON", origin.c_str());
+    }
+    if (!c.is_object()) return;
+    if (c.contains("bos_token") && !c["bos_token"].is_null()) v.bos = id_of(c["bos_token"]);
+    if (c.contains("eos_token") && !c["eos_token"].is_null()) v.eos = id_of(c["eos_token"]);
+    if (c.contains("add_bos_token") && c["add_bos_token"].is_boolean()) v.add_bos = c["add_bos_token"].get<bool>() && v.bos >= 0;
+    if (c.contains("add_eos_token") && c["add_eos_token"].is_boolean()) v.add_eos = c["add_eos_token"].get<bool>() && v.eos >= 0;
+}
+
 Vocab Vocab::from_hf_spm_json(const std::string& text, const std::string& origin, const std::string& config_text) {
     json j;
     try {
@@ -228,39 +267,13 @@ Vocab Vocab::from_hf_spm_json(const std::string& text, const std::string& origin
     if (pre.is_object() && pre.value("type", std::string()) == "Sequence")
         for (const json& x : pre.value("pretokenizers", json::array())) scan_pre(x);
     else scan_pre(pre);
-    // BOS/EOS: tokenizer_config.json when given, else the post-processor's template
-    auto id_of = [&](const json& t) -> int32_t {
-        std::string s = t.is_string() ? t.get<std::string>() : t.is_object() ? t.value("content", std::string()) : std::string();
-        for (int32_t i = 0; i < v.size(); ++i)
-            if (!s.empty() && v.pieces[static_cast<size_t>(i)] == s) return i;
-        return -1;
-    };
     v.bos = v.eos = -1;
     v.add_bos = v.add_eos = false;
-    const json post = j.value("post_processor", json());
-    if (post.is_object() && post.value("type", std::string()) == "TemplateProcessing") {
-        const json single = post.value("single", json::array());
-        for (size_t k = 0; k < single.size(); ++k)
-            if (single[k].contains("SpecialToken")) {
-                const int32_t id = id_of(single[k]["SpecialToken"].value("id", std::string()));
-                if (k == 0) v.bos = id, v.add_bos = id >= 0;
-                else v.eos = id, v.add_eos = id >= 0;
-            }
+    apply_hf_special_tokens(v, j.value("post_processor", json()), config_text, origin);
+    for (int32_t i = 0; i < v.size() && (v.bos < 0 || v.eos < 0); ++i) {
+        if (v.bos < 0 && v.pieces[static_cast<size_t>(i)] == "<s>") v.bos = i;
+        if (v.eos < 0 && v.pieces[static_cast<size_t>(i)] == "</s>") v.eos = i;
     }
-    if (!config_text.empty()) {
-        json c;
-        try {
-            c = json::parse(config_text);
-        } catch (const json::exception&) {
-            throw_bad_input("%s: tokenizer_config.json beside it is not valid JSON", origin.c_str());
-        }
-        if (c.contains("bos_token") && !c["bos_token"].is_null()) v.bos = id_of(c["bos_token"]);
-        if (c.contains("eos_token") && !c["eos_token"].is_null()) v.eos = id_of(c["eos_token"]);
-        if (c.contains("add_bos_token") && c["add_bos_token"].is_boolean()) v.add_bos = c["add_bos_token"].get<bool>();
-        if (c.contains("add_eos_token") && c["add_eos_token"].is_boolean()) v.add_eos = c["add_eos_token"].get<bool>();
-    }
-    if (v.bos < 0) v.bos = id_of(json("<s>"));
-    if (v.eos < 0) v.eos = id_of(json("</s>"));
     v.finalize();
     return v;
 }
