@@ -128,9 +128,14 @@ void check_tokens(const Model& m, const std::vector<int32_t>& tokens) {
 template <class Visit>
 void for_each_scored(const std::vector<const Model*>& models, const std::vector<int32_t>& tokens, const PerplexityOptions& o,
                      ThreadPool& pool, const Plan& p, Visit&& visit, const std::function<void(int64_t)>& chunk_done) {
+    // perplexity runs the chunks, so it owns their KV caches (one per model; every position in place with ggml
+    // arithmetic, as llama.cpp lays them out) and runs each model's forward pass over its cache
+    const Numerics numerics = o.ggml_arithmetic ? Numerics::Ggml : Numerics::Fast;
+    std::vector<std::unique_ptr<KVCache>> caches;
     std::vector<std::unique_ptr<Transformer>> tfs;
     for (const Model* m : models) {
-        tfs.push_back(std::make_unique<Transformer>(*m, pool, p.ctx, p.batch, o.kv_type, 1, o.ggml_arithmetic ? Numerics::Ggml : Numerics::Fast));
+        caches.push_back(make_kv_cache(m->config, pool, p.ctx, p.batch, o.kv_type, 1, numerics != Numerics::Ggml));
+        tfs.push_back(std::make_unique<Transformer>(*m, pool, *caches.back(), p.batch, numerics));
     }
     const int32_t bos = models[0]->vocab ? models[0]->vocab->bos : 1;
     std::vector<int32_t> chunk;
@@ -141,8 +146,8 @@ void for_each_scored(const std::vector<const Model*>& models, const std::vector<
         chunk.assign(tokens.begin() + w.start, tokens.begin() + w.start + w.len);
         if (w.bos) chunk[0] = bos;
         for (size_t k = 0; k < tfs.size(); ++k) {
-            tfs[k]->reset();
-            tfs[k]->set_ggml_cell_offset(w.cell);
+            caches[k]->set_n_past(0, 0);         // a fresh chunk
+            caches[k]->ggml_cell_offset = w.cell;  // where llama-perplexity puts it in its cache
             logits[k] = tfs[k]->eval(chunk, true);
         }
         for (int64_t j = w.j0; j < w.j1; ++j) {
