@@ -90,5 +90,6 @@ for key, d in res.items():
     allr += [statistics.median(ratios)]
     print(f"| {' '.join(key)} | {statistics.median(d['old']):.1f} | {statistics.median(d['new']):.1f} | {statistics.median(ratios):.3f} | "
           + " ".join(f"{r:.3f}" for r in ratios) + " |")
-print(f"\nlowest cell median ratio {min(allr):.3f}; geometric mean {statistics.geometric_mean(allr):.3f} (no regression: every cell ≥ 0.98)")
+verdict = "met" if min(allr) >= 0.98 else "not met"
+print(f"\nlowest cell median ratio {min(allr):.3f}; geometric mean {statistics.geometric_mean(allr):.3f} (target every cell ≥ 0.98: {verdict})")
 PY
