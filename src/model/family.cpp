@@ -349,6 +349,11 @@ void LlamaLineage::read_lineage_fields(HfConfig& j, ModelConfig& c, int64_t defa
     if (act != "silu" && act != "swish") j.refuse("hidden_act", "only SiLU gates");
 }
 
+void LlamaLineage::read_head_dim(HfConfig& j, ModelConfig& c) {
+    const int64_t hd = j.integer("head_dim", c.n_head > 0 ? c.n_embd / c.n_head : 0);
+    if (!(c.n_head > 0 && c.n_embd % c.n_head == 0 && hd == c.n_embd / c.n_head)) c.n_head_dim = hd;
+}
+
 nlohmann::json LlamaLineage::lineage_fields(const ModelConfig& c, const char* model_type, const char* architecture) {
     return {{"model_type", model_type}, {"architectures", {architecture}}, {"hidden_size", c.n_embd}, {"intermediate_size", c.n_ff},
             {"num_hidden_layers", c.n_layer}, {"num_attention_heads", c.n_head}, {"num_key_value_heads", c.n_head_kv},

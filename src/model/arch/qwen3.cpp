@@ -32,8 +32,7 @@ public:
 
     void from_hf(HfConfig& j, ModelConfig& c) const override {
         read_lineage_fields(j, c, 40960);
-        const int64_t hd = j.integer("head_dim", c.n_head > 0 ? c.n_embd / c.n_head : 0);
-        if (!(c.n_head > 0 && c.n_embd % c.n_head == 0 && hd == c.n_embd / c.n_head)) c.n_head_dim = hd;
+        read_head_dim(j, c);
         // transformers' Qwen3 puts the bias (attention_bias) on q, k, v and o alike
         c.qkv_bias = c.out_bias = j.boolean("attention_bias", false);
         read_qwen_window(j, c);
