@@ -8,6 +8,7 @@
 //  - llama: RMSNorm, rotary position embedding, grouped-query attention, no biases, SwiGLU MLP.
 // Weights are named as in GGUF (token_embd.weight, blk.N.attn_q.weight, ...) whatever file they came from.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -36,7 +37,9 @@ enum class RopeStyle { Interleaved, Half };
 enum class RopeScaling { None, Linear, Llama3 };
 
 enum class NormKind { LayerNorm, RMSNorm };  // LayerNorm: (x − μ)/σ · w + b;  RMSNorm: x / rms(x) · w
-enum class MlpKind { GeluTanh, SwiGLU };     // GELU(x W_up) W_down;  (silu(x W_gate) ⊙ x W_up) W_down
+// GeluTanh: GELU(x W_up) W_down;  SwiGLU: (silu(x W_gate) ⊙ x W_up) W_down;  GeGLU: (GELU(x W_gate) ⊙ x W_up) W_down
+// (GELU: the tanh approximation everywhere)
+enum class MlpKind { GeluTanh, SwiGLU, GeGLU };
 
 struct ModelConfig {
     std::string arch = "llama";  // the family: its GGUF general.architecture name (family_names() lists them)
@@ -66,20 +69,32 @@ struct ModelConfig {
     bool qkv_bias = false;   // biases on the query, key and value projections
     bool out_bias = false;   // a bias on the attention output projection
     bool qk_norm = false;    // each head's query and key RMS-normalised (weights [head_dim]) before RoPE
-    int64_t sliding_window = 0;  // every layer's queries see the last sliding_window positions (themselves included); 0: all
+    int64_t sliding_window = 0;  // the windowed layers' queries see the last sliding_window positions (themselves included); 0: all
+    // which layers use the window: 0 or 1: every one; P ≥ 2: layer l when l mod P < P − 1 (llama.cpp's n_swa_pattern:
+    // Gemma 2 alternates, P = 2: even layers windowed, odd ones global)
+    int64_t sliding_window_pattern = 0;
+    float attn_scale = 0;      // the scores' factor: 0: 1/√head_dim; Gemma 2: query_pre_attn_scalar^(−1/2)
+    float attn_softcap = 0;    // > 0: scores s → cap · tanh(s / cap) before the softmax (Gemma 2: 50)
+    float final_softcap = 0;   // > 0: logits z → cap · tanh(z / cap) (Gemma 2: 30)
+    bool post_norms = false;   // each sub-layer's output normalised before its residual add (attn_post_norm, ffn_post_norm:
+                               // Gemma 2's sandwich)
+    bool embd_scale = false;   // the token embeddings multiplied by √n_embd (Gemma)
     MlpKind mlp = MlpKind::SwiGLU;
     bool mlp_bias = false;   // biases on the MLP's projections
     bool tied_embeddings = false;  // the output projection is the token embedding
 
     bool uses_rope() const { return !learned_positions; }
-    bool gated_mlp() const { return mlp == MlpKind::SwiGLU; }
+    bool gated_mlp() const { return mlp == MlpKind::SwiGLU || mlp == MlpKind::GeGLU; }
     bool norm_bias() const { return norm == NormKind::LayerNorm; }  // LayerNorm has a bias, RMSNorm none
     int64_t head_dim() const { return n_head_dim ? n_head_dim : n_head ? n_embd / n_head : 0; }
     int64_t q_dim() const { return head_dim() * n_head; }  // the queries' (and the attention output's) width
     int64_t kv_dim() const { return head_dim() * n_head_kv; }
     int64_t n_rot() const { return rope_dim ? rope_dim : head_dim(); }
     // The keys layer l's query at position p sees: positions max(0, p − window + 1) .. p (window 0: 0 .. p).
-    int64_t window_of(int64_t /*layer*/) const { return sliding_window; }
+    int64_t window_of(int64_t layer) const {
+        return sliding_window_pattern <= 1 || layer % sliding_window_pattern < sliding_window_pattern - 1 ? sliding_window : 0;
+    }
+    float attention_scale() const { return attn_scale > 0 ? attn_scale : 1.0f / std::sqrt(static_cast<float>(head_dim())); }
     // Parameter count from the shapes (the output matrix is counted once when tied).
     int64_t n_params() const;
     // Throws a bad-input Error for inconsistent or absurd sizes, or an unknown family.
@@ -110,7 +125,8 @@ public:
     std::vector<Tensor> tensors;
     std::optional<Vocab> vocab;
     gguf::Metadata meta;             // metadata carried from the source file (general.*), for info and conversion
-    std::string path, format;        // where it came from: "gguf", "llama2c", "safetensors", "random"
+    std::string path, format;        // where it came from: "gguf", "llama2c", "safetensors", "random"; "train": a trainer's weights,
+                                     // "gradients": its gradients (saved without the families' offsets)
     std::vector<std::shared_ptr<const void>> storage;  // keeps mappings and buffers alive
 
     const Tensor* find(const std::string& name) const;

@@ -129,6 +129,7 @@ private:
     void bind_views();
     Layer layer_offsets(int64_t l) const;
     void norm_bwd(const float* dy, const float* x, size_t w, size_t b, const float* mean, const float* rstd, float* dx, int64_t N);
+    const float* post_bwd(size_t w, const std::vector<float>& proj, const std::vector<float>& rstd, int64_t l);
     void backward_from_dlogits(bool have_dlogits, const float* dhead);
 
     ModelConfig cfg_;

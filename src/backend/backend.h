@@ -4,6 +4,7 @@
 // these operations; a Backend says how they are computed: which instruction set, which summation order (its Numerics,
 // fixed when it is made), and later on which device. Weights are read through views of any weight type.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -45,6 +46,9 @@ struct Rows {
 struct AttentionShape {
     int64_t n_head, n_head_kv, head_dim;
     int64_t window = 0;  // a query at position p sees keys at positions > p − window only (0: every earlier position)
+    float scale = 0;     // the scores' factor (0: 1/√head_dim)
+    float softcap = 0;   // > 0: each score s (after the factor) becomes softcap · tanh(s / softcap) before the softmax
+    float factor() const { return scale > 0 ? scale : 1.0f / std::sqrt(static_cast<float>(head_dim)); }
 };
 
 class Backend {
@@ -60,7 +64,7 @@ public:
     // Rotates n rows × heads heads of head_dim values: pairs (2j, 2j+1) (interleaved) or (j, j + n_rot/2) by the
     // angles whose cos/sin are given per row, [n][n_rot/2].
     virtual void rope(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t n_rot, RopeStyle style, const float* cos, const float* sin) = 0;
-    // out = softmax(q Kᵀ / √d + causal mask) V for every head of every row, over the cache of the row's sequence in
+    // out = softmax(cap(q Kᵀ · s.factor()) + causal mask) V for every head of every row, over the cache of the row's sequence in
     // layer l (keys at positions 0 .. the row's position, or its last s.window ones); query heads share KV heads in
     // groups.
     virtual void attention(const float* q, float* out, int64_t n, const Rows& rows, const KVCache& kv, int64_t l, const AttentionShape& s) = 0;
@@ -70,9 +74,15 @@ public:
                                   const AttentionShape& s) = 0;
     // out[i] = silu(gate[i]) · up[i] over n rows of F (out may be gate)
     virtual void swiglu(const float* gate, const float* up, float* out, int64_t n, int64_t F) = 0;
+    // out[i] = GELU(gate[i]) · up[i] over n rows of F (out may be gate)
+    virtual void geglu(const float* gate, const float* up, float* out, int64_t n, int64_t F) = 0;
     // out = GELU(x), the tanh approximation (out may be x); th: where to keep tanh(√(2/π)(x + 0.044715x³)) for a
     // backward pass (null: not kept)
     virtual void gelu(const float* x, float* out, float* th, int64_t count) = 0;
+    // x = cap · tanh(x / cap) (soft-capping); th: where to keep the tanh for a backward pass (null: not kept)
+    virtual void softcap(float* x, int64_t count, float cap, float* th) = 0;
+    // x *= s
+    virtual void scale(float* x, float s, int64_t count) = 0;
     // x += y
     virtual void add(float* x, const float* y, int64_t count) = 0;
     // out[i] (+)= row ids[i] of an embedding table (any weight type)

@@ -156,8 +156,27 @@ public:
         for (int64_t i = 0; i < n * F; ++i) a[i] *= b[i];
     }
 
+    // Ggml: ggml's GELU (an f16 table); otherwise the tanh approximation in f32
     void gelu(const float* x, float* out, float*, int64_t count) override {
-        for (int64_t i = 0; i < count; ++i) out[i] = gelu1(x[i]);
+        if (numerics_ == Numerics::Ggml)
+            for (int64_t i = 0; i < count; ++i) out[i] = ggml::gelu(x[i]);
+        else
+            for (int64_t i = 0; i < count; ++i) out[i] = gelu1(x[i]);
+    }
+
+    void geglu(const float* gate, const float* up, float* out, int64_t n, int64_t F) override {
+        gelu(gate, out, nullptr, n * F);
+        for (int64_t i = 0; i < n * F; ++i) out[i] *= up[i];
+    }
+
+    // cap · tanh(x · (1/cap)): ggml_scale, ggml_tanh, ggml_scale, as llama.cpp's graph applies it
+    void softcap(float* x, int64_t count, float cap, float*) override {
+        const float inv = 1.0f / cap;
+        for (int64_t i = 0; i < count; ++i) x[i] = std::tanh(x[i] * inv) * cap;
+    }
+
+    void scale(float* x, float s, int64_t count) override {
+        for (int64_t i = 0; i < count; ++i) x[i] *= s;
     }
 
     void add(float* x, const float* y, int64_t count) override {
@@ -200,7 +219,10 @@ private:
 void CpuBackend::attention_ggml(const float* q, float* out, int64_t n, const Rows& rows, const KVCache& kv, int64_t layer,
                                 const AttentionShape& s) {
     const int64_t H = s.n_head, HD = s.head_dim, KV = s.n_head_kv * HD, group = H / s.n_head_kv, C = H * HD;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+    // With soft-capping llama.cpp scales the queries first and caps the products (its Gemma 2 graph): q · factor, then
+    // cap · tanh(q·k · (1/cap)); otherwise the products are scaled (ggml_soft_max_ext's scale).
+    const float scale = s.softcap > 0 ? 1.0f : s.factor(), qscale = s.softcap > 0 ? s.factor() : 1.0f;
+    const float cap = s.softcap, inv_cap = cap > 0 ? 1.0f / cap : 0.0f;
     const bool f16 = kv.type() == DType::F16;
     const int64_t pos0 = rows.pos0, n_ctx_ = kv.n_ctx();
     const int seq = rows.seq0;
@@ -249,11 +271,15 @@ void CpuBackend::attention_ggml(const float* q, float* out, int64_t n, const Row
             const int64_t i = task / H, h = task % H, kvh = h / group;
             const int64_t n_keys = pos0 + i + 1;  // causal mask: keys at positions 0 .. pos0 + i
             const float* qi = q + i * C + h * HD;
+            if (qscale != 1.0f) {  // the queries scaled (ggml_scale), then rounded to f16 below where the cache is f16
+                for (int64_t d = 0; d < HD; ++d) qr[d] = qi[d] * qscale;
+                qi = qr;
+            }
             // scores = q·k · scale, −∞ where masked
             for (int64_t t = 0; t < shift; ++t) row[t] = -INFINITY;
             if (vec16) {
                 if (f16) {
-                    std::copy_n(qi, HD, qr);
+                    if (qi != qr) std::copy_n(qi, HD, qr);
                     kt.round_f16(qr, HD);
                     const auto dot = batched && HD % ggml::kLanes == 0 ? kt.dot_seq_f16 : kt.dot_f16;  // tinyBLAS : vec_dot_f16
                     for (int64_t t = 0; t < n_keys; ++t) scores[t] = dot(K16 + t * KV + kvh * HD, qr, HD) * scale;
@@ -271,6 +297,8 @@ void CpuBackend::attention_ggml(const float* q, float* out, int64_t n, const Row
             } else {
                 for (int64_t t = 0; t < n_keys; ++t) scores[t] = ggml::dot_vec<false>(K + t * KV + kvh * HD, qi, HD) * scale;
             }
+            if (cap > 0)
+                for (int64_t t = 0; t < n_keys; ++t) scores[t] = std::tanh(scores[t] * inv_cap) * cap;
             if (s.window > 0)  // the sliding window: keys before pos − window + 1 masked (−∞: weight exactly 0)
                 for (int64_t t = 0; t < n_keys - s.window; ++t) scores[t] = -INFINITY;
             const int64_t n_row = shift == 0 ? n_kv : (shift + n_keys + ggml::kLanes - 1) / ggml::kLanes * ggml::kLanes;
@@ -331,7 +359,7 @@ void CpuBackend::attention_ggml(const float* q, float* out, int64_t n, const Row
 void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Rows& rows, const KVCache& kv, int64_t layer,
                                 const AttentionShape& s) {
     const int64_t H = s.n_head, HD = s.head_dim, KV = s.n_head_kv * HD, group = H / s.n_head_kv, C = H * HD;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+    const float scale = s.factor(), cap = s.softcap, inv_cap = cap > 0 ? 1.0f / cap : 0.0f;
     const bool f16 = kv.type() == DType::F16;
     const int64_t n_ctx_ = kv.n_ctx();
     float* const scratch = attention_scratch(n_ctx_, HD);
@@ -360,7 +388,7 @@ void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Row
             float mx = -INFINITY;
             for (int64_t t = 0; t < n_keys; ++t) {
                 const float dot = f16 ? kernels::dot_f16_acc64(K16 + row_of(t), qi, HD) : kernels::dot(DType::F32, K + row_of(t), qi, HD);
-                const float sc = dot * scale;
+                const float sc = cap > 0 ? std::tanh(dot * scale * inv_cap) * cap : dot * scale;
                 scores[t] = sc;
                 mx = std::max(mx, sc);
             }
@@ -413,10 +441,32 @@ public:
     }
     void attention_within(const float* q, const float* k, const float* v, float* probs, float* out, int64_t B, int64_t T,
                           const AttentionShape& s) override {
-        train_ops::attention_forward(pool_, prec_, q, k, v, probs, out, B, T, s.n_head, s.n_head_kv, s.head_dim, s.window);
+        train_ops::attention_forward(pool_, prec_, q, k, v, probs, out, B, T, s.n_head, s.n_head_kv, s.head_dim, s.factor(), s.window, s.softcap);
     }
     void swiglu(const float* fa, const float* fb, float* fact, int64_t n, int64_t F) override {
         for (int64_t i = 0; i < n * F; ++i) fact[i] = fa[i] * train_ops::sigmoid(fa[i]) * fb[i];  // silu(gate) ⊙ up
+    }
+    void geglu(const float* fa, const float* fb, float* fact, int64_t n, int64_t F) override {
+        pool_.parallel_for(n * F, [&](int64_t b0, int64_t b1) {
+            for (int64_t i = b0; i < b1; ++i) fact[i] = fa[i] * (1.0f + 0.044715f * fa[i] * fa[i]);  // (the tanh's argument / √(2/π))
+            for (int64_t i = b0; i < b1; ++i) fact[i] *= train_ops::kGeluK;
+            kernels::tanh(fact + b0, fact + b0, b1 - b0);
+            for (int64_t i = b0; i < b1; ++i) fact[i] = 0.5f * fa[i] * (1.0f + fact[i]) * fb[i];  // GELU(gate) ⊙ up
+        });
+    }
+    void softcap(float* x, int64_t count, float cap, float* th) override {
+        const float inv = 1.0f / cap;
+        pool_.parallel_for(count, [&](int64_t b0, int64_t b1) {
+            float* t = th ? th : x;
+            for (int64_t i = b0; i < b1; ++i) t[i] = x[i] * inv;
+            kernels::tanh(t + b0, t + b0, b1 - b0);
+            for (int64_t i = b0; i < b1; ++i) x[i] = t[i] * cap;
+        });
+    }
+    void scale(float* x, float s, int64_t count) override {
+        pool_.parallel_for(count, [&](int64_t b0, int64_t b1) {
+            for (int64_t i = b0; i < b1; ++i) x[i] *= s;
+        });
     }
     void gelu(const float* fa, float* fact, float* th, int64_t count) override {
         pool_.parallel_for(count, [&](int64_t b0, int64_t b1) {

@@ -176,9 +176,9 @@ ThreadPool& task_pool() {  // a pool of one: the GEMM runs on the calling thread
 }  // namespace
 
 void attention_forward(ThreadPool& pool, Precision prec, const float* q, const float* k, const float* v, float* att, float* y, int64_t B,
-                       int64_t T, int64_t H, int64_t HKV, int64_t HD, int64_t window) {
+                       int64_t T, int64_t H, int64_t HKV, int64_t HD, float scale, int64_t window, float softcap) {
     const int64_t C = H * HD, KV = HKV * HD, group = H / HKV;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+    const float inv_cap = softcap > 0 ? 1.0f / softcap : 0.0f;
     pool.run([&](int ith, int nth) {
         ThreadPool& one = task_pool();
         for (int64_t task = ith; task < B * H; task += nth) {
@@ -195,7 +195,13 @@ void attention_forward(ThreadPool& pool, Precision prec, const float* q, const f
                     float* p = P + t * T;
                     const int64_t lo = window > 0 ? std::max<int64_t>(0, t - window + 1) : 0;  // keys lo .. t
                     float mx = -INFINITY;
-                    for (int64_t s2 = lo; s2 <= t; ++s2) { p[s2] *= scale; mx = std::max(mx, p[s2]); }
+                    for (int64_t s2 = lo; s2 <= t; ++s2) p[s2] *= scale;
+                    if (softcap > 0) {  // s → cap · tanh(s / cap)
+                        for (int64_t s2 = lo; s2 <= t; ++s2) p[s2] *= inv_cap;
+                        kernels::tanh(p + lo, p + lo, t + 1 - lo);
+                        for (int64_t s2 = lo; s2 <= t; ++s2) p[s2] *= softcap;
+                    }
+                    for (int64_t s2 = lo; s2 <= t; ++s2) mx = std::max(mx, p[s2]);
                     const float inv = static_cast<float>(1.0 / kernels::exp_shift_sum(p + lo, p + lo, t + 1 - lo, mx));
                     for (int64_t s2 = lo; s2 <= t; ++s2) p[s2] *= inv;
                     std::fill(p, p + lo, 0.0f);         // the sliding window
@@ -208,17 +214,19 @@ void attention_forward(ThreadPool& pool, Precision prec, const float* q, const f
     });
 }
 
-// dP = dY Vᵀ;  dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √HD;  dQ = dS K;  dK += dSᵀ Q;  dV += Pᵀ dY.
+// dP = dY Vᵀ;  dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale;  dQ = dS K;  dK += dSᵀ Q;  dV += Pᵀ dY.
+// Soft-capped scores c = cap · tanh(s · scale / cap): dS also times dc/ds' = 1 − tanh², the tanh recomputed from q·k.
 // One task per (sequence, KV head): the query heads of a group add into the same dK, dV.
 void attention_backward(ThreadPool& pool, Precision prec, const float* dy, const float* q, const float* k, const float* v, const float* att,
-                        float* dq, float* dk, float* dv, int64_t B, int64_t T, int64_t H, int64_t HKV, int64_t HD) {
+                        float* dq, float* dk, float* dv, int64_t B, int64_t T, int64_t H, int64_t HKV, int64_t HD, float scale, float softcap) {
     const int64_t C = H * HD, KV = HKV * HD, group = H / HKV;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
     pool.run([&](int ith, int nth) {
         ThreadPool& one = task_pool();
-        thread_local std::vector<float> dS_store;
+        thread_local std::vector<float> dS_store, S_store;
         dS_store.resize(static_cast<size_t>(T * T));
+        if (softcap > 0) S_store.resize(static_cast<size_t>(kAttBlock * T));
         float* dS = dS_store.data();
+        float* S = S_store.data();
         for (int64_t task = ith; task < B * HKV; task += nth) {
             const int64_t b = task / HKV, kh = task % HKV;
             const float* K = k + b * T * KV + kh * HD;
@@ -233,12 +241,20 @@ void attention_backward(ThreadPool& pool, Precision prec, const float* dy, const
                 for (int64_t t0 = 0; t0 < T; t0 += kAttBlock) {  // rows t of dS (columns s < t1 of them)
                     const int64_t t1 = std::min(T, t0 + kAttBlock);
                     kernels::gemm(dY + t0 * C, C, false, V, KV, false, dS + t0 * T, T, t1 - t0, t1, HD, false, prec, one);  // dP = dy_t · v_s
+                    if (softcap > 0)  // the products again, for the cap's derivative
+                        kernels::gemm(Q + t0 * C, C, false, K, KV, false, S, T, t1 - t0, t1, HD, false, prec, one);
                     for (int64_t t = t0; t < t1; ++t) {
                         const float* p = P + t * T;
                         float* d = dS + t * T;
                         float dot = 0;
                         for (int64_t s2 = 0; s2 <= t; ++s2) dot += p[s2] * d[s2];
                         for (int64_t s2 = 0; s2 <= t; ++s2) d[s2] = p[s2] * (d[s2] - dot) * scale;
+                        if (softcap > 0) {
+                            float* th = S + (t - t0) * T;
+                            for (int64_t s2 = 0; s2 <= t; ++s2) th[s2] *= scale / softcap;
+                            kernels::tanh(th, th, t + 1);
+                            for (int64_t s2 = 0; s2 <= t; ++s2) d[s2] *= 1.0f - th[s2] * th[s2];
+                        }
                         std::fill(d + t + 1, d + t1, 0.0f);
                     }
                     // dQ[t, i] += Σ_{s < t1} dS[t, s] k_s[i]

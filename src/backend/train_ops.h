@@ -32,13 +32,14 @@ void norm_backward_par(ThreadPool& pool, const float* dy, const float* x, const 
 // the backward pass rotates by minus the angle
 void rope_apply(float* x, int64_t B, int64_t T, int64_t heads, int64_t HD, int64_t half, bool interleaved, const float* cos_t,
                 const float* sin_t, float sign);
-// Causal attention within each sequence, keeping the probabilities att [B, H, T, T] for the backward pass; window > 0:
-// query t sees keys t − window + 1 .. t only (the others' probabilities are exactly 0, so the backward pass, which
-// multiplies by them, needs no mask of its own)
+// Causal attention within each sequence, softmax(cap(q·k · scale)) v, keeping the probabilities att [B, H, T, T] for the
+// backward pass; window > 0: query t sees keys t − window + 1 .. t only (the others' probabilities are exactly 0, so
+// the backward pass, which multiplies by them, needs no mask of its own); softcap > 0: scores s → softcap · tanh(s /
+// softcap)
 void attention_forward(ThreadPool& pool, kernels::Precision prec, const float* q, const float* k, const float* v, float* att, float* y, int64_t B,
-                       int64_t T, int64_t H, int64_t HKV, int64_t HD, int64_t window = 0);
+                       int64_t T, int64_t H, int64_t HKV, int64_t HD, float scale, int64_t window = 0, float softcap = 0);
 void attention_backward(ThreadPool& pool, kernels::Precision prec, const float* dy, const float* q, const float* k, const float* v, const float* att,
-                        float* dq, float* dk, float* dv, int64_t B, int64_t T, int64_t H, int64_t HKV, int64_t HD);
+                        float* dq, float* dk, float* dv, int64_t B, int64_t T, int64_t H, int64_t HKV, int64_t HD, float scale, float softcap = 0);
 
 // d gelu / dx from x and th = tanh(√(2/π)(x + 0.044715x³)), kept from the forward pass
 inline float gelu_grad(float x, float th) {

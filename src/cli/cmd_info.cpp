@@ -39,17 +39,27 @@ Memory memory_of(const ModelConfig& c) {
 // What the block computes, in a line: "RMSNorm, RoPE, separate Q/K/V, SwiGLU MLP, no biases".
 std::string block_summary(const ModelConfig& c) {
     std::string s = c.norm == NormKind::LayerNorm ? "LayerNorm" : "RMSNorm";
+    if (c.post_norms) s += " before and after each sub-layer";
+    if (c.embd_scale) s += ", embeddings scaled by √n_embd";
     s += c.learned_positions ? ", learned positions" : ", RoPE";
     s += c.fused_qkv ? ", fused QKV" : ", separate Q/K/V";
     if (c.qk_norm) s += ", QK-norm";
-    if (c.sliding_window > 0) s += ", sliding window of " + std::to_string(c.sliding_window);
+    if (c.sliding_window > 0) {
+        s += ", sliding window of " + std::to_string(c.sliding_window);
+        if (c.sliding_window_pattern > 1)
+            s += c.sliding_window_pattern == 2 ? " (every other layer)"
+                                               : " (" + std::to_string(c.sliding_window_pattern - 1) + " layers in " + std::to_string(c.sliding_window_pattern) + ")";
+    }
     if (c.n_head_dim) s += ", heads of " + std::to_string(c.n_head_dim) + " (queries " + std::to_string(c.q_dim()) + " wide)";
-    s += c.gated_mlp() ? ", SwiGLU MLP" : ", GELU MLP";
+    if (c.attn_scale > 0) s += strprintf(", scores scaled by %.6g", static_cast<double>(c.attn_scale));
+    if (c.attn_softcap > 0) s += strprintf(", scores soft-capped at %g", static_cast<double>(c.attn_softcap));
+    s += c.mlp == MlpKind::GeGLU ? ", GeGLU MLP" : c.gated_mlp() ? ", SwiGLU MLP" : ", GELU MLP";
     std::string biases;
     if (c.qkv_bias) biases += "QKV";
     if (c.out_bias) biases += biases.empty() ? "output" : ", output";
     if (c.mlp_bias) biases += biases.empty() ? "MLP" : ", MLP";
     s += biases.empty() ? ", no biases" : ", biases on " + biases;
+    if (c.final_softcap > 0) s += strprintf(", logits soft-capped at %g", static_cast<double>(c.final_softcap));
     return s;
 }
 
@@ -59,6 +69,10 @@ nlohmann::json config_json(const ModelConfig& c) {
                         {"head_dim", c.head_dim()}, {"norm_eps", static_cast<double>(std::stod(strprintf("%g", static_cast<double>(c.norm_eps))))},
                         {"tied_embeddings", c.tied_embeddings}, {"n_params", c.n_params()}};
     if (c.sliding_window > 0) j["sliding_window"] = c.sliding_window;
+    if (c.sliding_window > 0 && c.sliding_window_pattern > 1) j["sliding_window_pattern"] = c.sliding_window_pattern;
+    if (c.attn_scale > 0) j["attention_scale"] = c.attn_scale;
+    if (c.attn_softcap > 0) j["attention_softcap"] = c.attn_softcap;
+    if (c.final_softcap > 0) j["final_logit_softcap"] = c.final_softcap;
     if (c.uses_rope()) {  // RoPE: only for the families that use it (GPT-2 has learned positions)
         j["rope_theta"] = c.rope_theta;
         j["rope_style"] = c.rope_style == RopeStyle::Half ? "half" : "interleaved";

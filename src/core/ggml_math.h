@@ -14,6 +14,9 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <vector>
+
+#include "llmforge/dtype.h"
 
 namespace llmforge::ggml {
 
@@ -134,6 +137,22 @@ static inline void rope_rows(float* x, int64_t n, int64_t n_heads, int64_t hd, i
 }
 
 // The number of KV cells attention sees: the cells in use, padded to 32, at most the cache size.
+// ggml_vec_gelu_f32 (GGML_GELU_FP16, defined in the CPU backend): x ≤ −10 gives 0, x ≥ 10 gives x; otherwise x rounded
+// to f16 indexes a table of f16 values of 0.5 x (1 + tanh(√(2/π) x (1 + 0.044715 x²))), in that order of operations.
+inline float gelu(float x) {
+    static const std::vector<uint16_t> table = [] {
+        std::vector<uint16_t> t(65536);
+        for (uint32_t i = 0; i < 65536; ++i) {
+            const float f = f16_to_f32(static_cast<uint16_t>(i));
+            t[i] = f32_to_f16(0.5f * f * (1.0f + std::tanh(0.79788456080286535587989211986876f * f * (1.0f + 0.044715f * f * f))));
+        }
+        return t;
+    }();
+    if (x <= -10.0f) return 0.0f;
+    if (x >= 10.0f) return x;
+    return f16_to_f32(table[f32_to_f16(x)]);
+}
+
 inline int64_t kv_cells(int64_t used, int64_t cache) {
     const int64_t p = (used + 31) / 32 * 32;
     return p < cache ? p : cache;

@@ -62,6 +62,16 @@ ModelConfig config_from_hf(const json& j, const std::string& path) {
 
 json config_to_hf(const ModelConfig& c) { return arch::family(c.arch).to_hf(c); }
 
+// The tensor's values plus `add`, as f32 bytes.
+std::vector<uint8_t> plus_f32(const Tensor& t, float add) {
+    std::vector<float> v(static_cast<size_t>(t.numel()));
+    convert_to_f32(t.dtype, t.data, v.data(), v.size());
+    for (float& x : v) x += add;
+    std::vector<uint8_t> bytes(v.size() * sizeof(float));
+    std::memcpy(bytes.data(), v.data(), bytes.size());
+    return bytes;
+}
+
 // Reads one .safetensors file into the model (tensors stay mapped unless they need a transpose).
 void read_file(Model& m, const std::string& file, bool use_mmap) {
     auto f = MappedFile::open(file, use_mmap);
@@ -109,6 +119,10 @@ void read_file(Model& m, const std::string& file, bool use_mmap) {
             throw_bad_input("'%s': tensor '%s' has %llu bytes of data for shape %s", file.c_str(), it.key().c_str(),
                             static_cast<unsigned long long>(en - b), t.shape_str().c_str());
         t.data = f->data() + base + b;
+        if (const float add = arch::family(m.config.arch).hf_tensor_offset(name); add != 0.0f) {  // in f32, as llama.cpp's converter
+            m.add(m.own(name, DType::F32, t.shape, plus_f32(t, add)));
+            continue;
+        }
         const bool misaligned = reinterpret_cast<uintptr_t>(t.data) % weight_type(t.dtype, "load").alignment() != 0;
         if (transpose && t.shape.size() == 2) {
             std::vector<int64_t> shp = {t.shape[1], t.shape[0]};
@@ -228,6 +242,10 @@ void save_safetensors(const Model& m, const std::string& path, DType dtype) {
         const bool is_q = name.find(".attn_q.") != std::string::npos, is_k = name.find(".attn_k.") != std::string::npos;
         if (to_half && (is_q || is_k)) t = tmp.own(name, t.dtype, t.shape, permute_rope_rows(t, is_q ? m.config.n_head : m.config.n_head_kv, true));
         if (transpose) t = tmp.own(name, t.dtype, {t.shape[1], t.shape[0]}, transpose_bytes(t));
+        const float add = m.format == "gradients" ? 0.0f : arch::family(m.config.arch).hf_tensor_offset(name);  // (a gradient has no offset)
+        if (add != 0.0f) {  // back to Hugging Face's values
+            t = tmp.own(name, DType::F32, t.shape, plus_f32(t, -add));
+        }
         const DType want = dtype == DType::Unknown ? t.dtype : dtype;
         if (want != t.dtype) t = tmp.own(name, want, t.shape, convert_bytes(t, want));
         out.emplace_back(hf, t);

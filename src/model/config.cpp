@@ -41,10 +41,12 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> expected_tensors(const
             add(p + "attn_k_norm", {HD}, false);
         }
         add(p + "attn_output", {C, Q}, c.out_bias);
+        if (c.post_norms) add(p + "post_attention_norm", {C}, false);
         add(p + "ffn_norm", {C}, c.norm_bias());
         if (c.gated_mlp()) add(p + "ffn_gate", {F, C}, c.mlp_bias);
         add(p + "ffn_up", {F, C}, c.mlp_bias);
         add(p + "ffn_down", {C, F}, c.mlp_bias);
+        if (c.post_norms) add(p + "post_ffw_norm", {C}, false);
     }
     add("output_norm", {C}, c.norm_bias());
     if (!c.tied_embeddings) t.push_back({"output.weight", {V, C}});
@@ -87,6 +89,14 @@ void ModelConfig::validate() const {
     if (fused_qkv && n_head_kv != n_head) bad("n_head_kv (a fused QKV projection has no grouped-query attention)", n_head_kv);
     if (!(norm_eps > 0) || norm_eps > 1) throw_bad_input("model config: norm epsilon %g is not valid", static_cast<double>(norm_eps));
     if (sliding_window < 0 || sliding_window > kMax) bad("sliding_window", sliding_window);
+    if (post_norms && norm != NormKind::RMSNorm) throw_bad_input("model config: post-norms are RMSNorms; this model's norm is LayerNorm");
+    if (sliding_window_pattern < 0 || sliding_window_pattern > 4096) bad("sliding_window_pattern", sliding_window_pattern);
+    auto positive = [&](const char* what, float v) {
+        if (!(v >= 0) || !std::isfinite(v)) throw_bad_input("model config: %s = %g is not valid", what, static_cast<double>(v));
+    };
+    positive("attention scale", attn_scale);
+    positive("attention soft-cap", attn_softcap);
+    positive("final logit soft-cap", final_softcap);
 }
 
 // As llama.cpp's converter (convert_hf_to_gguf.py, LlamaModel) computes rope_freqs: for each pair's base frequency

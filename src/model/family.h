@@ -89,6 +89,9 @@ public:
     // transpose: the Hugging Face checkpoint stores the matrix as [in, out] (GPT-2's Conv1D).
     virtual std::string hf_tensor_name(const std::string& gguf_name, bool* transpose) const = 0;
     virtual std::string gguf_tensor_name(const std::string& hf_name, bool* transpose) const = 0;
+    // What llama.cpp's converter adds to a tensor on its way from Hugging Face to GGUF (Gemma's norms: 1, its RMSNorm
+    // multiplying by 1 + w); llmforge computes with the GGUF values.
+    virtual float hf_tensor_offset(const std::string& /*gguf_name*/) const { return 0.0f; }
     virtual std::vector<ModelConfig> presets() const = 0;
 };
 

@@ -43,6 +43,10 @@ ModelWeights bind_weights(const ModelConfig& c, const std::function<const Tensor
         b.b_up = bias(c.mlp_bias, p + "ffn_up");
         b.w_down = get(p + "ffn_down.weight");
         b.b_down = bias(c.mlp_bias, p + "ffn_down");
+        if (c.post_norms) {
+            b.attn_post_norm = get(p + "post_attention_norm.weight");
+            b.ffn_post_norm = get(p + "post_ffw_norm.weight");
+        }
         w.blocks.push_back(b);
     }
     w.tok_embd = get("token_embd.weight");
@@ -73,14 +77,37 @@ void rope_angles(const ModelConfig& c, int64_t n, const std::function<int64_t(in
     }
 }
 
+void embed_tokens(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const int32_t* tokens, const int32_t* positions, int64_t n,
+                  float* x) {
+    be.embed(*w.tok_embd, tokens, n, x, false);
+    if (c.embd_scale) be.scale(x, std::sqrt(static_cast<float>(c.n_embd)), n * c.n_embd);  // as ggml: x · sqrtf(C)
+    if (w.pos_embd) be.embed(*w.pos_embd, positions, n, x, true);
+}
+
+void output_logits(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const LinearFn& linear, const float* h, int64_t m,
+                   float* logits, float* th) {
+    linear(h, logits, m, w.output, nullptr);
+    if (c.final_softcap > 0) be.softcap(logits, m * c.n_vocab, c.final_softcap, th);
+}
+
 void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const LinearFn& linear, int64_t n,
                     const AttentionSource& att, const float* rope_cos, const float* rope_sin,
                     const std::function<LayerBuffers(int64_t layer)>& buffers) {
     const int64_t C = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, QKV = Q + 2 * KV, HD = c.head_dim();
     backend::AttentionShape shape{c.n_head, c.n_head_kv, HD};
-    // out = x + (in Wᵀ + b): in place (out == x, the product through the scratch h) or into out's own buffer
-    auto residual = [&](const float* in, const Tensor* W, const Tensor* bias, float* x, float* out, float* h) {
-        if (out == x) {
+    shape.scale = c.attention_scale();
+    shape.softcap = c.attn_softcap;
+    // out = x + Post(in Wᵀ + b): in place (out == x, the product through the scratch h) or into out's own buffer. With a
+    // post-norm the product goes to proj (kept for the backward pass; in place: h) and its RMSNorm is added.
+    auto residual = [&](const float* in, const Tensor* W, const Tensor* bias, const Tensor* post, float* proj, float* rstd, float* x, float* out,
+                        float* h) {
+        if (post) {
+            float* p = out == x ? h : proj;
+            linear(in, p, n, W, bias);
+            be.norm(p, out == x ? h : out, n, C, NormKind::RMSNorm, c.norm_eps, *post, nullptr, nullptr, rstd);
+            if (out == x) be.add(x, h, n * C);
+            else be.add(out, x, n * C);
+        } else if (out == x) {
             linear(in, h, n, W, bias);
             be.add(x, h, n * C);
         } else {
@@ -124,19 +151,20 @@ void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backen
         } else {
             be.attention_within(b.q, b.k, b.v, b.probs, b.atty, att.B, att.T, shape);
         }
-        residual(b.atty, W.wo, W.bo, b.x, b.x_mid, b.h);
+        residual(b.atty, W.wo, W.bo, W.attn_post_norm, b.attn_proj, b.rstd_pa, b.x, b.x_mid, b.h);
 
         // ---- MLP sub-layer: x_out = x_mid + W_down · act(Norm(x_mid))
         be.norm(b.x_mid, b.ln2, n, C, c.norm, c.norm_eps, *W.ffn_norm, W.ffn_norm_b, b.mean2, b.rstd2);
-        if (c.gated_mlp()) {  // SwiGLU: silu(h W_gate) ⊙ (h W_up)
+        if (c.gated_mlp()) {  // SwiGLU: silu(h W_gate) ⊙ (h W_up);  GeGLU: GELU(h W_gate) ⊙ (h W_up)
             linear(b.ln2, b.fa, n, W.w_gate, W.b_gate);
             linear(b.ln2, b.fb, n, W.w_up, W.b_up);
-            be.swiglu(b.fa, b.fb, b.fact, n, F);
+            if (c.mlp == MlpKind::GeGLU) be.geglu(b.fa, b.fb, b.fact, n, F);
+            else be.swiglu(b.fa, b.fb, b.fact, n, F);
         } else {  // GELU(h W_up)
             linear(b.ln2, b.fa, n, W.w_up, W.b_up);
             be.gelu(b.fa, b.fact, b.fb, n * F);
         }
-        residual(b.fact, W.w_down, W.b_down, b.x_mid, b.x_out, b.h);
+        residual(b.fact, W.w_down, W.b_down, W.ffn_post_norm, b.mlp_proj, b.rstd_pf, b.x_mid, b.x_out, b.h);
     }
 }
 

@@ -2,9 +2,11 @@
 // inference (Transformer: one or several sequences over a KV cache) and by training (TrainableModel: B sequences of T
 // tokens, every intermediate kept for the backward pass).
 //
-// Each block (pre-norm):  x_mid = x + W_o · Attention(Norm(x));   x_out = x_mid + MLP(Norm(x_mid))
+// Each block (pre-norm):  x_mid = x + Post(W_o · Attention(Norm(x)));   x_out = x_mid + Post(MLP(Norm(x_mid)))
 // with what the block description says: LayerNorm or RMSNorm; fused or separate Q/K/V with or without biases, each
-// head's query and key RMS-normalised or not; RoPE (scaled or not) or learned positions; a GELU or gated (SwiGLU) MLP.
+// head's query and key RMS-normalised or not; RoPE (scaled or not) or learned positions; the scores' factor, their
+// soft-cap and which layers see a sliding window; a GELU or gated (SwiGLU, GeGLU) MLP; Post: the identity, or an
+// RMSNorm of the sub-layer's output (Gemma 2's post-norms).
 // Shapes: n rows, C = n_embd, Q = n_head · head_dim (the queries' width; C unless the family decouples them),
 // KV = n_head_kv · head_dim, F = n_ff.
 #pragma once
@@ -23,6 +25,7 @@ struct BlockWeights {
     const Tensor *attn_norm, *attn_norm_b, *wq, *wk, *wv, *bq, *bk, *bv, *wqkv, *bqkv, *wo, *bo;
     const Tensor *q_norm, *k_norm;  // QK-norm weights [head_dim]
     const Tensor *ffn_norm, *ffn_norm_b, *w_gate, *b_gate, *w_up, *b_up, *w_down, *b_down;
+    const Tensor *attn_post_norm, *ffn_post_norm;  // post-norms (Gemma 2; RMSNorm, no bias)
 };
 struct ModelWeights {
     std::vector<BlockWeights> blocks;
@@ -47,6 +50,8 @@ struct LayerBuffers {
     float *fa, *fb, *fact;            // [n, F]: up or gate pre-activation; up (gated) or tanh (GELU, training); activation
     float* x_out;                     // [n, C] leaving the block (== x_mid: in place)
     float* h;                         // [n, C] a sub-layer's output before the residual add (in place only)
+    float *attn_proj, *rstd_pa;       // post-norms: the attention's projection before its norm [n, C], its 1/rms [n]
+    float *mlp_proj, *rstd_pf;        // and the MLP's (training; inference works in h)
 };
 
 // How the pass's attention sees keys and values: over a KV cache (inference: this pass's keys and values are stored
@@ -63,6 +68,15 @@ using LinearFn = std::function<void(const float* x, float* y, int64_t n, const T
 
 // RoPE angles θ_j = pos · base^(−2j/d) for n rows (cos, sin: [n][n_rot/2]), as ggml computes them.
 void rope_angles(const ModelConfig& c, int64_t n, const std::function<int64_t(int64_t)>& pos_of, float* cos, float* sin);
+
+// x[n, C] = the rows of the token embedding (× √C where the description scales them) (+ the learned positions' rows at
+// positions[i]; null where the model has none).
+void embed_tokens(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const int32_t* tokens, const int32_t* positions, int64_t n,
+                  float* x);
+// The output head on m normalised rows: logits = h Wᵀ, soft-capped where the description says (th: where to keep the
+// tanh for a backward pass, or null).
+void output_logits(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const LinearFn& linear, const float* h, int64_t m,
+                   float* logits, float* th = nullptr);
 
 // Runs every block on n rows.
 void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const LinearFn& linear, int64_t n,

@@ -161,12 +161,11 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
     float* h = h_.data();  // [n, C] normalised input of a sub-layer
 
     // Embeddings: token (+ learned position).
-    be.embed(*w.tok_embd, tokens, n, x, false);
     if (w.pos_embd) {
         pos_ids_.resize(static_cast<size_t>(n));
         for (int64_t i = 0; i < n; ++i) pos_ids_[static_cast<size_t>(i)] = static_cast<int32_t>(rows.pos_of(i));
-        be.embed(*w.pos_embd, pos_ids_.data(), n, x, true);
     }
+    embed_tokens(cfg_, w, be, tokens, w.pos_embd ? pos_ids_.data() : nullptr, n, x);
     // RoPE angles for these positions, shared by every layer and head
     if (cfg_.uses_rope()) rope_angles(cfg_, n, [&](int64_t i) { return rows.pos_of(i); }, rope_cos_.data(), rope_sin_.data());
 
@@ -184,8 +183,8 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
     AttentionSource src;
     src.cache = &kv;
     src.rows = rows;
-    forward_blocks(cfg_, w, be, [&](const float* in, float* out, int64_t m, const Tensor* wt, const Tensor* b) { linear(be, in, out, m, wt, b); },
-                   n, src, rope_cos_.data(), rope_sin_.data(), [&](int64_t) { return scratch; });
+    const LinearFn lin = [&](const float* in, float* out, int64_t m, const Tensor* wt, const Tensor* b) { linear(be, in, out, m, wt, b); };
+    forward_blocks(cfg_, w, be, lin, n, src, rope_cos_.data(), rope_sin_.data(), [&](int64_t) { return scratch; });
     // every sequence now holds the positions up to its last row's (rows come in position order)
     if (rows.seq) {
         for (int64_t i = 0; i < n; ++i) kv.set_n_past(rows.seq[i], rows.pos[i] + 1);
@@ -202,12 +201,12 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
             if (want[i]) std::copy_n(x + i * C, C, q_.data() + (m++) * C);
         if (m > 0) {
             be.norm(q_.data(), h, m, C, cfg_.norm, cfg_.norm_eps, *w.out_norm, w.out_norm_b);
-            linear(be, h, logits_out, m, w.output, nullptr);
+            output_logits(cfg_, w, be, lin, h, m, logits_out);
         }
     } else if (logits_from < n) {
         const int64_t m = n - logits_from;
         be.norm(x + logits_from * C, h, m, C, cfg_.norm, cfg_.norm_eps, *w.out_norm, w.out_norm_b);
-        linear(be, h, logits_out, m, w.output, nullptr);
+        output_logits(cfg_, w, be, lin, h, m, logits_out);
     }
 }
 

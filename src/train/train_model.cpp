@@ -19,6 +19,7 @@ struct TrainableModel::Layer {
     // offsets into the parameter buffer, kNone for what the block description does not have (fused qkv or separate
     // q/k/v; the gate of a gated MLP; biases)
     size_t norm1, norm1_b, qkv, bqkv, q, k, v, bq, bk, bv, q_norm, k_norm, o, bo, norm2, norm2_b, gate, b_gate, up, b_up, down, b_down;
+    size_t post1, post2;  // post-norms
 };
 
 struct TrainableModel::Acts {
@@ -32,11 +33,14 @@ struct TrainableModel::Acts {
     std::vector<float> att;               // [L, B, H, T, T] attention probabilities (row t uses columns 0..t)
     std::vector<float> atty;              // [L, N, Q] attention output before the projection
     std::vector<float> fa, fb, fact;      // [L, N, F] MLP: pre-activation (GPT-2 up / LLaMA gate), LLaMA up, activation
+    std::vector<float> attn_proj, mlp_proj;  // post-norms: [L, N, C] the sub-layers' projections before their norms
+    std::vector<float> rstd_pa, rstd_pf;     // [L, N] and their 1/rms
+    std::vector<float> logit_th;          // final soft-cap: [N, V] tanh(z / cap)
     std::vector<float> lnf, lnf_mean, lnf_rstd;  // [N, C], [N], [N]
     std::vector<float> logits;            // [N, V]: logits → probabilities (forward) → d logits (backward)
     std::vector<float> losses;            // [N]
     // backward scratch
-    std::vector<float> dx, dres, dln, dq, dk, dv, dq_raw, dk_raw, datty, dfa, dfb, dfact, dqkv, tmp1;
+    std::vector<float> dx, dres, dln, dq, dk, dv, dq_raw, dk_raw, datty, dfa, dfb, dfact, dqkv, tmp1, dproj;
 };
 
 using kernels::Precision;
@@ -125,6 +129,13 @@ void TrainableModel::ensure_acts(int64_t B, int64_t T) {
     a.fa.resize(L * N * F);
     a.fb.resize(L * N * F);  // gated MLP: the up projection; GELU: tanh inside it, for the backward pass
     a.fact.resize(L * N * F);
+    if (cfg_.post_norms) {
+        a.attn_proj.resize(L * N * C);
+        a.mlp_proj.resize(L * N * C);
+        a.rstd_pa.resize(L * N);
+        a.rstd_pf.resize(L * N);
+    }
+    if (cfg_.final_softcap > 0) a.logit_th.resize(N * V);
     a.lnf.resize(N * C);
     a.lnf_mean.resize(N);
     a.lnf_rstd.resize(N);
@@ -147,7 +158,7 @@ TrainableModel::Layer TrainableModel::layer_offsets(int64_t l) const {
     return Layer{off(w.attn_norm), off(w.attn_norm_b), off(w.wqkv), off(w.bqkv), off(w.wq),     off(w.wk),   off(w.wv),
                  off(w.bq),        off(w.bk),          off(w.bv),   off(w.q_norm), off(w.k_norm), off(w.wo),  off(w.bo),
                  off(w.ffn_norm),  off(w.ffn_norm_b),  off(w.w_gate), off(w.b_gate), off(w.w_up), off(w.b_up), off(w.w_down),
-                 off(w.b_down)};
+                 off(w.b_down),    off(w.attn_post_norm), off(w.ffn_post_norm)};
 }
 
 // Views of the (base) weights as tensors, for the forward pass; their offsets find their gradients.
@@ -206,14 +217,12 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
         be_prec_ = matmul_;
     }
     const ModelWeights& w = *weights_;
-    // embeddings: x = wte[token] (+ wpe[position])
-    float* x0 = a.x.data();
-    be_->embed(*w.tok_embd, inputs, N, x0, false);
+    // embeddings: x = wte[token] (· √C) (+ wpe[position])
     if (w.pos_embd) {
         pos_ids_.resize(static_cast<size_t>(N));
         for (int64_t n = 0; n < N; ++n) pos_ids_[static_cast<size_t>(n)] = static_cast<int32_t>(n % T);
-        be_->embed(*w.pos_embd, pos_ids_.data(), N, x0, true);
     }
+    embed_tokens(cfg_, w, *be_, inputs, w.pos_embd ? pos_ids_.data() : nullptr, N, a.x.data());
     // the blocks, every layer's intermediates kept for the backward pass
     a.tmp1.resize(static_cast<size_t>(cfg_.fused_qkv ? N * QKV : 0));
     AttentionSource src;
@@ -245,13 +254,18 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
         b.fb = a.fb.data() + l * N * F;
         b.fact = a.fact.data() + l * N * F;
         b.x_out = a.x.data() + (l + 1) * N * C;
+        if (cfg_.post_norms) {
+            b.attn_proj = a.attn_proj.data() + l * N * C;
+            b.mlp_proj = a.mlp_proj.data() + l * N * C;
+            b.rstd_pa = a.rstd_pa.data() + l * N;
+            b.rstd_pf = a.rstd_pf.data() + l * N;
+        }
         return b;
     };
-    forward_blocks(cfg_, w, *be_,
-                   [&](const float* in, float* out, int64_t n, const Tensor* wt, const Tensor* bias) {
-                       lin_fwd(view_offset_.at(wt), bias ? view_offset_.at(bias) : kNone, in, out, n, wt->cols(), wt->shape[0]);
-                   },
-                   N, src, rope_cos_.data(), rope_sin_.data(), layer);
+    const LinearFn lin = [&](const float* in, float* out, int64_t n, const Tensor* wt, const Tensor* bias) {
+        lin_fwd(view_offset_.at(wt), bias ? view_offset_.at(bias) : kNone, in, out, n, wt->cols(), wt->shape[0]);
+    };
+    forward_blocks(cfg_, w, *be_, lin, N, src, rope_cos_.data(), rope_sin_.data(), layer);
     // final norm, logits, and softmax fused with cross-entropy: the logits buffer becomes the probabilities
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
     be_->norm(xL, a.lnf.data(), N, C, cfg_.norm, cfg_.norm_eps, *w.out_norm, w.out_norm_b, a.lnf_mean.data(), a.lnf_rstd.data());
@@ -274,7 +288,7 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
     if (ent) entropy_.assign(static_cast<size_t>(N), 0.0f);
     else entropy_.clear();
     if (lm_head_) {
-        lin_fwd(output_, kNone, a.lnf.data(), a.logits.data(), N, C, V);
+        output_logits(cfg_, w, *be_, lin, a.lnf.data(), N, a.logits.data(), cfg_.final_softcap > 0 ? a.logit_th.data() : nullptr);
         pool_.parallel_for(N, [&](int64_t n0, int64_t n1) {
             for (int64_t n = n0; n < n1; ++n) {
                 float* z = a.logits.data() + n * V;
@@ -398,12 +412,26 @@ void TrainableModel::backward_custom(const float* dlogp, const float* dhead) {
     backward_from_dlogits(have, dhead);
 }
 
+// The gradient reaching a sub-layer's projection: dx itself, or through its post-norm y = RMSNorm(proj) · w.
+const float* TrainableModel::post_bwd(size_t w, const std::vector<float>& proj, const std::vector<float>& rstd, int64_t l) {
+    Acts& a = *acts_;
+    if (w == kNone) return a.dx.data();
+    const int64_t N = B_ * T_, C = cfg_.n_embd;
+    a.dproj.assign(static_cast<size_t>(N * C), 0.0f);
+    norm_backward_par(pool_, a.dx.data(), proj.data() + l * N * C, P(w), nullptr, rstd.data() + l * N, a.dproj.data(), G(w), nullptr, N, C);
+    return a.dproj.data();
+}
+
 void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead) {
     if (lora_ && !adapters_on_) throw_runtime("backward() with the adapters switched off");
     Acts& a = *acts_;
     const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
                   HKV = cfg_.n_head_kv, HD = cfg_.head_dim(), Q = cfg_.q_dim(), QKV = Q + 2 * KV;
     a.dln.assign(static_cast<size_t>(N * C), 0.0f);
+    if (have_dlogits && cfg_.final_softcap > 0)  // z = cap · tanh(u / cap): du = dz · (1 − tanh²)
+        pool_.parallel_for(N * V, [&](int64_t b0, int64_t b1) {
+            for (int64_t i = b0; i < b1; ++i) a.logits[static_cast<size_t>(i)] *= 1.0f - a.logit_th[static_cast<size_t>(i)] * a.logit_th[static_cast<size_t>(i)];
+        });
     if (have_dlogits) lin_bwd(output_, kNone, a.logits.data(), a.lnf.data(), a.dln.data(), N, C, V);
     if (dhead) {  // head: dh += Σ_j dy_j W_j;  dW_j += Σ_n dy[n, j] h[n];  db_j += Σ_n dy[n, j]
         const int64_t O = head_.n_out;
@@ -449,9 +477,9 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
         const float* fa = a.fa.data() + l * N * F;
         const float* fact = a.fact.data() + l * N * F;
 
-        // MLP sub-layer: x_out = x_mid + down(act(ln2)); dx flows to x_mid unchanged plus through the MLP
+        // MLP sub-layer: x_out = x_mid + Post(down(act(ln2))); dx flows to x_mid unchanged plus through the MLP
         a.dfact.resize(static_cast<size_t>(N * F));
-        lin_bwd(Ly.down, Ly.b_down, a.dx.data(), fact, a.dfact.data(), N, F, C, false);
+        lin_bwd(Ly.down, Ly.b_down, post_bwd(Ly.post2, a.mlp_proj, a.rstd_pf, l), fact, a.dfact.data(), N, F, C, false);
         a.dfa.resize(static_cast<size_t>(N * F));
         a.dln.assign(static_cast<size_t>(N * C), 0.0f);
         if (!cfg_.gated_mlp()) {
@@ -460,6 +488,21 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
                 for (int64_t i = b0; i < b1; ++i) a.dfa[static_cast<size_t>(i)] = a.dfact[static_cast<size_t>(i)] * gelu_grad(fa[i], th[i]);
             });
             lin_bwd(Ly.up, Ly.b_up, a.dfa.data(), ln2, a.dln.data(), N, C, F);
+        } else if (cfg_.mlp == MlpKind::GeGLU) {
+            const float* fb = a.fb.data() + l * N * F;
+            a.dfb.resize(static_cast<size_t>(N * F));
+            pool_.parallel_for(N * F, [&](int64_t b0, int64_t b1) {
+                float* th = a.dfa.data();  // tanh(√(2/π)(a + 0.044715a³)) recomputed, in dfa's slots
+                for (int64_t i = b0; i < b1; ++i) th[i] = kGeluK * (fa[i] + 0.044715f * fa[i] * fa[i] * fa[i]);
+                kernels::tanh(th + b0, th + b0, b1 - b0);
+                for (int64_t i = b0; i < b1; ++i) {  // act = GELU(a) · b
+                    const float g = a.dfact[static_cast<size_t>(i)], t = th[i];
+                    a.dfb[static_cast<size_t>(i)] = g * 0.5f * fa[i] * (1.0f + t);
+                    th[i] = g * fb[i] * gelu_grad(fa[i], t);
+                }
+            });
+            lin_bwd(Ly.gate, Ly.b_gate, a.dfa.data(), ln2, a.dln.data(), N, C, F);
+            lin_bwd(Ly.up, Ly.b_up, a.dfb.data(), ln2, a.dln.data(), N, C, F);
         } else {
             const float* fb = a.fb.data() + l * N * F;
             a.dfb.resize(static_cast<size_t>(N * F));
@@ -475,11 +518,12 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
 
         // attention sub-layer: x_mid = x + o(attention(ln1))
         a.datty.resize(static_cast<size_t>(N * Q));
-        lin_bwd(Ly.o, Ly.bo, a.dx.data(), atty, a.datty.data(), N, Q, C, false);
+        lin_bwd(Ly.o, Ly.bo, post_bwd(Ly.post1, a.attn_proj, a.rstd_pa, l), atty, a.datty.data(), N, Q, C, false);
         a.dq.assign(static_cast<size_t>(N * Q), 0.0f);
         a.dk.assign(static_cast<size_t>(N * KV), 0.0f);
         a.dv.assign(static_cast<size_t>(N * KV), 0.0f);
-        attention_backward(pool_, matmul_, a.datty.data(), q, k, v, att, a.dq.data(), a.dk.data(), a.dv.data(), B, T, H, HKV, HD);
+        attention_backward(pool_, matmul_, a.datty.data(), q, k, v, att, a.dq.data(), a.dk.data(), a.dv.data(), B, T, H, HKV, HD, cfg_.attention_scale(),
+                           cfg_.attn_softcap);
         a.dln.assign(static_cast<size_t>(N * C), 0.0f);
         if (cfg_.uses_rope()) {  // the rotation's transpose: rotate back by the angle
             const bool inter = cfg_.rope_style == RopeStyle::Interleaved;
@@ -514,10 +558,11 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
         }
         norm_bwd(a.dln.data(), x, Ly.norm1, Ly.norm1_b, a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, a.dx.data(), N);
     }
-    // embeddings (frozen under LoRA)
+    // embeddings (frozen under LoRA), scaled by √C where the forward pass scaled them
+    const float es = cfg_.embd_scale ? std::sqrt(static_cast<float>(C)) : 1.0f;
     for (int64_t n = 0; n < N && !lora_; ++n) {
         float* dw = G(tok_embd_) + static_cast<int64_t>(inputs_[static_cast<size_t>(n)]) * C;
-        for (int64_t c = 0; c < C; ++c) dw[c] += a.dx[static_cast<size_t>(n * C + c)];
+        for (int64_t c = 0; c < C; ++c) dw[c] += a.dx[static_cast<size_t>(n * C + c)] * es;
         if (cfg_.learned_positions) {
             float* dp = G(pos_embd_) + (n % T) * C;
             for (int64_t c = 0; c < C; ++c) dp[c] += a.dx[static_cast<size_t>(n * C + c)];
@@ -705,7 +750,7 @@ double TrainableModel::clip_grad_norm(double max_norm) {
 Model TrainableModel::to_model(bool gradients) const {
     Model m;
     m.config = cfg_;
-    m.format = "train";
+    m.format = gradients ? "gradients" : "train";  // gradients: written without the families' offsets (Gemma's norms)
     if (lora_) {  // the adapter, with llama.cpp's adapter metadata
         m.meta.set("general.type", gguf::Value::str("adapter"));
         m.meta.set("adapter.type", gguf::Value::str("lora"));

@@ -7,7 +7,8 @@
 #
 # Default presets: llama-tiny, llama3-tiny (Llama 3's RoPE scaling: llama.cpp reads its rope_freqs tensor), qwen2-tiny,
 # mistral-tiny (written as a "llama" GGUF, as llama.cpp's converter writes Mistral; that snapshot has no sliding window
-# for it, so the context here, 128, is the preset's window: within it both attend to every earlier position).
+# for it, so the context here, 128, is the preset's window: within it both attend to every earlier position),
+# gemma2-tiny (a context of 256, twice its window: llama.cpp masks Gemma 2's windowed layers).
 #
 # llama.cpp is an anchor built outside the project from the public snapshot ggerganov/llama.cpp (c392e50, the goldens'
 # commit); nothing of it enters the project. Not part of the default test suite (CI has no llama.cpp build).
@@ -16,7 +17,8 @@ cd "$(dirname "$0")/../.."
 LLAMA=${LLAMA_PERPLEXITY:?set LLAMA_PERPLEXITY to the llama-perplexity binary of llama.cpp}
 BIN=${LLMFORGE_BIN:-build/llmforge}
 presets=("$@")
-[ ${#presets[@]} -gt 0 ] || presets=(llama-tiny llama3-tiny qwen2-tiny mistral-tiny)
+[ ${#presets[@]} -gt 0 ] || presets=(llama-tiny llama3-tiny qwen2-tiny mistral-tiny gemma2-tiny)
+ctx_of() { case $1 in gemma2-tiny) echo 256 ;; *) echo 128 ;; esac; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 head -c 30000 /usr/share/common-licenses/GPL-3 > "$work/text.txt"
@@ -46,9 +48,10 @@ with open(path, "r+b") as f:
     f.write(data)
 PY
   "$BIN" convert "$work/$fam-hf" "$work/$fam.gguf" 2>/dev/null
-  "$LLAMA" -m "$work/$fam.gguf" -f "$work/text.txt" -c 128 --chunks 8 -t 2 > "$work/llama.out" 2> "$work/llama.err" || {
+  ctx=$(ctx_of "$fam")
+  "$LLAMA" -m "$work/$fam.gguf" -f "$work/text.txt" -c "$ctx" --chunks 8 -t 2 > "$work/llama.out" 2> "$work/llama.err" || {
     echo "$fam: llama-perplexity failed: $(grep -m1 -i error "$work/llama.err")"; status=1; continue; }
-  "$BIN" perplexity -m "$work/$fam.gguf" -f "$work/text.txt" -c 128 --chunks 8 -t 2 > "$work/ours.out" 2> /dev/null
+  "$BIN" perplexity -m "$work/$fam.gguf" -f "$work/text.txt" -c "$ctx" --chunks 8 -t 2 > "$work/ours.out" 2> /dev/null
   values() { cat "$@" | grep -o -E '\[[0-9]+\][0-9.]+,|Final estimate: .*' | tr -d '\n'; }
   L=$(values "$work/llama.out" "$work/llama.err")
   O=$(values "$work/ours.out")

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch parity: random-weight GPT-2, LLaMA (with grouped-query attention), Llama 3 (scaled RoPE), Qwen 2 (q, k, v
-biases, tied output) and Qwen 3 (QK-norm, heads wider than hidden_size / heads) models written as Hugging Face
+biases, tied output), Qwen 3 (QK-norm, heads wider than hidden_size / heads), Mistral (sliding window) and Gemma 2
+(post-norms, soft-capping, GeGLU, alternating windows, scaled embeddings) models written as Hugging Face
 safetensors, run by a plain PyTorch implementation (float64) and by llmforge; logits must agree to 1e-4 relative error.
 
 Also checks: token-by-token decoding through the KV cache equals one batched pass; the same model converted to GGUF
@@ -71,11 +72,14 @@ def rms_norm(x, w, eps):
     return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
 
 
-def causal_attention(q, k, v, window=None):
+def causal_attention(q, k, v, window=None, scale=None, softcap=None):
     """q: (H, T, d), k/v: (H, T, d) -> (T, H*d). softmax(Q K^T / sqrt(d_k) + mask) V; with a sliding window, query i
-    sees keys j with i - window < j <= i (transformers' sliding_window_causal mask: kv_idx > q_idx - window)."""
+    sees keys j with i - window < j <= i (transformers' sliding_window_causal mask: kv_idx > q_idx - window).
+    scale: the scores' factor instead of 1/sqrt(d_k); softcap: scores s -> softcap * tanh(s / softcap) (Gemma 2)."""
     T, d = q.shape[1], q.shape[2]
-    scores = q @ k.transpose(1, 2) / (d ** 0.5)
+    scores = q @ k.transpose(1, 2) * (scale if scale is not None else 1 / d ** 0.5)
+    if softcap:
+        scores = softcap * torch.tanh(scores / softcap)
     mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
     if window:
         mask |= torch.tril(torch.ones(T, T, dtype=torch.bool), diagonal=-window)
@@ -190,6 +194,45 @@ def llama_forward(w, cfg, tokens, hidden=False):
     return (mm(x, head.T), x) if hidden else mm(x, head.T)
 
 
+def gemma2_forward(w, cfg, tokens, hidden=False):
+    """Gemma 2 (transformers' modeling_gemma2.py, written from its equations): embeddings times sqrt(hidden_size);
+    RMSNorm multiplying by (1 + w) before and after each sub-layer; RoPE (rotate_half); scores scaled by
+    query_pre_attn_scalar^-1/2 and soft-capped; even layers within the sliding window, odd ones global; GeGLU
+    (tanh GELU); the output tied, its logits soft-capped."""
+    C, H, KV, d = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    T = len(tokens)
+    eps = cfg["rms_norm_eps"]
+    norm = lambda x, name: rms_norm(x, 1 + w[name], eps)
+    inv_freq = rope_inv_freq(cfg, d)
+    freqs = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = emb.cos()[None], emb.sin()[None]
+    x = w["model.embed_tokens.weight"][tokens] * C ** 0.5
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        h = norm(x, p + "input_layernorm.weight")
+        q = proj(w, h, p + "self_attn.q_proj").reshape(T, H, d).transpose(0, 1)
+        k = proj(w, h, p + "self_attn.k_proj").reshape(T, KV, d).transpose(0, 1)
+        v = proj(w, h, p + "self_attn.v_proj").reshape(T, KV, d).transpose(0, 1)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        k = k.repeat_interleave(H // KV, dim=0)
+        v = v.repeat_interleave(H // KV, dim=0)
+        window = cfg["sliding_window"] if l % 2 == 0 else None
+        y = causal_attention(q, k, v, window, cfg["query_pre_attn_scalar"] ** -0.5, cfg["attn_logit_softcapping"])
+        x = x + norm(mm(y, w[p + "self_attn.o_proj.weight"].T), p + "post_attention_layernorm.weight")
+        h = norm(x, p + "pre_feedforward_layernorm.weight")
+        g = torch.nn.functional.gelu(mm(h, w[p + "mlp.gate_proj.weight"].T), approximate="tanh")
+        y = mm(g * mm(h, w[p + "mlp.up_proj.weight"].T), w[p + "mlp.down_proj.weight"].T)
+        x = x + norm(y, p + "post_feedforward_layernorm.weight")
+    x = norm(x, "model.norm.weight")
+    z = mm(x, w["model.embed_tokens.weight"].T)
+    cap = cfg["final_logit_softcapping"]
+    if cap:
+        z = cap * torch.tanh(z / cap)
+    return (z, x) if hidden else z
+
+
 # ----------------------------------------------------------------------------------------- random models
 def make_gpt2(seed):
     g = torch.Generator().manual_seed(seed)
@@ -295,12 +338,41 @@ def make_mistral(seed):
     return cfg, w, forward
 
 
+def make_gemma2(seed):
+    """Gemma 2: 32-wide heads (the queries twice the model's width), a window of 12 positions on layers 0 and 2, scores
+    scaled by 1/sqrt(24) and soft-capped at 2, logits at 3 (small caps, so that tanh bends the random model's values),
+    norm weights around 0 (Gemma multiplies by 1 + w)."""
+    g = torch.Generator().manual_seed(seed)
+    C, F, V, H, KV, L, d = 64, 160, 301, 4, 2, 3, 32
+    cfg = {"model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"], "hidden_size": C, "intermediate_size": F,
+           "num_hidden_layers": L, "num_attention_heads": H, "num_key_value_heads": KV, "head_dim": d,
+           "max_position_embeddings": 96, "vocab_size": V, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+           "hidden_activation": "gelu_pytorch_tanh", "hidden_act": "gelu_pytorch_tanh", "attention_bias": False,
+           "query_pre_attn_scalar": 24, "attn_logit_softcapping": 2.0, "final_logit_softcapping": 3.0,
+           "sliding_window": 12, "cache_implementation": "hybrid", "tie_word_embeddings": True, "attention_dropout": 0.0}
+    r = lambda *s, std=0.1: torch.randn(*s, generator=g) * std
+    w = {"model.embed_tokens.weight": r(V, C, std=0.05), "model.norm.weight": r(C)}
+    for l in range(L):
+        p = f"model.layers.{l}."
+        w.update({p + "input_layernorm.weight": r(C), p + "self_attn.q_proj.weight": r(H * d, C, std=0.2),
+                  p + "self_attn.k_proj.weight": r(KV * d, C, std=0.2), p + "self_attn.v_proj.weight": r(KV * d, C),
+                  p + "self_attn.o_proj.weight": r(C, H * d), p + "post_attention_layernorm.weight": r(C),
+                  p + "pre_feedforward_layernorm.weight": r(C), p + "mlp.gate_proj.weight": r(F, C),
+                  p + "mlp.up_proj.weight": r(F, C), p + "mlp.down_proj.weight": r(C, F),
+                  p + "post_feedforward_layernorm.weight": r(C)})
+    return cfg, w, gemma2_forward
+
+
 # ----------------------------------------------------------------------------------------- llmforge
 def llmforge_logits(binary, model, tokens, *extra):
     cmd = [binary, "logits", "-m", model, "--tokens", ",".join(map(str, tokens)), "--cache-type", "f32", *extra]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     rows = [list(map(float, line.split()[1:])) for line in out.strip().split("\n")]
     return np.array(rows, dtype=np.float64)
+
+
+def d_head(cfg):
+    return cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
 
 
 def rel_err(ours, ref):
@@ -318,7 +390,7 @@ def main():
     rng = np.random.default_rng(1234)
     with tempfile.TemporaryDirectory() as tmp:
         for name, maker in (("gpt2", make_gpt2), ("llama-gqa", make_llama), ("llama3", make_llama3), ("qwen2", make_qwen2),
-                            ("qwen3", make_qwen3), ("mistral", make_mistral)):
+                            ("qwen3", make_qwen3), ("mistral", make_mistral), ("gemma2", make_gemma2)):
             cfg, w, forward = maker(7)
             d = write_model_dir(os.path.join(tmp, name), cfg, w)
             w64 = {k: v.to(torch.float64) for k, v in w.items()}
@@ -353,6 +425,14 @@ def main():
                     small = llmforge_logits(args.bin, d, tokens, "-b", "3")
                     e3 = rel_err(small, ref)
                     check(f"{name} prompt in batches of 3, T={T}", e3 <= 1e-4, f"rel err {e3:.2e}")
+                if name == "gemma2" and T == 40:
+                    # each feature of the block matters here: the reference without it is far away
+                    for what, change in (("the sliding window", dict(sliding_window=None)),
+                                         ("the scores' soft-cap", dict(attn_logit_softcapping=None)),
+                                         ("the logits' soft-cap", dict(final_logit_softcapping=None)),
+                                         ("query_pre_attn_scalar", dict(query_pre_attn_scalar=d_head(cfg)))):
+                        e0 = rel_err(ours, forward(w64, dict(cfg, **change), tokens).numpy())
+                        check(f"gemma2 T=40: {what} changes the logits", e0 > 1e-3, f"rel err without it {e0:.2e}")
                 if name == "mistral" and T == 40:
                     # the window matters here: without it the reference is far away
                     e0 = rel_err(ours, forward(w64, dict(cfg, sliding_window=None), tokens).numpy())

@@ -23,6 +23,9 @@ TEST(Families, PresetsMatchPublishedSizes) {
         // billions, as the model cards print them
         {"qwen2.5-0.5b", "0.49"}, {"qwen2.5-7b", "7.62"}, {"llama3.1-8b", "8.03"}, {"llama3.2-1b", "1.24"}, {"llama3.2-3b", "3.21"},
         {"qwen3-0.6b", "0.60"}, {"qwen3-8b", "8.19"}, {"mistral-7b", "7.24"},
+        // Gemma 2 (Hugging Face's model pages: 2.61B, 9.24B, 27.2B; the technical report's table 2 lists the same
+        // non-embedding counts, 2,024,517,888 / 8,324,201,984 / 26,047,480,320)
+        {"gemma2-2b", "2.61"}, {"gemma2-9b", "9.24"}, {"gemma2-27b", "27.2"},
     };
     for (const auto& [name, figure] : published) {
         const double got = static_cast<double>(preset(name).n_params()) / 1e9, n = std::stod(figure);
@@ -41,7 +44,9 @@ std::string describe(const ModelConfig& c) {
                           {"theta", c.rope_theta}, {"rope_dim", c.n_rot()}, {"fused", c.fused_qkv}, {"qkv_bias", c.qkv_bias},
                           {"out_bias", c.out_bias}, {"mlp", static_cast<int>(c.mlp)}, {"mlp_bias", c.mlp_bias}, {"tied", c.tied_embeddings},
                           {"head_dim", c.head_dim()}, {"qk_norm", c.qk_norm}, {"window", c.sliding_window}, {"rope_scaling", static_cast<int>(c.rope_scaling)}, {"rope_scale", c.rope_scale}, {"rope_factors", c.rope_freq_factors},
-                          {"params", c.n_params()}}
+                          {"params", c.n_params()}, {"window_pattern", c.sliding_window_pattern}, {"attn_scale", c.attn_scale},
+                          {"attn_softcap", c.attn_softcap}, {"final_softcap", c.final_softcap}, {"post_norms", c.post_norms},
+                          {"embd_scale", c.embd_scale}}
         .dump();
 }
 }  // namespace
@@ -90,8 +95,12 @@ TEST(Families, EveryMathematicalConfigFieldIsImplementedOrRefused) {
         std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str());
         save_model(init_random(preset(tiny), DType::F32, 1), dir + "/");
         const std::string cfg = test::read_file(dir + "/config.json");
+        const nlohmann::json cfg_json = nlohmann::json::parse(cfg);
         const std::string base = describe(load_model(dir).config);
         for (const auto& f : fields) {
+            // a field the family's own config.json already holds with this value (Gemma 2's soft-caps) changes nothing
+            const nlohmann::json value = nlohmann::json::parse(f[1], nullptr, false);
+            if (cfg_json.contains(f[0]) && !value.is_discarded() && cfg_json[f[0]] == value) continue;
             const std::string text = cfg.substr(0, cfg.rfind('}')) + ", \"" + f[0] + "\": " + f[1] + "}\n";
             try {
                 const ModelConfig c = config_from_hf_json(text, dir + "/config.json");
@@ -257,4 +266,75 @@ TEST(Families, MistralFilesCarryTheWindow) {
     const ModelConfig plain = config_from_gguf(meta, f.tensors, g);
     EXPECT_EQ(plain.arch, "llama");
     EXPECT_EQ(plain.sliding_window, 0);
+}
+
+// Gemma 2's files: config.json and GGUF carry every feature of its block, Hugging Face's norm weights are w where
+// llmforge (as llama.cpp's GGUF) computes with 1 + w, and a GGUF without query_pre_attn_scalar gets llama.cpp's factor.
+TEST(Families, Gemma2FilesCarryTheirBlock) {
+    const ModelConfig c = preset("gemma2-tiny");
+    EXPECT_TRUE(c.post_norms && c.embd_scale && c.tied_embeddings);
+    EXPECT_EQ(c.mlp, MlpKind::GeGLU);
+    EXPECT_EQ(c.window_of(0), 128);  // even layers windowed, odd ones global
+    EXPECT_EQ(c.window_of(1), 0);
+    EXPECT_EQ(c.window_of(24), 128);
+    EXPECT_FLOAT_EQ(c.attention_scale(), 1.0f / std::sqrt(32.0f));
+    EXPECT_FLOAT_EQ(preset("gemma2-27b").attention_scale(), 1.0f / 12.0f);  // query_pre_attn_scalar 144
+
+    const Model m = init_random(c, DType::F32, 3);
+    const std::string dir = test::tmp_path("gemma2-hf");
+    std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str());
+    save_model(m, dir + "/");
+    const nlohmann::json j = nlohmann::json::parse(test::read_file(dir + "/config.json"));
+    EXPECT_EQ(j["model_type"], "gemma2");
+    EXPECT_EQ(j["sliding_window"], 128);
+    EXPECT_EQ(j["attn_logit_softcapping"], 50.0);
+    EXPECT_EQ(j["final_logit_softcapping"], 30.0);
+    EXPECT_EQ(j["query_pre_attn_scalar"], 32.0);
+    EXPECT_EQ(j["hidden_activation"], "gelu_pytorch_tanh");
+    const Model back = load_model(dir);
+    EXPECT_EQ(describe(back.config), describe(c));
+    // init_random's norms are 1 (GGUF); Hugging Face's checkpoint holds 0 and reading it gives 1 again
+    const Tensor& norm = back.get("blk.0.post_ffw_norm.weight");
+    EXPECT_EQ(norm.dtype, DType::F32);
+    EXPECT_EQ(static_cast<const float*>(norm.data)[5], 1.0f);
+    const std::string st = test::read_file(dir + "/model.safetensors");
+    EXPECT_NE(st.find("model.layers.0.pre_feedforward_layernorm.weight"), std::string::npos);
+    EXPECT_NE(st.find("model.layers.0.post_attention_layernorm.weight"), std::string::npos);
+    EXPECT_EQ(st.find("lm_head"), std::string::npos);
+
+    // config.json: soft-caps null (none), layer_types as newer transformers write them, and refusals
+    auto with = [&](const std::string& extra) {
+        nlohmann::json k = j;
+        const nlohmann::json e = nlohmann::json::parse(extra);
+        for (auto it = e.begin(); it != e.end(); ++it) k[it.key()] = it.value();
+        return config_from_hf_json(k.dump(), "config.json");
+    };
+    EXPECT_EQ(with(R"({"attn_logit_softcapping": null})").attn_softcap, 0.0f);
+    EXPECT_EQ(with(R"({"final_logit_softcapping": null, "sliding_window": null})").final_softcap, 0.0f);
+    nlohmann::json types = nlohmann::json::array();
+    for (int l = 0; l < 26; ++l) types.push_back(l % 2 == 0 ? "sliding_attention" : "full_attention");
+    EXPECT_EQ(with(nlohmann::json{{"layer_types", types}}.dump()).window_of(2), 128);
+    types[0] = "full_attention";
+    EXPECT_THROW(with(nlohmann::json{{"layer_types", types}}.dump()), Error);
+    EXPECT_THROW(with(R"({"hidden_activation": "gelu"})"), Error);
+    EXPECT_THROW(with(R"({"tie_word_embeddings": false})"), Error);
+    EXPECT_THROW(with(R"({"rope_scaling": {"rope_type": "yarn", "factor": 2.0}})"), Error);
+
+    // GGUF: llama.cpp's keys; without query_pre_attn_scalar, llama.cpp's factor (1/√head_dim, 27B: 1/√(n_embd/n_head))
+    const std::string g = test::tmp_path("gemma2.gguf");
+    save_model(m, g);
+    const gguf::File f = gguf::read(g);
+    EXPECT_EQ(f.meta.get_string("general.architecture", ""), "gemma2");
+    ASSERT_NE(f.meta.find("gemma2.attn_logit_softcapping"), nullptr);
+    EXPECT_EQ(f.meta.find("gemma2.attn_logit_softcapping")->f, 50.0);
+    EXPECT_EQ(f.meta.find("gemma2.attention.sliding_window")->i, 128);
+    EXPECT_EQ(f.meta.find("gemma2.attention.query_pre_attn_scalar"), nullptr);  // llama.cpp's rule gives the same
+    EXPECT_EQ(describe(load_model(g).config), describe(c));
+    ModelConfig other = c;
+    other.attn_scale = 0.1f;
+    gguf::Metadata meta = f.meta;
+    meta.set("gemma2.attention.query_pre_attn_scalar", gguf::Value::f32(100.0f));
+    EXPECT_FLOAT_EQ(config_from_gguf(meta, f.tensors, g).attention_scale(), 0.1f);
+    meta.set("gemma2.rope.scaling.type", gguf::Value::str("yarn"));
+    EXPECT_THROW(config_from_gguf(meta, f.tensors, g), Error);
 }
