@@ -34,7 +34,11 @@ enum class RopeStyle { Interleaved, Half };
 //  Linear: every angle divided by the factor (position interpolation; GGUF rope.scaling.type = linear)
 //  Llama3: each pair's angle divided by its own factor — 1 for short wavelengths, the factor for long ones, a smooth
 //          blend between (Llama 3.1/3.2's rope_scaling; GGUF carries the divisors as the tensor rope_freqs.weight)
-enum class RopeScaling { None, Linear, Llama3 };
+//  Yarn:   YaRN (Peng et al. 2023): pairs turning more than β_fast times over the original context keep their angle,
+//          those turning fewer than β_slow times are divided by the factor, a linear ramp between; cos and sin are
+//          multiplied by attn_factor · (1 + 0.1 ln factor) (Qwen 2.5's long-context rope_scaling; GGUF rope.scaling.type
+//          = yarn)
+enum class RopeScaling { None, Linear, Llama3, Yarn };
 
 enum class NormKind { LayerNorm, RMSNorm };  // LayerNorm: (x − μ)/σ · w + b;  RMSNorm: x / rms(x) · w
 // GeluTanh: GELU(x W_up) W_down;  SwiGLU: (silu(x W_gate) ⊙ x W_up) W_down;  GeGLU: (GELU(x W_gate) ⊙ x W_up) W_down
@@ -63,7 +67,9 @@ struct ModelConfig {
     RopeScaling rope_scaling = RopeScaling::None;
     float rope_scale = 1.0f;                        // Linear, Llama3: the factor
     float rope_low_freq = 1.0f, rope_high_freq = 4.0f;  // Llama3: the wavelengths blended lie between orig_ctx/high and orig_ctx/low
-    int64_t rope_orig_ctx = 0;                      // Llama3: the context first trained at
+    int64_t rope_orig_ctx = 0;                      // Llama3, Yarn: the context first trained at
+    float rope_yarn_beta_fast = 32.0f, rope_yarn_beta_slow = 1.0f;  // Yarn: the ramp's ends, in turns over rope_orig_ctx
+    float rope_attn_factor = 1.0f;                  // Yarn: cos and sin × this × (1 + 0.1 ln factor) (GGUF rope.scaling.attn_factor)
     std::vector<float> rope_freq_factors;           // per rotated pair j, the divisor of its angle (Llama3; [n_rot/2])
     bool fused_qkv = false;  // one attn_qkv projection [3C, C] instead of attn_q, attn_k, attn_v
     bool qkv_bias = false;   // biases on the query, key and value projections

@@ -77,6 +77,9 @@ nlohmann::json config_json(const ModelConfig& c) {
         j["rope_theta"] = c.rope_theta;
         j["rope_style"] = c.rope_style == RopeStyle::Half ? "half" : "interleaved";
         if (c.rope_scaling == RopeScaling::Linear) j["rope_scaling"] = {{"type", "linear"}, {"factor", c.rope_scale}};
+        if (c.rope_scaling == RopeScaling::Yarn)
+            j["rope_scaling"] = {{"type", "yarn"}, {"factor", c.rope_scale}, {"original_context", c.rope_orig_ctx}, {"beta_fast", c.rope_yarn_beta_fast},
+                                 {"beta_slow", c.rope_yarn_beta_slow}, {"attn_factor", c.rope_attn_factor}};
         if (c.rope_scaling == RopeScaling::Llama3)
             j["rope_scaling"] = {{"type", "llama3"}, {"factor", c.rope_scale}, {"low_freq_factor", c.rope_low_freq},
                                  {"high_freq_factor", c.rope_high_freq}, {"original_context", c.rope_orig_ctx}};
@@ -102,6 +105,8 @@ void print_config(const ModelConfig& c) {
                     c.rope_scaling == RopeScaling::Linear ? strprintf(", linear scaling × %g", static_cast<double>(c.rope_scale)).c_str()
                     : c.rope_scaling == RopeScaling::Llama3
                         ? strprintf(", Llama 3 scaling × %g (from %lld positions)", static_cast<double>(c.rope_scale), static_cast<long long>(c.rope_orig_ctx)).c_str()
+                    : c.rope_scaling == RopeScaling::Yarn
+                        ? strprintf(", YaRN × %g (from %lld positions)", static_cast<double>(c.rope_scale), static_cast<long long>(c.rope_orig_ctx)).c_str()
                         : "");
     std::printf("norm eps       %g\n", static_cast<double>(c.norm_eps));
     std::printf("embeddings     %s\n", c.tied_embeddings ? "tied (output = token embedding)" : "untied");

@@ -80,6 +80,9 @@ void ModelConfig::validate() const {
         if (!(rope_theta > 0)) bad("rope_theta", static_cast<int64_t>(rope_theta));
     }
     if (rope_scaling != RopeScaling::None && !(rope_scale > 0)) throw_bad_input("model config: RoPE scaling factor %g is not valid", static_cast<double>(rope_scale));
+    if (rope_scaling == RopeScaling::Yarn &&
+        (rope_orig_ctx <= 0 || !(rope_yarn_beta_fast > 0) || !(rope_yarn_beta_slow > 0) || !(rope_attn_factor > 0) || !std::isfinite(rope_attn_factor)))
+        throw_bad_input("model config: YaRN needs an original context, positive beta_fast and beta_slow and a positive attention factor");
     if (!rope_freq_factors.empty()) {
         if (static_cast<int64_t>(rope_freq_factors.size()) != n_rot() / 2)
             throw_bad_input("model config: %zu RoPE frequency factors for %lld rotated pairs", rope_freq_factors.size(), static_cast<long long>(n_rot() / 2));

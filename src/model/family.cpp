@@ -204,7 +204,8 @@ void GgufKeys::check_unread(const ModelConfig& c) const {
         if ((k == "expert_count" || k == "expert_used_count") && v.is_int() && v.i == 0) continue;
         if ((k == "attention.key_length" || k == "attention.value_length") && v.is_int() && v.i == c.head_dim()) continue;
         if (k == "attention.causal" && v.type == gguf::Type::BOOL && v.b) continue;
-        if (k == "rope.scaling.finetuned" || k == "rope.scaling.original_context_length") {
+        if (k == "rope.scaling.finetuned") continue;  // informational
+        if (k == "rope.scaling.original_context_length") {
             if (meta_.get_string(a + "rope.scaling.type", "none") == "none") continue;  // only meaningful with a scaling type
         }
         throw_bad_input("'%s': metadata %s = %s changes the model's mathematics and is not supported yet", path_.c_str(), key.c_str(),
@@ -231,11 +232,17 @@ void read_common_gguf(GgufKeys& k, ModelConfig& c) {
         c.rope_theta = static_cast<float>(k.number("rope.freq_base", 10000.0));
         c.rope_dim = k.integer("rope.dimension_count", 0);
         if (c.n_head > 0 && c.rope_dim == c.head_dim()) c.rope_dim = 0;
-        // linear position interpolation (llama.cpp: freq_scale = 1 / factor); other scaling types are refused
+        // linear position interpolation (llama.cpp: freq_scale = 1 / factor) and YaRN (its original context: the
+        // model's when absent; ggml's β defaults, which llama.cpp's GGUF does not carry); other types are refused
         const std::string type = k.string("rope.scaling.type", "none");
         if (type == "linear") {
             c.rope_scaling = RopeScaling::Linear;
             c.rope_scale = static_cast<float>(k.number("rope.scaling.factor", 1.0));
+        } else if (type == "yarn") {
+            c.rope_scaling = RopeScaling::Yarn;
+            c.rope_scale = static_cast<float>(k.number("rope.scaling.factor", 1.0));
+            c.rope_orig_ctx = k.integer("rope.scaling.original_context_length", c.n_ctx);
+            c.rope_attn_factor = static_cast<float>(k.number("rope.scaling.attn_factor", 1.0));
         } else if (type != "none") {
             k.refuse("rope.scaling.type");
         }
@@ -264,6 +271,15 @@ void write_common_gguf(const ModelConfig& c, gguf::Metadata& meta) {
         if (c.rope_scaling == RopeScaling::Linear) {
             meta.set(a + "rope.scaling.type", Value::str("linear"));
             meta.set(a + "rope.scaling.factor", Value::f32(c.rope_scale));
+        }
+        if (c.rope_scaling == RopeScaling::Yarn) {  // as llama.cpp's converter writes Qwen 2.5's
+            if (c.rope_yarn_beta_fast != 32.0f || c.rope_yarn_beta_slow != 1.0f)
+                throw_bad_input("GGUF cannot carry YaRN's beta_fast %g and beta_slow %g (llama.cpp uses 32 and 1): keep the model as safetensors",
+                                static_cast<double>(c.rope_yarn_beta_fast), static_cast<double>(c.rope_yarn_beta_slow));
+            meta.set(a + "rope.scaling.type", Value::str("yarn"));
+            meta.set(a + "rope.scaling.factor", Value::f32(c.rope_scale));
+            meta.set(a + "rope.scaling.original_context_length", Value::u32(static_cast<uint32_t>(c.rope_orig_ctx)));
+            if (c.rope_attn_factor != 1.0f) meta.set(a + "rope.scaling.attn_factor", Value::f32(c.rope_attn_factor));
         }  // Llama 3's divisors travel as the tensor rope_freqs.weight, as llama.cpp's converter writes them
     }
 }
@@ -355,10 +371,74 @@ void LlamaLineage::read_head_dim(HfConfig& j, ModelConfig& c) {
 }
 
 nlohmann::json LlamaLineage::lineage_fields(const ModelConfig& c, const char* model_type, const char* architecture) {
-    return {{"model_type", model_type}, {"architectures", {architecture}}, {"hidden_size", c.n_embd}, {"intermediate_size", c.n_ff},
-            {"num_hidden_layers", c.n_layer}, {"num_attention_heads", c.n_head}, {"num_key_value_heads", c.n_head_kv},
-            {"max_position_embeddings", c.n_ctx}, {"vocab_size", c.n_vocab}, {"rms_norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta},
-            {"hidden_act", "silu"}, {"tie_word_embeddings", c.tied_embeddings}, {"torch_dtype", "float32"}};
+    nlohmann::json j = {{"model_type", model_type}, {"architectures", {architecture}}, {"hidden_size", c.n_embd}, {"intermediate_size", c.n_ff},
+                        {"num_hidden_layers", c.n_layer}, {"num_attention_heads", c.n_head}, {"num_key_value_heads", c.n_head_kv},
+                        {"max_position_embeddings", c.n_ctx}, {"vocab_size", c.n_vocab}, {"rms_norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta},
+                        {"hidden_act", "silu"}, {"tie_word_embeddings", c.tied_embeddings}, {"torch_dtype", "float32"}};
+    write_rope_scaling(c, j);
+    return j;
+}
+
+void write_rope_scaling(const ModelConfig& c, nlohmann::json& j) {
+    if (c.rope_scaling == RopeScaling::Linear) j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_scale}};
+    if (c.rope_scaling == RopeScaling::Llama3) {
+        if (c.rope_orig_ctx <= 0)
+            throw_bad_input("this model's RoPE frequency factors are not Llama 3's form: config.json cannot express them (keep it as GGUF)");
+        j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", c.rope_scale}, {"low_freq_factor", c.rope_low_freq},
+                             {"high_freq_factor", c.rope_high_freq}, {"original_max_position_embeddings", c.rope_orig_ctx}};
+    }
+    if (c.rope_scaling == RopeScaling::Yarn) {
+        j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", c.rope_scale}, {"original_max_position_embeddings", c.rope_orig_ctx},
+                             {"beta_fast", c.rope_yarn_beta_fast}, {"beta_slow", c.rope_yarn_beta_slow}};
+        if (c.rope_attn_factor != 1.0f)  // transformers' attention_factor is the whole magnitude factor
+            j["rope_scaling"]["attention_factor"] = c.rope_attn_factor * (1.0f + 0.1f * std::log(c.rope_scale));
+    }
+}
+
+void read_rope_scaling(HfConfig& j, ModelConfig& c) {
+    const nlohmann::json& rs = j.raw("rope_scaling");
+    if (rs.is_null()) return;
+    if (!rs.is_object()) j.refuse("rope_scaling", "not an object");
+    const std::string type = rs.value("rope_type", rs.value("type", std::string()));
+    auto num = [&](const char* key, double def) {
+        if (!rs.contains(key) || rs[key].is_null()) return def;
+        if (!rs[key].is_number()) j.refuse("rope_scaling", "a field that is not a number");
+        return rs[key].get<double>();
+    };
+    if (type == "default") return;
+    if (type == "linear") {
+        c.rope_scaling = RopeScaling::Linear;
+        c.rope_scale = static_cast<float>(num("factor", 0));
+        if (!(c.rope_scale > 0)) j.refuse("rope_scaling", "a linear scaling without a positive factor");
+    } else if (type == "llama3") {
+        const double orig = num("original_max_position_embeddings", 8192);
+        try {
+            set_llama3_rope(c, static_cast<float>(num("factor", 8)), static_cast<float>(num("low_freq_factor", 1)),
+                            static_cast<float>(num("high_freq_factor", 4)), static_cast<int64_t>(orig));
+        } catch (const Error&) {
+            j.refuse("rope_scaling", "Llama 3 scaling with invalid factors");
+        }
+    } else if (type == "yarn") {
+        // the factor as given, original_max_position_embeddings for the ramp (as llama.cpp and vLLM read Qwen 2.5's
+        // YaRN; transformers did the same once its issue 38224 was fixed)
+        const double factor = num("factor", 0), orig = num("original_max_position_embeddings", static_cast<double>(c.n_ctx));
+        if (!(factor >= 1) || !(orig >= 1)) j.refuse("rope_scaling", "YaRN without a factor ≥ 1 and an original context");
+        if (rs.contains("truncate") && rs["truncate"] != true) j.refuse("rope_scaling", "YaRN's ramp without rounding (truncate false)");
+        c.rope_scaling = RopeScaling::Yarn;
+        c.rope_scale = static_cast<float>(factor);
+        c.rope_orig_ctx = static_cast<int64_t>(orig);
+        c.rope_yarn_beta_fast = static_cast<float>(num("beta_fast", 32));
+        c.rope_yarn_beta_slow = static_cast<float>(num("beta_slow", 1));
+        // the magnitude factor: attention_factor as given; DeepSeek's mscale / mscale_all_dim ratio; else 1 + 0.1 ln s
+        auto get_mscale = [&](double m) { return factor <= 1 ? 1.0 : 0.1 * m * std::log(factor) + 1.0; };
+        double total = get_mscale(1.0);
+        if (rs.contains("attention_factor") && !rs["attention_factor"].is_null()) total = num("attention_factor", total);
+        else if (num("mscale", 0) != 0 && num("mscale_all_dim", 0) != 0) total = get_mscale(num("mscale", 0)) / get_mscale(num("mscale_all_dim", 0));
+        c.rope_attn_factor = static_cast<float>(total / get_mscale(1.0));
+        if (std::abs(c.rope_attn_factor - 1.0f) < 1e-7f) c.rope_attn_factor = 1.0f;
+    } else {
+        j.refuse("rope_scaling", "scaled rotary positions of this type (linear, llama3 and yarn are supported)");
+    }
 }
 
 void LlamaLineage::read_qwen_window(HfConfig& j, const ModelConfig& c) {

@@ -109,7 +109,7 @@ protected:
     static void read_lineage_fields(HfConfig& j, ModelConfig& c, int64_t default_ctx);
     // head_dim: kept as n_head_dim where it is not hidden_size / num_attention_heads (Qwen 3, Mistral Nemo).
     static void read_head_dim(HfConfig& j, ModelConfig& c);
-    // The same fields written back, with model_type and architectures.
+    // The same fields written back, with model_type, architectures and rope_scaling.
     static nlohmann::json lineage_fields(const ModelConfig& c, const char* model_type, const char* architecture);
     // use_sliding_window / sliding_window / max_window_layers as Qwen's configs carry them: an enabled window shorter
     // than the context is refused (sliding windows are not implemented).
@@ -134,6 +134,13 @@ void write_common_gguf(const ModelConfig& c, gguf::Metadata& meta);
 // families that inherit them.
 std::string llama_style_hf_name(const std::string& gguf_name);
 std::string llama_style_gguf_name(const std::string& hf_name);
+
+// config.json's rope_scaling as transformers reads it for every RoPE model: linear, Llama 3's ("llama3") and YaRN
+// ("yarn": factor, original_max_position_embeddings, beta_fast, beta_slow, attention_factor or DeepSeek's mscale /
+// mscale_all_dim); other types are refused. Read it after the head width (Llama 3's divisors are per pair).
+void read_rope_scaling(HfConfig& j, ModelConfig& c);
+// The same, written into a config.json (nothing where the model has no scaling).
+void write_rope_scaling(const ModelConfig& c, nlohmann::json& j);
 
 // A preset from the family's description and sizes.
 ModelConfig sized(const Family& f, const char* name, int64_t C, int64_t F, int64_t L, int64_t H, int64_t KV, int64_t ctx, int64_t vocab);

@@ -59,19 +59,36 @@ ModelWeights bind_weights(const ModelConfig& c, const std::function<const Tensor
 
 // θ_j = pos · base^(−2j/d), computed in float as successive powers, the way ggml computes it, so that rounding
 // matches llama.cpp bit for bit where it matters (an f16 KV cache amplifies tiny differences); then, as ggml's
-// rope_yarn without extrapolation: divided by the pair's frequency factor (Llama 3) and multiplied by 1/factor
-// (linear scaling).
+// rope_yarn: divided by the pair's frequency factor (Llama 3), multiplied by 1/factor (linear scaling, YaRN) and, for
+// YaRN, blended back towards the unscaled angle by the ramp of pair j, cos and sin multiplied by the magnitude factor.
 void rope_angles(const ModelConfig& c, int64_t n, const std::function<int64_t(int64_t)>& pos_of, float* cos, float* sin) {
     const int64_t half = c.n_rot() / 2;
     const float theta_scale = std::pow(c.rope_theta, -2.0f / static_cast<float>(c.n_rot()));
     const float* ff = c.rope_freq_factors.empty() ? nullptr : c.rope_freq_factors.data();
-    const float freq_scale = c.rope_scaling == RopeScaling::Linear ? 1.0f / c.rope_scale : 1.0f;
+    const bool yarn = c.rope_scaling == RopeScaling::Yarn;
+    const float freq_scale = c.rope_scaling == RopeScaling::Linear || yarn ? 1.0f / c.rope_scale : 1.0f;
+    // YaRN: the pairs j in [low, high] are blended (ggml_rope_yarn_corr_dims: the pair whose wavelength fits β times
+    // into the original context, d · ln(L / (β · 2π)) / (2 ln base), rounded outwards)
+    float low = 0, high = 0, mscale = 1.0f;
+    if (yarn) {
+        const float d = static_cast<float>(c.n_rot()), L = static_cast<float>(c.rope_orig_ctx), pi = static_cast<float>(M_PI);
+        auto corr = [&](float beta) { return d * std::log(L / (beta * 2 * pi)) / (2 * std::log(c.rope_theta)); };
+        low = std::max(0.0f, std::floor(corr(c.rope_yarn_beta_fast)));
+        high = std::min(d - 1, std::ceil(corr(c.rope_yarn_beta_slow)));
+        mscale = c.rope_attn_factor * (1.0f + 0.1f * std::log(1.0f / freq_scale));
+    }
     for (int64_t i = 0; i < n; ++i) {
         float theta = static_cast<float>(pos_of(i));
         for (int64_t j = 0; j < half; ++j) {
-            const float t = freq_scale * (ff ? theta / ff[j] : theta);
-            cos[i * half + j] = std::cos(t);
-            sin[i * half + j] = std::sin(t);
+            const float extrap = ff ? theta / ff[j] : theta;
+            float t = freq_scale * extrap;
+            if (yarn) {  // the share of the unscaled angle: 1 below the ramp, 0 above it
+                const float y = (static_cast<float>(j) - low) / std::max(0.001f, high - low);
+                const float mix = 1 - std::min(1.0f, std::max(0.0f, y));
+                t = t * (1 - mix) + extrap * mix;
+            }
+            cos[i * half + j] = std::cos(t) * mscale;
+            sin[i * half + j] = std::sin(t) * mscale;
             theta *= theta_scale;
         }
     }

@@ -8,7 +8,9 @@
 # Default presets: llama-tiny, llama3-tiny (Llama 3's RoPE scaling: llama.cpp reads its rope_freqs tensor), qwen2-tiny,
 # mistral-tiny (written as a "llama" GGUF, as llama.cpp's converter writes Mistral; that snapshot has no sliding window
 # for it, so the context here, 128, is the preset's window: within it both attend to every earlier position),
-# gemma2-tiny (a context of 256, twice its window: llama.cpp masks Gemma 2's windowed layers).
+# gemma2-tiny (a context of 256, twice its window: llama.cpp masks Gemma 2's windowed layers), and qwen2-tiny+yarn
+# (Qwen 2.5's YaRN rope_scaling added to its config.json: factor 4 over 32 original positions, attention_factor 1.2;
+# llama.cpp reads rope.scaling.type, factor, original_context_length and attn_factor from the GGUF).
 #
 # llama.cpp is an anchor built outside the project from the public snapshot ggerganov/llama.cpp (c392e50, the goldens'
 # commit); nothing of it enters the project. Not part of the default test suite (CI has no llama.cpp build).
@@ -17,15 +19,23 @@ cd "$(dirname "$0")/../.."
 LLAMA=${LLAMA_PERPLEXITY:?set LLAMA_PERPLEXITY to the llama-perplexity binary of llama.cpp}
 BIN=${LLMFORGE_BIN:-build/llmforge}
 presets=("$@")
-[ ${#presets[@]} -gt 0 ] || presets=(llama-tiny llama3-tiny qwen2-tiny mistral-tiny gemma2-tiny)
+[ ${#presets[@]} -gt 0 ] || presets=(llama-tiny llama3-tiny qwen2-tiny mistral-tiny gemma2-tiny qwen2-tiny+yarn)
 ctx_of() { case $1 in gemma2-tiny) echo 256 ;; *) echo 128 ;; esac; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 head -c 30000 /usr/share/common-licenses/GPL-3 > "$work/text.txt"
 status=0
 for fam in "${presets[@]}"; do
-  "$BIN" init --preset "$fam" --dtype f32 --seed 5 -o "$work/$fam-init.gguf" 2>/dev/null
+  "$BIN" init --preset "${fam%+yarn}" --dtype f32 --seed 5 -o "$work/$fam-init.gguf" 2>/dev/null
   "$BIN" convert "$work/$fam-init.gguf" "$work/$fam-hf" 2>/dev/null
+  if [ "$fam" != "${fam%+yarn}" ]; then
+    /usr/bin/python3 - "$work/$fam-hf/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["rope_scaling"] = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32, "attention_factor": 1.2}
+json.dump(c, open(sys.argv[1], "w"))
+PY
+  fi
   # random norms and biases (init leaves them at 1 and 0)
   /usr/bin/python3 - "$work/$fam-hf/model.safetensors" <<'PY'
 import json, struct, sys

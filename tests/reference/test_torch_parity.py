@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch parity: random-weight GPT-2, LLaMA (with grouped-query attention), Llama 3 (scaled RoPE), Qwen 2 (q, k, v
-biases, tied output), Qwen 3 (QK-norm, heads wider than hidden_size / heads), Mistral (sliding window) and Gemma 2
+biases, tied output; also with YaRN), Qwen 3 (QK-norm, heads wider than hidden_size / heads), Mistral (sliding window) and Gemma 2
 (post-norms, soft-capping, GeGLU, alternating windows, scaled embeddings) models written as Hugging Face
 safetensors, run by a plain PyTorch implementation (float64) and by llmforge; logits must agree to 1e-4 relative error.
 
@@ -137,8 +137,10 @@ def proj(w, h, name):
 
 
 def rope_inv_freq(cfg, d):
-    """RoPE's inverse frequencies θ^(−2j/d), with transformers' rope_scaling: linear (all divided by the factor) or
-    Llama 3's (long wavelengths divided by the factor, short ones kept, a smooth blend between)."""
+    """RoPE's inverse frequencies θ^(−2j/d), with transformers' rope_scaling: linear (all divided by the factor),
+    Llama 3's (long wavelengths divided by the factor, short ones kept, a smooth blend between) or YaRN (Peng et al.
+    2023: pairs turning more than beta_fast times over the original context kept, fewer than beta_slow times divided by
+    the factor, a linear ramp between, its ends rounded outwards)."""
     inv_freq = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
     rs = cfg.get("rope_scaling")
     if not rs:
@@ -146,6 +148,13 @@ def rope_inv_freq(cfg, d):
     kind = rs.get("rope_type", rs.get("type"))
     if kind == "linear":
         return inv_freq / rs["factor"]
+    if kind == "yarn":
+        orig = rs.get("original_max_position_embeddings", cfg["max_position_embeddings"])
+        corr = lambda beta: d * math.log(orig / (beta * 2 * math.pi)) / (2 * math.log(cfg["rope_theta"]))
+        low, high = max(math.floor(corr(rs.get("beta_fast", 32))), 0), min(math.ceil(corr(rs.get("beta_slow", 1))), d - 1)
+        ramp = ((torch.arange(d // 2, dtype=torch.float64) - low) / max(high - low, 0.001)).clamp(0, 1)
+        keep = 1 - ramp  # the share of the unscaled frequency
+        return inv_freq / rs["factor"] * (1 - keep) + inv_freq * keep
     assert kind == "llama3", kind
     factor, low, high = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
     old = rs["original_max_position_embeddings"]
@@ -158,6 +167,19 @@ def rope_inv_freq(cfg, d):
     return torch.where(medium, smoothed, scaled)
 
 
+def rope_tables(cfg, d, T):
+    """cos and sin (1, T, d) of rotate_half's layout; YaRN multiplies both by its attention factor (attention_factor,
+    or 1 + 0.1 ln factor)."""
+    inv_freq = rope_inv_freq(cfg, d)
+    freqs = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    rs = cfg.get("rope_scaling") or {}
+    m = 1.0
+    if rs.get("rope_type", rs.get("type")) == "yarn":
+        m = rs.get("attention_factor") or 0.1 * math.log(rs["factor"]) + 1
+    return emb.cos()[None] * m, emb.sin()[None] * m
+
+
 def llama_forward(w, cfg, tokens, hidden=False):
     """LLaMA's block and the families built on it (Qwen 2: biases on q, k, v; tied output where lm_head is absent;
     Qwen 3: head_dim apart from hidden_size / heads, each head's q and k RMS-normalised before RoPE; Mistral: attention
@@ -167,10 +189,7 @@ def llama_forward(w, cfg, tokens, hidden=False):
     T = len(tokens)
     eps = cfg["rms_norm_eps"]
     window = cfg.get("sliding_window") if cfg["model_type"] == "mistral" else None
-    inv_freq = rope_inv_freq(cfg, d)
-    freqs = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq[None, :]
-    emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos()[None], emb.sin()[None]  # (1, T, d)
+    cos, sin = rope_tables(cfg, d, T)  # (1, T, d)
     x = w["model.embed_tokens.weight"][tokens]
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
@@ -203,10 +222,7 @@ def gemma2_forward(w, cfg, tokens, hidden=False):
     T = len(tokens)
     eps = cfg["rms_norm_eps"]
     norm = lambda x, name: rms_norm(x, 1 + w[name], eps)
-    inv_freq = rope_inv_freq(cfg, d)
-    freqs = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq[None, :]
-    emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos()[None], emb.sin()[None]
+    cos, sin = rope_tables(cfg, d, T)
     x = w["model.embed_tokens.weight"][tokens] * C ** 0.5
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
@@ -329,6 +345,24 @@ def make_qwen3(seed):
     return cfg, w, llama_forward
 
 
+def make_qwen2_yarn(seed):
+    """Qwen 2.5 with YaRN as its model card says to enable it (rope_scaling type "yarn", a factor of 4 over an original
+    context of 64 positions here, so that 16-wide heads have kept, blended and divided pairs), and an explicit
+    attention_factor of 1.25 (instead of 1 + 0.1 ln 4)."""
+    cfg, w, forward = make_qwen2(seed)
+    C, H, KV = cfg["hidden_size"], 4, 2
+    d = C // H
+    cfg.update({"num_attention_heads": H, "num_key_value_heads": KV, "rope_theta": 10000.0, "max_position_embeddings": 256,
+                "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "attention_factor": 1.25}})
+    g = torch.Generator().manual_seed(seed + 1)
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        for n in ("k_proj", "v_proj"):
+            w[p + f"self_attn.{n}.weight"] = torch.randn(KV * d, C, generator=g) * 0.1
+            w[p + f"self_attn.{n}.bias"] = torch.randn(KV * d, generator=g) * 0.1
+    return cfg, w, forward
+
+
 def make_mistral(seed):
     """Mistral: LLaMA's block attending within a sliding window of 12 positions (prompts of 24 and 40 tokens reach
     past it, 7 do not)."""
@@ -390,7 +424,7 @@ def main():
     rng = np.random.default_rng(1234)
     with tempfile.TemporaryDirectory() as tmp:
         for name, maker in (("gpt2", make_gpt2), ("llama-gqa", make_llama), ("llama3", make_llama3), ("qwen2", make_qwen2),
-                            ("qwen3", make_qwen3), ("mistral", make_mistral), ("gemma2", make_gemma2)):
+                            ("qwen2-yarn", make_qwen2_yarn), ("qwen3", make_qwen3), ("mistral", make_mistral), ("gemma2", make_gemma2)):
             cfg, w, forward = maker(7)
             d = write_model_dir(os.path.join(tmp, name), cfg, w)
             w64 = {k: v.to(torch.float64) for k, v in w.items()}
@@ -433,6 +467,10 @@ def main():
                                          ("query_pre_attn_scalar", dict(query_pre_attn_scalar=d_head(cfg)))):
                         e0 = rel_err(ours, forward(w64, dict(cfg, **change), tokens).numpy())
                         check(f"gemma2 T=40: {what} changes the logits", e0 > 1e-3, f"rel err without it {e0:.2e}")
+                if name == "qwen2-yarn" and T == 40:  # the scaling matters: without it, or without its attention factor
+                    for what, rs in (("YaRN", None), ("its attention factor", dict(cfg["rope_scaling"], attention_factor=None))):
+                        e0 = rel_err(ours, forward(w64, dict(cfg, rope_scaling=rs), tokens).numpy())
+                        check(f"qwen2-yarn T=40: {what} changes the logits", e0 > 1e-3, f"rel err without it {e0:.2e}")
                 if name == "mistral" and T == 40:
                     # the window matters here: without it the reference is far away
                     e0 = rel_err(ours, forward(w64, dict(cfg, sliding_window=None), tokens).numpy())

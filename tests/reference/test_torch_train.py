@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The trainer against PyTorch, as llm.c's test_gpt2 does: for random GPT-2, LLaMA (grouped-query attention), Llama 3,
-Qwen 2, Qwen 3, Mistral and Gemma 2 models, the loss must equal PyTorch autograd's (float64) to 1e-4 relative and the gradient of every
+Qwen 2 (also with YaRN), Qwen 3, Mistral and Gemma 2 models, the loss must equal PyTorch autograd's (float64) to 1e-4 relative and the gradient of every
 parameter to 1e-5; after 10 AdamW steps (torch.optim.AdamW, weight decay on matrices only, cosine schedule with warm-up,
 clip_grad_norm_) the parameters must still agree to 1e-4.
 
@@ -76,7 +76,7 @@ def main():
     opt = dict(lr=1e-3, min_lr=1e-4, warmup=3, wd=0.1, clip=1.0, beta1=0.9, beta2=0.95, eps=1e-6)
     with tempfile.TemporaryDirectory() as tmp:
         for name, maker in (("gpt2", P.make_gpt2), ("llama-gqa", P.make_llama), ("llama3", P.make_llama3), ("qwen2", P.make_qwen2),
-                            ("qwen3", P.make_qwen3), ("mistral", P.make_mistral), ("gemma2", P.make_gemma2)):
+                            ("qwen2-yarn", P.make_qwen2_yarn), ("qwen3", P.make_qwen3), ("mistral", P.make_mistral), ("gemma2", P.make_gemma2)):
             cfg, w, forward = maker(11)
             V = cfg["vocab_size"]
             d = P.write_model_dir(os.path.join(tmp, name), cfg, w)

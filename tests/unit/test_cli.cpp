@@ -316,14 +316,22 @@ TEST(Cli, ModelsWithUnsupportedMathematicsAreRefused) {
     const std::string g2 = test::tmp_path("scaled2.gguf");
     gguf::write(g2, meta, f.tensors);
     ASSERT_NO_THROW(load_model(g2));
-    meta.set("llama.rope.scaling.type", gguf::Value::str("yarn"));
+    meta.set("llama.rope.scaling.type", gguf::Value::str("yarn"));  // implemented: YaRN, as llama.cpp reads it
+    meta.set("llama.rope.scaling.factor", gguf::Value::f32(4.0f));
+    gguf::write(g2, meta, f.tensors);
+    const ModelConfig yarn = load_model(g2).config;
+    EXPECT_EQ(yarn.rope_scaling, RopeScaling::Yarn);
+    EXPECT_EQ(yarn.rope_scale, 4.0f);
+    EXPECT_EQ(yarn.rope_orig_ctx, yarn.n_ctx);  // no original_context_length: the model's
+    meta.set("llama.rope.scaling.type", gguf::Value::str("longrope"));
     gguf::write(g2, meta, f.tensors);
     try {
         (void)load_model(g2);
-        ADD_FAILURE() << "a yarn-scaled GGUF loaded";
+        ADD_FAILURE() << "a longrope-scaled GGUF loaded";
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("llama.rope.scaling.type"), std::string::npos) << e.what();
     }
+    meta.erase("llama.rope.scaling.factor");
     meta.set("llama.rope.scaling.type", gguf::Value::str("none"));
     meta.set("llama.attention.sliding_window", gguf::Value::u32(8));  // implemented: Mistral's window
     gguf::write(g2, meta, f.tensors);

@@ -318,7 +318,8 @@ TEST(Families, Gemma2FilesCarryTheirBlock) {
     EXPECT_THROW(with(nlohmann::json{{"layer_types", types}}.dump()), Error);
     EXPECT_THROW(with(R"({"hidden_activation": "gelu"})"), Error);
     EXPECT_THROW(with(R"({"tie_word_embeddings": false})"), Error);
-    EXPECT_THROW(with(R"({"rope_scaling": {"rope_type": "yarn", "factor": 2.0}})"), Error);
+    EXPECT_THROW(with(R"({"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}})"), Error);
+    EXPECT_EQ(with(R"({"rope_scaling": {"rope_type": "yarn", "factor": 2.0}})").rope_scaling, RopeScaling::Yarn);
 
     // GGUF: llama.cpp's keys; without query_pre_attn_scalar, llama.cpp's factor (1/√head_dim, 27B: 1/√(n_embd/n_head))
     const std::string g = test::tmp_path("gemma2.gguf");
@@ -335,6 +336,6 @@ TEST(Families, Gemma2FilesCarryTheirBlock) {
     gguf::Metadata meta = f.meta;
     meta.set("gemma2.attention.query_pre_attn_scalar", gguf::Value::f32(100.0f));
     EXPECT_FLOAT_EQ(config_from_gguf(meta, f.tensors, g).attention_scale(), 0.1f);
-    meta.set("gemma2.rope.scaling.type", gguf::Value::str("yarn"));
+    meta.set("gemma2.rope.scaling.type", gguf::Value::str("longrope"));
     EXPECT_THROW(config_from_gguf(meta, f.tensors, g), Error);
 }

@@ -84,6 +84,7 @@ public:
         c.rope_theta = static_cast<float>(j.number("rope_theta", c.rope_theta));
         const int64_t hd = j.integer("head_dim", 256);
         c.n_head_dim = c.n_head > 0 && c.n_embd % c.n_head == 0 && hd == c.n_embd / c.n_head ? 0 : hd;
+        read_rope_scaling(j, c);
         // transformers' Gemma2Config: hidden_activation (hidden_act in its first releases), the tanh approximation
         for (const char* key : {"hidden_activation", "hidden_act"}) {
             const std::string act = j.string(key, "gelu_pytorch_tanh");
@@ -121,9 +122,9 @@ public:
 
     nlohmann::json to_hf(const ModelConfig& c) const override {
         const float scale = c.attention_scale();
-        return {{"model_type", "gemma2"},
+        nlohmann::json j = {{"model_type", "gemma2"},
                 {"architectures", {"Gemma2ForCausalLM"}},
-                {"hidden_size", c.n_embd},
+                            {"hidden_size", c.n_embd},
                 {"intermediate_size", c.n_ff},
                 {"num_hidden_layers", c.n_layer},
                 {"num_attention_heads", c.n_head},
@@ -141,6 +142,8 @@ public:
                 {"sliding_window", c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nlohmann::json(nullptr)},
                 {"tie_word_embeddings", true},
                 {"torch_dtype", "float32"}};
+        write_rope_scaling(c, j);
+        return j;
     }
 
     void from_gguf(GgufKeys& k, ModelConfig& c) const override {

@@ -30,45 +30,8 @@ public:
         read_rope_scaling(j, c);
     }
 
-    // rope_scaling: Llama 3's (rope_type "llama3") and linear interpolation; others are refused
-    static void read_rope_scaling(HfConfig& j, ModelConfig& c) {
-        const nlohmann::json& rs = j.raw("rope_scaling");
-        if (rs.is_null()) return;
-        if (!rs.is_object()) j.refuse("rope_scaling", "not an object");
-        const std::string type = rs.value("rope_type", rs.value("type", std::string()));
-        auto num = [&](const char* key, double def) {
-            if (!rs.contains(key)) return def;
-            if (!rs[key].is_number()) j.refuse("rope_scaling", "a field that is not a number");
-            return rs[key].get<double>();
-        };
-        if (type == "default") return;
-        if (type == "linear") {
-            c.rope_scaling = RopeScaling::Linear;
-            c.rope_scale = static_cast<float>(num("factor", 0));
-            if (!(c.rope_scale > 0)) j.refuse("rope_scaling", "a linear scaling without a positive factor");
-        } else if (type == "llama3") {
-            const double orig = num("original_max_position_embeddings", 8192);
-            try {
-                set_llama3_rope(c, static_cast<float>(num("factor", 8)), static_cast<float>(num("low_freq_factor", 1)),
-                                static_cast<float>(num("high_freq_factor", 4)), static_cast<int64_t>(orig));
-            } catch (const Error&) {
-                j.refuse("rope_scaling", "Llama 3 scaling with invalid factors");
-            }
-        } else {
-            j.refuse("rope_scaling", "scaled rotary positions of this type (linear and llama3 are supported)");
-        }
-    }
-
     nlohmann::json to_hf(const ModelConfig& c) const override {
-        nlohmann::json j = lineage_fields(c, "llama", "LlamaForCausalLM");
-        if (c.rope_scaling == RopeScaling::Linear) j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_scale}};
-        if (c.rope_scaling == RopeScaling::Llama3) {
-            if (c.rope_orig_ctx <= 0)
-                throw_bad_input("this model's RoPE frequency factors are not Llama 3's form: config.json cannot express them (keep it as GGUF)");
-            j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", c.rope_scale}, {"low_freq_factor", c.rope_low_freq},
-                                 {"high_freq_factor", c.rope_high_freq}, {"original_max_position_embeddings", c.rope_orig_ctx}};
-        }
-        return j;
+        return lineage_fields(c, "llama", "LlamaForCausalLM");
     }
 
     // Sizes from the published configurations: TinyLlama-1.1B (its HF config.json), Llama 2 (Touvron et al. 2023, HF

@@ -38,6 +38,7 @@ public:
     void from_hf(HfConfig& j, ModelConfig& c) const override {
         read_lineage_fields(j, c, 4096 * 32);
         read_head_dim(j, c);
+        read_rope_scaling(j, c);  // (after the head width: Llama 3's divisors are per pair)
         // null: no window (Mistral 7B v0.2 and later); absent: transformers' default, 4096
         const nlohmann::json& w = j.raw("sliding_window");
         if (!j.present("sliding_window")) c.sliding_window = 4096;

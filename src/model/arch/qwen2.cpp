@@ -32,6 +32,7 @@ public:
 
     void from_hf(HfConfig& j, ModelConfig& c) const override {
         read_lineage_fields(j, c, 32768);
+        read_rope_scaling(j, c);  // Qwen 2.5's long-context YaRN
         read_qwen_window(j, c);
     }
 

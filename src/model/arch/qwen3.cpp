@@ -33,6 +33,7 @@ public:
     void from_hf(HfConfig& j, ModelConfig& c) const override {
         read_lineage_fields(j, c, 40960);
         read_head_dim(j, c);
+        read_rope_scaling(j, c);  // (after the head width: Llama 3's divisors are per pair)
         // transformers' Qwen3 puts the bias (attention_bias) on q, k, v and o alike
         c.qkv_bias = c.out_bias = j.boolean("attention_bias", false);
         read_qwen_window(j, c);
