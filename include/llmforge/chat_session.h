@@ -6,25 +6,36 @@
 #include <utility>
 #include <vector>
 
-#include "llmforge/chat_template.h"
 #include <functional>
+#include <memory>
 
+#include "llmforge/chat_template.h"
+#include "llmforge/kv_cache.h"
 #include "llmforge/sampler.h"
 #include "llmforge/transformer.h"
 
 namespace llmforge {
 
-// A multi-turn conversation with a model: the template is applied to the whole history each turn, the KV cache keeps
-// the longest prefix it shares with the new prompt (only what changed is recomputed), and when the context would
-// overflow the oldest turns (after the system prompt) are dropped.
+struct ChatSessionOptions {
+    int64_t n_ctx = 0;              // the conversation's context (0: the model's)
+    int64_t n_batch = 512;          // prompt tokens per forward pass
+    DType kv_type = DType::F16;     // the KV cache's element type (f16 or f32)
+    Numerics numerics = Numerics::Fast;
+};
+
+// A multi-turn conversation with a model: the template is applied to the whole history each turn, the session's own
+// KV cache keeps the longest prefix it shares with the new prompt (only what changed is recomputed), and when the
+// context would overflow the oldest turns (after the system prompt) are dropped.
 class ChatSession {
 public:
-    ChatSession(Transformer& tf, const Vocab& vocab, const ChatFormat& fmt, const SamplerParams& sampling);
+    // The model (with its vocabulary) and the pool must outlive the session; the session owns its KV cache and the
+    // Transformer that runs the model over it.
+    ChatSession(const Model& model, ThreadPool& pool, const ChatFormat& fmt, const SamplerParams& sampling, const ChatSessionOptions& opts = {});
+    // The Transformer the session runs (to add LoRA adapters, or read n_ctx()).
+    Transformer& transformer() { return *tf_; }
     void set_system(const std::string& text);  // empty: no system prompt
     void reset();                              // forget the conversation (the system prompt stays)
     void set_sampling(const SamplerParams& sampling);  // for the next answers (a new, freshly seeded sampler)
-    // The KV cache was used for something else: the next answer runs the whole conversation again.
-    void forget_cache() { cached_.clear(); }
     // The conversation the model sees, in the OpenAI messages form (system prompt first): turns dropped to make room in
     // the context are not in it.
     nlohmann::ordered_json messages() const;
@@ -43,7 +54,8 @@ public:
     Reply ask(const std::string& user, int32_t max_tokens, const std::function<bool(const std::string&)>& on_text = nullptr);
 
 private:
-    Transformer& tf_;
+    std::unique_ptr<KVCache> cache_;
+    std::unique_ptr<Transformer> tf_;
     const Vocab& vocab_;
     const ChatFormat& fmt_;
     Sampler sampler_;

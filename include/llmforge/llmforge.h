@@ -31,7 +31,7 @@ const char* version();
 
 struct LlmOptions {
     int threads = 0;         // 0: one per core
-    int64_t n_ctx = 0;       // the KV cache's context (0: the model's)
+    int64_t n_ctx = 0;       // the context of each KV cache (0: the model's): complete() and the conversation have one each
     int64_t n_batch = 512;   // the most prompt tokens per pass
     bool kv_f32 = false;     // f32 KV cache (exact) instead of f16 (half the memory, llama.cpp's default)
     LoadOptions load;        // mmap, a tokenizer file to use instead of the model's, ...

@@ -8,8 +8,20 @@
 
 namespace llmforge {
 
-ChatSession::ChatSession(Transformer& tf, const Vocab& vocab, const ChatFormat& fmt, const SamplerParams& sampling)
-    : tf_(tf), vocab_(vocab), fmt_(fmt), sampler_(sampling), stops_(fmt.stop_tokens()) {}
+namespace {
+const Vocab& vocab_of(const Model& model) {
+    if (!model.vocab) throw_bad_input("a chat needs the model's tokenizer: '%s' has none", model.path.c_str());
+    return *model.vocab;
+}
+}  // namespace
+
+ChatSession::ChatSession(const Model& model, ThreadPool& pool, const ChatFormat& fmt, const SamplerParams& sampling, const ChatSessionOptions& o)
+    : cache_(make_kv_cache(model.config, pool, o.n_ctx, o.n_batch, o.kv_type, 1, o.numerics != Numerics::Ggml)),
+      tf_(std::make_unique<Transformer>(model, pool, *cache_, o.n_batch, o.numerics)),
+      vocab_(vocab_of(model)),
+      fmt_(fmt),
+      sampler_(sampling),
+      stops_(fmt.stop_tokens()) {}
 
 void ChatSession::set_system(const std::string& text) { system_ = text; }
 
@@ -39,7 +51,7 @@ ChatSession::Reply ChatSession::ask(const std::string& user, int32_t max_tokens,
     Reply r;
     const auto saved = turns_;  // restored if the message cannot fit
     turns_.emplace_back("user", user);
-    const int64_t n_ctx = tf_.n_ctx();
+    const int64_t n_ctx = tf_->n_ctx();
     const int64_t reserve = max_tokens < 0 ? std::min<int64_t>(n_ctx / 4, 256) : std::min<int64_t>(max_tokens, n_ctx / 2);
     std::vector<int32_t> ids;
     for (;;) {  // drop the oldest exchanges until the prompt and the answer's room fit
@@ -58,16 +70,16 @@ ChatSession::Reply ChatSession::ask(const std::string& user, int32_t max_tokens,
     size_t p = 0;
     while (p < cached_.size() && p < ids.size() && cached_[p] == ids[p]) ++p;
     if (p == ids.size()) --p;
-    p = static_cast<size_t>(tf_.truncate(static_cast<int64_t>(p)));  // 0 if a sliding-window cache lost the prefix
+    p = static_cast<size_t>(tf_->truncate(static_cast<int64_t>(p)));  // 0 if a sliding-window cache lost the prefix
     cached_.resize(p);
     r.prompt_tokens = static_cast<int64_t>(ids.size());
     r.reused_tokens = static_cast<int64_t>(p);
     auto t0 = clock::now();
-    const std::vector<float>* logits = &tf_.eval(ids.data() + p, static_cast<int64_t>(ids.size() - p));
+    const std::vector<float>* logits = &tf_->eval(ids.data() + p, static_cast<int64_t>(ids.size() - p));
     cached_ = ids;
     r.prompt_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
     t0 = clock::now();
-    const int64_t V = tf_.model().config.n_vocab;
+    const int64_t V = tf_->model().config.n_vocab;
     std::vector<int32_t> history = ids;
     Utf8Stream stream;
     r.stop_reason = "length";
@@ -85,12 +97,12 @@ ChatSession::Reply ChatSession::ask(const std::string& user, int32_t max_tokens,
             r.stop_reason = "stopped";
             break;
         }
-        if (tf_.n_past() >= n_ctx) {
+        if (tf_->n_past() >= n_ctx) {
             r.stop_reason = "context";
             break;
         }
         if (max_tokens >= 0 && i + 1 == max_tokens) break;
-        logits = &tf_.eval(&id, 1);
+        logits = &tf_->eval(&id, 1);
         cached_.push_back(id);
     }
     const std::string tail = stream.flush();

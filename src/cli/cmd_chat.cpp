@@ -53,14 +53,17 @@ void add_chat(CLI::App& app) {
         Model m = load_for_cli(o->model, o->tokenizer, true);
         warn_context(m, o->ctx);
         ThreadPool pool(o->threads);
-        Transformer tf(m, pool, o->ctx, 512, parse_cache_type(o->cache_type));
-        apply_lora_adapters(tf, m, o->lora, o->lora_scale);
+        ChatSessionOptions co;
+        co.n_ctx = o->ctx;
+        co.kv_type = parse_cache_type(o->cache_type);
         if (tpl.empty() && m.vocab->chat_template.empty())
             std::fprintf(stderr, "llmforge: note: %s has no chat template; using ChatML (--template FILE to choose one)\n", o->model.c_str());
         const ChatFormat fmt(*m.vocab, tpl);
         SamplerParams sp = o->s;
         sp.seed = seed_or_random(o->seed);
-        ChatSession chat(tf, *m.vocab, fmt, sp);
+        ChatSession chat(m, pool, fmt, sp, co);
+        Transformer& tf = chat.transformer();
+        apply_lora_adapters(tf, m, o->lora, o->lora_scale);
         chat.set_system(o->system);
         const bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
         struct sigaction sa {}, old {};

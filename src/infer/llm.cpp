@@ -1,4 +1,5 @@
-// The library's public facade (llmforge.h): a model, its threads, its KV cache and a conversation.
+// The library's public facade (llmforge.h): a model, its threads, and two runs of it, each over its own KV cache, made
+// on first use: completions (a Transformer) and the conversation (a ChatSession).
 #include "llmforge/llmforge.h"
 
 #include "core/threadpool.h"
@@ -14,7 +15,8 @@ const char* version() { return LLMFORGE_VERSION_STRING; }
 struct Llm::Impl {
     ThreadPool pool;
     Model model;
-    Transformer tf;
+    LlmOptions opts;
+    std::unique_ptr<Transformer> tf;
     ChatFormat fmt;
     std::unique_ptr<ChatSession> chat;
     std::string system;
@@ -23,7 +25,7 @@ struct Llm::Impl {
     Impl(const std::string& path, const LlmOptions& o)
         : pool(o.threads > 0 ? o.threads : ThreadPool::default_threads()),
           model(load_with_tokenizer(path, o.load)),
-          tf(model, pool, o.n_ctx, o.n_batch, o.kv_f32 ? DType::F32 : DType::F16),
+          opts(o),
           fmt(*model.vocab) {}
 
     static Model load_with_tokenizer(const std::string& path, LoadOptions lo) {
@@ -31,10 +33,19 @@ struct Llm::Impl {
         return load_model(path, lo);
     }
 
-    // the conversation (one ChatSession over the Transformer), with these sampling parameters
+    Transformer& completions() {
+        if (!tf) tf = std::make_unique<Transformer>(model, pool, opts.n_ctx, opts.n_batch, opts.kv_f32 ? DType::F32 : DType::F16);
+        return *tf;
+    }
+
+    // the conversation, with these sampling parameters
     ChatSession& session(const SamplerParams& s) {
         if (!chat) {
-            chat = std::make_unique<ChatSession>(tf, *model.vocab, fmt, s);
+            ChatSessionOptions co;
+            co.n_ctx = opts.n_ctx;
+            co.n_batch = opts.n_batch;
+            co.kv_type = opts.kv_f32 ? DType::F32 : DType::F16;
+            chat = std::make_unique<ChatSession>(model, pool, fmt, s, co);
             chat->set_system(system);
         } else if (!same_sampling(s, chat_sampling)) {
             chat->set_sampling(s);
@@ -57,12 +68,12 @@ const ModelConfig& Llm::config() const { return impl_->model.config; }
 const Vocab& Llm::vocab() const { return *impl_->model.vocab; }
 
 Completion Llm::complete(const std::string& prompt, int32_t max_tokens, const SamplerParams& sampling, const OnText& on_text) {
-    impl_->tf.reset();
+    Transformer& tf = impl_->completions();
+    tf.reset();
     GenerateParams p;
     p.n_predict = max_tokens;
     p.sampling = sampling;
-    const GenerateResult r = generate(impl_->tf, *impl_->model.vocab, prompt, p, on_text);
-    if (impl_->chat) impl_->chat->forget_cache();  // the cache no longer holds the conversation
+    const GenerateResult r = generate(tf, *impl_->model.vocab, prompt, p, on_text);
     return {r.text, r.stop_reason, static_cast<int64_t>(r.prompt_tokens.size()), static_cast<int64_t>(r.tokens.size())};
 }
 

@@ -11,6 +11,7 @@
 #include "llmforge/chat_session.h"
 #include "llmforge/error.h"
 #include "llmforge/jinja.h"
+#include "llmforge/llmforge.h"
 #include "llmforge/model.h"
 #include "llmforge/transformer.h"
 #include "test_util.h"
@@ -183,11 +184,15 @@ struct TinyChatModel {
 TEST(ChatSession, CachedTurnsEqualAFreshPass) {
     TinyChatModel tm(256);
     ThreadPool pool(1);
-    Transformer tf(tm.model, pool, 256, 64, DType::F32);
     const ChatFormat fmt(*tm.model.vocab);
     SamplerParams sp;
     sp.temp = 0;  // greedy: both sides must pick the same tokens
-    ChatSession chat(tf, *tm.model.vocab, fmt, sp);
+    ChatSessionOptions co;
+    co.n_ctx = 256;
+    co.n_batch = 64;
+    co.kv_type = DType::F32;
+    ChatSession chat(tm.model, pool, fmt, sp, co);
+    EXPECT_EQ(chat.transformer().n_ctx(), 256);
     chat.set_system("Be brief.");
     chat.ask("hello there", 6);
     const json before = chat.messages();
@@ -216,11 +221,14 @@ TEST(ChatSession, CachedTurnsEqualAFreshPass) {
 TEST(ChatSession, FullContextDropsTheOldestTurns) {
     TinyChatModel tm(96);
     ThreadPool pool(1);
-    Transformer tf(tm.model, pool, 96, 64, DType::F32);
     const ChatFormat fmt(*tm.model.vocab);
     SamplerParams sp;
     sp.temp = 0;
-    ChatSession chat(tf, *tm.model.vocab, fmt, sp);
+    ChatSessionOptions co;
+    co.n_ctx = 96;
+    co.n_batch = 64;
+    co.kv_type = DType::F32;
+    ChatSession chat(tm.model, pool, fmt, sp, co);
     int64_t dropped = 0;
     for (int i = 0; i < 6; ++i) dropped += chat.ask("what does a dog mean? hello there", 8).dropped_turns;
     EXPECT_GT(dropped, 0);
@@ -232,4 +240,25 @@ TEST(ChatSession, FullContextDropsTheOldestTurns) {
     const size_t n = chat.messages().size();
     EXPECT_THROW(chat.ask(std::string(400, 'x'), 4), Error);  // a message longer than the context: an error,
     EXPECT_EQ(chat.messages().size(), n);                      // and the conversation is unchanged
+}
+
+// The library facade: a completion between two turns leaves the conversation's own KV cache as it was — the second
+// answer equals the one of a conversation that had no completion in between (greedy decoding).
+TEST(Llm, CompletionsLeaveTheConversationAsItWas) {
+    TinyChatModel tm(256);
+    const std::string path = test::tmp_path("llm-chat.gguf");
+    save_model(tm.model, path);
+    SamplerParams greedy;
+    greedy.temp = 0;
+    LlmOptions o;
+    o.threads = 1;
+    o.kv_f32 = true;
+    Llm a(path, o), b(path, o);
+    a.ask("hello there", 6, greedy);
+    b.ask("hello there", 6, greedy);
+    const Completion c = a.complete("the cat sat", 5, greedy);
+    EXPECT_EQ(c.tokens, 5);
+    const Completion ra = a.ask("what does a dog mean?", 6, greedy), rb = b.ask("what does a dog mean?", 6, greedy);
+    EXPECT_EQ(ra.text, rb.text);
+    EXPECT_EQ(ra.prompt_tokens, rb.prompt_tokens);
 }
