@@ -123,7 +123,7 @@ private:
     const float* P(size_t off) const { return view_.empty() ? (lora_ ? base_ : data_).data() + off : view_.at(off); }
     float* G(size_t off) { return lora_ ? nullptr : grad_.data() + off; }
     static constexpr size_t kNone = ~size_t{0};
-    void lin_fwd(size_t w, size_t b, const float* x, float* y, int64_t N, int64_t I, int64_t O);
+    void lin_fwd(const Tensor* w, const Tensor* b, const float* x, float* y, int64_t N);
     void lin_bwd(size_t w, size_t b, const float* dy, const float* x, float* dx, int64_t N, int64_t I, int64_t O, bool accumulate_dx = true);
     void ensure_acts(int64_t B, int64_t T);
     void bind_views();

@@ -87,6 +87,33 @@ public:
     virtual void add(float* x, const float* y, int64_t count) = 0;
     // out[i] (+)= row ids[i] of an embedding table (any weight type)
     virtual void embed(const Tensor& table, const int32_t* ids, int64_t n, float* out, bool accumulate) = 0;
+
+    // ---- training: each operation's backward pass, written once per operation (llm.c style). From ∂loss/∂output
+    // (d…) and what the forward pass kept, each adds ∂loss/∂input to dx and the weights' gradients to dw, db (null:
+    // not wanted, e.g. frozen weights). Weights and gradients are f32 arrays here. A backend that only runs inference
+    // throws (these defaults).
+    // c[n, rows] (+)= a · bᵀ: a [n, K] (a_t: stored [K, n]), b [rows, K] (b_t: stored [K, rows]) — adapters, heads
+    virtual void matmul(const float* a, bool a_t, const float* b, bool b_t, float* c, int64_t n, int64_t rows, int64_t K, bool accumulate);
+    // y = x Wᵀ + b:  dx (+)= dy W (accumulate_dx false: overwritten);  dW += dyᵀ x;  db += Σ dy
+    virtual void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int64_t n, int64_t in,
+                                 int64_t out, bool accumulate_dx);
+    // norm(): mean null for RMSNorm; dx += …, dw += …, db += …
+    virtual void norm_backward(const float* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx, float* dw,
+                               float* db, int64_t n, int64_t C);
+    // rope(): the rotation's transpose, in place (rotate back by the same angles)
+    virtual void rope_backward(float* dx, int64_t n, int64_t heads, int64_t head_dim, int64_t n_rot, RopeStyle style, const float* cos,
+                               const float* sin);
+    // attention_within(): dq, dk, dv += from dy and the kept probabilities
+    virtual void attention_backward(const float* dy, const float* q, const float* k, const float* v, const float* probs, float* dq, float* dk,
+                                    float* dv, int64_t B, int64_t T, const AttentionShape& s);
+    // swiglu() / geglu(): dgate, dup = from dact (overwritten)
+    virtual void glu_backward(MlpKind kind, const float* dact, const float* gate, const float* up, float* dgate, float* dup, int64_t count);
+    // gelu(): dx = dact · GELU'(x), th the tanh kept by the forward pass (overwritten)
+    virtual void gelu_backward(const float* dact, const float* x, const float* th, float* dx, int64_t count);
+    // softcap(): d ← d · (1 − th²) in place, th the tanh kept by the forward pass
+    virtual void softcap_backward(float* d, const float* th, int64_t count);
+    // embed() (scaled by `scale` after the lookup): dtable[ids[i]] += scale · dx[i]
+    virtual void embed_backward(const float* dx, const int32_t* ids, int64_t n, int64_t C, float scale, float* dtable);
 };
 
 // Today's CPU kernels (AVX-512, AVX2 or scalar, chosen at run time) in the given numerics.

@@ -418,6 +418,31 @@ void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Row
     });
 }
 
+}  // namespace
+
+// The backward operations of a backend that only runs inference.
+namespace {
+[[noreturn]] void no_gradients(const char* op) { throw_runtime("%s: this backend runs inference only (the training backend computes gradients)", op); }
+}  // namespace
+void Backend::matmul(const float*, bool, const float*, bool, float*, int64_t, int64_t, int64_t, bool) { no_gradients("matmul"); }
+void Backend::linear_backward(const float*, const float*, const float*, float*, float*, float*, int64_t, int64_t, int64_t, bool) {
+    no_gradients("linear_backward");
+}
+void Backend::norm_backward(const float*, const float*, const float*, const float*, const float*, float*, float*, float*, int64_t, int64_t) {
+    no_gradients("norm_backward");
+}
+void Backend::rope_backward(float*, int64_t, int64_t, int64_t, int64_t, RopeStyle, const float*, const float*) { no_gradients("rope_backward"); }
+void Backend::attention_backward(const float*, const float*, const float*, const float*, const float*, float*, float*, float*, int64_t, int64_t,
+                                 const AttentionShape&) {
+    no_gradients("attention_backward");
+}
+void Backend::glu_backward(MlpKind, const float*, const float*, const float*, float*, float*, int64_t) { no_gradients("glu_backward"); }
+void Backend::gelu_backward(const float*, const float*, const float*, float*, int64_t) { no_gradients("gelu_backward"); }
+void Backend::softcap_backward(float*, const float*, int64_t) { no_gradients("softcap_backward"); }
+void Backend::embed_backward(const float*, const int32_t*, int64_t, int64_t, float, float*) { no_gradients("embed_backward"); }
+
+namespace {
+
 // The training forward (train_ops.h): f32 weights read in place, every statistic the backward pass needs kept.
 class CpuTrainingBackend final : public Backend {
 public:
@@ -484,6 +509,62 @@ public:
             if (accumulate)
                 for (int64_t c = 0; c < C; ++c) out[i * C + c] += row[c];
             else std::copy_n(row, C, out + i * C);
+        }
+    }
+
+    // ---- the backward passes (train_ops.h)
+    void matmul(const float* a, bool a_t, const float* b, bool b_t, float* c, int64_t n, int64_t rows, int64_t K, bool accumulate) override {
+        kernels::gemm(a, a_t, b, b_t, c, n, rows, K, accumulate, prec_, pool_);
+    }
+    void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int64_t n, int64_t in, int64_t out,
+                         bool accumulate_dx) override {
+        train_ops::linear_backward(pool_, prec_, dy, x, w, dx, dw, db, n, in, out, accumulate_dx);
+    }
+    void norm_backward(const float* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx, float* dw, float* db,
+                       int64_t n, int64_t C) override {
+        train_ops::norm_backward_par(pool_, dy, x, w, mean, rstd, dx, dw, db, n, C);
+    }
+    void rope_backward(float* dx, int64_t n, int64_t heads, int64_t head_dim, int64_t n_rot, RopeStyle style, const float* cos,
+                       const float* sin) override {
+        train_ops::rope_apply(dx, 1, n, heads, head_dim, n_rot / 2, style == RopeStyle::Interleaved, cos, sin, -1.0f);
+    }
+    void attention_backward(const float* dy, const float* q, const float* k, const float* v, const float* probs, float* dq, float* dk, float* dv,
+                            int64_t B, int64_t T, const AttentionShape& s) override {
+        train_ops::attention_backward(pool_, prec_, dy, q, k, v, probs, dq, dk, dv, B, T, s.n_head, s.n_head_kv, s.head_dim, s.factor(), s.softcap);
+    }
+    void glu_backward(MlpKind kind, const float* dact, const float* gate, const float* up, float* dgate, float* dup, int64_t count) override {
+        pool_.parallel_for(count, [&](int64_t b0, int64_t b1) {
+            if (kind == MlpKind::GeGLU) {  // act = GELU(a) · b;  the tanh recomputed, in dgate's slots
+                for (int64_t i = b0; i < b1; ++i) dgate[i] = train_ops::kGeluK * (gate[i] + 0.044715f * gate[i] * gate[i] * gate[i]);
+                kernels::tanh(dgate + b0, dgate + b0, b1 - b0);
+                for (int64_t i = b0; i < b1; ++i) {
+                    const float g = dact[i], t = dgate[i];
+                    dup[i] = g * 0.5f * gate[i] * (1.0f + t);
+                    dgate[i] = g * up[i] * train_ops::gelu_grad(gate[i], t);
+                }
+            } else {  // act = silu(a) · b;  silu'(a) = σ(a)(1 + a(1 − σ(a)))
+                for (int64_t i = b0; i < b1; ++i) {
+                    const float s = train_ops::sigmoid(gate[i]), g = dact[i];
+                    dgate[i] = g * up[i] * s * (1.0f + gate[i] * (1.0f - s));
+                    dup[i] = g * gate[i] * s;
+                }
+            }
+        });
+    }
+    void gelu_backward(const float* dact, const float* x, const float* th, float* dx, int64_t count) override {
+        pool_.parallel_for(count, [&](int64_t b0, int64_t b1) {
+            for (int64_t i = b0; i < b1; ++i) dx[i] = dact[i] * train_ops::gelu_grad(x[i], th[i]);
+        });
+    }
+    void softcap_backward(float* d, const float* th, int64_t count) override {
+        pool_.parallel_for(count, [&](int64_t b0, int64_t b1) {
+            for (int64_t i = b0; i < b1; ++i) d[i] *= 1.0f - th[i] * th[i];
+        });
+    }
+    void embed_backward(const float* dx, const int32_t* ids, int64_t n, int64_t C, float scale, float* dtable) override {
+        for (int64_t i = 0; i < n; ++i) {  // (in row order: rows sharing a token add in the same order every time)
+            float* row = dtable + static_cast<int64_t>(ids[i]) * C;
+            for (int64_t c = 0; c < C; ++c) row[c] += dx[i * C + c] * scale;
         }
     }
 

@@ -6,7 +6,6 @@
 #include <random>
 #include <tuple>
 
-#include "backend/train_ops.h"
 #include "core/kernels.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
@@ -43,8 +42,6 @@ struct TrainableModel::Acts {
     std::vector<float> dx, dres, dln, dq, dk, dv, dq_raw, dk_raw, datty, dfa, dfb, dfact, dqkv, tmp1, dproj;
 };
 
-using kernels::Precision;
-using namespace backend::train_ops;
 
 // ---- construction --------------------------------------------------------------------------------------------------
 
@@ -191,8 +188,8 @@ void TrainableModel::bind_views() {
 
 // The backward pass of the norm the block description names (LayerNorm or RMSNorm).
 void TrainableModel::norm_bwd(const float* dy, const float* x, size_t w, size_t b, const float* mean, const float* rstd, float* dx, int64_t N) {
-    if (cfg_.norm == NormKind::LayerNorm) norm_backward_par(pool_, dy, x, P(w), mean, rstd, dx, G(w), G(b), N, cfg_.n_embd);
-    else norm_backward_par(pool_, dy, x, P(w), nullptr, rstd, dx, G(w), nullptr, N, cfg_.n_embd);
+    if (cfg_.norm == NormKind::LayerNorm) be_->norm_backward(dy, x, P(w), mean, rstd, dx, G(w), G(b), N, cfg_.n_embd);
+    else be_->norm_backward(dy, x, P(w), nullptr, rstd, dx, G(w), nullptr, N, cfg_.n_embd);
 }
 
 // ---- forward -------------------------------------------------------------------------------------------------------
@@ -263,7 +260,7 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
         return b;
     };
     const LinearFn lin = [&](const float* in, float* out, int64_t n, const Tensor* wt, const Tensor* bias) {
-        lin_fwd(view_offset_.at(wt), bias ? view_offset_.at(bias) : kNone, in, out, n, wt->cols(), wt->shape[0]);
+        lin_fwd(wt, bias, in, out, n);
     };
     forward_blocks(cfg_, w, *be_, lin, N, src, rope_cos_.data(), rope_sin_.data(), layer);
     // final norm, logits, and softmax fused with cross-entropy: the logits buffer becomes the probabilities
@@ -418,7 +415,7 @@ const float* TrainableModel::post_bwd(size_t w, const std::vector<float>& proj, 
     if (w == kNone) return a.dx.data();
     const int64_t N = B_ * T_, C = cfg_.n_embd;
     a.dproj.assign(static_cast<size_t>(N * C), 0.0f);
-    norm_backward_par(pool_, a.dx.data(), proj.data() + l * N * C, P(w), nullptr, rstd.data() + l * N, a.dproj.data(), G(w), nullptr, N, C);
+    be_->norm_backward(a.dx.data(), proj.data() + l * N * C, P(w), nullptr, rstd.data() + l * N, a.dproj.data(), G(w), nullptr, N, C);
     return a.dproj.data();
 }
 
@@ -428,10 +425,7 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
     const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
                   HKV = cfg_.n_head_kv, HD = cfg_.head_dim(), Q = cfg_.q_dim(), QKV = Q + 2 * KV;
     a.dln.assign(static_cast<size_t>(N * C), 0.0f);
-    if (have_dlogits && cfg_.final_softcap > 0)  // z = cap · tanh(u / cap): du = dz · (1 − tanh²)
-        pool_.parallel_for(N * V, [&](int64_t b0, int64_t b1) {
-            for (int64_t i = b0; i < b1; ++i) a.logits[static_cast<size_t>(i)] *= 1.0f - a.logit_th[static_cast<size_t>(i)] * a.logit_th[static_cast<size_t>(i)];
-        });
+    if (have_dlogits && cfg_.final_softcap > 0) be_->softcap_backward(a.logits.data(), a.logit_th.data(), N * V);
     if (have_dlogits) lin_bwd(output_, kNone, a.logits.data(), a.lnf.data(), a.dln.data(), N, C, V);
     if (dhead) {  // head: dh += Σ_j dy_j W_j;  dW_j += Σ_n dy[n, j] h[n];  db_j += Σ_n dy[n, j]
         const int64_t O = head_.n_out;
@@ -482,35 +476,12 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
         lin_bwd(Ly.down, Ly.b_down, post_bwd(Ly.post2, a.mlp_proj, a.rstd_pf, l), fact, a.dfact.data(), N, F, C, false);
         a.dfa.resize(static_cast<size_t>(N * F));
         a.dln.assign(static_cast<size_t>(N * C), 0.0f);
-        if (!cfg_.gated_mlp()) {
-            const float* th = a.fb.data() + l * N * F;
-            pool_.parallel_for(N * F, [&](int64_t b0, int64_t b1) {
-                for (int64_t i = b0; i < b1; ++i) a.dfa[static_cast<size_t>(i)] = a.dfact[static_cast<size_t>(i)] * gelu_grad(fa[i], th[i]);
-            });
+        if (!cfg_.gated_mlp()) {  // act = GELU(up), its tanh kept in fb
+            be_->gelu_backward(a.dfact.data(), fa, a.fb.data() + l * N * F, a.dfa.data(), N * F);
             lin_bwd(Ly.up, Ly.b_up, a.dfa.data(), ln2, a.dln.data(), N, C, F);
-        } else if (cfg_.mlp == MlpKind::GeGLU) {
-            const float* fb = a.fb.data() + l * N * F;
+        } else {  // act = silu(gate) · up or GELU(gate) · up
             a.dfb.resize(static_cast<size_t>(N * F));
-            pool_.parallel_for(N * F, [&](int64_t b0, int64_t b1) {
-                float* th = a.dfa.data();  // tanh(√(2/π)(a + 0.044715a³)) recomputed, in dfa's slots
-                for (int64_t i = b0; i < b1; ++i) th[i] = kGeluK * (fa[i] + 0.044715f * fa[i] * fa[i] * fa[i]);
-                kernels::tanh(th + b0, th + b0, b1 - b0);
-                for (int64_t i = b0; i < b1; ++i) {  // act = GELU(a) · b
-                    const float g = a.dfact[static_cast<size_t>(i)], t = th[i];
-                    a.dfb[static_cast<size_t>(i)] = g * 0.5f * fa[i] * (1.0f + t);
-                    th[i] = g * fb[i] * gelu_grad(fa[i], t);
-                }
-            });
-            lin_bwd(Ly.gate, Ly.b_gate, a.dfa.data(), ln2, a.dln.data(), N, C, F);
-            lin_bwd(Ly.up, Ly.b_up, a.dfb.data(), ln2, a.dln.data(), N, C, F);
-        } else {
-            const float* fb = a.fb.data() + l * N * F;
-            a.dfb.resize(static_cast<size_t>(N * F));
-            for (int64_t i = 0; i < N * F; ++i) {  // act = silu(a) · b;  silu'(a) = σ(a)(1 + a(1 − σ(a)))
-                const float s = sigmoid(fa[i]), g = a.dfact[static_cast<size_t>(i)];
-                a.dfa[static_cast<size_t>(i)] = g * fb[i] * s * (1.0f + fa[i] * (1.0f - s));
-                a.dfb[static_cast<size_t>(i)] = g * fa[i] * s;
-            }
+            be_->glu_backward(cfg_.mlp, a.dfact.data(), fa, a.fb.data() + l * N * F, a.dfa.data(), a.dfb.data(), N * F);
             lin_bwd(Ly.gate, Ly.b_gate, a.dfa.data(), ln2, a.dln.data(), N, C, F);
             lin_bwd(Ly.up, Ly.b_up, a.dfb.data(), ln2, a.dln.data(), N, C, F);
         }
@@ -522,13 +493,14 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
         a.dq.assign(static_cast<size_t>(N * Q), 0.0f);
         a.dk.assign(static_cast<size_t>(N * KV), 0.0f);
         a.dv.assign(static_cast<size_t>(N * KV), 0.0f);
-        attention_backward(pool_, matmul_, a.datty.data(), q, k, v, att, a.dq.data(), a.dk.data(), a.dv.data(), B, T, H, HKV, HD, cfg_.attention_scale(),
-                           cfg_.attn_softcap);
+        backend::AttentionShape shape{H, HKV, HD};
+        shape.scale = cfg_.attention_scale();
+        shape.softcap = cfg_.attn_softcap;
+        be_->attention_backward(a.datty.data(), q, k, v, att, a.dq.data(), a.dk.data(), a.dv.data(), B, T, shape);
         a.dln.assign(static_cast<size_t>(N * C), 0.0f);
         if (cfg_.uses_rope()) {  // the rotation's transpose: rotate back by the angle
-            const bool inter = cfg_.rope_style == RopeStyle::Interleaved;
-            rope_apply(a.dq.data(), 1, N, H, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), -1.0f);
-            rope_apply(a.dk.data(), 1, N, HKV, HD, cfg_.n_rot() / 2, inter, rope_cos_.data(), rope_sin_.data(), -1.0f);
+            be_->rope_backward(a.dq.data(), N, H, HD, cfg_.n_rot(), cfg_.rope_style, rope_cos_.data(), rope_sin_.data());
+            be_->rope_backward(a.dk.data(), N, HKV, HD, cfg_.n_rot(), cfg_.rope_style, rope_cos_.data(), rope_sin_.data());
         }
         // QK-norm: back through each head's RMSNorm (rows of HD) to the projections
         float* dq = a.dq.data();
@@ -536,10 +508,10 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
         if (cfg_.qk_norm) {
             a.dq_raw.assign(static_cast<size_t>(N * Q), 0.0f);
             a.dk_raw.assign(static_cast<size_t>(N * KV), 0.0f);
-            norm_backward_par(pool_, dq, a.q_raw.data() + l * N * Q, P(Ly.q_norm), nullptr, a.rstd_q.data() + l * N * H, a.dq_raw.data(),
-                              G(Ly.q_norm), nullptr, N * H, HD);
-            norm_backward_par(pool_, dk, a.k_raw.data() + l * N * KV, P(Ly.k_norm), nullptr, a.rstd_k.data() + l * N * HKV, a.dk_raw.data(),
-                              G(Ly.k_norm), nullptr, N * HKV, HD);
+            be_->norm_backward(dq, a.q_raw.data() + l * N * Q, P(Ly.q_norm), nullptr, a.rstd_q.data() + l * N * H, a.dq_raw.data(), G(Ly.q_norm),
+                               nullptr, N * H, HD);
+            be_->norm_backward(dk, a.k_raw.data() + l * N * KV, P(Ly.k_norm), nullptr, a.rstd_k.data() + l * N * HKV, a.dk_raw.data(),
+                               G(Ly.k_norm), nullptr, N * HKV, HD);
             dq = a.dq_raw.data();
             dk = a.dk_raw.data();
         }
@@ -559,37 +531,33 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
         norm_bwd(a.dln.data(), x, Ly.norm1, Ly.norm1_b, a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, a.dx.data(), N);
     }
     // embeddings (frozen under LoRA), scaled by √C where the forward pass scaled them
-    const float es = cfg_.embd_scale ? std::sqrt(static_cast<float>(C)) : 1.0f;
-    for (int64_t n = 0; n < N && !lora_; ++n) {
-        float* dw = G(tok_embd_) + static_cast<int64_t>(inputs_[static_cast<size_t>(n)]) * C;
-        for (int64_t c = 0; c < C; ++c) dw[c] += a.dx[static_cast<size_t>(n * C + c)] * es;
-        if (cfg_.learned_positions) {
-            float* dp = G(pos_embd_) + (n % T) * C;
-            for (int64_t c = 0; c < C; ++c) dp[c] += a.dx[static_cast<size_t>(n * C + c)];
-        }
+    if (!lora_) {
+        be_->embed_backward(a.dx.data(), inputs_.data(), N, C, cfg_.embd_scale ? std::sqrt(static_cast<float>(C)) : 1.0f, G(tok_embd_));
+        if (cfg_.learned_positions) be_->embed_backward(a.dx.data(), pos_ids_.data(), N, C, 1.0f, G(pos_embd_));
     }
 }
 
 // ---- linear layers with optional LoRA adapters -----------------------------------------------------------------------
 // y = x Wᵀ + b + s · (x Aᵀ) Bᵀ, s = alpha / rank. u = s · x Aᵀ [N, r] is kept for the backward pass.
-void TrainableModel::lin_fwd(size_t w, size_t b, const float* x, float* y, int64_t N, int64_t I, int64_t O) {
-    linear_forward(pool_, matmul_, x, P(w), b == kNone ? nullptr : P(b), y, N, I, O);
+void TrainableModel::lin_fwd(const Tensor* w, const Tensor* b, const float* x, float* y, int64_t N) {
+    be_->linear(x, y, N, backend::Linear{w, b, nullptr});
     if (!lora_ || !adapters_on_) return;
-    const auto it = lora_index_.find(w);
+    const int64_t I = w->cols(), O = w->shape[0];
+    const auto it = lora_index_.find(view_offset_.at(w));
     if (it == lora_index_.end()) return;
     const LoraSlot& sl = lora_slots_[it->second];
     const int64_t r = lora_cfg_.rank;
     std::vector<float>& u = lora_u_[it->second];
     u.resize(static_cast<size_t>(N * r));
-    kernels::gemm(x, false, data_.data() + sl.a, false, u.data(), N, r, I, false, matmul_, pool_);  // x Aᵀ
+    be_->matmul(x, false, data_.data() + sl.a, false, u.data(), N, r, I, false);  // x Aᵀ
     const float sc = lora_cfg_.scale();
     for (float& v : u) v *= sc;
-    kernels::gemm(u.data(), false, data_.data() + sl.b, false, y, N, O, r, true, matmul_, pool_);  // y += u Bᵀ
+    be_->matmul(u.data(), false, data_.data() + sl.b, false, y, N, O, r, true);  // y += u Bᵀ
 }
 
 // Base: dx (+)= dy W, and dW, db unless frozen. LoRA: dB += dyᵀ u;  du = s · dy B;  dA += duᵀ x;  dx += du A.
 void TrainableModel::lin_bwd(size_t w, size_t b, const float* dy, const float* x, float* dx, int64_t N, int64_t I, int64_t O, bool accumulate_dx) {
-    linear_backward(pool_, matmul_, dy, x, P(w), dx, G(w), b == kNone ? nullptr : G(b), N, I, O, accumulate_dx);
+    be_->linear_backward(dy, x, P(w), dx, G(w), b == kNone ? nullptr : G(b), N, I, O, accumulate_dx);
     if (!lora_) return;
     const auto it = lora_index_.find(w);
     if (it == lora_index_.end()) return;
@@ -598,14 +566,14 @@ void TrainableModel::lin_bwd(size_t w, size_t b, const float* dy, const float* x
     const std::vector<float>& u = lora_u_[it->second];
     const float* A = data_.data() + sl.a;
     const float* Bm = data_.data() + sl.b;
-    kernels::gemm(dy, true, u.data(), true, grad_.data() + sl.b, O, r, N, true, matmul_, pool_);  // dB [O, r]
+    be_->matmul(dy, true, u.data(), true, grad_.data() + sl.b, O, r, N, true);  // dB [O, r]
     std::vector<float>& du = lora_du_;
     du.resize(static_cast<size_t>(N * r));
-    kernels::gemm(dy, false, Bm, true, du.data(), N, r, O, false, matmul_, pool_);  // dy B [N, r]
+    be_->matmul(dy, false, Bm, true, du.data(), N, r, O, false);  // dy B [N, r]
     const float sc = lora_cfg_.scale();
     for (float& v : du) v *= sc;
-    kernels::gemm(du.data(), true, x, true, grad_.data() + sl.a, r, I, N, true, matmul_, pool_);  // dA [r, I]
-    if (dx) kernels::gemm(du.data(), false, A, true, dx, N, I, r, true, matmul_, pool_);          // dx += du A
+    be_->matmul(du.data(), true, x, true, grad_.data() + sl.a, r, I, N, true);  // dA [r, I]
+    if (dx) be_->matmul(du.data(), false, A, true, dx, N, I, r, true);          // dx += du A
 }
 
 void TrainableModel::enable_lora(const LoraConfig& c, const Model* adapter) {
