@@ -10,7 +10,7 @@
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
 #include "llmforge/train.h"
-#include "model/forward.h"
+#include "forward/forward.h"
 
 namespace llmforge {
 

@@ -9,7 +9,7 @@
 
 #include "backend/backend.h"
 #include "llmforge/error.h"
-#include "model/forward.h"
+#include "forward/forward.h"
 
 namespace llmforge {
 

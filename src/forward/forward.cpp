@@ -1,6 +1,6 @@
 // The one forward pass of the blocks (see forward.h). Shapes in comments: n rows, C = n_embd, KV = n_head_kv · d_head,
 // F = n_ff.
-#include "model/forward.h"
+#include "forward/forward.h"
 
 #include <cmath>
 
