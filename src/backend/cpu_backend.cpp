@@ -388,9 +388,16 @@ void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Row
             float mx = -INFINITY;
             for (int64_t t = 0; t < n_keys; ++t) {
                 const float dot = f16 ? kernels::dot_f16_acc64(K16 + row_of(t), qi, HD) : kernels::dot(DType::F32, K + row_of(t), qi, HD);
-                const float sc = cap > 0 ? std::tanh(dot * scale * inv_cap) * cap : dot * scale;
+                const float sc = dot * scale;
                 scores[t] = sc;
                 mx = std::max(mx, sc);
+            }
+            if (cap > 0) {  // soft-capped scores (a model that has them; the loop above stays as lean as without)
+                mx = -INFINITY;
+                for (int64_t t = 0; t < n_keys; ++t) {
+                    scores[t] = std::tanh(scores[t] * inv_cap) * cap;
+                    mx = std::max(mx, scores[t]);
+                }
             }
             double sum = 0;
             for (int64_t t = 0; t < n_keys; ++t) {
