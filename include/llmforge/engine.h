@@ -174,7 +174,8 @@ private:
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::deque<JobPtr> queue_;
-    bool accepting_ = true, cancel_all_ = false, stop_ = false;
+    bool accepting_ = true, stop_ = false;  // (under mu_)
+    std::atomic<bool> cancel_all_{false};   // set under mu_; read by the loop between steps too
     std::vector<int> free_slots_;
     EngineStats stats_;
 

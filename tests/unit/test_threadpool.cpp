@@ -62,6 +62,11 @@ static std::vector<pid_t> thread_ids() {
 }
 
 TEST(ThreadPool, JobsFinishWhileAWorkerIsStopped) {
+#if defined(__SANITIZE_THREAD__)
+    // ThreadSanitizer runs signal handlers at points of its own choosing, not where the signal arrives: a worker cannot
+    // be held inside one (the test hung under it); the other builds run it.
+    GTEST_SKIP() << "holding a worker in a signal handler does not work under ThreadSanitizer";
+#endif
     const std::vector<pid_t> before = thread_ids();  // (a sanitizer's own threads are not the pool's)
     ThreadPool pool(3);
     std::atomic<int> runs{0};
