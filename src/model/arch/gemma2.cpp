@@ -123,25 +123,25 @@ public:
     nlohmann::json to_hf(const ModelConfig& c) const override {
         const float scale = c.attention_scale();
         nlohmann::json j = {{"model_type", "gemma2"},
-                {"architectures", {"Gemma2ForCausalLM"}},
+                            {"architectures", {"Gemma2ForCausalLM"}},
                             {"hidden_size", c.n_embd},
-                {"intermediate_size", c.n_ff},
-                {"num_hidden_layers", c.n_layer},
-                {"num_attention_heads", c.n_head},
-                {"num_key_value_heads", c.n_head_kv},
-                {"head_dim", c.head_dim()},
-                {"max_position_embeddings", c.n_ctx},
-                {"vocab_size", c.n_vocab},
-                {"rms_norm_eps", c.norm_eps},
-                {"rope_theta", c.rope_theta},
-                {"hidden_activation", "gelu_pytorch_tanh"},
-                {"attention_bias", c.qkv_bias},
-                {"query_pre_attn_scalar", std::round(1.0 / (static_cast<double>(scale) * scale) * 1e4) / 1e4},
-                {"attn_logit_softcapping", c.attn_softcap > 0 ? nlohmann::json(c.attn_softcap) : nlohmann::json(nullptr)},
-                {"final_logit_softcapping", c.final_softcap > 0 ? nlohmann::json(c.final_softcap) : nlohmann::json(nullptr)},
-                {"sliding_window", c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nlohmann::json(nullptr)},
-                {"tie_word_embeddings", true},
-                {"torch_dtype", "float32"}};
+                            {"intermediate_size", c.n_ff},
+                            {"num_hidden_layers", c.n_layer},
+                            {"num_attention_heads", c.n_head},
+                            {"num_key_value_heads", c.n_head_kv},
+                            {"head_dim", c.head_dim()},
+                            {"max_position_embeddings", c.n_ctx},
+                            {"vocab_size", c.n_vocab},
+                            {"rms_norm_eps", c.norm_eps},
+                            {"rope_theta", c.rope_theta},
+                            {"hidden_activation", "gelu_pytorch_tanh"},
+                            {"attention_bias", c.qkv_bias},
+                            {"query_pre_attn_scalar", std::round(1.0 / (static_cast<double>(scale) * scale) * 1e4) / 1e4},
+                            {"attn_logit_softcapping", c.attn_softcap > 0 ? nlohmann::json(c.attn_softcap) : nlohmann::json(nullptr)},
+                            {"final_logit_softcapping", c.final_softcap > 0 ? nlohmann::json(c.final_softcap) : nlohmann::json(nullptr)},
+                            {"sliding_window", c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nlohmann::json(nullptr)},
+                            {"tie_word_embeddings", true},
+                            {"torch_dtype", "float32"}};
         write_rope_scaling(c, j);
         return j;
     }
