@@ -42,6 +42,9 @@ std::pair<std::string, std::string> layer_part(const std::string& n, const char*
     return {n.substr(0, dot + 1), n.substr(dot + 1, n.size() - 7 - dot - 1)};
 }
 
+// The scores' factor as the description keeps it: 0 where it is the usual 1/√head_dim.
+void set_scale(ModelConfig& c, float scale) { c.attn_scale = scale == 1.0f / std::sqrt(static_cast<float>(c.head_dim())) ? 0.0f : scale; }
+
 // llama.cpp's rule for the scores' factor of a GGUF without query_pre_attn_scalar (its 27B model: 46 layers)
 float llamacpp_scale(const ModelConfig& c) {
     const float d = c.n_layer == 46 ? static_cast<float>(c.n_embd / c.n_head) : static_cast<float>(c.head_dim());
@@ -94,8 +97,7 @@ public:
         c.qkv_bias = c.out_bias = j.boolean("attention_bias", false);
         const double scalar = j.number("query_pre_attn_scalar", 256.0);
         if (!(scalar > 0)) j.refuse("query_pre_attn_scalar", "not a positive number");
-        c.attn_scale = static_cast<float>(1.0 / std::sqrt(scalar));
-        if (c.attn_scale == 1.0f / std::sqrt(static_cast<float>(c.head_dim()))) c.attn_scale = 0;  // the usual factor
+        set_scale(c, static_cast<float>(1.0 / std::sqrt(scalar)));
         auto cap = [&](const char* key, double def) {  // null: no soft-cap
             if (j.present(key) && j.raw(key).is_null()) return 0.0f;
             const double v = j.number(key, def);
@@ -152,8 +154,7 @@ public:
         c.final_softcap = static_cast<float>(k.number("final_logit_softcapping", 30.0));
         c.sliding_window = k.integer("attention.sliding_window", 4096);
         const double scalar = k.number("attention.query_pre_attn_scalar", 0.0);
-        c.attn_scale = scalar > 0 ? static_cast<float>(1.0 / std::sqrt(scalar)) : llamacpp_scale(c);
-        if (c.attn_scale == 1.0f / std::sqrt(static_cast<float>(c.head_dim()))) c.attn_scale = 0;
+        set_scale(c, scalar > 0 ? static_cast<float>(1.0 / std::sqrt(scalar)) : llamacpp_scale(c));
     }
 
     void to_gguf(const ModelConfig& c, gguf::Metadata& meta) const override {
@@ -202,8 +203,7 @@ public:
             ModelConfig c = sized(*this, n, C, F, L, H, KV, ctx, vocab);
             c.n_head_dim = hd;
             c.sliding_window = window;
-            c.attn_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(scalar)));
-            if (c.attn_scale == 1.0f / std::sqrt(static_cast<float>(hd))) c.attn_scale = 0;
+            set_scale(c, static_cast<float>(1.0 / std::sqrt(static_cast<double>(scalar))));
             return c;
         };
         return {g("gemma2-2b", 2304, 9216, 26, 8, 4, 256, 8192, 256000, 4096, 256), g("gemma2-9b", 3584, 14336, 42, 16, 8, 256, 8192, 256000, 4096, 256),
