@@ -1,0 +1,172 @@
+// The quantised block formats against ggml itself: for every type, llmforge's quantiser writes the bytes ggml's
+// ggml_quantize_chunk writes (without and with an importance matrix), and its dequantisation gives ggml's
+// dequantize_row_* floats bit for bit.
+//
+// ggml is loaded at run time from LLMFORGE_GGML_LIB: by default the libggml-base.so that the npm package
+// @node-llama-cpp/linux-x64 ships in tests/npm (a prebuilt llama.cpp; scripts/setup.sh installs it); the anchor build of
+// ggerganov/llama.cpp c392e50 (outside the project) is checked the same way by pointing LLMFORGE_GGML_LIB at its
+// build/bin/libggml-base.so. Nothing of ggml is compiled into llmforge or this test.
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/quants.h"
+
+using namespace llmforge;
+
+namespace {
+
+using QuantizeChunk = size_t (*)(int type, const float* src, void* dst, int64_t start, int64_t nrows, int64_t n_per_row, const float* imatrix);
+using DequantizeRow = void (*)(const void* x, float* y, int64_t k);
+using QuantizeRowRef = void (*)(const float* x, void* y, int64_t k);
+
+struct Ggml {
+    void* handle = nullptr;
+    QuantizeChunk quantize_chunk = nullptr;
+    std::string path, error;
+    Ggml() {
+        const char* p = std::getenv("LLMFORGE_GGML_LIB");
+        path = p && *p ? p : LLMFORGE_SOURCE_DIR "/tests/npm/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so";
+        handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+        if (!handle) {
+            error = dlerror();
+            return;
+        }
+        quantize_chunk = reinterpret_cast<QuantizeChunk>(dlsym(handle, "ggml_quantize_chunk"));
+        // ggml_init fills ggml's f16 → f32 table, which some builds' dequantisers read
+        struct InitParams {
+            size_t mem_size;
+            void* mem_buffer;
+            bool no_alloc;
+        };
+        using Init = void* (*)(InitParams);
+        using Free = void (*)(void*);
+        if (auto init = sym<Init>("ggml_init"))
+            if (void* ctx = init(InitParams{1024, nullptr, true}))
+                if (auto done = sym<Free>("ggml_free")) done(ctx);
+    }
+    template <class F>
+    F sym(const std::string& name) const { return reinterpret_cast<F>(dlsym(handle, name.c_str())); }
+};
+
+const Ggml& ggml() {
+    static const Ggml g;
+    return g;
+}
+
+#define REQUIRE_GGML()                                                                                         \
+    do {                                                                                                       \
+        if (!ggml().handle) GTEST_SKIP() << "ggml not found (" << ggml().error << "): run scripts/setup.sh";     \
+        ASSERT_NE(ggml().quantize_chunk, nullptr);                                                             \
+    } while (0)
+
+// Rows that exercise every branch of the searches: Gaussian weights, heavy tails, one large outlier per block, blocks
+// that are all zero, constant, all positive or all negative, tiny magnitudes, and values that sit on rounding ties.
+std::vector<float> test_rows(int64_t rows, int64_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> gauss(0.f, 1.f);
+    std::student_t_distribution<float> heavy(2.f);
+    std::vector<float> x(static_cast<size_t>(rows * n));
+    for (int64_t r = 0; r < rows; ++r) {
+        float* row = x.data() + r * n;
+        const float scale = std::pow(10.f, static_cast<float>(static_cast<int>(r % 7) - 4));  // 1e-4 … 1e2
+        for (int64_t j = 0; j < n; ++j) {
+            const int64_t block = j / 32;
+            float v;
+            switch ((r + block) % 9) {
+                case 0: v = heavy(rng); break;
+                case 1: v = (j % 32 == 5) ? 40.f * gauss(rng) : gauss(rng); break;
+                case 2: v = 0.f; break;
+                case 3: v = 0.75f; break;
+                case 4: v = std::fabs(gauss(rng)) + 0.5f; break;
+                case 5: v = -std::fabs(gauss(rng)) - 0.1f; break;
+                case 6: v = static_cast<float>(static_cast<int>(gauss(rng) * 8)) / 16.f; break;  // ties
+                default: v = gauss(rng);
+            }
+            row[j] = v * scale;
+        }
+    }
+    return x;
+}
+
+std::vector<float> test_importance(int64_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::exponential_distribution<float> e(1.f);
+    std::vector<float> w(static_cast<size_t>(n));
+    for (float& v : w) v = e(rng) * 3.f + 1e-3f;
+    return w;
+}
+
+struct Case {
+    DType type;
+    const char* name;
+};
+
+class QuantsVsGgml : public ::testing::TestWithParam<Case> {};
+
+TEST_P(QuantsVsGgml, SameBytesAndSameFloats) {
+    REQUIRE_GGML();
+    const Case c = GetParam();
+    const int64_t rows = 21, n = 1024;
+    const std::vector<float> x = test_rows(rows, n, 1234u + static_cast<uint32_t>(c.type));
+    const std::vector<float> imp = test_importance(n, 99u + static_cast<uint32_t>(c.type));
+    const size_t bytes = static_cast<size_t>(rows) * quant::row_bytes(c.type, n);
+    const auto dequant = ggml().sym<DequantizeRow>(std::string("dequantize_row_") + c.name);
+    ASSERT_NE(dequant, nullptr) << c.name;
+    for (const float* w : {static_cast<const float*>(nullptr), imp.data()}) {
+        SCOPED_TRACE(w ? "with an importance matrix" : "without an importance matrix");
+        std::vector<uint8_t> ours(bytes, 0xAB), theirs(bytes, 0xCD);
+        ASSERT_EQ(quant::quantize(c.type, x.data(), ours.data(), rows, n, w), bytes);
+        ASSERT_EQ(ggml().quantize_chunk(static_cast<int>(c.type), x.data(), theirs.data(), 0, rows, n, w), bytes);
+        size_t first = bytes;
+        for (size_t i = 0; i < bytes; ++i)
+            if (ours[i] != theirs[i]) {
+                first = i;
+                break;
+            }
+        EXPECT_EQ(first, bytes) << c.name << ": first differing byte " << first << " (row " << first / quant::row_bytes(c.type, n)
+                                << ", block " << (first % quant::row_bytes(c.type, n)) / quant::block_bytes(c.type) << ")";
+        // dequantisation of ggml's bytes: bit for bit
+        std::vector<float> a(static_cast<size_t>(rows * n)), b(a.size());
+        quant::dequantize(c.type, theirs.data(), a.data(), rows * n);
+        dequant(theirs.data(), b.data(), rows * n);
+        EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0) << c.name << ": dequantised values differ";
+        // and the quantisation error is what the type promises (a sanity bound, not the reference)
+        double err = 0, ref = 0;
+        for (size_t i = 0; i < a.size(); ++i) {
+            err += (a[i] - x[i]) * (a[i] - x[i]);
+            ref += x[i] * x[i];
+        }
+        EXPECT_LT(err / ref, 0.1) << c.name;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, QuantsVsGgml,
+                         ::testing::Values(Case{DType::Q4_0, "q4_0"}, Case{DType::Q4_1, "q4_1"}, Case{DType::Q5_0, "q5_0"},
+                                           Case{DType::Q5_1, "q5_1"}, Case{DType::Q8_0, "q8_0"}, Case{DType::Q2_K, "q2_K"},
+                                           Case{DType::Q3_K, "q3_K"}, Case{DType::Q4_K, "q4_K"}, Case{DType::Q5_K, "q5_K"},
+                                           Case{DType::Q6_K, "q6_K"}),
+                         [](const ::testing::TestParamInfo<Case>& i) { return std::string(i.param.name); });
+
+// The activations' K-quant type (used by the integer dot products): quantize_row_q8_K_ref and its dequantisation.
+TEST(QuantsVsGgml, Q8KActivations) {
+    REQUIRE_GGML();
+    const auto ref = ggml().sym<QuantizeRowRef>("quantize_row_q8_K_ref");
+    ASSERT_NE(ref, nullptr);
+    std::vector<float> x = test_rows(8, 1024, 7);
+    for (float& v : x)
+        if (v == 0.f) v = 1e-3f;  // ggml leaves bsums unset for an all-zero block
+    const size_t nb = x.size() / 256;
+    std::vector<quant::BlockQ8_K> ours(nb), theirs(nb);
+    quant::quantize_q8_K_ref(x.data(), ours.data(), static_cast<int64_t>(x.size()));
+    ref(x.data(), theirs.data(), static_cast<int64_t>(x.size()));
+    EXPECT_EQ(std::memcmp(ours.data(), theirs.data(), nb * sizeof(quant::BlockQ8_K)), 0);
+}
+
+}  // namespace
