@@ -30,6 +30,7 @@ void build_app(CLI::App& app) {
     add_info(app);
     add_init(app);
     add_convert(app);
+    add_quantize(app);
     add_generate(app);
     add_tokenize(app);
     add_tokenizer(app);

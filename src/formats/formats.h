@@ -9,6 +9,8 @@ namespace llmforge::formats {
 
 Model load_gguf(const std::string& path, const LoadOptions& opts);
 void save_gguf(const Model& m, const std::string& path, DType dtype);
+// What save_gguf writes: the metadata and the tensors (converted copies held by tmp), in the file's order.
+std::vector<Tensor> gguf_image(const Model& m, DType dtype, gguf::Metadata& meta, Model& tmp);
 
 Model load_llama2c(const std::string& path, const LoadOptions& opts);
 void save_llama2c(const Model& m, const std::string& path);

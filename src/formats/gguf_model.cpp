@@ -29,11 +29,10 @@ Model load_gguf(const std::string& path, const LoadOptions& opts) {
     return m;
 }
 
-void save_gguf(const Model& m, const std::string& path, DType dtype) {
-    gguf::Metadata meta = m.meta;
+std::vector<Tensor> gguf_image(const Model& m, DType dtype, gguf::Metadata& meta, Model& tmp) {
+    meta = m.meta;
     config_to_gguf(m.config, meta);
     if (m.vocab) m.vocab->to_gguf(meta);
-    Model tmp;  // holds converted copies
     std::vector<Tensor> out;
     const RopeStyle file_style = gguf_rope_style(m.config);
     const bool permute = m.config.uses_rope() && m.config.rope_style != file_style;
@@ -65,6 +64,13 @@ void save_gguf(const Model& m, const std::string& path, DType dtype) {
     for (const Tensor& t : out)
         if (t.shape.size() == 2) { ++n2d; n16 += t.dtype == DType::F16; nbf += t.dtype == DType::BF16; }
     meta.set("general.file_type", gguf::Value::u32(n16 * 2 > n2d ? 1u : nbf * 2 > n2d ? 32u : 0u));
+    return out;
+}
+
+void save_gguf(const Model& m, const std::string& path, DType dtype) {
+    gguf::Metadata meta;
+    Model tmp;  // holds converted copies
+    const std::vector<Tensor> out = gguf_image(m, dtype, meta, tmp);
     gguf::write(path, meta, out);
 }
 

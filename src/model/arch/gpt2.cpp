@@ -103,13 +103,15 @@ public:
     }
 
     // Sizes from the published configurations: GPT-2 (Radford et al. 2019, HF config.json), GPT-3 (Brown et al. 2020,
-    // table 2.1); gpt2-tiny for tests.
+    // table 2.1); gpt2-tiny for tests, gpt2-mini (rows multiples of 256, as the K-quants need; untied) for the quantisation tests.
     std::vector<ModelConfig> presets() const override {
         auto g = [&](const char* n, int64_t C, int64_t L, int64_t H, int64_t ctx, int64_t vocab = 50257) {
             return sized(*this, n, C, 4 * C, L, H, H, ctx, vocab);
         };
+        ModelConfig mini = g("gpt2-mini", 256, 4, 4, 256, 512);
+        mini.tied_embeddings = false;  // its own output.weight, as llama.cpp's converter writes GPT-2 (and llama.cpp needs)
         return {g("gpt2", 768, 12, 12, 1024),      g("gpt2-medium", 1024, 24, 16, 1024), g("gpt2-large", 1280, 36, 20, 1024),
-                g("gpt2-xl", 1600, 48, 25, 1024),  g("gpt3-175b", 12288, 96, 96, 2048),  g("gpt2-tiny", 64, 2, 4, 128, 512)};
+                g("gpt2-xl", 1600, 48, 25, 1024),  g("gpt3-175b", 12288, 96, 96, 2048),  g("gpt2-tiny", 64, 2, 4, 128, 512), mini};
     }
 };
 

@@ -37,7 +37,8 @@ public:
     // Sizes from the published configurations: TinyLlama-1.1B (its HF config.json), Llama 2 (Touvron et al. 2023, HF
     // config.json), Llama 3.1 8B and Llama 3.2 1B/3B (meta-llama's config.json files: θ = 500000, rope_scaling llama3
     // with factor 8 (3.1) or 32 (3.2), low 1, high 4, 8192 original positions; 3.2 ties the output); llama-tiny and
-    // llama-small (llama2.c's stories15M shape) for tests and demos, llama3-tiny with Llama 3's scaling for tests.
+    // llama-small (llama2.c's stories15M shape) for tests and demos, tinyllama-mini (TinyLlama's grouped-query attention,
+    // 22 layers → 16, every row a multiple of 256 as the K-quants need) for the quantisation tests, llama3-tiny with Llama 3's scaling for tests.
     std::vector<ModelConfig> presets() const override {
         auto l = [&](const char* n, int64_t C, int64_t F, int64_t L, int64_t H, int64_t KV, int64_t ctx, int64_t vocab = 32000) {
             return sized(*this, n, C, F, L, H, KV, ctx, vocab);
@@ -59,6 +60,7 @@ public:
                 l3("llama3.2-3b", 3072, 8192, 28, 24, 8, 131072, 128256, 500000.0f, true, 32.0f, 8192),
                 l("llama-tiny", 64, 172, 5, 8, 4, 512, 512),
                 l("llama-small", 288, 768, 6, 6, 6, 256, 32000),
+                l("tinyllama-mini", 256, 768, 16, 4, 1, 512, 4096),
                 l3("llama3-tiny", 64, 172, 3, 4, 2, 256, 512, 10000.0f, true, 4.0f, 32)};
     }
 };

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# llmforge quantize against llama.cpp's llama-quantize: for a TinyLlama-shaped and a GPT-2-shaped random f32 model
+# (`llmforge init --preset tinyllama-mini / gpt2-mini`: every row a multiple of 256), every type and mix, without and
+# with the same importance matrix (made by llama-imatrix on the model), must give the same tensors — names, types and
+# data, byte for byte. llama.cpp then loads and runs our files (llama-perplexity on a short text).
+#
+#   LLAMA_CPP_BIN=/path/to/llama.cpp/build/bin tests/anchor/llamacpp_quantize.sh [TYPE...]
+#
+# llama.cpp is an anchor built outside the project from the public snapshot ggerganov/llama.cpp (c392e50); nothing of
+# it enters the project. Not part of the default test suite (CI has no llama.cpp build; the block formats themselves
+# are checked in CI against ggml's library from npm, tests/unit/test_quants_ggml.cpp).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+LBIN=${LLAMA_CPP_BIN:?set LLAMA_CPP_BIN to llama.cpp\'s build/bin}
+BIN=${LLMFORGE_BIN:-build/llmforge}
+types=("$@")
+[ ${#types[@]} -gt 0 ] || types=(Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+head -c 20000 /usr/share/common-licenses/GPL-3 > "$work/text.txt"
+status=0
+for preset in tinyllama-mini gpt2-mini; do
+  "$BIN" init --preset $preset --dtype f32 --seed 5 -o "$work/$preset.gguf" 2>/dev/null
+  "$LBIN/llama-imatrix" -m "$work/$preset.gguf" -f "$work/text.txt" -o "$work/$preset.imatrix" -c 128 --chunks 8 -t 2 >"$work/imatrix.log" 2>&1 \
+    || { tail -5 "$work/imatrix.log"; exit 1; }
+  for t in "${types[@]}" Q2_K_S; do
+    for im in "" "$work/$preset.imatrix"; do
+      [ "$t" = Q2_K_S ] && [ -z "$im" ] && continue   # Q2_K_S needs an importance matrix (both tools refuse without)
+      ours="$work/ours.gguf"; theirs="$work/theirs.gguf"
+      if [ -n "$im" ]; then
+        "$BIN" quantize --imatrix "$im" "$work/$preset.gguf" "$ours" "$t" 2>/dev/null >/dev/null
+        "$LBIN/llama-quantize" --imatrix "$im" "$work/$preset.gguf" "$theirs" "$t" >"$work/q.log" 2>&1 || { tail -3 "$work/q.log"; exit 1; }
+      else
+        "$BIN" quantize "$work/$preset.gguf" "$ours" "$t" 2>/dev/null >/dev/null
+        "$LBIN/llama-quantize" "$work/$preset.gguf" "$theirs" "$t" >"$work/q.log" 2>&1 || { tail -3 "$work/q.log"; exit 1; }
+      fi
+      label="$preset $t${im:+ +imatrix}"
+      if ! /usr/bin/python3 - "$ours" "$theirs" "$label" <<'PY'
+import sys
+sys.path.insert(0, "tests/reference")
+import gguf_raw
+ours_meta, ours = gguf_raw.read(sys.argv[1])
+theirs_meta, theirs = gguf_raw.read(sys.argv[2])
+label = sys.argv[3]
+bad = []
+if [t[0] for t in ours] != [t[0] for t in theirs]:
+    bad.append("tensor order differs")
+th = {t[0]: t for t in theirs}
+types = {}
+for name, ne, typ, data in ours:
+    if name not in th:
+        bad.append(f"{name}: not in llama-quantize's file"); continue
+    _, ne2, typ2, data2 = th[name]
+    if ne != ne2 or typ != typ2:
+        bad.append(f"{name}: {gguf_raw.NAMES.get(typ, typ)} {ne} vs {gguf_raw.NAMES.get(typ2, typ2)} {ne2}")
+    elif data != data2:
+        first = next(i for i in range(len(data)) if data[i] != data2[i])
+        bad.append(f"{name} ({gguf_raw.NAMES.get(typ, typ)}): data differs from byte {first}")
+    types[gguf_raw.NAMES.get(typ, typ)] = types.get(gguf_raw.NAMES.get(typ, typ), 0) + 1
+for k in ("general.file_type", "general.quantization_version"):
+    if ours_meta.get(k) != theirs_meta.get(k):
+        bad.append(f"{k}: {ours_meta.get(k)} vs {theirs_meta.get(k)}")
+mix = " ".join(f"{k}×{v}" for k, v in sorted(types.items()))
+if bad:
+    print(f"FAIL {label}: " + "; ".join(bad[:6]) + (f" (+{len(bad) - 6} more)" if len(bad) > 6 else ""))
+    sys.exit(1)
+print(f"ok   {label}: {len(ours)} tensors identical ({mix})")
+PY
+      then status=1; fi
+    done
+  done
+  # llama.cpp loads and runs our Q4_K_M file
+  "$BIN" quantize "$work/$preset.gguf" "$work/ours.gguf" Q4_K_M >/dev/null 2>&1
+  if "$LBIN/llama-perplexity" -m "$work/ours.gguf" -f "$work/text.txt" -c 128 --chunks 2 -t 2 >"$work/ppl.log" 2>&1; then
+    echo "ok   $preset: llama-perplexity runs our Q4_K_M file ($(grep -o 'Final estimate: PPL = [0-9.]*' "$work/ppl.log"))"
+  else
+    echo "FAIL $preset: llama-perplexity on our Q4_K_M file"; tail -3 "$work/ppl.log"; status=1
+  fi
+done
+exit $status
