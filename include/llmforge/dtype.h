@@ -18,7 +18,7 @@ enum class DType : uint32_t {
 
 const char* dtype_name(DType t);                 // "f32", "f16", "q4_0", ... ("type#N" if unknown)
 DType dtype_from_name(const std::string& name);  // inverse of dtype_name for f32/f16/bf16; Unknown otherwise
-bool dtype_supported(DType t);                   // types the compute kernels handle today: f32, f16, bf16
+bool dtype_supported(DType t);                   // types the compute kernels handle: f32, f16, bf16 and ggml's Q4_0…Q8_0, Q2_K…Q6_K
 size_t dtype_size(DType t);                      // bytes per element for the plain types, 0 for block types
 
 // ---- scalar conversions (exact, round-to-nearest-even where rounding is needed) ------

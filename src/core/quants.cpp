@@ -784,6 +784,13 @@ void dq_q8_0(const BlockQ8_0* x, float* y, int64_t nb) {
     }
 }
 
+void dq_q8_1(const BlockQ8_1* x, float* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i, y += kBlock) {
+        const float d = h2f(x[i].d);
+        for (int j = 0; j < kBlock; ++j) y[j] = static_cast<float>(x[i].qs[j]) * d;
+    }
+}
+
 void dq_q2_k(const BlockQ2_K* x, float* y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i) {
         const float d = h2f(x[i].d), min = h2f(x[i].dmin);
@@ -895,7 +902,7 @@ bool is_quantized(DType t) { return block_elems(t) > 1; }
 
 int64_t block_elems(DType t) {
     switch (t) {
-        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: return kBlock;
+        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: case DType::Q8_1: return kBlock;
         case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::Q8_K: return kSuper;
         default: return 1;
     }
@@ -908,6 +915,7 @@ size_t block_bytes(DType t) {
         case DType::Q5_0: return sizeof(BlockQ5_0);
         case DType::Q5_1: return sizeof(BlockQ5_1);
         case DType::Q8_0: return sizeof(BlockQ8_0);
+        case DType::Q8_1: return sizeof(BlockQ8_1);
         case DType::Q2_K: return sizeof(BlockQ2_K);
         case DType::Q3_K: return sizeof(BlockQ3_K);
         case DType::Q4_K: return sizeof(BlockQ4_K);
@@ -926,6 +934,7 @@ void dequantize(DType t, const void* src, float* dst, int64_t n) {
         case DType::Q5_0: return dq_q5_0(static_cast<const BlockQ5_0*>(src), dst, nb);
         case DType::Q5_1: return dq_q5_1(static_cast<const BlockQ5_1*>(src), dst, nb);
         case DType::Q8_0: return dq_q8_0(static_cast<const BlockQ8_0*>(src), dst, nb);
+        case DType::Q8_1: return dq_q8_1(static_cast<const BlockQ8_1*>(src), dst, nb);
         case DType::Q2_K: return dq_q2_k(static_cast<const BlockQ2_K*>(src), dst, nb);
         case DType::Q3_K: return dq_q3_k(static_cast<const BlockQ3_K*>(src), dst, nb);
         case DType::Q4_K: return dq_q4_k(static_cast<const BlockQ4_K*>(src), dst, nb);
@@ -996,6 +1005,236 @@ size_t quantize(DType t, const float* src, void* dst, int64_t rows, int64_t n, c
         }
     }
     return static_cast<size_t>(rows) * rb;
+}
+
+}  // namespace llmforge::quant
+
+// ---- products with quantised activations ----------------------------------------------------------------------------
+//
+// Each block's integer dot product is exact; the blocks' scaled sums are added in block order. (llama.cpp's SIMD
+// kernels add the same terms in other orders, so results agree to rounding, not bit for bit.)
+namespace llmforge::quant {
+
+namespace {
+
+void q8_0_act(const float* x, BlockQ8_0* y, int64_t n) {
+    for (int64_t i = 0; i < n / kBlock; ++i, x += kBlock) {
+        float amax = 0;
+        for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
+        const float d = amax / 127.f;
+        const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        y[i].d = f32_to_f16(d);
+        for (int j = 0; j < kBlock; ++j) y[i].qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+    }
+}
+
+void q8_1_act(const float* x, BlockQ8_1* y, int64_t n) {
+    for (int64_t i = 0; i < n / kBlock; ++i, x += kBlock) {
+        float amax = 0;
+        for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
+        const float d = amax / 127.f;
+        const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        y[i].d = f32_to_f16(d);
+        int sum = 0;
+        for (int j = 0; j < kBlock; ++j) {
+            y[i].qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+            sum += y[i].qs[j];
+        }
+        y[i].s = f32_to_f16(d * static_cast<float>(sum));
+    }
+}
+
+// Σ a_j·b_j over 32 signed bytes (vectorises to multiply-adds of 16-bit pairs)
+inline int dot32(const int8_t* a, const int8_t* b) {
+    int s = 0;
+    for (int j = 0; j < 32; ++j) s += static_cast<int16_t>(a[j]) * static_cast<int16_t>(b[j]);
+    return s;
+}
+inline int dot16(const int8_t* a, const int8_t* b) {
+    int s = 0;
+    for (int j = 0; j < 16; ++j) s += static_cast<int16_t>(a[j]) * static_cast<int16_t>(b[j]);
+    return s;
+}
+
+inline void nibbles(const uint8_t* qs, int8_t* out, int offset) {  // 16 bytes → 32 values, low nibbles first
+    for (int j = 0; j < 16; ++j) {
+        out[j] = static_cast<int8_t>((qs[j] & 0x0F) - offset);
+        out[j + 16] = static_cast<int8_t>((qs[j] >> 4) - offset);
+    }
+}
+
+float dot_q4_0(const BlockQ4_0* w, const BlockQ8_0* x, int64_t nb) {
+    float sum = 0;
+    int8_t v[32];
+    for (int64_t i = 0; i < nb; ++i) {
+        nibbles(w[i].qs, v, 8);
+        sum += static_cast<float>(dot32(v, x[i].qs)) * (h2f(w[i].d) * h2f(x[i].d));
+    }
+    return sum;
+}
+
+float dot_q4_1(const BlockQ4_1* w, const BlockQ8_1* x, int64_t nb) {
+    float sum = 0;
+    int8_t v[32];
+    for (int64_t i = 0; i < nb; ++i) {
+        nibbles(w[i].qs, v, 0);
+        sum += (h2f(w[i].d) * h2f(x[i].d)) * static_cast<float>(dot32(v, x[i].qs)) + h2f(w[i].m) * h2f(x[i].s);
+    }
+    return sum;
+}
+
+inline void fives(const uint8_t* qs, const uint8_t* qh_bytes, int8_t* out, int offset) {
+    int q[32];
+    unpack5(qs, qh_bytes, q);
+    for (int j = 0; j < 32; ++j) out[j] = static_cast<int8_t>(q[j] - offset);
+}
+
+float dot_q5_0(const BlockQ5_0* w, const BlockQ8_0* x, int64_t nb) {
+    float sum = 0;
+    int8_t v[32];
+    for (int64_t i = 0; i < nb; ++i) {
+        fives(w[i].qs, w[i].qh, v, 16);
+        sum += static_cast<float>(dot32(v, x[i].qs)) * (h2f(w[i].d) * h2f(x[i].d));
+    }
+    return sum;
+}
+
+float dot_q5_1(const BlockQ5_1* w, const BlockQ8_1* x, int64_t nb) {
+    float sum = 0;
+    int8_t v[32];
+    for (int64_t i = 0; i < nb; ++i) {
+        fives(w[i].qs, w[i].qh, v, 0);
+        sum += (h2f(w[i].d) * h2f(x[i].d)) * static_cast<float>(dot32(v, x[i].qs)) + h2f(w[i].m) * h2f(x[i].s);
+    }
+    return sum;
+}
+
+float dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* x, int64_t nb) {
+    float sum = 0;
+    for (int64_t i = 0; i < nb; ++i) sum += static_cast<float>(dot32(w[i].qs, x[i].qs)) * (h2f(w[i].d) * h2f(x[i].d));
+    return sum;
+}
+
+// K-quants: per super-block, Σ_j scale_j · (q_j · x_j) − Σ_j min_j · Σ x_j in integers, then × d (and dmin) × x's d.
+float dot_q2_k(const BlockQ2_K* w, const BlockQ8_K* x, int64_t nb) {
+    float sum = 0;
+    int8_t v[kSuper];
+    for (int64_t i = 0; i < nb; ++i) {
+        const uint8_t* q = w[i].qs;
+        for (int n = 0; n < kSuper; n += 128, q += 32)
+            for (int shift = 0, k = 0; shift < 8; shift += 2, ++k)
+                for (int l = 0; l < 32; ++l) v[n + 32 * k + l] = static_cast<int8_t>((q[l] >> shift) & 3);
+        int isum = 0, msum = 0;
+        for (int j = 0; j < 16; ++j) {
+            isum += (w[i].scales[j] & 0xF) * dot16(v + 16 * j, x[i].qs + 16 * j);
+            msum += (w[i].scales[j] >> 4) * x[i].bsums[j];
+        }
+        sum += x[i].d * (h2f(w[i].d) * static_cast<float>(isum) - h2f(w[i].dmin) * static_cast<float>(msum));
+    }
+    return sum;
+}
+
+float dot_q3_k(const BlockQ3_K* w, const BlockQ8_K* x, int64_t nb) {
+    float sum = 0;
+    int8_t v[kSuper], sc[16];
+    for (int64_t i = 0; i < nb; ++i) {
+        q3k_scales(w[i].scales, sc);
+        const uint8_t* q = w[i].qs;
+        for (int n = 0, m = 0; n < kSuper; n += 128, q += 32)
+            for (int shift = 0; shift < 8; shift += 2, ++m)
+                for (int l = 0; l < 32; ++l)
+                    v[n + 16 * shift + l] = static_cast<int8_t>(((q[l] >> shift) & 3) - ((w[i].hmask[l] >> m) & 1 ? 0 : 4));
+        int isum = 0;
+        for (int j = 0; j < 16; ++j) isum += sc[j] * dot16(v + 16 * j, x[i].qs + 16 * j);
+        sum += x[i].d * h2f(w[i].d) * static_cast<float>(isum);
+    }
+    return sum;
+}
+
+template <int Bits, class Block>
+float dot_k4(const Block* w, const BlockQ8_K* x, int64_t nb) {
+    float sum = 0;
+    int8_t v[kSuper];
+    for (int64_t i = 0; i < nb; ++i) {
+        const uint8_t* q = w[i].qs;
+        for (int j = 0; j < kSuper; j += 64, q += 32)
+            for (int l = 0; l < 32; ++l) {
+                int lo = q[l] & 0xF, hi = q[l] >> 4;
+                if constexpr (Bits == 5) {
+                    const int b = j / 32;  // sub-blocks 2k and 2k+1 take bits 2k and 2k+1 of qh
+                    lo |= ((w[i].qh[l] >> b) & 1) << 4;
+                    hi |= ((w[i].qh[l] >> (b + 1)) & 1) << 4;
+                }
+                v[j + l] = static_cast<int8_t>(lo);
+                v[j + 32 + l] = static_cast<int8_t>(hi);
+            }
+        int isum = 0, msum = 0;
+        for (int j = 0; j < 8; ++j) {
+            uint8_t sc, m;
+            k4_scale_min(j, w[i].scales, sc, m);
+            isum += sc * dot32(v + 32 * j, x[i].qs + 32 * j);
+            msum += m * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
+        }
+        sum += x[i].d * (h2f(w[i].d) * static_cast<float>(isum) - h2f(w[i].dmin) * static_cast<float>(msum));
+    }
+    return sum;
+}
+
+float dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* x, int64_t nb) {
+    float sum = 0;
+    int8_t v[kSuper];
+    for (int64_t i = 0; i < nb; ++i) {
+        const uint8_t* ql = w[i].ql;
+        const uint8_t* qh = w[i].qh;
+        for (int n = 0; n < kSuper; n += 128, ql += 64, qh += 32)
+            for (int l = 0; l < 32; ++l) {
+                v[n + l] = static_cast<int8_t>(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+                v[n + l + 32] = static_cast<int8_t>(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                v[n + l + 64] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                v[n + l + 96] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+            }
+        int isum = 0;
+        for (int j = 0; j < 16; ++j) isum += w[i].scales[j] * dot16(v + 16 * j, x[i].qs + 16 * j);
+        sum += x[i].d * h2f(w[i].d) * static_cast<float>(isum);
+    }
+    return sum;
+}
+
+}  // namespace
+
+DType activation_type(DType w) {
+    switch (w) {
+        case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: return DType::Q8_0;
+        case DType::Q4_1: case DType::Q5_1: return DType::Q8_1;
+        case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: return DType::Q8_K;
+        default: throw_runtime("activation_type: %s is not a quantised weight type", dtype_name(w));
+    }
+}
+
+void quantize_activations(DType act, const float* x, void* y, int64_t n) {
+    switch (act) {
+        case DType::Q8_0: return q8_0_act(x, static_cast<BlockQ8_0*>(y), n);
+        case DType::Q8_1: return q8_1_act(x, static_cast<BlockQ8_1*>(y), n);
+        case DType::Q8_K: return quantize_q8_K_ref(x, static_cast<BlockQ8_K*>(y), n);
+        default: throw_runtime("quantize_activations: %s is not an activation type", dtype_name(act));
+    }
+}
+
+float vec_dot(DType t, const void* w, const void* x, int64_t n) {
+    const int64_t nb = n / block_elems(t);
+    switch (t) {
+        case DType::Q4_0: return dot_q4_0(static_cast<const BlockQ4_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
+        case DType::Q4_1: return dot_q4_1(static_cast<const BlockQ4_1*>(w), static_cast<const BlockQ8_1*>(x), nb);
+        case DType::Q5_0: return dot_q5_0(static_cast<const BlockQ5_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
+        case DType::Q5_1: return dot_q5_1(static_cast<const BlockQ5_1*>(w), static_cast<const BlockQ8_1*>(x), nb);
+        case DType::Q8_0: return dot_q8_0(static_cast<const BlockQ8_0*>(w), static_cast<const BlockQ8_0*>(x), nb);
+        case DType::Q2_K: return dot_q2_k(static_cast<const BlockQ2_K*>(w), static_cast<const BlockQ8_K*>(x), nb);
+        case DType::Q3_K: return dot_q3_k(static_cast<const BlockQ3_K*>(w), static_cast<const BlockQ8_K*>(x), nb);
+        case DType::Q4_K: return dot_k4<4>(static_cast<const BlockQ4_K*>(w), static_cast<const BlockQ8_K*>(x), nb);
+        case DType::Q5_K: return dot_k4<5>(static_cast<const BlockQ5_K*>(w), static_cast<const BlockQ8_K*>(x), nb);
+        case DType::Q6_K: return dot_q6_k(static_cast<const BlockQ6_K*>(w), static_cast<const BlockQ8_K*>(x), nb);
+        default: throw_runtime("vec_dot: %s is not a quantised weight type", dtype_name(t));
+    }
 }
 
 }  // namespace llmforge::quant

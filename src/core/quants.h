@@ -26,6 +26,7 @@ struct BlockQ4_1 { uint16_t d, m; uint8_t qs[16]; };                      // x =
 struct BlockQ5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; };          // x = d·(q − 16), q's 5th bits in qh
 struct BlockQ5_1 { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; };       // x = d·q + m
 struct BlockQ8_0 { uint16_t d; int8_t qs[32]; };                          // x = d·q
+struct BlockQ8_1 { uint16_t d, s; int8_t qs[32]; };                       // x = d·q; s = d·Σq
 // K-quants: 16 sub-blocks of 16 (Q2_K, Q3_K, Q6_K) or 8 of 32 (Q4_K, Q5_K) with quantised scales (and mins)
 struct BlockQ2_K { uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin; };          // 4-bit scale | 4-bit min
 struct BlockQ3_K { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d; };  // 6-bit signed scales
@@ -35,7 +36,7 @@ struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t 
 struct BlockQ8_K { float d; int8_t qs[256]; int16_t bsums[16]; };                       // bsums: Σ of each 16
 #pragma pack(pop)
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24 &&
-              sizeof(BlockQ8_0) == 34);
+              sizeof(BlockQ8_0) == 34 && sizeof(BlockQ8_1) == 36);
 static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 &&
               sizeof(BlockQ6_K) == 210 && sizeof(BlockQ8_K) == 292);
 
@@ -56,6 +57,18 @@ size_t quantize(DType t, const float* src, void* dst, int64_t rows, int64_t n_pe
 // The reference quantiser of the activations' types (quantize_row_q8_0_ref / _q8_K_ref): n values into blocks.
 void quantize_q8_0_ref(const float* x, BlockQ8_0* y, int64_t n);
 void quantize_q8_K_ref(const float* x, BlockQ8_K* y, int64_t n);
+
+// ---- products with quantised activations (ggml's vec_dot: the activations are quantised per block, then each block's
+// integer dot product is scaled) ----
+
+// The activations' type a weight type is multiplied with (ggml's vec_dot_type): Q8_0 for Q4_0, Q5_0 and Q8_0, Q8_1 for
+// Q4_1 and Q5_1 (their blocks carry d·Σq for the weights' offsets), Q8_K for the K-quants.
+DType activation_type(DType weights);
+// n activations into that type as ggml's x86 CPU backend quantises them (quantize_row_q8_0 / _q8_1: amax/127, values
+// rounded to nearest even; Q8_K: the reference quantiser).
+void quantize_activations(DType act, const float* x, void* y, int64_t n);
+// Σ_i w_i · x_i over n values: one weight row of type `weights` with one row quantised by quantize_activations.
+float vec_dot(DType weights, const void* w, const void* x, int64_t n);
 
 // The 6-bit scale and min j (0…7) of a Q4_K / Q5_K super-block's 12 packed bytes.
 inline void k4_scale_min(int j, const uint8_t* s, uint8_t& scale, uint8_t& min) {

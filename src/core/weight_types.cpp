@@ -1,4 +1,5 @@
-// The weight types the CPU kernels compute with (see weight_types.h): f32, f16 and bf16, one class each.
+// The weight types the CPU kernels compute with (see weight_types.h): f32, f16 and bf16, one class each, and ggml's
+// quantised block types, one class for all (their kernels in core/quants.cpp).
 #include "core/weight_types.h"
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include "core/ggml_math.h"
 #include "core/kernels.h"
 #include "core/kernels_impl.h"
+#include "core/quants.h"
 #include "llmforge/error.h"
 
 namespace llmforge {
@@ -232,6 +234,55 @@ protected:
     int64_t seq_max_rows() const override { return kSeqMaxRows16; }
 };
 
+// ---- ggml's quantised block types (core/quants.h): the activations are quantised per block to the type's partner
+// (Q8_0, Q8_1 or Q8_K) once per product, then every weight row's integer dot products are taken with them.
+class Quantized final : public WeightType {
+public:
+    explicit Quantized(DType t) : t_(t), act_(quant::activation_type(t)) {}
+    DType type() const override { return t_; }
+    int64_t block_elems() const override { return quant::block_elems(t_); }
+    size_t block_bytes() const override { return quant::block_bytes(t_); }
+    size_t alignment() const override { return 1; }  // blocks are read byte-wise (their f16 fields unaligned)
+    void to_f32(const void* src, float* dst, int64_t n) const override { quant::dequantize(t_, src, dst, n); }
+    void from_f32(const float* src, void* dst, int64_t n) const override { quant::quantize(t_, src, dst, 1, n); }
+    float dot(const void* w, const float* x, int64_t n) const override {
+        const std::vector<uint8_t>& xq = activations(x, 1, n);
+        return quant::vec_dot(t_, w, xq.data(), n);
+    }
+    void matvec(const void* W, const float* x, float* y, int64_t rows, int64_t cols, ThreadPool& pool) const override {
+        matmul_rowwise(W, x, y, 1, rows, cols, pool);
+    }
+    // Each thread takes a contiguous range of weight rows; each row meets every activation row while it is in cache.
+    void matmul_rowwise(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) const override {
+        const std::vector<uint8_t>& xq = activations(X, n, cols);
+        const size_t xrb = quant::row_bytes(act_, cols), wrb = row_bytes(cols);
+        const uint8_t* w = static_cast<const uint8_t*>(W);
+        const uint8_t* xp = xq.data();
+        const DType t = t_;
+        pool.parallel_for(rows, [=](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r)
+                for (int64_t i = 0; i < n; ++i) Y[i * rows + r] = quant::vec_dot(t, w + static_cast<size_t>(r) * wrb, xp + static_cast<size_t>(i) * xrb, cols);
+        });
+    }
+
+protected:
+    GemmFn gemm() const override { return nullptr; }  // never asked: the row-wise form serves every n
+    int64_t seq_max_rows() const override { return INT64_MAX; }
+
+private:
+    // The calling thread's buffer of the n rows of X quantised to the activation type.
+    const std::vector<uint8_t>& activations(const float* X, int64_t n, int64_t cols) const {
+        if (cols % quant::block_elems(act_) != 0)
+            throw_runtime("%s weights: rows of %lld values do not split into %s blocks", dtype_name(t_), static_cast<long long>(cols), dtype_name(act_));
+        thread_local std::vector<uint8_t> buf;
+        const size_t rb = quant::row_bytes(act_, cols);
+        buf.resize(rb * static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) quant::quantize_activations(act_, X + i * cols, buf.data() + static_cast<size_t>(i) * rb, cols);
+        return buf;
+    }
+    DType t_, act_;
+};
+
 }  // namespace
 
 const WeightType* find_weight_type(DType t) {
@@ -242,6 +293,16 @@ const WeightType* find_weight_type(DType t) {
         case DType::F32: return &f32;
         case DType::F16: return &f16;
         case DType::BF16: return &bf16;
+        case DType::Q4_0: { static const Quantized q(DType::Q4_0); return &q; }
+        case DType::Q4_1: { static const Quantized q(DType::Q4_1); return &q; }
+        case DType::Q5_0: { static const Quantized q(DType::Q5_0); return &q; }
+        case DType::Q5_1: { static const Quantized q(DType::Q5_1); return &q; }
+        case DType::Q8_0: { static const Quantized q(DType::Q8_0); return &q; }
+        case DType::Q2_K: { static const Quantized q(DType::Q2_K); return &q; }
+        case DType::Q3_K: { static const Quantized q(DType::Q3_K); return &q; }
+        case DType::Q4_K: { static const Quantized q(DType::Q4_K); return &q; }
+        case DType::Q5_K: { static const Quantized q(DType::Q5_K); return &q; }
+        case DType::Q6_K: { static const Quantized q(DType::Q6_K); return &q; }
         default: return nullptr;
     }
 }

@@ -227,10 +227,10 @@ public:
                 case DType::Q5_K: fb = DType::Q5_1; break;
                 case DType::Q6_K: fb = DType::Q8_0; break;
                 case DType::Q2_K: case DType::Q3_K:
-                    throw_bad_input("tensor '%s': rows of %lld values do not split into %s's blocks of 256, and its fallback (IQ4_NL) is not supported",
+                    throw_bad_input("quantize: tensor '%s': rows of %lld values do not split into %s's blocks of 256, and its fallback (IQ4_NL) is not supported",
                                     name.c_str(), static_cast<long long>(cols), dtype_name(type));
                 default:
-                    throw_bad_input("tensor '%s': rows of %lld values do not split into %s's blocks of %lld", name.c_str(),
+                    throw_bad_input("quantize: tensor '%s': rows of %lld values do not split into %s's blocks of %lld", name.c_str(),
                                     static_cast<long long>(cols), dtype_name(type), static_cast<long long>(quant::block_elems(type)));
             }
             if (cols % quant::block_elems(fb) != 0) fb = DType::F16;

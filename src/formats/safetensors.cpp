@@ -11,6 +11,7 @@
 #include "core/weight_types.h"
 #include "formats/formats.h"
 #include "llmforge/bpe.h"
+#include "core/quants.h"
 #include "llmforge/error.h"
 #include "model/family.h"
 
@@ -208,6 +209,7 @@ Model load_safetensors(const std::string& path, const LoadOptions& opts) {
 }
 
 void save_safetensors(const Model& m, const std::string& path, DType dtype) {
+    if (quant::is_quantized(dtype)) throw_bad_input("safetensors holds f32, f16 or bf16 tensors, not %s (write a .gguf)", dtype_name(dtype));
     std::string file = path, dir;
     const bool file_mode = path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0;
     // What transformers reads beside the weights: config.json, the tokenizer (tokenizer.json: byte-level BPE or the
@@ -237,6 +239,8 @@ void save_safetensors(const Model& m, const std::string& path, DType dtype) {
     const bool to_half = m.config.uses_rope() && m.config.rope_style == RopeStyle::Interleaved;  // HF: rotate_half
     for (const auto& [name, shape] : expected_tensors(m.config)) {
         Tensor t = m.get(name);
+        // ggml's block types have no safetensors dtype: dequantised (to f32, or the type asked)
+        if (quant::is_quantized(t.dtype)) t = tmp.own(name, DType::F32, t.shape, convert_bytes(t, DType::F32));
         bool transpose;
         const std::string hf = arch::family(m.config.arch).hf_tensor_name(name, &transpose);
         const bool is_q = name.find(".attn_q.") != std::string::npos, is_k = name.find(".attn_k.") != std::string::npos;

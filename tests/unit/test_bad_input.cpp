@@ -12,6 +12,7 @@
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
 #include "llmforge/model.h"
+#include "llmforge/quantize.h"
 #include "test_util.h"
 
 using namespace llmforge;
@@ -143,17 +144,73 @@ TEST(BadInput, UnknownArchitecture) {
 
 TEST(BadInput, UnsupportedDtype) {
     Model m = init_random(preset("llama-tiny"), DType::F32, 1);
-    // Re-label one matrix as Q4_0 with the right number of bytes (32 values per 18-byte block).
+    // Re-label one matrix as IQ4_NL (a block type llmforge does not compute with) with the right number of bytes
+    // (32 values per 18-byte block).
     std::vector<uint8_t> q(static_cast<size_t>(64 * 64 / 32 * 18), 0);
     for (auto& t : m.tensors)
-        if (t.name == "blk.0.attn_q.weight") { t.dtype = DType::Q4_0; t.data = q.data(); }
+        if (t.name == "blk.0.attn_q.weight") { t.dtype = DType::IQ4_NL; t.data = q.data(); }
     const std::string p = write_raw(m, "q4.gguf");
-    expect_bad(p, "type q4_0, which is not supported yet");
+    expect_bad(p, "type iq4_nl, which is not supported");
     // A GGML type id llmforge does not know at all
     RawGGUF g(1, 0);
     g.tensor_info("token_embd.weight", {256}, 99, 0);
     write_bytes(p, g.b);
     expect_bad(p, "does not support yet");
+}
+
+// Quantised files: a truncated quantised tensor, and rows that do not split into the type's blocks.
+TEST(BadInput, TruncatedQuantizedTensor) {
+    Model m = init_random(preset("gpt2-tiny"), DType::F32, 1);  // every row a multiple of 32
+    const std::string f32 = test::tmp_path("qsrc.gguf"), q = test::tmp_path("q8.gguf");
+    save_model(m, f32);
+    QuantizeOptions o;
+    o.type = "Q8_0";
+    o.progress = false;
+    (void)quantize_model(f32, q, o);
+    EXPECT_NO_THROW((void)load_model(q));
+    const std::string bytes = test::read_file(q);
+    write_bytes(q, bytes.substr(0, bytes.size() - 100));  // the last tensor's last blocks cut off
+    expect_bad(q, "runs past the end of the file");
+}
+
+TEST(BadInput, QuantizedRowsNotWholeBlocks) {
+    Model m = init_random(preset("llama-tiny"), DType::F32, 1);
+    // blk.0.attn_q.weight relabelled Q4_K: rows of 64 values cannot hold Q4_K's blocks of 256
+    std::vector<uint8_t> q(static_cast<size_t>(64 * 144), 0);
+    for (auto& t : m.tensors)
+        if (t.name == "blk.0.attn_q.weight") { t.dtype = DType::Q4_K; t.data = q.data(); }
+    expect_bad(write_raw(m, "q4k64.gguf"), "has 64 columns, not a multiple of the q4_k block size");
+}
+
+// llmforge quantize: one line and exit 2 for rows that do not split into the type asked, a type it does not have, an
+// importance matrix made for another model, and Q2_K_S without one.
+TEST(BadInput, QuantizeRefusesWithOneLine) {
+    const std::string src = test::tmp_path("qin.gguf"), out = test::tmp_path("qout.gguf"), im = test::tmp_path("other.imatrix");
+    save_model(init_random(preset("llama-tiny"), DType::F32, 1), src);  // ffn_down has rows of 172 values
+    const std::string src256 = test::tmp_path("qin256.gguf");
+    save_model(init_random(preset("gpt2-mini"), DType::F32, 1), src256);  // every row a multiple of 256
+    ImportanceMatrix other;
+    other.entries["blk.0.attn_q.weight"] = {std::vector<float>(999, 1.0f), 1};
+    other.chunks = 1;
+    write_imatrix(other, im);
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"quantize " + src + " " + out + " Q8_0", "rows of 172 values do not split into q8_0's blocks of 32"},
+        {"quantize --pure " + src + " " + out + " Q4_K", "not a multiple of q4_k's block of 256"},
+        {"quantize " + src + " " + out + " IQ2_XXS", "unknown type 'IQ2_XXS'"},
+        {"quantize --imatrix " + im + " " + src + " " + out + " Q4_0", "has 999 values for 'blk.0.attn_q.weight', which has 64 columns: it was made for another model"},
+        {"quantize " + src256 + " " + out + " Q2_K_S", "Q2_K_S needs an importance matrix"},
+        {"quantize " + src + " " + out + " Q2_K", "rows of 64 values do not split into q2_k's blocks of 256, and its fallback (IQ4_NL) is not supported"},
+        {"quantize --imatrix " + src + " " + src + " " + out + " Q4_0", "importance matrix"},
+    };
+    for (const auto& [args, needle] : cases) {
+        std::string err;
+        const int rc = run_cli(args, &err);
+        if (rc == -1) GTEST_SKIP() << "LLMFORGE_BIN not set";
+        EXPECT_EQ(rc, 2) << args << ": " << err;
+        EXPECT_NE(err.find(needle), std::string::npos) << args << ": " << err;
+        EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "not one line: " << err;
+        EXPECT_FALSE(file_exists(out)) << args;
+    }
 }
 
 TEST(BadInput, PromptLongerThanContext) {

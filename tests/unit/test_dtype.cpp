@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 
+#include "core/quants.h"
 #include "core/weight_types.h"
 #include "llmforge/dtype.h"
 #include "llmforge/error.h"
@@ -64,7 +65,8 @@ TEST(DType, BF16RoundTrip) {
 TEST(DType, Names) {
     EXPECT_STREQ(dtype_name(DType::Q4_K), "q4_k");
     EXPECT_EQ(dtype_from_name("bf16"), DType::BF16);
-    EXPECT_FALSE(dtype_supported(DType::Q8_0));
+    EXPECT_TRUE(dtype_supported(DType::Q8_0));
+    EXPECT_FALSE(dtype_supported(DType::IQ4_NL));
 }
 
 // The weight-type traits (core/weight_types.h) for every type the kernels compute with: the row layout agrees with
@@ -85,7 +87,8 @@ TEST(WeightTypes, TraitsDescribeEveryComputableTypeAndItsProducts) {
         }
         ++computable;
         EXPECT_EQ(wt->type(), t);
-        const int64_t rows = 37, cols = 96;
+        const bool blocks = quant::is_quantized(t);
+        const int64_t rows = 37, cols = 512;  // whole blocks of every type
         EXPECT_EQ(wt->row_bytes(cols), dtype_row_bytes(t, cols)) << dtype_name(t);
         std::mt19937 rng(id);
         std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -95,7 +98,13 @@ TEST(WeightTypes, TraitsDescribeEveryComputableTypeAndItsProducts) {
         wt->from_f32(w.data(), stored.data(), rows * cols);
         std::vector<float> back(w.size());
         wt->to_f32(stored.data(), back.data(), rows * cols);
-        for (size_t i = 0; i < w.size(); ++i) ASSERT_NEAR(back[i], w[i], std::abs(w[i]) * 1e-2f) << dtype_name(t);
+        if (blocks) {  // the quantisation error is the type's: a bound loose enough for Q2_K (tested exactly against ggml elsewhere)
+            double e = 0, ref = 0;
+            for (size_t i = 0; i < w.size(); ++i) e += (back[i] - w[i]) * (back[i] - w[i]), ref += w[i] * w[i];
+            EXPECT_LT(e / ref, 0.2) << dtype_name(t);
+        } else {
+            for (size_t i = 0; i < w.size(); ++i) ASSERT_NEAR(back[i], w[i], std::abs(w[i]) * 1e-2f) << dtype_name(t);
+        }
         // row r as the traits find it is the r-th row of the stored bytes
         std::vector<float> r5(static_cast<size_t>(cols));
         wt->to_f32(wt->row(stored.data(), 5, cols), r5.data(), cols);
@@ -105,16 +114,28 @@ TEST(WeightTypes, TraitsDescribeEveryComputableTypeAndItsProducts) {
             std::vector<float> X(static_cast<size_t>(n * cols)), Y(static_cast<size_t>(n * rows));
             for (float& v : X) v = nd(rng);
             auto act = [&](float v) { return t == DType::F16 ? f16_to_f32(f32_to_f16(v)) : t == DType::BF16 ? bf16_to_f32(f32_to_bf16(v)) : v; };
+            // block types: the activations quantised per block to the type's partner (Q8_0, Q8_1, Q8_K), as the products take them
+            std::vector<float> Xq(X.size());
+            if (blocks) {
+                const DType a = quant::activation_type(t);
+                std::vector<uint8_t> qb(quant::row_bytes(a, cols));
+                for (int64_t i = 0; i < n; ++i) {
+                    quant::quantize_activations(a, X.data() + i * cols, qb.data(), cols);
+                    quant::dequantize(a, qb.data(), Xq.data() + i * cols, cols);
+                }
+            }
             auto check = [&](const char* which) {
                 for (int64_t i = 0; i < n; ++i)
                     for (int64_t r = 0; r < rows; ++r) {
                         double ref = 0, mag = 0;
                         for (int64_t c = 0; c < cols; ++c) {
-                            ref += static_cast<double>(back[r * cols + c]) * act(X[i * cols + c]);
+                            ref += static_cast<double>(back[r * cols + c]) * (blocks ? Xq[i * cols + c] : act(X[i * cols + c]));
                             mag += std::abs(static_cast<double>(back[r * cols + c]) * X[i * cols + c]);
                         }
                         // f16/bf16 activations: the fast paths may round them or not (the reference rounds): a few units of their precision
-                        const double tol = (t == DType::F32 ? 1e-5 : t == DType::F16 ? 2e-3 : 1e-2) * mag + 1e-6;
+                        // Q4_1/Q5_1: their offsets meet each activation block's sum d·Σq, which Q8_1 stores in f16 (as ggml)
+                        const bool q8_1 = blocks && quant::activation_type(t) == DType::Q8_1;
+                        const double tol = (t == DType::F32 || (blocks && !q8_1) ? 1e-5 : t == DType::F16 || q8_1 ? 2e-3 : 1e-2) * mag + 1e-6;
                         ASSERT_NEAR(Y[i * rows + r], ref, tol) << dtype_name(t) << " " << which << " n=" << n;
                     }
             };
@@ -132,5 +153,5 @@ TEST(WeightTypes, TraitsDescribeEveryComputableTypeAndItsProducts) {
             }
         }
     }
-    EXPECT_EQ(computable, 3);  // f32, f16, bf16 today
+    EXPECT_EQ(computable, 13);  // f32, f16, bf16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
 }

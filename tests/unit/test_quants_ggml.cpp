@@ -170,3 +170,91 @@ TEST(QuantsVsGgml, Q8KActivations) {
 }
 
 }  // namespace
+
+// ---- the products: ggml's CPU library (its AVX2 build, libggml-cpu-haswell.so, beside libggml-base.so) ----
+
+namespace {
+
+using VecDot = void (*)(int n, float* s, size_t bs, const void* x, size_t bx, const void* y, size_t by, int nrc);
+using FromFloat = void (*)(const float* x, void* y, int64_t k);
+
+struct GgmlCpu {
+    void* handle = nullptr;
+    std::string error;
+    GgmlCpu() {
+        const char* p = std::getenv("LLMFORGE_GGML_CPU_LIB");
+        std::string path = p && *p ? p : LLMFORGE_SOURCE_DIR "/tests/npm/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-cpu-haswell.so";
+        __builtin_cpu_init();
+        if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+            error = "this CPU has no AVX2";
+            return;
+        }
+        (void)ggml();  // libggml-base.so first (its f16 table initialised)
+        handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+        if (!handle) {
+            error = dlerror();
+            return;
+        }
+        if (auto init = reinterpret_cast<void (*)()>(dlsym(handle, "ggml_cpu_init"))) init();
+    }
+    template <class F>
+    F sym(const std::string& name) const { return reinterpret_cast<F>(dlsym(handle, name.c_str())); }
+};
+
+const GgmlCpu& ggml_cpu() {
+    static const GgmlCpu g;
+    return g;
+}
+
+struct DotCase {
+    DType type;
+    const char* name;
+    const char* act;
+};
+
+class QuantDotsVsGgml : public ::testing::TestWithParam<DotCase> {};
+
+// The activations quantised as ggml's CPU backend quantises them (bit for bit), and each weight row's product with
+// them equal to ggml's vec_dot to rounding (ggml's SIMD kernels add the same exact block terms in another order).
+TEST_P(QuantDotsVsGgml, ActivationsAndProducts) {
+    if (!ggml_cpu().handle) GTEST_SKIP() << "ggml's CPU library not loaded (" << ggml_cpu().error << "): run scripts/setup.sh";
+    REQUIRE_GGML();
+    const DotCase c = GetParam();
+    const auto from_float = ggml_cpu().sym<FromFloat>(std::string("quantize_row_") + c.act);
+    const auto dot = ggml_cpu().sym<VecDot>(std::string("ggml_vec_dot_") + c.name + "_" + c.act);
+    ASSERT_NE(from_float, nullptr);
+    ASSERT_NE(dot, nullptr);
+    const int64_t rows = 12, n = 2048;
+    const std::vector<float> w = test_rows(rows, n, 77u + static_cast<uint32_t>(c.type));
+    std::vector<float> x = test_rows(1, n, 5u);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] * 0.5f + 0.01f * static_cast<float>(i % 13);  // no all-zero blocks
+    std::vector<uint8_t> wq(static_cast<size_t>(rows) * quant::row_bytes(c.type, n));
+    quant::quantize(c.type, w.data(), wq.data(), rows, n);
+    const DType act = quant::activation_type(c.type);
+    std::vector<uint8_t> ours(quant::row_bytes(act, n)), theirs(ours.size());
+    quant::quantize_activations(act, x.data(), ours.data(), n);
+    from_float(x.data(), theirs.data(), n);
+    EXPECT_EQ(std::memcmp(ours.data(), theirs.data(), ours.size()), 0) << c.act << ": quantised activations differ";
+    std::vector<float> wd(static_cast<size_t>(n)), xd(static_cast<size_t>(n));
+    quant::dequantize(act, theirs.data(), xd.data(), n);
+    for (int64_t r = 0; r < rows; ++r) {
+        const uint8_t* row = wq.data() + static_cast<size_t>(r) * quant::row_bytes(c.type, n);
+        float s = 0;
+        dot(static_cast<int>(n), &s, 0, row, 0, theirs.data(), 0, 1);
+        const float mine = quant::vec_dot(c.type, row, theirs.data(), n);
+        quant::dequantize(c.type, row, wd.data(), n);
+        double mag = 0;
+        for (int64_t i = 0; i < n; ++i) mag += std::fabs(static_cast<double>(wd[i]) * xd[i]);
+        EXPECT_NEAR(mine, s, 2e-6 * mag + 1e-30) << c.name << " row " << r;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, QuantDotsVsGgml,
+                         ::testing::Values(DotCase{DType::Q4_0, "q4_0", "q8_0"}, DotCase{DType::Q4_1, "q4_1", "q8_1"},
+                                           DotCase{DType::Q5_0, "q5_0", "q8_0"}, DotCase{DType::Q5_1, "q5_1", "q8_1"},
+                                           DotCase{DType::Q8_0, "q8_0", "q8_0"}, DotCase{DType::Q2_K, "q2_K", "q8_K"},
+                                           DotCase{DType::Q3_K, "q3_K", "q8_K"}, DotCase{DType::Q4_K, "q4_K", "q8_K"},
+                                           DotCase{DType::Q5_K, "q5_K", "q8_K"}, DotCase{DType::Q6_K, "q6_K", "q8_K"}),
+                         [](const ::testing::TestParamInfo<DotCase>& i) { return std::string(i.param.name); });
+
+}  // namespace
