@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 #include <sys/wait.h>
+#include <nlohmann/json.hpp>
 
 #include "cli/common.h"
 #include "llmforge/error.h"
@@ -392,4 +393,34 @@ TEST(Cli, SmallDefects) {
     EXPECT_EQ(std::system((std::string(bin) + " chat -m " + g + " -n 4 --temp 0 < /dev/null > /dev/null 2> " + logf).c_str()), 0);
     const std::string log = test::read_file(logf);
     EXPECT_NE(log.find("has no chat template; using ChatML"), std::string::npos) << log;
+}
+
+// Quantised files run everywhere a model is taken: quantize (Q8_0 and the Q4_K_M mix) → perplexity close to the f32
+// model's (and KL divergence to it small), generate, and convert back to f16 (dequantised: the same perplexity as the
+// quantised file to rounding).
+TEST(Cli, QuantizedModelsRun) {
+    if (!std::getenv("LLMFORGE_BIN")) GTEST_SKIP() << "LLMFORGE_BIN not set";
+    using namespace llmforge;
+    const std::string f32 = test::tmp_path("qrun.gguf"), text = test::tmp_path("qrun.txt");
+    save_model(init_random(preset("gpt2-mini"), DType::F32, 3), f32);
+    std::string t;
+    for (int i = 0; i < 60; ++i) t += "the quick brown fox jumps over the lazy dog " + std::to_string(i) + "\n";
+    std::ofstream(text) << t;
+    auto ppl = [&](const std::string& m, const std::string& extra = "") {
+        const std::string js = cli_stdout("perplexity -m " + m + " -f " + text + " -c 128 --json " + extra);
+        return nlohmann::json::parse(js);
+    };
+    const double base = ppl(f32)["ppl"];
+    for (const char* type : {"Q8_0", "Q4_K_M"}) {
+        const std::string q = test::tmp_path(std::string("qrun-") + type + ".gguf");
+        const auto report = nlohmann::json::parse(cli_stdout(std::string("quantize --json ") + f32 + " " + q + " " + type));
+        EXPECT_LT(report["bpw_out"].get<double>(), std::string(type) == "Q8_0" ? 10.0 : 7.0) << report.dump();  // (with the f32 norms and positions)
+        const auto r = ppl(q, "--kl-base " + f32);
+        EXPECT_NEAR(r["ppl"].get<double>(), base, base * (std::string(type) == "Q8_0" ? 0.002 : 0.02)) << type;
+        EXPECT_LT(r["kl_divergence"]["mean"].get<double>(), std::string(type) == "Q8_0" ? 1e-4 : 5e-3) << type << r.dump();
+        EXPECT_FALSE(cli_stdout("generate -m " + q + " -p \"the quick\" -n 8 --temp 0").empty()) << type;
+        const std::string back = test::tmp_path(std::string("qrun-") + type + "-f16.gguf");
+        cli_stdout("convert " + q + " " + back + " --dtype f16");
+        EXPECT_NEAR(ppl(back)["ppl"].get<double>(), r["ppl"].get<double>(), r["ppl"].get<double>() * 2e-3) << type;
+    }
 }
