@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Side-by-side speed: llmforge vs llama.cpp's llama-bench on the same TinyLlama-1.1B-shaped random GGUF files
-# (f32 and f16), prompt processing of 128 tokens (pp128) and generation of 64 tokens (tg64), 2 threads.
+# (f32, f16 and the quantised Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K), prompt processing of 128 tokens (pp128) and generation
+# of 64 tokens (tg64), 2 threads.
 #
 #   LLAMA_CPP_SRC=/path/to/llama.cpp bench/bench_vs_llamacpp.sh [REPS]
+#   DTYPES="Q4_K_M Q8_0" MODES=mmap bench/bench_vs_llamacpp.sh     # a subset
 #
+# The quantised files are made from the f16 one by `llmforge quantize`, whose output is byte-identical to
+# llama-quantize's (tests/anchor/llamacpp_quantize.sh), so both tools read the same bytes.
 # llama.cpp is an anchor, never a dependency: the script builds it from a checkout you give it, outside this
 # repository (in $LLAMA_CPP_SRC/build), and nothing of it enters the project. Model files go to $BENCH_DIR
 # (default /tmp/llmforge-bench; ~6.6 GB). Run it alone on the machine: other load skews the numbers.
@@ -16,9 +20,16 @@ source bench/anchor_llamacpp.sh
 mkdir -p "$BENCH_DIR"
 build_anchor_and_llmforge llama-bench
 
-for dt in f32 f16; do
+DTYPES=${DTYPES:-f32 f16 Q8_0 Q4_0 Q4_K_M Q5_K_M Q6_K}
+MODES=${MODES:-mmap no-mmap}
+for dt in $DTYPES; do
   f="$BENCH_DIR/tinyllama-1.1b-$dt.gguf"
-  [ -f "$f" ] || build/llmforge init --preset tinyllama-1.1b --dtype "$dt" --seed 1 -o "$f" >&2
+  case $dt in
+    f32|f16|bf16) [ -f "$f" ] || build/llmforge init --preset tinyllama-1.1b --dtype "$dt" --seed 1 -o "$f" >&2 ;;
+    *) src="$BENCH_DIR/tinyllama-1.1b-f16.gguf"
+       [ -f "$src" ] || build/llmforge init --preset tinyllama-1.1b --dtype f16 --seed 1 -o "$src" >&2
+       [ -f "$f" ] || build/llmforge quantize "$src" "$f" "$dt" >&2 ;;
+  esac
 done
 
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus; $(date -u +%Y-%m-%d)"
@@ -30,9 +41,9 @@ echo "llama.cpp: $(git -C "$LLAMA_CPP_SRC" rev-parse --short HEAD 2>/dev/null ||
 ROUNDS=${ROUNDS:-3}
 rows=()
 for round in $(seq "$ROUNDS"); do
-  for dt in f32 f16; do
+  for dt in $DTYPES; do
     f="$BENCH_DIR/tinyllama-1.1b-$dt.gguf"
-    for mode in mmap no-mmap; do
+    for mode in $MODES; do
       lflag=(); oflag=()
       [ "$mode" = no-mmap ] && { lflag=(-mmp 0); oflag=(--no-mmap); }
       lj=$("$LLAMA_CPP_SRC/build/bin/llama-bench" -m "$f" -t "$THREADS" -p 128 -n 64 -r "$REPS" "${lflag[@]}" -o json 2>/dev/null)

@@ -11,6 +11,7 @@
 #include "core/threadpool.h"
 #include "llmforge/dtype.h"
 #include "llmforge/model.h"
+#include "llmforge/quantize.h"
 
 namespace llmforge {
 
@@ -27,6 +28,23 @@ struct PerplexityOptions {
     DType kv_type = DType::F16;
     bool ggml_arithmetic = true;  // round as llama.cpp does (Transformer::set_ggml_arithmetic); false: faster kernels
 };
+
+// The importance matrix llama-imatrix computes: the text in chunks of n_ctx tokens (BOS first, as perplexity's),
+// run through the model in passes of n_batch tokens; for every weight matrix of the blocks (and, with process_output,
+// output.weight) the sum over the tokens of each input column's square, and the number of passes (ncall). Written with
+// write_imatrix it is llama-imatrix's file: values (Σx² / tokens) · ncall, so that a quantiser dividing by ncall gets
+// the mean square. Passes of fewer than 16 tokens are skipped, as llama-imatrix skips them.
+struct ImatrixOptions {
+    int64_t n_ctx = 512;
+    int64_t n_batch = 512;
+    int64_t max_chunks = -1;   // -1: all
+    bool add_bos = true;
+    bool process_output = false;
+    DType kv_type = DType::F16;  // as llama-imatrix's default cache
+    std::string dataset;       // recorded in the file (llama-imatrix records the text file's name)
+    std::function<void(int64_t done, int64_t total)> progress;  // after each chunk
+};
+ImportanceMatrix compute_imatrix(const Model& m, const std::vector<int32_t>& tokens, ThreadPool& pool, const ImatrixOptions& o);
 
 struct PerplexityResult {
     int64_t n_ctx = 0, n_chunks = 0, n_tokens = 0;  // n_tokens: tokens in the text

@@ -7,6 +7,7 @@
 // positions stay in a KVCache, so each new token costs one pass over the weights.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -85,6 +86,11 @@ public:
     // x Wᵀ + scale · (alpha / rank) · (x Aᵀ) Bᵀ. The adapter must outlive this object. Several may be added.
     void add_lora(const Model& adapter, float scale = 1.0f);
 
+    // Calls observe(w, x, n) with the inputs x [n, w.cols()] of every linear layer of the blocks before it computes
+    // them (an importance matrix sums their squares per input column: compute_imatrix); null: none.
+    using LinearObserver = std::function<void(const Tensor& w, const float* x, int64_t n)>;
+    void set_linear_observer(LinearObserver observe) { observer_ = std::move(observe); }
+
     // With ggml arithmetic: the index of this sequence's first cell in llama.cpp's KV cache (llama-perplexity packs
     // several chunks into one cache, one after another); it decides how keys fall into 16-lane sums.
     void set_ggml_cell_offset(int64_t cell) { cache_->ggml_cell_offset = cell; }
@@ -99,6 +105,7 @@ private:
     void linear(backend::Backend& be, const float* x, float* y, int64_t n, const Tensor* w, const Tensor* b);
 
     std::unordered_map<const Tensor*, std::vector<backend::Lora>> lora_;
+    LinearObserver observer_;
 
     const Model& model_;
     const ModelConfig& cfg_;

@@ -31,6 +31,7 @@ void build_app(CLI::App& app) {
     add_init(app);
     add_convert(app);
     add_quantize(app);
+    add_imatrix(app);
     add_generate(app);
     add_tokenize(app);
     add_tokenizer(app);

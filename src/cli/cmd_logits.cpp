@@ -36,15 +36,7 @@ void add_logits(CLI::App& app) {
         if (!o->prompt.empty()) {
             ids = m.vocab->encode(o->prompt, !o->no_bos, true);
         } else {
-            std::stringstream ss(o->tokens);
-            std::string item;
-            while (std::getline(ss, item, ',')) {
-                try {
-                    ids.push_back(static_cast<int32_t>(std::stol(item)));
-                } catch (const std::exception&) {
-                    throw_bad_input("logits: '%s' is not a token id", item.c_str());
-                }
-            }
+            ids = parse_token_list(o->tokens, m.config.n_vocab, "logits");
         }
         if (ids.empty()) throw_bad_input("logits: no tokens");
         ThreadPool pool(o->threads);

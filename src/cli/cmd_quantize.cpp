@@ -34,7 +34,7 @@ void add_quantize(CLI::App& app) {
     cmd->add_option("input", o->in, "model: GGUF, or safetensors (file or directory with config.json), f32/f16/bf16")->required();
     cmd->add_option("output", o->out, "quantised GGUF to write")->required();
     cmd->add_option("type", o->type, "type or mix: " + types)->required();
-    cmd->add_option("--imatrix", o->imatrix, "importance matrix (llama-imatrix's file format) weighting each column's error")->default_str("none");
+    cmd->add_option("--imatrix", o->imatrix, "importance matrix (llmforge imatrix or llama-imatrix) weighting each column's error")->default_str("none");
     cmd->add_option("--output-type", o->output_type, "type of output.weight (default: the mix's rule, Q6_K for most)")->default_str("the mix's");
     cmd->add_option("--token-embedding-type", o->token_type, "type of token_embd.weight")->default_str("the mix's");
     cmd->add_flag("--pure", o->pure, "every matrix the type itself: no mix rules");

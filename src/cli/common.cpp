@@ -2,6 +2,7 @@
 #include <csignal>
 #include <cstdio>
 #include <random>
+#include <sstream>
 
 #include "cli/common.h"
 #include "core/mmap_file.h"
@@ -133,5 +134,25 @@ StopOnSignal::~StopOnSignal() {
 }
 
 const std::atomic<bool>* StopOnSignal::flag() const { return &g_stop; }
+
+std::vector<int32_t> parse_token_list(const std::string& list, int64_t n_vocab, const char* cmd) {
+    std::vector<int32_t> ids;
+    std::stringstream ss(list);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        long long v;
+        try {
+            size_t used = 0;
+            v = std::stoll(item, &used);
+            if (used != item.size()) throw std::invalid_argument(item);
+        } catch (const std::exception&) {
+            throw_bad_input("%s: '%s' is not a token id", cmd, item.c_str());
+        }
+        if (v < 0 || v >= n_vocab) throw_bad_input("%s: token id %lld is outside the vocabulary (0 … %lld)", cmd, v, static_cast<long long>(n_vocab - 1));
+        ids.push_back(static_cast<int32_t>(v));
+    }
+    if (ids.empty()) throw_bad_input("%s: no tokens", cmd);
+    return ids;
+}
 
 }  // namespace llmforge::cli

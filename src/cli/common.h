@@ -4,6 +4,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "llmforge/model.h"
 #include "llmforge/sampler.h"
@@ -49,6 +50,7 @@ void add_eval(CLI::App& app);
 void add_serve(CLI::App& app);
 void add_arena(CLI::App& app);
 void add_quantize(CLI::App& app);
+void add_imatrix(CLI::App& app);
 // The options every training command shares (loop, optimiser, schedule, checkpoints): cmd_pretrain.cpp.
 void add_training_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions>& o);
 // A chat template from a .jinja file, tokenizer_config.json (chat_template) or GGUF (tokenizer.chat_template).
@@ -61,6 +63,8 @@ Model load_for_cli(const std::string& path, const std::string& tokenizer, bool n
 // --cache-type: f16 or f32, anything else is bad usage.
 DType parse_cache_type(const std::string& s);
 std::string human_bytes(double b);
+// "1,2,3" → token ids; a bad-input Error names a field that is not an id or one outside [0, n_vocab).
+std::vector<int32_t> parse_token_list(const std::string& list, int64_t n_vocab, const char* cmd);
 // CLI11 checks whose one-line message names the range: "--temp: must be at least 0 (0: greedy), not -1".
 CLI::Validator at_least(double lo, const std::string& note = "");
 CLI::Validator above(double lo, const std::string& note = "");

@@ -41,6 +41,18 @@ void to_row_major(const float* src, int64_t ld, bool transposed, int64_t r_out, 
 }
 }  // namespace
 
+bool has_vnni() {
+#if defined(LLMFORGE_X86)
+    static const bool cpu = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512vnni") != 0 && __builtin_cpu_supports("avx512vl") != 0;
+    }();
+    return cpu && avx512_active();
+#else
+    return false;
+#endif
+}
+
 bool has_native_bf16() {
 #if defined(LLMFORGE_X86)
     static const bool cpu = [] {

@@ -60,6 +60,8 @@ void gemm(const float* a, int64_t lda, bool a_t, const float* b, int64_t ldb, bo
           int64_t K, bool accumulate, Precision prec, ThreadPool& pool);
 // Whether Precision::BF16 runs on native bf16 dot-product instructions here.
 bool has_native_bf16();
+// Whether the AVX-512 kernels are active and the CPU has AVX512-VNNI (vpdpbusd: the quantised types' byte products).
+bool has_vnni();
 
 // y[i] = tanh(x[i]) (absolute error < 1e-7; vectorised). x and y may be the same array.
 void tanh(const float* x, float* y, int64_t n);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "core/ggml_math.h"
@@ -16,6 +17,12 @@
 namespace llmforge {
 
 #if defined(LLMFORGE_X86)
+namespace quant::x86 {  // quant_kernels_x86.cpp, built for AVX2 and for AVX512-VNNI
+bool has_rows_avx2(DType t);
+bool has_rows_vnni(DType t);
+void rows_avx2(DType t, const uint8_t* W, size_t wrb, const uint8_t* X, size_t xrb, float* Y, int64_t ldy, int64_t n, int64_t r0, int64_t r1, int64_t cols);
+void rows_vnni(DType t, const uint8_t* W, size_t wrb, const uint8_t* X, size_t xrb, float* Y, int64_t ldy, int64_t n, int64_t r0, int64_t r1, int64_t cols);
+}  // namespace quant::x86
 namespace kernels::detail {  // gemm_avx512.cpp (AVX512-BF16)
 void round_to_bf16_avx512(const float* x, uint16_t* y, int64_t n);
 void rowwise_bf16_dp(const uint16_t* W, const uint16_t* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
@@ -259,6 +266,10 @@ public:
         const uint8_t* w = static_cast<const uint8_t*>(W);
         const uint8_t* xp = xq.data();
         const DType t = t_;
+        if (const RowsFn f = simd_rows()) {
+            pool.parallel_for(rows, [=](int64_t r0, int64_t r1) { f(t, w, wrb, xp, xrb, Y, rows, n, r0, r1, cols); });
+            return;
+        }
         pool.parallel_for(rows, [=](int64_t r0, int64_t r1) {
             for (int64_t r = r0; r < r1; ++r)
                 for (int64_t i = 0; i < n; ++i) Y[i * rows + r] = quant::vec_dot(t, w + static_cast<size_t>(r) * wrb, xp + static_cast<size_t>(i) * xrb, cols);
@@ -270,6 +281,16 @@ protected:
     int64_t seq_max_rows() const override { return INT64_MAX; }
 
 private:
+    using RowsFn = void (*)(DType, const uint8_t*, size_t, const uint8_t*, size_t, float*, int64_t, int64_t, int64_t, int64_t, int64_t);
+    // The SIMD block products of the active instruction set for this type (AVX2, or AVX512 with VNNI), or null.
+    RowsFn simd_rows() const {
+#if defined(LLMFORGE_X86)
+        const std::string isa = kernels::active().name;
+        if (isa == "avx512" && kernels::has_vnni() && quant::x86::has_rows_vnni(t_)) return quant::x86::rows_vnni;
+        if ((isa == "avx512" || isa == "avx2") && quant::x86::has_rows_avx2(t_)) return quant::x86::rows_avx2;
+#endif
+        return nullptr;
+    }
     // The calling thread's buffer of the n rows of X quantised to the activation type.
     const std::vector<uint8_t>& activations(const float* X, int64_t n, int64_t cols) const {
         if (cols % quant::block_elems(act_) != 0)

@@ -144,6 +144,7 @@ void Transformer::add_lora(const Model& adapter, float scale) {
 }
 
 void Transformer::linear(backend::Backend& be, const float* x, float* y, int64_t n, const Tensor* w, const Tensor* b) {
+    if (observer_) observer_(*w, x, n);
     const std::vector<backend::Lora>* lora = nullptr;
     if (!lora_.empty()) {
         const auto it = lora_.find(w);

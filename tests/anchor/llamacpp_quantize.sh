@@ -2,7 +2,8 @@
 # llmforge quantize against llama.cpp's llama-quantize: for a TinyLlama-shaped and a GPT-2-shaped random f32 model
 # (`llmforge init --preset tinyllama-mini / gpt2-mini`: every row a multiple of 256), every type and mix, without and
 # with the same importance matrix (made by llama-imatrix on the model), must give the same tensors — names, types and
-# data, byte for byte. llama.cpp then loads and runs our files (llama-perplexity on a short text).
+# data, byte for byte. `llmforge imatrix` must agree with llama-imatrix and feed llama-quantize; llama.cpp then loads
+# and runs our files (llama-perplexity on a short text).
 #
 #   LLAMA_CPP_BIN=/path/to/llama.cpp/build/bin tests/anchor/llamacpp_quantize.sh [TYPE...]
 #
@@ -69,6 +70,38 @@ PY
       then status=1; fi
     done
   done
+  # either tool's importance matrix feeds either tool's quantiser: llmforge imatrix's file against llama-imatrix's
+  # (same entries and call counts, mean squares within 0.1 %), and both quantisers give the same bytes with it
+  "$BIN" imatrix -m "$work/$preset.gguf" -f "$work/text.txt" -o "$work/ours.imatrix" -c 128 --chunks 8 -t 2 >/dev/null 2>&1
+  "$BIN" quantize --imatrix "$work/ours.imatrix" "$work/$preset.gguf" "$work/ours.gguf" Q3_K_M >/dev/null 2>&1
+  "$LBIN/llama-quantize" --imatrix "$work/ours.imatrix" "$work/$preset.gguf" "$work/theirs.gguf" Q3_K_M >/dev/null 2>&1
+  if /usr/bin/python3 - "$work/ours.imatrix" "$work/$preset.imatrix" "$work/ours.gguf" "$work/theirs.gguf" "$preset" <<'PY'
+import struct, sys
+sys.path.insert(0, "tests/reference")
+import gguf_raw
+
+def read(p):
+    b = open(p, "rb").read(); off = 0
+    def i32():
+        nonlocal off
+        v = struct.unpack_from("<i", b, off)[0]; off += 4; return v
+    d = {}
+    for _ in range(i32()):
+        n = i32(); name = b[off:off + n].decode(); off += n
+        ncall, nv = i32(), i32()
+        d[name] = (ncall, struct.unpack_from(f"<{nv}f", b, off)); off += 4 * nv
+    return d
+
+ours, theirs = read(sys.argv[1]), read(sys.argv[2])
+same_q = all(a[3] == b[3] for a, b in zip(gguf_raw.read(sys.argv[3])[1], gguf_raw.read(sys.argv[4])[1]))
+worst = max(abs(x / ours[k][0] - y / theirs[k][0]) / max(abs(y / theirs[k][0]), 1e-20)
+            for k in theirs for x, y in zip(ours[k][1], theirs[k][1]))
+ok = set(ours) == set(theirs) and all(ours[k][0] == theirs[k][0] for k in theirs) and worst < 1e-3 and same_q
+print(("ok   " if ok else "FAIL ") + f"{sys.argv[5]}: llmforge imatrix vs llama-imatrix: {len(ours)} entries, "
+      f"max relative difference {worst:.1e}; llama-quantize and llmforge quantize give the same Q3_K_M with it: {same_q}")
+sys.exit(0 if ok else 1)
+PY
+  then :; else status=1; fi
   # llama.cpp loads and runs our Q4_K_M file
   "$BIN" quantize "$work/$preset.gguf" "$work/ours.gguf" Q4_K_M >/dev/null 2>&1
   if "$LBIN/llama-perplexity" -m "$work/ours.gguf" -f "$work/text.txt" -c 128 --chunks 2 -t 2 >"$work/ppl.log" 2>&1; then
