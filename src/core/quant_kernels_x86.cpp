@@ -4,13 +4,13 @@
 //
 // Each output is computed by the same sequence of operations whether it is computed alone or in a tile, so the result
 // of a row never depends on how many rows are multiplied together (the engine's batch invariance). Within a block the
-// integer products are exact; blocks are combined in float as written below (8 lanes for the 32-value types, one
-// scalar per super-block for the K-quants).
+// integer products are exact; blocks are combined in float in 8 lanes, summed at the end.
 #include <immintrin.h>
 
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "core/quants.h"
 
@@ -53,48 +53,125 @@ inline __m256i nibbles32(const uint8_t* p) {
 inline __m256i load32(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
 // ---- the 32-value types with Q8_0 activations: Σ_blocks d_w·d_x·Σ w·x in 8 float lanes ----
+// dx[i][b]: the activation blocks' scales as f32 (converted once per product, not once per weight row)
 template <int NR, class Unpack, class Block>
-void rows_q8_0_style(const Block* w, const BlockQ8_0* const* x, int64_t nb, float* out, Unpack unpack) {
-    __m256 acc[NR];
-    for (int i = 0; i < NR; ++i) acc[i] = _mm256_setzero_ps();
+void rows_q8_0_style(const Block* w, const BlockQ8_0* const* x, const float* const* dx, int64_t nb, float* out, Unpack unpack) {
+    // four named accumulators (an array of them was kept in memory by the compiler)
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const BlockQ8_0* x0 = x[0];
+    const BlockQ8_0* x1 = NR > 1 ? x[1] : x[0];
+    const BlockQ8_0* x2 = NR > 2 ? x[2] : x[0];
+    const BlockQ8_0* x3 = NR > 3 ? x[3] : x[0];
+    const float* d0 = dx[0];
+    const float* d1 = NR > 1 ? dx[1] : dx[0];
+    const float* d2 = NR > 2 ? dx[2] : dx[0];
+    const float* d3 = NR > 3 ? dx[3] : dx[0];
     for (int64_t b = 0; b < nb; ++b) {
-        const __m256i q = unpack(w[b]);       // signed −127 … 127
+        const __m256i q = unpack(w[b]);  // signed −127 … 127
         const __m256i aq = _mm256_sign_epi8(q, q);
-        const float dw = h2f(w[b].d);
-        for (int i = 0; i < NR; ++i) {
-            const __m256i sy = _mm256_sign_epi8(load32(x[i][b].qs), q);
-            const __m256 p = _mm256_cvtepi32_ps(dot_us(aq, sy));
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(x[i][b].d)), p, acc[i]);
-        }
+        const __m256 dw = _mm256_set1_ps(h2f(w[b].d));
+        auto step = [&](const BlockQ8_0* xr, const float* dr, __m256& acc) {
+            const __m256 p = _mm256_cvtepi32_ps(dot_us(aq, _mm256_sign_epi8(load32(xr[b].qs), q)));
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&dr[b])), p, acc);
+        };
+        step(x0, d0, a0);
+        if constexpr (NR > 1) step(x1, d1, a1);
+        if constexpr (NR > 2) step(x2, d2, a2);
+        if constexpr (NR > 3) step(x3, d3, a3);
     }
-    for (int i = 0; i < NR; ++i) out[i] = hsum8(acc[i]);
+    out[0] = hsum8(a0);
+    if constexpr (NR > 1) out[1] = hsum8(a1);
+    if constexpr (NR > 2) out[2] = hsum8(a2);
+    if constexpr (NR > 3) out[3] = hsum8(a3);
+}
+
+// Two weight rows with four activation rows: each activation block is loaded once for both rows (the same operations
+// per output as rows_q8_0_style, so the results are the same bit for bit).
+template <class Unpack, class Block>
+void rows2_q8_0_style(const Block* wa, const Block* wb, const BlockQ8_0* const* x, const float* const* dx, int64_t nb, float* out,
+                      Unpack unpack) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    const BlockQ8_0 *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+    const float *d0 = dx[0], *d1 = dx[1], *d2 = dx[2], *d3 = dx[3];
+    for (int64_t b = 0; b < nb; ++b) {
+        const __m256i qa = unpack(wa[b]), qb = unpack(wb[b]);
+        const __m256i aqa = _mm256_sign_epi8(qa, qa), aqb = _mm256_sign_epi8(qb, qb);
+        const __m256 dwa = _mm256_set1_ps(h2f(wa[b].d)), dwb = _mm256_set1_ps(h2f(wb[b].d));
+        auto step = [&](const BlockQ8_0* xr, const float* dr, __m256& acc_a, __m256& acc_b) {
+            const __m256i y = load32(xr[b].qs);
+            const __m256 dy = _mm256_broadcast_ss(&dr[b]);
+            const __m256 pa = _mm256_cvtepi32_ps(dot_us(aqa, _mm256_sign_epi8(y, qa)));
+            acc_a = _mm256_fmadd_ps(_mm256_mul_ps(dwa, dy), pa, acc_a);
+            const __m256 pb = _mm256_cvtepi32_ps(dot_us(aqb, _mm256_sign_epi8(y, qb)));
+            acc_b = _mm256_fmadd_ps(_mm256_mul_ps(dwb, dy), pb, acc_b);
+        };
+        step(x0, d0, a0, b0);
+        step(x1, d1, a1, b1);
+        step(x2, d2, a2, b2);
+        step(x3, d3, a3, b3);
+    }
+    out[0] = hsum8(a0), out[1] = hsum8(a1), out[2] = hsum8(a2), out[3] = hsum8(a3);
+    out[4] = hsum8(b0), out[5] = hsum8(b1), out[6] = hsum8(b2), out[7] = hsum8(b3);
+}
+
+void rows2_q8_0(const void* wa, const void* wb, const void* const* x, const float* const* dx, int64_t nb, float* out) {
+    rows2_q8_0_style(static_cast<const BlockQ8_0*>(wa), static_cast<const BlockQ8_0*>(wb), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nb,
+                     out, [](const BlockQ8_0& b) { return load32(b.qs); });
+}
+
+void rows2_q4_0(const void* wa, const void* wb, const void* const* x, const float* const* dx, int64_t nb, float* out) {
+    rows2_q8_0_style(static_cast<const BlockQ4_0*>(wa), static_cast<const BlockQ4_0*>(wb), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nb,
+                     out, [](const BlockQ4_0& b) { return _mm256_sub_epi8(nibbles32(b.qs), _mm256_set1_epi8(8)); });
 }
 
 template <int NR>
-void rows_q8_0(const void* w, const void* const* x, int64_t nb, float* out) {
-    rows_q8_0_style<NR>(static_cast<const BlockQ8_0*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), nb, out,
+void rows_q8_0(const void* w, const void* const* x, const float* const* dx, int64_t nb, float* out) {
+    rows_q8_0_style<NR>(static_cast<const BlockQ8_0*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nb, out,
                         [](const BlockQ8_0& b) { return load32(b.qs); });
 }
 
 template <int NR>
-void rows_q4_0(const void* w, const void* const* x, int64_t nb, float* out) {
-    rows_q8_0_style<NR>(static_cast<const BlockQ4_0*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), nb, out,
+void rows_q4_0(const void* w, const void* const* x, const float* const* dx, int64_t nb, float* out) {
+    rows_q8_0_style<NR>(static_cast<const BlockQ4_0*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nb, out,
                         [](const BlockQ4_0& b) { return _mm256_sub_epi8(nibbles32(b.qs), _mm256_set1_epi8(8)); });
 }
 
 // ---- K-quants with Q8_K activations ----
 
-// Q4_K / Q5_K: Σ_j sc_j·(q_j·x_j) in int32 lanes, minus Σ_j m_j·Σx_j; × d, dmin and x's d per super-block
+// The 8 six-bit scales and mins of a Q4_K/Q5_K super-block (k4_scale_min's layout) with 32-bit word operations:
+// scales 0–3 and mins 0–3 are the low 6 bits of bytes 0–3 and 4–7; scales 4–7 and mins 4–7 take the low and high
+// nibbles of bytes 8–11 with the top 2 bits of bytes 0–3 and 4–7 above them.
+inline void k4_unpack_scales(const uint8_t* s, uint8_t* sc, uint8_t* mn) {
+    uint32_t u[3];
+    std::memcpy(u, s, 12);
+    const uint32_t six = 0x3f3f3f3f, four = 0x0f0f0f0f, two = 0x03030303;
+    const uint32_t out[4] = {u[0] & six, (u[2] & four) | (((u[0] >> 6) & two) << 4), u[1] & six,
+                             ((u[2] >> 4) & four) | (((u[1] >> 6) & two) << 4)};
+    std::memcpy(sc, out, 8);
+    std::memcpy(mn, out + 2, 8);
+}
+
+// Each of 8 bytes twice, as 16 int16 (a Q4_K/Q5_K super-block's mins against the activations' 16 sums of 16)
+inline __m256i twice16(const uint8_t* v8) {
+    const __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(v8)));
+    return _mm256_set_m128i(_mm_unpackhi_epi16(w, w), _mm_unpacklo_epi16(w, w));
+}
+inline __m256i bsums16(const BlockQ8_K& x) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums)); }
+
+// Q4_K / Q5_K: Σ_j sc_j·(q_j·x_j) in int32 lanes and Σ_j m_j·Σx_j in int32 lanes; each super-block adds them, scaled
+// by d·x.d and dmin·x.d, to two float accumulators of 8 lanes, summed at the end.
 template <int NR, bool Five>
-void rows_k4(const void* wv, const void* const* xv, int64_t nb, float* out) {
+void rows_k4(const void* wv, const void* const* xv, const float* const*, int64_t nb, float* out) {
     using Block = std::conditional_t<Five, BlockQ5_K, BlockQ4_K>;
     const Block* w = static_cast<const Block*>(wv);
     const BlockQ8_K* const* x = reinterpret_cast<const BlockQ8_K* const*>(xv);
-    float sum[NR] = {};
+    __m256 acc[NR], accm[NR];
+    for (int i = 0; i < NR; ++i) acc[i] = accm[i] = _mm256_setzero_ps();
     const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     for (int64_t b = 0; b < nb; ++b) {
         uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; ++j) k4_scale_min(j, w[b].scales, sc[j], mn[j]);
+        k4_unpack_scales(w[b].scales, sc, mn);
+        const __m256i mins = twice16(mn);
         __m256i isum[NR];
         for (int i = 0; i < NR; ++i) isum[i] = _mm256_setzero_si256();
         __m256i qh;
@@ -116,20 +193,22 @@ void rows_k4(const void* wv, const void* const* xv, int64_t nb, float* out) {
         }
         const float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
         for (int i = 0; i < NR; ++i) {
-            int msum = 0;
-            for (int j = 0; j < 8; ++j) msum += mn[j] * (x[i][b].bsums[2 * j] + x[i][b].bsums[2 * j + 1]);
-            sum[i] += x[i][b].d * (d * static_cast<float>(hsum8i(isum[i])) - dmin * static_cast<float>(msum));
+            const __m256i m = _mm256_madd_epi16(bsums16(x[i][b]), mins);
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[i][b].d), _mm256_cvtepi32_ps(isum[i]), acc[i]);
+            accm[i] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * x[i][b].d), _mm256_cvtepi32_ps(m), accm[i]);
         }
     }
-    for (int i = 0; i < NR; ++i) out[i] = sum[i];
+    for (int i = 0; i < NR; ++i) out[i] = hsum8(acc[i]) - hsum8(accm[i]);
 }
 
-// Q6_K: values 0…63 (stored + 32) times the signed 8-bit scales of each 16, less 32·Σ_j sc_j·Σx_j
+// Q6_K: values 0…63 (stored + 32) times the signed 8-bit scales of each 16, less 32·Σ_j sc_j·Σx_j, in int32 lanes;
+// each super-block adds them, scaled by d·x.d, to a float accumulator of 8 lanes.
 template <int NR>
-void rows_q6_k(const void* wv, const void* const* xv, int64_t nb, float* out) {
+void rows_q6_k(const void* wv, const void* const* xv, const float* const*, int64_t nb, float* out) {
     const BlockQ6_K* w = static_cast<const BlockQ6_K*>(wv);
     const BlockQ8_K* const* x = reinterpret_cast<const BlockQ8_K* const*>(xv);
-    float sum[NR] = {};
+    __m256 acc[NR];
+    for (int i = 0; i < NR; ++i) acc[i] = _mm256_setzero_ps();
     const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
     for (int64_t b = 0; b < nb; ++b) {
         __m256i isum[NR];
@@ -152,26 +231,30 @@ void rows_q6_k(const void* wv, const void* const* xv, int64_t nb, float* out) {
                 }
             }
         }
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales)));
         const float d = h2f(w[b].d);
         for (int i = 0; i < NR; ++i) {
-            int corr = 0;
-            for (int j = 0; j < 16; ++j) corr += w[b].scales[j] * x[i][b].bsums[j];
-            sum[i] += x[i][b].d * d * static_cast<float>(hsum8i(isum[i]) - 32 * corr);
+            const __m256i corr = _mm256_madd_epi16(bsums16(x[i][b]), sc16);  // Σ sc_j·Σx_j, in 8 lanes
+            const __m256i t = _mm256_sub_epi32(isum[i], _mm256_slli_epi32(corr, 5));
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[i][b].d), _mm256_cvtepi32_ps(t), acc[i]);
         }
     }
-    for (int i = 0; i < NR; ++i) out[i] = sum[i];
+    for (int i = 0; i < NR; ++i) out[i] = hsum8(acc[i]);
 }
 
-using TileFn = void (*)(const void* w, const void* const* x, int64_t nb, float* out);
+using TileFn = void (*)(const void* w, const void* const* x, const float* const* dx, int64_t nb, float* out);
+
+using Tile2Fn = void (*)(const void* wa, const void* wb, const void* const* x, const float* const* dx, int64_t nb, float* out);
 
 struct Tiles {
     TileFn one, four;
+    Tile2Fn two_by_four = nullptr;  // two weight rows × four activation rows, where there is one
 };
 
 Tiles tiles_for(DType t) {
     switch (t) {
-        case DType::Q8_0: return {rows_q8_0<1>, rows_q8_0<4>};
-        case DType::Q4_0: return {rows_q4_0<1>, rows_q4_0<4>};
+        case DType::Q8_0: return {rows_q8_0<1>, rows_q8_0<4>, rows2_q8_0};
+        case DType::Q4_0: return {rows_q4_0<1>, rows_q4_0<4>, rows2_q4_0};
         case DType::Q4_K: return {rows_k4<1, false>, rows_k4<4, false>};
         case DType::Q5_K: return {rows_k4<1, true>, rows_k4<4, true>};
         case DType::Q6_K: return {rows_q6_k<1>, rows_q6_k<4>};
@@ -197,19 +280,53 @@ void LF_ROWS_FN(DType t, const uint8_t* W, size_t wrb, const uint8_t* X, size_t 
                 int64_t r0, int64_t r1, int64_t cols) {
     const Tiles f = tiles_for(t);
     const int64_t nb = cols / block_elems(t);
-    for (int64_t r = r0; r < r1; ++r) {
+    // the Q8_0 activations' block scales as f32, for the types that meet them
+    thread_local std::vector<float> scales;
+    const bool q8_0 = activation_type(t) == DType::Q8_0;
+    if (q8_0) {
+        scales.resize(static_cast<size_t>(n * nb));
+        for (int64_t i = 0; i < n; ++i) {
+            const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(X + static_cast<size_t>(i) * xrb);
+            for (int64_t b = 0; b < nb; ++b) scales[static_cast<size_t>(i * nb + b)] = h2f(xb[b].d);
+        }
+    }
+    auto dx = [&](int64_t i) { return q8_0 ? scales.data() + i * nb : nullptr; };
+    int64_t r = r0;
+    if (f.two_by_four && n >= 4) {
+        for (; r + 2 <= r1; r += 2) {
+            const uint8_t* wa = W + static_cast<size_t>(r) * wrb;
+            int64_t i = 0;
+            for (; i + 4 <= n; i += 4) {
+                const void* xs[4] = {X + static_cast<size_t>(i) * xrb, X + static_cast<size_t>(i + 1) * xrb,
+                                     X + static_cast<size_t>(i + 2) * xrb, X + static_cast<size_t>(i + 3) * xrb};
+                const float* ds[4] = {dx(i), dx(i + 1), dx(i + 2), dx(i + 3)};
+                float o[8];
+                f.two_by_four(wa, wa + wrb, xs, ds, nb, o);
+                for (int k = 0; k < 4; ++k) Y[(i + k) * ldy + r] = o[k], Y[(i + k) * ldy + r + 1] = o[4 + k];
+            }
+            for (; i < n; ++i)
+                for (int64_t rr = r; rr < r + 2; ++rr) {
+                    const void* xs[1] = {X + static_cast<size_t>(i) * xrb};
+                    const float* ds[1] = {dx(i)};
+                    f.one(W + static_cast<size_t>(rr) * wrb, xs, ds, nb, &Y[i * ldy + rr]);
+                }
+        }
+    }
+    for (; r < r1; ++r) {
         const uint8_t* w = W + static_cast<size_t>(r) * wrb;
         int64_t i = 0;
         for (; i + 4 <= n; i += 4) {
             const void* xs[4] = {X + static_cast<size_t>(i) * xrb, X + static_cast<size_t>(i + 1) * xrb,
                                  X + static_cast<size_t>(i + 2) * xrb, X + static_cast<size_t>(i + 3) * xrb};
+            const float* ds[4] = {dx(i), dx(i + 1), dx(i + 2), dx(i + 3)};
             float o[4];
-            f.four(w, xs, nb, o);
+            f.four(w, xs, ds, nb, o);
             for (int k = 0; k < 4; ++k) Y[(i + k) * ldy + r] = o[k];
         }
         for (; i < n; ++i) {
             const void* xs[1] = {X + static_cast<size_t>(i) * xrb};
-            f.one(w, xs, nb, &Y[i * ldy + r]);
+            const float* ds[1] = {dx(i)};
+            f.one(w, xs, ds, nb, &Y[i * ldy + r]);
         }
     }
 }

@@ -1024,7 +1024,7 @@ void q8_0_act(const float* x, BlockQ8_0* y, int64_t n) {
         const float d = amax / 127.f;
         const float id = amax != 0.0f ? 127.f / amax : 0.0f;
         y[i].d = f32_to_f16(d);
-        for (int j = 0; j < kBlock; ++j) y[i].qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+        for (int j = 0; j < kBlock; ++j) y[i].qs[j] = static_cast<int8_t>(nearest(x[j] * id));
     }
 }
 
@@ -1037,7 +1037,7 @@ void q8_1_act(const float* x, BlockQ8_1* y, int64_t n) {
         y[i].d = f32_to_f16(d);
         int sum = 0;
         for (int j = 0; j < kBlock; ++j) {
-            y[i].qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+            y[i].qs[j] = static_cast<int8_t>(nearest(x[j] * id));
             sum += y[i].qs[j];
         }
         y[i].s = f32_to_f16(d * static_cast<float>(sum));
