@@ -22,8 +22,8 @@ void add_imatrix(CLI::App& app) {
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file (f32, f16 or bf16 is best: the matrix describes its activations)")->required();
-    auto* f = cmd->add_option("-f,--file", o->file, "calibration text");
-    auto* t = cmd->add_option("--tokens", o->tokens, "calibration as token ids instead (comma-separated; no BOS is put first)");
+    auto* f = cmd->add_option("-f,--file", o->file, "calibration text (this or --tokens)")->default_str("none");
+    auto* t = cmd->add_option("--tokens", o->tokens, "calibration as token ids instead (comma-separated; no BOS is put first)")->default_str("none");
     f->excludes(t);
     t->excludes(f);
     cmd->add_option("-o,--output", o->out, "importance matrix to write");
