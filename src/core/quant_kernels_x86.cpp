@@ -7,6 +7,7 @@
 // integer products are exact; blocks are combined in float in 8 lanes, summed at the end.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -158,20 +159,24 @@ inline __m256i twice16(const uint8_t* v8) {
 }
 inline __m256i bsums16(const BlockQ8_K& x) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums)); }
 
-// Q4_K / Q5_K: Σ_j sc_j·(q_j·x_j) in int32 lanes and Σ_j m_j·Σx_j in int32 lanes; each super-block adds them, scaled
-// by d·x.d and dmin·x.d, to two float accumulators of 8 lanes, summed at the end.
+// Q4_K / Q5_K: Σ_j sc_j·(q_j·x_j) in 8 int32 lanes, scaled by d·x.d into 8 float lanes; the mins' term
+// −dmin·x.d·Σ_j m_j·Σx_j from the sums of 32 (4 lanes, pairs of sub-blocks) — in Q4_K into 4 float lanes, in Q5_K as
+// one scalar per super-block. The lanes and their order are those of ggml's AVX2 kernels (ggml_vec_dot_q4_K_q8_K /
+// _q5_K_q8_K), so that with the activations quantised as ggml quantises them the result is ggml's bit for bit.
 template <int NR, bool Five>
 void rows_k4(const void* wv, const void* const* xv, const float* const*, int64_t nb, float* out) {
     using Block = std::conditional_t<Five, BlockQ5_K, BlockQ4_K>;
     const Block* w = static_cast<const Block*>(wv);
     const BlockQ8_K* const* x = reinterpret_cast<const BlockQ8_K* const*>(xv);
-    __m256 acc[NR], accm[NR];
-    for (int i = 0; i < NR; ++i) acc[i] = accm[i] = _mm256_setzero_ps();
+    __m256 acc[NR];
+    __m128 accm[NR];
+    float summs[NR];
+    for (int i = 0; i < NR; ++i) acc[i] = _mm256_setzero_ps(), accm[i] = _mm_setzero_ps(), summs[i] = 0.f;
     const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     for (int64_t b = 0; b < nb; ++b) {
         uint8_t sc[8], mn[8];
         k4_unpack_scales(w[b].scales, sc, mn);
-        const __m256i mins = twice16(mn);
+        const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn)));
         __m256i isum[NR];
         for (int i = 0; i < NR; ++i) isum[i] = _mm256_setzero_si256();
         __m256i qh;
@@ -193,23 +198,40 @@ void rows_k4(const void* wv, const void* const* xv, const float* const*, int64_t
         }
         const float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
         for (int i = 0; i < NR; ++i) {
-            const __m256i m = _mm256_madd_epi16(bsums16(x[i][b]), mins);
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[i][b].d), _mm256_cvtepi32_ps(isum[i]), acc[i]);
-            accm[i] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * x[i][b].d), _mm256_cvtepi32_ps(m), accm[i]);
+            const __m256i bs = bsums16(x[i][b]);
+            const __m128i s32 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));  // Σx of each 32
+            const __m128i prod = _mm_madd_epi16(mins, s32);
+            const float dm = -x[i][b].d * dmin;
+            if constexpr (Five) {
+                const __m128i h = _mm_hadd_epi32(_mm_hadd_epi32(prod, _mm_setzero_si128()), _mm_setzero_si128());
+                // one rounding, as ggml's compiled `summs += dmin * …` (GCC contracts it into a fused multiply-add)
+                summs[i] = std::fma(dm, static_cast<float>(_mm_cvtsi128_si32(h)), summs[i]);
+            } else {
+                accm[i] = _mm_fmadd_ps(_mm_set1_ps(dm), _mm_cvtepi32_ps(prod), accm[i]);
+            }
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(x[i][b].d * d), _mm256_cvtepi32_ps(isum[i]), acc[i]);
         }
     }
-    for (int i = 0; i < NR; ++i) out[i] = hsum8(acc[i]) - hsum8(accm[i]);
+    for (int i = 0; i < NR; ++i) {
+        if constexpr (Five) {
+            out[i] = hsum8(acc[i]) + summs[i];
+        } else {
+            __m128 m = _mm_add_ps(accm[i], _mm_movehl_ps(accm[i], accm[i]));
+            m = _mm_add_ss(m, _mm_movehdup_ps(m));
+            out[i] = hsum8(acc[i]) + _mm_cvtss_f32(m);
+        }
+    }
 }
 
-// Q6_K: values 0…63 (stored + 32) times the signed 8-bit scales of each 16, less 32·Σ_j sc_j·Σx_j, in int32 lanes;
-// each super-block adds them, scaled by d·x.d, to a float accumulator of 8 lanes.
+// Q6_K: values 0…63 (stored + 32) less 32, times the signed 8-bit scales of each 16, in int32 lanes; each super-block
+// adds them, scaled by d·x.d, to a float accumulator of 8 lanes (ggml_vec_dot_q6_K_q8_K's AVX2 lanes and order).
 template <int NR>
 void rows_q6_k(const void* wv, const void* const* xv, const float* const*, int64_t nb, float* out) {
     const BlockQ6_K* w = static_cast<const BlockQ6_K*>(wv);
     const BlockQ8_K* const* x = reinterpret_cast<const BlockQ8_K* const*>(xv);
     __m256 acc[NR];
     for (int i = 0; i < NR; ++i) acc[i] = _mm256_setzero_ps();
-    const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
+    const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03), m32 = _mm256_set1_epi8(32);
     for (int64_t b = 0; b < nb; ++b) {
         __m256i isum[NR];
         for (int i = 0; i < NR; ++i) isum[i] = _mm256_setzero_si256();
@@ -226,17 +248,17 @@ void rows_q6_k(const void* wv, const void* const* xv, const float* const*, int64
             for (int k = 0; k < 4; ++k) {
                 const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
                 for (int i = 0; i < NR; ++i) {
-                    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(v[k], load32(x[i][b].qs + 128 * h + 32 * k)), s);
-                    isum[i] = _mm256_add_epi32(isum[i], p);
+                    const __m256i y = load32(x[i][b].qs + 128 * h + 32 * k);
+                    // (q − 32)·x per pair of bytes in 16 bits, then × the scale: ggml's lanes
+                    const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(v[k], y), _mm256_maddubs_epi16(m32, y));
+                    isum[i] = _mm256_add_epi32(isum[i], _mm256_madd_epi16(s, p16));
                 }
             }
         }
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales)));
         const float d = h2f(w[b].d);
         for (int i = 0; i < NR; ++i) {
-            const __m256i corr = _mm256_madd_epi16(bsums16(x[i][b]), sc16);  // Σ sc_j·Σx_j, in 8 lanes
-            const __m256i t = _mm256_sub_epi32(isum[i], _mm256_slli_epi32(corr, 5));
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[i][b].d), _mm256_cvtepi32_ps(t), acc[i]);
+            const float dd = x[i][b].d * d;
+            acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd), _mm256_cvtepi32_ps(isum[i]), acc[i]);
         }
     }
     for (int i = 0; i < NR; ++i) out[i] = hsum8(acc[i]);
