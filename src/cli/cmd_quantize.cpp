@@ -14,9 +14,9 @@ DType parse_tensor_type(const std::string& s, const char* flag) {
     std::string low = s;
     for (char& c : low) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
-                    DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K})
+                    DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS})
         if (low == dtype_name(t)) return t;
-    throw_bad_input("quantize: %s: type '%s' is not supported (f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k)",
+    throw_bad_input("quantize: %s: type '%s' is not supported (f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs)",
                     flag, s.c_str());
 }
 }  // namespace

@@ -727,6 +727,117 @@ void q6_k(const float* x, BlockQ6_K* y, int64_t nb, const float* imp) {
     }
 }
 
+// ---- IQ4_NL / IQ4_XS: indices into 16 non-linear levels ----------------------------------------------------------------
+
+// ggml's levels (kvalues_iq4nl)
+constexpr int8_t kIq4Levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// The index of the level nearest v (the lower one on ties; ggml's best_index_int8).
+inline int nearest_level(float v) {
+    const int8_t* L = kIq4Levels;
+    if (v <= L[0]) return 0;
+    if (v >= L[15]) return 15;
+    int lo = 0, hi = 15;
+    while (hi - lo > 1) {
+        const int mid = (lo + hi) / 2;
+        if (v < L[mid]) hi = mid;
+        else lo = mid;
+    }
+    return v - L[hi - 1] < L[hi] - v ? hi - 1 : hi;
+}
+
+// One super-block of `sbs` values in sub-blocks of 32 (IQ4_NL: one; IQ4_XS: eight): per sub-block the scale whose
+// levels fit best (weights importance · √(σ² + x²), or x²), 15 trial scales around −max/−127; IQ4_XS then stores
+// the scales as 6-bit multiples of max_scale/−32. (ggml's quantize_row_iq4_nl_impl with ntry 7, as quantize_iq4_nl
+// and quantize_iq4_xs call it.)
+void iq4_superblock(int sbs, const float* x, uint16_t* dh, uint8_t* q4, uint16_t* scales_h, uint8_t* scales_l, const float* imp) {
+    constexpr int ntry = 7, bs = 32;
+    float weight[bs], scales[kSuper / bs];
+    uint8_t L[kSuper];
+    float sigma2 = 0;
+    for (int j = 0; j < sbs; ++j) sigma2 += x[j] * x[j];
+    sigma2 *= 2.f / static_cast<float>(sbs);
+    std::memset(q4, 0, static_cast<size_t>(sbs / 2));
+    *dh = f2h(0.f);
+    float max_scale = 0, amax_scale = 0;
+    for (int ib = 0; ib < sbs / bs; ++ib) {
+        const float* xb = x + ib * bs;
+        uint8_t* Lb = L + ib * bs;
+        for (int j = 0; j < bs; ++j) weight[j] = imp ? imp[ib * bs + j] * std::sqrt(sigma2 + xb[j] * xb[j]) : xb[j] * xb[j];
+        float amax;
+        const float max = signed_absmax(xb, bs, amax);
+        if (amax < kGroupMaxEps) {
+            scales[ib] = 0;
+            continue;
+        }
+        float d = -max / static_cast<float>(kIq4Levels[0]);
+        float id = 1 / d;
+        float sumqx = 0, sumq2 = 0;
+        for (int j = 0; j < bs; ++j) {
+            const int l = nearest_level(id * xb[j]);
+            Lb[j] = static_cast<uint8_t>(l);
+            const float q = kIq4Levels[l];
+            sumqx += weight[j] * q * xb[j];
+            sumq2 += weight[j] * q * q;
+        }
+        d = sumqx / sumq2;
+        float best = d * sumqx;
+        for (int t = -ntry; t <= ntry; ++t) {
+            id = static_cast<float>(t + kIq4Levels[0]) / max;
+            sumqx = sumq2 = 0;
+            for (int j = 0; j < bs; ++j) {
+                const float q = kIq4Levels[nearest_level(id * xb[j])];
+                sumqx += weight[j] * q * xb[j];
+                sumq2 += weight[j] * q * q;
+            }
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                d = sumqx / sumq2;
+                best = d * sumqx;
+            }
+        }
+        scales[ib] = d;
+        if (std::fabs(d) > amax_scale) {
+            amax_scale = std::fabs(d);
+            max_scale = d;
+        }
+    }
+    if (sbs / bs > 1) {
+        *scales_h = 0;
+        const float d = -max_scale / 32;
+        *dh = f2h(d);
+        const float id = d ? 1 / d : 0.f;
+        for (int ib = 0; ib < sbs / bs; ++ib) {
+            int l = clampi(nearest(id * scales[ib]), -32, 31);
+            const float dl = d * static_cast<float>(l);
+            const float idl = dl ? 1 / dl : 0.f;
+            for (int j = 0; j < bs; ++j) L[ib * bs + j] = static_cast<uint8_t>(nearest_level(idl * x[ib * bs + j]));
+            l += 32;
+            if (ib % 2 == 0) scales_l[ib / 2] = static_cast<uint8_t>(l & 0xF);
+            else scales_l[ib / 2] = static_cast<uint8_t>(scales_l[ib / 2] | ((l & 0xF) << 4));
+            *scales_h = static_cast<uint16_t>(*scales_h | ((l >> 4) << (2 * (ib % 8))));
+        }
+    } else {
+        *dh = f2h(scales[0]);
+        const float id = scales[0] ? 1 / scales[0] : 0;
+        for (int j = 0; j < sbs; ++j) L[j] = static_cast<uint8_t>(nearest_level(id * x[j]));
+    }
+    for (int i = 0; i < sbs / 32; ++i)
+        for (int j = 0; j < 16; ++j) q4[16 * i + j] = static_cast<uint8_t>(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+void iq4_nl(const float* x, BlockIQ4_NL* y, int64_t nb, const float* imp) {
+    for (int64_t i = 0; i < nb; ++i) iq4_superblock(kBlock, x + i * kBlock, &y[i].d, y[i].qs, nullptr, nullptr, imp ? imp + i * kBlock : nullptr);
+}
+
+void iq4_xs(const float* x, BlockIQ4_XS* y, int64_t nb, const float* imp) {
+    for (int64_t i = 0; i < nb; ++i)
+        iq4_superblock(kSuper, x + i * kSuper, &y[i].d, y[i].qs, &y[i].scales_h, y[i].scales_l, imp ? imp + i * kSuper : nullptr);
+}
+
+inline int iq4_xs_scale(const BlockIQ4_XS& b, int ib) {  // the 6-bit scale of sub-block ib, less 32
+    return (((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b.scales_h >> (2 * ib)) & 3) << 4)) - 32;
+}
+
 // ---- dequantisation -------------------------------------------------------------------------------------------------
 
 void dq_q4_0(const BlockQ4_0* x, float* y, int64_t nb) {
@@ -788,6 +899,30 @@ void dq_q8_1(const BlockQ8_1* x, float* y, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i, y += kBlock) {
         const float d = h2f(x[i].d);
         for (int j = 0; j < kBlock; ++j) y[j] = static_cast<float>(x[i].qs[j]) * d;
+    }
+}
+
+void dq_iq4_nl(const BlockIQ4_NL* x, float* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i, y += kBlock) {
+        const float d = h2f(x[i].d);
+        for (int j = 0; j < 16; ++j) {
+            y[j] = d * static_cast<float>(kIq4Levels[x[i].qs[j] & 0xF]);
+            y[j + 16] = d * static_cast<float>(kIq4Levels[x[i].qs[j] >> 4]);
+        }
+    }
+}
+
+void dq_iq4_xs(const BlockIQ4_XS* x, float* y, int64_t nb) {
+    for (int64_t i = 0; i < nb; ++i) {
+        const float d = h2f(x[i].d);
+        for (int ib = 0; ib < 8; ++ib, y += 32) {
+            const float dl = d * static_cast<float>(iq4_xs_scale(x[i], ib));
+            const uint8_t* qs = x[i].qs + 16 * ib;
+            for (int j = 0; j < 16; ++j) {
+                y[j] = dl * static_cast<float>(kIq4Levels[qs[j] & 0xF]);
+                y[j + 16] = dl * static_cast<float>(kIq4Levels[qs[j] >> 4]);
+            }
+        }
     }
 }
 
@@ -902,8 +1037,8 @@ bool is_quantized(DType t) { return block_elems(t) > 1; }
 
 int64_t block_elems(DType t) {
     switch (t) {
-        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: case DType::Q8_1: return kBlock;
-        case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::Q8_K: return kSuper;
+        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: case DType::Q8_1: case DType::IQ4_NL: return kBlock;
+        case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::Q8_K: case DType::IQ4_XS: return kSuper;
         default: return 1;
     }
 }
@@ -922,6 +1057,8 @@ size_t block_bytes(DType t) {
         case DType::Q5_K: return sizeof(BlockQ5_K);
         case DType::Q6_K: return sizeof(BlockQ6_K);
         case DType::Q8_K: return sizeof(BlockQ8_K);
+        case DType::IQ4_NL: return sizeof(BlockIQ4_NL);
+        case DType::IQ4_XS: return sizeof(BlockIQ4_XS);
         default: return 0;
     }
 }
@@ -941,6 +1078,8 @@ void dequantize(DType t, const void* src, float* dst, int64_t n) {
         case DType::Q5_K: return dq_q5_k(static_cast<const BlockQ5_K*>(src), dst, nb);
         case DType::Q6_K: return dq_q6_k(static_cast<const BlockQ6_K*>(src), dst, nb);
         case DType::Q8_K: return dq_q8_k(static_cast<const BlockQ8_K*>(src), dst, nb);
+        case DType::IQ4_NL: return dq_iq4_nl(static_cast<const BlockIQ4_NL*>(src), dst, nb);
+        case DType::IQ4_XS: return dq_iq4_xs(static_cast<const BlockIQ4_XS*>(src), dst, nb);
         default: throw_runtime("dequantize: %s is not a quantised type", dtype_name(t));
     }
 }
@@ -1001,6 +1140,8 @@ size_t quantize(DType t, const float* src, void* dst, int64_t rows, int64_t n, c
             case DType::Q5_K: q5_k(x, static_cast<BlockQ5_K*>(y), nb, imp, imp == nullptr); break;
             case DType::Q6_K: q6_k(x, static_cast<BlockQ6_K*>(y), nb, imp); break;
             case DType::Q8_K: quantize_q8_K_ref(x, static_cast<BlockQ8_K*>(y), n); break;
+            case DType::IQ4_NL: iq4_nl(x, static_cast<BlockIQ4_NL*>(y), nb, imp); break;
+            case DType::IQ4_XS: iq4_xs(x, static_cast<BlockIQ4_XS*>(y), nb, imp); break;
             default: throw_runtime("quantize: %s is not a quantised type", dtype_name(t));
         }
     }
@@ -1200,13 +1341,38 @@ float dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* x, int64_t nb) {
     return sum;
 }
 
+float dot_iq4_nl(const BlockIQ4_NL* w, const BlockQ8_0* x, int64_t nb) {
+    float sum = 0;
+    int8_t v[32];
+    for (int64_t i = 0; i < nb; ++i) {
+        for (int j = 0; j < 16; ++j) v[j] = kIq4Levels[w[i].qs[j] & 0xF], v[j + 16] = kIq4Levels[w[i].qs[j] >> 4];
+        sum += static_cast<float>(dot32(v, x[i].qs)) * (h2f(w[i].d) * h2f(x[i].d));
+    }
+    return sum;
+}
+
+float dot_iq4_xs(const BlockIQ4_XS* w, const BlockQ8_K* x, int64_t nb) {
+    float sum = 0;
+    int8_t v[32];
+    for (int64_t i = 0; i < nb; ++i) {
+        int isum = 0;
+        for (int ib = 0; ib < 8; ++ib) {
+            const uint8_t* qs = w[i].qs + 16 * ib;
+            for (int j = 0; j < 16; ++j) v[j] = kIq4Levels[qs[j] & 0xF], v[j + 16] = kIq4Levels[qs[j] >> 4];
+            isum += iq4_xs_scale(w[i], ib) * dot32(v, x[i].qs + 32 * ib);
+        }
+        sum += x[i].d * h2f(w[i].d) * static_cast<float>(isum);
+    }
+    return sum;
+}
+
 }  // namespace
 
 DType activation_type(DType w) {
     switch (w) {
-        case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: return DType::Q8_0;
+        case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: case DType::IQ4_NL: return DType::Q8_0;
         case DType::Q4_1: case DType::Q5_1: return DType::Q8_1;
-        case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: return DType::Q8_K;
+        case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::IQ4_XS: return DType::Q8_K;
         default: throw_runtime("activation_type: %s is not a quantised weight type", dtype_name(w));
     }
 }
@@ -1233,6 +1399,8 @@ float vec_dot(DType t, const void* w, const void* x, int64_t n) {
         case DType::Q4_K: return dot_k4<4>(static_cast<const BlockQ4_K*>(w), static_cast<const BlockQ8_K*>(x), nb);
         case DType::Q5_K: return dot_k4<5>(static_cast<const BlockQ5_K*>(w), static_cast<const BlockQ8_K*>(x), nb);
         case DType::Q6_K: return dot_q6_k(static_cast<const BlockQ6_K*>(w), static_cast<const BlockQ8_K*>(x), nb);
+        case DType::IQ4_NL: return dot_iq4_nl(static_cast<const BlockIQ4_NL*>(w), static_cast<const BlockQ8_0*>(x), nb);
+        case DType::IQ4_XS: return dot_iq4_xs(static_cast<const BlockIQ4_XS*>(w), static_cast<const BlockQ8_K*>(x), nb);
         default: throw_runtime("vec_dot: %s is not a quantised weight type", dtype_name(t));
     }
 }

@@ -1,7 +1,8 @@
 // Internal: ggml's quantised block formats — their layouts, their dequantisation and their reference quantisers.
 //
 // Every type stores a row as blocks: a block of 32 values (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) or a super-block of 256
-// (the K-quants Q2_K…Q6_K, and Q8_K, the activations' type for K-quant products). The layouts are ggml's
+// (the K-quants Q2_K…Q6_K, and Q8_K, the activations' type for K-quant products); IQ4_NL (32) and IQ4_XS (256) store
+// indices into 16 non-linear levels. The layouts are ggml's
 // (ggml-common.h), byte for byte, so a GGUF tensor's data is used as it lies in the file.
 //
 // Quantisation follows ggml's quantisers value for value: without importance weights, the reference quantisers that
@@ -34,11 +35,14 @@ struct BlockQ4_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; };    
 struct BlockQ5_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; };
 struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; };  // 8-bit signed scales
 struct BlockQ8_K { float d; int8_t qs[256]; int16_t bsums[16]; };                       // bsums: Σ of each 16
+// non-linear 4-bit: x = d·v[q] with ggml's 16 levels v (kvalues_iq4nl); IQ4_XS: 8 sub-blocks of 32 with 6-bit scales
+struct BlockIQ4_NL { uint16_t d; uint8_t qs[16]; };
+struct BlockIQ4_XS { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; };
 #pragma pack(pop)
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24 &&
               sizeof(BlockQ8_0) == 34 && sizeof(BlockQ8_1) == 36);
 static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 &&
-              sizeof(BlockQ6_K) == 210 && sizeof(BlockQ8_K) == 292);
+              sizeof(BlockQ6_K) == 210 && sizeof(BlockQ8_K) == 292 && sizeof(BlockIQ4_NL) == 18 && sizeof(BlockIQ4_XS) == 136);
 
 // Whether t is one of the block types here, its values per block and bytes per block.
 bool is_quantized(DType t);
@@ -62,7 +66,7 @@ void quantize_q8_K_ref(const float* x, BlockQ8_K* y, int64_t n);
 // integer dot product is scaled) ----
 
 // The activations' type a weight type is multiplied with (ggml's vec_dot_type): Q8_0 for Q4_0, Q5_0 and Q8_0, Q8_1 for
-// Q4_1 and Q5_1 (their blocks carry d·Σq for the weights' offsets), Q8_K for the K-quants.
+// Q4_1 and Q5_1 (their blocks carry d·Σq for the weights' offsets), Q8_K for the K-quants; IQ4_NL: Q8_0, IQ4_XS: Q8_K.
 DType activation_type(DType weights);
 // n activations into that type as ggml's x86 CPU backend quantises them (quantize_row_q8_0 / _q8_1: amax/127, values
 // rounded to nearest even; Q8_K: the reference quantiser).

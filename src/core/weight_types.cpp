@@ -324,6 +324,8 @@ const WeightType* find_weight_type(DType t) {
         case DType::Q4_K: { static const Quantized q(DType::Q4_K); return &q; }
         case DType::Q5_K: { static const Quantized q(DType::Q5_K); return &q; }
         case DType::Q6_K: { static const Quantized q(DType::Q6_K); return &q; }
+        case DType::IQ4_NL: { static const Quantized q(DType::IQ4_NL); return &q; }
+        case DType::IQ4_XS: { static const Quantized q(DType::IQ4_XS); return &q; }
         default: return nullptr;
     }
 }

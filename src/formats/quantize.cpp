@@ -104,7 +104,7 @@ namespace {
 // llama_ftype numbers (llama.h)
 enum Ftype : uint32_t {
     kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ8_0 = 7, kQ5_0 = 8, kQ5_1 = 9, kQ2_K = 10, kQ3_K_S = 11, kQ3_K_M = 12,
-    kQ3_K_L = 13, kQ4_K_S = 14, kQ4_K_M = 15, kQ5_K_S = 16, kQ5_K_M = 17, kQ6_K = 18, kQ2_K_S = 21, kBF16 = 32,
+    kQ3_K_L = 13, kQ4_K_S = 14, kQ4_K_M = 15, kQ5_K_S = 16, kQ5_K_M = 17, kQ6_K = 18, kQ2_K_S = 21, kIQ4_NL = 25, kIQ4_XS = 30, kBF16 = 32,
 };
 }  // namespace
 
@@ -116,6 +116,7 @@ const std::vector<QuantMix>& quant_mixes() {
         {"Q3_K", kQ3_K_M, DType::Q3_K},   {"Q3_K_L", kQ3_K_L, DType::Q3_K}, {"Q4_K_S", kQ4_K_S, DType::Q4_K},
         {"Q4_K_M", kQ4_K_M, DType::Q4_K}, {"Q4_K", kQ4_K_M, DType::Q4_K},   {"Q5_K_S", kQ5_K_S, DType::Q5_K},
         {"Q5_K_M", kQ5_K_M, DType::Q5_K}, {"Q5_K", kQ5_K_M, DType::Q5_K},   {"Q6_K", kQ6_K, DType::Q6_K},
+        {"IQ4_NL", kIQ4_NL, DType::IQ4_NL}, {"IQ4_XS", kIQ4_XS, DType::IQ4_XS},
         {"F16", kF16, DType::F16},        {"BF16", kBF16, DType::BF16},     {"F32", kF32, DType::F32},
     };
     return mixes;
@@ -192,6 +193,7 @@ public:
             else if (ftype_ == kQ2_K_S && n_gqa_ >= 4) type = DType::Q4_K;
             else if (ftype_ == kQ3_K_M) type = i_attn_v_ < 2 ? DType::Q5_K : DType::Q4_K;
             else if (ftype_ == kQ3_K_L) type = DType::Q5_K;
+            else if ((ftype_ == kIQ4_NL || ftype_ == kIQ4_XS) && n_gqa_ >= 4) type = DType::Q5_K;
             else if ((ftype_ == kQ4_K_M || ftype_ == kQ5_K_M) && more_bits(i_attn_v_, n_attn_v_)) type = DType::Q6_K;
             else if (ftype_ == kQ4_K_S && i_attn_v_ < 4) type = DType::Q5_K;
             if (is_70b_ && (type == DType::Q3_K || type == DType::Q4_K)) type = DType::Q5_K;
@@ -205,6 +207,7 @@ public:
             else if (ftype_ == kQ3_K_M) type = i < n / 16 ? DType::Q5_K : DType::Q4_K;
             else if (ftype_ == kQ3_K_L) type = DType::Q5_K;
             else if (ftype_ == kQ4_K_M) { if (more_bits(i, n)) type = DType::Q6_K; }
+            else if (i < n / 8 && (ftype_ == kIQ4_NL || ftype_ == kIQ4_XS) && !has_imatrix_) type = DType::Q5_K;
             else if (ftype_ == kQ5_K_M && more_bits(i, n)) type = DType::Q6_K;
             else if (ftype_ == kQ4_K_S && i < n / 8) type = DType::Q5_K;
             else if ((ftype_ == kQ4_0 || ftype_ == kQ5_0) && has_imatrix_ && i < n / 8)
@@ -226,9 +229,7 @@ public:
                 case DType::Q4_K: fb = DType::Q5_0; break;
                 case DType::Q5_K: fb = DType::Q5_1; break;
                 case DType::Q6_K: fb = DType::Q8_0; break;
-                case DType::Q2_K: case DType::Q3_K:
-                    throw_bad_input("quantize: tensor '%s': rows of %lld values do not split into %s's blocks of 256, and its fallback (IQ4_NL) is not supported",
-                                    name.c_str(), static_cast<long long>(cols), dtype_name(type));
+                case DType::Q2_K: case DType::Q3_K: case DType::IQ4_XS: fb = DType::IQ4_NL; break;
                 default:
                     throw_bad_input("quantize: tensor '%s': rows of %lld values do not split into %s's blocks of %lld", name.c_str(),
                                     static_cast<long long>(cols), dtype_name(type), static_cast<long long>(quant::block_elems(type)));

@@ -52,7 +52,7 @@ void Model::check() const {
             throw_bad_input("'%s': tensor '%s' has shape %s, expected %s", path.c_str(), name.c_str(), t.shape_str().c_str(), want.shape_str().c_str());
         }
         if (!dtype_supported(t.dtype))
-            throw_bad_input("'%s': tensor '%s' has type %s, which is not supported (f32, f16, bf16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K…Q6_K are)",
+            throw_bad_input("'%s': tensor '%s' has type %s, which is not supported (f32, f16, bf16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K…Q6_K, IQ4_NL and IQ4_XS are)",
                             path.c_str(), name.c_str(), dtype_name(t.dtype));
         if (reinterpret_cast<uintptr_t>(t.data) % weight_type(t.dtype, "check").alignment() != 0)
             throw_bad_input("'%s': tensor '%s' data is misaligned", path.c_str(), name.c_str());

@@ -4,7 +4,8 @@
 # with the same importance matrix (made by llama-imatrix on the model), must give the same tensors — names, types and
 # data, byte for byte. `llmforge imatrix` must agree with llama-imatrix and feed llama-quantize; llama.cpp then loads
 # and runs our files, and `llmforge perplexity` on them prints llama-perplexity's values — to the digit for Q8_0,
-# Q4_K_M, Q5_K_M and Q6_K, within 0.1 % for the other types.
+# Q4_K_M, Q5_K_M and Q6_K, within 0.1 % for the other types. Rows that are not whole blocks (llama-tiny) fall back to
+# the same types as in llama-quantize.
 #
 #   LLAMA_CPP_BIN=/path/to/llama.cpp/build/bin tests/anchor/llamacpp_quantize.sh [TYPE...]
 #
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/../.."
 LBIN=${LLAMA_CPP_BIN:?set LLAMA_CPP_BIN to llama.cpp\'s build/bin}
 BIN=${LLMFORGE_BIN:-build/llmforge}
 types=("$@")
-[ ${#types[@]} -gt 0 ] || types=(Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K)
+[ ${#types[@]} -gt 0 ] || types=(Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL IQ4_XS)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 head -c 20000 /usr/share/common-licenses/GPL-3 > "$work/text.txt"
@@ -129,5 +130,23 @@ PY
   else
     echo "FAIL $preset: llama-perplexity on our Q4_K_M file"; tail -3 "$work/ppl.log"; status=1
   fi
+done
+# llama.cpp's fallbacks for rows that are not whole blocks (Q4_K → Q5_0, Q6_K → Q8_0, Q2_K/Q3_K/IQ4_XS → IQ4_NL, then
+# F16): llama-tiny's rows of 64 and 172 values
+"$BIN" init --preset llama-tiny --dtype f32 --seed 5 -o "$work/tiny.gguf" 2>/dev/null
+for t in Q2_K Q3_K_M Q4_K_M IQ4_XS Q6_K; do
+  "$BIN" quantize "$work/tiny.gguf" "$work/ours.gguf" "$t" >/dev/null 2>&1
+  "$LBIN/llama-quantize" "$work/tiny.gguf" "$work/theirs.gguf" "$t" >/dev/null 2>&1
+  if /usr/bin/python3 - "$work/ours.gguf" "$work/theirs.gguf" "$t" <<'PY'
+import sys
+sys.path.insert(0, "tests/reference")
+import gguf_raw
+a, b = gguf_raw.read(sys.argv[1])[1], gguf_raw.read(sys.argv[2])[1]
+ok = [x[0] for x in a] == [y[0] for y in b] and all(x[2] == y[2] and x[3] == y[3] for x, y in zip(a, b))
+kinds = " ".join(sorted({gguf_raw.NAMES.get(x[2], str(x[2])) for x in a}))
+print(("ok   " if ok else "FAIL ") + f"llama-tiny {sys.argv[3]} (fallbacks): {len(a)} tensors {'identical' if ok else 'differ'} ({kinds})")
+sys.exit(0 if ok else 1)
+PY
+  then :; else status=1; fi
 done
 exit $status

@@ -144,13 +144,13 @@ TEST(BadInput, UnknownArchitecture) {
 
 TEST(BadInput, UnsupportedDtype) {
     Model m = init_random(preset("llama-tiny"), DType::F32, 1);
-    // Re-label one matrix as IQ4_NL (a block type llmforge does not compute with) with the right number of bytes
-    // (32 values per 18-byte block).
-    std::vector<uint8_t> q(static_cast<size_t>(64 * 64 / 32 * 18), 0);
+    // Re-label one matrix as Q8_1 (a block type of ggml's activations, not of weights) with the right number of bytes
+    // (32 values per 36-byte block).
+    std::vector<uint8_t> q(static_cast<size_t>(64 * 64 / 32 * 36), 0);
     for (auto& t : m.tensors)
-        if (t.name == "blk.0.attn_q.weight") { t.dtype = DType::IQ4_NL; t.data = q.data(); }
+        if (t.name == "blk.0.attn_q.weight") { t.dtype = DType::Q8_1; t.data = q.data(); }
     const std::string p = write_raw(m, "q4.gguf");
-    expect_bad(p, "type iq4_nl, which is not supported");
+    expect_bad(p, "type q8_1, which is not supported");
     // A GGML type id llmforge does not know at all
     RawGGUF g(1, 0);
     g.tensor_info("token_embd.weight", {256}, 99, 0);
@@ -199,7 +199,7 @@ TEST(BadInput, QuantizeRefusesWithOneLine) {
         {"quantize " + src + " " + out + " IQ2_XXS", "unknown type 'IQ2_XXS'"},
         {"quantize --imatrix " + im + " " + src + " " + out + " Q4_0", "has 999 values for 'blk.0.attn_q.weight', which has 64 columns: it was made for another model"},
         {"quantize " + src256 + " " + out + " Q2_K_S", "Q2_K_S needs an importance matrix"},
-        {"quantize " + src + " " + out + " Q2_K", "rows of 64 values do not split into q2_k's blocks of 256, and its fallback (IQ4_NL) is not supported"},
+        {"quantize --pure " + src + " " + out + " IQ4_XS", "not a multiple of iq4_xs's block of 256"},
         {"quantize --imatrix " + src + " " + src + " " + out + " Q4_0", "importance matrix"},
     };
     for (const auto& [args, needle] : cases) {

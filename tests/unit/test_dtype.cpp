@@ -66,7 +66,7 @@ TEST(DType, Names) {
     EXPECT_STREQ(dtype_name(DType::Q4_K), "q4_k");
     EXPECT_EQ(dtype_from_name("bf16"), DType::BF16);
     EXPECT_TRUE(dtype_supported(DType::Q8_0));
-    EXPECT_FALSE(dtype_supported(DType::IQ4_NL));
+    EXPECT_FALSE(dtype_supported(DType::IQ2_XXS));
 }
 
 // The weight-type traits (core/weight_types.h) for every type the kernels compute with: the row layout agrees with
@@ -153,5 +153,5 @@ TEST(WeightTypes, TraitsDescribeEveryComputableTypeAndItsProducts) {
             }
         }
     }
-    EXPECT_EQ(computable, 13);  // f32, f16, bf16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
+    EXPECT_EQ(computable, 15);  // f32, f16, bf16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS
 }

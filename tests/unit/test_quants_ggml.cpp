@@ -154,7 +154,7 @@ INSTANTIATE_TEST_SUITE_P(Types, QuantsVsGgml,
                          ::testing::Values(Case{DType::Q4_0, "q4_0"}, Case{DType::Q4_1, "q4_1"}, Case{DType::Q5_0, "q5_0"},
                                            Case{DType::Q5_1, "q5_1"}, Case{DType::Q8_0, "q8_0"}, Case{DType::Q2_K, "q2_K"},
                                            Case{DType::Q3_K, "q3_K"}, Case{DType::Q4_K, "q4_K"}, Case{DType::Q5_K, "q5_K"},
-                                           Case{DType::Q6_K, "q6_K"}),
+                                           Case{DType::Q6_K, "q6_K"}, Case{DType::IQ4_NL, "iq4_nl"}, Case{DType::IQ4_XS, "iq4_xs"}),
                          [](const ::testing::TestParamInfo<Case>& i) { return std::string(i.param.name); });
 
 // The activations' K-quant type (used by the integer dot products): quantize_row_q8_K_ref and its dequantisation.
@@ -291,7 +291,8 @@ INSTANTIATE_TEST_SUITE_P(Types, QuantDotsVsGgml,
                                            DotCase{DType::Q5_0, "q5_0", "q8_0"}, DotCase{DType::Q5_1, "q5_1", "q8_1"},
                                            DotCase{DType::Q8_0, "q8_0", "q8_0"}, DotCase{DType::Q2_K, "q2_K", "q8_K"},
                                            DotCase{DType::Q3_K, "q3_K", "q8_K"}, DotCase{DType::Q4_K, "q4_K", "q8_K"},
-                                           DotCase{DType::Q5_K, "q5_K", "q8_K"}, DotCase{DType::Q6_K, "q6_K", "q8_K"}),
+                                           DotCase{DType::Q5_K, "q5_K", "q8_K"}, DotCase{DType::Q6_K, "q6_K", "q8_K"},
+                                           DotCase{DType::IQ4_NL, "iq4_nl", "q8_0"}, DotCase{DType::IQ4_XS, "iq4_xs", "q8_K"}),
                          [](const ::testing::TestParamInfo<DotCase>& i) { return std::string(i.param.name); });
 
 }  // namespace
