@@ -177,6 +177,12 @@ void rows_k4(const void* wv, const void* const* xv, const float* const*, int64_t
         uint8_t sc[8], mn[8];
         k4_unpack_scales(w[b].scales, sc, mn);
         const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn)));
+        // the 8 scales as int16 in both halves; scale j is spread over all lanes by one byte shuffle (not extracted,
+        // stored and broadcast from memory)
+        const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
+        _mm_prefetch(reinterpret_cast<const char*>(w + b + 2), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + b + 2) + 64, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + b + 2) + 128, _MM_HINT_T0);
         __m256i isum[NR];
         for (int i = 0; i < NR; ++i) isum[i] = _mm256_setzero_si256();
         __m256i qh;
@@ -189,7 +195,8 @@ void rows_k4(const void* wv, const void* const* xv, const float* const*, int64_t
                 lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, s_lo), one), 4));
                 hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, s_hi), one), 4));
             }
-            const __m256i s_lo = _mm256_set1_epi16(sc[2 * k]), s_hi = _mm256_set1_epi16(sc[2 * k + 1]);
+            const __m256i s_lo = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * (2 * k))));
+            const __m256i s_hi = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * (2 * k + 1))));
             for (int i = 0; i < NR; ++i) {
                 const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32(x[i][b].qs + 64 * k)), s_lo);
                 const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load32(x[i][b].qs + 64 * k + 32)), s_hi);
@@ -235,6 +242,10 @@ void rows_q6_k(const void* wv, const void* const* xv, const float* const*, int64
     for (int64_t b = 0; b < nb; ++b) {
         __m256i isum[NR];
         for (int i = 0; i < NR; ++i) isum[i] = _mm256_setzero_si256();
+        _mm_prefetch(reinterpret_cast<const char*>(w + b + 4), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + b + 4) + 64, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + b + 4) + 128, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + b + 4) + 192, _MM_HINT_T0);
         for (int h = 0; h < 2; ++h) {
             const uint8_t* ql = w[b].ql + 64 * h;
             const __m256i qa = load32(ql), qb = load32(ql + 32), qh = load32(w[b].qh + 32 * h);
@@ -244,9 +255,11 @@ void rows_q6_k(const void* wv, const void* const* xv, const float* const*, int64
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4)),
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4)),
             };
-            const int8_t* sc = w[b].scales + 8 * h;
+            // this half's 8 scales as int16 in both 128-bit halves; chunk k takes scale 2k in its low half, 2k+1 in its high
+            const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w[b].scales + 8 * h))));
             for (int k = 0; k < 4; ++k) {
-                const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+                const __m256i s = _mm256_shuffle_epi8(sc16, _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * (2 * k + 1))),
+                                                                              _mm_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * (2 * k)))));
                 for (int i = 0; i < NR; ++i) {
                     const __m256i y = load32(x[i][b].qs + 128 * h + 32 * k);
                     // (q − 32)·x per pair of bytes in 16 bits, then × the scale: ggml's lanes
