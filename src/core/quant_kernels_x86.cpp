@@ -67,7 +67,9 @@ void rows_q8_0_style(const Block* w, const BlockQ8_0* const* x, const float* con
     const float* d1 = NR > 1 ? dx[1] : dx[0];
     const float* d2 = NR > 2 ? dx[2] : dx[0];
     const float* d3 = NR > 3 ? dx[3] : dx[0];
+    constexpr int ahead = 512 / sizeof(Block);  // blocks: the weight stream prefetched ~512 bytes ahead
     for (int64_t b = 0; b < nb; ++b) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + b + ahead), _MM_HINT_T0);
         const __m256i q = unpack(w[b]);  // signed −127 … 127
         const __m256i aq = _mm256_sign_epi8(q, q);
         const __m256 dw = _mm256_set1_ps(h2f(w[b].d));
