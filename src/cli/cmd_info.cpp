@@ -112,10 +112,14 @@ void print_config(const ModelConfig& c) {
     std::printf("embeddings     %s\n", c.tied_embeddings ? "tied (output = token embedding)" : "untied");
 }
 
-void print_memory(const Memory& m, const ModelConfig& c) {
+// stored_weights > 0: the file's own tensor bytes (a quantised file runs from them as they are), shown first.
+void print_memory(const Memory& m, const ModelConfig& c, double stored_weights = 0) {
     const int64_t cells = KVCache::cells_for(c, c.n_ctx, 512);
     std::printf("\nmemory to run (weights + KV cache for one sequence of %lld tokens%s)\n", static_cast<long long>(c.n_ctx),
                 cells < c.n_ctx ? strprintf(": a sliding-window ring of %lld cells", static_cast<long long>(cells)).c_str() : "");
+    if (stored_weights > 0)
+        std::printf("  as stored weights %-8s + KV f16 %-12s = %s\n", human_bytes(stored_weights).c_str(), human_bytes(m.kv_f16).c_str(),
+                    human_bytes(stored_weights + m.kv_f16).c_str());
     std::printf("  f32   weights %-12s + KV f32 %-12s = %s\n", human_bytes(m.weights_f32).c_str(), human_bytes(m.kv_f32).c_str(),
                 human_bytes(m.weights_f32 + m.kv_f32).c_str());
     std::printf("  f16   weights %-12s + KV f16 %-12s = %s\n", human_bytes(m.weights_f16).c_str(), human_bytes(m.kv_f16).c_str(),
@@ -210,7 +214,9 @@ static void describe_gguf(const std::string& path, bool all, bool as_json) {
         for (const auto& [t, e] : by_type) std::printf(" %s ×%lld (%s)", t.c_str(), static_cast<long long>(e.first), human_bytes(e.second).c_str());
         std::printf("\n");
     }
-    if (cfg) print_memory(memory_of(*cfg), *cfg);
+    bool blocks = false;
+    for (const Tensor& t : f.tensors) blocks = blocks || dtype_block_size(t.dtype) > 1;
+    if (cfg) print_memory(memory_of(*cfg), *cfg, blocks ? static_cast<double>(bytes) : 0);
     if (!f.tensors.empty()) {
         std::printf("\ntensors (%zu)\n", f.tensors.size());
         size_t shown = 0;

@@ -419,6 +419,7 @@ TEST(Cli, QuantizedModelsRun) {
         EXPECT_NEAR(r["ppl"].get<double>(), base, base * (std::string(type) == "Q8_0" ? 0.002 : 0.02)) << type;
         EXPECT_LT(r["kl_divergence"]["mean"].get<double>(), std::string(type) == "Q8_0" ? 1e-4 : 5e-3) << type << r.dump();
         EXPECT_FALSE(cli_stdout("generate -m " + q + " -p \"the quick\" -n 8 --temp 0").empty()) << type;
+        EXPECT_NE(cli_stdout("info " + q).find("as stored weights"), std::string::npos) << type;  // memory as the file runs
         const std::string back = test::tmp_path(std::string("qrun-") + type + "-f16.gguf");
         cli_stdout("convert " + q + " " + back + " --dtype f16");
         EXPECT_NEAR(ppl(back)["ppl"].get<double>(), r["ppl"].get<double>(), r["ppl"].get<double>() * 2e-3) << type;
