@@ -1158,29 +1158,31 @@ namespace llmforge::quant {
 
 namespace {
 
-void q8_0_act(const float* x, BlockQ8_0* y, int64_t n) {
-    for (int64_t i = 0; i < n / kBlock; ++i, x += kBlock) {
-        float amax = 0;
-        for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
-        const float d = amax / 127.f;
-        const float id = amax != 0.0f ? 127.f / amax : 0.0f;
-        y[i].d = f32_to_f16(d);
-        for (int j = 0; j < kBlock; ++j) y[i].qs[j] = static_cast<int8_t>(nearest(x[j] * id));
+// One block of 32 activations as ggml's x86 backend quantises it (amax/127, 127/amax, ties to even): the scale d
+// (stored in f16) and the levels; returns Σq.
+int q8_block(const float* x, float& d, uint16_t& d16, int8_t* qs) {
+    float amax = 0;
+    for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
+    d = amax / 127.f;
+    const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+    d16 = f32_to_f16(d);
+    int sum = 0;
+    for (int j = 0; j < kBlock; ++j) {
+        qs[j] = static_cast<int8_t>(nearest(x[j] * id));
+        sum += qs[j];
     }
+    return sum;
 }
 
-void q8_1_act(const float* x, BlockQ8_1* y, int64_t n) {
+void q8_0_act(const float* x, BlockQ8_0* y, int64_t n) {
+    float d;
+    for (int64_t i = 0; i < n / kBlock; ++i, x += kBlock) (void)q8_block(x, d, y[i].d, y[i].qs);
+}
+
+void q8_1_act(const float* x, BlockQ8_1* y, int64_t n) {  // Q8_0's blocks and s = d·Σq
+    float d;
     for (int64_t i = 0; i < n / kBlock; ++i, x += kBlock) {
-        float amax = 0;
-        for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
-        const float d = amax / 127.f;
-        const float id = amax != 0.0f ? 127.f / amax : 0.0f;
-        y[i].d = f32_to_f16(d);
-        int sum = 0;
-        for (int j = 0; j < kBlock; ++j) {
-            y[i].qs[j] = static_cast<int8_t>(nearest(x[j] * id));
-            sum += y[i].qs[j];
-        }
+        const int sum = q8_block(x, d, y[i].d, y[i].qs);
         y[i].s = f32_to_f16(d * static_cast<float>(sum));
     }
 }
@@ -1204,56 +1206,51 @@ inline void nibbles(const uint8_t* qs, int8_t* out, int offset) {  // 16 bytes �
     }
 }
 
-float dot_q4_0(const BlockQ4_0* w, const BlockQ8_0* x, int64_t nb) {
-    float sum = 0;
-    int8_t v[32];
-    for (int64_t i = 0; i < nb; ++i) {
-        nibbles(w[i].qs, v, 8);
-        sum += static_cast<float>(dot32(v, x[i].qs)) * (h2f(w[i].d) * h2f(x[i].d));
-    }
-    return sum;
-}
-
-float dot_q4_1(const BlockQ4_1* w, const BlockQ8_1* x, int64_t nb) {
-    float sum = 0;
-    int8_t v[32];
-    for (int64_t i = 0; i < nb; ++i) {
-        nibbles(w[i].qs, v, 0);
-        sum += (h2f(w[i].d) * h2f(x[i].d)) * static_cast<float>(dot32(v, x[i].qs)) + h2f(w[i].m) * h2f(x[i].s);
-    }
-    return sum;
-}
-
 inline void fives(const uint8_t* qs, const uint8_t* qh_bytes, int8_t* out, int offset) {
     int q[32];
     unpack5(qs, qh_bytes, q);
     for (int j = 0; j < 32; ++j) out[j] = static_cast<int8_t>(q[j] - offset);
 }
 
-float dot_q5_0(const BlockQ5_0* w, const BlockQ8_0* x, int64_t nb) {
+// Symmetric 32-value blocks with Q8_0 activations: Σ_blocks (Σ w·x)·(d_w·d_x); unpack gives a block's signed levels.
+template <class Block, class Unpack>
+float dot_symmetric(const Block* w, const BlockQ8_0* x, int64_t nb, Unpack unpack) {
     float sum = 0;
     int8_t v[32];
     for (int64_t i = 0; i < nb; ++i) {
-        fives(w[i].qs, w[i].qh, v, 16);
+        unpack(w[i], v);
         sum += static_cast<float>(dot32(v, x[i].qs)) * (h2f(w[i].d) * h2f(x[i].d));
     }
     return sum;
 }
 
-float dot_q5_1(const BlockQ5_1* w, const BlockQ8_1* x, int64_t nb) {
+// Affine 32-value blocks (x = d·q + m) with Q8_1 activations: (d_w·d_x)·Σ q·x + m·s_x per block.
+template <class Block, class Unpack>
+float dot_affine(const Block* w, const BlockQ8_1* x, int64_t nb, Unpack unpack) {
     float sum = 0;
     int8_t v[32];
     for (int64_t i = 0; i < nb; ++i) {
-        fives(w[i].qs, w[i].qh, v, 0);
+        unpack(w[i], v);
         sum += (h2f(w[i].d) * h2f(x[i].d)) * static_cast<float>(dot32(v, x[i].qs)) + h2f(w[i].m) * h2f(x[i].s);
     }
     return sum;
 }
 
+float dot_q4_0(const BlockQ4_0* w, const BlockQ8_0* x, int64_t nb) {
+    return dot_symmetric(w, x, nb, [](const BlockQ4_0& b, int8_t* v) { nibbles(b.qs, v, 8); });
+}
+float dot_q4_1(const BlockQ4_1* w, const BlockQ8_1* x, int64_t nb) {
+    return dot_affine(w, x, nb, [](const BlockQ4_1& b, int8_t* v) { nibbles(b.qs, v, 0); });
+}
+float dot_q5_0(const BlockQ5_0* w, const BlockQ8_0* x, int64_t nb) {
+    return dot_symmetric(w, x, nb, [](const BlockQ5_0& b, int8_t* v) { fives(b.qs, b.qh, v, 16); });
+}
+float dot_q5_1(const BlockQ5_1* w, const BlockQ8_1* x, int64_t nb) {
+    return dot_affine(w, x, nb, [](const BlockQ5_1& b, int8_t* v) { fives(b.qs, b.qh, v, 0); });
+}
+
 float dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* x, int64_t nb) {
-    float sum = 0;
-    for (int64_t i = 0; i < nb; ++i) sum += static_cast<float>(dot32(w[i].qs, x[i].qs)) * (h2f(w[i].d) * h2f(x[i].d));
-    return sum;
+    return dot_symmetric(w, x, nb, [](const BlockQ8_0& b, int8_t* v) { std::memcpy(v, b.qs, 32); });
 }
 
 // K-quants: per super-block, Σ_j scale_j · (q_j · x_j) − Σ_j min_j · Σ x_j in integers, then × d (and dmin) × x's d.
@@ -1342,13 +1339,9 @@ float dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* x, int64_t nb) {
 }
 
 float dot_iq4_nl(const BlockIQ4_NL* w, const BlockQ8_0* x, int64_t nb) {
-    float sum = 0;
-    int8_t v[32];
-    for (int64_t i = 0; i < nb; ++i) {
-        for (int j = 0; j < 16; ++j) v[j] = kIq4Levels[w[i].qs[j] & 0xF], v[j + 16] = kIq4Levels[w[i].qs[j] >> 4];
-        sum += static_cast<float>(dot32(v, x[i].qs)) * (h2f(w[i].d) * h2f(x[i].d));
-    }
-    return sum;
+    return dot_symmetric(w, x, nb, [](const BlockIQ4_NL& b, int8_t* v) {
+        for (int j = 0; j < 16; ++j) v[j] = kIq4Levels[b.qs[j] & 0xF], v[j + 16] = kIq4Levels[b.qs[j] >> 4];
+    });
 }
 
 float dot_iq4_xs(const BlockIQ4_XS* w, const BlockQ8_K* x, int64_t nb) {

@@ -314,20 +314,19 @@ const WeightType* find_weight_type(DType t) {
         case DType::F32: return &f32;
         case DType::F16: return &f16;
         case DType::BF16: return &bf16;
-        case DType::Q4_0: { static const Quantized q(DType::Q4_0); return &q; }
-        case DType::Q4_1: { static const Quantized q(DType::Q4_1); return &q; }
-        case DType::Q5_0: { static const Quantized q(DType::Q5_0); return &q; }
-        case DType::Q5_1: { static const Quantized q(DType::Q5_1); return &q; }
-        case DType::Q8_0: { static const Quantized q(DType::Q8_0); return &q; }
-        case DType::Q2_K: { static const Quantized q(DType::Q2_K); return &q; }
-        case DType::Q3_K: { static const Quantized q(DType::Q3_K); return &q; }
-        case DType::Q4_K: { static const Quantized q(DType::Q4_K); return &q; }
-        case DType::Q5_K: { static const Quantized q(DType::Q5_K); return &q; }
-        case DType::Q6_K: { static const Quantized q(DType::Q6_K); return &q; }
-        case DType::IQ4_NL: { static const Quantized q(DType::IQ4_NL); return &q; }
-        case DType::IQ4_XS: { static const Quantized q(DType::IQ4_XS); return &q; }
-        default: return nullptr;
+        default: break;
     }
+    // ggml's block types: one Quantized each (not the activations' Q8_1 and Q8_K)
+    static const std::vector<Quantized> blocks = [] {
+        std::vector<Quantized> v;
+        for (DType b : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K,
+                        DType::Q5_K, DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS})
+            v.emplace_back(b);
+        return v;
+    }();
+    for (const Quantized& q : blocks)
+        if (q.type() == t) return &q;
+    return nullptr;
 }
 
 const WeightType& weight_type(DType t, const char* what) {

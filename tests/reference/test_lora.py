@@ -9,7 +9,6 @@ key/values, tensor infos, aligned data)."""
 import argparse
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -20,59 +19,15 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_torch_parity as P  # noqa: E402
 import test_torch_train as TT  # noqa: E402
-
-GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-
+import gguf_raw  # noqa: E402
 
 def read_gguf(path):
     """Tensors (f32) and metadata of a GGUF file."""
-    with open(path, "rb") as f:
-        buf = f.read()
-    off = 0
-
-    def take(fmt):
-        nonlocal off
-        v = struct.unpack_from("<" + fmt, buf, off)
-        off += struct.calcsize("<" + fmt)
-        return v[0]
-
-    def string():
-        nonlocal off
-        n = take("Q")
-        s = buf[off:off + n].decode("utf-8")
-        off += n
-        return s
-
-    def value(t):
-        if t == 8:
-            return string()
-        if t == 9:
-            et, n = take("I"), take("Q")
-            return [value(et) for _ in range(n)]
-        return take(GGUF_SCALARS[t])
-
-    assert buf[:4] == b"GGUF", path
-    off = 4
-    take("I")
-    n_t, n_kv = take("Q"), take("Q")
-    meta = {}
-    for _ in range(n_kv):
-        k = string()
-        meta[k] = value(take("I"))
-    infos = []
-    for _ in range(n_t):
-        name = string()
-        nd = take("I")
-        ne = [take("Q") for _ in range(nd)]
-        typ, o = take("I"), take("Q")
-        infos.append((name, ne, typ, o))
-    align = meta.get("general.alignment", 32)
-    base = (off + align - 1) // align * align
+    meta, tensors = gguf_raw.read(path)
     out = {}
-    for name, ne, typ, o in infos:
+    for name, ne, typ, data in tensors:
         assert typ == 0, f"{name}: only f32 tensors expected"
-        n = int(np.prod(ne))
-        out[name] = np.frombuffer(buf, dtype=np.float32, count=n, offset=base + o).reshape(list(reversed(ne))).astype(np.float64)
+        out[name] = np.frombuffer(data, dtype=np.float32).reshape(list(reversed(ne))).astype(np.float64)
     return meta, out
 
 
