@@ -235,6 +235,7 @@ struct RlOptions {
     bool eval_only = false;              // only the held-out evaluation of the starting model (no training)
     int64_t eval_samples = 0;            // each evaluation also samples this many answers per prompt (at --temperature)
     LoraConfig lora;
+    bool recompute = false;              // activation checkpointing (TrainableModel::set_recompute)
     const std::atomic<bool>* stop = nullptr;  // set by the caller (SIGINT/SIGTERM): save a checkpoint and return
 };
 struct RlReport {

@@ -173,8 +173,10 @@ Model load_model(const std::string& path, const LoadOptions& opts = {});
 void save_lora_adapter(const Model& adapter, const std::string& path);
 // Reads an adapter for a model of config `base` (its RoPE row order is matched); the alpha is in meta.
 Model load_lora_adapter(const std::string& path, const ModelConfig& base);
-// base with W + scale · (alpha/rank) · B A for every adapted weight (computed in f32, stored in W's type).
-Model merge_lora(const Model& base, const Model& adapter, float scale = 1.0f);
+// base with W + scale · (alpha/rank) · B A for every adapted weight, computed in f32 and stored as `merged_type`, or
+// (Unknown) in W's type where W is f32, f16 or bf16 and in f16 where W is quantised (as llama-export-lora writes
+// them: requantising would round most of an adapter's small change away — a QLoRA adapter's base is quantised).
+Model merge_lora(const Model& base, const Model& adapter, float scale = 1.0f, DType merged_type = DType::Unknown);
 
 enum class FileFormat { GGUF, Llama2c, Safetensors };
 FileFormat format_for_output(const std::string& path);  // by extension: .gguf, .bin, else safetensors

@@ -24,6 +24,7 @@ struct PretrainOptions {
     float lr = 6e-4f, min_lr = 6e-5f, weight_decay = 0.1f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, clip = 1.0f;
     std::string schedule = "cosine";
     std::string precision = "f32";     // matrix products: f32, or bf16 (bf16 operands, f32 accumulation, f32 masters)
+    bool recompute = false;            // activation checkpointing: keep block inputs only, recompute in the backward pass
     int64_t warmup = 100;
     uint64_t seed = 1;
     int64_t eval_every = 100, eval_batches = 8, save_every = 200, sample_every = 0;

@@ -19,6 +19,7 @@
 namespace llmforge {
 
 struct ModelWeights;
+struct LayerBuffers;
 namespace backend {
 class Backend;
 }
@@ -100,6 +101,12 @@ public:
     // Precision of the matrix products (forward and backward): f32 (default), or bf16 operands with f32 accumulation.
     // Master weights, gradients and optimiser state stay f32 either way.
     void set_matmul_precision(kernels::Precision p) { matmul_ = p; }
+    // Activation checkpointing (recomputation): keep only each block's input for the backward pass, which runs a
+    // block's forward again just before its own backward. Activation memory per token falls from about
+    // L·(8C + 3F + H·T) floats to L·C plus one block's; the cost is one more forward pass of the blocks (about a third
+    // more arithmetic). Gradients are bit-identical either way.
+    void set_recompute(bool on) { recompute_ = on; }
+    bool recompute() const { return recompute_; }
     kernels::Precision matmul_precision() const { return matmul_; }
 
     // A Model viewing the weights (or, with gradients = true, the gradients) — valid while this object lives.
@@ -119,13 +126,14 @@ private:
     struct Layer;  // offsets of one block's parameters
     struct Acts;   // activation buffers for one (B, T)
     // base weights (frozen under LoRA) and their gradients (none under LoRA)
-    float* P(size_t off) { return view_.empty() ? (lora_ ? base_ : data_).data() + off : const_cast<float*>(view_.at(off)); }
-    const float* P(size_t off) const { return view_.empty() ? (lora_ ? base_ : data_).data() + off : view_.at(off); }
+    float* P(size_t off) { return const_cast<float*>(static_cast<const TrainableModel*>(this)->P(off)); }
+    const float* P(size_t off) const;
     float* G(size_t off) { return lora_ ? nullptr : grad_.data() + off; }
     static constexpr size_t kNone = ~size_t{0};
     void lin_fwd(const Tensor* w, const Tensor* b, const float* x, float* y, int64_t N);
     void lin_bwd(size_t w, size_t b, const float* dy, const float* x, float* dx, int64_t N, int64_t I, int64_t O, bool accumulate_dx = true);
     void ensure_acts(int64_t B, int64_t T);
+    LayerBuffers layer_buffers(int64_t l);
     void bind_views();
     Layer layer_offsets(int64_t l) const;
     void norm_bwd(const float* dy, const float* x, size_t w, size_t b, const float* mean, const float* rstd, float* dx, int64_t N);
@@ -142,7 +150,7 @@ private:
     int64_t B_ = 0, T_ = 0;
     std::vector<int32_t> inputs_, targets_;
     int64_t n_targets_ = 0;
-    bool want_entropy_ = false, lm_head_ = true, adapters_on_ = true;
+    bool want_entropy_ = false, lm_head_ = true, adapters_on_ = true, recompute_ = false, acts_recompute_ = false;
     float inv_temp_ = 1.0f;
     std::vector<float> entropy_;
     struct Head {
@@ -176,6 +184,8 @@ private:
     std::vector<float> lora_du_;
     bool frozen_ = false;
     std::unordered_map<size_t, const float*> view_;           // frozen f32 weights read in place, by offset
+    std::unordered_map<size_t, Tensor> frozen_mats_;               // frozen matrices of other types (QLoRA), as stored
+    std::vector<std::vector<float>> widened_;                 // frozen vectors of other types, widened to f32
     std::vector<std::shared_ptr<const void>> view_storage_;  // keeps their file mapped
 };
 

@@ -97,6 +97,8 @@ public:
     // y = x Wᵀ + b:  dx (+)= dy W (accumulate_dx false: overwritten);  dW += dyᵀ x;  db += Σ dy
     virtual void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int64_t n, int64_t in,
                                  int64_t out, bool accumulate_dx);
+    // The same for a frozen weight of any type (QLoRA's quantised base): dx (+)= dy W only, W read as stored
+    virtual void linear_backward_frozen(const float* dy, const Tensor& w, float* dx, int64_t n, bool accumulate_dx);
     // norm(): mean null for RMSNorm; dx += …, dw += …, db += …
     virtual void norm_backward(const float* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx, float* dw,
                                float* db, int64_t n, int64_t C);
@@ -118,7 +120,7 @@ public:
 
 // Today's CPU kernels (AVX-512, AVX2 or scalar, chosen at run time) in the given numerics.
 std::unique_ptr<Backend> make_cpu_backend(ThreadPool& pool, Numerics numerics);
-// The training forward's CPU kernels (train_ops.h): f32 weights, products in `precision` (f32, or bf16 operands with
+// The training forward's CPU kernels (train_ops.h): f32 weights (frozen ones in any type, widened tile by tile), products in `precision` (f32, or bf16 operands with
 // f32 accumulation), norms keeping their statistics, attention within the sequences keeping its probabilities.
 std::unique_ptr<Backend> make_cpu_training_backend(ThreadPool& pool, kernels::Precision precision);
 

@@ -435,6 +435,7 @@ void Backend::matmul(const float*, bool, const float*, bool, float*, int64_t, in
 void Backend::linear_backward(const float*, const float*, const float*, float*, float*, float*, int64_t, int64_t, int64_t, bool) {
     no_gradients("linear_backward");
 }
+void Backend::linear_backward_frozen(const float*, const Tensor&, float*, int64_t, bool) { no_gradients("linear_backward_frozen"); }
 void Backend::norm_backward(const float*, const float*, const float*, const float*, const float*, float*, float*, float*, int64_t, int64_t) {
     no_gradients("norm_backward");
 }
@@ -458,6 +459,7 @@ public:
 
     void linear(const float* x, float* y, int64_t n, const Linear& L) override {
         if (L.lora) throw_runtime("the training backend's adapters are the trainer's");
+        if (L.w->dtype != DType::F32) return train_ops::linear_forward_frozen(pool_, prec_, x, *L.w, L.b ? f32(*L.b) : nullptr, y, n, tile_);
         train_ops::linear_forward(pool_, prec_, x, f32(*L.w), L.b ? f32(*L.b) : nullptr, y, n, L.w->cols(), L.w->shape[0]);
     }
     void norm(const float* x, float* y, int64_t n, int64_t C, NormKind kind, float eps, const Tensor& w, const Tensor* b, float* mean,
@@ -510,6 +512,15 @@ public:
     void add(float* x, const float* y, int64_t count) override { train_ops::add_into(pool_, x, y, count); }
     void embed(const Tensor& table, const int32_t* ids, int64_t n, float* out, bool accumulate) override {
         const int64_t C = table.cols();
+        if (table.dtype != DType::F32) {  // a frozen table of another type (QLoRA): each row widened where it is read
+            const WeightType& wt = weight_type(table.dtype, "an embedding table");
+            std::vector<float> row(static_cast<size_t>(C));
+            for (int64_t i = 0; i < n; ++i) {
+                wt.to_f32(wt.row(table.data, ids[i], C), row.data(), C);
+                for (int64_t c = 0; c < C; ++c) out[i * C + c] = accumulate ? out[i * C + c] + row[static_cast<size_t>(c)] : row[static_cast<size_t>(c)];
+            }
+            return;
+        }
         const float* t = f32(table);
         for (int64_t i = 0; i < n; ++i) {
             const float* row = t + static_cast<int64_t>(ids[i]) * C;
@@ -526,6 +537,9 @@ public:
     void linear_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db, int64_t n, int64_t in, int64_t out,
                          bool accumulate_dx) override {
         train_ops::linear_backward(pool_, prec_, dy, x, w, dx, dw, db, n, in, out, accumulate_dx);
+    }
+    void linear_backward_frozen(const float* dy, const Tensor& w, float* dx, int64_t n, bool accumulate_dx) override {
+        train_ops::linear_backward_frozen(pool_, prec_, dy, w, dx, n, accumulate_dx, tile_);
     }
     void norm_backward(const float* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx, float* dw, float* db,
                        int64_t n, int64_t C) override {
@@ -582,6 +596,7 @@ private:
     }
     ThreadPool& pool_;
     kernels::Precision prec_;
+    std::vector<float> tile_;  // frozen weights of other types: the rows being multiplied, in f32
 };
 
 }  // namespace

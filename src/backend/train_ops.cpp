@@ -6,6 +6,8 @@
 #include <cmath>
 #include <vector>
 
+#include "core/weight_types.h"
+
 namespace llmforge::backend::train_ops {
 
 using kernels::Precision;
@@ -48,6 +50,48 @@ void linear_backward(ThreadPool& pool, Precision prec, const float* dy, const fl
         pool.parallel_for(O, [&](int64_t o0, int64_t o1) {
             for (int64_t n = 0; n < N; ++n) add_row(db + o0, dy + n * O + o0, o1 - o0);
         });
+}
+
+// ---- linear through a frozen weight of any type (QLoRA) -------------------------------------------------------------
+// Rows [r0, r0 + R) of W in f32: each a whole row of blocks, so any block size divides it; split over the threads.
+static int64_t tile_rows(int64_t I, int64_t O) {
+    const int64_t r = std::max<int64_t>(32, (int64_t{1} << 19) / std::max<int64_t>(1, I) / 32 * 32);  // ~2 MiB of f32
+    return std::min(r, O);
+}
+static void dequantise_rows(ThreadPool& pool, const Tensor& W, int64_t r0, int64_t R, float* out) {
+    const WeightType& wt = weight_type(W.dtype, "a frozen weight's tiles");
+    const int64_t I = W.cols();
+    pool.parallel_for(R, [&](int64_t a, int64_t e) {
+        for (int64_t r = a; r < e; ++r) wt.to_f32(wt.row(W.data, r0 + r, I), out + r * I, I);
+    });
+}
+
+void linear_forward_frozen(ThreadPool& pool, Precision prec, const float* x, const Tensor& W, const float* b, float* y, int64_t N,
+                           std::vector<float>& tile) {
+    const int64_t I = W.cols(), O = W.shape[0], R = tile_rows(I, O);
+    tile.resize(static_cast<size_t>(R * I));
+    for (int64_t r0 = 0; r0 < O; r0 += R) {  // y[:, r0 : r0 + R] = x · W[r0 : r0 + R]ᵀ
+        const int64_t n = std::min(R, O - r0);
+        dequantise_rows(pool, W, r0, n, tile.data());
+        kernels::gemm(x, I, false, tile.data(), I, false, y + r0, O, N, n, I, false, prec, pool);
+    }
+    if (b)
+        pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
+            for (int64_t n = n0; n < n1; ++n)
+                for (int64_t o = 0; o < O; ++o) y[n * O + o] += b[o];
+        });
+}
+
+void linear_backward_frozen(ThreadPool& pool, Precision prec, const float* dy, const Tensor& W, float* dx, int64_t N, bool accumulate_dx,
+                            std::vector<float>& tile) {
+    const int64_t I = W.cols(), O = W.shape[0], R = tile_rows(I, O);
+    tile.resize(static_cast<size_t>(R * I));
+    for (int64_t r0 = 0; r0 < O; r0 += R) {  // dx += dy[:, r0 : r0 + R] · W[r0 : r0 + R]
+        const int64_t n = std::min(R, O - r0);
+        dequantise_rows(pool, W, r0, n, tile.data());
+        // C[i, c] = Σ_o A(i, o) B(c, o): A = dy's columns r0.. (lda O), B(c, o) = tile[o·I + c] (transposed, ldb I)
+        kernels::gemm(dy + r0, O, false, tile.data(), I, true, dx, I, N, I, n, accumulate_dx || r0 > 0, prec, pool);
+    }
 }
 
 // ---- LayerNorm: y = (x − μ)/√(σ² + ε) · w + b ----------------------------------------------------------------------

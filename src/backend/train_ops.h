@@ -4,9 +4,11 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "core/kernels.h"
 #include "core/threadpool.h"
+#include "llmforge/tensor.h"
 
 namespace llmforge::backend::train_ops {
 
@@ -21,6 +23,13 @@ void linear_forward(ThreadPool& pool, kernels::Precision prec, const float* x, c
 // overwrites dx.
 void linear_backward(ThreadPool& pool, kernels::Precision prec, const float* dy, const float* x, const float* W, float* dx, float* dW, float* db,
                      int64_t N, int64_t I, int64_t O, bool accumulate_dx = true);
+// The same two products with a frozen weight of any type (QLoRA: a quantised, memory-mapped base), which is never
+// widened whole: tiles of its rows are dequantised into an f32 buffer (about 2 MiB, reused) and multiplied there, in
+// `prec` as above. y[N,O] = x · Wᵀ + b;  dx[N,I] (+)= dy · W, summed tile by tile over O. No gradient of W.
+void linear_forward_frozen(ThreadPool& pool, kernels::Precision prec, const float* x, const Tensor& W, const float* b, float* y, int64_t N,
+                           std::vector<float>& tile);
+void linear_backward_frozen(ThreadPool& pool, kernels::Precision prec, const float* dy, const Tensor& W, float* dx, int64_t N, bool accumulate_dx,
+                            std::vector<float>& tile);
 // LayerNorm y = (x − μ)/√(σ² + ε) · w + b, keeping μ and 1/σ; RMSNorm y = x/√(mean(x²) + ε) · w, keeping 1/rms
 void layernorm_forward_par(ThreadPool& pool, const float* x, const float* w, const float* b, float* y, float* mean, float* rstd, int64_t N,
                            int64_t C, float eps);

@@ -211,6 +211,7 @@ void add_rl_options(CLI::App* cmd, const std::shared_ptr<align::RlOptions>& o) {
     cmd->add_option("--lora-rank", o->lora.rank, "train LoRA adapters of this rank (the reference is then the base with the adapters off)");
     cmd->add_option("--lora-alpha", o->lora.alpha, "LoRA alpha");
     cmd->add_option("--lora-targets", o->lora.targets, "weights to adapt");
+    cmd->add_flag("--recompute", o->recompute, "activation checkpointing: recompute each block in the backward pass (less memory, same results)");
     add_threads_option(cmd, o->n_threads, "threads (0: all cores)", 0);
     cmd->add_flag("--resume", o->resume, "continue from OUT/checkpoint");
     cmd->add_flag("-q,--quiet", [o](int64_t) { o->progress = false; }, "no progress line");

@@ -30,13 +30,13 @@ void add_lora(CLI::App& app) {
     merge->add_option("--lora", o->lora, "adapter (GGUF)")->required();
     merge->add_option("-o,--output", o->out, "merged model (.gguf, .bin, or a safetensors directory)")->required();
     merge->add_option("--lora-scale", o->scale, "adapter scale");
-    merge->add_option("--dtype", o->dtype, "f32, f16 or bf16 (default: the base model's)")->default_str("the base model's");
+    merge->add_option("--dtype", o->dtype, "f32, f16 or bf16 (default: the base model's; f16 for the adapted matrices of a quantised base, as llama-export-lora)")->default_str("the base model's");
     merge->callback([o] {
         Model base = load_model(o->model);
         const Model a = load_lora_adapter(o->lora, base.config);
-        const Model merged = merge_lora(base, a, o->scale);
         const DType dt = o->dtype.empty() ? DType::Unknown : dtype_from_name(o->dtype);
-        if (!o->dtype.empty() && dt == DType::Unknown) throw_bad_input("--dtype must be f32, f16 or bf16");
+        if (!o->dtype.empty() && dt != DType::F32 && dt != DType::F16 && dt != DType::BF16) throw_bad_input("--dtype must be f32, f16 or bf16");
+        const Model merged = merge_lora(base, a, o->scale, dt);
         save_model(merged, o->out, dt);
         std::printf("merged %s into %s → %s\n", o->lora.c_str(), o->model.c_str(), o->out.c_str());
     });

@@ -57,6 +57,9 @@ void add_training_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions>&
     cmd->add_option("--schedule", o->schedule, "cosine, linear, wsd or constant");
     cmd->add_option("--warmup", o->warmup, "warm-up steps");
     cmd->add_option("--precision", o->precision, "matrix products: f32 or bf16 (bf16 operands, f32 accumulation; master weights and optimizer stay f32)");
+    cmd->add_flag("--recompute", o->recompute,
+                  "activation checkpointing: keep only each block's input and recompute the block in the backward pass (far less "
+                  "memory for activations, about a third more arithmetic; same results)");
     cmd->add_option("--wd", o->weight_decay, "AdamW weight decay (matrices only)");
     cmd->add_option("--clip-grad", o->clip, "clip gradients to this global norm (0: off)")->check(at_least(0, " (0: off)"));
     add_seed_option(cmd, o->seed, "seed for initialisation and data order (--resume needs the run's)");

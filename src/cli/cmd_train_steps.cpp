@@ -20,6 +20,7 @@ void add_train_steps(CLI::App& app) {
         float lr = 1e-3f, min_lr = 0.0f, wd = 0.0f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, clip = 0.0f;
         LoraConfig lora;
         std::string lora_init_out;
+        bool recompute = false;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model to start from")->required();
@@ -37,6 +38,7 @@ void add_train_steps(CLI::App& app) {
     add_threads_option(cmd, o->threads);
     cmd->add_option("--grads-out", o->grads_out, "write the first step's gradients (before clipping) as a model")->default_str("none: not written");
     cmd->add_option("-o,--output", o->out, "write the parameters after the last step")->default_str("none: not written");
+    cmd->add_flag("--recompute", o->recompute, "activation checkpointing: recompute each block in the backward pass (same results)");
     cmd->add_option("--lora-rank", o->lora.rank, "train LoRA adapters of this rank instead of the weights (0: off)");
     cmd->add_option("--lora-alpha", o->lora.alpha, "LoRA alpha (scale alpha/rank)");
     cmd->add_option("--lora-targets", o->lora.targets, "weights to adapt: attn_q attn_k attn_v attn_qkv attn_output ffn_gate ffn_up ffn_down, or all");
@@ -69,7 +71,8 @@ void add_train_steps(CLI::App& app) {
         }
         if (targets.size() != inputs.size()) throw_bad_input("'%s': inputs and targets differ in shape", o->batch.c_str());
         ThreadPool pool(o->threads > 0 ? o->threads : ThreadPool::default_threads());
-        TrainableModel tm(init, pool);
+        TrainableModel tm(init, pool, false, o->lora.rank > 0);  // LoRA: the base read as stored (quantised: QLoRA)
+        tm.set_recompute(o->recompute);
         if (o->lora.rank > 0) {
             tm.enable_lora(o->lora);
             if (!o->lora_init_out.empty()) save_lora_adapter(tm.to_model(false), o->lora_init_out);

@@ -109,7 +109,7 @@ void output_logits(const ModelConfig& c, const ModelWeights& w, backend::Backend
 
 void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const LinearFn& linear, int64_t n,
                     const AttentionSource& att, const float* rope_cos, const float* rope_sin,
-                    const std::function<LayerBuffers(int64_t layer)>& buffers) {
+                    const std::function<LayerBuffers(int64_t layer)>& buffers, int64_t first, int64_t last) {
     const int64_t C = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, QKV = Q + 2 * KV, HD = c.head_dim();
     backend::AttentionShape shape{c.n_head, c.n_head_kv, HD};
     shape.scale = c.attention_scale();
@@ -132,7 +132,7 @@ void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backen
             be.add(out, x, n * C);
         }
     };
-    for (int64_t l = 0; l < c.n_layer; ++l) {
+    for (int64_t l = first; l < (last < 0 ? c.n_layer : last); ++l) {
         const BlockWeights& W = w.blocks[static_cast<size_t>(l)];
         const LayerBuffers b = buffers(l);
         shape.window = c.window_of(l);

@@ -78,9 +78,9 @@ void embed_tokens(const ModelConfig& c, const ModelWeights& w, backend::Backend&
 void output_logits(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const LinearFn& linear, const float* h, int64_t m,
                    float* logits, float* th = nullptr);
 
-// Runs every block on n rows.
+// Runs blocks first .. last − 1 (last < 0: every block from first) on n rows.
 void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const LinearFn& linear, int64_t n,
                     const AttentionSource& att, const float* rope_cos, const float* rope_sin,
-                    const std::function<LayerBuffers(int64_t layer)>& buffers);
+                    const std::function<LayerBuffers(int64_t layer)>& buffers, int64_t first = 0, int64_t last = -1);
 
 }  // namespace llmforge

@@ -9,6 +9,7 @@
 
 #include "core/kernels.h"
 #include "core/mmap_file.h"
+#include "core/quants.h"
 #include "core/threadpool.h"
 #include "core/weight_types.h"
 #include "llmforge/error.h"
@@ -85,7 +86,7 @@ void require_row_major(const Model& m, const char* what) {
             throw_bad_input("cannot %s: tensor '%s' is repacked for the CPU's matrix products (load the model without --no-mmap)", what, t.name.c_str());
 }
 
-Model merge_lora(const Model& base, const Model& adapter, float scale) {
+Model merge_lora(const Model& base, const Model& adapter, float scale, DType merged_type) {
     require_row_major(base, "merge an adapter");
     if (!adapter.meta.find("adapter.lora.alpha")) throw_bad_input("the adapter has no adapter.lora.alpha");
     const float alpha = static_cast<float>(adapter.meta.get_float("adapter.lora.alpha", 0));
@@ -113,9 +114,10 @@ Model merge_lora(const Model& base, const Model& adapter, float scale) {
         kernels::gemm(B.data(), false, A.data(), true, D.data(), out, in, r, false, kernels::Precision::F32, pool);  // B A
         const float s = scale * alpha / static_cast<float>(r);
         for (size_t i = 0; i < W.size(); ++i) W[i] += s * D[i];
-        std::vector<uint8_t> bytes(weight_type(t.dtype, "merge").row_bytes(static_cast<int64_t>(W.size())));
-        convert_from_f32(t.dtype, W.data(), bytes.data(), W.size());
-        m.add(m.own(t.name, t.dtype, t.shape, std::move(bytes)));
+        const DType dt = merged_type != DType::Unknown ? merged_type : quant::is_quantized(t.dtype) ? DType::F16 : t.dtype;
+        std::vector<uint8_t> bytes(weight_type(dt, "merge").row_bytes(static_cast<int64_t>(W.size())));
+        convert_from_f32(dt, W.data(), bytes.data(), W.size());
+        m.add(m.own(t.name, dt, t.shape, std::move(bytes)));
     }
     for (const Tensor& a : adapter.tensors) {
         const std::string w = a.name.substr(0, a.name.size() - 7);

@@ -306,7 +306,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
                               {"n_params", cfg.n_params()}, {"batch_size", o.batch_size}, {"seq_len", o.seq_len},
                               {"grad_accum", o.grad_accum}, {"lr", o.lr}, {"min_lr", o.min_lr}, {"schedule", o.schedule},
                               {"warmup", o.warmup}, {"steps", o.steps}, {"weight_decay", o.weight_decay}, {"clip", o.clip}, {"seed", o.seed},
-                              {"precision", o.precision}, {"task", s.what}};
+                              {"precision", o.precision}, {"recompute", o.recompute}, {"task", s.what}};
     for (auto it = s.hparams_extra.begin(); it != s.hparams_extra.end(); ++it) hparams[it.key()] = it.value();
     if (s.lora.rank > 0) hparams["lora"] = {{"rank", s.lora.rank}, {"alpha", s.lora.alpha}, {"targets", s.lora.targets}};
     State st;
@@ -336,6 +336,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     }
     TrainableModel tm(init, pool, false, s.lora.rank > 0);
     tm.set_matmul_precision(prec);
+    tm.set_recompute(o.recompute);
     Model adapter;
     if (s.lora.rank > 0) {
         if (!ck.empty()) {

@@ -370,6 +370,7 @@ RlReport rl_train(const RlOptions& o) {
     const bool lora = o.lora.rank > 0;
     TrainableModel tm(lora || ck.empty() ? start : init, pool, false, lora);
     tm.set_logit_temperature(static_cast<float>(o.temperature));
+    tm.set_recompute(o.recompute);
     if (lora) tm.enable_lora(o.lora, ck.empty() ? nullptr : &adapter);
     if (ppo) {
         const Model* saved = ck.empty() ? nullptr : lora ? &adapter : &init;

@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "core/kernels.h"
+#include "core/weight_types.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
 #include "llmforge/train.h"
@@ -66,12 +67,23 @@ TrainableModel::TrainableModel(const Model& init, ThreadPool& pool, bool decay_e
             if (p.name == name) return p.offset;
         throw_bad_input("model has no parameter '%s'", name.c_str());
     };
-    // Frozen weights already in f32 (a memory-mapped f32 file) are read where they are: no copy, no gradients.
-    bool all_f32 = frozen_view;
-    for (const Param& p : params_)
-        if (init.get(p.name).dtype != DType::F32) all_f32 = false;
-    if (all_f32) {
-        for (const Param& p : params_) view_[p.offset] = static_cast<const float*>(init.get(p.name).data);
+    // Frozen weights (LoRA follows) are read where they are, with no copy and no gradients: f32 tensors (of a
+    // memory-mapped file) in place, matrices of the other weight types — f16, bf16 and the quantised types (QLoRA) —
+    // in their own type, widened tile by tile as they are multiplied; only vectors of other types (norms) are widened
+    // here, once.
+    if (frozen_view) {
+        for (const Param& p : params_) {
+            const Tensor& t = init.get(p.name);
+            if (t.dtype == DType::F32) {
+                view_[p.offset] = static_cast<const float*>(t.data);
+            } else if (p.shape.size() == 2 && find_weight_type(t.dtype)) {
+                frozen_mats_[p.offset] = t;
+            } else {
+                widened_.emplace_back(p.numel);
+                convert_to_f32(t.dtype, t.data, widened_.back().data(), p.numel);
+                view_[p.offset] = widened_.back().data();
+            }
+        }
         view_storage_ = init.storage;
     } else {
         data_.assign(off, 0.0f);
@@ -96,15 +108,17 @@ TrainableModel::TrainableModel(const Model& init, ThreadPool& pool, bool decay_e
 TrainableModel::~TrainableModel() = default;
 
 void TrainableModel::ensure_acts(int64_t B, int64_t T) {
-    if (acts_ && B == B_ && T == T_) return;
+    if (acts_ && B == B_ && T == T_ && acts_recompute_ == recompute_) return;
     if (cfg_.learned_positions && T > cfg_.n_ctx)
         throw_bad_input("sequence length %lld exceeds the model's %lld positions", static_cast<long long>(T), static_cast<long long>(cfg_.n_ctx));
     acts_ = std::make_unique<Acts>();
     Acts& a = *acts_;
-    const size_t L = static_cast<size_t>(cfg_.n_layer), N = static_cast<size_t>(B * T), C = static_cast<size_t>(cfg_.n_embd),
+    // every block's intermediates, or (recomputing) those of one block at a time: only the residual stream x is kept
+    // for every block
+    const size_t L = recompute_ ? 1 : static_cast<size_t>(cfg_.n_layer), N = static_cast<size_t>(B * T), C = static_cast<size_t>(cfg_.n_embd),
                  KV = static_cast<size_t>(cfg_.kv_dim()), F = static_cast<size_t>(cfg_.n_ff), V = static_cast<size_t>(cfg_.n_vocab),
                  H = static_cast<size_t>(cfg_.n_head), Q = static_cast<size_t>(cfg_.q_dim());
-    a.x.resize((L + 1) * N * C);
+    a.x.resize(static_cast<size_t>(cfg_.n_layer + 1) * N * C);
     a.x_mid.resize(L * N * C);
     a.ln1.resize(L * N * C);
     a.ln2.resize(L * N * C);
@@ -140,6 +154,7 @@ void TrainableModel::ensure_acts(int64_t B, int64_t T) {
     a.losses.resize(N);
     B_ = B;
     T_ = T;
+    acts_recompute_ = recompute_;
     if (cfg_.uses_rope()) {  // RoPE angles of every row (position t = row mod T), as the inference path computes them
         const size_t half = static_cast<size_t>(cfg_.n_rot() / 2);
         rope_cos_.resize(static_cast<size_t>(B * T) * half);
@@ -158,6 +173,15 @@ TrainableModel::Layer TrainableModel::layer_offsets(int64_t l) const {
                  off(w.b_down),    off(w.attn_post_norm), off(w.ffn_post_norm)};
 }
 
+// A base weight as f32 values: the master weights, or a frozen f32 (or widened) one; frozen matrices of other types
+// are multiplied through their tiles (lin_fwd, lin_bwd) and have no f32 array.
+const float* TrainableModel::P(size_t off) const {
+    if (view_.empty() && frozen_mats_.empty()) return (lora_ ? base_ : data_).data() + off;
+    const auto it = view_.find(off);
+    if (it == view_.end()) throw_runtime("a frozen %s weight has no f32 array", frozen_mats_.count(off) ? "quantised" : "unknown");
+    return it->second;
+}
+
 // Views of the (base) weights as tensors, for the forward pass; their offsets find their gradients.
 void TrainableModel::bind_views() {
     // bound already, unless the buffers moved since (LoRA or a head added)
@@ -172,10 +196,15 @@ void TrainableModel::bind_views() {
     std::unordered_map<std::string, const Tensor*> by_name;
     for (size_t i = 0; i < ps.size(); ++i) {
         Tensor& t = views_[i];
-        t.name = ps[i].name;
-        t.dtype = DType::F32;
-        t.shape = ps[i].shape;
-        t.data = P(ps[i].offset);
+        const auto fz = frozen_mats_.find(ps[i].offset);
+        if (fz != frozen_mats_.end()) {  // a frozen matrix in its own type
+            t = fz->second;
+        } else {
+            t.name = ps[i].name;
+            t.dtype = DType::F32;
+            t.shape = ps[i].shape;
+            t.data = P(ps[i].offset);
+        }
         view_offset_[&t] = ps[i].offset;
         by_name[t.name] = &t;
     }
@@ -192,13 +221,52 @@ void TrainableModel::norm_bwd(const float* dy, const float* x, size_t w, size_t 
     else be_->norm_backward(dy, x, P(w), nullptr, rstd, dx, G(w), nullptr, N, cfg_.n_embd);
 }
 
+// Block l's buffers for the forward pass: the residual stream's rows of block l (kept for every block) and, for the
+// rest, block l's own (or, recomputing, the one block's that all share).
+LayerBuffers TrainableModel::layer_buffers(int64_t l) {
+    Acts& a = *acts_;
+    const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, H = cfg_.n_head, Q = cfg_.q_dim(),
+                  HKV = cfg_.n_head_kv, s = recompute_ ? 0 : l;
+    LayerBuffers b{};
+    b.x = a.x.data() + l * N * C;
+    b.ln1 = a.ln1.data() + s * N * C;
+    b.mean1 = a.ln1_mean.data() + s * N;
+    b.rstd1 = a.ln1_rstd.data() + s * N;
+    b.q = a.q.data() + s * N * Q;
+    if (cfg_.qk_norm) {
+        b.q_raw = a.q_raw.data() + s * N * Q;
+        b.k_raw = a.k_raw.data() + s * N * KV;
+        b.rstd_q = a.rstd_q.data() + s * N * H;
+        b.rstd_k = a.rstd_k.data() + s * N * HKV;
+    }
+    b.k = a.k.data() + s * N * KV;
+    b.v = a.v.data() + s * N * KV;
+    b.qkv = a.tmp1.data();
+    b.probs = a.att.data() + s * B * H * T * T;
+    b.atty = a.atty.data() + s * N * Q;
+    b.x_mid = a.x_mid.data() + s * N * C;
+    b.ln2 = a.ln2.data() + s * N * C;
+    b.mean2 = a.ln2_mean.data() + s * N;
+    b.rstd2 = a.ln2_rstd.data() + s * N;
+    b.fa = a.fa.data() + s * N * F;
+    b.fb = a.fb.data() + s * N * F;
+    b.fact = a.fact.data() + s * N * F;
+    b.x_out = a.x.data() + (l + 1) * N * C;
+    if (cfg_.post_norms) {
+        b.attn_proj = a.attn_proj.data() + s * N * C;
+        b.mlp_proj = a.mlp_proj.data() + s * N * C;
+        b.rstd_pa = a.rstd_pa.data() + s * N;
+        b.rstd_pf = a.rstd_pf.data() + s * N;
+    }
+    return b;
+}
+
 // ---- forward -------------------------------------------------------------------------------------------------------
 
 float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T) {
     ensure_acts(B, T);
     Acts& a = *acts_;
-    const int64_t N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
-                  Q = cfg_.q_dim(), HKV = cfg_.n_head_kv, QKV = Q + 2 * KV;
+    const int64_t N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), V = cfg_.n_vocab, Q = cfg_.q_dim(), QKV = Q + 2 * KV;
     inputs_.assign(inputs, inputs + N);
     targets_.assign(targets, targets + N);
     for (int64_t n = 0; n < N; ++n)
@@ -225,44 +293,10 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
     AttentionSource src;
     src.B = B;
     src.T = T;
-    auto layer = [&](int64_t l) {
-        LayerBuffers b{};
-        b.x = a.x.data() + l * N * C;
-        b.ln1 = a.ln1.data() + l * N * C;
-        b.mean1 = a.ln1_mean.data() + l * N;
-        b.rstd1 = a.ln1_rstd.data() + l * N;
-        b.q = a.q.data() + l * N * Q;
-        if (cfg_.qk_norm) {
-            b.q_raw = a.q_raw.data() + l * N * Q;
-            b.k_raw = a.k_raw.data() + l * N * KV;
-            b.rstd_q = a.rstd_q.data() + l * N * H;
-            b.rstd_k = a.rstd_k.data() + l * N * HKV;
-        }
-        b.k = a.k.data() + l * N * KV;
-        b.v = a.v.data() + l * N * KV;
-        b.qkv = a.tmp1.data();
-        b.probs = a.att.data() + l * B * H * T * T;
-        b.atty = a.atty.data() + l * N * Q;
-        b.x_mid = a.x_mid.data() + l * N * C;
-        b.ln2 = a.ln2.data() + l * N * C;
-        b.mean2 = a.ln2_mean.data() + l * N;
-        b.rstd2 = a.ln2_rstd.data() + l * N;
-        b.fa = a.fa.data() + l * N * F;
-        b.fb = a.fb.data() + l * N * F;
-        b.fact = a.fact.data() + l * N * F;
-        b.x_out = a.x.data() + (l + 1) * N * C;
-        if (cfg_.post_norms) {
-            b.attn_proj = a.attn_proj.data() + l * N * C;
-            b.mlp_proj = a.mlp_proj.data() + l * N * C;
-            b.rstd_pa = a.rstd_pa.data() + l * N;
-            b.rstd_pf = a.rstd_pf.data() + l * N;
-        }
-        return b;
-    };
     const LinearFn lin = [&](const float* in, float* out, int64_t n, const Tensor* wt, const Tensor* bias) {
         lin_fwd(wt, bias, in, out, n);
     };
-    forward_blocks(cfg_, w, *be_, lin, N, src, rope_cos_.data(), rope_sin_.data(), layer);
+    forward_blocks(cfg_, w, *be_, lin, N, src, rope_cos_.data(), rope_sin_.data(), [this](int64_t l) { return layer_buffers(l); });
     // final norm, logits, and softmax fused with cross-entropy: the logits buffer becomes the probabilities
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
     be_->norm(xL, a.lnf.data(), N, C, cfg_.norm, cfg_.norm_eps, *w.out_norm, w.out_norm_b, a.lnf_mean.data(), a.lnf_rstd.data());
@@ -457,39 +491,48 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
     norm_bwd(a.dln.data(), xL, out_norm_, out_norm_b_, a.lnf_mean.data(), a.lnf_rstd.data(), a.dx.data(), N);
 
+    AttentionSource src;
+    src.B = B;
+    src.T = T;
+    const LinearFn lin = [&](const float* in, float* out, int64_t n, const Tensor* wt, const Tensor* bias) { lin_fwd(wt, bias, in, out, n); };
     for (int64_t l = cfg_.n_layer - 1; l >= 0; --l) {
         const Layer Ly = layer_offsets(l);
+        // recomputing: block l's forward again from its kept input (the same operations on the same values, so the same
+        // bits as the first time); the last block's intermediates are still there from forward()
+        const int64_t s = recompute_ ? 0 : l;
+        if (recompute_ && l < cfg_.n_layer - 1)
+            forward_blocks(cfg_, *weights_, *be_, lin, N, src, rope_cos_.data(), rope_sin_.data(), [this](int64_t i) { return layer_buffers(i); }, l, l + 1);
         const float* x = a.x.data() + l * N * C;
-        const float* ln1 = a.ln1.data() + l * N * C;
-        const float* q = a.q.data() + l * N * Q;
-        const float* k = a.k.data() + l * N * KV;
-        const float* v = a.v.data() + l * N * KV;
-        const float* att = a.att.data() + l * B * H * T * T;
-        const float* atty = a.atty.data() + l * N * Q;
-        const float* xm = a.x_mid.data() + l * N * C;
-        const float* ln2 = a.ln2.data() + l * N * C;
-        const float* fa = a.fa.data() + l * N * F;
-        const float* fact = a.fact.data() + l * N * F;
+        const float* ln1 = a.ln1.data() + s * N * C;
+        const float* q = a.q.data() + s * N * Q;
+        const float* k = a.k.data() + s * N * KV;
+        const float* v = a.v.data() + s * N * KV;
+        const float* att = a.att.data() + s * B * H * T * T;
+        const float* atty = a.atty.data() + s * N * Q;
+        const float* xm = a.x_mid.data() + s * N * C;
+        const float* ln2 = a.ln2.data() + s * N * C;
+        const float* fa = a.fa.data() + s * N * F;
+        const float* fact = a.fact.data() + s * N * F;
 
         // MLP sub-layer: x_out = x_mid + Post(down(act(ln2))); dx flows to x_mid unchanged plus through the MLP
         a.dfact.resize(static_cast<size_t>(N * F));
-        lin_bwd(Ly.down, Ly.b_down, post_bwd(Ly.post2, a.mlp_proj, a.rstd_pf, l), fact, a.dfact.data(), N, F, C, false);
+        lin_bwd(Ly.down, Ly.b_down, post_bwd(Ly.post2, a.mlp_proj, a.rstd_pf, s), fact, a.dfact.data(), N, F, C, false);
         a.dfa.resize(static_cast<size_t>(N * F));
         a.dln.assign(static_cast<size_t>(N * C), 0.0f);
         if (!cfg_.gated_mlp()) {  // act = GELU(up), its tanh kept in fb
-            be_->gelu_backward(a.dfact.data(), fa, a.fb.data() + l * N * F, a.dfa.data(), N * F);
+            be_->gelu_backward(a.dfact.data(), fa, a.fb.data() + s * N * F, a.dfa.data(), N * F);
             lin_bwd(Ly.up, Ly.b_up, a.dfa.data(), ln2, a.dln.data(), N, C, F);
         } else {  // act = silu(gate) · up or GELU(gate) · up
             a.dfb.resize(static_cast<size_t>(N * F));
-            be_->glu_backward(cfg_.mlp, a.dfact.data(), fa, a.fb.data() + l * N * F, a.dfa.data(), a.dfb.data(), N * F);
+            be_->glu_backward(cfg_.mlp, a.dfact.data(), fa, a.fb.data() + s * N * F, a.dfa.data(), a.dfb.data(), N * F);
             lin_bwd(Ly.gate, Ly.b_gate, a.dfa.data(), ln2, a.dln.data(), N, C, F);
             lin_bwd(Ly.up, Ly.b_up, a.dfb.data(), ln2, a.dln.data(), N, C, F);
         }
-        norm_bwd(a.dln.data(), xm, Ly.norm2, Ly.norm2_b, a.ln2_mean.data() + l * N, a.ln2_rstd.data() + l * N, a.dx.data(), N);
+        norm_bwd(a.dln.data(), xm, Ly.norm2, Ly.norm2_b, a.ln2_mean.data() + s * N, a.ln2_rstd.data() + s * N, a.dx.data(), N);
 
         // attention sub-layer: x_mid = x + o(attention(ln1))
         a.datty.resize(static_cast<size_t>(N * Q));
-        lin_bwd(Ly.o, Ly.bo, post_bwd(Ly.post1, a.attn_proj, a.rstd_pa, l), atty, a.datty.data(), N, Q, C, false);
+        lin_bwd(Ly.o, Ly.bo, post_bwd(Ly.post1, a.attn_proj, a.rstd_pa, s), atty, a.datty.data(), N, Q, C, false);
         a.dq.assign(static_cast<size_t>(N * Q), 0.0f);
         a.dk.assign(static_cast<size_t>(N * KV), 0.0f);
         a.dv.assign(static_cast<size_t>(N * KV), 0.0f);
@@ -508,9 +551,9 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
         if (cfg_.qk_norm) {
             a.dq_raw.assign(static_cast<size_t>(N * Q), 0.0f);
             a.dk_raw.assign(static_cast<size_t>(N * KV), 0.0f);
-            be_->norm_backward(dq, a.q_raw.data() + l * N * Q, P(Ly.q_norm), nullptr, a.rstd_q.data() + l * N * H, a.dq_raw.data(), G(Ly.q_norm),
+            be_->norm_backward(dq, a.q_raw.data() + s * N * Q, P(Ly.q_norm), nullptr, a.rstd_q.data() + s * N * H, a.dq_raw.data(), G(Ly.q_norm),
                                nullptr, N * H, HD);
-            be_->norm_backward(dk, a.k_raw.data() + l * N * KV, P(Ly.k_norm), nullptr, a.rstd_k.data() + l * N * HKV, a.dk_raw.data(),
+            be_->norm_backward(dk, a.k_raw.data() + s * N * KV, P(Ly.k_norm), nullptr, a.rstd_k.data() + s * N * HKV, a.dk_raw.data(),
                                G(Ly.k_norm), nullptr, N * HKV, HD);
             dq = a.dq_raw.data();
             dk = a.dk_raw.data();
@@ -528,7 +571,7 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
             lin_bwd(Ly.k, Ly.bk, dk, ln1, a.dln.data(), N, C, KV);
             lin_bwd(Ly.v, Ly.bv, a.dv.data(), ln1, a.dln.data(), N, C, KV);
         }
-        norm_bwd(a.dln.data(), x, Ly.norm1, Ly.norm1_b, a.ln1_mean.data() + l * N, a.ln1_rstd.data() + l * N, a.dx.data(), N);
+        norm_bwd(a.dln.data(), x, Ly.norm1, Ly.norm1_b, a.ln1_mean.data() + s * N, a.ln1_rstd.data() + s * N, a.dx.data(), N);
     }
     // embeddings (frozen under LoRA), scaled by √C where the forward pass scaled them
     if (!lora_) {
@@ -557,7 +600,12 @@ void TrainableModel::lin_fwd(const Tensor* w, const Tensor* b, const float* x, f
 
 // Base: dx (+)= dy W, and dW, db unless frozen. LoRA: dB += dyᵀ u;  du = s · dy B;  dA += duᵀ x;  dx += du A.
 void TrainableModel::lin_bwd(size_t w, size_t b, const float* dy, const float* x, float* dx, int64_t N, int64_t I, int64_t O, bool accumulate_dx) {
-    be_->linear_backward(dy, x, P(w), dx, G(w), b == kNone ? nullptr : G(b), N, I, O, accumulate_dx);
+    const auto fz = frozen_mats_.find(w);
+    if (fz != frozen_mats_.end()) {  // a frozen matrix in its own type (QLoRA): dx only, through its tiles
+        if (dx) be_->linear_backward_frozen(dy, fz->second, dx, N, accumulate_dx);
+    } else {
+        be_->linear_backward(dy, x, P(w), dx, G(w), b == kNone ? nullptr : G(b), N, I, O, accumulate_dx);
+    }
     if (!lora_) return;
     const auto it = lora_index_.find(w);
     if (it == lora_index_.end()) return;
@@ -651,7 +699,11 @@ Model TrainableModel::merged_model() const {
         size_t total = 0;
         for (const Param& p : base_params_) total = std::max(total, p.offset + p.numel);
         merged->resize(total);
-        for (const Param& p : base_params_) std::memcpy(merged->data() + p.offset, view_.at(p.offset), p.numel * sizeof(float));
+        for (const Param& p : base_params_) {
+            const auto fz = frozen_mats_.find(p.offset);
+            if (fz != frozen_mats_.end()) convert_to_f32(fz->second.dtype, fz->second.data, merged->data() + p.offset, p.numel);
+            else std::memcpy(merged->data() + p.offset, view_.at(p.offset), p.numel * sizeof(float));
+        }
     }
     for (const auto& [w, k] : lora_index_) {
         const LoraSlot& sl = lora_slots_[k];

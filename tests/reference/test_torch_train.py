@@ -108,6 +108,13 @@ def main():
                 if r > worst:
                     worst, worst_name = r, k
             check(f"{name} gradients of all {len(w64)} parameters vs PyTorch", worst <= 1e-5, f"worst rel err {worst:.1e} ({worst_name})")
+            # activation checkpointing (--recompute): the blocks run again in the backward pass — the same bits
+            rc_dir = os.path.join(tmp, f"{name}-grads-recompute")
+            out_rc = subprocess.run([args.bin, "train-steps", "-m", d, "--batch-file", batch, "--steps", "0", "--grads-out", rc_dir, "--recompute",
+                                     "-t", "2"], check=True, capture_output=True, text=True).stdout
+            with open(os.path.join(grads_dir, "model.safetensors"), "rb") as f1, open(os.path.join(rc_dir, "model.safetensors"), "rb") as f2:
+                same = f1.read() == f2.read()
+            check(f"{name} --recompute: loss and gradients bit-identical", same and json.loads(out_rc)["losses"][0] == ours_loss)
             # the same model as GGUF (LLaMA: RoPE pairs interleaved, rows permuted), gradients written back as HF
             g = os.path.join(tmp, f"{name}.gguf")
             subprocess.run([args.bin, "convert", d, g], check=True, capture_output=True)
