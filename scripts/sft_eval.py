@@ -20,6 +20,7 @@ ap.add_argument("--data", required=True)
 ap.add_argument("-n", type=int, default=200)
 ap.add_argument("--max-tokens", type=int, default=64)
 ap.add_argument("--json")
+ap.add_argument("--lora", help="a LoRA adapter applied beside the model's weights")
 ap.add_argument("--samples", type=int, default=8)
 args = ap.parse_args()
 
@@ -27,7 +28,8 @@ convs = [json.loads(l) for l in open(args.data) if l.strip()][: args.n]
 questions = [c["messages"][0]["content"] for c in convs]
 refs = [c["messages"][1]["content"] for c in convs]
 stdin = "".join(q + "\n/reset\n" for q in questions)
-r = subprocess.run([args.bin, "chat", "-m", args.model, "-n", str(args.max_tokens), "--temp", "0", "--jsonl", "-t", "2"], input=stdin,
+lora = ["--lora", args.lora] if args.lora else []
+r = subprocess.run([args.bin, "chat", "-m", args.model, *lora, "-n", str(args.max_tokens), "--temp", "0", "--jsonl", "-t", "2"], input=stdin,
                    capture_output=True, text=True)
 if r.returncode != 0:
     sys.exit("llmforge chat failed: " + r.stderr[-500:])

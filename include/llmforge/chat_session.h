@@ -19,7 +19,7 @@ namespace llmforge {
 struct ChatSessionOptions {
     int64_t n_ctx = 0;              // the conversation's context (0: the model's)
     int64_t n_batch = 512;          // prompt tokens per forward pass
-    DType kv_type = DType::F16;     // the KV cache's element type (f16 or f32)
+    KVCacheType kv_type = DType::F16;     // the KV cache's element type (kv_cache.h)
     Numerics numerics = Numerics::Fast;
 };
 

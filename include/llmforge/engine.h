@@ -80,7 +80,7 @@ struct EngineOptions {
     int64_t n_ctx = 0;        // cells per slot (0: the model's context, at most 4096)
     int64_t n_batch = 512;    // rows per forward pass at most (embedding prompts run in passes of this many tokens)
     int64_t prefill_chunk = 64;   // prompt tokens that ride along with one decoding step at most
-    DType kv_type = DType::F16;
+    KVCacheType kv_type = DType::F16;
     int max_queue = 64;       // jobs waiting beyond this are refused (submit() returns false)
 };
 

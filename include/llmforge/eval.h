@@ -10,6 +10,7 @@
 
 #include "core/threadpool.h"
 #include "llmforge/dtype.h"
+#include "llmforge/kv_cache.h"
 #include "llmforge/model.h"
 #include "llmforge/quantize.h"
 
@@ -25,7 +26,7 @@ struct PerplexityOptions {
     int64_t n_batch = 2048;  // tokens per forward pass
     int64_t max_chunks = -1;  // -1: all
     bool add_bos = true;      // the first token of each chunk becomes BOS (when the vocabulary adds BOS)
-    DType kv_type = DType::F16;
+    KVCacheType kv_type = DType::F16;
     bool ggml_arithmetic = true;  // round as llama.cpp does (Transformer::set_ggml_arithmetic); false: faster kernels
 };
 
@@ -40,7 +41,7 @@ struct ImatrixOptions {
     int64_t max_chunks = -1;   // -1: all
     bool add_bos = true;
     bool process_output = false;
-    DType kv_type = DType::F16;  // as llama-imatrix's default cache
+    KVCacheType kv_type = DType::F16;  // as llama-imatrix's default cache
     std::string dataset;       // recorded in the file (llama-imatrix records the text file's name)
     std::function<void(int64_t done, int64_t total)> progress;  // after each chunk
 };

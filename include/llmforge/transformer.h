@@ -29,18 +29,19 @@ struct Rows;
 // A KV cache for this model of n_seq sequences × n_ctx positions (0: the model's context), after checking that it and
 // the buffers of batches of n_batch tokens fit in this machine's memory (a bad-input Error names the sizes otherwise).
 // ring: a sliding-window model's cache may keep only the window's cells (KVCache); false keeps every position.
-std::unique_ptr<KVCache> make_kv_cache(const ModelConfig& cfg, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type, int n_seq,
+std::unique_ptr<KVCache> make_kv_cache(const ModelConfig& cfg, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, KVCacheType kv_type, int n_seq,
                                        bool ring = true);
 
 class Transformer {
 public:
     // n_ctx: cache length (0: the model's context length). n_batch: the most tokens processed in one pass.
     // kv_type: F16 (llama.cpp's default: half the memory; queries and attention weights are rounded to f16 as
-    // llama.cpp rounds them) or F32 (exact, for checks against a float32 reference).
+    // llama.cpp rounds them), F32 (exact, for checks against a float32 reference), or a block type for keys and/or
+    // values (kv_cache.h).
     // n_seq: how many sequences share the weights, each with its own KV cache of n_ctx cells and its own position
     // (the server's slots). eval() and the other single-sequence calls work on the current one (set_seq).
     // numerics: how eval() and embed() round (see numerics.h); decode() is always batch-invariant.
-    Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx = 0, int64_t n_batch = 512, DType kv_type = DType::F16,
+    Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx = 0, int64_t n_batch = 512, KVCacheType kv_type = DType::F16,
                 int n_seq = 1, Numerics numerics = Numerics::Fast);
     // The same over a cache the caller owns (it must outlive this object; its sizes decide n_ctx and n_seq).
     Transformer(const Model& model, ThreadPool& pool, KVCache& cache, int64_t n_batch = 512, Numerics numerics = Numerics::Fast);
@@ -78,7 +79,7 @@ public:
     // ring no longer holds the keys position n attends to (the caller then runs the prefix again).
     int64_t truncate(int64_t n);
     const Model& model() const { return model_; }
-    DType kv_type() const { return cache_->type(); }
+    KVCacheType kv_type() const { return cache_->type(); }
     KVCache& cache() { return *cache_; }
     Numerics numerics() const { return numerics_; }
 

@@ -9,6 +9,7 @@
 
 #include "backend/train_ops.h"
 #include "core/ggml_math.h"
+#include "core/quants.h"
 #include "core/kernels.h"
 #include "core/kernels_impl.h"
 #include "core/weight_types.h"
@@ -130,11 +131,14 @@ public:
         if (numerics_ == Numerics::Ggml) {
             if (rows.seq) throw_bad_input("ggml arithmetic runs one sequence at a time");
             if (!in_place) throw_bad_input("ggml arithmetic needs every position in the KV cache, not a sliding-window ring");
+            if (kv.type() != DType::F16 && kv.type() != DType::F32)
+                throw_bad_input("ggml arithmetic runs with an f16 or f32 KV cache, not %s", kv.type().name().c_str());
             attention_ggml(q, out, n, rows, kv, l, s);
             return;
         }
         const kernels::KernelTable& kt = kernels::active();
-        const bool fast16 = n >= 2 && kt.vec_width == ggml::kLanes && kt.softmax_exp_ggml != nullptr;
+        const bool fast16 = n >= 2 && kt.vec_width == ggml::kLanes && kt.softmax_exp_ggml != nullptr &&
+                            (kv.type() == DType::F16 || kv.type() == DType::F32);  // (a prompt's rows over an f16/f32 cache)
         if (numerics_ == Numerics::Fast && !rows.seq && fast16 && in_place) attention_ggml(q, out, n, rows, kv, l, s);
         else attention_fast(q, out, n, rows, kv, l, s);
     }
@@ -355,39 +359,51 @@ void CpuBackend::attention_ggml(const float* q, float* out, int64_t n, const Row
     });
 }
 
-// The fast form of attention(): vectorised products, f64 sums; q and the weights rounded to f16 with an f16 cache.
+// The fast form of attention(): vectorised products, f64 sums. Keys in f16: q rounded to f16 (as ggml converts it for
+// its f16 products); values in f16: the weights rounded to f16. Keys of a block type: q quantised per block to the
+// type's partner (q8_0 or q8_1, as ggml's vec_dot takes it) once per head, and each key's product in integers; values
+// of a block type: each value row widened to f32 and added in f64.
 void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Rows& rows, const KVCache& kv, int64_t layer,
                                 const AttentionShape& s) {
     const int64_t H = s.n_head, HD = s.head_dim, KV = s.n_head_kv * HD, group = H / s.n_head_kv, C = H * HD;
     const float scale = s.factor(), cap = s.softcap, inv_cap = cap > 0 ? 1.0f / cap : 0.0f;
-    const bool f16 = kv.type() == DType::F16;
+    const DType tk = kv.type().k, tv = kv.type().v;
+    const bool k16 = tk == DType::F16, v16 = tv == DType::F16, kq = quant::is_quantized(tk), vq = quant::is_quantized(tv);
+    const DType qa = kq ? quant::activation_type(tk) : DType::F32;
+    const size_t krow = kv.k_row_bytes(), vrow = kv.v_row_bytes();
+    const size_t khead = kq ? quant::row_bytes(tk, HD) : 0, vhead = vq ? quant::row_bytes(tv, HD) : 0;  // one head's bytes
     const int64_t n_ctx_ = kv.n_ctx();
     float* const scratch = attention_scratch(n_ctx_, HD);
     acc_.resize(std::max(acc_.size(), static_cast<size_t>(pool_.size() * HD)));
     pool_.run([&](int ith, int nth) {
         float* scores = scratch + ith * (n_ctx_ + 32 + HD * (2 + 4 * ggml::kLanes));
-        float* qr = scores + n_ctx_;  // the query rounded to f16
+        float* qr = scores + n_ctx_;  // the query rounded to f16; a value row widened
         double* acc = acc_.data() + ith * HD;
+        std::vector<uint8_t> qblocks(kq ? quant::row_bytes(qa, HD) : 0);
         for (int64_t task = ith; task < n * H; task += nth) {
             const int64_t i = task / H, h = task % H, kvh = h / group;
             // row i: its sequence's cache, causal mask over keys at positions lo .. its position (lo > 0: a sliding
             // window); position t in cell t mod cells (a ring)
             const int64_t pos = rows.pos_of(i);
             const int sq = rows.seq_of(i);
-            const float* K = kv.k32(sq, layer);
-            const float* Vc = kv.v32(sq, layer);
-            const uint16_t* K16 = kv.k16(sq, layer);
-            const uint16_t* V16 = kv.v16(sq, layer);
+            const uint8_t* Kb = kv.k_bytes(sq, layer);
+            const uint8_t* Vb = kv.v_bytes(sq, layer);
             const int64_t lo = s.window > 0 ? std::max<int64_t>(0, pos - s.window + 1) : 0, n_keys = pos + 1 - lo;
             const float* qi = q + i * C + h * HD;
-            if (f16) {
+            if (k16) {
                 for (int64_t d = 0; d < HD; ++d) qr[d] = f16_to_f32(f32_to_f16(qi[d]));
                 qi = qr;
+            } else if (kq) {
+                quant::quantize_activations(qa, qi, qblocks.data(), HD);
             }
-            auto row_of = [&](int64_t t) { return kv.cell(lo + t) * KV + kvh * HD; };  // key t of the n_keys
+            auto cell_of = [&](int64_t t) { return static_cast<size_t>(kv.cell(lo + t)); };  // key t of the n_keys
             float mx = -INFINITY;
             for (int64_t t = 0; t < n_keys; ++t) {
-                const float dot = f16 ? kernels::dot_f16_acc64(K16 + row_of(t), qi, HD) : kernels::dot(DType::F32, K + row_of(t), qi, HD);
+                const uint8_t* kr = Kb + cell_of(t) * krow;
+                float dot;
+                if (kq) dot = quant::vec_dot(tk, kr + kvh * khead, qblocks.data(), HD);
+                else if (k16) dot = kernels::dot_f16_acc64(reinterpret_cast<const uint16_t*>(kr) + kvh * HD, qi, HD);
+                else dot = kernels::dot(DType::F32, reinterpret_cast<const float*>(kr) + kvh * HD, qi, HD);
                 const float sc = dot * scale;
                 scores[t] = sc;
                 mx = std::max(mx, sc);
@@ -406,18 +422,26 @@ void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Row
             }
             const float inv = static_cast<float>(1.0 / sum);
             float* o = out + i * C + h * HD;
-            if (f16) {
+            if (v16) {
                 std::fill(acc, acc + HD, 0.0);
                 for (int64_t t = 0; t < n_keys; ++t) {
                     const float p = f16_to_f32(f32_to_f16(scores[t] * inv));
-                    kernels::axpy_f16_acc64(acc, p, V16 + row_of(t), HD);
+                    kernels::axpy_f16_acc64(acc, p, reinterpret_cast<const uint16_t*>(Vb + cell_of(t) * vrow) + kvh * HD, HD);
+                }
+                for (int64_t d = 0; d < HD; ++d) o[d] = static_cast<float>(acc[d]);
+            } else if (vq) {
+                std::fill(acc, acc + HD, 0.0);
+                for (int64_t t = 0; t < n_keys; ++t) {
+                    const double p = scores[t] * inv;
+                    quant::dequantize(tv, Vb + cell_of(t) * vrow + kvh * vhead, qr, HD);
+                    for (int64_t d = 0; d < HD; ++d) acc[d] += p * qr[d];
                 }
                 for (int64_t d = 0; d < HD; ++d) o[d] = static_cast<float>(acc[d]);
             } else {
                 std::fill(o, o + HD, 0.0f);
                 for (int64_t t = 0; t < n_keys; ++t) {
                     const float p = scores[t] * inv;
-                    const float* vt = Vc + row_of(t);
+                    const float* vt = reinterpret_cast<const float*>(Vb + cell_of(t) * vrow) + kvh * HD;
                     for (int64_t d = 0; d < HD; ++d) o[d] += p * vt[d];
                 }
             }

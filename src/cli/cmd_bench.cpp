@@ -16,21 +16,22 @@ namespace llmforge::cli {
 
 void add_bench(CLI::App& app) {
     auto* cmd = app.add_subcommand("bench", "Measure prompt processing (pp) and generation (tg) speed, like llama-bench (and with its flags: -p, -n, -r)");
-    struct Opts { std::string model, cache_type = "f16"; int64_t pp = 128, tg = 64, reps = 5; int threads = ThreadPool::default_threads(); bool json = false, no_mmap = false; };
+    struct Opts { std::string model;
+        CacheTypeOptions cache; int64_t pp = 128, tg = 64, reps = 5; int threads = ThreadPool::default_threads(); bool json = false, no_mmap = false; };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
     cmd->add_option("-p,--n-prompt", o->pp, "prompt tokens (0: skip)")->check(at_least(0, " (0: skip)"));
     cmd->add_option("-n,--n-gen", o->tg, "generated tokens (0: skip)")->check(at_least(0, " (0: skip)"));
     cmd->add_option("-r,--repetitions", o->reps, "repetitions of each test")->check(at_least(1));
     add_threads_option(cmd, o->threads);
-    cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 or f32");
+    add_cache_type_options(cmd, o->cache);
     cmd->add_flag("--json", o->json, "print one JSON object");
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     cmd->callback([o] {
         Model m = load_for_cli(o->model, "", false, !o->no_mmap);
         ThreadPool pool(o->threads);
         const int64_t ctx = std::max<int64_t>(o->pp + o->tg, 16);
-        Transformer tf(m, pool, ctx, std::max<int64_t>(o->pp, 1), parse_cache_type(o->cache_type));
+        Transformer tf(m, pool, ctx, std::max<int64_t>(o->pp, 1), parse_cache_types(o->cache));
         std::mt19937 rng(42);
         std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(m.config.n_vocab - 1));
         using clock = std::chrono::steady_clock;

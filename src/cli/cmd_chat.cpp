@@ -25,7 +25,8 @@ extern "C" void on_interrupt(int) { g_interrupt = 1; }
 void add_chat(CLI::App& app) {
     auto* cmd = app.add_subcommand("chat", "Chat with a model: multi-turn, streaming, with its chat template");
     struct Opts {
-        std::string model, system, tpl, tokenizer, cache_type = "f16";
+        std::string model, system, tpl, tokenizer;
+        CacheTypeOptions cache;
         std::vector<std::string> lora;
         float lora_scale = 1.0f;
         int32_t n = -1;
@@ -44,7 +45,7 @@ void add_chat(CLI::App& app) {
     add_sampling_options(cmd, o->s, o->seed);
     cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)")->check(at_least(0, " (0: the model's)"));
     add_threads_option(cmd, o->threads);
-    cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 or f32");
+    add_cache_type_options(cmd, o->cache);
     cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model")->default_str("the model's own");
     cmd->add_flag("-v,--verbose", o->verbose, "after each answer, print token counts and speed to stderr");
     cmd->add_flag("--jsonl", o->jsonl, "print each answer as one JSON line {\"text\", \"stop_reason\", token counts, timings} (for scripts)");
@@ -55,7 +56,7 @@ void add_chat(CLI::App& app) {
         ThreadPool pool(o->threads);
         ChatSessionOptions co;
         co.n_ctx = o->ctx;
-        co.kv_type = parse_cache_type(o->cache_type);
+        co.kv_type = parse_cache_types(o->cache);
         if (tpl.empty() && m.vocab->chat_template.empty())
             std::fprintf(stderr, "llmforge: note: %s has no chat template; using ChatML (--template FILE to choose one)\n", o->model.c_str());
         const ChatFormat fmt(*m.vocab, tpl);

@@ -23,7 +23,7 @@ void add_generate(CLI::App& app) {
         SamplerParams s;
         int64_t seed = -1;
         bool json = false, no_bos = false, no_mmap = false;
-        std::string cache_type = "f16";
+        CacheTypeOptions cache;
         std::vector<std::string> lora;
         float lora_scale = 1.0f;
     };
@@ -36,7 +36,7 @@ void add_generate(CLI::App& app) {
     cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)")->check(at_least(0, " (0: the model's)"));
     cmd->add_option("-b,--batch-size", o->batch, "tokens per forward pass while reading the prompt")->check(at_least(1));
     add_threads_option(cmd, o->threads);
-    cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 (as llama.cpp) or f32");
+    add_cache_type_options(cmd, o->cache, " (as llama.cpp)");
     cmd->add_option("--lora", o->lora, "LoRA adapter(s) to apply beside the weights (GGUF, as llmforge sft --lora-rank writes)");
     cmd->add_option("--lora-scale", o->lora_scale, "scale of the adapters");
     cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model")->default_str("the model's own");
@@ -49,7 +49,7 @@ void add_generate(CLI::App& app) {
         Model m = load_for_cli(o->model, o->tokenizer, true, !o->no_mmap);
         warn_context(m, o->ctx);
         ThreadPool pool(o->threads);
-        Transformer tf(m, pool, o->ctx, o->batch, parse_cache_type(o->cache_type));
+        Transformer tf(m, pool, o->ctx, o->batch, parse_cache_types(o->cache));
         apply_lora_adapters(tf, m, o->lora, o->lora_scale);
         GenerateParams gp;
         gp.n_predict = o->n;

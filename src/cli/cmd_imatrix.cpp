@@ -15,7 +15,8 @@ namespace llmforge::cli {
 void add_imatrix(CLI::App& app) {
     auto* cmd = app.add_subcommand("imatrix", "Importance matrix of a model on a calibration text, in llama-imatrix's file format");
     struct Opts {
-        std::string model, file, out = "imatrix.dat", tokenizer, tokens, cache_type = "f16";
+        std::string model, file, out = "imatrix.dat", tokenizer, tokens;
+        CacheTypeOptions cache;
         int64_t ctx = 512, batch = 512, chunks = -1;
         bool process_output = false, no_mmap = false;
         int threads = ThreadPool::default_threads();
@@ -31,7 +32,7 @@ void add_imatrix(CLI::App& app) {
     cmd->add_option("-b,--batch-size", o->batch, "tokens per forward pass (passes under 16 tokens are not counted, as in llama-imatrix)")->check(at_least(16));
     cmd->add_option("--chunks", o->chunks, "use at most this many chunks (-1: all)")->check(at_least(-1, " (-1: all)"));
     cmd->add_flag("--process-output", o->process_output, "also collect output.weight's inputs");
-    cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 (as llama.cpp) or f32");
+    add_cache_type_options(cmd, o->cache, " (as llama.cpp)");
     cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model")->default_str("the model's own");
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     add_threads_option(cmd, o->threads);
@@ -43,7 +44,7 @@ void add_imatrix(CLI::App& app) {
         io.n_batch = o->batch;
         io.max_chunks = o->chunks;
         io.process_output = o->process_output;
-        io.kv_type = parse_cache_type(o->cache_type);
+        io.kv_type = parse_cache_types(o->cache);
         std::vector<int32_t> tokens;
         if (!o->tokens.empty()) {
             tokens = parse_token_list(o->tokens, m.config.n_vocab, "imatrix");

@@ -12,7 +12,7 @@ namespace llmforge::cli {
 
 void add_logits(CLI::App& app) {
     auto* cmd = app.add_subcommand("logits", "Print the logits at every position of a prompt (one line per position)");
-    struct Opts { std::string model, prompt, tokens, tokenizer; bool incremental = false, no_bos = false, no_mmap = false, ggml = false; int threads = ThreadPool::default_threads(); int64_t ctx = 0, batch = 512; std::string cache_type = "f16"; std::vector<std::string> lora; float lora_scale = 1.0f; };
+    struct Opts { std::string model, prompt, tokens, tokenizer; bool incremental = false, no_bos = false, no_mmap = false, ggml = false; int threads = ThreadPool::default_threads(); int64_t ctx = 0, batch = 512; CacheTypeOptions cache; std::vector<std::string> lora; float lora_scale = 1.0f; };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
     cmd->add_option("-p,--prompt", o->prompt, "prompt text (tokenised with the model's vocabulary)")->default_str("none");
@@ -25,7 +25,7 @@ void add_logits(CLI::App& app) {
     add_threads_option(cmd, o->threads);
     cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)")->check(at_least(0, " (0: the model's)"));
     cmd->add_option("-b,--batch-size", o->batch, "tokens per forward pass")->check(at_least(1));
-    cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 (as llama.cpp) or f32");
+    add_cache_type_options(cmd, o->cache, " (as llama.cpp)");
     cmd->add_option("--lora", o->lora, "LoRA adapter(s) to apply beside the weights (GGUF, as llmforge sft --lora-rank writes)");
     cmd->add_option("--lora-scale", o->lora_scale, "scale of the adapters");
     cmd->callback([o] {
@@ -40,7 +40,7 @@ void add_logits(CLI::App& app) {
         }
         if (ids.empty()) throw_bad_input("logits: no tokens");
         ThreadPool pool(o->threads);
-        Transformer tf(m, pool, o->ctx, o->batch, parse_cache_type(o->cache_type), 1, o->ggml ? Numerics::Ggml : Numerics::Fast);
+        Transformer tf(m, pool, o->ctx, o->batch, parse_cache_types(o->cache), 1, o->ggml ? Numerics::Ggml : Numerics::Fast);
         apply_lora_adapters(tf, m, o->lora, o->lora_scale);
         const int64_t V = m.config.n_vocab;
         std::vector<float> all;

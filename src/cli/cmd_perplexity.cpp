@@ -17,7 +17,8 @@ namespace llmforge::cli {
 void add_perplexity(CLI::App& app) {
     auto* cmd = app.add_subcommand("perplexity", "Perplexity of a model on a text, computed as llama.cpp's llama-perplexity does");
     struct Opts {
-        std::string model, file, tokenizer, kl_base, cache_type = "f16";
+        std::string model, file, tokenizer, kl_base;
+        CacheTypeOptions cache;
         int64_t ctx = 512, stride = 0, llama_stride = 0, batch = 2048, chunks = -1;
         int threads = ThreadPool::default_threads();
         bool json = false, no_mmap = false, no_bos = false;
@@ -34,7 +35,7 @@ void add_perplexity(CLI::App& app) {
     cmd->add_option("--kl-base", o->kl_base,
                     "reference model (e.g. the f32 original of a quantised or distilled -m): also report KL(base ‖ model) per token")->default_str("none");
     add_threads_option(cmd, o->threads);
-    cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 (as llama.cpp) or f32");
+    add_cache_type_options(cmd, o->cache, " (as llama.cpp)");
     cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model")->default_str("the model's own");
     cmd->add_flag("--no-bos", o->no_bos, "do not put BOS at the start of each chunk");
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
@@ -53,7 +54,9 @@ void add_perplexity(CLI::App& app) {
         po.llama_stride = o->llama_stride;
         po.n_batch = o->batch;
         po.max_chunks = o->chunks;
-        po.kv_type = parse_cache_type(o->cache_type);
+        po.kv_type = parse_cache_types(o->cache);
+        // llama.cpp's order is written for f16 and f32 caches; a quantised one runs the fast kernels
+        po.ggml_arithmetic = po.kv_type == DType::F16 || po.kv_type == DType::F32;
         po.add_bos = !o->no_bos && m.vocab->add_bos;
         if (o->ctx > m.config.n_ctx) {
             if (m.config.learned_positions)

@@ -29,7 +29,8 @@ void add_serve(CLI::App& app) {
     auto* cmd = app.add_subcommand("serve", "OpenAI-compatible server: chat/completions, completions, embeddings, models, metrics");
     struct Opts {
         std::vector<std::string> models, aliases, keys;
-        std::string host = "127.0.0.1", cors, tpl, cache_type = "f16", tokenizer, web_dir, arena_db;
+        std::string host = "127.0.0.1", cors, tpl, tokenizer, web_dir, arena_db;
+        CacheTypeOptions cache;
         int port = 8080, parallel = 4, queue = 64, max_concurrent = 0, io_threads = 2;
         int threads = ThreadPool::default_threads();
         int64_t ctx = 0, batch = 512, prefill_chunk = 64;
@@ -49,7 +50,7 @@ void add_serve(CLI::App& app) {
     cmd->add_option("-b,--batch-size", o->batch, "rows per forward pass at most")->check(at_least(1));
     cmd->add_option("--prefill-chunk", o->prefill_chunk, "prompt tokens that ride along with one decoding step (smaller: steadier streams while prompts run)");
     add_threads_option(cmd, o->threads, "compute threads");
-    cmd->add_option("--cache-type", o->cache_type, "KV cache type: f16 or f32");
+    add_cache_type_options(cmd, o->cache);
     cmd->add_option("--queue", o->queue, "requests that may wait for a slot per model; beyond, 503");
     cmd->add_option("--max-concurrent", o->max_concurrent, "requests answered at once; beyond, 429 (0: 2 × slots + 64 per model)");
     cmd->add_option("--max-tokens", o->max_tokens, "cap on max_tokens of a request (0: the context)");
@@ -94,7 +95,7 @@ void add_serve(CLI::App& app) {
             eo.n_ctx = o->ctx;
             eo.n_batch = o->batch;
             eo.prefill_chunk = o->prefill_chunk;
-            eo.kv_type = parse_cache_type(o->cache_type);
+            eo.kv_type = parse_cache_types(o->cache);
             eo.max_queue = o->queue;
             sm.engine = std::make_unique<Engine>(*sm.model, pool, eo, &step_mutex);
             sm.created = created;

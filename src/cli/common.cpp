@@ -1,6 +1,7 @@
 // Helpers the subcommands share: sampling flags, seeds, sizes in words, loading a model with a log line.
 #include <csignal>
 #include <cstdio>
+#include <strings.h>
 #include <random>
 #include <sstream>
 
@@ -85,10 +86,23 @@ std::string human_bytes(double b) {
     return buf;
 }
 
-DType parse_cache_type(const std::string& s) {
-    const DType t = dtype_from_name(s);
-    if (t != DType::F16 && t != DType::F32) throw_bad_input("--cache-type must be f16 or f32, not '%s'", s.c_str());
-    return t;
+void add_cache_type_options(CLI::App* cmd, CacheTypeOptions& o, const std::string& note) {
+    cmd->add_option("--cache-type", o.both, "KV cache type of keys and values: f16" + note + ", f32, q8_0, q4_0, q4_1, q5_0, q5_1 or iq4_nl");
+    cmd->add_option("--cache-type-k", o.k, "KV cache type of the keys (as llama.cpp's -ctk)")->default_str("--cache-type");
+    cmd->add_option("--cache-type-v", o.v, "KV cache type of the values (as llama.cpp's -ctv)")->default_str("--cache-type");
+}
+
+KVCacheType parse_cache_types(const CacheTypeOptions& o) {
+    auto one = [](const std::string& s, const char* opt) {
+        DType t = DType::Unknown;
+        for (DType c : {DType::F32, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::IQ4_NL})
+            if (strcasecmp(s.c_str(), dtype_name(c)) == 0) t = c;
+        if (t == DType::Unknown) throw_bad_input("%s must be f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1 or iq4_nl, not '%s'", opt, s.c_str());
+        check_kv_type(t, opt);
+        return t;
+    };
+    const DType both = one(o.both, "--cache-type");
+    return KVCacheType(o.k.empty() ? both : one(o.k, "--cache-type-k"), o.v.empty() ? both : one(o.v, "--cache-type-v"));
 }
 
 std::string human_count(double n) {

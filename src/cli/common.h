@@ -60,8 +60,13 @@ std::string load_chat_template(const std::string& path);
 // use_mmap false reads the weights into memory, where f32 matrices are also repacked for the CPU GEMM (repack_for_cpu)
 // unless repack is false (ggml arithmetic reads them row-major).
 Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap = true, bool repack = true);
-// --cache-type: f16 or f32, anything else is bad usage.
-DType parse_cache_type(const std::string& s);
+// The KV cache's types: --cache-type (keys and values), and llama.cpp's --cache-type-k / -ctk and --cache-type-v / -ctv
+// for each: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl; anything else is bad usage.
+struct CacheTypeOptions {
+    std::string both = "f16", k, v;
+};
+void add_cache_type_options(CLI::App* cmd, CacheTypeOptions& o, const std::string& note = "");
+KVCacheType parse_cache_types(const CacheTypeOptions& o);
 std::string human_bytes(double b);
 // "1,2,3" → token ids; a bad-input Error names a field that is not an id or one outside [0, n_vocab).
 std::vector<int32_t> parse_token_list(const std::string& list, int64_t n_vocab, const char* cmd);

@@ -13,9 +13,10 @@
 
 namespace llmforge {
 
-std::unique_ptr<KVCache> make_kv_cache(const ModelConfig& cfg, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type, int n_seq, bool ring) {
+std::unique_ptr<KVCache> make_kv_cache(const ModelConfig& cfg, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, KVCacheType kv_type, int n_seq, bool ring) {
     if (n_seq < 1) throw_bad_input("the number of sequences must be at least 1, not %d", n_seq);
-    if (kv_type != DType::F32 && kv_type != DType::F16) throw_bad_input("the KV cache type must be f32 or f16, not %s", dtype_name(kv_type));
+    check_kv_type(kv_type.k, "the KV cache's key type");
+    check_kv_type(kv_type.v, "the KV cache's value type");
     if (n_ctx <= 0) n_ctx = cfg.n_ctx;
     if (cfg.learned_positions && n_ctx > cfg.n_ctx)
         throw_bad_input("context %lld is longer than the %lld learned positions of this model", static_cast<long long>(n_ctx),
@@ -38,11 +39,11 @@ std::unique_ptr<KVCache> make_kv_cache(const ModelConfig& cfg, ThreadPool& pool,
         return std::make_unique<KVCache>(cfg, n_ctx, n_seq, kv_type, ring_batch);
     } catch (const std::bad_alloc&) {
         throw_runtime("out of memory: allocating %.2f GiB for the KV cache (context %lld × %d sequence%s, %s) and %.2f GiB of buffers failed",
-                      kv_bytes / gib, static_cast<long long>(n_ctx), n_seq, n_seq == 1 ? "" : "s", dtype_name(kv_type), act_bytes / gib);
+                      kv_bytes / gib, static_cast<long long>(n_ctx), n_seq, n_seq == 1 ? "" : "s", kv_type.name().c_str(), act_bytes / gib);
     }
 }
 
-Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, DType kv_type, int n_seq, Numerics numerics)
+Transformer::Transformer(const Model& model, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, KVCacheType kv_type, int n_seq, Numerics numerics)
     : model_(model), cfg_(model.config), pool_(pool),
       // ggml arithmetic sums over the cache as llama.cpp lays it out: every position in place, no ring
       own_cache_(make_kv_cache(model.config, pool, n_ctx, n_batch, kv_type, n_seq, numerics != Numerics::Ggml)),
