@@ -365,7 +365,7 @@ void CpuBackend::attention_ggml(const float* q, float* out, int64_t n, const Row
 // of a block type: each value row widened to f32 and added in f64.
 void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Rows& rows, const KVCache& kv, int64_t layer,
                                 const AttentionShape& s) {
-    const int64_t H = s.n_head, HD = s.head_dim, KV = s.n_head_kv * HD, group = H / s.n_head_kv, C = H * HD;
+    const int64_t H = s.n_head, HD = s.head_dim, group = H / s.n_head_kv, C = H * HD;
     const float scale = s.factor(), cap = s.softcap, inv_cap = cap > 0 ? 1.0f / cap : 0.0f;
     const DType tk = kv.type().k, tv = kv.type().v;
     const bool k16 = tk == DType::F16, v16 = tv == DType::F16, kq = quant::is_quantized(tk), vq = quant::is_quantized(tv);

@@ -127,6 +127,60 @@ void rows2_q4_0(const void* wa, const void* wb, const void* const* x, const floa
                      out, [](const BlockQ4_0& b) { return _mm256_sub_epi8(nibbles32(b.qs), _mm256_set1_epi8(8)); });
 }
 
+// ---- Q4_0 in the order of ggml's repacked q4_0_8x8 kernels (quants.h: vec_dot_q4_0_chain): per output one FMA
+// chain over the blocks of the exact integer sum times d_w·d_x. The nibbles are multiplied unsigned (0…15) and 8·Σx
+// taken off, which is the same integer. sx[i][b] = Σ of activation block b of row i.
+inline __m256i nib_dot(__m256i qu, __m256i y) { return dot_us(qu, y); }
+
+// one weight row, NR activation rows
+template <int NR>
+void chain_q4_0(const BlockQ4_0* w, const BlockQ8_0* const* x, const float* const* dx, const int32_t* const* sx, int64_t nb, float* out) {
+    float acc[4] = {0, 0, 0, 0};
+    constexpr int ahead = 512 / sizeof(BlockQ4_0);
+    for (int64_t b = 0; b < nb; ++b) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + b + ahead), _MM_HINT_T0);
+        const __m256i qu = nibbles32(w[b].qs);
+        const float dw = h2f(w[b].d);
+        for (int i = 0; i < NR; ++i) {
+            const int32_t s = hsum8i(nib_dot(qu, load32(x[i][b].qs))) - 8 * sx[i][b];
+            acc[i] = std::fma(static_cast<float>(s), dw * dx[i][b], acc[i]);
+        }
+    }
+    for (int i = 0; i < NR; ++i) out[i] = acc[i];
+}
+
+// eight weight rows (wrb bytes apart), NR activation rows: out[i·8 + r]. The eight rows' integer sums of a block are
+// gathered into one vector (lane r: row r) by a tree of horizontal adds, so that one FMA serves all eight.
+template <int NR>
+void chain8_q4_0(const uint8_t* w, size_t wrb, const BlockQ8_0* const* x, const float* const* dx, const int32_t* const* sx, int64_t nb,
+                 float* out) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const BlockQ4_0* row[8];
+    for (int r = 0; r < 8; ++r) row[r] = reinterpret_cast<const BlockQ4_0*>(w + static_cast<size_t>(r) * wrb);
+    for (int64_t b = 0; b < nb; ++b) {
+        __m256i qu[8];
+        alignas(16) uint16_t d16[8];
+        for (int r = 0; r < 8; ++r) {
+            _mm_prefetch(reinterpret_cast<const char*>(row[r] + b + 8), _MM_HINT_T0);
+            qu[r] = nibbles32(row[r][b].qs);
+            d16[r] = row[r][b].d;
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d16)));
+        for (int i = 0; i < NR; ++i) {
+            const __m256i y = load32(x[i][b].qs);
+            const __m256i h01 = _mm256_hadd_epi32(nib_dot(qu[0], y), nib_dot(qu[1], y));
+            const __m256i h23 = _mm256_hadd_epi32(nib_dot(qu[2], y), nib_dot(qu[3], y));
+            const __m256i h45 = _mm256_hadd_epi32(nib_dot(qu[4], y), nib_dot(qu[5], y));
+            const __m256i h67 = _mm256_hadd_epi32(nib_dot(qu[6], y), nib_dot(qu[7], y));
+            const __m256i h0123 = _mm256_hadd_epi32(h01, h23), h4567 = _mm256_hadd_epi32(h45, h67);  // per 128-bit half: rows 0-3 | 4-7
+            __m256i s = _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20), _mm256_permute2x128_si256(h0123, h4567, 0x31));
+            s = _mm256_sub_epi32(s, _mm256_set1_epi32(8 * sx[i][b]));
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(dx[i][b])), acc[i]);
+        }
+    }
+    for (int i = 0; i < NR; ++i) _mm256_storeu_ps(out + i * 8, acc[i]);
+}
+
 template <int NR>
 void rows_q8_0(const void* w, const void* const* x, const float* const* dx, int64_t nb, float* out) {
     rows_q8_0_style<NR>(static_cast<const BlockQ8_0*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nb, out,
@@ -328,6 +382,50 @@ void LF_ROWS_FN(DType t, const uint8_t* W, size_t wrb, const uint8_t* X, size_t 
         }
     }
     auto dx = [&](int64_t i) { return q8_0 ? scales.data() + i * nb : nullptr; };
+    // Q4_0 of a multiple of 8 rows (ldy is the matrix's row count): ggml's repacked order, with each activation block's sum
+    if (quant::q4_0_chain_order(t, ldy)) {
+        thread_local std::vector<int32_t> sums;
+        sums.resize(static_cast<size_t>(n * nb));
+        for (int64_t i = 0; i < n; ++i) {
+            const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(X + static_cast<size_t>(i) * xrb);
+            for (int64_t b = 0; b < nb; ++b) {
+                int32_t s = 0;
+                for (int j = 0; j < 32; ++j) s += xb[b].qs[j];
+                sums[static_cast<size_t>(i * nb + b)] = s;
+            }
+        }
+        auto xrow = [&](int64_t i) { return reinterpret_cast<const BlockQ8_0*>(X + static_cast<size_t>(i) * xrb); };
+        auto sx = [&](int64_t i) { return sums.data() + i * nb; };
+        int64_t r = r0;
+        for (; r + 8 <= r1; r += 8) {
+            const uint8_t* w8 = W + static_cast<size_t>(r) * wrb;
+            int64_t i = 0;
+            float o[32];
+            for (; i + 4 <= n; i += 4) {
+                const BlockQ8_0* xs[4] = {xrow(i), xrow(i + 1), xrow(i + 2), xrow(i + 3)};
+                const float* ds[4] = {dx(i), dx(i + 1), dx(i + 2), dx(i + 3)};
+                const int32_t* ss[4] = {sx(i), sx(i + 1), sx(i + 2), sx(i + 3)};
+                chain8_q4_0<4>(w8, wrb, xs, ds, ss, nb, o);
+                for (int k = 0; k < 4; ++k)
+                    for (int j = 0; j < 8; ++j) Y[(i + k) * ldy + r + j] = o[k * 8 + j];
+            }
+            for (; i < n; ++i) {
+                const BlockQ8_0* xs[1] = {xrow(i)};
+                const float* ds[1] = {dx(i)};
+                const int32_t* ss[1] = {sx(i)};
+                chain8_q4_0<1>(w8, wrb, xs, ds, ss, nb, o);
+                for (int j = 0; j < 8; ++j) Y[i * ldy + r + j] = o[j];
+            }
+        }
+        for (; r < r1; ++r)  // a thread's range need not start or end on a multiple of 8: the same chain, row by row
+            for (int64_t i = 0; i < n; ++i) {
+                const BlockQ8_0* xs[1] = {xrow(i)};
+                const float* ds[1] = {dx(i)};
+                const int32_t* ss[1] = {sx(i)};
+                chain_q4_0<1>(reinterpret_cast<const BlockQ4_0*>(W + static_cast<size_t>(r) * wrb), xs, ds, ss, nb, &Y[i * ldy + r]);
+            }
+        return;
+    }
     int64_t r = r0;
     if (f.two_by_four && n >= 4) {
         for (; r + 2 <= r1; r += 2) {

@@ -1379,6 +1379,19 @@ void quantize_activations(DType act, const float* x, void* y, int64_t n) {
     }
 }
 
+float vec_dot_q4_0_chain(const void* w, const void* x, int64_t n) {
+    const BlockQ4_0* wb = static_cast<const BlockQ4_0*>(w);
+    const BlockQ8_0* xb = static_cast<const BlockQ8_0*>(x);
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / 32; ++b) {
+        int32_t s = 0;
+        for (int j = 0; j < 16; ++j)
+            s += ((wb[b].qs[j] & 0x0F) - 8) * xb[b].qs[j] + ((wb[b].qs[j] >> 4) - 8) * xb[b].qs[j + 16];
+        acc = std::fma(static_cast<float>(s), f16_to_f32(wb[b].d) * f16_to_f32(xb[b].d), acc);
+    }
+    return acc;
+}
+
 float vec_dot(DType t, const void* w, const void* x, int64_t n) {
     const int64_t nb = n / block_elems(t);
     switch (t) {

@@ -73,6 +73,12 @@ DType activation_type(DType weights);
 void quantize_activations(DType act, const float* x, void* y, int64_t n);
 // Σ_i w_i · x_i over n values: one weight row of type `weights` with one row quantised by quantize_activations.
 float vec_dot(DType weights, const void* w, const void* x, int64_t n);
+// Q4_0 in the order of ggml's repacked q4_0_8x8 kernels, which llama.cpp's CPU backend uses instead of vec_dot on AVX2
+// machines for matrices whose row count is a multiple of 8: one FMA chain over the blocks per output,
+// acc = fma((float) Σ_block q·x, d_w·d_x, acc) from 0 (the integer sum exact in any order).
+float vec_dot_q4_0_chain(const void* w, const void* x, int64_t n);
+// Whether a Q4_0 matrix of `rows` rows takes that order (llama.cpp repacks it: rows % 8 == 0).
+inline bool q4_0_chain_order(DType t, int64_t rows) { return t == DType::Q4_0 && rows % 8 == 0; }
 
 // The 6-bit scale and min j (0…7) of a Q4_K / Q5_K super-block's 12 packed bytes.
 inline void k4_scale_min(int j, const uint8_t* s, uint8_t& scale, uint8_t& min) {

@@ -270,9 +270,12 @@ public:
             pool.parallel_for(rows, [=](int64_t r0, int64_t r1) { f(t, w, wrb, xp, xrb, Y, rows, n, r0, r1, cols); });
             return;
         }
+        using DotFn = float (*)(DType, const void*, const void*, int64_t);
+        const DotFn dot = quant::q4_0_chain_order(t, rows) ? DotFn{[](DType, const void* a, const void* b, int64_t k) { return quant::vec_dot_q4_0_chain(a, b, k); }}
+                                                           : DotFn{[](DType d, const void* a, const void* b, int64_t k) { return quant::vec_dot(d, a, b, k); }};
         pool.parallel_for(rows, [=](int64_t r0, int64_t r1) {
             for (int64_t r = r0; r < r1; ++r)
-                for (int64_t i = 0; i < n; ++i) Y[i * rows + r] = quant::vec_dot(t, w + static_cast<size_t>(r) * wrb, xp + static_cast<size_t>(i) * xrb, cols);
+                for (int64_t i = 0; i < n; ++i) Y[i * rows + r] = dot(t, w + static_cast<size_t>(r) * wrb, xp + static_cast<size_t>(i) * xrb, cols);
         });
     }
 

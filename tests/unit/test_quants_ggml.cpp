@@ -286,6 +286,59 @@ TEST_P(QuantDotsVsGgml, ActivationsAndProducts) {
     }
 }
 
+// Q4_0 matrices of a multiple of 8 rows: llama.cpp's CPU backend repacks them (rows interleaved by eight, nibbles
+// made signed) and multiplies them with ggml_gemv_q4_0_8x8_q8_0 (one activation row) and ggml_gemm_q4_0_8x8_q8_0
+// (groups of four, the activations interleaved by ggml_quantize_mat_t). llmforge keeps the rows as stored and computes
+// each output in that order: every output equals ggml's bit for bit, whether decoded alone or in a prompt.
+TEST(QuantDotsVsGgml, Q4_0RepackedOrder) {
+    if (!ggml_cpu().handle) GTEST_SKIP() << "ggml's CPU library not loaded (" << ggml_cpu().error << "): run scripts/setup.sh";
+    REQUIRE_GGML();
+    using Gemx = void (*)(int n, float* s, size_t bs, const void* vx, const void* vy, int nr, int nc);
+    using QuantizeMat = void (*)(const float* x, void* y, int64_t nrow, int64_t n_per_row);
+    const auto gemv = ggml_cpu().sym<Gemx>("ggml_gemv_q4_0_8x8_q8_0");
+    const auto gemm = ggml_cpu().sym<Gemx>("ggml_gemm_q4_0_8x8_q8_0");
+    const auto qmat = ggml_cpu().sym<QuantizeMat>("_Z19ggml_quantize_mat_tILl8EL9ggml_type8EEvPKfPvll");  // ggml_quantize_mat_t<8, Q8_0>: interleaved by 8
+    const auto from_float = ggml_cpu().sym<FromFloat>("quantize_row_q8_0");
+    if (!gemv || !gemm || !qmat) GTEST_SKIP() << "this ggml build does not export its repacked Q4_0 kernels";
+    const int64_t rows = 24, n = 2048, nb = n / 32, m = 6;
+    const std::vector<float> w = test_rows(rows, n, 91u);
+    std::vector<uint8_t> wq(static_cast<size_t>(rows) * quant::row_bytes(DType::Q4_0, n));
+    quant::quantize(DType::Q4_0, w.data(), wq.data(), rows, n);
+    // block_q4_0x8: the eight rows' scales, then 16 chunks of 8 bytes (chunk i: row i % 8, bytes (i / 8)·8 …), ^ 0x88
+    std::vector<uint8_t> packed(wq.size());
+    const auto* src = reinterpret_cast<const quant::BlockQ4_0*>(wq.data());
+    uint8_t* dst = packed.data();
+    for (int64_t g = 0; g < rows; g += 8)
+        for (int64_t b = 0; b < nb; ++b, dst += 8 * sizeof(quant::BlockQ4_0)) {
+            for (int r = 0; r < 8; ++r) std::memcpy(dst + 2 * r, &src[(g + r) * nb + b].d, 2);
+            for (int i = 0; i < 16; ++i)
+                for (int j = 0; j < 8; ++j) dst[16 + i * 8 + j] = src[(g + i % 8) * nb + b].qs[(i / 8) * 8 + j] ^ 0x88;
+        }
+    std::vector<float> X(static_cast<size_t>(m * n));
+    const std::vector<float> x = test_rows(m, n, 13u);
+    for (size_t i = 0; i < X.size(); ++i) X[i] = x[i] * 0.5f + 0.01f * static_cast<float>(i % 11);
+    const WeightType& wt = weight_type(DType::Q4_0, "test");
+    ThreadPool pool(2);
+    std::vector<float> Y(static_cast<size_t>(m * rows)), y1(static_cast<size_t>(rows)), ref(static_cast<size_t>(rows));
+    wt.matmul_rowwise(wq.data(), X.data(), Y.data(), m, rows, n, pool);
+    for (int64_t i = 0; i < m; ++i) {
+        std::vector<uint8_t> xq(quant::row_bytes(DType::Q8_0, n));
+        from_float(X.data() + i * n, xq.data(), n);
+        gemv(static_cast<int>(n), ref.data(), 0, packed.data(), xq.data(), 1, static_cast<int>(rows));
+        wt.matvec(wq.data(), X.data() + i * n, y1.data(), rows, n, pool);
+        for (int64_t r = 0; r < rows; ++r) {
+            EXPECT_EQ(y1[static_cast<size_t>(r)], ref[static_cast<size_t>(r)]) << "decoding: row " << r << " of activation row " << i;
+            EXPECT_EQ(Y[static_cast<size_t>(i * rows + r)], ref[static_cast<size_t>(r)]) << "prompt: row " << r << " of activation row " << i;
+        }
+    }
+    // the first four activation rows through ggml's gemm (interleaved activations) give the same outputs again
+    std::vector<uint8_t> xq4(4 * quant::row_bytes(DType::Q8_0, n));
+    qmat(X.data(), xq4.data(), 4, n);
+    std::vector<float> g4(static_cast<size_t>(4 * rows));
+    gemm(static_cast<int>(n), g4.data(), static_cast<size_t>(rows), packed.data(), xq4.data(), 4, static_cast<int>(rows));
+    for (size_t k = 0; k < g4.size(); ++k) EXPECT_EQ(Y[k], g4[k]) << "gemm output " << k;
+}
+
 INSTANTIATE_TEST_SUITE_P(Types, QuantDotsVsGgml,
                          ::testing::Values(DotCase{DType::Q4_0, "q4_0", "q8_0"}, DotCase{DType::Q4_1, "q4_1", "q8_1"},
                                            DotCase{DType::Q5_0, "q5_0", "q8_0"}, DotCase{DType::Q5_1, "q5_1", "q8_1"},
