@@ -56,7 +56,9 @@ void add_training_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions>&
     cmd->add_option("--min-lr", o->min_lr, "final learning rate");
     cmd->add_option("--schedule", o->schedule, "cosine, linear, wsd or constant");
     cmd->add_option("--warmup", o->warmup, "warm-up steps");
-    cmd->add_option("--precision", o->precision, "matrix products: f32 or bf16 (bf16 operands, f32 accumulation; master weights and optimizer stay f32)");
+    cmd->add_option("--precision", o->precision,
+                    "matrix products: f32 or bf16 (bf16 operands, f32 accumulation; master weights and optimizer stay f32; bf16 is used only "
+                    "where a product of the model's shape measures faster than f32 at start-up, and a resumed run keeps the choice)");
     cmd->add_flag("--recompute", o->recompute,
                   "activation checkpointing: keep only each block's input and recompute the block in the backward pass (far less "
                   "memory for activations, about a third more arithmetic; same results)");

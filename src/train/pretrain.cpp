@@ -6,12 +6,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -50,12 +53,14 @@ struct State {
     int64_t step = 0;  // steps completed
     DataLoader::Position data;
     uint64_t seed = 0;
+    kernels::Precision precision = kernels::Precision::F32;  // the products' precision in use (bf16 only where it measured faster)
 };
 
 void save_checkpoint(const std::string& out, const TrainableModel& tm, const Vocab& vocab, const AdamW& opt, const State& st,
                      const nlohmann::json& hparams) {
     save_training_checkpoint(out, tm, vocab, opt,
-                             {{"step", st.step}, {"epoch", st.data.epoch}, {"index", st.data.index}, {"seed", st.seed}, {"hparams", hparams}});
+                             {{"step", st.step}, {"epoch", st.data.epoch}, {"index", st.data.index}, {"seed", st.seed},
+                              {"precision_used", kernels::precision_name(st.precision)}, {"hparams", hparams}});
 }
 
 }  // namespace
@@ -270,10 +275,38 @@ Model to_training_layout(Model init, const ModelConfig& start) {
     return h;
 }
 
+namespace {
+// --precision bf16 where it pays: the bf16 products (AVX512-BF16's vdpbf16ps where the CPU has it, emulated elsewhere)
+// are used only if one of this model's products — a batch of activations times the MLP's up projection — measures
+// faster in bf16 than in f32 on this CPU; otherwise the products run in f32 (on an Intel Xeon with AVX512-BF16 they
+// measured 0.78x of f32 in training, on AMD Zen 4 1.5x). Best of three after a warm-up, each way.
+kernels::Precision measure_bf16(const ModelConfig& cfg, int64_t rows, ThreadPool& pool, double& t_bf16, double& t_f32) {
+    const int64_t n = std::clamp<int64_t>(rows, 64, 512), K = cfg.n_embd, R = cfg.n_ff;
+    std::vector<float> a(static_cast<size_t>(n * K)), b(static_cast<size_t>(R * K)), c(static_cast<size_t>(n * R));
+    std::mt19937 rng(1);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (float& v : a) v = u(rng);
+    for (float& v : b) v = u(rng);
+    auto time = [&](kernels::Precision p) {
+        const auto t0 = std::chrono::steady_clock::now();
+        kernels::gemm(a.data(), false, b.data(), false, c.data(), n, R, K, false, p, pool);
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    time(kernels::Precision::BF16);
+    time(kernels::Precision::F32);
+    t_bf16 = t_f32 = 1e30;
+    for (int r = 0; r < 3; ++r) {
+        t_bf16 = std::min(t_bf16, time(kernels::Precision::BF16));
+        t_f32 = std::min(t_f32, time(kernels::Precision::F32));
+    }
+    return t_bf16 < t_f32 ? kernels::Precision::BF16 : kernels::Precision::F32;
+}
+}  // namespace
+
 PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     check_options(o);
     const LrSchedule::Kind kind = LrSchedule::parse(o.schedule);
-    const kernels::Precision prec = o.precision == "bf16" ? kernels::Precision::BF16 : kernels::Precision::F32;
+    kernels::Precision prec = o.precision == "bf16" ? kernels::Precision::BF16 : kernels::Precision::F32;
     // Data parallelism: every process draws the same global batch and trains on its slice; gradients are averaged
     // with an all-reduce, so every process takes the same optimizer step. Process 0 does the I/O.
     Communicator& comm = world();
@@ -288,7 +321,9 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     // memory: weights, gradients, Adam m and v (16 B/param) + activations (estimated from the buffers we allocate)
     {
         const double N = static_cast<double>(o.batch_size * o.seq_len), C = static_cast<double>(cfg.n_embd), F = static_cast<double>(cfg.n_ff);
-        const double acts = 4.0 * (static_cast<double>(cfg.n_layer) * (N * (10 * C + 3 * F) + static_cast<double>(o.batch_size * cfg.n_head) * static_cast<double>(o.seq_len * o.seq_len)) +
+        // (recomputing: the residual stream of every block and one block's intermediates)
+        const double block = N * (10 * C + 3 * F) + static_cast<double>(o.batch_size * cfg.n_head) * static_cast<double>(o.seq_len * o.seq_len);
+        const double acts = 4.0 * ((o.recompute ? static_cast<double>(cfg.n_layer) * N * C + block : static_cast<double>(cfg.n_layer) * block) +
                                    N * static_cast<double>(cfg.n_vocab) * 1.0);
         const double need = (s.lora.rank > 0 ? 4.0 : 16.0) * static_cast<double>(cfg.n_params()) + acts;
         const double have = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
@@ -322,6 +357,9 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
         st.data.epoch = sj.at("epoch").get<uint64_t>();
         st.data.index = sj.at("index").get<uint64_t>();
         st.seed = sj.at("seed").get<uint64_t>();
+        // the products' precision the run chose at its start (bf16 measured against f32): the same again, so that the
+        // resumed run continues bit for bit
+        if (sj.contains("precision_used")) prec = sj.at("precision_used").get<std::string>() == "bf16" ? kernels::Precision::BF16 : kernels::Precision::F32;
         if (st.seed != o.seed)  // the data order and the samples follow the seed: another one would not continue the run
             throw_bad_input("--resume: this run was started with --seed %llu, not %llu: resume with -s %llu",
                             static_cast<unsigned long long>(st.seed), static_cast<unsigned long long>(o.seed),
@@ -334,6 +372,25 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     } else {
         init = s.init();
     }
+    // process 0 measures and decides for every process; LLMFORGE_BF16_CHOICE=bf16 or f32 pins the choice instead (tests,
+    // benchmarks)
+    const char* pinned = std::getenv("LLMFORGE_BF16_CHOICE");
+    if (prec == kernels::Precision::BF16 && ck.empty() && pinned && *pinned) {
+        if (std::string(pinned) != "bf16" && std::string(pinned) != "f32") throw_bad_input("LLMFORGE_BF16_CHOICE must be bf16 or f32, not '%s'", pinned);
+        prec = std::string(pinned) == "bf16" ? kernels::Precision::BF16 : kernels::Precision::F32;
+    } else if (prec == kernels::Precision::BF16 && ck.empty()) {
+        double tb = 0, tf = 0;
+        double vote = lead && measure_bf16(cfg, B_local * o.seq_len, pool, tb, tf) == kernels::Precision::BF16 ? 1.0 : 0.0;
+        comm.allreduce_sum(&vote, 1);
+        if (vote < 0.5) prec = kernels::Precision::F32;
+        if (lead)
+            log_text(strprintf("llmforge: --precision bf16: a %lld×%lld×%lld product takes %.2f ms in bf16 (%s) and %.2f ms in f32 here: %s\n",
+                               static_cast<long long>(std::clamp<int64_t>(B_local * o.seq_len, 64, 512)), static_cast<long long>(cfg.n_embd),
+                               static_cast<long long>(cfg.n_ff), tb * 1e3, kernels::has_native_bf16() ? "AVX512-BF16" : "emulated", tf * 1e3,
+                               prec == kernels::Precision::BF16 ? "training with bf16 products" : "bf16 is not faster on this CPU, training with f32 products"));
+    }
+    st.precision = prec;
+    hparams["precision_used"] = kernels::precision_name(prec);
     TrainableModel tm(init, pool, false, s.lora.rank > 0);
     tm.set_matmul_precision(prec);
     tm.set_recompute(o.recompute);
@@ -348,8 +405,6 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     }
     if (s.objective) s.objective->attach(tm, ck.empty() ? nullptr : s.lora.rank > 0 ? &adapter : &init, !ck.empty());
     adapter = Model();
-    if (lead && prec == kernels::Precision::BF16 && !kernels::has_native_bf16())
-        log_text(strprintf("llmforge: this CPU has no AVX512-BF16: bf16 matrix products are emulated (same rounding, f32 speed)\n"));
     init = Model();  // the trainer holds its own f32 copy
     AdamW opt(tm.n_params(), AdamWConfig{o.beta1, o.beta2, o.eps, o.weight_decay});
     if (!ck.empty()) load_optimizer_state(ck + "/optimizer.bin", opt, tm.n_params());

@@ -165,6 +165,17 @@ def main():
             subprocess.run([args.bin, *common, "-o", two, "--steps", "12", "--resume", *lora], check=True, capture_output=True)
             a, b = losses(one), losses(two)
             TT.check(f"sft{' --lora-rank 4' if lora else ''}: 12 steps = 6 steps + --resume to 12 (bitwise)", len(a) == 12 and a == b, f"{a[-1]} vs {b[-1]}")
+        # --precision bf16 chooses bf16 or f32 products at the start (by measurement; pinned here by LLMFORGE_BF16_CHOICE) and the
+        # checkpoint keeps the choice: a run started in bf16 and resumed where f32 would be chosen continues in bf16, bit for bit
+        env = lambda choice: dict(os.environ, LLMFORGE_BF16_CHOICE=choice)
+        one, two, f32 = os.path.join(tmp, "bf-one"), os.path.join(tmp, "bf-two"), os.path.join(tmp, "bf-f32")
+        subprocess.run([args.bin, *common, "-o", one, "--steps", "12", "--precision", "bf16"], check=True, capture_output=True, env=env("bf16"))
+        subprocess.run([args.bin, *common, "-o", f32, "--steps", "12", "--precision", "bf16"], check=True, capture_output=True, env=env("f32"))
+        subprocess.run([args.bin, *common, "-o", two, "--steps", "6", "--precision", "bf16"], check=True, capture_output=True, env=env("bf16"))
+        subprocess.run([args.bin, *common, "-o", two, "--steps", "12", "--precision", "bf16", "--resume"], check=True, capture_output=True, env=env("f32"))
+        a, b, c = losses(one), losses(two), losses(f32)
+        TT.check("--precision bf16: the products' choice is kept by the checkpoint (6 + --resume 6 = 12 in bf16, bitwise; f32 differs)",
+                 len(a) == 12 and a == b and a != c, f"{a[-1]} vs {b[-1]} (f32: {c[-1]})")
 
         # chat over a pipe: one message per line, commands, the conversation saved as OpenAI messages
         saved = os.path.join(tmp, "conv.json")
