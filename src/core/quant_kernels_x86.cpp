@@ -4,7 +4,8 @@
 //
 // Each output is computed by the same sequence of operations whether it is computed alone or in a tile, so the result
 // of a row never depends on how many rows are multiplied together (the engine's batch invariance). Within a block the
-// integer products are exact; blocks are combined in float in 8 lanes, summed at the end.
+// integer products are exact; blocks are combined in float as ggml's x86 kernels combine them: in 8 lanes summed at
+// the end (vec_dot's order), or, for Q4_0 matrices that llama.cpp repacks, one FMA chain per output.
 #include <immintrin.h>
 
 #include <cmath>
@@ -52,6 +53,19 @@ inline __m256i nibbles32(const uint8_t* p) {
 }
 
 inline __m256i load32(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+
+// 32 bits → 32 bytes, 0xFF where bit j is set: byte j takes source byte j / 8, then tests its bit j % 8
+inline __m256i bits_to_bytes(const uint8_t* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    const __m256i src = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(v)),
+                                            _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+    const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+    return _mm256_cmpeq_epi8(_mm256_and_si256(src, bit), bit);
+}
+
+// Q5_0's 32 values as signed bytes q − 16: the nibbles, with 0xF0 added where the fifth bit is clear
+inline __m256i unpack_q5_0(const BlockQ5_0& b) { return _mm256_or_si256(nibbles32(b.qs), _mm256_andnot_si256(bits_to_bytes(b.qh), _mm256_set1_epi8(static_cast<char>(0xF0)))); }
 
 // ---- the 32-value types with Q8_0 activations: Σ_blocks d_w·d_x·Σ w·x in 8 float lanes ----
 // dx[i][b]: the activation blocks' scales as f32 (converted once per product, not once per weight row)
@@ -185,6 +199,50 @@ template <int NR>
 void rows_q8_0(const void* w, const void* const* x, const float* const* dx, int64_t nb, float* out) {
     rows_q8_0_style<NR>(static_cast<const BlockQ8_0*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nb, out,
                         [](const BlockQ8_0& b) { return load32(b.qs); });
+}
+
+// ---- the affine 32-value types with Q8_1 activations (ggml_vec_dot_q4_1_q8_1 / _q5_1_q8_1's AVX2 order): the blocks'
+// d_w·d_x·Σ q·x in 8 float lanes (q unsigned), the minimums' m·s summed apart in block order, added at the end
+template <int NR, class Block, class Unpack>
+void rows_q8_1_style(const Block* w, const BlockQ8_1* const* x, int64_t nb, float* out, Unpack unpack) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float summs[4] = {0, 0, 0, 0};
+    constexpr int ahead = 512 / sizeof(Block);
+    for (int64_t b = 0; b < nb; ++b) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + b + ahead), _MM_HINT_T0);
+        const __m256i q = unpack(w[b]);  // unsigned 0 … 31
+        const float dw = h2f(w[b].d), mw = h2f(w[b].m);
+        for (int i = 0; i < NR; ++i) {
+            const BlockQ8_1& y = x[i][b];
+            summs[i] += mw * h2f(y.s);
+            const __m256 p = _mm256_cvtepi32_ps(dot_us(q, load32(y.qs)));
+            acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dw), _mm256_set1_ps(h2f(y.d))), p, acc[i]);
+        }
+    }
+    for (int i = 0; i < NR; ++i) out[i] = hsum8(acc[i]) + summs[i];
+}
+
+inline __m256i unpack_q4_1(const BlockQ4_1& b) { return nibbles32(b.qs); }
+// Q5_1's values 0 … 31: the nibbles, with 0x10 where the fifth bit is set
+inline __m256i unpack_q5_1(const BlockQ5_1& b) { return _mm256_or_si256(nibbles32(b.qs), _mm256_and_si256(bits_to_bytes(b.qh), _mm256_set1_epi8(0x10))); }
+
+template <int NR>
+void rows_q4_1(const void* w, const void* const* x, const float* const*, int64_t nb, float* out) {
+    rows_q8_1_style<NR>(static_cast<const BlockQ4_1*>(w), reinterpret_cast<const BlockQ8_1* const*>(x), nb, out, unpack_q4_1);
+}
+template <int NR>
+void rows_q5_1(const void* w, const void* const* x, const float* const*, int64_t nb, float* out) {
+    rows_q8_1_style<NR>(static_cast<const BlockQ5_1*>(w), reinterpret_cast<const BlockQ8_1* const*>(x), nb, out, unpack_q5_1);
+}
+
+template <int NR>
+void rows_q5_0(const void* w, const void* const* x, const float* const* dx, int64_t nb, float* out) {
+    rows_q8_0_style<NR>(static_cast<const BlockQ5_0*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nb, out, unpack_q5_0);
+}
+
+void rows2_q5_0(const void* wa, const void* wb, const void* const* x, const float* const* dx, int64_t nb, float* out) {
+    rows2_q8_0_style(static_cast<const BlockQ5_0*>(wa), static_cast<const BlockQ5_0*>(wb), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nb,
+                     out, unpack_q5_0);
 }
 
 template <int NR>
@@ -346,6 +404,9 @@ Tiles tiles_for(DType t) {
     switch (t) {
         case DType::Q8_0: return {rows_q8_0<1>, rows_q8_0<4>, rows2_q8_0};
         case DType::Q4_0: return {rows_q4_0<1>, rows_q4_0<4>, rows2_q4_0};
+        case DType::Q5_0: return {rows_q5_0<1>, rows_q5_0<4>, rows2_q5_0};
+        case DType::Q4_1: return {rows_q4_1<1>, rows_q4_1<4>};
+        case DType::Q5_1: return {rows_q5_1<1>, rows_q5_1<4>};
         case DType::Q4_K: return {rows_k4<1, false>, rows_k4<4, false>};
         case DType::Q5_K: return {rows_k4<1, true>, rows_k4<4, true>};
         case DType::Q6_K: return {rows_q6_k<1>, rows_q6_k<4>};
