@@ -235,6 +235,24 @@ void rows_q5_1(const void* w, const void* const* x, const float* const*, int64_t
     rows_q8_1_style<NR>(static_cast<const BlockQ5_1*>(w), reinterpret_cast<const BlockQ8_1* const*>(x), nb, out, unpack_q5_1);
 }
 
+// IQ4_NL's 32 values as signed bytes: each nibble looks its level up (one byte shuffle)
+inline __m256i unpack_iq4_nl(const BlockIQ4_NL& b) {
+    const __m256i levels = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4NlLevels)));
+    return _mm256_shuffle_epi8(levels, nibbles32(b.qs));
+}
+
+// IQ4_NL in the order of llamafile's tinyBLAS, which llama.cpp's CPU backend runs for it whenever two or more rows are
+// multiplied (prompts; its single-row vec_dot pairs the blocks differently): vec_dot's structure of Q8_0
+template <int NR>
+void rows_iq4_nl(const void* w, const void* const* x, const float* const* dx, int64_t nb, float* out) {
+    rows_q8_0_style<NR>(static_cast<const BlockIQ4_NL*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nb, out, unpack_iq4_nl);
+}
+
+void rows2_iq4_nl(const void* wa, const void* wb, const void* const* x, const float* const* dx, int64_t nb, float* out) {
+    rows2_q8_0_style(static_cast<const BlockIQ4_NL*>(wa), static_cast<const BlockIQ4_NL*>(wb), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nb,
+                     out, unpack_iq4_nl);
+}
+
 template <int NR>
 void rows_q5_0(const void* w, const void* const* x, const float* const* dx, int64_t nb, float* out) {
     rows_q8_0_style<NR>(static_cast<const BlockQ5_0*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nb, out, unpack_q5_0);
@@ -406,6 +424,7 @@ Tiles tiles_for(DType t) {
         case DType::Q4_0: return {rows_q4_0<1>, rows_q4_0<4>, rows2_q4_0};
         case DType::Q5_0: return {rows_q5_0<1>, rows_q5_0<4>, rows2_q5_0};
         case DType::Q4_1: return {rows_q4_1<1>, rows_q4_1<4>};
+        case DType::IQ4_NL: return {rows_iq4_nl<1>, rows_iq4_nl<4>, rows2_iq4_nl};
         case DType::Q5_1: return {rows_q5_1<1>, rows_q5_1<4>};
         case DType::Q4_K: return {rows_k4<1, false>, rows_k4<4, false>};
         case DType::Q5_K: return {rows_k4<1, true>, rows_k4<4, true>};

@@ -729,8 +729,7 @@ void q6_k(const float* x, BlockQ6_K* y, int64_t nb, const float* imp) {
 
 // ---- IQ4_NL / IQ4_XS: indices into 16 non-linear levels ----------------------------------------------------------------
 
-// ggml's levels (kvalues_iq4nl)
-constexpr int8_t kIq4Levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+constexpr const int8_t* kIq4Levels = kIq4NlLevels;
 
 // The index of the level nearest v (the lower one on ties; ggml's best_index_int8).
 inline int nearest_level(float v) {

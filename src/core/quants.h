@@ -37,6 +37,8 @@ struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t 
 struct BlockQ8_K { float d; int8_t qs[256]; int16_t bsums[16]; };                       // bsums: Σ of each 16
 // non-linear 4-bit: x = d·v[q] with ggml's 16 levels v (kvalues_iq4nl); IQ4_XS: 8 sub-blocks of 32 with 6-bit scales
 struct BlockIQ4_NL { uint16_t d; uint8_t qs[16]; };
+// ggml's 16 levels (kvalues_iq4nl)
+inline constexpr int8_t kIq4NlLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 struct BlockIQ4_XS { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; };
 #pragma pack(pop)
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24 &&
