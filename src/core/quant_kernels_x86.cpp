@@ -409,6 +409,83 @@ void rows_q6_k(const void* wv, const void* const* xv, const float* const*, int64
     for (int i = 0; i < NR; ++i) out[i] = hsum8(acc[i]);
 }
 
+// ---- Q2_K (ggml_vec_dot_q2_K_q8_K's AVX2 lanes): per super-block, the minimums' term Σ min·bsum in 8 int32 lanes
+// (pairs of the 16 sub-blocks) added with −d_x·dmin, then the 2-bit values' products in 8 lanes (lane l: bytes 4l … 4l+3
+// of each 32-value load, times their sub-block's scale) added with d_x·d; the lanes summed at the end.
+template <int NR>
+void rows_q2_k(const void* w, const void* const* x, const float* const*, int64_t nb, float* out) {
+    const BlockQ2_K* wb = static_cast<const BlockQ2_K*>(w);
+    const BlockQ8_K* const* y = reinterpret_cast<const BlockQ8_K* const*>(x);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int64_t b = 0; b < nb; ++b) {
+        const BlockQ2_K& B = wb[b];
+        _mm_prefetch(reinterpret_cast<const char*>(wb + b + 4), _MM_HINT_T0);
+        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(B.scales));
+        const __m256i mins = _mm256_cvtepi8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F)));
+        __m256i scale[8], q[8];  // [half j · 4 + plane k]: sub-blocks 8j + 2k (low 16 bytes) and 8j + 2k + 1 (high 16)
+        for (int j = 0; j < 2; ++j) {
+            const __m256i bits = load32(B.qs + 32 * j);
+            for (int k = 0; k < 4; ++k) {
+                q[j * 4 + k] = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), m3);
+                const int s = 8 * j + 2 * k;
+                scale[j * 4 + k] = _mm256_set_m128i(_mm_set1_epi16(B.scales[s + 1] & 0x0F), _mm_set1_epi16(B.scales[s] & 0x0F));
+            }
+        }
+        const float dw = h2f(B.d), mw = h2f(B.dmin);
+        for (int i = 0; i < NR; ++i) {
+            const BlockQ8_K& Y = y[i][b];
+            const float d = Y.d * dw, dmin = -Y.d * mw;
+            const __m256i prod = _mm256_madd_epi16(mins, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(Y.bsums)));
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc[i]);
+            __m256i sumi = _mm256_setzero_si256();
+            for (int t = 0; t < 8; ++t)
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale[t], _mm256_maddubs_epi16(q[t], load32(Y.qs + 32 * t))));
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i]);
+        }
+    }
+    for (int i = 0; i < NR; ++i) out[i] = hsum8(acc[i]);
+}
+
+// ---- Q3_K (ggml_vec_dot_q3_K_q8_K's AVX2 lanes): the same lanes as Q2_K's, the values q − 4 (q the 2 low bits and
+// the hmask bit above them: bit 4j + k of byte m for value 128j + 32k + m), the 6-bit scales − 32, no minimums
+template <int NR>
+void rows_q3_k(const void* w, const void* const* x, const float* const*, int64_t nb, float* out) {
+    const BlockQ3_K* wb = static_cast<const BlockQ3_K*>(w);
+    const BlockQ8_K* const* y = reinterpret_cast<const BlockQ8_K* const*>(x);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    for (int64_t b = 0; b < nb; ++b) {
+        const BlockQ3_K& B = wb[b];
+        _mm_prefetch(reinterpret_cast<const char*>(wb + b + 4), _MM_HINT_T0);
+        int8_t sc[16];
+        q3k_scales(B.scales, sc);
+        const __m256i hbits = load32(B.hmask);
+        __m256i scale[8], q[8], aq[8];
+        for (int j = 0; j < 2; ++j) {
+            const __m256i bits = load32(B.qs + 32 * j);
+            for (int k = 0; k < 4; ++k) {
+                const int t = j * 4 + k;
+                const __m256i low = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), m3);
+                const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hbits, t), one);                  // 0 or 1
+                q[t] = _mm256_sub_epi8(low, _mm256_andnot_si256(_mm256_slli_epi16(high, 2), _mm256_set1_epi8(4)));  // q − 4
+                aq[t] = _mm256_sign_epi8(q[t], q[t]);
+                scale[t] = _mm256_set_m128i(_mm_set1_epi16(sc[8 * j + 2 * k + 1]), _mm_set1_epi16(sc[8 * j + 2 * k]));
+            }
+        }
+        const float dw = h2f(B.d);
+        for (int i = 0; i < NR; ++i) {
+            const BlockQ8_K& Y = y[i][b];
+            const float d = Y.d * dw;
+            __m256i sumi = _mm256_setzero_si256();
+            for (int t = 0; t < 8; ++t)
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale[t], _mm256_maddubs_epi16(aq[t], _mm256_sign_epi8(load32(Y.qs + 32 * t), q[t]))));
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i]);
+        }
+    }
+    for (int i = 0; i < NR; ++i) out[i] = hsum8(acc[i]);
+}
+
 using TileFn = void (*)(const void* w, const void* const* x, const float* const* dx, int64_t nb, float* out);
 
 using Tile2Fn = void (*)(const void* wa, const void* wb, const void* const* x, const float* const* dx, int64_t nb, float* out);
@@ -426,6 +503,8 @@ Tiles tiles_for(DType t) {
         case DType::Q4_1: return {rows_q4_1<1>, rows_q4_1<4>};
         case DType::IQ4_NL: return {rows_iq4_nl<1>, rows_iq4_nl<4>, rows2_iq4_nl};
         case DType::Q5_1: return {rows_q5_1<1>, rows_q5_1<4>};
+        case DType::Q2_K: return {rows_q2_k<1>, rows_q2_k<4>};
+        case DType::Q3_K: return {rows_q3_k<1>, rows_q3_k<4>};
         case DType::Q4_K: return {rows_k4<1, false>, rows_k4<4, false>};
         case DType::Q5_K: return {rows_k4<1, true>, rows_k4<4, true>};
         case DType::Q6_K: return {rows_q6_k<1>, rows_q6_k<4>};
