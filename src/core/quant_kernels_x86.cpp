@@ -486,6 +486,36 @@ void rows_q3_k(const void* w, const void* const* x, const float* const*, int64_t
     for (int i = 0; i < NR; ++i) out[i] = hsum8(acc[i]);
 }
 
+// ---- IQ4_XS (ggml_vec_dot_iq4_xs_q8_K's AVX2 lanes): per 32-value sub-block its levels times the activations in 8
+// lanes, times the sub-block's 6-bit scale − 32; per super-block the lanes' integers times d_w·d_x
+template <int NR>
+void rows_iq4_xs(const void* w, const void* const* x, const float* const*, int64_t nb, float* out) {
+    const BlockIQ4_XS* wb = static_cast<const BlockIQ4_XS*>(w);
+    const BlockQ8_K* const* y = reinterpret_cast<const BlockQ8_K* const*>(x);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const __m256i levels = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4NlLevels)));
+    for (int64_t b = 0; b < nb; ++b) {
+        const BlockIQ4_XS& B = wb[b];
+        _mm_prefetch(reinterpret_cast<const char*>(wb + b + 4), _MM_HINT_T0);
+        __m256i q[8], aq[8], scale[8];
+        for (int t = 0; t < 8; ++t) {
+            q[t] = _mm256_shuffle_epi8(levels, nibbles32(B.qs + 16 * t));
+            aq[t] = _mm256_sign_epi8(q[t], q[t]);
+            const int ls = (((B.scales_l[t / 2] >> (4 * (t % 2))) & 0xF) | (((B.scales_h >> (2 * t)) & 3) << 4)) - 32;
+            scale[t] = _mm256_set1_epi16(static_cast<int16_t>(ls));
+        }
+        const float dw = h2f(B.d);
+        for (int i = 0; i < NR; ++i) {
+            const BlockQ8_K& Y = y[i][b];
+            __m256i sumi = _mm256_setzero_si256();
+            for (int t = 0; t < 8; ++t)
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(aq[t], _mm256_sign_epi8(load32(Y.qs + 32 * t), q[t])), scale[t]));
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * Y.d), _mm256_cvtepi32_ps(sumi), acc[i]);
+        }
+    }
+    for (int i = 0; i < NR; ++i) out[i] = hsum8(acc[i]);
+}
+
 using TileFn = void (*)(const void* w, const void* const* x, const float* const* dx, int64_t nb, float* out);
 
 using Tile2Fn = void (*)(const void* wa, const void* wb, const void* const* x, const float* const* dx, int64_t nb, float* out);
@@ -505,6 +535,7 @@ Tiles tiles_for(DType t) {
         case DType::Q5_1: return {rows_q5_1<1>, rows_q5_1<4>};
         case DType::Q2_K: return {rows_q2_k<1>, rows_q2_k<4>};
         case DType::Q3_K: return {rows_q3_k<1>, rows_q3_k<4>};
+        case DType::IQ4_XS: return {rows_iq4_xs<1>, rows_iq4_xs<4>};
         case DType::Q4_K: return {rows_k4<1, false>, rows_k4<4, false>};
         case DType::Q5_K: return {rows_k4<1, true>, rows_k4<4, true>};
         case DType::Q6_K: return {rows_q6_k<1>, rows_q6_k<4>};

@@ -256,7 +256,8 @@ TEST_P(QuantDotsVsGgml, ActivationsAndProducts) {
     // its digits are pinned against llama.cpp c392e50 by tests/anchor/llamacpp_quantize.sh; here it is held to rounding.)
     const bool simd = std::string(kernels::isa_name()) != "scalar";  // LLMFORGE_ISA=scalar: the portable loops, to rounding
     const bool exact = simd && (c.type == DType::Q8_0 || c.type == DType::Q5_0 || c.type == DType::Q4_1 || c.type == DType::Q5_1 ||
-                                c.type == DType::Q2_K || c.type == DType::Q3_K || c.type == DType::Q4_K || c.type == DType::Q5_K);
+                                c.type == DType::Q2_K || c.type == DType::Q3_K || c.type == DType::Q4_K || c.type == DType::Q5_K ||
+                                c.type == DType::IQ4_XS);
     const WeightType& wt = weight_type(c.type, "test");
     ThreadPool pool(2);
     std::vector<float> X(static_cast<size_t>(5 * n));
