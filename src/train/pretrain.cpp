@@ -319,16 +319,18 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     const Vocab& vocab = s.vocab;
     const ModelConfig cfg = s.cfg;
     // memory: weights, gradients, Adam m and v (16 B/param) — under LoRA the base as stored (read in place) — +
-    // activations (estimated from the buffers we allocate); checked once the starting model is mapped
-    auto check_memory = [&](const Model& base) {
+    // activations (estimated from the buffers we allocate); checked before the model is made, or under LoRA once the
+    // base is mapped (its stored size)
+    auto check_memory = [&](const Model* base) {
         const double N = static_cast<double>(o.batch_size * o.seq_len), C = static_cast<double>(cfg.n_embd), F = static_cast<double>(cfg.n_ff);
         // (recomputing: the residual stream of every block and one block's intermediates)
         const double block = N * (10 * C + 3 * F) + static_cast<double>(o.batch_size * cfg.n_head) * static_cast<double>(o.seq_len * o.seq_len);
         const double acts = 4.0 * ((o.recompute ? static_cast<double>(cfg.n_layer) * N * C + block : static_cast<double>(cfg.n_layer) * block) +
                                    N * static_cast<double>(cfg.n_vocab) * 1.0);
         double stored = 0;
-        for (const Tensor& t : base.tensors) stored += static_cast<double>(t.nbytes());
         const bool lora = s.lora.rank > 0;
+        if (lora)
+            for (const Tensor& t : base->tensors) stored += static_cast<double>(t.nbytes());
         const double need = (lora ? stored : 16.0 * static_cast<double>(cfg.n_params())) + acts;
         const double have = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
         if (need > 0.9 * have)
@@ -338,6 +340,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
                                  : strprintf("%lld parameters at 16 B each", static_cast<long long>(cfg.n_params())).c_str(),
                             o.recompute ? "" : "; --recompute keeps fewer", have / (1 << 30));
     };
+    if (s.lora.rank == 0) check_memory(nullptr);
     ThreadPool pool(o.n_threads > 0 ? o.n_threads : ThreadPool::default_threads());
     BatchSource& train = *s.train;
     BatchSource* val = s.val.get();
@@ -379,7 +382,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     } else {
         init = s.init();
     }
-    check_memory(init);
+    if (s.lora.rank > 0) check_memory(&init);
     // process 0 measures and decides for every process; LLMFORGE_BF16_CHOICE=bf16 or f32 pins the choice instead (tests,
     // benchmarks)
     const char* pinned = std::getenv("LLMFORGE_BF16_CHOICE");
