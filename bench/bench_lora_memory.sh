@@ -21,16 +21,7 @@ fi
 if [ ! -s "$work/base/model.gguf" ]; then
   $bin pretrain --preset gpt2 --data "$train/data" -o "$work/base" --steps 1 --batch-size 1 --seq-len 128 --eval-every 0 --save-every 0 -q >/dev/null 2>&1
 fi
-python3 - "$work/chats.jsonl" <<'PY'
-import json, random, sys
-random.seed(0)
-words = "river stone cloud lamp bread horse garden winter letter window".split()
-with open(sys.argv[1], "w") as f:
-    for i in range(400):
-        w = random.choice(words)
-        f.write(json.dumps({"messages": [{"role": "user", "content": f"What is a {w}?"},
-                                         {"role": "assistant", "content": f"A {w} is a thing people know."}]}) + "\n")
-PY
+python3 bench/one_turn_chats.py "$work/chats.jsonl"
 run() {  # name, extra args → peak MiB
   rm -rf "$work/$1"
   /usr/bin/time -f "%M" -o "$work/$1.rss" $bin sft -m "$work/base/model.gguf" --data "$work/chats.jsonl" -o "$work/$1" --steps "$steps" \

@@ -20,16 +20,7 @@ f16="$dir/tinyllama-1.1b-f16.gguf"
 q4="$dir/tinyllama-1.1b-Q4_K_M.gguf"
 [ -f "$f16" ] || $bin init --preset tinyllama-1.1b --dtype f16 --seed 1 -o "$f16" >&2
 [ -f "$q4" ] || $bin quantize "$f16" "$q4" Q4_K_M >&2
-python3 - "$work/chats.jsonl" <<'PY'
-import json, random, sys
-random.seed(0)
-words = "river stone cloud lamp bread horse garden winter letter window".split()
-with open(sys.argv[1], "w") as f:
-    for i in range(400):
-        w = random.choice(words)
-        f.write(json.dumps({"messages": [{"role": "user", "content": f"What is a {w}?"},
-                                         {"role": "assistant", "content": f"A {w} is a thing people know."}]}) + "\n")
-PY
+python3 bench/one_turn_chats.py "$work/chats.jsonl"
 cat > "$work/zephyr.jinja" <<'EOF'
 {% for message in messages %}{{ '<|' + message['role'] + '|>\n' + message['content'] + eos_token + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}
 EOF

@@ -379,7 +379,8 @@ void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Row
         float* scores = scratch + ith * (n_ctx_ + 32 + HD * (2 + 4 * ggml::kLanes));
         float* qr = scores + n_ctx_;  // the query rounded to f16; a value row widened
         double* acc = acc_.data() + ith * HD;
-        std::vector<uint8_t> qblocks(kq ? quant::row_bytes(qa, HD) : 0);
+        thread_local std::vector<uint8_t> qblocks;  // a query head quantised for block keys (kept between calls)
+        if (kq) qblocks.resize(quant::row_bytes(qa, HD));
         for (int64_t task = ith; task < n * H; task += nth) {
             const int64_t i = task / H, h = task % H, kvh = h / group;
             // row i: its sequence's cache, causal mask over keys at positions lo .. its position (lo > 0: a sliding

@@ -144,23 +144,14 @@ void rows2_q4_0(const void* wa, const void* wb, const void* const* x, const floa
 // ---- Q4_0 in the order of ggml's repacked q4_0_8x8 kernels (quants.h: vec_dot_q4_0_chain): per output one FMA
 // chain over the blocks of the exact integer sum times d_w·d_x. The nibbles are multiplied unsigned (0…15) and 8·Σx
 // taken off, which is the same integer. sx[i][b] = Σ of activation block b of row i.
-inline __m256i nib_dot(__m256i qu, __m256i y) { return dot_us(qu, y); }
-
-// one weight row, NR activation rows
-template <int NR>
-void chain_q4_0(const BlockQ4_0* w, const BlockQ8_0* const* x, const float* const* dx, const int32_t* const* sx, int64_t nb, float* out) {
-    float acc[4] = {0, 0, 0, 0};
-    constexpr int ahead = 512 / sizeof(BlockQ4_0);
+// one weight row with one activation row (a thread's rows before or after its whole groups of eight)
+float chain_q4_0(const BlockQ4_0* w, const BlockQ8_0* x, const float* dx, const int32_t* sx, int64_t nb) {
+    float acc = 0.0f;
     for (int64_t b = 0; b < nb; ++b) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + b + ahead), _MM_HINT_T0);
-        const __m256i qu = nibbles32(w[b].qs);
-        const float dw = h2f(w[b].d);
-        for (int i = 0; i < NR; ++i) {
-            const int32_t s = hsum8i(nib_dot(qu, load32(x[i][b].qs))) - 8 * sx[i][b];
-            acc[i] = std::fma(static_cast<float>(s), dw * dx[i][b], acc[i]);
-        }
+        const int32_t s = hsum8i(dot_us(nibbles32(w[b].qs), load32(x[b].qs))) - 8 * sx[b];
+        acc = std::fma(static_cast<float>(s), h2f(w[b].d) * dx[b], acc);
     }
-    for (int i = 0; i < NR; ++i) out[i] = acc[i];
+    return acc;
 }
 
 // eight weight rows (wrb bytes apart), NR activation rows: out[i·8 + r]. The eight rows' integer sums of a block are
@@ -182,10 +173,10 @@ void chain8_q4_0(const uint8_t* w, size_t wrb, const BlockQ8_0* const* x, const 
         const __m256 dw = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d16)));
         for (int i = 0; i < NR; ++i) {
             const __m256i y = load32(x[i][b].qs);
-            const __m256i h01 = _mm256_hadd_epi32(nib_dot(qu[0], y), nib_dot(qu[1], y));
-            const __m256i h23 = _mm256_hadd_epi32(nib_dot(qu[2], y), nib_dot(qu[3], y));
-            const __m256i h45 = _mm256_hadd_epi32(nib_dot(qu[4], y), nib_dot(qu[5], y));
-            const __m256i h67 = _mm256_hadd_epi32(nib_dot(qu[6], y), nib_dot(qu[7], y));
+            const __m256i h01 = _mm256_hadd_epi32(dot_us(qu[0], y), dot_us(qu[1], y));
+            const __m256i h23 = _mm256_hadd_epi32(dot_us(qu[2], y), dot_us(qu[3], y));
+            const __m256i h45 = _mm256_hadd_epi32(dot_us(qu[4], y), dot_us(qu[5], y));
+            const __m256i h67 = _mm256_hadd_epi32(dot_us(qu[6], y), dot_us(qu[7], y));
             const __m256i h0123 = _mm256_hadd_epi32(h01, h23), h4567 = _mm256_hadd_epi32(h45, h67);  // per 128-bit half: rows 0-3 | 4-7
             __m256i s = _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20), _mm256_permute2x128_si256(h0123, h4567, 0x31));
             s = _mm256_sub_epi32(s, _mm256_set1_epi32(8 * sx[i][b]));
@@ -608,12 +599,8 @@ void LF_ROWS_FN(DType t, const uint8_t* W, size_t wrb, const uint8_t* X, size_t 
             }
         }
         for (; r < r1; ++r)  // a thread's range need not start or end on a multiple of 8: the same chain, row by row
-            for (int64_t i = 0; i < n; ++i) {
-                const BlockQ8_0* xs[1] = {xrow(i)};
-                const float* ds[1] = {dx(i)};
-                const int32_t* ss[1] = {sx(i)};
-                chain_q4_0<1>(reinterpret_cast<const BlockQ4_0*>(W + static_cast<size_t>(r) * wrb), xs, ds, ss, nb, &Y[i * ldy + r]);
-            }
+            for (int64_t i = 0; i < n; ++i)
+                Y[i * ldy + r] = chain_q4_0(reinterpret_cast<const BlockQ4_0*>(W + static_cast<size_t>(r) * wrb), xrow(i), dx(i), sx(i), nb);
         return;
     }
     int64_t r = r0;

@@ -26,24 +26,6 @@ import gguf_raw  # noqa: E402
 from test_lora import read_gguf, hf_name  # noqa: E402
 
 
-def make_llama256(seed):
-    g = torch.Generator().manual_seed(seed)
-    C, F, V, H, KV, L = 256, 512, 300, 4, 2, 2
-    cfg = {"model_type": "llama", "hidden_size": C, "intermediate_size": F, "num_hidden_layers": L,
-           "num_attention_heads": H, "num_key_value_heads": KV, "max_position_embeddings": 64, "vocab_size": V,
-           "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False}
-    d = C // H
-    r = lambda *s, std=0.05: torch.randn(*s, generator=g) * std
-    w = {"model.embed_tokens.weight": r(V, C, std=0.3), "model.norm.weight": 1 + r(C), "lm_head.weight": r(V, C)}
-    for l in range(L):
-        p = f"model.layers.{l}."
-        w.update({p + "input_layernorm.weight": 1 + r(C), p + "self_attn.q_proj.weight": r(C, C),
-                  p + "self_attn.k_proj.weight": r(KV * d, C), p + "self_attn.v_proj.weight": r(KV * d, C),
-                  p + "self_attn.o_proj.weight": r(C, C), p + "post_attention_layernorm.weight": 1 + r(C),
-                  p + "mlp.gate_proj.weight": r(F, C), p + "mlp.up_proj.weight": r(F, C), p + "mlp.down_proj.weight": r(C, F)})
-    return cfg, w, P.llama_forward
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -52,7 +34,7 @@ def main():
     B, T, R, ALPHA = 2, 24, 4, 8.0
     targets_lora = ["attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
     with tempfile.TemporaryDirectory() as tmp:
-        cfg, w, forward = make_llama256(11)
+        cfg, w, forward = P.make_llama(11, C=256, F=512, V=300, H=4, KV=2, L=2, std=0.05, ctx=64)  # rows of 256 and 512
         V = cfg["vocab_size"]
         src = os.path.join(tmp, "f32")
         P.write_model_dir(src, cfg, w)

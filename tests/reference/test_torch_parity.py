@@ -266,14 +266,14 @@ def make_gpt2(seed):
     return cfg, w, gpt2_forward
 
 
-def make_llama(seed):
+def make_llama(seed, C=64, F=160, V=301, H=8, KV=2, L=3, std=0.1, ctx=96):
+    """A LLaMA with GQA (the shape and the matrices' std as given; the embedding's std 0.3)."""
     g = torch.Generator().manual_seed(seed)
-    C, F, V, H, KV, L = 64, 160, 301, 8, 2, 3
     cfg = {"model_type": "llama", "hidden_size": C, "intermediate_size": F, "num_hidden_layers": L,
-           "num_attention_heads": H, "num_key_value_heads": KV, "max_position_embeddings": 96, "vocab_size": V,
+           "num_attention_heads": H, "num_key_value_heads": KV, "max_position_embeddings": ctx, "vocab_size": V,
            "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False}
     d = C // H
-    r = lambda *s, std=0.1: torch.randn(*s, generator=g) * std
+    r = lambda *s, std=std: torch.randn(*s, generator=g) * std
     w = {"model.embed_tokens.weight": r(V, C, std=0.3), "model.norm.weight": 1 + r(C), "lm_head.weight": r(V, C)}
     for l in range(L):
         p = f"model.layers.{l}."
