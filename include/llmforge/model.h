@@ -154,12 +154,14 @@ struct LoadOptions {
     std::string tokenizer_path;  // llama2.c models: tokenizer.bin (default: tokenizer.bin next to the model)
     bool require_tokenizer = false;
     bool use_mmap = true;        // false: read the weights into memory (huge pages) instead of mapping the file
-    bool repack = false;         // with use_mmap false: repack_for_cpu after loading (inference only)
+    bool repack = false;         // repack_for_cpu after loading (inference only)
 };
 
-// Reorders, in place, the f32 matrices that only matrix products read (blk.*.weight and an untied output.weight, rows a
-// multiple of 32) into the panel layout of kernels::pack_panels, where the CPU has the panel kernels and the weights
-// are in memory (not mapped). The packed GEMM then reads them without packing per call. Returns how many it reordered.
+// Reorders the matrices that only matrix products read (blk.*.weight and an untied output.weight) for the CPU's kernels:
+// f32 ones (rows a multiple of 32), in place, into the panel layout of kernels::pack_panels, where the CPU has the
+// panel kernels and the weights are in memory (not mapped) — the packed GEMM then reads them without packing per call;
+// Q4_0 ones (rows a multiple of 8) interleaved by eight rows where the CPU has that kernel (AVX2), as llama.cpp repacks
+// them — in place when in memory, into memory of their own when mapped. Returns how many it reordered.
 // Such a model is for inference: saving it or merging adapters into it is refused.
 int repack_for_cpu(Model& m, ThreadPool& pool);
 // Throws a bad-input Error ("cannot WHAT: tensor '...' is repacked ...") if a tensor is not row-major.

@@ -15,8 +15,10 @@ struct Tensor {
     std::vector<int64_t> shape;  // row-major, e.g. a linear layer's weight is [out_features, in_features]
     const void* data = nullptr;
     // Rows: row-major, as in the file. Panels: an f32 matrix reordered in memory by kernels::pack_panels for the CPU
-    // GEMM (repack_for_cpu; only the matrix products read it, and nothing writes such a tensor to a file).
-    enum class Layout : uint8_t { Rows, Panels };
+    // GEMM. Interleaved8: a quantised matrix whose rows are interleaved by eight for the CPU's integer kernels (Q4_0,
+    // as llama.cpp repacks it). Both are made by repack_for_cpu; only the matrix products read them, and nothing writes
+    // such a tensor to a file.
+    enum class Layout : uint8_t { Rows, Panels, Interleaved8 };
     Layout layout = Layout::Rows;
 
     int64_t numel() const {

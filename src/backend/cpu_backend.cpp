@@ -56,7 +56,8 @@ public:
     CpuBackend(ThreadPool& pool, Numerics numerics) : pool_(pool), numerics_(numerics) {}
     Numerics numerics() const override { return numerics_; }
 
-    // y = x Wᵀ: f32 panels (repack_for_cpu, batch-invariant already), ggml's summation order, the batch-invariant
+    // y = x Wᵀ: f32 panels (repack_for_cpu, batch-invariant already), interleaved Q4_0 (repack_for_cpu: ggml's order,
+    // batch-invariant), ggml's summation order, the batch-invariant
     // row-wise products, or the cache-blocked GEMM; then the adapters' s · (x Aᵀ) Bᵀ and the bias.
     void linear(const float* x, float* y, int64_t n, const Linear& L) override {
         const Tensor& w = *L.w;
@@ -65,6 +66,8 @@ public:
             if (numerics_ == Numerics::Ggml)
                 throw_bad_input("ggml arithmetic needs row-major weights: load the model without repacking (without --no-mmap)");
             kernels::matmul_panels(static_cast<const float*>(w.data), x, y, n, rows, cols, pool_);
+        } else if (w.layout == Tensor::Layout::Interleaved8) {  // llama.cpp's digits and batch-invariant: every numerics
+            weight_type(w.dtype, w.name.c_str()).matmul_interleaved(w.data, x, y, n, rows, cols, pool_);
         } else if (numerics_ == Numerics::Ggml) {
             weight_type(w.dtype, w.name.c_str()).matmul_ggml(w.data, x, y, n, rows, cols, pool_);
         } else if (numerics_ == Numerics::BatchInvariant) {

@@ -57,8 +57,8 @@ void add_training_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions>&
 std::string load_chat_template(const std::string& path);
 
 // Loads a model and logs what was loaded to stderr.
-// use_mmap false reads the weights into memory, where f32 matrices are also repacked for the CPU GEMM (repack_for_cpu)
-// unless repack is false (ggml arithmetic reads them row-major).
+// use_mmap false reads the weights into memory. repack: repack_for_cpu (f32 matrices into panels when in memory, Q4_0
+// ones interleaved by eight rows); false keeps every tensor row-major (ggml arithmetic on f32; writing the model out).
 Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap = true, bool repack = true);
 // The KV cache's types: --cache-type (keys and values), and llama.cpp's --cache-type-k / -ctk and --cache-type-v / -ctv
 // for each: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl; anything else is bad usage.

@@ -186,6 +186,61 @@ void chain8_q4_0(const uint8_t* w, size_t wrb, const BlockQ8_0* const* x, const 
     for (int i = 0; i < NR; ++i) _mm256_storeu_ps(out + i * 8, acc[i]);
 }
 
+// ---- Q4_0 interleaved by eight rows (quants.h: interleave_q4_0), the same order as chain8_q4_0 without its horizontal
+// adds: a group block is the eight rows' f16 scales, then four chunks of 32 bytes, chunk c holding bytes 4c … 4c+3 of
+// each row's nibbles (row r at 4r): lane r of a 32-bit product gathers row r's four nibble pairs, so four activation
+// bytes broadcast to every lane give the eight rows' sums side by side. Low nibbles are values 4c…4c+3, high ones 16+4c….
+inline __m256i dot_us_acc(__m256i acc, __m256i u, __m256i s) {
+#if defined(LLMFORGE_VNNI)
+    return _mm256_dpbusd_epi32(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+inline __m256i bcast4(const int8_t* p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+// one group of eight rows (its blocks nb · 144 bytes from g), NR activation rows: out[i·ldo + r]
+template <int NR>
+void group8_q4_0(const uint8_t* g, const BlockQ8_0* const* x, const float* const* dx, const int32_t* const* sx, int64_t nb, float* out,
+                 int64_t ldo) {
+    __m256 acc[NR];
+    for (int i = 0; i < NR; ++i) acc[i] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; ++b, g += kQ4_0GroupBlockBytes) {
+        _mm_prefetch(reinterpret_cast<const char*>(g + 4 * kQ4_0GroupBlockBytes), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(g + 4 * kQ4_0GroupBlockBytes + 64), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(g + 4 * kQ4_0GroupBlockBytes + 128), _MM_HINT_T0);
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+        __m256i lo[4], hi[4];
+        for (int c = 0; c < 4; ++c) {
+            const __m256i v = load32(g + 16 + 32 * c);
+            lo[c] = _mm256_and_si256(v, m4);
+            hi[c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        }
+        for (int i = 0; i < NR; ++i) {
+            const int8_t* y = x[i][b].qs;
+            // Σ u·y − 8·Σy, the same integers as Σ (u − 8)·y; two chains, added (exact)
+            __m256i s0 = _mm256_set1_epi32(-8 * sx[i][b]), s1 = _mm256_setzero_si256();
+            s0 = dot_us_acc(s0, lo[0], bcast4(y + 0));
+            s1 = dot_us_acc(s1, hi[0], bcast4(y + 16));
+            s0 = dot_us_acc(s0, lo[1], bcast4(y + 4));
+            s1 = dot_us_acc(s1, hi[1], bcast4(y + 20));
+            s0 = dot_us_acc(s0, lo[2], bcast4(y + 8));
+            s1 = dot_us_acc(s1, hi[2], bcast4(y + 24));
+            s0 = dot_us_acc(s0, lo[3], bcast4(y + 12));
+            s1 = dot_us_acc(s1, hi[3], bcast4(y + 28));
+            const __m256i s = _mm256_add_epi32(s0, s1);
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(dx[i][b])), acc[i]);
+        }
+    }
+    for (int i = 0; i < NR; ++i) _mm256_storeu_ps(out + i * ldo, acc[i]);
+}
+
 template <int NR>
 void rows_q8_0(const void* w, const void* const* x, const float* const* dx, int64_t nb, float* out) {
     rows_q8_0_style<NR>(static_cast<const BlockQ8_0*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nb, out,
@@ -507,6 +562,89 @@ void rows_iq4_xs(const void* w, const void* const* x, const float* const*, int64
     for (int i = 0; i < NR; ++i) out[i] = hsum8(acc[i]);
 }
 
+#if defined(LLMFORGE_VNNI)
+// ---- Four weight rows × four activation rows of the signed 32-value types with Q8_0 activations (Q8_0, Q5_0, IQ4_NL),
+// in sixteen registers of 8 float lanes (AVX512-VL gives 32 vector registers). vpdpbusd multiplies unsigned by signed
+// bytes, so the weights go in as q + 128 (q ^ 0x80) and each lane starts from −128 · Σ of its four activation bytes
+// (nl: per activation block, computed once per product): the lane's integer is Σ q·y over the same four values as
+// rows_q8_0_style's, so every output keeps its order bit for bit, without the per-product sign fix-up.
+template <class Unpack, class Block>
+void rows4x4_q8_0_style(const Block* const* w, const BlockQ8_0* const* x, const float* const* dx, const int32_t* const* nl, int64_t nb,
+                        float* out, Unpack unpack) {
+    __m256 acc[4][4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k)
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) acc[k][i] = _mm256_setzero_ps();
+    const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+    for (int64_t b = 0; b < nb; ++b) {
+        __m256i u[4];
+        __m256 dw[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) {
+            u[k] = _mm256_xor_si256(unpack(w[k][b]), flip);
+            dw[k] = _mm256_set1_ps(h2f(w[k][b].d));
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
+            const __m256i y = load32(x[i][b].qs);
+            const __m256i n0 = load32(nl[i] + 8 * b);
+            const __m256 dy = _mm256_broadcast_ss(&dx[i][b]);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; ++k) {
+                const __m256 p = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(n0, u[k], y));
+                acc[k][i] = _mm256_fmadd_ps(_mm256_mul_ps(dw[k], dy), p, acc[k][i]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k)
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) out[k * 4 + i] = hsum8(acc[k][i]);
+}
+
+using Tile4x4Fn = void (*)(const void* const* w, const void* const* x, const float* const* dx, const int32_t* const* nl, int64_t nb, float* out);
+
+template <class Block, class Unpack>
+Tile4x4Fn tile4x4(Unpack) {
+    return [](const void* const* w, const void* const* x, const float* const* dx, const int32_t* const* nl, int64_t nb, float* out) {
+        rows4x4_q8_0_style(reinterpret_cast<const Block* const*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nl, nb, out, Unpack{});
+    };
+}
+
+struct UnpackQ8_0 {
+    __m256i operator()(const BlockQ8_0& b) const { return load32(b.qs); }
+};
+struct UnpackQ5_0 {
+    __m256i operator()(const BlockQ5_0& b) const { return unpack_q5_0(b); }
+};
+struct UnpackIQ4_NL {
+    __m256i operator()(const BlockIQ4_NL& b) const { return unpack_iq4_nl(b); }
+};
+
+Tile4x4Fn tile4x4_for(DType t) {
+    switch (t) {
+        case DType::Q8_0: return tile4x4<BlockQ8_0>(UnpackQ8_0{});
+        case DType::Q5_0: return tile4x4<BlockQ5_0>(UnpackQ5_0{});
+        case DType::IQ4_NL: return tile4x4<BlockIQ4_NL>(UnpackIQ4_NL{});
+        default: return nullptr;
+    }
+}
+
+// per activation block of n rows: −128 · the sums of its bytes four by four (the lanes of rows4x4_q8_0_style)
+const int32_t* neg_lane_sums(const uint8_t* X, size_t xrb, int64_t n, int64_t nb) {
+    thread_local std::vector<int32_t> v;
+    v.resize(static_cast<size_t>(n * nb * 8));
+    for (int64_t i = 0; i < n; ++i) {
+        const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(X + static_cast<size_t>(i) * xrb);
+        for (int64_t b = 0; b < nb; ++b)
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(v.data() + 8 * (i * nb + b)),
+                                _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(dot_us(_mm256_set1_epi8(1), load32(xb[b].qs)), 7)));
+    }
+    return v.data();
+}
+#endif
+
 using TileFn = void (*)(const void* w, const void* const* x, const float* const* dx, int64_t nb, float* out);
 
 using Tile2Fn = void (*)(const void* wa, const void* wb, const void* const* x, const float* const* dx, int64_t nb, float* out);
@@ -538,13 +676,74 @@ Tiles tiles_for(DType t) {
 
 #if defined(LLMFORGE_VNNI)
 #define LF_ROWS_FN rows_vnni
+#define LF_ROWS8_FN rows8_q4_0_vnni
 #define LF_HAS_FN has_rows_vnni
 #else
 #define LF_ROWS_FN rows_avx2
+#define LF_ROWS8_FN rows8_q4_0_avx2
 #define LF_HAS_FN has_rows_avx2
 #endif
 
 bool LF_HAS_FN(DType t) { return tiles_for(t).one != nullptr; }
+
+namespace {
+
+// The n Q8_0 activation rows' block scales as f32 (converted once per product, not once per weight row) and, where
+// asked, each block's Σ of its 32 values (for the unsigned-nibble products of Q4_0's chain order).
+struct Q8_0Rows {
+    const uint8_t* X;
+    size_t xrb;
+    int64_t nb;
+    const float* scales;
+    const int32_t* sums;
+    const BlockQ8_0* row(int64_t i) const { return reinterpret_cast<const BlockQ8_0*>(X + static_cast<size_t>(i) * xrb); }
+    const float* dx(int64_t i) const { return scales + i * nb; }
+    const int32_t* sx(int64_t i) const { return sums + i * nb; }
+};
+
+Q8_0Rows q8_0_rows(const uint8_t* X, size_t xrb, int64_t n, int64_t nb, bool with_sums) {
+    thread_local std::vector<float> scales;
+    thread_local std::vector<int32_t> sums;
+    scales.resize(static_cast<size_t>(n * nb));
+    if (with_sums) sums.resize(static_cast<size_t>(n * nb));
+    for (int64_t i = 0; i < n; ++i) {
+        const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(X + static_cast<size_t>(i) * xrb);
+        for (int64_t b = 0; b < nb; ++b) {
+            scales[static_cast<size_t>(i * nb + b)] = h2f(xb[b].d);
+            if (with_sums) {
+                int32_t s = 0;
+                for (int j = 0; j < 32; ++j) s += xb[b].qs[j];
+                sums[static_cast<size_t>(i * nb + b)] = s;
+            }
+        }
+    }
+    return {X, xrb, nb, scales.data(), with_sums ? sums.data() : nullptr};
+}
+
+}  // namespace
+
+// Y[i·ldy + r] for the rows [r0, r1) (multiples of 8) of a Q4_0 matrix interleaved by eight (quants.h), activation rows
+// [0, n): groups of four activation rows, then one at a time. Bit for bit chain8_q4_0's outputs.
+void LF_ROWS8_FN(const uint8_t* W, const uint8_t* X, size_t xrb, float* Y, int64_t ldy, int64_t n, int64_t r0, int64_t r1, int64_t cols) {
+    const int64_t nb = cols / 32;
+    const Q8_0Rows a = q8_0_rows(X, xrb, n, nb, true);
+    for (int64_t r = r0; r < r1; r += 8) {
+        const uint8_t* g = W + static_cast<size_t>(r / 8) * static_cast<size_t>(nb) * kQ4_0GroupBlockBytes;
+        int64_t i = 0;
+        for (; i + 4 <= n; i += 4) {
+            const BlockQ8_0* xs[4] = {a.row(i), a.row(i + 1), a.row(i + 2), a.row(i + 3)};
+            const float* ds[4] = {a.dx(i), a.dx(i + 1), a.dx(i + 2), a.dx(i + 3)};
+            const int32_t* ss[4] = {a.sx(i), a.sx(i + 1), a.sx(i + 2), a.sx(i + 3)};
+            group8_q4_0<4>(g, xs, ds, ss, nb, Y + i * ldy + r, ldy);
+        }
+        for (; i < n; ++i) {
+            const BlockQ8_0* xs[1] = {a.row(i)};
+            const float* ds[1] = {a.dx(i)};
+            const int32_t* ss[1] = {a.sx(i)};
+            group8_q4_0<1>(g, xs, ds, ss, nb, Y + i * ldy + r, ldy);
+        }
+    }
+}
 
 // Y[i·ldy + r] = Σ W[r] · X[i] for weight rows [r0, r1) and activation rows [0, n): each weight row meets the activation
 // rows four at a time, then one at a time.
@@ -552,31 +751,14 @@ void LF_ROWS_FN(DType t, const uint8_t* W, size_t wrb, const uint8_t* X, size_t 
                 int64_t r0, int64_t r1, int64_t cols) {
     const Tiles f = tiles_for(t);
     const int64_t nb = cols / block_elems(t);
-    // the Q8_0 activations' block scales as f32, for the types that meet them
-    thread_local std::vector<float> scales;
     const bool q8_0 = activation_type(t) == DType::Q8_0;
-    if (q8_0) {
-        scales.resize(static_cast<size_t>(n * nb));
-        for (int64_t i = 0; i < n; ++i) {
-            const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(X + static_cast<size_t>(i) * xrb);
-            for (int64_t b = 0; b < nb; ++b) scales[static_cast<size_t>(i * nb + b)] = h2f(xb[b].d);
-        }
-    }
-    auto dx = [&](int64_t i) { return q8_0 ? scales.data() + i * nb : nullptr; };
-    // Q4_0 of a multiple of 8 rows (ldy is the matrix's row count): ggml's repacked order, with each activation block's sum
-    if (quant::q4_0_chain_order(t, ldy)) {
-        thread_local std::vector<int32_t> sums;
-        sums.resize(static_cast<size_t>(n * nb));
-        for (int64_t i = 0; i < n; ++i) {
-            const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(X + static_cast<size_t>(i) * xrb);
-            for (int64_t b = 0; b < nb; ++b) {
-                int32_t s = 0;
-                for (int j = 0; j < 32; ++j) s += xb[b].qs[j];
-                sums[static_cast<size_t>(i * nb + b)] = s;
-            }
-        }
-        auto xrow = [&](int64_t i) { return reinterpret_cast<const BlockQ8_0*>(X + static_cast<size_t>(i) * xrb); };
-        auto sx = [&](int64_t i) { return sums.data() + i * nb; };
+    const bool chain = quant::q4_0_chain_order(t, ldy);  // Q4_0 of a multiple of 8 rows (ldy is the matrix's row count)
+    const Q8_0Rows a = q8_0 ? q8_0_rows(X, xrb, n, nb, chain) : Q8_0Rows{X, xrb, nb, nullptr, nullptr};
+    auto dx = [&](int64_t i) { return q8_0 ? a.dx(i) : nullptr; };
+    // Q4_0 of a multiple of 8 rows: ggml's repacked order, with each activation block's sum
+    if (chain) {
+        auto xrow = [&](int64_t i) { return a.row(i); };
+        auto sx = [&](int64_t i) { return a.sx(i); };
         int64_t r = r0;
         for (; r + 8 <= r1; r += 8) {
             const uint8_t* w8 = W + static_cast<size_t>(r) * wrb;
@@ -604,6 +786,32 @@ void LF_ROWS_FN(DType t, const uint8_t* W, size_t wrb, const uint8_t* X, size_t 
         return;
     }
     int64_t r = r0;
+#if defined(LLMFORGE_VNNI)
+    if (const Tile4x4Fn t44 = tile4x4_for(t); t44 && n >= 4 && r1 - r0 >= 4) {
+        const int32_t* nl = neg_lane_sums(X, xrb, n, nb);
+        for (; r + 4 <= r1; r += 4) {
+            const void* ws[4] = {W + static_cast<size_t>(r) * wrb, W + static_cast<size_t>(r + 1) * wrb, W + static_cast<size_t>(r + 2) * wrb,
+                                 W + static_cast<size_t>(r + 3) * wrb};
+            int64_t i = 0;
+            for (; i + 4 <= n; i += 4) {
+                const void* xs[4] = {X + static_cast<size_t>(i) * xrb, X + static_cast<size_t>(i + 1) * xrb,
+                                     X + static_cast<size_t>(i + 2) * xrb, X + static_cast<size_t>(i + 3) * xrb};
+                const float* ds[4] = {dx(i), dx(i + 1), dx(i + 2), dx(i + 3)};
+                const int32_t* ns[4] = {nl + 8 * i * nb, nl + 8 * (i + 1) * nb, nl + 8 * (i + 2) * nb, nl + 8 * (i + 3) * nb};
+                float o[16];
+                t44(ws, xs, ds, ns, nb, o);
+                for (int k = 0; k < 4; ++k)
+                    for (int j = 0; j < 4; ++j) Y[(i + j) * ldy + r + k] = o[k * 4 + j];
+            }
+            for (; i < n; ++i)
+                for (int64_t rr = r; rr < r + 4; ++rr) {
+                    const void* xs[1] = {X + static_cast<size_t>(i) * xrb};
+                    const float* ds[1] = {dx(i)};
+                    f.one(W + static_cast<size_t>(rr) * wrb, xs, ds, nb, &Y[i * ldy + rr]);
+                }
+        }
+    }
+#endif
     if (f.two_by_four && n >= 4) {
         for (; r + 2 <= r1; r += 2) {
             const uint8_t* wa = W + static_cast<size_t>(r) * wrb;

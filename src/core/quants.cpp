@@ -1391,6 +1391,32 @@ float vec_dot_q4_0_chain(const void* w, const void* x, int64_t n) {
     return acc;
 }
 
+void interleave_q4_0(const void* src, void* dst, int64_t rows, int64_t cols) {
+    const int64_t nb = cols / 32;
+    const BlockQ4_0* w = static_cast<const BlockQ4_0*>(src);
+    uint8_t* o = static_cast<uint8_t*>(dst);
+    for (int64_t g = 0; g < rows; g += 8)
+        for (int64_t b = 0; b < nb; ++b, o += kQ4_0GroupBlockBytes)
+            for (int r = 0; r < 8; ++r) {
+                const BlockQ4_0& blk = w[(g + r) * nb + b];
+                std::memcpy(o + 2 * r, &blk.d, 2);
+                for (int c = 0; c < 4; ++c) std::memcpy(o + 16 + 32 * c + 4 * r, blk.qs + 4 * c, 4);
+            }
+}
+
+void deinterleave_q4_0(const void* src, void* dst, int64_t rows, int64_t cols) {
+    const int64_t nb = cols / 32;
+    const uint8_t* in = static_cast<const uint8_t*>(src);
+    BlockQ4_0* w = static_cast<BlockQ4_0*>(dst);
+    for (int64_t g = 0; g < rows; g += 8)
+        for (int64_t b = 0; b < nb; ++b, in += kQ4_0GroupBlockBytes)
+            for (int r = 0; r < 8; ++r) {
+                BlockQ4_0& blk = w[(g + r) * nb + b];
+                std::memcpy(&blk.d, in + 2 * r, 2);
+                for (int c = 0; c < 4; ++c) std::memcpy(blk.qs + 4 * c, in + 16 + 32 * c + 4 * r, 4);
+            }
+}
+
 float vec_dot(DType t, const void* w, const void* x, int64_t n) {
     const int64_t nb = n / block_elems(t);
     switch (t) {

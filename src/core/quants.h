@@ -82,6 +82,14 @@ float vec_dot_q4_0_chain(const void* w, const void* x, int64_t n);
 // Whether a Q4_0 matrix of `rows` rows takes that order (llama.cpp repacks it: rows % 8 == 0).
 inline bool q4_0_chain_order(DType t, int64_t rows) { return t == DType::Q4_0 && rows % 8 == 0; }
 
+// Q4_0 interleaved by eight rows (Tensor::Layout::Interleaved8, made at load by repack_for_cpu for the SIMD kernels):
+// for each group of eight rows and each block b, one group block of 144 bytes — the eight rows' f16 scales, then four
+// chunks of 32 bytes, chunk c holding bytes 4c … 4c+3 of each row's 16 nibble bytes (row r at offset 4r). The same
+// bytes as the rows, reordered (rows % 8 == 0).
+constexpr size_t kQ4_0GroupBlockBytes = 8 * sizeof(BlockQ4_0);
+void interleave_q4_0(const void* src, void* dst, int64_t rows, int64_t cols);
+void deinterleave_q4_0(const void* src, void* dst, int64_t rows, int64_t cols);
+
 // The 6-bit scale and min j (0…7) of a Q4_K / Q5_K super-block's 12 packed bytes.
 inline void k4_scale_min(int j, const uint8_t* s, uint8_t& scale, uint8_t& min) {
     if (j < 4) {

@@ -22,6 +22,8 @@ bool has_rows_avx2(DType t);
 bool has_rows_vnni(DType t);
 void rows_avx2(DType t, const uint8_t* W, size_t wrb, const uint8_t* X, size_t xrb, float* Y, int64_t ldy, int64_t n, int64_t r0, int64_t r1, int64_t cols);
 void rows_vnni(DType t, const uint8_t* W, size_t wrb, const uint8_t* X, size_t xrb, float* Y, int64_t ldy, int64_t n, int64_t r0, int64_t r1, int64_t cols);
+void rows8_q4_0_avx2(const uint8_t* W, const uint8_t* X, size_t xrb, float* Y, int64_t ldy, int64_t n, int64_t r0, int64_t r1, int64_t cols);
+void rows8_q4_0_vnni(const uint8_t* W, const uint8_t* X, size_t xrb, float* Y, int64_t ldy, int64_t n, int64_t r0, int64_t r1, int64_t cols);
 }  // namespace quant::x86
 namespace kernels::detail {  // gemm_avx512.cpp (AVX512-BF16)
 void round_to_bf16_avx512(const float* x, uint16_t* y, int64_t n);
@@ -57,6 +59,14 @@ void WeightType::matmul(const void* W, const float* X, float* Y, int64_t n, int6
     // Each thread takes a contiguous range of weight rows (in panels of 32) for all n activation rows.
     const int64_t groups = (rows + 31) / 32;
     pool.parallel_for(groups, [&](int64_t g0, int64_t g1) { g(W, X, Y, n, rows, cols, g0 * 32, std::min(rows, g1 * 32)); });
+}
+
+void WeightType::interleave(const void*, void*, int64_t, int64_t) const {
+    throw_runtime("%s weights have no interleaved form", dtype_name(type()));
+}
+
+void WeightType::matmul_interleaved(const void*, const float*, float*, int64_t, int64_t, int64_t, ThreadPool&) const {
+    throw_runtime("%s weights have no interleaved form", dtype_name(type()));
 }
 
 namespace {
@@ -279,6 +289,25 @@ public:
         });
     }
 
+    // Q4_0 interleaved by eight rows (quants.h), where this CPU has the kernel
+    bool interleavable(int64_t rows, int64_t cols) const override {
+        return t_ == DType::Q4_0 && rows % 8 == 0 && cols % 32 == 0 && rows8_fn() != nullptr;
+    }
+    void interleave(const void* src, void* dst, int64_t rows, int64_t cols) const override {
+        if (!interleavable(rows, cols)) WeightType::interleave(src, dst, rows, cols);
+        quant::interleave_q4_0(src, dst, rows, cols);
+    }
+    // each thread a contiguous range of the groups of eight rows
+    void matmul_interleaved(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) const override {
+        const Rows8Fn f = rows8_fn();
+        if (!f || rows % 8 != 0) return WeightType::matmul_interleaved(W, X, Y, n, rows, cols, pool);
+        const std::vector<uint8_t>& xq = activations(X, n, cols);
+        const size_t xrb = quant::row_bytes(act_, cols);
+        const uint8_t* w = static_cast<const uint8_t*>(W);
+        const uint8_t* xp = xq.data();
+        pool.parallel_for(rows / 8, [=](int64_t g0, int64_t g1) { f(w, xp, xrb, Y, rows, n, g0 * 8, g1 * 8, cols); });
+    }
+
 protected:
     GemmFn gemm() const override { return nullptr; }  // never asked: the row-wise form serves every n
     int64_t seq_max_rows() const override { return INT64_MAX; }
@@ -291,6 +320,16 @@ private:
         const std::string isa = kernels::active().name;
         if (isa == "avx512" && kernels::has_vnni() && quant::x86::has_rows_vnni(t_)) return quant::x86::rows_vnni;
         if ((isa == "avx512" || isa == "avx2") && quant::x86::has_rows_avx2(t_)) return quant::x86::rows_avx2;
+#endif
+        return nullptr;
+    }
+    using Rows8Fn = void (*)(const uint8_t*, const uint8_t*, size_t, float*, int64_t, int64_t, int64_t, int64_t, int64_t);
+    Rows8Fn rows8_fn() const {
+#if defined(LLMFORGE_X86)
+        if (t_ != DType::Q4_0) return nullptr;
+        const std::string isa = kernels::active().name;
+        if (isa == "avx512" && kernels::has_vnni()) return quant::x86::rows8_q4_0_vnni;
+        if (isa == "avx512" || isa == "avx2") return quant::x86::rows8_q4_0_avx2;
 #endif
         return nullptr;
     }

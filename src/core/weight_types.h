@@ -49,6 +49,14 @@ public:
         matmul(W, X, Y, n, rows, cols, pool);
     }
 
+    // Tensor::Layout::Interleaved8: whether a [rows, cols] matrix of this type has a faster form with its rows
+    // interleaved by eight on this CPU (so far Q4_0 with AVX2: llama.cpp's repacking, see quants.h), the reordering
+    // (src row-major, dst as large), and the product on that form — bit for bit matmul_ggml's outputs for every n
+    // (so also batch-invariant).
+    virtual bool interleavable(int64_t /*rows*/, int64_t /*cols*/) const { return false; }
+    virtual void interleave(const void* src, void* dst, int64_t rows, int64_t cols) const;
+    virtual void matmul_interleaved(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) const;
+
 protected:
     using GemmFn = void (*)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
     // the packed GEMM of the active instruction set for this type, and up to how many rows the row-wise tiles beat it

@@ -40,7 +40,7 @@ Model load_model(const std::string& path, const LoadOptions& opts) {
     m.check();
     if (opts.require_tokenizer && !m.vocab)
         throw_bad_input("'%s' has no tokenizer%s", path.c_str(), m.format == "llama2c" ? " (pass --tokenizer tokenizer.bin)" : "");
-    if (opts.repack && !opts.use_mmap) {
+    if (opts.repack) {
         ThreadPool pool(ThreadPool::default_threads());
         repack_for_cpu(m, pool);
     }

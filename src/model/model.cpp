@@ -65,16 +65,45 @@ static bool ends_with(const std::string& s, const std::string& suf) {
 }
 
 int repack_for_cpu(Model& m, ThreadPool& pool) {
-    if (m.mapped_bytes > 0 || !kernels::has_panel_kernels()) return 0;  // mapped pages are the file's: never written
+    const bool mapped = m.mapped_bytes > 0;  // mapped pages are the file's: never written
     const bool untied = m.find("output.weight") != nullptr;
     int n = 0;
     for (Tensor& t : m.tensors) {
         const bool product_only = (t.name.rfind("blk.", 0) == 0 && ends_with(t.name, ".weight")) || (untied && t.name == "output.weight");
-        if (!product_only || t.dtype != DType::F32 || t.shape.size() != 2 || t.layout != Tensor::Layout::Rows ||
-            t.shape[0] % kernels::kPanelRows != 0)
+        if (!product_only || t.shape.size() != 2 || t.layout != Tensor::Layout::Rows) continue;
+        const int64_t rows = t.shape[0], cols = t.shape[1];
+        if (t.dtype == DType::F32) {
+            if (mapped || !kernels::has_panel_kernels() || rows % kernels::kPanelRows != 0) continue;
+            kernels::pack_panels(static_cast<float*>(const_cast<void*>(t.data)), rows, cols, pool);
+            t.layout = Tensor::Layout::Panels;
+            ++n;
             continue;
-        kernels::pack_panels(static_cast<float*>(const_cast<void*>(t.data)), t.shape[0], t.shape[1], pool);
-        t.layout = Tensor::Layout::Panels;
+        }
+        const WeightType* wt = find_weight_type(t.dtype);
+        if (!wt || !wt->interleavable(rows, cols)) continue;
+        // interleaved into memory of its own (as llama.cpp repacks Q4_0 even from a mapped file), or in place, eight
+        // rows at a time, where the model's bytes are its own
+        const size_t group = 8 * wt->row_bytes(cols);
+        if (mapped) {
+            Tensor moved = m.own(t.name, t.dtype, t.shape, std::vector<uint8_t>(t.nbytes()));
+            uint8_t* dst = static_cast<uint8_t*>(const_cast<void*>(moved.data));
+            const uint8_t* src = static_cast<const uint8_t*>(t.data);
+            pool.parallel_for(rows / 8, [&](int64_t g0, int64_t g1) {
+                for (int64_t g = g0; g < g1; ++g) wt->interleave(src + g * group, dst + g * group, 8, cols);
+            });
+            t.data = moved.data;
+            m.mapped_bytes -= std::min(m.mapped_bytes, t.nbytes());  // its pages are no longer read
+        } else {
+            uint8_t* data = static_cast<uint8_t*>(const_cast<void*>(t.data));
+            pool.parallel_for(rows / 8, [&](int64_t g0, int64_t g1) {
+                std::vector<uint8_t> tmp(group);
+                for (int64_t g = g0; g < g1; ++g) {
+                    std::memcpy(tmp.data(), data + g * group, group);
+                    wt->interleave(tmp.data(), data + g * group, 8, cols);
+                }
+            });
+        }
+        t.layout = Tensor::Layout::Interleaved8;
         ++n;
     }
     return n;

@@ -339,6 +339,34 @@ TEST(QuantDotsVsGgml, Q4_0RepackedOrder) {
     std::vector<float> g4(static_cast<size_t>(4 * rows));
     gemm(static_cast<int>(n), g4.data(), static_cast<size_t>(rows), packed.data(), xq4.data(), 4, static_cast<int>(rows));
     for (size_t k = 0; k < g4.size(); ++k) EXPECT_EQ(Y[k], g4[k]) << "gemm output " << k;
+
+    // The same matrix interleaved by eight rows as repack_for_cpu lays it out for the SIMD kernels (quants.h): the same
+    // bytes reordered (deinterleaving gives the rows back), and every output still ggml's — in prompts of 6 rows and
+    // decoding — with each instruction set this CPU has (AVX2's madd pairs and AVX512-VNNI's vpdpbusd).
+    const std::string isa0 = kernels::isa_name();
+    int tried = 0;
+    for (const char* isa : {"avx512", "avx2"}) {
+        if (!kernels::set_isa(isa)) continue;
+        if (!wt.interleavable(rows, n)) continue;
+        ++tried;
+        std::vector<uint8_t> inter(wq.size()), back(wq.size());
+        wt.interleave(wq.data(), inter.data(), rows, n);
+        EXPECT_NE(inter, wq);
+        quant::deinterleave_q4_0(inter.data(), back.data(), rows, n);
+        EXPECT_EQ(back, wq) << "deinterleaving does not give the rows back";
+        std::vector<float> Yi(static_cast<size_t>(m * rows), -1.0f), yi(static_cast<size_t>(rows));
+        wt.matmul_interleaved(inter.data(), X.data(), Yi.data(), m, rows, n, pool);
+        for (size_t k = 0; k < Yi.size(); ++k) EXPECT_EQ(Yi[k], Y[k]) << isa << ": interleaved prompt output " << k;
+        for (int64_t i = 0; i < m; ++i) {
+            wt.matmul_interleaved(inter.data(), X.data() + i * n, yi.data(), 1, rows, n, pool);
+            for (int64_t r = 0; r < rows; ++r)
+                EXPECT_EQ(yi[static_cast<size_t>(r)], Y[static_cast<size_t>(i * rows + r)]) << isa << ": interleaved decoding, row " << r << " of " << i;
+        }
+    }
+    kernels::set_isa(isa0.c_str());
+    if (isa0 == "avx512" || isa0 == "avx2") {
+        EXPECT_GT(tried, 0) << "an x86 CPU with AVX2 has the interleaved kernel";
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, QuantDotsVsGgml,
