@@ -117,6 +117,18 @@ bool set_isa(const char* name) {
 float dot_f16_acc64(const uint16_t* k, const float* q, int64_t n) { return active().dot_f16_acc64(k, q, n); }
 void axpy_f16_acc64(double* acc, float p, const uint16_t* v, int64_t n) { active().axpy_f16_acc64(acc, p, v, n); }
 
+int64_t stream_prefetch_bytes() {
+    static const int64_t bytes = [] {
+        if (const char* v = std::getenv("LLMFORGE_PREFETCH"); v && *v) return std::max<int64_t>(0, std::atoll(v));
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_cpu_init();
+        if (__builtin_cpu_is("intel")) return int64_t{2048};
+#endif
+        return int64_t{0};
+    }();
+    return bytes;
+}
+
 void tanh(const float* x, float* y, int64_t n) { active().tanh(x, y, n); }
 double exp_shift_sum(const float* x, float* y, int64_t n, float shift) { return active().exp_shift_sum(x, y, n, shift); }
 
