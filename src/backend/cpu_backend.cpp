@@ -375,8 +375,9 @@ void CpuBackend::attention_ggml(const float* q, float* out, int64_t n, const Row
 
 // The fast form of attention(): vectorised products, f64 sums. Keys in f16: q rounded to f16 (as ggml converts it for
 // its f16 products); values in f16: the weights rounded to f16. Keys of a block type: q quantised per block to the
-// type's partner (q8_0 or q8_1, as ggml's vec_dot takes it) once per head, and each key's product in integers; values
-// of a block type: each value row widened to f32 and added in f64.
+// type's partner (q8_0 or q8_1, as ggml's vec_dot takes it) once per head, and each key's product in integers (the
+// weights' SIMD block kernels, run over consecutive cells); values of a block type: each value row widened to f32 and
+// added in f64.
 void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Rows& rows, const KVCache& kv, int64_t layer,
                                 const AttentionShape& s) {
     const int64_t H = s.n_head, HD = s.head_dim, group = H / s.n_head_kv, C = H * HD;
@@ -384,6 +385,7 @@ void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Row
     const DType tk = kv.type().k, tv = kv.type().v;
     const bool k16 = tk == DType::F16, v16 = tv == DType::F16, kq = quant::is_quantized(tk), vq = quant::is_quantized(tv);
     const DType qa = kq ? quant::activation_type(tk) : DType::F32;
+    const WeightType* wk = kq ? &weight_type(tk, "the KV cache's keys") : nullptr;
     const size_t krow = kv.k_row_bytes(), vrow = kv.v_row_bytes();
     const size_t khead = kq ? quant::row_bytes(tk, HD) : 0, vhead = vq ? quant::row_bytes(tv, HD) : 0;  // one head's bytes
     const int64_t n_ctx_ = kv.n_ctx();
@@ -413,15 +415,28 @@ void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Row
             }
             auto cell_of = [&](int64_t t) { return static_cast<size_t>(kv.cell(lo + t)); };  // key t of the n_keys
             float mx = -INFINITY;
-            for (int64_t t = 0; t < n_keys; ++t) {
-                const uint8_t* kr = Kb + cell_of(t) * krow;
-                float dot;
-                if (kq) dot = quant::vec_dot(tk, kr + kvh * khead, qblocks.data(), HD);
-                else if (k16) dot = kernels::dot_f16_acc64(reinterpret_cast<const uint16_t*>(kr) + kvh * HD, qi, HD);
-                else dot = kernels::dot(DType::F32, reinterpret_cast<const float*>(kr) + kvh * HD, qi, HD);
-                const float sc = dot * scale;
-                scores[t] = sc;
-                mx = std::max(mx, sc);
+            if (kq) {
+                // block keys: the SIMD block products over runs of consecutive cells (a ring wraps at most once)
+                for (int64_t t = 0; t < n_keys;) {
+                    const size_t c0 = cell_of(t);
+                    int64_t len = 1;
+                    while (t + len < n_keys && cell_of(t + len) == c0 + static_cast<size_t>(len)) ++len;
+                    wk->dot_quantized_rows(Kb + c0 * krow + kvh * khead, krow, qblocks.data(), scores + t, len, HD);
+                    t += len;
+                }
+                for (int64_t t = 0; t < n_keys; ++t) {
+                    scores[t] *= scale;
+                    mx = std::max(mx, scores[t]);
+                }
+            } else {
+                for (int64_t t = 0; t < n_keys; ++t) {
+                    const uint8_t* kr = Kb + cell_of(t) * krow;
+                    const float dot = k16 ? kernels::dot_f16_acc64(reinterpret_cast<const uint16_t*>(kr) + kvh * HD, qi, HD)
+                                          : kernels::dot(DType::F32, reinterpret_cast<const float*>(kr) + kvh * HD, qi, HD);
+                    const float sc = dot * scale;
+                    scores[t] = sc;
+                    mx = std::max(mx, sc);
+                }
             }
             if (cap > 0) {  // soft-capped scores (a model that has them; the loop above stays as lean as without)
                 mx = -INFINITY;
@@ -447,9 +462,8 @@ void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Row
             } else if (vq) {
                 std::fill(acc, acc + HD, 0.0);
                 for (int64_t t = 0; t < n_keys; ++t) {
-                    const double p = scores[t] * inv;
                     quant::dequantize(tv, Vb + cell_of(t) * vrow + kvh * vhead, qr, HD);
-                    for (int64_t d = 0; d < HD; ++d) acc[d] += p * qr[d];
+                    kernels::axpy_f32_acc64(acc, scores[t] * inv, qr, HD);
                 }
                 for (int64_t d = 0; d < HD; ++d) o[d] = static_cast<float>(acc[d]);
             } else {

@@ -37,6 +37,9 @@ float dot_f16_acc64_scalar(const uint16_t* k, const float* q, int64_t n) {
 void axpy_f16_acc64_scalar(double* acc, float p, const uint16_t* v, int64_t n) {
     for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<double>(p * f16_to_f32(v[i]));
 }
+void axpy_f32_acc64_scalar(double* acc, float p, const float* v, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<double>(p) * v[i];
+}
 template <class T, float (*AT)(const T*, int64_t)>
 void gemm_scalar(const void* Wv, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
     const T* W = static_cast<const T*>(Wv);
@@ -63,7 +66,7 @@ const KernelTable* table_scalar() {
         "scalar",
         dot_scalar<float, at_f32>, dot_scalar<uint16_t, at_f16>, dot_scalar<uint16_t, at_bf16>,
         cvt_f16_scalar, cvt_bf16_scalar,
-        dot_f16_acc64_scalar, axpy_f16_acc64_scalar,
+        dot_f16_acc64_scalar, axpy_f16_acc64_scalar, axpy_f32_acc64_scalar,
         dot_scalar<float, at_f32>, dot_scalar<uint16_t, at_f16>, dot_scalar<uint16_t, at_bf16>, 1,
         gemm_scalar<float, at_f32>, gemm_scalar<uint16_t, at_f16>, gemm_scalar<uint16_t, at_bf16>,
         nullptr, nullptr,
@@ -116,6 +119,7 @@ bool set_isa(const char* name) {
 
 float dot_f16_acc64(const uint16_t* k, const float* q, int64_t n) { return active().dot_f16_acc64(k, q, n); }
 void axpy_f16_acc64(double* acc, float p, const uint16_t* v, int64_t n) { active().axpy_f16_acc64(acc, p, v, n); }
+void axpy_f32_acc64(double* acc, float p, const float* v, int64_t n) { active().axpy_f32_acc64(acc, p, v, n); }
 
 int64_t stream_prefetch_bytes() {
     static const int64_t bytes = [] {

@@ -81,5 +81,7 @@ float dot(DType wt, const void* w, const float* x, int64_t n);
 // Attention over an f16 KV cache: f32 products summed in f64 (as ggml's f16 dot products do).
 float dot_f16_acc64(const uint16_t* k, const float* q, int64_t n);
 void axpy_f16_acc64(double* acc, float p, const uint16_t* v, int64_t n);
+// acc_i += p · v_i in f64 (the product exact): value rows widened from a quantised cache
+void axpy_f32_acc64(double* acc, float p, const float* v, int64_t n);
 
 }  // namespace llmforge::kernels

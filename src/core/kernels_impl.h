@@ -15,6 +15,7 @@ struct KernelTable {
     // Attention over an f16 KV cache, as ggml computes it: f32 products, f64 sums.
     float (*dot_f16_acc64)(const uint16_t* k, const float* q, int64_t n);     // Σ (f32)(k_i · q_i)
     void (*axpy_f16_acc64)(double* acc, float p, const uint16_t* v, int64_t n); // acc_i += (f32)(p · v_i)
+    void (*axpy_f32_acc64)(double* acc, float p, const float* v, int64_t n);    // acc_i += p · v_i, exact in f64
     // Single-accumulator dot products (see dot_row_seq) and the vector width they use.
     float (*dot_seq_f32)(const float* w, const float* x, int64_t n);
     float (*dot_seq_f16)(const uint16_t* w, const float* x, int64_t n);

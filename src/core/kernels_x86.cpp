@@ -339,6 +339,20 @@ void axpy_f16_acc64(double* acc, float p, const uint16_t* v, int64_t n) {
     for (; i < n; ++i) acc[i] += static_cast<double>(p * _cvtsh_ss(v[i]));
 }
 
+void axpy_f32_acc64(double* acc, float p, const float* v, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    const __m512d pv = _mm512_set1_pd(p);
+    for (; i + 8 <= n; i += 8)
+        _mm512_storeu_pd(acc + i, _mm512_fmadd_pd(pv, _mm512_cvtps_pd(_mm256_loadu_ps(v + i)), _mm512_loadu_pd(acc + i)));
+#else
+    const __m256d pv = _mm256_set1_pd(p);
+    for (; i + 4 <= n; i += 4)
+        _mm256_storeu_pd(acc + i, _mm256_fmadd_pd(pv, _mm256_cvtps_pd(_mm_loadu_ps(v + i)), _mm256_loadu_pd(acc + i)));
+#endif
+    for (; i < n; ++i) acc[i] += static_cast<double>(p) * v[i];
+}
+
 
 // ---------------------------------------------------------------------------------------------- GEMM (AVX2)
 // Y[i, r] = Σ_k X[i, k] · W[r, k] for the weight rows [r0, r1) and all n activation rows.
@@ -813,7 +827,7 @@ const KernelTable* LF_TABLE_FN() {
         LF_TABLE_NAME,
         dot_row<F32>, dot_row<F16>, dot_row<BF16>,
         convert_row<F16>, convert_row<BF16>,
-        dot_f16_acc64, axpy_f16_acc64,
+        dot_f16_acc64, axpy_f16_acc64, axpy_f32_acc64,
         dot_row_seq<F32>, dot_row_seq<F16>, dot_row_seq<BF16>, W,
         LF_GEMM(F32), LF_GEMM(F16), LF_GEMM(BF16),
         LF_TINYBLAS,

@@ -69,6 +69,10 @@ void WeightType::matmul_interleaved(const void*, const float*, float*, int64_t, 
     throw_runtime("%s weights have no interleaved form", dtype_name(type()));
 }
 
+void WeightType::dot_quantized_rows(const void*, size_t, const void*, float*, int64_t, int64_t) const {
+    throw_runtime("%s is not a quantised block type", dtype_name(type()));
+}
+
 namespace {
 
 // LLMFORGE_SEQ_MAX_ROWS overrides the f16/bf16 threshold (for measuring the two paths side by side).
@@ -287,6 +291,16 @@ public:
             for (int64_t r = r0; r < r1; ++r)
                 for (int64_t i = 0; i < n; ++i) Y[i * rows + r] = dot(t, w + static_cast<size_t>(r) * wrb, xp + static_cast<size_t>(i) * xrb, cols);
         });
+    }
+
+    void dot_quantized_rows(const void* W, size_t stride, const void* xq, float* y, int64_t rows, int64_t cols) const override {
+        const uint8_t* w = static_cast<const uint8_t*>(W);
+        if (const RowsFn f = simd_rows()) {
+            // one activation row: ldy 1 (the outputs side by side; never Q4_0's chain order, which needs ldy % 8 == 0)
+            f(t_, w, stride, static_cast<const uint8_t*>(xq), quant::row_bytes(act_, cols), y, 1, 1, 0, rows, cols);
+            return;
+        }
+        for (int64_t r = 0; r < rows; ++r) y[r] = quant::vec_dot(t_, w + static_cast<size_t>(r) * stride, xq, cols);
     }
 
     // Q4_0 interleaved by eight rows (quants.h), where this CPU has the kernel

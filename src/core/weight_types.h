@@ -57,6 +57,11 @@ public:
     virtual void interleave(const void* src, void* dst, int64_t rows, int64_t cols) const;
     virtual void matmul_interleaved(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) const;
 
+    // Block types: y[r] = W[r] · xq for `rows` rows `stride` bytes apart, xq one row of `cols` values already quantised
+    // to the type's activation type (quant::quantize_activations) — a quantised KV cache's keys against one query
+    // head. The calling thread only; the active instruction set's block products (throws for plain types).
+    virtual void dot_quantized_rows(const void* W, size_t stride, const void* xq, float* y, int64_t rows, int64_t cols) const;
+
 protected:
     using GemmFn = void (*)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
     // the packed GEMM of the active instruction set for this type, and up to how many rows the row-wise tiles beat it
