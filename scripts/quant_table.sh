@@ -47,7 +47,7 @@ done
 names="f16 $types Q4_K_M-imatrix Q3_K_M-imatrix"
 for t in $names; do
   s=$out/scores/$t.llmforge.json
-  [ -s "$s" ] || $bin perplexity -m "$q/$t.gguf" -f "$heldout" -c "$ctx" --chunks "$chunks" --kl-base "$q/f16.gguf" --json > "$s.tmp" && mv "$s.tmp" "$s"
+  [ -s "$s" ] || { $bin perplexity -m "$q/$t.gguf" -f "$heldout" -c "$ctx" --chunks "$chunks" --kl-base "$q/f16.gguf" --json > "$s.tmp" && mv "$s.tmp" "$s"; }
 done
 if [ -n "$llama" ]; then
   [ -s "$out/scores/f16.llama.txt" ] ||
