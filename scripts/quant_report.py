@@ -2,7 +2,7 @@
 """The quality table of scripts/quant_table.sh: per type and mix, the file's size and bits per weight, llmforge's
 perplexity and KL divergence to the f16 model on the held-out chunks, and llama-perplexity's figures for the same files
 beside them where they were measured. Writes the Markdown table to stdout and the plot of perplexity against bits per
-weight to OUT/ppl_vs_bpw.svg.
+weight (and of the mean KL divergence against it) to OUT/ppl_vs_bpw.svg.
 
     python3 scripts/quant_report.py runs/quant-table > runs/quant-table/report.md
 """
@@ -30,35 +30,50 @@ def llama_figures(path):
     return f
 
 
-def svg_plot(points, path):
-    """Perplexity (log scale) against bits per weight, one labelled dot per file: plain SVG, no plotting library."""
-    W, H, L, R, T, B = 720, 440, 70, 20, 30, 50
+def panel(points, y_of, ylabel, ticks, left, top, width, height):
+    """One scatter panel: x = bits per weight, y = y_of(point) on a log scale; returns SVG elements."""
     xs = [p[1] for p in points]
-    ys = [math.log(p[2]) for p in points]
-    x0, x1 = math.floor(min(xs)) - 0.5, math.ceil(max(xs)) + 0.5
-    y0, y1 = min(ys), max(ys)
-    pad = (y1 - y0) * 0.08 or 0.05
-    y0, y1 = y0 - pad, y1 + pad
-    px = lambda x: L + (x - x0) / (x1 - x0) * (W - L - R)
-    py = lambda y: T + (y1 - y) / (y1 - y0) * (H - T - B)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
-           f'<rect width="{W}" height="{H}" fill="white"/>',
-           f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="black"/>',
-           f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="black"/>']
-    for b in range(int(math.ceil(x0)), int(math.floor(x1)) + 1):
-        out.append(f'<line x1="{px(b):.1f}" y1="{H - B}" x2="{px(b):.1f}" y2="{H - B + 4}" stroke="black"/>')
-        out.append(f'<text x="{px(b):.1f}" y="{H - B + 16}" text-anchor="middle">{b}</text>')
+    ys = [math.log(y_of(p)) for p in points]
+    xa, xb = math.floor(min(xs)) - 0.5, math.ceil(max(xs)) + 0.5
+    ya, yb = min(ys), max(ys)
+    pad = (yb - ya) * 0.08 or 0.05
+    ya, yb = ya - pad, yb + pad
+    px = lambda x: left + (x - xa) / (xb - xa) * width
+    py = lambda y: top + (yb - y) / (yb - ya) * height
+    bottom = top + height
+    out = [f'<line x1="{left}" y1="{bottom}" x2="{left + width}" y2="{bottom}" stroke="black"/>',
+           f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="black"/>']
+    for b in range(int(math.ceil(xa)), int(math.floor(xb)) + 1):
+        out.append(f'<line x1="{px(b):.1f}" y1="{bottom}" x2="{px(b):.1f}" y2="{bottom + 4}" stroke="black"/>')
+        out.append(f'<text x="{px(b):.1f}" y="{bottom + 16}" text-anchor="middle">{b}</text>')
     for k in range(5):
-        y = y0 + (y1 - y0) * k / 4
-        out.append(f'<line x1="{L - 4}" y1="{py(y):.1f}" x2="{L}" y2="{py(y):.1f}" stroke="black"/>')
-        out.append(f'<text x="{L - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{math.exp(y):.2f}</text>')
-    out.append(f'<text x="{(L + W - R) / 2}" y="{H - 12}" text-anchor="middle">bits per weight (whole file)</text>')
-    out.append(f'<text x="16" y="{(T + H - B) / 2}" text-anchor="middle" transform="rotate(-90 16 {(T + H - B) / 2})">'
-               'held-out perplexity (log scale)</text>')
-    for name, x, ppl in points:
+        y = ya + (yb - ya) * k / 4
+        out.append(f'<line x1="{left - 4}" y1="{py(y):.1f}" x2="{left}" y2="{py(y):.1f}" stroke="black"/>')
+        out.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{ticks(math.exp(y))}</text>')
+    out.append(f'<text x="{left + width / 2}" y="{bottom + 36}" text-anchor="middle">bits per weight (whole file)</text>')
+    out.append(f'<text x="{left - 58}" y="{top + height / 2}" text-anchor="middle" transform="rotate(-90 {left - 58} {top + height / 2})">'
+               f'{ylabel}</text>')
+    # labels alternate right/left of their dots by bits per weight, so that neighbours do not overwrite each other
+    for k, p in enumerate(sorted(points, key=lambda p: p[1])):
+        name, x = p[0], p[1]
         color = "#c0392b" if "imatrix" in name else ("#2c3e50" if name != "f16" else "#27ae60")
-        out.append(f'<circle cx="{px(x):.1f}" cy="{py(math.log(ppl)):.1f}" r="3.5" fill="{color}"/>')
-        out.append(f'<text x="{px(x) + 5:.1f}" y="{py(math.log(ppl)) - 4:.1f}" fill="{color}">{name}</text>')
+        cx, cy = px(x), py(math.log(y_of(p)))
+        right = k % 2 == 0
+        out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" fill="{color}"/>')
+        out.append(f'<text x="{cx + (6 if right else -6):.1f}" y="{cy + 4:.1f}" fill="{color}" '
+                   f'text-anchor="{"start" if right else "end"}">{name}</text>')
+    return out
+
+
+def svg_plot(points, path):
+    """Two panels against bits per weight, one labelled dot per file: held-out perplexity, and the mean KL divergence
+    from the f16 model (files other than f16). Plain SVG, no plotting library."""
+    W, H = 1100, 460
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{W}" height="{H}" fill="white"/>']
+    out += panel(points, lambda p: p[2], "held-out perplexity (log scale)", lambda v: f"{v:.2f}", 90, 20, 430, 380)
+    quant = [p for p in points if p[0] != "f16"]
+    out += panel(quant, lambda p: p[3], "mean KL divergence from f16 (log scale)", lambda v: f"{v:.1e}", 650, 20, 430, 380)
     out.append("</svg>")
     open(path, "w").write("\n".join(out) + "\n")
 
@@ -100,7 +115,7 @@ def main():
             a, b = by[t]["kl_divergence"]["mean"], by[f"{t}-imatrix"]["kl_divergence"]["mean"]
             print(f"\n{t}: mean KL divergence {a:.6f} without the importance matrix, {b:.6f} with it ({b / a:.3f}x).", end="")
     print()
-    svg_plot([(t, bpw, o["ppl"]) for t, _, bpw, o, _ in rows], os.path.join(out, "ppl_vs_bpw.svg"))
+    svg_plot([(t, bpw, o["ppl"], o.get("kl_divergence", {}).get("mean", 0)) for t, _, bpw, o, _ in rows], os.path.join(out, "ppl_vs_bpw.svg"))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <cstring>
 #include <vector>
 
@@ -121,16 +124,26 @@ float dot_f16_acc64(const uint16_t* k, const float* q, int64_t n) { return activ
 void axpy_f16_acc64(double* acc, float p, const uint16_t* v, int64_t n) { active().axpy_f16_acc64(acc, p, v, n); }
 void axpy_f32_acc64(double* acc, float p, const float* v, int64_t n) { active().axpy_f32_acc64(acc, p, v, n); }
 
-int64_t stream_prefetch_bytes() {
-    static const int64_t bytes = [] {
-        if (const char* v = std::getenv("LLMFORGE_PREFETCH"); v && *v) return std::max<int64_t>(0, std::atoll(v));
+int64_t stream_prefetch_bytes(size_t element_bytes) {
+    struct Choice { int64_t wide, narrow; };  // 4-byte rows, 2-byte rows
+    static const Choice c = [] {
+        if (const char* v = std::getenv("LLMFORGE_PREFETCH"); v && *v) {
+            const int64_t b = std::max<int64_t>(0, std::atoll(v));
+            return Choice{b, b};
+        }
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_cpu_init();
-        if (__builtin_cpu_is("intel")) return int64_t{2048};
+        if (__builtin_cpu_is("intel")) return Choice{2048, 2048};
+        if (__builtin_cpu_is("amd")) {
+            unsigned a, b, cx, d;
+            __cpuid(1, a, b, cx, d);
+            const unsigned family = ((a >> 8) & 0xF) + ((a >> 8 & 0xF) == 0xF ? (a >> 20) & 0xFF : 0);
+            if (family >= 0x1A) return Choice{1024, 0};
+        }
 #endif
-        return int64_t{0};
+        return Choice{0, 0};
     }();
-    return bytes;
+    return element_bytes >= 4 ? c.wide : c.narrow;
 }
 
 void tanh(const float* x, float* y, int64_t n) { active().tanh(x, y, n); }

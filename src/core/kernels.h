@@ -15,11 +15,15 @@ const char* isa_name();
 // Force a given ISA ("avx512", "avx2", "scalar"); returns false if the CPU lacks it. For tests.
 bool set_isa(const char* name);
 // How many bytes ahead a lone weight row's dot product (decoding's matrix-vector products of f32, f16 and bf16)
-// prefetches its weights; 0: none, the hardware prefetchers alone. Chosen per CPU vendor by measurement: on the Intel
-// Xeon (Sapphire Rapids, 2 vCPUs) 2 KiB ahead decoded TinyLlama-1.1B f16 at 11.1 t/s against 7.7 without (1 KiB 9.9,
-// 4 KiB 10.0); on AMD Zen 4 prefetching measured slower (23.0 / 15.7 / 15.8 t/s without against 20.1 / 15.2 / 14.4),
-// so none there. LLMFORGE_PREFETCH=BYTES overrides it (for measuring).
-int64_t stream_prefetch_bytes();
+// prefetches its weights, for weights of element_bytes bytes; 0: none, the hardware prefetchers alone. Chosen per
+// microarchitecture by measurement (TinyLlama-1.1B decoding, 2 threads):
+//   Intel Xeon (Sapphire Rapids): 2 KiB ahead, every type — f16 11.1 t/s against 7.7 without (1 KiB 9.9, 4 KiB 10.0);
+//   AMD Zen 4 (family 0x19): none — prefetching measured slower (f16 23.0 / 15.7 / 15.8 t/s without, 20.1 / 15.2 /
+//     14.4 with);
+//   AMD Zen 5 (family 0x1A) and later: 1 KiB for f32 rows (9.2 -> 10.8 t/s; 2 KiB the same), none for 2-byte rows (f16
+//     23.7–28.5 t/s with and without: no gain beyond the noise).
+// LLMFORGE_PREFETCH=BYTES overrides it for every type (for measuring).
+int64_t stream_prefetch_bytes(size_t element_bytes);
 
 // y[r] = sum_c W[r, c] * x[c]   for r in [0, rows). f16 weights multiply x rounded to f16 (as llama.cpp does).
 void matvec(DType wt, const void* W, const float* x, float* y, int64_t rows, int64_t cols, ThreadPool& pool);

@@ -17,7 +17,7 @@
 #include "core/ggml_math.h"
 
 namespace llmforge::kernels {
-int64_t stream_prefetch_bytes();  // kernels.h (whose other names this file's own kernels share)
+int64_t stream_prefetch_bytes(size_t element_bytes);  // kernels.h (whose other names this file's own kernels share)
 namespace {
 
 #if defined(__AVX512F__)
@@ -82,9 +82,9 @@ struct BF16 { using T = uint16_t;
     static vf load(const T* p) { return load_bf16(p); }
     static float at(const T* p, int64_t i) { return bf16_scalar(p[i]); } };
 
-// Lone rows: on AMD they stream without software prefetch (the hardware prefetchers follow one sequential stream), as
-// llama.cpp's dot products do; on Intel 2 KiB ahead (stream_prefetch_bytes, kernels.h: f16 decoding 35 % faster on
-// the Xeon). AMD, measured on 2026-11-29, in one process alternating, on 16 f16 matrices of 5632 × 2048 against
+// Lone rows: on AMD Zen 4 they stream without software prefetch (the hardware prefetchers follow one sequential
+// stream), as llama.cpp's dot products do; on Intel 2 KiB ahead, on Zen 5 1 KiB for f32 rows (stream_prefetch_bytes,
+// kernels.h: f16 decoding 35 % faster on the Xeon, f32 18 % on Zen 5). AMD Zen 4, measured on 2026-11-29, in one process alternating, on 16 f16 matrices of 5632 × 2048 against
 // prefetching 2 KiB ahead: one thread 29.9–32.0 GB/s against 26.3–29.3 with prefetcht0 (19 with prefetcht1); two
 // threads 35.6–36.4 against 34.9–37.1. TinyLlama-1.1B decoding on 2 threads, alternating with the prefetcht0 build:
 // f16 23.0 / 15.7 / 15.8 t/s against 20.1 / 15.2 / 14.4, f32 7.7 / 8.1 / 8.0 against 7.7 / 7.9 / 7.9. An earlier VM
@@ -110,7 +110,7 @@ float dot_row(const typename L::T* w, const typename X::T* x, int64_t n) {
     int64_t i = 0;
     // where this CPU streams faster with software prefetch (kernels.h: stream_prefetch_bytes), the weights that many
     // bytes ahead, one prefetch per cache line consumed (the same products: only the loop's memory hints differ)
-    if (const int64_t ahead = stream_prefetch_bytes(); ahead > 0) {
+    if (const int64_t ahead = stream_prefetch_bytes(sizeof(typename L::T)); ahead > 0) {
         constexpr int64_t step = 4 * W * static_cast<int64_t>(sizeof(typename L::T));
         const char* pf = reinterpret_cast<const char*>(w) + ahead;
         for (; i + 4 * W <= n; i += 4 * W, pf += step) {

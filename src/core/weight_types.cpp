@@ -3,6 +3,7 @@
 #include "core/weight_types.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -75,11 +76,49 @@ void WeightType::dot_quantized_rows(const void*, size_t, const void*, float*, in
 
 namespace {
 
+using Gemm = void (*)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
+
 // LLMFORGE_SEQ_MAX_ROWS overrides the f16/bf16 threshold (for measuring the two paths side by side).
-const int64_t kSeqMaxRows16 = [] {
+int64_t seq_max_rows_env() {
     const char* v = std::getenv("LLMFORGE_SEQ_MAX_ROWS");
-    return v && *v ? std::max<int64_t>(1, std::atoll(v)) : int64_t{128};
+    return v && *v ? std::max<int64_t>(1, std::atoll(v)) : 0;
+}
+const int64_t kSeqMaxRows16 = [] {
+    const int64_t e = seq_max_rows_env();
+    return e ? e : int64_t{128};
 }();
+
+// Up to how many activation rows f16 weights take the row-wise tiles rather than the packed GEMM, by measurement on
+// this CPU, once per process: the crossing differs by microarchitecture. On AMD Zen 4 the tiles still led at 128 rows;
+// on Zen 5, whose FMA units are a full 512 bits wide, the GEMM leads from 64 (TinyLlama-1.1B f16, 2 threads: 16 rows
+// 127 t/s tiles / 82 GEMM, 32 rows 121 / 113, 64 rows 115 / 131, 128 rows 115 / 148). Measured: a 256 × 2048 f16
+// matrix times 64 rows, both kernels, one thread, best of three (about 3 ms): the GEMM faster gives 32, else 128.
+int64_t f16_seq_max_rows() {
+    static const int64_t v = [] {
+        if (const int64_t e = seq_max_rows_env()) return e;
+        const KernelTable& k = active();
+        if (!k.gemm_f16 || !k.gemm_seq_f16) return int64_t{128};
+        constexpr int64_t rows = 256, K = 2048, n = 64;
+        std::vector<uint16_t> W(static_cast<size_t>(rows * K));
+        std::vector<float> X(static_cast<size_t>(n * K)), Y(static_cast<size_t>(n * rows));
+        uint32_t state = 12345;
+        auto next = [&] { state = state * 1664525u + 1013904223u; return static_cast<float>(state >> 8) / 16777216.0f - 0.5f; };
+        for (auto& w : W) w = f32_to_f16(next() * 0.1f);
+        for (auto& x : X) x = f16_to_f32(f32_to_f16(next()));
+        auto best = [&](Gemm f) {
+            double t = 1e30;
+            for (int rep = 0; rep < 3; ++rep) {
+                const auto t0 = std::chrono::steady_clock::now();
+                f(W.data(), X.data(), Y.data(), n, rows, K, 0, rows);
+                t = std::min(t, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+            }
+            return t;
+        };
+        const double tiles = best(k.gemm_seq_f16), gemm = best(k.gemm_f16);
+        return gemm < tiles ? int64_t{32} : int64_t{128};
+    }();
+    return v;
+}
 
 // The calling thread's copy of X with each value rounded to f16 (the workers read it).
 const float* rounded_f16(const float* X, int64_t count) {
@@ -93,7 +132,6 @@ const float* rounded_f16(const float* X, int64_t count) {
 }
 
 // contiguous ranges of rows, in groups of 4 (the tile height), one range per thread
-using Gemm = void (*)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
 void rowwise_tiles(Gemm f, const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) {
     const int64_t groups = (rows + 3) / 4;
     pool.parallel_for(groups, [&](int64_t g0, int64_t g1) { f(W, X, Y, n, rows, cols, g0 * 4, std::min(rows, g1 * 4)); });
@@ -210,7 +248,7 @@ public:
 
 protected:
     GemmFn gemm() const override { return active().gemm_f16; }
-    int64_t seq_max_rows() const override { return kSeqMaxRows16; }
+    int64_t seq_max_rows() const override { return f16_seq_max_rows(); }
 };
 
 // ---- bf16: the activations rounded to bf16 first (llama.cpp's vec_dot_type for bf16)
