@@ -13,7 +13,7 @@ const prompts = Array.from({ length: 64 }, (_, i) => `Request ${i}: once upon a 
 
 function stream(prompt) {
   return new Promise((resolve, reject) => {
-    const body = JSON.stringify({ model, prompt, max_tokens: T, n_predict: T, temperature: 0, ignore_eos: true, stream: true, cache_prompt: false });
+    const body = JSON.stringify({ model, prompt, max_tokens: T, temperature: 0, ignore_eos: true, stream: true, cache_prompt: false });
     const t0 = process.hrtime.bigint();
     const times = [];
     let text = '', buf = '';
