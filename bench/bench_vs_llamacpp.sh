@@ -34,7 +34,7 @@ for dt in $DTYPES; do
 done
 
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus; $(date -u +%Y-%m-%d)"
-echo "llama.cpp: $(git -C "$LLAMA_CPP_SRC" rev-parse --short HEAD 2>/dev/null || echo unknown); llmforge: $(git rev-parse --short HEAD)"
+echo "llama.cpp: $(git -C "$LLAMA_CPP_SRC" rev-parse --short HEAD 2>/dev/null || echo "${LLAMA_CPP_COMMIT:-unknown (not a git checkout: LLAMA_CPP_COMMIT names it)}"); llmforge: $(git rev-parse --short HEAD)"
 # Both tools map the file by default; "no-mmap" rows read the weights into memory first (llama-bench -mmp 0,
 # llmforge --no-mmap). This VM's memory bandwidth drifts by up to ±25 % over minutes, so the whole matrix runs ROUNDS
 # times, each pair back to back (llama.cpp, then llmforge, REPS repetitions each): the drift hits both alike, and the
