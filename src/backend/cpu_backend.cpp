@@ -386,6 +386,7 @@ void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Row
     const bool k16 = tk == DType::F16, v16 = tv == DType::F16, kq = quant::is_quantized(tk), vq = quant::is_quantized(tv);
     const DType qa = kq ? quant::activation_type(tk) : DType::F32;
     const WeightType* wk = kq ? &weight_type(tk, "the KV cache's keys") : nullptr;
+    const WeightType* wv = vq ? &weight_type(tv, "the KV cache's values") : nullptr;
     const size_t krow = kv.k_row_bytes(), vrow = kv.v_row_bytes();
     const size_t khead = kq ? quant::row_bytes(tk, HD) : 0, vhead = vq ? quant::row_bytes(tv, HD) : 0;  // one head's bytes
     const int64_t n_ctx_ = kv.n_ctx();
@@ -462,7 +463,7 @@ void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Row
             } else if (vq) {
                 std::fill(acc, acc + HD, 0.0);
                 for (int64_t t = 0; t < n_keys; ++t) {
-                    quant::dequantize(tv, Vb + cell_of(t) * vrow + kvh * vhead, qr, HD);
+                    wv->to_f32(Vb + cell_of(t) * vrow + kvh * vhead, qr, HD);
                     kernels::axpy_f32_acc64(acc, scores[t] * inv, qr, HD);
                 }
                 for (int64_t d = 0; d < HD; ++d) o[d] = static_cast<float>(acc[d]);

@@ -851,4 +851,38 @@ void LF_ROWS_FN(DType t, const uint8_t* W, size_t wrb, const uint8_t* X, size_t 
     }
 }
 
+#if !defined(LLMFORGE_VNNI)
+// n values of a Q8_0 or Q4_0 row to f32 (AVX2; built once): dequantize()'s values exactly — each q converted to float
+// (exact) and multiplied by the block's f16 scale, as dq_q8_0 / dq_q4_0 do. Returns false for other types.
+bool widen_avx2(DType t, const void* src, float* dst, int64_t n) {
+    const int64_t nb = n / 32;
+    if (t == DType::Q8_0) {
+        const BlockQ8_0* x = static_cast<const BlockQ8_0*>(src);
+        for (int64_t b = 0; b < nb; ++b, dst += 32) {
+            const __m256 d = _mm256_set1_ps(h2f(x[b].d));
+            for (int k = 0; k < 4; ++k) {
+                const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].qs + 8 * k));
+                _mm256_storeu_ps(dst + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d));
+            }
+        }
+        return true;
+    }
+    if (t == DType::Q4_0) {
+        const BlockQ4_0* x = static_cast<const BlockQ4_0*>(src);
+        for (int64_t b = 0; b < nb; ++b, dst += 32) {
+            const __m256 d = _mm256_set1_ps(h2f(x[b].d));
+            // bytes 0..15: the low nibbles (values 0..15), 16..31: the high ones (16..31), each minus 8
+            const __m256i q = _mm256_sub_epi8(nibbles32(x[b].qs), _mm256_set1_epi8(8));
+            const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+            _mm256_storeu_ps(dst, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), d));
+            _mm256_storeu_ps(dst + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), d));
+            _mm256_storeu_ps(dst + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), d));
+            _mm256_storeu_ps(dst + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), d));
+        }
+        return true;
+    }
+    return false;
+}
+#endif
+
 }  // namespace llmforge::quant::x86

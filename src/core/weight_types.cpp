@@ -25,6 +25,7 @@ void rows_avx2(DType t, const uint8_t* W, size_t wrb, const uint8_t* X, size_t x
 void rows_vnni(DType t, const uint8_t* W, size_t wrb, const uint8_t* X, size_t xrb, float* Y, int64_t ldy, int64_t n, int64_t r0, int64_t r1, int64_t cols);
 void rows8_q4_0_avx2(const uint8_t* W, const uint8_t* X, size_t xrb, float* Y, int64_t ldy, int64_t n, int64_t r0, int64_t r1, int64_t cols);
 void rows8_q4_0_vnni(const uint8_t* W, const uint8_t* X, size_t xrb, float* Y, int64_t ldy, int64_t n, int64_t r0, int64_t r1, int64_t cols);
+bool widen_avx2(DType t, const void* src, float* dst, int64_t n);
 }  // namespace quant::x86
 namespace kernels::detail {  // gemm_avx512.cpp (AVX512-BF16)
 void round_to_bf16_avx512(const float* x, uint16_t* y, int64_t n);
@@ -297,12 +298,24 @@ protected:
 // (Q8_0, Q8_1 or Q8_K) once per product, then every weight row's integer dot products are taken with them.
 class Quantized final : public WeightType {
 public:
-    explicit Quantized(DType t) : t_(t), act_(quant::activation_type(t)) {}
+    explicit Quantized(DType t) : t_(t), act_(quant::activation_type(t)) {
+#if defined(LLMFORGE_X86)
+        __builtin_cpu_init();
+        simd_widen_ = (t == DType::Q8_0 || t == DType::Q4_0) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+#endif
+    }
     DType type() const override { return t_; }
     int64_t block_elems() const override { return quant::block_elems(t_); }
     size_t block_bytes() const override { return quant::block_bytes(t_); }
     size_t alignment() const override { return 1; }  // blocks are read byte-wise (their f16 fields unaligned)
-    void to_f32(const void* src, float* dst, int64_t n) const override { quant::dequantize(t_, src, dst, n); }
+    // Q8_0 and Q4_0 rows widened with AVX2 where the CPU has it (the same values; a quantised KV cache's value rows and
+    // QLoRA's tiles), the others by dequantize()
+    void to_f32(const void* src, float* dst, int64_t n) const override {
+#if defined(LLMFORGE_X86)
+        if (simd_widen_ && quant::x86::widen_avx2(t_, src, dst, n)) return;
+#endif
+        quant::dequantize(t_, src, dst, n);
+    }
     void from_f32(const float* src, void* dst, int64_t n) const override { quant::quantize(t_, src, dst, 1, n); }
     float dot(const void* w, const float* x, int64_t n) const override {
         const std::vector<uint8_t>& xq = activations(x, 1, n);
@@ -396,6 +409,7 @@ private:
         return buf;
     }
     DType t_, act_;
+    bool simd_widen_ = false;  // to_f32 through quant::x86::widen_avx2
 };
 
 }  // namespace

@@ -140,6 +140,10 @@ TEST_P(QuantsVsGgml, SameBytesAndSameFloats) {
         quant::dequantize(c.type, theirs.data(), a.data(), rows * n);
         dequant(theirs.data(), b.data(), rows * n);
         EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0) << c.name << ": dequantised values differ";
+        // the weight type's widening (AVX2 for Q8_0 and Q4_0: a quantised cache's value rows, QLoRA's tiles): the same
+        std::vector<float> wide(a.size());
+        weight_type(c.type, "test").to_f32(theirs.data(), wide.data(), rows * n);
+        EXPECT_EQ(std::memcmp(wide.data(), b.data(), wide.size() * 4), 0) << c.name << ": WeightType::to_f32 differs";
         // and the quantisation error is what the type promises (a sanity bound, not the reference)
         double err = 0, ref = 0;
         for (size_t i = 0; i < a.size(); ++i) {
