@@ -85,10 +85,10 @@ struct BF16 { using T = uint16_t;
 // Lone rows: on AMD Zen 4 they stream without software prefetch (the hardware prefetchers follow one sequential
 // stream), as llama.cpp's dot products do; on Intel 2 KiB ahead, on Zen 5 1 KiB for f32 rows (stream_prefetch_bytes,
 // kernels.h: f16 decoding 35 % faster on the Xeon, f32 18 % on Zen 5). AMD Zen 4, measured on 2026-11-29, in one
-// process alternating, on 16 f16 matrices of 5632 × 2048 against prefetching 2 KiB ahead: one thread 29.9–32.0 GB/s against 26.3–29.3 with prefetcht0 (19 with prefetcht1); two
-// threads 35.6–36.4 against 34.9–37.1. TinyLlama-1.1B decoding on 2 threads, alternating with the prefetcht0 build:
-// f16 23.0 / 15.7 / 15.8 t/s against 20.1 / 15.2 / 14.4, f32 7.7 / 8.1 / 8.0 against 7.7 / 7.9 / 7.9. An earlier VM
-// had measured f32 45 GB/s with the prefetch and 37 without.
+// process alternating, on 16 f16 matrices of 5632 × 2048 against prefetching 2 KiB ahead: one thread 29.9–32.0 GB/s
+// against 26.3–29.3 with prefetcht0 (19 with prefetcht1); two threads 35.6–36.4 against 34.9–37.1. TinyLlama-1.1B
+// decoding on 2 threads, alternating with the prefetcht0 build: f16 23.0 / 15.7 / 15.8 t/s against 20.1 / 15.2 / 14.4,
+// f32 7.7 / 8.1 / 8.0 against 7.7 / 7.9 / 7.9. An earlier VM had measured f32 45 GB/s with the prefetch and 37 without.
 // One row · x: four accumulators over blocks of 4 vectors, combined pairwise (0+2, 1+3), then across lanes;
 // the tail is summed in f32 for f32 weights and in f64 otherwise (ggml_vec_dot_f32 / ggml_vec_dot_f16's order).
 // How dot_row ends: the four accumulators combined (0+2, 1+3), summed across lanes, and the tail added.
