@@ -15,9 +15,8 @@ cd "$(dirname "$0")/.."
 out=${OUT:-runs/qlora-demo}
 bin=build/llmforge
 mkdir -p "$out"
-[ -s "$out/corpus/train_en.txt" ] || node bench/tokenizer_corpus.mjs "$out/corpus" 60 0
-[ -s "$out/tok8k.json" ] || $bin tokenizer train --input "$out/corpus/train_en.txt" --vocab-size 8192 -o "$out/tok8k.json"
-[ -s "$out/data/data.json" ] || $bin prepare --input "$out/corpus/train_en.txt" --tokenizer "$out/tok8k.json" -o "$out/data" --json > "$out/prepare-report.json"
+source scripts/english_data.sh
+english_data "$out" "$bin"
 if [ ! -s "$out/pretrain/model.gguf" ]; then
   resume=(); [ -d "$out/pretrain/checkpoint" ] && resume=(--resume)
   $bin pretrain --preset gpt2-tiny --layers 6 --d-model 256 --heads 4 --d-ff 1024 --data "$out/data" -o "$out/pretrain" \

@@ -22,9 +22,8 @@ ctx=${CTX:-256}
 llama=${LLAMA_CPP_BIN:-}
 types="Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4_0 IQ4_NL IQ4_XS Q3_K_L Q3_K_M Q3_K_S Q2_K"
 mkdir -p "$out"
-[ -s "$out/corpus/train_en.txt" ] || node bench/tokenizer_corpus.mjs "$out/corpus" 60 0
-[ -s "$out/tok8k.json" ] || $bin tokenizer train --input "$out/corpus/train_en.txt" --vocab-size 8192 -o "$out/tok8k.json"
-[ -s "$out/data/data.json" ] || $bin prepare --input "$out/corpus/train_en.txt" --tokenizer "$out/tok8k.json" -o "$out/data" --json > "$out/prepare-report.json"
+source scripts/english_data.sh
+english_data "$out" "$bin"
 if [ ! -s "$out/pretrain/model.gguf" ]; then
   resume=(); [ -d "$out/pretrain/checkpoint" ] && resume=(--resume)
   $bin pretrain --preset llama-small --layers 8 --d-model 768 --heads 12 --kv-heads 4 --d-ff 2048 --data "$out/data" -o "$out/pretrain" \
