@@ -144,9 +144,10 @@ void add_serve(CLI::App& app) {
                 while (api.in_flight() > 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
                 if (api.in_flight() > 0) std::fprintf(stderr, "llmforge: cancelling %d request(s) still running\n", api.in_flight());
                 for (auto& m : models) m.engine->shutdown(true);
-                // let the cancelled answers be written
+                // let the last answers be written: a finished request's closing chunks may still be queued on its
+                // socket (a loaded machine takes more than a few milliseconds); a client that stopped reading gets 5 s
                 for (int i = 0; i < 100 && api.in_flight() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                for (int i = 0; i < 500 && srv.answering() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
                 srv.stop();
             });
         });

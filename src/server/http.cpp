@@ -75,6 +75,7 @@ struct Server::Impl {
     tcp::acceptor acceptor{ioc};
     net::signal_set signals{ioc};
     std::atomic<size_t> conns{0};
+    std::atomic<size_t> answering{0};  // exchanges begun and not yet written out (see Session::answering_)
     std::function<void(int)> on_signal;
     void accept();
     void arm_signals();
@@ -135,7 +136,10 @@ public:
         const auto ep = sock_.remote_endpoint(ec);
         remote_ = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
     }
-    ~Session() { --srv_.conns; }
+    ~Session() {
+        set_answering(false);
+        --srv_.conns;
+    }
 
     void start() { net::dispatch(strand_, [self = shared_from_this()] { self->read_header(); }); }
 
@@ -247,7 +251,16 @@ private:
                                                                                   "\",\"type\":\"server_error\",\"param\":null,\"code\":null}}", {}});
         }
     }
+    // An exchange counts from its request to the last byte of its answer written (or the client gone), so that a
+    // graceful stop can wait for answers that the API has finished but the socket has not yet sent.
+    void set_answering(bool on) {
+        if (on == answering_) return;
+        answering_ = on;
+        if (on) ++srv_.answering;
+        else --srv_.answering;
+    }
     void begin_exchange() {
+        set_answering(true);
         ex_ = std::make_shared<ExchangeImpl>(shared_from_this());
         status_ = 0;
         bytes_ = 0;
@@ -310,6 +323,7 @@ private:
                      bytes_, ms, gone_ ? ",\"client_gone\":true" : "", extra.empty() ? "" : ",", extra.c_str()));
     }
     void done() {  // the answer is written
+        set_answering(false);
         log_line();
         auto ex = std::move(ex_);
         if (ex) ex->drop();
@@ -357,6 +371,7 @@ private:
         }));
     }
     void client_gone() {
+        set_answering(false);
         if (gone_) return;
         gone_ = true;
         out_.clear();
@@ -392,6 +407,7 @@ private:
     std::deque<std::string> out_;
     bool linger_ = false;
     size_t drained_ = 0;
+    bool answering_ = false;
     bool writing_ = false, finishing_ = false, keep_alive_ = true, watching_ = false, next_after_watch_ = false, gone_ = false;
     Clock::time_point t0_;
 };
@@ -528,6 +544,8 @@ void Server::stop() {
 }
 
 size_t Server::connections() const { return impl_->conns.load(); }
+
+size_t Server::answering() const { return impl_->answering.load(); }
 
 
 }  // namespace llmforge::http

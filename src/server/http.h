@@ -73,6 +73,7 @@ public:
     void stop_accepting();  // closes the listening socket; open connections go on
     void stop();            // ends everything
     size_t connections() const;
+    size_t answering() const;  // requests whose answer is not yet all written (or abandoned by a gone client)
     void on_signal(std::function<void(int)> fn);  // SIGINT / SIGTERM
 
     struct Impl;  // (public so the connection code can reach it; defined in http.cpp only)
