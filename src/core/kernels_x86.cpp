@@ -565,6 +565,7 @@ void tanh_rows(const float* x, float* y, int64_t n) {
 // 12 activations: 24 FMAs per 2 loads + 12 broadcasts, no horizontal sums. A panel (32 × KC) is packed once and used by
 // every group of 12 activation rows of the block.
 constexpr int NP = 32, MRB = 12;
+constexpr _mm_hint PANEL_HINT = _MM_HINT_T1;  // (T0 measured the same)
 
 // P[k][j] = W[r + j][k0 + k] for j < nr (zero beyond), k < kn.
 template <class L>
@@ -646,35 +647,57 @@ inline float* aligned64(std::vector<float>& store, size_t n) {
 // The blocked loops shared by both weight layouts: per block of TB activation rows and chunk of KC values of k, the
 // rows are packed k-major once, then for each panel of NP weight rows (panel_of(r, nr, k0, kn) gives it, k-major) every
 // group of MRB rows runs the tile.
-template <class PanelOf>
-void gemm_blocked(const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1, PanelOf panel_of) {
+template <class PanelOf, class Prefetch>
+void gemm_blocked(const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1, PanelOf panel_of, Prefetch prefetch) {
     thread_local std::vector<float> xbuf_store;
     float* Xp = aligned64(xbuf_store, static_cast<size_t>((TB + MRB) * KC));
     for (int64_t t0 = 0; t0 < n; t0 += TB) {
         const int64_t t1 = t0 + TB < n ? t0 + TB : n;
+        const int64_t groups = (t1 - t0 + MRB - 1) / MRB;
         for (int64_t k0 = 0; k0 < K; k0 += KC) {
             const int64_t kn = (k0 + KC < K ? k0 + KC : K) - k0;
             pack_rows(X, K, t0, t1, k0, kn, Xp);
             for (int64_t r = r0; r < r1; r += NP) {
                 const int nr = static_cast<int>(r1 - r < NP ? r1 - r : NP);
                 const float* P = panel_of(r, nr, k0, kn);
-                for (int64_t i = t0; i < t1; i += MRB)
+                // the panel packed next (the next rows, or the first rows of the next chunk of k), fetched a part per tile
+                int64_t rn = r + NP, kn0 = k0;
+                if (rn >= r1) rn = r0, kn0 = k0 + KC;
+                const bool more = kn0 < K;
+                const int nrn = static_cast<int>(r1 - rn < NP ? r1 - rn : NP);
+                const int64_t knn = more ? (kn0 + KC < K ? kn0 + KC : K) - kn0 : 0;
+                for (int64_t i = t0, g = 0; i < t1; i += MRB, ++g) {
+                    if (more) prefetch(rn, nrn, kn0, knn, g, groups);
                     outer_tile_mr(static_cast<int>(t1 - i < MRB ? t1 - i : MRB), Xp + (i - t0) * kn, P, kn, Y + i * rows + r, rows, nr, k0 == 0);
+                }
             }
         }
     }
 }
 
-// Row-major weights: each panel packed (and widened to f32) into a buffer as it is needed.
+// Row-major weights: each panel packed (and widened to f32) into a buffer as it is needed. The weights come from memory
+// (often for the first time: a mapped file), 32 rows at once, which the hardware prefetchers do not follow: the next
+// panel is fetched into L2 while this one is used, its rows spread over the tiles. TinyLlama pp128 on Zen 5, 2 threads,
+// alternating builds: f16 151/149 → 156/152 t/s, f32 133/131 → 134/136; the packing 16 % → 13 % of the time (perf).
 template <class L>
 void gemm_rows_packed(const void* Wv, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
     const typename L::T* Wm = static_cast<const typename L::T*>(Wv);
     thread_local std::vector<float> pbuf_store;
     float* P = aligned64(pbuf_store, static_cast<size_t>(KC * NP));
-    gemm_blocked(X, Y, n, rows, K, r0, r1, [&](int64_t r, int nr, int64_t k0, int64_t kn) {
-        pack_panel<L>(Wm, K, r, nr, k0, kn, P);
-        return static_cast<const float*>(P);
-    });
+    gemm_blocked(
+        X, Y, n, rows, K, r0, r1,
+        [&](int64_t r, int nr, int64_t k0, int64_t kn) {
+            pack_panel<L>(Wm, K, r, nr, k0, kn, P);
+            return static_cast<const float*>(P);
+        },
+        [&](int64_t r, int nr, int64_t k0, int64_t kn, int64_t part, int64_t parts) {
+            const int j0 = static_cast<int>(nr * part / parts), j1 = static_cast<int>(nr * (part + 1) / parts);
+            const int64_t bytes = kn * static_cast<int64_t>(sizeof(typename L::T));
+            for (int j = j0; j < j1; ++j) {
+                const char* p = reinterpret_cast<const char*>(Wm + (r + j) * K + k0);
+                for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(p + b, PANEL_HINT);
+            }
+        });
 }
 #define LF_GEMM(T) gemm_rows_packed<T>
 
@@ -682,7 +705,8 @@ void gemm_rows_packed(const void* Wv, const float* X, float* Y, int64_t n, int64
 // in memory: one sequential stream).
 static_assert(KC == 768 && NP == 32, "kernels.h: kPanelK and kPanelRows are the packed GEMM's chunk and panel");
 void gemm_panels_f32(const float* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
-    gemm_blocked(X, Y, n, rows, K, r0, r1, [&](int64_t r, int, int64_t k0, int64_t) { return Wp + r * K + k0 * NP; });
+    gemm_blocked(X, Y, n, rows, K, r0, r1, [&](int64_t r, int, int64_t k0, int64_t) { return Wp + r * K + k0 * NP; },
+                 [](int64_t, int, int64_t, int64_t, int64_t, int64_t) {});
 }
 
 // One vector: NPV panels at a time (2·NPV independent FMA chains), each output summed as outer_tile sums it.
