@@ -54,6 +54,10 @@ float dot_f16_f16_scalar(const uint16_t* w, const uint16_t* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) s += f16_to_f32(w[i]) * f16_to_f32(x[i]);
     return s;
 }
+template <class T, class XT, float (*Dot)(const T*, const XT*, int64_t)>
+void rows_scalar(const T* W, const XT* x, float* y, int64_t K, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) y[r] = Dot(W + r * K, x, K);
+}
 void to_f16_scalar(const float* x, uint16_t* y, int64_t n) { for (int64_t i = 0; i < n; ++i) y[i] = f32_to_f16(x[i]); }
 void tanh_scalar(const float* x, float* y, int64_t n) { for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]); }
 double exp_shift_sum_scalar(const float* x, float* y, int64_t n, float shift) {
@@ -79,6 +83,7 @@ const KernelTable* table_scalar() {
         dot_f16_f16_scalar, to_f16_scalar,
         gemm_scalar<float, at_f32>, gemm_scalar<uint16_t, at_f16>, gemm_scalar<uint16_t, at_bf16>,
         nullptr, nullptr,
+        rows_scalar<float, float, dot_scalar<float, at_f32>>, rows_scalar<uint16_t, uint16_t, dot_f16_f16_scalar>,
     };
     return &t;
 }
@@ -142,6 +147,28 @@ int64_t stream_prefetch_bytes(size_t element_bytes) {
         }
 #endif
         return Choice{0, 0};
+    }();
+    return element_bytes >= 4 ? c.wide : c.narrow;
+}
+
+int stream_rows(size_t element_bytes) {
+    struct Choice { int wide, narrow; };  // 4-byte rows, 2-byte rows
+    static const Choice c = [] {
+        if (const char* v = std::getenv("LLMFORGE_STREAM_ROWS"); v && *v) {
+            const int r = std::atoi(v);
+            const int k = r >= 4 ? 4 : r >= 2 ? 2 : 1;
+            return Choice{k, k};
+        }
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_cpu_init();
+        if (__builtin_cpu_is("amd")) {
+            unsigned a, b, cx, d;
+            __cpuid(1, a, b, cx, d);
+            const unsigned family = ((a >> 8) & 0xF) + ((a >> 8 & 0xF) == 0xF ? (a >> 20) & 0xFF : 0);
+            if (family >= 0x1A) return Choice{4, 1};
+        }
+#endif
+        return Choice{1, 1};
     }();
     return element_bytes >= 4 ? c.wide : c.narrow;
 }

@@ -24,6 +24,16 @@ bool set_isa(const char* name);
 //     23.7–28.5 t/s with and without: no gain beyond the noise).
 // LLMFORGE_PREFETCH=BYTES overrides it for every type (for measuring).
 int64_t stream_prefetch_bytes(size_t element_bytes);
+// How many weight rows decoding's f32 and f16 matrix-vector products read side by side (1, 2 or 4; the results are the
+// same bits: each row keeps its own accumulators and order), for weights of element_bytes bytes. By measurement
+// (TinyLlama-1.1B decoding, 2 threads, alternating in one session):
+//   AMD Zen 5 (family 0x1A) and later: 4 for f32 rows (10.8–11.4 t/s -> 13.8–14.1, against llama.cpp's 11.6–11.8:
+//     four streams keep more misses in flight; read bandwidth ~62 GB/s), 1 for f16 (2: 17.6–18.1, 4: 19.2–19.9
+//     against 23.7–26.9 with one);
+//   elsewhere 1: on Zen 4 four rows side by side had measured 30 % slower (gemm_seq's lone-row comment); the Intel
+//     Xeon is unmeasured.
+// LLMFORGE_STREAM_ROWS=1|2|4 overrides it for every type (for measuring).
+int stream_rows(size_t element_bytes);
 
 // y[r] = sum_c W[r, c] * x[c]   for r in [0, rows). f16 weights multiply x rounded to f16 (as llama.cpp does).
 void matvec(DType wt, const void* W, const float* x, float* y, int64_t rows, int64_t cols, ThreadPool& pool);

@@ -18,6 +18,7 @@
 
 namespace llmforge::kernels {
 int64_t stream_prefetch_bytes(size_t element_bytes);  // kernels.h (whose other names this file's own kernels share)
+int stream_rows(size_t element_bytes);                // kernels.h
 namespace {
 
 #if defined(__AVX512F__)
@@ -130,6 +131,52 @@ float dot_row(const typename L::T* w, const typename X::T* x, int64_t n) {
         a3 = fmadd(L::load(w + i + 3 * W), X::load(x + i + 3 * W), a3);
     }
     return dot_row_finish<L, X>(a0, a1, a2, a3, w, x, i, n);
+}
+
+// y[r] = dot_row<L, X>(W[r], x) for the rows [r0, r1), bit for bit: R rows read side by side, each with its own four
+// accumulators and dot_row's operations in dot_row's order (x's vectors loaded once for the R rows).
+template <class L, class X, int R>
+void dot_rows_lockstep(const typename L::T* const* w, const typename X::T* x, float* y, int64_t n) {
+    vf a[R][4];
+#pragma GCC unroll 4
+    for (int j = 0; j < R; ++j) a[j][0] = a[j][1] = a[j][2] = a[j][3] = vzero();
+    int64_t i = 0;
+    const int64_t ahead = stream_prefetch_bytes(sizeof(typename L::T));
+    constexpr int64_t step = 4 * W * static_cast<int64_t>(sizeof(typename L::T));
+    for (; i + 4 * W <= n; i += 4 * W) {
+        if (ahead > 0)
+#pragma GCC unroll 4
+            for (int j = 0; j < R; ++j)
+#pragma GCC unroll 4
+                for (int64_t l = 0; l < step; l += 64) _mm_prefetch(reinterpret_cast<const char*>(w[j] + i) + ahead + l, _MM_HINT_T0);
+        const vf x0 = X::load(x + i), x1 = X::load(x + i + W), x2 = X::load(x + i + 2 * W), x3 = X::load(x + i + 3 * W);
+#pragma GCC unroll 4
+        for (int j = 0; j < R; ++j) {
+            a[j][0] = fmadd(L::load(w[j] + i), x0, a[j][0]);
+            a[j][1] = fmadd(L::load(w[j] + i + W), x1, a[j][1]);
+            a[j][2] = fmadd(L::load(w[j] + i + 2 * W), x2, a[j][2]);
+            a[j][3] = fmadd(L::load(w[j] + i + 3 * W), x3, a[j][3]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < R; ++j) y[j] = dot_row_finish<L, X>(a[j][0], a[j][1], a[j][2], a[j][3], w[j], x, i, n);
+}
+
+template <class L, class X>
+void dot_rows(const typename L::T* Wm, const typename X::T* x, float* y, int64_t K, int64_t r0, int64_t r1) {
+    int64_t r = r0;
+    const int R = stream_rows(sizeof(typename L::T));
+    if (R == 4)
+        for (; r + 4 <= r1; r += 4) {
+            const typename L::T* w[4] = {Wm + r * K, Wm + (r + 1) * K, Wm + (r + 2) * K, Wm + (r + 3) * K};
+            dot_rows_lockstep<L, X, 4>(w, x, y + r, K);
+        }
+    if (R >= 2)
+        for (; r + 2 <= r1; r += 2) {
+            const typename L::T* w[2] = {Wm + r * K, Wm + (r + 1) * K};
+            dot_rows_lockstep<L, X, 2>(w, x, y + r, K);
+        }
+    for (; r < r1; ++r) y[r] = dot_row<L, X>(Wm + r * K, x, K);
 }
 
 // Y[i, r] = dot_row_seq(W[r], X[i]) for rows [r0, r1) and all n activation rows, in tiles of up to 4 weight rows × XT
@@ -861,6 +908,7 @@ const KernelTable* LF_TABLE_FN() {
         dot_f16_f16, to_f16,
         gemm_seq<F32>, gemm_seq<F16>, gemm_seq<BF16>,
         LF_PANELS
+        dot_rows<F32, F32>, dot_rows<F16, F16>,
     };
     return &t;
 }

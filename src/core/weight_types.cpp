@@ -3,6 +3,7 @@
 #include "core/weight_types.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -198,9 +199,9 @@ public:
     float dot(const void* w, const float* x, int64_t n) const override { return active().dot_f32(static_cast<const float*>(w), x, n); }
     // the rows' dot products straight from the kernel table (decoding is a loop of them: nothing else per row)
     void matvec(const void* W, const float* x, float* y, int64_t rows, int64_t cols, ThreadPool& pool) const override {
-        const auto dot_f32 = active().dot_f32;
         const float* w = static_cast<const float*>(W);
-        pool.parallel_for(rows, [=](int64_t r0, int64_t r1) { dot_rows(dot_f32, w, x, y, cols, r0, r1); });
+        const auto rows_f32 = active().rows_f32;
+        pool.parallel_for(rows, [=](int64_t r0, int64_t r1) { rows_f32(w, x, y, cols, r0, r1); });
     }
     void matmul_rowwise(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) const override {
         rowwise_tiles(active().gemm_seq_f32, W, X, Y, n, rows, cols, pool);
@@ -235,8 +236,8 @@ public:
         uint16_t* xh = xh_buf.data();  // the calling thread's buffer (a thread_local named in the lambda would be each worker's)
         k.to_f16(x, xh, cols);
         const uint16_t* w = static_cast<const uint16_t*>(W);
-        const auto dot_f16_f16 = k.dot_f16_f16;
-        pool.parallel_for(rows, [=](int64_t r0, int64_t r1) { dot_rows(dot_f16_f16, w, xh, y, cols, r0, r1); });
+        const auto rows_f16 = k.rows_f16_f16;
+        pool.parallel_for(rows, [=](int64_t r0, int64_t r1) { rows_f16(w, xh, y, cols, r0, r1); });
     }
     // each value rounded on its own, so the rounding never depends on n (still batch-invariant)
     void matmul_rowwise(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) const override {

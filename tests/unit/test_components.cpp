@@ -6,6 +6,7 @@
 #include <random>
 
 #include "core/kernels.h"
+#include "core/kernels_impl.h"
 #include "llmforge/error.h"
 #include "llmforge/generate.h"
 #include "llmforge/gguf.h"
@@ -48,6 +49,42 @@ TEST(Kernels, MatvecAndMatmulMatchDoubleReference) {
                         }
                         EXPECT_NEAR(y[i * rows + r], ref, 1e-5 * mag + 1e-6) << isa << " " << dtype_name(t) << " " << rows << "x" << cols;
                     }
+            }
+        }
+    }
+    kernels::set_isa("avx512") || kernels::set_isa("avx2") || kernels::set_isa("scalar");
+}
+
+// Decoding's lone-row products read several weight rows side by side where kernels::stream_rows says so (the ctest
+// entries Kernels.RowsSideBySide{2,4} force it): every output the same bits as the one-row dot product, on every ISA,
+// for any row range (odd starts, remainders) and row length (tails).
+TEST(Kernels, RowsSideBySideEqualOneRowProducts) {
+    std::mt19937 rng(9);
+    std::normal_distribution<float> nd(0, 1);
+    for (const char* isa : {"scalar", "avx2", "avx512"}) {
+        if (!kernels::set_isa(isa)) continue;
+        const kernels::KernelTable& k = kernels::active();
+        for (int64_t K : {7, 64, 2061}) {
+            const int64_t rows = 67;
+            std::vector<float> w(static_cast<size_t>(rows * K)), x(static_cast<size_t>(K)), y(static_cast<size_t>(rows));
+            for (auto& v : w) v = nd(rng);
+            for (auto& v : x) v = nd(rng);
+            std::vector<uint16_t> wh(w.size()), xh(x.size());
+            for (size_t i = 0; i < w.size(); ++i) wh[i] = f32_to_f16(w[i]);
+            for (size_t i = 0; i < x.size(); ++i) xh[i] = f32_to_f16(x[i]);
+            for (auto [r0, r1] : {std::pair<int64_t, int64_t>{0, rows}, {3, 66}, {5, 6}}) {
+                std::fill(y.begin(), y.end(), -1.0f);
+                k.rows_f32(w.data(), x.data(), y.data(), K, r0, r1);
+                for (int64_t r = 0; r < rows; ++r) {
+                    const float want = r >= r0 && r < r1 ? k.dot_f32(w.data() + r * K, x.data(), K) : -1.0f;
+                    ASSERT_EQ(y[r], want) << isa << " f32 K=" << K << " row " << r << " of [" << r0 << ", " << r1 << ")";
+                }
+                std::fill(y.begin(), y.end(), -1.0f);
+                k.rows_f16_f16(wh.data(), xh.data(), y.data(), K, r0, r1);
+                for (int64_t r = 0; r < rows; ++r) {
+                    const float want = r >= r0 && r < r1 ? k.dot_f16_f16(wh.data() + r * K, xh.data(), K) : -1.0f;
+                    ASSERT_EQ(y[r], want) << isa << " f16 K=" << K << " row " << r << " of [" << r0 << ", " << r1 << ")";
+                }
             }
         }
     }
