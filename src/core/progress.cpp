@@ -66,6 +66,12 @@ void Progress::update(double done) {
     draw(done, false);
 }
 
+void Progress::resume_at(double done) {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_ = base_ = done;
+    start_ = last_draw_ = std::chrono::steady_clock::now();
+}
+
 void Progress::finish() {
     std::lock_guard<std::mutex> lock(mu_);
     if (finished_ || !enabled_) { finished_ = true; return; }
@@ -76,7 +82,7 @@ void Progress::finish() {
 void Progress::draw(double done, bool final) {
     const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     const double frac = total_ > 0 ? std::min(1.0, done / total_) : 0.0;
-    const double rate = el > 0 ? done / el : 0;
+    const double rate = el > 0 ? (done - base_) / el : 0;
     const double eta = rate > 0 ? (total_ - done) / rate : -1;
     constexpr int width = 24;
     std::string bar(width, ' ');

@@ -15,6 +15,7 @@ public:
     Progress(std::string label, double total, std::string unit, bool enabled = true);
     ~Progress();
     void update(double done);  // absolute amount done so far
+    void resume_at(double done);  // a resumed job: `done` was done before this run; the rate and ETA count from here
     void add(double delta);
     void finish();             // prints the final line (once)
     void set_note(const std::string& note);  // shown after the counts (e.g. the current loss)
@@ -22,7 +23,7 @@ public:
 private:
     void draw(double done, bool final);
     std::string label_, unit_, note_;
-    double total_;
+    double total_, base_ = 0;
     bool enabled_, tty_, finished_ = false;
     std::atomic<double> done_{0};
     std::chrono::steady_clock::time_point start_, last_draw_;

@@ -480,7 +480,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     }
     if (lead && !o.resume && o.sample_every > 0 && s.sample_text) sample(0);  // what the untrained model writes
     Progress prog("training", static_cast<double>(o.steps), "steps", o.progress && lead);
-    prog.update(static_cast<double>(st.step));
+    prog.resume_at(static_cast<double>(st.step));
     std::vector<int32_t> in, tg;
     if (lead && s.validate_at_start && !o.resume && eval_batches > 0) {
         const nlohmann::json v = eval_val();

@@ -541,7 +541,7 @@ RlReport rl_train(const RlOptions& o) {
 
 
     Progress prog(ppo ? "rlhf" : "grpo", static_cast<double>(o.steps), "steps", o.progress);
-    prog.update(static_cast<double>(step));
+    prog.resume_at(static_cast<double>(step));
     const int64_t per = ppo ? 1 : o.group;
     while (step < o.steps) {
         const auto t0 = std::chrono::steady_clock::now();

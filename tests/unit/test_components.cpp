@@ -4,12 +4,15 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "core/kernels.h"
 #include "core/kernels_impl.h"
+#include "core/progress.h"
 #include "llmforge/error.h"
 #include "llmforge/generate.h"
 #include "llmforge/gguf.h"
+#include "llmforge/log.h"
 #include "llmforge/model.h"
 #include "llmforge/sampler.h"
 #include "llmforge/utf8.h"
@@ -351,4 +354,26 @@ TEST(Init, StreamedEqualsInMemory) {
             EXPECT_EQ(mb.meta.get_string("general.source", ""), "llmforge init --seed 11");
         }
     }
+}
+
+// A resumed job's progress line: the steps done before the restart are shown but count neither in the rate nor in the
+// ETA (a training run resumed at step 900 of 1000 once showed thousands of steps per second and an ETA of 0:00).
+TEST(Progress, ResumedJobRateCountsOnlyThisRun) {
+    std::string got;
+    set_log_sink([&](const std::string& t) { got += t; }, true);
+    {
+        Progress p("training", 1000, "steps");
+        p.resume_at(900);
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        p.update(902);
+        p.finish();
+    }
+    set_log_sink(nullptr);
+    EXPECT_NE(got.find("902 steps/1000 steps"), std::string::npos) << got;
+    const size_t at = got.rfind(" steps/s");
+    ASSERT_NE(at, std::string::npos) << got;
+    const size_t b = got.rfind(' ', at - 1);
+    const double rate = std::stod(got.substr(b + 1, at - b - 1));
+    EXPECT_GT(rate, 0.5) << got;
+    EXPECT_LT(rate, 20.0) << got;  // 2 steps in ~0.3 s (counting the 900 would give ~3,000)
 }
