@@ -129,6 +129,23 @@ float dot_f16_acc64(const uint16_t* k, const float* q, int64_t n) { return activ
 void axpy_f16_acc64(double* acc, float p, const uint16_t* v, int64_t n) { active().axpy_f16_acc64(acc, p, v, n); }
 void axpy_f32_acc64(double* acc, float p, const float* v, int64_t n) { active().axpy_f32_acc64(acc, p, v, n); }
 
+#if defined(__x86_64__) || defined(__i386__)
+namespace {
+bool is_intel() {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel");
+}
+// The AMD CPU family (0x19 Zen 4, 0x1A Zen 5), or 0 on other vendors.
+unsigned amd_family() {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_is("amd")) return 0;
+    unsigned a, b, cx, d;
+    __cpuid(1, a, b, cx, d);
+    return ((a >> 8) & 0xF) + ((a >> 8 & 0xF) == 0xF ? (a >> 20) & 0xFF : 0);
+}
+}  // namespace
+#endif
+
 int64_t stream_prefetch_bytes(size_t element_bytes) {
     struct Choice { int64_t wide, narrow; };  // 4-byte rows, 2-byte rows
     static const Choice c = [] {
@@ -137,14 +154,8 @@ int64_t stream_prefetch_bytes(size_t element_bytes) {
             return Choice{b, b};
         }
 #if defined(__x86_64__) || defined(__i386__)
-        __builtin_cpu_init();
-        if (__builtin_cpu_is("intel")) return Choice{2048, 2048};
-        if (__builtin_cpu_is("amd")) {
-            unsigned a, b, cx, d;
-            __cpuid(1, a, b, cx, d);
-            const unsigned family = ((a >> 8) & 0xF) + ((a >> 8 & 0xF) == 0xF ? (a >> 20) & 0xFF : 0);
-            if (family >= 0x1A) return Choice{1024, 0};
-        }
+        if (is_intel()) return Choice{2048, 2048};
+        if (amd_family() >= 0x1A) return Choice{1024, 0};
 #endif
         return Choice{0, 0};
     }();
@@ -160,13 +171,7 @@ int stream_rows(size_t element_bytes) {
             return Choice{k, k};
         }
 #if defined(__x86_64__) || defined(__i386__)
-        __builtin_cpu_init();
-        if (__builtin_cpu_is("amd")) {
-            unsigned a, b, cx, d;
-            __cpuid(1, a, b, cx, d);
-            const unsigned family = ((a >> 8) & 0xF) + ((a >> 8 & 0xF) == 0xF ? (a >> 20) & 0xFF : 0);
-            if (family >= 0x1A) return Choice{4, 1};
-        }
+        if (amd_family() >= 0x1A) return Choice{4, 1};
 #endif
         return Choice{1, 1};
     }();
