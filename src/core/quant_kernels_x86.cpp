@@ -662,16 +662,23 @@ inline bool tile_zmm() {
     return on;
 }
 
+// A tile of `rows` weight rows × 4 activation rows: 8 in the 512-bit form (four pairs), 4 in either form.
 template <class Block, class Unpack>
-Tile4x4Fn tile4x4(Unpack) {
+Tile4x4Fn tile(int rows) {
+    using Fn = Tile4x4Fn;
+    if (rows == 8)
+        return Fn{[](const void* const* w, const void* const* x, const float* const* dx, const int32_t* const* nl, int64_t nb, float* out) {
+            rows_pairs_q8_0_style<4>(reinterpret_cast<const Block* const*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nl, nb, out,
+                                     Unpack{});
+        }};
     if (tile_zmm())
-        return [](const void* const* w, const void* const* x, const float* const* dx, const int32_t* const* nl, int64_t nb, float* out) {
+        return Fn{[](const void* const* w, const void* const* x, const float* const* dx, const int32_t* const* nl, int64_t nb, float* out) {
             rows_pairs_q8_0_style<2>(reinterpret_cast<const Block* const*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nl, nb, out,
                                      Unpack{});
-        };
-    return [](const void* const* w, const void* const* x, const float* const* dx, const int32_t* const* nl, int64_t nb, float* out) {
+        }};
+    return Fn{[](const void* const* w, const void* const* x, const float* const* dx, const int32_t* const* nl, int64_t nb, float* out) {
         rows4x4_q8_0_style(reinterpret_cast<const Block* const*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nl, nb, out, Unpack{});
-    };
+    }};
 }
 
 struct UnpackQ8_0 {
@@ -684,28 +691,13 @@ struct UnpackIQ4_NL {
     __m256i operator()(const BlockIQ4_NL& b) const { return unpack_iq4_nl(b); }
 };
 
-template <class Block, class Unpack>
-Tile4x4Fn tile8x4(Unpack) {
-    return [](const void* const* w, const void* const* x, const float* const* dx, const int32_t* const* nl, int64_t nb, float* out) {
-        rows_pairs_q8_0_style<4>(reinterpret_cast<const Block* const*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nl, nb, out, Unpack{});
-    };
-}
-
-Tile4x4Fn tile8x4_for(DType t) {
-    if (!tile_zmm()) return nullptr;
+// The tile of `rows` (4 or 8) for a signed 32-value type, or null (8 rows: only with the 512-bit tiles).
+Tile4x4Fn tile_for(DType t, int rows) {
+    if (rows == 8 && !tile_zmm()) return nullptr;
     switch (t) {
-        case DType::Q8_0: return tile8x4<BlockQ8_0>(UnpackQ8_0{});
-        case DType::Q5_0: return tile8x4<BlockQ5_0>(UnpackQ5_0{});
-        case DType::IQ4_NL: return tile8x4<BlockIQ4_NL>(UnpackIQ4_NL{});
-        default: return nullptr;
-    }
-}
-
-Tile4x4Fn tile4x4_for(DType t) {
-    switch (t) {
-        case DType::Q8_0: return tile4x4<BlockQ8_0>(UnpackQ8_0{});
-        case DType::Q5_0: return tile4x4<BlockQ5_0>(UnpackQ5_0{});
-        case DType::IQ4_NL: return tile4x4<BlockIQ4_NL>(UnpackIQ4_NL{});
+        case DType::Q8_0: return tile<BlockQ8_0, UnpackQ8_0>(rows);
+        case DType::Q5_0: return tile<BlockQ5_0, UnpackQ5_0>(rows);
+        case DType::IQ4_NL: return tile<BlockIQ4_NL, UnpackIQ4_NL>(rows);
         default: return nullptr;
     }
 }
@@ -890,9 +882,9 @@ void LF_ROWS_FN(DType t, const uint8_t* W, size_t wrb, const uint8_t* X, size_t 
                 }
         }
     };
-    if (const Tile4x4Fn t44 = tile4x4_for(t); t44 && n >= 4 && r1 - r0 >= 4) {
+    if (const Tile4x4Fn t44 = tile_for(t, 4); t44 && n >= 4 && r1 - r0 >= 4) {
         const int32_t* nl = neg_lane_sums(X, xrb, n, nb);
-        if (const Tile4x4Fn t84 = tile8x4_for(t)) tiles(t84, 8, nl);
+        if (const Tile4x4Fn t84 = tile_for(t, 8)) tiles(t84, 8, nl);
         tiles(t44, 4, nl);
     }
 #endif

@@ -3,7 +3,6 @@
 #include "core/weight_types.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -137,13 +136,6 @@ const float* rounded_f16(const float* X, int64_t count) {
 void rowwise_tiles(Gemm f, const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) {
     const int64_t groups = (rows + 3) / 4;
     pool.parallel_for(groups, [&](int64_t g0, int64_t g1) { f(W, X, Y, n, rows, cols, g0 * 4, std::min(rows, g1 * 4)); });
-}
-
-// y[r] = dot(W row r, x) for rows [r0, r1): the arguments in registers, not reloaded from a closure around every call
-// (measured under callgrind: a lambda reading its captures did 25 % more instructions per row than this loop).
-template <class W, class X>
-void dot_rows(float (*dot)(const W*, const X*, int64_t), const W* w, const X* x, float* y, int64_t cols, int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) y[r] = dot(w + r * cols, x, cols);
 }
 
 // Reads f16 weights as floats for ggml_math.h's scalar forms.
