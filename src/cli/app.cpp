@@ -32,6 +32,7 @@ void build_app(CLI::App& app) {
     add_convert(app);
     add_quantize(app);
     add_imatrix(app);
+    add_grammar(app);
     add_generate(app);
     add_tokenize(app);
     add_tokenizer(app);

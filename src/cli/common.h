@@ -51,6 +51,7 @@ void add_serve(CLI::App& app);
 void add_arena(CLI::App& app);
 void add_quantize(CLI::App& app);
 void add_imatrix(CLI::App& app);
+void add_grammar(CLI::App& app);
 // The options every training command shares (loop, optimiser, schedule, checkpoints): cmd_pretrain.cpp.
 void add_training_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions>& o);
 // A chat template from a .jinja file, tokenizer_config.json (chat_template) or GGUF (tokenizer.chat_template).

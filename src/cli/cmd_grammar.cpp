@@ -1,0 +1,86 @@
+// llmforge grammar FILE [TEXT | -f TEXTFILE]: check a GBNF grammar, print it back, or check a text against it (as
+// llama.cpp's llama-gbnf-validator does).
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli/common.h"
+#include "core/mmap_file.h"
+#include "llmforge/error.h"
+#include "llmforge/grammar.h"
+#include "llmforge/utf8.h"
+
+namespace llmforge::cli {
+
+void add_grammar(CLI::App& app) {
+    auto* cmd = app.add_subcommand("grammar", "Check a GBNF grammar (llama.cpp's format), print it, or check a text against it");
+    struct Opts {
+        std::string grammar, text, file, root = "root";
+        bool print = false, json = false;
+    };
+    auto o = std::make_shared<Opts>();
+    cmd->add_option("grammar", o->grammar, "the grammar: a .gbnf file")->required();
+    cmd->add_option("text", o->text, "a text to check against the grammar");
+    cmd->add_option("-f,--file", o->file, "check the text of this file instead")->default_str("none");
+    cmd->add_option("--root", o->root, "the rule to start from");
+    cmd->add_flag("--print", o->print, "print the grammar back as GBNF, groups and repetitions as the rules they become");
+    cmd->add_flag("--json", o->json, "print the result as one JSON object");
+    cmd->callback([o, cmd] {
+        const bool has_text = cmd->count("text") > 0 || !o->file.empty();
+        if (cmd->count("text") > 0 && !o->file.empty()) throw_bad_input("grammar: give the text as an argument or with -f FILE, not both");
+        const std::string src = read_text_file(o->grammar);
+        std::shared_ptr<const Grammar> g;
+        try {
+            g = Grammar::parse(src, o->root);
+        } catch (const Error& e) {
+            throw Error(e.kind(), o->grammar + ": " + e.what());
+        }
+        if (o->print) std::fputs(g->to_gbnf().c_str(), stdout);
+        if (!has_text) {
+            if (o->json) {
+                nlohmann::json j = {{"grammar", o->grammar}, {"rules", g->n_rules()}, {"classes", g->classes().size()}, {"elements", g->elements().size()}};
+                std::printf("%s\n", j.dump().c_str());
+            } else if (!o->print) {
+                std::printf("%s: valid grammar, %zu rules (with the ones groups and repetitions become), %zu character classes\n",
+                            o->grammar.c_str(), g->n_rules(), g->classes().size());
+            }
+            return;
+        }
+        const std::string text = !o->file.empty() ? read_text_file(o->file) : o->text;
+        GrammarMatcher m(g);
+        // feed one character at a time, to say where the text leaves the grammar
+        size_t at = 0, line = 1, col = 1;
+        std::string refused;
+        while (at < text.size()) {
+            size_t n = std::min(utf8_len(static_cast<unsigned char>(text[at])), text.size() - at);
+            if (!m.accept(std::string_view(text).substr(at, n))) {
+                refused = text.substr(at, n);
+                break;
+            }
+            if (text[at] == '\n') { ++line; col = 1; } else { ++col; }
+            at += n;
+        }
+        const bool complete = refused.empty() && m.can_end();
+        std::string why;
+        if (!refused.empty()) {
+            nlohmann::json shown = refused;
+            why = strprintf("at byte %zu (line %zu, column %zu): %s is not allowed here; expected %s", at, line, col,
+                            shown.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str(), m.expected().c_str());
+        } else if (!complete) {
+            why = strprintf("the text ends before the grammar is complete; expected %s", m.expected().c_str());
+        }
+        if (o->json) {
+            nlohmann::json j = {{"grammar", o->grammar}, {"valid", complete}, {"bytes", text.size()}};
+            if (!complete) {
+                j["error"] = why;
+                j["offset"] = at;
+            }
+            std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+        } else if (complete) {
+            std::printf("valid: the text matches the grammar\n");
+        }
+        std::fflush(stdout);
+        if (!complete) throw_runtime("the text does not match the grammar: %s", why.c_str());
+    });
+}
+
+}  // namespace llmforge::cli

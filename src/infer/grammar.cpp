@@ -1,0 +1,655 @@
+// GBNF grammars: the parser (text → flat rules), the checks (undefined rules, left recursion) and the matcher (a
+// pushdown automaton over code points whose state is a set of interned parse stacks). See grammar.h.
+#include "llmforge/grammar.h"
+
+#include <algorithm>
+#include <functional>
+
+#include "llmforge/error.h"
+
+namespace llmforge {
+
+// ---------------------------------------------------------------------------------------------------------------
+// CharClass
+
+bool CharClass::matches(uint32_t cp) const {
+    // ranges are sorted: binary search for the last range starting at or before cp
+    auto it = std::upper_bound(ranges.begin(), ranges.end(), cp, [](uint32_t c, const auto& r) { return c < r.first; });
+    bool in = it != ranges.begin() && cp <= std::prev(it)->second;
+    return in != negated;
+}
+
+bool CharClass::matches_any_in(uint32_t lo, uint32_t hi) const {
+    if (!negated) {
+        for (const auto& [a, b] : ranges)
+            if (a <= hi && lo <= b) return true;
+        return false;
+    }
+    // negated: some code point of [lo, hi] lies outside every range; ranges are disjoint, sorted, non-adjacent
+    uint32_t next = lo;  // the smallest code point of [lo, hi] not yet known to be covered
+    for (const auto& [a, b] : ranges) {
+        if (b < next) continue;
+        if (a > next) return true;  // next itself is uncovered
+        if (b >= hi) return false;
+        next = b + 1;
+    }
+    return next <= hi;
+}
+
+static void normalise(CharClass& c) {
+    auto& r = c.ranges;
+    std::sort(r.begin(), r.end());
+    std::vector<std::pair<uint32_t, uint32_t>> out;
+    for (const auto& x : r) {
+        if (!out.empty() && x.first <= out.back().second + 1)
+            out.back().second = std::max(out.back().second, x.second);
+        else
+            out.push_back(x);
+    }
+    r = std::move(out);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Parser
+
+class GbnfParser {
+public:
+    GbnfParser(std::string_view src) : src_(src) {}
+
+    std::shared_ptr<const Grammar> run(const std::string& start) {
+        space(true);
+        while (pos_ < src_.size()) {
+            size_t at = pos_;
+            std::string name = word();
+            if (name.empty()) fail(at, "expected a rule name");
+            space(false);
+            if (src_.compare(pos_, 3, "::=") != 0) fail(pos_, "expected '::=' after the rule name '" + name + "'");
+            pos_ += 3;
+            space(true);
+            uint32_t id = rule_id(name, at);
+            if (defined_[id]) fail(at, "rule '" + name + "' is defined twice");
+            defined_[id] = true;
+            bodies_[id] = alternatives(name, false);
+            space(false);
+            if (pos_ < src_.size() && src_[pos_] != '\n' && src_[pos_] != '\r')
+                fail(pos_, std::string("unexpected '") + src_[pos_] + "' in rule '" + name + "'");
+            space(true);
+        }
+        for (uint32_t i = 0; i < names_.size(); ++i)
+            if (!defined_[i]) fail(first_use_[i], "undefined rule '" + names_[i] + "'");
+        auto it = ids_.find(start);
+        if (it == ids_.end()) throw_bad_input("grammar: no rule '%s' to start from", start.c_str());
+        auto g = std::make_shared<Grammar>();
+        g->start_ = it->second;
+        g->rule_names_ = names_;
+        g->classes_ = std::move(classes_);
+        g->alts_.resize(names_.size());
+        for (uint32_t r = 0; r < names_.size(); ++r)
+            for (const auto& seq : bodies_[r]) {
+                g->alts_[r].push_back(static_cast<uint32_t>(g->elems_.size()));
+                g->elems_.insert(g->elems_.end(), seq.begin(), seq.end());
+                g->elems_.push_back({Grammar::Element::End, 0});
+            }
+        check_left_recursion(*g);
+        return g;
+    }
+
+private:
+    using Seq = std::vector<Grammar::Element>;
+    static constexpr size_t kMaxElements = size_t(1) << 22;  // a bound on repetition unrolling
+    static constexpr uint32_t kMaxRepeat = 100000;
+
+    [[noreturn]] void fail(size_t at, const std::string& what) const {
+        size_t line = 1, col = 1;
+        for (size_t i = 0; i < at && i < src_.size(); ++i) {
+            if (src_[i] == '\n') { ++line; col = 1; } else { ++col; }
+        }
+        throw_bad_input("grammar: line %zu, column %zu: %s", line, col, what.c_str());
+    }
+
+    static bool word_char(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+    }
+
+    // Spaces, tabs and comments; line ends too when newline_ok.
+    void space(bool newline_ok) {
+        while (pos_ < src_.size()) {
+            char c = src_[pos_];
+            if (c == ' ' || c == '\t') {
+                ++pos_;
+            } else if (c == '#') {
+                while (pos_ < src_.size() && src_[pos_] != '\n' && src_[pos_] != '\r') ++pos_;
+            } else if ((c == '\n' || c == '\r') && newline_ok) {
+                ++pos_;
+            } else {
+                break;
+            }
+        }
+    }
+
+    std::string word() {
+        size_t b = pos_;
+        while (pos_ < src_.size() && word_char(src_[pos_])) ++pos_;
+        return std::string(src_.substr(b, pos_ - b));
+    }
+
+    uint32_t rule_id(const std::string& name, size_t at) {
+        auto [it, fresh] = ids_.emplace(name, static_cast<uint32_t>(names_.size()));
+        if (fresh) {
+            names_.push_back(name);
+            defined_.push_back(false);
+            generated_rule_.push_back(false);
+            made_in_.push_back(static_cast<uint32_t>(names_.size() - 1));
+            first_use_.push_back(at);
+            bodies_.emplace_back();
+        }
+        return it->second;
+    }
+
+    uint32_t new_rule(const std::string& base, std::vector<Seq> body) {
+        std::string name;
+        do {
+            name = base + "-" + std::to_string(++generated_);
+        } while (ids_.count(name));
+        uint32_t id = rule_id(name, pos_);
+        defined_[id] = true;
+        generated_rule_[id] = true;
+        made_in_[id] = ids_.at(base);
+        bodies_[id] = std::move(body);
+        return id;
+    }
+
+    uint32_t hex(size_t n) {
+        uint32_t v = 0;
+        for (size_t i = 0; i < n; ++i) {
+            if (pos_ >= src_.size()) fail(pos_, "unexpected end of the grammar in an escape");
+            char c = src_[pos_];
+            int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+            if (d < 0) fail(pos_, "expected " + std::to_string(n) + " hexadecimal digits");
+            v = v * 16 + static_cast<uint32_t>(d);
+            ++pos_;
+        }
+        if (v > 0x10FFFF) fail(pos_, "code point beyond U+10FFFF");
+        return v;
+    }
+
+    // One character of a literal or a class: an escape or a UTF-8 sequence.
+    uint32_t character() {
+        if (pos_ >= src_.size()) fail(pos_, "unexpected end of the grammar");
+        unsigned char c = static_cast<unsigned char>(src_[pos_]);
+        if (c == '\\') {
+            ++pos_;
+            if (pos_ >= src_.size()) fail(pos_, "unexpected end of the grammar after '\\'");
+            char e = src_[pos_++];
+            switch (e) {
+                case 'x': return hex(2);
+                case 'u': return hex(4);
+                case 'U': return hex(8);
+                case 'n': return '\n';
+                case 'r': return '\r';
+                case 't': return '\t';
+                case '\\': case '"': case '[': case ']': return static_cast<unsigned char>(e);
+                default: fail(pos_ - 2, std::string("unknown escape '\\") + e + "'");
+            }
+        }
+        size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+        if (n == 0 || pos_ + n > src_.size()) fail(pos_, "invalid UTF-8 in the grammar");
+        uint32_t cp = n == 1 ? c : c & (0x7F >> n);
+        for (size_t i = 1; i < n; ++i) {
+            unsigned char d = static_cast<unsigned char>(src_[pos_ + i]);
+            if ((d & 0xC0) != 0x80) fail(pos_, "invalid UTF-8 in the grammar");
+            cp = (cp << 6) | (d & 0x3F);
+        }
+        pos_ += n;
+        return cp;
+    }
+
+    Grammar::Element terminal(CharClass c) {
+        normalise(c);
+        classes_.push_back(std::move(c));
+        return {Grammar::Element::Terminal, static_cast<uint32_t>(classes_.size() - 1)};
+    }
+
+    std::vector<Seq> alternatives(const std::string& rule, bool nested) {
+        std::vector<Seq> alts;
+        alts.push_back(sequence(rule, nested));
+        while (pos_ < src_.size() && src_[pos_] == '|') {
+            ++pos_;
+            space(true);
+            alts.push_back(sequence(rule, nested));
+        }
+        return alts;
+    }
+
+    void grow(size_t add) {
+        total_ += add;
+        if (total_ > kMaxElements)
+            throw_bad_input("grammar: more than %zu elements after unrolling repetitions (the limit)", kMaxElements);
+    }
+
+    Seq sequence(const std::string& rule, bool nested) {
+        Seq seq;
+        size_t last = SIZE_MAX;  // where the last term begins in seq
+        while (pos_ < src_.size()) {
+            char c = src_[pos_];
+            size_t at = pos_;
+            if (c == '"') {
+                ++pos_;
+                last = seq.size();
+                while (true) {
+                    if (pos_ >= src_.size()) fail(at, "unterminated string literal");
+                    if (src_[pos_] == '"') { ++pos_; break; }
+                    if (src_[pos_] == '\n' || src_[pos_] == '\r') fail(at, "unterminated string literal");
+                    uint32_t cp = character();
+                    CharClass cc;
+                    cc.ranges.push_back({cp, cp});
+                    seq.push_back(terminal(std::move(cc)));
+                }
+                grow(seq.size() - last);
+            } else if (c == '[') {
+                ++pos_;
+                CharClass cc;
+                if (pos_ < src_.size() && src_[pos_] == '^') { cc.negated = true; ++pos_; }
+                while (true) {
+                    if (pos_ >= src_.size()) fail(at, "unterminated character class");
+                    if (src_[pos_] == ']') { ++pos_; break; }
+                    uint32_t lo = character(), hi = lo;
+                    if (pos_ + 1 < src_.size() && src_[pos_] == '-' && src_[pos_ + 1] != ']') {
+                        ++pos_;
+                        hi = character();
+                        if (hi < lo) fail(at, "a character range that runs backwards");
+                    }
+                    cc.ranges.push_back({lo, hi});
+                }
+                last = seq.size();
+                seq.push_back(terminal(std::move(cc)));
+                grow(1);
+            } else if (c == '.') {
+                ++pos_;
+                CharClass any;
+                any.negated = true;  // matches every code point
+                last = seq.size();
+                seq.push_back(terminal(std::move(any)));
+                grow(1);
+            } else if (word_char(c)) {
+                std::string name = word();
+                last = seq.size();
+                seq.push_back({Grammar::Element::Rule, rule_id(name, at)});
+                grow(1);
+            } else if (c == '(') {
+                ++pos_;
+                space(true);
+                auto body = alternatives(rule, true);
+                if (pos_ >= src_.size() || src_[pos_] != ')') fail(at, "unclosed '('");
+                ++pos_;
+                last = seq.size();
+                seq.push_back({Grammar::Element::Rule, new_rule(rule, std::move(body))});
+                grow(1);
+            } else if (c == '*' || c == '+' || c == '?') {
+                if (last == SIZE_MAX) fail(at, std::string("'") + c + "' with nothing before it to repeat");
+                ++pos_;
+                repeat(rule, seq, last, c == '+' ? 1 : 0, c == '?' ? 1 : UINT32_MAX);
+            } else if (c == '{') {
+                if (last == SIZE_MAX) fail(at, "'{' with nothing before it to repeat");
+                ++pos_;
+                space(false);
+                uint32_t lo = number(at), hi = lo;
+                space(false);
+                if (pos_ < src_.size() && src_[pos_] == ',') {
+                    ++pos_;
+                    space(false);
+                    hi = (pos_ < src_.size() && src_[pos_] >= '0' && src_[pos_] <= '9') ? number(at) : UINT32_MAX;
+                    space(false);
+                }
+                if (pos_ >= src_.size() || src_[pos_] != '}') fail(at, "expected '}' to close a repetition");
+                ++pos_;
+                if (hi < lo) fail(at, "a repetition {m,n} with n < m");
+                repeat(rule, seq, last, lo, hi);
+            } else {
+                break;
+            }
+            space(nested);
+        }
+        return seq;
+    }
+
+    uint32_t number(size_t at) {
+        if (pos_ >= src_.size() || src_[pos_] < '0' || src_[pos_] > '9') fail(at, "expected a number in a repetition");
+        uint64_t v = 0;
+        while (pos_ < src_.size() && src_[pos_] >= '0' && src_[pos_] <= '9') {
+            v = v * 10 + static_cast<uint64_t>(src_[pos_++] - '0');
+            if (v > kMaxRepeat) fail(at, "a repetition count above " + std::to_string(kMaxRepeat) + " (the limit)");
+        }
+        return static_cast<uint32_t>(v);
+    }
+
+    // Replaces seq[last..] (one term) by the term repeated min..max times (max UINT32_MAX: unbounded).
+    void repeat(const std::string& rule, Seq& seq, size_t last, uint32_t min, uint32_t max) {
+        Seq term(seq.begin() + static_cast<std::ptrdiff_t>(last), seq.end());
+        seq.resize(last);
+        grow(term.size() * (min + (max == UINT32_MAX ? 1 : max - min)));
+        for (uint32_t i = 0; i < min; ++i) seq.insert(seq.end(), term.begin(), term.end());
+        if (max == UINT32_MAX) {
+            // R ::= term R |
+            uint32_t r = new_rule(rule, {});
+            Seq more = term;
+            more.push_back({Grammar::Element::Rule, r});
+            bodies_[r] = {more, Seq{}};
+            seq.push_back({Grammar::Element::Rule, r});
+        } else if (max > min) {
+            // opt_1 ::= term | ;  opt_k ::= term opt_{k-1} |
+            uint32_t prev = UINT32_MAX;
+            for (uint32_t k = 0; k < max - min; ++k) {
+                Seq body = term;
+                if (prev != UINT32_MAX) body.push_back({Grammar::Element::Rule, prev});
+                prev = new_rule(rule, {body, Seq{}});
+            }
+            seq.push_back({Grammar::Element::Rule, prev});
+        }
+    }
+
+    // A rule that can reach itself before consuming a character would expand forever: refuse it (as llama.cpp does).
+    void check_left_recursion(const Grammar& g) {
+        const auto& el = g.elements();
+        size_t n = g.n_rules();
+        std::vector<char> nullable(n, 0);
+        for (bool changed = true; changed;) {
+            changed = false;
+            for (uint32_t r = 0; r < n; ++r) {
+                if (nullable[r]) continue;
+                for (uint32_t p : g.alternatives(r)) {
+                    while (el[p].kind == Grammar::Element::Rule && nullable[el[p].index]) ++p;
+                    if (el[p].kind == Grammar::Element::End) { nullable[r] = 1; changed = true; break; }
+                }
+            }
+        }
+        std::vector<std::vector<uint32_t>> left(n);  // rules each rule can start with
+        for (uint32_t r = 0; r < n; ++r)
+            for (uint32_t p : g.alternatives(r))
+                for (; el[p].kind == Grammar::Element::Rule; ++p) {
+                    left[r].push_back(el[p].index);
+                    if (!nullable[el[p].index]) break;
+                }
+        std::vector<char> state(n, 0);  // 0 new, 1 on the path, 2 done
+        std::vector<uint32_t> path;
+        std::function<void(uint32_t)> dfs = [&](uint32_t r) {
+            state[r] = 1;
+            path.push_back(r);
+            for (uint32_t s : left[r]) {
+                if (state[s] == 1) {
+                    // name a rule the user wrote, if the cycle has one
+                    auto from = std::find(path.begin(), path.end(), s);
+                    for (auto it = from; it != path.end(); ++it)
+                        if (!generated_rule_[*it])
+                            throw_bad_input("grammar: left recursion in rule '%s' (it can reach itself before reading a character)",
+                                            g.rule_name(*it).c_str());
+                    throw_bad_input("grammar: left recursion in rule '%s': a repeated term there can match the empty string",
+                                    g.rule_name(made_in_[s]).c_str());
+                }
+                if (state[s] == 0) dfs(s);
+            }
+            path.pop_back();
+            state[r] = 2;
+        };
+        for (uint32_t r = 0; r < n; ++r)
+            if (state[r] == 0) dfs(r);
+    }
+
+    std::string_view src_;
+    size_t pos_ = 0;
+    size_t total_ = 0;
+    uint32_t generated_ = 0;
+    std::unordered_map<std::string, uint32_t> ids_;
+    std::vector<std::string> names_;
+    std::vector<bool> defined_;
+    std::vector<bool> generated_rule_;  // made for a group or a repetition, not written by the user
+    std::vector<uint32_t> made_in_;     // the user's rule a generated one was made in (itself for the user's rules)
+    std::vector<size_t> first_use_;
+    std::vector<std::vector<Seq>> bodies_;
+    std::vector<CharClass> classes_;
+};
+
+std::shared_ptr<const Grammar> Grammar::parse(std::string_view gbnf, const std::string& start) {
+    return GbnfParser(gbnf).run(start);
+}
+
+static void put_char(std::string& out, uint32_t cp, bool in_class) {
+    auto hexs = [&](const char* pre, uint32_t v, int digits) {
+        static const char* h = "0123456789ABCDEF";
+        out += pre;
+        for (int i = digits - 1; i >= 0; --i) out += h[(v >> (4 * i)) & 0xF];
+    };
+    if (cp == '\n') { out += "\\n"; return; }
+    if (cp == '\r') { out += "\\r"; return; }
+    if (cp == '\t') { out += "\\t"; return; }
+    if (cp == '\\' || cp == '"' || (in_class && (cp == ']' || cp == '[' || cp == '-' || cp == '^'))) {
+        if (cp == '-' || cp == '^') { hexs("\\x", cp, 2); return; }
+        out += '\\';
+        out += static_cast<char>(cp);
+        return;
+    }
+    if (cp < 0x20 || cp == 0x7F) { hexs("\\x", cp, 2); return; }
+    if (cp < 0x80) { out += static_cast<char>(cp); return; }
+    if (cp >= 0xD800 && cp <= 0xDFFF) { hexs("\\u", cp, 4); return; }
+    if (cp < 0x800) {
+        out += static_cast<char>(0xC0 | (cp >> 6));
+    } else if (cp < 0x10000) {
+        out += static_cast<char>(0xE0 | (cp >> 12));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    } else {
+        out += static_cast<char>(0xF0 | (cp >> 18));
+        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    }
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+}
+
+// A class as GBNF: [a-z], [^"\\], '.', or a one-character literal.
+static std::string class_gbnf(const CharClass& cc) {
+    std::string out;
+    if (cc.negated && cc.ranges.empty()) return ".";
+    if (!cc.negated && cc.ranges.size() == 1 && cc.ranges[0].first == cc.ranges[0].second) {
+        out += '"';
+        put_char(out, cc.ranges[0].first, false);
+        return out + '"';
+    }
+    out += cc.negated ? "[^" : "[";
+    for (const auto& [a, b] : cc.ranges) {
+        put_char(out, a, true);
+        if (b != a) {
+            out += '-';
+            put_char(out, b, true);
+        }
+    }
+    return out + ']';
+}
+
+std::string Grammar::to_gbnf() const {
+    std::string out;
+    for (uint32_t r = 0; r < n_rules(); ++r) {
+        out += rule_names_[r] + " ::=";
+        bool first_alt = true;
+        for (uint32_t p : alts_[r]) {
+            out += first_alt ? " " : " | ";
+            first_alt = false;
+            bool first = true;
+            bool in_literal = false;
+            for (; elems_[p].kind != Element::End; ++p) {
+                const Element& e = elems_[p];
+                const CharClass* cc = e.kind == Element::Terminal ? &classes_[e.index] : nullptr;
+                bool single = cc && !cc->negated && cc->ranges.size() == 1 && cc->ranges[0].first == cc->ranges[0].second;
+                if (in_literal && !single) { out += '"'; in_literal = false; }
+                if (!in_literal && !first) out += ' ';
+                first = false;
+                if (e.kind == Element::Rule) {
+                    out += rule_names_[e.index];
+                } else if (single) {
+                    if (!in_literal) { out += '"'; in_literal = true; }
+                    put_char(out, cc->ranges[0].first, false);
+                } else {
+                    out += class_gbnf(*cc);
+                }
+            }
+            if (in_literal) out += '"';
+            if (first) out += "\"\"";  // an empty alternative, written so that the line cannot run on
+        }
+        out += '\n';
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Matcher
+
+GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar, Limits limits)
+    : g_(std::move(grammar)), limits_(limits) {
+    reset();
+}
+
+uint32_t GrammarMatcher::intern(uint32_t pos, uint32_t parent) {
+    uint64_t key = (uint64_t(pos) << 32) | parent;
+    auto [it, fresh] = index_.emplace(key, static_cast<uint32_t>(nodes_.size()));
+    if (fresh) {
+        nodes_.push_back({pos, parent});
+        seen_.push_back(0);
+    }
+    return it->second;
+}
+
+void GrammarMatcher::expand(uint32_t s, std::vector<uint32_t>& out) {
+    const auto& el = g_->elements();
+    work_.clear();
+    work_.push_back(s);
+    while (!work_.empty()) {
+        uint32_t t = work_.back();
+        work_.pop_back();
+        if (seen_[t] == epoch_) continue;
+        seen_[t] = epoch_;
+        if (t == kEmpty) {
+            out.push_back(t);
+            continue;
+        }
+        Node n = nodes_[t];
+        const Grammar::Element& e = el[n.pos];
+        if (e.kind == Grammar::Element::End) {
+            work_.push_back(n.parent);
+        } else if (e.kind == Grammar::Element::Terminal) {
+            out.push_back(t);
+        } else {
+            // a rule: continue after it once it is done (nothing to keep if it ends the alternative)
+            uint32_t cont = el[n.pos + 1].kind == Grammar::Element::End ? n.parent : intern(n.pos + 1, n.parent);
+            for (uint32_t a : g_->alternatives(e.index)) {
+                uint32_t child = intern(a, cont);
+                work_.push_back(child);
+            }
+        }
+    }
+    if (out.size() > limits_.max_stacks)
+        throw_runtime("grammar: more than %zu parse stacks alive at once (the limit): the grammar is too ambiguous",
+                      limits_.max_stacks);
+}
+
+void GrammarMatcher::reset() {
+    nodes_.clear();
+    index_.clear();
+    seen_.clear();
+    nodes_.push_back({0, 0});  // id 0: the empty stack
+    seen_.push_back(0);
+    epoch_ = 1;
+    stacks_.clear();
+    partial_ = 0;
+    partial_left_ = 0;
+    uint32_t start = g_->start_rule();
+    for (uint32_t a : g_->alternatives(start)) expand(intern(a, kEmpty), stacks_);
+    ++epoch_;
+}
+
+bool GrammarMatcher::step(uint32_t cp, std::vector<uint32_t>& next) {
+    const auto& el = g_->elements();
+    const auto& cls = g_->classes();
+    next.clear();
+    for (uint32_t s : stacks_) {
+        if (s == kEmpty) continue;
+        const Node n = nodes_[s];
+        if (!cls[el[n.pos].index].matches(cp)) continue;
+        expand(el[n.pos + 1].kind == Grammar::Element::End ? n.parent : intern(n.pos + 1, n.parent), next);
+    }
+    ++epoch_;
+    return !next.empty();
+}
+
+bool GrammarMatcher::accept_codepoint(uint32_t cp) {
+    if (partial_left_) return false;
+    std::vector<uint32_t> next;
+    if (!step(cp, next)) return false;
+    stacks_.swap(next);
+    return true;
+}
+
+bool GrammarMatcher::accept(std::string_view bytes) {
+    std::vector<uint32_t> saved = stacks_, next;
+    uint32_t partial = partial_;
+    int left = partial_left_;
+    auto undo = [&] {
+        stacks_ = std::move(saved);
+        partial_ = partial;
+        partial_left_ = left;
+        return false;
+    };
+    for (unsigned char b : bytes) {
+        if (partial_left_ > 0) {
+            if ((b & 0xC0) != 0x80) return undo();
+            partial_ = (partial_ << 6) | (b & 0x3F);
+            if (--partial_left_ > 0) continue;
+        } else if (b < 0x80) {
+            partial_ = b;
+        } else {
+            int n = (b >> 5) == 0x6 ? 1 : (b >> 4) == 0xE ? 2 : (b >> 3) == 0x1E ? 3 : -1;
+            if (n < 0) return undo();
+            partial_ = b & (0x3F >> n);
+            partial_left_ = n;
+            continue;
+        }
+        uint32_t cp = partial_;
+        partial_ = 0;
+        if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return undo();
+        if (!step(cp, next)) return undo();
+        stacks_.swap(next);
+    }
+    if (partial_left_ > 0) {
+        // a character begun: some stack must accept one of the code points it can still become
+        uint32_t lo = partial_ << (6 * partial_left_), hi = lo | ((1u << (6 * partial_left_)) - 1);
+        const auto& el = g_->elements();
+        const auto& cls = g_->classes();
+        bool any = false;
+        for (uint32_t s : stacks_)
+            if (s != kEmpty && cls[el[nodes_[s].pos].index].matches_any_in(lo, hi)) { any = true; break; }
+        if (!any) return undo();
+    }
+    return true;
+}
+
+bool GrammarMatcher::can_end() const {
+    return partial_left_ == 0 && std::find(stacks_.begin(), stacks_.end(), kEmpty) != stacks_.end();
+}
+
+std::string GrammarMatcher::expected(size_t max) const {
+    std::vector<std::string> what;
+    for (uint32_t s : stacks_) {
+        std::string w = s == kEmpty ? "the end" : class_gbnf(g_->classes()[g_->elements()[nodes_[s].pos].index]);
+        if (std::find(what.begin(), what.end(), w) == what.end()) what.push_back(w);
+    }
+    std::sort(what.begin(), what.end());
+    std::string out;
+    for (size_t i = 0; i < what.size() && i < max; ++i) out += (i ? " " : "") + what[i];
+    if (what.size() > max) out += " …";
+    return out;
+}
+
+bool GrammarMatcher::can_continue() const {
+    for (uint32_t s : stacks_)
+        if (s != kEmpty) return true;
+    return false;
+}
+
+}  // namespace llmforge

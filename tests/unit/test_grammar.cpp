@@ -1,0 +1,234 @@
+// GBNF grammars: parsing, the checks, and the matcher's verdicts against llama.cpp's own integration cases
+// (tests/grammar/llamacpp_integration.json: llama.cpp c392e50's tests/test-grammar-integration.cpp as data).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "llmforge/error.h"
+#include "llmforge/grammar.h"
+#include "test_util.h"
+
+using namespace llmforge;
+
+namespace {
+
+nlohmann::json cases() {
+    return nlohmann::json::parse(test::read_file(std::string(LLMFORGE_SOURCE_DIR) + "/tests/grammar/llamacpp_integration.json"));
+}
+
+// llama.cpp's match_string: every code point must be accepted, then some stack must be empty.
+bool matches(const std::shared_ptr<const Grammar>& g, const std::string& text) {
+    GrammarMatcher m(g);
+    return m.accept(text) && m.can_end();
+}
+
+// The same text fed one byte at a time (tokens that end inside a character).
+bool matches_bytewise(const std::shared_ptr<const Grammar>& g, const std::string& text) {
+    GrammarMatcher m(g);
+    for (char c : text)
+        if (!m.accept(std::string_view(&c, 1))) return false;
+    return m.can_end();
+}
+
+std::string error_of(const std::string& gbnf) {
+    try {
+        Grammar::parse(gbnf);
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST(Grammar, LlamaCppIntegrationCasesSameVerdicts) {
+    auto data = cases();
+    int n_cases = 0, n_strings = 0;
+    for (const auto& c : data["cases"]) {
+        if (!c.contains("grammar")) continue;  // JSON-schema cases: with the schema compiler
+        SCOPED_TRACE(c["name"].get<std::string>());
+        auto g = Grammar::parse(c["grammar"].get<std::string>());
+        for (const auto& s : c["accept"]) {
+            EXPECT_TRUE(matches(g, s)) << "should accept: " << s;
+            EXPECT_TRUE(matches_bytewise(g, s)) << "should accept byte by byte: " << s;
+            ++n_strings;
+        }
+        for (const auto& s : c["reject"]) {
+            EXPECT_FALSE(matches(g, s)) << "should reject: " << s;
+            EXPECT_FALSE(matches_bytewise(g, s)) << "should reject byte by byte: " << s;
+            ++n_strings;
+        }
+        // the grammar printed back parses to a grammar with the same verdicts
+        auto again = Grammar::parse(g->to_gbnf());
+        for (const auto& s : c["accept"]) EXPECT_TRUE(matches(again, s)) << g->to_gbnf();
+        for (const auto& s : c["reject"]) EXPECT_FALSE(matches(again, s)) << g->to_gbnf();
+        ++n_cases;
+    }
+    EXPECT_GE(n_cases, 11);
+    EXPECT_GE(n_strings, 100);
+}
+
+TEST(Grammar, LlamaCppInvalidGrammarsRefused) {
+    auto data = cases();
+    ASSERT_GE(data["invalid"].size(), 6u);
+    for (const auto& c : data["invalid"]) {
+        std::string err = error_of(c["grammar"]);
+        EXPECT_NE(err.find(c["error"].get<std::string>()), std::string::npos) << c["name"] << ": " << err;
+    }
+}
+
+TEST(Grammar, SyntaxErrorsNameLineAndColumn) {
+    struct Case { const char* gbnf; const char* says; };
+    for (const Case& c : std::vector<Case>{
+             {"root ::= \"abc", "line 1, column 10: unterminated string literal"},
+             {"root ::= [a-z", "line 1, column 10: unterminated character class"},
+             {"root ::= (\"a\"", "line 1, column 10: unclosed '('"},
+             {"root ::= \"a\"\nx := \"b\"", "line 2, column 3: expected '::='"},
+             {"root ::= * \"a\"", "line 1, column 10: '*' with nothing before it to repeat"},
+             {"root ::= \"a\"{3,2}", "a repetition {m,n} with n < m"},
+             {"root ::= \"\\q\"", "unknown escape '\\q'"},
+             {"root ::= [z-a]", "a character range that runs backwards"},
+             {"root ::= \"a\" )", "unexpected ')' in rule 'root'"},
+             {"root ::= \"a\"\nroot ::= \"b\"", "rule 'root' is defined twice"},
+             {"root ::= \"a\"{1000000}", "a repetition count above"},
+             {"root ::= \"\\U00110000\"", "code point beyond U+10FFFF"},
+         }) {
+        std::string err = error_of(c.gbnf);
+        EXPECT_NE(err.find(c.says), std::string::npos) << c.gbnf << " → " << err;
+    }
+    // a different start rule
+    auto g = Grammar::parse("greeting ::= \"hi\"", "greeting");
+    EXPECT_TRUE(matches(g, "hi"));
+    EXPECT_NE(error_of("greeting ::= \"hi\"").find("no rule 'root'"), std::string::npos);
+}
+
+TEST(Grammar, SyntaxDetails) {
+    // comments, line continuation after ::= and |, newlines inside parentheses, escapes, classes, '.', repetitions
+    auto g = Grammar::parse(
+        "# a comment line\n"
+        "root ::=   # comment after ::=\n"
+        "   item (\n"
+        "     \",\" item   # inside a group\n"
+        "   )* |\n"
+        "   \"\\x41\\u00e9\\U0001F600\"\n"
+        "item ::= [a-c\\]\\x2d]{1,3} \".\"? | [^a-z\\n]\n");
+    EXPECT_TRUE(matches(g, "a"));
+    EXPECT_TRUE(matches(g, "abc,]-.,b"));
+    EXPECT_TRUE(matches(g, "A\xC3\xA9\xF0\x9F\x98\x80"));
+    EXPECT_TRUE(matches(g, "Z,\xE2\x82\xAC"));  // [^a-z\n] takes any other character, multi-byte ones too
+    EXPECT_FALSE(matches(g, "abca"));         // at most three
+    EXPECT_FALSE(matches(g, "a,"));
+    EXPECT_FALSE(matches(g, "z"));
+    EXPECT_FALSE(matches(g, "\n"));
+    EXPECT_FALSE(matches(g, ""));
+    // {m}, {m,}, {,n} are llama.cpp's forms; an empty alternative matches the empty string
+    auto r = Grammar::parse("root ::= \"ab\"{2} \"c\"{2,} x\nx ::= \"d\" | ");
+    EXPECT_TRUE(matches(r, "ababcc"));
+    EXPECT_TRUE(matches(r, "ababcccccd"));
+    EXPECT_FALSE(matches(r, "abcc"));
+    EXPECT_FALSE(matches(r, "ababc"));
+    EXPECT_FALSE(matches(r, "ababccdd"));
+    auto dot = Grammar::parse("root ::= . .");
+    EXPECT_TRUE(matches(dot, "\xF0\x9F\x98\x80x"));  // '.' is one character, not one byte
+    EXPECT_FALSE(matches(dot, "x"));
+}
+
+TEST(Grammar, MatcherStatesAndUtf8) {
+    auto g = Grammar::parse("root ::= \"{\" [\xC3\xA0-\xC3\xBF]* \"}\" ");
+    GrammarMatcher m(g);
+    EXPECT_FALSE(m.can_end());
+    EXPECT_TRUE(m.accept("{"));
+    EXPECT_FALSE(m.accept("x"));                 // refused, and the state is kept
+    EXPECT_TRUE(m.accept("\xC3"));               // a character begun that can become one of à..ÿ
+    EXPECT_FALSE(m.can_end());
+    EXPECT_FALSE(m.accept("\x80"));              // U+00C0 is outside the class
+    EXPECT_TRUE(m.accept("\xA9"));               // é
+    EXPECT_FALSE(m.accept("\xC4"));              // U+0100..U+013F: no member of the class starts so
+    EXPECT_FALSE(m.accept("\xFF"));              // never valid UTF-8
+    EXPECT_TRUE(m.accept("}"));
+    EXPECT_TRUE(m.can_end());
+    EXPECT_FALSE(m.can_continue());              // nothing may follow the closing brace
+    EXPECT_FALSE(m.accept("}"));
+    m.reset();
+    EXPECT_TRUE(m.accept("{\xC3\xA0\xC3\xBF}"));
+    EXPECT_TRUE(m.can_end());
+    // a negated class with a partial character: U+2028 excluded, its neighbours allowed
+    auto list = Grammar::parse("root ::= [^\\u2028]");
+    GrammarMatcher l(list);
+    EXPECT_TRUE(l.accept("\xE2\x80"));            // can still become U+2000..U+203F other than U+2028
+    EXPECT_FALSE(l.accept("\xA8"));
+    EXPECT_TRUE(l.accept("\xA9"));
+    EXPECT_TRUE(l.can_end());
+}
+
+TEST(Grammar, RecursionIsBoundedAndAmbiguityLimited) {
+    // deep right recursion and nesting: the stacks stay few
+    auto json_like = Grammar::parse("root ::= value\nvalue ::= \"[\" ( value (\",\" value)* )? \"]\" | [0-9]+");
+    GrammarMatcher m(json_like);
+    std::string deep(2000, '[');
+    EXPECT_TRUE(m.accept(deep));
+    EXPECT_TRUE(m.accept("1"));
+    EXPECT_TRUE(m.accept(std::string(2000, ']')));
+    EXPECT_TRUE(m.can_end());
+    EXPECT_LE(m.n_stacks(), 2u);
+    // a repeated term that can be empty is left recursion too (the repetition's rule reaches itself); llama.cpp's
+    // check misses it (it counts only rules with a literally empty alternative as nullable)
+    EXPECT_NE(error_of("root ::= (\"a\"?)* \"b\"").find("left recursion in rule 'root': a repeated term there can match"),
+              std::string::npos) << error_of("root ::= (\"a\"?)* \"b\"");
+    EXPECT_NE(error_of("root ::= x \"b\"\nx ::= y x | \"c\"\ny ::= z\nz ::= \"q\" | ").find("left recursion in rule 'x'"),
+              std::string::npos);
+    // an optional term repeated a bounded number of times is fine
+    auto bounded = Grammar::parse("root ::= (\"a\"?){0,3} \"b\"");
+    EXPECT_TRUE(matches(bounded, "aaab"));
+    EXPECT_TRUE(matches(bounded, "b"));
+    EXPECT_FALSE(matches(bounded, "aaaab"));
+    // an ambiguous grammar: after n x's any number 0..n of y's may be owed, one stack each; past the limit, refused
+    auto amb = Grammar::parse("root ::= a\na ::= \"x\" a \"y\" | \"x\" a | \"\"\n");
+    GrammarMatcher::Limits lim;
+    lim.max_stacks = 64;
+    GrammarMatcher a(amb, lim);
+    EXPECT_TRUE(a.accept("xx"));
+    size_t two = a.n_stacks();
+    EXPECT_TRUE(a.accept("xx"));
+    EXPECT_GT(a.n_stacks(), two);  // grows with every x
+    try {
+        a.accept(std::string(100, 'x'));
+        ADD_FAILURE() << "no limit";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::Runtime);
+        EXPECT_NE(std::string(e.what()).find("more than 64 parse stacks"), std::string::npos) << e.what();
+    }
+    GrammarMatcher b(amb);
+    EXPECT_TRUE(b.accept("xxxxyyy"));
+    EXPECT_TRUE(b.can_end());
+    EXPECT_FALSE(b.accept("yy"));
+}
+
+TEST(Grammar, CliChecksGrammarsAndTexts) {
+    if (!std::getenv("LLMFORGE_BIN")) GTEST_SKIP() << "LLMFORGE_BIN not set";
+    const std::string g = test::tmp_path("sum.gbnf"), bad = test::tmp_path("bad.gbnf"), text = test::tmp_path("sum.txt");
+    {
+        std::ofstream(g) << "root ::= num (\"+\" num)*\nnum ::= [0-9]+\n";
+        std::ofstream(bad) << "root ::= num\n";
+        std::ofstream(text) << "12+3+";
+    }
+    std::string err;
+    EXPECT_EQ(test::run_cli("grammar " + g, &err), 0) << err;
+    EXPECT_EQ(test::run_cli("grammar " + g + " 12+34", &err), 0) << err;
+    // a text that leaves the grammar: exit 1, one line saying where and what was expected
+    EXPECT_EQ(test::run_cli("grammar " + g + " 12-3", &err), 1);
+    EXPECT_NE(err.find("at byte 2 (line 1, column 3): \"-\" is not allowed here; expected \"+\" [0-9] the end"), std::string::npos) << err;
+    EXPECT_EQ(test::run_cli("grammar " + g + " -f " + text, &err), 1);
+    EXPECT_NE(err.find("the text ends before the grammar is complete; expected [0-9]"), std::string::npos) << err;
+    // a bad grammar or a missing file: exit 2, one line naming the file
+    EXPECT_EQ(test::run_cli("grammar " + bad, &err), 2);
+    EXPECT_NE(err.find("bad.gbnf: grammar: line 1, column 10: undefined rule 'num'"), std::string::npos) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    EXPECT_EQ(test::run_cli("grammar " + test::tmp_path("absent.gbnf"), &err), 2);
+    for (const auto& p : {g, bad, text}) std::remove(p.c_str());
+}
