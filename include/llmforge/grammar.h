@@ -15,6 +15,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -70,6 +71,9 @@ struct GrammarLimits {
     size_t max_stacks = 1 << 16;  // parse stacks alive at once: more means an ambiguous grammar; refused
 };
 
+class GrammarVocab;
+class Vocab;
+
 class GrammarMatcher {
 public:
     using Limits = GrammarLimits;
@@ -79,6 +83,8 @@ public:
     // when the grammar cannot continue with them (including invalid UTF-8). Throws a runtime Error if more than
     // limits.max_stacks parse stacks would be alive.
     bool accept(std::string_view bytes);
+    // Whether accept(bytes) would succeed, without advancing.
+    bool can_accept(std::string_view bytes);
     bool accept_codepoint(uint32_t cp);
     // Whether the text so far is a complete sentence of the grammar (no character left half-read).
     bool can_end() const;
@@ -89,27 +95,109 @@ public:
     // What may come next, as GBNF terms ("[0-9]", "\"+\"", "the end" when the sentence may end here), sorted,
     // at most max of them (then "…").
     std::string expected(size_t max = 8) const;
-    size_t n_stacks() const { return stacks_.size(); }
+    size_t n_stacks() const { return state_.stacks.size(); }
+    const Grammar& grammar() const { return *g_; }
 
 private:
-    static constexpr uint32_t kEmpty = 0;  // the empty stack
+    friend class CompiledGrammar;
+    friend class GrammarConstraint;
+    static constexpr uint32_t kEmpty = 0;  // the empty stack: the sentence is complete
+    static constexpr uint32_t kAbove = 1;  // stands for "whatever is below": reached when the top rule is done
     struct Node { uint32_t pos, parent; };
+    struct State {
+        std::vector<uint32_t> stacks;
+        uint32_t partial = 0;  // a character begun: its bits so far, and how many continuation bytes it still needs
+        int left = 0;
+    };
     uint32_t intern(uint32_t pos, uint32_t parent);
     // Expands stack s until every resulting stack's top is a terminal (or it is empty), into out (deduplicated).
     void expand(uint32_t s, std::vector<uint32_t>& out);
-    bool step(uint32_t cp, std::vector<uint32_t>& next);
+    void step(const std::vector<uint32_t>& in, uint32_t cp, std::vector<uint32_t>& out);
+    bool advance(const State& in, unsigned char byte, State& out);
+    bool run(std::string_view bytes, State& out);  // the state after bytes, from the current one
+    // After a token's last byte: 2 the grammar goes on (or may end) inside, 1 only through kAbove, 0 no.
+    int verdict(const State& s) const;
+    // Sorts every token of v from state `from`: accepted (bits set), or — only when uncertain is given — needing the
+    // stack below kAbove (listed); the rest are rejected.
+    void walk(const State& from, const GrammarVocab& v, std::vector<uint64_t>& accepted, std::vector<int32_t>* uncertain);
 
     std::shared_ptr<const Grammar> g_;
     Limits limits_;
     std::vector<Node> nodes_;
     std::unordered_map<uint64_t, uint32_t> index_;
-    std::vector<uint32_t> stacks_;
+    State state_;
     std::vector<uint32_t> seen_;  // per-expansion marks, indexed by node id
     uint32_t epoch_ = 0;
     std::vector<uint32_t> work_;
-    // a character begun but not finished by the bytes so far
-    uint32_t partial_ = 0;
-    int partial_left_ = 0;
+};
+
+// Every token's bytes, sorted, for computing token masks: one per vocabulary, shared by every grammar.
+class GrammarVocab {
+public:
+    // bytes[i]: token i's text as generation emits it; empty: never allowed by a grammar (control tokens).
+    // end_tokens: the tokens that end generation, allowed where the sentence may end.
+    GrammarVocab(std::vector<std::string> bytes, std::vector<int32_t> end_tokens);
+    // A model's vocabulary: each token's piece as generation emits it (control tokens never), ending with EOS.
+    static std::shared_ptr<const GrammarVocab> from(const Vocab& vocab);
+    int32_t size() const { return static_cast<int32_t>(bytes_.size()); }
+    const std::string& bytes(int32_t id) const { return bytes_[static_cast<size_t>(id)]; }
+    const std::vector<int32_t>& end_tokens() const { return end_; }
+    const std::vector<int32_t>& sorted() const { return sorted_; }
+    const std::vector<uint16_t>& lcp() const { return lcp_; }  // with the previous token in sorted()
+    size_t max_len() const { return max_len_; }
+
+private:
+    std::vector<std::string> bytes_;
+    std::vector<int32_t> end_, sorted_;
+    std::vector<uint16_t> lcp_;
+    size_t max_len_ = 0;
+};
+
+// A grammar against a vocabulary. For each grammar position (a character class some stack may have on top) it keeps
+// what xgrammar calls the context-independent part of the token mask: the tokens accepted there whatever the stack
+// below, and the few that get past the end of the top rule and so depend on it. Computed when first needed (or all
+// at once by precompute()) and shared by every sequence that uses the grammar; thread-safe.
+class CompiledGrammar {
+public:
+    CompiledGrammar(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const GrammarVocab> vocab);
+    struct Entry {
+        std::vector<uint64_t> accepted;  // one bit per token
+        std::vector<int32_t> uncertain;
+    };
+    const Entry& entry(uint32_t pos) const;
+    // Computes every position's entry now; returns how many there are.
+    size_t precompute() const;
+    const std::shared_ptr<const Grammar>& grammar() const { return g_; }
+    const GrammarVocab& vocab() const { return *v_; }
+
+private:
+    std::shared_ptr<const Grammar> g_;
+    std::shared_ptr<const GrammarVocab> v_;
+    mutable std::mutex mu_;
+    mutable std::unordered_map<uint32_t, std::unique_ptr<Entry>> cache_;
+    mutable std::unique_ptr<GrammarMatcher> scratch_;
+};
+
+// One sequence's constrained decoding: the allowed tokens at each step, and the state advanced by the chosen one.
+class GrammarConstraint {
+public:
+    explicit GrammarConstraint(std::shared_ptr<const CompiledGrammar> compiled, GrammarLimits limits = {});
+    // The tokens allowed next, one bit per token id of the vocabulary (1: allowed): those whose bytes the grammar
+    // takes from here, and the end tokens where the sentence may end.
+    void allowed(std::vector<uint64_t>& mask);
+    // Sets every logit the grammar does not allow to -infinity (ids past the vocabulary too).
+    void apply(float* logits, int64_t n_logits);
+    // Advances by the chosen token. False, state kept, if the grammar does not allow it.
+    bool accept(int32_t token);
+    bool can_end() const { return m_.can_end(); }
+    bool finished() const { return finished_; }  // an end token was accepted
+    const GrammarMatcher& matcher() const { return m_; }
+
+private:
+    std::shared_ptr<const CompiledGrammar> cg_;
+    GrammarMatcher m_;
+    bool finished_ = false;
+    std::vector<uint64_t> mask_;
 };
 
 }  // namespace llmforge

@@ -3,9 +3,11 @@
 #include "llmforge/grammar.h"
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 
 #include "llmforge/error.h"
+#include "llmforge/tokenizer.h"
 
 namespace llmforge {
 
@@ -525,7 +527,7 @@ void GrammarMatcher::expand(uint32_t s, std::vector<uint32_t>& out) {
         work_.pop_back();
         if (seen_[t] == epoch_) continue;
         seen_[t] = epoch_;
-        if (t == kEmpty) {
+        if (t == kEmpty || t == kAbove) {
             out.push_back(t);
             continue;
         }
@@ -538,10 +540,7 @@ void GrammarMatcher::expand(uint32_t s, std::vector<uint32_t>& out) {
         } else {
             // a rule: continue after it once it is done (nothing to keep if it ends the alternative)
             uint32_t cont = el[n.pos + 1].kind == Grammar::Element::End ? n.parent : intern(n.pos + 1, n.parent);
-            for (uint32_t a : g_->alternatives(e.index)) {
-                uint32_t child = intern(a, cont);
-                work_.push_back(child);
-            }
+            for (uint32_t a : g_->alternatives(e.index)) work_.push_back(intern(a, cont));
         }
     }
     if (out.size() > limits_.max_stacks)
@@ -553,89 +552,115 @@ void GrammarMatcher::reset() {
     nodes_.clear();
     index_.clear();
     seen_.clear();
-    nodes_.push_back({0, 0});  // id 0: the empty stack
-    seen_.push_back(0);
+    nodes_.push_back({UINT32_MAX, 0});  // kEmpty
+    nodes_.push_back({UINT32_MAX, 0});  // kAbove
+    seen_.assign(2, 0);
     epoch_ = 1;
-    stacks_.clear();
-    partial_ = 0;
-    partial_left_ = 0;
-    uint32_t start = g_->start_rule();
-    for (uint32_t a : g_->alternatives(start)) expand(intern(a, kEmpty), stacks_);
+    state_ = State{};
+    for (uint32_t a : g_->alternatives(g_->start_rule())) expand(intern(a, kEmpty), state_.stacks);
     ++epoch_;
 }
 
-bool GrammarMatcher::step(uint32_t cp, std::vector<uint32_t>& next) {
+void GrammarMatcher::step(const std::vector<uint32_t>& in, uint32_t cp, std::vector<uint32_t>& out) {
     const auto& el = g_->elements();
     const auto& cls = g_->classes();
-    next.clear();
-    for (uint32_t s : stacks_) {
-        if (s == kEmpty) continue;
+    out.clear();
+    for (uint32_t s : in) {
+        if (s == kEmpty || s == kAbove) continue;
         const Node n = nodes_[s];
         if (!cls[el[n.pos].index].matches(cp)) continue;
-        expand(el[n.pos + 1].kind == Grammar::Element::End ? n.parent : intern(n.pos + 1, n.parent), next);
+        expand(el[n.pos + 1].kind == Grammar::Element::End ? n.parent : intern(n.pos + 1, n.parent), out);
     }
     ++epoch_;
-    return !next.empty();
 }
 
-bool GrammarMatcher::accept_codepoint(uint32_t cp) {
-    if (partial_left_) return false;
-    std::vector<uint32_t> next;
-    if (!step(cp, next)) return false;
-    stacks_.swap(next);
-    return true;
+bool GrammarMatcher::advance(const State& in, unsigned char b, State& out) {
+    uint32_t cp;
+    if (in.left > 0) {
+        if ((b & 0xC0) != 0x80) return false;
+        cp = (in.partial << 6) | (b & 0x3F);
+        if (in.left > 1) {
+            out.stacks = in.stacks;
+            out.partial = cp;
+            out.left = in.left - 1;
+            return true;
+        }
+    } else if (b < 0x80) {
+        cp = b;
+    } else {
+        int n = (b >> 5) == 0x6 ? 1 : (b >> 4) == 0xE ? 2 : (b >> 3) == 0x1E ? 3 : -1;
+        if (n < 0) return false;
+        out.stacks = in.stacks;
+        out.partial = b & (0x3Fu >> n);
+        out.left = n;
+        return true;
+    }
+    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    step(in.stacks, cp, out.stacks);
+    out.partial = 0;
+    out.left = 0;
+    return !out.stacks.empty();
+}
+
+int GrammarMatcher::verdict(const State& s) const {
+    if (s.left == 0) {
+        bool above = false;
+        for (uint32_t t : s.stacks) {
+            if (t != kAbove) return 2;  // a terminal to match next, or the complete sentence
+            above = true;
+        }
+        return above ? 2 : 0;  // the top rule done exactly at the token's end: the stack below goes on after it
+    }
+    // a character begun: some stack must take one of the code points it can still become
+    uint32_t lo = s.partial << (6 * s.left), hi = lo | ((1u << (6 * s.left)) - 1);
+    const auto& el = g_->elements();
+    const auto& cls = g_->classes();
+    bool above = false;
+    for (uint32_t t : s.stacks) {
+        if (t == kAbove) above = true;
+        else if (t != kEmpty && cls[el[nodes_[t].pos].index].matches_any_in(lo, hi)) return 2;
+    }
+    return above ? 1 : 0;
+}
+
+bool GrammarMatcher::run(std::string_view bytes, State& cur) {
+    cur = state_;
+    State next;
+    for (unsigned char b : bytes) {
+        if (!advance(cur, b, next)) return false;
+        std::swap(cur, next);
+    }
+    return verdict(cur) == 2;
 }
 
 bool GrammarMatcher::accept(std::string_view bytes) {
-    std::vector<uint32_t> saved = stacks_, next;
-    uint32_t partial = partial_;
-    int left = partial_left_;
-    auto undo = [&] {
-        stacks_ = std::move(saved);
-        partial_ = partial;
-        partial_left_ = left;
-        return false;
-    };
-    for (unsigned char b : bytes) {
-        if (partial_left_ > 0) {
-            if ((b & 0xC0) != 0x80) return undo();
-            partial_ = (partial_ << 6) | (b & 0x3F);
-            if (--partial_left_ > 0) continue;
-        } else if (b < 0x80) {
-            partial_ = b;
-        } else {
-            int n = (b >> 5) == 0x6 ? 1 : (b >> 4) == 0xE ? 2 : (b >> 3) == 0x1E ? 3 : -1;
-            if (n < 0) return undo();
-            partial_ = b & (0x3F >> n);
-            partial_left_ = n;
-            continue;
-        }
-        uint32_t cp = partial_;
-        partial_ = 0;
-        if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return undo();
-        if (!step(cp, next)) return undo();
-        stacks_.swap(next);
-    }
-    if (partial_left_ > 0) {
-        // a character begun: some stack must accept one of the code points it can still become
-        uint32_t lo = partial_ << (6 * partial_left_), hi = lo | ((1u << (6 * partial_left_)) - 1);
-        const auto& el = g_->elements();
-        const auto& cls = g_->classes();
-        bool any = false;
-        for (uint32_t s : stacks_)
-            if (s != kEmpty && cls[el[nodes_[s].pos].index].matches_any_in(lo, hi)) { any = true; break; }
-        if (!any) return undo();
-    }
+    State cur;
+    if (!run(bytes, cur)) return false;
+    state_ = std::move(cur);
+    return true;
+}
+
+bool GrammarMatcher::can_accept(std::string_view bytes) {
+    State cur;
+    return run(bytes, cur);
+}
+
+bool GrammarMatcher::accept_codepoint(uint32_t cp) {
+    if (state_.left) return false;
+    State next;
+    step(state_.stacks, cp, next.stacks);
+    if (next.stacks.empty()) return false;
+    state_ = std::move(next);
     return true;
 }
 
 bool GrammarMatcher::can_end() const {
-    return partial_left_ == 0 && std::find(stacks_.begin(), stacks_.end(), kEmpty) != stacks_.end();
+    return state_.left == 0 && std::find(state_.stacks.begin(), state_.stacks.end(), kEmpty) != state_.stacks.end();
 }
 
 std::string GrammarMatcher::expected(size_t max) const {
     std::vector<std::string> what;
-    for (uint32_t s : stacks_) {
+    for (uint32_t s : state_.stacks) {
         std::string w = s == kEmpty ? "the end" : class_gbnf(g_->classes()[g_->elements()[nodes_[s].pos].index]);
         if (std::find(what.begin(), what.end(), w) == what.end()) what.push_back(w);
     }
@@ -647,9 +672,169 @@ std::string GrammarMatcher::expected(size_t max) const {
 }
 
 bool GrammarMatcher::can_continue() const {
-    for (uint32_t s : stacks_)
+    for (uint32_t s : state_.stacks)
         if (s != kEmpty) return true;
     return false;
+}
+
+void GrammarMatcher::walk(const State& from, const GrammarVocab& v, std::vector<uint64_t>& accepted,
+                          std::vector<int32_t>* uncertain) {
+    accepted.assign((static_cast<size_t>(v.size()) + 63) / 64, 0);
+    const auto& sorted = v.sorted();
+    const auto& lcp = v.lcp();
+    const size_t L = v.max_len();
+    // st[d]: the state after the first d bytes of the current token; above[d]: whether kAbove was reached within them
+    std::vector<State> st(L + 1);
+    std::vector<char> above(L + 1, 0);
+    st[0] = from;
+    auto has_above = [](const State& s) { return std::find(s.stacks.begin(), s.stacks.end(), kAbove) != s.stacks.end(); };
+    above[0] = has_above(from);
+    size_t valid = 0;  // st[0..valid] belong to the previous token's prefix
+    auto set = [&](int32_t id) { accepted[static_cast<size_t>(id) >> 6] |= uint64_t(1) << (id & 63); };
+    for (size_t i = 0; i < sorted.size(); ++i) {
+        const std::string& b = v.bytes(sorted[i]);
+        size_t d = std::min<size_t>(lcp[i], valid);
+        bool dead = false;
+        while (d < b.size()) {
+            if (!advance(st[d], static_cast<unsigned char>(b[d]), st[d + 1])) {
+                dead = true;
+                break;
+            }
+            ++d;
+            above[d] = above[d - 1] || has_above(st[d]);
+        }
+        valid = d;
+        if (!dead) {
+            int verd = verdict(st[d]);
+            if (verd == 2) set(sorted[i]);
+            else if (uncertain && (verd == 1 || above[d])) uncertain->push_back(sorted[i]);
+            continue;
+        }
+        // every following token that shares the refused prefix b[0..d] is refused (or uncertain) the same way
+        size_t j = i;
+        do {
+            if (uncertain && above[d]) uncertain->push_back(sorted[j]);
+            ++j;
+        } while (j < sorted.size() && lcp[j] > d);
+        i = j - 1;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Token masks
+
+std::shared_ptr<const GrammarVocab> GrammarVocab::from(const Vocab& vocab) {
+    std::vector<std::string> bytes(static_cast<size_t>(vocab.size()));
+    for (int32_t i = 0; i < vocab.size(); ++i) bytes[size_t(i)] = vocab.token_to_piece(i, false);
+    std::vector<int32_t> end;
+    if (vocab.eos >= 0 && vocab.eos < vocab.size()) {
+        end.push_back(vocab.eos);
+        bytes[size_t(vocab.eos)].clear();
+    }
+    return std::make_shared<GrammarVocab>(std::move(bytes), std::move(end));
+}
+
+GrammarVocab::GrammarVocab(std::vector<std::string> bytes, std::vector<int32_t> end_tokens)
+    : bytes_(std::move(bytes)), end_(std::move(end_tokens)) {
+    for (int32_t i = 0; i < size(); ++i)
+        if (!bytes_[static_cast<size_t>(i)].empty()) sorted_.push_back(i);
+    std::sort(sorted_.begin(), sorted_.end(), [&](int32_t a, int32_t b) { return bytes_[size_t(a)] < bytes_[size_t(b)]; });
+    lcp_.resize(sorted_.size(), 0);
+    for (size_t i = 0; i < sorted_.size(); ++i) {
+        const std::string& s = bytes_[size_t(sorted_[i])];
+        max_len_ = std::max(max_len_, s.size());
+        if (i == 0) continue;
+        const std::string& p = bytes_[size_t(sorted_[i - 1])];
+        size_t k = 0;
+        while (k < s.size() && k < p.size() && s[k] == p[k] && k < 65535) ++k;
+        lcp_[i] = static_cast<uint16_t>(k);
+    }
+    for (int32_t e : end_)
+        if (e < 0 || e >= size()) throw_bad_input("grammar: end token %d is outside the vocabulary of %d", e, size());
+}
+
+CompiledGrammar::CompiledGrammar(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const GrammarVocab> vocab)
+    : g_(std::move(grammar)), v_(std::move(vocab)) {}
+
+const CompiledGrammar::Entry& CompiledGrammar::entry(uint32_t pos) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = cache_.find(pos);
+    if (it != cache_.end()) return *it->second;
+    if (!scratch_ || scratch_->nodes_.size() > (size_t(1) << 22)) scratch_ = std::make_unique<GrammarMatcher>(g_);
+    auto e = std::make_unique<Entry>();
+    GrammarMatcher::State from;
+    from.stacks.push_back(scratch_->intern(pos, GrammarMatcher::kAbove));
+    scratch_->walk(from, *v_, e->accepted, &e->uncertain);
+    return *cache_.emplace(pos, std::move(e)).first->second;
+}
+
+size_t CompiledGrammar::precompute() const {
+    size_t n = 0;
+    const auto& el = g_->elements();
+    for (uint32_t p = 0; p < el.size(); ++p)
+        if (el[p].kind == Grammar::Element::Terminal) {
+            entry(p);
+            ++n;
+        }
+    return n;
+}
+
+GrammarConstraint::GrammarConstraint(std::shared_ptr<const CompiledGrammar> compiled, GrammarLimits limits)
+    : cg_(std::move(compiled)), m_(cg_->grammar(), limits) {}
+
+void GrammarConstraint::allowed(std::vector<uint64_t>& mask) {
+    const GrammarVocab& v = cg_->vocab();
+    const size_t words = (static_cast<size_t>(v.size()) + 63) / 64;
+    if (finished_) {
+        mask.assign(words, 0);
+        return;
+    }
+    if (m_.state_.left > 0) {
+        m_.walk(m_.state_, v, mask, nullptr);  // inside a character: no position's entry applies; walk from here
+    } else {
+        mask.assign(words, 0);
+        GrammarMatcher::State one, cur, next;
+        for (uint32_t s : m_.state_.stacks) {
+            if (s == GrammarMatcher::kEmpty) continue;
+            const CompiledGrammar::Entry& e = cg_->entry(m_.nodes_[s].pos);
+            for (size_t w = 0; w < words; ++w) mask[w] |= e.accepted[w];
+            // the tokens that run past the top rule: try them on this stack
+            for (int32_t u : e.uncertain) {
+                if (mask[size_t(u) >> 6] >> (u & 63) & 1) continue;
+                cur.stacks.assign(1, s);
+                cur.partial = 0;
+                cur.left = 0;
+                bool ok = true;
+                for (unsigned char b : v.bytes(u)) {
+                    if (!m_.advance(cur, b, next)) { ok = false; break; }
+                    std::swap(cur, next);
+                }
+                if (ok && m_.verdict(cur) == 2) mask[size_t(u) >> 6] |= uint64_t(1) << (u & 63);
+            }
+        }
+    }
+    if (m_.can_end())
+        for (int32_t e : v.end_tokens()) mask[size_t(e) >> 6] |= uint64_t(1) << (e & 63);
+}
+
+void GrammarConstraint::apply(float* logits, int64_t n_logits) {
+    allowed(mask_);
+    const int64_t n = std::min<int64_t>(n_logits, cg_->vocab().size());
+    for (int64_t i = 0; i < n; ++i)
+        if (!(mask_[size_t(i) >> 6] >> (i & 63) & 1)) logits[i] = -INFINITY;
+    for (int64_t i = n; i < n_logits; ++i) logits[i] = -INFINITY;
+}
+
+bool GrammarConstraint::accept(int32_t token) {
+    const GrammarVocab& v = cg_->vocab();
+    if (finished_ || token < 0 || token >= v.size()) return false;
+    if (std::find(v.end_tokens().begin(), v.end_tokens().end(), token) != v.end_tokens().end()) {
+        if (!m_.can_end()) return false;
+        finished_ = true;
+        return true;
+    }
+    const std::string& b = v.bytes(token);
+    return !b.empty() && m_.accept(b);
 }
 
 }  // namespace llmforge

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <random>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -10,6 +12,8 @@
 
 #include "llmforge/error.h"
 #include "llmforge/grammar.h"
+#include "llmforge/tokenizer.h"
+#include "llmforge/utf8.h"
 #include "test_util.h"
 
 using namespace llmforge;
@@ -231,4 +235,98 @@ TEST(Grammar, CliChecksGrammarsAndTexts) {
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
     EXPECT_EQ(test::run_cli("grammar " + test::tmp_path("absent.gbnf"), &err), 2);
     for (const auto& p : {g, bad, text}) std::remove(p.c_str());
+}
+
+namespace {
+
+// Grammars of our own for the mask tests: JSON-like objects with strings and numbers, text in two scripts, a list.
+const char* kMaskGrammars[] = {
+    "root ::= object\n"
+    "object ::= \"{\" ws ( pair ( \",\" ws pair )* )? \"}\"\n"
+    "pair ::= string \":\" ws value\n"
+    "value ::= object | string | number | \"true\" | \"false\" | \"null\"\n"
+    "string ::= \"\\\"\" ( [^\"\\\\\\x00-\\x1f] | \"\\\\\" [\"\\\\/bfnrt] )* \"\\\"\" ws\n"
+    "number ::= \"-\"? [0-9]+ ( \".\" [0-9]+ )? ws\n"
+    "ws ::= [ \\n]?\n",
+    "root ::= ( [a-zA-Z ,.]+ | [ぁ-ゟ一-鿿]+ )+ \"。\"\n",
+    "root ::= item{1,4}\nitem ::= \"- \" [^\\n]+ \"\\n\"\n",
+};
+
+bool bit(const std::vector<uint64_t>& m, int32_t t) { return (m[size_t(t) >> 6] >> (t & 63)) & 1; }
+
+}  // namespace
+
+// The token mask equals trying every token of the vocabulary on the matcher, along random constrained walks, for
+// a SentencePiece vocabulary with byte fallback (tokens that split characters), a byte-level BPE one, and stories260K.
+TEST(GrammarMask, EqualsTryingEveryToken) {
+    REQUIRE_GOLDEN();
+    const std::string gd = test::golden_dir();
+    std::mt19937 rng(11);
+    int split_chosen = 0, steps = 0;
+    for (const std::string& path : {gd + "/stories260K/stories260K.gguf", gd + "/vocab/ggml-vocab-llama-spm.gguf", gd + "/vocab/ggml-vocab-gpt-2.gguf"}) {
+        auto gv = GrammarVocab::from(Vocab::load(path));
+        for (const char* text : kMaskGrammars) {
+            SCOPED_TRACE(path + "\n" + text);
+            auto g = Grammar::parse(text);
+            auto cg = std::make_shared<CompiledGrammar>(g, gv);
+            for (int walk = 0; walk < 2; ++walk) {
+                GrammarConstraint c(cg);
+                GrammarMatcher ref(g);
+                std::vector<uint64_t> mask;
+                for (int step = 0; step < 14 && !c.finished(); ++step) {
+                    c.allowed(mask);
+                    std::vector<int32_t> allowed, split;  // split: tokens that end inside a character
+                    int wrong = 0;
+                    for (int32_t t = 0; t < gv->size(); ++t) {
+                        const bool is_end = std::find(gv->end_tokens().begin(), gv->end_tokens().end(), t) != gv->end_tokens().end();
+                        const std::string& b = gv->bytes(t);
+                        const bool want = is_end ? ref.can_end() : !b.empty() && ref.can_accept(b);
+                        if (want != bit(mask, t) && ++wrong <= 3) ADD_FAILURE() << "token " << t << " '" << b << "': mask " << bit(mask, t) << ", matcher " << want;
+                        if (want && !is_end) {
+                            allowed.push_back(t);
+                            if (!b.empty() && static_cast<unsigned char>(b.back()) >= 0x80 && !utf8_valid(b)) split.push_back(t);
+                        }
+                    }
+                    ASSERT_EQ(wrong, 0) << "at step " << step;
+                    if (allowed.empty()) break;
+                    const auto& from = (!split.empty() && rng() % 3 == 0) ? split : allowed;
+                    const int32_t t = from[rng() % from.size()];
+                    split_chosen += &from == &split;
+                    ++steps;
+                    ASSERT_TRUE(c.accept(t));
+                    ASSERT_TRUE(ref.accept(gv->bytes(t)));
+                }
+            }
+        }
+    }
+    EXPECT_GE(steps, 100);
+    EXPECT_GE(split_chosen, 5);  // masks taken from inside a character
+}
+
+TEST(GrammarMask, EndTokensAndApply) {
+    // a toy vocabulary: the end token is allowed only where the sentence is complete, -inf elsewhere
+    auto gv = std::make_shared<GrammarVocab>(std::vector<std::string>{"", "a", "b", "ab", "\xC3", "\xA9", "c"}, std::vector<int32_t>{0});
+    auto cg = std::make_shared<CompiledGrammar>(Grammar::parse("root ::= \"a\" \"b\"? [é]?"), gv);
+    GrammarConstraint c(cg);
+    std::vector<float> logits(9, 1.0f);
+    c.apply(logits.data(), 9);
+    EXPECT_TRUE(std::isinf(logits[0]) && std::isinf(logits[2]) && std::isinf(logits[4]) && std::isinf(logits[6]));
+    EXPECT_EQ(logits[1], 1.0f);
+    EXPECT_EQ(logits[3], 1.0f);
+    EXPECT_TRUE(std::isinf(logits[7]) && std::isinf(logits[8]));  // past the vocabulary
+    EXPECT_FALSE(c.accept(0));  // the end, too early
+    EXPECT_TRUE(c.accept(1));
+    std::vector<uint64_t> m;
+    c.allowed(m);
+    EXPECT_EQ(m[0], (1u << 0) | (1u << 2) | (1u << 4));  // end, "b", the first byte of é
+    EXPECT_TRUE(c.accept(4));
+    c.allowed(m);
+    EXPECT_EQ(m[0], 1u << 5);  // only the byte that completes é; not the end (a character is half-read)
+    EXPECT_TRUE(c.accept(5));
+    c.allowed(m);
+    EXPECT_EQ(m[0], 1u << 0);
+    EXPECT_TRUE(c.accept(0));
+    EXPECT_TRUE(c.finished());
+    c.allowed(m);
+    EXPECT_EQ(m[0], 0u);
 }
