@@ -3,9 +3,11 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "llmforge/grammar.h"
 #include "llmforge/sampler.h"
 #include "llmforge/tokenizer.h"
 #include "llmforge/transformer.h"
@@ -17,12 +19,15 @@ struct GenerateParams {
     SamplerParams sampling;
     bool add_special = true;  // BOS as the vocabulary asks
     bool parse_special = true;
+    // Constrained decoding: every token is drawn from those the grammar allows (its vocabulary must be this one's).
+    std::shared_ptr<const CompiledGrammar> grammar;
 };
 
 struct GenerateResult {
     std::vector<int32_t> prompt_tokens, tokens;
     std::string text;
     std::string stop_reason;  // "eos", "length", "context", "stopped"
+    bool grammar_complete = false;  // with a grammar: the text is a whole sentence of it (false: cut off first)
     double prompt_ms = 0, gen_ms = 0;
 };
 

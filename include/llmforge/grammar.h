@@ -108,6 +108,7 @@ private:
         std::vector<uint32_t> stacks;
         uint32_t partial = 0;  // a character begun: its bits so far, and how many continuation bytes it still needs
         int left = 0;
+        uint32_t min_cp = 0;   // the smallest code point its length may encode (shorter forms are overlong)
     };
     uint32_t intern(uint32_t pos, uint32_t parent);
     // Expands stack s until every resulting stack's top is a terminal (or it is empty), into out (deduplicated).
@@ -153,29 +154,37 @@ private:
     size_t max_len_ = 0;
 };
 
-// A grammar against a vocabulary. For each grammar position (a character class some stack may have on top) it keeps
-// what xgrammar calls the context-independent part of the token mask: the tokens accepted there whatever the stack
-// below, and the few that get past the end of the top rule and so depend on it. Computed when first needed (or all
-// at once by precompute()) and shared by every sequence that uses the grammar; thread-safe.
+// A grammar against a vocabulary. For the top of a parse stack — its top position and the few below it, up to
+// `depth` of them — it keeps what xgrammar calls the context-independent part of the token mask: the tokens accepted
+// there whatever the rest of the stack, and the few that get past those positions and so depend on it. Computed when
+// a stack top is first met and shared by every sequence that uses the grammar; thread-safe.
 class CompiledGrammar {
 public:
-    CompiledGrammar(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const GrammarVocab> vocab);
+    CompiledGrammar(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const GrammarVocab> vocab, int depth = 4);
     struct Entry {
         std::vector<uint64_t> accepted;  // one bit per token
         std::vector<int32_t> uncertain;
     };
-    const Entry& entry(uint32_t pos) const;
-    // Computes every position's entry now; returns how many there are.
-    size_t precompute() const;
+    // top: the positions from the top of a stack down, at most depth of them; kBottom last if the stack ends there.
+    static constexpr uint32_t kBottom = UINT32_MAX;
+    const Entry& entry(const std::vector<uint32_t>& top) const;
+    int depth() const { return depth_; }
+    struct Stats {
+        size_t entries = 0, uncertain = 0;
+        double ms = 0;  // time spent computing entries
+    };
+    Stats stats() const;
     const std::shared_ptr<const Grammar>& grammar() const { return g_; }
     const GrammarVocab& vocab() const { return *v_; }
 
 private:
     std::shared_ptr<const Grammar> g_;
     std::shared_ptr<const GrammarVocab> v_;
+    int depth_;
     mutable std::mutex mu_;
-    mutable std::unordered_map<uint32_t, std::unique_ptr<Entry>> cache_;
+    mutable std::unordered_map<std::string, std::unique_ptr<Entry>> cache_;
     mutable std::unique_ptr<GrammarMatcher> scratch_;
+    mutable Stats stats_;
 };
 
 // One sequence's constrained decoding: the allowed tokens at each step, and the state advanced by the chosen one.
@@ -190,6 +199,8 @@ public:
     // Advances by the chosen token. False, state kept, if the grammar does not allow it.
     bool accept(int32_t token);
     bool can_end() const { return m_.can_end(); }
+    // Whether accept(token) would succeed for a token that is not an end token (without advancing).
+    bool matcher_can_take(int32_t token);
     bool finished() const { return finished_; }  // an end token was accepted
     const GrammarMatcher& matcher() const { return m_; }
 
@@ -198,6 +209,7 @@ private:
     GrammarMatcher m_;
     bool finished_ = false;
     std::vector<uint64_t> mask_;
+    std::vector<uint32_t> top_;
 };
 
 }  // namespace llmforge

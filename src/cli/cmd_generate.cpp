@@ -24,6 +24,7 @@ void add_generate(CLI::App& app) {
         int64_t seed = -1;
         bool json = false, no_bos = false, no_mmap = false;
         CacheTypeOptions cache;
+        GrammarOptions grammar;
         std::vector<std::string> lora;
         float lora_scale = 1.0f;
     };
@@ -33,6 +34,7 @@ void add_generate(CLI::App& app) {
     cmd->add_option("-f,--file", o->file, "read the prompt from a file")->default_str("none")->excludes("--prompt");
     cmd->add_option("-n,--n-predict", o->n, "tokens to generate (-1: until end of sequence or full context)")->check(at_least(-1, " (-1: no limit)"));
     add_sampling_options(cmd, o->s, o->seed);
+    add_grammar_options(cmd, o->grammar);
     cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)")->check(at_least(0, " (0: the model's)"));
     cmd->add_option("-b,--batch-size", o->batch, "tokens per forward pass while reading the prompt")->check(at_least(1));
     add_threads_option(cmd, o->threads);
@@ -56,6 +58,7 @@ void add_generate(CLI::App& app) {
         gp.sampling = o->s;
         gp.sampling.seed = seed_or_random(o->seed);
         gp.add_special = !o->no_bos;
+        gp.grammar = load_grammar(o->grammar, *m.vocab);
         std::function<bool(const std::string&)> sink;
         if (!o->json) sink = [](const std::string& piece) {
             std::fwrite(piece.data(), 1, piece.size(), stdout);
@@ -69,11 +72,14 @@ void add_generate(CLI::App& app) {
         if (o->json) {
             nlohmann::json j = {{"text", r.text}, {"tokens", r.tokens}, {"prompt_tokens", r.prompt_tokens}, {"stop_reason", r.stop_reason},
                                 {"timings", {{"prompt_ms", r.prompt_ms}, {"prompt_tokens_per_s", pp}, {"gen_ms", r.gen_ms}, {"gen_tokens_per_s", tg}}}};
+            if (gp.grammar) j["grammar_complete"] = r.grammar_complete;
             std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
         } else {
             std::printf("\n");
         }
         std::fflush(stdout);
+        if (gp.grammar && !r.grammar_complete)
+            std::fprintf(stderr, "llmforge: warning: the output stopped (%s) before the grammar was complete\n", r.stop_reason.c_str());
         std::fprintf(stderr, "llmforge: prompt %zu tokens in %.1f ms (%.2f tok/s); generated %zu tokens, %.2f tok/s; stop: %s; %d threads, %s kernels\n",
                      r.prompt_tokens.size(), r.prompt_ms, pp, r.tokens.size(), tg, r.stop_reason.c_str(), o->threads, kernels::isa_name());
     });

@@ -1,4 +1,5 @@
 // Helpers the subcommands share: sampling flags, seeds, sizes in words, loading a model with a log line.
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <strings.h>
@@ -36,6 +37,28 @@ CLI::Validator above(double lo, const std::string& note) {
 }
 CLI::Validator between(double lo, double hi, const std::string& note) {
     return number_check([lo, hi](double v) { return v >= lo && v <= hi; }, "in [" + num(lo) + ", " + num(hi) + "]" + note);
+}
+
+void add_grammar_options(CLI::App* cmd, GrammarOptions& o) {
+    auto* g = cmd->add_option("--grammar", o.text, "a GBNF grammar (llama.cpp's format) the output must follow")->default_str("none");
+    cmd->add_option("--grammar-file", o.file, "read the GBNF grammar from a file")->default_str("none")->excludes(g);
+}
+
+std::shared_ptr<const CompiledGrammar> load_grammar(const GrammarOptions& o, const Vocab& vocab) {
+    if (o.text.empty() && o.file.empty()) return nullptr;
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string src = o.file.empty() ? o.text : read_text_file(o.file);
+    std::shared_ptr<const Grammar> g;
+    try {
+        g = Grammar::parse(src);
+    } catch (const Error& e) {
+        throw Error(e.kind(), (o.file.empty() ? std::string("--grammar") : o.file) + ": " + e.what());
+    }
+    auto cg = std::make_shared<CompiledGrammar>(g, GrammarVocab::from(vocab));
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    std::fprintf(stderr, "llmforge: grammar: %zu rules, %zu character classes, ready in %.1f ms (token masks are computed as positions are first reached)\n",
+             g->n_rules(), g->classes().size(), ms);
+    return cg;
 }
 
 void add_sampling_options(CLI::App* cmd, SamplerParams& s, int64_t& seed) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "llmforge/grammar.h"
 #include "llmforge/model.h"
 #include "llmforge/sampler.h"
 #include "llmforge/transformer.h"
@@ -54,6 +55,13 @@ void add_imatrix(CLI::App& app);
 void add_grammar(CLI::App& app);
 // The options every training command shares (loop, optimiser, schedule, checkpoints): cmd_pretrain.cpp.
 void add_training_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions>& o);
+// --grammar TEXT and --grammar-file FILE (llama.cpp's flags): a GBNF grammar for constrained decoding.
+struct GrammarOptions {
+    std::string text, file;
+};
+void add_grammar_options(CLI::App* cmd, GrammarOptions& o);
+// The grammar compiled against the vocabulary (null when neither flag was given); logs its size and compile time.
+std::shared_ptr<const CompiledGrammar> load_grammar(const GrammarOptions& o, const Vocab& vocab);
 // A chat template from a .jinja file, tokenizer_config.json (chat_template) or GGUF (tokenizer.chat_template).
 std::string load_chat_template(const std::string& path);
 

@@ -1,6 +1,7 @@
 #include "llmforge/generate.h"
 
 #include <chrono>
+#include <cmath>
 
 #include "llmforge/error.h"
 #include "llmforge/utf8.h"
@@ -22,13 +23,41 @@ GenerateResult generate(Transformer& tf, const Vocab& vocab, const std::string& 
     Utf8Stream stream;
     const int64_t V = tf.model().config.n_vocab;
 
+    std::unique_ptr<GrammarConstraint> constraint;
+    std::vector<float> masked;
+    if (params.grammar) {
+        if (params.grammar->vocab().size() > V) throw_bad_input("grammar: compiled for a vocabulary of %d tokens, the model has %lld",
+                                                                  params.grammar->vocab().size(), static_cast<long long>(V));
+        constraint = std::make_unique<GrammarConstraint>(params.grammar);
+    }
+    // The next token: with a grammar, drawn from the allowed ones (the mask first, then the sampling chain, as
+    // llama.cpp does). Greedy decoding tries the unconstrained choice first: if the grammar takes it, it is the
+    // argmax of the allowed tokens too.
+    auto next_token = [&](const float* lg) {
+        if (!constraint) return sampler.sample(lg, V, history);
+        if (params.sampling.temp <= 0) {
+            const int32_t best = sampler.sample(lg, V, history);
+            if (vocab.is_eog(best) ? constraint->can_end() : constraint->matcher_can_take(best)) return best;
+        }
+        masked.assign(lg, lg + V);
+        constraint->apply(masked.data(), V);
+        bool any = false;
+        for (float x : masked) any = any || x != -INFINITY;
+        if (!any)
+            throw_runtime("grammar: no token of the vocabulary can continue the text here (expected %s)",
+                          constraint->matcher().expected().c_str());
+        return sampler.sample(masked.data(), V, history);
+    };
+
     auto t0 = clock::now();
     const std::vector<float>* logits = &tf.eval(r.prompt_tokens);
     r.prompt_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
     t0 = clock::now();
     r.stop_reason = "length";
     for (int32_t i = 0; params.n_predict < 0 || i < params.n_predict; ++i) {
-        const int32_t id = sampler.sample(logits->data(), V, history);
+        const int32_t id = next_token(logits->data());
+        if (constraint && !constraint->accept(id))
+            throw_runtime("grammar: token %d was drawn but the grammar refuses it", id);  // a bug, never bad input
         if (vocab.is_eog(id)) { r.stop_reason = "eos"; break; }
         r.tokens.push_back(id);
         history.push_back(id);
@@ -45,6 +74,7 @@ GenerateResult generate(Transformer& tf, const Vocab& vocab, const std::string& 
         if (on_text) on_text(tail);
     }
     r.gen_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    if (constraint) r.grammar_complete = constraint->finished() || constraint->can_end();
     return r;
 }
 

@@ -3,6 +3,7 @@
 #include "llmforge/grammar.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <functional>
 
@@ -580,25 +581,34 @@ bool GrammarMatcher::advance(const State& in, unsigned char b, State& out) {
         if ((b & 0xC0) != 0x80) return false;
         cp = (in.partial << 6) | (b & 0x3F);
         if (in.left > 1) {
+            // refuse overlong forms, surrogates and code points past U+10FFFF as soon as the bits show them
+            const int rest = 6 * (in.left - 1);
+            const uint32_t lo = cp << rest, hi = lo | ((1u << rest) - 1);
+            if (hi < in.min_cp || lo > 0x10FFFF || (lo >= 0xD800 && hi <= 0xDFFF)) return false;
             out.stacks = in.stacks;
             out.partial = cp;
             out.left = in.left - 1;
+            out.min_cp = in.min_cp;
             return true;
         }
+        if (cp < in.min_cp) return false;
     } else if (b < 0x80) {
         cp = b;
     } else {
+        // lead bytes: 110xxxxx (not C0, C1: overlong), 1110xxxx, 11110xxx (F0..F4)
         int n = (b >> 5) == 0x6 ? 1 : (b >> 4) == 0xE ? 2 : (b >> 3) == 0x1E ? 3 : -1;
-        if (n < 0) return false;
+        if (n < 0 || b == 0xC0 || b == 0xC1 || b > 0xF4) return false;
         out.stacks = in.stacks;
         out.partial = b & (0x3Fu >> n);
         out.left = n;
+        out.min_cp = n == 1 ? 0x80 : n == 2 ? 0x800 : 0x10000;
         return true;
     }
     if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
     step(in.stacks, cp, out.stacks);
     out.partial = 0;
     out.left = 0;
+    out.min_cp = 0;
     return !out.stacks.empty();
 }
 
@@ -613,6 +623,8 @@ int GrammarMatcher::verdict(const State& s) const {
     }
     // a character begun: some stack must take one of the code points it can still become
     uint32_t lo = s.partial << (6 * s.left), hi = lo | ((1u << (6 * s.left)) - 1);
+    lo = std::max(lo, s.min_cp);
+    hi = std::min<uint32_t>(hi, 0x10FFFF);
     const auto& el = g_->elements();
     const auto& cls = g_->classes();
     bool above = false;
@@ -753,30 +765,37 @@ GrammarVocab::GrammarVocab(std::vector<std::string> bytes, std::vector<int32_t> 
         if (e < 0 || e >= size()) throw_bad_input("grammar: end token %d is outside the vocabulary of %d", e, size());
 }
 
-CompiledGrammar::CompiledGrammar(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const GrammarVocab> vocab)
-    : g_(std::move(grammar)), v_(std::move(vocab)) {}
+CompiledGrammar::CompiledGrammar(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const GrammarVocab> vocab, int depth)
+    : g_(std::move(grammar)), v_(std::move(vocab)), depth_(std::max(depth, 1)) {}
 
-const CompiledGrammar::Entry& CompiledGrammar::entry(uint32_t pos) const {
+const CompiledGrammar::Entry& CompiledGrammar::entry(const std::vector<uint32_t>& top) const {
+    const std::string key(reinterpret_cast<const char*>(top.data()), top.size() * sizeof(uint32_t));
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = cache_.find(pos);
+    auto it = cache_.find(key);
     if (it != cache_.end()) return *it->second;
+    const auto t0 = std::chrono::steady_clock::now();
     if (!scratch_ || scratch_->nodes_.size() > (size_t(1) << 22)) scratch_ = std::make_unique<GrammarMatcher>(g_);
+    // the stack's top as far as the key goes; below it kAbove ("whatever is below"), or the real bottom
+    size_t n = top.size();
+    uint32_t node = GrammarMatcher::kAbove;
+    if (n > 0 && top[n - 1] == kBottom) {
+        node = GrammarMatcher::kEmpty;
+        --n;
+    }
+    for (size_t i = n; i-- > 0;) node = scratch_->intern(top[i], node);
     auto e = std::make_unique<Entry>();
     GrammarMatcher::State from;
-    from.stacks.push_back(scratch_->intern(pos, GrammarMatcher::kAbove));
+    from.stacks.push_back(node);
     scratch_->walk(from, *v_, e->accepted, &e->uncertain);
-    return *cache_.emplace(pos, std::move(e)).first->second;
+    stats_.entries += 1;
+    stats_.uncertain += e->uncertain.size();
+    stats_.ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    return *cache_.emplace(key, std::move(e)).first->second;
 }
 
-size_t CompiledGrammar::precompute() const {
-    size_t n = 0;
-    const auto& el = g_->elements();
-    for (uint32_t p = 0; p < el.size(); ++p)
-        if (el[p].kind == Grammar::Element::Terminal) {
-            entry(p);
-            ++n;
-        }
-    return n;
+CompiledGrammar::Stats CompiledGrammar::stats() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stats_;
 }
 
 GrammarConstraint::GrammarConstraint(std::shared_ptr<const CompiledGrammar> compiled, GrammarLimits limits)
@@ -796,7 +815,16 @@ void GrammarConstraint::allowed(std::vector<uint64_t>& mask) {
         GrammarMatcher::State one, cur, next;
         for (uint32_t s : m_.state_.stacks) {
             if (s == GrammarMatcher::kEmpty) continue;
-            const CompiledGrammar::Entry& e = cg_->entry(m_.nodes_[s].pos);
+            // the key: the positions of the stack's top few nodes
+            top_.clear();
+            for (uint32_t t = s; static_cast<int>(top_.size()) < cg_->depth(); t = m_.nodes_[t].parent) {
+                if (t == GrammarMatcher::kEmpty) {
+                    top_.push_back(CompiledGrammar::kBottom);
+                    break;
+                }
+                top_.push_back(m_.nodes_[t].pos);
+            }
+            const CompiledGrammar::Entry& e = cg_->entry(top_);
             for (size_t w = 0; w < words; ++w) mask[w] |= e.accepted[w];
             // the tokens that run past the top rule: try them on this stack
             for (int32_t u : e.uncertain) {
@@ -823,6 +851,12 @@ void GrammarConstraint::apply(float* logits, int64_t n_logits) {
     for (int64_t i = 0; i < n; ++i)
         if (!(mask_[size_t(i) >> 6] >> (i & 63) & 1)) logits[i] = -INFINITY;
     for (int64_t i = n; i < n_logits; ++i) logits[i] = -INFINITY;
+}
+
+bool GrammarConstraint::matcher_can_take(int32_t token) {
+    const GrammarVocab& v = cg_->vocab();
+    if (finished_ || token < 0 || token >= v.size() || v.bytes(token).empty()) return false;
+    return m_.can_accept(v.bytes(token));
 }
 
 bool GrammarConstraint::accept(int32_t token) {

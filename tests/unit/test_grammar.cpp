@@ -161,6 +161,17 @@ TEST(Grammar, MatcherStatesAndUtf8) {
     m.reset();
     EXPECT_TRUE(m.accept("{\xC3\xA0\xC3\xBF}"));
     EXPECT_TRUE(m.can_end());
+    // overlong forms, surrogates and code points past U+10FFFF are not characters, whatever the class
+    auto brace = Grammar::parse("root ::= [^a]*");
+    for (const char* bad : {"\xC1\xBB", "\xC0\x80", "\xE0\x81\xBB", "\xE0\x9F", "\xF0\x80\x81\xBB", "\xF0\x8F", "\xED\xA0\x80", "\xED\xA0",
+                            "\xF4\x90\x80\x80", "\xF4\x90", "\xF5\x80\x80\x80", "\xFF", "\x80"}) {
+        GrammarMatcher b(brace);
+        EXPECT_FALSE(b.accept(bad)) << test::hex(bad);
+    }
+    for (const char* good : {"\xC2\x80", "\xE0\xA0\x80", "\xED\x9F\xBF", "\xEE\x80\x80", "\xF0\x90\x80\x80", "\xF4\x8F\xBF\xBF", "\xF4\x8F"}) {
+        GrammarMatcher b(brace);
+        EXPECT_TRUE(b.accept(good)) << test::hex(good);
+    }
     // a negated class with a partial character: U+2028 excluded, its neighbours allowed
     auto list = Grammar::parse("root ::= [^\\u2028]");
     GrammarMatcher l(list);
@@ -268,8 +279,9 @@ TEST(GrammarMask, EqualsTryingEveryToken) {
         for (const char* text : kMaskGrammars) {
             SCOPED_TRACE(path + "\n" + text);
             auto g = Grammar::parse(text);
-            auto cg = std::make_shared<CompiledGrammar>(g, gv);
             for (int walk = 0; walk < 2; ++walk) {
+                // depth 1: most tokens run past the top position and are tried on the stack; depth 4: few do
+                auto cg = std::make_shared<CompiledGrammar>(g, gv, walk == 0 ? 1 : 4);
                 GrammarConstraint c(cg);
                 GrammarMatcher ref(g);
                 std::vector<uint64_t> mask;

@@ -40,6 +40,18 @@ inline std::vector<int32_t> parse_ids(const std::string& s) {
     return v;
 }
 
+// "c1 bb": bytes in hexadecimal, for messages.
+inline std::string hex(const std::string& bytes) {
+    static const char* h = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : bytes) {
+        if (!out.empty()) out += ' ';
+        out += h[c >> 4];
+        out += h[c & 15];
+    }
+    return out;
+}
+
 inline std::string tmp_path(const std::string& name) {
     const char* t = std::getenv("TMPDIR");
     return std::string(t && *t ? t : "/tmp") + "/llmforge_test_" + std::to_string(::getpid()) + "_" + name;
