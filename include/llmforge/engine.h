@@ -24,6 +24,7 @@
 
 #include "core/threadpool.h"
 #include "llmforge/model.h"
+#include "llmforge/grammar.h"
 #include "llmforge/sampler.h"
 #include "llmforge/transformer.h"
 
@@ -55,6 +56,9 @@ struct Job {
     std::vector<std::string> stop;    // stop strings (not included in the text)
     std::vector<int32_t> stop_tokens; // tokens that end the answer besides the vocabulary's end of generation
     bool ignore_eos = false;
+    // Constrained decoding: every token drawn from those the grammar allows; the answer ends ("stop") once the
+    // grammar is complete and nothing more may follow. Its vocabulary must be the model's.
+    std::shared_ptr<const CompiledGrammar> grammar;
     bool logprobs = false;
     int top_logprobs = 0;
     bool embedding = false;           // an embedding job: mean-pooled, L2-normalised final hidden states of `prompt`

@@ -64,6 +64,11 @@ private:
     uint32_t start_ = 0;
 };
 
+// GBNF for one JSON object, any keys and values (what response_format {"type": "json_object"} asks for). Strings are
+// JSON strings (escapes, no raw control characters), numbers JSON numbers; whitespace between tokens is bounded (at
+// most a newline and 20 spaces or tabs) so that a model cannot fill its answer with it, and nothing follows the object.
+const std::string& json_object_gbnf();
+
 // Follows text through a grammar. The state is a set of parse stacks; each stack's top is a character class still
 // to match, or the stack is empty (the text so far is a complete sentence). Stacks are interned, so a set of them
 // is a set of ids and equal stacks share one id.

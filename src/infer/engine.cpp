@@ -57,6 +57,7 @@ struct Engine::Seq {
     bool finished = false;
     Clock::time_point last_token;
     std::vector<float> buf;
+    std::unique_ptr<GrammarConstraint> grammar;
     explicit Seq(const SamplerParams& p) : sampler(p) {}
 };
 
@@ -292,15 +293,31 @@ int32_t Engine::pick(Seq& s, const float* logits) {
     const Job& j = *s.st->job;
     const int64_t V = model_.config.n_vocab;
     const bool penalties = (j.presence_penalty != 0 || j.frequency_penalty != 0) && !s.counts.empty();
-    if (penalties || !j.logit_bias.empty()) {
+    if (penalties || !j.logit_bias.empty() || j.grammar) {
         s.buf.assign(logits, logits + V);
         if (penalties)
             for (const auto& [id, c] : s.counts) s.buf[static_cast<size_t>(id)] -= j.frequency_penalty * static_cast<float>(c) + j.presence_penalty;
         for (const auto& [id, bias] : j.logit_bias)
             if (id >= 0 && id < V) s.buf[static_cast<size_t>(id)] = bias <= -100 ? -INFINITY : s.buf[static_cast<size_t>(id)] + bias;
+        if (j.grammar) {
+            if (!s.grammar) s.grammar = std::make_unique<GrammarConstraint>(j.grammar);
+            s.grammar->apply(s.buf.data(), V);
+            // the answer's own end tokens (a chat template's end of turn) where the grammar may end; with ignore_eos, the
+            // end only where nothing else is left
+            if (s.grammar->can_end())
+                for (int32_t e : j.stop_tokens)
+                    if (e >= 0 && e < V) s.buf[static_cast<size_t>(e)] = logits[e];
+            if (j.ignore_eos && s.grammar->matcher().can_continue())
+                for (int32_t e : j.grammar->vocab().end_tokens()) s.buf[static_cast<size_t>(e)] = -INFINITY;
+        }
         logits = s.buf.data();
     }
-    return s.sampler.sample(logits, V, s.history);
+    int32_t id = s.sampler.sample(logits, V, s.history);
+    if (s.grammar) {
+        if (!std::isfinite(logits[id])) return -1;  // nothing allowed: no token of the vocabulary continues the grammar
+        if (std::find(j.stop_tokens.begin(), j.stop_tokens.end(), id) == j.stop_tokens.end()) s.grammar->accept(id);
+    }
+    return id;
 }
 
 void Engine::emit_token(Seq& s, int32_t id, const float* logits) {
@@ -371,6 +388,8 @@ void Engine::emit_token(Seq& s, int32_t id, const float* logits) {
         s.held.clear();
         s.utf8 = Utf8Stream();
         finish(s, "stop");
+    } else if (s.grammar && !s.grammar->matcher().can_continue()) {
+        finish(s, "stop");  // the grammar is complete and nothing may follow
     } else if (j.max_tokens >= 0 && s.generated >= j.max_tokens) {
         finish(s, "length");
     } else if (tf_->n_past_of(s.slot) >= n_ctx_) {

@@ -501,6 +501,19 @@ std::string Grammar::to_gbnf() const {
     return out;
 }
 
+const std::string& json_object_gbnf() {
+    static const std::string g =
+        "root ::= object\n"
+        "value ::= object | array | string | number | \"true\" | \"false\" | \"null\"\n"
+        "object ::= \"{\" ws ( member ( \",\" ws member )* )? \"}\"\n"
+        "member ::= string ws \":\" ws value ws\n"
+        "array ::= \"[\" ws ( value ws ( \",\" ws value ws )* )? \"]\"\n"
+        "string ::= \"\\\"\" ( [^\"\\\\\\x00-\\x1f] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} ) )* \"\\\"\"\n"
+        "number ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} ) ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?\n"
+        "ws ::= ( \" \" | \"\\n\" ) [ \\t]{0,20} |\n";
+    return g;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Matcher
 

@@ -87,7 +87,7 @@ std::vector<std::string> stop_strings(const json& b) {
 // "user"): a field it would ignore gets 400, never 200 with the field silently dropped. Fields of other servers that
 // we do not implement yet are named as such; anything else gets OpenAI's own wording.
 void check_fields(const json& b, const char* endpoint) {
-    static const std::vector<std::string> common = {"model", "stream", "stream_options", "temperature", "top_p", "top_k", "min_p",
+    static const std::vector<std::string> common = {"model", "stream", "stream_options", "temperature", "top_p", "top_k", "min_p", "grammar",
                                                     "repeat_penalty", "repeat_last_n", "seed", "presence_penalty", "frequency_penalty",
                                                     "n", "stop", "ignore_eos", "max_tokens", "logprobs", "best_of", "logit_bias",
                                                     "user", "metadata", "store", "service_tier", "cache_prompt"};
@@ -97,7 +97,7 @@ void check_fields(const json& b, const char* endpoint) {
     static const std::vector<std::string> embedding = {"model", "input", "encoding_format", "dimensions", "user"};
     // llama.cpp's and OpenAI's other fields: known, not implemented here (yet)
     static const std::vector<std::string> unimplemented = {
-        "grammar", "json_schema", "mirostat", "mirostat_tau", "mirostat_eta", "typical_p", "tfs_z", "dynatemp_range",
+        "json_schema", "mirostat", "mirostat_tau", "mirostat_eta", "typical_p", "tfs_z", "dynatemp_range",
         "dynatemp_exponent", "xtc_probability", "xtc_threshold", "dry_multiplier", "dry_base", "dry_allowed_length",
         "dry_penalty_last_n", "dry_sequence_breakers", "samplers", "n_probs", "n_predict", "n_keep", "penalize_nl", "id_slot",
         "min_keep", "audio", "modalities", "prediction", "reasoning_effort", "web_search_options", "post_sampling_probs"};
@@ -168,9 +168,52 @@ void read_sampling(const json& b, Job& j, bool chat) {
         if (has(b, k)) bad("Tool calling is not supported by this server.", k, "invalid_value");
     if (has(b, "response_format")) {
         const json& rf = b["response_format"];
-        if (!rf.is_object() || !rf.contains("type") || rf["type"] != "text")
-            bad("Only response_format {\"type\": \"text\"} is supported by this server.", "response_format", "invalid_value");
+        if (!rf.is_object() || !rf.contains("type") || !rf["type"].is_string())
+            bad("Invalid 'response_format': expected an object with a 'type'.", "response_format", "invalid_type");
+        const std::string t = rf["type"];
+        if (t == "json_schema")
+            bad("response_format {\"type\": \"json_schema\"} is not supported by this server yet; {\"type\": \"json_object\"} and "
+                "'grammar' (GBNF) are.", "response_format", "invalid_value");
+        if (t != "text" && t != "json_object")
+            bad("Invalid value for 'response_format.type': expected one of 'text', 'json_object' or 'json_schema', but got '" + t +
+                    "' instead.", "response_format.type", "invalid_value");
     }
+}
+
+// The grammar a request asks for ('grammar': GBNF text; response_format json_object), compiled against the model's
+// vocabulary; a grammar that does not compile is a 400 naming the reason.
+std::shared_ptr<const CompiledGrammar> request_grammar(const json& b, ServedModel& sm, bool chat) {
+    std::string text, param;
+    if (has(b, "grammar")) {
+        if (!b["grammar"].is_string()) wrong_type("grammar", "a string (GBNF)", b["grammar"]);
+        text = b["grammar"];
+        param = "grammar";
+    }
+    if (chat && has(b, "response_format") && b["response_format"]["type"] == "json_object") {
+        if (!text.empty()) bad("Give either 'grammar' or response_format json_object, not both.", "response_format", "invalid_value");
+        text = json_object_gbnf();
+        param = "response_format";
+    }
+    if (text.empty()) return nullptr;
+    GrammarCache& cache = *sm.grammars;
+    std::lock_guard<std::mutex> lk(cache.mu);
+    for (auto it = cache.recent.begin(); it != cache.recent.end(); ++it)
+        if (it->first == text) {
+            auto cg = it->second;
+            std::rotate(it, it + 1, cache.recent.end());
+            return cg;
+        }
+    std::shared_ptr<const Grammar> g;
+    try {
+        g = Grammar::parse(text);
+    } catch (const Error& e) {
+        bad(std::string("Invalid '") + param + "': " + e.what(), param, "invalid_value");
+    }
+    if (!cache.vocab) cache.vocab = GrammarVocab::from(*sm.model->vocab);
+    auto cg = std::make_shared<const CompiledGrammar>(g, cache.vocab);
+    cache.recent.emplace_back(text, cg);
+    if (cache.recent.size() > 16) cache.recent.erase(cache.recent.begin());
+    return cg;
 }
 
 void check_length(const ServedModel& sm, Job& j, int32_t cap) {
@@ -469,6 +512,7 @@ void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex
     auto job = std::make_shared<Job>();
     read_sampling(b, *job, true);
     job->logit_bias = read_logit_bias(b, sm->model->config.n_vocab);
+    job->grammar = request_grammar(b, *sm, true);
     const bool stream = boolean(b, "stream", false);
     bool include_usage = false;
     if (has(b, "stream_options")) {
@@ -647,6 +691,7 @@ void Api::completions(const http::Request& req, const http::ExchangePtr& ex) {
         auto j = std::make_shared<Job>();
         read_sampling(b, *j, false);
         j->logit_bias = read_logit_bias(b, sm->model->config.n_vocab);
+        j->grammar = request_grammar(b, *sm, false);
         if (!has(b, "max_tokens")) j->max_tokens = 16;  // the completions endpoint's default
         j->prompt = std::move(pr);
         j->timeout_s = opt_.timeout_s;

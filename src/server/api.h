@@ -12,11 +12,19 @@
 
 #include "llmforge/chat_template.h"
 #include "llmforge/engine.h"
+#include "llmforge/grammar.h"
 #include "server/arena.h"
 #include "server/http.h"
 #include "server/static_files.h"
 
 namespace llmforge::server {
+
+// Grammars compiled against one model's vocabulary, kept so that a grammar sent again reuses its token masks.
+struct GrammarCache {
+    std::mutex mu;
+    std::shared_ptr<const GrammarVocab> vocab;
+    std::vector<std::pair<std::string, std::shared_ptr<const CompiledGrammar>>> recent;  // most recent last, at most 16
+};
 
 struct ServedModel {
     std::string id;  // the name clients use ("model" in requests)
@@ -24,6 +32,7 @@ struct ServedModel {
     std::unique_ptr<Engine> engine;
     std::unique_ptr<ChatFormat> chat;
     std::vector<int32_t> stop_tokens;  // end-of-turn tokens of the chat template
+    std::shared_ptr<GrammarCache> grammars = std::make_shared<GrammarCache>();
     int64_t created = 0;
 };
 

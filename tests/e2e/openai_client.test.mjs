@@ -123,6 +123,44 @@ test('completions', async () => {
   assert.equal(Object.keys(two.choices[0].logprobs.top_logprobs[0]).length <= 2, true);
 });
 
+test('constrained output: response_format json_object and a GBNF grammar; a bad grammar is a 400', async () => {
+  // a random model sampled at temperature 1: every answer that ends parses as a JSON object all the same
+  let complete = 0, cut = 0;
+  for (const stream of [false, true]) {
+    const req = { model: 'tiny', messages: hello, max_tokens: 160, temperature: 1.0, n: 4, seed: 7, response_format: { type: 'json_object' } };
+    const texts = ['', '', '', ''], finish = [];
+    if (stream) {
+      for await (const c of await client.chat.completions.create({ ...req, stream: true }))
+        for (const ch of c.choices) {
+          texts[ch.index] += ch.delta.content ?? '';
+          if (ch.finish_reason) finish[ch.index] = ch.finish_reason;
+        }
+    } else {
+      const r = await client.chat.completions.create(req);
+      for (const ch of r.choices) { texts[ch.index] = ch.message.content; finish[ch.index] = ch.finish_reason; }
+    }
+    for (let i = 0; i < 4; i++) {
+      if (finish[i] === 'length') { cut++; continue; }  // cut off by max_tokens: counted apart
+      assert.equal(finish[i], 'stop');
+      const v = JSON.parse(texts[i]);
+      assert.ok(v !== null && typeof v === 'object' && !Array.isArray(v), texts[i]);
+      complete++;
+    }
+  }
+  assert.ok(complete >= 2, `${complete} complete answers, ${cut} cut off`);
+  // llama.cpp's 'grammar' field (GBNF), on the completions endpoint: the answer ends when the grammar does
+  for (const seed of [1, 2, 3]) {
+    const g = await client.completions.create({ model: 'tiny', prompt: 'Once', max_tokens: 40, temperature: 1, seed, grammar: 'root ::= ("yes" | "no") " " [0-9]{2}' });
+    assert.match(g.choices[0].text, /^(yes|no) [0-9]{2}$/);
+    assert.equal(g.choices[0].finish_reason, 'stop');
+  }
+  // a grammar that does not compile, a schema we cannot honour yet: 400 with the reason
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, grammar: 'root ::= num' }),
+    (e) => e instanceof OpenAI.BadRequestError && /undefined rule 'num'/.test(e.message) && e.param === 'grammar');
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } }),
+    (e) => e instanceof OpenAI.BadRequestError && /json_schema/.test(e.message));
+});
+
 test('embeddings: base64 (the client default) and float agree, unit length', async () => {
   const a = await client.embeddings.create({ model: 'tiny', input: ['the cat sat', 'on the mat'] });
   assert.equal(a.data.length, 2);
@@ -166,8 +204,8 @@ test('logit_bias: -100 bans a token, +100 forces one, streamed alike; fields we 
   await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, logit_bias: { 5: 101 } }),
     (e) => e instanceof OpenAI.BadRequestError && e.param === 'logit_bias');
   // a field of llama.cpp's server that we do not implement yet, and an unknown one: 400, never silently ignored
-  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, grammar: 'root ::= "a"' }),
-    (e) => e instanceof OpenAI.BadRequestError && e.param === 'grammar' && e.code === 'unsupported_parameter');
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, mirostat: 2 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'mirostat' && e.code === 'unsupported_parameter');
   await assert.rejects(client.completions.create({ model: 'tiny', prompt, json_schema: { type: 'object' } }),
     (e) => e instanceof OpenAI.BadRequestError && e.param === 'json_schema');
   await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, frobnicate: 1 }),
