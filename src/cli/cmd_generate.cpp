@@ -78,6 +78,11 @@ void add_generate(CLI::App& app) {
             std::printf("\n");
         }
         std::fflush(stdout);
+        if (gp.grammar) {
+            const auto st = gp.grammar->stats();
+            std::fprintf(stderr, "llmforge: grammar: %zu token-mask entries computed in %.1f ms (%zu tokens checked on the stack at run time)\n",
+                         st.entries, st.ms, st.uncertain);
+        }
         if (gp.grammar && !r.grammar_complete)
             std::fprintf(stderr, "llmforge: warning: the output stopped (%s) before the grammar was complete\n", r.stop_reason.c_str());
         std::fprintf(stderr, "llmforge: prompt %zu tokens in %.1f ms (%.2f tok/s); generated %zu tokens, %.2f tok/s; stop: %s; %d threads, %s kernels\n",
