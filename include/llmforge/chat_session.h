@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "llmforge/chat_template.h"
+#include "llmforge/grammar.h"
 #include "llmforge/kv_cache.h"
 #include "llmforge/sampler.h"
 #include "llmforge/transformer.h"
@@ -36,6 +37,9 @@ public:
     void set_system(const std::string& text);  // empty: no system prompt
     void reset();                              // forget the conversation (the system prompt stays)
     void set_sampling(const SamplerParams& sampling);  // for the next answers (a new, freshly seeded sampler)
+    // Constrains every next answer to the grammar (null: free text). An answer ends when the grammar is complete and
+    // nothing more may follow, or with the end of turn where the grammar may end.
+    void set_grammar(std::shared_ptr<const CompiledGrammar> grammar) { grammar_ = std::move(grammar); }
     // The conversation the model sees, in the OpenAI messages form (system prompt first): turns dropped to make room in
     // the context are not in it.
     nlohmann::ordered_json messages() const;
@@ -44,7 +48,8 @@ public:
 
     struct Reply {
         std::string text;
-        std::string stop_reason;  // "eos" (end of turn), "length", "context", "stopped"
+        std::string stop_reason;  // "eos" (end of turn, or the grammar complete), "length", "context", "stopped"
+        bool grammar_complete = false;  // with a grammar: the answer is a whole sentence of it
         int64_t prompt_tokens = 0, reused_tokens = 0, tokens = 0, dropped_turns = 0;
         double prompt_ms = 0, gen_ms = 0;
     };
@@ -64,6 +69,7 @@ private:
     std::vector<std::pair<std::string, std::string>> all_;    // every turn since the last reset
     std::vector<int32_t> cached_;                              // the tokens in the KV cache
     std::vector<int32_t> stops_;
+    std::shared_ptr<const CompiledGrammar> grammar_;
 };
 
 }  // namespace llmforge

@@ -1,6 +1,7 @@
 // ChatSession: multi-turn chat over the KV cache (see chat_session.h).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "llmforge/chat_session.h"
 #include "llmforge/error.h"
@@ -82,19 +83,38 @@ ChatSession::Reply ChatSession::ask(const std::string& user, int32_t max_tokens,
     const int64_t V = tf_->model().config.n_vocab;
     std::vector<int32_t> history = ids;
     Utf8Stream stream;
+    std::unique_ptr<GrammarConstraint> gc;
+    std::vector<float> masked;
+    if (grammar_) gc = std::make_unique<GrammarConstraint>(grammar_);
     r.stop_reason = "length";
     for (int32_t i = 0; max_tokens < 0 || i < max_tokens; ++i) {
-        const int32_t id = sampler_.sample(logits->data(), V, history);
+        const float* lg = logits->data();
+        if (gc) {  // the grammar's tokens, and the end of turn where the grammar may end
+            masked.assign(lg, lg + V);
+            gc->apply(masked.data(), V);
+            if (gc->can_end())
+                for (int32_t e : stops_)
+                    if (e >= 0 && e < V) masked[static_cast<size_t>(e)] = lg[e];
+            if (std::all_of(masked.begin(), masked.end(), [](float x) { return x == -INFINITY; }))
+                throw_runtime("grammar: no token of the vocabulary can continue the answer here (expected %s)", gc->matcher().expected().c_str());
+            lg = masked.data();
+        }
+        const int32_t id = sampler_.sample(lg, V, history);
         if (std::find(stops_.begin(), stops_.end(), id) != stops_.end()) {
             r.stop_reason = "eos";
             break;
         }
+        if (gc && !gc->accept(id)) throw_runtime("grammar: token %d was drawn but the grammar refuses it", id);
         history.push_back(id);
         ++r.tokens;
         const std::string piece = stream.push(vocab_.token_to_piece(id));
         r.text += piece;
         if (on_text && !piece.empty() && !on_text(piece)) {
             r.stop_reason = "stopped";
+            break;
+        }
+        if (gc && (gc->finished() || !gc->matcher().can_continue())) {
+            r.stop_reason = "eos";  // the grammar is complete and nothing may follow
             break;
         }
         if (tf_->n_past() >= n_ctx) {
@@ -105,6 +125,7 @@ ChatSession::Reply ChatSession::ask(const std::string& user, int32_t max_tokens,
         logits = &tf_->eval(&id, 1);
         cached_.push_back(id);
     }
+    if (gc) r.grammar_complete = gc->finished() || gc->can_end();
     const std::string tail = stream.flush();
     if (!tail.empty()) {
         r.text += tail;

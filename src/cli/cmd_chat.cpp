@@ -27,6 +27,7 @@ void add_chat(CLI::App& app) {
     struct Opts {
         std::string model, system, tpl, tokenizer;
         CacheTypeOptions cache;
+        GrammarOptions grammar;
         std::vector<std::string> lora;
         float lora_scale = 1.0f;
         int32_t n = -1;
@@ -43,6 +44,7 @@ void add_chat(CLI::App& app) {
     cmd->add_option("--lora-scale", o->lora_scale, "scale of the adapters");
     cmd->add_option("-n,--n-predict", o->n, "most tokens per answer (-1: until the end of the turn)")->check(at_least(-1, " (-1: no limit)"));
     add_sampling_options(cmd, o->s, o->seed);
+    add_grammar_options(cmd, o->grammar);
     cmd->add_option("-c,--ctx-size", o->ctx, "context size (0: the model's)")->check(at_least(0, " (0: the model's)"));
     add_threads_option(cmd, o->threads);
     add_cache_type_options(cmd, o->cache);
@@ -66,6 +68,8 @@ void add_chat(CLI::App& app) {
         Transformer& tf = chat.transformer();
         apply_lora_adapters(tf, m, o->lora, o->lora_scale);
         chat.set_system(o->system);
+        chat.set_grammar(load_grammar(o->grammar, *m.vocab));
+        const bool has_grammar = !o->grammar.text.empty() || !o->grammar.file.empty();
         const bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
         struct sigaction sa {}, old {};
         sa.sa_handler = on_interrupt;  // no SA_RESTART: Ctrl-C at the prompt interrupts the read
@@ -120,12 +124,13 @@ void add_chat(CLI::App& app) {
                     }
                     return g_interrupt == 0;
                 });
-                if (o->jsonl)
-                    std::printf("%s", nlohmann::json({{"text", r.text}, {"stop_reason", r.stop_reason}, {"prompt_tokens", r.prompt_tokens},
-                                                      {"reused_tokens", r.reused_tokens}, {"tokens", r.tokens}, {"dropped_turns", r.dropped_turns},
-                                                      {"prompt_ms", r.prompt_ms}, {"gen_ms", r.gen_ms}})
-                                          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
-                                          .c_str());
+                if (o->jsonl) {
+                    nlohmann::json j = {{"text", r.text}, {"stop_reason", r.stop_reason}, {"prompt_tokens", r.prompt_tokens},
+                                        {"reused_tokens", r.reused_tokens}, {"tokens", r.tokens}, {"dropped_turns", r.dropped_turns},
+                                        {"prompt_ms", r.prompt_ms}, {"gen_ms", r.gen_ms}};
+                    if (has_grammar) j["grammar_complete"] = r.grammar_complete;
+                    std::printf("%s", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+                }
                 std::printf("\n");
                 std::fflush(stdout);
                 if (r.stop_reason == "stopped") std::fprintf(stderr, "(stopped)\n");

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "llmforge/error.h"
@@ -373,5 +374,33 @@ TEST(GrammarMask, GenerateAlwaysValidJson) {
     }
     EXPECT_GE(complete, 4) << complete << " complete, " << cut << " cut off";
     std::remove(gfile.c_str());
+    std::remove(out.c_str());
+}
+
+// chat --grammar: each answer follows the grammar and ends with it, turn after turn.
+TEST(GrammarMask, ChatAnswersFollowTheGrammar) {
+    REQUIRE_GOLDEN();
+    if (!std::getenv("LLMFORGE_BIN")) GTEST_SKIP() << "LLMFORGE_BIN not set";
+    const std::string in = test::tmp_path("chat_in.txt"), out = test::tmp_path("chat_out.jsonl");
+    std::ofstream(in) << "Tell me a story\nAnother one\nAnd a third\n";
+    const std::string cmd = std::string(std::getenv("LLMFORGE_BIN")) + " chat -m " + test::golden_dir() +
+                            "/stories260K/stories260K.gguf --seed 2 --jsonl --grammar 'root ::= \"Answer: \" [a-z ]{1,30} \".\"' < " + in +
+                            " > " + out + " 2>/dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    std::istringstream lines(test::read_file(out));
+    std::string line;
+    int n = 0;
+    while (std::getline(lines, line)) {
+        if (line.empty()) continue;
+        const auto j = nlohmann::json::parse(line);
+        const std::string text = j["text"];
+        EXPECT_TRUE(j["grammar_complete"].get<bool>()) << text;
+        EXPECT_EQ(text.rfind("Answer: ", 0), 0u) << text;
+        EXPECT_EQ(text.back(), '.') << text;
+        EXPECT_EQ(text.find_first_not_of("abcdefghijklmnopqrstuvwxyz ", 8), text.size() - 1) << text;
+        ++n;
+    }
+    EXPECT_EQ(n, 3);
+    std::remove(in.c_str());
     std::remove(out.c_str());
 }
