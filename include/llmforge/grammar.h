@@ -90,7 +90,6 @@ public:
     bool accept(std::string_view bytes);
     // Whether accept(bytes) would succeed, without advancing.
     bool can_accept(std::string_view bytes);
-    bool accept_codepoint(uint32_t cp);
     // Whether the text so far is a complete sentence of the grammar (no character left half-read).
     bool can_end() const;
     // Whether some continuation is still possible (false only after the grammar has been completed and nothing more
@@ -120,7 +119,8 @@ private:
     void expand(uint32_t s, std::vector<uint32_t>& out);
     void step(const std::vector<uint32_t>& in, uint32_t cp, std::vector<uint32_t>& out);
     bool advance(const State& in, unsigned char byte, State& out);
-    bool run(std::string_view bytes, State& out);  // the state after bytes, from the current one
+    // The state after bytes, from `from`; whether the grammar takes them all (a character begun must be able to end).
+    bool run(const State& from, std::string_view bytes, State& out);
     // After a token's last byte: 2 the grammar goes on (or may end) inside, 1 only through kAbove, 0 no.
     int verdict(const State& s) const;
     // Sorts every token of v from state `from`: accepted (bits set), or — only when uncertain is given — needing the

@@ -648,8 +648,8 @@ int GrammarMatcher::verdict(const State& s) const {
     return above ? 1 : 0;
 }
 
-bool GrammarMatcher::run(std::string_view bytes, State& cur) {
-    cur = state_;
+bool GrammarMatcher::run(const State& from, std::string_view bytes, State& cur) {
+    cur = from;
     State next;
     for (unsigned char b : bytes) {
         if (!advance(cur, b, next)) return false;
@@ -660,23 +660,14 @@ bool GrammarMatcher::run(std::string_view bytes, State& cur) {
 
 bool GrammarMatcher::accept(std::string_view bytes) {
     State cur;
-    if (!run(bytes, cur)) return false;
+    if (!run(state_, bytes, cur)) return false;
     state_ = std::move(cur);
     return true;
 }
 
 bool GrammarMatcher::can_accept(std::string_view bytes) {
     State cur;
-    return run(bytes, cur);
-}
-
-bool GrammarMatcher::accept_codepoint(uint32_t cp) {
-    if (state_.left) return false;
-    State next;
-    step(state_.stacks, cp, next.stacks);
-    if (next.stacks.empty()) return false;
-    state_ = std::move(next);
-    return true;
+    return run(state_, bytes, cur);
 }
 
 bool GrammarMatcher::can_end() const {
@@ -825,7 +816,7 @@ void GrammarConstraint::allowed(std::vector<uint64_t>& mask) {
         m_.walk(m_.state_, v, mask, nullptr);  // inside a character: no position's entry applies; walk from here
     } else {
         mask.assign(words, 0);
-        GrammarMatcher::State one, cur, next;
+        GrammarMatcher::State one, out;
         for (uint32_t s : m_.state_.stacks) {
             if (s == GrammarMatcher::kEmpty) continue;
             // the key: the positions of the stack's top few nodes
@@ -840,18 +831,9 @@ void GrammarConstraint::allowed(std::vector<uint64_t>& mask) {
             const CompiledGrammar::Entry& e = cg_->entry(top_);
             for (size_t w = 0; w < words; ++w) mask[w] |= e.accepted[w];
             // the tokens that run past the top rule: try them on this stack
-            for (int32_t u : e.uncertain) {
-                if (mask[size_t(u) >> 6] >> (u & 63) & 1) continue;
-                cur.stacks.assign(1, s);
-                cur.partial = 0;
-                cur.left = 0;
-                bool ok = true;
-                for (unsigned char b : v.bytes(u)) {
-                    if (!m_.advance(cur, b, next)) { ok = false; break; }
-                    std::swap(cur, next);
-                }
-                if (ok && m_.verdict(cur) == 2) mask[size_t(u) >> 6] |= uint64_t(1) << (u & 63);
-            }
+            one.stacks.assign(1, s);
+            for (int32_t u : e.uncertain)
+                if (!(mask[size_t(u) >> 6] >> (u & 63) & 1) && m_.run(one, v.bytes(u), out)) mask[size_t(u) >> 6] |= uint64_t(1) << (u & 63);
         }
     }
     if (m_.can_end())
