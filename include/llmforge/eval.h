@@ -5,10 +5,12 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/threadpool.h"
+#include "llmforge/grammar.h"
 #include "llmforge/dtype.h"
 #include "llmforge/kv_cache.h"
 #include "llmforge/model.h"
@@ -125,6 +127,8 @@ struct EvalOptions {
     // assistant's generation prompt; a choice is the start of the assistant's reply.
     bool chat = false;
     std::string chat_template;  // empty: the model's own (or ChatML)
+    // Generative items: the answer follows this grammar and ends with it (instead of at the first newline).
+    std::shared_ptr<const CompiledGrammar> grammar;
 };
 
 using ItemCallback = std::function<void(int64_t done, int64_t total)>;

@@ -17,6 +17,7 @@ void add_eval(CLI::App& app) {
         int64_t ctx = 0, max_tokens = 64, limit = -1;
         int threads = ThreadPool::default_threads();
         bool json = false, no_bos = false, items = false, chat = false;
+        GrammarOptions grammar;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
@@ -29,6 +30,7 @@ void add_eval(CLI::App& app) {
     cmd->add_flag("--no-bos", o->no_bos, "do not add BOS before each item");
     cmd->add_flag("--chat", o->chat, "chat models: the context is the user's message, rendered with the chat template; a choice starts the reply");
     cmd->add_option("--template", o->tpl, "with --chat: a chat template (.jinja, tokenizer_config.json or GGUF) instead of the model's")->default_str("the model's, else ChatML");
+    add_grammar_options(cmd, o->grammar);
     cmd->add_flag("--items", o->items, "with --json: include every item's result");
     cmd->add_flag("--json", o->json, "print one JSON object");
     cmd->callback([o] {
@@ -43,6 +45,7 @@ void add_eval(CLI::App& app) {
         eo.add_bos = !o->no_bos && m.vocab->add_bos;
         eo.chat = o->chat;
         if (!o->tpl.empty()) eo.chat_template = load_chat_template(o->tpl);
+        eo.grammar = load_grammar(o->grammar, *m.vocab);
         Progress prog("eval", static_cast<double>(items.size()), "items", true);
         const EvalSummary s = evaluate(m, items, eo, pool, [&](int64_t done, int64_t) { prog.update(static_cast<double>(done)); });
         prog.finish();

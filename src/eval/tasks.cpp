@@ -195,12 +195,28 @@ void generate_answer(Transformer& tf, const Framing& fr, const EvalItem& it, con
     const float* logits = tf.eval(prompt).data();
     std::vector<int32_t> out;
     std::string text;
+    std::unique_ptr<GrammarConstraint> gc;
+    std::vector<float> masked;
+    if (o.grammar) gc = std::make_unique<GrammarConstraint>(o.grammar);
     for (int64_t n = 0; n < o.max_tokens && tf.n_past() < tf.n_ctx(); ++n) {
+        if (gc) {  // greedy over the tokens the grammar allows, and the stops where it may end
+            masked.assign(logits, logits + V);
+            gc->apply(masked.data(), V);
+            if (gc->can_end())
+                for (int32_t e : stops)
+                    if (e >= 0 && e < V) masked[static_cast<size_t>(e)] = logits[e];
+            logits = masked.data();
+        }
         const int32_t next = static_cast<int32_t>(std::max_element(logits, logits + V) - logits);
         if (std::find(stops.begin(), stops.end(), next) != stops.end()) break;
+        if (gc && (!std::isfinite(logits[next]) || !gc->accept(next)))
+            throw_runtime("item %s: no token of the vocabulary can continue the grammar (expected %s)", it.id.c_str(),
+                          gc->matcher().expected().c_str());
         out.push_back(next);
         text = fr.vocab.decode(out);
-        if (text.find('\n') != std::string::npos) {
+        if (gc) {
+            if (!gc->matcher().can_continue()) break;  // the grammar is complete and nothing may follow
+        } else if (text.find('\n') != std::string::npos) {
             text = text.substr(0, text.find('\n'));
             break;
         }

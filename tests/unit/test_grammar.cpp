@@ -404,3 +404,25 @@ TEST(GrammarMask, ChatAnswersFollowTheGrammar) {
     std::remove(in.c_str());
     std::remove(out.c_str());
 }
+
+// eval --grammar: generative answers follow the grammar (here: a number, so exact match against "42" is decided by
+// the model's choice of digits only) and end with it rather than at a newline.
+TEST(GrammarMask, EvalGenerationFollowsTheGrammar) {
+    REQUIRE_GOLDEN();
+    if (!std::getenv("LLMFORGE_BIN")) GTEST_SKIP() << "LLMFORGE_BIN not set";
+    const std::string task = test::tmp_path("gram_task.jsonl"), out = test::tmp_path("gram_eval.json");
+    std::ofstream(task) << "{\"prompt\": \"Once upon a time\", \"references\": [\"42\"]}\n{\"prompt\": \"The cat\", \"references\": [\"no\"]}\n";
+    const std::string cmd = std::string(std::getenv("LLMFORGE_BIN")) + " eval -m " + test::golden_dir() +
+                            "/stories260K/stories260K.gguf --task " + task + " --json --items --grammar 'root ::= [0-9]{2}' > " + out + " 2>/dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    const auto j = nlohmann::json::parse(test::read_file(out));
+    ASSERT_EQ(j["items"].size(), 2u) << j.dump();
+    for (const auto& it : j["items"]) {
+        const std::string g = it["generation"];
+        EXPECT_EQ(g.size(), 2u) << g;
+        EXPECT_TRUE(std::isdigit(static_cast<unsigned char>(g[0])) && std::isdigit(static_cast<unsigned char>(g[1]))) << g;
+    }
+    EXPECT_EQ(j["items"][1]["score"], 0.0);  // "no" cannot be written
+    std::remove(task.c_str());
+    std::remove(out.c_str());
+}
