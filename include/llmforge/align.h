@@ -219,6 +219,7 @@ struct RlOptions {
     int64_t group = 4;                   // GRPO's G
     int64_t max_new = 64;                // tokens per answer at most
     double temperature = 1.0;            // sampling temperature of the roll-outs (the policy's log-probabilities use it too)
+    std::string grammar;                 // GBNF every roll-out follows (the evaluations' answers too); "": free text
     int64_t epochs = 4;                  // PPO epochs over each batch of roll-outs (GRPO: μ, iterations per batch)
     int64_t minibatch = 0;               // roll-outs per optimiser step (0: all of the step's)
     float lr = 1e-5f, min_lr = 1e-6f, weight_decay = 0.0f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, clip = 1.0f;

@@ -19,6 +19,7 @@
 
 #include "core/mmap_file.h"
 #include "core/progress.h"
+#include "llmforge/grammar.h"
 #include "llmforge/align.h"
 #include "llmforge/error.h"
 #include "llmforge/log.h"
@@ -169,8 +170,10 @@ struct Rollouts {
     std::vector<uint8_t> finished;     // ended with a stop token (else cut at max_new or the context)
 };
 
+// grammar (or null): every answer follows it; the stops are allowed where it may end.
 Rollouts roll_out(TrainableModel& tm, ThreadPool& pool, const Vocab& vocab, const std::vector<int32_t>& stops, const std::vector<PromptItem>& prompts,
-                  const std::vector<size_t>& chosen, int64_t per_prompt, int64_t max_new, double temperature, uint64_t seed, bool greedy) {
+                  const std::vector<size_t>& chosen, int64_t per_prompt, int64_t max_new, double temperature, uint64_t seed, bool greedy,
+                  const std::shared_ptr<const CompiledGrammar>& grammar) {
     const ModelConfig& cfg = tm.config();
     Model m = tm.lora() ? tm.merged_model() : tm.to_model(false);
     const int64_t rows = static_cast<int64_t>(chosen.size()) * per_prompt;
@@ -203,6 +206,10 @@ Rollouts roll_out(TrainableModel& tm, ThreadPool& pool, const Vocab& vocab, cons
         sp.seed = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(r);
         samplers.emplace_back(sp);
     }
+    std::vector<std::unique_ptr<GrammarConstraint>> gc;
+    std::vector<float> masked;
+    if (grammar)
+        for (int64_t r = 0; r < rows; ++r) gc.push_back(std::make_unique<GrammarConstraint>(grammar));
     Rollouts ro;
     ro.finished.assign(static_cast<size_t>(rows), 0);
     std::vector<uint8_t> active(static_cast<size_t>(rows), 1);
@@ -213,7 +220,21 @@ Rollouts roll_out(TrainableModel& tm, ThreadPool& pool, const Vocab& vocab, cons
         step_tok.clear();
         for (int64_t r = 0; r < rows; ++r) {
             if (!active[static_cast<size_t>(r)]) continue;
-            const int32_t t = samplers[static_cast<size_t>(r)].sample(logits.data() + r * V, V, seq[static_cast<size_t>(r)]);
+            const float* lg = logits.data() + r * V;
+            GrammarConstraint* g = grammar ? gc[static_cast<size_t>(r)].get() : nullptr;
+            if (g) {  // the grammar's tokens, and the stops where it may end
+                masked.assign(lg, lg + V);
+                g->apply(masked.data(), V);
+                if (g->can_end())
+                    for (int32_t e : stops)
+                        if (e >= 0 && e < V) masked[static_cast<size_t>(e)] = lg[e];
+                if (std::all_of(masked.begin(), masked.end(), [](float x) { return x == -INFINITY; }))
+                    throw_runtime("grammar: no token of the vocabulary can continue a roll-out here (expected %s)", g->matcher().expected().c_str());
+                lg = masked.data();
+            }
+            const int32_t t = samplers[static_cast<size_t>(r)].sample(lg, V, seq[static_cast<size_t>(r)]);
+            if (g && std::find(stops.begin(), stops.end(), t) == stops.end() && !g->accept(t))
+                throw_runtime("grammar: token %d was drawn but the grammar refuses it", t);
             seq[static_cast<size_t>(r)].push_back(t);
             ans[static_cast<size_t>(r)].push_back(t);
             if (std::find(stops.begin(), stops.end(), t) != stops.end()) {
@@ -341,6 +362,16 @@ RlReport rl_train(const RlOptions& o) {
     }
     const ChatFormat fmt(vocab);
     const std::vector<int32_t> stops = fmt.stop_tokens();
+    std::shared_ptr<const CompiledGrammar> grammar;
+    if (!o.grammar.empty()) {
+        std::shared_ptr<const Grammar> g;
+        try {
+            g = Grammar::parse(o.grammar);
+        } catch (const Error& e) {
+            throw Error(e.kind(), std::string("roll-out grammar: ") + e.what());
+        }
+        grammar = std::make_shared<const CompiledGrammar>(g, GrammarVocab::from(vocab));
+    }
     const ModelConfig cfg = start.config;
     int64_t skipped_prompts = 0;
     const std::vector<PromptItem> prompts = load_prompts(o.prompts_path, fmt, cfg.n_ctx, &skipped_prompts);
@@ -450,7 +481,7 @@ RlReport rl_train(const RlOptions& o) {
         Progress prog(std::string("evaluation ") + when, static_cast<double>(all.size()), "prompts", o.progress);
         for (size_t b0 = 0; b0 < all.size(); b0 += 16) {
             const std::vector<size_t> part(all.begin() + static_cast<long>(b0), all.begin() + static_cast<long>(std::min(all.size(), b0 + 16)));
-            const Rollouts ro = roll_out(tm, pool, vocab, stops, eval_prompts, part, 1, o.max_new, 1.0, o.seed, true);
+            const Rollouts ro = roll_out(tm, pool, vocab, stops, eval_prompts, part, 1, o.max_new, 1.0, o.seed, true, grammar);
             std::vector<const PromptItem*> ps;
             for (size_t i : ro.prompt) ps.push_back(&eval_prompts[i]);
             const std::vector<double> got = rewarder->score(ps, ro.text);
@@ -459,7 +490,7 @@ RlReport rl_train(const RlOptions& o) {
             std::vector<double> sgot;
             if (o.eval_samples > 0) {
                 so = roll_out(tm, pool, vocab, stops, eval_prompts, part, o.eval_samples, o.max_new, o.temperature,
-                              o.seed ^ (0x51ED27ull * (b0 + 1) + std::hash<std::string>{}(tag)), false);
+                              o.seed ^ (0x51ED27ull * (b0 + 1) + std::hash<std::string>{}(tag)), false, grammar);
                 std::vector<const PromptItem*> sps;
                 for (size_t i : so.prompt) sps.push_back(&eval_prompts[i]);
                 sgot = rewarder->score(sps, so.text);
@@ -546,7 +577,7 @@ RlReport rl_train(const RlOptions& o) {
     while (step < o.steps) {
         const auto t0 = std::chrono::steady_clock::now();
         const std::vector<size_t> chosen = next_prompts(o.prompts_per_step);
-        Rollouts ro = roll_out(tm, pool, vocab, stops, prompts, chosen, per, o.max_new, o.temperature, o.seed + 7919ull * static_cast<uint64_t>(step + 1), false);
+        Rollouts ro = roll_out(tm, pool, vocab, stops, prompts, chosen, per, o.max_new, o.temperature, o.seed + 7919ull * static_cast<uint64_t>(step + 1), false, grammar);
         const double t_gen = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::vector<const PromptItem*> ps;
         for (size_t i : ro.prompt) ps.push_back(&prompts[i]);

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -176,6 +177,17 @@ def main():
                  and abs(rep["eval_sample_mean"] - sum(y["reward"] for _, y in samples) / len(samples)) < 1e-9
                  and abs(rep["eval_best_of"] - sum(best) / len(best)) < 1e-9 and len({y["answer"] for _, y in samples}) > 1,
                  f"sampled mean {rep['eval_sample_mean']:.3f}, best of 3 {rep['eval_best_of']:.3f}")
+        # --grammar: every roll-out follows it — greedy evaluation answers and sampled ones alike — and one training
+        # step runs on such roll-outs
+        eg = os.path.join(tmp, "grpo-grammar")
+        r = run(args, "grpo", "-m", model, "-o", eg, "--eval", prompts, "--steps", "1", "--eval-samples", "3", "--json",
+                "--grammar", 'root ::= [a-z]{1,6} " " [0-9]', *g)
+        answers = [y for x in (json.loads(x) for x in open(os.path.join(eg, "eval-end.jsonl"))) for y in [x["answer"]] + [s["answer"] for s in x["samples"]]]
+        TT.check("GRPO --grammar: every evaluation answer, greedy or sampled, matches the grammar",
+                 len(answers) == 4 * len(COLOURS) and all(re.fullmatch(r"[a-z]{1,6} [0-9]", a) for a in answers),
+                 f"{answers[:6]}")
+        r = run(args, "grpo", "-m", model, "-o", os.path.join(tmp, "grpo-grammar-bad"), "--steps", "1", "--grammar", "root ::= x", *g, check=False)
+        TT.check("GRPO --grammar that does not compile: exit 2 with the reason", r.returncode == 2 and "undefined rule 'x'" in r.stderr, r.stderr.strip()[-160:])
         run(args, "grpo", "-m", model, "-o", gb, "--steps", "2", *g)
         run(args, "grpo", "-m", model, "-o", gb, "--steps", "4", "--resume", *g)
         mb = metrics(os.path.join(gb, "metrics.jsonl"))
