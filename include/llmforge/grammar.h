@@ -64,6 +64,11 @@ private:
     uint32_t start_ = 0;
 };
 
+// A regular expression (the ECMAScript subset of JSON Schema's "pattern": alternatives, groups, classes, \d \w \s,
+// escapes, quantifiers; ^ and $ only at the ends) as a GBNF grammar whose sentences are the strings it matches whole.
+// Back-references, lookaround, \b and anchors inside the pattern are refused with a bad-input Error naming them.
+std::string regex_to_gbnf(std::string_view regex);
+
 // GBNF for one JSON object, any keys and values (what response_format {"type": "json_object"} asks for). Strings are
 // JSON strings (escapes, no raw control characters), numbers JSON numbers; whitespace between tokens is bounded (at
 // most a newline and 20 spaces or tabs) so that a model cannot fill its answer with it, and nothing follows the object.

@@ -14,34 +14,44 @@ namespace llmforge::cli {
 void add_grammar(CLI::App& app) {
     auto* cmd = app.add_subcommand("grammar", "Check a GBNF grammar (llama.cpp's format), print it, or check a text against it");
     struct Opts {
-        std::string grammar, text, file, root = "root";
+        std::string grammar, text, file, root = "root", regex;
         bool print = false, json = false;
     };
     auto o = std::make_shared<Opts>();
-    cmd->add_option("grammar", o->grammar, "the grammar: a .gbnf file")->required();
+    cmd->add_option("grammar", o->grammar, "the grammar: a .gbnf file (or --regex)");
+    cmd->add_option("--regex", o->regex, "a regular expression instead (JSON Schema's pattern subset), made a grammar: its strings whole")->default_str("none");
     cmd->add_option("text", o->text, "a text to check against the grammar");
     cmd->add_option("-f,--file", o->file, "check the text of this file instead")->default_str("none");
     cmd->add_option("--root", o->root, "the rule to start from");
     cmd->add_flag("--print", o->print, "print the grammar back as GBNF, groups and repetitions as the rules they become");
     cmd->add_flag("--json", o->json, "print the result as one JSON object");
     cmd->callback([o, cmd] {
-        const bool has_text = cmd->count("text") > 0 || !o->file.empty();
-        if (cmd->count("text") > 0 && !o->file.empty()) throw_bad_input("grammar: give the text as an argument or with -f FILE, not both");
-        const std::string src = read_text_file(o->grammar);
+        bool text_given = cmd->count("text") > 0;
+        if (!o->regex.empty() && !o->grammar.empty()) {  // with --regex, the one positional is the text
+            if (text_given) throw_bad_input("grammar: give a .gbnf file or --regex RE, not both");
+            o->text = o->grammar;
+            o->grammar.clear();
+            text_given = true;
+        }
+        const bool has_text = text_given || !o->file.empty();
+        if (text_given && !o->file.empty()) throw_bad_input("grammar: give the text as an argument or with -f FILE, not both");
+        if (o->regex.empty() == o->grammar.empty()) throw_bad_input("grammar: give a .gbnf file or --regex RE");
+        const std::string src = o->regex.empty() ? read_text_file(o->grammar) : regex_to_gbnf(o->regex);
+        const std::string name = o->regex.empty() ? o->grammar : "--regex";
         std::shared_ptr<const Grammar> g;
         try {
             g = Grammar::parse(src, o->root);
         } catch (const Error& e) {
-            throw Error(e.kind(), o->grammar + ": " + e.what());
+            throw Error(e.kind(), name + ": " + e.what());
         }
         if (o->print) std::fputs(g->to_gbnf().c_str(), stdout);
         if (!has_text) {
             if (o->json) {
-                nlohmann::json j = {{"grammar", o->grammar}, {"rules", g->n_rules()}, {"classes", g->classes().size()}, {"elements", g->elements().size()}};
+                nlohmann::json j = {{"grammar", name}, {"rules", g->n_rules()}, {"classes", g->classes().size()}, {"elements", g->elements().size()}};
                 std::printf("%s\n", j.dump().c_str());
             } else if (!o->print) {
                 std::printf("%s: valid grammar, %zu rules (with the ones groups and repetitions become), %zu character classes\n",
-                            o->grammar.c_str(), g->n_rules(), g->classes().size());
+                            name.c_str(), g->n_rules(), g->classes().size());
             }
             return;
         }
@@ -69,7 +79,7 @@ void add_grammar(CLI::App& app) {
             why = strprintf("the text ends before the grammar is complete; expected %s", m.expected().c_str());
         }
         if (o->json) {
-            nlohmann::json j = {{"grammar", o->grammar}, {"valid", complete}, {"bytes", text.size()}};
+            nlohmann::json j = {{"grammar", name}, {"valid", complete}, {"bytes", text.size()}};
             if (!complete) {
                 j["error"] = why;
                 j["offset"] = at;

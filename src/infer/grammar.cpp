@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <functional>
 
 #include "llmforge/error.h"
 #include "llmforge/tokenizer.h"
@@ -351,10 +350,13 @@ private:
         }
     }
 
-    // A rule that can reach itself before consuming a character would expand forever: refuse it (as llama.cpp does).
+    // Left recursion: a rule that can reach itself before reading a character. Where the way back ends each
+    // alternative it passes through (a repetition of a term that can be empty: R ::= T R |), the matcher's stacks do
+    // not grow and expansion stops on stacks already seen, so that is allowed. A way back with a reference that has
+    // more after it would push without end: refused, as llama.cpp refuses left recursion.
     void check_left_recursion(const Grammar& g) {
         const auto& el = g.elements();
-        size_t n = g.n_rules();
+        const uint32_t n = static_cast<uint32_t>(g.n_rules());
         std::vector<char> nullable(n, 0);
         for (bool changed = true; changed;) {
             changed = false;
@@ -366,36 +368,65 @@ private:
                 }
             }
         }
-        std::vector<std::vector<uint32_t>> left(n);  // rules each rule can start with
+        struct Edge { uint32_t to; bool tail; };
+        std::vector<std::vector<Edge>> left(n);  // the rules each rule can start with
         for (uint32_t r = 0; r < n; ++r)
             for (uint32_t p : g.alternatives(r))
                 for (; el[p].kind == Grammar::Element::Rule; ++p) {
-                    left[r].push_back(el[p].index);
+                    left[r].push_back({el[p].index, el[p + 1].kind == Grammar::Element::End});
                     if (!nullable[el[p].index]) break;
                 }
-        std::vector<char> state(n, 0);  // 0 new, 1 on the path, 2 done
-        std::vector<uint32_t> path;
-        std::function<void(uint32_t)> dfs = [&](uint32_t r) {
-            state[r] = 1;
-            path.push_back(r);
-            for (uint32_t s : left[r]) {
-                if (state[s] == 1) {
-                    // name a rule the user wrote, if the cycle has one
-                    auto from = std::find(path.begin(), path.end(), s);
-                    for (auto it = from; it != path.end(); ++it)
-                        if (!generated_rule_[*it])
-                            throw_bad_input("grammar: left recursion in rule '%s' (it can reach itself before reading a character)",
-                                            g.rule_name(*it).c_str());
-                    throw_bad_input("grammar: left recursion in rule '%s': a repeated term there can match the empty string",
-                                    g.rule_name(made_in_[s]).c_str());
+        // strongly connected components (Tarjan's, iterative: unrolled repetitions make long chains)
+        std::vector<uint32_t> index(n, UINT32_MAX), low(n, 0), comp(n, UINT32_MAX), stack;
+        std::vector<char> on(n, 0);
+        uint32_t next = 0, n_comp = 0;
+        std::vector<std::pair<uint32_t, size_t>> call;  // (rule, next edge)
+        for (uint32_t root = 0; root < n; ++root) {
+            if (index[root] != UINT32_MAX) continue;
+            call.push_back({root, 0});
+            index[root] = low[root] = next++;
+            stack.push_back(root);
+            on[root] = 1;
+            while (!call.empty()) {
+                auto& [v, e] = call.back();
+                if (e < left[v].size()) {
+                    const uint32_t w = left[v][e++].to;
+                    if (index[w] == UINT32_MAX) {
+                        index[w] = low[w] = next++;
+                        stack.push_back(w);
+                        on[w] = 1;
+                        call.push_back({w, 0});
+                    } else if (on[w]) {
+                        low[v] = std::min(low[v], index[w]);
+                    }
+                    continue;
                 }
-                if (state[s] == 0) dfs(s);
+                const uint32_t done = v;
+                call.pop_back();
+                if (!call.empty()) low[call.back().first] = std::min(low[call.back().first], low[done]);
+                if (low[done] == index[done]) {
+                    uint32_t w;
+                    do {
+                        w = stack.back();
+                        stack.pop_back();
+                        on[w] = 0;
+                        comp[w] = n_comp;
+                    } while (w != done);
+                    ++n_comp;
+                }
             }
-            path.pop_back();
-            state[r] = 2;
-        };
+        }
+        // a reference with more after it, inside a cycle: refused, naming a rule the user wrote if the cycle has one
         for (uint32_t r = 0; r < n; ++r)
-            if (state[r] == 0) dfs(r);
+            for (const Edge& e : left[r]) {
+                if (e.tail || comp[e.to] != comp[r]) continue;
+                for (uint32_t q = 0; q < n; ++q)
+                    if (comp[q] == comp[r] && !generated_rule_[q])
+                        throw_bad_input("grammar: left recursion in rule '%s' (it can reach itself before reading a character)",
+                                        g.rule_name(q).c_str());
+                throw_bad_input("grammar: left recursion in rule '%s' (it can reach itself before reading a character)",
+                                g.rule_name(made_in_[r]).c_str());
+            }
     }
 
     std::string_view src_;
@@ -513,6 +544,247 @@ const std::string& json_object_gbnf() {
         "ws ::= ( \" \" | \"\\n\" ) [ \\t]{0,20} |\n";
     return g;
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Regular expressions → GBNF
+
+namespace {
+
+// A recursive-descent reader of the ECMAScript regular-expression subset JSON Schema's "pattern" uses, writing GBNF
+// as it goes: alternatives, groups, classes, escapes and quantifiers map one to one; what GBNF cannot say
+// (back-references, lookaround, anchors inside the pattern) is refused by name.
+class RegexToGbnf {
+public:
+    explicit RegexToGbnf(std::string_view re) : re_(re) {}
+
+    std::string run() {
+        size_t b = 0, e = re_.size();
+        if (b < e && re_[b] == '^') ++b;
+        if (e > b && re_[e - 1] == '$' && (e < 2 || re_[e - 2] != '\\')) --e;
+        re_ = re_.substr(b, e - b);
+        offset_ = b;
+        std::string out = alternatives();
+        if (pos_ < re_.size()) fail(pos_, re_[pos_] == ')' ? "unbalanced ')'" : "unexpected character");
+        return "root ::= " + (out.empty() ? std::string("\"\"") : out) + "\n";
+    }
+
+private:
+    [[noreturn]] void fail(size_t at, const std::string& what) const {
+        throw_bad_input("regex: at offset %zu: %s", at + offset_, what.c_str());
+    }
+
+    static std::string literal(uint32_t cp) {
+        std::string s = "\"";
+        put_char(s, cp, false);
+        return s + "\"";
+    }
+
+    std::string alternatives() {
+        std::vector<std::string> alts{sequence()};
+        while (pos_ < re_.size() && re_[pos_] == '|') {
+            ++pos_;
+            alts.push_back(sequence());
+        }
+        if (alts.size() == 1) return alts[0];
+        std::string out;
+        for (size_t i = 0; i < alts.size(); ++i) out += (i ? " | " : "") + (alts[i].empty() ? std::string("\"\"") : alts[i]);
+        return out;
+    }
+
+    std::string sequence() {
+        std::string out;
+        while (pos_ < re_.size() && re_[pos_] != '|' && re_[pos_] != ')') {
+            std::string atom = this->atom();
+            atom += quantifier();
+            out += (out.empty() ? "" : " ") + atom;
+        }
+        return out;
+    }
+
+    std::string quantifier() {
+        if (pos_ >= re_.size()) return "";
+        std::string q;
+        const char c = re_[pos_];
+        if (c == '*' || c == '+' || c == '?') {
+            q = std::string(1, c);
+            ++pos_;
+        } else if (c == '{') {
+            size_t end = re_.find('}', pos_);
+            std::string body = end == std::string_view::npos ? "" : std::string(re_.substr(pos_ + 1, end - pos_ - 1));
+            bool ok = !body.empty() && body.find_first_not_of("0123456789,") == std::string::npos && std::count(body.begin(), body.end(), ',') <= 1 &&
+                      body[0] != ',';
+            if (!ok) return "";  // ECMAScript reads a '{' that starts no quantifier as itself
+            q = "{" + body + "}";
+            pos_ = end + 1;
+        } else {
+            return "";
+        }
+        if (pos_ < re_.size() && re_[pos_] == '?') ++pos_;  // lazy: the same strings
+        if (pos_ < re_.size() && (re_[pos_] == '*' || re_[pos_] == '+' || re_[pos_] == '?' || re_[pos_] == '{'))
+            fail(pos_, "a quantifier after a quantifier");
+        return q;
+    }
+
+    uint32_t utf8_char() {
+        unsigned char c = static_cast<unsigned char>(re_[pos_]);
+        size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+        if (n == 0 || pos_ + n > re_.size()) fail(pos_, "invalid UTF-8");
+        uint32_t cp = n == 1 ? c : c & (0x7Fu >> n);
+        for (size_t i = 1; i < n; ++i) cp = (cp << 6) | (static_cast<unsigned char>(re_[pos_ + i]) & 0x3F);
+        pos_ += n;
+        return cp;
+    }
+
+    uint32_t hex(size_t n) {
+        if (pos_ + n > re_.size()) fail(pos_, "a hexadecimal escape cut short");
+        uint32_t v = 0;
+        for (size_t i = 0; i < n; ++i) {
+            char c = re_[pos_ + i];
+            int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+            if (d < 0) fail(pos_, "expected a hexadecimal digit");
+            v = v * 16 + static_cast<uint32_t>(d);
+        }
+        pos_ += n;
+        return v;
+    }
+
+    // After a backslash: a class shorthand (\d \w \s and their negations) as class text without brackets, with
+    // `negated` set; or one character.
+    std::string escape(uint32_t& cp, bool& is_class, bool& negated) {
+        if (pos_ >= re_.size()) fail(pos_, "a pattern ending in '\\'");
+        const char e = re_[pos_++];
+        is_class = false;
+        negated = false;
+        switch (e) {
+            case 'd': case 'D': is_class = true; negated = e == 'D'; return "0-9";
+            case 'w': case 'W': is_class = true; negated = e == 'W'; return "a-zA-Z0-9_";
+            case 's': case 'S': is_class = true; negated = e == 'S'; return " \\t\\n\\r\\x0B\\x0C";
+            case 'n': cp = '\n'; return "";
+            case 'r': cp = '\r'; return "";
+            case 't': cp = '\t'; return "";
+            case 'f': cp = 0x0C; return "";
+            case 'v': cp = 0x0B; return "";
+            case '0': cp = 0; return "";
+            case 'x': cp = hex(2); return "";
+            case 'u': cp = hex(4); return "";
+            case 'b': case 'B': fail(pos_ - 2, "word boundaries (\\b, \\B) are not supported");
+            case 'k': fail(pos_ - 2, "back-references are not supported");
+            case 'p': case 'P': fail(pos_ - 2, "Unicode property classes (\\p, \\P) are not supported");
+            default:
+                if (e >= '1' && e <= '9') fail(pos_ - 2, "back-references are not supported");
+                if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z')) fail(pos_ - 2, std::string("unknown escape '\\") + e + "'");
+                --pos_;
+                cp = utf8_char();  // an escaped symbol stands for itself
+                return "";
+        }
+    }
+
+    static void class_item(std::string& out, uint32_t cp) { put_char(out, cp, true); }
+
+    std::string char_class() {  // after '['
+        const size_t at = pos_ - 1;
+        bool negated = false;
+        if (pos_ < re_.size() && re_[pos_] == '^') {
+            negated = true;
+            ++pos_;
+        }
+        std::string body, negated_parts;
+        bool first = true;
+        while (true) {
+            if (pos_ >= re_.size()) fail(at, "unterminated character class");
+            if (re_[pos_] == ']' && !first) break;
+            if (re_[pos_] == ']' && first) {  // ECMAScript: "[]" matches nothing, "[^]" anything
+                break;
+            }
+            first = false;
+            uint32_t lo = 0;
+            bool is_class = false, neg = false;
+            if (re_[pos_] == '\\') {
+                ++pos_;
+                std::string sh = escape(lo, is_class, neg);
+                if (is_class) {
+                    if (neg) fail(pos_ - 2, "a negated shorthand (\\D, \\W, \\S) inside a class is not supported");
+                    body += sh;
+                    continue;
+                }
+            } else {
+                lo = utf8_char();
+            }
+            uint32_t hi = lo;
+            if (pos_ + 1 < re_.size() && re_[pos_] == '-' && re_[pos_ + 1] != ']') {
+                ++pos_;
+                if (re_[pos_] == '\\') {
+                    ++pos_;
+                    escape(hi, is_class, neg);
+                    if (is_class) fail(pos_ - 2, "a class shorthand cannot end a range");
+                } else {
+                    hi = utf8_char();
+                }
+                if (hi < lo) fail(at, "a character range that runs backwards");
+            }
+            class_item(body, lo);
+            if (hi != lo) {
+                body += '-';
+                class_item(body, hi);
+            }
+        }
+        ++pos_;  // ']'
+        if (body.empty()) return negated ? "." : "[^\\x00-\\U0010FFFF]";  // [^] any character; [] none
+        return std::string(negated ? "[^" : "[") + body + "]";
+    }
+
+    std::string atom() {
+        const size_t at = pos_;
+        const char c = re_[pos_];
+        if (c == '(') {
+            ++pos_;
+            if (pos_ < re_.size() && re_[pos_] == '?') {
+                if (pos_ + 1 < re_.size() && re_[pos_ + 1] == ':') {
+                    pos_ += 2;
+                } else if (pos_ + 1 < re_.size() && re_[pos_ + 1] == '<' && pos_ + 2 < re_.size() && re_[pos_ + 2] != '=' && re_[pos_ + 2] != '!') {
+                    size_t end = re_.find('>', pos_);
+                    if (end == std::string_view::npos) fail(at, "unterminated group name");
+                    pos_ = end + 1;  // a named group: the name changes nothing here
+                } else {
+                    fail(at, "lookaround ((?=, (?!, (?<=, (?<!) is not supported");
+                }
+            }
+            std::string inner = alternatives();
+            if (pos_ >= re_.size() || re_[pos_] != ')') fail(at, "unclosed '('");
+            ++pos_;
+            std::string group = "(";
+            group += inner.empty() ? "\"\"" : inner;
+            group += ')';
+            return group;
+        }
+        if (c == '[') {
+            ++pos_;
+            return char_class();
+        }
+        if (c == '.') {
+            ++pos_;
+            return "[^\\n\\r\\u2028\\u2029]";
+        }
+        if (c == '^' || c == '$') fail(at, "anchors ('^', '$') are supported only at the ends of the pattern");
+        if (c == '*' || c == '+' || c == '?') fail(at, std::string("'") + c + "' with nothing before it to repeat");
+        if (c == '\\') {
+            ++pos_;
+            uint32_t cp = 0;
+            bool is_class = false, neg = false;
+            std::string sh = escape(cp, is_class, neg);
+            if (is_class) return std::string(neg ? "[^" : "[") + sh + "]";
+            return literal(cp);
+        }
+        return literal(utf8_char());
+    }
+
+    std::string_view re_;
+    size_t pos_ = 0, offset_ = 0;
+};
+
+}  // namespace
+
+std::string regex_to_gbnf(std::string_view regex) { return RegexToGbnf(regex).run(); }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Matcher

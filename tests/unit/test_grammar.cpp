@@ -9,6 +9,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include <nlohmann/json.hpp>
 
 #include "llmforge/error.h"
@@ -192,12 +195,18 @@ TEST(Grammar, RecursionIsBoundedAndAmbiguityLimited) {
     EXPECT_TRUE(m.accept(std::string(2000, ']')));
     EXPECT_TRUE(m.can_end());
     EXPECT_LE(m.n_stacks(), 2u);
-    // a repeated term that can be empty is left recursion too (the repetition's rule reaches itself); llama.cpp's
-    // check misses it (it counts only rules with a literally empty alternative as nullable)
-    EXPECT_NE(error_of("root ::= (\"a\"?)* \"b\"").find("left recursion in rule 'root': a repeated term there can match"),
-              std::string::npos) << error_of("root ::= (\"a\"?)* \"b\"");
-    EXPECT_NE(error_of("root ::= x \"b\"\nx ::= y x | \"c\"\ny ::= z\nz ::= \"q\" | ").find("left recursion in rule 'x'"),
-              std::string::npos);
+    // a repeated term that can be empty: the repetition reaches itself, but only at the end of its alternatives, so
+    // the stacks do not grow; allowed (llama.cpp's check does not see it either), and it matches what it should
+    auto nullable = Grammar::parse("root ::= (\"a\"?)* \"b\"");
+    EXPECT_TRUE(matches(nullable, "aaab"));
+    EXPECT_TRUE(matches(nullable, "b"));
+    EXPECT_FALSE(matches(nullable, "aaa"));
+    auto tail = Grammar::parse("root ::= x \"b\"\nx ::= y x | \"c\"\ny ::= z\nz ::= \"q\" | ");
+    EXPECT_TRUE(matches(tail, "qqcb"));
+    EXPECT_TRUE(matches(tail, "cb"));
+    EXPECT_FALSE(matches(tail, "qqb"));
+    // but one with more after the way back is refused
+    EXPECT_NE(error_of("root ::= x\nx ::= y x \"d\" | \"c\"\ny ::= \"q\" | ").find("left recursion in rule"), std::string::npos);
     // an optional term repeated a bounded number of times is fine
     auto bounded = Grammar::parse("root ::= (\"a\"?){0,3} \"b\"");
     EXPECT_TRUE(matches(bounded, "aaab"));
@@ -425,4 +434,100 @@ TEST(GrammarMask, EvalGenerationFollowsTheGrammar) {
     EXPECT_EQ(j["items"][1]["score"], 0.0);  // "no" cannot be written
     std::remove(task.c_str());
     std::remove(out.c_str());
+}
+
+namespace {
+
+// PCRE2 (Debian's libpcre2, which the tokenizer links anyway), anchored at both ends, \\u as ECMAScript reads it
+// (PCRE2_ALT_BSUX) and "[]" an empty class as there (PCRE2_ALLOW_EMPTY_CLASS): the reference for regex_to_gbnf.
+bool pcre2_full_match(const std::string& re, const std::string& s) {
+    int err = 0;
+    PCRE2_SIZE off = 0;
+    pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(re.data()), re.size(), PCRE2_UTF | PCRE2_ALT_BSUX | PCRE2_ALLOW_EMPTY_CLASS | PCRE2_ANCHORED | PCRE2_ENDANCHORED,
+                                     &err, &off, nullptr);
+    if (!code) ADD_FAILURE() << "PCRE2 refused " << re;
+    if (!code) return false;
+    pcre2_match_data* md = pcre2_match_data_create_from_pattern(code, nullptr);
+    const int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0, 0, md, nullptr);
+    pcre2_match_data_free(md);
+    pcre2_code_free(code);
+    return rc >= 0;
+}
+
+}  // namespace
+
+// regex_to_gbnf against PCRE2: for each pattern, random strings over the characters it is about (and a few others)
+// get the same verdict from the grammar as from PCRE2 matching the whole string.
+TEST(GrammarRegex, SameVerdictsAsPcre2) {
+    struct Case { const char* re; const char* alphabet; };
+    const std::vector<Case> cases = {
+        {"^[a-z]+@[a-z]+\\.(com|org)$", "ab@.comrgx"},
+        {"\\d{3}-\\d{2,4}", "0159-a"},
+        {"(ab|a)(c|bcd)(d*)", "abcdx"},
+        {"a*?b+?c??", "abcx"},
+        {"[^0-9\\s]{1,3}x?", "a0 \txz9"},
+        {"(?:\\w+\\s?)+", "ab_ 9\t-"},
+        {"[\\]\\-\\^a-c]+", "]-^abcd\\"},
+        {"colou?r|gr[ae]y", "colurgaey"},
+        {"\\x41\\u00e9.\\.", "A\xC3\xA9.\nx"},
+        {"(a|)+b{0}c{2,}", "abc"},
+        {"[\\d.]+e[-+]?\\d", "1.e-+2"},
+        {"(?<year>\\d{2})-(?<m>0[1-9]|1[0-2])", "0129-"},
+        {"a{2}(b{1,2}|c)*", "abcd"},
+        {"[]a]", "a]"},
+        {"\\W\\S\\D", "a1 _-"},
+    };
+    std::mt19937 rng(17);
+    int checked = 0, matched = 0;
+    for (const Case& c : cases) {
+        SCOPED_TRACE(c.re);
+        std::shared_ptr<const Grammar> g;
+        ASSERT_NO_THROW(g = Grammar::parse(regex_to_gbnf(c.re))) << regex_to_gbnf(c.re);
+        // the alphabet's characters (UTF-8 aware)
+        std::vector<std::string> chars;
+        for (std::string_view a = c.alphabet; !a.empty();) {
+            size_t n = std::min(utf8_len(static_cast<unsigned char>(a[0])), a.size());
+            chars.emplace_back(a.substr(0, n));
+            a.remove_prefix(n);
+        }
+        std::vector<std::string> samples = {""};
+        for (int i = 0; i < 600; ++i) {
+            std::string s;
+            const int len = static_cast<int>(rng() % 9);
+            for (int k = 0; k < len; ++k) s += chars[rng() % chars.size()];
+            samples.push_back(s);
+        }
+        for (const auto& s : samples) {
+            const bool want = pcre2_full_match(c.re, s);
+            EXPECT_EQ(matches(g, s), want) << "'" << s << "'";
+            ++checked;
+            matched += want;
+        }
+    }
+    EXPECT_GT(matched, 300);  // the samples hit both verdicts often
+    EXPECT_GT(checked - matched, 3000);
+}
+
+TEST(GrammarRegex, RefusedWithTheReason) {
+    struct Case { const char* re; const char* says; };
+    for (const Case& c : std::vector<Case>{{"(a)\\1", "back-references are not supported"},
+                                           {"(?<n>a)\\k<n>", "back-references are not supported"},
+                                           {"a(?=b)", "lookaround"},
+                                           {"(?<!a)b", "lookaround"},
+                                           {"\\bword", "word boundaries"},
+                                           {"a^b", "anchors ('^', '$') are supported only at the ends"},
+                                           {"(ab", "unclosed '('"},
+                                           {"ab)", "unbalanced ')'"},
+                                           {"[b-a]", "runs backwards"},
+                                           {"a**", "a quantifier after a quantifier"},
+                                           {"\\p{L}", "Unicode property classes"},
+                                           {"\\q", "unknown escape"}}) {
+        try {
+            regex_to_gbnf(c.re);
+            ADD_FAILURE() << c.re << " was accepted";
+        } catch (const Error& e) {
+            EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+            EXPECT_NE(std::string(e.what()).find(c.says), std::string::npos) << c.re << " → " << e.what();
+        }
+    }
 }
