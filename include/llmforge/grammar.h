@@ -204,8 +204,10 @@ public:
     // The tokens allowed next, one bit per token id of the vocabulary (1: allowed): those whose bytes the grammar
     // takes from here, and the end tokens where the sentence may end.
     void allowed(std::vector<uint64_t>& mask);
-    // Sets every logit the grammar does not allow to -infinity (ids past the vocabulary too).
-    void apply(float* logits, int64_t n_logits);
+    // Writes the logits into out with every token the grammar does not allow at -infinity (ids past the vocabulary
+    // too); extra_end (a chat template's end of turn) keep their logits where the sentence may end. Returns false
+    // when no token is allowed (the vocabulary cannot continue the text).
+    bool mask(const float* logits, float* out, int64_t n_logits, const std::vector<int32_t>& extra_end = {});
     // Advances by the chosen token. False, state kept, if the grammar does not allow it.
     bool accept(int32_t token);
     bool can_end() const { return m_.can_end(); }
@@ -220,6 +222,7 @@ private:
     bool finished_ = false;
     std::vector<uint64_t> mask_;
     std::vector<uint32_t> top_;
+    std::vector<std::pair<int32_t, float>> keep_;
 };
 
 }  // namespace llmforge

@@ -90,12 +90,8 @@ ChatSession::Reply ChatSession::ask(const std::string& user, int32_t max_tokens,
     for (int32_t i = 0; max_tokens < 0 || i < max_tokens; ++i) {
         const float* lg = logits->data();
         if (gc) {  // the grammar's tokens, and the end of turn where the grammar may end
-            masked.assign(lg, lg + V);
-            gc->apply(masked.data(), V);
-            if (gc->can_end())
-                for (int32_t e : stops_)
-                    if (e >= 0 && e < V) masked[static_cast<size_t>(e)] = lg[e];
-            if (std::all_of(masked.begin(), masked.end(), [](float x) { return x == -INFINITY; }))
+            masked.resize(static_cast<size_t>(V));
+            if (!gc->mask(lg, masked.data(), V, stops_))
                 throw_runtime("grammar: no token of the vocabulary can continue the answer here (expected %s)", gc->matcher().expected().c_str());
             lg = masked.data();
         }

@@ -200,11 +200,8 @@ void generate_answer(Transformer& tf, const Framing& fr, const EvalItem& it, con
     if (o.grammar) gc = std::make_unique<GrammarConstraint>(o.grammar);
     for (int64_t n = 0; n < o.max_tokens && tf.n_past() < tf.n_ctx(); ++n) {
         if (gc) {  // greedy over the tokens the grammar allows, and the stops where it may end
-            masked.assign(logits, logits + V);
-            gc->apply(masked.data(), V);
-            if (gc->can_end())
-                for (int32_t e : stops)
-                    if (e >= 0 && e < V) masked[static_cast<size_t>(e)] = logits[e];
+            masked.resize(static_cast<size_t>(V));
+            gc->mask(logits, masked.data(), V, stops);  // none allowed: caught below
             logits = masked.data();
         }
         const int32_t next = static_cast<int32_t>(std::max_element(logits, logits + V) - logits);

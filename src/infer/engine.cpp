@@ -301,12 +301,9 @@ int32_t Engine::pick(Seq& s, const float* logits) {
             if (id >= 0 && id < V) s.buf[static_cast<size_t>(id)] = bias <= -100 ? -INFINITY : s.buf[static_cast<size_t>(id)] + bias;
         if (j.grammar) {
             if (!s.grammar) s.grammar = std::make_unique<GrammarConstraint>(j.grammar);
-            s.grammar->apply(s.buf.data(), V);
-            // the answer's own end tokens (a chat template's end of turn) where the grammar may end; with ignore_eos, the
-            // end only where nothing else is left
-            if (s.grammar->can_end())
-                for (int32_t e : j.stop_tokens)
-                    if (e >= 0 && e < V) s.buf[static_cast<size_t>(e)] = logits[e];
+            // the answer's own end tokens (a chat template's end of turn) too where the grammar may end; with
+            // ignore_eos, the end only where nothing else is left (none allowed: pick() reports it)
+            s.grammar->mask(s.buf.data(), s.buf.data(), V, j.stop_tokens);
             if (j.ignore_eos && s.grammar->matcher().can_continue())
                 for (int32_t e : j.grammar->vocab().end_tokens()) s.buf[static_cast<size_t>(e)] = -INFINITY;
         }

@@ -39,11 +39,8 @@ GenerateResult generate(Transformer& tf, const Vocab& vocab, const std::string& 
             const int32_t best = sampler.sample(lg, V, history);
             if (vocab.is_eog(best) ? constraint->can_end() : constraint->matcher_can_take(best)) return best;
         }
-        masked.assign(lg, lg + V);
-        constraint->apply(masked.data(), V);
-        bool any = false;
-        for (float x : masked) any = any || x != -INFINITY;
-        if (!any)
+        masked.resize(static_cast<size_t>(V));
+        if (!constraint->mask(lg, masked.data(), V))
             throw_runtime("grammar: no token of the vocabulary can continue the text here (expected %s)",
                           constraint->matcher().expected().c_str());
         return sampler.sample(masked.data(), V, history);

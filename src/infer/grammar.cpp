@@ -1112,12 +1112,25 @@ void GrammarConstraint::allowed(std::vector<uint64_t>& mask) {
         for (int32_t e : v.end_tokens()) mask[size_t(e) >> 6] |= uint64_t(1) << (e & 63);
 }
 
-void GrammarConstraint::apply(float* logits, int64_t n_logits) {
+bool GrammarConstraint::mask(const float* logits, float* out, int64_t n_logits, const std::vector<int32_t>& extra_end) {
     allowed(mask_);
+    // the extra end tokens' logits, read before out (which may be logits itself) is written
+    keep_.clear();
+    if (can_end())
+        for (int32_t e : extra_end)
+            if (e >= 0 && e < n_logits) keep_.emplace_back(e, logits[e]);
     const int64_t n = std::min<int64_t>(n_logits, cg_->vocab().size());
-    for (int64_t i = 0; i < n; ++i)
-        if (!(mask_[size_t(i) >> 6] >> (i & 63) & 1)) logits[i] = -INFINITY;
-    for (int64_t i = n; i < n_logits; ++i) logits[i] = -INFINITY;
+    bool any = false;
+    for (int64_t i = 0; i < n_logits; ++i) {
+        const bool ok = i < n && (mask_[size_t(i) >> 6] >> (i & 63) & 1);
+        out[i] = ok ? logits[i] : -INFINITY;
+        any = any || (ok && out[i] != -INFINITY);
+    }
+    for (const auto& [e, v] : keep_) {
+        out[e] = v;
+        any = any || v != -INFINITY;
+    }
+    return any;
 }
 
 bool GrammarConstraint::matcher_can_take(int32_t token) {

@@ -223,12 +223,8 @@ Rollouts roll_out(TrainableModel& tm, ThreadPool& pool, const Vocab& vocab, cons
             const float* lg = logits.data() + r * V;
             GrammarConstraint* g = grammar ? gc[static_cast<size_t>(r)].get() : nullptr;
             if (g) {  // the grammar's tokens, and the stops where it may end
-                masked.assign(lg, lg + V);
-                g->apply(masked.data(), V);
-                if (g->can_end())
-                    for (int32_t e : stops)
-                        if (e >= 0 && e < V) masked[static_cast<size_t>(e)] = lg[e];
-                if (std::all_of(masked.begin(), masked.end(), [](float x) { return x == -INFINITY; }))
+                masked.resize(static_cast<size_t>(V));
+                if (!g->mask(lg, masked.data(), V, stops))
                     throw_runtime("grammar: no token of the vocabulary can continue a roll-out here (expected %s)", g->matcher().expected().c_str());
                 lg = masked.data();
             }

@@ -331,7 +331,7 @@ TEST(GrammarMask, EndTokensAndApply) {
     auto cg = std::make_shared<CompiledGrammar>(Grammar::parse("root ::= \"a\" \"b\"? [é]?"), gv);
     GrammarConstraint c(cg);
     std::vector<float> logits(9, 1.0f);
-    c.apply(logits.data(), 9);
+    EXPECT_TRUE(c.mask(logits.data(), logits.data(), 9, {6}));  // the extra end token: not yet (no sentence is complete)
     EXPECT_TRUE(std::isinf(logits[0]) && std::isinf(logits[2]) && std::isinf(logits[4]) && std::isinf(logits[6]));
     EXPECT_EQ(logits[1], 1.0f);
     EXPECT_EQ(logits[3], 1.0f);
@@ -347,6 +347,13 @@ TEST(GrammarMask, EndTokensAndApply) {
     EXPECT_TRUE(c.accept(5));
     c.allowed(m);
     EXPECT_EQ(m[0], 1u << 0);
+    // an extra end token (a chat template's end of turn, here id 6) keeps its logit, in place, where the sentence may
+    // end — and only there
+    std::vector<float> l2(7, 2.0f);
+    EXPECT_TRUE(c.mask(l2.data(), l2.data(), 7, {6}));
+    EXPECT_EQ(l2[6], 2.0f);
+    EXPECT_EQ(l2[0], 2.0f);
+    EXPECT_TRUE(std::isinf(l2[1]));
     EXPECT_TRUE(c.accept(0));
     EXPECT_TRUE(c.finished());
     c.allowed(m);
