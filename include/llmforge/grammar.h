@@ -54,6 +54,9 @@ public:
     const std::vector<CharClass>& classes() const { return classes_; }
     // The grammar written back as GBNF (generated helper rules included), one rule per line.
     std::string to_gbnf() const;
+    // A random sentence of the grammar (UTF-8): alternatives and characters drawn uniformly from a generator seeded
+    // with `seed`; below max_depth nested rules each rule takes its shortest way out, so the sentence ends.
+    std::string sample(uint64_t seed, int max_depth = 24) const;
 
 private:
     friend class GbnfParser;
@@ -68,6 +71,27 @@ private:
 // escapes, quantifiers; ^ and $ only at the ends) as a GBNF grammar whose sentences are the strings it matches whole.
 // Back-references, lookaround, \b and anchors inside the pattern are refused with a bad-input Error naming them.
 std::string regex_to_gbnf(std::string_view regex);
+// The same pattern as one GBNF expression over the text inside a JSON string literal: '"', '\\' and control
+// characters appear as their escapes. anchored_start / anchored_end tell whether it began with '^' / ended with '$'
+// (JSON Schema's "pattern" searches; an unanchored end lets any text stand there).
+std::string regex_to_json_string_gbnf(std::string_view regex, bool& anchored_start, bool& anchored_end);
+
+// JSON Schema → GBNF, with llama.cpp's json-schema-to-grammar semantics and rule names (common/json-schema-to-
+// grammar.cpp: the same rules for types, properties in order, required then optional, additionalProperties, enum,
+// const, anyOf/oneOf, allOf, $ref/$defs, items/prefixItems, min/maxItems, min/maxLength, integer ranges, formats
+// date/time/date-time/uuid), and beyond it: minimum/maximum on numbers, "pattern" as JSON Schema means it (a search,
+// with '"', '\\' and control characters escaped), literals with backslashes escaped, no leading zeros in negative
+// ranges. Keywords that constrain values but have no grammar here (not, if/then/else, uniqueItems, multipleOf,
+// patternProperties, …) are refused by name, with where they are, unless strict is off: then they are dropped (as
+// llama.cpp does) and named in `dropped`. Annotations (title, description, default, examples, …) and unknown keywords
+// are ignored, as JSON Schema says. Throws a bad-input Error: malformed JSON, an unsupported keyword (strict), an
+// unresolvable $ref, a bad pattern, an empty range.
+struct JsonSchemaOptions {
+    bool strict = true;           // refuse keywords the grammar cannot enforce (else drop them, listed in `dropped`)
+    bool compact_spaces = false;  // at most one space between tokens (llama.cpp's compact_spaces)
+};
+std::string json_schema_to_gbnf(std::string_view schema_json, const JsonSchemaOptions& options = {},
+                               std::vector<std::string>* dropped = nullptr);
 
 // GBNF for one JSON object, any keys and values (what response_format {"type": "json_object"} asks for). Strings are
 // JSON strings (escapes, no raw control characters), numbers JSON numbers; whitespace between tokens is bounded (at

@@ -9,6 +9,8 @@ namespace llmforge {
 size_t utf8_len(unsigned char c);
 // True if s is entirely valid UTF-8.
 bool utf8_valid(const std::string& s);
+// Appends code point cp (at most U+10FFFF) as UTF-8.
+void utf8_append(std::string& out, char32_t cp);
 
 // Feed bytes as tokens arrive; push() returns the longest prefix that forms complete characters.
 // An invalid sequence is replaced by U+FFFD so a stream never shows a broken character. flush() ends the stream.

@@ -1,5 +1,6 @@
 // The Jinja2 interpreter for chat templates (see jinja.h): template lexer → statement/expression tree → evaluation
 // over Python-like values.
+#include "llmforge/utf8.h"
 #include "llmforge/jinja.h"
 
 #include <algorithm>
@@ -117,20 +118,7 @@ std::u32string to_u32(const std::string& s) {
     }
     return out;
 }
-void append_utf8(std::string& out, char32_t cp) {
-    if (cp < 0x80) out += static_cast<char>(cp);
-    else if (cp < 0x800) { out += static_cast<char>(0xc0 | (cp >> 6)); out += static_cast<char>(0x80 | (cp & 0x3f)); }
-    else if (cp < 0x10000) {
-        out += static_cast<char>(0xe0 | (cp >> 12));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-        out += static_cast<char>(0x80 | (cp & 0x3f));
-    } else {
-        out += static_cast<char>(0xf0 | (cp >> 18));
-        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-        out += static_cast<char>(0x80 | (cp & 0x3f));
-    }
-}
+void append_utf8(std::string& out, char32_t cp) { utf8_append(out, cp); }
 std::string from_u32(const std::u32string& s) {
     std::string out;
     for (char32_t c : s) append_utf8(out, c);

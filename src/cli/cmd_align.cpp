@@ -198,9 +198,9 @@ void add_rl_options(CLI::App* cmd, const std::shared_ptr<align::RlOptions>& o) {
     cmd->add_option("--steps", o->steps, "steps: roll-outs, then optimiser updates");
     cmd->add_option("-n,--n-predict", o->max_new, "tokens per answer at most")->check(at_least(1));
     cmd->add_option("--temp", o->temperature, "sampling temperature of the roll-outs; log-probabilities use the same")->check(above(0));
-    auto* g = cmd->add_option("--grammar", o->grammar, "a GBNF grammar (llama.cpp's format) every roll-out and evaluation answer follows")->default_str("none");
-    cmd->add_option_function<std::string>("--grammar-file", [o](const std::string& f) { o->grammar = read_text_file(f); },
-                                          "read the roll-outs' GBNF grammar from a file")->default_str("none")->excludes(g);
+    auto grammar = std::make_shared<GrammarOptions>();  // every roll-out and evaluation answer follows it
+    add_grammar_options(cmd, *grammar);
+    cmd->parse_complete_callback([o, grammar] { o->grammar = grammar_source(*grammar); });
     cmd->add_option("--mini-batch", o->minibatch, "answers per optimiser update")->default_str("all of a step's");
     cmd->add_option("--lr", o->lr, "learning rate");
     cmd->add_option("--min-lr", o->min_lr, "final learning rate of a decaying schedule");

@@ -69,7 +69,7 @@ void add_chat(CLI::App& app) {
         apply_lora_adapters(tf, m, o->lora, o->lora_scale);
         chat.set_system(o->system);
         chat.set_grammar(load_grammar(o->grammar, *m.vocab));
-        const bool has_grammar = !o->grammar.text.empty() || !o->grammar.file.empty();
+        const bool has_grammar = o->grammar.given();
         const bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
         struct sigaction sa {}, old {};
         sa.sa_handler = on_interrupt;  // no SA_RESTART: Ctrl-C at the prompt interrupts the read

@@ -14,30 +14,57 @@ namespace llmforge::cli {
 void add_grammar(CLI::App& app) {
     auto* cmd = app.add_subcommand("grammar", "Check a GBNF grammar (llama.cpp's format), print it, or check a text against it");
     struct Opts {
-        std::string grammar, text, file, root = "root", regex;
-        bool print = false, json = false;
+        std::string grammar, text, file, root = "root", regex, schema;
+        bool print = false, gbnf = false, json = false, lines = false, lenient = false;
+        int sample = 0;
+        uint64_t seed = 0;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("grammar", o->grammar, "the grammar: a .gbnf file (or --regex)");
     cmd->add_option("--regex", o->regex, "a regular expression instead (JSON Schema's pattern subset), made a grammar: its strings whole")->default_str("none");
+    cmd->add_option("-j,--json-schema", o->schema, "a JSON Schema instead (inline JSON, or @FILE), made a grammar as llama.cpp's json-schema-to-grammar does")->default_str("none");
+    cmd->add_flag("--lenient", o->lenient, "drop the --json-schema keywords a grammar cannot enforce (uniqueItems, not, …), with a warning, "
+                                           "instead of refusing the schema (llama.cpp drops them silently)");
+    cmd->add_flag("--gbnf", o->gbnf, "print the GBNF that --json-schema or --regex makes");
+    cmd->add_option("--sample", o->sample, "print this many random sentences of the grammar, one JSON string per line")->check(at_least(0));
+    cmd->add_option("--seed", o->seed, "seed of --sample");
     cmd->add_option("text", o->text, "a text to check against the grammar");
     cmd->add_option("-f,--file", o->file, "check the text of this file instead")->default_str("none");
     cmd->add_option("--root", o->root, "the rule to start from");
+    cmd->add_flag("--lines", o->lines, "the -f file holds many texts, one JSON string per line (as --sample prints them): print one "
+                                       "verdict per line, true or false");
     cmd->add_flag("--print", o->print, "print the grammar back as GBNF, groups and repetitions as the rules they become");
     cmd->add_flag("--json", o->json, "print the result as one JSON object");
     cmd->callback([o, cmd] {
         bool text_given = cmd->count("text") > 0;
-        if (!o->regex.empty() && !o->grammar.empty()) {  // with --regex, the one positional is the text
-            if (text_given) throw_bad_input("grammar: give a .gbnf file or --regex RE, not both");
+        const int sources = !o->regex.empty() + !o->schema.empty();
+        if (sources > 1) throw_bad_input("grammar: give one of a .gbnf file, --regex or --json-schema");
+        if (sources && !o->grammar.empty()) {  // with --regex or --json-schema, the one positional is the text
+            if (text_given) throw_bad_input("grammar: give a .gbnf file, --regex or --json-schema, not two of them");
             o->text = o->grammar;
             o->grammar.clear();
             text_given = true;
         }
         const bool has_text = text_given || !o->file.empty();
         if (text_given && !o->file.empty()) throw_bad_input("grammar: give the text as an argument or with -f FILE, not both");
-        if (o->regex.empty() == o->grammar.empty()) throw_bad_input("grammar: give a .gbnf file or --regex RE");
-        const std::string src = o->regex.empty() ? read_text_file(o->grammar) : regex_to_gbnf(o->regex);
-        const std::string name = o->regex.empty() ? o->grammar : "--regex";
+        if (!sources && o->grammar.empty()) throw_bad_input("grammar: give a .gbnf file, --regex RE or --json-schema SCHEMA");
+        std::string src, name;
+        if (!o->schema.empty()) {
+            GrammarOptions go;
+            go.schema = o->schema;
+            go.lenient = o->lenient;
+            src = grammar_source(go, &name);
+        } else if (!o->regex.empty()) {
+            src = regex_to_gbnf(o->regex);
+            name = "--regex";
+        } else {
+            src = read_text_file(o->grammar);
+            name = o->grammar;
+        }
+        if (o->gbnf) {
+            if (!sources) throw_bad_input("grammar: --gbnf prints what --json-schema or --regex makes (use --print for a .gbnf file)");
+            std::fputs(src.c_str(), stdout);
+        }
         std::shared_ptr<const Grammar> g;
         try {
             g = Grammar::parse(src, o->root);
@@ -45,13 +72,34 @@ void add_grammar(CLI::App& app) {
             throw Error(e.kind(), name + ": " + e.what());
         }
         if (o->print) std::fputs(g->to_gbnf().c_str(), stdout);
+        for (int i = 0; i < o->sample; ++i)
+            std::printf("%s\n", nlohmann::json(g->sample(o->seed + static_cast<uint64_t>(i))).dump().c_str());
         if (!has_text) {
+            if (o->gbnf || o->sample > 0) return;
             if (o->json) {
                 nlohmann::json j = {{"grammar", name}, {"rules", g->n_rules()}, {"classes", g->classes().size()}, {"elements", g->elements().size()}};
                 std::printf("%s\n", j.dump().c_str());
             } else if (!o->print) {
                 std::printf("%s: valid grammar, %zu rules (with the ones groups and repetitions become), %zu character classes\n",
                             name.c_str(), g->n_rules(), g->classes().size());
+            }
+            return;
+        }
+        if (o->lines) {
+            if (o->file.empty()) throw_bad_input("grammar: --lines reads the texts from -f FILE");
+            const std::string all = read_text_file(o->file);
+            size_t at = 0, line = 0;
+            while (at < all.size()) {
+                size_t end = all.find('\n', at);
+                if (end == std::string::npos) end = all.size();
+                const std::string_view row(all.data() + at, end - at);
+                ++line;
+                at = end + 1;
+                if (row.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+                nlohmann::json t = nlohmann::json::parse(row, nullptr, false);
+                if (!t.is_string()) throw_bad_input("%s: line %zu is not a JSON string", o->file.c_str(), line);
+                GrammarMatcher m(g);
+                std::printf("%s\n", m.accept(t.get<std::string>()) && m.can_end() ? "true" : "false");
             }
             return;
         }

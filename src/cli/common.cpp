@@ -41,18 +41,42 @@ CLI::Validator between(double lo, double hi, const std::string& note) {
 
 void add_grammar_options(CLI::App* cmd, GrammarOptions& o) {
     auto* g = cmd->add_option("--grammar", o.text, "a GBNF grammar (llama.cpp's format) the output must follow")->default_str("none");
-    cmd->add_option("--grammar-file", o.file, "read the GBNF grammar from a file")->default_str("none")->excludes(g);
+    auto* f = cmd->add_option("--grammar-file", o.file, "read the GBNF grammar from a file")->default_str("none")->excludes(g);
+    cmd->add_option("-j,--json-schema", o.schema, "a JSON Schema the output must follow: inline JSON, or @FILE")
+        ->default_str("none")->excludes(g)->excludes(f);
+}
+
+std::string grammar_source(const GrammarOptions& o, std::string* name) {
+    if (!o.schema.empty()) {
+        const bool from_file = o.schema[0] == '@';
+        const std::string label = from_file ? o.schema.substr(1) : std::string("--json-schema");
+        if (name) *name = label;
+        std::vector<std::string> dropped;
+        std::string gbnf;
+        try {
+            JsonSchemaOptions so;
+            so.strict = !o.lenient;
+            gbnf = json_schema_to_gbnf(from_file ? read_text_file(o.schema.substr(1)) : o.schema, so, &dropped);
+        } catch (const Error& e) {
+            throw Error(e.kind(), label + ": " + e.what());
+        }
+        for (const auto& d : dropped) std::fprintf(stderr, "llmforge: warning: %s: %s\n", label.c_str(), d.c_str());
+        return gbnf;
+    }
+    if (name) *name = o.file.empty() ? std::string("--grammar") : o.file;
+    return o.file.empty() ? o.text : read_text_file(o.file);
 }
 
 std::shared_ptr<const CompiledGrammar> load_grammar(const GrammarOptions& o, const Vocab& vocab) {
-    if (o.text.empty() && o.file.empty()) return nullptr;
+    if (!o.given()) return nullptr;
     const auto t0 = std::chrono::steady_clock::now();
-    const std::string src = o.file.empty() ? o.text : read_text_file(o.file);
+    std::string name;
+    const std::string src = grammar_source(o, &name);
     std::shared_ptr<const Grammar> g;
     try {
         g = Grammar::parse(src);
     } catch (const Error& e) {
-        throw Error(e.kind(), (o.file.empty() ? std::string("--grammar") : o.file) + ": " + e.what());
+        throw Error(e.kind(), name + ": " + e.what());
     }
     auto cg = std::make_shared<CompiledGrammar>(g, GrammarVocab::from(vocab));
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -55,11 +55,17 @@ void add_imatrix(CLI::App& app);
 void add_grammar(CLI::App& app);
 // The options every training command shares (loop, optimiser, schedule, checkpoints): cmd_pretrain.cpp.
 void add_training_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions>& o);
-// --grammar TEXT and --grammar-file FILE (llama.cpp's flags): a GBNF grammar for constrained decoding.
+// --grammar TEXT, --grammar-file FILE (llama.cpp's flags) and --json-schema SCHEMA|@FILE: a grammar for constrained
+// decoding, GBNF or a JSON Schema compiled to GBNF.
 struct GrammarOptions {
-    std::string text, file;
+    std::string text, file, schema;
+    bool lenient = false;  // drop schema keywords no grammar enforces (a warning each) instead of refusing the schema
+    bool given() const { return !text.empty() || !file.empty() || !schema.empty(); }
 };
 void add_grammar_options(CLI::App* cmd, GrammarOptions& o);
+// The GBNF the options give ("" when none), and a name for messages; a schema that does not compile is a bad-input
+// Error naming the flag.
+std::string grammar_source(const GrammarOptions& o, std::string* name = nullptr);
 // The grammar compiled against the vocabulary (null when neither flag was given); logs its size and compile time.
 std::shared_ptr<const CompiledGrammar> load_grammar(const GrammarOptions& o, const Vocab& vocab);
 // A chat template from a .jinja file, tokenizer_config.json (chat_template) or GGUF (tokenizer.chat_template).

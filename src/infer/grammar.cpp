@@ -5,9 +5,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
+#include <random>
 
 #include "llmforge/error.h"
 #include "llmforge/tokenizer.h"
+#include "llmforge/utf8.h"
 
 namespace llmforge {
 
@@ -465,17 +468,7 @@ static void put_char(std::string& out, uint32_t cp, bool in_class) {
     if (cp < 0x20 || cp == 0x7F) { hexs("\\x", cp, 2); return; }
     if (cp < 0x80) { out += static_cast<char>(cp); return; }
     if (cp >= 0xD800 && cp <= 0xDFFF) { hexs("\\u", cp, 4); return; }
-    if (cp < 0x800) {
-        out += static_cast<char>(0xC0 | (cp >> 6));
-    } else if (cp < 0x10000) {
-        out += static_cast<char>(0xE0 | (cp >> 12));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    } else {
-        out += static_cast<char>(0xF0 | (cp >> 18));
-        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    }
-    out += static_cast<char>(0x80 | (cp & 0x3F));
+    utf8_append(out, cp);
 }
 
 // A class as GBNF: [a-z], [^"\\], '.', or a one-character literal.
@@ -532,6 +525,70 @@ std::string Grammar::to_gbnf() const {
     return out;
 }
 
+std::string Grammar::sample(uint64_t seed, int max_depth) const {
+    std::mt19937_64 rng(seed);
+    // The fewest characters each rule can produce (a fixpoint; rules that cannot end stay at "infinite").
+    const size_t kInf = SIZE_MAX / 4;
+    std::vector<size_t> shortest(n_rules(), kInf);
+    auto alt_cost = [&](uint32_t pos) {
+        size_t c = 0;
+        for (; elems_[pos].kind != Element::End; ++pos)
+            c += elems_[pos].kind == Element::Terminal ? 1 : shortest[elems_[pos].index];
+        return std::min(c, kInf);
+    };
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (uint32_t r = 0; r < n_rules(); ++r)
+            for (uint32_t a : alts_[r])
+                if (size_t c = alt_cost(a); c < shortest[r]) {
+                    shortest[r] = c;
+                    changed = true;
+                }
+    }
+    static const uint32_t kExtra[] = {'\t', '\n', 0xE9, 0x4E2D, 0x1F600, 0x3B1, 0x20AC};
+    auto pick_char = [&](const CharClass& cc, std::string& out) {
+        uint32_t cp = 0;
+        bool found = false;
+        if (!cc.negated && !cc.ranges.empty()) {
+            for (int tries = 0; tries < 16 && !found; ++tries) {
+                const auto& [lo, hi] = cc.ranges[rng() % cc.ranges.size()];
+                cp = lo + static_cast<uint32_t>(rng() % (uint64_t(hi) - lo + 1));
+                found = !(cp >= 0xD800 && cp <= 0xDFFF);
+            }
+        }
+        for (int tries = 0; tries < 64 && !found; ++tries) {
+            cp = rng() % 4 == 0 ? kExtra[rng() % std::size(kExtra)] : 0x20 + static_cast<uint32_t>(rng() % 95);
+            found = cc.matches(cp);
+        }
+        for (uint32_t c = 0; !found && c <= 0x10FFFF; ++c)
+            if (!(c >= 0xD800 && c <= 0xDFFF) && cc.matches(c)) {
+                found = true;
+                cp = c;
+            }
+        if (!found) throw_bad_input("grammar: a character class that matches nothing");
+        utf8_append(out, cp);
+    };
+    std::string out;
+    std::function<void(uint32_t, int)> expand = [&](uint32_t rule, int depth) {
+        const auto& alts = alts_[rule];
+        uint32_t pos = alts[rng() % alts.size()];
+        if (depth >= max_depth) {
+            for (uint32_t a : alts)
+                if (alt_cost(a) < alt_cost(pos)) pos = a;
+        }
+        for (; elems_[pos].kind != Element::End; ++pos) {
+            if (elems_[pos].kind == Element::Terminal) {
+                pick_char(classes_[elems_[pos].index], out);
+            } else {
+                expand(elems_[pos].index, depth + 1);
+            }
+        }
+    };
+    if (shortest[start_] >= kInf) throw_bad_input("grammar: rule '%s' has no finite sentence", rule_names_[start_].c_str());
+    expand(start_, 0);
+    return out;
+}
+
 const std::string& json_object_gbnf() {
     static const std::string g =
         "root ::= object\n"
@@ -555,17 +612,21 @@ namespace {
 // (back-references, lookaround, anchors inside the pattern) is refused by name.
 class RegexToGbnf {
 public:
-    explicit RegexToGbnf(std::string_view re) : re_(re) {}
+    // json: write the strings as the inside of a JSON string literal ('"', '\\' and control characters escaped).
+    RegexToGbnf(std::string_view re, bool json) : re_(re), json_(json) {}
 
-    std::string run() {
+    // The expression for the pattern; anchored_*: whether it began with '^' / ended with '$'.
+    std::string run(bool& anchored_start, bool& anchored_end) {
         size_t b = 0, e = re_.size();
-        if (b < e && re_[b] == '^') ++b;
-        if (e > b && re_[e - 1] == '$' && (e < 2 || re_[e - 2] != '\\')) --e;
+        anchored_start = b < e && re_[b] == '^';
+        if (anchored_start) ++b;
+        anchored_end = e > b && re_[e - 1] == '$' && (e < 2 || re_[e - 2] != '\\');
+        if (anchored_end) --e;
         re_ = re_.substr(b, e - b);
         offset_ = b;
         std::string out = alternatives();
         if (pos_ < re_.size()) fail(pos_, re_[pos_] == ')' ? "unbalanced ')'" : "unexpected character");
-        return "root ::= " + (out.empty() ? std::string("\"\"") : out) + "\n";
+        return out.empty() ? std::string("\"\"") : out;
     }
 
 private:
@@ -573,10 +634,39 @@ private:
         throw_bad_input("regex: at offset %zu: %s", at + offset_, what.c_str());
     }
 
-    static std::string literal(uint32_t cp) {
+    // One character as a GBNF literal; in JSON mode, as the JSON string text that stands for it.
+    std::string literal(uint32_t cp) const {
         std::string s = "\"";
-        put_char(s, cp, false);
+        if (json_ && (cp == '"' || cp == '\\' || cp < 0x20)) {
+            s += json_escape(cp);
+        } else {
+            put_char(s, cp, false);
+        }
         return s + "\"";
+    }
+
+    static std::string escape_literal(uint32_t cp) {
+        std::string s = "\"";
+        s += json_escape(cp);
+        s += '"';
+        return s;
+    }
+
+    // The JSON escape of '"', '\\' or a control character, as GBNF literal text (its backslash doubled).
+    static std::string json_escape(uint32_t cp) {
+        switch (cp) {
+            case '"': return "\\\\\\\"";
+            case '\\': return "\\\\\\\\";
+            case '\n': return "\\\\n";
+            case '\r': return "\\\\r";
+            case '\t': return "\\\\t";
+            case 0x08: return "\\\\b";
+            case 0x0C: return "\\\\f";
+            default: {
+                static const char* h = "0123456789abcdef";
+                return std::string("\\\\u00") + h[cp >> 4] + h[cp & 0xF];
+            }
+        }
     }
 
     std::string alternatives() {
@@ -591,13 +681,25 @@ private:
         return out;
     }
 
+    // Terms separated by spaces; single characters in a row with no quantifier are merged into one literal ("abc").
     std::string sequence() {
-        std::string out;
+        std::string out, text;  // text: the literal being merged, without its quotes
+        auto flush = [&] {
+            if (!text.empty()) out += (out.empty() ? "\"" : " \"") + text + "\"";
+            text.clear();
+        };
         while (pos_ < re_.size() && re_[pos_] != '|' && re_[pos_] != ')') {
             std::string atom = this->atom();
-            atom += quantifier();
-            out += (out.empty() ? "" : " ") + atom;
+            const bool plain = atom_is_literal_;
+            const std::string q = quantifier();
+            if (plain && q.empty()) {
+                text += atom.substr(1, atom.size() - 2);
+                continue;
+            }
+            flush();
+            out += (out.empty() ? "" : " ") + atom + q;
         }
+        flush();
         return out;
     }
 
@@ -648,25 +750,28 @@ private:
         return v;
     }
 
-    // After a backslash: a class shorthand (\d \w \s and their negations) as class text without brackets, with
-    // `negated` set; or one character.
-    std::string escape(uint32_t& cp, bool& is_class, bool& negated) {
+    using Ranges = std::vector<std::pair<uint32_t, uint32_t>>;
+
+    // After a backslash: a class shorthand (\d \w \s and their negations), its ranges added to `shorthand` and
+    // true returned (with `negated` set); or one character, in cp, and false.
+    bool escape(uint32_t& cp, Ranges& shorthand, bool& negated) {
         if (pos_ >= re_.size()) fail(pos_, "a pattern ending in '\\'");
         const char e = re_[pos_++];
-        is_class = false;
-        negated = false;
+        negated = e == 'D' || e == 'W' || e == 'S';
         switch (e) {
-            case 'd': case 'D': is_class = true; negated = e == 'D'; return "0-9";
-            case 'w': case 'W': is_class = true; negated = e == 'W'; return "a-zA-Z0-9_";
-            case 's': case 'S': is_class = true; negated = e == 'S'; return " \\t\\n\\r\\x0B\\x0C";
-            case 'n': cp = '\n'; return "";
-            case 'r': cp = '\r'; return "";
-            case 't': cp = '\t'; return "";
-            case 'f': cp = 0x0C; return "";
-            case 'v': cp = 0x0B; return "";
-            case '0': cp = 0; return "";
-            case 'x': cp = hex(2); return "";
-            case 'u': cp = hex(4); return "";
+            case 'd': case 'D': shorthand.push_back({'0', '9'}); return true;
+            case 'w': case 'W':
+                shorthand.insert(shorthand.end(), {{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}});
+                return true;
+            case 's': case 'S': shorthand.insert(shorthand.end(), {{'\t', '\r'}, {' ', ' '}}); return true;
+            case 'n': cp = '\n'; return false;
+            case 'r': cp = '\r'; return false;
+            case 't': cp = '\t'; return false;
+            case 'f': cp = 0x0C; return false;
+            case 'v': cp = 0x0B; return false;
+            case '0': cp = 0; return false;
+            case 'x': cp = hex(2); return false;
+            case 'u': cp = hex(4); return false;
             case 'b': case 'B': fail(pos_ - 2, "word boundaries (\\b, \\B) are not supported");
             case 'k': fail(pos_ - 2, "back-references are not supported");
             case 'p': case 'P': fail(pos_ - 2, "Unicode property classes (\\p, \\P) are not supported");
@@ -674,12 +779,81 @@ private:
                 if (e >= '1' && e <= '9') fail(pos_ - 2, "back-references are not supported");
                 if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z')) fail(pos_ - 2, std::string("unknown escape '\\") + e + "'");
                 --pos_;
+                negated = false;
                 cp = utf8_char();  // an escaped symbol stands for itself
-                return "";
+                return false;
         }
     }
 
-    static void class_item(std::string& out, uint32_t cp) { put_char(out, cp, true); }
+    static Ranges normalised(Ranges r) {
+        std::sort(r.begin(), r.end());
+        Ranges out;
+        for (auto [lo, hi] : r) {
+            if (!out.empty() && lo <= out.back().second + 1) {
+                out.back().second = std::max(out.back().second, hi);
+            } else {
+                out.push_back({lo, hi});
+            }
+        }
+        return out;
+    }
+
+    static std::string class_text(const Ranges& r, bool negated, const char* extra = "") {
+        std::string out = negated ? "[^" : "[";
+        for (auto [lo, hi] : r) {
+            put_char(out, lo, true);
+            if (hi != lo) {
+                if (hi > lo + 1) out += '-';
+                put_char(out, hi, true);
+            }
+        }
+        return out + extra + "]";
+    }
+
+    // A set of characters as GBNF. In JSON mode '"' and '\\' become their escapes and control characters too when
+    // the set names them (a negated set, or '.', leaves control characters out: a subset of what it matches).
+    std::string write_set(const Ranges& ranges, bool negated) const {
+        Ranges r = normalised(ranges);
+        if (!json_) {
+            if (r.empty()) return negated ? "." : "[^\\x00-\\U0010FFFF]";  // [^] any character; [] none
+            return class_text(r, negated);
+        }
+        auto contains = [&](uint32_t cp) {
+            for (auto [lo, hi] : r)
+                if (cp >= lo && cp <= hi) return true;
+            return false;
+        };
+        std::vector<std::string> alts;
+        if (negated) {
+            alts.push_back(class_text(r, true, "\"\\\\\\x00-\\x1F"));
+            if (!contains('"')) alts.push_back(escape_literal('"'));
+            if (!contains('\\')) alts.push_back(escape_literal('\\'));
+        } else {
+            Ranges plain;
+            for (auto [lo, hi] : r) {  // minus 0x00-0x1F, '"' and '\\'
+                for (uint32_t cut : {0x1Fu, uint32_t('"'), uint32_t('\\')}) {
+                    if (lo > hi) break;
+                    if (cut == 0x1F) {
+                        lo = std::max(lo, 0x20u);
+                    } else if (lo <= cut && cut <= hi) {
+                        if (lo < cut) plain.push_back({lo, cut - 1});
+                        lo = cut + 1;
+                    }
+                }
+                if (lo <= hi) plain.push_back({lo, hi});
+            }
+            if (!plain.empty()) alts.push_back(class_text(plain, false));
+            for (uint32_t cp = 0; cp < 0x20; ++cp)
+                if (contains(cp)) alts.push_back(escape_literal(cp));
+            for (uint32_t cp : {uint32_t('"'), uint32_t('\\')})
+                if (contains(cp)) alts.push_back(escape_literal(cp));
+        }
+        if (alts.empty()) return "[^\\x00-\\U0010FFFF]";
+        if (alts.size() == 1) return alts[0];
+        std::string out = "(";
+        for (size_t i = 0; i < alts.size(); ++i) out += (i ? " | " : "") + alts[i];
+        return out + ")";
+    }
 
     std::string char_class() {  // after '['
         const size_t at = pos_ - 1;
@@ -688,23 +862,16 @@ private:
             negated = true;
             ++pos_;
         }
-        std::string body, negated_parts;
-        bool first = true;
+        Ranges set;
         while (true) {
             if (pos_ >= re_.size()) fail(at, "unterminated character class");
-            if (re_[pos_] == ']' && !first) break;
-            if (re_[pos_] == ']' && first) {  // ECMAScript: "[]" matches nothing, "[^]" anything
-                break;
-            }
-            first = false;
+            if (re_[pos_] == ']') break;  // ECMAScript: "[]" matches nothing, "[^]" anything
             uint32_t lo = 0;
-            bool is_class = false, neg = false;
+            bool neg = false;
             if (re_[pos_] == '\\') {
                 ++pos_;
-                std::string sh = escape(lo, is_class, neg);
-                if (is_class) {
+                if (escape(lo, set, neg)) {
                     if (neg) fail(pos_ - 2, "a negated shorthand (\\D, \\W, \\S) inside a class is not supported");
-                    body += sh;
                     continue;
                 }
             } else {
@@ -715,25 +882,21 @@ private:
                 ++pos_;
                 if (re_[pos_] == '\\') {
                     ++pos_;
-                    escape(hi, is_class, neg);
-                    if (is_class) fail(pos_ - 2, "a class shorthand cannot end a range");
+                    Ranges sh;
+                    if (escape(hi, sh, neg)) fail(pos_ - 2, "a class shorthand cannot end a range");
                 } else {
                     hi = utf8_char();
                 }
                 if (hi < lo) fail(at, "a character range that runs backwards");
             }
-            class_item(body, lo);
-            if (hi != lo) {
-                body += '-';
-                class_item(body, hi);
-            }
+            set.push_back({lo, hi});
         }
         ++pos_;  // ']'
-        if (body.empty()) return negated ? "." : "[^\\x00-\\U0010FFFF]";  // [^] any character; [] none
-        return std::string(negated ? "[^" : "[") + body + "]";
+        return write_set(set, negated);
     }
 
     std::string atom() {
+        atom_is_literal_ = false;
         const size_t at = pos_;
         const char c = re_[pos_];
         if (c == '(') {
@@ -755,6 +918,7 @@ private:
             std::string group = "(";
             group += inner.empty() ? "\"\"" : inner;
             group += ')';
+            atom_is_literal_ = false;  // (the atoms inside set it)
             return group;
         }
         if (c == '[') {
@@ -763,28 +927,39 @@ private:
         }
         if (c == '.') {
             ++pos_;
-            return "[^\\n\\r\\u2028\\u2029]";
+            return write_set({{'\n', '\n'}, {'\r', '\r'}, {0x2028, 0x2029}}, true);
         }
         if (c == '^' || c == '$') fail(at, "anchors ('^', '$') are supported only at the ends of the pattern");
         if (c == '*' || c == '+' || c == '?') fail(at, std::string("'") + c + "' with nothing before it to repeat");
         if (c == '\\') {
             ++pos_;
             uint32_t cp = 0;
-            bool is_class = false, neg = false;
-            std::string sh = escape(cp, is_class, neg);
-            if (is_class) return std::string(neg ? "[^" : "[") + sh + "]";
+            bool neg = false;
+            Ranges sh;
+            if (escape(cp, sh, neg)) return write_set(sh, neg);
+            atom_is_literal_ = true;
             return literal(cp);
         }
+        atom_is_literal_ = true;
         return literal(utf8_char());
     }
 
     std::string_view re_;
+    bool json_ = false;
+    bool atom_is_literal_ = false;  // the last atom was one character, written as a literal
     size_t pos_ = 0, offset_ = 0;
 };
 
 }  // namespace
 
-std::string regex_to_gbnf(std::string_view regex) { return RegexToGbnf(regex).run(); }
+std::string regex_to_gbnf(std::string_view regex) {
+    bool anchored_start = false, anchored_end = false;
+    return "root ::= " + RegexToGbnf(regex, false).run(anchored_start, anchored_end) + "\n";
+}
+
+std::string regex_to_json_string_gbnf(std::string_view regex, bool& anchored_start, bool& anchored_end) {
+    return RegexToGbnf(regex, true).run(anchored_start, anchored_end);
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Matcher
