@@ -1,4 +1,5 @@
 #include "server/api.h"
+#include "llmforge/log.h"
 
 #include <algorithm>
 #include <chrono>
@@ -171,10 +172,22 @@ void read_sampling(const json& b, Job& j, bool chat) {
         if (!rf.is_object() || !rf.contains("type") || !rf["type"].is_string())
             bad("Invalid 'response_format': expected an object with a 'type'.", "response_format", "invalid_type");
         const std::string t = rf["type"];
-        if (t == "json_schema")
-            bad("response_format {\"type\": \"json_schema\"} is not supported by this server yet; {\"type\": \"json_object\"} and "
-                "'grammar' (GBNF) are.", "response_format", "invalid_value");
-        if (t != "text" && t != "json_object")
+        if (t == "json_schema") {  // {"type": "json_schema", "json_schema": {"name", "schema", "strict", "description"}}
+            if (!rf.contains("json_schema") || !rf["json_schema"].is_object())
+                bad("Missing required parameter: 'response_format.json_schema'.", "response_format.json_schema", "missing_required_parameter");
+            const json& js = rf["json_schema"];
+            if (!js.contains("name") || !js["name"].is_string())
+                bad("Missing required parameter: 'response_format.json_schema.name'.", "response_format.json_schema.name", "missing_required_parameter");
+            const std::string name = js["name"];
+            if (name.empty() || name.size() > 64 ||
+                name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != std::string::npos)
+                bad("Invalid 'response_format.json_schema.name': string does not match pattern. Expected a string that matches the "
+                    "pattern '^[a-zA-Z0-9_-]+$' of at most 64 characters.", "response_format.json_schema.name", "invalid_value");
+            if (js.contains("schema") && !js["schema"].is_object() && !js["schema"].is_boolean())
+                wrong_type("response_format.json_schema.schema", "an object", js["schema"]);
+            if (js.contains("strict") && !js["strict"].is_boolean() && !js["strict"].is_null())
+                wrong_type("response_format.json_schema.strict", "a boolean", js["strict"]);
+        } else if (t != "text" && t != "json_object")
             bad("Invalid value for 'response_format.type': expected one of 'text', 'json_object' or 'json_schema', but got '" + t +
                     "' instead.", "response_format.type", "invalid_value");
     }
@@ -189,10 +202,27 @@ std::shared_ptr<const CompiledGrammar> request_grammar(const json& b, ServedMode
         text = b["grammar"];
         param = "grammar";
     }
-    if (chat && has(b, "response_format") && b["response_format"]["type"] == "json_object") {
-        if (!text.empty()) bad("Give either 'grammar' or response_format json_object, not both.", "response_format", "invalid_value");
-        text = json_object_gbnf();
+    if (chat && has(b, "response_format") && b["response_format"]["type"] != "text") {
+        const json& rf = b["response_format"];
+        if (!text.empty()) bad("Give either 'grammar' or 'response_format', not both.", "response_format", "invalid_value");
         param = "response_format";
+        if (rf["type"] == "json_object") {
+            text = json_object_gbnf();
+        } else {
+            // strict: refuse what the grammar cannot enforce; otherwise drop it (named in the server log)
+            const json& js = rf["json_schema"];
+            JsonSchemaOptions so;
+            so.strict = js.contains("strict") && js["strict"].is_boolean() && js["strict"].get<bool>();
+            std::vector<std::string> dropped;
+            param = "response_format.json_schema.schema";
+            try {
+                text = json_schema_to_gbnf(js.contains("schema") ? js["schema"].dump() : std::string("{}"), so, &dropped);
+            } catch (const Error& e) {
+                bad(std::string("Invalid schema for response_format '") + js["name"].get<std::string>() + "': " + e.what(), param, "invalid_value");
+            }
+            for (const auto& d : dropped)
+                log_line("warning: response_format '%s': %s (not strict)", js["name"].get<std::string>().c_str(), d.c_str());
+        }
     }
     if (text.empty()) return nullptr;
     GrammarCache& cache = *sm.grammars;

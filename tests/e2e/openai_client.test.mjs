@@ -154,11 +154,58 @@ test('constrained output: response_format json_object and a GBNF grammar; a bad 
     assert.match(g.choices[0].text, /^(yes|no) [0-9]{2}$/);
     assert.equal(g.choices[0].finish_reason, 'stop');
   }
-  // a grammar that does not compile, a schema we cannot honour yet: 400 with the reason
+  // a grammar that does not compile: 400 with the reason
   await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, grammar: 'root ::= num' }),
     (e) => e instanceof OpenAI.BadRequestError && /undefined rule 'num'/.test(e.message) && e.param === 'grammar');
-  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } }),
-    (e) => e instanceof OpenAI.BadRequestError && /json_schema/.test(e.message));
+});
+
+test('structured output: chat.completions.parse with a zod schema returns parsed objects; bad schemas are 400s', async () => {
+  const { zodResponseFormat } = requireNpm('openai/helpers/zod');
+  const { z } = requireNpm('zod');
+  const Weather = z.object({
+    city: z.string().max(12),
+    temperature: z.number().min(-50).max(60),
+    unit: z.enum(['celsius', 'fahrenheit']),
+    tags: z.array(z.string().max(6)).max(3),
+    note: z.string().max(8).nullable(),
+  });
+  let parsed = 0, cut = 0;
+  for (const seed of [1, 2, 3, 4, 5, 6]) {
+    try {
+      const r = await client.chat.completions.parse({
+        model: 'tiny', messages: hello, max_tokens: 160, temperature: 1, seed, response_format: zodResponseFormat(Weather, 'weather'),
+      });
+      const w = r.choices[0].message.parsed;  // the client ran Weather.parse on it: a type error would have thrown
+      // (maxLength counts code points, as JSON Schema does)
+      assert.equal(r.choices[0].finish_reason, 'stop');
+      assert.ok([...w.city].length <= 12 && w.temperature >= -50 && w.temperature <= 60 && ['celsius', 'fahrenheit'].includes(w.unit), JSON.stringify(w));
+      assert.deepEqual(Object.keys(w), ['city', 'temperature', 'unit', 'tags', 'note']);
+      parsed++;
+    } catch (e) {
+      if (!(e instanceof requireNpm('openai/error').LengthFinishReasonError)) throw e;
+      cut++;  // cut off by max_tokens: the client refuses to parse it
+    }
+  }
+  assert.ok(parsed >= 3, `${parsed} parsed, ${cut} cut off`);
+  console.log(`# zod: ${parsed} parsed, ${cut} cut off at max_tokens`);
+  const schemaFormat = (schema, strict) => ({ type: 'json_schema', json_schema: { name: 'thing', strict, schema } });
+  // a pattern with a back-reference, an unresolvable $ref: 400 naming the reason and the parameter
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello,
+    response_format: schemaFormat({ type: 'object', properties: { a: { type: 'string', pattern: '^(a)\\1$' } } }, true) }),
+    (e) => e instanceof OpenAI.BadRequestError && /back-references are not supported/.test(e.message) && e.param === 'response_format.json_schema.schema');
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, response_format: schemaFormat({ $ref: '#/$defs/nothing' }, true) }),
+    (e) => e instanceof OpenAI.BadRequestError && /points at nothing/.test(e.message));
+  // strict: a keyword no grammar enforces is refused by name; not strict: dropped, and the request is served
+  const unique = { type: 'array', items: { type: 'integer', minimum: 0, maximum: 9 }, maxItems: 3, uniqueItems: true };
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, response_format: schemaFormat(unique, true) }),
+    (e) => e instanceof OpenAI.BadRequestError && /unsupported keyword 'uniqueItems'/.test(e.message));
+  const loose = await client.chat.completions.create({ model: 'tiny', messages: hello, max_tokens: 150, temperature: 0, response_format: schemaFormat(unique, false) });
+  if (loose.choices[0].finish_reason === 'stop') assert.ok(Array.isArray(JSON.parse(loose.choices[0].message.content)));
+  // malformed response_format objects
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, response_format: { type: 'json_schema' } }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'response_format.json_schema');
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, response_format: { type: 'json_schema', json_schema: { name: 'a b', schema: {} } } }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'response_format.json_schema.name');
 });
 
 test('embeddings: base64 (the client default) and float agree, unit length', async () => {
