@@ -29,11 +29,11 @@ public:
     explicit ChatFormat(const Vocab& vocab, const std::string& template_source = "");
     const std::string& source() const { return src_; }
 
-    // transformers' apply_chat_template(messages, add_generation_prompt, tokenize=False), with bos_token/eos_token set
-    // from the vocabulary. Throws a bad-input Error if the template raises.
-    std::string render(const nlohmann::ordered_json& messages, bool add_generation_prompt) const;
+    // transformers' apply_chat_template(messages, add_generation_prompt, tokenize=False, tools=tools), with
+    // bos_token/eos_token set from the vocabulary. Throws a bad-input Error if the template raises.
+    std::string render(const nlohmann::ordered_json& messages, bool add_generation_prompt, const nlohmann::ordered_json* tools = nullptr) const;
     // The prompt for the next assistant turn, as token ids.
-    std::vector<int32_t> encode_prompt(const nlohmann::ordered_json& messages) const;
+    std::vector<int32_t> encode_prompt(const nlohmann::ordered_json& messages, const nlohmann::ordered_json* tools = nullptr) const;
     // Token ids of the whole conversation and the assistant-only mask. The assistant spans are found by rendering the
     // conversation up to each assistant turn with and without it; a template that rewrites earlier turns (so that
     // these renderings are not prefixes of one another) is reported. Throws a bad-input Error saying what is wrong.

@@ -89,6 +89,7 @@ std::string regex_to_json_string_gbnf(std::string_view regex, bool& anchored_sta
 struct JsonSchemaOptions {
     bool strict = true;           // refuse keywords the grammar cannot enforce (else drop them, listed in `dropped`)
     bool compact_spaces = false;  // at most one space between tokens (llama.cpp's compact_spaces)
+    std::string root_rule = "root";  // the name of the schema's own rule (another name: to embed it in a larger grammar)
 };
 std::string json_schema_to_gbnf(std::string_view schema_json, const JsonSchemaOptions& options = {},
                                std::vector<std::string>* dropped = nullptr);

@@ -10,8 +10,32 @@
 namespace llmforge {
 
 const char* const kChatMLTemplate =
+    // With tools (transformers' tools=): a system turn lists them and shows the Hermes call format; assistant turns
+    // write their calls in it, and tool results come back in <tool_response> tags. Without tools the text is plain
+    // ChatML.
+    "{%- if tools %}"
+    "{{- '<|im_start|>system\\n' }}"
+    "{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] + '\\n\\n' }}{%- endif %}"
+    "{{- '# Tools\\n\\nYou can call the functions described inside <tools></tools>:\\n<tools>' }}"
+    "{%- for tool in tools %}{{- '\\n' + (tool | tojson) }}{%- endfor %}"
+    "{{- '\\n</tools>\\n\\nTo call one, answer with its name and arguments as a JSON object inside <tool_call></tool_call> tags:\\n"
+    "<tool_call>\\n{\"name\": <function name>, \"arguments\": <arguments as a JSON object>}\\n</tool_call><|im_end|>\\n' }}"
+    "{%- endif %}"
     "{%- for message in messages %}"
+    "{%- if not (tools and loop.first and message['role'] == 'system') %}"
+    "{%- if message['role'] == 'assistant' and message['tool_calls'] is defined and message['tool_calls'] %}"
+    "{{- '<|im_start|>assistant\\n' + (message['content'] if message['content'] is string else '') }}"
+    "{%- for call in message['tool_calls'] %}"
+    "{{- ('\\n' if (message['content'] is string and message['content']) or not loop.first else '') + '<tool_call>\\n{\"name\": ' + "
+    "(call['function']['name'] | tojson) + ', \"arguments\": ' + (call['function']['arguments'] | tojson) + '}\\n</tool_call>' }}"
+    "{%- endfor %}"
+    "{{- '<|im_end|>\\n' }}"
+    "{%- elif message['role'] == 'tool' %}"
+    "{{- '<|im_start|>tool\\n<tool_response>\\n' + message['content'] + '\\n</tool_response><|im_end|>\\n' }}"
+    "{%- else %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + (message['content'] if message['content'] is string else '') + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endif %}"
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
 
@@ -26,8 +50,11 @@ std::string pick_template(const Vocab& v, const std::string& given) {
 ChatFormat::ChatFormat(const Vocab& vocab, const std::string& template_source)
     : vocab_(vocab), src_(pick_template(vocab, template_source)), tpl_(src_) {}
 
-std::string ChatFormat::render(const nlohmann::ordered_json& messages, bool add_generation_prompt) const {
-    nlohmann::ordered_json ctx = {{"messages", messages}, {"tools", nullptr}, {"documents", nullptr}, {"add_generation_prompt", add_generation_prompt}};
+std::string ChatFormat::render(const nlohmann::ordered_json& messages, bool add_generation_prompt, const nlohmann::ordered_json* tools) const {
+    nlohmann::ordered_json ctx = {{"messages", messages},
+                                  {"tools", tools && !tools->empty() ? *tools : nlohmann::ordered_json(nullptr)},
+                                  {"documents", nullptr},
+                                  {"add_generation_prompt", add_generation_prompt}};
     if (vocab_.bos >= 0 && vocab_.bos < vocab_.size()) ctx["bos_token"] = vocab_.token_to_piece(vocab_.bos, true);
     if (vocab_.eos >= 0 && vocab_.eos < vocab_.size()) ctx["eos_token"] = vocab_.token_to_piece(vocab_.eos, true);
     return tpl_.render(ctx);
@@ -35,9 +62,9 @@ std::string ChatFormat::render(const nlohmann::ordered_json& messages, bool add_
 
 std::vector<int32_t> ChatFormat::tokenize(const std::string& text) const { return vocab_.encode(text, false, true); }
 
-std::vector<int32_t> ChatFormat::encode_prompt(const nlohmann::ordered_json& messages) const {
+std::vector<int32_t> ChatFormat::encode_prompt(const nlohmann::ordered_json& messages, const nlohmann::ordered_json* tools) const {
     validate_messages(messages);
-    const std::string text = render(messages, true);
+    const std::string text = render(messages, true, tools);
     std::vector<int32_t> ids;
     if (vocab_.add_bos && vocab_.bos >= 0 && text.rfind(vocab_.token_to_piece(vocab_.bos, true), 0) != 0) ids.push_back(vocab_.bos);
     const std::vector<int32_t> t = tokenize(text);

@@ -315,7 +315,8 @@ private:
 
 class SchemaToGbnf {
 public:
-    SchemaToGbnf(const JsonSchemaOptions& o, std::vector<std::string>* dropped) : strict_(o.strict), dropped_(dropped) {
+    SchemaToGbnf(const JsonSchemaOptions& o, std::vector<std::string>* dropped)
+        : strict_(o.strict), root_name_(o.root_rule), dropped_(dropped) {
         rules_["space"] = o.compact_spaces ? "\" \"?" : kSpaceRule;
     }
 
@@ -431,7 +432,7 @@ private:
     }
 
     std::string resolve_ref(const std::string& ref, const std::string& path) {
-        if (ref == "#") return "root";
+        if (ref == "#") return root_name_;
         auto done = ref_rules_.find(ref);
         if (done != ref_rules_.end()) return done->second;
         std::string name = ref.substr(ref.find_last_of('/') + 1);
@@ -696,7 +697,7 @@ private:
     }
 
     std::string visit(const ojson& schema, const std::string& name, const std::string& path) {
-        const std::string rule_name = is_reserved(name) ? name + "-" : name.empty() ? "root" : name;
+        const std::string rule_name = is_reserved(name) ? name + "-" : name.empty() ? root_name_ : name;
         if (schema.is_boolean()) {
             if (!schema.get<bool>()) {
                 error(path, "schema 'false' matches nothing");
@@ -851,7 +852,7 @@ private:
         }
         const bool uuid = format.size() >= 4 && format.compare(0, 4, "uuid") == 0 &&
                           (format.size() == 4 || (format.size() == 5 && format[4] >= '1' && format[4] <= '5'));
-        if (untyped_or("string") && uuid) return add_builtin(rule_name == "root" ? "root" : format, primitive_rules().at("uuid"));
+        if (untyped_or("string") && uuid) return add_builtin(rule_name == root_name_ ? root_name_ : format, primitive_rules().at("uuid"));
         if (untyped_or("string") && format_rules().count(format + "-string")) {
             const std::string prim = format + "-string";
             return add_rule(rule_name, add_builtin(prim, format_rules().at(prim)));
@@ -878,7 +879,7 @@ private:
         if (type == "integer" && bounded) {
             int64_t min = kNoMin, max = kNoMax;
             if (!int_bounds(schema, path, min, max)) return "";
-            if (min == kNoMin && max == kNoMax) return add_builtin(rule_name == "root" ? "root" : "integer", primitive_rules().at("integer"));
+            if (min == kNoMin && max == kNoMax) return add_builtin(rule_name == root_name_ ? root_name_ : "integer", primitive_rules().at("integer"));
             return add_rule(rule_name, "(" + IntRange::build(min, max) + ") space");
         }
         if (type == "number" && bounded) {
@@ -898,10 +899,11 @@ private:
             return "";
         }
         const std::string t = type.get<std::string>();
-        return add_builtin(rule_name == "root" ? "root" : t, primitive_rules().at(t));
+        return add_builtin(rule_name == root_name_ ? root_name_ : t, primitive_rules().at(t));
     }
 
     bool strict_ = true;
+    std::string root_name_;
     std::vector<std::string>* dropped_ = nullptr;
     std::map<std::string, std::string> rules_;
     const ojson* root_ = nullptr;

@@ -1,5 +1,6 @@
 #include "server/api.h"
 #include "llmforge/log.h"
+#include "llmforge/tools.h"
 
 #include <algorithm>
 #include <chrono>
@@ -165,8 +166,8 @@ void read_sampling(const json& b, Job& j, bool chat) {
         j.logprobs = true;
     }
     if (has(b, "best_of") && integer(b, "best_of", 1, 1, 128) != j.n) bad("'best_of' different from 'n' is not supported.", "best_of", "invalid_value");
-    for (const char* k : {"tools", "functions", "tool_choice", "function_call"})
-        if (has(b, k)) bad("Tool calling is not supported by this server.", k, "invalid_value");
+    for (const char* k : {"functions", "function_call"})
+        if (has(b, k)) bad(std::string("'") + k + "' is deprecated; use 'tools' and 'tool_choice'.", k, "invalid_value");
     if (has(b, "response_format")) {
         const json& rf = b["response_format"];
         if (!rf.is_object() || !rf.contains("type") || !rf["type"].is_string())
@@ -192,6 +193,8 @@ void read_sampling(const json& b, Job& j, bool chat) {
                     "' instead.", "response_format.type", "invalid_value");
     }
 }
+
+std::shared_ptr<const CompiledGrammar> cached_grammar(ServedModel& sm, const std::string& text, const std::string& param);
 
 // The grammar a request asks for ('grammar': GBNF text; response_format json_object), compiled against the model's
 // vocabulary; a grammar that does not compile is a 400 naming the reason.
@@ -225,6 +228,12 @@ std::shared_ptr<const CompiledGrammar> request_grammar(const json& b, ServedMode
         }
     }
     if (text.empty()) return nullptr;
+    return cached_grammar(sm, text, param);
+}
+
+// GBNF text compiled against the model's vocabulary, through the model's cache of recent grammars; a grammar that
+// does not compile is a 400 naming `param`.
+std::shared_ptr<const CompiledGrammar> cached_grammar(ServedModel& sm, const std::string& text, const std::string& param) {
     GrammarCache& cache = *sm.grammars;
     std::lock_guard<std::mutex> lk(cache.mu);
     for (auto it = cache.recent.begin(); it != cache.recent.end(); ++it)
@@ -499,6 +508,7 @@ struct Gather {
         std::vector<json> top;
         std::vector<int64_t> offsets;
         bool started = false;  // streaming: the role chunk was sent
+        size_t sent = 0;       // streaming with tools: bytes of text already sent as content
     };
     std::vector<Choice> choices;
     std::vector<std::vector<float>> embeddings;
@@ -550,8 +560,49 @@ void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex
         if (!stream) bad("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options", "invalid_value");
         include_usage = boolean(b["stream_options"], "include_usage", false);
     }
+    // tools: rendered through the chat template (tools=), calls parsed out of the answers; tool_choice "required" or a
+    // named function makes the answer a call, by grammar
+    auto tools = std::make_shared<json>();
+    std::string choice = "auto", only;
+    if (has(b, "tools")) {
+        try {
+            validate_tools(b["tools"]);
+        } catch (const Error& e) {
+            bad(std::string("Invalid 'tools': ") + e.what(), "tools", "invalid_value");
+        }
+        *tools = b["tools"];
+    }
+    if (has(b, "tool_choice")) {
+        const json& tc = b["tool_choice"];
+        if (tc.is_string() && (tc == "none" || tc == "auto" || tc == "required")) {
+            choice = tc;
+        } else if (tc.is_object() && tc.value("type", "") == "function" && tc.contains("function") && tc["function"].is_object() &&
+                   tc["function"].contains("name") && tc["function"]["name"].is_string()) {
+            choice = "named";
+            only = tc["function"]["name"];
+        } else {
+            bad("Invalid 'tool_choice': expected 'none', 'auto', 'required' or {\"type\": \"function\", \"function\": {\"name\": ...}}.",
+                "tool_choice", "invalid_value");
+        }
+        if (choice != "none" && tools->empty())
+            bad("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.", "tool_choice", "invalid_value");
+    }
+    const bool parallel = boolean(b, "parallel_tool_calls", true);
+    const bool use_tools = !tools->empty() && choice != "none";
+    const ToolCallFormat format = detect_tool_format(sm->chat->source());
+    if (use_tools && (choice == "required" || choice == "named")) {
+        if (job->grammar) bad("Give either 'tool_choice' " + choice + " or a grammar/response_format, not both.", "tool_choice", "invalid_value");
+        std::string gbnf;
+        try {
+            gbnf = tool_call_gbnf(*tools, format, only, parallel);
+        } catch (const Error& e) {
+            bad(std::string("Invalid 'tools' for tool_choice: ") + e.what(), choice == "named" ? "tool_choice" : "tools", "invalid_value");
+        }
+        job->grammar = cached_grammar(*sm, gbnf, "tools");
+    }
     try {
-        job->prompt = sm->chat->encode_prompt(messages);
+        job->prompt = use_tools ? sm->chat->encode_prompt(messages_for_template(messages), tools.get())
+                                : sm->chat->encode_prompt(messages_for_template(messages));
     } catch (const Error& e) {
         bad(e.what(), "messages", "invalid_value");
     }
@@ -590,6 +641,17 @@ void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex
             std::lock_guard<std::mutex> lk(g->mu);
             auto& c = g->choices[static_cast<size_t>(e.choice)];
             open_choice(c, e.choice);
+            if (use_tools) {  // content streams up to where a tool call starts or may start; the rest waits for the end
+                c.text += e.text;
+                const size_t safe = c.sent < c.text.size() ? tool_content_prefix(c.text, format) : c.sent;
+                if (safe > c.sent) {
+                    ex->send(chunk(json::array({{{"index", e.choice}, {"delta", {{"content", c.text.substr(c.sent, safe - c.sent)}}},
+                                                 {"logprobs", nullptr}, {"finish_reason", nullptr}}}),
+                                   nullptr, include_usage));
+                    c.sent = safe;
+                }
+                return;
+            }
             if (e.text.empty() && !(want_lp && e.id >= 0)) return;
             json lp = nullptr;
             if (want_lp && e.id >= 0) lp = {{"content", json::array({chat_logprob_entry(e)})}, {"refusal", nullptr}};
@@ -601,7 +663,26 @@ void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex
             std::lock_guard<std::mutex> lk(g->mu);
             auto& c = g->choices[static_cast<size_t>(choice)];
             open_choice(c, choice);
-            ex->send(chunk(json::array({{{"index", choice}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", finish_reason(reason)}}}),
+            std::string finish = finish_reason(reason);
+            if (use_tools) {  // what was held back: the calls, as OpenAI streams them, and any content left
+                std::mt19937_64 rng(std::random_device{}());
+                const ToolReply r = parse_tool_calls(c.text.substr(c.sent), format, tools.get(), rng);
+                auto delta = [&](json d) {
+                    ex->send(chunk(json::array({{{"index", choice}, {"delta", std::move(d)}, {"logprobs", nullptr}, {"finish_reason", nullptr}}}),
+                                   nullptr, include_usage));
+                };
+                const std::string rest = r.calls.empty() ? c.text.substr(c.sent) : r.content;
+                if (!rest.empty()) delta({{"content", rest}});
+                for (size_t i = 0; i < r.calls.size(); ++i) {
+                    const auto& call = r.calls[i];
+                    delta({{"tool_calls", json::array({{{"index", i}, {"id", call.id}, {"type", "function"},
+                                                          {"function", {{"name", call.name}, {"arguments", ""}}}}})}});
+                    for (size_t at = 0; at < call.arguments.size(); at += 32)  // the arguments in fragments
+                        delta({{"tool_calls", json::array({{{"index", i}, {"function", {{"arguments", call.arguments.substr(at, 32)}}}}})}});
+                }
+                if (!r.calls.empty() && finish == "stop") finish = "tool_calls";
+            }
+            ex->send(chunk(json::array({{{"index", choice}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", finish}}}),
                            nullptr, include_usage));
         };
         job->on_done = [=](int64_t p, int64_t c, const std::string& err) {
@@ -635,12 +716,26 @@ void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex
                     body = error_body(err, "server_error");
                 } else {
                     json choices = json::array();
+                    std::mt19937_64 rng(std::random_device{}());
                     for (size_t i = 0; i < g->choices.size(); ++i) {
                         const auto& ch = g->choices[i];
+                        json message = {{"role", "assistant"}, {"content", ch.text}, {"refusal", nullptr}};
+                        std::string finish = ch.finish;
+                        if (use_tools) {
+                            const ToolReply r = parse_tool_calls(ch.text, format, tools.get(), rng);
+                            if (!r.calls.empty()) {
+                                message["content"] = r.content.empty() ? json(nullptr) : json(r.content);
+                                json calls = json::array();
+                                for (const auto& c : r.calls)
+                                    calls.push_back({{"id", c.id}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+                                message["tool_calls"] = calls;
+                                if (finish == "stop") finish = "tool_calls";
+                            }
+                        }
                         choices.push_back({{"index", i},
-                                           {"message", {{"role", "assistant"}, {"content", ch.text}, {"refusal", nullptr}}},
+                                           {"message", message},
                                            {"logprobs", want_lp ? json{{"content", ch.logprobs}, {"refusal", nullptr}} : json(nullptr)},
-                                           {"finish_reason", ch.finish}});
+                                           {"finish_reason", finish}});
                     }
                     body = dump(json{{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model_id},
                                      {"system_fingerprint", "llmforge"}, {"choices", choices},

@@ -208,6 +208,104 @@ test('structured output: chat.completions.parse with a zod schema returns parsed
     (e) => e instanceof OpenAI.BadRequestError && e.param === 'response_format.json_schema.name');
 });
 
+test('tools: required and named choices always give valid calls; a two-tool loop completes, streamed and not', async () => {
+  const Ajv = requireNpm('ajv').default;
+  const tools = [
+    { type: 'function', function: { name: 'get_weather', description: 'Current weather in a city',
+      parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 20 }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } },
+        required: ['city', 'unit'], additionalProperties: false } } },
+    { type: 'function', function: { name: 'calculate', description: 'Evaluate an arithmetic expression',
+      parameters: { type: 'object', properties: { expression: { type: 'string', pattern: '^[0-9+*/ ()-]{1,24}$' } }, required: ['expression'],
+        additionalProperties: false } } },
+  ];
+  const ajv = new Ajv({ strict: false });
+  const check = Object.fromEntries(tools.map((t) => [t.function.name, ajv.compile(t.function.parameters)]));
+  const ask = [{ role: 'user', content: 'What is the weather in Paris, and what is 6*7?' }];
+  // the tool definitions make a long prompt for a byte-level model: a model and server with a longer context
+  const toolSrv = await startServer(['-m', makeModel(dir, { name: 'tools', ctx: 2048 }), '-c', '2048', '--api-key', KEY]);
+  const client = new OpenAI({ apiKey: KEY, baseURL: `${toolSrv.url}/v1`, maxRetries: 0 });
+  try {
+  const validCall = (call) => {
+    assert.equal(call.type, 'function');
+    assert.match(call.id, /^call_[A-Za-z0-9]{24}$/);
+    assert.ok(check[call.function.name], `unknown tool ${call.function.name}`);
+    const args = JSON.parse(call.function.arguments);
+    assert.ok(check[call.function.name](args), `${call.function.name}(${call.function.arguments}): ${JSON.stringify(check[call.function.name].errors)}`);
+    return args;
+  };
+  // "required": whatever the (random) model, the answer is calls with valid arguments, or cut off by max_tokens
+  let calls = 0, cut = 0;
+  for (const seed of [1, 2, 3, 4, 5, 6]) {
+    const r = await client.chat.completions.create({ model: 'tools', messages: ask, tools, tool_choice: 'required', max_tokens: 120, temperature: 1, seed });
+    const ch = r.choices[0];
+    if (ch.finish_reason === 'length') { cut++; continue; }
+    assert.equal(ch.finish_reason, 'tool_calls');
+    assert.ok(ch.message.tool_calls.length >= 1);
+    ch.message.tool_calls.forEach(validCall);
+    calls++;
+  }
+  assert.ok(calls >= 3, `${calls} answers with calls, ${cut} cut off`);
+  // a named function
+  const named = await client.chat.completions.create({ model: 'tools', messages: ask, tools, max_tokens: 120, temperature: 1, seed: 9,
+    tool_choice: { type: 'function', function: { name: 'calculate' } }, parallel_tool_calls: false });
+  if (named.choices[0].finish_reason !== 'length') {
+    assert.equal(named.choices[0].message.tool_calls.length, 1);
+    assert.equal(named.choices[0].message.tool_calls[0].function.name, 'calculate');
+    validCall(named.choices[0].message.tool_calls[0]);
+  }
+  // the loop: the model calls, the application runs the tools, the results go back as role "tool", the model answers
+  const run = (call) => {
+    const a = JSON.parse(call.function.arguments);
+    return call.function.name === 'get_weather' ? JSON.stringify({ city: a.city, temperature: 21, unit: a.unit }) : JSON.stringify({ value: 42 });
+  };
+  for (const stream of [false, true]) {
+    const req = { model: 'tools', messages: ask, tools, tool_choice: 'required', parallel_tool_calls: false, max_tokens: 300, temperature: 0 };
+    let message;
+    if (stream) {
+      const acc = { role: 'assistant', content: '', tool_calls: [] };
+      let finish;
+      for await (const c of await client.chat.completions.create({ ...req, stream: true })) {
+        const d = c.choices[0]?.delta ?? {};
+        if (d.content) acc.content += d.content;
+        for (const t of d.tool_calls ?? []) {
+          acc.tool_calls[t.index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } };
+          const slot = acc.tool_calls[t.index];
+          if (t.id) slot.id = t.id;
+          if (t.function?.name) slot.function.name = t.function.name;
+          if (t.function?.arguments) slot.function.arguments += t.function.arguments;
+        }
+        if (c.choices[0]?.finish_reason) finish = c.choices[0].finish_reason;
+      }
+      assert.equal(finish, 'tool_calls');
+      message = acc;
+      // greedy: the streamed calls are the plain answer's
+      const plain = (await client.chat.completions.create(req)).choices[0].message;
+      assert.deepEqual(acc.tool_calls.map((t) => [t.function.name, t.function.arguments]), plain.tool_calls.map((t) => [t.function.name, t.function.arguments]));
+    } else {
+      const r = await client.chat.completions.create(req);
+      assert.equal(r.choices[0].finish_reason, 'tool_calls');
+      message = r.choices[0].message;
+    }
+    message.tool_calls.forEach(validCall);
+    const messages = [...ask, message, ...message.tool_calls.map((t) => ({ role: 'tool', tool_call_id: t.id, content: run(t) }))];
+    const final = await client.chat.completions.create({ model: 'tools', messages, tools, max_tokens: 24, temperature: 0, stream: false });
+    assert.ok(['stop', 'length', 'tool_calls'].includes(final.choices[0].finish_reason));
+    const none = await client.chat.completions.create({ model: 'tools', messages, tools, tool_choice: 'none', max_tokens: 24, temperature: 0 });
+    assert.equal(typeof none.choices[0].message.content, 'string');
+    assert.equal(none.choices[0].message.tool_calls, undefined);
+  }
+  // bad tool requests: 400s naming the parameter
+  await assert.rejects(client.chat.completions.create({ model: 'tools', messages: ask, tools, tool_choice: { type: 'function', function: { name: 'nope' } } }),
+    (e) => e instanceof OpenAI.BadRequestError && /'nope', which is not among the tools/.test(e.message) && e.param === 'tool_choice');
+  await assert.rejects(client.chat.completions.create({ model: 'tools', messages: ask, tools: [{ type: 'function', function: { name: 'bad name' } }] }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'tools');
+  await assert.rejects(client.chat.completions.create({ model: 'tools', messages: ask, tool_choice: 'required' }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'tool_choice');
+  } finally {
+    assert.equal(await stopServer(toolSrv), 0);
+  }
+});
+
 test('embeddings: base64 (the client default) and float agree, unit length', async () => {
   const a = await client.embeddings.create({ model: 'tiny', input: ['the cat sat', 'on the mat'] });
   assert.equal(a.data.length, 2);

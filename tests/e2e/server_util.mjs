@@ -15,9 +15,9 @@ export function tmpdir(name) {
 }
 
 // A small random LLaMA-shaped model (byte-fallback vocabulary), made with `llmforge init`.
-export function makeModel(dir, { preset = 'llama-tiny', seed = 1, dtype = 'f32', name = 'tiny' } = {}) {
+export function makeModel(dir, { preset = 'llama-tiny', seed = 1, dtype = 'f32', name = 'tiny', ctx = 0 } = {}) {
   const file = path.join(dir, `${name}.gguf`);
-  execFileSync(BIN, ['init', '--preset', preset, '--seed', String(seed), '--dtype', dtype, '-o', file], { stdio: 'pipe' });
+  execFileSync(BIN, ['init', '--preset', preset, '--seed', String(seed), '--dtype', dtype, '-c', String(ctx), '-o', file], { stdio: 'pipe' });
   return file;
 }
 

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
+#include <nlohmann/json.hpp>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -202,4 +204,100 @@ TEST(JsonSchema, LiteralsPatternsAndKeysStayValidJson) {
     EXPECT_FALSE(accepts(dt, R"("2024-04-31")"));
     EXPECT_FALSE(accepts(dt, R"("2024-02-30")"));
     EXPECT_FALSE(accepts(dt, R"("2024-13-01")"));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tool calls (tools.h): the three formats parsed, held back while streaming, and forced by grammar.
+#include "llmforge/tools.h"
+
+namespace {
+const nlohmann::ordered_json kTools = nlohmann::ordered_json::parse(R"([
+  {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties":
+      {"city": {"type": "string", "maxLength": 12}, "unit": {"enum": ["c", "f"]}}, "required": ["city", "unit"], "additionalProperties": false}}},
+  {"type": "function", "function": {"name": "ping"}}])");
+}  // namespace
+
+TEST(Tools, ParsesTheThreeFormats) {
+    std::mt19937_64 rng(1);
+    auto h = parse_tool_calls("Let me look.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"c\"}}\n</tool_call>\n"
+                              "<tool_call>\n{\"name\": \"ping\", \"arguments\": \"{}\"}\n</tool_call>",
+                              ToolCallFormat::Hermes, &kTools, rng);
+    ASSERT_EQ(h.calls.size(), 2u);
+    EXPECT_EQ(h.content, "Let me look.");
+    EXPECT_EQ(h.calls[0].name, "get_weather");
+    EXPECT_EQ(h.calls[0].arguments, R"({"city":"Paris","unit":"c"})");
+    EXPECT_EQ(h.calls[1].arguments, "{}");  // arguments given as a JSON string: read
+    EXPECT_EQ(h.calls[0].id.size(), 29u);
+    EXPECT_EQ(h.calls[0].id.rfind("call_", 0), 0u);
+    // unknown tool, broken JSON: left as content
+    auto bad = parse_tool_calls("<tool_call>{\"name\": \"rm\", \"arguments\": {}}</tool_call> and <tool_call>{oops</tool_call>", ToolCallFormat::Hermes, &kTools, rng);
+    EXPECT_TRUE(bad.calls.empty());
+    EXPECT_NE(bad.content.find("{oops"), std::string::npos);
+    EXPECT_NE(bad.content.find("\"rm\""), std::string::npos);
+    // Llama 3: the whole reply, "parameters", after <|python_tag|> or not
+    auto l = parse_tool_calls("<|python_tag|>{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\", \"unit\": \"f\"}}", ToolCallFormat::Llama3, &kTools, rng);
+    ASSERT_EQ(l.calls.size(), 1u);
+    EXPECT_EQ(l.calls[0].arguments, R"({"city":"Oslo","unit":"f"})");
+    EXPECT_TRUE(parse_tool_calls("The answer is {braces}.", ToolCallFormat::Llama3, &kTools, rng).calls.empty());
+    // Mistral: [TOOL_CALLS] and a JSON array; its ids are 9 letters and digits
+    auto m = parse_tool_calls("[TOOL_CALLS][{\"name\": \"ping\", \"arguments\": {}}, {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\", \"unit\": \"c\"}}]",
+                              ToolCallFormat::Mistral, &kTools, rng);
+    ASSERT_EQ(m.calls.size(), 2u);
+    EXPECT_EQ(m.calls[1].name, "get_weather");
+    EXPECT_EQ(m.calls[0].id.size(), 9u);
+    EXPECT_EQ(m.content, "");
+}
+
+TEST(Tools, DetectsFormatsAndHoldsBackPossibleCalls) {
+    EXPECT_EQ(detect_tool_format("... <tool_call> ..."), ToolCallFormat::Hermes);
+    EXPECT_EQ(detect_tool_format("... [TOOL_CALLS] ..."), ToolCallFormat::Mistral);
+    EXPECT_EQ(detect_tool_format("<|python_tag|>"), ToolCallFormat::Llama3);
+    EXPECT_EQ(detect_tool_format("{{ messages }}"), ToolCallFormat::Hermes);
+    EXPECT_EQ(tool_content_prefix("Sure, <tool_ca", ToolCallFormat::Hermes), 6u);
+    EXPECT_EQ(tool_content_prefix("a < b", ToolCallFormat::Hermes), 5u);
+    EXPECT_EQ(tool_content_prefix("x <tool_call>\n{", ToolCallFormat::Hermes), 2u);
+    EXPECT_EQ(tool_content_prefix("ok [TOOL", ToolCallFormat::Mistral), 3u);
+    EXPECT_EQ(tool_content_prefix("  {\"name\"", ToolCallFormat::Llama3), 0u);
+    EXPECT_EQ(tool_content_prefix("Hello", ToolCallFormat::Llama3), 5u);
+}
+
+TEST(Tools, ForcingGrammarGivesOnlyValidCalls) {
+    for (auto f : {ToolCallFormat::Hermes, ToolCallFormat::Llama3, ToolCallFormat::Mistral}) {
+        SCOPED_TRACE(tool_format_name(f));
+        auto g = Grammar::parse(tool_call_gbnf(kTools, f, "", f != ToolCallFormat::Llama3));
+        std::mt19937_64 rng(2);
+        for (uint64_t seed = 0; seed < 40; ++seed) {
+            const std::string s = g->sample(seed);
+            auto r = parse_tool_calls(s, f, &kTools, rng);
+            ASSERT_FALSE(r.calls.empty()) << s;
+            EXPECT_EQ(r.content, "") << s;
+            for (const auto& c : r.calls) {
+                auto a = nlohmann::json::parse(c.arguments);
+                if (c.name == "get_weather") {
+                    EXPECT_TRUE(a["unit"] == "c" || a["unit"] == "f") << s;
+                    EXPECT_EQ(a.size(), 2u) << s;
+                }
+            }
+        }
+        // a named function only
+        auto only = Grammar::parse(tool_call_gbnf(kTools, f, "ping", false));
+        for (uint64_t seed = 0; seed < 10; ++seed) {
+            auto r = parse_tool_calls(only->sample(seed), f, &kTools, rng);
+            ASSERT_EQ(r.calls.size(), 1u);
+            EXPECT_EQ(r.calls[0].name, "ping");
+        }
+    }
+    EXPECT_THROW(tool_call_gbnf(kTools, ToolCallFormat::Hermes, "nope", true), Error);
+    EXPECT_THROW(validate_tools(nlohmann::ordered_json::parse(R"([{"type": "function", "function": {"name": "a b"}}])")), Error);
+    EXPECT_THROW(validate_tools(nlohmann::ordered_json::parse(R"([{"type": "function", "function": {"name": "a"}}, {"type": "function", "function": {"name": "a"}}])")), Error);
+}
+
+TEST(Tools, UnpairedSurrogateEscapesAreRead) {
+    std::mt19937_64 rng(3);
+    auto r = parse_tool_calls("<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"a\\udAff\\ud83d\\ude00\\\\u\", \"unit\": \"c\"}}</tool_call>",
+                              ToolCallFormat::Hermes, &kTools, rng);
+    ASSERT_EQ(r.calls.size(), 1u);
+    EXPECT_EQ(nlohmann::json::parse(r.calls[0].arguments)["city"], "a\xEF\xBF\xBD\xF0\x9F\x98\x80\\u");
+    auto cut = parse_tool_calls("<tool_call>{\"name\": \"ping\", \"arguments\": {\"x\": \"\\ud8", ToolCallFormat::Hermes, &kTools, rng);
+    EXPECT_TRUE(cut.calls.empty());
 }
