@@ -89,7 +89,7 @@ std::vector<std::string> stop_strings(const json& b) {
 // "user"): a field it would ignore gets 400, never 200 with the field silently dropped. Fields of other servers that
 // we do not implement yet are named as such; anything else gets OpenAI's own wording.
 void check_fields(const json& b, const char* endpoint) {
-    static const std::vector<std::string> common = {"model", "stream", "stream_options", "temperature", "top_p", "top_k", "min_p", "grammar",
+    static const std::vector<std::string> common = {"model", "stream", "stream_options", "temperature", "top_p", "top_k", "min_p", "grammar", "json_schema",
                                                     "repeat_penalty", "repeat_last_n", "seed", "presence_penalty", "frequency_penalty",
                                                     "n", "stop", "ignore_eos", "max_tokens", "logprobs", "best_of", "logit_bias",
                                                     "user", "metadata", "store", "service_tier", "cache_prompt"};
@@ -99,7 +99,7 @@ void check_fields(const json& b, const char* endpoint) {
     static const std::vector<std::string> embedding = {"model", "input", "encoding_format", "dimensions", "user"};
     // llama.cpp's and OpenAI's other fields: known, not implemented here (yet)
     static const std::vector<std::string> unimplemented = {
-        "json_schema", "mirostat", "mirostat_tau", "mirostat_eta", "typical_p", "tfs_z", "dynatemp_range",
+        "mirostat", "mirostat_tau", "mirostat_eta", "typical_p", "tfs_z", "dynatemp_range",
         "dynatemp_exponent", "xtc_probability", "xtc_threshold", "dry_multiplier", "dry_base", "dry_allowed_length",
         "dry_penalty_last_n", "dry_sequence_breakers", "samplers", "n_probs", "n_predict", "n_keep", "penalize_nl", "id_slot",
         "min_keep", "audio", "modalities", "prediction", "reasoning_effort", "web_search_options", "post_sampling_probs"};
@@ -205,9 +205,23 @@ std::shared_ptr<const CompiledGrammar> request_grammar(const json& b, ServedMode
         text = b["grammar"];
         param = "grammar";
     }
+    if (has(b, "json_schema")) {  // llama.cpp's field: a schema, its unenforceable keywords dropped as llama.cpp does
+        if (!text.empty()) bad("Give either 'grammar' or 'json_schema', not both.", "json_schema", "invalid_value");
+        if (!b["json_schema"].is_object() && !b["json_schema"].is_boolean()) wrong_type("json_schema", "an object (a JSON Schema)", b["json_schema"]);
+        param = "json_schema";
+        JsonSchemaOptions so;
+        so.strict = false;
+        std::vector<std::string> dropped;
+        try {
+            text = json_schema_to_gbnf(b["json_schema"].dump(), so, &dropped);
+        } catch (const Error& e) {
+            bad(std::string("Invalid 'json_schema': ") + e.what(), param, "invalid_value");
+        }
+        for (const auto& d : dropped) log_line("warning: json_schema: %s", d.c_str());
+    }
     if (chat && has(b, "response_format") && b["response_format"]["type"] != "text") {
         const json& rf = b["response_format"];
-        if (!text.empty()) bad("Give either 'grammar' or 'response_format', not both.", "response_format", "invalid_value");
+        if (!text.empty()) bad("Give either '" + param + "' or 'response_format', not both.", "response_format", "invalid_value");
         param = "response_format";
         if (rf["type"] == "json_object") {
             text = json_object_gbnf();

@@ -351,8 +351,12 @@ test('logit_bias: -100 bans a token, +100 forces one, streamed alike; fields we 
   // a field of llama.cpp's server that we do not implement yet, and an unknown one: 400, never silently ignored
   await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, mirostat: 2 }),
     (e) => e instanceof OpenAI.BadRequestError && e.param === 'mirostat' && e.code === 'unsupported_parameter');
-  await assert.rejects(client.completions.create({ model: 'tiny', prompt, json_schema: { type: 'object' } }),
-    (e) => e instanceof OpenAI.BadRequestError && e.param === 'json_schema');
+  // llama.cpp's json_schema field: the answer follows it; a bad one is a 400 naming it
+  const js = await client.completions.create({ model: 'tiny', prompt, max_tokens: 100, temperature: 1, seed: 3,
+    json_schema: { type: 'object', properties: { n: { type: 'integer', minimum: 0, maximum: 99 } }, required: ['n'], additionalProperties: false } });
+  if (js.choices[0].finish_reason === 'stop') assert.ok(JSON.parse(js.choices[0].text).n <= 99, js.choices[0].text);
+  await assert.rejects(client.completions.create({ model: 'tiny', prompt, json_schema: { type: 'kaboom' } }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'json_schema' && /unrecognized schema/.test(e.message));
   await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: hello, frobnicate: 1 }),
     (e) => e instanceof OpenAI.BadRequestError && /Unrecognized request argument supplied: frobnicate/.test(e.message) && e.param === 'frobnicate');
   await assert.rejects(client.embeddings.create({ model: 'tiny', input: 'x', temperature: 0 }),
