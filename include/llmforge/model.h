@@ -186,10 +186,11 @@ FileFormat format_for_output(const std::string& path);  // by extension: .gguf, 
 void save_model(const Model& model, const std::string& path, DType dtype = DType::Unknown);
 
 // A model with random weights (normal(0, 0.02), norms at 1, biases at 0), reproducible from the seed.
-// The vocabulary is a byte-fallback SentencePiece vocabulary so the model can tokenize and generate.
-Model init_random(const ModelConfig& cfg, DType dtype, uint64_t seed);
+// The vocabulary is `vocab` when given (cfg.n_vocab must be its size), else a byte-fallback SentencePiece vocabulary
+// of cfg.n_vocab tokens, so that the model can tokenize and generate.
+Model init_random(const ModelConfig& cfg, DType dtype, uint64_t seed, const Vocab* vocab = nullptr);
 // The same model written straight to a GGUF file tensor by tensor, in bounded memory (for models larger than RAM).
-void init_random_gguf(const ModelConfig& cfg, DType dtype, uint64_t seed, const std::string& path);
+void init_random_gguf(const ModelConfig& cfg, DType dtype, uint64_t seed, const std::string& path, const Vocab* vocab = nullptr);
 
 // The tensors a model of this configuration has: name → shape, in file order.
 std::vector<std::pair<std::string, std::vector<int64_t>>> expected_tensors(const ModelConfig& cfg);

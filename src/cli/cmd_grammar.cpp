@@ -17,7 +17,7 @@ void add_grammar(CLI::App& app) {
         std::string grammar, text, file, root = "root", regex, schema;
         bool print = false, gbnf = false, json = false, lines = false, lenient = false;
         int sample = 0;
-        uint64_t seed = 0;
+        int64_t seed = 0;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("grammar", o->grammar, "the grammar: a .gbnf file (or --regex)");
@@ -27,7 +27,7 @@ void add_grammar(CLI::App& app) {
                                            "instead of refusing the schema (llama.cpp drops them silently)");
     cmd->add_flag("--gbnf", o->gbnf, "print the GBNF that --json-schema or --regex makes");
     cmd->add_option("--sample", o->sample, "print this many random sentences of the grammar, one JSON string per line")->check(at_least(0));
-    cmd->add_option("--seed", o->seed, "seed of --sample");
+    add_seed_option(cmd, o->seed, "seed of --sample");
     cmd->add_option("text", o->text, "a text to check against the grammar");
     cmd->add_option("-f,--file", o->file, "check the text of this file instead")->default_str("none");
     cmd->add_option("--root", o->root, "the rule to start from");
@@ -72,8 +72,9 @@ void add_grammar(CLI::App& app) {
             throw Error(e.kind(), name + ": " + e.what());
         }
         if (o->print) std::fputs(g->to_gbnf().c_str(), stdout);
+        const uint64_t seed = o->sample > 0 ? seed_or_random(o->seed) : 0;
         for (int i = 0; i < o->sample; ++i)
-            std::printf("%s\n", nlohmann::json(g->sample(o->seed + static_cast<uint64_t>(i))).dump().c_str());
+            std::printf("%s\n", nlohmann::json(g->sample(seed + static_cast<uint64_t>(i))).dump().c_str());
         if (!has_text) {
             if (o->gbnf || o->sample > 0) return;
             if (o->json) {

@@ -98,12 +98,13 @@ gguf::Metadata random_meta(const ModelConfig& cfg, uint64_t seed) {
 }
 }  // namespace
 
-void init_random_gguf(const ModelConfig& cfg, DType dtype, uint64_t seed, const std::string& path) {
+void init_random_gguf(const ModelConfig& cfg, DType dtype, uint64_t seed, const std::string& path, const Vocab* vocab) {
     cfg.validate();
+    if (vocab && vocab->size() != cfg.n_vocab) throw_bad_input("init: the vocabulary has %d tokens, the configuration %lld", vocab->size(), static_cast<long long>(cfg.n_vocab));
     if (!dtype_supported(dtype)) throw_bad_input("init: dtype must be f32, f16 or bf16");
     gguf::Metadata meta = random_meta(cfg, seed);
     config_to_gguf(cfg, meta);
-    byte_vocab(cfg.n_vocab).to_gguf(meta);
+    (vocab ? *vocab : byte_vocab(cfg.n_vocab)).to_gguf(meta);
     meta.set("general.file_type", gguf::Value::u32(dtype == DType::F16 ? 1u : dtype == DType::BF16 ? 32u : 0u));
     std::vector<Tensor> infos;
     for (const auto& [name, shape] : expected_tensors(cfg)) {
@@ -140,8 +141,9 @@ void init_random_gguf(const ModelConfig& cfg, DType dtype, uint64_t seed, const 
     });
 }
 
-Model init_random(const ModelConfig& cfg, DType dtype, uint64_t seed) {
+Model init_random(const ModelConfig& cfg, DType dtype, uint64_t seed, const Vocab* vocab) {
     cfg.validate();
+    if (vocab && vocab->size() != cfg.n_vocab) throw_bad_input("init: the vocabulary has %d tokens, the configuration %lld", vocab->size(), static_cast<long long>(cfg.n_vocab));
     if (!dtype_supported(dtype)) throw_bad_input("init: dtype must be f32, f16 or bf16");
     Model m;
     m.config = cfg;
@@ -159,7 +161,7 @@ Model init_random(const ModelConfig& cfg, DType dtype, uint64_t seed) {
         convert_from_f32(dtype, v.data(), bytes.data(), static_cast<size_t>(n));
         m.add(m.own(name, dtype, shape, std::move(bytes)));
     }
-    m.vocab = byte_vocab(cfg.n_vocab);
+    m.vocab = vocab ? *vocab : byte_vocab(cfg.n_vocab);
     m.meta = random_meta(cfg, seed);
     return m;
 }
