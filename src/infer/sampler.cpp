@@ -41,18 +41,49 @@ int32_t Sampler::sample(const float* logits, int64_t n_vocab, const std::vector<
         return cands_[best].id;
     }
 
+    // Tokens a grammar or a ban masked (logit -inf) have probability 0 whatever the filters: dropped before any sort.
+    cands_.erase(std::remove_if(cands_.begin(), cands_.end(), [](const Cand& c) { return c.logit == -INFINITY; }), cands_.end());
+    if (cands_.empty()) return 0;  // everything masked: the caller checks for this first
+
     auto by_logit = [](const Cand& a, const Cand& b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); };
     size_t keep = cands_.size();
     if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < keep) {
         keep = static_cast<size_t>(p_.top_k);
         std::partial_sort(cands_.begin(), cands_.begin() + static_cast<std::ptrdiff_t>(keep), cands_.end(), by_logit);
-    } else {
-        std::sort(cands_.begin(), cands_.end(), by_logit);
+    } else if (p_.top_p < 1.0f || p_.min_p > 0.0f) {
+        // top-p and min-p keep a prefix of the sorted order: sort only as far as that prefix reaches (well inside
+        // it, so that rounding cannot move its end past the sorted part). The normaliser is over every token.
+        const size_t n = cands_.size();
+        float mx = -INFINITY;
+        for (const auto& c : cands_) mx = std::max(mx, c.logit);
+        double sum = 0;
+        for (const auto& c : cands_) sum += std::exp(static_cast<double>(c.logit - mx));
+        for (size_t k = std::min<size_t>(n, 256);; k = std::min(n, k * 8)) {
+            std::partial_sort(cands_.begin(), cands_.begin() + static_cast<std::ptrdiff_t>(k), cands_.end(), by_logit);
+            if (k == n) break;
+            double cum = 0;
+            const float p0 = static_cast<float>(std::exp(static_cast<double>(cands_[0].logit - mx)) / sum);
+            size_t end = k;
+            for (size_t i = 0; i < k; ++i) {
+                const float pi = static_cast<float>(std::exp(static_cast<double>(cands_[i].logit - mx)) / sum);
+                if (p_.min_p > 0.0f && i > 0 && pi < p_.min_p * p0) {
+                    end = i;
+                    break;
+                }
+                cum += pi;
+                if (p_.top_p < 1.0f && cum >= p_.top_p) {
+                    end = i + 1;
+                    break;
+                }
+            }
+            if (end + 1 < k / 2) break;
+        }
     }
     cands_.resize(keep);
 
-    auto softmax = [&](float t) {
-        const float mx = cands_[0].logit;
+    auto softmax = [&](float t) {  // (cands_ is sorted when a filter follows; plain sampling needs no order)
+        float mx = cands_[0].logit;
+        for (const auto& c : cands_) mx = std::max(mx, c.logit);
         double sum = 0;
         for (auto& c : cands_) { c.p = std::exp((c.logit - mx) / t); sum += c.p; }
         for (auto& c : cands_) c.p = static_cast<float>(c.p / sum);
