@@ -59,6 +59,10 @@ struct Job {
     // Constrained decoding: every token drawn from those the grammar allows; the answer ends ("stop") once the
     // grammar is complete and nothing more may follow. Its vocabulary must be the model's.
     std::shared_ptr<const CompiledGrammar> grammar;
+    // A lazy grammar (llama.cpp's grammar triggers): with a trigger, the answer is free until the trigger appears in
+    // it, and follows the grammar from the trigger on (the grammar's sentences begin with it), e.g. "<tool_call>".
+    // If the text from the trigger on does not fit the grammar, the answer stays free.
+    std::string grammar_trigger;
     bool logprobs = false;
     int top_logprobs = 0;
     bool embedding = false;           // an embedding job: mean-pooled, L2-normalised final hidden states of `prompt`

@@ -235,6 +235,8 @@ public:
     bool mask(const float* logits, float* out, int64_t n_logits, const std::vector<int32_t>& extra_end = {});
     // Advances by the chosen token. False, state kept, if the grammar does not allow it.
     bool accept(int32_t token);
+    // Advances by text already written (a grammar that starts when a trigger appears: the text from the trigger on).
+    bool accept_text(std::string_view bytes) { return !finished_ && m_.accept(bytes); }
     bool can_end() const { return m_.can_end(); }
     // Whether accept(token) would succeed for a token that is not an end token (without advancing).
     bool matcher_can_take(int32_t token);

@@ -46,6 +46,10 @@ size_t tool_content_prefix(const std::string& text, ToolCallFormat f);
 // A schema that does not compile is a bad-input Error naming the tool.
 std::string tool_call_gbnf(const nlohmann::ordered_json& tools, ToolCallFormat f, const std::string& only, bool parallel);
 
+// The text that begins a call in format f ("<tool_call>", "[TOOL_CALLS]", "{\"name\""): with tool_choice "auto", the
+// forcing grammar applies from there on (a lazy grammar).
+std::string tool_call_trigger(ToolCallFormat f);
+
 // The conversation as chat templates expect it (transformers' convention): an assistant turn's tool-call arguments
 // as objects, not the JSON strings the OpenAI API sends.
 nlohmann::ordered_json messages_for_template(const nlohmann::ordered_json& messages);

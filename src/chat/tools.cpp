@@ -245,6 +245,15 @@ std::string tool_call_gbnf(const ojson& tools, ToolCallFormat f, const std::stri
     return g + "\n";
 }
 
+std::string tool_call_trigger(ToolCallFormat f) {
+    switch (f) {
+        case ToolCallFormat::Hermes: return kHermesOpen;
+        case ToolCallFormat::Mistral: return kMistralMark;
+        case ToolCallFormat::Llama3: return "{\"name\"";
+    }
+    return kHermesOpen;
+}
+
 ojson messages_for_template(const ojson& messages) {
     ojson out = messages;
     for (auto& m : out) {

@@ -58,6 +58,8 @@ struct Engine::Seq {
     Clock::time_point last_token;
     std::vector<float> buf;
     std::unique_ptr<GrammarConstraint> grammar;
+    std::string lazy_text;  // a lazy grammar's job: the tail of the answer where its trigger is looked for
+    bool lazy_done = false; // the trigger was seen (the grammar then applies, or the answer stays free)
     explicit Seq(const SamplerParams& p) : sampler(p) {}
 };
 
@@ -293,13 +295,15 @@ int32_t Engine::pick(Seq& s, const float* logits) {
     const Job& j = *s.st->job;
     const int64_t V = model_.config.n_vocab;
     const bool penalties = (j.presence_penalty != 0 || j.frequency_penalty != 0) && !s.counts.empty();
-    if (penalties || !j.logit_bias.empty() || j.grammar) {
+    const bool lazy = j.grammar && !j.grammar_trigger.empty();
+    const bool constrained = j.grammar && (!lazy || s.grammar);
+    if (penalties || !j.logit_bias.empty() || constrained) {
         s.buf.assign(logits, logits + V);
         if (penalties)
             for (const auto& [id, c] : s.counts) s.buf[static_cast<size_t>(id)] -= j.frequency_penalty * static_cast<float>(c) + j.presence_penalty;
         for (const auto& [id, bias] : j.logit_bias)
             if (id >= 0 && id < V) s.buf[static_cast<size_t>(id)] = bias <= -100 ? -INFINITY : s.buf[static_cast<size_t>(id)] + bias;
-        if (j.grammar) {
+        if (constrained) {
             if (!s.grammar) s.grammar = std::make_unique<GrammarConstraint>(j.grammar);
             // the answer's own end tokens (a chat template's end of turn) too where the grammar may end; with
             // ignore_eos, the end only where nothing else is left (none allowed: pick() reports it)
@@ -313,6 +317,17 @@ int32_t Engine::pick(Seq& s, const float* logits) {
     if (s.grammar) {
         if (!std::isfinite(logits[id])) return -1;  // nothing allowed: no token of the vocabulary continues the grammar
         if (std::find(j.stop_tokens.begin(), j.stop_tokens.end(), id) == j.stop_tokens.end()) s.grammar->accept(id);
+    } else if (lazy && !s.lazy_done && id >= 0 && id < j.grammar->vocab().size()) {
+        s.lazy_text += j.grammar->vocab().bytes(id);
+        const size_t at = s.lazy_text.find(j.grammar_trigger);
+        if (at != std::string::npos) {
+            s.lazy_done = true;
+            auto g = std::make_unique<GrammarConstraint>(j.grammar);
+            if (g->accept_text(std::string_view(s.lazy_text).substr(at))) s.grammar = std::move(g);
+            s.lazy_text.clear();
+        } else if (s.lazy_text.size() >= j.grammar_trigger.size()) {  // keep only what could begin the trigger
+            s.lazy_text.erase(0, s.lazy_text.size() - (j.grammar_trigger.size() - 1));
+        }
     }
     return id;
 }

@@ -613,6 +613,16 @@ void Api::chat_completions(const http::Request& req, const http::ExchangePtr& ex
             bad(std::string("Invalid 'tools' for tool_choice: ") + e.what(), choice == "named" ? "tool_choice" : "tools", "invalid_value");
         }
         job->grammar = cached_grammar(*sm, gbnf, "tools");
+    } else if (use_tools && !job->grammar) {
+        // "auto": the answer is free until the model begins a call; the call itself then follows the tools' schemas
+        std::string gbnf;
+        try {
+            gbnf = tool_call_gbnf(*tools, format, "", parallel);
+        } catch (const Error& e) {
+            bad(std::string("Invalid 'tools': ") + e.what(), "tools", "invalid_value");
+        }
+        job->grammar = cached_grammar(*sm, gbnf, "tools");
+        job->grammar_trigger = tool_call_trigger(format);
     }
     try {
         job->prompt = use_tools ? sm->chat->encode_prompt(messages_for_template(messages), tools.get())

@@ -474,3 +474,49 @@ TEST(Engine, EmbeddingsAreNormalisedMeanOfFinalHiddenStates) {
     EXPECT_NEAR(n2, 1.0, 1e-5);
     EXPECT_EQ(c.prompt_tokens, 5);
 }
+
+// A lazy grammar (tool_choice "auto"): the answer is free until the trigger appears, then follows the grammar from
+// the trigger on. Trigger "e" on a random model: some free text, the first "e", at most three more characters and
+// "!", the end.
+TEST(Engine, LazyGrammarAppliesFromItsTrigger) {
+    ThreadPool pool(2);
+    const Model m = init_random(preset("llama-tiny"), DType::F32, 5);
+    EngineOptions opt;
+    opt.n_slots = 4;
+    opt.n_ctx = 200;
+    Engine e(m, pool, opt);
+    auto g = std::make_shared<const CompiledGrammar>(Grammar::parse("root ::= \"e\" [^!]{0,3} \"!\""), GrammarVocab::from(*m.vocab));
+    int triggered = 0, followed = 0;
+    for (uint64_t seed = 1; seed <= 6; ++seed) {
+        Collector c;
+        JobPtr j = c.make(2);
+        j->prompt = m.vocab->encode("Once upon a time", true, false);
+        j->max_tokens = 150;
+        j->sampling.temp = 1;
+        j->sampling.seed = seed;
+        j->ignore_eos = true;
+        j->grammar = g;
+        j->grammar_trigger = "e";
+        ASSERT_TRUE(e.submit(j));
+        c.wait();
+        for (int k = 0; k < 2; ++k) {
+            const std::string& t = c.text[static_cast<size_t>(k)];
+            const size_t at = t.find('e');
+            if (at == std::string::npos) {
+                EXPECT_EQ(c.finish[static_cast<size_t>(k)], "length") << t;  // never triggered: free to the end
+                continue;
+            }
+            ++triggered;
+            // from the first "e": the grammar's sentence, and the answer ends with it
+            const std::string rest = t.substr(at);
+            EXPECT_EQ(c.finish[static_cast<size_t>(k)], "stop") << t;
+            EXPECT_EQ(rest.back(), '!') << t;
+            EXPECT_EQ(rest.find('!'), rest.size() - 1) << t;
+            GrammarMatcher gm(Grammar::parse("root ::= \"e\" [^!]{0,3} \"!\""));
+            EXPECT_TRUE(gm.accept(rest) && gm.can_end()) << t;
+            ++followed;
+        }
+    }
+    EXPECT_GE(triggered, 6);
+    EXPECT_EQ(followed, triggered);
+}
