@@ -37,7 +37,8 @@ public:
     // Token ids of the whole conversation and the assistant-only mask. The assistant spans are found by rendering the
     // conversation up to each assistant turn with and without it; a template that rewrites earlier turns (so that
     // these renderings are not prefixes of one another) is reported. Throws a bad-input Error saying what is wrong.
-    ChatTokens encode_for_training(const nlohmann::ordered_json& messages) const;
+    // tools: rendered as transformers' tools= (tool-calling fine-tuning data).
+    ChatTokens encode_for_training(const nlohmann::ordered_json& messages, const nlohmann::ordered_json* tools = nullptr) const;
     // Token ids that end an assistant turn: EOS and the end-of-turn markers the vocabulary has (<|im_end|>, <|eot_id|>,
     // <end_of_turn>, <|end|>, <|END_OF_TURN_TOKEN|>).
     std::vector<int32_t> stop_tokens() const;

@@ -72,9 +72,9 @@ std::vector<int32_t> ChatFormat::encode_prompt(const nlohmann::ordered_json& mes
     return ids;
 }
 
-ChatTokens ChatFormat::encode_for_training(const nlohmann::ordered_json& messages) const {
+ChatTokens ChatFormat::encode_for_training(const nlohmann::ordered_json& messages, const nlohmann::ordered_json* tools) const {
     validate_messages(messages);
-    const std::string full = render(messages, false);
+    const std::string full = render(messages, false, tools);
     std::vector<std::pair<size_t, size_t>> spans;  // byte ranges of the assistant turns in `full`
     for (size_t i = 0; i < messages.size(); ++i) {
         if (messages[i].at("role") != "assistant") continue;
@@ -82,8 +82,8 @@ ChatTokens ChatFormat::encode_for_training(const nlohmann::ordered_json& message
         for (size_t k = 0; k < i; ++k) before.push_back(messages[k]);
         nlohmann::ordered_json upto = before;
         upto.push_back(messages[i]);
-        const std::string prompt = render(before, true);
-        const std::string with = render(upto, false);
+        const std::string prompt = render(before, true, tools);
+        const std::string with = render(upto, false, tools);
         if (with.compare(0, prompt.size(), prompt) != 0 || full.compare(0, with.size(), with) != 0)
             throw_bad_input("the chat template renders the conversation before assistant turn %zu differently once later turns are added, "
                             "so its tokens cannot be located (use a template that only appends)", i + 1);

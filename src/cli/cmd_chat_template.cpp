@@ -34,6 +34,7 @@ nlohmann::ordered_json json_arg(const std::string& s, const char* what) {
 }  // namespace
 
 std::string load_chat_template(const std::string& path) {
+    if (path == "chatml" && !file_exists(path)) return kChatMLTemplate;  // llmforge's own (tools included)
     if (!file_exists(path)) throw_bad_input("chat template '%s' does not exist", path.c_str());
     if (gguf::has_magic(path)) {
         const gguf::File f = gguf::read(path);
@@ -67,7 +68,7 @@ void add_chat_template(CLI::App& app) {
         bool gen = false, json = false;
     };
     auto o = std::make_shared<Opts>();
-    render->add_option("--template", o->tpl, "a .jinja file, tokenizer_config.json, or GGUF model")->required();
+    render->add_option("--template", o->tpl, "a .jinja file, tokenizer_config.json, GGUF model, or chatml (llmforge's own)")->required();
     render->add_option("--messages", o->messages, "the conversation as JSON (OpenAI messages), or @FILE")->required();
     render->add_flag("--add-generation-prompt", o->gen, "end with the header of an assistant turn");
     render->add_option("--context", o->context, "more template variables as a JSON object (tools, bos_token, …), or @FILE");
@@ -85,6 +86,13 @@ void add_chat_template(CLI::App& app) {
         else std::fwrite(text.data(), 1, text.size(), stdout);
     });
     add_chat_template_encode(cmd);
+    auto* show = cmd->add_subcommand("show", "Print a chat template's Jinja source");
+    auto tpl = std::make_shared<std::string>();
+    show->add_option("--template", *tpl, "a .jinja file, tokenizer_config.json, GGUF model, or chatml (llmforge's own)")->required();
+    show->callback([tpl] {
+        const std::string t = load_chat_template(*tpl);
+        std::fwrite(t.data(), 1, t.size(), stdout);
+    });
 }
 
 

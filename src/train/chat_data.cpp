@@ -1,5 +1,6 @@
 // JSONL conversation datasets and the fine-tuning batches (see chat_data.h).
 #include "llmforge/chat_data.h"
+#include "llmforge/tools.h"
 
 #include <algorithm>
 #include <fstream>
@@ -44,7 +45,14 @@ ChatDataset load_chat_jsonl(const std::string& path, const ChatFormat& fmt, cons
         validate_messages(msgs);
         if (opt.require_assistant && std::none_of(msgs.begin(), msgs.end(), [](const auto& m) { return m["role"] == "assistant"; }))
             throw_bad_input("the conversation has no assistant turn");
-        ChatTokens t = fmt.encode_for_training(msgs);
+        // "tools": OpenAI tool definitions the template lists (tool-calling data: assistant turns with tool_calls,
+        // role "tool" results), as TRL's SFT takes them
+        const nlohmann::ordered_json* tools = nullptr;
+        if (j.contains("tools") && !j["tools"].is_null()) {
+            validate_tools(j["tools"]);
+            tools = &j["tools"];
+        }
+        ChatTokens t = fmt.encode_for_training(messages_for_template(msgs), tools);
         if (opt.max_tokens > 0 && static_cast<int64_t>(t.ids.size()) > opt.max_tokens)
             throw_bad_input("the conversation is %zu tokens long, more than the context of %lld positions holds", t.ids.size(),
                             static_cast<long long>(opt.max_tokens - 1));

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import jinja2
 import jinja2.ext
@@ -62,11 +63,17 @@ conversations = {
     "single_user": {"messages": [{"role": "user", "content": "Say <b>hi</b> & bye"}]},
 }
 
+# llmforge's own ChatML template (with tools: listed in a system turn, Hermes-style calls, <tool_response> results),
+# rendered by Jinja2 from the source `chat-template show` prints
+own_dir = tempfile.mkdtemp(prefix="llmforge-chatml-")
+own = os.path.join(own_dir, "llmforge-chatml.jinja")
+with open(own, "w", encoding="utf-8") as f:
+    f.write(subprocess.run([args.bin, "chat-template", "show", "--template", "chatml"], capture_output=True, text=True, check=True).stdout)
+templates = sorted(os.path.join(tdir, f) for f in os.listdir(tdir) if f.endswith(".jinja")) + [own]
+
 fails, checked, agreed_errors = 0, 0, 0
-for fname in sorted(os.listdir(tdir)):
-    if not fname.endswith(".jinja"):
-        continue
-    path = os.path.join(tdir, fname)
+for path in templates:
+    fname = os.path.basename(path)
     src = open(path, encoding="utf-8").read()
     tpl = env.from_string(src)
     for cname, conv in conversations.items():

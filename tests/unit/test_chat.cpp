@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "llmforge/bpe.h"
@@ -261,4 +262,33 @@ TEST(Llm, CompletionsLeaveTheConversationAsItWas) {
     const Completion ra = a.ask("what does a dog mean?", 6, greedy), rb = b.ask("what does a dog mean?", 6, greedy);
     EXPECT_EQ(ra.text, rb.text);
     EXPECT_EQ(ra.prompt_tokens, rb.prompt_tokens);
+}
+
+// Tool-calling fine-tuning data: {"messages", "tools"} lines, the assistant's calls written by the template (Hermes
+// style in llmforge's ChatML) and learnt; the tool's result not.
+TEST(ChatData, ToolCallConversationsTrainTheCalls) {
+    TinyChatModel tm(512);
+    const ChatFormat fmt(*tm.model.vocab);
+    const std::string path = test::tmp_path("tools.jsonl");
+    {
+        std::ofstream f(path);
+        f << R"({"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}], )"
+          << R"("messages": [{"role": "user", "content": "Paris?"}, {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", )"
+          << R"("function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]}, {"role": "tool", "tool_call_id": "c1", "content": "21 C"}, )"
+          << R"({"role": "assistant", "content": "Warm."}]})" << "\n";
+        f << R"({"tools": [{"type": "function", "function": {"name": "bad name"}}], "messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]})" << "\n";
+    }
+    ChatDataOptions opt;
+    opt.skip_bad = true;
+    const ChatDataset ds = load_chat_jsonl(path, fmt, opt);
+    ASSERT_EQ(ds.examples.size(), 1u);
+    EXPECT_EQ(ds.skipped, 1);  // the bad tool name, named
+    EXPECT_NE(ds.problems[0].find("bad name"), std::string::npos);
+    const ChatTokens& t = ds.examples[0];
+    std::string trained, untrained;
+    for (size_t i = 0; i < t.ids.size(); ++i) (t.trained[i] ? trained : untrained) += tm.model.vocab->token_to_piece(t.ids[i], true);
+    EXPECT_NE(untrained.find("# Tools"), std::string::npos) << untrained;  // the tool list: prompt, not learnt
+    EXPECT_NE(trained.find("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"), std::string::npos) << trained;
+    EXPECT_NE(untrained.find("<tool_response>\n21 C\n</tool_response>"), std::string::npos) << untrained;
+    EXPECT_NE(trained.find("Warm."), std::string::npos);
 }
