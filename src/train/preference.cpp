@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/mmap_file.h"
+#include "llmforge/tools.h"
 #include "llmforge/align.h"
 #include "llmforge/error.h"
 
@@ -43,13 +44,18 @@ PreferenceDataset load_preferences_jsonl(const std::string& path, const ChatForm
         const nlohmann::ordered_json chosen = as_messages(j["chosen"], "chosen", "assistant");
         const nlohmann::ordered_json rejected = as_messages(j["rejected"], "rejected", "assistant");
         if (chosen == rejected) throw_bad_input("\"chosen\" and \"rejected\" are identical: the pair prefers nothing");
+        const nlohmann::ordered_json* tools = nullptr;  // tool definitions the template lists, as in SFT data
+        if (j.contains("tools") && !j["tools"].is_null()) {
+            validate_tools(j["tools"]);
+            tools = &j["tools"];
+        }
         PreferencePair p;
         for (int side = 0; side < 2; ++side) {
             nlohmann::ordered_json msgs = prompt;
             for (const auto& m : side == 0 ? chosen : rejected) msgs.push_back(m);
             validate_messages(msgs);
             if (msgs.back().value("role", "") != "assistant") throw_bad_input("the %s answer does not end with an assistant message", side == 0 ? "chosen" : "rejected");
-            ChatTokens t = fmt.encode_for_training(msgs);
+            ChatTokens t = fmt.encode_for_training(messages_for_template(msgs), tools);
             keep_last_answer(t);
             if (t.n_trained == 0) throw_bad_input("the %s answer has no tokens", side == 0 ? "chosen" : "rejected");
             if (opt.max_tokens > 0 && static_cast<int64_t>(t.ids.size()) > opt.max_tokens)
