@@ -52,13 +52,7 @@ theirs() {
   local g=()
   [ -n "$1" ] && g=(--grammar-file "$1")
   "$LLAMA_CPP_SRC/build/bin/llama-cli" -m "$model" -no-cnv -p "Numbers:" -n "$N" --temp 1 --seed 1 -t 2 "${g[@]}" </dev/null 2>&1 >/dev/null |
-    python3 -c '
-import re, sys
-t = sys.stdin.read()
-s = float(re.search(r"sampling time =\s*([0-9.]+) ms", t).group(1))
-m = re.search(r"\beval time =\s*([0-9.]+) ms /\s*([0-9]+) runs", t)
-e, runs = float(m.group(1)), int(m.group(2))
-print("%.2f %d" % (1000.0 * runs / (e + s), runs + 1))'
+    llama_cli_rate
 }
 
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus; $(date -u +%Y-%m-%d)"
@@ -76,7 +70,6 @@ for r in $(seq "$ROUNDS"); do
     printf 'round %d %-7s llama.cpp %7.2f t/s (%d tokens)   llmforge %7.2f t/s (%d tokens)\n' "$r" "$g" "$a" "$na" "$b" "$nb"
   done
 done
-median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 printf '\n%-8s %-28s %-28s\n' grammar "llama.cpp t/s (vs none)" "llmforge t/s (vs none)"
 ln=$(echo "${rate[llama,none]}" | median)
 on=$(echo "${rate[ours,none]}" | median)
