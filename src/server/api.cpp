@@ -60,9 +60,37 @@ json check_messages(const json& b) {
                 "invalid_value");
         if (!m.contains("content") && role != "assistant")
             bad("Missing required parameter: '" + p + ".content'.", p + ".content", "missing_required_parameter");
-        const std::string text = m.contains("content") ? content_text(m["content"], i) : "";
+        const bool null_content = !m.contains("content") || m["content"].is_null();
+        const std::string text = null_content ? "" : content_text(m["content"], i);
         if (!utf8_valid(text)) bad("Invalid '" + p + ".content': not valid UTF-8.", p + ".content", "invalid_value");
-        out.push_back({{"role", role}, {"content", text}});
+        json msg = {{"role", role}, {"content", text}};
+        // an assistant turn's tool calls and a tool result's call id go on to the chat template
+        if (role == "assistant" && m.contains("tool_calls") && !m["tool_calls"].is_null()) {
+            const json& calls = m["tool_calls"];
+            if (!calls.is_array()) wrong_type(p + ".tool_calls", "an array", calls);
+            for (size_t k = 0; k < calls.size(); ++k) {
+                const json& c = calls[k];
+                const std::string q = p + ".tool_calls[" + std::to_string(k) + "]";
+                if (!c.is_object() || !c.contains("function") || !c["function"].is_object())
+                    bad("Missing required parameter: '" + q + ".function'.", q + ".function", "missing_required_parameter");
+                const json& f = c["function"];
+                if (!f.contains("name") || !f["name"].is_string()) bad("Missing required parameter: '" + q + ".function.name'.", q + ".function.name", "missing_required_parameter");
+                if (!f.contains("arguments") || !(f["arguments"].is_string() || f["arguments"].is_object()))
+                    bad("Missing required parameter: '" + q + ".function.arguments'.", q + ".function.arguments", "missing_required_parameter");
+                if (!c.contains("id") || !c["id"].is_string()) bad("Missing required parameter: '" + q + ".id'.", q + ".id", "missing_required_parameter");
+            }
+            if (!calls.empty()) {
+                msg["tool_calls"] = calls;
+                if (null_content) msg["content"] = nullptr;
+            }
+        }
+        if (role == "tool") {
+            if (!m.contains("tool_call_id") || !m["tool_call_id"].is_string())
+                bad("Missing required parameter: '" + p + ".tool_call_id'.", p + ".tool_call_id", "missing_required_parameter");
+            msg["tool_call_id"] = m["tool_call_id"];
+        }
+        if (m.contains("name") && m["name"].is_string()) msg["name"] = m["name"];
+        out.push_back(std::move(msg));
     }
     return out;
 }
