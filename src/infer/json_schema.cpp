@@ -573,6 +573,17 @@ private:
         return rule + " \"}\" space";
     }
 
+    // A minItems/maxItems/minLength/maxLength value: at most the grammar's repetition limit (a larger count would be
+    // refused when the grammar is parsed; said here with the keyword's name).
+    int64_t count(const ojson& v, const char* key, const std::string& path) {
+        constexpr uint64_t kMax = 100000;
+        if (v.get<uint64_t>() > kMax) {
+            error(path, std::string("'") + key + "' is above " + std::to_string(kMax) + " (the grammar's repetition limit)");
+            return 0;
+        }
+        return static_cast<int64_t>(v.get<uint64_t>());
+    }
+
     // Reads minimum/maximum and their exclusive forms (draft 4's booleans too) as a closed integer range.
     bool int_bounds(const ojson& s, const std::string& path, int64_t& min, int64_t& max) {
         min = kNoMin;
@@ -590,25 +601,43 @@ private:
         auto flag = [&](const char* key) { return s.contains(key) && s[key].is_boolean() && s[key].get<bool>(); };
         double v = 0;
         if (num("minimum", v)) {
+            v = clamp_bound(v);
             double lo = std::ceil(v);
             if (flag("exclusiveMinimum") && lo == v) lo += 1;
             min = static_cast<int64_t>(lo);
         } else if (num("exclusiveMinimum", v)) {
-            min = static_cast<int64_t>(std::floor(v)) + 1;
+            min = static_cast<int64_t>(std::floor(clamp_bound(v))) + 1;
         }
         if (num("maximum", v)) {
+            v = clamp_bound(v);
             double hi = std::floor(v);
             if (flag("exclusiveMaximum") && hi == v) hi -= 1;
             max = static_cast<int64_t>(hi);
         } else if (num("exclusiveMaximum", v)) {
-            max = static_cast<int64_t>(std::ceil(v)) - 1;
+            max = static_cast<int64_t>(std::ceil(clamp_bound(v))) - 1;
         }
         if (min != kNoMin && max != kNoMax && min > max) {
             error(path, "no integer lies between the minimum and the maximum");
             return false;
         }
+        return within_digits(min, max, path);
+    }
+
+    // Bounds past what 16 digits write: a lower bound below -(10^16 - 1) or an upper one above it bounds nothing the
+    // grammar can write (dropped); the other way round nothing is left (an error).
+    bool within_digits(int64_t& min, int64_t& max, const std::string& path) {
+        constexpr int64_t kLimit = 9999999999999999;  // 16 digits
+        if ((min != kNoMin && min > kLimit) || (max != kNoMax && max < -kLimit)) {
+            error(path, "the range lies beyond the 16 digits this grammar writes");
+            return false;
+        }
+        if (min != kNoMin && min < -kLimit) min = kNoMin;
+        if (max != kNoMax && max > kLimit) max = kNoMax;
         return true;
     }
+
+    // A JSON number as an integer bound, clamped before conversion (a double past int64 would not convert).
+    static double clamp_bound(double v) { return std::max(-1e17, std::min(1e17, v)); }
 
     // Decimal numbers (no exponent) between bounds, each of which may be exclusive. A non-integer bound is moved
     // inwards to an integer (the grammar then allows a subset of the range).
@@ -628,7 +657,7 @@ private:
                 error(path, std::string("'") + k.name + "' must be a number");
                 return "";
             }
-            const double v = it->get<double>();
+            const double v = clamp_bound(it->get<double>());
             auto& b = k.is_min ? lo : hi;
             bool& bex = k.is_min ? lo_ex : hi_ex;
             if (!b || (k.is_min ? v > *b : v < *b) || (v == *b && k.exclusive)) {  // the tighter bound wins
@@ -650,6 +679,12 @@ private:
         if (lo && hi && (L > H || (L == H && (lo_ex || hi_ex)))) {
             error(path, "the range between the minimum and the maximum holds no number this grammar can write");
             return "";
+        }
+        {
+            int64_t mn = lo ? L : kNoMin, mxv = hi ? H : kNoMax;
+            if (!within_digits(mn, mxv, path)) return "";
+            if (mn == kNoMin) lo.reset();
+            if (mxv == kNoMax) hi.reset();
         }
         const std::string any_frac = "(\".\" [0-9]{1,16})?", zero_frac = "(\".\" [0]{1,16})?", some_frac = "\".\" [0-9]{0,15} [1-9]";
         auto ints = [](int64_t a, int64_t b) {
@@ -815,11 +850,11 @@ private:
             int64_t min = 0, max = kNoMax;
             if (schema.contains("minItems")) {
                 if (!schema["minItems"].is_number_unsigned()) error(path, "'minItems' must be a non-negative integer");
-                else min = schema["minItems"].get<int64_t>();
+                else min = count(schema["minItems"], "minItems", path);
             }
             if (schema.contains("maxItems")) {
                 if (!schema["maxItems"].is_number_unsigned()) error(path, "'maxItems' must be a non-negative integer");
-                else max = schema["maxItems"].get<int64_t>();
+                else max = count(schema["maxItems"], "maxItems", path);
             }
             if (min > max) {
                 error(path, "'minItems' is above 'maxItems'");
@@ -862,11 +897,11 @@ private:
             int64_t min = 0, max = kNoMax;
             if (schema.contains("minLength")) {
                 if (!schema["minLength"].is_number_unsigned()) error(path, "'minLength' must be a non-negative integer");
-                else min = schema["minLength"].get<int64_t>();
+                else min = count(schema["minLength"], "minLength", path);
             }
             if (schema.contains("maxLength")) {
                 if (!schema["maxLength"].is_number_unsigned()) error(path, "'maxLength' must be a non-negative integer");
-                else max = schema["maxLength"].get<int64_t>();
+                else max = count(schema["maxLength"], "maxLength", path);
             }
             if (min > max) {
                 error(path, "'minLength' is above 'maxLength'");

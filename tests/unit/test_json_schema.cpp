@@ -301,3 +301,16 @@ TEST(Tools, UnpairedSurrogateEscapesAreRead) {
     auto cut = parse_tool_calls("<tool_call>{\"name\": \"ping\", \"arguments\": {\"x\": \"\\ud8", ToolCallFormat::Hermes, &kTools, rng);
     EXPECT_TRUE(cut.calls.empty());
 }
+
+TEST(JsonSchema, BoundsPastSixteenDigits) {
+    // no constraint the grammar's 16 digits can feel: dropped; nothing left: refused; never a double cast out of range
+    auto g = compile(R"({"type": "integer", "minimum": -1e300, "maximum": 1e300})");
+    EXPECT_TRUE(accepts(g, "-9999999999999999"));
+    EXPECT_TRUE(accepts(g, "123"));
+    auto n = compile(R"({"type": "number", "minimum": -1e19, "maximum": 5})");
+    EXPECT_TRUE(accepts(n, "-123.5"));
+    EXPECT_FALSE(accepts(n, "5.5"));
+    EXPECT_NE(refusal(R"({"type": "integer", "minimum": 1e20})").find("beyond the 16 digits"), std::string::npos);
+    EXPECT_NE(refusal(R"({"type": "number", "maximum": -1e300})").find("beyond the 16 digits"), std::string::npos);
+    EXPECT_NE(refusal(R"({"type": "array", "items": {}, "minItems": 18446744073709551615})").find("'minItems' is above 100000"), std::string::npos);
+}
