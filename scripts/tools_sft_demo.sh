@@ -7,7 +7,7 @@
 #   tools and tool_choice "auto": does the model call the right tool with the right arguments, or answer plainly, and
 #   does it finish the loop once the tool's result comes back?
 #
-#   scripts/tools_sft_demo.sh [OUT_DIR] [EPOCHS]        (about 10 minutes on 2 cores)
+#   scripts/tools_sft_demo.sh [OUT_DIR] [EPOCHS]        (3 epochs: about 15 minutes on 2 cores; 8: about 45)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/tools-demo}
