@@ -573,15 +573,30 @@ private:
         return rule + " \"}\" space";
     }
 
-    // A minItems/maxItems/minLength/maxLength value: at most the grammar's repetition limit (a larger count would be
-    // refused when the grammar is parsed; said here with the keyword's name).
-    int64_t count(const ojson& v, const char* key, const std::string& path) {
-        constexpr uint64_t kMax = 100000;
-        if (v.get<uint64_t>() > kMax) {
-            error(path, std::string("'") + key + "' is above " + std::to_string(kMax) + " (the grammar's repetition limit)");
-            return 0;
+    // minItems/maxItems or minLength/maxLength into min and max (kNoMax when absent): non-negative integers, at most
+    // the grammar's repetition limit (a larger count would be refused when the grammar is parsed; said here with the
+    // keyword's name), min not above max. False after an error.
+    bool counts(const ojson& s, const char* min_key, const char* max_key, const std::string& path, int64_t& min, int64_t& max) {
+        constexpr uint64_t kLimit = 100000;
+        bool ok = true;
+        for (const char* key : {min_key, max_key}) {
+            if (!s.contains(key)) continue;
+            const ojson& v = s[key];
+            if (!v.is_number_unsigned()) {
+                error(path, std::string("'") + key + "' must be a non-negative integer");
+                ok = false;
+            } else if (v.get<uint64_t>() > kLimit) {
+                error(path, std::string("'") + key + "' is above " + std::to_string(kLimit) + " (the grammar's repetition limit)");
+                ok = false;
+            } else {
+                (key == min_key ? min : max) = static_cast<int64_t>(v.get<uint64_t>());
+            }
         }
-        return static_cast<int64_t>(v.get<uint64_t>());
+        if (ok && min > max) {
+            error(path, std::string("'") + min_key + "' is above '" + max_key + "'");
+            return false;
+        }
+        return ok;
     }
 
     // Reads minimum/maximum and their exclusive forms (draft 4's booleans too) as a closed integer range.
@@ -848,18 +863,7 @@ private:
             }
             const std::string item = visit(schema[key], sub_name(name, "item"), path + "/" + key);
             int64_t min = 0, max = kNoMax;
-            if (schema.contains("minItems")) {
-                if (!schema["minItems"].is_number_unsigned()) error(path, "'minItems' must be a non-negative integer");
-                else min = count(schema["minItems"], "minItems", path);
-            }
-            if (schema.contains("maxItems")) {
-                if (!schema["maxItems"].is_number_unsigned()) error(path, "'maxItems' must be a non-negative integer");
-                else max = count(schema["maxItems"], "maxItems", path);
-            }
-            if (min > max) {
-                error(path, "'minItems' is above 'maxItems'");
-                return "";
-            }
+            if (!counts(schema, "minItems", "maxItems", path, min, max)) return "";
             if (max == 0) return add_rule(rule_name, "\"[\" space \"]\" space");
             return add_rule(rule_name, "\"[\" space " + repetition(item, min, max, "\",\" space") + " \"]\" space");
         }
@@ -895,18 +899,7 @@ private:
         if (type == "string" && (schema.contains("minLength") || schema.contains("maxLength"))) {
             const std::string chr = primitive("char");
             int64_t min = 0, max = kNoMax;
-            if (schema.contains("minLength")) {
-                if (!schema["minLength"].is_number_unsigned()) error(path, "'minLength' must be a non-negative integer");
-                else min = count(schema["minLength"], "minLength", path);
-            }
-            if (schema.contains("maxLength")) {
-                if (!schema["maxLength"].is_number_unsigned()) error(path, "'maxLength' must be a non-negative integer");
-                else max = count(schema["maxLength"], "maxLength", path);
-            }
-            if (min > max) {
-                error(path, "'minLength' is above 'maxLength'");
-                return "";
-            }
+            if (!counts(schema, "minLength", "maxLength", path, min, max)) return "";
             return add_rule(rule_name, "\"\\\"\" " + repetition(chr, min, max) + " \"\\\"\" space");
         }
         const bool bounded = schema.contains("minimum") || schema.contains("exclusiveMinimum") || schema.contains("maximum") ||
