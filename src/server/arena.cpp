@@ -1,7 +1,5 @@
 #include "server/arena.h"
 
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -9,89 +7,46 @@
 #include <random>
 #include <thread>
 
+#include "core/sqlite_db.h"
 #include "llmforge/error.h"
 
 namespace llmforge::server {
 
-namespace {
-void check(sqlite3* db, int rc, const char* what) {
-    if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) throw_runtime("arena database: %s: %s", what, sqlite3_errmsg(db));
-}
-struct Stmt {
-    sqlite3_stmt* s = nullptr;
-    Stmt(sqlite3* db, const char* sql) { check(db, sqlite3_prepare_v2(db, sql, -1, &s, nullptr), sql); }
-    ~Stmt() { sqlite3_finalize(s); }
-    std::string text(int col) const {
-        const auto* p = sqlite3_column_text(s, col);
-        return p ? std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(s, col))) : std::string();
-    }
-};
-}  // namespace
 
 bool valid_winner(const std::string& w) { return w == "a" || w == "b" || w == "tie" || w == "bothbad"; }
 
 ArenaStore::ArenaStore(const std::string& path) : path_(path) {
-    const int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
-    if (rc != SQLITE_OK) {
-        const std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
-        sqlite3_close(db_);
-        db_ = nullptr;
-        throw_runtime("arena database %s: %s", path.c_str(), msg.c_str());
-    }
-    try {
-        sqlite3_busy_timeout(db_, 10000);  // other writers (threads or processes): wait, do not fail
-        // Several connections opening a fresh database at once (threads, or server processes) can get SQLITE_BUSY
-        // from the journal-mode switch without the busy handler being consulted (SQLite returns it at once where
-        // waiting could deadlock): retry for as long as the busy timeout.
-        auto exec = [&](const char* sql) {
-            const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-            for (int attempt = 0;; ++attempt) {
-                char* err = nullptr;
-                const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
-                if (rc == SQLITE_OK) return;
-                const std::string m = err ? err : "error";
-                sqlite3_free(err);
-                if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || std::chrono::steady_clock::now() > deadline)
-                    throw_runtime("arena database %s: %s", path.c_str(), m.c_str());
-                std::this_thread::sleep_for(std::chrono::milliseconds(2 + (attempt * 7 + static_cast<int>(reinterpret_cast<uintptr_t>(this) >> 4)) % 23));
-            }
-        };
-        exec("PRAGMA journal_mode=WAL");
-        exec("PRAGMA synchronous=FULL");
-        exec("CREATE TABLE IF NOT EXISTS votes ("
-             " id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, battle TEXT NOT NULL UNIQUE, prompt TEXT NOT NULL,"
-             " model_a TEXT NOT NULL, model_b TEXT NOT NULL, answer_a TEXT NOT NULL, answer_b TEXT NOT NULL,"
-             " winner TEXT NOT NULL CHECK (winner IN ('a', 'b', 'tie', 'bothbad')))");
-    } catch (...) {
-        sqlite3_close(db_);
-        throw;
-    }
+    db_ = std::make_unique<SqliteDb>(path, "arena database", true);
+    db_->exec("PRAGMA journal_mode=WAL");
+    db_->exec("PRAGMA synchronous=FULL");
+    db_->exec("CREATE TABLE IF NOT EXISTS votes ("
+              " id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, battle TEXT NOT NULL UNIQUE, prompt TEXT NOT NULL,"
+              " model_a TEXT NOT NULL, model_b TEXT NOT NULL, answer_a TEXT NOT NULL, answer_b TEXT NOT NULL,"
+              " winner TEXT NOT NULL CHECK (winner IN ('a', 'b', 'tie', 'bothbad')))");
 }
 
-ArenaStore::~ArenaStore() { sqlite3_close(db_); }
+ArenaStore::~ArenaStore() = default;
 
 bool ArenaStore::add(const ArenaVote& v) {
     if (!valid_winner(v.winner)) throw_bad_input("arena vote: winner must be a, b, tie or bothbad (got '%s')", v.winner.c_str());
     std::lock_guard<std::mutex> lk(mu_);
-    Stmt st(db_, "INSERT INTO votes (time, battle, prompt, model_a, model_b, answer_a, answer_b, winner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-    sqlite3_bind_int64(st.s, 1, v.time);
+    SqliteStmt st(*db_, "INSERT INTO votes (time, battle, prompt, model_a, model_b, answer_a, answer_b, winner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    st.bind(1, v.time);
     const std::string* fields[] = {&v.battle, &v.prompt, &v.model_a, &v.model_b, &v.answer_a, &v.answer_b, &v.winner};
-    for (int i = 0; i < 7; ++i) sqlite3_bind_text(st.s, i + 2, fields[i]->data(), static_cast<int>(fields[i]->size()), SQLITE_TRANSIENT);
-    const int rc = sqlite3_step(st.s);
-    if (rc == SQLITE_CONSTRAINT) return false;
-    check(db_, rc, "insert vote");
-    return true;
+    for (int i = 0; i < 7; ++i) st.bind(i + 2, std::string_view(*fields[i]));
+    int rc = 0;
+    st.step(&rc);
+    return rc != SQLITE_CONSTRAINT;
 }
 
 std::vector<ArenaVote> ArenaStore::all() const {
     std::lock_guard<std::mutex> lk(mu_);
-    Stmt st(db_, "SELECT id, time, battle, prompt, model_a, model_b, answer_a, answer_b, winner FROM votes ORDER BY id");
+    SqliteStmt st(*db_, "SELECT id, time, battle, prompt, model_a, model_b, answer_a, answer_b, winner FROM votes ORDER BY id");
     std::vector<ArenaVote> out;
-    int rc;
-    while ((rc = sqlite3_step(st.s)) == SQLITE_ROW) {
+    while (st.step()) {
         ArenaVote v;
-        v.id = sqlite3_column_int64(st.s, 0);
-        v.time = sqlite3_column_int64(st.s, 1);
+        v.id = st.int64(0);
+        v.time = st.int64(1);
         v.battle = st.text(2);
         v.prompt = st.text(3);
         v.model_a = st.text(4);
@@ -101,15 +56,14 @@ std::vector<ArenaVote> ArenaStore::all() const {
         v.winner = st.text(8);
         out.push_back(std::move(v));
     }
-    check(db_, rc, "read votes");
     return out;
 }
 
 int64_t ArenaStore::count() const {
     std::lock_guard<std::mutex> lk(mu_);
-    Stmt st(db_, "SELECT COUNT(*) FROM votes");
-    check(db_, sqlite3_step(st.s), "count votes");
-    return sqlite3_column_int64(st.s, 0);
+    SqliteStmt st(*db_, "SELECT COUNT(*) FROM votes");
+    st.step();
+    return st.int64(0);
 }
 
 // ------------------------------------------------------------------------------------------------ Bradley–Terry

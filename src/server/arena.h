@@ -4,11 +4,14 @@
 // {"prompt", "chosen", "rejected"} — the format the alignment stage (reward models, DPO) reads.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
-struct sqlite3;
+namespace llmforge {
+class SqliteDb;
+}
 
 namespace llmforge::server {
 
@@ -32,7 +35,7 @@ public:
     const std::string& path() const { return path_; }
 
 private:
-    sqlite3* db_ = nullptr;
+    std::unique_ptr<SqliteDb> db_;
     std::string path_;
     mutable std::mutex mu_;
 };

@@ -1,0 +1,147 @@
+// Retrieval: documents → sections and paragraphs → chunks → an index in SQLite (chunks, metadata, an FTS5 BM25 index
+// over words that ICU segments), and queries against it.
+//
+//   rag::IndexOptions o;                                       // chunk sizes, the token counter, a stop flag
+//   rag::IndexStats s = rag::build_index({"docs/"}, "kb", o);  // incremental: only new or changed files are read
+//   rag::Index kb("kb");
+//   for (const rag::Hit& h : kb.query("how do I read a file?", {})) …
+//
+// Words: ICU's word break iterator (dictionary-based for Chinese, Japanese, Thai, …) with NFKC case folding, so BM25
+// works on CJK text as on English. BM25 is SQLite FTS5's: Robertson's formula with k1 = 1.2, b = 0.75 and the idf
+// log((N − n + 0.5) / (n + 0.5)) floored at 1e-6, over the chunk's words.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace llmforge::rag {
+
+// ---- text ----------------------------------------------------------------------------------------------------------
+
+// The words of a UTF-8 text as the index sees them: ICU word segments that hold a letter, a digit or an ideograph,
+// NFKC-case-folded, split at ASCII characters that are neither letters nor digits ("don't" → "don", "t"; "3.14" →
+// "3", "14"), so that every word is a run of [a-z0-9] and non-ASCII characters. Invalid UTF-8 is a bad-input Error.
+std::vector<std::string> words(std::string_view text);
+// The byte ranges [begin, end) of the ICU word segments that words() reads (before folding and splitting).
+std::vector<std::pair<size_t, size_t>> word_spans(std::string_view text);
+// Sentence boundaries (ICU's sentence break rules: "." "?" "!" and "。" "？" "！" …) as byte ranges [begin, end) of
+// text, covering it; trailing spaces stay with their sentence.
+std::vector<std::pair<size_t, size_t>> sentences(std::string_view text);
+
+// ---- documents -----------------------------------------------------------------------------------------------------
+
+// A piece of a document's text: a heading (level 1–6) or a paragraph (level 0), as the byte range [begin, end) of
+// Document::text.
+struct Block {
+    int level = 0;
+    size_t begin = 0, end = 0;
+};
+
+struct Document {
+    std::string source;   // the file, with "#<line>" for a line of a JSONL file
+    std::string title;    // <title>, the first heading, the PDF's Title, the JSONL "title" field, or the file's name
+    std::string format;   // text, markdown, html, pdf, jsonl
+    std::string text;     // the text as extracted (for text and Markdown files: the file itself)
+    std::vector<Block> blocks;
+};
+
+struct ReadOptions {
+    std::string text_field = "text";    // JSONL: the field with the text ("title" and "id" are used when present)
+};
+
+// The format of a file by its name ("" when llmforge does not read it): .txt .text .rst .md .markdown .html .htm
+// .xhtml .pdf .jsonl; a file without an extension counts as text.
+std::string format_of(const std::string& path);
+// Reads one file's documents (a JSONL file gives one per line); data is the file's bytes. A file that cannot be parsed
+// (not UTF-8, a broken PDF, a JSONL line without the text field, …) is a bad-input Error naming it.
+std::vector<Document> read_documents(const std::string& path, const std::string& data, const ReadOptions& o = {});
+// The structure of plain text or Markdown (headings: "#" lines and underlined lines; paragraphs: blank-line separated;
+// a fenced code block is one paragraph).
+std::vector<Block> text_blocks(std::string_view text, bool markdown);
+// HTML through libxml2's parser: the text of the main content (<main> or role="main" when present; never <script>,
+// <style>, navigation or footers), headings h1–h6 as headings and block elements as paragraphs.
+Document html_document(const std::string& data, const std::string& source);
+
+// ---- chunks --------------------------------------------------------------------------------------------------------
+
+struct ChunkOptions {
+    int max_tokens = 256;    // a chunk's size
+    int overlap = 32;        // tokens of the previous chunk's last sentences that a chunk of the same section repeats
+    // The tokens of a text; empty: words() (for CJK text, one per word).
+    std::function<size_t(std::string_view)> count;
+};
+
+struct Chunk {
+    std::string heading;     // the section's headings, " > "-joined
+    size_t begin = 0, end = 0;  // in Document::text; the chunk's text is that slice
+    int tokens = 0;
+};
+
+// Structure-aware chunking: sections (by headings), then whole paragraphs while they fit, then sentences, then words
+// (a sentence longer than a chunk). Chunks never cross a section. Every chunk has at most max_tokens tokens except a
+// single word that is longer.
+std::vector<Chunk> chunk_document(const Document& d, const ChunkOptions& o);
+
+// ---- the index -----------------------------------------------------------------------------------------------------
+
+struct IndexOptions {
+    ReadOptions read;
+    // Chunk sizes: max_tokens < 1 and overlap < 0 mean "as the index has them" (256 and 32 for a new index).
+    ChunkOptions chunk{0, -1, {}};
+    std::string tokenizer;   // the file whose tokenizer counts chunk sizes (recorded in the index; "" = words)
+    const std::atomic<bool>* stop = nullptr;
+    bool progress = true;    // a progress line in the log
+};
+
+struct IndexStats {
+    size_t files = 0;        // supported files found in the inputs
+    size_t added = 0, changed = 0, unchanged = 0, removed = 0;
+    std::vector<std::string> skipped;   // "path: reason" (unsupported format, unreadable, cannot be parsed)
+    size_t documents = 0, chunks = 0;   // in the index afterwards
+    size_t chunks_written = 0;          // by this run
+    uint64_t bytes_read = 0;
+    double seconds = 0;
+    bool interrupted = false;           // the stop flag was set: the files not reached are as they were
+};
+
+// Brings the index in directory `dir` (created if needed; its database is dir/index.sqlite) up to date with the files
+// under `inputs` (files and directories, walked recursively; names starting with "." are skipped). A file whose content
+// hash is unchanged is not read again; files no longer among the inputs are removed. Work is committed in
+// transactions of whole files, so an index interrupted (even by kill -9) keeps every file either as it was or as it
+// is now. Chunk options that differ from the index's are a bad-input Error (rebuild into a new directory).
+IndexStats build_index(const std::vector<std::string>& inputs, const std::string& dir, const IndexOptions& o);
+
+struct Hit {
+    int64_t chunk = 0;       // the chunk's id in the index
+    double score = 0;        // BM25 (higher is better)
+    std::string source, title, heading, text;
+    size_t begin = 0, end = 0;
+};
+
+struct QueryOptions {
+    int k = 5;
+};
+
+class Index {
+public:
+    explicit Index(const std::string& dir);   // a bad-input Error if dir holds no llmforge index
+    ~Index();
+    Index(const Index&) = delete;
+    Index& operator=(const Index&) = delete;
+    // The k best chunks by BM25 for the query's words (any of them: an OR query). A query without words, or with
+    // words no chunk has, gives no hits.
+    std::vector<Hit> query(const std::string& text, const QueryOptions& o) const;
+    size_t documents() const;
+    size_t chunks() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace llmforge::rag

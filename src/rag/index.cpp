@@ -1,0 +1,386 @@
+// The retrieval index: one SQLite database (dir/index.sqlite) with
+//   meta(key, value)                       what built it: format version, chunk sizes, the token counter, the segmenter
+//   files(id, path, hash, size, format)    every file indexed, with its content hash (what makes re-indexing incremental)
+//   docs(id, file_id, source, title)       a file's documents (one, or one per JSONL line)
+//   chunks(id, doc_id, ord, heading, text, begin, end, tokens, terms)
+//                                          terms: the words of heading + text (words()), space-separated
+//   chunks_fts                             FTS5 over chunks.terms (external content), tokenizer "ascii": it splits
+//                                          exactly at the spaces, because a word holds only [a-z0-9] and non-ASCII
+// Chunk ids are AUTOINCREMENT: never reused, so anything keyed by them (embeddings) cannot point at another chunk.
+#include <unicode/uversion.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "core/progress.h"
+#include "core/sqlite_db.h"
+#include "llmforge/error.h"
+#include "llmforge/log.h"
+#include "llmforge/rag.h"
+#include "llmforge/tokenizer.h"
+
+namespace llmforge::rag {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kFormat = "llmforge-rag 1";
+
+// A 64-bit content hash (8 bytes at a time, multiply–xorshift mixing), for noticing changed files.
+std::string content_hash(const std::string& data) {
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ data.size();
+    auto mix = [](uint64_t x) {
+        x ^= x >> 33;
+        x *= 0xFF51AFD7ED558CCDull;
+        x ^= x >> 33;
+        x *= 0xC4CEB9FE1A85EC53ull;
+        return x ^ (x >> 33);
+    };
+    size_t i = 0;
+    for (; i + 8 <= data.size(); i += 8) {
+        uint64_t w;
+        std::memcpy(&w, data.data() + i, 8);
+        h = mix(h ^ w) + 0x632BE59BD9B4E019ull;
+    }
+    uint64_t tail = 0;
+    std::memcpy(&tail, data.data() + i, data.size() - i);
+    h = mix(h ^ tail ^ (static_cast<uint64_t>(data.size() - i) << 56));
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+    return buf;
+}
+
+std::string segmenter_name() { return std::string("icu ") + U_ICU_VERSION + " word break, NFKC_Casefold"; }
+
+void create_schema(const SqliteDb& db) {
+    db.exec("PRAGMA journal_mode=WAL");
+    db.exec("PRAGMA synchronous=NORMAL");
+    db.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+    db.exec("CREATE TABLE IF NOT EXISTS files (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, hash TEXT NOT NULL,"
+            " size INTEGER NOT NULL, format TEXT NOT NULL)");
+    db.exec("CREATE TABLE IF NOT EXISTS docs (id INTEGER PRIMARY KEY, file_id INTEGER NOT NULL, source TEXT NOT NULL,"
+            " title TEXT NOT NULL)");
+    db.exec("CREATE INDEX IF NOT EXISTS docs_file ON docs(file_id)");
+    db.exec("CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, doc_id INTEGER NOT NULL,"
+            " ord INTEGER NOT NULL, heading TEXT NOT NULL, text TEXT NOT NULL, begin INTEGER NOT NULL, end INTEGER NOT NULL,"
+            " tokens INTEGER NOT NULL, terms TEXT NOT NULL)");
+    db.exec("CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id)");
+    db.exec("CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(terms, content='chunks', content_rowid='id', tokenize='ascii')");
+}
+
+std::map<std::string, std::string> read_meta(const SqliteDb& db) {
+    std::map<std::string, std::string> m;
+    SqliteStmt st(db, "SELECT key, value FROM meta");
+    while (st.step()) m[st.text(0)] = st.text(1);
+    return m;
+}
+
+void set_meta(const SqliteDb& db, const std::string& k, const std::string& v) {
+    SqliteStmt st(db, "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    st.bind(1, k).bind(2, v).step();
+}
+
+int64_t count_rows(const SqliteDb& db, const char* table) {
+    SqliteStmt st(db, (std::string("SELECT COUNT(*) FROM ") + table).c_str());
+    st.step();
+    return st.int64(0);
+}
+
+// The files under the inputs, sorted, as absolute normalised paths. A missing input is a bad-input Error.
+std::vector<std::string> collect(const std::vector<std::string>& inputs) {
+    std::set<std::string> out;
+    for (const std::string& in : inputs) {
+        std::error_code ec;
+        const fs::path p = fs::absolute(in, ec).lexically_normal();
+        const fs::file_status s = fs::status(p, ec);
+        if (ec || !fs::exists(s)) throw_bad_input("'%s': no such file or directory", in.c_str());
+        if (fs::is_directory(s)) {
+            fs::recursive_directory_iterator it(p, fs::directory_options::skip_permission_denied, ec), end;
+            if (ec) throw_bad_input("'%s': cannot be listed: %s", in.c_str(), ec.message().c_str());
+            for (; it != end; it.increment(ec)) {
+                if (ec) break;
+                const std::string name = it->path().filename().string();
+                if (!name.empty() && name[0] == '.') {
+                    if (it->is_directory(ec)) it.disable_recursion_pending();
+                    continue;
+                }
+                if (it->is_regular_file(ec)) out.insert(it->path().lexically_normal().string());
+            }
+        } else {
+            out.insert(p.string());
+        }
+    }
+    return {out.begin(), out.end()};
+}
+
+bool read_file(const std::string& path, std::string& data, std::string& why) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) {
+        why = std::strerror(errno);
+        return false;
+    }
+    data.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    if (f.bad()) {
+        why = "read error";
+        return false;
+    }
+    return true;
+}
+
+std::string join_terms(const std::vector<std::string>& w) {
+    std::string s;
+    for (const std::string& x : w) {
+        if (!s.empty()) s += ' ';
+        s += x;
+    }
+    return s;
+}
+
+}  // namespace
+
+IndexStats build_index(const std::vector<std::string>& inputs, const std::string& dir, const IndexOptions& opt) {
+    const auto t0 = std::chrono::steady_clock::now();
+    IndexStats stats;
+    const std::vector<std::string> files = collect(inputs);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw_bad_input("cannot create the index directory '%s': %s", dir.c_str(), ec.message().c_str());
+    SqliteDb db((fs::path(dir) / "index.sqlite").string(), "index", true);
+    create_schema(db);
+
+    // What the chunks are made with: fixed when the index is created; a different choice later is an error.
+    std::map<std::string, std::string> meta = read_meta(db);
+    ChunkOptions co = opt.chunk;
+    const bool fresh_index = !meta.count("format");
+    if (!fresh_index && meta["format"] != kFormat)
+        throw_bad_input("'%s' holds an index of format '%s'; this llmforge reads '%s'", dir.c_str(), meta["format"].c_str(), kFormat);
+    auto fixed = [&](const std::string& key, int& value, int unset_below, int dflt) {
+        const bool unset = value < unset_below;
+        if (fresh_index) {
+            if (unset) value = dflt;
+            return;
+        }
+        const int have = std::stoi(meta[key]);
+        if (unset) value = have;
+        else if (value != have)
+            throw_bad_input("the index in '%s' was built with %s %d, not %d: index into a new directory to change it", dir.c_str(),
+                            key.c_str(), have, value);
+    };
+    fixed("max_tokens", co.max_tokens, 1, 256);
+    fixed("overlap", co.overlap, 0, 32);
+    const std::string counter = opt.tokenizer.empty() ? "words" : "tokenizer " + fs::path(opt.tokenizer).filename().string();
+    if (!fresh_index && meta["counter"] != counter)
+        throw_bad_input("the index in '%s' counts chunk sizes in %s, not %s: index into a new directory to change it", dir.c_str(),
+                        meta["counter"].c_str(), counter.c_str());
+    std::shared_ptr<Vocab> vocab;
+    if (!opt.tokenizer.empty()) {
+        vocab = std::make_shared<Vocab>(Vocab::load(opt.tokenizer));
+        co.count = [vocab](std::string_view s) { return vocab->encode(std::string(s), false).size(); };
+    }
+    if (fresh_index) {
+        set_meta(db, "format", kFormat);
+        set_meta(db, "max_tokens", std::to_string(co.max_tokens));
+        set_meta(db, "overlap", std::to_string(co.overlap));
+        set_meta(db, "counter", counter);
+        set_meta(db, "segmenter", segmenter_name());
+    } else if (meta["segmenter"] != segmenter_name()) {
+        log_line("warning: the index was segmented by %s; this build uses %s (words may differ: re-index into a new directory)",
+                 meta["segmenter"].c_str(), segmenter_name().c_str());
+    }
+
+    // What the index has.
+    std::map<std::string, std::pair<int64_t, std::string>> known;  // path → (id, hash)
+    {
+        SqliteStmt st(db, "SELECT id, path, hash FROM files");
+        while (st.step()) known[st.text(1)] = {st.int64(0), st.text(2)};
+    }
+
+    SqliteStmt del_fts(db, "INSERT INTO chunks_fts(chunks_fts, rowid, terms) SELECT 'delete', c.id, c.terms FROM chunks c"
+                           " JOIN docs d ON c.doc_id = d.id WHERE d.file_id = ?");
+    SqliteStmt del_chunks(db, "DELETE FROM chunks WHERE doc_id IN (SELECT id FROM docs WHERE file_id = ?)");
+    SqliteStmt del_docs(db, "DELETE FROM docs WHERE file_id = ?");
+    SqliteStmt del_file(db, "DELETE FROM files WHERE id = ?");
+    SqliteStmt ins_file(db, "INSERT INTO files (path, hash, size, format) VALUES (?, ?, ?, ?)");
+    SqliteStmt ins_doc(db, "INSERT INTO docs (file_id, source, title) VALUES (?, ?, ?)");
+    SqliteStmt ins_chunk(db, "INSERT INTO chunks (doc_id, ord, heading, text, begin, end, tokens, terms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    SqliteStmt ins_fts(db, "INSERT INTO chunks_fts (rowid, terms) VALUES (?, ?)");
+    auto run = [](SqliteStmt& st) {
+        st.step();
+        st.reset();
+    };
+    auto remove_file = [&](int64_t id) {
+        for (SqliteStmt* st : {&del_fts, &del_chunks, &del_docs, &del_file}) {
+            st->bind(1, id);
+            run(*st);
+        }
+    };
+
+    // Work in transactions of whole files, committed about once a second: an interruption keeps every file either as
+    // it was or as it is now.
+    db.exec("BEGIN IMMEDIATE");
+    auto last_commit = std::chrono::steady_clock::now();
+    auto maybe_commit = [&](bool force) {
+        const auto now = std::chrono::steady_clock::now();
+        if (force || now - last_commit > std::chrono::seconds(1)) {
+            db.exec("COMMIT");
+            db.exec("BEGIN IMMEDIATE");
+            last_commit = now;
+        }
+    };
+
+    uint64_t total_bytes = 0;
+    for (const std::string& f : files) total_bytes += static_cast<uint64_t>(fs::file_size(f, ec) * !ec);
+    Progress progress("indexing", static_cast<double>(total_bytes), "B", opt.progress);
+    std::set<std::string> present;
+    uint64_t done_bytes = 0;
+    std::string data, why;
+    bool stopped = false;
+    for (const std::string& path : files) {
+        if (opt.stop && opt.stop->load()) {
+            stopped = true;
+            break;
+        }
+        const uint64_t size = static_cast<uint64_t>(fs::file_size(path, ec) * !ec);
+        done_bytes += size;
+        const std::string fmt = format_of(path);
+        if (fmt.empty()) {
+            stats.skipped.push_back(path + ": unsupported format");
+            progress.update(static_cast<double>(done_bytes));
+            continue;
+        }
+        ++stats.files;
+        present.insert(path);
+        if (!read_file(path, data, why)) {
+            stats.skipped.push_back(path + ": unreadable (" + why + ")");
+            present.erase(path);  // dropped from the index below if it was there
+            continue;
+        }
+        stats.bytes_read += data.size();
+        const std::string hash = content_hash(data);
+        auto old = known.find(path);
+        if (old != known.end() && old->second.second == hash) {
+            ++stats.unchanged;
+            progress.update(static_cast<double>(done_bytes));
+            continue;
+        }
+        std::vector<Document> docs;
+        try {
+            docs = read_documents(path, data, opt.read);
+        } catch (const Error& e) {
+            stats.skipped.push_back(e.what());
+            present.erase(path);
+            progress.update(static_cast<double>(done_bytes));
+            continue;
+        }
+        if (old != known.end()) {
+            remove_file(old->second.first);
+            ++stats.changed;
+        } else {
+            ++stats.added;
+        }
+        ins_file.bind(1, std::string_view(path)).bind(2, std::string_view(hash)).bind(3, static_cast<int64_t>(data.size())).bind(4, std::string_view(fmt));
+        run(ins_file);
+        const int64_t file_id = sqlite3_last_insert_rowid(db.get());
+        known[path] = {file_id, hash};
+        for (const Document& d : docs) {
+            ins_doc.bind(1, file_id).bind(2, std::string_view(d.source)).bind(3, std::string_view(d.title));
+            run(ins_doc);
+            const int64_t doc_id = sqlite3_last_insert_rowid(db.get());
+            const std::vector<Chunk> chunks = chunk_document(d, co);
+            for (size_t i = 0; i < chunks.size(); ++i) {
+                const Chunk& c = chunks[i];
+                const std::string_view text = std::string_view(d.text).substr(c.begin, c.end - c.begin);
+                const std::string terms = join_terms(words(c.heading + "\n" + std::string(text)));
+                ins_chunk.bind(1, doc_id).bind(2, static_cast<int64_t>(i)).bind(3, std::string_view(c.heading)).bind(4, text)
+                    .bind(5, static_cast<int64_t>(c.begin)).bind(6, static_cast<int64_t>(c.end)).bind(7, static_cast<int64_t>(c.tokens))
+                    .bind(8, std::string_view(terms));
+                run(ins_chunk);
+                ins_fts.bind(1, static_cast<int64_t>(sqlite3_last_insert_rowid(db.get()))).bind(2, std::string_view(terms));
+                run(ins_fts);
+                ++stats.chunks_written;
+            }
+        }
+        progress.update(static_cast<double>(done_bytes));
+        maybe_commit(false);
+    }
+    // Files no longer among the inputs (or now unreadable) leave the index — unless the run was stopped before
+    // seeing them all.
+    if (!stopped)
+        for (const auto& [path, v] : known)
+            if (!present.count(path)) {
+                remove_file(v.first);
+                ++stats.removed;
+            }
+    db.exec("COMMIT");
+    progress.finish();
+    stats.documents = static_cast<size_t>(count_rows(db, "docs"));
+    stats.chunks = static_cast<size_t>(count_rows(db, "chunks"));
+    stats.interrupted = stopped;
+    stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return stats;
+}
+
+// ---------------------------------------------------------------------------------------------------------- queries
+
+struct Index::Impl {
+    std::unique_ptr<SqliteDb> db;
+};
+
+Index::Index(const std::string& dir) : impl_(std::make_unique<Impl>()) {
+    const fs::path file = fs::path(dir) / "index.sqlite";
+    std::error_code ec;
+    if (!fs::is_regular_file(file, ec)) throw_bad_input("'%s' holds no llmforge index (no index.sqlite; build one with `llmforge rag index`)", dir.c_str());
+    impl_->db = std::make_unique<SqliteDb>(file.string(), "index", false, true);
+    std::map<std::string, std::string> meta;
+    try {
+        meta = read_meta(*impl_->db);
+    } catch (const Error&) {
+        throw_bad_input("'%s' is not an llmforge index (its database has no meta table)", file.c_str());
+    }
+    if (meta["format"] != kFormat) throw_bad_input("'%s' holds an index of format '%s'; this llmforge reads '%s'", dir.c_str(), meta["format"].c_str(), kFormat);
+}
+
+Index::~Index() = default;
+
+size_t Index::documents() const { return static_cast<size_t>(count_rows(*impl_->db, "docs")); }
+size_t Index::chunks() const { return static_cast<size_t>(count_rows(*impl_->db, "chunks")); }
+
+std::vector<Hit> Index::query(const std::string& text, const QueryOptions& o) const {
+    std::vector<Hit> out;
+    if (o.k <= 0) return out;
+    // The query's distinct words, OR-ed; each quoted, so that no word is read as FTS5 syntax (a word holds no '"').
+    std::vector<std::string> w = words(text);
+    std::sort(w.begin(), w.end());
+    w.erase(std::unique(w.begin(), w.end()), w.end());
+    if (w.empty()) return out;
+    std::string match;
+    for (const std::string& x : w) match += (match.empty() ? "\"" : " OR \"") + x + "\"";
+    // bm25() is lower-is-better (it returns minus the score); ties by chunk id, so rankings are deterministic.
+    SqliteStmt st(*impl_->db,
+                  "SELECT c.id, -s.score, d.source, d.title, c.heading, c.text, c.begin, c.end FROM"
+                  " (SELECT rowid AS id, bm25(chunks_fts) AS score FROM chunks_fts WHERE chunks_fts MATCH ?"
+                  "  ORDER BY score, rowid LIMIT ?) s"
+                  " JOIN chunks c ON c.id = s.id JOIN docs d ON d.id = c.doc_id ORDER BY s.score, c.id");
+    st.bind(1, std::string_view(match)).bind(2, static_cast<int64_t>(o.k));
+    while (st.step()) {
+        Hit h;
+        h.chunk = st.int64(0);
+        h.score = st.real(1);
+        h.source = st.text(2);
+        h.title = st.text(3);
+        h.heading = st.text(4);
+        h.text = st.text(5);
+        h.begin = static_cast<size_t>(st.int64(6));
+        h.end = static_cast<size_t>(st.int64(7));
+        out.push_back(std::move(h));
+    }
+    return out;
+}
+
+}  // namespace llmforge::rag

@@ -1,0 +1,263 @@
+// Retrieval: words and sentences (ICU), document readers, chunking, and the index's incremental updates. BM25's numbers
+// are checked against an independent computation in tests/reference/test_rag_bm25.py.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "llmforge/error.h"
+#include "llmforge/rag.h"
+
+namespace fs = std::filesystem;
+using namespace llmforge;
+using namespace llmforge::rag;
+
+namespace {
+
+fs::path temp_dir(const std::string& name) {
+    const fs::path p = fs::temp_directory_path() / ("llmforge-rag-" + name + "-" + std::to_string(::getpid()));
+    fs::remove_all(p);
+    fs::create_directories(p);
+    return p;
+}
+
+void write(const fs::path& p, const std::string& s) {
+    fs::create_directories(p.parent_path());
+    std::ofstream(p, std::ios::binary) << s;
+}
+
+std::string slice(const Document& d, size_t b, size_t e) { return d.text.substr(b, e - b); }
+
+// A one-page PDF with the given text in Helvetica and a Title, its cross-reference table at the right offsets.
+std::string tiny_pdf(const std::string& text, const std::string& title) {
+    const std::string content = "BT /F1 12 Tf 72 720 Td (" + text + ") Tj ET";
+    std::vector<std::string> objs = {
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        "<< /Length " + std::to_string(content.size()) + " >>\nstream\n" + content + "\nendstream",
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        "<< /Title (" + title + ") >>"};
+    std::string pdf = "%PDF-1.4\n";
+    std::vector<size_t> at;
+    for (size_t i = 0; i < objs.size(); ++i) {
+        at.push_back(pdf.size());
+        pdf += std::to_string(i + 1) + " 0 obj\n" + objs[i] + "\nendobj\n";
+    }
+    const size_t xref = pdf.size();
+    pdf += "xref\n0 " + std::to_string(objs.size() + 1) + "\n0000000000 65535 f \n";
+    for (size_t a : at) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%010zu 00000 n \n", a);
+        pdf += buf;
+    }
+    pdf += "trailer\n<< /Size " + std::to_string(objs.size() + 1) + " /Root 1 0 R /Info 6 0 R >>\nstartxref\n" + std::to_string(xref) + "\n%%EOF\n";
+    return pdf;
+}
+
+}  // namespace
+
+TEST(Rag, WordsFoldCaseAndSplitAtAsciiPunctuation) {
+    EXPECT_EQ(words("Hello, World! Don't stop: 3.14 e-mail"),
+              (std::vector<std::string>{"hello", "world", "don", "t", "stop", "3", "14", "e", "mail"}));
+    // NFKC case folding: full-width letters and digits, ligatures, German sharp s.
+    EXPECT_EQ(words("ＡＢＣ １２３ ﬁle Straße"), (std::vector<std::string>{"abc", "123", "file", "strasse"}));
+    EXPECT_TRUE(words("  ... !!! ").empty());
+    EXPECT_TRUE(words("").empty());
+    EXPECT_THROW(words(std::string("bad \xff utf8")), Error);
+}
+
+TEST(Rag, WordsSegmentChineseAndJapaneseWithTheDictionary) {
+    // ICU's dictionary segments Chinese into words, not characters, and mixed text keeps the English words whole.
+    const std::vector<std::string> zh = words("我们今天去北京大学");
+    EXPECT_GE(zh.size(), 3u);
+    EXPECT_LT(zh.size(), 9u);  // fewer words than characters
+    EXPECT_TRUE(std::find(zh.begin(), zh.end(), "北京大学") != zh.end() || std::find(zh.begin(), zh.end(), "北京") != zh.end());
+    const std::vector<std::string> mixed = words("用Python读取文件，然后运行pip install。");
+    EXPECT_NE(std::find(mixed.begin(), mixed.end(), "python"), mixed.end());
+    EXPECT_NE(std::find(mixed.begin(), mixed.end(), "pip"), mixed.end());
+    EXPECT_NE(std::find(mixed.begin(), mixed.end(), "文件"), mixed.end());
+    const std::vector<std::string> ja = words("東京で日本語を勉強します");
+    EXPECT_NE(std::find(ja.begin(), ja.end(), "日本語"), ja.end());
+    // Every word is [a-z0-9] or non-ASCII: what FTS5's ascii tokenizer keeps whole.
+    for (const auto& w : mixed)
+        for (char c : w) EXPECT_TRUE(c < 0 || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) << w;
+}
+
+TEST(Rag, SentencesEndAtChineseAndEnglishPunctuation) {
+    const std::string t = "今天天气很好。我们去公园吧！你去吗？ OK. Then we go.";
+    const auto s = sentences(t);
+    ASSERT_EQ(s.size(), 5u);
+    EXPECT_EQ(t.substr(s[0].first, s[0].second - s[0].first), "今天天气很好。");
+    EXPECT_EQ(t.substr(s[2].first, s[2].second - s[2].first), "你去吗？ ");
+    EXPECT_EQ(s.back().second, t.size());
+    for (size_t i = 1; i < s.size(); ++i) EXPECT_EQ(s[i].first, s[i - 1].second);
+}
+
+TEST(Rag, MarkdownAndRestructuredTextStructure) {
+    const std::string md = "# Title\n\nFirst para\nstill first.\n\n## Sub\n\n```\ncode\n\nmore code\n```\n\nSetext\n======\n\nlast\n";
+    const auto b = text_blocks(md, true);
+    ASSERT_EQ(b.size(), 6u);
+    EXPECT_EQ(b[0].level, 1);
+    EXPECT_EQ(md.substr(b[1].begin, b[1].end - b[1].begin), "First para\nstill first.");
+    EXPECT_EQ(b[2].level, 2);
+    EXPECT_EQ(md.substr(b[3].begin, b[3].end - b[3].begin), "```\ncode\n\nmore code\n```");  // one block, blank line and all
+    EXPECT_EQ(b[4].level, 1);
+    EXPECT_EQ(md.substr(b[4].begin, b[4].end - b[4].begin), "Setext");
+    const std::string rst = "=====\nTitle\n=====\n\nIntro text.\n\nSection\n-------\n\nBody.\n\nx\n---------- not an underline\n";
+    const auto r = text_blocks(rst, false);
+    ASSERT_GE(r.size(), 4u);
+    EXPECT_EQ(r[0].level, 1);
+    EXPECT_EQ(rst.substr(r[0].begin, r[0].end - r[0].begin), "Title");
+    EXPECT_EQ(r[2].level, 2);
+    EXPECT_EQ(rst.substr(r[2].begin, r[2].end - r[2].begin), "Section");
+    EXPECT_EQ(r.back().level, 0);
+}
+
+TEST(Rag, HtmlMainContentHeadingsAndEntities) {
+    const std::string html =
+        "<!DOCTYPE html><html><head><title>The &amp; page</title><style>p{}</style><script>var x = '<p>no</p>';</script></head>"
+        "<body><nav><a href=/>Home</a> menu</nav><div role=\"main\"><h1>Main <a class=\"headerlink\">¶</a></h1>"
+        "<p>First   paragraph\n with &lt;b&gt; text &eacute;.</p><ul><li>one</li><li>two</li></ul>"
+        "<h2>Second</h2><pre>  keep\n  spaces</pre><!-- hidden --></div><footer>copyright</footer></body></html>";
+    const Document d = html_document(html, "x.html");
+    EXPECT_EQ(d.title, "The & page");
+    ASSERT_EQ(d.blocks.size(), 6u);
+    EXPECT_EQ(d.blocks[0].level, 1);
+    EXPECT_EQ(slice(d, d.blocks[0].begin, d.blocks[0].end), "Main");
+    EXPECT_EQ(slice(d, d.blocks[1].begin, d.blocks[1].end), "First paragraph with <b> text é.");
+    EXPECT_EQ(slice(d, d.blocks[2].begin, d.blocks[2].end), "one");
+    EXPECT_EQ(d.blocks[4].level, 2);
+    EXPECT_EQ(slice(d, d.blocks[5].begin, d.blocks[5].end), "keep\n  spaces");
+    EXPECT_EQ(d.text.find("menu"), std::string::npos);
+    EXPECT_EQ(d.text.find("copyright"), std::string::npos);
+    EXPECT_EQ(d.text.find("var x"), std::string::npos);
+    // No charset declared, UTF-8 text: read as UTF-8 (libxml2 would assume ISO-8859-1).
+    const Document u = html_document("<p>naïve 中文</p>", "u.html");
+    EXPECT_EQ(u.text, "naïve 中文");
+}
+
+TEST(Rag, PdfAndJsonlDocuments) {
+    const auto pdf = read_documents("a.pdf", tiny_pdf("Hello from a PDF page", "Tiny PDF"));
+    ASSERT_EQ(pdf.size(), 1u);
+    EXPECT_EQ(pdf[0].title, "Tiny PDF");
+    EXPECT_NE(pdf[0].text.find("Hello from a PDF page"), std::string::npos);
+    EXPECT_THROW(read_documents("b.pdf", "%PDF-1.4 garbage"), Error);
+    const auto j = read_documents("d.jsonl", "{\"text\": \"alpha beta\", \"title\": \"A\"}\n\n{\"text\": \"gamma\", \"id\": 7}\n");
+    ASSERT_EQ(j.size(), 2u);
+    EXPECT_EQ(j[0].source, "d.jsonl#1");
+    EXPECT_EQ(j[0].title, "A");
+    EXPECT_EQ(j[1].source, "d.jsonl#3");
+    EXPECT_EQ(j[1].title, "7");
+    try {
+        read_documents("e.jsonl", "{\"body\": \"x\"}\n");
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("e.jsonl:1: no string field 'text'"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(read_documents("f.txt", std::string("bad \xc3 utf8")), Error);
+    EXPECT_EQ(format_of("x.docx"), "");
+    EXPECT_EQ(format_of("README"), "text");
+}
+
+TEST(Rag, ChunksFitStayInSectionsAndOverlap) {
+    Document d;
+    d.source = "t.md";
+    std::string text = "# A\n\n";
+    for (int p = 0; p < 6; ++p) {
+        for (int s = 0; s < 5; ++s) text += "Sentence " + std::to_string(p) + "-" + std::to_string(s) + " has exactly six words. ";
+        text += "\n\n";
+    }
+    text += "## B\n\nShort section.\n";
+    d.text = text;
+    d.blocks = text_blocks(d.text, true);
+    ChunkOptions o;
+    o.max_tokens = 40;  // a paragraph is 5 sentences × 7 words (with the numbers) = 35 words: one per chunk
+    o.overlap = 8;
+    const auto chunks = chunk_document(d, o);
+    ASSERT_GE(chunks.size(), 7u);
+    for (const Chunk& c : chunks) {
+        EXPECT_LE(c.tokens, 40);
+        EXPECT_EQ(static_cast<size_t>(c.tokens), words(slice(d, c.begin, c.end)).size());
+        EXPECT_LE(c.end, d.text.size());
+    }
+    EXPECT_EQ(chunks.front().heading, "A");
+    EXPECT_EQ(chunks.back().heading, "A > B");
+    EXPECT_EQ(slice(d, chunks.back().begin, chunks.back().end), "Short section.");
+    // The second chunk repeats the first's last sentence (7 words ≤ 8), then its own paragraph would overflow: so the
+    // paragraph starts its own chunk, carrying only what leaves room for it.
+    const std::string c1 = slice(d, chunks[1].begin, chunks[1].end);
+    EXPECT_EQ(c1.find("Sentence 1-0"), 0u) << c1;  // 7 + 35 > 40: no room to carry
+    // Smaller chunks cut paragraphs at sentences, and then the overlap shows.
+    o.max_tokens = 16;
+    const auto small = chunk_document(d, o);
+    int overlapping = 0;
+    for (size_t i = 1; i < small.size(); ++i)
+        if (small[i].heading == small[i - 1].heading && small[i].begin < small[i - 1].end) ++overlapping;
+    EXPECT_GT(overlapping, 5);
+    // A sentence longer than a chunk is cut at words.
+    Document longs;
+    longs.text = std::string("word ") + std::string(200, 'x') + " ";
+    for (int i = 0; i < 100; ++i) longs.text += strprintf("w%d ", i);
+    longs.blocks = text_blocks(longs.text, false);
+    o.max_tokens = 10;
+    for (const Chunk& c : chunk_document(longs, o)) EXPECT_LE(c.tokens, 10);
+}
+
+TEST(Rag, IndexIsIncrementalAndQueriesAreSafe) {
+    const fs::path dir = temp_dir("incr");
+    const fs::path docs = dir / "docs", kb = dir / "kb";
+    for (int i = 0; i < 1000; ++i)
+        write(docs / strprintf("d%d", i / 100) / strprintf("f%d.txt", i),
+              strprintf("Document %d talks about topic%d and nothing else.\n", i, i % 37));
+    write(docs / "image.png", "\x89PNG not text");
+    write(docs / ".hidden.txt", "never indexed");
+    IndexOptions o;
+    o.progress = false;
+    IndexStats s = build_index({docs.string()}, kb.string(), o);
+    EXPECT_EQ(s.files, 1000u);
+    EXPECT_EQ(s.added, 1000u);
+    ASSERT_EQ(s.skipped.size(), 1u);
+    EXPECT_NE(s.skipped[0].find("image.png: unsupported format"), std::string::npos);
+    EXPECT_EQ(s.chunks, 1000u);
+    // Edit one file of the 1,000: only it is read and re-indexed.
+    write(docs / "d3" / "f345.txt", "Document 345 now talks about zebras.\n");
+    s = build_index({docs.string()}, kb.string(), o);
+    EXPECT_EQ(s.changed, 1u);
+    EXPECT_EQ(s.unchanged, 999u);
+    EXPECT_EQ(s.added, 0u);
+    EXPECT_EQ(s.chunks_written, 1u);
+    Index index(kb.string());
+    auto hits = index.query("zebras", {});
+    ASSERT_EQ(hits.size(), 1u);
+    EXPECT_NE(hits[0].source.find("f345.txt"), std::string::npos);
+    EXPECT_GT(hits[0].score, 0);
+    EXPECT_TRUE(index.query("topic345", {}).empty());  // the old text is gone
+    // A deleted file leaves the index; an unparseable one is named and skipped.
+    fs::remove(docs / "d0" / "f7.txt");
+    write(docs / "bad.txt", std::string("\xff\xfe broken"));
+    s = build_index({docs.string()}, kb.string(), o);
+    EXPECT_EQ(s.removed, 1u);
+    EXPECT_EQ(s.documents, 999u);
+    bool named = false;
+    for (const auto& k : s.skipped) named = named || k.find("bad.txt: not UTF-8 text") != std::string::npos;
+    EXPECT_TRUE(named);
+    // Queries: empty, punctuation only, a language the index lacks, FTS5 syntax in the words.
+    EXPECT_TRUE(index.query("", {}).empty());
+    EXPECT_TRUE(index.query("?!", {}).empty());
+    EXPECT_TRUE(index.query("Привет мир", {}).empty());
+    EXPECT_TRUE(index.query("人工智能", {}).empty());
+    EXPECT_FALSE(index.query("\"document\" OR NEAR(topic1 AND", {}).empty());
+    QueryOptions k3;
+    k3.k = 3;
+    EXPECT_EQ(index.query("document", k3).size(), 3u);
+    // Different chunk sizes on an existing index are refused; no index at all is named.
+    IndexOptions other = o;
+    other.chunk.max_tokens = 64;
+    EXPECT_THROW(build_index({docs.string()}, kb.string(), other), Error);
+    EXPECT_THROW(Index((dir / "nothing").string()), Error);
+    EXPECT_THROW(build_index({(dir / "missing").string()}, kb.string(), o), Error);
+    fs::remove_all(dir);
+}
