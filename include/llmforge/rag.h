@@ -24,8 +24,9 @@ namespace llmforge::rag {
 // ---- text ----------------------------------------------------------------------------------------------------------
 
 // The words of a UTF-8 text as the index sees them: ICU word segments that hold a letter, a digit or an ideograph,
-// NFKC-case-folded, split at ASCII characters that are neither letters nor digits ("don't" → "don", "t"; "3.14" →
-// "3", "14"), so that every word is a run of [a-z0-9] and non-ASCII characters. Invalid UTF-8 is a bad-input Error.
+// NFKC-case-folded, split at characters that are not letters, marks or digits ("don't" → "don", "t"; "3.14" → "3",
+// "14"; "foo_bar" → "foo", "bar"), so that a word never holds ASCII punctuation or spaces (what FTS5's ascii tokenizer
+// splits at). Invalid UTF-8 is a bad-input Error.
 std::vector<std::string> words(std::string_view text);
 // The byte ranges [begin, end) of the ICU word segments that words() reads (before folding and splitting).
 std::vector<std::pair<size_t, size_t>> word_spans(std::string_view text);

@@ -3,6 +3,8 @@
 // (and Thai, Lao, Khmer, Burmese likewise); each segment's rule status says whether it is a word (letters, digits,
 // kana, ideographs) or spaces and punctuation.
 #include <unicode/brkiter.h>
+#include <unicode/uchar.h>
+#include <unicode/utf8.h>
 #include <unicode/normalizer2.h>
 #include <unicode/unistr.h>
 #include <unicode/utext.h>
@@ -43,16 +45,27 @@ void set_text(icu::BreakIterator& it, std::string_view text) {
 
 bool ascii_alnum(unsigned char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
-// Appends the pieces of a folded word between ASCII separators.
-void split_ascii(const std::string& w, std::vector<std::string>& out) {
-    size_t i = 0;
-    while (i < w.size()) {
-        while (i < w.size() && w[i] >= 0 && !ascii_alnum(static_cast<unsigned char>(w[i]))) ++i;
-        size_t j = i;
-        while (j < w.size() && (w[j] < 0 || ascii_alnum(static_cast<unsigned char>(w[j])))) ++j;
-        if (j > i) out.push_back(w.substr(i, j - i));
-        i = j;
+// Appends the pieces of a folded word between characters that are not letters, marks or digits (general categories
+// L, M, N): "don't" and "don’t" both give "don", "t"; "foo_bar" gives "foo", "bar".
+void split_alnum(const std::string& w, std::vector<std::string>& out) {
+    size_t start = 0;
+    int32_t i = 0;
+    const int32_t n = static_cast<int32_t>(w.size());
+    auto piece = [&](size_t end) {
+        if (end > start) out.push_back(w.substr(start, end - start));
+    };
+    while (i < n) {
+        const int32_t at = i;
+        UChar32 c;
+        U8_NEXT(w.data(), i, n, c);
+        const bool keep = c >= 0 && (c < 0x80 ? ascii_alnum(static_cast<unsigned char>(c))
+                                              : (U_GET_GC_MASK(c) & (U_GC_L_MASK | U_GC_M_MASK | U_GC_N_MASK)) != 0);
+        if (!keep) {
+            piece(static_cast<size_t>(at));
+            start = static_cast<size_t>(i);
+        }
     }
+    piece(w.size());
 }
 
 }  // namespace
@@ -60,26 +73,30 @@ void split_ascii(const std::string& w, std::vector<std::string>& out) {
 std::vector<std::string> words(std::string_view text) {
     std::vector<std::string> out;
     if (text.empty()) return out;
+    // Fold first, then segment: "x³" is the word "x3", "ＡＢＣ" is "abc" (NFKC_Casefold of ASCII is its lower case).
+    bool ascii = true;
+    for (char c : text) ascii = ascii && c >= 0;
+    std::string folded;
+    if (ascii) {
+        folded.resize(text.size());
+        for (size_t i = 0; i < text.size(); ++i) folded[i] = (text[i] >= 'A' && text[i] <= 'Z') ? static_cast<char>(text[i] - 'A' + 'a') : text[i];
+    } else {
+        if (text.size() > static_cast<size_t>(INT32_MAX / 2)) throw_bad_input("a text of %zu bytes is too long to segment", text.size());
+        if (!utf8_valid(std::string(text))) throw_bad_input("text to segment is not valid UTF-8");
+        UErrorCode st = U_ZERO_ERROR;
+        const icu::Normalizer2* fold = icu::Normalizer2::getNFKCCasefoldInstance(st);
+        if (U_FAILURE(st)) throw_runtime("ICU: no NFKC_Casefold normaliser: %s", u_errorName(st));
+        const icu::UnicodeString u = icu::UnicodeString::fromUTF8(icu::StringPiece(text.data(), static_cast<int32_t>(text.size())));
+        fold->normalize(u, st).toUTF8String(folded);
+        if (U_FAILURE(st)) throw_runtime("ICU: cannot normalise text: %s", u_errorName(st));
+    }
     icu::BreakIterator& it = iterator(false);
-    set_text(it, text);
-    UErrorCode st = U_ZERO_ERROR;
-    const icu::Normalizer2* fold = icu::Normalizer2::getNFKCCasefoldInstance(st);
-    if (U_FAILURE(st)) throw_runtime("ICU: no NFKC_Casefold normaliser: %s", u_errorName(st));
+    set_text(it, folded);
     std::string w;
     for (int32_t b = it.first(), e = it.next(); e != icu::BreakIterator::DONE; b = e, e = it.next()) {
         if (it.getRuleStatus() < UBRK_WORD_NONE_LIMIT) continue;  // spaces, punctuation, symbols
-        const std::string_view seg = text.substr(static_cast<size_t>(b), static_cast<size_t>(e - b));
-        bool ascii = true;
-        for (char c : seg) ascii = ascii && c >= 0;
-        w.clear();
-        if (ascii) {  // NFKC_Casefold of ASCII is its lower case
-            for (char c : seg) w += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-        } else {
-            icu::UnicodeString u = icu::UnicodeString::fromUTF8(icu::StringPiece(seg.data(), static_cast<int32_t>(seg.size())));
-            fold->normalize(u, st).toUTF8String(w);
-            if (U_FAILURE(st)) throw_runtime("ICU: cannot normalise a word: %s", u_errorName(st));
-        }
-        split_ascii(w, out);
+        w.assign(folded, static_cast<size_t>(b), static_cast<size_t>(e - b));
+        split_alnum(w, out);
     }
     return out;
 }

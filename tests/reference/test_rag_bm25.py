@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""BM25 of `llmforge rag query` against an independent computation, on real corpora.
+
+Corpus: the Python documentation's HTML pages (Debian's python3-doc: English) and Debian's fortunes-zh (Tang and Song
+poems, Chinese sayings with English words mixed in), indexed by `llmforge rag index`.
+
+The reference reads every chunk's words from the index (chunks.terms: the tokenisation is llmforge's) and computes
+BM25 itself — Robertson's formula as SQLite FTS5 defines it: k1 = 1.2, b = 0.75,
+idf = ln((N − n + 0.5) / (n + 0.5)) floored at 1e-6, score = Σ idf · tf·(k1+1) / (tf + k1·(1 − b + b·dl/avgdl)) over
+the query's distinct words — and ranks all chunks. Checked for every query: the same number of hits, and at every rank
+llmforge's score equals the reference's score at that rank and the reference's score of llmforge's chunk (≤ 1e-6
+relative), so the rankings agree up to exact ties. The tokenisation itself is checked independently where that is
+simple: for every chunk without CJK text, its words are the letter-and-digit runs of its NFKC case folding.
+
+Chinese: a line of a poem, as the query, finds the chunk that holds it. Mixed Chinese and English queries too.
+
+Run: /usr/bin/python3 tests/reference/test_rag_bm25.py --bin build/llmforge
+"""
+import argparse
+import glob
+import html.parser
+import json
+import math
+import os
+import random
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import unicodedata
+from collections import Counter, defaultdict
+
+RESULTS = {"passed": 0, "failed": 0}
+K1, B = 1.2, 0.75
+
+
+def check(name, ok, detail=""):
+    RESULTS["passed" if ok else "failed"] += 1
+    print(("PASS " if ok else "FAIL ") + name + (f"  ({detail})" if detail else ""), flush=True)
+
+
+class Headings(html.parser.HTMLParser):
+    """The text of <h3> elements (the Python FAQ's questions)."""
+
+    def __init__(self):
+        super().__init__()
+        self.depth, self.buf, self.out = 0, "", []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "h3":
+            self.depth, self.buf = 1, ""
+
+    def handle_endtag(self, tag):
+        if tag == "h3" and self.depth:
+            self.depth = 0
+            self.out.append(self.buf.replace("¶", "").strip())
+
+    def handle_data(self, data):
+        if self.depth:
+            self.buf += data
+
+
+class Bm25:
+    def __init__(self, db):
+        con = sqlite3.connect(db)
+        self.terms = {}
+        self.postings = defaultdict(dict)  # word → {chunk: tf}
+        total = 0
+        for cid, terms in con.execute("SELECT id, terms FROM chunks"):
+            w = terms.split(" ") if terms else []
+            self.terms[cid] = w
+            total += len(w)
+            for t, n in Counter(w).items():
+                self.postings[t][cid] = n
+        self.n = len(self.terms)
+        self.avgdl = total / self.n
+        con.close()
+
+    def rank(self, words):
+        scores = defaultdict(float)
+        for t in sorted(set(words)):
+            p = self.postings.get(t, {})
+            if not p:
+                continue
+            idf = math.log((self.n - len(p) + 0.5) / (len(p) + 0.5))
+            if idf <= 0:
+                idf = 1e-6
+            for cid, tf in p.items():
+                dl = len(self.terms[cid])
+                scores[cid] += idf * (tf * (K1 + 1)) / (tf + K1 * (1 - B + B * dl / self.avgdl))
+        return sorted(scores.items(), key=lambda x: (-x[1], x[0]))
+
+
+def run(bin_, *args):
+    r = subprocess.run([bin_, *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"llmforge {' '.join(args)} failed: {r.stderr.strip()}")
+    return r.stdout
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    a = ap.parse_args()
+    docs = sorted(glob.glob("/usr/share/doc/python3*/html/faq"))
+    if not docs:
+        print("FAIL the Python documentation is missing: scripts/setup.sh installs python3-doc")
+        return 1
+    html_root = os.path.dirname(docs[-1])
+    fortunes = "/usr/share/games/fortunes"
+    if not os.path.exists(f"{fortunes}/tang300.u8"):
+        print("FAIL fortunes-zh is missing: scripts/setup.sh installs it")
+        return 1
+    rnd = random.Random(7)
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = os.path.join(tmp, "corpus")
+        for sub in ("faq", "tutorial", "howto", "library"):
+            shutil.copytree(os.path.join(html_root, sub), os.path.join(corpus, sub))
+        os.makedirs(os.path.join(corpus, "zh"))
+        for name in ("tang300", "song100", "chinese"):
+            # fortune files: entries between '%' lines, with ANSI colour codes around titles and authors
+            text = open(f"{fortunes}/{name}.u8", encoding="utf-8").read()
+            text = re.sub(r"\x1b\[[0-9;]*m", "", text).replace("\n%\n", "\n\n")
+            open(os.path.join(corpus, "zh", name + ".txt"), "w", encoding="utf-8").write(text)
+        kb = os.environ.get("KEEP_KB") or os.path.join(tmp, "kb")
+        stats = json.loads(run(a.bin, "rag", "index", corpus, "-o", kb, "--json", "-q"))
+        check("index built", stats["chunks"] > 1000 and not stats["skipped"], f"{stats['files']} files, {stats['chunks']} chunks")
+        ref = Bm25(os.path.join(kb, "index.sqlite"))
+
+        # The tokenisation, where an independent one is simple — text without the scripts ICU segments by dictionary
+        # (Han, kana, Thai, …) and without format characters: the maximal runs of letters, marks and digits (Unicode
+        # categories L, M, N) of the NFKC case-folded text.
+        con = sqlite3.connect(os.path.join(kb, "index.sqlite"))
+        plain_n, ascii_n, bad = 0, 0, []
+        dictionary = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
+        for cid, heading, text, terms in con.execute("SELECT id, heading, text, terms FROM chunks"):
+            s = heading + "\n" + text
+            if dictionary.search(s) or any(unicodedata.category(c) == "Cf" for c in s):
+                continue
+            plain_n += 1
+            ascii_n += s.isascii()
+            folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", s).casefold())
+            runs = "".join(c if unicodedata.category(c)[0] in "LMN" else " " for c in folded).split()
+            if runs != (terms.split(" ") if terms else []):
+                bad.append(cid)
+        check("words of text without CJK: the letter-and-digit runs of its NFKC case folding", plain_n > 3000 and not bad,
+              f"{plain_n} chunks ({ascii_n} ASCII), {len(bad)} differ{': ' + str(bad[:5]) if bad else ''}")
+
+        # Queries: the FAQ's questions, poem lines, mixed Chinese and English, single rare and common words.
+        questions = []
+        for f in sorted(glob.glob(os.path.join(html_root, "faq", "*.html"))):
+            h = Headings()
+            h.feed(open(f, encoding="utf-8").read())
+            questions += h.out
+        english = rnd.sample(questions, 25)
+        lines = []
+        for name in ("tang300", "song100"):
+            for line in open(os.path.join(corpus, "zh", name + ".txt"), encoding="utf-8"):
+                line = line.strip()
+                if re.fullmatch(r"[\u4e00-\u9fff]{5,7}，[\u4e00-\u9fff]{5,7}。", line):
+                    lines.append(line)
+        chinese = rnd.sample(lines, 25)
+        mixed = ["Debian 贡献者", "Python 的文件", "自由软件 free software", "GNU 项目", "用 Python 读取 file"]
+        other = ["the", "of and to", "lambda", "asyncio event loop", "zzzzqqq", "printf"]
+        worst, compared = 0.0, 0
+        mismatches = []
+        for q in english + chinese + mixed + other:
+            out = json.loads(run(a.bin, "rag", "query", kb, q, "-k", "10", "--json"))
+            want = ref.rank(out["terms"])
+            by_id = dict(want)
+            hits = out["hits"]
+            ok = len(hits) == min(10, len(want))
+            for i, h in enumerate(hits):
+                for r in (want[i][1], by_id.get(h["chunk"], float("nan"))):
+                    err = abs(h["score"] - r) / max(1.0, abs(r))
+                    worst = max(worst, err) if err == err else float("inf")
+                    ok = ok and err <= 1e-6
+                compared += 1
+            if not ok:
+                mismatches.append(q)
+        check("BM25 scores and rankings equal the reference (≤ 1e-6 relative)", not mismatches,
+              f"{len(english + chinese + mixed + other)} queries, {compared} ranked chunks, worst {worst:.2e}"
+              + (f"; differ: {mismatches[:3]}" if mismatches else ""))
+
+        # Chinese retrieval: the poem line as the query finds the chunk that holds it.
+        top1 = top5 = 0
+        for q in chinese:
+            hits = json.loads(run(a.bin, "rag", "query", kb, q, "-k", "5", "--json"))["hits"]
+            ranks = [i for i, h in enumerate(hits) if q in h["text"]]
+            top1 += bool(ranks) and ranks[0] == 0
+            top5 += bool(ranks)
+        check("Chinese: a poem line finds its chunk (top 5 every time, top 1 in ≥ 90 %)", top5 == len(chinese) and top1 >= 0.9 * len(chinese),
+              f"top 1: {top1}/{len(chinese)}, top 5: {top5}/{len(chinese)}")
+        # Mixed: the Chinese sayings mention Debian; the query in both scripts finds such a chunk first.
+        hits = json.loads(run(a.bin, "rag", "query", kb, "Debian 贡献者", "-k", "1", "--json"))["hits"]
+        check("mixed Chinese and English query", hits and "Debian" in hits[0]["text"] and "贡献者" in hits[0]["text"],
+              hits[0]["text"][:60].replace("\n", " ") if hits else "no hit")
+        # A query in a language the index lacks, and one without words: no hits, exit status 0.
+        for q in ("Привет мир", "？！。", ""):
+            out = json.loads(run(a.bin, "rag", "query", kb, q, "--json"))
+            check(f"no hits for {q!r}", out["hits"] == [])
+    print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")
+    return 1 if RESULTS["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
