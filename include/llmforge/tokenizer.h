@@ -20,7 +20,8 @@ enum class TokenType : int32_t { Undefined = 0, Normal = 1, Unknown = 2, Control
 
 class Vocab {
 public:
-    std::string model = "llama";         // tokenizer.ggml.model: "llama" (SentencePiece) or "gpt2" (byte-level BPE)
+    std::string model = "llama";         // tokenizer.ggml.model: "llama" (SentencePiece), "gpt2" (byte-level BPE) or
+                                          // "bert" (WordPiece: bos is [CLS], eos is [SEP])
     std::shared_ptr<const BpeTokenizer> bpe;  // set for byte-level BPE: encoding and decoding go through it
     std::string pre;                      // BPE: tokenizer.ggml.pre, the pre-tokeniser's name
     std::vector<std::string> pieces;      // piece text, "▁" standing for a space
@@ -66,9 +67,14 @@ public:
     // config_text: the tokenizer_config.json beside it, or "".
     static bool is_spm_hf_json(const std::string& text);
     static Vocab from_hf_spm_json(const std::string& text, const std::string& origin, const std::string& config_text = "");
+    // A WordPiece tokenizer.json (BERT's uncased BertNormalizer and BertPreTokenizer; others are refused, named).
+    static bool is_wordpiece_hf_json(const std::string& text);
+    static Vocab from_hf_wordpiece_json(const std::string& text, const std::string& origin, const std::string& config_text = "");
 
 private:
     void encode_spm(const std::string& text, std::vector<int32_t>& out) const;
+    void encode_wpm(const std::string& text, std::vector<int32_t>& out) const;  // WordPiece (wordpiece.cpp)
+    std::string wordpiece_hf_json() const;
     void resegment(const std::string& text, std::vector<int32_t>& out) const;
     std::unordered_map<std::string, int32_t> index_;
     int32_t byte_ids_[256];

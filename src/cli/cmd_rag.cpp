@@ -94,7 +94,7 @@ void add_rag_query(CLI::App* rag) {
     auto o = std::make_shared<Opts>();
     cmd->add_option("index", o->kb, "the index directory (llmforge rag index)")->required();
     cmd->add_option("question", o->question, "the question (any language the index holds)")->required();
-    cmd->add_option("-k,--top-k", o->k, "how many chunks")->check(at_least(1));
+    cmd->add_option("-k,--hits", o->k, "how many chunks")->check(at_least(1));
     cmd->add_option("--mode", o->mode, "retrieval: bm25")->check(CLI::IsMember({"bm25"}));
     cmd->add_flag("--json", o->json, "print the result as one JSON object (with the chunks' whole texts)");
     cmd->callback([o] {

@@ -186,6 +186,11 @@ std::vector<int32_t> Vocab::encode(const std::string& text, bool add_special, bo
             prev_special = true;
             continue;
         }
+        if (model == "bert") {
+            encode_wpm(f.text, out);
+            prev_special = false;
+            continue;
+        }
         std::string t = (add_space_prefix && prev_special) ? " " + f.text : f.text;
         encode_spm(escape_spaces(t), out);
         prev_special = false;
@@ -246,8 +251,9 @@ Vocab Vocab::from_gguf(const gguf::Metadata& meta, const std::string& path) {
         b.finalize();
         return b;
     }
-    if (v.model != "llama")
-        throw_bad_input("'%s': tokenizer model '%s' is not supported (SentencePiece 'llama' and byte-level BPE 'gpt2' are)", path.c_str(), v.model.c_str());
+    if (v.model != "llama" && v.model != "bert")
+        throw_bad_input("'%s': tokenizer model '%s' is not supported (SentencePiece 'llama', byte-level BPE 'gpt2' and WordPiece 'bert' are)",
+                        path.c_str(), v.model.c_str());
     const gguf::Value* toks = meta.find("tokenizer.ggml.tokens");
     if (!toks || toks->type != gguf::Type::ARRAY || toks->elem != gguf::Type::STRING)
         throw_bad_input("'%s' has no tokenizer.ggml.tokens string array", path.c_str());
@@ -262,12 +268,22 @@ Vocab Vocab::from_gguf(const gguf::Metadata& meta, const std::string& path) {
         if (ty->array_size() != n || ty->arr_i.size() != n) throw_bad_input("'%s': tokenizer.ggml.token_type has %zu entries for %zu tokens", path.c_str(), ty->array_size(), n);
         for (int64_t t : ty->arr_i) v.types.push_back((t >= 0 && t <= 6) ? static_cast<TokenType>(t) : TokenType::Normal);
     }
-    v.bos = static_cast<int32_t>(meta.get_int("tokenizer.ggml.bos_token_id", 1));
-    v.eos = static_cast<int32_t>(meta.get_int("tokenizer.ggml.eos_token_id", 2));
-    v.unk = static_cast<int32_t>(meta.get_int("tokenizer.ggml.unknown_token_id", 0));
-    v.add_bos = meta.get_bool("tokenizer.ggml.add_bos_token", true);
-    v.add_eos = meta.get_bool("tokenizer.ggml.add_eos_token", false);
-    v.add_space_prefix = meta.get_bool("tokenizer.ggml.add_space_prefix", true);
+    if (v.model == "bert") {
+        // WordPiece: a sequence is [CLS] text [SEP] (llama.cpp's defaults 101, 102, 100 are BERT's ids; GGUF spells the
+        // separator's key "seperator")
+        v.bos = static_cast<int32_t>(meta.get_int("tokenizer.ggml.cls_token_id", meta.get_int("tokenizer.ggml.bos_token_id", 101)));
+        v.eos = static_cast<int32_t>(meta.get_int("tokenizer.ggml.seperator_token_id", meta.get_int("tokenizer.ggml.eos_token_id", 102)));
+        v.unk = static_cast<int32_t>(meta.get_int("tokenizer.ggml.unknown_token_id", 100));
+        v.add_bos = v.add_eos = true;
+        v.add_space_prefix = false;
+    } else {
+        v.bos = static_cast<int32_t>(meta.get_int("tokenizer.ggml.bos_token_id", 1));
+        v.eos = static_cast<int32_t>(meta.get_int("tokenizer.ggml.eos_token_id", 2));
+        v.unk = static_cast<int32_t>(meta.get_int("tokenizer.ggml.unknown_token_id", 0));
+        v.add_bos = meta.get_bool("tokenizer.ggml.add_bos_token", true);
+        v.add_eos = meta.get_bool("tokenizer.ggml.add_eos_token", false);
+        v.add_space_prefix = meta.get_bool("tokenizer.ggml.add_space_prefix", true);
+    }
     v.chat_template = meta.get_string("tokenizer.chat_template", "");
     v.finalize();
     return v;
@@ -291,6 +307,10 @@ void Vocab::to_gguf(gguf::Metadata& meta) const {
     meta.set("tokenizer.ggml.bos_token_id", gguf::Value::u32(static_cast<uint32_t>(bos)));
     meta.set("tokenizer.ggml.eos_token_id", gguf::Value::u32(static_cast<uint32_t>(eos)));
     meta.set("tokenizer.ggml.unknown_token_id", gguf::Value::u32(static_cast<uint32_t>(unk)));
+    if (model == "bert") {
+        meta.set("tokenizer.ggml.cls_token_id", gguf::Value::u32(static_cast<uint32_t>(bos)));
+        meta.set("tokenizer.ggml.seperator_token_id", gguf::Value::u32(static_cast<uint32_t>(eos)));
+    }
     meta.set("tokenizer.ggml.add_bos_token", gguf::Value::boolean(add_bos));
     meta.set("tokenizer.ggml.add_eos_token", gguf::Value::boolean(add_eos));
     meta.set("tokenizer.ggml.add_space_prefix", gguf::Value::boolean(add_space_prefix));
@@ -348,6 +368,7 @@ Vocab Vocab::load(const std::string& path) {
         const std::string cfg = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer_config.json";
         const std::string cfg_text = file_exists(cfg) ? read_text_file(cfg) : std::string();
         if (is_spm_hf_json(text)) return from_hf_spm_json(text, path, cfg_text);
+        if (is_wordpiece_hf_json(text)) return from_hf_wordpiece_json(text, path, cfg_text);
         Vocab v = from_bpe(BpeTokenizer::from_hf_json_text(text, path));
         // BOS/EOS from the post-processor and tokenizer_config.json (the JSON read again without its model: fast)
         const nlohmann::json top = nlohmann::json::parse(text, [](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {

@@ -41,6 +41,7 @@ bool mergeable(TokenType t) { return t == TokenType::Normal || t == TokenType::U
 
 std::string Vocab::to_hf_json() const {
     if (bpe) return bpe->to_hf_json();
+    if (model == "bert") return wordpiece_hf_json();
     const int32_t n = size();
     ojson j;
     j["version"] = "1.0";
@@ -115,6 +116,16 @@ std::string Vocab::to_hf_json() const {
 std::string Vocab::hf_tokenizer_config(int64_t model_max_length) const {
     ojson j;
     auto piece = [&](int32_t id) { return id >= 0 && id < size() && !pieces[static_cast<size_t>(id)].empty() ? ojson(pieces[static_cast<size_t>(id)]) : ojson(nullptr); };
+    if (model == "bert") {
+        j["tokenizer_class"] = "BertTokenizerFast";
+        j["do_lower_case"] = true;
+        j["cls_token"] = piece(bos);
+        j["sep_token"] = piece(eos);
+        j["unk_token"] = piece(unk);
+        j["clean_up_tokenization_spaces"] = true;
+        if (model_max_length > 0) j["model_max_length"] = model_max_length;
+        return j.dump(2) + "\n";
+    }
     if (!bpe) {
         j["tokenizer_class"] = "LlamaTokenizerFast";
         j["add_bos_token"] = add_bos;

@@ -301,8 +301,18 @@ TEST(BadInput, TokenizerTruncatedJson) {
 
 TEST(BadInput, TokenizerUnknownModelType) {
     std::string j = small_tokenizer_json();
+    j.replace(j.find("\"BPE\""), 5, "\"Unigram\"");
+    expect_bad_tokenizer("unigram.json", j, "model type 'Unigram' is not supported");
+    // WordPiece is read (BERT's uncased normalisation); one with another normaliser is refused, named
+    j = small_tokenizer_json();
     j.replace(j.find("\"BPE\""), 5, "\"WordPiece\"");
-    expect_bad_tokenizer("wordpiece.json", j, "model type 'WordPiece' is not supported");
+    std::string err;
+    const std::string p = test::tmp_path("wordpiece.json");
+    write_bytes(p, j);
+    const int rc = run_cli("tokenize --tokenizer " + p + " hello", &err);
+    if (rc == -1) GTEST_SKIP() << "LLMFORGE_BIN not set";
+    EXPECT_EQ(rc, 2) << err;
+    EXPECT_NE(err.find("a WordPiece tokenizer without BertNormalizer is not supported"), std::string::npos) << err;
 }
 
 TEST(BadInput, TokenizerUnknownPreTokenizer) {

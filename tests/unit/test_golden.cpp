@@ -210,7 +210,7 @@ TEST(Golden, LogitsMatchLlamaCpp) {
 }
 
 // llama.cpp's tokenizer test vectors (test-tokenizer-0): every SentencePiece-type and byte-level BPE vocabulary must
-// pass (WordPiece, bert-bge, is not a tokenizer llmforge implements).
+// pass, and WordPiece (bert-bge).
 TEST(Golden, VocabTestVectors) {
     REQUIRE_GOLDEN();
     const std::string dir = test::golden_dir() + "/vocab/";
@@ -221,7 +221,7 @@ TEST(Golden, VocabTestVectors) {
         if (!file_exists(gguf_path + ".inp")) continue;
         const gguf::File f = gguf::read(gguf_path);
         const std::string model = f.meta.get_string("tokenizer.ggml.model", "");
-        if (model != "llama" && model != "gpt2") continue;
+        if (model != "llama" && model != "gpt2" && model != "bert") continue;
         const Vocab v = Vocab::from_gguf(f.meta, gguf_path);
         const std::string inp = test::read_file(gguf_path + ".inp");
         const std::string out = test::read_file(gguf_path + ".out");
@@ -241,7 +241,7 @@ TEST(Golden, VocabTestVectors) {
             EXPECT_EQ(v.encode(inputs[i], false, false), test::parse_ids(lines[i])) << name << " input #" << i << ": [" << inputs[i] << "]";
         ++vocabs;
     }
-    EXPECT_GE(vocabs, 9);  // llama-spm, phi-3 and the seven BPE vocabularies with test vectors
+    EXPECT_GE(vocabs, 10);  // llama-spm, phi-3, the seven BPE vocabularies with test vectors, bert-bge
 }
 
 // llama-perplexity on stories260K and ppl_story.txt (-c 128): every running estimate and the final PPL ± error, as
