@@ -145,4 +145,49 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
+// ---- evaluation ----------------------------------------------------------------------------------------------------
+
+// A question and the documents that answer it: Hit::source values ("path", or "path#line" for a JSONL line), or
+// their ends after a '/' (so that a question set travels with its corpus to another directory).
+struct QaItem {
+    std::string question;
+    std::vector<std::string> gold;
+};
+// A JSONL file of {"question": "...", "gold": "source" | ["source", ...]}; a line without them is a bad-input Error
+// naming it.
+std::vector<QaItem> read_qa(const std::string& path);
+
+struct EvalOptions {
+    int k = 5;               // recall@k
+    int bootstrap = 1000;    // resamples of the questions for the 95 % intervals (0: none)
+    uint64_t seed = 1;
+    const std::atomic<bool>* stop = nullptr;
+    bool progress = true;
+};
+
+// A mean over the questions and its 95 % bootstrap interval (percentiles 2.5 and 97.5 of the resampled means).
+struct Estimate {
+    double mean = 0, lo = 0, hi = 0;
+};
+
+struct RetrievalEval {
+    size_t questions = 0;
+    int k = 0;
+    Estimate recall;  // recall@k: the share of a question's gold documents among the first k documents
+    Estimate mrr;     // MRR@10: 1 / the rank of the first gold document (0 beyond 10)
+    Estimate ndcg;    // nDCG@10, binary relevance: Σ 1/log2(rank + 1) over gold documents in the first 10, over the best possible
+    std::vector<std::vector<int>> ranks;  // per question, the ranks (from 1) of its gold documents found in the first 10
+};
+
+// Ranks documents for each question — the chunks' ranking with each document at the rank of its best chunk — and
+// scores them against the gold documents.
+RetrievalEval evaluate_retrieval(const Index& index, const std::vector<QaItem>& qa, const EvalOptions& o);
+
+// The metrics of one question from its gold documents' ranks (1-based, any order): what evaluate_retrieval averages.
+double recall_at(const std::vector<int>& ranks, size_t n_gold, int k);
+double reciprocal_rank(const std::vector<int>& ranks, int cutoff = 10);
+double ndcg_at(const std::vector<int>& ranks, size_t n_gold, int cutoff = 10);
+// The mean of values and its bootstrap interval.
+Estimate bootstrap_mean(const std::vector<double>& values, int resamples, uint64_t seed);
+
 }  // namespace llmforge::rag

@@ -1,5 +1,6 @@
 // llmforge rag index INPUTS... -o KB : documents → chunks → an index (SQLite + FTS5 BM25), incrementally;
-// llmforge rag query KB QUESTION     : the best chunks for a question.
+// llmforge rag query KB QUESTION     : the best chunks for a question;
+// llmforge rag eval KB --qa FILE     : retrieval quality on questions with known answers.
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -122,6 +123,49 @@ void add_rag_query(CLI::App* rag) {
     });
 }
 
+void add_rag_eval(CLI::App* rag) {
+    auto* cmd = rag->add_subcommand("eval", "Retrieval quality on questions with known answers: recall@k, MRR@10 and nDCG@10 over documents, "
+                                            "with 95 % bootstrap intervals");
+    struct Opts {
+        std::string kb, qa, mode = "bm25";
+        int k = 5, bootstrap = 1000;
+        bool json = false, quiet = false;
+    };
+    auto o = std::make_shared<Opts>();
+    cmd->add_option("index", o->kb, "the index directory (llmforge rag index)")->required();
+    cmd->add_option("--qa", o->qa, "JSONL: {\"question\": ..., \"gold\": SOURCE or [SOURCE, ...]} per line; a source as `rag query` "
+                                   "prints it, or its end after a '/'")->required();
+    cmd->add_option("-k,--hits", o->k, "the k of recall@k")->check(at_least(1));
+    cmd->add_option("--mode", o->mode, "retrieval: bm25")->check(CLI::IsMember({"bm25"}));
+    cmd->add_option("--bootstrap", o->bootstrap, "resamples of the questions for the intervals (0: none)")->check(at_least(0));
+    cmd->add_flag("--json", o->json, "print the result as one JSON object (with each question's gold ranks)");
+    cmd->add_flag("-q,--quiet", o->quiet, "no progress line");
+    cmd->callback([o] {
+        const std::vector<rag::QaItem> qa = rag::read_qa(o->qa);
+        rag::Index kb(o->kb);
+        rag::EvalOptions eo;
+        eo.k = o->k;
+        eo.bootstrap = o->bootstrap;
+        eo.progress = !o->quiet;
+        StopOnSignal stop;
+        eo.stop = stop.flag();
+        const rag::RetrievalEval r = rag::evaluate_retrieval(kb, qa, eo);
+        auto est = [](const rag::Estimate& e) { return nlohmann::json{{"mean", e.mean}, {"lo", e.lo}, {"hi", e.hi}}; };
+        if (o->json) {
+            nlohmann::json j = {{"index", o->kb}, {"qa", o->qa}, {"mode", o->mode}, {"questions", r.questions}, {"k", r.k},
+                                {"recall_at_k", est(r.recall)}, {"mrr_at_10", est(r.mrr)}, {"ndcg_at_10", est(r.ndcg)},
+                                {"bootstrap", o->bootstrap}, {"ranks", r.ranks}};
+            std::printf("%s\n", j.dump().c_str());
+            return;
+        }
+        std::printf("%s, %zu questions, mode %s (95 %% bootstrap intervals, %d resamples)\n", o->qa.c_str(), r.questions, o->mode.c_str(),
+                    o->bootstrap);
+        std::printf("  recall@%-3d %.4f  [%.4f, %.4f]\n", r.k, r.recall.mean, r.recall.lo, r.recall.hi);
+        std::printf("  MRR@10     %.4f  [%.4f, %.4f]\n", r.mrr.mean, r.mrr.lo, r.mrr.hi);
+        std::printf("  nDCG@10    %.4f  [%.4f, %.4f]\n", r.ndcg.mean, r.ndcg.lo, r.ndcg.hi);
+    });
+}
+
 }  // namespace
 
 void add_rag(CLI::App& app) {
@@ -129,6 +173,7 @@ void add_rag(CLI::App& app) {
     rag->require_subcommand(1);
     add_rag_index(rag);
     add_rag_query(rag);
+    add_rag_eval(rag);
 }
 
 }  // namespace llmforge::cli

@@ -201,6 +201,31 @@ def main():
         for q in ("Привет мир", "？！。", ""):
             out = json.loads(run(a.bin, "rag", "query", kb, q, "--json"))
             check(f"no hits for {q!r}", out["hits"] == [])
+        # rag eval: recall@k, MRR@10 and nDCG@10 recomputed here from `rag query`'s chunk rankings (documents at the rank
+        # of their best chunk), on the FAQ evaluation set (scripts/rag_eval_sets.py).
+        sets = os.path.join(tmp, "sets")
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "rag_eval_sets.py"), sets],
+                       check=True, capture_output=True)
+        faq_kb = os.path.join(tmp, "faq-kb")
+        run(a.bin, "rag", "index", os.path.join(sets, "faq", "corpus"), "-o", faq_kb, "-q")
+        qa = [json.loads(l) for l in open(os.path.join(sets, "faq", "test.jsonl"), encoding="utf-8")]
+        got = json.loads(run(a.bin, "rag", "eval", faq_kb, "--qa", os.path.join(sets, "faq", "test.jsonl"), "-k", "5", "--json", "-q"))
+        rec, rr, nd = [], [], []
+        for q in qa:
+            hits = json.loads(run(a.bin, "rag", "query", faq_kb, q["question"], "-k", "80", "--json"))["hits"]
+            docs = []
+            for h in hits:
+                if h["source"] not in docs:
+                    docs.append(h["source"])
+            ranks = [i + 1 for i, d in enumerate(docs[:10]) if d.endswith("/" + q["gold"])]
+            rec.append(sum(r <= 5 for r in ranks))
+            rr.append(1 / min(ranks) if ranks else 0.0)
+            nd.append(sum(1 / math.log2(r + 1) for r in ranks))  # one gold document: the ideal DCG is 1
+        want = {"recall_at_k": sum(rec) / len(qa), "mrr_at_10": sum(rr) / len(qa), "ndcg_at_10": sum(nd) / len(qa)}
+        ok = all(abs(got[k]["mean"] - v) < 1e-12 and got[k]["lo"] <= got[k]["mean"] <= got[k]["hi"] and got[k]["hi"] - got[k]["lo"] > 0.01
+                 for k, v in want.items())
+        check("rag eval: recall@5, MRR@10, nDCG@10 equal a recomputation; the bootstrap intervals hold the means", ok,
+              ", ".join(f"{k} {got[k]['mean']:.4f} [{got[k]['lo']:.4f}, {got[k]['hi']:.4f}] (here {v:.4f})" for k, v in want.items()))
     print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")
     return 1 if RESULTS["failed"] else 0
 

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <cmath>
 #include <set>
 
 #include "llmforge/error.h"
@@ -260,4 +261,29 @@ TEST(Rag, IndexIsIncrementalAndQueriesAreSafe) {
     EXPECT_THROW(Index((dir / "nothing").string()), Error);
     EXPECT_THROW(build_index({(dir / "missing").string()}, kb.string(), o), Error);
     fs::remove_all(dir);
+}
+
+TEST(Rag, RetrievalMetricsByHand) {
+    // one gold document at rank 3 of 10
+    EXPECT_DOUBLE_EQ(recall_at({3}, 1, 5), 1.0);
+    EXPECT_DOUBLE_EQ(recall_at({3}, 1, 2), 0.0);
+    EXPECT_DOUBLE_EQ(reciprocal_rank({3}), 1.0 / 3);
+    EXPECT_DOUBLE_EQ(ndcg_at({3}, 1), 1.0 / 2.0);  // 1/log2(4) over 1/log2(2)
+    // two gold documents at ranks 1 and 3: DCG 1 + 1/2, ideal 1 + 1/log2(3)
+    EXPECT_NEAR(ndcg_at({1, 3}, 2), 1.5 / (1.0 + 1.0 / std::log2(3.0)), 1e-15);
+    EXPECT_DOUBLE_EQ(recall_at({1, 3}, 2, 2), 0.5);
+    // nothing found in the first 10
+    EXPECT_DOUBLE_EQ(reciprocal_rank({}), 0.0);
+    EXPECT_DOUBLE_EQ(reciprocal_rank({11}), 0.0);
+    EXPECT_DOUBLE_EQ(ndcg_at({}, 3), 0.0);
+    // the bootstrap: the mean exactly; an interval around it that narrows with more questions
+    std::vector<double> v;
+    for (int i = 0; i < 100; ++i) v.push_back(i % 4 == 0 ? 1.0 : 0.0);
+    const Estimate e = bootstrap_mean(v, 2000, 7);
+    EXPECT_DOUBLE_EQ(e.mean, 0.25);
+    EXPECT_LT(e.lo, 0.25);
+    EXPECT_GT(e.hi, 0.25);
+    EXPECT_NEAR(e.hi - e.lo, 2 * 1.96 * std::sqrt(0.25 * 0.75 / 100), 0.04);  // the normal approximation's width
+    const Estimate none = bootstrap_mean(v, 0, 7);
+    EXPECT_EQ(none.lo, none.hi);
 }
