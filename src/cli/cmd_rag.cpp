@@ -2,6 +2,8 @@
 // llmforge rag query KB QUESTION     : the best chunks for a question;
 // llmforge rag eval KB --qa FILE     : retrieval quality on questions with known answers.
 #include <cstdio>
+#include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
@@ -68,7 +70,28 @@ void add_rag_index(CLI::App* rag) {
         StopOnSignal stop;
         io.stop = stop.flag();
         const rag::IndexStats s = rag::build_index(o->inputs, o->out, io);
-        for (const std::string& k : s.skipped) log_line("skipped %s", k.c_str());
+        // Files that could not be read or parsed: each named. Files of formats llmforge does not read: counted by
+        // extension, the first few named (--json lists them all).
+        std::map<std::string, int> by_ext;
+        std::vector<std::string> unsupported;
+        for (const std::string& k : s.skipped) {
+            const std::string tail = ": unsupported format";
+            if (k.size() > tail.size() && k.compare(k.size() - tail.size(), tail.size(), tail) == 0) {
+                const std::string path = k.substr(0, k.size() - tail.size());
+                std::string ext = std::filesystem::path(path).extension().string();
+                ++by_ext[ext.empty() ? "(none)" : ext];
+                unsupported.push_back(path);
+            } else {
+                log_line("skipped %s", k.c_str());
+            }
+        }
+        if (!unsupported.empty()) {
+            std::string exts, first;
+            for (const auto& [e, n] : by_ext) exts += (exts.empty() ? "" : ", ") + e + " " + std::to_string(n);
+            for (size_t i = 0; i < std::min<size_t>(3, unsupported.size()); ++i) first += (i ? ", " : "") + unsupported[i];
+            log_line("skipped %zu files of formats llmforge does not read (%s): %s%s", unsupported.size(), exts.c_str(), first.c_str(),
+                     unsupported.size() > 3 ? ", … (--json lists them all)" : "");
+        }
         if (o->json) {
             nlohmann::json j = {{"index", o->out}, {"files", s.files}, {"added", s.added}, {"changed", s.changed}, {"unchanged", s.unchanged},
                                 {"removed", s.removed}, {"skipped", s.skipped}, {"documents", s.documents}, {"chunks", s.chunks},
