@@ -42,8 +42,11 @@ enum class RopeScaling { None, Linear, Llama3, Yarn };
 
 enum class NormKind { LayerNorm, RMSNorm };  // LayerNorm: (x − μ)/σ · w + b;  RMSNorm: x / rms(x) · w
 // GeluTanh: GELU(x W_up) W_down;  SwiGLU: (silu(x W_gate) ⊙ x W_up) W_down;  GeGLU: (GELU(x W_gate) ⊙ x W_up) W_down
-// (GELU: the tanh approximation everywhere)
-enum class MlpKind { GeluTanh, SwiGLU, GeGLU };
+// (GELU: the tanh approximation); Gelu: GELU(x W_up) W_down with the exact GELU, x·Φ(x) = x/2·(1 + erf(x/√2)) (BERT)
+enum class MlpKind { GeluTanh, SwiGLU, GeGLU, Gelu };
+// How a sentence embedding is made from the final hidden states (GGUF {arch}.pooling_type, llama.cpp's numbering):
+// Mean over the tokens, Cls: the first token's ([CLS]), Last: the last token's.
+enum class Pooling { None = 0, Mean = 1, Cls = 2, Last = 3 };
 
 struct ModelConfig {
     std::string arch = "llama";  // the family: its GGUF general.architecture name (family_names() lists them)
@@ -88,6 +91,14 @@ struct ModelConfig {
     MlpKind mlp = MlpKind::SwiGLU;
     bool mlp_bias = false;   // biases on the MLP's projections
     bool tied_embeddings = false;  // the output projection is the token embedding
+    // ---- encoders (BERT)
+    bool causal = true;        // false: every position attends to every position of its sequence (bidirectional)
+    bool post_ln = false;      // the norms after the residual adds: x = Norm(x + Attn(x)); x = Norm(x + MLP(x))
+                               // (weights attn_output_norm, layer_output_norm; no norm before the sub-layers)
+    bool embd_norm = false;    // a LayerNorm of the embeddings before the first block (token_embd_norm)
+    int64_t n_token_types = 0; // > 0: token_types.weight [n_token_types, C]; its row 0 (segment A) is added to every position
+    bool encoder = false;      // no output head (no output_norm, no output projection): the model makes embeddings
+    Pooling pooling = Pooling::Mean;  // sentence embeddings
 
     bool uses_rope() const { return !learned_positions; }
     bool gated_mlp() const { return mlp == MlpKind::SwiGLU || mlp == MlpKind::GeGLU; }

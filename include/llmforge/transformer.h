@@ -32,6 +32,11 @@ struct Rows;
 std::unique_ptr<KVCache> make_kv_cache(const ModelConfig& cfg, ThreadPool& pool, int64_t n_ctx, int64_t n_batch, KVCacheType kv_type, int n_seq,
                                        bool ring = true);
 
+// A sentence embedding from the final hidden states h [n, n_embd] (Transformer::embed): pooled as the model's
+// description says (the mean over the tokens, the first token's — BERT's [CLS] — or the last token's), then divided by
+// its L2 norm when normalize.
+std::vector<float> pool_embedding(const ModelConfig& c, const float* h, int64_t n, bool normalize = true);
+
 class Transformer {
 public:
     // n_ctx: cache length (0: the model's context length). n_batch: the most tokens processed in one pass.

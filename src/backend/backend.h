@@ -48,6 +48,7 @@ struct AttentionShape {
     int64_t window = 0;  // a query at position p sees keys at positions > p − window only (0: every earlier position)
     float scale = 0;     // the scores' factor (0: 1/√head_dim)
     float softcap = 0;   // > 0: each score s (after the factor) becomes softcap · tanh(s / softcap) before the softmax
+    bool causal = true;  // false: a query sees every key of its sequence stored by this pass (encoders), not only earlier ones
     float factor() const { return scale > 0 ? scale : 1.0f / std::sqrt(static_cast<float>(head_dim)); }
 };
 
@@ -79,6 +80,9 @@ public:
     // out = GELU(x), the tanh approximation (out may be x); th: where to keep tanh(√(2/π)(x + 0.044715x³)) for a
     // backward pass (null: not kept)
     virtual void gelu(const float* x, float* out, float* th, int64_t count) = 0;
+    // out = GELU(x) = x · Φ(x) = x/2 · (1 + erf(x/√2)), the exact GELU (BERT's; ggml arithmetic: ggml_gelu, as
+    // llama.cpp computes BERT's)
+    virtual void gelu_erf(const float* x, float* out, int64_t count) = 0;
     // x = cap · tanh(x / cap) (soft-capping); th: where to keep the tanh for a backward pass (null: not kept)
     virtual void softcap(float* x, int64_t count, float cap, float* th) = 0;
     // x *= s

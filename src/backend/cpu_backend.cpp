@@ -129,6 +129,7 @@ public:
     // kernels too (V transposed once per layer, single-accumulator dot products: also the faster ones); otherwise the
     // vectorised form. BatchInvariant: each row alone, in the same order whatever else is in the pass.
     void attention(const float* q, float* out, int64_t n, const Rows& rows, const KVCache& kv, int64_t l, const AttentionShape& s) override {
+        if (!s.causal && rows.seq) throw_bad_input("bidirectional attention runs one sequence at a time");
         // llama.cpp's order reads the cells in place: not once a sliding-window ring has wrapped
         const bool in_place = rows.seq || rows.pos0 + n <= kv.cells();
         if (numerics_ == Numerics::Ggml) {
@@ -180,6 +181,18 @@ public:
             for (int64_t i = 0; i < count; ++i) out[i] = ggml::gelu(x[i]);
         else
             for (int64_t i = 0; i < count; ++i) out[i] = gelu1(x[i]);
+    }
+
+    void gelu_erf(const float* x, float* out, int64_t count) override {
+        if (numerics_ == Numerics::Ggml) {
+            for (int64_t i = 0; i < count; ++i) out[i] = ggml::gelu(x[i]);
+            return;
+        }
+        auto part = [&](int64_t b0, int64_t b1) {
+            for (int64_t i = b0; i < b1; ++i) out[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * static_cast<float>(M_SQRT1_2)));
+        };
+        if (count >= 1 << 14) pool_.parallel_for(count, part);
+        else part(0, count);
     }
 
     void geglu(const float* gate, const float* up, float* out, int64_t n, int64_t F) override {
@@ -287,7 +300,7 @@ void CpuBackend::attention_ggml(const float* q, float* out, int64_t n, const Row
         float* kf = lanes + HD * 4 * ggml::kLanes;  // a key row widened to f32
         for (int64_t task = ith; task < n * H; task += nth) {
             const int64_t i = task / H, h = task % H, kvh = h / group;
-            const int64_t n_keys = pos0 + i + 1;  // causal mask: keys at positions 0 .. pos0 + i
+            const int64_t n_keys = s.causal ? pos0 + i + 1 : pos0 + n;  // causal mask: keys at positions 0 .. pos0 + i
             const float* qi = q + i * C + h * HD;
             if (qscale != 1.0f) {  // the queries scaled (ggml_scale), then rounded to f16 below where the cache is f16
                 for (int64_t d = 0; d < HD; ++d) qr[d] = qi[d] * qscale;
@@ -406,7 +419,8 @@ void CpuBackend::attention_fast(const float* q, float* out, int64_t n, const Row
             const int sq = rows.seq_of(i);
             const uint8_t* Kb = kv.k_bytes(sq, layer);
             const uint8_t* Vb = kv.v_bytes(sq, layer);
-            const int64_t lo = s.window > 0 ? std::max<int64_t>(0, pos - s.window + 1) : 0, n_keys = pos + 1 - lo;
+            const int64_t last = s.causal ? pos : rows.pos0 + n - 1;  // bidirectional: every key this pass stored
+            const int64_t lo = s.window > 0 ? std::max<int64_t>(0, pos - s.window + 1) : 0, n_keys = last + 1 - lo;
             const float* qi = q + i * C + h * HD;
             if (k16) {
                 for (int64_t d = 0; d < HD; ++d) qr[d] = f16_to_f32(f32_to_f16(qi[d]));
@@ -529,6 +543,7 @@ public:
     }
     void attention_within(const float* q, const float* k, const float* v, float* probs, float* out, int64_t B, int64_t T,
                           const AttentionShape& s) override {
+        if (!s.causal) throw_bad_input("training with bidirectional attention (an encoder) is not supported yet");
         train_ops::attention_forward(pool_, prec_, q, k, v, probs, out, B, T, s.n_head, s.n_head_kv, s.head_dim, s.factor(), s.window, s.softcap);
     }
     void swiglu(const float* fa, const float* fb, float* fact, int64_t n, int64_t F) override {
@@ -555,6 +570,9 @@ public:
         pool_.parallel_for(count, [&](int64_t b0, int64_t b1) {
             for (int64_t i = b0; i < b1; ++i) x[i] *= s;
         });
+    }
+    void gelu_erf(const float*, float*, int64_t) override {
+        throw_bad_input("training an encoder (BERT's exact GELU) is not supported yet");
     }
     void gelu(const float* fa, float* fact, float* th, int64_t count) override {
         pool_.parallel_for(count, [&](int64_t b0, int64_t b1) {

@@ -58,6 +58,7 @@ void build_app(CLI::App& app) {
     add_serve(app);
     add_arena(app);
     add_rag(app);
+    add_embed(app);
     capture_defaults(&app);
 }
 

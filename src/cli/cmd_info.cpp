@@ -40,6 +40,10 @@ Memory memory_of(const ModelConfig& c) {
 std::string block_summary(const ModelConfig& c) {
     std::string s = c.norm == NormKind::LayerNorm ? "LayerNorm" : "RMSNorm";
     if (c.post_norms) s += " before and after each sub-layer";
+    if (c.post_ln) s += " after each residual add";
+    if (c.encoder) s = "encoder: " + s + (c.causal ? "" : ", bidirectional attention");
+    if (c.embd_norm) s += ", embeddings normalised";
+    if (c.n_token_types > 0) s += ", segment embeddings";
     if (c.embd_scale) s += ", embeddings scaled by √n_embd";
     s += c.learned_positions ? ", learned positions" : ", RoPE";
     s += c.fused_qkv ? ", fused QKV" : ", separate Q/K/V";
@@ -53,13 +57,14 @@ std::string block_summary(const ModelConfig& c) {
     if (c.n_head_dim) s += ", heads of " + std::to_string(c.n_head_dim) + " (queries " + std::to_string(c.q_dim()) + " wide)";
     if (c.attn_scale > 0) s += strprintf(", scores scaled by %.6g", static_cast<double>(c.attn_scale));
     if (c.attn_softcap > 0) s += strprintf(", scores soft-capped at %g", static_cast<double>(c.attn_softcap));
-    s += c.mlp == MlpKind::GeGLU ? ", GeGLU MLP" : c.gated_mlp() ? ", SwiGLU MLP" : ", GELU MLP";
+    s += c.mlp == MlpKind::GeGLU ? ", GeGLU MLP" : c.gated_mlp() ? ", SwiGLU MLP" : c.mlp == MlpKind::Gelu ? ", GELU (erf) MLP" : ", GELU MLP";
     std::string biases;
     if (c.qkv_bias) biases += "QKV";
     if (c.out_bias) biases += biases.empty() ? "output" : ", output";
     if (c.mlp_bias) biases += biases.empty() ? "MLP" : ", MLP";
     s += biases.empty() ? ", no biases" : ", biases on " + biases;
     if (c.final_softcap > 0) s += strprintf(", logits soft-capped at %g", static_cast<double>(c.final_softcap));
+    if (c.encoder) s += c.pooling == Pooling::Cls ? ", [CLS] pooling" : c.pooling == Pooling::Last ? ", last-token pooling" : ", mean pooling";
     return s;
 }
 
@@ -109,7 +114,7 @@ void print_config(const ModelConfig& c) {
                         ? strprintf(", YaRN × %g (from %lld positions)", static_cast<double>(c.rope_scale), static_cast<long long>(c.rope_orig_ctx)).c_str()
                         : "");
     std::printf("norm eps       %g\n", static_cast<double>(c.norm_eps));
-    std::printf("embeddings     %s\n", c.tied_embeddings ? "tied (output = token embedding)" : "untied");
+    std::printf("embeddings     %s\n", c.encoder ? "no output head (an encoder)" : c.tied_embeddings ? "tied (output = token embedding)" : "untied");
 }
 
 // stored_weights > 0: the file's own tensor bytes (a quantised file runs from them as they are), shown first.

@@ -14,8 +14,17 @@ ModelWeights bind_weights(const ModelConfig& c, const std::function<const Tensor
     for (int64_t l = 0; l < c.n_layer; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";
         BlockWeights b{};
-        b.attn_norm = get(p + "attn_norm.weight");
-        b.attn_norm_b = bias(c.norm_bias(), p + "attn_norm");
+        if (c.post_ln) {
+            b.attn_out_norm = get(p + "attn_output_norm.weight");
+            b.attn_out_norm_b = bias(c.norm_bias(), p + "attn_output_norm");
+            b.layer_out_norm = get(p + "layer_output_norm.weight");
+            b.layer_out_norm_b = bias(c.norm_bias(), p + "layer_output_norm");
+        } else {
+            b.attn_norm = get(p + "attn_norm.weight");
+            b.attn_norm_b = bias(c.norm_bias(), p + "attn_norm");
+            b.ffn_norm = get(p + "ffn_norm.weight");
+            b.ffn_norm_b = bias(c.norm_bias(), p + "ffn_norm");
+        }
         if (c.fused_qkv) {
             b.wqkv = get(p + "attn_qkv.weight");
             b.bqkv = bias(c.qkv_bias, p + "attn_qkv");
@@ -33,8 +42,6 @@ ModelWeights bind_weights(const ModelConfig& c, const std::function<const Tensor
         }
         b.wo = get(p + "attn_output.weight");
         b.bo = bias(c.out_bias, p + "attn_output");
-        b.ffn_norm = get(p + "ffn_norm.weight");
-        b.ffn_norm_b = bias(c.norm_bias(), p + "ffn_norm");
         if (c.gated_mlp()) {
             b.w_gate = get(p + "ffn_gate.weight");
             b.b_gate = bias(c.mlp_bias, p + "ffn_gate");
@@ -51,9 +58,16 @@ ModelWeights bind_weights(const ModelConfig& c, const std::function<const Tensor
     }
     w.tok_embd = get("token_embd.weight");
     w.pos_embd = c.learned_positions ? get("position_embd.weight") : nullptr;
-    w.out_norm = get("output_norm.weight");
-    w.out_norm_b = bias(c.norm_bias(), "output_norm");
-    w.output = c.tied_embeddings ? w.tok_embd : get("output.weight");
+    w.tok_types = c.n_token_types > 0 ? get("token_types.weight") : nullptr;
+    if (c.embd_norm) {
+        w.embd_norm = get("token_embd_norm.weight");
+        w.embd_norm_b = bias(c.norm_bias(), "token_embd_norm");
+    }
+    if (!c.encoder) {
+        w.out_norm = get("output_norm.weight");
+        w.out_norm_b = bias(c.norm_bias(), "output_norm");
+        w.output = c.tied_embeddings ? w.tok_embd : get("output.weight");
+    }
     return w;
 }
 
@@ -99,6 +113,12 @@ void embed_tokens(const ModelConfig& c, const ModelWeights& w, backend::Backend&
     be.embed(*w.tok_embd, tokens, n, x, false);
     if (c.embd_scale) be.scale(x, std::sqrt(static_cast<float>(c.n_embd)), n * c.n_embd);  // as ggml: x · sqrtf(C)
     if (w.pos_embd) be.embed(*w.pos_embd, positions, n, x, true);
+    if (w.tok_types) {  // every token in segment A: type 0
+        static thread_local std::vector<int32_t> zeros;
+        zeros.assign(static_cast<size_t>(n), 0);
+        be.embed(*w.tok_types, zeros.data(), n, x, true);
+    }
+    if (w.embd_norm) be.norm(x, x, n, c.n_embd, c.norm, c.norm_eps, *w.embd_norm, w.embd_norm_b);
 }
 
 void output_logits(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const LinearFn& linear, const float* h, int64_t m,
@@ -114,6 +134,7 @@ void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backen
     backend::AttentionShape shape{c.n_head, c.n_head_kv, HD};
     shape.scale = c.attention_scale();
     shape.softcap = c.attn_softcap;
+    shape.causal = c.causal;
     // out = x + Post(in Wᵀ + b): in place (out == x, the product through the scratch h) or into out's own buffer. With a
     // post-norm the product goes to proj (kept for the backward pass; in place: h) and its RMSNorm is added.
     auto residual = [&](const float* in, const Tensor* W, const Tensor* bias, const Tensor* post, float* proj, float* rstd, float* x, float* out,
@@ -136,21 +157,26 @@ void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backen
         const BlockWeights& W = w.blocks[static_cast<size_t>(l)];
         const LayerBuffers b = buffers(l);
         shape.window = c.window_of(l);
-        // ---- attention sub-layer: x_mid = x + W_o · softmax(q kᵀ / √d) v, q, k, v projections of Norm(x)
-        be.norm(b.x, b.ln1, n, C, c.norm, c.norm_eps, *W.attn_norm, W.attn_norm_b, b.mean1, b.rstd1);
+        // ---- attention sub-layer: x_mid = x + W_o · softmax(q kᵀ / √d) v, q, k, v projections of Norm(x) (post-norm:
+        // of x itself, and x_mid normalised after the add)
+        const float* attn_in = b.x;
+        if (!c.post_ln) {
+            be.norm(b.x, b.ln1, n, C, c.norm, c.norm_eps, *W.attn_norm, W.attn_norm_b, b.mean1, b.rstd1);
+            attn_in = b.ln1;
+        }
         float* q = c.qk_norm ? b.q_raw : b.q;  // the projections (normalised into q, k below)
         float* k = c.qk_norm ? b.k_raw : b.k;
         if (c.fused_qkv) {
-            linear(b.ln1, b.qkv, n, W.wqkv, W.bqkv);  // [n, Q + 2KV] = q | k | v
+            linear(attn_in, b.qkv, n, W.wqkv, W.bqkv);  // [n, Q + 2KV] = q | k | v
             for (int64_t i = 0; i < n; ++i) {
                 std::copy_n(b.qkv + i * QKV, Q, q + i * Q);
                 std::copy_n(b.qkv + i * QKV + Q, KV, k + i * KV);
                 std::copy_n(b.qkv + i * QKV + Q + KV, KV, b.v + i * KV);
             }
         } else {
-            linear(b.ln1, q, n, W.wq, W.bq);    // [n, Q]
-            linear(b.ln1, k, n, W.wk, W.bk);    // [n, KV]
-            linear(b.ln1, b.v, n, W.wv, W.bv);  // [n, KV]
+            linear(attn_in, q, n, W.wq, W.bq);    // [n, Q]
+            linear(attn_in, k, n, W.wk, W.bk);    // [n, KV]
+            linear(attn_in, b.v, n, W.wv, W.bv);  // [n, KV]
         }
         if (c.qk_norm) {  // RMSNorm over each head's head_dim values: rows of HD
             be.norm(q, b.q, n * c.n_head, HD, NormKind::RMSNorm, c.norm_eps, *W.q_norm, nullptr, nullptr, b.rstd_q);
@@ -169,19 +195,28 @@ void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backen
             be.attention_within(b.q, b.k, b.v, b.probs, b.atty, att.B, att.T, shape);
         }
         residual(b.atty, W.wo, W.bo, W.attn_post_norm, b.attn_proj, b.rstd_pa, b.x, b.x_mid, b.h);
+        if (c.post_ln) be.norm(b.x_mid, b.x_mid, n, C, c.norm, c.norm_eps, *W.attn_out_norm, W.attn_out_norm_b);
 
-        // ---- MLP sub-layer: x_out = x_mid + W_down · act(Norm(x_mid))
-        be.norm(b.x_mid, b.ln2, n, C, c.norm, c.norm_eps, *W.ffn_norm, W.ffn_norm_b, b.mean2, b.rstd2);
+        // ---- MLP sub-layer: x_out = x_mid + W_down · act(Norm(x_mid)) (post-norm: act(x_mid), then x_out normalised)
+        const float* mlp_in = b.x_mid;
+        if (!c.post_ln) {
+            be.norm(b.x_mid, b.ln2, n, C, c.norm, c.norm_eps, *W.ffn_norm, W.ffn_norm_b, b.mean2, b.rstd2);
+            mlp_in = b.ln2;
+        }
         if (c.gated_mlp()) {  // SwiGLU: silu(h W_gate) ⊙ (h W_up);  GeGLU: GELU(h W_gate) ⊙ (h W_up)
-            linear(b.ln2, b.fa, n, W.w_gate, W.b_gate);
-            linear(b.ln2, b.fb, n, W.w_up, W.b_up);
+            linear(mlp_in, b.fa, n, W.w_gate, W.b_gate);
+            linear(mlp_in, b.fb, n, W.w_up, W.b_up);
             if (c.mlp == MlpKind::GeGLU) be.geglu(b.fa, b.fb, b.fact, n, F);
             else be.swiglu(b.fa, b.fb, b.fact, n, F);
-        } else {  // GELU(h W_up)
-            linear(b.ln2, b.fa, n, W.w_up, W.b_up);
+        } else if (c.mlp == MlpKind::Gelu) {  // the exact GELU(h W_up)
+            linear(mlp_in, b.fa, n, W.w_up, W.b_up);
+            be.gelu_erf(b.fa, b.fact, n * F);
+        } else {  // GELU(h W_up), tanh approximation
+            linear(mlp_in, b.fa, n, W.w_up, W.b_up);
             be.gelu(b.fa, b.fact, b.fb, n * F);
         }
         residual(b.fact, W.w_down, W.b_down, W.ffn_post_norm, b.mlp_proj, b.rstd_pf, b.x_mid, b.x_out, b.h);
+        if (c.post_ln) be.norm(b.x_out, b.x_out, n, C, c.norm, c.norm_eps, *W.layer_out_norm, W.layer_out_norm_b);
     }
 }
 

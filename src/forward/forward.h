@@ -3,6 +3,8 @@
 // tokens, every intermediate kept for the backward pass).
 //
 // Each block (pre-norm):  x_mid = x + Post(W_o · Attention(Norm(x)));   x_out = x_mid + Post(MLP(Norm(x_mid)))
+// or, where the description puts the norms after the residual adds (BERT):
+//                          x_mid = Norm(x + W_o · Attention(x));          x_out = Norm(x_mid + MLP(x_mid))
 // with what the block description says: LayerNorm or RMSNorm; fused or separate Q/K/V with or without biases, each
 // head's query and key RMS-normalised or not; RoPE (scaled or not) or learned positions; the scores' factor, their
 // soft-cap and which layers see a sliding window; a GELU or gated (SwiGLU, GeGLU) MLP; Post: the identity, or an
@@ -26,10 +28,14 @@ struct BlockWeights {
     const Tensor *q_norm, *k_norm;  // QK-norm weights [head_dim]
     const Tensor *ffn_norm, *ffn_norm_b, *w_gate, *b_gate, *w_up, *b_up, *w_down, *b_down;
     const Tensor *attn_post_norm, *ffn_post_norm;  // post-norms (Gemma 2; RMSNorm, no bias)
+    // norms after the residual adds (BERT; attn_norm and ffn_norm are then null)
+    const Tensor *attn_out_norm, *attn_out_norm_b, *layer_out_norm, *layer_out_norm_b;
 };
 struct ModelWeights {
     std::vector<BlockWeights> blocks;
-    const Tensor *tok_embd, *pos_embd, *out_norm, *out_norm_b, *output;  // output: the token embedding when tied
+    const Tensor *tok_embd, *pos_embd, *out_norm, *out_norm_b, *output;  // output: the token embedding when tied; an
+                                                                         // encoder has no output head (null)
+    const Tensor *tok_types, *embd_norm, *embd_norm_b;                    // BERT's segment embedding and embedding norm
 };
 // Binds the tensors of a model of this description; `get` returns a tensor by GGUF name (throwing if missing).
 ModelWeights bind_weights(const ModelConfig& c, const std::function<const Tensor*(const std::string&)>& get);
@@ -70,7 +76,7 @@ using LinearFn = std::function<void(const float* x, float* y, int64_t n, const T
 void rope_angles(const ModelConfig& c, int64_t n, const std::function<int64_t(int64_t)>& pos_of, float* cos, float* sin);
 
 // x[n, C] = the rows of the token embedding (× √C where the description scales them) (+ the learned positions' rows at
-// positions[i]; null where the model has none).
+// positions[i]; null where the model has none) (+ the segment embedding's row 0, then a LayerNorm: BERT).
 void embed_tokens(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const int32_t* tokens, const int32_t* positions, int64_t n,
                   float* x);
 // The output head on m normalised rows: logits = h Wᵀ, soft-capped where the description says (th: where to keep the

@@ -103,6 +103,7 @@ void Transformer::check_tokens(const int32_t* tokens, int64_t n, bool room) cons
 
 const std::vector<float>& Transformer::eval(const int32_t* tokens, int64_t n, bool all_logits) {
     if (n <= 0) throw_bad_input("nothing to evaluate: no tokens");
+    if (cfg_.encoder) throw_bad_input("'%s' is an encoder (%s): it makes embeddings, not next-token logits", model_.path.c_str(), cfg_.arch.c_str());
     check_tokens(tokens, n, true);
     const int64_t V = cfg_.n_vocab;
     logits_.assign(static_cast<size_t>((all_logits ? n : 1) * V), 0.0f);
@@ -196,7 +197,8 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
 
     // Final norm and the output projection, only for the rows whose logits are wanted.
     if (hidden_out) {
-        be.norm(x, hidden_out, n, C, cfg_.norm, cfg_.norm_eps, *w.out_norm, w.out_norm_b);
+        if (w.out_norm) be.norm(x, hidden_out, n, C, cfg_.norm, cfg_.norm_eps, *w.out_norm, w.out_norm_b);
+        else std::copy_n(x, n * C, hidden_out);  // an encoder's blocks end normalised
     } else if (want) {  // decode(): the wanted rows, gathered
         int64_t m = 0;
         for (int64_t i = 0; i < n; ++i)
@@ -229,6 +231,7 @@ void Transformer::copy_seq(int src, int dst) { cache_->copy_seq(src, dst); }
 
 void Transformer::decode(const int32_t* seqs, const int32_t* tokens, int64_t n, float* logits, const uint8_t* want) {
     if (n <= 0) throw_bad_input("nothing to decode: no sequences");
+    if (cfg_.encoder) throw_bad_input("'%s' is an encoder (%s): it makes embeddings, not next-token logits", model_.path.c_str(), cfg_.arch.c_str());
     if (n > n_batch_) throw_bad_input("%lld rows in one step; at most %lld", static_cast<long long>(n), static_cast<long long>(n_batch_));
     if (numerics_ == Numerics::Ggml) throw_bad_input("decode() does not run with ggml arithmetic");
     const int n_seq = cache_->n_seq();
@@ -254,6 +257,10 @@ const std::vector<float>& Transformer::embed(const int32_t* tokens, int64_t n) {
     if (n <= 0) throw_bad_input("nothing to embed: no tokens");
     check_tokens(tokens, n, true);
     const int64_t C = cfg_.n_embd;
+    // Bidirectional attention sees the whole sequence at once: one pass.
+    if (!cfg_.causal && n > eval_chunk_)
+        throw_bad_input("%lld tokens to embed with bidirectional attention, which needs them in one pass of at most %lld (the batch size)",
+                        static_cast<long long>(n), static_cast<long long>(eval_chunk_));
     hidden_.assign(static_cast<size_t>(n * C), 0.0f);
     for (int64_t done = 0; done < n;) {
         const int64_t m = std::min(eval_chunk_, n - done);
@@ -262,6 +269,32 @@ const std::vector<float>& Transformer::embed(const int32_t* tokens, int64_t n) {
         done += m;
     }
     return hidden_;
+}
+
+std::vector<float> pool_embedding(const ModelConfig& c, const float* h, int64_t n, bool normalize) {
+    const int64_t C = c.n_embd;
+    std::vector<double> acc(static_cast<size_t>(C), 0.0);
+    if (n <= 0) throw_bad_input("nothing to pool: no tokens");
+    switch (c.pooling) {
+        case Pooling::Cls:
+            for (int64_t j = 0; j < C; ++j) acc[static_cast<size_t>(j)] = h[j];
+            break;
+        case Pooling::Last:
+            for (int64_t j = 0; j < C; ++j) acc[static_cast<size_t>(j)] = h[(n - 1) * C + j];
+            break;
+        case Pooling::Mean:
+        case Pooling::None:  // (a sentence embedding of a model without pooling: the mean)
+            for (int64_t i = 0; i < n; ++i)
+                for (int64_t j = 0; j < C; ++j) acc[static_cast<size_t>(j)] += h[i * C + j];
+            for (double& v : acc) v /= static_cast<double>(n);
+            break;
+    }
+    double norm = 0;
+    for (double v : acc) norm += v * v;
+    norm = normalize ? std::sqrt(norm) : 1.0;
+    std::vector<float> e(static_cast<size_t>(C));
+    for (int64_t j = 0; j < C; ++j) e[static_cast<size_t>(j)] = static_cast<float>(norm > 0 ? acc[static_cast<size_t>(j)] / norm : 0.0);
+    return e;
 }
 
 }  // namespace llmforge

@@ -213,18 +213,8 @@ void Engine::start(const JobPtr& job, const std::vector<int>& slots) {
             std::unique_lock<FairMutex> step_lock;
             if (step_mutex_) step_lock = std::unique_lock<FairMutex>(*step_mutex_);
             const std::vector<float>& h = tf_->embed(job->prompt.data(), static_cast<int64_t>(job->prompt.size()));
-            const int64_t C = model_.config.n_embd, n = static_cast<int64_t>(job->prompt.size());
-            std::vector<double> acc(static_cast<size_t>(C), 0.0);
-            for (int64_t i = 0; i < n; ++i)
-                for (int64_t c = 0; c < C; ++c) acc[static_cast<size_t>(c)] += h[static_cast<size_t>(i * C + c)];
-            double norm = 0;
-            for (double& v : acc) {
-                v /= static_cast<double>(n);
-                norm += v * v;
-            }
-            norm = std::sqrt(norm);
-            std::vector<float> e(static_cast<size_t>(C));
-            for (int64_t c = 0; c < C; ++c) e[static_cast<size_t>(c)] = static_cast<float>(norm > 0 ? acc[static_cast<size_t>(c)] / norm : 0.0);
+            const int64_t n = static_cast<int64_t>(job->prompt.size());
+            const std::vector<float> e = pool_embedding(model_.config, h.data(), n);
             tf_->reset();
             step_lock = {};
             {

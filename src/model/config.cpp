@@ -26,9 +26,11 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> expected_tensors(const
     };
     t.push_back({"token_embd.weight", {V, C}});
     if (c.learned_positions) t.push_back({"position_embd.weight", {c.n_ctx, C}});
+    if (c.n_token_types > 0) t.push_back({"token_types.weight", {c.n_token_types, C}});
+    if (c.embd_norm) add("token_embd_norm", {C}, c.norm_bias());
     for (int64_t l = 0; l < c.n_layer; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";
-        add(p + "attn_norm", {C}, c.norm_bias());
+        if (!c.post_ln) add(p + "attn_norm", {C}, c.norm_bias());
         if (c.fused_qkv) {
             add(p + "attn_qkv", {Q + 2 * KV, C}, c.qkv_bias);
         } else {
@@ -42,12 +44,14 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> expected_tensors(const
         }
         add(p + "attn_output", {C, Q}, c.out_bias);
         if (c.post_norms) add(p + "post_attention_norm", {C}, false);
-        add(p + "ffn_norm", {C}, c.norm_bias());
+        add(p + (c.post_ln ? "attn_output_norm" : "ffn_norm"), {C}, c.norm_bias());
         if (c.gated_mlp()) add(p + "ffn_gate", {F, C}, c.mlp_bias);
         add(p + "ffn_up", {F, C}, c.mlp_bias);
         add(p + "ffn_down", {C, F}, c.mlp_bias);
         if (c.post_norms) add(p + "post_ffw_norm", {C}, false);
+        if (c.post_ln) add(p + "layer_output_norm", {C}, c.norm_bias());
     }
+    if (c.encoder) return t;  // no output head
     add("output_norm", {C}, c.norm_bias());
     if (!c.tied_embeddings) t.push_back({"output.weight", {V, C}});
     return t;
@@ -93,6 +97,9 @@ void ModelConfig::validate() const {
     if (!(norm_eps > 0) || norm_eps > 1) throw_bad_input("model config: norm epsilon %g is not valid", static_cast<double>(norm_eps));
     if (sliding_window < 0 || sliding_window > kMax) bad("sliding_window", sliding_window);
     if (post_norms && norm != NormKind::RMSNorm) throw_bad_input("model config: post-norms are RMSNorms; this model's norm is LayerNorm");
+    if (post_ln && post_norms) throw_bad_input("model config: a block has either post-norms (Gemma 2) or norms after the residual adds (BERT), not both");
+    if (n_token_types < 0 || n_token_types > 1024) bad("token_type_count", n_token_types);
+    if (!causal && sliding_window > 0) throw_bad_input("model config: a sliding window needs causal attention");
     if (sliding_window_pattern < 0 || sliding_window_pattern > 4096) bad("sliding_window_pattern", sliding_window_pattern);
     auto positive = [&](const char* what, float v) {
         if (!(v >= 0) || !std::isfinite(v)) throw_bad_input("model config: %s = %g is not valid", what, static_cast<double>(v));

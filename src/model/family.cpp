@@ -167,6 +167,14 @@ int64_t GgufKeys::integer(const std::string& key, int64_t def) {
     return v->i;
 }
 
+bool GgufKeys::boolean(const std::string& key, bool def) {
+    read_.insert(key);
+    const gguf::Value* v = meta_.find(arch_ + "." + key);
+    if (!v) return def;
+    if (v->type != gguf::Type::BOOL) throw_bad_input("'%s': metadata %s.%s must be a boolean", path_.c_str(), arch_.c_str(), key.c_str());
+    return v->b;
+}
+
 std::string GgufKeys::string(const std::string& key, const std::string& def) {
     read_.insert(key);
     const gguf::Value* v = meta_.find(arch_ + "." + key);

@@ -53,6 +53,7 @@ public:
     int64_t integer(const std::string& key, int64_t def = -1);  // key without "<arch>."; def < 0: required
     double number(const std::string& key, double def);
     std::string string(const std::string& key, const std::string& def);
+    bool boolean(const std::string& key, bool def);
     [[noreturn]] void refuse(const std::string& key) const;  // "metadata KEY = VALUE changes the model's mathematics …"
     bool has(const std::string& key) const { return meta_.find(arch_ + "." + key) != nullptr; }
     void check_unread(const ModelConfig& c) const;

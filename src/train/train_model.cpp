@@ -49,6 +49,8 @@ struct TrainableModel::Acts {
 TrainableModel::TrainableModel(const Model& init, ThreadPool& pool, bool decay_embeddings, bool frozen_view)
     : cfg_(init.config), pool_(pool), frozen_(frozen_view) {
     cfg_.validate();
+    if (cfg_.encoder || !cfg_.causal || cfg_.post_ln)
+        throw_bad_input("'%s' is an encoder (%s): training encoders is not supported yet", init.path.c_str(), cfg_.arch.c_str());
     size_t off = 0;
     for (const auto& [name, shape] : expected_tensors(cfg_)) {
         Param p;
