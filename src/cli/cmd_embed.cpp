@@ -18,7 +18,7 @@ void add_embed(CLI::App& app) {
         std::string model, tokenizer, file, pooling;
         std::vector<std::string> texts;
         int threads = 0;
-        bool jsonl = false, no_normalize = false, ids = false;
+        bool jsonl = false, no_normalize = false, ggml = false;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "the model: GGUF, or a Hugging Face directory")->required();
@@ -29,6 +29,8 @@ void add_embed(CLI::App& app) {
     cmd->add_option("--pooling", o->pooling, "override the model's pooling: mean, cls or last")->default_str("the model's")
         ->check(CLI::IsMember({"mean", "cls", "last"}));
     cmd->add_flag("--no-normalize", o->no_normalize, "leave the pooled vector as it is (not divided by its L2 norm)");
+    cmd->add_flag("--ggml-arithmetic", o->ggml, "compute as llama.cpp's CPU backend does where its arithmetic differs (its f16-table GELU, "
+                                                "which llama.cpp uses for BERT's exact one)");
     add_threads_option(cmd, o->threads, "threads", 0);
     cmd->callback([o] {
         std::vector<std::string> texts = o->texts;
@@ -66,7 +68,7 @@ void add_embed(CLI::App& app) {
         ThreadPool pool(o->threads);
         // An f32 cache (exact), and passes as long as the context: bidirectional attention needs the whole text at once.
         const int64_t ctx = m.config.n_ctx;
-        Transformer tf(m, pool, ctx, ctx, DType::F32);
+        Transformer tf(m, pool, ctx, ctx, DType::F32, 1, o->ggml ? Numerics::Ggml : Numerics::Fast);
         for (size_t i = 0; i < texts.size(); ++i) {
             std::vector<int32_t> ids;
             if (i < given_ids.size() && !given_ids[i].empty()) {

@@ -70,6 +70,35 @@ def reference(w, cfg, ids, pooling):
     return e / e.norm()
 
 
+def make_bert(d, seed=0):
+    """A random BERT (float32 weights, random biases and norms) written into directory d as BertModel's config.json
+    and model.safetensors; returns the config and the weights (in double, exactly the float32 values)."""
+    torch.manual_seed(seed)
+    cfg = {"architectures": ["BertModel"], "model_type": "bert", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "intermediate_size": 256, "max_position_embeddings": 128, "vocab_size": 30522, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
+           "hidden_act": "gelu", "position_embedding_type": "absolute", "pad_token_id": 0}
+    json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+    C, F = cfg["hidden_size"], cfg["intermediate_size"]
+    w = {"embeddings.word_embeddings.weight": torch.randn(30522, C) * 0.5,
+         "embeddings.position_embeddings.weight": torch.randn(128, C) * 0.5,
+         "embeddings.token_type_embeddings.weight": torch.randn(2, C) * 0.5}
+    norm = lambda p: w.update({p + ".weight": 1 + 0.2 * torch.randn(C), p + ".bias": 0.2 * torch.randn(C)})
+    dense = lambda p, o, i: w.update({p + ".weight": torch.randn(o, i) / math.sqrt(i), p + ".bias": 0.2 * torch.randn(o)})
+    norm("embeddings.LayerNorm")
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"encoder.layer.{l}."
+        for m in ("query", "key", "value"):
+            dense(p + "attention.self." + m, C, C)
+        dense(p + "attention.output.dense", C, C)
+        norm(p + "attention.output.LayerNorm")
+        dense(p + "intermediate.dense", F, C)
+        dense(p + "output.dense", C, F)
+        norm(p + "output.LayerNorm")
+    w["pooler.dense.weight"], w["pooler.dense.bias"] = torch.randn(C, C), torch.randn(C)  # present in real files, unused
+    write_safetensors(os.path.join(d, "model.safetensors"), {k: v.float() for k, v in w.items()})
+    return cfg, {k: v.float().double() for k, v in w.items()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -79,35 +108,12 @@ def main():
     if not os.path.exists(vocab):
         print(f"SKIP: no golden data at {a.golden}")
         return 0
-    torch.manual_seed(0)
     torch.set_default_dtype(torch.float64)  # the reference in double: differences are llmforge's float32 rounding
     with tempfile.TemporaryDirectory() as tmp:
         d = os.path.join(tmp, "bert")
         os.makedirs(d)
         subprocess.run([a.bin, "tokenizer", "convert", vocab, os.path.join(d, "tokenizer.json")], check=True, capture_output=True)
-        cfg = {"architectures": ["BertModel"], "model_type": "bert", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-               "intermediate_size": 256, "max_position_embeddings": 128, "vocab_size": 30522, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
-               "hidden_act": "gelu", "position_embedding_type": "absolute", "pad_token_id": 0}
-        json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
-        C, F = cfg["hidden_size"], cfg["intermediate_size"]
-        w = {"embeddings.word_embeddings.weight": torch.randn(30522, C) * 0.5,
-             "embeddings.position_embeddings.weight": torch.randn(128, C) * 0.5,
-             "embeddings.token_type_embeddings.weight": torch.randn(2, C) * 0.5}
-        norm = lambda p: w.update({p + ".weight": 1 + 0.2 * torch.randn(C), p + ".bias": 0.2 * torch.randn(C)})
-        dense = lambda p, o, i: w.update({p + ".weight": torch.randn(o, i) / math.sqrt(i), p + ".bias": 0.2 * torch.randn(o)})
-        norm("embeddings.LayerNorm")
-        for l in range(cfg["num_hidden_layers"]):
-            p = f"encoder.layer.{l}."
-            for m in ("query", "key", "value"):
-                dense(p + "attention.self." + m, C, C)
-            dense(p + "attention.output.dense", C, C)
-            norm(p + "attention.output.LayerNorm")
-            dense(p + "intermediate.dense", F, C)
-            dense(p + "output.dense", C, F)
-            norm(p + "output.LayerNorm")
-        w["pooler.dense.weight"], w["pooler.dense.bias"] = torch.randn(C, C), torch.randn(C)  # present in real files, unused
-        write_safetensors(os.path.join(d, "model.safetensors"), {k: v.float() for k, v in w.items()})
-        w = {k: v.float().double() for k, v in w.items()}  # the reference sees exactly the float32 weights
+        cfg, w = make_bert(d)
         gguf = os.path.join(tmp, "bert.gguf")
         r = subprocess.run([a.bin, "convert", d, gguf], capture_output=True, text=True)
         check("convert: the Hugging Face directory to GGUF", r.returncode == 0, r.stderr.strip()[-200:])
