@@ -72,15 +72,20 @@ Engine::Engine(const Model& model, ThreadPool& pool, const EngineOptions& opt, F
     // a step holds every slot's next token and a chunk of prompt tokens
     n_batch_ = std::max<int64_t>(opt_.n_batch, opt_.n_slots + opt_.prefill_chunk);
     // the slots' KV cache is the engine's; the Transformer runs the forward pass over it
-    kv_ = make_kv_cache(model.config, pool, n_ctx_, n_batch_, opt_.kv_type, opt_.n_slots);
+    // (an encoder's cache holds one text's keys while it is embedded: f32, exact)
+    kv_ = make_kv_cache(model.config, pool, n_ctx_, n_batch_, model.config.encoder ? KVCacheType(DType::F32) : opt_.kv_type, opt_.n_slots);
     tf_ = std::make_unique<Transformer>(model, pool, *kv_, n_batch_);
     // Warm-up: one token through the model touches every weight (a mapped file is read in now, not in the first
     // request's time to first token), as llama.cpp's warm-up does.
     {
         const int32_t bos = model.vocab ? std::max(0, model.vocab->bos) : 0;
         const int32_t seq0 = 0;
-        std::vector<float> logits(static_cast<size_t>(model.config.n_vocab));
-        tf_->decode(&seq0, &bos, 1, logits.data());
+        if (model.config.encoder) {
+            tf_->embed(&bos, 1);
+        } else {
+            std::vector<float> logits(static_cast<size_t>(model.config.n_vocab));
+            tf_->decode(&seq0, &bos, 1, logits.data());
+        }
         tf_->reset();
     }
     for (int s = opt_.n_slots - 1; s >= 0; --s) free_slots_.push_back(s);
@@ -96,6 +101,8 @@ Engine::~Engine() {
 bool Engine::submit(const JobPtr& job) {
     const ModelConfig& cfg = model_.config;
     if (job->prompt.empty()) throw_bad_input("the prompt is empty");
+    if (cfg.encoder && !job->embedding)
+        throw_bad_input("this model is an encoder (%s): it serves /v1/embeddings, not completions", cfg.arch.c_str());
     for (int32_t t : job->prompt)
         if (t < 0 || t >= cfg.n_vocab) throw_bad_input("token id %d is outside the vocabulary (0..%lld)", t, static_cast<long long>(cfg.n_vocab - 1));
     if (job->n < 1 || job->n > opt_.n_slots)

@@ -367,6 +367,35 @@ test('embeddings: base64 (the client default) and float agree, unit length', asy
   assert.notDeepEqual(a.data[0].embedding, a.data[1].embedding);
 });
 
+test('an encoder (BERT with the bge WordPiece vocabulary) serves embeddings equal to `llmforge embed`; completions are a 400', async (t) => {
+  const golden = process.env.LLMFORGE_GOLDEN || path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'shared', 'golden');
+  const vocab = path.join(golden, 'vocab', 'ggml-vocab-bert-bge.gguf');
+  if (!fs.existsSync(vocab)) { t.skip(`no golden data at ${golden}`); return; }
+  const bert = path.join(dir, 'bert.gguf');
+  execFileSync(BIN, ['init', '--preset', 'bert-tiny', '--tokenizer', vocab, '--seed', '3', '-o', bert], { stdio: 'ignore' });
+  const s = await startServer(['-m', bert, '--parallel', '2']);
+  try {
+    const c = new OpenAI({ apiKey: 'none', baseURL: `${s.url}/v1`, maxRetries: 0 });
+    const texts = ['Retrieval finds the passages.', 'An encoder reads the whole text at once.'];
+    const r = await c.embeddings.create({ model: 'bert', input: texts });
+    const f = await c.embeddings.create({ model: 'bert', input: texts, encoding_format: 'float' });
+    const cli = execFileSync(BIN, ['embed', '-m', bert, ...texts], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim().split('\n').map(JSON.parse);
+    assert.equal(r.data.length, 2);
+    for (let k = 0; k < 2; k++) {
+      assert.equal(r.data[k].embedding.length, 128);
+      for (let i = 0; i < 128; i++) {
+        assert.ok(Math.abs(r.data[k].embedding[i] - cli[k][i]) < 1e-6, `text ${k} dim ${i}: ${r.data[k].embedding[i]} vs ${cli[k][i]}`);
+        assert.ok(Math.abs(f.data[k].embedding[i] - cli[k][i]) < 1e-6);
+      }
+    }
+    assert.ok(r.usage.prompt_tokens > 4);
+    await assert.rejects(c.chat.completions.create({ model: 'bert', messages: [{ role: 'user', content: 'hi' }] }),
+      (e) => e instanceof OpenAI.BadRequestError && /encoder/.test(e.message));
+  } finally {
+    assert.equal(await stopServer(s), 0);
+  }
+});
+
 test('logit_bias: -100 bans a token, +100 forces one, streamed alike; fields we would ignore are 400', async () => {
   // the greedy continuation's token ids, from the CLI on the same model and prompt (the completions endpoint adds BOS too)
   const prompt = 'Once upon a time';
