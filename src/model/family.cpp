@@ -305,8 +305,8 @@ const std::pair<const char*, const char*> kLlamaLayerNames[] = {
     {"attn_v", "self_attn.v_proj"},   {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
     {"ffn_gate", "mlp.gate_proj"},    {"ffn_up", "mlp.up_proj"},         {"ffn_down", "mlp.down_proj"},
     {"attn_q_norm", "self_attn.q_norm"}, {"attn_k_norm", "self_attn.k_norm"}};
+}  // namespace
 
-// "name.weight" → ("name", ".weight"); "" suffix if neither
 std::pair<std::string, std::string> split_suffix(const std::string& n) {
     for (const char* suf : {".weight", ".bias"}) {
         const size_t k = std::strlen(suf);
@@ -314,7 +314,6 @@ std::pair<std::string, std::string> split_suffix(const std::string& n) {
     }
     return {n, ""};
 }
-}  // namespace
 
 std::string llama_style_hf_name(const std::string& g) {
     if (g == "token_embd.weight") return "model.embed_tokens.weight";

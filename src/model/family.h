@@ -134,6 +134,9 @@ void write_common_gguf(const ModelConfig& c, gguf::Metadata& meta);
 // Hugging Face names of the LLaMA lineage (model.layers.N.self_attn.q_proj, mlp.gate_proj, ...), shared by the
 // families that inherit them.
 std::string llama_style_hf_name(const std::string& gguf_name);
+// A tensor name split into its base and its suffix: "blk.0.attn_q.weight" → ("blk.0.attn_q", ".weight"); the
+// suffix is "" when it is neither ".weight" nor ".bias".
+std::pair<std::string, std::string> split_suffix(const std::string& name);
 std::string llama_style_gguf_name(const std::string& hf_name);
 
 // config.json's rope_scaling as transformers reads it for every RoPE model: linear, Llama 3's ("llama3") and YaRN

@@ -25,14 +25,6 @@ const std::pair<const char*, const char*> kTopNames[] = {
     {"token_embd", "embeddings.word_embeddings"}, {"position_embd", "embeddings.position_embeddings"},
     {"token_types", "embeddings.token_type_embeddings"}, {"token_embd_norm", "embeddings.LayerNorm"}};
 
-std::pair<std::string, std::string> split_suffix(const std::string& n) {
-    for (const char* suf : {".weight", ".bias"}) {
-        const size_t k = std::strlen(suf);
-        if (n.size() > k && n.compare(n.size() - k, k, suf) == 0) return {n.substr(0, n.size() - k), suf};
-    }
-    return {n, ""};
-}
-
 class Bert final : public Family {
 public:
     const char* name() const override { return "bert"; }
