@@ -174,6 +174,25 @@ Model load_safetensors(const std::string& path, const LoadOptions& opts) {
     m.path = path;
     m.format = "safetensors";
     m.config = config_from_hf(cfg, cfg_path);
+    // An embedding model's pooling, as sentence-transformers keeps it: 1_Pooling/config.json (without it: the mean).
+    const std::string pool_path = dir + "/1_Pooling/config.json";
+    if (m.config.encoder && file_exists(pool_path)) {
+        json p;
+        try {
+            p = json::parse(read_text_file(pool_path));
+        } catch (const json::exception&) {
+            throw_bad_input("'%s' is not valid JSON", pool_path.c_str());
+        }
+        std::vector<std::string> modes;
+        for (const char* k : {"pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_lasttoken", "pooling_mode_max_tokens",
+                              "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens"})
+            if (p.is_object() && p.value(k, false)) modes.push_back(k);
+        if (modes.size() != 1 || modes[0] == "pooling_mode_max_tokens" || modes[0] == "pooling_mode_mean_sqrt_len_tokens" ||
+            modes[0] == "pooling_mode_weightedmean_tokens")
+            throw_bad_input("'%s': pooling %s is not supported (one of cls_token, mean_tokens, lasttoken is)", pool_path.c_str(),
+                            modes.empty() ? "none" : modes[0].c_str());
+        m.config.pooling = modes[0] == "pooling_mode_cls_token" ? Pooling::Cls : modes[0] == "pooling_mode_lasttoken" ? Pooling::Last : Pooling::Mean;
+    }
     std::vector<std::string> files;
     if (is_directory(path)) {
         if (DIR* d = opendir(path.c_str())) {

@@ -126,6 +126,18 @@ def main():
         ids = [json.loads(l) for l in subprocess.run([a.bin, "tokenize", "--tokenizer", os.path.join(d, "tokenizer.json"), "-f", tj, "--jsonl"],
                                                      check=True, capture_output=True, text=True).stdout.split("\n") if l]
         check("[CLS] … [SEP] around every text", all(x[0] == 101 and x[-1] == 102 for x in ids), str([len(x) for x in ids]))
+        # sentence-transformers' 1_Pooling/config.json says [CLS]: the directory's default pooling (and the GGUF's, made
+        # from it) is then [CLS]; without it, the mean
+        os.makedirs(os.path.join(d, "1_Pooling"))
+        json.dump({"word_embedding_dimension": 64, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False},
+                  open(os.path.join(d, "1_Pooling", "config.json"), "w"))
+        gguf_cls = os.path.join(tmp, "bert-cls.gguf")
+        subprocess.run([a.bin, "convert", d, gguf_cls], check=True, capture_output=True)
+        for model, what in ((d, "directory with 1_Pooling"), (gguf_cls, "GGUF converted from it")):
+            r = subprocess.run([a.bin, "embed", "-m", model, "-f", tj, "--jsonl"], capture_output=True, text=True)
+            got = [torch.tensor(json.loads(l)) for l in r.stdout.split("\n") if l]
+            err = max((float((g - reference(w, cfg, x, "cls")).abs().max()) for g, x in zip(got, ids)), default=1.0)
+            check(f"{what}: [CLS] pooling by default", r.returncode == 0 and len(got) == len(texts) and err <= 1e-4, f"max |diff| {err:.2e}")
         for model, what in ((d, "Hugging Face directory"), (gguf, "GGUF")):
             for pooling in ("cls", "mean"):
                 r = subprocess.run([a.bin, "embed", "-m", model, "-f", tj, "--jsonl", "--pooling", pooling, "-t", "2"], capture_output=True, text=True)
