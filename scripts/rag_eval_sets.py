@@ -5,15 +5,22 @@ FAQ: the Python documentation's FAQ pages (Debian's python3-doc). Each question 
 query; the answer under it (up to the next question or category heading) is the gold passage. The corpus holds the answers only — the question headings are not
 indexed — as one JSONL line each, so a question's gold document is "faq.jsonl#LINE".
 
+Man pages: section 1 of the manual pages installed (man-db renders them; every 4th page by name, up to --man-pages).
+The page's one-line NAME description is the query ("list directory contents"); the page without its NAME section is
+the gold document, one JSONL line each.
+
 The questions are split into a train half and a held-out half by a hash of the question (stable across runs and
 machines). Written:
     OUT/faq/corpus/faq.jsonl     {"title": page — section, "text": the answer}
     OUT/faq/train.jsonl          {"question", "gold": "faq.jsonl#N", "answer"}
     OUT/faq/test.jsonl           the same for the held-out half
+    OUT/man/corpus/man.jsonl, OUT/man/train.jsonl, OUT/man/test.jsonl    likewise for the man pages
 
-    scripts/rag_eval_sets.py OUT
+    scripts/rag_eval_sets.py OUT [--man-pages N]     (N: 1500; 0 skips the man pages)
 """
 import glob
+import re
+import subprocess
 import html.parser
 import json
 import os
@@ -101,8 +108,54 @@ class FaqPage(html.parser.HTMLParser):
         self.para = ""
 
 
+def write_split(root, items):
+    halves = {"train": [], "test": []}
+    for it in items:
+        halves["test" if zlib.crc32(it["question"].encode()) % 2 else "train"].append(it)
+    for name, rows in halves.items():
+        with open(os.path.join(root, f"{name}.jsonl"), "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return halves
+
+
+def man_set(out, limit):
+    """Section 1 man pages rendered as text: the NAME description is the query, the rest of the page the document."""
+    pages = sorted(glob.glob("/usr/share/man/man1/*.1.gz"))[::4][:limit]
+    root = os.path.join(out, "man")
+    os.makedirs(os.path.join(root, "corpus"), exist_ok=True)
+    corpus, items, seen = [], [], set()
+    env = dict(os.environ, MANWIDTH="100", LC_ALL="C.UTF-8")
+    for p in pages:
+        r = subprocess.run(["man", "--no-hyphenation", "--no-justification", "-l", p], capture_output=True, env=env)
+        if r.returncode != 0:
+            continue
+        text = re.sub(r".\x08", "", r.stdout.decode("utf-8", "replace"))  # overstrike (bold, underline)
+        lines = text.split("\n")
+        heads = [i for i, l in enumerate(lines) if re.fullmatch(r"[A-Z][A-Z /-]+", l.strip()) and not l.startswith(" ")]
+        if not heads or lines[heads[0]].strip() != "NAME" or len(heads) < 2:
+            continue
+        name = " ".join(l.strip() for l in lines[heads[0] + 1:heads[1]]).strip()
+        m = re.match(r"(.+?)\s+[-\u2010\u2212\u2013]\s+(.+)", name)
+        if not m or len(m.group(2)) < 12:
+            continue
+        question = m.group(2).strip()
+        body = "\n".join(lines[heads[1]:-2]).strip()  # from the section after NAME; the footer line dropped
+        if len(body) < 200 or question.lower() in seen:
+            continue
+        seen.add(question.lower())
+        corpus.append({"title": os.path.basename(p)[:-5], "text": body})
+        items.append({"question": question, "gold": f"man.jsonl#{len(corpus)}"})
+    with open(os.path.join(root, "corpus", "man.jsonl"), "w", encoding="utf-8") as f:
+        for c in corpus:
+            f.write(json.dumps(c, ensure_ascii=False) + "\n")
+    halves = write_split(root, items)
+    print(f"man: {len(corpus)} pages of {len(pages)} rendered; {len(halves['train'])} train and {len(halves['test'])} held-out questions")
+
+
 def main():
     out = sys.argv[1]
+    man_pages = int(sys.argv[sys.argv.index("--man-pages") + 1]) if "--man-pages" in sys.argv else 1500
     dirs = sorted(glob.glob("/usr/share/doc/python3.*/html/faq"))
     pages = sorted(glob.glob(os.path.join(dirs[-1], "*.html"))) if dirs else []
     if not pages:
@@ -125,14 +178,10 @@ def main():
     with open(os.path.join(root, "corpus", "faq.jsonl"), "w", encoding="utf-8") as f:
         for c in corpus:
             f.write(json.dumps(c, ensure_ascii=False) + "\n")
-    halves = {"train": [], "test": []}
-    for it in items:
-        halves["test" if zlib.crc32(it["question"].encode()) % 2 else "train"].append(it)
-    for name, rows in halves.items():
-        with open(os.path.join(root, f"{name}.jsonl"), "w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    halves = write_split(root, items)
     print(f"faq: {len(corpus)} answers from {len(pages) - 1} pages; {len(halves['train'])} train and {len(halves['test'])} held-out questions")
+    if man_pages > 0:
+        man_set(out, man_pages)
 
 
 if __name__ == "__main__":

@@ -204,7 +204,7 @@ def main():
         # rag eval: recall@k, MRR@10 and nDCG@10 recomputed here from `rag query`'s chunk rankings (documents at the rank
         # of their best chunk), on the FAQ evaluation set (scripts/rag_eval_sets.py).
         sets = os.path.join(tmp, "sets")
-        subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "rag_eval_sets.py"), sets],
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "rag_eval_sets.py"), sets, "--man-pages", "0"],
                        check=True, capture_output=True)
         faq_kb = os.path.join(tmp, "faq-kb")
         run(a.bin, "rag", "index", os.path.join(sets, "faq", "corpus"), "-o", faq_kb, "-q")
