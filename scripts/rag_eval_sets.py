@@ -20,6 +20,7 @@ machines). Written:
 """
 import glob
 import re
+import shutil
 import subprocess
 import html.parser
 import json
@@ -122,6 +123,9 @@ def write_split(root, items):
 def man_set(out, limit):
     """Section 1 man pages rendered as text: the NAME description is the query, the rest of the page the document."""
     pages = sorted(glob.glob("/usr/share/man/man1/*.1.gz"))[::4][:limit]
+    if not pages or shutil.which("man") is None:
+        print("man: skipped (no man-db or no section-1 pages installed)")
+        return
     root = os.path.join(out, "man")
     os.makedirs(os.path.join(root, "corpus"), exist_ok=True)
     corpus, items, seen = [], [], set()
