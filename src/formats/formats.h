@@ -24,6 +24,10 @@ void save_safetensors(const Model& m, const std::string& path, DType dtype);
 std::vector<uint8_t> permute_rope_rows(const Tensor& t, int64_t n_heads, bool to_half);
 // A tensor's bytes converted to another plain type (f32/f16/bf16).
 std::vector<uint8_t> convert_bytes(const Tensor& t, DType to);
+// The type a tensor is written in when the file's weights are `requested` (f16, bf16, f32): norms and biases (1-D) and
+// BERT's segment embedding (token_types.weight, which llama.cpp adds to f32 activations directly) stay f32, as
+// llama.cpp's converter writes them.
+DType stored_type(const std::string& name, const std::vector<int64_t>& shape, DType requested);
 // Transposed copy of a 2-D tensor.
 std::vector<uint8_t> transpose_bytes(const Tensor& t);
 

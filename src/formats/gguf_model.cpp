@@ -45,7 +45,7 @@ std::vector<Tensor> gguf_image(const Model& m, DType dtype, gguf::Metadata& meta
             w = tmp.own(name, t.dtype, t.shape, permute_rope_rows(t, is_q ? m.config.n_head : m.config.n_head_kv, file_style == RopeStyle::Half));
         }
         // Norms and biases stay f32 (as llama.cpp's converters write them); matrices take the requested type.
-        const DType want = (dtype == DType::Unknown || w.shape.size() == 1) ? (w.shape.size() == 1 ? DType::F32 : w.dtype) : dtype;
+        const DType want = stored_type(name, w.shape, dtype == DType::Unknown ? w.dtype : dtype);
         if (w.dtype != want) w = tmp.own(name, want, w.shape, convert_bytes(w, want));
         out.push_back(w);
     }

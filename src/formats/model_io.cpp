@@ -75,6 +75,11 @@ void save_model(const Model& model, const std::string& path, DType dtype) {
 // ------------------------------------------------------------------------------------ shared conversions
 namespace formats {
 
+DType stored_type(const std::string& name, const std::vector<int64_t>& shape, DType requested) {
+    if (shape.size() == 1 || name == "token_types.weight") return DType::F32;
+    return requested;
+}
+
 std::vector<uint8_t> convert_bytes(const Tensor& t, DType to) {
     const size_t n = static_cast<size_t>(t.numel());
     std::vector<uint8_t> out(weight_type(to, "convert").row_bytes(static_cast<int64_t>(n)));

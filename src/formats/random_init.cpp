@@ -10,6 +10,7 @@
 #include "core/threadpool.h"
 #include "core/weight_types.h"
 #include "llmforge/error.h"
+#include "formats/formats.h"
 #include "llmforge/gguf.h"
 
 namespace llmforge {
@@ -111,7 +112,7 @@ void init_random_gguf(const ModelConfig& cfg, DType dtype, uint64_t seed, const 
         Tensor t;
         t.name = name;
         t.shape = shape;
-        t.dtype = shape.size() == 1 ? DType::F32 : dtype;  // norms and biases stay f32, as save_model writes them
+        t.dtype = formats::stored_type(name, shape, dtype);  // norms and biases stay f32, as save_model writes them
         infos.push_back(std::move(t));
     }
     if (!cfg.rope_freq_factors.empty()) {  // Llama 3's RoPE divisors, as llama.cpp's converter writes them
