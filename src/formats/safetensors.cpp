@@ -238,6 +238,17 @@ void save_safetensors(const Model& m, const std::string& path, DType dtype) {
         side.emplace_back("tokenizer.json", m.vocab->to_hf_json());
         side.emplace_back("tokenizer_config.json", m.vocab->hf_tokenizer_config(m.config.n_ctx));
     }
+    // an embedding model's pooling, as sentence-transformers keeps it (load_safetensors reads it back)
+    if (m.config.encoder) {
+        const Pooling p = m.config.pooling;
+        side.emplace_back("1_Pooling/config.json", json{{"word_embedding_dimension", m.config.n_embd},
+                                                        {"pooling_mode_cls_token", p == Pooling::Cls},
+                                                        {"pooling_mode_mean_tokens", p == Pooling::Mean || p == Pooling::None},
+                                                        {"pooling_mode_max_tokens", false},
+                                                        {"pooling_mode_mean_sqrt_len_tokens", false},
+                                                        {"pooling_mode_lasttoken", p == Pooling::Last}}
+                                                       .dump(2) + "\n");
+    }
     if (file_mode) {
         dir = dir_of(path);
         // NAME.safetensors in a folder that may hold other things (the current directory, say): never replace another
@@ -289,6 +300,11 @@ void save_safetensors(const Model& m, const std::string& path, DType dtype) {
     for (const auto& [hf, t] : out) w.write(t.data, t.nbytes());
     w.commit();
     for (const auto& [name, text] : side) {
+        const size_t slash = name.find('/');
+        if (slash != std::string::npos) {
+            const std::string sub = dir + "/" + name.substr(0, slash);
+            if (!is_directory(sub) && mkdir(sub.c_str(), 0755) != 0) throw_runtime("cannot create directory '%s'", sub.c_str());
+        }
         AtomicWriter s(dir + "/" + name);
         s.write(text.data(), text.size());
         s.commit();

@@ -154,6 +154,16 @@ def main():
         errors = [l for l in r.stderr.splitlines() if "error" in l]
         check("a text longer than the context: exit 2, one error line", r.returncode == 2 and len(errors) == 1 and "context" in errors[0],
               " | ".join(errors))
+        # GGUF ([CLS]) → Hugging Face directory → GGUF keeps the pooling (1_Pooling/config.json written and read)
+        back = os.path.join(tmp, "back")
+        subprocess.run([a.bin, "convert", gguf_cls, back], check=True, capture_output=True)
+        pool_cfg = json.load(open(os.path.join(back, "1_Pooling", "config.json")))
+        r = subprocess.run([a.bin, "embed", "-m", back, "-f", tj, "--jsonl"], capture_output=True, text=True)
+        got = [torch.tensor(json.loads(l)) for l in r.stdout.split("\n") if l]
+        err = max((float((g - reference(w, cfg, x, "cls")).abs().max()) for g, x in zip(got, ids)), default=1.0)
+        check("GGUF → Hugging Face directory: 1_Pooling/config.json says [CLS], and the directory embeds so",
+              pool_cfg.get("pooling_mode_cls_token") is True and not pool_cfg.get("pooling_mode_mean_tokens") and len(got) == len(texts) and err <= 1e-4,
+              f"max |diff| {err:.2e}")
         r = subprocess.run([a.bin, "generate", "-m", gguf, "-p", "hello", "-n", "2"], capture_output=True, text=True)
         check("generate refuses an encoder, saying why", r.returncode == 2 and "encoder" in r.stderr, r.stderr.strip()[-160:])
     print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")
