@@ -33,9 +33,10 @@ icu::BreakIterator& iterator(bool sentence) {
 }
 
 // Points the iterator at text (kept open until the next call on this thread).
-void set_text(icu::BreakIterator& it, std::string_view text) {
+// valid: the caller has checked that text is UTF-8 (ICU's normaliser output, or ASCII).
+void set_text(icu::BreakIterator& it, std::string_view text, bool valid = false) {
     if (text.size() > static_cast<size_t>(INT32_MAX)) throw_bad_input("a text of %zu bytes is too long to segment (at most 2 GiB)", text.size());
-    if (!utf8_valid(std::string(text))) throw_bad_input("text to segment is not valid UTF-8");
+    if (!valid && !utf8_valid(std::string(text))) throw_bad_input("text to segment is not valid UTF-8");
     thread_local UText* ut = nullptr;
     UErrorCode st = U_ZERO_ERROR;
     ut = utext_openUTF8(ut, text.data(), static_cast<int64_t>(text.size()), &st);
@@ -91,7 +92,7 @@ std::vector<std::string> words(std::string_view text) {
         if (U_FAILURE(st)) throw_runtime("ICU: cannot normalise text: %s", u_errorName(st));
     }
     icu::BreakIterator& it = iterator(false);
-    set_text(it, folded);
+    set_text(it, folded, true);
     std::string w;
     for (int32_t b = it.first(), e = it.next(); e != icu::BreakIterator::DONE; b = e, e = it.next()) {
         if (it.getRuleStatus() < UBRK_WORD_NONE_LIMIT) continue;  // spaces, punctuation, symbols
@@ -101,24 +102,19 @@ std::vector<std::string> words(std::string_view text) {
     return out;
 }
 
-std::vector<std::pair<size_t, size_t>> word_spans(std::string_view text) {
+// The segments of text by the word or sentence iterator, as byte ranges; words_only: those ICU marks as words.
+static std::vector<std::pair<size_t, size_t>> segments(std::string_view text, bool sentence, bool words_only) {
     std::vector<std::pair<size_t, size_t>> out;
     if (text.empty()) return out;
-    icu::BreakIterator& it = iterator(false);
+    icu::BreakIterator& it = iterator(sentence);
     set_text(it, text);
     for (int32_t b = it.first(), e = it.next(); e != icu::BreakIterator::DONE; b = e, e = it.next())
-        if (it.getRuleStatus() >= UBRK_WORD_NONE_LIMIT) out.emplace_back(static_cast<size_t>(b), static_cast<size_t>(e));
+        if (!words_only || it.getRuleStatus() >= UBRK_WORD_NONE_LIMIT) out.emplace_back(static_cast<size_t>(b), static_cast<size_t>(e));
     return out;
 }
 
-std::vector<std::pair<size_t, size_t>> sentences(std::string_view text) {
-    std::vector<std::pair<size_t, size_t>> out;
-    if (text.empty()) return out;
-    icu::BreakIterator& it = iterator(true);
-    set_text(it, text);
-    for (int32_t b = it.first(), e = it.next(); e != icu::BreakIterator::DONE; b = e, e = it.next())
-        out.emplace_back(static_cast<size_t>(b), static_cast<size_t>(e));
-    return out;
-}
+std::vector<std::pair<size_t, size_t>> word_spans(std::string_view text) { return segments(text, false, true); }
+
+std::vector<std::pair<size_t, size_t>> sentences(std::string_view text) { return segments(text, true, false); }
 
 }  // namespace llmforge::rag
