@@ -124,6 +124,10 @@ struct Hit {
     size_t begin = 0, end = 0;
 };
 
+// The text of a hit as an embedding model reads it: the document's title and the section's headings (where they add
+// to each other), then the chunk's text, one per line.
+std::string passage_text(const Hit& h);
+
 struct QueryOptions {
     int k = 5;
 };
@@ -139,6 +143,8 @@ public:
     std::vector<Hit> query(const std::string& text, const QueryOptions& o) const;
     size_t documents() const;
     size_t chunks() const;
+    // The chunks, in order, of the documents whose source matches `gold` (source_matches), score 0.
+    std::vector<Hit> document_chunks(const std::string& gold) const;
 
 private:
     struct Impl;
@@ -153,6 +159,8 @@ struct QaItem {
     std::string question;
     std::vector<std::string> gold;
 };
+// Whether a hit's source is the gold document: the same, or gold is its end after a '/'.
+bool source_matches(const std::string& source, const std::string& gold);
 // A JSONL file of {"question": "...", "gold": "source" | ["source", ...]}; a line without them is a bad-input Error
 // naming it.
 std::vector<QaItem> read_qa(const std::string& path);

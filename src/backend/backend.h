@@ -49,6 +49,9 @@ struct AttentionShape {
     float scale = 0;     // the scores' factor (0: 1/√head_dim)
     float softcap = 0;   // > 0: each score s (after the factor) becomes softcap · tanh(s / softcap) before the softmax
     bool causal = true;  // false: a query sees every key of its sequence stored by this pass (encoders), not only earlier ones
+    // attention_within, bidirectional: the real tokens of each of the B sequences (null: all T), the rest padding
+    // that no query sees
+    const int32_t* lengths = nullptr;
     float factor() const { return scale > 0 ? scale : 1.0f / std::sqrt(static_cast<float>(head_dim)); }
 };
 
@@ -116,6 +119,8 @@ public:
     virtual void glu_backward(MlpKind kind, const float* dact, const float* gate, const float* up, float* dgate, float* dup, int64_t count);
     // gelu(): dx = dact · GELU'(x), th the tanh kept by the forward pass (overwritten)
     virtual void gelu_backward(const float* dact, const float* x, const float* th, float* dx, int64_t count);
+    // gelu_erf(): dx = dact · (Φ(x) + x φ(x)) (overwritten)
+    virtual void gelu_erf_backward(const float* dact, const float* x, float* dx, int64_t count);
     // softcap(): d ← d · (1 − th²) in place, th the tanh kept by the forward pass
     virtual void softcap_backward(float* d, const float* th, int64_t count);
     // embed() (scaled by `scale` after the lookup): dtable[ids[i]] += scale · dx[i]

@@ -514,6 +514,7 @@ void Backend::attention_backward(const float*, const float*, const float*, const
 }
 void Backend::glu_backward(MlpKind, const float*, const float*, const float*, float*, float*, int64_t) { no_gradients("glu_backward"); }
 void Backend::gelu_backward(const float*, const float*, const float*, float*, int64_t) { no_gradients("gelu_backward"); }
+void Backend::gelu_erf_backward(const float*, const float*, float*, int64_t) { no_gradients("gelu_erf_backward"); }
 void Backend::softcap_backward(float*, const float*, int64_t) { no_gradients("softcap_backward"); }
 void Backend::embed_backward(const float*, const int32_t*, int64_t, int64_t, float, float*) { no_gradients("embed_backward"); }
 
@@ -543,8 +544,8 @@ public:
     }
     void attention_within(const float* q, const float* k, const float* v, float* probs, float* out, int64_t B, int64_t T,
                           const AttentionShape& s) override {
-        if (!s.causal) throw_bad_input("training with bidirectional attention (an encoder) is not supported yet");
-        train_ops::attention_forward(pool_, prec_, q, k, v, probs, out, B, T, s.n_head, s.n_head_kv, s.head_dim, s.factor(), s.window, s.softcap);
+        train_ops::attention_forward(pool_, prec_, q, k, v, probs, out, B, T, s.n_head, s.n_head_kv, s.head_dim, s.factor(), s.window, s.softcap,
+                                     s.causal, s.lengths);
     }
     void swiglu(const float* fa, const float* fb, float* fact, int64_t n, int64_t F) override {
         for (int64_t i = 0; i < n * F; ++i) fact[i] = fa[i] * train_ops::sigmoid(fa[i]) * fb[i];  // silu(gate) ⊙ up
@@ -571,8 +572,10 @@ public:
             for (int64_t i = b0; i < b1; ++i) x[i] *= s;
         });
     }
-    void gelu_erf(const float*, float*, int64_t) override {
-        throw_bad_input("training an encoder (BERT's exact GELU) is not supported yet");
+    void gelu_erf(const float* x, float* out, int64_t count) override {  // x Φ(x) = x/2 · (1 + erf(x/√2))
+        pool_.parallel_for(count, [&](int64_t b0, int64_t b1) {
+            for (int64_t i = b0; i < b1; ++i) out[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * static_cast<float>(M_SQRT1_2)));
+        });
     }
     void gelu(const float* fa, float* fact, float* th, int64_t count) override {
         pool_.parallel_for(count, [&](int64_t b0, int64_t b1) {
@@ -623,7 +626,8 @@ public:
     }
     void attention_backward(const float* dy, const float* q, const float* k, const float* v, const float* probs, float* dq, float* dk, float* dv,
                             int64_t B, int64_t T, const AttentionShape& s) override {
-        train_ops::attention_backward(pool_, prec_, dy, q, k, v, probs, dq, dk, dv, B, T, s.n_head, s.n_head_kv, s.head_dim, s.factor(), s.softcap);
+        train_ops::attention_backward(pool_, prec_, dy, q, k, v, probs, dq, dk, dv, B, T, s.n_head, s.n_head_kv, s.head_dim, s.factor(), s.softcap,
+                                      s.causal, s.lengths);
     }
     void glu_backward(MlpKind kind, const float* dact, const float* gate, const float* up, float* dgate, float* dup, int64_t count) override {
         pool_.parallel_for(count, [&](int64_t b0, int64_t b1) {
@@ -647,6 +651,11 @@ public:
     void gelu_backward(const float* dact, const float* x, const float* th, float* dx, int64_t count) override {
         pool_.parallel_for(count, [&](int64_t b0, int64_t b1) {
             for (int64_t i = b0; i < b1; ++i) dx[i] = dact[i] * train_ops::gelu_grad(x[i], th[i]);
+        });
+    }
+    void gelu_erf_backward(const float* dact, const float* x, float* dx, int64_t count) override {
+        pool_.parallel_for(count, [&](int64_t b0, int64_t b1) {
+            for (int64_t i = b0; i < b1; ++i) dx[i] = dact[i] * train_ops::gelu_erf_grad(x[i]);
         });
     }
     void softcap_backward(float* d, const float* th, int64_t count) override {

@@ -207,7 +207,7 @@ void rope_apply(float* x, int64_t B, int64_t T, int64_t heads, int64_t HD, int64
         }
 }
 
-// ---- causal attention: Y = softmax(Q Kᵀ / √HD, causal) V per (sequence, head), query heads sharing KV heads in
+// ---- attention: Y = softmax(Q Kᵀ / √HD, causal or padding mask) V per (sequence, head), query heads sharing KV heads in
 // groups. One task per head (per KV head in the backward pass); the products run through the strided GEMM directly on
 // the head's columns of q, k, v, y (no copies), single-threaded inside a task, in blocks of kAttBlock query rows so that
 // the causal mask skips the blocks above the diagonal. The probabilities P are kept for the backward pass.
@@ -220,13 +220,15 @@ ThreadPool& task_pool() {  // a pool of one: the GEMM runs on the calling thread
 }  // namespace
 
 void attention_forward(ThreadPool& pool, Precision prec, const float* q, const float* k, const float* v, float* att, float* y, int64_t B,
-                       int64_t T, int64_t H, int64_t HKV, int64_t HD, float scale, int64_t window, float softcap) {
+                       int64_t T, int64_t H, int64_t HKV, int64_t HD, float scale, int64_t window, float softcap, bool causal,
+                       const int32_t* lengths) {
     const int64_t C = H * HD, KV = HKV * HD, group = H / HKV;
     const float inv_cap = softcap > 0 ? 1.0f / softcap : 0.0f;
     pool.run([&](int ith, int nth) {
         ThreadPool& one = task_pool();
         for (int64_t task = ith; task < B * H; task += nth) {
             const int64_t b = task / H, h = task % H, kh = h / group;
+            const int64_t len = lengths ? lengths[b] : T;  // bidirectional: keys 0 .. len − 1 (the rest is padding)
             const float* Q = q + b * T * C + h * HD;    // [T, HD], rows C apart
             const float* K = k + b * T * KV + kh * HD;  // [T, HD], rows KV apart
             const float* V = v + b * T * KV + kh * HD;
@@ -234,25 +236,27 @@ void attention_forward(ThreadPool& pool, Precision prec, const float* q, const f
             float* Y = y + b * T * C + h * HD;
             for (int64_t t0 = 0; t0 < T; t0 += kAttBlock) {
                 const int64_t t1 = std::min(T, t0 + kAttBlock);
-                kernels::gemm(Q + t0 * C, C, false, K, KV, false, P + t0 * T, T, t1 - t0, t1, HD, false, prec, one);  // S[t, s] = q_t · k_s
+                const int64_t cols = causal ? t1 : len;  // the keys any row of this block sees
+                kernels::gemm(Q + t0 * C, C, false, K, KV, false, P + t0 * T, T, t1 - t0, cols, HD, false, prec, one);  // S[t, s] = q_t · k_s
                 for (int64_t t = t0; t < t1; ++t) {
                     float* p = P + t * T;
-                    const int64_t lo = window > 0 ? std::max<int64_t>(0, t - window + 1) : 0;  // keys lo .. t
+                    const int64_t lo = causal && window > 0 ? std::max<int64_t>(0, t - window + 1) : 0;  // keys lo .. hi − 1
+                    const int64_t hi = causal ? t + 1 : len;
                     float mx = -INFINITY;
-                    for (int64_t s2 = lo; s2 <= t; ++s2) p[s2] *= scale;
+                    for (int64_t s2 = lo; s2 < hi; ++s2) p[s2] *= scale;
                     if (softcap > 0) {  // s → cap · tanh(s / cap)
-                        for (int64_t s2 = lo; s2 <= t; ++s2) p[s2] *= inv_cap;
-                        kernels::tanh(p + lo, p + lo, t + 1 - lo);
-                        for (int64_t s2 = lo; s2 <= t; ++s2) p[s2] *= softcap;
+                        for (int64_t s2 = lo; s2 < hi; ++s2) p[s2] *= inv_cap;
+                        kernels::tanh(p + lo, p + lo, hi - lo);
+                        for (int64_t s2 = lo; s2 < hi; ++s2) p[s2] *= softcap;
                     }
-                    for (int64_t s2 = lo; s2 <= t; ++s2) mx = std::max(mx, p[s2]);
-                    const float inv = static_cast<float>(1.0 / kernels::exp_shift_sum(p + lo, p + lo, t + 1 - lo, mx));
-                    for (int64_t s2 = lo; s2 <= t; ++s2) p[s2] *= inv;
-                    std::fill(p, p + lo, 0.0f);         // the sliding window
-                    std::fill(p + t + 1, p + T, 0.0f);  // the causal mask
+                    for (int64_t s2 = lo; s2 < hi; ++s2) mx = std::max(mx, p[s2]);
+                    const float inv = static_cast<float>(1.0 / kernels::exp_shift_sum(p + lo, p + lo, hi - lo, mx));
+                    for (int64_t s2 = lo; s2 < hi; ++s2) p[s2] *= inv;
+                    std::fill(p, p + lo, 0.0f);      // the sliding window
+                    std::fill(p + hi, p + T, 0.0f);  // the causal mask, or the padding
                 }
-                // Y[t, i] = Σ_{s < t1} P[t, s] V[s, i]
-                kernels::gemm(P + t0 * T, T, false, V, KV, true, Y + t0 * C, C, t1 - t0, HD, t1, false, prec, one);
+                // Y[t, i] = Σ_{s < cols} P[t, s] V[s, i]
+                kernels::gemm(P + t0 * T, T, false, V, KV, true, Y + t0 * C, C, t1 - t0, HD, cols, false, prec, one);
             }
         }
     });
@@ -262,7 +266,8 @@ void attention_forward(ThreadPool& pool, Precision prec, const float* q, const f
 // Soft-capped scores c = cap · tanh(s · scale / cap): dS also times dc/ds' = 1 − tanh², the tanh recomputed from q·k.
 // One task per (sequence, KV head): the query heads of a group add into the same dK, dV.
 void attention_backward(ThreadPool& pool, Precision prec, const float* dy, const float* q, const float* k, const float* v, const float* att,
-                        float* dq, float* dk, float* dv, int64_t B, int64_t T, int64_t H, int64_t HKV, int64_t HD, float scale, float softcap) {
+                        float* dq, float* dk, float* dv, int64_t B, int64_t T, int64_t H, int64_t HKV, int64_t HD, float scale, float softcap,
+                        bool causal, const int32_t* lengths) {
     const int64_t C = H * HD, KV = HKV * HD, group = H / HKV;
     pool.run([&](int ith, int nth) {
         ThreadPool& one = task_pool();
@@ -273,6 +278,7 @@ void attention_backward(ThreadPool& pool, Precision prec, const float* dy, const
         float* S = S_store.data();
         for (int64_t task = ith; task < B * HKV; task += nth) {
             const int64_t b = task / HKV, kh = task % HKV;
+            const int64_t len = lengths ? lengths[b] : T;
             const float* K = k + b * T * KV + kh * HD;
             const float* V = v + b * T * KV + kh * HD;
             float* dK = dk + b * T * KV + kh * HD;
@@ -282,33 +288,35 @@ void attention_backward(ThreadPool& pool, Precision prec, const float* dy, const
                 const float* dY = dy + b * T * C + h * HD;
                 const float* Q = q + b * T * C + h * HD;
                 float* dQ = dq + b * T * C + h * HD;
-                for (int64_t t0 = 0; t0 < T; t0 += kAttBlock) {  // rows t of dS (columns s < t1 of them)
+                for (int64_t t0 = 0; t0 < T; t0 += kAttBlock) {  // rows t of dS (columns s < cols of them)
                     const int64_t t1 = std::min(T, t0 + kAttBlock);
-                    kernels::gemm(dY + t0 * C, C, false, V, KV, false, dS + t0 * T, T, t1 - t0, t1, HD, false, prec, one);  // dP = dy_t · v_s
+                    const int64_t cols = causal ? t1 : len;
+                    kernels::gemm(dY + t0 * C, C, false, V, KV, false, dS + t0 * T, T, t1 - t0, cols, HD, false, prec, one);  // dP = dy_t · v_s
                     if (softcap > 0)  // the products again, for the cap's derivative
-                        kernels::gemm(Q + t0 * C, C, false, K, KV, false, S, T, t1 - t0, t1, HD, false, prec, one);
+                        kernels::gemm(Q + t0 * C, C, false, K, KV, false, S, T, t1 - t0, cols, HD, false, prec, one);
                     for (int64_t t = t0; t < t1; ++t) {
                         const float* p = P + t * T;
                         float* d = dS + t * T;
+                        const int64_t hi = causal ? t + 1 : len;
                         float dot = 0;
-                        for (int64_t s2 = 0; s2 <= t; ++s2) dot += p[s2] * d[s2];
-                        for (int64_t s2 = 0; s2 <= t; ++s2) d[s2] = p[s2] * (d[s2] - dot) * scale;
+                        for (int64_t s2 = 0; s2 < hi; ++s2) dot += p[s2] * d[s2];
+                        for (int64_t s2 = 0; s2 < hi; ++s2) d[s2] = p[s2] * (d[s2] - dot) * scale;
                         if (softcap > 0) {
                             float* th = S + (t - t0) * T;
-                            for (int64_t s2 = 0; s2 <= t; ++s2) th[s2] *= scale / softcap;
-                            kernels::tanh(th, th, t + 1);
-                            for (int64_t s2 = 0; s2 <= t; ++s2) d[s2] *= 1.0f - th[s2] * th[s2];
+                            for (int64_t s2 = 0; s2 < hi; ++s2) th[s2] *= scale / softcap;
+                            kernels::tanh(th, th, hi);
+                            for (int64_t s2 = 0; s2 < hi; ++s2) d[s2] *= 1.0f - th[s2] * th[s2];
                         }
-                        std::fill(d + t + 1, d + t1, 0.0f);
+                        std::fill(d + hi, d + (causal ? t1 : T), 0.0f);  // (bidirectional: the padding's columns, read below)
                     }
-                    // dQ[t, i] += Σ_{s < t1} dS[t, s] k_s[i]
-                    kernels::gemm(dS + t0 * T, T, false, K, KV, true, dQ + t0 * C, C, t1 - t0, HD, t1, true, prec, one);
+                    // dQ[t, i] += Σ_{s < cols} dS[t, s] k_s[i]
+                    kernels::gemm(dS + t0 * T, T, false, K, KV, true, dQ + t0 * C, C, t1 - t0, HD, cols, true, prec, one);
                 }
-                for (int64_t s0 = 0; s0 < T; s0 += kAttBlock) {  // rows s of dK, dV: only t ≥ s0 contribute
-                    const int64_t s1 = std::min(T, s0 + kAttBlock);
+                for (int64_t s0 = 0; s0 < T; s0 += kAttBlock) {  // rows s of dK, dV: causal, only t ≥ s0 contribute
+                    const int64_t s1 = std::min(T, s0 + kAttBlock), from = causal ? s0 : 0;
                     // dK[s, i] += Σ_t dS[t, s] q_t[i];  dV[s, i] += Σ_t P[t, s] dy_t[i]
-                    kernels::gemm(dS + s0 * T + s0, T, true, Q + s0 * C, C, true, dK + s0 * KV, KV, s1 - s0, HD, T - s0, true, prec, one);
-                    kernels::gemm(P + s0 * T + s0, T, true, dY + s0 * C, C, true, dV + s0 * KV, KV, s1 - s0, HD, T - s0, true, prec, one);
+                    kernels::gemm(dS + from * T + s0, T, true, Q + from * C, C, true, dK + s0 * KV, KV, s1 - s0, HD, T - from, true, prec, one);
+                    kernels::gemm(P + from * T + s0, T, true, dY + from * C, C, true, dV + s0 * KV, KV, s1 - s0, HD, T - from, true, prec, one);
                 }
             }
         }

@@ -41,18 +41,25 @@ void norm_backward_par(ThreadPool& pool, const float* dy, const float* x, const 
 // the backward pass rotates by minus the angle
 void rope_apply(float* x, int64_t B, int64_t T, int64_t heads, int64_t HD, int64_t half, bool interleaved, const float* cos_t,
                 const float* sin_t, float sign);
-// Causal attention within each sequence, softmax(cap(q·k · scale)) v, keeping the probabilities att [B, H, T, T] for the
-// backward pass; window > 0: query t sees keys t − window + 1 .. t only (the others' probabilities are exactly 0, so
-// the backward pass, which multiplies by them, needs no mask of its own); softcap > 0: scores s → softcap · tanh(s /
-// softcap)
+// Attention within each sequence, softmax(cap(q·k · scale)) v, keeping the probabilities att [B, H, T, T] for the
+// backward pass. Causal: query t sees keys 0 .. t; window > 0: only t − window + 1 .. t. Bidirectional (causal false,
+// encoders): every query sees keys 0 .. len_b − 1, len_b = lengths[b] (null: T) the real tokens of sequence b, the rest
+// padding. Masked probabilities are exactly 0, so the backward pass, which multiplies by them, needs no mask of its
+// own. softcap > 0: scores s → softcap · tanh(s / softcap).
 void attention_forward(ThreadPool& pool, kernels::Precision prec, const float* q, const float* k, const float* v, float* att, float* y, int64_t B,
-                       int64_t T, int64_t H, int64_t HKV, int64_t HD, float scale, int64_t window = 0, float softcap = 0);
+                       int64_t T, int64_t H, int64_t HKV, int64_t HD, float scale, int64_t window = 0, float softcap = 0, bool causal = true,
+                       const int32_t* lengths = nullptr);
 void attention_backward(ThreadPool& pool, kernels::Precision prec, const float* dy, const float* q, const float* k, const float* v, const float* att,
-                        float* dq, float* dk, float* dv, int64_t B, int64_t T, int64_t H, int64_t HKV, int64_t HD, float scale, float softcap = 0);
+                        float* dq, float* dk, float* dv, int64_t B, int64_t T, int64_t H, int64_t HKV, int64_t HD, float scale, float softcap = 0,
+                        bool causal = true, const int32_t* lengths = nullptr);
 
 // d gelu / dx from x and th = tanh(√(2/π)(x + 0.044715x³)), kept from the forward pass
 inline float gelu_grad(float x, float th) {
     return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * kGeluK * (1.0f + 3.0f * 0.044715f * x * x);
+}
+// d GELU / dx of the exact GELU x Φ(x): Φ(x) + x φ(x)
+inline float gelu_erf_grad(float x) {
+    return 0.5f * (1.0f + std::erf(x * 0.70710678118654752f)) + x * 0.39894228040143268f * std::exp(-0.5f * x * x);
 }
 inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 

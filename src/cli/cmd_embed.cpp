@@ -21,7 +21,7 @@ void add_embed(CLI::App& app) {
         bool jsonl = false, no_normalize = false, ggml = false;
     };
     auto o = std::make_shared<Opts>();
-    cmd->add_option("-m,--model", o->model, "the model: GGUF, or a Hugging Face directory")->required();
+    cmd->add_option("-m,--model", o->model, "the model: GGUF, or a Hugging Face directory (required)");
     cmd->add_option("texts", o->texts, "texts to embed (none: -f FILE)");
     cmd->add_option("-f,--file", o->file, "embed each line of this file")->default_str("none");
     cmd->add_flag("--jsonl", o->jsonl, "-f holds JSON lines with a \"text\" field (or \"ids\": token ids) instead of plain lines");
@@ -32,7 +32,10 @@ void add_embed(CLI::App& app) {
     cmd->add_flag("--ggml-arithmetic", o->ggml, "compute as llama.cpp's CPU backend does where its arithmetic differs (its f16-table GELU, "
                                                 "which llama.cpp uses for BERT's exact one)");
     add_threads_option(cmd, o->threads, "threads", 0);
-    cmd->callback([o] {
+    add_embed_train(cmd);
+    cmd->callback([o, cmd] {
+        if (cmd->got_subcommand("train")) return;
+        if (o->model.empty()) throw_bad_input("embed: give the model with -m");
         std::vector<std::string> texts = o->texts;
         std::vector<std::vector<int32_t>> given_ids;
         if (!o->file.empty()) {
@@ -53,6 +56,7 @@ void add_embed(CLI::App& app) {
                     throw_bad_input("%s:%zu: not a JSON line", o->file.c_str(), no);
                 }
                 if (j.contains("ids") && j["ids"].is_array()) {
+                    given_ids.resize(texts.size());
                     given_ids.push_back(j["ids"].get<std::vector<int32_t>>());
                     texts.emplace_back();
                 } else if (j.contains("text") && j["text"].is_string()) {

@@ -109,16 +109,17 @@ void rope_angles(const ModelConfig& c, int64_t n, const std::function<int64_t(in
 }
 
 void embed_tokens(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const int32_t* tokens, const int32_t* positions, int64_t n,
-                  float* x) {
-    be.embed(*w.tok_embd, tokens, n, x, false);
-    if (c.embd_scale) be.scale(x, std::sqrt(static_cast<float>(c.n_embd)), n * c.n_embd);  // as ggml: x · sqrtf(C)
-    if (w.pos_embd) be.embed(*w.pos_embd, positions, n, x, true);
+                  float* x, float* pre, float* mean, float* rstd) {
+    float* e = w.embd_norm && pre ? pre : x;  // the sum, normalised into x below where the model has an embedding norm
+    be.embed(*w.tok_embd, tokens, n, e, false);
+    if (c.embd_scale) be.scale(e, std::sqrt(static_cast<float>(c.n_embd)), n * c.n_embd);  // as ggml: x · sqrtf(C)
+    if (w.pos_embd) be.embed(*w.pos_embd, positions, n, e, true);
     if (w.tok_types) {  // every token in segment A: type 0
         static thread_local std::vector<int32_t> zeros;
         zeros.assign(static_cast<size_t>(n), 0);
-        be.embed(*w.tok_types, zeros.data(), n, x, true);
+        be.embed(*w.tok_types, zeros.data(), n, e, true);
     }
-    if (w.embd_norm) be.norm(x, x, n, c.n_embd, c.norm, c.norm_eps, *w.embd_norm, w.embd_norm_b);
+    if (w.embd_norm) be.norm(e, x, n, c.n_embd, c.norm, c.norm_eps, *w.embd_norm, w.embd_norm_b, mean, rstd);
 }
 
 void output_logits(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const LinearFn& linear, const float* h, int64_t m,
@@ -135,6 +136,7 @@ void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backen
     shape.scale = c.attention_scale();
     shape.softcap = c.attn_softcap;
     shape.causal = c.causal;
+    shape.lengths = att.lengths;
     // out = x + Post(in Wᵀ + b): in place (out == x, the product through the scratch h) or into out's own buffer. With a
     // post-norm the product goes to proj (kept for the backward pass; in place: h) and its RMSNorm is added.
     auto residual = [&](const float* in, const Tensor* W, const Tensor* bias, const Tensor* post, float* proj, float* rstd, float* x, float* out,
@@ -194,8 +196,10 @@ void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backen
         } else {
             be.attention_within(b.q, b.k, b.v, b.probs, b.atty, att.B, att.T, shape);
         }
-        residual(b.atty, W.wo, W.bo, W.attn_post_norm, b.attn_proj, b.rstd_pa, b.x, b.x_mid, b.h);
-        if (c.post_ln) be.norm(b.x_mid, b.x_mid, n, C, c.norm, c.norm_eps, *W.attn_out_norm, W.attn_out_norm_b);
+        // post-norm: the sum x + attention goes to ln1 (kept for the backward pass) unless the pass works in place
+        float* sum1 = c.post_ln && b.x_mid != b.x ? b.ln1 : b.x_mid;
+        residual(b.atty, W.wo, W.bo, W.attn_post_norm, b.attn_proj, b.rstd_pa, b.x, sum1, b.h);
+        if (c.post_ln) be.norm(sum1, b.x_mid, n, C, c.norm, c.norm_eps, *W.attn_out_norm, W.attn_out_norm_b, b.mean1, b.rstd1);
 
         // ---- MLP sub-layer: x_out = x_mid + W_down · act(Norm(x_mid)) (post-norm: act(x_mid), then x_out normalised)
         const float* mlp_in = b.x_mid;
@@ -215,8 +219,9 @@ void forward_blocks(const ModelConfig& c, const ModelWeights& w, backend::Backen
             linear(mlp_in, b.fa, n, W.w_up, W.b_up);
             be.gelu(b.fa, b.fact, b.fb, n * F);
         }
-        residual(b.fact, W.w_down, W.b_down, W.ffn_post_norm, b.mlp_proj, b.rstd_pf, b.x_mid, b.x_out, b.h);
-        if (c.post_ln) be.norm(b.x_out, b.x_out, n, C, c.norm, c.norm_eps, *W.layer_out_norm, W.layer_out_norm_b);
+        float* sum2 = c.post_ln && b.x_out != b.x_mid ? b.ln2 : b.x_out;
+        residual(b.fact, W.w_down, W.b_down, W.ffn_post_norm, b.mlp_proj, b.rstd_pf, b.x_mid, sum2, b.h);
+        if (c.post_ln) be.norm(sum2, b.x_out, n, C, c.norm, c.norm_eps, *W.layer_out_norm, W.layer_out_norm_b, b.mean2, b.rstd2);
     }
 }
 

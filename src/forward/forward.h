@@ -44,7 +44,8 @@ ModelWeights bind_weights(const ModelConfig& c, const std::function<const Tensor
 // (x_mid == x_out == x); training gives each layer its own, for the backward pass.
 struct LayerBuffers {
     float* x;                         // [n, C] the residual stream entering the block
-    float *ln1, *mean1, *rstd1;       // [n, C], [n], [n]: the attention's normalised input (statistics: null if not kept)
+    float *ln1, *mean1, *rstd1;       // [n, C], [n], [n]: the attention's normalised input (statistics: null if not kept);
+                                      // post-norm blocks (not in place): the sum x + attention before its norm
     float *q, *k, *v;                 // [n, Q], [n, KV], [n, KV] after RoPE
     float *q_raw, *k_raw;             // QK-norm: the projections before it ([n, Q], [n, KV]; == q, k: in place)
     float *rstd_q, *rstd_k;           // QK-norm: each head's reciprocal root ([n · H], [n · HKV]; null: not kept)
@@ -52,7 +53,7 @@ struct LayerBuffers {
     float* probs;                     // [B, H, T, T] attention probabilities (training)
     float* atty;                      // [n, Q] attention output before W_o
     float* x_mid;                     // [n, C] after the attention sub-layer (== x: in place)
-    float *ln2, *mean2, *rstd2;       // the MLP's normalised input
+    float *ln2, *mean2, *rstd2;       // the MLP's normalised input (post-norm: the sum x_mid + MLP before its norm)
     float *fa, *fb, *fact;            // [n, F]: up or gate pre-activation; up (gated) or tanh (GELU, training); activation
     float* x_out;                     // [n, C] leaving the block (== x_mid: in place)
     float* h;                         // [n, C] a sub-layer's output before the residual add (in place only)
@@ -66,6 +67,7 @@ struct AttentionSource {
     KVCache* cache = nullptr;
     backend::Rows rows;
     int64_t B = 0, T = 0;
+    const int32_t* lengths = nullptr;  // within the pass, bidirectional: each sequence's real tokens (null: T), the rest padding
 };
 
 // The linear layers as the runner applies them: inference with its adapters on the backend; training keeping what
@@ -76,9 +78,10 @@ using LinearFn = std::function<void(const float* x, float* y, int64_t n, const T
 void rope_angles(const ModelConfig& c, int64_t n, const std::function<int64_t(int64_t)>& pos_of, float* cos, float* sin);
 
 // x[n, C] = the rows of the token embedding (× √C where the description scales them) (+ the learned positions' rows at
-// positions[i]; null where the model has none) (+ the segment embedding's row 0, then a LayerNorm: BERT).
+// positions[i]; null where the model has none) (+ the segment embedding's row 0, then a LayerNorm: BERT). pre, mean,
+// rstd: where to keep the sum before that LayerNorm and its statistics for a backward pass (null: not kept).
 void embed_tokens(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const int32_t* tokens, const int32_t* positions, int64_t n,
-                  float* x);
+                  float* x, float* pre = nullptr, float* mean = nullptr, float* rstd = nullptr);
 // The output head on m normalised rows: logits = h Wᵀ, soft-capped where the description says (th: where to keep the
 // tanh for a backward pass, or null).
 void output_logits(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const LinearFn& linear, const float* h, int64_t m,

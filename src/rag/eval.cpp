@@ -86,15 +86,11 @@ Estimate bootstrap_mean(const std::vector<double>& v, int resamples, uint64_t se
     return e;
 }
 
-namespace {
-
-bool matches(const std::string& source, const std::string& gold) {
+bool source_matches(const std::string& source, const std::string& gold) {
     if (source == gold) return true;
     return source.size() > gold.size() && source.compare(source.size() - gold.size(), gold.size(), gold) == 0 &&
            source[source.size() - gold.size() - 1] == '/';
 }
-
-}  // namespace
 
 RetrievalEval evaluate_retrieval(const Index& index, const std::vector<QaItem>& qa, const EvalOptions& o) {
     RetrievalEval r;
@@ -114,7 +110,7 @@ RetrievalEval evaluate_retrieval(const Index& index, const std::vector<QaItem>& 
         std::vector<int> ranks;
         for (size_t i = 0; i < docs.size(); ++i)
             for (const std::string& g : q.gold)
-                if (matches(docs[i], g)) {
+                if (source_matches(docs[i], g)) {
                     ranks.push_back(static_cast<int>(i + 1));
                     break;
                 }

@@ -383,4 +383,34 @@ std::vector<Hit> Index::query(const std::string& text, const QueryOptions& o) co
     return out;
 }
 
+std::string passage_text(const Hit& h) {
+    std::string s;
+    // the title unless the heading path already starts with it
+    if (!h.title.empty() && h.heading.compare(0, h.title.size(), h.title) != 0) s = h.title + "\n";
+    if (!h.heading.empty()) s += h.heading + "\n";
+    return s + h.text;
+}
+
+std::vector<Hit> Index::document_chunks(const std::string& gold) const {
+    std::vector<Hit> out;
+    // the source itself, or one ending in "/" + gold (compared exactly: no LIKE patterns)
+    SqliteStmt st(*impl_->db,
+                  "SELECT c.id, d.source, d.title, c.heading, c.text, c.begin, c.end FROM docs d JOIN chunks c ON c.doc_id = d.id"
+                  " WHERE d.source = ?1 OR (length(d.source) > length(?1) AND substr(d.source, -length(?1) - 1) = '/' || ?1)"
+                  " ORDER BY d.id, c.ord");
+    st.bind(1, std::string_view(gold));
+    while (st.step()) {
+        Hit h;
+        h.chunk = st.int64(0);
+        h.source = st.text(1);
+        h.title = st.text(2);
+        h.heading = st.text(3);
+        h.text = st.text(4);
+        h.begin = static_cast<size_t>(st.int64(5));
+        h.end = static_cast<size_t>(st.int64(6));
+        out.push_back(std::move(h));
+    }
+    return out;
+}
+
 }  // namespace llmforge::rag

@@ -20,12 +20,13 @@ struct TrainableModel::Layer {
     // q/k/v; the gate of a gated MLP; biases)
     size_t norm1, norm1_b, qkv, bqkv, q, k, v, bq, bk, bv, q_norm, k_norm, o, bo, norm2, norm2_b, gate, b_gate, up, b_up, down, b_down;
     size_t post1, post2;  // post-norms
+    size_t out1, out1_b, out2, out2_b;  // norms after the residual adds (BERT): x_mid = LN(x + attn), x_out = LN(x_mid + MLP)
 };
 
 struct TrainableModel::Acts {
     std::vector<float> x;                 // [L+1, N, C] residual stream: x[l] enters block l, x[L] leaves the last
     std::vector<float> x_mid;             // [L, N, C] after the attention sub-layer
-    std::vector<float> ln1, ln2;          // [L, N, C] normalised inputs of the two sub-layers
+    std::vector<float> ln1, ln2;          // [L, N, C] normalised inputs of the two sub-layers (post-norm: the sums before the norms)
     std::vector<float> ln1_mean, ln1_rstd, ln2_mean, ln2_rstd;  // [L, N]
     std::vector<float> q, k, v;           // [L, N, Q], [L, N, KV], [L, N, KV] (after RoPE); Q = n_head · head_dim
     std::vector<float> q_raw, k_raw;      // QK-norm: the projections before it, [L, N, Q], [L, N, KV]
@@ -37,6 +38,7 @@ struct TrainableModel::Acts {
     std::vector<float> rstd_pa, rstd_pf;     // [L, N] and their 1/rms
     std::vector<float> logit_th;          // final soft-cap: [N, V] tanh(z / cap)
     std::vector<float> lnf, lnf_mean, lnf_rstd;  // [N, C], [N], [N]
+    std::vector<float> emb, emb_mean, emb_rstd;  // an embedding norm (BERT): the sum before it [N, C], its statistics [N]
     std::vector<float> logits;            // [N, V]: logits → probabilities (forward) → d logits (backward)
     std::vector<float> losses;            // [N]
     // backward scratch
@@ -49,8 +51,7 @@ struct TrainableModel::Acts {
 TrainableModel::TrainableModel(const Model& init, ThreadPool& pool, bool decay_embeddings, bool frozen_view)
     : cfg_(init.config), pool_(pool), frozen_(frozen_view) {
     cfg_.validate();
-    if (cfg_.encoder || !cfg_.causal || cfg_.post_ln)
-        throw_bad_input("'%s' is an encoder (%s): training encoders is not supported yet", init.path.c_str(), cfg_.arch.c_str());
+    if (cfg_.encoder) lm_head_ = false;  // (trained through forward_hidden / backward_hidden)
     size_t off = 0;
     for (const auto& [name, shape] : expected_tensors(cfg_)) {
         Param p;
@@ -99,6 +100,15 @@ TrainableModel::TrainableModel(const Model& init, ThreadPool& pool, bool decay_e
     auto bias = [&](bool has, const std::string& name) { return has ? at(name + ".bias") : kNone; };
     tok_embd_ = at("token_embd.weight");
     if (c.learned_positions) pos_embd_ = at("position_embd.weight");
+    if (c.n_token_types > 0) tok_types_ = at("token_types.weight");
+    if (c.embd_norm) {
+        embd_norm_ = at("token_embd_norm.weight");
+        embd_norm_b_ = bias(c.norm_bias(), "token_embd_norm");
+    }
+    if (c.encoder) {  // no final norm, no output head
+        out_norm_ = out_norm_b_ = output_ = kNone;
+        return;
+    }
     out_norm_ = at("output_norm.weight");
     out_norm_b_ = bias(c.norm_bias(), "output_norm");
     tied_ = true;
@@ -152,7 +162,12 @@ void TrainableModel::ensure_acts(int64_t B, int64_t T) {
     a.lnf.resize(N * C);
     a.lnf_mean.resize(N);
     a.lnf_rstd.resize(N);
-    a.logits.resize(N * V);
+    if (cfg_.embd_norm) {
+        a.emb.resize(N * C);
+        a.emb_mean.resize(N);
+        a.emb_rstd.resize(N);
+    }
+    a.logits.resize(cfg_.encoder ? 0 : N * V);
     a.losses.resize(N);
     B_ = B;
     T_ = T;
@@ -172,7 +187,8 @@ TrainableModel::Layer TrainableModel::layer_offsets(int64_t l) const {
     return Layer{off(w.attn_norm), off(w.attn_norm_b), off(w.wqkv), off(w.bqkv), off(w.wq),     off(w.wk),   off(w.wv),
                  off(w.bq),        off(w.bk),          off(w.bv),   off(w.q_norm), off(w.k_norm), off(w.wo),  off(w.bo),
                  off(w.ffn_norm),  off(w.ffn_norm_b),  off(w.w_gate), off(w.b_gate), off(w.w_up), off(w.b_up), off(w.w_down),
-                 off(w.b_down),    off(w.attn_post_norm), off(w.ffn_post_norm)};
+                 off(w.b_down),    off(w.attn_post_norm), off(w.ffn_post_norm), off(w.attn_out_norm), off(w.attn_out_norm_b),
+                 off(w.layer_out_norm), off(w.layer_out_norm_b)};
 }
 
 // A base weight as f32 values: the master weights, or a frozen f32 (or widened) one; frozen matrices of other types
@@ -265,16 +281,23 @@ LayerBuffers TrainableModel::layer_buffers(int64_t l) {
 
 // ---- forward -------------------------------------------------------------------------------------------------------
 
-float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T) {
+// The embeddings and the blocks, every intermediate kept; then the final norm into lnf where the model has one.
+void TrainableModel::forward_trunk(const int32_t* inputs, const int32_t* lengths, int64_t B, int64_t T) {
+    const int64_t N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), V = cfg_.n_vocab, Q = cfg_.q_dim(), QKV = Q + 2 * KV;
+    for (int64_t n = 0; n < N; ++n)
+        if (inputs[n] < 0 || inputs[n] >= V)
+            throw_bad_input("token id %d at position %lld is outside the vocabulary of %lld", inputs[n], static_cast<long long>(n),
+                            static_cast<long long>(V));
+    lengths_.clear();
+    if (lengths) {
+        for (int64_t b = 0; b < B; ++b)
+            if (lengths[b] < 1 || lengths[b] > T)
+                throw_bad_input("sequence %lld has %d real tokens, outside 1..%lld", static_cast<long long>(b), lengths[b], static_cast<long long>(T));
+        lengths_.assign(lengths, lengths + B);
+    }
     ensure_acts(B, T);
     Acts& a = *acts_;
-    const int64_t N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), V = cfg_.n_vocab, Q = cfg_.q_dim(), QKV = Q + 2 * KV;
     inputs_.assign(inputs, inputs + N);
-    targets_.assign(targets, targets + N);
-    for (int64_t n = 0; n < N; ++n)
-        if (inputs[n] < 0 || inputs[n] >= V || targets[n] >= V)
-            throw_bad_input("token id %d at position %lld is outside the vocabulary of %lld", inputs[n] < 0 || inputs[n] >= V ? inputs[n] : targets[n],
-                            static_cast<long long>(n), static_cast<long long>(V));
 
     // the weights as the forward pass reads them (views of the master weights: their buffers move when LoRA or a head
     // is added) and the training backend in the current precision
@@ -289,19 +312,44 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
         pos_ids_.resize(static_cast<size_t>(N));
         for (int64_t n = 0; n < N; ++n) pos_ids_[static_cast<size_t>(n)] = static_cast<int32_t>(n % T);
     }
-    embed_tokens(cfg_, w, *be_, inputs, w.pos_embd ? pos_ids_.data() : nullptr, N, a.x.data());
+    embed_tokens(cfg_, w, *be_, inputs, w.pos_embd ? pos_ids_.data() : nullptr, N, a.x.data(), a.emb.data(), a.emb_mean.data(), a.emb_rstd.data());
     // the blocks, every layer's intermediates kept for the backward pass
     a.tmp1.resize(static_cast<size_t>(cfg_.fused_qkv ? N * QKV : 0));
     AttentionSource src;
     src.B = B;
     src.T = T;
+    src.lengths = lengths_.empty() ? nullptr : lengths_.data();
     const LinearFn lin = [&](const float* in, float* out, int64_t n, const Tensor* wt, const Tensor* bias) {
         lin_fwd(wt, bias, in, out, n);
     };
     forward_blocks(cfg_, w, *be_, lin, N, src, rope_cos_.data(), rope_sin_.data(), [this](int64_t l) { return layer_buffers(l); });
-    // final norm, logits, and softmax fused with cross-entropy: the logits buffer becomes the probabilities
+    // the final norm
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
-    be_->norm(xL, a.lnf.data(), N, C, cfg_.norm, cfg_.norm_eps, *w.out_norm, w.out_norm_b, a.lnf_mean.data(), a.lnf_rstd.data());
+    if (w.out_norm) be_->norm(xL, a.lnf.data(), N, C, cfg_.norm, cfg_.norm_eps, *w.out_norm, w.out_norm_b, a.lnf_mean.data(), a.lnf_rstd.data());
+}
+
+const float* TrainableModel::forward_hidden(const int32_t* inputs, const int32_t* lengths, int64_t B, int64_t T) {
+    forward_trunk(inputs, lengths, B, T);
+    targets_.assign(static_cast<size_t>(B * T), -1);
+    n_targets_ = 0;
+    return cfg_.encoder ? acts_->x.data() + cfg_.n_layer * B * T * cfg_.n_embd : acts_->lnf.data();
+}
+
+float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T) {
+    if (cfg_.encoder)
+        throw_bad_input("'%s' is an encoder: it has no next-token head to train (embed train trains it contrastively)", cfg_.arch.c_str());
+    const int64_t N = B * T, C = cfg_.n_embd, V = cfg_.n_vocab;
+    for (int64_t n = 0; n < N; ++n)
+        if (targets[n] >= V)
+            throw_bad_input("token id %d at position %lld is outside the vocabulary of %lld", targets[n], static_cast<long long>(n), static_cast<long long>(V));
+    forward_trunk(inputs, nullptr, B, T);
+    targets_.assign(targets, targets + N);
+    Acts& a = *acts_;
+    const ModelWeights& w = *weights_;
+    const LinearFn lin = [&](const float* in, float* out, int64_t n, const Tensor* wt, const Tensor* bias) {
+        lin_fwd(wt, bias, in, out, n);
+    };
+    // logits, and softmax fused with cross-entropy: the logits buffer becomes the probabilities
     if (head_.n_out > 0) {  // y = h·Wᵀ + b on the final hidden state
         const int64_t O = head_.n_out;
         head_values_.assign(static_cast<size_t>(N * O), 0.0f);
@@ -458,8 +506,7 @@ const float* TrainableModel::post_bwd(size_t w, const std::vector<float>& proj, 
 void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead) {
     if (lora_ && !adapters_on_) throw_runtime("backward() with the adapters switched off");
     Acts& a = *acts_;
-    const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, V = cfg_.n_vocab, H = cfg_.n_head,
-                  HKV = cfg_.n_head_kv, HD = cfg_.head_dim(), Q = cfg_.q_dim(), QKV = Q + 2 * KV;
+    const int64_t N = B_ * T_, C = cfg_.n_embd, V = cfg_.n_vocab;
     a.dln.assign(static_cast<size_t>(N * C), 0.0f);
     if (have_dlogits && cfg_.final_softcap > 0) be_->softcap_backward(a.logits.data(), a.logit_th.data(), N * V);
     if (have_dlogits) lin_bwd(output_, kNone, a.logits.data(), a.lnf.data(), a.dln.data(), N, C, V);
@@ -492,10 +539,40 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
     a.dx.assign(static_cast<size_t>(N * C), 0.0f);  // d loss / d residual stream
     const float* xL = a.x.data() + cfg_.n_layer * N * C;
     norm_bwd(a.dln.data(), xL, out_norm_, out_norm_b_, a.lnf_mean.data(), a.lnf_rstd.data(), a.dx.data(), N);
+    backward_blocks();
+}
 
+void TrainableModel::backward_hidden(const float* dh) {
+    if (!acts_) throw_runtime("backward_hidden() without a forward_hidden()");
+    if (frozen_ && !lora_) throw_runtime("backward() on frozen weights: enable LoRA first");
+    if (lora_ && !adapters_on_) throw_runtime("backward() with the adapters switched off");
+    Acts& a = *acts_;
+    const int64_t N = B_ * T_, C = cfg_.n_embd;
+    if (out_norm_ == kNone) {  // an encoder: the hidden states are the last block's output
+        a.dx.assign(dh, dh + N * C);
+    } else {
+        a.dx.assign(static_cast<size_t>(N * C), 0.0f);
+        norm_bwd(dh, a.x.data() + cfg_.n_layer * N * C, out_norm_, out_norm_b_, a.lnf_mean.data(), a.lnf_rstd.data(), a.dx.data(), N);
+    }
+    backward_blocks();
+}
+
+// From dx = ∂loss/∂x[L] back through the blocks (post-norm blocks: through their norms first) to the embeddings.
+void TrainableModel::backward_blocks() {
+    Acts& a = *acts_;
+    const int64_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), F = cfg_.n_ff, H = cfg_.n_head, HKV = cfg_.n_head_kv,
+                  HD = cfg_.head_dim(), Q = cfg_.q_dim(), QKV = Q + 2 * KV;
+    const bool post = cfg_.post_ln;
+    // post-norm: y = LN(s) with s = the sub-layer's input + its output; dx ← ∂loss/∂s (the sum's gradient reaches both)
+    auto through_out_norm = [&](size_t w, size_t b, const float* sum, const float* mean, const float* rstd) {
+        a.dres.assign(static_cast<size_t>(N * C), 0.0f);
+        norm_bwd(a.dx.data(), sum, w, b, mean, rstd, a.dres.data(), N);
+        a.dx.swap(a.dres);
+    };
     AttentionSource src;
     src.B = B;
     src.T = T;
+    src.lengths = lengths_.empty() ? nullptr : lengths_.data();
     const LinearFn lin = [&](const float* in, float* out, int64_t n, const Tensor* wt, const Tensor* bias) { lin_fwd(wt, bias, in, out, n); };
     for (int64_t l = cfg_.n_layer - 1; l >= 0; --l) {
         const Layer Ly = layer_offsets(l);
@@ -517,22 +594,31 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
         const float* fact = a.fact.data() + s * N * F;
 
         // MLP sub-layer: x_out = x_mid + Post(down(act(ln2))); dx flows to x_mid unchanged plus through the MLP
+        // (post-norm: x_out = LN(x_mid + down(act(x_mid))))
+        if (post) through_out_norm(Ly.out2, Ly.out2_b, ln2, a.ln2_mean.data() + s * N, a.ln2_rstd.data() + s * N);
+        const float* mlp_in = post ? xm : ln2;
         a.dfact.resize(static_cast<size_t>(N * F));
         lin_bwd(Ly.down, Ly.b_down, post_bwd(Ly.post2, a.mlp_proj, a.rstd_pf, s), fact, a.dfact.data(), N, F, C, false);
         a.dfa.resize(static_cast<size_t>(N * F));
         a.dln.assign(static_cast<size_t>(N * C), 0.0f);
-        if (!cfg_.gated_mlp()) {  // act = GELU(up), its tanh kept in fb
+        if (cfg_.mlp == MlpKind::Gelu) {  // act = GELU(up), the exact one (BERT)
+            be_->gelu_erf_backward(a.dfact.data(), fa, a.dfa.data(), N * F);
+            lin_bwd(Ly.up, Ly.b_up, a.dfa.data(), mlp_in, a.dln.data(), N, C, F);
+        } else if (!cfg_.gated_mlp()) {  // act = GELU(up), its tanh kept in fb
             be_->gelu_backward(a.dfact.data(), fa, a.fb.data() + s * N * F, a.dfa.data(), N * F);
-            lin_bwd(Ly.up, Ly.b_up, a.dfa.data(), ln2, a.dln.data(), N, C, F);
+            lin_bwd(Ly.up, Ly.b_up, a.dfa.data(), mlp_in, a.dln.data(), N, C, F);
         } else {  // act = silu(gate) · up or GELU(gate) · up
             a.dfb.resize(static_cast<size_t>(N * F));
             be_->glu_backward(cfg_.mlp, a.dfact.data(), fa, a.fb.data() + s * N * F, a.dfa.data(), a.dfb.data(), N * F);
-            lin_bwd(Ly.gate, Ly.b_gate, a.dfa.data(), ln2, a.dln.data(), N, C, F);
-            lin_bwd(Ly.up, Ly.b_up, a.dfb.data(), ln2, a.dln.data(), N, C, F);
+            lin_bwd(Ly.gate, Ly.b_gate, a.dfa.data(), mlp_in, a.dln.data(), N, C, F);
+            lin_bwd(Ly.up, Ly.b_up, a.dfb.data(), mlp_in, a.dln.data(), N, C, F);
         }
-        norm_bwd(a.dln.data(), xm, Ly.norm2, Ly.norm2_b, a.ln2_mean.data() + s * N, a.ln2_rstd.data() + s * N, a.dx.data(), N);
+        if (post) be_->add(a.dx.data(), a.dln.data(), N * C);
+        else norm_bwd(a.dln.data(), xm, Ly.norm2, Ly.norm2_b, a.ln2_mean.data() + s * N, a.ln2_rstd.data() + s * N, a.dx.data(), N);
 
-        // attention sub-layer: x_mid = x + o(attention(ln1))
+        // attention sub-layer: x_mid = x + o(attention(ln1)) (post-norm: x_mid = LN(x + o(attention(x))))
+        if (post) through_out_norm(Ly.out1, Ly.out1_b, ln1, a.ln1_mean.data() + s * N, a.ln1_rstd.data() + s * N);
+        const float* attn_in = post ? x : ln1;
         a.datty.resize(static_cast<size_t>(N * Q));
         lin_bwd(Ly.o, Ly.bo, post_bwd(Ly.post1, a.attn_proj, a.rstd_pa, s), atty, a.datty.data(), N, Q, C, false);
         a.dq.assign(static_cast<size_t>(N * Q), 0.0f);
@@ -541,6 +627,8 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
         backend::AttentionShape shape{H, HKV, HD};
         shape.scale = cfg_.attention_scale();
         shape.softcap = cfg_.attn_softcap;
+        shape.causal = cfg_.causal;
+        shape.lengths = src.lengths;
         be_->attention_backward(a.datty.data(), q, k, v, att, a.dq.data(), a.dk.data(), a.dv.data(), B, T, shape);
         a.dln.assign(static_cast<size_t>(N * C), 0.0f);
         if (cfg_.uses_rope()) {  // the rotation's transpose: rotate back by the angle
@@ -567,18 +655,30 @@ void TrainableModel::backward_from_dlogits(bool have_dlogits, const float* dhead
                 std::memcpy(a.dqkv.data() + n * QKV + Q, dk + n * KV, static_cast<size_t>(KV) * sizeof(float));
                 std::memcpy(a.dqkv.data() + n * QKV + Q + KV, a.dv.data() + n * KV, static_cast<size_t>(KV) * sizeof(float));
             }
-            lin_bwd(Ly.qkv, Ly.bqkv, a.dqkv.data(), ln1, a.dln.data(), N, C, QKV);
+            lin_bwd(Ly.qkv, Ly.bqkv, a.dqkv.data(), attn_in, a.dln.data(), N, C, QKV);
         } else {
-            lin_bwd(Ly.q, Ly.bq, dq, ln1, a.dln.data(), N, C, Q);
-            lin_bwd(Ly.k, Ly.bk, dk, ln1, a.dln.data(), N, C, KV);
-            lin_bwd(Ly.v, Ly.bv, a.dv.data(), ln1, a.dln.data(), N, C, KV);
+            lin_bwd(Ly.q, Ly.bq, dq, attn_in, a.dln.data(), N, C, Q);
+            lin_bwd(Ly.k, Ly.bk, dk, attn_in, a.dln.data(), N, C, KV);
+            lin_bwd(Ly.v, Ly.bv, a.dv.data(), attn_in, a.dln.data(), N, C, KV);
         }
-        norm_bwd(a.dln.data(), x, Ly.norm1, Ly.norm1_b, a.ln1_mean.data() + s * N, a.ln1_rstd.data() + s * N, a.dx.data(), N);
+        if (post) be_->add(a.dx.data(), a.dln.data(), N * C);
+        else norm_bwd(a.dln.data(), x, Ly.norm1, Ly.norm1_b, a.ln1_mean.data() + s * N, a.ln1_rstd.data() + s * N, a.dx.data(), N);
     }
-    // embeddings (frozen under LoRA), scaled by √C where the forward pass scaled them
+    // embeddings (frozen under LoRA), scaled by √C where the forward pass scaled them; through BERT's embedding norm
+    // first, the segment embedding's row 0 taking every row's gradient
     if (!lora_) {
-        be_->embed_backward(a.dx.data(), inputs_.data(), N, C, cfg_.embd_scale ? std::sqrt(static_cast<float>(C)) : 1.0f, G(tok_embd_));
-        if (cfg_.learned_positions) be_->embed_backward(a.dx.data(), pos_ids_.data(), N, C, 1.0f, G(pos_embd_));
+        const float* de = a.dx.data();
+        if (embd_norm_ != kNone) {
+            a.dres.assign(static_cast<size_t>(N * C), 0.0f);
+            norm_bwd(a.dx.data(), a.emb.data(), embd_norm_, embd_norm_b_, a.emb_mean.data(), a.emb_rstd.data(), a.dres.data(), N);
+            de = a.dres.data();
+        }
+        be_->embed_backward(de, inputs_.data(), N, C, cfg_.embd_scale ? std::sqrt(static_cast<float>(C)) : 1.0f, G(tok_embd_));
+        if (cfg_.learned_positions) be_->embed_backward(de, pos_ids_.data(), N, C, 1.0f, G(pos_embd_));
+        if (tok_types_ != kNone) {
+            const std::vector<int32_t> zeros(static_cast<size_t>(N), 0);
+            be_->embed_backward(de, zeros.data(), N, C, 1.0f, G(tok_types_));
+        }
     }
 }
 
