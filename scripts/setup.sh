@@ -21,7 +21,7 @@ $SUDO apt-get install -y --no-install-recommends \
   libgtest-dev libgmock-dev \
   python3 python3-numpy python3-torch python3-jinja2 python3-nltk libopenblas0-openmp \
   fortunes fortunes-zh bible-kjv \
-  libsqlite3-dev libicu-dev libxml2-dev libpoppler-cpp-dev python3-doc libjs-marked libjs-katex fonts-katex chromium fonts-wqy-zenhei
+  libsqlite3-dev libicu-dev libxml2-dev libpoppler-cpp-dev libhnswlib-dev python3-doc libjs-marked libjs-katex fonts-katex chromium fonts-wqy-zenhei
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   $SUDO apt-get install -y --no-install-recommends nodejs npm
 fi
@@ -30,8 +30,8 @@ fi
 for arg in "$@"; do
   case "$arg" in
     --corpus) $SUDO apt-get install -y --no-install-recommends dict-gcide linux-doc-6.1 wordnet-base ;;
-    # --bench: the libraries bench/bench_ann.sh compares for the retrieval index (hnswlib, FAISS with OpenBLAS)
-    --bench) $SUDO apt-get install -y --no-install-recommends libhnswlib-dev libfaiss-dev libopenblas-dev ;;
+    # --bench: FAISS (with OpenBLAS), which bench/bench_ann.sh compares with hnswlib, the retrieval index's library
+    --bench) $SUDO apt-get install -y --no-install-recommends libfaiss-dev libopenblas-dev ;;
   esac
 done
 # npm packages, pinned by their package-lock.json: the web chat's DOMPurify (web/), and the test tools (tests/npm:

@@ -19,6 +19,10 @@
 #include <string_view>
 #include <vector>
 
+namespace llmforge {
+class Embedder;
+}
+
 namespace llmforge::rag {
 
 // ---- text ----------------------------------------------------------------------------------------------------------
@@ -92,6 +96,13 @@ std::vector<Chunk> chunk_document(const Document& d, const ChunkOptions& o);
 
 struct IndexOptions {
     ReadOptions read;
+    // Dense vectors: every chunk's embedding (passage_text) by this model, kept in the database and searched through
+    // an HNSW graph (hnswlib; dir/dense-<n>.hnsw). Chunks already embedded by the same model (embed_model: its
+    // identity, recorded in the index) are not embedded again; another model re-embeds every chunk.
+    Embedder* embedder = nullptr;
+    std::string embed_model;     // the model's path (what queries load)
+    std::string embed_stamp;     // its size and modification time: a model changed in place is noticed
+    int threads = 0;         // building the graph (0: the machine's cores)
     // Chunk sizes: max_tokens < 1 and overlap < 0 mean "as the index has them" (256 and 32 for a new index).
     ChunkOptions chunk{0, -1, {}};
     std::string tokenizer;   // the file whose tokenizer counts chunk sizes (recorded in the index; "" = words)
@@ -106,6 +117,8 @@ struct IndexStats {
     size_t documents = 0, chunks = 0;   // in the index afterwards
     size_t chunks_written = 0;          // by this run
     uint64_t bytes_read = 0;
+    size_t embedded = 0;                // chunks embedded by this run
+    size_t vectors = 0;                 // dense vectors in the index afterwards (0: none)
     double seconds = 0;
     bool interrupted = false;           // the stop flag was set: the files not reached are as they were
 };
@@ -119,7 +132,8 @@ IndexStats build_index(const std::vector<std::string>& inputs, const std::string
 
 struct Hit {
     int64_t chunk = 0;       // the chunk's id in the index
-    double score = 0;        // BM25 (higher is better)
+    double score = 0;        // BM25, cosine similarity or the fused score, as the mode says (higher is better)
+    int bm25_rank = 0, dense_rank = 0;  // hybrid: the chunk's rank (from 1) in each ranking (0: not in its candidates)
     std::string source, title, heading, text;
     size_t begin = 0, end = 0;
 };
@@ -128,8 +142,21 @@ struct Hit {
 // to each other), then the chunk's text, one per line.
 std::string passage_text(const Hit& h);
 
+// How a query ranks chunks: BM25 over words; dense: the cosine similarity of embeddings (the index's embedding model);
+// hybrid: reciprocal-rank fusion of the two rankings (Cormack, Clarke and Büttcher 2009): score = Σ 1 / (rrf_k + rank)
+// over the rankings a chunk is in, each taken to `candidates` chunks.
+enum class Mode { Bm25, Dense, Hybrid };
+Mode parse_mode(const std::string& name);  // bm25 | dense | hybrid (a bad-input Error otherwise)
+const char* mode_name(Mode m);
+
 struct QueryOptions {
     int k = 5;
+    Mode mode = Mode::Bm25;
+    Embedder* embedder = nullptr;  // dense and hybrid: the model that embeds the query (the index's)
+    int candidates = 100;          // hybrid: how deep each ranking is fused
+    int rrf_k = 60;                // hybrid: the fusion's constant
+    int ef = 0;                    // dense: the HNSW search's breadth (0: max(k, candidates, 64))
+    bool exact = false;            // dense: compare with every vector instead of searching the graph
 };
 
 class Index {
@@ -138,9 +165,13 @@ public:
     ~Index();
     Index(const Index&) = delete;
     Index& operator=(const Index&) = delete;
-    // The k best chunks by BM25 for the query's words (any of them: an OR query). A query without words, or with
-    // words no chunk has, gives no hits.
+    // The k best chunks for the query as o.mode says. BM25 ranks by the query's words (any of them: an OR query); a
+    // query without words gives no hits in any mode, and one with words no chunk has none by BM25. Dense and hybrid
+    // need o.embedder and an index with vectors made by that model (a bad-input Error otherwise, saying what to do).
     std::vector<Hit> query(const std::string& text, const QueryOptions& o) const;
+    // The embedding model the index's vectors were made with ("" if it has none), and how many chunks have one.
+    std::string embed_model() const;
+    size_t vectors() const;
     size_t documents() const;
     size_t chunks() const;
     // The chunks, in order, of the documents whose source matches `gold` (source_matches), score 0.
@@ -166,6 +197,7 @@ bool source_matches(const std::string& source, const std::string& gold);
 std::vector<QaItem> read_qa(const std::string& path);
 
 struct EvalOptions {
+    QueryOptions query;      // the mode (and its embedding model); k is set by the evaluation
     int k = 5;               // recall@k
     int bootstrap = 1000;    // resamples of the questions for the 95 % intervals (0: none)
     uint64_t seed = 1;
@@ -185,6 +217,7 @@ struct RetrievalEval {
     Estimate mrr;     // MRR@10: 1 / the rank of the first gold document (0 beyond 10)
     Estimate ndcg;    // nDCG@10, binary relevance: Σ 1/log2(rank + 1) over gold documents in the first 10, over the best possible
     std::vector<std::vector<int>> ranks;  // per question, the ranks (from 1) of its gold documents found in the first 10
+    std::vector<double> rr;               // per question, its reciprocal rank (MRR@10's terms)
 };
 
 // Ranks documents for each question — the chunks' ranking with each document at the rank of its best chunk — and

@@ -21,7 +21,7 @@ void add_embed(CLI::App& app) {
         bool jsonl = false, no_normalize = false, ggml = false;
     };
     auto o = std::make_shared<Opts>();
-    cmd->add_option("-m,--model", o->model, "the model: GGUF, or a Hugging Face directory (required)");
+    cmd->add_option("-m,--model", o->model, "the model: GGUF, or a Hugging Face directory")->default_str("none: required");
     cmd->add_option("texts", o->texts, "texts to embed (none: -f FILE)");
     cmd->add_option("-f,--file", o->file, "embed each line of this file")->default_str("none");
     cmd->add_flag("--jsonl", o->jsonl, "-f holds JSON lines with a \"text\" field (or \"ids\": token ids) instead of plain lines");

@@ -11,6 +11,7 @@
 #include "cli/common.h"
 #include "core/progress.h"
 #include "llmforge/embed_train.h"
+#include "llmforge/embedder.h"
 #include "llmforge/error.h"
 #include "llmforge/log.h"
 #include "llmforge/rag.h"
@@ -42,18 +43,11 @@ std::vector<int32_t> embed_tokens_of(const Vocab& v, const nlohmann::json& x, in
         return ids;
     }
     if (!x.is_string()) throw_bad_input("%s: a text must be a string or a list of token ids", where.c_str());
-    const std::string text = x.get<std::string>();
-    if (!utf8_valid(text)) throw_bad_input("%s: not valid UTF-8", where.c_str());
-    const bool bos = v.add_bos && v.bos >= 0, eos = v.add_eos && v.eos >= 0;
-    std::vector<int32_t> body = v.encode(text, false);
-    const size_t room = static_cast<size_t>(std::max(1, max_tokens - (bos ? 1 : 0) - (eos ? 1 : 0)));
-    if (body.size() > room) body.resize(room);
-    std::vector<int32_t> ids;
-    if (bos) ids.push_back(v.bos);
-    ids.insert(ids.end(), body.begin(), body.end());
-    if (eos) ids.push_back(v.eos);
-    if (ids.empty()) throw_bad_input("%s: the text has no tokens", where.c_str());
-    return ids;
+    try {
+        return embedding_tokens(v, x.get<std::string>(), max_tokens);
+    } catch (const Error& e) {
+        throw_bad_input("%s: %s", where.c_str(), e.what());
+    }
 }
 
 // {"query": text|ids, "positive": text|ids, "negatives": [text|ids, ...] (or "negative": one)} per line
@@ -143,7 +137,7 @@ void add_embed_train(CLI::App* embed) {
     auto* cmd = embed->add_subcommand("train", "Contrastive fine-tuning of an embedding model: InfoNCE with in-batch negatives (and optional "
                                                "hard negatives) on (query, passage) pairs");
     struct Opts {
-        std::string model, out, pairs, kb, qa, grads_out, schedule = "linear";
+        std::string model, out, pairs, kb, qa, grads_out, schedule = "linear", pooling;
         int epochs = 1, steps = -1, batch = 16, max_tokens = 128, max_query_tokens = 64, hard_negatives = -1, warmup = -1, threads = 0;
         float lr = 5e-5f, temperature = 0.05f, wd = 0.01f, clip = 1.0f;
         uint64_t seed = 1;
@@ -151,26 +145,31 @@ void add_embed_train(CLI::App* embed) {
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "the model to start from (GGUF or a Hugging Face directory): an encoder, or a decoder")->required();
-    cmd->add_option("-o,--output", o->out, "where to write the trained model (GGUF; written atomically)");
-    cmd->add_option("--pairs", o->pairs, "JSONL: {\"query\": ..., \"positive\": ..., \"negatives\": [...]} (texts or token-id lists)");
-    cmd->add_option("--kb", o->kb, "an index (rag index) to take passages from, with --qa");
+    cmd->add_option("-o,--output", o->out, "where to write the trained model (GGUF; written atomically)")->default_str("none: give it, or --grads-out");
+    cmd->add_option("--pairs", o->pairs, "JSONL: {\"query\": ..., \"positive\": ..., \"negatives\": [...]} (texts or token-id lists)")
+        ->default_str("none: give it, or --kb with --qa");
+    cmd->add_option("--kb", o->kb, "an index (rag index) to take passages from, with --qa")->default_str("none");
     cmd->add_option("--qa", o->qa, "with --kb: questions and their gold documents (the rag eval format); the positive is the gold "
-                                   "document's chunk BM25 ranks best for the question");
+                                   "document's chunk BM25 ranks best for the question")
+        ->default_str("none");
     cmd->add_option("--hard-negatives", o->hard_negatives, "hard negatives per query: with --kb the best BM25 chunks of other documents; with "
                                                             "--pairs the first N given")
         ->default_str("--kb: 0; --pairs: all given")->check(at_least(0));
+    cmd->add_option("--pooling", o->pooling, "pool the hidden states this way instead of the model's (written into the trained model)")
+        ->default_str("the model's")->check(CLI::IsMember({"mean", "cls", "last"}));
     cmd->add_option("--epochs", o->epochs, "passes over the pairs")->check(at_least(1));
-    cmd->add_option("--steps", o->steps, "optimizer steps instead of epochs (0: one forward and backward pass, for --grads-out)")->check(at_least(0));
-    cmd->add_option("--batch", o->batch, "pairs per step (each query's in-batch negatives are the other pairs' passages)")->check(at_least(1));
+    cmd->add_option("--steps", o->steps, "optimizer steps instead of epochs (0: one forward and backward pass, for --grads-out)")
+        ->default_str("--epochs × the batches of an epoch")->check(at_least(0));
+    cmd->add_option("-b,--batch-size", o->batch, "pairs per step (each query's in-batch negatives are the other pairs' passages)")->check(at_least(1));
     cmd->add_option("--lr", o->lr, "peak learning rate");
     cmd->add_option("--schedule", o->schedule, "constant, cosine, linear or wsd");
     cmd->add_option("--warmup", o->warmup, "warm-up steps")->default_str("a tenth of the steps");
-    cmd->add_option("--temperature", o->temperature, "τ of the softmax over similarities");
+    cmd->add_option("--temp", o->temperature, "the temperature τ of the softmax over the similarities");
     cmd->add_option("--wd", o->wd, "AdamW weight decay (matrices)");
     cmd->add_option("--clip-grad", o->clip, "clip gradients to this global norm (0: off)");
     cmd->add_option("--max-tokens", o->max_tokens, "a passage's tokens at most (longer texts are cut)")->check(at_least(3));
     cmd->add_option("--max-query-tokens", o->max_query_tokens, "a query's tokens at most")->check(at_least(3));
-    cmd->add_option("--seed", o->seed, "the order of the pairs");
+    cmd->add_option("-s,--seed", o->seed, "the order of the pairs");
     cmd->add_option("--grads-out", o->grads_out, "write the first step's gradients (before clipping) as a model")->default_str("none");
     add_threads_option(cmd, o->threads);
     cmd->add_flag("--json", o->json, "print the result as one JSON object");
@@ -181,8 +180,9 @@ void add_embed_train(CLI::App* embed) {
         if (o->out.empty() && o->grads_out.empty()) throw_bad_input("embed train: nowhere to write the result: give -o (or --grads-out)");
         for (float x : {o->lr, o->temperature, o->wd, o->clip})
             if (!std::isfinite(x)) throw_bad_input("embed train: settings must be finite numbers");
-        if (!(o->temperature > 0)) throw_bad_input("embed train: --temperature must be positive");
-        const Model init = load_model(o->model);
+        if (!(o->temperature > 0)) throw_bad_input("embed train: --temp must be positive");
+        Model init = load_model(o->model);
+        if (!o->pooling.empty()) init.config.pooling = o->pooling == "cls" ? Pooling::Cls : o->pooling == "last" ? Pooling::Last : Pooling::Mean;
         if (!init.vocab) throw_bad_input("embed train: '%s' has no tokenizer", o->model.c_str());
         const int64_t ctx = init.config.n_ctx;
         if (init.config.learned_positions && std::max(o->max_tokens, o->max_query_tokens) > ctx)

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <thread>
 
 #include "llmforge/error.h"
@@ -75,6 +76,10 @@ public:
         db_.check(sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT), sql_);
         return *this;
     }
+    SqliteStmt& bind_blob(int i, const void* p, size_t n) {
+        db_.check(sqlite3_bind_blob(s_, i, p, static_cast<int>(n), SQLITE_TRANSIENT), sql_);
+        return *this;
+    }
     // SQLITE_ROW → true, SQLITE_DONE → false; anything else throws. rc_out (optional) gets the raw code first.
     bool step(int* rc_out = nullptr) {
         const int rc = sqlite3_step(s_);
@@ -91,6 +96,11 @@ public:
     }
     int64_t int64(int col) const { return sqlite3_column_int64(s_, col); }
     double real(int col) const { return sqlite3_column_double(s_, col); }
+    // a blob column's bytes (valid until the next step or reset)
+    std::pair<const void*, size_t> blob(int col) const {
+        const void* p = sqlite3_column_blob(s_, col);
+        return {p, static_cast<size_t>(sqlite3_column_bytes(s_, col))};
+    }
     std::string text(int col) const {
         const auto* p = sqlite3_column_text(s_, col);
         return p ? std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(s_, col))) : std::string();

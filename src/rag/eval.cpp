@@ -96,7 +96,7 @@ RetrievalEval evaluate_retrieval(const Index& index, const std::vector<QaItem>& 
     RetrievalEval r;
     r.k = o.k;
     const int depth = std::max(o.k, 10);
-    QueryOptions qo;
+    QueryOptions qo = o.query;
     qo.k = depth * 8;  // chunks, enough for `depth` distinct documents in all but pathological cases
     std::vector<double> rec, rr, nd;
     Progress progress("evaluating", static_cast<double>(qa.size()), "questions", o.progress);
@@ -124,6 +124,7 @@ RetrievalEval evaluate_retrieval(const Index& index, const std::vector<QaItem>& 
     r.questions = qa.size();
     r.recall = bootstrap_mean(rec, o.bootstrap, o.seed);
     r.mrr = bootstrap_mean(rr, o.bootstrap, o.seed + 1);
+    r.rr = rr;
     r.ndcg = bootstrap_mean(nd, o.bootstrap, o.seed + 2);
     return r;
 }

@@ -19,19 +19,18 @@
 
 #include "core/progress.h"
 #include "core/sqlite_db.h"
+#include "llmforge/embedder.h"
 #include "llmforge/error.h"
 #include "llmforge/log.h"
 #include "llmforge/rag.h"
 #include "llmforge/tokenizer.h"
+#include "rag/rag_internal.h"
 
 namespace llmforge::rag {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-constexpr const char* kFormat = "llmforge-rag 1";
-
+// (rag_internal.h)
 // A 64-bit content hash (8 bytes at a time, multiply–xorshift mixing), for noticing changed files.
 std::string content_hash(const std::string& data) {
     uint64_t h = 0x9E3779B97F4A7C15ull ^ data.size();
@@ -56,6 +55,28 @@ std::string content_hash(const std::string& data) {
     return buf;
 }
 
+std::map<std::string, std::string> read_meta(const SqliteDb& db) {
+    std::map<std::string, std::string> m;
+    SqliteStmt st(db, "SELECT key, value FROM meta");
+    while (st.step()) m[st.text(0)] = st.text(1);
+    return m;
+}
+
+void set_meta(const SqliteDb& db, const std::string& k, const std::string& v) {
+    SqliteStmt st(db, "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    st.bind(1, k).bind(2, v).step();
+}
+
+int64_t count_rows(const SqliteDb& db, const char* table) {
+    SqliteStmt st(db, (std::string("SELECT COUNT(*) FROM ") + table).c_str());
+    st.step();
+    return st.int64(0);
+}
+
+namespace {
+
+constexpr const char* kFormat = "llmforge-rag 1";
+
 std::string segmenter_name() { return std::string("icu ") + U_ICU_VERSION + " word break, NFKC_Casefold"; }
 
 void create_schema(const SqliteDb& db) {
@@ -74,23 +95,6 @@ void create_schema(const SqliteDb& db) {
     db.exec("CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(terms, content='chunks', content_rowid='id', tokenize='ascii')");
 }
 
-std::map<std::string, std::string> read_meta(const SqliteDb& db) {
-    std::map<std::string, std::string> m;
-    SqliteStmt st(db, "SELECT key, value FROM meta");
-    while (st.step()) m[st.text(0)] = st.text(1);
-    return m;
-}
-
-void set_meta(const SqliteDb& db, const std::string& k, const std::string& v) {
-    SqliteStmt st(db, "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
-    st.bind(1, k).bind(2, v).step();
-}
-
-int64_t count_rows(const SqliteDb& db, const char* table) {
-    SqliteStmt st(db, (std::string("SELECT COUNT(*) FROM ") + table).c_str());
-    st.step();
-    return st.int64(0);
-}
 
 // The files under the inputs, sorted, as absolute normalised paths. A missing input is a bad-input Error.
 std::vector<std::string> collect(const std::vector<std::string>& inputs) {
@@ -322,6 +326,8 @@ IndexStats build_index(const std::vector<std::string>& inputs, const std::string
     stats.documents = static_cast<size_t>(count_rows(db, "docs"));
     stats.chunks = static_cast<size_t>(count_rows(db, "chunks"));
     stats.interrupted = stopped;
+    if (opt.embedder && !stopped) update_dense(db, dir, opt, stats);
+    else if (read_meta(db).count("embed_model")) stats.vectors = static_cast<size_t>(count_rows(db, "embeddings"));
     stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return stats;
 }
@@ -330,13 +336,27 @@ IndexStats build_index(const std::vector<std::string>& inputs, const std::string
 
 struct Index::Impl {
     std::unique_ptr<SqliteDb> db;
+    std::string dir;
+    std::unique_ptr<DenseSearch> dense;
+    std::vector<Hit> bm25(const std::vector<std::string>& w, int k) const;
+    std::vector<Hit> fetch(const std::vector<std::pair<int64_t, double>>& ranked) const;
 };
+
+Mode parse_mode(const std::string& name) {
+    if (name == "bm25") return Mode::Bm25;
+    if (name == "dense") return Mode::Dense;
+    if (name == "hybrid") return Mode::Hybrid;
+    throw_bad_input("unknown retrieval mode '%s' (bm25, dense or hybrid)", name.c_str());
+}
+
+const char* mode_name(Mode m) { return m == Mode::Bm25 ? "bm25" : m == Mode::Dense ? "dense" : "hybrid"; }
 
 Index::Index(const std::string& dir) : impl_(std::make_unique<Impl>()) {
     const fs::path file = fs::path(dir) / "index.sqlite";
     std::error_code ec;
     if (!fs::is_regular_file(file, ec)) throw_bad_input("'%s' holds no llmforge index (no index.sqlite; build one with `llmforge rag index`)", dir.c_str());
     impl_->db = std::make_unique<SqliteDb>(file.string(), "index", false, true);
+    impl_->dir = dir;
     std::map<std::string, std::string> meta;
     try {
         meta = read_meta(*impl_->db);
@@ -351,23 +371,18 @@ Index::~Index() = default;
 size_t Index::documents() const { return static_cast<size_t>(count_rows(*impl_->db, "docs")); }
 size_t Index::chunks() const { return static_cast<size_t>(count_rows(*impl_->db, "chunks")); }
 
-std::vector<Hit> Index::query(const std::string& text, const QueryOptions& o) const {
+// BM25: the query's distinct words, OR-ed; each quoted, so that no word is read as FTS5 syntax (a word holds no '"').
+// bm25() is lower-is-better (it returns minus the score); ties by chunk id, so rankings are deterministic.
+std::vector<Hit> Index::Impl::bm25(const std::vector<std::string>& w, int k) const {
     std::vector<Hit> out;
-    if (o.k <= 0) return out;
-    // The query's distinct words, OR-ed; each quoted, so that no word is read as FTS5 syntax (a word holds no '"').
-    std::vector<std::string> w = words(text);
-    std::sort(w.begin(), w.end());
-    w.erase(std::unique(w.begin(), w.end()), w.end());
-    if (w.empty()) return out;
     std::string match;
     for (const std::string& x : w) match += (match.empty() ? "\"" : " OR \"") + x + "\"";
-    // bm25() is lower-is-better (it returns minus the score); ties by chunk id, so rankings are deterministic.
-    SqliteStmt st(*impl_->db,
+    SqliteStmt st(*db,
                   "SELECT c.id, -s.score, d.source, d.title, c.heading, c.text, c.begin, c.end FROM"
                   " (SELECT rowid AS id, bm25(chunks_fts) AS score FROM chunks_fts WHERE chunks_fts MATCH ?"
                   "  ORDER BY score, rowid LIMIT ?) s"
                   " JOIN chunks c ON c.id = s.id JOIN docs d ON d.id = c.doc_id ORDER BY s.score, c.id");
-    st.bind(1, std::string_view(match)).bind(2, static_cast<int64_t>(o.k));
+    st.bind(1, std::string_view(match)).bind(2, static_cast<int64_t>(k));
     while (st.step()) {
         Hit h;
         h.chunk = st.int64(0);
@@ -382,6 +397,76 @@ std::vector<Hit> Index::query(const std::string& text, const QueryOptions& o) co
     }
     return out;
 }
+
+// The chunks of a ranking (id, score), in its order.
+std::vector<Hit> Index::Impl::fetch(const std::vector<std::pair<int64_t, double>>& ranked) const {
+    std::vector<Hit> out;
+    SqliteStmt st(*db, "SELECT d.source, d.title, c.heading, c.text, c.begin, c.end FROM chunks c JOIN docs d ON d.id = c.doc_id WHERE c.id = ?");
+    for (const auto& [id, score] : ranked) {
+        st.bind(1, id);
+        if (st.step()) {
+            Hit h;
+            h.chunk = id;
+            h.score = score;
+            h.source = st.text(0);
+            h.title = st.text(1);
+            h.heading = st.text(2);
+            h.text = st.text(3);
+            h.begin = static_cast<size_t>(st.int64(4));
+            h.end = static_cast<size_t>(st.int64(5));
+            out.push_back(std::move(h));
+        }
+        st.reset();
+    }
+    return out;
+}
+
+std::vector<Hit> Index::query(const std::string& text, const QueryOptions& o) const {
+    std::vector<Hit> out;
+    if (o.k <= 0) return out;
+    std::vector<std::string> w = words(text);
+    std::sort(w.begin(), w.end());
+    w.erase(std::unique(w.begin(), w.end()), w.end());
+    if (w.empty()) return out;  // no words: nothing to look for, in any mode
+    if (o.mode == Mode::Bm25) return impl_->bm25(w, o.k);
+    if (!o.embedder) throw_bad_input("%s retrieval needs the index's embedding model", mode_name(o.mode));
+    if (!impl_->dense) impl_->dense = std::make_unique<DenseSearch>(*impl_->db, impl_->dir);
+    const int cand = o.mode == Mode::Hybrid ? std::max(o.k, o.candidates) : o.k;
+    const std::vector<std::pair<int64_t, double>> dense =
+        impl_->dense->search(o.embedder->embed(text), cand, o.ef > 0 ? o.ef : std::max({o.k, o.candidates, 64}), o.exact);
+    if (o.mode == Mode::Dense) {
+        out = impl_->fetch(dense);
+        for (size_t i = 0; i < out.size(); ++i) out[i].dense_rank = static_cast<int>(i + 1);
+        return out;
+    }
+    // hybrid: reciprocal-rank fusion of the two rankings
+    const std::vector<Hit> lexical = impl_->bm25(w, cand);
+    std::map<int64_t, std::pair<int, int>> ranks;  // chunk → (BM25 rank, dense rank)
+    for (size_t i = 0; i < lexical.size(); ++i) ranks[lexical[i].chunk].first = static_cast<int>(i + 1);
+    for (size_t i = 0; i < dense.size(); ++i) ranks[dense[i].first].second = static_cast<int>(i + 1);
+    std::vector<std::pair<int64_t, double>> fused;
+    for (const auto& [id, r] : ranks) {
+        double sc = 0;
+        if (r.first) sc += 1.0 / (o.rrf_k + r.first);
+        if (r.second) sc += 1.0 / (o.rrf_k + r.second);
+        fused.emplace_back(id, sc);
+    }
+    std::sort(fused.begin(), fused.end(), [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+    if (static_cast<int>(fused.size()) > o.k) fused.resize(static_cast<size_t>(o.k));
+    out = impl_->fetch(fused);
+    for (Hit& h : out) {
+        h.bm25_rank = ranks[h.chunk].first;
+        h.dense_rank = ranks[h.chunk].second;
+    }
+    return out;
+}
+
+std::string Index::embed_model() const {
+    std::map<std::string, std::string> m = read_meta(*impl_->db);
+    return m.count("embed_model") ? m["embed_model"] : "";
+}
+
+size_t Index::vectors() const { return embed_model().empty() ? 0 : static_cast<size_t>(count_rows(*impl_->db, "embeddings")); }
 
 std::string passage_text(const Hit& h) {
     std::string s;

@@ -119,7 +119,7 @@ def main():
             subprocess.run([a.bin, "convert", d, gguf], check=True, capture_output=True)
             grads = os.path.join(tmp, f"grads-{pooling}.gguf")
             r = subprocess.run([a.bin, "embed", "train", "-m", gguf, "--pairs", pairs, "--steps", "0", "--grads-out", grads,
-                                "--temperature", str(tau), "--json", "-q", "-t", "2"], capture_output=True, text=True)
+                                "--temp", str(tau), "--json", "-q", "-t", "2"], capture_output=True, text=True)
             if r.returncode != 0:
                 check(f"embed train --grads-out ({pooling})", False, r.stderr.strip()[-300:])
                 continue
@@ -155,7 +155,7 @@ def main():
         # real steps: the loss falls, and the trained model embeds
         out = os.path.join(tmp, "trained.gguf")
         r = subprocess.run([a.bin, "embed", "train", "-m", os.path.join(tmp, "bert-mean.gguf"), "--pairs", pairs, "--steps", "20", "--lr", "1e-3",
-                            "--warmup", "0", "--temperature", str(tau), "-o", out, "--json", "-q", "-t", "2"], capture_output=True, text=True)
+                            "--warmup", "0", "--temp", str(tau), "-o", out, "--json", "-q", "-t", "2"], capture_output=True, text=True)
         res = json.loads(r.stdout) if r.returncode == 0 else {}
         check("20 steps on the batch lower its loss", r.returncode == 0 and res["last_epoch_loss"] < 0.5 * res["first_loss"],
               f"{res.get('first_loss')} → {res.get('last_epoch_loss')}" if res else r.stderr.strip()[-200:])

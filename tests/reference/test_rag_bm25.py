@@ -209,7 +209,7 @@ def main():
         faq_kb = os.path.join(tmp, "faq-kb")
         run(a.bin, "rag", "index", os.path.join(sets, "faq", "corpus"), "-o", faq_kb, "-q")
         qa = [json.loads(l) for l in open(os.path.join(sets, "faq", "test.jsonl"), encoding="utf-8")]
-        got = json.loads(run(a.bin, "rag", "eval", faq_kb, "--qa", os.path.join(sets, "faq", "test.jsonl"), "-k", "5", "--json", "-q"))
+        got = json.loads(run(a.bin, "rag", "eval", faq_kb, "--qa", os.path.join(sets, "faq", "test.jsonl"), "-k", "5", "--json", "-q"))["modes"]["bm25"]
         rec, rr, nd = [], [], []
         for q in qa:
             hits = json.loads(run(a.bin, "rag", "query", faq_kb, q["question"], "-k", "80", "--json"))["hits"]
