@@ -371,51 +371,47 @@ Index::~Index() = default;
 size_t Index::documents() const { return static_cast<size_t>(count_rows(*impl_->db, "docs")); }
 size_t Index::chunks() const { return static_cast<size_t>(count_rows(*impl_->db, "chunks")); }
 
+namespace {
+// The columns every chunk query selects, after the id and score: the hit they describe.
+constexpr const char* kHitColumns = "d.source, d.title, c.heading, c.text, c.begin, c.end";
+Hit read_hit(const SqliteStmt& st, int64_t id, double score, int col) {
+    Hit h;
+    h.chunk = id;
+    h.score = score;
+    h.source = st.text(col);
+    h.title = st.text(col + 1);
+    h.heading = st.text(col + 2);
+    h.text = st.text(col + 3);
+    h.begin = static_cast<size_t>(st.int64(col + 4));
+    h.end = static_cast<size_t>(st.int64(col + 5));
+    return h;
+}
+}  // namespace
+
 // BM25: the query's distinct words, OR-ed; each quoted, so that no word is read as FTS5 syntax (a word holds no '"').
 // bm25() is lower-is-better (it returns minus the score); ties by chunk id, so rankings are deterministic.
 std::vector<Hit> Index::Impl::bm25(const std::vector<std::string>& w, int k) const {
     std::vector<Hit> out;
     std::string match;
     for (const std::string& x : w) match += (match.empty() ? "\"" : " OR \"") + x + "\"";
-    SqliteStmt st(*db,
-                  "SELECT c.id, -s.score, d.source, d.title, c.heading, c.text, c.begin, c.end FROM"
-                  " (SELECT rowid AS id, bm25(chunks_fts) AS score FROM chunks_fts WHERE chunks_fts MATCH ?"
-                  "  ORDER BY score, rowid LIMIT ?) s"
-                  " JOIN chunks c ON c.id = s.id JOIN docs d ON d.id = c.doc_id ORDER BY s.score, c.id");
+    const std::string sql = std::string("SELECT c.id, -s.score, ") + kHitColumns +
+                            " FROM (SELECT rowid AS id, bm25(chunks_fts) AS score FROM chunks_fts WHERE chunks_fts MATCH ?"
+                            "  ORDER BY score, rowid LIMIT ?) s"
+                            " JOIN chunks c ON c.id = s.id JOIN docs d ON d.id = c.doc_id ORDER BY s.score, c.id";
+    SqliteStmt st(*db, sql.c_str());
     st.bind(1, std::string_view(match)).bind(2, static_cast<int64_t>(k));
-    while (st.step()) {
-        Hit h;
-        h.chunk = st.int64(0);
-        h.score = st.real(1);
-        h.source = st.text(2);
-        h.title = st.text(3);
-        h.heading = st.text(4);
-        h.text = st.text(5);
-        h.begin = static_cast<size_t>(st.int64(6));
-        h.end = static_cast<size_t>(st.int64(7));
-        out.push_back(std::move(h));
-    }
+    while (st.step()) out.push_back(read_hit(st, st.int64(0), st.real(1), 2));
     return out;
 }
 
 // The chunks of a ranking (id, score), in its order.
 std::vector<Hit> Index::Impl::fetch(const std::vector<std::pair<int64_t, double>>& ranked) const {
     std::vector<Hit> out;
-    SqliteStmt st(*db, "SELECT d.source, d.title, c.heading, c.text, c.begin, c.end FROM chunks c JOIN docs d ON d.id = c.doc_id WHERE c.id = ?");
+    const std::string sql = std::string("SELECT ") + kHitColumns + " FROM chunks c JOIN docs d ON d.id = c.doc_id WHERE c.id = ?";
+    SqliteStmt st(*db, sql.c_str());
     for (const auto& [id, score] : ranked) {
         st.bind(1, id);
-        if (st.step()) {
-            Hit h;
-            h.chunk = id;
-            h.score = score;
-            h.source = st.text(0);
-            h.title = st.text(1);
-            h.heading = st.text(2);
-            h.text = st.text(3);
-            h.begin = static_cast<size_t>(st.int64(4));
-            h.end = static_cast<size_t>(st.int64(5));
-            out.push_back(std::move(h));
-        }
+        if (st.step()) out.push_back(read_hit(st, id, score, 0));
         st.reset();
     }
     return out;
@@ -479,22 +475,13 @@ std::string passage_text(const Hit& h) {
 std::vector<Hit> Index::document_chunks(const std::string& gold) const {
     std::vector<Hit> out;
     // the source itself, or one ending in "/" + gold (compared exactly: no LIKE patterns)
-    SqliteStmt st(*impl_->db,
-                  "SELECT c.id, d.source, d.title, c.heading, c.text, c.begin, c.end FROM docs d JOIN chunks c ON c.doc_id = d.id"
-                  " WHERE d.source = ?1 OR (length(d.source) > length(?1) AND substr(d.source, -length(?1) - 1) = '/' || ?1)"
-                  " ORDER BY d.id, c.ord");
+    const std::string sql = std::string("SELECT c.id, ") + kHitColumns +
+                            " FROM docs d JOIN chunks c ON c.doc_id = d.id"
+                            " WHERE d.source = ?1 OR (length(d.source) > length(?1) AND substr(d.source, -length(?1) - 1) = '/' || ?1)"
+                            " ORDER BY d.id, c.ord";
+    SqliteStmt st(*impl_->db, sql.c_str());
     st.bind(1, std::string_view(gold));
-    while (st.step()) {
-        Hit h;
-        h.chunk = st.int64(0);
-        h.source = st.text(1);
-        h.title = st.text(2);
-        h.heading = st.text(3);
-        h.text = st.text(4);
-        h.begin = static_cast<size_t>(st.int64(5));
-        h.end = static_cast<size_t>(st.int64(6));
-        out.push_back(std::move(h));
-    }
+    while (st.step()) out.push_back(read_hit(st, st.int64(0), 0.0, 1));
     return out;
 }
 

@@ -15,7 +15,6 @@ Run: /usr/bin/python3 tests/reference/test_embed_train_torch.py --bin build/llmf
 """
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import gguf_raw  # noqa: E402
-from test_bert_torch import make_bert  # noqa: E402
+from test_bert_torch import make_bert, reference  # noqa: E402
 
 RESULTS = {"passed": 0, "failed": 0}
 
@@ -50,30 +49,9 @@ def hf_name(g):
     return f"encoder.layer.{l}.{m}.{kind}"
 
 
-def encode(w, cfg, ids, pooling):
-    """BERT's forward pass on one text (no padding), pooled and L2-normalised."""
-    C, H, L, eps = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_hidden_layers"], cfg["layer_norm_eps"]
-    d, n = C // H, len(ids)
-    ln = lambda x, p: torch.nn.functional.layer_norm(x, (C,), w[p + ".weight"], w[p + ".bias"], eps)
-    lin = lambda x, p: x @ w[p + ".weight"].T + w[p + ".bias"]
-    x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:n] + w["embeddings.token_type_embeddings.weight"][0]
-    x = ln(x, "embeddings.LayerNorm")
-    for l in range(L):
-        p = f"encoder.layer.{l}."
-        q = lin(x, p + "attention.self.query").view(n, H, d).transpose(0, 1)
-        k = lin(x, p + "attention.self.key").view(n, H, d).transpose(0, 1)
-        v = lin(x, p + "attention.self.value").view(n, H, d).transpose(0, 1)
-        att = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(d), dim=-1)
-        o = (att @ v).transpose(0, 1).reshape(n, C)
-        x = ln(x + lin(o, p + "attention.output.dense"), p + "attention.output.LayerNorm")
-        x = ln(x + lin(torch.nn.functional.gelu(lin(x, p + "intermediate.dense")), p + "output.dense"), p + "output.LayerNorm")
-    e = x[0] if pooling == "cls" else x.mean(0)
-    return e / e.norm()
-
-
 def info_nce(w, cfg, queries, passages, tau, pooling):
-    q = torch.stack([encode(w, cfg, x, pooling) for x in queries])
-    p = torch.stack([encode(w, cfg, x, pooling) for x in passages])
+    q = torch.stack([reference(w, cfg, x, pooling) for x in queries])  # BERT's forward pass on each text alone, pooled, normalised
+    p = torch.stack([reference(w, cfg, x, pooling) for x in passages])
     s = q @ p.T / tau
     return torch.nn.functional.cross_entropy(s, torch.arange(len(queries)))
 
