@@ -90,12 +90,12 @@ std::vector<Example> read_pairs(const std::string& path, const Vocab& v, int max
 // the question (its first chunk when BM25 does not find it among the first 200), the hard negatives the best-ranked
 // chunks of other documents.
 std::vector<Example> read_kb_pairs(const std::string& kb_dir, const std::string& qa_path, const Vocab& v, int max_q, int max_p, int n_neg,
-                                   int& found_by_bm25) {
+                                   bool progress, int& found_by_bm25) {
     const rag::Index kb(kb_dir);
     const std::vector<rag::QaItem> qa = rag::read_qa(qa_path);
     std::vector<Example> out;
     found_by_bm25 = 0;
-    Progress bar("mining pairs", static_cast<double>(qa.size()), "questions", true);
+    Progress bar("mining pairs", static_cast<double>(qa.size()), "questions", progress);
     for (size_t i = 0; i < qa.size(); ++i) {
         const rag::QaItem& q = qa[i];
         auto gold = [&](const rag::Hit& h) {
@@ -191,7 +191,7 @@ void add_embed_train(CLI::App* embed) {
         const Vocab& vocab = *init.vocab;
         int bm25_found = -1;
         std::vector<Example> data =
-            o->pairs.empty() ? read_kb_pairs(o->kb, o->qa, vocab, o->max_query_tokens, o->max_tokens, std::max(0, o->hard_negatives), bm25_found)
+            o->pairs.empty() ? read_kb_pairs(o->kb, o->qa, vocab, o->max_query_tokens, o->max_tokens, std::max(0, o->hard_negatives), !o->quiet, bm25_found)
                              : read_pairs(o->pairs, vocab, o->max_query_tokens, o->max_tokens, o->hard_negatives);
         const int64_t n = static_cast<int64_t>(data.size()), B = std::min<int64_t>(o->batch, n);
         const int64_t per_epoch = (n + B - 1) / B;
@@ -235,7 +235,7 @@ void add_embed_train(CLI::App* embed) {
         double first_loss = NAN, last_epoch_loss = 0, epoch_loss = 0;
         int64_t epoch_correct = 0, epoch_queries = 0, last_correct = 0, last_queries = 0;
         for (int64_t step = 0; step < std::max<int64_t>(total, 1); ++step) {
-            if (stop.flag()->load()) throw_bad_input("embed train: interrupted (nothing written)");
+            if (stop.flag()->load()) throw_runtime("embed train: interrupted (nothing written)");
             const ContrastiveBatch b = batch_at(step);
             tm.zero_grad();
             const ContrastiveResult r = contrastive_step(tm, b, co);
