@@ -99,7 +99,8 @@ def make_bert(d, seed=0):
     return cfg, {k: v.float().double() for k, v in w.items()}
 
 
-def main():
+def args_and_vocab():
+    """The tests' command line (--bin, --golden) and the golden bert-bge vocabulary's path (None, said, when absent)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--golden", default=os.environ.get("LLMFORGE_GOLDEN", os.path.join(os.path.dirname(__file__), "../../../shared/golden")))
@@ -107,6 +108,13 @@ def main():
     vocab = os.path.join(a.golden, "vocab", "ggml-vocab-bert-bge.gguf")
     if not os.path.exists(vocab):
         print(f"SKIP: no golden data at {a.golden}")
+        return a, None
+    return a, vocab
+
+
+def main():
+    a, vocab = args_and_vocab()
+    if not vocab:
         return 0
     torch.set_default_dtype(torch.float64)  # the reference in double: differences are llmforge's float32 rounding
     with tempfile.TemporaryDirectory() as tmp:

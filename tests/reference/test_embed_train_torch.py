@@ -13,7 +13,6 @@ embeds, and bad input (a malformed line, a token outside the vocabulary, no pair
 
 Run: /usr/bin/python3 tests/reference/test_embed_train_torch.py --bin build/llmforge [--golden DIR]
 """
-import argparse
 import json
 import os
 import subprocess
@@ -25,7 +24,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import gguf_raw  # noqa: E402
-from test_bert_torch import make_bert, reference  # noqa: E402
+from test_bert_torch import args_and_vocab, make_bert, reference  # noqa: E402
 
 RESULTS = {"passed": 0, "failed": 0}
 
@@ -62,13 +61,8 @@ def read_gguf(path):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--golden", default=os.environ.get("LLMFORGE_GOLDEN", os.path.join(os.path.dirname(__file__), "../../../shared/golden")))
-    a = ap.parse_args()
-    vocab = os.path.join(a.golden, "vocab", "ggml-vocab-bert-bge.gguf")
-    if not os.path.exists(vocab):
-        print(f"SKIP: no golden data at {a.golden}")
+    a, vocab = args_and_vocab()
+    if not vocab:
         return 0
     torch.set_default_dtype(torch.float64)
     g = torch.Generator().manual_seed(5)

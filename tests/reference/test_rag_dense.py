@@ -16,7 +16,6 @@ index documents it (title, headings, text), embeds it with PyTorch (BERT's defin
 
 Run: /usr/bin/python3 tests/reference/test_rag_dense.py --bin build/llmforge [--golden DIR]
 """
-import argparse
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_bert_torch import make_bert, reference  # noqa: E402
+from test_bert_torch import args_and_vocab, make_bert, reference  # noqa: E402
 
 RESULTS = {"passed": 0, "failed": 0}
 QUERIES = ["How do I read a file line by line?", "Why is Python slow?", "How can I create a stand-alone binary?", "What is a lambda?",
@@ -62,13 +61,8 @@ def passage_text(title, heading, text):  # as the index documents a chunk (rag::
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--golden", default=os.environ.get("LLMFORGE_GOLDEN", os.path.join(os.path.dirname(__file__), "../../../shared/golden")))
-    a = ap.parse_args()
-    vocab = os.path.join(a.golden, "vocab", "ggml-vocab-bert-bge.gguf")
-    if not os.path.exists(vocab):
-        print(f"SKIP: no golden data at {a.golden}")
+    a, vocab = args_and_vocab()
+    if not vocab:
         return 0
     if not os.path.isdir("/usr/share/doc/python3/html"):
         print("SKIP: Debian's python3-doc is not installed (scripts/setup.sh installs it)")
