@@ -133,7 +133,8 @@ IndexStats build_index(const std::vector<std::string>& inputs, const std::string
 struct Hit {
     int64_t chunk = 0;       // the chunk's id in the index
     double score = 0;        // BM25, cosine similarity or the fused score, as the mode says (higher is better)
-    int bm25_rank = 0, dense_rank = 0;  // hybrid: the chunk's rank (from 1) in each ranking (0: not in its candidates)
+    int bm25_rank = 0, dense_rank = 0;  // the chunk's rank (from 1) in each ranking the mode uses (0: not in its candidates)
+    double bm25 = 0, similarity = 0;    // the chunk's BM25 score and cosine similarity, where its rank is not 0
     std::string source, title, heading, text;
     size_t begin = 0, end = 0;
 };
@@ -182,6 +183,35 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
+// ---- grounded answers ----------------------------------------------------------------------------------------------
+// What a grounded answer is told to do (the system prompt of rag ask, and of the fine-tuning data rag sft-data writes):
+// answer from the numbered sources only, cite them as [n], and say so when they do not hold the answer.
+extern const char* const kGroundedInstruction;
+// Where a hit is: its document's title and its section's headings, " > "-joined, the title once (the heading path when
+// it starts with the title).
+std::string source_label(const Hit& h);
+// The user turn of a grounded answer: the sources numbered from 1 — "[n] " source_label, then the chunk's text — then
+// "Question: " and the question.
+std::string grounded_prompt(const std::string& question, const std::vector<Hit>& sources);
+// The sources an answer cites: the distinct n of "[n]", "[n, m]" and "[n][m]" with 1 <= n <= n_sources, in the order
+// of their first citation.
+std::vector<int> citations(std::string_view answer, size_t n_sources);
+// A passage of a hit's text on one line, at most max_bytes (cut at a character, "…" added): from the sentence that
+// shares the most words with the question (the first sentence when none does).
+std::string best_snippet(const Hit& h, const std::string& question, size_t max_bytes = 240);
+// When a hit counts as relevant enough to answer from: its BM25 score or its cosine similarity (whichever rankings it
+// is in) reaches the threshold. Raw BM25 depends on the corpus (its size and word statistics): calibrate on yours.
+struct Relevance {
+    double min_bm25 = 4.0;
+    double min_similarity = 0.5;
+};
+bool relevant(const Hit& h, const Relevance& r);
+// An answer without its citation marks (what ROUGE compares): every "[n]"-style mark citations() reads is removed with
+// the spaces before it.
+std::string strip_citations(std::string_view answer);
+// A gold answer as a grounded answer cites it: " [n]" at the end of each paragraph (blank-line separated).
+std::string cite_answer(const std::string& answer, int n);
+
 // ---- evaluation ----------------------------------------------------------------------------------------------------
 
 // A question and the documents that answer it: Hit::source values ("path", or "path#line" for a JSONL line), or
@@ -189,6 +219,7 @@ private:
 struct QaItem {
     std::string question;
     std::vector<std::string> gold;
+    std::string answer;   // the gold answer ("answer", optional): what an answer's ROUGE-L is measured against
 };
 // Whether a hit's source is the gold document: the same, or gold is its end after a '/'.
 bool source_matches(const std::string& source, const std::string& gold);
@@ -224,6 +255,8 @@ struct RetrievalEval {
 // scores them against the gold documents.
 RetrievalEval evaluate_retrieval(const Index& index, const std::vector<QaItem>& qa, const EvalOptions& o);
 
+// A ratio of sums, Σ num / Σ den over the questions, and its bootstrap interval (resampling the questions).
+Estimate bootstrap_ratio(const std::vector<double>& num, const std::vector<double>& den, int resamples, uint64_t seed);
 // The metrics of one question from its gold documents' ranks (1-based, any order): what evaluate_retrieval averages.
 double recall_at(const std::vector<int>& ranks, size_t n_gold, int k);
 double reciprocal_rank(const std::vector<int>& ranks, int cutoff = 10);

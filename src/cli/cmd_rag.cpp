@@ -1,17 +1,25 @@
 // llmforge rag index INPUTS... -o KB : documents → chunks → an index (SQLite + FTS5 BM25), incrementally;
 // llmforge rag query KB QUESTION     : the best chunks for a question;
-// llmforge rag eval KB --qa FILE     : retrieval quality on questions with known answers.
+// llmforge rag ask KB -m MODEL Q     : an answer from the index's passages with [n] citations;
+// llmforge rag eval KB --qa FILE     : retrieval (and, with -m, answer) quality on questions with known answers;
+// llmforge rag sft-data KB --qa FILE : fine-tuning conversations for grounded answers with citations.
+#include <algorithm>
 #include <cstdio>
+#include <random>
 #include <filesystem>
 #include <map>
 #include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "core/mmap_file.h"
+#include "core/progress.h"
 #include "llmforge/embedder.h"
 #include "llmforge/error.h"
 #include "llmforge/log.h"
 #include "llmforge/rag.h"
+#include "llmforge/rag_ask.h"
+#include "llmforge/chat_session.h"
 #include "llmforge/utf8.h"
 
 namespace llmforge::cli {
@@ -75,6 +83,70 @@ std::unique_ptr<DenseModel> open_dense_model(const std::string& given, const std
     d->pool = std::make_unique<ThreadPool>(threads);
     d->embedder = std::make_unique<Embedder>(*d->model, *d->pool);
     return d;
+}
+
+// The chat model of rag ask and rag eval --model, and how it answers.
+struct ChatCli {
+    std::string model, system = rag::kGroundedInstruction, tpl;
+    int32_t n = 512;
+    int64_t ctx = 0, seed = -1;
+    rag::Relevance rel;
+    SamplerParams s;
+    CacheTypeOptions cache;
+    GrammarOptions grammar;
+    ChatCli() { s.temp = 0.0f; }  // a grounded answer: greedy unless asked otherwise
+};
+
+void add_answer_options(CLI::App* cmd, ChatCli& c) {
+    cmd->add_option("--min-bm25", c.rel.min_bm25, "a passage is relevant when its BM25 score reaches this (corpus-dependent: `rag query --json` shows the scores)");
+    cmd->add_option("--min-similarity", c.rel.min_similarity, "… or when its cosine similarity to the question reaches this (dense and hybrid)");
+    cmd->add_option("--system", c.system, "the system prompt")->default_str("answer from the numbered sources only, citing them as [n]");
+    cmd->add_option("--template", c.tpl, "chat template (Jinja file, tokenizer_config.json or GGUF) instead of the model's")->default_str("the model's, else ChatML");
+    cmd->add_option("-n,--n-predict", c.n, "most tokens in an answer (-1: until the end of the turn)")->check(at_least(-1, " (-1: no limit)"));
+    add_sampling_options(cmd, c.s, c.seed);
+    cmd->add_option("-c,--ctx-size", c.ctx, "context size (0: the model's)")->check(at_least(0, " (0: the model's)"));
+    add_cache_type_options(cmd, c.cache);
+    add_grammar_options(cmd, c.grammar);
+}
+
+// A chat model loaded for grounded answers, with its session.
+struct ChatModel {
+    std::unique_ptr<Model> model;
+    std::unique_ptr<ThreadPool> pool;
+    std::unique_ptr<ChatFormat> fmt;
+    std::unique_ptr<ChatSession> chat;
+};
+
+ChatModel open_chat_model(const ChatCli& c, int threads) {
+    const std::string tpl = c.tpl.empty() ? std::string() : load_chat_template(c.tpl);
+    ChatModel cm;
+    cm.model = std::make_unique<Model>(load_for_cli(c.model, "", true));
+    warn_context(*cm.model, c.ctx);
+    cm.pool = std::make_unique<ThreadPool>(threads);
+    if (tpl.empty() && cm.model->vocab->chat_template.empty())
+        log_line("llmforge: note: %s has no chat template; using ChatML (--template FILE to choose one)", c.model.c_str());
+    cm.fmt = std::make_unique<ChatFormat>(*cm.model->vocab, tpl);
+    SamplerParams sp = c.s;
+    sp.seed = seed_or_random(c.seed);
+    ChatSessionOptions co;
+    co.n_ctx = c.ctx;
+    co.kv_type = parse_cache_types(c.cache);
+    cm.chat = std::make_unique<ChatSession>(*cm.model, *cm.pool, *cm.fmt, sp, co);
+    cm.chat->set_grammar(load_grammar(c.grammar, *cm.model->vocab));
+    return cm;
+}
+
+rag::AskOptions ask_options(const ChatCli& c, rag::Mode mode, int k, int candidates, bool exact, Embedder* embedder) {
+    rag::AskOptions ao;
+    ao.query.k = k;
+    ao.query.mode = mode;
+    ao.query.candidates = candidates;
+    ao.query.exact = exact;
+    ao.query.embedder = embedder;
+    ao.relevance = c.rel;
+    ao.max_tokens = c.n;
+    ao.system = c.system;
+    return ao;
 }
 
 void add_rag_index(CLI::App* rag) {
@@ -206,6 +278,8 @@ void add_rag_query(CLI::App* rag) {
                     j["hits"].back()["bm25_rank"] = h.bm25_rank;
                     j["hits"].back()["dense_rank"] = h.dense_rank;
                 }
+                if (h.bm25_rank) j["hits"].back()["bm25"] = h.bm25;
+                if (h.dense_rank) j["hits"].back()["similarity"] = h.similarity;
             }
             std::printf("%s\n", j.dump().c_str());
             return;
@@ -219,6 +293,197 @@ void add_rag_query(CLI::App* rag) {
     });
 }
 
+void add_rag_ask(CLI::App* rag) {
+    auto* cmd = rag->add_subcommand("ask", "Answer a question from an index with a chat model: the relevant passages become numbered sources in "
+                                           "the prompt, the answer cites them as [n], and the cited sources are printed with snippets");
+    struct Opts {
+        std::string kb, question, mode = "bm25", embed_model;
+        int k = 5, candidates = 100, threads = ThreadPool::default_threads();
+        ChatCli c;
+        bool json = false, exact = false, verbose = false;
+    };
+    auto o = std::make_shared<Opts>();
+    cmd->add_option("index", o->kb, "the index directory (llmforge rag index)")->required();
+    cmd->add_option("question", o->question, "the question")->required();
+    cmd->add_option("-m,--model", o->c.model, "the chat model that answers (GGUF or a Hugging Face directory)")->required();
+    cmd->add_option("-k,--hits", o->k, "how many passages to retrieve (the sources are the relevant ones that fit in the context)")->check(at_least(1));
+    cmd->add_option("--mode", o->mode, "retrieval: bm25, dense or hybrid (dense and hybrid: an index with vectors, rag index --embed-model)")
+        ->check(CLI::IsMember({"bm25", "dense", "hybrid"}));
+    cmd->add_option("--embed-model", o->embed_model, "embed the question with this model")->default_str("the index's");
+    cmd->add_option("--candidates", o->candidates, "hybrid: how deep each ranking is fused")->check(at_least(1));
+    cmd->add_flag("--exact", o->exact, "dense: compare with every vector instead of searching the HNSW graph");
+    add_answer_options(cmd, o->c);
+    add_threads_option(cmd, o->threads);
+    cmd->add_flag("-v,--verbose", o->verbose, "also list the sources the answer does not cite, and print token counts and speed to stderr");
+    cmd->add_flag("--json", o->json, "print the result as one JSON object (the answer, every source with its snippet and whether it is cited)");
+    cmd->callback([o] {
+        if (!utf8_valid(o->question)) throw_bad_input("rag ask: the question is not valid UTF-8");
+        rag::Index kb(o->kb);
+        const rag::Mode mode = rag::parse_mode(o->mode);
+        std::unique_ptr<DenseModel> dm;
+        if (mode != rag::Mode::Bm25) {
+            dm = open_dense_model(o->embed_model, o->kb, o->threads, true);
+            if (!dm) throw_bad_input("rag ask: '%s' has no dense vectors (build them with rag index --embed-model MODEL)", o->kb.c_str());
+        }
+        const rag::AskOptions ao = ask_options(o->c, mode, o->k, o->candidates, o->exact, dm ? dm->embedder.get() : nullptr);
+        ChatModel cm = open_chat_model(o->c, o->threads);
+        StopOnSignal stop;
+        const bool stream = !o->json;
+        const rag::Answer a = rag::ask(kb, *cm.chat, *cm.fmt, o->question, ao, [&](const std::string& piece) {
+            if (stream) {
+                std::fwrite(piece.data(), 1, piece.size(), stdout);
+                std::fflush(stdout);
+            }
+            return !stop.flag()->load();
+        });
+        std::vector<bool> cited(a.sources.size(), false);
+        for (int c : a.cited) cited[static_cast<size_t>(c - 1)] = true;
+        if (o->json) {
+            nlohmann::json j = {{"question", o->question}, {"mode", o->mode}, {"answered", a.answered}, {"retrieved", a.retrieved.size()},
+                                {"sources", nlohmann::json::array()}, {"dropped_sources", a.dropped}, {"cited", a.cited}};
+            if (a.answered) {
+                j["prompt"] = a.prompt;
+                j["answer"] = a.text;
+                j["stop_reason"] = a.reply.stop_reason;
+                j["prompt_tokens"] = a.reply.prompt_tokens;
+                j["tokens"] = a.reply.tokens;
+            } else {
+                j["answer"] = nullptr;
+            }
+            for (size_t i = 0; i < a.sources.size(); ++i) {
+                const rag::Hit& h = a.sources[i];
+                nlohmann::json s = {{"n", i + 1}, {"cited", static_cast<bool>(cited[i])}, {"chunk", h.chunk}, {"score", h.score}, {"source", h.source},
+                                    {"title", h.title}, {"heading", h.heading}, {"begin", h.begin}, {"end", h.end},
+                                    {"snippet", rag::best_snippet(h, o->question)}};
+                if (h.bm25_rank) s["bm25"] = h.bm25;
+                if (h.dense_rank) s["similarity"] = h.similarity;
+                j["sources"].push_back(s);
+            }
+            std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+            return;
+        }
+        if (!a.answered) {
+            double best_bm25 = 0, best_sim = 0;
+            for (const rag::Hit& h : a.retrieved) {
+                if (h.bm25_rank) best_bm25 = std::max(best_bm25, h.bm25);
+                if (h.dense_rank) best_sim = std::max(best_sim, h.similarity);
+            }
+            if (a.retrieved.empty())
+                std::printf("No passage of %s matches the question, so there is nothing to answer from.\n", o->kb.c_str());
+            else
+                std::printf("No passage of %s is relevant enough to answer from (best BM25 %.2f, --min-bm25 %.2f%s).\n", o->kb.c_str(), best_bm25,
+                            o->c.rel.min_bm25,
+                            ao.query.mode == rag::Mode::Bm25 ? "" : (std::string("; best similarity ") + std::to_string(best_sim) + ", --min-similarity " + std::to_string(o->c.rel.min_similarity)).c_str());
+            return;
+        }
+        std::printf("\n");
+        if (a.reply.stop_reason == "stopped") std::fprintf(stderr, "(stopped)\n");
+        std::printf("\nSources:\n");
+        if (a.cited.empty()) std::printf("  (the answer cites none of its %zu sources)\n", a.sources.size());
+        for (size_t i = 0; i < a.sources.size(); ++i) {
+            if (!cited[i] && !o->verbose && !a.cited.empty()) continue;
+            const rag::Hit& h = a.sources[i];
+            std::printf("[%zu]%s %s — %s\n    %s\n", i + 1, cited[i] ? "" : " (not cited)", h.source.c_str(), rag::source_label(h).c_str(),
+                        rag::best_snippet(h, o->question).c_str());
+        }
+        if (a.dropped) std::fprintf(stderr, "rag ask: %zu relevant passage(s) left out to fit the context\n", a.dropped);
+        if (o->verbose)
+            std::fprintf(stderr, "[%zu sources; prompt %lld tokens in %.0f ms; %lld tokens at %.1f tokens/s; %s]\n", a.sources.size(),
+                         static_cast<long long>(a.reply.prompt_tokens), a.reply.prompt_ms, static_cast<long long>(a.reply.tokens),
+                         a.reply.gen_ms > 0 ? 1000.0 * static_cast<double>(a.reply.tokens) / a.reply.gen_ms : 0.0, a.reply.stop_reason.c_str());
+    });
+}
+
+void add_rag_sft_data(CLI::App* rag) {
+    auto* cmd = rag->add_subcommand("sft-data", "Fine-tuning data for grounded answers: each question with its retrieved passages as numbered "
+                                                "sources (the gold document's passage among them) and its gold answer citing that source");
+    struct Opts {
+        std::string kb, qa, out, mode = "bm25", embed_model, system = rag::kGroundedInstruction;
+        int k = 5, candidates = 100, threads = 0;
+        int64_t seed = 1;
+        rag::Relevance rel;
+        bool json = false, quiet = false;
+    };
+    auto o = std::make_shared<Opts>();
+    cmd->add_option("index", o->kb, "the index directory (llmforge rag index)")->required();
+    cmd->add_option("--qa", o->qa, "JSONL: {\"question\", \"gold\": SOURCE or [SOURCE, ...], \"answer\"} per line (rag eval's format with answers)")->required();
+    cmd->add_option("-o,--output", o->out, "the conversations, {\"messages\": [system, user, assistant]} per line (what sft reads; written atomically)")->required();
+    cmd->add_option("-k,--hits", o->k, "sources per question, as rag ask retrieves them")->check(at_least(1));
+    cmd->add_option("--mode", o->mode, "retrieval: bm25, dense or hybrid")->check(CLI::IsMember({"bm25", "dense", "hybrid"}));
+    cmd->add_option("--embed-model", o->embed_model, "embed the questions with this model")->default_str("the index's");
+    cmd->add_option("--candidates", o->candidates, "hybrid: how deep each ranking is fused")->check(at_least(1));
+    cmd->add_option("--min-bm25", o->rel.min_bm25, "sources below both thresholds are left out, as rag ask leaves them (the gold passage stays)");
+    cmd->add_option("--min-similarity", o->rel.min_similarity, "the similarity threshold (dense and hybrid)");
+    cmd->add_option("--system", o->system, "the system prompt")->default_str("rag ask's");
+    add_seed_option(cmd, o->seed, "where a gold passage that retrieval missed is put among the sources");
+    add_threads_option(cmd, o->threads, "threads", 0);
+    cmd->add_flag("--json", o->json, "print counts as one JSON object");
+    cmd->add_flag("-q,--quiet", o->quiet, "no progress bar");
+    cmd->callback([o] {
+        const std::vector<rag::QaItem> qa = rag::read_qa(o->qa);
+        for (size_t i = 0; i < qa.size(); ++i)
+            if (qa[i].answer.empty()) throw_bad_input("%s: question %zu has no \"answer\" to train on", o->qa.c_str(), i + 1);
+        rag::Index kb(o->kb);
+        const rag::Mode mode = rag::parse_mode(o->mode);
+        std::unique_ptr<DenseModel> dm;
+        if (mode != rag::Mode::Bm25) {
+            dm = open_dense_model(o->embed_model, o->kb, o->threads, true);
+            if (!dm) throw_bad_input("rag sft-data: '%s' has no dense vectors (build them with rag index --embed-model MODEL)", o->kb.c_str());
+        }
+        rag::QueryOptions qo;
+        qo.k = o->k;
+        qo.mode = mode;
+        qo.candidates = o->candidates;
+        qo.embedder = dm ? dm->embedder.get() : nullptr;
+        std::mt19937_64 rng(seed_or_random(o->seed));
+        AtomicWriter w(o->out);
+        size_t retrieved_gold = 0, inserted = 0;
+        Progress bar("sft-data", static_cast<double>(qa.size()), "questions", !o->quiet);
+        for (size_t i = 0; i < qa.size(); ++i) {
+            const rag::QaItem& q = qa[i];
+            auto gold = [&](const rag::Hit& h) {
+                return std::any_of(q.gold.begin(), q.gold.end(), [&](const std::string& g) { return rag::source_matches(h.source, g); });
+            };
+            std::vector<rag::Hit> src;
+            for (const rag::Hit& h : kb.query(q.question, qo))
+                if (gold(h) || rag::relevant(h, o->rel)) src.push_back(h);
+            auto at = std::find_if(src.begin(), src.end(), gold);
+            if (at != src.end()) {
+                ++retrieved_gold;
+            } else {
+                // the gold document's passage BM25 ranks best for the question, else its first; at a random place
+                std::vector<rag::Hit> pick;
+                for (const rag::Hit& h : kb.query(q.question, {200}))
+                    if (gold(h)) {
+                        pick.push_back(h);
+                        break;
+                    }
+                if (pick.empty()) pick = kb.document_chunks(q.gold.front());
+                if (pick.empty()) throw_bad_input("%s: question %zu: the gold document '%s' is not in the index", o->qa.c_str(), i + 1, q.gold.front().c_str());
+                if (static_cast<int>(src.size()) >= o->k) src.pop_back();
+                const size_t pos = std::uniform_int_distribution<size_t>(0, src.size())(rng);
+                at = src.insert(src.begin() + static_cast<long>(pos), pick.front());
+                ++inserted;
+            }
+            const int n = static_cast<int>(at - src.begin()) + 1;
+            nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+            if (!o->system.empty()) msgs.push_back({{"role", "system"}, {"content", o->system}});
+            msgs.push_back({{"role", "user"}, {"content", rag::grounded_prompt(q.question, src)}});
+            msgs.push_back({{"role", "assistant"}, {"content", rag::cite_answer(q.answer, n)}});
+            const std::string line = nlohmann::ordered_json({{"messages", msgs}}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+            w.write(line.data(), line.size());
+            bar.update(static_cast<double>(i + 1));
+        }
+        bar.finish();
+        w.commit();
+        if (o->json)
+            std::printf("%s\n", nlohmann::json({{"output", o->out}, {"conversations", qa.size()}, {"gold_retrieved", retrieved_gold}, {"gold_inserted", inserted}}).dump().c_str());
+        else
+            std::printf("%s: %zu conversations; retrieval found the gold passage for %zu, it was put among the sources for %zu\n", o->out.c_str(),
+                        qa.size(), retrieved_gold, inserted);
+    });
+}
+
 void add_rag_eval(CLI::App* rag) {
     auto* cmd = rag->add_subcommand("eval", "Retrieval quality on questions with known answers: recall@k, MRR@10 and nDCG@10 over documents, "
                                             "with 95 % bootstrap intervals");
@@ -227,6 +492,8 @@ void add_rag_eval(CLI::App* rag) {
         std::vector<std::string> modes{"bm25"};
         int k = 5, bootstrap = 1000, candidates = 100, threads = 0;
         bool json = false, quiet = false, exact = false;
+        ChatCli c;
+        std::string answers_out;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("index", o->kb, "the index directory (llmforge rag index)")->required();
@@ -239,6 +506,12 @@ void add_rag_eval(CLI::App* rag) {
     cmd->add_option("--candidates", o->candidates, "hybrid: how deep each ranking is fused")->check(at_least(1));
     cmd->add_flag("--exact", o->exact, "dense: compare with every vector instead of searching the HNSW graph");
     add_threads_option(cmd, o->threads);
+    cmd->add_option("-m,--model", o->c.model, "also answer each question with this chat model (as rag ask does, its -k sources) and score the "
+                                              "answers: citation precision against the gold documents, ROUGE-L against the gold \"answer\"s")
+        ->default_str("none: retrieval only");
+    add_answer_options(cmd, o->c);
+    cmd->add_option("--answers-out", o->answers_out, "with --model: write every answer as a JSON line {mode, question, answer, cited, sources, gold}")
+        ->default_str("none");
     cmd->add_option("--bootstrap", o->bootstrap, "resamples of the questions for the intervals (0: none)")->check(at_least(0));
     cmd->add_flag("--json", o->json, "print the result as one JSON object (with each question's gold ranks)");
     cmd->add_flag("-q,--quiet", o->quiet, "no progress line");
@@ -251,6 +524,13 @@ void add_rag_eval(CLI::App* rag) {
                 dm = open_dense_model(o->embed_model, o->kb, o->threads, true);
                 if (!dm) throw_bad_input("rag eval: '%s' has no dense vectors (build them with rag index --embed-model MODEL)", o->kb.c_str());
             }
+        std::optional<ChatModel> cm;
+        if (!o->c.model.empty()) cm.emplace(open_chat_model(o->c, o->threads));
+        std::unique_ptr<AtomicWriter> answers_out;
+        if (!o->answers_out.empty()) {
+            if (!cm) throw_bad_input("rag eval: --answers-out needs --model");
+            answers_out = std::make_unique<AtomicWriter>(o->answers_out);
+        }
         StopOnSignal stop;
         auto est = [](const rag::Estimate& e) { return nlohmann::json{{"mean", e.mean}, {"lo", e.lo}, {"hi", e.hi}}; };
         nlohmann::json out = {{"index", o->kb}, {"qa", o->qa}, {"questions", qa.size()}, {"k", o->k}, {"bootstrap", o->bootstrap},
@@ -283,15 +563,47 @@ void add_rag_eval(CLI::App* rag) {
                 first_rr = r.rr;
                 first_mode = mode;
             }
-            out["modes"][mode] = m;
             if (!o->json) {
                 std::printf("  %-7s recall@%-3d %.4f [%.4f, %.4f]   MRR@10 %.4f [%.4f, %.4f]   nDCG@10 %.4f [%.4f, %.4f]\n", mode.c_str(), r.k,
                             r.recall.mean, r.recall.lo, r.recall.hi, r.mrr.mean, r.mrr.lo, r.mrr.hi, r.ndcg.mean, r.ndcg.lo, r.ndcg.hi);
                 if (paired)
                     std::printf("          MRR@10 − %s's: %+.4f [%+.4f, %+.4f] (paired)\n", first_mode.c_str(), diff.mean, diff.lo, diff.hi);
             }
+            if (cm) {
+                rag::AnswerEvalOptions ae;
+                ae.ask = ask_options(o->c, eo.query.mode, o->k, o->candidates, o->exact, eo.query.embedder);
+                ae.bootstrap = o->bootstrap;
+                ae.progress = !o->quiet;
+                ae.stop = stop.flag();
+                ae.on_answer = [&](size_t i, const rag::Answer& a) {
+                    if (!answers_out) return;
+                    nlohmann::json j = {{"mode", mode}, {"question", qa[i].question}, {"gold", qa[i].gold}, {"answered", a.answered},
+                                        {"answer", a.answered ? nlohmann::json(a.text) : nlohmann::json(nullptr)}, {"cited", a.cited},
+                                        {"sources", nlohmann::json::array()}};
+                    for (const rag::Hit& h : a.sources) j["sources"].push_back(h.source);
+                    const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+                    answers_out->write(line.data(), line.size());
+                };
+                const rag::AnswerEval r = rag::evaluate_answers(kb, *cm->chat, *cm->fmt, qa, ae);
+                m["answers"] = {{"answered", r.answered}, {"citing", r.citing}, {"citations", r.citations},
+                                {"citation_precision", est(r.citation_precision)}, {"gold_cited", est(r.gold_cited)},
+                                {"rouge_l", est(r.rouge_l)}, {"with_reference", r.with_reference}};
+                if (!o->json) {
+                    std::printf("          answers: %zu of %zu answered, %zu cite a source (%zu citations); citation precision %.4f [%.4f, %.4f]; "
+                                "a gold source cited %.4f [%.4f, %.4f]\n",
+                                r.answered, r.questions, r.citing, r.citations, r.citation_precision.mean, r.citation_precision.lo,
+                                r.citation_precision.hi, r.gold_cited.mean, r.gold_cited.lo, r.gold_cited.hi);
+                    if (r.with_reference)
+                        std::printf("          ROUGE-L %.4f [%.4f, %.4f] against %zu gold answers\n", r.rouge_l.mean, r.rouge_l.lo, r.rouge_l.hi, r.with_reference);
+                    else
+                        std::printf("          (no gold answers: the questions have no \"answer\" field, so no ROUGE-L)\n");
+                }
+            }
+            out["modes"][mode] = m;
         }
         if (dm) out["embed_model"] = dm->path;
+        if (cm) out["model"] = o->c.model;
+        if (answers_out) answers_out->commit();
         if (o->json) std::printf("%s\n", out.dump().c_str());
     });
 }
@@ -303,7 +615,9 @@ void add_rag(CLI::App& app) {
     rag->require_subcommand(1);
     add_rag_index(rag);
     add_rag_query(rag);
+    add_rag_ask(rag);
     add_rag_eval(rag);
+    add_rag_sft_data(rag);
 }
 
 }  // namespace llmforge::cli

@@ -36,6 +36,10 @@ std::vector<QaItem> read_qa(const std::string& path) {
             for (const auto& x : g)
                 if (x.is_string()) q.gold.push_back(x.get<std::string>());
         if (q.gold.empty()) throw_bad_input("%s:%zu: no gold documents ('gold': a source or a list of them)", path.c_str(), no);
+        if (j.contains("answer")) {
+            if (!j["answer"].is_string()) throw_bad_input("%s:%zu: 'answer' must be a string", path.c_str(), no);
+            q.answer = j["answer"].get<std::string>();
+        }
         out.push_back(std::move(q));
     }
     if (out.empty()) throw_bad_input("'%s' holds no questions", path.c_str());
@@ -81,6 +85,35 @@ Estimate bootstrap_mean(const std::vector<double>& v, int resamples, uint64_t se
     }
     std::sort(means.begin(), means.end());
     auto at = [&](double q) { return means[std::min(means.size() - 1, static_cast<size_t>(q * static_cast<double>(means.size())))]; };
+    e.lo = at(0.025);
+    e.hi = at(0.975);
+    return e;
+}
+
+Estimate bootstrap_ratio(const std::vector<double>& num, const std::vector<double>& den, int resamples, uint64_t seed) {
+    Estimate e;
+    double n = 0, d = 0;
+    for (size_t i = 0; i < num.size(); ++i) {
+        n += num[i];
+        d += den[i];
+    }
+    e.mean = e.lo = e.hi = d > 0 ? n / d : 0.0;
+    if (resamples <= 0 || num.empty()) return e;
+    std::mt19937_64 rng(seed);
+    std::uniform_int_distribution<size_t> pick(0, num.size() - 1);
+    std::vector<double> r;
+    for (int k = 0; k < resamples; ++k) {
+        double a = 0, b = 0;
+        for (size_t i = 0; i < num.size(); ++i) {
+            const size_t j = pick(rng);
+            a += num[j];
+            b += den[j];
+        }
+        if (b > 0) r.push_back(a / b);  // a resample without a denominator has no ratio
+    }
+    if (r.empty()) return e;
+    std::sort(r.begin(), r.end());
+    auto at = [&](double q) { return r[std::min(r.size() - 1, static_cast<size_t>(q * static_cast<double>(r.size())))]; };
     e.lo = at(0.025);
     e.hi = at(0.975);
     return e;

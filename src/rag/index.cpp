@@ -424,7 +424,14 @@ std::vector<Hit> Index::query(const std::string& text, const QueryOptions& o) co
     std::sort(w.begin(), w.end());
     w.erase(std::unique(w.begin(), w.end()), w.end());
     if (w.empty()) return out;  // no words: nothing to look for, in any mode
-    if (o.mode == Mode::Bm25) return impl_->bm25(w, o.k);
+    if (o.mode == Mode::Bm25) {
+        out = impl_->bm25(w, o.k);
+        for (size_t i = 0; i < out.size(); ++i) {
+            out[i].bm25_rank = static_cast<int>(i + 1);
+            out[i].bm25 = out[i].score;
+        }
+        return out;
+    }
     if (!o.embedder) throw_bad_input("%s retrieval needs the index's embedding model", mode_name(o.mode));
     if (!impl_->dense) impl_->dense = std::make_unique<DenseSearch>(*impl_->db, impl_->dir);
     const int cand = o.mode == Mode::Hybrid ? std::max(o.k, o.candidates) : o.k;
@@ -432,14 +439,24 @@ std::vector<Hit> Index::query(const std::string& text, const QueryOptions& o) co
         impl_->dense->search(o.embedder->embed(text), cand, o.ef > 0 ? o.ef : std::max({o.k, o.candidates, 64}), o.exact);
     if (o.mode == Mode::Dense) {
         out = impl_->fetch(dense);
-        for (size_t i = 0; i < out.size(); ++i) out[i].dense_rank = static_cast<int>(i + 1);
+        for (size_t i = 0; i < out.size(); ++i) {
+            out[i].dense_rank = static_cast<int>(i + 1);
+            out[i].similarity = out[i].score;
+        }
         return out;
     }
     // hybrid: reciprocal-rank fusion of the two rankings
     const std::vector<Hit> lexical = impl_->bm25(w, cand);
     std::map<int64_t, std::pair<int, int>> ranks;  // chunk → (BM25 rank, dense rank)
-    for (size_t i = 0; i < lexical.size(); ++i) ranks[lexical[i].chunk].first = static_cast<int>(i + 1);
-    for (size_t i = 0; i < dense.size(); ++i) ranks[dense[i].first].second = static_cast<int>(i + 1);
+    std::map<int64_t, std::pair<double, double>> scores;  // chunk → (BM25, similarity)
+    for (size_t i = 0; i < lexical.size(); ++i) {
+        ranks[lexical[i].chunk].first = static_cast<int>(i + 1);
+        scores[lexical[i].chunk].first = lexical[i].score;
+    }
+    for (size_t i = 0; i < dense.size(); ++i) {
+        ranks[dense[i].first].second = static_cast<int>(i + 1);
+        scores[dense[i].first].second = dense[i].second;
+    }
     std::vector<std::pair<int64_t, double>> fused;
     for (const auto& [id, r] : ranks) {
         double sc = 0;
@@ -453,6 +470,8 @@ std::vector<Hit> Index::query(const std::string& text, const QueryOptions& o) co
     for (Hit& h : out) {
         h.bm25_rank = ranks[h.chunk].first;
         h.dense_rank = ranks[h.chunk].second;
+        h.bm25 = scores[h.chunk].first;
+        h.similarity = scores[h.chunk].second;
     }
     return out;
 }

@@ -287,3 +287,61 @@ TEST(Rag, RetrievalMetricsByHand) {
     const Estimate none = bootstrap_mean(v, 0, 7);
     EXPECT_EQ(none.lo, none.hi);
 }
+
+TEST(Rag, CitationMarksAreReadAndStripped) {
+    // single, lists, adjacent marks; repeats counted once, in order of first citation; out-of-range numbers dropped
+    EXPECT_EQ(citations("It is [2]. Also [1, 3] and [3][4].", 4), (std::vector<int>{2, 1, 3, 4}));
+    EXPECT_EQ(citations("see [5] and [0] and [2]", 3), (std::vector<int>{2}));
+    // not citation marks: text in brackets, an empty pair, an unclosed one, a list element like x[1:2]
+    EXPECT_EQ(citations("a list [a, b], [] and [1 then x[1:2]", 5), std::vector<int>{});
+    EXPECT_EQ(citations("[ 2 ,3 ]", 5), (std::vector<int>{2, 3}));
+    EXPECT_EQ(strip_citations("It is so [2]. Also [1, 3] and [3][4]."), "It is so. Also and.");
+    EXPECT_EQ(strip_citations("no marks [x]"), "no marks [x]");
+    // a gold answer cited at the end of each paragraph, blank lines kept
+    EXPECT_EQ(cite_answer("First part.\n\nSecond part.\n", 2), "First part. [2]\n\nSecond part. [2]\n");
+    EXPECT_EQ(cite_answer("One line", 1), "One line [1]");
+    EXPECT_EQ(citations(cite_answer("A.\n\nB.", 3), 3), std::vector<int>{3});
+    EXPECT_EQ(strip_citations(cite_answer("A.\n\nB.", 3)), "A.\n\nB.");
+}
+
+TEST(Rag, GroundedPromptSnippetsAndRelevance) {
+    Hit a, b;
+    a.title = "Python FAQ";
+    a.heading = "Python FAQ > Strings";
+    a.text = "Strings are immutable.  \n";
+    EXPECT_EQ(source_label(a), "Python FAQ > Strings");  // the heading path starts with the title: said once
+    Hit d = a;
+    d.heading = "Strings";
+    EXPECT_EQ(source_label(d), "Python FAQ > Strings");
+    d.heading.clear();
+    EXPECT_EQ(source_label(d), "Python FAQ");
+    b.title = "库";
+    b.heading = "库";  // the heading path is the title: said once
+    b.text = "第一句。第二句讲文件。";
+    EXPECT_EQ(grounded_prompt("Why?", {a, b}),
+              "Sources:\n\n[1] Python FAQ > Strings\nStrings are immutable.\n\n[2] 库\n第一句。第二句讲文件。\n\nQuestion: Why?");
+    // the snippet starts at the sentence sharing most words with the question; cut at a whole character
+    Hit c;
+    c.text = "Lists are mutable.\nStrings cannot change: they are immutable objects. Tuples too.";
+    EXPECT_EQ(best_snippet(c, "are strings immutable"), "Strings cannot change: they are immutable objects. Tuples too.");
+    EXPECT_EQ(best_snippet(c, "nothing shared"), "Lists are mutable. Strings cannot change: they are immutable objects. Tuples too.");
+    EXPECT_EQ(best_snippet(c, "are strings immutable", 20), "Strings cannot chang…");
+    EXPECT_EQ(best_snippet(b, "文件", 7), "第二…");  // from the sentence with 文件; 3-byte characters: 6 bytes fit in 7, never part of one
+    // relevance: a score counts only from a ranking the hit is in
+    Relevance r{4.0, 0.5};
+    Hit h;
+    h.bm25_rank = 1, h.bm25 = 3.9;
+    EXPECT_FALSE(relevant(h, r));
+    h.bm25 = 4.0;
+    EXPECT_TRUE(relevant(h, r));
+    h.bm25_rank = 0, h.dense_rank = 2, h.similarity = 0.6;
+    EXPECT_TRUE(relevant(h, r));
+    h.similarity = 0.4;
+    EXPECT_FALSE(relevant(h, r));
+    // a pooled ratio: Σ num / Σ den, not the mean of the ratios
+    const Estimate q = bootstrap_ratio({1, 0, 3}, {1, 2, 3}, 0, 1);
+    EXPECT_DOUBLE_EQ(q.mean, 4.0 / 6.0);
+    const Estimate q2 = bootstrap_ratio({1, 0, 3, 2}, {1, 2, 3, 4}, 500, 1);
+    EXPECT_LE(q2.lo, q2.mean);
+    EXPECT_GE(q2.hi, q2.mean);
+}
