@@ -177,6 +177,8 @@ public:
     size_t chunks() const;
     // The chunks, in order, of the documents whose source matches `gold` (source_matches), score 0.
     std::vector<Hit> document_chunks(const std::string& gold) const;
+    // Every chunk, in the order of their ids (the whole indexed text in memory), score 0.
+    std::vector<Hit> all_chunks() const;
 
 private:
     struct Impl;
@@ -211,6 +213,16 @@ bool relevant(const Hit& h, const Relevance& r);
 std::string strip_citations(std::string_view answer);
 // A gold answer as a grounded answer cites it: " [n]" at the end of each paragraph (blank-line separated).
 std::string cite_answer(const std::string& answer, int n);
+
+// ---- training pairs without labels -------------------------------------------------------------------------------
+// The inverse cloze task (Lee, Chang and Toutanova 2019): a sentence of a chunk is a query and the chunk is its
+// passage — without that sentence, except in keep_sentence of the pairs, so that a model learns what surrounds a
+// sentence rather than only to match its words. Up to per_chunk pairs per chunk, from sentences of 4 to 64 words (a
+// chunk needs two sentences); the passage is passage_text. Seeded: the same index and seed give the same pairs.
+struct QueryPassage {
+    std::string query, passage;
+};
+std::vector<QueryPassage> inverse_cloze_pairs(const Index& index, int per_chunk, uint64_t seed, double keep_sentence = 0.1);
 
 // ---- evaluation ----------------------------------------------------------------------------------------------------
 

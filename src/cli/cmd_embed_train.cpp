@@ -138,7 +138,7 @@ void add_embed_train(CLI::App* embed) {
                                                "hard negatives) on (query, passage) pairs");
     struct Opts {
         std::string model, out, pairs, kb, qa, grads_out, schedule = "linear", pooling;
-        int epochs = 1, steps = -1, batch = 16, max_tokens = 128, max_query_tokens = 64, hard_negatives = -1, warmup = -1, threads = 0;
+        int epochs = 1, steps = -1, batch = 16, max_tokens = 128, max_query_tokens = 64, hard_negatives = -1, warmup = -1, threads = 0, ict = 0;
         float lr = 5e-5f, temperature = 0.05f, wd = 0.01f, clip = 1.0f;
         uint64_t seed = 1;
         bool json = false, quiet = false;
@@ -147,14 +147,17 @@ void add_embed_train(CLI::App* embed) {
     cmd->add_option("-m,--model", o->model, "the model to start from (GGUF or a Hugging Face directory): an encoder, or a decoder")->required();
     cmd->add_option("-o,--output", o->out, "where to write the trained model (GGUF; written atomically)")->default_str("none: give it, or --grads-out");
     cmd->add_option("--pairs", o->pairs, "JSONL: {\"query\": ..., \"positive\": ..., \"negatives\": [...]} (texts or token-id lists)")
-        ->default_str("none: give it, or --kb with --qa");
-    cmd->add_option("--kb", o->kb, "an index (rag index) to take passages from, with --qa")->default_str("none");
+        ->default_str("none: give it, or --kb with --qa and/or --ict");
+    cmd->add_option("--kb", o->kb, "an index (rag index) to take passages from, with --qa and/or --ict")->default_str("none");
     cmd->add_option("--qa", o->qa, "with --kb: questions and their gold documents (the rag eval format); the positive is the gold "
                                    "document's chunk BM25 ranks best for the question")
         ->default_str("none");
     cmd->add_option("--hard-negatives", o->hard_negatives, "hard negatives per query: with --kb the best BM25 chunks of other documents; with "
                                                             "--pairs the first N given")
         ->default_str("--kb: 0; --pairs: all given")->check(at_least(0));
+    cmd->add_option("--ict", o->ict, "with --kb: also N unlabelled pairs per chunk by the inverse cloze task (a sentence of the chunk is the "
+                                     "query, the chunk without it the positive), drawn with -s")
+        ->check(at_least(0));
     cmd->add_option("--pooling", o->pooling, "pool the hidden states this way instead of the model's (written into the trained model)")
         ->default_str("the model's")->check(CLI::IsMember({"mean", "cls", "last"}));
     cmd->add_option("--epochs", o->epochs, "passes over the pairs")->check(at_least(1));
@@ -176,7 +179,9 @@ void add_embed_train(CLI::App* embed) {
     cmd->add_flag("-q,--quiet", o->quiet, "no progress bar");
     cmd->callback([o] {
         if (o->pairs.empty() == o->kb.empty()) throw_bad_input("embed train: give --pairs FILE, or --kb KB with --qa FILE");
-        if (!o->kb.empty() && o->qa.empty()) throw_bad_input("embed train: --kb needs --qa (questions and their gold documents)");
+        if (!o->kb.empty() && o->qa.empty() && o->ict == 0)
+            throw_bad_input("embed train: --kb needs --qa (questions and their gold documents) or --ict N (pairs from the chunks themselves)");
+        if (o->ict > 0 && o->kb.empty()) throw_bad_input("embed train: --ict needs --kb (the index whose chunks make the pairs)");
         if (o->out.empty() && o->grads_out.empty()) throw_bad_input("embed train: nowhere to write the result: give -o (or --grads-out)");
         for (float x : {o->lr, o->temperature, o->wd, o->clip})
             if (!std::isfinite(x)) throw_bad_input("embed train: settings must be finite numbers");
@@ -190,13 +195,27 @@ void add_embed_train(CLI::App* embed) {
                             static_cast<long long>(ctx));
         const Vocab& vocab = *init.vocab;
         int bm25_found = -1;
-        std::vector<Example> data =
-            o->pairs.empty() ? read_kb_pairs(o->kb, o->qa, vocab, o->max_query_tokens, o->max_tokens, std::max(0, o->hard_negatives), !o->quiet, bm25_found)
-                             : read_pairs(o->pairs, vocab, o->max_query_tokens, o->max_tokens, o->hard_negatives);
+        std::vector<Example> data;
+        if (!o->pairs.empty()) data = read_pairs(o->pairs, vocab, o->max_query_tokens, o->max_tokens, o->hard_negatives);
+        if (!o->qa.empty())
+            data = read_kb_pairs(o->kb, o->qa, vocab, o->max_query_tokens, o->max_tokens, std::max(0, o->hard_negatives), !o->quiet, bm25_found);
+        size_t n_ict = 0;
+        if (o->ict > 0) {
+            const rag::Index kb(o->kb);
+            for (const rag::QueryPassage& p : rag::inverse_cloze_pairs(kb, o->ict, o->seed)) {
+                Example e;
+                e.query = embedding_tokens(vocab, p.query, o->max_query_tokens);
+                e.positive = embedding_tokens(vocab, p.passage, o->max_tokens);
+                data.push_back(std::move(e));
+                ++n_ict;
+            }
+            if (n_ict == 0 && data.empty()) throw_bad_input("embed train: '%s' has no chunk with two sentences to make pairs from", o->kb.c_str());
+        }
         const int64_t n = static_cast<int64_t>(data.size()), B = std::min<int64_t>(o->batch, n);
         const int64_t per_epoch = (n + B - 1) / B;
         const int64_t total = o->steps >= 0 ? o->steps : per_epoch * o->epochs;
-        log_line("embed train: %lld pairs, batches of %lld, %lld steps%s", static_cast<long long>(n), static_cast<long long>(B),
+        log_line("embed train: %lld pairs%s, batches of %lld, %lld steps%s", static_cast<long long>(n),
+                 n_ict ? (" (" + std::to_string(n_ict) + " by the inverse cloze task)").c_str() : "", static_cast<long long>(B),
                  static_cast<long long>(total), bm25_found >= 0 ? (", BM25 found the gold document for " + std::to_string(bm25_found)).c_str() : "");
 
         ThreadPool pool(o->threads);
@@ -278,6 +297,7 @@ void add_embed_train(CLI::App* embed) {
             res["last_epoch_accuracy"] = static_cast<double>(last_correct) / static_cast<double>(std::max<int64_t>(1, last_queries));
         }
         if (bm25_found >= 0) res["bm25_found_gold"] = bm25_found;
+        if (o->ict > 0) res["ict_pairs"] = n_ict;
         if (!o->out.empty() && total > 0) res["output"] = o->out;
         if (o->json) {
             std::printf("%s\n", res.dump().c_str());

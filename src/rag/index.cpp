@@ -504,4 +504,12 @@ std::vector<Hit> Index::document_chunks(const std::string& gold) const {
     return out;
 }
 
+std::vector<Hit> Index::all_chunks() const {
+    std::vector<Hit> out;
+    const std::string sql = std::string("SELECT c.id, ") + kHitColumns + " FROM chunks c JOIN docs d ON d.id = c.doc_id ORDER BY c.id";
+    SqliteStmt st(*impl_->db, sql.c_str());
+    while (st.step()) out.push_back(read_hit(st, st.int64(0), 0.0, 1));
+    return out;
+}
+
 }  // namespace llmforge::rag

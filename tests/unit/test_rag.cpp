@@ -345,3 +345,55 @@ TEST(Rag, GroundedPromptSnippetsAndRelevance) {
     EXPECT_LE(q2.lo, q2.mean);
     EXPECT_GE(q2.hi, q2.mean);
 }
+
+TEST(Rag, InverseClozePairsComeFromTheChunks) {
+    const fs::path dir = temp_dir("ict");
+    write(dir / "docs" / "a.md", "# Kettles\n\nA kettle boils water with an element. It switches off when the water boils. Descale it "
+                                 "with vinegar now and then.\n\n# Short\n\nOne sentence only here.\n");
+    write(dir / "docs" / "b.txt", "Bread needs flour and water and salt. Yeast makes the dough rise slowly. Bake it in a hot oven. Hi.\n");
+    IndexOptions o;
+    o.progress = false;
+    build_index({(dir / "docs").string()}, (dir / "kb").string(), o);
+    Index index((dir / "kb").string());
+    const std::vector<Hit> chunks = index.all_chunks();
+    ASSERT_EQ(chunks.size(), 3u);
+    auto one_line = [](const std::string& t) {
+        std::string s;
+        for (char c : t) {
+            if (c == ' ' || c == '\n') {
+                if (!s.empty() && s.back() != ' ') s += ' ';
+            } else {
+                s += c;
+            }
+        }
+        while (!s.empty() && s.back() == ' ') s.pop_back();
+        return s;
+    };
+    // never the 1-sentence chunk, never "Hi." (fewer than 4 words); at most 2 per chunk; the passage is the chunk's
+    // passage_text without the sentence (keep_sentence 0)
+    const std::vector<QueryPassage> p = inverse_cloze_pairs(index, 2, 7, 0.0);
+    EXPECT_EQ(p.size(), 4u);  // 2 of the kettle's 3 sentences, 2 of the bread's 3 eligible ones
+    for (const QueryPassage& x : p) {
+        EXPECT_NE(x.query, "Hi.");
+        EXPECT_EQ(x.query.find("One sentence"), std::string::npos);
+        bool from_a_chunk = false;
+        for (const Hit& h : chunks) {
+            const size_t at = h.text.find(x.query);
+            if (at == std::string::npos) continue;
+            Hit rest = h;
+            rest.text = h.text.substr(0, at) + h.text.substr(at + x.query.size());
+            // the sentence's trailing space went with it
+            if (at + x.query.size() < h.text.size() && h.text[at + x.query.size()] == ' ') rest.text.erase(at, 1);
+            from_a_chunk = from_a_chunk || one_line(passage_text(rest)) == one_line(x.passage);
+        }
+        EXPECT_TRUE(from_a_chunk) << x.query << " | " << x.passage;
+        EXPECT_EQ(x.passage.find(x.query), std::string::npos);
+    }
+    // seeded; keep_sentence 1 keeps the sentence in the passage
+    const std::vector<QueryPassage> again = inverse_cloze_pairs(index, 2, 7, 0.0);
+    ASSERT_EQ(again.size(), p.size());
+    for (size_t i = 0; i < p.size(); ++i) EXPECT_EQ(again[i].query, p[i].query);
+    for (const QueryPassage& x : inverse_cloze_pairs(index, 5, 3, 1.0)) EXPECT_NE(x.passage.find(x.query), std::string::npos);
+    EXPECT_EQ(inverse_cloze_pairs(index, 5, 3).size(), 6u);  // every eligible sentence
+    fs::remove_all(dir);
+}
