@@ -5,6 +5,92 @@ const $ = (id) => document.getElementById(id);
 const turns = [];      // {role, content, div} of the finished turns
 let keptFrom = 0;      // turns before this index no longer fit in the model's context: they are not sent any more
 let controller = null;   // the running request's AbortController
+let docsInfo = null;     // the server's document index (GET /v1/retrieve), when it has one
+let msgCount = 0;
+
+// The server's document index, if it serves one: the "use documents" switch appears.
+async function loadDocs() {
+  try {
+    const r = await fetch('/v1/retrieve', { headers: apiHeaders() });
+    if (!r.ok) return;
+    const info = await r.json();
+    if (!info.available) return;
+    docsInfo = info;
+    $('docs-row').hidden = false;
+    $('docs-row').title = t('useDocsTitle', { name: docsInfo.name, n: docsInfo.chunks });
+  } catch (e) { /* no index: no switch */ }
+}
+
+// Citation marks "[n]", "[n, m]" in the rendered answer become links to the sources (outside code); returns the
+// numbers cited.
+function linkCitations(el, sources, box) {
+  const cited = new Set();
+  const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  const nodes = [];
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) if (!n.parentElement.closest('code, pre, a')) nodes.push(n);
+  const re = /\[(\d+(?:\s*,\s*\d+)*)\]/g;
+  for (const node of nodes) {
+    const text = node.nodeValue;
+    if (!re.test(text)) continue;
+    re.lastIndex = 0;
+    const frag = document.createDocumentFragment();
+    let at = 0;
+    for (const m of text.matchAll(re)) {
+      const nums = m[1].split(',').map((x) => parseInt(x, 10)).filter((k) => k >= 1 && k <= sources.length);
+      if (!nums.length) continue;
+      frag.append(text.slice(at, m.index));
+      for (const k of nums) {
+        cited.add(k);
+        const a = document.createElement('a');
+        a.className = 'cite';
+        a.href = '#';
+        a.dataset.n = String(k);
+        a.textContent = '[' + k + ']';
+        a.addEventListener('click', (e) => {
+          e.preventDefault();
+          const s = box.querySelector(`.source[data-n="${k}"]`);
+          for (const o of box.querySelectorAll('.source.highlight')) o.classList.remove('highlight');
+          s.classList.add('highlight');
+          s.querySelector('.text').hidden = false;
+          s.scrollIntoView({ block: 'nearest' });
+        });
+        frag.append(a);
+      }
+      at = m.index + m[0].length;
+    }
+    frag.append(text.slice(at));
+    node.replaceWith(frag);
+  }
+  return cited;
+}
+
+// The sources under an answer: number, where it is from, a snippet; the whole passage when its citation is clicked.
+// Everything is set as text: a passage's markup is shown, never run.
+function renderSources(box, sources, cited) {
+  box.innerHTML = '';
+  const h = document.createElement('strong');
+  h.textContent = t('sources');
+  box.append(h);
+  for (const s of sources) {
+    const d = document.createElement('div');
+    d.className = 'source' + (cited.has(s.n) ? ' cited' : ' uncited');
+    d.dataset.n = String(s.n);
+    const head = document.createElement('div');
+    head.textContent = `[${s.n}] ${s.label}` + (cited.has(s.n) ? '' : ` (${t('notCited')})`);
+    const where = document.createElement('div');
+    where.className = 'where';
+    where.textContent = s.source;
+    const snip = document.createElement('div');
+    snip.className = 'snippet';
+    snip.textContent = s.snippet;
+    const full = document.createElement('div');
+    full.className = 'text';
+    full.hidden = true;
+    full.textContent = s.text;
+    d.append(head, where, snip, full);
+    box.append(d);
+  }
+}
 
 function addMessage(role, text) {
   const div = document.createElement('div');
@@ -80,8 +166,17 @@ async function send(text) {
   const user = { role: 'user', content: text };
   const userDiv = addMessage('user', text);
   const div = addMessage('assistant', '');
+  div.id = 'msg-' + (++msgCount);
   const content = div.querySelector('.content');
   const note = div.querySelector('.note');
+  const useDocs = docsInfo && $('use-docs').checked;
+  let sources = [];
+  let sent = user;                          // what the model gets: the question, or the sources and the question
+  let sys = $('system').value.trim();
+  const box = document.createElement('div');
+  box.className = 'sources';
+  box.hidden = true;
+  div.insertBefore(box, div.querySelector('.meta'));
   div.dataset.state = 'streaming';
   content.classList.add('cursor');
   const model = $('model').value;
@@ -92,9 +187,30 @@ async function send(text) {
   let answer = '', finish = null, usage = null, pending = false, tokens = 0;
   const t0 = performance.now();
   let tFirst = 0;
-  const draw = () => { pending = false; renderInto(content, answer); div.scrollIntoView({ block: 'end' }); };
+  const draw = () => {
+    pending = false;
+    renderInto(content, answer);
+    if (sources.length) renderSources(box, sources, linkCitations(content, sources, box));
+    div.scrollIntoView({ block: 'end' });
+  };
   try {
-    const fit = await fitContext(model, $('system').value.trim(), user, wantMax, controller.signal);
+    if (useDocs) {
+      const rr = await fetch('/v1/retrieve', { method: 'POST', headers: apiHeaders(), body: JSON.stringify({ query: text }), signal: controller.signal });
+      if (!rr.ok) throw new Error(await errorMessage(rr));
+      const found = await rr.json();
+      sources = found.data.filter((d) => d.relevant);
+      if (!sources.length) {  // nothing to answer from: say so instead of answering
+        div.dataset.state = 'done';
+        div.dataset.sources = '0';
+        content.textContent = t('noSources');
+        return;
+      }
+      div.dataset.sources = String(sources.length);
+      box.hidden = false;
+      sent = { role: 'user', content: found.prompt };
+      if (!sys) sys = found.system;
+    }
+    const fit = await fitContext(model, sys, sent, wantMax, controller.signal);
     const notes = [];
     if (fit.first > keptFrom) {
       for (const m of turns.slice(keptFrom, fit.first)) { m.div.classList.add('dropped'); m.div.title = t('droppedTitle'); }
@@ -178,4 +294,5 @@ document.addEventListener('DOMContentLoaded', () => {
     $('messages').innerHTML = '';
   });
   loadModels();
+  loadDocs();
 });

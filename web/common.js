@@ -29,6 +29,9 @@ const STRINGS = {
     clamped: 'Max tokens {want} → {got}: the model\'s context is {ctx} tokens and the conversation uses {used}.',
     tooLong: 'This message is {n} tokens with the chat template, more than the model\'s context of {ctx} tokens.',
     vote: '{n} vote', tooFewVotes: 'Too few votes for an interval yet',
+    useDocs: 'Use documents', useDocsTitle: 'Answer from the server\'s document index ({name}: {n} passages), citing the sources',
+    sources: 'Sources', noSources: 'No passage of the documents is relevant to this question, so there is nothing to answer from.',
+    notCited: 'not cited',
   },
   zh: {
     chat: '聊天', arena: '竞技场', model: '模型', settings: '设置', system: '系统提示词',
@@ -46,6 +49,9 @@ const STRINGS = {
     clamped: '最大令牌数 {want} → {got}：模型的上下文为 {ctx} 个令牌，对话已占用 {used} 个。',
     tooLong: '这条消息连同聊天模板共 {n} 个令牌，超过了模型的上下文（{ctx} 个令牌）。',
     vote: '共 {n} 票', tooFewVotes: '票数太少，还算不出区间',
+    useDocs: '使用文档', useDocsTitle: '根据服务器的文档索引（{name}：{n} 个段落）回答，并注明出处',
+    sources: '来源', noSources: '文档中没有与这个问题相关的段落，无从回答。',
+    notCited: '未引用',
   },
 };
 let LANG = localStorage.getItem('llmforge_lang') || ((navigator.language || '').startsWith('zh') ? 'zh' : 'en');

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "cli/common.h"
+#include "cli/rag_common.h"
 #include "core/mmap_file.h"
 #include "llmforge/error.h"
 #include "server/api.h"
@@ -38,6 +39,8 @@ void add_serve(CLI::App& app) {
         double timeout = 600, shutdown_timeout = 30;
         size_t max_body = 8u << 20;
         bool no_log = false, no_mmap = false, no_web = false;
+        std::string rag, rag_mode = "bm25", embed_model;
+        rag::Relevance rel;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->models, "model file (give -m several times to serve several models)")->required();
@@ -64,6 +67,13 @@ void add_serve(CLI::App& app) {
     cmd->add_flag("--no-web", o->no_web, "no web chat at / and no arena: the API only");
     cmd->add_option("--web-dir", o->web_dir, "serve the web pages from this folder instead of the copy built into the binary")->default_str("the pages built into the binary");
     cmd->add_option("--arena-db", o->arena_db, "SQLite file for the arena's votes (default with two or more models: llmforge-arena.db)")->default_str("llmforge-arena.db with two or more models");
+    cmd->add_option("--rag", o->rag, "answer from this document index (llmforge rag index): POST /v1/retrieve, and the web chat's "
+                                     "\"use documents\" switch")->default_str("none");
+    cmd->add_option("--rag-mode", o->rag_mode, "the retrieval of a request that names none: bm25, dense or hybrid (dense and hybrid: an index "
+                                               "with vectors)")->check(CLI::IsMember({"bm25", "dense", "hybrid"}));
+    cmd->add_option("--embed-model", o->embed_model, "with --rag: embed queries with this model")->default_str("the index's, if it has vectors");
+    cmd->add_option("--min-bm25", o->rel.min_bm25, "with --rag: a chunk is relevant when its BM25 score reaches this (a request may say otherwise)");
+    cmd->add_option("--min-similarity", o->rel.min_similarity, "with --rag: … or when its cosine similarity reaches this");
     cmd->add_flag("--no-access-log", o->no_log, "no JSON access-log line per request on stderr");
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     cmd->callback([o] {
@@ -102,6 +112,23 @@ void add_serve(CLI::App& app) {
             models.push_back(std::move(sm));
         }
         server::ApiOptions ao;
+        std::unique_ptr<DenseModel> dense;
+        if (!o->rag.empty()) {
+            auto rs = std::make_shared<server::RagService>();
+            rs->name = o->rag;
+            rs->index = std::make_unique<rag::Index>(o->rag);
+            rs->mode = rag::parse_mode(o->rag_mode);
+            rs->relevance = o->rel;
+            dense = open_dense_model(o->embed_model, o->rag, o->threads, true);
+            if (dense) rs->embedder = dense->embedder.get();
+            if (rs->mode != rag::Mode::Bm25 && !dense)
+                throw_bad_input("--rag-mode %s: '%s' has no dense vectors (build them with rag index --embed-model MODEL)", o->rag_mode.c_str(), o->rag.c_str());
+            std::fprintf(stderr, "llmforge: --rag %s: %zu documents, %zu chunks%s\n", o->rag.c_str(), rs->index->documents(), rs->index->chunks(),
+                         dense ? (", dense vectors by " + dense->path).c_str() : "");
+            ao.rag = rs;
+        } else if (!o->embed_model.empty()) {
+            throw_bad_input("--embed-model needs --rag (the index whose queries it embeds)");
+        }
         ao.api_keys = o->keys;
         ao.cors_origin = o->cors;
         ao.max_concurrent = o->max_concurrent;

@@ -428,6 +428,11 @@ void Api::handle(const http::Request& req, const http::ExchangePtr& ex) {
             endpoint = "/v1/models";
             return models(req, ex);
         }
+        if (path == "/v1/retrieve" || path == "/retrieve") {
+            endpoint = "/v1/retrieve";
+            if (req.method != "GET") method_is("POST");
+            return retrieve(req, ex);
+        }
         if (path == "/tokenize" || path == "/v1/tokenize") {
             method_is("POST");
             endpoint = "/tokenize";

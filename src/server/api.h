@@ -13,6 +13,7 @@
 #include "llmforge/chat_template.h"
 #include "llmforge/engine.h"
 #include "llmforge/grammar.h"
+#include "llmforge/rag.h"
 #include "server/arena.h"
 #include "server/http.h"
 #include "server/static_files.h"
@@ -36,6 +37,17 @@ struct ServedModel {
     int64_t created = 0;
 };
 
+// Retrieval over an index (serve --rag): GET/POST /v1/retrieve. Queries are serialised (one SQLite connection, one
+// embedding model).
+struct RagService {
+    std::string name;                    // the index directory, as given
+    std::unique_ptr<rag::Index> index;
+    Embedder* embedder = nullptr;        // dense and hybrid queries (owned by the caller; null: BM25 only)
+    rag::Mode mode = rag::Mode::Bm25;    // a request's mode when it names none
+    rag::Relevance relevance;            // the default thresholds
+    std::mutex mu;
+};
+
 struct ApiOptions {
     std::vector<std::string> api_keys;  // empty: no authentication
     std::string cors_origin;            // empty: no CORS headers; "*" or an origin
@@ -45,6 +57,7 @@ struct ApiOptions {
     bool web = true;                    // the web chat at / and the arena at /arena
     std::string web_dir;                // serve the pages from this folder instead of the embedded copy
     std::string arena_db;               // SQLite file for the arena's votes ("" → no arena)
+    std::shared_ptr<RagService> rag;    // null: no /v1/retrieve (404)
 };
 
 class Api {
@@ -64,6 +77,7 @@ private:
     void completions(const http::Request& req, const http::ExchangePtr& ex);
     void embeddings(const http::Request& req, const http::ExchangePtr& ex);
     void tokenize(const http::Request& req, const http::ExchangePtr& ex);
+    void retrieve(const http::Request& req, const http::ExchangePtr& ex);  // api_rag.cpp
     void models(const http::Request& req, const http::ExchangePtr& ex);
     void metrics(const http::ExchangePtr& ex);
     // the web UI and the arena (api_web.cpp)

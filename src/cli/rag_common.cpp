@@ -1,0 +1,42 @@
+// The embedding model of an index's dense vectors (rag_common.h).
+#include "cli/rag_common.h"
+
+#include <filesystem>
+
+#include "llmforge/error.h"
+#include "llmforge/log.h"
+#include "llmforge/rag.h"
+
+namespace llmforge::cli {
+
+namespace fs = std::filesystem;
+
+std::string model_stamp(const std::string& path) {
+    std::error_code ec;
+    fs::path p(path);
+    if (fs::is_directory(p, ec)) p /= "model.safetensors";
+    const auto size = fs::file_size(p, ec);
+    const auto t = fs::last_write_time(p, ec);
+    return std::to_string(ec ? 0 : size) + " " + std::to_string(t.time_since_epoch().count());
+}
+
+std::unique_ptr<DenseModel> open_dense_model(const std::string& given, const std::string& kb_dir, int threads, bool query_side) {
+    std::string recorded;
+    std::error_code ec;
+    if (fs::is_regular_file(fs::path(kb_dir) / "index.sqlite", ec)) recorded = rag::Index(kb_dir).embed_model();
+    std::string path = given.empty() ? recorded : fs::absolute(given).lexically_normal().string();
+    if (path.empty()) return nullptr;
+    if (query_side && !recorded.empty() && path != recorded)
+        log_line("rag: the index's vectors were made with %s; embedding the query with %s", recorded.c_str(), path.c_str());
+    auto d = std::make_unique<DenseModel>();
+    d->path = path;
+    d->stamp = model_stamp(path);
+    d->model.emplace(load_model(path));
+    if (!d->model->vocab) throw_bad_input("'%s' has no tokenizer to embed texts with", path.c_str());
+    d->pool = std::make_unique<ThreadPool>(threads);
+    d->embedder = std::make_unique<Embedder>(*d->model, *d->pool);
+    return d;
+}
+
+
+}  // namespace llmforge::cli

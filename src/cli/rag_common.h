@@ -1,0 +1,28 @@
+// What the rag commands and serve --rag share: the embedding model of an index's dense vectors.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/threadpool.h"
+#include "llmforge/embedder.h"
+#include "llmforge/model.h"
+
+namespace llmforge::cli {
+
+// The embedding model of dense retrieval: `--embed-model`, or the one the index records.
+struct DenseModel {
+    std::string path, stamp;
+    std::optional<Model> model;
+    std::unique_ptr<ThreadPool> pool;
+    std::unique_ptr<Embedder> embedder;
+};
+
+// A model file's size and modification time (an index notices a model changed in place).
+std::string model_stamp(const std::string& path);
+
+// The model named (or, where none is, the index's own; none at all: null). query_side: the model must be the one the
+// index's vectors were made with.
+std::unique_ptr<DenseModel> open_dense_model(const std::string& given, const std::string& kb_dir, int threads, bool query_side);
+
+}  // namespace llmforge::cli
