@@ -83,6 +83,25 @@ void add_serve(CLI::App& app) {
         for (const auto& k : o->keys)
             if (k.empty()) throw_bad_input("--api-key: an API key cannot be empty");
         const std::string tpl = o->tpl.empty() ? std::string() : load_chat_template(o->tpl);  // before the (slow) model loads
+        // the index first: a wrong --rag is said before the (slow) model loads
+        std::shared_ptr<server::RagService> rag_service;
+        std::unique_ptr<DenseModel> dense;
+        if (!o->rag.empty()) {
+            auto rs = std::make_shared<server::RagService>();
+            rs->name = o->rag;
+            rs->index = std::make_unique<rag::Index>(o->rag);
+            rs->mode = rag::parse_mode(o->rag_mode);
+            rs->relevance = o->rel;
+            dense = open_dense_model(o->embed_model, o->rag, o->threads, true);
+            if (dense) rs->embedder = dense->embedder.get();
+            if (rs->mode != rag::Mode::Bm25 && !dense)
+                throw_bad_input("--rag-mode %s: '%s' has no dense vectors (build them with rag index --embed-model MODEL)", o->rag_mode.c_str(), o->rag.c_str());
+            std::fprintf(stderr, "llmforge: --rag %s: %zu documents, %zu chunks%s\n", o->rag.c_str(), rs->index->documents(), rs->index->chunks(),
+                         dense ? (", dense vectors by " + dense->path).c_str() : "");
+            rag_service = rs;
+        } else if (!o->embed_model.empty()) {
+            throw_bad_input("--embed-model needs --rag (the index whose queries it embeds)");
+        }
         ThreadPool pool(o->threads);
         FairMutex step_mutex;  // the models share the compute threads: one forward pass at a time, in turn
         std::vector<server::ServedModel> models;
@@ -112,23 +131,7 @@ void add_serve(CLI::App& app) {
             models.push_back(std::move(sm));
         }
         server::ApiOptions ao;
-        std::unique_ptr<DenseModel> dense;
-        if (!o->rag.empty()) {
-            auto rs = std::make_shared<server::RagService>();
-            rs->name = o->rag;
-            rs->index = std::make_unique<rag::Index>(o->rag);
-            rs->mode = rag::parse_mode(o->rag_mode);
-            rs->relevance = o->rel;
-            dense = open_dense_model(o->embed_model, o->rag, o->threads, true);
-            if (dense) rs->embedder = dense->embedder.get();
-            if (rs->mode != rag::Mode::Bm25 && !dense)
-                throw_bad_input("--rag-mode %s: '%s' has no dense vectors (build them with rag index --embed-model MODEL)", o->rag_mode.c_str(), o->rag.c_str());
-            std::fprintf(stderr, "llmforge: --rag %s: %zu documents, %zu chunks%s\n", o->rag.c_str(), rs->index->documents(), rs->index->chunks(),
-                         dense ? (", dense vectors by " + dense->path).c_str() : "");
-            ao.rag = rs;
-        } else if (!o->embed_model.empty()) {
-            throw_bad_input("--embed-model needs --rag (the index whose queries it embeds)");
-        }
+        ao.rag = rag_service;
         ao.api_keys = o->keys;
         ao.cors_origin = o->cors;
         ao.max_concurrent = o->max_concurrent;
