@@ -45,8 +45,9 @@ enum class NormKind { LayerNorm, RMSNorm };  // LayerNorm: (x − μ)/σ · w + 
 // (GELU: the tanh approximation); Gelu: GELU(x W_up) W_down with the exact GELU, x·Φ(x) = x/2·(1 + erf(x/√2)) (BERT)
 enum class MlpKind { GeluTanh, SwiGLU, GeGLU, Gelu };
 // How a sentence embedding is made from the final hidden states (GGUF {arch}.pooling_type, llama.cpp's numbering):
-// Mean over the tokens, Cls: the first token's ([CLS]), Last: the last token's.
-enum class Pooling { None = 0, Mean = 1, Cls = 2, Last = 3 };
+// Mean over the tokens, Cls: the first token's ([CLS]), Last: the last token's. Rank: a cross-encoder (reranker) —
+// [CLS]'s state through a classification head (cls: dense + tanh, cls.output: one score), not an embedding.
+enum class Pooling { None = 0, Mean = 1, Cls = 2, Last = 3, Rank = 4 };
 
 struct ModelConfig {
     std::string arch = "llama";  // the family: its GGUF general.architecture name (family_names() lists them)

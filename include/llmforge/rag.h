@@ -21,6 +21,7 @@
 
 namespace llmforge {
 class Embedder;
+class Reranker;
 }
 
 namespace llmforge::rag {
@@ -132,9 +133,10 @@ IndexStats build_index(const std::vector<std::string>& inputs, const std::string
 
 struct Hit {
     int64_t chunk = 0;       // the chunk's id in the index
-    double score = 0;        // BM25, cosine similarity or the fused score, as the mode says (higher is better)
+    double score = 0;        // BM25, cosine similarity or the fused score, as the mode says, or the reranker's (higher is better)
     int bm25_rank = 0, dense_rank = 0;  // the chunk's rank (from 1) in each ranking the mode uses (0: not in its candidates)
     double bm25 = 0, similarity = 0;    // the chunk's BM25 score and cosine similarity, where its rank is not 0
+    int retrieval_rank = 0;             // reranked: the chunk's rank (from 1) before reranking (0: not reranked)
     std::string source, title, heading, text;
     size_t begin = 0, end = 0;
 };
@@ -158,6 +160,10 @@ struct QueryOptions {
     int rrf_k = 60;                // hybrid: the fusion's constant
     int ef = 0;                    // dense: the HNSW search's breadth (0: max(k, candidates, 64))
     bool exact = false;            // dense: compare with every vector instead of searching the graph
+    // A cross-encoder that reorders the first max(k, rerank_top) chunks of the mode's ranking by its scores (each
+    // chunk's passage_text with the query); null: no reranking.
+    Reranker* reranker = nullptr;
+    int rerank_top = 20;
 };
 
 class Index {
@@ -181,6 +187,7 @@ public:
     std::vector<Hit> all_chunks() const;
 
 private:
+    std::vector<Hit> query_ranked(const std::string& text, const QueryOptions& o) const;  // query() before reranking
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

@@ -78,6 +78,9 @@ public:
     void decode(const int32_t* seqs, const int32_t* tokens, int64_t n, float* logits, const uint8_t* want = nullptr);
     // Runs tokens like eval() and returns the final hidden states after the output norm, [n, n_embd] (embeddings).
     const std::vector<float>& embed(const int32_t* tokens, int64_t n);
+    // The same with each token's segment (an encoder's token type: BERT's 0 for the first text of a pair, 1 for the
+    // second), [n], each below the model's n_token_types.
+    const std::vector<float>& embed(const int32_t* tokens, const int32_t* types, int64_t n);
     int64_t n_ctx() const { return cache_->n_ctx(); }
     void reset() { cache_->set_n_past(slot_, 0); }
     // Forget cached positions from n on (n ≤ n_past); returns the positions kept: n, or 0 where a sliding-window
@@ -126,6 +129,7 @@ private:
     std::vector<int64_t> decode_pos_, decode_next_;
     std::vector<int32_t> pos_ids_;
     std::vector<float> hidden_;
+    const int32_t* types_ = nullptr;  // embed()'s segments, for the pass under way
     // scratch, sized for n_batch tokens
     std::vector<float> x_, h_, q_, k_, v_, qkv_, att_, ff_a_, ff_b_, logits_;
     std::vector<float> rope_cos_, rope_sin_;

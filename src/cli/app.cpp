@@ -59,6 +59,7 @@ void build_app(CLI::App& app) {
     add_arena(app);
     add_rag(app);
     add_embed(app);
+    add_rerank(app);
     capture_defaults(&app);
 }
 

@@ -68,6 +68,9 @@ void add_embed(CLI::App& app) {
         }
         if (texts.empty()) throw_bad_input("embed: no texts (give them as arguments or with -f FILE)");
         Model m = load_for_cli(o->model, o->tokenizer, given_ids.empty());
+        if (m.config.pooling == Pooling::Rank && o->pooling.empty())
+            throw_bad_input("'%s' is a reranker (a cross-encoder that scores a query with a passage: llmforge rerank), not an embedding model",
+                            o->model.c_str());
         if (!o->pooling.empty()) m.config.pooling = o->pooling == "cls" ? Pooling::Cls : o->pooling == "last" ? Pooling::Last : Pooling::Mean;
         ThreadPool pool(o->threads);
         // An f32 cache (exact), and passes as long as the context: bidirectional attention needs the whole text at once.

@@ -189,6 +189,8 @@ void add_embed_train(CLI::App* embed) {
         Model init = load_model(o->model);
         if (!o->pooling.empty()) init.config.pooling = o->pooling == "cls" ? Pooling::Cls : o->pooling == "last" ? Pooling::Last : Pooling::Mean;
         if (!init.vocab) throw_bad_input("embed train: '%s' has no tokenizer", o->model.c_str());
+        if (init.config.pooling == Pooling::Rank)
+            throw_bad_input("embed train: '%s' is a reranker (a cross-encoder scores pairs), not an embedding model", o->model.c_str());
         const int64_t ctx = init.config.n_ctx;
         if (init.config.learned_positions && std::max(o->max_tokens, o->max_query_tokens) > ctx)
             throw_bad_input("embed train: --max-tokens %d is longer than the model's %lld positions", std::max(o->max_tokens, o->max_query_tokens),

@@ -49,6 +49,12 @@ std::string snippet(const std::string& text, size_t max) {
     return s;
 }
 
+void add_rerank_options(CLI::App* cmd, std::string& model, int& top) {
+    cmd->add_option("--rerank", model, "reorder the retrieved chunks by this cross-encoder's scores (a reranker: GGUF pooling type rank, "
+                                       "or a BertForSequenceClassification directory)")->default_str("none");
+    cmd->add_option("--rerank-top", top, "with --rerank: how many of the first chunks it scores")->check(at_least(1));
+}
+
 // The chat model of rag ask and rag eval --model, and how it answers.
 struct ChatCli {
     std::string model, system = rag::kGroundedInstruction, tpl;
@@ -100,8 +106,11 @@ ChatModel open_chat_model(const ChatCli& c, int threads) {
     return cm;
 }
 
-rag::AskOptions ask_options(const ChatCli& c, rag::Mode mode, int k, int candidates, bool exact, Embedder* embedder) {
+rag::AskOptions ask_options(const ChatCli& c, rag::Mode mode, int k, int candidates, bool exact, Embedder* embedder, Reranker* reranker,
+                            int rerank_top) {
     rag::AskOptions ao;
+    ao.query.reranker = reranker;
+    ao.query.rerank_top = rerank_top;
     ao.query.k = k;
     ao.query.mode = mode;
     ao.query.candidates = candidates;
@@ -202,13 +211,14 @@ void add_rag_query(CLI::App* rag) {
     auto* cmd = rag->add_subcommand("query", "The chunks of an index that best match a question: BM25 over the index's words, dense (embedding "
                                              "similarity) or hybrid (the two fused by reciprocal rank)");
     struct Opts {
-        std::string kb, question, mode = "bm25", embed_model;
-        int k = 5, candidates = 100, threads = 0;
+        std::string kb, question, mode = "bm25", embed_model, rerank;
+        int k = 5, candidates = 100, threads = 0, rerank_top = 20;
         bool json = false, exact = false;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("index", o->kb, "the index directory (llmforge rag index)")->required();
     cmd->add_option("question", o->question, "the question (any language the index holds)")->required();
+    add_rerank_options(cmd, o->rerank, o->rerank_top);
     cmd->add_option("-k,--hits", o->k, "how many chunks")->check(at_least(1));
     cmd->add_option("--mode", o->mode, "retrieval: bm25, dense or hybrid (dense and hybrid: an index with vectors, rag index --embed-model)")
         ->check(CLI::IsMember({"bm25", "dense", "hybrid"}));
@@ -231,6 +241,9 @@ void add_rag_query(CLI::App* rag) {
             if (!dm) throw_bad_input("rag query: '%s' has no dense vectors (build them with rag index --embed-model MODEL)", o->kb.c_str());
             qo.embedder = dm->embedder.get();
         }
+        const std::unique_ptr<RerankModel> rr = open_reranker(o->rerank, o->threads);
+        qo.reranker = rr ? rr->reranker.get() : nullptr;
+        qo.rerank_top = o->rerank_top;
         const std::vector<rag::Hit> hits = kb.query(o->question, qo);
         if (o->json) {
             nlohmann::json j = {{"query", o->question}, {"mode", o->mode}, {"terms", rag::words(o->question)}, {"hits", nlohmann::json::array()}};
@@ -244,6 +257,7 @@ void add_rag_query(CLI::App* rag) {
                 }
                 if (h.bm25_rank) j["hits"].back()["bm25"] = h.bm25;
                 if (h.dense_rank) j["hits"].back()["similarity"] = h.similarity;
+                if (h.retrieval_rank) j["hits"].back()["retrieval_rank"] = h.retrieval_rank;
             }
             std::printf("%s\n", j.dump().c_str());
             return;
@@ -261,8 +275,8 @@ void add_rag_ask(CLI::App* rag) {
     auto* cmd = rag->add_subcommand("ask", "Answer a question from an index with a chat model: the relevant passages become numbered sources in "
                                            "the prompt, the answer cites them as [n], and the cited sources are printed with snippets");
     struct Opts {
-        std::string kb, question, mode = "bm25", embed_model;
-        int k = 5, candidates = 100, threads = ThreadPool::default_threads();
+        std::string kb, question, mode = "bm25", embed_model, rerank;
+        int k = 5, candidates = 100, threads = ThreadPool::default_threads(), rerank_top = 20;
         ChatCli c;
         bool json = false, exact = false, verbose = false;
     };
@@ -276,6 +290,7 @@ void add_rag_ask(CLI::App* rag) {
     cmd->add_option("--embed-model", o->embed_model, "embed the question with this model")->default_str("the index's");
     cmd->add_option("--candidates", o->candidates, "hybrid: how deep each ranking is fused")->check(at_least(1));
     cmd->add_flag("--exact", o->exact, "dense: compare with every vector instead of searching the HNSW graph");
+    add_rerank_options(cmd, o->rerank, o->rerank_top);
     add_answer_options(cmd, o->c);
     add_threads_option(cmd, o->threads);
     cmd->add_flag("-v,--verbose", o->verbose, "also list the sources the answer does not cite, and print token counts and speed to stderr");
@@ -289,7 +304,9 @@ void add_rag_ask(CLI::App* rag) {
             dm = open_dense_model(o->embed_model, o->kb, o->threads, true);
             if (!dm) throw_bad_input("rag ask: '%s' has no dense vectors (build them with rag index --embed-model MODEL)", o->kb.c_str());
         }
-        const rag::AskOptions ao = ask_options(o->c, mode, o->k, o->candidates, o->exact, dm ? dm->embedder.get() : nullptr);
+        const std::unique_ptr<RerankModel> rr = open_reranker(o->rerank, o->threads);
+        const rag::AskOptions ao = ask_options(o->c, mode, o->k, o->candidates, o->exact, dm ? dm->embedder.get() : nullptr,
+                                               rr ? rr->reranker.get() : nullptr, o->rerank_top);
         ChatModel cm = open_chat_model(o->c, o->threads);
         StopOnSignal stop;
         const bool stream = !o->json;
@@ -452,7 +469,8 @@ void add_rag_eval(CLI::App* rag) {
     auto* cmd = rag->add_subcommand("eval", "Retrieval quality on questions with known answers: recall@k, MRR@10 and nDCG@10 over documents, "
                                             "with 95 % bootstrap intervals");
     struct Opts {
-        std::string kb, qa, embed_model;
+        std::string kb, qa, embed_model, rerank;
+        int rerank_top = 20;
         std::vector<std::string> modes{"bm25"};
         int k = 5, bootstrap = 1000, candidates = 100, threads = 0;
         bool json = false, quiet = false, exact = false;
@@ -469,6 +487,7 @@ void add_rag_eval(CLI::App* rag) {
     cmd->add_option("--embed-model", o->embed_model, "dense and hybrid: embed the questions with this model")->default_str("the index's");
     cmd->add_option("--candidates", o->candidates, "hybrid: how deep each ranking is fused")->check(at_least(1));
     cmd->add_flag("--exact", o->exact, "dense: compare with every vector instead of searching the HNSW graph");
+    add_rerank_options(cmd, o->rerank, o->rerank_top);
     add_threads_option(cmd, o->threads);
     cmd->add_option("-m,--model", o->c.model, "also answer each question with this chat model (as rag ask does, its -k sources) and score the "
                                               "answers: citation precision against the gold documents, ROUGE-L against the gold \"answer\"s")
@@ -488,6 +507,7 @@ void add_rag_eval(CLI::App* rag) {
                 dm = open_dense_model(o->embed_model, o->kb, o->threads, true);
                 if (!dm) throw_bad_input("rag eval: '%s' has no dense vectors (build them with rag index --embed-model MODEL)", o->kb.c_str());
             }
+        const std::unique_ptr<RerankModel> rr = open_reranker(o->rerank, o->threads);
         std::optional<ChatModel> cm;
         if (!o->c.model.empty()) cm.emplace(open_chat_model(o->c, o->threads));
         std::unique_ptr<AtomicWriter> answers_out;
@@ -513,6 +533,8 @@ void add_rag_eval(CLI::App* rag) {
             eo.query.candidates = o->candidates;
             eo.query.exact = o->exact;
             eo.query.embedder = dm ? dm->embedder.get() : nullptr;
+            eo.query.reranker = rr ? rr->reranker.get() : nullptr;
+            eo.query.rerank_top = o->rerank_top;
             const rag::RetrievalEval r = rag::evaluate_retrieval(kb, qa, eo);
             nlohmann::json m = {{"recall_at_k", est(r.recall)}, {"mrr_at_10", est(r.mrr)}, {"ndcg_at_10", est(r.ndcg)}, {"ranks", r.ranks}};
             // against the first mode: the paired difference of MRR@10 (the same questions resampled for both)
@@ -535,7 +557,7 @@ void add_rag_eval(CLI::App* rag) {
             }
             if (cm) {
                 rag::AnswerEvalOptions ae;
-                ae.ask = ask_options(o->c, eo.query.mode, o->k, o->candidates, o->exact, eo.query.embedder);
+                ae.ask = ask_options(o->c, eo.query.mode, o->k, o->candidates, o->exact, eo.query.embedder, eo.query.reranker, o->rerank_top);
                 ae.bootstrap = o->bootstrap;
                 ae.progress = !o->quiet;
                 ae.stop = stop.flag();
@@ -567,6 +589,7 @@ void add_rag_eval(CLI::App* rag) {
         }
         if (dm) out["embed_model"] = dm->path;
         if (cm) out["model"] = o->c.model;
+        if (rr) out["rerank"] = o->rerank;
         if (answers_out) answers_out->commit();
         if (o->json) std::printf("%s\n", out.dump().c_str());
     });

@@ -113,6 +113,9 @@ void add_serve(CLI::App& app) {
             for (const auto& other : models)
                 if (other.id == sm.id) throw_bad_input("two models are both called '%s': name them with --alias", sm.id.c_str());
             sm.model = std::make_unique<Model>(load_for_cli(o->models[i], o->tokenizer, true, !o->no_mmap));
+            if (sm.model->config.pooling == Pooling::Rank)
+                throw_bad_input("'%s' is a reranker (a cross-encoder): the server does not serve rerankers; use llmforge rerank or rag "
+                                "query --rerank", o->models[i].c_str());
             warn_context(*sm.model, o->ctx);
             if (tpl.empty() && sm.model->vocab->chat_template.empty())
                 std::fprintf(stderr, "llmforge: note: %s has no chat template; /v1/chat/completions uses ChatML (--template FILE to choose one)\n",

@@ -55,6 +55,7 @@ void add_imatrix(CLI::App& app);
 void add_grammar(CLI::App& app);
 void add_rag(CLI::App& app);
 void add_embed(CLI::App& app);
+void add_rerank(CLI::App& app);
 void add_embed_train(CLI::App* embed);
 // The options every training command shares (loop, optimiser, schedule, checkpoints): cmd_pretrain.cpp.
 void add_training_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions>& o);

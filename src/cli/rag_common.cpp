@@ -11,6 +11,15 @@ namespace llmforge::cli {
 
 namespace fs = std::filesystem;
 
+std::unique_ptr<RerankModel> open_reranker(const std::string& path, int threads) {
+    if (path.empty()) return nullptr;
+    auto r = std::make_unique<RerankModel>();
+    r->model.emplace(load_model(path));
+    r->pool = std::make_unique<ThreadPool>(threads);
+    r->reranker = std::make_unique<Reranker>(*r->model, *r->pool);
+    return r;
+}
+
 std::string model_stamp(const std::string& path) {
     std::error_code ec;
     fs::path p(path);

@@ -7,6 +7,7 @@
 #include "core/threadpool.h"
 #include "llmforge/embedder.h"
 #include "llmforge/model.h"
+#include "llmforge/reranker.h"
 
 namespace llmforge::cli {
 
@@ -17,6 +18,14 @@ struct DenseModel {
     std::unique_ptr<ThreadPool> pool;
     std::unique_ptr<Embedder> embedder;
 };
+
+// A cross-encoder for --rerank.
+struct RerankModel {
+    std::optional<Model> model;
+    std::unique_ptr<ThreadPool> pool;
+    std::unique_ptr<Reranker> reranker;
+};
+std::unique_ptr<RerankModel> open_reranker(const std::string& path, int threads);  // null for ""
 
 // A model file's size and modification time (an index notices a model changed in place).
 std::string model_stamp(const std::string& path);

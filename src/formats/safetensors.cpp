@@ -176,7 +176,7 @@ Model load_safetensors(const std::string& path, const LoadOptions& opts) {
     m.config = config_from_hf(cfg, cfg_path);
     // An embedding model's pooling, as sentence-transformers keeps it: 1_Pooling/config.json (without it: the mean).
     const std::string pool_path = dir + "/1_Pooling/config.json";
-    if (m.config.encoder && file_exists(pool_path)) {
+    if (m.config.encoder && m.config.pooling != Pooling::Rank && file_exists(pool_path)) {
         json p;
         try {
             p = json::parse(read_text_file(pool_path));
@@ -238,8 +238,9 @@ void save_safetensors(const Model& m, const std::string& path, DType dtype) {
         side.emplace_back("tokenizer.json", m.vocab->to_hf_json());
         side.emplace_back("tokenizer_config.json", m.vocab->hf_tokenizer_config(m.config.n_ctx));
     }
-    // an embedding model's pooling, as sentence-transformers keeps it (load_safetensors reads it back)
-    if (m.config.encoder) {
+    // an embedding model's pooling, as sentence-transformers keeps it (load_safetensors reads it back); a reranker's is
+    // its classification head (config.json says BertForSequenceClassification)
+    if (m.config.encoder && m.config.pooling != Pooling::Rank) {
         const Pooling p = m.config.pooling;
         side.emplace_back("1_Pooling/config.json", json{{"word_embedding_dimension", m.config.n_embd},
                                                         {"pooling_mode_cls_token", p == Pooling::Cls},

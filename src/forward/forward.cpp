@@ -109,15 +109,15 @@ void rope_angles(const ModelConfig& c, int64_t n, const std::function<int64_t(in
 }
 
 void embed_tokens(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const int32_t* tokens, const int32_t* positions, int64_t n,
-                  float* x, float* pre, float* mean, float* rstd) {
+                  float* x, float* pre, float* mean, float* rstd, const int32_t* types) {
     float* e = w.embd_norm && pre ? pre : x;  // the sum, normalised into x below where the model has an embedding norm
     be.embed(*w.tok_embd, tokens, n, e, false);
     if (c.embd_scale) be.scale(e, std::sqrt(static_cast<float>(c.n_embd)), n * c.n_embd);  // as ggml: x · sqrtf(C)
     if (w.pos_embd) be.embed(*w.pos_embd, positions, n, e, true);
-    if (w.tok_types) {  // every token in segment A: type 0
+    if (w.tok_types) {  // the segments given, else every token in segment A: type 0
         static thread_local std::vector<int32_t> zeros;
-        zeros.assign(static_cast<size_t>(n), 0);
-        be.embed(*w.tok_types, zeros.data(), n, e, true);
+        if (!types) zeros.assign(static_cast<size_t>(n), 0);
+        be.embed(*w.tok_types, types ? types : zeros.data(), n, e, true);
     }
     if (w.embd_norm) be.norm(e, x, n, c.n_embd, c.norm, c.norm_eps, *w.embd_norm, w.embd_norm_b, mean, rstd);
 }

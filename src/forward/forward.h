@@ -78,10 +78,11 @@ using LinearFn = std::function<void(const float* x, float* y, int64_t n, const T
 void rope_angles(const ModelConfig& c, int64_t n, const std::function<int64_t(int64_t)>& pos_of, float* cos, float* sin);
 
 // x[n, C] = the rows of the token embedding (× √C where the description scales them) (+ the learned positions' rows at
-// positions[i]; null where the model has none) (+ the segment embedding's row 0, then a LayerNorm: BERT). pre, mean,
-// rstd: where to keep the sum before that LayerNorm and its statistics for a backward pass (null: not kept).
+// positions[i]; null where the model has none) (+ the segment embedding's row types[i], row 0 where types is null, then
+// a LayerNorm: BERT). pre, mean, rstd: where to keep the sum before that LayerNorm and its statistics for a backward
+// pass (null: not kept).
 void embed_tokens(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const int32_t* tokens, const int32_t* positions, int64_t n,
-                  float* x, float* pre = nullptr, float* mean = nullptr, float* rstd = nullptr);
+                  float* x, float* pre = nullptr, float* mean = nullptr, float* rstd = nullptr, const int32_t* types = nullptr);
 // The output head on m normalised rows: logits = h Wᵀ, soft-capped where the description says (th: where to keep the
 // tanh for a backward pass, or null).
 void output_logits(const ModelConfig& c, const ModelWeights& w, backend::Backend& be, const LinearFn& linear, const float* h, int64_t m,

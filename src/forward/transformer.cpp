@@ -168,7 +168,7 @@ void Transformer::forward(const int32_t* tokens, int64_t n, int64_t logits_from,
         pos_ids_.resize(static_cast<size_t>(n));
         for (int64_t i = 0; i < n; ++i) pos_ids_[static_cast<size_t>(i)] = static_cast<int32_t>(rows.pos_of(i));
     }
-    embed_tokens(cfg_, w, be, tokens, w.pos_embd ? pos_ids_.data() : nullptr, n, x);
+    embed_tokens(cfg_, w, be, tokens, w.pos_embd ? pos_ids_.data() : nullptr, n, x, nullptr, nullptr, nullptr, types_);
     // RoPE angles for these positions, shared by every layer and head
     if (cfg_.uses_rope()) rope_angles(cfg_, n, [&](int64_t i) { return rows.pos_of(i); }, rope_cos_.data(), rope_sin_.data());
 
@@ -253,6 +253,19 @@ void Transformer::decode(const int32_t* seqs, const int32_t* tokens, int64_t n, 
     forward(tokens, n, 0, logits, rows, be_rows_ ? *be_rows_ : *be_, nullptr, want);
 }
 
+const std::vector<float>& Transformer::embed(const int32_t* tokens, const int32_t* types, int64_t n) {
+    if (cfg_.causal || n > eval_chunk_) throw_bad_input("segments are for an encoder's single pass");
+    for (int64_t i = 0; i < n; ++i)
+        if (types[i] < 0 || types[i] >= std::max<int64_t>(1, cfg_.n_token_types))
+            throw_bad_input("token type %d at %lld: the model has %lld", types[i], static_cast<long long>(i), static_cast<long long>(cfg_.n_token_types));
+    types_ = types;
+    struct Reset {
+        const int32_t** p;
+        ~Reset() { *p = nullptr; }
+    } reset{&types_};
+    return embed(tokens, n);
+}
+
 const std::vector<float>& Transformer::embed(const int32_t* tokens, int64_t n) {
     if (n <= 0) throw_bad_input("nothing to embed: no tokens");
     check_tokens(tokens, n, true);
@@ -277,6 +290,7 @@ std::vector<float> pool_embedding(const ModelConfig& c, const float* h, int64_t 
     if (n <= 0) throw_bad_input("nothing to pool: no tokens");
     switch (c.pooling) {
         case Pooling::Cls:
+        case Pooling::Rank:  // (a reranker's [CLS] state, before its head)
             for (int64_t j = 0; j < C; ++j) acc[static_cast<size_t>(j)] = h[j];
             break;
         case Pooling::Last:

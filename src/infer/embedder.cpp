@@ -26,6 +26,8 @@ std::vector<int32_t> embedding_tokens(const Vocab& v, const std::string& text, i
 Embedder::Embedder(const Model& model, ThreadPool& pool, int64_t max_tokens)
     : model_(model), max_tokens_(max_tokens > 0 ? std::min(max_tokens, model.config.n_ctx) : model.config.n_ctx) {
     if (!model.vocab) throw_bad_input("'%s' has no tokenizer to embed texts with", model.path.c_str());
+    if (model.config.pooling == Pooling::Rank)
+        throw_bad_input("'%s' is a reranker (a cross-encoder that scores a query with a passage), not an embedding model", model.path.c_str());
     // an f32 cache (exact) and one pass per text: bidirectional attention needs the whole text at once
     tf_ = std::make_unique<Transformer>(model, pool, max_tokens_, max_tokens_, DType::F32, 1, Numerics::Fast);
 }

@@ -51,6 +51,10 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> expected_tensors(const
         if (c.post_norms) add(p + "post_ffw_norm", {C}, false);
         if (c.post_ln) add(p + "layer_output_norm", {C}, c.norm_bias());
     }
+    if (c.encoder && c.pooling == Pooling::Rank) {  // a cross-encoder's head: BERT's pooler, then one score
+        add("cls", {C, C}, true);
+        add("cls.output", {1, C}, true);
+    }
     if (c.encoder) return t;  // no output head
     add("output_norm", {C}, c.norm_bias());
     if (!c.tied_embeddings) t.push_back({"output.weight", {V, C}});

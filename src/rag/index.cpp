@@ -23,6 +23,7 @@
 #include "llmforge/error.h"
 #include "llmforge/log.h"
 #include "llmforge/rag.h"
+#include "llmforge/reranker.h"
 #include "llmforge/tokenizer.h"
 #include "rag/rag_internal.h"
 
@@ -418,6 +419,21 @@ std::vector<Hit> Index::Impl::fetch(const std::vector<std::pair<int64_t, double>
 }
 
 std::vector<Hit> Index::query(const std::string& text, const QueryOptions& o) const {
+    if (!o.reranker || o.k <= 0) return query_ranked(text, o);
+    QueryOptions first = o;
+    first.reranker = nullptr;
+    first.k = std::max(o.k, o.rerank_top);
+    std::vector<Hit> hits = query_ranked(text, first);
+    for (size_t i = 0; i < hits.size(); ++i) {
+        hits[i].retrieval_rank = static_cast<int>(i + 1);
+        hits[i].score = o.reranker->score(text, passage_text(hits[i]));
+    }
+    std::stable_sort(hits.begin(), hits.end(), [](const Hit& a, const Hit& b) { return a.score > b.score; });
+    if (static_cast<int>(hits.size()) > o.k) hits.resize(static_cast<size_t>(o.k));
+    return hits;
+}
+
+std::vector<Hit> Index::query_ranked(const std::string& text, const QueryOptions& o) const {
     std::vector<Hit> out;
     if (o.k <= 0) return out;
     std::vector<std::string> w = words(text);

@@ -13,7 +13,8 @@ namespace {
 // The rows of sequence b that its pooling reads, [first, first + count).
 std::pair<int64_t, int64_t> pooled_rows(Pooling p, int32_t len) {
     switch (p) {
-        case Pooling::Cls: return {0, 1};
+        case Pooling::Cls:
+        case Pooling::Rank: return {0, 1};
         case Pooling::Last: return {len - 1, 1};
         case Pooling::Mean:
         case Pooling::None: break;

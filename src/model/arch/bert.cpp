@@ -23,12 +23,13 @@ const std::pair<const char*, const char*> kLayerNames[] = {
     {"ffn_up", "intermediate.dense"},           {"ffn_down", "output.dense"},       {"layer_output_norm", "output.LayerNorm"}};
 const std::pair<const char*, const char*> kTopNames[] = {
     {"token_embd", "embeddings.word_embeddings"}, {"position_embd", "embeddings.position_embeddings"},
-    {"token_types", "embeddings.token_type_embeddings"}, {"token_embd_norm", "embeddings.LayerNorm"}};
+    {"token_types", "embeddings.token_type_embeddings"}, {"token_embd_norm", "embeddings.LayerNorm"},
+    {"cls", "pooler.dense"}, {"cls.output", "classifier"}};  // a cross-encoder's head (BertForSequenceClassification)
 
 class Bert final : public Family {
 public:
     const char* name() const override { return "bert"; }
-    bool reads_hf_type(const std::string& t) const override { return t == "bert" || t == "BertModel"; }
+    bool reads_hf_type(const std::string& t) const override { return t == "bert" || t == "BertModel" || t == "BertForSequenceClassification"; }
 
     ModelConfig describe() const override {
         ModelConfig c;
@@ -60,11 +61,32 @@ public:
         if (j.string("hidden_act", "gelu") != "gelu") j.refuse("hidden_act", "only BERT's exact GELU");
         if (j.string("position_embedding_type", "absolute") != "absolute") j.refuse("position_embedding_type", "only absolute positions");
         // config.json does not say how sentence-transformers pools; a directory's 1_Pooling/config.json does (the loader
-        // reads it). Without it: the mean over the tokens.
+        // reads it). Without it: the mean over the tokens. A BertForSequenceClassification with one label is a
+        // cross-encoder (sentence-transformers' CrossEncoder: a reranker).
         c.pooling = Pooling::Mean;
+        const nlohmann::json& arch = j.raw("architectures");
+        if (arch.is_array() && !arch.empty() && arch[0] == "BertForSequenceClassification") {
+            const nlohmann::json& labels = j.raw("id2label");  // transformers' default: two labels
+            const int64_t n = labels.is_object() ? static_cast<int64_t>(labels.size()) : 2;
+            if (j.integer("num_labels", n) != 1 || n != 1) j.refuse("id2label", "only one label: a reranker's single relevance score");
+            j.raw("label2id");
+            j.raw("problem_type");
+            c.pooling = Pooling::Rank;
+        }
     }
 
     nlohmann::json to_hf(const ModelConfig& c) const override {
+        if (c.pooling == Pooling::Rank) {
+            nlohmann::json j = to_hf_base(c);
+            j["architectures"] = {"BertForSequenceClassification"};
+            j["id2label"] = {{"0", "LABEL_0"}};
+            j["label2id"] = {{"LABEL_0", 0}};
+            return j;
+        }
+        return to_hf_base(c);
+    }
+
+    static nlohmann::json to_hf_base(const ModelConfig& c) {
         return {{"model_type", "bert"}, {"architectures", {"BertModel"}}, {"hidden_size", c.n_embd}, {"num_hidden_layers", c.n_layer},
                 {"num_attention_heads", c.n_head}, {"intermediate_size", c.n_ff}, {"max_position_embeddings", c.n_ctx},
                 {"vocab_size", c.n_vocab}, {"type_vocab_size", c.n_token_types}, {"layer_norm_eps", c.norm_eps}, {"hidden_act", "gelu"},
@@ -75,7 +97,7 @@ public:
         read_common_gguf(k, c);
         if (k.boolean("attention.causal", false)) k.refuse("attention.causal");
         const int64_t p = k.integer("pooling_type", static_cast<int64_t>(Pooling::Cls));
-        if (p > 3) throw_bad_input("'%s': pooling type %lld is not supported (0 none, 1 mean, 2 cls, 3 last are)", k.path().c_str(),
+        if (p > 4) throw_bad_input("'%s': pooling type %lld is not supported (0 none, 1 mean, 2 cls, 3 last, 4 rank are)", k.path().c_str(),
                                    static_cast<long long>(p));
         c.pooling = static_cast<Pooling>(p);
         c.n_token_types = k.meta().get_int("tokenizer.ggml.token_type_count", 2);
@@ -110,7 +132,7 @@ public:
         for (auto [gg, hf] : kTopNames)
             if (base == hf) return std::string(gg) + suffix;
         if (base == "embeddings.position_ids") return "";                        // a buffer, not a weight
-        if (base.rfind("pooler.", 0) == 0 || base.rfind("cls.", 0) == 0) return "";  // heads embeddings do not use
+        if (base.rfind("cls.", 0) == 0) return "";  // BertForPreTraining's heads
         if (base.rfind("encoder.layer.", 0) == 0) {
             const size_t dot = base.find('.', 14);
             if (dot != std::string::npos) {
