@@ -64,7 +64,11 @@ std::string block_summary(const ModelConfig& c) {
     if (c.mlp_bias) biases += biases.empty() ? "MLP" : ", MLP";
     s += biases.empty() ? ", no biases" : ", biases on " + biases;
     if (c.final_softcap > 0) s += strprintf(", logits soft-capped at %g", static_cast<double>(c.final_softcap));
-    if (c.encoder) s += c.pooling == Pooling::Cls ? ", [CLS] pooling" : c.pooling == Pooling::Last ? ", last-token pooling" : ", mean pooling";
+    if (c.encoder)
+        s += c.pooling == Pooling::Rank   ? ", a reranker's head on [CLS] (dense + tanh, one score)"
+             : c.pooling == Pooling::Cls  ? ", [CLS] pooling"
+             : c.pooling == Pooling::Last ? ", last-token pooling"
+                                          : ", mean pooling";
     return s;
 }
 
