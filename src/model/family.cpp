@@ -469,4 +469,50 @@ ModelConfig sized(const Family& f, const char* name, int64_t C, int64_t F, int64
     return c;
 }
 
+void read_encoder_gguf(GgufKeys& k, ModelConfig& c, Pooling dflt) {
+    read_common_gguf(k, c);
+    if (k.boolean("attention.causal", false)) k.refuse("attention.causal");
+    const int64_t p = k.integer("pooling_type", static_cast<int64_t>(dflt));
+    if (p < 0 || p > 4)
+        throw_bad_input("'%s': pooling type %lld is not supported (0 none, 1 mean, 2 cls, 3 last, 4 rank are)", k.path().c_str(), static_cast<long long>(p));
+    c.pooling = static_cast<Pooling>(p);
+    c.n_token_types = k.meta().get_int("tokenizer.ggml.token_type_count", 2);
+}
+
+void write_encoder_gguf(const ModelConfig& c, gguf::Metadata& meta) {
+    write_common_gguf(c, meta);
+    const std::string ns = family(c.arch).gguf_arch();
+    meta.set(ns + ".attention.causal", gguf::Value::boolean(false));
+    meta.set(ns + ".pooling_type", gguf::Value::u32(static_cast<uint32_t>(c.pooling)));
+    meta.set("tokenizer.ggml.token_type_count", gguf::Value::u32(static_cast<uint32_t>(c.n_token_types)));
+}
+
+std::string hf_name_by_table(const std::string& g, const NameTable& top, const NameTable& layers, const std::string& hf_layers) {
+    const auto [base, suffix] = split_suffix(g);
+    for (auto [gg, hf] : top)
+        if (base == gg) return std::string(hf) + suffix;
+    if (g.rfind("blk.", 0) != 0) return "";
+    const size_t dot = base.find('.', 4);
+    if (dot == std::string::npos) return "";
+    const std::string l = base.substr(4, dot - 4), rest = base.substr(dot + 1);
+    for (auto [gg, hf] : layers)
+        if (rest == gg) return hf_layers + l + "." + hf + suffix;
+    return "";
+}
+
+std::string gguf_name_by_table(const std::string& n, const NameTable& top, const NameTable& layers, const std::string& hf_layers) {
+    const auto [base, suffix] = split_suffix(n);
+    for (auto [gg, hf] : top)
+        if (base == hf) return std::string(gg) + suffix;
+    if (base.rfind(hf_layers, 0) == 0) {
+        const size_t dot = base.find('.', hf_layers.size());
+        if (dot != std::string::npos) {
+            const std::string l = base.substr(hf_layers.size(), dot - hf_layers.size()), rest = base.substr(dot + 1);
+            for (auto [gg, hf] : layers)
+                if (rest == hf) return "blk." + l + "." + gg + suffix;
+        }
+    }
+    return "";
+}
+
 }  // namespace llmforge::arch

@@ -131,6 +131,17 @@ const std::vector<const Family*>& families();
 void read_common_gguf(GgufKeys& k, ModelConfig& c);
 void write_common_gguf(const ModelConfig& c, gguf::Metadata& meta);
 
+// Encoders (bert, nomic-bert): llama.cpp's keys for them — attention.causal (false; true is refused), pooling_type (0
+// none … 4 rank; `dflt` when absent), tokenizer.ggml.token_type_count — read and written.
+void read_encoder_gguf(GgufKeys& k, ModelConfig& c, Pooling dflt);
+void write_encoder_gguf(const ModelConfig& c, gguf::Metadata& meta);
+// Tensor names by tables of (GGUF name, Hugging Face name) without suffixes: whole-model ones, and per-layer ones under
+// "blk.N." in GGUF and hf_layers + "N." in Hugging Face ("encoder.layer."). GGUF → HF: "" when unknown; HF → GGUF: ""
+// when unknown (the caller decides).
+using NameTable = std::vector<std::pair<const char*, const char*>>;
+std::string hf_name_by_table(const std::string& gguf_name, const NameTable& top, const NameTable& layers, const std::string& hf_layers);
+std::string gguf_name_by_table(const std::string& hf_name, const NameTable& top, const NameTable& layers, const std::string& hf_layers);
+
 // Hugging Face names of the LLaMA lineage (model.layers.N.self_attn.q_proj, mlp.gate_proj, ...), shared by the
 // families that inherit them.
 std::string llama_style_hf_name(const std::string& gguf_name);

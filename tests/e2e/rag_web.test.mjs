@@ -6,11 +6,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { BIN, tmpdir, makeModel, startServer, stopServer, requireNpm } from './server_util.mjs';
+import { BIN, tmpdir, makeModel, startServer, stopServer, haveChromium, launchChromium } from './server_util.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const haveChromium = fs.existsSync(CHROMIUM);
-const { chromium } = requireNpm('playwright-core');
 const dir = tmpdir('ragweb');
 const shots = process.env.LLMFORGE_TEST_OUT || path.join(dir, 'screenshots');
 fs.mkdirSync(shots, { recursive: true });
@@ -37,10 +34,7 @@ test.before(async () => {
   server = await startServer(['-m', model, '--rag', kb, '--min-bm25', '0.1', '--no-access-log']);
   plain = await startServer(['-m', model, '--no-access-log']);
   if (haveChromium) {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM, headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   }
 });
 test.after(async () => {

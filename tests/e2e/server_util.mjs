@@ -56,6 +56,17 @@ export function stopServer(s, signal = 'SIGTERM') {
   });
 }
 
+// Debian's Chromium (CHROMIUM overrides the path), whether it is installed, and a headless launch of it by Playwright.
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+export const haveChromium = fs.existsSync(CHROMIUM);
+export function launchChromium() {
+  const { chromium } = requireNpm('playwright-core');
+  return chromium.launch({
+    executablePath: CHROMIUM, headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
 // Parses Prometheus text into { 'name{labels}': value }.
 export function parseMetrics(text) {
   const out = {};

@@ -4,11 +4,8 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { tmpdir, makeModel, startServer, stopServer, parseMetrics, requireNpm } from './server_util.mjs';
+import { tmpdir, makeModel, startServer, stopServer, parseMetrics, haveChromium, launchChromium } from './server_util.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const haveChromium = fs.existsSync(CHROMIUM);
-const { chromium } = requireNpm('playwright-core');
 const dir = tmpdir('web');
 const shots = process.env.LLMFORGE_TEST_OUT || path.join(dir, 'screenshots');
 fs.mkdirSync(shots, { recursive: true });
@@ -24,10 +21,7 @@ test.before(async () => {
   // the chat's model first (the page selects it); the arena draws two of the three
   server = await startServer(['-m', small, '-m', tinyA, '-m', tinyB, '-a', 'small', '-a', 'tiny-a', '-a', 'tiny-b', '-c', '4096', '--parallel', '2',
     '--arena-db', arenaDb, '--no-access-log']);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM, headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 test.after(async () => {
   if (browser) await browser.close();

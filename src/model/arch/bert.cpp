@@ -17,11 +17,11 @@ namespace llmforge::arch {
 namespace {
 
 // GGUF per-layer name (without "blk.N." and the .weight/.bias suffix) ↔ Hugging Face's (without "encoder.layer.N.")
-const std::pair<const char*, const char*> kLayerNames[] = {
+const NameTable kLayerNames = {
     {"attn_q", "attention.self.query"},         {"attn_k", "attention.self.key"},   {"attn_v", "attention.self.value"},
     {"attn_output", "attention.output.dense"},  {"attn_output_norm", "attention.output.LayerNorm"},
     {"ffn_up", "intermediate.dense"},           {"ffn_down", "output.dense"},       {"layer_output_norm", "output.LayerNorm"}};
-const std::pair<const char*, const char*> kTopNames[] = {
+const NameTable kTopNames = {
     {"token_embd", "embeddings.word_embeddings"}, {"position_embd", "embeddings.position_embeddings"},
     {"token_types", "embeddings.token_type_embeddings"}, {"token_embd_norm", "embeddings.LayerNorm"},
     {"cls", "pooler.dense"}, {"cls.output", "classifier"}};  // a cross-encoder's head (BertForSequenceClassification)
@@ -93,55 +93,22 @@ public:
                 {"position_embedding_type", "absolute"}, {"pad_token_id", 0}};
     }
 
-    void from_gguf(GgufKeys& k, ModelConfig& c) const override {
-        read_common_gguf(k, c);
-        if (k.boolean("attention.causal", false)) k.refuse("attention.causal");
-        const int64_t p = k.integer("pooling_type", static_cast<int64_t>(Pooling::Cls));
-        if (p > 4) throw_bad_input("'%s': pooling type %lld is not supported (0 none, 1 mean, 2 cls, 3 last, 4 rank are)", k.path().c_str(),
-                                   static_cast<long long>(p));
-        c.pooling = static_cast<Pooling>(p);
-        c.n_token_types = k.meta().get_int("tokenizer.ggml.token_type_count", 2);
-    }
-
-    void to_gguf(const ModelConfig& c, gguf::Metadata& meta) const override {
-        write_common_gguf(c, meta);
-        meta.set("bert.attention.causal", gguf::Value::boolean(false));
-        meta.set("bert.pooling_type", gguf::Value::u32(static_cast<uint32_t>(c.pooling)));
-        meta.set("tokenizer.ggml.token_type_count", gguf::Value::u32(static_cast<uint32_t>(c.n_token_types)));
-    }
+    void from_gguf(GgufKeys& k, ModelConfig& c) const override { read_encoder_gguf(k, c, Pooling::Cls); }
+    void to_gguf(const ModelConfig& c, gguf::Metadata& meta) const override { write_encoder_gguf(c, meta); }
 
     std::string hf_tensor_name(const std::string& g, bool* transpose) const override {
         *transpose = false;
-        const auto [base, suffix] = split_suffix(g);
-        for (auto [gg, hf] : kTopNames)
-            if (base == gg) return std::string(hf) + suffix;
-        if (g.rfind("blk.", 0) != 0) return "";
-        const size_t dot = base.find('.', 4);
-        if (dot == std::string::npos) return "";
-        const std::string l = base.substr(4, dot - 4), rest = base.substr(dot + 1);
-        for (auto [gg, hf] : kLayerNames)
-            if (rest == gg) return "encoder.layer." + l + "." + hf + suffix;
-        return "";
+        return hf_name_by_table(g, kTopNames, kLayerNames, "encoder.layer.");
     }
 
     std::string gguf_tensor_name(const std::string& hf_name, bool* transpose) const override {
         *transpose = false;
         std::string n = hf_name;
         if (n.rfind("bert.", 0) == 0) n = n.substr(5);  // BertFor… checkpoints
-        const auto [base, suffix] = split_suffix(n);
-        for (auto [gg, hf] : kTopNames)
-            if (base == hf) return std::string(gg) + suffix;
-        if (base == "embeddings.position_ids") return "";                        // a buffer, not a weight
-        if (base.rfind("cls.", 0) == 0) return "";  // BertForPreTraining's heads
-        if (base.rfind("encoder.layer.", 0) == 0) {
-            const size_t dot = base.find('.', 14);
-            if (dot != std::string::npos) {
-                const std::string l = base.substr(14, dot - 14), rest = base.substr(dot + 1);
-                for (auto [gg, hf] : kLayerNames)
-                    if (rest == hf) return "blk." + l + "." + gg + suffix;
-            }
-        }
-        return "?" + n;
+        if (n == "embeddings.position_ids") return "";  // a buffer, not a weight
+        if (n.rfind("cls.", 0) == 0) return "";          // BertForPreTraining's heads
+        const std::string g = gguf_name_by_table(n, kTopNames, kLayerNames, "encoder.layer.");
+        return g.empty() ? "?" + n : g;
     }
 
     // Sizes: BERT-base (Devlin et al. 2018), BERT-Tiny (Turc et al. 2019: 2 layers, 128 wide, 2 heads), and the

@@ -16,10 +16,10 @@ namespace llmforge::arch {
 
 namespace {
 
-const std::pair<const char*, const char*> kLayerNames[] = {
+const NameTable kLayerNames = {
     {"attn_qkv", "attn.Wqkv"}, {"attn_output", "attn.out_proj"}, {"attn_output_norm", "norm1"},
     {"ffn_up", "mlp.fc11"},    {"ffn_gate", "mlp.fc12"},         {"ffn_down", "mlp.fc2"},      {"layer_output_norm", "norm2"}};
-const std::pair<const char*, const char*> kTopNames[] = {
+const NameTable kTopNames = {
     {"token_embd", "embeddings.word_embeddings"}, {"token_types", "embeddings.token_type_embeddings"}, {"token_embd_norm", "emb_ln"}};
 
 class NomicBert final : public Family {
@@ -81,51 +81,18 @@ public:
                 {"mlp_fc2_bias", false}, {"prenorm", false}, {"causal", false}, {"pad_token_id", 0}};
     }
 
-    void from_gguf(GgufKeys& k, ModelConfig& c) const override {
-        read_common_gguf(k, c);
-        if (k.boolean("attention.causal", false)) k.refuse("attention.causal");
-        const int64_t p = k.integer("pooling_type", static_cast<int64_t>(Pooling::Mean));
-        if (p > 3) throw_bad_input("'%s': pooling type %lld is not supported (0 none, 1 mean, 2 cls, 3 last are)", k.path().c_str(),
-                                   static_cast<long long>(p));
-        c.pooling = static_cast<Pooling>(p);
-        c.n_token_types = k.meta().get_int("tokenizer.ggml.token_type_count", 2);
-    }
-
-    void to_gguf(const ModelConfig& c, gguf::Metadata& meta) const override {
-        write_common_gguf(c, meta);
-        meta.set("nomic-bert.attention.causal", gguf::Value::boolean(false));
-        meta.set("nomic-bert.pooling_type", gguf::Value::u32(static_cast<uint32_t>(c.pooling)));
-        meta.set("tokenizer.ggml.token_type_count", gguf::Value::u32(static_cast<uint32_t>(c.n_token_types)));
-    }
+    void from_gguf(GgufKeys& k, ModelConfig& c) const override { read_encoder_gguf(k, c, Pooling::Mean); }
+    void to_gguf(const ModelConfig& c, gguf::Metadata& meta) const override { write_encoder_gguf(c, meta); }
 
     std::string hf_tensor_name(const std::string& g, bool* transpose) const override {
         *transpose = false;
-        const auto [base, suffix] = split_suffix(g);
-        for (auto [gg, hf] : kTopNames)
-            if (base == gg) return std::string(hf) + suffix;
-        if (g.rfind("blk.", 0) != 0) return "";
-        const size_t dot = base.find('.', 4);
-        if (dot == std::string::npos) return "";
-        const std::string l = base.substr(4, dot - 4), rest = base.substr(dot + 1);
-        for (auto [gg, hf] : kLayerNames)
-            if (rest == gg) return "encoder.layers." + l + "." + hf + suffix;
-        return "";
+        return hf_name_by_table(g, kTopNames, kLayerNames, "encoder.layers.");
     }
 
     std::string gguf_tensor_name(const std::string& hf_name, bool* transpose) const override {
         *transpose = false;
-        const auto [base, suffix] = split_suffix(hf_name);
-        for (auto [gg, hf] : kTopNames)
-            if (base == hf) return std::string(gg) + suffix;
-        if (base.rfind("encoder.layers.", 0) == 0) {
-            const size_t dot = base.find('.', 15);
-            if (dot != std::string::npos) {
-                const std::string l = base.substr(15, dot - 15), rest = base.substr(dot + 1);
-                for (auto [gg, hf] : kLayerNames)
-                    if (rest == hf) return "blk." + l + "." + gg + suffix;
-            }
-        }
-        return "?" + hf_name;
+        const std::string g = gguf_name_by_table(hf_name, kTopNames, kLayerNames, "encoder.layers.");
+        return g.empty() ? "?" + hf_name : g;
     }
 
     // nomic-embed-text-v1.5's shape (nomic-ai's config.json: 12 layers, 768 wide, 12 heads, 3072 inner, trained at 2048
