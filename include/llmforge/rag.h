@@ -208,6 +208,9 @@ std::vector<int> citations(std::string_view answer, size_t n_sources);
 // A passage of a hit's text on one line, at most max_bytes (cut at a character, "…" added): from the sentence that
 // shares the most words with the question (the first sentence when none does).
 std::string best_snippet(const Hit& h, const std::string& question, size_t max_bytes = 240);
+// A text on one line: whitespace runs become one space, none at the ends; longer than max_bytes: cut at a whole
+// character and "…" added.
+std::string one_line(std::string_view text, size_t max_bytes = SIZE_MAX);
 // When a hit counts as relevant enough to answer from: its BM25 score or its cosine similarity (whichever rankings it
 // is in) reaches the threshold. Raw BM25 depends on the corpus (its size and word statistics): calibrate on yours.
 struct Relevance {

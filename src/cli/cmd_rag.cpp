@@ -29,25 +29,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The first `max` bytes of a text on one line (whitespace runs become one space), cut at a character boundary.
-std::string snippet(const std::string& text, size_t max) {
-    std::string s;
-    for (size_t i = 0; i < text.size() && s.size() < max; ++i) {
-        const char c = text[i];
-        const bool sp = c == ' ' || c == '\n' || c == '\t' || c == '\r';
-        if (sp) {
-            if (!s.empty() && s.back() != ' ') s += ' ';
-        } else {
-            s += c;
-        }
-    }
-    if (s.size() >= max) {
-        size_t cut = max;
-        while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
-        s = s.substr(0, cut) + "…";
-    }
-    return s;
-}
 
 void add_rerank_options(CLI::App* cmd, std::string& model, int& top) {
     cmd->add_option("--rerank", model, "reorder the retrieved chunks by this cross-encoder's scores (a reranker: GGUF pooling type rank, "
@@ -266,7 +247,7 @@ void add_rag_query(CLI::App* rag) {
         for (size_t i = 0; i < hits.size(); ++i) {
             const rag::Hit& h = hits[i];
             std::printf("[%zu] %.4f  %s — %s%s%s\n    %s\n", i + 1, h.score, h.source.c_str(), h.title.c_str(), h.heading.empty() ? "" : " > ",
-                        h.heading.c_str(), snippet(h.text, 240).c_str());
+                        h.heading.c_str(), rag::one_line(h.text, 240).c_str());
         }
     });
 }

@@ -126,11 +126,15 @@ std::string best_snippet(const Hit& h, const std::string& question, size_t max_b
             from = b;
         }
     }
-    std::string s;  // one line: whitespace runs become one space; whole characters only
+    return one_line(std::string_view(t).substr(from), max_bytes);
+}
+
+std::string one_line(std::string_view t, size_t max_bytes) {
+    std::string s;  // whitespace runs become one space; whole characters only
     bool cut = false;
-    for (size_t i = from; i < t.size();) {
+    for (size_t i = 0; i < t.size();) {
         const unsigned char c = static_cast<unsigned char>(t[i]);
-        if (c == ' ' || c == '\n' || c == '\t' || c == '\r') {
+        if (c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v') {
             if (!s.empty() && s.back() != ' ') s += ' ';
             ++i;
             continue;
@@ -141,7 +145,7 @@ std::string best_snippet(const Hit& h, const std::string& question, size_t max_b
             cut = true;
             break;
         }
-        s.append(t, i, n);
+        s.append(t.data() + i, n);
         i += n;
     }
     while (!s.empty() && s.back() == ' ') s.pop_back();

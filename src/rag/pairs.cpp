@@ -6,22 +6,6 @@
 
 namespace llmforge::rag {
 
-namespace {
-// A text on one line: whitespace runs become one space, none at the ends.
-std::string one_line(std::string_view t) {
-    std::string s;
-    for (char c : t) {
-        if (c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v') {
-            if (!s.empty() && s.back() != ' ') s += ' ';
-        } else {
-            s += c;
-        }
-    }
-    while (!s.empty() && s.back() == ' ') s.pop_back();
-    return s;
-}
-}  // namespace
-
 std::vector<QueryPassage> inverse_cloze_pairs(const Index& index, int per_chunk, uint64_t seed, double keep_sentence) {
     std::vector<QueryPassage> out;
     if (per_chunk <= 0) return out;
