@@ -6,7 +6,6 @@ const turns = [];      // {role, content, div} of the finished turns
 let keptFrom = 0;      // turns before this index no longer fit in the model's context: they are not sent any more
 let controller = null;   // the running request's AbortController
 let docsInfo = null;     // the server's document index (GET /v1/retrieve), when it has one
-let msgCount = 0;
 
 // The server's document index, if it serves one: the "use documents" switch appears.
 async function loadDocs() {
@@ -166,7 +165,6 @@ async function send(text) {
   const user = { role: 'user', content: text };
   const userDiv = addMessage('user', text);
   const div = addMessage('assistant', '');
-  div.id = 'msg-' + (++msgCount);
   const content = div.querySelector('.content');
   const note = div.querySelector('.note');
   const useDocs = docsInfo && $('use-docs').checked;
