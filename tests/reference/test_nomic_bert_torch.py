@@ -25,16 +25,8 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_bert_torch import args_and_vocab, write_safetensors  # noqa: E402
+from test_bert_torch import RESULTS, check, args_and_vocab, write_safetensors  # noqa: E402
 import gguf_raw  # noqa: E402
-
-RESULTS = {"passed": 0, "failed": 0}
-
-
-def check(name, ok, detail=""):
-    RESULTS["passed" if ok else "failed"] += 1
-    print(("PASS " if ok else "FAIL ") + name + (f"  ({detail})" if detail else ""), flush=True)
-
 
 def rotate(x, base):
     """Rotary positions, half-split pairs (i, i + d/2): x·cos + rotate_half(x)·sin; x is [heads, n, d]."""

@@ -24,16 +24,8 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_bert_torch import args_and_vocab, make_bert, write_safetensors  # noqa: E402
+from test_bert_torch import RESULTS, check, args_and_vocab, make_bert, write_safetensors  # noqa: E402
 import gguf_raw  # noqa: E402
-
-RESULTS = {"passed": 0, "failed": 0}
-
-
-def check(name, ok, detail=""):
-    RESULTS["passed" if ok else "failed"] += 1
-    print(("PASS " if ok else "FAIL ") + name + (f"  ({detail})" if detail else ""), flush=True)
-
 
 def score(w, cfg, ids, types):
     C, H, L, eps = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_hidden_layers"], cfg["layer_norm_eps"]
