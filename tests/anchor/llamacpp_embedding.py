@@ -22,7 +22,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reference"))
 import torch  # noqa: E402
-from test_bert_torch import make_bert, reference  # noqa: E402
+from test_bert_torch import make_bert, model_dir, reference  # noqa: E402
 import test_nomic_bert_torch as nomic  # noqa: E402
 
 
@@ -38,10 +38,7 @@ def main():
     texts = ["Hello world", "The quick brown fox jumps over the lazy dog.", "retrieval augmented generation with citations " * 8]
     worst = {}
     with tempfile.TemporaryDirectory() as tmp:
-        d = os.path.join(tmp, "bert")
-        os.makedirs(d)
-        subprocess.run([a.bin, "tokenizer", "convert", os.path.join(a.golden, "vocab", "ggml-vocab-bert-bge.gguf"), os.path.join(d, "tokenizer.json")],
-                       check=True, capture_output=True)
+        d = model_dir(a.bin, os.path.join(a.golden, "vocab", "ggml-vocab-bert-bge.gguf"), tmp, "bert")
         cfg, w = make_bert(d)
         gguf = os.path.join(tmp, "bert.gguf")
         subprocess.run([a.bin, "convert", d, gguf], check=True, capture_output=True)
@@ -62,10 +59,7 @@ def main():
                          "llmforge (ggml arithmetic) vs llama.cpp": (ours["ggml"], lc), "llmforge vs llama.cpp": (ours["fast"], lc)}
                 for k, (x, y) in pairs.items():
                     worst[k] = max(worst.get(k, 0.0), float((x - y).abs().max()))
-        d = os.path.join(tmp, "nomic")
-        os.makedirs(d)
-        subprocess.run([a.bin, "tokenizer", "convert", os.path.join(a.golden, "vocab", "ggml-vocab-bert-bge.gguf"), os.path.join(d, "tokenizer.json")],
-                       check=True, capture_output=True)
+        d = model_dir(a.bin, os.path.join(a.golden, "vocab", "ggml-vocab-bert-bge.gguf"), tmp, "nomic")
         cfg, w = nomic.make_nomic(d)
         gguf = os.path.join(tmp, "nomic.gguf")
         subprocess.run([a.bin, "convert", d, gguf], check=True, capture_output=True)

@@ -99,6 +99,15 @@ def make_bert(d, seed=0):
     return cfg, {k: v.float().double() for k, v in w.items()}
 
 
+def model_dir(bin_, vocab, parent, name):
+    """A new directory parent/name holding the vocabulary as tokenizer.json (what a Hugging Face model directory needs
+    beside its config.json and weights); returns its path."""
+    d = os.path.join(parent, name)
+    os.makedirs(d)
+    subprocess.run([bin_, "tokenizer", "convert", vocab, os.path.join(d, "tokenizer.json")], check=True, capture_output=True)
+    return d
+
+
 def args_and_vocab():
     """The tests' command line (--bin, --golden) and the golden bert-bge vocabulary's path (None, said, when absent)."""
     ap = argparse.ArgumentParser()
@@ -118,9 +127,7 @@ def main():
         return 0
     torch.set_default_dtype(torch.float64)  # the reference in double: differences are llmforge's float32 rounding
     with tempfile.TemporaryDirectory() as tmp:
-        d = os.path.join(tmp, "bert")
-        os.makedirs(d)
-        subprocess.run([a.bin, "tokenizer", "convert", vocab, os.path.join(d, "tokenizer.json")], check=True, capture_output=True)
+        d = model_dir(a.bin, vocab, tmp, "bert")
         cfg, w = make_bert(d)
         gguf = os.path.join(tmp, "bert.gguf")
         r = subprocess.run([a.bin, "convert", d, gguf], capture_output=True, text=True)

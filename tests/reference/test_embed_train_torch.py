@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import gguf_raw  # noqa: E402
-from test_bert_torch import args_and_vocab, make_bert, reference  # noqa: E402
+from test_bert_torch import args_and_vocab, make_bert, model_dir, reference  # noqa: E402
 
 RESULTS = {"passed": 0, "failed": 0}
 
@@ -69,9 +69,7 @@ def main():
     rand_ids = lambda n: [101] + torch.randint(1000, 30000, (n - 2,), generator=g).tolist() + [102]
     tau = 0.05
     with tempfile.TemporaryDirectory() as tmp:
-        d = os.path.join(tmp, "bert")
-        os.makedirs(d)
-        subprocess.run([a.bin, "tokenizer", "convert", vocab, os.path.join(d, "tokenizer.json")], check=True, capture_output=True)
+        d = model_dir(a.bin, vocab, tmp, "bert")
         cfg, w0 = make_bert(d)
         # three pairs (queries and passages of different lengths: padding in one pass), two hard negatives
         queries = [rand_ids(n) for n in (5, 9, 7)]

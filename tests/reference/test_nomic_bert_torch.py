@@ -25,7 +25,7 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_bert_torch import RESULTS, check, args_and_vocab, write_safetensors  # noqa: E402
+from test_bert_torch import RESULTS, check, args_and_vocab, model_dir, write_safetensors  # noqa: E402
 import gguf_raw  # noqa: E402
 
 def rotate(x, base):
@@ -95,9 +95,7 @@ def main():
         return 0
     torch.set_default_dtype(torch.float64)
     with tempfile.TemporaryDirectory() as tmp:
-        d = os.path.join(tmp, "nomic")
-        os.makedirs(d)
-        subprocess.run([a.bin, "tokenizer", "convert", vocab, os.path.join(d, "tokenizer.json")], check=True, capture_output=True)
+        d = model_dir(a.bin, vocab, tmp, "nomic")
         cfg, w = make_nomic(d)
         gguf = os.path.join(tmp, "nomic.gguf")
         r = subprocess.run([a.bin, "convert", d, gguf], capture_output=True, text=True)

@@ -29,7 +29,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_bert_torch import args_and_vocab, make_bert, reference  # noqa: E402
+from test_bert_torch import args_and_vocab, make_bert, model_dir, reference  # noqa: E402
 
 RESULTS = {"passed": 0, "failed": 0}
 QUERIES = ["How do I read a file line by line?", "Why is Python slow?", "How can I create a stand-alone binary?", "What is a lambda?",
@@ -69,9 +69,7 @@ def main():
         return 0
     torch.set_default_dtype(torch.float64)
     with tempfile.TemporaryDirectory() as tmp:
-        d = os.path.join(tmp, "bert")
-        os.makedirs(d)
-        run(a.bin, "tokenizer", "convert", vocab, os.path.join(d, "tokenizer.json"))
+        d = model_dir(a.bin, vocab, tmp, "bert")
         cfg, w = make_bert(d)
         model = os.path.join(tmp, "bert.gguf")
         run(a.bin, "convert", d, model)

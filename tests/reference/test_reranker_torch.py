@@ -24,7 +24,7 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_bert_torch import RESULTS, check, args_and_vocab, make_bert, write_safetensors  # noqa: E402
+from test_bert_torch import RESULTS, check, args_and_vocab, make_bert, model_dir, write_safetensors  # noqa: E402
 import gguf_raw  # noqa: E402
 
 def score(w, cfg, ids, types):
@@ -61,10 +61,8 @@ def main():
         return 0
     torch.set_default_dtype(torch.float64)
     with tempfile.TemporaryDirectory() as tmp:
-        d = os.path.join(tmp, "ce")
-        os.makedirs(d)
+        d = model_dir(a.bin, vocab, tmp, "ce")
         tok = os.path.join(d, "tokenizer.json")
-        subprocess.run([a.bin, "tokenizer", "convert", vocab, tok], check=True, capture_output=True)
         cfg, w = make_bert(d, seed=3)
         torch.manual_seed(4)
         C = cfg["hidden_size"]
