@@ -2,7 +2,9 @@
 // samples, metrics, a loss plot and crash-safe checkpoints.
 //
 // OUT/ holds: checkpoint/ (model.gguf with the tokenizer, optimizer.bin, state.json — replaced atomically as a whole),
-// metrics.jsonl (one line per step; validation lines carry "val_loss"), loss.svg, samples.txt, and model.gguf at the end.
+// metrics.jsonl (one line per step — loss, learning rate, gradient norm, tokens/s, and the compute account: model FLOPs,
+// seconds, the measured peak FLOP/s and MFU = flops / seconds / peak_flops; validation lines carry "val_loss"), loss.svg,
+// samples.txt, and model.gguf at the end.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -42,6 +44,9 @@ struct PretrainResult {
     float start_val_loss = -1;     // before the first update (fresh runs)
     float baseline_val_loss = -1;  // the unigram baseline on the same validation tokens (pre-training)
     bool interrupted = false;
+    // the compute account (model FLOPs as include/llmforge/compute.h counts them; a resumed run's sums include the
+    // steps before it): FLOPs and seconds of the training steps, the measured peak, their MFU, this run's wall time
+    double flops = 0, seconds = 0, peak_flops = 0, mfu = 0, wall_seconds = 0;
 };
 
 // Throws a bad-input Error before training starts for bad settings (heads not dividing d_model, NaN learning rate,

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "llmforge/compute.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
 
@@ -147,6 +148,44 @@ nlohmann::json memory_json(const Memory& m) {
             {"train_adamw", {{"state", m.train_state}, {"activations", m.train_activations}, {"total", m.train_state + m.train_activations}}}};
 }
 
+// --train-tokens: what training this model on that many tokens costs, with every assumption printed.
+nlohmann::json compute_json(const compute::Plan& p, const compute::Estimate& e, int64_t T) {
+    return {{"train_tokens", p.tokens}, {"seq_len", T}, {"matmul_params", e.n_matmul}, {"params", e.n_params},
+            {"flops", {{"dense_6ND", e.dense}, {"attention", e.attention}, {"total", e.total}, {"pf_days", e.pf_days}, {"dense_only", p.dense_only}}},
+            {"gpu", {{"name", p.gpu.name}, {"peak_tflops", p.gpu.peak_tflops}, {"power_w", p.gpu.power_w}, {"price_per_hour", p.gpu.price_per_hour},
+                     {"count", p.n_gpus}, {"source", p.gpu.source}}},
+            {"assumptions", {{"mfu", p.mfu}, {"pue", p.pue}, {"carbon_g_per_kwh", p.carbon_g_per_kwh}}},
+            {"estimate", {{"achieved_tflops_per_gpu", e.achieved_flops / 1e12}, {"gpu_hours", e.gpu_hours}, {"wall_hours", e.wall_hours},
+                          {"wall_days", e.wall_hours / 24}, {"cost_usd", e.cost}, {"energy_mwh", e.energy_mwh}, {"co2_tonnes", e.co2_tonnes}}}};
+}
+
+void print_compute(const ModelConfig& c, const compute::Plan& p, const compute::Estimate& e, int64_t T) {
+    std::printf("\ntraining compute: %s tokens in sequences of %lld\n", strprintf("%.4g", p.tokens).c_str(), static_cast<long long>(T));
+    std::printf("  N, parameters that multiply activations  %.6g (%s; of %s in all: lookups, norms and biases cost no products)\n", e.n_matmul,
+                human_count(e.n_matmul).c_str(), human_count(e.n_params).c_str());
+    std::printf("  dense        6·N·D                       %.4e FLOPs\n", e.dense);
+    std::printf("  attention    12·L·d_attn·T·D             %.4e FLOPs (L %lld, d_attn %lld)%s\n", e.attention, static_cast<long long>(c.n_layer),
+                static_cast<long long>(c.q_dim()), p.dense_only ? ", left out (--dense-only)" : "");
+    std::printf("  total                                    %.4e FLOPs = %.4g PF-days\n", e.total, e.pf_days);
+    std::printf("on %lld × %s at MFU %.4g: %.4g TFLOPS achieved per GPU\n", static_cast<long long>(p.n_gpus), p.gpu.name.c_str(), p.mfu,
+                e.achieved_flops / 1e12);
+    std::printf("  GPU-hours    %.4g (%.4g GPU-years); wall time %.4g days on %lld GPUs\n", e.gpu_hours, e.gpu_hours / (24 * 365), e.wall_hours / 24,
+                static_cast<long long>(p.n_gpus));
+    std::printf("  cost         $%s at $%.2f per GPU-hour\n", e.cost >= 1e4 ? human_count(e.cost).c_str() : strprintf("%.2f", e.cost).c_str(),
+                p.gpu.price_per_hour);
+    std::printf("  energy       %.4g MWh = GPU-hours × %g W × PUE %g\n", e.energy_mwh, p.gpu.power_w, p.pue);
+    std::printf("  CO₂          %.4g t at %g g CO₂e per kWh\n", e.co2_tonnes, p.carbon_g_per_kwh);
+    std::printf("assumptions (each can be overridden):\n");
+    std::printf("  FLOPs are model FLOPs (PaLM, Chowdhery et al. 2022, App. B): the forward pass 2·N + 4·L·d_attn·T per token, the backward\n"
+                "    twice that; attention over all T keys, no saving for the causal mask; recomputation not counted\n");
+    std::printf("  %s (--gpu, --gpu-peak, --gpu-power)\n", p.gpu.source.empty() ? "the GPU's figures as given" : p.gpu.source.c_str());
+    std::printf("  MFU %g: the share of the peak a run sustains (--mfu; large runs reach 0.3-0.5, PaLM 540B 0.462)\n", p.mfu);
+    std::printf("  price $%.2f per GPU-hour: a round rental figure, not a quote (--price)\n", p.gpu.price_per_hour);
+    std::printf("  %g W per GPU (--gpu-power; a datasheet's is the board alone, without its share of the host)\n", p.gpu.power_w);
+    std::printf("  PUE %g: the data centre's power over the IT equipment's (--pue)\n", p.pue);
+    std::printf("  %g g CO₂e per kWh: the grid's carbon intensity (--carbon; Patterson et al. 2021 used 429 for GPT-3)\n", p.carbon_g_per_kwh);
+}
+
 }  // namespace
 
 // Any GGUF file, read as it is: every tensor (of any ggml type, quantised ones included) and every metadata value; the
@@ -255,8 +294,58 @@ void add_info(CLI::App& app) {
     cmd->add_option("--tokenizer", *tokenizer, "llama2.c tokenizer.bin")->default_str("the model's own");
     cmd->add_flag("--json", *json_out, "print one JSON object");
     cmd->add_flag("--all", *all, "list every tensor, and every metadata value in full");
+    // the compute account
+    auto plan = std::make_shared<compute::Plan>();
+    auto gpu_name = std::make_shared<std::string>("h100");
+    auto peak = std::make_shared<double>(0), power = std::make_shared<double>(0), price = std::make_shared<double>(-1);
+    cmd->add_option("--train-tokens", plan->tokens, "estimate the compute of training on this many tokens (e.g. 300e9): FLOPs, GPU-hours, cost, energy, CO₂")
+        ->default_str("none")->check(above(0));
+    cmd->add_option("--seq-len", plan->seq_len, "with --train-tokens: the training sequence length (attention's FLOPs grow with it)")
+        ->default_str("the model's context")->check(at_least(0, "0: the model's context"));
+    std::string gpu_list;
+    for (const compute::Gpu& g : compute::gpus()) gpu_list += (gpu_list.empty() ? "" : ", ") + g.name;
+    cmd->add_option("--gpu", *gpu_name, "with --train-tokens: the GPU whose datasheet peak and power to assume (" + gpu_list + ")")->capture_default_str();
+    cmd->add_option("--gpu-peak", *peak, "the GPU's dense 16-bit peak in TFLOPS instead of the datasheet's")->default_str("--gpu's")->check(at_least(0, "0: --gpu's"));
+    cmd->add_option("--gpu-power", *power, "watts per GPU instead of the board's TDP (e.g. with its share of the host)")->default_str("--gpu's")->check(at_least(0, "0: --gpu's"));
+    cmd->add_option("--price", *price, "US$ per GPU-hour")->default_str("--gpu's assumed rental price")->check(at_least(0));
+    cmd->add_option("--mfu", plan->mfu, "model FLOPs utilisation: the share of the peak the run sustains")->capture_default_str()->check(between(1e-9, 1));
+    cmd->add_option("--pue", plan->pue, "the data centre's power usage effectiveness")->capture_default_str()->check(at_least(1));
+    cmd->add_option("--carbon", plan->carbon_g_per_kwh, "grid carbon intensity, g CO₂e per kWh")->capture_default_str()->check(at_least(0));
+    cmd->add_option("--gpus", plan->n_gpus, "GPUs training together (only the wall time depends on it)")->capture_default_str()->check(at_least(1));
+    cmd->add_flag("--dense-only", plan->dense_only, "count 6·N·D alone, leaving attention out (as the GPT-3 paper's 3.14e23 does)");
     cmd->callback([=] {
         if (model->empty() == preset_name->empty()) throw_bad_input("info: give either a MODEL file or --preset NAME");
+        if (plan->tokens > 0) {
+            compute::Plan p = *plan;
+            p.gpu = compute::gpu(*gpu_name);
+            if (*peak > 0) p.gpu.peak_tflops = *peak, p.gpu.source = "";
+            if (*power > 0) p.gpu.power_w = *power, p.gpu.source = "";
+            if (*price >= 0) p.gpu.price_per_hour = *price;
+            if (p.gpu.source.empty()) p.gpu.source = strprintf("%s: %g TFLOPS peak, %g W (as given)", p.gpu.name.c_str(), p.gpu.peak_tflops, p.gpu.power_w);
+            ModelConfig c;
+            if (!preset_name->empty()) {
+                c = preset(*preset_name);
+            } else if (gguf::has_magic(*model) && tokenizer->empty()) {
+                const gguf::File f = gguf::read(*model);
+                c = config_from_gguf(f.meta, f.tensors, *model);
+            } else {
+                LoadOptions o;
+                o.tokenizer_path = *tokenizer;
+                c = load_model(*model, o).config;
+            }
+            const int64_t T = p.seq_len > 0 ? p.seq_len : c.n_ctx;
+            const compute::Estimate e = compute::estimate(c, p);
+            if (*json_out) {
+                nlohmann::json j = config_json(c);
+                j["compute"] = compute_json(p, e, T);
+                std::printf("%s\n", j.dump(2).c_str());
+            } else {
+                std::printf("%s %s\n", preset_name->empty() ? "model         " : "preset        ", preset_name->empty() ? model->c_str() : c.name.c_str());
+                print_config(c);
+                print_compute(c, p, e, T);
+            }
+            return;
+        }
         if (!preset_name->empty()) {
             const ModelConfig c = preset(*preset_name);
             const Memory m = memory_of(c);

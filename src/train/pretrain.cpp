@@ -22,6 +22,7 @@
 #include "formats/formats.h"
 #include "llmforge/bpe.h"
 #include "llmforge/comm.h"
+#include "llmforge/compute.h"
 #include "llmforge/data.h"
 #include "llmforge/error.h"
 #include "llmforge/generate.h"
@@ -54,13 +55,15 @@ struct State {
     DataLoader::Position data;
     uint64_t seed = 0;
     kernels::Precision precision = kernels::Precision::F32;  // the products' precision in use (bf16 only where it measured faster)
+    double flops = 0, seconds = 0;  // model FLOPs and wall time of the steps done (a resumed run continues the sums)
 };
 
 void save_checkpoint(const std::string& out, const TrainableModel& tm, const Vocab& vocab, const AdamW& opt, const State& st,
                      const nlohmann::json& hparams) {
     save_training_checkpoint(out, tm, vocab, opt,
                              {{"step", st.step}, {"epoch", st.data.epoch}, {"index", st.data.index}, {"seed", st.seed},
-                              {"precision_used", kernels::precision_name(st.precision)}, {"hparams", hparams}});
+                              {"precision_used", kernels::precision_name(st.precision)}, {"flops", st.flops}, {"seconds", st.seconds},
+                              {"hparams", hparams}});
 }
 
 }  // namespace
@@ -301,6 +304,29 @@ kernels::Precision measure_bf16(const ModelConfig& cfg, int64_t rows, ThreadPool
     }
     return t_bf16 < t_f32 ? kernels::Precision::BF16 : kernels::Precision::F32;
 }
+std::string human_flops(double f) {  // FLOP/s
+    return f >= 1e12 ? strprintf("%.3g TFLOP/s", f / 1e12) : strprintf("%.3g GFLOP/s", f / 1e9);
+}
+std::string human_seconds(double s) { return s >= 120 ? strprintf("%.1f min", s / 60) : strprintf("%.2f s", s); }
+
+// The machine's peak for MFU: the best rate of a 1024×1024×1024 product (2·1024³ FLOPs) in the training precision on
+// the training threads, after a warm-up, best of three.
+double measure_peak_flops(kernels::Precision p, ThreadPool& pool) {
+    const int64_t n = 1024;
+    std::vector<float> a(static_cast<size_t>(n * n)), b(static_cast<size_t>(n * n)), c(static_cast<size_t>(n * n));
+    std::mt19937 rng(2);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (float& v : a) v = u(rng);
+    for (float& v : b) v = u(rng);
+    double best = 1e30;
+    for (int r = 0; r < 4; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        kernels::gemm(a.data(), false, b.data(), false, c.data(), n, n, n, false, p, pool);
+        const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (r > 0) best = std::min(best, t);
+    }
+    return 2.0 * static_cast<double>(n * n * n) / best;
+}
 }  // namespace
 
 PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
@@ -367,6 +393,8 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
         st.data.epoch = sj.at("epoch").get<uint64_t>();
         st.data.index = sj.at("index").get<uint64_t>();
         st.seed = sj.at("seed").get<uint64_t>();
+        st.flops = sj.value("flops", 0.0);
+        st.seconds = sj.value("seconds", 0.0);
         // the products' precision the run chose at its start (bf16 measured against f32): the same again, so that the
         // resumed run continues bit for bit
         if (sj.contains("precision_used")) prec = sj.at("precision_used").get<std::string>() == "bf16" ? kernels::Precision::BF16 : kernels::Precision::F32;
@@ -470,6 +498,18 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
         log_text(strprintf("\n--- sample at step %lld: %s%s\n", static_cast<long long>(step), o.sample_prompt.c_str(), r.text.c_str()));
     };
 
+    // the compute account: model FLOPs per token (include/llmforge/compute.h) against the measured peak of every process
+    const double lora_params = tm.lora() ? static_cast<double>(tm.n_params()) : -1.0;
+    double peak = lead ? measure_peak_flops(prec, pool) : 0.0;
+    comm.allreduce_sum(&peak, 1);
+    peak *= W;
+    if (lead)
+        log_text(strprintf("llmforge: MFU is reported against %s, the measured peak of %s (a 1024×1024×1024 %s product on %d threads%s)\n",
+                           human_flops(peak).c_str(), W > 1 ? "every process together" : "this machine", kernels::precision_name(prec),
+                           pool.size(), W > 1 ? strprintf(", × %d processes", W).c_str() : ""));
+    const auto wall0 = std::chrono::steady_clock::now();
+    const double wall_before = st.seconds;
+
     PretrainResult res;
     std::string vs_baseline;  // "; unigram baseline 412.30" after each validation perplexity
     if (lead && s.baseline && eval_batches > 0) {
@@ -494,7 +534,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
         const auto t0 = std::chrono::steady_clock::now();
         tm.zero_grad();
         double loss = 0;
-        double step_tokens = 0;
+        double step_tokens = 0, step_flops = 0;
         nlohmann::json stats = nlohmann::json::object();
         for (int64_t a = 0; a < o.grad_accum; ++a) {
             const int64_t T = train.next(in, tg);  // the global batch; this process trains on rows [R·Bl, (R+1)·Bl)
@@ -502,6 +542,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
             if (Bl * W != rows) throw_bad_input("a batch of %lld rows does not split over %d processes", static_cast<long long>(rows), W);
             const size_t off = static_cast<size_t>(R * Bl * T);
             step_tokens += static_cast<double>(rows * T);
+            step_flops += static_cast<double>(rows * T) * compute::train_flops_per_token(cfg, T, lora_params);
             if (s.objective) {
                 loss += s.objective->train(tm, in, tg, R * Bl, Bl, T, 1.0f / static_cast<float>(o.grad_accum), stats) / static_cast<double>(o.grad_accum);
             } else {
@@ -527,7 +568,10 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
         ++st.step;
         st.data = train.position();
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        nlohmann::json line = {{"step", st.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", step_tokens / secs}};
+        st.flops += step_flops;
+        st.seconds += secs;
+        nlohmann::json line = {{"step", st.step}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", step_tokens / secs},
+                               {"flops", step_flops}, {"seconds", secs}, {"peak_flops", peak}, {"mfu", step_flops / secs / peak}};
         for (auto it = stats.begin(); it != stats.end(); ++it) line[it.key()] = it.value().get<double>() / static_cast<double>(o.grad_accum);
         res.last_loss = static_cast<float>(loss);
         const bool last = st.step == o.steps;
@@ -569,6 +613,15 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     }
     prog.finish();
     res.steps_done = st.step;
+    res.flops = st.flops;
+    res.seconds = st.seconds;
+    res.peak_flops = peak;
+    res.mfu = st.seconds > 0 ? st.flops / st.seconds / peak : 0;
+    res.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+    if (lead && st.seconds > 0)
+        log_text(strprintf("llmforge: compute: %.4g FLOPs in %s of steps%s (%s of wall time this run): %s, MFU %.1f %% of the measured %s\n", st.flops,
+                           human_seconds(st.seconds).c_str(), wall_before > 0 ? " (with the resumed run's)" : "", human_seconds(res.wall_seconds).c_str(),
+                           human_flops(st.flops / st.seconds).c_str(), 100.0 * res.mfu, human_flops(peak).c_str()));
     if (!res.interrupted && lead) {
         if (!tm.lora() || s.save_merged) {
             Model m = tm.lora() ? tm.merged_model() : tm.to_model(false);

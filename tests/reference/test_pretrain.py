@@ -73,10 +73,30 @@ def main():
                 "--data", data, "--steps", str(steps), "--batch-size", "4", "--seq-len", "48", "--lr", "2e-3", "--warmup", "10",
                 "--save-every", "9", "--eval-every", "50", "--eval-batches", "4", "-t", "2", "-q"]
         ref = os.path.join(tmp, "ref")
-        subprocess.run(base + ["-o", ref], check=True, capture_output=True)
+        ref_run = subprocess.run(base + ["-o", ref], check=True, capture_output=True, text=True)
         want = metrics(ref)
         check("uninterrupted run completes", len(want) == steps and os.path.exists(os.path.join(ref, "model.gguf"))
               and os.path.exists(os.path.join(ref, "loss.svg")), f"loss {want[1]['loss']:.3f} -> {want[steps]['loss']:.3f}")
+
+        # ---- the compute account: each step's model FLOPs from the shapes (PaLM's 6·N + 12·L·d·T per token, N the
+        # matrices that multiply activations: Q/K/V, output, the MLP's two, and the tied embedding as the output head;
+        # not the position lookup), and MFU = FLOPs / seconds / measured peak
+        C, F, L, V, T, B = 96, 384, 2, 600, 48, 4
+        N = L * (3 * C * C + C * C + C * F + F * C) + V * C
+        per_step = B * T * (6 * N + 12 * L * C * T)
+        flops_ok = all(abs(m["flops"] - per_step) <= 1e-9 * per_step for m in want.values())
+        check("each step's FLOPs are 6·N·tokens + 12·L·d·T·tokens, recomputed from the shapes", flops_ok,
+              f"{want[1]['flops']:.6g} vs {per_step:.6g}")
+        mfu_ok = all(m["peak_flops"] > 0 and abs(m["mfu"] - m["flops"] / m["seconds"] / m["peak_flops"]) <= 1e-9 * m["mfu"] for m in want.values())
+        check("MFU = FLOPs / seconds / the measured peak at every step", mfu_ok,
+              f"step {steps}: {want[steps]['flops']:.4g} FLOPs in {want[steps]['seconds']:.4g} s, peak {want[steps]['peak_flops']:.4g}: MFU {want[steps]['mfu']:.4f}")
+        summary = [l for l in ref_run.stderr.splitlines() if l.startswith("llmforge: compute: ")]
+        total = sum(m["flops"] for m in want.values())
+        check("the run ends with a compute summary: total FLOPs, time, MFU", len(summary) == 1 and f"{total:.4g} FLOPs" in summary[0]
+              and "MFU" in summary[0], summary[0] if summary else ref_run.stderr[-300:])
+        st = json.load(open(os.path.join(ref, "checkpoint", "state.json")))
+        check("the checkpoint carries the FLOPs and seconds so far (a resumed run continues the sums)",
+              abs(st["flops"] - total) <= 1e-9 * total and abs(st["seconds"] - sum(m["seconds"] for m in want.values())) <= 1e-6 * st["seconds"])
 
         for how, sig in (("kill -9", signal.SIGKILL), ("SIGINT", signal.SIGINT)):
             run = os.path.join(tmp, "run-" + how.replace(" ", ""))
