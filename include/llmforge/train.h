@@ -100,6 +100,13 @@ public:
     // Log-probabilities (and their gradients) of the distribution softmax(logits / τ): the policy that sampled at
     // temperature τ (RL roll-outs). Default 1.
     void set_logit_temperature(float tau) { inv_temp_ = 1.0f / tau; }
+    // ---- distillation: the logits themselves, and the backward pass from a gradient with respect to them
+    // With keep_logits on, forward() also keeps the logits [B·T, V] (after any final soft-cap, before the temperature).
+    void set_keep_logits(bool on) { keep_logits_ = on; }
+    const float* logits() const;
+    // Adds d(loss)/d(parameters) into grad() from dz = ∂loss/∂logits [B·T, V] of the last forward() (the logits that
+    // logits() returns; any scale already applied).
+    void backward_logits(const float* dz);
     // Under LoRA: run the frozen base alone (the adapters off) — the reference policy of DPO/PPO/GRPO for free.
     void set_adapters_enabled(bool on) { adapters_on_ = on; }
     void zero_grad();
@@ -165,6 +172,8 @@ private:
     int64_t n_targets_ = 0;
     bool want_entropy_ = false, lm_head_ = true, adapters_on_ = true, recompute_ = false, acts_recompute_ = false;
     float inv_temp_ = 1.0f;
+    bool keep_logits_ = false;
+    std::vector<float> kept_logits_;  // [N, V] with keep_logits
     std::vector<float> entropy_;
     struct Head {
         std::string name;

@@ -38,6 +38,7 @@ void build_app(CLI::App& app) {
     add_tokenizer(app);
     add_train_steps(app);
     add_align_loss(app);
+    add_distill_loss(app);
     add_reward(app);
     add_dpo(app);
     add_rlhf(app);

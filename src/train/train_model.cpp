@@ -370,6 +370,7 @@ float TrainableModel::forward(const int32_t* inputs, const int32_t* targets, int
     else entropy_.clear();
     if (lm_head_) {
         output_logits(cfg_, w, *be_, lin, a.lnf.data(), N, a.logits.data(), cfg_.final_softcap > 0 ? a.logit_th.data() : nullptr);
+        if (keep_logits_) kept_logits_.assign(a.logits.begin(), a.logits.begin() + N * V);
         pool_.parallel_for(N, [&](int64_t n0, int64_t n1) {
             for (int64_t n = n0; n < n1; ++n) {
                 float* z = a.logits.data() + n * V;
@@ -468,6 +469,20 @@ void TrainableModel::backward(float scale) {
             for (int64_t i = 0; i < V; ++i) z[i] *= inv;
         }
     });
+    backward_from_dlogits(true, nullptr);
+}
+
+const float* TrainableModel::logits() const {
+    if (!keep_logits_ || kept_logits_.empty()) throw_runtime("logits(): enable set_keep_logits() before forward()");
+    return kept_logits_.data();
+}
+
+void TrainableModel::backward_logits(const float* dz) {
+    if (!acts_) throw_runtime("backward() without a forward()");
+    if (frozen_ && !lora_) throw_runtime("backward() on frozen weights: enable LoRA first");
+    if (!lm_head_) throw_runtime("backward_logits(): the language-model head is off");
+    Acts& a = *acts_;
+    std::copy(dz, dz + B_ * T_ * cfg_.n_vocab, a.logits.begin());
     backward_from_dlogits(true, nullptr);
 }
 

@@ -1,0 +1,94 @@
+// llmforge distill-loss -m STUDENT --teacher TEACHER --spec SPEC.json [--grads-out DIR] [-t N]
+// One forward and backward pass of a distillation loss on fixed data (include/llmforge/distill.h), printing the loss,
+// its parts and the teacher's top-k as JSON and writing the student's gradients: the losses in isolation, for checking
+// them against PyTorch.
+//
+// SPEC: {"inputs": [[ids]], "targets": [[ids]] (−1: not trained on), "loss": "forward-kl" | "reverse-kl" | "jsd",
+//        "temperature": τ, "beta": β (JSD), "alpha": α, "top_k": k (0: the full teacher distribution)}
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli/common.h"
+#include "core/mmap_file.h"
+#include "llmforge/distill.h"
+#include "llmforge/error.h"
+#include "llmforge/train.h"
+
+namespace llmforge::cli {
+
+void add_distill_loss(CLI::App& app) {
+    auto* cmd = app.add_subcommand("distill-loss", "One forward/backward pass of a distillation loss on fixed data (for checking it)");
+    struct Opts {
+        std::string model, teacher, spec, grads_out;
+        int threads = 0;
+    };
+    auto o = std::make_shared<Opts>();
+    cmd->add_option("-m,--model", o->model, "the student")->required();
+    cmd->add_option("--teacher", o->teacher, "the teacher (same vocabulary)")->required();
+    cmd->add_option("--spec", o->spec, "JSON: the batch and the loss's settings")->required();
+    cmd->add_option("--grads-out", o->grads_out, "write the student's gradients as a model")->default_str("none: not written");
+    add_threads_option(cmd, o->threads);
+    cmd->callback([o] {
+        nlohmann::json s;
+        try {
+            s = nlohmann::json::parse(read_text_file(o->spec));
+        } catch (const nlohmann::json::exception& e) {
+            throw_bad_input("'%s': malformed JSON (%s)", o->spec.c_str(), e.what());
+        }
+        const Model student = load_model(o->model), teacher = load_model(o->teacher);
+        const int64_t V = student.config.n_vocab;
+        if (teacher.config.n_vocab != V)
+            throw_bad_input("the teacher's vocabulary (%lld tokens) differs from the student's (%lld): distillation needs a shared tokenizer",
+                            static_cast<long long>(teacher.config.n_vocab), static_cast<long long>(V));
+        DistillLossConfig c;
+        c.divergence = parse_divergence(s.value("loss", std::string("forward-kl")));
+        c.temperature = s.value("temperature", 1.0f);
+        c.beta = s.value("beta", 0.5f);
+        c.alpha = s.value("alpha", 0.5f);
+        c.validate();
+        const int k = s.value("top_k", 0);
+        std::vector<int32_t> inputs, targets;
+        int64_t B = 0, T = 0;
+        for (const auto& row : s.at("inputs")) {
+            T = static_cast<int64_t>(row.size());
+            for (const auto& id : row) inputs.push_back(id.get<int32_t>());
+            ++B;
+        }
+        for (const auto& row : s.at("targets"))
+            for (const auto& id : row) targets.push_back(id.get<int32_t>());
+        if (targets.size() != inputs.size()) throw_bad_input("inputs and targets differ in shape");
+        const int64_t N = B * T;
+        ThreadPool pool(o->threads > 0 ? o->threads : ThreadPool::default_threads());
+        TrainableModel tt(teacher, pool, false, true);  // frozen: forward only
+        tt.set_keep_logits(true);
+        tt.forward(inputs.data(), targets.data(), B, T);
+        TrainableModel tm(student, pool);
+        tm.set_keep_logits(true);
+        tm.zero_grad();
+        tm.forward(inputs.data(), targets.data(), B, T);
+        std::vector<float> dz(static_cast<size_t>(N * V));
+        nlohmann::json out;
+        DistillLoss r;
+        if (k > 0) {
+            std::vector<int32_t> ids(static_cast<size_t>(N * k));
+            std::vector<float> lp(static_cast<size_t>(N * k)), rest(static_cast<size_t>(N));
+            for (int64_t n = 0; n < N; ++n)
+                teacher_topk(tt.logits() + n * V, V, c.temperature, k, ids.data() + n * k, lp.data() + n * k, rest.data() + n);
+            r = distill_batch(tm.logits(), targets.data(), N, V, nullptr, ids.data(), lp.data(), rest.data(), k, c, 1.0f, dz.data(), &pool);
+            out["top_ids"] = ids;
+            out["top_logp"] = lp;
+            out["log_rest"] = rest;
+        } else {
+            r = distill_batch(tm.logits(), targets.data(), N, V, tt.logits(), nullptr, nullptr, nullptr, 0, c, 1.0f, dz.data(), &pool);
+        }
+        tm.backward_logits(dz.data());
+        out["loss"] = r.loss;
+        out["divergence"] = r.divergence;
+        out["ce"] = r.ce;
+        out["positions"] = r.positions;
+        if (!o->grads_out.empty()) save_model(tm.to_model(true), o->grads_out);
+        std::printf("%s\n", out.dump().c_str());
+    });
+}
+
+}  // namespace llmforge::cli
