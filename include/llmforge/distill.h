@@ -20,6 +20,9 @@
 #include <string>
 #include <vector>
 
+#include "llmforge/model.h"
+#include "llmforge/pretrain.h"
+
 namespace llmforge {
 
 class ThreadPool;
@@ -58,5 +61,30 @@ struct DistillLoss {
 DistillLoss distill_batch(const float* student_logits, const int32_t* targets, int64_t N, int64_t V, const float* teacher_logits,
                           const int32_t* ids, const float* logp, const float* log_rest, int64_t k, const DistillLossConfig& c, float scale,
                           float* dz, ThreadPool* pool = nullptr);
+
+// ---- llmforge distill: a student trained on prepared shards against a teacher's distributions, on the shared
+// training loop (progress, validation, checkpoints, exact resume, MPI, the compute account)
+struct DistillOptions {
+    PretrainOptions train;             // data_dir (llmforge prepare's shards, in the teacher's tokenizer), out_dir, steps, …;
+                                       // train.model: a fresh student's shape (n_vocab and n_ctx are set here)
+    std::string teacher_path;
+    std::string student_path;          // start from this model instead of a fresh one
+    std::vector<int64_t> keep_layers;  // non-empty: the student is the teacher with only these blocks, in this order
+    DistillLossConfig loss;
+};
+
+struct DistillReport {
+    PretrainResult result;
+    int64_t teacher_params = 0, student_params = 0;
+    double teacher_val_loss = -1;  // the teacher's cross-entropy on the first validation windows
+    double last_val_kl = -1;       // KL(teacher ‖ student) at temperature 1 on them, at the last validation
+};
+
+// Bad-input Errors before training: another vocabulary than the teacher's (the student's, or the data's tokenizer),
+// layers out of range, a sequence longer than the teacher's context.
+DistillReport distill(const DistillOptions& opts);
+
+// The teacher with only the blocks `keep` (renumbered 0, 1, …), sharing its storage: a pruned student's start.
+Model prune_layers(const Model& m, const std::vector<int64_t>& keep);
 
 }  // namespace llmforge

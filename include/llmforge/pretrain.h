@@ -67,6 +67,9 @@ struct Objective {
                          int64_t T, float scale, nlohmann::json& stats) = 0;
     // Validation over `batches` batches of the validation source (from its start): "val_loss" and other "val_*" keys.
     virtual nlohmann::json validate(TrainableModel& tm, BatchSource& val, int64_t batches) = 0;
+    // Model FLOPs per trained token beyond the trained model's own (a teacher's or a reference's forward passes), for
+    // the compute account; sequences of T tokens.
+    virtual double extra_flops_per_token(int64_t /*T*/) const { return 0.0; }
 };
 
 // What a training run needs besides its options: the vocabulary, the model's shape and starting weights, and the

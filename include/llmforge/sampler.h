@@ -26,8 +26,18 @@ public:
     // history: the tokens so far (prompt and generated), for the repetition penalty.
     int32_t sample(const float* logits, int64_t n_vocab, const std::vector<int32_t>& history);
     const SamplerParams& params() const { return p_; }
+    // The distribution sample() draws from, over every token: probs[V] (0 for tokens the filters drop; greedy: all of
+    // the mass on the argmax). Consumes no randomness.
+    void distribution(const float* logits, int64_t n_vocab, const std::vector<int32_t>& history, std::vector<float>& probs);
+    // A token drawn from probs[V] (which need not be normalised), and a uniform number in [0, 1), from this sampler's
+    // random stream (speculative decoding's acceptance test and residual draws).
+    int32_t draw(const float* probs, int64_t n_vocab);
+    double uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
 
 private:
+    // The chain up to the draw: cands_ holds the surviving tokens with their final probabilities; returns the greedy
+    // choice (temperature 0), else −1.
+    int32_t chain(const float* logits, int64_t n_vocab, const std::vector<int32_t>& history);
     SamplerParams p_;
     std::mt19937_64 rng_;
     struct Cand { int32_t id; float logit; float p; };

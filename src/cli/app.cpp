@@ -50,6 +50,7 @@ void build_app(CLI::App& app) {
     add_bench(app);
     add_chat_template(app);
     add_sft(app);
+    add_distill(app);
     add_lora(app);
     add_chat(app);
     add_perplexity(app);

@@ -8,6 +8,7 @@
 #include "core/mmap_file.h"
 #include "llmforge/comm.h"
 #include "llmforge/data.h"
+#include "llmforge/distill.h"
 #include "llmforge/error.h"
 #include "llmforge/pretrain.h"
 
@@ -75,56 +76,104 @@ void add_training_options(CLI::App* cmd, const std::shared_ptr<PretrainOptions>&
     cmd->add_flag("-q,--quiet", [o](int64_t) { o->progress = false; }, "no progress line");
 }
 
-void add_pretrain(CLI::App& app) {
-    auto* cmd = app.add_subcommand("pretrain", "Pre-train a model by next-token prediction on prepared shards");
-    auto o = std::make_shared<PretrainOptions>();
-    struct Extra {
-        std::string preset, config;
-        int64_t layers = 0, d_model = 0, heads = 0, kv_heads = 0, d_ff = 0;
-    };
-    auto x = std::make_shared<Extra>();
-    cmd->add_option("--preset", x->preset, "model preset (llmforge info --preset NAME); sizes can be overridden below")->default_str("none");
-    cmd->add_option("--config", x->config, "model config as JSON: Hugging Face config.json fields (GPT-2 or LLaMA)")->default_str("none");
+namespace {
+// A fresh model's shape: --preset or --config, with sizes overridden (pretrain, and distill's fresh student).
+struct ShapeOptions {
+    std::string preset, config;
+    int64_t layers = 0, d_model = 0, heads = 0, kv_heads = 0, d_ff = 0;
+};
+
+void add_shape_options(CLI::App* cmd, const std::shared_ptr<ShapeOptions>& x, const std::string& what) {
+    cmd->add_option("--preset", x->preset, what + " preset (llmforge info --preset NAME); sizes can be overridden below")->default_str("none");
+    cmd->add_option("--config", x->config, what + " config as JSON: Hugging Face config.json fields (GPT-2 or LLaMA)")->default_str("none");
     cmd->add_option("--layers", x->layers, "number of blocks");
     cmd->add_option("--d-model", x->d_model, "model width");
     cmd->add_option("--heads", x->heads, "attention heads");
     cmd->add_option("--kv-heads", x->kv_heads, "key/value heads (LLaMA; grouped-query attention)");
     cmd->add_option("--d-ff", x->d_ff, "MLP width");
+}
+
+// The shape asked for; n_vocab and n_ctx are left 0 (from the tokenizer and --seq-len).
+ModelConfig shape_from_options(const ShapeOptions& x, const char* cmd) {
+    if (x.preset.empty() == x.config.empty()) throw_bad_input("%s: give exactly one of --preset or --config", cmd);
+    ModelConfig c = !x.preset.empty() ? preset(x.preset) : config_from_hf_json(read_text_file(x.config), x.config);
+    c.n_vocab = 0;
+    if (x.layers) c.n_layer = x.layers;
+    if (x.d_model) c.n_embd = x.d_model;
+    if (x.heads) { c.n_head = x.heads; if (c.fused_qkv) c.n_head_kv = x.heads; }  // a fused QKV has as many KV heads as heads
+    if (x.kv_heads) c.n_head_kv = x.kv_heads;
+    if (c.n_head_kv > c.n_head) c.n_head_kv = c.n_head;
+    if (x.d_ff) c.n_ff = x.d_ff;
+    c.n_ctx = 0;
+    return c;
+}
+
+// ", validation loss 3.21 (perplexity 24.8; unigram baseline 412.30; untrained 8228.26)"
+std::string validation_summary(const PretrainResult& r) {
+    if (r.last_val_loss < 0) return "";
+    std::string val = strprintf(", validation loss %.4f (perplexity %.2f", r.last_val_loss, std::exp(static_cast<double>(r.last_val_loss)));
+    if (r.baseline_val_loss >= 0) val += strprintf("; unigram baseline %.2f", std::exp(static_cast<double>(r.baseline_val_loss)));
+    if (r.start_val_loss >= 0) val += strprintf("; untrained %.2f", std::exp(static_cast<double>(r.start_val_loss)));
+    return val + ")";
+}
+}  // namespace
+
+void add_pretrain(CLI::App& app) {
+    auto* cmd = app.add_subcommand("pretrain", "Pre-train a model by next-token prediction on prepared shards");
+    auto o = std::make_shared<PretrainOptions>();
+    auto x = std::make_shared<ShapeOptions>();
+    add_shape_options(cmd, x, "model");
     cmd->add_option("--data", o->data_dir, "directory written by llmforge prepare")->required();
     add_training_options(cmd, o);
     cmd->callback([o, x] {
-        if (x->preset.empty() == x->config.empty()) throw_bad_input("pretrain: give exactly one of --preset or --config");
-        ModelConfig c;
-        if (!x->preset.empty()) {
-            c = preset(x->preset);
-            c.n_vocab = 0;  // from the tokenizer
-        } else {
-            c = config_from_hf_json(read_text_file(x->config), x->config);
-            c.n_vocab = 0;  // from the tokenizer
-        }
-        if (x->layers) c.n_layer = x->layers;
-        if (x->d_model) c.n_embd = x->d_model;
-        if (x->heads) { c.n_head = x->heads; if (c.fused_qkv) c.n_head_kv = x->heads; }  // a fused QKV has as many KV heads as heads
-        if (x->kv_heads) c.n_head_kv = x->kv_heads;
-        if (c.n_head_kv > c.n_head) c.n_head_kv = c.n_head;
-        if (x->d_ff) c.n_ff = x->d_ff;
-        c.n_ctx = 0;
-        o->model = c;
+        o->model = shape_from_options(*x, "pretrain");
         const StopOnSignal stop;  // Ctrl-C: a checkpoint, then out
         o->stop = stop.flag();
         const PretrainResult r = pretrain(*o);
-        if (world().rank() == 0) {
-            std::string val;
-            if (r.last_val_loss >= 0) {
-                val = strprintf(", validation loss %.4f (perplexity %.2f", r.last_val_loss, std::exp(static_cast<double>(r.last_val_loss)));
-                if (r.baseline_val_loss >= 0) val += strprintf("; unigram baseline %.2f", std::exp(static_cast<double>(r.baseline_val_loss)));
-                if (r.start_val_loss >= 0) val += strprintf("; untrained %.2f", std::exp(static_cast<double>(r.start_val_loss)));
-                val += ")";
-            }
+        if (world().rank() == 0)
             std::printf("%s after %lld steps: train loss %.4f%s\n", r.interrupted ? "interrupted" : "done", static_cast<long long>(r.steps_done), r.last_loss,
-                        val.c_str());
-        }
+                        validation_summary(r).c_str());
         if (r.interrupted) throw Error(ErrorKind::Runtime, "interrupted (checkpoint saved)");
+    });
+}
+
+void add_distill(CLI::App& app) {
+    auto* cmd = app.add_subcommand("distill", "Knowledge distillation: train a small student on prepared shards against a teacher's next-token distributions");
+    auto o = std::make_shared<PretrainOptions>();
+    auto x = std::make_shared<ShapeOptions>();
+    auto d = std::make_shared<DistillOptions>();
+    auto loss = std::make_shared<std::string>("forward-kl");
+    o->lr = 1e-3f;
+    o->min_lr = 1e-4f;
+    cmd->add_option("--teacher", d->teacher_path, "the teacher (GGUF, safetensors, …; may be quantised)")->required();
+    cmd->add_option("--student", d->student_path, "start the student from this model (the teacher's vocabulary)")->default_str("none: a fresh one from --preset/--config");
+    cmd->add_option("--keep-layers", d->keep_layers, "the student is the teacher with only these blocks, e.g. 0,3,7 (a layer-pruned copy)")
+        ->delimiter(',')->default_str("none");
+    add_shape_options(cmd, x, "a fresh student's");
+    cmd->add_option("--data", o->data_dir, "directory written by llmforge prepare, with the teacher's tokenizer")->required();
+    cmd->add_option("--loss", *loss, "forward-kl (KL(teacher ‖ student)), reverse-kl (KL(student ‖ teacher)) or jsd (generalised JSD(β))")
+        ->capture_default_str()->check(CLI::IsMember({"forward-kl", "reverse-kl", "jsd"}));
+    cmd->add_option("--temp", d->loss.temperature, "distillation temperature τ: both distributions softened to softmax(z/τ) (the divergence is scaled by τ²)")
+        ->capture_default_str()->check(above(0));
+    cmd->add_option("--alpha", d->loss.alpha, "weight of the distillation term; 1 − α weighs the hard-label cross-entropy")->capture_default_str()->check(between(0, 1));
+    cmd->add_option("--beta", d->loss.beta, "jsd: the teacher's weight β in the mixture β·p + (1 − β)·q")->capture_default_str()->check(between(1e-6, 1 - 1e-6));
+    add_training_options(cmd, o);
+    cmd->callback([o, x, d, loss] {
+        d->loss.divergence = parse_divergence(*loss);
+        const bool fresh = d->student_path.empty() && d->keep_layers.empty();
+        if (fresh) o->model = shape_from_options(*x, "distill");
+        else if (!x->preset.empty() || !x->config.empty()) throw_bad_input("distill: --preset/--config describe a fresh student; not with --student or --keep-layers");
+        d->train = *o;
+        const StopOnSignal stop;
+        d->train.stop = stop.flag();
+        const DistillReport r = distill(*d);
+        if (world().rank() == 0) {
+            std::printf("%s after %lld steps: train loss %.4f%s", r.result.interrupted ? "interrupted" : "done", static_cast<long long>(r.result.steps_done),
+                        r.result.last_loss, validation_summary(r.result).c_str());
+            if (r.last_val_kl >= 0) std::printf("; KL(teacher ‖ student) %.4f; teacher perplexity %.2f", r.last_val_kl, std::exp(r.teacher_val_loss));
+            std::printf("; student %lld parameters, teacher %lld\n", static_cast<long long>(r.student_params), static_cast<long long>(r.teacher_params));
+        }
+        if (r.result.interrupted) throw Error(ErrorKind::Runtime, "interrupted (checkpoint saved)");
     });
 }
 

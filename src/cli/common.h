@@ -43,6 +43,7 @@ void add_logits(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_chat_template(CLI::App& app);
 void add_sft(CLI::App& app);
+void add_distill(CLI::App& app);
 void add_lora(CLI::App& app);
 void add_chat(CLI::App& app);
 void add_perplexity(CLI::App& app);

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "infer/emit.h"
 #include "llmforge/error.h"
 #include "llmforge/utf8.h"
 
@@ -20,7 +21,7 @@ GenerateResult generate(Transformer& tf, const Vocab& vocab, const std::string& 
                         static_cast<long long>(room));
     std::vector<int32_t> history = r.prompt_tokens;
     Sampler sampler(params.sampling);
-    Utf8Stream stream;
+    TokenEmitter out{vocab, r, history, on_text, {}};
     const int64_t V = tf.model().config.n_vocab;
 
     std::unique_ptr<GrammarConstraint> constraint;
@@ -55,21 +56,12 @@ GenerateResult generate(Transformer& tf, const Vocab& vocab, const std::string& 
         const int32_t id = next_token(logits->data());
         if (constraint && !constraint->accept(id))
             throw_runtime("grammar: token %d was drawn but the grammar refuses it", id);  // a bug, never bad input
-        if (vocab.is_eog(id)) { r.stop_reason = "eos"; break; }
-        r.tokens.push_back(id);
-        history.push_back(id);
-        const std::string piece = stream.push(vocab.token_to_piece(id));
-        r.text += piece;
-        if (on_text && !piece.empty() && !on_text(piece)) { r.stop_reason = "stopped"; break; }
+        if (!out.emit(id)) break;
         if (params.n_predict >= 0 && i + 1 == params.n_predict) break;  // no need to run the last token
         if (tf.n_past() >= tf.n_ctx()) { r.stop_reason = "context"; break; }
         logits = &tf.eval(&id, 1);
     }
-    const std::string tail = stream.flush();
-    if (!tail.empty()) {
-        r.text += tail;
-        if (on_text) on_text(tail);
-    }
+    out.finish();
     r.gen_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
     if (constraint) r.grammar_complete = constraint->finished() || constraint->can_end();
     return r;

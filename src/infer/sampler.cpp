@@ -21,6 +21,44 @@ void SamplerParams::validate() const {
 Sampler::Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) { p.validate(); }
 
 int32_t Sampler::sample(const float* logits, int64_t n_vocab, const std::vector<int32_t>& history) {
+    const int32_t greedy = chain(logits, n_vocab, history);
+    if (greedy >= 0) return greedy;
+    if (cands_.empty()) return 0;  // everything masked: the caller checks for this first
+    const double u = uniform();
+    double cum = 0;
+    for (const auto& c : cands_) {
+        cum += c.p;
+        if (u < cum) return c.id;
+    }
+    return cands_.back().id;
+}
+
+void Sampler::distribution(const float* logits, int64_t n_vocab, const std::vector<int32_t>& history, std::vector<float>& probs) {
+    probs.assign(static_cast<size_t>(n_vocab), 0.0f);
+    const int32_t greedy = chain(logits, n_vocab, history);
+    if (greedy >= 0) {
+        probs[static_cast<size_t>(greedy)] = 1.0f;
+        return;
+    }
+    for (const auto& c : cands_) probs[static_cast<size_t>(c.id)] = c.p;
+}
+
+int32_t Sampler::draw(const float* probs, int64_t n_vocab) {
+    double total = 0;
+    int32_t last = -1;
+    for (int64_t i = 0; i < n_vocab; ++i)
+        if (probs[i] > 0) total += probs[i], last = static_cast<int32_t>(i);
+    if (last < 0) throw_runtime("draw(): a distribution with no mass");
+    const double u = uniform() * total;
+    double cum = 0;
+    for (int64_t i = 0; i < n_vocab; ++i) {
+        cum += probs[i];
+        if (probs[i] > 0 && u < cum) return static_cast<int32_t>(i);
+    }
+    return last;
+}
+
+int32_t Sampler::chain(const float* logits, int64_t n_vocab, const std::vector<int32_t>& history) {
     cands_.resize(static_cast<size_t>(n_vocab));
     for (int64_t i = 0; i < n_vocab; ++i) cands_[i] = {static_cast<int32_t>(i), logits[i], 0.0f};
 
@@ -43,7 +81,7 @@ int32_t Sampler::sample(const float* logits, int64_t n_vocab, const std::vector<
 
     // Tokens a grammar or a ban masked (logit -inf) have probability 0 whatever the filters: dropped before any sort.
     cands_.erase(std::remove_if(cands_.begin(), cands_.end(), [](const Cand& c) { return c.logit == -INFINITY; }), cands_.end());
-    if (cands_.empty()) return 0;  // everything masked: the caller checks for this first
+    if (cands_.empty()) return -1;
 
     auto by_logit = [](const Cand& a, const Cand& b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); };
     size_t keep = cands_.size();
@@ -106,13 +144,7 @@ int32_t Sampler::sample(const float* logits, int64_t n_vocab, const std::vector<
         cands_.resize(n);
     }
     softmax(p_.temp);
-    const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;
-    double cum = 0;
-    for (const auto& c : cands_) {
-        cum += c.p;
-        if (u < cum) return c.id;
-    }
-    return cands_.back().id;
+    return -1;
 }
 
 }  // namespace llmforge

@@ -542,7 +542,8 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
             if (Bl * W != rows) throw_bad_input("a batch of %lld rows does not split over %d processes", static_cast<long long>(rows), W);
             const size_t off = static_cast<size_t>(R * Bl * T);
             step_tokens += static_cast<double>(rows * T);
-            step_flops += static_cast<double>(rows * T) * compute::train_flops_per_token(cfg, T, lora_params);
+            step_flops += static_cast<double>(rows * T) *
+                          (compute::train_flops_per_token(cfg, T, lora_params) + (s.objective ? s.objective->extra_flops_per_token(T) : 0.0));
             if (s.objective) {
                 loss += s.objective->train(tm, in, tg, R * Bl, Bl, T, 1.0f / static_cast<float>(o.grad_accum), stats) / static_cast<double>(o.grad_accum);
             } else {

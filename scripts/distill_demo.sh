@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Distillation, measured (docs/distillation.md): a ~9M-parameter student distilled from a 63M-parameter teacher that
+# llmforge pre-trained, against the same student trained on the data alone — the same shape, data, steps, tokens,
+# learning-rate schedule and seeds, two seeds each. Then, on held-out text: perplexity, KL(teacher ‖ student) per token,
+# and WordNet multiple-choice accuracy (scripts/wordnet_mc.py, 95 % intervals); curves.svg plots validation loss.
+#   TEACHER  the teacher (default runs/quant-table/pretrain/model.gguf, made by scripts/quant_table.sh)
+#   DATA     its prepared shards (default runs/quant-table/data); HELDOUT: held-out text (runs/quant-table/corpus/heldout_en.txt)
+#   OUT (runs/distill), STEPS (500), LOSS (forward-kl), TEMP (1), ALPHA (0.5), SEEDS ("1 2")
+# Rerunning skips finished runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=build/llmforge
+teacher=${TEACHER:-runs/quant-table/pretrain/model.gguf}
+data=${DATA:-runs/quant-table/data}
+heldout=${HELDOUT:-runs/quant-table/corpus/heldout_en.txt}
+out=${OUT:-runs/distill}
+steps=${STEPS:-500}
+seeds=${SEEDS:-1 2}
+mkdir -p "$out"
+shape=(--preset llama-tiny --layers 6 --d-model 256 --heads 4 --kv-heads 4 --d-ff 768)
+common=(--data "$data" --steps "$steps" -b 8 --seq-len 256 --lr 1e-3 --min-lr 1e-4 --warmup 30 --eval-every 50 --eval-batches 16
+        --save-every 100 -t 2)
+for seed in $seeds; do
+  for kind in plain distill; do
+    run=$out/$kind-s$seed
+    [ -s "$run/model.gguf" ] && continue
+    resume=(); [ -d "$run/checkpoint" ] && resume=(--resume)
+    if [ $kind = plain ]; then
+      $bin pretrain "${shape[@]}" "${common[@]}" -s "$seed" -o "$run" "${resume[@]}"
+    else
+      $bin distill --teacher "$teacher" "${shape[@]}" "${common[@]}" -s "$seed" -o "$run" --loss "${LOSS:-forward-kl}" \
+        --temp "${TEMP:-1}" --alpha "${ALPHA:-0.5}" "${resume[@]}"
+    fi
+  done
+done
+# WordNet multiple choice: the held-out headwords' definitions, four choices each
+if [ ! -s "$out/wn_mc.jsonl" ]; then
+  python3 scripts/wordnet_chats.py "$out/wordnet" >/dev/null && python3 scripts/wordnet_mc.py "$out/wordnet/test.jsonl" "$out/wn_mc.jsonl"
+fi
+for m in "$teacher" $(for s in $seeds; do echo "$out/plain-s$s/model.gguf $out/distill-s$s/model.gguf"; done); do
+  name=$(basename "$(dirname "$m")"); [ "$m" = "$teacher" ] && name=teacher
+  [ -s "$out/$name.ppl.json" ] || $bin perplexity -m "$m" -f "$heldout" -c 256 --chunks 64 --kl-base "$teacher" --json -t 2 > "$out/$name.ppl.json"
+  [ -s "$out/$name.wn.json" ] || $bin eval -m "$m" --task "$out/wn_mc.jsonl" --json -t 2 > "$out/$name.wn.json"
+done
+$bin plot $(for s in $seeds; do echo "$out/plain-s$s $out/distill-s$s"; done) --y val_loss val_kl --smooth 1 -o "$out/curves.svg" \
+  --labels $(for s in $seeds; do echo "plain-s$s,distill-s$s"; done | paste -sd, -)
+python3 - "$out" $seeds <<'EOF'
+import json, sys
+out, seeds = sys.argv[1], sys.argv[2:]
+print(f"{'model':<12} {'held-out ppl':>12} {'KL(teacher‖·)':>14} {'WordNet MC acc':>22} {'final val loss':>15}")
+for name in ["teacher"] + [f"{k}-s{s}" for s in seeds for k in ("plain", "distill")]:
+    p = json.load(open(f"{out}/{name}.ppl.json")); w = json.load(open(f"{out}/{name}.wn.json"))
+    kl = p.get("kl_divergence", {}).get("mean", float("nan")) if isinstance(p.get("kl_divergence"), dict) else p.get("kl_mean", float("nan"))
+    val = ""
+    if name != "teacher":
+        lines = [json.loads(l) for l in open(f"{out}/{name}/metrics.jsonl")]
+        val = f"{[l for l in lines if 'val_loss' in l][-1]['val_loss']:.4f}"
+    acc = w.get("accuracy", float("nan")); ci = w.get("ci95", w.get("accuracy_ci95", [float("nan")] * 2))
+    print(f"{name:<12} {p['ppl']:>12.3f} {kl:>14.4f} {acc:>9.4f} [{ci[0]:.3f}, {ci[1]:.3f}] {val:>15}")
+EOF
