@@ -47,14 +47,11 @@ $bin plot $(for s in $seeds; do echo "$out/plain-s$s $out/distill-s$s"; done) --
 python3 - "$out" $seeds <<'EOF'
 import json, sys
 out, seeds = sys.argv[1], sys.argv[2:]
-print(f"{'model':<12} {'held-out ppl':>12} {'KL(teacher‖·)':>14} {'WordNet MC acc':>22} {'final val loss':>15}")
+print(f"{'model':<12} {'held-out ppl':>14} {'KL(teacher ‖ ·)':>16} {'same top':>9} {'WordNet MC acc (95 % CI)':>26} {'val loss':>9}")
 for name in ["teacher"] + [f"{k}-s{s}" for s in seeds for k in ("plain", "distill")]:
-    p = json.load(open(f"{out}/{name}.ppl.json")); w = json.load(open(f"{out}/{name}.wn.json"))
-    kl = p.get("kl_divergence", {}).get("mean", float("nan")) if isinstance(p.get("kl_divergence"), dict) else p.get("kl_mean", float("nan"))
-    val = ""
-    if name != "teacher":
-        lines = [json.loads(l) for l in open(f"{out}/{name}/metrics.jsonl")]
-        val = f"{[l for l in lines if 'val_loss' in l][-1]['val_loss']:.4f}"
-    acc = w.get("accuracy", float("nan")); ci = w.get("ci95", w.get("accuracy_ci95", [float("nan")] * 2))
-    print(f"{name:<12} {p['ppl']:>12.3f} {kl:>14.4f} {acc:>9.4f} [{ci[0]:.3f}, {ci[1]:.3f}] {val:>15}")
+    p = json.load(open(f"{out}/{name}.ppl.json")); w = json.load(open(f"{out}/{name}.wn.json"))["multiple_choice"]
+    kl = p["kl_divergence"]
+    val = "" if name == "teacher" else f"{[l for l in map(json.loads, open(f'{out}/{name}/metrics.jsonl')) if 'val_loss' in l][-1]['val_loss']:.4f}"
+    print(f"{name:<12} {p['ppl']:>8.2f} ± {p['ppl_err']:<4.2f} {kl['mean']:>9.4f} ± {kl['err']:<5.4f} {100 * kl['same_top']:>8.1f}% "
+          f"{w['acc']:>8.4f} ({w['acc_ci95'][0]:.3f}–{w['acc_ci95'][1]:.3f}) {val:>9}")
 EOF

@@ -97,6 +97,15 @@ def main():
               info.get("n_layer") == 2 and info.get("n_embd") == 96 and bool(mp) and kl0 < fresh_kl / 4, r.stderr[-300:] if r.returncode else
               f"{info.get('n_layer')} layers; KL to the teacher before training {kl0:.4f} (a fresh student's {fresh_kl:.4f}), after {mp[40]['val_kl']:.4f}")
 
+        # ---- a quantised teacher (Q8_0): read as stored, its distributions close to the f32 teacher's
+        q8 = os.path.join(tmp, "teacher-q8_0.gguf")
+        subprocess.run([bin_, "quantize", tmodel, q8, "Q8_0"], check=True, capture_output=True)
+        rq = subprocess.run([bin_, "distill", "--teacher", q8] + base[4:] + ["-o", os.path.join(tmp, "from-q8")], capture_output=True, text=True)
+        mq = metrics(os.path.join(tmp, "from-q8")) if rq.returncode == 0 else {}
+        check("distill from a Q8_0 teacher: it trains, the teacher's validation loss within 1 % of the f32 teacher's",
+              bool(mq) and abs(mq[40]["val_teacher_loss"] - want[40]["val_teacher_loss"]) <= 0.01 * want[40]["val_teacher_loss"],
+              rq.stderr[-300:] if rq.returncode else f"{mq[40]['val_teacher_loss']:.4f} vs {want[40]['val_teacher_loss']:.4f}")
+
         # ---- speculative decoding with the distilled student as the draft: greedy output equals the teacher's own
         draft = os.path.join(pruned, "model.gguf")
         words = open(text, encoding="utf-8", errors="replace").read().split()
