@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "llmforge/chat_template.h"
+#include "llmforge/generate.h"
 #include "llmforge/grammar.h"
 #include "llmforge/kv_cache.h"
 #include "llmforge/sampler.h"
@@ -40,6 +41,10 @@ public:
     // Constrains every next answer to the grammar (null: free text). An answer ends when the grammar is complete and
     // nothing more may follow, or with the end of turn where the grammar may end.
     void set_grammar(std::shared_ptr<const CompiledGrammar> grammar) { grammar_ = std::move(grammar); }
+    // Speculative decoding (generate.h): the draft (the same tokenizer; a context at least the session's; it must
+    // outlive the session) proposes tokens that the model verifies in one pass per round. Answers under a grammar
+    // decode without it. Give the session batch-invariant numerics for greedy answers identical to those without.
+    void set_draft(Transformer* draft, const SpeculativeParams& spec = {});
     // The conversation the model sees, in the OpenAI messages form (system prompt first): turns dropped to make room in
     // the context are not in it.
     nlohmann::ordered_json messages() const;
@@ -52,6 +57,7 @@ public:
         bool grammar_complete = false;  // with a grammar: the answer is a whole sentence of it
         int64_t prompt_tokens = 0, reused_tokens = 0, tokens = 0, dropped_turns = 0;
         double prompt_ms = 0, gen_ms = 0;
+        SpeculativeStats speculative;  // with a draft
     };
     // Adds the user's turn, answers it — streaming text to on_text, which may return false to stop — and records the
     // answer (also a stopped one) as the assistant's turn. max_tokens < 0: until the end of the turn or the context.
@@ -70,6 +76,10 @@ private:
     std::vector<int32_t> cached_;                              // the tokens in the KV cache
     std::vector<int32_t> stops_;
     std::shared_ptr<const CompiledGrammar> grammar_;
+    Transformer* draft_ = nullptr;
+    SpeculativeParams spec_;
+    std::unique_ptr<Sampler> draft_sampler_;
+    std::vector<int32_t> draft_cached_;  // the tokens in the draft's cache
 };
 
 }  // namespace llmforge

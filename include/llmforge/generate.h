@@ -45,6 +45,16 @@ struct SpeculativeStats {
 int64_t speculative_accept(const std::vector<std::vector<float>>& p, const std::vector<std::vector<float>>& q, const std::vector<int32_t>& x,
                            Sampler& sampler, int32_t* next);
 
+// One round over caches the caller keeps: `history` holds every token so far, its last one `pending` — emitted, not yet
+// run by the target, whose cache holds the rest (tf.n_past() == history.size() − 1); the draft's cache holds a prefix of
+// history (it catches up first). The draft proposes up to min(draft_max, max_new − 1) tokens (fewer where the target's
+// context ends), the target verifies them in one pass, and `out` receives the kept proposals and then the token drawn
+// after them (1 to max_new tokens, to be emitted in order). Afterwards the target's cache holds history and the kept
+// proposals — all of `out` but its last token — and the draft's a prefix of that. max_new ≥ 1; the target needs room
+// for at least one more position.
+void speculative_round(Transformer& tf, Transformer& draft, const std::vector<int32_t>& history, int64_t max_new, Sampler& sampler,
+                       Sampler& draft_sampler, const SpeculativeParams& spec, SpeculativeStats& stats, std::vector<int32_t>& out);
+
 struct GenerateResult {
     std::vector<int32_t> prompt_tokens, tokens;
     std::string text;

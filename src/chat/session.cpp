@@ -26,7 +26,32 @@ ChatSession::ChatSession(const Model& model, ThreadPool& pool, const ChatFormat&
 
 void ChatSession::set_system(const std::string& text) { system_ = text; }
 
-void ChatSession::set_sampling(const SamplerParams& sampling) { sampler_ = Sampler(sampling); }
+namespace {
+SamplerParams draft_sampling(SamplerParams p) {
+    p.seed ^= 0x9e3779b97f4a7c15ULL;  // the draft's own random stream
+    return p;
+}
+}  // namespace
+
+void ChatSession::set_sampling(const SamplerParams& sampling) {
+    sampler_ = Sampler(sampling);
+    if (draft_) draft_sampler_ = std::make_unique<Sampler>(draft_sampling(sampling));
+}
+
+void ChatSession::set_draft(Transformer* draft, const SpeculativeParams& spec) {
+    if (draft) {
+        spec.validate();
+        check_draft(tf_->model(), draft->model());
+        if (draft->n_ctx() < tf_->n_ctx())
+            throw_bad_input("the draft's context (%lld) is shorter than the chat's (%lld)", static_cast<long long>(draft->n_ctx()),
+                            static_cast<long long>(tf_->n_ctx()));
+        draft->reset();
+        draft_sampler_ = std::make_unique<Sampler>(draft_sampling(sampler_.params()));
+    }
+    draft_ = draft;
+    spec_ = spec;
+    draft_cached_.clear();
+}
 
 void ChatSession::reset() {
     turns_.clear();
@@ -73,6 +98,11 @@ ChatSession::Reply ChatSession::ask(const std::string& user, int32_t max_tokens,
     if (p == ids.size()) --p;
     p = static_cast<size_t>(tf_->truncate(static_cast<int64_t>(p)));  // 0 if a sliding-window cache lost the prefix
     cached_.resize(p);
+    if (draft_) {  // the draft keeps the prefix it shares too; the first round feeds it the rest
+        size_t d = 0;
+        while (d < draft_cached_.size() && d < ids.size() && draft_cached_[d] == ids[d]) ++d;
+        draft_cached_.resize(static_cast<size_t>(draft_->truncate(static_cast<int64_t>(d))));
+    }
     r.prompt_tokens = static_cast<int64_t>(ids.size());
     r.reused_tokens = static_cast<int64_t>(p);
     auto t0 = clock::now();
@@ -87,15 +117,23 @@ ChatSession::Reply ChatSession::ask(const std::string& user, int32_t max_tokens,
     std::vector<float> masked;
     if (grammar_) gc = std::make_unique<GrammarConstraint>(grammar_);
     r.stop_reason = "length";
+    const bool speculative = draft_ && !gc;
+    std::vector<int32_t> queue, round;  // with a draft: the tokens a round decided, emitted one by one
+    size_t qi = 0;
     for (int32_t i = 0; max_tokens < 0 || i < max_tokens; ++i) {
-        const float* lg = logits->data();
-        if (gc) {  // the grammar's tokens, and the end of turn where the grammar may end
-            masked.resize(static_cast<size_t>(V));
-            if (!gc->mask(lg, masked.data(), V, stops_))
-                throw_runtime("grammar: no token of the vocabulary can continue the answer here (expected %s)", gc->matcher().expected().c_str());
-            lg = masked.data();
+        int32_t id;
+        if (speculative && qi < queue.size()) {
+            id = queue[qi++];
+        } else {
+            const float* lg = logits->data();
+            if (gc) {  // the grammar's tokens, and the end of turn where the grammar may end
+                masked.resize(static_cast<size_t>(V));
+                if (!gc->mask(lg, masked.data(), V, stops_))
+                    throw_runtime("grammar: no token of the vocabulary can continue the answer here (expected %s)", gc->matcher().expected().c_str());
+                lg = masked.data();
+            }
+            id = sampler_.sample(lg, V, history);
         }
-        const int32_t id = sampler_.sample(lg, V, history);
         if (std::find(stops_.begin(), stops_.end(), id) != stops_.end()) {
             r.stop_reason = "eos";
             break;
@@ -113,13 +151,26 @@ ChatSession::Reply ChatSession::ask(const std::string& user, int32_t max_tokens,
             r.stop_reason = "eos";  // the grammar is complete and nothing may follow
             break;
         }
+        if (speculative && qi < queue.size()) continue;  // the round's next token is decided already
         if (tf_->n_past() >= n_ctx) {
             r.stop_reason = "context";
             break;
         }
         if (max_tokens >= 0 && i + 1 == max_tokens) break;
+        if (speculative) {  // the draft proposes, the model verifies: the next tokens at once
+            const int64_t left = max_tokens < 0 ? INT64_MAX : static_cast<int64_t>(max_tokens) - (i + 1);
+            speculative_round(*tf_, *draft_, history, left, sampler_, *draft_sampler_, spec_, r.speculative, round);
+            queue.swap(round);
+            qi = 0;
+            continue;
+        }
         logits = &tf_->eval(&id, 1);
         cached_.push_back(id);
+    }
+    if (speculative) {  // the caches keep what was emitted (a stop may leave kept proposals unused)
+        const int64_t H = static_cast<int64_t>(history.size());
+        cached_.assign(history.begin(), history.begin() + tf_->truncate(std::min(tf_->n_past(), H)));
+        draft_cached_.assign(history.begin(), history.begin() + draft_->truncate(std::min(draft_->n_past(), H)));
     }
     if (gc) r.grammar_complete = gc->finished() || gc->can_end();
     const std::string tail = stream.flush();

@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <cstdio>
+#include <memory>
+#include <optional>
 #include <fstream>
 #include <iostream>
 #include <random>
@@ -25,6 +27,7 @@ extern "C" void on_interrupt(int) { g_interrupt = 1; }
 void add_chat(CLI::App& app) {
     auto* cmd = app.add_subcommand("chat", "Chat with a model: multi-turn, streaming, with its chat template");
     struct Opts {
+        DraftOptions draft;
         std::string model, system, tpl, tokenizer;
         CacheTypeOptions cache;
         GrammarOptions grammar;
@@ -49,6 +52,7 @@ void add_chat(CLI::App& app) {
     add_threads_option(cmd, o->threads);
     add_cache_type_options(cmd, o->cache);
     cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model")->default_str("the model's own");
+    add_draft_options(cmd, o->draft);
     cmd->add_flag("-v,--verbose", o->verbose, "after each answer, print token counts and speed to stderr");
     cmd->add_flag("--jsonl", o->jsonl, "print each answer as one JSON line {\"text\", \"stop_reason\", token counts, timings} (for scripts)");
     cmd->callback([o] {
@@ -59,6 +63,7 @@ void add_chat(CLI::App& app) {
         ChatSessionOptions co;
         co.n_ctx = o->ctx;
         co.kv_type = parse_cache_types(o->cache);
+        co.numerics = numerics_of(o->draft);
         if (tpl.empty() && m.vocab->chat_template.empty())
             std::fprintf(stderr, "llmforge: note: %s has no chat template; using ChatML (--template FILE to choose one)\n", o->model.c_str());
         const ChatFormat fmt(*m.vocab, tpl);
@@ -69,6 +74,14 @@ void add_chat(CLI::App& app) {
         apply_lora_adapters(tf, m, o->lora, o->lora_scale);
         chat.set_system(o->system);
         chat.set_grammar(load_grammar(o->grammar, *m.vocab));
+        std::optional<Model> dm;
+        std::unique_ptr<Transformer> draft;
+        if (!o->draft.draft.empty()) {
+            dm.emplace(load_for_cli(o->draft.draft, "", true));
+            check_draft(m, *dm);
+            draft = std::make_unique<Transformer>(*dm, pool, tf.n_ctx(), 512, co.kv_type);
+            chat.set_draft(draft.get(), o->draft.spec);
+        }
         const bool has_grammar = o->grammar.given();
         const bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
         struct sigaction sa {}, old {};
@@ -128,6 +141,9 @@ void add_chat(CLI::App& app) {
                     nlohmann::json j = {{"text", r.text}, {"stop_reason", r.stop_reason}, {"prompt_tokens", r.prompt_tokens},
                                         {"reused_tokens", r.reused_tokens}, {"tokens", r.tokens}, {"dropped_turns", r.dropped_turns},
                                         {"prompt_ms", r.prompt_ms}, {"gen_ms", r.gen_ms}};
+                    if (draft)
+                        j["speculative"] = {{"rounds", r.speculative.rounds}, {"drafted", r.speculative.drafted}, {"accepted", r.speculative.accepted},
+                                            {"acceptance", r.speculative.acceptance()}};
                     if (has_grammar) j["grammar_complete"] = r.grammar_complete;
                     std::printf("%s", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
                 }
@@ -139,6 +155,10 @@ void add_chat(CLI::App& app) {
                     std::fprintf(stderr, "[prompt %lld tokens (%lld reused) in %.0f ms; %lld tokens at %.1f tokens/s; %s]\n",
                                  static_cast<long long>(r.prompt_tokens), static_cast<long long>(r.reused_tokens), r.prompt_ms,
                                  static_cast<long long>(r.tokens), r.gen_ms > 0 ? 1000.0 * static_cast<double>(r.tokens) / r.gen_ms : 0.0, r.stop_reason.c_str());
+                if (o->verbose && draft)
+                    std::fprintf(stderr, "[draft: %lld of %lld proposed tokens accepted (%.1f %%) in %lld verification passes]\n",
+                                 static_cast<long long>(r.speculative.accepted), static_cast<long long>(r.speculative.drafted),
+                                 100.0 * r.speculative.acceptance(), static_cast<long long>(r.speculative.rounds));
             } catch (const Error& e) {
                 std::fprintf(stderr, "llmforge: %s\n", e.what());
                 if (!tty) throw;

@@ -29,8 +29,7 @@ void add_generate(CLI::App& app) {
         GrammarOptions grammar;
         std::vector<std::string> lora;
         float lora_scale = 1.0f;
-        std::string draft, numerics;
-        SpeculativeParams spec;
+        DraftOptions draft;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
@@ -49,28 +48,19 @@ void add_generate(CLI::App& app) {
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     cmd->add_flag("--no-bos", o->no_bos, "do not add the beginning-of-sequence token");
     cmd->add_flag("--json", o->json, "print one JSON object with the text, token ids and timings instead of streaming");
-    cmd->add_option("--draft", o->draft, "speculative decoding: a small model with the same tokenizer proposes tokens, this model verifies "
-                                         "them in one pass (the output keeps this model's distribution; greedy: the same tokens)")->default_str("none");
-    cmd->add_option("--draft-max", o->spec.draft_max, "with --draft: the most tokens proposed per verification pass")->capture_default_str()->check(between(1, 256));
-    cmd->add_option("--draft-min-p", o->spec.draft_min_p, "with --draft: stop proposing at a token the draft gives less than this probability")
-        ->capture_default_str()->check(between(0, 1));
-    cmd->add_option("--numerics", o->numerics, "fast; batch-invariant (every position's logits bit for bit the same however the tokens are "
-                                                 "batched: greedy output with --draft then equals output without); ggml (llama.cpp's rounding)")
-        ->default_str("fast; batch-invariant with --draft")->check(CLI::IsMember({"fast", "batch-invariant", "ggml"}));
+    add_draft_options(cmd, o->draft);
     cmd->callback([o] {
         if (o->prompt.empty() == o->file.empty()) throw_bad_input("generate: give the prompt with -p TEXT or -f FILE");
         const std::string prompt = o->file.empty() ? o->prompt : read_text_file(o->file);
         Model m = load_for_cli(o->model, o->tokenizer, true, !o->no_mmap);
         warn_context(m, o->ctx);
         ThreadPool pool(o->threads);
-        std::string numerics = o->numerics.empty() ? (o->draft.empty() ? "fast" : "batch-invariant") : o->numerics;
-        const Numerics nm = numerics == "ggml" ? Numerics::Ggml : numerics == "batch-invariant" ? Numerics::BatchInvariant : Numerics::Fast;
-        Transformer tf(m, pool, o->ctx, o->batch, parse_cache_types(o->cache), 1, nm);
+        Transformer tf(m, pool, o->ctx, o->batch, parse_cache_types(o->cache), 1, numerics_of(o->draft));
         apply_lora_adapters(tf, m, o->lora, o->lora_scale);
         std::optional<Model> dm;
         std::unique_ptr<Transformer> draft;
-        if (!o->draft.empty()) {
-            dm.emplace(load_for_cli(o->draft, "", true, !o->no_mmap));
+        if (!o->draft.draft.empty()) {
+            dm.emplace(load_for_cli(o->draft.draft, "", true, !o->no_mmap));
             check_draft(m, *dm);
             draft = std::make_unique<Transformer>(*dm, pool, tf.n_ctx(), o->batch, parse_cache_types(o->cache));
         }
@@ -86,7 +76,7 @@ void add_generate(CLI::App& app) {
             std::fflush(stdout);
             return true;
         };
-        GenerateResult r = draft ? generate_speculative(tf, *draft, *m.vocab, prompt, gp, o->spec, sink) : generate(tf, *m.vocab, prompt, gp, sink);
+        GenerateResult r = draft ? generate_speculative(tf, *draft, *m.vocab, prompt, gp, o->draft.spec, sink) : generate(tf, *m.vocab, prompt, gp, sink);
         const double pp = r.prompt_ms > 0 ? 1000.0 * static_cast<double>(r.prompt_tokens.size()) / r.prompt_ms : 0;
         const size_t decoded = r.tokens.empty() ? 0 : r.tokens.size() - 1;  // the first token comes from the prompt pass
         const double tg = r.gen_ms > 0 ? 1000.0 * static_cast<double>(decoded) / r.gen_ms : 0;

@@ -139,6 +139,22 @@ void add_cache_type_options(CLI::App* cmd, CacheTypeOptions& o, const std::strin
     cmd->add_option("--cache-type-v", o.v, "KV cache type of the values (as llama.cpp's -ctv)")->default_str("--cache-type");
 }
 
+void add_draft_options(CLI::App* cmd, DraftOptions& o) {
+    cmd->add_option("--draft", o.draft, "speculative decoding: a small model with the same tokenizer proposes tokens, this model verifies "
+                                        "them in one pass (the output keeps this model's distribution; greedy: the same tokens)")->default_str("none");
+    cmd->add_option("--draft-max", o.spec.draft_max, "with --draft: the most tokens proposed per verification pass")->capture_default_str()->check(between(1, 256));
+    cmd->add_option("--draft-min-p", o.spec.draft_min_p, "with --draft: stop proposing at a token the draft gives less than this probability")
+        ->capture_default_str()->check(between(0, 1));
+    cmd->add_option("--numerics", o.numerics, "fast; batch-invariant (every position's logits bit for bit the same however the tokens are "
+                                               "batched: greedy output with --draft then equals output without); ggml (llama.cpp's rounding)")
+        ->default_str("fast; batch-invariant with --draft")->check(CLI::IsMember({"fast", "batch-invariant", "ggml"}));
+}
+
+Numerics numerics_of(const DraftOptions& o) {
+    const std::string n = o.numerics.empty() ? (o.draft.empty() ? "fast" : "batch-invariant") : o.numerics;
+    return n == "ggml" ? Numerics::Ggml : n == "batch-invariant" ? Numerics::BatchInvariant : Numerics::Fast;
+}
+
 KVCacheType parse_cache_types(const CacheTypeOptions& o) {
     auto one = [](const std::string& s, const char* opt) {
         DType t = DType::Unknown;

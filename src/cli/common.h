@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "llmforge/generate.h"
 #include "llmforge/grammar.h"
 #include "llmforge/model.h"
 #include "llmforge/sampler.h"
@@ -83,6 +84,15 @@ std::string load_chat_template(const std::string& path);
 Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap = true, bool repack = true);
 // The KV cache's types: --cache-type (keys and values), and llama.cpp's --cache-type-k / -ctk and --cache-type-v / -ctv
 // for each: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl; anything else is bad usage.
+// Speculative decoding and numerics (generate, chat): --draft, --draft-max, --draft-min-p, --numerics.
+struct DraftOptions {
+    std::string draft, numerics;
+    SpeculativeParams spec;
+};
+void add_draft_options(CLI::App* cmd, DraftOptions& o);
+// The numerics asked for; by default fast, batch-invariant with a draft (greedy output then equals output without).
+Numerics numerics_of(const DraftOptions& o);
+
 struct CacheTypeOptions {
     std::string both = "f16", k, v;
 };

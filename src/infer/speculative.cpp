@@ -83,6 +83,58 @@ double softmax_prob(const float* z, int64_t V, int32_t id) {
 }
 }  // namespace
 
+void speculative_round(Transformer& tf, Transformer& draft, const std::vector<int32_t>& history, int64_t max_new, Sampler& sampler,
+                       Sampler& draft_sampler, const SpeculativeParams& spec, SpeculativeStats& stats, std::vector<int32_t>& out) {
+    const int64_t H = static_cast<int64_t>(history.size());
+    if (H == 0 || tf.n_past() != H - 1) throw_runtime("speculative_round: the target's cache must hold the history but its last token");
+    if (draft.n_past() > H) throw_runtime("speculative_round: the draft's cache runs ahead of the history");
+    if (max_new < 1) throw_runtime("speculative_round: no room for a token");
+    const int64_t V = tf.model().config.n_vocab;
+    const bool greedy = sampler.params().temp <= 0;
+    // 1. the draft catches up (pending included) and proposes
+    const int64_t room = tf.n_ctx() - tf.n_past();  // positions for pending and the proposals
+    const int64_t n_max = std::min<int64_t>({spec.draft_max, room - 1, max_new - 1});
+    std::vector<int32_t> xs;
+    std::vector<std::vector<float>> p, q;
+    if (n_max > 0) {
+        const std::vector<float>* dl = &draft.eval(history.data() + draft.n_past(), H - draft.n_past());
+        std::vector<int32_t> h = history;
+        for (int64_t i = 0; i < n_max; ++i) {
+            std::vector<float> qi;
+            draft_sampler.distribution(dl->data(), V, h, qi);
+            const int32_t x = greedy ? static_cast<int32_t>(std::max_element(qi.begin(), qi.end()) - qi.begin()) : draft_sampler.draw(qi.data(), V);
+            if (softmax_prob(dl->data(), V, x) < spec.draft_min_p) break;  // the draft is unsure: stop here
+            xs.push_back(x);
+            q.push_back(std::move(qi));
+            h.push_back(x);
+            if (i + 1 < n_max) dl = &draft.eval(&x, 1);
+        }
+    }
+    // 2. the target runs pending and the proposals in one pass
+    const int64_t n = static_cast<int64_t>(xs.size()), base = tf.n_past();
+    std::vector<int32_t> verify(1, history.back());
+    verify.insert(verify.end(), xs.begin(), xs.end());
+    const std::vector<float>& lg = tf.eval(verify, true);
+    p.resize(static_cast<size_t>(n + 1));
+    std::vector<int32_t> h = history;
+    for (int64_t i = 0; i <= n; ++i) {
+        sampler.distribution(lg.data() + i * V, V, h, p[static_cast<size_t>(i)]);
+        if (i < n) h.push_back(xs[static_cast<size_t>(i)]);
+    }
+    // 3. keep a prefix, draw the token after it, cut both caches back to what was kept
+    int32_t next = -1;
+    const int64_t a = speculative_accept(p, q, xs, sampler, &next);
+    ++stats.rounds;
+    stats.drafted += n;
+    stats.accepted += a;
+    out.assign(xs.begin(), xs.begin() + a);
+    out.push_back(next);
+    std::vector<int32_t> kept(history);
+    kept.insert(kept.end(), xs.begin(), xs.begin() + a);
+    cut(tf, kept, base + 1 + a);
+    if (draft.n_past() > H + a) cut(draft, kept, H + a);
+}
+
 GenerateResult generate_speculative(Transformer& tf, Transformer& draft, const Vocab& vocab, const std::string& prompt, const GenerateParams& params,
                                     const SpeculativeParams& spec, const std::function<bool(const std::string&)>& on_text) {
     using clock = std::chrono::steady_clock;
@@ -109,71 +161,19 @@ GenerateResult generate_speculative(Transformer& tf, Transformer& draft, const V
     const std::vector<float>& first = tf.eval(r.prompt_tokens);
     r.prompt_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
     t0 = clock::now();
-    int32_t pending = sampler.sample(first.data(), V, history);
-    int64_t draft_seen = 0;  // tokens of history the draft's cache holds
-    std::vector<std::vector<float>> p, q;
-    std::vector<int32_t> xs, verify;
-    std::vector<int32_t> proposal_history;
+    std::vector<int32_t> queue(1, sampler.sample(first.data(), V, history)), round;
     r.stop_reason = "length";
     int64_t produced = 0;
     auto budget_left = [&] { return params.n_predict < 0 ? INT64_MAX : params.n_predict - produced; };
-    for (;;) {
-        if (!out.emit(pending)) break;
+    for (size_t qi = 0;;) {
+        if (!out.emit(queue[qi])) break;
         ++produced;
         if (budget_left() <= 0) break;  // no need to run the last token
-        const int64_t room = tf.n_ctx() - tf.n_past();  // the verification pass runs pending + the proposals
-        if (room < 1) { r.stop_reason = "context"; break; }
-        // 1. the draft catches up (pending included) and proposes
-        const int64_t n_max = std::min<int64_t>({spec.draft_max, room - 1, budget_left() - 1});
-        xs.clear();
-        q.clear();
-        if (n_max > 0) {
-            const std::vector<float>* dl = &draft.eval(history.data() + draft_seen, static_cast<int64_t>(history.size()) - draft_seen);
-            draft_seen = static_cast<int64_t>(history.size());
-            proposal_history = history;
-            for (int64_t i = 0; i < n_max; ++i) {
-                std::vector<float> qi;
-                draft_sampler.distribution(dl->data(), V, proposal_history, qi);
-                const int32_t x = params.sampling.temp <= 0 ? static_cast<int32_t>(std::max_element(qi.begin(), qi.end()) - qi.begin())
-                                                            : draft_sampler.draw(qi.data(), V);
-                if (softmax_prob(dl->data(), V, x) < spec.draft_min_p) break;  // the draft is unsure: stop here
-                xs.push_back(x);
-                q.push_back(std::move(qi));
-                proposal_history.push_back(x);
-                if (i + 1 < n_max) dl = &draft.eval(&x, 1);
-            }
-            draft_seen += std::max<int64_t>(0, static_cast<int64_t>(xs.size()) - 1);  // the last proposal was not run
-        }
-        // 2. the target runs pending and the proposals in one pass
-        verify.assign(1, pending);
-        verify.insert(verify.end(), xs.begin(), xs.end());
-        const int64_t base = tf.n_past();
-        const std::vector<float>& lg = tf.eval(verify, true);
-        const int64_t n = static_cast<int64_t>(xs.size());
-        p.resize(static_cast<size_t>(n + 1));
-        std::vector<int32_t> h = history;
-        for (int64_t i = 0; i <= n; ++i) {
-            sampler.distribution(lg.data() + i * V, V, h, p[static_cast<size_t>(i)]);
-            if (i < n) h.push_back(xs[static_cast<size_t>(i)]);
-        }
-        // 3. keep a prefix, draw the next token; cut both caches back to what was kept
-        int32_t next = -1;
-        const int64_t a = speculative_accept(p, q, xs, sampler, &next);
-        ++r.speculative.rounds;
-        r.speculative.drafted += n;
-        r.speculative.accepted += a;
-        bool stop = false;
-        for (int64_t i = 0; i < a && !stop; ++i) {
-            if (!out.emit(xs[static_cast<size_t>(i)])) stop = true;
-            else if (++produced, budget_left() <= 0) { r.stop_reason = "length"; stop = true; }
-        }
-        if (stop) break;
-        cut(tf, history, base + 1 + a);
-        if (draft_seen > static_cast<int64_t>(history.size())) draft_seen = static_cast<int64_t>(history.size());
-        const int64_t kept = std::min<int64_t>(draft_seen, base + 1 + a);
-        if (draft.n_past() > kept) cut(draft, history, kept);
-        draft_seen = draft.n_past();
-        pending = next;
+        if (++qi < queue.size()) continue;
+        if (tf.n_past() >= tf.n_ctx()) { r.stop_reason = "context"; break; }
+        speculative_round(tf, draft, history, budget_left(), sampler, draft_sampler, spec, r.speculative, round);
+        queue.swap(round);
+        qi = 0;
     }
     out.finish();
     r.gen_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();

@@ -126,6 +126,16 @@ def main():
             accepted += b["speculative"]["accepted"]
         check("generate --draft, greedy: the same tokens as without a draft on 100 prompts", not differ and drafted > 0,
               f"{len(differ)} differ {differ[:2]}; {accepted} of {drafted} proposals accepted ({100 * accepted / max(drafted, 1):.1f} %)")
+        # chat: three turns (the second and third reuse the cache), the same answers with the draft as without
+        turns = "".join(" ".join(words[i * 11:i * 11 + 4]) + "\n" for i in range(3))
+        chat = lambda extra: subprocess.run([bin_, "chat", "-m", tmodel, "-n", "24", "--temp", "0", "--jsonl", "-t", "1"] + extra, input=turns,
+                                            capture_output=True, text=True)
+        a, b = chat(["--numerics", "batch-invariant"]), chat(["--draft", draft, "--draft-max", "4", "--draft-min-p", "0"])
+        ta = [json.loads(l)["text"] for l in a.stdout.splitlines() if l.strip()]
+        tb = [json.loads(l) for l in b.stdout.splitlines() if l.strip()]
+        check("chat --draft, greedy: the same three answers as without a draft", a.returncode == 0 and b.returncode == 0 and len(ta) == 3
+              and ta == [j["text"] for j in tb] and all("speculative" in j for j in tb), (a.stderr + b.stderr)[-300:] or
+              f"acceptance {[round(j['speculative']['acceptance'], 3) for j in tb]}")
         r = subprocess.run([bin_, "generate", "-m", tmodel, "--draft", draft, "-p", "The", "-n", "16", "--temp", "0"], capture_output=True, text=True)
         check("generate --draft reports the acceptance rate", r.returncode == 0 and "proposed tokens accepted" in r.stderr, r.stderr.strip()[-200:])
 
