@@ -24,6 +24,7 @@
 
 #include "core/threadpool.h"
 #include "llmforge/model.h"
+#include "llmforge/generate.h"
 #include "llmforge/grammar.h"
 #include "llmforge/sampler.h"
 #include "llmforge/transformer.h"
@@ -90,6 +91,12 @@ struct EngineOptions {
     int64_t prefill_chunk = 64;   // prompt tokens that ride along with one decoding step at most
     KVCacheType kv_type = DType::F16;
     int max_queue = 64;       // jobs waiting beyond this are refused (submit() returns false)
+    // Speculative decoding (generate.h): each running sequence's draft proposes up to spec.draft_max tokens, which
+    // its row of the step verifies together with its pending token; what is kept follows the model's distribution
+    // (greedy: its very tokens). Sequences under a grammar, logit biases or presence/frequency penalties decode
+    // without it. The draft (same tokenizer) must outlive the engine.
+    const Model* draft = nullptr;
+    SpeculativeParams spec;
 };
 
 // Counters for /metrics. Histograms are cumulative bucket counts over fixed bounds (seconds).
@@ -106,6 +113,7 @@ struct EngineStats {
     int64_t kv_cells_total = 0, kv_cells_used = 0;
     uint64_t jobs_done = 0, jobs_cancelled = 0, jobs_timed_out = 0, jobs_failed = 0;
     uint64_t prompt_tokens = 0, generated_tokens = 0, decode_steps = 0;
+    uint64_t draft_proposed = 0, draft_accepted = 0;  // speculative decoding: tokens the draft proposed, and kept
     Histogram ttft{{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}};
     Histogram inter_token{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
     Histogram queue_wait{{0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30}};
@@ -164,6 +172,8 @@ private:
     void drop_prefill(const Prefill& p, const std::string& reason, const std::string& error = "");
     void begin_choices(const Prefill& p, const float* logits);
     void start(const JobPtr& job, const std::vector<int>& slots);
+    void propose(Seq& s, int64_t spare);
+    void verify(Seq& s, const float* logits);
     void step();
     void emit_token(Seq& s, int32_t id, const float* logits);
     // Ends a sequence (reason: stop, length, cancelled, timeout, error) and frees its slot; the job's last one reports.
@@ -178,6 +188,8 @@ private:
     int64_t n_ctx_;
     std::unique_ptr<KVCache> kv_;     // every slot's keys and values
     std::unique_ptr<Transformer> tf_;  // the forward pass over kv_
+    std::unique_ptr<KVCache> draft_kv_;     // with a draft: its cache, a sequence per slot
+    std::unique_ptr<Transformer> draft_tf_;
 
     mutable std::mutex mu_;
     std::condition_variable cv_;

@@ -30,6 +30,8 @@ void add_serve(CLI::App& app) {
     auto* cmd = app.add_subcommand("serve", "OpenAI-compatible server: chat/completions, completions, embeddings, models, metrics");
     struct Opts {
         std::vector<std::string> models, aliases, keys;
+        std::string draft;
+        SpeculativeParams spec;
         std::string host = "127.0.0.1", cors, tpl, tokenizer, web_dir, arena_db;
         CacheTypeOptions cache;
         int port = 8080, parallel = 4, queue = 64, max_concurrent = 0, io_threads = 2;
@@ -64,6 +66,12 @@ void add_serve(CLI::App& app) {
     cmd->add_option("--io-threads", o->io_threads, "HTTP I/O threads");
     cmd->add_option("--shutdown-timeout", o->shutdown_timeout, "on SIGTERM/SIGINT, seconds to let running requests finish before cancelling them");
     cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model")->default_str("the model's own");
+    cmd->add_option("--draft", o->draft, "speculative decoding: a small model with the same tokenizer proposes tokens that the model verifies "
+                                         "in each step (answers keep the model's distribution; greedy: the same tokens); one -m only")
+        ->default_str("none");
+    cmd->add_option("--draft-max", o->spec.draft_max, "with --draft: the most tokens proposed per sequence and step")->capture_default_str()->check(between(1, 256));
+    cmd->add_option("--draft-min-p", o->spec.draft_min_p, "with --draft: stop proposing at a token the draft gives less than this probability")
+        ->capture_default_str()->check(between(0, 1));
     cmd->add_flag("--no-web", o->no_web, "no web chat at / and no arena: the API only");
     cmd->add_option("--web-dir", o->web_dir, "serve the web pages from this folder instead of the copy built into the binary")->default_str("the pages built into the binary");
     cmd->add_option("--arena-db", o->arena_db, "SQLite file for the arena's votes (default with two or more models: llmforge-arena.db)")->default_str("llmforge-arena.db with two or more models");
@@ -102,6 +110,7 @@ void add_serve(CLI::App& app) {
         } else if (!o->embed_model.empty()) {
             throw_bad_input("--embed-model needs --rag (the index whose queries it embeds)");
         }
+        if (!o->draft.empty() && o->models.size() != 1) throw_bad_input("--draft serves one model: give one -m");
         ThreadPool pool(o->threads);
         FairMutex step_mutex;  // the models share the compute threads: one forward pass at a time, in turn
         std::vector<server::ServedModel> models;
@@ -129,6 +138,11 @@ void add_serve(CLI::App& app) {
             eo.prefill_chunk = o->prefill_chunk;
             eo.kv_type = parse_cache_types(o->cache);
             eo.max_queue = o->queue;
+            if (!o->draft.empty()) {
+                sm.draft = std::make_unique<Model>(load_for_cli(o->draft, "", true, !o->no_mmap));
+                eo.draft = sm.draft.get();
+                eo.spec = o->spec;
+            }
             sm.engine = std::make_unique<Engine>(*sm.model, pool, eo, &step_mutex);
             sm.created = created;
             models.push_back(std::move(sm));

@@ -60,6 +60,12 @@ struct Engine::Seq {
     std::unique_ptr<GrammarConstraint> grammar;
     std::string lazy_text;  // a lazy grammar's job: the tail of the answer where its trigger is looked for
     bool lazy_done = false; // the trigger was seen (the grammar then applies, or the answer stays free)
+    // speculative decoding: the draft's own sampler, how much of history its cache holds, this step's proposals and
+    // their draft distributions
+    std::unique_ptr<Sampler> draft_sampler;
+    int64_t draft_n = -1;  // −1: its slot's draft cache is not this sequence's yet
+    std::vector<int32_t> xs;
+    std::vector<std::vector<float>> q;
     explicit Seq(const SamplerParams& p) : sampler(p) {}
 };
 
@@ -75,6 +81,14 @@ Engine::Engine(const Model& model, ThreadPool& pool, const EngineOptions& opt, F
     // (an encoder's cache holds one text's keys while it is embedded: f32, exact)
     kv_ = make_kv_cache(model.config, pool, n_ctx_, n_batch_, model.config.encoder ? KVCacheType(DType::F32) : opt_.kv_type, opt_.n_slots);
     tf_ = std::make_unique<Transformer>(model, pool, *kv_, n_batch_);
+    if (opt_.draft) {
+        opt_.spec.validate();
+        check_draft(model, *opt_.draft);
+        if (model.config.sliding_window > 0 || opt_.draft->config.sliding_window > 0)
+            throw_bad_input("a draft needs models without sliding-window attention (their caches cannot be cut back)");
+        draft_kv_ = make_kv_cache(opt_.draft->config, pool, n_ctx_, n_batch_, opt_.kv_type, opt_.n_slots);
+        draft_tf_ = std::make_unique<Transformer>(*opt_.draft, pool, *draft_kv_, n_batch_, Numerics::Fast);
+    }
     // Warm-up: one token through the model touches every weight (a mapped file is read in now, not in the first
     // request's time to first token), as llama.cpp's warm-up does.
     {
@@ -445,6 +459,88 @@ void Engine::release_finished() {
     active_.erase(std::remove_if(active_.begin(), active_.end(), [](const std::unique_ptr<Seq>& s) { return s->finished; }), active_.end());
 }
 
+// A sequence's proposals for this step (none where the draft does not apply to its job): the draft's cache catches
+// up with the history (its pending token included), then proposes one token at a time, each from the draft's
+// sampling distribution, until draft_max, the rows left in the step, the context or the job's max_tokens.
+void Engine::propose(Seq& s, int64_t spare) {
+    const Job& j = *s.st->job;
+    if (j.grammar || !j.logit_bias.empty() || j.presence_penalty != 0 || j.frequency_penalty != 0) return;
+    if (!s.draft_sampler) {
+        SamplerParams dp = s.sampler.params();
+        dp.seed ^= 0x9e3779b97f4a7c15ULL;  // the draft's own random stream
+        s.draft_sampler = std::make_unique<Sampler>(dp);
+    }
+    const int64_t room = n_ctx_ - tf_->n_past_of(s.slot) - 1;  // after the pending token
+    const int64_t left = j.max_tokens < 0 ? INT64_MAX : j.max_tokens - s.generated - 1;
+    const int64_t n_max = std::min<int64_t>({opt_.spec.draft_max, spare, room, left});
+    if (n_max <= 0) return;
+    Transformer& d = *draft_tf_;
+    d.set_seq(s.slot);
+    if (s.draft_n < 0) {  // the slot's draft cache held another sequence
+        d.reset();
+        s.draft_n = 0;
+    }
+    const int64_t V = model_.config.n_vocab, H = static_cast<int64_t>(s.history.size());
+    const std::vector<float>* dl = &d.eval(s.history.data() + s.draft_n, H - s.draft_n);
+    s.draft_n = H;
+    std::vector<int32_t> h = s.history;
+    const bool greedy = s.sampler.params().temp <= 0;
+    for (int64_t i = 0; i < n_max; ++i) {
+        std::vector<float> qi;
+        s.draft_sampler->distribution(dl->data(), V, h, qi);
+        const int32_t x = greedy ? static_cast<int32_t>(std::max_element(qi.begin(), qi.end()) - qi.begin()) : s.draft_sampler->draw(qi.data(), V);
+        const float* z = dl->data();
+        const float mx = *std::max_element(z, z + V);
+        double sum = 0;
+        for (int64_t k = 0; k < V; ++k) sum += std::exp(static_cast<double>(z[k] - mx));
+        if (std::exp(static_cast<double>(z[x] - mx)) / sum < opt_.spec.draft_min_p) break;  // the draft is unsure: stop here
+        s.xs.push_back(x);
+        s.q.push_back(std::move(qi));
+        h.push_back(x);
+        if (i + 1 < n_max) {
+            dl = &d.eval(&x, 1);
+            ++s.draft_n;
+        }
+    }
+}
+
+// The step's rows for a drafting sequence: l holds its pending token's logits and then each proposal's. The rule
+// keeps a prefix of the proposals and draws the token after it; they are emitted in order (until one ends the
+// answer), and both caches are cut back to the kept history.
+void Engine::verify(Seq& s, const float* l) {
+    const int64_t V = model_.config.n_vocab, n = static_cast<int64_t>(s.xs.size());
+    std::vector<std::vector<float>> p(static_cast<size_t>(n + 1));
+    std::vector<int32_t> h = s.history;
+    for (int64_t i = 0; i <= n; ++i) {
+        s.sampler.distribution(l + i * V, V, h, p[static_cast<size_t>(i)]);
+        if (i < n) h.push_back(s.xs[static_cast<size_t>(i)]);
+    }
+    int32_t next = -1;
+    const int64_t a = speculative_accept(p, s.q, s.xs, s.sampler, &next);
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        stats_.draft_proposed += static_cast<uint64_t>(n);
+        stats_.draft_accepted += static_cast<uint64_t>(a);
+    }
+    // first the caches: the target keeps the history (its pending token included) and the kept proposals, the draft
+    // at most that; then the tokens, in order, until one ends the answer
+    const int64_t keep = static_cast<int64_t>(s.history.size()) + a;
+    tf_->set_seq(s.slot);
+    const int64_t before = tf_->n_past();
+    tf_->truncate(keep);
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        stats_.kv_cells_used -= before - tf_->n_past();
+    }
+    draft_tf_->set_seq(s.slot);
+    if (draft_tf_->n_past() > keep) draft_tf_->truncate(keep);
+    s.draft_n = draft_tf_->n_past();
+    for (int64_t i = 0; i <= a && !s.finished; ++i) {
+        s.pending = -1;
+        emit_token(s, i < a ? s.xs[static_cast<size_t>(i)] : next, l + i * V);
+    }
+}
+
 void Engine::step() {
     for (auto& s : active_) {
         if (s->finished) continue;
@@ -474,19 +570,32 @@ void Engine::step() {
     want.clear();
     std::vector<Seq*> run;
     for (auto& s : active_)
-        if (!s->finished && s->pending >= 0) {
+        if (!s->finished && s->pending >= 0) run.push_back(s.get());
+    std::unique_lock<FairMutex> step_lock;
+    if (step_mutex_) step_lock = std::unique_lock<FairMutex>(*step_mutex_);
+    // with a draft: each sequence's proposals, within the step's rows
+    int64_t spare = n_batch_ - static_cast<int64_t>(run.size());
+    for (Seq* s : run) {
+        s->xs.clear();
+        s->q.clear();
+        if (draft_tf_ && spare > 0) propose(*s, spare);
+        spare -= static_cast<int64_t>(s->xs.size());
+        seqs.push_back(s->slot);
+        toks.push_back(s->pending);
+        want.push_back(1);
+        for (int32_t x : s->xs) {
             seqs.push_back(s->slot);
-            toks.push_back(s->pending);
+            toks.push_back(x);
             want.push_back(1);
-            run.push_back(s.get());
         }
+    }
     struct Chunk {
         size_t index;  // in prefill_
         size_t take;
         bool last;     // the prompt's end: its logits are wanted
     };
     std::vector<Chunk> chunks;
-    int64_t budget = std::min<int64_t>(opt_.prefill_chunk, n_batch_ - static_cast<int64_t>(run.size()));
+    int64_t budget = std::min<int64_t>(opt_.prefill_chunk, n_batch_ - static_cast<int64_t>(seqs.size()));
     for (size_t i = 0; i < prefill_.size() && budget > 0; ++i) {
         Prefill& p = prefill_[i];
         const size_t take = std::min<size_t>(static_cast<size_t>(budget), p.job->prompt.size() - p.done);
@@ -507,8 +616,6 @@ void Engine::step() {
     std::vector<float>& logits = step_logits_;
     logits.resize(static_cast<size_t>(n_out * V));
     try {
-        std::unique_lock<FairMutex> step_lock;
-        if (step_mutex_) step_lock = std::unique_lock<FairMutex>(*step_mutex_);
         tf_->decode(seqs.data(), toks.data(), n, logits.data(), want.data());
     } catch (const std::exception& e) {
         // Nothing in the batch can go on (this is a bug or out of memory): end every sequence, saying why.
@@ -528,14 +635,20 @@ void Engine::step() {
         stats_.kv_cells_used += n;
         stats_.prompt_tokens += prompt_rows;
     }
-    for (size_t i = 0; i < run.size(); ++i) {
-        Seq& s = *run[i];
+    int64_t out = 0;  // logits rows used
+    for (Seq* sp : run) {
+        Seq& s = *sp;
         s.pending = -1;
-        const float* l = logits.data() + static_cast<int64_t>(i) * V;
-        emit_token(s, pick(s, l), l);
+        const float* l = logits.data() + out * V;
+        const int64_t rows = 1 + static_cast<int64_t>(s.xs.size());
+        out += rows;
+        if (!s.draft_sampler) {
+            emit_token(s, pick(s, l), l);
+            continue;
+        }
+        verify(s, l);
     }
     // prompts that reached their end start their choices (the chunks are the first entries of prefill_, in order)
-    int64_t out = static_cast<int64_t>(run.size());
     std::vector<Prefill> done;
     for (const Chunk& c : chunks) {
         Prefill& p = prefill_[c.index];

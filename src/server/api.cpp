@@ -1137,6 +1137,10 @@ void Api::metrics(const http::ExchangePtr& ex) {
     gauge(o, "llmforge_generated_tokens_total", "Tokens generated.", "counter", per([](const EngineStats& s) { return s.generated_tokens; }));
     gauge(o, "llmforge_decode_steps_total", "Batched decoding steps (forward passes over all running sequences).", "counter",
           per([](const EngineStats& s) { return s.decode_steps; }));
+    gauge(o, "llmforge_draft_proposed_tokens_total", "Speculative decoding: tokens the draft model proposed.", "counter",
+          per([](const EngineStats& s) { return s.draft_proposed; }));
+    gauge(o, "llmforge_draft_accepted_tokens_total", "Speculative decoding: proposed tokens the model kept (acceptance = accepted / proposed).",
+          "counter", per([](const EngineStats& s) { return s.draft_accepted; }));
     gauge(o, "llmforge_queue_length", "Requests waiting for a slot.", "gauge", per([](const EngineStats& s) { return s.queued; }));
     gauge(o, "llmforge_slots_busy", "KV-cache slots in use.", "gauge", per([](const EngineStats& s) { return s.slots_busy; }));
     gauge(o, "llmforge_slots_total", "KV-cache slots.", "gauge", per([](const EngineStats& s) { return s.slots_total; }));

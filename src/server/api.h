@@ -30,6 +30,7 @@ struct GrammarCache {
 struct ServedModel {
     std::string id;  // the name clients use ("model" in requests)
     std::unique_ptr<Model> model;
+    std::unique_ptr<Model> draft;  // speculative decoding (serve --draft); declared before the engine, which reads it
     std::unique_ptr<Engine> engine;
     std::unique_ptr<ChatFormat> chat;
     std::vector<int32_t> stop_tokens;  // end-of-turn tokens of the chat template

@@ -136,6 +136,46 @@ def main():
         check("chat --draft, greedy: the same three answers as without a draft", a.returncode == 0 and b.returncode == 0 and len(ta) == 3
               and ta == [j["text"] for j in tb] and all("speculative" in j for j in tb), (a.stderr + b.stderr)[-300:] or
               f"acceptance {[round(j['speculative']['acceptance'], 3) for j in tb]}")
+        # serve: continuous batching with a draft; concurrent greedy requests answer as a server without the draft does
+        import concurrent.futures, socket, urllib.request
+
+        def serve(extra):
+            with socket.socket() as sk:
+                sk.bind(("127.0.0.1", 0))
+                port = sk.getsockname()[1]
+            proc = subprocess.Popen([bin_, "serve", "-m", tmodel, "--port", str(port), "--parallel", "4", "-t", "2"] + extra,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(300):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                    break
+                except Exception:
+                    time.sleep(0.05)
+            return proc, port
+
+        def complete(port, prompt, **kw):
+            body = json.dumps({"model": "model", "prompt": prompt, "max_tokens": 24, "temperature": 0, **kw}).encode()
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", body, {"Content-Type": "application/json"})
+            return json.loads(urllib.request.urlopen(req, timeout=60).read())["choices"][0]["text"]
+
+        prompts = [" ".join(words[i * 13:i * 13 + 3]) for i in range(8)]
+        plain_srv, p1 = serve([])
+        spec_srv, p2 = serve(["--draft", draft, "--draft-max", "4", "--draft-min-p", "0"])
+        try:
+            want_texts = [complete(p1, q) for q in prompts]
+            with concurrent.futures.ThreadPoolExecutor(8) as ex:
+                got_texts = list(ex.map(lambda q: complete(p2, q), prompts))
+            sampled = complete(p2, prompts[0], temperature=1.0, seed=5, n=2)
+            metrics_text = urllib.request.urlopen(f"http://127.0.0.1:{p2}/metrics", timeout=5).read().decode()
+        finally:
+            for proc in (plain_srv, spec_srv):
+                proc.terminate()
+                proc.wait()
+        val = lambda name: float(next(l.split()[-1] for l in metrics_text.splitlines() if l.startswith(name + "{")))
+        prop, acc = val("llmforge_draft_proposed_tokens_total"), val("llmforge_draft_accepted_tokens_total")
+        check("serve --draft: 8 concurrent greedy requests answer as the server without a draft; sampling with n = 2 runs",
+              got_texts == want_texts and isinstance(sampled, str), f"{sum(a == b for a, b in zip(got_texts, want_texts))} of 8 equal")
+        check("serve --draft: /metrics counts the proposed and the accepted tokens", 0 < acc <= prop, f"{acc:.0f} of {prop:.0f} accepted")
         r = subprocess.run([bin_, "generate", "-m", tmodel, "--draft", draft, "-p", "The", "-n", "16", "--temp", "0"], capture_output=True, text=True)
         check("generate --draft reports the acceptance rate", r.returncode == 0 and "proposed tokens accepted" in r.stderr, r.stderr.strip()[-200:])
 
