@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Speculative decoding, side by side: single-stream greedy decoding of a target model alone and with a draft, by
 # llmforge (`generate`, `generate --draft`) and by llama.cpp (llama-cli alone, llama-speculative-simple with the draft)
-# on the same GGUF files, 2 threads, the same prompts.
+# on the same GGUF files, 2 threads, the same prompts, all N tokens (--ignore-eos in every command).
 #
 #   LLAMA_CPP_SRC=/path/to/llama.cpp bench/bench_speculative.sh TARGET.gguf DRAFT.gguf [PROMPTS.txt]
 #
@@ -39,12 +39,12 @@ for round in $(seq "$ROUNDS"); do
   while IFS= read -r p; do
     [ -n "$p" ] || continue
     n=$((n + 1))
-    a=$($bin generate -m "$target" -p "$p" -n "$N" --temp 0 -t "$THREADS" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["timings"]["gen_tokens_per_s"])')
-    j=$($bin generate -m "$target" --draft "$draft" -p "$p" -n "$N" --temp 0 -t "$THREADS" --draft-max "$DRAFT_MAX" --draft-min-p "$DRAFT_MIN_P" --json 2>/dev/null)
+    a=$($bin generate -m "$target" -p "$p" -n "$N" --temp 0 --ignore-eos -t "$THREADS" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["timings"]["gen_tokens_per_s"])')
+    j=$($bin generate -m "$target" --draft "$draft" -p "$p" -n "$N" --temp 0 --ignore-eos -t "$THREADS" --draft-max "$DRAFT_MAX" --draft-min-p "$DRAFT_MIN_P" --json 2>/dev/null)
     b=$(echo "$j" | python3 -c 'import json,sys; print(json.load(sys.stdin)["timings"]["gen_tokens_per_s"])')
     echo "$j" | python3 -c 'import json,sys; s=json.load(sys.stdin)["speculative"]; print(s["accepted"], s["drafted"])' >> "$tmp/ours_acc"
-    c=$("$L/llama-cli" -m "$target" -p "$p" -n "$N" --temp 0 -t "$THREADS" -no-cnv --no-warmup 2>&1 < /dev/null | llama_cli_rate | cut -d' ' -f1)
-    out=$("$L/llama-speculative-simple" -m "$target" -md "$draft" -p "$p" -n "$N" --temp 0 -t "$THREADS" --draft-max "$DRAFT_MAX" \
+    c=$("$L/llama-cli" -m "$target" -p "$p" -n "$N" --temp 0 --ignore-eos -t "$THREADS" -no-cnv --no-warmup 2>&1 < /dev/null | llama_cli_rate | cut -d' ' -f1)
+    out=$("$L/llama-speculative-simple" -m "$target" -md "$draft" -p "$p" -n "$N" --temp 0 --ignore-eos -t "$THREADS" --draft-max "$DRAFT_MAX" \
           --draft-p-min "$DRAFT_MIN_P" 2>&1 < /dev/null)
     d=$(echo "$out" | sed -n 's/.*decoded *[0-9]* tokens in *[0-9.]* seconds, speed: *\([0-9.]*\) t\/s.*/\1/p' | tail -1)
     echo "$out" | awk '/n_drafted *=/ {d=$3} /n_accept *=/ {a=$3} END {print a, d}' >> "$tmp/llama_acc"

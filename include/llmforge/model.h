@@ -155,6 +155,9 @@ public:
     // Memory-mapped bytes vs. bytes copied into memory.
     size_t mapped_bytes = 0, owned_bytes = 0;
 
+    // A model with this one's config, vocabulary, metadata, source and storage but no tensors yet (to add views of
+    // some of them, renamed or transformed).
+    Model shell() const;
     // Owned copy of a tensor's data (for conversions); returns the new Tensor pointing into storage.
     Tensor own(const std::string& name, DType dtype, std::vector<int64_t> shape, std::vector<uint8_t>&& bytes);
 

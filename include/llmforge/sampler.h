@@ -15,6 +15,7 @@ struct SamplerParams {
     float repeat_penalty = 1.0f; // 1: off. A seen token's logit is divided by it if positive, multiplied if negative.
     int32_t repeat_last_n = 64;  // how many recent tokens the penalty looks at (-1: all)
     uint64_t seed = 0;
+    std::vector<int32_t> banned;  // tokens never drawn (their logits −inf before the chain), e.g. end of generation for --ignore-eos
     // Throws a bad-input Error naming the field for a value outside its range (NaN included): temp < 0, top_k < 0,
     // top_p or min_p outside [0, 1], repeat_penalty ≤ 0, repeat_last_n < -1. The Sampler checks its parameters so.
     void validate() const;

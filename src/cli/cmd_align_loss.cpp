@@ -45,26 +45,15 @@ void add_align_loss(CLI::App& app) {
     cmd->add_option("--grads-out", o->grads_out, "write the model's gradients (without the head) as a model")->default_str("none: not written");
     add_threads_option(cmd, o->threads);
     cmd->callback([o] {
-        nlohmann::json s;
-        try {
-            s = nlohmann::json::parse(read_text_file(o->spec));
-        } catch (const nlohmann::json::exception& e) {
-            throw_bad_input("'%s': malformed JSON (%s)", o->spec.c_str(), e.what());
-        }
+        SpecBatch batch = read_spec_batch(o->spec);
+        const nlohmann::json& s = batch.spec;
         const Model init = load_model(o->model);
         ThreadPool pool(o->threads > 0 ? o->threads : ThreadPool::default_threads());
         TrainableModel tm(init, pool);
         const std::string kind = s.at("kind").get<std::string>();
-        std::vector<int32_t> inputs, targets;
-        int64_t B = 0, T = 0;
-        for (const auto& row : s.at("inputs")) {
-            T = static_cast<int64_t>(row.size());
-            for (const auto& id : row) inputs.push_back(id.get<int32_t>());
-            ++B;
-        }
-        for (const auto& row : s.at("targets"))
-            for (const auto& id : row) targets.push_back(id.get<int32_t>());
-        if (targets.size() != inputs.size()) throw_bad_input("inputs and targets differ in shape");
+        std::vector<int32_t>& inputs = batch.inputs;
+        std::vector<int32_t>& targets = batch.targets;
+        const int64_t B = batch.B, T = batch.T;
         const int64_t N = B * T;
         nlohmann::json out;
         const bool head = kind == "bt" || kind == "ppo";

@@ -29,12 +29,8 @@ void add_distill_loss(CLI::App& app) {
     cmd->add_option("--grads-out", o->grads_out, "write the student's gradients as a model")->default_str("none: not written");
     add_threads_option(cmd, o->threads);
     cmd->callback([o] {
-        nlohmann::json s;
-        try {
-            s = nlohmann::json::parse(read_text_file(o->spec));
-        } catch (const nlohmann::json::exception& e) {
-            throw_bad_input("'%s': malformed JSON (%s)", o->spec.c_str(), e.what());
-        }
+        SpecBatch batch = read_spec_batch(o->spec);
+        const nlohmann::json& s = batch.spec;
         const Model student = load_model(o->model), teacher = load_model(o->teacher);
         const int64_t V = student.config.n_vocab;
         if (teacher.config.n_vocab != V)
@@ -47,16 +43,9 @@ void add_distill_loss(CLI::App& app) {
         c.alpha = s.value("alpha", 0.5f);
         c.validate();
         const int k = s.value("top_k", 0);
-        std::vector<int32_t> inputs, targets;
-        int64_t B = 0, T = 0;
-        for (const auto& row : s.at("inputs")) {
-            T = static_cast<int64_t>(row.size());
-            for (const auto& id : row) inputs.push_back(id.get<int32_t>());
-            ++B;
-        }
-        for (const auto& row : s.at("targets"))
-            for (const auto& id : row) targets.push_back(id.get<int32_t>());
-        if (targets.size() != inputs.size()) throw_bad_input("inputs and targets differ in shape");
+        std::vector<int32_t>& inputs = batch.inputs;
+        std::vector<int32_t>& targets = batch.targets;
+        const int64_t B = batch.B, T = batch.T;
         const int64_t N = B * T;
         ThreadPool pool(o->threads > 0 ? o->threads : ThreadPool::default_threads());
         TrainableModel tt(teacher, pool, false, true);  // frozen: forward only

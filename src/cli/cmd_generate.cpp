@@ -24,7 +24,7 @@ void add_generate(CLI::App& app) {
         int threads = ThreadPool::default_threads();
         SamplerParams s;
         int64_t seed = -1;
-        bool json = false, no_bos = false, no_mmap = false;
+        bool json = false, no_bos = false, no_mmap = false, ignore_eos = false;
         CacheTypeOptions cache;
         GrammarOptions grammar;
         std::vector<std::string> lora;
@@ -47,6 +47,7 @@ void add_generate(CLI::App& app) {
     cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin for a .bin model")->default_str("the model's own");
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     cmd->add_flag("--no-bos", o->no_bos, "do not add the beginning-of-sequence token");
+    cmd->add_flag("--ignore-eos", o->ignore_eos, "never draw an end-of-generation token: generate all -n tokens (as llama.cpp's --ignore-eos; benchmarks)");
     cmd->add_flag("--json", o->json, "print one JSON object with the text, token ids and timings instead of streaming");
     add_draft_options(cmd, o->draft);
     cmd->callback([o] {
@@ -68,6 +69,9 @@ void add_generate(CLI::App& app) {
         gp.n_predict = o->n;
         gp.sampling = o->s;
         gp.sampling.seed = seed_or_random(o->seed);
+        if (o->ignore_eos)
+            for (int32_t t = 0; t < m.vocab->size(); ++t)
+                if (m.vocab->is_eog(t)) gp.sampling.banned.push_back(t);
         gp.add_special = !o->no_bos;
         gp.grammar = load_grammar(o->grammar, *m.vocab);
         std::function<bool(const std::string&)> sink;

@@ -139,6 +139,25 @@ void add_cache_type_options(CLI::App* cmd, CacheTypeOptions& o, const std::strin
     cmd->add_option("--cache-type-v", o.v, "KV cache type of the values (as llama.cpp's -ctv)")->default_str("--cache-type");
 }
 
+SpecBatch read_spec_batch(const std::string& path) {
+    SpecBatch b;
+    try {
+        b.spec = nlohmann::json::parse(read_text_file(path));
+        for (const auto& row : b.spec.at("inputs")) {
+            if (b.B > 0 && static_cast<int64_t>(row.size()) != b.T) throw_bad_input("'%s': the input rows differ in length", path.c_str());
+            b.T = static_cast<int64_t>(row.size());
+            for (const auto& id : row) b.inputs.push_back(id.get<int32_t>());
+            ++b.B;
+        }
+        for (const auto& row : b.spec.at("targets"))
+            for (const auto& id : row) b.targets.push_back(id.get<int32_t>());
+    } catch (const nlohmann::json::exception& e) {
+        throw_bad_input("'%s': malformed JSON (%s)", path.c_str(), e.what());
+    }
+    if (b.targets.size() != b.inputs.size()) throw_bad_input("'%s': inputs and targets differ in shape", path.c_str());
+    return b;
+}
+
 void add_draft_options(CLI::App* cmd, DraftOptions& o) {
     cmd->add_option("--draft", o.draft, "speculative decoding: a small model with the same tokenizer proposes tokens, this model verifies "
                                         "them in one pass (the output keeps this model's distribution; greedy: the same tokens)")->default_str("none");

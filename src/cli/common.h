@@ -1,6 +1,7 @@
 // Shared pieces of the subcommands: registration, thread count, model loading with a friendly log line.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <atomic>
 #include <memory>
 #include <string>
@@ -84,6 +85,15 @@ std::string load_chat_template(const std::string& path);
 Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap = true, bool repack = true);
 // The KV cache's types: --cache-type (keys and values), and llama.cpp's --cache-type-k / -ctk and --cache-type-v / -ctv
 // for each: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl; anything else is bad usage.
+// The fixed batch of a loss check (align-loss, distill-loss): the JSON spec file, its "inputs" and "targets" rows
+// ([B][T] token ids; targets −1 where not trained on). Bad input for malformed JSON or rows of different shapes.
+struct SpecBatch {
+    nlohmann::json spec;
+    std::vector<int32_t> inputs, targets;
+    int64_t B = 0, T = 0;
+};
+SpecBatch read_spec_batch(const std::string& path);
+
 // Speculative decoding and numerics (generate, chat): --draft, --draft-max, --draft-min-p, --numerics.
 struct DraftOptions {
     std::string draft, numerics;

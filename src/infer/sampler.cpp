@@ -61,6 +61,8 @@ int32_t Sampler::draw(const float* probs, int64_t n_vocab) {
 int32_t Sampler::chain(const float* logits, int64_t n_vocab, const std::vector<int32_t>& history) {
     cands_.resize(static_cast<size_t>(n_vocab));
     for (int64_t i = 0; i < n_vocab; ++i) cands_[i] = {static_cast<int32_t>(i), logits[i], 0.0f};
+    for (int32_t b : p_.banned)
+        if (b >= 0 && b < n_vocab) cands_[static_cast<size_t>(b)].logit = -INFINITY;
 
     if (p_.repeat_penalty != 1.0f && p_.repeat_last_n != 0) {
         const size_t n = p_.repeat_last_n < 0 ? history.size() : std::min(history.size(), static_cast<size_t>(p_.repeat_last_n));

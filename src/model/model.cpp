@@ -31,6 +31,17 @@ const Tensor& Model::get(const std::string& name) const {
     return *t;
 }
 
+Model Model::shell() const {
+    Model m;
+    m.config = config;
+    m.vocab = vocab;
+    m.meta = meta;
+    m.path = path;
+    m.format = format;
+    m.storage = storage;
+    return m;
+}
+
 Tensor Model::own(const std::string& name, DType dtype, std::vector<int64_t> shape, std::vector<uint8_t>&& bytes) {
     auto buf = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
     owned_bytes += buf->size();

@@ -29,14 +29,8 @@ Model prune_layers(const Model& m, const std::vector<int64_t>& keep) {
         if (std::find(seen.begin(), seen.end(), l) != seen.end()) throw_bad_input("--keep-layers: layer %lld given twice", static_cast<long long>(l));
         seen.push_back(l);
     }
-    Model p;
-    p.config = m.config;
+    Model p = m.shell();
     p.config.n_layer = static_cast<int64_t>(keep.size());
-    p.vocab = m.vocab;
-    p.meta = m.meta;
-    p.path = m.path;
-    p.format = m.format;
-    p.storage = m.storage;
     for (const Tensor& t : m.tensors) {
         if (t.name.rfind("blk.", 0) != 0) {
             p.add(t);

@@ -50,6 +50,18 @@ double logsumexp(const float* x, int64_t n, double inv_tau) {
     for (int64_t i = 0; i < n; ++i) s += std::exp(x[i] * inv_tau - mx);
     return mx + std::log(s);
 }
+
+// log Σ exp(x_j / tau) over the j outside the set (in[j] == 0): the mass of "the rest" of a top-k partition, summed
+// over its own tokens (not 1 − Σ top-k, which cancels to nothing when the top k hold almost all)
+double rest_logsumexp(const float* x, int64_t n, double inv_tau, const std::vector<char>& in) {
+    double mx = kNegInf;
+    for (int64_t j = 0; j < n; ++j)
+        if (!in[static_cast<size_t>(j)]) mx = std::max(mx, x[j] * inv_tau);
+    double s = 0;
+    for (int64_t j = 0; j < n; ++j)
+        if (!in[static_cast<size_t>(j)]) s += std::exp(x[j] * inv_tau - mx);
+    return mx + std::log(s);
+}
 }  // namespace
 
 void teacher_topk(const float* z, int64_t V, float tau, int k, int32_t* ids, float* logp, float* log_rest) {
@@ -64,14 +76,7 @@ void teacher_topk(const float* z, int64_t V, float tau, int k, int32_t* ids, flo
         logp[i] = static_cast<float>(z[ids[i]] * inv - lse);
         in[static_cast<size_t>(ids[i])] = 1;
     }
-    // the rest, summed over its own tokens (not 1 − Σ top-k, which cancels to nothing when the top k hold almost all)
-    double mx = kNegInf;
-    for (int64_t j = 0; j < V; ++j)
-        if (!in[static_cast<size_t>(j)]) mx = std::max(mx, z[j] * inv);
-    double s = 0;
-    for (int64_t j = 0; j < V; ++j)
-        if (!in[static_cast<size_t>(j)]) s += std::exp(z[j] * inv - mx);
-    *log_rest = k == V ? -std::numeric_limits<float>::infinity() : static_cast<float>(mx + std::log(s) - lse);
+    *log_rest = k == V ? -std::numeric_limits<float>::infinity() : static_cast<float>(rest_logsumexp(z, V, inv, in) - lse);
 }
 
 double divergence_row(const float* z_s, int64_t V, const int32_t* ids, const float* logp, int64_t k, float log_rest, const DistillLossConfig& c,
@@ -93,13 +98,7 @@ double divergence_row(const float* z_s, int64_t V, const int32_t* ids, const flo
     }
     const int64_t nb = has_rest ? k + 1 : k;
     if (has_rest) {
-        double mx = kNegInf;
-        for (int64_t j = 0; j < V; ++j)
-            if (!in[static_cast<size_t>(j)]) mx = std::max(mx, z_s[j] * inv);
-        double s = 0;
-        for (int64_t j = 0; j < V; ++j)
-            if (!in[static_cast<size_t>(j)]) s += std::exp(z_s[j] * inv - mx);
-        lq[static_cast<size_t>(k)] = mx + std::log(s) - lse;
+        lq[static_cast<size_t>(k)] = rest_logsumexp(z_s, V, inv, in) - lse;
         lp[static_cast<size_t>(k)] = log_rest;
     }
     double D = 0, G = 0;

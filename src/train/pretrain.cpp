@@ -262,14 +262,8 @@ PretrainResult pretrain(const PretrainOptions& o) {
 // what the uninterrupted one did (the dot products over head dimensions keep their order).
 Model to_training_layout(Model init, const ModelConfig& start) {
     if (!(start.uses_rope() && start.rope_style != init.config.rope_style)) return init;
-    Model h;
-    h.config = init.config;
+    Model h = init.shell();
     h.config.rope_style = start.rope_style;
-    h.vocab = init.vocab;
-    h.meta = init.meta;
-    h.path = init.path;
-    h.format = init.format;
-    h.storage = init.storage;
     for (const Tensor& t : init.tensors) {
         const bool q = t.name.find(".attn_q.weight") != std::string::npos, k = t.name.find(".attn_k.weight") != std::string::npos;
         if (q || k) h.add(h.own(t.name, t.dtype, t.shape, formats::permute_rope_rows(t, q ? start.n_head : start.n_head_kv, start.rope_style == RopeStyle::Half)));
