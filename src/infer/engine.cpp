@@ -489,11 +489,13 @@ void Engine::propose(Seq& s, int64_t spare) {
         std::vector<float> qi;
         s.draft_sampler->distribution(dl->data(), V, h, qi);
         const int32_t x = greedy ? static_cast<int32_t>(std::max_element(qi.begin(), qi.end()) - qi.begin()) : s.draft_sampler->draw(qi.data(), V);
-        const float* z = dl->data();
-        const float mx = *std::max_element(z, z + V);
-        double sum = 0;
-        for (int64_t k = 0; k < V; ++k) sum += std::exp(static_cast<double>(z[k] - mx));
-        if (std::exp(static_cast<double>(z[x] - mx)) / sum < opt_.spec.draft_min_p) break;  // the draft is unsure: stop here
+        if (opt_.spec.draft_min_p > 0) {  // the draft is unsure: stop here
+            const float* z = dl->data();
+            const float mx = *std::max_element(z, z + V);
+            double sum = 0;
+            for (int64_t k = 0; k < V; ++k) sum += std::exp(static_cast<double>(z[k] - mx));
+            if (std::exp(static_cast<double>(z[x] - mx)) / sum < opt_.spec.draft_min_p) break;
+        }
         s.xs.push_back(x);
         s.q.push_back(std::move(qi));
         h.push_back(x);

@@ -103,7 +103,7 @@ void speculative_round(Transformer& tf, Transformer& draft, const std::vector<in
             std::vector<float> qi;
             draft_sampler.distribution(dl->data(), V, h, qi);
             const int32_t x = greedy ? static_cast<int32_t>(std::max_element(qi.begin(), qi.end()) - qi.begin()) : draft_sampler.draw(qi.data(), V);
-            if (softmax_prob(dl->data(), V, x) < spec.draft_min_p) break;  // the draft is unsure: stop here
+            if (spec.draft_min_p > 0 && softmax_prob(dl->data(), V, x) < spec.draft_min_p) break;  // the draft is unsure: stop here
             xs.push_back(x);
             q.push_back(std::move(qi));
             h.push_back(x);
