@@ -10,8 +10,17 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const requireNpm = createRequire(path.join(here, '..', 'npm', 'package.json'));
 export const BIN = process.env.LLMFORGE_BIN || path.join(here, '..', '..', 'build', 'llmforge');
 
+// A fresh directory under the system's temporary one, removed when the test process exits (LLMFORGE_KEEP_TMP=1 keeps
+// it, to look at after a failure).
+const made = [];
+process.on('exit', () => {
+  if (process.env.LLMFORGE_KEEP_TMP) return;
+  for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+});
 export function tmpdir(name) {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `llmforge-${name}-`));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), `llmforge-${name}-`));
+  made.push(d);
+  return d;
 }
 
 // A small random LLaMA-shaped model (byte-fallback vocabulary), made with `llmforge init`.
