@@ -5,6 +5,8 @@ extension, raise_exception() raising a TemplateError, and tojson as json.dumps(e
 template in golden/chat-templates renders several conversations — multi-turn with a system prompt, without one, with
 tool definitions, tool calls and tool results, with quotes and non-ASCII text — with and without the generation
 prompt; `llmforge chat-template render` must give the same text, or fail where Jinja fails with the same error class."""
+import atexit
+import shutil
 import argparse
 import json
 import os
@@ -66,6 +68,7 @@ conversations = {
 # llmforge's own ChatML template (with tools: listed in a system turn, Hermes-style calls, <tool_response> results),
 # rendered by Jinja2 from the source `chat-template show` prints
 own_dir = tempfile.mkdtemp(prefix="llmforge-chatml-")
+atexit.register(shutil.rmtree, own_dir, ignore_errors=True)
 own = os.path.join(own_dir, "llmforge-chatml.jinja")
 with open(own, "w", encoding="utf-8") as f:
     f.write(subprocess.run([args.bin, "chat-template", "show", "--template", "chatml"], capture_output=True, text=True, check=True).stdout)
