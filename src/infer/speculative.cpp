@@ -96,9 +96,9 @@ void speculative_round(Transformer& tf, Transformer& draft, const std::vector<in
     const int64_t n_max = std::min<int64_t>({spec.draft_max, room - 1, max_new - 1});
     std::vector<int32_t> xs;
     std::vector<std::vector<float>> p, q;
+    std::vector<int32_t> h = history;  // history and the proposals so far (one copy for the whole round)
     if (n_max > 0) {
         const std::vector<float>* dl = &draft.eval(history.data() + draft.n_past(), H - draft.n_past());
-        std::vector<int32_t> h = history;
         for (int64_t i = 0; i < n_max; ++i) {
             std::vector<float> qi;
             draft_sampler.distribution(dl->data(), V, h, qi);
@@ -116,10 +116,10 @@ void speculative_round(Transformer& tf, Transformer& draft, const std::vector<in
     verify.insert(verify.end(), xs.begin(), xs.end());
     const std::vector<float>& lg = tf.eval(verify, true);
     p.resize(static_cast<size_t>(n + 1));
-    std::vector<int32_t> h = history;
-    for (int64_t i = 0; i <= n; ++i) {
+    for (int64_t i = 0; i <= n; ++i) {  // row i: after history and x_{<i}
+        h.resize(static_cast<size_t>(H + i));
         sampler.distribution(lg.data() + i * V, V, h, p[static_cast<size_t>(i)]);
-        if (i < n) h.push_back(xs[static_cast<size_t>(i)]);
+        h.push_back(i < n ? xs[static_cast<size_t>(i)] : 0);
     }
     // 3. keep a prefix, draw the token after it, cut both caches back to what was kept
     int32_t next = -1;
@@ -129,10 +129,9 @@ void speculative_round(Transformer& tf, Transformer& draft, const std::vector<in
     stats.accepted += a;
     out.assign(xs.begin(), xs.begin() + a);
     out.push_back(next);
-    std::vector<int32_t> kept(history);
-    kept.insert(kept.end(), xs.begin(), xs.begin() + a);
-    cut(tf, kept, base + 1 + a);
-    if (draft.n_past() > H + a) cut(draft, kept, H + a);
+    h.resize(static_cast<size_t>(H + a));  // what the caches keep: history and the kept proposals
+    cut(tf, h, base + 1 + a);
+    if (draft.n_past() > H + a) cut(draft, h, H + a);
 }
 
 GenerateResult generate_speculative(Transformer& tf, Transformer& draft, const Vocab& vocab, const std::string& prompt, const GenerateParams& params,
