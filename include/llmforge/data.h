@@ -109,9 +109,15 @@ public:
     void seek(Position p) override;
     uint64_t windows() const override { return n_windows_; }
     uint64_t tokens() const override { return total_; }
+    // The windows of the last batch, one per row: window w is tokens [w·T, w·T + T] of the split.
+    const std::vector<uint64_t>& last_windows() const { return last_windows_; }
+    // Batches from these windows only (each below windows(); at least B of them), shuffled as before (a teacher
+    // cache's subset); windows() becomes their number.
+    void restrict_to(std::vector<uint64_t> windows);
 
 private:
     void shuffle_epoch();
+    std::vector<uint64_t> last_windows_, subset_;
     std::vector<TokenShard> shards_;
     std::vector<uint64_t> shard_start_;  // global token offset of each shard
     uint64_t total_ = 0, n_windows_ = 0;

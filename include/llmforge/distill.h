@@ -17,6 +17,7 @@
 // full divergence.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,71 @@ DistillLoss distill_batch(const float* student_logits, const int32_t* targets, i
                           const int32_t* ids, const float* logp, const float* log_rest, int64_t k, const DistillLossConfig& c, float scale,
                           float* dz, ThreadPool* pool = nullptr);
 
+// ---- the teacher's top-k cache (llmforge distill-cache): the teacher runs once over every training window of the data
+// (window w: tokens [w·T, w·T + T] of the train split, as DataLoader cuts them), or over a subset of them spread
+// evenly, and each position's top k log-probabilities at temperature τ and the log of the remaining mass are kept, so
+// that many student runs reuse them without running the teacher (a student then trains on the windows held). The
+// file: the magic "LFKDTOPK", a u32 version (1), a u32 length and a JSON header (teacher and data hashes, T, k, τ, V,
+// the windows held and in the split, the record layout); from the next 64-byte boundary the held windows' ids (u64,
+// ascending); from the next, one record per position in window order: k ids (u16 when V ≤ 65536, else u32), k log-
+// probabilities (f16 or f32), log_rest (f32), padded to 4 bytes. Written atomically.
+struct TeacherCacheOptions {
+    std::string teacher_path, data_dir, out;
+    int64_t seq_len = 256;
+    int64_t top_k = 32;
+    int64_t batch_size = 8;  // windows per teacher pass
+    int64_t max_windows = 0; // 0: every window of the split; else this many, spread evenly over it (students train on them)
+    float temperature = 1.0f;
+    DType precision = DType::F16;  // of the log-probabilities: F16 or F32
+    int n_threads = 0;
+    bool progress = true;
+};
+
+struct TeacherCacheReport {
+    uint64_t windows = 0, positions = 0, bytes = 0;
+    double seconds = 0;
+    std::string teacher_hash, data_hash;
+};
+
+TeacherCacheReport build_teacher_cache(const TeacherCacheOptions& o);
+
+// The hash of a prepared data directory's split: its tokenizer.json and the split's shards, names and bytes.
+std::string data_split_hash(const std::string& data_dir, const std::string& split);
+
+class MappedFile;
+
+class TeacherCache {
+public:
+    explicit TeacherCache(const std::string& path);  // bad-input Error: not a cache, another version, truncated
+    // Bad-input Errors naming what differs: the teacher file (by hash), the data (by hash), the sequence length,
+    // the temperature, the vocabulary.
+    void check(const std::string& teacher_path, int64_t n_vocab, const std::string& data_dir, int64_t seq_len, float temperature) const;
+    // Position t of window w: k ids, k log-probabilities and the log of the remaining mass, renormalised so that the
+    // k + 1 masses sum to 1 (f16 rounding leaves them a little off).
+    void read(uint64_t w, int64_t t, int32_t* ids, float* logp, float* log_rest) const;
+    int64_t k() const { return k_; }
+    int64_t seq_len() const { return T_; }
+    int64_t n_vocab() const { return V_; }
+    uint64_t windows() const { return windows_; }              // windows held
+    uint64_t split_windows() const { return split_windows_; }  // windows in the split it was made from
+    const std::vector<uint64_t>& window_ids() const { return ids_; }  // the windows held, ascending
+    float temperature() const { return tau_; }
+    const std::string& path() const { return path_; }
+    const std::string& teacher_hash() const { return teacher_hash_; }
+    const std::string& data_hash() const { return data_hash_; }
+
+private:
+    std::string path_, teacher_hash_, data_hash_;
+    std::shared_ptr<MappedFile> map_;
+    const uint8_t* records_ = nullptr;
+    int64_t k_ = 0, T_ = 0, V_ = 0;
+    uint64_t windows_ = 0, split_windows_ = 0;
+    std::vector<uint64_t> ids_;
+    float tau_ = 1.0f;
+    int id_bytes_ = 2, lp_bytes_ = 2;
+    size_t record_ = 0;
+};
+
 // ---- llmforge distill: a student trained on prepared shards against a teacher's distributions, on the shared
 // training loop (progress, validation, checkpoints, exact resume, MPI, the compute account)
 struct DistillOptions {
@@ -71,6 +137,8 @@ struct DistillOptions {
     std::string student_path;          // start from this model instead of a fresh one
     std::vector<int64_t> keep_layers;  // non-empty: the student is the teacher with only these blocks, in this order
     DistillLossConfig loss;
+    std::string teacher_cache;         // non-empty: the teacher's top-k from this cache (distill-cache) in training;
+                                       // the teacher itself still runs for validation
 };
 
 struct DistillReport {

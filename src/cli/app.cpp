@@ -39,6 +39,7 @@ void build_app(CLI::App& app) {
     add_train_steps(app);
     add_align_loss(app);
     add_distill_loss(app);
+    add_distill_cache(app);
     add_reward(app);
     add_dpo(app);
     add_rlhf(app);

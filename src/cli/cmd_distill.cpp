@@ -1,3 +1,5 @@
+// llmforge distill-cache --teacher T --data DIR -o FILE [--seq-len T --top-k K --temp τ --dtype f16|f32]
+//   the teacher's top-k next-token distributions over every training window, once, for `distill --teacher-cache`
 // llmforge distill-loss -m STUDENT --teacher TEACHER --spec SPEC.json [--grads-out DIR] [-t N]
 // One forward and backward pass of a distillation loss on fixed data (include/llmforge/distill.h), printing the loss,
 // its parts and the teacher's top-k as JSON and writing the student's gradients: the losses in isolation, for checking
@@ -77,6 +79,43 @@ void add_distill_loss(CLI::App& app) {
         out["positions"] = r.positions;
         if (!o->grads_out.empty()) save_model(tm.to_model(true), o->grads_out);
         std::printf("%s\n", out.dump().c_str());
+    });
+}
+
+void add_distill_cache(CLI::App& app) {
+    auto* cmd = app.add_subcommand("distill-cache",
+                                   "Run a teacher once over prepared shards and keep each position's top-k next-token log-probabilities and the remaining "
+                                   "mass, for many `distill --teacher-cache` runs");
+    auto o = std::make_shared<TeacherCacheOptions>();
+    auto dtype = std::make_shared<std::string>("f16");
+    auto json = std::make_shared<bool>(false);
+    cmd->add_option("--teacher", o->teacher_path, "the teacher (GGUF, safetensors, …; may be quantised)")->required();
+    cmd->add_option("--data", o->data_dir, "directory written by llmforge prepare, with the teacher's tokenizer (its train split is cached)")->required();
+    cmd->add_option("-o,--output", o->out, "the cache file (written atomically)")->required();
+    cmd->add_option("--seq-len", o->seq_len, "tokens per window: the --seq-len the students will train with")->capture_default_str()->check(at_least(1));
+    cmd->add_option("--top-k", o->top_k, "tokens kept per position (the rest as one remaining mass)")->capture_default_str()->check(at_least(1));
+    cmd->add_option("--temp", o->temperature, "the temperature τ of the kept distributions: the students' --temp")->capture_default_str()->check(above(0));
+    cmd->add_option("--dtype", *dtype, "storage of the log-probabilities: f16 (half the size, ~4e-4 relative) or f32 (exact)")
+        ->capture_default_str()->check(CLI::IsMember({"f16", "f32"}));
+    cmd->add_option("--max-windows", o->max_windows, "cache this many windows, spread evenly over the split (students train on them; 0: all)")
+        ->capture_default_str()->check(at_least(0));
+    cmd->add_option("-b,--batch-size", o->batch_size, "windows per teacher pass")->capture_default_str()->check(at_least(1));
+    add_threads_option(cmd, o->n_threads, "threads (0: all cores)", 0)->default_str("0: all cores");
+    cmd->add_flag("--json", *json, "print the report as JSON");
+    cmd->add_flag("-q,--quiet", [o](int64_t) { o->progress = false; }, "no progress lines");
+    cmd->callback([o, dtype, json] {
+        o->precision = dtype_from_name(*dtype);
+        const TeacherCacheReport r = build_teacher_cache(*o);
+        if (*json) {
+            std::printf("%s\n", nlohmann::json({{"file", o->out}, {"windows", r.windows}, {"positions", r.positions}, {"bytes", r.bytes},
+                                                 {"seconds", r.seconds}, {"teacher_hash", r.teacher_hash}, {"data_hash", r.data_hash}})
+                                    .dump()
+                                    .c_str());
+        } else {
+            std::printf("%s: the top %lld of %llu positions (%llu windows of %lld), %.1f MB, in %.1f s\n", o->out.c_str(), static_cast<long long>(o->top_k),
+                        static_cast<unsigned long long>(r.positions), static_cast<unsigned long long>(r.windows), static_cast<long long>(o->seq_len),
+                        static_cast<double>(r.bytes) / 1e6, r.seconds);
+        }
     });
 }
 

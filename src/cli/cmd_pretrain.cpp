@@ -149,6 +149,8 @@ void add_distill(CLI::App& app) {
     cmd->add_option("--student", d->student_path, "start the student from this model (the teacher's vocabulary)")->default_str("none: a fresh one from --preset/--config");
     cmd->add_option("--keep-layers", d->keep_layers, "the student is the teacher with only these blocks, e.g. 0,3,7 (a layer-pruned copy)")
         ->delimiter(',')->default_str("none");
+    cmd->add_option("--teacher-cache", d->teacher_cache, "train on the teacher's top-k from this file (llmforge distill-cache) instead of running it "
+                                                          "on every batch; the teacher still runs for validation")->default_str("none: the teacher runs");
     add_shape_options(cmd, x, "a fresh student's");
     cmd->add_option("--data", o->data_dir, "directory written by llmforge prepare, with the teacher's tokenizer")->required();
     cmd->add_option("--loss", *loss, "forward-kl (KL(teacher ‖ student)), reverse-kl (KL(student ‖ teacher)) or jsd (generalised JSD(β))")

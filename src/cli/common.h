@@ -34,6 +34,7 @@ void add_tokenizer(CLI::App& app);
 void add_train_steps(CLI::App& app);
 void add_align_loss(CLI::App& app);
 void add_distill_loss(CLI::App& app);
+void add_distill_cache(CLI::App& app);
 void add_reward(CLI::App& app);
 void add_dpo(CLI::App& app);
 void add_rlhf(CLI::App& app);

@@ -27,12 +27,6 @@ namespace fs = std::filesystem;
 namespace {
 constexpr size_t kM = 16, kEfConstruction = 200;  // the graph's degree and build breadth (bench/bench_ann.sh: recall@10 0.99 at ef 32)
 
-std::string file_hash(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return content_hash(ss.str());
-}
 }  // namespace
 
 void update_dense(const SqliteDb& db, const std::string& dir, const IndexOptions& o, IndexStats& stats) {
@@ -140,7 +134,7 @@ void update_dense(const SqliteDb& db, const std::string& dir, const IndexOptions
     const std::string old = meta.count("dense_file") ? meta["dense_file"] : "";
     db.exec("BEGIN IMMEDIATE");
     set_meta(db, "dense_file", name);
-    set_meta(db, "dense_hash", file_hash(file.string()));
+    set_meta(db, "dense_hash", file_content_hash(file.string()));
     set_meta(db, "dense_count", std::to_string(n));
     set_meta(db, "dense_stamp", std::to_string(stamp));
     db.exec("COMMIT");
@@ -174,7 +168,7 @@ std::vector<std::pair<int64_t, double>> DenseSearch::search(const std::vector<fl
         g->dim = std::stoll(meta["embed_dim"]);
         const std::string file = (fs::path(dir_) / meta["dense_file"]).string();
         std::error_code ec;
-        if (!fs::is_regular_file(file, ec) || file_hash(file) != meta["dense_hash"])
+        if (!fs::is_regular_file(file, ec) || file_content_hash(file) != meta["dense_hash"])
             throw_bad_input("'%s': the graph file '%s' is missing or not the one the index wrote: run `llmforge rag index` again", dir_.c_str(),
                             meta["dense_file"].c_str());
         g->space = std::make_unique<hnswlib::InnerProductSpace>(static_cast<size_t>(g->dim));

@@ -17,6 +17,7 @@
 #include <map>
 #include <set>
 
+#include "core/hash.h"
 #include "core/progress.h"
 #include "core/sqlite_db.h"
 #include "llmforge/embedder.h"
@@ -30,31 +31,6 @@
 namespace llmforge::rag {
 
 namespace fs = std::filesystem;
-
-// (rag_internal.h)
-// A 64-bit content hash (8 bytes at a time, multiply–xorshift mixing), for noticing changed files.
-std::string content_hash(const std::string& data) {
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ data.size();
-    auto mix = [](uint64_t x) {
-        x ^= x >> 33;
-        x *= 0xFF51AFD7ED558CCDull;
-        x ^= x >> 33;
-        x *= 0xC4CEB9FE1A85EC53ull;
-        return x ^ (x >> 33);
-    };
-    size_t i = 0;
-    for (; i + 8 <= data.size(); i += 8) {
-        uint64_t w;
-        std::memcpy(&w, data.data() + i, 8);
-        h = mix(h ^ w) + 0x632BE59BD9B4E019ull;
-    }
-    uint64_t tail = 0;
-    std::memcpy(&tail, data.data() + i, data.size() - i);
-    h = mix(h ^ tail ^ (static_cast<uint64_t>(data.size() - i) << 56));
-    char buf[17];
-    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-    return buf;
-}
 
 std::map<std::string, std::string> read_meta(const SqliteDb& db) {
     std::map<std::string, std::string> m;

@@ -7,12 +7,13 @@
 #include <string>
 #include <vector>
 
+#include "core/hash.h"
 #include "core/sqlite_db.h"
 #include "llmforge/rag.h"
 
 namespace llmforge::rag {
 
-std::string content_hash(const std::string& data);  // 16 hex digits
+using llmforge::content_hash;  // core/hash.h
 std::map<std::string, std::string> read_meta(const SqliteDb& db);
 void set_meta(const SqliteDb& db, const std::string& k, const std::string& v);
 int64_t count_rows(const SqliteDb& db, const char* table);

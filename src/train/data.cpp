@@ -400,9 +400,19 @@ DataLoader::DataLoader(const std::string& dir, const std::string& split, int64_t
     shuffle_epoch();
 }
 
+void DataLoader::restrict_to(std::vector<uint64_t> windows) {
+    for (uint64_t w : windows)
+        if (w >= n_windows_) throw_bad_input("window %llu of a split of %llu windows", static_cast<unsigned long long>(w), static_cast<unsigned long long>(n_windows_));
+    if (windows.size() < static_cast<size_t>(B_)) throw_bad_input("%zu windows: too few for a batch of %lld", windows.size(), static_cast<long long>(B_));
+    subset_ = std::move(windows);
+    n_windows_ = subset_.size();
+    shuffle_epoch();
+}
+
 void DataLoader::shuffle_epoch() {
     order_.resize(n_windows_);
-    std::iota(order_.begin(), order_.end(), 0);
+    if (subset_.empty()) std::iota(order_.begin(), order_.end(), 0);
+    else order_ = subset_;
     if (shuffle_) {
         std::mt19937_64 rng(seed_ * 0x9e3779b97f4a7c15ull + pos_.epoch);
         for (uint64_t i = n_windows_ - 1; i > 0; --i) std::swap(order_[i], order_[rng() % (i + 1)]);
@@ -417,12 +427,14 @@ int32_t DataLoader::token_at(uint64_t g) const {
 void DataLoader::next_batch(std::vector<int32_t>& inputs, std::vector<int32_t>& targets) {
     inputs.resize(static_cast<size_t>(B_ * T_));
     targets.resize(static_cast<size_t>(B_ * T_));
+    last_windows_.resize(static_cast<size_t>(B_));
     for (int64_t b = 0; b < B_; ++b) {
         if (pos_.index >= n_windows_) {
             ++pos_.epoch;
             pos_.index = 0;
             shuffle_epoch();
         }
+        last_windows_[static_cast<size_t>(b)] = order_[pos_.index];
         const uint64_t start = order_[pos_.index++] * static_cast<uint64_t>(T_);
         for (int64_t t = 0; t < T_; ++t) {
             inputs[static_cast<size_t>(b * T_ + t)] = token_at(start + static_cast<uint64_t>(t));

@@ -53,8 +53,10 @@ namespace {
 // The teacher, forward only, beside the student: its logits on the student's rows, the loss between them.
 class DistillObjective : public Objective {
 public:
-    DistillObjective(std::shared_ptr<Model> teacher, const DistillLossConfig& c, int threads)
-        : teacher_model_(std::move(teacher)), c_(c), pool_(threads > 0 ? threads : ThreadPool::default_threads()) {}
+    DistillObjective(std::shared_ptr<Model> teacher, const DistillLossConfig& c, int threads, std::shared_ptr<TeacherCache> cache = nullptr,
+                     const DataLoader* train = nullptr)
+        : teacher_model_(std::move(teacher)), c_(c), pool_(threads > 0 ? threads : ThreadPool::default_threads()), cache_(std::move(cache)),
+          train_(train) {}
 
     void attach(TrainableModel& tm, const Model*, bool) override {
         tm.set_keep_logits(true);
@@ -66,11 +68,26 @@ public:
                  nlohmann::json& stats) override {
         const int32_t* x = in.data() + row0 * T;
         const int32_t* y = tg.data() + row0 * T;
-        teacher_->forward(x, y, B, T);
-        tm.forward(x, y, B, T);
         const int64_t N = B * T, V = tm.config().n_vocab;
         dz_.resize(static_cast<size_t>(N * V));
-        const DistillLoss r = distill_batch(tm.logits(), y, N, V, teacher_->logits(), nullptr, nullptr, nullptr, 0, c_, scale, dz_.data(), &pool_);
+        DistillLoss r;
+        if (cache_) {  // the teacher's top-k of these rows' windows, from the cache
+            const int64_t k = cache_->k();
+            ids_.resize(static_cast<size_t>(N * k));
+            lp_.resize(static_cast<size_t>(N * k));
+            rest_.resize(static_cast<size_t>(N));
+            const std::vector<uint64_t>& win = train_->last_windows();
+            pool_.parallel_for(N, [&](int64_t b, int64_t e) {
+                for (int64_t p = b; p < e; ++p)
+                    cache_->read(win[static_cast<size_t>(row0 + p / T)], p % T, ids_.data() + p * k, lp_.data() + p * k, rest_.data() + p);
+            });
+            tm.forward(x, y, B, T);
+            r = distill_batch(tm.logits(), y, N, V, nullptr, ids_.data(), lp_.data(), rest_.data(), k, c_, scale, dz_.data(), &pool_);
+        } else {
+            teacher_->forward(x, y, B, T);
+            tm.forward(x, y, B, T);
+            r = distill_batch(tm.logits(), y, N, V, teacher_->logits(), nullptr, nullptr, nullptr, 0, c_, scale, dz_.data(), &pool_);
+        }
         tm.backward_logits(dz_.data());
         add(stats, "divergence", r.divergence);
         add(stats, "ce", r.ce);
@@ -100,7 +117,8 @@ public:
                 {"val_teacher_loss", n ? teacher_ce / static_cast<double>(n) : NAN}};
     }
 
-    double extra_flops_per_token(int64_t T) const override { return compute::token_flops(teacher_model_->config, T).forward(); }
+    // the teacher's forward pass; none with a cache (its FLOPs were spent once, when it was made)
+    double extra_flops_per_token(int64_t T) const override { return cache_ ? 0.0 : compute::token_flops(teacher_model_->config, T).forward(); }
 
 private:
     static void add(nlohmann::json& stats, const char* key, double v) { stats[key] = stats.value(key, 0.0) + v; }
@@ -108,7 +126,10 @@ private:
     DistillLossConfig c_;
     ThreadPool pool_;
     std::unique_ptr<TrainableModel> teacher_;
-    std::vector<float> dz_;
+    std::shared_ptr<TeacherCache> cache_;
+    const DataLoader* train_;
+    std::vector<float> dz_, lp_, rest_;
+    std::vector<int32_t> ids_;
 };
 
 }  // namespace
@@ -164,11 +185,24 @@ DistillReport distill(const DistillOptions& o) {
     }
     if (s.cfg.encoder) throw_bad_input("the student must be a language model, not an encoder");
     if (s.cfg.n_ctx < t.seq_len) s.cfg.n_ctx = t.seq_len;
-    s.train = std::make_unique<DataLoader>(t.data_dir, "train", t.batch_size, t.seq_len, t.seed, true);
+    std::shared_ptr<TeacherCache> cache;
+    if (!o.teacher_cache.empty()) {
+        cache = std::make_shared<TeacherCache>(o.teacher_cache);
+        cache->check(o.teacher_path, V, t.data_dir, t.seq_len, o.loss.temperature);
+    }
+    auto train = std::make_unique<DataLoader>(t.data_dir, "train", t.batch_size, t.seq_len, t.seed, true);
+    const DataLoader* train_view = train.get();
+    if (cache) {
+        if (train->windows() != cache->split_windows())
+            throw_bad_input("the teacher cache '%s' was made from %llu windows, the data has %llu: it was made for other data", o.teacher_cache.c_str(),
+                            static_cast<unsigned long long>(cache->split_windows()), static_cast<unsigned long long>(train->windows()));
+        train->restrict_to(cache->window_ids());  // the student trains on the windows the cache holds
+    }
+    s.train = std::move(train);
     s.val = std::make_unique<DataLoader>(t.data_dir, "val", 1, t.seq_len, t.seed, false);
     s.sample_text = [](const Vocab&, const std::string& prompt) { return "<|endoftext|>" + prompt; };
     s.validate_at_start = true;
-    auto objective = std::make_shared<DistillObjective>(teacher, o.loss, t.n_threads);
+    auto objective = std::make_shared<DistillObjective>(teacher, o.loss, t.n_threads, cache, train_view);
     s.objective = objective;
     DistillReport rep;
     rep.teacher_params = teacher->config.n_params();
@@ -178,6 +212,8 @@ DistillReport distill(const DistillOptions& o) {
     if (o.loss.divergence == Divergence::JSD) s.hparams_extra["beta"] = o.loss.beta;
     if (!o.keep_layers.empty()) s.hparams_extra["keep_layers"] = o.keep_layers;
     if (!o.student_path.empty()) s.hparams_extra["student"] = o.student_path;
+    if (cache) s.hparams_extra["teacher_cache"] = {{"path", o.teacher_cache}, {"top_k", cache->k()}, {"teacher_hash", cache->teacher_hash()},
+                                                   {"data_hash", cache->data_hash()}};
     s.on_validation = [&rep](const nlohmann::json& v, bool last) {
         if (v.contains("val_teacher_loss")) rep.teacher_val_loss = v.at("val_teacher_loss").get<double>();
         if (last && v.contains("val_kl")) rep.last_val_kl = v.at("val_kl").get<double>();

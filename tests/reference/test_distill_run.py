@@ -8,11 +8,15 @@ Run: /usr/bin/python3 tests/reference/test_distill_run.py --bin build/llmforge
 """
 import argparse
 import json
+import math
 import os
 import signal
+import struct
 import subprocess
 import tempfile
 import time
+
+import numpy as np
 
 RESULTS = {"passed": 0, "failed": 0}
 
@@ -105,6 +109,111 @@ def main():
         check("distill from a Q8_0 teacher: it trains, the teacher's validation loss within 1 % of the f32 teacher's",
               bool(mq) and abs(mq[40]["val_teacher_loss"] - want[40]["val_teacher_loss"]) <= 0.01 * want[40]["val_teacher_loss"],
               rq.stderr[-300:] if rq.returncode else f"{mq[40]['val_teacher_loss']:.4f} vs {want[40]['val_teacher_loss']:.4f}")
+
+        # ---- the teacher's top-k cache (distill-cache, distill --teacher-cache)
+        def read_cache(path):
+            b = open(path, "rb").read()
+            ver, n = struct.unpack_from("<II", b, 8)
+            meta = json.loads(b[16:16 + n])
+            ids_at = (16 + n + 63) // 64 * 64
+            W, k, T = meta["windows"], meta["top_k"], meta["seq_len"]
+            wins = np.frombuffer(b, np.uint64, W, ids_at)
+            off = (ids_at + 8 * W + 63) // 64 * 64
+            it, ft = ("<u2" if meta["id_bytes"] == 2 else "<u4"), ("<f2" if meta["logp"] == "f16" else "<f4")
+            rec = np.dtype({"names": ["ids", "lp", "rest"], "formats": [(it, k), (ft, k), "<f4"],
+                            "offsets": [0, k * meta["id_bytes"], k * (meta["id_bytes"] + np.dtype(ft).itemsize)], "itemsize": meta["record_bytes"]})
+            r = np.frombuffer(b, rec, W * T, off).reshape(W, T)
+            return b[:8], ver, meta, wins, r
+
+        def shard_tokens(d):
+            b = open(os.path.join(d, "train_000.bin"), "rb").read()
+            width, n = struct.unpack_from("<I", b, 8)[0], struct.unpack_from("<Q", b, 16)[0]
+            return np.frombuffer(b, "<u2" if width == 2 else "<u4", n, 24).astype(np.int64)
+
+        k32 = os.path.join(tmp, "k32.cache")
+        r = subprocess.run([bin_, "distill-cache", "--teacher", tmodel, "--data", data, "--seq-len", "64", "--top-k", "32", "--max-windows", "300",
+                            "-o", k32, "-t", "2", "-q", "--json"], capture_output=True, text=True)
+        rep = json.loads(r.stdout) if r.returncode == 0 else {}
+        if rep:
+            magic, ver, meta, wins, rc = read_cache(k32)
+            toks = shard_tokens(data)
+            n_win = (len(toks) - 1) // 64
+            check("distill-cache: the header names the teacher's and the data's hashes, 300 windows spread evenly over the split",
+                  magic == b"LFKDTOPK" and ver == 1 and meta["teacher_hash"] == rep["teacher_hash"] and meta["split_windows"] == n_win
+                  and list(wins) == [i * n_win // 300 for i in range(300)] and os.path.getsize(k32) == rep["bytes"], json.dumps(meta)[:200])
+            worst_lp, worst_rest, same, mass = 0.0, 0.0, 0, 0.0
+            for j in (0, 1, 150, 299):  # the teacher's logits on those windows, from `llmforge logits`, top-32 by numpy
+                w = int(wins[j])
+                out = subprocess.run([bin_, "logits", "-m", tmodel, "--tokens", ",".join(map(str, toks[w * 64:w * 64 + 64])), "--cache-type", "f32",
+                                      "-t", "2"], capture_output=True, text=True, check=True).stdout
+                z = np.array([[float(x) for x in l.split()[1:]] for l in out.splitlines() if l.strip()], dtype=np.float64)
+                lp = z - np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)) - z.max(-1, keepdims=True)
+                for t in range(64):
+                    ref = np.argsort(-lp[t], kind="stable")[:32]
+                    got = rc[j, t]["ids"].astype(np.int64)
+                    same += int(np.array_equal(got, ref))
+                    glp = rc[j, t]["lp"].astype(np.float64)
+                    worst_lp = max(worst_lp, float(np.max(np.abs(glp - lp[t][got]) / np.abs(lp[t][got]).clip(1e-3))))
+                    rest = math.log1p(-min(np.exp(lp[t][got]).sum(), 1 - 1e-12))
+                    worst_rest = max(worst_rest, abs(float(rc[j, t]["rest"]) - rest) / abs(rest))
+                    mass = max(mass, abs(np.exp(glp).sum() + math.exp(float(rc[j, t]["rest"])) - 1))
+            check("distill-cache round trip: each position's top-32 ids equal numpy's top-32 of the teacher's logits, their log-probabilities (f16) and "
+                  "the remaining mass log(1 − Σ top-32) match, and the k + 1 masses sum to 1",
+                  same >= 0.98 * 256 and worst_lp <= 2e-3 and worst_rest <= 1e-3 and mass <= 2e-3,
+                  f"{same}/256 id lists equal, log p rel {worst_lp:.1e}, rest rel {worst_rest:.1e}, |Σ − 1| {mass:.1e}")
+        else:
+            check("distill-cache runs", False, r.stderr[-300:])
+
+        # k = V in f32: training on the cache is training on the teacher itself (small data: 17 MB of cache)
+        small_txt, sdata = os.path.join(tmp, "small.txt"), os.path.join(tmp, "sdata")
+        with open(small_txt, "w") as f:
+            f.write(open(text, encoding="utf-8").read()[:12000])
+        subprocess.run([bin_, "prepare", "--input", small_txt, "--tokenizer", tok, "-o", sdata, "--val-fraction", "0.1", "-q"], check=True, capture_output=True)
+        full = os.path.join(tmp, "full.cache")
+        subprocess.run([bin_, "distill-cache", "--teacher", tmodel, "--data", sdata, "--seq-len", "64", "--top-k", "600", "--dtype", "f32", "-o", full,
+                        "-t", "2", "-q"], check=True, capture_output=True)
+        _, _, _, _, rcf = read_cache(full)
+        mass = float(np.abs(np.exp(rcf["lp"].astype(np.float64)).sum(-1) - 1).max())
+        scommon = ["--data", sdata, "--steps", "12", "-b", "4", "--seq-len", "64", "--lr", "3e-3", "--warmup", "2", "--eval-every", "6", "--eval-batches", "4",
+                   "-t", "2", "-q", "--preset", "llama-tiny", "--layers", "1", "--d-model", "64", "--heads", "4", "--kv-heads", "2", "--d-ff", "128",
+                   "--loss", "jsd", "--beta", "0.5", "--alpha", "0.8"]
+        ra = subprocess.run([bin_, "distill", "--teacher", tmodel] + scommon + ["-o", os.path.join(tmp, "fly")], capture_output=True, text=True)
+        rb = subprocess.run([bin_, "distill", "--teacher", tmodel, "--teacher-cache", full] + scommon + ["-o", os.path.join(tmp, "cached")],
+                            capture_output=True, text=True)
+        ma = metrics(os.path.join(tmp, "fly")) if ra.returncode == 0 else {}
+        mb = metrics(os.path.join(tmp, "cached")) if rb.returncode == 0 else {}
+        worst = max((abs(ma[s]["loss"] - mb[s]["loss"]) / ma[s]["loss"] for s in ma), default=1.0) if sorted(ma) == sorted(mb) and ma else 1.0
+        check("distill --teacher-cache (k = V, f32) trains as the teacher on the fly does: the same loss at all 12 steps, the teacher's FLOPs not counted",
+              worst <= 1e-6 and mass <= 1e-5 and bool(mb) and mb[12]["flops"] < ma[12]["flops"] and "val_kl" in mb[12],
+              (ra.stderr + rb.stderr)[-300:] if not mb else f"worst rel {worst:.1e}; |Σ p − 1| {mass:.1e}; FLOPs/step {mb[12]['flops']:.3g} vs {ma[12]['flops']:.3g}")
+        if rep:
+            def without(args, opt):  # args less an option and its value
+                i = args.index(opt)
+                return args[:i] + args[i + 2:]
+
+            rk = subprocess.run(without(base, "--temp") + ["-o", os.path.join(tmp, "k32-run"), "--teacher-cache", k32], capture_output=True, text=True)
+            mk = metrics(os.path.join(tmp, "k32-run")) if rk.returncode == 0 else {}
+            st = json.load(open(os.path.join(tmp, "k32-run", "checkpoint", "state.json"))) if mk else {}
+            check("distill --teacher-cache (top-32, f16): the student trains on the cached windows, the run names the cache",
+                  bool(mk) and mk[40]["val_kl"] < mk[20]["val_kl"] and st["hparams"]["teacher_cache"]["top_k"] == 32,
+                  rk.stderr[-300:] if not mk else f"val KL {mk[20]['val_kl']:.4f} -> {mk[40]['val_kl']:.4f}")
+            trunc = os.path.join(tmp, "trunc.cache")
+            with open(trunc, "wb") as f:
+                f.write(open(k32, "rb").read()[:1000000])
+            cbase = without(without(base, "--temp"), "--seq-len") + ["-o", os.path.join(tmp, "x0")]
+            for name, extra, needle in (("a cache for another teacher (by hash)", ["--teacher-cache", k32, "--seq-len", "64"], "another teacher"),
+                                        ("a cache for other data (by hash)", ["--teacher-cache", full, "--seq-len", "64"], "other data"),
+                                        ("a cache of another sequence length", ["--teacher-cache", k32, "--seq-len", "32"], "--seq-len 64"),
+                                        ("a cache at another temperature", ["--teacher-cache", k32, "--seq-len", "64", "--temp", "2"], "--temp 1"),
+                                        ("a truncated cache", ["--teacher-cache", trunc, "--seq-len", "64"], "truncated"),
+                                        ("a file that is not a cache", ["--teacher-cache", text, "--seq-len", "64"], "not a teacher cache")):
+                cmd = cbase + extra
+                if "another teacher" in needle:
+                    cmd = [q8 if a == tmodel else a for a in cmd]
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                err = r.stderr.strip().splitlines()
+                check(f"bad input: {name}: one line, exit 2", r.returncode == 2 and err and err[-1].startswith("llmforge: error: ") and needle in err[-1],
+                      err[-1] if err else "")
 
         # ---- speculative decoding with the distilled student as the draft: greedy output equals the teacher's own
         draft = os.path.join(pruned, "model.gguf")
