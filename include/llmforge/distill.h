@@ -139,6 +139,13 @@ struct DistillOptions {
     DistillLossConfig loss;
     std::string teacher_cache;         // non-empty: the teacher's top-k from this cache (distill-cache) in training;
                                        // the teacher itself still runs for validation
+    // On-policy distillation (GKD, Agarwal et al. 2024): this share λ of the batches (drawn per batch from the seed
+    // and the batch's windows, so a resumed run draws the same) keeps each row's first T − gen_tokens tokens as the
+    // prompt and lets the student sample the rest at gen_temp; the loss is then the divergence alone (α = 1: no
+    // labels) on the sampled positions, against the teacher run on the student's sequences.
+    double on_policy = 0;
+    int64_t gen_tokens = 0;  // 0: half the sequence
+    float gen_temp = 1.0f;
 };
 
 struct DistillReport {

@@ -151,6 +151,11 @@ void add_distill(CLI::App& app) {
         ->delimiter(',')->default_str("none");
     cmd->add_option("--teacher-cache", d->teacher_cache, "train on the teacher's top-k from this file (llmforge distill-cache) instead of running it "
                                                           "on every batch; the teacher still runs for validation")->default_str("none: the teacher runs");
+    cmd->add_option("--on-policy", d->on_policy, "on-policy distillation (GKD's λ): the share of batches whose rows the student continues itself "
+                                                 "from their first --seq-len − --gen-tokens tokens, trained on the divergence alone")
+        ->capture_default_str()->check(between(0, 1));
+    cmd->add_option("--gen-tokens", d->gen_tokens, "on-policy: tokens the student samples per row")->default_str("half of --seq-len")->check(at_least(0));
+    cmd->add_option("--gen-temp", d->gen_temp, "on-policy: the student's sampling temperature (0: greedy)")->capture_default_str()->check(at_least(0));
     add_shape_options(cmd, x, "a fresh student's");
     cmd->add_option("--data", o->data_dir, "directory written by llmforge prepare, with the teacher's tokenizer")->required();
     cmd->add_option("--loss", *loss, "forward-kl (KL(teacher ‖ student)), reverse-kl (KL(student ‖ teacher)) or jsd (generalised JSD(β))")

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "core/hash.h"
 #include "core/threadpool.h"
 #include "llmforge/bpe.h"
 #include "llmforge/comm.h"
@@ -14,6 +15,7 @@
 #include "llmforge/error.h"
 #include "llmforge/log.h"
 #include "llmforge/train.h"
+#include "train/sample_policy.h"
 
 namespace fs = std::filesystem;
 
@@ -53,12 +55,12 @@ namespace {
 // The teacher, forward only, beside the student: its logits on the student's rows, the loss between them.
 class DistillObjective : public Objective {
 public:
-    DistillObjective(std::shared_ptr<Model> teacher, const DistillLossConfig& c, int threads, std::shared_ptr<TeacherCache> cache = nullptr,
-                     const DataLoader* train = nullptr)
-        : teacher_model_(std::move(teacher)), c_(c), pool_(threads > 0 ? threads : ThreadPool::default_threads()), cache_(std::move(cache)),
-          train_(train) {}
+    DistillObjective(std::shared_ptr<Model> teacher, const DistillOptions& o, std::shared_ptr<TeacherCache> cache, const DataLoader* train)
+        : teacher_model_(std::move(teacher)), c_(o.loss), pool_(o.train.n_threads > 0 ? o.train.n_threads : ThreadPool::default_threads()),
+          cache_(std::move(cache)), train_(train), on_policy_(o.on_policy), gen_tokens_(o.gen_tokens), gen_temp_(o.gen_temp), seed_(o.train.seed) {}
 
     void attach(TrainableModel& tm, const Model*, bool) override {
+        student_cfg_ = tm.config();
         tm.set_keep_logits(true);
         teacher_ = std::make_unique<TrainableModel>(*teacher_model_, pool_, false, true);  // frozen: read in place, forward only
         teacher_->set_keep_logits(true);
@@ -71,6 +73,15 @@ public:
         const int64_t N = B * T, V = tm.config().n_vocab;
         dz_.resize(static_cast<size_t>(N * V));
         DistillLoss r;
+        uint64_t h = 0;
+        if (draw_on_policy(&h)) {
+            r = on_policy(tm, x, B, T, h, scale);
+            tm.backward_logits(dz_.data());
+            add(stats, "on_policy", 1.0);
+            add(stats, "divergence", r.divergence);
+            return r.loss;
+        }
+        if (on_policy_ > 0) add(stats, "on_policy", 0.0);
         if (cache_) {  // the teacher's top-k of these rows' windows, from the cache
             const int64_t k = cache_->k();
             ids_.resize(static_cast<size_t>(N * k));
@@ -117,8 +128,52 @@ public:
                 {"val_teacher_loss", n ? teacher_ce / static_cast<double>(n) : NAN}};
     }
 
-    // the teacher's forward pass; none with a cache (its FLOPs were spent once, when it was made)
-    double extra_flops_per_token(int64_t T) const override { return cache_ ? 0.0 : compute::token_flops(teacher_model_->config, T).forward(); }
+    // On-policy or not, for the batch just drawn: from the seed and the whole batch's windows (every process draws the
+    // same; a resumed run draws as the first did). *hash: the draw's 64 bits (the sampling seed).
+    bool draw_on_policy(uint64_t* hash = nullptr) const {
+        if (on_policy_ <= 0) return false;
+        const std::vector<uint64_t>& all = train_->last_windows();
+        const uint64_t h = content_hash64(all.data(), all.size() * sizeof(uint64_t)) ^ (seed_ * 0x9E3779B97F4A7C15ull);
+        if (hash) *hash = h;
+        return static_cast<double>(h >> 11) * 0x1.0p-53 < on_policy_;
+    }
+
+    // The rows' first T − G tokens as prompts, G tokens sampled by the student; the divergence on the sampled positions.
+    DistillLoss on_policy(TrainableModel& tm, const int32_t* x, int64_t B, int64_t T, uint64_t seed, float scale) {
+        const int64_t G = gen_tokens_ > 0 ? gen_tokens_ : T / 2, P = T - G, V = tm.config().n_vocab;
+        std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(B));
+        std::vector<const std::vector<int32_t>*> ptrs;
+        for (int64_t b = 0; b < B; ++b) {
+            prompts[static_cast<size_t>(b)].assign(x + b * T, x + b * T + P);
+            ptrs.push_back(&prompts[static_cast<size_t>(b)]);
+        }
+        const PolicySamples smp = sample_policy(tm, pool_, ptrs, 1, {}, G, gen_temp_, seed, gen_temp_ == 0, nullptr);
+        gin_.assign(static_cast<size_t>(B * T), 0);
+        gtg_.assign(static_cast<size_t>(B * T), -1);
+        for (int64_t b = 0; b < B; ++b) {
+            const std::vector<int32_t>& s = smp.seq[static_cast<size_t>(b)];
+            for (size_t t = 0; t < s.size() && t < static_cast<size_t>(T); ++t) {
+                gin_[static_cast<size_t>(b * T) + t] = s[t];
+                if (t + 1 >= static_cast<size_t>(P) && t + 1 < s.size()) gtg_[static_cast<size_t>(b * T) + t] = s[t + 1];
+            }
+        }
+        teacher_->forward(gin_.data(), gtg_.data(), B, T);
+        tm.forward(gin_.data(), gtg_.data(), B, T);
+        DistillLossConfig c = c_;
+        c.alpha = 1.0f;  // no labels: the student's own tokens are not targets
+        return distill_batch(tm.logits(), gtg_.data(), B * T, V, teacher_->logits(), nullptr, nullptr, nullptr, 0, c, scale, dz_.data(), &pool_);
+    }
+
+    // The teacher's forward pass (none with a cache: its FLOPs were spent once, when it was made); on an on-policy batch
+    // the teacher's pass and the student's sampling of G of the T tokens (each counted at context T).
+    double extra_flops_per_token(int64_t T) const override {
+        const double teacher = compute::token_flops(teacher_model_->config, T).forward();
+        if (draw_on_policy()) {
+            const int64_t G = gen_tokens_ > 0 ? gen_tokens_ : T / 2;
+            return teacher + compute::token_flops(student_cfg_, T).forward() * static_cast<double>(G) / static_cast<double>(T);
+        }
+        return cache_ ? 0.0 : teacher;
+    }
 
 private:
     static void add(nlohmann::json& stats, const char* key, double v) { stats[key] = stats.value(key, 0.0) + v; }
@@ -129,13 +184,23 @@ private:
     std::shared_ptr<TeacherCache> cache_;
     const DataLoader* train_;
     std::vector<float> dz_, lp_, rest_;
-    std::vector<int32_t> ids_;
+    std::vector<int32_t> ids_, gin_, gtg_;
+    double on_policy_;
+    int64_t gen_tokens_;
+    float gen_temp_;
+    uint64_t seed_;
+    ModelConfig student_cfg_;
 };
 
 }  // namespace
 
 DistillReport distill(const DistillOptions& o) {
     o.loss.validate();
+    if (!(o.on_policy >= 0 && o.on_policy <= 1)) throw_bad_input("--on-policy must be between 0 and 1");
+    if (o.gen_tokens < 0 || o.gen_tokens >= o.train.seq_len)
+        throw_bad_input("--gen-tokens %lld: between 1 and --seq-len − 1 (%lld), or 0 for half of it", static_cast<long long>(o.gen_tokens),
+                        static_cast<long long>(o.train.seq_len - 1));
+    if (!(o.gen_temp >= 0) || !std::isfinite(o.gen_temp)) throw_bad_input("--gen-temp must be 0 (greedy) or more");
     PretrainOptions t = o.train;
     if (!fs::exists(t.data_dir + "/tokenizer.json")) throw_bad_input("'%s' is not a directory written by llmforge prepare (no tokenizer.json)", t.data_dir.c_str());
     auto teacher = std::make_shared<Model>(load_model(o.teacher_path));
@@ -202,7 +267,7 @@ DistillReport distill(const DistillOptions& o) {
     s.val = std::make_unique<DataLoader>(t.data_dir, "val", 1, t.seq_len, t.seed, false);
     s.sample_text = [](const Vocab&, const std::string& prompt) { return "<|endoftext|>" + prompt; };
     s.validate_at_start = true;
-    auto objective = std::make_shared<DistillObjective>(teacher, o.loss, t.n_threads, cache, train_view);
+    auto objective = std::make_shared<DistillObjective>(teacher, o, cache, train_view);
     s.objective = objective;
     DistillReport rep;
     rep.teacher_params = teacher->config.n_params();
@@ -210,6 +275,8 @@ DistillReport distill(const DistillOptions& o) {
     s.hparams_extra = {{"teacher", o.teacher_path}, {"teacher_params", rep.teacher_params}, {"loss", divergence_name(o.loss.divergence)},
                        {"temperature", o.loss.temperature}, {"alpha", o.loss.alpha}, {"data", t.data_dir}};
     if (o.loss.divergence == Divergence::JSD) s.hparams_extra["beta"] = o.loss.beta;
+    if (o.on_policy > 0) s.hparams_extra["on_policy"] = {{"lambda", o.on_policy}, {"gen_tokens", o.gen_tokens > 0 ? o.gen_tokens : t.seq_len / 2},
+                                                         {"gen_temp", o.gen_temp}};
     if (!o.keep_layers.empty()) s.hparams_extra["keep_layers"] = o.keep_layers;
     if (!o.student_path.empty()) s.hparams_extra["student"] = o.student_path;
     if (cache) s.hparams_extra["teacher_cache"] = {{"path", o.teacher_cache}, {"top_k", cache->k()}, {"teacher_hash", cache->teacher_hash()},

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Distillation and speculative decoding end to end on real text (Debian's fortunes): a small teacher pre-trained by
 llmforge, `llmforge distill` into a fresh student and into a layer-pruned copy of it (the run's metrics, kill -9 and
---resume bit for bit), then `generate --draft` with the distilled student: greedy output equal to the teacher's own on
+--resume bit for bit), from a Q8_0 teacher, from the teacher's top-k cache (`distill-cache`: its file read back in
+numpy against the teacher's logits; k = V trains exactly as the teacher on the fly; hashes refuse another teacher or
+data), on-policy (GKD: the student's own samples, resumed bit for bit), then `generate --draft` with the distilled student: greedy output equal to the teacher's own on
 100 prompts, the acceptance rate reported. Bad input: data in another tokenizer, a draft with another vocabulary.
 
 Run: /usr/bin/python3 tests/reference/test_distill_run.py --bin build/llmforge
@@ -214,6 +216,36 @@ def main():
                 err = r.stderr.strip().splitlines()
                 check(f"bad input: {name}: one line, exit 2", r.returncode == 2 and err and err[-1].startswith("llmforge: error: ") and needle in err[-1],
                       err[-1] if err else "")
+
+        # ---- on-policy distillation (GKD): half the batches continued by the student itself; kill -9 + --resume exact
+        gkd = os.path.join(tmp, "gkd")
+        gbase = base + ["--on-policy", "0.5", "--gen-tokens", "24"]
+        r = subprocess.run(gbase + ["-o", gkd], capture_output=True, text=True)
+        mg = metrics(gkd) if r.returncode == 0 else {}
+        on = [s_ for s_ in mg if mg[s_].get("on_policy") == 1.0]
+        off = [s_ for s_ in mg if mg[s_].get("on_policy") == 0.0]
+        ok = bool(mg) and len(on) + len(off) == 40 and 8 <= len(on) <= 32
+        check("distill --on-policy 0.5: about half the steps sample from the student (GKD)", ok, r.stderr[-300:] if not mg else f"{len(on)} of 40 on-policy")
+        if ok:
+            # no labels on the student's own tokens: the loss is τ²·divergence there, α·τ²·D + (1 − α)·CE elsewhere
+            good = all(abs(mg[i]["loss"] - 4 * mg[i]["divergence"]) <= 1e-6 * mg[i]["loss"] and "ce" not in mg[i] for i in on) and \
+                all(abs(mg[i]["loss"] - (0.8 * 4 * mg[i]["divergence"] + 0.2 * mg[i]["ce"])) <= 1e-6 * mg[i]["loss"] for i in off)
+            check("on-policy steps: the loss is τ²·divergence alone (no labels), off-policy steps mix in the cross-entropy; both learn", good
+                  and mg[40]["val_kl"] < mg[20]["val_kl"] and min(mg[i]["flops"] for i in on) > max(mg[i]["flops"] for i in off),
+                  f"val KL {mg[20]['val_kl']:.4f} -> {mg[40]['val_kl']:.4f}; FLOPs per step {mg[on[0]]['flops']:.3g} on-policy, {mg[off[0]]['flops']:.3g} off")
+            st = json.load(open(os.path.join(gkd, "checkpoint", "state.json")))
+            run = os.path.join(tmp, "gkd-killed")
+            p = subprocess.Popen(gbase + ["-o", run], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            path = os.path.join(run, "metrics.jsonl")
+            while p.poll() is None and (not os.path.exists(path) or sum(1 for _ in open(path)) < 17):
+                time.sleep(0.01)
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            r = subprocess.run(gbase + ["-o", run, "--resume"], capture_output=True, text=True)
+            got = metrics(run) if r.returncode == 0 else {}
+            same = sorted(got) == sorted(mg) and all(repr(got[i]["loss"]) == repr(mg[i]["loss"]) for i in mg)
+            check("distill --on-policy: kill -9 + --resume draws the same batches and samples: the same loss at every step, bit for bit",
+                  same and st["hparams"]["on_policy"]["lambda"] == 0.5, r.stderr[-300:])
 
         # ---- speculative decoding with the distilled student as the draft: greedy output equals the teacher's own
         draft = os.path.join(pruned, "model.gguf")
