@@ -17,13 +17,27 @@
 
 namespace llmforge::jinja {
 
+// The sandbox: a chat template from a model file is untrusted code. It has no access to files, the environment or the
+// clock beyond strftime_now(), and what one render may spend is bounded; a template that exceeds a bound fails with a
+// bad-input Error naming it ("template limit 'iterations' exceeded: …"), never hangs or exhausts memory. Integers are
+// 64-bit (an overflow fails, naming the limit 'integer', where Python would grow them).
+struct Limits {
+    int64_t iterations = 100000;          // loop bodies run and macro calls made, in all
+    int depth = 64;                       // macro calls inside macro calls; values nested in values (lists, dicts)
+    size_t output_bytes = size_t{16} << 20;  // the rendered text, and any captured block
+    size_t alloc_bytes = size_t{64} << 20;   // strings and lists built, in all: bounds what a render can hold
+    double seconds = 0.5;                 // wall time
+};
+
 struct Options {
     bool trim_blocks = true;    // drop the first newline after a block tag (transformers: on)
     bool lstrip_blocks = true;  // strip spaces and tabs before a block tag at the start of a line (transformers: on)
     std::function<std::time_t()> now;  // the clock strftime_now() reads (default: the system clock), for tests
+    Limits limits;
 };
 
-// A parsed template. The constructor throws llmforge::Error (bad input) for a syntax error, naming the line.
+// A parsed template. The constructor throws llmforge::Error (bad input) for a syntax error, naming the line, and for
+// blocks or expressions nested more than 200 deep.
 class Template {
 public:
     explicit Template(const std::string& source, Options opts = {});

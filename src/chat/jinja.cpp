@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -19,7 +20,18 @@ namespace {
 
 // ================================================================================================ values
 struct Value;
-using Array = std::vector<Value>;
+// A list's items. Its destructor (and Object's, Callable's) hands the containers inside to a queue released one at a
+// time (bury/drain below), so that freeing values nested a million deep does not recurse a million deep.
+struct Array : std::vector<Value> {
+    Array() = default;
+    Array(std::vector<Value>&& v);
+    Array(std::initializer_list<Value> l);
+    Array(const Array&) = default;
+    Array(Array&&) = default;
+    Array& operator=(const Array&) = default;
+    Array& operator=(Array&&) = default;
+    ~Array();
+};
 struct Object;
 struct Callable;
 struct Interp;
@@ -52,6 +64,9 @@ struct Value {
 struct Object {
     std::vector<std::pair<std::string, Value>> items;  // insertion order, as Python dicts keep it
     bool is_namespace = false;
+    Object() = default;
+    Object(const Object&) = delete;
+    ~Object();
     const Value* find(const std::string& k) const {
         for (const auto& [key, v] : items)
             if (key == k) return &v;
@@ -69,6 +84,8 @@ using Kwargs = std::vector<std::pair<std::string, Value>>;
 struct Callable {
     std::string name;
     std::function<Value(Interp&, std::vector<Value>&, Kwargs&)> call;
+    std::vector<Value> holds;  // the values its closure keeps (a bound method's object), for the cycle check
+    ~Callable();
 };
 Value generator(Array items) {
     Value v = Value::list(std::move(items));
@@ -78,7 +95,9 @@ Value generator(Array items) {
 Value make_func(std::string name, std::function<Value(Interp&, std::vector<Value>&, Kwargs&)> f) {
     Value v;
     v.t = Value::T::Func;
-    v.fn = std::make_shared<Callable>(Callable{std::move(name), std::move(f)});
+    v.fn = std::make_shared<Callable>();
+    v.fn->name = std::move(name);
+    v.fn->call = std::move(f);
     return v;
 }
 
@@ -88,6 +107,186 @@ struct RenderFailure {
 };
 [[noreturn]] void fail(std::string msg) { throw RenderFailure{std::move(msg)}; }
 [[noreturn]] void fail_undefined(const Value& v) { fail("UndefinedError: " + (v.s.empty() ? std::string("value is undefined") : v.s)); }
+
+std::string py_float_text(double f) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%g", f);
+    return b;
+}
+
+// ------------------------------------------------------------------------------------------ the sandbox
+// Freeing without recursion: a container's destructor moves the containers inside it here, and the outermost one
+// frees them one by one (each pushing its own), so the stack stays flat however deep the values nest.
+struct Graveyard {
+    std::vector<std::shared_ptr<void>> q;
+    bool draining = false;
+};
+thread_local Graveyard t_grave;
+void bury(Value& v) {
+    if (v.a) t_grave.q.push_back(std::move(v.a));
+    if (v.o) t_grave.q.push_back(std::move(v.o));
+    if (v.fn) t_grave.q.push_back(std::move(v.fn));
+}
+void drain() {
+    if (t_grave.draining) return;
+    t_grave.draining = true;
+    while (!t_grave.q.empty()) {
+        std::shared_ptr<void> p = std::move(t_grave.q.back());
+        t_grave.q.pop_back();
+        p.reset();
+    }
+    t_grave.draining = false;
+}
+Array::Array(std::initializer_list<Value> l) : std::vector<Value>(l) {}
+Array::Array(std::vector<Value>&& v) : std::vector<Value>(std::move(v)) {}
+Array::~Array() {
+    for (Value& v : *this) bury(v);
+    drain();
+}
+Object::~Object() {
+    for (auto& kv : items) bury(kv.second);
+    drain();
+}
+Callable::~Callable() {
+    for (Value& v : holds) bury(v);
+    drain();
+}
+
+// One render's budget (Options::limits), thread-local so that every helper can charge it. Parsing and python_json()
+// run without one: then only the fixed nesting bound applies.
+struct Budget {
+    Limits lim;
+    int64_t iterations = 0;
+    uint64_t alloc = 0, checks = 0;
+    std::chrono::steady_clock::time_point start, deadline;
+};
+thread_local Budget* t_budget = nullptr;
+thread_local int t_nesting = 0;
+constexpr int kMaxNesting = 200;  // values nested in values without a budget; blocks and expressions when parsing
+
+std::string size_text(uint64_t b) {
+    char buf[64];
+    if (b >= (uint64_t{1} << 20)) std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(b) / (1 << 20));
+    else std::snprintf(buf, sizeof buf, "%llu bytes", static_cast<unsigned long long>(b));
+    return buf;
+}
+[[noreturn]] void limit_fail(const std::string& name, const std::string& what) { fail("template limit '" + name + "' exceeded: " + what); }
+void check_time() {
+    if (t_budget && std::chrono::steady_clock::now() > t_budget->deadline)
+        limit_fail("seconds", "the render ran longer than " + py_float_text(t_budget->lim.seconds) + " s");
+}
+// Every so often (cheap enough for hot paths): the wall-time bound.
+void maybe_check_time() {
+    if (t_budget && (++t_budget->checks & 1023) == 0) check_time();
+}
+// The rendered text so far (or a captured block's).
+void check_output(const std::string& out) {
+    if (t_budget && out.size() > t_budget->lim.output_bytes)
+        limit_fail("output_bytes", "the output grew past " + size_text(t_budget->lim.output_bytes));
+}
+// A loop body or a macro call.
+void tick() {
+    if (!t_budget) return;
+    if (++t_budget->iterations > t_budget->lim.iterations)
+        limit_fail("iterations", "more than " + std::to_string(t_budget->lim.iterations) + " loop iterations and macro calls");
+    check_time();
+}
+// Bytes about to be built: fails before they are allocated when they would exceed the budget, else counts them.
+void charge(uint64_t bytes) {
+    if (!t_budget) return;
+    if (bytes > t_budget->lim.alloc_bytes || t_budget->alloc + bytes > t_budget->lim.alloc_bytes)
+        limit_fail("alloc_bytes", "the template would build more than " + size_text(t_budget->lim.alloc_bytes) + " of strings and lists");
+    t_budget->alloc += bytes;
+    check_time();
+}
+// n items of `each` bytes, without overflowing the product.
+void charge_n(uint64_t n, uint64_t each) {
+    if (each > 0 && n > (uint64_t{1} << 62) / each) charge(uint64_t{1} << 62);
+    charge(n * each);
+}
+int nesting_limit() { return t_budget ? t_budget->lim.depth : kMaxNesting; }
+// Recursion through nested values (repr, equality, comparison, JSON, sizes): bounded, so that a value nested
+// deeper than the limit fails with its name instead of overflowing the stack.
+struct Nest {
+    Nest() {
+        if (++t_nesting > nesting_limit()) {
+            --t_nesting;
+            limit_fail("depth", "values nested more than " + std::to_string(nesting_limit()) + " deep");
+        }
+        maybe_check_time();
+    }
+    ~Nest() { --t_nesting; }
+    Nest(const Nest&) = delete;
+};
+// What a value holds, deep (its strings, its items' sizes): what building a copy of it costs.
+uint64_t value_bytes(const Value& v) {
+    uint64_t n = sizeof(Value) + v.s.size();
+    if (v.t == Value::T::List && v.a) {
+        Nest nest;
+        for (const Value& x : *v.a) n += value_bytes(x);
+    } else if (v.t == Value::T::Dict && v.o) {
+        Nest nest;
+        for (const auto& [k, x] : v.o->items) n += k.size() + value_bytes(x);
+    }
+    return n;
+}
+int64_t to_int(const Value& v);
+
+// range()'s arguments, and how many numbers it gives (without overflow).
+struct RangeArgs {
+    int64_t start = 0, stop = 0, step = 1, count = 0;
+    int64_t at(int64_t k) const { return static_cast<int64_t>(static_cast<__int128>(start) + static_cast<__int128>(k) * step); }
+};
+RangeArgs range_args(const std::vector<Value>& a) {
+    RangeArgs r;
+    if (a.size() == 1) r.stop = to_int(a[0]);
+    else if (a.size() >= 2) {
+        r.start = to_int(a[0]);
+        r.stop = to_int(a[1]);
+        if (a.size() > 2) r.step = to_int(a[2]);
+    } else {
+        fail("TypeError: range expected at least 1 argument");
+    }
+    if (r.step == 0) fail("ValueError: range() arg 3 must not be zero");
+    const __int128 span = static_cast<__int128>(r.stop) - r.start;
+    __int128 c = span / r.step + (span % r.step != 0 ? 1 : 0);
+    if (c < 0) c = 0;
+    r.count = static_cast<int64_t>(std::min<__int128>(c, INT64_MAX));
+    return r;
+}
+
+// What a call or a filter built: its strings and items count against the budget (the scalars do not).
+Value charged(Value r) {
+    if (r.t == Value::T::Str) charge(r.s.size());
+    else if (r.t == Value::T::List || r.t == Value::T::Dict) charge(value_bytes(r));
+    return r;
+}
+
+// Does v hold the container `target` (a namespace being assigned to)? Bound methods are looked into through holds.
+bool holds_container(const Value& v, const void* target) {
+    if (v.a && v.a.get() == target) return true;
+    if (v.o && v.o.get() == target) return true;
+    Nest nest;
+    if (v.a)
+        for (const Value& x : *v.a)
+            if (holds_container(x, target)) return true;
+    if (v.o)
+        for (const auto& kv : v.o->items)
+            if (holds_container(kv.second, target)) return true;
+    if (v.fn)
+        for (const Value& x : v.fn->holds)
+            if (holds_container(x, target)) return true;
+    return false;
+}
+// Checked 64-bit integer arithmetic.
+[[noreturn]] void int_overflow(const char* op) { limit_fail("integer", std::string("the result of '") + op + "' does not fit in 64 bits"); }
+int64_t checked_int(double f) {
+    if (!(f >= -9223372036854775808.0 && f < 9223372036854775808.0)) {
+        if (std::isnan(f)) fail("ValueError: cannot convert float NaN to integer");
+        limit_fail("integer", "the float " + py_float_text(f) + " does not fit in 64 bits");
+    }
+    return static_cast<int64_t>(f);
+}
 
 const char* type_name(const Value& v) {
     switch (v.t) {
@@ -192,12 +391,14 @@ std::string repr(const Value& v) {
         case Value::T::Str: return py_repr_str(v.s);
         case Value::T::List: {
             if (v.gen) return "<generator object at 0x0>";
+            Nest nest;
             std::string out = "[";
             for (size_t k = 0; k < v.a->size(); ++k) out += (k ? ", " : "") + repr((*v.a)[k]);
             return out + "]";
         }
         case Value::T::Dict: {
             if (v.o->is_namespace) return "<Namespace>";
+            Nest nest;
             std::string out = "{";
             bool first = true;
             for (const auto& [k, x] : v.o->items) {
@@ -248,19 +449,23 @@ bool equal(const Value& x, const Value& y) {
         case Value::T::Undefined:
         case Value::T::None: return true;
         case Value::T::Str: return x.s == y.s;
-        case Value::T::List:
+        case Value::T::List: {
             if (x.a->size() != y.a->size()) return false;
+            Nest nest;
             for (size_t k = 0; k < x.a->size(); ++k)
                 if (!equal((*x.a)[k], (*y.a)[k])) return false;
             return true;
-        case Value::T::Dict:
+        }
+        case Value::T::Dict: {
             if (x.o == y.o) return true;
             if (x.o->items.size() != y.o->items.size()) return false;
+            Nest nest;
             for (const auto& [k, v] : x.o->items) {
                 const Value* w = y.o->find(k);
                 if (!w || !equal(v, *w)) return false;
             }
             return true;
+        }
         case Value::T::Func: return x.fn == y.fn;
         default: return false;
     }
@@ -275,6 +480,7 @@ int compare(const Value& x, const Value& y, const char* op) {
         return a < b ? -1 : a > b ? 1 : 0;
     }
     if (x.t == Value::T::List && y.t == Value::T::List) {
+        Nest nest;
         for (size_t k = 0; k < std::min(x.a->size(), y.a->size()); ++k) {
             if (equal((*x.a)[k], (*y.a)[k])) continue;
             return compare((*x.a)[k], (*y.a)[k], op);
@@ -294,11 +500,15 @@ Value from_json(const nlohmann::ordered_json& j) {
         case nlohmann::ordered_json::value_t::number_float: return Value::number(j.get<double>());
         case nlohmann::ordered_json::value_t::string: return Value::str(j.get<std::string>());
         case nlohmann::ordered_json::value_t::array: {
+            Nest nest;
+            charge_n(j.size(), sizeof(Value));
             Array a;
             for (const auto& x : j) a.push_back(from_json(x));
             return Value::list(std::move(a));
         }
         case nlohmann::ordered_json::value_t::object: {
+            Nest nest;
+            charge_n(j.size(), sizeof(Value) + 32);
             Value d = Value::dict();
             for (auto it = j.begin(); it != j.end(); ++it) d.o->items.emplace_back(it.key(), from_json(it.value()));
             return d;
@@ -336,8 +546,9 @@ void dump_json(std::string& out, const Value& v, const JsonStyle& st, int depth)
     const int indent = st.indent;
     const std::string item_sep = !st.item_sep.empty() ? st.item_sep : indent >= 0 ? "," : ", ";
     auto newline = [&](int d) {
+        charge_n(static_cast<uint64_t>(indent), static_cast<uint64_t>(d) + 1);
         out += '\n';
-        out.append(static_cast<size_t>(indent * d), ' ');
+        out.append(static_cast<size_t>(indent) * static_cast<size_t>(d), ' ');
     };
     switch (v.t) {
         case Value::T::None: out += "null"; return;
@@ -352,6 +563,7 @@ void dump_json(std::string& out, const Value& v, const JsonStyle& st, int depth)
         case Value::T::List: {
             if (v.gen) fail("TypeError: Object of type generator is not JSON serializable");
             if (v.a->empty()) { out += "[]"; return; }
+            Nest nest;
             out += '[';
             for (size_t k = 0; k < v.a->size(); ++k) {
                 if (k) out += item_sep;
@@ -365,6 +577,7 @@ void dump_json(std::string& out, const Value& v, const JsonStyle& st, int depth)
         case Value::T::Dict: {
             if (v.o->is_namespace) fail("TypeError: Object of type Namespace is not JSON serializable");
             if (v.o->items.empty()) { out += "{}"; return; }
+            Nest nest;
             out += '{';
             bool first = true;
             std::vector<const std::pair<std::string, Value>*> items;
@@ -431,8 +644,12 @@ std::vector<Token> tokenize_expr(const std::string& src, int line) {
             std::string num;
             for (size_t k = p; k < e; ++k)
                 if (src[k] != '_') num += src[k];
-            if (is_float) { t.k = Token::K::Float; t.f = std::stod(num); }
-            else { t.k = Token::K::Int; t.i = std::stoll(num); }
+            if (is_float) { t.k = Token::K::Float; t.f = std::strtod(num.c_str(), nullptr); }  // 1e999: inf, as Python
+            else {
+                t.k = Token::K::Int;
+                const auto r = std::from_chars(num.data(), num.data() + num.size(), t.i);
+                if (r.ec != std::errc()) throw_bad_input("chat template: line %d: template limit 'integer' exceeded: the literal %s does not fit in 64 bits", line, num.c_str());
+            }
             p = e;
         } else if (c == '\'' || c == '"') {
             std::string s;
@@ -692,6 +909,7 @@ public:
     }
 
     ExprP expression() {  // conditional expression
+        Deep deep(this);
         ExprP e = or_expr();
         while (is_name("if")) {
             ++pos_;
@@ -733,6 +951,7 @@ public:
     }
     ExprP not_expr() {
         if (is_name("not")) {
+            Deep deep(this);
             ++pos_;
             ExprP o = mk(Expr::K::Not);
             o->args.push_back(not_expr());
@@ -799,6 +1018,7 @@ public:
     }
     ExprP unary() {
         if (is_op("-") || is_op("+")) {
+            Deep deep(this);
             ExprP u = mk(Expr::K::Unary);
             u->name = next().s;
             u->args.push_back(unary());
@@ -979,11 +1199,25 @@ public:
     std::vector<Token> t_;
     size_t pos_ = 0;
     int line_;
+    int depth_ = 0;
+    // Nesting of sub-expressions (parentheses, lists, calls, unary operators): bounded, so that parsing and
+    // evaluating never recurse deeper than the stack allows.
+    struct Deep {
+        Parser* p;
+        explicit Deep(Parser* q) : p(q) {
+            if (++p->depth_ > kMaxNesting) {
+                --p->depth_;
+                p->err("template limit 'depth' exceeded: expressions nested more than " + std::to_string(kMaxNesting) + " deep");
+            }
+        }
+        ~Deep() { --p->depth_; }
+    };
 };
 
 class TemplateParser {
 public:
     explicit TemplateParser(std::vector<Piece> pieces) : p_(std::move(pieces)) {}
+    int depth_ = 0;
 
     Body parse_all() {
         std::string end;
@@ -994,6 +1228,12 @@ public:
 private:
     // Parses nodes until a statement whose first word is in `ends`; returns that statement's parser in `end_parser`.
     Body body(const std::vector<std::string>& ends, std::string& end_word, std::unique_ptr<Parser>* end_parser = nullptr) {
+        if (++depth_ > kMaxNesting)
+            throw_bad_input("chat template: template limit 'depth' exceeded: blocks nested more than %d deep", kMaxNesting);
+        struct Up {
+            int* d;
+            ~Up() { --*d; }
+        } up{&depth_};
         Body out;
         while (i_ < p_.size()) {
             const Piece& pc = p_[i_++];
@@ -1178,6 +1418,7 @@ struct Interp {
     Flow exec(const Node& n, std::string& out);
     Value call(const Value& f, std::vector<Value>& args, Kwargs& kw);
     Value filter(const std::string& name, Value v, std::vector<Value>& args, Kwargs& kw);
+    Value filter_impl(const std::string& name, Value v, std::vector<Value>& args, Kwargs& kw);
     bool test(const std::string& name, const Value& v, std::vector<Value>& args);
     // a filter chain parsed on a placeholder (filter blocks, block set): applied to `input`
     Value apply_filters(const Expr& f, Value input) {
@@ -1209,7 +1450,9 @@ std::vector<Value> iterate(const Value& v) {
         }
         case Value::T::Str: {
             std::vector<Value> chars;
-            for (char32_t c : to_u32(v.s)) chars.push_back(Value::str(from_u32(std::u32string(1, c))));
+            const std::u32string u = to_u32(v.s);
+            charge_n(u.size(), sizeof(Value));
+            for (char32_t c : u) chars.push_back(Value::str(from_u32(std::u32string(1, c))));
             return chars;
         }
         default: fail(std::string("TypeError: '") + type_name(v) + "' object is not iterable");
@@ -1219,7 +1462,7 @@ std::vector<Value> iterate(const Value& v) {
 int64_t to_int(const Value& v) {
     if (v.t == Value::T::Int) return v.i;
     if (v.t == Value::T::Bool) return v.b;
-    if (v.t == Value::T::Float) return static_cast<int64_t>(v.f);
+    if (v.t == Value::T::Float) return checked_int(v.f);
     if (v.is_undef()) fail_undefined(v);
     fail(std::string("TypeError: an integer is required, not '") + type_name(v) + "'");
 }
@@ -1239,6 +1482,23 @@ std::string strip_chars(const std::string& s, const Value& chars, bool left, boo
 }
 
 std::vector<std::string> py_split(const std::string& s, const Value& sep, int64_t maxsplit) {
+    {  // the parts it will make (each a string here, a Value once listed), before making them
+        uint64_t parts = 1;
+        if (sep.is_undef() || sep.t == Value::T::None) {
+            bool in_word = false;
+            parts = 0;
+            for (char c : s) {
+                const bool sp = c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+                if (!sp && !in_word) ++parts;
+                in_word = !sp;
+            }
+        } else if (sep.t == Value::T::Str && !sep.s.empty()) {
+            for (size_t f = s.find(sep.s); f != std::string::npos; f = s.find(sep.s, f + sep.s.size())) ++parts;
+        }
+        if (maxsplit >= 0) parts = std::min<uint64_t>(parts, static_cast<uint64_t>(maxsplit) + 1);
+        charge(s.size());
+        charge_n(parts, sizeof(Value) + sizeof(std::string));
+    }
     std::vector<std::string> out;
     if (sep.is_undef() || sep.t == Value::T::None) {  // runs of whitespace, no empty strings
         const std::u32string u = to_u32(s);
@@ -1274,6 +1534,15 @@ std::vector<std::string> py_split(const std::string& s, const Value& sep, int64_
 }
 
 std::string py_replace(const std::string& s, const std::string& a, const std::string& b, int64_t count) {
+    {  // what it will build, before building it
+        uint64_t hits = 0;
+        if (a.empty()) hits = to_u32(s).size() + 1;
+        else
+            for (size_t f = s.find(a); f != std::string::npos; f = s.find(a, f + a.size())) ++hits;
+        if (count >= 0) hits = std::min<uint64_t>(hits, static_cast<uint64_t>(count));
+        charge(s.size());
+        charge_n(hits, b.size());
+    }
     std::string out;
     size_t start = 0;
     int64_t n = 0;
@@ -1410,7 +1679,11 @@ Value str_list(const std::vector<std::string>& v) {
 
 Value method(const Value& self, const std::string& name) {
     using F = std::function<Value(Interp&, std::vector<Value>&, Kwargs&)>;
-    auto bind = [&](F f) { return make_func(name, std::move(f)); };
+    auto bind = [&](F f) {
+        Value m = make_func(name, std::move(f));
+        if (self.t == Value::T::List || self.t == Value::T::Dict) m.fn->holds.push_back(self);
+        return m;
+    };
     if (self.t == Value::T::Str) {
         const std::string s = self.s;
         if (name == "strip" || name == "lstrip" || name == "rstrip")
@@ -1474,6 +1747,7 @@ Value method(const Value& self, const std::string& name) {
             });
         if (name == "splitlines")
             return bind([s](Interp&, std::vector<Value>&, Kwargs&) {
+                charge_n(static_cast<uint64_t>(std::count(s.begin(), s.end(), '\n') + std::count(s.begin(), s.end(), '\r') + 1), sizeof(Value));
                 std::vector<std::string> lines;
                 size_t start = 0;
                 for (size_t k = 0; k < s.size(); ++k)
@@ -1555,15 +1829,27 @@ Value method(const Value& self, const std::string& name) {
 }
 
 Value arith(const std::string& op, const Value& x, const Value& y) {
-    if (op == "~") return Value::str(to_str(x) + to_str(y));
+    if (op == "~") {
+        if (x.t == Value::T::Str && y.t == Value::T::Str) {  // the size before any copy
+            charge(x.s.size() + y.s.size());
+            return Value::str(x.s + y.s);
+        }
+        std::string a = to_str(x), b = to_str(y);
+        charge(a.size() + b.size());
+        return Value::str(a + b);
+    }
     if (x.is_undef()) fail_undefined(x);
     if (y.is_undef()) fail_undefined(y);
     auto type_err = [&]() -> Value {
         fail("TypeError: unsupported operand type(s) for " + op + ": '" + type_name(x) + "' and '" + type_name(y) + "'");
     };
     if (op == "+") {
-        if (x.t == Value::T::Str && y.t == Value::T::Str) return Value::str(x.s + y.s);
+        if (x.t == Value::T::Str && y.t == Value::T::Str) {
+            charge(x.s.size() + y.s.size());
+            return Value::str(x.s + y.s);
+        }
         if (x.t == Value::T::List && y.t == Value::T::List && !x.gen && !y.gen) {
+            charge(value_bytes(x) + value_bytes(y));
             Array a = *x.a;
             a.insert(a.end(), y.a->begin(), y.a->end());
             return Value::list(std::move(a));
@@ -1577,8 +1863,10 @@ Value arith(const std::string& op, const Value& x, const Value& y) {
         const Value* cnt = seq == &x ? &y : &x;
         if (seq && (cnt->t == Value::T::Int || cnt->t == Value::T::Bool)) {
             const int64_t n = std::max<int64_t>(0, to_int(*cnt));
+            charge_n(static_cast<uint64_t>(n), seq->t == Value::T::Str ? seq->s.size() : value_bytes(*seq));  // before building it
             if (seq->t == Value::T::Str) {
                 std::string out;
+                out.reserve(seq->s.size() * static_cast<size_t>(n));
                 for (int64_t k = 0; k < n; ++k) out += seq->s;
                 return Value::str(out);
             }
@@ -1602,16 +1890,22 @@ Value arith(const std::string& op, const Value& x, const Value& y) {
             else if (c == 'd' || c == 'i') out += std::to_string(to_int(a));
             else if (c == 'f') { char b[64]; std::snprintf(b, sizeof b, "%f", a.num()); out += b; }
             else fail(std::string("ValueError: unsupported format character '") + c + "'");
+            if (out.size() > (size_t{1} << 20)) charge(out.size());
         }
+        charge(out.size());
         return Value::str(out);
     }
     if (!x.is_num() || !y.is_num()) return type_err();
     const bool ints = x.t != Value::T::Float && y.t != Value::T::Float;
     const int64_t a = ints ? to_int(x) : 0, b = ints ? to_int(y) : 0;
     const double fa = x.num(), fb = y.num();
-    if (op == "+") return ints ? Value::integer(a + b) : Value::number(fa + fb);
-    if (op == "-") return ints ? Value::integer(a - b) : Value::number(fa - fb);
-    if (op == "*") return ints ? Value::integer(a * b) : Value::number(fa * fb);
+    int64_t r = 0;
+    if (op == "+" || op == "-" || op == "*") {
+        if (!ints) return Value::number(op == "+" ? fa + fb : op == "-" ? fa - fb : fa * fb);
+        const bool over = op == "+" ? __builtin_add_overflow(a, b, &r) : op == "-" ? __builtin_sub_overflow(a, b, &r) : __builtin_mul_overflow(a, b, &r);
+        if (over) int_overflow(op.c_str());
+        return Value::integer(r);
+    }
     if (op == "/") {
         if (fb == 0) fail("ZeroDivisionError: division by zero");
         return Value::number(fa / fb);
@@ -1619,7 +1913,9 @@ Value arith(const std::string& op, const Value& x, const Value& y) {
     if (op == "//" || op == "%") {
         if (fb == 0) fail("ZeroDivisionError: integer division or modulo by zero");
         if (ints) {
-            int64_t q = a / b, r = a % b;
+            if (a == INT64_MIN && b == -1) int_overflow(op.c_str());
+            int64_t q = a / b;
+            r = a % b;
             if (r != 0 && ((r < 0) != (b < 0))) { --q; r += b; }
             return Value::integer(op == "//" ? q : r);
         }
@@ -1628,9 +1924,12 @@ Value arith(const std::string& op, const Value& x, const Value& y) {
     }
     if (op == "**") {
         if (ints && b >= 0) {
-            int64_t r = 1;
-            for (int64_t k = 0; k < b; ++k) r *= a;
-            return Value::integer(r);
+            if (a == 0 || a == 1) return Value::integer(b == 0 ? 1 : a);
+            if (a == -1) return Value::integer(b % 2 ? -1 : 1);
+            int64_t p = 1;  // |a| ≥ 2: at most 63 multiplications before it overflows
+            for (int64_t k = 0; k < b; ++k)
+                if (__builtin_mul_overflow(p, a, &p)) int_overflow("**");
+            return Value::integer(p);
         }
         return Value::number(std::pow(fa, fb));
     }
@@ -1712,7 +2011,10 @@ Value Interp::eval(const Expr& e) {
             if (v.is_undef()) fail_undefined(v);
             if (!v.is_num()) fail(std::string("TypeError: bad operand type for unary ") + e.name + ": '" + type_name(v) + "'");
             if (e.name == "+") return v.t == Value::T::Bool ? Value::integer(v.b) : v;
-            return v.t == Value::T::Float ? Value::number(-v.f) : Value::integer(-to_int(v));
+            if (v.t == Value::T::Float) return Value::number(-v.f);
+            const int64_t x = to_int(v);
+            if (x == INT64_MIN) int_overflow("-");
+            return Value::integer(-x);
         }
         case Expr::K::Binary: return arith(e.name, eval(*e.args[0]), eval(*e.args[1]));
         case Expr::K::And: {
@@ -1754,7 +2056,7 @@ Value Interp::eval(const Expr& e) {
 Value Interp::call(const Value& f, std::vector<Value>& args, Kwargs& kw) {
     if (f.is_undef()) fail_undefined(f);
     if (f.t != Value::T::Func) fail(std::string("TypeError: '") + type_name(f) + "' object is not callable");
-    return f.fn->call(*this, args, kw);
+    return charged(f.fn->call(*this, args, kw));
 }
 
 bool Interp::test(const std::string& name, const Value& v, std::vector<Value>& args) {
@@ -1808,6 +2110,10 @@ Value attribute_of(const Value& v, const std::string& path) {  // "a.b" attribut
 }
 
 Value Interp::filter(const std::string& name, Value v, std::vector<Value>& args, Kwargs& kw) {
+    return charged(filter_impl(name, std::move(v), args, kw));
+}
+
+Value Interp::filter_impl(const std::string& name, Value v, std::vector<Value>& args, Kwargs& kw) {
     auto need_str = [&]() -> std::string {
         if (v.is_undef()) return "";
         return to_str(v);
@@ -1835,7 +2141,7 @@ Value Interp::filter(const std::string& name, Value v, std::vector<Value>& args,
         for (size_t k = 0; k < args.size(); ++k)  // positional: ensure_ascii, indent, separators, sort_keys
             if (k == 0 && truthy(args[0])) fail("NotImplementedError: tojson(ensure_ascii=True) is not supported");
         const Value ind2 = ind.is_undef() && args.size() > 1 ? args[1] : ind;
-        if (!ind2.is_undef() && ind2.t != Value::T::None) st.indent = static_cast<int>(to_int(ind2));
+        if (!ind2.is_undef() && ind2.t != Value::T::None) st.indent = static_cast<int>(std::clamp<int64_t>(to_int(ind2), -1, int64_t{1} << 30));
         const Value seps2 = seps.is_undef() && args.size() > 2 ? args[2] : seps;
         if (seps2.t == Value::T::List && seps2.a->size() == 2) {
             st.item_sep = to_str((*seps2.a)[0]);
@@ -1907,7 +2213,10 @@ Value Interp::filter(const std::string& name, Value v, std::vector<Value>& args,
     if (name == "int") {
         if (v.t == Value::T::Str) {
             try { return Value::integer(std::stoll(strip_chars(v.s, Value(), true, true))); } catch (...) {}
-            try { return Value::integer(static_cast<int64_t>(std::stod(v.s))); } catch (...) {}
+            double d = 0;
+            bool ok = false;
+            try { d = std::stod(v.s); ok = true; } catch (...) {}
+            if (ok) return Value::integer(checked_int(d));
             return kwarg(kw, args, 0, "default", Value::integer(0));
         }
         if (v.is_num()) return Value::integer(to_int(v));
@@ -1923,7 +2232,9 @@ Value Interp::filter(const std::string& name, Value v, std::vector<Value>& args,
     }
     if (name == "abs") {
         if (v.t == Value::T::Float) return Value::number(std::fabs(v.f));
-        return Value::integer(std::llabs(to_int(v)));
+        const int64_t x = to_int(v);
+        if (x == INT64_MIN) int_overflow("abs");
+        return Value::integer(std::llabs(x));
     }
     if (name == "round") {
         const int64_t prec = to_int(kwarg(kw, args, 0, "precision", Value::integer(0)));
@@ -1934,10 +2245,14 @@ Value Interp::filter(const std::string& name, Value v, std::vector<Value>& args,
     }
     if (name == "indent") {
         const Value w = kwarg(kw, args, 0, "width", Value::integer(4));
-        const std::string pad = w.t == Value::T::Str ? w.s : std::string(static_cast<size_t>(std::max<int64_t>(0, to_int(w))), ' ');
+        const int64_t width = w.t == Value::T::Str ? 0 : std::max<int64_t>(0, to_int(w));
+        charge(static_cast<uint64_t>(width));
+        const std::string pad = w.t == Value::T::Str ? w.s : std::string(static_cast<size_t>(width), ' ');
         const bool first = truthy(kwarg(kw, args, 1, "first", Value::boolean(false)));
         const bool blank = truthy(kwarg(kw, args, 2, "blank", Value::boolean(false)));
         std::string s = need_str();
+        charge(s.size());
+        charge_n(static_cast<uint64_t>(std::count(s.begin(), s.end(), '\n')) + 1, pad.size() + sizeof(std::string));
         std::vector<std::string> lines;
         size_t start = 0;
         for (size_t k = 0; k <= s.size(); ++k)
@@ -2078,10 +2393,14 @@ Flow Interp::exec(const Body& b, std::string& out) {
 Flow Interp::exec(const Node& n, std::string& out) {
     try {
         switch (n.k) {
-            case Node::K::Text: out += n.text; return Flow::Normal;
+            case Node::K::Text:
+                out += n.text;
+                check_output(out);
+                return Flow::Normal;
             case Node::K::Output: {
                 const Value v = eval(*n.expr);
                 out += to_str(v);
+                check_output(out);
                 return Flow::Normal;
             }
             case Node::K::If:
@@ -2089,12 +2408,27 @@ Flow Interp::exec(const Node& n, std::string& out) {
                     if (!cond || truthy(eval(*cond))) return exec(body, out);
                 return Flow::Normal;
             case Node::K::For: {
-                const Value seq = eval(*n.expr);
-                std::vector<Value> items = iterate(seq);
+                // `for x in range(…)` runs without building the list: a loop inside a loop holds nothing
+                RangeArgs lazy;
+                bool is_range = false;
+                if (!n.cond && n.expr->k == Expr::K::Call && n.expr->kwargs.empty() && n.expr->args[0]->k == Expr::K::Name &&
+                    n.expr->args[0]->name == "range") {
+                    const Value f = eval(*n.expr->args[0]);
+                    const auto g = globals.find("range");
+                    if (f.t == Value::T::Func && g != globals.end() && f.fn == g->second.fn) {
+                        std::vector<Value> args;
+                        for (size_t k = 1; k < n.expr->args.size(); ++k) args.push_back(eval(*n.expr->args[k]));
+                        lazy = range_args(args);
+                        is_range = true;
+                    }
+                }
+                std::vector<Value> items;
+                if (!is_range) items = iterate(eval(*n.expr));
                 if (n.cond) {  // "for x in xs if cond": filter first, so loop.* count the kept items
                     std::vector<Value> kept;
                     frames.push_back(std::make_shared<Frame>());
                     for (auto& x : items) {
+                        tick();
                         if (n.targets.size() == 1) assign(n.targets[0], x);
                         else {
                             const std::vector<Value> parts = iterate(x);
@@ -2105,15 +2439,17 @@ Flow Interp::exec(const Node& n, std::string& out) {
                     frames.pop_back();
                     items = std::move(kept);
                 }
-                if (items.empty()) return exec(n.else_body, out);
+                const int64_t len = is_range ? lazy.count : static_cast<int64_t>(items.size());
+                if (len == 0) return exec(n.else_body, out);
+                auto item = [&](int64_t k) { return is_range ? Value::integer(lazy.at(k)) : items[static_cast<size_t>(k)]; };
                 frames.push_back(std::make_shared<Frame>());
                 struct Pop {
                     Interp* in;
                     ~Pop() { in->frames.pop_back(); }
                 } pop{this};
-                const int64_t len = static_cast<int64_t>(items.size());
                 for (int64_t k = 0; k < len; ++k) {
-                    const Value& x = items[static_cast<size_t>(k)];
+                    tick();
+                    const Value x = item(k);
                     if (n.targets.size() == 1) assign(n.targets[0], x);
                     else {
                         const std::vector<Value> parts = iterate(x);
@@ -2131,8 +2467,8 @@ Flow Interp::exec(const Node& n, std::string& out) {
                     loop.o->set("length", Value::integer(len));
                     loop.o->set("depth", Value::integer(1));
                     loop.o->set("depth0", Value::integer(0));
-                    loop.o->set("previtem", k > 0 ? items[static_cast<size_t>(k - 1)] : Value::undefined("there is no previous item"));
-                    loop.o->set("nextitem", k + 1 < len ? items[static_cast<size_t>(k + 1)] : Value::undefined("there is no next item"));
+                    loop.o->set("previtem", k > 0 ? item(k - 1) : Value::undefined("there is no previous item"));
+                    loop.o->set("nextitem", k + 1 < len ? item(k + 1) : Value::undefined("there is no next item"));
                     loop.o->set("cycle", make_func("cycle", [k](Interp&, std::vector<Value>& a, Kwargs&) {
                         if (a.empty()) fail("TypeError: no items for cycling given");
                         return a[static_cast<size_t>(k) % a.size()];
@@ -2148,6 +2484,8 @@ Flow Interp::exec(const Node& n, std::string& out) {
                 if (!n.attr.empty()) {
                     Value ns = lookup(n.targets[0]);
                     if (ns.t != Value::T::Dict || !ns.o->is_namespace) fail("TemplateRuntimeError: cannot assign attribute on non-namespace object");
+                    // a namespace holding itself would never be freed (no garbage collector here)
+                    if (holds_container(v, ns.o.get())) fail("ValueError: a namespace cannot hold itself");
                     ns.o->set(n.attr, std::move(v));
                     return Flow::Normal;
                 }
@@ -2172,6 +2510,7 @@ Flow Interp::exec(const Node& n, std::string& out) {
                 std::string s;
                 exec(n.body, s);
                 out += to_str(apply_filters(*n.filter, Value::str(std::move(s))));
+                check_output(out);
                 return Flow::Normal;
             }
             case Node::K::Macro: {
@@ -2182,7 +2521,10 @@ Flow Interp::exec(const Node& n, std::string& out) {
                     const std::shared_ptr<Frame> root = root_ref.lock();
                     if (!root) fail("TemplateRuntimeError: macro '" + def->text + "' called after its template finished");
                     if (args.size() > def->params.size()) fail("TypeError: macro '" + def->text + "' takes not more than " + std::to_string(def->params.size()) + " argument(s)");
-                    if (++in.depth > 200) fail("RecursionError: maximum macro depth exceeded");
+                    tick();
+                    if (in.depth + 1 > nesting_limit())
+                        limit_fail("depth", "macro calls nested more than " + std::to_string(nesting_limit()) + " deep");
+                    ++in.depth;
                     auto saved = std::move(in.frames);
                     in.frames = {root, std::make_shared<Frame>()};
                     struct Restore {
@@ -2236,10 +2578,23 @@ Template& Template::operator=(Template&&) noexcept = default;
 
 std::string Template::render(const nlohmann::ordered_json& context) const {
     if (!context.is_object()) throw_bad_input("chat template: the context must be a JSON object");
+    Budget budget;  // this render's bounds (Options::limits), for every helper on this thread
+    budget.lim = impl_->opt.limits;
+    budget.start = std::chrono::steady_clock::now();
+    budget.deadline = budget.start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(budget.lim.seconds));
+    struct Install {
+        Budget* prev;
+        explicit Install(Budget* b) : prev(t_budget) { t_budget = b; }
+        ~Install() { t_budget = prev; }
+    } install(&budget);
     Interp in;
     in.opt = &impl_->opt;
     auto root = std::make_shared<Frame>();
-    for (auto it = context.begin(); it != context.end(); ++it) root->vars[it.key()] = from_json(it.value());
+    try {
+        for (auto it = context.begin(); it != context.end(); ++it) root->vars[it.key()] = from_json(it.value());
+    } catch (const RenderFailure& f) {
+        throw_bad_input("chat template: %s", f.msg.c_str());
+    }
     in.frames.push_back(root);
     const Options* opt = &impl_->opt;
     in.globals["raise_exception"] = make_func("raise_exception", [](Interp&, std::vector<Value>& a, Kwargs&) -> Value {
@@ -2254,14 +2609,11 @@ std::string Template::render(const nlohmann::ordered_json& context) const {
         return Value::str(std::string(buf, n));
     });
     in.globals["range"] = make_func("range", [](Interp&, std::vector<Value>& a, Kwargs&) {
-        int64_t start = 0, stop = 0, step = 1;
-        if (a.size() == 1) stop = to_int(a[0]);
-        else if (a.size() >= 2) { start = to_int(a[0]); stop = to_int(a[1]); if (a.size() > 2) step = to_int(a[2]); }
-        else fail("TypeError: range expected at least 1 argument");
-        if (step == 0) fail("ValueError: range() arg 3 must not be zero");
-        if ((stop - start) / step > 1000000) fail("OverflowError: range too big");
+        const RangeArgs r = range_args(a);
+        if (r.count > 10000000) limit_fail("alloc_bytes", "range() of " + std::to_string(r.count) + " numbers");
+        charge_n(static_cast<uint64_t>(r.count), sizeof(Value));
         Array out;
-        for (int64_t k = start; step > 0 ? k < stop : k > stop; k += step) out.push_back(Value::integer(k));
+        for (int64_t k = 0; k < r.count; ++k) out.push_back(Value::integer(r.at(k)));
         return Value::list(std::move(out));
     });
     auto make_dict = [](bool ns) {

@@ -134,6 +134,51 @@ TEST(ChatTemplate, StatementsLoopsAndScoping) {
     EXPECT_THROW(render("{% frobnicate %}"), Error);
 }
 
+// The sandbox's bounds are the caller's to set (include/llmforge/jinja.h, Limits); each failure names its limit, and
+// the render after a failure on the same thread starts from a fresh budget. (The hostile templates themselves, each in
+// its own process with its memory measured: tests/reference/test_template_sandbox.py.)
+TEST(ChatTemplate, SandboxLimitsAreTheCallersAndNamed) {
+    auto with = [](const std::string& tpl, jinja::Limits lim) {
+        jinja::Options o;
+        o.limits = lim;
+        return jinja::Template(tpl, o);
+    };
+    auto error_of = [](const jinja::Template& t) {
+        try {
+            t.render(json::object());
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    jinja::Limits lim;
+    lim.iterations = 10;
+    EXPECT_EQ(with("{% for i in range(10) %}x{% endfor %}", lim).render(json::object()), "xxxxxxxxxx");
+    EXPECT_NE(error_of(with("{% for i in range(11) %}x{% endfor %}", lim)).find("template limit 'iterations' exceeded"), std::string::npos);
+    lim = {};
+    lim.output_bytes = 5;
+    EXPECT_NE(error_of(with("{{ 'abcdef' }}", lim)).find("'output_bytes'"), std::string::npos);
+    lim = {};
+    lim.alloc_bytes = 1000;
+    EXPECT_EQ(with("{{ ('a' * 500) | length }}", lim).render(json::object()), "500");
+    EXPECT_NE(error_of(with("{{ ('a' * 1001) | length }}", lim)).find("'alloc_bytes'"), std::string::npos);
+    lim = {};
+    lim.depth = 3;
+    const std::string rec = "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{% endif %}.{% endmacro %}";
+    EXPECT_EQ(with(rec + "{{ f(2) }}", lim).render(json::object()), "...");
+    EXPECT_NE(error_of(with(rec + "{{ f(3) }}", lim)).find("'depth'"), std::string::npos);
+    lim = {};
+    lim.seconds = 0.05;
+    EXPECT_NE(error_of(with("{% for i in range(100000) %}{{ ('x' * 100000) | length }}{% endfor %}", lim)).find("'seconds'"), std::string::npos);
+    // 64-bit integers: the largest works, one more is refused; Python's floor division and modulo of negatives kept
+    EXPECT_EQ(render("{{ 9223372036854775806 + 1 }}"), "9223372036854775807");
+    EXPECT_NE(error_of(jinja::Template("{{ 9223372036854775807 + 1 }}")).find("'integer'"), std::string::npos);
+    EXPECT_NE(error_of(jinja::Template("{{ -9223372036854775807 - 1 - 1 }}")).find("'integer'"), std::string::npos);
+    EXPECT_EQ(render("{{ 2 ** 62 }} {{ (-7) // 2 }} {{ (-7) % 2 }} {{ 1e999 }}"), "4611686018427387904 -4 1 inf");
+    // after a failure, a fresh budget
+    EXPECT_EQ(render("{{ 'ok' }}"), "ok");
+}
+
 TEST(ChatTemplate, FiltersTestsAndMethods) {
     EXPECT_EQ(render("{{ '  a b  ' | trim }}|{{ ' x '.strip() }}|{{ 'a,b,,c'.split(',') }}|{{ ' a  b '.split() }}|{{ 'xxhixx'.strip('x') }}"),
               "a b|x|['a', 'b', '', 'c']|['a', 'b']|hi");
