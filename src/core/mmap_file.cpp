@@ -1,6 +1,8 @@
 #include "core/mmap_file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -82,10 +84,33 @@ MappedFile::~MappedFile() {
     if (data_) munmap(const_cast<uint8_t*>(data_), map_size_);
 }
 
+namespace {
+// Temporary files PATH.tmp.PID left by writers that were killed (kill -9, a crash, a power cut) before they could
+// remove them: removed when PATH is next written, unless their process still runs.
+void remove_stale_temporaries(const std::string& path) {
+    const size_t slash = path.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+    const std::string prefix = (slash == std::string::npos ? path : path.substr(slash + 1)) + ".tmp.";
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return;
+    while (const dirent* e = ::readdir(d)) {
+        const std::string name = e->d_name;
+        if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+        const std::string digits = name.substr(prefix.size());
+        if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+        const pid_t pid = static_cast<pid_t>(std::stol(digits));
+        if (pid == getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;  // its writer may still be at work
+        ::unlink((dir + name).c_str());
+    }
+    ::closedir(d);
+}
+}  // namespace
+
 AtomicWriter::AtomicWriter(const std::string& path) : path_(path) {
+    remove_stale_temporaries(path);
     tmp_ = path + ".tmp." + std::to_string(getpid());
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw_runtime("cannot create '%s': %s", tmp_.c_str(), std::strerror(errno));
+    if (fd_ < 0) throw_runtime("cannot write '%s': cannot create '%s': %s", path_.c_str(), tmp_.c_str(), std::strerror(errno));
 }
 
 AtomicWriter::~AtomicWriter() {
@@ -99,7 +124,8 @@ void AtomicWriter::write(const void* data, size_t n) {
         ssize_t w = ::write(fd_, p, n);
         if (w < 0) {
             if (errno == EINTR) continue;
-            throw_runtime("write to '%s' failed: %s", tmp_.c_str(), std::strerror(errno));
+            throw_runtime("cannot write '%s': %s (after %llu bytes; '%s' is left as it was)", path_.c_str(), std::strerror(errno),
+                          static_cast<unsigned long long>(offset_), path_.c_str());
         }
         p += w;
         n -= static_cast<size_t>(w);
@@ -117,9 +143,10 @@ void AtomicWriter::write_zeros(size_t n) {
 }
 
 void AtomicWriter::commit() {
-    if (::fsync(fd_) != 0) throw_runtime("fsync of '%s' failed: %s", tmp_.c_str(), std::strerror(errno));
-    ::close(fd_);
+    if (::fsync(fd_) != 0) throw_runtime("cannot write '%s': fsync: %s ('%s' is left as it was)", path_.c_str(), std::strerror(errno), path_.c_str());
+    const int fd = fd_;
     fd_ = -1;
+    if (::close(fd) != 0) throw_runtime("cannot write '%s': close: %s ('%s' is left as it was)", path_.c_str(), std::strerror(errno), path_.c_str());
     if (::rename(tmp_.c_str(), path_.c_str()) != 0)
         throw_runtime("cannot rename '%s' to '%s': %s", tmp_.c_str(), path_.c_str(), std::strerror(errno));
     committed_ = true;

@@ -72,8 +72,21 @@ void save_checkpoint(const std::string& out, const TrainableModel& tm, const Voc
 // OUT/checkpoint (or, between the two renames, OUT/checkpoint.old) is a complete checkpoint.
 void save_training_checkpoint(const std::string& out, const TrainableModel& tm, const Vocab& vocab, const AdamW& opt, const nlohmann::json& state) {
     const std::string tmp = out + "/checkpoint.tmp", cur = out + "/checkpoint", old = out + "/checkpoint.old";
-    fs::remove_all(tmp);
-    fs::create_directories(tmp);
+    fs::remove_all(tmp);  // a killed run's half-written one
+    // a failed write (a full disk, a read-only directory) leaves the last complete checkpoint and removes its half
+    struct Cleanup {
+        std::string dir;
+        bool done = false;
+        ~Cleanup() {
+            std::error_code ec;
+            if (!done) fs::remove_all(dir, ec);
+        }
+    } cleanup{tmp};
+    try {
+        fs::create_directories(tmp);
+    } catch (const fs::filesystem_error& e) {
+        throw_runtime("cannot write the checkpoint '%s': %s", tmp.c_str(), e.code().message().c_str());
+    }
     Model m = tm.to_model(false);
     m.vocab = vocab;
     if (tm.lora()) save_lora_adapter(m, tmp + "/adapter.gguf");
@@ -92,13 +105,18 @@ void save_training_checkpoint(const std::string& out, const TrainableModel& tm, 
     }
     write_file_atomic(tmp + "/state.json", state.dump(1) + "\n");
     fsync_dir(tmp);
-    if (fs::exists(cur)) {
+    try {
+        if (fs::exists(cur)) {
+            fs::remove_all(old);
+            fs::rename(cur, old);
+        }
+        fs::rename(tmp, cur);
+        cleanup.done = true;
+        fsync_dir(out);
         fs::remove_all(old);
-        fs::rename(cur, old);
+    } catch (const fs::filesystem_error& e) {
+        throw_runtime("cannot put the checkpoint in place in '%s': %s", out.c_str(), e.code().message().c_str());
     }
-    fs::rename(tmp, cur);
-    fsync_dir(out);
-    fs::remove_all(old);
 }
 
 std::string find_checkpoint(const std::string& out) {
@@ -589,6 +607,7 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
         if (lead) {
             metrics << line.dump() << "\n";
             metrics.flush();
+            if (!metrics) throw_runtime("cannot write '%s': %s", metrics_path.c_str(), std::strerror(errno));
         }
         if (lead && o.sample_every > 0 && s.sample_text && (st.step % o.sample_every == 0 || last)) sample(st.step);
         const bool interrupted = flags[1] > 0;  // any process was signalled: all stop at this step

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -665,6 +666,7 @@ RlReport rl_train(const RlOptions& o) {
         }
         metrics << line.dump() << "\n";
         metrics.flush();
+        if (!metrics) throw_runtime("cannot write '%s': %s", metrics_path.c_str(), std::strerror(errno));
         if (o.sample_every > 0 && (step % o.sample_every == 0 || last)) {
             std::ofstream f(o.out_dir + "/samples.txt", std::ios::app);
             const PromptItem& p = prompts[ro.prompt[0]];

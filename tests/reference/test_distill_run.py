@@ -33,6 +33,19 @@ def metrics(run):
         return {j["step"]: j for j in map(json.loads, f)}
 
 
+def kill_and_resume(cmd, run, after_lines=17):
+    """Runs cmd + [-o run], kills it (-9) once its metrics have after_lines lines, resumes it; returns (its metrics or
+    {} on failure, the resumed run's stderr)."""
+    p = subprocess.Popen(cmd + ["-o", run], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = os.path.join(run, "metrics.jsonl")
+    while p.poll() is None and (not os.path.exists(path) or sum(1 for _ in open(path)) < after_lines):
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    r = subprocess.run(cmd + ["-o", run, "--resume"], capture_output=True, text=True)
+    return (metrics(run) if r.returncode == 0 else {}), r.stderr
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -75,18 +88,10 @@ def main():
             check("the run's hyper-parameters name the teacher and the loss", st["hparams"].get("teacher") == tmodel and st["hparams"].get("loss") == "jsd")
 
         # ---- kill -9 mid-run, then --resume: the same loss at every step
-        run = os.path.join(tmp, "killed")
-        p = subprocess.Popen(base + ["-o", run], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        path = os.path.join(run, "metrics.jsonl")
-        while p.poll() is None and (not os.path.exists(path) or sum(1 for _ in open(path)) < 17):
-            time.sleep(0.01)
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-        r = subprocess.run(base + ["-o", run, "--resume"], capture_output=True, text=True)
-        got = metrics(run) if r.returncode == 0 else {}
+        got, err = kill_and_resume(base, os.path.join(tmp, "killed"))
         want = metrics(fresh)
         same = sorted(got) == sorted(want) and all(repr(got[s]["loss"]) == repr(want[s]["loss"]) for s in want)
-        check("distill: kill -9 + --resume gives the same loss at every step, bit for bit", same, r.stderr[-300:])
+        check("distill: kill -9 + --resume gives the same loss at every step, bit for bit", same, err[-300:])
 
         # ---- a layer-pruned copy of the teacher
         pruned = os.path.join(tmp, "pruned")
@@ -234,18 +239,10 @@ def main():
                   and mg[40]["val_kl"] < mg[20]["val_kl"] and min(mg[i]["flops"] for i in on) > max(mg[i]["flops"] for i in off),
                   f"val KL {mg[20]['val_kl']:.4f} -> {mg[40]['val_kl']:.4f}; FLOPs per step {mg[on[0]]['flops']:.3g} on-policy, {mg[off[0]]['flops']:.3g} off")
             st = json.load(open(os.path.join(gkd, "checkpoint", "state.json")))
-            run = os.path.join(tmp, "gkd-killed")
-            p = subprocess.Popen(gbase + ["-o", run], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            path = os.path.join(run, "metrics.jsonl")
-            while p.poll() is None and (not os.path.exists(path) or sum(1 for _ in open(path)) < 17):
-                time.sleep(0.01)
-            p.send_signal(signal.SIGKILL)
-            p.wait()
-            r = subprocess.run(gbase + ["-o", run, "--resume"], capture_output=True, text=True)
-            got = metrics(run) if r.returncode == 0 else {}
+            got, err = kill_and_resume(gbase, os.path.join(tmp, "gkd-killed"))
             same = sorted(got) == sorted(mg) and all(repr(got[i]["loss"]) == repr(mg[i]["loss"]) for i in mg)
             check("distill --on-policy: kill -9 + --resume draws the same batches and samples: the same loss at every step, bit for bit",
-                  same and st["hparams"]["on_policy"]["lambda"] == 0.5, r.stderr[-300:])
+                  same and st["hparams"]["on_policy"]["lambda"] == 0.5, err[-300:])
 
         # ---- speculative decoding with the distilled student as the draft: greedy output equals the teacher's own
         draft = os.path.join(pruned, "model.gguf")

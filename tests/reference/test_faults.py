@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Storage under faults: a full disk (ENOSPC) and kill -9 at random points while llmforge writes a pre-training
+checkpoint, a quantised model and a converted model. A full disk comes from tests/fault/enospc_shim.c (LD_PRELOAD:
+writes under one directory fail with ENOSPC after a random number of bytes). After each fault the previous state must
+be intact — the checkpoint's run resumes and gives the uninterrupted run's loss at every step, bit for bit; an output
+file is its old bytes or its new bytes, never anything else — the error must be one line naming the path and the
+cause, and, once the command has run again, no temporary file may be left.
+
+Run: /usr/bin/python3 tests/reference/test_faults.py --bin build/llmforge [--trials 20]
+"""
+import argparse
+import glob
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+RESULTS = {"passed": 0, "failed": 0}
+
+
+def check(name, ok, detail=""):
+    RESULTS["passed" if ok else "failed"] += 1
+    print(("PASS " if ok else "FAIL ") + name + (f"  ({detail})" if detail else ""), flush=True)
+
+
+def sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def losses(run):
+    with open(os.path.join(run, "metrics.jsonl")) as f:
+        return {j["step"]: j["loss"] for j in map(json.loads, f)}
+
+
+def temporaries(root):
+    return [p for p in glob.glob(os.path.join(root, "**", "*"), recursive=True) if ".tmp" in os.path.basename(p)]
+
+
+def kill_after(cmd, seconds, env=None):
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    time.sleep(seconds)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    return p.returncode
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--trials", type=int, default=20)
+    a = ap.parse_args()
+    bin_, N = os.path.abspath(a.bin), a.trials
+    rng = random.Random(2026)
+    here = os.path.dirname(os.path.abspath(__file__))
+    with tempfile.TemporaryDirectory() as tmp:
+        shim = os.path.join(tmp, "enospc.so")
+        subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", shim, os.path.join(here, "..", "fault", "enospc_shim.c"), "-ldl"], check=True)
+
+        def full_disk(directory, after):
+            env = dict(os.environ)
+            env.update({"LD_PRELOAD": shim, "FAULT_DIR": os.path.realpath(directory), "FAULT_ENOSPC_AFTER": str(after)})
+            return env
+
+        # ---- data and a run to start from
+        text = os.path.join(tmp, "text.txt")
+        with open(text, "w") as f:
+            for name in ("fortunes", "literature", "science", "wisdom"):
+                p = "/usr/share/games/fortunes/" + name
+                if os.path.exists(p):
+                    f.write(open(p, encoding="utf-8", errors="replace").read().replace("\n%\n", "\n\n"))
+        tok, data = os.path.join(tmp, "tok.json"), os.path.join(tmp, "data")
+        subprocess.run([bin_, "tokenizer", "train", "--input", text, "--vocab-size", "400", "-o", tok, "-q"], check=True, capture_output=True)
+        subprocess.run([bin_, "prepare", "--input", text, "--tokenizer", tok, "-o", data, "--val-fraction", "0.05", "-q"], check=True, capture_output=True)
+        train = [bin_, "pretrain", "--preset", "llama-tiny", "--layers", "2", "--d-model", "64", "--heads", "4", "--kv-heads", "2", "--d-ff", "128",
+                 "--data", data, "-b", "4", "--seq-len", "32", "--lr", "3e-3", "--warmup", "2", "--eval-every", "1000", "-t", "2", "-q"]
+        start = os.path.join(tmp, "start")
+        subprocess.run(train + ["--steps", "4", "--save-every", "2", "-o", start], check=True, capture_output=True)
+        ref = os.path.join(tmp, "ref")
+        shutil.copytree(start, ref)
+        subprocess.run(train + ["--steps", "12", "--save-every", "2", "-o", ref, "--resume"], check=True, capture_output=True)
+        want = losses(ref)
+        ck_bytes = sum(os.path.getsize(p) for p in glob.glob(os.path.join(start, "checkpoint", "*")))
+
+        def recovers(run):
+            """Resumes without faults to step 12: the uninterrupted run's loss at every step; no temporaries left."""
+            r = subprocess.run(train + ["--steps", "12", "--save-every", "2", "-o", run, "--resume"], capture_output=True, text=True)
+            got = losses(run) if r.returncode == 0 else {}
+            return r.returncode == 0 and all(repr(got.get(s)) == repr(want[s]) for s in want) and not temporaries(run), r.stderr[-200:]
+
+        # ---- pretrain checkpoints under a full disk
+        bad, msgs = [], set()
+        for i in range(N):
+            run = os.path.join(tmp, f"enospc-{i}")
+            shutil.copytree(start, run)
+            after = rng.randrange(0, 3 * ck_bytes)
+            r = subprocess.run(train + ["--steps", "12", "--save-every", "2", "-o", run, "--resume"], capture_output=True, text=True,
+                               env=full_disk(run, after))
+            err = r.stderr.strip().splitlines()
+            if r.returncode != 0:
+                errs = [l for l in err if l.startswith("llmforge: error: ")]
+                if not (len(errs) == 1 and errs[0] == err[-1] and "No space left on device" in errs[0] and run in errs[0]):
+                    bad.append((i, after, "error: " + " | ".join(err)[-300:]))
+                msgs.add(err[-1].split(": ")[2][:60] if err and err[-1].count(": ") >= 2 else "")
+            left = temporaries(run)
+            if left:
+                bad.append((i, after, f"temporaries after the failure: {left}"))
+            ok, detail = recovers(run)
+            if not ok:
+                bad.append((i, after, "recovery: " + detail))
+        check(f"pretrain under a full disk at {N} random points: one-line error naming the path and ENOSPC, no temporaries, the last "
+              "checkpoint resumes to the uninterrupted run's losses bit for bit", not bad, str(bad[:2]) if bad else f"{len(msgs)} kinds of message")
+
+        # ---- pretrain killed (-9) at random moments while it checkpoints every step
+        t0 = time.monotonic()
+        probe = os.path.join(tmp, "probe")
+        shutil.copytree(start, probe)
+        subprocess.run(train + ["--steps", "12", "--save-every", "1", "-o", probe, "--resume"], check=True, capture_output=True)
+        span = time.monotonic() - t0
+        bad = []
+        for i in range(N):
+            run = os.path.join(tmp, f"kill-{i}")
+            shutil.copytree(start, run)
+            kill_after(train + ["--steps", "12", "--save-every", "1", "-o", run, "--resume"], rng.uniform(0.05, span))
+            ok, detail = recovers(run)
+            if not ok:
+                bad.append((i, detail))
+        check(f"pretrain killed -9 at {N} random moments (checkpointing every step): the last checkpoint resumes to the uninterrupted run's "
+              "losses bit for bit; the resumed run leaves no temporaries", not bad, str(bad[:2]) if bad else f"over {span:.1f} s")
+
+        # ---- quantize and convert: the output is its old bytes or its new bytes, never a part
+        src = os.path.join(tmp, "src.gguf")
+        subprocess.run([bin_, "init", "--preset", "llama-small", "-o", src], check=True, capture_output=True)  # 24M parameters
+        for what, make_old, make_new in (
+                ("quantize", lambda out: [bin_, "quantize", src, out, "Q4_0"], lambda out: [bin_, "quantize", src, out, "Q8_0"]),
+                ("convert", lambda out: [bin_, "convert", src, out, "--dtype", "bf16"], lambda out: [bin_, "convert", src, out, "--dtype", "f16"])):
+            outdir = os.path.join(tmp, what)
+            os.makedirs(outdir)
+            out = os.path.join(outdir, "model.gguf")
+            subprocess.run(make_new(out), check=True, capture_output=True)
+            new_hash, new_size = sha(out), os.path.getsize(out)
+            t0 = time.monotonic()
+            subprocess.run(make_old(out), check=True, capture_output=True)
+            span = time.monotonic() - t0
+            old_hash = sha(out)
+            bad = []
+            for i in range(N):
+                after = rng.randrange(0, new_size)
+                r = subprocess.run(make_new(out), capture_output=True, text=True, env=full_disk(outdir, after))
+                err = r.stderr.strip().splitlines()
+                if r.returncode == 0 or not (err and "No space left on device" in err[-1] and out in err[-1]):
+                    bad.append((i, after, "exit %d: %s" % (r.returncode, err[-1][-160:] if err else "")))
+                if sha(out) != old_hash:
+                    bad.append((i, after, "the old output changed"))
+                if temporaries(outdir):
+                    bad.append((i, after, f"temporaries {temporaries(outdir)}"))
+            check(f"{what} under a full disk at {N} random points: one-line error naming the output and ENOSPC; the old output intact; no "
+                  "temporaries", not bad, str(bad[:2]) if bad else f"{new_size} bytes to write")
+            bad, seen = [], set()
+            for i in range(N):
+                subprocess.run(make_old(out), check=True, capture_output=True)
+                kill_after(make_new(out), rng.uniform(0.0, span * 1.2))
+                h = sha(out)
+                seen.add("old" if h == old_hash else "new" if h == new_hash else "other")
+                if h not in (old_hash, new_hash):
+                    bad.append((i, "the output is neither the old nor the new file"))
+                r = subprocess.run(make_new(out), capture_output=True, text=True)  # run again: it completes, and cleans up
+                if r.returncode != 0 or sha(out) != new_hash or temporaries(outdir):
+                    bad.append((i, f"rerun: exit {r.returncode}, temporaries {temporaries(outdir)}"))
+            check(f"{what} killed -9 at {N} random moments: the output is always the whole old or the whole new file; run again, it completes "
+                  "and no temporaries are left", not bad, str(bad[:2]) if bad else f"seen: {sorted(seen)}")
+
+        # ---- a read-only output directory (the shim's read-only mode: it stops root too): refused, nothing changed
+        for what, cmd in (("quantize", make_new), ("pretrain", None)):
+            ro = os.path.join(tmp, "readonly-" + what)
+            if cmd:
+                os.makedirs(ro)
+                target = os.path.join(ro, "model.gguf")
+                shutil.copy(os.path.join(tmp, "quantize", "model.gguf"), target)
+                before = sha(target)
+                args = [bin_, "quantize", src, target, "Q8_0"]
+            else:
+                shutil.copytree(start, ro)
+                target = os.path.join(ro, "checkpoint", "model.gguf")
+                before = sha(target)
+                args = train + ["--steps", "12", "--save-every", "2", "-o", ro, "--resume"]
+            env = full_disk(ro, 1 << 60)
+            env["FAULT_READONLY"] = "1"
+            r = subprocess.run(args, capture_output=True, text=True, env=env)
+            err = [l for l in r.stderr.strip().splitlines() if l.startswith("llmforge: error: ")]
+            check(f"{what} into a read-only directory: one error line naming the path and the cause, non-zero exit; what was there is intact",
+                  r.returncode != 0 and len(err) == 1 and ro in err[0] and "Read-only file system" in err[0] and sha(target) == before
+                  and not temporaries(ro), err[0] if err else r.stderr[-200:])
+
+    print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")
+    raise SystemExit(1 if RESULTS["failed"] else 0)
+
+
+if __name__ == "__main__":
+    main()
