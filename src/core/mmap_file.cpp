@@ -85,26 +85,35 @@ MappedFile::~MappedFile() {
 }
 
 namespace {
-// Temporary files PATH.tmp.PID left by writers that were killed (kill -9, a crash, a power cut) before they could
-// remove them: removed when PATH is next written, unless their process still runs.
-void remove_stale_temporaries(const std::string& path) {
-    const size_t slash = path.find_last_of('/');
-    const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
-    const std::string prefix = (slash == std::string::npos ? path : path.substr(slash + 1)) + ".tmp.";
+// Removes dir's entries NAME.tmp.PID (NAME starting with `prefix`, or any NAME when prefix is empty) whose process
+// no longer runs.
+void remove_dead_temporaries(const std::string& dir, const std::string& prefix) {
     DIR* d = ::opendir(dir.c_str());
     if (!d) return;
     while (const dirent* e = ::readdir(d)) {
         const std::string name = e->d_name;
-        if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
-        const std::string digits = name.substr(prefix.size());
+        const size_t at = name.rfind(".tmp.");
+        if (at == std::string::npos || at == 0 || at + 5 >= name.size()) continue;
+        if (!prefix.empty() && (at + 5 != prefix.size() || name.compare(0, prefix.size(), prefix) != 0)) continue;  // prefix: "NAME.tmp."
+        const std::string digits = name.substr(at + 5);
         if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
         const pid_t pid = static_cast<pid_t>(std::stol(digits));
         if (pid == getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;  // its writer may still be at work
-        ::unlink((dir + name).c_str());
+        ::unlink((dir + "/" + name).c_str());
     }
     ::closedir(d);
 }
+
+// Temporary files PATH.tmp.PID left by writers that were killed (kill -9, a crash, a power cut) before they could
+// remove them: removed when PATH is next written, unless their process still runs.
+void remove_stale_temporaries(const std::string& path) {
+    const size_t slash = path.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+    remove_dead_temporaries(dir.empty() ? "/" : dir, (slash == std::string::npos ? path : path.substr(slash + 1)) + ".tmp.");
+}
 }  // namespace
+
+void remove_stale_temporaries_in(const std::string& dir) { remove_dead_temporaries(dir, ""); }
 
 AtomicWriter::AtomicWriter(const std::string& path) : path_(path) {
     remove_stale_temporaries(path);

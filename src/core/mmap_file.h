@@ -44,6 +44,10 @@ private:
     bool committed_ = false;
 };
 
+// Removes the temporary files (NAME.tmp.PID) in dir that writers killed before they finished left behind, unless
+// their process still runs. (AtomicWriter does this for its own path by itself.)
+void remove_stale_temporaries_in(const std::string& dir);
+
 bool file_exists(const std::string& path);
 bool is_directory(const std::string& path);
 // All of standard input (until end of file).

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/mmap_file.h"
 #include "core/progress.h"
 #include "formats/formats.h"
 #include "llmforge/bpe.h"
@@ -467,6 +468,11 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
     sched.total = o.steps;
 
     const std::string metrics_path = o.out_dir + "/metrics.jsonl";
+    if (lead) {  // what a killed run may have left half-written: a checkpoint being saved, files being replaced
+        std::error_code ec;
+        fs::remove_all(o.out_dir + "/checkpoint.tmp", ec);
+        remove_stale_temporaries_in(o.out_dir);
+    }
     if (lead) {
         if (o.resume) truncate_metrics(metrics_path, st.step);
         else write_file_atomic(metrics_path, "");

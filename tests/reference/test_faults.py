@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Storage under faults: a full disk (ENOSPC) and kill -9 at random points while llmforge writes a pre-training
-checkpoint, a quantised model and a converted model. A full disk comes from tests/fault/enospc_shim.c (LD_PRELOAD:
+checkpoint, a quantised model and a converted model, and while `rag index` updates its SQLite database; and a
+read-only output directory. A full disk comes from tests/fault/enospc_shim.c (LD_PRELOAD:
 writes under one directory fail with ENOSPC after a random number of bytes). After each fault the previous state must
 be intact — the checkpoint's run resumes and gives the uninterrupted run's loss at every step, bit for bit; an output
 file is its old bytes or its new bytes, never anything else — the error must be one line naming the path and the
@@ -91,7 +92,9 @@ def main():
             """Resumes without faults to step 12: the uninterrupted run's loss at every step; no temporaries left."""
             r = subprocess.run(train + ["--steps", "12", "--save-every", "2", "-o", run, "--resume"], capture_output=True, text=True)
             got = losses(run) if r.returncode == 0 else {}
-            return r.returncode == 0 and all(repr(got.get(s)) == repr(want[s]) for s in want) and not temporaries(run), r.stderr[-200:]
+            same = all(repr(got.get(s)) == repr(want[s]) for s in want)
+            left = temporaries(run)
+            return r.returncode == 0 and same and not left, f"exit {r.returncode}, same losses {same}, temporaries {left}: {r.stderr[-200:]}"
 
         # ---- pretrain checkpoints under a full disk
         bad, msgs = [], set()
@@ -174,6 +177,73 @@ def main():
                     bad.append((i, f"rerun: exit {r.returncode}, temporaries {temporaries(outdir)}"))
             check(f"{what} killed -9 at {N} random moments: the output is always the whole old or the whole new file; run again, it completes "
                   "and no temporaries are left", not bad, str(bad[:2]) if bad else f"seen: {sorted(seen)}")
+
+        # ---- rag index (SQLite): brought up to date under a full disk or killed at random points; the index always
+        # opens, passes SQLite's integrity check and answers; run again, it equals an index built without faults
+        import sqlite3
+        corpus_a, corpus_b = os.path.join(tmp, "corpus-a"), os.path.join(tmp, "corpus-b")
+        os.makedirs(corpus_a)
+        paras = [p.strip() for p in open(text, encoding="utf-8", errors="replace").read().split("\n\n") if len(p.strip()) > 80]
+        for k in range(30):
+            with open(os.path.join(corpus_a, f"doc{k}.txt"), "w") as f:
+                f.write("\n\n".join(paras[k * 40:(k + 1) * 40]))
+        shutil.copytree(corpus_a, corpus_b)
+        for k in range(30, 40):
+            with open(os.path.join(corpus_b, f"doc{k}.txt"), "w") as f:
+                f.write("\n\n".join(paras[k * 40:(k + 1) * 40]))
+        for k in range(5):
+            with open(os.path.join(corpus_b, f"doc{k}.txt"), "a") as f:
+                f.write("\n\nAn added paragraph about the sea, the wind and the sailing ships of old.\n")
+        base = os.path.join(tmp, "kb-base")
+        subprocess.run([bin_, "rag", "index", corpus_a, "-o", base, "-q"], check=True, capture_output=True)
+        queries = ["the sea and the wind", "love and money", "a computer program"]
+
+        def answers(kb):
+            out = []
+            for q in queries:
+                r = subprocess.run([bin_, "rag", "query", kb, q, "-k", "20", "--json"], capture_output=True, text=True)
+                if r.returncode != 0:
+                    return None
+                out.append([(h["source"].split("/")[-1], round(h["score"], 6)) for h in json.loads(r.stdout)["hits"]])
+            return out
+
+        def intact(kb):
+            db = sqlite3.connect(os.path.join(kb, "index.sqlite"))
+            try:
+                return db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            finally:
+                db.close()
+
+        clean = os.path.join(tmp, "kb-clean")
+        shutil.copytree(base, clean)
+        t0 = time.monotonic()
+        subprocess.run([bin_, "rag", "index", corpus_b, "-o", clean, "-q"], check=True, capture_output=True)
+        span = time.monotonic() - t0
+        want_kb = answers(clean)
+        grow = max(1, os.path.getsize(os.path.join(clean, "index.sqlite")) - os.path.getsize(os.path.join(base, "index.sqlite")))
+        for mode in ("full disk", "kill -9"):
+            bad, failed = [], 0
+            for i in range(N):
+                kb = os.path.join(tmp, f"kb-{mode[0]}-{i}")
+                shutil.copytree(base, kb)
+                if mode == "full disk":
+                    r = subprocess.run([bin_, "rag", "index", corpus_b, "-o", kb, "-q"], capture_output=True, text=True,
+                                       env=full_disk(kb, rng.randrange(0, grow)))
+                    err = [l for l in r.stderr.strip().splitlines() if l.startswith("llmforge: error: ")]
+                    if r.returncode != 0:
+                        failed += 1
+                        if not (len(err) == 1 and ("full" in err[0] or "No space" in err[0]) and kb in err[0]):
+                            bad.append((i, "error: " + r.stderr.strip()[-200:]))
+                else:
+                    kill_after([bin_, "rag", "index", corpus_b, "-o", kb, "-q"], rng.uniform(0.0, span * 1.2))
+                if not intact(kb) or answers(kb) is None:
+                    bad.append((i, "the index does not open, fails its integrity check or does not answer"))
+                r = subprocess.run([bin_, "rag", "index", corpus_b, "-o", kb, "-q"], capture_output=True, text=True)
+                if r.returncode != 0 or answers(kb) != want_kb or temporaries(kb):
+                    bad.append((i, f"rerun: exit {r.returncode}, same answers {answers(kb) == want_kb}, temporaries {temporaries(kb)}"))
+            check(f"rag index under {mode} at {N} random points: the index stays intact and answers; run again, it answers as one built "
+                  "without faults, no temporaries", not bad, str(bad[:2]) if bad else (f"{failed} of {N} runs stopped by the full disk"
+                                                                                       if mode == "full disk" else f"over {span:.2f} s"))
 
         # ---- a read-only output directory (the shim's read-only mode: it stops root too): refused, nothing changed
         for what, cmd in (("quantize", make_new), ("pretrain", None)):
