@@ -2,7 +2,9 @@
 // the chunk's never-reused id), and an HNSW graph over them (hnswlib, chosen over FAISS by bench/bench_ann.sh: see
 // BENCHMARKS.md) in dir/dense-<n>.hnsw, named by the meta row dense_file with its content hash, so that a graph is
 // either the one the database names or ignored.
+#include <fcntl.h>
 #include <hnswlib/hnswlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -25,7 +27,27 @@ namespace llmforge::rag {
 namespace fs = std::filesystem;
 
 namespace {
-constexpr size_t kM = 16, kEfConstruction = 200;  // the graph's degree and build breadth (bench/bench_ann.sh: recall@10 0.99 at ef 32)
+constexpr size_t kM = 16, kEfConstruction = 200;
+
+// The largest chunk id with a vector (-1: none).
+int64_t last_embedding_id(const SqliteDb& db) {
+    SqliteStmt st(db, "SELECT COALESCE(MAX(chunk_id), -1) FROM embeddings");
+    st.step();
+    return st.int64(0);
+}
+
+// The bytes HierarchicalNSW::saveIndex writes: its 13 header fields, the level-0 block, then each element's upper-level
+// link lists with their sizes (hnswlib's format).
+template <class G>
+uint64_t hnsw_file_size(const G& g) {
+    uint64_t n = sizeof(g.offsetLevel0_) + sizeof(g.max_elements_) + sizeof(g.cur_element_count) + sizeof(g.size_data_per_element_) +
+                 sizeof(g.label_offset_) + sizeof(g.offsetData_) + sizeof(g.maxlevel_) + sizeof(g.enterpoint_node_) + sizeof(g.maxM_) +
+                 sizeof(g.maxM0_) + sizeof(g.M_) + sizeof(g.mult_) + sizeof(g.ef_construction_);
+    n += static_cast<uint64_t>(g.cur_element_count) * g.size_data_per_element_;
+    for (size_t i = 0; i < g.cur_element_count; ++i)
+        n += sizeof(unsigned int) + (g.element_levels_[i] > 0 ? g.size_links_per_element_ * static_cast<size_t>(g.element_levels_[i]) : 0);
+    return n;
+}  // the graph's degree and build breadth (bench/bench_ann.sh: recall@10 0.99 at ef 32)
 
 }  // namespace
 
@@ -91,8 +113,11 @@ void update_dense(const SqliteDb& db, const std::string& dir, const IndexOptions
         stats.interrupted = true;
         return;  // the graph stays the previous one; queries say the vectors are out of date until a run completes
     }
-    if (meta.count("dense_count") && meta["dense_count"] == std::to_string(stats.vectors) && stats.embedded == 0 &&
-        meta["embed_model"] == o.embed_model && meta["embed_stamp"] == o.embed_stamp && fs::exists(fs::path(dir) / meta["dense_file"]))
+    // the graph matches the vectors when their number and their last chunk id are the graph's (chunk ids are never
+    // reused: a replaced chunk raises the last id even where the count stays)
+    if (meta.count("dense_count") && meta["dense_count"] == std::to_string(stats.vectors) && meta.count("dense_last_id") &&
+        meta["dense_last_id"] == std::to_string(last_embedding_id(db)) && stats.embedded == 0 && meta["embed_model"] == o.embed_model &&
+        meta["embed_stamp"] == o.embed_stamp && fs::exists(fs::path(dir) / meta["dense_file"]))
         return;  // nothing changed
 
     // the graph, from every vector; written under a new name, then named in the meta table, then the old one removed
@@ -127,6 +152,22 @@ void update_dense(const SqliteDb& db, const std::string& dir, const IndexOptions
         });
         progress.finish();
         g.saveIndex(tmp.string());
+        // hnswlib writes through an unchecked std::ofstream: a full disk would leave the file short without a word, and
+        // the index would point at a broken graph. Check its size against what the format holds, and that it reached
+        // the disk.
+        const uint64_t want = hnsw_file_size(g);
+        std::error_code fec;
+        const uint64_t got = fs::file_size(tmp, fec);
+        const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+        const bool synced = fd >= 0 && ::fsync(fd) == 0;
+        if (fd >= 0) ::close(fd);
+        if (fec || got != want || !synced) {
+            fs::remove(tmp, fec);
+            throw_runtime("rag index: cannot write '%s': %s (the index keeps its previous graph)", file.c_str(),
+                          got != want ? strprintf("only %llu of its %llu bytes were written (is the disk full?)", static_cast<unsigned long long>(got),
+                                                  static_cast<unsigned long long>(want)).c_str()
+                                      : "it could not be synced to the disk");
+        }
     }
     std::error_code ec;
     fs::rename(tmp, file, ec);
@@ -136,6 +177,7 @@ void update_dense(const SqliteDb& db, const std::string& dir, const IndexOptions
     set_meta(db, "dense_file", name);
     set_meta(db, "dense_hash", file_content_hash(file.string()));
     set_meta(db, "dense_count", std::to_string(n));
+    set_meta(db, "dense_last_id", std::to_string(n ? ids.back() : -1));
     set_meta(db, "dense_stamp", std::to_string(stamp));
     db.exec("COMMIT");
     if (!old.empty() && old != name) fs::remove(fs::path(dir) / old, ec);
@@ -160,7 +202,8 @@ std::vector<std::pair<int64_t, double>> DenseSearch::search(const std::vector<fl
         if (!meta.count("embed_model"))
             throw_bad_input("'%s' has no dense vectors: build them with `llmforge rag index … --embed-model MODEL`", dir_.c_str());
         const int64_t have = count_rows(db_, "embeddings"), chunks = count_rows(db_, "chunks");
-        if (!meta.count("dense_count") || std::to_string(have) != meta["dense_count"] || have != chunks)
+        if (!meta.count("dense_count") || std::to_string(have) != meta["dense_count"] || have != chunks ||
+            (meta.count("dense_last_id") && meta["dense_last_id"] != std::to_string(last_embedding_id(db_))))
             throw_bad_input("'%s': the dense vectors are out of date (%lld of %lld chunks embedded, the graph holds %s): run `llmforge rag index` again",
                             dir_.c_str(), static_cast<long long>(have), static_cast<long long>(chunks),
                             meta.count("dense_count") ? meta["dense_count"].c_str() : "none");

@@ -245,6 +245,26 @@ def main():
                   "without faults, no temporaries", not bad, str(bad[:2]) if bad else (f"{failed} of {N} runs stopped by the full disk"
                                                                                        if mode == "full disk" else f"over {span:.2f} s"))
 
+        # ---- rag index's dense graph (hnswlib's file): a full disk while it is written is an error, not a short file
+        emb = os.path.join(tmp, "emb.gguf")
+        subprocess.run([bin_, "init", "--preset", "bert-tiny", "-o", emb], check=True, capture_output=True)
+        kb = os.path.join(tmp, "kb-dense")
+        subprocess.run([bin_, "rag", "index", corpus_a, "-o", kb, "--embed-model", emb, "-q"], check=True, capture_output=True)
+        graphs = sorted(glob.glob(os.path.join(kb, "dense-*.hnsw")))
+        env = full_disk(os.path.join(kb, "dense-"), 1000)  # only the graph files: the database writes go through
+        r = subprocess.run([bin_, "rag", "index", corpus_b, "-o", kb, "--embed-model", emb, "-q"], capture_output=True, text=True, env=env)
+        err = [l for l in r.stderr.strip().splitlines() if l.startswith("llmforge: error: ")]
+        bm = subprocess.run([bin_, "rag", "query", kb, queries[0], "--json"], capture_output=True, text=True)
+        same_graph = sorted(glob.glob(os.path.join(kb, "dense-*.hnsw"))) == graphs and all(sha(g) for g in graphs)
+        r2 = subprocess.run([bin_, "rag", "index", corpus_b, "-o", kb, "--embed-model", emb, "-q"], capture_output=True, text=True)
+        de = subprocess.run([bin_, "rag", "query", kb, queries[0], "--mode", "dense", "--json"], capture_output=True, text=True)
+        check("rag index --embed-model under a full disk while the graph file is written: one line naming it; the previous graph kept, BM25 "
+              "answers; run again, dense search answers and no temporaries", r.returncode != 0 and len(err) == 1 and "dense-" in err[0]
+              and "were written" in err[0] and same_graph and bm.returncode == 0 and r2.returncode == 0 and de.returncode == 0
+              and json.loads(de.stdout or "{}").get("hits") and not temporaries(kb),
+              f"{err[0] if err else r.stderr[-200:]}; graph kept {same_graph}, BM25 exit {bm.returncode}, rerun exit {r2.returncode} "
+              f"{r2.stderr[-150:]}, dense exit {de.returncode} {de.stdout[:120]} {de.stderr[-150:]}, temporaries {temporaries(kb)}")
+
         # ---- a read-only output directory (the shim's read-only mode: it stops root too): refused, nothing changed
         for what, cmd in (("quantize", make_new), ("pretrain", None)):
             ro = os.path.join(tmp, "readonly-" + what)
