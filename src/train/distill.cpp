@@ -138,9 +138,11 @@ public:
         return static_cast<double>(h >> 11) * 0x1.0p-53 < on_policy_;
     }
 
+    int64_t gen_tokens(int64_t T) const { return gen_tokens_ > 0 ? gen_tokens_ : T / 2; }  // G: --gen-tokens, or half the row
+
     // The rows' first T − G tokens as prompts, G tokens sampled by the student; the divergence on the sampled positions.
     DistillLoss on_policy(TrainableModel& tm, const int32_t* x, int64_t B, int64_t T, uint64_t seed, float scale) {
-        const int64_t G = gen_tokens_ > 0 ? gen_tokens_ : T / 2, P = T - G, V = tm.config().n_vocab;
+        const int64_t G = gen_tokens(T), P = T - G, V = tm.config().n_vocab;
         std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(B));
         std::vector<const std::vector<int32_t>*> ptrs;
         for (int64_t b = 0; b < B; ++b) {
@@ -168,10 +170,8 @@ public:
     // the teacher's pass and the student's sampling of G of the T tokens (each counted at context T).
     double extra_flops_per_token(int64_t T) const override {
         const double teacher = compute::token_flops(teacher_model_->config, T).forward();
-        if (draw_on_policy()) {
-            const int64_t G = gen_tokens_ > 0 ? gen_tokens_ : T / 2;
-            return teacher + compute::token_flops(student_cfg_, T).forward() * static_cast<double>(G) / static_cast<double>(T);
-        }
+        if (draw_on_policy())
+            return teacher + compute::token_flops(student_cfg_, T).forward() * static_cast<double>(gen_tokens(T)) / static_cast<double>(T);
         return cache_ ? 0.0 : teacher;
     }
 

@@ -98,7 +98,7 @@ ssize_t writev(int fd, const struct iovec* iov, int cnt) {
 static int readonly_path(const char* path) {
     setup();
     if (!g_dir || !getenv("FAULT_READONLY")) return 0;
-    char full[PATH_MAX];
+    char full[2 * PATH_MAX + 2];
     if (path[0] == '/') snprintf(full, sizeof full, "%s", path);
     else {
         char cwd[PATH_MAX];
@@ -108,18 +108,22 @@ static int readonly_path(const char* path) {
     return strncmp(full, g_dir, g_dir_len) == 0;
 }
 
+// The mode argument an open() with O_CREAT carries (read in the variadic function itself).
+#define MODE_ARG(flags)                              \
+    mode_t mode = 0;                                 \
+    if ((flags) & O_CREAT) {                         \
+        va_list ap;                                  \
+        va_start(ap, flags);                         \
+        mode = (mode_t)va_arg(ap, int);              \
+        va_end(ap);                                  \
+    }
+
 static int writes(int flags) { return (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC)) != 0; }
 
 int open(const char* path, int flags, ...) {
     static int (*real)(const char*, int, ...);
     if (!real) real = (int (*)(const char*, int, ...))dlsym(RTLD_NEXT, "open");
-    mode_t mode = 0;
-    if (flags & O_CREAT) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = (mode_t)va_arg(ap, int);
-        va_end(ap);
-    }
+    MODE_ARG(flags);
     if (writes(flags) && readonly_path(path)) {
         errno = EROFS;
         return -1;
@@ -128,26 +132,14 @@ int open(const char* path, int flags, ...) {
 }
 
 int open64(const char* path, int flags, ...) {
-    mode_t mode = 0;
-    if (flags & O_CREAT) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = (mode_t)va_arg(ap, int);
-        va_end(ap);
-    }
+    MODE_ARG(flags);
     return open(path, flags, mode);
 }
 
 int openat(int dirfd, const char* path, int flags, ...) {
     static int (*real)(int, const char*, int, ...);
     if (!real) real = (int (*)(int, const char*, int, ...))dlsym(RTLD_NEXT, "openat");
-    mode_t mode = 0;
-    if (flags & O_CREAT) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = (mode_t)va_arg(ap, int);
-        va_end(ap);
-    }
+    MODE_ARG(flags);
     if (writes(flags) && (dirfd == AT_FDCWD || path[0] == '/') && readonly_path(path)) {
         errno = EROFS;
         return -1;
