@@ -67,10 +67,12 @@ double rest_logsumexp(const float* x, int64_t n, double inv_tau, const std::vect
 void teacher_topk(const float* z, int64_t V, float tau, int k, int32_t* ids, float* logp, float* log_rest) {
     if (k <= 0 || k > V) throw_bad_input("top-k of %d from a vocabulary of %lld", k, static_cast<long long>(V));
     const double inv = 1.0 / static_cast<double>(tau), lse = logsumexp(z, V, inv);
-    std::vector<int32_t> order(static_cast<size_t>(V));
+    thread_local std::vector<int32_t> order;  // scratch kept per thread: distill-cache calls this once per position
+    thread_local std::vector<char> in;
+    order.resize(static_cast<size_t>(V));
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); });
-    std::vector<char> in(static_cast<size_t>(V), 0);
+    in.assign(static_cast<size_t>(V), 0);
     for (int i = 0; i < k; ++i) {
         ids[i] = order[static_cast<size_t>(i)];
         logp[i] = static_cast<float>(z[ids[i]] * inv - lse);
