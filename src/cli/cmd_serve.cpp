@@ -40,6 +40,8 @@ void add_serve(CLI::App& app) {
         int32_t max_tokens = 0;
         double timeout = 600, shutdown_timeout = 30;
         size_t max_body = 8u << 20;
+        http::ServerOptions limits;  // the connection limits' defaults
+        double battle_ttl = 3600;
         bool no_log = false, no_mmap = false, no_web = false;
         std::string rag, rag_mode = "bm25", embed_model;
         rag::Relevance rel;
@@ -61,6 +63,19 @@ void add_serve(CLI::App& app) {
     cmd->add_option("--max-tokens", o->max_tokens, "cap on max_tokens of a request (0: the context)");
     cmd->add_option("--timeout", o->timeout, "seconds a request may take, queue included; then it ends with finish_reason \"length\"");
     cmd->add_option("--max-body", o->max_body, "largest request body in bytes; beyond, 413");
+    cmd->add_option("--max-header-bytes", o->limits.max_header_bytes, "largest request header (request line and fields) in bytes; beyond, 431")
+        ->capture_default_str()->check(at_least(256));
+    cmd->add_option("--max-headers", o->limits.max_headers, "most header fields in a request; beyond, 431")->capture_default_str()->check(at_least(8));
+    cmd->add_option("--header-timeout", o->limits.header_timeout_s, "seconds from a request's first byte to the end of its header; then 408 and the connection closed")
+        ->capture_default_str()->check(CLI::PositiveNumber);
+    cmd->add_option("--body-timeout", o->limits.body_timeout_s, "seconds to receive a request's body; then 408 and the connection closed")
+        ->capture_default_str()->check(CLI::PositiveNumber);
+    cmd->add_option("--idle-timeout", o->limits.idle_timeout_s, "seconds a connection may stay open sending nothing (before or between requests)")
+        ->capture_default_str()->check(CLI::PositiveNumber);
+    cmd->add_option("--max-connections", o->limits.max_connections, "open connections in all; one more is answered 503 and closed")
+        ->capture_default_str()->check(at_least(1));
+    cmd->add_option("--max-connections-per-ip", o->limits.max_connections_per_ip, "open connections from one client address; one more is answered 503 and closed")
+        ->capture_default_str()->check(at_least(1));
     cmd->add_option("--cors", o->cors, "allow cross-origin requests from this origin ('*': any)")->default_str("none: same origin only");
     cmd->add_option("--template", o->tpl, "chat template (Jinja file, tokenizer_config.json or GGUF) instead of the model's")->default_str("the model's, else ChatML");
     cmd->add_option("--io-threads", o->io_threads, "HTTP I/O threads");
@@ -75,6 +90,7 @@ void add_serve(CLI::App& app) {
     cmd->add_flag("--no-web", o->no_web, "no web chat at / and no arena: the API only");
     cmd->add_option("--web-dir", o->web_dir, "serve the web pages from this folder instead of the copy built into the binary")->default_str("the pages built into the binary");
     cmd->add_option("--arena-db", o->arena_db, "SQLite file for the arena's votes (default with two or more models: llmforge-arena.db)")->default_str("llmforge-arena.db with two or more models");
+    cmd->add_option("--arena-battle-ttl", o->battle_ttl, "seconds after a battle began that its vote is taken; then 404")->capture_default_str()->check(CLI::PositiveNumber);
     cmd->add_option("--rag", o->rag, "answer from this document index (llmforge rag index): POST /v1/retrieve, and the web chat's "
                                      "\"use documents\" switch")->default_str("none");
     cmd->add_option("--rag-mode", o->rag_mode, "the retrieval of a request that names none: bm25, dense or hybrid (dense and hybrid: an index "
@@ -156,19 +172,18 @@ void add_serve(CLI::App& app) {
         ao.timeout_s = o->timeout;
         ao.web = !o->no_web;
         ao.web_dir = o->web_dir;
+        ao.arena_battle_ttl_s = o->battle_ttl;
         ao.arena_db = !o->arena_db.empty() ? o->arena_db : models.size() >= 2 ? "llmforge-arena.db" : "";
         server::Api api(models, ao);
-        http::ServerOptions so;
+        http::ServerOptions so = o->limits;
         so.host = o->host;
         so.port = o->port;
         so.max_body = o->max_body;
         so.io_threads = o->io_threads;
         so.access_log = !o->no_log;
-        so.too_large = [](size_t limit) {
-            return http::Response{413, "application/json",
-                                  server::Api::error_body("The request body is too large: this server takes at most " + std::to_string(limit) + " bytes.",
-                                                          "invalid_request_error", "", "request_too_large"),
-                                  {}};
+        so.error_response = [](int status, const std::string& message, const std::string& code) {
+            return http::Response{status, "application/json",
+                                  server::Api::error_body(message, status >= 500 ? "server_error" : "invalid_request_error", "", code), {}};
         };
         http::Server srv(so, [&api](const http::Request& r, const http::ExchangePtr& ex) { api.handle(r, ex); });
         api.set_connections_fn([&srv] { return srv.connections(); });

@@ -379,6 +379,23 @@ ServedModel* Api::find_model(const std::string& id) {
     return nullptr;
 }
 
+namespace {
+// Whether `candidate` is one of `keys`, in time that depends only on the candidate's length and the number of keys:
+// every key is compared byte by byte without an early exit, so response times do not reveal how much of a guess
+// was right.
+bool accepted_key(const std::vector<std::string>& keys, const std::string& candidate) {
+    unsigned any = 0;
+    for (const std::string& k : keys) {
+        if (k.empty()) continue;
+        unsigned diff = k.size() != candidate.size() ? 1u : 0u;
+        for (size_t i = 0; i < candidate.size(); ++i)
+            diff |= static_cast<unsigned char>(candidate[i]) ^ static_cast<unsigned char>(k[i % k.size()]);
+        any |= diff == 0 ? 1u : 0u;
+    }
+    return any != 0;
+}
+}  // namespace
+
 void Api::handle(const http::Request& req, const http::ExchangePtr& ex) {
     const std::string& path = req.path;
     std::string endpoint = path;
@@ -407,7 +424,7 @@ void Api::handle(const http::Request& req, const http::ExchangePtr& ex) {
             const std::string auth = req.header("authorization");
             std::string key = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : std::string();
             if (key.empty() && page) key = cookie_key(req.header("cookie"));
-            if (std::find(opt_.api_keys.begin(), opt_.api_keys.end(), key) == opt_.api_keys.end()) {
+            if (!accepted_key(opt_.api_keys, key)) {
                 const std::string shown = key.size() > 8 ? key.substr(0, 3) + "*****" + key.substr(key.size() - 4) : std::string(key.empty() ? "" : "*****");
                 const std::string msg = key.empty() ? "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer "
                                                       "auth (i.e. Authorization: Bearer YOUR_KEY)."

@@ -58,6 +58,7 @@ struct ApiOptions {
     bool web = true;                    // the web chat at / and the arena at /arena
     std::string web_dir;                // serve the pages from this folder instead of the embedded copy
     std::string arena_db;               // SQLite file for the arena's votes ("" → no arena)
+    double arena_battle_ttl_s = 3600;   // a battle may be voted on this long after it began; then 404
     std::shared_ptr<RagService> rag;    // null: no /v1/retrieve (404)
 };
 

@@ -39,9 +39,11 @@ std::string html_escape(const std::string& s) {
 
 }  // namespace
 
-// Battles waiting for a vote, in memory (the newest 10,000).
+// Battles waiting for a vote, in memory: the newest 10,000, each for `ttl` seconds after it began.
 struct Api::Battles {
+    explicit Battles(double ttl_s) : ttl(std::chrono::milliseconds(static_cast<int64_t>(ttl_s * 1000))) {}
     struct Battle {
+        Clock::time_point created = Clock::now();
         std::mutex mu;
         std::string prompt;
         std::string model[2];
@@ -51,20 +53,28 @@ struct Api::Battles {
         bool complete = false;  // both answered to the end
         bool voted = false;
     };
+    Clock::duration ttl;
     std::mutex mu;
     std::unordered_map<std::string, std::shared_ptr<Battle>> by_id;
-    std::deque<std::string> order;
+    std::deque<std::string> order;  // oldest first
+    void expire() {  // (mu held)
+        const auto now = Clock::now();
+        while (!order.empty()) {
+            auto it = by_id.find(order.front());
+            if (order.size() <= 10000 && it != by_id.end() && now - it->second->created < ttl) break;
+            if (it != by_id.end()) by_id.erase(it);
+            order.pop_front();
+        }
+    }
     void add(const std::string& id, std::shared_ptr<Battle> b) {
         std::lock_guard<std::mutex> lk(mu);
         by_id[id] = std::move(b);
         order.push_back(id);
-        while (order.size() > 10000) {
-            by_id.erase(order.front());
-            order.pop_front();
-        }
+        expire();
     }
     std::shared_ptr<Battle> find(const std::string& id) {
         std::lock_guard<std::mutex> lk(mu);
+        expire();
         auto it = by_id.find(id);
         return it == by_id.end() ? nullptr : it->second;
     }
@@ -74,7 +84,7 @@ void Api::init_web() {
     if (!opt_.web) return;
     static_ = std::make_unique<StaticFiles>(opt_.web_dir);
     if (!opt_.arena_db.empty()) arena_ = std::make_unique<ArenaStore>(opt_.arena_db);
-    battles_ = std::make_shared<Battles>();
+    battles_ = std::make_shared<Battles>(opt_.arena_battle_ttl_s);
 }
 
 void Api::unauthorized_page(const http::ExchangePtr& ex, const std::string& message) {
@@ -229,7 +239,7 @@ void Api::arena_vote(const http::Request& req, const http::ExchangePtr& ex) {
     const std::string id = b["battle"].get<std::string>(), winner = b["winner"].get<std::string>();
     if (!valid_winner(winner)) bad("Invalid 'winner': expected 'a', 'b', 'tie' or 'bothbad'.", "winner", "invalid_value");
     auto battle = battles_->find(id);
-    if (!battle) throw ApiError{404, "No battle '" + id + "' (unknown, or too old).", "invalid_request_error", "battle", "battle_not_found"};
+    if (!battle) throw ApiError{404, "No battle '" + id + "' (unknown, or older than the server's --arena-battle-ttl).", "invalid_request_error", "battle", "battle_not_found"};
     ArenaVote v;
     {
         std::lock_guard<std::mutex> lk(battle->mu);

@@ -4,6 +4,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -11,6 +12,9 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
+
+#include <sys/resource.h>
 
 #include "llmforge/error.h"
 #include "llmforge/log.h"
@@ -38,6 +42,7 @@ const char* status_text(int s) {
         case 415: return "Unsupported Media Type";
         case 422: return "Unprocessable Entity";
         case 429: return "Too Many Requests";
+        case 431: return "Request Header Fields Too Large";
         case 500: return "Internal Server Error";
         case 501: return "Not Implemented";
         case 503: return "Service Unavailable";
@@ -76,8 +81,32 @@ struct Server::Impl {
     net::signal_set signals{ioc};
     std::atomic<size_t> conns{0};
     std::atomic<size_t> answering{0};  // exchanges begun and not yet written out (see Session::answering_)
+    std::atomic<size_t> refused{0};
+    std::mutex addr_mu;
+    std::unordered_map<std::string, size_t> per_addr;  // open connections by client address
+    // Counts a connection from `addr` in; false (nothing counted) when a limit is reached.
+    bool admit(const std::string& addr) {
+        std::lock_guard<std::mutex> lk(addr_mu);
+        if (conns.load() >= opt.max_connections) return false;
+        size_t& n = per_addr[addr];
+        if (n >= opt.max_connections_per_ip) return false;
+        ++n;
+        ++conns;
+        return true;
+    }
+    void release(const std::string& addr) {
+        std::lock_guard<std::mutex> lk(addr_mu);
+        auto it = per_addr.find(addr);
+        if (it != per_addr.end() && --it->second == 0) per_addr.erase(it);
+        --conns;
+    }
+    Response error(int status, const std::string& message, const std::string& code) const {
+        if (opt.error_response) return opt.error_response(status, message, code);
+        return Response{status, "text/plain", message + "\n", {}};
+    }
     std::function<void(int)> on_signal;
     void accept();
+    void refuse(tcp::socket sock);
     void arm_signals();
 };
 
@@ -129,16 +158,12 @@ public:
 
 class Session : public std::enable_shared_from_this<Session> {
 public:
-    Session(Server::Impl& srv, tcp::socket sock)
-        : srv_(srv), strand_(sock.get_executor()), sock_(std::move(sock)), timer_(strand_) {
-        ++srv_.conns;
-        boost::system::error_code ec;
-        const auto ep = sock_.remote_endpoint(ec);
-        remote_ = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
-    }
+    // (the connection was admitted under `addr`: Impl::admit)
+    Session(Server::Impl& srv, tcp::socket sock, std::string addr, std::string remote)
+        : srv_(srv), strand_(sock.get_executor()), sock_(std::move(sock)), timer_(strand_), addr_(std::move(addr)), remote_(std::move(remote)) {}
     ~Session() {
         set_answering(false);
-        --srv_.conns;
+        srv_.release(addr_);
     }
 
     void start() { net::dispatch(strand_, [self = shared_from_this()] { self->read_header(); }); }
@@ -166,38 +191,91 @@ public:
     size_t bytes_ = 0;
 
 private:
+    // A request is read in three timed stages: waiting for its first byte (idle_timeout_s: then the connection is
+    // closed quietly), its header (header_timeout_s) and its body (body_timeout_s): a client that is too slow in
+    // either is answered 408 and the connection closed, so a slowloris client holds a connection for seconds, not
+    // forever.
     void read_header() {
         parser_.emplace();
         parser_->body_limit(srv_.opt.max_body);
-        parser_->header_limit(64 * 1024);
+        parser_->header_limit(static_cast<std::uint32_t>(std::min<size_t>(srv_.opt.max_header_bytes, UINT32_MAX)));
         if (!pipelined_.empty()) {  // bytes that arrived while the previous answer was pending
             auto b = buf_.prepare(pipelined_.size());
             std::memcpy(b.data(), pipelined_.data(), pipelined_.size());
             buf_.commit(pipelined_.size());
             pipelined_.clear();
         }
-        arm_idle_timer();
+        if (buf_.size() > 0) return start_header();  // the next request has begun already
+        arm_timer(srv_.opt.idle_timeout_s, false);
+        sock_.async_wait(tcp::socket::wait_read, net::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec) {
+            if (ec) return self->fail_quietly();
+            self->start_header();
+        }));
+    }
+    void start_header() {
+        arm_timer(srv_.opt.header_timeout_s, true);
         bh::async_read_header(sock_, buf_, *parser_, net::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec, size_t) {
             self->on_header(ec);
         }));
     }
-    void arm_idle_timer() {
-        timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(srv_.opt.idle_timeout_s * 1000)));
-        timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-            if (!ec) {
-                boost::system::error_code ig;
-                self->sock_.shutdown(tcp::socket::shutdown_both, ig);
-                self->sock_.close(ig);
+    // On expiry: `answer` → the pending read is cancelled and the request answered 408; else the connection is closed.
+    // (A generation number: an expiry already queued when the timer is cancelled or re-armed does nothing.)
+    void arm_timer(double seconds, bool answer) {
+        timed_out_ = false;
+        const uint64_t gen = ++timer_gen_;
+        timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
+        timer_.async_wait([self = shared_from_this(), answer, gen](beast::error_code ec) {
+            if (ec || gen != self->timer_gen_) return;
+            boost::system::error_code ig;
+            if (answer) {
+                self->timed_out_ = true;
+                self->sock_.cancel(ig);
+                return;
             }
+            self->sock_.shutdown(tcp::socket::shutdown_both, ig);
+            self->sock_.close(ig);
         });
+    }
+    // A read that failed: a timeout, a malformed or oversized request (answered), or a gone client (closed quietly).
+    void read_failed(beast::error_code ec) {
+        if (timed_out_) return refuse(408, "The request was not received in time.", "request_timeout");
+        if (ec == bh::error::body_limit) return too_large();  // (the parser checks Content-Length against the limit)
+        if (ec == bh::error::header_limit)
+            return refuse(431, "The request header is too large: this server takes at most " + std::to_string(srv_.opt.max_header_bytes) + " bytes.",
+                          "header_too_large");
+        if (ec.category() == bh::make_error_code(bh::error::bad_method).category() && ec != bh::error::end_of_stream &&
+            ec != bh::error::partial_message)
+            return refuse(400, "Malformed HTTP request: " + ec.message() + ".", "bad_request");
+        fail_quietly();
     }
     void on_header(beast::error_code ec) {
         t0_ = Clock::now();
-        if (ec == bh::error::body_limit) return too_large();  // (the parser checks Content-Length against the limit)
-        if (ec) return fail_quietly();
+        if (ec) return read_failed(ec);
         const auto& h = parser_->get();
+        // Request smuggling: a message whose length two parties could read differently is refused (RFC 9112 §6.3).
+        size_t fields = 0, lengths = 0, encodings = 0;
+        bool plain_length = true;  // digits only: no list ("5, 5"), sign or space (RFC 9110 §8.6 lets a server refuse them)
+        for (const auto& f : h) {
+            ++fields;
+            if (f.name() == bh::field::content_length) {
+                ++lengths;
+                const auto v = f.value();
+                plain_length = plain_length && !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+            }
+            encodings += f.name() == bh::field::transfer_encoding;
+        }
+        if (fields > srv_.opt.max_headers)
+            return refuse(431, "Too many header fields: this server takes at most " + std::to_string(srv_.opt.max_headers) + ".", "header_too_large");
+        if (lengths > 1 || (lengths && encodings) || !plain_length)
+            return refuse(400, "Malformed HTTP request: Content-Length and Transfer-Encoding must not both be given, nor either twice.", "bad_request");
+        if (encodings) {
+            std::string te(h[bh::field::transfer_encoding]);
+            for (char& c : te) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            if (te != "chunked") return refuse(400, "Malformed HTTP request: the only Transfer-Encoding taken is chunked.", "bad_request");
+        }
         const auto len = parser_->content_length();
         if (len && *len > srv_.opt.max_body) return too_large();
+        arm_timer(srv_.opt.body_timeout_s, true);
         if (h[bh::field::expect] == "100-continue") {
             auto msg = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");
             net::async_write(sock_, net::buffer(*msg), net::bind_executor(strand_, [self = shared_from_this(), msg](beast::error_code e, size_t) {
@@ -213,20 +291,31 @@ private:
             self->on_request(ec);
         }));
     }
-    void too_large() {
+    void cancel_timer() {
+        ++timer_gen_;
         timer_.cancel();
+    }
+    void too_large() {
+        refuse(413, "The request body is too large: this server takes at most " + std::to_string(srv_.opt.max_body) + " bytes.", "request_too_large");
+    }
+    // Answers the request (read in part) with an error and closes the connection after it.
+    void refuse(int status, const std::string& message, const std::string& code) {
+        cancel_timer();
+        timed_out_ = false;
         keep_alive_ = false;
-        Response r = srv_.opt.too_large ? srv_.opt.too_large(srv_.opt.max_body)
-                                        : Response{413, "text/plain", "request body too large\n", {}};
-        req_.method = std::string(parser_->get().method_string());
-        req_.path = std::string(parser_->get().target());
+        if (parser_ && parser_->is_header_done()) {
+            req_.method = std::string(parser_->get().method_string());
+            req_.path = std::string(parser_->get().target());
+        } else {
+            req_.method = req_.path = "";
+        }
+        t0_ = Clock::now();
         begin_exchange();
-        ex_->reply(std::move(r));
+        ex_->reply(srv_.error(status, message, code));
     }
     void on_request(beast::error_code ec) {
-        if (ec == bh::error::body_limit) return too_large();
-        if (ec) return fail_quietly();
-        timer_.cancel();
+        if (ec) return read_failed(ec);
+        cancel_timer();
         auto& m = parser_->get();
         req_ = Request{};
         req_.method = std::string(m.method_string());
@@ -349,9 +438,10 @@ private:
     // After an early answer (413) the client may still be sending its body: closing now would reset the connection
     // before it reads the answer. Read and discard until it is done (EOF), at most 64 MiB or 5 s.
     void linger() {
+        const uint64_t gen = ++timer_gen_;
         timer_.expires_after(std::chrono::seconds(5));
-        timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-            if (!ec) {
+        timer_.async_wait([self = shared_from_this(), gen](beast::error_code ec) {
+            if (!ec && gen == self->timer_gen_) {
                 boost::system::error_code ig;
                 self->sock_.close(ig);
             }
@@ -363,7 +453,7 @@ private:
             self->drained_ += n;
             if (ec || self->drained_ > (64u << 20)) {
                 boost::system::error_code ig;
-                self->timer_.cancel();
+                self->cancel_timer();
                 self->sock_.close(ig);
                 return;
             }
@@ -378,7 +468,7 @@ private:
         writing_ = false;
         boost::system::error_code ig;
         sock_.close(ig);
-        timer_.cancel();
+        cancel_timer();
         if (ex_) {
             auto ex = ex_;
             log_line();
@@ -389,7 +479,7 @@ private:
     }
     void fail_quietly() {
         boost::system::error_code ig;
-        timer_.cancel();
+        cancel_timer();
         sock_.close(ig);
         gone_ = true;
     }
@@ -398,6 +488,9 @@ private:
     net::any_io_executor strand_;  // the connection's strand (the socket was accepted on one)
     tcp::socket sock_;
     net::steady_timer timer_;
+    std::string addr_;
+    bool timed_out_ = false;
+    uint64_t timer_gen_ = 0;
     beast::flat_buffer buf_;
     std::optional<bh::request_parser<bh::string_body>> parser_;
     std::string remote_, pipelined_;
@@ -477,13 +570,56 @@ void ExchangeImpl::on_close(std::function<void()> fn) {
     net::post(s->strand(), [s, fn = std::move(fn)]() mutable { s->set_close_fn(std::move(fn)); });
 }
 
+// A connection over max_connections / max_connections_per_ip: a 503 (best effort: a client that does not read it
+// still loses the connection), then closed — after at most a second, so that what the client sent can be drained
+// and the answer is not lost to a reset.
+void Server::Impl::refuse(tcp::socket sock) {
+    ++refused;
+    struct Refusal {
+        tcp::socket sock;
+        net::steady_timer timer;
+        std::string msg;
+        char sink[512];
+        Refusal(tcp::socket s) : sock(std::move(s)), timer(sock.get_executor()) {}
+        void drain(std::shared_ptr<Refusal> self) {
+            sock.async_read_some(net::buffer(sink), [self](beast::error_code ec, size_t) {
+                if (ec) return self->close();
+                self->drain(self);
+            });
+        }
+        void close() {
+            boost::system::error_code ig;
+            timer.cancel();
+            sock.close(ig);
+        }
+    };
+    auto r = std::make_shared<Refusal>(std::move(sock));
+    Response e = error(503, "Too many connections: try again later.", "too_many_connections");
+    r->msg = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: " + e.content_type + "\r\nContent-Length: " + std::to_string(e.body.size()) +
+             "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + e.body;
+    net::async_write(r->sock, net::buffer(r->msg), [r](beast::error_code ec, size_t) {
+        if (ec) return r->close();
+        boost::system::error_code ig;
+        r->sock.shutdown(tcp::socket::shutdown_send, ig);
+        r->timer.expires_after(std::chrono::seconds(1));
+        r->timer.async_wait([r](beast::error_code e2) {
+            if (!e2) r->close();
+        });
+        r->drain(r);
+    });
+}
+
 void Server::Impl::accept() {
     acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket sock) {
         if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
         if (!ec) {
             boost::system::error_code ig;
             sock.set_option(tcp::no_delay(true), ig);
-            std::make_shared<Session>(*this, std::move(sock))->start();
+            const auto ep = sock.remote_endpoint(ig);
+            std::string addr = ig ? "?" : ep.address().to_string();
+            std::string remote = ig ? "?" : addr + ":" + std::to_string(ep.port());
+            if (admit(addr)) std::make_shared<Session>(*this, std::move(sock), std::move(addr), std::move(remote))->start();
+            else refuse(std::move(sock));
         }
         accept();
     });
@@ -491,6 +627,22 @@ void Server::Impl::accept() {
 
 Server::Server(const ServerOptions& opt, Handler handler) : impl_(std::make_unique<Impl>()) {
     impl_->opt = opt;
+    // Every connection is a file descriptor: take the hard limit, and keep max_connections under it (with room for
+    // the model files, the arena database, logs).
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+            getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        const size_t room = rl.rlim_cur > 128 ? static_cast<size_t>(rl.rlim_cur) - 128 : 1;
+        if (rl.rlim_cur != RLIM_INFINITY && impl_->opt.max_connections > room) {
+            log_text(strprintf("llmforge: the open-file limit is %llu: at most %zu connections at once (not %zu)\n", static_cast<unsigned long long>(rl.rlim_cur), room,
+                               impl_->opt.max_connections));
+            impl_->opt.max_connections = room;
+        }
+    }
     impl_->handler = std::move(handler);
     boost::system::error_code ec;
     const auto addr = net::ip::make_address(opt.host, ec);
@@ -544,6 +696,8 @@ void Server::stop() {
 }
 
 size_t Server::connections() const { return impl_->conns.load(); }
+
+size_t Server::refused() const { return impl_->refused.load(); }
 
 size_t Server::answering() const { return impl_->answering.load(); }
 

@@ -53,15 +53,23 @@ public:
 using ExchangePtr = std::shared_ptr<Exchange>;
 using Handler = std::function<void(const Request&, const ExchangePtr&)>;
 
+// Limits against hostile or broken clients (docs/server.md, docs/security.md). Each is a flag of `llmforge serve`.
 struct ServerOptions {
     std::string host = "127.0.0.1";
-    int port = 8080;               // 0: any free port (see Server::port())
-    size_t max_body = 8u << 20;    // larger bodies are answered 413
+    int port = 8080;                    // 0: any free port (see Server::port())
+    size_t max_body = 8u << 20;         // larger bodies are answered 413
+    size_t max_header_bytes = 16384;    // request line + header fields; beyond, 431
+    size_t max_headers = 100;           // header fields; beyond, 431
     int io_threads = 2;
-    double idle_timeout_s = 120;   // a connection idle this long between requests is closed
-    bool access_log = true;        // a JSON line per request on stderr
-    // Answer for a body over max_body, so it can be in the API's error shape.
-    std::function<Response(size_t limit)> too_large;
+    double idle_timeout_s = 120;        // a connection that sends nothing this long (before or between requests) is closed
+    double header_timeout_s = 10;       // from a request's first byte to the end of its header; then 408 (slowloris)
+    double body_timeout_s = 60;         // from the end of the header to the end of the body; then 408
+    size_t max_connections = 4096;      // open connections in all; a connection beyond is answered 503 and closed
+    size_t max_connections_per_ip = 512;  // open connections from one client address; beyond, 503
+    bool access_log = true;             // a JSON line per request on stderr
+    // The body of an answer the HTTP layer gives itself (400, 408, 413, 431, 503), so it can be in the API's error
+    // shape: status, message, code. Unset: plain text.
+    std::function<Response(int status, const std::string& message, const std::string& code)> error_response;
 };
 
 class Server {
@@ -73,6 +81,7 @@ public:
     void stop_accepting();  // closes the listening socket; open connections go on
     void stop();            // ends everything
     size_t connections() const;
+    size_t refused() const;  // connections answered 503 because of max_connections / max_connections_per_ip
     size_t answering() const;  // requests whose answer is not yet all written (or abandoned by a gone client)
     void on_signal(std::function<void(int)> fn);  // SIGINT / SIGTERM
 
