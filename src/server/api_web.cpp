@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "llmforge/error.h"
+#include "llmforge/log.h"
 #include "server/api.h"
 #include "server/api_internal.h"
 
@@ -255,7 +256,18 @@ void Api::arena_vote(const http::Request& req, const http::ExchangePtr& ex) {
         v.answer_b = battle->answer[1];
         v.winner = winner;
     }
-    if (!arena_->add(v)) throw ApiError{409, "That battle already has a vote.", "invalid_request_error", "battle", "already_voted"};
+    bool stored = false;
+    try {
+        stored = arena_->add(v);
+    } catch (const Error& e) {  // the database could not be written (a full disk, a read-only file): the vote may be sent again
+        {
+            std::lock_guard<std::mutex> lk(battle->mu);
+            battle->voted = false;
+        }
+        log_text(std::string("llmforge: arena: ") + e.what() + "\n");  // the path and the cause, for the operator only
+        throw ApiError{503, "The vote could not be stored: the server cannot write its database now. Try again later.", "server_error", "", "vote_not_stored"};
+    }
+    if (!stored) throw ApiError{409, "That battle already has a vote.", "invalid_request_error", "battle", "already_voted"};
     reply(ex, 200, dump(json{{"battle", id}, {"winner", winner}, {"model_a", v.model_a}, {"model_b", v.model_b}, {"votes", arena_->count()}}),
           "/arena/api/vote");
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Storage under faults: a full disk (ENOSPC) and kill -9 at random points while llmforge writes a pre-training
-checkpoint, a quantised model and a converted model, and while `rag index` updates its SQLite database; and a
-read-only output directory. A full disk comes from tests/fault/enospc_shim.c (LD_PRELOAD:
+checkpoint, a quantised model and a converted model, while `rag index` updates its SQLite database and while the
+server stores arena votes; and a read-only output directory. A full disk comes from tests/fault/enospc_shim.c (LD_PRELOAD:
 writes under one directory fail with ENOSPC after a random number of bytes). After each fault the previous state must
 be intact — the checkpoint's run resumes and gives the uninterrupted run's loss at every step, bit for bit; an output
 file is its old bytes or its new bytes, never anything else — the error must be one line naming the path and the
@@ -15,11 +15,16 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 
 RESULTS = {"passed": 0, "failed": 0}
 
@@ -49,6 +54,108 @@ def kill_after(cmd, seconds, env=None):
     p.send_signal(signal.SIGKILL)
     p.wait()
     return p.returncode
+
+
+def arena_votes(directory):
+    """(integrity ok, the set of battles voted) of the arena database in `directory`."""
+    db = sqlite3.connect(os.path.join(directory, "arena.db"))
+    try:
+        ok = db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return ok, {r[0] for r in db.execute("SELECT battle FROM votes")}
+    finally:
+        db.close()
+
+
+class Server:
+    """`llmforge serve` with two models and an arena database in `directory`; url is None if it did not start."""
+
+    def __init__(self, bin_, models, directory, env=None):
+        cmd = [bin_, "serve", "--port", "0", "--no-access-log", "-t", "1", "--arena-db", os.path.join(directory, "arena.db")]
+        for m in models:
+            cmd += ["-m", m]
+        self.p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        self.lines, self.url, self.err = [], None, ""
+        for line in self.p.stderr:
+            self.lines.append(line)
+            m = re.search(r"listening on (http://[\d.]+:\d+)", line)
+            if m:
+                self.url = m.group(1)
+                break
+        self.drain = threading.Thread(target=lambda: self.lines.extend(self.p.stderr), daemon=True)
+        self.drain.start()
+        if self.url is None:
+            self.p.wait()
+            self.err = "".join(self.lines)
+
+    def log(self):
+        return "".join(self.lines)
+
+    def post(self, path, body, timeout=60):
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def vote_on(self, battle):
+        status, text = self.post("/arena/api/vote", {"battle": battle, "winner": "a"})
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, {}
+
+    def vote(self):
+        """A battle (to its end), then a vote on it: (status, battle id, answer body)."""
+        status, text = self.post("/arena/api/battle", {"prompt": "Say something.", "max_tokens": 3})
+        m = re.search(r'"battle":"([^"]+)"', text)
+        if status != 200 or not m:
+            return status, None, {"battle": text[-200:]}
+        s2, body = self.vote_on(m.group(1))
+        return s2, m.group(1), body
+
+    def healthy(self):
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=10) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def kill_during_votes(self, seconds, acked, attempted):
+        """Votes in a loop; kill -9 after `seconds`; fills `acked` (answered 200) and `attempted` (sent)."""
+        stop = threading.Event()
+
+        def loop():
+            while not stop.is_set():
+                try:
+                    status, text = self.post("/arena/api/battle", {"prompt": "Say something.", "max_tokens": 3}, timeout=10)
+                    m = re.search(r'"battle":"([^"]+)"', text)
+                    if status != 200 or not m:
+                        continue
+                    attempted.add(m.group(1))
+                    if self.vote_on(m.group(1))[0] == 200:
+                        acked.add(m.group(1))
+                except Exception:  # the server was killed mid-answer (connection refused, reset, cut short)
+                    return
+
+        t = threading.Thread(target=loop)
+        t.start()
+        time.sleep(seconds)
+        self.p.send_signal(signal.SIGKILL)
+        self.p.wait()
+        stop.set()
+        t.join()
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.drain.join(timeout=5)
+        self.err = "".join(self.lines)
 
 
 def main():
@@ -180,7 +287,6 @@ def main():
 
         # ---- rag index (SQLite): brought up to date under a full disk or killed at random points; the index always
         # opens, passes SQLite's integrity check and answers; run again, it equals an index built without faults
-        import sqlite3
         corpus_a, corpus_b = os.path.join(tmp, "corpus-a"), os.path.join(tmp, "corpus-b")
         os.makedirs(corpus_a)
         paras = [p.strip() for p in open(text, encoding="utf-8", errors="replace").read().split("\n\n") if len(p.strip()) > 80]
@@ -264,6 +370,63 @@ def main():
               and json.loads(de.stdout or "{}").get("hits") and not temporaries(kb),
               f"{err[0] if err else r.stderr[-200:]}; graph kept {same_graph}, BM25 exit {bm.returncode}, rerun exit {r2.returncode} "
               f"{r2.stderr[-150:]}, dense exit {de.returncode} {de.stdout[:120]} {de.stderr[-150:]}, temporaries {temporaries(kb)}")
+
+        # ---- arena voting: the server's SQLite database under a full disk and kill -9
+        models = [os.path.join(tmp, f"arena-{k}.gguf") for k in "ab"]
+        for k, m in enumerate(models):
+            subprocess.run([bin_, "init", "--preset", "llama-tiny", "--seed", str(k + 1), "-o", m], check=True, capture_output=True)
+        base = os.path.join(tmp, "arena-base")
+        os.makedirs(base)
+        srv = Server(bin_, models, base)
+        base_votes = {srv.vote()[1] for _ in range(4)}
+        srv.stop()
+        for mode in ("full disk", "kill -9"):
+            bad, refused, acked_all = [], 0, 0
+            for i in range(N):
+                d = os.path.join(tmp, f"arena-{mode[0]}-{i}")
+                shutil.copytree(base, d)
+                acked, attempted = set(), set()
+                if mode == "full disk":
+                    srv = Server(bin_, models, d, env=full_disk(d, rng.randrange(0, 60000)))
+                    if srv.url is None:  # the full disk stopped the start: one line naming the database
+                        err = [l for l in srv.err.splitlines() if l.startswith("llmforge: error: ")]
+                        if not (len(err) == 1 and d in err[0] and ("full" in err[0] or "No space" in err[0])):
+                            bad.append((i, "start: " + srv.err[-200:]))
+                    else:
+                        retry = None
+                        for _ in range(6):
+                            status, battle, body = srv.vote()
+                            attempted.add(battle)
+                            if status == 200:
+                                acked.add(battle)
+                            elif status == 503 and body.get("error", {}).get("code") == "vote_not_stored":
+                                refused += 1
+                                retry = retry or battle
+                            else:
+                                bad.append((i, f"vote answered {status} {body}"))
+                        if retry and srv.vote_on(retry)[0] != 503:  # still refused (the disk is still full), not "already voted"
+                            bad.append((i, "a refused vote could not be sent again"))
+                        if not srv.healthy():
+                            bad.append((i, "the server stopped answering"))
+                        if retry and "database or disk is full" not in srv.log():
+                            bad.append((i, "the refusal is not logged with its cause: " + srv.log()[-200:]))
+                        srv.stop()
+                else:
+                    srv = Server(bin_, models, d)
+                    srv.kill_during_votes(rng.uniform(0.1, 2.0), acked, attempted)
+                ok, votes = arena_votes(d)
+                if not ok or not (base_votes | acked) <= votes <= (base_votes | attempted):
+                    bad.append((i, f"integrity {ok}; {len(votes)} votes, {len(base_votes)} before + {len(acked)} acknowledged of {len(attempted)}"))
+                srv = Server(bin_, models, d)  # restarted without faults: it opens the database and takes a vote
+                status, battle, _ = srv.vote() if srv.url else (0, None, None)
+                srv.stop()
+                ok2, votes2 = arena_votes(d)
+                if status != 200 or not ok2 or votes2 != votes | {battle} or temporaries(d) or glob.glob(os.path.join(d, "*-journal")):
+                    bad.append((i, f"restart: vote {status}, integrity {ok2}, temporaries {temporaries(d)}: {srv.err[-200:]}"))
+                acked_all += len(acked)
+            check(f"arena voting under {mode} at {N} random points: the database passes its integrity check and holds every vote "
+                  "acknowledged (and none refused); refused votes are 503 vote_not_stored and can be sent again; restarted, the server takes "
+                  "votes", not bad, str(bad[:2]) if bad else f"{acked_all} votes acknowledged, {refused} refused")
 
         # ---- a read-only output directory (the shim's read-only mode: it stops root too): refused, nothing changed
         for what, cmd in (("quantize", make_new), ("pretrain", None)):
