@@ -28,6 +28,14 @@ std::string py_rstrip(const std::string& s);              // str.rstrip()
 // (Chinese characters split, the rest as 13a), "char", "none". Throws a bad-input Error for another name.
 std::string bleu_tokenize(const std::string& line, const std::string& tokenizer);
 
+// The lines of a text file as Python reads them in text mode (\n, \r\n and \r end a line), right-stripped of
+// whitespace as sacreBLEU strips them; "-" reads standard input. Throws a bad-input Error for a missing or empty file
+// or a line that is not UTF-8 (FILE:LINE).
+std::vector<std::string> read_text_lines(const std::string& path);
+// A JSONL file of {"prediction": string, "references": [string, …]} per line (blank lines skipped), appended to
+// preds/refs. Throws a bad-input Error naming FILE:LINE for malformed JSON, a wrong shape or invalid UTF-8.
+void read_rouge_jsonl(const std::string& path, std::vector<std::string>& preds, std::vector<std::vector<std::string>>& refs);
+
 struct BleuOptions {
     std::string tokenize = "13a";
     bool lowercase = false;

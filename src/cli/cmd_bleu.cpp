@@ -17,33 +17,6 @@ namespace llmforge::cli {
 
 namespace {
 
-// The lines of a text file as Python reads them in text mode (\n, \r\n and \r end a line), right-stripped of
-// whitespace as sacreBLEU strips them. "-" reads standard input.
-std::vector<std::string> read_lines(const std::string& path) {
-    std::string data;
-    if (path == "-") {
-        data.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-    } else {
-        std::ifstream f(path, std::ios::binary);
-        if (!f) throw_bad_input("cannot open '%s'", path.c_str());
-        data.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-    }
-    std::vector<std::string> lines;
-    size_t start = 0;
-    for (size_t i = 0; i <= data.size(); ++i) {
-        if (i == data.size() || data[i] == '\n' || data[i] == '\r') {
-            if (i == data.size() && start == i) break;  // no line after the last newline
-            std::string line = data.substr(start, i - start);
-            if (!utf8_valid(line)) throw_bad_input("%s:%zu: invalid UTF-8", path.c_str(), lines.size() + 1);
-            lines.push_back(metrics::py_rstrip(line));
-            if (i < data.size() && data[i] == '\r' && i + 1 < data.size() && data[i + 1] == '\n') ++i;
-            start = i + 1;
-        }
-    }
-    if (lines.empty()) throw_bad_input("'%s' is empty: there is nothing to score", path.c_str());
-    return lines;
-}
-
 void check_lengths(const std::string& hyp_path, const std::vector<std::string>& hyps, const std::vector<std::string>& ref_paths,
                    const std::vector<std::vector<std::string>>& refs) {
     for (size_t k = 0; k < refs.size(); ++k)
@@ -103,9 +76,9 @@ void add_bleu(CLI::App& app) {
         if (ms.empty()) throw_bad_input("bleu: --metrics is empty");
         for (const auto& m : ms)
             if (m != "bleu" && m != "chrf" && m != "ter") throw_bad_input("bleu: unknown metric '%s' (bleu, chrf, ter)", m.c_str());
-        const auto hyps = read_lines(o->hyp);
+        const auto hyps = metrics::read_text_lines(o->hyp);
         std::vector<std::vector<std::string>> refs;
-        for (const auto& r : o->refs) refs.push_back(read_lines(r));
+        for (const auto& r : o->refs) refs.push_back(metrics::read_text_lines(r));
         check_lengths(o->hyp, hyps, o->refs, refs);
         if (o->sentence) o->bleu.effective_order = true;
         const metrics::Bleu bleu(o->bleu);
@@ -186,7 +159,7 @@ void add_rouge(CLI::App& app) {
     cmd->callback([o] {
         if (o->print_tokens) {
             if (o->pred.empty()) throw_bad_input("rouge: --print-tokens needs --pred FILE");
-            for (const auto& line : read_lines(o->pred)) {
+            for (const auto& line : metrics::read_text_lines(o->pred)) {
                 const auto toks = metrics::rouge_tokenize(line, o->stem);
                 std::string out;
                 for (size_t i = 0; i < toks.size(); ++i) out += (i ? " " : "") + toks[i];
@@ -198,38 +171,13 @@ void add_rouge(CLI::App& app) {
         std::vector<std::vector<std::string>> refs;  // per item
         if (!o->jsonl.empty()) {
             if (!o->pred.empty() || !o->refs.empty()) throw_bad_input("rouge: give --jsonl or --pred/--ref, not both");
-            std::ifstream f(o->jsonl, std::ios::binary);
-            if (!f) throw_bad_input("cannot open '%s'", o->jsonl.c_str());
-            std::string line;
-            size_t n = 0;
-            while (std::getline(f, line)) {
-                ++n;
-                if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-                nlohmann::json j;
-                try {
-                    j = nlohmann::json::parse(line);
-                } catch (const nlohmann::json::exception& e) {
-                    throw_bad_input("%s:%zu: malformed JSON: %s", o->jsonl.c_str(), n, e.what());
-                }
-                if (!j.is_object() || !j.contains("prediction") || !j["prediction"].is_string() || !j.contains("references") ||
-                    !j["references"].is_array() || j["references"].empty())
-                    throw_bad_input("%s:%zu: expected {\"prediction\": string, \"references\": [string, …]}", o->jsonl.c_str(), n);
-                preds.push_back(j["prediction"].get<std::string>());
-                refs.emplace_back();
-                for (const auto& r : j["references"]) {
-                    if (!r.is_string()) throw_bad_input("%s:%zu: references must be strings", o->jsonl.c_str(), n);
-                    refs.back().push_back(r.get<std::string>());
-                }
-                if (!utf8_valid(preds.back())) throw_bad_input("%s:%zu: invalid UTF-8", o->jsonl.c_str(), n);
-                for (const auto& r : refs.back())
-                    if (!utf8_valid(r)) throw_bad_input("%s:%zu: invalid UTF-8", o->jsonl.c_str(), n);
-            }
+            metrics::read_rouge_jsonl(o->jsonl, preds, refs);
             if (preds.empty()) throw_bad_input("'%s' holds no items", o->jsonl.c_str());
         } else {
             if (o->pred.empty() || o->refs.empty()) throw_bad_input("rouge: give --pred FILE --ref FILE… or --jsonl FILE");
-            preds = read_lines(o->pred);
+            preds = metrics::read_text_lines(o->pred);
             std::vector<std::vector<std::string>> by_file;
-            for (const auto& r : o->refs) by_file.push_back(read_lines(r));
+            for (const auto& r : o->refs) by_file.push_back(metrics::read_text_lines(r));
             check_lengths(o->pred, preds, o->refs, by_file);
             refs.assign(preds.size(), {});
             for (size_t i = 0; i < preds.size(); ++i)

@@ -1,4 +1,5 @@
 #include "core/kernels.h"
+#include "core/cpu_features.h"
 
 #include <algorithm>
 #include <cmath>
@@ -94,7 +95,7 @@ const KernelTable* detect() {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
         return table_avx512();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c())
         return table_avx2();
 #endif
     return table_scalar();

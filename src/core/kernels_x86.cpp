@@ -612,7 +612,11 @@ void tanh_rows(const float* x, float* y, int64_t n) {
 // 12 activations: 24 FMAs per 2 loads + 12 broadcasts, no horizontal sums. A panel (32 × KC) is packed once and used by
 // every group of 12 activation rows of the block.
 constexpr int NP = 32, MRB = 12;
-constexpr _mm_hint PANEL_HINT = _MM_HINT_T1;  // (T0 measured the same)
+#if defined(__clang__)
+constexpr int PANEL_HINT = _MM_HINT_T1;  // (T0 measured the same; clang's _mm_prefetch takes an int, gcc's an enum)
+#else
+constexpr _mm_hint PANEL_HINT = _MM_HINT_T1;
+#endif
 
 // P[k][j] = W[r + j][k0 + k] for j < nr (zero beyond), k < kn.
 template <class L>

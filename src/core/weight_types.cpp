@@ -1,6 +1,7 @@
 // The weight types the CPU kernels compute with (see weight_types.h): f32, f16 and bf16, one class each, and ggml's
 // quantised block types, one class for all (their kernels in core/quants.cpp).
 #include "core/weight_types.h"
+#include "core/cpu_features.h"
 
 #include <algorithm>
 #include <chrono>
@@ -294,7 +295,7 @@ public:
     explicit Quantized(DType t) : t_(t), act_(quant::activation_type(t)) {
 #if defined(LLMFORGE_X86)
         __builtin_cpu_init();
-        simd_widen_ = (t == DType::Q8_0 || t == DType::Q4_0) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+        simd_widen_ = (t == DType::Q8_0 || t == DType::Q4_0) && __builtin_cpu_supports("avx2") && cpu_has_f16c();
 #endif
     }
     DType type() const override { return t_; }

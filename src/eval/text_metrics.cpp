@@ -5,13 +5,17 @@
 
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <memory>
 #include <unordered_map>
 
 #include "eval/text_internal.h"
 #include "llmforge/error.h"
 #include "llmforge/textmetrics.h"
+#include "llmforge/utf8.h"
 
 namespace llmforge::metrics {
 
@@ -537,5 +541,62 @@ std::string detail::fixed(double v, int width) {
 
 std::string ChrfScore::format(int width) const { return name + "|" + signature + " = " + fixed(score, width); }
 std::string TerScore::format(int width) const { return "TER|" + signature + " = " + fixed(score, width); }
+
+// ---- the text readers of `llmforge bleu` / `rouge` (textmetrics.h) ----------------------------------------------------
+
+std::vector<std::string> read_text_lines(const std::string& path) {
+    std::string data;
+    if (path == "-") {
+        data.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    } else {
+        std::ifstream f(path, std::ios::binary);
+        if (!f) throw_bad_input("cannot open '%s'", path.c_str());
+        data.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    }
+    std::vector<std::string> lines;
+    size_t start = 0;
+    for (size_t i = 0; i <= data.size(); ++i) {
+        if (i == data.size() || data[i] == '\n' || data[i] == '\r') {
+            if (i == data.size() && start == i) break;  // no line after the last newline
+            std::string line = data.substr(start, i - start);
+            if (!utf8_valid(line)) throw_bad_input("%s:%zu: invalid UTF-8", path.c_str(), lines.size() + 1);
+            lines.push_back(py_rstrip(line));
+            if (i < data.size() && data[i] == '\r' && i + 1 < data.size() && data[i + 1] == '\n') ++i;
+            start = i + 1;
+        }
+    }
+    if (lines.empty()) throw_bad_input("'%s' is empty: there is nothing to score", path.c_str());
+    return lines;
+}
+
+void read_rouge_jsonl(const std::string& path, std::vector<std::string>& preds, std::vector<std::vector<std::string>>& refs) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw_bad_input("cannot open '%s'", path.c_str());
+    std::string line;
+    size_t n = 0;
+    while (std::getline(f, line)) {
+        ++n;
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        nlohmann::json j;
+        try {
+            j = nlohmann::json::parse(line);
+        } catch (const nlohmann::json::exception& e) {
+            throw_bad_input("%s:%zu: malformed JSON: %s", path.c_str(), n, e.what());
+        }
+        if (!j.is_object() || !j.contains("prediction") || !j["prediction"].is_string() || !j.contains("references") ||
+            !j["references"].is_array() || j["references"].empty())
+            throw_bad_input("%s:%zu: expected {\"prediction\": string, \"references\": [string, …]}", path.c_str(), n);
+        preds.push_back(j["prediction"].get<std::string>());
+        refs.emplace_back();
+        for (const auto& r : j["references"]) {
+            if (!r.is_string()) throw_bad_input("%s:%zu: references must be strings", path.c_str(), n);
+            refs.back().push_back(r.get<std::string>());
+        }
+        if (!utf8_valid(preds.back())) throw_bad_input("%s:%zu: invalid UTF-8", path.c_str(), n);
+        for (const auto& r : refs.back())
+            if (!utf8_valid(r)) throw_bad_input("%s:%zu: invalid UTF-8", path.c_str(), n);
+    }
+    if (preds.empty()) throw_bad_input("'%s' holds no items", path.c_str());
+}
 
 }  // namespace llmforge::metrics

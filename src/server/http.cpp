@@ -1,4 +1,5 @@
 #include "server/http.h"
+#include "server/http_parse.h"
 
 #include <boost/asio.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -197,8 +198,7 @@ private:
     // forever.
     void read_header() {
         parser_.emplace();
-        parser_->body_limit(srv_.opt.max_body);
-        parser_->header_limit(static_cast<std::uint32_t>(std::min<size_t>(srv_.opt.max_header_bytes, UINT32_MAX)));
+        configure_parser(*parser_, srv_.opt);
         if (!pipelined_.empty()) {  // bytes that arrived while the previous answer was pending
             auto b = buf_.prepare(pipelined_.size());
             std::memcpy(b.data(), pipelined_.data(), pipelined_.size());
@@ -239,42 +239,14 @@ private:
     // A read that failed: a timeout, a malformed or oversized request (answered), or a gone client (closed quietly).
     void read_failed(beast::error_code ec) {
         if (timed_out_) return refuse(408, "The request was not received in time.", "request_timeout");
-        if (ec == bh::error::body_limit) return too_large();  // (the parser checks Content-Length against the limit)
-        if (ec == bh::error::header_limit)
-            return refuse(431, "The request header is too large: this server takes at most " + std::to_string(srv_.opt.max_header_bytes) + " bytes.",
-                          "header_too_large");
-        if (ec.category() == bh::make_error_code(bh::error::bad_method).category() && ec != bh::error::end_of_stream &&
-            ec != bh::error::partial_message)
-            return refuse(400, "Malformed HTTP request: " + ec.message() + ".", "bad_request");
+        if (Refusal r = read_error(ec, srv_.opt)) return refuse(r.status, r.message, r.code);
         fail_quietly();
     }
     void on_header(beast::error_code ec) {
         t0_ = Clock::now();
         if (ec) return read_failed(ec);
+        if (Refusal r = check_header(*parser_, srv_.opt)) return refuse(r.status, r.message, r.code);
         const auto& h = parser_->get();
-        // Request smuggling: a message whose length two parties could read differently is refused (RFC 9112 §6.3).
-        size_t fields = 0, lengths = 0, encodings = 0;
-        bool plain_length = true;  // digits only: no list ("5, 5"), sign or space (RFC 9110 §8.6 lets a server refuse them)
-        for (const auto& f : h) {
-            ++fields;
-            if (f.name() == bh::field::content_length) {
-                ++lengths;
-                const auto v = f.value();
-                plain_length = plain_length && !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
-            }
-            encodings += f.name() == bh::field::transfer_encoding;
-        }
-        if (fields > srv_.opt.max_headers)
-            return refuse(431, "Too many header fields: this server takes at most " + std::to_string(srv_.opt.max_headers) + ".", "header_too_large");
-        if (lengths > 1 || (lengths && encodings) || !plain_length)
-            return refuse(400, "Malformed HTTP request: Content-Length and Transfer-Encoding must not both be given, nor either twice.", "bad_request");
-        if (encodings) {
-            std::string te(h[bh::field::transfer_encoding]);
-            for (char& c : te) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-            if (te != "chunked") return refuse(400, "Malformed HTTP request: the only Transfer-Encoding taken is chunked.", "bad_request");
-        }
-        const auto len = parser_->content_length();
-        if (len && *len > srv_.opt.max_body) return too_large();
         arm_timer(srv_.opt.body_timeout_s, true);
         if (h[bh::field::expect] == "100-continue") {
             auto msg = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");
@@ -295,9 +267,6 @@ private:
         ++timer_gen_;
         timer_.cancel();
     }
-    void too_large() {
-        refuse(413, "The request body is too large: this server takes at most " + std::to_string(srv_.opt.max_body) + " bytes.", "request_too_large");
-    }
     // Answers the request (read in part) with an error and closes the connection after it.
     void refuse(int status, const std::string& message, const std::string& code) {
         cancel_timer();
@@ -316,21 +285,8 @@ private:
     void on_request(beast::error_code ec) {
         if (ec) return read_failed(ec);
         cancel_timer();
-        auto& m = parser_->get();
-        req_ = Request{};
-        req_.method = std::string(m.method_string());
-        req_.target = std::string(m.target());
-        const auto q = req_.target.find('?');
-        req_.path = req_.target.substr(0, q);
-        if (q != std::string::npos) req_.query = req_.target.substr(q + 1);
-        for (const auto& f : m) {
-            std::string name(f.name_string());
-            for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-            req_.headers[name] = std::string(f.value());
-        }
-        req_.body = std::move(m.body());
-        req_.remote = remote_;
-        keep_alive_ = m.keep_alive();
+        keep_alive_ = parser_->get().keep_alive();
+        req_ = to_request(*parser_, remote_);
         begin_exchange();
         watch();
         try {
