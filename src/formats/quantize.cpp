@@ -293,7 +293,7 @@ QuantizeReport quantize_model(const std::string& in, const std::string& out, con
         // every entry must name a matrix of this model with its number of columns
         size_t matched = 0;
         for (const auto& [name, e] : imatrix.entries) {
-            auto it = std::find_if(tensors.begin(), tensors.end(), [&](const Tensor& t) { return t.name == name; });
+            auto it = std::find_if(tensors.begin(), tensors.end(), [&name = name](const Tensor& t) { return t.name == name; });
             if (it == tensors.end()) continue;
             ++matched;
             if (static_cast<int64_t>(e.sums.size()) != it->cols() && name != "token_embd.weight")
