@@ -676,8 +676,13 @@ std::vector<Token> tokenize_expr(const std::string& src, int line) {
                         case '\n': break;  // line continuation
                         case 'x': case 'u': case 'U': {
                             const size_t n = x == 'x' ? 2 : x == 'u' ? 4 : 8;
-                            if (e + n > src.size()) err("truncated \\" + std::string(1, x) + " escape");
-                            append_utf8(s, static_cast<char32_t>(std::stoul(src.substr(e, n), nullptr, 16)));
+                            if (e + n > src.size() || !std::all_of(src.begin() + static_cast<std::ptrdiff_t>(e), src.begin() + static_cast<std::ptrdiff_t>(e + n),
+                                                                   [](char h) { return std::isxdigit(static_cast<unsigned char>(h)) != 0; }))
+                                err("truncated \\" + std::string(1, x) + " escape");  // (Python's words)
+                            const unsigned long cp = std::strtoul(src.substr(e, n).c_str(), nullptr, 16);
+                            if (cp > 0x10FFFF) err("illegal Unicode character in a \\U escape");
+                            if (cp >= 0xD800 && cp <= 0xDFFF) err("a surrogate in a \\u escape is not text");  // (Python keeps it; UTF-8 cannot)
+                            append_utf8(s, static_cast<char32_t>(cp));
                             e += n;
                             break;
                         }
@@ -2100,9 +2105,13 @@ Value attribute_of(const Value& v, const std::string& path) {  // "a.b" attribut
     for (;;) {
         const size_t dot = path.find('.', start);
         const std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-        Value next = cur.t == Value::T::Dict ? get_item(cur, Value::str(part)) : cur.t == Value::T::List && !part.empty() && std::isdigit(static_cast<unsigned char>(part[0]))
-                                                                                   ? get_item(cur, Value::integer(std::stoll(part)))
-                                                                                   : cur.is_undef() ? cur : get_attr(cur, part);
+        // a part of digits indexes a list (Jinja's make_attrgetter: int(part)); one past int64 is out of any list
+        const bool digits = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
+        int64_t index = 0;
+        const bool fits = digits && std::from_chars(part.data(), part.data() + part.size(), index).ec == std::errc();
+        Value next = cur.t == Value::T::Dict ? get_item(cur, Value::str(part))
+                     : cur.t == Value::T::List && digits ? (fits ? get_item(cur, Value::integer(index)) : Value::undefined("list index out of range"))
+                     : cur.is_undef() ? cur : get_attr(cur, part);
         cur = next;
         if (dot == std::string::npos) return cur;
         start = dot + 1;

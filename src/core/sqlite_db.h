@@ -108,7 +108,7 @@ public:
 
 private:
     const SqliteDb& db_;
-    const char* sql_;
+    std::string sql_;  // a copy: callers may pass a temporary (the SQL of an error message)
     sqlite3_stmt* s_ = nullptr;
 };
 

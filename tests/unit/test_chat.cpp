@@ -108,6 +108,13 @@ TEST(ChatTemplate, PythonValueSemantics) {
     EXPECT_THROW(render("{{ x.y }}"), Error);
     EXPECT_THROW(render("{% for t in x %}{% endfor %}", {{"x", nullptr}}), Error);  // 'NoneType' object is not iterable
     EXPECT_THROW(render("{{ 'a' + 1 }}"), Error);
+    // escapes as Python reads them; a malformed one is a template error, not a crash (found by fuzz_jinja)
+    EXPECT_EQ(render("{{ '\\x41\\u00e9\\U0001F600' }}"), "A\u00e9\U0001F600");
+    EXPECT_THROW(render("{{ '\\xZZ' }}"), Error);
+    EXPECT_THROW(render("{{ '\\U00110000' }}"), Error);
+    // an attribute path of digits beyond int64 indexes nothing (found by fuzz_jinja: it threw out_of_range)
+    EXPECT_EQ(render("{{ [[1, 2]] | map(attribute='99999999999999999999') | select('defined') | list }}"), "[]");
+    EXPECT_EQ(render("{{ [[1, 2]] | map(attribute='1') | list }}"), "[2]");
     EXPECT_EQ(render("{{ d.missing is defined }} {{ d.k }} {{ d['k'] }} {{ d.get('z', 5) }} {{ d.get('z') }}", {{"d", {{"k", 1}}}}),
               "False 1 1 5 None");
 }
