@@ -100,7 +100,7 @@ def main():
             shutil.rmtree(work)
             shutil.copytree(v2, work)
             p = subprocess.Popen([a.bin, "rag", "index", work, "-o", kb, "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            time.sleep(rnd.uniform(0.3, 1.5))
+            time.sleep(rnd.uniform(0.3, 1.5) * (3 if os.environ.get("ASAN_OPTIONS") else 1))  # (ASan starts and runs slower)
             p.send_signal(sig)
             _, err = p.communicate()
             name = "kill -9" if sig == signal.SIGKILL else "SIGINT"
