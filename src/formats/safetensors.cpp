@@ -42,7 +42,17 @@ const char* st_name(DType t) {
     }
 }
 
+ModelConfig config_from_hf_fields(const json& j, const std::string& path);
+// A config.json's fields; a field of the wrong JSON type is bad input naming the file (nlohmann's type errors do not
+// escape: found by fuzz_safetensors).
 ModelConfig config_from_hf(const json& j, const std::string& path) {
+    try {
+        return config_from_hf_fields(j, path);
+    } catch (const json::exception& e) {
+        throw_bad_input("'%s': config.json: %s", path.c_str(), e.what());
+    }
+}
+ModelConfig config_from_hf_fields(const json& j, const std::string& path) {
     std::string type = j.value("model_type", "");
     if (type.empty() && j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
         j["architectures"][0].is_string())

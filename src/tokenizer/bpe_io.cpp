@@ -12,6 +12,7 @@
 
 #include "core/mmap_file.h"
 #include "llmforge/error.h"
+#include "llmforge/utf8.h"
 #include "llmforge/gguf.h"
 #include "tokenizer/bpe_impl.h"
 
@@ -455,9 +456,13 @@ BpeTokenizer BpeTokenizer::from_gpt2_files(const std::string& encoder_json, cons
     j["model"] = {{"type", "BPE"}, {"vocab", enc}, {"merges", json::array()}};
     std::istringstream in(merges_text);
     std::string line;
+    size_t line_no = 0;
     while (std::getline(in, line)) {
+        ++line_no;
         if (!line.empty() && line.back() == '\r') line.pop_back();
         if (line.empty() || line.rfind("#version", 0) == 0) continue;
+        // (GPT-2's merges are byte→unicode text: a line that is not UTF-8 is not one; found by fuzz_gpt2_bpe)
+        if (!utf8_valid(line)) throw_bad_input("%s:%zu: not UTF-8 text (a merges file holds byte-level BPE pieces)", vocab_bpe.c_str(), line_no);
         j["model"]["merges"].push_back(line);
     }
     j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
