@@ -19,6 +19,10 @@ import tempfile
 import time
 
 import numpy as np
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fortunes  # noqa: E402
 
 RESULTS = {"passed": 0, "failed": 0}
 
@@ -51,15 +55,7 @@ def main():
     ap.add_argument("--bin", required=True)
     bin_ = ap.parse_args().bin
     with tempfile.TemporaryDirectory() as tmp:
-        text = os.path.join(tmp, "text.txt")
-        with open(text, "w") as f:
-            for name in ("fortunes", "literature", "science", "wisdom", "people", "work", "humorists"):
-                p = "/usr/share/games/fortunes/" + name
-                if os.path.exists(p):
-                    f.write(open(p, encoding="utf-8", errors="replace").read().replace("\n%\n", "\n\n"))
-        tok, data = os.path.join(tmp, "tok.json"), os.path.join(tmp, "data")
-        subprocess.run([bin_, "tokenizer", "train", "--input", text, "--vocab-size", "600", "-o", tok, "-q"], check=True, capture_output=True)
-        subprocess.run([bin_, "prepare", "--input", text, "--tokenizer", tok, "-o", data, "--val-fraction", "0.05", "-q"], check=True, capture_output=True)
+        text, tok, data = fortunes.tokenizer_and_data(bin_, tmp, 600)
         teacher = os.path.join(tmp, "teacher")
         subprocess.run([bin_, "pretrain", "--preset", "llama-tiny", "--layers", "4", "--d-model", "96", "--heads", "4", "--kv-heads", "2", "--d-ff", "256",
                         "--data", data, "--steps", "150", "-b", "8", "--seq-len", "64", "--lr", "3e-3", "--warmup", "10", "--eval-every", "150",

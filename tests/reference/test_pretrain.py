@@ -20,6 +20,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fortunes  # noqa: E402
+
 RESULTS = {"passed": 0, "failed": 0}
 
 
@@ -52,12 +55,7 @@ def main():
     bin_ = a.bin
     rnd = random.Random(int(os.environ.get("SEED", "0")) or None)
     with tempfile.TemporaryDirectory() as tmp:
-        text = os.path.join(tmp, "text.txt")
-        with open(text, "w") as f:
-            for name in ("fortunes", "literature", "science", "wisdom", "people", "work", "humorists"):
-                p = "/usr/share/games/fortunes/" + name
-                if os.path.exists(p):
-                    f.write(open(p, encoding="utf-8", errors="replace").read().replace("\n%\n", "\n\n"))
+        text = fortunes.write_text(os.path.join(tmp, "text.txt"))
         tok = os.path.join(tmp, "tok.json")
         subprocess.run([bin_, "tokenizer", "train", "--input", text, "--vocab-size", "600", "-o", tok, "-q"], check=True, capture_output=True)
         data = os.path.join(tmp, "data")
