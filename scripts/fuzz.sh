@@ -6,7 +6,8 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]   SECONDS per target (default 60; 0: replay only); TARGETs: all by default
 # A finding (crash-*, leak-*, timeout-*, oom-*) is written to build-fuzz/findings/TARGET/ and makes the exit non-zero.
 # The corpus each run grows is kept in build-fuzz/corpus/TARGET/ (a later run goes on from it); the totals of the run
-# are printed and written to build-fuzz/fuzz-summary.tsv.
+# are printed and written to build-fuzz/fuzz-summary.tsv. FUZZ_SEED=N fixes libFuzzer's random seed (CI's short runs:
+# scripts/test.sh --all sets 1, so that CI explores the same inputs a local run of the same commit does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -53,7 +54,7 @@ run_one() {  # TARGET: replay, then fuzz; the log in build-fuzz/logs/TARGET.log
   if [ "$secs" -gt 0 ]; then
     local max_len=$(( $(find "$build/seeds/$t" -type f -printf '%s\n' | sort -n | tail -1) + 4096 ))
     "$bin" "$build/corpus/$t" "$build/seeds/$t" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 -max_len="$max_len" \
-      -artifact_prefix="$build/findings/$t/" -print_final_stats=1 -print_pcs=0 >> "$log" 2>&1 || return 1
+      -artifact_prefix="$build/findings/$t/" -print_final_stats=1 -print_pcs=0 ${FUZZ_SEED:+-seed="$FUZZ_SEED"} >> "$log" 2>&1 || return 1
   fi
 }
 

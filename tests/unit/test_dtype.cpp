@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 
+#include "core/cpu_features.h"
 #include "core/quants.h"
 #include "core/weight_types.h"
 #include "llmforge/dtype.h"
@@ -18,7 +19,7 @@ __attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f) { return 
 __attribute__((target("f16c"))) static float hw_f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
 
 TEST(DType, F16ToF32AllValuesMatchHardware) {
-    if (!__builtin_cpu_supports("f16c")) GTEST_SKIP() << "no F16C on this CPU";
+    if (!cpu_has_f16c()) GTEST_SKIP() << "no F16C on this CPU";
     for (uint32_t h = 0; h < 65536; ++h) {
         const float a = f16_to_f32(static_cast<uint16_t>(h)), b = hw_f16_to_f32(static_cast<uint16_t>(h));
         if (std::isnan(b)) {
@@ -30,7 +31,7 @@ TEST(DType, F16ToF32AllValuesMatchHardware) {
 }
 
 TEST(DType, F32ToF16RoundsToNearestEvenLikeHardware) {
-    if (!__builtin_cpu_supports("f16c")) GTEST_SKIP() << "no F16C on this CPU";
+    if (!cpu_has_f16c()) GTEST_SKIP() << "no F16C on this CPU";
     std::mt19937 rng(1);
     for (int i = 0; i < 2000000; ++i) {
         uint32_t u = rng();
