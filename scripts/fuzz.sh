@@ -7,7 +7,7 @@
 # A finding (crash-*, leak-*, timeout-*, oom-*) is written to build-fuzz/findings/TARGET/ and makes the exit non-zero.
 # The corpus each run grows is kept in build-fuzz/corpus/TARGET/ (a later run goes on from it); the totals of the run
 # are printed and written to build-fuzz/fuzz-summary.tsv. FUZZ_SEED=N fixes libFuzzer's random seed (CI's short runs:
-# scripts/test.sh --all sets 1, so that CI explores the same inputs a local run of the same commit does).
+# scripts/test.sh --all sets 1: a local run with the same seed makes the same mutations in the same order).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
