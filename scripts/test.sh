@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test suite: installs dependencies, builds, runs every test (GoogleTest + PyTorch/npm reference checks) via CTest.
-#   scripts/test.sh              Release build in build/ (about 15 minutes on 2 cores)
+#   scripts/test.sh              Release build in build/ (about 17 minutes on 2 cores)
 #   scripts/test.sh --sanitize   the same under AddressSanitizer + UndefinedBehaviorSanitizer (clang), in build-asan/
 #   scripts/test.sh --tsan       the same under ThreadSanitizer, in build-tsan/
 #   scripts/test.sh --all        what CI runs: the Release suite, then the ASan + UBSan suite, then every fuzzer
