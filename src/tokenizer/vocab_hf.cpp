@@ -20,6 +20,13 @@
 
 namespace llmforge {
 
+int32_t hf_token_id(const nlohmann::json& id, const std::string& origin) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= (int64_t{1} << 24))
+        throw_bad_input("%s: token id %s is not an integer in [0, 16777216)", origin.c_str(), id.dump().substr(0, 40).c_str());
+    return static_cast<int32_t>(id.get<int64_t>());
+}
+
+
 using ojson = nlohmann::ordered_json;
 using json = nlohmann::json;
 
@@ -203,21 +210,21 @@ Vocab Vocab::from_hf_spm_json(const std::string& text, const std::string& origin
         if (!m.at("vocab").is_object()) throw_bad_input("%s: model.vocab is not an object", origin.c_str());
         // pieces by id
         int32_t n = 0;
-        for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) n = std::max(n, it.value().get<int32_t>() + 1);
-        for (const json& a : j.value("added_tokens", json::array())) n = std::max(n, a.at("id").get<int32_t>() + 1);
+        for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) n = std::max(n, hf_token_id(it.value(), origin) + 1);
+        for (const json& a : j.value("added_tokens", json::array())) n = std::max(n, hf_token_id(a.at("id"), origin) + 1);
         if (n <= 0 || n > (1 << 24)) throw_bad_input("%s: a vocabulary of %d tokens", origin.c_str(), n);
         v.pieces.assign(static_cast<size_t>(n), std::string());
         v.types.assign(static_cast<size_t>(n), TokenType::Unused);
         v.scores.assign(static_cast<size_t>(n), 0.0f);
         for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
-            const int32_t id = it.value().get<int32_t>();
+            const int32_t id = hf_token_id(it.value(), origin);
             if (id < 0) throw_bad_input("%s: negative token id for '%s'", origin.c_str(), it.key().c_str());
             v.pieces[static_cast<size_t>(id)] = it.key();
             v.types[static_cast<size_t>(id)] = it.key().size() == 6 && it.key().compare(0, 3, "<0x") == 0 && it.key()[5] == '>'
                                                    ? TokenType::Byte : TokenType::Normal;
         }
         for (const json& a : j.value("added_tokens", json::array())) {
-            const int32_t id = a.at("id").get<int32_t>();
+            const int32_t id = hf_token_id(a.at("id"), origin);
             v.pieces[static_cast<size_t>(id)] = a.at("content").get<std::string>();
             v.types[static_cast<size_t>(id)] = a.value("special", true) ? TokenType::Control : TokenType::UserDefined;
         }

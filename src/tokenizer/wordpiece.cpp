@@ -264,20 +264,20 @@ Vocab Vocab::from_hf_wordpiece_json(const std::string& text, const std::string& 
         if (m.value("continuing_subword_prefix", std::string("##")) != "##" || m.value("max_input_chars_per_word", 100) != 100)
             throw_bad_input("%s: WordPiece with a continuing prefix other than '##' or another word limit than 100 is not supported", origin.c_str());
         int32_t n = 0;
-        for (auto it = m.at("vocab").begin(); it != m["vocab"].end(); ++it) n = std::max(n, it.value().get<int32_t>() + 1);
-        for (const json& a : j.value("added_tokens", json::array())) n = std::max(n, a.at("id").get<int32_t>() + 1);
+        for (auto it = m.at("vocab").begin(); it != m["vocab"].end(); ++it) n = std::max(n, hf_token_id(it.value(), origin) + 1);
+        for (const json& a : j.value("added_tokens", json::array())) n = std::max(n, hf_token_id(a.at("id"), origin) + 1);
         if (n <= 0 || n > (1 << 24)) throw_bad_input("%s: a vocabulary of %d tokens", origin.c_str(), n);
         v.pieces.assign(static_cast<size_t>(n), std::string());
         v.types.assign(static_cast<size_t>(n), TokenType::Unused);
         for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
-            const int32_t id = it.value().get<int32_t>();
+            const int32_t id = hf_token_id(it.value(), origin);
             if (id < 0) throw_bad_input("%s: a negative token id", origin.c_str());
             const std::string& p = it.key();
             v.pieces[static_cast<size_t>(id)] = p.compare(0, 2, "##") == 0 ? p.substr(2) : bracketed(p) ? p : kWordStart + p;
             v.types[static_cast<size_t>(id)] = TokenType::Normal;
         }
         for (const json& a : j.value("added_tokens", json::array())) {
-            const int32_t id = a.at("id").get<int32_t>();
+            const int32_t id = hf_token_id(a.at("id"), origin);
             v.pieces[static_cast<size_t>(id)] = a.at("content").get<std::string>();
             v.types[static_cast<size_t>(id)] = a.value("special", false) ? TokenType::Control : TokenType::UserDefined;
         }
