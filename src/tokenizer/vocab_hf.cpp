@@ -21,11 +21,11 @@
 namespace llmforge {
 
 int32_t hf_token_id(const nlohmann::json& id, const std::string& origin) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= (int64_t{1} << 24))
+    const int64_t v = id.is_number_integer() ? id.get<int64_t>() : -1;
+    if (v < 0 || v >= (int64_t{1} << 24))
         throw_bad_input("%s: token id %s is not an integer in [0, 16777216)", origin.c_str(), id.dump().substr(0, 40).c_str());
-    return static_cast<int32_t>(id.get<int64_t>());
+    return static_cast<int32_t>(v);
 }
-
 
 using ojson = nlohmann::ordered_json;
 using json = nlohmann::json;
@@ -218,7 +218,6 @@ Vocab Vocab::from_hf_spm_json(const std::string& text, const std::string& origin
         v.scores.assign(static_cast<size_t>(n), 0.0f);
         for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
             const int32_t id = hf_token_id(it.value(), origin);
-            if (id < 0) throw_bad_input("%s: negative token id for '%s'", origin.c_str(), it.key().c_str());
             v.pieces[static_cast<size_t>(id)] = it.key();
             v.types[static_cast<size_t>(id)] = it.key().size() == 6 && it.key().compare(0, 3, "<0x") == 0 && it.key()[5] == '>'
                                                    ? TokenType::Byte : TokenType::Normal;

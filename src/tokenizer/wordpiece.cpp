@@ -271,7 +271,6 @@ Vocab Vocab::from_hf_wordpiece_json(const std::string& text, const std::string& 
         v.types.assign(static_cast<size_t>(n), TokenType::Unused);
         for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
             const int32_t id = hf_token_id(it.value(), origin);
-            if (id < 0) throw_bad_input("%s: a negative token id", origin.c_str());
             const std::string& p = it.key();
             v.pieces[static_cast<size_t>(id)] = p.compare(0, 2, "##") == 0 ? p.substr(2) : bracketed(p) ? p : kWordStart + p;
             v.types[static_cast<size_t>(id)] = TokenType::Normal;
