@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "core/json_int.h"
 #include "core/mmap_file.h"
 #include "llmforge/align.h"
 #include "llmforge/error.h"
@@ -57,6 +58,12 @@ void add_align_loss(CLI::App& app) {
         const int64_t N = B * T;
         nlohmann::json out;
         const bool head = kind == "bt" || kind == "ppo";
+        auto read_pairs = [&] {  // [[chosen row, rejected row]], rows in [0, B)
+            std::vector<std::pair<int64_t, int64_t>> pairs;
+            const std::string what = "'" + o->spec + "': a pair's row";
+            for (const auto& p : s.at("pairs")) pairs.emplace_back(json_integer(p.at(0), 0, B - 1, what), json_integer(p.at(1), 0, B - 1, what));
+            return pairs;
+        };
         if (head) tm.add_head("cls.output", 1, s.value("head_seed", 7), s.value("head_std", 0.1f));
         if (kind == "bt") tm.set_lm_head(false);
         tm.set_logit_temperature(s.value("temperature", 1.0f));
@@ -66,9 +73,9 @@ void add_align_loss(CLI::App& app) {
         std::vector<float> dlogp(static_cast<size_t>(N), 0.0f), dhead(static_cast<size_t>(N), 0.0f);
         if (kind == "bt") {
             std::vector<float> rc, rr;
-            const auto last = s.at("last").get<std::vector<int64_t>>();
-            std::vector<std::pair<int64_t, int64_t>> pairs;
-            for (const auto& p : s.at("pairs")) pairs.emplace_back(p.at(0).get<int64_t>(), p.at(1).get<int64_t>());
+            std::vector<int64_t> last;
+            for (const auto& x : s.at("last")) last.push_back(json_integer(x, 0, T - 1, "'" + o->spec + "': a last position"));
+            const std::vector<std::pair<int64_t, int64_t>> pairs = read_pairs();
             for (auto [c, r] : pairs) {
                 rc.push_back(tm.head_values()[static_cast<size_t>(c * T + last.at(static_cast<size_t>(c)))]);
                 rr.push_back(tm.head_values()[static_cast<size_t>(r * T + last.at(static_cast<size_t>(r)))]);
@@ -85,8 +92,7 @@ void add_align_loss(CLI::App& app) {
             const std::vector<double> seq = align::sequence_logprobs(logp, targets, B, T);
             const auto ref = s.at("ref_logp").get<std::vector<double>>();
             std::vector<double> pc, pr, rc, rr, nc;
-            std::vector<std::pair<int64_t, int64_t>> pairs;
-            for (const auto& p : s.at("pairs")) pairs.emplace_back(p.at(0).get<int64_t>(), p.at(1).get<int64_t>());
+            const std::vector<std::pair<int64_t, int64_t>> pairs = read_pairs();
             for (auto [c, r] : pairs) {
                 nc.push_back(static_cast<double>(std::count_if(targets.begin() + c * T, targets.begin() + (c + 1) * T, [](int32_t t) { return t >= 0; })));
                 pc.push_back(seq.at(static_cast<size_t>(c)));
@@ -133,7 +139,7 @@ void add_align_loss(CLI::App& app) {
             c.aggregate = s.value("aggregate", c.aggregate);
             const std::vector<float> old_lp = flat(s.at("old_logp")), ref_lp = flat(s.at("ref_logp"));
             const auto rewards = s.at("rewards").get<std::vector<double>>();
-            const std::vector<double> adv = align::grpo_advantages(rewards, s.at("group").get<int64_t>(), c.scale_rewards);
+            const std::vector<double> adv = align::grpo_advantages(rewards, json_integer(s.at("group"), 1, B, "'" + o->spec + "': group"), c.scale_rewards);
             const align::GrpoStats st = align::grpo_loss(logp, old_lp, ref_lp, adv, targets, B, T, c, &dlogp);
             out = {{"loss", st.loss}, {"clip_fraction", st.clip_fraction}, {"kl", st.kl}, {"advantages", adv}};
             tm.backward_custom(dlogp.data(), nullptr);

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "core/json_int.h"
 #include "core/mmap_file.h"
 #include "llmforge/error.h"
 #include "llmforge/train.h"
@@ -61,11 +62,11 @@ void add_train_steps(CLI::App& app) {
             for (const auto& row : b.at("inputs")) {
                 if (T == 0) T = static_cast<int64_t>(row.size());
                 if (static_cast<int64_t>(row.size()) != T || T == 0) throw_bad_input("'%s': rows of inputs differ in length", o->batch.c_str());
-                for (const auto& id : row) inputs.push_back(id.get<int32_t>());
+                for (const auto& id : row) inputs.push_back(static_cast<int32_t>(json_integer(id, 0, INT32_MAX, "'" + o->batch + "': an input id")));
                 ++B;
             }
             for (const auto& row : b.at("targets"))
-                for (const auto& id : row) targets.push_back(id.get<int32_t>());
+                for (const auto& id : row) targets.push_back(static_cast<int32_t>(json_integer(id, INT32_MIN, INT32_MAX, "'" + o->batch + "': a target id")));
         } catch (const nlohmann::json::exception& e) {
             throw_bad_input("'%s': expected {\"inputs\": [[ids]], \"targets\": [[ids]]} (%s)", o->batch.c_str(), e.what());
         }

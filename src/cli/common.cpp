@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cli/common.h"
+#include "core/json_int.h"
 #include "core/mmap_file.h"
 #include "llmforge/error.h"
 
@@ -146,11 +147,11 @@ SpecBatch read_spec_batch(const std::string& path) {
         for (const auto& row : b.spec.at("inputs")) {
             if (b.B > 0 && static_cast<int64_t>(row.size()) != b.T) throw_bad_input("'%s': the input rows differ in length", path.c_str());
             b.T = static_cast<int64_t>(row.size());
-            for (const auto& id : row) b.inputs.push_back(id.get<int32_t>());
+            for (const auto& id : row) b.inputs.push_back(static_cast<int32_t>(json_integer(id, 0, INT32_MAX, "'" + path + "': an input id")));
             ++b.B;
         }
         for (const auto& row : b.spec.at("targets"))
-            for (const auto& id : row) b.targets.push_back(id.get<int32_t>());
+            for (const auto& id : row) b.targets.push_back(static_cast<int32_t>(json_integer(id, INT32_MIN, INT32_MAX, "'" + path + "': a target id")));
     } catch (const nlohmann::json::exception& e) {
         throw_bad_input("'%s': malformed JSON (%s)", path.c_str(), e.what());
     }

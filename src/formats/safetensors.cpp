@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <nlohmann/json.hpp>
 
+#include "core/json_int.h"
 #include "core/mmap_file.h"
 #include "core/weight_types.h"
 #include "formats/formats.h"
@@ -123,7 +124,9 @@ void read_file(Model& m, const std::string& file, bool use_mmap) {
             numel *= static_cast<double>(t.shape.back());
         }
         if (t.shape.empty() || numel > 9e15) throw_bad_input("'%s': tensor '%s' has an invalid shape", file.c_str(), it.key().c_str());
-        const uint64_t b = e["data_offsets"][0].get<uint64_t>(), en = e["data_offsets"][1].get<uint64_t>();
+        const std::string what = "'" + file + "': tensor '" + it.key() + "' data offset";
+        const auto b = static_cast<uint64_t>(json_integer(e["data_offsets"][0], 0, INT64_MAX, what)),
+                   en = static_cast<uint64_t>(json_integer(e["data_offsets"][1], 0, INT64_MAX, what));
         if (b > en || en > avail)
             throw_bad_input("'%s' is truncated: tensor '%s' data runs past the end of the file", file.c_str(), it.key().c_str());
         if (en - b != t.nbytes())

@@ -15,6 +15,7 @@
 #include "llmforge/utf8.h"
 #include "llmforge/gguf.h"
 #include "tokenizer/bpe_impl.h"
+#include "tokenizer/vocab_hf.h"
 
 namespace llmforge {
 
@@ -275,23 +276,20 @@ BpeTokenizer BpeTokenizer::from_hf_json_text(const std::string& text, const std:
         std::unordered_map<std::string, int32_t> text_id;
         size_t n = 0;
         for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
-            if (!it.value().is_number_integer()) throw_bad_input("%s: vocab entry '%s' has no integer id", origin.c_str(), it.key().c_str());
-            const int64_t id = it.value();
-            if (id < 0 || id > (1 << 24)) throw_bad_input("%s: vocab id %lld is out of range", origin.c_str(), static_cast<long long>(id));
-            text_id[it.key()] = static_cast<int32_t>(id);
+            const int32_t id = hf_token_id(it.value(), origin);
+            text_id[it.key()] = id;
             n = std::max(n, static_cast<size_t>(id) + 1);
         }
         std::vector<AddedToken> added;
         for (const json& a : j.value("added_tokens", json::array())) {
-            if (!a.is_object() || !a.contains("id") || !a.contains("content") || !a["id"].is_number_integer() || !a["content"].is_string())
+            if (!a.is_object() || !a.contains("id") || !a.contains("content") || !a["content"].is_string())
                 throw_bad_input("%s: malformed entry in added_tokens", origin.c_str());
             AddedToken t;
-            t.id = a["id"];
+            t.id = hf_token_id(a["id"], origin);
             t.content = a["content"];
             t.special = a.value("special", false);
             t.lstrip = a.value("lstrip", false);
             t.rstrip = a.value("rstrip", false);
-            if (t.id < 0 || t.id > (1 << 24)) throw_bad_input("%s: added token id %d is out of range", origin.c_str(), t.id);
             n = std::max(n, static_cast<size_t>(t.id) + 1);
             added.push_back(std::move(t));
         }

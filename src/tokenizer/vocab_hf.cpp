@@ -11,6 +11,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "core/json_int.h"
 #include "core/mmap_file.h"
 #include "llmforge/bpe.h"
 #include "llmforge/error.h"
@@ -21,10 +22,7 @@
 namespace llmforge {
 
 int32_t hf_token_id(const nlohmann::json& id, const std::string& origin) {
-    const int64_t v = id.is_number_integer() ? id.get<int64_t>() : -1;
-    if (v < 0 || v >= (int64_t{1} << 24))
-        throw_bad_input("%s: token id %s is not an integer in [0, 16777216)", origin.c_str(), id.dump().substr(0, 40).c_str());
-    return static_cast<int32_t>(v);
+    return static_cast<int32_t>(json_integer(id, 0, (int64_t{1} << 24) - 1, origin + ": token id"));
 }
 
 using ojson = nlohmann::ordered_json;

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/hash.h"
+#include "core/json_int.h"
 #include "core/mmap_file.h"
 #include "core/progress.h"
 #include "core/threadpool.h"
@@ -168,18 +169,19 @@ TeacherCache::TeacherCache(const std::string& path) : path_(path) {
     nlohmann::json meta = nlohmann::json::parse(p + 16, p + 16 + head[1], nullptr, false);
     if (meta.is_discarded() || !meta.is_object()) throw_bad_input("'%s': the teacher cache's header is not valid JSON", path.c_str());
     try {
+        const std::string what = "'" + path + "': the teacher cache's ";
         teacher_hash_ = meta.at("teacher_hash").get<std::string>();
         data_hash_ = meta.at("data_hash").get<std::string>();
-        T_ = meta.at("seq_len").get<int64_t>();
-        k_ = meta.at("top_k").get<int64_t>();
-        V_ = meta.at("n_vocab").get<int64_t>();
-        windows_ = meta.at("windows").get<uint64_t>();
-        split_windows_ = meta.at("split_windows").get<uint64_t>();
+        T_ = json_integer(meta.at("seq_len"), 1, INT32_MAX, what + "seq_len");
+        k_ = json_integer(meta.at("top_k"), 1, INT32_MAX, what + "top_k");
+        V_ = json_integer(meta.at("n_vocab"), 1, INT32_MAX, what + "n_vocab");
+        windows_ = static_cast<uint64_t>(json_integer(meta.at("windows"), 1, int64_t{1} << 40, what + "windows"));
+        split_windows_ = static_cast<uint64_t>(json_integer(meta.at("split_windows"), 1, int64_t{1} << 40, what + "split_windows"));
         tau_ = meta.at("temperature").get<float>();
-        id_bytes_ = meta.at("id_bytes").get<int>();
+        id_bytes_ = static_cast<int>(json_integer(meta.at("id_bytes"), 2, 4, what + "id_bytes"));
         const std::string lp = meta.at("logp").get<std::string>();
         lp_bytes_ = lp == "f16" ? 2 : lp == "f32" ? 4 : 0;
-        record_ = meta.at("record_bytes").get<size_t>();
+        record_ = static_cast<size_t>(json_integer(meta.at("record_bytes"), 1, INT32_MAX, what + "record_bytes"));
     } catch (const nlohmann::json::exception& e) {
         throw_bad_input("'%s': the teacher cache's header is incomplete (%s)", path.c_str(), e.what());
     }

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/json_int.h"
 #include "core/mmap_file.h"
 #include "core/progress.h"
 #include "formats/formats.h"
@@ -402,10 +403,12 @@ PretrainResult run_training(const PretrainOptions& o, TrainSetup& s) {
         if (ck.empty()) throw_bad_input("--resume: '%s' has no checkpoint", o.out_dir.c_str());
         init = s.lora.rank > 0 ? s.init() : load_model(ck + "/model.gguf");
         const auto sj = nlohmann::json::parse(read_text_file(ck + "/state.json"));
-        st.step = sj.at("step").get<int64_t>();
-        st.data.epoch = sj.at("epoch").get<uint64_t>();
-        st.data.index = sj.at("index").get<uint64_t>();
-        st.seed = sj.at("seed").get<uint64_t>();
+        const std::string what = "'" + ck + "/state.json':";
+        st.step = json_integer(sj.at("step"), 0, INT64_MAX, what + " step");
+        st.data.epoch = static_cast<uint64_t>(json_integer(sj.at("epoch"), 0, INT64_MAX, what + " epoch"));
+        st.data.index = static_cast<uint64_t>(json_integer(sj.at("index"), 0, INT64_MAX, what + " index"));
+        if (!sj.at("seed").is_number_integer()) throw_bad_input("%s seed is not an integer", what.c_str());
+        st.seed = sj.at("seed").get<uint64_t>();  // any 64-bit value (--seed)
         st.flops = sj.value("flops", 0.0);
         st.seconds = sj.value("seconds", 0.0);
         // the products' precision the run chose at its start (bf16 measured against f32): the same again, so that the

@@ -7,7 +7,9 @@
 #include <fstream>
 #include <functional>
 #include <sys/wait.h>
+#include <nlohmann/json.hpp>
 
+#include "core/json_int.h"
 #include "llmforge/bpe.h"
 #include "llmforge/error.h"
 #include "llmforge/gguf.h"
@@ -252,6 +254,62 @@ TEST(BadInput, CorruptSafetensors) {
     expect_bad(dir, "config.json' is not valid JSON");
 }
 
+// A data offset that is a float beyond any integer type (nlohmann's get<uint64_t> would convert it: undefined behaviour)
+// is refused by name, as is one that is not a number.
+TEST(BadInput, SafetensorsOffsetNotAnInteger) {
+    const std::string dir = test::tmp_path("st_offsets");
+    std::system(("mkdir -p " + dir).c_str());
+    save_model(init_random(preset("llama-tiny"), DType::F32, 1), dir);
+    const std::string good = test::read_file(dir + "/model.safetensors");
+    uint64_t n = 0;
+    std::memcpy(&n, good.data(), 8);
+    for (const nlohmann::json& bad : {nlohmann::json(1e30), nlohmann::json("64"), nlohmann::json(-8)}) {
+        nlohmann::json h = nlohmann::json::parse(good.substr(8, n));
+        std::string name;
+        for (auto it = h.begin(); it != h.end(); ++it)
+            if (it.key() != "__metadata__") { name = it.key(); break; }
+        h[name]["data_offsets"][1] = bad;
+        const std::string head = h.dump();
+        std::string bytes(8, '\0');
+        const uint64_t len = head.size();
+        std::memcpy(bytes.data(), &len, 8);
+        write_bytes(dir + "/model.safetensors", bytes + head + good.substr(8 + n));
+        expect_bad(dir, "tensor '" + name + "' data offset " + bad.dump() + " is not an integer in [0, ");
+    }
+}
+
+// The checked integer reader itself: only a JSON integer inside the range passes.
+TEST(BadInput, JsonIntegerChecksTypeAndRange) {
+    using nlohmann::json;
+    EXPECT_EQ(json_integer(json(7), 0, 10, "x"), 7);
+    EXPECT_EQ(json_integer(json(-3), -5, 10, "x"), -3);
+    EXPECT_EQ(json_integer(json(uint64_t{1} << 40), 0, INT64_MAX, "x"), int64_t{1} << 40);
+    for (const json& v : {json(6.5e34), json(5.0), json("5"), json(nullptr), json(true), json(UINT64_MAX), json(11), json(-6)}) {
+        try {
+            (void)json_integer(v, -5, 10, "'f': an id");
+            ADD_FAILURE() << v.dump() << " was accepted";
+        } catch (const Error& e) {
+            EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+            EXPECT_EQ(std::string(e.what()), "'f': an id " + v.dump() + " is not an integer in [-5, 10]");
+        }
+    }
+}
+
+// Batch files of the checking commands (train-steps, align-loss, distill-loss): an id that is not an int32 is refused.
+TEST(BadInput, BatchIdNotAnInteger) {
+    const std::string batch = test::tmp_path("float_batch.json");
+    for (const char* b : {"1e+30", "2.5", "4294967296"}) {
+        const std::string bad = b;
+        write_bytes(batch, "{\"inputs\": [[1, " + bad + ", 3]], \"targets\": [[2, 3, 4]]}");
+        std::string err;
+        const int rc = run_cli("train-steps -m " + tiny_model_path() + " --batch-file " + batch + " --steps 0", &err);
+        if (rc == -1) GTEST_SKIP() << "LLMFORGE_BIN not set";
+        EXPECT_EQ(rc, 2) << err;
+        EXPECT_NE(err.find("an input id " + bad + " is not an integer in [0, 2147483647]"), std::string::npos) << err;
+        EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "not one line: " << err;
+    }
+}
+
 // ---- tokenizer files -------------------------------------------------------------------------------------------------
 namespace {
 
@@ -330,6 +388,20 @@ TEST(BadInput, TokenizerInvalidRegex) {
     expect_bad_tokenizer("badregex.json",
                          small_tokenizer_json("", R"({"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "(\\p{L}+"}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "use_regex": false}]})"),
                          "invalid pre-tokenizer regex");
+}
+
+// Token ids that are floats or beyond the id range are refused, not converted: 6.5e+34 (a float-to-int overflow, the
+// fuzzer's finding), 2^32 + 5 (an int32 conversion would wrap it to 5) and -1.
+TEST(BadInput, TokenizerIdNotAnInteger) {
+    for (const char* i : {"6.5e+34", "4294967301", "-1", "\"3\""}) {
+        const std::string id = i;
+        std::string j = small_tokenizer_json();
+        j.replace(j.find("\"b\": 1"), 6, "\"b\": " + id);
+        expect_bad_tokenizer("float_id.json", j, "token id " + id + " is not an integer in [0, 16777215]");
+        j = small_tokenizer_json();
+        j.replace(j.find("\"id\": 6"), 7, "\"id\": " + id);
+        expect_bad_tokenizer("float_added_id.json", j, "token id " + id + " is not an integer in [0, 16777215]");
+    }
 }
 
 TEST(BadInput, TokenizerTiktokenBadLine) {
