@@ -27,7 +27,7 @@ std::string stem(const std::string& path) {
 }  // namespace
 
 void add_serve(CLI::App& app) {
-    auto* cmd = app.add_subcommand("serve", "OpenAI-compatible server: chat/completions, completions, embeddings, models, metrics");
+    auto* cmd = app.add_subcommand("serve", "OpenAI-compatible server: chat/completions, completions, embeddings, models, metrics (and rerank, retrieve)");
     struct Opts {
         std::vector<std::string> models, aliases, keys;
         std::string draft;
@@ -43,7 +43,7 @@ void add_serve(CLI::App& app) {
         http::ServerOptions limits;  // the connection limits' defaults
         double battle_ttl = 3600;
         bool no_log = false, no_mmap = false, no_web = false;
-        std::string rag, rag_mode = "bm25", embed_model;
+        std::string rag, rag_mode = "bm25", embed_model, rerank;
         rag::Relevance rel;
     };
     auto o = std::make_shared<Opts>();
@@ -98,6 +98,8 @@ void add_serve(CLI::App& app) {
     cmd->add_option("--embed-model", o->embed_model, "with --rag: embed queries with this model")->default_str("the index's, if it has vectors");
     cmd->add_option("--min-bm25", o->rel.min_bm25, "with --rag: a chunk is relevant when its BM25 score reaches this (a request may say otherwise)");
     cmd->add_option("--min-similarity", o->rel.min_similarity, "with --rag: … or when its cosine similarity reaches this");
+    cmd->add_option("--rerank", o->rerank, "also serve this cross-encoder (a reranker: GGUF pooling type rank, or BertForSequenceClassification) "
+                                           "at POST /v1/rerank")->default_str("none");
     cmd->add_flag("--no-access-log", o->no_log, "no JSON access-log line per request on stderr");
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
     cmd->callback([o] {
@@ -127,6 +129,12 @@ void add_serve(CLI::App& app) {
             throw_bad_input("--embed-model needs --rag (the index whose queries it embeds)");
         }
         if (!o->draft.empty() && o->models.size() != 1) throw_bad_input("--draft serves one model: give one -m");
+        std::unique_ptr<RerankModel> rerank_model = open_reranker(o->rerank, o->threads);  // (its own compute threads)
+        std::shared_ptr<server::RerankService> rerank_service;
+        if (rerank_model) {
+            rerank_service = std::make_shared<server::RerankService>(stem(o->rerank), *rerank_model->reranker, static_cast<size_t>(std::max(1, o->queue)));
+            std::fprintf(stderr, "llmforge: --rerank %s: POST /v1/rerank (model '%s')\n", o->rerank.c_str(), rerank_service->id.c_str());
+        }
         ThreadPool pool(o->threads);
         FairMutex step_mutex;  // the models share the compute threads: one forward pass at a time, in turn
         std::vector<server::ServedModel> models;
@@ -139,8 +147,8 @@ void add_serve(CLI::App& app) {
                 if (other.id == sm.id) throw_bad_input("two models are both called '%s': name them with --alias", sm.id.c_str());
             sm.model = std::make_unique<Model>(load_for_cli(o->models[i], o->tokenizer, true, !o->no_mmap));
             if (sm.model->config.pooling == Pooling::Rank)
-                throw_bad_input("'%s' is a reranker (a cross-encoder): the server does not serve rerankers; use llmforge rerank or rag "
-                                "query --rerank", o->models[i].c_str());
+                throw_bad_input("'%s' is a reranker (a cross-encoder): -m serves generation and embedding models; serve it with --rerank "
+                                "(POST /v1/rerank)", o->models[i].c_str());
             warn_context(*sm.model, o->ctx);
             if (tpl.empty() && sm.model->vocab->chat_template.empty())
                 std::fprintf(stderr, "llmforge: note: %s has no chat template; /v1/chat/completions uses ChatML (--template FILE to choose one)\n",
@@ -165,6 +173,7 @@ void add_serve(CLI::App& app) {
         }
         server::ApiOptions ao;
         ao.rag = rag_service;
+        ao.rerank = rerank_service;
         ao.api_keys = o->keys;
         ao.cors_origin = o->cors;
         ao.max_concurrent = o->max_concurrent;
@@ -206,6 +215,7 @@ void add_serve(CLI::App& app) {
                 while (api.in_flight() > 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
                 if (api.in_flight() > 0) std::fprintf(stderr, "llmforge: cancelling %d request(s) still running\n", api.in_flight());
                 for (auto& m : models) m.engine->shutdown(true);
+                if (rerank_service) rerank_service->shutdown();
                 // let the last answers be written: a finished request's closing chunks may still be queued on its
                 // socket (a loaded machine takes more than a few milliseconds); a client that stopped reading gets 5 s
                 for (int i = 0; i < 100 && api.in_flight() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -223,6 +233,7 @@ void add_serve(CLI::App& app) {
         srv.run();
         if (shutdown.joinable()) shutdown.join();
         for (auto& m : models) m.engine->shutdown(true);
+        if (rerank_service) rerank_service->shutdown();  // its jobs answer through the API: stopped before the API goes
         std::fprintf(stderr, "llmforge: server stopped\n");
     });
 }

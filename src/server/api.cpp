@@ -456,7 +456,8 @@ void Api::handle(const http::Request& req, const http::ExchangePtr& ex) {
             return tokenize(req, ex);
         }
         const bool gen = path == "/v1/chat/completions" || path == "/chat/completions" || path == "/v1/completions" || path == "/completions" ||
-                         path == "/v1/embeddings" || path == "/embeddings";
+                         path == "/v1/embeddings" || path == "/embeddings" || path == "/v1/rerank" || path == "/rerank" || path == "/v1/reranking" ||
+                         path == "/reranking";
         if (!gen && opt_.web) {
             if (path == "/arena/api/battle") {
                 method_is("POST");
@@ -485,6 +486,7 @@ void Api::handle(const http::Request& req, const http::ExchangePtr& ex) {
                            "unknown_url"};
         method_is("POST");
         endpoint = path.rfind("/v1", 0) == 0 ? path : "/v1" + path;
+        if (endpoint == "/v1/reranking") endpoint = "/v1/rerank";
         if (draining_) throw ApiError{503, "The server is shutting down.", "server_error", "", "shutting_down"};
         if (in_flight_.fetch_add(1) >= opt_.max_concurrent) {
             --in_flight_;
@@ -494,6 +496,7 @@ void Api::handle(const http::Request& req, const http::ExchangePtr& ex) {
         try {
             if (endpoint == "/v1/chat/completions") chat_completions(req, ex);
             else if (endpoint == "/v1/completions") completions(req, ex);
+            else if (endpoint == "/v1/rerank") rerank(req, ex);
             else embeddings(req, ex);
         } catch (...) {
             --in_flight_;

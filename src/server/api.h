@@ -1,11 +1,15 @@
 // The OpenAI-compatible API on top of the engines: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models,
-// /health, /metrics; errors in OpenAI's shape with the statuses its clients map to typed errors; API keys, CORS, limits.
+// /health, /metrics, and /v1/rerank with a cross-encoder (serve --rerank); errors in OpenAI's shape with the statuses its clients map to typed errors; API keys, CORS, limits.
 #pragma once
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -17,6 +21,10 @@
 #include "server/arena.h"
 #include "server/http.h"
 #include "server/static_files.h"
+
+namespace llmforge {
+class Reranker;
+}
 
 namespace llmforge::server {
 
@@ -49,6 +57,33 @@ struct RagService {
     std::mutex mu;
 };
 
+// A cross-encoder (serve --rerank): POST /v1/rerank. One worker thread scores the requests in turn (never an I/O
+// thread, which would stall every connection it serves); at most max_queue requests wait.
+class RerankService {
+public:
+    RerankService(std::string id, Reranker& reranker, size_t max_queue);
+    ~RerankService();  // shutdown()
+    RerankService(const RerankService&) = delete;
+    RerankService& operator=(const RerankService&) = delete;
+    const std::string id;  // the name clients may give as "model"
+    Reranker& reranker;    // used by the worker only (owned by the caller)
+    // Runs job(stopping) on the worker; false when max_queue jobs already wait or it is shut down. A job should
+    // give up (answer 503) once stopping() is true.
+    bool submit(std::function<void(const std::function<bool()>& stopping)> job);
+    // Stops taking jobs; the running one is told to stop, the waiting ones run at once with stopping() true; then the
+    // worker ends. Idempotent.
+    void shutdown();
+
+private:
+    void run();
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<std::function<void(const std::function<bool()>&)>> queue_;
+    std::atomic<bool> stop_{false};
+    size_t max_queue_;
+    std::thread worker_;
+};
+
 struct ApiOptions {
     std::vector<std::string> api_keys;  // empty: no authentication
     std::string cors_origin;            // empty: no CORS headers; "*" or an origin
@@ -60,6 +95,7 @@ struct ApiOptions {
     std::string arena_db;               // SQLite file for the arena's votes ("" → no arena)
     double arena_battle_ttl_s = 3600;   // a battle may be voted on this long after it began; then 404
     std::shared_ptr<RagService> rag;    // null: no /v1/retrieve (404)
+    std::shared_ptr<RerankService> rerank;  // null: no /v1/rerank (404)
 };
 
 class Api {
@@ -80,6 +116,7 @@ private:
     void embeddings(const http::Request& req, const http::ExchangePtr& ex);
     void tokenize(const http::Request& req, const http::ExchangePtr& ex);
     void retrieve(const http::Request& req, const http::ExchangePtr& ex);  // api_rag.cpp
+    void rerank(const http::Request& req, const http::ExchangePtr& ex);    // api_rerank.cpp
     void models(const http::Request& req, const http::ExchangePtr& ex);
     void metrics(const http::ExchangePtr& ex);
     // the web UI and the arena (api_web.cpp)

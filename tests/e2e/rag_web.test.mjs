@@ -94,6 +94,11 @@ test('/v1/retrieve: bad requests get OpenAI-shaped errors', async () => {
   const r = await post(plain, { query: 'x' });
   assert.equal(r.status, 404);
   assert.equal((await r.json()).error.code, 'no_index');
+  // … and without --rerank no reranker (tests/reference/test_reranker_torch.py checks one served)
+  const rr = await fetch(plain.url + '/v1/rerank', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"query": "q", "documents": ["d"]}' });
+  assert.equal(rr.status, 404);
+  assert.equal((await rr.json()).error.code, 'no_reranker');
+  assert.equal((await fetch(plain.url + '/v1/rerank', { method: 'GET' })).status, 405);
 });
 
 test('web chat: "use documents" answers with clickable citations; a source\'s HTML stays text', { skip: !haveChromium && 'no /usr/bin/chromium (scripts/setup.sh installs it)' }, async () => {

@@ -10,16 +10,22 @@ token's own segment embedding.
 Checked: `llmforge rerank` on the directory and on the GGUF made from it equals the reference (≤ 1e-4) for pairs of
 several lengths, a passage longer than the context cut as documented; the GGUF is llama.cpp's rank pooling (type 4,
 cls / cls.output tensors); GGUF → directory gives the same scores; `rag query --rerank` orders BM25's first chunks by
-the reference's scores of (question, passage); an embedding model refuses to rerank and a reranker to embed.
+the reference's scores of (question, passage); `serve --rerank` answers POST /v1/rerank (and /rerank) with the
+reference's scores, best first, in Jina's / Cohere's shape, and refuses bad requests OpenAI-style; an embedding model
+refuses to rerank and a reranker to embed (or to be served with -m).
 
 Run: /usr/bin/python3 tests/reference/test_reranker_torch.py --bin build/llmforge [--golden DIR]
 """
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import threading
+import urllib.error
+import urllib.request
 
 import torch
 
@@ -53,6 +59,67 @@ def pair(q, p, ctx):
         p = p[:room - len(q)]
     ids = [101] + q + [102] + p + [102]
     return ids, [0] * (len(q) + 2) + [1] * (len(p) + 1)
+
+
+def post(url, body):
+    """(status, JSON answer) of a POST."""
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def serve_rerank(bin_, emb, reranker, query, passages, refs, pair_lengths):
+    """serve -m EMB --rerank RERANKER: POST /v1/rerank's scores are the reference's, best first, in Jina's/Cohere's shape."""
+    srv = subprocess.Popen([bin_, "serve", "-m", emb, "--rerank", reranker, "--port", "0", "--no-access-log", "--no-web", "-t", "1"],
+                           stderr=subprocess.PIPE, text=True)
+    url = None
+    try:
+        for line in srv.stderr:
+            m = re.search(r"listening on (http://[\d.]+:\d+)", line)
+            if m:
+                url = m.group(1)
+                break
+        threading.Thread(target=lambda: srv.stderr.read(), daemon=True).start()
+        check("serve --rerank starts", url is not None)
+        if not url:
+            return
+        docs = list(passages)
+        docs[1] = {"text": passages[1]}  # Jina's and Cohere's object form
+        st, out = post(url + "/v1/rerank", {"model": "ce", "query": query, "documents": docs, "top_n": 3, "return_documents": True})
+        best = sorted(range(len(refs)), key=lambda i: -refs[i])[:3]
+        res = out.get("results", []) if st == 200 else []
+        check("POST /v1/rerank: the reference's scores (≤ 1e-4), the top 3 best first, each with its document and the usage in tokens",
+              [x["index"] for x in res] == best and all(abs(x["relevance_score"] - refs[x["index"]]) <= 1e-4 for x in res)
+              and all(x["document"]["text"] == passages[x["index"]] for x in res) and out.get("model") == "ce" and out.get("object") == "list"
+              and out.get("usage", {}).get("total_tokens") == sum(pair_lengths),
+              f"{st} {[(x['index'], x['relevance_score']) for x in res]} vs {[(i, refs[i]) for i in best]}, usage {out.get('usage')} vs {sum(pair_lengths)}")
+        st, out = post(url + "/rerank", {"query": query, "documents": passages[:2]})
+        res = out.get("results", []) if st == 200 else []
+        check("POST /rerank without a model: every document, no texts unless asked",
+              sorted(x["index"] for x in res) == [0, 1] and all("document" not in x for x in res), f"{st} {json.dumps(out)[:200]}")
+        bad = [({"model": "other", "query": "q", "documents": ["d"]}, 404, "model_not_found"),
+               ({"query": "q", "documents": []}, 400, "empty_array"),
+               ({"query": "q", "documents": ["d", 7]}, 400, "invalid_type"),
+               ({"documents": ["d"]}, 400, "missing_required_parameter"),
+               ({"query": "", "documents": ["d"]}, 400, "invalid_value"),
+               ({"query": "q", "documents": ["d"], "top_n": 0}, 400, "integer_below_min_value"),
+               ({"query": "q", "documents": ["d"] * 1001}, 400, "array_above_max_length"),
+               ({"query": "q", "documents": ["d"], "rank_fields": ["x"]}, 400, "unknown_parameter")]
+        got = [post(url + "/v1/rerank", b) for b, _, _ in bad]
+        check("bad rerank requests: OpenAI-shaped errors with the right status and code",
+              all(st == want and out.get("error", {}).get("code") == code for (st, out), (_, want, code) in zip(got, bad)),
+              str([(st, out.get("error", {}).get("code")) for st, out in got]))
+        st, out = post(url + "/v1/embeddings", {"model": "emb", "input": "still serving"})
+        check("the -m model is served beside it", st == 200 and len(out["data"][0]["embedding"]) > 0, str(st))
+    finally:
+        srv.terminate()
+        srv.wait(timeout=30)
+    r = subprocess.run([bin_, "serve", "-m", reranker, "--port", "0"], capture_output=True, text=True, timeout=60)
+    check("serve -m RERANKER: one line pointing to --rerank, exit 2", r.returncode == 2 and [l for l in r.stderr.splitlines() if "error" in l] == [r.stderr.strip().splitlines()[-1]] and "--rerank" in r.stderr,
+          r.stderr.strip()[-200:])
 
 
 def main():
@@ -131,9 +198,10 @@ def main():
         check("rag query --rerank: the first 6 BM25 chunks ordered by the reference's scores, 3 kept",
               [h["chunk"] for h in hits] == [c for _, c in ref[:3]] and all(abs(h["score"] - s) <= 1e-4 for h, (s, _) in zip(hits, ref))
               and all(h["retrieval_rank"] >= 1 for h in hits), r.stderr.strip()[-200:])
-        # the wrong kind of model, each way
         emb = os.path.join(tmp, "emb.gguf")
         subprocess.run([a.bin, "init", "--preset", "bert-tiny", "--tokenizer", vocab, "-o", emb], check=True, capture_output=True)
+        serve_rerank(a.bin, emb, gguf, query, passages, refs, [len(pair(ids_of(query), ids_of(p), 128)[0]) for p in passages])
+        # the wrong kind of model, each way
         r1 = subprocess.run([a.bin, "rerank", "-m", emb, "q", "p"], capture_output=True, text=True)
         r2 = subprocess.run([a.bin, "embed", "-m", gguf, "hello"], capture_output=True, text=True)
         check("an embedding model refuses to rerank, a reranker to embed (one line, exit 2)",
