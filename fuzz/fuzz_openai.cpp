@@ -1,7 +1,7 @@
 // The OpenAI request decoder of `llmforge serve`: a request body through the API as the server hands it over —
 // JSON parsing, every parameter's type and range, messages, tools, response_format (JSON Schema, GBNF), logit_bias,
 // stop strings, the chat template, tokenisation — and, for a valid request, a real answer from a small random model
-// (at most 4 tokens). Input: the first byte chooses the endpoint; the rest is the body. Every request must be
+// (at most 4 tokens), or from a small random reranker (/v1/rerank, pairs cut to 64 tokens). Input: the first byte chooses the endpoint; the rest is the body. Every request must be
 // answered within 20 s, by a completion or a 4xx error object (a 500 is a finding: an exception that was not a
 // refusal of the request).
 #include <chrono>
@@ -13,6 +13,7 @@
 #include "llmforge/chat_template.h"
 #include "llmforge/engine.h"
 #include "llmforge/model.h"
+#include "llmforge/reranker.h"
 #include "server/api.h"
 
 using namespace llmforge;
@@ -50,6 +51,10 @@ private:
 struct Served {
     ThreadPool pool{1};
     std::vector<server::ServedModel> models;
+    ThreadPool rr_pool{1};  // the reranker's worker computes beside the engine's thread
+    std::unique_ptr<Model> rr_model;
+    std::unique_ptr<Reranker> reranker;
+    std::shared_ptr<server::RerankService> rerank;
     std::unique_ptr<server::Api> api;
     Served() {
         server::ServedModel sm;
@@ -63,7 +68,14 @@ struct Served {
         eo.max_queue = 8;
         sm.engine = std::make_unique<Engine>(*sm.model, pool, eo);
         models.push_back(std::move(sm));
+        ModelConfig rc = preset("bert-tiny");
+        rc.pooling = Pooling::Rank;
+        rc.n_vocab = 1024;
+        rr_model = std::make_unique<Model>(init_random(rc, DType::F32, 2));
+        reranker = std::make_unique<Reranker>(*rr_model, rr_pool, 64);
+        rerank = std::make_shared<server::RerankService>("rr", *reranker, 8);
         server::ApiOptions ao;
+        ao.rerank = rerank;
         ao.max_tokens_limit = 4;
         ao.timeout_s = 10;
         ao.web = false;
@@ -72,6 +84,7 @@ struct Served {
     ~Served() {  // as the server stops: the engines first (their jobs call back into the API), then the API
         for (auto& m : models) m.engine->shutdown(true);
         for (auto& m : models) m.engine.reset();
+        rerank->shutdown();
         api.reset();
     }
 };
@@ -81,7 +94,7 @@ struct Served {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t n) {
     static Served s;
     if (n == 0) return 0;
-    static const char* const paths[] = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/tokenize", "/v1/models/tiny"};
+    static const char* const paths[] = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/tokenize", "/v1/models/tiny", "/v1/rerank"};
     http::Request req;
     req.method = "POST";
     req.path = req.target = paths[data[0] % (sizeof paths / sizeof *paths)];

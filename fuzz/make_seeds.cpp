@@ -162,6 +162,8 @@ void api_bodies() {
         {1, R"({"model":"tiny","prompt":[[1,2,3],"text"],"max_tokens":1,"stream":true})"},
         {2, R"({"model":"tiny","input":["a b c","d"],"encoding_format":"base64","dimensions":8})"},
         {3, R"({"model":"tiny","content":"Hello <s>","add_special":true,"with_pieces":true})"},
+        {5, R"({"model":"rr","query":"kettle","documents":["Vinegar dissolves limescale.",{"text":"Bake bread."},""],"top_n":2,"return_documents":true})"},
+        {5, R"({"query":"q","documents":["a","b","c"]})"},
     };
     for (size_t i = 0; i < bodies.size(); ++i) seed("openai", "body" + std::to_string(i), std::string(1, bodies[i].first) + bodies[i].second);
 }
