@@ -187,8 +187,31 @@ Model load_safetensors(const std::string& path, const LoadOptions& opts) {
     m.path = path;
     m.format = "safetensors";
     m.config = config_from_hf(cfg, cfg_path);
-    // An embedding model's pooling, as sentence-transformers keeps it: 1_Pooling/config.json (without it: the mean).
-    const std::string pool_path = dir + "/1_Pooling/config.json";
+    // An embedding model's pooling, as sentence-transformers keeps it: its module list, modules.json — the Transformer,
+    // then Pooling, whose directory's config.json names the mode (without modules.json: 1_Pooling/; without that: the
+    // mean), then Normalize (llmforge L2-normalises every embedding). A module llmforge does not apply (Dense,
+    // LayerNorm, …) is refused by name: the embeddings would differ from sentence-transformers' without a word.
+    std::string pool_dir = "1_Pooling";
+    const std::string modules_path = dir + "/modules.json";
+    if (m.config.encoder && m.config.pooling != Pooling::Rank && file_exists(modules_path)) {
+        const json mods = json::parse(read_text_file(modules_path), nullptr, false);
+        if (mods.is_discarded() || !mods.is_array()) throw_bad_input("'%s' is not a JSON list of modules", modules_path.c_str());
+        for (const json& e : mods) {
+            if (!e.is_object() || !e.contains("type") || !e["type"].is_string() || (e.contains("path") && !e["path"].is_string()))
+                throw_bad_input("'%s': a module without a \"type\" (and a \"path\") string", modules_path.c_str());
+            const std::string type = e["type"].get<std::string>(), mpath = e.value("path", std::string());
+            const std::string kind = type.substr(type.find_last_of('.') == std::string::npos ? 0 : type.find_last_of('.') + 1);
+            if (kind == "Pooling") {
+                if (mpath.empty() || mpath[0] == '/' || mpath.find("..") != std::string::npos)
+                    throw_bad_input("'%s': the Pooling module's path '%s' is not a directory inside the model's", modules_path.c_str(), mpath.c_str());
+                pool_dir = mpath;
+            } else if (kind != "Transformer" && kind != "Normalize") {
+                throw_bad_input("'%s': module '%s' (%s) is not supported: llmforge applies Transformer, Pooling and Normalize", modules_path.c_str(),
+                                mpath.c_str(), type.c_str());
+            }
+        }
+    }
+    const std::string pool_path = dir + "/" + pool_dir + "/config.json";
     if (m.config.encoder && m.config.pooling != Pooling::Rank && file_exists(pool_path)) {
         json p;
         try {
@@ -262,6 +285,11 @@ void save_safetensors(const Model& m, const std::string& path, DType dtype) {
                                                         {"pooling_mode_mean_sqrt_len_tokens", false},
                                                         {"pooling_mode_lasttoken", p == Pooling::Last}}
                                                        .dump(2) + "\n");
+        // sentence-transformers' module list: the model, its pooling, then L2 normalisation (as llmforge embeds)
+        side.emplace_back("modules.json", json::array({{{"idx", 0}, {"name", "0"}, {"path", ""}, {"type", "sentence_transformers.models.Transformer"}},
+                                                       {{"idx", 1}, {"name", "1"}, {"path", "1_Pooling"}, {"type", "sentence_transformers.models.Pooling"}},
+                                                       {{"idx", 2}, {"name", "2"}, {"path", "2_Normalize"}, {"type", "sentence_transformers.models.Normalize"}}})
+                                                .dump(2) + "\n");
     }
     if (file_mode) {
         dir = dir_of(path);

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import struct
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -153,6 +154,28 @@ def main():
             got = [torch.tensor(json.loads(l)) for l in r.stdout.split("\n") if l]
             err = max((float((g - reference(w, cfg, x, "cls")).abs().max()) for g, x in zip(got, ids)), default=1.0)
             check(f"{what}: [CLS] pooling by default", r.returncode == 0 and len(got) == len(texts) and err <= 1e-4, f"max |diff| {err:.2e}")
+        # modules.json names the Pooling module's directory (here not 1_Pooling); a module llmforge does not apply is refused
+        d2 = os.path.join(tmp, "st-modules")
+        shutil.copytree(d, d2)
+        shutil.rmtree(os.path.join(d2, "1_Pooling"))
+        os.makedirs(os.path.join(d2, "pool"))
+        json.dump({"word_embedding_dimension": 64, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False},
+                  open(os.path.join(d2, "pool", "config.json"), "w"))
+        mods = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "pool", "type": "sentence_transformers.models.Pooling"},
+                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+        json.dump(mods, open(os.path.join(d2, "modules.json"), "w"))
+        r = subprocess.run([a.bin, "embed", "-m", d2, "-f", tj, "--jsonl"], capture_output=True, text=True)
+        got = [torch.tensor(json.loads(l)) for l in r.stdout.split("\n") if l]
+        err = max((float((g - reference(w, cfg, x, "cls")).abs().max()) for g, x in zip(got, ids)), default=1.0)
+        check("modules.json: the Pooling module's directory says [CLS], and the directory embeds so",
+              r.returncode == 0 and len(got) == len(texts) and err <= 1e-4, f"max |diff| {err:.2e} {r.stderr.strip()[-200:]}")
+        json.dump(mods + [{"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"}],
+                  open(os.path.join(d2, "modules.json"), "w"))
+        r = subprocess.run([a.bin, "embed", "-m", d2, "hello"], capture_output=True, text=True)
+        errors = [l for l in r.stderr.splitlines() if "error" in l]
+        check("modules.json with a Dense module: exit 2, one line naming it", r.returncode == 2 and len(errors) == 1
+              and "'3_Dense' (sentence_transformers.models.Dense) is not supported" in errors[0], " | ".join(errors))
         for model, what in ((d, "Hugging Face directory"), (gguf, "GGUF")):
             for pooling in ("cls", "mean"):
                 r = subprocess.run([a.bin, "embed", "-m", model, "-f", tj, "--jsonl", "--pooling", pooling, "-t", "2"], capture_output=True, text=True)
@@ -173,11 +196,13 @@ def main():
         back = os.path.join(tmp, "back")
         subprocess.run([a.bin, "convert", gguf_cls, back], check=True, capture_output=True)
         pool_cfg = json.load(open(os.path.join(back, "1_Pooling", "config.json")))
+        back_mods = json.load(open(os.path.join(back, "modules.json")))
         r = subprocess.run([a.bin, "embed", "-m", back, "-f", tj, "--jsonl"], capture_output=True, text=True)
         got = [torch.tensor(json.loads(l)) for l in r.stdout.split("\n") if l]
         err = max((float((g - reference(w, cfg, x, "cls")).abs().max()) for g, x in zip(got, ids)), default=1.0)
-        check("GGUF → Hugging Face directory: 1_Pooling/config.json says [CLS], and the directory embeds so",
-              pool_cfg.get("pooling_mode_cls_token") is True and not pool_cfg.get("pooling_mode_mean_tokens") and len(got) == len(texts) and err <= 1e-4,
+        check("GGUF → Hugging Face directory: modules.json lists Transformer, 1_Pooling, Normalize; 1_Pooling/config.json says [CLS], and the directory embeds so",
+              pool_cfg.get("pooling_mode_cls_token") is True and not pool_cfg.get("pooling_mode_mean_tokens") and len(got) == len(texts) and err <= 1e-4
+              and [(x["path"], x["type"].split(".")[-1]) for x in back_mods] == [("", "Transformer"), ("1_Pooling", "Pooling"), ("2_Normalize", "Normalize")],
               f"max |diff| {err:.2e}")
         r = subprocess.run([a.bin, "generate", "-m", gguf, "-p", "hello", "-n", "2"], capture_output=True, text=True)
         check("generate refuses an encoder, saying why", r.returncode == 2 and "encoder" in r.stderr, r.stderr.strip()[-160:])
