@@ -56,4 +56,24 @@ struct ContrastiveResult {
 ContrastiveResult contrastive_step(TrainableModel& m, const ContrastiveBatch& b, const ContrastiveOptions& o, bool backward = true,
                                    float scale = 1.0f);
 
+// ---- cross-encoders (rerankers): the same objective with a pair's score in place of the similarity
+// A reranker reads query and passage together, [CLS] q [SEP] d [SEP] (frame_pair, reranker.h), and scores the pair
+// from its [CLS] state h: s = w_out · tanh(W_cls h + b_cls) + b_out. Query i is scored against every passage j of the
+// batch (the B positives, then the K negatives):
+//     s_ij = score(q_i, d_j),        loss = (1/B) Σ_i −log softmax_j(s_i)_i
+// — InfoNCE with the pair's logit in place of the scaled cosine similarity (no temperature). That is B·M pairs; they
+// run pair_batch at a time, so memory holds one chunk's activations whatever B·M is: with backward, first every chunk
+// forward for the scores, then chunk by chunk (the last one's activations are still there) forward again and backward
+// with its ∂loss/∂s — the same values, so the same gradients as one pass.
+struct CrossEncoderOptions {
+    int32_t cls = -1, sep = -1;  // the vocabulary's [CLS] and [SEP] (BOS and EOS)
+    int64_t max_tokens = 512;    // a pair's tokens at most (the passage cut first, as the reranker cuts it)
+    int64_t pair_batch = 64;     // pairs per forward pass
+    int32_t pad = 0;             // the token id written into the padding
+};
+// The batch's texts are token ids without [CLS]/[SEP]. Gradients of every weight, the head's (cls, cls.output)
+// included, are added into m.grad() (scaled by `scale`).
+ContrastiveResult cross_encoder_step(TrainableModel& m, const ContrastiveBatch& b, const CrossEncoderOptions& o, bool backward = true,
+                                     float scale = 1.0f);
+
 }  // namespace llmforge

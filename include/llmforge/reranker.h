@@ -17,6 +17,12 @@ namespace llmforge {
 
 class Transformer;
 
+// A pair framed BERT's way: [CLS] query [SEP] passage [SEP], segments 0 up to the first [SEP] and 1 after it; the
+// passage cut to fit max_tokens, then the query too when it alone takes more than half. Returns (ids, types). (The
+// reranker's framing, and its trainer's: embed train on a reranker.)
+std::pair<std::vector<int32_t>, std::vector<int32_t>> frame_pair(int32_t cls, int32_t sep, std::vector<int32_t> query, std::vector<int32_t> passage,
+                                                                 int64_t max_tokens);
+
 class Reranker {
 public:
     // model: an encoder whose pooling is Rank (its head: cls [C, C] + bias, then cls.output [1, C] + bias); max_tokens:

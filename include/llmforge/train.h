@@ -70,8 +70,9 @@ public:
     // Runs the embeddings and the blocks on inputs [B, T] and returns the final hidden states [B·T, C] (after the final
     // norm where the model has one; an encoder's blocks end normalised). lengths [B]: each sequence's real tokens, the
     // rest padding (null: all T); a bidirectional model's queries never see the padding (a causal one's real tokens
-    // never do anyway). Keeps the activations for backward_hidden(). Encoders train only through these two.
-    const float* forward_hidden(const int32_t* inputs, const int32_t* lengths, int64_t B, int64_t T);
+    // never do anyway). types [B, T]: BERT's segment ids (0 or 1: a cross-encoder's pair; null: all 0). Keeps the
+    // activations for backward_hidden(). Encoders train only through these two.
+    const float* forward_hidden(const int32_t* inputs, const int32_t* lengths, int64_t B, int64_t T, const int32_t* types = nullptr);
     // Adds d(loss)/d(parameters) into grad() from dh = ∂loss/∂hidden [B·T, C] of the last forward_hidden().
     void backward_hidden(const float* dh);
 
@@ -155,7 +156,7 @@ private:
     void norm_bwd(const float* dy, const float* x, size_t w, size_t b, const float* mean, const float* rstd, float* dx, int64_t N);
     const float* post_bwd(size_t w, const std::vector<float>& proj, const std::vector<float>& rstd, int64_t l);
     void backward_from_dlogits(bool have_dlogits, const float* dhead);
-    void forward_trunk(const int32_t* inputs, const int32_t* lengths, int64_t B, int64_t T);
+    void forward_trunk(const int32_t* inputs, const int32_t* lengths, int64_t B, int64_t T, const int32_t* types = nullptr);
     void backward_blocks();  // from ∂loss/∂(the last block's output) in the activations' dx, to the embeddings
 
     ModelConfig cfg_;
@@ -165,6 +166,7 @@ private:
     size_t tok_embd_ = 0, pos_embd_ = 0, out_norm_ = 0, out_norm_b_ = 0, output_ = 0;
     size_t tok_types_ = kNone, embd_norm_ = kNone, embd_norm_b_ = kNone;  // BERT's segment embedding and embedding norm
     std::vector<int32_t> lengths_;  // forward_hidden(): each sequence's real tokens (empty: all T)
+    std::vector<int32_t> types_;    // forward_hidden(): the segment ids [B·T] (empty: all 0)
     bool tied_ = false;
     std::unique_ptr<Acts> acts_;  // allocated by the first forward() of a given (B, T)
     int64_t B_ = 0, T_ = 0;

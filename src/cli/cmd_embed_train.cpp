@@ -1,5 +1,6 @@
 // llmforge embed train -m MODEL -o OUT.gguf (--pairs FILE | --kb KB --qa FILE) : contrastive fine-tuning of an
-// embedding model (InfoNCE with in-batch negatives, optionally BM25 hard negatives; embed_train.h).
+// embedding model, or of a reranker (a cross-encoder: each pair read together), with InfoNCE with in-batch negatives,
+// optionally BM25 hard negatives (embed_train.h).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -86,6 +87,13 @@ std::vector<Example> read_pairs(const std::string& path, const Vocab& v, int max
     return out;
 }
 
+// A text's tokens for a cross-encoder's pair: without the [CLS] … [SEP] that embedding_tokens put around it.
+void strip_specials(const Vocab& v, std::vector<int32_t>& t) {
+    if (!t.empty() && t.back() == v.eos && v.eos >= 0) t.pop_back();
+    if (!t.empty() && t.front() == v.bos && v.bos >= 0) t.erase(t.begin());
+    if (t.empty()) throw_bad_input("embed train: a text of no tokens besides [CLS] and [SEP]");
+}
+
 // Questions with gold documents over an index: the positive is the gold document's chunk that ranks best by BM25 for
 // the question (its first chunk when BM25 does not find it among the first 200), the hard negatives the best-ranked
 // chunks of other documents.
@@ -134,11 +142,12 @@ std::vector<Example> read_kb_pairs(const std::string& kb_dir, const std::string&
 }  // namespace
 
 void add_embed_train(CLI::App* embed) {
-    auto* cmd = embed->add_subcommand("train", "Contrastive fine-tuning of an embedding model: InfoNCE with in-batch negatives (and optional "
-                                               "hard negatives) on (query, passage) pairs");
+    auto* cmd = embed->add_subcommand("train", "Contrastive fine-tuning of an embedding model, or of a reranker: InfoNCE with in-batch "
+                                               "negatives (and optional hard negatives) on (query, passage) pairs");
     struct Opts {
         std::string model, out, pairs, kb, qa, grads_out, schedule = "linear", pooling;
-        int epochs = 1, steps = -1, batch = 16, max_tokens = 128, max_query_tokens = 64, hard_negatives = -1, warmup = -1, threads = 0, ict = 0;
+        int epochs = 1, steps = -1, batch = 16, max_tokens = 128, max_query_tokens = 64, hard_negatives = -1, warmup = -1, threads = 0, ict = 0,
+            pair_batch = 64;
         float lr = 5e-5f, temperature = 0.05f, wd = 0.01f, clip = 1.0f;
         uint64_t seed = 1;
         bool json = false, quiet = false;
@@ -167,7 +176,11 @@ void add_embed_train(CLI::App* embed) {
     cmd->add_option("--lr", o->lr, "peak learning rate");
     cmd->add_option("--schedule", o->schedule, "constant, cosine, linear or wsd");
     cmd->add_option("--warmup", o->warmup, "warm-up steps")->default_str("a tenth of the steps");
-    cmd->add_option("--temp", o->temperature, "the temperature τ of the softmax over the similarities");
+    cmd->add_option("--temp", o->temperature, "the temperature τ of the softmax over the similarities (embedding models; a reranker's "
+                                              "scores are logits)");
+    cmd->add_option("--pair-batch", o->pair_batch, "a reranker: pairs per forward pass (each query meets every passage of the batch: "
+                                                   "batch × (batch + negatives) pairs a step)")
+        ->capture_default_str()->check(at_least(1));
     cmd->add_option("--wd", o->wd, "AdamW weight decay (matrices)");
     cmd->add_option("--clip-grad", o->clip, "clip gradients to this global norm (0: off)");
     cmd->add_option("--max-tokens", o->max_tokens, "a passage's tokens at most (longer texts are cut)")->check(at_least(3));
@@ -187,10 +200,11 @@ void add_embed_train(CLI::App* embed) {
             if (!std::isfinite(x)) throw_bad_input("embed train: settings must be finite numbers");
         if (!(o->temperature > 0)) throw_bad_input("embed train: --temp must be positive");
         Model init = load_model(o->model);
-        if (!o->pooling.empty()) init.config.pooling = o->pooling == "cls" ? Pooling::Cls : o->pooling == "last" ? Pooling::Last : Pooling::Mean;
+        if (!o->pooling.empty() && init.config.pooling != Pooling::Rank)
+            init.config.pooling = o->pooling == "cls" ? Pooling::Cls : o->pooling == "last" ? Pooling::Last : Pooling::Mean;
         if (!init.vocab) throw_bad_input("embed train: '%s' has no tokenizer", o->model.c_str());
-        if (init.config.pooling == Pooling::Rank)
-            throw_bad_input("embed train: '%s' is a reranker (a cross-encoder scores pairs), not an embedding model", o->model.c_str());
+        const bool cross = init.config.pooling == Pooling::Rank;  // a reranker: trained on pairs read together
+        if (cross && !o->pooling.empty()) throw_bad_input("embed train: '%s' is a reranker: its pooling is its head (no --pooling)", o->model.c_str());
         const int64_t ctx = init.config.n_ctx;
         if (init.config.learned_positions && std::max(o->max_tokens, o->max_query_tokens) > ctx)
             throw_bad_input("embed train: --max-tokens %d is longer than the model's %lld positions", std::max(o->max_tokens, o->max_query_tokens),
@@ -213,6 +227,12 @@ void add_embed_train(CLI::App* embed) {
             }
             if (n_ict == 0 && data.empty()) throw_bad_input("embed train: '%s' has no chunk with two sentences to make pairs from", o->kb.c_str());
         }
+        if (cross)  // a pair is framed as a whole ([CLS] q [SEP] d [SEP]): the texts without their own [CLS] … [SEP]
+            for (Example& e : data)
+                for (auto* t : {&e.query, &e.positive}) strip_specials(vocab, *t);
+        if (cross)
+            for (Example& e : data)
+                for (auto& t : e.negatives) strip_specials(vocab, t);
         const int64_t n = static_cast<int64_t>(data.size()), B = std::min<int64_t>(o->batch, n);
         const int64_t per_epoch = (n + B - 1) / B;
         const int64_t total = o->steps >= 0 ? o->steps : per_epoch * o->epochs;
@@ -232,6 +252,12 @@ void add_embed_train(CLI::App* embed) {
         ContrastiveOptions co;
         co.temperature = o->temperature;
         co.pad = vocab.unk >= 0 ? vocab.unk : 0;
+        CrossEncoderOptions ceo;
+        ceo.cls = vocab.bos;
+        ceo.sep = vocab.eos;
+        ceo.max_tokens = ctx;
+        ceo.pair_batch = o->pair_batch;
+        ceo.pad = co.pad;
 
         std::vector<size_t> order(static_cast<size_t>(n));
         std::iota(order.begin(), order.end(), 0);
@@ -259,7 +285,7 @@ void add_embed_train(CLI::App* embed) {
             if (stop.flag()->load()) throw_runtime("embed train: interrupted (nothing written)");
             const ContrastiveBatch b = batch_at(step);
             tm.zero_grad();
-            const ContrastiveResult r = contrastive_step(tm, b, co);
+            const ContrastiveResult r = cross ? cross_encoder_step(tm, b, ceo) : contrastive_step(tm, b, co);
             if (std::isnan(first_loss)) first_loss = r.nce.loss;
             if (step == 0 && !o->grads_out.empty()) {
                 Model g = tm.to_model(true);

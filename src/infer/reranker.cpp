@@ -22,6 +22,24 @@ std::vector<float> f32_of(const Model& m, const std::string& name, size_t n) {
 }
 }  // namespace
 
+std::pair<std::vector<int32_t>, std::vector<int32_t>> frame_pair(int32_t cls, int32_t sep, std::vector<int32_t> q, std::vector<int32_t> p,
+                                                                 int64_t max_tokens) {
+    const int64_t room = max_tokens - 3;  // [CLS] q [SEP] p [SEP]
+    if (room < 2) throw_bad_input("the reranker's context (%lld tokens) is too small for a pair", static_cast<long long>(max_tokens));
+    if (static_cast<int64_t>(q.size()) > room / 2 && static_cast<int64_t>(q.size() + p.size()) > room)
+        q.resize(static_cast<size_t>(std::max<int64_t>(room / 2, room - static_cast<int64_t>(p.size()))));
+    if (static_cast<int64_t>(q.size() + p.size()) > room) p.resize(static_cast<size_t>(room - static_cast<int64_t>(q.size())));
+    std::vector<int32_t> ids, types;
+    ids.push_back(cls);
+    ids.insert(ids.end(), q.begin(), q.end());
+    ids.push_back(sep);
+    types.assign(ids.size(), 0);
+    ids.insert(ids.end(), p.begin(), p.end());
+    ids.push_back(sep);
+    types.resize(ids.size(), 1);
+    return {ids, types};
+}
+
 Reranker::Reranker(const Model& model, ThreadPool& pool, int64_t max_tokens)
     : model_(model), max_tokens_(max_tokens > 0 ? std::min(max_tokens, model.config.n_ctx) : model.config.n_ctx) {
     const ModelConfig& c = model.config;
@@ -45,21 +63,7 @@ std::pair<std::vector<int32_t>, std::vector<int32_t>> Reranker::pair_tokens(cons
     const Vocab& v = *model_.vocab;
     const int32_t cls = v.bos, sep = v.eos;  // a BERT vocabulary: [CLS] and [SEP]
     if (cls < 0 || sep < 0) throw_bad_input("%s: the vocabulary has no [CLS]/[SEP] (BOS/EOS) tokens to frame a pair with", model_.path.c_str());
-    std::vector<int32_t> q = v.encode(query, false), p = v.encode(passage, false);
-    const int64_t room = max_tokens_ - 3;  // [CLS] q [SEP] p [SEP]
-    if (room < 2) throw_bad_input("the reranker's context (%lld tokens) is too small for a pair", static_cast<long long>(max_tokens_));
-    if (static_cast<int64_t>(q.size()) > room / 2 && static_cast<int64_t>(q.size() + p.size()) > room)
-        q.resize(static_cast<size_t>(std::max<int64_t>(room / 2, room - static_cast<int64_t>(p.size()))));
-    if (static_cast<int64_t>(q.size() + p.size()) > room) p.resize(static_cast<size_t>(room - static_cast<int64_t>(q.size())));
-    std::vector<int32_t> ids, types;
-    ids.push_back(cls);
-    ids.insert(ids.end(), q.begin(), q.end());
-    ids.push_back(sep);
-    types.assign(ids.size(), 0);
-    ids.insert(ids.end(), p.begin(), p.end());
-    ids.push_back(sep);
-    types.resize(ids.size(), 1);
-    return {ids, types};
+    return frame_pair(cls, sep, v.encode(query, false), v.encode(passage, false), max_tokens_);
 }
 
 float Reranker::score_tokens(const std::vector<int32_t>& ids, const std::vector<int32_t>& types) {

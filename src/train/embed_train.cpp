@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "llmforge/error.h"
+#include "llmforge/reranker.h"
 
 namespace llmforge {
 
@@ -140,6 +141,134 @@ ContrastiveResult contrastive_step(TrainableModel& m, const ContrastiveBatch& b,
     std::vector<float> dh(static_cast<size_t>(S * T * C));
     pool_sequences_backward(cfg.pooling, de.data(), e.data(), norms.data(), lengths.data(), S, T, C, o.normalize, dh.data());
     m.backward_hidden(dh.data());
+    return r;
+}
+
+// ---- cross-encoders ----------------------------------------------------------------------------------------------------
+
+ContrastiveResult cross_encoder_step(TrainableModel& m, const ContrastiveBatch& b, const CrossEncoderOptions& o, bool backward, float scale) {
+    const int64_t B = static_cast<int64_t>(b.queries.size()), M = static_cast<int64_t>(b.positives.size() + b.negatives.size());
+    if (B == 0 || b.positives.size() != b.queries.size())
+        throw_bad_input("a contrastive batch needs as many positives as queries, at least one (%zu queries, %zu positives)", b.queries.size(),
+                        b.positives.size());
+    const ModelConfig& cfg = m.config();
+    if (!cfg.encoder || cfg.pooling != Pooling::Rank) throw_bad_input("cross-encoder training needs a reranker (pooling rank)");
+    if (o.cls < 0 || o.sep < 0) throw_bad_input("the reranker's vocabulary has no [CLS]/[SEP] (BOS/EOS) tokens to frame a pair with");
+    if (o.pair_batch < 1) throw_bad_input("pairs per pass must be at least 1");
+    const int64_t C = cfg.n_embd;
+    // the head's parameters: W_cls [C, C], b_cls [C], w_out [1, C], b_out [1]
+    size_t off[4] = {0, 0, 0, 0};
+    int found = 0;
+    const char* names[4] = {"cls.weight", "cls.bias", "cls.output.weight", "cls.output.bias"};
+    for (const auto& p : m.params())
+        for (int k = 0; k < 4; ++k)
+            if (p.name == names[k]) off[k] = p.offset, ++found;
+    if (found != 4) throw_runtime("cross-encoder training: the reranker's head is not among the trainable parameters");
+    auto passage = [&](int64_t j) -> const std::vector<int32_t>& {
+        return j < B ? b.positives[static_cast<size_t>(j)] : b.negatives[static_cast<size_t>(j - B)];
+    };
+    // the pairs, row-major (i, j)
+    const int64_t P = B * M;
+    std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> pairs(static_cast<size_t>(P));
+    ContrastiveResult r;
+    for (int64_t i = 0; i < B; ++i)
+        for (int64_t j = 0; j < M; ++j) {
+            if (b.queries[static_cast<size_t>(i)].empty() || passage(j).empty()) throw_bad_input("a text of the batch has no tokens");
+            auto& pr = pairs[static_cast<size_t>(i * M + j)];
+            pr = frame_pair(o.cls, o.sep, b.queries[static_cast<size_t>(i)], passage(j), o.max_tokens);
+            r.tokens += static_cast<int64_t>(pr.first.size());
+        }
+    const int64_t chunks = (P + o.pair_batch - 1) / o.pair_batch;
+    std::vector<int32_t> ids, types, lengths;
+    std::vector<double> t_act;  // tanh(W_cls h + b_cls) of each pair of the chunk, [S, C]
+    std::vector<double> score(static_cast<size_t>(P));
+    // chunk k: the padded pass, then the head on each pair's [CLS] row; h: the hidden states [S·T, C]
+    auto run = [&](int64_t k, int64_t& S, int64_t& T) -> const float* {
+        const int64_t p0 = k * o.pair_batch, p1 = std::min(P, p0 + o.pair_batch);
+        S = p1 - p0;
+        T = 0;
+        for (int64_t p = p0; p < p1; ++p) T = std::max<int64_t>(T, static_cast<int64_t>(pairs[static_cast<size_t>(p)].first.size()));
+        ids.assign(static_cast<size_t>(S * T), o.pad);
+        types.assign(static_cast<size_t>(S * T), 0);
+        lengths.resize(static_cast<size_t>(S));
+        for (int64_t s = 0; s < S; ++s) {
+            const auto& [pi, pt] = pairs[static_cast<size_t>(p0 + s)];
+            std::copy(pi.begin(), pi.end(), ids.begin() + s * T);
+            std::copy(pt.begin(), pt.end(), types.begin() + s * T);
+            lengths[static_cast<size_t>(s)] = static_cast<int32_t>(pi.size());
+        }
+        const float* h = m.forward_hidden(ids.data(), lengths.data(), S, T, types.data());
+        const float* W = m.data() + off[0];
+        const float* bW = m.data() + off[1];
+        const float* w_out = m.data() + off[2];
+        const float b_out = m.data()[off[3]];
+        t_act.assign(static_cast<size_t>(S * C), 0.0);
+        for (int64_t s = 0; s < S; ++s) {
+            const float* h0 = h + s * T * C;  // the [CLS] row
+            double sc = b_out;
+            for (int64_t c = 0; c < C; ++c) {
+                double a = bW[c];
+                for (int64_t e = 0; e < C; ++e) a += static_cast<double>(W[c * C + e]) * h0[e];
+                const double t = std::tanh(a);
+                t_act[static_cast<size_t>(s * C + c)] = t;
+                sc += static_cast<double>(w_out[c]) * t;
+            }
+            score[static_cast<size_t>(p0 + s)] = sc;
+        }
+        return h;
+    };
+    int64_t S = 0, T = 0;
+    const float* h = nullptr;
+    for (int64_t k = 0; k < chunks; ++k) h = run(k, S, T);
+    // the loss: softmax over each query's row of scores; g = ∂loss/∂s = (softmax − onehot) / B
+    std::vector<double> g(static_cast<size_t>(P));
+    for (int64_t i = 0; i < B; ++i) {
+        const double* s = score.data() + i * M;
+        const double mx = *std::max_element(s, s + M);
+        r.nce.correct += std::max_element(s, s + M) - s == i;
+        double sum = 0;
+        for (int64_t j = 0; j < M; ++j) sum += std::exp(s[j] - mx);
+        r.nce.loss += std::log(sum) - (s[i] - mx);
+        for (int64_t j = 0; j < M; ++j) g[static_cast<size_t>(i * M + j)] = (std::exp(s[j] - mx) / sum - (j == i ? 1.0 : 0.0)) / static_cast<double>(B);
+    }
+    r.nce.loss /= static_cast<double>(B);
+    if (!backward) return r;
+    // backward, the last chunk first (its activations are the ones kept); per pair with γ = scale · g:
+    //   db_out += γ;  dw_out += γ t;  da = γ w_out ⊙ (1 − t²);  dW_cls += da hᵀ;  db_cls += da;  dh[CLS] = W_clsᵀ da
+    std::vector<float> dh;
+    std::vector<double> da(static_cast<size_t>(C)), dh0(static_cast<size_t>(C));
+    for (int64_t k = chunks - 1; k >= 0; --k) {
+        if (k != chunks - 1) h = run(k, S, T);
+        const int64_t p0 = k * o.pair_batch;
+        const float* W = m.data() + off[0];
+        const float* w_out = m.data() + off[2];
+        float* gW = m.grad() + off[0];
+        float* gb = m.grad() + off[1];
+        float* gw_out = m.grad() + off[2];
+        float* gb_out = m.grad() + off[3];
+        dh.assign(static_cast<size_t>(S * T * C), 0.0f);
+        for (int64_t s = 0; s < S; ++s) {
+            const double gamma = g[static_cast<size_t>(p0 + s)] * scale;
+            const float* h0 = h + s * T * C;
+            *gb_out += static_cast<float>(gamma);
+            for (int64_t c = 0; c < C; ++c) {
+                const double t = t_act[static_cast<size_t>(s * C + c)];
+                gw_out[c] += static_cast<float>(gamma * t);
+                da[static_cast<size_t>(c)] = gamma * w_out[c] * (1.0 - t * t);
+                gb[c] += static_cast<float>(da[static_cast<size_t>(c)]);
+            }
+            std::fill(dh0.begin(), dh0.end(), 0.0);
+            for (int64_t c = 0; c < C; ++c) {
+                const double dac = da[static_cast<size_t>(c)];
+                for (int64_t e = 0; e < C; ++e) {
+                    gW[c * C + e] += static_cast<float>(dac * h0[e]);
+                    dh0[static_cast<size_t>(e)] += static_cast<double>(W[c * C + e]) * dac;
+                }
+            }
+            for (int64_t e = 0; e < C; ++e) dh[static_cast<size_t>(s * T * C + e)] = static_cast<float>(dh0[static_cast<size_t>(e)]);
+        }
+        m.backward_hidden(dh.data());
+    }
     return r;
 }
 

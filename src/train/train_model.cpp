@@ -282,7 +282,7 @@ LayerBuffers TrainableModel::layer_buffers(int64_t l) {
 // ---- forward -------------------------------------------------------------------------------------------------------
 
 // The embeddings and the blocks, every intermediate kept; then the final norm into lnf where the model has one.
-void TrainableModel::forward_trunk(const int32_t* inputs, const int32_t* lengths, int64_t B, int64_t T) {
+void TrainableModel::forward_trunk(const int32_t* inputs, const int32_t* lengths, int64_t B, int64_t T, const int32_t* types) {
     const int64_t N = B * T, C = cfg_.n_embd, KV = cfg_.kv_dim(), V = cfg_.n_vocab, Q = cfg_.q_dim(), QKV = Q + 2 * KV;
     for (int64_t n = 0; n < N; ++n)
         if (inputs[n] < 0 || inputs[n] >= V)
@@ -294,6 +294,15 @@ void TrainableModel::forward_trunk(const int32_t* inputs, const int32_t* lengths
             if (lengths[b] < 1 || lengths[b] > T)
                 throw_bad_input("sequence %lld has %d real tokens, outside 1..%lld", static_cast<long long>(b), lengths[b], static_cast<long long>(T));
         lengths_.assign(lengths, lengths + B);
+    }
+    types_.clear();
+    if (types) {
+        if (tok_types_ == kNone) throw_bad_input("this model has no segment embedding: it takes no token types");
+        for (int64_t n = 0; n < N; ++n)
+            if (types[n] < 0 || types[n] >= cfg_.n_token_types)
+                throw_bad_input("token type %d at position %lld is outside 0..%lld", types[n], static_cast<long long>(n),
+                                static_cast<long long>(cfg_.n_token_types - 1));
+        types_.assign(types, types + N);
     }
     ensure_acts(B, T);
     Acts& a = *acts_;
@@ -312,7 +321,8 @@ void TrainableModel::forward_trunk(const int32_t* inputs, const int32_t* lengths
         pos_ids_.resize(static_cast<size_t>(N));
         for (int64_t n = 0; n < N; ++n) pos_ids_[static_cast<size_t>(n)] = static_cast<int32_t>(n % T);
     }
-    embed_tokens(cfg_, w, *be_, inputs, w.pos_embd ? pos_ids_.data() : nullptr, N, a.x.data(), a.emb.data(), a.emb_mean.data(), a.emb_rstd.data());
+    embed_tokens(cfg_, w, *be_, inputs, w.pos_embd ? pos_ids_.data() : nullptr, N, a.x.data(), a.emb.data(), a.emb_mean.data(), a.emb_rstd.data(),
+                 types_.empty() ? nullptr : types_.data());
     // the blocks, every layer's intermediates kept for the backward pass
     a.tmp1.resize(static_cast<size_t>(cfg_.fused_qkv ? N * QKV : 0));
     AttentionSource src;
@@ -328,8 +338,8 @@ void TrainableModel::forward_trunk(const int32_t* inputs, const int32_t* lengths
     if (w.out_norm) be_->norm(xL, a.lnf.data(), N, C, cfg_.norm, cfg_.norm_eps, *w.out_norm, w.out_norm_b, a.lnf_mean.data(), a.lnf_rstd.data());
 }
 
-const float* TrainableModel::forward_hidden(const int32_t* inputs, const int32_t* lengths, int64_t B, int64_t T) {
-    forward_trunk(inputs, lengths, B, T);
+const float* TrainableModel::forward_hidden(const int32_t* inputs, const int32_t* lengths, int64_t B, int64_t T, const int32_t* types) {
+    forward_trunk(inputs, lengths, B, T, types);
     targets_.assign(static_cast<size_t>(B * T), -1);
     n_targets_ = 0;
     return cfg_.encoder ? acts_->x.data() + cfg_.n_layer * B * T * cfg_.n_embd : acts_->lnf.data();
@@ -680,7 +690,7 @@ void TrainableModel::backward_blocks() {
         else norm_bwd(a.dln.data(), x, Ly.norm1, Ly.norm1_b, a.ln1_mean.data() + s * N, a.ln1_rstd.data() + s * N, a.dx.data(), N);
     }
     // embeddings (frozen under LoRA), scaled by √C where the forward pass scaled them; through BERT's embedding norm
-    // first, the segment embedding's row 0 taking every row's gradient
+    // first, each row's segment embedding row taking its gradient
     if (!lora_) {
         const float* de = a.dx.data();
         if (embd_norm_ != kNone) {
@@ -690,9 +700,9 @@ void TrainableModel::backward_blocks() {
         }
         be_->embed_backward(de, inputs_.data(), N, C, cfg_.embd_scale ? std::sqrt(static_cast<float>(C)) : 1.0f, G(tok_embd_));
         if (cfg_.learned_positions) be_->embed_backward(de, pos_ids_.data(), N, C, 1.0f, G(pos_embd_));
-        if (tok_types_ != kNone) {
-            const std::vector<int32_t> zeros(static_cast<size_t>(N), 0);
-            be_->embed_backward(de, zeros.data(), N, C, 1.0f, G(tok_types_));
+        if (tok_types_ != kNone) {  // each row's segment (row 0 where none was given)
+            const std::vector<int32_t> zeros(types_.empty() ? static_cast<size_t>(N) : 0, 0);
+            be_->embed_backward(de, types_.empty() ? zeros.data() : types_.data(), N, C, 1.0f, G(tok_types_));
         }
     }
 }

@@ -10,7 +10,9 @@ token's own segment embedding.
 Checked: `llmforge rerank` on the directory and on the GGUF made from it equals the reference (≤ 1e-4) for pairs of
 several lengths, a passage longer than the context cut as documented; the GGUF is llama.cpp's rank pooling (type 4,
 cls / cls.output tensors); GGUF → directory gives the same scores; `rag query --rerank` orders BM25's first chunks by
-the reference's scores of (question, passage); `serve --rerank` answers POST /v1/rerank (and /rerank) with the
+the reference's scores of (question, passage); `embed train` on the reranker (each query against every passage of
+the batch, InfoNCE over the pairs' scores) gives the loss and every gradient of PyTorch autograd, in one pass of the
+pairs and in passes of 4, and a few epochs rank each question's own passage first; `serve --rerank` answers POST /v1/rerank (and /rerank) with the
 reference's scores, best first, in Jina's / Cohere's shape, and refuses bad requests OpenAI-style; an embedding model
 refuses to rerank and a reranker to embed (or to be served with -m).
 
@@ -27,6 +29,7 @@ import threading
 import urllib.error
 import urllib.request
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -34,6 +37,11 @@ from test_bert_torch import RESULTS, check, args_and_vocab, make_bert, model_dir
 import gguf_raw  # noqa: E402
 
 def score(w, cfg, ids, types):
+    return float(score_t(w, cfg, ids, types))
+
+
+def score_t(w, cfg, ids, types):
+    """score() as a tensor (differentiable in w)."""
     C, H, L, eps = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_hidden_layers"], cfg["layer_norm_eps"]
     d, n = C // H, len(ids)
     ln = lambda x, p: torch.nn.functional.layer_norm(x, (C,), w[p + ".weight"], w[p + ".bias"], eps)
@@ -47,7 +55,7 @@ def score(w, cfg, ids, types):
         x = ln(x + lin(o, p + "attention.output.dense"), p + "attention.output.LayerNorm")
         x = ln(x + lin(torch.nn.functional.gelu(lin(x, p + "intermediate.dense")), p + "output.dense"), p + "output.LayerNorm")
     pooled = torch.tanh(lin(x[0], "pooler.dense"))
-    return float(lin(pooled, "classifier")[0])
+    return lin(pooled, "classifier")[0]
 
 
 def pair(q, p, ctx):
@@ -120,6 +128,78 @@ def serve_rerank(bin_, emb, reranker, query, passages, refs, pair_lengths):
     r = subprocess.run([bin_, "serve", "-m", reranker, "--port", "0"], capture_output=True, text=True, timeout=60)
     check("serve -m RERANKER: one line pointing to --rerank, exit 2", r.returncode == 2 and [l for l in r.stderr.splitlines() if "error" in l] == [r.stderr.strip().splitlines()[-1]] and "--rerank" in r.stderr,
           r.stderr.strip()[-200:])
+
+
+GGUF_TO_HF_HEAD = {"cls.weight": "pooler.dense.weight", "cls.bias": "pooler.dense.bias", "cls.output.weight": "classifier.weight",
+                   "cls.output.bias": "classifier.bias"}
+
+
+def train_check(bin_, gguf, w, cfg, ids_of, tmp):
+    """embed train on a reranker: the loss and every gradient (head included) equal PyTorch autograd of
+    mean_i −log softmax_j(score(q_i, d_j))_i over the batch's positives then negatives, whatever the pairs per pass;
+    a few steps rank each training question's own passage first."""
+    from test_embed_train_torch import hf_name, read_gguf
+    queries = ["how do I descale a kettle?", "when should I water the garden?", "what makes bread rise?"]
+    positives = ["Vinegar dissolves limescale in a kettle.", "Water the garden early in the morning, before the heat.", "Yeast makes dough rise."]
+    negatives = [["Oil the chain of a bike."], ["A reef knot joins two ropes.", "Let the paint dry overnight."], []]
+    pairs = os.path.join(tmp, "ce-pairs.jsonl")
+    with open(pairs, "w") as f:
+        for q, p, n in zip(queries, positives, negatives):
+            f.write(json.dumps({"query": q, "positive": p, "negatives": n}) + "\n")
+    params = {k: v.clone().requires_grad_(True) for k, v in w.items()}
+    qi = [ids_of(q) for q in queries]
+    di = [ids_of(p) for p in positives] + [ids_of(n) for ns in negatives for n in ns]
+    S = torch.stack([torch.stack([torch.as_tensor(score_t(params, cfg, *pair(q, d, 128))) for d in di]) for q in qi])
+    loss = torch.nn.functional.cross_entropy(S, torch.arange(len(qi)))
+    loss.backward()
+    ref = {k: v.grad for k, v in params.items()}
+    # PyTorch's own float32 computation of the same gradients, for the float32 noise floor: the scores of a random
+    # model are close together, and ∂loss/∂s sums to 0 over each row, so the gradients cancel heavily
+    p32 = {k: v.float().clone().requires_grad_(True) for k, v in w.items()}
+    torch.nn.functional.cross_entropy(torch.stack([torch.stack([score_t(p32, cfg, *pair(q, d, 128)) for d in di]) for q in qi]),
+                                      torch.arange(len(qi))).backward()
+    for pb in (64, 4):  # 15 pairs: one pass, and four passes of at most 4
+        grads = os.path.join(tmp, f"ce-grads-{pb}.gguf")
+        r = subprocess.run([bin_, "embed", "train", "-m", gguf, "--pairs", pairs, "--steps", "0", "--grads-out", grads, "-b", "3", "--pair-batch",
+                            str(pb), "--json", "-q", "-t", "2"], capture_output=True, text=True)
+        if r.returncode != 0:
+            check(f"embed train on a reranker --grads-out (pairs per pass {pb})", False, r.stderr.strip()[-300:])
+            continue
+        got_loss = json.loads(r.stdout)["first_loss"]
+        ours = read_gguf(grads)
+        worst, worst_name, floor = 0.0, "", 0.0
+        for g, v in ours.items():
+            hf = GGUF_TO_HF_HEAD.get(g) or hf_name(g)
+            rv = ref[hf].numpy()
+            if g == "token_types.weight":
+                rv = rv[:v.shape[0]]
+            # relative to the tensor's largest gradient. Two true gradients are 0, because a softmax does not change when
+            # every score of a row moves by the same amount: the key bias's (q · b_k) and the score's own bias (b_out);
+            # each is measured against its weight's largest gradient instead
+            scale = np.abs(rv).max()
+            if g.endswith("attn_k.bias") or g == "cls.output.bias":
+                scale = np.abs(ref[hf.replace(".bias", ".weight")].numpy()).max()
+            rel = float(np.abs(v.reshape(rv.shape) - rv).max() / max(scale, 1e-30))
+            floor = max(floor, float(np.abs(p32[hf].grad.double().numpy() - ref[hf].numpy()).max() / max(scale, 1e-30)))
+            print(f"    {g}: {rel:.2e} (max |grad| {scale:.2e})") if os.environ.get("VERBOSE") else None
+            if rel > worst:
+                worst, worst_name = rel, g
+        check(f"embed train on a reranker (pairs per pass {pb}): the loss and every gradient, the head's included, equal PyTorch autograd "
+              "in double to within float32's noise (≤ 1e-5 relative, or no worse than PyTorch's own float32 gradients)",
+              abs(got_loss - float(loss)) <= 1e-5 * abs(float(loss)) and worst <= max(1e-5, floor) and len(ours) == len(ref),
+              f"loss {got_loss:.8f} vs {float(loss):.8f}; worst {worst:.2e} ({worst_name}), PyTorch float32's {floor:.2e}; {len(ours)} tensors, "
+              f"reference {len(ref)}")
+    trained = os.path.join(tmp, "ce-trained.gguf")
+    r = subprocess.run([bin_, "embed", "train", "-m", gguf, "--pairs", pairs, "-b", "3", "--epochs", "30", "--lr", "1e-3", "--warmup", "0",
+                        "-o", trained, "--json", "-q", "-t", "2"], capture_output=True, text=True)
+    res = json.loads(r.stdout) if r.returncode == 0 else {}
+    firsts = []
+    for q, p in zip(queries, positives):
+        rr = subprocess.run([bin_, "rerank", "-m", trained, q, *positives, "--json"], capture_output=True, text=True)
+        firsts.append(json.loads(rr.stdout)["results"][0]["index"] if rr.returncode == 0 else -1)
+    check("embed train on a reranker: 30 epochs lower the loss, and the trained reranker puts each question's own passage first",
+          res.get("last_epoch_loss", 9) < res.get("first_loss", 0) and firsts == [0, 1, 2],
+          f"{res.get('first_loss')} → {res.get('last_epoch_loss')}, first passages {firsts} {r.stderr.strip()[-200:]}")
 
 
 def main():
@@ -198,6 +278,7 @@ def main():
         check("rag query --rerank: the first 6 BM25 chunks ordered by the reference's scores, 3 kept",
               [h["chunk"] for h in hits] == [c for _, c in ref[:3]] and all(abs(h["score"] - s) <= 1e-4 for h, (s, _) in zip(hits, ref))
               and all(h["retrieval_rank"] >= 1 for h in hits), r.stderr.strip()[-200:])
+        train_check(a.bin, gguf, w, cfg, ids_of, tmp)
         emb = os.path.join(tmp, "emb.gguf")
         subprocess.run([a.bin, "init", "--preset", "bert-tiny", "--tokenizer", vocab, "-o", emb], check=True, capture_output=True)
         serve_rerank(a.bin, emb, gguf, query, passages, refs, [len(pair(ids_of(query), ids_of(p), 128)[0]) for p in passages])
