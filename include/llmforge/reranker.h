@@ -35,6 +35,9 @@ public:
     // after it. The passage is cut to fit max_tokens (then the query, if it alone is too long). A bad-input Error for
     // invalid UTF-8.
     std::pair<std::vector<int32_t>, std::vector<int32_t>> pair_tokens(const std::string& query, const std::string& passage) const;
+    // The same for one query with many passages (the query tokenised once).
+    std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> pair_tokens(const std::string& query,
+                                                                                   const std::vector<std::string>& passages) const;
     // The relevance score (the head's output, a logit: higher is more relevant).
     float score(const std::string& query, const std::string& passage);
     float score_tokens(const std::vector<int32_t>& ids, const std::vector<int32_t>& types);

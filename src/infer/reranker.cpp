@@ -66,6 +66,20 @@ std::pair<std::vector<int32_t>, std::vector<int32_t>> Reranker::pair_tokens(cons
     return frame_pair(cls, sep, v.encode(query, false), v.encode(passage, false), max_tokens_);
 }
 
+std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> Reranker::pair_tokens(const std::string& query,
+                                                                                         const std::vector<std::string>& passages) const {
+    std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> out;
+    if (passages.empty()) return out;
+    out.push_back(pair_tokens(query, passages[0]));  // (checks the texts and the vocabulary)
+    const Vocab& v = *model_.vocab;
+    const std::vector<int32_t> q = v.encode(query, false);
+    for (size_t i = 1; i < passages.size(); ++i) {
+        if (!utf8_valid(passages[i])) throw_bad_input("a text to rerank is not valid UTF-8");
+        out.push_back(frame_pair(v.bos, v.eos, q, v.encode(passages[i], false), max_tokens_));
+    }
+    return out;
+}
+
 float Reranker::score_tokens(const std::vector<int32_t>& ids, const std::vector<int32_t>& types) {
     if (ids.empty() || ids.size() != types.size()) throw_bad_input("a pair to rerank needs as many token types as tokens");
     if (static_cast<int64_t>(ids.size()) > max_tokens_)

@@ -100,12 +100,9 @@ void Api::rerank(const http::Request& req, const http::ExchangePtr& ex) {
     const bool return_documents = boolean(b, "return_documents", false);
     // tokenised here, so that a bad request is answered before it queues ([CLS] query [SEP] document [SEP], the
     // document cut to fit the model's context)
-    auto pairs = std::make_shared<std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>>();
+    auto pairs = std::make_shared<std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>>(rs->reranker.pair_tokens(query, docs));
     int64_t tokens = 0;
-    for (const std::string& doc : docs) {
-        pairs->push_back(rs->reranker.pair_tokens(query, doc));
-        tokens += static_cast<int64_t>(pairs->back().first.size());
-    }
+    for (const auto& p : *pairs) tokens += static_cast<int64_t>(p.first.size());
     if (!return_documents) docs.clear();
     auto texts = std::make_shared<std::vector<std::string>>(std::move(docs));
     auto counters = counters_;
