@@ -8,6 +8,8 @@
 // memory the index took (resident set growth).
 //
 //   bench/bench_ann.sh [N] [D] [T]      (defaults 100000 384 2)
+// Real vectors instead: ANN_VECTORS=base.f32 ANN_QUERIES=queries.f32 (raw float32 rows of D values, unit length; N is
+// then the base file's rows) — bench/bench_ann_real.sh makes them from real text with an llmforge embedding model.
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVFFlat.h>
@@ -58,12 +60,14 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const int N = argc > 1 ? std::atoi(argv[1]) : 100000, D = argc > 2 ? std::atoi(argv[2]) : 384, T = argc > 3 ? std::atoi(argv[3]) : 2;
+    int N = argc > 1 ? std::atoi(argv[1]) : 100000;
+    const int D = argc > 2 ? std::atoi(argv[2]) : 384, T = argc > 3 ? std::atoi(argv[3]) : 2;
     // the per-coordinate spread of a cluster around its centre (whose coordinates are N(0, 1)): from lo to hi; wider
     // spreads make clusters overlap, so that nearest neighbours cross them (harder for every index)
     const float spread_lo = argc > 4 ? static_cast<float>(std::atof(argv[4])) : 0.35f, spread_hi = argc > 5 ? static_cast<float>(std::atof(argv[5])) : 0.9f;
     const std::vector<int> Ms = std::getenv("ANN_QUICK") ? std::vector<int>{16} : std::vector<int>{16, 32};
-    const int NQ = 1000, K = 10, CENTRES = 2000;
+    int NQ = 1000;
+    const int K = 10, CENTRES = 2000;
     omp_set_num_threads(1);  // every library single-threaded per query; the harness runs T query threads
     std::mt19937_64 rng(7);
     std::normal_distribution<float> g(0.0f, 1.0f);
@@ -81,11 +85,33 @@ int main(int argc, char** argv) {
         const float inv = static_cast<float>(1.0 / std::sqrt(n2));
         for (int j = 0; j < D; ++j) v[j] *= inv;
     };
-    std::vector<float> data(static_cast<size_t>(N) * D), queries(static_cast<size_t>(NQ) * D);
-    for (int i = 0; i < N; ++i) draw(&data[static_cast<size_t>(i) * D]);
-    for (int i = 0; i < NQ; ++i) draw(&queries[static_cast<size_t>(i) * D]);
-    std::printf("%d vectors of dimension %d (2,000 clusters, spreads %.2f–%.2f, unit length), %d queries one at a time on %d threads\n", N, D,
-                static_cast<double>(spread_lo), static_cast<double>(spread_hi), NQ, T);
+    std::vector<float> data, queries;
+    const char* vec_file = std::getenv("ANN_VECTORS");
+    if (vec_file) {  // real vectors: the base and the held-out queries from files
+        auto read_rows = [&](const char* path) {
+            std::ifstream f(path, std::ios::binary | std::ios::ate);
+            if (!f) { std::fprintf(stderr, "ann_choice: cannot read '%s'\n", path ? path : "(ANN_QUERIES unset)"); std::exit(2); }
+            const auto bytes = static_cast<size_t>(f.tellg());
+            if (bytes == 0 || bytes % (sizeof(float) * D) != 0) { std::fprintf(stderr, "ann_choice: '%s' is not rows of %d floats\n", path, D); std::exit(2); }
+            std::vector<float> v(bytes / sizeof(float));
+            f.seekg(0);
+            f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(bytes));
+            return v;
+        };
+        data = read_rows(vec_file);
+        queries = read_rows(std::getenv("ANN_QUERIES"));
+        N = static_cast<int>(data.size() / D);
+        NQ = static_cast<int>(queries.size() / D);
+        std::printf("%d real vectors of dimension %d (%s), %d held-out queries (%s) one at a time on %d threads\n", N, D, vec_file, NQ,
+                    std::getenv("ANN_QUERIES"), T);
+    } else {
+        data.resize(static_cast<size_t>(N) * D);
+        queries.resize(static_cast<size_t>(NQ) * D);
+        for (int i = 0; i < N; ++i) draw(&data[static_cast<size_t>(i) * D]);
+        for (int i = 0; i < NQ; ++i) draw(&queries[static_cast<size_t>(i) * D]);
+        std::printf("%d vectors of dimension %d (2,000 clusters, spreads %.2f–%.2f, unit length), %d queries one at a time on %d threads\n", N, D,
+                    static_cast<double>(spread_lo), static_cast<double>(spread_hi), NQ, T);
+    }
 
     std::vector<Row> rows;
     // ---- exact search: FAISS's flat index (inner product), one query at a time
