@@ -5,7 +5,8 @@
 # `llmforge rag index --embed-model` (the product's own path); 1,000 glosses drawn at random are held out as the
 # queries, the rest are the base; then bench/ann_choice.cpp compares hnswlib, FAISS and exact search on them.
 #   bench/bench_ann_real.sh [WORKDIR] [THREADS]     (default /tmp/llmforge-ann-real, 2; the model and index are reused)
-#   ANN_REAL_LIMIT=N: only the first N glosses (a quick check); ANN_REAL_STEPS=S: ICT training steps (default 150)
+#   ANN_REAL_LIMIT=N: only the first N glosses (a quick check); ANN_REAL_STEPS=S: ICT training steps (default 150);
+#   ANN_REAL_PREPARE=1: stop before the measurement (the vectors made while the machine is busy; measure it idle)
 # Needs build/llmforge, scripts/setup.sh --corpus --bench, and the golden bert-bge vocabulary ($LLMFORGE_GOLDEN).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,5 +69,6 @@ v[q].tofile(f"{work}/queries.f32")
 print(f"{len(base)} base vectors, {len(q)} queries, dimension {v.shape[1]}", file=sys.stderr)
 PY
 
-# 5. the libraries on them
+# 5. the libraries on them (a benchmark: nothing else should run)
+if [ -n "${ANN_REAL_PREPARE:-}" ]; then echo "vectors in $work (base.f32, queries.f32); measurement skipped"; exit 0; fi
 ANN_VECTORS="$work/base.f32" ANN_QUERIES="$work/queries.f32" bench/bench_ann.sh 0 384 "$threads"
