@@ -159,7 +159,7 @@ bool Vocab::is_spm_hf_json(const std::string& text) {
 // BOS and EOS of a tokenizer.json as transformers sees them: the post-processor's TemplateProcessing (alone or inside a
 // Sequence, as Llama 3's) puts a special token before the text (BOS, added when encoding) and after it (EOS); then
 // tokenizer_config.json, when given, names bos_token / eos_token and says add_bos_token / add_eos_token.
-void apply_hf_special_tokens(Vocab& v, const nlohmann::json& post, const std::string& config_text, const std::string& origin) {
+void apply_hf_special_tokens(Vocab& v, const nlohmann::json& post, const std::string& config_text, const std::string& origin) try {
     using json = nlohmann::json;
     auto id_of = [&](const json& t) -> int32_t {
         const std::string s = t.is_string() ? t.get<std::string>() : t.is_object() ? t.value("content", std::string()) : std::string();
@@ -192,9 +192,11 @@ void apply_hf_special_tokens(Vocab& v, const nlohmann::json& post, const std::st
     if (c.contains("eos_token") && !c["eos_token"].is_null()) v.eos = id_of(c["eos_token"]);
     if (c.contains("add_bos_token") && c["add_bos_token"].is_boolean()) v.add_bos = c["add_bos_token"].get<bool>() && v.bos >= 0;
     if (c.contains("add_eos_token") && c["add_eos_token"].is_boolean()) v.add_eos = c["add_eos_token"].get<bool>() && v.eos >= 0;
+} catch (const nlohmann::json::exception& e) {  // a field of an unexpected JSON type that .value() or .get() met
+    throw_bad_input("%s: unexpected post_processor or tokenizer_config.json structure (%s)", origin.c_str(), e.what());
 }
 
-Vocab Vocab::from_hf_spm_json(const std::string& text, const std::string& origin, const std::string& config_text) {
+Vocab Vocab::from_hf_spm_json(const std::string& text, const std::string& origin, const std::string& config_text) try {
     json j;
     try {
         j = json::parse(text);
@@ -291,6 +293,8 @@ Vocab Vocab::from_hf_spm_json(const std::string& text, const std::string& origin
     }
     v.finalize();
     return v;
+} catch (const nlohmann::json::exception& e) {  // a field of an unexpected JSON type that .value() or .get() met
+    throw_bad_input("%s: unexpected tokenizer.json structure (%s)", origin.c_str(), e.what());
 }
 
 std::string chat_template_from_tokenizer_config(const std::string& path) {

@@ -237,7 +237,7 @@ bool Vocab::is_wordpiece_hf_json(const std::string& text) {
     }
 }
 
-Vocab Vocab::from_hf_wordpiece_json(const std::string& text, const std::string& origin, const std::string& config_text) {
+Vocab Vocab::from_hf_wordpiece_json(const std::string& text, const std::string& origin, const std::string& config_text) try {
     using json = nlohmann::json;
     json j;
     try {
@@ -296,6 +296,8 @@ Vocab Vocab::from_hf_wordpiece_json(const std::string& text, const std::string& 
     (void)config_text;  // BERT's tokenizer_config.json repeats the post-processor's [CLS] and [SEP]
     v.finalize();
     return v;
+} catch (const nlohmann::json::exception& e) {  // a field of an unexpected JSON type that .value() or .get() met
+    throw_bad_input("%s: unexpected tokenizer.json structure (%s)", origin.c_str(), e.what());
 }
 
 }  // namespace llmforge

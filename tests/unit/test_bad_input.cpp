@@ -15,6 +15,7 @@
 #include "llmforge/gguf.h"
 #include "llmforge/model.h"
 #include "llmforge/quantize.h"
+#include "llmforge/tokenizer.h"
 #include "test_util.h"
 
 using namespace llmforge;
@@ -402,6 +403,29 @@ TEST(BadInput, TokenizerIdNotAnInteger) {
         j.replace(j.find("\"id\": 6"), 7, "\"id\": " + id);
         expect_bad_tokenizer("float_added_id.json", j, "token id " + id + " is not an integer in [0, 16777215]");
     }
+}
+
+// A field of an unexpected JSON type (the post-processor's "type" a number: a fuzzer's finding) is one bad-input line,
+// not nlohmann's type_error escaping.
+TEST(BadInput, TokenizerFieldOfWrongType) {
+    std::string j = small_tokenizer_json();
+    j.insert(j.size() - 1, R"(, "post_processor": {"type": 5})");
+    const std::string p = test::tmp_path("post_type.json");
+    write_bytes(p, j);
+    const std::string needle = "unexpected post_processor or tokenizer_config.json structure";
+    try {
+        (void)Vocab::load(p);
+        ADD_FAILURE() << "loading it did not fail";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+    std::string err;
+    const int rc = run_cli("tokenize --tokenizer " + p + " hello", &err);
+    if (rc == -1) GTEST_SKIP() << "LLMFORGE_BIN not set";
+    EXPECT_EQ(rc, 2) << err;
+    EXPECT_NE(err.find(needle), std::string::npos) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "not one line: " << err;
 }
 
 TEST(BadInput, TokenizerTiktokenBadLine) {
