@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <new>
 
+#include <nlohmann/json.hpp>
+
 #include "cli/common.h"
 #include "llmforge/error.h"
 #include "llmforge/log.h"
@@ -201,6 +203,10 @@ int run(int argc, char** argv) {
         std::fflush(stdout);
         std::fprintf(stderr, "llmforge: error: %s\n", e.what());
         return e.exit_code();
+    } catch (const nlohmann::json::exception& e) {  // JSON of an unexpected shape that a reader did not name: still bad input
+        std::fflush(stdout);
+        std::fprintf(stderr, "llmforge: error: unexpected JSON in the input (%s)\n", e.what());
+        return 2;
     } catch (const std::bad_alloc&) {
         std::fflush(stdout);
         std::fprintf(stderr, "llmforge: error: out of memory (an allocation failed; the step that failed did not say its size)\n");

@@ -297,7 +297,7 @@ Vocab Vocab::from_hf_spm_json(const std::string& text, const std::string& origin
     throw_bad_input("%s: unexpected tokenizer.json structure (%s)", origin.c_str(), e.what());
 }
 
-std::string chat_template_from_tokenizer_config(const std::string& path) {
+std::string chat_template_from_tokenizer_config(const std::string& path) try {
     nlohmann::json j;
     try {
         j = nlohmann::json::parse(read_text_file(path));
@@ -311,6 +311,8 @@ std::string chat_template_from_tokenizer_config(const std::string& path) {
         for (const nlohmann::json& e : t)
             if (e.is_object() && e.value("name", "") == "default") return e.value("template", "");
     return "";
+} catch (const nlohmann::json::exception& e) {  // a field of an unexpected JSON type that .value() met
+    throw_bad_input("'%s': unexpected chat_template structure (%s)", path.c_str(), e.what());
 }
 
 }  // namespace llmforge

@@ -428,6 +428,19 @@ TEST(BadInput, TokenizerFieldOfWrongType) {
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "not one line: " << err;
 }
 
+// The same for tokenizer_config.json's named chat templates: a name that is not a string is one line, exit 2.
+TEST(BadInput, ChatTemplateConfigFieldOfWrongType) {
+    const std::string cfg = test::tmp_path("tokenizer_config.json"), msgs = test::tmp_path("msgs.json");
+    write_bytes(cfg, R"({"chat_template": [{"name": 5, "template": "{{ messages[0].content }}"}]})");
+    write_bytes(msgs, R"([{"role": "user", "content": "hi"}])");
+    std::string err;
+    const int rc = run_cli("chat-template render --template " + cfg + " --messages @" + msgs, &err);
+    if (rc == -1) GTEST_SKIP() << "LLMFORGE_BIN not set";
+    EXPECT_EQ(rc, 2) << err;
+    EXPECT_NE(err.find("unexpected chat_template structure"), std::string::npos) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "not one line: " << err;
+}
+
 TEST(BadInput, TokenizerTiktokenBadLine) {
     expect_bad_tokenizer("bad.tiktoken", "IQ== 0\nIg== 1\n!!!notbase64 2\n", ":3: not a tiktoken rank line");
 }
