@@ -129,6 +129,8 @@ void validate_tools(const ojson& tools) {
             if (tools[k]["function"]["name"] == name) throw_bad_input("tools[%zu]: the name '%s' is used twice", i, name.c_str());
         if (f.contains("description") && !f["description"].is_string()) throw_bad_input("tools[%zu].function.description must be a string", i);
         if (f.contains("parameters") && !f["parameters"].is_object()) throw_bad_input("tools[%zu].function.parameters must be an object (a JSON Schema)", i);
+        if (f.contains("strict") && !f["strict"].is_boolean() && !f["strict"].is_null())
+            throw_bad_input("tools[%zu].function.strict must be a boolean", i);
     }
 }
 
@@ -226,7 +228,9 @@ std::string tool_call_gbnf(const ojson& tools, ToolCallFormat f, const std::stri
     o.root_rule = "tool-call";
     o.strict = false;  // a tool's schema is a description for the model as much as a contract (OpenAI: strict is opt-in)
     for (const auto& t : tools)
-        if ((only.empty() || t["function"]["name"] == only) && t["function"].value("strict", false)) o.strict = true;
+        if ((only.empty() || t["function"]["name"] == only) && t["function"].contains("strict") && t["function"]["strict"].is_boolean() &&
+            t["function"]["strict"].get<bool>())
+            o.strict = true;
     std::string g = json_schema_to_gbnf(schema.dump(), o);
     switch (f) {
         case ToolCallFormat::Hermes:

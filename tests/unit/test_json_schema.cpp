@@ -290,6 +290,9 @@ TEST(Tools, ForcingGrammarGivesOnlyValidCalls) {
     EXPECT_THROW(tool_call_gbnf(kTools, ToolCallFormat::Hermes, "nope", true), Error);
     EXPECT_THROW(validate_tools(nlohmann::ordered_json::parse(R"([{"type": "function", "function": {"name": "a b"}}])")), Error);
     EXPECT_THROW(validate_tools(nlohmann::ordered_json::parse(R"([{"type": "function", "function": {"name": "a"}}, {"type": "function", "function": {"name": "a"}}])")), Error);
+    // a strict that is not a boolean (it reached nlohmann's value() as a type_error: a server's 500)
+    EXPECT_THROW(validate_tools(nlohmann::ordered_json::parse(R"([{"type": "function", "function": {"name": "a", "strict": "yes"}}])")), Error);
+    EXPECT_NO_THROW(validate_tools(nlohmann::ordered_json::parse(R"([{"type": "function", "function": {"name": "a", "strict": true}}])")));
 }
 
 TEST(Tools, UnpairedSurrogateEscapesAreRead) {
