@@ -18,6 +18,7 @@
 #include <random>
 #include <thread>
 
+#include "core/json_int.h"
 #include "core/mmap_file.h"
 #include "core/progress.h"
 #include "train/sample_policy.h"
@@ -354,9 +355,14 @@ RlReport rl_train(const RlOptions& o) {
     sched.warmup = o.warmup;
     sched.total = o.steps;
 
-    int64_t step = state.value("step", int64_t{0});
-    double beta = state.value("beta", ppo ? o.ppo.beta : o.grpo.beta);
-    uint64_t epoch = state.value("epoch", uint64_t{0}), index = state.value("index", uint64_t{0});
+    // a resumed run's counters (a corrupt state.json: refused by name, never converted)
+    auto counter = [&](const char* key) {
+        return state.contains(key) ? json_integer(state[key], 0, INT64_MAX, "'" + ck + "/state.json': " + key) : int64_t{0};
+    };
+    int64_t step = counter("step");
+    if (state.contains("beta") && !state["beta"].is_number()) throw_bad_input("'%s/state.json': beta is not a number", ck.c_str());
+    double beta = state.contains("beta") ? state["beta"].get<double>() : ppo ? o.ppo.beta : o.grpo.beta;
+    uint64_t epoch = static_cast<uint64_t>(counter("epoch")), index = static_cast<uint64_t>(counter("index"));
     const nlohmann::json hparams = {{"method", o.method}, {"model", o.model_path}, {"prompts", o.prompts_path}, {"reward_model", o.reward_model},
                                     {"verifier", o.verifier}, {"steps", o.steps}, {"batch_size", o.prompts_per_step}, {"group", o.group},
                                     {"max_new", o.max_new}, {"temperature", o.temperature}, {"epochs", o.epochs}, {"minibatch", o.minibatch},
