@@ -3,7 +3,8 @@
 template below is rendered by `llmforge chat-template render` in its own process; each must be refused with a one-line
 error naming the limit it hit (exit 2) — never a hang, a crash or memory exhaustion. The process's peak memory
 (wait4's ru_maxrss) and its wall time are measured and must stay under 100 MB and the 10 s timeout (the templates'
-time limit is 0.5 s); the figures are printed for docs/security.md.
+time limit is 0.5 s of wall time: on a busy machine it may trip first, which is accepted when the render had under
+0.45 s of CPU); the figures are printed for docs/security.md.
 
 Run: /usr/bin/python3 tests/reference/test_template_sandbox.py --bin build/llmforge
 """
@@ -99,6 +100,7 @@ def run_measured(bin_, tmpl_path, msgs):
         pass
     os.close(r)
     code = os.waitstatus_to_exitcode(status)
+    run_measured.cpu = rusage.ru_utime + rusage.ru_stime  # the child's CPU seconds (see below)
     return code, err.decode(errors="replace"), rusage.ru_maxrss, time.monotonic() - t0
 
 
@@ -129,6 +131,11 @@ def main():
             lines = err.strip().splitlines()
             one = len(lines) == 1 and lines[0].startswith("llmforge: error: ")
             named = f"template limit '{limit}' exceeded" in err
+            # the time limit is wall time: on a machine busy with other work the render can be descheduled long
+            # enough for 'seconds' to trip before the limit the template aims at; that is the sandbox working, and
+            # it is told apart by the CPU time the render had (under the 0.5 s limit)
+            busy = not named and "template limit 'seconds' exceeded" in err and run_measured.cpu < 0.45
+            named = named or busy
             grew = (kib - base_kib) / 1024
             rows.append((name, limit, secs, kib / 1024))
             if SANITIZED:  # ASan's shadow memory and slowdown: the limits must hold; which one is reached first may change
@@ -136,7 +143,8 @@ def main():
                       f"{secs * 1000:.0f} ms, +{grew:.1f} MiB: {lines[-1][:160] if lines else 'no message'}")
                 continue
             check(f"refused: {name}: one line, exit 2, naming '{limit}', under 100 MB", code == 2 and one and named and kib / 1024 < 100,
-                  f"{secs * 1000:.0f} ms, peak {kib / 1024:.1f} MiB (+{grew:.1f}): {lines[-1][:160] if lines else 'no message'}")
+                  f"{secs * 1000:.0f} ms, peak {kib / 1024:.1f} MiB (+{grew:.1f}): {lines[-1][:160] if lines else 'no message'}"
+                  + (f" (the machine was busy: {run_measured.cpu * 1000:.0f} ms of CPU in {secs * 1000:.0f} ms)" if busy else ""))
         # a namespace holding itself would leak (no garbage collector): refused
         path = os.path.join(tmp, "cycle.jinja")
         with open(path, "w") as f:
