@@ -59,23 +59,21 @@ Reranker::Reranker(const Model& model, ThreadPool& pool, int64_t max_tokens)
 Reranker::~Reranker() = default;
 
 std::pair<std::vector<int32_t>, std::vector<int32_t>> Reranker::pair_tokens(const std::string& query, const std::string& passage) const {
-    if (!utf8_valid(query) || !utf8_valid(passage)) throw_bad_input("a text to rerank is not valid UTF-8");
-    const Vocab& v = *model_.vocab;
-    const int32_t cls = v.bos, sep = v.eos;  // a BERT vocabulary: [CLS] and [SEP]
-    if (cls < 0 || sep < 0) throw_bad_input("%s: the vocabulary has no [CLS]/[SEP] (BOS/EOS) tokens to frame a pair with", model_.path.c_str());
-    return frame_pair(cls, sep, v.encode(query, false), v.encode(passage, false), max_tokens_);
+    return pair_tokens(query, std::vector<std::string>{passage}).front();
 }
 
 std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> Reranker::pair_tokens(const std::string& query,
                                                                                          const std::vector<std::string>& passages) const {
     std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> out;
     if (passages.empty()) return out;
-    out.push_back(pair_tokens(query, passages[0]));  // (checks the texts and the vocabulary)
+    if (!utf8_valid(query)) throw_bad_input("a text to rerank is not valid UTF-8");
     const Vocab& v = *model_.vocab;
-    const std::vector<int32_t> q = v.encode(query, false);
-    for (size_t i = 1; i < passages.size(); ++i) {
-        if (!utf8_valid(passages[i])) throw_bad_input("a text to rerank is not valid UTF-8");
-        out.push_back(frame_pair(v.bos, v.eos, q, v.encode(passages[i], false), max_tokens_));
+    const int32_t cls = v.bos, sep = v.eos;  // a BERT vocabulary: [CLS] and [SEP]
+    if (cls < 0 || sep < 0) throw_bad_input("%s: the vocabulary has no [CLS]/[SEP] (BOS/EOS) tokens to frame a pair with", model_.path.c_str());
+    const std::vector<int32_t> q = v.encode(query, false);  // once for all the passages
+    for (const std::string& p : passages) {
+        if (!utf8_valid(p)) throw_bad_input("a text to rerank is not valid UTF-8");
+        out.push_back(frame_pair(cls, sep, q, v.encode(p, false), max_tokens_));
     }
     return out;
 }
