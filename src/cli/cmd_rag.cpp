@@ -114,7 +114,7 @@ void add_rag_index(CLI::App* rag) {
         bool json = false, quiet = false;
     };
     auto o = std::make_shared<Opts>();
-    cmd->add_option("inputs", o->inputs, "files and directories (walked recursively; names starting with '.' are skipped)")->required();
+    cmd->add_option("inputs,--input", o->inputs, "files and directories, as positionals or after --input (walked recursively; names starting with '.' are skipped)")->required();
     cmd->add_option("-o,--output", o->out, "the index directory (created if needed)")->required();
     cmd->add_option("--chunk-tokens", o->chunk_tokens, "a chunk's size in tokens (fixed when the index is made)")
         ->default_str("the index's; 256 for a new one")->check(at_least(1));

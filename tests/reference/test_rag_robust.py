@@ -86,7 +86,10 @@ def main():
         clean = {}
         for name, d in (("v1", v1), ("v2", v2)):
             kb = os.path.join(tmp, "clean-" + name)
-            subprocess.run([a.bin, "rag", "index", d, "-o", kb, "-q"], check=True, capture_output=True)
+            # the inputs as positionals, and after --input (the issue's spelling): the runs below compare an index
+            # made the first way with v2's made the second
+            inputs = [d] if name == "v1" else ["--input", d]
+            subprocess.run([a.bin, "rag", "index", *inputs, "-o", kb, "-q"], check=True, capture_output=True)
             clean[name] = per_file(os.path.join(kb, "index.sqlite"), d)
         check("clean indexes differ in every page", sum(clean["v1"].get(k) != v for k, v in clean["v2"].items()) > 200)
 

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -52,9 +54,26 @@ inline std::string hex(const std::string& bytes) {
     return out;
 }
 
+// $TMPDIR/llmforge_test_PID_NAME. Whatever a test leaves under such names (files or folders) is removed when the
+// test process exits, so that repeated runs of the suite do not fill /tmp; a forked child's exit removes nothing.
 inline std::string tmp_path(const std::string& name) {
     const char* t = std::getenv("TMPDIR");
-    return std::string(t && *t ? t : "/tmp") + "/llmforge_test_" + std::to_string(::getpid()) + "_" + name;
+    const std::string dir = t && *t ? t : "/tmp";
+    const std::string prefix = "llmforge_test_" + std::to_string(::getpid()) + "_";
+    static const bool registered = [] {
+        static pid_t owner = ::getpid();
+        std::atexit([] {
+            if (::getpid() != owner) return;
+            const char* t = std::getenv("TMPDIR");
+            const std::string prefix = "llmforge_test_" + std::to_string(owner) + "_";
+            std::error_code ec;
+            for (std::filesystem::directory_iterator it(t && *t ? t : "/tmp", ec), end; !ec && it != end; it.increment(ec))
+                if (it->path().filename().string().rfind(prefix, 0) == 0) std::filesystem::remove_all(it->path(), ec);
+        });
+        return true;
+    }();
+    (void)registered;
+    return dir + "/" + prefix + name;
 }
 
 // Runs the CLI binary ($LLMFORGE_BIN, set by CTest) with args, stdout discarded; returns its exit status (128+signal
