@@ -360,7 +360,8 @@ void add_rag_sft_data(CLI::App* rag) {
     auto* cmd = rag->add_subcommand("sft-data", "Fine-tuning data for grounded answers: each question with its retrieved passages as numbered "
                                                 "sources (the gold document's passage among them) and its gold answer citing that source");
     struct Opts {
-        std::string kb, qa, out, mode = "bm25", embed_model, system = rag::kGroundedInstruction;
+        std::string kb, qa, out, mode = "bm25", embed_model, system = rag::kGroundedInstruction, missed = "insert",
+                                 abstain = "The sources do not answer this question.";
         int k = 5, candidates = 100, threads = 0;
         int64_t seed = 1;
         rag::Relevance rel;
@@ -377,6 +378,10 @@ void add_rag_sft_data(CLI::App* rag) {
     cmd->add_option("--min-bm25", o->rel.min_bm25, "sources below both thresholds are left out, as rag ask leaves them (the gold passage stays)");
     cmd->add_option("--min-similarity", o->rel.min_similarity, "the similarity threshold (dense and hybrid)");
     cmd->add_option("--system", o->system, "the system prompt")->default_str("rag ask's");
+    cmd->add_option("--missed", o->missed, "when retrieval misses the gold passage: insert it among the sources (the model learns to find it), or keep the "
+                                           "sources and answer --abstain-text without a citation (the model learns to decline)")
+        ->check(CLI::IsMember({"insert", "abstain"}));
+    cmd->add_option("--abstain-text", o->abstain, "the answer when the sources hold no gold passage (with --missed abstain)");
     add_seed_option(cmd, o->seed, "where a gold passage that retrieval missed is put among the sources");
     add_threads_option(cmd, o->threads, "threads", 0);
     cmd->add_flag("--json", o->json, "print counts as one JSON object");
@@ -399,7 +404,7 @@ void add_rag_sft_data(CLI::App* rag) {
         qo.embedder = dm ? dm->embedder.get() : nullptr;
         std::mt19937_64 rng(seed_or_random(o->seed));
         AtomicWriter w(o->out);
-        size_t retrieved_gold = 0, inserted = 0;
+        size_t retrieved_gold = 0, inserted = 0, abstained = 0;
         Progress bar("sft-data", static_cast<double>(qa.size()), "questions", !o->quiet);
         for (size_t i = 0; i < qa.size(); ++i) {
             const rag::QaItem& q = qa[i];
@@ -410,8 +415,12 @@ void add_rag_sft_data(CLI::App* rag) {
             for (const rag::Hit& h : kb.query(q.question, qo))
                 if (gold(h) || rag::relevant(h, o->rel)) src.push_back(h);
             auto at = std::find_if(src.begin(), src.end(), gold);
+            std::string answer;
             if (at != src.end()) {
                 ++retrieved_gold;
+            } else if (o->missed == "abstain") {
+                answer = o->abstain;
+                ++abstained;
             } else {
                 // the gold document's passage BM25 ranks best for the question, else its first; at a random place
                 std::vector<rag::Hit> pick;
@@ -427,11 +436,11 @@ void add_rag_sft_data(CLI::App* rag) {
                 at = src.insert(src.begin() + static_cast<long>(pos), pick.front());
                 ++inserted;
             }
-            const int n = static_cast<int>(at - src.begin()) + 1;
+            if (answer.empty()) answer = rag::cite_answer(q.answer, static_cast<int>(at - src.begin()) + 1);
             nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
             if (!o->system.empty()) msgs.push_back({{"role", "system"}, {"content", o->system}});
             msgs.push_back({{"role", "user"}, {"content", rag::grounded_prompt(q.question, src)}});
-            msgs.push_back({{"role", "assistant"}, {"content", rag::cite_answer(q.answer, n)}});
+            msgs.push_back({{"role", "assistant"}, {"content", answer}});
             const std::string line = nlohmann::ordered_json({{"messages", msgs}}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
             w.write(line.data(), line.size());
             bar.update(static_cast<double>(i + 1));
@@ -439,7 +448,11 @@ void add_rag_sft_data(CLI::App* rag) {
         bar.finish();
         w.commit();
         if (o->json)
-            std::printf("%s\n", nlohmann::json({{"output", o->out}, {"conversations", qa.size()}, {"gold_retrieved", retrieved_gold}, {"gold_inserted", inserted}}).dump().c_str());
+            std::printf("%s\n", nlohmann::json({{"output", o->out}, {"conversations", qa.size()}, {"gold_retrieved", retrieved_gold}, {"gold_inserted", inserted},
+                                         {"abstained", abstained}}).dump().c_str());
+        else if (o->missed == "abstain")
+            std::printf("%s: %zu conversations; retrieval found the gold passage for %zu, the answer declines for %zu\n", o->out.c_str(),
+                        qa.size(), retrieved_gold, abstained);
         else
             std::printf("%s: %zu conversations; retrieval found the gold passage for %zu, it was put among the sources for %zu\n", o->out.c_str(),
                         qa.size(), retrieved_gold, inserted);

@@ -16,7 +16,7 @@ itself from `rag query --json`:
      test_eval.py) recomputed from the answers it writes with --answers-out.
   6. rag sft-data: each conversation's user turn is the rendering of the retrieved sources (the gold passage put in
      where retrieval missed it), the assistant turn the gold answer citing the gold source at each paragraph's end;
-     `sft` trains on the file.
+     `sft` trains on the file. With --missed abstain the missed ones keep the retrieved sources and decline.
 
 Run: /usr/bin/python3 tests/reference/test_rag_ask.py --bin build/llmforge
 """
@@ -198,13 +198,18 @@ def main():
         check("ROUGE-L = rouge-score's (stemmed) mean over the questions", abs(res["rouge_l"]["mean"] - sum(rl) / len(rl)) < 1e-12,
               f"{res['rouge_l']['mean']} vs {sum(rl) / len(rl)}")
 
-        # 6. rag sft-data
+        # 6. rag sft-data, on the questions and one whose words all point away from its gold document (retrieval misses it)
+        sft_qa = QA + [{"question": "How often should a bicycle chain get oil, and a kettle?", "gold": "gardens.md",
+                        "answer": "Water it in the morning."}]
+        sft_qa_path = os.path.join(tmp, "sft-qa.jsonl")
+        with open(sft_qa_path, "w") as f:
+            f.writelines(json.dumps(x) + "\n" for x in sft_qa)
         sft_path = os.path.join(tmp, "sft.jsonl")
-        r = run(b, "rag", "sft-data", kb, "--qa", qa_path, "-o", sft_path, "-k", 2, "--min-bm25", 0, "--json", "-q")
+        r = run(b, "rag", "sft-data", kb, "--qa", sft_qa_path, "-o", sft_path, "-k", 2, "--min-bm25", 0, "--json", "-q")
         check("rag sft-data runs", r.returncode == 0, r.stderr.strip()[-300:])
         convs = [json.loads(x)["messages"] for x in open(sft_path)] if r.returncode == 0 else []
-        ok = len(convs) == len(QA)
-        for m, item in zip(convs, QA):
+        ok, put_in = len(convs) == len(sft_qa), 0
+        for m, item in zip(convs, sft_qa):
             hits = query(b, kb, item["question"], 2)
             user, asst = m[1]["content"], m[2]["content"]
             marks = set(re.findall(r"\[(\d+)\]", asst))
@@ -214,9 +219,28 @@ def main():
             if gold_pos:  # retrieval found it: exactly the retrieved sources, citing the best-ranked gold one
                 ok &= user == render(item["question"], hits) and n == gold_pos[0] + 1
             else:  # put in: two sources, the cited one from the gold document
+                put_in += 1
                 ok &= len(blocks) == 2 and n in (1, 2) and item["gold"].split(".")[0].capitalize() in blocks[n - 1]
             ok &= m[0]["role"] == "system" and m[2]["content"] == cite(item["answer"], n) and user.endswith("Question: " + item["question"])
-        check("each conversation: the rendered sources, the gold answer citing the gold source per paragraph", ok)
+        check("each conversation: the rendered sources, the gold answer citing the gold source per paragraph", ok and put_in == 1,
+              f"{put_in} put in")
+        # --missed abstain: where retrieval missed the gold passage, the retrieved sources stay and the answer declines
+        abst_path = os.path.join(tmp, "sft-abstain.jsonl")
+        r = run(b, "rag", "sft-data", kb, "--qa", sft_qa_path, "-o", abst_path, "-k", 2, "--min-bm25", 0, "--missed", "abstain",
+                "--abstain-text", "Not in the sources.", "--json", "-q")
+        counts = json.loads(r.stdout) if r.returncode == 0 else {}
+        abst = [json.loads(x)["messages"] for x in open(abst_path)] if r.returncode == 0 else []
+        ok, missed = len(abst) == len(sft_qa), 0
+        for m, full, item in zip(abst, convs, sft_qa):
+            hits = query(b, kb, item["question"], 2)
+            if any(h["source"].endswith("/" + item["gold"]) for h in hits):
+                ok &= m == full
+            else:
+                missed += 1
+                ok &= m[1]["content"] == render(item["question"], hits) and m[2]["content"] == "Not in the sources."
+        check("--missed abstain: the same conversations where retrieval found the gold passage, the retrieved sources and "
+              "the declining answer where it did not", ok and missed > 0 and counts.get("abstained") == missed,
+              f"{missed} missed, {counts}")
         tpl = os.path.join(tmp, "chatml.jinja")  # the tiny model's vocabulary has no ChatML tokens: the template as text
         with open(tpl, "w") as f:
             f.write("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
