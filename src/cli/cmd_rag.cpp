@@ -358,7 +358,8 @@ void add_rag_ask(CLI::App* rag) {
 
 void add_rag_sft_data(CLI::App* rag) {
     auto* cmd = rag->add_subcommand("sft-data", "Fine-tuning data for grounded answers: each question with its retrieved passages as numbered "
-                                                "sources (the gold document's passage among them) and its gold answer citing that source");
+                                                "sources (the gold document's passage among them) and its gold answer citing that source (or, with --missed "
+                                                "abstain, a declining answer where retrieval missed it)");
     struct Opts {
         std::string kb, qa, out, mode = "bm25", embed_model, system = rag::kGroundedInstruction, missed = "insert",
                                  abstain = "The sources do not answer this question.";

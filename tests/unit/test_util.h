@@ -54,26 +54,29 @@ inline std::string hex(const std::string& bytes) {
     return out;
 }
 
+inline std::string tmp_dir() {
+    const char* t = std::getenv("TMPDIR");
+    return t && *t ? t : "/tmp";
+}
+
+inline std::string tmp_prefix(pid_t pid) { return "llmforge_test_" + std::to_string(pid) + "_"; }
+
 // $TMPDIR/llmforge_test_PID_NAME. Whatever a test leaves under such names (files or folders) is removed when the
 // test process exits, so that repeated runs of the suite do not fill /tmp; a forked child's exit removes nothing.
 inline std::string tmp_path(const std::string& name) {
-    const char* t = std::getenv("TMPDIR");
-    const std::string dir = t && *t ? t : "/tmp";
-    const std::string prefix = "llmforge_test_" + std::to_string(::getpid()) + "_";
     static const bool registered = [] {
-        static pid_t owner = ::getpid();
+        static const pid_t owner = ::getpid();
         std::atexit([] {
             if (::getpid() != owner) return;
-            const char* t = std::getenv("TMPDIR");
-            const std::string prefix = "llmforge_test_" + std::to_string(owner) + "_";
+            const std::string prefix = tmp_prefix(owner);
             std::error_code ec;
-            for (std::filesystem::directory_iterator it(t && *t ? t : "/tmp", ec), end; !ec && it != end; it.increment(ec))
+            for (std::filesystem::directory_iterator it(tmp_dir(), ec), end; !ec && it != end; it.increment(ec))
                 if (it->path().filename().string().rfind(prefix, 0) == 0) std::filesystem::remove_all(it->path(), ec);
         });
         return true;
     }();
     (void)registered;
-    return dir + "/" + prefix + name;
+    return tmp_dir() + "/" + tmp_prefix(::getpid()) + name;
 }
 
 // Runs the CLI binary ($LLMFORGE_BIN, set by CTest) with args, stdout discarded; returns its exit status (128+signal
