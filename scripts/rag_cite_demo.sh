@@ -19,12 +19,7 @@
 # About 100 minutes on 2 cores (the pre-training is most of it; the fine-tuning a third). Stages already done are skipped.
 #   scripts/rag_cite_demo.sh [WORKDIR]     (default: rag-cite; LLMFORGE_GOLDEN: the golden data, for the vocabulary)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-bin=$root/build/llmforge
-golden=${LLMFORGE_GOLDEN:-$root/../shared/golden}
-vocab=$golden/vocab/ggml-vocab-bert-bge.gguf
-[ -x "$bin" ] || { echo "build llmforge first (cmake --build build)" >&2; exit 1; }
-[ -f "$vocab" ] || { echo "no BERT vocabulary at $vocab (set LLMFORGE_GOLDEN)" >&2; exit 1; }
+source "$(dirname "$0")/rag_env.sh"   # root, bin, vocab
 html=$(ls -d /usr/share/doc/python3*/html 2>/dev/null | head -1)
 [ -n "$html" ] || { echo "no Python documentation (scripts/setup.sh --corpus installs python3-doc)" >&2; exit 1; }
 w=${1:-rag-cite}

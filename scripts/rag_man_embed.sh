@@ -11,12 +11,7 @@
 # About 55 minutes on 2 cores.
 #   scripts/rag_man_embed.sh [WORKDIR]     (default: rag-man; LLMFORGE_GOLDEN: the golden data, for the vocabulary)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-bin=$root/build/llmforge
-golden=${LLMFORGE_GOLDEN:-$root/../shared/golden}
-vocab=$golden/vocab/ggml-vocab-bert-bge.gguf
-[ -x "$bin" ] || { echo "build llmforge first (cmake --build build)" >&2; exit 1; }
-[ -f "$vocab" ] || { echo "no BERT vocabulary at $vocab (set LLMFORGE_GOLDEN)" >&2; exit 1; }
+source "$(dirname "$0")/rag_env.sh"   # root, bin, vocab
 w=${1:-rag-man}
 mkdir -p "$w"
 cd "$w"
