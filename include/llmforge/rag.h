@@ -233,6 +233,14 @@ struct QueryPassage {
     std::string query, passage;
 };
 std::vector<QueryPassage> inverse_cloze_pairs(const Index& index, int per_chunk, uint64_t seed, double keep_sentence = 0.1);
+// The same task with the chunk kept as a hit (its text without the sentence, except in keep_sentence of them): a
+// question whose source is known, for grounded-answer practice (rag sft-data --cloze). The same draws as
+// inverse_cloze_pairs, so its pairs are these with passage_text(passage).
+struct ClozeQuestion {
+    std::string query;
+    Hit passage;
+};
+std::vector<ClozeQuestion> cloze_questions(const Index& index, int per_chunk, uint64_t seed, double keep_sentence = 0.1);
 
 // ---- evaluation ----------------------------------------------------------------------------------------------------
 

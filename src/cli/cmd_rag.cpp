@@ -363,10 +363,12 @@ void add_rag_sft_data(CLI::App* rag) {
     struct Opts {
         std::string kb, qa, out, mode = "bm25", embed_model, system = rag::kGroundedInstruction, missed = "insert",
                                  abstain = "The sources do not answer this question.";
-        int k = 5, candidates = 100, threads = 0;
+        std::string cloze_index;
+        int k = 5, candidates = 100, threads = 0, cloze = 0;
+        double cloze_abstain = 0;
         int64_t seed = 1;
         rag::Relevance rel;
-        bool json = false, quiet = false;
+        bool json = false, quiet = false, shuffle = false;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("index", o->kb, "the index directory (llmforge rag index)")->required();
@@ -383,7 +385,17 @@ void add_rag_sft_data(CLI::App* rag) {
                                            "sources and answer --abstain-text without a citation (the model learns to decline)")
         ->check(CLI::IsMember({"insert", "abstain"}));
     cmd->add_option("--abstain-text", o->abstain, "the answer when the sources hold no gold passage (with --missed abstain)");
-    add_seed_option(cmd, o->seed, "where a gold passage that retrieval missed is put among the sources");
+    cmd->add_flag("--shuffle", o->shuffle, "put each question's sources in a random order (the answer cites the gold one where it lands), so that a "
+                                           "model cannot learn to cite by position");
+    cmd->add_option("--cloze", o->cloze, "also N conversations without labels (the inverse cloze task): a sentence of a chunk is the question, the "
+                                         "chunk without it the source to find, at a random place among the chunks of other documents that BM25 ranks "
+                                         "best for the sentence, and its text the answer")
+        ->check(at_least(0));
+    cmd->add_option("--cloze-index", o->cloze_index, "the index the cloze conversations come from")->default_str("the index");
+    cmd->add_option("--cloze-abstain", o->cloze_abstain, "the share of cloze conversations whose chunk is left out of the sources and whose "
+                                                         "answer is --abstain-text")
+        ->check(CLI::Range(0.0, 1.0));
+    add_seed_option(cmd, o->seed, "where a gold passage that retrieval missed is put among the sources, the --shuffle order, the cloze sentences");
     add_threads_option(cmd, o->threads, "threads", 0);
     cmd->add_flag("--json", o->json, "print counts as one JSON object");
     cmd->add_flag("-q,--quiet", o->quiet, "no progress bar");
@@ -405,8 +417,16 @@ void add_rag_sft_data(CLI::App* rag) {
         qo.embedder = dm ? dm->embedder.get() : nullptr;
         std::mt19937_64 rng(seed_or_random(o->seed));
         AtomicWriter w(o->out);
+        auto write = [&](const std::string& question, const std::vector<rag::Hit>& src, const std::string& answer) {
+            nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+            if (!o->system.empty()) msgs.push_back({{"role", "system"}, {"content", o->system}});
+            msgs.push_back({{"role", "user"}, {"content", rag::grounded_prompt(question, src)}});
+            msgs.push_back({{"role", "assistant"}, {"content", answer}});
+            const std::string line = nlohmann::ordered_json({{"messages", msgs}}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+            w.write(line.data(), line.size());
+        };
         size_t retrieved_gold = 0, inserted = 0, abstained = 0;
-        Progress bar("sft-data", static_cast<double>(qa.size()), "questions", !o->quiet);
+        Progress bar("sft-data", static_cast<double>(qa.size() + static_cast<size_t>(o->cloze)), "questions", !o->quiet);
         for (size_t i = 0; i < qa.size(); ++i) {
             const rag::QaItem& q = qa[i];
             auto gold = [&](const rag::Hit& h) {
@@ -437,26 +457,66 @@ void add_rag_sft_data(CLI::App* rag) {
                 at = src.insert(src.begin() + static_cast<long>(pos), pick.front());
                 ++inserted;
             }
+            if (o->shuffle) {
+                const std::string cited = answer.empty() ? at->source : std::string();
+                const int64_t cited_chunk = answer.empty() ? at->chunk : -1;
+                std::shuffle(src.begin(), src.end(), rng);
+                at = std::find_if(src.begin(), src.end(), [&](const rag::Hit& h) { return h.chunk == cited_chunk && h.source == cited; });
+            }
             if (answer.empty()) answer = rag::cite_answer(q.answer, static_cast<int>(at - src.begin()) + 1);
-            nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
-            if (!o->system.empty()) msgs.push_back({{"role", "system"}, {"content", o->system}});
-            msgs.push_back({{"role", "user"}, {"content", rag::grounded_prompt(q.question, src)}});
-            msgs.push_back({{"role", "assistant"}, {"content", answer}});
-            const std::string line = nlohmann::ordered_json({{"messages", msgs}}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-            w.write(line.data(), line.size());
+            write(q.question, src, answer);
             bar.update(static_cast<double>(i + 1));
+        }
+        // cloze conversations: a sentence's chunk among other documents' chunks, or (--cloze-abstain) left out
+        size_t cloze = 0, cloze_abstained = 0;
+        if (o->cloze > 0) {
+            std::unique_ptr<rag::Index> other;
+            if (!o->cloze_index.empty()) other = std::make_unique<rag::Index>(o->cloze_index);
+            const rag::Index& ci = other ? *other : kb;
+            std::vector<rag::ClozeQuestion> cq = rag::cloze_questions(ci, 1, rng(), 0.0);
+            std::shuffle(cq.begin(), cq.end(), rng);
+            if (cq.size() > static_cast<size_t>(o->cloze)) cq.resize(static_cast<size_t>(o->cloze));
+            std::bernoulli_distribution decline(o->cloze_abstain);
+            for (const rag::ClozeQuestion& q : cq) {
+                const bool no = decline(rng);
+                std::vector<rag::Hit> src;
+                rag::QueryOptions bo;
+                bo.k = 4 * o->k + 8;
+                for (const rag::Hit& h : ci.query(q.query, bo)) {
+                    if (static_cast<int>(src.size()) >= o->k - (no ? 0 : 1)) break;
+                    // a chunk that holds the sentence itself (an overlapping neighbour) is no distractor
+                    if (h.source != q.passage.source && rag::one_line(h.text).find(q.query) == std::string::npos && rag::relevant(h, o->rel)) src.push_back(h);
+                }
+                std::string answer = o->abstain;
+                if (no) {
+                    ++cloze_abstained;
+                } else {
+                    const size_t pos = std::uniform_int_distribution<size_t>(0, src.size())(rng);
+                    src.insert(src.begin() + static_cast<long>(pos), q.passage);
+                    answer = rag::cite_answer(q.passage.text, static_cast<int>(pos) + 1);
+                }
+                write(q.query, src, answer);
+                ++cloze;
+                bar.update(static_cast<double>(qa.size() + cloze));
+            }
         }
         bar.finish();
         w.commit();
-        if (o->json)
-            std::printf("%s\n", nlohmann::json({{"output", o->out}, {"conversations", qa.size()}, {"gold_retrieved", retrieved_gold}, {"gold_inserted", inserted},
-                                         {"abstained", abstained}}).dump().c_str());
-        else if (o->missed == "abstain")
-            std::printf("%s: %zu conversations; retrieval found the gold passage for %zu, the answer declines for %zu\n", o->out.c_str(),
+        if (o->json) {
+            std::printf("%s\n", nlohmann::json({{"output", o->out}, {"conversations", qa.size() + cloze}, {"questions", qa.size()}, {"gold_retrieved", retrieved_gold},
+                                         {"gold_inserted", inserted}, {"abstained", abstained}, {"cloze", cloze}, {"cloze_abstained", cloze_abstained}})
+                                     .dump()
+                                     .c_str());
+            return;
+        }
+        if (o->missed == "abstain")
+            std::printf("%s: %zu conversations; retrieval found the gold passage for %zu, the answer declines for %zu", o->out.c_str(),
                         qa.size(), retrieved_gold, abstained);
         else
-            std::printf("%s: %zu conversations; retrieval found the gold passage for %zu, it was put among the sources for %zu\n", o->out.c_str(),
+            std::printf("%s: %zu conversations; retrieval found the gold passage for %zu, it was put among the sources for %zu", o->out.c_str(),
                         qa.size(), retrieved_gold, inserted);
+        if (o->cloze > 0) std::printf("; %zu cloze conversations (%zu declining)", cloze, cloze_abstained);
+        std::printf("\n");
     });
 }
 

@@ -1,4 +1,4 @@
-// Query–passage pairs from an index without labels: the inverse cloze task (rag.h).
+// Questions and query–passage pairs from an index without labels: the inverse cloze task (rag.h).
 #include <algorithm>
 #include <random>
 
@@ -6,8 +6,8 @@
 
 namespace llmforge::rag {
 
-std::vector<QueryPassage> inverse_cloze_pairs(const Index& index, int per_chunk, uint64_t seed, double keep_sentence) {
-    std::vector<QueryPassage> out;
+std::vector<ClozeQuestion> cloze_questions(const Index& index, int per_chunk, uint64_t seed, double keep_sentence) {
+    std::vector<ClozeQuestion> out;
     if (per_chunk <= 0) return out;
     std::mt19937_64 rng(seed);
     std::uniform_real_distribution<double> u(0.0, 1.0);
@@ -23,14 +23,19 @@ std::vector<QueryPassage> inverse_cloze_pairs(const Index& index, int per_chunk,
         if (static_cast<int>(ok.size()) > per_chunk) ok.resize(static_cast<size_t>(per_chunk));
         for (size_t i : ok) {
             const auto [b, e] = spans[i];
-            QueryPassage p;
-            p.query = one_line(std::string_view(h.text).substr(b, e - b));
-            Hit rest = h;
-            if (u(rng) >= keep_sentence) rest.text = h.text.substr(0, b) + h.text.substr(e);
-            p.passage = passage_text(rest);
-            out.push_back(std::move(p));
+            ClozeQuestion q;
+            q.query = one_line(std::string_view(h.text).substr(b, e - b));
+            q.passage = h;
+            if (u(rng) >= keep_sentence) q.passage.text = h.text.substr(0, b) + h.text.substr(e);
+            out.push_back(std::move(q));
         }
     }
+    return out;
+}
+
+std::vector<QueryPassage> inverse_cloze_pairs(const Index& index, int per_chunk, uint64_t seed, double keep_sentence) {
+    std::vector<QueryPassage> out;
+    for (ClozeQuestion& q : cloze_questions(index, per_chunk, seed, keep_sentence)) out.push_back({std::move(q.query), passage_text(q.passage)});
     return out;
 }
 

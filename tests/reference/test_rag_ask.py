@@ -16,7 +16,9 @@ itself from `rag query --json`:
      test_eval.py) recomputed from the answers it writes with --answers-out.
   6. rag sft-data: each conversation's user turn is the rendering of the retrieved sources (the gold passage put in
      where retrieval missed it), the assistant turn the gold answer citing the gold source at each paragraph's end;
-     `sft` trains on the file. With --missed abstain the missed ones keep the retrieved sources and decline.
+     `sft` trains on the file. With --missed abstain the missed ones keep the retrieved sources and decline; --shuffle
+     reorders each question's sources; --cloze adds conversations from the index's own chunks (a sentence asked, its
+     chunk without it cited among other documents' chunks), --cloze-abstain leaves the chunk out and declines.
 
 Run: /usr/bin/python3 tests/reference/test_rag_ask.py --bin build/llmforge
 """
@@ -241,6 +243,65 @@ def main():
         check("--missed abstain: the same conversations where retrieval found the gold passage, the retrieved sources and "
               "the declining answer where it did not", ok and missed > 0 and counts.get("abstained") == missed,
               f"{missed} missed, {counts}")
+        # --shuffle: the same sources in another order, the answer citing the gold one where it landed
+        shuf_path = os.path.join(tmp, "sft-shuffled.jsonl")
+        r = run(b, "rag", "sft-data", kb, "--qa", sft_qa_path, "-o", shuf_path, "-k", 3, "--min-bm25", 0, "--shuffle", "-s", 5, "--json", "-q")
+        plain_path = os.path.join(tmp, "sft-3.jsonl")
+        r2 = run(b, "rag", "sft-data", kb, "--qa", sft_qa_path, "-o", plain_path, "-k", 3, "--min-bm25", 0, "-s", 5, "--json", "-q")
+        ok = r.returncode == 0 and r2.returncode == 0
+        moved = 0
+        for line, pline, item in zip(open(shuf_path) if ok else [], open(plain_path) if ok else [], sft_qa):
+            m, p = json.loads(line)["messages"], json.loads(pline)["messages"]
+            blocks = re.split(r"\n\n\[\d+\] ", m[1]["content"].split("\n\nQuestion: ")[0])[1:]
+            pblocks = re.split(r"\n\n\[\d+\] ", p[1]["content"].split("\n\nQuestion: ")[0])[1:]
+            n = int(set(re.findall(r"\[(\d+)\]", m[2]["content"])).pop())
+            pn = int(set(re.findall(r"\[(\d+)\]", p[2]["content"])).pop())
+            ok &= sorted(blocks) == sorted(pblocks) and blocks[n - 1] == pblocks[pn - 1] and m[2]["content"] == cite(item["answer"], n)
+            moved += blocks != pblocks
+        check("--shuffle: each question's sources reordered, the answer citing the gold source at its new number", ok and moved > 0,
+              f"{moved} of {len(sft_qa)} reordered")
+
+        # --cloze: a sentence of a chunk is the question; the chunk without it, put among other documents' chunks that
+        # BM25 ranks best for the sentence (none holding the sentence), is the cited source and the answer
+        cloze_path = os.path.join(tmp, "sft-cloze.jsonl")
+        r = run(b, "rag", "sft-data", kb, "--qa", sft_qa_path, "-o", cloze_path, "-k", 3, "--min-bm25", 0, "--cloze", 100, "-s", 7, "--json", "-q")
+        counts = json.loads(r.stdout) if r.returncode == 0 else {}
+        rows = [json.loads(x)["messages"] for x in open(cloze_path)] if r.returncode == 0 else []
+        chunks = {}
+        for name in DOCS:  # every chunk, from queries that reach each document
+            for h in query(b, kb, " ".join(re.findall(r"[A-Za-z]+", DOCS[name])[:40]), 20):
+                chunks[h["text"]] = h
+        ok, n_cloze = len(rows) == len(sft_qa) + counts.get("cloze", -1), 0
+        for m in rows[len(sft_qa):]:
+            n_cloze += 1
+            q = m[1]["content"].split("\n\nQuestion: ")[1]
+            owner = [h for t, h in chunks.items() if q in t]
+            if len(owner) != 1:
+                ok = False
+                continue
+            gold = dict(owner[0])
+            gold["text"] = re.sub(re.escape(q) + r"\s*", "", gold["text"], count=1)  # the sentence and the space after it
+            others = [h for h in query(b, kb, q, 20) if h["source"] != gold["source"] and q not in h["text"]][:2]
+            n = int(set(re.findall(r"\[(\d+)\]", m[2]["content"])).pop())
+            srcs = others[:n - 1] + [gold] + others[n - 1:]
+            ok &= m[1]["content"] == render(q, srcs) and m[2]["content"] == cite(gold["text"], n)
+        # eligible chunks: two sentences or more, one of 4 to 64 words; the test corpus's every section has them
+        check("--cloze: each chunk's sentence asked, its chunk without it cited among other documents' best BM25 chunks",
+              ok and n_cloze == len(chunks) and counts.get("cloze_abstained") == 0, f"{n_cloze} cloze conversations of {len(chunks)} chunks, {counts}")
+        r = run(b, "rag", "sft-data", kb, "--qa", sft_qa_path, "-o", cloze_path, "-k", 3, "--min-bm25", 0, "--cloze", 3, "--cloze-abstain", 1,
+                "--abstain-text", "Not in the sources.", "-s", 7, "--json", "-q")
+        counts = json.loads(r.stdout) if r.returncode == 0 else {}
+        rows = [json.loads(x)["messages"] for x in open(cloze_path)][len(sft_qa):] if r.returncode == 0 else []
+        ok = len(rows) == 3 and counts.get("cloze_abstained") == 3
+        for m in rows:
+            q = m[1]["content"].split("\n\nQuestion: ")[1]
+            src = [h for h in query(b, kb, q, 20) if q in h["text"]][0]["source"]
+            others = [h for h in query(b, kb, q, 20) if h["source"] != src and q not in h["text"]][:3]
+            ok &= m[1]["content"] == render(q, others) and m[2]["content"] == "Not in the sources."
+        check("--cloze-abstain 1: the chunk left out, other documents' chunks as sources, the declining answer", ok, str(counts))
+        r = run(b, "rag", "sft-data", kb, "--qa", sft_qa_path, "-o", cloze_path, "--cloze", 3, "--cloze-abstain", 1.5)
+        check("--cloze-abstain outside [0, 1]: refused", r.returncode != 0 and "cloze-abstain" in r.stderr, r.stderr.strip()[-200:])
+
         tpl = os.path.join(tmp, "chatml.jinja")  # the tiny model's vocabulary has no ChatML tokens: the template as text
         with open(tpl, "w") as f:
             f.write("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <cmath>
@@ -395,5 +396,16 @@ TEST(Rag, InverseClozePairsComeFromTheChunks) {
     for (size_t i = 0; i < p.size(); ++i) EXPECT_EQ(again[i].query, p[i].query);
     for (const QueryPassage& x : inverse_cloze_pairs(index, 5, 3, 1.0)) EXPECT_NE(x.passage.find(x.query), std::string::npos);
     EXPECT_EQ(inverse_cloze_pairs(index, 5, 3).size(), 6u);  // every eligible sentence
+    // cloze_questions: the same draws, the chunk kept as a hit (its id, source and headings; its text without the sentence)
+    const std::vector<ClozeQuestion> cq = cloze_questions(index, 2, 7, 0.0);
+    ASSERT_EQ(cq.size(), p.size());
+    for (size_t i = 0; i < cq.size(); ++i) {
+        EXPECT_EQ(cq[i].query, p[i].query);
+        EXPECT_EQ(passage_text(cq[i].passage), p[i].passage);
+        const auto whole = std::find_if(chunks.begin(), chunks.end(), [&](const Hit& h) { return h.chunk == cq[i].passage.chunk; });
+        ASSERT_NE(whole, chunks.end());
+        EXPECT_EQ(whole->source, cq[i].passage.source);
+        EXPECT_NE(whole->text.find(cq[i].query), std::string::npos);
+    }
     fs::remove_all(dir);
 }
