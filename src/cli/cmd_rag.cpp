@@ -368,7 +368,7 @@ void add_rag_sft_data(CLI::App* rag) {
         double cloze_abstain = 0;
         int64_t seed = 1;
         rag::Relevance rel;
-        bool json = false, quiet = false, shuffle = false;
+        bool json = false, quiet = false, shuffle = false, cite_first = false;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("index", o->kb, "the index directory (llmforge rag index)")->required();
@@ -387,6 +387,8 @@ void add_rag_sft_data(CLI::App* rag) {
     cmd->add_option("--abstain-text", o->abstain, "the answer when the sources hold no gold passage (with --missed abstain)");
     cmd->add_flag("--shuffle", o->shuffle, "put each question's sources in a random order (the answer cites the gold one where it lands), so that a "
                                            "model cannot learn to cite by position");
+    cmd->add_flag("--cite-first", o->cite_first, "open each answer with its citation, \"[n] ...\", instead of closing each paragraph with it: a "
+                                                 "model then chooses its source (or to decline) before it writes");
     cmd->add_option("--cloze", o->cloze, "also N conversations without labels (the inverse cloze task): a sentence of a chunk is the question, the "
                                          "chunk without it the source to find, at a random place among the chunks of other documents that BM25 ranks "
                                          "best for the sentence, and its text the answer")
@@ -424,6 +426,11 @@ void add_rag_sft_data(CLI::App* rag) {
             msgs.push_back({{"role", "assistant"}, {"content", answer}});
             const std::string line = nlohmann::ordered_json({{"messages", msgs}}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
             w.write(line.data(), line.size());
+        };
+        auto cited = [&](const std::string& text, int n) {
+            if (!o->cite_first) return rag::cite_answer(text, n);
+            const size_t b = text.find_first_not_of(" \t\r\n");
+            return "[" + std::to_string(n) + "] " + (b == std::string::npos ? std::string() : text.substr(b));
         };
         size_t retrieved_gold = 0, inserted = 0, abstained = 0;
         Progress bar("sft-data", static_cast<double>(qa.size() + static_cast<size_t>(o->cloze)), "questions", !o->quiet);
@@ -463,7 +470,7 @@ void add_rag_sft_data(CLI::App* rag) {
                 std::shuffle(src.begin(), src.end(), rng);
                 at = std::find_if(src.begin(), src.end(), [&](const rag::Hit& h) { return h.chunk == cited_chunk && h.source == cited; });
             }
-            if (answer.empty()) answer = rag::cite_answer(q.answer, static_cast<int>(at - src.begin()) + 1);
+            if (answer.empty()) answer = cited(q.answer, static_cast<int>(at - src.begin()) + 1);
             write(q.question, src, answer);
             bar.update(static_cast<double>(i + 1));
         }
@@ -493,7 +500,7 @@ void add_rag_sft_data(CLI::App* rag) {
                 } else {
                     const size_t pos = std::uniform_int_distribution<size_t>(0, src.size())(rng);
                     src.insert(src.begin() + static_cast<long>(pos), q.passage);
-                    answer = rag::cite_answer(q.passage.text, static_cast<int>(pos) + 1);
+                    answer = cited(q.passage.text, static_cast<int>(pos) + 1);
                 }
                 write(q.query, src, answer);
                 ++cloze;

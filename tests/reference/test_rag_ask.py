@@ -17,7 +17,7 @@ itself from `rag query --json`:
   6. rag sft-data: each conversation's user turn is the rendering of the retrieved sources (the gold passage put in
      where retrieval missed it), the assistant turn the gold answer citing the gold source at each paragraph's end;
      `sft` trains on the file. With --missed abstain the missed ones keep the retrieved sources and decline; --shuffle
-     reorders each question's sources; --cloze adds conversations from the index's own chunks (a sentence asked, its
+     reorders each question's sources; --cite-first opens each answer with its citation; --cloze adds conversations from the index's own chunks (a sentence asked, its
      chunk without it cited among other documents' chunks), --cloze-abstain leaves the chunk out and declines.
 
 Run: /usr/bin/python3 tests/reference/test_rag_ask.py --bin build/llmforge
@@ -260,6 +260,16 @@ def main():
             moved += blocks != pblocks
         check("--shuffle: each question's sources reordered, the answer citing the gold source at its new number", ok and moved > 0,
               f"{moved} of {len(sft_qa)} reordered")
+
+        # --cite-first: the same conversations, each answer opened by its citation instead of closing each paragraph
+        first_path = os.path.join(tmp, "sft-first.jsonl")
+        r = run(b, "rag", "sft-data", kb, "--qa", sft_qa_path, "-o", first_path, "-k", 2, "--min-bm25", 0, "--cite-first", "-q")
+        first = [json.loads(x)["messages"] for x in open(first_path)] if r.returncode == 0 else []
+        ok = len(first) == len(convs)
+        for m, full, item in zip(first, convs, sft_qa):
+            n = int(set(re.findall(r"\[(\d+)\]", full[2]["content"])).pop())
+            ok &= m[:2] == full[:2] and m[2]["content"] == f"[{n}] " + item["answer"].lstrip()
+        check("--cite-first: the same sources, the answer opened by \"[n] \"", ok)
 
         # --cloze: a sentence of a chunk is the question; the chunk without it, put among other documents' chunks that
         # BM25 ranks best for the sentence (none holding the sentence), is the cited source and the answer
