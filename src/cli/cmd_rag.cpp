@@ -386,7 +386,7 @@ void add_rag_sft_data(CLI::App* rag) {
         ->check(CLI::IsMember({"insert", "abstain"}));
     cmd->add_option("--abstain-text", o->abstain, "the answer when the sources hold no gold passage (with --missed abstain)");
     cmd->add_flag("--shuffle", o->shuffle, "put each question's sources in a random order (the answer cites the gold one where it lands), so that a "
-                                           "model cannot learn to cite by position");
+                                           "source's position says nothing about whether it answers");
     cmd->add_flag("--cite-first", o->cite_first, "open each answer with its citation, \"[n] ...\", instead of closing each paragraph with it: a "
                                                  "model then chooses its source (or to decline) before it writes");
     cmd->add_option("--cloze", o->cloze, "also N conversations without labels (the inverse cloze task): a sentence of a chunk is the question, the "
