@@ -464,11 +464,10 @@ void add_rag_sft_data(CLI::App* rag) {
                 at = src.insert(src.begin() + static_cast<long>(pos), pick.front());
                 ++inserted;
             }
-            if (o->shuffle) {
-                const std::string cited = answer.empty() ? at->source : std::string();
-                const int64_t cited_chunk = answer.empty() ? at->chunk : -1;
+            if (o->shuffle) {  // the gold passage followed by its chunk id (unique in the index)
+                const int64_t gold_chunk = answer.empty() ? at->chunk : -1;
                 std::shuffle(src.begin(), src.end(), rng);
-                at = std::find_if(src.begin(), src.end(), [&](const rag::Hit& h) { return h.chunk == cited_chunk && h.source == cited; });
+                at = std::find_if(src.begin(), src.end(), [&](const rag::Hit& h) { return h.chunk == gold_chunk; });
             }
             if (answer.empty()) answer = cited(q.answer, static_cast<int>(at - src.begin()) + 1);
             write(q.question, src, answer);
