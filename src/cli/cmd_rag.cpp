@@ -483,11 +483,11 @@ void add_rag_sft_data(CLI::App* rag) {
             std::shuffle(cq.begin(), cq.end(), rng);
             if (cq.size() > static_cast<size_t>(o->cloze)) cq.resize(static_cast<size_t>(o->cloze));
             std::bernoulli_distribution decline(o->cloze_abstain);
+            rag::QueryOptions bo;  // BM25, deep enough for k distractors after the sentence's own document is left out
+            bo.k = 4 * o->k + 8;
             for (const rag::ClozeQuestion& q : cq) {
                 const bool no = decline(rng);
                 std::vector<rag::Hit> src;
-                rag::QueryOptions bo;
-                bo.k = 4 * o->k + 8;
                 for (const rag::Hit& h : ci.query(q.query, bo)) {
                     if (static_cast<int>(src.size()) >= o->k - (no ? 0 : 1)) break;
                     // a chunk that holds the sentence itself (an overlapping neighbour) is no distractor

@@ -305,8 +305,9 @@ def main():
         ok = len(rows) == 3 and counts.get("cloze_abstained") == 3
         for m in rows:
             q = m[1]["content"].split("\n\nQuestion: ")[1]
-            src = [h for h in query(b, kb, q, 20) if q in h["text"]][0]["source"]
-            others = [h for h in query(b, kb, q, 20) if h["source"] != src and q not in h["text"]][:3]
+            hits = query(b, kb, q, 20)
+            src = [h for h in hits if q in h["text"]][0]["source"]
+            others = [h for h in hits if h["source"] != src and q not in h["text"]][:3]
             ok &= m[1]["content"] == render(q, others) and m[2]["content"] == "Not in the sources."
         check("--cloze-abstain 1: the chunk left out, other documents' chunks as sources, the declining answer", ok, str(counts))
         r = run(b, "rag", "sft-data", kb, "--qa", sft_qa_path, "-o", cloze_path, "--cloze", 3, "--cloze-abstain", 1.5)
