@@ -607,18 +607,20 @@ void rows4x4_q8_0_style(const Block* const* w, const BlockQ8_0* const* x, const 
 // The same tile on 512-bit vectors: two weight rows side by side in one register (row 2p in the low 256 bits, row 2p+1
 // in the high), the activation block, its lane sums and its scale broadcast to both halves straight from memory. Each
 // half computes exactly what rows4x4_q8_0_style computes for its row (the same lanes, the same operations in the same
-// order) with half as many instructions. 2·NP weight rows × 4 activation rows: out[k·4 + i].
+// order) with half as many instructions. 2·NP weight rows × NI activation rows (NI ≤ 4): out[k·4 + i]. With NI < 4
+// (decoding's one row, a short verification pass's two or three) the 2·NP rows' chains run side by side, where one
+// weight row at a time waits on its single accumulator's fused multiply-add for every block.
 inline float hsum8_lo(__m512 v) { return hsum8(_mm512_castps512_ps256(v)); }
 inline float hsum8_hi(__m512 v) { return hsum8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))); }
 
-template <int NP, class Unpack, class Block>
+template <int NP, int NI, class Unpack, class Block>
 void rows_pairs_q8_0_style(const Block* const* w, const BlockQ8_0* const* x, const float* const* dx, const int32_t* const* nl, int64_t nb,
                            float* out, Unpack unpack) {
-    __m512 acc[NP][4];
+    __m512 acc[NP][NI];
 #pragma GCC unroll 4
     for (int p = 0; p < NP; ++p)
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) acc[p][i] = _mm512_setzero_ps();
+        for (int i = 0; i < NI; ++i) acc[p][i] = _mm512_setzero_ps();
     const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
     for (int64_t b = 0; b < nb; ++b) {
         __m512i u[NP];
@@ -631,7 +633,7 @@ void rows_pairs_q8_0_style(const Block* const* w, const BlockQ8_0* const* x, con
             dw[p] = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(h2f(lo.d)), _mm512_set1_ps(h2f(hi.d)));
         }
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < NI; ++i) {
             const __m512i y = _mm512_broadcast_i64x4(load32(x[i][b].qs));
             const __m512i n0 = _mm512_broadcast_i64x4(load32(nl[i] + 8 * b));
             const __m512 dy = _mm512_set1_ps(dx[i][b]);
@@ -645,7 +647,7 @@ void rows_pairs_q8_0_style(const Block* const* w, const BlockQ8_0* const* x, con
 #pragma GCC unroll 4
     for (int p = 0; p < NP; ++p)
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < NI; ++i) {
             out[(2 * p) * 4 + i] = hsum8_lo(acc[p][i]);
             out[(2 * p + 1) * 4 + i] = hsum8_hi(acc[p][i]);
         }
@@ -668,12 +670,12 @@ Tile4x4Fn tile(int rows) {
     using Fn = Tile4x4Fn;
     if (rows == 8)
         return Fn{[](const void* const* w, const void* const* x, const float* const* dx, const int32_t* const* nl, int64_t nb, float* out) {
-            rows_pairs_q8_0_style<4>(reinterpret_cast<const Block* const*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nl, nb, out,
+            rows_pairs_q8_0_style<4, 4>(reinterpret_cast<const Block* const*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nl, nb, out,
                                      Unpack{});
         }};
     if (tile_zmm())
         return Fn{[](const void* const* w, const void* const* x, const float* const* dx, const int32_t* const* nl, int64_t nb, float* out) {
-            rows_pairs_q8_0_style<2>(reinterpret_cast<const Block* const*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nl, nb, out,
+            rows_pairs_q8_0_style<2, 4>(reinterpret_cast<const Block* const*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nl, nb, out,
                                      Unpack{});
         }};
     return Fn{[](const void* const* w, const void* const* x, const float* const* dx, const int32_t* const* nl, int64_t nb, float* out) {
@@ -698,6 +700,36 @@ Tile4x4Fn tile_for(DType t, int rows) {
         case DType::Q8_0: return tile<BlockQ8_0, UnpackQ8_0>(rows);
         case DType::Q5_0: return tile<BlockQ5_0, UnpackQ5_0>(rows);
         case DType::IQ4_NL: return tile<BlockIQ4_NL, UnpackIQ4_NL>(rows);
+        default: return nullptr;
+    }
+}
+
+// 8 weight rows × NI (1 to 3) activation rows in the 512-bit form: decoding's single row, or the rows a product has
+// left over after its groups of four. out[k·4 + i], as the tiles of four.
+template <class Block, class Unpack, int NI>
+void tail8(const void* const* w, const void* const* x, const float* const* dx, const int32_t* const* nl, int64_t nb, float* out) {
+    rows_pairs_q8_0_style<4, NI>(reinterpret_cast<const Block* const*>(w), reinterpret_cast<const BlockQ8_0* const*>(x), dx, nl, nb, out,
+                                 Unpack{});
+}
+
+template <class Block, class Unpack>
+Tile4x4Fn tail(int ni) {
+    switch (ni) {
+        case 1: return tail8<Block, Unpack, 1>;
+        case 2: return tail8<Block, Unpack, 2>;
+        case 3: return tail8<Block, Unpack, 3>;
+        default: return nullptr;
+    }
+}
+
+// The tile of 8 weight rows × ni activation rows (1 to 3) for a signed 32-value type, or null (only with the 512-bit
+// tiles).
+Tile4x4Fn tail_for(DType t, int ni) {
+    if (!tile_zmm()) return nullptr;
+    switch (t) {
+        case DType::Q8_0: return tail<BlockQ8_0, UnpackQ8_0>(ni);
+        case DType::Q5_0: return tail<BlockQ5_0, UnpackQ5_0>(ni);
+        case DType::IQ4_NL: return tail<BlockIQ4_NL, UnpackIQ4_NL>(ni);
         default: return nullptr;
     }
 }
@@ -858,21 +890,33 @@ void LF_ROWS_FN(DType t, const uint8_t* W, size_t wrb, const uint8_t* X, size_t 
     }
     int64_t r = r0;
 #if defined(LLMFORGE_VNNI)
-    // tiles of tr weight rows × 4 activation rows (tr = 8 where the 512-bit tiles take four pairs of rows), then 4
-    auto tiles = [&](Tile4x4Fn fn, int64_t tr, const int32_t* nl) {
+    // tiles of tr weight rows × 4 activation rows (tr = 8 where the 512-bit tiles take four pairs of rows), then 4; the
+    // activation rows left over (n mod 4: all of them when decoding) in one tile of 8 × (n mod 4) where there is one
+    auto tiles = [&](Tile4x4Fn fn, int64_t tr, const int32_t* nl, Tile4x4Fn rest) {
         for (; r + tr <= r1; r += tr) {
             const void* ws[8];
             for (int64_t k = 0; k < tr; ++k) ws[k] = W + static_cast<size_t>(r + k) * wrb;
             int64_t i = 0;
+            float o[32];
             for (; i + 4 <= n; i += 4) {
                 const void* xs[4] = {X + static_cast<size_t>(i) * xrb, X + static_cast<size_t>(i + 1) * xrb,
                                      X + static_cast<size_t>(i + 2) * xrb, X + static_cast<size_t>(i + 3) * xrb};
                 const float* ds[4] = {dx(i), dx(i + 1), dx(i + 2), dx(i + 3)};
                 const int32_t* ns[4] = {nl + 8 * i * nb, nl + 8 * (i + 1) * nb, nl + 8 * (i + 2) * nb, nl + 8 * (i + 3) * nb};
-                float o[32];
                 fn(ws, xs, ds, ns, nb, o);
                 for (int64_t k = 0; k < tr; ++k)
                     for (int j = 0; j < 4; ++j) Y[(i + j) * ldy + r + k] = o[k * 4 + j];
+            }
+            if (rest && i < n) {
+                const void* xs[4];
+                const float* ds[4];
+                const int32_t* ns[4];
+                for (int64_t j = 0; j < n - i; ++j)
+                    xs[j] = X + static_cast<size_t>(i + j) * xrb, ds[j] = dx(i + j), ns[j] = nl + 8 * (i + j) * nb;
+                rest(ws, xs, ds, ns, nb, o);
+                for (int64_t k = 0; k < tr; ++k)
+                    for (int64_t j = 0; j < n - i; ++j) Y[(i + j) * ldy + r + k] = o[k * 4 + j];
+                i = n;
             }
             for (; i < n; ++i)
                 for (int64_t rr = r; rr < r + tr; ++rr) {
@@ -882,10 +926,11 @@ void LF_ROWS_FN(DType t, const uint8_t* W, size_t wrb, const uint8_t* X, size_t 
                 }
         }
     };
-    if (const Tile4x4Fn t44 = tile_for(t, 4); t44 && n >= 4 && r1 - r0 >= 4) {
+    const Tile4x4Fn rest = tail_for(t, static_cast<int>(n % 4));
+    if (const Tile4x4Fn t44 = tile_for(t, 4); t44 && (n >= 4 || rest) && r1 - r0 >= 4) {
         const int32_t* nl = neg_lane_sums(X, xrb, n, nb);
-        if (const Tile4x4Fn t84 = tile_for(t, 8)) tiles(t84, 8, nl);
-        tiles(t44, 4, nl);
+        if (const Tile4x4Fn t84 = tile_for(t, 8)) tiles(t84, 8, nl, rest);
+        if (n >= 4) tiles(t44, 4, nl, nullptr);
     }
 #endif
     if (f.two_by_four && n >= 4) {

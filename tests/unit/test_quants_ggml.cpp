@@ -291,6 +291,20 @@ TEST_P(QuantDotsVsGgml, ActivationsAndProducts) {
             }
         }
     }
+    // products of 1, 2, 3, 6 and 7 activation rows (decoding, a short verification pass, the rows left after tiles of
+    // four): each output is the row's alone, whichever tile computed it
+    std::vector<float> Xm(static_cast<size_t>(7 * n));
+    for (int64_t i = 0; i < 7; ++i)
+        for (int64_t j = 0; j < n; ++j) Xm[static_cast<size_t>(i * n + j)] = x[static_cast<size_t>(j)] * (1.0f - 0.125f * static_cast<float>(i));
+    for (int64_t m : {1, 2, 3, 6, 7}) {
+        std::vector<float> Ym(static_cast<size_t>(m * rows));
+        wt.matmul_rowwise(wq.data(), Xm.data(), Ym.data(), m, rows, n, pool);
+        for (int64_t i = 0; i < m; ++i) {
+            wt.matvec(wq.data(), Xm.data() + i * n, y1.data(), rows, n, pool);
+            for (int64_t r = 0; r < rows; ++r)
+                EXPECT_EQ(Ym[static_cast<size_t>(i * rows + r)], y1[static_cast<size_t>(r)]) << c.name << ": " << m << " activation rows, row " << r << " of " << i;
+        }
+    }
 }
 
 // Q4_0 matrices of a multiple of 8 rows: llama.cpp's CPU backend repacks them (rows interleaved by eight, nibbles
