@@ -17,7 +17,8 @@ namespace llmforge::cli {
 void add_bench(CLI::App& app) {
     auto* cmd = app.add_subcommand("bench", "Measure prompt processing (pp) and generation (tg) speed, like llama-bench (and with its flags: -p, -n, -r)");
     struct Opts { std::string model;
-        CacheTypeOptions cache; int64_t pp = 128, tg = 64, reps = 5; int threads = ThreadPool::default_threads(); bool json = false, no_mmap = false; };
+        CacheTypeOptions cache; int64_t pp = 128, tg = 64, reps = 5; int threads = ThreadPool::default_threads(); bool json = false, no_mmap = false;
+        std::string numerics = "fast"; };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "model file")->required();
     cmd->add_option("-p,--n-prompt", o->pp, "prompt tokens (0: skip)")->check(at_least(0, " (0: skip)"));
@@ -27,11 +28,14 @@ void add_bench(CLI::App& app) {
     add_cache_type_options(cmd, o->cache);
     cmd->add_flag("--json", o->json, "print one JSON object");
     cmd->add_flag("--no-mmap", o->no_mmap, "read the weights into memory instead of mapping the file");
+    cmd->add_option("--numerics", o->numerics, "fast; batch-invariant (the mode generate --draft runs in: what a verification pass "
+                                               "of -p rows costs there); ggml (llama.cpp's rounding)")
+        ->capture_default_str()->check(CLI::IsMember({"fast", "batch-invariant", "ggml"}));
     cmd->callback([o] {
         Model m = load_for_cli(o->model, "", false, !o->no_mmap);
         ThreadPool pool(o->threads);
         const int64_t ctx = std::max<int64_t>(o->pp + o->tg, 16);
-        Transformer tf(m, pool, ctx, std::max<int64_t>(o->pp, 1), parse_cache_types(o->cache));
+        Transformer tf(m, pool, ctx, std::max<int64_t>(o->pp, 1), parse_cache_types(o->cache), 1, parse_numerics(o->numerics));
         std::mt19937 rng(42);
         std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(m.config.n_vocab - 1));
         using clock = std::chrono::steady_clock;
@@ -69,7 +73,7 @@ void add_bench(CLI::App& app) {
             std::printf("|%s|%s|%s|%s|%s|\n", std::string(static_cast<size_t>(model_w) + 2, '-').c_str(), std::string(8, '-').c_str(),
                         std::string(9, '-').c_str(), std::string(10, '-').c_str(), std::string(static_cast<size_t>(ts_w) + 2, '-').c_str());
         }
-        nlohmann::json res = {{"model", o->model}, {"threads", o->threads}, {"isa", kernels::isa_name()}, {"results", nlohmann::json::array()}};
+        nlohmann::json res = {{"model", o->model}, {"threads", o->threads}, {"isa", kernels::isa_name()}, {"numerics", o->numerics}, {"results", nlohmann::json::array()}};
         if (auto j = run("pp", o->pp, true); !j.is_null()) res["results"].push_back(j);
         if (auto j = run("tg", o->tg, false); !j.is_null()) res["results"].push_back(j);
         if (o->json) std::printf("%s\n", res.dump().c_str());

@@ -170,9 +170,12 @@ void add_draft_options(CLI::App* cmd, DraftOptions& o) {
         ->default_str("fast; batch-invariant with --draft")->check(CLI::IsMember({"fast", "batch-invariant", "ggml"}));
 }
 
-Numerics numerics_of(const DraftOptions& o) {
-    const std::string n = o.numerics.empty() ? (o.draft.empty() ? "fast" : "batch-invariant") : o.numerics;
+Numerics parse_numerics(const std::string& n) {
     return n == "ggml" ? Numerics::Ggml : n == "batch-invariant" ? Numerics::BatchInvariant : Numerics::Fast;
+}
+
+Numerics numerics_of(const DraftOptions& o) {
+    return parse_numerics(o.numerics.empty() ? (o.draft.empty() ? "fast" : "batch-invariant") : o.numerics);
 }
 
 KVCacheType parse_cache_types(const CacheTypeOptions& o) {

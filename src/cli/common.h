@@ -103,6 +103,8 @@ struct DraftOptions {
 void add_draft_options(CLI::App* cmd, DraftOptions& o);
 // The numerics asked for; by default fast, batch-invariant with a draft (greedy output then equals output without).
 Numerics numerics_of(const DraftOptions& o);
+// --numerics' value (fast, batch-invariant or ggml; the option's check has refused anything else).
+Numerics parse_numerics(const std::string& n);
 
 struct CacheTypeOptions {
     std::string both = "f16", k, v;

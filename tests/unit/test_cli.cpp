@@ -148,6 +148,7 @@ TEST(Cli, SamplingAndSizeFlagsAreRangeChecked) {
     expect_error("chat -m x.gguf --temp -0.5", "--temp");
     expect_error("perplexity -m x.gguf -f t.txt -c 1", "--ctx-size: must be at least 2");
     expect_error("bench -m x.gguf -r 0", "--repetitions");
+    expect_error("bench -m x.gguf --numerics exact", "--numerics");
 }
 
 TEST(Cli, FileErrorsNameTheProblem) {
@@ -385,6 +386,12 @@ TEST(Cli, SmallDefects) {
     }
     ASSERT_EQ(widths.size(), 4u) << table;
     for (size_t w : widths) EXPECT_EQ(w, widths[0]) << table;
+    // --numerics: the mode a speculative verification pass runs in, named in the JSON
+    const nlohmann::json bi = nlohmann::json::parse(out_of("bench -m " + g + " -p 3 -n 0 -r 1 --numerics batch-invariant --json 2>/dev/null"));
+    EXPECT_EQ(bi["numerics"], "batch-invariant");
+    ASSERT_EQ(bi["results"].size(), 1u);
+    EXPECT_EQ(bi["results"][0]["test"], "pp3");
+    EXPECT_GT(bi["results"][0]["tokens_per_s"].get<double>(), 0.0);
     const std::string gpt3 = out_of("info --preset gpt3-175b --json");
     EXPECT_EQ(gpt3.find("rope"), std::string::npos) << gpt3;
     EXPECT_NE(gpt3.find("\"positions\": \"learned\""), std::string::npos) << gpt3;
