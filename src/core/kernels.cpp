@@ -163,6 +163,17 @@ int64_t stream_prefetch_bytes(size_t element_bytes) {
     return element_bytes >= 4 ? c.wide : c.narrow;
 }
 
+bool quant_stream_prefetch() {
+    static const bool on = [] {
+        if (const char* v = std::getenv("LLMFORGE_QUANT_PREFETCH"); v && *v) return v[0] != '0';
+#if defined(__x86_64__) || defined(__i386__)
+        if (amd_family() >= 0x1A) return false;
+#endif
+        return true;
+    }();
+    return on;
+}
+
 int stream_rows(size_t element_bytes) {
     struct Choice { int wide, narrow; };  // 4-byte rows, 2-byte rows
     static const Choice c = [] {

@@ -24,6 +24,15 @@ bool set_isa(const char* name);
 //     23.7–28.5 t/s with and without: no gain beyond the noise).
 // LLMFORGE_PREFETCH=BYTES overrides it for every type (for measuring).
 int64_t stream_prefetch_bytes(size_t element_bytes);
+// Whether the quantised types' row kernels (core/quant_kernels_x86.cpp: Q8_0 … Q6_K, decoding's lone rows and the
+// prompt's tiles) prefetch their weight stream, each at its own distance (a few blocks, 288–840 bytes ahead). By
+// measurement (decoding, 2 threads, the two settings alternating in one session, medians of 4 rounds, 2026-12-05):
+//   AMD Zen 5 (family 0x1A) and later: no — TinyLlama-1.1B tg64 Q8_0 27.2 t/s without against 23.5 with, Q6_K 36.6
+//     against 31.2, Q4_0 43.6 against 40.5, Q4_K_M 37.3 against 37.2; the speculative pair's 63M and 9.3M Q8_0 models
+//     and a 9.3M Q4_0 the same within the noise (261 / 1,551 / 1,967 t/s against 269 / 1,527 / 1,911), pp128 too;
+//   elsewhere (Intel Xeon, AMD Zen 4): yes, the distances the kernels were written with (unmeasured against none).
+// LLMFORGE_QUANT_PREFETCH=0|1 overrides it (for measuring).
+bool quant_stream_prefetch();
 // How many weight rows decoding's f32 and f16 matrix-vector products read side by side (1, 2 or 4; the results are the
 // same bits: each row keeps its own accumulators and order), for weights of element_bytes bytes. By measurement
 // (TinyLlama-1.1B decoding, 2 threads, alternating in one session):
