@@ -37,8 +37,10 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus; $(date -u
 echo "llama.cpp: $(git -C "$LLAMA_CPP_SRC" rev-parse --short HEAD 2>/dev/null || echo "${LLAMA_CPP_COMMIT:-unknown (not a git checkout: LLAMA_CPP_COMMIT names it)}"); llmforge: $(git rev-parse --short HEAD)"
 # Both tools map the file by default; "no-mmap" rows read the weights into memory first (llama-bench -mmp 0,
 # llmforge --no-mmap). This VM's memory bandwidth drifts by up to ±25 % over minutes, so the whole matrix runs ROUNDS
-# times, each pair back to back (llama.cpp, then llmforge, REPS repetitions each): the drift hits both alike, and the
-# table gives the median over rounds of each tool's t/s and of the per-round ratios.
+# times, each pair back to back (REPS repetitions each): the drift hits both alike, and the table gives the median over
+# rounds of each tool's t/s and of the per-round ratios. The pair's order alternates (odd rounds llama.cpp first, even
+# rounds llmforge first): on 2026-12-05 the tool that ran second decoded the 4.4 GB f32 file slower round after round
+# (this script, llama.cpp always first: f32 tg64 0.71x; tg32 alternated by hand over 6 rounds: 1.09x).
 ROUNDS=${ROUNDS:-3}
 # the machine's read bandwidth (bench/read_bandwidth.cpp, THREADS threads), measured before and after the rounds:
 # decoding's bytes per token over it give each tg cell's share
@@ -72,8 +74,9 @@ for round in $(seq "$ROUNDS"); do
     for mode in $MODES; do
       lflag=(); oflag=()
       [ "$mode" = no-mmap ] && { lflag=(-mmp 0); oflag=(--no-mmap); }
-      lj=$("$LLAMA_CPP_SRC/build/bin/llama-bench" -m "$f" -t "$THREADS" -p 128 -n 64 -r "$REPS" "${lflag[@]}" -o json 2>/dev/null)
-      oj=$(build/llmforge bench -m "$f" -t "$THREADS" -p 128 -n 64 -r "$REPS" "${oflag[@]}" --json 2>/dev/null)
+      run_llama() { "$LLAMA_CPP_SRC/build/bin/llama-bench" -m "$f" -t "$THREADS" -p 128 -n 64 -r "$REPS" "${lflag[@]}" -o json 2>/dev/null; }
+      run_ours() { build/llmforge bench -m "$f" -t "$THREADS" -p 128 -n 64 -r "$REPS" "${oflag[@]}" --json 2>/dev/null; }
+      if [ $((round % 2)) = 1 ]; then lj=$(run_llama); oj=$(run_ours); else oj=$(run_ours); lj=$(run_llama); fi
       /usr/bin/python3 -c 'import json,sys; print(json.dumps([sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])]))' "$dt" "$mode" "$lj" "$oj" >> "$rows_file"
       echo "round $round/$ROUNDS: $dt $mode done" >&2
     done
