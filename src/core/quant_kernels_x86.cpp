@@ -22,16 +22,17 @@ namespace llmforge::quant::x86 {
 
 namespace {
 
-// Prefetch `lines` cache lines of weights from `ahead` bytes past p, where this CPU streams faster with it
+// Prefetch `lines` cache lines of weights from `ahead` elements (blocks, or bytes) past p, where this CPU streams faster with it
 // (kernels::quant_stream_prefetch: not on AMD Zen 5, whose hardware prefetchers follow the stream better alone).
 // The choice is read once when the program loads: a function-local static would put a guard and a possible call in
 // every kernel's loop, across which the compiler keeps the accumulators in memory (measured 1.5x slower). Always
 // inlined: GCC outlines the part after the test, finds the outlined function free of side effects (a prefetch has
 // none it counts) and deletes every call to it.
 const bool kPrefetch = kernels::quant_stream_prefetch();
-[[gnu::always_inline]] inline void prefetch_stream(const void* p, int64_t ahead, int lines) {
+template <class T>
+[[gnu::always_inline]] inline void prefetch_stream(const T* p, int64_t ahead, int lines) {
     if (!kPrefetch) return;
-    const char* q = static_cast<const char*>(p) + ahead;
+    const char* q = reinterpret_cast<const char*>(p + ahead);
     for (int l = 0; l < lines; ++l) _mm_prefetch(q + 64 * l, _MM_HINT_T0);
 }
 
@@ -98,7 +99,7 @@ void rows_q8_0_style(const Block* w, const BlockQ8_0* const* x, const float* con
     const float* d3 = NR > 3 ? dx[3] : dx[0];
     constexpr int ahead = 512 / sizeof(Block);  // blocks: the weight stream prefetched ~512 bytes ahead
     for (int64_t b = 0; b < nb; ++b) {
-        prefetch_stream(w + b, ahead * static_cast<int64_t>(sizeof(Block)), 1);
+        prefetch_stream(w + b, ahead, 1);
         const __m256i q = unpack(w[b]);  // signed −127 … 127
         const __m256i aq = _mm256_sign_epi8(q, q);
         const __m256 dw = _mm256_set1_ps(h2f(w[b].d));
@@ -181,7 +182,7 @@ void chain8_q4_0(const uint8_t* w, size_t wrb, const BlockQ8_0* const* x, const 
         __m256i qu[8];
         alignas(16) uint16_t d16[8];
         for (int r = 0; r < 8; ++r) {
-            prefetch_stream(row[r] + b, 8 * static_cast<int64_t>(sizeof(BlockQ4_0)), 1);
+            prefetch_stream(row[r] + b, 8, 1);
             qu[r] = nibbles32(row[r][b].qs);
             d16[r] = row[r][b].d;
         }
@@ -268,7 +269,7 @@ void rows_q8_1_style(const Block* w, const BlockQ8_1* const* x, int64_t nb, floa
     float summs[4] = {0, 0, 0, 0};
     constexpr int ahead = 512 / sizeof(Block);
     for (int64_t b = 0; b < nb; ++b) {
-        prefetch_stream(w + b, ahead * static_cast<int64_t>(sizeof(Block)), 1);
+        prefetch_stream(w + b, ahead, 1);
         const __m256i q = unpack(w[b]);  // unsigned 0 … 31
         const float dw = h2f(w[b].d), mw = h2f(w[b].m);
         for (int i = 0; i < NR; ++i) {
@@ -371,7 +372,7 @@ void rows_k4(const void* wv, const void* const* xv, const float* const*, int64_t
         // the 8 scales as int16 in both halves; scale j is spread over all lanes by one byte shuffle (not extracted,
         // stored and broadcast from memory)
         const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
-        prefetch_stream(w + b, 2 * static_cast<int64_t>(sizeof(*w)), 3);
+        prefetch_stream(w + b, 2, 3);
         __m256i isum[NR];
         for (int i = 0; i < NR; ++i) isum[i] = _mm256_setzero_si256();
         __m256i qh;
@@ -431,7 +432,7 @@ void rows_q6_k(const void* wv, const void* const* xv, const float* const*, int64
     for (int64_t b = 0; b < nb; ++b) {
         __m256i isum[NR];
         for (int i = 0; i < NR; ++i) isum[i] = _mm256_setzero_si256();
-        prefetch_stream(w + b, 4 * static_cast<int64_t>(sizeof(*w)), 4);
+        prefetch_stream(w + b, 4, 4);
         for (int h = 0; h < 2; ++h) {
             const uint8_t* ql = w[b].ql + 64 * h;
             const __m256i qa = load32(ql), qb = load32(ql + 32), qh = load32(w[b].qh + 32 * h);
@@ -474,7 +475,7 @@ void rows_q2_k(const void* w, const void* const* x, const float* const*, int64_t
     const __m256i m3 = _mm256_set1_epi8(3);
     for (int64_t b = 0; b < nb; ++b) {
         const BlockQ2_K& B = wb[b];
-        prefetch_stream(wb + b, 4 * static_cast<int64_t>(sizeof(*wb)), 1);
+        prefetch_stream(wb + b, 4, 1);
         const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(B.scales));
         const __m256i mins = _mm256_cvtepi8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F)));
         __m256i scale[8], q[8];  // [half j · 4 + plane k]: sub-blocks 8j + 2k (low 16 bytes) and 8j + 2k + 1 (high 16)
@@ -511,7 +512,7 @@ void rows_q3_k(const void* w, const void* const* x, const float* const*, int64_t
     const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     for (int64_t b = 0; b < nb; ++b) {
         const BlockQ3_K& B = wb[b];
-        prefetch_stream(wb + b, 4 * static_cast<int64_t>(sizeof(*wb)), 1);
+        prefetch_stream(wb + b, 4, 1);
         int8_t sc[16];
         q3k_scales(B.scales, sc);
         const __m256i hbits = load32(B.hmask);
@@ -550,7 +551,7 @@ void rows_iq4_xs(const void* w, const void* const* x, const float* const*, int64
     const __m256i levels = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4NlLevels)));
     for (int64_t b = 0; b < nb; ++b) {
         const BlockIQ4_XS& B = wb[b];
-        prefetch_stream(wb + b, 4 * static_cast<int64_t>(sizeof(*wb)), 1);
+        prefetch_stream(wb + b, 4, 1);
         __m256i q[8], aq[8], scale[8];
         for (int t = 0; t < 8; ++t) {
             q[t] = _mm256_shuffle_epi8(levels, nibbles32(B.qs + 16 * t));
@@ -635,7 +636,7 @@ void rows_pairs_q8_0_style(const Block* const* w, const BlockQ8_0* const* x, con
         __m512 dw[NP];
         if constexpr (NI < 4) {
 #pragma GCC unroll 8
-            for (int k = 0; k < 2 * NP; ++k) prefetch_stream(w[k] + b, ahead * static_cast<int64_t>(sizeof(Block)), 1);
+            for (int k = 0; k < 2 * NP; ++k) prefetch_stream(w[k] + b, ahead, 1);
         }
 #pragma GCC unroll 4
         for (int p = 0; p < NP; ++p) {
