@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -116,6 +117,7 @@ void remove_stale_temporaries(const std::string& path) {
 void remove_stale_temporaries_in(const std::string& dir) { remove_dead_temporaries(dir, ""); }
 
 AtomicWriter::AtomicWriter(const std::string& path) : path_(path) {
+    buf_.reserve(kBlock);
     remove_stale_temporaries(path);
     tmp_ = path + ".tmp." + std::to_string(getpid());
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -127,23 +129,49 @@ AtomicWriter::~AtomicWriter() {
     if (!committed_) ::unlink(tmp_.c_str());
 }
 
-void AtomicWriter::write(const void* data, size_t n) {
-    const char* p = static_cast<const char*>(data);
-    while (n > 0) {
-        ssize_t w = ::write(fd_, p, n);
+void AtomicWriter::write_out(const char* p, size_t n) {
+    const uint64_t at = offset_ - buf_.size();  // where p's bytes go
+    uint64_t done = 0;
+    while (done < n) {
+        const ssize_t w = ::write(fd_, p + done, n - done);
         if (w < 0) {
             if (errno == EINTR) continue;
             throw_runtime("cannot write '%s': %s (after %llu bytes; '%s' is left as it was)", path_.c_str(), std::strerror(errno),
-                          static_cast<unsigned long long>(offset_), path_.c_str());
+                          static_cast<unsigned long long>(at + done), path_.c_str());
         }
-        p += w;
-        n -= static_cast<size_t>(w);
-        offset_ += static_cast<uint64_t>(w);
+        done += static_cast<uint64_t>(w);
     }
 }
 
+void AtomicWriter::flush(size_t n) {
+    write_out(buf_.data(), n);
+    buf_.erase(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(n));
+}
+
+void AtomicWriter::write(const void* data, size_t n) {
+    const char* p = static_cast<const char*>(data);
+    // fill the buffer up to its block; a full block goes out
+    const size_t fill = std::min(n, kBlock - buf_.size());
+    buf_.insert(buf_.end(), p, p + fill);
+    offset_ += fill;
+    p += fill;
+    n -= fill;
+    if (buf_.size() < kBlock) return;
+    flush(kBlock);
+    // whole blocks straight from the caller's bytes, the rest buffered
+    const size_t whole = n / kBlock * kBlock;
+    if (whole > 0) {
+        write_out(p, whole);
+        offset_ += whole;
+        p += whole;
+        n -= whole;
+    }
+    buf_.insert(buf_.end(), p, p + n);
+    offset_ += n;
+}
+
 void AtomicWriter::write_zeros(size_t n) {
-    static const char zeros[256] = {};
+    static const char zeros[4096] = {};
     while (n > 0) {
         size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
         write(zeros, k);
@@ -152,6 +180,7 @@ void AtomicWriter::write_zeros(size_t n) {
 }
 
 void AtomicWriter::commit() {
+    if (!buf_.empty()) flush(buf_.size());
     if (::fsync(fd_) != 0) throw_runtime("cannot write '%s': fsync: %s ('%s' is left as it was)", path_.c_str(), std::strerror(errno), path_.c_str());
     const int fd = fd_;
     fd_ = -1;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace llmforge {
 
@@ -28,6 +29,11 @@ private:
 
 // Writes a file atomically: the bytes go to PATH.tmp.PID, which is fsync'ed and renamed over PATH.
 // Usage: AtomicWriter w(path); w.write(...); ...; w.commit();  (destroyed without commit → temp file removed)
+// The bytes reach the file in write() calls of whole 2 MiB blocks at 2 MiB-aligned offsets (the last one shorter):
+// the page cache (ext4 and XFS on Linux 6.x) can then hold the file in 2 MiB folios, which a mapping maps with huge-page
+// entries. Written in the callers' own pieces (a GGUF's metadata comes 4 bytes at a time) the TinyLlama f16 file was
+// cached 70 % in 2 MiB folios and decoded 4.8–7.5 t/s from its mapping, written in blocks 100 % and 10.2–10.9 t/s
+// (alternating, 2026-12-06, AMD EPYC VM); a mapping is read at the speed of anonymous huge-page memory only then.
 class AtomicWriter {
 public:
     explicit AtomicWriter(const std::string& path);
@@ -38,9 +44,14 @@ public:
     void commit();
 
 private:
+    void flush(size_t n);  // writes the buffer's first n bytes (n: a multiple of kBlock, or all of it)
+    void write_out(const char* p, size_t n);
+
+    static constexpr size_t kBlock = size_t(2) << 20;
     std::string path_, tmp_;
     int fd_ = -1;
-    uint64_t offset_ = 0;
+    uint64_t offset_ = 0;          // bytes written so far (buffered or not)
+    std::vector<char> buf_;        // the bytes from the last block boundary on, not yet in the file
     bool committed_ = false;
 };
 

@@ -3,11 +3,13 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <thread>
 
 #include "core/kernels.h"
 #include "core/kernels_impl.h"
+#include "core/mmap_file.h"
 #include "core/progress.h"
 #include "llmforge/error.h"
 #include "llmforge/generate.h"
@@ -292,6 +294,42 @@ TEST(Sampler, GreedySeedAndFilters) {
         const int32_t x = c.sample(logits.data(), 5, {});
         EXPECT_TRUE(x == 1 || x == 2) << x;
     }
+}
+
+// AtomicWriter: whatever the pieces, the file holds their bytes in order; before commit the temporary file holds
+// exactly the whole 2 MiB blocks written so far (the block writes that let the page cache use 2 MiB folios), and a
+// writer destroyed without commit leaves neither file.
+TEST(AtomicWriter, BlocksKeepTheBytes) {
+    constexpr size_t B = size_t(2) << 20;
+    const std::string p = test::tmp_path("atomic.bin"), tmp = p + ".tmp." + std::to_string(::getpid());
+    std::mt19937 rng(11);
+    std::string want;
+    {
+        AtomicWriter w(p);
+        for (size_t n : {size_t(0), size_t(1), size_t(4), B - 7, size_t(3), size_t(3), B, 2 * B + 5, size_t(100000), size_t(9), B - 1}) {
+            std::string piece(n, '\0');
+            for (char& c : piece) c = static_cast<char>(rng());
+            if (n == 100000) {
+                w.write_zeros(n);
+                piece.assign(n, '\0');
+            } else {
+                w.write(piece.data(), piece.size());
+            }
+            want += piece;
+            EXPECT_EQ(w.offset(), want.size());
+            EXPECT_EQ(std::filesystem::file_size(tmp), want.size() / B * B) << "after " << want.size() << " bytes";
+        }
+        w.commit();
+    }
+    EXPECT_FALSE(std::filesystem::exists(tmp));
+    EXPECT_EQ(test::read_file(p), want);
+    {
+        AtomicWriter w(p);
+        const std::string big(3 * B, 'x');
+        w.write(big.data(), big.size());
+    }
+    EXPECT_FALSE(std::filesystem::exists(tmp));
+    EXPECT_EQ(test::read_file(p), want);  // the uncommitted writer left the file as it was
 }
 
 TEST(GGUF, WriteReadRoundTrip) {
