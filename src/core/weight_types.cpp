@@ -94,29 +94,32 @@ const int64_t kSeqMaxRows16 = [] {
 // this CPU, once per process: the crossing differs by microarchitecture. On AMD Zen 4 the tiles still led at 128 rows;
 // on Zen 5, whose FMA units are a full 512 bits wide, the GEMM leads from 64 (TinyLlama-1.1B f16, 2 threads: 16 rows
 // 127 t/s tiles / 82 GEMM, 32 rows 121 / 113, 64 rows 115 / 131, 128 rows 115 / 148). Measured: a 256 × 2048 f16
-// matrix times 64 rows, both kernels, one thread, best of three (about 3 ms): the GEMM faster gives 32, else 128.
+// matrix times 128 rows, both kernels, one thread, in turn three times each, the best of each (about 6 ms): the GEMM
+// faster gives 32, else 128. (Times 64 rows, each kernel's three runs together, the probe read the two as equal on
+// Zen 5 and chose the tiles in 8 of 12 processes — and then pp128 ran at 68–87 t/s instead of 103–123; in turn at 128
+// rows the GEMM measured 0.64–0.80 of the tiles' time in 8 of 8.)
 int64_t f16_seq_max_rows() {
     static const int64_t v = [] {
         if (const int64_t e = seq_max_rows_env()) return e;
         const KernelTable& k = active();
         if (!k.gemm_f16 || !k.gemm_seq_f16) return int64_t{128};
-        constexpr int64_t rows = 256, K = 2048, n = 64;
+        constexpr int64_t rows = 256, K = 2048, n = 128;
         std::vector<uint16_t> W(static_cast<size_t>(rows * K));
         std::vector<float> X(static_cast<size_t>(n * K)), Y(static_cast<size_t>(n * rows));
         uint32_t state = 12345;
         auto next = [&] { state = state * 1664525u + 1013904223u; return static_cast<float>(state >> 8) / 16777216.0f - 0.5f; };
         for (auto& w : W) w = f32_to_f16(next() * 0.1f);
         for (auto& x : X) x = f16_to_f32(f32_to_f16(next()));
-        auto best = [&](Gemm f) {
-            double t = 1e30;
-            for (int rep = 0; rep < 3; ++rep) {
-                const auto t0 = std::chrono::steady_clock::now();
-                f(W.data(), X.data(), Y.data(), n, rows, K, 0, rows);
-                t = std::min(t, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-            }
-            return t;
+        auto time = [&](Gemm f) {
+            const auto t0 = std::chrono::steady_clock::now();
+            f(W.data(), X.data(), Y.data(), n, rows, K, 0, rows);
+            return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         };
-        const double tiles = best(k.gemm_seq_f16), gemm = best(k.gemm_f16);
+        double tiles = 1e30, gemm = 1e30;
+        for (int rep = 0; rep < 3; ++rep) {  // in turn, so that a slow moment of the machine hits both
+            tiles = std::min(tiles, time(k.gemm_seq_f16));
+            gemm = std::min(gemm, time(k.gemm_f16));
+        }
         return gemm < tiles ? int64_t{32} : int64_t{128};
     }();
     return v;
