@@ -117,7 +117,6 @@ void remove_stale_temporaries(const std::string& path) {
 void remove_stale_temporaries_in(const std::string& dir) { remove_dead_temporaries(dir, ""); }
 
 AtomicWriter::AtomicWriter(const std::string& path) : path_(path) {
-    buf_.reserve(kBlock);
     remove_stale_temporaries(path);
     tmp_ = path + ".tmp." + std::to_string(getpid());
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
