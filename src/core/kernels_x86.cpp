@@ -701,7 +701,8 @@ inline float* aligned64(std::vector<float>& store, size_t n) {
 // output still sums its chunks in k order (the same bits as chunk-outermost loops). The super-blocks keep the pages a
 // pass touches few: packing a panel reads 32 rows, each in its own 4 KiB page where the weights are mapped in small
 // pages, and with the chunks outermost every chunk swept all of a matrix's rows — 5,632 pages for TinyLlama's f16 FFN
-// matrices, more than the L2 TLB holds.
+// matrices, more than the L2 TLB holds. (TinyLlama f16 pp128 from a file cached in 4 KiB pages: +2 %, 5 of 5 pairs
+// alternating with chunk-outermost loops, 2026-12-06, Zen 5.)
 constexpr int64_t SB = 8;
 template <class PanelOf, class Prefetch>
 void gemm_blocked(const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1, PanelOf panel_of, Prefetch prefetch) {

@@ -96,8 +96,8 @@ const int64_t kSeqMaxRows16 = [] {
 // 127 t/s tiles / 82 GEMM, 32 rows 121 / 113, 64 rows 115 / 131, 128 rows 115 / 148). Measured: a 256 × 2048 f16
 // matrix times 128 rows, both kernels, one thread, in turn three times each, the best of each (about 6 ms): the GEMM
 // faster gives 32, else 128. (Times 64 rows, each kernel's three runs together, the probe read the two as equal on
-// Zen 5 and chose the tiles in 8 of 12 processes — and then pp128 ran at 68–87 t/s instead of 103–123; in turn at 128
-// rows the GEMM measured 0.64–0.80 of the tiles' time in 8 of 8.)
+// Zen 5 and chose the tiles in 8 of 12 processes — pp128 with the tiles 77–98 t/s, with the GEMM 116–141, forced by
+// LLMFORGE_SEQ_MAX_ROWS, alternating; in turn at 128 rows the GEMM measured 0.64–0.80 of the tiles' time in 8 of 8.)
 int64_t f16_seq_max_rows() {
     static const int64_t v = [] {
         if (const int64_t e = seq_max_rows_env()) return e;
