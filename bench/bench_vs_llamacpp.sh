@@ -8,6 +8,9 @@
 #
 # The quantised files are made from the f16 one by `llmforge quantize`, whose output is byte-identical to
 # llama-quantize's (tests/anchor/llamacpp_quantize.sh), so both tools read the same bytes.
+# Both tools read the files through the same page cache; llmforge writes them in 2 MiB blocks, so the cache holds them
+# in 2 MiB folios (mapped with huge-page entries) — a file left by an older llmforge, written in small pieces, decoded
+# both tools' f32 at about half the speed (BENCHMARKS.md, 2026-12-06): delete $BENCH_DIR's files to re-create them.
 # llama.cpp is an anchor, never a dependency: the script builds it from a checkout you give it, outside this
 # repository (in $LLAMA_CPP_SRC/build), and nothing of it enters the project. Model files go to $BENCH_DIR
 # (default /tmp/llmforge-bench; ~6.6 GB). Run it alone on the machine: other load skews the numbers. Decoding cells
