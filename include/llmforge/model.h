@@ -154,12 +154,18 @@ public:
     void check() const;
     // Memory-mapped bytes vs. bytes copied into memory.
     size_t mapped_bytes = 0, owned_bytes = 0;
+    // The file mappings that tensors may view (the loaders add them where the file is mapped, not read into memory).
+    std::vector<std::pair<const uint8_t*, size_t>> mapped_files;
+    // Whether [p, p + n) lies in one of mapped_files: bytes of the file, never to be written.
+    bool in_mapped_file(const void* p, size_t n) const;
 
     // A model with this one's config, vocabulary, metadata, source and storage but no tensors yet (to add views of
     // some of them, renamed or transformed).
     Model shell() const;
     // Owned copy of a tensor's data (for conversions); returns the new Tensor pointing into storage.
     Tensor own(const std::string& name, DType dtype, std::vector<int64_t> shape, std::vector<uint8_t>&& bytes);
+    // A new owned tensor of nbytes whose bytes the caller writes (uninitialised; huge-page-backed memory).
+    Tensor own_uninit(const std::string& name, DType dtype, std::vector<int64_t> shape, size_t nbytes);
 
 private:
     mutable std::map<std::string, size_t> index_;
@@ -170,15 +176,19 @@ struct LoadOptions {
     bool require_tokenizer = false;
     bool use_mmap = true;        // false: read the weights into memory (huge pages) instead of mapping the file
     bool repack = false;         // repack_for_cpu after loading (inference only)
+    bool float_panels = true;    // with repack: f32/f16 panels too (false: only the layouts that keep ggml's digits)
 };
 
-// Reorders the matrices that only matrix products read (blk.*.weight and an untied output.weight) for the CPU's kernels:
-// f32 ones (rows a multiple of 32), in place, into the panel layout of kernels::pack_panels, where the CPU has the
-// panel kernels and the weights are in memory (not mapped) — the packed GEMM then reads them without packing per call;
-// Q4_0 ones (rows a multiple of 8) interleaved by eight rows where the CPU has that kernel (AVX2), as llama.cpp repacks
-// them — in place when in memory, into memory of their own when mapped. Returns how many it reordered.
-// Such a model is for inference: saving it or merging adapters into it is refused.
-int repack_for_cpu(Model& m, ThreadPool& pool);
+// Reorders the matrices that only matrix products read (blk.*.weight and an untied output.weight) for the CPU's kernels,
+// where the CPU has the kernels for the layout:
+// - with float_panels, f32 ones (rows a multiple of 32) in place into the panel layout of kernels::pack_panels where
+//   the weights are in memory (not mapped) — the packed GEMM then reads them without packing per call — and f16 ones
+//   (rows a multiple of 32) into kernels::pack_panels_f16's, in place when in memory, into memory of their own when
+//   mapped (LLMFORGE_F16_PANELS=0 leaves them row-major). Panels sum in their own order (batch-invariant), not ggml's.
+// - Q4_0 ones (rows a multiple of 8) interleaved by eight rows (AVX2), as llama.cpp repacks them — in place when in
+//   memory, into memory of their own when mapped: ggml's digits.
+// Returns how many it reordered. Such a model is for inference: saving it or merging adapters into it is refused.
+int repack_for_cpu(Model& m, ThreadPool& pool, bool float_panels = true);
 // Throws a bad-input Error ("cannot WHAT: tensor '...' is repacked ...") if a tensor is not row-major.
 void require_row_major(const Model& m, const char* what);
 

@@ -65,7 +65,8 @@ public:
         if (w.layout == Tensor::Layout::Panels) {
             if (numerics_ == Numerics::Ggml)
                 throw_bad_input("ggml arithmetic needs row-major weights: load the model without repacking (without --no-mmap)");
-            kernels::matmul_panels(static_cast<const float*>(w.data), x, y, n, rows, cols, pool_);
+            if (w.dtype == DType::F16) kernels::matmul_panels_f16(static_cast<const uint16_t*>(w.data), x, y, n, rows, cols, pool_);
+            else kernels::matmul_panels(static_cast<const float*>(w.data), x, y, n, rows, cols, pool_);
         } else if (w.layout == Tensor::Layout::Interleaved8) {  // llama.cpp's digits and batch-invariant: every numerics
             weight_type(w.dtype, w.name.c_str()).matmul_interleaved(w.data, x, y, n, rows, cols, pool_);
         } else if (numerics_ == Numerics::Ggml) {

@@ -32,7 +32,7 @@ void add_bench(CLI::App& app) {
                                                "of -p rows costs there); ggml (llama.cpp's rounding)")
         ->capture_default_str()->check(CLI::IsMember({"fast", "batch-invariant", "ggml"}));
     cmd->callback([o] {
-        Model m = load_for_cli(o->model, "", false, !o->no_mmap);
+        Model m = load_for_cli(o->model, "", false, !o->no_mmap, repack_for(parse_numerics(o->numerics)));
         ThreadPool pool(o->threads);
         const int64_t ctx = std::max<int64_t>(o->pp + o->tg, 16);
         Transformer tf(m, pool, ctx, std::max<int64_t>(o->pp, 1), parse_cache_types(o->cache), 1, parse_numerics(o->numerics));

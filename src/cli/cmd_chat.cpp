@@ -57,7 +57,7 @@ void add_chat(CLI::App& app) {
     cmd->add_flag("--jsonl", o->jsonl, "print each answer as one JSON line {\"text\", \"stop_reason\", token counts, timings} (for scripts)");
     cmd->callback([o] {
         const std::string tpl = o->tpl.empty() ? std::string() : load_chat_template(o->tpl);  // before the (slow) model load
-        Model m = load_for_cli(o->model, o->tokenizer, true);
+        Model m = load_for_cli(o->model, o->tokenizer, true, true, repack_for(numerics_of(o->draft)));
         warn_context(m, o->ctx);
         ThreadPool pool(o->threads);
         ChatSessionOptions co;
@@ -77,7 +77,7 @@ void add_chat(CLI::App& app) {
         std::optional<Model> dm;
         std::unique_ptr<Transformer> draft;
         if (!o->draft.draft.empty()) {
-            dm.emplace(load_for_cli(o->draft.draft, "", true));
+            dm.emplace(load_for_cli(o->draft.draft, "", true, true, repack_for(numerics_of(o->draft))));
             check_draft(m, *dm);
             draft = std::make_unique<Transformer>(*dm, pool, tf.n_ctx(), 512, co.kv_type);
             chat.set_draft(draft.get(), o->draft.spec);

@@ -23,7 +23,7 @@ void add_convert(CLI::App& app) {
             t = dtype_from_name(*dtype);
             if (t == DType::Unknown) throw_bad_input("convert: --dtype must be f32, f16 or bf16, not '%s'", dtype->c_str());
         }
-        Model m = load_for_cli(*in, *tokenizer, false, true, false);  // row-major, as the files hold them
+        Model m = load_for_cli(*in, *tokenizer, false, true, Repack::None);  // row-major, as the files hold them
         if (format_for_output(*out) == FileFormat::Llama2c && t != DType::Unknown && t != DType::F32)
             throw_bad_input("convert: llama2.c files hold f32 weights only");
         save_model(m, *out, t);

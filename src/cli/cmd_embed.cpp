@@ -67,7 +67,7 @@ void add_embed(CLI::App& app) {
             }
         }
         if (texts.empty()) throw_bad_input("embed: no texts (give them as arguments or with -f FILE)");
-        Model m = load_for_cli(o->model, o->tokenizer, given_ids.empty());
+        Model m = load_for_cli(o->model, o->tokenizer, given_ids.empty(), true, o->ggml ? Repack::GgmlDigits : Repack::All);
         if (m.config.pooling == Pooling::Rank && o->pooling.empty())
             throw_bad_input("'%s' is a reranker (a cross-encoder that scores a query with a passage: llmforge rerank), not an embedding model",
                             o->model.c_str());

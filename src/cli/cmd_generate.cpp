@@ -53,7 +53,7 @@ void add_generate(CLI::App& app) {
     cmd->callback([o] {
         if (o->prompt.empty() == o->file.empty()) throw_bad_input("generate: give the prompt with -p TEXT or -f FILE");
         const std::string prompt = o->file.empty() ? o->prompt : read_text_file(o->file);
-        Model m = load_for_cli(o->model, o->tokenizer, true, !o->no_mmap);
+        Model m = load_for_cli(o->model, o->tokenizer, true, !o->no_mmap, repack_for(numerics_of(o->draft)));
         warn_context(m, o->ctx);
         ThreadPool pool(o->threads);
         Transformer tf(m, pool, o->ctx, o->batch, parse_cache_types(o->cache), 1, numerics_of(o->draft));
@@ -61,7 +61,7 @@ void add_generate(CLI::App& app) {
         std::optional<Model> dm;
         std::unique_ptr<Transformer> draft;
         if (!o->draft.draft.empty()) {
-            dm.emplace(load_for_cli(o->draft.draft, "", true, !o->no_mmap));
+            dm.emplace(load_for_cli(o->draft.draft, "", true, !o->no_mmap, repack_for(numerics_of(o->draft))));
             check_draft(m, *dm);
             draft = std::make_unique<Transformer>(*dm, pool, tf.n_ctx(), o->batch, parse_cache_types(o->cache));
         }

@@ -30,7 +30,7 @@ void add_logits(CLI::App& app) {
     cmd->add_option("--lora-scale", o->lora_scale, "scale of the adapters");
     cmd->callback([o] {
         if (o->prompt.empty() == o->tokens.empty()) throw_bad_input("logits: give -p PROMPT or --tokens IDS");
-        Model m = load_for_cli(o->model, o->tokenizer, !o->prompt.empty(), !o->no_mmap, !o->ggml);  // ggml arithmetic: row-major weights
+        Model m = load_for_cli(o->model, o->tokenizer, !o->prompt.empty(), !o->no_mmap, o->ggml ? Repack::GgmlDigits : Repack::All);
         warn_context(m, o->ctx);
         std::vector<int32_t> ids;
         if (!o->prompt.empty()) {

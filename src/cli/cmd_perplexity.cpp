@@ -45,18 +45,21 @@ void add_perplexity(CLI::App& app) {
         if (!utf8_valid(text)) throw_bad_input("perplexity: '%s' is not valid UTF-8", o->file.c_str());
         if (!text.empty() && text.back() == '\n') text.pop_back();  // as llama.cpp's -f reads a prompt file
         if (text.empty()) throw_bad_input("perplexity: '%s' is empty", o->file.c_str());
-        Model m = load_for_cli(o->model, o->tokenizer, true, !o->no_mmap);
+        const KVCacheType kv_type = parse_cache_types(o->cache);
+        // llama.cpp's order is written for f16 and f32 caches; a quantised one runs the fast kernels
+        const bool ggml = kv_type == DType::F16 || kv_type == DType::F32;
+        const Repack repack = ggml ? Repack::GgmlDigits : Repack::All;
+        Model m = load_for_cli(o->model, o->tokenizer, true, !o->no_mmap, repack);
         std::optional<Model> base;
-        if (!o->kl_base.empty()) base.emplace(load_for_cli(o->kl_base, o->tokenizer, true, !o->no_mmap));
+        if (!o->kl_base.empty()) base.emplace(load_for_cli(o->kl_base, o->tokenizer, true, !o->no_mmap, repack));
         PerplexityOptions po;
         po.n_ctx = o->ctx;
         po.stride = o->stride;
         po.llama_stride = o->llama_stride;
         po.n_batch = o->batch;
         po.max_chunks = o->chunks;
-        po.kv_type = parse_cache_types(o->cache);
-        // llama.cpp's order is written for f16 and f32 caches; a quantised one runs the fast kernels
-        po.ggml_arithmetic = po.kv_type == DType::F16 || po.kv_type == DType::F32;
+        po.kv_type = kv_type;
+        po.ggml_arithmetic = ggml;
         po.add_bos = !o->no_bos && m.vocab->add_bos;
         if (o->ctx > m.config.n_ctx) {
             if (m.config.learned_positions)

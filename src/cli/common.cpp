@@ -200,10 +200,11 @@ std::string human_count(double n) {
     return buf;
 }
 
-Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap, bool repack) {
+Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap, Repack repack) {
     LoadOptions o;
     o.use_mmap = use_mmap;
-    o.repack = repack;
+    o.repack = repack != Repack::None;
+    o.float_panels = repack == Repack::All;
     o.tokenizer_path = tokenizer;
     o.require_tokenizer = need_tokenizer;
     if (!tokenizer.empty() && !file_exists(tokenizer)) throw_bad_input("tokenizer file '%s' does not exist", tokenizer.c_str());
@@ -211,9 +212,14 @@ Model load_for_cli(const std::string& path, const std::string& tokenizer, bool n
     std::fprintf(stderr, "llmforge: loaded %s (%s, %s parameters, %s mapped, %s in memory)\n", path.c_str(), m.config.arch.c_str(),
                  human_count(static_cast<double>(m.config.n_params())).c_str(), human_bytes(static_cast<double>(m.mapped_bytes)).c_str(),
                  human_bytes(static_cast<double>(m.owned_bytes)).c_str());
-    int packed = 0, interleaved = 0;
-    for (const Tensor& t : m.tensors) packed += t.layout == Tensor::Layout::Panels, interleaved += t.layout == Tensor::Layout::Interleaved8;
-    if (packed > 0) std::fprintf(stderr, "llmforge: %d f32 matrices repacked in memory for the CPU's matrix products\n", packed);
+    int packed32 = 0, packed16 = 0, interleaved = 0;
+    for (const Tensor& t : m.tensors) {
+        packed32 += t.layout == Tensor::Layout::Panels && t.dtype == DType::F32;
+        packed16 += t.layout == Tensor::Layout::Panels && t.dtype == DType::F16;
+        interleaved += t.layout == Tensor::Layout::Interleaved8;
+    }
+    if (packed32 > 0) std::fprintf(stderr, "llmforge: %d f32 matrices repacked in memory for the CPU's matrix products\n", packed32);
+    if (packed16 > 0) std::fprintf(stderr, "llmforge: %d f16 matrices repacked into panels in memory for the CPU's matrix products\n", packed16);
     if (interleaved > 0) std::fprintf(stderr, "llmforge: %d quantised matrices interleaved by eight rows in memory for the CPU's integer products\n", interleaved);
     return m;
 }

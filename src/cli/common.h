@@ -80,10 +80,13 @@ std::shared_ptr<const CompiledGrammar> load_grammar(const GrammarOptions& o, con
 // A chat template from a .jinja file, tokenizer_config.json (chat_template) or GGUF (tokenizer.chat_template).
 std::string load_chat_template(const std::string& path);
 
-// Loads a model and logs what was loaded to stderr.
-// use_mmap false reads the weights into memory. repack: repack_for_cpu (f32 matrices into panels when in memory, Q4_0
-// ones interleaved by eight rows); false keeps every tensor row-major (ggml arithmetic on f32; writing the model out).
-Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap = true, bool repack = true);
+// How load_for_cli reorders the weights for the CPU's products (repack_for_cpu): not at all (every tensor row-major, as
+// the file holds them: writing the model out), only into the layouts that keep ggml's digits (Q4_0 interleaved: for
+// ggml arithmetic), or into all of them (f32 and f16 panels too: the fast and batch-invariant numerics).
+enum class Repack { None, GgmlDigits, All };
+inline Repack repack_for(Numerics n) { return n == Numerics::Ggml ? Repack::GgmlDigits : Repack::All; }
+// Loads a model and logs what was loaded to stderr. use_mmap false reads the weights into memory.
+Model load_for_cli(const std::string& path, const std::string& tokenizer, bool need_tokenizer, bool use_mmap = true, Repack repack = Repack::All);
 // The KV cache's types: --cache-type (keys and values), and llama.cpp's --cache-type-k / -ctk and --cache-type-v / -ctv
 // for each: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl; anything else is bad usage.
 // The fixed batch of a loss check (align-loss, distill-loss): the JSON spec file, its "inputs" and "targets" rows

@@ -83,7 +83,7 @@ const KernelTable* table_scalar() {
         tanh_scalar, exp_shift_sum_scalar,
         dot_f16_f16_scalar, to_f16_scalar,
         gemm_scalar<float, at_f32>, gemm_scalar<uint16_t, at_f16>, gemm_scalar<uint16_t, at_bf16>,
-        nullptr, nullptr,
+        nullptr, nullptr, nullptr, nullptr,
         rows_scalar<float, float, dot_scalar<float, at_f32>>, rows_scalar<uint16_t, uint16_t, dot_f16_f16_scalar>,
     };
     return &t;
@@ -227,25 +227,44 @@ void pack_panels(float* W, int64_t rows, int64_t cols, ThreadPool& pool) {
     });
 }
 
+void pack_panels_f16(const uint16_t* W, uint16_t* Wp, int64_t rows, int64_t cols, ThreadPool& pool) {
+    if (rows % kPanelRows != 0) throw_runtime("pack_panels_f16: %lld rows are not a multiple of %lld", (long long)rows, (long long)kPanelRows);
+    pool.parallel_for(rows / kPanelRows, [&](int64_t p0, int64_t p1) {
+        std::vector<uint16_t> tmp(W == Wp ? static_cast<size_t>(kPanelRows * cols) : 0);
+        for (int64_t p = p0; p < p1; ++p) {
+            const uint16_t* src = W + p * kPanelRows * cols;
+            uint16_t* panel = Wp + p * kPanelRows * cols;
+            if (W == Wp) src = static_cast<const uint16_t*>(std::memcpy(tmp.data(), src, tmp.size() * 2));  // in place
+            for (int64_t k0 = 0; k0 < cols; k0 += 64)  // in blocks of 64 columns, so the 32 source rows stay in cache
+                for (int64_t j = 0; j < kPanelRows; ++j)
+                    for (int64_t k = k0; k < std::min(cols, k0 + 64); ++k) panel[k * kPanelRows + j] = src[j * cols + k];
+        }
+    });
+}
+
 bool has_panel_kernels() { return active().gemm_panels_f32 != nullptr && active().matvec_panels_f32 != nullptr; }
+bool has_f16_panel_kernels() { return active().gemm_panels_f16 != nullptr && active().matvec_panels_f16 != nullptr; }
 
 namespace {
 // The panel products in portable code, in the order the SIMD kernels sum (see kernels.h): per chunk one fused
 // multiply-add chain from zero, the chunks added in turn.
-void panels_portable(const float* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
+template <class T, float (*At)(const T*, int64_t)>
+void panels_portable(const T* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
     for (int64_t i = 0; i < n; ++i)
         for (int64_t r = r0; r < r1; ++r) {
-            const float* w = Wp + (r / kPanelRows) * kPanelRows * K + r % kPanelRows;
+            const T* w = Wp + (r / kPanelRows) * kPanelRows * K + r % kPanelRows;
             const float* x = X + i * K;
             float y = 0.0f;
             for (int64_t k0 = 0; k0 < K; k0 += kPanelK) {
                 float s = 0.0f;
-                for (int64_t k = k0; k < std::min(K, k0 + kPanelK); ++k) s = std::fma(x[k], w[k * kPanelRows], s);
+                for (int64_t k = k0; k < std::min(K, k0 + kPanelK); ++k) s = std::fma(x[k], At(w, k * kPanelRows), s);
                 y = k0 == 0 ? s : y + s;
             }
             Y[i * rows + r] = y;
         }
 }
+float panel_at_f32(const float* p, int64_t i) { return p[i]; }
+float panel_at_f16(const uint16_t* p, int64_t i) { return f16_to_f32(p[i]); }
 }  // namespace
 
 void matmul_panels(const float* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) {
@@ -255,9 +274,28 @@ void matmul_panels(const float* Wp, const float* X, float* Y, int64_t n, int64_t
     // one contiguous range of panels per thread: each streams its part of the matrix once
     pool.parallel_for(rows / kPanelRows, [&](int64_t p0, int64_t p1) {
         const int64_t r0 = p0 * kPanelRows, r1 = p1 * kPanelRows;
-        if (!k.gemm_panels_f32) panels_portable(Wp, X, Y, n, rows, cols, r0, r1);
+        if (!k.gemm_panels_f32) panels_portable<float, panel_at_f32>(Wp, X, Y, n, rows, cols, r0, r1);
         else if (n == 1) k.matvec_panels_f32(Wp, X, Y, cols, r0, r1);
         else k.gemm_panels_f32(Wp, X, Y, n, rows, cols, r0, r1);
+    });
+}
+
+void matmul_panels_f16(const uint16_t* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool) {
+    if (rows % kPanelRows != 0) throw_runtime("matmul_panels_f16: %lld rows are not a multiple of %lld", (long long)rows, (long long)kPanelRows);
+    if (n <= 0 || rows == 0) return;
+    const KernelTable& k = active();
+    // the activations rounded to f16 value by value (llama.cpp's vec_dot_type for f16; the same for every n)
+    thread_local std::vector<float> xr;
+    xr.assign(X, X + n * cols);
+    if (k.round_f16) k.round_f16(xr.data(), n * cols);
+    else
+        for (float& v : xr) v = f16_to_f32(f32_to_f16(v));
+    const float* Xr = xr.data();
+    pool.parallel_for(rows / kPanelRows, [&](int64_t p0, int64_t p1) {
+        const int64_t r0 = p0 * kPanelRows, r1 = p1 * kPanelRows;
+        if (!k.gemm_panels_f16) panels_portable<uint16_t, panel_at_f16>(Wp, Xr, Y, n, rows, cols, r0, r1);
+        else if (n == 1) k.matvec_panels_f16(Wp, Xr, Y, cols, r0, r1);
+        else k.gemm_panels_f16(Wp, Xr, Y, n, rows, cols, r0, r1);
     });
 }
 

@@ -71,6 +71,13 @@ void pack_panels(float* W, int64_t rows, int64_t cols, ThreadPool& pool);
 void matmul_panels(const float* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool);
 // Whether this CPU's kernels have SIMD forms of the panel products (elsewhere they run as portable scalar code).
 bool has_panel_kernels();
+// f16 weights in the same panel layout (Wp[p·32·cols + k·32 + j] = W[32p + j, k], f16), written from a row-major
+// matrix into memory of its own (the source is often a mapped file). The product rounds X to f16 value by value
+// (llama.cpp's vec_dot_type for f16) and sums as matmul_panels does: batch-invariant, n = 1 included. The packed GEMM
+// widens each panel's chunk with one contiguous read, where row-major f16 weights are gathered 32 rows at once.
+void pack_panels_f16(const uint16_t* W, uint16_t* Wp, int64_t rows, int64_t cols, ThreadPool& pool);
+void matmul_panels_f16(const uint16_t* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool);
+bool has_f16_panel_kernels();
 
 // General matrix product for training (the backward pass needs the transposed forms, without copying transposes):
 //   C[i, r] (+)= Σ_k A(i, k) · B(r, k)        for i in [0, n), r in [0, rows), k in [0, K)

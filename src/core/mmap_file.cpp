@@ -189,6 +189,25 @@ void AtomicWriter::commit() {
     committed_ = true;
 }
 
+std::shared_ptr<void> alloc_huge_pages(size_t n) {
+    constexpr size_t huge = size_t(2) << 20;
+    const size_t len = std::max<size_t>(n, 1);
+    void* area = mmap(nullptr, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (area == MAP_FAILED) throw_runtime("cannot allocate %zu bytes: %s", n, std::strerror(errno));
+    const uintptr_t a = reinterpret_cast<uintptr_t>(area), aligned = (a + huge - 1) & ~(huge - 1);
+    const size_t span = (len + 4095) & ~size_t(4095);
+    if (aligned > a) munmap(area, aligned - a);  // the unused head and tail of the reservation
+    if (a + len + huge > aligned + span) munmap(reinterpret_cast<void*>(aligned + span), a + len + huge - (aligned + span));
+    madvise(reinterpret_cast<void*>(aligned), span, MADV_HUGEPAGE);
+    return std::shared_ptr<void>(reinterpret_cast<void*>(aligned), [span](void* p) { munmap(p, span); });
+}
+
+void release_mapped_range(const void* p, size_t n) {
+    const uintptr_t b = reinterpret_cast<uintptr_t>(p), page = 4096;
+    const uintptr_t first = (b + page - 1) & ~(page - 1), last = (b + n) & ~(page - 1);
+    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 bool file_exists(const std::string& path) {
     struct stat st{};
     return ::stat(path.c_str(), &st) == 0;

@@ -59,6 +59,13 @@ private:
 // their process still runs. (AtomicWriter does this for its own path by itself.)
 void remove_stale_temporaries_in(const std::string& dir);
 
+// n bytes of anonymous memory at a 2 MiB-aligned address, advised to be backed by transparent huge pages, left as
+// the kernel gives it (no pages touched: the caller writes every byte). Throws a runtime Error if none is left.
+std::shared_ptr<void> alloc_huge_pages(size_t n);
+// Drops this process's page-table entries for the whole pages inside [p, p + n) of a read-only file mapping (the
+// page cache keeps the file): the bytes are not read again (a tensor copied out of the mapping), so they leave the RSS.
+void release_mapped_range(const void* p, size_t n);
+
 bool file_exists(const std::string& path);
 bool is_directory(const std::string& path);
 // All of standard input (until end of file).

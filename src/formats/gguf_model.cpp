@@ -21,6 +21,7 @@ Model load_gguf(const std::string& path, const LoadOptions& opts) {
         m.add(std::move(t));
     }
     m.storage.push_back(f.mapping);
+    if (opts.use_mmap && f.mapping) m.mapped_files.emplace_back(f.mapping->data(), f.mapping->size());
     if (f.meta.find("tokenizer.ggml.model")) m.vocab = Vocab::from_gguf(f.meta, path);
     if (m.vocab && m.vocab->size() != m.config.n_vocab)
         throw_bad_input("'%s': the tokenizer has %d tokens but the model's vocabulary has %lld", path.c_str(), m.vocab->size(), static_cast<long long>(m.config.n_vocab));

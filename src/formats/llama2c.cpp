@@ -93,6 +93,7 @@ Model load_llama2c(const std::string& path, const LoadOptions& opts) {
     (void)emb;
     (opts.use_mmap ? m.mapped_bytes : m.owned_bytes) = f->size();
     m.storage.push_back(f);
+    if (opts.use_mmap) m.mapped_files.emplace_back(f->data(), f->size());
 
     // the tokenizer: --tokenizer, else NAME.tokenizer.bin (what save_llama2c writes for NAME.bin), else tokenizer.bin beside it
     std::string tok = opts.tokenizer_path;

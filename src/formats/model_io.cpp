@@ -42,7 +42,7 @@ Model load_model(const std::string& path, const LoadOptions& opts) {
         throw_bad_input("'%s' has no tokenizer%s", path.c_str(), m.format == "llama2c" ? " (pass --tokenizer tokenizer.bin)" : "");
     if (opts.repack) {
         ThreadPool pool(ThreadPool::default_threads());
-        repack_for_cpu(m, pool);
+        repack_for_cpu(m, pool, opts.float_panels);
     }
     return m;
 }

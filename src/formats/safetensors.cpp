@@ -150,6 +150,7 @@ void read_file(Model& m, const std::string& file, bool use_mmap) {
         }
     }
     m.storage.push_back(f);
+    if (use_mmap) m.mapped_files.emplace_back(f->data(), f->size());
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -39,7 +40,15 @@ Model Model::shell() const {
     m.path = path;
     m.format = format;
     m.storage = storage;
+    m.mapped_files = mapped_files;
     return m;
+}
+
+bool Model::in_mapped_file(const void* p, size_t n) const {
+    const uint8_t* b = static_cast<const uint8_t*>(p);
+    for (const auto& [data, size] : mapped_files)
+        if (b >= data && b + n <= data + size) return true;
+    return false;
 }
 
 Tensor Model::own(const std::string& name, DType dtype, std::vector<int64_t> shape, std::vector<uint8_t>&& bytes) {
@@ -51,6 +60,18 @@ Tensor Model::own(const std::string& name, DType dtype, std::vector<int64_t> sha
     t.shape = std::move(shape);
     t.data = buf->data();
     storage.push_back(buf);
+    return t;
+}
+
+Tensor Model::own_uninit(const std::string& name, DType dtype, std::vector<int64_t> shape, size_t nbytes) {
+    std::shared_ptr<void> buf = alloc_huge_pages(nbytes);
+    owned_bytes += nbytes;
+    Tensor t;
+    t.name = name;
+    t.dtype = dtype;
+    t.shape = std::move(shape);
+    t.data = buf.get();
+    storage.push_back(std::move(buf));
     return t;
 }
 
@@ -75,17 +96,38 @@ static bool ends_with(const std::string& s, const std::string& suf) {
     return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
 }
 
-int repack_for_cpu(Model& m, ThreadPool& pool) {
-    const bool mapped = m.mapped_bytes > 0;  // mapped pages are the file's: never written
+int repack_for_cpu(Model& m, ThreadPool& pool, bool float_panels) {
+    static const bool f16_off = [] {
+        const char* v = std::getenv("LLMFORGE_F16_PANELS");
+        return v && *v == '0';
+    }();
+    const bool f16_panels = float_panels && !f16_off;
     const bool untied = m.find("output.weight") != nullptr;
     int n = 0;
     for (Tensor& t : m.tensors) {
         const bool product_only = (t.name.rfind("blk.", 0) == 0 && ends_with(t.name, ".weight")) || (untied && t.name == "output.weight");
         if (!product_only || t.shape.size() != 2 || t.layout != Tensor::Layout::Rows) continue;
         const int64_t rows = t.shape[0], cols = t.shape[1];
+        const bool mapped = m.in_mapped_file(t.data, t.nbytes());  // the file's pages: never written
         if (t.dtype == DType::F32) {
-            if (mapped || !kernels::has_panel_kernels() || rows % kernels::kPanelRows != 0) continue;
+            if (!float_panels || mapped || !kernels::has_panel_kernels() || rows % kernels::kPanelRows != 0) continue;
             kernels::pack_panels(static_cast<float*>(const_cast<void*>(t.data)), rows, cols, pool);
+            t.layout = Tensor::Layout::Panels;
+            ++n;
+            continue;
+        }
+        if (t.dtype == DType::F16) {  // f16 panels: from a mapping into memory of its own, else in place
+            if (!f16_panels || !kernels::has_f16_panel_kernels() || rows % kernels::kPanelRows != 0) continue;
+            const uint16_t* src = static_cast<const uint16_t*>(t.data);
+            if (mapped) {
+                const Tensor moved = m.own_uninit(t.name, t.dtype, t.shape, t.nbytes());
+                kernels::pack_panels_f16(src, static_cast<uint16_t*>(const_cast<void*>(moved.data)), rows, cols, pool);
+                release_mapped_range(t.data, t.nbytes());
+                m.mapped_bytes -= std::min(m.mapped_bytes, t.nbytes());
+                t.data = moved.data;
+            } else {
+                kernels::pack_panels_f16(src, const_cast<uint16_t*>(src), rows, cols, pool);
+            }
             t.layout = Tensor::Layout::Panels;
             ++n;
             continue;
@@ -96,12 +138,13 @@ int repack_for_cpu(Model& m, ThreadPool& pool) {
         // rows at a time, where the model's bytes are its own
         const size_t group = 8 * wt->row_bytes(cols);
         if (mapped) {
-            Tensor moved = m.own(t.name, t.dtype, t.shape, std::vector<uint8_t>(t.nbytes()));
+            const Tensor moved = m.own_uninit(t.name, t.dtype, t.shape, t.nbytes());
             uint8_t* dst = static_cast<uint8_t*>(const_cast<void*>(moved.data));
             const uint8_t* src = static_cast<const uint8_t*>(t.data);
             pool.parallel_for(rows / 8, [&](int64_t g0, int64_t g1) {
                 for (int64_t g = g0; g < g1; ++g) wt->interleave(src + g * group, dst + g * group, 8, cols);
             });
+            release_mapped_range(t.data, t.nbytes());
             t.data = moved.data;
             m.mapped_bytes -= std::min(m.mapped_bytes, t.nbytes());  // its pages are no longer read
         } else {

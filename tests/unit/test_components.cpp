@@ -147,6 +147,60 @@ TEST(Kernels, PanelLayoutMatchesReferenceAndIsBatchInvariant) {
     EXPECT_THROW(kernels::pack_panels(odd.data(), 40, 8, pool), Error);
 }
 
+// f16 weights in panels (kernels::pack_panels_f16, out of place and in place): the layout kernels.h states; the product
+// against a double-precision reference of the f16 weights times the activations rounded to f16; each output bit for
+// bit the same whatever n is (decoding = any batch), on AVX-512 and in the portable form alike.
+TEST(Kernels, F16PanelLayoutMatchesReferenceAndIsBatchInvariant) {
+    std::mt19937 rng(6);
+    std::normal_distribution<float> nd(0, 1);
+    ThreadPool pool(2);
+    int checked = 0;
+    for (auto [rows, cols] : {std::pair<int, int>{32, 1}, {64, 33}, {96, 768}, {160, 1000}, {32, 1600}}) {
+        std::vector<uint16_t> w(static_cast<size_t>(rows * cols));
+        for (auto& v : w) v = f32_to_f16(nd(rng));
+        std::vector<uint16_t> wp(w.size()), inplace = w;
+        kernels::pack_panels_f16(w.data(), wp.data(), rows, cols, pool);
+        kernels::pack_panels_f16(inplace.data(), inplace.data(), rows, cols, pool);
+        ASSERT_EQ(inplace, wp);
+        for (int r = 0; r < rows; ++r)
+            for (int c = 0; c < cols; c += 7) ASSERT_EQ(wp[(r / 32) * 32 * cols + c * 32 + r % 32], w[r * cols + c]);
+        const int n = 131;
+        std::vector<float> x(static_cast<size_t>(n * cols)), y(static_cast<size_t>(n * rows)), y1(static_cast<size_t>(rows));
+        for (auto& v : x) v = nd(rng);
+        std::vector<std::vector<float>> by_isa;
+        for (const char* isa : {"avx512", "scalar"}) {
+            if (!kernels::set_isa(isa)) continue;
+            kernels::matmul_panels_f16(wp.data(), x.data(), y.data(), n, rows, cols, pool);
+            for (int i = 0; i < n; ++i)
+                for (int r = 0; r < rows; ++r) {
+                    double ref = 0, mag = 0;
+                    for (int c = 0; c < cols; ++c) {
+                        const double p = static_cast<double>(f16_to_f32(w[r * cols + c])) * f16_to_f32(f32_to_f16(x[i * cols + c]));
+                        ref += p;
+                        mag += std::fabs(p);
+                    }
+                    ASSERT_NEAR(y[i * rows + r], ref, 1e-5 * mag + 1e-6) << isa << " " << rows << "x" << cols << " row " << i;
+                }
+            for (int m : {1, 2, 12, 13, 40}) {
+                std::vector<float> ym(static_cast<size_t>(m * rows));
+                kernels::matmul_panels_f16(wp.data(), x.data(), ym.data(), m, rows, cols, pool);
+                ASSERT_EQ(std::memcmp(ym.data(), y.data(), ym.size() * sizeof(float)), 0) << isa << " " << rows << "x" << cols << " n=" << m;
+            }
+            for (int i : {0, 77, n - 1}) {
+                kernels::matmul_panels_f16(wp.data(), x.data() + i * cols, y1.data(), 1, rows, cols, pool);
+                ASSERT_EQ(std::memcmp(y1.data(), y.data() + i * rows, y1.size() * sizeof(float)), 0) << isa << " row " << i;
+            }
+            by_isa.push_back(y);
+            ++checked;
+        }
+        for (const auto& other : by_isa) EXPECT_EQ(std::memcmp(other.data(), by_isa[0].data(), other.size() * sizeof(float)), 0) << rows << "x" << cols;
+    }
+    EXPECT_GE(checked, 5);
+    kernels::set_isa("avx512") || kernels::set_isa("avx2") || kernels::set_isa("scalar");
+    std::vector<uint16_t> odd(40 * 8);
+    EXPECT_THROW(kernels::pack_panels_f16(odd.data(), odd.data(), 40, 8, pool), Error);
+}
+
 // The training GEMM: every layout of A and B, overwrite and accumulate, f32 and bf16, compact and strided (sub-matrix)
 // operands, sizes that leave partial tiles, panels and k chunks (K odd, K > one chunk), on every ISA. bf16 is checked
 // against the products of the bf16-rounded operands summed in double: the rounding is the only loss allowed.
