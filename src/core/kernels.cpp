@@ -275,7 +275,7 @@ void matmul_panels(const float* Wp, const float* X, float* Y, int64_t n, int64_t
     pool.parallel_for(rows / kPanelRows, [&](int64_t p0, int64_t p1) {
         const int64_t r0 = p0 * kPanelRows, r1 = p1 * kPanelRows;
         if (!k.gemm_panels_f32) panels_portable<float, panel_at_f32>(Wp, X, Y, n, rows, cols, r0, r1);
-        else if (n == 1) k.matvec_panels_f32(Wp, X, Y, cols, r0, r1);
+        else if (n <= 4) k.matvec_panels_f32(Wp, X, Y, n, rows, cols, r0, r1);
         else k.gemm_panels_f32(Wp, X, Y, n, rows, cols, r0, r1);
     });
 }
@@ -294,7 +294,7 @@ void matmul_panels_f16(const uint16_t* Wp, const float* X, float* Y, int64_t n, 
     pool.parallel_for(rows / kPanelRows, [&](int64_t p0, int64_t p1) {
         const int64_t r0 = p0 * kPanelRows, r1 = p1 * kPanelRows;
         if (!k.gemm_panels_f16) panels_portable<uint16_t, panel_at_f16>(Wp, Xr, Y, n, rows, cols, r0, r1);
-        else if (n == 1) k.matvec_panels_f16(Wp, Xr, Y, cols, r0, r1);
+        else if (n <= 4) k.matvec_panels_f16(Wp, Xr, Y, n, rows, cols, r0, r1);
         else k.gemm_panels_f16(Wp, Xr, Y, n, rows, cols, r0, r1);
     });
 }

@@ -46,13 +46,13 @@ struct KernelTable {
     void (*gemm_seq_f32)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
     void (*gemm_seq_f16)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
     void (*gemm_seq_bf16)(const void* W, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
-    // Panel-layout f32 weights (kernels::matmul_panels): all n rows (n ≥ 2) or one vector, for weight rows [r0, r1)
+    // Panel-layout f32 weights (kernels::matmul_panels): the GEMM (n > 4) or the few-vector form (n ≤ 4), weight rows [r0, r1)
     // (multiples of 32); nullptr where only the portable form exists.
     void (*gemm_panels_f32)(const float* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
-    void (*matvec_panels_f32)(const float* Wp, const float* x, float* y, int64_t K, int64_t r0, int64_t r1);
+    void (*matvec_panels_f32)(const float* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
     // The same for f16 panels (kernels::pack_panels_f16), each value widened exactly: the f32 panels' order.
     void (*gemm_panels_f16)(const uint16_t* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
-    void (*matvec_panels_f16)(const uint16_t* Wp, const float* x, float* y, int64_t K, int64_t r0, int64_t r1);
+    void (*matvec_panels_f16)(const uint16_t* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1);
     // y[r] = dot_f32(W[r], x) and dot_f16_f16(W[r], xh) for rows [r0, r1) of a row-major matrix, bit for bit, several
     // rows read side by side (decoding).
     void (*rows_f32)(const float* W, const float* x, float* y, int64_t K, int64_t r0, int64_t r1);

@@ -768,8 +768,9 @@ void gemm_rows_packed(const void* Wv, const float* X, float* Y, int64_t n, int64
 #define LF_GEMM(T) gemm_rows_packed<T>
 
 // Weights already in panel layout (kernels::pack_panels, pack_panels_f16): the panel read in place (a thread's panels
-// are consecutive in memory: one sequential stream); f16 panels widened chunk by chunk into a buffer, a contiguous
-// read the hardware prefetchers follow (where a row-major matrix's packing reads 32 rows at once, 17–25 % of f16 pp128).
+// are consecutive in memory: one sequential stream), f16 widened by the tile's own loads (where a row-major matrix's
+// packing gathers 32 rows at once: 17–25 % of f16 pp128's time). Widening in the loads rather than into an f32 buffer
+// per chunk: pp128 +3.3 % (median of 10 alternating pairs, 9 ahead; TinyLlama f16, Zen 5).
 static_assert(KC == 768 && NP == 32, "kernels.h: kPanelK and kPanelRows are the packed GEMM's chunk and panel");
 void gemm_panels_f32(const float* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
     gemm_blocked(X, Y, n, rows, K, r0, r1, [&](int64_t r, int, int64_t k0, int64_t) { return Wp + r * K + k0 * NP; },
@@ -778,46 +779,72 @@ void gemm_panels_f32(const float* Wp, const float* X, float* Y, int64_t n, int64
 void gemm_panels_f16(const uint16_t* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
     gemm_blocked(
         X, Y, n, rows, K, r0, r1, [&](int64_t r, int, int64_t k0, int64_t) { return Wp + r * K + k0 * NP; },
-        [&](int64_t r, int, int64_t k0, int64_t kn, int64_t part, int64_t parts) {  // the next chunk, a part per tile
+        // the next chunk, a part per tile, where there are at least 4 tiles to spread it over (all at once before one
+        // tile, its prefetches stalled the loop: n = 2 and 8 slower; pp128 138.8/145.2 against 137.0/137.2 t/s without)
+        [&](int64_t r, int, int64_t k0, int64_t kn, int64_t part, int64_t parts) {
+            if (parts < 4) return;
             const char* p = reinterpret_cast<const char*>(Wp + r * K + k0 * NP);
             const int64_t bytes = kn * NP * 2, b0 = bytes * part / parts / 64 * 64, b1 = bytes * (part + 1) / parts;
             for (int64_t b = b0; b < b1; b += 64) _mm_prefetch(p + b, PANEL_HINT);
         });
 }
 
-// One vector: NPV panels at a time (2·NPV independent FMA chains), each output summed as outer_tile sums it.
-template <class L, int NPV>
-void matvec_panels_group(const typename L::T* Wp, const float* x, float* y, int64_t K) {
-    __m512 out[NPV][2];
+// A few vectors (M ≤ 4: decoding, a speculative verification, a server's step with few sequences): NPV panels at a
+// time, each panel's two weight vectors loaded once per k for all M rows (2·NPV·M independent FMA chains), each output
+// summed as outer_tile sums it (the same bits as the GEMM). Through the GEMM, few rows left it bound by its per-chunk
+// overheads (TinyLlama f16, 2 rows: 23 t/s against 38 for the row-major tiles).
+template <class L, int NPV, int M>
+void matvec_panels_group(const typename L::T* Wp, const float* X, float* Y, int64_t ldy, int64_t K) {
+    __m512 out[M][NPV][2];
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
         const int64_t kn = (k0 + KC < K ? k0 + KC : K) - k0;
-        __m512 acc[NPV][2];
+        __m512 acc[M][NPV][2];
 #pragma GCC unroll 4
-        for (int q = 0; q < NPV; ++q) acc[q][0] = acc[q][1] = _mm512_setzero_ps();
+        for (int i = 0; i < M; ++i)
+#pragma GCC unroll 4
+            for (int q = 0; q < NPV; ++q) acc[i][q][0] = acc[i][q][1] = _mm512_setzero_ps();
         const typename L::T* P = Wp + k0 * NP;
         for (int64_t k = 0; k < kn; ++k) {
-            const __m512 xb = _mm512_set1_ps(x[k0 + k]);
 #pragma GCC unroll 4
             for (int q = 0; q < NPV; ++q) {
-                acc[q][0] = _mm512_fmadd_ps(xb, L::load(P + q * NP * K + k * NP), acc[q][0]);
-                acc[q][1] = _mm512_fmadd_ps(xb, L::load(P + q * NP * K + k * NP + 16), acc[q][1]);
+                const __m512 w0 = L::load(P + q * NP * K + k * NP), w1 = L::load(P + q * NP * K + k * NP + 16);
+#pragma GCC unroll 4
+                for (int i = 0; i < M; ++i) {
+                    const __m512 xb = _mm512_set1_ps(X[i * K + k0 + k]);
+                    acc[i][q][0] = _mm512_fmadd_ps(xb, w0, acc[i][q][0]);
+                    acc[i][q][1] = _mm512_fmadd_ps(xb, w1, acc[i][q][1]);
+                }
             }
         }
 #pragma GCC unroll 4
-        for (int q = 0; q < NPV; ++q)
-            for (int h = 0; h < 2; ++h) out[q][h] = k0 == 0 ? acc[q][h] : _mm512_add_ps(out[q][h], acc[q][h]);
+        for (int i = 0; i < M; ++i)
+#pragma GCC unroll 4
+            for (int q = 0; q < NPV; ++q)
+                for (int h = 0; h < 2; ++h) out[i][q][h] = k0 == 0 ? acc[i][q][h] : _mm512_add_ps(out[i][q][h], acc[i][q][h]);
     }
-    for (int q = 0; q < NPV; ++q) {
-        _mm512_storeu_ps(y + q * NP, out[q][0]);
-        _mm512_storeu_ps(y + q * NP + 16, out[q][1]);
-    }
+    for (int i = 0; i < M; ++i)
+        for (int q = 0; q < NPV; ++q) {
+            _mm512_storeu_ps(Y + i * ldy + q * NP, out[i][q][0]);
+            _mm512_storeu_ps(Y + i * ldy + q * NP + 16, out[i][q][1]);
+        }
 }
 
-template <class L>
-void matvec_panels(const typename L::T* Wp, const float* x, float* y, int64_t K, int64_t r0, int64_t r1) {
+template <class L, int NPV, int M>
+void matvec_panels_m(const typename L::T* Wp, const float* X, float* Y, int64_t ldy, int64_t K, int64_t r0, int64_t r1) {
     int64_t r = r0;
-    for (; r + 4 * NP <= r1; r += 4 * NP) matvec_panels_group<L, 4>(Wp + r * K, x, y + r, K);
-    for (; r < r1; r += NP) matvec_panels_group<L, 1>(Wp + r * K, x, y + r, K);
+    for (; r + NPV * NP <= r1; r += NPV * NP) matvec_panels_group<L, NPV, M>(Wp + r * K, X, Y + r, ldy, K);
+    for (; r < r1; r += NP) matvec_panels_group<L, 1, M>(Wp + r * K, X, Y + r, ldy, K);
+}
+
+// Y[i, r] for the n ≤ 4 rows of X (Y's rows `rows` apart), weight rows [r0, r1).
+template <class L>
+void matvec_panels(const typename L::T* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t K, int64_t r0, int64_t r1) {
+    switch (n) {
+        case 1: return matvec_panels_m<L, 4, 1>(Wp, X, Y, rows, K, r0, r1);
+        case 2: return matvec_panels_m<L, 4, 2>(Wp, X, Y, rows, K, r0, r1);
+        case 3: return matvec_panels_m<L, 2, 3>(Wp, X, Y, rows, K, r0, r1);
+        default: return matvec_panels_m<L, 2, 4>(Wp, X, Y, rows, K, r0, r1);
+    }
 }
 #define LF_PANELS gemm_panels_f32, matvec_panels<F32>, gemm_panels_f16, matvec_panels<F16>,
 

@@ -127,7 +127,7 @@ TEST(Kernels, PanelLayoutMatchesReferenceAndIsBatchInvariant) {
                     }
                     ASSERT_NEAR(y[i * rows + r], ref, 1e-5 * mag + 1e-6) << isa << " " << rows << "x" << cols << " row " << i;
                 }
-            for (int m : {1, 2, 12, 13, 40}) {  // the first m rows alone give the same bits as within all n
+            for (int m : {1, 2, 3, 4, 5, 12, 13, 40}) {  // the first m rows alone give the same bits as within all n
                 std::vector<float> ym(static_cast<size_t>(m * rows));
                 kernels::matmul_panels(wp.data(), x.data(), ym.data(), m, rows, cols, pool);
                 ASSERT_EQ(std::memcmp(ym.data(), y.data(), ym.size() * sizeof(float)), 0) << isa << " " << rows << "x" << cols << " n=" << m;
@@ -181,7 +181,7 @@ TEST(Kernels, F16PanelLayoutMatchesReferenceAndIsBatchInvariant) {
                     }
                     ASSERT_NEAR(y[i * rows + r], ref, 1e-5 * mag + 1e-6) << isa << " " << rows << "x" << cols << " row " << i;
                 }
-            for (int m : {1, 2, 12, 13, 40}) {
+            for (int m : {1, 2, 3, 4, 5, 12, 13, 40}) {
                 std::vector<float> ym(static_cast<size_t>(m * rows));
                 kernels::matmul_panels_f16(wp.data(), x.data(), ym.data(), m, rows, cols, pool);
                 ASSERT_EQ(std::memcmp(ym.data(), y.data(), ym.size() * sizeof(float)), 0) << isa << " " << rows << "x" << cols << " n=" << m;
