@@ -10,6 +10,9 @@
 #endif
 #include <cstring>
 #include <vector>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "core/ggml_math.h"
 #include "core/kernels_impl.h"
@@ -235,7 +238,30 @@ void pack_panels_f16(const uint16_t* W, uint16_t* Wp, int64_t rows, int64_t cols
             const uint16_t* src = W + p * kPanelRows * cols;
             uint16_t* panel = Wp + p * kPanelRows * cols;
             if (W == Wp) src = static_cast<const uint16_t*>(std::memcpy(tmp.data(), src, tmp.size() * 2));  // in place
-            for (int64_t k0 = 0; k0 < cols; k0 += 64)  // in blocks of 64 columns, so the 32 source rows stay in cache
+            int64_t k0 = 0;
+#if defined(__SSE2__)
+            // 8 × 8 blocks transposed in registers (16-bit, then 32-bit, then 64-bit interleaves): loading TinyLlama
+            // f16 0.55 s of reordering in scalar code
+            for (; k0 + 8 <= cols; k0 += 8)
+                for (int64_t j0 = 0; j0 < kPanelRows; j0 += 8) {
+                    __m128i a[8], t[8], u[8];
+                    for (int i = 0; i < 8; ++i) a[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (j0 + i) * cols + k0));
+                    for (int i = 0; i < 4; ++i) {
+                        t[2 * i] = _mm_unpacklo_epi16(a[2 * i], a[2 * i + 1]);
+                        t[2 * i + 1] = _mm_unpackhi_epi16(a[2 * i], a[2 * i + 1]);
+                    }
+                    for (int h = 0; h < 2; ++h)  // rows 0–3 (h = 0) and 4–7: columns 0–1, 2–3, 4–5, 6–7 of four rows
+                        for (int i = 0; i < 2; ++i) {
+                            u[4 * h + 2 * i] = _mm_unpacklo_epi32(t[4 * h + i], t[4 * h + 2 + i]);
+                            u[4 * h + 2 * i + 1] = _mm_unpackhi_epi32(t[4 * h + i], t[4 * h + 2 + i]);
+                        }
+                    for (int c = 0; c < 4; ++c) {  // column 2c and 2c + 1 of all eight rows
+                        _mm_storeu_si128(reinterpret_cast<__m128i*>(panel + (k0 + 2 * c) * kPanelRows + j0), _mm_unpacklo_epi64(u[c], u[4 + c]));
+                        _mm_storeu_si128(reinterpret_cast<__m128i*>(panel + (k0 + 2 * c + 1) * kPanelRows + j0), _mm_unpackhi_epi64(u[c], u[4 + c]));
+                    }
+                }
+#endif
+            for (; k0 < cols; k0 += 64)  // in blocks of 64 columns, so the 32 source rows stay in cache
                 for (int64_t j = 0; j < kPanelRows; ++j)
                     for (int64_t k = k0; k < std::min(cols, k0 + 64); ++k) panel[k * kPanelRows + j] = src[j * cols + k];
         }
