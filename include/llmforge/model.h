@@ -181,10 +181,10 @@ struct LoadOptions {
 
 // Reorders the matrices that only matrix products read (blk.*.weight and an untied output.weight) for the CPU's kernels,
 // where the CPU has the kernels for the layout:
-// - with float_panels, f32 ones (rows a multiple of 32) in place into the panel layout of kernels::pack_panels where
-//   the weights are in memory (not mapped) — the packed GEMM then reads them without packing per call — and f16 ones
-//   (rows a multiple of 32) into kernels::pack_panels_f16's, in place when in memory, into memory of their own when
-//   mapped (LLMFORGE_F16_PANELS=0 leaves them row-major). Panels sum in their own order (batch-invariant), not ggml's.
+// - with float_panels, f32 and f16 ones (rows a multiple of 32) into the panel layout of kernels::pack_panels /
+//   pack_panels_f16 — in place when in memory, into memory of their own when mapped (the mapping's pages released) —
+//   which the packed GEMM reads without packing per call and decoding streams (LLMFORGE_PANELS=0 leaves them
+//   row-major). Panels sum in their own order (batch-invariant), not ggml's.
 // - Q4_0 ones (rows a multiple of 8) interleaved by eight rows (AVX2), as llama.cpp repacks them — in place when in
 //   memory, into memory of their own when mapped: ggml's digits.
 // Returns how many it reordered. Such a model is for inference: saving it or merging adapters into it is refused.

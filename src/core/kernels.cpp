@@ -12,6 +12,7 @@
 #include <vector>
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#include <xmmintrin.h>
 #endif
 
 #include "core/ggml_math.h"
@@ -216,19 +217,35 @@ void matmul_ggml(DType wt, const void* W, const float* X, float* Y, int64_t n, i
 }
 
 // ---------------------------------------------------------------- panel-layout f32 weights
-void pack_panels(float* W, int64_t rows, int64_t cols, ThreadPool& pool) {
+void pack_panels(const float* W, float* Wp, int64_t rows, int64_t cols, ThreadPool& pool) {
     if (rows % kPanelRows != 0) throw_runtime("pack_panels: %lld rows are not a multiple of %lld", (long long)rows, (long long)kPanelRows);
     pool.parallel_for(rows / kPanelRows, [&](int64_t p0, int64_t p1) {
-        std::vector<float> tmp(static_cast<size_t>(kPanelRows * cols));
+        std::vector<float> tmp(W == Wp ? static_cast<size_t>(kPanelRows * cols) : 0);
         for (int64_t p = p0; p < p1; ++p) {
-            float* panel = W + p * kPanelRows * cols;  // rows 32p.. as 32 × cols, the same bytes as the packed panel
-            std::copy_n(panel, kPanelRows * cols, tmp.data());
-            for (int64_t k0 = 0; k0 < cols; k0 += 64)  // in blocks of 64 columns, so the 32 source rows stay in cache
+            const float* src = W + p * kPanelRows * cols;  // rows 32p.. as 32 × cols, the same bytes as the packed panel
+            float* panel = Wp + p * kPanelRows * cols;
+            if (W == Wp) src = static_cast<const float*>(std::memcpy(tmp.data(), src, tmp.size() * sizeof(float)));  // in place
+            int64_t k0 = 0;
+#if defined(__SSE2__)
+            for (; k0 + 4 <= cols; k0 += 4)  // 4 × 4 blocks transposed in registers
+                for (int64_t j0 = 0; j0 < kPanelRows; j0 += 4) {
+                    __m128 r0 = _mm_loadu_ps(src + j0 * cols + k0), r1 = _mm_loadu_ps(src + (j0 + 1) * cols + k0);
+                    __m128 r2 = _mm_loadu_ps(src + (j0 + 2) * cols + k0), r3 = _mm_loadu_ps(src + (j0 + 3) * cols + k0);
+                    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+                    _mm_storeu_ps(panel + k0 * kPanelRows + j0, r0);
+                    _mm_storeu_ps(panel + (k0 + 1) * kPanelRows + j0, r1);
+                    _mm_storeu_ps(panel + (k0 + 2) * kPanelRows + j0, r2);
+                    _mm_storeu_ps(panel + (k0 + 3) * kPanelRows + j0, r3);
+                }
+#endif
+            for (; k0 < cols; k0 += 64)  // in blocks of 64 columns, so the 32 source rows stay in cache
                 for (int64_t j = 0; j < kPanelRows; ++j)
-                    for (int64_t k = k0; k < std::min(cols, k0 + 64); ++k) panel[k * kPanelRows + j] = tmp[static_cast<size_t>(j * cols + k)];
+                    for (int64_t k = k0; k < std::min(cols, k0 + 64); ++k) panel[k * kPanelRows + j] = src[j * cols + k];
         }
     });
 }
+
+void pack_panels(float* W, int64_t rows, int64_t cols, ThreadPool& pool) { pack_panels(W, W, rows, cols, pool); }
 
 void pack_panels_f16(const uint16_t* W, uint16_t* Wp, int64_t rows, int64_t cols, ThreadPool& pool) {
     if (rows % kPanelRows != 0) throw_runtime("pack_panels_f16: %lld rows are not a multiple of %lld", (long long)rows, (long long)kPanelRows);

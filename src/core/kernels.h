@@ -65,7 +65,9 @@ void matmul_ggml(DType wt, const void* W, const float* X, float* Y, int64_t n, i
 // fixed order whatever n is — per chunk of kPanelK values of k one FMA chain from zero, the chunks then added in turn —
 // so n = 1 (decoding) and any batch give bit-identical results, on every instruction set.
 constexpr int64_t kPanelRows = 32, kPanelK = 768;
-// Reorders a row-major [rows, cols] f32 matrix in place into the panel layout (rows % kPanelRows == 0).
+// Reorders a row-major [rows, cols] f32 matrix into the panel layout (rows % kPanelRows == 0): from W into Wp, or in
+// place (W == Wp; the one-argument form).
+void pack_panels(const float* W, float* Wp, int64_t rows, int64_t cols, ThreadPool& pool);
 void pack_panels(float* W, int64_t rows, int64_t cols, ThreadPool& pool);
 // Y[i, r] = Σ_c X[i, c] W[r, c] (Y = X · Wᵀ) with W in panel layout.
 void matmul_panels(const float* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool);

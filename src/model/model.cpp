@@ -97,11 +97,11 @@ static bool ends_with(const std::string& s, const std::string& suf) {
 }
 
 int repack_for_cpu(Model& m, ThreadPool& pool, bool float_panels) {
-    static const bool f16_off = [] {
-        const char* v = std::getenv("LLMFORGE_F16_PANELS");
+    static const bool panels_off = [] {
+        const char* v = std::getenv("LLMFORGE_PANELS");
         return v && *v == '0';
     }();
-    const bool f16_panels = float_panels && !f16_off;
+    const bool panels = float_panels && !panels_off;
     const bool untied = m.find("output.weight") != nullptr;
     int n = 0;
     for (Tensor& t : m.tensors) {
@@ -109,24 +109,17 @@ int repack_for_cpu(Model& m, ThreadPool& pool, bool float_panels) {
         if (!product_only || t.shape.size() != 2 || t.layout != Tensor::Layout::Rows) continue;
         const int64_t rows = t.shape[0], cols = t.shape[1];
         const bool mapped = m.in_mapped_file(t.data, t.nbytes());  // the file's pages: never written
-        if (t.dtype == DType::F32) {
-            if (!float_panels || mapped || !kernels::has_panel_kernels() || rows % kernels::kPanelRows != 0) continue;
-            kernels::pack_panels(static_cast<float*>(const_cast<void*>(t.data)), rows, cols, pool);
-            t.layout = Tensor::Layout::Panels;
-            ++n;
-            continue;
-        }
-        if (t.dtype == DType::F16) {  // f16 panels: from a mapping into memory of its own, else in place
-            if (!f16_panels || !kernels::has_f16_panel_kernels() || rows % kernels::kPanelRows != 0) continue;
-            const uint16_t* src = static_cast<const uint16_t*>(t.data);
+        if (t.dtype == DType::F32 || t.dtype == DType::F16) {  // panels: from a mapping into memory of its own, else in place
+            const bool f32 = t.dtype == DType::F32;
+            if (!panels || !(f32 ? kernels::has_panel_kernels() : kernels::has_f16_panel_kernels()) || rows % kernels::kPanelRows != 0) continue;
+            void* dst = const_cast<void*>(t.data);
+            if (mapped) dst = const_cast<void*>(m.own_uninit(t.name, t.dtype, t.shape, t.nbytes()).data);
+            if (f32) kernels::pack_panels(static_cast<const float*>(t.data), static_cast<float*>(dst), rows, cols, pool);
+            else kernels::pack_panels_f16(static_cast<const uint16_t*>(t.data), static_cast<uint16_t*>(dst), rows, cols, pool);
             if (mapped) {
-                const Tensor moved = m.own_uninit(t.name, t.dtype, t.shape, t.nbytes());
-                kernels::pack_panels_f16(src, static_cast<uint16_t*>(const_cast<void*>(moved.data)), rows, cols, pool);
                 release_mapped_range(t.data, t.nbytes());
                 m.mapped_bytes -= std::min(m.mapped_bytes, t.nbytes());
-                t.data = moved.data;
-            } else {
-                kernels::pack_panels_f16(src, const_cast<uint16_t*>(src), rows, cols, pool);
+                t.data = dst;
             }
             t.layout = Tensor::Layout::Panels;
             ++n;

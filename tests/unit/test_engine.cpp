@@ -220,69 +220,71 @@ TEST(Batching, RepackedModelMatchesRowMajor) {
     }
 }
 
-// f16 matrices into panels: from a mapped GGUF into memory of its own (the file's pages released from the mapping),
-// and in place for a model in memory. The logits equal the row-major f16 model's up to summation order, token-by-token
-// decoding gives the bits of the whole prompt in one pass, ggml arithmetic's loading (float_panels = false) keeps
-// them row-major, and the file is unchanged.
-TEST(Batching, F16PanelsMatchRowMajor) {
+// f16 and f32 matrices into panels: from a mapped GGUF into memory of its own (the file's pages released from the
+// mapping), and in place for a model in memory. The logits equal the row-major model's up to summation order (and the
+// f16 activations' rounding), token-by-token decoding gives the bits of the whole prompt in one pass, ggml arithmetic's
+// loading (float_panels = false) keeps them row-major, and the file is unchanged.
+TEST(Batching, MappedPanelsMatchRowMajor) {
     ThreadPool pool(2);
-    if (!kernels::has_f16_panel_kernels()) GTEST_SKIP() << "no f16 panel kernels on this CPU: repack_for_cpu leaves f16 models row-major";
-    const std::string path = "/tmp/llmforge-test-f16-panels-" + std::to_string(::getpid()) + ".gguf";
-    save_model(init_random(preset("llama-tiny"), DType::F16, 4), path);
-    const std::vector<uint8_t> file_before = [&] {
-        std::ifstream in(path, std::ios::binary);
-        return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
-    }();
-    LoadOptions rows_o;
-    const Model plain = load_model(path, rows_o);
-    LoadOptions mapped_o;
-    mapped_o.repack = true;
-    LoadOptions memory_o = mapped_o;
-    memory_o.use_mmap = false;
-    LoadOptions ggml_o = mapped_o;
-    ggml_o.float_panels = false;
-    const Model ggml = load_model(path, ggml_o);
-    for (const Tensor& t : ggml.tensors) EXPECT_EQ(t.layout, Tensor::Layout::Rows) << t.name;
-    for (const LoadOptions& o : {mapped_o, memory_o}) {
-        const Model packed = load_model(path, o);
-        int n_packed = 0;
-        for (const Tensor& t : packed.tensors) {
-            n_packed += t.layout == Tensor::Layout::Panels;
-            const bool product = t.name.rfind("blk.", 0) == 0 && t.shape.size() == 2;
-            if (product) {
-                EXPECT_EQ(t.layout, t.shape[0] % 32 == 0 ? Tensor::Layout::Panels : Tensor::Layout::Rows) << t.name;
-                EXPECT_EQ(packed.in_mapped_file(t.data, 1), o.use_mmap && t.layout == Tensor::Layout::Rows) << t.name;
+    if (!kernels::has_f16_panel_kernels() || !kernels::has_panel_kernels()) GTEST_SKIP() << "no panel kernels on this CPU: repack_for_cpu leaves models row-major";
+    for (const DType dt : {DType::F16, DType::F32}) {
+        const std::string path = "/tmp/llmforge-test-panels-" + std::to_string(::getpid()) + ".gguf";
+        save_model(init_random(preset("llama-tiny"), dt, 4), path);
+        const std::vector<uint8_t> file_before = [&] {
+            std::ifstream in(path, std::ios::binary);
+            return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+        }();
+        LoadOptions rows_o;
+        const Model plain = load_model(path, rows_o);
+        LoadOptions mapped_o;
+        mapped_o.repack = true;
+        LoadOptions memory_o = mapped_o;
+        memory_o.use_mmap = false;
+        LoadOptions ggml_o = mapped_o;
+        ggml_o.float_panels = false;
+        const Model ggml = load_model(path, ggml_o);
+        for (const Tensor& t : ggml.tensors) EXPECT_EQ(t.layout, Tensor::Layout::Rows) << t.name;
+        for (const LoadOptions& o : {mapped_o, memory_o}) {
+            const Model packed = load_model(path, o);
+            int n_packed = 0;
+            for (const Tensor& t : packed.tensors) {
+                n_packed += t.layout == Tensor::Layout::Panels;
+                const bool product = t.name.rfind("blk.", 0) == 0 && t.shape.size() == 2;
+                if (product) {
+                    EXPECT_EQ(t.layout, t.shape[0] % 32 == 0 ? Tensor::Layout::Panels : Tensor::Layout::Rows) << t.name;
+                    EXPECT_EQ(packed.in_mapped_file(t.data, 1), o.use_mmap && t.layout == Tensor::Layout::Rows) << t.name;
+                }
             }
+            EXPECT_GE(n_packed, 4 * packed.config.n_layer) << o.use_mmap;
+            EXPECT_EQ(packed.get("token_embd.weight").layout, Tensor::Layout::Rows);
+            const int64_t V = plain.config.n_vocab;
+            const std::vector<int32_t> prompt = {1, 50, 51, 52, 7, 8, 9, 10, 300, 301, 4, 17, 90};
+            const int64_t T = static_cast<int64_t>(prompt.size());
+            Transformer a(plain, pool, 64, 64, DType::F32), b(packed, pool, 64, 64, DType::F32);
+            const std::vector<float> la = a.eval(prompt.data(), T, true), lb = b.eval(prompt.data(), T, true);
+            double diff = 0, mag = 0;
+            for (size_t i = 0; i < la.size(); ++i) {
+                diff = std::max(diff, static_cast<double>(std::fabs(la[i] - lb[i])));
+                mag = std::max(mag, static_cast<double>(std::fabs(la[i])));
+            }
+            EXPECT_LE(diff, (dt == DType::F16 ? 1e-3 : 1e-5) * mag) << o.use_mmap;  // (f16: the row-major GEMM keeps the activations in f32)
+            EXPECT_GT(mag, 0.0);
+            Transformer whole(packed, pool, 64, 64, DType::F16, 1), steps(packed, pool, 64, 64, DType::F16, 1);
+            std::vector<int32_t> seq0(prompt.size(), 0);
+            std::vector<float> all(static_cast<size_t>(T * V)), one(static_cast<size_t>(V));
+            whole.decode(seq0.data(), prompt.data(), T, all.data());
+            for (int64_t t = 0; t < T; ++t) {
+                steps.decode(seq0.data(), prompt.data() + t, 1, one.data());
+                ASSERT_TRUE(same_bits(one.data(), all.data() + t * V, static_cast<size_t>(V))) << o.use_mmap << " token " << t;
+            }
+            EXPECT_THROW(save_model(packed, "/tmp/llmforge-never-written.gguf"), Error);
+            Transformer g(packed, pool, 64, 64, DType::F16, 1, Numerics::Ggml);
+            EXPECT_THROW(g.eval(prompt.data(), T, true), Error);  // panels do not sum in ggml's order
         }
-        EXPECT_GE(n_packed, 4 * packed.config.n_layer) << o.use_mmap;
-        EXPECT_EQ(packed.get("token_embd.weight").layout, Tensor::Layout::Rows);
-        const int64_t V = plain.config.n_vocab;
-        const std::vector<int32_t> prompt = {1, 50, 51, 52, 7, 8, 9, 10, 300, 301, 4, 17, 90};
-        const int64_t T = static_cast<int64_t>(prompt.size());
-        Transformer a(plain, pool, 64, 64, DType::F32), b(packed, pool, 64, 64, DType::F32);
-        const std::vector<float> la = a.eval(prompt.data(), T, true), lb = b.eval(prompt.data(), T, true);
-        double diff = 0, mag = 0;
-        for (size_t i = 0; i < la.size(); ++i) {
-            diff = std::max(diff, static_cast<double>(std::fabs(la[i] - lb[i])));
-            mag = std::max(mag, static_cast<double>(std::fabs(la[i])));
-        }
-        EXPECT_LE(diff, 1e-3 * mag) << o.use_mmap;  // the row-major path's prompt GEMM keeps the activations in f32
-        EXPECT_GT(mag, 0.0);
-        Transformer whole(packed, pool, 64, 64, DType::F16, 1), steps(packed, pool, 64, 64, DType::F16, 1);
-        std::vector<int32_t> seq0(prompt.size(), 0);
-        std::vector<float> all(static_cast<size_t>(T * V)), one(static_cast<size_t>(V));
-        whole.decode(seq0.data(), prompt.data(), T, all.data());
-        for (int64_t t = 0; t < T; ++t) {
-            steps.decode(seq0.data(), prompt.data() + t, 1, one.data());
-            ASSERT_TRUE(same_bits(one.data(), all.data() + t * V, static_cast<size_t>(V))) << o.use_mmap << " token " << t;
-        }
-        EXPECT_THROW(save_model(packed, "/tmp/llmforge-never-written.gguf"), Error);
-        Transformer g(packed, pool, 64, 64, DType::F16, 1, Numerics::Ggml);
-        EXPECT_THROW(g.eval(prompt.data(), T, true), Error);  // panels do not sum in ggml's order
+        std::ifstream in(path, std::ios::binary);
+        EXPECT_EQ(std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {}), file_before);
+        std::remove(path.c_str());
     }
-    std::ifstream in(path, std::ios::binary);
-    EXPECT_EQ(std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {}), file_before);
-    std::remove(path.c_str());
 }
 
 TEST(Batching, DecodeRejectsBadSteps) {
