@@ -96,6 +96,22 @@ TEST(Kernels, RowsSideBySideEqualOneRowProducts) {
     kernels::set_isa("avx512") || kernels::set_isa("avx2") || kernels::set_isa("scalar");
 }
 
+// product(X, Y, m): Y = the first m rows of X times the weights. The first m rows alone, and lone rows from the middle
+// of the batch, give the bits they have in all n rows' product y.
+template <class Product>
+void expect_batch_invariant(Product product, const std::vector<float>& x, const std::vector<float>& y, int n, int rows, int cols, const std::string& what) {
+    for (int m : {1, 2, 3, 4, 5, 12, 13, 40}) {
+        std::vector<float> ym(static_cast<size_t>(m * rows));
+        product(x.data(), ym.data(), m);
+        ASSERT_EQ(std::memcmp(ym.data(), y.data(), ym.size() * sizeof(float)), 0) << what << " n=" << m;
+    }
+    std::vector<float> y1(static_cast<size_t>(rows));
+    for (int i : {0, 77, n - 1}) {
+        product(x.data() + i * cols, y1.data(), 1);
+        ASSERT_EQ(std::memcmp(y1.data(), y.data() + i * rows, y1.size() * sizeof(float)), 0) << what << " row " << i;
+    }
+}
+
 // f32 weights repacked into panels (kernels::pack_panels): the product against a double-precision reference, each
 // output bit for bit the same whatever n is (decoding = any batch; n beyond the 128-row block and K beyond one
 // 768-value chunk included), and the same bits on every instruction set (the portable form sums in the SIMD order).
@@ -112,7 +128,7 @@ TEST(Kernels, PanelLayoutMatchesReferenceAndIsBatchInvariant) {
         for (int r = 0; r < rows; ++r)  // the layout kernels.h states
             for (int c = 0; c < cols; c += 7) ASSERT_EQ(wp[(r / 32) * 32 * cols + c * 32 + r % 32], w[r * cols + c]);
         const int n = 131;
-        std::vector<float> x(static_cast<size_t>(n * cols)), y(static_cast<size_t>(n * rows)), y1(static_cast<size_t>(rows));
+        std::vector<float> x(static_cast<size_t>(n * cols)), y(static_cast<size_t>(n * rows));
         for (auto& v : x) v = nd(rng);
         std::vector<std::vector<float>> by_isa;
         for (const char* isa : {"avx512", "avx2", "scalar"}) {
@@ -127,15 +143,8 @@ TEST(Kernels, PanelLayoutMatchesReferenceAndIsBatchInvariant) {
                     }
                     ASSERT_NEAR(y[i * rows + r], ref, 1e-5 * mag + 1e-6) << isa << " " << rows << "x" << cols << " row " << i;
                 }
-            for (int m : {1, 2, 3, 4, 5, 12, 13, 40}) {  // the first m rows alone give the same bits as within all n
-                std::vector<float> ym(static_cast<size_t>(m * rows));
-                kernels::matmul_panels(wp.data(), x.data(), ym.data(), m, rows, cols, pool);
-                ASSERT_EQ(std::memcmp(ym.data(), y.data(), ym.size() * sizeof(float)), 0) << isa << " " << rows << "x" << cols << " n=" << m;
-            }
-            for (int i : {0, 77, n - 1}) {  // and so does a lone row from the middle of the batch
-                kernels::matmul_panels(wp.data(), x.data() + i * cols, y1.data(), 1, rows, cols, pool);
-                ASSERT_EQ(std::memcmp(y1.data(), y.data() + i * rows, y1.size() * sizeof(float)), 0) << isa << " row " << i;
-            }
+            expect_batch_invariant([&](const float* X, float* Y, int m) { kernels::matmul_panels(wp.data(), X, Y, m, rows, cols, pool); }, x, y, n,
+                                   rows, cols, std::string(isa) + " " + std::to_string(rows) + "x" + std::to_string(cols));
             by_isa.push_back(y);
             ++checked;
         }
@@ -165,7 +174,7 @@ TEST(Kernels, F16PanelLayoutMatchesReferenceAndIsBatchInvariant) {
         for (int r = 0; r < rows; ++r)
             for (int c = 0; c < cols; c += 7) ASSERT_EQ(wp[(r / 32) * 32 * cols + c * 32 + r % 32], w[r * cols + c]);
         const int n = 131;
-        std::vector<float> x(static_cast<size_t>(n * cols)), y(static_cast<size_t>(n * rows)), y1(static_cast<size_t>(rows));
+        std::vector<float> x(static_cast<size_t>(n * cols)), y(static_cast<size_t>(n * rows));
         for (auto& v : x) v = nd(rng);
         std::vector<std::vector<float>> by_isa;
         for (const char* isa : {"avx512", "scalar"}) {
@@ -181,15 +190,8 @@ TEST(Kernels, F16PanelLayoutMatchesReferenceAndIsBatchInvariant) {
                     }
                     ASSERT_NEAR(y[i * rows + r], ref, 1e-5 * mag + 1e-6) << isa << " " << rows << "x" << cols << " row " << i;
                 }
-            for (int m : {1, 2, 3, 4, 5, 12, 13, 40}) {
-                std::vector<float> ym(static_cast<size_t>(m * rows));
-                kernels::matmul_panels_f16(wp.data(), x.data(), ym.data(), m, rows, cols, pool);
-                ASSERT_EQ(std::memcmp(ym.data(), y.data(), ym.size() * sizeof(float)), 0) << isa << " " << rows << "x" << cols << " n=" << m;
-            }
-            for (int i : {0, 77, n - 1}) {
-                kernels::matmul_panels_f16(wp.data(), x.data() + i * cols, y1.data(), 1, rows, cols, pool);
-                ASSERT_EQ(std::memcmp(y1.data(), y.data() + i * rows, y1.size() * sizeof(float)), 0) << isa << " row " << i;
-            }
+            expect_batch_invariant([&](const float* X, float* Y, int m) { kernels::matmul_panels_f16(wp.data(), X, Y, m, rows, cols, pool); }, x, y,
+                                   n, rows, cols, std::string(isa) + " " + std::to_string(rows) + "x" + std::to_string(cols));
             by_isa.push_back(y);
             ++checked;
         }

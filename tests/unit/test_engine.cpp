@@ -182,6 +182,29 @@ TEST(Batching, PromptChunksDoNotChangeResults) {
         }
 }
 
+// The largest |a − b| over the logits and the largest |a| (what a tolerance is relative to).
+std::pair<double, double> max_diff_and_magnitude(const std::vector<float>& a, const std::vector<float>& b) {
+    double diff = 0, mag = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        diff = std::max(diff, static_cast<double>(std::fabs(a[i] - b[i])));
+        mag = std::max(mag, static_cast<double>(std::fabs(a[i])));
+    }
+    return {diff, mag};
+}
+
+// Decoding the prompt token by token gives, at every position, the bits of the whole prompt in one pass.
+void expect_steps_equal_whole(const Model& m, ThreadPool& pool, const std::vector<int32_t>& prompt, const std::string& what) {
+    const int64_t V = m.config.n_vocab, T = static_cast<int64_t>(prompt.size());
+    Transformer whole(m, pool, 64, 64, DType::F16, 1), steps(m, pool, 64, 64, DType::F16, 1);
+    std::vector<int32_t> seq0(prompt.size(), 0);
+    std::vector<float> all(static_cast<size_t>(T * V)), one(static_cast<size_t>(V));
+    whole.decode(seq0.data(), prompt.data(), T, all.data());
+    for (int64_t t = 0; t < T; ++t) {
+        steps.decode(seq0.data(), prompt.data() + t, 1, one.data());
+        ASSERT_TRUE(same_bits(one.data(), all.data() + t * V, static_cast<size_t>(V))) << what << " token " << t;
+    }
+}
+
 // A model whose f32 matrices are repacked into panels (as --no-mmap loads them): the same logits as the row-major model
 // up to summation order, decoding token by token gives the bits of the whole prompt in one step, and such a model
 // refuses to be saved (its bytes are no longer the file's layout).
@@ -196,26 +219,14 @@ TEST(Batching, RepackedModelMatchesRowMajor) {
         for (const Tensor& t : packed.tensors) n_packed += t.layout == Tensor::Layout::Panels;
         EXPECT_GT(n_packed, 0);
         EXPECT_EQ(packed.get("token_embd.weight").layout, Tensor::Layout::Rows);  // rows are looked up: never packed
-        const int64_t V = plain.config.n_vocab;
         const std::vector<int32_t> prompt = {1, 50, 51, 52, 7, 8, 9, 10, 300, 301, 4, 17, 90};
         const int64_t T = static_cast<int64_t>(prompt.size());
         Transformer a(plain, pool, 64, 64, DType::F32), b(packed, pool, 64, 64, DType::F32);
         const std::vector<float> la = a.eval(prompt.data(), T, true);
         const std::vector<float> lb = b.eval(prompt.data(), T, true);
-        double diff = 0, mag = 0;
-        for (size_t i = 0; i < la.size(); ++i) {
-            diff = std::max(diff, static_cast<double>(std::fabs(la[i] - lb[i])));
-            mag = std::max(mag, static_cast<double>(std::fabs(la[i])));
-        }
+        const auto [diff, mag] = max_diff_and_magnitude(la, lb);
         EXPECT_LE(diff, 1e-5 * mag) << preset_name;
-        Transformer whole(packed, pool, 64, 64, DType::F16, 1), steps(packed, pool, 64, 64, DType::F16, 1);
-        std::vector<int32_t> seq0(prompt.size(), 0);
-        std::vector<float> all(static_cast<size_t>(T * V)), one(static_cast<size_t>(V));
-        whole.decode(seq0.data(), prompt.data(), T, all.data());
-        for (int64_t t = 0; t < T; ++t) {
-            steps.decode(seq0.data(), prompt.data() + t, 1, one.data());
-            ASSERT_TRUE(same_bits(one.data(), all.data() + t * V, static_cast<size_t>(V))) << preset_name << " token " << t;
-        }
+        expect_steps_equal_whole(packed, pool, prompt, preset_name);
         EXPECT_THROW(save_model(packed, "/tmp/llmforge-never-written.gguf"), Error);
     }
 }
@@ -257,26 +268,14 @@ TEST(Batching, MappedPanelsMatchRowMajor) {
             }
             EXPECT_GE(n_packed, 4 * packed.config.n_layer) << o.use_mmap;
             EXPECT_EQ(packed.get("token_embd.weight").layout, Tensor::Layout::Rows);
-            const int64_t V = plain.config.n_vocab;
             const std::vector<int32_t> prompt = {1, 50, 51, 52, 7, 8, 9, 10, 300, 301, 4, 17, 90};
             const int64_t T = static_cast<int64_t>(prompt.size());
             Transformer a(plain, pool, 64, 64, DType::F32), b(packed, pool, 64, 64, DType::F32);
             const std::vector<float> la = a.eval(prompt.data(), T, true), lb = b.eval(prompt.data(), T, true);
-            double diff = 0, mag = 0;
-            for (size_t i = 0; i < la.size(); ++i) {
-                diff = std::max(diff, static_cast<double>(std::fabs(la[i] - lb[i])));
-                mag = std::max(mag, static_cast<double>(std::fabs(la[i])));
-            }
+            const auto [diff, mag] = max_diff_and_magnitude(la, lb);
             EXPECT_LE(diff, (dt == DType::F16 ? 1e-3 : 1e-5) * mag) << o.use_mmap;  // (f16: the row-major GEMM keeps the activations in f32)
             EXPECT_GT(mag, 0.0);
-            Transformer whole(packed, pool, 64, 64, DType::F16, 1), steps(packed, pool, 64, 64, DType::F16, 1);
-            std::vector<int32_t> seq0(prompt.size(), 0);
-            std::vector<float> all(static_cast<size_t>(T * V)), one(static_cast<size_t>(V));
-            whole.decode(seq0.data(), prompt.data(), T, all.data());
-            for (int64_t t = 0; t < T; ++t) {
-                steps.decode(seq0.data(), prompt.data() + t, 1, one.data());
-                ASSERT_TRUE(same_bits(one.data(), all.data() + t * V, static_cast<size_t>(V))) << o.use_mmap << " token " << t;
-            }
+            expect_steps_equal_whole(packed, pool, prompt, o.use_mmap ? "mapped" : "in memory");
             EXPECT_THROW(save_model(packed, "/tmp/llmforge-never-written.gguf"), Error);
             Transformer g(packed, pool, 64, 64, DType::F16, 1, Numerics::Ggml);
             EXPECT_THROW(g.eval(prompt.data(), T, true), Error);  // panels do not sum in ggml's order
