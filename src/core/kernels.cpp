@@ -216,72 +216,77 @@ void matmul_ggml(DType wt, const void* W, const float* X, float* Y, int64_t n, i
     weight_type(wt, "matmul").matmul_ggml(W, X, Y, n, rows, cols, pool);
 }
 
-// ---------------------------------------------------------------- panel-layout f32 weights
-void pack_panels(const float* W, float* Wp, int64_t rows, int64_t cols, ThreadPool& pool) {
-    if (rows % kPanelRows != 0) throw_runtime("pack_panels: %lld rows are not a multiple of %lld", (long long)rows, (long long)kPanelRows);
+// ---------------------------------------------------------------- panel-layout weights
+namespace {
+// Panel p of W (rows 32p.. as 32 × cols) reordered k-major into the same place of Wp, or in place (W == Wp): blocks of
+// B columns × B rows transposed in registers by block(src, ld, dst) (dst[c·32 + i] = src[i·ld + c]), the columns left
+// over in scalar code.
+template <class T, int B, class Block>
+void pack_panels_by_blocks(const T* W, T* Wp, int64_t rows, int64_t cols, ThreadPool& pool, const char* what, Block block) {
+    if (rows % kPanelRows != 0) throw_runtime("%s: %lld rows are not a multiple of %lld", what, (long long)rows, (long long)kPanelRows);
     pool.parallel_for(rows / kPanelRows, [&](int64_t p0, int64_t p1) {
-        std::vector<float> tmp(W == Wp ? static_cast<size_t>(kPanelRows * cols) : 0);
+        std::vector<T> tmp(W == Wp ? static_cast<size_t>(kPanelRows * cols) : 0);
         for (int64_t p = p0; p < p1; ++p) {
-            const float* src = W + p * kPanelRows * cols;  // rows 32p.. as 32 × cols, the same bytes as the packed panel
-            float* panel = Wp + p * kPanelRows * cols;
-            if (W == Wp) src = static_cast<const float*>(std::memcpy(tmp.data(), src, tmp.size() * sizeof(float)));  // in place
+            const T* src = W + p * kPanelRows * cols;
+            T* panel = Wp + p * kPanelRows * cols;
+            if (W == Wp) src = static_cast<const T*>(std::memcpy(tmp.data(), src, tmp.size() * sizeof(T)));
             int64_t k0 = 0;
-#if defined(__SSE2__)
-            for (; k0 + 4 <= cols; k0 += 4)  // 4 × 4 blocks transposed in registers
-                for (int64_t j0 = 0; j0 < kPanelRows; j0 += 4) {
-                    __m128 r0 = _mm_loadu_ps(src + j0 * cols + k0), r1 = _mm_loadu_ps(src + (j0 + 1) * cols + k0);
-                    __m128 r2 = _mm_loadu_ps(src + (j0 + 2) * cols + k0), r3 = _mm_loadu_ps(src + (j0 + 3) * cols + k0);
-                    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-                    _mm_storeu_ps(panel + k0 * kPanelRows + j0, r0);
-                    _mm_storeu_ps(panel + (k0 + 1) * kPanelRows + j0, r1);
-                    _mm_storeu_ps(panel + (k0 + 2) * kPanelRows + j0, r2);
-                    _mm_storeu_ps(panel + (k0 + 3) * kPanelRows + j0, r3);
-                }
-#endif
+            if constexpr (B > 1)
+                for (; k0 + B <= cols; k0 += B)
+                    for (int64_t j0 = 0; j0 < kPanelRows; j0 += B) block(src + j0 * cols + k0, cols, panel + k0 * kPanelRows + j0);
             for (; k0 < cols; k0 += 64)  // in blocks of 64 columns, so the 32 source rows stay in cache
                 for (int64_t j = 0; j < kPanelRows; ++j)
                     for (int64_t k = k0; k < std::min(cols, k0 + 64); ++k) panel[k * kPanelRows + j] = src[j * cols + k];
         }
     });
 }
+#if defined(__SSE2__)
+constexpr int kBlock32 = 4, kBlock16 = 8;
+#else
+constexpr int kBlock32 = 1, kBlock16 = 1;
+#endif
+}  // namespace
+
+void pack_panels(const float* W, float* Wp, int64_t rows, int64_t cols, ThreadPool& pool) {
+    pack_panels_by_blocks<float, kBlock32>(W, Wp, rows, cols, pool, "pack_panels", [](const float* src, int64_t ld, float* dst) {
+#if defined(__SSE2__)
+        __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + ld), r2 = _mm_loadu_ps(src + 2 * ld), r3 = _mm_loadu_ps(src + 3 * ld);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        _mm_storeu_ps(dst, r0);
+        _mm_storeu_ps(dst + kPanelRows, r1);
+        _mm_storeu_ps(dst + 2 * kPanelRows, r2);
+        _mm_storeu_ps(dst + 3 * kPanelRows, r3);
+#else
+        (void)src, (void)ld, (void)dst;
+#endif
+    });
+}
 
 void pack_panels(float* W, int64_t rows, int64_t cols, ThreadPool& pool) { pack_panels(W, W, rows, cols, pool); }
 
+// 8 × 8 blocks of 16-bit values transposed by 16-bit, then 32-bit, then 64-bit interleaves (loading TinyLlama f16
+// had spent 0.55 s reordering in scalar code).
 void pack_panels_f16(const uint16_t* W, uint16_t* Wp, int64_t rows, int64_t cols, ThreadPool& pool) {
-    if (rows % kPanelRows != 0) throw_runtime("pack_panels_f16: %lld rows are not a multiple of %lld", (long long)rows, (long long)kPanelRows);
-    pool.parallel_for(rows / kPanelRows, [&](int64_t p0, int64_t p1) {
-        std::vector<uint16_t> tmp(W == Wp ? static_cast<size_t>(kPanelRows * cols) : 0);
-        for (int64_t p = p0; p < p1; ++p) {
-            const uint16_t* src = W + p * kPanelRows * cols;
-            uint16_t* panel = Wp + p * kPanelRows * cols;
-            if (W == Wp) src = static_cast<const uint16_t*>(std::memcpy(tmp.data(), src, tmp.size() * 2));  // in place
-            int64_t k0 = 0;
+    pack_panels_by_blocks<uint16_t, kBlock16>(W, Wp, rows, cols, pool, "pack_panels_f16", [](const uint16_t* src, int64_t ld, uint16_t* dst) {
 #if defined(__SSE2__)
-            // 8 × 8 blocks transposed in registers (16-bit, then 32-bit, then 64-bit interleaves): loading TinyLlama
-            // f16 0.55 s of reordering in scalar code
-            for (; k0 + 8 <= cols; k0 += 8)
-                for (int64_t j0 = 0; j0 < kPanelRows; j0 += 8) {
-                    __m128i a[8], t[8], u[8];
-                    for (int i = 0; i < 8; ++i) a[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (j0 + i) * cols + k0));
-                    for (int i = 0; i < 4; ++i) {
-                        t[2 * i] = _mm_unpacklo_epi16(a[2 * i], a[2 * i + 1]);
-                        t[2 * i + 1] = _mm_unpackhi_epi16(a[2 * i], a[2 * i + 1]);
-                    }
-                    for (int h = 0; h < 2; ++h)  // rows 0–3 (h = 0) and 4–7: columns 0–1, 2–3, 4–5, 6–7 of four rows
-                        for (int i = 0; i < 2; ++i) {
-                            u[4 * h + 2 * i] = _mm_unpacklo_epi32(t[4 * h + i], t[4 * h + 2 + i]);
-                            u[4 * h + 2 * i + 1] = _mm_unpackhi_epi32(t[4 * h + i], t[4 * h + 2 + i]);
-                        }
-                    for (int c = 0; c < 4; ++c) {  // column 2c and 2c + 1 of all eight rows
-                        _mm_storeu_si128(reinterpret_cast<__m128i*>(panel + (k0 + 2 * c) * kPanelRows + j0), _mm_unpacklo_epi64(u[c], u[4 + c]));
-                        _mm_storeu_si128(reinterpret_cast<__m128i*>(panel + (k0 + 2 * c + 1) * kPanelRows + j0), _mm_unpackhi_epi64(u[c], u[4 + c]));
-                    }
-                }
-#endif
-            for (; k0 < cols; k0 += 64)  // in blocks of 64 columns, so the 32 source rows stay in cache
-                for (int64_t j = 0; j < kPanelRows; ++j)
-                    for (int64_t k = k0; k < std::min(cols, k0 + 64); ++k) panel[k * kPanelRows + j] = src[j * cols + k];
+        __m128i a[8], t[8], u[8];
+        for (int i = 0; i < 8; ++i) a[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i * ld));
+        for (int i = 0; i < 4; ++i) {
+            t[2 * i] = _mm_unpacklo_epi16(a[2 * i], a[2 * i + 1]);
+            t[2 * i + 1] = _mm_unpackhi_epi16(a[2 * i], a[2 * i + 1]);
         }
+        for (int h = 0; h < 2; ++h)  // rows 0–3 (h = 0) and 4–7: columns 0–1, 2–3, 4–5, 6–7 of four rows
+            for (int i = 0; i < 2; ++i) {
+                u[4 * h + 2 * i] = _mm_unpacklo_epi32(t[4 * h + i], t[4 * h + 2 + i]);
+                u[4 * h + 2 * i + 1] = _mm_unpackhi_epi32(t[4 * h + i], t[4 * h + 2 + i]);
+            }
+        for (int c = 0; c < 4; ++c) {  // columns 2c and 2c + 1 of all eight rows
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 2 * c * kPanelRows), _mm_unpacklo_epi64(u[c], u[4 + c]));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (2 * c + 1) * kPanelRows), _mm_unpackhi_epi64(u[c], u[4 + c]));
+        }
+#else
+        (void)src, (void)ld, (void)dst;
+#endif
     });
 }
 
