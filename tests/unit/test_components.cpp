@@ -143,7 +143,8 @@ TEST(Kernels, PanelLayoutMatchesReferenceAndIsBatchInvariant) {
                     }
                     ASSERT_NEAR(y[i * rows + r], ref, 1e-5 * mag + 1e-6) << isa << " " << rows << "x" << cols << " row " << i;
                 }
-            expect_batch_invariant([&](const float* X, float* Y, int m) { kernels::matmul_panels(wp.data(), X, Y, m, rows, cols, pool); }, x, y, n,
+            const int R = rows, C = cols;  // (a lambda may not capture structured bindings before C++20)
+            expect_batch_invariant([&](const float* X, float* Y, int m) { kernels::matmul_panels(wp.data(), X, Y, m, R, C, pool); }, x, y, n,
                                    rows, cols, std::string(isa) + " " + std::to_string(rows) + "x" + std::to_string(cols));
             by_isa.push_back(y);
             ++checked;
@@ -190,7 +191,8 @@ TEST(Kernels, F16PanelLayoutMatchesReferenceAndIsBatchInvariant) {
                     }
                     ASSERT_NEAR(y[i * rows + r], ref, 1e-5 * mag + 1e-6) << isa << " " << rows << "x" << cols << " row " << i;
                 }
-            expect_batch_invariant([&](const float* X, float* Y, int m) { kernels::matmul_panels_f16(wp.data(), X, Y, m, rows, cols, pool); }, x, y,
+            const int R = rows, C = cols;
+            expect_batch_invariant([&](const float* X, float* Y, int m) { kernels::matmul_panels_f16(wp.data(), X, Y, m, R, C, pool); }, x, y,
                                    n, rows, cols, std::string(isa) + " " + std::to_string(rows) + "x" + std::to_string(cols));
             by_isa.push_back(y);
             ++checked;
