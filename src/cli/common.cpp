@@ -212,14 +212,9 @@ Model load_for_cli(const std::string& path, const std::string& tokenizer, bool n
     std::fprintf(stderr, "llmforge: loaded %s (%s, %s parameters, %s mapped, %s in memory)\n", path.c_str(), m.config.arch.c_str(),
                  human_count(static_cast<double>(m.config.n_params())).c_str(), human_bytes(static_cast<double>(m.mapped_bytes)).c_str(),
                  human_bytes(static_cast<double>(m.owned_bytes)).c_str());
-    int packed32 = 0, packed16 = 0, interleaved = 0;
-    for (const Tensor& t : m.tensors) {
-        packed32 += t.layout == Tensor::Layout::Panels && t.dtype == DType::F32;
-        packed16 += t.layout == Tensor::Layout::Panels && t.dtype == DType::F16;
-        interleaved += t.layout == Tensor::Layout::Interleaved8;
-    }
-    if (packed32 > 0) std::fprintf(stderr, "llmforge: %d f32 matrices repacked in memory for the CPU's matrix products\n", packed32);
-    if (packed16 > 0) std::fprintf(stderr, "llmforge: %d f16 matrices repacked into panels in memory for the CPU's matrix products\n", packed16);
+    int packed = 0, interleaved = 0;
+    for (const Tensor& t : m.tensors) packed += t.layout == Tensor::Layout::Panels, interleaved += t.layout == Tensor::Layout::Interleaved8;
+    if (packed > 0) std::fprintf(stderr, "llmforge: %d f32/f16 matrices repacked into panels in memory for the CPU's matrix products\n", packed);
     if (interleaved > 0) std::fprintf(stderr, "llmforge: %d quantised matrices interleaved by eight rows in memory for the CPU's integer products\n", interleaved);
     return m;
 }

@@ -76,7 +76,8 @@ bool has_panel_kernels();
 // f16 weights in the same panel layout (Wp[p·32·cols + k·32 + j] = W[32p + j, k], f16), written from a row-major
 // matrix into memory of its own (the source is often a mapped file). The product rounds X to f16 value by value
 // (llama.cpp's vec_dot_type for f16) and sums as matmul_panels does: batch-invariant, n = 1 included. The packed GEMM
-// widens each panel's chunk with one contiguous read, where row-major f16 weights are gathered 32 rows at once.
+// reads each panel's chunk as one contiguous stream (widened in its loads), where row-major f16 weights are gathered
+// 32 rows at once.
 void pack_panels_f16(const uint16_t* W, uint16_t* Wp, int64_t rows, int64_t cols, ThreadPool& pool);
 void matmul_panels_f16(const uint16_t* Wp, const float* X, float* Y, int64_t n, int64_t rows, int64_t cols, ThreadPool& pool);
 bool has_f16_panel_kernels();
