@@ -8,7 +8,8 @@
 //
 // Words: ICU's word break iterator (dictionary-based for Chinese, Japanese, Thai, …) with NFKC case folding, so BM25
 // works on CJK text as on English. BM25 is SQLite FTS5's: Robertson's formula with k1 = 1.2, b = 0.75 and the idf
-// log((N − n + 0.5) / (n + 0.5)) floored at 1e-6, over the chunk's words.
+// log((N − n + 0.5) / (n + 0.5)) floored at 1e-6, over the chunk's terms: its words, or with the English analyzer
+// its words without English stopwords and Porter-stemmed (chosen when the index is made, applied to queries alike).
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -35,6 +36,16 @@ namespace llmforge::rag {
 std::vector<std::string> words(std::string_view text);
 // The byte ranges [begin, end) of the ICU word segments that words() reads (before folding and splitting).
 std::vector<std::pair<size_t, size_t>> word_spans(std::string_view text);
+// How words become BM25 terms, fixed when an index is made. Plain: the words as they are. Stop: without the English
+// stopwords (english_stopwords(): articles, pronouns, auxiliary verbs, common prepositions and conjunctions, question
+// words). English: those dropped and each word of ASCII letters Porter-stemmed as NLTK's PorterStemmer stems it
+// ("reading", "reads" → "read"), other words (digits, CJK, accented) as they are — what Lucene's EnglishAnalyzer does,
+// with its own word list.
+enum class Analyzer { Plain, Stop, English };
+Analyzer parse_analyzer(const std::string& name);  // plain | stop | english (a bad-input Error otherwise)
+const char* analyzer_name(Analyzer a);
+const std::vector<std::string>& english_stopwords();  // sorted
+std::vector<std::string> terms(std::string_view text, Analyzer a);
 // Sentence boundaries (ICU's sentence break rules: "." "?" "!" and "。" "？" "！" …) as byte ranges [begin, end) of
 // text, covering it; trailing spaces stay with their sentence.
 std::vector<std::pair<size_t, size_t>> sentences(std::string_view text);
@@ -107,6 +118,7 @@ struct IndexOptions {
     // Chunk sizes: max_tokens < 1 and overlap < 0 mean "as the index has them" (256 and 32 for a new index).
     ChunkOptions chunk{0, -1, {}};
     std::string tokenizer;   // the file whose tokenizer counts chunk sizes (recorded in the index; "" = words)
+    std::string analyzer;    // how words become BM25 terms: "plain" or "english"; "" = as the index has it (a new one: plain)
     const std::atomic<bool>* stop = nullptr;
     bool progress = true;    // a progress line in the log
 };
@@ -172,8 +184,9 @@ public:
     ~Index();
     Index(const Index&) = delete;
     Index& operator=(const Index&) = delete;
-    // The k best chunks for the query as o.mode says. BM25 ranks by the query's words (any of them: an OR query); a
-    // query without words gives no hits in any mode, and one with words no chunk has none by BM25. Dense and hybrid
+    // The k best chunks for the query as o.mode says. BM25 ranks by the query's terms (any of them: an OR query); a
+    // query without words gives no hits in any mode, and BM25 finds none for one whose terms no chunk has (or that has
+    // no terms: only stopwords, under the English analyzer). Dense and hybrid
     // need o.embedder and an index with vectors made by that model (a bad-input Error otherwise, saying what to do).
     std::vector<Hit> query(const std::string& text, const QueryOptions& o) const;
     // The embedding model the index's vectors were made with ("" if it has none), and how many chunks have one.
@@ -181,6 +194,7 @@ public:
     size_t vectors() const;
     size_t documents() const;
     size_t chunks() const;
+    Analyzer analyzer() const;   // how its words become BM25 terms (an index made before analyzers: plain)
     // The chunks, in order, of the documents whose source matches `gold` (source_matches), score 0.
     std::vector<Hit> document_chunks(const std::string& gold) const;
     // Every chunk, in the order of their ids (the whole indexed text in memory), score 0.
@@ -213,11 +227,19 @@ std::string best_snippet(const Hit& h, const std::string& question, size_t max_b
 std::string one_line(std::string_view text, size_t max_bytes = SIZE_MAX);
 // When a hit counts as relevant enough to answer from: its BM25 score or its cosine similarity (whichever rankings it
 // is in) reaches the threshold. Raw BM25 depends on the corpus (its size and word statistics): calibrate on yours.
+// min_lead asks more of the question as a whole: the best hit must lead the best hit of any other document by this
+// share of its score (lead()), or the question is not answered at all — a ranking whose first document barely beats
+// the next is a guess.
 struct Relevance {
     double min_bm25 = 4.0;
     double min_similarity = 0.5;
+    double min_lead = 0;
 };
 bool relevant(const Hit& h, const Relevance& r);
+// How far a ranking's first document stands out: (s1 − s2) / |s1| for s1 the first hit's score and s2 the score of the
+// first hit from another document; 1 when no other document is among the hits, 0 when there are none (or s1 is 0).
+// Meant for rankings whose scores grow with relevance from 0: BM25 and hybrid's fused scores.
+double lead(const std::vector<Hit>& ranking);
 // An answer without its citation marks (what ROUGE compares): every "[n]"-style mark citations() reads is removed with
 // the spaces before it.
 std::string strip_citations(std::string_view answer);

@@ -29,6 +29,7 @@ struct Answer {
     bool answered = false;       // false: no retrieved chunk was relevant, and nothing was generated
     std::vector<Hit> retrieved;  // what retrieval returned
     std::vector<Hit> sources;    // the relevant hits that fit in the context, numbered from 1 in the prompt
+    double lead = 0;             // lead(retrieved): below Relevance::min_lead, nothing is answered
     size_t dropped = 0;          // relevant hits left out to fit the context (the lowest ranked)
     std::string prompt;          // the user turn (grounded_prompt)
     std::string text;            // the answer

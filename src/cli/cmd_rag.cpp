@@ -51,6 +51,9 @@ struct ChatCli {
 void add_answer_options(CLI::App* cmd, ChatCli& c) {
     cmd->add_option("--min-bm25", c.rel.min_bm25, "a passage is relevant when its BM25 score reaches this (corpus-dependent: `rag query --json` shows the scores)");
     cmd->add_option("--min-similarity", c.rel.min_similarity, "… or when its cosine similarity to the question reaches this (dense and hybrid)");
+    cmd->add_option("--min-lead", c.rel.min_lead, "answer only when the best passage's score leads the best of any other document by this "
+                                                  "share of it, (s1 - s2) / s1 (BM25 and hybrid scores; 0: always)")
+        ->check(CLI::Range(0.0, 1.0));
     cmd->add_option("--system", c.system, "the system prompt")->default_str("answer from the numbered sources only, citing them as [n]");
     cmd->add_option("--template", c.tpl, "chat template (Jinja file, tokenizer_config.json or GGUF) instead of the model's")->default_str("the model's, else ChatML");
     cmd->add_option("-n,--n-predict", c.n, "most tokens in an answer (-1: until the end of the turn)")->check(at_least(-1, " (-1: no limit)"));
@@ -109,7 +112,7 @@ void add_rag_index(CLI::App* rag) {
                                              "files no longer among the inputs are removed)");
     struct Opts {
         std::vector<std::string> inputs;
-        std::string out, tokenizer, text_field = "text", embed_model;
+        std::string out, tokenizer, text_field = "text", embed_model, analyzer;
         int chunk_tokens = 0, overlap = -1, threads = 0;
         bool json = false, quiet = false;
     };
@@ -122,6 +125,9 @@ void add_rag_index(CLI::App* rag) {
         ->default_str("the index's; 32 for a new one")->check(at_least(0));
     cmd->add_option("--tokenizer", o->tokenizer, "count chunk sizes in this tokenizer's tokens (a GGUF model, tokenizer.json, …)")
         ->default_str("words, as the index segments them");
+    cmd->add_option("--analyzer", o->analyzer, "how words become BM25 terms (fixed when the index is made; queries alike): plain, "
+                                                "stop (English stopwords dropped) or english (dropped, and words Porter-stemmed)")
+        ->default_str("the index's; plain for a new one")->check(CLI::IsMember({"plain", "stop", "english"}));
     cmd->add_option("--text-field", o->text_field, "JSONL: the field with each line's text");
     cmd->add_option("--embed-model", o->embed_model, "dense retrieval: embed every chunk with this model (an encoder such as BERT, or a "
                                                       "decoder) into an HNSW index beside the BM25 one")
@@ -136,6 +142,7 @@ void add_rag_index(CLI::App* rag) {
         io.chunk.max_tokens = o->chunk_tokens;
         io.chunk.overlap = o->overlap;
         io.tokenizer = o->tokenizer;
+        io.analyzer = o->analyzer;
         io.read.text_field = o->text_field;
         io.progress = !o->quiet;
         const std::unique_ptr<DenseModel> dm = open_dense_model(o->embed_model, o->out, o->threads, false);
@@ -189,7 +196,7 @@ void add_rag_index(CLI::App* rag) {
 }
 
 void add_rag_query(CLI::App* rag) {
-    auto* cmd = rag->add_subcommand("query", "The chunks of an index that best match a question: BM25 over the index's words, dense (embedding "
+    auto* cmd = rag->add_subcommand("query", "The chunks of an index that best match a question: BM25 over the index's terms, dense (embedding "
                                              "similarity) or hybrid (the two fused by reciprocal rank)");
     struct Opts {
         std::string kb, question, mode = "bm25", embed_model, rerank;
@@ -227,7 +234,7 @@ void add_rag_query(CLI::App* rag) {
         qo.rerank_top = o->rerank_top;
         const std::vector<rag::Hit> hits = kb.query(o->question, qo);
         if (o->json) {
-            nlohmann::json j = {{"query", o->question}, {"mode", o->mode}, {"terms", rag::words(o->question)}, {"hits", nlohmann::json::array()}};
+            nlohmann::json j = {{"query", o->question}, {"mode", o->mode}, {"analyzer", rag::analyzer_name(kb.analyzer())}, {"terms", rag::terms(o->question, kb.analyzer())}, {"hits", nlohmann::json::array()}};
             for (size_t i = 0; i < hits.size(); ++i) {
                 const rag::Hit& h = hits[i];
                 j["hits"].push_back({{"rank", i + 1}, {"chunk", h.chunk}, {"score", h.score}, {"source", h.source}, {"title", h.title},
@@ -302,7 +309,7 @@ void add_rag_ask(CLI::App* rag) {
         for (int c : a.cited) cited[static_cast<size_t>(c - 1)] = true;
         if (o->json) {
             nlohmann::json j = {{"question", o->question}, {"mode", o->mode}, {"answered", a.answered}, {"retrieved", a.retrieved.size()},
-                                {"sources", nlohmann::json::array()}, {"dropped_sources", a.dropped}, {"cited", a.cited}};
+                                {"lead", a.lead}, {"sources", nlohmann::json::array()}, {"dropped_sources", a.dropped}, {"cited", a.cited}};
             if (a.answered) {
                 j["prompt"] = a.prompt;
                 j["answer"] = a.text;
@@ -332,6 +339,9 @@ void add_rag_ask(CLI::App* rag) {
             }
             if (a.retrieved.empty())
                 std::printf("No passage of %s matches the question, so there is nothing to answer from.\n", o->kb.c_str());
+            else if (a.lead < o->c.rel.min_lead)
+                std::printf("No passage of %s stands out enough to answer from (the best leads the next document by %.2f, --min-lead %.2f).\n",
+                            o->kb.c_str(), a.lead, o->c.rel.min_lead);
             else
                 std::printf("No passage of %s is relevant enough to answer from (best BM25 %.2f, --min-bm25 %.2f%s).\n", o->kb.c_str(), best_bm25,
                             o->c.rel.min_bm25,
@@ -625,7 +635,7 @@ void add_rag_eval(CLI::App* rag) {
                 ae.on_answer = [&](size_t i, const rag::Answer& a) {
                     if (!answers_out) return;
                     nlohmann::json j = {{"mode", mode}, {"question", qa[i].question}, {"gold", qa[i].gold}, {"answered", a.answered},
-                                        {"answer", a.answered ? nlohmann::json(a.text) : nlohmann::json(nullptr)}, {"cited", a.cited},
+                                        {"answer", a.answered ? nlohmann::json(a.text) : nlohmann::json(nullptr)}, {"cited", a.cited}, {"lead", a.lead},
                                         {"sources", nlohmann::json::array()}};
                     for (const rag::Hit& h : a.sources) j["sources"].push_back(h.source);
                     const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

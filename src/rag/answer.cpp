@@ -1,5 +1,6 @@
 // Grounded answers: the prompt with numbered sources, the citations in an answer, snippets and relevance.
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "llmforge/rag.h"
@@ -151,6 +152,13 @@ std::string one_line(std::string_view t, size_t max_bytes) {
     while (!s.empty() && s.back() == ' ') s.pop_back();
     if (cut) s += "…";
     return s;
+}
+
+double lead(const std::vector<Hit>& ranking) {
+    if (ranking.empty() || ranking[0].score == 0) return 0;
+    for (size_t i = 1; i < ranking.size(); ++i)
+        if (ranking[i].source != ranking[0].source) return (ranking[0].score - ranking[i].score) / std::fabs(ranking[0].score);
+    return 1;
 }
 
 bool relevant(const Hit& h, const Relevance& r) {

@@ -13,6 +13,8 @@ Answer ask(const Index& index, ChatSession& chat, const ChatFormat& fmt, const s
            const std::function<bool(const std::string&)>& on_text) {
     Answer a;
     a.retrieved = index.query(question, o.query);
+    a.lead = lead(a.retrieved);
+    if (o.relevance.min_lead > 0 && a.lead < o.relevance.min_lead) return a;  // no document stands out: declined
     for (const Hit& h : a.retrieved)
         if (relevant(h, o.relevance)) a.sources.push_back(h);
     if (a.sources.empty()) return a;

@@ -3,7 +3,8 @@
 //   files(id, path, hash, size, format)    every file indexed, with its content hash (what makes re-indexing incremental)
 //   docs(id, file_id, source, title)       a file's documents (one, or one per JSONL line)
 //   chunks(id, doc_id, ord, heading, text, begin, end, tokens, terms)
-//                                          terms: the words of heading + text (words()), space-separated
+//                                          terms: the BM25 terms of heading + text (terms(), by the analyzer the meta
+//                                          row "analyzer" names; none: plain), space-separated
 //   chunks_fts                             FTS5 over chunks.terms (external content), tokenizer "ascii": it splits
 //                                          exactly at the spaces, because a word holds only [a-z0-9] and non-ASCII
 // Chunk ids are AUTOINCREMENT: never reused, so anything keyed by them (embeddings) cannot point at another chunk.
@@ -159,6 +160,14 @@ IndexStats build_index(const std::vector<std::string>& inputs, const std::string
     if (!fresh_index && meta["counter"] != counter)
         throw_bad_input("the index in '%s' counts chunk sizes in %s, not %s: index into a new directory to change it", dir.c_str(),
                         meta["counter"].c_str(), counter.c_str());
+    const Analyzer analyzer = opt.analyzer.empty() ? (fresh_index || !meta.count("analyzer") ? Analyzer::Plain : parse_analyzer(meta["analyzer"]))
+                                                   : parse_analyzer(opt.analyzer);
+    if (!fresh_index) {
+        const std::string have = meta.count("analyzer") ? meta["analyzer"] : "plain";
+        if (have != analyzer_name(analyzer))
+            throw_bad_input("the index in '%s' was built with the %s analyzer, not %s: index into a new directory to change it",
+                            dir.c_str(), have.c_str(), analyzer_name(analyzer));
+    }
     std::shared_ptr<Vocab> vocab;
     if (!opt.tokenizer.empty()) {
         vocab = std::make_shared<Vocab>(Vocab::load(opt.tokenizer));
@@ -170,6 +179,7 @@ IndexStats build_index(const std::vector<std::string>& inputs, const std::string
         set_meta(db, "overlap", std::to_string(co.overlap));
         set_meta(db, "counter", counter);
         set_meta(db, "segmenter", segmenter_name());
+        set_meta(db, "analyzer", analyzer_name(analyzer));
     } else if (meta["segmenter"] != segmenter_name()) {
         log_line("warning: the index was segmented by %s; this build uses %s (words may differ: re-index into a new directory)",
                  meta["segmenter"].c_str(), segmenter_name().c_str());
@@ -277,12 +287,12 @@ IndexStats build_index(const std::vector<std::string>& inputs, const std::string
             for (size_t i = 0; i < chunks.size(); ++i) {
                 const Chunk& c = chunks[i];
                 const std::string_view text = std::string_view(d.text).substr(c.begin, c.end - c.begin);
-                const std::string terms = join_terms(words(c.heading + "\n" + std::string(text)));
+                const std::string chunk_terms = join_terms(terms(c.heading + "\n" + std::string(text), analyzer));
                 ins_chunk.bind(1, doc_id).bind(2, static_cast<int64_t>(i)).bind(3, std::string_view(c.heading)).bind(4, text)
                     .bind(5, static_cast<int64_t>(c.begin)).bind(6, static_cast<int64_t>(c.end)).bind(7, static_cast<int64_t>(c.tokens))
-                    .bind(8, std::string_view(terms));
+                    .bind(8, std::string_view(chunk_terms));
                 run(ins_chunk);
-                ins_fts.bind(1, static_cast<int64_t>(sqlite3_last_insert_rowid(db.get()))).bind(2, std::string_view(terms));
+                ins_fts.bind(1, static_cast<int64_t>(sqlite3_last_insert_rowid(db.get()))).bind(2, std::string_view(chunk_terms));
                 run(ins_fts);
                 ++stats.chunks_written;
             }
@@ -314,6 +324,7 @@ IndexStats build_index(const std::vector<std::string>& inputs, const std::string
 struct Index::Impl {
     std::unique_ptr<SqliteDb> db;
     std::string dir;
+    Analyzer analyzer = Analyzer::Plain;
     std::unique_ptr<DenseSearch> dense;
     std::vector<Hit> bm25(const std::vector<std::string>& w, int k) const;
     std::vector<Hit> fetch(const std::vector<std::pair<int64_t, double>>& ranked) const;
@@ -341,12 +352,14 @@ Index::Index(const std::string& dir) : impl_(std::make_unique<Impl>()) {
         throw_bad_input("'%s' is not an llmforge index (its database has no meta table)", file.c_str());
     }
     if (meta["format"] != kFormat) throw_bad_input("'%s' holds an index of format '%s'; this llmforge reads '%s'", dir.c_str(), meta["format"].c_str(), kFormat);
+    if (meta.count("analyzer")) impl_->analyzer = parse_analyzer(meta["analyzer"]);
 }
 
 Index::~Index() = default;
 
 size_t Index::documents() const { return static_cast<size_t>(count_rows(*impl_->db, "docs")); }
 size_t Index::chunks() const { return static_cast<size_t>(count_rows(*impl_->db, "chunks")); }
+Analyzer Index::analyzer() const { return impl_->analyzer; }
 
 namespace {
 // The columns every chunk query selects, after the id and score: the hit they describe.
@@ -365,10 +378,11 @@ Hit read_hit(const SqliteStmt& st, int64_t id, double score, int col) {
 }
 }  // namespace
 
-// BM25: the query's distinct words, OR-ed; each quoted, so that no word is read as FTS5 syntax (a word holds no '"').
+// BM25: the query's distinct terms, OR-ed; each quoted, so that no word is read as FTS5 syntax (a word holds no '"').
 // bm25() is lower-is-better (it returns minus the score); ties by chunk id, so rankings are deterministic.
 std::vector<Hit> Index::Impl::bm25(const std::vector<std::string>& w, int k) const {
     std::vector<Hit> out;
+    if (w.empty()) return out;  // only stopwords: no term to match
     std::string match;
     for (const std::string& x : w) match += (match.empty() ? "\"" : " OR \"") + x + "\"";
     const std::string sql = std::string("SELECT c.id, -s.score, ") + kHitColumns +
@@ -412,10 +426,10 @@ std::vector<Hit> Index::query(const std::string& text, const QueryOptions& o) co
 std::vector<Hit> Index::query_ranked(const std::string& text, const QueryOptions& o) const {
     std::vector<Hit> out;
     if (o.k <= 0) return out;
-    std::vector<std::string> w = words(text);
+    if (words(text).empty()) return out;  // no words: nothing to look for, in any mode
+    std::vector<std::string> w = terms(text, impl_->analyzer);
     std::sort(w.begin(), w.end());
     w.erase(std::unique(w.begin(), w.end()), w.end());
-    if (w.empty()) return out;  // no words: nothing to look for, in any mode
     if (o.mode == Mode::Bm25) {
         out = impl_->bm25(w, o.k);
         for (size_t i = 0; i < out.size(); ++i) {

@@ -9,10 +9,12 @@
 #include <unicode/unistr.h>
 #include <unicode/utext.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "llmforge/error.h"
 #include "llmforge/rag.h"
+#include "llmforge/textmetrics.h"
 #include "llmforge/utf8.h"
 
 namespace llmforge::rag {
@@ -98,6 +100,52 @@ std::vector<std::string> words(std::string_view text) {
         if (it.getRuleStatus() < UBRK_WORD_NONE_LIMIT) continue;  // spaces, punctuation, symbols
         w.assign(folded, static_cast<size_t>(b), static_cast<size_t>(e - b));
         split_alnum(w, out);
+    }
+    return out;
+}
+
+Analyzer parse_analyzer(const std::string& name) {
+    if (name == "plain") return Analyzer::Plain;
+    if (name == "stop") return Analyzer::Stop;
+    if (name == "english") return Analyzer::English;
+    throw_bad_input("unknown analyzer '%s' (plain, stop or english)", name.c_str());
+}
+
+const char* analyzer_name(Analyzer a) { return a == Analyzer::English ? "english" : a == Analyzer::Stop ? "stop" : "plain"; }
+
+// Function words that say little about what a text is about: articles, pronouns, auxiliary and modal verbs, common
+// prepositions and conjunctions, question words. Content words that are often short ("up", "all", "only", "more") stay.
+const std::vector<std::string>& english_stopwords() {
+    static const std::vector<std::string> list = [] {
+        std::vector<std::string> w = {
+            "a", "an", "the",
+            "i", "me", "my", "mine", "myself", "we", "us", "our", "ours", "ourselves", "you", "your", "yours", "yourself",
+            "yourselves", "he", "him", "his", "himself", "she", "her", "hers", "herself", "it", "its", "itself", "they",
+            "them", "their", "theirs", "themselves",
+            "this", "that", "these", "those",
+            "what", "which", "who", "whom", "whose", "when", "where", "why", "how",
+            "am", "is", "are", "was", "were", "be", "been", "being", "have", "has", "had", "having", "do", "does", "did",
+            "doing", "done", "can", "could", "may", "might", "must", "shall", "should", "will", "would",
+            "and", "or", "but", "if", "then", "than", "so", "nor", "not", "no",
+            "of", "at", "by", "for", "with", "about", "against", "between", "into", "through", "during", "before", "after",
+            "above", "below", "to", "from", "in", "on",
+            "there", "here", "such", "just", "also", "very", "too"};
+        std::sort(w.begin(), w.end());
+        return w;
+    }();
+    return list;
+}
+
+std::vector<std::string> terms(std::string_view text, Analyzer a) {
+    std::vector<std::string> w = words(text);
+    if (a == Analyzer::Plain) return w;
+    const std::vector<std::string>& stop = english_stopwords();
+    std::vector<std::string> out;
+    out.reserve(w.size());
+    for (std::string& x : w) {
+        if (std::binary_search(stop.begin(), stop.end(), x)) continue;
+        const bool letters = a == Analyzer::English && std::all_of(x.begin(), x.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+        out.push_back(letters ? metrics::porter_stem(x) : std::move(x));
     }
     return out;
 }

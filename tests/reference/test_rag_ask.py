@@ -10,7 +10,8 @@ itself from `rag query --json`:
   2. A forced answer "... [2]." is read as citing source 2 (the JSON marks it; the text output prints only it, with a
      snippet from its text).
   3. A small context drops the lowest-ranked sources until the prompt and the answer's room fit.
-  4. No relevant passage (no shared words, or a threshold nothing reaches): no answer, a sentence saying so, exit 0.
+  4. No relevant passage (no shared words, or a threshold nothing reaches; or, with --min-lead, no document standing
+     out from the next — the lead recomputed from rag query's ranking): no answer, a sentence saying so, exit 0.
      Invalid UTF-8 and a missing model: one-line errors, non-zero exit.
   5. rag eval --model: citation precision and ROUGE-L (rouge-score's definitions with NLTK's Porter stemmer, from
      test_eval.py) recomputed from the answers it writes with --answers-out.
@@ -168,6 +169,20 @@ def main():
         r = run(b, "rag", "ask", kb, q, *common, "--min-bm25", 1e9)
         check("below the threshold: a sentence saying nothing is relevant enough",
               r.returncode == 0 and "relevant enough" in r.stdout and "Sources:" not in r.stdout, r.stdout.strip())
+        # --min-lead: the first hit's lead over the first hit of another document, recomputed from rag query's ranking
+        top = query(b, kb, q)
+        s1 = top[0]["score"]
+        s2 = next((h["score"] for h in top[1:] if h["source"] != top[0]["source"]), None)
+        lead = (s1 - s2) / abs(s1) if s2 is not None else 1.0
+        above = run(b, "rag", "ask", kb, q, *common, "--min-bm25", 0, "--min-lead", f"{lead * 0.99:.6f}", "--json")
+        below = run(b, "rag", "ask", kb, q, *common, "--min-bm25", 0, "--min-lead", f"{min(1.0, lead * 1.01 + 1e-6):.6f}", "--json")
+        ja = json.loads(above.stdout) if above.returncode == 0 else {}
+        jb = json.loads(below.stdout) if below.returncode == 0 else {}
+        text = run(b, "rag", "ask", kb, q, *common, "--min-lead", 1)
+        check("--min-lead: the ranking's lead recomputed; answered just above it, declined just below, saying why",
+              0 < lead < 1 and abs(ja.get("lead", -1) - lead) < 1e-9 and ja.get("answered") is True and jb.get("answered") is False
+              and jb.get("sources") == [] and text.returncode == 0 and "stands out" in text.stdout,
+              f"lead {lead:.4f}, {ja.get('lead')}; {text.stdout.strip()[:120]}")
         r = subprocess.run([b.encode(), b"rag", b"ask", kb.encode(), b"bad \xff utf8", b"-m", model.encode()], capture_output=True)
         err = r.stderr.decode("utf-8", "replace").strip()
         check("invalid UTF-8: one line, non-zero exit", r.returncode != 0 and "UTF-8" in err and len(err.splitlines()) == 1, err)

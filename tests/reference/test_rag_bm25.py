@@ -14,6 +14,11 @@ simple: for every chunk without CJK text, its words are the letter-and-digit run
 
 Chinese: a line of a poem, as the query, finds the chunk that holds it. Mixed Chinese and English queries too.
 
+The English analyzer (`rag index --analyzer english`): every chunk's terms are its plain words without the stopwords
+listed here and each word of ASCII letters stemmed by NLTK's PorterStemmer (Debian python3-nltk, the independent
+stemmer); BM25 over those terms equals the reference as above; a query of stopwords only finds nothing. The stop
+analyzer's terms are the plain words without the stopwords.
+
 Run: /usr/bin/python3 tests/reference/test_rag_bm25.py --bin build/llmforge
 """
 import argparse
@@ -32,8 +37,16 @@ import tempfile
 import unicodedata
 from collections import Counter, defaultdict
 
+from nltk.stem.porter import PorterStemmer
+
 RESULTS = {"passed": 0, "failed": 0}
 K1, B = 1.2, 0.75
+# The English analyzer's stopwords (src/rag/segment.cpp, english_stopwords()), as the specification of what it drops.
+STOPWORDS = set("""a an the i me my mine myself we us our ours ourselves you your yours yourself yourselves he him his himself she
+her hers herself it its itself they them their theirs themselves this that these those what which who whom whose when where
+why how am is are was were be been being have has had having do does did doing done can could may might must shall should
+will would and or but if then than so nor not no of at by for with about against between into through during before after
+above below to from in on there here such just also very too""".split())
 
 
 def check(name, ok, detail=""):
@@ -183,6 +196,48 @@ def main():
         check("BM25 scores and rankings equal the reference (≤ 1e-6 relative)", not mismatches,
               f"{len(english + chinese + mixed + other)} queries, {compared} ranked chunks, worst {worst:.2e}"
               + (f"; differ: {mismatches[:3]}" if mismatches else ""))
+
+        # The English analyzer, on the English part of the corpus: the terms of each chunk from the plain index's, and BM25.
+        kb_en = os.path.join(tmp, "kb-en")
+        run(a.bin, "rag", "index", *(os.path.join(corpus, d) for d in ("faq", "tutorial", "howto")), "-o", kb_en, "--analyzer", "english", "-q")
+        plain = {(src, ord_): t for src, ord_, t in con.execute("SELECT d.source, c.ord, c.terms FROM chunks c JOIN docs d ON d.id = c.doc_id")}
+        stem = PorterStemmer().stem
+        con_en = sqlite3.connect(os.path.join(kb_en, "index.sqlite"))
+        n_en, bad, stemmed = 0, [], 0
+        for src, ord_, terms in con_en.execute("SELECT d.source, c.ord, c.terms FROM chunks c JOIN docs d ON d.id = c.doc_id"):
+            n_en += 1
+            want = [stem(w) if re.fullmatch(r"[a-z]+", w) else w for w in (plain[(src, ord_)] or "").split() if w not in STOPWORDS]
+            stemmed += sum(w != x for w, x in zip(want, (plain[(src, ord_)] or "").split()))
+            if want != (terms.split(" ") if terms else []):
+                bad.append((src, ord_))
+        con_en.close()
+        check("english analyzer: each chunk's terms are its words without stopwords, Porter-stemmed as NLTK stems them",
+              n_en > 500 and not bad, f"{n_en} chunks, {len(bad)} differ{': ' + str(bad[:3]) if bad else ''}")
+        kb_stop = os.path.join(tmp, "kb-stop")
+        run(a.bin, "rag", "index", os.path.join(corpus, "faq"), "-o", kb_stop, "--analyzer", "stop", "-q")
+        con_stop = sqlite3.connect(os.path.join(kb_stop, "index.sqlite"))
+        rows = list(con_stop.execute("SELECT d.source, c.ord, c.terms FROM chunks c JOIN docs d ON d.id = c.doc_id"))
+        bad = [(src, o) for src, o, t in rows if [w for w in (plain[(src, o)] or "").split() if w not in STOPWORDS] != (t.split(" ") if t else [])]
+        con_stop.close()
+        check("stop analyzer: each chunk's terms are its words without stopwords", len(rows) > 50 and not bad, f"{len(rows)} chunks, {len(bad)} differ")
+        ref_en = Bm25(os.path.join(kb_en, "index.sqlite"))
+        mismatches, compared = [], 0
+        for q in english + ["reading files line by line", "What is a lambda?", "printf"]:
+            out = json.loads(run(a.bin, "rag", "query", kb_en, q, "-k", "10", "--json"))
+            want = ref_en.rank(out["terms"])
+            ok = out["analyzer"] == "english" and len(out["hits"]) == min(10, len(want)) and not set(out["terms"]) & STOPWORDS
+            for i, h in enumerate(out["hits"]):
+                ok = ok and abs(h["score"] - want[i][1]) <= 1e-6 * max(1.0, abs(want[i][1]))
+                compared += 1
+            if not ok:
+                mismatches.append(q)
+        check("english analyzer: BM25 scores and rankings equal the reference", not mismatches,
+              f"{len(english) + 3} queries, {compared} ranked chunks" + (f"; differ: {mismatches[:3]}" if mismatches else ""))
+        same = [json.loads(run(a.bin, "rag", "query", kb_en, q, "--json"))["terms"] for q in ("reading files", "How do I read a file?")]
+        only_stop = json.loads(run(a.bin, "rag", "query", kb_en, "what is it", "--json"))
+        check("english analyzer: inflections meet, stopwords alone find nothing",
+              sorted(same[0]) == sorted(same[1]) == ["file", "read"] and only_stop["hits"] == [] and only_stop["terms"] == [],
+              f"{same}, {only_stop['terms']}")
 
         # Chinese retrieval: the poem line as the query finds the chunk that holds it.
         top1 = top5 = 0

@@ -88,6 +88,53 @@ TEST(Rag, WordsSegmentChineseAndJapaneseWithTheDictionary) {
         for (char c : w) EXPECT_TRUE(c < 0 || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) << w;
 }
 
+TEST(Rag, EnglishAnalyzerDropsStopwordsAndStems) {
+    // The stems are NLTK's (checked over the Python documentation in tests/reference/test_rag_bm25.py).
+    EXPECT_EQ(terms("How do I read files line by line?", Analyzer::English), (std::vector<std::string>{"read", "file", "line", "line"}));
+    EXPECT_EQ(terms("Reading the generators' running", Analyzer::English), (std::vector<std::string>{"read", "gener", "run"}));
+    // Digits, non-ASCII and CJK words are kept as they are; plain is words().
+    EXPECT_EQ(terms("Python 3 用 Python 读取 café", Analyzer::English), words("python 3 用 python 读取 café"));
+    EXPECT_EQ(terms("Is it the one?", Analyzer::Plain), words("Is it the one?"));
+    EXPECT_TRUE(terms("what is it", Analyzer::English).empty());
+    EXPECT_EQ(terms("How do I read files line by line?", Analyzer::Stop), (std::vector<std::string>{"read", "files", "line", "line"}));
+    EXPECT_EQ(parse_analyzer("stop"), Analyzer::Stop);
+    EXPECT_TRUE(std::is_sorted(english_stopwords().begin(), english_stopwords().end()));
+    EXPECT_EQ(parse_analyzer("english"), Analyzer::English);
+    EXPECT_STREQ(analyzer_name(parse_analyzer("plain")), "plain");
+    EXPECT_THROW(parse_analyzer("porter"), Error);
+}
+
+TEST(Rag, IndexKeepsItsAnalyzer) {
+    const fs::path dir = temp_dir("analyzer");
+    write(dir / "docs" / "a.txt", "Reading files line by line.\n");
+    write(dir / "docs" / "b.txt", "The generator yields values.\n");
+    IndexOptions o;
+    o.progress = false;
+    o.analyzer = "english";
+    build_index({(dir / "docs").string()}, (dir / "kb").string(), o);
+    Index kb((dir / "kb").string());
+    EXPECT_EQ(kb.analyzer(), Analyzer::English);
+    const auto hits = kb.query("how to read a file", {});
+    ASSERT_EQ(hits.size(), 1u);  // "read" and "file" meet "Reading" and "files"; "how", "to", "a" match nothing
+    EXPECT_NE(hits[0].source.find("a.txt"), std::string::npos);
+    EXPECT_TRUE(kb.query("what is it", {}).empty());
+    // Updating keeps it (unset) and refuses another; an index without the choice is plain.
+    o.analyzer.clear();
+    write(dir / "docs" / "c.txt", "Generators read lazily.\n");
+    EXPECT_EQ(build_index({(dir / "docs").string()}, (dir / "kb").string(), o).added, 1u);
+    EXPECT_EQ(Index((dir / "kb").string()).query("generators", {}).size(), 2u);
+    o.analyzer = "plain";
+    EXPECT_THROW(build_index({(dir / "docs").string()}, (dir / "kb").string(), o), Error);
+    o.analyzer.clear();
+    build_index({(dir / "docs").string()}, (dir / "kb2").string(), o);
+    EXPECT_EQ(Index((dir / "kb2").string()).analyzer(), Analyzer::Plain);
+    EXPECT_EQ(Index((dir / "kb").string()).query("read", {}).size(), 2u);   // "Reading" and "read"
+    const auto plain = Index((dir / "kb2").string()).query("read", {});  // only "read"
+    ASSERT_EQ(plain.size(), 1u);
+    EXPECT_NE(plain[0].source.find("c.txt"), std::string::npos);
+    fs::remove_all(dir);
+}
+
 TEST(Rag, SentencesEndAtChineseAndEnglishPunctuation) {
     const std::string t = "今天天气很好。我们去公园吧！你去吗？ OK. Then we go.";
     const auto s = sentences(t);
@@ -339,6 +386,18 @@ TEST(Rag, GroundedPromptSnippetsAndRelevance) {
     EXPECT_TRUE(relevant(h, r));
     h.similarity = 0.4;
     EXPECT_FALSE(relevant(h, r));
+    // the lead of a ranking: the first hit against the first hit of another document
+    auto hit = [](const std::string& src, double score) {
+        Hit x;
+        x.source = src;
+        x.score = score;
+        return x;
+    };
+    EXPECT_DOUBLE_EQ(lead({hit("a", 10), hit("a", 9), hit("b", 6), hit("c", 5)}), 0.4);  // a's second chunk is not a rival
+    EXPECT_DOUBLE_EQ(lead({hit("a", 10), hit("b", 10)}), 0.0);
+    EXPECT_DOUBLE_EQ(lead({hit("a", 10), hit("a", 2)}), 1.0);  // no other document in view
+    EXPECT_DOUBLE_EQ(lead({}), 0.0);
+    EXPECT_DOUBLE_EQ(lead({hit("a", 0.032), hit("b", 0.024)}), 0.25);  // fused scores alike
     // a pooled ratio: Σ num / Σ den, not the mean of the ratios
     const Estimate q = bootstrap_ratio({1, 0, 3}, {1, 2, 3}, 0, 1);
     EXPECT_DOUBLE_EQ(q.mean, 4.0 / 6.0);
