@@ -98,6 +98,9 @@ void add_serve(CLI::App& app) {
     cmd->add_option("--embed-model", o->embed_model, "with --rag: embed queries with this model")->default_str("the index's, if it has vectors");
     cmd->add_option("--min-bm25", o->rel.min_bm25, "with --rag: a chunk is relevant when its BM25 score reaches this (a request may say otherwise)");
     cmd->add_option("--min-similarity", o->rel.min_similarity, "with --rag: … or when its cosine similarity reaches this");
+    cmd->add_option("--min-lead", o->rel.min_lead, "with --rag: … and only when the best chunk's score leads the best of any other document "
+                                                   "by this share of it (0: always)")
+        ->check(CLI::Range(0.0, 1.0));
     cmd->add_option("--rerank", o->rerank, "also serve this cross-encoder (a reranker: GGUF pooling type rank, or BertForSequenceClassification) "
                                            "at POST /v1/rerank")->default_str("none");
     cmd->add_flag("--no-access-log", o->no_log, "no JSON access-log line per request on stderr");

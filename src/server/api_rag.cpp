@@ -27,7 +27,8 @@ void Api::retrieve(const http::Request& req, const http::ExchangePtr& ex) {
     }
     const json b = parse_body(req);
     for (auto it = b.begin(); it != b.end(); ++it)
-        if (it.key() != "query" && it.key() != "k" && it.key() != "mode" && it.key() != "min_bm25" && it.key() != "min_similarity")
+        if (it.key() != "query" && it.key() != "k" && it.key() != "mode" && it.key() != "min_bm25" && it.key() != "min_similarity" &&
+            it.key() != "min_lead")
             bad("Unrecognized request argument supplied: " + it.key(), it.key(), "unknown_parameter");
     if (!has(b, "query")) bad("You must provide a 'query'.", "query", "missing_required_parameter");
     if (!b["query"].is_string()) wrong_type("query", "a string", b["query"]);
@@ -49,6 +50,7 @@ void Api::retrieve(const http::Request& req, const http::ExchangePtr& ex) {
     rag::Relevance rel = rs->relevance;
     rel.min_bm25 = number(b, "min_bm25", rel.min_bm25, -1e300, 1e300);
     rel.min_similarity = number(b, "min_similarity", rel.min_similarity, -1.0, 1.0);
+    rel.min_lead = number(b, "min_lead", rel.min_lead, 0.0, 1.0);
     std::vector<rag::Hit> hits;
     {
         std::lock_guard<std::mutex> lk(rs->mu);
@@ -56,8 +58,10 @@ void Api::retrieve(const http::Request& req, const http::ExchangePtr& ex) {
     }
     json data = json::array();
     std::vector<rag::Hit> sources;
+    const double lead = rag::lead(hits);
+    const bool stands_out = rel.min_lead <= 0 || lead >= rel.min_lead;  // else no chunk is relevant: nothing to answer from
     for (const rag::Hit& h : hits) {
-        const bool relevant = rag::relevant(h, rel);
+        const bool relevant = stands_out && rag::relevant(h, rel);
         json d = {{"object", "retrieval.chunk"}, {"index", data.size()}, {"relevant", relevant}, {"n", nullptr}, {"chunk", h.chunk}, {"score", h.score}};
         if (h.bm25_rank) d["bm25"] = h.bm25;
         if (h.dense_rank) d["similarity"] = h.similarity;
@@ -69,7 +73,7 @@ void Api::retrieve(const http::Request& req, const http::ExchangePtr& ex) {
                       {"end", h.end}, {"text", h.text}, {"snippet", rag::best_snippet(h, query)}});
         data.push_back(std::move(d));
     }
-    json out = {{"object", "list"}, {"query", query}, {"mode", rag::mode_name(qo.mode)}, {"data", std::move(data)}, {"sources", sources.size()},
+    json out = {{"object", "list"}, {"query", query}, {"mode", rag::mode_name(qo.mode)}, {"data", std::move(data)}, {"lead", lead}, {"sources", sources.size()},
                 {"system", rag::kGroundedInstruction}};
     out["prompt"] = sources.empty() ? json(nullptr) : json(rag::grounded_prompt(query, sources));
     reply(ex, 200, dump(out), "/v1/retrieve");

@@ -69,6 +69,17 @@ test('/v1/retrieve: scored chunks, the relevant ones numbered, the prompt rag as
   const none = await (await post(server, { query: 'limescale', min_bm25: 1e9 })).json();
   assert.equal(none.sources, 0);
   assert.equal(none.prompt, null);
+  // min_lead: the first chunk's lead over the first chunk of another document; below it, nothing is relevant
+  const d = j.data, other = d.find((x) => x.source !== d[0].source);
+  const lead = other ? (d[0].score - other.score) / Math.abs(d[0].score) : 1;
+  assert.ok(lead > 0 && lead < 1, `lead ${lead}`);
+  assert.ok(Math.abs(j.lead - lead) < 1e-12, `lead ${j.lead} vs ${lead}`);
+  const q = { query: 'How do I remove limescale from a kettle?', k: 3 };
+  assert.ok((await (await post(server, { ...q, min_lead: lead * 0.99 })).json()).sources > 0);
+  const declined = await (await post(server, { ...q, min_lead: Math.min(1, lead * 1.01 + 1e-9) })).json();
+  assert.equal(declined.sources, 0);
+  assert.equal(declined.prompt, null);
+  assert.ok(declined.data.every((x) => !x.relevant && x.n === null));
   // a query sharing no word: no hits, not an error
   const empty = await (await post(server, { query: 'zebra quantum' })).json();
   assert.deepEqual(empty.data, []);
@@ -77,7 +88,7 @@ test('/v1/retrieve: scored chunks, the relevant ones numbered, the prompt rag as
 test('/v1/retrieve: bad requests get OpenAI-shaped errors', async () => {
   const cases = [
     [{}, 400, 'query'], [{ query: 7 }, 400, 'query'], [{ query: 'x', k: 0 }, 400, 'k'], [{ query: 'x', k: 'five' }, 400, 'k'],
-    [{ query: 'x', mode: 'dense' }, 400, 'mode'], [{ query: 'x', mode: 'fuzzy' }, 400, 'mode'], [{ query: 'x', top: 3 }, 400, 'top'],
+    [{ query: 'x', mode: 'dense' }, 400, 'mode'], [{ query: 'x', mode: 'fuzzy' }, 400, 'mode'], [{ query: 'x', top: 3 }, 400, 'top'], [{ query: 'x', min_lead: 2 }, 400, 'min_lead'],
   ];
   for (const [body, status, param] of cases) {
     const r = await post(server, body);
