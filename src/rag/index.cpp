@@ -426,8 +426,9 @@ std::vector<Hit> Index::query(const std::string& text, const QueryOptions& o) co
 std::vector<Hit> Index::query_ranked(const std::string& text, const QueryOptions& o) const {
     std::vector<Hit> out;
     if (o.k <= 0) return out;
-    if (words(text).empty()) return out;  // no words: nothing to look for, in any mode
-    std::vector<std::string> w = terms(text, impl_->analyzer);
+    std::vector<std::string> w = words(text);
+    if (w.empty()) return out;  // no words: nothing to look for, in any mode
+    w = analyze(std::move(w), impl_->analyzer);
     std::sort(w.begin(), w.end());
     w.erase(std::unique(w.begin(), w.end()), w.end());
     if (o.mode == Mode::Bm25) {

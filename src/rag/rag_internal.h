@@ -17,6 +17,8 @@ using llmforge::content_hash;  // core/hash.h
 std::map<std::string, std::string> read_meta(const SqliteDb& db);
 void set_meta(const SqliteDb& db, const std::string& k, const std::string& v);
 int64_t count_rows(const SqliteDb& db, const char* table);
+// terms() of a text whose words() are w
+std::vector<std::string> analyze(std::vector<std::string> w, Analyzer a);
 
 // Brings the dense vectors up to date after the chunks changed: the vectors of removed chunks go, chunks without one
 // are embedded (transactions committed about once a second; the stop flag ends it early), and the HNSW graph is built

@@ -16,6 +16,7 @@
 #include "llmforge/rag.h"
 #include "llmforge/textmetrics.h"
 #include "llmforge/utf8.h"
+#include "rag/rag_internal.h"
 
 namespace llmforge::rag {
 
@@ -136,8 +137,9 @@ const std::vector<std::string>& english_stopwords() {
     return list;
 }
 
-std::vector<std::string> terms(std::string_view text, Analyzer a) {
-    std::vector<std::string> w = words(text);
+std::vector<std::string> terms(std::string_view text, Analyzer a) { return analyze(words(text), a); }
+
+std::vector<std::string> analyze(std::vector<std::string> w, Analyzer a) {
     if (a == Analyzer::Plain) return w;
     const std::vector<std::string>& stop = english_stopwords();
     std::vector<std::string> out;
