@@ -2,9 +2,18 @@
 // from one shared counter until none is left, so a worker the OS has descheduled (another process on the cores) holds
 // up at most the task it already claimed: the others take the rest. Waiting threads spin for a few microseconds, then
 // yield the CPU, then sleep, so that under contention they give their time slices to whoever has work.
+//
+// Sleeping is a futex on the generation word, not a mutex and condition variable: the kernel compares the word and
+// sleeps in one step, so a new job published between a worker's last look and its sleep is never missed, and nobody
+// takes a lock. (With a mutex, a worker descheduled while holding it — on its way into or out of the wait — kept the
+// caller from publishing the next job until the OS ran that worker again.)
 #include "core/threadpool.h"
 
+#include <climits>
+#include <linux/futex.h>
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -22,6 +31,17 @@ namespace {
 constexpr int kSpin = 2000;
 // Then sched_yield() up to kYield times before a worker sleeps on the condition variable.
 constexpr int kYield = 64;
+
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) && std::atomic<uint32_t>::is_always_lock_free,
+              "the generation word is used as a futex");
+
+// Sleeps while *word == expected (returns at once if it differs; also on a signal or a spurious wake-up).
+void futex_wait(std::atomic<uint32_t>* word, uint32_t expected) {
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+}
+void futex_wake_all(std::atomic<uint32_t>* word) {
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+}
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
@@ -29,13 +49,17 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads
 }
 
 ThreadPool::~ThreadPool() {
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        stop_.store(true);
-        generation_.fetch_add(1);
-    }
-    cv_.notify_all();
+    stop_.store(true);
+    generation_.fetch_add(1);
+    wake_sleepers();
     for (auto& t : threads_) t.join();
+}
+
+// After generation_ changed. A worker adds itself to sleepers_ before its last look at generation_, and this reads
+// sleepers_ after the change (both sequentially consistent): either the worker saw the new generation, or it is
+// counted here and woken — and a wake that comes before it reached futex_wait makes that wait return at once.
+void ThreadPool::wake_sleepers() {
+    if (sleepers_.load() > 0) futex_wake_all(&generation_);
 }
 
 int ThreadPool::default_threads() {
@@ -50,7 +74,7 @@ int ThreadPool::default_threads() {
 
 // Claims and runs tasks of generation `gen` until none is left. claim_ holds (generation << 32 | next task), so a
 // thread that wakes late, after the job ended and the next began, cannot take a task of the wrong job.
-void ThreadPool::work(uint64_t gen) {
+void ThreadPool::work(uint32_t gen) {
     for (;;) {
         uint64_t s = claim_.load(std::memory_order_acquire);
         if ((s >> 32) != gen) return;
@@ -63,20 +87,18 @@ void ThreadPool::work(uint64_t gen) {
 }
 
 void ThreadPool::worker_loop() {
-    uint64_t seen = 0;
+    uint32_t seen = 0;
     for (;;) {
-        uint64_t g = generation_.load(std::memory_order_acquire);
+        uint32_t g = generation_.load(std::memory_order_acquire);
         for (int i = 0; g == seen && i < kSpin + kYield; ++i) {
             if (i < kSpin) cpu_relax();
             else sched_yield();
             g = generation_.load(std::memory_order_acquire);
         }
         if (g == seen) {
-            std::unique_lock<std::mutex> lock(mu_);
-            ++sleepers_;
-            cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-            --sleepers_;
-            g = generation_.load(std::memory_order_acquire);
+            sleepers_.fetch_add(1);
+            while ((g = generation_.load()) == seen) futex_wait(&generation_, seen);
+            sleepers_.fetch_sub(1);
         }
         seen = g;
         if (stop_.load()) return;
@@ -91,16 +113,11 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
     }
     job_ = &fn;
     done_.store(0, std::memory_order_relaxed);
-    uint64_t gen = (generation_.load(std::memory_order_relaxed) + 1) & 0xffffffffu;
+    uint32_t gen = generation_.load(std::memory_order_relaxed) + 1;
     if (gen == 0) gen = 1;  // after 2^32 jobs: 0 is every worker's initial "seen"
-    claim_.store(gen << 32, std::memory_order_release);  // publishes job_ and done_ = 0 with the tasks
-    bool wake;
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        generation_.store(gen, std::memory_order_release);
-        wake = sleepers_ > 0;
-    }
-    if (wake) cv_.notify_all();
+    claim_.store(uint64_t{gen} << 32, std::memory_order_release);  // publishes job_ and done_ = 0 with the tasks
+    generation_.store(gen);
+    wake_sleepers();
     work(gen);
     for (int i = 0; done_.load(std::memory_order_acquire) != n_threads_; ++i) {
         if (i < kSpin) cpu_relax();

@@ -1,13 +1,12 @@
 // A small fork-join thread pool: the calling thread takes part. A job of n threads is n tasks, fn(0, n) … fn(n-1, n),
 // which the threads claim one by one, so a task may run on any thread (and several on one, in turn): a task must not
 // wait for another. Workers spin briefly, then yield, then sleep, so the many short parallel regions of decoding stay
-// cheap while the cores are free, and a pool sharing its cores with other processes degrades gracefully.
+// cheap while the cores are free, and a pool sharing its cores with other processes degrades gracefully. No lock is
+// taken to start or finish a job: a worker the OS stops at any point holds nothing the caller waits for.
 #pragma once
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -30,17 +29,16 @@ public:
 
 private:
     void worker_loop();
-    void work(uint64_t gen);
+    void work(uint32_t gen);
     int n_threads_;
     std::vector<std::thread> threads_;
     const std::function<void(int, int)>* job_ = nullptr;
-    std::atomic<uint64_t> generation_{0};  // bumped per job: wakes the workers
+    void wake_sleepers();
+    std::atomic<uint32_t> generation_{0};  // bumped per job: wakes the workers (a futex word)
     std::atomic<uint64_t> claim_{0};       // generation << 32 | next unclaimed task
     std::atomic<int> done_{0};             // tasks of the current job finished
-    int sleepers_ = 0;                     // workers waiting on cv_ (guarded by mu_)
+    std::atomic<int> sleepers_{0};         // workers that sleep, or are about to, on generation_
     std::atomic<bool> stop_{false};
-    std::mutex mu_;
-    std::condition_variable cv_;
 };
 
 }  // namespace llmforge
