@@ -255,6 +255,11 @@ struct QueryPassage {
     std::string query, passage;
 };
 std::vector<QueryPassage> inverse_cloze_pairs(const Index& index, int per_chunk, uint64_t seed, double keep_sentence = 0.1);
+// Headings as queries (title–body pairs, as E5 and Contriever pre-train on): a section's heading — the last part of
+// its heading path, of two words or more — is the query and the text of one of its chunks (drawn with the seed; without
+// the title and heading passage_text adds) the passage. A heading that ends several paths ("Module contents" on many
+// pages) names no one passage and is left out. One pair per heading path, in the index's order.
+std::vector<QueryPassage> heading_pairs(const Index& index, uint64_t seed);
 // The same task with the chunk kept as a hit (its text without the sentence, except in keep_sentence of them): a
 // question whose source is known, for grounded-answer practice (rag sft-data --cloze). The same draws as
 // inverse_cloze_pairs, so its pairs are these with passage_text(passage).

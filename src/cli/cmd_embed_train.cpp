@@ -150,14 +150,14 @@ void add_embed_train(CLI::App* embed) {
             pair_batch = 64;
         float lr = 5e-5f, temperature = 0.05f, wd = 0.01f, clip = 1.0f;
         uint64_t seed = 1;
-        bool json = false, quiet = false;
+        bool json = false, quiet = false, headings = false;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("-m,--model", o->model, "the model to start from (GGUF or a Hugging Face directory): an encoder, or a decoder")->required();
     cmd->add_option("-o,--output", o->out, "where to write the trained model (GGUF; written atomically)")->default_str("none: give it, or --grads-out");
     cmd->add_option("--pairs", o->pairs, "JSONL: {\"query\": ..., \"positive\": ..., \"negatives\": [...]} (texts or token-id lists)")
-        ->default_str("none: give it, or --kb with --qa and/or --ict");
-    cmd->add_option("--kb", o->kb, "an index (rag index) to take passages from, with --qa and/or --ict")->default_str("none");
+        ->default_str("none: give it, or --kb with --qa, --ict and/or --headings");
+    cmd->add_option("--kb", o->kb, "an index (rag index) to take passages from, with --qa, --ict and/or --headings")->default_str("none");
     cmd->add_option("--qa", o->qa, "with --kb: questions and their gold documents (the rag eval format); the positive is the gold "
                                    "document's chunk BM25 ranks best for the question")
         ->default_str("none");
@@ -167,6 +167,9 @@ void add_embed_train(CLI::App* embed) {
     cmd->add_option("--ict", o->ict, "with --kb: also N unlabelled pairs per chunk by the inverse cloze task (a sentence of the chunk is the "
                                      "query, the chunk without it the positive), drawn with -s")
         ->check(at_least(0));
+    cmd->add_flag("--headings", o->headings, "with --kb: also a pair per section heading (its path's last part, of two words or more, the "
+                                             "query; the text of one of its chunks, drawn with -s, the positive); a heading that ends "
+                                             "several paths is left out");
     cmd->add_option("--pooling", o->pooling, "pool the hidden states this way instead of the model's (written into the trained model)")
         ->default_str("the model's")->check(CLI::IsMember({"mean", "cls", "last"}));
     cmd->add_option("--epochs", o->epochs, "passes over the pairs")->check(at_least(1));
@@ -192,9 +195,11 @@ void add_embed_train(CLI::App* embed) {
     cmd->add_flag("-q,--quiet", o->quiet, "no progress bar");
     cmd->callback([o] {
         if (o->pairs.empty() == o->kb.empty()) throw_bad_input("embed train: give --pairs FILE, or --kb KB with --qa FILE");
-        if (!o->kb.empty() && o->qa.empty() && o->ict == 0)
-            throw_bad_input("embed train: --kb needs --qa (questions and their gold documents) or --ict N (pairs from the chunks themselves)");
+        if (!o->kb.empty() && o->qa.empty() && o->ict == 0 && !o->headings)
+            throw_bad_input("embed train: --kb needs --qa (questions and their gold documents), --ict N or --headings (pairs from the chunks "
+                            "themselves)");
         if (o->ict > 0 && o->kb.empty()) throw_bad_input("embed train: --ict needs --kb (the index whose chunks make the pairs)");
+        if (o->headings && o->kb.empty()) throw_bad_input("embed train: --headings needs --kb (the index whose headings make the pairs)");
         if (o->out.empty() && o->grads_out.empty()) throw_bad_input("embed train: nowhere to write the result: give -o (or --grads-out)");
         for (float x : {o->lr, o->temperature, o->wd, o->clip})
             if (!std::isfinite(x)) throw_bad_input("embed train: settings must be finite numbers");
@@ -225,7 +230,20 @@ void add_embed_train(CLI::App* embed) {
                 data.push_back(std::move(e));
                 ++n_ict;
             }
-            if (n_ict == 0 && data.empty()) throw_bad_input("embed train: '%s' has no chunk with two sentences to make pairs from", o->kb.c_str());
+            if (n_ict == 0 && data.empty() && !o->headings)
+                throw_bad_input("embed train: '%s' has no chunk with two sentences to make pairs from", o->kb.c_str());
+        }
+        size_t n_headings = 0;
+        if (o->headings) {
+            const rag::Index kb(o->kb);
+            for (const rag::QueryPassage& p : rag::heading_pairs(kb, o->seed)) {
+                Example e;
+                e.query = embedding_tokens(vocab, p.query, o->max_query_tokens);
+                e.positive = embedding_tokens(vocab, p.passage, o->max_tokens);
+                data.push_back(std::move(e));
+                ++n_headings;
+            }
+            if (data.empty()) throw_bad_input("embed train: '%s' has no pairs to make: no chunk with two sentences or under a heading", o->kb.c_str());
         }
         if (cross)  // a pair is framed as a whole ([CLS] q [SEP] d [SEP]): the texts without their own [CLS] … [SEP]
             for (Example& e : data)
@@ -236,8 +254,11 @@ void add_embed_train(CLI::App* embed) {
         const int64_t n = static_cast<int64_t>(data.size()), B = std::min<int64_t>(o->batch, n);
         const int64_t per_epoch = (n + B - 1) / B;
         const int64_t total = o->steps >= 0 ? o->steps : per_epoch * o->epochs;
+        std::string made;
+        if (n_ict) made = std::to_string(n_ict) + " by the inverse cloze task";
+        if (n_headings) made += (made.empty() ? "" : ", ") + std::to_string(n_headings) + " of headings and their sections";
         log_line("embed train: %lld pairs%s, batches of %lld, %lld steps%s", static_cast<long long>(n),
-                 n_ict ? (" (" + std::to_string(n_ict) + " by the inverse cloze task)").c_str() : "", static_cast<long long>(B),
+                 made.empty() ? "" : (" (" + made + ")").c_str(), static_cast<long long>(B),
                  static_cast<long long>(total), bm25_found >= 0 ? (", BM25 found the gold document for " + std::to_string(bm25_found)).c_str() : "");
 
         ThreadPool pool(o->threads);
@@ -326,6 +347,7 @@ void add_embed_train(CLI::App* embed) {
         }
         if (bm25_found >= 0) res["bm25_found_gold"] = bm25_found;
         if (o->ict > 0) res["ict_pairs"] = n_ict;
+        if (o->headings) res["heading_pairs"] = n_headings;
         if (!o->out.empty() && total > 0) res["output"] = o->out;
         if (o->json) {
             std::printf("%s\n", res.dump().c_str());

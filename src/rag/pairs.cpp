@@ -1,5 +1,6 @@
-// Questions and query–passage pairs from an index without labels: the inverse cloze task (rag.h).
+// Questions and query–passage pairs from an index without labels: the inverse cloze task, headings (rag.h).
 #include <algorithm>
+#include <map>
 #include <random>
 
 #include "llmforge/rag.h"
@@ -36,6 +37,35 @@ std::vector<ClozeQuestion> cloze_questions(const Index& index, int per_chunk, ui
 std::vector<QueryPassage> inverse_cloze_pairs(const Index& index, int per_chunk, uint64_t seed, double keep_sentence) {
     std::vector<QueryPassage> out;
     for (ClozeQuestion& q : cloze_questions(index, per_chunk, seed, keep_sentence)) out.push_back({std::move(q.query), passage_text(q.passage)});
+    return out;
+}
+
+std::vector<QueryPassage> heading_pairs(const Index& index, uint64_t seed) {
+    auto last_part = [](const std::string& path) {  // rag index joins a path's headings with " > "
+        const size_t cut = path.rfind(" > ");
+        return one_line(cut == std::string::npos ? path : path.substr(cut + 3));
+    };
+    std::vector<std::string> paths;                      // in the index's order
+    std::map<std::string, std::vector<std::string>> texts;  // a path's chunks
+    std::map<std::string, int> ending;                     // how many paths end in a last part
+    for (const Hit& h : index.all_chunks()) {
+        if (h.heading.empty()) continue;
+        auto [it, fresh] = texts.try_emplace(h.heading);
+        it->second.push_back(h.text);
+        if (fresh) {
+            paths.push_back(h.heading);
+            ++ending[last_part(h.heading)];
+        }
+    }
+    std::vector<QueryPassage> out;
+    std::mt19937_64 rng(seed);
+    for (const std::string& path : paths) {
+        std::string query = last_part(path);
+        if (ending[query] != 1 || words(query).size() < 2) continue;
+        const std::vector<std::string>& t = texts[path];
+        const size_t pick = std::uniform_int_distribution<size_t>(0, t.size() - 1)(rng);
+        out.push_back({std::move(query), t[pick]});
+    }
     return out;
 }
 

@@ -13,8 +13,10 @@ embeds, and bad input (a malformed line, a token outside the vocabulary, no pair
 
 Run: /usr/bin/python3 tests/reference/test_embed_train_torch.py --bin build/llmforge [--golden DIR]
 """
+import collections
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -138,6 +140,30 @@ def main():
             sims = e[:3] @ e[3:].T
             ok = all(int(np.argmax(sims[i])) == i for i in range(3))
         check("the trained GGUF embeds, each query closest to its own positive", ok, r.stderr.strip()[-200:])
+
+        # --headings: a pair per section heading of an index, as many as this count from the index's own table
+        docs = os.path.join(tmp, "docs")
+        os.makedirs(docs)
+        open(os.path.join(docs, "a.md"), "w").write("# Kettles\n\n## Boiling water\n\nA kettle boils water.\n\n## Module contents\n\n"
+                                                    "Kettle things.\n\n## Descaling the kettle\n\nUse vinegar now and then.\n")
+        open(os.path.join(docs, "b.md"), "w").write("# Bread\n\n## Module contents\n\nBread things.\n\n## Baking the loaf\n\nBake it hot.\n\n"
+                                                    "### Oven\n\nPreheat it well.\n")
+        kb = os.path.join(tmp, "kb")
+        subprocess.run([a.bin, "rag", "index", docs, "-o", kb, "-q"], check=True, capture_output=True)
+        db = sqlite3.connect(f"file:{os.path.join(kb, 'index.sqlite')}?mode=ro", uri=True)
+        paths = {h for (h,) in db.execute("SELECT DISTINCT heading FROM chunks WHERE heading != ''")}
+        db.close()
+        last = lambda p: p.split(" > ")[-1]
+        ends = collections.Counter(last(p) for p in paths)
+        expect = sum(1 for p in paths if ends[last(p)] == 1 and len(last(p).split()) >= 2)
+        r = subprocess.run([a.bin, "embed", "train", "-m", os.path.join(tmp, "bert-mean.gguf"), "--kb", kb, "--headings", "--steps", "1", "-b", "2",
+                            "-o", os.path.join(tmp, "headings.gguf"), "--json", "-q", "-t", "2"], capture_output=True, text=True)
+        res = json.loads(r.stdout) if r.returncode == 0 else {}
+        check(f"--headings: one pair per heading of two words or more that ends one path ({expect} of {len(paths)} paths)",
+              expect == 3 and res.get("heading_pairs") == expect and res.get("pairs") == expect, r.stderr.strip()[-200:] or str(res))
+        r = subprocess.run([a.bin, "embed", "train", "-m", os.path.join(tmp, "bert-mean.gguf"), "--pairs", pairs, "--headings", "-o",
+                            os.path.join(tmp, "x.gguf"), "-q"], capture_output=True, text=True)
+        check("--headings without --kb: exit 2, one line", r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr.strip())
 
         # bad input: one error line, exit 2
         bad = os.path.join(tmp, "bad.jsonl")

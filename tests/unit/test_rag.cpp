@@ -406,6 +406,45 @@ TEST(Rag, GroundedPromptSnippetsAndRelevance) {
     EXPECT_GE(q2.hi, q2.mean);
 }
 
+TEST(Rag, HeadingPairsComeFromTheSections) {
+    const fs::path dir = temp_dir("headings");
+    std::string long_section;
+    for (int i = 0; i < 12; ++i) long_section += "Sentence number " + std::to_string(i) + " tells how the oven bakes the loaf evenly. ";
+    write(dir / "docs" / "a.md", "# Kettles\n\nKettles are common.\n\n## Boiling water\n\nA kettle boils water with an element.\n\n"
+                                 "## Module contents\n\nThe kettle module holds kettles.\n");
+    write(dir / "docs" / "b.md", "# Bread\n\n## Module contents\n\nThe bread module holds loaves.\n\n## Baking the loaf\n\n" +
+                                     long_section + "\n");
+    IndexOptions o;
+    o.progress = false;
+    o.chunk.max_tokens = 40;
+    o.chunk.overlap = 0;
+    build_index({(dir / "docs").string()}, (dir / "kb").string(), o);
+    Index index((dir / "kb").string());
+    std::vector<std::string> baking;  // the chunks under "Bread > Baking the loaf"
+    for (const Hit& h : index.all_chunks())
+        if (h.heading == "Bread > Baking the loaf") baking.push_back(h.text);
+    ASSERT_GE(baking.size(), 3u);
+    // "Kettles" and "Bread" are one word; "Module contents" ends two paths: only two pairs, in the index's order
+    const std::vector<QueryPassage> p = heading_pairs(index, 1);
+    ASSERT_EQ(p.size(), 2u);
+    EXPECT_EQ(p[0].query, "Boiling water");
+    EXPECT_EQ(p[0].passage, "A kettle boils water with an element.");  // the text alone: no title, no heading
+    EXPECT_EQ(p[1].query, "Baking the loaf");
+    EXPECT_NE(std::find(baking.begin(), baking.end(), p[1].passage), baking.end());
+    // seeded: the same seed draws the same chunk, and the seeds draw every chunk of the section between them
+    std::set<std::string> drawn;
+    for (uint64_t s = 1; s <= 64; ++s) {
+        const std::vector<QueryPassage> q = heading_pairs(index, s);
+        ASSERT_EQ(q.size(), 2u);
+        drawn.insert(q[1].passage);
+        if (s == 1) {
+            EXPECT_EQ(q[1].passage, p[1].passage);
+        }
+    }
+    EXPECT_EQ(drawn.size(), baking.size());
+    fs::remove_all(dir);
+}
+
 TEST(Rag, InverseClozePairsComeFromTheChunks) {
     const fs::path dir = temp_dir("ict");
     write(dir / "docs" / "a.md", "# Kettles\n\nA kettle boils water with an element. It switches off when the water boils. Descale it "
