@@ -220,30 +220,23 @@ void add_embed_train(CLI::App* embed) {
         if (!o->pairs.empty()) data = read_pairs(o->pairs, vocab, o->max_query_tokens, o->max_tokens, o->hard_negatives);
         if (!o->qa.empty())
             data = read_kb_pairs(o->kb, o->qa, vocab, o->max_query_tokens, o->max_tokens, std::max(0, o->hard_negatives), !o->quiet, bm25_found);
-        size_t n_ict = 0;
-        if (o->ict > 0) {
+        size_t n_ict = 0, n_headings = 0;  // unlabelled pairs from the index's chunks
+        if (o->ict > 0 || o->headings) {
             const rag::Index kb(o->kb);
-            for (const rag::QueryPassage& p : rag::inverse_cloze_pairs(kb, o->ict, o->seed)) {
-                Example e;
-                e.query = embedding_tokens(vocab, p.query, o->max_query_tokens);
-                e.positive = embedding_tokens(vocab, p.passage, o->max_tokens);
-                data.push_back(std::move(e));
-                ++n_ict;
-            }
-            if (n_ict == 0 && data.empty() && !o->headings)
-                throw_bad_input("embed train: '%s' has no chunk with two sentences to make pairs from", o->kb.c_str());
-        }
-        size_t n_headings = 0;
-        if (o->headings) {
-            const rag::Index kb(o->kb);
-            for (const rag::QueryPassage& p : rag::heading_pairs(kb, o->seed)) {
-                Example e;
-                e.query = embedding_tokens(vocab, p.query, o->max_query_tokens);
-                e.positive = embedding_tokens(vocab, p.passage, o->max_tokens);
-                data.push_back(std::move(e));
-                ++n_headings;
-            }
-            if (data.empty()) throw_bad_input("embed train: '%s' has no pairs to make: no chunk with two sentences or under a heading", o->kb.c_str());
+            auto add = [&](const std::vector<rag::QueryPassage>& pairs) {
+                for (const rag::QueryPassage& p : pairs) {
+                    Example e;
+                    e.query = embedding_tokens(vocab, p.query, o->max_query_tokens);
+                    e.positive = embedding_tokens(vocab, p.passage, o->max_tokens);
+                    data.push_back(std::move(e));
+                }
+                return pairs.size();
+            };
+            if (o->ict > 0) n_ict = add(rag::inverse_cloze_pairs(kb, o->ict, o->seed));
+            if (o->headings) n_headings = add(rag::heading_pairs(kb, o->seed));
+            if (data.empty())
+                throw_bad_input("embed train: '%s' has no chunk with two sentences%s to make pairs from", o->kb.c_str(),
+                                o->headings ? " or under a heading" : "");
         }
         if (cross)  // a pair is framed as a whole ([CLS] q [SEP] d [SEP]): the texts without their own [CLS] … [SEP]
             for (Example& e : data)

@@ -29,7 +29,7 @@ namespace {
 // cores, so kSpin polls are roughly 50-150 µs: long enough to bridge the gaps between the parallel regions of one
 // decoding step, short enough that an idle or preempted pool hands the cores back quickly.
 constexpr int kSpin = 2000;
-// Then sched_yield() up to kYield times before a worker sleeps on the condition variable.
+// Then sched_yield() up to kYield times before a worker sleeps (a futex wait on the generation word).
 constexpr int kYield = 64;
 
 static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) && std::atomic<uint32_t>::is_always_lock_free,
