@@ -6,8 +6,9 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
-#include <dirent.h>
 #include <future>
+#include <mutex>
+#include <set>
 #include <string>
 #include <sys/syscall.h>
 #include <thread>
@@ -48,29 +49,39 @@ void hold_here(int) {  // a signal handler that keeps its thread from running un
 }
 }  // namespace
 
-// Stops every other thread of the process (the pool's workers) inside a signal handler, runs jobs on the pool, and
-// checks they finish: the calling thread takes the tasks nobody claimed. (A pool that splits work statically and
-// spins until each worker reports back never returns here.)
-static std::vector<pid_t> thread_ids() {
-    std::vector<pid_t> ids;
-    if (DIR* d = opendir("/proc/self/task")) {
-        while (dirent* e = readdir(d))
-            if (const pid_t tid = static_cast<pid_t>(std::atoi(e->d_name)); tid > 0) ids.push_back(tid);
-        closedir(d);
-    }
-    return ids;
+// The pool's worker threads (their kernel thread ids), once each has run a task: started and in its loop. A worker
+// stopped while still starting holds whatever its start-up holds — under AddressSanitizer, the allocator's lock, which
+// the test's own new thread then waits for (this hung the tests under ASan until they waited here).
+static std::vector<pid_t> running_workers(ThreadPool& pool) {
+    const pid_t caller = static_cast<pid_t>(syscall(SYS_gettid));
+    std::mutex mu;
+    std::set<pid_t> seen;
+    for (int i = 0; i < 20000 && static_cast<int>(seen.size()) < pool.size() - 1; ++i)
+        pool.run([&](int, int) {
+            const pid_t tid = static_cast<pid_t>(syscall(SYS_gettid));
+            if (tid != caller) {
+                std::lock_guard<std::mutex> lock(mu);
+                seen.insert(tid);
+            }
+            usleep(100);  // so that the caller does not take every task itself
+        });
+    return {seen.begin(), seen.end()};
 }
 
+// Stops the pool's workers inside a signal handler, runs jobs on the pool, and checks they finish: the calling thread
+// takes the tasks nobody claimed. (A pool that splits work statically and spins until each worker reports back never
+// returns here.)
 TEST(ThreadPool, JobsFinishWhileAWorkerIsStopped) {
 #if defined(__SANITIZE_THREAD__)
     // ThreadSanitizer runs signal handlers at points of its own choosing, not where the signal arrives: a worker cannot
     // be held inside one (the test hung under it); the other builds run it.
     GTEST_SKIP() << "holding a worker in a signal handler does not work under ThreadSanitizer";
 #endif
-    const std::vector<pid_t> before = thread_ids();  // (a sanitizer's own threads are not the pool's)
     ThreadPool pool(3);
+    const std::vector<pid_t> workers = running_workers(pool);
+    ASSERT_EQ(workers.size(), 2u);
     std::atomic<int> runs{0};
-    pool.run([&](int, int) { runs++; });  // the workers exist and are idle
+    pool.run([&](int, int) { runs++; });  // the workers are idle after it
     struct sigaction sa {}, old {};
     sa.sa_handler = hold_here;
     sigemptyset(&sa.sa_mask);
@@ -78,8 +89,7 @@ TEST(ThreadPool, JobsFinishWhileAWorkerIsStopped) {
     g_hold = true;
     const pid_t self = getpid();
     int stopped = 0;
-    for (pid_t tid : thread_ids())  // the pool's two workers: the threads that appeared with it
-        if (std::find(before.begin(), before.end(), tid) == before.end() && syscall(SYS_tgkill, self, tid, SIGUSR1) == 0) ++stopped;
+    for (pid_t tid : workers) stopped += syscall(SYS_tgkill, self, tid, SIGUSR1) == 0;
     ASSERT_EQ(stopped, 2);
     for (int i = 0; i < 200 && g_held.load() < stopped; ++i) usleep(1000);
     ASSERT_EQ(g_held.load(), stopped) << "the workers did not stop";
@@ -108,19 +118,16 @@ TEST(ThreadPool, JobsFinishWhileAWorkerIsStopped) {
 // their way into their sleep and in it. Wherever a worker stops, it must hold nothing the caller needs to start and
 // finish the next jobs. (The pool once took a mutex to publish a job: a worker stopped while holding it, on its way
 // into or out of its wait, kept every later job from starting until the worker ran again: this test stopped it within
-// some 10 rounds.)
+// the first 30 rounds on an idle machine.)
 TEST(ThreadPool, JobsFinishWhereverTheWorkersAreStopped) {
 #if defined(__SANITIZE_THREAD__)
     GTEST_SKIP() << "holding a worker in a signal handler does not work under ThreadSanitizer";
 #endif
-    const std::vector<pid_t> before = thread_ids();
     ThreadPool pool(3);
+    const std::vector<pid_t> workers = running_workers(pool);
+    ASSERT_EQ(workers.size(), 2u);
     std::atomic<int> runs{0};
     pool.run([&](int, int) { runs++; });
-    std::vector<pid_t> workers;
-    for (pid_t tid : thread_ids())
-        if (std::find(before.begin(), before.end(), tid) == before.end()) workers.push_back(tid);
-    ASSERT_EQ(workers.size(), 2u);
     struct sigaction sa {}, old {};
     sa.sa_handler = hold_here;
     sigemptyset(&sa.sa_mask);
