@@ -68,6 +68,32 @@ static std::vector<pid_t> running_workers(ThreadPool& pool) {
     return {seen.begin(), seen.end()};
 }
 
+// SIGUSR1 → hold_here while it lives.
+struct HoldHandler {
+    struct sigaction old {};
+    bool installed = false;
+    HoldHandler() {
+        struct sigaction sa {};
+        sa.sa_handler = hold_here;
+        sigemptyset(&sa.sa_mask);
+        installed = sigaction(SIGUSR1, &sa, &old) == 0;
+    }
+    ~HoldHandler() { sigaction(SIGUSR1, &old, nullptr); }
+};
+
+// Holds every worker in hold_here; true when all are held within 5 s. Otherwise they are released again (a held
+// worker would hang the pool's destructor).
+static bool hold_workers(const std::vector<pid_t>& workers) {
+    g_hold = true;
+    const pid_t self = getpid();
+    int sent = 0;
+    for (pid_t tid : workers) sent += syscall(SYS_tgkill, self, tid, SIGUSR1) == 0;
+    for (int i = 0; i < 50000 && g_held.load() < sent; ++i) usleep(100);
+    if (sent == static_cast<int>(workers.size()) && g_held.load() == sent) return true;
+    g_hold = false;
+    return false;
+}
+
 // Stops the pool's workers inside a signal handler, runs jobs on the pool, and checks they finish: the calling thread
 // takes the tasks nobody claimed. (A pool that splits work statically and spins until each worker reports back never
 // returns here.)
@@ -82,17 +108,9 @@ TEST(ThreadPool, JobsFinishWhileAWorkerIsStopped) {
     ASSERT_EQ(workers.size(), 2u);
     std::atomic<int> runs{0};
     pool.run([&](int, int) { runs++; });  // the workers are idle after it
-    struct sigaction sa {}, old {};
-    sa.sa_handler = hold_here;
-    sigemptyset(&sa.sa_mask);
-    ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
-    g_hold = true;
-    const pid_t self = getpid();
-    int stopped = 0;
-    for (pid_t tid : workers) stopped += syscall(SYS_tgkill, self, tid, SIGUSR1) == 0;
-    ASSERT_EQ(stopped, 2);
-    for (int i = 0; i < 200 && g_held.load() < stopped; ++i) usleep(1000);
-    ASSERT_EQ(g_held.load(), stopped) << "the workers did not stop";
+    const HoldHandler handler;
+    ASSERT_TRUE(handler.installed);
+    ASSERT_TRUE(hold_workers(workers)) << "the workers did not stop";
     auto done = std::async(std::launch::async, [&] {
         for (int job = 0; job < 50; ++job) pool.run([&](int, int) { runs++; });
         std::atomic<int64_t> sum{0};
@@ -111,7 +129,6 @@ TEST(ThreadPool, JobsFinishWhileAWorkerIsStopped) {
         done.wait();  // they finish now that the workers run again
     }
     for (int i = 0; i < 2000 && g_held.load() > 0; ++i) usleep(1000);
-    sigaction(SIGUSR1, &old, nullptr);
 }
 
 // The same, with the workers stopped at many different moments: while they spin after a job, while they yield, on
@@ -128,11 +145,8 @@ TEST(ThreadPool, JobsFinishWhereverTheWorkersAreStopped) {
     ASSERT_EQ(workers.size(), 2u);
     std::atomic<int> runs{0};
     pool.run([&](int, int) { runs++; });
-    struct sigaction sa {}, old {};
-    sa.sa_handler = hold_here;
-    sigemptyset(&sa.sa_mask);
-    ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
-    const pid_t self = getpid();
+    const HoldHandler handler;
+    ASSERT_TRUE(handler.installed);
     uint32_t rng = 12345;
     int expected = 3, failures = 0;
     for (int round = 0; round < 400 && failures == 0; ++round) {
@@ -144,13 +158,7 @@ TEST(ThreadPool, JobsFinishWhereverTheWorkersAreStopped) {
         const int64_t delay_ns = round % 50 == 49 ? 3000000 : static_cast<int64_t>((rng >> 8) % 40000) * 10;
         for (auto t0 = std::chrono::steady_clock::now(); std::chrono::steady_clock::now() - t0 < std::chrono::nanoseconds(delay_ns);) {
         }
-        g_hold = true;
-        int stopped = 0;
-        for (pid_t tid : workers) stopped += syscall(SYS_tgkill, self, tid, SIGUSR1) == 0;
-        ASSERT_EQ(stopped, 2);
-        for (int i = 0; i < 50000 && g_held.load() < stopped; ++i) usleep(100);
-        if (g_held.load() != stopped) {  // (released first: the pool's destructor joins its workers)
-            g_hold = false;
+        if (!hold_workers(workers)) {
             ADD_FAILURE() << "round " << round << ": the workers did not stop";
             break;
         }
@@ -171,5 +179,4 @@ TEST(ThreadPool, JobsFinishWhereverTheWorkersAreStopped) {
     }
     pool.run([&](int, int) { runs++; });  // the released workers take part again
     EXPECT_EQ(runs.load(), expected + 3);
-    sigaction(SIGUSR1, &old, nullptr);
 }
