@@ -135,7 +135,7 @@ TEST(ThreadPool, JobsFinishWhileAWorkerIsStopped) {
 // their way into their sleep and in it. Wherever a worker stops, it must hold nothing the caller needs to start and
 // finish the next jobs. (The pool once took a mutex to publish a job: a worker stopped while holding it, on its way
 // into or out of its wait, kept every later job from starting until the worker ran again: this test stopped it within
-// the first 30 rounds on an idle machine.)
+// the first 60 rounds on an idle machine.)
 TEST(ThreadPool, JobsFinishWhereverTheWorkersAreStopped) {
 #if defined(__SANITIZE_THREAD__)
     GTEST_SKIP() << "holding a worker in a signal handler does not work under ThreadSanitizer";
