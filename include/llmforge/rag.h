@@ -147,7 +147,7 @@ struct Hit {
     int64_t chunk = 0;       // the chunk's id in the index
     double score = 0;        // BM25, cosine similarity or the fused score, as the mode says, or the reranker's (higher is better)
     int bm25_rank = 0, dense_rank = 0;  // the chunk's rank (from 1) in each ranking the mode uses (0: not in its candidates)
-    double bm25 = 0, similarity = 0;    // the chunk's BM25 score and cosine similarity, where its rank is not 0
+    double bm25 = 0, similarity = 0;    // the chunk's BM25 score and cosine similarity, where its rank is not 0 (convex fusion: both, always)
     int retrieval_rank = 0;             // reranked: the chunk's rank (from 1) before reranking (0: not reranked)
     std::string source, title, heading, text;
     size_t begin = 0, end = 0;
@@ -158,18 +158,32 @@ struct Hit {
 std::string passage_text(const Hit& h);
 
 // How a query ranks chunks: BM25 over words; dense: the cosine similarity of embeddings (the index's embedding model);
-// hybrid: reciprocal-rank fusion of the two rankings (Cormack, Clarke and Büttcher 2009): score = Σ 1 / (rrf_k + rank)
-// over the rankings a chunk is in, each taken to `candidates` chunks.
+// hybrid: the two rankings, each taken to `candidates` chunks, fused as Fusion says.
 enum class Mode { Bm25, Dense, Hybrid };
 Mode parse_mode(const std::string& name);  // bm25 | dense | hybrid (a bad-input Error otherwise)
 const char* mode_name(Mode m);
+
+// How hybrid retrieval fuses its two rankings:
+//  - rrf: reciprocal-rank fusion (Cormack, Clarke and Büttcher 2009): score = Σ 1 / (rrf_k + rank) over the rankings a
+//    chunk is in. Ranks only: a ranking's confidence (how far its first chunk leads) is lost.
+//  - convex: a convex combination of the two scores, each scaled to [0, 1] between its theoretical minimum and the best
+//    candidate's score (Bruch, Gai and Ingber 2023, "An Analysis of Fusion Functions for Hybrid Retrieval", TM2C2):
+//      score = (1 − alpha) · bm25 / max bm25 + alpha · (cos + 1) / (max cos + 1)
+//    over the union of the two candidate lists, with every candidate's BM25 and cosine similarity computed (BM25 0
+//    where none of the query's terms is in the chunk), the maxima taken over that union. alpha weighs the dense side;
+//    its best value depends on how good the embedding model is (rag eval measures it).
+enum class Fusion { Rrf, Convex };
+Fusion parse_fusion(const std::string& name);  // rrf | convex (a bad-input Error otherwise)
+const char* fusion_name(Fusion f);
 
 struct QueryOptions {
     int k = 5;
     Mode mode = Mode::Bm25;
     Embedder* embedder = nullptr;  // dense and hybrid: the model that embeds the query (the index's)
     int candidates = 100;          // hybrid: how deep each ranking is fused
-    int rrf_k = 60;                // hybrid: the fusion's constant
+    Fusion fusion = Fusion::Rrf;   // hybrid: how
+    int rrf_k = 60;                // rrf: the fusion's constant
+    double alpha = 0.5;            // convex: the dense score's weight, in [0, 1]
     int ef = 0;                    // dense: the HNSW search's breadth (0: max(k, candidates, 64))
     bool exact = false;            // dense: compare with every vector instead of searching the graph
     // A cross-encoder that reorders the first max(k, rerank_top) chunks of the mode's ranking by its scores (each

@@ -90,14 +90,14 @@ ChatModel open_chat_model(const ChatCli& c, int threads) {
     return cm;
 }
 
-rag::AskOptions ask_options(const ChatCli& c, rag::Mode mode, int k, int candidates, bool exact, Embedder* embedder, Reranker* reranker,
+rag::AskOptions ask_options(const ChatCli& c, rag::Mode mode, int k, const HybridCli& hy, bool exact, Embedder* embedder, Reranker* reranker,
                             int rerank_top) {
     rag::AskOptions ao;
     ao.query.reranker = reranker;
     ao.query.rerank_top = rerank_top;
     ao.query.k = k;
     ao.query.mode = mode;
-    ao.query.candidates = candidates;
+    hy.apply(ao.query);
     ao.query.exact = exact;
     ao.query.embedder = embedder;
     ao.relevance = c.rel;
@@ -200,7 +200,8 @@ void add_rag_query(CLI::App* rag) {
                                              "similarity) or hybrid (the two fused by reciprocal rank)");
     struct Opts {
         std::string kb, question, mode = "bm25", embed_model, rerank;
-        int k = 5, candidates = 100, threads = 0, rerank_top = 20;
+        int k = 5, threads = 0, rerank_top = 20;
+        HybridCli hy;
         bool json = false, exact = false;
     };
     auto o = std::make_shared<Opts>();
@@ -211,7 +212,7 @@ void add_rag_query(CLI::App* rag) {
     cmd->add_option("--mode", o->mode, "retrieval: bm25, dense or hybrid (dense and hybrid: an index with vectors, rag index --embed-model)")
         ->check(CLI::IsMember({"bm25", "dense", "hybrid"}));
     cmd->add_option("--embed-model", o->embed_model, "embed the question with this model")->default_str("the index's");
-    cmd->add_option("--candidates", o->candidates, "hybrid: how deep each ranking is fused")->check(at_least(1));
+    o->hy.add_to(cmd);
     cmd->add_flag("--exact", o->exact, "dense: compare with every vector instead of searching the HNSW graph");
     add_threads_option(cmd, o->threads);
     cmd->add_flag("--json", o->json, "print the result as one JSON object (with the chunks' whole texts)");
@@ -221,7 +222,7 @@ void add_rag_query(CLI::App* rag) {
         rag::QueryOptions qo;
         qo.k = o->k;
         qo.mode = rag::parse_mode(o->mode);
-        qo.candidates = o->candidates;
+        o->hy.apply(qo);
         qo.exact = o->exact;
         std::unique_ptr<DenseModel> dm;
         if (qo.mode != rag::Mode::Bm25) {
@@ -235,6 +236,7 @@ void add_rag_query(CLI::App* rag) {
         const std::vector<rag::Hit> hits = kb.query(o->question, qo);
         if (o->json) {
             nlohmann::json j = {{"query", o->question}, {"mode", o->mode}, {"analyzer", rag::analyzer_name(kb.analyzer())}, {"terms", rag::terms(o->question, kb.analyzer())}, {"hits", nlohmann::json::array()}};
+            if (qo.mode == rag::Mode::Hybrid) j["fusion"] = o->hy.json();
             for (size_t i = 0; i < hits.size(); ++i) {
                 const rag::Hit& h = hits[i];
                 j["hits"].push_back({{"rank", i + 1}, {"chunk", h.chunk}, {"score", h.score}, {"source", h.source}, {"title", h.title},
@@ -243,8 +245,9 @@ void add_rag_query(CLI::App* rag) {
                     j["hits"].back()["bm25_rank"] = h.bm25_rank;
                     j["hits"].back()["dense_rank"] = h.dense_rank;
                 }
-                if (h.bm25_rank) j["hits"].back()["bm25"] = h.bm25;
-                if (h.dense_rank) j["hits"].back()["similarity"] = h.similarity;
+                const bool both = qo.mode == rag::Mode::Hybrid && qo.fusion == rag::Fusion::Convex;  // every hit has both scores
+                if (h.bm25_rank || both) j["hits"].back()["bm25"] = h.bm25;
+                if (h.dense_rank || both) j["hits"].back()["similarity"] = h.similarity;
                 if (h.retrieval_rank) j["hits"].back()["retrieval_rank"] = h.retrieval_rank;
             }
             std::printf("%s\n", j.dump().c_str());
@@ -264,7 +267,8 @@ void add_rag_ask(CLI::App* rag) {
                                            "the prompt, the answer cites them as [n], and the cited sources are printed with snippets");
     struct Opts {
         std::string kb, question, mode = "bm25", embed_model, rerank;
-        int k = 5, candidates = 100, threads = ThreadPool::default_threads(), rerank_top = 20;
+        int k = 5, threads = ThreadPool::default_threads(), rerank_top = 20;
+        HybridCli hy;
         ChatCli c;
         bool json = false, exact = false, verbose = false;
     };
@@ -276,7 +280,7 @@ void add_rag_ask(CLI::App* rag) {
     cmd->add_option("--mode", o->mode, "retrieval: bm25, dense or hybrid (dense and hybrid: an index with vectors, rag index --embed-model)")
         ->check(CLI::IsMember({"bm25", "dense", "hybrid"}));
     cmd->add_option("--embed-model", o->embed_model, "embed the question with this model")->default_str("the index's");
-    cmd->add_option("--candidates", o->candidates, "hybrid: how deep each ranking is fused")->check(at_least(1));
+    o->hy.add_to(cmd);
     cmd->add_flag("--exact", o->exact, "dense: compare with every vector instead of searching the HNSW graph");
     add_rerank_options(cmd, o->rerank, o->rerank_top);
     add_answer_options(cmd, o->c);
@@ -293,7 +297,7 @@ void add_rag_ask(CLI::App* rag) {
             if (!dm) throw_bad_input("rag ask: '%s' has no dense vectors (build them with rag index --embed-model MODEL)", o->kb.c_str());
         }
         const std::unique_ptr<RerankModel> rr = open_reranker(o->rerank, o->threads);
-        const rag::AskOptions ao = ask_options(o->c, mode, o->k, o->candidates, o->exact, dm ? dm->embedder.get() : nullptr,
+        const rag::AskOptions ao = ask_options(o->c, mode, o->k, o->hy, o->exact, dm ? dm->embedder.get() : nullptr,
                                                rr ? rr->reranker.get() : nullptr, o->rerank_top);
         ChatModel cm = open_chat_model(o->c, o->threads);
         StopOnSignal stop;
@@ -374,7 +378,8 @@ void add_rag_sft_data(CLI::App* rag) {
         std::string kb, qa, out, mode = "bm25", embed_model, system = rag::kGroundedInstruction, missed = "insert",
                                  abstain = "The sources do not answer this question.";
         std::string cloze_index;
-        int k = 5, candidates = 100, threads = 0, cloze = 0;
+        int k = 5, threads = 0, cloze = 0;
+        HybridCli hy;
         double cloze_abstain = 0;
         int64_t seed = 1;
         rag::Relevance rel;
@@ -387,7 +392,7 @@ void add_rag_sft_data(CLI::App* rag) {
     cmd->add_option("-k,--hits", o->k, "sources per question, as rag ask retrieves them")->check(at_least(1));
     cmd->add_option("--mode", o->mode, "retrieval: bm25, dense or hybrid")->check(CLI::IsMember({"bm25", "dense", "hybrid"}));
     cmd->add_option("--embed-model", o->embed_model, "embed the questions with this model")->default_str("the index's");
-    cmd->add_option("--candidates", o->candidates, "hybrid: how deep each ranking is fused")->check(at_least(1));
+    o->hy.add_to(cmd);
     cmd->add_option("--min-bm25", o->rel.min_bm25, "sources below both thresholds are left out, as rag ask leaves them (the gold passage stays)");
     cmd->add_option("--min-similarity", o->rel.min_similarity, "the similarity threshold (dense and hybrid)");
     cmd->add_option("--system", o->system, "the system prompt")->default_str("rag ask's");
@@ -425,7 +430,7 @@ void add_rag_sft_data(CLI::App* rag) {
         rag::QueryOptions qo;
         qo.k = o->k;
         qo.mode = mode;
-        qo.candidates = o->candidates;
+        o->hy.apply(qo);
         qo.embedder = dm ? dm->embedder.get() : nullptr;
         std::mt19937_64 rng(seed_or_random(o->seed));
         AtomicWriter w(o->out);
@@ -543,7 +548,8 @@ void add_rag_eval(CLI::App* rag) {
         std::string kb, qa, embed_model, rerank;
         int rerank_top = 20;
         std::vector<std::string> modes{"bm25"};
-        int k = 5, bootstrap = 1000, candidates = 100, threads = 0;
+        int k = 5, bootstrap = 1000, threads = 0;
+        HybridCli hy;
         bool json = false, quiet = false, exact = false;
         ChatCli c;
         std::string answers_out;
@@ -556,7 +562,7 @@ void add_rag_eval(CLI::App* rag) {
     cmd->add_option("--mode", o->modes, "retrieval modes to evaluate, each on the same questions: bm25, dense, hybrid (comma-separated)")
         ->delimiter(',')->check(CLI::IsMember({"bm25", "dense", "hybrid"}));
     cmd->add_option("--embed-model", o->embed_model, "dense and hybrid: embed the questions with this model")->default_str("the index's");
-    cmd->add_option("--candidates", o->candidates, "hybrid: how deep each ranking is fused")->check(at_least(1));
+    o->hy.add_to(cmd);
     cmd->add_flag("--exact", o->exact, "dense: compare with every vector instead of searching the HNSW graph");
     add_rerank_options(cmd, o->rerank, o->rerank_top);
     add_threads_option(cmd, o->threads);
@@ -590,6 +596,7 @@ void add_rag_eval(CLI::App* rag) {
         auto est = [](const rag::Estimate& e) { return nlohmann::json{{"mean", e.mean}, {"lo", e.lo}, {"hi", e.hi}}; };
         nlohmann::json out = {{"index", o->kb}, {"qa", o->qa}, {"questions", qa.size()}, {"k", o->k}, {"bootstrap", o->bootstrap},
                               {"modes", nlohmann::json::object()}};
+        if (std::find(o->modes.begin(), o->modes.end(), "hybrid") != o->modes.end()) out["fusion"] = o->hy.json();
         if (!o->json)
             std::printf("%s, %zu questions (95 %% bootstrap intervals, %d resamples)\n", o->qa.c_str(), qa.size(), o->bootstrap);
         std::vector<double> first_rr;
@@ -601,7 +608,7 @@ void add_rag_eval(CLI::App* rag) {
             eo.progress = !o->quiet;
             eo.stop = stop.flag();
             eo.query.mode = rag::parse_mode(mode);
-            eo.query.candidates = o->candidates;
+            o->hy.apply(eo.query);
             eo.query.exact = o->exact;
             eo.query.embedder = dm ? dm->embedder.get() : nullptr;
             eo.query.reranker = rr ? rr->reranker.get() : nullptr;
@@ -628,7 +635,7 @@ void add_rag_eval(CLI::App* rag) {
             }
             if (cm) {
                 rag::AnswerEvalOptions ae;
-                ae.ask = ask_options(o->c, eo.query.mode, o->k, o->candidates, o->exact, eo.query.embedder, eo.query.reranker, o->rerank_top);
+                ae.ask = ask_options(o->c, eo.query.mode, o->k, o->hy, o->exact, eo.query.embedder, eo.query.reranker, o->rerank_top);
                 ae.bootstrap = o->bootstrap;
                 ae.progress = !o->quiet;
                 ae.stop = stop.flag();

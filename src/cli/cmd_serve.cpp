@@ -44,6 +44,7 @@ void add_serve(CLI::App& app) {
         double battle_ttl = 3600;
         bool no_log = false, no_mmap = false, no_web = false;
         std::string rag, rag_mode = "bm25", embed_model, rerank;
+        HybridCli hy;
         rag::Relevance rel;
     };
     auto o = std::make_shared<Opts>();
@@ -95,6 +96,7 @@ void add_serve(CLI::App& app) {
                                      "\"use documents\" switch")->default_str("none");
     cmd->add_option("--rag-mode", o->rag_mode, "the retrieval of a request that names none: bm25, dense or hybrid (dense and hybrid: an index "
                                                "with vectors)")->check(CLI::IsMember({"bm25", "dense", "hybrid"}));
+    o->hy.add_to(cmd);
     cmd->add_option("--embed-model", o->embed_model, "with --rag: embed queries with this model")->default_str("the index's, if it has vectors");
     cmd->add_option("--min-bm25", o->rel.min_bm25, "with --rag: a chunk is relevant when its BM25 score reaches this (a request may say otherwise)");
     cmd->add_option("--min-similarity", o->rel.min_similarity, "with --rag: … or when its cosine similarity reaches this");
@@ -119,11 +121,12 @@ void add_serve(CLI::App& app) {
             auto rs = std::make_shared<server::RagService>();
             rs->name = o->rag;
             rs->index = std::make_unique<rag::Index>(o->rag);
-            rs->mode = rag::parse_mode(o->rag_mode);
+            rs->query.mode = rag::parse_mode(o->rag_mode);
+            o->hy.apply(rs->query);
             rs->relevance = o->rel;
             dense = open_dense_model(o->embed_model, o->rag, o->threads, true);
             if (dense) rs->embedder = dense->embedder.get();
-            if (rs->mode != rag::Mode::Bm25 && !dense)
+            if (rs->query.mode != rag::Mode::Bm25 && !dense)
                 throw_bad_input("--rag-mode %s: '%s' has no dense vectors (build them with rag index --embed-model MODEL)", o->rag_mode.c_str(), o->rag.c_str());
             std::fprintf(stderr, "llmforge: --rag %s: %zu documents, %zu chunks%s\n", o->rag.c_str(), rs->index->documents(), rs->index->chunks(),
                          dense ? (", dense vectors by " + dense->path).c_str() : "");

@@ -3,6 +3,9 @@
 
 #include <filesystem>
 
+#include <CLI/CLI.hpp>
+
+#include "cli/common.h"
 #include "llmforge/error.h"
 #include "llmforge/log.h"
 #include "llmforge/rag.h"
@@ -10,6 +13,30 @@
 namespace llmforge::cli {
 
 namespace fs = std::filesystem;
+
+void HybridCli::add_to(CLI::App* cmd) {
+    cmd->add_option("--candidates", candidates, "hybrid: how deep each ranking is fused")->capture_default_str()->check(at_least(1));
+    cmd->add_option("--fusion", fusion, "hybrid: rrf (reciprocal-rank fusion: ranks only) or convex ((1 - alpha) * BM25 + alpha * cosine "
+                                        "similarity, each scaled by the best candidate's)")
+        ->capture_default_str()->check(CLI::IsMember({"rrf", "convex"}));
+    cmd->add_option("--rrf-k", rrf_k, "rrf: the constant k of 1 / (k + rank)")->capture_default_str()->check(at_least(1));
+    cmd->add_option("--alpha", alpha, "convex: the dense score's weight (0: BM25's ranking, 1: the dense one)")->capture_default_str()
+        ->check(CLI::Range(0.0, 1.0));
+}
+
+void HybridCli::apply(rag::QueryOptions& q) const {
+    q.candidates = candidates;
+    q.fusion = rag::parse_fusion(fusion);
+    q.rrf_k = rrf_k;
+    q.alpha = alpha;
+}
+
+nlohmann::json HybridCli::json() const {
+    nlohmann::json j = {{"method", fusion}, {"candidates", candidates}};
+    if (fusion == "rrf") j["k"] = rrf_k;
+    else j["alpha"] = alpha;
+    return j;
+}
 
 std::unique_ptr<RerankModel> open_reranker(const std::string& path, int threads) {
     if (path.empty()) return nullptr;

@@ -4,12 +4,30 @@
 #include <optional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "core/threadpool.h"
 #include "llmforge/embedder.h"
 #include "llmforge/model.h"
+#include "llmforge/rag.h"
 #include "llmforge/reranker.h"
 
+namespace CLI {
+class App;
+}
+
 namespace llmforge::cli {
+
+// How hybrid retrieval fuses its rankings (--candidates, --fusion, --rrf-k, --alpha), as every command that retrieves
+// takes it.
+struct HybridCli {
+    int candidates = 100, rrf_k = 60;
+    std::string fusion = "rrf";
+    double alpha = 0.5;
+    void add_to(CLI::App* cmd);
+    void apply(rag::QueryOptions& q) const;
+    nlohmann::json json() const;  // {"method", "candidates", and "k" or "alpha"}, as --json prints it
+};
 
 // The embedding model of dense retrieval: `--embed-model`, or the one the index records.
 struct DenseModel {

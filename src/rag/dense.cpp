@@ -261,4 +261,22 @@ std::vector<std::pair<int64_t, double>> DenseSearch::search(const std::vector<fl
     return out;
 }
 
+std::vector<double> DenseSearch::similarity(const std::vector<float>& q, const std::vector<int64_t>& chunks) const {
+    std::vector<double> out;
+    out.reserve(chunks.size());
+    SqliteStmt st(db_, "SELECT vec FROM embeddings WHERE chunk_id = ?");
+    for (int64_t id : chunks) {
+        st.bind(1, id);
+        if (!st.step()) throw_bad_input("'%s': chunk %lld has no vector: run `llmforge rag index` again", dir_.c_str(), static_cast<long long>(id));
+        const auto [p, bytes] = st.blob(0);
+        if (bytes != q.size() * sizeof(float)) throw_bad_input("'%s': a stored vector has the wrong size", dir_.c_str());
+        const float* f = static_cast<const float*>(p);
+        double dot = 0;
+        for (size_t c = 0; c < q.size(); ++c) dot += static_cast<double>(q[c]) * f[c];
+        out.push_back(dot);
+        st.reset();
+    }
+    return out;
+}
+
 }  // namespace llmforge::rag

@@ -327,6 +327,8 @@ struct Index::Impl {
     Analyzer analyzer = Analyzer::Plain;
     std::unique_ptr<DenseSearch> dense;
     std::vector<Hit> bm25(const std::vector<std::string>& w, int k) const;
+    // The BM25 score of each of `chunks` (0 where none of the terms is in it)
+    std::vector<double> bm25_of(const std::vector<std::string>& w, const std::vector<int64_t>& chunks) const;
     std::vector<Hit> fetch(const std::vector<std::pair<int64_t, double>>& ranked) const;
 };
 
@@ -338,6 +340,14 @@ Mode parse_mode(const std::string& name) {
 }
 
 const char* mode_name(Mode m) { return m == Mode::Bm25 ? "bm25" : m == Mode::Dense ? "dense" : "hybrid"; }
+
+Fusion parse_fusion(const std::string& name) {
+    if (name == "rrf") return Fusion::Rrf;
+    if (name == "convex") return Fusion::Convex;
+    throw_bad_input("unknown fusion '%s' (rrf or convex)", name.c_str());
+}
+
+const char* fusion_name(Fusion f) { return f == Fusion::Rrf ? "rrf" : "convex"; }
 
 Index::Index(const std::string& dir) : impl_(std::make_unique<Impl>()) {
     const fs::path file = fs::path(dir) / "index.sqlite";
@@ -378,13 +388,22 @@ Hit read_hit(const SqliteStmt& st, int64_t id, double score, int col) {
 }
 }  // namespace
 
-// BM25: the query's distinct terms, OR-ed; each quoted, so that no word is read as FTS5 syntax (a word holds no '"').
-// bm25() is lower-is-better (it returns minus the score); ties by chunk id, so rankings are deterministic.
+namespace {
+// The FTS5 query of a query's distinct terms, OR-ed; each quoted, so that no word is read as FTS5 syntax (a word holds
+// no '"').
+std::string fts_match(const std::vector<std::string>& w) {
+    std::string match;
+    for (const std::string& x : w) match += (match.empty() ? "\"" : " OR \"") + x + "\"";
+    return match;
+}
+}  // namespace
+
+// BM25 over the query's terms: bm25() is lower-is-better (it returns minus the score); ties by chunk id, so rankings
+// are deterministic.
 std::vector<Hit> Index::Impl::bm25(const std::vector<std::string>& w, int k) const {
     std::vector<Hit> out;
     if (w.empty()) return out;  // only stopwords: no term to match
-    std::string match;
-    for (const std::string& x : w) match += (match.empty() ? "\"" : " OR \"") + x + "\"";
+    const std::string match = fts_match(w);
     const std::string sql = std::string("SELECT c.id, -s.score, ") + kHitColumns +
                             " FROM (SELECT rowid AS id, bm25(chunks_fts) AS score FROM chunks_fts WHERE chunks_fts MATCH ?"
                             "  ORDER BY score, rowid LIMIT ?) s"
@@ -392,6 +411,21 @@ std::vector<Hit> Index::Impl::bm25(const std::vector<std::string>& w, int k) con
     SqliteStmt st(*db, sql.c_str());
     st.bind(1, std::string_view(match)).bind(2, static_cast<int64_t>(k));
     while (st.step()) out.push_back(read_hit(st, st.int64(0), st.real(1), 2));
+    return out;
+}
+
+std::vector<double> Index::Impl::bm25_of(const std::vector<std::string>& w, const std::vector<int64_t>& chunks) const {
+    std::vector<double> out(chunks.size(), 0.0);
+    if (w.empty() || chunks.empty()) return out;
+    std::string ids;
+    for (int64_t id : chunks) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+    const std::string sql = "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid IN (" + ids + ")";
+    SqliteStmt st(*db, sql.c_str());
+    st.bind(1, std::string_view(fts_match(w)));
+    std::map<int64_t, double> score;
+    while (st.step()) score[st.int64(0)] = st.real(1);
+    for (size_t i = 0; i < chunks.size(); ++i)
+        if (score.count(chunks[i])) out[i] = score[chunks[i]];
     return out;
 }
 
@@ -440,10 +474,13 @@ std::vector<Hit> Index::query_ranked(const std::string& text, const QueryOptions
         return out;
     }
     if (!o.embedder) throw_bad_input("%s retrieval needs the index's embedding model", mode_name(o.mode));
+    if (o.mode == Mode::Hybrid && o.fusion == Fusion::Convex && !(o.alpha >= 0 && o.alpha <= 1))
+        throw_bad_input("convex fusion: alpha must be between 0 and 1 (got %g)", o.alpha);
     if (!impl_->dense) impl_->dense = std::make_unique<DenseSearch>(*impl_->db, impl_->dir);
     const int cand = o.mode == Mode::Hybrid ? std::max(o.k, o.candidates) : o.k;
+    const std::vector<float> qv = o.embedder->embed(text);
     const std::vector<std::pair<int64_t, double>> dense =
-        impl_->dense->search(o.embedder->embed(text), cand, o.ef > 0 ? o.ef : std::max({o.k, o.candidates, 64}), o.exact);
+        impl_->dense->search(qv, cand, o.ef > 0 ? o.ef : std::max({o.k, o.candidates, 64}), o.exact);
     if (o.mode == Mode::Dense) {
         out = impl_->fetch(dense);
         for (size_t i = 0; i < out.size(); ++i) {
@@ -452,33 +489,59 @@ std::vector<Hit> Index::query_ranked(const std::string& text, const QueryOptions
         }
         return out;
     }
-    // hybrid: reciprocal-rank fusion of the two rankings
+    // hybrid: the union of the two candidate lists, each chunk with its ranks and scores
+    struct Candidate {
+        int bm25_rank = 0, dense_rank = 0;
+        double bm25 = 0, similarity = 0;
+    };
     const std::vector<Hit> lexical = impl_->bm25(w, cand);
-    std::map<int64_t, std::pair<int, int>> ranks;  // chunk → (BM25 rank, dense rank)
-    std::map<int64_t, std::pair<double, double>> scores;  // chunk → (BM25, similarity)
+    std::map<int64_t, Candidate> c;
     for (size_t i = 0; i < lexical.size(); ++i) {
-        ranks[lexical[i].chunk].first = static_cast<int>(i + 1);
-        scores[lexical[i].chunk].first = lexical[i].score;
+        c[lexical[i].chunk].bm25_rank = static_cast<int>(i + 1);
+        c[lexical[i].chunk].bm25 = lexical[i].score;
     }
     for (size_t i = 0; i < dense.size(); ++i) {
-        ranks[dense[i].first].second = static_cast<int>(i + 1);
-        scores[dense[i].first].second = dense[i].second;
+        c[dense[i].first].dense_rank = static_cast<int>(i + 1);
+        c[dense[i].first].similarity = dense[i].second;
     }
     std::vector<std::pair<int64_t, double>> fused;
-    for (const auto& [id, r] : ranks) {
-        double sc = 0;
-        if (r.first) sc += 1.0 / (o.rrf_k + r.first);
-        if (r.second) sc += 1.0 / (o.rrf_k + r.second);
-        fused.emplace_back(id, sc);
+    if (o.fusion == Fusion::Rrf) {
+        for (const auto& [id, x] : c) {
+            double sc = 0;
+            if (x.bm25_rank) sc += 1.0 / (o.rrf_k + x.bm25_rank);
+            if (x.dense_rank) sc += 1.0 / (o.rrf_k + x.dense_rank);
+            fused.emplace_back(id, sc);
+        }
+    } else {
+        // convex (TM2C2): first the score each candidate lacks — BM25 for those only the dense ranking found, the
+        // similarity for those only BM25 found
+        std::vector<int64_t> no_bm25, no_sim;
+        for (const auto& [id, x] : c) {
+            if (!x.bm25_rank) no_bm25.push_back(id);
+            if (!x.dense_rank) no_sim.push_back(id);
+        }
+        const std::vector<double> b = impl_->bm25_of(w, no_bm25), s = impl_->dense->similarity(qv, no_sim);
+        for (size_t i = 0; i < no_bm25.size(); ++i) c[no_bm25[i]].bm25 = b[i];
+        for (size_t i = 0; i < no_sim.size(); ++i) c[no_sim[i]].similarity = s[i];
+        double max_bm25 = 0, max_sim = -1;
+        for (const auto& [id, x] : c) {
+            max_bm25 = std::max(max_bm25, x.bm25);
+            max_sim = std::max(max_sim, x.similarity);
+        }
+        for (const auto& [id, x] : c) {
+            const double lex = max_bm25 > 0 ? x.bm25 / max_bm25 : 0, sem = max_sim > -1 ? (x.similarity + 1) / (max_sim + 1) : 0;
+            fused.emplace_back(id, (1 - o.alpha) * lex + o.alpha * sem);
+        }
     }
     std::sort(fused.begin(), fused.end(), [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
     if (static_cast<int>(fused.size()) > o.k) fused.resize(static_cast<size_t>(o.k));
     out = impl_->fetch(fused);
     for (Hit& h : out) {
-        h.bm25_rank = ranks[h.chunk].first;
-        h.dense_rank = ranks[h.chunk].second;
-        h.bm25 = scores[h.chunk].first;
-        h.similarity = scores[h.chunk].second;
+        const Candidate& x = c[h.chunk];
+        h.bm25_rank = x.bm25_rank;
+        h.dense_rank = x.dense_rank;
+        h.bm25 = x.bm25;
+        h.similarity = x.similarity;
     }
     return out;
 }

@@ -32,6 +32,8 @@ public:
     ~DenseSearch();
     // (chunk id, cosine similarity) of the k nearest vectors, best first
     std::vector<std::pair<int64_t, double>> search(const std::vector<float>& q, int k, int ef, bool exact);
+    // The cosine similarity of q to each chunk's stored vector (after a search: the vectors are checked then)
+    std::vector<double> similarity(const std::vector<float>& q, const std::vector<int64_t>& chunks) const;
 
 private:
     struct Graph;

@@ -52,7 +52,7 @@ struct RagService {
     std::string name;                    // the index directory, as given
     std::unique_ptr<rag::Index> index;
     Embedder* embedder = nullptr;        // dense and hybrid queries (owned by the caller; null: BM25 only)
-    rag::Mode mode = rag::Mode::Bm25;    // a request's mode when it names none
+    rag::QueryOptions query;             // a request's mode and fusion where it names none (k, embedder: the request's)
     rag::Relevance relevance;            // the default thresholds
     std::mutex mu;
 };

@@ -21,22 +21,22 @@ void Api::retrieve(const http::Request& req, const http::ExchangePtr& ex) {
         std::lock_guard<std::mutex> lk(rs->mu);
         return reply(ex, 200,
                      dump(json{{"object", "index"}, {"available", true}, {"name", rs->name}, {"documents", rs->index->documents()}, {"chunks", rs->index->chunks()},
-                               {"vectors", rs->index->vectors()}, {"modes", modes}, {"default_mode", rag::mode_name(rs->mode)},
+                               {"vectors", rs->index->vectors()}, {"modes", modes}, {"default_mode", rag::mode_name(rs->query.mode)},
+                               {"default_fusion", rag::fusion_name(rs->query.fusion)}, {"default_alpha", rs->query.alpha},
                                {"system", rag::kGroundedInstruction}}),
                      "/v1/retrieve");
     }
     const json b = parse_body(req);
     for (auto it = b.begin(); it != b.end(); ++it)
-        if (it.key() != "query" && it.key() != "k" && it.key() != "mode" && it.key() != "min_bm25" && it.key() != "min_similarity" &&
-            it.key() != "min_lead")
+        if (it.key() != "query" && it.key() != "k" && it.key() != "mode" && it.key() != "fusion" && it.key() != "alpha" && it.key() != "min_bm25" &&
+            it.key() != "min_similarity" && it.key() != "min_lead")
             bad("Unrecognized request argument supplied: " + it.key(), it.key(), "unknown_parameter");
     if (!has(b, "query")) bad("You must provide a 'query'.", "query", "missing_required_parameter");
     if (!b["query"].is_string()) wrong_type("query", "a string", b["query"]);
     const std::string query = b["query"].get<std::string>();
     if (!utf8_valid(query)) bad("Invalid 'query': not valid UTF-8.", "query", "invalid_value");
-    rag::QueryOptions qo;
+    rag::QueryOptions qo = rs->query;
     qo.k = static_cast<int>(integer(b, "k", 5, 1, 100));
-    qo.mode = rs->mode;
     if (has(b, "mode")) {
         if (!b["mode"].is_string()) wrong_type("mode", "a string", b["mode"]);
         const std::string m = b["mode"].get<std::string>();
@@ -44,6 +44,13 @@ void Api::retrieve(const http::Request& req, const http::ExchangePtr& ex) {
             bad("Invalid 'mode': expected 'bm25', 'dense' or 'hybrid', but got '" + m + "' instead.", "mode", "invalid_value");
         qo.mode = rag::parse_mode(m);
     }
+    if (has(b, "fusion")) {
+        if (!b["fusion"].is_string()) wrong_type("fusion", "a string", b["fusion"]);
+        const std::string f = b["fusion"].get<std::string>();
+        if (f != "rrf" && f != "convex") bad("Invalid 'fusion': expected 'rrf' or 'convex', but got '" + f + "' instead.", "fusion", "invalid_value");
+        qo.fusion = rag::parse_fusion(f);
+    }
+    qo.alpha = number(b, "alpha", qo.alpha, 0.0, 1.0);
     if (qo.mode != rag::Mode::Bm25 && !rs->embedder)
         bad(std::string("Invalid 'mode': this index has no dense vectors, so only 'bm25' retrieval is possible."), "mode", "invalid_value");
     qo.embedder = rs->embedder;
@@ -63,8 +70,9 @@ void Api::retrieve(const http::Request& req, const http::ExchangePtr& ex) {
     for (const rag::Hit& h : hits) {
         const bool relevant = stands_out && rag::relevant(h, rel);
         json d = {{"object", "retrieval.chunk"}, {"index", data.size()}, {"relevant", relevant}, {"n", nullptr}, {"chunk", h.chunk}, {"score", h.score}};
-        if (h.bm25_rank) d["bm25"] = h.bm25;
-        if (h.dense_rank) d["similarity"] = h.similarity;
+        const bool both = qo.mode == rag::Mode::Hybrid && qo.fusion == rag::Fusion::Convex;  // every hit has both scores
+        if (h.bm25_rank || both) d["bm25"] = h.bm25;
+        if (h.dense_rank || both) d["similarity"] = h.similarity;
         if (relevant) {
             sources.push_back(h);
             d["n"] = sources.size();  // its number in the prompt
@@ -75,6 +83,8 @@ void Api::retrieve(const http::Request& req, const http::ExchangePtr& ex) {
     }
     json out = {{"object", "list"}, {"query", query}, {"mode", rag::mode_name(qo.mode)}, {"data", std::move(data)}, {"lead", lead}, {"sources", sources.size()},
                 {"system", rag::kGroundedInstruction}};
+    if (qo.mode == rag::Mode::Hybrid) out["fusion"] = qo.fusion == rag::Fusion::Rrf ? json{{"method", "rrf"}, {"candidates", qo.candidates}, {"k", qo.rrf_k}}
+                                                                                     : json{{"method", "convex"}, {"candidates", qo.candidates}, {"alpha", qo.alpha}};
     out["prompt"] = sources.empty() ? json(nullptr) : json(rag::grounded_prompt(query, sources));
     reply(ex, 200, dump(out), "/v1/retrieve");
 }

@@ -10,6 +10,9 @@ index documents it (title, headings, text), embeds it with PyTorch (BERT's defin
   - exact dense search (--exact): the same chunks in the same order, scores to 1e-5;
   - the HNSW graph: recall@10 ≥ 0.98 against the exact ranking;
   - hybrid: reciprocal-rank fusion (k = 60) of the BM25 ranking and the reference's dense ranking, recomputed here;
+  - hybrid, convex fusion (TM2C2): (1 − α)·BM25/max + α·(cos + 1)/(max + 1) over the union of the two top-10 lists,
+    recomputed from test_rag_bm25's own BM25 and the reference's similarities — the order, the fused scores, and each
+    hit's BM25 and similarity (also for chunks only one ranking found);
   - incremental: changing one file embeds only its chunks; deleting one removes its vectors;
   - kill -9 while embedding: BM25 still answers, dense says the vectors are out of date (one line, exit 2) until the
     next run completes; a dense query on an index without vectors, likewise; an empty query: no hits.
@@ -23,13 +26,18 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import re
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_bert_torch import args_and_vocab, make_bert, model_dir, reference  # noqa: E402
+from test_rag_bm25 import Bm25  # noqa: E402
 
 RESULTS = {"passed": 0, "failed": 0}
 QUERIES = ["How do I read a file line by line?", "Why is Python slow?", "How can I create a stand-alone binary?", "What is a lambda?",
@@ -58,6 +66,53 @@ def run(*args, ok=True):
 def passage_text(title, heading, text):  # as the index documents a chunk (rag::passage_text)
     s = title + "\n" if title and not heading.startswith(title) else ""
     return s + (heading + "\n" if heading else "") + text
+
+
+def post(url, body):
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def serve_fusion(bin_, model, kb):
+    """serve --rag KB --fusion convex --alpha 0.7: POST /v1/retrieve fuses as rag query does (its default, and rrf or
+    another alpha where the request says so); a bad fusion or alpha is a 400 naming the parameter."""
+    srv = subprocess.Popen([bin_, "serve", "-m", model, "--rag", kb, "--rag-mode", "hybrid", "--fusion", "convex", "--alpha", "0.7", "--port", "0",
+                            "--no-access-log", "--no-web", "-t", "1"], stderr=subprocess.PIPE, text=True)
+    url = None
+    try:
+        for line in srv.stderr:
+            m = re.search(r"listening on (http://[\d.]+:\d+)", line)
+            if m:
+                url = m.group(1)
+                break
+        threading.Thread(target=lambda: srv.stderr.read(), daemon=True).start()
+        check("serve --rag --fusion convex starts", url is not None)
+        if not url:
+            return
+        with urllib.request.urlopen(url + "/v1/retrieve", timeout=60) as r:
+            info = json.loads(r.read())
+        same, detail = info.get("default_fusion") == "convex" and info.get("default_alpha") == 0.7, ""
+        q = "How do I copy an object?"
+        for body, args in (({}, ["--fusion", "convex", "--alpha", "0.7"]), ({"fusion": "rrf"}, ["--fusion", "rrf"]),
+                           ({"alpha": 0.2}, ["--fusion", "convex", "--alpha", "0.2"])):
+            st, out = post(url + "/v1/retrieve", {"query": q, "k": 5, **body})
+            want = json.loads(run(bin_, "rag", "query", kb, q, "--mode", "hybrid", "-k", "5", "--json", *args).stdout)
+            got = [(d["chunk"], round(d["score"], 12)) for d in out.get("data", [])]
+            if st != 200 or got != [(h["chunk"], round(h["score"], 12)) for h in want["hits"]] or out.get("fusion") != want.get("fusion"):
+                same, detail = False, f"{body}: {st} {got} vs {[h['chunk'] for h in want['hits']]}"
+        check("POST /v1/retrieve: the server's fusion by default, the request's fusion and alpha otherwise, as rag query ranks", same, detail)
+        errs = []
+        for body, param in (({"fusion": "max"}, "fusion"), ({"fusion": 1}, "fusion"), ({"alpha": 1.5}, "alpha"), ({"alpha": "x"}, "alpha")):
+            st, out = post(url + "/v1/retrieve", {"query": q, **body})
+            errs.append(st == 400 and out.get("error", {}).get("param") == param)
+        check("POST /v1/retrieve: an unknown fusion, an alpha outside [0, 1] or not a number: 400 naming the parameter", all(errs), str(errs))
+    finally:
+        srv.terminate()
+        srv.wait()
 
 
 def main():
@@ -100,6 +155,8 @@ def main():
             Qv = torch.stack([reference(w, cfg, cut(x), "mean") for x in toks[len(texts):]])
         ids = [r[0] for r in rows]
         exact_ok, worst, recall_hits, recall_total, hybrid_ok, hybrid_detail = True, 0.0, 0, 0, True, ""
+        lexical = Bm25(os.path.join(kb, "index.sqlite"))
+        convex_ok, convex_detail, convex_worst, one_sided = True, "", 0.0, 0
         for qi, q in enumerate(QUERIES):
             sims = (E @ Qv[qi]).tolist()
             order = sorted(range(len(ids)), key=lambda i: (-sims[i], ids[i]))
@@ -116,7 +173,8 @@ def main():
             recall_hits += len({h["chunk"] for h in approx} & {c for c, _ in want[:10]})
             recall_total += 10
             # hybrid = RRF of BM25's ranking and the dense ranking, each to 100 candidates
-            lex = json.loads(run(a.bin, "rag", "query", kb, q, "--mode", "bm25", "-k", "100", "--json").stdout)["hits"]
+            lj = json.loads(run(a.bin, "rag", "query", kb, q, "--mode", "bm25", "-k", "100", "--json").stdout)
+            lex = lj["hits"]
             fused = {}
             for rank, h in enumerate(lex, 1):
                 fused[h["chunk"]] = fused.get(h["chunk"], 0) + 1 / (60 + rank)
@@ -127,10 +185,38 @@ def main():
             if [h["chunk"] for h in hyb] != [c for c, _ in ref] or any(abs(h["score"] - s) > 1e-12 for h, (_, s) in zip(hyb, ref)):
                 hybrid_ok = False
                 hybrid_detail = f"'{q}': {[h['chunk'] for h in hyb]} vs {[c for c, _ in ref]}"
+            # convex fusion, α alternating between a BM25-heavy and a dense-heavy weight
+            alpha = (0.3, 0.7)[qi % 2]
+            bm = dict(lexical.rank(lj["terms"]))
+            sim = dict(zip(ids, sims))
+            cand = {c for c, _ in lexical.rank(lj["terms"])[:10]} | {c for c, _ in want[:10]}  # 10 deep: many a candidate in one list only
+            top_b, top_s = max(bm.get(c, 0.0) for c in cand), max(sim[c] for c in cand)
+            fused = {c: (1 - alpha) * (bm.get(c, 0.0) / top_b if top_b > 0 else 0) + alpha * (sim[c] + 1) / (top_s + 1) for c in cand}
+            ref = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+            cx = json.loads(run(a.bin, "rag", "query", kb, q, "--mode", "hybrid", "--fusion", "convex", "--alpha", str(alpha), "--candidates", "10",
+                                "--exact", "-k", "10", "--json").stdout)
+            got = cx["hits"]
+            ok = len(got) == len(ref) and cx["fusion"] == {"method": "convex", "alpha": alpha, "candidates": 10}
+            for h, (c, sc) in zip(got, ref):
+                d = max(abs(h["score"] - fused.get(h["chunk"], float("inf"))), abs(h["score"] - sc), abs(h["bm25"] - bm.get(h["chunk"], 0.0)) / max(1.0, h["bm25"]),
+                        abs(h["similarity"] - sim[h["chunk"]]))
+                convex_worst = max(convex_worst, d)
+                ok = ok and d <= 1e-5
+                # a score only the fill gives: BM25 that is not ~0 (its common words' idf is floored to 1e-6), any similarity
+                one_sided += (h["bm25_rank"] == 0 and h["bm25"] > 0.1) + (h["dense_rank"] == 0)
+            if [h["chunk"] for h in got] != [c for c, _ in ref] and min(abs(ref[i][1] - ref[i + 1][1]) for i in range(len(ref) - 1)) > 1e-5:
+                ok = False  # another order, and not by a near tie
+            if not ok and convex_ok:
+                convex_ok, convex_detail = False, f"'{q}' (alpha {alpha}): {[h['chunk'] for h in got]} vs {[c for c, _ in ref]}"
         check(f"dense, exact search: the reference's chunks in its order, cosine scores to 1e-5 ({len(QUERIES)} queries)",
               exact_ok and worst <= 1e-5, f"max |score diff| {worst:.2e}")
         check("dense, HNSW: recall@10 ≥ 0.98 against exact search", recall_hits / recall_total >= 0.98, f"{recall_hits}/{recall_total}")
         check("hybrid: reciprocal-rank fusion of BM25 and the reference's dense ranking, recomputed", hybrid_ok, hybrid_detail)
+        check("hybrid, --fusion convex: the reference's order and scores, every hit's BM25 and similarity computed (≤ 1e-5), "
+              "chunks found by one ranking only among them", convex_ok and one_sided > 0,
+              f"max diff {convex_worst:.2e}, {one_sided} scores of chunks outside a ranking's candidates" + (f"; {convex_detail}" if convex_detail else ""))
+
+        serve_fusion(a.bin, model, kb)
 
         # incremental: one changed file embeds only its chunks; a deleted one takes its vectors along
         open(os.path.join(corpus, "note1.md"), "a").write("\n## More\n\nAn added section about copying objects.\n")

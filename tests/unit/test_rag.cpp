@@ -311,6 +311,15 @@ TEST(Rag, IndexIsIncrementalAndQueriesAreSafe) {
     fs::remove_all(dir);
 }
 
+TEST(Rag, ModesAndFusionsByName) {
+    for (Mode m : {Mode::Bm25, Mode::Dense, Mode::Hybrid}) EXPECT_EQ(parse_mode(mode_name(m)), m);
+    for (Fusion f : {Fusion::Rrf, Fusion::Convex}) EXPECT_EQ(parse_fusion(fusion_name(f)), f);
+    EXPECT_STREQ(fusion_name(Fusion::Convex), "convex");
+    EXPECT_THROW(parse_fusion("max"), Error);
+    EXPECT_THROW(parse_mode("fuzzy"), Error);
+    EXPECT_EQ(QueryOptions().fusion, Fusion::Rrf);  // reciprocal rank unless asked otherwise
+}
+
 TEST(Rag, RetrievalMetricsByHand) {
     // one gold document at rank 3 of 10
     EXPECT_DOUBLE_EQ(recall_at({3}, 1, 5), 1.0);
