@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <tuple>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -427,6 +428,12 @@ TEST(Presets, ParameterCounts) {
     EXPECT_NEAR(preset("llama2-70b").n_params() / 1e9, 69.0, 0.1);
     EXPECT_NEAR(preset("llama2-7b").n_params() / 1e9, 6.74, 0.01);
     EXPECT_NEAR(preset("tinyllama-1.1b").n_params() / 1e9, 1.10, 0.01);
+    // bert-base-uncased counts 109,482,240 with its pooler (768·768 + 768), which an encoder preset leaves out
+    EXPECT_EQ(preset("bert-base").n_params(), 109482240 - (768 * 768 + 768));
+    // Turc et al.'s compact BERTs: embeddings 30522·H + 512·H + 2·H + LayerNorm 2·H, then L layers of
+    // 4·(H² + H) attention + 2·4H² + 4H + H feed-forward + 2·2·H LayerNorms
+    for (auto [name, H, L] : {std::tuple{"bert-tiny", 128LL, 2LL}, {"bert-mini", 256LL, 4LL}, {"bert-small", 512LL, 4LL}, {"bert-medium", 512LL, 8LL}})
+        EXPECT_EQ(preset(name).n_params(), (30522 + 512 + 2 + 2) * H + L * (4 * (H * H + H) + 8 * H * H + 5 * H + 4 * H)) << name;
     EXPECT_THROW(preset("gpt5"), Error);
 }
 

@@ -120,7 +120,10 @@ public:
             c.pooling = pool;
             return c;
         };
-        return {b("bert-tiny", 128, 2, 2, Pooling::Cls), b("bert-base", 768, 12, 12, Pooling::Cls), b("bge-small", 384, 12, 12, Pooling::Cls),
+        // bert-tiny/mini/small/medium: the shapes of Google's compact BERTs (Turc et al. 2019, "Well-Read Students Learn
+        // Better"): L layers of H wide, H/64 heads
+        return {b("bert-tiny", 128, 2, 2, Pooling::Cls),     b("bert-mini", 256, 4, 4, Pooling::Cls),    b("bert-small", 512, 4, 8, Pooling::Cls),
+                b("bert-medium", 512, 8, 8, Pooling::Cls),  b("bert-base", 768, 12, 12, Pooling::Cls),  b("bge-small", 384, 12, 12, Pooling::Cls),
                 b("minilm-l6", 384, 6, 12, Pooling::Mean)};
     }
 };
