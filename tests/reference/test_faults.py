@@ -23,12 +23,12 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fortunes  # noqa: E402
+from serve_util import Served  # noqa: E402
 
 RESULTS = {"passed": 0, "failed": 0}
 
@@ -70,37 +70,14 @@ def arena_votes(directory):
         db.close()
 
 
-class Server:
+class Server(Served):
     """`llmforge serve` with two models and an arena database in `directory`; url is None if it did not start."""
 
     def __init__(self, bin_, models, directory, env=None):
-        cmd = [bin_, "serve", "--port", "0", "--no-access-log", "-t", "1", "--arena-db", os.path.join(directory, "arena.db")]
+        args = ["--no-access-log", "-t", "1", "--arena-db", os.path.join(directory, "arena.db")]
         for m in models:
-            cmd += ["-m", m]
-        self.p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-        self.lines, self.url, self.err = [], None, ""
-        for line in self.p.stderr:
-            self.lines.append(line)
-            m = re.search(r"listening on (http://[\d.]+:\d+)", line)
-            if m:
-                self.url = m.group(1)
-                break
-        self.drain = threading.Thread(target=lambda: self.lines.extend(self.p.stderr), daemon=True)
-        self.drain.start()
-        if self.url is None:
-            self.p.wait()
-            self.err = "".join(self.lines)
-
-    def log(self):
-        return "".join(self.lines)
-
-    def post(self, path, body, timeout=60):
-        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+            args += ["-m", m]
+        super().__init__(bin_, args, env)
 
     def vote_on(self, battle):
         status, text = self.post("/arena/api/vote", {"battle": battle, "winner": "a"})
@@ -149,17 +126,6 @@ class Server:
         self.p.wait()
         stop.set()
         t.join()
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        self.drain.join(timeout=5)
-        self.err = "".join(self.lines)
 
 
 def main():

@@ -26,18 +26,15 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import re
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
 
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_bert_torch import args_and_vocab, make_bert, model_dir, reference  # noqa: E402
 from test_rag_bm25 import Bm25  # noqa: E402
+from serve_util import Served  # noqa: E402
 
 RESULTS = {"passed": 0, "failed": 0}
 QUERIES = ["How do I read a file line by line?", "Why is Python slow?", "How can I create a stand-alone binary?", "What is a lambda?",
@@ -68,38 +65,21 @@ def passage_text(title, heading, text):  # as the index documents a chunk (rag::
     return s + (heading + "\n" if heading else "") + text
 
 
-def post(url, body):
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
 def serve_fusion(bin_, model, kb):
     """serve --rag KB --fusion convex --alpha 0.7: POST /v1/retrieve fuses as rag query does (its default, and rrf or
     another alpha where the request says so); a bad fusion or alpha is a 400 naming the parameter."""
-    srv = subprocess.Popen([bin_, "serve", "-m", model, "--rag", kb, "--rag-mode", "hybrid", "--fusion", "convex", "--alpha", "0.7", "--port", "0",
-                            "--no-access-log", "--no-web", "-t", "1"], stderr=subprocess.PIPE, text=True)
-    url = None
+    srv = Served(bin_, ["-m", model, "--rag", kb, "--rag-mode", "hybrid", "--fusion", "convex", "--alpha", "0.7", "--no-access-log", "--no-web",
+                        "-t", "1"])
     try:
-        for line in srv.stderr:
-            m = re.search(r"listening on (http://[\d.]+:\d+)", line)
-            if m:
-                url = m.group(1)
-                break
-        threading.Thread(target=lambda: srv.stderr.read(), daemon=True).start()
-        check("serve --rag --fusion convex starts", url is not None)
-        if not url:
+        check("serve --rag --fusion convex starts", srv.url is not None, srv.err[-200:])
+        if not srv.url:
             return
-        with urllib.request.urlopen(url + "/v1/retrieve", timeout=60) as r:
-            info = json.loads(r.read())
+        info = srv.get_json("/v1/retrieve")
         same, detail = info.get("default_fusion") == "convex" and info.get("default_alpha") == 0.7, ""
         q = "How do I copy an object?"
         for body, args in (({}, ["--fusion", "convex", "--alpha", "0.7"]), ({"fusion": "rrf"}, ["--fusion", "rrf"]),
                            ({"alpha": 0.2}, ["--fusion", "convex", "--alpha", "0.2"])):
-            st, out = post(url + "/v1/retrieve", {"query": q, "k": 5, **body})
+            st, out = srv.post_json("/v1/retrieve", {"query": q, "k": 5, **body})
             want = json.loads(run(bin_, "rag", "query", kb, q, "--mode", "hybrid", "-k", "5", "--json", *args).stdout)
             got = [(d["chunk"], round(d["score"], 12)) for d in out.get("data", [])]
             if st != 200 or got != [(h["chunk"], round(h["score"], 12)) for h in want["hits"]] or out.get("fusion") != want.get("fusion"):
@@ -107,12 +87,11 @@ def serve_fusion(bin_, model, kb):
         check("POST /v1/retrieve: the server's fusion by default, the request's fusion and alpha otherwise, as rag query ranks", same, detail)
         errs = []
         for body, param in (({"fusion": "max"}, "fusion"), ({"fusion": 1}, "fusion"), ({"alpha": 1.5}, "alpha"), ({"alpha": "x"}, "alpha")):
-            st, out = post(url + "/v1/retrieve", {"query": q, **body})
+            st, out = srv.post_json("/v1/retrieve", {"query": q, **body})
             errs.append(st == 400 and out.get("error", {}).get("param") == param)
         check("POST /v1/retrieve: an unknown fusion, an alpha outside [0, 1] or not a number: 400 naming the parameter", all(errs), str(errs))
     finally:
-        srv.terminate()
-        srv.wait()
+        srv.stop()
 
 
 def main():

@@ -21,13 +21,9 @@ Run: /usr/bin/python3 tests/reference/test_reranker_torch.py --bin build/llmforg
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import tempfile
-import threading
-import urllib.error
-import urllib.request
 
 import numpy as np
 import torch
@@ -35,6 +31,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_bert_torch import RESULTS, check, args_and_vocab, make_bert, model_dir, write_safetensors  # noqa: E402
 import gguf_raw  # noqa: E402
+from serve_util import Served  # noqa: E402
+
 
 def score(w, cfg, ids, types):
     return float(score_t(w, cfg, ids, types))
@@ -69,34 +67,17 @@ def pair(q, p, ctx):
     return ids, [0] * (len(q) + 2) + [1] * (len(p) + 1)
 
 
-def post(url, body):
-    """(status, JSON answer) of a POST."""
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
 def serve_rerank(bin_, emb, reranker, query, passages, refs, pair_lengths):
     """serve -m EMB --rerank RERANKER: POST /v1/rerank's scores are the reference's, best first, in Jina's/Cohere's shape."""
-    srv = subprocess.Popen([bin_, "serve", "-m", emb, "--rerank", reranker, "--port", "0", "--no-access-log", "--no-web", "-t", "1"],
-                           stderr=subprocess.PIPE, text=True)
-    url = None
+    srv = Served(bin_, ["-m", emb, "--rerank", reranker, "--no-access-log", "--no-web", "-t", "1"])
+    post = srv.post_json
     try:
-        for line in srv.stderr:
-            m = re.search(r"listening on (http://[\d.]+:\d+)", line)
-            if m:
-                url = m.group(1)
-                break
-        threading.Thread(target=lambda: srv.stderr.read(), daemon=True).start()
-        check("serve --rerank starts", url is not None)
-        if not url:
+        check("serve --rerank starts", srv.url is not None, srv.err[-200:])
+        if not srv.url:
             return
         docs = list(passages)
         docs[1] = {"text": passages[1]}  # Jina's and Cohere's object form
-        st, out = post(url + "/v1/rerank", {"model": "ce", "query": query, "documents": docs, "top_n": 3, "return_documents": True})
+        st, out = post("/v1/rerank", {"model": "ce", "query": query, "documents": docs, "top_n": 3, "return_documents": True})
         best = sorted(range(len(refs)), key=lambda i: -refs[i])[:3]
         res = out.get("results", []) if st == 200 else []
         check("POST /v1/rerank: the reference's scores (≤ 1e-4), the top 3 best first, each with its document and the usage in tokens",
@@ -104,7 +85,7 @@ def serve_rerank(bin_, emb, reranker, query, passages, refs, pair_lengths):
               and all(x["document"]["text"] == passages[x["index"]] for x in res) and out.get("model") == "ce" and out.get("object") == "list"
               and out.get("usage", {}).get("total_tokens") == sum(pair_lengths),
               f"{st} {[(x['index'], x['relevance_score']) for x in res]} vs {[(i, refs[i]) for i in best]}, usage {out.get('usage')} vs {sum(pair_lengths)}")
-        st, out = post(url + "/rerank", {"query": query, "documents": passages[:2]})
+        st, out = post("/rerank", {"query": query, "documents": passages[:2]})
         res = out.get("results", []) if st == 200 else []
         check("POST /rerank without a model: every document, no texts unless asked",
               sorted(x["index"] for x in res) == [0, 1] and all("document" not in x for x in res), f"{st} {json.dumps(out)[:200]}")
@@ -116,15 +97,14 @@ def serve_rerank(bin_, emb, reranker, query, passages, refs, pair_lengths):
                ({"query": "q", "documents": ["d"], "top_n": 0}, 400, "integer_below_min_value"),
                ({"query": "q", "documents": ["d"] * 1001}, 400, "array_above_max_length"),
                ({"query": "q", "documents": ["d"], "rank_fields": ["x"]}, 400, "unknown_parameter")]
-        got = [post(url + "/v1/rerank", b) for b, _, _ in bad]
+        got = [post("/v1/rerank", b) for b, _, _ in bad]
         check("bad rerank requests: OpenAI-shaped errors with the right status and code",
               all(st == want and out.get("error", {}).get("code") == code for (st, out), (_, want, code) in zip(got, bad)),
               str([(st, out.get("error", {}).get("code")) for st, out in got]))
-        st, out = post(url + "/v1/embeddings", {"model": "emb", "input": "still serving"})
+        st, out = post("/v1/embeddings", {"model": "emb", "input": "still serving"})
         check("the -m model is served beside it", st == 200 and len(out["data"][0]["embedding"]) > 0, str(st))
     finally:
-        srv.terminate()
-        srv.wait(timeout=30)
+        srv.stop()
     r = subprocess.run([bin_, "serve", "-m", reranker, "--port", "0"], capture_output=True, text=True, timeout=60)
     check("serve -m RERANKER: one line pointing to --rerank, exit 2", r.returncode == 2 and [l for l in r.stderr.splitlines() if "error" in l] == [r.stderr.strip().splitlines()[-1]] and "--rerank" in r.stderr,
           r.stderr.strip()[-200:])
