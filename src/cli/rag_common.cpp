@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 void HybridCli::add_to(CLI::App* cmd) {
     cmd->add_option("--candidates", candidates, "hybrid: how deep each ranking is fused")->capture_default_str()->check(at_least(1));
     cmd->add_option("--fusion", fusion, "hybrid: rrf (reciprocal-rank fusion: ranks only) or convex ((1 - alpha) * BM25 + alpha * cosine "
-                                        "similarity, each scaled by the best candidate's)")
+                                        "similarity, each scaled to [0, 1] from its lowest possible value to the best candidate's)")
         ->capture_default_str()->check(CLI::IsMember({"rrf", "convex"}));
     cmd->add_option("--rrf-k", rrf_k, "rrf: the constant k of 1 / (k + rank)")->capture_default_str()->check(at_least(1));
     cmd->add_option("--alpha", alpha, "convex: the dense score's weight (0: BM25's ranking, 1: the dense one)")->capture_default_str()
