@@ -185,6 +185,15 @@ void update_dense(const SqliteDb& db, const std::string& dir, const IndexOptions
 
 // ---------------------------------------------------------------------------------------------------------- searches
 
+namespace {
+// The cosine similarity of two unit vectors, summed in double (exact search and the scores fusion looks up)
+double dot(const float* a, const float* b, size_t n) {
+    double s = 0;
+    for (size_t c = 0; c < n; ++c) s += static_cast<double>(a[c]) * b[c];
+    return s;
+}
+}  // namespace
+
 struct DenseSearch::Graph {
     std::unique_ptr<hnswlib::InnerProductSpace> space;
     std::unique_ptr<hnswlib::HierarchicalNSW<float>> hnsw;
@@ -239,11 +248,7 @@ std::vector<std::pair<int64_t, double>> DenseSearch::search(const std::vector<fl
             }
         }
         const size_t n = g_->all_ids.size(), D = static_cast<size_t>(g_->dim);
-        for (size_t i = 0; i < n; ++i) {
-            double dot = 0;
-            for (size_t c = 0; c < D; ++c) dot += static_cast<double>(q[c]) * g_->all[i * D + c];
-            out.emplace_back(g_->all_ids[i], dot);
-        }
+        for (size_t i = 0; i < n; ++i) out.emplace_back(g_->all_ids[i], dot(q.data(), &g_->all[i * D], D));
         const size_t m = std::min(out.size(), static_cast<size_t>(k));
         std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(m), out.end(),
                           [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
@@ -270,10 +275,7 @@ std::vector<double> DenseSearch::similarity(const std::vector<float>& q, const s
         if (!st.step()) throw_bad_input("'%s': chunk %lld has no vector: run `llmforge rag index` again", dir_.c_str(), static_cast<long long>(id));
         const auto [p, bytes] = st.blob(0);
         if (bytes != q.size() * sizeof(float)) throw_bad_input("'%s': a stored vector has the wrong size", dir_.c_str());
-        const float* f = static_cast<const float*>(p);
-        double dot = 0;
-        for (size_t c = 0; c < q.size(); ++c) dot += static_cast<double>(q[c]) * f[c];
-        out.push_back(dot);
+        out.push_back(dot(q.data(), static_cast<const float*>(p), q.size()));
         st.reset();
     }
     return out;
