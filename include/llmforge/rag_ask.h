@@ -13,10 +13,16 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "llmforge/chat_session.h"
 #include "llmforge/rag.h"
 
 namespace llmforge::rag {
+
+// How a hybrid query fuses its rankings, as `rag query --json`, `rag eval --json` and POST /v1/retrieve report it:
+// {"method": "rrf"|"convex", "candidates", and "k" (rrf) or "alpha" (convex)}.
+nlohmann::json fusion_json(const QueryOptions& q);
 
 struct AskOptions {
     QueryOptions query;          // the retrieval (k: how many sources at most)

@@ -236,7 +236,8 @@ void add_rag_query(CLI::App* rag) {
         const std::vector<rag::Hit> hits = kb.query(o->question, qo);
         if (o->json) {
             nlohmann::json j = {{"query", o->question}, {"mode", o->mode}, {"analyzer", rag::analyzer_name(kb.analyzer())}, {"terms", rag::terms(o->question, kb.analyzer())}, {"hits", nlohmann::json::array()}};
-            if (qo.mode == rag::Mode::Hybrid) j["fusion"] = o->hy.json();
+            if (qo.mode == rag::Mode::Hybrid) j["fusion"] = rag::fusion_json(qo);
+            const bool both = qo.mode == rag::Mode::Hybrid && qo.fusion == rag::Fusion::Convex;  // every hit has both scores
             for (size_t i = 0; i < hits.size(); ++i) {
                 const rag::Hit& h = hits[i];
                 j["hits"].push_back({{"rank", i + 1}, {"chunk", h.chunk}, {"score", h.score}, {"source", h.source}, {"title", h.title},
@@ -245,7 +246,6 @@ void add_rag_query(CLI::App* rag) {
                     j["hits"].back()["bm25_rank"] = h.bm25_rank;
                     j["hits"].back()["dense_rank"] = h.dense_rank;
                 }
-                const bool both = qo.mode == rag::Mode::Hybrid && qo.fusion == rag::Fusion::Convex;  // every hit has both scores
                 if (h.bm25_rank || both) j["hits"].back()["bm25"] = h.bm25;
                 if (h.dense_rank || both) j["hits"].back()["similarity"] = h.similarity;
                 if (h.retrieval_rank) j["hits"].back()["retrieval_rank"] = h.retrieval_rank;
@@ -596,7 +596,11 @@ void add_rag_eval(CLI::App* rag) {
         auto est = [](const rag::Estimate& e) { return nlohmann::json{{"mean", e.mean}, {"lo", e.lo}, {"hi", e.hi}}; };
         nlohmann::json out = {{"index", o->kb}, {"qa", o->qa}, {"questions", qa.size()}, {"k", o->k}, {"bootstrap", o->bootstrap},
                               {"modes", nlohmann::json::object()}};
-        if (std::find(o->modes.begin(), o->modes.end(), "hybrid") != o->modes.end()) out["fusion"] = o->hy.json();
+        if (std::find(o->modes.begin(), o->modes.end(), "hybrid") != o->modes.end()) {
+            rag::QueryOptions q;
+            o->hy.apply(q);
+            out["fusion"] = rag::fusion_json(q);
+        }
         if (!o->json)
             std::printf("%s, %zu questions (95 %% bootstrap intervals, %d resamples)\n", o->qa.c_str(), qa.size(), o->bootstrap);
         std::vector<double> first_rr;

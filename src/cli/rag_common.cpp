@@ -31,13 +31,6 @@ void HybridCli::apply(rag::QueryOptions& q) const {
     q.alpha = alpha;
 }
 
-nlohmann::json HybridCli::json() const {
-    nlohmann::json j = {{"method", fusion}, {"candidates", candidates}};
-    if (fusion == "rrf") j["k"] = rrf_k;
-    else j["alpha"] = alpha;
-    return j;
-}
-
 std::unique_ptr<RerankModel> open_reranker(const std::string& path, int threads) {
     if (path.empty()) return nullptr;
     auto r = std::make_unique<RerankModel>();

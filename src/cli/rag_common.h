@@ -4,8 +4,6 @@
 #include <optional>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
 #include "core/threadpool.h"
 #include "llmforge/embedder.h"
 #include "llmforge/model.h"
@@ -26,7 +24,6 @@ struct HybridCli {
     double alpha = 0.5;
     void add_to(CLI::App* cmd);
     void apply(rag::QueryOptions& q) const;
-    nlohmann::json json() const;  // {"method", "candidates", and "k" or "alpha"}, as --json prints it
 };
 
 // The embedding model of dense retrieval: `--embed-model`, or the one the index records.

@@ -91,4 +91,11 @@ AnswerEval evaluate_answers(const Index& index, ChatSession& chat, const ChatFor
     return r;
 }
 
+nlohmann::json fusion_json(const QueryOptions& q) {
+    nlohmann::json j = {{"method", fusion_name(q.fusion)}, {"candidates", q.candidates}};
+    if (q.fusion == Fusion::Rrf) j["k"] = q.rrf_k;
+    else j["alpha"] = q.alpha;
+    return j;
+}
+
 }  // namespace llmforge::rag

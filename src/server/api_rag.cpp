@@ -2,6 +2,7 @@
 // with the grounded prompt rag ask would send (llmforge's own endpoint, OpenAI-shaped errors).
 #include "llmforge/embedder.h"
 #include "llmforge/error.h"
+#include "llmforge/rag_ask.h"
 #include "server/api_internal.h"
 
 namespace llmforge::server {
@@ -83,8 +84,7 @@ void Api::retrieve(const http::Request& req, const http::ExchangePtr& ex) {
     }
     json out = {{"object", "list"}, {"query", query}, {"mode", rag::mode_name(qo.mode)}, {"data", std::move(data)}, {"lead", lead}, {"sources", sources.size()},
                 {"system", rag::kGroundedInstruction}};
-    if (qo.mode == rag::Mode::Hybrid) out["fusion"] = qo.fusion == rag::Fusion::Rrf ? json{{"method", "rrf"}, {"candidates", qo.candidates}, {"k", qo.rrf_k}}
-                                                                                     : json{{"method", "convex"}, {"candidates", qo.candidates}, {"alpha", qo.alpha}};
+    if (qo.mode == rag::Mode::Hybrid) out["fusion"] = rag::fusion_json(qo);
     out["prompt"] = sources.empty() ? json(nullptr) : json(rag::grounded_prompt(query, sources));
     reply(ex, 200, dump(out), "/v1/retrieve");
 }
